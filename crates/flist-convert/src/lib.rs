@@ -1,0 +1,1 @@
+//! Archive, directory and OCI image conversion to flists; extraction and verification.

@@ -1,0 +1,197 @@
+//! The chunk codec: how a plaintext chunk becomes the encrypted, content-addressed bytes
+//! stored in the chunk store, and back.
+//!
+//! `K = BLAKE2b-16(P)`, `C = snappy(P)` (raw block format), `E = XXTEA(C, K)` with a
+//! length word appended, `H = BLAKE2b-16(E)`. `H` is the store key, `K` the decryption key.
+
+use blake2::digest::{Update, VariableOutput};
+use blake2::Blake2bVar;
+
+use crate::error::CodecError;
+use crate::tree::Block;
+
+/// Plaintext chunk size: 512 KiB.
+pub const CHUNK_SIZE: usize = 512 * 1024;
+/// `File.blockSize` written to flists, in 4 KiB units (512 KiB).
+pub const BLOCK_SIZE_UNITS: u16 = 128;
+
+/// Unkeyed BLAKE2b with an `N`-byte digest (the digest length is in the parameter block, so
+/// this is not a truncated BLAKE2b-512).
+pub fn blake2b<const N: usize>(data: &[u8]) -> [u8; N] {
+    let mut h = Blake2bVar::new(N).expect("1..=64 byte digests are valid");
+    h.update(data);
+    let mut out = [0u8; N];
+    h.finalize_variable(&mut out).expect("output length matches");
+    out
+}
+
+/// BLAKE2b-16 as hex: the key of a directory row for `path`.
+pub fn dir_key(path: &str) -> String {
+    hex::encode(blake2b::<16>(path.as_bytes()))
+}
+
+/// Number of chunks of a file of `size` bytes.
+pub fn chunk_count(size: u64) -> u64 {
+    size.div_ceil(CHUNK_SIZE as u64)
+}
+
+/// A chunk ready for the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedChunk {
+    /// Store key and decryption key.
+    pub block: Block,
+    /// Encrypted compressed bytes (`E`), the value to store under `block.hash`.
+    pub data: Vec<u8>,
+}
+
+/// Compresses and encrypts one plaintext chunk.
+pub fn encode_chunk(plain: &[u8]) -> EncodedChunk {
+    let key = blake2b::<16>(plain);
+    let compressed = compress(plain);
+    let data = xxtea_encrypt(&compressed, &key);
+    let hash = blake2b::<16>(&data);
+    EncodedChunk { block: Block { hash, key }, data }
+}
+
+/// Checks, decrypts and decompresses a stored chunk, verifying both hashes.
+pub fn decode_chunk(block: &Block, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+    if blake2b::<16>(data) != block.hash {
+        return Err(CodecError::HashMismatch { chunk: hex::encode(block.hash), what: "stored bytes" });
+    }
+    let compressed = xxtea_decrypt(data, &block.key)
+        .ok_or_else(|| CodecError::Decrypt { chunk: hex::encode(block.hash) })?;
+    let plain = snap::raw::Decoder::new()
+        .decompress_vec(&compressed)
+        .map_err(|e| CodecError::Decompress { chunk: hex::encode(block.hash), reason: e.to_string() })?;
+    if blake2b::<16>(&plain) != block.key {
+        return Err(CodecError::HashMismatch { chunk: hex::encode(block.hash), what: "plaintext" });
+    }
+    Ok(plain)
+}
+
+/// Raw snappy block compression.
+pub fn compress(plain: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(plain).expect("snappy accepts any input below 4 GiB")
+}
+
+const DELTA: u32 = 0x9E37_79B9;
+
+fn key_words(key: &[u8; 16]) -> [u32; 4] {
+    let mut k = [0u32; 4];
+    for (i, w) in k.iter_mut().enumerate() {
+        *w = u32::from_le_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]]);
+    }
+    k
+}
+
+#[inline]
+fn mx(sum: u32, y: u32, z: u32, p: usize, e: usize, k: &[u32; 4]) -> u32 {
+    (((z >> 5) ^ (y << 2)).wrapping_add((y >> 3) ^ (z << 4)))
+        ^ ((sum ^ y).wrapping_add(k[(p & 3) ^ e] ^ z))
+}
+
+/// XXTEA-encrypts `data` zero-padded to whole words plus one word holding its length.
+pub fn xxtea_encrypt(data: &[u8], key: &[u8; 16]) -> Vec<u8> {
+    let nwords = data.len().div_ceil(4) + 1;
+    let mut v = vec![0u32; nwords];
+    for (i, chunk) in data.chunks(4).enumerate() {
+        let mut b = [0u8; 4];
+        b[..chunk.len()].copy_from_slice(chunk);
+        v[i] = u32::from_le_bytes(b);
+    }
+    v[nwords - 1] = data.len() as u32;
+    let k = key_words(key);
+    let n = nwords;
+    let rounds = 6 + 52 / n;
+    let mut sum: u32 = 0;
+    let mut z = v[n - 1];
+    for _ in 0..rounds {
+        sum = sum.wrapping_add(DELTA);
+        let e = ((sum >> 2) & 3) as usize;
+        for p in 0..n {
+            let y = v[(p + 1) % n];
+            v[p] = v[p].wrapping_add(mx(sum, y, z, p, e, &k));
+            z = v[p];
+        }
+    }
+    let mut out = Vec::with_capacity(n * 4);
+    for w in v {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// Reverses [`xxtea_encrypt`]; `None` when the input is not whole words or the embedded
+/// length is impossible (wrong key or corrupt data).
+pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Option<Vec<u8>> {
+    if data.len() < 8 || data.len() % 4 != 0 {
+        return None;
+    }
+    let mut v: Vec<u32> = data
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let n = v.len();
+    let k = key_words(key);
+    let rounds = 6 + 52 / n;
+    let mut sum = (rounds as u32).wrapping_mul(DELTA);
+    let mut y = v[0];
+    for _ in 0..rounds {
+        let e = ((sum >> 2) & 3) as usize;
+        for p in (0..n).rev() {
+            let z = v[(p + n - 1) % n];
+            v[p] = v[p].wrapping_sub(mx(sum, y, z, p, e, &k));
+            y = v[p];
+        }
+        sum = sum.wrapping_sub(DELTA);
+    }
+    let m = v[n - 1] as usize;
+    let max = 4 * n - 4;
+    if m > max || m + 3 < max {
+        return None;
+    }
+    let mut out = Vec::with_capacity(max);
+    for w in &v[..n - 1] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.truncate(m);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_vectors() {
+        assert_eq!(dir_key(""), "cae66941d9efbd404e4d88758ea67670");
+        assert_eq!(dir_key("etc"), "9308da158ed557db704826796bca9f68");
+        assert_eq!(dir_key("usr/bin"), "46c939da162118cf47886fe40f8b5600");
+        assert_eq!(
+            hex::encode(blake2b::<8>(b"user:root\ngroup:root\nmode:0o755\nuid:0\ngid:0")),
+            "d7683de000c13689"
+        );
+        let c = encode_chunk(b"hello world\n");
+        assert_eq!(hex::encode(c.block.key), "c0cdb4699cdaa9eea4c563a934f1d52b");
+        assert_eq!(hex::encode(compress(b"hello world\n")), "0c2c68656c6c6f20776f726c640a");
+        assert_eq!(hex::encode(&c.data), "893f00077aad00982c3024bda3cbe527b9e1ecb0");
+        assert_eq!(hex::encode(c.block.hash), "a5147f6e7cac3a7076f942cb5e00d896");
+        assert_eq!(decode_chunk(&c.block, &c.data).unwrap(), b"hello world\n");
+    }
+
+    #[test]
+    fn round_trip_sizes_and_tamper() {
+        for size in [0usize, 1, 3, 4, 5, 7, 8, 100, 4096, CHUNK_SIZE - 1, CHUNK_SIZE] {
+            let p: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let c = encode_chunk(&p);
+            assert_eq!(decode_chunk(&c.block, &c.data).unwrap(), p, "size {size}");
+            let mut bad = c.data.clone();
+            bad[0] ^= 1;
+            assert!(matches!(decode_chunk(&c.block, &bad), Err(CodecError::HashMismatch { .. })));
+        }
+        assert!(xxtea_decrypt(b"abc", &[0; 16]).is_none());
+        assert_eq!(chunk_count(0), 0);
+        assert_eq!(chunk_count(524_288), 1);
+        assert_eq!(chunk_count(524_289), 2);
+    }
+}

@@ -1,0 +1,1 @@
+//! The hub's HTTP API, web pages, jobs and identity.

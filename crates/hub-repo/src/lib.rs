@@ -1,0 +1,1 @@
+//! The hub's repository model: catalog, content-addressed flist files, links, tags, audit.

@@ -1,0 +1,1 @@
+//! Test harness: real redis-server on a free port, fixtures, archive builders.

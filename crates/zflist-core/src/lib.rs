@@ -1,0 +1,1 @@
+//! The zflist command implementations (session editing, pack, extract, inspect, verify).
