@@ -1,1 +1,118 @@
-//! Archive, directory and OCI image conversion to flists; extraction and verification.
+//! Archive and directory conversion to flists; extraction and verification.
+//!
+//! - [`pack_archive`]: a tar stream (gzip, zstd, xz, bzip2 or plain, detected from its magic
+//!   bytes) to a [`Tree`], chunks stored in a [`Store`]; [`pack_dir`]: the same from a
+//!   directory. Both produce the same tree for the same content, with children ordered as
+//!   the reference writer orders them (directories first, then by name).
+//! - Untrusted input is bounded by [`Limits`] and [`PathPolicy`]; every refusal is a
+//!   specific [`ConvertError`] variant, and no flist is written when conversion fails.
+//! - The pipeline decompresses on one thread, parses on another, encodes chunks on a pool
+//!   of workers and writes batches to the store, with bounded queues throughout.
+//!
+//! These functions block: call them from a plain thread or `spawn_blocking`, never from an
+//! async task (store calls run on the runtime given in [`ConvertOptions::runtime`], the
+//! current one, or a private one).
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use flist_format::Tree;
+use flist_store::Store;
+
+mod builder;
+mod decompress;
+mod dirpack;
+mod error;
+mod options;
+mod pipeline;
+mod tarball;
+#[cfg(feature = "oci")]
+pub mod oci;
+
+pub use builder::sort_children;
+pub use decompress::Compression;
+pub use error::{ConvertError, LimitKind, Result};
+pub use options::{
+    warn, ConvertOptions, Limits, PathPolicy, Progress, ProgressReport, Stats, UploadMode, Warning,
+};
+
+use builder::TreeBuilder;
+use options::{Counters, Warnings};
+
+/// A converted tree and what it took.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    /// The tree, every regular file with its chunk list.
+    pub tree: Tree,
+    /// Counts and warnings.
+    pub stats: Stats,
+}
+
+fn finish(
+    builder: TreeBuilder,
+    mut results: builder::ChunkResults,
+    counters: &Counters,
+    opts: &ConvertOptions,
+) -> Result<Packed> {
+    let (tree, warnings, hard_links) = builder.finish(&mut results)?;
+    let stats = make_stats(&tree, warnings, hard_links, counters);
+    if let Some(p) = &opts.progress {
+        p.progress(&counters.report());
+    }
+    Ok(Packed { tree, stats })
+}
+
+fn make_stats(tree: &Tree, warnings: Warnings, hard_links: u64, counters: &Counters) -> Stats {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = tree.stats();
+    Stats {
+        files: t.regular,
+        directories: t.directory,
+        symlinks: t.symlink,
+        specials: t.special,
+        hard_links,
+        bytes: t.fullsize,
+        bytes_read: counters.bytes_read.load(Relaxed),
+        bytes_expanded: counters.bytes_expanded.load(Relaxed),
+        entries: counters.entries.load(Relaxed),
+        chunks_written: counters.chunks_new.load(Relaxed),
+        chunks_present: counters.chunks_present.load(Relaxed),
+        chunks_deduplicated: counters.chunks_dedup.load(Relaxed),
+        warnings: warnings.into_vec(),
+    }
+}
+
+/// Converts a tar archive stream into a tree, storing its chunks in `store` (with `None`,
+/// chunks are encoded, so the tree has its block keys, but stored nowhere).
+pub fn pack_archive<R: Read + Send>(
+    mut input: R,
+    store: Option<&Arc<dyn Store>>,
+    opts: &ConvertOptions,
+) -> Result<Packed> {
+    let counters = Counters::default();
+    let input: &mut (dyn Read + Send) = &mut input;
+    let (builder, results) = pipeline::run(store, opts, &counters, |sender| {
+        let mut b = TreeBuilder::new(0);
+        tarball::read_archive(input, opts, &counters, sender, &mut b)?;
+        Ok(b)
+    })?;
+    finish(builder, results, &counters, opts)
+}
+
+/// Converts a tar archive in memory into a tree without any store (fuzzing, previews).
+pub fn archive_to_tree(archive: &[u8], opts: &ConvertOptions) -> Result<Packed> {
+    pack_archive(archive, None, opts)
+}
+
+/// Converts a directory into a tree, storing chunks in `store`. Symlinks are never
+/// followed; owner names are the numeric ids (`root` for 0), as for numeric-owner tars.
+pub fn pack_dir(dir: &Path, store: Option<&Arc<dyn Store>>, opts: &ConvertOptions) -> Result<Packed> {
+    let counters = Counters::default();
+    let (builder, results) = pipeline::run(store, opts, &counters, |sender| {
+        let mut b = TreeBuilder::new(0);
+        dirpack::read_dir_tree(dir, opts, &counters, sender, &mut b)?;
+        Ok(b)
+    })?;
+    finish(builder, results, &counters, opts)
+}

@@ -13,6 +13,8 @@ use indexmap::IndexMap;
 
 use crate::error::TreeError;
 
+pub use crate::diff::{diff, DiffOptions};
+
 /// Index of a node in its [`Tree`].
 pub type NodeId = usize;
 

@@ -3,14 +3,34 @@
 //! A chunk store is a key-value store of encrypted chunks keyed by their BLAKE2b-16 hash.
 //! [`Store`] is the async interface every backend implements; [`open`] picks the backend
 //! from a store URL (`zdb://`, `redis://`, `dir://`, `http(s)://`, or a router of ranges).
+//! [`BlockingStore`] wraps a store for synchronous callers (converter worker threads).
 //!
 //! This crate knows nothing of flists: keys and values are opaque bytes.
+//!
+//! ```
+//! # fn main() -> Result<(), flist_store::StoreError> {
+//! let dir = std::env::temp_dir().join(format!("flist-store-doc-{}", std::process::id()));
+//! let store = flist_store::BlockingStore::open(&format!("dir://{}", dir.display()))?;
+//! store.set(b"\x01\x02", bytes::Bytes::from_static(b"chunk"))?;
+//! assert_eq!(store.get(b"\x01\x02")?.as_deref(), Some(&b"chunk"[..]));
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(()) }
+//! ```
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+mod blocking;
+mod dir;
 mod error;
+mod resp;
+mod url;
+
+pub use blocking::BlockingStore;
+pub use dir::DirStore;
 pub use error::StoreError;
+pub use resp::RespStore;
+pub use url::{open, open_many, open_url, Endpoint, Route, StoreUrl};
 
 /// Result of writing one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +46,8 @@ pub enum SetOutcome {
 /// Batched operations pipeline their requests; results are in the order of the input keys.
 /// A batch either succeeds as a whole or returns an error: partial success is never
 /// reported as success.
+///
+/// `Display` shows the store's URL with credentials redacted.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + std::fmt::Display {
     /// Fetches one value; `None` when the key is absent.
@@ -41,4 +63,93 @@ pub trait Store: Send + Sync + std::fmt::Debug + std::fmt::Display {
     async fn exists_many(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>, StoreError>;
     /// Stores many values, pipelined; existing keys are not rewritten.
     async fn set_many(&self, items: &[(Vec<u8>, Bytes)]) -> Result<Vec<SetOutcome>, StoreError>;
+
+    /// Fetches one value that must exist: an absent key is [`StoreError::NotFound`].
+    async fn get_required(&self, key: &[u8]) -> Result<Bytes, StoreError> {
+        match self.get(key).await? {
+            Some(v) => Ok(v),
+            None => Err(StoreError::NotFound { store: self.to_string(), key: hex::encode(key) }),
+        }
+    }
+
+    /// Fetches many values that must all exist; the first absent key is
+    /// [`StoreError::NotFound`].
+    async fn get_many_required(&self, keys: &[Vec<u8>]) -> Result<Vec<Bytes>, StoreError> {
+        let values = self.get_many(keys).await?;
+        let mut out = Vec::with_capacity(values.len());
+        for (key, value) in keys.iter().zip(values) {
+            match value {
+                Some(v) => out.push(v),
+                None => {
+                    return Err(StoreError::NotFound {
+                        store: self.to_string(),
+                        key: hex::encode(key),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// False for read-only stores (HTTP), whose `set` fails with
+    /// [`StoreError::Unsupported`].
+    fn is_writable(&self) -> bool {
+        true
+    }
+}
+
+/// Tuning of network stores.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Limit for one request round (a pipelined window of commands); default 30 s.
+    pub timeout: std::time::Duration,
+    /// Limit for establishing a connection (incl. the handshake); default 5 s.
+    pub connect_timeout: std::time::Duration,
+    /// Connections per server; default 4.
+    pub pool_size: usize,
+    /// Retries of a request round that failed before any reply arrived (connection reset,
+    /// refused); default 3, with exponential backoff from 100 ms.
+    pub retries: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            timeout: std::time::Duration::from_secs(30),
+            connect_timeout: std::time::Duration::from_secs(5),
+            pool_size: 4,
+            retries: 3,
+        }
+    }
+}
+
+/// Opens a parsed store URL with explicit [`OpenOptions`].
+pub async fn open_url_with(
+    url: &StoreUrl,
+    options: &OpenOptions,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match url {
+        StoreUrl::Zdb { .. } | StoreUrl::Redis { .. } => {
+            Ok(std::sync::Arc::new(RespStore::new(url.clone(), options.clone())))
+        }
+        StoreUrl::Dir { path, fsync } => {
+            let (path, fsync) = (path.clone(), *fsync);
+            let store = tokio::task::spawn_blocking(move || {
+                DirStore::new(path).map(|s| s.with_fsync(fsync))
+            })
+            .await
+            .map_err(|e| StoreError::Other { store: url.to_string(), message: e.to_string() })??;
+            Ok(std::sync::Arc::new(store))
+        }
+        StoreUrl::S3 { .. } => Err(StoreError::Unsupported {
+            store: url.to_string(),
+            operation: "open".into(),
+            reason: "S3 stores are not supported yet".into(),
+        }),
+        _ => Err(StoreError::Unsupported {
+            store: url.to_string(),
+            operation: "open".into(),
+            reason: "this store kind is not implemented yet".into(),
+        }),
+    }
 }

@@ -1,1 +1,27 @@
 //! The hub's HTTP API, web pages, jobs and identity.
+//!
+//! [`server::start`] (or [`server::start_on`] with a bound listener) opens the data
+//! directory, the chunk store and the identity keys from a [`HubConfig`] and serves:
+//! - the JSON API of `shared/spec/hub-api.md` (public reads, `/api/flist/me/...` writes
+//!   authenticated by hub tokens or ES384 JWTs, `INFO` method, uploads, merge);
+//! - downloads with ETag/Range/HEAD, `.md5`/`.txt`/`.json`/`.md` companions;
+//! - minimal server-rendered pages and the 3Bot login flow;
+//! - job progress over Server-Sent Events at `/listen/<id>`.
+//!
+//! Errors on `/api/*` are JSON (`{"status":"error","message"}`) with real status codes.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod jobs;
+pub mod render;
+pub mod server;
+pub mod state;
+pub mod threebot;
+pub mod upload;
+pub mod web;
+
+pub use config::HubConfig;
+pub use error::ApiError;
+pub use server::{router, start, start_on, Server, ServerError};

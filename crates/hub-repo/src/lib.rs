@@ -1,1 +1,35 @@
 //! The hub's repository model: catalog, content-addressed flist files, links, tags, audit.
+//!
+//! [`Hub::open`] a data directory, then:
+//! - reads: [`Hub::repositories`], [`Hub::list`], [`Hub::list_all`], [`Hub::resolve`],
+//!   [`Hub::resolve_in_tag`], [`Hub::tag_links`], [`Hub::dump`], [`Hub::metadata`];
+//! - writes, each taking the acting [`Actor`] and audited in the same transaction:
+//!   [`Hub::put_flist`], [`Hub::link`], [`Hub::crosslink`], [`Hub::rename`], [`Hub::delete`],
+//!   [`Hub::promote`], [`Hub::tag_add`], [`Hub::tag_remove`], [`Hub::crosstag`],
+//!   [`Hub::crosstag_remove`], [`Hub::merge`];
+//! - identity and jobs: [`Hub::create_token`], [`Hub::check_token`], [`Hub::revoke_token`],
+//!   [`Hub::job_create`] and friends (jobs left running by a crash read as failed);
+//! - maintenance: [`Hub::import_legacy`], [`Hub::integrity_check`], [`Hub::audit_log`].
+//!
+//! Everything blocks: call it from `spawn_blocking` in async code.
+
+mod actor;
+mod blobs;
+mod db;
+mod error;
+mod hub;
+pub mod inspect;
+mod jobs;
+mod legacy;
+mod model;
+pub mod names;
+mod tokens;
+
+pub use actor::Actor;
+pub use blobs::StagedFlist;
+pub use error::RepoError;
+pub use hub::{now, Hub, MAX_HOPS};
+pub use jobs::{JobRecord, JobState};
+pub use legacy::ImportReport;
+pub use model::*;
+pub use tokens::{token_hash, TokenCheck, TokenInfo};

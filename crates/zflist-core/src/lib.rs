@@ -1,1 +1,38 @@
-//! The zflist command implementations (session editing, pack, extract, inspect, verify).
+//! The zflist command implementations: the reference tool's editing session (`open`,
+//! `init`, `ls`, `find`, `stat`, `cat`, `get`, `put`, `putdir`, `chmod`, `rm`, `rmdir`,
+//! `mkdir`, `metadata`, `merge`, `check`, `chunks`, `commit`, `close`) and the one-shot
+//! commands (`pack`, `extract`, `inspect`, `verify`).
+//!
+//! Every command returns a [`Response`] (JSON data for the `ZFLIST_JSON=1` envelope plus its
+//! text rendering) or an [`Error`] naming the command ("function") and what failed. The
+//! `zflist` binary only parses arguments, calls these functions and prints; see
+//! `REFERENCE.md` for the reference tool's syntax and output shapes.
+//!
+//! # Example
+//! ```
+//! use zflist_core::{commands, Session};
+//!
+//! let mnt = tempfile::tempdir().unwrap();
+//! let session = Session::new(mnt.path());
+//! session.init().unwrap();
+//! commands::mkdir(&session, "/etc").unwrap();
+//! let listing = commands::find(&session).unwrap();
+//! assert_eq!(listing.json["content"][0]["path"], "/etc");
+//! assert_eq!(listing.json["directory"], 1);
+//! ```
+
+pub mod backend;
+pub mod chunks;
+pub mod commands;
+pub mod error;
+pub mod local;
+pub mod metadata;
+pub mod oneshot;
+pub mod response;
+pub mod session;
+
+pub use backend::StoreConfig;
+pub use error::{Error, ErrorKind, Result};
+pub use metadata::MetadataCmd;
+pub use response::{envelope, progress_line, NoProgress, Progress, Response};
+pub use session::Session;

@@ -1,0 +1,339 @@
+//! The chunking pipeline: the producing thread (archive or directory reader) cuts file
+//! contents into 512 KiB chunks and hands them, a few at a time, to a pool of encoding
+//! workers (hash, snappy, XXTEA); a writer thread deduplicates, batches and sends them to
+//! the store (`exists_many` + `set_many`, a bounded number of batches in flight) and
+//! records each chunk's [`Block`] by file and index. All queues are bounded, so memory does
+//! not grow with the input.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{self, Read};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use flist_format::codec::{encode_chunk, CHUNK_SIZE};
+use flist_format::Block;
+use flist_store::{SetOutcome, Store};
+
+use crate::builder::{ChunkResults, FileId};
+use crate::error::{ConvertError, Result};
+use crate::options::{ConvertOptions, Counters, UploadMode};
+
+/// A job item: one plaintext chunk of one file.
+struct JobItem {
+    file: FileId,
+    index: u32,
+    data: Vec<u8>,
+}
+
+/// An encoded chunk on its way to the store.
+struct Encoded {
+    file: FileId,
+    index: u32,
+    block: Block,
+    data: Vec<u8>,
+}
+
+/// Jobs are sent once they hold this many plaintext bytes (small files are batched).
+const JOB_BYTES: usize = 1 << 20;
+/// ... or this many items.
+const JOB_ITEMS: usize = 256;
+/// A store batch is flushed at this many bytes even if it has fewer chunks.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Why adding a file's content stopped.
+pub(crate) enum AddError {
+    /// Reading the content failed.
+    Read(io::Error),
+    /// The pipeline stopped (a worker or the store failed); its error is reported instead.
+    Closed,
+}
+
+/// The producer's handle on the pipeline.
+pub(crate) struct ChunkSender<'a> {
+    job_tx: Sender<Vec<JobItem>>,
+    pool_rx: Receiver<Vec<u8>>,
+    pending: Vec<JobItem>,
+    pending_bytes: usize,
+    next_file: FileId,
+    pub(crate) counters: &'a Counters,
+}
+
+impl ChunkSender<'_> {
+    fn buffer(&self) -> Vec<u8> {
+        match self.pool_rx.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(CHUNK_SIZE),
+        }
+    }
+
+    /// Reads up to `size` bytes of `r` as one file's content. Returns its id and the
+    /// number of bytes read (less than `size` when `r` ended early).
+    pub(crate) fn add_file(&mut self, r: &mut dyn Read, size: u64) -> Result<(FileId, u64), AddError> {
+        let file = self.next_file;
+        self.next_file += 1;
+        let mut done = 0u64;
+        let mut index = 0u32;
+        while done < size {
+            let want = (size - done).min(CHUNK_SIZE as u64) as usize;
+            let mut buf = self.buffer();
+            let n = r.take(want as u64).read_to_end(&mut buf).map_err(AddError::Read)?;
+            if n == 0 {
+                break;
+            }
+            done += n as u64;
+            self.pending_bytes += n;
+            self.pending.push(JobItem { file, index, data: buf });
+            index += 1;
+            if n < want {
+                break;
+            }
+            if self.pending_bytes >= JOB_BYTES || self.pending.len() >= JOB_ITEMS {
+                self.flush()?;
+            }
+        }
+        if self.pending.len() >= JOB_ITEMS {
+            self.flush()?;
+        }
+        Ok((file, done))
+    }
+
+    /// Sends the pending job.
+    pub(crate) fn flush(&mut self) -> Result<(), AddError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let job = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        self.job_tx.send(job).map_err(|_| AddError::Closed)
+    }
+}
+
+/// Encodes jobs until the job channel closes.
+fn worker(jobs: Receiver<Vec<JobItem>>, out: Sender<Vec<Encoded>>, pool: Sender<Vec<u8>>) {
+    for job in jobs {
+        let mut enc = Vec::with_capacity(job.len());
+        for item in job {
+            let c = encode_chunk(&item.data);
+            let _ = pool.try_send(item.data);
+            enc.push(Encoded { file: item.file, index: item.index, block: c.block, data: c.data });
+        }
+        if out.send(enc).is_err() {
+            return;
+        }
+    }
+}
+
+type BatchResult = Result<(u64, u64)>;
+
+/// Sends one batch: presence check (by mode), then `set_many` of what is missing.
+async fn send_batch(
+    store: Arc<dyn Store>,
+    items: Vec<(Vec<u8>, Bytes)>,
+    mode: UploadMode,
+) -> BatchResult {
+    let store_err = |source| ConvertError::Store { store: store.to_string(), source };
+    let (todo, mut present) = match mode {
+        UploadMode::SetOnly => (items, 0u64),
+        UploadMode::CheckThenSet => {
+            let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
+            let exists = store.exists_many(&keys).await.map_err(store_err)?;
+            let before = items.len();
+            let todo: Vec<_> =
+                items.into_iter().zip(exists).filter(|(_, e)| !e).map(|(i, _)| i).collect();
+            let present = (before - todo.len()) as u64;
+            (todo, present)
+        }
+    };
+    let mut written = 0u64;
+    if !todo.is_empty() {
+        let outcomes = store.set_many(&todo).await.map_err(store_err)?;
+        for o in outcomes {
+            match o {
+                SetOutcome::Written => written += 1,
+                SetOutcome::AlreadyPresent => present += 1,
+            }
+        }
+    }
+    Ok((written, present))
+}
+
+/// Deduplicates and stores encoded chunks; returns the blocks by file.
+fn writer(
+    rx: Receiver<Vec<Encoded>>,
+    store: Option<(Arc<dyn Store>, tokio::runtime::Handle)>,
+    opts: &ConvertOptions,
+    counters: &Counters,
+) -> Result<ChunkResults> {
+    let mut results = ChunkResults::default();
+    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut batch: Vec<(Vec<u8>, Bytes)> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut inflight: VecDeque<tokio::task::JoinHandle<BatchResult>> = VecDeque::new();
+    let max_inflight = opts.batches_in_flight.max(1);
+    let batch_chunks = opts.batch_chunks.max(1);
+
+    let wait = |h: tokio::task::JoinHandle<BatchResult>, handle: &tokio::runtime::Handle| -> Result<()> {
+        let (w, p) = handle
+            .block_on(h)
+            .map_err(|e| ConvertError::Internal(format!("store batch task: {e}")))??;
+        counters.chunks_new.fetch_add(w, Ordering::Relaxed);
+        counters.chunks_present.fetch_add(p, Ordering::Relaxed);
+        Ok(())
+    };
+
+    let mut flush = |batch: &mut Vec<(Vec<u8>, Bytes)>,
+                     inflight: &mut VecDeque<tokio::task::JoinHandle<BatchResult>>|
+     -> Result<()> {
+        let Some((store, handle)) = &store else {
+            batch.clear();
+            return Ok(());
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        while inflight.len() >= max_inflight {
+            if let Some(h) = inflight.pop_front() {
+                wait(h, handle)?;
+            }
+        }
+        let items = std::mem::take(batch);
+        inflight.push_back(handle.spawn(send_batch(store.clone(), items, opts.upload)));
+        Ok(())
+    };
+
+    for encs in rx {
+        for e in encs {
+            results.put(e.file, e.index, e.block);
+            if !seen.insert(e.block.hash) {
+                counters.chunks_dedup.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            batch_bytes += e.data.len();
+            batch.push((e.block.hash.to_vec(), Bytes::from(e.data)));
+            if batch.len() >= batch_chunks || batch_bytes >= BATCH_BYTES {
+                flush(&mut batch, &mut inflight)?;
+                batch_bytes = 0;
+            }
+        }
+    }
+    flush(&mut batch, &mut inflight)?;
+    if let Some((_, handle)) = &store {
+        while let Some(h) = inflight.pop_front() {
+            wait(h, handle)?;
+        }
+    }
+    Ok(results)
+}
+
+/// A runtime handle for store calls, and the private runtime backing it if one had to be
+/// created.
+pub(crate) fn runtime(
+    opts: &ConvertOptions,
+) -> Result<(tokio::runtime::Handle, Option<tokio::runtime::Runtime>)> {
+    if let Some(h) = &opts.runtime {
+        return Ok((h.clone(), None));
+    }
+    if let Ok(h) = tokio::runtime::Handle::try_current() {
+        return Ok((h, None));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| ConvertError::Internal(format!("starting a tokio runtime: {e}")))?;
+    Ok((rt.handle().clone(), Some(rt)))
+}
+
+/// Number of encoding workers for these options.
+pub(crate) fn worker_count(opts: &ConvertOptions) -> usize {
+    if opts.workers > 0 {
+        opts.workers
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    }
+}
+
+/// Runs `produce` on the calling thread with a [`ChunkSender`], encoding and storing
+/// chunks on other threads. Returns what `produce` returned and every chunk's block.
+/// When `produce` fails, its error is returned; when the pipeline fails (store error),
+/// the pipeline's error is returned.
+pub(crate) fn run<T>(
+    store: Option<&Arc<dyn Store>>,
+    opts: &ConvertOptions,
+    counters: &Counters,
+    produce: impl FnOnce(&mut ChunkSender<'_>) -> Result<T>,
+) -> Result<(T, ChunkResults)> {
+    let (_rt_guard, store) = match store {
+        Some(s) => {
+            let (handle, rt) = runtime(opts)?;
+            (rt, Some((s.clone(), handle)))
+        }
+        None => (None, None),
+    };
+    let workers = worker_count(opts);
+    let (job_tx, job_rx) = bounded::<Vec<JobItem>>(workers * 2);
+    let (enc_tx, enc_rx) = bounded::<Vec<Encoded>>(workers * 2);
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(workers * 4 + 8);
+
+    let outcome = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for i in 0..workers {
+            let (jr, et, pt) = (job_rx.clone(), enc_tx.clone(), pool_tx.clone());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("flist-encode-{i}"))
+                    .spawn_scoped(s, move || worker(jr, et, pt)),
+            );
+        }
+        drop(job_rx);
+        drop(enc_tx);
+        drop(pool_tx);
+        let writer_handle = std::thread::Builder::new()
+            .name("flist-store-writer".into())
+            .spawn_scoped(s, || writer(enc_rx, store, opts, counters));
+
+        let mut sender = ChunkSender {
+            job_tx,
+            pool_rx,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            next_file: 0,
+            counters,
+        };
+        let produced = produce(&mut sender).and_then(|t| match sender.flush() {
+            Ok(()) => Ok(t),
+            Err(AddError::Closed) => Err(ConvertError::Internal("pipeline closed".into())),
+            Err(AddError::Read(e)) => Err(ConvertError::Input(e)),
+        });
+        drop(sender);
+        for h in handles {
+            match h {
+                Ok(h) => {
+                    if h.join().is_err() {
+                        return Err(ConvertError::Internal("an encoding worker panicked".into()));
+                    }
+                }
+                Err(e) => return Err(ConvertError::Internal(format!("spawning a worker: {e}"))),
+            }
+        }
+        let written = match writer_handle {
+            Ok(h) => h
+                .join()
+                .map_err(|_| ConvertError::Internal("the store writer panicked".into()))?,
+            Err(e) => Err(ConvertError::Internal(format!("spawning the store writer: {e}"))),
+        };
+        match (produced, written) {
+            (Ok(t), Ok(r)) => Ok((t, r)),
+            // The store's failure explains why the producer saw a closed pipeline.
+            (Err(ConvertError::Internal(_)), Err(w)) => Err(w),
+            (Err(p), _) => Err(p),
+            (Ok(_), Err(w)) => Err(w),
+        }
+    });
+    outcome
+}

@@ -1,0 +1,263 @@
+//! Reading flists: the container (gzip tar, plain tar or a bare database) and the sqlite
+//! catalog, decoded into a [`Tree`].
+//!
+//! Only the member whose basename is `flistdb.sqlite3` is read, and only into a private
+//! temporary file: member paths are never used to create anything, so `../flistdb.sqlite3`
+//! or absolute member names cannot write outside it.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tempfile::NamedTempFile;
+
+use crate::catalog::{self, AciRec, AttrRec, DirRec};
+use crate::codec::dir_key;
+use crate::error::{FormatError, TreeError};
+use crate::tree::{Kind, Meta, NodeId, Tree};
+
+/// Basename of the database member of an flist archive.
+pub const DB_MEMBER: &str = "flistdb.sqlite3";
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+/// Copies the catalog database out of an flist container into a private temporary file.
+///
+/// The container may be a gzip-compressed tar (what writers emit), a plain tar, or a bare
+/// sqlite database. `what` names the source in errors.
+pub fn extract_database<R: Read>(reader: R, what: &str) -> Result<NamedTempFile, FormatError> {
+    let mut br = BufReader::with_capacity(64 * 1024, reader);
+    let head = peek(&mut br, what)?;
+    let mut tmp = NamedTempFile::new().map_err(|e| FormatError::io("creating a temporary file", e))?;
+    if head.starts_with(SQLITE_MAGIC) {
+        std::io::copy(&mut br, tmp.as_file_mut()).map_err(|e| FormatError::io(what, e))?;
+        return Ok(tmp);
+    }
+    if head.starts_with(GZIP_MAGIC) {
+        extract_from_tar(flate2::read::MultiGzDecoder::new(br), what, &mut tmp)?;
+    } else {
+        extract_from_tar(br, what, &mut tmp)?;
+    }
+    Ok(tmp)
+}
+
+fn peek<R: Read>(br: &mut BufReader<R>, what: &str) -> Result<Vec<u8>, FormatError> {
+    let buf = br.fill_buf().map_err(|e| FormatError::io(what, e))?;
+    if buf.is_empty() {
+        return Err(FormatError::Container { what: what.into(), reason: "empty file".into() });
+    }
+    Ok(buf[..buf.len().min(SQLITE_MAGIC.len())].to_vec())
+}
+
+fn container_err(what: &str, e: impl std::fmt::Display) -> FormatError {
+    FormatError::Container { what: what.into(), reason: e.to_string() }
+}
+
+fn extract_from_tar<R: Read>(r: R, what: &str, out: &mut NamedTempFile) -> Result<(), FormatError> {
+    let mut ar = tar::Archive::new(r);
+    let entries = ar.entries().map_err(|e| container_err(what, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| container_err(what, e))?;
+        let is_db = {
+            let p = entry.path_bytes();
+            let trimmed = p.strip_suffix(b"/").unwrap_or(&p);
+            let base = trimmed.rsplit(|b| *b == b'/').next().unwrap_or(trimmed);
+            base == DB_MEMBER.as_bytes()
+        };
+        if !is_db || !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let expected = entry.size();
+        let copied = std::io::copy(&mut entry, out.as_file_mut()).map_err(|e| container_err(what, e))?;
+        if copied != expected {
+            return Err(container_err(
+                what,
+                format!("{DB_MEMBER} member is truncated ({copied} of {expected} bytes)"),
+            ));
+        }
+        return Ok(());
+    }
+    Err(FormatError::MissingDatabase(what.into()))
+}
+
+/// Opens a catalog database read-only.
+pub fn open_database(path: &Path) -> Result<Connection, FormatError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags)
+        .map_err(|e| FormatError::sqlite(format!("opening {}", path.display()), e))
+}
+
+/// Loads rows of the `entries` table by key.
+struct Rows<'c> {
+    text: rusqlite::Statement<'c>,
+    blob: rusqlite::Statement<'c>,
+    what: &'c str,
+}
+
+impl<'c> Rows<'c> {
+    fn new(conn: &'c Connection, what: &'c str) -> Result<Self, FormatError> {
+        let err = |e| FormatError::sqlite(format!("{what}: reading the entries table"), e);
+        Ok(Rows {
+            text: conn.prepare("SELECT value FROM entries WHERE key = ?1").map_err(err)?,
+            // Tolerance for writers that bound keys as blobs (other readers cannot walk those).
+            blob: conn.prepare("SELECT value FROM entries WHERE key = CAST(?1 AS BLOB)").map_err(err)?,
+            what,
+        })
+    }
+
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, FormatError> {
+        let what = self.what;
+        let err = |e| FormatError::sqlite(format!("{what}: reading row {key}"), e);
+        let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<Vec<u8>> {
+            use rusqlite::types::ValueRef;
+            Ok(match row.get_ref(0)? {
+                ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+                _ => Vec::new(),
+            })
+        };
+        if let Some(v) = self.text.query_row([key], read).optional().map_err(err)? {
+            return Ok(Some(v));
+        }
+        self.blob.query_row([key], read).optional().map_err(err)
+    }
+}
+
+/// Reads the whole tree of a catalog, starting from the root row and following
+/// `SubDir.key`, iteratively. Every directory row may be reached once: a second reference
+/// (a cycle or a shared row) is an error. A missing ACL row gives root:root 0755/0644.
+pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
+    let mut rows = Rows::new(conn, what)?;
+    let mut acls = AclCache::default();
+    let root_key = dir_key("");
+    let root_bytes = rows
+        .get(&root_key)?
+        .ok_or_else(|| FormatError::MissingDir { key: root_key.clone(), path: String::new() })?;
+    let root = catalog::decode_dir(&root_key, &root_bytes)?;
+    let root_aci = acls.get(&mut rows, &root.aclkey)?;
+    let mut tree = Tree::new(meta_from(root_aci, true, root.mtime, root.ctime));
+    if let Kind::Dir { size, .. } = &mut tree.node_mut(Tree::ROOT).kind {
+        *size = root.size;
+    }
+    let mut visited: HashSet<String> = HashSet::new();
+    visited.insert(root_key.clone());
+    // Directories whose rows are still to be read: (node, path, row key). Rows are decoded
+    // when popped, so only one directory's row is held in memory at a time.
+    let mut stack: Vec<(NodeId, String, String)> = Vec::new();
+    let mut next: Option<(NodeId, String, String, DirRec)> = Some((Tree::ROOT, String::new(), root_key, root));
+    loop {
+        let (dir_id, dpath, dkey, rec) = match next.take() {
+            Some(x) => x,
+            None => match stack.pop() {
+                None => break,
+                Some((id, path, key)) => {
+                    let Some(bytes) = rows.get(&key)? else {
+                        return Err(FormatError::MissingDir { key, path });
+                    };
+                    let rec = catalog::decode_dir(&key, &bytes)?;
+                    (id, path, key, rec)
+                }
+            },
+        };
+        for ino in rec.contents {
+            if tree.child(dir_id, &ino.name).is_some() {
+                tracing::warn!(
+                    "{what}: directory {dpath:?} lists {:?} twice; keeping the first",
+                    ino.name
+                );
+                continue;
+            }
+            let aci = acls.get(&mut rows, &ino.aclkey)?;
+            let is_dir = matches!(ino.attr, AttrRec::Dir { .. });
+            let meta = meta_from(aci, is_dir, ino.mtime, ino.ctime);
+            let (kind, sub) = match ino.attr {
+                AttrRec::Dir { key } => {
+                    let path = join(&dpath, &ino.name);
+                    if !visited.insert(key.clone()) {
+                        return Err(FormatError::DirCycle { key, path });
+                    }
+                    (Kind::Dir { children: Default::default(), size: ino.size }, Some((path, key)))
+                }
+                AttrRec::File { blocks, .. } => (Kind::File { size: ino.size, blocks }, None),
+                AttrRec::Link { target } => (Kind::Symlink { target }, None),
+                AttrRec::Special { kind, data } => {
+                    let kind = aci.and_then(|a| catalog::special_from_mode(u32::from(a.mode))).unwrap_or(kind);
+                    (Kind::Special { kind, rdev: parse_rdev(&data) }, None)
+                }
+            };
+            let id = tree.insert(dir_id, &ino.name, meta, kind).map_err(|e| match e {
+                TreeError::InvalidName(n) => FormatError::bad(&dkey, format!("invalid entry name {n:?}")),
+                other => FormatError::Tree(other),
+            })?;
+            if let Some((path, key)) = sub {
+                stack.push((id, path, key));
+            }
+        }
+    }
+    Ok(tree)
+}
+
+fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// Parses `Special.data` of a device: ASCII `"major,minor"`.
+pub fn parse_rdev(data: &[u8]) -> Option<(u32, u32)> {
+    let s = std::str::from_utf8(data).ok()?;
+    let (a, b) = s.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+#[derive(Default)]
+struct AclCache {
+    map: HashMap<String, Option<AciRec>>,
+}
+
+impl AclCache {
+    fn get(&mut self, rows: &mut Rows<'_>, key: &str) -> Result<Option<&AciRec>, FormatError> {
+        if !self.map.contains_key(key) {
+            let v = match rows.get(key)? {
+                Some(bytes) => Some(catalog::decode_aci(key, &bytes)?),
+                None => {
+                    tracing::debug!("ACL row {key:?} missing: using defaults");
+                    None
+                }
+            };
+            self.map.insert(key.to_string(), v);
+        }
+        Ok(self.map.get(key).and_then(Option::as_ref))
+    }
+}
+
+fn id_of(n: i64, name: &str) -> u32 {
+    match u32::try_from(n) {
+        Ok(v) => v,
+        Err(_) if name == "root" => 0,
+        Err(_) => name.parse().unwrap_or(0),
+    }
+}
+
+/// Builds [`Meta`] from an ACI (or the defaults when the row is missing).
+fn meta_from(aci: Option<&AciRec>, is_dir: bool, mtime: u32, ctime: u32) -> Meta {
+    match aci {
+        Some(a) => Meta {
+            mode: u32::from(a.mode) & 0o7777,
+            uid: id_of(a.uid, &a.uname),
+            gid: id_of(a.gid, &a.gname),
+            uname: a.uname.clone(),
+            gname: a.gname.clone(),
+            mtime,
+            ctime,
+        },
+        None => {
+            let mut m = Meta::root(if is_dir { 0o755 } else { 0o644 }, mtime);
+            m.ctime = ctime;
+            m
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Writing flists: a [`Tree`] and its [`Metadata`] into a sqlite catalog (TEXT keys, one
+//! `Dir` row per directory, shared ACL rows), and the catalog into a gzip tar container
+//! (`./` + `./flistdb.sqlite3`, like the reference), written atomically.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use rusqlite::Connection;
+use tempfile::NamedTempFile;
+
+use crate::catalog::{self, AciRec, AttrRec, DirRec, InodeRec};
+use crate::codec::{dir_key, BLOCK_SIZE_UNITS};
+use crate::error::FormatError;
+use crate::metadata::Metadata;
+use crate::reader::DB_MEMBER;
+use crate::tree::{Kind, Meta, NodeId, Tree};
+
+/// SQL creating an empty catalog (the reference schema).
+pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entries (key VARCHAR(64) PRIMARY KEY, value BLOB);\n\
+     CREATE TABLE IF NOT EXISTS metadata (key VARCHAR(64) PRIMARY KEY, value TEXT);";
+
+/// The ACI of an entry: its meta, with the file-type bits of special files kept in the mode
+/// (regular files, directories and symlinks store permission bits only, as the reference).
+fn aci_of(meta: &Meta, kind: &Kind) -> AciRec {
+    let type_bits = match kind {
+        Kind::Special { kind, .. } => catalog::special_type_bits(*kind),
+        _ => 0,
+    };
+    AciRec {
+        uname: meta.uname.clone(),
+        gname: meta.gname.clone(),
+        // fits: 0o7777 | 0o170000 == 0xffff
+        mode: ((meta.mode & 0o7777) | type_bits) as u16,
+        uid: i64::from(meta.uid),
+        gid: i64::from(meta.gid),
+    }
+}
+
+fn acl_key_of(aci: &AciRec) -> String {
+    // uid/gid come from u32 in aci_of
+    catalog::acl_key(&aci.uname, &aci.gname, u32::from(aci.mode), aci.uid as u32, aci.gid as u32)
+}
+
+/// Writes the whole catalog (entries and metadata) into `conn` in one transaction,
+/// replacing whatever the tables held. `what` names the database in errors.
+pub fn write_catalog(conn: &mut Connection, tree: &Tree, metadata: &Metadata, what: &str) -> Result<(), FormatError> {
+    let err = |op: &'static str| move |e| FormatError::sqlite(format!("{what}: {op}"), e);
+    conn.execute_batch(SCHEMA).map_err(err("creating tables"))?;
+    let tx = conn.transaction().map_err(err("starting a transaction"))?;
+    tx.execute("DELETE FROM entries", []).map_err(err("emptying entries"))?;
+    {
+        let mut ins = tx
+            .prepare("INSERT OR REPLACE INTO entries (key, value) VALUES (?1, ?2)")
+            .map_err(err("preparing insert"))?;
+        let mut seen_acls: HashSet<String> = HashSet::new();
+        let mut acl = |meta: &Meta, kind: &Kind, ins: &mut rusqlite::Statement<'_>| -> Result<String, FormatError> {
+            let aci = aci_of(meta, kind);
+            let key = acl_key_of(&aci);
+            if seen_acls.insert(key.clone()) {
+                ins.execute(rusqlite::params![key, catalog::encode_aci(&aci)])
+                    .map_err(err("inserting an ACL row"))?;
+            }
+            Ok(key)
+        };
+        let root_key = dir_key("");
+        // (directory node, its path, its key, its parent's key)
+        let mut stack: Vec<(NodeId, String, String, String)> =
+            vec![(Tree::ROOT, String::new(), root_key.clone(), root_key)];
+        while let Some((id, path, key, parent_key)) = stack.pop() {
+            let node = tree.node(id);
+            let mut contents = Vec::new();
+            for (name, cid) in tree.children(id) {
+                let child = tree.node(cid);
+                let attr = match &child.kind {
+                    Kind::Dir { .. } => {
+                        let cpath = if path.is_empty() { name.to_string() } else { format!("{path}/{name}") };
+                        let ckey = dir_key(&cpath);
+                        stack.push((cid, cpath, ckey.clone(), key.clone()));
+                        AttrRec::Dir { key: ckey }
+                    }
+                    Kind::File { blocks, .. } => {
+                        AttrRec::File { block_size: BLOCK_SIZE_UNITS, blocks: blocks.clone() }
+                    }
+                    Kind::Symlink { target } => AttrRec::Link { target: target.clone() },
+                    Kind::Special { kind, rdev } => AttrRec::Special {
+                        kind: *kind,
+                        data: rdev.map(|(a, b)| format!("{a},{b}").into_bytes()).unwrap_or_default(),
+                    },
+                };
+                contents.push(InodeRec {
+                    name: name.to_string(),
+                    size: child.kind.size(),
+                    attr,
+                    aclkey: acl(&child.meta, &child.kind, &mut ins)?,
+                    mtime: child.meta.mtime,
+                    ctime: child.meta.ctime,
+                });
+            }
+            let rec = DirRec {
+                name: node.name.clone(),
+                aclkey: acl(&node.meta, &node.kind, &mut ins)?,
+                location: path,
+                contents,
+                parent: parent_key,
+                size: node.kind.size(),
+                mtime: node.meta.mtime,
+                ctime: node.meta.ctime,
+            };
+            let bytes = catalog::encode_dir(&rec)?;
+            ins.execute(rusqlite::params![key, bytes]).map_err(err("inserting a directory row"))?;
+        }
+    }
+    metadata.write(&tx, what)?;
+    tx.commit().map_err(err("committing"))?;
+    Ok(())
+}
+
+/// Writes a new catalog database at `path` (replacing any file there atomically: the data
+/// goes to a temporary file in the same directory, renamed when complete).
+pub fn write_sqlite(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), FormatError> {
+    let what = path.display().to_string();
+    let dir = parent_dir(path);
+    let tmp = NamedTempFile::new_in(dir)
+        .map_err(|e| FormatError::io(format!("creating a temporary file in {}", dir.display()), e))?;
+    {
+        let mut conn = Connection::open(tmp.path()).map_err(|e| FormatError::sqlite(&what, e))?;
+        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
+            .map_err(|e| FormatError::sqlite(format!("{what}: pragmas"), e))?;
+        write_catalog(&mut conn, tree, metadata, &what)?;
+        conn.close().map_err(|(_, e)| FormatError::sqlite(format!("{what}: closing"), e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| FormatError::io(&what, e))?;
+    set_mode_644(tmp.path(), &what)?;
+    tmp.persist(path).map_err(|e| FormatError::io(&what, e.error))?;
+    Ok(())
+}
+
+/// Writes the tree as an `.flist` (gzip tar holding `./flistdb.sqlite3`) at `path`,
+/// atomically.
+pub fn write_flist(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), FormatError> {
+    let dir = tempfile::tempdir().map_err(|e| FormatError::io("creating a temporary directory", e))?;
+    let db = dir.path().join(DB_MEMBER);
+    write_sqlite(&db, tree, metadata)?;
+    pack_database(&db, path)
+}
+
+/// Packs an existing catalog database into an `.flist` at `dest`, atomically (a temporary
+/// file in the destination directory, renamed when complete).
+pub fn pack_database(db: &Path, dest: &Path) -> Result<(), FormatError> {
+    let what = dest.display().to_string();
+    let dir = parent_dir(dest);
+    let tmp = NamedTempFile::new_in(dir)
+        .map_err(|e| FormatError::io(format!("creating a temporary file in {}", dir.display()), e))?;
+    let out = tmp.as_file().try_clone().map_err(|e| FormatError::io(&what, e))?;
+    let file = write_container(db, BufWriter::new(out))?;
+    let file = file.into_inner().map_err(|e| FormatError::io(&what, e.into_error()))?;
+    file.sync_all().map_err(|e| FormatError::io(&what, e))?;
+    set_mode_644(tmp.path(), &what)?;
+    tmp.persist(dest).map_err(|e| FormatError::io(&what, e.error))?;
+    Ok(())
+}
+
+/// Writes the gzip tar container holding `db` to `out`, returning `out`.
+pub fn write_container<W: Write>(db: &Path, out: W) -> Result<W, FormatError> {
+    let dbw = db.display().to_string();
+    let mut f = File::open(db).map_err(|e| FormatError::io(&dbw, e))?;
+    let len = f.metadata().map_err(|e| FormatError::io(&dbw, e))?.len();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    let mut b = tar::Builder::new(gz);
+    let io = |e| FormatError::io("writing the flist archive", e);
+    let header = |name: &[u8], kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(now);
+        h.set_uid(0);
+        h.set_gid(0);
+        // "root" always fits the 32-byte name fields
+        let _ = h.set_username("root");
+        let _ = h.set_groupname("root");
+        h.set_cksum();
+        h
+    };
+    b.append(&header(b"./", tar::EntryType::Directory, 0o755, 0), std::io::empty()).map_err(io)?;
+    let member = format!("./{DB_MEMBER}");
+    b.append(&header(member.as_bytes(), tar::EntryType::Regular, 0o644, len), &mut f).map_err(io)?;
+    let gz = b.into_inner().map_err(io)?;
+    gz.finish().map_err(io)
+}
+
+fn parent_dir(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(unix)]
+fn set_mode_644(p: &Path, what: &str) -> Result<(), FormatError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).map_err(|e| FormatError::io(what, e))
+}
+
+#[cfg(not(unix))]
+fn set_mode_644(_p: &Path, _what: &str) -> Result<(), FormatError> {
+    Ok(())
+}

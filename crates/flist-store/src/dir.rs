@@ -1,0 +1,253 @@
+//! `dir://` — an embedded store: one file per chunk under `<root>/<hex[0..2]>/<hex>`.
+//!
+//! Writes are atomic: the value goes to a temporary file in the target directory, which is
+//! then hard-linked to its final name (failing if the name exists, which gives the exact
+//! [`SetOutcome`]) and removed; on filesystems without hard links it is renamed instead.
+//! Readers never see a partial chunk, and concurrent writers of the same key are harmless
+//! (same key, same content). Batches run in parallel on the blocking thread pool.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::hex_key;
+use crate::{SetOutcome, Store, StoreError};
+
+/// How many blocking tasks a batch is spread over.
+const PARALLELISM: usize = 8;
+
+/// Prefix of temporary files; never a valid hex chunk name.
+const TMP_PREFIX: &str = ".tmp-";
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A chunk store in a local directory.
+#[derive(Clone, Debug)]
+pub struct DirStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    fsync: bool,
+    name: String,
+}
+
+impl std::fmt::Display for DirStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.inner.name)
+    }
+}
+
+impl DirStore {
+    /// Opens (creating it if needed) a store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        let name = format!("dir://{}", root.display());
+        fs::create_dir_all(&root).map_err(|source| StoreError::Io {
+            store: name.clone(),
+            key: None,
+            path: root.display().to_string(),
+            source,
+        })?;
+        Ok(DirStore { inner: Arc::new(Inner { root, fsync: false, name }) })
+    }
+
+    /// Makes every write `fsync` the chunk before publishing it (durable across power loss,
+    /// slower). Off by default. URL form: `dir:///path?fsync=1`.
+    pub fn with_fsync(self, fsync: bool) -> Self {
+        let Inner { root, name, .. } = &*self.inner;
+        DirStore { inner: Arc::new(Inner { root: root.clone(), fsync, name: name.clone() }) }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The file a key is stored in: `<root>/<hex[0..2]>/<hex>`.
+    pub fn path_of(&self, key: &[u8]) -> Result<PathBuf, StoreError> {
+        self.inner.path_of(key)
+    }
+
+    /// Runs `f` over `items` on up to [`PARALLELISM`] blocking tasks, keeping input order.
+    async fn batch<T, R, F>(&self, items: Vec<T>, f: F) -> Result<Vec<R>, StoreError>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        F: Fn(&Inner, T) -> Result<R, StoreError> + Send + Sync + 'static,
+    {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let f = Arc::new(f);
+        let per_task = items.len().div_ceil(PARALLELISM).max(1);
+        let mut tasks = Vec::new();
+        let mut items = items.into_iter();
+        loop {
+            let part: Vec<T> = items.by_ref().take(per_task).collect();
+            if part.is_empty() {
+                break;
+            }
+            let inner = self.inner.clone();
+            let f = f.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                part.into_iter().map(|t| f(&inner, t)).collect::<Result<Vec<R>, StoreError>>()
+            }));
+        }
+        let mut out = Vec::new();
+        for task in tasks {
+            let part = task.await.map_err(|e| StoreError::Other {
+                store: self.inner.name.clone(),
+                message: format!("worker task failed: {e}"),
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    async fn one<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Inner) -> Result<R, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::Other {
+            store: self.inner.name.clone(),
+            message: format!("worker task failed: {e}"),
+        })?
+    }
+}
+
+impl Inner {
+    fn path_of(&self, key: &[u8]) -> Result<PathBuf, StoreError> {
+        if key.is_empty() {
+            return Err(StoreError::InvalidKey {
+                store: self.name.clone(),
+                key: String::new(),
+                reason: "empty key".into(),
+            });
+        }
+        let hex = hex::encode(key);
+        Ok(self.root.join(&hex[..2]).join(hex))
+    }
+
+    fn io_err(&self, key: &[u8], path: &Path, source: io::Error) -> StoreError {
+        StoreError::Io {
+            store: self.name.clone(),
+            key: Some(hex_key(key)),
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path_of(key)?;
+        match fs::read(&path) {
+            Ok(v) => Ok(Some(Bytes::from(v))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io_err(key, &path, e)),
+        }
+    }
+
+    fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let path = self.path_of(key)?;
+        match fs::symlink_metadata(&path) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.io_err(key, &path, e)),
+        }
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<SetOutcome, StoreError> {
+        let path = self.path_of(key)?;
+        if self.exists(key)? {
+            return Ok(SetOutcome::AlreadyPresent);
+        }
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(|e| self.io_err(key, dir, e))?;
+        let tmp = dir.join(format!(
+            "{TMP_PREFIX}{}-{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed),
+            hex::encode(key)
+        ));
+        let result = self.write_tmp_and_publish(key, &tmp, &path, value);
+        if result.is_err() || tmp.exists() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn write_tmp_and_publish(
+        &self,
+        key: &[u8],
+        tmp: &Path,
+        path: &Path,
+        value: &[u8],
+    ) -> Result<SetOutcome, StoreError> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .map_err(|e| self.io_err(key, tmp, e))?;
+        file.write_all(value).map_err(|e| self.io_err(key, tmp, e))?;
+        if self.fsync {
+            file.sync_all().map_err(|e| self.io_err(key, tmp, e))?;
+        }
+        drop(file);
+        // Hard link: atomic, and fails when another writer got there first.
+        match fs::hard_link(tmp, path) {
+            Ok(()) => {
+                let _ = fs::remove_file(tmp);
+                Ok(SetOutcome::Written)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(tmp);
+                Ok(SetOutcome::AlreadyPresent)
+            }
+            Err(_) => {
+                // No hard links here (some FUSE/network filesystems): rename is atomic too,
+                // and replacing a chunk with the same content is harmless.
+                fs::rename(tmp, path).map_err(|e| self.io_err(key, path, e))?;
+                Ok(SetOutcome::Written)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for DirStore {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        let key = key.to_vec();
+        self.one(move |s| s.get(&key)).await
+    }
+
+    async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
+        let key = key.to_vec();
+        self.one(move |s| s.exists(&key)).await
+    }
+
+    async fn set(&self, key: &[u8], value: Bytes) -> Result<SetOutcome, StoreError> {
+        let key = key.to_vec();
+        self.one(move |s| s.set(&key, &value)).await
+    }
+
+    async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        self.batch(keys.to_vec(), |s, k| s.get(&k)).await
+    }
+
+    async fn exists_many(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>, StoreError> {
+        self.batch(keys.to_vec(), |s, k| s.exists(&k)).await
+    }
+
+    async fn set_many(&self, items: &[(Vec<u8>, Bytes)]) -> Result<Vec<SetOutcome>, StoreError> {
+        self.batch(items.to_vec(), |s, (k, v)| s.set(&k, &v)).await
+    }
+}

@@ -1,0 +1,292 @@
+//! The JSON API: public reads and the authenticated `/api/flist/me/...` writes.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use hub_repo::{names, EntryKind, Hub};
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::render;
+use crate::state::Shared;
+
+fn json_bytes(v: &Value) -> Bytes {
+    Bytes::from(v.to_string())
+}
+
+/// A JSON response from pre-serialised bytes.
+pub fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
+}
+
+fn ok() -> Json<Value> {
+    Json(render::success(None))
+}
+
+/// `GET /api/repositories`
+pub async fn repositories(State(st): State<Shared>) -> ApiResult<Response> {
+    let official = st.config.official.clone();
+    let body = st
+        .cached("repositories", move |hub| {
+            let repos = hub.repositories()?;
+            let v: Vec<Value> = repos
+                .iter()
+                .map(|r| json!({"name": r.name, "official": official.contains(&r.name), "updated": r.updated}))
+                .collect();
+            Ok(json_bytes(&Value::Array(v)))
+        })
+        .await?;
+    Ok(json_response(body))
+}
+
+/// `GET /api/flist`
+pub async fn all_flists(State(st): State<Shared>) -> ApiResult<Response> {
+    let body = st.cached("flist", |hub| Ok(json_bytes(&json!(hub.all_entry_names()?)))).await?;
+    Ok(json_response(body))
+}
+
+/// `GET /api/fileslist`
+pub async fn fileslist(State(st): State<Shared>) -> ApiResult<Response> {
+    let body = st
+        .cached("fileslist", |hub| {
+            let all = hub.list_all()?;
+            let mut m = serde_json::Map::new();
+            for (repo, items) in all {
+                m.insert(repo, Value::Array(items.iter().map(render::listed).collect()));
+            }
+            Ok(json_bytes(&Value::Object(m)))
+        })
+        .await?;
+    Ok(json_response(body))
+}
+
+/// `GET /api/flist/<repo>`
+pub async fn repo_listing(State(st): State<Shared>, Path(repo): Path<String>) -> ApiResult<Response> {
+    names::validate_repo(&repo)?;
+    let key = format!("repo/{repo}");
+    let body = st
+        .cached(&key, move |hub| {
+            let items = hub.list(&repo)?.ok_or_else(|| ApiError::not_found(format!("no repository {repo}")))?;
+            Ok(json_bytes(&Value::Array(items.iter().map(render::listed).collect())))
+        })
+        .await?;
+    Ok(json_response(body))
+}
+
+/// `GET /api/flist/<repo>/tags/<tag>`
+pub async fn tag_listing(State(st): State<Shared>, Path((repo, tag)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    names::validate_repo(&repo)?;
+    names::validate_tag(&tag)?;
+    let items = st.blocking(move |hub| Ok(hub.tag_links(&repo, &tag)?)).await?;
+    Ok(Json(Value::Array(items.iter().map(render::listed).collect())))
+}
+
+fn dump_of(hub: &Hub, repo: &str, name: &str) -> Result<Bytes, ApiError> {
+    names::validate_entry(name)?;
+    let r = hub.resolve(repo, name)?;
+    Ok(Bytes::from(hub.dump(&r)?))
+}
+
+/// `GET /api/flist/<repo>/<name>`: the full dump.
+pub async fn dump(State(st): State<Shared>, Path((repo, name)): Path<(String, String)>) -> ApiResult<Response> {
+    names::validate_repo(&repo)?;
+    let body = st.blocking(move |hub| dump_of(hub, &repo, &name)).await?;
+    Ok(json_response(body))
+}
+
+fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Value, ApiError> {
+    names::validate_repo(repo)?;
+    names::validate_entry(name)?;
+    let e = hub.entry(repo, name)?.ok_or_else(|| ApiError::not_found(format!("{repo}/{name} not found")))?;
+    match &e.kind {
+        EntryKind::Regular { .. } => {
+            let r = hub.resolve(repo, name)?;
+            Ok(render::light(name, &r, None))
+        }
+        EntryKind::Symlink { target_repo, target_name } => {
+            let r = hub.resolve(repo, name)?;
+            let target = if target_repo == repo { target_name.clone() } else { format!("{target_repo}/{target_name}") };
+            Ok(render::light(name, &r, Some((e.linktime.unwrap_or(e.updated), target))))
+        }
+        EntryKind::Taglink { target_repo, tag } => Ok(json!({
+            "name": name, "size": 0, "updated": e.updated, "type": "taglink",
+            "linktime": e.linktime, "target": format!("{target_repo}/tags/{tag}"),
+        })),
+    }
+}
+
+/// `GET /api/flist/<repo>/<name>/light` and `INFO /api/flist/<repo>/<name>`.
+pub async fn light(State(st): State<Shared>, Path((repo, name)): Path<(String, String)>) -> ApiResult<Response> {
+    let v = st.blocking(move |hub| light_of(hub, &repo, &name)).await?;
+    Ok(json_response(json_bytes(&v)))
+}
+
+/// `GET /api/flist/<repo>/<name>/taglink`
+pub async fn taglink(State(st): State<Shared>, Path((repo, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    names::validate_repo(&repo)?;
+    names::validate_entry(&name)?;
+    let e = st
+        .blocking(move |hub| hub.entry(&repo, &name)?.ok_or_else(|| ApiError::not_found(format!("{repo}/{name} not found"))))
+        .await?;
+    match e.kind {
+        EntryKind::Taglink { target_repo, tag } => Ok(Json(json!({"target": format!("{target_repo}/tags/{tag}")}))),
+        _ => Err(ApiError::bad_request(format!("{}/{} is not a taglink", e.repo, e.name))),
+    }
+}
+
+/// `GET /api/flist/<repo>/<name>/metadata`
+pub async fn metadata(State(st): State<Shared>, Path((repo, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    names::validate_repo(&repo)?;
+    names::validate_entry(&name)?;
+    let raw = st
+        .blocking(move |hub| {
+            let r = hub.resolve(&repo, &name)?;
+            Ok(hub.metadata(&r)?)
+        })
+        .await?;
+    Ok(Json(render::metadata(&raw, st.public_backend.as_deref())))
+}
+
+// ----- authenticated ------------------------------------------------------------------------
+
+/// `GET /api/flist/me`
+pub async fn me(Caller(actor): Caller) -> Json<Value> {
+    Json(json!({"username": actor.active}))
+}
+
+/// `GET /api/flist/me/<name>`: dump of an own entry.
+pub async fn me_dump(State(st): State<Shared>, Caller(actor): Caller, Path(name): Path<String>) -> ApiResult<Response> {
+    let body = st.blocking(move |hub| dump_of(hub, &actor.active, &name)).await?;
+    Ok(json_response(body))
+}
+
+/// `DELETE /api/flist/me/<name>`
+pub async fn me_delete(State(st): State<Shared>, Caller(actor): Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.delete(&actor, &actor.active, &name)?)).await?;
+    Ok(ok())
+}
+
+/// `GET|POST|PUT /api/flist/me/<source>/link/<linkname>`
+pub async fn me_link(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path((source, linkname)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.link(&actor, &actor.active, &source, &linkname)?)).await?;
+    Ok(ok())
+}
+
+/// `GET|POST|PUT /api/flist/me/<linkname>/crosslink/<repo>/<source>`
+pub async fn me_crosslink(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path((linkname, repo, source)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.crosslink(&actor, &actor.active, &linkname, &repo, &source)?)).await?;
+    Ok(ok())
+}
+
+/// `GET|POST|PUT /api/flist/me/<source>/rename/<destination>`
+pub async fn me_rename(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path((source, dest)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.rename(&actor, &actor.active, &source, &dest)?)).await?;
+    Ok(ok())
+}
+
+/// `GET|POST|PUT /api/flist/me/promote/<srcrepo>/<srcname>/<localname>`
+pub async fn me_promote(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path((src_repo, src_name, local)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (sr, sn, l) = (src_repo.clone(), src_name.clone(), local.clone());
+    let who = actor.active.clone();
+    st.blocking(move |hub| Ok(hub.promote(&actor, &actor.active, &sr, &sn, &l)?)).await?;
+    Ok(Json(render::success(Some(json!({
+        "source": {"username": src_repo, "filename": src_name},
+        "destination": {"username": who, "filename": local},
+    })))))
+}
+
+/// `GET|POST|PUT /api/flist/me/<tag>/<linkname>/tag/<repo>/<source>`
+pub async fn me_tag_add(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.tag_add(&actor, &actor.active, &tag, &linkname, &repo, &source)?)).await?;
+    Ok(ok())
+}
+
+/// `DELETE /api/flist/me/<tag>/<linkname>/tag/<repo>/<source>`
+pub async fn me_tag_remove(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.tag_remove(&actor, &actor.active, &tag, &linkname, &repo, &source)?)).await?;
+    Ok(ok())
+}
+
+/// `GET|POST|PUT /api/flist/me/<name>/crosstag/<repo>/<tag>`
+pub async fn me_crosstag(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path((name, repo, tag)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.crosstag(&actor, &actor.active, &name, &repo, &tag)?)).await?;
+    Ok(ok())
+}
+
+/// `DELETE /api/flist/me/<name>/crosstag/<repo>/<tag>`
+pub async fn me_crosstag_remove(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path((name, repo, tag)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.crosstag_remove(&actor, &actor.active, &name, &repo, &tag)?)).await?;
+    Ok(ok())
+}
+
+/// `POST /api/flist/me/merge/<target>` with a JSON array of `"repo/name.flist"`.
+pub async fn me_merge(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path(target): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let list: Vec<String> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected a JSON array of \"repo/name.flist\": {e}")))?;
+    if list.is_empty() {
+        return Err(ApiError::bad_request("nothing to merge"));
+    }
+    let mut sources = Vec::with_capacity(list.len());
+    for s in &list {
+        let (r, n) = s.split_once('/').ok_or_else(|| ApiError::bad_request(format!("{s:?} is not repo/name.flist")))?;
+        names::validate_repo(r)?;
+        names::validate_flist(n)?;
+        sources.push((r.to_string(), n.to_string()));
+    }
+    let mut md = flist_format::Metadata::new();
+    if let Some(b) = &st.public_backend {
+        md.set("backend", b.clone());
+    }
+    let t = target.clone();
+    st.blocking(move |hub| Ok(hub.merge(&actor, &actor.active, &t, &sources, md)?)).await?;
+    Ok(Json(render::success(Some(json!({"name": target, "sources": list})))))
+}
+
+/// `POST /api/flist/me/docker`: not available yet (answers 501).
+pub async fn me_docker(Caller(_actor): Caller) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "docker image conversion is not available on this hub yet; convert locally with `zflist` and use upload-flist",
+    )
+}

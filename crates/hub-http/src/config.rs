@@ -1,0 +1,218 @@
+//! Server configuration: TOML file, then `HUB_*` environment variables, then flags (applied
+//! by the binary on top of [`HubConfig`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the server needs to know.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory: catalog, flist files, and (by default) the chunk store.
+    pub data_dir: PathBuf,
+    /// Chunk store URL the hub writes chunks to and checks uploads against. Default:
+    /// `dir://<data_dir>/chunks`.
+    pub store: Option<String>,
+    /// Public backend announced in the `backend` metadata of flists the hub writes, as a
+    /// store URL (`zdb://host:port/namespace`); any password in it is never published.
+    pub public_backend: String,
+    /// Public base URL of the hub (for links in `.txt`/`.json` and redirects).
+    pub public_url: String,
+    /// Official repositories, listed first on the home page.
+    pub official: Vec<String>,
+    /// Maximum upload body in bytes (larger answers 413).
+    pub max_upload_bytes: u64,
+    /// Time limit for ordinary requests, in seconds.
+    pub request_timeout_secs: u64,
+    /// Time limit for upload requests (streaming and conversion), in seconds.
+    pub upload_timeout_secs: u64,
+    /// Require authentication for writes. Turning it off makes every caller `anonymous`
+    /// (or the user named by `X-Hub-User`), for local development only.
+    pub authentication: bool,
+    /// Lifetime of API tokens issued by the hub, in seconds.
+    pub token_ttl_secs: i64,
+    /// Directory served under `/static/`. Default: `<data_dir>/static`.
+    pub static_dir: Option<PathBuf>,
+    /// 3Bot (ThreeFold Connect) login.
+    pub threebot: ThreebotConfig,
+    /// External JWT identity provider.
+    pub jwt: JwtConfig,
+}
+
+/// 3Bot login settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThreebotConfig {
+    /// Provider base URL (`https://login.threefold.me`).
+    pub provider_url: String,
+    /// The hub's app id (usually its host name).
+    pub app_id: String,
+    /// The hub's X25519 private key, base64 (32 bytes). When absent, one is generated and
+    /// kept in `<data_dir>/threebot.key`.
+    pub private_key: Option<String>,
+}
+
+/// External JWT settings (ES384 only).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// PEM public key of the provider (P-384). JWTs are refused when absent.
+    pub public_key_pem: Option<String>,
+    /// Path to the PEM public key (alternative to `public_key_pem`).
+    pub public_key_file: Option<PathBuf>,
+    /// Accepted issuer, if set.
+    pub issuer: Option<String>,
+}
+
+impl Default for ThreebotConfig {
+    fn default() -> Self {
+        ThreebotConfig {
+            provider_url: "https://login.threefold.me".into(),
+            app_id: "localhost".into(),
+            private_key: None,
+        }
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5555)),
+            data_dir: PathBuf::from("./hub-data"),
+            store: None,
+            public_backend: "zdb://127.0.0.1:9900/default".into(),
+            public_url: "http://127.0.0.1:5555".into(),
+            official: Vec::new(),
+            max_upload_bytes: 2 << 30,
+            request_timeout_secs: 60,
+            upload_timeout_secs: 3 * 3600,
+            authentication: true,
+            token_ttl_secs: 30 * 24 * 3600,
+            static_dir: None,
+            threebot: ThreebotConfig::default(),
+            jwt: JwtConfig::default(),
+        }
+    }
+}
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("parsing {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// An environment variable has a bad value.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl HubConfig {
+    /// Reads a TOML file (missing keys take defaults).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    /// Applies `HUB_*` variables from `vars` (e.g. `std::env::vars()`): `HUB_LISTEN`,
+    /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`, `HUB_OFFICIAL`
+    /// (comma-separated), `HUB_MAX_UPLOAD_BYTES`, `HUB_REQUEST_TIMEOUT_SECS`,
+    /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
+    /// `HUB_STATIC_DIR`, `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
+    /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`.
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+        fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError> {
+            v.parse().map_err(|_| ConfigError::Env { name: name.into(), message: format!("not a number: {v:?}") })
+        }
+        for (k, v) in vars {
+            match k.as_str() {
+                "HUB_LISTEN" => {
+                    self.listen = v.parse().map_err(|e| ConfigError::Env { name: k.clone(), message: format!("{e}") })?
+                }
+                "HUB_DATA_DIR" => self.data_dir = v.into(),
+                "HUB_STORE" => self.store = Some(v),
+                "HUB_PUBLIC_BACKEND" => self.public_backend = v,
+                "HUB_PUBLIC_URL" => self.public_url = v,
+                "HUB_OFFICIAL" => {
+                    self.official = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+                }
+                "HUB_MAX_UPLOAD_BYTES" => self.max_upload_bytes = num(&k, &v)?,
+                "HUB_REQUEST_TIMEOUT_SECS" => self.request_timeout_secs = num(&k, &v)?,
+                "HUB_UPLOAD_TIMEOUT_SECS" => self.upload_timeout_secs = num(&k, &v)?,
+                "HUB_AUTHENTICATION" => {
+                    self.authentication = match v.to_ascii_lowercase().as_str() {
+                        "1" | "true" | "yes" | "on" => true,
+                        "0" | "false" | "no" | "off" => false,
+                        _ => return Err(ConfigError::Env { name: k, message: format!("not a boolean: {v:?}") }),
+                    }
+                }
+                "HUB_TOKEN_TTL_SECS" => self.token_ttl_secs = num(&k, &v)?,
+                "HUB_STATIC_DIR" => self.static_dir = Some(v.into()),
+                "HUB_THREEBOT_PROVIDER_URL" => self.threebot.provider_url = v,
+                "HUB_THREEBOT_APP_ID" => self.threebot.app_id = v,
+                "HUB_THREEBOT_PRIVATE_KEY" => self.threebot.private_key = Some(v),
+                "HUB_JWT_PUBLIC_KEY_FILE" => self.jwt.public_key_file = Some(v.into()),
+                "HUB_JWT_ISSUER" => self.jwt.issuer = Some(v),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The chunk store URL (default: a `dir://` store inside the data directory).
+    pub fn store_url(&self) -> String {
+        match &self.store {
+            Some(s) => s.clone(),
+            None => format!("dir://{}", absolute(&self.data_dir.join("chunks")).display()),
+        }
+    }
+
+    /// The directory served under `/static/`.
+    pub fn static_dir(&self) -> PathBuf {
+        self.static_dir.clone().unwrap_or_else(|| self.data_dir.join("static"))
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Parses a duration like `30d`, `12h`, `15m`, `90s` or a plain number of seconds.
+pub fn parse_duration_secs(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'd' => (&s[..s.len() - 1], 86_400),
+        'h' => (&s[..s.len() - 1], 3_600),
+        'm' => (&s[..s.len() - 1], 60),
+        's' => (&s[..s.len() - 1], 1),
+        _ => (s, 1),
+    };
+    num.parse::<i64>().ok().filter(|n| *n > 0).and_then(|n| n.checked_mul(mult))
+}

@@ -1,0 +1,191 @@
+//! Jobs: persisted in the catalog, followed live over Server-Sent Events at `/listen/<id>`.
+//!
+//! Event shapes (the `data:` of each SSE message):
+//! `{"status":"update","message","progress":0-100}`, `{"status":"info","info":{...}}` (done),
+//! `{"status":"error","message"}` (failed). A job that was running when the server stopped
+//! reads as failed after a restart.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::stream::{self, Stream, StreamExt};
+use hub_repo::{Hub, JobRecord, JobState};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
+
+/// One job event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobEvent {
+    /// Progress.
+    Update {
+        /// What is happening.
+        message: String,
+        /// 0 to 100.
+        progress: u8,
+    },
+    /// Finished; the result.
+    Info(Value),
+    /// Failed.
+    Error(String),
+}
+
+impl JobEvent {
+    /// The SSE `data` JSON.
+    pub fn to_json(&self) -> Value {
+        match self {
+            JobEvent::Update { message, progress } => json!({"status": "update", "message": message, "progress": progress}),
+            JobEvent::Info(info) => json!({"status": "info", "info": info}),
+            JobEvent::Error(message) => json!({"status": "error", "message": message}),
+        }
+    }
+
+    fn is_final(&self) -> bool {
+        !matches!(self, JobEvent::Update { .. })
+    }
+
+    fn of_record(r: &JobRecord) -> Self {
+        match r.state {
+            JobState::Done => JobEvent::Info(r.info.clone().unwrap_or(Value::Null)),
+            JobState::Failed => JobEvent::Error(r.message.clone()),
+            _ => JobEvent::Update { message: r.message.clone(), progress: r.progress },
+        }
+    }
+}
+
+/// Live jobs of this process.
+pub struct Jobs {
+    hub: Arc<Hub>,
+    live: Mutex<HashMap<String, broadcast::Sender<JobEvent>>>,
+}
+
+/// A running job: report progress, then finish or fail. Methods block (catalog writes): use
+/// them from blocking threads, or through the async wrappers.
+#[derive(Clone)]
+pub struct JobHandle {
+    /// The job id.
+    pub id: String,
+    hub: Arc<Hub>,
+    tx: broadcast::Sender<JobEvent>,
+    jobs: Arc<Jobs>,
+}
+
+impl Jobs {
+    /// No live jobs yet.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Jobs { hub, live: Mutex::new(HashMap::new()) }
+    }
+
+    /// Starts a job (persisted as running).
+    pub async fn start(self: &Arc<Self>, kind: &str, owner: &str) -> ApiResult<JobHandle> {
+        let (hub, kind2, owner2) = (self.hub.clone(), kind.to_string(), owner.to_string());
+        let rec = tokio::task::spawn_blocking(move || hub.job_create(&kind2, &owner2)).await??;
+        let (tx, _) = broadcast::channel(64);
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.id.clone(), tx.clone());
+        Ok(JobHandle { id: rec.id, hub: self.hub.clone(), tx, jobs: self.clone() })
+    }
+
+    fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<JobEvent>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|tx| tx.subscribe())
+    }
+
+    fn forget(&self, id: &str) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+impl JobHandle {
+    /// Records and broadcasts progress (blocking).
+    pub fn progress(&self, progress: u8, message: &str) {
+        if let Err(e) = self.hub.job_progress(&self.id, progress, message) {
+            tracing::warn!("job {}: {e}", self.id);
+        }
+        let _ = self.tx.send(JobEvent::Update { message: message.to_string(), progress });
+    }
+
+    /// Records success with its result (blocking).
+    pub fn finish(&self, info: &Value) {
+        if let Err(e) = self.hub.job_finish(&self.id, info) {
+            tracing::warn!("job {}: {e}", self.id);
+        }
+        let _ = self.tx.send(JobEvent::Info(info.clone()));
+        self.jobs.forget(&self.id);
+    }
+
+    /// Records failure (blocking).
+    pub fn fail(&self, message: &str) {
+        if let Err(e) = self.hub.job_fail(&self.id, message) {
+            tracing::warn!("job {}: {e}", self.id);
+        }
+        let _ = self.tx.send(JobEvent::Error(message.to_string()));
+        self.jobs.forget(&self.id);
+    }
+
+    /// [`JobHandle::finish`] from async code.
+    pub async fn finish_async(&self, info: Value) {
+        let h = self.clone();
+        let _ = tokio::task::spawn_blocking(move || h.finish(&info)).await;
+    }
+
+    /// [`JobHandle::fail`] from async code.
+    pub async fn fail_async(&self, message: String) {
+        let h = self.clone();
+        let _ = tokio::task::spawn_blocking(move || h.fail(&message)).await;
+    }
+
+    /// [`JobHandle::progress`] from async code.
+    pub async fn progress_async(&self, progress: u8, message: String) {
+        let h = self.clone();
+        let _ = tokio::task::spawn_blocking(move || h.progress(progress, &message)).await;
+    }
+}
+
+fn sse_event(e: &JobEvent) -> Result<Event, Infallible> {
+    Ok(Event::default().data(e.to_json().to_string()))
+}
+
+/// `GET /listen/<id>`: the job's events until it ends.
+pub async fn listen(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request("invalid job id"));
+    }
+    // Subscribe before reading the record so no event falls in between.
+    let rx = state.jobs.subscribe(&id);
+    let rec = state
+        .blocking({
+            let id = id.clone();
+            move |hub| Ok(hub.job(&id)?)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    let first = JobEvent::of_record(&rec);
+    let live = match rx {
+        Some(rx) if !first.is_final() => Some(rx),
+        _ => None,
+    };
+    let head = stream::once(async move { first });
+    let tail = match live {
+        Some(rx) => BroadcastStream::new(rx)
+            .filter_map(|r| async move { r.ok() })
+            .scan(false, |done, ev| {
+                if *done {
+                    return futures::future::ready(None);
+                }
+                *done = ev.is_final();
+                futures::future::ready(Some(ev))
+            })
+            .boxed(),
+        None => stream::empty().boxed(),
+    };
+    let events = head.chain(tail).map(|e| sse_event(&e));
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,132 @@
+//! JSON shapes of the API (kept exactly as existing clients parse them).
+
+use hub_repo::{Listed, ListedKind, Resolved};
+use serde_json::{json, Map, Value};
+
+/// `"12.34 KB"`: listings give sizes as a string in KB with two decimals.
+pub fn size_kb(bytes: u64) -> String {
+    format!("{:.2} KB", bytes as f64 / 1024.0)
+}
+
+/// One `<entry>` of a listing.
+pub fn listed(l: &Listed) -> Value {
+    let mut v = match l.kind {
+        ListedKind::Regular => json!({"name": l.name, "size": size_kb(l.size), "updated": l.updated, "type": "regular"}),
+        ListedKind::Symlink => json!({
+            "name": l.name, "size": size_kb(l.size), "updated": l.updated,
+            "linktime": l.linktime, "type": "symlink", "target": l.target,
+        }),
+        ListedKind::Taglink => json!({
+            "name": l.name, "size": "0 KB", "updated": l.updated,
+            "linktime": l.linktime, "type": "taglink", "target": l.target,
+        }),
+        ListedKind::Tag => json!({"name": l.name, "size": "0 KB", "updated": l.updated, "type": "tag"}),
+    };
+    if l.broken {
+        if let Value::Object(m) = &mut v {
+            m.insert("broken".into(), Value::Bool(true));
+        }
+    }
+    v
+}
+
+/// The `INFO` / `/light` answer for a resolved entry.
+pub fn light(name: &str, r: &Resolved, link: Option<(i64, String)>) -> Value {
+    let mut v = json!({
+        "name": name,
+        "size": r.size,
+        "updated": r.updated,
+        "type": if link.is_some() { "symlink" } else { "regular" },
+        "md5": r.md5,
+    });
+    if let (Some((linktime, target)), Value::Object(m)) = (link, &mut v) {
+        m.insert("linktime".into(), json!(linktime));
+        m.insert("target".into(), json!(target));
+    }
+    v
+}
+
+/// Flist metadata for `/metadata`: JSON-valued keys parsed, credentials removed, and
+/// `backend-forced` (the hub's public backend) when the flist names no backend.
+pub fn metadata(raw: &Map<String, Value>, public_backend: Option<&str>) -> Value {
+    const JSON_KEYS: [&str; 6] = ["backend", "entrypoint", "environ", "port", "volume", "readme"];
+    let mut out = Map::new();
+    for (k, v) in raw {
+        let text = v.as_str().unwrap_or_default();
+        let value = if JSON_KEYS.contains(&k.as_str()) {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+        } else {
+            Value::String(text.to_string())
+        };
+        out.insert(k.clone(), value);
+    }
+    if let Some(Value::Object(b)) = out.get_mut("backend") {
+        b.remove("password");
+        b.remove("token");
+    } else if out.get("backend").is_some() {
+        // A backend we cannot parse may hide credentials: do not echo it.
+        out.remove("backend");
+    }
+    if !out.contains_key("backend") {
+        let forced = public_backend.and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+        out.insert("backend-forced".into(), forced);
+    }
+    Value::Object(out)
+}
+
+/// `zdb://host:port` from a `backend` metadata JSON (for `.txt`/`.json` `Storage`).
+pub fn storage_url(backend_json: Option<&str>) -> String {
+    let Some(v) = backend_json.and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
+        return String::new();
+    };
+    let host = v.get("host").and_then(Value::as_str).unwrap_or_default();
+    let port = v.get("port").map(|p| p.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "9900".into());
+    format!("zdb://{host}:{port}")
+}
+
+/// `{"status":"success"}` with an optional payload.
+pub fn success(payload: Option<Value>) -> Value {
+    match payload {
+        Some(p) => json!({"status": "success", "payload": p}),
+        None => json!({"status": "success"}),
+    }
+}
+
+/// Escapes text for HTML.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_kb_strings() {
+        assert_eq!(size_kb(12636), "12.34 KB");
+        assert_eq!(size_kb(0), "0.00 KB");
+    }
+
+    #[test]
+    fn metadata_hides_passwords_and_forces_backend() {
+        let mut raw = Map::new();
+        raw.insert("backend".into(), json!(r#"{"host":"h","port":9900,"password":"secret"}"#));
+        raw.insert("custom".into(), json!("x"));
+        let v = metadata(&raw, None);
+        assert_eq!(v["backend"], json!({"host": "h", "port": 9900}));
+        assert!(!v.to_string().contains("secret"));
+        let v = metadata(&Map::new(), Some(r#"{"host":"pub","port":1}"#));
+        assert_eq!(v["backend-forced"], json!({"host": "pub", "port": 1}));
+    }
+}

@@ -1,0 +1,204 @@
+//! The router, server start-up and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, on, post, MethodFilter};
+use axum::Router;
+use hub_repo::Hub;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::auth::Identity;
+use crate::config::HubConfig;
+use crate::error::ApiError;
+use crate::state::{AppState, Shared};
+use crate::{api, jobs, threebot, upload, web};
+
+/// A start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The catalog could not be opened.
+    #[error("opening the hub data in {dir}: {source}")]
+    Repo {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: hub_repo::RepoError,
+    },
+    /// The chunk store could not be opened.
+    #[error("chunk store: {0}")]
+    Store(#[from] flist_store::StoreError),
+    /// Identity keys are bad.
+    #[error("identity: {0}")]
+    Identity(#[from] crate::auth::IdentityError),
+    /// Binding or serving failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking start-up task died.
+    #[error("start-up task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+const WRITE: MethodFilter = MethodFilter::GET.or(MethodFilter::POST).or(MethodFilter::PUT);
+
+async fn info_fallback(method: Method, st: State<Shared>, path: Path<(String, String)>) -> Response {
+    if method.as_str() == "INFO" {
+        api::light(st, path).await.into_response()
+    } else {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed")).into_response()
+    }
+}
+
+async fn fallback(req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") || req.uri().path() == "/api" {
+        ApiError::not_found(format!("no endpoint {} {}", req.method(), req.uri().path())).into_response()
+    } else {
+        web::not_found().await.into_response()
+    }
+}
+
+/// The complete router over `state`.
+pub fn router(state: Shared) -> Router {
+    let cfg = &state.config;
+    let uploads = Router::new()
+        .route("/api/flist/me/upload", post(upload::upload))
+        .route("/api/flist/me/upload-flist", post(upload::upload_flist))
+        .layer(DefaultBodyLimit::max(usize::try_from(cfg.max_upload_bytes).unwrap_or(usize::MAX)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.upload_timeout_secs),
+        ));
+    let api = Router::new()
+        .route("/api/repositories", get(api::repositories))
+        .route("/api/flist", get(api::all_flists))
+        .route("/api/fileslist", get(api::fileslist))
+        .route("/api/flist/{repo}", get(api::repo_listing))
+        .route("/api/flist/{repo}/tags/{tag}", get(api::tag_listing))
+        .route("/api/flist/{repo}/{name}", get(api::dump).fallback(info_fallback))
+        .route("/api/flist/{repo}/{name}/light", get(api::light))
+        .route("/api/flist/{repo}/{name}/taglink", get(api::taglink))
+        .route("/api/flist/{repo}/{name}/metadata", get(api::metadata))
+        .route("/api/flist/me", get(api::me))
+        .route("/api/flist/me/{a}", get(api::me_dump).delete(api::me_delete))
+        .route("/api/flist/me/{a}/link/{b}", on(WRITE, api::me_link))
+        .route("/api/flist/me/{a}/crosslink/{b}/{c}", on(WRITE, api::me_crosslink))
+        .route("/api/flist/me/{a}/rename/{b}", on(WRITE, api::me_rename))
+        .route("/api/flist/me/promote/{a}/{b}/{c}", on(WRITE, api::me_promote))
+        .route("/api/flist/me/{a}/{b}/tag/{c}/{d}", on(WRITE, api::me_tag_add).delete(api::me_tag_remove))
+        .route("/api/flist/me/{a}/crosstag/{b}/{c}", on(WRITE, api::me_crosstag).delete(api::me_crosstag_remove))
+        .route("/api/flist/me/merge/{a}", on(MethodFilter::POST.or(MethodFilter::PUT), api::me_merge))
+        .route("/api/flist/me/docker", post(api::me_docker))
+        .route("/listen/{id}", get(jobs::listen))
+        .route("/", get(web::home))
+        .route("/search", get(web::search))
+        .route("/upload", get(web::upload_page))
+        .route("/upload-flist", get(web::upload_flist_page))
+        .route("/merge", get(web::merge_page))
+        .route("/docker-convert", get(web::docker_page))
+        .route("/token", get(web::token_page))
+        .route("/login-method", get(web::login_method))
+        .route("/logout", get(web::logout))
+        .route("/login-threebot", get(threebot::login))
+        .route("/callback_threebot", get(threebot::callback_web))
+        .route("/callback_token", get(threebot::callback_token))
+        .route("/{repo}", get(web::repo_page))
+        .route("/{repo}/{file}", get(web::repo_file))
+        .route("/{repo}/tags/{tag}", get(web::tag_page))
+        .route("/{repo}/tags/{tag}/{file}", get(web::tag_file))
+        .nest_service("/static", ServeDir::new(cfg.static_dir()))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_secs),
+        ));
+    uploads.merge(api).fallback(fallback).with_state(state)
+}
+
+/// Opens the catalog, the chunk store and the identity keys.
+pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
+    if !config.authentication {
+        tracing::warn!("authentication is DISABLED by configuration: every caller may write (development only)");
+    }
+    let dir = config.data_dir.clone();
+    let hub = tokio::task::spawn_blocking(move || Hub::open(&dir))
+        .await?
+        .map_err(|source| ServerError::Repo { dir: config.data_dir.display().to_string(), source })?;
+    let store = flist_store::open(&config.store_url()).await?;
+    let public_backend = match flist_store::StoreUrl::parse(&config.public_backend) {
+        Ok(u) => u.to_backend_json(),
+        Err(e) => {
+            tracing::warn!("public backend: {e}");
+            None
+        }
+    };
+    if public_backend.is_none() {
+        tracing::warn!("public backend {:?} is not a TCP 0-db URL: flists will carry no backend", config.public_backend);
+    }
+    let c2 = config.clone();
+    let identity = tokio::task::spawn_blocking(move || Identity::from_config(&c2)).await??;
+    Ok(Arc::new(AppState::new(Arc::new(hub), store, config, public_backend, identity)))
+}
+
+/// A running server.
+pub struct Server {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The shared state (tests use the catalog directly).
+    pub state: Shared,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await?.map_err(|source| ServerError::Io { what: "serving".into(), source })
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+        signal.await;
+        self.shutdown().await
+    }
+}
+
+/// Binds `config.listen` and serves in the background.
+pub async fn start(config: HubConfig) -> Result<Server, ServerError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Io { what: format!("binding {}", config.listen), source })?;
+    start_on(listener, config).await
+}
+
+/// Serves on an already bound listener in the background.
+pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server, ServerError> {
+    let addr = listener.local_addr().map_err(|source| ServerError::Io { what: "local address".into(), source })?;
+    let state = build_state(config).await?;
+    let app = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!("hub listening on http://{addr}");
+    Ok(Server { addr, state, shutdown: Some(tx), task })
+}

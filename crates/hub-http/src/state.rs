@@ -1,0 +1,73 @@
+//! Shared server state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use flist_store::Store;
+use hub_repo::Hub;
+
+use crate::auth::Identity;
+use crate::config::HubConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::jobs::Jobs;
+
+/// Everything handlers share, behind an `Arc`.
+pub struct AppState {
+    /// The repository model.
+    pub hub: Arc<Hub>,
+    /// The chunk store the hub writes to and checks uploads against.
+    pub store: Arc<dyn Store>,
+    /// Configuration.
+    pub config: HubConfig,
+    /// `backend` metadata JSON announced in flists (no credentials), if the public backend is
+    /// a TCP 0-db.
+    pub public_backend: Option<String>,
+    /// Jobs and their live listeners.
+    pub jobs: Arc<Jobs>,
+    /// Token, JWT and 3Bot verification.
+    pub identity: Identity,
+    /// Responses cached until the next catalog write (key → (generation, body)).
+    cache: Mutex<HashMap<String, (u64, Bytes)>>,
+}
+
+/// The state as handlers receive it.
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, config: HubConfig, public_backend: Option<String>, identity: Identity) -> Self {
+        let jobs = Arc::new(Jobs::new(hub.clone()));
+        AppState { hub, store, config, public_backend, jobs, identity, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// Runs blocking catalog work on the blocking pool.
+    pub async fn blocking<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&Hub) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let hub = self.hub.clone();
+        tokio::task::spawn_blocking(move || f(&hub)).await?
+    }
+
+    /// A response body for `key`, computed by `f` at most once per catalog generation.
+    pub async fn cached<F>(&self, key: &str, f: F) -> ApiResult<Bytes>
+    where
+        F: FnOnce(&Hub) -> Result<Bytes, ApiError> + Send + 'static,
+    {
+        let generation = self.hub.generation();
+        if let Some((g, b)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            if *g == generation {
+                return Ok(b.clone());
+            }
+        }
+        let body = self.blocking(f).await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(key.to_string(), (generation, body.clone()));
+        Ok(body)
+    }
+}

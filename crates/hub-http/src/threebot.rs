@@ -1,0 +1,176 @@
+//! 3Bot (ThreeFold Connect) login: redirect with a one-time state, verify the signed
+//! attempt with the user's Ed25519 key, open the NaCl box with the hub's X25519 key.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::Engine;
+use crypto_box::aead::Aead;
+use ed25519_dalek::{Signature, VerifyingKey};
+use hub_repo::names;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::auth::{LoginFlow, SESSION_COOKIE};
+use crate::error::ApiError;
+use crate::state::Shared;
+use crate::web::WebError;
+
+/// Query of `/login-threebot`.
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    token: Option<String>,
+}
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+/// `GET /login-threebot[?token=1]`: 302 to the provider.
+pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Redirect {
+    let flow = if q.token.is_some() { LoginFlow::Token } else { LoginFlow::Web };
+    let state = st.identity.issue_state(flow);
+    let callback = match flow {
+        LoginFlow::Web => "/callback_threebot",
+        LoginFlow::Token => "/callback_token",
+    };
+    let tb = &st.config.threebot;
+    let url = format!(
+        "{}/?appid={}&publickey={}&state={}&redirecturl={}&scope={}",
+        tb.provider_url.trim_end_matches('/'),
+        enc(&tb.app_id),
+        enc(&st.identity.threebot_public_b64()),
+        enc(&state),
+        enc(callback),
+        enc("{}"),
+    );
+    Redirect::to(&url)
+}
+
+/// Query of the callbacks.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    #[serde(rename = "signedAttempt")]
+    signed_attempt: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Outer {
+    #[serde(rename = "doubleName")]
+    double_name: String,
+    #[serde(rename = "signedAttempt")]
+    signed_attempt: String,
+}
+
+#[derive(Deserialize)]
+struct Inner {
+    #[serde(rename = "signedState")]
+    signed_state: String,
+    #[serde(rename = "appId")]
+    app_id: Option<String>,
+    #[serde(rename = "doubleName")]
+    double_name: String,
+    data: BoxData,
+}
+
+#[derive(Deserialize)]
+struct BoxData {
+    nonce: String,
+    ciphertext: String,
+}
+
+fn b64(s: &str) -> Result<Vec<u8>, ApiError> {
+    STANDARD
+        .decode(s.trim())
+        .or_else(|_| URL_SAFE.decode(s.trim()))
+        .map_err(|_| ApiError::bad_request("malformed base64 in login attempt"))
+}
+
+/// Verifies a callback; returns the authenticated user.
+async fn verify(st: &Shared, q: CallbackQuery, flow: LoginFlow) -> Result<String, ApiError> {
+    let raw = q.signed_attempt.ok_or_else(|| ApiError::bad_request("missing signedAttempt"))?;
+    let outer: Outer = serde_json::from_str(&raw).map_err(|e| ApiError::bad_request(format!("malformed signedAttempt: {e}")))?;
+    let user = outer.double_name.to_ascii_lowercase();
+    names::validate_repo(&user)?;
+    let url = format!("{}/api/users/{}", st.config.threebot.provider_url.trim_end_matches('/'), enc(&user));
+    let resp = st
+        .identity
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("3Bot provider unreachable: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(ApiError::unauthorized(format!("3Bot provider does not know {user}")));
+    }
+    let info: Value = resp.json().await.map_err(|e| ApiError::unauthorized(format!("3Bot provider answer: {e}")))?;
+    let pk = info.get("publicKey").and_then(Value::as_str).ok_or_else(|| ApiError::unauthorized("3Bot user has no public key"))?;
+    let pk: [u8; 32] = b64(pk)?.try_into().map_err(|_| ApiError::unauthorized("3Bot public key is not 32 bytes"))?;
+    let vk = VerifyingKey::from_bytes(&pk).map_err(|_| ApiError::unauthorized("invalid 3Bot public key"))?;
+    let signed = b64(&outer.signed_attempt)?;
+    if signed.len() < 64 {
+        return Err(ApiError::unauthorized("signed attempt too short"));
+    }
+    let (sig, msg) = signed.split_at(64);
+    let sig = Signature::from_slice(sig).map_err(|_| ApiError::unauthorized("malformed signature"))?;
+    vk.verify_strict(msg, &sig).map_err(|_| ApiError::unauthorized("bad signature on login attempt"))?;
+    let inner: Inner = serde_json::from_slice(msg).map_err(|e| ApiError::unauthorized(format!("malformed signed data: {e}")))?;
+    if inner.double_name.to_ascii_lowercase() != user {
+        return Err(ApiError::unauthorized("signed attempt is for another user"));
+    }
+    if let Some(app) = &inner.app_id {
+        if *app != st.config.threebot.app_id {
+            return Err(ApiError::unauthorized("signed attempt is for another application"));
+        }
+    }
+    if !st.identity.take_state(&inner.signed_state, flow) {
+        return Err(ApiError::unauthorized("unknown, expired or already used login state"));
+    }
+    let nonce = b64(&inner.data.nonce)?;
+    if nonce.len() != 24 {
+        return Err(ApiError::unauthorized("nonce must be 24 bytes"));
+    }
+    let ciphertext = b64(&inner.data.ciphertext)?;
+    let user_x = crypto_box::PublicKey::from(vk.to_montgomery());
+    let sbox = crypto_box::SalsaBox::new(&user_x, &st.identity.threebot_secret);
+    let plain = sbox
+        .decrypt(crypto_box::Nonce::from_slice(&nonce), ciphertext.as_slice())
+        .map_err(|_| ApiError::unauthorized("cannot open the login box"))?;
+    let data: Value = serde_json::from_slice(&plain).map_err(|e| ApiError::unauthorized(format!("login data: {e}")))?;
+    if let Some(email) = data.get("email").filter(|e| !e.is_null()) {
+        if email.get("verified").and_then(Value::as_bool) != Some(true) {
+            return Err(ApiError::unauthorized("email address not verified"));
+        }
+    }
+    Ok(user)
+}
+
+async fn finish(st: Shared, q: CallbackQuery, flow: LoginFlow) -> Result<Response, WebError> {
+    let user = verify(&st, q, flow).await?;
+    let ttl = st.config.token_ttl_secs;
+    let u2 = user.clone();
+    let (token, _) = st.blocking(move |hub| Ok(hub.create_token(&u2, &[], ttl, Some("web session"))?)).await?;
+    tracing::info!("3Bot login: {user}");
+    let target = match flow {
+        LoginFlow::Web => "/",
+        LoginFlow::Token => "/token",
+    };
+    let mut resp = Redirect::to(target).into_response();
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /callback_threebot?signedAttempt=...`: a web session.
+pub async fn callback_web(State(st): State<Shared>, Query(q): Query<CallbackQuery>) -> Result<Response, WebError> {
+    finish(st, q, LoginFlow::Web).await
+}
+
+/// `GET /callback_token?signedAttempt=...`: a web session, then `/token`.
+pub async fn callback_token(State(st): State<Shared>, Query(q): Query<CallbackQuery>) -> Result<Response, WebError> {
+    finish(st, q, LoginFlow::Token).await
+}

@@ -1,0 +1,317 @@
+//! Uploads: archives converted to flists, homemade flists checked against the store.
+//!
+//! The multipart body is never held in memory: its chunks flow through a bounded channel
+//! into a blocking reader that feeds the converter (or the staging file).
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use bytes::Bytes;
+use flist_convert::{ConvertError, ConvertOptions, ProgressReport};
+use flist_format::{Flist, Metadata};
+use hub_repo::{inspect, names, Actor, FlistInfo, StagedFlist};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, ApiResult};
+use crate::jobs::JobHandle;
+use crate::render;
+use crate::state::Shared;
+use crate::auth::Caller;
+
+/// Largest number of keys per `exists_many` batch.
+const EXISTS_BATCH: usize = 1000;
+
+/// A blocking `Read` over chunks sent from async code.
+struct ChannelReader {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    cur: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}
+
+fn multipart_error(e: MultipartError) -> ApiError {
+    let status = e.status();
+    let status = if status == StatusCode::PAYLOAD_TOO_LARGE || e.body_text().contains("length limit") {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else if status.is_server_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    ApiError::new(status, format!("upload: {}", e.body_text()))
+}
+
+/// Streams one multipart field into `tx`; returns the upload-side error, if any.
+async fn pump(field: &mut Field<'_>, tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) -> Option<ApiError> {
+    loop {
+        match field.chunk().await {
+            Ok(Some(b)) => {
+                if tx.send(Ok(b)).await.is_err() {
+                    return None; // the consumer stopped (it reports its own error)
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                let err = multipart_error(e);
+                let _ = tx.send(Err(std::io::Error::other(err.message.clone()))).await;
+                return Some(err);
+            }
+        }
+    }
+}
+
+/// `foo.tar.gz` → `foo.flist`, validated.
+pub fn flist_name_for(original: &str) -> Result<String, ApiError> {
+    let base = original.rsplit(['/', '\\']).next().unwrap_or(original);
+    let mut stem = base.to_string();
+    for ext in [".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2", ".tar", ".gz", ".flist"] {
+        if stem.len() > ext.len() && stem.to_ascii_lowercase().ends_with(ext) {
+            stem.truncate(stem.len() - ext.len());
+            break;
+        }
+    }
+    let name = format!("{stem}.flist");
+    names::validate_flist(&name)?;
+    Ok(name)
+}
+
+fn original_name(headers: &HeaderMap, field_name: Option<&str>) -> Option<String> {
+    headers
+        .get("x-original-name")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+        .or_else(|| field_name.map(str::to_string))
+}
+
+fn convert_error(e: ConvertError) -> ApiError {
+    match e {
+        ConvertError::Store { .. } | ConvertError::MissingChunk { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("chunk store: {e}"))
+        }
+        ConvertError::Internal(_) | ConvertError::Io { .. } | ConvertError::Destination { .. } => ApiError::internal(e),
+        other => ApiError::bad_request(format!("archive refused: {other}")),
+    }
+}
+
+/// Stores a finished flist (in memory) as `repo/name` with the public backend (blocking).
+fn store_flist(
+    st: &Shared,
+    actor: &Actor,
+    name: &str,
+    mut flist: Flist,
+    source: Option<String>,
+) -> Result<(), ApiError> {
+    match &st.public_backend {
+        Some(b) => flist.metadata.set("backend", b.clone()),
+        None => {
+            flist.metadata.remove("backend");
+        }
+    }
+    let out = st.hub.temp_path(".flist");
+    flist.write(&out).map_err(|e| ApiError::internal(format!("writing {}: {e}", out.display())))?;
+    let staged: StagedFlist = st.hub.stage_file(&out)?;
+    let info: FlistInfo = inspect::info_of(&flist, source);
+    st.hub.put_flist(actor, &actor.active, name, staged, info)?;
+    Ok(())
+}
+
+/// `POST /api/flist/me/upload`: a `.tar.gz` (or other tar) in field `file` becomes an flist.
+pub async fn upload(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> ApiResult<Json<Value>> {
+    actor.check_write(&actor.active)?;
+    let total = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut user_md: Vec<(String, String)> = Vec::new();
+    let mut conversion = None;
+    let mut name = None;
+    let mut upload_err = None;
+    let job = st.jobs.start("upload", &actor.user).await?;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let fname = field.name().unwrap_or_default().to_string();
+        if let Some(key) = fname.strip_prefix("metadata-") {
+            let value = field.text().await.map_err(multipart_error)?;
+            user_md.push((key.to_string(), value));
+        } else if fname == "file" && conversion.is_none() {
+            let n = match original_name(&headers, field.file_name()).map(|o| flist_name_for(&o)) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => {
+                    job.fail_async(e.message.clone()).await;
+                    return Err(e);
+                }
+                None => {
+                    job.fail_async("no file name".into()).await;
+                    return Err(ApiError::bad_request("the file has no name: send a filename or X-Original-Name"));
+                }
+            };
+            name = Some(n);
+            let (tx, rx) = mpsc::channel(16);
+            let reader = ChannelReader { rx, cur: Bytes::new() };
+            let store = st.store.clone();
+            let job2 = job.clone();
+            let runtime = tokio::runtime::Handle::current();
+            let last = Mutex::new(Instant::now());
+            let handle = tokio::task::spawn_blocking(move || {
+                let progress = move |r: &ProgressReport| {
+                    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.elapsed().as_millis() < 500 {
+                        return;
+                    }
+                    *last = Instant::now();
+                    let pct = total.map(|t| (r.bytes_read.saturating_mul(90) / t.max(1)).min(90) as u8).unwrap_or(0);
+                    job2.progress(pct, &format!("{} entries, {} new chunks", r.entries, r.chunks_new));
+                };
+                let opts = ConvertOptions {
+                    progress: Some(Arc::new(progress)),
+                    runtime: Some(runtime),
+                    ..ConvertOptions::default()
+                };
+                flist_convert::pack_archive(reader, Some(&store), &opts)
+            });
+            upload_err = pump(&mut field, &tx).await;
+            drop(tx);
+            conversion = Some(handle);
+        }
+        // other fields are ignored
+    }
+    let (Some(handle), Some(name)) = (conversion, name) else {
+        job.fail_async("no file field".into()).await;
+        return Err(ApiError::bad_request("multipart field `file` is required"));
+    };
+    let packed = handle.await;
+    if let Some(e) = upload_err {
+        job.fail_async(e.message.clone()).await;
+        return Err(e);
+    }
+    let packed = match packed {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            let e = convert_error(e);
+            job.fail_async(e.message.clone()).await;
+            return Err(e);
+        }
+        Err(e) => {
+            job.fail_async("conversion failed".into()).await;
+            return Err(e.into());
+        }
+    };
+    job.progress_async(95, "storing flist".into()).await;
+    let mut metadata = Metadata::new();
+    for (k, v) in user_md {
+        if k != "backend" && !k.is_empty() {
+            metadata.set(k, v);
+        }
+    }
+    let s = &packed.stats;
+    let files = json!({
+        "regular": s.files, "directory": s.directories, "symlink": s.symlinks, "special": s.specials,
+        "fullsize": s.bytes, "chunks_written": s.chunks_written, "chunks_present": s.chunks_present,
+        "warnings": s.warnings.iter().map(|w| json!({"message": w.message, "count": w.count})).collect::<Vec<_>>(),
+    });
+    let flist = Flist { tree: packed.tree, metadata };
+    let source = original_name(&headers, None).or_else(|| Some(name.trim_end_matches(".flist").to_string()));
+    let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
+    let stored = tokio::task::spawn_blocking(move || store_flist(&st2, &actor2, &name2, flist, source)).await;
+    let stored = match stored {
+        Ok(r) => r,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = stored {
+        job.fail_async(e.message.clone()).await;
+        return Err(e);
+    }
+    let payload = json!({"name": name, "files": files, "job": job.id});
+    job.finish_async(json!({"name": name, "files": files, "repository": actor.active})).await;
+    Ok(Json(render::success(Some(payload))))
+}
+
+/// `POST /api/flist/me/upload-flist`: a homemade `.flist`, accepted only when every chunk it
+/// references is in the hub's store; stored with the hub's public backend.
+pub async fn upload_flist(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> ApiResult<Json<Value>> {
+    actor.check_write(&actor.active)?;
+    let mut staged = None;
+    let mut name = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        if field.name() != Some("file") || staged.is_some() {
+            continue;
+        }
+        let n = original_name(&headers, field.file_name())
+            .ok_or_else(|| ApiError::bad_request("the file has no name: send a filename or X-Original-Name"))?;
+        let n = n.rsplit(['/', '\\']).next().unwrap_or(&n).to_string();
+        names::validate_flist(&n)?;
+        name = Some(n);
+        let (tx, rx) = mpsc::channel(16);
+        let hub = st.hub.clone();
+        let handle = tokio::task::spawn_blocking(move || hub.stage_reader(ChannelReader { rx, cur: Bytes::new() }));
+        let err = pump(&mut field, &tx).await;
+        drop(tx);
+        let res = handle.await?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        staged = Some(res?);
+    }
+    let (Some(staged), Some(name)) = (staged, name) else {
+        return Err(ApiError::bad_request("multipart field `file` is required"));
+    };
+    let flist = tokio::task::spawn_blocking(move || {
+        let r = inspect::open_flist(staged.path());
+        drop(staged);
+        r
+    })
+    .await??;
+    let keys: Vec<Vec<u8>> = inspect::chunk_keys(&flist.tree).into_iter().map(|k| k.to_vec()).collect();
+    let mut missing = Vec::new();
+    for batch in keys.chunks(EXISTS_BATCH) {
+        let present = st.store.exists_many(batch).await?;
+        missing.extend(batch.iter().zip(present).filter(|(_, p)| !p).map(|(k, _)| hex::encode(k)));
+    }
+    if !missing.is_empty() {
+        let sample: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        return Err(ApiError::bad_request(format!(
+            "{} of {} chunks are missing from the hub's backend (e.g. {})",
+            missing.len(),
+            keys.len(),
+            sample.join(", ")
+        )));
+    }
+    let stats = flist.tree.stats();
+    let files = json!({
+        "regular": stats.regular, "symlink": stats.symlink, "directory": stats.directory,
+        "special": stats.special, "fullsize": stats.fullsize, "chunks": keys.len(), "missing": 0,
+    });
+    let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
+    tokio::task::spawn_blocking(move || store_flist(&st2, &actor2, &name2, flist, Some("upload-flist".into()))).await??;
+    Ok(Json(render::success(Some(json!({"name": name, "files": files})))))
+}

@@ -1,0 +1,428 @@
+//! Downloads (`.flist`, `.flist.md5`, `.txt`, `.json`, `.md`) and the server-rendered pages.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use hub_repo::{names, ListedKind, Resolved};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use crate::auth::{MaybeCaller, ACTIVE_USER_COOKIE, SESSION_COOKIE};
+use crate::error::ApiError;
+use crate::render::{self, html_escape as esc};
+use crate::state::Shared;
+
+/// An error shown as an HTML page with its status.
+pub struct WebError(pub ApiError);
+
+impl From<ApiError> for WebError {
+    fn from(e: ApiError) -> Self {
+        WebError(e)
+    }
+}
+
+impl From<hub_repo::RepoError> for WebError {
+    fn from(e: hub_repo::RepoError) -> Self {
+        WebError(e.into())
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let body = page(
+            &format!("{}", self.0.status),
+            &format!("<p class=\"error\">{}</p><p><a href=\"/\">Back to the hub</a></p>", esc(&self.0.message)),
+        );
+        (self.0.status, Html(body)).into_response()
+    }
+}
+
+type WebResult<T> = Result<T, WebError>;
+
+/// Wraps content in the common page layout.
+pub fn page(title: &str, content: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} - flist hub</title>\
+         <style>body{{font-family:sans-serif;max-width:70em;margin:auto;padding:1em}}\
+         table{{border-collapse:collapse}}td,th{{padding:.2em .8em;text-align:left}}\
+         tr:nth-child(even){{background:#f4f4f4}}.error{{color:#a00}}pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style>\
+         </head><body><nav><a href=\"/\">Hub</a> · <a href=\"/search\">Search</a> · \
+         <a href=\"/upload\">Upload</a> · <a href=\"/upload-flist\">Upload flist</a> · <a href=\"/merge\">Merge</a> · \
+         <a href=\"/docker-convert\">Docker</a> · <a href=\"/token\">Token</a> · <a href=\"/login-method\">Login</a> · \
+         <a href=\"/logout\">Logout</a></nav><h1>{t}</h1>{content}</body></html>",
+        t = esc(title)
+    )
+}
+
+fn fmt_time(t: i64) -> String {
+    // YYYY-MM-DD HH:MM UTC from unix seconds (civil-from-days).
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, (secs % 3600) / 60)
+}
+
+// ----- downloads -------------------------------------------------------------------------
+
+/// Splits a requested file into (entry name, what to answer).
+fn parse_file(file: &str) -> Option<(String, &'static str)> {
+    if let Some(n) = file.strip_suffix(".md5") {
+        return n.ends_with(".flist").then(|| (n.to_string(), "md5"));
+    }
+    if file.ends_with(".flist") {
+        return Some((file.to_string(), "flist"));
+    }
+    for (suffix, kind) in [(".txt", "txt"), (".json", "json"), (".md", "md")] {
+        if let Some(n) = file.strip_suffix(suffix) {
+            let n = if n.ends_with(".flist") { n.to_string() } else { format!("{n}.flist") };
+            return Some((n, kind));
+        }
+    }
+    None
+}
+
+async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Response {
+    let etag = format!("\"{}\"", r.sha256);
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .unwrap_or(false);
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let path = st.hub.blob_path(&r.sha256);
+    let mut resp = match ServeFile::new(path).oneshot(req).await {
+        Ok(r) => r.map(Body::new),
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// `GET|HEAD /<repo>/<file>`: `.flist`, `.flist.md5`, `.txt`, `.json`, `.md`.
+pub async fn repo_file(State(st): State<Shared>, Path((repo, file)): Path<(String, String)>, req: Request) -> WebResult<Response> {
+    names::validate_repo(&repo)?;
+    let (name, kind) = parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
+    names::validate_flist(&name)?;
+    let (r2, n2) = (repo.clone(), name.clone());
+    let r = st.blocking(move |hub| Ok(hub.resolve(&r2, &n2)?)).await?;
+    match kind {
+        "flist" => Ok(serve_flist(&st, &r, &name, req).await),
+        "md5" => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", r.md5)).into_response()),
+        "txt" | "json" => {
+            let info = flist_info(&st, &repo, &name, &r).await?;
+            if kind == "json" {
+                return Ok(axum::Json(info).into_response());
+            }
+            let text = format!(
+                "File:     {}\nUploader: {}\nSource:   {}\nStorage:  {}\nChecksum: {}\n",
+                info["flist"].as_str().unwrap_or_default(),
+                info["uploader"].as_str().unwrap_or_default(),
+                info["source"].as_str().unwrap_or_default(),
+                info["storage"].as_str().unwrap_or_default(),
+                info["checksum"].as_str().unwrap_or_default(),
+            );
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        }
+        _ => preview(&st, &repo, &name, r).await,
+    }
+}
+
+async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebResult<Value> {
+    let r2 = r.clone();
+    let md = st.blocking(move |hub| Ok(hub.metadata(&r2)?)).await.unwrap_or_default();
+    let backend = md.get("backend").and_then(Value::as_str).map(str::to_string).or_else(|| st.public_backend.clone());
+    let base = st.config.public_url.trim_end_matches('/');
+    Ok(json!({
+        "flist": name,
+        "uploader": format!("{base}/{repo}"),
+        "source": format!("{base}/{repo}/{name}"),
+        "storage": render::storage_url(backend.as_deref()),
+        "checksum": r.md5,
+    }))
+}
+
+async fn preview(st: &Shared, repo: &str, name: &str, r: Resolved) -> WebResult<Response> {
+    let r2 = r.clone();
+    let (md, dump) = st
+        .blocking(move |hub| {
+            let md = hub.metadata(&r2)?;
+            let dump = hub.dump(&r2)?;
+            Ok((md, dump))
+        })
+        .await?;
+    let md = render::metadata(&md, st.public_backend.as_deref());
+    let readme = md.get("readme").and_then(|r| r.get("readme")).and_then(Value::as_str).unwrap_or("").to_string();
+    let dump: Value = serde_json::from_str(&dump).unwrap_or(Value::Null);
+    let mut body = format!(
+        "<p><a href=\"/{repo}/{name}\">Download</a> · md5 <code>{md5}</code> · {size} · updated {upd}</p>",
+        repo = esc(repo),
+        name = esc(name),
+        md5 = esc(&r.md5),
+        size = render::size_kb(r.size),
+        upd = fmt_time(r.updated)
+    );
+    if !readme.is_empty() {
+        body.push_str(&format!("<h2>Readme</h2><pre>{}</pre>", esc(&readme)));
+    }
+    body.push_str(&format!(
+        "<h2>Metadata</h2><pre>{}</pre>",
+        esc(&serde_json::to_string_pretty(&md).unwrap_or_default())
+    ));
+    body.push_str(&format!(
+        "<h2>Contents</h2><p>{} files, {} directories, {} symlinks, {} special, {} bytes</p><table>",
+        dump["regular"], dump["directory"], dump["symlink"], dump["special"], dump["fullsize"]
+    ));
+    for e in dump["content"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().take(2000) {
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            esc(e["type"].as_str().unwrap_or("")),
+            e["size"],
+            esc(e["path"].as_str().unwrap_or(""))
+        ));
+    }
+    body.push_str("</table>");
+    Ok(Html(page(&format!("{repo}/{name}"), &body)).into_response())
+}
+
+/// `GET|HEAD /<repo>/tags/<tag>/<name>.flist` (and `.flist.md5`).
+pub async fn tag_file(
+    State(st): State<Shared>,
+    Path((repo, tag, file)): Path<(String, String, String)>,
+    req: Request,
+) -> WebResult<Response> {
+    names::validate_repo(&repo)?;
+    names::validate_tag(&tag)?;
+    let (name, kind) = parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
+    names::validate_flist(&name)?;
+    let n2 = name.clone();
+    let r = st.blocking(move |hub| Ok(hub.resolve_in_tag(&repo, &tag, &n2)?)).await?;
+    match kind {
+        "flist" => Ok(serve_flist(&st, &r, &name, req).await),
+        "md5" => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", r.md5)).into_response()),
+        _ => Err(ApiError::not_found("only .flist and .flist.md5 are served through tags").into()),
+    }
+}
+
+// ----- pages -------------------------------------------------------------------------------
+
+/// `GET /`
+pub async fn home(State(st): State<Shared>, MaybeCaller(who): MaybeCaller) -> WebResult<Html<String>> {
+    let repos = st.blocking(|hub| Ok(hub.repositories()?)).await?;
+    let official = &st.config.official;
+    let mut body = String::new();
+    if let Some(a) = who {
+        body.push_str(&format!("<p>Signed in as <b>{}</b> (acting as {}).</p>", esc(&a.user), esc(&a.active)));
+    }
+    let row = |r: &hub_repo::RepoInfo| {
+        format!("<tr><td><a href=\"/{n}\">{n}</a></td><td>{}</td></tr>", fmt_time(r.updated), n = esc(&r.name))
+    };
+    body.push_str("<h2>Official repositories</h2><table>");
+    for r in repos.iter().filter(|r| official.contains(&r.name)) {
+        body.push_str(&row(r));
+    }
+    body.push_str("</table><h2>Contributors</h2><table>");
+    for r in repos.iter().filter(|r| !official.contains(&r.name)) {
+        body.push_str(&row(r));
+    }
+    body.push_str("</table>");
+    Ok(Html(page("Zero-OS flist hub", &body)))
+}
+
+/// `GET /<repo>`
+pub async fn repo_page(State(st): State<Shared>, Path(repo): Path<String>) -> WebResult<Html<String>> {
+    names::validate_repo(&repo)?;
+    let r2 = repo.clone();
+    let items = st
+        .blocking(move |hub| hub.list(&r2)?.ok_or_else(|| ApiError::not_found(format!("no repository {r2}"))))
+        .await?;
+    let mut body = String::from("<table><tr><th>Name</th><th>Type</th><th>Size</th><th>Updated</th><th>Target</th></tr>");
+    for l in &items {
+        let (link, kind) = match l.kind {
+            ListedKind::Tag => (format!("/{}/tags/{}", esc(&repo), esc(&l.name)), "tag"),
+            ListedKind::Taglink => (format!("/{}", esc(l.target.as_deref().unwrap_or(""))), "taglink"),
+            ListedKind::Symlink => (format!("/{}/{}.md", esc(&repo), esc(&l.name)), "symlink"),
+            ListedKind::Regular => (format!("/{}/{}.md", esc(&repo), esc(&l.name)), "regular"),
+        };
+        body.push_str(&format!(
+            "<tr><td><a href=\"{link}\">{}</a></td><td>{kind}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&l.name),
+            if l.broken { " (broken)" } else { "" },
+            render::size_kb(l.size),
+            fmt_time(l.updated),
+            esc(l.target.as_deref().unwrap_or(""))
+        ));
+    }
+    body.push_str("</table>");
+    Ok(Html(page(&repo, &body)))
+}
+
+/// `GET /<repo>/tags/<tag>`
+pub async fn tag_page(State(st): State<Shared>, Path((repo, tag)): Path<(String, String)>) -> WebResult<Html<String>> {
+    names::validate_repo(&repo)?;
+    names::validate_tag(&tag)?;
+    let (r2, t2) = (repo.clone(), tag.clone());
+    let links = st.blocking(move |hub| Ok(hub.tag_links(&r2, &t2)?)).await?;
+    let mut body = String::from("<table><tr><th>Name</th><th>Target</th><th>Size</th></tr>");
+    for l in &links {
+        body.push_str(&format!(
+            "<tr><td><a href=\"/{r}/tags/{t}/{n}\">{n}</a></td><td>{}</td><td>{}</td></tr>",
+            esc(l.target.as_deref().unwrap_or("")),
+            render::size_kb(l.size),
+            r = esc(&repo),
+            t = esc(&tag),
+            n = esc(&l.name)
+        ));
+    }
+    body.push_str("</table>");
+    Ok(Html(page(&format!("{repo} tag {tag}"), &body)))
+}
+
+/// Query of `/search`.
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+}
+
+/// `GET /search?q=`
+pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>) -> WebResult<Html<String>> {
+    let needle = q.q.unwrap_or_default();
+    let mut body = format!(
+        "<form action=\"/search\"><input name=\"q\" value=\"{}\"><button>Search</button></form>",
+        esc(&needle)
+    );
+    if !needle.is_empty() {
+        let n2 = needle.chars().take(128).collect::<String>();
+        let hits = st.blocking(move |hub| Ok(hub.search(&n2, 500)?)).await?;
+        body.push_str("<ul>");
+        for (r, n) in hits {
+            body.push_str(&format!("<li><a href=\"/{r}/{n}.md\">{r}/{n}</a></li>", r = esc(&r), n = esc(&n)));
+        }
+        body.push_str("</ul>");
+    }
+    Ok(Html(page("Search", &body)))
+}
+
+fn form_page(title: &str, action: &str, fields: &str, who: &Option<hub_repo::Actor>) -> Html<String> {
+    let note = match who {
+        Some(a) => format!("<p>Uploading as <b>{}</b>.</p>", esc(&a.active)),
+        None => "<p>You need to <a href=\"/login-method\">sign in</a> first.</p>".into(),
+    };
+    Html(page(
+        title,
+        &format!("{note}<form method=\"post\" action=\"{action}\" enctype=\"multipart/form-data\">{fields}<button>Send</button></form>"),
+    ))
+}
+
+/// `GET /upload`
+pub async fn upload_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
+    form_page(
+        "Upload an archive",
+        "/api/flist/me/upload",
+        "<p><input type=\"file\" name=\"file\" accept=\".tar.gz,.tgz,.tar\"></p>",
+        &who,
+    )
+}
+
+/// `GET /upload-flist`
+pub async fn upload_flist_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
+    form_page("Upload an flist", "/api/flist/me/upload-flist", "<p><input type=\"file\" name=\"file\" accept=\".flist\"></p>", &who)
+}
+
+/// `GET /merge`
+pub async fn merge_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
+    let note = match &who {
+        Some(a) => format!("<p>Merging into <b>{}</b>.</p>", esc(&a.active)),
+        None => "<p>You need to <a href=\"/login-method\">sign in</a> first.</p>".into(),
+    };
+    Html(page(
+        "Merge flists",
+        &format!(
+            "{note}<p>POST a JSON array of <code>\"repo/name.flist\"</code> to \
+             <code>/api/flist/me/merge/&lt;target&gt;.flist</code>; the first flist wins on conflicts.</p>"
+        ),
+    ))
+}
+
+/// `GET /docker-convert`
+pub async fn docker_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
+    let mut h = form_page("Convert a Docker image", "/api/flist/me/docker", "<p><input name=\"image\" placeholder=\"ubuntu:22.04\"></p>", &who);
+    h.0 = h.0.replace("</h1>", "</h1><p>Docker conversion is not available on this hub yet.</p>");
+    h
+}
+
+/// `GET /login-method`
+pub async fn login_method() -> Html<String> {
+    Html(page(
+        "Sign in",
+        "<ul><li><a href=\"/login-threebot\">ThreeFold Connect (3Bot)</a></li>\
+         <li><a href=\"/login-threebot?token=1\">ThreeFold Connect, then show an API token</a></li></ul>",
+    ))
+}
+
+/// `GET /logout`: revokes the session token and clears the cookies.
+pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(tok) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+        let hub = st.hub.clone();
+        let _ = tokio::task::spawn_blocking(move || hub.revoke_token(&tok)).await;
+    }
+    let mut resp = Redirect::to("/").into_response();
+    for c in [SESSION_COOKIE, ACTIVE_USER_COOKIE] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// `GET /token`: with a web session, issues a new API token and shows it once.
+pub async fn token_page(State(st): State<Shared>, MaybeCaller(who): MaybeCaller) -> WebResult<Response> {
+    let Some(actor) = who else {
+        return Ok(Html(page(
+            "API token",
+            "<p><a href=\"/login-threebot?token=1\">Sign in</a> to get an API token.</p>",
+        ))
+        .into_response());
+    };
+    let ttl = st.config.token_ttl_secs;
+    let (user, memberof) = (actor.user.clone(), actor.memberof.clone());
+    let (token, info) = st
+        .blocking(move |hub| Ok(hub.create_token(&user, &memberof, ttl, Some("web"))?))
+        .await?;
+    let body = format!(
+        "<p>Your new API token for <b>{}</b> (expires {}):</p><pre id=\"token\">{}</pre>\
+         <p>Use it as <code>Authorization: bearer &lt;token&gt;</code>. It is shown only once.</p>",
+        esc(&info.user),
+        fmt_time(info.expires),
+        esc(&token)
+    );
+    let mut resp = Html(page("API token", &body)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `GET /static/...` files are served by the router; this is the 404 for unknown pages.
+pub async fn not_found() -> WebError {
+    WebError(ApiError::not_found("no such page"))
+}

@@ -1,0 +1,188 @@
+//! Content-addressed flist files: `<data>/flists/<sha256[0..2]>/<sha256>`.
+//!
+//! Writes go to `<data>/tmp/`, are fsynced, then renamed into place (and the directory
+//! fsynced); only then does the catalog reference them. A crash leaves at worst an orphan
+//! temp file (removed on the next open) or an unreferenced blob.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+use crate::RepoError;
+
+/// A flist file written to the hub's temp area, hashed, not yet referenced by the catalog.
+#[derive(Debug)]
+pub struct StagedFlist {
+    pub(crate) path: PathBuf,
+    /// Hex sha256 of the content.
+    pub sha256: String,
+    /// Hex md5 of the content.
+    pub md5: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl StagedFlist {
+    /// The temporary file (valid until committed or dropped).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StagedFlist {
+    fn drop(&mut self) {
+        // After a commit the file has been renamed away and this is a no-op.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Blobs {
+    root: PathBuf,
+    tmp: PathBuf,
+    counter: AtomicU64,
+}
+
+/// Writes `data` to `out`, feeding both hashes; returns the byte count.
+fn copy_hashing(
+    mut input: impl Read,
+    out: &mut File,
+    path: &Path,
+) -> Result<(String, String, u64), RepoError> {
+    let mut sha = Sha256::new();
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(RepoError::io("read input for", path, e)),
+        };
+        let chunk = &buf[..got];
+        sha.update(chunk);
+        md5.update(chunk);
+        out.write_all(chunk).map_err(|e| RepoError::io("write", path, e))?;
+        n += got as u64;
+    }
+    Ok((hex::encode(sha.finalize()), hex::encode(md5.finalize()), n))
+}
+
+/// Hashes a file: (sha256, md5, size).
+pub(crate) fn hash_file(path: &Path) -> Result<(String, String, u64), RepoError> {
+    let mut f = File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+    let mut sha = Sha256::new();
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(RepoError::io("read", path, e)),
+        };
+        sha.update(&buf[..got]);
+        md5.update(&buf[..got]);
+        n += got as u64;
+    }
+    Ok((hex::encode(sha.finalize()), hex::encode(md5.finalize()), n))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), RepoError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| RepoError::io("fsync directory", dir, e))
+}
+
+impl Blobs {
+    pub(crate) fn open(data: &Path) -> Result<Self, RepoError> {
+        let root = data.join("flists");
+        let tmp = data.join("tmp");
+        for d in [&root, &tmp] {
+            fs::create_dir_all(d).map_err(|e| RepoError::io("create directory", d, e))?;
+        }
+        // Leftovers of interrupted writes: never referenced, safe to drop.
+        if let Ok(rd) = fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+            }
+        }
+        Ok(Blobs { root, tmp, counter: AtomicU64::new(0) })
+    }
+
+    /// A fresh path in the temp area (not created).
+    pub(crate) fn temp_path(&self, suffix: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut rnd = [0u8; 8];
+        let _ = getrandom::fill(&mut rnd);
+        self.tmp.join(format!("{}-{n}-{}{suffix}", std::process::id(), hex::encode(rnd)))
+    }
+
+    /// The temp directory.
+    pub(crate) fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Where the blob `sha256` lives.
+    pub(crate) fn path_of(&self, sha256: &str) -> PathBuf {
+        let prefix = sha256.get(..2).unwrap_or("xx");
+        self.root.join(prefix).join(sha256)
+    }
+
+    /// Streams `input` into a new staged file, hashing as it goes, and fsyncs it.
+    pub(crate) fn stage_reader(&self, input: impl Read) -> Result<StagedFlist, RepoError> {
+        let path = self.temp_path(".flist");
+        let mut f = File::create(&path).map_err(|e| RepoError::io("create", &path, e))?;
+        let staged_guard = StagedFlist { path: path.clone(), sha256: String::new(), md5: String::new(), size: 0 };
+        let (sha256, md5, size) = copy_hashing(input, &mut f, &path)?;
+        f.sync_all().map_err(|e| RepoError::io("fsync", &path, e))?;
+        drop(f);
+        let mut staged = staged_guard;
+        staged.sha256 = sha256;
+        staged.md5 = md5;
+        staged.size = size;
+        Ok(staged)
+    }
+
+    /// Takes ownership of a finished file (moved into the temp area if elsewhere) and hashes it.
+    pub(crate) fn stage_file(&self, path: &Path) -> Result<StagedFlist, RepoError> {
+        let target = if path.parent() == Some(self.tmp.as_path()) {
+            path.to_path_buf()
+        } else {
+            let t = self.temp_path(".flist");
+            if fs::rename(path, &t).is_err() {
+                // Different filesystem: copy.
+                let src = File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+                return self.stage_reader(src);
+            }
+            t
+        };
+        File::open(&target)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| RepoError::io("fsync", &target, e))?;
+        let (sha256, md5, size) = hash_file(&target)?;
+        Ok(StagedFlist { path: target, sha256, md5, size })
+    }
+
+    /// Moves a staged file to its content address (durably). Idempotent.
+    pub(crate) fn commit(&self, staged: &StagedFlist) -> Result<PathBuf, RepoError> {
+        let dest = self.path_of(&staged.sha256);
+        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(|e| RepoError::io("create directory", &dir, e))?;
+            sync_dir(&self.root)?;
+        }
+        if dest.exists() {
+            // Same content already stored; the staged copy is dropped with the guard.
+            return Ok(dest);
+        }
+        fs::rename(&staged.path, &dest).map_err(|e| RepoError::io("rename into", &dest, e))?;
+        sync_dir(&dir)?;
+        Ok(dest)
+    }
+}

@@ -1,0 +1,83 @@
+//! Errors of the repository model. Each says what was being done and to which name or path.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// An error from a catalog or repository operation.
+#[derive(Debug, Error)]
+pub enum RepoError {
+    /// A repository, flist, tag or link name is not acceptable.
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        /// Which kind of name (`repository`, `flist`, `tag`, `taglink`).
+        what: &'static str,
+        /// The offending name (debug-escaped when displayed).
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// Other malformed input.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The operation would overwrite or contradict existing state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The acting identity may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Following links went round in a circle or too deep.
+    #[error("link cycle while resolving {0}")]
+    Cycle(String),
+    /// A filesystem operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (`create`, `rename`, `read` ...).
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The catalog database failed.
+    #[error("catalog ({context}): {source}")]
+    Sqlite {
+        /// The operation.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored flist could not be read or written by the format crate.
+    #[error("flist {path}: {message}")]
+    Format {
+        /// The flist file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The feature depends on a component that is not available.
+    #[error("not implemented: {0}")]
+    Unsupported(String),
+}
+
+impl RepoError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        RepoError::Io { op, path: path.into(), source }
+    }
+}
+
+/// Adds context to a rusqlite result.
+pub(crate) trait SqlContext<T> {
+    fn ctx(self, context: &str) -> Result<T, RepoError>;
+}
+
+impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &str) -> Result<T, RepoError> {
+        self.map_err(|source| RepoError::Sqlite { context: context.to_string(), source })
+    }
+}

@@ -1,0 +1,173 @@
+//! Hub API tokens: 32 random bytes, base64url; only their sha256 is stored.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rusqlite::{params, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use crate::error::SqlContext;
+use crate::hub::now;
+use crate::names::validate_repo;
+use crate::{Hub, RepoError};
+
+/// What a token grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Catalog id (for listing and revocation).
+    pub id: i64,
+    /// The user the token authenticates.
+    pub user: String,
+    /// Organisations the user may act as.
+    pub memberof: Vec<String>,
+    /// Free-form label.
+    pub label: Option<String>,
+    /// Unix time of issue.
+    pub created: i64,
+    /// Unix time of expiry.
+    pub expires: i64,
+}
+
+/// Outcome of checking a presented token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// Valid.
+    Valid(TokenInfo),
+    /// Known but past its expiry.
+    Expired,
+    /// Known but revoked.
+    Revoked,
+    /// Not a token this hub issued.
+    Unknown,
+}
+
+/// sha256 hex of a presented token: what the catalog stores.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Hub {
+    /// Issues a token for `user` valid `ttl_secs` seconds; returns the token (shown once) and
+    /// its record.
+    pub fn create_token(
+        &self,
+        user: &str,
+        memberof: &[String],
+        ttl_secs: i64,
+        label: Option<&str>,
+    ) -> Result<(String, TokenInfo), RepoError> {
+        validate_repo(user)?;
+        for m in memberof {
+            validate_repo(m)?;
+        }
+        if ttl_secs <= 0 {
+            return Err(RepoError::Invalid("token lifetime must be positive".into()));
+        }
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;
+        let token = URL_SAFE_NO_PAD.encode(raw);
+        let created = now();
+        let expires = created.saturating_add(ttl_secs);
+        let members = serde_json::to_string(memberof).unwrap_or_else(|_| "[]".into());
+        let id = self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO tokens(hash, user, memberof, label, created, expires) VALUES (?1,?2,?3,?4,?5,?6)",
+                params![token_hash(&token), user, members, label, created, expires],
+            )
+            .ctx("create token")?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        let info = TokenInfo {
+            id,
+            user: user.to_string(),
+            memberof: memberof.to_vec(),
+            label: label.map(str::to_string),
+            created,
+            expires,
+        };
+        Ok((token, info))
+    }
+
+    /// Checks a presented token.
+    pub fn check_token(&self, token: &str) -> Result<TokenCheck, RepoError> {
+        let h = token_hash(token);
+        let row = self.db.read(|c| {
+            c.prepare_cached(
+                "SELECT id, user, memberof, label, created, expires, revoked FROM tokens WHERE hash = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![h], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                    ))
+                })
+                .optional()
+            })
+            .ctx("read token")
+        })?;
+        let Some((id, user, members, label, created, expires, revoked)) = row else {
+            return Ok(TokenCheck::Unknown);
+        };
+        if revoked.is_some() {
+            return Ok(TokenCheck::Revoked);
+        }
+        if now() >= expires {
+            return Ok(TokenCheck::Expired);
+        }
+        let memberof: Vec<String> = serde_json::from_str(&members).unwrap_or_default();
+        Ok(TokenCheck::Valid(TokenInfo { id, user, memberof, label, created, expires }))
+    }
+
+    /// Revokes the token with this value; false when unknown or already revoked.
+    pub fn revoke_token(&self, token: &str) -> Result<bool, RepoError> {
+        let h = token_hash(token);
+        self.db.write(|tx| {
+            let n = tx
+                .execute("UPDATE tokens SET revoked = ?2 WHERE hash = ?1 AND revoked IS NULL", params![h, now()])
+                .ctx("revoke token")?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Revokes a token by catalog id; false when unknown or already revoked.
+    pub fn revoke_token_id(&self, id: i64) -> Result<bool, RepoError> {
+        self.db.write(|tx| {
+            let n = tx
+                .execute("UPDATE tokens SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL", params![id, now()])
+                .ctx("revoke token")?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Tokens of `user` that are neither revoked nor expired.
+    pub fn list_tokens(&self, user: &str) -> Result<Vec<TokenInfo>, RepoError> {
+        self.db.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, user, memberof, label, created, expires FROM tokens \
+                     WHERE user = ?1 AND revoked IS NULL AND expires > ?2 ORDER BY id",
+                )
+                .ctx("list tokens")?;
+            let v = st
+                .query_map(params![user, now()], |r| {
+                    let m: String = r.get(2)?;
+                    Ok(TokenInfo {
+                        id: r.get(0)?,
+                        user: r.get(1)?,
+                        memberof: serde_json::from_str(&m).unwrap_or_default(),
+                        label: r.get(3)?,
+                        created: r.get(4)?,
+                        expires: r.get(5)?,
+                    })
+                })
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("list tokens")?;
+            Ok(v)
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! The repository model against a real catalog and real flist files.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use hub_repo::{Actor, EntryKind, Hub, ListedKind, RepoError, TokenCheck};
+use test_support::fixture;
+
+fn hub() -> (tempfile::TempDir, Hub) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::open(dir.path().join("data")).expect("open hub");
+    (dir, hub)
+}
+
+fn upload(hub: &Hub, actor: &Actor, repo: &str, name: &str, fixture_name: &str) {
+    let f = fs::File::open(fixture(fixture_name)).expect("fixture");
+    let staged = hub.stage_reader(f).expect("stage");
+    let fl = hub_repo::inspect::open_flist(staged.path()).expect("readable fixture");
+    hub.put_flist(actor, repo, name, staged, hub_repo::inspect::info_of(&fl, Some(fixture_name.into())))
+        .expect("put");
+}
+
+#[test]
+fn links_tags_rename_delete_and_resolution() {
+    let (_d, hub) = hub();
+    let alice = Actor::new("alice", vec!["team".into()]);
+    let bob = Actor::new("bob", vec![]);
+    upload(&hub, &alice, "alice", "a.flist", "merge-a.flist");
+    upload(&hub, &bob, "bob", "b.flist", "merge-b.flist");
+
+    // Writing into someone else's repository is refused.
+    assert!(matches!(hub.link(&bob, "alice", "a.flist", "x.flist"), Err(RepoError::Forbidden(_))));
+    // Acting as an organisation one is not a member of is refused.
+    assert!(matches!(bob.clone().acting_as("team"), Err(RepoError::Forbidden(_))));
+    let team = alice.clone().acting_as("team").expect("member");
+    assert!(matches!(hub.link(&team, "alice", "a.flist", "x.flist"), Err(RepoError::Forbidden(_))));
+    hub.crosslink(&team, "team", "shared.flist", "alice", "a.flist").expect("org write");
+
+    hub.link(&alice, "alice", "a.flist", "latest.flist").expect("link");
+    let a = hub.resolve("alice", "a.flist").expect("resolve a");
+    assert_eq!(hub.resolve("alice", "latest.flist").expect("resolve link").sha256, a.sha256);
+    assert_eq!(hub.resolve("team", "shared.flist").expect("resolve crosslink").sha256, a.sha256);
+    // A link never replaces a regular file.
+    assert!(matches!(hub.link(&alice, "alice", "latest.flist", "a.flist"), Err(RepoError::Conflict(_))));
+    // Links replace links; cycles are refused.
+    hub.crosslink(&alice, "alice", "latest.flist", "bob", "b.flist").expect("replace link");
+    hub.link(&alice, "alice", "latest.flist", "l2.flist").expect("link to link");
+    assert!(matches!(hub.link(&alice, "alice", "l2.flist", "latest.flist"), Err(RepoError::Conflict(_))));
+    assert_eq!(hub.resolve("alice", "l2.flist").expect("chain").repo, "bob");
+
+    // Rename refuses to overwrite.
+    assert!(matches!(hub.rename(&alice, "alice", "l2.flist", "a.flist"), Err(RepoError::Conflict(_))));
+    hub.rename(&alice, "alice", "l2.flist", "l3.flist").expect("rename");
+    assert!(matches!(hub.rename(&alice, "alice", "nope.flist", "n.flist"), Err(RepoError::NotFound(_))));
+
+    // Tags and taglinks.
+    hub.tag_add(&bob, "bob", "v1", "b.flist", "bob", "b.flist").expect("tag");
+    hub.crosstag(&alice, "alice", "bobs", "bob", "v1").expect("crosstag");
+    assert_eq!(hub.resolve_in_tag("alice", "bobs", "b.flist").expect("through taglink").repo, "bob");
+    assert!(matches!(hub.crosstag(&alice, "alice", "none", "bob", "v9"), Err(RepoError::NotFound(_))));
+    let listing = hub.list("alice").expect("list").expect("exists");
+    let kinds: Vec<(String, ListedKind)> = listing.iter().map(|l| (l.name.clone(), l.kind)).collect();
+    assert!(kinds.contains(&("bobs".into(), ListedKind::Taglink)));
+    assert!(kinds.contains(&("latest.flist".into(), ListedKind::Symlink)));
+    let bob_listing = hub.list("bob").expect("list").expect("exists");
+    assert!(bob_listing.iter().any(|l| l.name == "v1" && l.kind == ListedKind::Tag));
+
+    // Deleting a target leaves a dangling link, reported as broken.
+    hub.delete(&bob, "bob", "b.flist").expect("delete");
+    let listing = hub.list("alice").expect("list").expect("exists");
+    let latest = listing.iter().find(|l| l.name == "latest.flist").expect("still listed");
+    assert!(latest.broken);
+    assert!(matches!(hub.resolve("alice", "latest.flist"), Err(RepoError::NotFound(_))));
+    assert!(matches!(hub.delete(&bob, "bob", "b.flist"), Err(RepoError::NotFound(_))));
+    hub.tag_remove(&bob, "bob", "v1", "b.flist", "bob", "b.flist").expect("untag");
+    assert!(hub.tag_links("bob", "v1").is_err());
+
+    // Promote shares content.
+    let e = hub.promote(&bob, "bob", "alice", "a.flist", "copy.flist").expect("promote");
+    assert!(matches!(e.kind, EntryKind::Regular { ref sha256, .. } if *sha256 == a.sha256));
+
+    // Every committed write is in the audit log, in order.
+    let log = hub.audit_log(0, 1000).expect("audit");
+    let actions: Vec<&str> = log.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "upload", "upload", "crosslink", "link", "crosslink", "link", "rename", "tag-add", "crosstag",
+            "delete", "tag-remove", "promote"
+        ]
+    );
+    assert!(hub.integrity_check().expect("check").is_clean());
+}
+
+#[test]
+fn hostile_names_are_refused() {
+    let (_d, hub) = hub();
+    let alice = Actor::new("alice", vec![]);
+    for bad in ["<script>.flist", "../x.flist", "a/b.flist", "a\u{1}.flist", ".."] {
+        assert!(matches!(hub.delete(&alice, "alice", bad), Err(RepoError::InvalidName { .. })), "{bad:?}");
+    }
+    assert!(matches!(hub.delete(&alice, "<script>", "a.flist"), Err(RepoError::InvalidName { .. })));
+}
+
+#[test]
+fn merge_dump_metadata_and_integrity() {
+    let (_d, hub) = hub();
+    let alice = Actor::new("alice", vec![]);
+    upload(&hub, &alice, "alice", "a.flist", "merge-a.flist");
+    upload(&hub, &alice, "alice", "b.flist", "merge-b.flist");
+    upload(&hub, &alice, "alice", "fixture.flist", "fixture.flist");
+    let mut md = flist_format::Metadata::new();
+    md.set("backend", r#"{"host":"hub.example","port":9900}"#);
+    hub.merge(&alice, "alice", "ab.flist", &[("alice".into(), "a.flist".into()), ("alice".into(), "b.flist".into())], md)
+        .expect("merge");
+    let r = hub.resolve("alice", "ab.flist").expect("merged");
+    let dump: serde_json::Value = serde_json::from_str(&hub.dump(&r).expect("dump")).expect("json");
+    let paths: Vec<&str> = dump["content"].as_array().expect("content").iter().filter_map(|e| e["path"].as_str()).collect();
+    for p in ["/etc/a.conf", "/etc/b.conf", "/bin/tool", "/opt/app/run"] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    let tool = dump["content"].as_array().expect("content").iter().find(|e| e["path"] == "/bin/tool").expect("tool");
+    assert_eq!(tool["size"], 15, "first wins");
+    assert_eq!(hub.metadata(&r).expect("md")["backend"], r#"{"host":"hub.example","port":9900}"#);
+    let fx = hub.resolve("alice", "fixture.flist").expect("fixture");
+    assert_eq!(hub.metadata(&fx).expect("md")["custom-key"], "some-value");
+
+    // Corrupt a stored file: the integrity check names it.
+    assert!(hub.integrity_check().expect("check").is_clean());
+    fs::write(hub.blob_path(&fx.sha256), b"garbage").expect("corrupt");
+    let rep = hub.integrity_check().expect("check");
+    assert!(!rep.is_clean());
+    assert!(rep.problems.iter().any(|p| p.contains("alice/fixture.flist")), "{:?}", rep.problems);
+}
+
+#[test]
+fn tokens_expire_and_revoke() {
+    let (_d, hub) = hub();
+    let (tok, info) = hub.create_token("alice", &["team".into()], 3600, Some("ci")).expect("token");
+    assert_eq!(tok.len(), 43);
+    match hub.check_token(&tok).expect("check") {
+        TokenCheck::Valid(i) => assert_eq!(i, info),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hub.check_token("forged").expect("check"), TokenCheck::Unknown);
+    assert!(hub.revoke_token(&tok).expect("revoke"));
+    assert_eq!(hub.check_token(&tok).expect("check"), TokenCheck::Revoked);
+    assert!(hub.create_token("alice", &[], 0, None).is_err());
+    // The catalog never holds the token itself.
+    let db = fs::read(hub.data_dir().join("catalog.sqlite3")).expect("db");
+    let wal = fs::read(hub.data_dir().join("catalog.sqlite3-wal")).unwrap_or_default();
+    let needle = tok.as_bytes();
+    assert!(!db.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle));
+}
+
+#[test]
+fn jobs_survive_restart_as_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (running, done) = {
+        let hub = Hub::open(dir.path()).expect("open");
+        let a = hub.job_create("upload", "alice").expect("job");
+        hub.job_progress(&a.id, 40, "converting").expect("progress");
+        let b = hub.job_create("upload", "alice").expect("job");
+        hub.job_finish(&b.id, &serde_json::json!({"name": "x.flist"})).expect("finish");
+        (a.id, b.id)
+    };
+    let hub = Hub::open(dir.path()).expect("reopen");
+    let a = hub.job(&running).expect("read").expect("kept");
+    assert_eq!(a.state, hub_repo::JobState::Failed);
+    assert!(a.message.contains("restart"));
+    let b = hub.job(&done).expect("read").expect("kept");
+    assert_eq!(b.state, hub_repo::JobState::Done);
+    assert_eq!(b.info.expect("info")["name"], "x.flist");
+}
+
+#[test]
+fn import_legacy_tree() {
+    let (d, hub) = hub();
+    let root = d.path().join("users");
+    let alice = root.join("alice");
+    let bob = root.join("bob");
+    fs::create_dir_all(alice.join(".tag-v1")).expect("mkdir");
+    fs::create_dir_all(&bob).expect("mkdir");
+    fs::copy(fixture("merge-a.flist"), alice.join("a.flist")).expect("copy");
+    fs::write(alice.join("a.flist.md5"), "x\n").expect("md5");
+    fs::copy(fixture("merge-b.flist"), bob.join("b.flist")).expect("copy");
+    symlink("a.flist", alice.join("latest.flist")).expect("symlink");
+    symlink("../bob/b.flist", alice.join("bobs.flist")).expect("crosslink");
+    symlink("../../alice/a.flist", alice.join(".tag-v1/a.flist")).expect("tag link");
+    symlink("../alice/.tag-v1", bob.join("alices")).expect("taglink");
+    symlink("/etc/passwd", bob.join("evil.flist")).expect("outside");
+    fs::write(bob.join("<script>.flist"), "x").expect("bad name");
+
+    let rep = hub.import_legacy(&root).expect("import");
+    let mut imported = rep.imported.clone();
+    imported.sort();
+    assert_eq!(
+        imported,
+        ["alice/a.flist", "alice/bobs.flist", "alice/latest.flist", "alice/tags/v1/a.flist", "bob/alices", "bob/b.flist"]
+    );
+    assert_eq!(rep.skipped.len(), 3, "{:?}", rep.skipped);
+    assert_eq!(hub.resolve("alice", "bobs.flist").expect("crosslink").repo, "bob");
+    assert_eq!(hub.resolve_in_tag("bob", "alices", "a.flist").expect("taglink").name, "a.flist");
+    assert!(hub.integrity_check().expect("check").is_clean());
+}

@@ -1,0 +1,85 @@
+//! Which chunk store a command talks to.
+//!
+//! - Writing (`put`, `putdir`, `pack`): the `--store` arguments (several make a router),
+//!   else `ZFLIST_BACKEND` (the reference's JSON backend object, or a store URL). Without
+//!   either, `put`/`putdir` compute the chunk keys but upload nothing (reference behaviour).
+//! - Reading (`cat`, `get`, `check`, `extract`, `verify`): the same, falling back to the
+//!   flist's public `backend` metadata.
+
+use flist_format::metadata::Metadata;
+use flist_store::{BlockingStore, StoreError, StoreUrl};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where stores come from, as given on the command line and in the environment.
+#[derive(Clone, Debug, Default)]
+pub struct StoreConfig {
+    /// `--store` arguments (a router when more than one).
+    pub stores: Vec<String>,
+    /// The `ZFLIST_BACKEND` environment value, if set and not empty.
+    pub backend_env: Option<String>,
+}
+
+impl StoreConfig {
+    /// A configuration with explicit store URLs only.
+    pub fn with_stores<S: Into<String>>(stores: impl IntoIterator<Item = S>) -> Self {
+        StoreConfig { stores: stores.into_iter().map(Into::into).collect(), backend_env: None }
+    }
+
+    /// The store to write to, if one is configured.
+    pub fn write_url(&self) -> Result<Option<StoreUrl>, StoreError> {
+        if !self.stores.is_empty() {
+            return StoreUrl::parse_list(&self.stores).map(Some);
+        }
+        match self.backend_env.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => parse_backend_value(s).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The store to read from: the configured one, else the flist's `backend` metadata.
+    pub fn read_url(&self, metadata: &Metadata) -> Result<Option<StoreUrl>, StoreError> {
+        if let Some(u) = self.write_url()? {
+            return Ok(Some(u));
+        }
+        match metadata.get(flist_format::metadata::KEY_BACKEND) {
+            Some(raw) => StoreUrl::from_backend_json(raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens the store to write to (`None` when none is configured).
+    pub fn open_write(&self, function: &str) -> Result<Option<BlockingStore>> {
+        let url = self.write_url().map_err(|e| Error::new(function, e))?;
+        url.map(|u| open_store(&u).map_err(|e| Error::new(function, e))).transpose()
+    }
+
+    /// Opens the store to read from; an error when nothing is configured.
+    pub fn open_read(&self, function: &str, metadata: &Metadata) -> Result<BlockingStore> {
+        let url = self.read_url(metadata).map_err(|e| Error::new(function, e))?.ok_or_else(|| {
+            Error::new(
+                function,
+                ErrorKind::NoStore(
+                    "give --store URL or set ZFLIST_BACKEND (the flist has no backend metadata)".into(),
+                ),
+            )
+        })?;
+        open_store(&url).map_err(|e| Error::new(function, e))
+    }
+}
+
+/// Parses a `ZFLIST_BACKEND` value: a JSON backend object (`{"host", "port", "namespace",
+/// "password"}`) or a store URL.
+pub fn parse_backend_value(s: &str) -> Result<StoreUrl, StoreError> {
+    if s.trim_start().starts_with('{') {
+        StoreUrl::from_backend_json(s)
+    } else {
+        StoreUrl::parse(s)
+    }
+}
+
+/// Opens a store on a private runtime for synchronous use.
+pub fn open_store(url: &StoreUrl) -> Result<BlockingStore, StoreError> {
+    let url = url.clone();
+    BlockingStore::with_private_runtime(move || async move { flist_store::open_url(&url).await })
+}

@@ -1,0 +1,170 @@
+//! One-shot commands that work on `.flist` files directly: `pack`, `extract`, `inspect`,
+//! `verify`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use flist_format::{Flist, Kind};
+use serde_json::{json, Value};
+
+use crate::backend::StoreConfig;
+use crate::chunks;
+use crate::commands::{perm_string, type_bits};
+use crate::error::{Context, Error, Result};
+use crate::response::{Progress, Response};
+
+fn open_flist(function: &str, path: &Path) -> Result<Flist> {
+    Flist::open(path).ctx(function)
+}
+
+/// `inspect <flist>`: the tree, counts, sizes and metadata.
+pub fn inspect(path: &Path) -> Result<Response> {
+    let flist = open_flist("inspect", path)?;
+    let file_size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let tree = &flist.tree;
+    let stats = tree.stats();
+    let refs = chunks::chunk_refs(tree);
+    let unique = chunks::unique_keys(&refs).len();
+    let mut entries = Vec::with_capacity(tree.len());
+    let mut listing = String::new();
+    for id in tree.walk() {
+        let n = tree.node(id);
+        let path = format!("/{}", tree.path_of(id));
+        let mut e = serde_json::Map::new();
+        e.insert("path".into(), json!(path));
+        e.insert("type".into(), json!(n.kind.type_name()));
+        e.insert("mode".into(), json!(format!("{:o}", type_bits(&n.kind) | n.meta.mode)));
+        e.insert("user".into(), json!(n.meta.uname));
+        e.insert("group".into(), json!(n.meta.gname));
+        e.insert("uid".into(), json!(n.meta.uid));
+        e.insert("gid".into(), json!(n.meta.gid));
+        e.insert("size".into(), json!(n.kind.size()));
+        e.insert("mtime".into(), json!(n.meta.mtime));
+        let mut extra = String::new();
+        match &n.kind {
+            Kind::Symlink { target } => {
+                e.insert("target".into(), json!(target));
+                extra = format!(" -> {target}");
+            }
+            Kind::Special { kind, rdev } => {
+                e.insert("special".into(), json!(format!("{kind:?}").to_lowercase()));
+                if let Some((a, b)) = rdev {
+                    e.insert("device".into(), json!([a, b]));
+                    extra = format!(" [{a},{b}]");
+                }
+            }
+            Kind::File { blocks, .. } => {
+                e.insert("chunks".into(), json!(blocks.len()));
+            }
+            Kind::Dir { .. } => {}
+        }
+        let _ = writeln!(
+            listing,
+            "{}{} {:>5}:{:<5} {:>10}  {}{}",
+            n.kind.type_name().chars().next().map(|c| if c == 'r' { '-' } else { c }).unwrap_or('?'),
+            perm_string(n.meta.mode),
+            n.meta.uid,
+            n.meta.gid,
+            n.kind.size(),
+            path,
+            extra
+        );
+        entries.push(Value::Object(e));
+    }
+    let metadata = crate::metadata::metadata_json(&flist.metadata);
+    let json = json!({
+        "file": path.display().to_string(),
+        "size": file_size,
+        "regular": stats.regular,
+        "symlink": stats.symlink,
+        "directory": stats.directory,
+        "special": stats.special,
+        "fullsize": stats.fullsize,
+        "chunks": refs.len(),
+        "unique_chunks": unique,
+        "metadata": metadata,
+        "entries": entries,
+    });
+    let mut text = format!(
+        "{}: {} bytes\n  regular files  : {}\n  symbolic links : {}\n  directories    : {}\n  special files  : {}\n  content size   : {} bytes\n  chunks         : {} ({} distinct)\n",
+        path.display(),
+        file_size,
+        stats.regular,
+        stats.symlink,
+        stats.directory,
+        stats.special,
+        stats.fullsize,
+        refs.len(),
+        unique
+    );
+    if !flist.metadata.is_empty() {
+        text.push_str("metadata:\n");
+        if let Value::Object(m) = &metadata {
+            for (k, v) in m {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let _ = writeln!(text, "  {k}: {v}");
+            }
+        }
+    }
+    text.push_str("tree:\n");
+    text.push_str(&listing);
+    Ok(Response::new(json, text))
+}
+
+/// `verify <flist> [--deep]`: every chunk must exist in the store (batched EXISTS); with
+/// `deep`, every distinct chunk is also downloaded and decoded (both hashes checked).
+pub fn verify(path: &Path, stores: &StoreConfig, deep: bool, progress: &dyn Progress) -> Result<Response> {
+    let flist = open_flist("verify", path)?;
+    let store = stores.open_read("verify", &flist.metadata)?;
+    let mut resp = crate::commands::check_flist("verify", &flist, &store, progress)?;
+    if deep && resp.failure.is_none() {
+        let refs = chunks::chunk_refs(&flist.tree);
+        let mut seen = std::collections::HashSet::new();
+        let blocks: Vec<flist_format::Block> = refs.iter().filter(|(_, b)| seen.insert(b.hash)).map(|(_, b)| *b).collect();
+        let mut corrupt = Vec::new();
+        let total = blocks.len() as u64;
+        let mut done = 0u64;
+        for batch in blocks.chunks(chunks::GET_BATCH) {
+            let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.hash.to_vec()).collect();
+            let values = store.get_many(&keys).ctx("verify")?;
+            for (b, v) in batch.iter().zip(values) {
+                let ok = v.is_some_and(|data| flist_format::codec::decode_chunk(b, &data).is_ok());
+                if !ok {
+                    corrupt.push(hex::encode(b.hash));
+                }
+            }
+            done += batch.len() as u64;
+            progress.update("decoding chunks", done, total);
+        }
+        progress.finish("chunks decoded");
+        for k in &corrupt {
+            let _ = writeln!(resp.text, "corrupt: {k}");
+        }
+        if let Some(o) = resp.json.as_object_mut() {
+            o.insert("corrupt".into(), json!(corrupt));
+        }
+        if !corrupt.is_empty() {
+            resp = resp.failed(format!("{} of {} chunks do not decode", corrupt.len(), total));
+        }
+    }
+    Ok(resp)
+}
+
+/// Integration point with `flist-convert`: see [`pack`] and [`extract`].
+fn convert_missing(function: &str) -> Error {
+    Error::new(function, crate::error::ErrorKind::Convert("not available: flist-convert has no such entry point yet".into()))
+}
+
+/// `pack <source> -o <out>`: builds an flist from a directory or an archive (`-`: stdin),
+/// uploading chunks to the store.
+pub fn pack(_source: &str, _out: &Path, _stores: &StoreConfig, _progress: &dyn Progress) -> Result<Response> {
+    Err(convert_missing("pack"))
+}
+
+/// `extract <flist> <dir>`: materialises the tree under `dir`, downloading contents.
+pub fn extract(_flist: &Path, _dest: &Path, _stores: &StoreConfig, _progress: &dyn Progress) -> Result<Response> {
+    Err(convert_missing("extract"))
+}
