@@ -169,11 +169,16 @@ impl TreeBuilder {
         }
     }
 
-    /// Places an entry at `comps`, replacing an earlier one as extraction would.
-    pub(crate) fn place(&mut self, comps: &[String], meta: Meta, kind: Kind) -> Result<NodeId> {
+    /// Places an entry at `comps`, replacing an earlier one as extraction would. Returns
+    /// `None` when the hook skipped it.
+    pub(crate) fn place(&mut self, comps: &[String], meta: Meta, kind: Kind) -> Result<Option<NodeId>> {
         if !self.hooked(comps, None)? {
-            return Ok(Tree::ROOT);
+            return Ok(None);
         }
+        self.place_inner(comps, meta, kind).map(Some)
+    }
+
+    fn place_inner(&mut self, comps: &[String], meta: Meta, kind: Kind) -> Result<NodeId> {
         self.first_time.get_or_insert(meta.mtime);
         let Some(name) = comps.last() else {
             self.root_set = true;
@@ -194,27 +199,27 @@ impl TreeBuilder {
         Ok(id)
     }
 
-    /// Places a regular file whose content is `file`.
+    /// Places a regular file whose content is `file` (`None` when the hook skipped it).
     pub(crate) fn place_file(
         &mut self,
         comps: &[String],
         meta: Meta,
         size: u64,
         file: FileId,
-    ) -> Result<NodeId> {
-        if !self.hooked(comps, None)? {
-            return Ok(Tree::ROOT);
-        }
-        let id = self.place(comps, meta, Kind::File { size, blocks: Vec::new() })?;
+    ) -> Result<Option<NodeId>> {
+        let Some(id) = self.place(comps, meta, Kind::File { size, blocks: Vec::new() })? else {
+            return Ok(None);
+        };
         self.file_of.insert(id, file);
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Places a hard link to the entry at `target`: a regular file shares its content, a
     /// symlink or special is copied. Metadata is the target's (they share an inode).
-    pub(crate) fn place_hard_link(&mut self, comps: &[String], target: &[String]) -> Result<NodeId> {
+    /// `None` when the hook skipped it.
+    pub(crate) fn place_hard_link(&mut self, comps: &[String], target: &[String]) -> Result<Option<NodeId>> {
         if !self.hooked(comps, Some(target))? {
-            return Ok(Tree::ROOT);
+            return Ok(None);
         }
         let missing = || ConvertError::HardLinkTargetMissing {
             path: comps.join("/"),
@@ -233,17 +238,17 @@ impl TreeBuilder {
         }
         if comps == target {
             // A link to itself changes nothing.
-            return Ok(tid);
+            return Ok(Some(tid));
         }
         let (meta, kind) = (node.meta.clone(), node.kind.clone());
         let file = self.file_of.get(&tid).copied();
-        let id = self.place(comps, meta, kind)?;
+        let id = self.place_inner(comps, meta, kind)?;
         if let Some(f) = file {
             self.file_of.insert(id, f);
         }
         self.hard_links += 1;
         self.warnings.add(warn::HARDLINK);
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Fills in file blocks from the pipeline results, orders children, and returns the

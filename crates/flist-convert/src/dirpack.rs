@@ -40,7 +40,7 @@ pub(crate) fn read_dir_tree(
     root: &Path,
     opts: &ConvertOptions,
     counters: &Counters,
-    sender: &mut ChunkSender<'_>,
+    sender: &mut ChunkSender,
     b: &mut TreeBuilder,
 ) -> Result<()> {
     let limits = &opts.limits;

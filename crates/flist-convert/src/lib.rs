@@ -17,13 +17,14 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use flist_format::Tree;
+use flist_format::{Flist, Metadata, Tree};
 use flist_store::Store;
 
 mod builder;
 mod decompress;
 mod dirpack;
 mod error;
+mod extract;
 mod options;
 mod pipeline;
 mod tarball;
@@ -33,6 +34,7 @@ pub mod oci;
 pub use builder::sort_children;
 pub use decompress::Compression;
 pub use error::{ConvertError, LimitKind, Result};
+pub use extract::{extract, verify, BadChunk, ExtractOptions, ExtractStats, VerifyReport};
 pub use options::{
     warn, ConvertOptions, Limits, PathPolicy, Progress, ProgressReport, Stats, UploadMode, Warning,
 };
@@ -115,4 +117,37 @@ pub fn pack_dir(dir: &Path, store: Option<&Arc<dyn Store>>, opts: &ConvertOption
         Ok(b)
     })?;
     finish(builder, results, &counters, opts)
+}
+
+fn write_flist(packed: Packed, metadata: Metadata, out: &Path) -> Result<Stats> {
+    let flist = Flist { tree: packed.tree, metadata };
+    flist.write(out).map_err(|e| ConvertError::Flist(format!("writing {}: {e}", out.display())))?;
+    Ok(packed.stats)
+}
+
+/// Converts a tar stream and writes the flist at `out` with `metadata`. The flist is
+/// written (atomically) only after the whole archive converted: on any error there is no
+/// file at `out` (nor a partial one).
+pub fn archive_to_flist<R: Read + Send>(
+    input: R,
+    store: &Arc<dyn Store>,
+    metadata: Metadata,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<Stats> {
+    let packed = pack_archive(input, Some(store), opts)?;
+    write_flist(packed, metadata, out)
+}
+
+/// Converts a directory and writes the flist at `out` with `metadata` (atomically, only on
+/// success).
+pub fn dir_to_flist(
+    dir: &Path,
+    store: &Arc<dyn Store>,
+    metadata: Metadata,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<Stats> {
+    let packed = pack_dir(dir, Some(store), opts)?;
+    write_flist(packed, metadata, out)
 }

@@ -51,16 +51,15 @@ pub(crate) enum AddError {
 }
 
 /// The producer's handle on the pipeline.
-pub(crate) struct ChunkSender<'a> {
+pub(crate) struct ChunkSender {
     job_tx: Sender<Vec<JobItem>>,
     pool_rx: Receiver<Vec<u8>>,
     pending: Vec<JobItem>,
     pending_bytes: usize,
     next_file: FileId,
-    pub(crate) counters: &'a Counters,
 }
 
-impl ChunkSender<'_> {
+impl ChunkSender {
     fn buffer(&self) -> Vec<u8> {
         match self.pool_rx.try_recv() {
             Ok(mut b) => {
@@ -186,7 +185,7 @@ fn writer(
         Ok(())
     };
 
-    let mut flush = |batch: &mut Vec<(Vec<u8>, Bytes)>,
+    let flush = |batch: &mut Vec<(Vec<u8>, Bytes)>,
                      inflight: &mut VecDeque<tokio::task::JoinHandle<BatchResult>>|
      -> Result<()> {
         let Some((store, handle)) = &store else {
@@ -231,11 +230,11 @@ fn writer(
 }
 
 /// A runtime handle for store calls, and the private runtime backing it if one had to be
-/// created.
-pub(crate) fn runtime(
-    opts: &ConvertOptions,
+/// created: `given`, else the current runtime, else a private one.
+pub(crate) fn runtime_from(
+    given: Option<&tokio::runtime::Handle>,
 ) -> Result<(tokio::runtime::Handle, Option<tokio::runtime::Runtime>)> {
-    if let Some(h) = &opts.runtime {
+    if let Some(h) = given {
         return Ok((h.clone(), None));
     }
     if let Ok(h) = tokio::runtime::Handle::try_current() {
@@ -247,6 +246,13 @@ pub(crate) fn runtime(
         .build()
         .map_err(|e| ConvertError::Internal(format!("starting a tokio runtime: {e}")))?;
     Ok((rt.handle().clone(), Some(rt)))
+}
+
+/// [`runtime_from`] with the options' runtime.
+pub(crate) fn runtime(
+    opts: &ConvertOptions,
+) -> Result<(tokio::runtime::Handle, Option<tokio::runtime::Runtime>)> {
+    runtime_from(opts.runtime.as_ref())
 }
 
 /// Number of encoding workers for these options.
@@ -266,7 +272,7 @@ pub(crate) fn run<T>(
     store: Option<&Arc<dyn Store>>,
     opts: &ConvertOptions,
     counters: &Counters,
-    produce: impl FnOnce(&mut ChunkSender<'_>) -> Result<T>,
+    produce: impl FnOnce(&mut ChunkSender) -> Result<T>,
 ) -> Result<(T, ChunkResults)> {
     let (_rt_guard, store) = match store {
         Some(s) => {
@@ -303,7 +309,6 @@ pub(crate) fn run<T>(
             pending: Vec::new(),
             pending_bytes: 0,
             next_file: 0,
-            counters,
         };
         let produced = produce(&mut sender).and_then(|t| match sender.flush() {
             Ok(()) => Ok(t),

@@ -84,7 +84,7 @@ pub(crate) fn read_archive(
     input: &mut (dyn Read + Send),
     opts: &ConvertOptions,
     counters: &Counters,
-    sender: &mut ChunkSender<'_>,
+    sender: &mut ChunkSender,
     builder: &mut TreeBuilder,
 ) -> Result<()> {
     let (tx, rx, ptx, prx) = decompress::channels();
@@ -107,7 +107,7 @@ fn parse(
     reader: StreamReader,
     opts: &ConvertOptions,
     counters: &Counters,
-    sender: &mut ChunkSender<'_>,
+    sender: &mut ChunkSender,
     b: &mut TreeBuilder,
 ) -> Result<()> {
     let state = reader.state.clone();

@@ -57,29 +57,40 @@ fn container_err(what: &str, e: impl std::fmt::Display) -> FormatError {
 
 fn extract_from_tar<R: Read>(r: R, what: &str, out: &mut NamedTempFile) -> Result<(), FormatError> {
     let mut ar = tar::Archive::new(r);
-    let entries = ar.entries().map_err(|e| container_err(what, e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| container_err(what, e))?;
-        let is_db = {
-            let p = entry.path_bytes();
-            let trimmed = p.strip_suffix(b"/").unwrap_or(&p);
-            let base = trimmed.rsplit(|b| *b == b'/').next().unwrap_or(trimmed);
-            base == DB_MEMBER.as_bytes()
-        };
-        if !is_db || !entry.header().entry_type().is_file() {
-            continue;
+    let mut found = false;
+    {
+        let entries = ar.entries().map_err(|e| container_err(what, e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| container_err(what, e))?;
+            let is_db = {
+                let p = entry.path_bytes();
+                let trimmed = p.strip_suffix(b"/").unwrap_or(&p);
+                let base = trimmed.rsplit(|b| *b == b'/').next().unwrap_or(trimmed);
+                base == DB_MEMBER.as_bytes()
+            };
+            if !is_db || !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let expected = entry.size();
+            let copied = std::io::copy(&mut entry, out.as_file_mut()).map_err(|e| container_err(what, e))?;
+            if copied != expected {
+                return Err(container_err(
+                    what,
+                    format!("{DB_MEMBER} member is truncated ({copied} of {expected} bytes)"),
+                ));
+            }
+            found = true;
+            break;
         }
-        let expected = entry.size();
-        let copied = std::io::copy(&mut entry, out.as_file_mut()).map_err(|e| container_err(what, e))?;
-        if copied != expected {
-            return Err(container_err(
-                what,
-                format!("{DB_MEMBER} member is truncated ({copied} of {expected} bytes)"),
-            ));
-        }
-        return Ok(());
     }
-    Err(FormatError::MissingDatabase(what.into()))
+    if !found {
+        return Err(FormatError::MissingDatabase(what.into()));
+    }
+    // Read the rest of the stream (discarding it) so that a truncated or corrupt archive
+    // (gzip CRC/length trailer) is reported rather than silently accepted.
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink())
+        .map_err(|e| container_err(what, format!("after {DB_MEMBER}: {e}")))?;
+    Ok(())
 }
 
 /// Opens a catalog database read-only.

@@ -23,13 +23,17 @@ use bytes::Bytes;
 mod blocking;
 mod dir;
 mod error;
+mod http;
 mod resp;
+mod router;
 mod url;
 
 pub use blocking::BlockingStore;
 pub use dir::DirStore;
 pub use error::StoreError;
+pub use http::HttpStore;
 pub use resp::RespStore;
+pub use router::RouterStore;
 pub use url::{open, open_many, open_url, Endpoint, Route, StoreUrl};
 
 /// Result of writing one key.
@@ -141,15 +145,21 @@ pub async fn open_url_with(
             .map_err(|e| StoreError::Other { store: url.to_string(), message: e.to_string() })??;
             Ok(std::sync::Arc::new(store))
         }
+        StoreUrl::Http { base } => {
+            Ok(std::sync::Arc::new(HttpStore::new(base, url.to_string(), options)?))
+        }
+        StoreUrl::Router(routes) => {
+            let mut stores = Vec::with_capacity(routes.len());
+            for r in routes {
+                let store = Box::pin(open_url_with(&r.store, options)).await?;
+                stores.push((r.first, r.last, store));
+            }
+            Ok(std::sync::Arc::new(RouterStore::new(stores)?))
+        }
         StoreUrl::S3 { .. } => Err(StoreError::Unsupported {
             store: url.to_string(),
             operation: "open".into(),
             reason: "S3 stores are not supported yet".into(),
-        }),
-        _ => Err(StoreError::Unsupported {
-            store: url.to_string(),
-            operation: "open".into(),
-            reason: "this store kind is not implemented yet".into(),
         }),
     }
 }

@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::JobHandle;
 use crate::render;
 use crate::state::Shared;
 use crate::auth::Caller;

@@ -15,23 +15,28 @@ use crate::error::ApiError;
 use crate::render::{self, html_escape as esc};
 use crate::state::Shared;
 
-/// An error shown as an HTML page with its status.
-pub struct WebError(pub ApiError);
+/// An error shown as an HTML page with its status (or as JSON when the flag is set, for
+/// `/api/` paths).
+pub struct WebError(pub ApiError, pub bool);
+
 
 impl From<ApiError> for WebError {
     fn from(e: ApiError) -> Self {
-        WebError(e)
+        WebError(e, false)
     }
 }
 
 impl From<hub_repo::RepoError> for WebError {
     fn from(e: hub_repo::RepoError) -> Self {
-        WebError(e.into())
+        WebError(e.into(), false)
     }
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
+        if self.1 {
+            return self.0.into_response();
+        }
         let body = page(
             &format!("{}", self.0.status),
             &format!("<p class=\"error\">{}</p><p><a href=\"/\">Back to the hub</a></p>", esc(&self.0.message)),
@@ -120,8 +125,17 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
     resp
 }
 
+/// Unknown `/api/...` paths that fell through to the page routes answer JSON.
+fn api_guard(repo: &str, rest: &str) -> Result<(), WebError> {
+    if repo == "api" {
+        return Err(WebError(ApiError::not_found(format!("no endpoint /api/{rest}")), true));
+    }
+    Ok(())
+}
+
 /// `GET|HEAD /<repo>/<file>`: `.flist`, `.flist.md5`, `.txt`, `.json`, `.md`.
 pub async fn repo_file(State(st): State<Shared>, Path((repo, file)): Path<(String, String)>, req: Request) -> WebResult<Response> {
+    api_guard(&repo, &file)?;
     names::validate_repo(&repo)?;
     let (name, kind) = parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
     names::validate_flist(&name)?;
@@ -212,6 +226,7 @@ pub async fn tag_file(
     Path((repo, tag, file)): Path<(String, String, String)>,
     req: Request,
 ) -> WebResult<Response> {
+    api_guard(&repo, &file)?;
     names::validate_repo(&repo)?;
     names::validate_tag(&tag)?;
     let (name, kind) = parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
@@ -252,6 +267,7 @@ pub async fn home(State(st): State<Shared>, MaybeCaller(who): MaybeCaller) -> We
 
 /// `GET /<repo>`
 pub async fn repo_page(State(st): State<Shared>, Path(repo): Path<String>) -> WebResult<Html<String>> {
+    api_guard(&repo, "")?;
     names::validate_repo(&repo)?;
     let r2 = repo.clone();
     let items = st
@@ -280,6 +296,7 @@ pub async fn repo_page(State(st): State<Shared>, Path(repo): Path<String>) -> We
 
 /// `GET /<repo>/tags/<tag>`
 pub async fn tag_page(State(st): State<Shared>, Path((repo, tag)): Path<(String, String)>) -> WebResult<Html<String>> {
+    api_guard(&repo, &tag)?;
     names::validate_repo(&repo)?;
     names::validate_tag(&tag)?;
     let (r2, t2) = (repo.clone(), tag.clone());
@@ -424,5 +441,5 @@ pub async fn token_page(State(st): State<Shared>, MaybeCaller(who): MaybeCaller)
 
 /// `GET /static/...` files are served by the router; this is the 404 for unknown pages.
 pub async fn not_found() -> WebError {
-    WebError(ApiError::not_found("no such page"))
+    WebError(ApiError::not_found("no such page"), false)
 }

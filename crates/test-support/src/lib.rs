@@ -3,6 +3,12 @@
 
 use std::path::PathBuf;
 
+pub mod redis;
+pub mod zdb;
+
+pub use redis::{RedisReply, RedisServer};
+pub use zdb::{NsConfig, NsMode, ZdbServer};
+
 pub mod registry;
 
 /// The workspace root.

@@ -165,7 +165,9 @@ impl Registry {
     pub fn push(&self, layout: &Path, tag: &str, name: &str, all: bool) {
         let dest = format!("docker://{}/{name}:{tag}", self.host());
         let src = format!("oci:{}:{tag}", layout.display());
-        let mut args: Vec<String> = vec!["copy".into(), "--dest-tls-verify=false".into()];
+        // --preserve-digests: push the blobs as built (no recompression of plain layers)
+        let mut args: Vec<String> =
+            vec!["copy".into(), "--dest-tls-verify=false".into(), "--preserve-digests".into()];
         if all {
             args.push("--all".into());
         }

@@ -49,7 +49,7 @@ pub fn type_name(kind: &Kind) -> &'static str {
 }
 
 /// The `ls` type letter (the reference's letters: `f` for fifos).
-fn type_char(kind: &Kind) -> char {
+pub fn type_char(kind: &Kind) -> char {
     match kind {
         Kind::Dir { .. } => 'd',
         Kind::File { .. } => '-',
@@ -341,7 +341,8 @@ pub fn put(session: &Session, stores: &StoreConfig, local_path: &Path, target: &
     Ok(Response::empty())
 }
 
-/// `putdir <local-dir> <target-dir>`: adds the contents of a local directory.
+/// `putdir <local-dir> <target-dir>`: adds the contents of a local directory (converted
+/// by `flist-convert`'s directory packer, chunks uploaded to the write store).
 pub fn putdir(session: &Session, stores: &StoreConfig, local_dir: &Path, target: &str, progress: &dyn Progress) -> Result<Response> {
     if local_dir == Path::new("/") {
         return Err(Error::usage("putdir", "adding your own root directory is not allowed"));
@@ -352,25 +353,34 @@ pub fn putdir(session: &Session, stores: &StoreConfig, local_dir: &Path, target:
     }
     let mut flist = session.load("putdir")?;
     let dir = lookup_dir(&flist.tree, "putdir", target)?;
-    let mut up = Uploader::new(stores.open_write("putdir")?);
-    no_upload_warning("putdir", &up, progress);
-    let stats = local::put_dir(&mut flist.tree, dir, local_dir, &mut up, progress)
-        .map_err(|e| Error::new("putdir", ErrorKind::Convert(e.to_string())))?;
-    progress.finish("directory added");
+    let store = stores.open_write("putdir")?;
+    if store.is_none() {
+        progress.warn("putdir: no backend (ZFLIST_BACKEND or --store): chunk keys are recorded but nothing is uploaded");
+    }
+    let opts = flist_convert::ConvertOptions { runtime: store.as_ref().map(|s| s.handle().clone()), ..Default::default() };
+    let arc = store.as_ref().map(|s| s.store().clone());
+    let packed = crate::convert::with_progress("adding files", progress, opts, |o| {
+        flist_convert::pack_dir(local_dir, arc.as_ref(), &o)
+    })
+    .map_err(|e| Error::new("putdir", ErrorKind::Convert(format!("{}: {e}", local_dir.display()))))?;
+    crate::convert::graft(&mut flist.tree, dir, &packed.tree);
     session.save("putdir", &flist)?;
+    let st = &packed.stats;
     let json = json!({
-        "regular": stats.regular,
-        "symlink": stats.symlink,
-        "directory": stats.directory,
-        "special": stats.special,
-        "failure": stats.failure,
-        "fullsize": stats.fullsize,
+        "regular": st.files,
+        "symlink": st.symlinks,
+        "directory": st.directories,
+        "special": st.specials,
+        "failure": 0,
+        "fullsize": st.bytes,
     });
-    let text = format!(
-        "Added: {} regular files, {} symlinks, {} directories, {} special files, {} bytes; chunks: {} ({} uploaded, {} already present)\n",
-        stats.regular, stats.symlink, stats.directory, stats.special, stats.fullsize,
-        up.stats.chunks, up.stats.written, up.stats.present
+    let mut text = format!(
+        "Added: {} regular files, {} symlinks, {} directories, {} special files, {} bytes; chunks: {} written, {} already present, {} repeated\n",
+        st.files, st.symlinks, st.directories, st.specials, st.bytes, st.chunks_written, st.chunks_present, st.chunks_deduplicated
     );
+    for w in &st.warnings {
+        let _ = writeln!(text, "warning: {} ({} entries)", w.message, w.count);
+    }
     Ok(Response::new(json, text))
 }
 

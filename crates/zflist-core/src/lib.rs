@@ -24,6 +24,7 @@
 pub mod backend;
 pub mod chunks;
 pub mod commands;
+pub mod convert;
 pub mod error;
 pub mod local;
 pub mod metadata;

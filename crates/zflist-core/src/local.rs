@@ -1,14 +1,13 @@
-//! Turning local files into flist entries for `put` and `putdir`: metadata from `lstat`,
-//! contents chunked through an [`Uploader`].
+//! Turning a local file into an flist entry for `put`: metadata from `lstat`, contents
+//! chunked through an [`Uploader`]. (`putdir` uses `flist-convert`'s directory packer.)
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use flist_format::{Kind, Meta, NodeId, SpecialKind, Tree};
+use flist_format::{Kind, Meta, SpecialKind};
 
 use crate::chunks::{UploadError, Uploader};
-use crate::response::Progress;
 
 /// Why a local entry could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -94,78 +93,4 @@ pub fn entry_of(path: &Path, uploader: &mut Uploader) -> Result<(Meta, Kind), Lo
         Kind::Special { kind, rdev }
     };
     Ok((meta, kind))
-}
-
-/// Counts of what `putdir` added.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PutStats {
-    /// Regular files.
-    pub regular: u64,
-    /// Symbolic links.
-    pub symlink: u64,
-    /// Directories.
-    pub directory: u64,
-    /// Special files.
-    pub special: u64,
-    /// Entries that could not be read.
-    pub failure: u64,
-    /// Bytes of regular files.
-    pub fullsize: u64,
-}
-
-impl PutStats {
-    fn count(&mut self, kind: &Kind) {
-        match kind {
-            Kind::Dir { .. } => self.directory += 1,
-            Kind::File { size, .. } => {
-                self.regular += 1;
-                self.fullsize += size;
-            }
-            Kind::Symlink { .. } => self.symlink += 1,
-            Kind::Special { .. } => self.special += 1,
-        }
-    }
-}
-
-/// Adds the contents of local directory `src` under directory `dst` of `tree`
-/// (iteratively; entries already present are replaced, directories merged). Children are
-/// added in name order, directories first, as the reference does. Unreadable entries are
-/// an error: nothing is silently skipped.
-pub fn put_dir(
-    tree: &mut Tree,
-    dst: NodeId,
-    src: &Path,
-    uploader: &mut Uploader,
-    progress: &dyn Progress,
-) -> Result<PutStats, LocalError> {
-    let mut stats = PutStats::default();
-    let mut stack = vec![(src.to_path_buf(), dst)];
-    let mut done = 0u64;
-    while let Some((dir, node)) = stack.pop() {
-        let mut entries: Vec<(bool, String, std::path::PathBuf)> = Vec::new();
-        for e in fs::read_dir(&dir).map_err(io(&dir))? {
-            let e = e.map_err(io(&dir))?;
-            let path = e.path();
-            let name = e.file_name().into_string().map_err(|_| LocalError::BadName(path.display().to_string()))?;
-            let is_dir = e.file_type().map_err(io(&path))?.is_dir();
-            entries.push((!is_dir, name, path));
-        }
-        entries.sort();
-        let mut subdirs = Vec::new();
-        for (_, name, path) in entries {
-            let (meta, kind) = entry_of(&path, uploader)?;
-            stats.count(&kind);
-            let is_dir = kind.is_dir();
-            let id = tree.set(node, &name, meta, kind)?;
-            if is_dir {
-                subdirs.push((path, id));
-            }
-            done += 1;
-            progress.update("adding files", done, 0);
-        }
-        // pushed in reverse so that directories are walked in name order
-        stack.extend(subdirs.into_iter().rev());
-    }
-    uploader.flush().map_err(|source| LocalError::Upload { path: src.display().to_string(), source })?;
-    Ok(stats)
 }

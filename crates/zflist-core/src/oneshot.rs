@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::backend::StoreConfig;
 use crate::chunks;
-use crate::commands::{perm_string, type_bits};
+use crate::commands::{perm_string, type_bits, type_char};
 use crate::error::{Context, Error, Result};
 use crate::response::{Progress, Response};
 
@@ -61,7 +61,7 @@ pub fn inspect(path: &Path) -> Result<Response> {
         let _ = writeln!(
             listing,
             "{}{} {:>5}:{:<5} {:>10}  {}{}",
-            n.kind.type_name().chars().next().map(|c| if c == 'r' { '-' } else { c }).unwrap_or('?'),
+            type_char(&n.kind),
             perm_string(n.meta.mode),
             n.meta.uid,
             n.meta.gid,
@@ -153,15 +153,80 @@ pub fn verify(path: &Path, stores: &StoreConfig, deep: bool, progress: &dyn Prog
     Ok(resp)
 }
 
-/// Integration point with `flist-convert`: see [`pack`] and [`extract`].
+/// Integration point with `flist-convert`: see [`extract`].
 fn convert_missing(function: &str) -> Error {
     Error::new(function, crate::error::ErrorKind::Convert("not available: flist-convert has no such entry point yet".into()))
 }
 
-/// `pack <source> -o <out>`: builds an flist from a directory or an archive (`-`: stdin),
-/// uploading chunks to the store.
-pub fn pack(_source: &str, _out: &Path, _stores: &StoreConfig, _progress: &dyn Progress) -> Result<Response> {
-    Err(convert_missing("pack"))
+/// `pack <source> -o <out>`: builds an flist from a directory or a tar archive (any
+/// compression; `-`: read from stdin), storing chunks in the configured store. When that
+/// store is a single TCP 0-db, its public address (no password) becomes the flist's
+/// `backend` metadata.
+pub fn pack(source: &str, out: &Path, stores: &StoreConfig, progress: &dyn Progress) -> Result<Response> {
+    let url = stores.write_url().ctx("pack")?.ok_or_else(|| {
+        Error::new("pack", crate::error::ErrorKind::NoStore("give --store URL (or set ZFLIST_BACKEND)".into()))
+    })?;
+    let store = crate::backend::open_store(&url).ctx("pack")?;
+    let opts = flist_convert::ConvertOptions { runtime: Some(store.handle().clone()), ..Default::default() };
+    let arc = store.store().clone();
+    let conv = |e: flist_convert::ConvertError| Error::new("pack", crate::error::ErrorKind::Convert(format!("{source}: {e}")));
+    let packed = if source == "-" {
+        crate::convert::with_progress("packing", progress, opts, |o| flist_convert::pack_archive(std::io::BufReader::with_capacity(1 << 20, std::io::stdin()), Some(&arc), &o))
+    } else {
+        let p = Path::new(source);
+        let md = std::fs::metadata(p).map_err(|e| Error::io("pack", "reading", p, e))?;
+        if md.is_dir() {
+            crate::convert::with_progress("packing", progress, opts, |o| flist_convert::pack_dir(p, Some(&arc), &o))
+        } else {
+            let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
+            crate::convert::with_progress("packing", progress, opts, |o| {
+                flist_convert::pack_archive(std::io::BufReader::with_capacity(1 << 20, f), Some(&arc), &o)
+            })
+        }
+    }
+    .map_err(conv)?;
+    let mut metadata = flist_format::Metadata::new();
+    if let Some(b) = url.to_backend_json() {
+        metadata.set(flist_format::metadata::KEY_BACKEND, b);
+    }
+    let flist = Flist { tree: packed.tree, metadata };
+    flist.write(out).ctx("pack")?;
+    let st = &packed.stats;
+    let warnings: Vec<Value> = st.warnings.iter().map(|w| json!({"message": w.message, "count": w.count})).collect();
+    let json = json!({
+        "flist": out.display().to_string(),
+        "store": url.to_string(),
+        "regular": st.files,
+        "symlink": st.symlinks,
+        "directory": st.directories,
+        "special": st.specials,
+        "hardlink": st.hard_links,
+        "failure": 0,
+        "fullsize": st.bytes,
+        "entries": st.entries,
+        "bytes_read": st.bytes_read,
+        "chunks_written": st.chunks_written,
+        "chunks_present": st.chunks_present,
+        "chunks_deduplicated": st.chunks_deduplicated,
+        "warnings": warnings,
+    });
+    let mut text = format!(
+        "{}: {} files, {} directories, {} symlinks, {} special files, {} bytes\nchunks: {} written, {} already in {}, {} repeated\n",
+        out.display(),
+        st.files,
+        st.directories,
+        st.symlinks,
+        st.specials,
+        st.bytes,
+        st.chunks_written,
+        st.chunks_present,
+        url,
+        st.chunks_deduplicated
+    );
+    for w in &st.warnings {
+        let _ = writeln!(text, "warning: {} ({} entries)", w.message, w.count);
+    }
+    Ok(Response::new(json, text))
 }
 
 /// `extract <flist> <dir>`: materialises the tree under `dir`, downloading contents.

@@ -85,3 +85,6 @@ pub fn envelope(function: &str, result: &Result<Response, crate::Error>) -> Valu
         }),
     }
 }
+
+/// Serialises JSON the way the reference tool (jansson) does: `", "` and `": "` separators.
+pub use flist_format::metadata::to_reference_json;

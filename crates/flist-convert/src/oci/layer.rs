@@ -242,6 +242,9 @@ pub(crate) fn read_layer(
         tarball::read_archive(input, opts, &counters, sender, &mut builder)
     })?;
     builder.hook = None;
+    if let Some(p) = &opts.progress {
+        p.progress(&counters.report());
+    }
     let (tree, warnings, hard_links) = builder.finish(&mut results)?;
     let st = std::mem::take(&mut *state.lock().map_err(|_| ConvertError::Internal("layer hook state poisoned".into()))?);
     let mut entries = Vec::with_capacity(tree.len());

@@ -235,10 +235,12 @@ impl RegistryClient {
                         return Err(self.auth_err(format!("token service refused the credentials ({msg})")));
                     }
                     if status.is_success() {
-                        let body: serde_json::Value = resp
-                            .json()
+                        let text = resp
+                            .bytes()
                             .await
-                            .map_err(|e| self.auth_err(format!("token response is not JSON: {}", chain(&e))))?;
+                            .map_err(|e| self.auth_err(format!("reading the token response: {}", chain(&e))))?;
+                        let body: serde_json::Value = serde_json::from_slice(&text)
+                            .map_err(|e| self.auth_err(format!("token response is not JSON: {e}")))?;
                         let token = body
                             .get("token")
                             .or_else(|| body.get("access_token"))

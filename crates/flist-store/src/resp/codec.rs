@@ -42,6 +42,7 @@ impl Reply {
 }
 
 /// Appends a whole command (an array of bulk strings) to `out`.
+#[cfg(test)]
 pub(crate) fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
     out.push(b'*');
     out.extend_from_slice(itoa(args.len()).as_bytes());

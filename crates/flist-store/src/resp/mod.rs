@@ -434,17 +434,24 @@ impl RespStore {
         Ok(())
     }
 
-    /// Gets a pooled connection, or makes one (bounded by the connect timeout).
-    async fn checkout(&self, first_key: Option<&[u8]>) -> Result<Conn, StoreError> {
+    /// Gets a pooled connection, or makes one (bounded by the connect timeout). On failure,
+    /// also says whether retrying makes sense (refused or reset: yes; timed out, refused
+    /// credentials: no).
+    async fn checkout(&self, first_key: Option<&[u8]>) -> Result<Conn, (StoreError, bool)> {
         if let Some(c) = self.shared.idle.lock().ok().and_then(|mut i| i.pop()) {
             return Ok(c);
         }
         let limit = self.shared.opts.connect_timeout;
         match tokio::time::timeout(limit, self.connect()).await {
-            Ok(r) => r,
-            Err(_) => Err(self.conn_err(
-                first_key,
-                format!("no connection within {limit:?} (connect and handshake timed out)"),
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e @ StoreError::Connection { .. })) => Err((e, true)),
+            Ok(Err(e)) => Err((e, false)),
+            Err(_) => Err((
+                self.conn_err(
+                    first_key,
+                    format!("no connection within {limit:?} (connect and handshake timed out)"),
+                ),
+                false,
             )),
         }
     }
@@ -508,8 +515,8 @@ impl RespStore {
                         }
                     }
                 }
-                Err(e @ StoreError::Connection { .. }) => e,
-                Err(e) => return Err(e),
+                Err((e, true)) => e,
+                Err((e, false)) => return Err(e),
             };
             if attempt >= opts.retries {
                 return Err(retry);

@@ -1,0 +1,379 @@
+//! Restoring a tree from its chunk store into a directory, and verifying that a store
+//! holds (intact) every chunk of a tree.
+//!
+//! Extraction never writes outside the destination: the destination must be empty, every
+//! directory on the way is one this extraction created, files are created with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW`, symlinks are created only after all contents are written, and
+//! metadata is applied without following symlinks.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_channel::bounded;
+use flist_format::codec::{decode_chunk, CHUNK_SIZE};
+use flist_format::{Block, Kind, NodeId, SpecialKind, Tree};
+use flist_store::Store;
+
+use crate::error::{io_err, ConvertError, Result};
+use crate::pipeline::runtime_from;
+
+/// Options of [`extract`].
+#[derive(Clone, Debug)]
+pub struct ExtractOptions {
+    /// Restore owners (`None`: only when running as root).
+    pub owners: Option<bool>,
+    /// Chunks per `get_many` request.
+    pub batch_chunks: usize,
+    /// Requests in flight at once.
+    pub batches_in_flight: usize,
+    /// Decoding threads (0: one per core).
+    pub workers: usize,
+    /// Runtime for store calls (else the current one, else a private one).
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions { owners: None, batch_chunks: 16, batches_in_flight: 4, workers: 0, runtime: None }
+    }
+}
+
+/// What [`extract`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtractStats {
+    /// Regular files written.
+    pub files: u64,
+    /// Directories created (the destination itself excluded).
+    pub directories: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Fifos and devices created.
+    pub specials: u64,
+    /// Specials not created: devices when not root, sockets (a socket file cannot be
+    /// created without a listening process).
+    pub specials_skipped: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Distinct chunks fetched.
+    pub chunks_fetched: u64,
+    /// Whether owners were restored.
+    pub owners_restored: bool,
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Where each distinct chunk goes: `(file path, offset)` pairs.
+type Targets = Vec<(Block, Vec<(usize, u64)>)>;
+
+/// Restores `tree` into `dest` (created if absent; must be empty), fetching file contents
+/// from `store`. Blocking: call from a plain thread or `spawn_blocking`.
+pub fn extract(
+    tree: &Tree,
+    dest: &Path,
+    store: &Arc<dyn Store>,
+    opts: &ExtractOptions,
+) -> Result<ExtractStats> {
+    let dest_err = |reason: &str| ConvertError::Destination { path: dest.to_path_buf(), reason: reason.into() };
+    match fs::symlink_metadata(dest) {
+        Ok(md) if md.is_dir() => {
+            if fs::read_dir(dest).map_err(io_err(dest))?.next().is_some() {
+                return Err(dest_err("not empty (extraction only writes into an empty directory)"));
+            }
+        }
+        Ok(_) => return Err(dest_err("exists and is not a directory")),
+        Err(_) => fs::create_dir_all(dest).map_err(io_err(dest))?,
+    }
+    let root = is_root();
+    let owners = opts.owners.unwrap_or(root);
+    let mut stats = ExtractStats { owners_restored: owners, ..Default::default() };
+
+    // 1. Directories, empty files, specials (pre-order: parents first).
+    let order: Vec<NodeId> = tree.walk().collect();
+    let mut paths: HashMap<NodeId, PathBuf> = HashMap::with_capacity(order.len());
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut chunks: HashMap<[u8; 16], usize> = HashMap::new();
+    let mut targets: Targets = Vec::new();
+    let mut symlinks: Vec<(NodeId, String)> = Vec::new();
+    for &id in &order {
+        let node = tree.node(id);
+        let path = if id == Tree::ROOT {
+            dest.to_path_buf()
+        } else {
+            let parent = paths.get(&node.parent).ok_or_else(|| ConvertError::Internal("parent not created".into()))?;
+            parent.join(&node.name)
+        };
+        match &node.kind {
+            Kind::Dir { .. } => {
+                if id != Tree::ROOT {
+                    fs::create_dir(&path).map_err(io_err(&path))?;
+                    stats.directories += 1;
+                }
+                // Owner-writable until metadata is applied at the end.
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(io_err(&path))?;
+            }
+            Kind::File { size, blocks } => {
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                f.set_len(*size).map_err(io_err(&path))?;
+                let fi = files.len();
+                files.push(path.clone());
+                for (i, b) in blocks.iter().enumerate() {
+                    let off = i as u64 * CHUNK_SIZE as u64;
+                    let t = *chunks.entry(b.hash).or_insert_with(|| {
+                        targets.push((*b, Vec::new()));
+                        targets.len() - 1
+                    });
+                    targets[t].1.push((fi, off));
+                }
+                stats.files += 1;
+                stats.bytes += size;
+            }
+            Kind::Symlink { target } => symlinks.push((id, target.clone())),
+            Kind::Special { kind, rdev } => {
+                use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+                let perm = Mode::from_bits_truncate(0o600);
+                let made = match kind {
+                    SpecialKind::Fifo => Some(nix::unistd::mkfifo(&path, perm)),
+                    SpecialKind::Chardev | SpecialKind::Block if root => {
+                        let (maj, min) = rdev.unwrap_or((0, 0));
+                        let flag = if *kind == SpecialKind::Block { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+                        Some(mknod(&path, flag, perm, makedev(maj.into(), min.into())))
+                    }
+                    _ => None,
+                };
+                match made {
+                    Some(r) => {
+                        r.map_err(|e| ConvertError::Io { path: path.clone(), source: e.into() })?;
+                        stats.specials += 1;
+                    }
+                    None => stats.specials_skipped += 1,
+                }
+            }
+        }
+        paths.insert(id, path);
+    }
+
+    // 2. File contents: distinct chunks fetched in pipelined batches, decoded and written
+    //    by workers.
+    stats.chunks_fetched = targets.len() as u64;
+    fetch_and_write(&targets, &files, store, opts)?;
+
+    // 3. Symlinks, now that no more content is written.
+    for (id, target) in &symlinks {
+        let path = &paths[id];
+        std::os::unix::fs::symlink(target, path).map_err(io_err(path))?;
+        stats.symlinks += 1;
+    }
+
+    // 4. Metadata, children before parents so directory times stick; owner before mode
+    //    (chown clears setuid); nothing here follows symlinks.
+    for &id in order.iter().rev() {
+        let node = tree.node(id);
+        let Some(path) = paths.get(&id) else { continue };
+        let is_link = matches!(node.kind, Kind::Symlink { .. });
+        let skipped_special = matches!(node.kind, Kind::Special { .. }) && fs::symlink_metadata(path).is_err();
+        if skipped_special {
+            continue;
+        }
+        if owners {
+            std::os::unix::fs::lchown(path, Some(node.meta.uid), Some(node.meta.gid)).map_err(io_err(path))?;
+        }
+        if !is_link {
+            fs::set_permissions(path, fs::Permissions::from_mode(node.meta.mode & 0o7777)).map_err(io_err(path))?;
+        }
+        let t = filetime::FileTime::from_unix_time(node.meta.mtime.into(), 0);
+        filetime::set_symlink_file_times(path, t, t).map_err(io_err(path))?;
+    }
+    Ok(stats)
+}
+
+fn fetch_and_write(
+    targets: &Targets,
+    files: &[PathBuf],
+    store: &Arc<dyn Store>,
+    opts: &ExtractOptions,
+) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let (handle, _rt) = runtime_from(opts.runtime.as_ref())?;
+    let workers = if opts.workers > 0 {
+        opts.workers
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    };
+    let batch = opts.batch_chunks.max(1);
+    type Fetched = (usize, Vec<Option<bytes::Bytes>>);
+    let (tx, rx) = bounded::<Fetched>(workers * 2);
+    std::thread::scope(|s| {
+        let mut hs = Vec::new();
+        for _ in 0..workers {
+            let rx = rx.clone();
+            hs.push(s.spawn(move || -> Result<()> {
+                for (start, values) in rx {
+                    for (k, v) in values.into_iter().enumerate() {
+                        let (block, dests) = &targets[start + k];
+                        let chunk = hex::encode(block.hash);
+                        let Some(data) = v else {
+                            let path = dests.first().map(|(f, _)| files[*f].display().to_string()).unwrap_or_default();
+                            return Err(ConvertError::MissingChunk { chunk, path, store: store.to_string() });
+                        };
+                        let plain = decode_chunk(block, &data).map_err(|source| ConvertError::Codec { chunk, source })?;
+                        for (fi, off) in dests {
+                            let path = &files[*fi];
+                            let f = fs::OpenOptions::new()
+                                .write(true)
+                                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                                .open(path)
+                                .map_err(io_err(path))?;
+                            f.write_all_at(&plain, *off).map_err(io_err(path))?;
+                        }
+                    }
+                }
+                Ok(())
+            }));
+        }
+        drop(rx);
+        let mut inflight = std::collections::VecDeque::new();
+        let mut result = Ok(());
+        let mut start = 0;
+        'outer: while start < targets.len() || !inflight.is_empty() {
+            while start < targets.len() && inflight.len() < opts.batches_in_flight.max(1) {
+                let end = (start + batch).min(targets.len());
+                let keys: Vec<Vec<u8>> = targets[start..end].iter().map(|(b, _)| b.hash.to_vec()).collect();
+                let st = store.clone();
+                inflight.push_back((start, handle.spawn(async move { st.get_many(&keys).await })));
+                start = end;
+            }
+            if let Some((at, h)) = inflight.pop_front() {
+                let got = match handle.block_on(h) {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(source)) => {
+                        result = Err(ConvertError::Store { store: store.to_string(), source });
+                        break 'outer;
+                    }
+                    Err(e) => {
+                        result = Err(ConvertError::Internal(format!("fetch task: {e}")));
+                        break 'outer;
+                    }
+                };
+                if tx.send((at, got)).is_err() {
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        for h in hs {
+            let r = h.join().map_err(|_| ConvertError::Internal("an extraction worker panicked".into()))?;
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
+}
+
+/// A chunk a tree references that the store lacks or holds corrupted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadChunk {
+    /// Store key (hex).
+    pub key: String,
+    /// The first file that references it.
+    pub path: String,
+    /// Why it is bad (`missing`, or the decoding error).
+    pub reason: String,
+}
+
+/// Result of [`verify`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Distinct chunks referenced by the tree.
+    pub chunks: u64,
+    /// Chunks absent from the store.
+    pub missing: Vec<BadChunk>,
+    /// Chunks present but failing decryption, decompression or a hash check (deep only).
+    pub corrupt: Vec<BadChunk>,
+}
+
+impl VerifyReport {
+    /// True when nothing is missing or corrupt.
+    pub fn is_ok(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+/// Checks that `store` holds every chunk of `tree` (`exists_many` in batches); with
+/// `deep`, also fetches each chunk and checks both hashes by decoding it. Blocking.
+pub fn verify(
+    tree: &Tree,
+    store: &Arc<dyn Store>,
+    deep: bool,
+    runtime: Option<&tokio::runtime::Handle>,
+) -> Result<VerifyReport> {
+    let mut seen: HashMap<[u8; 16], ()> = HashMap::new();
+    let mut list: Vec<(Block, String)> = Vec::new();
+    for id in tree.walk() {
+        if let Kind::File { blocks, .. } = &tree.node(id).kind {
+            for b in blocks {
+                if seen.insert(b.hash, ()).is_none() {
+                    list.push((*b, format!("/{}", tree.path_of(id))));
+                }
+            }
+        }
+    }
+    let mut report = VerifyReport { chunks: list.len() as u64, ..Default::default() };
+    let (handle, _rt) = runtime_from(runtime)?;
+    let store_err = |source| ConvertError::Store { store: store.to_string(), source };
+    let mut present: Vec<&(Block, String)> = Vec::with_capacity(list.len());
+    for part in list.chunks(512) {
+        let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.hash.to_vec()).collect();
+        let st = store.clone();
+        let exists = handle
+            .block_on(handle.spawn(async move { st.exists_many(&keys).await }))
+            .map_err(|e| ConvertError::Internal(format!("verify task: {e}")))?
+            .map_err(store_err)?;
+        for (item, e) in part.iter().zip(exists) {
+            if e {
+                present.push(item);
+            } else {
+                report.missing.push(BadChunk {
+                    key: hex::encode(item.0.hash),
+                    path: item.1.clone(),
+                    reason: "missing".into(),
+                });
+            }
+        }
+    }
+    if deep {
+        for part in present.chunks(16) {
+            let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.hash.to_vec()).collect();
+            let st = store.clone();
+            let values = handle
+                .block_on(handle.spawn(async move { st.get_many(&keys).await }))
+                .map_err(|e| ConvertError::Internal(format!("verify task: {e}")))?
+                .map_err(store_err)?;
+            for ((block, path), v) in part.iter().zip(values) {
+                let bad = |reason: String| BadChunk { key: hex::encode(block.hash), path: path.clone(), reason };
+                match v {
+                    None => report.missing.push(bad("missing".into())),
+                    Some(data) => {
+                        if let Err(e) = decode_chunk(block, &data) {
+                            report.corrupt.push(bad(e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}

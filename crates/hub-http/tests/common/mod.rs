@@ -1,0 +1,147 @@
+//! Shared test harness: a real hub server on 127.0.0.1:0 and a real HTTP client.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use bytes::Bytes;
+use hub_http::{HubConfig, Server};
+use hub_repo::Actor;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+/// Public backend configured in tests.
+pub const PUBLIC_BACKEND: &str = "zdb://hub.example.org:9900/public";
+
+pub struct TestHub {
+    pub server: Server,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+pub fn test_config(dir: &Path) -> HubConfig {
+    HubConfig {
+        data_dir: dir.join("data"),
+        public_backend: PUBLIC_BACKEND.into(),
+        public_url: "http://hub.test".into(),
+        official: vec!["official".into()],
+        ..HubConfig::default()
+    }
+}
+
+impl TestHub {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut HubConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = test_config(dir.path());
+        f(&mut cfg);
+        Self::start_in(dir, cfg).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, cfg: HubConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = hub_http::start_on(listener, cfg).await.expect("start server");
+        let base = format!("http://{}", server.addr);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        TestHub { server, base, dir, client }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn hub(&self) -> std::sync::Arc<hub_repo::Hub> {
+        self.server.state.hub.clone()
+    }
+
+    /// A hub token for `user` (member of `orgs`).
+    pub async fn token(&self, user: &str, orgs: &[&str]) -> String {
+        let hub = self.hub();
+        let (user, orgs): (String, Vec<String>) = (user.into(), orgs.iter().map(|s| s.to_string()).collect());
+        tokio::task::spawn_blocking(move || hub.create_token(&user, &orgs, 3600, None))
+            .await
+            .expect("join")
+            .expect("token")
+            .0
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.get(path).await;
+        let status = r.status().as_u16();
+        let v = r.json::<Value>().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// Sends `method path` with a bearer token; returns status and JSON body.
+    pub async fn call(&self, method: &str, path: &str, token: &str) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = self.client.request(m, self.url(path)).bearer_auth(token).send().await.expect("request");
+        let status = r.status().as_u16();
+        let v = r.json::<Value>().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// Uploads a file as multipart field `file` to `endpoint`.
+    pub async fn upload(&self, endpoint: &str, token: &str, filename: &str, data: Vec<u8>) -> (u16, Value) {
+        let form = Form::new().part("file", Part::bytes(data).file_name(filename.to_string()));
+        let r = self
+            .client
+            .post(self.url(endpoint))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request");
+        let status = r.status().as_u16();
+        let v = r.json::<Value>().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// Puts a fixture flist straight into the catalog (set-up for read tests).
+    pub async fn put_fixture(&self, repo: &str, name: &str, fixture: &str) {
+        let hub = self.hub();
+        let (repo, name, fixture) = (repo.to_string(), name.to_string(), fixture.to_string());
+        tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(test_support::fixture(&fixture)).expect("fixture");
+            let staged = hub.stage_reader(f).expect("stage");
+            let fl = hub_repo::inspect::open_flist(staged.path()).expect("parse");
+            let actor = Actor::new(repo.clone(), vec![]);
+            hub.put_flist(&actor, &repo, &name, staged, hub_repo::inspect::info_of(&fl, None)).expect("put");
+        })
+        .await
+        .expect("join");
+    }
+
+    /// Copies the fixture chunks into the hub's store, except `skip`.
+    pub async fn load_fixture_chunks(&self, skip: Option<&str>) -> usize {
+        let dir = test_support::fixture("chunks");
+        let mut items = Vec::new();
+        for e in std::fs::read_dir(&dir).expect("chunks dir") {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().to_string();
+            if Some(name.as_str()) == skip {
+                continue;
+            }
+            let key = hex::decode(&name).expect("hex name");
+            items.push((key, Bytes::from(std::fs::read(e.path()).expect("chunk"))));
+        }
+        let n = items.len();
+        self.server.state.store.set_many(&items).await.expect("store chunks");
+        n
+    }
+
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.server.shutdown().await.expect("shutdown");
+        self.dir
+    }
+}

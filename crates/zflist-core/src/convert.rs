@@ -1,0 +1,66 @@
+//! Integration with `flist-convert`: running its converters with our progress reporting,
+//! and grafting a converted tree into a session.
+
+use flist_format::merge::copy_subtree;
+use flist_format::{NodeId, Tree};
+
+use crate::response::Progress;
+
+/// Runs a conversion on a scoped thread, forwarding its progress reports to `progress`
+/// from the calling thread (the converter wants a `'static` callback).
+pub fn with_progress<T: Send>(
+    message: &str,
+    progress: &dyn Progress,
+    mut opts: flist_convert::ConvertOptions,
+    work: impl FnOnce(flist_convert::ConvertOptions) -> T + Send,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel::<flist_convert::ProgressReport>();
+    let tx = std::sync::Mutex::new(tx);
+    opts.progress = Some(std::sync::Arc::new(move |r: &flist_convert::ProgressReport| {
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send(*r);
+        }
+    }));
+    std::thread::scope(|s| {
+        let handle = s.spawn(move || work(opts));
+        // ends when the worker drops the options (and with them the sender)
+        for r in rx {
+            progress.update(message, r.bytes_expanded, 0);
+        }
+        progress.finish(message);
+        match handle.join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    })
+}
+
+/// Puts the children of `src`'s root under directory `dst_dir` of `dst`: an existing
+/// entry is replaced, except that a directory over a directory takes the new metadata and
+/// merges the contents (what extracting a directory over another does).
+pub fn graft(dst: &mut Tree, dst_dir: NodeId, src: &Tree) {
+    let mut stack: Vec<(NodeId, NodeId)> = vec![(dst_dir, Tree::ROOT)];
+    while let Some((ddir, sdir)) = stack.pop() {
+        let kids: Vec<(String, NodeId)> = src.children(sdir).map(|(n, id)| (n.to_string(), id)).collect();
+        for (name, sid) in kids {
+            let snode = src.node(sid);
+            match dst.child(ddir, &name) {
+                Some(did) if dst.node(did).kind.is_dir() && snode.kind.is_dir() => {
+                    let d = dst.node_mut(did);
+                    d.meta = snode.meta.clone();
+                    if let (flist_format::Kind::Dir { size: ds, .. }, flist_format::Kind::Dir { size: ss, .. }) =
+                        (&mut d.kind, &snode.kind)
+                    {
+                        *ds = *ss;
+                    }
+                    stack.push((did, sid));
+                }
+                Some(did) => {
+                    dst.remove(did);
+                    copy_subtree(dst, ddir, &name, src, sid);
+                }
+                None => copy_subtree(dst, ddir, &name, src, sid),
+            }
+        }
+    }
+}
