@@ -11,7 +11,14 @@ fn compressible() -> Vec<u8> {
     let mut out = Vec::with_capacity(CHUNK_SIZE);
     let mut i = 0u64;
     while out.len() < CHUNK_SIZE {
-        out.extend_from_slice(format!("2024-01-01T00:00:{:02}Z INFO request {i} served in {}ms\n", i % 60, i % 97).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "2024-01-01T00:00:{:02}Z INFO request {i} served in {}ms\n",
+                i % 60,
+                i % 97
+            )
+            .as_bytes(),
+        );
         i += 1;
     }
     out.truncate(CHUNK_SIZE);
@@ -36,7 +43,9 @@ fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Bytes(CHUNK_SIZE as u64));
     for (name, data) in [("compressible", compressible()), ("random", random())] {
-        g.bench_function(format!("encode/{name}"), |b| b.iter(|| encode_chunk(black_box(&data))));
+        g.bench_function(format!("encode/{name}"), |b| {
+            b.iter(|| encode_chunk(black_box(&data)))
+        });
         let enc = encode_chunk(&data);
         g.bench_function(format!("decode/{name}"), |b| {
             b.iter(|| decode_chunk(black_box(&enc.block), black_box(&enc.data)).map(|p| p.len()))

@@ -37,13 +37,15 @@ pub fn run(args: &[String]) -> Result<()> {
         let current = root.join(OUT_DIR).join(OUT_FILE);
         let new = std::fs::read(&fresh).with_context(|| format!("reading {}", fresh.display()))?;
         if check {
-            let old = std::fs::read(&current).with_context(|| format!("reading {}", current.display()))?;
+            let old = std::fs::read(&current)
+                .with_context(|| format!("reading {}", current.display()))?;
             if old != new {
                 bail!("{} is stale: run `cargo xtask codegen`", current.display());
             }
             println!("{} is up to date", current.display());
         } else {
-            std::fs::write(&current, new).with_context(|| format!("writing {}", current.display()))?;
+            std::fs::write(&current, new)
+                .with_context(|| format!("writing {}", current.display()))?;
             println!("wrote {}", current.display());
         }
         Ok(())

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench_api;
 mod bench_convert;
+mod bench_oci;
 mod bench_store;
 mod codegen;
 
@@ -20,6 +21,7 @@ fn main() -> Result<()> {
             Some("store") => bench_store::run(&rest[1..]),
             Some("convert") => bench_convert::run(&rest[1..]),
             Some("api") => bench_api::run(&rest[1..]),
+            Some("oci") => bench_oci::run(&rest[1..]),
             Some("codec") => cargo(&["bench", "-p", "flist-benches", "--bench", "codec"]),
             Some("all") => {
                 bench_store::run(&[])?;

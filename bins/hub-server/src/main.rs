@@ -92,13 +92,20 @@ enum TokenCmd {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Serve { config, listen, data_dir, store, public_backend } => {
+        Cmd::Serve {
+            config,
+            listen,
+            data_dir,
+            store,
+            public_backend,
+        } => {
             let mut cfg = match &config {
                 Some(p) => HubConfig::from_file(p)?,
                 None => HubConfig::default(),
@@ -118,15 +125,35 @@ fn main() -> Result<()> {
             }
             serve(cfg)
         }
-        Cmd::Token { cmd: TokenCmd::Create { data_dir, user, member_of, ttl, label } } => {
-            let secs = parse_duration_secs(&ttl).with_context(|| format!("bad --ttl {ttl:?} (use 30d, 12h, 15m, 90s)"))?;
+        Cmd::Token {
+            cmd:
+                TokenCmd::Create {
+                    data_dir,
+                    user,
+                    member_of,
+                    ttl,
+                    label,
+                },
+        } => {
+            let secs = parse_duration_secs(&ttl)
+                .with_context(|| format!("bad --ttl {ttl:?} (use 30d, 12h, 15m, 90s)"))?;
             let hub = Hub::open(&data_dir)?;
             let (token, info) = hub.create_token(&user, &member_of, secs, label.as_deref())?;
-            eprintln!("token #{} for {} expires at unix time {}", info.id, info.user, info.expires);
+            eprintln!(
+                "token #{} for {} expires at unix time {}",
+                info.id, info.user, info.expires
+            );
             println!("{token}");
             Ok(())
         }
-        Cmd::Token { cmd: TokenCmd::Revoke { data_dir, token, id } } => {
+        Cmd::Token {
+            cmd:
+                TokenCmd::Revoke {
+                    data_dir,
+                    token,
+                    id,
+                },
+        } => {
             let hub = Hub::open(&data_dir)?;
             let done = match (token, id) {
                 (Some(t), None) => hub.revoke_token(&t)?,
@@ -148,7 +175,11 @@ fn main() -> Result<()> {
             for w in &rep.warnings {
                 eprintln!("warning: {w}");
             }
-            println!("imported {} entries, skipped {}", rep.imported.len(), rep.skipped.len());
+            println!(
+                "imported {} entries, skipped {}",
+                rep.imported.len(),
+                rep.skipped.len()
+            );
             Ok(())
         }
         Cmd::Check { data_dir } => {
@@ -157,7 +188,12 @@ fn main() -> Result<()> {
             for p in rep.sqlite.iter().chain(&rep.problems) {
                 eprintln!("{p}");
             }
-            println!("{} entries, {} files checked: {}", rep.entries_checked, rep.blobs_checked, if rep.is_clean() { "clean" } else { "PROBLEMS" });
+            println!(
+                "{} entries, {} files checked: {}",
+                rep.entries_checked,
+                rep.blobs_checked,
+                if rep.is_clean() { "clean" } else { "PROBLEMS" }
+            );
             if !rep.is_clean() {
                 std::process::exit(1);
             }
@@ -172,10 +208,11 @@ async fn serve(cfg: HubConfig) -> Result<()> {
     println!("listening on http://{}", server.addr);
     server
         .run_until(async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

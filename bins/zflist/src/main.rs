@@ -179,8 +179,9 @@ enum MetaAction {
 }
 
 const COMMANDS: &[&str] = &[
-    "open", "init", "close", "commit", "ls", "find", "stat", "cat", "get", "put", "putdir", "chmod", "rm",
-    "rmdir", "mkdir", "metadata", "merge", "check", "chunks", "pack", "extract", "inspect", "verify", "help",
+    "open", "init", "close", "commit", "ls", "find", "stat", "cat", "get", "put", "putdir",
+    "chmod", "rm", "rmdir", "mkdir", "metadata", "merge", "check", "chunks", "pack", "extract",
+    "inspect", "verify", "help",
 ];
 
 /// Rewrites the reference form `zflist <temporary-point> <action> ...` into
@@ -247,33 +248,116 @@ fn metadata_cmd(args: MetadataArgs) -> Result<MetadataCmd, zflist_core::Error> {
     let usage = |m: &str| zflist_core::Error::usage("metadata", m);
     Ok(match args.action {
         None => MetadataCmd::List,
-        Some(MetaAction::Backend { host: None, port: None, socket: None, namespace: None, password: None, reset: false }) => {
-            MetadataCmd::Get("backend".into())
-        }
-        Some(MetaAction::Backend { host, port, socket, namespace, password, reset }) => MetadataCmd::Backend {
+        Some(MetaAction::Backend {
+            host: None,
+            port: None,
+            socket: None,
+            namespace: None,
+            password: None,
+            reset: false,
+        }) => MetadataCmd::Get("backend".into()),
+        Some(MetaAction::Backend {
+            host,
+            port,
+            socket,
+            namespace,
+            password,
+            reset,
+        }) => MetadataCmd::Backend {
             host: host.unwrap_or_else(|| "hub.grid.tf".into()),
-            port: if socket.is_some() { 0 } else { port.unwrap_or(9900) },
+            port: if socket.is_some() {
+                0
+            } else {
+                port.unwrap_or(9900)
+            },
             socket,
             namespace,
             password,
             reset,
         },
-        Some(MetaAction::Entrypoint { reset: false, argv }) if argv.is_empty() => MetadataCmd::Get("entrypoint".into()),
-        Some(MetaAction::Entrypoint { reset, argv }) => MetadataCmd::Entrypoint { argv, reset },
-        Some(MetaAction::Environ { name: None, value: None, unset: false, reset: false }) => MetadataCmd::Get("environ".into()),
-        Some(MetaAction::Environ { name, value, unset, reset }) => MetadataCmd::Environ { name, value, unset, reset },
-        Some(MetaAction::Port { port_in: None, port_out: None, unset: false, reset: false, .. }) => MetadataCmd::Get("port".into()),
-        Some(MetaAction::Port { protocol, port_in, port_out, unset, reset }) => {
-            MetadataCmd::Port { protocol, port_in, port_out, unset, reset }
+        Some(MetaAction::Entrypoint { reset: false, argv }) if argv.is_empty() => {
+            MetadataCmd::Get("entrypoint".into())
         }
-        Some(MetaAction::Volume { target: None, host: None, unset: false, reset: false }) => MetadataCmd::Get("volume".into()),
-        Some(MetaAction::Volume { target, host, unset, reset }) => MetadataCmd::Volume { target, host, unset, reset },
-        Some(MetaAction::Readme { import: None, license: None, reset: false }) => MetadataCmd::Get("readme".into()),
-        Some(MetaAction::Readme { import, license, reset }) => MetadataCmd::Readme { import, license, reset },
+        Some(MetaAction::Entrypoint { reset, argv }) => MetadataCmd::Entrypoint { argv, reset },
+        Some(MetaAction::Environ {
+            name: None,
+            value: None,
+            unset: false,
+            reset: false,
+        }) => MetadataCmd::Get("environ".into()),
+        Some(MetaAction::Environ {
+            name,
+            value,
+            unset,
+            reset,
+        }) => MetadataCmd::Environ {
+            name,
+            value,
+            unset,
+            reset,
+        },
+        Some(MetaAction::Port {
+            port_in: None,
+            port_out: None,
+            unset: false,
+            reset: false,
+            ..
+        }) => MetadataCmd::Get("port".into()),
+        Some(MetaAction::Port {
+            protocol,
+            port_in,
+            port_out,
+            unset,
+            reset,
+        }) => MetadataCmd::Port {
+            protocol,
+            port_in,
+            port_out,
+            unset,
+            reset,
+        },
+        Some(MetaAction::Volume {
+            target: None,
+            host: None,
+            unset: false,
+            reset: false,
+        }) => MetadataCmd::Get("volume".into()),
+        Some(MetaAction::Volume {
+            target,
+            host,
+            unset,
+            reset,
+        }) => MetadataCmd::Volume {
+            target,
+            host,
+            unset,
+            reset,
+        },
+        Some(MetaAction::Readme {
+            import: None,
+            license: None,
+            reset: false,
+        }) => MetadataCmd::Get("readme".into()),
+        Some(MetaAction::Readme {
+            import,
+            license,
+            reset,
+        }) => MetadataCmd::Readme {
+            import,
+            license,
+            reset,
+        },
         Some(MetaAction::Other(v)) => match v.as_slice() {
             [key] => MetadataCmd::Get(key.clone()),
-            [key, value] => MetadataCmd::Set { key: key.clone(), value: value.clone() },
-            _ => return Err(usage("expected `metadata <key>` or `metadata <key> <value>`")),
+            [key, value] => MetadataCmd::Set {
+                key: key.clone(),
+                value: value.clone(),
+            },
+            _ => {
+                return Err(usage(
+                    "expected `metadata <key>` or `metadata <key> <value>`",
+                ))
+            }
         },
     })
 }
@@ -349,14 +433,34 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind as K;
-            if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
-                return if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+                return if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                };
             }
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+            // clap's message without its usage block, on one line
+            let first = rendered
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+                .trim_start_matches("error: ")
+                .to_string();
             let err = zflist_core::Error::usage("usage", format!("{first} (see zflist --help)"));
-            return finish(json_env || std::env::args().any(|a| a == "--json"), "usage", Err(err));
+            return finish(
+                json_env || std::env::args_os().any(|a| a == "--json"),
+                "usage",
+                Err(err),
+            );
         }
     };
     let json = json_env || cli.json;
@@ -369,19 +473,32 @@ fn main() -> ExitCode {
     };
     let stores = StoreConfig {
         stores: cli.stores.clone(),
-        backend_env: std::env::var("ZFLIST_BACKEND").ok().filter(|s| !s.trim().is_empty()),
+        backend_env: std::env::var("ZFLIST_BACKEND")
+            .ok()
+            .filter(|s| !s.trim().is_empty()),
     };
-    let mnt = cli.mnt.clone().or_else(|| std::env::var_os("ZFLIST_MNT").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let mnt = cli.mnt.clone().or_else(|| {
+        std::env::var_os("ZFLIST_MNT")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
     let function = command_name(&cli.cmd);
     let result = run(cli.cmd, mnt, &stores, &reporter);
     reporter.finish("");
     finish(json, function, result)
 }
 
-fn run(cmd: Cmd, mnt: Option<PathBuf>, stores: &StoreConfig, p: &Reporter) -> zflist_core::Result<Response> {
+fn run(
+    cmd: Cmd,
+    mnt: Option<PathBuf>,
+    stores: &StoreConfig,
+    p: &Reporter,
+) -> zflist_core::Result<Response> {
     let function = command_name(&cmd);
     let session = || -> zflist_core::Result<Session> {
-        mnt.clone().map(Session::new).ok_or_else(|| zflist_core::Error::new(function, zflist_core::ErrorKind::NoMountpoint))
+        mnt.clone()
+            .map(Session::new)
+            .ok_or_else(|| zflist_core::Error::new(function, zflist_core::ErrorKind::NoMountpoint))
     };
     let empty = |r: zflist_core::Result<()>| r.map(|()| Response::empty());
     match cmd {

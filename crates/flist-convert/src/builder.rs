@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use flist_format::{Block, Kind, Meta, NodeId, Tree};
 
 use crate::error::{ConvertError, LimitKind, Result};
-use crate::options::{warn, Limits, PathPolicy, Warnings};
+use crate::options::{warn, Limits, OwnerNames, PathPolicy, Warnings};
 
 /// Identifies the content of one regular file in the chunk pipeline.
 pub(crate) type FileId = u64;
@@ -24,7 +24,9 @@ pub(crate) fn normalise_path(
         hex: hex::encode(raw),
     })?;
     if text.contains('\0') {
-        return Err(ConvertError::InvalidPath { path: text.replace('\0', "\\0") });
+        return Err(ConvertError::InvalidPath {
+            path: text.replace('\0', "\\0"),
+        });
     }
     if text.starts_with('/') {
         match policy {
@@ -46,10 +48,20 @@ pub(crate) fn normalise_path(
             },
             c => {
                 if comps.len() >= limits.max_depth {
-                    return Err(limit(LimitKind::Depth, comps.len() as u64 + 1, limits.max_depth as u64, text));
+                    return Err(limit(
+                        LimitKind::Depth,
+                        comps.len() as u64 + 1,
+                        limits.max_depth as u64,
+                        text,
+                    ));
                 }
                 if c.len() > limits.max_name_len {
-                    return Err(limit(LimitKind::NameLength, c.len() as u64, limits.max_name_len as u64, text));
+                    return Err(limit(
+                        LimitKind::NameLength,
+                        c.len() as u64,
+                        limits.max_name_len as u64,
+                        text,
+                    ));
                 }
                 comps.push(c);
             }
@@ -58,9 +70,18 @@ pub(crate) fn normalise_path(
     if dotdot {
         warnings.add(warn::DOTDOT);
     }
-    let len = comps.iter().map(|c| c.len() + 1).sum::<usize>().saturating_sub(1);
+    let len = comps
+        .iter()
+        .map(|c| c.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1);
     if len > limits.max_path_len {
-        return Err(limit(LimitKind::PathLength, len as u64, limits.max_path_len as u64, text));
+        return Err(limit(
+            LimitKind::PathLength,
+            len as u64,
+            limits.max_path_len as u64,
+            text,
+        ));
     }
     Ok(comps.into_iter().map(str::to_string).collect())
 }
@@ -75,7 +96,77 @@ fn limit(what: LimitKind, value: u64, limit: u64, entry: &str) -> ConvertError {
         e.truncate(cut);
         e.push_str("...");
     }
-    ConvertError::Limit { what, value, limit, entry: Some(e) }
+    ConvertError::Limit {
+        what,
+        value,
+        limit,
+        entry: Some(e),
+    }
+}
+
+/// Owner and group names by id, looked up once each.
+pub(crate) struct NameCache {
+    mode: OwnerNames,
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+fn numeric_name(id: u32) -> String {
+    if id == 0 {
+        "root".into()
+    } else {
+        id.to_string()
+    }
+}
+
+impl NameCache {
+    pub(crate) fn new(mode: OwnerNames) -> Self {
+        NameCache {
+            mode,
+            users: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+
+    /// The name of user `uid`.
+    pub(crate) fn user(&mut self, uid: u32) -> String {
+        let mode = self.mode;
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                let local = match mode {
+                    OwnerNames::Local => {
+                        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                            .ok()
+                            .flatten()
+                            .map(|u| u.name)
+                    }
+                    OwnerNames::Numeric => None,
+                };
+                local.unwrap_or_else(|| numeric_name(uid))
+            })
+            .clone()
+    }
+
+    /// The name of group `gid`.
+    pub(crate) fn group(&mut self, gid: u32) -> String {
+        let mode = self.mode;
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                let local = match mode {
+                    OwnerNames::Local => {
+                        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                            .ok()
+                            .flatten()
+                            .map(|g| g.name)
+                    }
+                    OwnerNames::Numeric => None,
+                };
+                local.unwrap_or_else(|| numeric_name(gid))
+            })
+            .clone()
+    }
 }
 
 /// Clamps a time in seconds to `u32`, counting a warning when it does not fit.
@@ -102,7 +193,8 @@ pub(crate) fn clamp_id(id: u64, warnings: &mut Warnings) -> u32 {
 /// A hook asked before each member is placed, with the tree so far, the member's path and,
 /// for a hard link, its target; `Ok(false)` skips the member. The OCI layer reader uses it
 /// to turn whiteouts and hard links to lower layers into layer changes.
-pub(crate) type PlaceHook = Box<dyn FnMut(&Tree, &[String], Option<&[String]>) -> Result<bool> + Send>;
+pub(crate) type PlaceHook =
+    Box<dyn FnMut(&Tree, &[String], Option<&[String]>) -> Result<bool> + Send>;
 
 /// Accumulates a tree, remembering which regular files carry which content.
 pub(crate) struct TreeBuilder {
@@ -155,7 +247,9 @@ impl TreeBuilder {
                         })
                     }
                 },
-                None => self.tree.insert(cur, c, Meta::root(0o755, time), Kind::empty_dir())?,
+                None => self
+                    .tree
+                    .insert(cur, c, Meta::root(0o755, time), Kind::empty_dir())?,
             };
         }
         Ok(cur)
@@ -171,7 +265,12 @@ impl TreeBuilder {
 
     /// Places an entry at `comps`, replacing an earlier one as extraction would. Returns
     /// `None` when the hook skipped it.
-    pub(crate) fn place(&mut self, comps: &[String], meta: Meta, kind: Kind) -> Result<Option<NodeId>> {
+    pub(crate) fn place(
+        &mut self,
+        comps: &[String],
+        meta: Meta,
+        kind: Kind,
+    ) -> Result<Option<NodeId>> {
         if !self.hooked(comps, None)? {
             return Ok(None);
         }
@@ -207,7 +306,15 @@ impl TreeBuilder {
         size: u64,
         file: FileId,
     ) -> Result<Option<NodeId>> {
-        let Some(id) = self.place(comps, meta, Kind::File { size, blocks: Vec::new() })? else {
+        let Some(id) = self.place(
+            comps,
+            meta,
+            Kind::File {
+                size,
+                blocks: Vec::new(),
+            },
+        )?
+        else {
             return Ok(None);
         };
         self.file_of.insert(id, file);
@@ -217,7 +324,11 @@ impl TreeBuilder {
     /// Places a hard link to the entry at `target`: a regular file shares its content, a
     /// symlink or special is copied. Metadata is the target's (they share an inode).
     /// `None` when the hook skipped it.
-    pub(crate) fn place_hard_link(&mut self, comps: &[String], target: &[String]) -> Result<Option<NodeId>> {
+    pub(crate) fn place_hard_link(
+        &mut self,
+        comps: &[String],
+        target: &[String],
+    ) -> Result<Option<NodeId>> {
         if !self.hooked(comps, Some(target))? {
             return Ok(None);
         }
@@ -226,7 +337,10 @@ impl TreeBuilder {
             target: target.join("/"),
         };
         if target.is_empty() {
-            return Err(ConvertError::HardLinkToDirectory { path: comps.join("/"), target: "/".into() });
+            return Err(ConvertError::HardLinkToDirectory {
+                path: comps.join("/"),
+                target: "/".into(),
+            });
         }
         let tid = self.tree.lookup(&target.join("/")).ok_or_else(missing)?;
         let node = self.tree.node(tid);
@@ -255,7 +369,9 @@ impl TreeBuilder {
     /// tree. `blocks` maps file ids to their chunks in order.
     pub(crate) fn finish(mut self, blocks: &mut ChunkResults) -> Result<(Tree, Warnings, u64)> {
         for (&id, &file) in &self.file_of {
-            let Some(node) = self.tree.get(id) else { continue };
+            let Some(node) = self.tree.get(id) else {
+                continue;
+            };
             if !matches!(node.kind, Kind::File { .. }) {
                 continue;
             }
@@ -307,7 +423,9 @@ impl ChunkResults {
                 .iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    b.ok_or_else(|| ConvertError::Internal(format!("file {file}: chunk {i} missing")))
+                    b.ok_or_else(|| {
+                        ConvertError::Internal(format!("file {file}: chunk {i} missing"))
+                    })
                 })
                 .collect(),
         }
@@ -317,7 +435,10 @@ impl ChunkResults {
 /// Orders every directory's children as the reference writer does: directories first, then
 /// everything else, each group by name (byte order).
 pub fn sort_children(tree: &mut Tree) {
-    let dirs: Vec<NodeId> = tree.walk().filter(|&id| tree.node(id).kind.is_dir()).collect();
+    let dirs: Vec<NodeId> = tree
+        .walk()
+        .filter(|&id| tree.node(id).kind.is_dir())
+        .collect();
     for d in dirs {
         let mut kids: Vec<(bool, String, NodeId)> = tree
             .children(d)

@@ -67,7 +67,9 @@ struct CountingReader<'a, R> {
 impl<R: Read> Read for CountingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.counters.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_read
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -100,7 +102,10 @@ pub(crate) fn decompress_into(
     }
     let format = Compression::detect(&head[..got]);
     // The head is counted when the decoder reads it back from the cursor.
-    let raw = CountingReader { inner: io::Cursor::new(head[..got].to_vec()).chain(input), counters };
+    let raw = CountingReader {
+        inner: io::Cursor::new(head[..got].to_vec()).chain(input),
+        counters,
+    };
     let raw = io::BufReader::with_capacity(256 << 10, raw);
     let mut decoder: Box<dyn Read + '_> = match format {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
@@ -175,10 +180,17 @@ fn decode_err(format: Compression, counters: &Counters, e: &io::Error) -> Conver
         ConvertError::Truncated {
             offset: counters.bytes_expanded.load(Ordering::Relaxed),
             entry: None,
-            reason: format!("{} stream ends early (compressed byte {offset}): {e}", format.name()),
+            reason: format!(
+                "{} stream ends early (compressed byte {offset}): {e}",
+                format.name()
+            ),
         }
     } else {
-        ConvertError::Decompress { format: format.name(), offset, reason: e.to_string() }
+        ConvertError::Decompress {
+            format: format.name(),
+            offset,
+            reason: e.to_string(),
+        }
     }
 }
 
@@ -212,7 +224,14 @@ impl StreamReader {
     pub(crate) fn new(rx: Receiver<Msg>, pool: Sender<Vec<u8>>, max_gap: u64) -> Self {
         let state = Rc::new(ReadState::default());
         state.max_gap.set(max_gap);
-        StreamReader { rx, pool, cur: Vec::new(), at: 0, done: false, state }
+        StreamReader {
+            rx,
+            pool,
+            cur: Vec::new(),
+            at: 0,
+            done: false,
+            state,
+        }
     }
 }
 
@@ -268,8 +287,16 @@ impl Read for StreamReader {
     }
 }
 
+/// The ends of a decompression thread's channels: data out, data in, and the buffer pool.
+pub(crate) type Channels = (
+    Sender<Msg>,
+    Receiver<Msg>,
+    Sender<Vec<u8>>,
+    Receiver<Vec<u8>>,
+);
+
 /// Channels for one decompression thread.
-pub(crate) fn channels() -> (Sender<Msg>, Receiver<Msg>, Sender<Vec<u8>>, Receiver<Vec<u8>>) {
+pub(crate) fn channels() -> Channels {
     let (tx, rx) = bounded::<Msg>(4);
     let (ptx, prx) = bounded::<Vec<u8>>(6);
     (tx, rx, ptx, prx)

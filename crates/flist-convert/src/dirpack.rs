@@ -12,17 +12,25 @@ use std::time::{Duration, Instant};
 use flist_format::tree::DEFAULT_DIR_SIZE;
 use flist_format::{Kind, Meta, SpecialKind};
 
-use crate::builder::{clamp_time, normalise_path, TreeBuilder};
+use crate::builder::{clamp_time, normalise_path, NameCache, TreeBuilder};
 use crate::error::{io_err, ConvertError, LimitKind, Result};
 use crate::options::{warn, ConvertOptions, Counters, PathPolicy, Warnings};
 use crate::pipeline::{AddError, ChunkSender};
 
-fn meta_of(md: &fs::Metadata, warnings: &mut Warnings) -> Meta {
+fn meta_of(md: &fs::Metadata, warnings: &mut Warnings, names: &mut NameCache) -> Meta {
     if md.mtime_nsec() != 0 {
         warnings.add(warn::SUBSECOND);
     }
     let mtime = clamp_time(md.mtime() as i128, warnings);
-    Meta::numeric(md.mode(), md.uid(), md.gid(), mtime)
+    Meta {
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        uname: names.user(md.uid()),
+        gname: names.group(md.gid()),
+        mtime,
+        ctime: mtime,
+    }
 }
 
 fn to_name(name: std::ffi::OsString, path: &Path) -> Result<String> {
@@ -51,8 +59,16 @@ pub(crate) fn read_dir_tree(
             source: std::io::Error::other("not a directory"),
         });
     }
-    let meta = meta_of(&md, &mut b.warnings);
-    b.place(&[], meta, Kind::Dir { children: Default::default(), size: DEFAULT_DIR_SIZE })?;
+    let mut names = NameCache::new(opts.owner_names);
+    let meta = meta_of(&md, &mut b.warnings, &mut names);
+    b.place(
+        &[],
+        meta,
+        Kind::Dir {
+            children: Default::default(),
+            size: DEFAULT_DIR_SIZE,
+        },
+    )?;
 
     let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(root.to_path_buf(), Vec::new())];
     let mut inodes: HashMap<(u64, u64), Vec<String>> = HashMap::new();
@@ -78,12 +94,24 @@ pub(crate) fn read_dir_tree(
             let mut c = comps.clone();
             c.push(name);
             // Validates depth, name and path lengths the same way as archive members.
-            let c = normalise_path(c.join("/").as_bytes(), PathPolicy::Reject, limits, &mut b.warnings)?;
+            let c = normalise_path(
+                c.join("/").as_bytes(),
+                PathPolicy::Reject,
+                limits,
+                &mut b.warnings,
+            )?;
             let md = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            let meta = meta_of(&md, &mut b.warnings);
+            let meta = meta_of(&md, &mut b.warnings, &mut names);
             let ft = md.file_type();
             if ft.is_dir() {
-                b.place(&c, meta, Kind::Dir { children: Default::default(), size: DEFAULT_DIR_SIZE })?;
+                b.place(
+                    &c,
+                    meta,
+                    Kind::Dir {
+                        children: Default::default(),
+                        size: DEFAULT_DIR_SIZE,
+                    },
+                )?;
                 stack.push((path, c));
             } else if ft.is_file() {
                 if md.nlink() > 1 {
@@ -110,13 +138,19 @@ pub(crate) fn read_dir_tree(
                     .map_err(io_err(&path))?;
                 let (file, got) = match sender.add_file(&mut f, size) {
                     Ok(x) => x,
-                    Err(AddError::Closed) => return Err(ConvertError::Internal("pipeline closed".into())),
+                    Err(AddError::Closed) => {
+                        return Err(ConvertError::Internal("pipeline closed".into()))
+                    }
                     Err(AddError::Read(e)) => return Err(ConvertError::Io { path, source: e }),
                 };
                 counters.bytes_read.fetch_add(got, Ordering::Relaxed);
                 counters.bytes_expanded.fetch_add(got, Ordering::Relaxed);
                 if got != size {
-                    return Err(ConvertError::FileChanged { path, expected: size, got });
+                    return Err(ConvertError::FileChanged {
+                        path,
+                        expected: size,
+                        got,
+                    });
                 }
                 b.place_file(&c, meta, size, file)?;
             } else if ft.is_symlink() {
@@ -125,7 +159,10 @@ pub(crate) fn read_dir_tree(
                 b.place(&c, meta, Kind::Symlink { target })?;
             } else {
                 let rdev = md.rdev();
-                let dev = Some((nix::sys::stat::major(rdev) as u32, nix::sys::stat::minor(rdev) as u32));
+                let dev = Some((
+                    nix::sys::stat::major(rdev) as u32,
+                    nix::sys::stat::minor(rdev) as u32,
+                ));
                 let (kind, rdev) = if ft.is_fifo() {
                     (SpecialKind::Fifo, None)
                 } else if ft.is_char_device() {

@@ -57,7 +57,9 @@ pub enum ConvertError {
         path: String,
     },
     /// A member name is not UTF-8, which the flist's Text fields cannot hold.
-    #[error("entry {path:?}: name is not valid UTF-8 (bytes {hex}); flists store names as UTF-8 text")]
+    #[error(
+        "entry {path:?}: name is not valid UTF-8 (bytes {hex}); flists store names as UTF-8 text"
+    )]
     NonUtf8Name {
         /// The name with invalid bytes replaced (for display only).
         path: String,
@@ -115,7 +117,10 @@ pub enum ConvertError {
         target: String,
     },
     /// The archive ends in the middle of a member or header.
-    #[error("truncated archive at byte {offset} of the uncompressed stream{}: {reason}", fmt_entry(entry))]
+    #[error(
+        "truncated archive at byte {offset} of the uncompressed stream{}: {reason}",
+        fmt_entry(entry)
+    )]
     Truncated {
         /// Uncompressed stream offset reached.
         offset: u64,
@@ -125,7 +130,10 @@ pub enum ConvertError {
         reason: String,
     },
     /// The archive is corrupt (bad header checksum, bad numeric field, bad sparse map...).
-    #[error("corrupt archive at byte {offset} of the uncompressed stream{}: {reason}", fmt_entry(entry))]
+    #[error(
+        "corrupt archive at byte {offset} of the uncompressed stream{}: {reason}",
+        fmt_entry(entry)
+    )]
     Corrupt {
         /// Uncompressed stream offset reached.
         offset: u64,

@@ -37,7 +37,13 @@ pub struct ExtractOptions {
 
 impl Default for ExtractOptions {
     fn default() -> Self {
-        ExtractOptions { owners: None, batch_chunks: 16, batches_in_flight: 4, workers: 0, runtime: None }
+        ExtractOptions {
+            owners: None,
+            batch_chunks: 16,
+            batches_in_flight: 4,
+            workers: 0,
+            runtime: None,
+        }
     }
 }
 
@@ -78,11 +84,16 @@ pub fn extract(
     store: &Arc<dyn Store>,
     opts: &ExtractOptions,
 ) -> Result<ExtractStats> {
-    let dest_err = |reason: &str| ConvertError::Destination { path: dest.to_path_buf(), reason: reason.into() };
+    let dest_err = |reason: &str| ConvertError::Destination {
+        path: dest.to_path_buf(),
+        reason: reason.into(),
+    };
     match fs::symlink_metadata(dest) {
         Ok(md) if md.is_dir() => {
             if fs::read_dir(dest).map_err(io_err(dest))?.next().is_some() {
-                return Err(dest_err("not empty (extraction only writes into an empty directory)"));
+                return Err(dest_err(
+                    "not empty (extraction only writes into an empty directory)",
+                ));
             }
         }
         Ok(_) => return Err(dest_err("exists and is not a directory")),
@@ -90,7 +101,10 @@ pub fn extract(
     }
     let root = is_root();
     let owners = opts.owners.unwrap_or(root);
-    let mut stats = ExtractStats { owners_restored: owners, ..Default::default() };
+    let mut stats = ExtractStats {
+        owners_restored: owners,
+        ..Default::default()
+    };
 
     // 1. Directories, empty files, specials (pre-order: parents first).
     let order: Vec<NodeId> = tree.walk().collect();
@@ -104,7 +118,9 @@ pub fn extract(
         let path = if id == Tree::ROOT {
             dest.to_path_buf()
         } else {
-            let parent = paths.get(&node.parent).ok_or_else(|| ConvertError::Internal("parent not created".into()))?;
+            let parent = paths
+                .get(&node.parent)
+                .ok_or_else(|| ConvertError::Internal("parent not created".into()))?;
             parent.join(&node.name)
         };
         match &node.kind {
@@ -114,7 +130,8 @@ pub fn extract(
                     stats.directories += 1;
                 }
                 // Owner-writable until metadata is applied at the end.
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(io_err(&path))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+                    .map_err(io_err(&path))?;
             }
             Kind::File { size, blocks } => {
                 let f = fs::OpenOptions::new()
@@ -146,14 +163,21 @@ pub fn extract(
                     SpecialKind::Fifo => Some(nix::unistd::mkfifo(&path, perm)),
                     SpecialKind::Chardev | SpecialKind::Block if root => {
                         let (maj, min) = rdev.unwrap_or((0, 0));
-                        let flag = if *kind == SpecialKind::Block { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+                        let flag = if *kind == SpecialKind::Block {
+                            SFlag::S_IFBLK
+                        } else {
+                            SFlag::S_IFCHR
+                        };
                         Some(mknod(&path, flag, perm, makedev(maj.into(), min.into())))
                     }
                     _ => None,
                 };
                 match made {
                     Some(r) => {
-                        r.map_err(|e| ConvertError::Io { path: path.clone(), source: e.into() })?;
+                        r.map_err(|e| ConvertError::Io {
+                            path: path.clone(),
+                            source: e.into(),
+                        })?;
                         stats.specials += 1;
                     }
                     None => stats.specials_skipped += 1,
@@ -181,15 +205,18 @@ pub fn extract(
         let node = tree.node(id);
         let Some(path) = paths.get(&id) else { continue };
         let is_link = matches!(node.kind, Kind::Symlink { .. });
-        let skipped_special = matches!(node.kind, Kind::Special { .. }) && fs::symlink_metadata(path).is_err();
+        let skipped_special =
+            matches!(node.kind, Kind::Special { .. }) && fs::symlink_metadata(path).is_err();
         if skipped_special {
             continue;
         }
         if owners {
-            std::os::unix::fs::lchown(path, Some(node.meta.uid), Some(node.meta.gid)).map_err(io_err(path))?;
+            std::os::unix::fs::lchown(path, Some(node.meta.uid), Some(node.meta.gid))
+                .map_err(io_err(path))?;
         }
         if !is_link {
-            fs::set_permissions(path, fs::Permissions::from_mode(node.meta.mode & 0o7777)).map_err(io_err(path))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(node.meta.mode & 0o7777))
+                .map_err(io_err(path))?;
         }
         let t = filetime::FileTime::from_unix_time(node.meta.mtime.into(), 0);
         filetime::set_symlink_file_times(path, t, t).map_err(io_err(path))?;
@@ -210,7 +237,9 @@ fn fetch_and_write(
     let workers = if opts.workers > 0 {
         opts.workers
     } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
     };
     let batch = opts.batch_chunks.max(1);
     type Fetched = (usize, Vec<Option<bytes::Bytes>>);
@@ -225,10 +254,18 @@ fn fetch_and_write(
                         let (block, dests) = &targets[start + k];
                         let chunk = hex::encode(block.hash);
                         let Some(data) = v else {
-                            let path = dests.first().map(|(f, _)| files[*f].display().to_string()).unwrap_or_default();
-                            return Err(ConvertError::MissingChunk { chunk, path, store: store.to_string() });
+                            let path = dests
+                                .first()
+                                .map(|(f, _)| files[*f].display().to_string())
+                                .unwrap_or_default();
+                            return Err(ConvertError::MissingChunk {
+                                chunk,
+                                path,
+                                store: store.to_string(),
+                            });
                         };
-                        let plain = decode_chunk(block, &data).map_err(|source| ConvertError::Codec { chunk, source })?;
+                        let plain = decode_chunk(block, &data)
+                            .map_err(|source| ConvertError::Codec { chunk, source })?;
                         for (fi, off) in dests {
                             let path = &files[*fi];
                             let f = fs::OpenOptions::new()
@@ -250,7 +287,10 @@ fn fetch_and_write(
         'outer: while start < targets.len() || !inflight.is_empty() {
             while start < targets.len() && inflight.len() < opts.batches_in_flight.max(1) {
                 let end = (start + batch).min(targets.len());
-                let keys: Vec<Vec<u8>> = targets[start..end].iter().map(|(b, _)| b.hash.to_vec()).collect();
+                let keys: Vec<Vec<u8>> = targets[start..end]
+                    .iter()
+                    .map(|(b, _)| b.hash.to_vec())
+                    .collect();
                 let st = store.clone();
                 inflight.push_back((start, handle.spawn(async move { st.get_many(&keys).await })));
                 start = end;
@@ -259,7 +299,10 @@ fn fetch_and_write(
                 let got = match handle.block_on(h) {
                     Ok(Ok(v)) => v,
                     Ok(Err(source)) => {
-                        result = Err(ConvertError::Store { store: store.to_string(), source });
+                        result = Err(ConvertError::Store {
+                            store: store.to_string(),
+                            source,
+                        });
                         break 'outer;
                     }
                     Err(e) => {
@@ -274,7 +317,9 @@ fn fetch_and_write(
         }
         drop(tx);
         for h in hs {
-            let r = h.join().map_err(|_| ConvertError::Internal("an extraction worker panicked".into()))?;
+            let r = h
+                .join()
+                .map_err(|_| ConvertError::Internal("an extraction worker panicked".into()))?;
             if result.is_ok() {
                 result = r;
             }
@@ -331,9 +376,15 @@ pub fn verify(
             }
         }
     }
-    let mut report = VerifyReport { chunks: list.len() as u64, ..Default::default() };
+    let mut report = VerifyReport {
+        chunks: list.len() as u64,
+        ..Default::default()
+    };
     let (handle, _rt) = runtime_from(runtime)?;
-    let store_err = |source| ConvertError::Store { store: store.to_string(), source };
+    let store_err = |source| ConvertError::Store {
+        store: store.to_string(),
+        source,
+    };
     let mut present: Vec<&(Block, String)> = Vec::with_capacity(list.len());
     for part in list.chunks(512) {
         let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.hash.to_vec()).collect();
@@ -363,7 +414,11 @@ pub fn verify(
                 .map_err(|e| ConvertError::Internal(format!("verify task: {e}")))?
                 .map_err(store_err)?;
             for ((block, path), v) in part.iter().zip(values) {
-                let bad = |reason: String| BadChunk { key: hex::encode(block.hash), path: path.clone(), reason };
+                let bad = |reason: String| BadChunk {
+                    key: hex::encode(block.hash),
+                    path: path.clone(),
+                    reason,
+                };
                 match v {
                     None => report.missing.push(bad("missing".into())),
                     Some(data) => {

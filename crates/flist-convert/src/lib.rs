@@ -25,18 +25,19 @@ mod decompress;
 mod dirpack;
 mod error;
 mod extract;
+#[cfg(feature = "oci")]
+pub mod oci;
 mod options;
 mod pipeline;
 mod tarball;
-#[cfg(feature = "oci")]
-pub mod oci;
 
 pub use builder::sort_children;
 pub use decompress::Compression;
 pub use error::{ConvertError, LimitKind, Result};
 pub use extract::{extract, verify, BadChunk, ExtractOptions, ExtractStats, VerifyReport};
 pub use options::{
-    warn, ConvertOptions, Limits, PathPolicy, Progress, ProgressReport, Stats, UploadMode, Warning,
+    warn, ConvertOptions, Limits, OwnerNames, PathPolicy, Progress, ProgressReport, Stats,
+    UploadMode, Warning,
 };
 
 use builder::TreeBuilder;
@@ -109,7 +110,11 @@ pub fn archive_to_tree(archive: &[u8], opts: &ConvertOptions) -> Result<Packed> 
 
 /// Converts a directory into a tree, storing chunks in `store`. Symlinks are never
 /// followed; owner names are the numeric ids (`root` for 0), as for numeric-owner tars.
-pub fn pack_dir(dir: &Path, store: Option<&Arc<dyn Store>>, opts: &ConvertOptions) -> Result<Packed> {
+pub fn pack_dir(
+    dir: &Path,
+    store: Option<&Arc<dyn Store>>,
+    opts: &ConvertOptions,
+) -> Result<Packed> {
     let counters = Counters::default();
     let (builder, results) = pipeline::run(store, opts, &counters, |sender| {
         let mut b = TreeBuilder::new(0);
@@ -120,8 +125,13 @@ pub fn pack_dir(dir: &Path, store: Option<&Arc<dyn Store>>, opts: &ConvertOption
 }
 
 fn write_flist(packed: Packed, metadata: Metadata, out: &Path) -> Result<Stats> {
-    let flist = Flist { tree: packed.tree, metadata };
-    flist.write(out).map_err(|e| ConvertError::Flist(format!("writing {}: {e}", out.display())))?;
+    let flist = Flist {
+        tree: packed.tree,
+        metadata,
+    };
+    flist
+        .write(out)
+        .map_err(|e| ConvertError::Flist(format!("writing {}: {e}", out.display())))?;
     Ok(packed.stats)
 }
 

@@ -50,12 +50,28 @@ pub enum PathPolicy {
 /// How chunks are sent to the store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UploadMode {
+    /// [`UploadMode::SetOnly`] for a local `dir://` store (where a presence check costs as
+    /// much as the idempotent write: measured 4.5 s vs 6.7 s for a 500 MB archive),
+    /// [`UploadMode::CheckThenSet`] for network stores.
+    #[default]
+    Auto,
     /// Ask `exists_many` first and send only the missing chunks (saves bandwidth when most
     /// chunks are already stored).
-    #[default]
     CheckThenSet,
     /// Send every chunk with `set_many`; the store skips existing keys.
     SetOnly,
+}
+
+/// How owner and group names are chosen when the source carries none (a numeric-owner
+/// archive, or a directory).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OwnerNames {
+    /// Resolve ids with this machine's user and group databases, as the reference tool
+    /// does when packing a directory; ids without an entry get their decimal id.
+    #[default]
+    Local,
+    /// `root` for id 0, the decimal id otherwise (reproducible on any machine).
+    Numeric,
 }
 
 /// Progress counters, as reported to a [`Progress`] callback.
@@ -93,6 +109,8 @@ pub struct ConvertOptions {
     pub limits: Limits,
     /// Absolute and `..` member paths.
     pub path_policy: PathPolicy,
+    /// Owner names when the source has none.
+    pub owner_names: OwnerNames,
     /// Encoding threads (0: one per core).
     pub workers: usize,
     /// Store upload strategy.
@@ -113,6 +131,7 @@ impl Default for ConvertOptions {
         ConvertOptions {
             limits: Limits::default(),
             path_policy: PathPolicy::default(),
+            owner_names: OwnerNames::default(),
             workers: 0,
             upload: UploadMode::default(),
             batch_chunks: 64,
@@ -128,6 +147,7 @@ impl std::fmt::Debug for ConvertOptions {
         f.debug_struct("ConvertOptions")
             .field("limits", &self.limits)
             .field("path_policy", &self.path_policy)
+            .field("owner_names", &self.owner_names)
             .field("workers", &self.workers)
             .field("upload", &self.upload)
             .field("batch_chunks", &self.batch_chunks)
@@ -180,7 +200,11 @@ pub struct Stats {
 impl Stats {
     /// Count of the warning whose message starts with `prefix` (0 if none).
     pub fn warning_count(&self, prefix: &str) -> u64 {
-        self.warnings.iter().filter(|w| w.message.starts_with(prefix)).map(|w| w.count).sum()
+        self.warnings
+            .iter()
+            .filter(|w| w.message.starts_with(prefix))
+            .map(|w| w.count)
+            .sum()
     }
 }
 
@@ -218,7 +242,13 @@ impl Warnings {
     }
 
     pub(crate) fn into_vec(self) -> Vec<Warning> {
-        self.0.into_iter().map(|(m, count)| Warning { message: m.to_string(), count }).collect()
+        self.0
+            .into_iter()
+            .map(|(m, count)| Warning {
+                message: m.to_string(),
+                count,
+            })
+            .collect()
     }
 }
 

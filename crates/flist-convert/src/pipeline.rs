@@ -72,7 +72,11 @@ impl ChunkSender {
 
     /// Reads up to `size` bytes of `r` as one file's content. Returns its id and the
     /// number of bytes read (less than `size` when `r` ended early).
-    pub(crate) fn add_file(&mut self, r: &mut dyn Read, size: u64) -> Result<(FileId, u64), AddError> {
+    pub(crate) fn add_file(
+        &mut self,
+        r: &mut dyn Read,
+        size: u64,
+    ) -> Result<(FileId, u64), AddError> {
         let file = self.next_file;
         self.next_file += 1;
         let mut done = 0u64;
@@ -80,13 +84,20 @@ impl ChunkSender {
         while done < size {
             let want = (size - done).min(CHUNK_SIZE as u64) as usize;
             let mut buf = self.buffer();
-            let n = r.take(want as u64).read_to_end(&mut buf).map_err(AddError::Read)?;
+            let n = r
+                .take(want as u64)
+                .read_to_end(&mut buf)
+                .map_err(AddError::Read)?;
             if n == 0 {
                 break;
             }
             done += n as u64;
             self.pending_bytes += n;
-            self.pending.push(JobItem { file, index, data: buf });
+            self.pending.push(JobItem {
+                file,
+                index,
+                data: buf,
+            });
             index += 1;
             if n < want {
                 break;
@@ -119,7 +130,12 @@ fn worker(jobs: Receiver<Vec<JobItem>>, out: Sender<Vec<Encoded>>, pool: Sender<
         for item in job {
             let c = encode_chunk(&item.data);
             let _ = pool.try_send(item.data);
-            enc.push(Encoded { file: item.file, index: item.index, block: c.block, data: c.data });
+            enc.push(Encoded {
+                file: item.file,
+                index: item.index,
+                block: c.block,
+                data: c.data,
+            });
         }
         if out.send(enc).is_err() {
             return;
@@ -135,15 +151,22 @@ async fn send_batch(
     items: Vec<(Vec<u8>, Bytes)>,
     mode: UploadMode,
 ) -> BatchResult {
-    let store_err = |source| ConvertError::Store { store: store.to_string(), source };
+    let store_err = |source| ConvertError::Store {
+        store: store.to_string(),
+        source,
+    };
     let (todo, mut present) = match mode {
         UploadMode::SetOnly => (items, 0u64),
-        UploadMode::CheckThenSet => {
+        UploadMode::CheckThenSet | UploadMode::Auto => {
             let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
             let exists = store.exists_many(&keys).await.map_err(store_err)?;
             let before = items.len();
-            let todo: Vec<_> =
-                items.into_iter().zip(exists).filter(|(_, e)| !e).map(|(i, _)| i).collect();
+            let todo: Vec<_> = items
+                .into_iter()
+                .zip(exists)
+                .filter(|(_, e)| !e)
+                .map(|(i, _)| i)
+                .collect();
             let present = (before - todo.len()) as u64;
             (todo, present)
         }
@@ -173,20 +196,28 @@ fn writer(
     let mut batch: Vec<(Vec<u8>, Bytes)> = Vec::new();
     let mut batch_bytes = 0usize;
     let mut inflight: VecDeque<tokio::task::JoinHandle<BatchResult>> = VecDeque::new();
+    let mode = match (opts.upload, &store) {
+        (UploadMode::Auto, Some((s, _))) if s.to_string().starts_with("dir://") => {
+            UploadMode::SetOnly
+        }
+        (UploadMode::Auto, _) => UploadMode::CheckThenSet,
+        (m, _) => m,
+    };
     let max_inflight = opts.batches_in_flight.max(1);
     let batch_chunks = opts.batch_chunks.max(1);
 
-    let wait = |h: tokio::task::JoinHandle<BatchResult>, handle: &tokio::runtime::Handle| -> Result<()> {
-        let (w, p) = handle
-            .block_on(h)
-            .map_err(|e| ConvertError::Internal(format!("store batch task: {e}")))??;
-        counters.chunks_new.fetch_add(w, Ordering::Relaxed);
-        counters.chunks_present.fetch_add(p, Ordering::Relaxed);
-        Ok(())
-    };
+    let wait =
+        |h: tokio::task::JoinHandle<BatchResult>, handle: &tokio::runtime::Handle| -> Result<()> {
+            let (w, p) = handle
+                .block_on(h)
+                .map_err(|e| ConvertError::Internal(format!("store batch task: {e}")))??;
+            counters.chunks_new.fetch_add(w, Ordering::Relaxed);
+            counters.chunks_present.fetch_add(p, Ordering::Relaxed);
+            Ok(())
+        };
 
     let flush = |batch: &mut Vec<(Vec<u8>, Bytes)>,
-                     inflight: &mut VecDeque<tokio::task::JoinHandle<BatchResult>>|
+                 inflight: &mut VecDeque<tokio::task::JoinHandle<BatchResult>>|
      -> Result<()> {
         let Some((store, handle)) = &store else {
             batch.clear();
@@ -201,7 +232,7 @@ fn writer(
             }
         }
         let items = std::mem::take(batch);
-        inflight.push_back(handle.spawn(send_batch(store.clone(), items, opts.upload)));
+        inflight.push_back(handle.spawn(send_batch(store.clone(), items, mode)));
         Ok(())
     };
 
@@ -260,7 +291,9 @@ pub(crate) fn worker_count(opts: &ConvertOptions) -> usize {
     if opts.workers > 0 {
         opts.workers
     } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
     }
 }
 
@@ -330,7 +363,9 @@ pub(crate) fn run<T>(
             Ok(h) => h
                 .join()
                 .map_err(|_| ConvertError::Internal("the store writer panicked".into()))?,
-            Err(e) => Err(ConvertError::Internal(format!("spawning the store writer: {e}"))),
+            Err(e) => Err(ConvertError::Internal(format!(
+                "spawning the store writer: {e}"
+            ))),
         };
         match (produced, written) {
             (Ok(t), Ok(r)) => Ok((t, r)),

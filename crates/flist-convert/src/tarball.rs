@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use flist_format::tree::DEFAULT_DIR_SIZE;
 use flist_format::{Kind, Meta, SpecialKind};
 
-use crate::builder::{clamp_id, clamp_time, normalise_path, TreeBuilder};
+use crate::builder::{clamp_id, clamp_time, normalise_path, NameCache, TreeBuilder};
 use crate::decompress::{self, ReadState, StreamReader};
 use crate::error::{ConvertError, LimitKind, Result};
 use crate::options::{warn, ConvertOptions, Counters};
@@ -22,7 +22,11 @@ struct Pax(Vec<(String, Vec<u8>)>);
 
 impl Pax {
     fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
     }
 
     fn parse(data: &[u8]) -> io::Result<Pax> {
@@ -44,24 +48,31 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn corrupt(&self, reason: impl Into<String>) -> ConvertError {
-        ConvertError::Corrupt { offset: self.state.pos.get(), entry: self.entry.clone(), reason: reason.into() }
+        ConvertError::Corrupt {
+            offset: self.state.pos.get(),
+            entry: self.entry.clone(),
+            reason: reason.into(),
+        }
     }
 
     fn truncated(&self, reason: impl Into<String>) -> ConvertError {
-        ConvertError::Truncated { offset: self.state.pos.get(), entry: self.entry.clone(), reason: reason.into() }
+        ConvertError::Truncated {
+            offset: self.state.pos.get(),
+            entry: self.entry.clone(),
+            reason: reason.into(),
+        }
     }
 
     /// Turns an I/O error seen while parsing into the typed error behind it (a
     /// decompression failure or a limit) or a truncation/corruption error.
     fn map_io(&self, e: io::Error) -> ConvertError {
         if let Some(mut typed) = self.state.error.borrow_mut().take() {
-            match &mut typed {
-                ConvertError::Limit { entry, .. } | ConvertError::Truncated { entry, .. } => {
-                    if entry.is_none() {
-                        entry.clone_from(&self.entry);
-                    }
+            if let ConvertError::Limit { entry, .. } | ConvertError::Truncated { entry, .. } =
+                &mut typed
+            {
+                if entry.is_none() {
+                    entry.clone_from(&self.entry);
                 }
-                _ => {}
             }
             return typed;
         }
@@ -92,9 +103,13 @@ pub(crate) fn read_archive(
         let limits = &opts.limits;
         let spawned = std::thread::Builder::new()
             .name("flist-decompress".into())
-            .spawn_scoped(s, move || decompress::decompress_into(input, limits, counters, tx, prx));
+            .spawn_scoped(s, move || {
+                decompress::decompress_into(input, limits, counters, tx, prx)
+            });
         if let Err(e) = spawned {
-            return Err(ConvertError::Internal(format!("spawning the decompression thread: {e}")));
+            return Err(ConvertError::Internal(format!(
+                "spawning the decompression thread: {e}"
+            )));
         }
         let reader = StreamReader::new(rx, ptx, opts.limits.max_header_bytes);
         // The reader (and with it the channel) is dropped when parse returns, which stops
@@ -111,7 +126,10 @@ fn parse(
     b: &mut TreeBuilder,
 ) -> Result<()> {
     let state = reader.state.clone();
-    let mut ctx = Ctx { state: &state, entry: None };
+    let mut ctx = Ctx {
+        state: &state,
+        entry: None,
+    };
     let mut archive = tar::Archive::new(reader);
     let mut entries = archive.entries().map_err(|e| ctx.map_io(e))?;
     let mut globals = Pax::default();
@@ -119,6 +137,7 @@ fn parse(
     let mut count = 0u64;
     let mut last_progress = Instant::now();
     let limits = &opts.limits;
+    let mut names = NameCache::new(opts.owner_names);
 
     loop {
         state.user_read.set(false);
@@ -157,7 +176,8 @@ fn parse(
                     entry: ctx.entry.clone(),
                 });
             }
-            let g = Pax::parse(&data).map_err(|e| ctx.corrupt(format!("global PAX header: {e}")))?;
+            let g =
+                Pax::parse(&data).map_err(|e| ctx.corrupt(format!("global PAX header: {e}")))?;
             globals.0.extend(g.0);
             continue;
         }
@@ -167,7 +187,10 @@ fn parse(
                 let mut out = Vec::new();
                 for rec in p {
                     let rec = rec.map_err(|e| ctx.corrupt(format!("PAX record: {e}")))?;
-                    out.push((String::from_utf8_lossy(rec.key_bytes()).into_owned(), rec.value_bytes().to_vec()));
+                    out.push((
+                        String::from_utf8_lossy(rec.key_bytes()).into_owned(),
+                        rec.value_bytes().to_vec(),
+                    ));
                 }
                 Pax(out)
             }
@@ -186,40 +209,62 @@ fn parse(
         let comps = normalise_path(&name_bytes, opts.path_policy, limits, &mut b.warnings)?;
 
         let header = entry.header();
-        let mode = header.mode().map_err(|e| ctx.corrupt(format!("mode: {e}")))? & 0o7777;
-        let uid = clamp_id(header.uid().map_err(|e| ctx.corrupt(format!("uid: {e}")))?, &mut b.warnings);
-        let gid = clamp_id(header.gid().map_err(|e| ctx.corrupt(format!("gid: {e}")))?, &mut b.warnings);
+        let mode = header
+            .mode()
+            .map_err(|e| ctx.corrupt(format!("mode: {e}")))?
+            & 0o7777;
+        let uid = clamp_id(
+            header.uid().map_err(|e| ctx.corrupt(format!("uid: {e}")))?,
+            &mut b.warnings,
+        );
+        let gid = clamp_id(
+            header.gid().map_err(|e| ctx.corrupt(format!("gid: {e}")))?,
+            &mut b.warnings,
+        );
         let uname = pax_get("uname")
             .map(<[u8]>::to_vec)
             .or_else(|| header.username_bytes().map(<[u8]>::to_vec))
             .and_then(|n| String::from_utf8(n).ok())
             .filter(|n| !n.is_empty() && !n.contains('\0'))
-            .unwrap_or_else(|| if uid == 0 { "root".into() } else { uid.to_string() });
+            .unwrap_or_else(|| names.user(uid));
         let gname = pax_get("gname")
             .map(<[u8]>::to_vec)
             .or_else(|| header.groupname_bytes().map(<[u8]>::to_vec))
             .and_then(|n| String::from_utf8(n).ok())
             .filter(|n| !n.is_empty() && !n.contains('\0'))
-            .unwrap_or_else(|| if gid == 0 { "root".into() } else { gid.to_string() });
+            .unwrap_or_else(|| names.group(gid));
         let mtime = match pax_get("mtime") {
             Some(v) => {
-                let (secs, frac) = parse_pax_time(v).ok_or_else(|| ctx.corrupt("PAX mtime is not a number"))?;
+                let (secs, frac) =
+                    parse_pax_time(v).ok_or_else(|| ctx.corrupt("PAX mtime is not a number"))?;
                 if frac {
                     b.warnings.add(warn::SUBSECOND);
                 }
                 clamp_time(secs, &mut b.warnings)
             }
             None => clamp_time(
-                header.mtime().map_err(|e| ctx.corrupt(format!("mtime: {e}")))? as i128,
+                header
+                    .mtime()
+                    .map_err(|e| ctx.corrupt(format!("mtime: {e}")))? as i128,
                 &mut b.warnings,
             ),
         };
         if local.0.iter().chain(globals.0.iter()).any(|(k, _)| {
-            k.starts_with("SCHILY.xattr.") || k.starts_with("LIBARCHIVE.xattr.") || k.starts_with("SCHILY.acl.")
+            k.starts_with("SCHILY.xattr.")
+                || k.starts_with("LIBARCHIVE.xattr.")
+                || k.starts_with("SCHILY.acl.")
         }) {
             b.warnings.add(warn::XATTRS);
         }
-        let meta = Meta { mode, uid, gid, uname, gname, mtime, ctime: mtime };
+        let meta = Meta {
+            mode,
+            uid,
+            gid,
+            uname,
+            gname,
+            mtime,
+            ctime: mtime,
+        };
         let display = comps.join("/");
 
         let is_dir_name = raw_path.last() == Some(&b'/');
@@ -227,7 +272,14 @@ fn parse(
             b'0' | b'\0' | b'7' if is_dir_name && sparse.is_none() => {
                 // Old archives mark directories with a trailing '/' on a regular type.
                 drain(&mut entry, &ctx)?;
-                b.place(&comps, meta, Kind::Dir { children: Default::default(), size: DEFAULT_DIR_SIZE })?;
+                b.place(
+                    &comps,
+                    meta,
+                    Kind::Dir {
+                        children: Default::default(),
+                        size: DEFAULT_DIR_SIZE,
+                    },
+                )?;
             }
             b'0' | b'\0' | b'7' | b'S' => {
                 let (size, segments) = match &sparse {
@@ -252,20 +304,34 @@ fn parse(
                 };
                 let (file, got) = match added {
                     Ok(x) => x,
-                    Err(AddError::Closed) => return Err(ConvertError::Internal("pipeline closed".into())),
+                    Err(AddError::Closed) => {
+                        return Err(ConvertError::Internal("pipeline closed".into()))
+                    }
                     Err(AddError::Read(e)) => return Err(ctx.map_io(e)),
                 };
                 if got < size {
-                    return Err(ctx.truncated(format!("member data ends after {got} of {size} bytes")));
+                    return Err(
+                        ctx.truncated(format!("member data ends after {got} of {size} bytes"))
+                    );
                 }
                 b.place_file(&comps, meta, size, file)?;
             }
             b'5' | b'D' => {
                 drain(&mut entry, &ctx)?;
-                b.place(&comps, meta, Kind::Dir { children: Default::default(), size: DEFAULT_DIR_SIZE })?;
+                b.place(
+                    &comps,
+                    meta,
+                    Kind::Dir {
+                        children: Default::default(),
+                        size: DEFAULT_DIR_SIZE,
+                    },
+                )?;
             }
             b'2' => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 let target = String::from_utf8(target).map_err(|e| ConvertError::NonUtf8Name {
                     path: format!("{display} -> {}", String::from_utf8_lossy(e.as_bytes())),
                     hex: hex::encode(e.as_bytes()),
@@ -277,22 +343,49 @@ fn parse(
                 b.place(&comps, meta, Kind::Symlink { target })?;
             }
             b'1' => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 let tcomps = normalise_path(&target, opts.path_policy, limits, &mut b.warnings)?;
                 drain(&mut entry, &ctx)?;
                 b.place_hard_link(&comps, &tcomps)?;
             }
             b'3' | b'4' => {
                 let h = entry.header();
-                let major = h.device_major().map_err(|e| ctx.corrupt(format!("device major: {e}")))?.unwrap_or(0);
-                let minor = h.device_minor().map_err(|e| ctx.corrupt(format!("device minor: {e}")))?.unwrap_or(0);
-                let kind = if etype == b'3' { SpecialKind::Chardev } else { SpecialKind::Block };
+                let major = h
+                    .device_major()
+                    .map_err(|e| ctx.corrupt(format!("device major: {e}")))?
+                    .unwrap_or(0);
+                let minor = h
+                    .device_minor()
+                    .map_err(|e| ctx.corrupt(format!("device minor: {e}")))?
+                    .unwrap_or(0);
+                let kind = if etype == b'3' {
+                    SpecialKind::Chardev
+                } else {
+                    SpecialKind::Block
+                };
                 drain(&mut entry, &ctx)?;
-                b.place(&comps, meta, Kind::Special { kind, rdev: Some((major, minor)) })?;
+                b.place(
+                    &comps,
+                    meta,
+                    Kind::Special {
+                        kind,
+                        rdev: Some((major, minor)),
+                    },
+                )?;
             }
             b'6' => {
                 drain(&mut entry, &ctx)?;
-                b.place(&comps, meta, Kind::Special { kind: SpecialKind::Fifo, rdev: None })?;
+                b.place(
+                    &comps,
+                    meta,
+                    Kind::Special {
+                        kind: SpecialKind::Fifo,
+                        rdev: None,
+                    },
+                )?;
             }
             b'V' | b'M' | b'N' | b'x' | b'L' | b'K' => {
                 drain(&mut entry, &ctx)?;
@@ -313,11 +406,15 @@ fn parse(
                 content_total += size;
                 let (file, got) = match sender.add_file(&mut entry, size) {
                     Ok(x) => x,
-                    Err(AddError::Closed) => return Err(ConvertError::Internal("pipeline closed".into())),
+                    Err(AddError::Closed) => {
+                        return Err(ConvertError::Internal("pipeline closed".into()))
+                    }
                     Err(AddError::Read(e)) => return Err(ctx.map_io(e)),
                 };
                 if got < size {
-                    return Err(ctx.truncated(format!("member data ends after {got} of {size} bytes")));
+                    return Err(
+                        ctx.truncated(format!("member data ends after {got} of {size} bytes"))
+                    );
                 }
                 b.place_file(&comps, meta, size, file)?;
             }
@@ -329,6 +426,13 @@ fn parse(
             }
         }
     }
+    // Read the stream to its end, as `tar xz` lets gzip do: a truncated or corrupt
+    // compressed stream after the end-of-archive marker is still an error. Trailing bytes
+    // count against the expanded-size limit.
+    ctx.entry = None;
+    state.user_read.set(true);
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| ctx.map_io(e))?;
     Ok(())
 }
 
@@ -349,10 +453,18 @@ fn parse_pax_time(v: &[u8]) -> Option<(i128, bool)> {
     if !frac.bytes().all(|c| c.is_ascii_digit()) || int.len() > 30 {
         return None;
     }
-    let secs: i128 = if int == "-" || int.is_empty() { 0 } else { int.parse().ok()? };
+    let secs: i128 = if int == "-" || int.is_empty() {
+        0
+    } else {
+        int.parse().ok()?
+    };
     let has_frac = frac.bytes().any(|c| c != b'0');
     // -1.5 means 1.5 s before the epoch: the whole second below is -2.
-    let secs = if has_frac && int.starts_with('-') { secs - 1 } else { secs };
+    let secs = if has_frac && int.starts_with('-') {
+        secs - 1
+    } else {
+        secs
+    };
     Some((secs, has_frac))
 }
 
@@ -383,24 +495,41 @@ fn pax_sparse(pax: &Pax) -> std::result::Result<Option<SparseInfo>, String> {
         let real = pax
             .get("GNU.sparse.realsize")
             .ok_or_else(|| "PAX sparse 1.0 without GNU.sparse.realsize".to_string())?;
-        return Ok(Some(SparseInfo { real_size: num(real, "realsize")?, segments: None }));
+        return Ok(Some(SparseInfo {
+            real_size: num(real, "realsize")?,
+            segments: None,
+        }));
     }
     if let Some(map) = pax.get("GNU.sparse.map") {
-        let real = num(pax.get("GNU.sparse.size").ok_or("PAX sparse 0.1 without GNU.sparse.size")?, "size")?;
-        let text = std::str::from_utf8(map).map_err(|_| "PAX sparse map is not text".to_string())?;
+        let real = num(
+            pax.get("GNU.sparse.size")
+                .ok_or("PAX sparse 0.1 without GNU.sparse.size")?,
+            "size",
+        )?;
+        let text =
+            std::str::from_utf8(map).map_err(|_| "PAX sparse map is not text".to_string())?;
         let nums: Vec<u64> = if text.trim().is_empty() {
             Vec::new()
         } else {
-            text.split(',').map(|n| num(n.as_bytes(), "map entry")).collect::<std::result::Result<_, _>>()?
+            text.split(',')
+                .map(|n| num(n.as_bytes(), "map entry"))
+                .collect::<std::result::Result<_, _>>()?
         };
-        if nums.len() % 2 != 0 {
+        if !nums.len().is_multiple_of(2) {
             return Err("PAX sparse map has an odd number of values".into());
         }
         let segs = nums.chunks_exact(2).map(|c| (c[0], c[1])).collect();
-        return Ok(Some(SparseInfo { real_size: real, segments: Some(segs) }));
+        return Ok(Some(SparseInfo {
+            real_size: real,
+            segments: Some(segs),
+        }));
     }
     if pax.get("GNU.sparse.offset").is_some() {
-        let real = num(pax.get("GNU.sparse.size").ok_or("PAX sparse 0.0 without GNU.sparse.size")?, "size")?;
+        let real = num(
+            pax.get("GNU.sparse.size")
+                .ok_or("PAX sparse 0.0 without GNU.sparse.size")?,
+            "size",
+        )?;
         let mut segs = Vec::new();
         let mut off = None;
         for (k, v) in &pax.0 {
@@ -413,7 +542,10 @@ fn pax_sparse(pax: &Pax) -> std::result::Result<Option<SparseInfo>, String> {
                 _ => {}
             }
         }
-        return Ok(Some(SparseInfo { real_size: real, segments: Some(segs) }));
+        return Ok(Some(SparseInfo {
+            real_size: real,
+            segments: Some(segs),
+        }));
     }
     Ok(None)
 }
@@ -441,13 +573,23 @@ impl<'e, R: Read> SparseReader<'e, R> {
         }
         let mut end = 0u64;
         for &(off, len) in &segs {
-            let stop = off.checked_add(len).ok_or_else(|| ctx.corrupt("sparse segment overflows"))?;
+            let stop = off
+                .checked_add(len)
+                .ok_or_else(|| ctx.corrupt("sparse segment overflows"))?;
             if off < end || stop > info.real_size {
-                return Err(ctx.corrupt("sparse segments overlap, are out of order or exceed the size"));
+                return Err(
+                    ctx.corrupt("sparse segments overlap, are out of order or exceed the size")
+                );
             }
             end = stop;
         }
-        Ok(SparseReader { inner, segs, idx: 0, pos: 0, real: info.real_size })
+        Ok(SparseReader {
+            inner,
+            segs,
+            idx: 0,
+            pos: 0,
+            real: info.real_size,
+        })
     }
 }
 
@@ -503,13 +645,17 @@ impl<R: Read> Read for SparseReader<'_, R> {
                 None => (self.real, self.real),
             };
             if self.pos < hole_end {
-                let n = buf.len().min((hole_end - self.pos).min(usize::MAX as u64) as usize);
+                let n = buf
+                    .len()
+                    .min((hole_end - self.pos).min(usize::MAX as u64) as usize);
                 buf[..n].fill(0);
                 self.pos += n as u64;
                 return Ok(n);
             }
             if self.pos < data_end {
-                let want = buf.len().min((data_end - self.pos).min(usize::MAX as u64) as usize);
+                let want = buf
+                    .len()
+                    .min((data_end - self.pos).min(usize::MAX as u64) as usize);
                 let n = self.inner.read(&mut buf[..want])?;
                 self.pos += n as u64;
                 return Ok(n);

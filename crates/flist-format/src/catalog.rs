@@ -185,31 +185,45 @@ fn with_message<T>(
     let nwords = bytes.len().div_ceil(8);
     let mut words = capnp::Word::allocate_zeroed_vec(nwords);
     capnp::Word::words_to_bytes_mut(&mut words)[..bytes.len()].copy_from_slice(bytes);
-    let limit = nwords.saturating_mul(8).clamp(MIN_TRAVERSAL_WORDS, MAX_TRAVERSAL_WORDS);
+    let limit = nwords
+        .saturating_mul(8)
+        .clamp(MIN_TRAVERSAL_WORDS, MAX_TRAVERSAL_WORDS);
     let mut options = ReaderOptions::new();
-    options.traversal_limit_in_words(Some(limit)).nesting_limit(NESTING_LIMIT);
+    options
+        .traversal_limit_in_words(Some(limit))
+        .nesting_limit(NESTING_LIMIT);
     let mut slice = &capnp::Word::words_to_bytes(&words)[..bytes.len()];
     let msg = serialize::read_message_from_flat_slice(&mut slice, options)
         .map_err(|e| FormatError::capnp(key, e))?;
     f(&msg)
 }
 
-fn text(key: &str, field: &str, t: capnp::Result<capnp::text::Reader<'_>>) -> Result<String, FormatError> {
+fn text(
+    key: &str,
+    field: &str,
+    t: capnp::Result<capnp::text::Reader<'_>>,
+) -> Result<String, FormatError> {
     let t = t.map_err(|e| FormatError::capnp(key, format!("{field}: {e}")))?;
     match t.to_str() {
         Ok(s) => Ok(s.to_string()),
         Err(_) => Err(FormatError::bad(
             key,
-            format!("{field} is not UTF-8 ({:?}); such names cannot be represented", String::from_utf8_lossy(t.as_bytes())),
+            format!(
+                "{field} is not UTF-8 ({:?}); such names cannot be represented",
+                String::from_utf8_lossy(t.as_bytes())
+            ),
         )),
     }
 }
 
-fn block16(key: &str, what: &str, d: capnp::Result<capnp::data::Reader<'_>>) -> Result<[u8; 16], FormatError> {
+fn block16(
+    key: &str,
+    what: &str,
+    d: capnp::Result<capnp::data::Reader<'_>>,
+) -> Result<[u8; 16], FormatError> {
     let d = d.map_err(|e| FormatError::capnp(key, format!("{what}: {e}")))?;
-    <[u8; 16]>::try_from(d).map_err(|_| {
-        FormatError::bad(key, format!("{what} is {} bytes, expected 16", d.len()))
-    })
+    <[u8; 16]>::try_from(d)
+        .map_err(|_| FormatError::bad(key, format!("{what} is {} bytes, expected 16", d.len())))
 }
 
 fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError> {
@@ -218,7 +232,9 @@ fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError
     let attr = match r.get_attributes().which() {
         Ok(inode::attributes::Which::Dir(d)) => {
             let d = d.map_err(|e| FormatError::capnp(key, format!("{}: {e}", ctx("dir"))))?;
-            AttrRec::Dir { key: text(key, &ctx("SubDir.key"), d.get_key())? }
+            AttrRec::Dir {
+                key: text(key, &ctx("SubDir.key"), d.get_key())?,
+            }
         }
         Ok(inode::attributes::Which::File(f)) => {
             let f = f.map_err(|e| FormatError::capnp(key, format!("{}: {e}", ctx("file"))))?;
@@ -232,21 +248,32 @@ fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError
                     key: block16(key, &ctx("FileBlock.key"), b.get_key())?,
                 });
             }
-            AttrRec::File { block_size: f.get_block_size(), blocks }
+            AttrRec::File {
+                block_size: f.get_block_size(),
+                blocks,
+            }
         }
         Ok(inode::attributes::Which::Link(l)) => {
             let l = l.map_err(|e| FormatError::capnp(key, format!("{}: {e}", ctx("link"))))?;
-            AttrRec::Link { target: text(key, &ctx("Link.target"), l.get_target())? }
+            AttrRec::Link {
+                target: text(key, &ctx("Link.target"), l.get_target())?,
+            }
         }
         Ok(inode::attributes::Which::Special(s)) => {
             let s = s.map_err(|e| FormatError::capnp(key, format!("{}: {e}", ctx("special"))))?;
             let data = s
                 .get_data()
                 .map_err(|e| FormatError::capnp(key, format!("{}: {e}", ctx("Special.data"))))?;
-            AttrRec::Special { kind: special_from_capnp(s.get_type()), data: data.to_vec() }
+            AttrRec::Special {
+                kind: special_from_capnp(s.get_type()),
+                data: data.to_vec(),
+            }
         }
         Err(capnp::NotInSchema(n)) => {
-            return Err(FormatError::bad(key, format!("{}: unknown attributes variant {n}", ctx("Inode"))))
+            return Err(FormatError::bad(
+                key,
+                format!("{}: unknown attributes variant {n}", ctx("Inode")),
+            ))
         }
     };
     Ok(InodeRec {
@@ -262,36 +289,38 @@ fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError
 /// Decodes a `Dir` row.
 pub fn decode_dir(key: &str, bytes: &[u8]) -> Result<DirRec, FormatError> {
     with_message(key, bytes, |msg| {
-    let r: dir::Reader<'_> = msg.get_root().map_err(|e| FormatError::capnp(key, e))?;
-    let list = r.get_contents().map_err(|e| FormatError::capnp(key, format!("Dir.contents: {e}")))?;
-    let mut contents = Vec::with_capacity(list.len().min(1 << 20) as usize);
-    for i in list.iter() {
-        contents.push(decode_inode(key, i)?);
-    }
-    Ok(DirRec {
-        name: text(key, "Dir.name", r.get_name())?,
-        location: text(key, "Dir.location", r.get_location())?,
-        parent: text(key, "Dir.parent", r.get_parent())?,
-        aclkey: text(key, "Dir.aclkey", r.get_aclkey())?,
-        size: r.get_size(),
-        mtime: r.get_modification_time(),
-        ctime: r.get_creation_time(),
-        contents,
-    })
+        let r: dir::Reader<'_> = msg.get_root().map_err(|e| FormatError::capnp(key, e))?;
+        let list = r
+            .get_contents()
+            .map_err(|e| FormatError::capnp(key, format!("Dir.contents: {e}")))?;
+        let mut contents = Vec::with_capacity(list.len().min(1 << 20) as usize);
+        for i in list.iter() {
+            contents.push(decode_inode(key, i)?);
+        }
+        Ok(DirRec {
+            name: text(key, "Dir.name", r.get_name())?,
+            location: text(key, "Dir.location", r.get_location())?,
+            parent: text(key, "Dir.parent", r.get_parent())?,
+            aclkey: text(key, "Dir.aclkey", r.get_aclkey())?,
+            size: r.get_size(),
+            mtime: r.get_modification_time(),
+            ctime: r.get_creation_time(),
+            contents,
+        })
     })
 }
 
 /// Decodes an `ACI` row.
 pub fn decode_aci(key: &str, bytes: &[u8]) -> Result<AciRec, FormatError> {
     with_message(key, bytes, |msg| {
-    let r: a_c_i::Reader<'_> = msg.get_root().map_err(|e| FormatError::capnp(key, e))?;
-    Ok(AciRec {
-        uname: text(key, "ACI.uname", r.get_uname())?,
-        gname: text(key, "ACI.gname", r.get_gname())?,
-        mode: r.get_mode(),
-        uid: r.get_uid(),
-        gid: r.get_gid(),
-    })
+        let r: a_c_i::Reader<'_> = msg.get_root().map_err(|e| FormatError::capnp(key, e))?;
+        Ok(AciRec {
+            uname: text(key, "ACI.uname", r.get_uname())?,
+            gname: text(key, "ACI.gname", r.get_gname())?,
+            mode: r.get_mode(),
+            uid: r.get_uid(),
+            gid: r.get_gid(),
+        })
     })
 }
 
@@ -390,7 +419,10 @@ mod tests {
                     size: 3,
                     attr: AttrRec::File {
                         block_size: 128,
-                        blocks: vec![Block { hash: [1; 16], key: [2; 16] }],
+                        blocks: vec![Block {
+                            hash: [1; 16],
+                            key: [2; 16],
+                        }],
                     },
                     aclkey: "a".into(),
                     mtime: 5,
@@ -399,7 +431,10 @@ mod tests {
                 InodeRec {
                     name: "s".into(),
                     size: 0,
-                    attr: AttrRec::Special { kind: SpecialKind::Fifo, data: vec![] },
+                    attr: AttrRec::Special {
+                        kind: SpecialKind::Fifo,
+                        data: vec![],
+                    },
                     aclkey: "a".into(),
                     mtime: 5,
                     ctime: 6,
@@ -408,7 +443,13 @@ mod tests {
         };
         let bytes = encode_dir(&d).unwrap();
         assert_eq!(decode_dir("k", &bytes).unwrap(), d);
-        let a = AciRec { uname: "u".into(), gname: "g".into(), mode: 0o4755, uid: 7, gid: 8 };
+        let a = AciRec {
+            uname: "u".into(),
+            gname: "g".into(),
+            mode: 0o4755,
+            uid: 7,
+            gid: 8,
+        };
         assert_eq!(decode_aci("k", &encode_aci(&a)).unwrap(), a);
         // a truncated message is an error
         assert!(decode_dir("k", &bytes[..bytes.len() / 2]).is_err());

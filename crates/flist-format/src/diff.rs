@@ -40,10 +40,16 @@ pub fn diff(a: &Tree, b: &Tree, opts: &DiffOptions) -> Vec<String> {
             out.push(format!("{p}: mode {:o} != {:o}", ma.mode, mb.mode));
         }
         if (ma.uid, ma.gid) != (mb.uid, mb.gid) {
-            out.push(format!("{p}: owner {}:{} != {}:{}", ma.uid, ma.gid, mb.uid, mb.gid));
+            out.push(format!(
+                "{p}: owner {}:{} != {}:{}",
+                ma.uid, ma.gid, mb.uid, mb.gid
+            ));
         }
         if !opts.ignore_owner_names && (&ma.uname, &ma.gname) != (&mb.uname, &mb.gname) {
-            out.push(format!("{p}: owner names {}:{} != {}:{}", ma.uname, ma.gname, mb.uname, mb.gname));
+            out.push(format!(
+                "{p}: owner names {}:{} != {}:{}",
+                ma.uname, ma.gname, mb.uname, mb.gname
+            ));
         }
         let is_dir = na.kind.is_dir() && nb.kind.is_dir();
         if ma.mtime != mb.mtime && !(is_dir && opts.ignore_dir_mtime) {
@@ -53,15 +59,30 @@ pub fn diff(a: &Tree, b: &Tree, opts: &DiffOptions) -> Vec<String> {
             out.push(format!("{p}: ctime {} != {}", ma.ctime, mb.ctime));
         }
         match (&na.kind, &nb.kind) {
-            (Kind::Dir { children: ca, size: sa }, Kind::Dir { children: cb, size: sb }) => {
+            (
+                Kind::Dir {
+                    children: ca,
+                    size: sa,
+                },
+                Kind::Dir {
+                    children: cb,
+                    size: sb,
+                },
+            ) => {
                 if sa != sb && !opts.ignore_dir_size {
                     out.push(format!("{p}: directory size {sa} != {sb}"));
                 }
                 for name in ca.keys().filter(|k| !cb.contains_key(*k)) {
-                    out.push(format!("{}: only in the first tree", show(&join(&path, name))));
+                    out.push(format!(
+                        "{}: only in the first tree",
+                        show(&join(&path, name))
+                    ));
                 }
                 for name in cb.keys().filter(|k| !ca.contains_key(*k)) {
-                    out.push(format!("{}: only in the second tree", show(&join(&path, name))));
+                    out.push(format!(
+                        "{}: only in the second tree",
+                        show(&join(&path, name))
+                    ));
                 }
                 if !opts.ignore_order {
                     let oa: Vec<&String> = ca.keys().filter(|k| cb.contains_key(*k)).collect();
@@ -77,12 +98,25 @@ pub fn diff(a: &Tree, b: &Tree, opts: &DiffOptions) -> Vec<String> {
                 pairs.reverse();
                 stack.extend(pairs);
             }
-            (Kind::File { size: sa, blocks: ba }, Kind::File { size: sb, blocks: bb }) => {
+            (
+                Kind::File {
+                    size: sa,
+                    blocks: ba,
+                },
+                Kind::File {
+                    size: sb,
+                    blocks: bb,
+                },
+            ) => {
                 if sa != sb {
                     out.push(format!("{p}: size {sa} != {sb}"));
                 }
                 if ba != bb && !opts.ignore_blocks {
-                    out.push(format!("{p}: chunks differ ({} vs {} blocks)", ba.len(), bb.len()));
+                    out.push(format!(
+                        "{p}: chunks differ ({} vs {} blocks)",
+                        ba.len(),
+                        bb.len()
+                    ));
                 }
             }
             (Kind::Symlink { target: ta }, Kind::Symlink { target: tb }) => {

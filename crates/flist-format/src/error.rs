@@ -139,18 +139,30 @@ pub enum FormatError {
 
 impl FormatError {
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        FormatError::Io { what: what.into(), source }
+        FormatError::Io {
+            what: what.into(),
+            source,
+        }
     }
 
     pub(crate) fn sqlite(what: impl Into<String>, source: rusqlite::Error) -> Self {
-        FormatError::Sqlite { what: what.into(), source }
+        FormatError::Sqlite {
+            what: what.into(),
+            source,
+        }
     }
 
     pub(crate) fn capnp(key: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        FormatError::Capnp { key: key.into(), reason: e.to_string() }
+        FormatError::Capnp {
+            key: key.into(),
+            reason: e.to_string(),
+        }
     }
 
     pub(crate) fn bad(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        FormatError::BadEntry { key: key.into(), reason: reason.into() }
+        FormatError::BadEntry {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }

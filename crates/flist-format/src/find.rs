@@ -29,7 +29,10 @@ pub fn find_entries(tree: &Tree) -> Vec<FindEntry> {
     while let Some((id, parent)) = stack.pop() {
         let n = tree.node(id);
         let path = format!("{parent}/{}", n.name);
-        out.push(FindEntry { path: path.clone(), size: n.kind.size() });
+        out.push(FindEntry {
+            path: path.clone(),
+            size: n.kind.size(),
+        });
         if n.kind.is_dir() {
             push_children(&mut stack, id, &path);
         }
@@ -42,8 +45,10 @@ pub fn find_entries(tree: &Tree) -> Vec<FindEntry> {
 /// "failure", "fullsize"}`.
 pub fn find_response(tree: &Tree) -> Value {
     let s = tree.stats();
-    let content: Vec<Value> =
-        find_entries(tree).into_iter().map(|e| json!({"size": e.size, "path": e.path})).collect();
+    let content: Vec<Value> = find_entries(tree)
+        .into_iter()
+        .map(|e| json!({"size": e.size, "path": e.path}))
+        .collect();
     json!({
         "content": content,
         "regular": s.regular,

@@ -38,13 +38,15 @@
 //! assert_eq!(back.tree.lookup("/etc/hello").map(|id| back.tree.node(id).kind.size()), Some(12));
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod catalog;
 pub mod codec;
 pub mod diff;
 pub mod error;
 pub mod find;
 #[rustfmt::skip]
-#[allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]
+#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs, unused_qualifications)]
 #[allow(unsafe_code)]
 pub mod flist_capnp;
 pub mod merge;

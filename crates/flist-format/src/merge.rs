@@ -10,7 +10,10 @@ use crate::tree::{Kind, NodeId, Tree};
 pub fn merge(base: &mut Tree, other: &Tree) {
     let mut stack: Vec<(NodeId, NodeId)> = vec![(Tree::ROOT, Tree::ROOT)];
     while let Some((bdir, odir)) = stack.pop() {
-        let kids: Vec<(String, NodeId)> = other.children(odir).map(|(n, id)| (n.to_string(), id)).collect();
+        let kids: Vec<(String, NodeId)> = other
+            .children(odir)
+            .map(|(n, id)| (n.to_string(), id))
+            .collect();
         for (name, oid) in kids {
             match base.child(bdir, &name) {
                 Some(bid) => {
@@ -32,13 +35,21 @@ pub fn copy_subtree(dst: &mut Tree, dparent: NodeId, name: &str, src: &Tree, sid
     while let Some((sid, dparent, name)) = stack.pop() {
         let n = src.node(sid);
         let kind = match &n.kind {
-            Kind::Dir { size, .. } => Kind::Dir { children: Default::default(), size: *size },
+            Kind::Dir { size, .. } => Kind::Dir {
+                children: Default::default(),
+                size: *size,
+            },
             k => k.clone(),
         };
         // Names come from a valid tree and the destination slot is free (checked by the
         // caller for the top entry; fresh directories below it are empty).
-        let Ok(did) = dst.insert(dparent, &name, n.meta.clone(), kind) else { continue };
-        let kids: Vec<(String, NodeId)> = src.children(sid).map(|(k, id)| (k.to_string(), id)).collect();
+        let Ok(did) = dst.insert(dparent, &name, n.meta.clone(), kind) else {
+            continue;
+        };
+        let kids: Vec<(String, NodeId)> = src
+            .children(sid)
+            .map(|(k, id)| (k.to_string(), id))
+            .collect();
         // push in reverse so children are inserted in their stored order
         for (k, cid) in kids.into_iter().rev() {
             stack.push((cid, did, k));

@@ -101,10 +101,12 @@ impl Metadata {
     fn json(&self, key: &str) -> Result<Option<Value>, FormatError> {
         match self.get(key) {
             None => Ok(None),
-            Some(s) => serde_json::from_str(s).map(Some).map_err(|e| FormatError::Metadata {
-                key: key.to_string(),
-                reason: format!("not valid JSON: {e}"),
-            }),
+            Some(s) => serde_json::from_str(s)
+                .map(Some)
+                .map_err(|e| FormatError::Metadata {
+                    key: key.to_string(),
+                    reason: format!("not valid JSON: {e}"),
+                }),
         }
     }
 
@@ -114,10 +116,18 @@ impl Metadata {
 
     /// The `backend` value.
     pub fn backend(&self) -> Result<Option<Backend>, FormatError> {
-        let Some(v) = self.json(KEY_BACKEND)? else { return Ok(None) };
-        let bad = |r: &str| FormatError::Metadata { key: KEY_BACKEND.into(), reason: r.into() };
+        let Some(v) = self.json(KEY_BACKEND)? else {
+            return Ok(None);
+        };
+        let bad = |r: &str| FormatError::Metadata {
+            key: KEY_BACKEND.into(),
+            reason: r.into(),
+        };
         let obj = v.as_object().ok_or_else(|| bad("not a JSON object"))?;
-        let host = obj.get("host").and_then(Value::as_str).ok_or_else(|| bad("no string \"host\""))?;
+        let host = obj
+            .get("host")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no string \"host\""))?;
         let port = obj
             .get("port")
             .and_then(Value::as_u64)
@@ -144,7 +154,11 @@ impl Metadata {
         let mut m = serde_json::Map::new();
         m.insert("host".into(), Value::from(b.host.clone()));
         m.insert("port".into(), Value::from(b.port));
-        for (k, v) in [("namespace", &b.namespace), ("password", &b.password), ("token", &b.token)] {
+        for (k, v) in [
+            ("namespace", &b.namespace),
+            ("password", &b.password),
+            ("token", &b.token),
+        ] {
             if let Some(v) = v {
                 m.insert(k.into(), Value::from(v.clone()));
             }
@@ -154,31 +168,46 @@ impl Metadata {
 
     /// The `entrypoint` argv.
     pub fn entrypoint(&self) -> Result<Option<Vec<String>>, FormatError> {
-        let Some(v) = self.json(KEY_ENTRYPOINT)? else { return Ok(None) };
+        let Some(v) = self.json(KEY_ENTRYPOINT)? else {
+            return Ok(None);
+        };
         let bad = || FormatError::Metadata {
             key: KEY_ENTRYPOINT.into(),
             reason: "not a JSON array of strings".into(),
         };
         let arr = v.as_array().ok_or_else(bad)?;
-        arr.iter().map(|x| x.as_str().map(str::to_string).ok_or_else(bad)).collect::<Result<_, _>>().map(Some)
+        arr.iter()
+            .map(|x| x.as_str().map(str::to_string).ok_or_else(bad))
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     /// Sets `entrypoint`.
     pub fn set_entrypoint(&mut self, argv: &[String]) {
-        self.set_json(KEY_ENTRYPOINT, &Value::Array(argv.iter().cloned().map(Value::from).collect()));
+        self.set_json(
+            KEY_ENTRYPOINT,
+            &Value::Array(argv.iter().cloned().map(Value::from).collect()),
+        );
     }
 
     fn string_map(&self, key: &str) -> Result<Option<IndexMap<String, Value>>, FormatError> {
-        let Some(v) = self.json(key)? else { return Ok(None) };
+        let Some(v) = self.json(key)? else {
+            return Ok(None);
+        };
         match v {
             Value::Object(m) => Ok(Some(m.into_iter().collect())),
-            _ => Err(FormatError::Metadata { key: key.into(), reason: "not a JSON object".into() }),
+            _ => Err(FormatError::Metadata {
+                key: key.into(),
+                reason: "not a JSON object".into(),
+            }),
         }
     }
 
     /// The `environ` map, in stored order.
     pub fn environ(&self) -> Result<Option<IndexMap<String, String>>, FormatError> {
-        let Some(m) = self.string_map(KEY_ENVIRON)? else { return Ok(None) };
+        let Some(m) = self.string_map(KEY_ENVIRON)? else {
+            return Ok(None);
+        };
         m.into_iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k, s)),
@@ -193,13 +222,18 @@ impl Metadata {
 
     /// Sets `environ`.
     pub fn set_environ(&mut self, env: &IndexMap<String, String>) {
-        let m = env.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
+        let m = env
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+            .collect();
         self.set_json(KEY_ENVIRON, &Value::Object(m));
     }
 
     /// The `port` map (`"tcp/80"` → host port).
     pub fn ports(&self) -> Result<Option<IndexMap<String, i64>>, FormatError> {
-        let Some(m) = self.string_map(KEY_PORT)? else { return Ok(None) };
+        let Some(m) = self.string_map(KEY_PORT)? else {
+            return Ok(None);
+        };
         m.into_iter()
             .map(|(k, v)| match v.as_i64() {
                 Some(n) => Ok((k, n)),
@@ -214,13 +248,18 @@ impl Metadata {
 
     /// Sets `port`.
     pub fn set_ports(&mut self, ports: &IndexMap<String, i64>) {
-        let m = ports.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
+        let m = ports
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(*v)))
+            .collect();
         self.set_json(KEY_PORT, &Value::Object(m));
     }
 
     /// The `volume` map (target → volume).
     pub fn volumes(&self) -> Result<Option<IndexMap<String, Volume>>, FormatError> {
-        let Some(m) = self.string_map(KEY_VOLUME)? else { return Ok(None) };
+        let Some(m) = self.string_map(KEY_VOLUME)? else {
+            return Ok(None);
+        };
         let bad = |k: &str| FormatError::Metadata {
             key: KEY_VOLUME.into(),
             reason: format!("value of {k:?} is not an object with an optional string \"host\""),
@@ -256,16 +295,27 @@ impl Metadata {
 
     /// The `readme` value.
     pub fn readme(&self) -> Result<Option<Readme>, FormatError> {
-        let Some(v) = self.json(KEY_README)? else { return Ok(None) };
-        let bad = |r: &str| FormatError::Metadata { key: KEY_README.into(), reason: r.into() };
+        let Some(v) = self.json(KEY_README)? else {
+            return Ok(None);
+        };
+        let bad = |r: &str| FormatError::Metadata {
+            key: KEY_README.into(),
+            reason: r.into(),
+        };
         let o = v.as_object().ok_or_else(|| bad("not a JSON object"))?;
-        let readme = o.get("readme").and_then(Value::as_str).ok_or_else(|| bad("no string \"readme\""))?;
+        let readme = o
+            .get("readme")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no string \"readme\""))?;
         let license = match o.get("license") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(bad("\"license\" is not a string")),
         };
-        Ok(Some(Readme { readme: readme.to_string(), license }))
+        Ok(Some(Readme {
+            readme: readme.to_string(),
+            license,
+        }))
     }
 
     /// Sets `readme`.
@@ -287,21 +337,29 @@ impl Metadata {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)
-            .map_err(|e| FormatError::sqlite(format!("{what}: looking for the metadata table"), e))?;
+            .map_err(|e| {
+                FormatError::sqlite(format!("{what}: looking for the metadata table"), e)
+            })?;
         let mut md = Metadata::new();
         if !exists {
             return Ok(md);
         }
         let err = |e| FormatError::sqlite(format!("{what}: reading metadata"), e);
-        let mut st = conn.prepare("SELECT key, value FROM metadata ORDER BY rowid").map_err(err)?;
+        let mut st = conn
+            .prepare("SELECT key, value FROM metadata ORDER BY rowid")
+            .map_err(err)?;
         let mut rows = st.query([]).map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
-            let key = value_text(row.get_ref(0).map_err(err)?)
-                .ok_or_else(|| FormatError::Metadata { key: "?".into(), reason: "key is not text".into() })?;
-            let value = value_text(row.get_ref(1).map_err(err)?).ok_or_else(|| FormatError::Metadata {
-                key: key.clone(),
-                reason: "value is not UTF-8 text".into(),
-            })?;
+            let key =
+                value_text(row.get_ref(0).map_err(err)?).ok_or_else(|| FormatError::Metadata {
+                    key: "?".into(),
+                    reason: "key is not text".into(),
+                })?;
+            let value =
+                value_text(row.get_ref(1).map_err(err)?).ok_or_else(|| FormatError::Metadata {
+                    key: key.clone(),
+                    reason: "value is not UTF-8 text".into(),
+                })?;
             md.set(key, value);
         }
         Ok(md)
@@ -314,7 +372,9 @@ impl Metadata {
             "CREATE TABLE IF NOT EXISTS metadata (key VARCHAR(64) PRIMARY KEY, value TEXT); DELETE FROM metadata;",
         )
         .map_err(err)?;
-        let mut st = conn.prepare("INSERT INTO metadata (key, value) VALUES (?1, ?2)").map_err(err)?;
+        let mut st = conn
+            .prepare("INSERT INTO metadata (key, value) VALUES (?1, ?2)")
+            .map_err(err)?;
         for (k, v) in self.iter() {
             st.execute([k, v]).map_err(err)?;
         }
@@ -405,9 +465,18 @@ mod tests {
             password: None,
             token: None,
         });
-        assert_eq!(m.get("backend"), Some(r#"{"host": "127.0.0.1", "port": 9901}"#));
-        m.set_readme(&Readme { readme: "a\n\u{1}é\"".into(), license: Some("MIT".into()) });
-        assert_eq!(m.get("readme"), Some("{\"readme\": \"a\\n\\u0001é\\\"\", \"license\": \"MIT\"}"));
+        assert_eq!(
+            m.get("backend"),
+            Some(r#"{"host": "127.0.0.1", "port": 9901}"#)
+        );
+        m.set_readme(&Readme {
+            readme: "a\n\u{1}é\"".into(),
+            license: Some("MIT".into()),
+        });
+        assert_eq!(
+            m.get("readme"),
+            Some("{\"readme\": \"a\\n\\u0001é\\\"\", \"license\": \"MIT\"}")
+        );
         assert_eq!(m.readme().unwrap().unwrap().readme, "a\n\u{1}é\"");
         m.set("backend", "not json");
         assert!(matches!(m.backend(), Err(FormatError::Metadata { .. })));

@@ -30,7 +30,8 @@ const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 pub fn extract_database<R: Read>(reader: R, what: &str) -> Result<NamedTempFile, FormatError> {
     let mut br = BufReader::with_capacity(64 * 1024, reader);
     let head = peek(&mut br, what)?;
-    let mut tmp = NamedTempFile::new().map_err(|e| FormatError::io("creating a temporary file", e))?;
+    let mut tmp =
+        NamedTempFile::new().map_err(|e| FormatError::io("creating a temporary file", e))?;
     if head.starts_with(SQLITE_MAGIC) {
         std::io::copy(&mut br, tmp.as_file_mut()).map_err(|e| FormatError::io(what, e))?;
         return Ok(tmp);
@@ -46,13 +47,19 @@ pub fn extract_database<R: Read>(reader: R, what: &str) -> Result<NamedTempFile,
 fn peek<R: Read>(br: &mut BufReader<R>, what: &str) -> Result<Vec<u8>, FormatError> {
     let buf = br.fill_buf().map_err(|e| FormatError::io(what, e))?;
     if buf.is_empty() {
-        return Err(FormatError::Container { what: what.into(), reason: "empty file".into() });
+        return Err(FormatError::Container {
+            what: what.into(),
+            reason: "empty file".into(),
+        });
     }
     Ok(buf[..buf.len().min(SQLITE_MAGIC.len())].to_vec())
 }
 
 fn container_err(what: &str, e: impl std::fmt::Display) -> FormatError {
-    FormatError::Container { what: what.into(), reason: e.to_string() }
+    FormatError::Container {
+        what: what.into(),
+        reason: e.to_string(),
+    }
 }
 
 fn extract_from_tar<R: Read>(r: R, what: &str, out: &mut NamedTempFile) -> Result<(), FormatError> {
@@ -72,7 +79,8 @@ fn extract_from_tar<R: Read>(r: R, what: &str, out: &mut NamedTempFile) -> Resul
                 continue;
             }
             let expected = entry.size();
-            let copied = std::io::copy(&mut entry, out.as_file_mut()).map_err(|e| container_err(what, e))?;
+            let copied =
+                std::io::copy(&mut entry, out.as_file_mut()).map_err(|e| container_err(what, e))?;
             if copied != expected {
                 return Err(container_err(
                     what,
@@ -111,9 +119,13 @@ impl<'c> Rows<'c> {
     fn new(conn: &'c Connection, what: &'c str) -> Result<Self, FormatError> {
         let err = |e| FormatError::sqlite(format!("{what}: reading the entries table"), e);
         Ok(Rows {
-            text: conn.prepare("SELECT value FROM entries WHERE key = ?1").map_err(err)?,
+            text: conn
+                .prepare("SELECT value FROM entries WHERE key = ?1")
+                .map_err(err)?,
             // Tolerance for writers that bound keys as blobs (other readers cannot walk those).
-            blob: conn.prepare("SELECT value FROM entries WHERE key = CAST(?1 AS BLOB)").map_err(err)?,
+            blob: conn
+                .prepare("SELECT value FROM entries WHERE key = CAST(?1 AS BLOB)")
+                .map_err(err)?,
             what,
         })
     }
@@ -144,7 +156,10 @@ pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
     let root_key = dir_key("");
     let root_bytes = rows
         .get(&root_key)?
-        .ok_or_else(|| FormatError::MissingDir { key: root_key.clone(), path: String::new() })?;
+        .ok_or_else(|| FormatError::MissingDir {
+            key: root_key.clone(),
+            path: String::new(),
+        })?;
     let root = catalog::decode_dir(&root_key, &root_bytes)?;
     let root_aci = acls.get(&mut rows, &root.aclkey)?;
     let mut tree = Tree::new(meta_from(root_aci, true, root.mtime, root.ctime));
@@ -156,7 +171,8 @@ pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
     // Directories whose rows are still to be read: (node, path, row key). Rows are decoded
     // when popped, so only one directory's row is held in memory at a time.
     let mut stack: Vec<(NodeId, String, String)> = Vec::new();
-    let mut next: Option<(NodeId, String, String, DirRec)> = Some((Tree::ROOT, String::new(), root_key, root));
+    let mut next: Option<(NodeId, String, String, DirRec)> =
+        Some((Tree::ROOT, String::new(), root_key, root));
     loop {
         let (dir_id, dpath, dkey, rec) = match next.take() {
             Some(x) => x,
@@ -188,19 +204,43 @@ pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
                     if !visited.insert(key.clone()) {
                         return Err(FormatError::DirCycle { key, path });
                     }
-                    (Kind::Dir { children: Default::default(), size: ino.size }, Some((path, key)))
+                    (
+                        Kind::Dir {
+                            children: Default::default(),
+                            size: ino.size,
+                        },
+                        Some((path, key)),
+                    )
                 }
-                AttrRec::File { blocks, .. } => (Kind::File { size: ino.size, blocks }, None),
+                AttrRec::File { blocks, .. } => (
+                    Kind::File {
+                        size: ino.size,
+                        blocks,
+                    },
+                    None,
+                ),
                 AttrRec::Link { target } => (Kind::Symlink { target }, None),
                 AttrRec::Special { kind, data } => {
-                    let kind = aci.and_then(|a| catalog::special_from_mode(u32::from(a.mode))).unwrap_or(kind);
-                    (Kind::Special { kind, rdev: parse_rdev(&data) }, None)
+                    let kind = aci
+                        .and_then(|a| catalog::special_from_mode(u32::from(a.mode)))
+                        .unwrap_or(kind);
+                    (
+                        Kind::Special {
+                            kind,
+                            rdev: parse_rdev(&data),
+                        },
+                        None,
+                    )
                 }
             };
-            let id = tree.insert(dir_id, &ino.name, meta, kind).map_err(|e| match e {
-                TreeError::InvalidName(n) => FormatError::bad(&dkey, format!("invalid entry name {n:?}")),
-                other => FormatError::Tree(other),
-            })?;
+            let id = tree
+                .insert(dir_id, &ino.name, meta, kind)
+                .map_err(|e| match e {
+                    TreeError::InvalidName(n) => {
+                        FormatError::bad(&dkey, format!("invalid entry name {n:?}"))
+                    }
+                    other => FormatError::Tree(other),
+                })?;
             if let Some((path, key)) = sub {
                 stack.push((id, path, key));
             }

@@ -60,8 +60,16 @@ impl Meta {
             mode: mode & 0o7777,
             uid,
             gid,
-            uname: if uid == 0 { "root".into() } else { uid.to_string() },
-            gname: if gid == 0 { "root".into() } else { gid.to_string() },
+            uname: if uid == 0 {
+                "root".into()
+            } else {
+                uid.to_string()
+            },
+            gname: if gid == 0 {
+                "root".into()
+            } else {
+                gid.to_string()
+            },
             mtime,
             ctime: mtime,
         }
@@ -126,7 +134,10 @@ pub enum Kind {
 impl Kind {
     /// An empty directory of the default size.
     pub fn empty_dir() -> Self {
-        Kind::Dir { children: IndexMap::new(), size: DEFAULT_DIR_SIZE }
+        Kind::Dir {
+            children: IndexMap::new(),
+            size: DEFAULT_DIR_SIZE,
+        }
     }
 
     /// A short name for the kind: `directory`, `regular`, `symlink` or `special`.
@@ -192,8 +203,7 @@ pub struct Tree {
 
 /// Checks that `name` can be one path component.
 pub fn validate_name(name: &str) -> Result<(), TreeError> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0')
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(TreeError::InvalidName(name.to_string()));
     }
     Ok(())
@@ -248,7 +258,8 @@ impl Tree {
 
     /// The node with this id. Panics on an id that is not live: ids come from this tree.
     pub fn node(&self, id: NodeId) -> &Node {
-        self.get(id).expect("NodeId from another tree or a removed node")
+        self.get(id)
+            .expect("NodeId from another tree or a removed node")
     }
 
     /// The node with this id, mutable. Changing `kind` between directory and non-directory
@@ -289,7 +300,8 @@ impl Tree {
             Some(Kind::Dir { children, .. }) => Some(children),
             _ => None,
         };
-        list.into_iter().flat_map(|c| c.iter().map(|(k, v)| (k.as_str(), *v)))
+        list.into_iter()
+            .flat_map(|c| c.iter().map(|(k, v)| (k.as_str(), *v)))
     }
 
     /// Relative path of a node (`""` for the root, `"usr/bin"` otherwise).
@@ -388,8 +400,10 @@ impl Tree {
             let n = self.node(id);
             (n.parent, n.name.clone())
         };
-        if let Some(Node { kind: Kind::Dir { children, .. }, .. }) =
-            self.nodes.get_mut(parent).and_then(Option::as_mut)
+        if let Some(Node {
+            kind: Kind::Dir { children, .. },
+            ..
+        }) = self.nodes.get_mut(parent).and_then(Option::as_mut)
         {
             children.shift_remove(&name);
         }
@@ -443,7 +457,10 @@ impl Tree {
 
     /// Every node in depth-first pre-order, children in stored order, root first.
     pub fn walk(&self) -> Walk<'_> {
-        Walk { tree: self, stack: vec![Self::ROOT] }
+        Walk {
+            tree: self,
+            stack: vec![Self::ROOT],
+        }
     }
 
     /// Every node below `id` (excluded) in depth-first pre-order.
@@ -491,13 +508,21 @@ impl Tree {
     ) -> Result<NodeId, TreeError> {
         let id = self.nodes.len();
         match self.nodes.get_mut(parent).and_then(Option::as_mut) {
-            Some(Node { kind: Kind::Dir { children, .. }, .. }) => {
+            Some(Node {
+                kind: Kind::Dir { children, .. },
+                ..
+            }) => {
                 children.insert(name.to_string(), id);
             }
             Some(_) => return Err(TreeError::NotADirectory(self.path_of(parent))),
             None => return Err(TreeError::InvalidPath(format!("#{parent}"))),
         }
-        self.nodes.push(Some(Node { name: name.to_string(), parent, meta, kind }));
+        self.nodes.push(Some(Node {
+            name: name.to_string(),
+            parent,
+            meta,
+            kind,
+        }));
         self.live += 1;
         Ok(id)
     }
@@ -505,9 +530,10 @@ impl Tree {
     /// Frees every node below `id` (iteratively) and empties its child list.
     fn remove_children(&mut self, id: NodeId) {
         let mut stack: Vec<NodeId> = match self.nodes.get_mut(id).and_then(Option::as_mut) {
-            Some(Node { kind: Kind::Dir { children, .. }, .. }) => {
-                children.drain(..).map(|(_, c)| c).collect()
-            }
+            Some(Node {
+                kind: Kind::Dir { children, .. },
+                ..
+            }) => children.drain(..).map(|(_, c)| c).collect(),
             _ => return,
         };
         while let Some(c) = stack.pop() {
@@ -544,14 +570,19 @@ mod tests {
     use super::*;
 
     fn file(size: u64) -> Kind {
-        Kind::File { size, blocks: vec![] }
+        Kind::File {
+            size,
+            blocks: vec![],
+        }
     }
 
     #[test]
     fn insert_lookup_walk_in_order() {
         let m = Meta::root(0o755, 0);
         let mut t = Tree::new(m.clone());
-        let etc = t.insert(Tree::ROOT, "etc", m.clone(), Kind::empty_dir()).unwrap();
+        let etc = t
+            .insert(Tree::ROOT, "etc", m.clone(), Kind::empty_dir())
+            .unwrap();
         t.insert(etc, "b", m.clone(), file(1)).unwrap();
         t.insert(etc, "a", m.clone(), file(2)).unwrap();
         t.insert(Tree::ROOT, "zz", m.clone(), file(3)).unwrap();
@@ -562,7 +593,9 @@ mod tests {
         assert_eq!(paths, ["", "etc", "etc/b", "etc/a", "zz"]);
         assert_eq!(t.stats().regular, 3);
         assert_eq!(t.stats().fullsize, 6);
-        assert!(matches!(t.insert(etc, "a", m.clone(), file(0)), Err(TreeError::Exists(p)) if p == "etc/a"));
+        assert!(
+            matches!(t.insert(etc, "a", m.clone(), file(0)), Err(TreeError::Exists(p)) if p == "etc/a")
+        );
         assert!(t.insert(etc, "..", m, file(0)).is_err());
     }
 
@@ -575,11 +608,18 @@ mod tests {
         assert_eq!(t.len(), 5);
         let b = t.lookup("a/b").unwrap();
         // directory over directory keeps children
-        t.set(t.lookup("a").unwrap(), "b", Meta::root(0o700, 5), Kind::empty_dir()).unwrap();
+        t.set(
+            t.lookup("a").unwrap(),
+            "b",
+            Meta::root(0o700, 5),
+            Kind::empty_dir(),
+        )
+        .unwrap();
         assert_eq!(t.node(b).meta.mode, 0o700);
         assert_eq!(t.len(), 5);
         // file over directory drops the subtree
-        t.set(t.lookup("a").unwrap(), "b", m.clone(), file(9)).unwrap();
+        t.set(t.lookup("a").unwrap(), "b", m.clone(), file(9))
+            .unwrap();
         assert_eq!(t.len(), 3);
         assert!(t.lookup("a/b/c").is_none());
         assert!(t.mkdir_p("a/b/x", &m).is_err());

@@ -18,7 +18,8 @@ use crate::reader::DB_MEMBER;
 use crate::tree::{Kind, Meta, NodeId, Tree};
 
 /// SQL creating an empty catalog (the reference schema).
-pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entries (key VARCHAR(64) PRIMARY KEY, value BLOB);\n\
+pub const SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS entries (key VARCHAR(64) PRIMARY KEY, value BLOB);\n\
      CREATE TABLE IF NOT EXISTS metadata (key VARCHAR(64) PRIMARY KEY, value TEXT);";
 
 /// The ACI of an entry: its meta, with the file-type bits of special files kept in the mode
@@ -40,22 +41,37 @@ fn aci_of(meta: &Meta, kind: &Kind) -> AciRec {
 
 fn acl_key_of(aci: &AciRec) -> String {
     // uid/gid come from u32 in aci_of
-    catalog::acl_key(&aci.uname, &aci.gname, u32::from(aci.mode), aci.uid as u32, aci.gid as u32)
+    catalog::acl_key(
+        &aci.uname,
+        &aci.gname,
+        u32::from(aci.mode),
+        aci.uid as u32,
+        aci.gid as u32,
+    )
 }
 
 /// Writes the whole catalog (entries and metadata) into `conn` in one transaction,
 /// replacing whatever the tables held. `what` names the database in errors.
-pub fn write_catalog(conn: &mut Connection, tree: &Tree, metadata: &Metadata, what: &str) -> Result<(), FormatError> {
+pub fn write_catalog(
+    conn: &mut Connection,
+    tree: &Tree,
+    metadata: &Metadata,
+    what: &str,
+) -> Result<(), FormatError> {
     let err = |op: &'static str| move |e| FormatError::sqlite(format!("{what}: {op}"), e);
     conn.execute_batch(SCHEMA).map_err(err("creating tables"))?;
     let tx = conn.transaction().map_err(err("starting a transaction"))?;
-    tx.execute("DELETE FROM entries", []).map_err(err("emptying entries"))?;
+    tx.execute("DELETE FROM entries", [])
+        .map_err(err("emptying entries"))?;
     {
         let mut ins = tx
             .prepare("INSERT OR REPLACE INTO entries (key, value) VALUES (?1, ?2)")
             .map_err(err("preparing insert"))?;
         let mut seen_acls: HashSet<String> = HashSet::new();
-        let mut acl = |meta: &Meta, kind: &Kind, ins: &mut rusqlite::Statement<'_>| -> Result<String, FormatError> {
+        let mut acl = |meta: &Meta,
+                       kind: &Kind,
+                       ins: &mut rusqlite::Statement<'_>|
+         -> Result<String, FormatError> {
             let aci = aci_of(meta, kind);
             let key = acl_key_of(&aci);
             if seen_acls.insert(key.clone()) {
@@ -75,18 +91,27 @@ pub fn write_catalog(conn: &mut Connection, tree: &Tree, metadata: &Metadata, wh
                 let child = tree.node(cid);
                 let attr = match &child.kind {
                     Kind::Dir { .. } => {
-                        let cpath = if path.is_empty() { name.to_string() } else { format!("{path}/{name}") };
+                        let cpath = if path.is_empty() {
+                            name.to_string()
+                        } else {
+                            format!("{path}/{name}")
+                        };
                         let ckey = dir_key(&cpath);
                         stack.push((cid, cpath, ckey.clone(), key.clone()));
                         AttrRec::Dir { key: ckey }
                     }
-                    Kind::File { blocks, .. } => {
-                        AttrRec::File { block_size: BLOCK_SIZE_UNITS, blocks: blocks.clone() }
-                    }
-                    Kind::Symlink { target } => AttrRec::Link { target: target.clone() },
+                    Kind::File { blocks, .. } => AttrRec::File {
+                        block_size: BLOCK_SIZE_UNITS,
+                        blocks: blocks.clone(),
+                    },
+                    Kind::Symlink { target } => AttrRec::Link {
+                        target: target.clone(),
+                    },
                     Kind::Special { kind, rdev } => AttrRec::Special {
                         kind: *kind,
-                        data: rdev.map(|(a, b)| format!("{a},{b}").into_bytes()).unwrap_or_default(),
+                        data: rdev
+                            .map(|(a, b)| format!("{a},{b}").into_bytes())
+                            .unwrap_or_default(),
                     },
                 };
                 contents.push(InodeRec {
@@ -109,7 +134,8 @@ pub fn write_catalog(conn: &mut Connection, tree: &Tree, metadata: &Metadata, wh
                 ctime: node.meta.ctime,
             };
             let bytes = catalog::encode_dir(&rec)?;
-            ins.execute(rusqlite::params![key, bytes]).map_err(err("inserting a directory row"))?;
+            ins.execute(rusqlite::params![key, bytes])
+                .map_err(err("inserting a directory row"))?;
         }
     }
     metadata.write(&tx, what)?;
@@ -122,25 +148,31 @@ pub fn write_catalog(conn: &mut Connection, tree: &Tree, metadata: &Metadata, wh
 pub fn write_sqlite(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), FormatError> {
     let what = path.display().to_string();
     let dir = parent_dir(path);
-    let tmp = NamedTempFile::new_in(dir)
-        .map_err(|e| FormatError::io(format!("creating a temporary file in {}", dir.display()), e))?;
+    let tmp = NamedTempFile::new_in(dir).map_err(|e| {
+        FormatError::io(format!("creating a temporary file in {}", dir.display()), e)
+    })?;
     {
         let mut conn = Connection::open(tmp.path()).map_err(|e| FormatError::sqlite(&what, e))?;
         conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
             .map_err(|e| FormatError::sqlite(format!("{what}: pragmas"), e))?;
         write_catalog(&mut conn, tree, metadata, &what)?;
-        conn.close().map_err(|(_, e)| FormatError::sqlite(format!("{what}: closing"), e))?;
+        conn.close()
+            .map_err(|(_, e)| FormatError::sqlite(format!("{what}: closing"), e))?;
     }
-    tmp.as_file().sync_all().map_err(|e| FormatError::io(&what, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| FormatError::io(&what, e))?;
     set_mode_644(tmp.path(), &what)?;
-    tmp.persist(path).map_err(|e| FormatError::io(&what, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| FormatError::io(&what, e.error))?;
     Ok(())
 }
 
 /// Writes the tree as an `.flist` (gzip tar holding `./flistdb.sqlite3`) at `path`,
 /// atomically.
 pub fn write_flist(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), FormatError> {
-    let dir = tempfile::tempdir().map_err(|e| FormatError::io("creating a temporary directory", e))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| FormatError::io("creating a temporary directory", e))?;
     let db = dir.path().join(DB_MEMBER);
     write_sqlite(&db, tree, metadata)?;
     pack_database(&db, path)
@@ -151,14 +183,21 @@ pub fn write_flist(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), 
 pub fn pack_database(db: &Path, dest: &Path) -> Result<(), FormatError> {
     let what = dest.display().to_string();
     let dir = parent_dir(dest);
-    let tmp = NamedTempFile::new_in(dir)
-        .map_err(|e| FormatError::io(format!("creating a temporary file in {}", dir.display()), e))?;
-    let out = tmp.as_file().try_clone().map_err(|e| FormatError::io(&what, e))?;
+    let tmp = NamedTempFile::new_in(dir).map_err(|e| {
+        FormatError::io(format!("creating a temporary file in {}", dir.display()), e)
+    })?;
+    let out = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| FormatError::io(&what, e))?;
     let file = write_container(db, BufWriter::new(out))?;
-    let file = file.into_inner().map_err(|e| FormatError::io(&what, e.into_error()))?;
+    let file = file
+        .into_inner()
+        .map_err(|e| FormatError::io(&what, e.into_error()))?;
     file.sync_all().map_err(|e| FormatError::io(&what, e))?;
     set_mode_644(tmp.path(), &what)?;
-    tmp.persist(dest).map_err(|e| FormatError::io(&what, e.error))?;
+    tmp.persist(dest)
+        .map_err(|e| FormatError::io(&what, e.error))?;
     Ok(())
 }
 
@@ -189,9 +228,17 @@ pub fn write_container<W: Write>(db: &Path, out: W) -> Result<W, FormatError> {
         h.set_cksum();
         h
     };
-    b.append(&header(b"./", tar::EntryType::Directory, 0o755, 0), std::io::empty()).map_err(io)?;
+    b.append(
+        &header(b"./", tar::EntryType::Directory, 0o755, 0),
+        std::io::empty(),
+    )
+    .map_err(io)?;
     let member = format!("./{DB_MEMBER}");
-    b.append(&header(member.as_bytes(), tar::EntryType::Regular, 0o644, len), &mut f).map_err(io)?;
+    b.append(
+        &header(member.as_bytes(), tar::EntryType::Regular, 0o644, len),
+        &mut f,
+    )
+    .map_err(io)?;
     let gz = b.into_inner().map_err(io)?;
     gz.finish().map_err(io)
 }
@@ -206,7 +253,8 @@ fn parent_dir(p: &Path) -> &Path {
 #[cfg(unix)]
 fn set_mode_644(p: &Path, what: &str) -> Result<(), FormatError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).map_err(|e| FormatError::io(what, e))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| FormatError::io(what, e))
 }
 
 #[cfg(not(unix))]

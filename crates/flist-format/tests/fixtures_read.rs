@@ -22,7 +22,12 @@ fn open(name: &str) -> Flist {
 
 #[test]
 fn every_fixture_flist_opens() {
-    for name in ["fixture.flist", "merge-a.flist", "merge-b.flist", "merge-ab.flist"] {
+    for name in [
+        "fixture.flist",
+        "merge-a.flist",
+        "merge-b.flist",
+        "merge-ab.flist",
+    ] {
         let f = open(name);
         assert!(!f.tree.is_empty(), "{name} has entries");
     }
@@ -34,23 +39,46 @@ fn manifest_paths_types_and_attributes() {
     let t = &f.tree;
     let manifest = json("fixture.manifest.json");
     let entries = manifest.as_array().expect("manifest is an array");
-    assert_eq!(entries.len() + 1, t.len(), "every entry and the root, nothing more");
+    assert_eq!(
+        entries.len() + 1,
+        t.len(),
+        "every entry and the root, nothing more"
+    );
     for e in entries {
         let path = e["path"].as_str().expect("path");
         let id = t.lookup(path).unwrap_or_else(|| panic!("{path} missing"));
         let n = t.node(id);
-        let mode = u32::from_str_radix(e["mode"].as_str().expect("mode").trim_start_matches("0o"), 8)
-            .expect("octal mode");
+        let mode = u32::from_str_radix(
+            e["mode"].as_str().expect("mode").trim_start_matches("0o"),
+            8,
+        )
+        .expect("octal mode");
         assert_eq!(n.meta.mode, mode & 0o7777, "{path} mode");
-        assert_eq!(u64::from(n.meta.uid), e["uid"].as_u64().expect("uid"), "{path} uid");
-        assert_eq!(u64::from(n.meta.gid), e["gid"].as_u64().expect("gid"), "{path} gid");
-        assert_eq!(u64::from(n.meta.mtime), e["mtime"].as_u64().expect("mtime"), "{path} mtime");
+        assert_eq!(
+            u64::from(n.meta.uid),
+            e["uid"].as_u64().expect("uid"),
+            "{path} uid"
+        );
+        assert_eq!(
+            u64::from(n.meta.gid),
+            e["gid"].as_u64().expect("gid"),
+            "{path} gid"
+        );
+        assert_eq!(
+            u64::from(n.meta.mtime),
+            e["mtime"].as_u64().expect("mtime"),
+            "{path} mtime"
+        );
         let ty = e["type"].as_str().expect("type");
         match (&n.kind, ty) {
             (Kind::Dir { .. }, "dir") => {}
             (Kind::File { size, blocks }, "file") => {
                 assert_eq!(Some(*size), e["size"].as_u64(), "{path} size");
-                assert_eq!(blocks.len() as u64, size.div_ceil(CHUNK_SIZE as u64), "{path} chunk count");
+                assert_eq!(
+                    blocks.len() as u64,
+                    size.div_ceil(CHUNK_SIZE as u64),
+                    "{path} chunk count"
+                );
             }
             (Kind::Symlink { target }, "symlink") => {
                 assert_eq!(Some(target.as_str()), e["target"].as_str(), "{path} target");
@@ -61,7 +89,10 @@ fn manifest_paths_types_and_attributes() {
                 // reader reports what the file says.
                 assert_eq!(*kind, SpecialKind::Socket, "{path} kind as recorded");
                 let want = e["rdev"].as_array().map(|r| {
-                    (r[0].as_u64().expect("major") as u32, r[1].as_u64().expect("minor") as u32)
+                    (
+                        r[0].as_u64().expect("major") as u32,
+                        r[1].as_u64().expect("minor") as u32,
+                    )
                 });
                 assert_eq!(*rdev, want, "{path} rdev");
             }
@@ -70,7 +101,10 @@ fn manifest_paths_types_and_attributes() {
     }
     // the 0600 file owned by 1000:1000 keeps its owner name from the ACL
     let secret = t.node(t.lookup("/secret").expect("secret"));
-    assert_eq!((secret.meta.uid, secret.meta.gid, secret.meta.mode), (1000, 1000, 0o600));
+    assert_eq!(
+        (secret.meta.uid, secret.meta.gid, secret.meta.mode),
+        (1000, 1000, 0o600)
+    );
     let setuid = t.node(t.lookup("/setuid-bin").expect("setuid-bin"));
     assert_eq!(setuid.meta.mode, 0o4755);
     let many = t.node(t.lookup("/many").expect("many"));
@@ -96,7 +130,8 @@ fn every_regular_file_decodes_to_the_manifest_sha256() {
         let mut total = 0u64;
         for b in blocks {
             let name = hex::encode(b.hash);
-            let data = std::fs::read(chunks.join(&name)).unwrap_or_else(|e| panic!("chunk {name}: {e}"));
+            let data =
+                std::fs::read(chunks.join(&name)).unwrap_or_else(|e| panic!("chunk {name}: {e}"));
             let plain = decode_chunk(b, &data).unwrap_or_else(|e| panic!("{path}: {e}"));
             total += plain.len() as u64;
             h.update(&plain);
@@ -104,7 +139,11 @@ fn every_regular_file_decodes_to_the_manifest_sha256() {
             refs += 1;
         }
         assert_eq!(total, *size, "{path} decoded length");
-        assert_eq!(hex::encode(h.finalize()), e["sha256"].as_str().expect("sha256"), "{path} content");
+        assert_eq!(
+            hex::encode(h.finalize()),
+            e["sha256"].as_str().expect("sha256"),
+            "{path} content"
+        );
     }
     assert_eq!(refs, 276, "chunk references");
     assert_eq!(used.len(), 274, "distinct chunks");
@@ -116,19 +155,42 @@ fn metadata_values_and_exact_text() {
     let m = &f.metadata;
     assert_eq!(
         m.backend().expect("valid"),
-        Some(Backend { host: "127.0.0.1".into(), port: 9901, namespace: None, password: None, token: None })
+        Some(Backend {
+            host: "127.0.0.1".into(),
+            port: 9901,
+            namespace: None,
+            password: None,
+            token: None
+        })
     );
-    assert_eq!(m.entrypoint().expect("valid"), Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]));
+    assert_eq!(
+        m.entrypoint().expect("valid"),
+        Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()])
+    );
     let env = m.environ().expect("valid").expect("present");
-    assert_eq!(env.iter().collect::<Vec<_>>(), [(&"PATH".to_string(), &"/usr/bin:/bin".to_string()), (&"LANG".to_string(), &"C.UTF-8".to_string())]);
-    assert_eq!(m.ports().expect("valid").expect("present").get("tcp/80"), Some(&8080));
+    assert_eq!(
+        env.iter().collect::<Vec<_>>(),
+        [
+            (&"PATH".to_string(), &"/usr/bin:/bin".to_string()),
+            (&"LANG".to_string(), &"C.UTF-8".to_string())
+        ]
+    );
+    assert_eq!(
+        m.ports().expect("valid").expect("present").get("tcp/80"),
+        Some(&8080)
+    );
     assert_eq!(
         m.volumes().expect("valid").expect("present").get("/data"),
-        Some(&Volume { host: Some("/mnt/data".into()) })
+        Some(&Volume {
+            host: Some("/mnt/data".into())
+        })
     );
     assert_eq!(
         m.readme().expect("valid"),
-        Some(Readme { readme: "# Fixture\nA test flist.\n1".into(), license: Some("Apache-2.0".into()) })
+        Some(Readme {
+            readme: "# Fixture\nA test flist.\n1".into(),
+            license: Some("Apache-2.0".into())
+        })
     );
     assert_eq!(m.get("custom-key"), Some("some-value"));
 
@@ -154,9 +216,15 @@ fn metadata_values_and_exact_text() {
 #[test]
 fn find_output_equals_the_reference() {
     let f = open("fixture.flist");
-    assert_eq!(f.find_response(), json("fixture.zflist-find.json")["response"]);
+    assert_eq!(
+        f.find_response(),
+        json("fixture.zflist-find.json")["response"]
+    );
     let ab = open("merge-ab.flist");
-    assert_eq!(ab.find_response(), json("merge-ab.zflist-find.json")["response"]);
+    assert_eq!(
+        ab.find_response(),
+        json("merge-ab.zflist-find.json")["response"]
+    );
 }
 
 #[test]
@@ -176,14 +244,24 @@ fn merge_a_then_b_equals_merge_ab() {
     merge(&mut t, &a.tree);
     merge(&mut t, &b.tree);
     // The reference's `init` root and directory times come from the session, not the inputs.
-    let opts = DiffOptions { ignore_dir_mtime: true, ignore_ctime: true, ..Default::default() };
+    let opts = DiffOptions {
+        ignore_dir_mtime: true,
+        ignore_ctime: true,
+        ..Default::default()
+    };
     let d = diff(&t, &ab.tree, &opts);
     assert!(d.is_empty(), "{d:#?}");
-    assert_eq!(flist_format::find_response(&t), json("merge-ab.zflist-find.json")["response"]);
+    assert_eq!(
+        flist_format::find_response(&t),
+        json("merge-ab.zflist-find.json")["response"]
+    );
     // /bin/tool is A's
     let tool = t.node(t.lookup("/bin/tool").expect("tool"));
     assert_eq!(tool.kind.size(), 15);
-    assert_eq!(tool.kind, a.tree.node(a.tree.lookup("bin/tool").expect("a tool")).kind);
+    assert_eq!(
+        tool.kind,
+        a.tree.node(a.tree.lookup("bin/tool").expect("a tool")).kind
+    );
 }
 
 #[test]
@@ -191,20 +269,54 @@ fn merge_never_duplicates_names_file_against_dir() {
     use flist_format::Meta;
     let m = Meta::root(0o755, 0);
     let mut base = Tree::new(m.clone());
-    base.insert(Tree::ROOT, "x", m.clone(), Kind::File { size: 1, blocks: vec![] }).expect("insert");
+    base.insert(
+        Tree::ROOT,
+        "x",
+        m.clone(),
+        Kind::File {
+            size: 1,
+            blocks: vec![],
+        },
+    )
+    .expect("insert");
     let mut other = Tree::new(m.clone());
-    let x = other.insert(Tree::ROOT, "x", m.clone(), Kind::empty_dir()).expect("insert");
-    other.insert(x, "inner", m.clone(), Kind::File { size: 2, blocks: vec![] }).expect("insert");
+    let x = other
+        .insert(Tree::ROOT, "x", m.clone(), Kind::empty_dir())
+        .expect("insert");
+    other
+        .insert(
+            x,
+            "inner",
+            m.clone(),
+            Kind::File {
+                size: 2,
+                blocks: vec![],
+            },
+        )
+        .expect("insert");
     other.mkdir_p("y/z", &m).expect("mkdir");
     merge(&mut base, &other);
     let names: Vec<&str> = base.children(Tree::ROOT).map(|(n, _)| n).collect();
     assert_eq!(names, ["x", "y"]);
-    assert!(matches!(base.node(base.lookup("x").expect("x")).kind, Kind::File { size: 1, .. }));
+    assert!(matches!(
+        base.node(base.lookup("x").expect("x")).kind,
+        Kind::File { size: 1, .. }
+    ));
     assert!(base.lookup("y/z").is_some());
     // and the other way round: a present directory wins over a file
     let mut base2 = other.clone();
     let mut file_side = Tree::new(m.clone());
-    file_side.insert(Tree::ROOT, "x", m, Kind::File { size: 9, blocks: vec![] }).expect("insert");
+    file_side
+        .insert(
+            Tree::ROOT,
+            "x",
+            m,
+            Kind::File {
+                size: 9,
+                blocks: vec![],
+            },
+        )
+        .expect("insert");
     merge(&mut base2, &file_side);
     assert!(base2.node(base2.lookup("x").expect("x")).kind.is_dir());
     assert!(base2.lookup("x/inner").is_some());
@@ -213,7 +325,8 @@ fn merge_never_duplicates_names_file_against_dir() {
 #[test]
 fn container_members_are_found_by_basename_in_plain_tar_too() {
     // Re-pack the fixture's database as an uncompressed tar with extra members.
-    let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(fixture("fixture.flist")).expect("open"));
+    let mut gz =
+        flate2::read::GzDecoder::new(std::fs::File::open(fixture("fixture.flist")).expect("open"));
     let mut raw = Vec::new();
     gz.read_to_end(&mut raw).expect("gunzip");
     let f = Flist::from_reader(&raw[..], "plain tar").expect("plain tar accepted");

@@ -15,9 +15,14 @@ fn catalog_with(dir: &Path, rows: &[(&str, Vec<u8>)]) -> std::path::PathBuf {
     let db = dir.join("flistdb.sqlite3");
     let _ = std::fs::remove_file(&db);
     let conn = Connection::open(&db).expect("create db");
-    conn.execute_batch(flist_format::writer::SCHEMA).expect("schema");
+    conn.execute_batch(flist_format::writer::SCHEMA)
+        .expect("schema");
     for (k, v) in rows {
-        conn.execute("INSERT INTO entries (key, value) VALUES (?1, ?2)", rusqlite::params![k, v]).expect("insert");
+        conn.execute(
+            "INSERT INTO entries (key, value) VALUES (?1, ?2)",
+            rusqlite::params![k, v],
+        )
+        .expect("insert");
     }
     db
 }
@@ -36,14 +41,24 @@ fn dir_rec(location: &str, contents: Vec<InodeRec>) -> DirRec {
 }
 
 fn subdir(name: &str, key: String) -> InodeRec {
-    InodeRec { name: name.into(), size: 4096, attr: AttrRec::Dir { key }, aclkey: "none".into(), mtime: 0, ctime: 0 }
+    InodeRec {
+        name: name.into(),
+        size: 4096,
+        attr: AttrRec::Dir { key },
+        aclkey: "none".into(),
+        mtime: 0,
+        ctime: 0,
+    }
 }
 
 fn file(name: &str) -> InodeRec {
     InodeRec {
         name: name.into(),
         size: 0,
-        attr: AttrRec::File { block_size: 128, blocks: vec![] },
+        attr: AttrRec::File {
+            block_size: 128,
+            blocks: vec![],
+        },
         aclkey: "none".into(),
         mtime: 0,
         ctime: 0,
@@ -73,8 +88,22 @@ fn small_db_bytes() -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("x.sqlite3");
     let mut t = Tree::new(Meta::root(0o755, 0));
-    t.insert(Tree::ROOT, "hello", Meta::root(0o644, 0), Kind::File { size: 0, blocks: vec![] }).expect("insert");
-    Flist { tree: t, metadata: Metadata::new() }.write_sqlite(&db).expect("write");
+    t.insert(
+        Tree::ROOT,
+        "hello",
+        Meta::root(0o644, 0),
+        Kind::File {
+            size: 0,
+            blocks: vec![],
+        },
+    )
+    .expect("insert");
+    Flist {
+        tree: t,
+        metadata: Metadata::new(),
+    }
+    .write_sqlite(&db)
+    .expect("write");
     std::fs::read(&db).expect("read db")
 }
 
@@ -91,7 +120,10 @@ fn garbage_sqlite_is_an_sqlite_error() {
     // a valid sqlite file without the entries table
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("empty.sqlite3");
-    Connection::open(&db).expect("db").execute_batch("CREATE TABLE t (x);").expect("table");
+    Connection::open(&db)
+        .expect("db")
+        .execute_batch("CREATE TABLE t (x);")
+        .expect("table");
     let r = Flist::from_sqlite(&db).map(|_| ());
     assert!(matches!(r, Err(FormatError::Sqlite { .. })), "{r:?}");
 }
@@ -101,14 +133,28 @@ fn truncated_and_non_archives_are_container_errors() {
     let bytes = std::fs::read(fixture("fixture.flist")).expect("fixture");
     for cut in [10, bytes.len() / 2, bytes.len() - 9] {
         let r = Flist::from_reader(&bytes[..cut], "truncated").map(|_| ());
-        assert!(matches!(r, Err(FormatError::Container { .. })), "cut {cut}: {r:?}");
+        assert!(
+            matches!(r, Err(FormatError::Container { .. })),
+            "cut {cut}: {r:?}"
+        );
     }
-    let r = Flist::from_reader(&b"this is not an archive at all, just some text"[..], "text").map(|_| ());
-    assert!(matches!(r, Err(FormatError::Container { .. }) | Err(FormatError::MissingDatabase(_))), "{r:?}");
+    let r = Flist::from_reader(
+        &b"this is not an archive at all, just some text"[..],
+        "text",
+    )
+    .map(|_| ());
+    assert!(
+        matches!(
+            r,
+            Err(FormatError::Container { .. }) | Err(FormatError::MissingDatabase(_))
+        ),
+        "{r:?}"
+    );
     let r = Flist::from_reader(&[][..], "empty").map(|_| ());
     assert!(matches!(r, Err(FormatError::Container { .. })), "{r:?}");
     // a well-formed tar without the database
-    let r = Flist::from_reader(&tar_with_member(b"./router.yaml", b"x: 1\n")[..], "no db").map(|_| ());
+    let r =
+        Flist::from_reader(&tar_with_member(b"./router.yaml", b"x: 1\n")[..], "no db").map(|_| ());
     assert!(matches!(r, Err(FormatError::MissingDatabase(_))), "{r:?}");
     let r = Flist::open("/nonexistent/dir/x.flist").map(|_| ());
     assert!(matches!(r, Err(FormatError::Io { .. })), "{r:?}");
@@ -121,13 +167,24 @@ fn member_paths_are_never_written_to() {
     let abs = format!("{}/flistdb.sqlite3", victim.path().display());
     let rel = "../flistdb.sqlite3";
     assert!(!Path::new(rel).exists());
-    for name in [rel.as_bytes(), abs.as_bytes(), b"../../../../../../tmp/flistdb.sqlite3".as_slice()] {
+    for name in [
+        rel.as_bytes(),
+        abs.as_bytes(),
+        b"../../../../../../tmp/flistdb.sqlite3".as_slice(),
+    ] {
         let tarred = tar_with_member(name, &db);
         let f = Flist::from_reader(&tarred[..], "traversal").expect("accepted by basename");
         assert!(f.tree.lookup("hello").is_some());
     }
-    assert!(!Path::new(rel).exists(), "nothing written next to the working directory");
-    assert_eq!(std::fs::read_dir(victim.path()).expect("ls").count(), 0, "nothing written at an absolute member path");
+    assert!(
+        !Path::new(rel).exists(),
+        "nothing written next to the working directory"
+    );
+    assert_eq!(
+        std::fs::read_dir(victim.path()).expect("ls").count(),
+        0,
+        "nothing written at an absolute member path"
+    );
 }
 
 /// A one-segment message of `words` (segment table added).
@@ -155,13 +212,31 @@ fn hostile_capnp_values_are_capnp_errors() {
     let root = dir_key("");
     let cases: Vec<(&str, Vec<u8>)> = vec![
         // root pointer far outside the segment
-        ("root pointer out of bounds", message(&[struct_ptr(0x0100_0000, 0, 3)])),
+        (
+            "root pointer out of bounds",
+            message(&[struct_ptr(0x0100_0000, 0, 3)]),
+        ),
         // Dir.contents: a composite list claiming 2^29-1 words
-        ("huge list", message(&[struct_ptr(0, 0, 3), 0, 0, list_ptr(0, 7, (1 << 29) - 1)])),
+        (
+            "huge list",
+            message(&[struct_ptr(0, 0, 3), 0, 0, list_ptr(0, 7, (1 << 29) - 1)]),
+        ),
         // Dir.name pointing outside the segment
-        ("bad text pointer", message(&[struct_ptr(0, 0, 1), list_ptr(0x0010_0000, 2, 10)])),
+        (
+            "bad text pointer",
+            message(&[struct_ptr(0, 0, 1), list_ptr(0x0010_0000, 2, 10)]),
+        ),
         // a composite list of 100 million zero-sized elements (amplification)
-        ("zero-sized elements", message(&[struct_ptr(0, 0, 3), 0, 0, list_ptr(0, 7, 0), (100_000_000u64 << 2)])),
+        (
+            "zero-sized elements",
+            message(&[
+                struct_ptr(0, 0, 3),
+                0,
+                0,
+                list_ptr(0, 7, 0),
+                (100_000_000u64 << 2),
+            ]),
+        ),
         // segment table claiming more words than there are
         ("short segment", {
             let mut m = message(&[struct_ptr(0, 0, 0)]);
@@ -181,7 +256,10 @@ fn hostile_capnp_values_are_capnp_errors() {
         let db = catalog_with(dir.path(), &[(&root, value)]);
         let r = Flist::from_sqlite(&db).map(|_| ());
         assert!(
-            matches!(r, Err(FormatError::Capnp { .. }) | Err(FormatError::BadEntry { .. })),
+            matches!(
+                r,
+                Err(FormatError::Capnp { .. }) | Err(FormatError::BadEntry { .. })
+            ),
             "{what}: {r:?}"
         );
     }
@@ -195,23 +273,44 @@ fn dir_cycles_and_shared_rows_are_detected() {
     // a → root
     let db = catalog_with(
         dir.path(),
-        &[(&root, enc(&dir_rec("", vec![subdir("a", a.clone())]))), (&a, enc(&dir_rec("a", vec![subdir("up", root.clone())])))],
+        &[
+            (&root, enc(&dir_rec("", vec![subdir("a", a.clone())]))),
+            (&a, enc(&dir_rec("a", vec![subdir("up", root.clone())]))),
+        ],
     );
     let r = Flist::from_sqlite(&db).map(|_| ());
-    assert!(matches!(&r, Err(FormatError::DirCycle { key, path }) if *key == root && path == "a/up"), "{r:?}");
+    assert!(
+        matches!(&r, Err(FormatError::DirCycle { key, path }) if *key == root && path == "a/up"),
+        "{r:?}"
+    );
     // two entries sharing one row
     let db = catalog_with(
         dir.path(),
-        &[(&root, enc(&dir_rec("", vec![subdir("a", a.clone()), subdir("b", a.clone())]))), (&a, enc(&dir_rec("a", vec![])))],
+        &[
+            (
+                &root,
+                enc(&dir_rec(
+                    "",
+                    vec![subdir("a", a.clone()), subdir("b", a.clone())],
+                )),
+            ),
+            (&a, enc(&dir_rec("a", vec![]))),
+        ],
     );
     let r = Flist::from_sqlite(&db).map(|_| ());
     assert!(matches!(r, Err(FormatError::DirCycle { .. })), "{r:?}");
     // a self-loop
     let db = catalog_with(
         dir.path(),
-        &[(&root, enc(&dir_rec("", vec![subdir("a", a.clone())]))), (&a, enc(&dir_rec("a", vec![subdir("a", a.clone())])))],
+        &[
+            (&root, enc(&dir_rec("", vec![subdir("a", a.clone())]))),
+            (&a, enc(&dir_rec("a", vec![subdir("a", a.clone())]))),
+        ],
     );
-    assert!(matches!(Flist::from_sqlite(&db), Err(FormatError::DirCycle { .. })));
+    assert!(matches!(
+        Flist::from_sqlite(&db),
+        Err(FormatError::DirCycle { .. })
+    ));
 }
 
 #[test]
@@ -219,13 +318,26 @@ fn missing_rows_and_bad_names_are_typed_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir_key("");
     let db = catalog_with(dir.path(), &[]);
-    assert!(matches!(Flist::from_sqlite(&db), Err(FormatError::MissingDir { path, .. }) if path.is_empty()));
-    let db = catalog_with(dir.path(), &[(&root, enc(&dir_rec("", vec![subdir("gone", dir_key("gone"))])))]);
-    assert!(matches!(Flist::from_sqlite(&db), Err(FormatError::MissingDir { path, .. }) if path == "gone"));
+    assert!(
+        matches!(Flist::from_sqlite(&db), Err(FormatError::MissingDir { path, .. }) if path.is_empty())
+    );
+    let db = catalog_with(
+        dir.path(),
+        &[(
+            &root,
+            enc(&dir_rec("", vec![subdir("gone", dir_key("gone"))])),
+        )],
+    );
+    assert!(
+        matches!(Flist::from_sqlite(&db), Err(FormatError::MissingDir { path, .. }) if path == "gone")
+    );
     for bad in ["..", ".", "", "a/b", "nul\0"] {
         let db = catalog_with(dir.path(), &[(&root, enc(&dir_rec("", vec![file(bad)])))]);
         let r = Flist::from_sqlite(&db).map(|_| ());
-        assert!(matches!(r, Err(FormatError::BadEntry { .. })), "{bad:?}: {r:?}");
+        assert!(
+            matches!(r, Err(FormatError::BadEntry { .. })),
+            "{bad:?}: {r:?}"
+        );
     }
     // a block hash of the wrong length
     let short = {
@@ -243,7 +355,10 @@ fn missing_rows_and_bad_names_are_typed_errors() {
     };
     let db = catalog_with(dir.path(), &[(&root, short)]);
     let r = Flist::from_sqlite(&db).map(|_| ());
-    assert!(matches!(&r, Err(FormatError::BadEntry { reason, .. }) if reason.contains("3 bytes")), "{r:?}");
+    assert!(
+        matches!(&r, Err(FormatError::BadEntry { reason, .. }) if reason.contains("3 bytes")),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -257,13 +372,18 @@ fn non_utf8_names_are_refused_clearly() {
             let list = d.init_contents(1);
             let i = list.get(0);
             let bad: &[u8] = b"caf\xe9";
-            i.init_name(bad.len() as u32).as_bytes_mut().copy_from_slice(bad);
+            i.init_name(bad.len() as u32)
+                .as_bytes_mut()
+                .copy_from_slice(bad);
         }
         capnp::serialize::write_message_to_words(&msg)
     };
     let db = catalog_with(dir.path(), &[(&root, value)]);
     let r = Flist::from_sqlite(&db).map(|_| ());
-    assert!(matches!(&r, Err(FormatError::BadEntry { reason, .. }) if reason.contains("UTF-8")), "{r:?}");
+    assert!(
+        matches!(&r, Err(FormatError::BadEntry { reason, .. }) if reason.contains("UTF-8")),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -271,17 +391,26 @@ fn duplicate_names_keep_the_first_entry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir_key("");
     let mut second = file("x");
-    second.attr = AttrRec::Link { target: "elsewhere".into() };
-    let db = catalog_with(dir.path(), &[(&root, enc(&dir_rec("", vec![file("x"), second])))]);
+    second.attr = AttrRec::Link {
+        target: "elsewhere".into(),
+    };
+    let db = catalog_with(
+        dir.path(),
+        &[(&root, enc(&dir_rec("", vec![file("x"), second])))],
+    );
     let f = Flist::from_sqlite(&db).expect("read");
     assert_eq!(f.tree.len(), 2);
-    assert!(matches!(f.tree.node(f.tree.lookup("x").expect("x")).kind, Kind::File { .. }));
+    assert!(matches!(
+        f.tree.node(f.tree.lookup("x").expect("x")).kind,
+        Kind::File { .. }
+    ));
 }
 
 #[test]
 fn chunk_hash_mismatch_is_a_codec_error() {
     let f = Flist::open(fixture("fixture.flist")).expect("fixture");
-    let Kind::File { blocks, .. } = &f.tree.node(f.tree.lookup("hello.txt").expect("hello")).kind else {
+    let Kind::File { blocks, .. } = &f.tree.node(f.tree.lookup("hello.txt").expect("hello")).kind
+    else {
         panic!("hello.txt is a file")
     };
     let b = blocks[0];
@@ -289,12 +418,23 @@ fn chunk_hash_mismatch_is_a_codec_error() {
     assert!(decode_chunk(&b, &data).is_ok());
     let mut tampered = data.clone();
     tampered[0] ^= 0x40;
-    assert!(matches!(decode_chunk(&b, &tampered), Err(CodecError::HashMismatch { what: "stored bytes", .. })));
+    assert!(matches!(
+        decode_chunk(&b, &tampered),
+        Err(CodecError::HashMismatch {
+            what: "stored bytes",
+            ..
+        })
+    ));
     // right bytes, wrong decryption key
-    let wrong = Block { hash: b.hash, key: [7; 16] };
+    let wrong = Block {
+        hash: b.hash,
+        key: [7; 16],
+    };
     assert!(matches!(
         decode_chunk(&wrong, &data),
-        Err(CodecError::Decrypt { .. }) | Err(CodecError::Decompress { .. }) | Err(CodecError::HashMismatch { .. })
+        Err(CodecError::Decrypt { .. })
+            | Err(CodecError::Decompress { .. })
+            | Err(CodecError::HashMismatch { .. })
     ));
 }
 
@@ -304,5 +444,11 @@ fn garbage_inside_gzip_is_an_error() {
     gz.write_all(&[0x55; 4096]).expect("gzip");
     let bytes = gz.finish().expect("gzip");
     let r = Flist::from_reader(&bytes[..], "gz garbage").map(|_| ());
-    assert!(matches!(r, Err(FormatError::Container { .. }) | Err(FormatError::MissingDatabase(_))), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(FormatError::Container { .. }) | Err(FormatError::MissingDatabase(_))
+        ),
+        "{r:?}"
+    );
 }

@@ -53,7 +53,11 @@ impl BlockingStore {
     /// Wraps `store`, running its operations on the runtime behind `handle` (the runtime
     /// the store's connections were made on).
     pub fn new(store: Arc<dyn Store>, handle: Handle) -> Self {
-        BlockingStore { store, handle, _runtime: None }
+        BlockingStore {
+            store,
+            handle,
+            _runtime: None,
+        }
     }
 
     /// Opens a store URL (see [`crate::open`]) on a private two-thread runtime.
@@ -68,7 +72,10 @@ impl BlockingStore {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Arc<dyn Store>, StoreError>> + Send + 'static,
     {
-        let other = |message: String| StoreError::Other { store: "(runtime)".into(), message };
+        let other = |message: String| StoreError::Other {
+            store: "(runtime)".into(),
+            message,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("flist-store")
@@ -85,9 +92,16 @@ impl BlockingStore {
                 });
             })
             .map_err(|e| other(format!("cannot start the runtime thread: {e}")))?;
-        let rt = Arc::new(RuntimeThread { shutdown: Some(tx), thread: Some(thread) });
+        let rt = Arc::new(RuntimeThread {
+            shutdown: Some(tx),
+            thread: Some(thread),
+        });
         let store = run(&handle, make())?;
-        Ok(BlockingStore { store, handle, _runtime: Some(rt) })
+        Ok(BlockingStore {
+            store,
+            handle,
+            _runtime: Some(rt),
+        })
     }
 
     /// The wrapped async store.

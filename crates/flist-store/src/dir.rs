@@ -56,14 +56,26 @@ impl DirStore {
             path: root.display().to_string(),
             source,
         })?;
-        Ok(DirStore { inner: Arc::new(Inner { root, fsync: false, name }) })
+        Ok(DirStore {
+            inner: Arc::new(Inner {
+                root,
+                fsync: false,
+                name,
+            }),
+        })
     }
 
     /// Makes every write `fsync` the chunk before publishing it (durable across power loss,
     /// slower). Off by default. URL form: `dir:///path?fsync=1`.
     pub fn with_fsync(self, fsync: bool) -> Self {
         let Inner { root, name, .. } = &*self.inner;
-        DirStore { inner: Arc::new(Inner { root: root.clone(), fsync, name: name.clone() }) }
+        DirStore {
+            inner: Arc::new(Inner {
+                root: root.clone(),
+                fsync,
+                name: name.clone(),
+            }),
+        }
     }
 
     /// The root directory.
@@ -98,7 +110,9 @@ impl DirStore {
             let inner = self.inner.clone();
             let f = f.clone();
             tasks.push(tokio::task::spawn_blocking(move || {
-                part.into_iter().map(|t| f(&inner, t)).collect::<Result<Vec<R>, StoreError>>()
+                part.into_iter()
+                    .map(|t| f(&inner, t))
+                    .collect::<Result<Vec<R>, StoreError>>()
             }));
         }
         let mut out = Vec::new();
@@ -118,10 +132,12 @@ impl DirStore {
         F: FnOnce(&Inner) -> Result<R, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::Other {
-            store: self.inner.name.clone(),
-            message: format!("worker task failed: {e}"),
-        })?
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Other {
+                store: self.inner.name.clone(),
+                message: format!("worker task failed: {e}"),
+            })?
     }
 }
 
@@ -197,7 +213,8 @@ impl Inner {
             .create_new(true)
             .open(tmp)
             .map_err(|e| self.io_err(key, tmp, e))?;
-        file.write_all(value).map_err(|e| self.io_err(key, tmp, e))?;
+        file.write_all(value)
+            .map_err(|e| self.io_err(key, tmp, e))?;
         if self.fsync {
             file.sync_all().map_err(|e| self.io_err(key, tmp, e))?;
         }

@@ -65,19 +65,39 @@ impl HttpStore {
         let store = self.name.clone();
         let key = Some(hex_key(key));
         if e.is_timeout() {
-            StoreError::Timeout { store, key, operation: op.into(), after: self.timeout }
+            StoreError::Timeout {
+                store,
+                key,
+                operation: op.into(),
+                after: self.timeout,
+            }
         } else if e.is_connect() {
-            StoreError::Connection { store, key, message: format!("{op}: {}", e.without_url()) }
+            StoreError::Connection {
+                store,
+                key,
+                message: format!("{op}: {}", e.without_url()),
+            }
         } else {
-            StoreError::Protocol { store, key, message: format!("{op}: {}", e.without_url()) }
+            StoreError::Protocol {
+                store,
+                key,
+                message: format!("{op}: {}", e.without_url()),
+            }
         }
     }
 
     fn status_err(&self, key: &[u8], op: &str, status: reqwest::StatusCode) -> StoreError {
         let store = self.name.clone();
         match status.as_u16() {
-            401 | 403 => StoreError::Auth { store, message: format!("{op} {}: {status}", hex_key(key)) },
-            _ => StoreError::Server { store, key: Some(hex_key(key)), message: format!("{op}: HTTP {status}") },
+            401 | 403 => StoreError::Auth {
+                store,
+                message: format!("{op} {}: {status}", hex_key(key)),
+            },
+            _ => StoreError::Server {
+                store,
+                key: Some(hex_key(key)),
+                message: format!("{op}: HTTP {status}"),
+            },
         }
     }
 }
@@ -86,9 +106,18 @@ impl HttpStore {
 impl Store for HttpStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         let url = self.url_of(key)?;
-        let resp = self.client.get(url).send().await.map_err(|e| self.request_err(key, "GET", e))?;
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.request_err(key, "GET", e))?;
         match resp.status().as_u16() {
-            200 => Ok(Some(resp.bytes().await.map_err(|e| self.request_err(key, "GET", e))?)),
+            200 => Ok(Some(
+                resp.bytes()
+                    .await
+                    .map_err(|e| self.request_err(key, "GET", e))?,
+            )),
             404 | 410 => Ok(None),
             _ => Err(self.status_err(key, "GET", resp.status())),
         }
@@ -96,8 +125,12 @@ impl Store for HttpStore {
 
     async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
         let url = self.url_of(key)?;
-        let resp =
-            self.client.head(url).send().await.map_err(|e| self.request_err(key, "HEAD", e))?;
+        let resp = self
+            .client
+            .head(url)
+            .send()
+            .await
+            .map_err(|e| self.request_err(key, "HEAD", e))?;
         match resp.status().as_u16() {
             200 | 204 => Ok(true),
             404 | 410 => Ok(false),
@@ -115,12 +148,18 @@ impl Store for HttpStore {
 
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
         let futs: Vec<_> = keys.iter().map(|k| self.get(k)).collect();
-        futures::stream::iter(futs).buffered(PARALLEL).try_collect().await
+        futures::stream::iter(futs)
+            .buffered(PARALLEL)
+            .try_collect()
+            .await
     }
 
     async fn exists_many(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>, StoreError> {
         let futs: Vec<_> = keys.iter().map(|k| self.exists(k)).collect();
-        futures::stream::iter(futs).buffered(PARALLEL).try_collect().await
+        futures::stream::iter(futs)
+            .buffered(PARALLEL)
+            .try_collect()
+            .await
     }
 
     async fn set_many(&self, items: &[(Vec<u8>, Bytes)]) -> Result<Vec<SetOutcome>, StoreError> {

@@ -72,7 +72,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + std::fmt::Display {
     async fn get_required(&self, key: &[u8]) -> Result<Bytes, StoreError> {
         match self.get(key).await? {
             Some(v) => Ok(v),
-            None => Err(StoreError::NotFound { store: self.to_string(), key: hex::encode(key) }),
+            None => Err(StoreError::NotFound {
+                store: self.to_string(),
+                key: hex::encode(key),
+            }),
         }
     }
 
@@ -133,21 +136,27 @@ pub async fn open_url_with(
     options: &OpenOptions,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     match url {
-        StoreUrl::Zdb { .. } | StoreUrl::Redis { .. } => {
-            Ok(std::sync::Arc::new(RespStore::new(url.clone(), options.clone())))
-        }
+        StoreUrl::Zdb { .. } | StoreUrl::Redis { .. } => Ok(std::sync::Arc::new(RespStore::new(
+            url.clone(),
+            options.clone(),
+        ))),
         StoreUrl::Dir { path, fsync } => {
             let (path, fsync) = (path.clone(), *fsync);
             let store = tokio::task::spawn_blocking(move || {
                 DirStore::new(path).map(|s| s.with_fsync(fsync))
             })
             .await
-            .map_err(|e| StoreError::Other { store: url.to_string(), message: e.to_string() })??;
+            .map_err(|e| StoreError::Other {
+                store: url.to_string(),
+                message: e.to_string(),
+            })??;
             Ok(std::sync::Arc::new(store))
         }
-        StoreUrl::Http { base } => {
-            Ok(std::sync::Arc::new(HttpStore::new(base, url.to_string(), options)?))
-        }
+        StoreUrl::Http { base } => Ok(std::sync::Arc::new(HttpStore::new(
+            base,
+            url.to_string(),
+            options,
+        )?)),
         StoreUrl::Router(routes) => {
             let mut stores = Vec::with_capacity(routes.len());
             for r in routes {

@@ -85,8 +85,10 @@ impl RouterStore {
         P: Fn(Arc<dyn Store>, Vec<Vec<u8>>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<T>, StoreError>>,
     {
-        let replicas: Vec<Vec<usize>> =
-            keys.iter().map(|k| self.replicas(k)).collect::<Result<_, _>>()?;
+        let replicas: Vec<Vec<usize>> = keys
+            .iter()
+            .map(|k| self.replicas(k))
+            .collect::<Result<_, _>>()?;
         let mut result: Vec<Option<T>> = vec![None; keys.len()];
         let mut failure: Vec<Option<usize>> = vec![None; keys.len()];
         let mut errors: Vec<StoreError> = Vec::new();
@@ -102,11 +104,15 @@ impl RouterStore {
                     }
                 }
             }
-            let calls = groups.iter().enumerate().filter(|(_, g)| !g.is_empty()).map(|(r, g)| {
-                let ks: Vec<Vec<u8>> = g.iter().map(|&i| keys[i].clone()).collect();
-                let fut = probe(self.routes[r].2.clone(), ks);
-                async move { (r, fut.await) }
-            });
+            let calls = groups
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| !g.is_empty())
+                .map(|(r, g)| {
+                    let ks: Vec<Vec<u8>> = g.iter().map(|&i| keys[i].clone()).collect();
+                    let fut = probe(self.routes[r].2.clone(), ks);
+                    async move { (r, fut.await) }
+                });
             for (r, outcome) in futures::future::join_all(calls).await {
                 match outcome {
                     Ok(values) => {
@@ -145,14 +151,21 @@ impl Store for RouterStore {
     }
 
     async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.exists_many(&[key.to_vec()]).await?.pop().unwrap_or(false))
+        Ok(self
+            .exists_many(&[key.to_vec()])
+            .await?
+            .pop()
+            .unwrap_or(false))
     }
 
     async fn set(&self, key: &[u8], value: Bytes) -> Result<SetOutcome, StoreError> {
-        self.set_many(&[(key.to_vec(), value)]).await?.pop().ok_or_else(|| StoreError::Other {
-            store: self.name.clone(),
-            message: format!("no outcome for key {}", hex_key(key)),
-        })
+        self.set_many(&[(key.to_vec(), value)])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Other {
+                store: self.name.clone(),
+                message: format!("no outcome for key {}", hex_key(key)),
+            })
     }
 
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
@@ -168,7 +181,11 @@ impl Store for RouterStore {
 
     async fn exists_many(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>, StoreError> {
         let r = self
-            .read_with_fallback(keys, |s, ks| async move { s.exists_many(&ks).await }, |v| *v)
+            .read_with_fallback(
+                keys,
+                |s, ks| async move { s.exists_many(&ks).await },
+                |v| *v,
+            )
             .await?;
         Ok(r.into_iter().map(|v| v.unwrap_or(false)).collect())
     }
@@ -180,11 +197,15 @@ impl Store for RouterStore {
                 groups[r].push(i);
             }
         }
-        let calls = groups.iter().enumerate().filter(|(_, g)| !g.is_empty()).map(|(r, g)| {
-            let part: Vec<(Vec<u8>, Bytes)> = g.iter().map(|&i| items[i].clone()).collect();
-            let store = self.routes[r].2.clone();
-            async move { (r, store.set_many(&part).await) }
-        });
+        let calls = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(r, g)| {
+                let part: Vec<(Vec<u8>, Bytes)> = g.iter().map(|&i| items[i].clone()).collect();
+                let store = self.routes[r].2.clone();
+                async move { (r, store.set_many(&part).await) }
+            });
         let mut out = vec![SetOutcome::AlreadyPresent; items.len()];
         for (r, outcome) in futures::future::join_all(calls).await {
             for (&i, o) in groups[r].iter().zip(outcome?) {

@@ -118,17 +118,30 @@ fn redact_pw(pw: &Option<String>) -> &'static str {
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreUrl::Zdb { endpoint: ep @ Endpoint::Tcp { .. }, namespace, password } => {
+            StoreUrl::Zdb {
+                endpoint: ep @ Endpoint::Tcp { .. },
+                namespace,
+                password,
+            } => {
                 write!(f, "zdb://{}{ep}/{namespace}", redact_pw(password))
             }
-            StoreUrl::Zdb { endpoint: Endpoint::Unix { path }, namespace, password } => {
+            StoreUrl::Zdb {
+                endpoint: Endpoint::Unix { path },
+                namespace,
+                password,
+            } => {
                 write!(f, "zdb+unix://{}?ns={namespace}", path.display())?;
                 if password.is_some() {
                     f.write_str("&password=***")?;
                 }
                 Ok(())
             }
-            StoreUrl::Redis { endpoint: ep @ Endpoint::Tcp { .. }, db, username, password } => {
+            StoreUrl::Redis {
+                endpoint: ep @ Endpoint::Tcp { .. },
+                db,
+                username,
+                password,
+            } => {
                 let user = username.as_deref().unwrap_or("");
                 if password.is_some() {
                     write!(f, "redis://{user}:***@{ep}/{db}")
@@ -138,7 +151,12 @@ impl fmt::Display for StoreUrl {
                     write!(f, "redis://{ep}/{db}")
                 }
             }
-            StoreUrl::Redis { endpoint: Endpoint::Unix { path }, db, password, .. } => {
+            StoreUrl::Redis {
+                endpoint: Endpoint::Unix { path },
+                db,
+                password,
+                ..
+            } => {
                 write!(f, "redis+unix://{}?db={db}", path.display())?;
                 if password.is_some() {
                     f.write_str("&password=***")?;
@@ -153,7 +171,12 @@ impl fmt::Display for StoreUrl {
                 Ok(())
             }
             StoreUrl::Http { base } => f.write_str(&redact_http(base)),
-            StoreUrl::S3 { host, bucket, key, secret } => {
+            StoreUrl::S3 {
+                host,
+                bucket,
+                key,
+                secret,
+            } => {
                 let s = if secret.is_some() { ":***" } else { "" };
                 write!(f, "s3://{key}{s}@{host}/{bucket}")
             }
@@ -172,7 +195,9 @@ impl fmt::Display for StoreUrl {
 
 /// `http://user:pw@host/x` → `http://user:***@host/x`.
 fn redact_http(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
     let auth_end = rest.find('/').unwrap_or(rest.len());
     let (auth, path) = rest.split_at(auth_end);
     match auth.rsplit_once('@') {
@@ -227,7 +252,10 @@ fn parse_authority(auth: &str) -> Result<Authority, String> {
         Some(u) => match u.split_once(':') {
             Some((user, pw)) => {
                 let user = percent_decode(user)?;
-                (if user.is_empty() { None } else { Some(user) }, Some(percent_decode(pw)?))
+                (
+                    if user.is_empty() { None } else { Some(user) },
+                    Some(percent_decode(pw)?),
+                )
             }
             // `zdb://secret@host`: a lone userinfo is the password.
             None => (None, Some(percent_decode(u)?)),
@@ -316,7 +344,11 @@ impl StoreUrl {
             {
                 match Self::parse(item)? {
                     StoreUrl::Router(r) => routes.extend(r),
-                    other => routes.push(Route { first, last, store: other }),
+                    other => routes.push(Route {
+                        first,
+                        last,
+                        store: other,
+                    }),
                 }
                 continue;
             }
@@ -342,7 +374,10 @@ impl StoreUrl {
             }
         }
         if let Some(gap) = covered.iter().position(|c| !c) {
-            let end = covered[gap..].iter().position(|c| *c).map_or(255, |n| gap + n - 1);
+            let end = covered[gap..]
+                .iter()
+                .position(|c| *c)
+                .map_or(255, |n| gap + n - 1);
             return Err(StoreError::InvalidUrl {
                 url: router.to_string(),
                 reason: format!("no store covers keys starting with {gap:02x}-{end:02x}"),
@@ -352,15 +387,21 @@ impl StoreUrl {
     }
 
     fn parse_single(url: &str) -> Result<StoreUrl, String> {
-        let (scheme, rest) =
-            url.split_once("://").ok_or("missing scheme (zdb://, redis://, dir://, ...)")?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("missing scheme (zdb://, redis://, dir://, ...)")?;
         let scheme = scheme.to_ascii_lowercase();
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
         };
         let query = query_pairs(query.unwrap_or(""))?;
-        let q = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let q = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         match scheme.as_str() {
             "zdb" | "redis" => {
                 let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -375,20 +416,31 @@ impl StoreUrl {
                     };
                     check_ns(&namespace)?;
                     Ok(StoreUrl::Zdb {
-                        endpoint: Endpoint::Tcp { host, port: port.unwrap_or(9900) },
+                        endpoint: Endpoint::Tcp {
+                            host,
+                            port: port.unwrap_or(9900),
+                        },
                         namespace,
                         password,
                     })
                 } else {
                     let db = path.trim_end_matches('/');
-                    let db = if db.is_empty() { q("db").unwrap_or_default() } else { db.into() };
+                    let db = if db.is_empty() {
+                        q("db").unwrap_or_default()
+                    } else {
+                        db.into()
+                    };
                     let db = if db.is_empty() {
                         0
                     } else {
-                        db.parse().map_err(|_| format!("bad redis db number {db:?}"))?
+                        db.parse()
+                            .map_err(|_| format!("bad redis db number {db:?}"))?
                     };
                     Ok(StoreUrl::Redis {
-                        endpoint: Endpoint::Tcp { host, port: port.unwrap_or(6379) },
+                        endpoint: Endpoint::Tcp {
+                            host,
+                            port: port.unwrap_or(6379),
+                        },
                         db,
                         username: user,
                         password,
@@ -399,17 +451,30 @@ impl StoreUrl {
                 if rest.is_empty() || !rest.starts_with('/') {
                     return Err("expected an absolute socket path: zdb+unix:///path".into());
                 }
-                let endpoint = Endpoint::Unix { path: PathBuf::from(percent_decode(rest)?) };
+                let endpoint = Endpoint::Unix {
+                    path: PathBuf::from(percent_decode(rest)?),
+                };
                 if scheme == "zdb+unix" {
                     let namespace = q("ns").unwrap_or_else(|| "default".into());
                     check_ns(&namespace)?;
-                    Ok(StoreUrl::Zdb { endpoint, namespace, password: q("password") })
+                    Ok(StoreUrl::Zdb {
+                        endpoint,
+                        namespace,
+                        password: q("password"),
+                    })
                 } else {
                     let db = match q("db") {
-                        Some(d) => d.parse().map_err(|_| format!("bad redis db number {d:?}"))?,
+                        Some(d) => d
+                            .parse()
+                            .map_err(|_| format!("bad redis db number {d:?}"))?,
                         None => 0,
                     };
-                    Ok(StoreUrl::Redis { endpoint, db, username: None, password: q("password") })
+                    Ok(StoreUrl::Redis {
+                        endpoint,
+                        db,
+                        username: None,
+                        password: q("password"),
+                    })
                 }
             }
             "dir" => {
@@ -417,7 +482,10 @@ impl StoreUrl {
                     return Err("missing directory path: dir:///path".into());
                 }
                 let fsync = matches!(q("fsync").as_deref(), Some("1" | "true" | "yes"));
-                Ok(StoreUrl::Dir { path: PathBuf::from(percent_decode(rest)?), fsync })
+                Ok(StoreUrl::Dir {
+                    path: PathBuf::from(percent_decode(rest)?),
+                    fsync,
+                })
             }
             "http" | "https" => {
                 if rest.is_empty() || rest.starts_with('/') {
@@ -457,7 +525,9 @@ impl StoreUrl {
         };
         let v: serde_json::Value =
             serde_json::from_str(json).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("not a JSON object".into()))?;
         let host = obj
             .get("host")
             .and_then(|h| h.as_str())
@@ -484,7 +554,10 @@ impl StoreUrl {
         };
         let namespace = str_field("namespace")?.unwrap_or_else(|| "default".into());
         check_ns(&namespace).map_err(bad)?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         Ok(StoreUrl::Zdb {
             endpoint: Endpoint::Tcp { host, port },
             namespace,
@@ -496,9 +569,12 @@ impl StoreUrl {
     /// `{"host","port","namespace"}`. `None` for other kinds of store.
     pub fn to_backend_json(&self) -> Option<String> {
         match self {
-            StoreUrl::Zdb { endpoint: Endpoint::Tcp { host, port }, namespace, .. } => Some(
-                serde_json::json!({"host": host, "port": port, "namespace": namespace})
-                    .to_string(),
+            StoreUrl::Zdb {
+                endpoint: Endpoint::Tcp { host, port },
+                namespace,
+                ..
+            } => Some(
+                serde_json::json!({"host": host, "port": port, "namespace": namespace}).to_string(),
             ),
             _ => None,
         }
@@ -513,8 +589,7 @@ impl std::str::FromStr for StoreUrl {
 }
 
 fn check_ns(ns: &str) -> Result<(), String> {
-    if ns.is_empty() || ns.len() > 128 || ns.bytes().any(|b| b.is_ascii_whitespace() || b < 0x20)
-    {
+    if ns.is_empty() || ns.len() > 128 || ns.bytes().any(|b| b.is_ascii_whitespace() || b < 0x20) {
         return Err(format!("bad namespace name {ns:?}"));
     }
     Ok(())

@@ -1,5 +1,7 @@
 //! `dir://` store: layout, idempotent and atomic writes, batches, the blocking facade.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,26 +32,43 @@ fn all_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn layout_roundtrip_and_idempotent_set() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = flist_store::open(&format!("dir://{}", tmp.path().display())).await.unwrap();
+    let store = flist_store::open(&format!("dir://{}", tmp.path().display()))
+        .await
+        .unwrap();
     let k = vec![0xab, 0xcd, 0x01];
     assert_eq!(store.get(&k).await.unwrap(), None);
     assert!(!store.exists(&k).await.unwrap());
-    assert_eq!(store.set(&k, Bytes::from_static(b"hello")).await.unwrap(), SetOutcome::Written);
+    assert_eq!(
+        store.set(&k, Bytes::from_static(b"hello")).await.unwrap(),
+        SetOutcome::Written
+    );
     assert_eq!(
         store.set(&k, Bytes::from_static(b"hello")).await.unwrap(),
         SetOutcome::AlreadyPresent
     );
-    assert_eq!(std::fs::read(tmp.path().join("ab/abcd01")).unwrap(), b"hello");
+    assert_eq!(
+        std::fs::read(tmp.path().join("ab/abcd01")).unwrap(),
+        b"hello"
+    );
     assert!(store.exists(&k).await.unwrap());
-    assert_eq!(store.get(&k).await.unwrap().unwrap(), Bytes::from_static(b"hello"));
+    assert_eq!(
+        store.get(&k).await.unwrap().unwrap(),
+        Bytes::from_static(b"hello")
+    );
     // Empty values are values.
-    assert_eq!(store.set(&[0x00], Bytes::new()).await.unwrap(), SetOutcome::Written);
+    assert_eq!(
+        store.set(&[0x00], Bytes::new()).await.unwrap(),
+        SetOutcome::Written
+    );
     assert_eq!(store.get(&[0x00]).await.unwrap(), Some(Bytes::new()));
     // Required reads name store and key.
     let err = store.get_required(&[0x99, 0x98]).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("9998") && msg.contains(&tmp.path().display().to_string()), "{msg}");
+    assert!(
+        msg.contains("9998") && msg.contains(&tmp.path().display().to_string()),
+        "{msg}"
+    );
     // Empty keys are refused, not mapped to a weird path.
     assert!(matches!(
         store.set(&[], Bytes::from_static(b"x")).await.unwrap_err(),
@@ -61,14 +80,29 @@ async fn layout_roundtrip_and_idempotent_set() {
 async fn batches_roundtrip_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let store = DirStore::new(tmp.path()).unwrap();
-    let items: Vec<(Vec<u8>, Bytes)> =
-        (0..2000).map(|i| (key(i), Bytes::from(format!("value-{i}").repeat(i as usize % 7 + 1)))).collect();
+    let items: Vec<(Vec<u8>, Bytes)> = (0..2000)
+        .map(|i| {
+            (
+                key(i),
+                Bytes::from(format!("value-{i}").repeat(i as usize % 7 + 1)),
+            )
+        })
+        .collect();
     let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
     let half = &items[..1000];
-    assert!(store.set_many(half).await.unwrap().iter().all(|o| *o == SetOutcome::Written));
+    assert!(store
+        .set_many(half)
+        .await
+        .unwrap()
+        .iter()
+        .all(|o| *o == SetOutcome::Written));
     let outcomes = store.set_many(&items).await.unwrap();
     for (i, o) in outcomes.iter().enumerate() {
-        let want = if i < 1000 { SetOutcome::AlreadyPresent } else { SetOutcome::Written };
+        let want = if i < 1000 {
+            SetOutcome::AlreadyPresent
+        } else {
+            SetOutcome::Written
+        };
         assert_eq!(*o, want, "item {i}");
     }
     let mut probe = keys.clone();
@@ -86,21 +120,26 @@ async fn batches_roundtrip_in_order() {
     ));
     // A file removed behind the store's back is reported missing.
     std::fs::remove_file(store.path_of(&keys[5]).unwrap()).unwrap();
-    assert_eq!(store.exists_many(&keys[..10]).await.unwrap()[5], false);
+    assert!(!store.exists_many(&keys[..10]).await.unwrap()[5]);
     assert!(store.get(&keys[5]).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_of_same_keys_leave_no_temp_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let items: Arc<Vec<(Vec<u8>, Bytes)>> =
-        Arc::new((0..300).map(|i| (key(i), Bytes::from(vec![i as u8; 4096 + i as usize]))).collect());
+    let items: Arc<Vec<(Vec<u8>, Bytes)>> = Arc::new(
+        (0..300)
+            .map(|i| (key(i), Bytes::from(vec![i as u8; 4096 + i as usize])))
+            .collect(),
+    );
     let mut tasks = Vec::new();
     for _ in 0..8 {
         // Separate store instances on the same directory, as separate processes would have.
         let store = DirStore::new(tmp.path()).unwrap();
         let items = items.clone();
-        tasks.push(tokio::spawn(async move { store.set_many(&items).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            store.set_many(&items).await.unwrap()
+        }));
     }
     let mut written = vec![0usize; items.len()];
     for t in tasks {
@@ -117,7 +156,10 @@ async fn concurrent_writers_of_same_keys_leave_no_temp_files() {
     for f in &files {
         let name = f.file_name().unwrap().to_str().unwrap();
         assert!(!name.starts_with(".tmp"), "temp file left: {}", f.display());
-        assert_eq!(&name[..2], f.parent().unwrap().file_name().unwrap().to_str().unwrap());
+        assert_eq!(
+            &name[..2],
+            f.parent().unwrap().file_name().unwrap().to_str().unwrap()
+        );
     }
     let store = DirStore::new(tmp.path()).unwrap();
     let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
@@ -133,10 +175,15 @@ fn failed_write_leaves_no_temp_file_and_names_the_path() {
     let store = BlockingStore::open(&format!("dir://{}", tmp.path().display())).unwrap();
     // Make the shard directory a file: the write cannot create `ab/`.
     std::fs::write(tmp.path().join("ab"), b"not a dir").unwrap();
-    let err = store.set(&[0xab, 0x01], Bytes::from_static(b"v")).unwrap_err();
+    let err = store
+        .set(&[0xab, 0x01], Bytes::from_static(b"v"))
+        .unwrap_err();
     assert!(matches!(err, StoreError::Io { .. }), "{err}");
     assert!(err.to_string().contains("ab01"), "{err}");
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 }
 
@@ -148,11 +195,15 @@ fn blocking_store_from_plain_threads() {
         for t in 0..4u8 {
             let store = store.clone();
             s.spawn(move || {
-                let items: Vec<(Vec<u8>, Bytes)> =
-                    (0..50u8).map(|i| (vec![t, i, 1], Bytes::from(vec![t ^ i; 10]))).collect();
+                let items: Vec<(Vec<u8>, Bytes)> = (0..50u8)
+                    .map(|i| (vec![t, i, 1], Bytes::from(vec![t ^ i; 10])))
+                    .collect();
                 let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
                 store.set_many(items.clone()).unwrap();
-                assert_eq!(store.get_many_required(&keys).unwrap(), items.iter().map(|x| x.1.clone()).collect::<Vec<_>>());
+                assert_eq!(
+                    store.get_many_required(&keys).unwrap(),
+                    items.iter().map(|x| x.1.clone()).collect::<Vec<_>>()
+                );
                 assert!(store.exists(&[t, 0, 1]).unwrap());
             });
         }
@@ -161,5 +212,8 @@ fn blocking_store_from_plain_threads() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let inner: Arc<dyn Store> = Arc::new(DirStore::new(tmp.path()).unwrap());
     let wrapped = BlockingStore::new(inner, rt.handle().clone());
-    assert_eq!(wrapped.get(&[1, 2, 1]).unwrap().unwrap(), Bytes::from(vec![3u8; 10]));
+    assert_eq!(
+        wrapped.get(&[1, 2, 1]).unwrap().unwrap(),
+        Bytes::from(vec![3u8; 10])
+    );
 }

@@ -20,7 +20,11 @@ fn json_bytes(v: &Value) -> Bytes {
 
 /// A JSON response from pre-serialised bytes.
 pub fn json_response(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
 }
 
 fn ok() -> Json<Value> {
@@ -45,7 +49,11 @@ pub async fn repositories(State(st): State<Shared>) -> ApiResult<Response> {
 
 /// `GET /api/flist`
 pub async fn all_flists(State(st): State<Shared>) -> ApiResult<Response> {
-    let body = st.cached("flist", |hub| Ok(json_bytes(&json!(hub.all_entry_names()?)))).await?;
+    let body = st
+        .cached("flist", |hub| {
+            Ok(json_bytes(&json!(hub.all_entry_names()?)))
+        })
+        .await?;
     Ok(json_response(body))
 }
 
@@ -56,7 +64,10 @@ pub async fn fileslist(State(st): State<Shared>) -> ApiResult<Response> {
             let all = hub.list_all()?;
             let mut m = serde_json::Map::new();
             for (repo, items) in all {
-                m.insert(repo, Value::Array(items.iter().map(render::listed).collect()));
+                m.insert(
+                    repo,
+                    Value::Array(items.iter().map(render::listed).collect()),
+                );
             }
             Ok(json_bytes(&Value::Object(m)))
         })
@@ -65,24 +76,38 @@ pub async fn fileslist(State(st): State<Shared>) -> ApiResult<Response> {
 }
 
 /// `GET /api/flist/<repo>`
-pub async fn repo_listing(State(st): State<Shared>, Path(repo): Path<String>) -> ApiResult<Response> {
+pub async fn repo_listing(
+    State(st): State<Shared>,
+    Path(repo): Path<String>,
+) -> ApiResult<Response> {
     names::validate_repo(&repo)?;
     let key = format!("repo/{repo}");
     let body = st
         .cached(&key, move |hub| {
-            let items = hub.list(&repo)?.ok_or_else(|| ApiError::not_found(format!("no repository {repo}")))?;
-            Ok(json_bytes(&Value::Array(items.iter().map(render::listed).collect())))
+            let items = hub
+                .list(&repo)?
+                .ok_or_else(|| ApiError::not_found(format!("no repository {repo}")))?;
+            Ok(json_bytes(&Value::Array(
+                items.iter().map(render::listed).collect(),
+            )))
         })
         .await?;
     Ok(json_response(body))
 }
 
 /// `GET /api/flist/<repo>/tags/<tag>`
-pub async fn tag_listing(State(st): State<Shared>, Path((repo, tag)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub async fn tag_listing(
+    State(st): State<Shared>,
+    Path((repo, tag)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     names::validate_repo(&repo)?;
     names::validate_tag(&tag)?;
-    let items = st.blocking(move |hub| Ok(hub.tag_links(&repo, &tag)?)).await?;
-    Ok(Json(Value::Array(items.iter().map(render::listed).collect())))
+    let items = st
+        .blocking(move |hub| Ok(hub.tag_links(&repo, &tag)?))
+        .await?;
+    Ok(Json(Value::Array(
+        items.iter().map(render::listed).collect(),
+    )))
 }
 
 fn dump_of(hub: &Hub, repo: &str, name: &str) -> Result<Bytes, ApiError> {
@@ -92,7 +117,10 @@ fn dump_of(hub: &Hub, repo: &str, name: &str) -> Result<Bytes, ApiError> {
 }
 
 /// `GET /api/flist/<repo>/<name>`: the full dump.
-pub async fn dump(State(st): State<Shared>, Path((repo, name)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn dump(
+    State(st): State<Shared>,
+    Path((repo, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
     names::validate_repo(&repo)?;
     let body = st.blocking(move |hub| dump_of(hub, &repo, &name)).await?;
     Ok(json_response(body))
@@ -101,16 +129,29 @@ pub async fn dump(State(st): State<Shared>, Path((repo, name)): Path<(String, St
 fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Value, ApiError> {
     names::validate_repo(repo)?;
     names::validate_entry(name)?;
-    let e = hub.entry(repo, name)?.ok_or_else(|| ApiError::not_found(format!("{repo}/{name} not found")))?;
+    let e = hub
+        .entry(repo, name)?
+        .ok_or_else(|| ApiError::not_found(format!("{repo}/{name} not found")))?;
     match &e.kind {
         EntryKind::Regular { .. } => {
             let r = hub.resolve(repo, name)?;
             Ok(render::light(name, &r, None))
         }
-        EntryKind::Symlink { target_repo, target_name } => {
+        EntryKind::Symlink {
+            target_repo,
+            target_name,
+        } => {
             let r = hub.resolve(repo, name)?;
-            let target = if target_repo == repo { target_name.clone() } else { format!("{target_repo}/{target_name}") };
-            Ok(render::light(name, &r, Some((e.linktime.unwrap_or(e.updated), target))))
+            let target = if target_repo == repo {
+                target_name.clone()
+            } else {
+                format!("{target_repo}/{target_name}")
+            };
+            Ok(render::light(
+                name,
+                &r,
+                Some((e.linktime.unwrap_or(e.updated), target)),
+            ))
         }
         EntryKind::Taglink { target_repo, tag } => Ok(json!({
             "name": name, "size": 0, "updated": e.updated, "type": "taglink",
@@ -120,26 +161,43 @@ fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Value, ApiError> {
 }
 
 /// `GET /api/flist/<repo>/<name>/light` and `INFO /api/flist/<repo>/<name>`.
-pub async fn light(State(st): State<Shared>, Path((repo, name)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn light(
+    State(st): State<Shared>,
+    Path((repo, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
     let v = st.blocking(move |hub| light_of(hub, &repo, &name)).await?;
     Ok(json_response(json_bytes(&v)))
 }
 
 /// `GET /api/flist/<repo>/<name>/taglink`
-pub async fn taglink(State(st): State<Shared>, Path((repo, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub async fn taglink(
+    State(st): State<Shared>,
+    Path((repo, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     names::validate_repo(&repo)?;
     names::validate_entry(&name)?;
     let e = st
-        .blocking(move |hub| hub.entry(&repo, &name)?.ok_or_else(|| ApiError::not_found(format!("{repo}/{name} not found"))))
+        .blocking(move |hub| {
+            hub.entry(&repo, &name)?
+                .ok_or_else(|| ApiError::not_found(format!("{repo}/{name} not found")))
+        })
         .await?;
     match e.kind {
-        EntryKind::Taglink { target_repo, tag } => Ok(Json(json!({"target": format!("{target_repo}/tags/{tag}")}))),
-        _ => Err(ApiError::bad_request(format!("{}/{} is not a taglink", e.repo, e.name))),
+        EntryKind::Taglink { target_repo, tag } => {
+            Ok(Json(json!({"target": format!("{target_repo}/tags/{tag}")})))
+        }
+        _ => Err(ApiError::bad_request(format!(
+            "{}/{} is not a taglink",
+            e.repo, e.name
+        ))),
     }
 }
 
 /// `GET /api/flist/<repo>/<name>/metadata`
-pub async fn metadata(State(st): State<Shared>, Path((repo, name)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub async fn metadata(
+    State(st): State<Shared>,
+    Path((repo, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     names::validate_repo(&repo)?;
     names::validate_entry(&name)?;
     let raw = st
@@ -159,14 +217,25 @@ pub async fn me(Caller(actor): Caller) -> Json<Value> {
 }
 
 /// `GET /api/flist/me/<name>`: dump of an own entry.
-pub async fn me_dump(State(st): State<Shared>, Caller(actor): Caller, Path(name): Path<String>) -> ApiResult<Response> {
-    let body = st.blocking(move |hub| dump_of(hub, &actor.active, &name)).await?;
+pub async fn me_dump(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let body = st
+        .blocking(move |hub| dump_of(hub, &actor.active, &name))
+        .await?;
     Ok(json_response(body))
 }
 
 /// `DELETE /api/flist/me/<name>`
-pub async fn me_delete(State(st): State<Shared>, Caller(actor): Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.delete(&actor, &actor.active, &name)?)).await?;
+pub async fn me_delete(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    st.blocking(move |hub| Ok(hub.delete(&actor, &actor.active, &name)?))
+        .await?;
     Ok(ok())
 }
 
@@ -176,7 +245,8 @@ pub async fn me_link(
     Caller(actor): Caller,
     Path((source, linkname)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.link(&actor, &actor.active, &source, &linkname)?)).await?;
+    st.blocking(move |hub| Ok(hub.link(&actor, &actor.active, &source, &linkname)?))
+        .await?;
     Ok(ok())
 }
 
@@ -186,7 +256,8 @@ pub async fn me_crosslink(
     Caller(actor): Caller,
     Path((linkname, repo, source)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.crosslink(&actor, &actor.active, &linkname, &repo, &source)?)).await?;
+    st.blocking(move |hub| Ok(hub.crosslink(&actor, &actor.active, &linkname, &repo, &source)?))
+        .await?;
     Ok(ok())
 }
 
@@ -196,7 +267,8 @@ pub async fn me_rename(
     Caller(actor): Caller,
     Path((source, dest)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.rename(&actor, &actor.active, &source, &dest)?)).await?;
+    st.blocking(move |hub| Ok(hub.rename(&actor, &actor.active, &source, &dest)?))
+        .await?;
     Ok(ok())
 }
 
@@ -208,7 +280,8 @@ pub async fn me_promote(
 ) -> ApiResult<Json<Value>> {
     let (sr, sn, l) = (src_repo.clone(), src_name.clone(), local.clone());
     let who = actor.active.clone();
-    st.blocking(move |hub| Ok(hub.promote(&actor, &actor.active, &sr, &sn, &l)?)).await?;
+    st.blocking(move |hub| Ok(hub.promote(&actor, &actor.active, &sr, &sn, &l)?))
+        .await?;
     Ok(Json(render::success(Some(json!({
         "source": {"username": src_repo, "filename": src_name},
         "destination": {"username": who, "filename": local},
@@ -221,7 +294,10 @@ pub async fn me_tag_add(
     Caller(actor): Caller,
     Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.tag_add(&actor, &actor.active, &tag, &linkname, &repo, &source)?)).await?;
+    st.blocking(move |hub| {
+        Ok(hub.tag_add(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -231,7 +307,10 @@ pub async fn me_tag_remove(
     Caller(actor): Caller,
     Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.tag_remove(&actor, &actor.active, &tag, &linkname, &repo, &source)?)).await?;
+    st.blocking(move |hub| {
+        Ok(hub.tag_remove(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -241,7 +320,8 @@ pub async fn me_crosstag(
     Caller(actor): Caller,
     Path((name, repo, tag)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.crosstag(&actor, &actor.active, &name, &repo, &tag)?)).await?;
+    st.blocking(move |hub| Ok(hub.crosstag(&actor, &actor.active, &name, &repo, &tag)?))
+        .await?;
     Ok(ok())
 }
 
@@ -251,7 +331,8 @@ pub async fn me_crosstag_remove(
     Caller(actor): Caller,
     Path((name, repo, tag)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.crosstag_remove(&actor, &actor.active, &name, &repo, &tag)?)).await?;
+    st.blocking(move |hub| Ok(hub.crosstag_remove(&actor, &actor.active, &name, &repo, &tag)?))
+        .await?;
     Ok(ok())
 }
 
@@ -262,14 +343,17 @@ pub async fn me_merge(
     Path(target): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let list: Vec<String> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("expected a JSON array of \"repo/name.flist\": {e}")))?;
+    let list: Vec<String> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("expected a JSON array of \"repo/name.flist\": {e}"))
+    })?;
     if list.is_empty() {
         return Err(ApiError::bad_request("nothing to merge"));
     }
     let mut sources = Vec::with_capacity(list.len());
     for s in &list {
-        let (r, n) = s.split_once('/').ok_or_else(|| ApiError::bad_request(format!("{s:?} is not repo/name.flist")))?;
+        let (r, n) = s
+            .split_once('/')
+            .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not repo/name.flist")))?;
         names::validate_repo(r)?;
         names::validate_flist(n)?;
         sources.push((r.to_string(), n.to_string()));
@@ -279,8 +363,11 @@ pub async fn me_merge(
         md.set("backend", b.clone());
     }
     let t = target.clone();
-    st.blocking(move |hub| Ok(hub.merge(&actor, &actor.active, &t, &sources, md)?)).await?;
-    Ok(Json(render::success(Some(json!({"name": target, "sources": list})))))
+    st.blocking(move |hub| Ok(hub.merge(&actor, &actor.active, &t, &sources, md)?))
+        .await?;
+    Ok(Json(render::success(Some(
+        json!({"name": target, "sources": list}),
+    ))))
 }
 
 /// `POST /api/flist/me/docker`: not available yet (answers 501).

@@ -65,20 +65,31 @@ impl Identity {
     /// Loads keys from the configuration (generating and keeping the 3Bot key in the data
     /// directory when not configured).
     pub fn from_config(config: &HubConfig) -> Result<Self, IdentityError> {
-        let key_err = |what: &str, message: String| IdentityError::Key { what: what.into(), message };
+        let key_err = |what: &str, message: String| IdentityError::Key {
+            what: what.into(),
+            message,
+        };
         let pem = match (&config.jwt.public_key_pem, &config.jwt.public_key_file) {
             (Some(p), _) => Some(p.clone().into_bytes()),
-            (None, Some(f)) => Some(std::fs::read(f).map_err(|e| key_err(&f.display().to_string(), e.to_string()))?),
+            (None, Some(f)) => Some(
+                std::fs::read(f).map_err(|e| key_err(&f.display().to_string(), e.to_string()))?,
+            ),
             (None, None) => None,
         };
         let jwt_key = match pem {
-            Some(p) => Some(DecodingKey::from_ec_pem(&p).map_err(|e| key_err("JWT public key", e.to_string()))?),
+            Some(p) => Some(
+                DecodingKey::from_ec_pem(&p)
+                    .map_err(|e| key_err("JWT public key", e.to_string()))?,
+            ),
             None => None,
         };
         let threebot_secret = match &config.threebot.private_key {
             Some(b64) => {
-                let raw = STANDARD.decode(b64.trim()).map_err(|e| key_err("3Bot private key", e.to_string()))?;
-                crypto_box::SecretKey::from_slice(&raw).map_err(|_| key_err("3Bot private key", "must be 32 bytes".into()))?
+                let raw = STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| key_err("3Bot private key", e.to_string()))?;
+                crypto_box::SecretKey::from_slice(&raw)
+                    .map_err(|_| key_err("3Bot private key", "must be 32 bytes".into()))?
             }
             None => load_or_create_key(&config.data_dir.join("threebot.key"))?,
         };
@@ -123,7 +134,10 @@ impl Identity {
     /// Verifies an external JWT: ES384 only, signature, expiry, issuer; returns the user and
     /// its `user:memberof:<org>` organisations.
     pub fn verify_jwt(&self, token: &str) -> Result<(String, Vec<String>), ApiError> {
-        let key = self.jwt_key.as_ref().ok_or_else(|| ApiError::unauthorized("JWTs are not accepted by this hub"))?;
+        let key = self
+            .jwt_key
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthorized("JWTs are not accepted by this hub"))?;
         let mut v = Validation::new(Algorithm::ES384);
         v.algorithms = vec![Algorithm::ES384];
         v.set_required_spec_claims(&["exp"]);
@@ -134,11 +148,19 @@ impl Identity {
         let data = jsonwebtoken::decode::<JwtClaims>(token, key, &v)
             .map_err(|e| ApiError::unauthorized(format!("invalid JWT: {e}")))?;
         let c = data.claims;
-        let user = c.username.or(c.sub).ok_or_else(|| ApiError::unauthorized("JWT names no user"))?;
-        names::validate_repo(&user).map_err(|e| ApiError::unauthorized(format!("JWT user: {e}")))?;
+        let user = c
+            .username
+            .or(c.sub)
+            .ok_or_else(|| ApiError::unauthorized("JWT names no user"))?;
+        names::validate_repo(&user)
+            .map_err(|e| ApiError::unauthorized(format!("JWT user: {e}")))?;
         let scopes: Vec<String> = match c.scope {
             Some(Scope::List(l)) => l,
-            Some(Scope::Text(s)) => s.split([' ', ',']).filter(|x| !x.is_empty()).map(String::from).collect(),
+            Some(Scope::Text(s)) => s
+                .split([' ', ','])
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect(),
             None => Vec::new(),
         };
         let memberof = scopes
@@ -166,9 +188,13 @@ enum Scope {
 }
 
 fn load_or_create_key(path: &Path) -> Result<crypto_box::SecretKey, IdentityError> {
-    let err = |m: String| IdentityError::Key { what: path.display().to_string(), message: m };
+    let err = |m: String| IdentityError::Key {
+        what: path.display().to_string(),
+        message: m,
+    };
     if let Ok(raw) = std::fs::read(path) {
-        return crypto_box::SecretKey::from_slice(&raw).map_err(|_| err("must hold 32 bytes".into()));
+        return crypto_box::SecretKey::from_slice(&raw)
+            .map_err(|_| err("must hold 32 bytes".into()));
     }
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| err(e.to_string()))?;
@@ -182,7 +208,11 @@ fn load_or_create_key(path: &Path) -> Result<crypto_box::SecretKey, IdentityErro
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }
@@ -230,9 +260,13 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
         names::validate_repo(&user).map_err(|e| ApiError::bad_request(e.to_string()))?;
         Actor::new(user, Vec::new())
     } else {
-        let token = presented_token(headers).ok_or_else(|| ApiError::unauthorized("authentication required: send Authorization: bearer <token>"))?;
+        let token = presented_token(headers).ok_or_else(|| {
+            ApiError::unauthorized("authentication required: send Authorization: bearer <token>")
+        })?;
         if token.is_empty() {
-            return Err(ApiError::unauthorized("malformed Authorization header: expected `bearer <token>`"));
+            return Err(ApiError::unauthorized(
+                "malformed Authorization header: expected `bearer <token>`",
+            ));
         }
         if token.contains('.') {
             let (user, memberof) = state.identity.verify_jwt(&token)?;
@@ -271,7 +305,10 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
 impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
         authenticate(state, &parts.headers).await.map(Caller)
     }
 }
@@ -279,7 +316,10 @@ impl FromRequestParts<Shared> for Caller {
 impl FromRequestParts<Shared> for MaybeCaller {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
         if presented_token(&parts.headers).is_none() && state.config.authentication {
             return Ok(MaybeCaller(None));
         }

@@ -132,9 +132,14 @@ pub enum ConfigError {
 impl HubConfig {
     /// Reads a TOML file (missing keys take defaults).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 
     /// Applies `HUB_*` variables from `vars` (e.g. `std::env::vars()`): `HUB_LISTEN`,
@@ -143,21 +148,35 @@ impl HubConfig {
     /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
     /// `HUB_STATIC_DIR`, `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`.
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
         fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError> {
-            v.parse().map_err(|_| ConfigError::Env { name: name.into(), message: format!("not a number: {v:?}") })
+            v.parse().map_err(|_| ConfigError::Env {
+                name: name.into(),
+                message: format!("not a number: {v:?}"),
+            })
         }
         for (k, v) in vars {
             match k.as_str() {
                 "HUB_LISTEN" => {
-                    self.listen = v.parse().map_err(|e| ConfigError::Env { name: k.clone(), message: format!("{e}") })?
+                    self.listen = v.parse().map_err(|e| ConfigError::Env {
+                        name: k.clone(),
+                        message: format!("{e}"),
+                    })?
                 }
                 "HUB_DATA_DIR" => self.data_dir = v.into(),
                 "HUB_STORE" => self.store = Some(v),
                 "HUB_PUBLIC_BACKEND" => self.public_backend = v,
                 "HUB_PUBLIC_URL" => self.public_url = v,
                 "HUB_OFFICIAL" => {
-                    self.official = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+                    self.official = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
                 }
                 "HUB_MAX_UPLOAD_BYTES" => self.max_upload_bytes = num(&k, &v)?,
                 "HUB_REQUEST_TIMEOUT_SECS" => self.request_timeout_secs = num(&k, &v)?,
@@ -166,7 +185,12 @@ impl HubConfig {
                     self.authentication = match v.to_ascii_lowercase().as_str() {
                         "1" | "true" | "yes" | "on" => true,
                         "0" | "false" | "no" | "off" => false,
-                        _ => return Err(ConfigError::Env { name: k, message: format!("not a boolean: {v:?}") }),
+                        _ => {
+                            return Err(ConfigError::Env {
+                                name: k,
+                                message: format!("not a boolean: {v:?}"),
+                            })
+                        }
                     }
                 }
                 "HUB_TOKEN_TTL_SECS" => self.token_ttl_secs = num(&k, &v)?,
@@ -186,13 +210,18 @@ impl HubConfig {
     pub fn store_url(&self) -> String {
         match &self.store {
             Some(s) => s.clone(),
-            None => format!("dir://{}", absolute(&self.data_dir.join("chunks")).display()),
+            None => format!(
+                "dir://{}",
+                absolute(&self.data_dir.join("chunks")).display()
+            ),
         }
     }
 
     /// The directory served under `/static/`.
     pub fn static_dir(&self) -> PathBuf {
-        self.static_dir.clone().unwrap_or_else(|| self.data_dir.join("static"))
+        self.static_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("static"))
     }
 }
 
@@ -200,7 +229,9 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -214,5 +245,48 @@ pub fn parse_duration_secs(s: &str) -> Option<i64> {
         's' => (&s[..s.len() - 1], 1),
         _ => (s, 1),
     };
-    num.parse::<i64>().ok().filter(|n| *n > 0).and_then(|n| n.checked_mul(mult))
+    num.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(mult))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_env_overrides() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployment/hub.example.toml");
+        let mut c = HubConfig::from_file(&path).expect("example config");
+        assert_eq!(c.official, ["tf-official-apps"]);
+        assert_eq!(c.threebot.app_id, "hub.example.org");
+        c.apply_env([
+            ("HUB_LISTEN".to_string(), "127.0.0.1:1".to_string()),
+            ("HUB_OFFICIAL".into(), "a, b".into()),
+            ("HUB_AUTHENTICATION".into(), "off".into()),
+            ("OTHER".into(), "x".into()),
+        ])
+        .expect("env");
+        assert_eq!(
+            (c.listen.port(), c.official.len(), c.authentication),
+            (1, 2, false)
+        );
+        assert!(c
+            .apply_env([("HUB_MAX_UPLOAD_BYTES".to_string(), "lots".to_string())])
+            .is_err());
+        let bad = std::env::temp_dir().join(format!("hub-bad-{}.toml", std::process::id()));
+        std::fs::write(&bad, "listen = 5\nunknown_key = 1\n").expect("write");
+        assert!(HubConfig::from_file(&bad).is_err());
+        let _ = std::fs::remove_file(&bad);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("30d"), Some(30 * 86_400));
+        assert_eq!(parse_duration_secs("90"), Some(90));
+        assert_eq!(parse_duration_secs("0s"), None);
+        assert_eq!(parse_duration_secs("x"), None);
+        assert_eq!(parse_duration_secs(""), None);
+    }
 }

@@ -20,7 +20,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
     /// 400.
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -64,7 +67,10 @@ impl From<RepoError> for ApiError {
 impl From<flist_store::StoreError> for ApiError {
     fn from(e: flist_store::StoreError) -> Self {
         tracing::warn!("chunk store: {e}");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("chunk store unavailable: {e}"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("chunk store unavailable: {e}"),
+        )
     }
 }
 
@@ -76,7 +82,11 @@ impl From<tokio::task::JoinError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"status": "error", "message": self.message}))).into_response()
+        (
+            self.status,
+            Json(json!({"status": "error", "message": self.message})),
+        )
+            .into_response()
     }
 }
 

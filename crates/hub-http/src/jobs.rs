@@ -40,7 +40,9 @@ impl JobEvent {
     /// The SSE `data` JSON.
     pub fn to_json(&self) -> Value {
         match self {
-            JobEvent::Update { message, progress } => json!({"status": "update", "message": message, "progress": progress}),
+            JobEvent::Update { message, progress } => {
+                json!({"status": "update", "message": message, "progress": progress})
+            }
             JobEvent::Info(info) => json!({"status": "info", "info": info}),
             JobEvent::Error(message) => json!({"status": "error", "message": message}),
         }
@@ -54,7 +56,10 @@ impl JobEvent {
         match r.state {
             JobState::Done => JobEvent::Info(r.info.clone().unwrap_or(Value::Null)),
             JobState::Failed => JobEvent::Error(r.message.clone()),
-            _ => JobEvent::Update { message: r.message.clone(), progress: r.progress },
+            _ => JobEvent::Update {
+                message: r.message.clone(),
+                progress: r.progress,
+            },
         }
     }
 }
@@ -79,7 +84,10 @@ pub struct JobHandle {
 impl Jobs {
     /// No live jobs yet.
     pub fn new(hub: Arc<Hub>) -> Self {
-        Jobs { hub, live: Mutex::new(HashMap::new()) }
+        Jobs {
+            hub,
+            live: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Starts a job (persisted as running).
@@ -87,16 +95,31 @@ impl Jobs {
         let (hub, kind2, owner2) = (self.hub.clone(), kind.to_string(), owner.to_string());
         let rec = tokio::task::spawn_blocking(move || hub.job_create(&kind2, &owner2)).await??;
         let (tx, _) = broadcast::channel(64);
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.id.clone(), tx.clone());
-        Ok(JobHandle { id: rec.id, hub: self.hub.clone(), tx, jobs: self.clone() })
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec.id.clone(), tx.clone());
+        Ok(JobHandle {
+            id: rec.id,
+            hub: self.hub.clone(),
+            tx,
+            jobs: self.clone(),
+        })
     }
 
     fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<JobEvent>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|tx| tx.subscribe())
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|tx| tx.subscribe())
     }
 
     fn forget(&self, id: &str) {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 }
 
@@ -106,7 +129,10 @@ impl JobHandle {
         if let Err(e) = self.hub.job_progress(&self.id, progress, message) {
             tracing::warn!("job {}: {e}", self.id);
         }
-        let _ = self.tx.send(JobEvent::Update { message: message.to_string(), progress });
+        let _ = self.tx.send(JobEvent::Update {
+            message: message.to_string(),
+            progress,
+        });
     }
 
     /// Records success with its result (blocking).
@@ -173,17 +199,27 @@ pub async fn listen(
         _ => None,
     };
     let head = stream::once(async move { first });
+    // Ends right after the final event, even while the job's sender is still alive.
     let tail = match live {
-        Some(rx) => BroadcastStream::new(rx)
-            .filter_map(|r| async move { r.ok() })
-            .scan(false, |done, ev| {
-                if *done {
-                    return futures::future::ready(None);
+        Some(rx) => stream::unfold(
+            (BroadcastStream::new(rx), false),
+            |(mut rx, done)| async move {
+                if done {
+                    return None;
                 }
-                *done = ev.is_final();
-                futures::future::ready(Some(ev))
-            })
-            .boxed(),
+                loop {
+                    match rx.next().await {
+                        Some(Ok(ev)) => {
+                            let fin = ev.is_final();
+                            return Some((ev, (rx, fin)));
+                        }
+                        Some(Err(_lagged)) => continue,
+                        None => return None,
+                    }
+                }
+            },
+        )
+        .boxed(),
         None => stream::empty().boxed(),
     };
     let events = head.chain(tail).map(|e| sse_event(&e));

@@ -11,7 +11,9 @@ pub fn size_kb(bytes: u64) -> String {
 /// One `<entry>` of a listing.
 pub fn listed(l: &Listed) -> Value {
     let mut v = match l.kind {
-        ListedKind::Regular => json!({"name": l.name, "size": size_kb(l.size), "updated": l.updated, "type": "regular"}),
+        ListedKind::Regular => {
+            json!({"name": l.name, "size": size_kb(l.size), "updated": l.updated, "type": "regular"})
+        }
         ListedKind::Symlink => json!({
             "name": l.name, "size": size_kb(l.size), "updated": l.updated,
             "linktime": l.linktime, "type": "symlink", "target": l.target,
@@ -20,7 +22,9 @@ pub fn listed(l: &Listed) -> Value {
             "name": l.name, "size": "0 KB", "updated": l.updated,
             "linktime": l.linktime, "type": "taglink", "target": l.target,
         }),
-        ListedKind::Tag => json!({"name": l.name, "size": "0 KB", "updated": l.updated, "type": "tag"}),
+        ListedKind::Tag => {
+            json!({"name": l.name, "size": "0 KB", "updated": l.updated, "type": "tag"})
+        }
     };
     if l.broken {
         if let Value::Object(m) = &mut v {
@@ -49,7 +53,14 @@ pub fn light(name: &str, r: &Resolved, link: Option<(i64, String)>) -> Value {
 /// Flist metadata for `/metadata`: JSON-valued keys parsed, credentials removed, and
 /// `backend-forced` (the hub's public backend) when the flist names no backend.
 pub fn metadata(raw: &Map<String, Value>, public_backend: Option<&str>) -> Value {
-    const JSON_KEYS: [&str; 6] = ["backend", "entrypoint", "environ", "port", "volume", "readme"];
+    const JSON_KEYS: [&str; 6] = [
+        "backend",
+        "entrypoint",
+        "environ",
+        "port",
+        "volume",
+        "readme",
+    ];
     let mut out = Map::new();
     for (k, v) in raw {
         let text = v.as_str().unwrap_or_default();
@@ -68,7 +79,9 @@ pub fn metadata(raw: &Map<String, Value>, public_backend: Option<&str>) -> Value
         out.remove("backend");
     }
     if !out.contains_key("backend") {
-        let forced = public_backend.and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+        let forced = public_backend
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
         out.insert("backend-forced".into(), forced);
     }
     Value::Object(out)
@@ -80,7 +93,10 @@ pub fn storage_url(backend_json: Option<&str>) -> String {
         return String::new();
     };
     let host = v.get("host").and_then(Value::as_str).unwrap_or_default();
-    let port = v.get("port").map(|p| p.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "9900".into());
+    let port = v
+        .get("port")
+        .map(|p| p.to_string().trim_matches('"').to_string())
+        .unwrap_or_else(|| "9900".into());
     format!("zdb://{host}:{port}")
 }
 
@@ -121,7 +137,10 @@ mod tests {
     #[test]
     fn metadata_hides_passwords_and_forces_backend() {
         let mut raw = Map::new();
-        raw.insert("backend".into(), json!(r#"{"host":"h","port":9900,"password":"secret"}"#));
+        raw.insert(
+            "backend".into(),
+            json!(r#"{"host":"h","port":9900,"password":"secret"}"#),
+        );
         raw.insert("custom".into(), json!("x"));
         let v = metadata(&raw, None);
         assert_eq!(v["backend"], json!({"host": "h", "port": 9900}));

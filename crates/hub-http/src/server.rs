@@ -8,6 +8,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
+use axum::serve::ListenerExt;
 use axum::Router;
 use hub_repo::Hub;
 use tokio::net::TcpListener;
@@ -53,19 +54,30 @@ pub enum ServerError {
     Task(#[from] tokio::task::JoinError),
 }
 
-const WRITE: MethodFilter = MethodFilter::GET.or(MethodFilter::POST).or(MethodFilter::PUT);
+const WRITE: MethodFilter = MethodFilter::GET
+    .or(MethodFilter::POST)
+    .or(MethodFilter::PUT);
 
-async fn info_fallback(method: Method, st: State<Shared>, path: Path<(String, String)>) -> Response {
+async fn info_fallback(
+    method: Method,
+    st: State<Shared>,
+    path: Path<(String, String)>,
+) -> Response {
     if method.as_str() == "INFO" {
         api::light(st, path).await.into_response()
     } else {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} not allowed")).into_response()
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {method} not allowed"),
+        )
+        .into_response()
     }
 }
 
 async fn fallback(req: Request) -> Response {
     if req.uri().path().starts_with("/api/") || req.uri().path() == "/api" {
-        ApiError::not_found(format!("no endpoint {} {}", req.method(), req.uri().path())).into_response()
+        ApiError::not_found(format!("no endpoint {} {}", req.method(), req.uri().path()))
+            .into_response()
     } else {
         web::not_found().await.into_response()
     }
@@ -77,7 +89,9 @@ pub fn router(state: Shared) -> Router {
     let uploads = Router::new()
         .route("/api/flist/me/upload", post(upload::upload))
         .route("/api/flist/me/upload-flist", post(upload::upload_flist))
-        .layer(DefaultBodyLimit::max(usize::try_from(cfg.max_upload_bytes).unwrap_or(usize::MAX)))
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(cfg.max_upload_bytes).unwrap_or(usize::MAX),
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.upload_timeout_secs),
@@ -88,19 +102,40 @@ pub fn router(state: Shared) -> Router {
         .route("/api/fileslist", get(api::fileslist))
         .route("/api/flist/{repo}", get(api::repo_listing))
         .route("/api/flist/{repo}/tags/{tag}", get(api::tag_listing))
-        .route("/api/flist/{repo}/{name}", get(api::dump).fallback(info_fallback))
+        .route(
+            "/api/flist/{repo}/{name}",
+            get(api::dump).fallback(info_fallback),
+        )
         .route("/api/flist/{repo}/{name}/light", get(api::light))
         .route("/api/flist/{repo}/{name}/taglink", get(api::taglink))
         .route("/api/flist/{repo}/{name}/metadata", get(api::metadata))
         .route("/api/flist/me", get(api::me))
-        .route("/api/flist/me/{a}", get(api::me_dump).delete(api::me_delete))
+        .route(
+            "/api/flist/me/{a}",
+            get(api::me_dump).delete(api::me_delete),
+        )
         .route("/api/flist/me/{a}/link/{b}", on(WRITE, api::me_link))
-        .route("/api/flist/me/{a}/crosslink/{b}/{c}", on(WRITE, api::me_crosslink))
+        .route(
+            "/api/flist/me/{a}/crosslink/{b}/{c}",
+            on(WRITE, api::me_crosslink),
+        )
         .route("/api/flist/me/{a}/rename/{b}", on(WRITE, api::me_rename))
-        .route("/api/flist/me/promote/{a}/{b}/{c}", on(WRITE, api::me_promote))
-        .route("/api/flist/me/{a}/{b}/tag/{c}/{d}", on(WRITE, api::me_tag_add).delete(api::me_tag_remove))
-        .route("/api/flist/me/{a}/crosstag/{b}/{c}", on(WRITE, api::me_crosstag).delete(api::me_crosstag_remove))
-        .route("/api/flist/me/merge/{a}", on(MethodFilter::POST.or(MethodFilter::PUT), api::me_merge))
+        .route(
+            "/api/flist/me/promote/{a}/{b}/{c}",
+            on(WRITE, api::me_promote),
+        )
+        .route(
+            "/api/flist/me/{a}/{b}/tag/{c}/{d}",
+            on(WRITE, api::me_tag_add).delete(api::me_tag_remove),
+        )
+        .route(
+            "/api/flist/me/{a}/crosstag/{b}/{c}",
+            on(WRITE, api::me_crosstag).delete(api::me_crosstag_remove),
+        )
+        .route(
+            "/api/flist/me/merge/{a}",
+            on(MethodFilter::POST.or(MethodFilter::PUT), api::me_merge),
+        )
         .route("/api/flist/me/docker", post(api::me_docker))
         .route("/listen/{id}", get(jobs::listen))
         .route("/", get(web::home))
@@ -135,7 +170,10 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
     let dir = config.data_dir.clone();
     let hub = tokio::task::spawn_blocking(move || Hub::open(&dir))
         .await?
-        .map_err(|source| ServerError::Repo { dir: config.data_dir.display().to_string(), source })?;
+        .map_err(|source| ServerError::Repo {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
     let store = flist_store::open(&config.store_url()).await?;
     let public_backend = match flist_store::StoreUrl::parse(&config.public_backend) {
         Ok(u) => u.to_backend_json(),
@@ -145,11 +183,20 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         }
     };
     if public_backend.is_none() {
-        tracing::warn!("public backend {:?} is not a TCP 0-db URL: flists will carry no backend", config.public_backend);
+        tracing::warn!(
+            "public backend {:?} is not a TCP 0-db URL: flists will carry no backend",
+            config.public_backend
+        );
     }
     let c2 = config.clone();
     let identity = tokio::task::spawn_blocking(move || Identity::from_config(&c2)).await??;
-    Ok(Arc::new(AppState::new(Arc::new(hub), store, config, public_backend, identity)))
+    Ok(Arc::new(AppState::new(
+        Arc::new(hub),
+        store,
+        config,
+        public_backend,
+        identity,
+    )))
 }
 
 /// A running server.
@@ -168,11 +215,17 @@ impl Server {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.await?.map_err(|source| ServerError::Io { what: "serving".into(), source })
+        self.task.await?.map_err(|source| ServerError::Io {
+            what: "serving".into(),
+            source,
+        })
     }
 
     /// Runs until `signal` completes, then shuts down gracefully.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         signal.await;
         self.shutdown().await
     }
@@ -182,16 +235,29 @@ impl Server {
 pub async fn start(config: HubConfig) -> Result<Server, ServerError> {
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| ServerError::Io { what: format!("binding {}", config.listen), source })?;
+        .map_err(|source| ServerError::Io {
+            what: format!("binding {}", config.listen),
+            source,
+        })?;
     start_on(listener, config).await
 }
 
 /// Serves on an already bound listener in the background.
 pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server, ServerError> {
-    let addr = listener.local_addr().map_err(|source| ServerError::Io { what: "local address".into(), source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Io {
+        what: "local address".into(),
+        source,
+    })?;
     let state = build_state(config).await?;
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
+    // Small responses are written in pieces: without TCP_NODELAY, Nagle's algorithm and
+    // delayed ACKs stall them by ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -200,5 +266,10 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
             .await
     });
     tracing::info!("hub listening on http://{addr}");
-    Ok(Server { addr, state, shutdown: Some(tx), task })
+    Ok(Server {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use flist_store::Store;
-use hub_repo::Hub;
+use hub_repo::{Hub, Resolved};
 
 use crate::auth::Identity;
 use crate::config::HubConfig;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub identity: Identity,
     /// Responses cached until the next catalog write (key → (generation, body)).
     cache: Mutex<HashMap<String, (u64, Bytes)>>,
+    /// Name resolutions cached until the next catalog write.
+    resolved: Mutex<HashMap<(String, String), (u64, Resolved)>>,
 }
 
 /// The state as handlers receive it.
@@ -36,9 +38,24 @@ pub type Shared = Arc<AppState>;
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, config: HubConfig, public_backend: Option<String>, identity: Identity) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        store: Arc<dyn Store>,
+        config: HubConfig,
+        public_backend: Option<String>,
+        identity: Identity,
+    ) -> Self {
         let jobs = Arc::new(Jobs::new(hub.clone()));
-        AppState { hub, store, config, public_backend, jobs, identity, cache: Mutex::new(HashMap::new()) }
+        AppState {
+            hub,
+            store,
+            config,
+            public_backend,
+            jobs,
+            identity,
+            cache: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Runs blocking catalog work on the blocking pool.
@@ -57,7 +74,12 @@ impl AppState {
         F: FnOnce(&Hub) -> Result<Bytes, ApiError> + Send + 'static,
     {
         let generation = self.hub.generation();
-        if let Some((g, b)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+        if let Some((g, b)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
             if *g == generation {
                 return Ok(b.clone());
             }
@@ -69,5 +91,29 @@ impl AppState {
         }
         cache.insert(key.to_string(), (generation, body.clone()));
         Ok(body)
+    }
+
+    /// [`Hub::resolve`], served from memory while the catalog is unchanged.
+    pub async fn resolve(&self, repo: &str, name: &str) -> ApiResult<Resolved> {
+        let generation = self.hub.generation();
+        let key = (repo.to_string(), name.to_string());
+        if let Some((g, r)) = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            if *g == generation {
+                return Ok(r.clone());
+            }
+        }
+        let (r2, n2) = key.clone();
+        let r = self.blocking(move |hub| Ok(hub.resolve(&r2, &n2)?)).await?;
+        let mut m = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 65_536 {
+            m.clear();
+        }
+        m.insert(key, (generation, r.clone()));
+        Ok(r)
     }
 }

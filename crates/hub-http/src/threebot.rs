@@ -2,8 +2,8 @@
 //! attempt with the user's Ed25519 key, open the NaCl box with the hub's X25519 key.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use base64::Engine;
 use crypto_box::aead::Aead;
@@ -24,13 +24,25 @@ pub struct LoginQuery {
     token: Option<String>,
 }
 
+/// A `302 Found` redirect (what the 3Bot flow uses).
+fn found(url: &str) -> Response {
+    match HeaderValue::from_str(url) {
+        Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+        Err(_) => ApiError::internal("unrepresentable redirect URL").into_response(),
+    }
+}
+
 fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
 /// `GET /login-threebot[?token=1]`: 302 to the provider.
-pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Redirect {
-    let flow = if q.token.is_some() { LoginFlow::Token } else { LoginFlow::Web };
+pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Response {
+    let flow = if q.token.is_some() {
+        LoginFlow::Token
+    } else {
+        LoginFlow::Web
+    };
     let state = st.identity.issue_state(flow);
     let callback = match flow {
         LoginFlow::Web => "/callback_threebot",
@@ -46,7 +58,7 @@ pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Red
         enc(callback),
         enc("{}"),
     );
-    Redirect::to(&url)
+    found(&url)
 }
 
 /// Query of the callbacks.
@@ -90,43 +102,67 @@ fn b64(s: &str) -> Result<Vec<u8>, ApiError> {
 
 /// Verifies a callback; returns the authenticated user.
 async fn verify(st: &Shared, q: CallbackQuery, flow: LoginFlow) -> Result<String, ApiError> {
-    let raw = q.signed_attempt.ok_or_else(|| ApiError::bad_request("missing signedAttempt"))?;
-    let outer: Outer = serde_json::from_str(&raw).map_err(|e| ApiError::bad_request(format!("malformed signedAttempt: {e}")))?;
+    let raw = q
+        .signed_attempt
+        .ok_or_else(|| ApiError::bad_request("missing signedAttempt"))?;
+    let outer: Outer = serde_json::from_str(&raw)
+        .map_err(|e| ApiError::bad_request(format!("malformed signedAttempt: {e}")))?;
     let user = outer.double_name.to_ascii_lowercase();
     names::validate_repo(&user)?;
-    let url = format!("{}/api/users/{}", st.config.threebot.provider_url.trim_end_matches('/'), enc(&user));
-    let resp = st
-        .identity
-        .http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("3Bot provider unreachable: {e}")))?;
+    let url = format!(
+        "{}/api/users/{}",
+        st.config.threebot.provider_url.trim_end_matches('/'),
+        enc(&user)
+    );
+    let resp = st.identity.http.get(&url).send().await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("3Bot provider unreachable: {e}"),
+        )
+    })?;
     if !resp.status().is_success() {
-        return Err(ApiError::unauthorized(format!("3Bot provider does not know {user}")));
+        return Err(ApiError::unauthorized(format!(
+            "3Bot provider does not know {user}"
+        )));
     }
-    let info: Value = resp.json().await.map_err(|e| ApiError::unauthorized(format!("3Bot provider answer: {e}")))?;
-    let pk = info.get("publicKey").and_then(Value::as_str).ok_or_else(|| ApiError::unauthorized("3Bot user has no public key"))?;
-    let pk: [u8; 32] = b64(pk)?.try_into().map_err(|_| ApiError::unauthorized("3Bot public key is not 32 bytes"))?;
-    let vk = VerifyingKey::from_bytes(&pk).map_err(|_| ApiError::unauthorized("invalid 3Bot public key"))?;
+    let info: Value = resp
+        .json()
+        .await
+        .map_err(|e| ApiError::unauthorized(format!("3Bot provider answer: {e}")))?;
+    let pk = info
+        .get("publicKey")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::unauthorized("3Bot user has no public key"))?;
+    let pk: [u8; 32] = b64(pk)?
+        .try_into()
+        .map_err(|_| ApiError::unauthorized("3Bot public key is not 32 bytes"))?;
+    let vk = VerifyingKey::from_bytes(&pk)
+        .map_err(|_| ApiError::unauthorized("invalid 3Bot public key"))?;
     let signed = b64(&outer.signed_attempt)?;
     if signed.len() < 64 {
         return Err(ApiError::unauthorized("signed attempt too short"));
     }
     let (sig, msg) = signed.split_at(64);
-    let sig = Signature::from_slice(sig).map_err(|_| ApiError::unauthorized("malformed signature"))?;
-    vk.verify_strict(msg, &sig).map_err(|_| ApiError::unauthorized("bad signature on login attempt"))?;
-    let inner: Inner = serde_json::from_slice(msg).map_err(|e| ApiError::unauthorized(format!("malformed signed data: {e}")))?;
+    let sig =
+        Signature::from_slice(sig).map_err(|_| ApiError::unauthorized("malformed signature"))?;
+    vk.verify_strict(msg, &sig)
+        .map_err(|_| ApiError::unauthorized("bad signature on login attempt"))?;
+    let inner: Inner = serde_json::from_slice(msg)
+        .map_err(|e| ApiError::unauthorized(format!("malformed signed data: {e}")))?;
     if inner.double_name.to_ascii_lowercase() != user {
         return Err(ApiError::unauthorized("signed attempt is for another user"));
     }
     if let Some(app) = &inner.app_id {
         if *app != st.config.threebot.app_id {
-            return Err(ApiError::unauthorized("signed attempt is for another application"));
+            return Err(ApiError::unauthorized(
+                "signed attempt is for another application",
+            ));
         }
     }
     if !st.identity.take_state(&inner.signed_state, flow) {
-        return Err(ApiError::unauthorized("unknown, expired or already used login state"));
+        return Err(ApiError::unauthorized(
+            "unknown, expired or already used login state",
+        ));
     }
     let nonce = b64(&inner.data.nonce)?;
     if nonce.len() != 24 {
@@ -138,7 +174,8 @@ async fn verify(st: &Shared, q: CallbackQuery, flow: LoginFlow) -> Result<String
     let plain = sbox
         .decrypt(crypto_box::Nonce::from_slice(&nonce), ciphertext.as_slice())
         .map_err(|_| ApiError::unauthorized("cannot open the login box"))?;
-    let data: Value = serde_json::from_slice(&plain).map_err(|e| ApiError::unauthorized(format!("login data: {e}")))?;
+    let data: Value = serde_json::from_slice(&plain)
+        .map_err(|e| ApiError::unauthorized(format!("login data: {e}")))?;
     if let Some(email) = data.get("email").filter(|e| !e.is_null()) {
         if email.get("verified").and_then(Value::as_bool) != Some(true) {
             return Err(ApiError::unauthorized("email address not verified"));
@@ -151,13 +188,15 @@ async fn finish(st: Shared, q: CallbackQuery, flow: LoginFlow) -> Result<Respons
     let user = verify(&st, q, flow).await?;
     let ttl = st.config.token_ttl_secs;
     let u2 = user.clone();
-    let (token, _) = st.blocking(move |hub| Ok(hub.create_token(&u2, &[], ttl, Some("web session"))?)).await?;
+    let (token, _) = st
+        .blocking(move |hub| Ok(hub.create_token(&u2, &[], ttl, Some("web session"))?))
+        .await?;
     tracing::info!("3Bot login: {user}");
     let target = match flow {
         LoginFlow::Web => "/",
         LoginFlow::Token => "/token",
     };
-    let mut resp = Redirect::to(target).into_response();
+    let mut resp = found(target);
     let cookie = format!("{SESSION_COOKIE}={token}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -166,11 +205,17 @@ async fn finish(st: Shared, q: CallbackQuery, flow: LoginFlow) -> Result<Respons
 }
 
 /// `GET /callback_threebot?signedAttempt=...`: a web session.
-pub async fn callback_web(State(st): State<Shared>, Query(q): Query<CallbackQuery>) -> Result<Response, WebError> {
+pub async fn callback_web(
+    State(st): State<Shared>,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, WebError> {
     finish(st, q, LoginFlow::Web).await
 }
 
 /// `GET /callback_token?signedAttempt=...`: a web session, then `/token`.
-pub async fn callback_token(State(st): State<Shared>, Query(q): Query<CallbackQuery>) -> Result<Response, WebError> {
+pub async fn callback_token(
+    State(st): State<Shared>,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, WebError> {
     finish(st, q, LoginFlow::Token).await
 }

@@ -18,10 +18,11 @@ use hub_repo::{inspect, names, Actor, FlistInfo, StagedFlist};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::jobs::JobHandle;
 use crate::render;
 use crate::state::Shared;
-use crate::auth::Caller;
 
 /// Largest number of keys per `exists_many` batch.
 const EXISTS_BATCH: usize = 1000;
@@ -50,18 +51,22 @@ impl Read for ChannelReader {
 
 fn multipart_error(e: MultipartError) -> ApiError {
     let status = e.status();
-    let status = if status == StatusCode::PAYLOAD_TOO_LARGE || e.body_text().contains("length limit") {
-        StatusCode::PAYLOAD_TOO_LARGE
-    } else if status.is_server_error() {
-        StatusCode::BAD_REQUEST
-    } else {
-        status
-    };
+    let status =
+        if status == StatusCode::PAYLOAD_TOO_LARGE || e.body_text().contains("length limit") {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else if status.is_server_error() {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
     ApiError::new(status, format!("upload: {}", e.body_text()))
 }
 
 /// Streams one multipart field into `tx`; returns the upload-side error, if any.
-async fn pump(field: &mut Field<'_>, tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) -> Option<ApiError> {
+async fn pump(
+    field: &mut Field<'_>,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Option<ApiError> {
     loop {
         match field.chunk().await {
             Ok(Some(b)) => {
@@ -72,7 +77,9 @@ async fn pump(field: &mut Field<'_>, tx: &mpsc::Sender<Result<Bytes, std::io::Er
             Ok(None) => return None,
             Err(e) => {
                 let err = multipart_error(e);
-                let _ = tx.send(Err(std::io::Error::other(err.message.clone()))).await;
+                let _ = tx
+                    .send(Err(std::io::Error::other(err.message.clone())))
+                    .await;
                 return Some(err);
             }
         }
@@ -83,7 +90,9 @@ async fn pump(field: &mut Field<'_>, tx: &mpsc::Sender<Result<Bytes, std::io::Er
 pub fn flist_name_for(original: &str) -> Result<String, ApiError> {
     let base = original.rsplit(['/', '\\']).next().unwrap_or(original);
     let mut stem = base.to_string();
-    for ext in [".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2", ".tar", ".gz", ".flist"] {
+    for ext in [
+        ".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2", ".tar", ".gz", ".flist",
+    ] {
         if stem.len() > ext.len() && stem.to_ascii_lowercase().ends_with(ext) {
             stem.truncate(stem.len() - ext.len());
             break;
@@ -108,7 +117,9 @@ fn convert_error(e: ConvertError) -> ApiError {
         ConvertError::Store { .. } | ConvertError::MissingChunk { .. } => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("chunk store: {e}"))
         }
-        ConvertError::Internal(_) | ConvertError::Io { .. } | ConvertError::Destination { .. } => ApiError::internal(e),
+        ConvertError::Internal(_) | ConvertError::Io { .. } | ConvertError::Destination { .. } => {
+            ApiError::internal(e)
+        }
         other => ApiError::bad_request(format!("archive refused: {other}")),
     }
 }
@@ -128,21 +139,58 @@ fn store_flist(
         }
     }
     let out = st.hub.temp_path(".flist");
-    flist.write(&out).map_err(|e| ApiError::internal(format!("writing {}: {e}", out.display())))?;
+    flist
+        .write(&out)
+        .map_err(|e| ApiError::internal(format!("writing {}: {e}", out.display())))?;
     let staged: StagedFlist = st.hub.stage_file(&out)?;
     let info: FlistInfo = inspect::info_of(&flist, source);
     st.hub.put_flist(actor, &actor.active, name, staged, info)?;
     Ok(())
 }
 
-/// `POST /api/flist/me/upload`: a `.tar.gz` (or other tar) in field `file` becomes an flist.
+/// Fails its job when dropped armed (the client went away and the handler was cancelled).
+struct JobGuard(Option<JobHandle>);
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        if let (Some(job), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn_blocking(move || job.fail("upload interrupted: the client went away"));
+        }
+    }
+}
+
+/// `POST /api/flist/me/upload`: a `.tar.gz` (or other tar) in field `file` becomes an flist,
+/// followed as a job (`payload.job`, `/listen/<id>`).
 pub async fn upload(
     State(st): State<Shared>,
     Caller(actor): Caller,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> ApiResult<Json<Value>> {
     actor.check_write(&actor.active)?;
+    let job = st.jobs.start("upload", &actor.user).await?;
+    let mut guard = JobGuard(Some(job.clone()));
+    let result = upload_inner(&st, &actor, &headers, multipart, &job).await;
+    guard.0 = None;
+    match result {
+        Ok((payload, info)) => {
+            job.finish_async(info).await;
+            Ok(Json(render::success(Some(payload))))
+        }
+        Err(e) => {
+            job.fail_async(e.message.clone()).await;
+            Err(e)
+        }
+    }
+}
+
+async fn upload_inner(
+    st: &Shared,
+    actor: &Actor,
+    headers: &HeaderMap,
+    mut multipart: Multipart,
+    job: &JobHandle,
+) -> ApiResult<(Value, Value)> {
     let total = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -151,27 +199,29 @@ pub async fn upload(
     let mut conversion = None;
     let mut name = None;
     let mut upload_err = None;
-    let job = st.jobs.start("upload", &actor.user).await?;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let fname = field.name().unwrap_or_default().to_string();
         if let Some(key) = fname.strip_prefix("metadata-") {
             let value = field.text().await.map_err(multipart_error)?;
             user_md.push((key.to_string(), value));
         } else if fname == "file" && conversion.is_none() {
-            let n = match original_name(&headers, field.file_name()).map(|o| flist_name_for(&o)) {
+            let n = match original_name(headers, field.file_name()).map(|o| flist_name_for(&o)) {
                 Some(Ok(n)) => n,
                 Some(Err(e)) => {
-                    job.fail_async(e.message.clone()).await;
                     return Err(e);
                 }
                 None => {
-                    job.fail_async("no file name".into()).await;
-                    return Err(ApiError::bad_request("the file has no name: send a filename or X-Original-Name"));
+                    return Err(ApiError::bad_request(
+                        "the file has no name: send a filename or X-Original-Name",
+                    ));
                 }
             };
             name = Some(n);
             let (tx, rx) = mpsc::channel(16);
-            let reader = ChannelReader { rx, cur: Bytes::new() };
+            let reader = ChannelReader {
+                rx,
+                cur: Bytes::new(),
+            };
             let store = st.store.clone();
             let job2 = job.clone();
             let runtime = tokio::runtime::Handle::current();
@@ -183,8 +233,13 @@ pub async fn upload(
                         return;
                     }
                     *last = Instant::now();
-                    let pct = total.map(|t| (r.bytes_read.saturating_mul(90) / t.max(1)).min(90) as u8).unwrap_or(0);
-                    job2.progress(pct, &format!("{} entries, {} new chunks", r.entries, r.chunks_new));
+                    let pct = total
+                        .map(|t| (r.bytes_read.saturating_mul(90) / t.max(1)).min(90) as u8)
+                        .unwrap_or(0);
+                    job2.progress(
+                        pct,
+                        &format!("{} entries, {} new chunks", r.entries, r.chunks_new),
+                    );
                 };
                 let opts = ConvertOptions {
                     progress: Some(Arc::new(progress)),
@@ -200,26 +255,13 @@ pub async fn upload(
         // other fields are ignored
     }
     let (Some(handle), Some(name)) = (conversion, name) else {
-        job.fail_async("no file field".into()).await;
         return Err(ApiError::bad_request("multipart field `file` is required"));
     };
     let packed = handle.await;
     if let Some(e) = upload_err {
-        job.fail_async(e.message.clone()).await;
         return Err(e);
     }
-    let packed = match packed {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
-            let e = convert_error(e);
-            job.fail_async(e.message.clone()).await;
-            return Err(e);
-        }
-        Err(e) => {
-            job.fail_async("conversion failed".into()).await;
-            return Err(e.into());
-        }
-    };
+    let packed = packed?.map_err(convert_error)?;
     job.progress_async(95, "storing flist".into()).await;
     let mut metadata = Metadata::new();
     for (k, v) in user_md {
@@ -233,21 +275,20 @@ pub async fn upload(
         "fullsize": s.bytes, "chunks_written": s.chunks_written, "chunks_present": s.chunks_present,
         "warnings": s.warnings.iter().map(|w| json!({"message": w.message, "count": w.count})).collect::<Vec<_>>(),
     });
-    let flist = Flist { tree: packed.tree, metadata };
-    let source = original_name(&headers, None).or_else(|| Some(name.trim_end_matches(".flist").to_string()));
-    let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
-    let stored = tokio::task::spawn_blocking(move || store_flist(&st2, &actor2, &name2, flist, source)).await;
-    let stored = match stored {
-        Ok(r) => r,
-        Err(e) => Err(e.into()),
+    let flist = Flist {
+        tree: packed.tree,
+        metadata,
     };
-    if let Err(e) = stored {
-        job.fail_async(e.message.clone()).await;
-        return Err(e);
-    }
+    let source =
+        original_name(headers, None).or_else(|| Some(name.trim_end_matches(".flist").to_string()));
+    let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
+    let stored =
+        tokio::task::spawn_blocking(move || store_flist(&st2, &actor2, &name2, flist, source))
+            .await;
+    stored??;
     let payload = json!({"name": name, "files": files, "job": job.id});
-    job.finish_async(json!({"name": name, "files": files, "repository": actor.active})).await;
-    Ok(Json(render::success(Some(payload))))
+    let info = json!({"name": name, "files": files, "repository": actor.active});
+    Ok((payload, info))
 }
 
 /// `POST /api/flist/me/upload-flist`: a homemade `.flist`, accepted only when every chunk it
@@ -265,14 +306,20 @@ pub async fn upload_flist(
         if field.name() != Some("file") || staged.is_some() {
             continue;
         }
-        let n = original_name(&headers, field.file_name())
-            .ok_or_else(|| ApiError::bad_request("the file has no name: send a filename or X-Original-Name"))?;
+        let n = original_name(&headers, field.file_name()).ok_or_else(|| {
+            ApiError::bad_request("the file has no name: send a filename or X-Original-Name")
+        })?;
         let n = n.rsplit(['/', '\\']).next().unwrap_or(&n).to_string();
         names::validate_flist(&n)?;
         name = Some(n);
         let (tx, rx) = mpsc::channel(16);
         let hub = st.hub.clone();
-        let handle = tokio::task::spawn_blocking(move || hub.stage_reader(ChannelReader { rx, cur: Bytes::new() }));
+        let handle = tokio::task::spawn_blocking(move || {
+            hub.stage_reader(ChannelReader {
+                rx,
+                cur: Bytes::new(),
+            })
+        });
         let err = pump(&mut field, &tx).await;
         drop(tx);
         let res = handle.await?;
@@ -290,11 +337,20 @@ pub async fn upload_flist(
         r
     })
     .await??;
-    let keys: Vec<Vec<u8>> = inspect::chunk_keys(&flist.tree).into_iter().map(|k| k.to_vec()).collect();
+    let keys: Vec<Vec<u8>> = inspect::chunk_keys(&flist.tree)
+        .into_iter()
+        .map(|k| k.to_vec())
+        .collect();
     let mut missing = Vec::new();
     for batch in keys.chunks(EXISTS_BATCH) {
         let present = st.store.exists_many(batch).await?;
-        missing.extend(batch.iter().zip(present).filter(|(_, p)| !p).map(|(k, _)| hex::encode(k)));
+        missing.extend(
+            batch
+                .iter()
+                .zip(present)
+                .filter(|(_, p)| !p)
+                .map(|(k, _)| hex::encode(k)),
+        );
     }
     if !missing.is_empty() {
         let sample: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
@@ -311,6 +367,11 @@ pub async fn upload_flist(
         "special": stats.special, "fullsize": stats.fullsize, "chunks": keys.len(), "missing": 0,
     });
     let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
-    tokio::task::spawn_blocking(move || store_flist(&st2, &actor2, &name2, flist, Some("upload-flist".into()))).await??;
-    Ok(Json(render::success(Some(json!({"name": name, "files": files})))))
+    tokio::task::spawn_blocking(move || {
+        store_flist(&st2, &actor2, &name2, flist, Some("upload-flist".into()))
+    })
+    .await??;
+    Ok(Json(render::success(Some(
+        json!({"name": name, "files": files}),
+    ))))
 }

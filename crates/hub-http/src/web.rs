@@ -19,7 +19,6 @@ use crate::state::Shared;
 /// `/api/` paths).
 pub struct WebError(pub ApiError, pub bool);
 
-
 impl From<ApiError> for WebError {
     fn from(e: ApiError) -> Self {
         WebError(e, false)
@@ -39,7 +38,10 @@ impl IntoResponse for WebError {
         }
         let body = page(
             &format!("{}", self.0.status),
-            &format!("<p class=\"error\">{}</p><p><a href=\"/\">Back to the hub</a></p>", esc(&self.0.message)),
+            &format!(
+                "<p class=\"error\">{}</p><p><a href=\"/\">Back to the hub</a></p>",
+                esc(&self.0.message)
+            ),
         );
         (self.0.status, Html(body)).into_response()
     }
@@ -76,7 +78,11 @@ fn fmt_time(t: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, (secs % 3600) / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        (secs % 3600) / 60
+    )
 }
 
 // ----- downloads -------------------------------------------------------------------------
@@ -91,7 +97,11 @@ fn parse_file(file: &str) -> Option<(String, &'static str)> {
     }
     for (suffix, kind) in [(".txt", "txt"), (".json", "json"), (".md", "md")] {
         if let Some(n) = file.strip_suffix(suffix) {
-            let n = if n.ends_with(".flist") { n.to_string() } else { format!("{n}.flist") };
+            let n = if n.ends_with(".flist") {
+                n.to_string()
+            } else {
+                format!("{n}.flist")
+            };
             return Some((n, kind));
         }
     }
@@ -118,7 +128,10 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -128,22 +141,33 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
 /// Unknown `/api/...` paths that fell through to the page routes answer JSON.
 fn api_guard(repo: &str, rest: &str) -> Result<(), WebError> {
     if repo == "api" {
-        return Err(WebError(ApiError::not_found(format!("no endpoint /api/{rest}")), true));
+        return Err(WebError(
+            ApiError::not_found(format!("no endpoint /api/{rest}")),
+            true,
+        ));
     }
     Ok(())
 }
 
 /// `GET|HEAD /<repo>/<file>`: `.flist`, `.flist.md5`, `.txt`, `.json`, `.md`.
-pub async fn repo_file(State(st): State<Shared>, Path((repo, file)): Path<(String, String)>, req: Request) -> WebResult<Response> {
+pub async fn repo_file(
+    State(st): State<Shared>,
+    Path((repo, file)): Path<(String, String)>,
+    req: Request,
+) -> WebResult<Response> {
     api_guard(&repo, &file)?;
     names::validate_repo(&repo)?;
-    let (name, kind) = parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
+    let (name, kind) =
+        parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
     names::validate_flist(&name)?;
-    let (r2, n2) = (repo.clone(), name.clone());
-    let r = st.blocking(move |hub| Ok(hub.resolve(&r2, &n2)?)).await?;
+    let r = st.resolve(&repo, &name).await?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
-        "md5" => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", r.md5)).into_response()),
+        "md5" => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", r.md5),
+        )
+            .into_response()),
         "txt" | "json" => {
             let info = flist_info(&st, &repo, &name, &r).await?;
             if kind == "json" {
@@ -165,8 +189,15 @@ pub async fn repo_file(State(st): State<Shared>, Path((repo, file)): Path<(Strin
 
 async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebResult<Value> {
     let r2 = r.clone();
-    let md = st.blocking(move |hub| Ok(hub.metadata(&r2)?)).await.unwrap_or_default();
-    let backend = md.get("backend").and_then(Value::as_str).map(str::to_string).or_else(|| st.public_backend.clone());
+    let md = st
+        .blocking(move |hub| Ok(hub.metadata(&r2)?))
+        .await
+        .unwrap_or_default();
+    let backend = md
+        .get("backend")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| st.public_backend.clone());
     let base = st.config.public_url.trim_end_matches('/');
     Ok(json!({
         "flist": name,
@@ -187,7 +218,12 @@ async fn preview(st: &Shared, repo: &str, name: &str, r: Resolved) -> WebResult<
         })
         .await?;
     let md = render::metadata(&md, st.public_backend.as_deref());
-    let readme = md.get("readme").and_then(|r| r.get("readme")).and_then(Value::as_str).unwrap_or("").to_string();
+    let readme = md
+        .get("readme")
+        .and_then(|r| r.get("readme"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let dump: Value = serde_json::from_str(&dump).unwrap_or(Value::Null);
     let mut body = format!(
         "<p><a href=\"/{repo}/{name}\">Download</a> · md5 <code>{md5}</code> · {size} · updated {upd}</p>",
@@ -208,7 +244,13 @@ async fn preview(st: &Shared, repo: &str, name: &str, r: Resolved) -> WebResult<
         "<h2>Contents</h2><p>{} files, {} directories, {} symlinks, {} special, {} bytes</p><table>",
         dump["regular"], dump["directory"], dump["symlink"], dump["special"], dump["fullsize"]
     ));
-    for e in dump["content"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().take(2000) {
+    for e in dump["content"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .take(2000)
+    {
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             esc(e["type"].as_str().unwrap_or("")),
@@ -229,13 +271,20 @@ pub async fn tag_file(
     api_guard(&repo, &file)?;
     names::validate_repo(&repo)?;
     names::validate_tag(&tag)?;
-    let (name, kind) = parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
+    let (name, kind) =
+        parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
     names::validate_flist(&name)?;
     let n2 = name.clone();
-    let r = st.blocking(move |hub| Ok(hub.resolve_in_tag(&repo, &tag, &n2)?)).await?;
+    let r = st
+        .blocking(move |hub| Ok(hub.resolve_in_tag(&repo, &tag, &n2)?))
+        .await?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
-        "md5" => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", r.md5)).into_response()),
+        "md5" => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", r.md5),
+        )
+            .into_response()),
         _ => Err(ApiError::not_found("only .flist and .flist.md5 are served through tags").into()),
     }
 }
@@ -243,15 +292,26 @@ pub async fn tag_file(
 // ----- pages -------------------------------------------------------------------------------
 
 /// `GET /`
-pub async fn home(State(st): State<Shared>, MaybeCaller(who): MaybeCaller) -> WebResult<Html<String>> {
+pub async fn home(
+    State(st): State<Shared>,
+    MaybeCaller(who): MaybeCaller,
+) -> WebResult<Html<String>> {
     let repos = st.blocking(|hub| Ok(hub.repositories()?)).await?;
     let official = &st.config.official;
     let mut body = String::new();
     if let Some(a) = who {
-        body.push_str(&format!("<p>Signed in as <b>{}</b> (acting as {}).</p>", esc(&a.user), esc(&a.active)));
+        body.push_str(&format!(
+            "<p>Signed in as <b>{}</b> (acting as {}).</p>",
+            esc(&a.user),
+            esc(&a.active)
+        ));
     }
     let row = |r: &hub_repo::RepoInfo| {
-        format!("<tr><td><a href=\"/{n}\">{n}</a></td><td>{}</td></tr>", fmt_time(r.updated), n = esc(&r.name))
+        format!(
+            "<tr><td><a href=\"/{n}\">{n}</a></td><td>{}</td></tr>",
+            fmt_time(r.updated),
+            n = esc(&r.name)
+        )
     };
     body.push_str("<h2>Official repositories</h2><table>");
     for r in repos.iter().filter(|r| official.contains(&r.name)) {
@@ -266,18 +326,29 @@ pub async fn home(State(st): State<Shared>, MaybeCaller(who): MaybeCaller) -> We
 }
 
 /// `GET /<repo>`
-pub async fn repo_page(State(st): State<Shared>, Path(repo): Path<String>) -> WebResult<Html<String>> {
+pub async fn repo_page(
+    State(st): State<Shared>,
+    Path(repo): Path<String>,
+) -> WebResult<Html<String>> {
     api_guard(&repo, "")?;
     names::validate_repo(&repo)?;
     let r2 = repo.clone();
     let items = st
-        .blocking(move |hub| hub.list(&r2)?.ok_or_else(|| ApiError::not_found(format!("no repository {r2}"))))
+        .blocking(move |hub| {
+            hub.list(&r2)?
+                .ok_or_else(|| ApiError::not_found(format!("no repository {r2}")))
+        })
         .await?;
-    let mut body = String::from("<table><tr><th>Name</th><th>Type</th><th>Size</th><th>Updated</th><th>Target</th></tr>");
+    let mut body = String::from(
+        "<table><tr><th>Name</th><th>Type</th><th>Size</th><th>Updated</th><th>Target</th></tr>",
+    );
     for l in &items {
         let (link, kind) = match l.kind {
             ListedKind::Tag => (format!("/{}/tags/{}", esc(&repo), esc(&l.name)), "tag"),
-            ListedKind::Taglink => (format!("/{}", esc(l.target.as_deref().unwrap_or(""))), "taglink"),
+            ListedKind::Taglink => (
+                format!("/{}", esc(l.target.as_deref().unwrap_or(""))),
+                "taglink",
+            ),
             ListedKind::Symlink => (format!("/{}/{}.md", esc(&repo), esc(&l.name)), "symlink"),
             ListedKind::Regular => (format!("/{}/{}.md", esc(&repo), esc(&l.name)), "regular"),
         };
@@ -295,7 +366,10 @@ pub async fn repo_page(State(st): State<Shared>, Path(repo): Path<String>) -> We
 }
 
 /// `GET /<repo>/tags/<tag>`
-pub async fn tag_page(State(st): State<Shared>, Path((repo, tag)): Path<(String, String)>) -> WebResult<Html<String>> {
+pub async fn tag_page(
+    State(st): State<Shared>,
+    Path((repo, tag)): Path<(String, String)>,
+) -> WebResult<Html<String>> {
     api_guard(&repo, &tag)?;
     names::validate_repo(&repo)?;
     names::validate_tag(&tag)?;
@@ -323,7 +397,10 @@ pub struct SearchQuery {
 }
 
 /// `GET /search?q=`
-pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>) -> WebResult<Html<String>> {
+pub async fn search(
+    State(st): State<Shared>,
+    Query(q): Query<SearchQuery>,
+) -> WebResult<Html<String>> {
     let needle = q.q.unwrap_or_default();
     let mut body = format!(
         "<form action=\"/search\"><input name=\"q\" value=\"{}\"><button>Search</button></form>",
@@ -334,14 +411,23 @@ pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>) -> W
         let hits = st.blocking(move |hub| Ok(hub.search(&n2, 500)?)).await?;
         body.push_str("<ul>");
         for (r, n) in hits {
-            body.push_str(&format!("<li><a href=\"/{r}/{n}.md\">{r}/{n}</a></li>", r = esc(&r), n = esc(&n)));
+            body.push_str(&format!(
+                "<li><a href=\"/{r}/{n}.md\">{r}/{n}</a></li>",
+                r = esc(&r),
+                n = esc(&n)
+            ));
         }
         body.push_str("</ul>");
     }
     Ok(Html(page("Search", &body)))
 }
 
-fn form_page(title: &str, action: &str, fields: &str, who: &Option<hub_repo::Actor>) -> Html<String> {
+fn form_page(
+    title: &str,
+    action: &str,
+    fields: &str,
+    who: &Option<hub_repo::Actor>,
+) -> Html<String> {
     let note = match who {
         Some(a) => format!("<p>Uploading as <b>{}</b>.</p>", esc(&a.active)),
         None => "<p>You need to <a href=\"/login-method\">sign in</a> first.</p>".into(),
@@ -364,7 +450,12 @@ pub async fn upload_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
 
 /// `GET /upload-flist`
 pub async fn upload_flist_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
-    form_page("Upload an flist", "/api/flist/me/upload-flist", "<p><input type=\"file\" name=\"file\" accept=\".flist\"></p>", &who)
+    form_page(
+        "Upload an flist",
+        "/api/flist/me/upload-flist",
+        "<p><input type=\"file\" name=\"file\" accept=\".flist\"></p>",
+        &who,
+    )
 }
 
 /// `GET /merge`
@@ -384,8 +475,16 @@ pub async fn merge_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
 
 /// `GET /docker-convert`
 pub async fn docker_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
-    let mut h = form_page("Convert a Docker image", "/api/flist/me/docker", "<p><input name=\"image\" placeholder=\"ubuntu:22.04\"></p>", &who);
-    h.0 = h.0.replace("</h1>", "</h1><p>Docker conversion is not available on this hub yet.</p>");
+    let mut h = form_page(
+        "Convert a Docker image",
+        "/api/flist/me/docker",
+        "<p><input name=\"image\" placeholder=\"ubuntu:22.04\"></p>",
+        &who,
+    );
+    h.0 = h.0.replace(
+        "</h1>",
+        "</h1><p>Docker conversion is not available on this hub yet.</p>",
+    );
     h
 }
 
@@ -406,7 +505,9 @@ pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) ->
     }
     let mut resp = Redirect::to("/").into_response();
     for c in [SESSION_COOKIE, ACTIVE_USER_COOKIE] {
-        if let Ok(v) = HeaderValue::from_str(&format!("{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")) {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"))
+        {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }
@@ -414,7 +515,10 @@ pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) ->
 }
 
 /// `GET /token`: with a web session, issues a new API token and shows it once.
-pub async fn token_page(State(st): State<Shared>, MaybeCaller(who): MaybeCaller) -> WebResult<Response> {
+pub async fn token_page(
+    State(st): State<Shared>,
+    MaybeCaller(who): MaybeCaller,
+) -> WebResult<Response> {
     let Some(actor) = who else {
         return Ok(Html(page(
             "API token",
@@ -435,7 +539,8 @@ pub async fn token_page(State(st): State<Shared>, MaybeCaller(who): MaybeCaller)
         esc(&token)
     );
     let mut resp = Html(page("API token", &body)).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 

@@ -13,13 +13,20 @@ use serde_json::{json, Value};
 async fn populated() -> (TestHub, String) {
     let t = TestHub::start().await;
     t.put_fixture("alice", "a.flist", "merge-a.flist").await;
-    t.put_fixture("alice", "fixture.flist", "fixture.flist").await;
+    t.put_fixture("alice", "fixture.flist", "fixture.flist")
+        .await;
     t.put_fixture("bob", "b.flist", "merge-b.flist").await;
+    t.put_fixture_without_backend("bob", "nobackend.flist", "merge-b.flist")
+        .await;
     let alice = t.token("alice", &[]).await;
     let bob = t.token("bob", &[]).await;
     for (m, p, tok) in [
         ("GET", "/api/flist/me/a.flist/link/latest.flist", &alice),
-        ("POST", "/api/flist/me/bobs.flist/crosslink/bob/b.flist", &alice),
+        (
+            "POST",
+            "/api/flist/me/bobs.flist/crosslink/bob/b.flist",
+            &alice,
+        ),
         ("PUT", "/api/flist/me/v1/a.flist/tag/alice/a.flist", &alice),
         ("GET", "/api/flist/me/rel/b.flist/tag/bob/b.flist", &bob),
         ("GET", "/api/flist/me/bobtag/crosstag/bob/rel", &alice),
@@ -36,48 +43,89 @@ async fn public_endpoints_have_the_contract_shapes() {
 
     let (s, repos) = t.get_json("/api/repositories").await;
     assert_eq!(s, 200);
-    let names: Vec<&str> = repos.as_array().expect("array").iter().map(|r| r["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> = repos
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["alice", "bob"]);
     assert_eq!(repos[0]["official"], false);
     assert!(repos[0]["updated"].as_i64().expect("updated int") > 0);
 
     let (_, all) = t.get_json("/api/flist").await;
-    let all: BTreeSet<&str> = all.as_array().expect("array").iter().filter_map(Value::as_str).collect();
+    let all: BTreeSet<&str> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(
         all,
-        ["alice/a.flist", "alice/bobs.flist", "alice/bobtag", "alice/fixture.flist", "alice/latest.flist", "bob/b.flist"]
-            .into_iter()
-            .collect()
+        [
+            "alice/a.flist",
+            "alice/bobs.flist",
+            "alice/bobtag",
+            "alice/fixture.flist",
+            "alice/latest.flist",
+            "bob/b.flist",
+            "bob/nobackend.flist"
+        ]
+        .into_iter()
+        .collect()
     );
 
     let (s, listing) = t.get_json("/api/flist/alice").await;
     assert_eq!(s, 200);
-    let by_name: BTreeMap<&str, &Value> =
-        listing.as_array().expect("array").iter().map(|e| (e["name"].as_str().expect("name"), e)).collect();
+    let by_name: BTreeMap<&str, &Value> = listing
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| (e["name"].as_str().expect("name"), e))
+        .collect();
     let a = by_name["a.flist"];
     assert_eq!(a["type"], "regular");
     let size = a["size"].as_str().expect("size is a string");
-    assert!(size.ends_with(" KB") && size.split(' ').next().expect("num").split('.').nth(1).map(str::len) == Some(2), "{size}");
+    assert!(
+        size.ends_with(" KB")
+            && size
+                .split(' ')
+                .next()
+                .expect("num")
+                .split('.')
+                .nth(1)
+                .map(str::len)
+                == Some(2),
+        "{size}"
+    );
     assert!(a["updated"].is_i64());
     let latest = by_name["latest.flist"];
-    assert_eq!((latest["type"].as_str(), latest["target"].as_str()), (Some("symlink"), Some("a.flist")));
+    assert_eq!(
+        (latest["type"].as_str(), latest["target"].as_str()),
+        (Some("symlink"), Some("a.flist"))
+    );
     assert_eq!(latest["size"], a["size"]);
     assert!(latest["linktime"].is_i64());
     assert_eq!(by_name["bobs.flist"]["target"], "bob/b.flist");
     assert_eq!(by_name["bobtag"]["type"], "taglink");
     assert_eq!(by_name["bobtag"]["target"], "bob/tags/rel");
-    assert_eq!(by_name["v1"], &json!({"name": "v1", "size": "0 KB", "updated": by_name["v1"]["updated"], "type": "tag"}));
+    assert_eq!(
+        by_name["v1"],
+        &json!({"name": "v1", "size": "0 KB", "updated": by_name["v1"]["updated"], "type": "tag"})
+    );
 
     let (_, fl) = t.get_json("/api/fileslist").await;
     assert_eq!(fl["alice"], listing);
-    assert_eq!(fl["bob"].as_array().map(Vec::len), Some(2));
+    assert_eq!(fl["bob"].as_array().map(Vec::len), Some(3));
 
     let (s, tag) = t.get_json("/api/flist/alice/tags/v1").await;
     assert_eq!(s, 200);
     assert_eq!(tag[0]["name"], "a.flist");
     assert_eq!(tag[0]["type"], "symlink");
     assert_eq!(tag[0]["target"], "alice/a.flist");
-    assert!(tag[0]["linktime"].is_i64() && tag[0]["updated"].is_i64() && tag[0]["size"].is_string());
+    assert!(
+        tag[0]["linktime"].is_i64() && tag[0]["updated"].is_i64() && tag[0]["size"].is_string()
+    );
     // Through the taglink.
     let (s, tag) = t.get_json("/api/flist/alice/tags/bobtag").await;
     assert_eq!((s, tag[0]["target"].as_str()), (200, Some("bob/b.flist")));
@@ -85,26 +133,60 @@ async fn public_endpoints_have_the_contract_shapes() {
     // Full dump.
     let (s, dump) = t.get_json("/api/flist/alice/latest.flist").await;
     assert_eq!(s, 200);
-    for k in ["regular", "symlink", "directory", "special", "failure", "fullsize"] {
+    for k in [
+        "regular",
+        "symlink",
+        "directory",
+        "special",
+        "failure",
+        "fullsize",
+    ] {
         assert!(dump[k].is_u64(), "{k} in {dump}");
     }
-    let paths: Vec<&str> = dump["content"].as_array().expect("content").iter().filter_map(|e| e["path"].as_str()).collect();
-    assert!(paths.contains(&"/etc/a.conf") && paths.contains(&"/bin/tool"), "{paths:?}");
+    let paths: Vec<&str> = dump["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert!(
+        paths.contains(&"/etc/a.conf") && paths.contains(&"/bin/tool"),
+        "{paths:?}"
+    );
     // The dump of the reference fixture matches what zflist find printed.
     let (_, dump) = t.get_json("/api/flist/alice/fixture.flist").await;
-    let reference: Value = serde_json::from_slice(&std::fs::read(test_support::fixture("fixture.zflist-find.json")).expect("ref"))
-        .expect("json");
+    let reference: Value = serde_json::from_slice(
+        &std::fs::read(test_support::fixture("fixture.zflist-find.json")).expect("ref"),
+    )
+    .expect("json");
     let reference = &reference["response"];
     for k in ["regular", "symlink", "directory", "special", "fullsize"] {
         assert_eq!(dump[k], reference[k], "{k}");
     }
-    let ours: Vec<(&Value, &Value)> = dump["content"].as_array().expect("c").iter().map(|e| (&e["path"], &e["size"])).collect();
-    let theirs: Vec<(&Value, &Value)> =
-        reference["content"].as_array().expect("c").iter().map(|e| (&e["path"], &e["size"])).collect();
+    let ours: Vec<(&Value, &Value)> = dump["content"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .map(|e| (&e["path"], &e["size"]))
+        .collect();
+    let theirs: Vec<(&Value, &Value)> = reference["content"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .map(|e| (&e["path"], &e["size"]))
+        .collect();
     assert_eq!(ours, theirs);
 
     // INFO and /light.
-    let info = t.client.request(reqwest::Method::from_bytes(b"INFO").expect("m"), t.url("/api/flist/alice/a.flist")).send().await.expect("info");
+    let info = t
+        .client
+        .request(
+            reqwest::Method::from_bytes(b"INFO").expect("m"),
+            t.url("/api/flist/alice/a.flist"),
+        )
+        .send()
+        .await
+        .expect("info");
     assert_eq!(info.status(), 200);
     let info: Value = info.json().await.expect("json");
     let (_, light) = t.get_json("/api/flist/alice/a.flist/light").await;
@@ -112,7 +194,10 @@ async fn public_endpoints_have_the_contract_shapes() {
     assert_eq!(light["type"], "regular");
     assert!(light["size"].is_u64() && light["md5"].as_str().map(str::len) == Some(32));
     let (_, l) = t.get_json("/api/flist/alice/latest.flist/light").await;
-    assert_eq!((l["type"].as_str(), l["target"].as_str(), &l["md5"]), (Some("symlink"), Some("a.flist"), &light["md5"]));
+    assert_eq!(
+        (l["type"].as_str(), l["target"].as_str(), &l["md5"]),
+        (Some("symlink"), Some("a.flist"), &light["md5"])
+    );
     assert!(l["linktime"].is_i64());
 
     let (s, tl) = t.get_json("/api/flist/alice/bobtag/taglink").await;
@@ -127,7 +212,13 @@ async fn public_endpoints_have_the_contract_shapes() {
     assert_eq!(md["backend"]["host"], "127.0.0.1");
     assert!(md["backend"].get("password").is_none());
     let (_, md) = t.get_json("/api/flist/alice/a.flist/metadata").await;
-    assert_eq!(md["backend-forced"], json!({"host": "hub.example.org", "port": 9900, "namespace": "public"}));
+    assert_eq!(md["backend"], json!({"host": "127.0.0.1", "port": 9901}));
+    let (_, md) = t.get_json("/api/flist/bob/nobackend.flist/metadata").await;
+    assert!(md.get("backend").is_none());
+    assert_eq!(
+        md["backend-forced"],
+        json!({"host": "hub.example.org", "port": 9900, "namespace": "public"})
+    );
 
     // Error statuses, always JSON.
     for (path, status) in [
@@ -139,7 +230,11 @@ async fn public_endpoints_have_the_contract_shapes() {
         ("/api/flist/%3Cscript%3E", 400),
     ] {
         let (s, v) = t.get_json(path).await;
-        assert_eq!((s, v["status"].as_str()), (status, Some("error")), "{path}: {v}");
+        assert_eq!(
+            (s, v["status"].as_str()),
+            (status, Some("error")),
+            "{path}: {v}"
+        );
     }
     t.stop().await;
 }
@@ -156,21 +251,65 @@ async fn authenticated_writes_and_their_errors() {
     // No credentials: 401 with a JSON body.
     let (s, v) = t.get_json("/api/flist/me").await;
     assert_eq!((s, v["status"].as_str()), (401, Some("error")));
-    let (s, _) = t.call("GET", "/api/flist/me/a.flist/link/x.flist", "not-a-token").await;
+    let (s, _) = t
+        .call("GET", "/api/flist/me/a.flist/link/x.flist", "not-a-token")
+        .await;
     assert_eq!(s, 401);
 
     // link over a regular file: 409; rename onto an existing name: 409; missing source: 404.
-    assert_eq!(t.call("GET", "/api/flist/me/latest.flist/link/a.flist", &alice).await.0, 409);
-    assert_eq!(t.call("GET", "/api/flist/me/latest.flist/rename/a.flist", &alice).await.0, 409);
-    assert_eq!(t.call("GET", "/api/flist/me/none.flist/link/x.flist", &alice).await.0, 404);
-    assert_eq!(t.call("GET", "/api/flist/me/x.flist/crosslink/bob/none.flist", &alice).await.0, 404);
+    assert_eq!(
+        t.call("GET", "/api/flist/me/latest.flist/link/a.flist", &alice)
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        t.call("GET", "/api/flist/me/latest.flist/rename/a.flist", &alice)
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        t.call("GET", "/api/flist/me/none.flist/link/x.flist", &alice)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        t.call(
+            "GET",
+            "/api/flist/me/x.flist/crosslink/bob/none.flist",
+            &alice
+        )
+        .await
+        .0,
+        404
+    );
     // A cycle is refused.
-    assert_eq!(t.call("GET", "/api/flist/me/latest.flist/link/l2.flist", &alice).await.0, 200);
-    assert_eq!(t.call("GET", "/api/flist/me/l2.flist/link/latest.flist", &alice).await.0, 409);
+    assert_eq!(
+        t.call("GET", "/api/flist/me/latest.flist/link/l2.flist", &alice)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        t.call("GET", "/api/flist/me/l2.flist/link/latest.flist", &alice)
+            .await
+            .0,
+        409
+    );
 
-    let (s, _) = t.call("GET", "/api/flist/me/l2.flist/rename/l3.flist", &alice).await;
+    let (s, _) = t
+        .call("GET", "/api/flist/me/l2.flist/rename/l3.flist", &alice)
+        .await;
     assert_eq!(s, 200);
-    let (s, v) = t.call("GET", "/api/flist/me/promote/bob/b.flist/mine.flist", &alice).await;
+    let (s, v) = t
+        .call(
+            "GET",
+            "/api/flist/me/promote/bob/b.flist/mine.flist",
+            &alice,
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(
         v,
@@ -178,17 +317,59 @@ async fn authenticated_writes_and_their_errors() {
             "source": {"username": "bob", "filename": "b.flist"},
             "destination": {"username": "alice", "filename": "mine.flist"}}})
     );
-    assert_eq!(t.call("DELETE", "/api/flist/me/v1/a.flist/tag/alice/a.flist", &alice).await.0, 200);
-    assert_eq!(t.call("DELETE", "/api/flist/me/v1/a.flist/tag/alice/a.flist", &alice).await.0, 404);
-    assert_eq!(t.call("DELETE", "/api/flist/me/bobtag/crosstag/bob/rel", &alice).await.0, 200);
-    assert_eq!(t.call("GET", "/api/flist/me/x/crosstag/bob/none", &alice).await.0, 404);
-    assert_eq!(t.call("DELETE", "/api/flist/me/l3.flist", &alice).await.0, 200);
-    assert_eq!(t.call("DELETE", "/api/flist/me/l3.flist", &alice).await.0, 404);
+    assert_eq!(
+        t.call(
+            "DELETE",
+            "/api/flist/me/v1/a.flist/tag/alice/a.flist",
+            &alice
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        t.call(
+            "DELETE",
+            "/api/flist/me/v1/a.flist/tag/alice/a.flist",
+            &alice
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        t.call("DELETE", "/api/flist/me/bobtag/crosstag/bob/rel", &alice)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        t.call("GET", "/api/flist/me/x/crosstag/bob/none", &alice)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        t.call("DELETE", "/api/flist/me/l3.flist", &alice).await.0,
+        200
+    );
+    assert_eq!(
+        t.call("DELETE", "/api/flist/me/l3.flist", &alice).await.0,
+        404
+    );
 
     // Deleting a link target leaves a dangling link, reported in the listing.
-    assert_eq!(t.call("DELETE", "/api/flist/me/a.flist", &alice).await.0, 200);
+    assert_eq!(
+        t.call("DELETE", "/api/flist/me/a.flist", &alice).await.0,
+        200
+    );
     let (_, listing) = t.get_json("/api/flist/alice").await;
-    let latest = listing.as_array().expect("a").iter().find(|e| e["name"] == "latest.flist").expect("kept");
+    let latest = listing
+        .as_array()
+        .expect("a")
+        .iter()
+        .find(|e| e["name"] == "latest.flist")
+        .expect("kept");
     assert_eq!(latest["broken"], true);
     assert_eq!(t.get("/alice/latest.flist").await.status(), 404);
 
@@ -203,19 +384,48 @@ async fn authenticated_writes_and_their_errors() {
         .expect("merge");
     assert_eq!(r.status(), 200);
     let (_, dump) = t.get_json("/api/flist/alice/ab.flist").await;
-    let tool = dump["content"].as_array().expect("c").iter().find(|e| e["path"] == "/bin/tool").expect("tool");
+    let tool = dump["content"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .find(|e| e["path"] == "/bin/tool")
+        .expect("tool");
     assert_eq!(tool["size"], 15);
     let (_, md) = t.get_json("/api/flist/alice/ab.flist/metadata").await;
-    assert_eq!(md["backend"], json!({"host": "hub.example.org", "port": 9900, "namespace": "public"}));
+    assert_eq!(
+        md["backend"],
+        json!({"host": "hub.example.org", "port": 9900, "namespace": "public"})
+    );
     for body in [json!([]), json!({"x": 1}), json!(["nobody"])] {
-        let r = t.client.post(t.url("/api/flist/me/merge/x.flist")).bearer_auth(&alice).json(&body).send().await.expect("merge");
+        let r = t
+            .client
+            .post(t.url("/api/flist/me/merge/x.flist"))
+            .bearer_auth(&alice)
+            .json(&body)
+            .send()
+            .await
+            .expect("merge");
         assert_eq!(r.status(), 400, "{body}");
     }
-    let r = t.client.post(t.url("/api/flist/me/merge/x.flist")).bearer_auth(&alice).json(&json!(["bob/none.flist"])).send().await.expect("m");
+    let r = t
+        .client
+        .post(t.url("/api/flist/me/merge/x.flist"))
+        .bearer_auth(&alice)
+        .json(&json!(["bob/none.flist"]))
+        .send()
+        .await
+        .expect("m");
     assert_eq!(r.status(), 404);
 
     // Docker conversion: a clear 501 for now.
-    let r = t.client.post(t.url("/api/flist/me/docker")).bearer_auth(&alice).form(&[("image", "ubuntu:22.04")]).send().await.expect("d");
+    let r = t
+        .client
+        .post(t.url("/api/flist/me/docker"))
+        .bearer_auth(&alice)
+        .form(&[("image", "ubuntu:22.04")])
+        .send()
+        .await
+        .expect("d");
     assert_eq!(r.status(), 501);
     let v: Value = r.json().await.expect("json");
     assert!(v["message"].as_str().expect("message").contains("docker"));
@@ -228,7 +438,10 @@ async fn authenticated_writes_and_their_errors() {
     .await
     .expect("join")
     .expect("log");
-    assert!(log.iter().filter(|r| r.repo == "alice").all(|r| r.actor == "alice" || r.actor.starts_with('@') || r.action == "upload"));
+    assert!(log
+        .iter()
+        .filter(|r| r.repo == "alice")
+        .all(|r| r.actor == "alice" || r.actor.starts_with('@') || r.action == "upload"));
     assert_eq!(log.last().map(|r| r.action.as_str()), Some("merge"));
     t.stop().await;
 }
@@ -249,13 +462,26 @@ async fn hostile_names_are_400() {
         "/api/flist/me/promote/..%2Falice/a.flist/x.flist",
     ] {
         let (s, v) = t.call("GET", path, &alice).await;
-        assert_eq!((s, v["status"].as_str()), (400, Some("error")), "{path}: {v}");
+        assert_eq!(
+            (s, v["status"].as_str()),
+            (400, Some("error")),
+            "{path}: {v}"
+        );
     }
-    for path in ["/api/flist/alice/%3Cscript%3E.flist", "/api/flist/alice/a%01.flist/light", "/alice/%3Cscript%3E.flist"] {
+    for path in [
+        "/api/flist/alice/%3Cscript%3E.flist",
+        "/api/flist/alice/a%01.flist/light",
+        "/alice/%3Cscript%3E.flist",
+    ] {
         assert_eq!(t.get(path).await.status(), 400, "{path}");
     }
     // Pages escape what they show.
-    let body = t.get("/search?q=%3Cscript%3Ealert(1)%3C/script%3E").await.text().await.expect("text");
+    let body = t
+        .get("/search?q=%3Cscript%3Ealert(1)%3C/script%3E")
+        .await
+        .text()
+        .await
+        .expect("text");
     assert!(!body.contains("<script>") && body.contains("&lt;script&gt;"));
     t.stop().await;
 }
@@ -271,14 +497,34 @@ async fn downloads_with_etag_range_head_and_companions() {
     let body = r.bytes().await.expect("body");
     assert_eq!(&body[..], &expected[..]);
 
-    let r = t.client.get(t.url("/alice/a.flist")).header("if-none-match", &etag).send().await.expect("cond");
+    let r = t
+        .client
+        .get(t.url("/alice/a.flist"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("cond");
     assert_eq!(r.status(), 304);
-    let r = t.client.get(t.url("/alice/a.flist")).header("range", "bytes=10-19").send().await.expect("range");
+    let r = t
+        .client
+        .get(t.url("/alice/a.flist"))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .expect("range");
     assert_eq!(r.status(), 206);
     assert_eq!(&r.bytes().await.expect("b")[..], &expected[10..20]);
-    let r = t.client.head(t.url("/alice/a.flist")).send().await.expect("head");
+    let r = t
+        .client
+        .head(t.url("/alice/a.flist"))
+        .send()
+        .await
+        .expect("head");
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-length"].to_str().expect("len"), expected.len().to_string());
+    assert_eq!(
+        r.headers()["content-length"].to_str().expect("len"),
+        expected.len().to_string()
+    );
     assert!(r.bytes().await.expect("b").is_empty());
 
     // Through a tag and through a taglink to a tag.
@@ -289,16 +535,31 @@ async fn downloads_with_etag_range_head_and_companions() {
     assert_eq!(t.get("/alice/tags/v1/none.flist").await.status(), 404);
 
     let md5 = t.get("/alice/a.flist.md5").await;
-    assert!(md5.headers()["content-type"].to_str().expect("ct").starts_with("text/plain"));
+    assert!(md5.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/plain"));
     let md5 = md5.text().await.expect("text");
     let (_, light) = t.get_json("/api/flist/alice/a.flist/light").await;
     assert_eq!(md5, format!("{}\n", light["md5"].as_str().expect("md5")));
 
     let txt = t.get("/alice/a.flist.txt").await.text().await.expect("txt");
     for k in ["File:", "Uploader:", "Source:", "Storage:", "Checksum:"] {
-        assert!(txt.lines().any(|l| l.starts_with(k)), "{k} missing in {txt}");
+        assert!(
+            txt.lines().any(|l| l.starts_with(k)),
+            "{k} missing in {txt}"
+        );
     }
-    assert!(txt.contains("zdb://hub.example.org:9900"));
+    assert!(
+        txt.lines().any(|l| l == "Storage:  zdb://127.0.0.1:9901"),
+        "{txt}"
+    );
+    let txt = t.get("/bob/nobackend.txt").await.text().await.expect("txt");
+    assert!(
+        txt.lines()
+            .any(|l| l == "Storage:  zdb://hub.example.org:9900"),
+        "{txt}"
+    );
     let (s, j) = t.get_json("/alice/a.flist.json").await;
     assert_eq!(s, 200);
     assert_eq!(j["flist"], "a.flist");
@@ -327,7 +588,10 @@ async fn downloads_with_etag_range_head_and_companions() {
     ] {
         let r = t.get(p).await;
         assert_eq!(r.status(), 200, "{p}");
-        assert!(r.text().await.expect("text").contains(needle), "{p} lacks {needle}");
+        assert!(
+            r.text().await.expect("text").contains(needle),
+            "{p} lacks {needle}"
+        );
     }
     assert_eq!(t.get("/nobody").await.status(), 404);
     t.stop().await;
@@ -338,36 +602,80 @@ async fn upload_flist_checks_chunks_and_rewrites_backend() {
     let t = TestHub::start().await;
     let alice = t.token("alice", &[]).await;
     let data = std::fs::read(test_support::fixture("fixture.flist")).expect("fixture");
-    let skip = std::fs::read_dir(test_support::fixture("chunks")).expect("dir").next().expect("one").expect("e");
+    let skip = std::fs::read_dir(test_support::fixture("chunks"))
+        .expect("dir")
+        .next()
+        .expect("one")
+        .expect("e");
     let skip = skip.file_name().to_string_lossy().to_string();
     t.load_fixture_chunks(Some(&skip)).await;
 
-    let (s, v) = t.upload("/api/flist/me/upload-flist", &alice, "fixture.flist", data.clone()).await;
+    let (s, v) = t
+        .upload(
+            "/api/flist/me/upload-flist",
+            &alice,
+            "fixture.flist",
+            data.clone(),
+        )
+        .await;
     assert_eq!(s, 400, "{v}");
     let msg = v["message"].as_str().expect("message");
     assert!(msg.starts_with("1 of 274 chunks are missing"), "{msg}");
     assert_eq!(t.get_json("/api/flist/alice/fixture.flist").await.0, 404);
 
     t.load_fixture_chunks(None).await;
-    let (s, v) = t.upload("/api/flist/me/upload-flist", &alice, "fixture.flist", data).await;
+    let (s, v) = t
+        .upload("/api/flist/me/upload-flist", &alice, "fixture.flist", data)
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["payload"]["name"], "fixture.flist");
     assert_eq!(v["payload"]["files"]["chunks"], 274);
     assert_eq!(v["payload"]["files"]["missing"], 0);
     let (_, md) = t.get_json("/api/flist/alice/fixture.flist/metadata").await;
-    assert_eq!(md["backend"], json!({"host": "hub.example.org", "port": 9900, "namespace": "public"}));
+    assert_eq!(
+        md["backend"],
+        json!({"host": "hub.example.org", "port": 9900, "namespace": "public"})
+    );
     assert_eq!(md["custom-key"], "some-value");
     // The stored file itself carries the public backend.
-    let bytes = t.get("/alice/fixture.flist").await.bytes().await.expect("download");
+    let bytes = t
+        .get("/alice/fixture.flist")
+        .await
+        .bytes()
+        .await
+        .expect("download");
     let tmp = t.dir.path().join("dl.flist");
     std::fs::write(&tmp, &bytes).expect("write");
     let fl = flist_format::Flist::open(&tmp).expect("parse download");
     let b = fl.metadata.backend().expect("backend").expect("present");
-    assert_eq!((b.host.as_str(), b.port, b.password), ("hub.example.org", 9900, None));
+    assert_eq!(
+        (b.host.as_str(), b.port, b.password),
+        ("hub.example.org", 9900, None)
+    );
 
     // Not an flist / bad name.
-    assert_eq!(t.upload("/api/flist/me/upload-flist", &alice, "junk.flist", b"junk".to_vec()).await.0, 400);
-    assert_eq!(t.upload("/api/flist/me/upload-flist", &alice, "<b>.flist", b"x".to_vec()).await.0, 400);
+    assert_eq!(
+        t.upload(
+            "/api/flist/me/upload-flist",
+            &alice,
+            "junk.flist",
+            b"junk".to_vec()
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        t.upload(
+            "/api/flist/me/upload-flist",
+            &alice,
+            "<b>.flist",
+            b"x".to_vec()
+        )
+        .await
+        .0,
+        400
+    );
     let _ = PUBLIC_BACKEND;
     t.stop().await;
 }
@@ -387,7 +695,12 @@ async fn upload_archive_builds_a_flist() {
     );
     let tail = format!("\r\n--{boundary}--\r\n");
     let half = archive.len() / 2;
-    let parts: Vec<Vec<u8>> = vec![head.into_bytes(), archive[..half].to_vec(), archive[half..].to_vec(), tail.into_bytes()];
+    let parts: Vec<Vec<u8>> = vec![
+        head.into_bytes(),
+        archive[..half].to_vec(),
+        archive[half..].to_vec(),
+        tail.into_bytes(),
+    ];
     let stream = futures::stream::iter(parts.into_iter().enumerate()).then(|(i, p)| async move {
         if i == 2 {
             tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -398,7 +711,10 @@ async fn upload_archive_builds_a_flist() {
         .client
         .post(t.url("/api/flist/me/upload"))
         .bearer_auth(&alice)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .header("x-original-name", "fixture-tree.tar.gz")
         .body(reqwest::Body::wrap_stream(stream))
         .send()
@@ -416,8 +732,10 @@ async fn upload_archive_builds_a_flist() {
 
     // The dump equals the source tree.
     let (_, dump) = t.get_json("/api/flist/alice/fixture-tree.flist").await;
-    let manifest: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(test_support::fixture("fixture.manifest.json")).expect("m")).expect("json");
+    let manifest: Vec<Value> = serde_json::from_slice(
+        &std::fs::read(test_support::fixture("fixture.manifest.json")).expect("m"),
+    )
+    .expect("json");
     let norm_type = |t: &str| match t {
         "file" | "regular" => "regular",
         "dir" | "directory" => "directory",
@@ -428,8 +746,15 @@ async fn upload_archive_builds_a_flist() {
         .iter()
         .map(|e| {
             let ty = norm_type(e["type"].as_str().unwrap_or(""));
-            let size = if ty == "regular" || ty == "symlink" { e["size"].as_u64() } else { None };
-            (e["path"].as_str().unwrap_or("").to_string(), (ty.to_string(), size, e["target"].as_str().map(String::from)))
+            let size = if ty == "regular" || ty == "symlink" {
+                e["size"].as_u64()
+            } else {
+                None
+            };
+            (
+                e["path"].as_str().unwrap_or("").to_string(),
+                (ty.to_string(), size, e["target"].as_str().map(String::from)),
+            )
         })
         .collect();
     let got: BTreeMap<String, (String, Option<u64>, Option<String>)> = dump["content"]
@@ -438,39 +763,87 @@ async fn upload_archive_builds_a_flist() {
         .iter()
         .map(|e| {
             let ty = norm_type(e["type"].as_str().unwrap_or(""));
-            let size = if ty == "regular" || ty == "symlink" { e["size"].as_u64() } else { None };
-            (e["path"].as_str().unwrap_or("").to_string(), (ty.to_string(), size, e["target"].as_str().map(String::from)))
+            let size = if ty == "regular" || ty == "symlink" {
+                e["size"].as_u64()
+            } else {
+                None
+            };
+            (
+                e["path"].as_str().unwrap_or("").to_string(),
+                (ty.to_string(), size, e["target"].as_str().map(String::from)),
+            )
         })
         .collect();
     assert_eq!(got, want);
 
     // Downloadable; md5 matches; metadata has the user's entrypoint and the hub's backend.
-    let bytes = t.get("/alice/fixture-tree.flist").await.bytes().await.expect("download");
-    let md5 = t.get("/alice/fixture-tree.flist.md5").await.text().await.expect("md5");
-    let (_, light) = t.get_json("/api/flist/alice/fixture-tree.flist/light").await;
+    let bytes = t
+        .get("/alice/fixture-tree.flist")
+        .await
+        .bytes()
+        .await
+        .expect("download");
+    let md5 = t
+        .get("/alice/fixture-tree.flist.md5")
+        .await
+        .text()
+        .await
+        .expect("md5");
+    let (_, light) = t
+        .get_json("/api/flist/alice/fixture-tree.flist/light")
+        .await;
     assert_eq!(md5.trim(), light["md5"].as_str().expect("md5"));
     assert_eq!(light["size"].as_u64(), Some(bytes.len() as u64));
     let tmp = t.dir.path().join("dl.flist");
     std::fs::write(&tmp, &bytes).expect("write");
     let fl = flist_format::Flist::open(&tmp).expect("parse");
-    assert_eq!(fl.metadata.entrypoint().expect("ep"), Some(vec!["/bin/sh".to_string()]));
+    assert_eq!(
+        fl.metadata.entrypoint().expect("ep"),
+        Some(vec!["/bin/sh".to_string()])
+    );
     let b = fl.metadata.backend().expect("b").expect("backend");
     assert_eq!((b.host.as_str(), b.password), ("hub.example.org", None));
     // Every chunk is in the hub's store.
-    let keys: Vec<Vec<u8>> = hub_repo::inspect::chunk_keys(&fl.tree).into_iter().map(|k| k.to_vec()).collect();
+    let keys: Vec<Vec<u8>> = hub_repo::inspect::chunk_keys(&fl.tree)
+        .into_iter()
+        .map(|k| k.to_vec())
+        .collect();
     assert!(!keys.is_empty());
-    assert!(t.server.state.store.exists_many(&keys).await.expect("exists").into_iter().all(|x| x));
+    assert!(t
+        .server
+        .state
+        .store
+        .exists_many(&keys)
+        .await
+        .expect("exists")
+        .into_iter()
+        .all(|x| x));
 
     // The job reads as finished with its result.
     let sse = t.get(&format!("/listen/{job}")).await;
-    assert_eq!(sse.headers()["content-type"].to_str().expect("ct"), "text/event-stream");
+    assert_eq!(
+        sse.headers()["content-type"].to_str().expect("ct"),
+        "text/event-stream"
+    );
     let text = sse.text().await.expect("sse");
-    let data: Value = serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).expect("event")).expect("json");
+    let data: Value = serde_json::from_str(
+        text.lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("event"),
+    )
+    .expect("json");
     assert_eq!(data["status"], "info");
     assert_eq!(data["info"]["name"], "fixture-tree.flist");
 
     // A corrupt archive is refused, and nothing is listed for it.
-    let (s, v) = t.upload("/api/flist/me/upload", &alice, "bad.tar.gz", b"\x1f\x8bgarbage".to_vec()).await;
+    let (s, v) = t
+        .upload(
+            "/api/flist/me/upload",
+            &alice,
+            "bad.tar.gz",
+            b"\x1f\x8bgarbage".to_vec(),
+        )
+        .await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(t.get_json("/api/flist/alice/bad.flist").await.0, 404);
     t.stop().await;
@@ -481,9 +854,18 @@ async fn upload_size_limit_is_413() {
     let t = TestHub::start_with(|c| c.max_upload_bytes = 64 * 1024).await;
     let alice = t.token("alice", &[]).await;
     let archive = std::fs::read(test_support::fixture("fixture-tree.tar.gz")).expect("fixture");
-    let (s, v) = t.upload("/api/flist/me/upload", &alice, "fixture-tree.tar.gz", archive.clone()).await;
+    let (s, v) = t
+        .upload(
+            "/api/flist/me/upload",
+            &alice,
+            "fixture-tree.tar.gz",
+            archive.clone(),
+        )
+        .await;
     assert_eq!((s, v["status"].as_str()), (413, Some("error")), "{v}");
-    let (s, _) = t.upload("/api/flist/me/upload-flist", &alice, "big.flist", archive).await;
+    let (s, _) = t
+        .upload("/api/flist/me/upload-flist", &alice, "big.flist", archive)
+        .await;
     assert_eq!(s, 413);
     assert_eq!(t.get_json("/api/flist/alice").await.0, 404);
     t.stop().await;
@@ -492,22 +874,43 @@ async fn upload_size_limit_is_413() {
 #[tokio::test]
 async fn jobs_stream_live_and_survive_restart() {
     let t = TestHub::start().await;
-    let job = t.server.state.jobs.start("upload", "alice").await.expect("job");
-    let listener = {
-        let (client, url) = (t.client.clone(), t.url(&format!("/listen/{}", job.id)));
-        tokio::spawn(async move { client.get(url).send().await.expect("listen").text().await.expect("body") })
-    };
-    // Wait until the listener is subscribed: its first event is the current state.
-    let interrupted = t.server.state.jobs.start("upload", "alice").await.expect("job");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let job = t
+        .server
+        .state
+        .jobs
+        .start("upload", "alice")
+        .await
+        .expect("job");
+    // The SSE response's headers arrive once the listener is subscribed.
+    let listening = t.get(&format!("/listen/{}", job.id)).await;
+    assert_eq!(listening.status(), 200);
+    let interrupted = t
+        .server
+        .state
+        .jobs
+        .start("upload", "alice")
+        .await
+        .expect("job");
     job.progress_async(50, "halfway".into()).await;
     job.finish_async(json!({"name": "x.flist"})).await;
-    let body = listener.await.expect("join");
-    let events: Vec<Value> =
-        body.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).expect("json")).collect();
-    assert_eq!(events.first().map(|e| e["status"].clone()), Some(json!("update")));
-    assert!(events.contains(&json!({"status": "update", "message": "halfway", "progress": 50})), "{events:?}");
-    assert_eq!(events.last(), Some(&json!({"status": "info", "info": {"name": "x.flist"}})));
+    let body = listening.text().await.expect("body");
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("json"))
+        .collect();
+    assert_eq!(
+        events.first().map(|e| e["status"].clone()),
+        Some(json!("update"))
+    );
+    assert!(
+        events.contains(&json!({"status": "update", "message": "halfway", "progress": 50})),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&json!({"status": "info", "info": {"name": "x.flist"}}))
+    );
     assert_eq!(t.get_json("/listen/00ff").await.0, 404);
     assert_eq!(t.get_json("/listen/not-hex").await.0, 400);
 
@@ -515,11 +918,26 @@ async fn jobs_stream_live_and_survive_restart() {
     let dir = t.stop().await;
     let cfg = common::test_config(dir.path());
     let t = TestHub::start_in(dir, cfg).await;
-    let text = t.get(&format!("/listen/{}", interrupted.id)).await.text().await.expect("sse");
-    let ev: Value = serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).expect("event")).expect("json");
+    let text = t
+        .get(&format!("/listen/{}", interrupted.id))
+        .await
+        .text()
+        .await
+        .expect("sse");
+    let ev: Value = serde_json::from_str(
+        text.lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("event"),
+    )
+    .expect("json");
     assert_eq!(ev["status"], "error");
     assert!(ev["message"].as_str().expect("m").contains("restart"));
-    let text = t.get(&format!("/listen/{}", job.id)).await.text().await.expect("sse");
+    let text = t
+        .get(&format!("/listen/{}", job.id))
+        .await
+        .text()
+        .await
+        .expect("sse");
     assert!(text.contains(r#""status":"info""#));
     t.stop().await;
 }
@@ -528,7 +946,10 @@ async fn jobs_stream_live_and_survive_restart() {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -549,12 +970,23 @@ async fn fifty_concurrent_writers_stay_consistent_with_the_audit_log() {
                 let (method, path) = match rng.next(6) {
                     0 | 1 => ("GET", format!("/api/flist/me/base.flist/link/l{a}.flist")),
                     2 => ("GET", format!("/api/flist/me/l{a}.flist/rename/l{b}.flist")),
-                    3 => ("PUT", format!("/api/flist/me/t{tag}/l{a}.flist/tag/alice/base.flist")),
-                    4 => ("DELETE", format!("/api/flist/me/t{tag}/l{a}.flist/tag/alice/base.flist")),
+                    3 => (
+                        "PUT",
+                        format!("/api/flist/me/t{tag}/l{a}.flist/tag/alice/base.flist"),
+                    ),
+                    4 => (
+                        "DELETE",
+                        format!("/api/flist/me/t{tag}/l{a}.flist/tag/alice/base.flist"),
+                    ),
                     _ => ("DELETE", format!("/api/flist/me/l{a}.flist")),
                 };
                 let m = reqwest::Method::from_bytes(method.as_bytes()).expect("m");
-                let r = client.request(m, format!("{base}{path}")).bearer_auth(&tok).send().await.expect("req");
+                let r = client
+                    .request(m, format!("{base}{path}"))
+                    .bearer_auth(&tok)
+                    .send()
+                    .await
+                    .expect("req");
                 statuses.push((r.status().as_u16(), path));
             }
             statuses
@@ -597,7 +1029,10 @@ async fn fifty_concurrent_writers_stay_consistent_with_the_audit_log() {
                 entries.remove(&r.name).expect("deleted entry existed");
             }
             "tag-add" => {
-                tags.entry(r.name.clone()).or_default().insert(s("linkname"), format!("{}/{}", s("target_repo"), s("target_name")));
+                tags.entry(r.name.clone()).or_default().insert(
+                    s("linkname"),
+                    format!("{}/{}", s("target_repo"), s("target_name")),
+                );
             }
             "tag-remove" => {
                 let t = tags.get_mut(&r.name).expect("tag existed");
@@ -620,7 +1055,10 @@ async fn fifty_concurrent_writers_stay_consistent_with_the_audit_log() {
                 listed_tags.insert(name);
             }
             ty => {
-                listed_entries.insert(name, (ty.to_string(), e["target"].as_str().map(String::from)));
+                listed_entries.insert(
+                    name,
+                    (ty.to_string(), e["target"].as_str().map(String::from)),
+                );
             }
         }
     }
@@ -632,7 +1070,12 @@ async fn fifty_concurrent_writers_stay_consistent_with_the_audit_log() {
             .as_array()
             .expect("tag")
             .iter()
-            .map(|e| (e["name"].as_str().expect("n").to_string(), e["target"].as_str().expect("t").to_string()))
+            .map(|e| {
+                (
+                    e["name"].as_str().expect("n").to_string(),
+                    e["target"].as_str().expect("t").to_string(),
+                )
+            })
             .collect();
         assert_eq!(&got, links, "tag {tag}");
     }
@@ -644,5 +1087,24 @@ async fn fifty_concurrent_writers_stay_consistent_with_the_audit_log() {
     .expect("join")
     .expect("check");
     assert!(report.is_clean(), "{report:?}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_store_is_503() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let t =
+        TestHub::start_with(move |c| c.store = Some(format!("zdb://127.0.0.1:{port}/hub"))).await;
+    let alice = t.token("alice", &[]).await;
+    let data = std::fs::read(test_support::fixture("fixture.flist")).expect("fixture");
+    let (s, v) = t
+        .upload("/api/flist/me/upload-flist", &alice, "fixture.flist", data)
+        .await;
+    assert_eq!((s, v["status"].as_str()), (503, Some("error")), "{v}");
+    assert_eq!(t.get_json("/api/flist/alice/fixture.flist").await.0, 404);
     t.stop().await;
 }

@@ -18,12 +18,20 @@ impl Actor {
     /// An actor acting as itself.
     pub fn new(user: impl Into<String>, memberof: Vec<String>) -> Self {
         let user = user.into();
-        Actor { active: user.clone(), user, memberof }
+        Actor {
+            active: user.clone(),
+            user,
+            memberof,
+        }
     }
 
     /// A system actor (imports, administration) allowed to write anywhere.
     pub fn system(label: &str) -> Self {
-        Actor { user: format!("@{label}"), memberof: Vec::new(), active: format!("@{label}") }
+        Actor {
+            user: format!("@{label}"),
+            memberof: Vec::new(),
+            active: format!("@{label}"),
+        }
     }
 
     /// True for [`Actor::system`] actors.
@@ -48,7 +56,7 @@ impl Actor {
         if self.is_system() {
             return true;
         }
-        let active_ok = self.active == self.user || self.memberof.iter().any(|m| *m == self.active);
+        let active_ok = self.active == self.user || self.memberof.contains(&self.active);
         active_ok && repo == self.active
     }
 
@@ -57,7 +65,10 @@ impl Actor {
         if self.may_write(repo) {
             Ok(())
         } else {
-            Err(RepoError::Forbidden(format!("{} (as {}) may not write into {repo:?}", self.user, self.active)))
+            Err(RepoError::Forbidden(format!(
+                "{} (as {}) may not write into {repo:?}",
+                self.user, self.active
+            )))
         }
     }
 }

@@ -67,7 +67,8 @@ fn copy_hashing(
         let chunk = &buf[..got];
         sha.update(chunk);
         md5.update(chunk);
-        out.write_all(chunk).map_err(|e| RepoError::io("write", path, e))?;
+        out.write_all(chunk)
+            .map_err(|e| RepoError::io("write", path, e))?;
         n += got as u64;
     }
     Ok((hex::encode(sha.finalize()), hex::encode(md5.finalize()), n))
@@ -95,7 +96,9 @@ pub(crate) fn hash_file(path: &Path) -> Result<(String, String, u64), RepoError>
 }
 
 fn sync_dir(dir: &Path) -> Result<(), RepoError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| RepoError::io("fsync directory", dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| RepoError::io("fsync directory", dir, e))
 }
 
 impl Blobs {
@@ -109,10 +112,18 @@ impl Blobs {
         if let Ok(rd) = fs::read_dir(&tmp) {
             for e in rd.flatten() {
                 let p = e.path();
-                let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                let _ = if p.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
             }
         }
-        Ok(Blobs { root, tmp, counter: AtomicU64::new(0) })
+        Ok(Blobs {
+            root,
+            tmp,
+            counter: AtomicU64::new(0),
+        })
     }
 
     /// A fresh path in the temp area (not created).
@@ -120,7 +131,11 @@ impl Blobs {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut rnd = [0u8; 8];
         let _ = getrandom::fill(&mut rnd);
-        self.tmp.join(format!("{}-{n}-{}{suffix}", std::process::id(), hex::encode(rnd)))
+        self.tmp.join(format!(
+            "{}-{n}-{}{suffix}",
+            std::process::id(),
+            hex::encode(rnd)
+        ))
     }
 
     /// The temp directory.
@@ -138,7 +153,12 @@ impl Blobs {
     pub(crate) fn stage_reader(&self, input: impl Read) -> Result<StagedFlist, RepoError> {
         let path = self.temp_path(".flist");
         let mut f = File::create(&path).map_err(|e| RepoError::io("create", &path, e))?;
-        let staged_guard = StagedFlist { path: path.clone(), sha256: String::new(), md5: String::new(), size: 0 };
+        let staged_guard = StagedFlist {
+            path: path.clone(),
+            sha256: String::new(),
+            md5: String::new(),
+            size: 0,
+        };
         let (sha256, md5, size) = copy_hashing(input, &mut f, &path)?;
         f.sync_all().map_err(|e| RepoError::io("fsync", &path, e))?;
         drop(f);
@@ -166,7 +186,12 @@ impl Blobs {
             .and_then(|f| f.sync_all())
             .map_err(|e| RepoError::io("fsync", &target, e))?;
         let (sha256, md5, size) = hash_file(&target)?;
-        Ok(StagedFlist { path: target, sha256, md5, size })
+        Ok(StagedFlist {
+            path: target,
+            sha256,
+            md5,
+            size,
+        })
     }
 
     /// Moves a staged file to its content address (durably). Idempotent.

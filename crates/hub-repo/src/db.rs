@@ -129,10 +129,14 @@ impl Db {
     pub(crate) fn open(path: &Path) -> Result<Self, RepoError> {
         let ctx = format!("open {}", path.display());
         let writer = Connection::open(path).ctx(&ctx)?;
-        let mode: String =
-            writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).ctx(&ctx)?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .ctx(&ctx)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(RepoError::Invalid(format!("{}: cannot enable WAL (got {mode})", path.display())));
+            return Err(RepoError::Invalid(format!(
+                "{}: cannot enable WAL (got {mode})",
+                path.display()
+            )));
         }
         configure(&writer, path)?;
         writer.execute_batch(SCHEMA).ctx("create schema")?;
@@ -146,7 +150,12 @@ impl Db {
             configure(&c, path)?;
             readers.push(Mutex::new(c));
         }
-        Ok(Db { path: path.to_path_buf(), writer: Mutex::new(writer), readers, next: AtomicUsize::new(0) })
+        Ok(Db {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers,
+            next: AtomicUsize::new(0),
+        })
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -162,7 +171,10 @@ impl Db {
     }
 
     /// Runs `f` on a read connection.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, RepoError>) -> Result<T, RepoError> {
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, RepoError>,
+    ) -> Result<T, RepoError> {
         let conn = self.reader();
         f(&conn)
     }
@@ -173,7 +185,9 @@ impl Db {
         f: impl FnOnce(&Transaction<'_>) -> Result<T, RepoError>,
     ) -> Result<T, RepoError> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("begin")?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("begin")?;
         let out = f(&tx)?;
         tx.commit().ctx("commit")?;
         Ok(out)

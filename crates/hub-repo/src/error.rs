@@ -67,7 +67,11 @@ pub enum RepoError {
 
 impl RepoError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        RepoError::Io { op, path: path.into(), source }
+        RepoError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -78,6 +82,9 @@ pub(crate) trait SqlContext<T> {
 
 impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
     fn ctx(self, context: &str) -> Result<T, RepoError> {
-        self.map_err(|source| RepoError::Sqlite { context: context.to_string(), source })
+        self.map_err(|source| RepoError::Sqlite {
+            context: context.to_string(),
+            source,
+        })
     }
 }

@@ -21,7 +21,10 @@ pub const MAX_HOPS: usize = 32;
 
 /// Current unix time in seconds.
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The hub's repository model: a SQLite catalog plus content-addressed flist files under a
@@ -40,10 +43,20 @@ fn entry_from_row(row: &Row<'_>, blob: Option<(String, u64)>) -> rusqlite::Resul
     let kind = match kind.as_str() {
         "regular" => {
             let (md5, size) = blob.unwrap_or_default();
-            EntryKind::Regular { sha256: row.get(3)?, md5, size }
+            EntryKind::Regular {
+                sha256: row.get(3)?,
+                md5,
+                size,
+            }
         }
-        "symlink" => EntryKind::Symlink { target_repo: row.get(4)?, target_name: row.get(5)? },
-        _ => EntryKind::Taglink { target_repo: row.get(4)?, tag: row.get(5)? },
+        "symlink" => EntryKind::Symlink {
+            target_repo: row.get(4)?,
+            target_name: row.get(5)?,
+        },
+        _ => EntryKind::Taglink {
+            target_repo: row.get(4)?,
+            tag: row.get(5)?,
+        },
     };
     Ok(Entry {
         repo: row.get(0)?,
@@ -57,7 +70,11 @@ fn entry_from_row(row: &Row<'_>, blob: Option<(String, u64)>) -> rusqlite::Resul
 }
 
 /// Reads one entry (with its blob's md5 and size for regular entries).
-pub(crate) fn get_entry(conn: &Connection, repo: &str, name: &str) -> Result<Option<Entry>, RepoError> {
+pub(crate) fn get_entry(
+    conn: &Connection,
+    repo: &str,
+    name: &str,
+) -> Result<Option<Entry>, RepoError> {
     conn.prepare_cached(
         "SELECT e.repo, e.name, e.kind, e.sha256, e.target_repo, e.target_name, e.updated, \
          e.linktime, e.uploader, e.source, b.md5, b.size \
@@ -98,19 +115,28 @@ pub(crate) fn resolve_on(conn: &Connection, repo: &str, name: &str) -> Result<Re
                     source: e.source,
                 })
             }
-            EntryKind::Symlink { target_repo, target_name } => {
+            EntryKind::Symlink {
+                target_repo,
+                target_name,
+            } => {
                 r = target_repo;
                 n = target_name;
             }
             EntryKind::Taglink { .. } => {
-                return Err(RepoError::Invalid(format!("{r}/{n} is a taglink, not a flist")))
+                return Err(RepoError::Invalid(format!(
+                    "{r}/{n} is a taglink, not a flist"
+                )))
             }
         }
     }
 }
 
 /// Finds the concrete tag `repo/tag` designates, following taglinks.
-pub(crate) fn resolve_tag_on(conn: &Connection, repo: &str, tag: &str) -> Result<(String, String), RepoError> {
+pub(crate) fn resolve_tag_on(
+    conn: &Connection,
+    repo: &str,
+    tag: &str,
+) -> Result<(String, String), RepoError> {
     let mut seen = HashSet::new();
     let (mut r, mut t) = (repo.to_string(), tag.to_string());
     loop {
@@ -125,7 +151,10 @@ pub(crate) fn resolve_tag_on(conn: &Connection, repo: &str, tag: &str) -> Result
             return Ok((r, t));
         }
         match get_entry(conn, &r, &t)? {
-            Some(Entry { kind: EntryKind::Taglink { target_repo, tag }, .. }) => {
+            Some(Entry {
+                kind: EntryKind::Taglink { target_repo, tag },
+                ..
+            }) => {
                 r = target_repo;
                 t = tag;
             }
@@ -144,7 +173,15 @@ fn bump_repo(tx: &Connection, repo: &str, ts: i64) -> Result<(), RepoError> {
     Ok(())
 }
 
-fn audit(tx: &Connection, actor: &Actor, action: &str, repo: &str, name: &str, detail: &Value, ts: i64) -> Result<(), RepoError> {
+fn audit(
+    tx: &Connection,
+    actor: &Actor,
+    action: &str,
+    repo: &str,
+    name: &str,
+    detail: &Value,
+    ts: i64,
+) -> Result<(), RepoError> {
     tx.prepare_cached(
         "INSERT INTO audit(ts, actor, acting_as, action, repo, name, detail) VALUES (?1,?2,?3,?4,?5,?6,?7)",
     )
@@ -155,7 +192,15 @@ fn audit(tx: &Connection, actor: &Actor, action: &str, repo: &str, name: &str, d
     Ok(())
 }
 
-fn upsert_link(tx: &Connection, repo: &str, name: &str, kind: &str, trepo: &str, tname: &str, ts: i64) -> Result<(), RepoError> {
+fn upsert_link(
+    tx: &Connection,
+    repo: &str,
+    name: &str,
+    kind: &str,
+    trepo: &str,
+    tname: &str,
+    ts: i64,
+) -> Result<(), RepoError> {
     tx.prepare_cached(
         "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime) \
          VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?6) \
@@ -192,21 +237,25 @@ fn upsert_regular(
 /// Fails with [`RepoError::Conflict`] when `repo/name` holds a regular flist.
 fn refuse_regular(tx: &Connection, repo: &str, name: &str) -> Result<(), RepoError> {
     match get_entry(tx, repo, name)? {
-        Some(Entry { kind: EntryKind::Regular { .. }, .. }) => Err(RepoError::Conflict(format!(
+        Some(Entry {
+            kind: EntryKind::Regular { .. },
+            ..
+        }) => Err(RepoError::Conflict(format!(
             "{repo}/{name} is a regular flist: a link never replaces one"
         ))),
-        Some(Entry { kind: EntryKind::Taglink { .. }, .. }) => {
-            Err(RepoError::Conflict(format!("{repo}/{name} is a taglink")))
-        }
+        Some(Entry {
+            kind: EntryKind::Taglink { .. },
+            ..
+        }) => Err(RepoError::Conflict(format!("{repo}/{name} is a taglink"))),
         _ => Ok(()),
     }
 }
 
 fn check_no_cycle(tx: &Connection, repo: &str, name: &str) -> Result<(), RepoError> {
     match resolve_on(tx, repo, name) {
-        Err(RepoError::Cycle(_)) => {
-            Err(RepoError::Conflict(format!("linking {repo}/{name} would create a cycle")))
-        }
+        Err(RepoError::Cycle(_)) => Err(RepoError::Conflict(format!(
+            "linking {repo}/{name} would create a cycle"
+        ))),
         _ => Ok(()),
     }
 }
@@ -219,7 +268,12 @@ impl Hub {
         std::fs::create_dir_all(&data).map_err(|e| RepoError::io("create directory", &data, e))?;
         let db = Db::open(&data.join("catalog.sqlite3"))?;
         let blobs = Blobs::open(&data)?;
-        let hub = Hub { data, db, blobs, generation: AtomicU64::new(1) };
+        let hub = Hub {
+            data,
+            db,
+            blobs,
+            generation: AtomicU64::new(1),
+        };
         hub.fail_interrupted_jobs()?;
         Ok(hub)
     }
@@ -343,12 +397,58 @@ impl Hub {
         })
     }
 
+    /// Records one staged flist under many `(repo, name)` entries in a single transaction
+    /// (seeding, mirroring, benchmarks); each entry is audited like an upload.
+    pub fn put_flist_many(
+        &self,
+        actor: &Actor,
+        targets: &[(String, String)],
+        staged: StagedFlist,
+        info: FlistInfo,
+    ) -> Result<usize, RepoError> {
+        for (repo, name) in targets {
+            validate_repo(repo)?;
+            validate_flist(name)?;
+            actor.check_write(repo)?;
+        }
+        self.blobs.commit(&staged)?;
+        let metadata = info.metadata.map(|m| Value::Object(m).to_string());
+        let dump = info.dump.map(|d| d.to_string());
+        let detail = json!({"sha256": staged.sha256, "source": info.source});
+        let n = self.db.write(|tx| {
+            let ts = now();
+            tx.prepare_cached(
+                "INSERT INTO blobs(sha256, md5, size, metadata, dump, created) VALUES (?1,?2,?3,?4,?5,?6) \
+                 ON CONFLICT(sha256) DO UPDATE SET metadata = coalesce(blobs.metadata, excluded.metadata), \
+                 dump = coalesce(blobs.dump, excluded.dump)",
+            )
+            .and_then(|mut s| s.execute(params![staged.sha256, staged.md5, staged.size as i64, metadata, dump, ts]))
+            .ctx("record flist file")?;
+            for (repo, name) in targets {
+                bump_repo(tx, repo, ts)?;
+                upsert_regular(tx, repo, name, &staged.sha256, &actor.user, info.source.as_deref(), ts)?;
+                audit(tx, actor, "upload", repo, name, &detail, ts)?;
+            }
+            Ok(targets.len())
+        })?;
+        self.bump_generation();
+        Ok(n)
+    }
+
     /// `linkname` → `source`, both in `repo`. Replaces a link, never a regular flist (409).
-    pub fn link(&self, actor: &Actor, repo: &str, source: &str, linkname: &str) -> Result<(), RepoError> {
+    pub fn link(
+        &self,
+        actor: &Actor,
+        repo: &str,
+        source: &str,
+        linkname: &str,
+    ) -> Result<(), RepoError> {
         validate_flist(source)?;
         validate_flist(linkname)?;
         if source == linkname {
-            return Err(RepoError::Invalid(format!("{linkname} cannot link to itself")));
+            return Err(RepoError::Invalid(format!(
+                "{linkname} cannot link to itself"
+            )));
         }
         let detail = json!({"target_repo": repo, "target_name": source});
         self.audited(actor, "link", repo, linkname, detail, |tx, ts| {
@@ -374,7 +474,9 @@ impl Hub {
         validate_repo(target_repo)?;
         validate_flist(source)?;
         if target_repo == repo && source == linkname {
-            return Err(RepoError::Invalid(format!("{linkname} cannot link to itself")));
+            return Err(RepoError::Invalid(format!(
+                "{linkname} cannot link to itself"
+            )));
         }
         let detail = json!({"target_repo": target_repo, "target_name": source});
         self.audited(actor, "crosslink", repo, linkname, detail, |tx, ts| {
@@ -388,7 +490,13 @@ impl Hub {
     }
 
     /// Renames an entry; refuses to overwrite (409).
-    pub fn rename(&self, actor: &Actor, repo: &str, source: &str, destination: &str) -> Result<(), RepoError> {
+    pub fn rename(
+        &self,
+        actor: &Actor,
+        repo: &str,
+        source: &str,
+        destination: &str,
+    ) -> Result<(), RepoError> {
         validate_entry(source)?;
         validate_entry(destination)?;
         if source.ends_with(".flist") != destination.ends_with(".flist") {
@@ -445,7 +553,8 @@ impl Hub {
             let r = resolve_on(tx, src_repo, src_name)?;
             let source = format!("{src_repo}/{src_name}");
             upsert_regular(tx, repo, local, &r.sha256, &uploader, Some(&source), ts)?;
-            get_entry(tx, repo, local)?.ok_or_else(|| RepoError::NotFound(format!("{repo}/{local}")))
+            get_entry(tx, repo, local)?
+                .ok_or_else(|| RepoError::NotFound(format!("{repo}/{local}")))
         })
     }
 
@@ -463,7 +572,8 @@ impl Hub {
         validate_flist(linkname)?;
         validate_repo(target_repo)?;
         validate_flist(source)?;
-        let detail = json!({"linkname": linkname, "target_repo": target_repo, "target_name": source});
+        let detail =
+            json!({"linkname": linkname, "target_repo": target_repo, "target_name": source});
         self.audited(actor, "tag-add", repo, tag, detail, |tx, ts| {
             if get_entry(tx, target_repo, source)?.is_none() {
                 return Err(RepoError::NotFound(format!("{target_repo}/{source}")));
@@ -500,7 +610,8 @@ impl Hub {
         validate_flist(linkname)?;
         validate_repo(target_repo)?;
         validate_flist(source)?;
-        let detail = json!({"linkname": linkname, "target_repo": target_repo, "target_name": source});
+        let detail =
+            json!({"linkname": linkname, "target_repo": target_repo, "target_name": source});
         self.audited(actor, "tag-remove", repo, tag, detail, |tx, ts| {
             let n = tx
                 .prepare_cached(
@@ -543,14 +654,22 @@ impl Hub {
         self.audited(actor, "crosstag", repo, name, detail, |tx, ts| {
             resolve_tag_on(tx, target_repo, tag)?;
             match get_entry(tx, repo, name)? {
-                None | Some(Entry { kind: EntryKind::Taglink { .. }, .. }) => {}
-                Some(_) => return Err(RepoError::Conflict(format!("{repo}/{name} exists and is not a taglink"))),
+                None
+                | Some(Entry {
+                    kind: EntryKind::Taglink { .. },
+                    ..
+                }) => {}
+                Some(_) => {
+                    return Err(RepoError::Conflict(format!(
+                        "{repo}/{name} exists and is not a taglink"
+                    )))
+                }
             }
             upsert_link(tx, repo, name, "taglink", target_repo, tag, ts)?;
             match resolve_tag_on(tx, repo, name) {
-                Err(RepoError::Cycle(_)) => {
-                    Err(RepoError::Conflict(format!("taglink {repo}/{name} would create a cycle")))
-                }
+                Err(RepoError::Cycle(_)) => Err(RepoError::Conflict(format!(
+                    "taglink {repo}/{name} would create a cycle"
+                ))),
                 _ => Ok(()),
             }
         })
@@ -578,7 +697,9 @@ impl Hub {
                 .and_then(|mut s| s.execute(params![repo, name, target_repo, tag]))
                 .ctx("delete taglink")?;
             if n == 0 {
-                return Err(RepoError::NotFound(format!("taglink {repo}/{name} -> {target_repo}/tags/{tag}")));
+                return Err(RepoError::NotFound(format!(
+                    "taglink {repo}/{name} -> {target_repo}/tags/{tag}"
+                )));
             }
             Ok(())
         })
@@ -589,9 +710,16 @@ impl Hub {
     /// Every repository, sorted by name.
     pub fn repositories(&self) -> Result<Vec<RepoInfo>, RepoError> {
         self.db.read(|c| {
-            let mut st = c.prepare_cached("SELECT name, updated FROM repositories ORDER BY name").ctx("list repositories")?;
+            let mut st = c
+                .prepare_cached("SELECT name, updated FROM repositories ORDER BY name")
+                .ctx("list repositories")?;
             let rows = st
-                .query_map([], |r| Ok(RepoInfo { name: r.get(0)?, updated: r.get(1)? }))
+                .query_map([], |r| {
+                    Ok(RepoInfo {
+                        name: r.get(0)?,
+                        updated: r.get(1)?,
+                    })
+                })
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .ctx("list repositories")?;
             Ok(rows)
@@ -662,14 +790,31 @@ impl Hub {
                     target: None,
                     broken: false,
                 },
-                EntryKind::Symlink { target_repo, target_name } => {
-                    let target = if target_repo == repo { target_name.clone() } else { format!("{target_repo}/{target_name}") };
+                EntryKind::Symlink {
+                    target_repo,
+                    target_name,
+                } => {
+                    let target = if target_repo == repo {
+                        target_name.clone()
+                    } else {
+                        format!("{target_repo}/{target_name}")
+                    };
                     let (size, updated, broken) = match resolve_on(c, &target_repo, &target_name) {
                         Ok(r) => (r.size, r.updated, false),
-                        Err(RepoError::NotFound(_) | RepoError::Cycle(_) | RepoError::Invalid(_)) => (0, e.updated, true),
+                        Err(
+                            RepoError::NotFound(_) | RepoError::Cycle(_) | RepoError::Invalid(_),
+                        ) => (0, e.updated, true),
                         Err(err) => return Err(err),
                     };
-                    Listed { name: e.name, kind: ListedKind::Symlink, size, updated, linktime: e.linktime, target: Some(target), broken }
+                    Listed {
+                        name: e.name,
+                        kind: ListedKind::Symlink,
+                        size,
+                        updated,
+                        linktime: e.linktime,
+                        target: Some(target),
+                        broken,
+                    }
                 }
                 EntryKind::Taglink { target_repo, tag } => {
                     let broken = match resolve_tag_on(c, &target_repo, &tag) {
@@ -689,13 +834,25 @@ impl Hub {
                 }
             });
         }
-        let mut st = c.prepare_cached("SELECT tag, updated FROM tags WHERE repo = ?1 ORDER BY tag").ctx("list tags")?;
+        let mut st = c
+            .prepare_cached("SELECT tag, updated FROM tags WHERE repo = ?1 ORDER BY tag")
+            .ctx("list tags")?;
         let tags = st
-            .query_map(params![repo], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map(params![repo], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
             .ctx("list tags")?;
         for (tag, updated) in tags {
-            out.push(Listed { name: tag, kind: ListedKind::Tag, size: 0, updated, linktime: None, target: None, broken: false });
+            out.push(Listed {
+                name: tag,
+                kind: ListedKind::Tag,
+                size: 0,
+                updated,
+                linktime: None,
+                target: None,
+                broken: false,
+            });
         }
         Ok(out)
     }
@@ -717,7 +874,9 @@ impl Hub {
     /// Every repository's listing, by repository name.
     pub fn list_all(&self) -> Result<BTreeMap<String, Vec<Listed>>, RepoError> {
         self.db.read(|c| {
-            let mut st = c.prepare_cached("SELECT name FROM repositories ORDER BY name").ctx("list repositories")?;
+            let mut st = c
+                .prepare_cached("SELECT name FROM repositories ORDER BY name")
+                .ctx("list repositories")?;
             let names = st
                 .query_map([], |r| r.get::<_, String>(0))
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -734,9 +893,17 @@ impl Hub {
     /// `repo/name` of every entry of every repository.
     pub fn all_entry_names(&self) -> Result<Vec<String>, RepoError> {
         self.db.read(|c| {
-            let mut st = c.prepare_cached("SELECT repo, name FROM entries ORDER BY repo, name").ctx("list entries")?;
+            let mut st = c
+                .prepare_cached("SELECT repo, name FROM entries ORDER BY repo, name")
+                .ctx("list entries")?;
             let v = st
-                .query_map([], |r| Ok(format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .query_map([], |r| {
+                    Ok(format!(
+                        "{}/{}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?
+                    ))
+                })
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .ctx("list entries")?;
             Ok(v)
@@ -803,7 +970,10 @@ impl Hub {
     pub fn blob_metadata(&self, sha256: &str) -> Result<Option<String>, RepoError> {
         self.db.read(|c| {
             c.prepare_cached("SELECT metadata FROM blobs WHERE sha256 = ?1")
-                .and_then(|mut s| s.query_row(params![sha256], |r| r.get::<_, Option<String>>(0)).optional())
+                .and_then(|mut s| {
+                    s.query_row(params![sha256], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                })
                 .map(Option::flatten)
                 .ctx("read metadata")
         })
@@ -813,14 +983,22 @@ impl Hub {
     pub fn blob_dump(&self, sha256: &str) -> Result<Option<String>, RepoError> {
         self.db.read(|c| {
             c.prepare_cached("SELECT dump FROM blobs WHERE sha256 = ?1")
-                .and_then(|mut s| s.query_row(params![sha256], |r| r.get::<_, Option<String>>(0)).optional())
+                .and_then(|mut s| {
+                    s.query_row(params![sha256], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                })
                 .map(Option::flatten)
                 .ctx("read dump")
         })
     }
 
     /// Records the metadata and dump computed for a stored file (not audited: derived data).
-    pub fn set_blob_info(&self, sha256: &str, metadata: Option<&str>, dump: Option<&str>) -> Result<(), RepoError> {
+    pub fn set_blob_info(
+        &self,
+        sha256: &str,
+        metadata: Option<&str>,
+        dump: Option<&str>,
+    ) -> Result<(), RepoError> {
         self.db.write(|tx| {
             tx.prepare_cached(
                 "UPDATE blobs SET metadata = coalesce(?2, metadata), dump = coalesce(?3, dump) WHERE sha256 = ?1",
@@ -866,10 +1044,16 @@ impl Hub {
         validate_repo(org)?;
         validate_repo(user)?;
         self.db.write(|tx| {
-            tx.execute("INSERT OR IGNORE INTO orgs(name, created) VALUES (?1, ?2)", params![org, now()])
-                .ctx("create organisation")?;
-            tx.execute("INSERT OR IGNORE INTO org_members(org, user) VALUES (?1, ?2)", params![org, user])
-                .ctx("add member")?;
+            tx.execute(
+                "INSERT OR IGNORE INTO orgs(name, created) VALUES (?1, ?2)",
+                params![org, now()],
+            )
+            .ctx("create organisation")?;
+            tx.execute(
+                "INSERT OR IGNORE INTO org_members(org, user) VALUES (?1, ?2)",
+                params![org, user],
+            )
+            .ctx("add member")?;
             Ok(())
         })
     }
@@ -877,8 +1061,11 @@ impl Hub {
     /// Removes `user` from `org`.
     pub fn remove_member(&self, org: &str, user: &str) -> Result<(), RepoError> {
         self.db.write(|tx| {
-            tx.execute("DELETE FROM org_members WHERE org = ?1 AND user = ?2", params![org, user])
-                .ctx("remove member")?;
+            tx.execute(
+                "DELETE FROM org_members WHERE org = ?1 AND user = ?2",
+                params![org, user],
+            )
+            .ctx("remove member")?;
             Ok(())
         })
     }
@@ -886,7 +1073,9 @@ impl Hub {
     /// Organisations `user` is recorded as a member of in the catalog.
     pub fn memberships(&self, user: &str) -> Result<Vec<String>, RepoError> {
         self.db.read(|c| {
-            let mut st = c.prepare_cached("SELECT org FROM org_members WHERE user = ?1 ORDER BY org").ctx("read memberships")?;
+            let mut st = c
+                .prepare_cached("SELECT org FROM org_members WHERE user = ?1 ORDER BY org")
+                .ctx("read memberships")?;
             let v = st
                 .query_map(params![user], |r| r.get(0))
                 .and_then(|it| it.collect::<Result<Vec<String>, _>>())
@@ -948,7 +1137,10 @@ impl Hub {
                         if s != sha {
                             Some(format!("file {} has sha256 {s}", path.display()))
                         } else if Some(&m) != md5.as_ref() || Some(n as i64) != size {
-                            Some(format!("file {} md5/size differ from the catalog", path.display()))
+                            Some(format!(
+                                "file {} md5/size differ from the catalog",
+                                path.display()
+                            ))
                         } else {
                             None
                         }

@@ -11,7 +11,10 @@ use crate::names::validate_flist;
 use crate::{Actor, Hub, RepoError};
 
 fn fmt_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
-    RepoError::Format { path: path.to_path_buf(), message: e.to_string() }
+    RepoError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Reads an flist file.
@@ -21,7 +24,9 @@ pub fn open_flist(path: &Path) -> Result<Flist, RepoError> {
 
 /// Metadata as a JSON object of raw string values.
 pub fn metadata_json(md: &Metadata) -> Map<String, Value> {
-    md.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect()
+    md.iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect()
 }
 
 /// The full dump: `{"content":[{"path","size","type","mode"[,"target"]}...], "regular",
@@ -78,7 +83,11 @@ pub fn chunk_keys(tree: &Tree) -> Vec<[u8; 16]> {
 
 /// The [`FlistInfo`] (metadata and dump) of an flist in memory.
 pub fn info_of(flist: &Flist, source: Option<String>) -> FlistInfo {
-    FlistInfo { source, metadata: Some(metadata_json(&flist.metadata)), dump: Some(dump_json(&flist.tree)) }
+    FlistInfo {
+        source,
+        metadata: Some(metadata_json(&flist.metadata)),
+        dump: Some(dump_json(&flist.tree)),
+    }
 }
 
 impl Hub {
@@ -99,7 +108,10 @@ impl Hub {
     pub fn dump(&self, r: &Resolved) -> Result<String, RepoError> {
         match self.blob_dump(&r.sha256)? {
             Some(d) => Ok(d),
-            None => self.ensure_info(r)?.1.ok_or_else(|| RepoError::NotFound(format!("dump of {}/{}", r.repo, r.name))),
+            None => self
+                .ensure_info(r)?
+                .1
+                .ok_or_else(|| RepoError::NotFound(format!("dump of {}/{}", r.repo, r.name))),
         }
     }
 
@@ -147,6 +159,14 @@ impl Hub {
         merged.write(&out).map_err(|e| fmt_err(&out, e))?;
         let staged = self.stage_file(&out)?;
         let info = info_of(&merged, Some(names.join(", ")));
-        self.put_flist_as(actor, "merge", repo, target, staged, info, json!({"sources": names}))
+        self.put_flist_as(
+            actor,
+            "merge",
+            repo,
+            target,
+            staged,
+            info,
+            json!({"sources": names}),
+        )
     }
 }

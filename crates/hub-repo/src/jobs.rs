@@ -149,7 +149,13 @@ impl Hub {
         self.set_job_end(id, JobState::Failed, message, None)
     }
 
-    fn set_job_end(&self, id: &str, state: JobState, message: &str, info: Option<&Value>) -> Result<(), RepoError> {
+    fn set_job_end(
+        &self,
+        id: &str,
+        state: JobState,
+        message: &str,
+        info: Option<&Value>,
+    ) -> Result<(), RepoError> {
         let info = info.map(Value::to_string);
         self.db.write(|tx| {
             tx.execute(

@@ -41,7 +41,11 @@ fn mtime(path: &Path) -> Option<i64> {
 fn link_target(root: &Path, base: &[&str], target: &Path) -> Option<(String, String)> {
     let rel: PathBuf = if target.is_absolute() {
         let canon_root = root.canonicalize().ok()?;
-        target.strip_prefix(&canon_root).or_else(|_| target.strip_prefix(root)).ok()?.to_path_buf()
+        target
+            .strip_prefix(&canon_root)
+            .or_else(|_| target.strip_prefix(root))
+            .ok()?
+            .to_path_buf()
     } else {
         let mut parts: Vec<String> = base.iter().map(|s| s.to_string()).collect();
         for c in target.components() {
@@ -78,7 +82,8 @@ impl Hub {
             let name = e.file_name().to_string_lossy().to_string();
             let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if !is_dir {
-                rep.skipped.push((p.display().to_string(), "not a repository directory".into()));
+                rep.skipped
+                    .push((p.display().to_string(), "not a repository directory".into()));
                 continue;
             }
             if let Err(err) = validate_repo(&name) {
@@ -118,9 +123,11 @@ impl Hub {
                         Err(err) => rep.skipped.push((p.display().to_string(), err.to_string())),
                     }
                 } else if name.ends_with(".md5") {
-                    rep.skipped.push((p.display().to_string(), "md5 sidecar (recomputed)".into()));
+                    rep.skipped
+                        .push((p.display().to_string(), "md5 sidecar (recomputed)".into()));
                 } else {
-                    rep.skipped.push((p.display().to_string(), "not an flist, link or tag".into()));
+                    rep.skipped
+                        .push((p.display().to_string(), "not an flist, link or tag".into()));
                 }
             }
         }
@@ -134,7 +141,10 @@ impl Hub {
                 }
             };
             let Some((trepo, tname)) = link_target(root, &[repo.as_str()], &target) else {
-                rep.skipped.push((p.display().to_string(), format!("link target {} is outside the hub", target.display())));
+                rep.skipped.push((
+                    p.display().to_string(),
+                    format!("link target {} is outside the hub", target.display()),
+                ));
                 continue;
             };
             if let Some(tag) = tname.strip_prefix(".tag-") {
@@ -142,7 +152,11 @@ impl Hub {
                 continue;
             }
             let time = mtime(&p);
-            let res = if trepo == repo { self.link(&actor, &repo, &tname, &name) } else { self.crosslink(&actor, &repo, &name, &trepo, &tname) };
+            let res = if trepo == repo {
+                self.link(&actor, &repo, &tname, &name)
+            } else {
+                self.crosslink(&actor, &repo, &name, &trepo, &tname)
+            };
             match res.and_then(|_| self.set_times(&repo, &name, time)) {
                 Ok(()) => rep.imported.push(format!("{repo}/{name}")),
                 Err(err) => rep.skipped.push((p.display().to_string(), err.to_string())),
@@ -150,7 +164,8 @@ impl Hub {
         }
         for (repo, tag, dir) in tagdirs {
             if let Err(err) = validate_tag(&tag) {
-                rep.skipped.push((dir.display().to_string(), err.to_string()));
+                rep.skipped
+                    .push((dir.display().to_string(), err.to_string()));
                 continue;
             }
             let mut items: Vec<_> = match fs::read_dir(&dir) {
@@ -166,10 +181,14 @@ impl Hub {
                 let name = e.file_name().to_string_lossy().to_string();
                 // links inside `.tag-x/` are relative to the tag directory
                 let tagdir = format!(".tag-{tag}");
-                let parsed =
-                    fs::read_link(&p).ok().and_then(|t| link_target(root, &[repo.as_str(), tagdir.as_str()], &t));
+                let parsed = fs::read_link(&p)
+                    .ok()
+                    .and_then(|t| link_target(root, &[repo.as_str(), tagdir.as_str()], &t));
                 let Some((trepo, tname)) = parsed else {
-                    rep.skipped.push((p.display().to_string(), "not a link to an flist of this hub".into()));
+                    rep.skipped.push((
+                        p.display().to_string(),
+                        "not a link to an flist of this hub".into(),
+                    ));
                     continue;
                 };
                 match self.tag_add(&actor, &repo, &tag, &name, &trepo, &tname) {
@@ -179,7 +198,8 @@ impl Hub {
             }
         }
         for (repo, name, trepo, tag, p) in taglinks {
-            let res = validate_taglink(&name).and_then(|_| self.crosstag(&actor, &repo, &name, &trepo, &tag));
+            let res = validate_taglink(&name)
+                .and_then(|_| self.crosstag(&actor, &repo, &name, &trepo, &tag));
             match res {
                 Ok(()) => rep.imported.push(format!("{repo}/{name}")),
                 Err(err) => rep.skipped.push((p.display().to_string(), err.to_string())),
@@ -188,18 +208,40 @@ impl Hub {
         Ok(rep)
     }
 
-    fn import_file(&self, actor: &Actor, repo: &str, name: &str, path: &Path) -> Result<Option<String>, RepoError> {
+    fn import_file(
+        &self,
+        actor: &Actor,
+        repo: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<Option<String>, RepoError> {
         validate_flist(name)?;
         let f = fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
         let staged = self.stage_reader(f)?;
         let (info, warning) = match crate::inspect::open_flist(staged.path()) {
-            Ok(fl) => (crate::inspect::info_of(&fl, Some("legacy import".into())), None),
+            Ok(fl) => (
+                crate::inspect::info_of(&fl, Some("legacy import".into())),
+                None,
+            ),
             Err(e) => (
-                FlistInfo { source: Some("legacy import".into()), ..Default::default() },
-                Some(format!("{repo}/{name}: imported, but not readable here: {e}")),
+                FlistInfo {
+                    source: Some("legacy import".into()),
+                    ..Default::default()
+                },
+                Some(format!(
+                    "{repo}/{name}: imported, but not readable here: {e}"
+                )),
             ),
         };
-        self.put_flist_as(actor, "import", repo, name, staged, info, json!({"path": path.display().to_string()}))?;
+        self.put_flist_as(
+            actor,
+            "import",
+            repo,
+            name,
+            staged,
+            info,
+            json!({"path": path.display().to_string()}),
+        )?;
         self.set_times(repo, name, mtime(path))?;
         Ok(warning)
     }

@@ -7,15 +7,18 @@
 
 use crate::RepoError;
 
-fn check(
-    what: &'static str,
-    name: &str,
-    max: usize,
-    extra: &[u8],
-) -> Result<(), RepoError> {
-    let bad = |reason| Err(RepoError::InvalidName { what, name: name.to_string(), reason });
+fn check(what: &'static str, name: &str, max: usize, extra: &[u8]) -> Result<(), RepoError> {
+    let bad = |reason| {
+        Err(RepoError::InvalidName {
+            what,
+            name: name.to_string(),
+            reason,
+        })
+    };
     let bytes = name.as_bytes();
-    let Some(first) = bytes.first() else { return bad("empty") };
+    let Some(first) = bytes.first() else {
+        return bad("empty");
+    };
     if bytes.len() > max {
         return bad("too long");
     }
@@ -91,16 +94,33 @@ mod tests {
         for n in ["alice", "bob.3bot", "official-apps", "a_b", "A9"] {
             validate_repo(n).unwrap_or_else(|e| panic!("{n}: {e}"));
         }
-        for n in ["app-1.0.flist", "c++.flist", "x_y.flist", "ubuntu-22.04.flist"] {
+        for n in [
+            "app-1.0.flist",
+            "c++.flist",
+            "x_y.flist",
+            "ubuntu-22.04.flist",
+        ] {
             validate_flist(n).unwrap_or_else(|e| panic!("{n}: {e}"));
         }
-        validate_taglink("latest").unwrap();
+        validate_taglink("latest").expect("taglink name");
     }
 
     #[test]
     fn refuses_hostile_names() {
         let long = "a".repeat(65);
-        for n in ["", "<script>", "..", "a/b", "a\nb", "a\0b", ".hidden", "-x", "a..b", long.as_str(), "é"] {
+        for n in [
+            "",
+            "<script>",
+            "..",
+            "a/b",
+            "a\nb",
+            "a\0b",
+            ".hidden",
+            "-x",
+            "a..b",
+            long.as_str(),
+            "é",
+        ] {
             assert!(validate_repo(n).is_err(), "{n:?} accepted");
         }
         for n in [

@@ -120,7 +120,14 @@ impl Hub {
             return Ok(TokenCheck::Expired);
         }
         let memberof: Vec<String> = serde_json::from_str(&members).unwrap_or_default();
-        Ok(TokenCheck::Valid(TokenInfo { id, user, memberof, label, created, expires }))
+        Ok(TokenCheck::Valid(TokenInfo {
+            id,
+            user,
+            memberof,
+            label,
+            created,
+            expires,
+        }))
     }
 
     /// Revokes the token with this value; false when unknown or already revoked.
@@ -128,7 +135,10 @@ impl Hub {
         let h = token_hash(token);
         self.db.write(|tx| {
             let n = tx
-                .execute("UPDATE tokens SET revoked = ?2 WHERE hash = ?1 AND revoked IS NULL", params![h, now()])
+                .execute(
+                    "UPDATE tokens SET revoked = ?2 WHERE hash = ?1 AND revoked IS NULL",
+                    params![h, now()],
+                )
                 .ctx("revoke token")?;
             Ok(n > 0)
         })
@@ -138,7 +148,10 @@ impl Hub {
     pub fn revoke_token_id(&self, id: i64) -> Result<bool, RepoError> {
         self.db.write(|tx| {
             let n = tx
-                .execute("UPDATE tokens SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL", params![id, now()])
+                .execute(
+                    "UPDATE tokens SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL",
+                    params![id, now()],
+                )
                 .ctx("revoke token")?;
             Ok(n > 0)
         })

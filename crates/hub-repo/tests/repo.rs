@@ -16,8 +16,14 @@ fn upload(hub: &Hub, actor: &Actor, repo: &str, name: &str, fixture_name: &str) 
     let f = fs::File::open(fixture(fixture_name)).expect("fixture");
     let staged = hub.stage_reader(f).expect("stage");
     let fl = hub_repo::inspect::open_flist(staged.path()).expect("readable fixture");
-    hub.put_flist(actor, repo, name, staged, hub_repo::inspect::info_of(&fl, Some(fixture_name.into())))
-        .expect("put");
+    hub.put_flist(
+        actor,
+        repo,
+        name,
+        staged,
+        hub_repo::inspect::info_of(&fl, Some(fixture_name.into())),
+    )
+    .expect("put");
 }
 
 #[test]
@@ -29,54 +35,115 @@ fn links_tags_rename_delete_and_resolution() {
     upload(&hub, &bob, "bob", "b.flist", "merge-b.flist");
 
     // Writing into someone else's repository is refused.
-    assert!(matches!(hub.link(&bob, "alice", "a.flist", "x.flist"), Err(RepoError::Forbidden(_))));
+    assert!(matches!(
+        hub.link(&bob, "alice", "a.flist", "x.flist"),
+        Err(RepoError::Forbidden(_))
+    ));
     // Acting as an organisation one is not a member of is refused.
-    assert!(matches!(bob.clone().acting_as("team"), Err(RepoError::Forbidden(_))));
+    assert!(matches!(
+        bob.clone().acting_as("team"),
+        Err(RepoError::Forbidden(_))
+    ));
     let team = alice.clone().acting_as("team").expect("member");
-    assert!(matches!(hub.link(&team, "alice", "a.flist", "x.flist"), Err(RepoError::Forbidden(_))));
-    hub.crosslink(&team, "team", "shared.flist", "alice", "a.flist").expect("org write");
+    assert!(matches!(
+        hub.link(&team, "alice", "a.flist", "x.flist"),
+        Err(RepoError::Forbidden(_))
+    ));
+    hub.crosslink(&team, "team", "shared.flist", "alice", "a.flist")
+        .expect("org write");
 
-    hub.link(&alice, "alice", "a.flist", "latest.flist").expect("link");
+    hub.link(&alice, "alice", "a.flist", "latest.flist")
+        .expect("link");
     let a = hub.resolve("alice", "a.flist").expect("resolve a");
-    assert_eq!(hub.resolve("alice", "latest.flist").expect("resolve link").sha256, a.sha256);
-    assert_eq!(hub.resolve("team", "shared.flist").expect("resolve crosslink").sha256, a.sha256);
+    assert_eq!(
+        hub.resolve("alice", "latest.flist")
+            .expect("resolve link")
+            .sha256,
+        a.sha256
+    );
+    assert_eq!(
+        hub.resolve("team", "shared.flist")
+            .expect("resolve crosslink")
+            .sha256,
+        a.sha256
+    );
     // A link never replaces a regular file.
-    assert!(matches!(hub.link(&alice, "alice", "latest.flist", "a.flist"), Err(RepoError::Conflict(_))));
+    assert!(matches!(
+        hub.link(&alice, "alice", "latest.flist", "a.flist"),
+        Err(RepoError::Conflict(_))
+    ));
     // Links replace links; cycles are refused.
-    hub.crosslink(&alice, "alice", "latest.flist", "bob", "b.flist").expect("replace link");
-    hub.link(&alice, "alice", "latest.flist", "l2.flist").expect("link to link");
-    assert!(matches!(hub.link(&alice, "alice", "l2.flist", "latest.flist"), Err(RepoError::Conflict(_))));
+    hub.crosslink(&alice, "alice", "latest.flist", "bob", "b.flist")
+        .expect("replace link");
+    hub.link(&alice, "alice", "latest.flist", "l2.flist")
+        .expect("link to link");
+    assert!(matches!(
+        hub.link(&alice, "alice", "l2.flist", "latest.flist"),
+        Err(RepoError::Conflict(_))
+    ));
     assert_eq!(hub.resolve("alice", "l2.flist").expect("chain").repo, "bob");
 
     // Rename refuses to overwrite.
-    assert!(matches!(hub.rename(&alice, "alice", "l2.flist", "a.flist"), Err(RepoError::Conflict(_))));
-    hub.rename(&alice, "alice", "l2.flist", "l3.flist").expect("rename");
-    assert!(matches!(hub.rename(&alice, "alice", "nope.flist", "n.flist"), Err(RepoError::NotFound(_))));
+    assert!(matches!(
+        hub.rename(&alice, "alice", "l2.flist", "a.flist"),
+        Err(RepoError::Conflict(_))
+    ));
+    hub.rename(&alice, "alice", "l2.flist", "l3.flist")
+        .expect("rename");
+    assert!(matches!(
+        hub.rename(&alice, "alice", "nope.flist", "n.flist"),
+        Err(RepoError::NotFound(_))
+    ));
 
     // Tags and taglinks.
-    hub.tag_add(&bob, "bob", "v1", "b.flist", "bob", "b.flist").expect("tag");
-    hub.crosstag(&alice, "alice", "bobs", "bob", "v1").expect("crosstag");
-    assert_eq!(hub.resolve_in_tag("alice", "bobs", "b.flist").expect("through taglink").repo, "bob");
-    assert!(matches!(hub.crosstag(&alice, "alice", "none", "bob", "v9"), Err(RepoError::NotFound(_))));
+    hub.tag_add(&bob, "bob", "v1", "b.flist", "bob", "b.flist")
+        .expect("tag");
+    hub.crosstag(&alice, "alice", "bobs", "bob", "v1")
+        .expect("crosstag");
+    assert_eq!(
+        hub.resolve_in_tag("alice", "bobs", "b.flist")
+            .expect("through taglink")
+            .repo,
+        "bob"
+    );
+    assert!(matches!(
+        hub.crosstag(&alice, "alice", "none", "bob", "v9"),
+        Err(RepoError::NotFound(_))
+    ));
     let listing = hub.list("alice").expect("list").expect("exists");
-    let kinds: Vec<(String, ListedKind)> = listing.iter().map(|l| (l.name.clone(), l.kind)).collect();
+    let kinds: Vec<(String, ListedKind)> =
+        listing.iter().map(|l| (l.name.clone(), l.kind)).collect();
     assert!(kinds.contains(&("bobs".into(), ListedKind::Taglink)));
     assert!(kinds.contains(&("latest.flist".into(), ListedKind::Symlink)));
     let bob_listing = hub.list("bob").expect("list").expect("exists");
-    assert!(bob_listing.iter().any(|l| l.name == "v1" && l.kind == ListedKind::Tag));
+    assert!(bob_listing
+        .iter()
+        .any(|l| l.name == "v1" && l.kind == ListedKind::Tag));
 
     // Deleting a target leaves a dangling link, reported as broken.
     hub.delete(&bob, "bob", "b.flist").expect("delete");
     let listing = hub.list("alice").expect("list").expect("exists");
-    let latest = listing.iter().find(|l| l.name == "latest.flist").expect("still listed");
+    let latest = listing
+        .iter()
+        .find(|l| l.name == "latest.flist")
+        .expect("still listed");
     assert!(latest.broken);
-    assert!(matches!(hub.resolve("alice", "latest.flist"), Err(RepoError::NotFound(_))));
-    assert!(matches!(hub.delete(&bob, "bob", "b.flist"), Err(RepoError::NotFound(_))));
-    hub.tag_remove(&bob, "bob", "v1", "b.flist", "bob", "b.flist").expect("untag");
+    assert!(matches!(
+        hub.resolve("alice", "latest.flist"),
+        Err(RepoError::NotFound(_))
+    ));
+    assert!(matches!(
+        hub.delete(&bob, "bob", "b.flist"),
+        Err(RepoError::NotFound(_))
+    ));
+    hub.tag_remove(&bob, "bob", "v1", "b.flist", "bob", "b.flist")
+        .expect("untag");
     assert!(hub.tag_links("bob", "v1").is_err());
 
     // Promote shares content.
-    let e = hub.promote(&bob, "bob", "alice", "a.flist", "copy.flist").expect("promote");
+    let e = hub
+        .promote(&bob, "bob", "alice", "a.flist", "copy.flist")
+        .expect("promote");
     assert!(matches!(e.kind, EntryKind::Regular { ref sha256, .. } if *sha256 == a.sha256));
 
     // Every committed write is in the audit log, in order.
@@ -85,8 +152,18 @@ fn links_tags_rename_delete_and_resolution() {
     assert_eq!(
         actions,
         [
-            "upload", "upload", "crosslink", "link", "crosslink", "link", "rename", "tag-add", "crosstag",
-            "delete", "tag-remove", "promote"
+            "upload",
+            "upload",
+            "crosslink",
+            "link",
+            "crosslink",
+            "link",
+            "rename",
+            "tag-add",
+            "crosstag",
+            "delete",
+            "tag-remove",
+            "promote"
         ]
     );
     assert!(hub.integrity_check().expect("check").is_clean());
@@ -96,10 +173,25 @@ fn links_tags_rename_delete_and_resolution() {
 fn hostile_names_are_refused() {
     let (_d, hub) = hub();
     let alice = Actor::new("alice", vec![]);
-    for bad in ["<script>.flist", "../x.flist", "a/b.flist", "a\u{1}.flist", ".."] {
-        assert!(matches!(hub.delete(&alice, "alice", bad), Err(RepoError::InvalidName { .. })), "{bad:?}");
+    for bad in [
+        "<script>.flist",
+        "../x.flist",
+        "a/b.flist",
+        "a\u{1}.flist",
+        "..",
+    ] {
+        assert!(
+            matches!(
+                hub.delete(&alice, "alice", bad),
+                Err(RepoError::InvalidName { .. })
+            ),
+            "{bad:?}"
+        );
     }
-    assert!(matches!(hub.delete(&alice, "<script>", "a.flist"), Err(RepoError::InvalidName { .. })));
+    assert!(matches!(
+        hub.delete(&alice, "<script>", "a.flist"),
+        Err(RepoError::InvalidName { .. })
+    ));
 }
 
 #[test]
@@ -111,17 +203,39 @@ fn merge_dump_metadata_and_integrity() {
     upload(&hub, &alice, "alice", "fixture.flist", "fixture.flist");
     let mut md = flist_format::Metadata::new();
     md.set("backend", r#"{"host":"hub.example","port":9900}"#);
-    hub.merge(&alice, "alice", "ab.flist", &[("alice".into(), "a.flist".into()), ("alice".into(), "b.flist".into())], md)
-        .expect("merge");
+    hub.merge(
+        &alice,
+        "alice",
+        "ab.flist",
+        &[
+            ("alice".into(), "a.flist".into()),
+            ("alice".into(), "b.flist".into()),
+        ],
+        md,
+    )
+    .expect("merge");
     let r = hub.resolve("alice", "ab.flist").expect("merged");
     let dump: serde_json::Value = serde_json::from_str(&hub.dump(&r).expect("dump")).expect("json");
-    let paths: Vec<&str> = dump["content"].as_array().expect("content").iter().filter_map(|e| e["path"].as_str()).collect();
+    let paths: Vec<&str> = dump["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
     for p in ["/etc/a.conf", "/etc/b.conf", "/bin/tool", "/opt/app/run"] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
-    let tool = dump["content"].as_array().expect("content").iter().find(|e| e["path"] == "/bin/tool").expect("tool");
+    let tool = dump["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .find(|e| e["path"] == "/bin/tool")
+        .expect("tool");
     assert_eq!(tool["size"], 15, "first wins");
-    assert_eq!(hub.metadata(&r).expect("md")["backend"], r#"{"host":"hub.example","port":9900}"#);
+    assert_eq!(
+        hub.metadata(&r).expect("md")["backend"],
+        r#"{"host":"hub.example","port":9900}"#
+    );
     let fx = hub.resolve("alice", "fixture.flist").expect("fixture");
     assert_eq!(hub.metadata(&fx).expect("md")["custom-key"], "some-value");
 
@@ -130,19 +244,30 @@ fn merge_dump_metadata_and_integrity() {
     fs::write(hub.blob_path(&fx.sha256), b"garbage").expect("corrupt");
     let rep = hub.integrity_check().expect("check");
     assert!(!rep.is_clean());
-    assert!(rep.problems.iter().any(|p| p.contains("alice/fixture.flist")), "{:?}", rep.problems);
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.contains("alice/fixture.flist")),
+        "{:?}",
+        rep.problems
+    );
 }
 
 #[test]
 fn tokens_expire_and_revoke() {
     let (_d, hub) = hub();
-    let (tok, info) = hub.create_token("alice", &["team".into()], 3600, Some("ci")).expect("token");
+    let (tok, info) = hub
+        .create_token("alice", &["team".into()], 3600, Some("ci"))
+        .expect("token");
     assert_eq!(tok.len(), 43);
     match hub.check_token(&tok).expect("check") {
         TokenCheck::Valid(i) => assert_eq!(i, info),
         other => panic!("{other:?}"),
     }
-    assert_eq!(hub.check_token("forged").expect("check"), TokenCheck::Unknown);
+    assert_eq!(
+        hub.check_token("forged").expect("check"),
+        TokenCheck::Unknown
+    );
     assert!(hub.revoke_token(&tok).expect("revoke"));
     assert_eq!(hub.check_token(&tok).expect("check"), TokenCheck::Revoked);
     assert!(hub.create_token("alice", &[], 0, None).is_err());
@@ -150,7 +275,10 @@ fn tokens_expire_and_revoke() {
     let db = fs::read(hub.data_dir().join("catalog.sqlite3")).expect("db");
     let wal = fs::read(hub.data_dir().join("catalog.sqlite3-wal")).unwrap_or_default();
     let needle = tok.as_bytes();
-    assert!(!db.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle));
+    assert!(
+        !db.windows(needle.len()).any(|w| w == needle)
+            && !wal.windows(needle.len()).any(|w| w == needle)
+    );
 }
 
 #[test]
@@ -161,7 +289,8 @@ fn jobs_survive_restart_as_failed() {
         let a = hub.job_create("upload", "alice").expect("job");
         hub.job_progress(&a.id, 40, "converting").expect("progress");
         let b = hub.job_create("upload", "alice").expect("job");
-        hub.job_finish(&b.id, &serde_json::json!({"name": "x.flist"})).expect("finish");
+        hub.job_finish(&b.id, &serde_json::json!({"name": "x.flist"}))
+            .expect("finish");
         (a.id, b.id)
     };
     let hub = Hub::open(dir.path()).expect("reopen");
@@ -196,10 +325,55 @@ fn import_legacy_tree() {
     imported.sort();
     assert_eq!(
         imported,
-        ["alice/a.flist", "alice/bobs.flist", "alice/latest.flist", "alice/tags/v1/a.flist", "bob/alices", "bob/b.flist"]
+        [
+            "alice/a.flist",
+            "alice/bobs.flist",
+            "alice/latest.flist",
+            "alice/tags/v1/a.flist",
+            "bob/alices",
+            "bob/b.flist"
+        ]
     );
     assert_eq!(rep.skipped.len(), 3, "{:?}", rep.skipped);
-    assert_eq!(hub.resolve("alice", "bobs.flist").expect("crosslink").repo, "bob");
-    assert_eq!(hub.resolve_in_tag("bob", "alices", "a.flist").expect("taglink").name, "a.flist");
+    assert_eq!(
+        hub.resolve("alice", "bobs.flist").expect("crosslink").repo,
+        "bob"
+    );
+    assert_eq!(
+        hub.resolve_in_tag("bob", "alices", "a.flist")
+            .expect("taglink")
+            .name,
+        "a.flist"
+    );
+    assert!(hub.integrity_check().expect("check").is_clean());
+}
+
+#[test]
+fn put_flist_many_records_every_entry_in_one_go() {
+    let (_d, hub) = hub();
+    let f = fs::File::open(fixture("merge-a.flist")).expect("fixture");
+    let staged = hub.stage_reader(f).expect("stage");
+    let targets: Vec<(String, String)> = (0..3)
+        .flat_map(|r| (0..2).map(move |f| (format!("r{r}"), format!("f{f}.flist"))))
+        .collect();
+    let bob = Actor::new("bob", vec![]);
+    let again = hub
+        .stage_reader(fs::File::open(fixture("merge-a.flist")).expect("f"))
+        .expect("stage");
+    assert!(matches!(
+        hub.put_flist_many(&bob, &targets, again, Default::default()),
+        Err(RepoError::Forbidden(_))
+    ));
+    assert_eq!(
+        hub.put_flist_many(&Actor::system("seed"), &targets, staged, Default::default())
+            .expect("many"),
+        6
+    );
+    assert_eq!(hub.repositories().expect("repos").len(), 3);
+    assert_eq!(
+        hub.resolve("r2", "f1.flist").expect("resolve").name,
+        "f1.flist"
+    );
+    assert_eq!(hub.audit_log(0, 100).expect("log").len(), 6);
     assert!(hub.integrity_check().expect("check").is_clean());
 }

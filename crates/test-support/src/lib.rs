@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod archive;
 pub mod redis;
 pub mod zdb;
 

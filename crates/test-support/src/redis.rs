@@ -75,8 +75,12 @@ impl RedisServer {
         let mut last_err = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("creating a temp dir for redis-server");
-            let mut server =
-                RedisServer { port: free_port(), password: password.clone(), dir, child: None };
+            let mut server = RedisServer {
+                port: free_port(),
+                password: password.clone(),
+                dir,
+                child: None,
+            };
             match server.spawn() {
                 Ok(()) => return server,
                 Err(e) => last_err = e,
@@ -103,7 +107,9 @@ impl RedisServer {
         if let Some(pw) = &self.password {
             cmd.arg("--requirepass").arg(pw);
         }
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run redis-server: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -117,7 +123,10 @@ impl RedisServer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("redis-server on port {} never answered PING", self.port));
+                return Err(format!(
+                    "redis-server on port {} never answered PING",
+                    self.port
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -125,7 +134,9 @@ impl RedisServer {
 
     fn ping(&self) -> bool {
         // An answer of any kind (`+PONG`, or `-NOAUTH` with a password) means it is up.
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
             return false;
@@ -258,7 +269,10 @@ pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<RedisReply> {
         return Err(bad("truncated reply"));
     }
     let body = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
-    let num = || body.parse::<i64>().map_err(|_| bad(format!("bad number {body:?}")));
+    let num = || {
+        body.parse::<i64>()
+            .map_err(|_| bad(format!("bad number {body:?}")))
+    };
     Ok(match line[0] {
         b'+' => RedisReply::Status(body),
         b'-' => RedisReply::Error(body),
@@ -282,6 +296,11 @@ pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<RedisReply> {
             }
             RedisReply::Array(items)
         }
-        _ => return Err(bad(format!("bad reply {:?}", String::from_utf8_lossy(&line)))),
+        _ => {
+            return Err(bad(format!(
+                "bad reply {:?}",
+                String::from_utf8_lossy(&line)
+            )))
+        }
     })
 }

@@ -104,7 +104,12 @@ impl Registry {
             .stderr(Stdio::from(log2))
             .spawn()
             .expect("starting docker-registry");
-        let mut reg = Registry { child, port, dir, creds };
+        let mut reg = Registry {
+            child,
+            port,
+            dir,
+            creds,
+        };
         reg.wait_ready();
         reg
     }
@@ -113,13 +118,20 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("docker-registry exited ({status}) before listening:\n{}", self.log());
+                panic!(
+                    "docker-registry exited ({status}) before listening:\n{}",
+                    self.log()
+                );
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("docker-registry did not listen on port {} within 20 s:\n{}", self.port, self.log());
+                panic!(
+                    "docker-registry did not listen on port {} within 20 s:\n{}",
+                    self.port,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -166,8 +178,11 @@ impl Registry {
         let dest = format!("docker://{}/{name}:{tag}", self.host());
         let src = format!("oci:{}:{tag}", layout.display());
         // --preserve-digests: push the blobs as built (no recompression of plain layers)
-        let mut args: Vec<String> =
-            vec!["copy".into(), "--dest-tls-verify=false".into(), "--preserve-digests".into()];
+        let mut args: Vec<String> = vec![
+            "copy".into(),
+            "--dest-tls-verify=false".into(),
+            "--preserve-digests".into(),
+        ];
         if all {
             args.push("--all".into());
         }
@@ -212,7 +227,10 @@ pub fn skopeo<S: AsRef<std::ffi::OsStr>>(args: &[S]) {
         .output()
         .expect("running skopeo");
     if !out.status.success() {
-        let shown: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
         panic!(
             "skopeo {} failed ({}):\n{}{}",
             shown.join(" "),
@@ -246,7 +264,10 @@ impl LayerTar {
     pub fn new() -> Self {
         let mut builder = tar::Builder::new(Vec::new());
         builder.mode(tar::HeaderMode::Complete);
-        LayerTar { builder, mtime: 1_600_000_000 }
+        LayerTar {
+            builder,
+            mtime: 1_600_000_000,
+        }
     }
 
     fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -265,7 +286,9 @@ impl LayerTar {
     /// A directory.
     pub fn dir(mut self, path: &str, mode: u32) -> Self {
         let mut h = self.header(tar::EntryType::Directory, mode, 0);
-        self.builder.append_data(&mut h, path, std::io::empty()).expect("tar dir");
+        self.builder
+            .append_data(&mut h, path, std::io::empty())
+            .expect("tar dir");
         self
     }
 
@@ -276,28 +299,49 @@ impl LayerTar {
         h.set_gid(gid);
         h.set_username("").expect("empty");
         h.set_groupname("").expect("empty");
-        self.builder.append_data(&mut h, path, data).expect("tar file");
+        self.builder
+            .append_data(&mut h, path, data)
+            .expect("tar file");
         self
     }
 
     /// A regular root-owned file.
     pub fn file(mut self, path: &str, data: &[u8], mode: u32) -> Self {
         let mut h = self.header(tar::EntryType::Regular, mode, data.len() as u64);
-        self.builder.append_data(&mut h, path, data).expect("tar file");
+        self.builder
+            .append_data(&mut h, path, data)
+            .expect("tar file");
+        self
+    }
+
+    /// A regular file whose member name is written as given, unchecked (hostile names such
+    /// as `../x`, at most 100 bytes).
+    pub fn file_raw_name(mut self, name: &str, data: &[u8], mode: u32) -> Self {
+        let mut h = self.header(tar::EntryType::Regular, mode, data.len() as u64);
+        let field = &mut h.as_old_mut().name;
+        assert!(name.len() <= field.len(), "raw names are at most 100 bytes");
+        field.fill(0);
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        self.builder.append(&h, data).expect("tar file");
         self
     }
 
     /// A symbolic link.
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
         let mut h = self.header(tar::EntryType::Symlink, 0o777, 0);
-        self.builder.append_link(&mut h, path, target).expect("tar symlink");
+        self.builder
+            .append_link(&mut h, path, target)
+            .expect("tar symlink");
         self
     }
 
     /// A hard link to `target` (a path in this or a lower layer).
     pub fn hardlink(mut self, path: &str, target: &str) -> Self {
         let mut h = self.header(tar::EntryType::Link, 0o644, 0);
-        self.builder.append_link(&mut h, path, target).expect("tar hard link");
+        self.builder
+            .append_link(&mut h, path, target)
+            .expect("tar hard link");
         self
     }
 
@@ -312,7 +356,11 @@ impl LayerTar {
 
     /// An opaque whiteout: the lower layers' content of `dir` is hidden.
     pub fn opaque(self, dir: &str) -> Self {
-        self.file(&format!("{}/.wh..wh..opq", dir.trim_end_matches('/')), b"", 0o644)
+        self.file(
+            &format!("{}/.wh..wh..opq", dir.trim_end_matches('/')),
+            b"",
+            0o644,
+        )
     }
 
     /// The tar bytes.
@@ -342,17 +390,29 @@ pub struct Layer {
 impl Layer {
     /// A gzip-compressed layer from tar bytes.
     pub fn gzip(tar: &[u8]) -> Layer {
-        Layer { blob: gzip(tar), media_type: media::LAYER_GZIP.into(), diff_id: sha256_digest(tar) }
+        Layer {
+            blob: gzip(tar),
+            media_type: media::LAYER_GZIP.into(),
+            diff_id: sha256_digest(tar),
+        }
     }
 
     /// An uncompressed layer.
     pub fn plain(tar: &[u8]) -> Layer {
-        Layer { blob: tar.to_vec(), media_type: media::LAYER_TAR.into(), diff_id: sha256_digest(tar) }
+        Layer {
+            blob: tar.to_vec(),
+            media_type: media::LAYER_TAR.into(),
+            diff_id: sha256_digest(tar),
+        }
     }
 
     /// A layer with an explicit media type (blob stored as given).
     pub fn with_media_type(blob: Vec<u8>, media_type: &str, diff_id: &str) -> Layer {
-        Layer { blob, media_type: media_type.into(), diff_id: diff_id.into() }
+        Layer {
+            blob,
+            media_type: media_type.into(),
+            diff_id: diff_id.into(),
+        }
     }
 
     /// `sha256:` digest of the blob.
@@ -384,8 +444,15 @@ impl OciLayout {
     /// Creates (or reuses) the layout directory.
     pub fn new(dir: &Path) -> OciLayout {
         std::fs::create_dir_all(dir.join("blobs/sha256")).expect("creating layout");
-        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion": "1.0.0"}"#).expect("oci-layout");
-        let layout = OciLayout { dir: dir.to_path_buf(), index: Vec::new() };
+        std::fs::write(
+            dir.join("oci-layout"),
+            br#"{"imageLayoutVersion": "1.0.0"}"#,
+        )
+        .expect("oci-layout");
+        let layout = OciLayout {
+            dir: dir.to_path_buf(),
+            index: Vec::new(),
+        };
         layout.write_index();
         layout
     }
@@ -449,11 +516,20 @@ impl OciLayout {
             }));
             self.write_index();
         }
-        ImageDigests { manifest: m_digest, manifest_size: m_bytes.len(), config: config_digest, layers: layer_digests }
+        ImageDigests {
+            manifest: m_digest,
+            manifest_size: m_bytes.len(),
+            config: config_digest,
+            layers: layer_digests,
+        }
     }
 
     /// Writes an image index over `(image, os, arch, variant)` entries, tagged `tag`.
-    pub fn add_index(&mut self, tag: &str, images: &[(&ImageDigests, &str, &str, Option<&str>)]) -> String {
+    pub fn add_index(
+        &mut self,
+        tag: &str,
+        images: &[(&ImageDigests, &str, &str, Option<&str>)],
+    ) -> String {
         let manifests: Vec<Value> = images
             .iter()
             .map(|(img, os, arch, variant)| {
@@ -479,7 +555,10 @@ impl OciLayout {
 
     fn write_index(&self) {
         let index = json!({"schemaVersion": 2, "manifests": self.index});
-        std::fs::write(self.dir.join("index.json"), serde_json::to_vec_pretty(&index).expect("json"))
-            .expect("writing index.json");
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec_pretty(&index).expect("json"),
+        )
+        .expect("writing index.json");
     }
 }

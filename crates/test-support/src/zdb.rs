@@ -82,6 +82,8 @@ impl Namespace {
 struct State {
     namespaces: HashMap<String, Namespace>,
     admin_password: Option<String>,
+    secure_selects: usize,
+    plain_selects: usize,
 }
 
 /// A running 0-db responder. Dropping it stops accepting and closes every connection.
@@ -108,6 +110,8 @@ impl ZdbServer {
         let state = Arc::new(Mutex::new(State {
             namespaces,
             admin_password: Some("admin".to_owned()),
+            secure_selects: 0,
+            plain_selects: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Mutex::new(Vec::new()));
@@ -120,14 +124,23 @@ impl ZdbServer {
                     }
                     let Ok(conn) = conn else { continue };
                     if let Ok(c) = conn.try_clone() {
-                        connections.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+                        connections
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(c);
                     }
                     let state = state.clone();
                     std::thread::spawn(move || serve(conn, state));
                 }
             })
         };
-        ZdbServer { port, state, stop, connections, thread: Some(thread) }
+        ZdbServer {
+            port,
+            state,
+            stop,
+            connections,
+            thread: Some(thread),
+        }
     }
 
     /// The port.
@@ -159,7 +172,16 @@ impl ZdbServer {
 
     /// A stored value, read directly.
     pub fn stored(&self, namespace: &str, key: &[u8]) -> Option<Vec<u8>> {
-        lock(&self.state).namespaces.get(namespace).and_then(|ns| ns.get(key).cloned())
+        lock(&self.state)
+            .namespaces
+            .get(namespace)
+            .and_then(|ns| ns.get(key).cloned())
+    }
+
+    /// Successful password `SELECT`s so far: (with `SECURE` proofs, with plain passwords).
+    pub fn password_selects(&self) -> (usize, usize) {
+        let st = lock(&self.state);
+        (st.secure_selects, st.plain_selects)
     }
 
     /// Number of live entries in a namespace.
@@ -184,7 +206,12 @@ impl Drop for ZdbServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
-        for c in self.connections.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for c in self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
         if let Some(t) = self.thread.take() {
@@ -203,8 +230,10 @@ fn read_command(r: &mut impl BufRead) -> std::io::Result<Option<Vec<Vec<u8>>>> {
     if line.first() != Some(&b'*') || !line.ends_with(b"\r\n") {
         return Err(bad());
     }
-    let n: usize =
-        std::str::from_utf8(&line[1..line.len() - 2]).ok().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let n: usize = std::str::from_utf8(&line[1..line.len() - 2])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
     let mut args = Vec::with_capacity(n.min(4096));
     for _ in 0..n {
         line.clear();
@@ -269,8 +298,12 @@ struct Session {
 fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
     let Ok(mut w) = conn.try_clone() else { return };
     let mut r = BufReader::new(conn);
-    let mut session =
-        Session { namespace: "default".into(), writable: true, admin: false, challenge: None };
+    let mut session = Session {
+        namespace: "default".into(),
+        writable: true,
+        admin: false,
+        challenge: None,
+    };
     let mut out = Vec::new();
     while let Ok(Some(args)) = read_command(&mut r) {
         handle(&args, &mut session, &state, &mut out);
@@ -285,7 +318,9 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
 }
 
 fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec<u8>) {
-    let Some(cmd) = args.first() else { return error(out, "Empty command") };
+    let Some(cmd) = args.first() else {
+        return error(out, "Empty command");
+    };
     let cmd = String::from_utf8_lossy(cmd).to_ascii_uppercase();
     let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
     let mut st = lock(state);
@@ -327,21 +362,26 @@ fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec
             _ => error(out, "Invalid argument"),
         },
         "SELECT" => {
-            let Some(name) = text(1) else { return error(out, "Invalid argument") };
+            let Some(name) = text(1) else {
+                return error(out, "Invalid argument");
+            };
             let Some(ns) = st.namespaces.get(&name) else {
                 return error(out, "Namespace not found");
             };
-            let given = match (text(2), text(3)) {
+            let (given, secure) = match (text(2), text(3)) {
                 (Some(kw), Some(proof)) if kw.eq_ignore_ascii_case("SECURE") => {
                     let ok = match (&s.challenge, &ns.config.password) {
                         (Some(c), Some(pw)) => sha1_hex(c, pw) == proof,
                         _ => false,
                     };
                     s.challenge = None;
-                    Some(ok)
+                    (Some(ok), true)
                 }
-                (Some(pw), None) => Some(ns.config.password.as_deref() == Some(pw.as_str())),
-                _ => None,
+                (Some(pw), None) => (
+                    Some(ns.config.password.as_deref() == Some(pw.as_str())),
+                    false,
+                ),
+                _ => (None, false),
             };
             let writable = match (&ns.config.password, given) {
                 (None, None) => true,
@@ -353,11 +393,20 @@ fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec
             };
             s.namespace = name;
             s.writable = writable;
+            if given == Some(true) {
+                if secure {
+                    st.secure_selects += 1;
+                } else {
+                    st.plain_selects += 1;
+                }
+            }
             status(out, "OK");
         }
         "NSNEW" | "NSSET" | "NSDEL" if !s.admin => error(out, "Permission denied"),
         "NSNEW" => {
-            let Some(name) = text(1) else { return error(out, "Invalid argument") };
+            let Some(name) = text(1) else {
+                return error(out, "Invalid argument");
+            };
             if st.namespaces.contains_key(&name) {
                 return error(out, "This namespace is not available");
             }
@@ -365,7 +414,9 @@ fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec
             status(out, "OK");
         }
         "NSDEL" => {
-            let Some(name) = text(1) else { return error(out, "Invalid argument") };
+            let Some(name) = text(1) else {
+                return error(out, "Invalid argument");
+            };
             if st.namespaces.remove(&name).is_none() {
                 return error(out, "Namespace not found");
             }
@@ -387,7 +438,11 @@ fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec
                 "lock" => c.locked = flag,
                 "freeze" => c.frozen = flag,
                 "mode" if ns.log.is_empty() => {
-                    c.mode = if value.starts_with("seq") { NsMode::Sequential } else { NsMode::User }
+                    c.mode = if value.starts_with("seq") {
+                        NsMode::Sequential
+                    } else {
+                        NsMode::User
+                    }
                 }
                 "mode" => return error(out, "Cannot change mode, namespace is not empty"),
                 _ => return error(out, "Unknown property"),
@@ -403,7 +458,9 @@ fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec
             }
         }
         "NSINFO" => {
-            let Some(name) = text(1) else { return error(out, "Invalid argument") };
+            let Some(name) = text(1) else {
+                return error(out, "Invalid argument");
+            };
             let Some(ns) = st.namespaces.get(&name) else {
                 return error(out, "Namespace not found");
             };
@@ -418,7 +475,11 @@ fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec
                 yn(c.password.is_some()),
                 ns.size,
                 c.maxsize.unwrap_or(0),
-                if c.mode == NsMode::User { "userkey" } else { "sequential" },
+                if c.mode == NsMode::User {
+                    "userkey"
+                } else {
+                    "sequential"
+                },
                 yn(c.locked),
                 yn(c.frozen),
             );
@@ -433,7 +494,13 @@ fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec
     }
 }
 
-fn data_command(cmd: &str, args: &[Vec<u8>], writable: bool, ns: &mut Namespace, out: &mut Vec<u8>) {
+fn data_command(
+    cmd: &str,
+    args: &[Vec<u8>],
+    writable: bool,
+    ns: &mut Namespace,
+    out: &mut Vec<u8>,
+) {
     if ns.config.frozen {
         return error(out, "Namespace is temporarily frozen (read-write disabled)");
     }
@@ -482,7 +549,9 @@ fn data_command(cmd: &str, args: &[Vec<u8>], writable: bool, ns: &mut Namespace,
             bulk(out, Some(&key));
         }
         "GET" => {
-            let Some(key) = args.get(1) else { return error(out, "Invalid argument") };
+            let Some(key) = args.get(1) else {
+                return error(out, "Invalid argument");
+            };
             bulk(out, ns.get(key).map(|v| v.as_slice()));
         }
         "MGET" => {
@@ -496,11 +565,15 @@ fn data_command(cmd: &str, args: &[Vec<u8>], writable: bool, ns: &mut Namespace,
             }
         }
         "EXISTS" | "CHECK" => {
-            let Some(key) = args.get(1) else { return error(out, "Invalid argument") };
+            let Some(key) = args.get(1) else {
+                return error(out, "Invalid argument");
+            };
             int(out, i64::from(ns.get(key).is_some()));
         }
         "DEL" => {
-            let Some(key) = args.get(1) else { return error(out, "Invalid argument") };
+            let Some(key) = args.get(1) else {
+                return error(out, "Invalid argument");
+            };
             match ns.index.remove(key.as_slice()) {
                 Some(i) => {
                     if let Some(Some((_, v))) = ns.log.get_mut(i).map(Option::take) {

@@ -23,7 +23,10 @@ pub struct StoreConfig {
 impl StoreConfig {
     /// A configuration with explicit store URLs only.
     pub fn with_stores<S: Into<String>>(stores: impl IntoIterator<Item = S>) -> Self {
-        StoreConfig { stores: stores.into_iter().map(Into::into).collect(), backend_env: None }
+        StoreConfig {
+            stores: stores.into_iter().map(Into::into).collect(),
+            backend_env: None,
+        }
     }
 
     /// The store to write to, if one is configured.
@@ -51,7 +54,8 @@ impl StoreConfig {
     /// Opens the store to write to (`None` when none is configured).
     pub fn open_write(&self, function: &str) -> Result<Option<BlockingStore>> {
         let url = self.write_url().map_err(|e| Error::new(function, e))?;
-        url.map(|u| open_store(&u).map_err(|e| Error::new(function, e))).transpose()
+        url.map(|u| open_store(&u).map_err(|e| Error::new(function, e)))
+            .transpose()
     }
 
     /// Opens the store to read from; an error when nothing is configured.

@@ -1,5 +1,6 @@
-//! Chunk-level work shared by the commands: listing the chunks of a tree, testing their
-//! presence with batched EXISTS, downloading a file, and chunking local files for upload.
+//! Chunk-level work shared by the commands: listing the chunks of a tree, downloading a
+//! file, and chunking local files for upload. (Presence checks are `flist_convert::verify`,
+//! batched EXISTS.)
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -11,8 +12,6 @@ use flist_store::{BlockingStore, SetOutcome, StoreError};
 
 use crate::response::Progress;
 
-/// Keys per EXISTS batch (0-db refuses more than 1023 keys per multi-key command).
-pub const EXISTS_BATCH: usize = 1000;
 /// Chunks per download batch (about 8 MiB of plaintext).
 pub const GET_BATCH: usize = 16;
 /// Upload batch: flushed at this many chunks or [`UPLOAD_BATCH_BYTES`].
@@ -34,26 +33,10 @@ pub fn chunk_refs(tree: &Tree) -> Vec<(NodeId, Block)> {
 /// The distinct store keys of `refs`, in first-seen order.
 pub fn unique_keys(refs: &[(NodeId, Block)]) -> Vec<[u8; 16]> {
     let mut seen = HashSet::with_capacity(refs.len());
-    refs.iter().filter(|(_, b)| seen.insert(b.hash)).map(|(_, b)| b.hash).collect()
-}
-
-/// The keys of `keys` absent from the store, tested with batched EXISTS (never GET).
-pub fn missing_keys(
-    store: &BlockingStore,
-    keys: &[[u8; 16]],
-    progress: &dyn Progress,
-) -> Result<Vec<[u8; 16]>, StoreError> {
-    let mut missing = Vec::new();
-    let total = keys.len() as u64;
-    let mut done = 0u64;
-    for batch in keys.chunks(EXISTS_BATCH) {
-        let req: Vec<Vec<u8>> = batch.iter().map(|k| k.to_vec()).collect();
-        let present = store.exists_many(&req)?;
-        missing.extend(batch.iter().zip(present).filter(|(_, p)| !p).map(|(k, _)| *k));
-        done += batch.len() as u64;
-        progress.update("checking chunks", done, total);
-    }
-    Ok(missing)
+    refs.iter()
+        .filter(|(_, b)| seen.insert(b.hash))
+        .map(|(_, b)| b.hash)
+        .collect()
 }
 
 /// Errors while downloading a file.
@@ -101,7 +84,10 @@ pub fn fetch_file(
         progress.update("downloading chunks", done, total);
     }
     if written != size {
-        return Err(FetchError::Size { got: written, want: size });
+        return Err(FetchError::Size {
+            got: written,
+            want: size,
+        });
     }
     Ok(())
 }
@@ -133,7 +119,13 @@ pub struct Uploader {
 impl Uploader {
     /// An uploader to `store` (`None`: compute keys only).
     pub fn new(store: Option<BlockingStore>) -> Self {
-        Uploader { store, pending: Vec::new(), pending_bytes: 0, sent: HashSet::new(), stats: UploadStats::default() }
+        Uploader {
+            store,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            sent: HashSet::new(),
+            stats: UploadStats::default(),
+        }
     }
 
     /// True when chunks are really uploaded.
@@ -143,7 +135,10 @@ impl Uploader {
 
     /// Reads `reader` to the end in 512 KiB chunks, queues each for upload and returns the
     /// size and the blocks.
-    pub fn chunk_reader(&mut self, reader: &mut dyn Read) -> Result<(u64, Vec<Block>), UploadError> {
+    pub fn chunk_reader(
+        &mut self,
+        reader: &mut dyn Read,
+    ) -> Result<(u64, Vec<Block>), UploadError> {
         let mut blocks = Vec::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; CHUNK_SIZE];
@@ -182,7 +177,9 @@ impl Uploader {
 
     /// Sends the queued chunks.
     pub fn flush(&mut self) -> Result<(), UploadError> {
-        let Some(store) = &self.store else { return Ok(()) };
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
         if self.pending.is_empty() {
             return Ok(());
         }

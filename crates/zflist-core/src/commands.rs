@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use crate::backend::StoreConfig;
 use crate::chunks::{self, Uploader};
 use crate::error::{Context, Error, ErrorKind, Result};
-use flist_format::Flist;
 use crate::local;
 use crate::response::{Progress, Response};
 use crate::session::Session;
+use flist_format::Flist;
 
 /// `S_IFMT` file-type bits of a kind (what `stat` shows in front of the permissions).
 pub fn type_bits(kind: &Kind) -> u32 {
@@ -67,7 +67,15 @@ pub fn type_char(kind: &Kind) -> char {
 /// `rwxr-xr-x` of the low nine bits.
 pub fn perm_string(mode: u32) -> String {
     let letters = b"rwxrwxrwx";
-    (0..9).map(|i| if mode & (1 << (8 - i)) != 0 { letters[i] as char } else { '-' }).collect()
+    (0..9)
+        .map(|i| {
+            if mode & (1 << (8 - i)) != 0 {
+                letters[i] as char
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn abs(tree: &Tree, id: NodeId) -> String {
@@ -88,7 +96,8 @@ fn split_parent(path: &str) -> Option<(&str, &str)> {
 
 fn lookup(tree: &Tree, function: &str, path: &str) -> Result<NodeId> {
     flist_format::tree::components(path).map_err(|e| Error::new(function, e))?;
-    tree.lookup(path).ok_or_else(|| Error::entry(function, path, "no such file or directory"))
+    tree.lookup(path)
+        .ok_or_else(|| Error::entry(function, path, "no such file or directory"))
 }
 
 fn lookup_dir(tree: &Tree, function: &str, path: &str) -> Result<NodeId> {
@@ -235,7 +244,11 @@ pub fn stat(session: &Session, path: &str) -> Result<Response> {
     Ok(stat_node(&flist.tree, id))
 }
 
-fn regular_file<'t>(tree: &'t Tree, function: &str, path: &str) -> Result<(&'t [flist_format::Block], u64)> {
+fn regular_file<'t>(
+    tree: &'t Tree,
+    function: &str,
+    path: &str,
+) -> Result<(&'t [flist_format::Block], u64)> {
     let id = lookup(tree, function, path)?;
     match &tree.node(id).kind {
         Kind::File { blocks, size } => Ok((blocks, *size)),
@@ -243,14 +256,25 @@ fn regular_file<'t>(tree: &'t Tree, function: &str, path: &str) -> Result<(&'t [
     }
 }
 
-fn fetch(function: &str, flist: &Flist, stores: &StoreConfig, path: &str, out: &mut dyn Write, progress: &dyn Progress) -> Result<()> {
+fn fetch(
+    function: &str,
+    flist: &Flist,
+    stores: &StoreConfig,
+    path: &str,
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<()> {
     let (blocks, size) = regular_file(&flist.tree, function, path)?;
     if blocks.is_empty() && size == 0 {
         return Ok(());
     }
     let store = stores.open_read(function, &flist.metadata)?;
-    chunks::fetch_file(&store, blocks, size, out, progress)
-        .map_err(|e| Error::new(function, ErrorKind::Convert(format!("{}: {e}", abs_path(path)))))
+    chunks::fetch_file(&store, blocks, size, out, progress).map_err(|e| {
+        Error::new(
+            function,
+            ErrorKind::Convert(format!("{}: {e}", abs_path(path))),
+        )
+    })
 }
 
 fn abs_path(p: &str) -> String {
@@ -262,28 +286,57 @@ fn abs_path(p: &str) -> String {
 }
 
 /// `cat <file>`: writes the file's contents to `out`.
-pub fn cat(session: &Session, stores: &StoreConfig, path: &str, out: &mut dyn Write) -> Result<Response> {
+pub fn cat(
+    session: &Session,
+    stores: &StoreConfig,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<Response> {
     let flist = session.load("cat")?;
-    fetch("cat", &flist, stores, path, out, &crate::response::NoProgress)?;
-    out.flush().map_err(|e| Error::new("cat", ErrorKind::Io { what: "writing to stdout".into(), source: e }))?;
+    fetch(
+        "cat",
+        &flist,
+        stores,
+        path,
+        out,
+        &crate::response::NoProgress,
+    )?;
+    out.flush().map_err(|e| {
+        Error::new(
+            "cat",
+            ErrorKind::Io {
+                what: "writing to stdout".into(),
+                source: e,
+            },
+        )
+    })?;
     Ok(Response::empty())
 }
 
 /// `get <file> <local-dest>`: downloads a file to a local path (atomically).
-pub fn get(session: &Session, stores: &StoreConfig, path: &str, dest: &Path, progress: &dyn Progress) -> Result<Response> {
+pub fn get(
+    session: &Session,
+    stores: &StoreConfig,
+    path: &str,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<Response> {
     let flist = session.load("get")?;
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("get", "creating a file in", dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Error::io("get", "creating a file in", dir, e))?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         progress.update("fetching file", 0, 0);
         fetch("get", &flist, stores, path, &mut w, progress)?;
-        w.flush().map_err(|e| Error::io("get", "writing", dest, e))?;
+        w.flush()
+            .map_err(|e| Error::io("get", "writing", dest, e))?;
     }
-    tmp.persist(dest).map_err(|e| Error::io("get", "writing", dest, e.error))?;
+    tmp.persist(dest)
+        .map_err(|e| Error::io("get", "writing", dest, e.error))?;
     progress.finish("file downloaded");
     Ok(Response::empty())
 }
@@ -303,8 +356,11 @@ fn put_target(tree: &Tree, local: &Path, target: &str) -> Result<(NodeId, String
     if target.ends_with('/') {
         return Err(Error::entry("put", target, "no such directory"));
     }
-    let (parent, name) = split_parent(target).ok_or_else(|| Error::entry("put", target, "invalid target"))?;
-    let dir = tree.lookup(parent).ok_or_else(|| Error::entry("put", parent, "no such parent directory"))?;
+    let (parent, name) =
+        split_parent(target).ok_or_else(|| Error::entry("put", target, "invalid target"))?;
+    let dir = tree
+        .lookup(parent)
+        .ok_or_else(|| Error::entry("put", parent, "no such parent directory"))?;
     if !tree.node(dir).kind.is_dir() {
         return Err(Error::entry("put", parent, "not a directory"));
     }
@@ -320,22 +376,38 @@ fn no_upload_warning(function: &str, up: &Uploader, progress: &dyn Progress) {
 }
 
 /// `put <local-file> <target>`.
-pub fn put(session: &Session, stores: &StoreConfig, local_path: &Path, target: &str, progress: &dyn Progress) -> Result<Response> {
+pub fn put(
+    session: &Session,
+    stores: &StoreConfig,
+    local_path: &Path,
+    target: &str,
+    progress: &dyn Progress,
+) -> Result<Response> {
     let mut flist = session.load("put")?;
-    let md = std::fs::symlink_metadata(local_path).map_err(|e| Error::io("put", "reading", local_path, e))?;
+    let md = std::fs::symlink_metadata(local_path)
+        .map_err(|e| Error::io("put", "reading", local_path, e))?;
     if md.is_dir() {
-        return Err(Error::usage("put", format!("{} is a directory (use putdir)", local_path.display())));
+        return Err(Error::usage(
+            "put",
+            format!("{} is a directory (use putdir)", local_path.display()),
+        ));
     }
     let (dir, name) = put_target(&flist.tree, local_path, target)?;
     if let Some(old) = flist.tree.child(dir, &name) {
         if flist.tree.node(old).kind.is_dir() {
-            return Err(Error::entry("put", &flist.tree.path_of(old), "is a directory"));
+            return Err(Error::entry(
+                "put",
+                &flist.tree.path_of(old),
+                "is a directory",
+            ));
         }
     }
     let mut up = Uploader::new(stores.open_write("put")?);
     no_upload_warning("put", &up, progress);
-    let (meta, kind) = local::entry_of(local_path, &mut up).map_err(|e| Error::new("put", ErrorKind::Convert(e.to_string())))?;
-    up.flush().map_err(|e| Error::new("put", ErrorKind::Convert(e.to_string())))?;
+    let (meta, kind) = local::entry_of(local_path, &mut up)
+        .map_err(|e| Error::new("put", ErrorKind::Convert(e.to_string())))?;
+    up.flush()
+        .map_err(|e| Error::new("put", ErrorKind::Convert(e.to_string())))?;
     flist.tree.set(dir, &name, meta, kind).ctx("put")?;
     session.save("put", &flist)?;
     Ok(Response::empty())
@@ -343,13 +415,26 @@ pub fn put(session: &Session, stores: &StoreConfig, local_path: &Path, target: &
 
 /// `putdir <local-dir> <target-dir>`: adds the contents of a local directory (converted
 /// by `flist-convert`'s directory packer, chunks uploaded to the write store).
-pub fn putdir(session: &Session, stores: &StoreConfig, local_dir: &Path, target: &str, progress: &dyn Progress) -> Result<Response> {
+pub fn putdir(
+    session: &Session,
+    stores: &StoreConfig,
+    local_dir: &Path,
+    target: &str,
+    progress: &dyn Progress,
+) -> Result<Response> {
     if local_dir == Path::new("/") {
-        return Err(Error::usage("putdir", "adding your own root directory is not allowed"));
+        return Err(Error::usage(
+            "putdir",
+            "adding your own root directory is not allowed",
+        ));
     }
-    let md = std::fs::metadata(local_dir).map_err(|e| Error::io("putdir", "reading", local_dir, e))?;
+    let md =
+        std::fs::metadata(local_dir).map_err(|e| Error::io("putdir", "reading", local_dir, e))?;
     if !md.is_dir() {
-        return Err(Error::usage("putdir", format!("{} is not a directory", local_dir.display())));
+        return Err(Error::usage(
+            "putdir",
+            format!("{} is not a directory", local_dir.display()),
+        ));
     }
     let mut flist = session.load("putdir")?;
     let dir = lookup_dir(&flist.tree, "putdir", target)?;
@@ -357,12 +442,20 @@ pub fn putdir(session: &Session, stores: &StoreConfig, local_dir: &Path, target:
     if store.is_none() {
         progress.warn("putdir: no backend (ZFLIST_BACKEND or --store): chunk keys are recorded but nothing is uploaded");
     }
-    let opts = flist_convert::ConvertOptions { runtime: store.as_ref().map(|s| s.handle().clone()), ..Default::default() };
+    let opts = flist_convert::ConvertOptions {
+        runtime: store.as_ref().map(|s| s.handle().clone()),
+        ..Default::default()
+    };
     let arc = store.as_ref().map(|s| s.store().clone());
     let packed = crate::convert::with_progress("adding files", progress, opts, |o| {
         flist_convert::pack_dir(local_dir, arc.as_ref(), &o)
     })
-    .map_err(|e| Error::new("putdir", ErrorKind::Convert(format!("{}: {e}", local_dir.display()))))?;
+    .map_err(|e| {
+        Error::new(
+            "putdir",
+            ErrorKind::Convert(format!("{}: {e}", local_dir.display())),
+        )
+    })?;
     crate::convert::graft(&mut flist.tree, dir, &packed.tree);
     session.save("putdir", &flist)?;
     let st = &packed.stats;
@@ -390,11 +483,20 @@ pub fn chmod(session: &Session, mode: &str, path: &str) -> Result<Response> {
     let m = u32::from_str_radix(mode.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| Error::usage("chmod", format!("invalid mode {mode:?} (octal, at most 7777)")))?;
+        .ok_or_else(|| {
+            Error::usage(
+                "chmod",
+                format!("invalid mode {mode:?} (octal, at most 7777)"),
+            )
+        })?;
     let mut flist = session.load("chmod")?;
     let id = lookup(&flist.tree, "chmod", path)?;
     let meta = &mut flist.tree.node_mut(id).meta;
-    meta.mode = if m <= 0o777 { (meta.mode & !0o777) | m } else { m };
+    meta.mode = if m <= 0o777 {
+        (meta.mode & !0o777) | m
+    } else {
+        m
+    };
     session.save("chmod", &flist)?;
     Ok(Response::empty())
 }
@@ -425,17 +527,28 @@ pub fn rmdir(session: &Session, path: &str) -> Result<Response> {
 
 /// `mkdir <dir>`: creates one directory (root:root 0755, now); the parent must exist.
 pub fn mkdir(session: &Session, path: &str) -> Result<Response> {
-    let (parent, name) = split_parent(path).ok_or_else(|| Error::entry("mkdir", "/", "cannot create directory: file exists"))?;
+    let (parent, name) = split_parent(path)
+        .ok_or_else(|| Error::entry("mkdir", "/", "cannot create directory: file exists"))?;
     let mut flist = session.load("mkdir")?;
     if flist.tree.lookup(path).is_some() {
-        return Err(Error::entry("mkdir", path, "cannot create directory: file exists"));
+        return Err(Error::entry(
+            "mkdir",
+            path,
+            "cannot create directory: file exists",
+        ));
     }
-    let dir = flist.tree.lookup(parent).ok_or_else(|| Error::entry("mkdir", parent, "parent directory doesn't exist"))?;
+    let dir = flist
+        .tree
+        .lookup(parent)
+        .ok_or_else(|| Error::entry("mkdir", parent, "parent directory doesn't exist"))?;
     if !flist.tree.node(dir).kind.is_dir() {
         return Err(Error::entry("mkdir", parent, "not a directory"));
     }
     let meta = flist_format::Meta::root(0o755, crate::session::now());
-    flist.tree.insert(dir, name, meta, Kind::empty_dir()).ctx("mkdir")?;
+    flist
+        .tree
+        .insert(dir, name, meta, Kind::empty_dir())
+        .ctx("mkdir")?;
     session.save("mkdir", &flist)?;
     Ok(Response::empty())
 }
@@ -464,33 +577,77 @@ pub fn chunks_cmd(session: &Session) -> Result<Response> {
     Ok(Response::new(json, text))
 }
 
-/// Checks every chunk of `flist` in `store` (batched EXISTS): a `find`-shaped response with
-/// `failure` = files missing a chunk and `missing` = the missing keys.
-pub fn check_flist(function: &str, flist: &Flist, store: &flist_store::BlockingStore, progress: &dyn Progress) -> Result<Response> {
-    let refs = chunks::chunk_refs(&flist.tree);
-    let keys = chunks::unique_keys(&refs);
-    let missing = chunks::missing_keys(store, &keys, progress).ctx(function)?;
+/// Checks every chunk of `flist` in `store` with batched EXISTS (and, with `deep`, by
+/// downloading and decoding each one): a `find`-shaped response whose `failure` counts the
+/// files with a missing or corrupt chunk, plus `missing` (and `corrupt`) key lists.
+pub fn check_flist(
+    function: &str,
+    flist: &Flist,
+    store: &flist_store::BlockingStore,
+    deep: bool,
+    progress: &dyn Progress,
+) -> Result<Response> {
+    progress.update(
+        if deep {
+            "verifying chunks"
+        } else {
+            "checking chunks"
+        },
+        0,
+        0,
+    );
+    let report = flist_convert::verify(&flist.tree, store.store(), deep, Some(store.handle()))
+        .map_err(|e| Error::new(function, ErrorKind::Convert(e.to_string())))?;
     progress.finish("chunks checked");
-    let missing_set: std::collections::HashSet<[u8; 16]> = missing.iter().copied().collect();
-    let mut bad_files: Vec<NodeId> = refs.iter().filter(|(_, b)| missing_set.contains(&b.hash)).map(|(id, _)| *id).collect();
+    let bad: std::collections::HashSet<&str> = report
+        .missing
+        .iter()
+        .chain(&report.corrupt)
+        .map(|b| b.key.as_str())
+        .collect();
+    let mut bad_files: Vec<NodeId> = chunks::chunk_refs(&flist.tree)
+        .into_iter()
+        .filter(|(_, b)| bad.contains(hex::encode(b.hash).as_str()))
+        .map(|(id, _)| id)
+        .collect();
     bad_files.dedup();
+    let missing: Vec<&str> = report.missing.iter().map(|b| b.key.as_str()).collect();
+    let corrupt: Vec<&str> = report.corrupt.iter().map(|b| b.key.as_str()).collect();
     let mut resp = find_tree(&flist.tree);
-    let missing_hex: Vec<String> = missing.iter().map(hex::encode).collect();
     if let Some(obj) = resp.json.as_object_mut() {
         obj.insert("failure".into(), json!(bad_files.len()));
-        obj.insert("missing".into(), json!(missing_hex));
-        obj.insert("chunks".into(), json!(keys.len()));
+        obj.insert("chunks".into(), json!(report.chunks));
+        obj.insert("missing".into(), json!(missing));
+        if deep {
+            obj.insert("corrupt".into(), json!(corrupt));
+        }
     }
-    let mut text = format!("{} chunks checked in {store}, {} missing\n", keys.len(), missing.len());
+    let mut text = format!(
+        "{} chunks checked in {store}: {} missing",
+        report.chunks,
+        missing.len()
+    );
+    if deep {
+        let _ = write!(text, ", {} corrupt", corrupt.len());
+    }
+    text.push('\n');
     for id in &bad_files {
-        let _ = writeln!(text, "missing chunk(s): {}", abs(&flist.tree, *id));
+        let _ = writeln!(text, "damaged file: {}", abs(&flist.tree, *id));
     }
-    for k in &missing_hex {
-        let _ = writeln!(text, "missing: {k}");
+    for b in &report.missing {
+        let _ = writeln!(text, "missing: {} ({})", b.key, b.path);
+    }
+    for b in &report.corrupt {
+        let _ = writeln!(text, "corrupt: {} ({}): {}", b.key, b.path, b.reason);
     }
     resp.text = text;
-    if !missing.is_empty() {
-        resp = resp.failed(format!("{} of {} chunks missing in {store} ({} files affected)", missing.len(), keys.len(), bad_files.len()));
+    if !report.is_ok() {
+        let mut m = format!("{} of {} chunks missing", missing.len(), report.chunks);
+        if deep {
+            let _ = write!(m, ", {} corrupt", corrupt.len());
+        }
+        let _ = write!(m, " in {store} ({} files affected)", bad_files.len());
+        resp = resp.failed(m);
     }
     Ok(resp)
 }
@@ -499,5 +656,5 @@ pub fn check_flist(function: &str, flist: &Flist, store: &flist_store::BlockingS
 pub fn check(session: &Session, stores: &StoreConfig, progress: &dyn Progress) -> Result<Response> {
     let flist = session.load("check")?;
     let store = stores.open_read("check", &flist.metadata)?;
-    check_flist("check", &flist, &store, progress)
+    check_flist("check", &flist, &store, false, progress)
 }

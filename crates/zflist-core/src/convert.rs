@@ -16,11 +16,13 @@ pub fn with_progress<T: Send>(
 ) -> T {
     let (tx, rx) = std::sync::mpsc::channel::<flist_convert::ProgressReport>();
     let tx = std::sync::Mutex::new(tx);
-    opts.progress = Some(std::sync::Arc::new(move |r: &flist_convert::ProgressReport| {
-        if let Ok(tx) = tx.lock() {
-            let _ = tx.send(*r);
-        }
-    }));
+    opts.progress = Some(std::sync::Arc::new(
+        move |r: &flist_convert::ProgressReport| {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(*r);
+            }
+        },
+    ));
     std::thread::scope(|s| {
         let handle = s.spawn(move || work(opts));
         // ends when the worker drops the options (and with them the sender)
@@ -41,15 +43,20 @@ pub fn with_progress<T: Send>(
 pub fn graft(dst: &mut Tree, dst_dir: NodeId, src: &Tree) {
     let mut stack: Vec<(NodeId, NodeId)> = vec![(dst_dir, Tree::ROOT)];
     while let Some((ddir, sdir)) = stack.pop() {
-        let kids: Vec<(String, NodeId)> = src.children(sdir).map(|(n, id)| (n.to_string(), id)).collect();
+        let kids: Vec<(String, NodeId)> = src
+            .children(sdir)
+            .map(|(n, id)| (n.to_string(), id))
+            .collect();
         for (name, sid) in kids {
             let snode = src.node(sid);
             match dst.child(ddir, &name) {
                 Some(did) if dst.node(did).kind.is_dir() && snode.kind.is_dir() => {
                     let d = dst.node_mut(did);
                     d.meta = snode.meta.clone();
-                    if let (flist_format::Kind::Dir { size: ds, .. }, flist_format::Kind::Dir { size: ss, .. }) =
-                        (&mut d.kind, &snode.kind)
+                    if let (
+                        flist_format::Kind::Dir { size: ds, .. },
+                        flist_format::Kind::Dir { size: ss, .. },
+                    ) = (&mut d.kind, &snode.kind)
                     {
                         *ds = *ss;
                     }

@@ -75,7 +75,10 @@ pub enum ErrorKind {
 impl Error {
     /// An error of `function`.
     pub fn new(function: impl Into<String>, kind: impl Into<ErrorKind>) -> Self {
-        Error { function: function.into(), kind: kind.into() }
+        Error {
+            function: function.into(),
+            kind: kind.into(),
+        }
     }
 
     /// A usage error of `function`.
@@ -85,15 +88,33 @@ impl Error {
 
     /// An error about the flist entry `path`.
     pub fn entry(function: impl Into<String>, path: &str, reason: impl Into<String>) -> Self {
-        let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-        Error::new(function, ErrorKind::Entry { path, reason: reason.into() })
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        Error::new(
+            function,
+            ErrorKind::Entry {
+                path,
+                reason: reason.into(),
+            },
+        )
     }
 
     /// An I/O error on `path`.
-    pub fn io(function: impl Into<String>, what: impl AsRef<str>, path: &Path, source: std::io::Error) -> Self {
+    pub fn io(
+        function: impl Into<String>,
+        what: impl AsRef<str>,
+        path: &Path,
+        source: std::io::Error,
+    ) -> Self {
         Error::new(
             function,
-            ErrorKind::Io { what: format!("{} {}", what.as_ref(), path.display()), source },
+            ErrorKind::Io {
+                what: format!("{} {}", what.as_ref(), path.display()),
+                source,
+            },
         )
     }
 

@@ -21,6 +21,8 @@
 //! assert_eq!(listing.json["directory"], 1);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod chunks;
 pub mod commands;

@@ -39,7 +39,10 @@ pub enum LocalError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
-    move |source| LocalError::Io { path: path.display().to_string(), source }
+    move |source| LocalError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn clamp_time(t: i64) -> u32 {
@@ -67,17 +70,28 @@ pub fn entry_of(path: &Path, uploader: &mut Uploader) -> Result<(Meta, Kind), Lo
     let meta = meta_of(&md);
     let ft = md.file_type();
     let kind = if ft.is_dir() {
-        Kind::Dir { children: Default::default(), size: md.size() }
+        Kind::Dir {
+            children: Default::default(),
+            size: md.size(),
+        }
     } else if ft.is_file() {
         let mut f = fs::File::open(path).map_err(io(path))?;
-        let (size, blocks) = uploader
-            .chunk_reader(&mut f)
-            .map_err(|source| LocalError::Upload { path: path.display().to_string(), source })?;
+        let (size, blocks) =
+            uploader
+                .chunk_reader(&mut f)
+                .map_err(|source| LocalError::Upload {
+                    path: path.display().to_string(),
+                    source,
+                })?;
         Kind::File { size, blocks }
     } else if ft.is_symlink() {
         let target = fs::read_link(path).map_err(io(path))?;
-        let target = target.to_str().ok_or_else(|| LocalError::BadName(path.display().to_string()))?;
-        Kind::Symlink { target: target.to_string() }
+        let target = target
+            .to_str()
+            .ok_or_else(|| LocalError::BadName(path.display().to_string()))?;
+        Kind::Symlink {
+            target: target.to_string(),
+        }
     } else {
         let (kind, rdev) = if ft.is_block_device() {
             (SpecialKind::Block, Some(split_rdev(md.rdev())))

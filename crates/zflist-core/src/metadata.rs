@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use flist_format::metadata::{Backend, Metadata, Readme, Volume, KEY_BACKEND, KEY_ENTRYPOINT, KEY_ENVIRON, KEY_PORT, KEY_README, KEY_VOLUME};
+use flist_format::metadata::{
+    Backend, Metadata, Readme, Volume, KEY_BACKEND, KEY_ENTRYPOINT, KEY_ENVIRON, KEY_PORT,
+    KEY_README, KEY_VOLUME,
+};
 use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -121,9 +124,17 @@ pub fn list(md: &Metadata) -> Response {
 
 /// One value: raw in text mode, `{"metadata": key, "value": parsed-or-string}` in JSON.
 pub fn get(md: &Metadata, key: &str) -> Result<Response> {
-    let raw = md.get(key).ok_or_else(|| Error::new("metadata", ErrorKind::Metadata(format!("{key}: metadata not found"))))?;
+    let raw = md.get(key).ok_or_else(|| {
+        Error::new(
+            "metadata",
+            ErrorKind::Metadata(format!("{key}: metadata not found")),
+        )
+    })?;
     let value: Value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
-    Ok(Response::new(json!({"metadata": key, "value": value}), format!("{raw}\n")))
+    Ok(Response::new(
+        json!({"metadata": key, "value": value}),
+        format!("{raw}\n"),
+    ))
 }
 
 /// Applies a setter to `md`.
@@ -133,7 +144,14 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
         MetadataCmd::Backend { reset: true, .. } => {
             md.remove(KEY_BACKEND);
         }
-        MetadataCmd::Backend { host, port, socket, namespace, password, reset: false } => match socket {
+        MetadataCmd::Backend {
+            host,
+            port,
+            socket,
+            namespace,
+            password,
+            reset: false,
+        } => match socket {
             None => md.set_backend(&Backend {
                 host: host.clone(),
                 port: *port,
@@ -152,7 +170,10 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
                 }
                 o.insert("host".into(), json!(host));
                 o.insert("port".into(), json!(0));
-                md.set(KEY_BACKEND, flist_format::metadata::to_reference_json(&Value::Object(o)));
+                md.set(
+                    KEY_BACKEND,
+                    flist_format::metadata::to_reference_json(&Value::Object(o)),
+                );
             }
         },
         MetadataCmd::Entrypoint { reset: true, .. } => {
@@ -162,13 +183,22 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
         MetadataCmd::Environ { reset: true, .. } => {
             md.remove(KEY_ENVIRON);
         }
-        MetadataCmd::Environ { name, value, unset, reset: false } => {
-            let name = name.as_ref().ok_or_else(|| md_err("missing environment variable name (--name)"))?;
+        MetadataCmd::Environ {
+            name,
+            value,
+            unset,
+            reset: false,
+        } => {
+            let name = name
+                .as_ref()
+                .ok_or_else(|| md_err("missing environment variable name (--name)"))?;
             let mut env = md.environ().map_err(md_err)?.unwrap_or_default();
             if *unset {
                 env.shift_remove(name);
             } else {
-                let value = value.as_ref().ok_or_else(|| md_err("missing environment variable value (--value)"))?;
+                let value = value
+                    .as_ref()
+                    .ok_or_else(|| md_err("missing environment variable value (--value)"))?;
                 env.insert(name.clone(), value.clone());
             }
             md.set_environ(&env);
@@ -176,8 +206,16 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
         MetadataCmd::Port { reset: true, .. } => {
             md.remove(KEY_PORT);
         }
-        MetadataCmd::Port { protocol, port_in, port_out, unset, reset: false } => {
-            let pin = port_in.filter(|p| *p > 0).ok_or_else(|| md_err("missing input port number (--in)"))?;
+        MetadataCmd::Port {
+            protocol,
+            port_in,
+            port_out,
+            unset,
+            reset: false,
+        } => {
+            let pin = port_in
+                .filter(|p| *p > 0)
+                .ok_or_else(|| md_err("missing input port number (--in)"))?;
             let pout = port_out.filter(|p| *p > 0).unwrap_or(pin);
             let key = format!("{protocol}/{pin}");
             let mut ports = md.ports().map_err(md_err)?.unwrap_or_default();
@@ -191,8 +229,15 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
         MetadataCmd::Volume { reset: true, .. } => {
             md.remove(KEY_VOLUME);
         }
-        MetadataCmd::Volume { target, host, unset, reset: false } => {
-            let target = target.as_ref().ok_or_else(|| md_err("missing target path (--target)"))?;
+        MetadataCmd::Volume {
+            target,
+            host,
+            unset,
+            reset: false,
+        } => {
+            let target = target
+                .as_ref()
+                .ok_or_else(|| md_err("missing target path (--target)"))?;
             let mut vols = md.volumes().map_err(md_err)?.unwrap_or_default();
             if *unset {
                 vols.shift_remove(target);
@@ -204,12 +249,21 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
         MetadataCmd::Readme { reset: true, .. } => {
             md.remove(KEY_README);
         }
-        MetadataCmd::Readme { import, license, reset: false } => {
-            let mut r = md.readme().map_err(md_err)?.unwrap_or(Readme { readme: String::new(), license: None });
+        MetadataCmd::Readme {
+            import,
+            license,
+            reset: false,
+        } => {
+            let mut r = md.readme().map_err(md_err)?.unwrap_or(Readme {
+                readme: String::new(),
+                license: None,
+            });
             if let Some(path) = import {
-                let bytes = std::fs::read(path).map_err(|e| Error::io("metadata", "reading", path, e))?;
-                r.readme = String::from_utf8(bytes)
-                    .map_err(|_| md_err(format!("{}: the readme is not UTF-8 text", path.display())))?;
+                let bytes =
+                    std::fs::read(path).map_err(|e| Error::io("metadata", "reading", path, e))?;
+                r.readme = String::from_utf8(bytes).map_err(|_| {
+                    md_err(format!("{}: the readme is not UTF-8 text", path.display()))
+                })?;
             }
             if let Some(l) = license {
                 r.license = Some(l.clone());
@@ -231,7 +285,8 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
 pub fn metadata_json(md: &Metadata) -> Value {
     let mut o = serde_json::Map::new();
     for (k, v) in md.iter() {
-        let mut value: Value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        let mut value: Value =
+            serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
         if k == KEY_BACKEND {
             if let Some(pw) = value.get_mut("password") {
                 *pw = json!("***");

@@ -33,7 +33,10 @@ pub fn inspect(path: &Path) -> Result<Response> {
         let mut e = serde_json::Map::new();
         e.insert("path".into(), json!(path));
         e.insert("type".into(), json!(n.kind.type_name()));
-        e.insert("mode".into(), json!(format!("{:o}", type_bits(&n.kind) | n.meta.mode)));
+        e.insert(
+            "mode".into(),
+            json!(format!("{:o}", type_bits(&n.kind) | n.meta.mode)),
+        );
         e.insert("user".into(), json!(n.meta.uname));
         e.insert("group".into(), json!(n.meta.gname));
         e.insert("uid".into(), json!(n.meta.uid));
@@ -116,71 +119,68 @@ pub fn inspect(path: &Path) -> Result<Response> {
 
 /// `verify <flist> [--deep]`: every chunk must exist in the store (batched EXISTS); with
 /// `deep`, every distinct chunk is also downloaded and decoded (both hashes checked).
-pub fn verify(path: &Path, stores: &StoreConfig, deep: bool, progress: &dyn Progress) -> Result<Response> {
+pub fn verify(
+    path: &Path,
+    stores: &StoreConfig,
+    deep: bool,
+    progress: &dyn Progress,
+) -> Result<Response> {
     let flist = open_flist("verify", path)?;
     let store = stores.open_read("verify", &flist.metadata)?;
-    let mut resp = crate::commands::check_flist("verify", &flist, &store, progress)?;
-    if deep && resp.failure.is_none() {
-        let refs = chunks::chunk_refs(&flist.tree);
-        let mut seen = std::collections::HashSet::new();
-        let blocks: Vec<flist_format::Block> = refs.iter().filter(|(_, b)| seen.insert(b.hash)).map(|(_, b)| *b).collect();
-        let mut corrupt = Vec::new();
-        let total = blocks.len() as u64;
-        let mut done = 0u64;
-        for batch in blocks.chunks(chunks::GET_BATCH) {
-            let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.hash.to_vec()).collect();
-            let values = store.get_many(&keys).ctx("verify")?;
-            for (b, v) in batch.iter().zip(values) {
-                let ok = v.is_some_and(|data| flist_format::codec::decode_chunk(b, &data).is_ok());
-                if !ok {
-                    corrupt.push(hex::encode(b.hash));
-                }
-            }
-            done += batch.len() as u64;
-            progress.update("decoding chunks", done, total);
-        }
-        progress.finish("chunks decoded");
-        for k in &corrupt {
-            let _ = writeln!(resp.text, "corrupt: {k}");
-        }
-        if let Some(o) = resp.json.as_object_mut() {
-            o.insert("corrupt".into(), json!(corrupt));
-        }
-        if !corrupt.is_empty() {
-            resp = resp.failed(format!("{} of {} chunks do not decode", corrupt.len(), total));
-        }
-    }
-    Ok(resp)
-}
-
-/// Integration point with `flist-convert`: see [`extract`].
-fn convert_missing(function: &str) -> Error {
-    Error::new(function, crate::error::ErrorKind::Convert("not available: flist-convert has no such entry point yet".into()))
+    crate::commands::check_flist("verify", &flist, &store, deep, progress)
 }
 
 /// `pack <source> -o <out>`: builds an flist from a directory or a tar archive (any
 /// compression; `-`: read from stdin), storing chunks in the configured store. When that
 /// store is a single TCP 0-db, its public address (no password) becomes the flist's
 /// `backend` metadata.
-pub fn pack(source: &str, out: &Path, stores: &StoreConfig, progress: &dyn Progress) -> Result<Response> {
+pub fn pack(
+    source: &str,
+    out: &Path,
+    stores: &StoreConfig,
+    progress: &dyn Progress,
+) -> Result<Response> {
     let url = stores.write_url().ctx("pack")?.ok_or_else(|| {
-        Error::new("pack", crate::error::ErrorKind::NoStore("give --store URL (or set ZFLIST_BACKEND)".into()))
+        Error::new(
+            "pack",
+            crate::error::ErrorKind::NoStore("give --store URL (or set ZFLIST_BACKEND)".into()),
+        )
     })?;
     let store = crate::backend::open_store(&url).ctx("pack")?;
-    let opts = flist_convert::ConvertOptions { runtime: Some(store.handle().clone()), ..Default::default() };
+    let opts = flist_convert::ConvertOptions {
+        runtime: Some(store.handle().clone()),
+        ..Default::default()
+    };
     let arc = store.store().clone();
-    let conv = |e: flist_convert::ConvertError| Error::new("pack", crate::error::ErrorKind::Convert(format!("{source}: {e}")));
+    let conv = |e: flist_convert::ConvertError| {
+        Error::new(
+            "pack",
+            crate::error::ErrorKind::Convert(format!("{source}: {e}")),
+        )
+    };
     let packed = if source == "-" {
-        crate::convert::with_progress("packing", progress, opts, |o| flist_convert::pack_archive(std::io::BufReader::with_capacity(1 << 20, std::io::stdin()), Some(&arc), &o))
+        crate::convert::with_progress("packing", progress, opts, |o| {
+            flist_convert::pack_archive(
+                std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
+                Some(&arc),
+                &o,
+            )
+        })
     } else {
         let p = Path::new(source);
         let md = std::fs::metadata(p).map_err(|e| Error::io("pack", "reading", p, e))?;
         if md.is_dir() {
-            crate::convert::with_progress("packing", progress, opts, |o| flist_convert::pack_dir(p, Some(&arc), &o))
+            crate::convert::with_progress("packing", progress, opts, |o| {
+                flist_convert::pack_dir(p, Some(&arc), &o)
+            })
         } else {
             let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
             crate::convert::with_progress("packing", progress, opts, |o| {
-                flist_convert::pack_archive(std::io::BufReader::with_capacity(1 << 20, f), Some(&arc), &o)
+                flist_convert::pack_archive(
+                    std::io::BufReader::with_capacity(1 << 20, f),
+                    Some(&arc),
+                    &o,
+                )
             })
         }
     }
@@ -189,10 +189,17 @@ pub fn pack(source: &str, out: &Path, stores: &StoreConfig, progress: &dyn Progr
     if let Some(b) = url.to_backend_json() {
         metadata.set(flist_format::metadata::KEY_BACKEND, b);
     }
-    let flist = Flist { tree: packed.tree, metadata };
+    let flist = Flist {
+        tree: packed.tree,
+        metadata,
+    };
     flist.write(out).ctx("pack")?;
     let st = &packed.stats;
-    let warnings: Vec<Value> = st.warnings.iter().map(|w| json!({"message": w.message, "count": w.count})).collect();
+    let warnings: Vec<Value> = st
+        .warnings
+        .iter()
+        .map(|w| json!({"message": w.message, "count": w.count}))
+        .collect();
     let json = json!({
         "flist": out.display().to_string(),
         "store": url.to_string(),
@@ -229,7 +236,51 @@ pub fn pack(source: &str, out: &Path, stores: &StoreConfig, progress: &dyn Progr
     Ok(Response::new(json, text))
 }
 
-/// `extract <flist> <dir>`: materialises the tree under `dir`, downloading contents.
-pub fn extract(_flist: &Path, _dest: &Path, _stores: &StoreConfig, _progress: &dyn Progress) -> Result<Response> {
-    Err(convert_missing("extract"))
+/// `extract <flist> <dir>`: materialises the tree under `dir` (created if absent, must be
+/// empty), downloading contents from the store.
+pub fn extract(
+    path: &Path,
+    dest: &Path,
+    stores: &StoreConfig,
+    progress: &dyn Progress,
+) -> Result<Response> {
+    let flist = open_flist("extract", path)?;
+    let store = stores.open_read("extract", &flist.metadata)?;
+    let opts = flist_convert::ExtractOptions {
+        runtime: Some(store.handle().clone()),
+        ..Default::default()
+    };
+    progress.update("extracting", 0, 0);
+    let st = flist_convert::extract(&flist.tree, dest, store.store(), &opts)
+        .map_err(|e| Error::new("extract", crate::error::ErrorKind::Convert(e.to_string())))?;
+    progress.finish("extracted");
+    let json = json!({
+        "destination": dest.display().to_string(),
+        "regular": st.files,
+        "directory": st.directories,
+        "symlink": st.symlinks,
+        "special": st.specials,
+        "special_skipped": st.specials_skipped,
+        "fullsize": st.bytes,
+        "chunks_fetched": st.chunks_fetched,
+        "owners_restored": st.owners_restored,
+    });
+    let mut text = format!(
+        "{}: {} files, {} directories, {} symlinks, {} special files, {} bytes ({} chunks from {store})\n",
+        dest.display(),
+        st.files,
+        st.directories,
+        st.symlinks,
+        st.specials,
+        st.bytes,
+        st.chunks_fetched
+    );
+    if st.specials_skipped > 0 {
+        let _ = writeln!(
+            text,
+            "warning: {} special files not created (devices need root; sockets cannot be created)",
+            st.specials_skipped
+        );
+    }
+    Ok(Response::new(json, text))
 }

@@ -20,12 +20,20 @@ pub struct Response {
 impl Response {
     /// No data: `{}` in JSON mode, nothing in text mode.
     pub fn empty() -> Self {
-        Response { json: Value::Object(Map::new()), text: String::new(), failure: None }
+        Response {
+            json: Value::Object(Map::new()),
+            text: String::new(),
+            failure: None,
+        }
     }
 
     /// A response with JSON data and its text rendering.
     pub fn new(json: Value, text: impl Into<String>) -> Self {
-        Response { json, text: text.into(), failure: None }
+        Response {
+            json,
+            text: text.into(),
+            failure: None,
+        }
     }
 
     /// Marks the response as a failure with `message`.

@@ -49,7 +49,10 @@ impl Session {
 
     fn prepare_new(&self, function: &str) -> Result<()> {
         if self.is_open() {
-            return Err(Error::new(function, ErrorKind::SessionExists(self.mnt.display().to_string())));
+            return Err(Error::new(
+                function,
+                ErrorKind::SessionExists(self.mnt.display().to_string()),
+            ));
         }
         std::fs::create_dir_all(&self.mnt)
             .map_err(|e| Error::io(function, "creating the temporary point", &self.mnt, e))
@@ -58,7 +61,10 @@ impl Session {
     /// `init`: a new session holding an empty root directory (root:root 0755).
     pub fn init(&self) -> Result<()> {
         self.prepare_new("init")?;
-        let flist = Flist { tree: Tree::new(Meta::root(0o755, now())), metadata: Default::default() };
+        let flist = Flist {
+            tree: Tree::new(Meta::root(0o755, now())),
+            metadata: Default::default(),
+        };
         self.save("init", &flist)
     }
 
@@ -73,7 +79,10 @@ impl Session {
     pub fn close(&self) -> Result<()> {
         let db = self.db_path();
         if !db.is_file() {
-            return Err(Error::new("close", ErrorKind::NoSession(self.mnt.display().to_string())));
+            return Err(Error::new(
+                "close",
+                ErrorKind::NoSession(self.mnt.display().to_string()),
+            ));
         }
         std::fs::remove_file(&db).map_err(|e| Error::io("close", "removing", &db, e))
     }
@@ -81,14 +90,17 @@ impl Session {
     /// Loads the session for command `function`.
     pub fn load(&self, function: &str) -> Result<Flist> {
         if !self.is_open() {
-            return Err(Error::new(function, ErrorKind::NoSession(self.mnt.display().to_string())));
+            return Err(Error::new(
+                function,
+                ErrorKind::NoSession(self.mnt.display().to_string()),
+            ));
         }
-        Flist::from_sqlite(&self.db_path()).ctx(function)
+        Flist::from_sqlite(self.db_path()).ctx(function)
     }
 
     /// Rewrites the session database atomically.
     pub fn save(&self, function: &str, flist: &Flist) -> Result<()> {
-        flist.write_sqlite(&self.db_path()).ctx(function)
+        flist.write_sqlite(self.db_path()).ctx(function)
     }
 
     /// `commit`: writes the session as a new `.flist` at `out` (the session stays open).

@@ -1,6 +1,8 @@
 //! Session commands on real files: the reference fixtures, a real `dir://` chunk store, real
 //! local trees.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -46,7 +48,11 @@ fn find_on_fixture_equals_reference_output() {
     let s = open_fixture(mnt.path());
     let r = commands::find(&s).unwrap();
     assert_eq!(r.json, reference_response("fixture.zflist-find.json"));
-    assert!(r.text.starts_with("/dir\n/dir/sub\n/dir/sub/deep.txt\n"), "{}", &r.text[..80]);
+    assert!(
+        r.text.starts_with("/dir\n/dir/sub\n/dir/sub/deep.txt\n"),
+        "{}",
+        &r.text[..80]
+    );
     assert!(r.text.contains("Regular files  : 312"));
 }
 
@@ -62,7 +68,10 @@ fn init_merge_merge_commit_equals_reference_merge() {
 
     let s2 = Session::new(tmp.path().join("mnt2"));
     s2.open(&out).unwrap();
-    assert_eq!(commands::find(&s2).unwrap().json, reference_response("merge-ab.zflist-find.json"));
+    assert_eq!(
+        commands::find(&s2).unwrap().json,
+        reference_response("merge-ab.zflist-find.json")
+    );
     // A's tool wins, B's chunk key is not the one kept
     let a = Flist::open(fixture("merge-a.flist")).unwrap();
     let merged = Flist::open(&out).unwrap();
@@ -80,7 +89,8 @@ fn cat_fixture_files_through_dir_store_match_manifest() {
     assert_eq!(fill_dir_store(&store_root), 279);
     let s = open_fixture(&tmp.path().join("mnt"));
     let stores = dir_store(&store_root);
-    let manifest: Value = serde_json::from_slice(&fs::read(fixture("fixture.manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(fixture("fixture.manifest.json")).unwrap()).unwrap();
     let mut checked = 0;
     for e in manifest.as_array().unwrap() {
         if e["type"] != "file" {
@@ -89,7 +99,11 @@ fn cat_fixture_files_through_dir_store_match_manifest() {
         let path = e["path"].as_str().unwrap();
         let mut out = Vec::new();
         commands::cat(&s, &stores, path, &mut out).unwrap();
-        assert_eq!(hex::encode(Sha256::digest(&out)), e["sha256"].as_str().unwrap(), "{path}");
+        assert_eq!(
+            hex::encode(Sha256::digest(&out)),
+            e["sha256"].as_str().unwrap(),
+            "{path}"
+        );
         checked += 1;
     }
     assert_eq!(checked, 312);
@@ -109,7 +123,11 @@ fn cat_without_any_store_is_a_clear_error() {
     commands::put(&s, &StoreConfig::default(), &f, "/f", &NoProgress).unwrap();
     let err = commands::cat(&s, &StoreConfig::default(), "/f", &mut Vec::new()).unwrap_err();
     assert_eq!(err.function, "cat");
-    assert!(err.message().contains("no chunk store"), "{}", err.message());
+    assert!(
+        err.message().contains("no chunk store"),
+        "{}",
+        err.message()
+    );
 }
 
 #[test]
@@ -160,13 +178,44 @@ fn metadata_setters_give_the_reference_bytes() {
             password: None,
             reset: false,
         },
-        MetadataCmd::Entrypoint { argv: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()], reset: false },
-        MetadataCmd::Environ { name: Some("PATH".into()), value: Some("/usr/bin:/bin".into()), unset: false, reset: false },
-        MetadataCmd::Environ { name: Some("LANG".into()), value: Some("C.UTF-8".into()), unset: false, reset: false },
-        MetadataCmd::Port { protocol: "tcp".into(), port_in: Some(80), port_out: Some(8080), unset: false, reset: false },
-        MetadataCmd::Volume { target: Some("/data".into()), host: Some("/mnt/data".into()), unset: false, reset: false },
-        MetadataCmd::Readme { import: Some(readme), license: Some("Apache-2.0".into()), reset: false },
-        MetadataCmd::Set { key: "custom-key".into(), value: "some-value".into() },
+        MetadataCmd::Entrypoint {
+            argv: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
+            reset: false,
+        },
+        MetadataCmd::Environ {
+            name: Some("PATH".into()),
+            value: Some("/usr/bin:/bin".into()),
+            unset: false,
+            reset: false,
+        },
+        MetadataCmd::Environ {
+            name: Some("LANG".into()),
+            value: Some("C.UTF-8".into()),
+            unset: false,
+            reset: false,
+        },
+        MetadataCmd::Port {
+            protocol: "tcp".into(),
+            port_in: Some(80),
+            port_out: Some(8080),
+            unset: false,
+            reset: false,
+        },
+        MetadataCmd::Volume {
+            target: Some("/data".into()),
+            host: Some("/mnt/data".into()),
+            unset: false,
+            reset: false,
+        },
+        MetadataCmd::Readme {
+            import: Some(readme),
+            license: Some("Apache-2.0".into()),
+            reset: false,
+        },
+        MetadataCmd::Set {
+            key: "custom-key".into(),
+            value: "some-value".into(),
+        },
     ];
     for c in &cmds {
         metadata::metadata(&s, c).unwrap();
@@ -181,23 +230,52 @@ fn metadata_setters_give_the_reference_bytes() {
     // get: raw text, and parsed JSON in the response
     let r = metadata::metadata(&s, &MetadataCmd::Get("port".into())).unwrap();
     assert_eq!(r.text, "{\"tcp/80\": 8080}\n");
-    assert_eq!(r.json, serde_json::json!({"metadata": "port", "value": {"tcp/80": 8080}}));
+    assert_eq!(
+        r.json,
+        serde_json::json!({"metadata": "port", "value": {"tcp/80": 8080}})
+    );
     let r = metadata::metadata(&s, &MetadataCmd::Get("custom-key".into())).unwrap();
     assert_eq!(r.json["value"], "some-value");
     let list = metadata::metadata(&s, &MetadataCmd::List).unwrap();
     assert_eq!(list.json.as_array().unwrap().len(), 7);
 
     // unset / reset
-    metadata::metadata(&s, &MetadataCmd::Environ { name: Some("PATH".into()), value: None, unset: true, reset: false }).unwrap();
-    metadata::metadata(&s, &MetadataCmd::Port { protocol: "tcp".into(), port_in: None, port_out: None, unset: false, reset: true })
-        .unwrap();
+    metadata::metadata(
+        &s,
+        &MetadataCmd::Environ {
+            name: Some("PATH".into()),
+            value: None,
+            unset: true,
+            reset: false,
+        },
+    )
+    .unwrap();
+    metadata::metadata(
+        &s,
+        &MetadataCmd::Port {
+            protocol: "tcp".into(),
+            port_in: None,
+            port_out: None,
+            unset: false,
+            reset: true,
+        },
+    )
+    .unwrap();
     let md = s.load("test").unwrap().metadata;
     assert_eq!(md.get("environ"), Some("{\"LANG\": \"C.UTF-8\"}"));
     assert_eq!(md.get("port"), None);
     let err = metadata::metadata(&s, &MetadataCmd::Get("port".into())).unwrap_err();
     assert!(err.message().contains("metadata not found"));
-    let err = metadata::metadata(&s, &MetadataCmd::Environ { name: None, value: Some("x".into()), unset: false, reset: false })
-        .unwrap_err();
+    let err = metadata::metadata(
+        &s,
+        &MetadataCmd::Environ {
+            name: None,
+            value: Some("x".into()),
+            unset: false,
+            reset: false,
+        },
+    )
+    .unwrap_err();
     assert!(err.message().contains("--name"), "{}", err.message());
 }
 
@@ -239,16 +317,38 @@ fn edit_flow_commit_and_reopen() {
     commands::mkdir(&s, "/tmp").unwrap();
     commands::mkdir(&s, "/tmp/x").unwrap();
     commands::rmdir(&s, "/tmp").unwrap();
-    metadata::metadata(&s, &MetadataCmd::Set { key: "hello".into(), value: "world".into() }).unwrap();
+    metadata::metadata(
+        &s,
+        &MetadataCmd::Set {
+            key: "hello".into(),
+            value: "world".into(),
+        },
+    )
+    .unwrap();
 
     // refusals
-    assert!(commands::rm(&s, "/opt").unwrap_err().message().contains("is a directory"));
+    assert!(commands::rm(&s, "/opt")
+        .unwrap_err()
+        .message()
+        .contains("is a directory"));
     assert!(commands::rmdir(&s, "/").is_err());
-    assert!(commands::rmdir(&s, "/opt/single.txt").unwrap_err().message().contains("not a directory"));
-    assert!(commands::mkdir(&s, "/opt").unwrap_err().message().contains("exists"));
-    assert!(commands::mkdir(&s, "/nope/x").unwrap_err().message().contains("parent"));
+    assert!(commands::rmdir(&s, "/opt/single.txt")
+        .unwrap_err()
+        .message()
+        .contains("not a directory"));
+    assert!(commands::mkdir(&s, "/opt")
+        .unwrap_err()
+        .message()
+        .contains("exists"));
+    assert!(commands::mkdir(&s, "/nope/x")
+        .unwrap_err()
+        .message()
+        .contains("parent"));
     assert!(commands::chmod(&s, "999", "/opt").is_err());
-    assert!(commands::rm(&s, "/missing").unwrap_err().message().contains("no such file"));
+    assert!(commands::rm(&s, "/missing")
+        .unwrap_err()
+        .message()
+        .contains("no such file"));
 
     let out = tmp.path().join("edited.flist");
     s.commit(&out).unwrap();
@@ -259,7 +359,12 @@ fn edit_flow_commit_and_reopen() {
     let s2 = Session::new(tmp.path().join("mnt2"));
     s2.open(&out).unwrap();
     let find = commands::find(&s2).unwrap();
-    let paths: Vec<&str> = find.json["content"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = find.json["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
     assert_eq!(
         paths,
         [
@@ -277,11 +382,22 @@ fn edit_flow_commit_and_reopen() {
     let st = commands::stat(&s2, "/opt/single.txt").unwrap();
     assert_eq!(st.json["mode"], 0o100600);
     assert_eq!(st.json["size"], 14);
-    assert_eq!(commands::stat(&s2, "/opt/app/run.sh").unwrap().json["mode"], 0o104755);
-    assert_eq!(commands::stat(&s2, "/opt/app/hosts-link").unwrap().json["linkto"], "etc/hosts");
+    assert_eq!(
+        commands::stat(&s2, "/opt/app/run.sh").unwrap().json["mode"],
+        0o104755
+    );
+    assert_eq!(
+        commands::stat(&s2, "/opt/app/hosts-link").unwrap().json["linkto"],
+        "etc/hosts"
+    );
     let big = commands::stat(&s2, "/opt/app/etc/conf.d/app.conf").unwrap();
     assert_eq!(big.json["chunks"].as_array().unwrap().len(), 2);
-    assert_eq!(metadata::metadata(&s2, &MetadataCmd::Get("hello".into())).unwrap().text, "world\n");
+    assert_eq!(
+        metadata::metadata(&s2, &MetadataCmd::Get("hello".into()))
+            .unwrap()
+            .text,
+        "world\n"
+    );
 
     // contents came through the store
     let mut out_bytes = Vec::new();
@@ -293,7 +409,13 @@ fn edit_flow_commit_and_reopen() {
 
     // ls of a directory
     let ls = commands::ls(&s2, "/opt/app").unwrap();
-    let names: Vec<&str> = ls.json.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = ls
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["etc", "hosts-link", "run.sh"]);
     assert!(ls.text.contains("-rwxr-xr-x"), "{}", ls.text);
 }
@@ -319,9 +441,46 @@ fn commands_without_a_session_fail_clearly() {
     let s = Session::new(tmp.path());
     let err = commands::ls(&s, "/").unwrap_err();
     assert_eq!(err.function, "ls");
-    assert!(err.message().contains("no flist is open"), "{}", err.message());
+    assert!(
+        err.message().contains("no flist is open"),
+        "{}",
+        err.message()
+    );
     let err = s.open(&tmp.path().join("missing.flist")).unwrap_err();
     assert_eq!(err.function, "open");
     assert!(err.message().contains("missing.flist"), "{}", err.message());
     assert!(!s.is_open(), "a failed open leaves no session behind");
+}
+
+#[test]
+fn putdir_over_existing_content_replaces_files_and_merges_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Session::new(tmp.path().join("mnt"));
+    s.init().unwrap();
+    let first = tmp.path().join("first");
+    fs::create_dir_all(first.join("etc")).unwrap();
+    fs::write(first.join("etc/keep.conf"), b"keep").unwrap();
+    fs::write(first.join("etc/replace.conf"), b"old").unwrap();
+    fs::write(first.join("thing"), b"a file that becomes a directory").unwrap();
+    let second = tmp.path().join("second");
+    fs::create_dir_all(second.join("etc")).unwrap();
+    fs::create_dir_all(second.join("thing")).unwrap();
+    fs::write(second.join("etc/replace.conf"), b"new!").unwrap();
+    fs::write(second.join("thing/inside"), b"x").unwrap();
+    fs::set_permissions(second.join("etc"), fs::Permissions::from_mode(0o750)).unwrap();
+
+    let none = StoreConfig::default();
+    commands::putdir(&s, &none, &first, "/", &NoProgress).unwrap();
+    commands::putdir(&s, &none, &second, "/", &NoProgress).unwrap();
+    let t = s.load("test").unwrap().tree;
+    let size = |p: &str| t.node(t.lookup(p).unwrap()).kind.size();
+    assert_eq!(size("/etc/keep.conf"), 4);
+    assert_eq!(size("/etc/replace.conf"), 4);
+    assert!(t.node(t.lookup("/thing").unwrap()).kind.is_dir());
+    assert_eq!(size("/thing/inside"), 1);
+    assert_eq!(t.node(t.lookup("/etc").unwrap()).meta.mode, 0o750);
+    assert_eq!(t.len(), 6);
+    // putdir into a missing directory, or of a file, is refused
+    assert!(commands::putdir(&s, &none, &first, "/missing", &NoProgress).is_err());
+    assert!(commands::putdir(&s, &none, &first.join("thing"), "/", &NoProgress).is_err());
 }

@@ -34,7 +34,11 @@ impl LayerCache {
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        Some(self.dir.join("layers/sha256").join(format!("{hex}.json.gz")))
+        Some(
+            self.dir
+                .join("layers/sha256")
+                .join(format!("{hex}.json.gz")),
+        )
     }
 
     /// The cached changes of `digest`, if present and readable (a damaged entry is
@@ -43,7 +47,9 @@ impl LayerCache {
         let path = self.path(digest)?;
         let f = std::fs::File::open(&path).ok()?;
         let mut text = Vec::new();
-        let read = flate2::read::GzDecoder::new(f).take(MAX_CACHE_FILE).read_to_end(&mut text);
+        let read = flate2::read::GzDecoder::new(f)
+            .take(MAX_CACHE_FILE)
+            .read_to_end(&mut text);
         if let Err(e) = read {
             tracing::warn!("layer cache {}: unreadable, ignored: {e}", path.display());
             return None;
@@ -60,7 +66,9 @@ impl LayerCache {
 
     /// Stores the changes of a layer (atomically: temp file and rename).
     pub(crate) fn save(&self, ch: &LayerChanges) -> Result<(), OciError> {
-        let Some(path) = self.path(&ch.digest) else { return Ok(()) };
+        let Some(path) = self.path(&ch.digest) else {
+            return Ok(());
+        };
         let io = |p: &std::path::Path| {
             let p = p.to_path_buf();
             move |source| OciError::Io { path: p, source }
@@ -69,26 +77,42 @@ impl LayerCache {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
         {
-            let mut gz = flate2::write::GzEncoder::new(tmp.as_file_mut(), flate2::Compression::fast());
-            serde_json::to_writer(&mut gz, ch)
-                .map_err(|e| OciError::Io { path: path.clone(), source: std::io::Error::other(e) })?;
+            let mut gz =
+                flate2::write::GzEncoder::new(tmp.as_file_mut(), flate2::Compression::fast());
+            serde_json::to_writer(&mut gz, ch).map_err(|e| OciError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
             gz.finish().map_err(io(&path))?.flush().map_err(io(&path))?;
         }
-        tmp.persist(&path).map_err(|e| OciError::Io { path: path.clone(), source: e.error })?;
+        tmp.persist(&path).map_err(|e| OciError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
         Ok(())
     }
 }
 
 /// True when every chunk the changes reference is in `store`.
-pub(crate) async fn chunks_present(store: &Arc<dyn Store>, ch: &LayerChanges) -> Result<bool, OciError> {
-    let mut keys: Vec<Vec<u8>> = ch.entries.iter().flat_map(|e| e.kind.chunk_keys()).collect();
+pub(crate) async fn chunks_present(
+    store: &Arc<dyn Store>,
+    ch: &LayerChanges,
+) -> Result<bool, OciError> {
+    let mut keys: Vec<Vec<u8>> = ch
+        .entries
+        .iter()
+        .flat_map(|e| e.kind.chunk_keys())
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     for batch in keys.chunks(EXISTS_BATCH) {
         let found = store
             .exists_many(batch)
             .await
-            .map_err(|source| OciError::Store { store: store.to_string(), source })?;
+            .map_err(|source| OciError::Store {
+                store: store.to_string(),
+                source,
+            })?;
         if found.iter().any(|f| !f) {
             return Ok(false);
         }

@@ -37,7 +37,10 @@ pub(crate) fn ports(cfg: &RuntimeConfig) -> IndexMap<String, i64> {
         // a range "8000-8010/tcp" keeps its first port
         let first = port.split('-').next().unwrap_or(port);
         if let Ok(n) = first.trim().parse::<u16>() {
-            m.insert(format!("{}/{}", proto.to_ascii_lowercase(), port.trim()), i64::from(n));
+            m.insert(
+                format!("{}/{}", proto.to_ascii_lowercase(), port.trim()),
+                i64::from(n),
+            );
         }
     }
     m
@@ -57,8 +60,12 @@ pub(crate) fn to_metadata(cfg: &RuntimeConfig, md: &mut Metadata) {
     if !ports.is_empty() {
         md.set_ports(&ports);
     }
-    let vols: IndexMap<String, Volume> =
-        cfg.volumes.iter().flat_map(|v| v.keys()).map(|k| (k.clone(), Volume::default())).collect();
+    let vols: IndexMap<String, Volume> = cfg
+        .volumes
+        .iter()
+        .flat_map(|v| v.keys())
+        .map(|k| (k.clone(), Volume::default()))
+        .collect();
     if !vols.is_empty() {
         md.set_volumes(&vols);
     }
@@ -77,7 +84,9 @@ fn toml_str(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -101,7 +110,11 @@ pub fn startup_toml(cfg: &RuntimeConfigView<'_>) -> String {
     let argv = cfg.argv;
     let name = argv.first().map(String::as_str).unwrap_or("");
     let args: Vec<String> = argv.iter().skip(1).map(|a| toml_str(a)).collect();
-    let env: Vec<String> = cfg.env.iter().map(|(k, v)| format!("{} = {}", toml_str(k), toml_str(v))).collect();
+    let env: Vec<String> = cfg
+        .env
+        .iter()
+        .map(|(k, v)| format!("{} = {}", toml_str(k), toml_str(v)))
+        .collect();
     let dir = cfg.dir.filter(|d| !d.is_empty()).unwrap_or("/");
     format!(
         "[startup.entry]\nname = \"core.system\"\n\n[startup.entry.args]\nname = {}\nargs = [{}]\ndir = {}\nenv = {{{}}}\n",
@@ -124,6 +137,7 @@ pub struct RuntimeConfigView<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -133,7 +147,13 @@ mod tests {
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
             cmd: Some(vec!["echo \"hi\"".into()]),
             env: Some(vec!["A=1".into(), "B=x=y".into(), "C".into()]),
-            exposed_ports: Some([("80/tcp".to_string(), serde_json::json!({})), ("53/udp".into(), serde_json::json!({}))].into()),
+            exposed_ports: Some(
+                [
+                    ("80/tcp".to_string(), serde_json::json!({})),
+                    ("53/udp".into(), serde_json::json!({})),
+                ]
+                .into(),
+            ),
             ..Default::default()
         };
         assert_eq!(argv(&cfg), ["/bin/sh", "-c", "echo \"hi\""]);
@@ -143,10 +163,17 @@ mod tests {
         let p = ports(&cfg);
         assert_eq!(p.get("tcp/80"), Some(&80));
         assert_eq!(p.get("udp/53"), Some(&53));
-        let cmd_only = RuntimeConfig { cmd: Some(vec!["nginx".into()]), ..Default::default() };
+        let cmd_only = RuntimeConfig {
+            cmd: Some(vec!["nginx".into()]),
+            ..Default::default()
+        };
         assert_eq!(argv(&cmd_only), ["nginx"]);
         let a = argv(&cfg);
-        let t = startup_toml(&RuntimeConfigView { argv: &a, env: &env, dir: None });
+        let t = startup_toml(&RuntimeConfigView {
+            argv: &a,
+            env: &env,
+            dir: None,
+        });
         assert!(t.contains("args = [\"-c\", \"echo \\\"hi\\\"\"]"), "{t}");
         assert!(t.contains("dir = \"/\""));
     }

@@ -112,8 +112,13 @@ impl KindRec {
     fn from_kind(k: &Kind) -> KindRec {
         match k {
             Kind::Dir { size, .. } => KindRec::Dir { size: *size },
-            Kind::File { size, blocks } => KindRec::File { size: *size, blocks: blocks.iter().map(block_hex).collect() },
-            Kind::Symlink { target } => KindRec::Symlink { target: target.clone() },
+            Kind::File { size, blocks } => KindRec::File {
+                size: *size,
+                blocks: blocks.iter().map(block_hex).collect(),
+            },
+            Kind::Symlink { target } => KindRec::Symlink {
+                target: target.clone(),
+            },
             Kind::Special { kind, rdev } => KindRec::Special {
                 kind: match kind {
                     SpecialKind::Socket => "socket",
@@ -130,7 +135,10 @@ impl KindRec {
 
     fn to_kind(&self) -> std::result::Result<Kind, String> {
         Ok(match self {
-            KindRec::Dir { size } => Kind::Dir { children: Default::default(), size: *size },
+            KindRec::Dir { size } => Kind::Dir {
+                children: Default::default(),
+                size: *size,
+            },
             KindRec::File { size, blocks } => Kind::File {
                 size: *size,
                 blocks: blocks
@@ -138,7 +146,9 @@ impl KindRec {
                     .map(|b| block_from_hex(b).ok_or_else(|| format!("bad block {b:?}")))
                     .collect::<std::result::Result<_, _>>()?,
             },
-            KindRec::Symlink { target } => Kind::Symlink { target: target.clone() },
+            KindRec::Symlink { target } => Kind::Symlink {
+                target: target.clone(),
+            },
             KindRec::Special { kind, rdev } => Kind::Special {
                 kind: match kind.as_str() {
                     "socket" => SpecialKind::Socket,
@@ -155,9 +165,11 @@ impl KindRec {
     /// Store keys of a file's chunks.
     pub(crate) fn chunk_keys(&self) -> Vec<Vec<u8>> {
         match self {
-            KindRec::File { blocks, .. } => {
-                blocks.iter().filter_map(|b| block_from_hex(b)).map(|b| b.hash.to_vec()).collect()
-            }
+            KindRec::File { blocks, .. } => blocks
+                .iter()
+                .filter_map(|b| block_from_hex(b))
+                .map(|b| b.hash.to_vec())
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -187,7 +199,11 @@ struct HookState {
 }
 
 /// Converter statistics of one layer.
-pub(crate) fn layer_stats(counters: &Counters, hard_links: u64, warnings: Vec<crate::options::Warning>) -> Stats {
+pub(crate) fn layer_stats(
+    counters: &Counters,
+    hard_links: u64,
+    warnings: Vec<crate::options::Warning>,
+) -> Stats {
     let r = counters.report();
     Stats {
         hard_links,
@@ -195,8 +211,12 @@ pub(crate) fn layer_stats(counters: &Counters, hard_links: u64, warnings: Vec<cr
         bytes_expanded: r.bytes_expanded,
         entries: r.entries,
         chunks_written: r.chunks_new,
-        chunks_present: counters.chunks_present.load(std::sync::atomic::Ordering::Relaxed),
-        chunks_deduplicated: counters.chunks_dedup.load(std::sync::atomic::Ordering::Relaxed),
+        chunks_present: counters
+            .chunks_present
+            .load(std::sync::atomic::Ordering::Relaxed),
+        chunks_deduplicated: counters
+            .chunks_dedup
+            .load(std::sync::atomic::Ordering::Relaxed),
         warnings,
         ..Stats::default()
     }
@@ -214,30 +234,38 @@ pub(crate) fn read_layer(
     let state = Arc::new(Mutex::new(HookState::default()));
     let mut builder = TreeBuilder::new(0);
     let hook_state = state.clone();
-    builder.hook = Some(Box::new(move |tree: &Tree, comps: &[String], link: Option<&[String]>| {
-        let mut st = hook_state.lock().map_err(|_| ConvertError::Internal("layer hook state poisoned".into()))?;
-        if let Some(name) = comps.last() {
-            if let Some(rest) = name.strip_prefix(".wh.") {
-                let parent = comps[..comps.len() - 1].join("/");
-                if rest == ".wh..opq" {
-                    st.opaque.push(parent);
-                } else if !rest.starts_with(".wh.") && !rest.is_empty() {
-                    // (other `.wh..wh.` names are aufs bookkeeping: dropped)
-                    st.whiteouts.push(if parent.is_empty() { rest.to_string() } else { format!("{parent}/{rest}") });
+    builder.hook = Some(Box::new(
+        move |tree: &Tree, comps: &[String], link: Option<&[String]>| {
+            let mut st = hook_state
+                .lock()
+                .map_err(|_| ConvertError::Internal("layer hook state poisoned".into()))?;
+            if let Some(name) = comps.last() {
+                if let Some(rest) = name.strip_prefix(".wh.") {
+                    let parent = comps[..comps.len() - 1].join("/");
+                    if rest == ".wh..opq" {
+                        st.opaque.push(parent);
+                    } else if !rest.starts_with(".wh.") && !rest.is_empty() {
+                        // (other `.wh..wh.` names are aufs bookkeeping: dropped)
+                        st.whiteouts.push(if parent.is_empty() {
+                            rest.to_string()
+                        } else {
+                            format!("{parent}/{rest}")
+                        });
+                    }
+                    return Ok(false);
                 }
-                return Ok(false);
             }
-        }
-        if let Some(target) = link {
-            if tree.lookup(&target.join("/")).is_none() {
-                // A link to a file of a lower layer: resolved when the layer is applied.
-                st.links.push((comps.join("/"), target.join("/")));
-                return Ok(false);
+            if let Some(target) = link {
+                if tree.lookup(&target.join("/")).is_none() {
+                    // A link to a file of a lower layer: resolved when the layer is applied.
+                    st.links.push((comps.join("/"), target.join("/")));
+                    return Ok(false);
+                }
             }
-        }
-        st.explicit.insert(comps.join("/"));
-        Ok(true)
-    }));
+            st.explicit.insert(comps.join("/"));
+            Ok(true)
+        },
+    ));
     let ((), mut results) = pipeline::run(Some(store), opts, &counters, |sender| {
         tarball::read_archive(input, opts, &counters, sender, &mut builder)
     })?;
@@ -246,7 +274,11 @@ pub(crate) fn read_layer(
         p.progress(&counters.report());
     }
     let (tree, warnings, hard_links) = builder.finish(&mut results)?;
-    let st = std::mem::take(&mut *state.lock().map_err(|_| ConvertError::Internal("layer hook state poisoned".into()))?);
+    let st = std::mem::take(
+        &mut *state
+            .lock()
+            .map_err(|_| ConvertError::Internal("layer hook state poisoned".into()))?,
+    );
     let mut entries = Vec::with_capacity(tree.len());
     for id in tree.walk() {
         let n = tree.node(id);
@@ -288,7 +320,9 @@ fn ensure_dir(tree: &mut Tree, path: &str) -> std::result::Result<usize, String>
     for c in comps {
         cur = match tree.child(cur, c) {
             Some(id) if tree.node(id).kind.is_dir() => id,
-            _ => tree.set(cur, c, Meta::root(0o755, 0), Kind::empty_dir()).map_err(|e| e.to_string())?,
+            _ => tree
+                .set(cur, c, Meta::root(0o755, 0), Kind::empty_dir())
+                .map_err(|e| e.to_string())?,
         };
     }
     Ok(cur)
@@ -334,32 +368,40 @@ pub(crate) fn apply(tree: &mut Tree, ch: &LayerChanges) -> std::result::Result<(
         let (parent_path, name) = split_parent(&e.path);
         let parent = ensure_dir(tree, parent_path)?;
         let existing = tree.child(parent, name);
-        let keep_lower_dir = !e.explicit && kind.is_dir() && existing.is_some_and(|id| tree.node(id).kind.is_dir());
+        let keep_lower_dir =
+            !e.explicit && kind.is_dir() && existing.is_some_and(|id| tree.node(id).kind.is_dir());
         if keep_lower_dir {
             continue;
         }
-        tree.set(parent, name, e.meta(), kind).map_err(|err| format!("{}: {err}", e.path))?;
+        tree.set(parent, name, e.meta(), kind)
+            .map_err(|err| format!("{}: {err}", e.path))?;
     }
     for d in &ch.opaque {
         ensure_dir(tree, d)?;
     }
     for (path, target) in &ch.links {
-        let tid = tree
-            .lookup(target)
-            .ok_or_else(|| format!("hard link {path:?} -> {target:?}: target is in neither this layer nor a lower one"))?;
+        let tid = tree.lookup(target).ok_or_else(|| {
+            format!(
+                "hard link {path:?} -> {target:?}: target is in neither this layer nor a lower one"
+            )
+        })?;
         let node = tree.node(tid);
         if node.kind.is_dir() {
-            return Err(format!("hard link {path:?} -> {target:?}: target is a directory"));
+            return Err(format!(
+                "hard link {path:?} -> {target:?}: target is a directory"
+            ));
         }
         let (meta, kind) = (node.meta.clone(), node.kind.clone());
         let (parent_path, name) = split_parent(path);
         let parent = ensure_dir(tree, parent_path)?;
-        tree.set(parent, name, meta, kind).map_err(|err| format!("{path}: {err}"))?;
+        tree.set(parent, name, meta, kind)
+            .map_err(|err| format!("{path}: {err}"))?;
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -383,11 +425,47 @@ mod tests {
         let m = Meta::root(0o700, 1);
         let mut t = Tree::new(m.clone());
         let etc = t.mkdir_p("etc", &m).unwrap();
-        t.insert(etc, "a", m.clone(), Kind::File { size: 0, blocks: vec![] }).unwrap();
-        t.insert(etc, "b", m.clone(), Kind::File { size: 0, blocks: vec![] }).unwrap();
+        t.insert(
+            etc,
+            "a",
+            m.clone(),
+            Kind::File {
+                size: 0,
+                blocks: vec![],
+            },
+        )
+        .unwrap();
+        t.insert(
+            etc,
+            "b",
+            m.clone(),
+            Kind::File {
+                size: 0,
+                blocks: vec![],
+            },
+        )
+        .unwrap();
         let opt = t.mkdir_p("opt/x", &m).unwrap();
-        t.insert(opt, "old", m.clone(), Kind::File { size: 0, blocks: vec![] }).unwrap();
-        t.insert(Tree::ROOT, "f", m.clone(), Kind::File { size: 0, blocks: vec![] }).unwrap();
+        t.insert(
+            opt,
+            "old",
+            m.clone(),
+            Kind::File {
+                size: 0,
+                blocks: vec![],
+            },
+        )
+        .unwrap();
+        t.insert(
+            Tree::ROOT,
+            "f",
+            m.clone(),
+            Kind::File {
+                size: 0,
+                blocks: vec![],
+            },
+        )
+        .unwrap();
         let ch = LayerChanges {
             version: FORMAT_VERSION,
             digest: "d".into(),
@@ -397,7 +475,14 @@ mod tests {
                 // implicit parent: lower etc keeps its metadata
                 rec("etc", false, KindRec::Dir { size: 4096 }),
                 rec("etc/c", true, KindRec::Symlink { target: "b".into() }),
-                rec("opt/x/new", true, KindRec::File { size: 0, blocks: vec![] }),
+                rec(
+                    "opt/x/new",
+                    true,
+                    KindRec::File {
+                        size: 0,
+                        blocks: vec![],
+                    },
+                ),
                 // a directory replaces the file f
                 rec("f", true, KindRec::Dir { size: 4096 }),
             ],
@@ -410,8 +495,14 @@ mod tests {
         assert!(t.lookup("opt/x/old").is_none());
         assert!(t.lookup("opt/x/new").is_some());
         assert!(t.node(t.lookup("f").unwrap()).kind.is_dir());
-        assert!(matches!(t.node(t.lookup("etc/hl").unwrap()).kind, Kind::File { .. }));
-        let bad = LayerChanges { links: vec![("x".into(), "missing".into())], ..Default::default() };
+        assert!(matches!(
+            t.node(t.lookup("etc/hl").unwrap()).kind,
+            Kind::File { .. }
+        ));
+        let bad = LayerChanges {
+            links: vec![("x".into(), "missing".into())],
+            ..Default::default()
+        };
         assert!(apply(&mut t, &bad).is_err());
     }
 }

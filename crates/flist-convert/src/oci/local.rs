@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{parse_manifest, Descriptor, ImageIndex, ImageManifest, ManifestDoc, Platform, OCI_MANIFEST};
+use super::manifest::{
+    parse_manifest, Descriptor, ImageIndex, ImageManifest, ManifestDoc, Platform, OCI_MANIFEST,
+};
 use super::reference::validate_digest;
 use super::OciError;
 
@@ -53,14 +55,24 @@ fn clean(name: &str) -> String {
 
 impl LocalImage {
     fn err(&self, reason: impl Into<String>) -> OciError {
-        OciError::LocalImage { path: self.what.clone(), reason: reason.into() }
+        OciError::LocalImage {
+            path: self.what.clone(),
+            reason: reason.into(),
+        }
     }
 
     /// Opens a directory or a (possibly gzip'd) tarball.
     fn open(path: &Path) -> Result<LocalImage, OciError> {
-        let io = |source| OciError::Io { path: path.to_path_buf(), source };
+        let io = |source| OciError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if path.is_dir() {
-            return Ok(LocalImage { what: path.to_path_buf(), files: Files::Dir(path.to_path_buf()), layer_files: HashMap::new() });
+            return Ok(LocalImage {
+                what: path.to_path_buf(),
+                files: Files::Dir(path.to_path_buf()),
+                layer_files: HashMap::new(),
+            });
         }
         let mut f = File::open(path).map_err(io)?;
         let mut magic = [0u8; 2];
@@ -68,7 +80,8 @@ impl LocalImage {
         f.seek(SeekFrom::Start(0)).map_err(io)?;
         let (tar_path, tmp) = if n == 2 && magic == [0x1f, 0x8b] {
             let mut tmp = tempfile::NamedTempFile::new().map_err(io)?;
-            std::io::copy(&mut flate2::read::MultiGzDecoder::new(f), tmp.as_file_mut()).map_err(io)?;
+            std::io::copy(&mut flate2::read::MultiGzDecoder::new(f), tmp.as_file_mut())
+                .map_err(io)?;
             (tmp.path().to_path_buf(), Some(tmp))
         } else {
             (path.to_path_buf(), None)
@@ -76,7 +89,10 @@ impl LocalImage {
         let file = File::open(&tar_path).map_err(io)?;
         let mut ar = tar::Archive::new(file);
         let mut members = HashMap::new();
-        let bad = |e: std::io::Error| OciError::LocalImage { path: path.to_path_buf(), reason: format!("not a readable tar archive: {e}") };
+        let bad = |e: std::io::Error| OciError::LocalImage {
+            path: path.to_path_buf(),
+            reason: format!("not a readable tar archive: {e}"),
+        };
         for entry in ar.entries().map_err(bad)? {
             let entry = entry.map_err(bad)?;
             let t = entry.header().entry_type();
@@ -88,7 +104,11 @@ impl LocalImage {
         }
         Ok(LocalImage {
             what: path.to_path_buf(),
-            files: Files::Tar { path: tar_path, members, _tmp: tmp },
+            files: Files::Tar {
+                path: tar_path,
+                members,
+                _tmp: tmp,
+            },
             layer_files: HashMap::new(),
         })
     }
@@ -109,13 +129,27 @@ impl LocalImage {
         match &self.files {
             Files::Dir(d) => {
                 let p = d.join(&name);
-                let f = File::open(&p).map_err(|source| OciError::Io { path: p.clone(), source })?;
-                let size = f.metadata().map_err(|source| OciError::Io { path: p.clone(), source })?.len();
+                let f = File::open(&p).map_err(|source| OciError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                let size = f
+                    .metadata()
+                    .map_err(|source| OciError::Io {
+                        path: p.clone(),
+                        source,
+                    })?
+                    .len();
                 Ok((Box::new(f), size))
             }
             Files::Tar { path, members, .. } => {
-                let &(off, size) = members.get(&name).ok_or_else(|| self.err(format!("{name}: no such member")))?;
-                let io = |source| OciError::Io { path: path.clone(), source };
+                let &(off, size) = members
+                    .get(&name)
+                    .ok_or_else(|| self.err(format!("{name}: no such member")))?;
+                let io = |source| OciError::Io {
+                    path: path.clone(),
+                    source,
+                };
                 let mut f = File::open(path).map_err(io)?;
                 f.seek(SeekFrom::Start(off)).map_err(io)?;
                 Ok((Box::new(f.take(size)), size))
@@ -126,15 +160,25 @@ impl LocalImage {
     fn read_small(&self, name: &str, max: u64) -> Result<Vec<u8>, OciError> {
         let (r, size) = self.open_file(name)?;
         if size > max {
-            return Err(self.err(format!("{name}: {size} bytes is too large for a manifest or config")));
+            return Err(self.err(format!(
+                "{name}: {size} bytes is too large for a manifest or config"
+            )));
         }
         let mut out = Vec::new();
-        r.take(max).read_to_end(&mut out).map_err(|source| OciError::Io { path: self.what.join(name), source })?;
+        r.take(max)
+            .read_to_end(&mut out)
+            .map_err(|source| OciError::Io {
+                path: self.what.join(name),
+                source,
+            })?;
         Ok(out)
     }
 
     fn blob_name(digest: &str) -> Result<String, OciError> {
-        validate_digest(digest).map_err(|r| OciError::InvalidManifest { what: digest.into(), reason: r })?;
+        validate_digest(digest).map_err(|r| OciError::InvalidManifest {
+            what: digest.into(),
+            reason: r,
+        })?;
         Ok(format!("blobs/{}", digest.replacen(':', "/", 1)))
     }
 
@@ -143,7 +187,11 @@ impl LocalImage {
         let data = self.read_small(&Self::blob_name(digest)?, max)?;
         let actual = sha256(&data);
         if actual != digest {
-            return Err(OciError::DigestMismatch { what: format!("{}: blob", self.what.display()), expected: digest.into(), actual });
+            return Err(OciError::DigestMismatch {
+                what: format!("{}: blob", self.what.display()),
+                expected: digest.into(),
+                actual,
+            });
         }
         Ok(data)
     }
@@ -158,16 +206,26 @@ impl LocalImage {
     }
 
     /// Resolves an OCI layout to one image manifest.
-    fn resolve_oci(&self, tag: Option<&str>, platform: Option<&Platform>, max: u64) -> Result<Resolved, OciError> {
+    fn resolve_oci(
+        &self,
+        tag: Option<&str>,
+        platform: Option<&Platform>,
+        max: u64,
+    ) -> Result<Resolved, OciError> {
         let index_bytes = self.read_small("index.json", max)?;
-        let index: ImageIndex = serde_json::from_slice(&index_bytes).map_err(|e| self.err(format!("index.json: {e}")))?;
+        let index: ImageIndex = serde_json::from_slice(&index_bytes)
+            .map_err(|e| self.err(format!("index.json: {e}")))?;
         let chosen: Vec<&Descriptor> = match tag {
             Some(t) => index
                 .manifests
                 .iter()
                 .filter(|d| {
-                    d.annotations.get("org.opencontainers.image.ref.name").is_some_and(|n| n == t)
-                        || d.annotations.get("io.containerd.image.name").is_some_and(|n| n == t || n.ends_with(&format!(":{t}")))
+                    d.annotations
+                        .get("org.opencontainers.image.ref.name")
+                        .is_some_and(|n| n == t)
+                        || d.annotations
+                            .get("io.containerd.image.name")
+                            .is_some_and(|n| n == t || n.ends_with(&format!(":{t}")))
                 })
                 .collect(),
             None => index.manifests.iter().collect(),
@@ -175,14 +233,26 @@ impl LocalImage {
         let mut desc = match chosen.as_slice() {
             [] => {
                 return Err(OciError::NotFound {
-                    what: format!("image {} in OCI layout {}", tag.unwrap_or("(any)"), self.what.display()),
+                    what: format!(
+                        "image {} in OCI layout {}",
+                        tag.unwrap_or("(any)"),
+                        self.what.display()
+                    ),
                 })
             }
             [one] => (*one).clone(),
             many => {
                 // Several platform manifests directly in index.json: choose by platform.
-                let idx = ImageIndex { schema_version: 2, media_type: None, manifests: many.iter().map(|d| (*d).clone()).collect() };
-                platform.cloned().unwrap_or_default().select(&idx, &self.what.display().to_string())?.clone()
+                let idx = ImageIndex {
+                    schema_version: 2,
+                    media_type: None,
+                    manifests: many.iter().map(|d| (*d).clone()).collect(),
+                };
+                platform
+                    .cloned()
+                    .unwrap_or_default()
+                    .select(&idx, &self.what.display().to_string())?
+                    .clone()
             }
         };
         for _ in 0..4 {
@@ -191,10 +261,18 @@ impl LocalImage {
             match parse_manifest(&bytes, Some(&desc.media_type), &what)? {
                 ManifestDoc::Image(m) => {
                     let config = self.read_blob(&m.config.digest, max)?;
-                    return Ok(Resolved { manifest: m, manifest_digest: desc.digest.clone(), config });
+                    return Ok(Resolved {
+                        manifest: m,
+                        manifest_digest: desc.digest.clone(),
+                        config,
+                    });
                 }
                 ManifestDoc::Index(idx) => {
-                    desc = platform.cloned().unwrap_or_default().select(&idx, &what)?.clone();
+                    desc = platform
+                        .cloned()
+                        .unwrap_or_default()
+                        .select(&idx, &what)?
+                        .clone();
                 }
             }
         }
@@ -212,29 +290,42 @@ impl LocalImage {
             layers: Vec<String>,
         }
         let bytes = self.read_small("manifest.json", max)?;
-        let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(|e| self.err(format!("manifest.json: {e}")))?;
+        let entries: Vec<Entry> =
+            serde_json::from_slice(&bytes).map_err(|e| self.err(format!("manifest.json: {e}")))?;
         let entry = match image {
             Some(want) => entries
                 .iter()
                 .find(|e| {
                     e.repo_tags.iter().flatten().any(|t| {
-                        t == want || t.strip_prefix("docker.io/").is_some_and(|s| s == want || s.strip_prefix("library/") == Some(want))
+                        t == want
+                            || t.strip_prefix("docker.io/").is_some_and(|s| {
+                                s == want || s.strip_prefix("library/") == Some(want)
+                            })
                     })
                 })
-                .ok_or_else(|| OciError::NotFound { what: format!("image {want} in {}", self.what.display()) })?,
+                .ok_or_else(|| OciError::NotFound {
+                    what: format!("image {want} in {}", self.what.display()),
+                })?,
             None => match entries.as_slice() {
                 [] => return Err(self.err("manifest.json lists no image")),
                 [one] => one,
                 many => {
-                    let tags: Vec<String> = many.iter().flat_map(|e| e.repo_tags.clone().unwrap_or_default()).collect();
-                    return Err(self.err(format!("holds {} images; choose one of: {}", many.len(), tags.join(", "))));
+                    let tags: Vec<String> = many
+                        .iter()
+                        .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+                        .collect();
+                    return Err(self.err(format!(
+                        "holds {} images; choose one of: {}",
+                        many.len(),
+                        tags.join(", ")
+                    )));
                 }
             },
         };
         let config = self.read_small(&entry.config, max)?;
         let config_digest = sha256(&config);
-        let cfg: super::manifest::ImageConfig =
-            serde_json::from_slice(&config).map_err(|e| self.err(format!("{}: {e}", entry.config)))?;
+        let cfg: super::manifest::ImageConfig = serde_json::from_slice(&config)
+            .map_err(|e| self.err(format!("{}: {e}", entry.config)))?;
         let diff_ids = cfg.rootfs.map(|r| r.diff_ids).unwrap_or_default();
         let mut layers = Vec::new();
         for (i, l) in entry.layers.iter().enumerate() {
@@ -246,15 +337,22 @@ impl LocalImage {
             // uncompressed, so their digest is the config's diff_id.
             let digest = match name.strip_prefix("blobs/sha256/") {
                 Some(hex) => format!("sha256:{hex}"),
-                None => diff_ids
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| self.err(format!("layer {name}: no diff_id in the config to check it against")))?,
+                None => diff_ids.get(i).cloned().ok_or_else(|| {
+                    self.err(format!(
+                        "layer {name}: no diff_id in the config to check it against"
+                    ))
+                })?,
             };
             validate_digest(&digest).map_err(|r| self.err(format!("layer {name}: {r}")))?;
             let size = self.open_file(&name)?.1;
             self.layer_files.insert(digest.clone(), name);
-            layers.push(Descriptor { media_type: String::new(), digest, size, platform: None, annotations: Default::default() });
+            layers.push(Descriptor {
+                media_type: String::new(),
+                digest,
+                size,
+                platform: None,
+                annotations: Default::default(),
+            });
         }
         let manifest = ImageManifest {
             schema_version: 2,
@@ -268,7 +366,11 @@ impl LocalImage {
             },
             layers,
         };
-        Ok(Resolved { manifest, manifest_digest: sha256(&bytes), config })
+        Ok(Resolved {
+            manifest,
+            manifest_digest: sha256(&bytes),
+            config,
+        })
     }
 }
 
@@ -284,12 +386,14 @@ pub(crate) fn open(
     let mut img = LocalImage::open(path)?;
     let has_docker = img.exists("manifest.json");
     let has_oci = img.exists("index.json");
-    let resolved = if (docker && has_docker) || (has_docker && !has_oci) {
+    let resolved = if has_docker && (docker || !has_oci) {
         img.resolve_docker(name, max)?
     } else if has_oci {
         img.resolve_oci(name, platform, max)?
     } else {
-        return Err(img.err("neither a docker save tarball (manifest.json) nor an OCI image layout (index.json)"));
+        return Err(img.err(
+            "neither a docker save tarball (manifest.json) nor an OCI image layout (index.json)",
+        ));
     };
     Ok((img, resolved))
 }

@@ -94,19 +94,31 @@ pub enum ManifestDoc {
 
 /// Parses a manifest document; `content_type` is the response's `Content-Type` (if any),
 /// `what` names the document in errors.
-pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>, what: &str) -> Result<ManifestDoc, OciError> {
-    let bad = |reason: String| OciError::InvalidManifest { what: what.to_string(), reason };
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+pub fn parse_manifest(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    what: &str,
+) -> Result<ManifestDoc, OciError> {
+    let bad = |reason: String| OciError::InvalidManifest {
+        what: what.to_string(),
+        reason,
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
     let declared = v
         .get("mediaType")
         .and_then(|m| m.as_str())
         .map(str::to_string)
         .or_else(|| content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_string()))
         .unwrap_or_default();
-    if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1) || declared.contains("manifest.v1+") && declared.contains("docker") {
+    if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1)
+        || declared.contains("manifest.v1+") && declared.contains("docker")
+    {
         return Err(OciError::UnsupportedMediaType {
             what: what.to_string(),
-            media_type: "Docker schema 1 manifest (deprecated; re-push the image with a current client)".into(),
+            media_type:
+                "Docker schema 1 manifest (deprecated; re-push the image with a current client)"
+                    .into(),
         });
     }
     let is_index = match declared.as_str() {
@@ -115,15 +127,22 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>, what: &str) -> R
         _ => v.get("manifests").is_some(),
     };
     if is_index {
-        let idx: ImageIndex = serde_json::from_value(v).map_err(|e| bad(format!("invalid index: {e}")))?;
+        let idx: ImageIndex =
+            serde_json::from_value(v).map_err(|e| bad(format!("invalid index: {e}")))?;
         Ok(ManifestDoc::Index(idx))
     } else {
         if v.get("config").is_none() {
-            return Err(bad(format!("neither an image manifest nor an index (media type {declared:?})")));
+            return Err(bad(format!(
+                "neither an image manifest nor an index (media type {declared:?})"
+            )));
         }
-        let m: ImageManifest = serde_json::from_value(v).map_err(|e| bad(format!("invalid manifest: {e}")))?;
+        let m: ImageManifest =
+            serde_json::from_value(v).map_err(|e| bad(format!("invalid manifest: {e}")))?;
         if m.schema_version != 2 {
-            return Err(bad(format!("schemaVersion {} (2 expected)", m.schema_version)));
+            return Err(bad(format!(
+                "schemaVersion {} (2 expected)",
+                m.schema_version
+            )));
         }
         Ok(ManifestDoc::Image(m))
     }
@@ -142,7 +161,11 @@ pub struct Platform {
 
 impl Default for Platform {
     fn default() -> Self {
-        Platform { os: "linux".into(), arch: "amd64".into(), variant: None }
+        Platform {
+            os: "linux".into(),
+            arch: "amd64".into(),
+            variant: None,
+        }
     }
 }
 
@@ -172,7 +195,9 @@ impl std::str::FromStr for Platform {
     /// Parses `os/arch[/variant]` (e.g. `linux/arm64`, `linux/arm/v7`).
     fn from_str(s: &str) -> Result<Platform, OciError> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || OciError::InvalidPlatform { platform: s.to_string() };
+        let bad = || OciError::InvalidPlatform {
+            platform: s.to_string(),
+        };
         if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
         }
@@ -200,26 +225,33 @@ impl Platform {
 
     /// Picks this platform's manifest from an index: the first match, preferring an exact
     /// variant match.
-    pub fn select<'a>(&self, index: &'a ImageIndex, what: &str) -> Result<&'a Descriptor, OciError> {
+    pub fn select<'a>(
+        &self,
+        index: &'a ImageIndex,
+        what: &str,
+    ) -> Result<&'a Descriptor, OciError> {
         let candidates: Vec<&Descriptor> = index
             .manifests
             .iter()
             .filter(|d| d.platform.as_ref().is_some_and(|p| self.matches(p)))
             .collect();
-        candidates.first().copied().ok_or_else(|| OciError::NoPlatform {
-            image: what.to_string(),
-            wanted: self.to_string(),
-            available: index
-                .manifests
-                .iter()
-                .filter_map(|d| d.platform.as_ref())
-                .filter(|p| p.os != "unknown")
-                .map(|p| match &p.variant {
-                    Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                    None => format!("{}/{}", p.os, p.architecture),
-                })
-                .collect(),
-        })
+        candidates
+            .first()
+            .copied()
+            .ok_or_else(|| OciError::NoPlatform {
+                image: what.to_string(),
+                wanted: self.to_string(),
+                available: index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref())
+                    .filter(|p| p.os != "unknown")
+                    .map(|p| match &p.variant {
+                        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                        None => format!("{}/{}", p.os, p.architecture),
+                    })
+                    .collect(),
+            })
     }
 }
 
@@ -299,6 +331,7 @@ pub fn layer_media_ok(media_type: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -306,7 +339,11 @@ mod tests {
     fn platform_parsing_and_matching() {
         let p: Platform = "linux/aarch64".parse().unwrap();
         assert_eq!(p.arch, "arm64");
-        let j = |a: &str, v: Option<&str>| PlatformJson { architecture: a.into(), os: "linux".into(), variant: v.map(Into::into) };
+        let j = |a: &str, v: Option<&str>| PlatformJson {
+            architecture: a.into(),
+            os: "linux".into(),
+            variant: v.map(Into::into),
+        };
         assert!(p.matches(&j("arm64", Some("v8"))));
         assert!(!p.matches(&j("amd64", None)));
         let v7: Platform = "linux/arm/v7".parse().unwrap();
@@ -321,11 +358,20 @@ mod tests {
     #[test]
     fn manifest_kinds() {
         let idx = br#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:00","size":1,"platform":{"os":"linux","architecture":"amd64"}}]}"#;
-        assert!(matches!(parse_manifest(idx, None, "t").unwrap(), ManifestDoc::Index(_)));
+        assert!(matches!(
+            parse_manifest(idx, None, "t").unwrap(),
+            ManifestDoc::Index(_)
+        ));
         let m = br#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"sha256:00","size":1},"layers":[]}"#;
-        assert!(matches!(parse_manifest(m, Some(DOCKER_MANIFEST), "t").unwrap(), ManifestDoc::Image(_)));
+        assert!(matches!(
+            parse_manifest(m, Some(DOCKER_MANIFEST), "t").unwrap(),
+            ManifestDoc::Image(_)
+        ));
         let v1 = br#"{"schemaVersion":1,"fsLayers":[]}"#;
-        assert!(matches!(parse_manifest(v1, None, "t"), Err(OciError::UnsupportedMediaType { .. })));
+        assert!(matches!(
+            parse_manifest(v1, None, "t"),
+            Err(OciError::UnsupportedMediaType { .. })
+        ));
         assert!(parse_manifest(b"nope", None, "t").is_err());
     }
 }

@@ -57,7 +57,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -93,7 +96,10 @@ impl ImageSource {
             let (path, image) = split_path_suffix(rest, true);
             return Ok(ImageSource::DockerArchive { path, image });
         }
-        if let Some(rest) = s.strip_prefix("oci-archive:").or_else(|| s.strip_prefix("oci:")) {
+        if let Some(rest) = s
+            .strip_prefix("oci-archive:")
+            .or_else(|| s.strip_prefix("oci:"))
+        {
             let (path, tag) = split_path_suffix(rest, false);
             return Ok(ImageSource::OciLayout { path, tag });
         }
@@ -102,10 +108,16 @@ impl ImageSource {
         }
         let p = std::path::Path::new(s);
         if p.is_dir() {
-            return Ok(ImageSource::OciLayout { path: p.to_path_buf(), tag: None });
+            return Ok(ImageSource::OciLayout {
+                path: p.to_path_buf(),
+                tag: None,
+            });
         }
         if p.is_file() {
-            return Ok(ImageSource::DockerArchive { path: p.to_path_buf(), image: None });
+            return Ok(ImageSource::DockerArchive {
+                path: p.to_path_buf(),
+                image: None,
+            });
         }
         Ok(ImageSource::Registry(Reference::parse(s)?))
     }
@@ -406,7 +418,7 @@ pub enum OciError {
         digest: String,
         /// The converter's error.
         #[source]
-        source: ConvertError,
+        source: Box<ConvertError>,
     },
     /// Applying a layer's changes to the tree failed.
     #[error("layer {index} ({digest}): {reason}")]

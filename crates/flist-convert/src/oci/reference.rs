@@ -24,7 +24,10 @@ impl Reference {
     /// Parses `nginx`, `nginx:1.25`, `ghcr.io/org/app@sha256:...`,
     /// `localhost:5000/team/app:v1`, ...
     pub fn parse(input: &str) -> Result<Reference, OciError> {
-        let bad = |reason: &str| OciError::InvalidReference { reference: input.to_string(), reason: reason.into() };
+        let bad = |reason: &str| OciError::InvalidReference {
+            reference: input.to_string(),
+            reason: reason.into(),
+        };
         let s = input.trim();
         let s = s.strip_prefix("docker://").unwrap_or(s);
         if s.is_empty() {
@@ -49,7 +52,8 @@ impl Reference {
         if let Some(t) = &tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
                 && !t.starts_with(['.', '-']);
             if !ok {
                 return Err(bad("invalid tag"));
@@ -57,7 +61,10 @@ impl Reference {
         }
         let (registry, repo) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[') =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.starts_with('[') =>
             {
                 (first.to_string(), rest.to_string())
             }
@@ -72,17 +79,32 @@ impl Reference {
         }
         for comp in repo.split('/') {
             let ok = !comp.is_empty()
-                && comp
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+                && comp.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+                })
                 && comp.starts_with(|c: char| c.is_ascii_alphanumeric());
             if !ok {
-                return Err(bad("repository components are lower-case letters, digits and . _ -"));
+                return Err(bad(
+                    "repository components are lower-case letters, digits and . _ -",
+                ));
             }
         }
-        let repository = if registry == DOCKER_HUB && !repo.contains('/') { format!("library/{repo}") } else { repo };
-        let tag = if tag.is_none() && digest.is_none() { Some("latest".to_string()) } else { tag };
-        Ok(Reference { registry, repository, tag, digest })
+        let repository = if registry == DOCKER_HUB && !repo.contains('/') {
+            format!("library/{repo}")
+        } else {
+            repo
+        };
+        let tag = if tag.is_none() && digest.is_none() {
+            Some("latest".to_string())
+        } else {
+            tag
+        };
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// The host the registry API is served on (`registry-1.docker.io` for Docker Hub).
@@ -96,7 +118,10 @@ impl Reference {
 
     /// What the manifest is fetched by: the digest if given, else the tag.
     pub fn manifest_ref(&self) -> &str {
-        self.digest.as_deref().or(self.tag.as_deref()).unwrap_or("latest")
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
     }
 
     /// True when the registry is on the loopback (`localhost`, `127.0.0.0/8`, `[::1]`),
@@ -134,25 +159,38 @@ pub(crate) fn validate_digest(d: &str) -> Result<(), String> {
         return Err(format!("digest {d:?} has no algorithm"));
     };
     if alg != "sha256" {
-        return Err(format!("digest algorithm {alg:?} is not supported (sha256 only)"));
+        return Err(format!(
+            "digest algorithm {alg:?} is not supported (sha256 only)"
+        ));
     }
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(format!("digest {d:?} is not 64 lower-case hex digits"));
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn docker_hub_defaults() {
         let r = Reference::parse("nginx").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("docker.io", "library/nginx", Some("latest")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/nginx", Some("latest"))
+        );
         assert_eq!(r.api_host(), "registry-1.docker.io");
         let r = Reference::parse("docker.io/user/app:1.2").unwrap();
-        assert_eq!((r.repository.as_str(), r.tag.as_deref()), ("user/app", Some("1.2")));
+        assert_eq!(
+            (r.repository.as_str(), r.tag.as_deref()),
+            ("user/app", Some("1.2"))
+        );
         let r = Reference::parse("index.docker.io/busybox").unwrap();
         assert_eq!(r.repository, "library/busybox");
     }
@@ -174,7 +212,16 @@ mod tests {
 
     #[test]
     fn invalid_references_are_refused() {
-        for bad in ["", "UPPER/case", "a:", "a@sha256:zz", "a@md5:00", "host.io/", "a:b c", "a//b"] {
+        for bad in [
+            "",
+            "UPPER/case",
+            "a:",
+            "a@sha256:zz",
+            "a@md5:00",
+            "host.io/",
+            "a:b c",
+            "a//b",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -52,7 +52,10 @@ pub(crate) struct Challenge {
 
 impl Challenge {
     fn param(&self, k: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -108,15 +111,24 @@ pub(crate) fn parse_challenge(h: &str) -> Option<Challenge> {
         }
         params.push((key.trim().to_string(), val.trim().to_string()));
     }
-    Some(Challenge { scheme: scheme.to_string(), params })
+    Some(Challenge {
+        scheme: scheme.to_string(),
+        params,
+    })
 }
 
 impl RegistryClient {
     /// A client for `reference`'s repository.
-    pub(crate) fn new(reference: &Reference, opts: &OciOptions) -> Result<RegistryClient, OciError> {
+    pub(crate) fn new(
+        reference: &Reference,
+        opts: &OciOptions,
+    ) -> Result<RegistryClient, OciError> {
         let host = reference.api_host().to_string();
         let insecure = reference.is_loopback()
-            || opts.insecure_registries.iter().any(|h| h == &reference.registry || h == host_part(&reference.registry));
+            || opts
+                .insecure_registries
+                .iter()
+                .any(|h| h == &reference.registry || h == host_part(&reference.registry));
         let scheme = if insecure { "http" } else { "https" };
         let http = reqwest::Client::builder()
             .use_rustls_tls()
@@ -139,7 +151,11 @@ impl RegistryClient {
     }
 
     fn auth_err(&self, reason: impl Into<String>) -> OciError {
-        OciError::Auth { registry: self.registry.clone(), repository: self.repository.clone(), reason: reason.into() }
+        OciError::Auth {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            reason: reason.into(),
+        }
     }
 
     /// Performs a GET with auth, retries and backoff. Returns the response for any status
@@ -162,7 +178,10 @@ impl RegistryClient {
                         tokio::time::sleep(retry_in).await;
                         continue;
                     }
-                    return Err(OciError::Unreachable { registry: self.registry.clone(), reason: chain(&e) });
+                    return Err(OciError::Unreachable {
+                        registry: self.registry.clone(),
+                        reason: chain(&e),
+                    });
                 }
                 Ok(resp) => {
                     let status = resp.status();
@@ -172,7 +191,9 @@ impl RegistryClient {
                             return Err(self.auth_err(if self.creds.is_some() {
                                 format!("credentials refused ({msg})")
                             } else {
-                                format!("authentication required: give a username and password ({msg})")
+                                format!(
+                                    "authentication required: give a username and password ({msg})"
+                                )
                             }));
                         }
                         let challenge = resp
@@ -180,7 +201,11 @@ impl RegistryClient {
                             .get(WWW_AUTHENTICATE)
                             .and_then(|v| v.to_str().ok())
                             .and_then(parse_challenge)
-                            .ok_or_else(|| self.auth_err("HTTP 401 without a usable WWW-Authenticate challenge"))?;
+                            .ok_or_else(|| {
+                                self.auth_err(
+                                    "HTTP 401 without a usable WWW-Authenticate challenge",
+                                )
+                            })?;
                         self.authenticate(&challenge).await?;
                         authed = true;
                         continue;
@@ -189,7 +214,9 @@ impl RegistryClient {
                         let msg = error_message(resp).await;
                         return Err(self.auth_err(format!("forbidden ({msg})")));
                     }
-                    if (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) && attempt < self.retries {
+                    if (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
+                        && attempt < self.retries
+                    {
                         attempt += 1;
                         tokio::time::sleep(retry_in).await;
                         continue;
@@ -204,16 +231,21 @@ impl RegistryClient {
     async fn authenticate(&self, ch: &Challenge) -> Result<(), OciError> {
         if ch.scheme.eq_ignore_ascii_case("basic") {
             let Some(c) = &self.creds else {
-                return Err(self.auth_err("authentication required: the registry asks for a username and password"));
+                return Err(self.auth_err(
+                    "authentication required: the registry asks for a username and password",
+                ));
             };
-            let v = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
+            let v = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.username, c.password));
             *self.auth.lock().await = Some(format!("Basic {v}"));
             return Ok(());
         }
         if !ch.scheme.eq_ignore_ascii_case("bearer") {
             return Err(self.auth_err(format!("unsupported auth scheme {:?}", ch.scheme)));
         }
-        let realm = ch.param("realm").ok_or_else(|| self.auth_err("bearer challenge without a realm"))?;
+        let realm = ch
+            .param("realm")
+            .ok_or_else(|| self.auth_err("bearer challenge without a realm"))?;
         let default_scope = format!("repository:{}:pull", self.repository);
         let scope = ch.param("scope").unwrap_or(&default_scope);
         let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
@@ -232,15 +264,18 @@ impl RegistryClient {
                     let status = resp.status();
                     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                         let msg = error_message(resp).await;
-                        return Err(self.auth_err(format!("token service refused the credentials ({msg})")));
+                        return Err(
+                            self.auth_err(format!("token service refused the credentials ({msg})"))
+                        );
                     }
                     if status.is_success() {
-                        let text = resp
-                            .bytes()
-                            .await
-                            .map_err(|e| self.auth_err(format!("reading the token response: {}", chain(&e))))?;
-                        let body: serde_json::Value = serde_json::from_slice(&text)
-                            .map_err(|e| self.auth_err(format!("token response is not JSON: {e}")))?;
+                        let text = resp.bytes().await.map_err(|e| {
+                            self.auth_err(format!("reading the token response: {}", chain(&e)))
+                        })?;
+                        let body: serde_json::Value =
+                            serde_json::from_slice(&text).map_err(|e| {
+                                self.auth_err(format!("token response is not JSON: {e}"))
+                            })?;
                         let token = body
                             .get("token")
                             .or_else(|| body.get("access_token"))
@@ -260,19 +295,34 @@ impl RegistryClient {
     }
 
     fn not_found(&self, what: &str) -> OciError {
-        OciError::NotFound { what: format!("{what} in {}/{}", self.registry, self.repository) }
+        OciError::NotFound {
+            what: format!("{what} in {}/{}", self.registry, self.repository),
+        }
     }
 
     async fn status_err(&self, request: String, resp: Response) -> OciError {
         let status = resp.status().as_u16();
-        OciError::Registry { registry: self.registry.clone(), request, status, message: error_message(resp).await }
+        OciError::Registry {
+            registry: self.registry.clone(),
+            request,
+            status,
+            message: error_message(resp).await,
+        }
     }
 
     /// Fetches a manifest by tag or digest: its bytes, content type and digest (verified
     /// when `reference` is a digest).
-    pub(crate) async fn manifest(&self, reference: &str) -> Result<(Vec<u8>, Option<String>, String), OciError> {
+    pub(crate) async fn manifest(
+        &self,
+        reference: &str,
+    ) -> Result<(Vec<u8>, Option<String>, String), OciError> {
         let mut h = HeaderMap::new();
-        h.insert(ACCEPT, MANIFEST_ACCEPT.parse().map_err(|_| OciError::Internal("accept header".into()))?);
+        h.insert(
+            ACCEPT,
+            MANIFEST_ACCEPT
+                .parse()
+                .map_err(|_| OciError::Internal("accept header".into()))?,
+        );
         let path = format!("/v2/{}/manifests/{reference}", self.repository);
         let resp = self.get(&path, h).await?;
         if resp.status() == StatusCode::NOT_FOUND {
@@ -281,8 +331,14 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(self.status_err(format!("GET {path}"), resp).await);
         }
-        let ctype = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = self.read_small(resp, &format!("manifest {reference}")).await?;
+        let ctype = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = self
+            .read_small(resp, &format!("manifest {reference}"))
+            .await?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
         if reference.starts_with("sha256:") && digest != reference {
             return Err(OciError::DigestMismatch {
@@ -298,7 +354,10 @@ impl RegistryClient {
         let mut out = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| OciError::Unreachable { registry: self.registry.clone(), reason: chain(&e) })?;
+            let b = b.map_err(|e| OciError::Unreachable {
+                registry: self.registry.clone(),
+                reason: chain(&e),
+            })?;
             out.extend_from_slice(&b);
             if out.len() as u64 > self.max_manifest {
                 return Err(OciError::InvalidManifest {
@@ -311,12 +370,20 @@ impl RegistryClient {
     }
 
     /// Fetches a small blob (config) whole, verifying its digest.
-    pub(crate) async fn small_blob(&self, desc: &Descriptor, what: &str) -> Result<Vec<u8>, OciError> {
+    pub(crate) async fn small_blob(
+        &self,
+        desc: &Descriptor,
+        what: &str,
+    ) -> Result<Vec<u8>, OciError> {
         let resp = self.blob_response(&desc.digest, 0).await?;
         let body = self.read_small(resp, what).await?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
         if digest != desc.digest {
-            return Err(OciError::DigestMismatch { what: what.to_string(), expected: desc.digest.clone(), actual: digest });
+            return Err(OciError::DigestMismatch {
+                what: what.to_string(),
+                expected: desc.digest.clone(),
+                actual: digest,
+            });
         }
         Ok(body)
     }
@@ -324,7 +391,12 @@ impl RegistryClient {
     async fn blob_response(&self, digest: &str, from: u64) -> Result<Response, OciError> {
         let mut h = HeaderMap::new();
         if from > 0 {
-            h.insert(RANGE, format!("bytes={from}-").parse().map_err(|_| OciError::Internal("range header".into()))?);
+            h.insert(
+                RANGE,
+                format!("bytes={from}-")
+                    .parse()
+                    .map_err(|_| OciError::Internal("range header".into()))?,
+            );
         }
         let path = format!("/v2/{}/blobs/{digest}", self.repository);
         let resp = self.get(&path, h).await?;
@@ -332,7 +404,9 @@ impl RegistryClient {
             return Err(self.not_found(&format!("blob {digest}")));
         }
         if from > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
-            return Err(self.status_err(format!("GET {path} (resume at byte {from})"), resp).await);
+            return Err(self
+                .status_err(format!("GET {path} (resume at byte {from})"), resp)
+                .await);
         }
         if !resp.status().is_success() {
             return Err(self.status_err(format!("GET {path}"), resp).await);
@@ -370,11 +444,17 @@ impl RegistryClient {
                     Err(e) => {
                         if resumes < self.retries {
                             resumes += 1;
-                            tracing::debug!("blob {digest}: {} after {sent} bytes; resuming", chain(&e));
+                            tracing::debug!(
+                                "blob {digest}: {} after {sent} bytes; resuming",
+                                chain(&e)
+                            );
                             tokio::time::sleep(self.retry_delay).await;
                             continue 'outer;
                         }
-                        let err = OciError::Unreachable { registry: self.registry.clone(), reason: chain(&e) };
+                        let err = OciError::Unreachable {
+                            registry: self.registry.clone(),
+                            reason: chain(&e),
+                        };
                         let _ = tx.send(Err(io::Error::other(err.to_string()))).await;
                         return Err(err);
                     }
@@ -397,7 +477,9 @@ async fn error_message(resp: Response) -> String {
                 .map(|e| {
                     let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
                     let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-                    format!("{code}: {msg}").trim_matches([' ', ':']).to_string()
+                    format!("{code}: {msg}")
+                        .trim_matches([' ', ':'])
+                        .to_string()
                 })
                 .collect();
             if !msgs.is_empty() {
@@ -414,6 +496,7 @@ async fn error_message(resp: Response) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

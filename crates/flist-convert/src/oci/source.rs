@@ -16,7 +16,9 @@ use super::cache::{chunks_present, LayerCache};
 use super::config::{self, RuntimeConfigView, STARTUP_PATH};
 use super::layer::{self, LayerChanges};
 use super::local::{self, LocalImage};
-use super::manifest::{layer_media_ok, parse_manifest, Descriptor, ImageConfig, ImageManifest, ManifestDoc};
+use super::manifest::{
+    layer_media_ok, parse_manifest, Descriptor, ImageConfig, ImageManifest, ManifestDoc,
+};
 use super::reference::validate_digest;
 use super::registry::RegistryClient;
 use super::{ImageSource, OciError, OciEvent, OciOptions, OciStats};
@@ -75,7 +77,11 @@ impl Read for Verifier<'_> {
             self.hasher.update(&buf[..n]);
             self.count += n as u64;
             if self.size > 0 && self.count > self.size {
-                let e = OciError::SizeMismatch { what: self.what.clone(), expected: self.size, actual: self.count };
+                let e = OciError::SizeMismatch {
+                    what: self.what.clone(),
+                    expected: self.size,
+                    actual: self.count,
+                };
                 let msg = e.to_string();
                 self.verdict = Some(e);
                 self.eof = true;
@@ -91,13 +97,21 @@ impl Read for Verifier<'_> {
         (self.progress)(self.count);
         let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
         if actual != self.expected {
-            let e = OciError::DigestMismatch { what: self.what.clone(), expected: self.expected.clone(), actual };
+            let e = OciError::DigestMismatch {
+                what: self.what.clone(),
+                expected: self.expected.clone(),
+                actual,
+            };
             let msg = e.to_string();
             self.verdict = Some(e);
             return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
         }
         if self.size > 0 && self.count != self.size {
-            let e = OciError::SizeMismatch { what: self.what.clone(), expected: self.size, actual: self.count };
+            let e = OciError::SizeMismatch {
+                what: self.what.clone(),
+                expected: self.size,
+                actual: self.count,
+            };
             let msg = e.to_string();
             self.verdict = Some(e);
             return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
@@ -138,11 +152,22 @@ async fn resolve_registry(
             }
         }
     };
-    validate_digest(&manifest.config.digest)
-        .map_err(|r| OciError::InvalidManifest { what: format!("{image} config"), reason: r })?;
+    validate_digest(&manifest.config.digest).map_err(|r| OciError::InvalidManifest {
+        what: format!("{image} config"),
+        reason: r,
+    })?;
     stats.blobs_fetched.push(manifest.config.digest.clone());
-    let config = c.small_blob(&manifest.config, &format!("{image} config {}", manifest.config.digest)).await?;
-    Ok(Resolved { manifest, manifest_digest, config })
+    let config = c
+        .small_blob(
+            &manifest.config,
+            &format!("{image} config {}", manifest.config.digest),
+        )
+        .await?;
+    Ok(Resolved {
+        manifest,
+        manifest_digest,
+        config,
+    })
 }
 
 fn join_err(e: tokio::task::JoinError) -> OciError {
@@ -160,18 +185,27 @@ async fn convert_layer(
     image: &str,
 ) -> Result<(LayerChanges, Stats, u64), OciError> {
     let handle = tokio::runtime::Handle::current();
-    let (reader, download): (Box<dyn Read + Send>, Option<tokio::task::JoinHandle<Result<(), OciError>>>) = match blobs {
+    type Download = Option<tokio::task::JoinHandle<Result<(), OciError>>>;
+    let (reader, download): (Box<dyn Read + Send>, Download) = match blobs {
         Blobs::Registry(c) => {
             let (tx, rx) = mpsc::channel(16);
             let c = c.clone();
             let digest = desc.digest.clone();
             let task = tokio::spawn(async move { c.stream_blob(&digest, tx).await });
-            (Box::new(ChannelReader { rx, cur: Bytes::new() }), Some(task))
+            (
+                Box::new(ChannelReader {
+                    rx,
+                    cur: Bytes::new(),
+                }),
+                Some(task),
+            )
         }
         Blobs::Local(img) => {
             let img = img.clone();
             let d = desc.clone();
-            let r = tokio::task::spawn_blocking(move || img.open_layer(&d)).await.map_err(join_err)??;
+            let r = tokio::task::spawn_blocking(move || img.open_layer(&d))
+                .await
+                .map_err(join_err)??;
             (r, None)
         }
     };
@@ -197,7 +231,11 @@ async fn convert_layer(
         let total = desc2.size;
         let progress = move |bytes: u64| {
             if let Some(e) = &events {
-                e(&OciEvent::Download { index, bytes, total });
+                e(&OciEvent::Download {
+                    index,
+                    bytes,
+                    total,
+                });
             }
         };
         let mut v = Verifier {
@@ -217,7 +255,14 @@ async fn convert_layer(
             // The archive ended before the blob: read the rest so the digest covers it all.
             if let Err(e) = io::copy(&mut v, &mut io::sink()) {
                 if v.verdict.is_none() {
-                    return (Err(OciError::Layer { index, digest: desc2.digest.clone(), source: crate::error::ConvertError::Input(e) }), v.count);
+                    return (
+                        Err(OciError::Layer {
+                            index,
+                            digest: desc2.digest.clone(),
+                            source: Box::new(crate::error::ConvertError::Input(e)),
+                        }),
+                        v.count,
+                    );
                 }
             }
         }
@@ -225,7 +270,14 @@ async fn convert_layer(
             return (Err(verdict), v.count);
         }
         let count = v.count;
-        (converted.map_err(|source| OciError::Layer { index, digest: desc2.digest.clone(), source }), count)
+        (
+            converted.map_err(|e| OciError::Layer {
+                index,
+                digest: desc2.digest.clone(),
+                source: Box::new(e),
+            }),
+            count,
+        )
     })
     .await
     .map_err(join_err)?;
@@ -265,7 +317,14 @@ fn parse_created(s: &str) -> Option<u32> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return None;
     }
@@ -285,7 +344,10 @@ pub(crate) async fn convert(
     opts: &OciOptions,
     store: Arc<dyn Store>,
 ) -> Result<(Flist, OciStats), OciError> {
-    let mut stats = OciStats { image: source.to_string(), ..OciStats::default() };
+    let mut stats = OciStats {
+        image: source.to_string(),
+        ..OciStats::default()
+    };
     let max = opts.max_manifest_bytes;
     let (blobs, resolved) = match source {
         ImageSource::Registry(r) => {
@@ -293,7 +355,8 @@ pub(crate) async fn convert(
             let res = resolve_registry(&c, r, opts, &mut stats).await?;
             (Blobs::Registry(c), res)
         }
-        ImageSource::DockerArchive { path, image } | ImageSource::OciLayout { path, tag: image } => {
+        ImageSource::DockerArchive { path, image }
+        | ImageSource::OciLayout { path, tag: image } => {
             let docker = matches!(source, ImageSource::DockerArchive { .. });
             let (path, name, platform) = (path.clone(), image.clone(), opts.platform.clone());
             let (img, res) = tokio::task::spawn_blocking(move || {
@@ -304,20 +367,37 @@ pub(crate) async fn convert(
             stats.blobs_fetched.push(res.manifest.config.digest.clone());
             (
                 Blobs::Local(Arc::new(img)),
-                Resolved { manifest: res.manifest, manifest_digest: res.manifest_digest, config: res.config },
+                Resolved {
+                    manifest: res.manifest,
+                    manifest_digest: res.manifest_digest,
+                    config: res.config,
+                },
             )
         }
     };
     let image = stats.image.clone();
-    let cfg: ImageConfig = serde_json::from_slice(&resolved.config)
-        .map_err(|e| OciError::InvalidManifest { what: format!("{image} config"), reason: e.to_string() })?;
+    let cfg: ImageConfig =
+        serde_json::from_slice(&resolved.config).map_err(|e| OciError::InvalidManifest {
+            what: format!("{image} config"),
+            reason: e.to_string(),
+        })?;
     let platform = match &cfg.os {
         os if os.is_empty() => String::new(),
         os => format!("{os}/{}", cfg.architecture),
     };
     if let Some(want) = &opts.platform {
-        if !cfg.os.is_empty() && !want.matches(&super::manifest::PlatformJson { architecture: cfg.architecture.clone(), os: cfg.os.clone(), variant: want.variant.clone() }) {
-            return Err(OciError::NoPlatform { image: image.clone(), wanted: want.to_string(), available: vec![platform] });
+        if !cfg.os.is_empty()
+            && !want.matches(&super::manifest::PlatformJson {
+                architecture: cfg.architecture.clone(),
+                os: cfg.os.clone(),
+                variant: want.variant.clone(),
+            })
+        {
+            return Err(OciError::NoPlatform {
+                image: image.clone(),
+                wanted: want.to_string(),
+                available: vec![platform],
+            });
         }
     }
     stats.manifest_digest = resolved.manifest_digest.clone();
@@ -336,8 +416,10 @@ pub(crate) async fn convert(
     let mut tree = Tree::new(Meta::root(0o755, 0));
     let mut totals = Stats::default();
     for (index, desc) in layers.iter().enumerate() {
-        validate_digest(&desc.digest)
-            .map_err(|r| OciError::InvalidManifest { what: format!("{image} layer {index}"), reason: r })?;
+        validate_digest(&desc.digest).map_err(|r| OciError::InvalidManifest {
+            what: format!("{image} layer {index}"),
+            reason: r,
+        })?;
         if !layer_media_ok(&desc.media_type) {
             return Err(OciError::UnsupportedMediaType {
                 what: format!("{image} layer {index} ({})", desc.digest),
@@ -347,14 +429,22 @@ pub(crate) async fn convert(
         let cached = match &cache {
             Some(c) => {
                 let (c, d) = (c.clone(), desc.digest.clone());
-                match tokio::task::spawn_blocking(move || c.load(&d)).await.map_err(join_err)? {
+                match tokio::task::spawn_blocking(move || c.load(&d))
+                    .await
+                    .map_err(join_err)?
+                {
                     Some(ch) if chunks_present(&store, &ch).await? => Some(ch),
                     _ => None,
                 }
             }
             None => None,
         };
-        opts.emit(OciEvent::LayerStart { index, digest: desc.digest.clone(), size: desc.size, cached: cached.is_some() });
+        opts.emit(OciEvent::LayerStart {
+            index,
+            digest: desc.digest.clone(),
+            size: desc.size,
+            cached: cached.is_some(),
+        });
         let was_cached = cached.is_some();
         let changes = match cached {
             Some(ch) => {
@@ -363,13 +453,17 @@ pub(crate) async fn convert(
             }
             None => {
                 stats.blobs_fetched.push(desc.digest.clone());
-                let (ch, s, bytes) = convert_layer(&blobs, index, desc, &store, opts, &image).await?;
+                let (ch, s, bytes) =
+                    convert_layer(&blobs, index, desc, &store, opts, &image).await?;
                 stats.bytes_downloaded += bytes;
                 stats.layers_downloaded.push(desc.digest.clone());
                 add_stats(&mut totals, s);
                 if let Some(c) = &cache {
                     let (c, ch2) = (c.clone(), ch.clone());
-                    if let Err(e) = tokio::task::spawn_blocking(move || c.save(&ch2)).await.map_err(join_err)? {
+                    if let Err(e) = tokio::task::spawn_blocking(move || c.save(&ch2))
+                        .await
+                        .map_err(join_err)?
+                    {
                         tracing::warn!("layer cache: could not save {}: {e}", desc.digest);
                     }
                 }
@@ -383,8 +477,15 @@ pub(crate) async fn convert(
         .await
         .map_err(join_err)?;
         tree = t;
-        applied.map_err(|reason| OciError::Apply { index, digest: desc.digest.clone(), reason })?;
-        opts.emit(OciEvent::LayerDone { index, cached: was_cached });
+        applied.map_err(|reason| OciError::Apply {
+            index,
+            digest: desc.digest.clone(),
+            reason,
+        })?;
+        opts.emit(OciEvent::LayerDone {
+            index,
+            cached: was_cached,
+        });
     }
 
     opts.emit(OciEvent::Packing);
@@ -393,12 +494,19 @@ pub(crate) async fn convert(
     config::to_metadata(&runtime, &mut metadata);
     let argv = config::argv(&runtime);
     let env = config::environ(&runtime);
-    let startup = config::startup_toml(&RuntimeConfigView { argv: &argv, env: &env, dir: runtime.working_dir.as_deref() });
+    let startup = config::startup_toml(&RuntimeConfigView {
+        argv: &argv,
+        env: &env,
+        dir: runtime.working_dir.as_deref(),
+    });
     let chunk = encode_chunk(startup.as_bytes());
     let outcome = store
         .set(&chunk.block.hash, Bytes::from(chunk.data))
         .await
-        .map_err(|source| OciError::Store { store: store.to_string(), source })?;
+        .map_err(|source| OciError::Store {
+            store: store.to_string(),
+            source,
+        })?;
     match outcome {
         SetOutcome::Written => totals.chunks_written += 1,
         SetOutcome::AlreadyPresent => totals.chunks_present += 1,
@@ -408,7 +516,10 @@ pub(crate) async fn convert(
         Tree::ROOT,
         STARTUP_PATH,
         Meta::root(0o644, created),
-        Kind::File { size: startup.len() as u64, blocks: vec![chunk.block] },
+        Kind::File {
+            size: startup.len() as u64,
+            blocks: vec![chunk.block],
+        },
     )?;
     let tree = tokio::task::spawn_blocking(move || {
         crate::builder::sort_children(&mut tree);
@@ -427,6 +538,7 @@ pub(crate) async fn convert(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse_created;
 

@@ -84,7 +84,10 @@ pub(crate) enum Scan {
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     let hay = buf.get(from..)?;
     let limit = hay.len().min(MAX_LINE + 2);
-    hay[..limit].windows(2).position(|w| w == b"\r\n").map(|p| from + p)
+    hay[..limit]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|p| from + p)
 }
 
 fn parse_int(line: &[u8]) -> Result<i64, String> {
@@ -99,7 +102,9 @@ fn scan_at(buf: &[u8], pos: usize, depth: usize) -> Result<Result<usize, usize>,
     if depth > MAX_DEPTH {
         return Err("reply nested too deeply".into());
     }
-    let Some(&tag) = buf.get(pos) else { return Ok(Err(pos + 1)) };
+    let Some(&tag) = buf.get(pos) else {
+        return Ok(Err(pos + 1));
+    };
     let Some(eol) = find_crlf(buf, pos + 1) else {
         if buf.len() - pos > MAX_LINE + 2 {
             return Err("reply line too long".into());
@@ -167,7 +172,10 @@ fn decode_at(frame: &Bytes, pos: usize) -> Result<(Reply, usize), String> {
     let after = eol + 2;
     Ok(match tag {
         b'+' => (Reply::Status(frame.slice(pos + 1..eol)), after),
-        b'-' => (Reply::Error(String::from_utf8_lossy(line).into_owned()), after),
+        b'-' => (
+            Reply::Error(String::from_utf8_lossy(line).into_owned()),
+            after,
+        ),
         b':' => (Reply::Int(parse_int(line)?), after),
         b'$' => {
             let n = parse_int(line)?;
@@ -175,7 +183,10 @@ fn decode_at(frame: &Bytes, pos: usize) -> Result<(Reply, usize), String> {
                 (Reply::Bulk(None), after)
             } else {
                 let n = usize::try_from(n).map_err(|_| "bad bulk length")?;
-                (Reply::Bulk(Some(frame.slice(after..after + n))), after + n + 2)
+                (
+                    Reply::Bulk(Some(frame.slice(after..after + n))),
+                    after + n + 2,
+                )
             }
         }
         b'*' => {
@@ -212,6 +223,7 @@ pub(crate) fn take_reply(buf: &mut BytesMut) -> Result<Result<Reply, usize>, Str
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -227,7 +239,8 @@ mod tests {
 
     #[test]
     fn decodes_every_type() {
-        let r = all(b"+OK\r\n-ERR x\r\n:42\r\n$3\r\na\r\n\r\n$-1\r\n*2\r\n$1\r\nk\r\n$-1\r\n*-1\r\n");
+        let r =
+            all(b"+OK\r\n-ERR x\r\n:42\r\n$3\r\na\r\n\r\n$-1\r\n*2\r\n$1\r\nk\r\n$-1\r\n*-1\r\n");
         assert_eq!(
             r,
             vec![

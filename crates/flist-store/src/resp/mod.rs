@@ -59,7 +59,9 @@ struct Shared {
 
 impl std::fmt::Debug for RespStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RespStore").field("url", &self.shared.name).finish()
+        f.debug_struct("RespStore")
+            .field("url", &self.shared.name)
+            .finish()
     }
 }
 
@@ -137,7 +139,9 @@ async fn read_reply(rd: &mut BoxRead, buf: &mut BytesMut) -> Result<Reply, ExKin
         match codec::take_reply(buf).map_err(ExKind::Protocol)? {
             Ok(reply) => return Ok(reply),
             Err(need) => {
-                let want = need.saturating_sub(buf.len()).clamp(16 * 1024, 16 * 1024 * 1024);
+                let want = need
+                    .saturating_sub(buf.len())
+                    .clamp(16 * 1024, 16 * 1024 * 1024);
                 buf.reserve(want);
                 if rd.read_buf(buf).await.map_err(ExKind::Io)? == 0 {
                     return Err(ExKind::Closed);
@@ -168,7 +172,10 @@ impl Conn {
         };
         match tokio::try_join!(write, read) {
             Ok(((), replies)) => Ok(replies),
-            Err(kind) => Err(ExchangeError { received: received.load(Ordering::Relaxed), kind }),
+            Err(kind) => Err(ExchangeError {
+                received: received.load(Ordering::Relaxed),
+                kind,
+            }),
         }
     }
 }
@@ -180,7 +187,11 @@ fn classify(store: &str, key: Option<&[u8]>, msg: &str) -> StoreError {
     let key = key.map(hex_key);
     let message = msg.to_owned();
     if lower.contains("locked") || lower.contains("frozen") {
-        StoreError::NamespaceLocked { store, key, message }
+        StoreError::NamespaceLocked {
+            store,
+            key,
+            message,
+        }
     } else if lower.contains("no space")
         || lower.contains("full")
         || lower.contains("size limit")
@@ -188,7 +199,11 @@ fn classify(store: &str, key: Option<&[u8]>, msg: &str) -> StoreError {
         || lower.contains("quota")
         || lower.contains("oom")
     {
-        StoreError::NamespaceFull { store, key, message }
+        StoreError::NamespaceFull {
+            store,
+            key,
+            message,
+        }
     } else if lower.contains("noauth")
         || lower.contains("wrongpass")
         || lower.contains("password")
@@ -198,9 +213,16 @@ fn classify(store: &str, key: Option<&[u8]>, msg: &str) -> StoreError {
         || lower.contains("read-only")
         || lower.contains("readonly")
     {
-        StoreError::Auth { store, message: key.map_or(message.clone(), |k| format!("{message} (key {k})")) }
+        StoreError::Auth {
+            store,
+            message: key.map_or(message.clone(), |k| format!("{message} (key {k})")),
+        }
     } else {
-        StoreError::Server { store, key, message }
+        StoreError::Server {
+            store,
+            key,
+            message,
+        }
     }
 }
 
@@ -211,7 +233,13 @@ impl RespStore {
         let name = url.to_string();
         let permits = Semaphore::new(opts.pool_size.max(1));
         RespStore {
-            shared: Arc::new(Shared { url, name, opts, idle: Mutex::new(Vec::new()), permits }),
+            shared: Arc::new(Shared {
+                url,
+                name,
+                opts,
+                idle: Mutex::new(Vec::new()),
+                permits,
+            }),
         }
     }
 
@@ -220,11 +248,19 @@ impl RespStore {
     }
 
     fn conn_err(&self, key: Option<&[u8]>, message: String) -> StoreError {
-        StoreError::Connection { store: self.name().to_owned(), key: key.map(hex_key), message }
+        StoreError::Connection {
+            store: self.name().to_owned(),
+            key: key.map(hex_key),
+            message,
+        }
     }
 
     fn protocol(&self, key: Option<&[u8]>, message: String) -> StoreError {
-        StoreError::Protocol { store: self.name().to_owned(), key: key.map(hex_key), message }
+        StoreError::Protocol {
+            store: self.name().to_owned(),
+            key: key.map(hex_key),
+            message,
+        }
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), StoreError> {
@@ -232,7 +268,10 @@ impl RespStore {
             return Err(StoreError::InvalidKey {
                 store: self.name().to_owned(),
                 key: hex_key(key),
-                reason: format!("keys must be 1 to {MAX_KEY} bytes, this one is {}", key.len()),
+                reason: format!(
+                    "keys must be 1 to {MAX_KEY} bytes, this one is {}",
+                    key.len()
+                ),
             });
         }
         Ok(())
@@ -276,15 +315,23 @@ impl RespStore {
 
     /// One command during the handshake.
     async fn call(&self, conn: &mut Conn, args: &[&[u8]]) -> Result<Reply, StoreError> {
-        let cmd = Cmd { args: args.to_vec() };
-        let mut replies = conn.exchange(std::slice::from_ref(&cmd)).await.map_err(|e| {
-            self.conn_err(None, format!("handshake failed: {}", e.kind))
-        })?;
-        replies.pop().ok_or_else(|| self.protocol(None, "no reply".into()))
+        let cmd = Cmd {
+            args: args.to_vec(),
+        };
+        let mut replies = conn
+            .exchange(std::slice::from_ref(&cmd))
+            .await
+            .map_err(|e| self.conn_err(None, format!("handshake failed: {}", e.kind)))?;
+        replies
+            .pop()
+            .ok_or_else(|| self.protocol(None, "no reply".into()))
     }
 
     fn auth_err(&self, message: String) -> StoreError {
-        StoreError::Auth { store: self.name().to_owned(), message }
+        StoreError::Auth {
+            store: self.name().to_owned(),
+            message,
+        }
     }
 
     fn expect_ok(&self, reply: Reply, what: &str) -> Result<(), StoreError> {
@@ -341,7 +388,9 @@ impl RespStore {
             Reply::Bulk(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
             Reply::Status(b) => String::from_utf8_lossy(&b).into_owned(),
             Reply::Error(e) => return Err(classify(self.name(), None, &format!("INFO: {e}"))),
-            other => return Err(self.protocol(None, format!("INFO: unexpected {}", other.describe()))),
+            other => {
+                return Err(self.protocol(None, format!("INFO: unexpected {}", other.describe())))
+            }
         };
         let zdb = text.lines().any(|l| {
             let l = l.trim();
@@ -389,7 +438,8 @@ impl RespStore {
                     h.update(b":");
                     h.update(pw.as_bytes());
                     let proof = hex::encode(h.finalize());
-                    self.call(conn, &[b"SELECT", ns, b"SECURE", proof.as_bytes()]).await?
+                    self.call(conn, &[b"SELECT", ns, b"SECURE", proof.as_bytes()])
+                        .await?
                 }
                 // No challenge support: plain-text password.
                 _ => self.call(conn, &[b"SELECT", ns, pw.as_bytes()]).await?,
@@ -399,14 +449,16 @@ impl RespStore {
             Reply::Status(_) => {}
             Reply::Error(e) => {
                 let lower = e.to_ascii_lowercase();
-                return Err(if lower.contains("not found") || lower.contains("no such") {
-                    StoreError::BadNamespace {
-                        store: self.name().to_owned(),
-                        message: format!("namespace {namespace:?}: {e}"),
-                    }
-                } else {
-                    self.auth_err(format!("SELECT {namespace}: {e}"))
-                });
+                return Err(
+                    if lower.contains("not found") || lower.contains("no such") {
+                        StoreError::BadNamespace {
+                            store: self.name().to_owned(),
+                            message: format!("namespace {namespace:?}: {e}"),
+                        }
+                    } else {
+                        self.auth_err(format!("SELECT {namespace}: {e}"))
+                    },
+                );
             }
             other => {
                 return Err(self.protocol(None, format!("SELECT: unexpected {}", other.describe())))
@@ -562,9 +614,10 @@ impl RespStore {
         match reply {
             Reply::Int(n) if n >= 0 => Ok(n > 0),
             Reply::Error(e) => Err(classify(self.name(), Some(key), &e)),
-            other => {
-                Err(self.protocol(Some(key), format!("EXISTS: unexpected {}", other.describe())))
-            }
+            other => Err(self.protocol(
+                Some(key),
+                format!("EXISTS: unexpected {}", other.describe()),
+            )),
         }
     }
 
@@ -577,7 +630,11 @@ impl RespStore {
     }
 
     /// Splits `n` items into windows of at most `max_cmds` items and about `max_bytes`.
-    fn windows(n: usize, size: impl Fn(usize) -> usize, max_cmds: usize) -> Vec<std::ops::Range<usize>> {
+    fn windows(
+        n: usize,
+        size: impl Fn(usize) -> usize,
+        max_cmds: usize,
+    ) -> Vec<std::ops::Range<usize>> {
         let mut out = Vec::new();
         let mut start = 0;
         let mut bytes = 0;
@@ -597,7 +654,7 @@ impl RespStore {
     }
 
     /// Runs windows concurrently (bounded by the pool size), keeping order.
-    async fn run_windows<'a, T, F, Fut>(
+    async fn run_windows<T, F, Fut>(
         &self,
         windows: Vec<std::ops::Range<usize>>,
         f: F,
@@ -619,15 +676,28 @@ impl RespStore {
 fn resp_parts(url: &StoreUrl) -> (&Endpoint, &str, u32, Option<&str>, Option<&str>) {
     static DEFAULT: std::sync::OnceLock<Endpoint> = std::sync::OnceLock::new();
     match url {
-        StoreUrl::Zdb { endpoint, namespace, password } => {
-            (endpoint, namespace.as_str(), 0, None, password.as_deref())
-        }
-        StoreUrl::Redis { endpoint, db, username, password } => {
-            (endpoint, "default", *db, username.as_deref(), password.as_deref())
-        }
+        StoreUrl::Zdb {
+            endpoint,
+            namespace,
+            password,
+        } => (endpoint, namespace.as_str(), 0, None, password.as_deref()),
+        StoreUrl::Redis {
+            endpoint,
+            db,
+            username,
+            password,
+        } => (
+            endpoint,
+            "default",
+            *db,
+            username.as_deref(),
+            password.as_deref(),
+        ),
         // Not constructed for other URLs.
         _ => (
-            DEFAULT.get_or_init(|| Endpoint::Unix { path: "/nonexistent".into() }),
+            DEFAULT.get_or_init(|| Endpoint::Unix {
+                path: "/nonexistent".into(),
+            }),
             "default",
             0,
             None,
@@ -640,9 +710,13 @@ fn resp_parts(url: &StoreUrl) -> (&Endpoint, &str, u32, Option<&str>, Option<&st
 impl Store for RespStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         self.check_key(key)?;
-        let cmd = Cmd { args: vec![b"GET", key] };
+        let cmd = Cmd {
+            args: vec![b"GET", key],
+        };
         self.round("GET", std::slice::from_ref(&cmd), Some(key), |_, mut r| {
-            let reply = r.pop().ok_or_else(|| self.protocol(Some(key), "no reply".into()))?;
+            let reply = r
+                .pop()
+                .ok_or_else(|| self.protocol(Some(key), "no reply".into()))?;
             self.get_reply(key, reply)
         })
         .await
@@ -650,18 +724,28 @@ impl Store for RespStore {
 
     async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
         self.check_key(key)?;
-        let cmd = Cmd { args: vec![b"EXISTS", key] };
-        self.round("EXISTS", std::slice::from_ref(&cmd), Some(key), |_, mut r| {
-            let reply = r.pop().ok_or_else(|| self.protocol(Some(key), "no reply".into()))?;
-            self.exists_reply(key, reply)
-        })
+        let cmd = Cmd {
+            args: vec![b"EXISTS", key],
+        };
+        self.round(
+            "EXISTS",
+            std::slice::from_ref(&cmd),
+            Some(key),
+            |_, mut r| {
+                let reply = r
+                    .pop()
+                    .ok_or_else(|| self.protocol(Some(key), "no reply".into()))?;
+                self.exists_reply(key, reply)
+            },
+        )
         .await
     }
 
     async fn set(&self, key: &[u8], value: Bytes) -> Result<SetOutcome, StoreError> {
         let items = [(key.to_vec(), value)];
         let mut out = self.set_many(&items).await?;
-        out.pop().ok_or_else(|| self.protocol(Some(key), "no reply".into()))
+        out.pop()
+            .ok_or_else(|| self.protocol(Some(key), "no reply".into()))
     }
 
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
@@ -676,21 +760,30 @@ impl Store for RespStore {
             args.extend(part.iter().map(|k| k.as_slice()));
             let cmd = Cmd { args };
             let first = part.first().map(|k| k.as_slice());
-            self.round("MGET", std::slice::from_ref(&cmd), first, |_, mut r| {
-                match r.pop() {
+            self.round(
+                "MGET",
+                std::slice::from_ref(&cmd),
+                first,
+                |_, mut r| match r.pop() {
                     Some(Reply::Array(Some(items))) if items.len() == part.len() => items
                         .into_iter()
                         .zip(part)
                         .map(|(reply, key)| self.get_reply(key, reply))
                         .collect(),
-                    Some(Reply::Error(e)) => Err(classify(self.name(), first, &format!("MGET: {e}"))),
+                    Some(Reply::Error(e)) => {
+                        Err(classify(self.name(), first, &format!("MGET: {e}")))
+                    }
                     Some(other) => Err(self.protocol(
                         first,
-                        format!("MGET of {} keys: unexpected {}", part.len(), other.describe()),
+                        format!(
+                            "MGET of {} keys: unexpected {}",
+                            part.len(),
+                            other.describe()
+                        ),
                     )),
                     None => Err(self.protocol(first, "no reply".into())),
-                }
-            })
+                },
+            )
             .await
         })
         .await
@@ -703,10 +796,19 @@ impl Store for RespStore {
         let windows = Self::windows(keys.len(), |_| 0, WINDOW_CMDS);
         self.run_windows(windows, |range| async move {
             let part = &keys[range];
-            let cmds: Vec<Cmd> = part.iter().map(|k| Cmd { args: vec![b"EXISTS", k] }).collect();
+            let cmds: Vec<Cmd> = part
+                .iter()
+                .map(|k| Cmd {
+                    args: vec![b"EXISTS", k],
+                })
+                .collect();
             let first = part.first().map(|k| k.as_slice());
             self.round("EXISTS", &cmds, first, |_, replies| {
-                replies.into_iter().zip(part).map(|(r, k)| self.exists_reply(k, r)).collect()
+                replies
+                    .into_iter()
+                    .zip(part)
+                    .map(|(r, k)| self.exists_reply(k, r))
+                    .collect()
             })
             .await
         })
@@ -738,7 +840,11 @@ impl Store for RespStore {
                 if info.zdb != zdb {
                     return Err(self.protocol(first, "the server changed kind (0-db/Redis)".into()));
                 }
-                replies.into_iter().zip(part).map(|(r, (k, _))| self.set_reply(info, k, r)).collect()
+                replies
+                    .into_iter()
+                    .zip(part)
+                    .map(|(r, (k, _))| self.set_reply(info, k, r))
+                    .collect()
             })
             .await
         })
@@ -749,11 +855,24 @@ impl Store for RespStore {
 impl RespStore {
     /// Whether the server is 0-db (learnt from a connection's handshake).
     async fn dialect_zdb(&self, first_key: Option<&[u8]>) -> Result<bool, StoreError> {
-        if let Some(zdb) = self.shared.idle.lock().ok().and_then(|i| i.last().map(|c| c.info.zdb)) {
+        if let Some(zdb) = self
+            .shared
+            .idle
+            .lock()
+            .ok()
+            .and_then(|i| i.last().map(|c| c.info.zdb))
+        {
             return Ok(zdb);
         }
         // No idle connection: make one (with the usual retries) and pool it.
-        self.round("PING", &[Cmd { args: vec![b"PING"] }], first_key, |info, _| Ok(info.zdb))
-            .await
+        self.round(
+            "PING",
+            &[Cmd {
+                args: vec![b"PING"],
+            }],
+            first_key,
+            |info, _| Ok(info.zdb),
+        )
+        .await
     }
 }

@@ -42,14 +42,23 @@ impl TestHub {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, cfg: HubConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = hub_http::start_on(listener, cfg).await.expect("start server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server = hub_http::start_on(listener, cfg)
+            .await
+            .expect("start server");
         let base = format!("http://{}", server.addr);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        TestHub { server, base, dir, client }
+        TestHub {
+            server,
+            base,
+            dir,
+            client,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -63,7 +72,8 @@ impl TestHub {
     /// A hub token for `user` (member of `orgs`).
     pub async fn token(&self, user: &str, orgs: &[&str]) -> String {
         let hub = self.hub();
-        let (user, orgs): (String, Vec<String>) = (user.into(), orgs.iter().map(|s| s.to_string()).collect());
+        let (user, orgs): (String, Vec<String>) =
+            (user.into(), orgs.iter().map(|s| s.to_string()).collect());
         tokio::task::spawn_blocking(move || hub.create_token(&user, &orgs, 3600, None))
             .await
             .expect("join")
@@ -72,7 +82,11 @@ impl TestHub {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
@@ -85,14 +99,26 @@ impl TestHub {
     /// Sends `method path` with a bearer token; returns status and JSON body.
     pub async fn call(&self, method: &str, path: &str, token: &str) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let r = self.client.request(m, self.url(path)).bearer_auth(token).send().await.expect("request");
+        let r = self
+            .client
+            .request(m, self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
         let status = r.status().as_u16();
         let v = r.json::<Value>().await.unwrap_or(Value::Null);
         (status, v)
     }
 
     /// Uploads a file as multipart field `file` to `endpoint`.
-    pub async fn upload(&self, endpoint: &str, token: &str, filename: &str, data: Vec<u8>) -> (u16, Value) {
+    pub async fn upload(
+        &self,
+        endpoint: &str,
+        token: &str,
+        filename: &str,
+        data: Vec<u8>,
+    ) -> (u16, Value) {
         let form = Form::new().part("file", Part::bytes(data).file_name(filename.to_string()));
         let r = self
             .client
@@ -116,7 +142,38 @@ impl TestHub {
             let staged = hub.stage_reader(f).expect("stage");
             let fl = hub_repo::inspect::open_flist(staged.path()).expect("parse");
             let actor = Actor::new(repo.clone(), vec![]);
-            hub.put_flist(&actor, &repo, &name, staged, hub_repo::inspect::info_of(&fl, None)).expect("put");
+            hub.put_flist(
+                &actor,
+                &repo,
+                &name,
+                staged,
+                hub_repo::inspect::info_of(&fl, None),
+            )
+            .expect("put");
+        })
+        .await
+        .expect("join");
+    }
+
+    /// Like [`TestHub::put_fixture`], with the flist's `backend` metadata removed.
+    pub async fn put_fixture_without_backend(&self, repo: &str, name: &str, fixture: &str) {
+        let hub = self.hub();
+        let tmp = self.dir.path().join(format!("nobackend-{name}"));
+        let (repo, name, fixture) = (repo.to_string(), name.to_string(), fixture.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut fl = flist_format::Flist::open(test_support::fixture(&fixture)).expect("parse");
+            fl.metadata.remove("backend");
+            fl.write(&tmp).expect("write");
+            let staged = hub.stage_file(&tmp).expect("stage");
+            let actor = Actor::new(repo.clone(), vec![]);
+            hub.put_flist(
+                &actor,
+                &repo,
+                &name,
+                staged,
+                hub_repo::inspect::info_of(&fl, None),
+            )
+            .expect("put");
         })
         .await
         .expect("join");
@@ -136,7 +193,12 @@ impl TestHub {
             items.push((key, Bytes::from(std::fs::read(e.path()).expect("chunk"))));
         }
         let n = items.len();
-        self.server.state.store.set_many(&items).await.expect("store chunks");
+        self.server
+            .state
+            .store
+            .set_many(&items)
+            .await
+            .expect("store chunks");
         n
     }
 

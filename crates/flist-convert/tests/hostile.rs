@@ -1,0 +1,449 @@
+//! Hostile archives, written byte by byte: each is refused with its specific error, without
+//! a panic, and no flist is written.
+
+use std::sync::Arc;
+
+use flist_convert::{
+    archive_to_flist, ConvertError, ConvertOptions, LimitKind, Limits, PathPolicy,
+};
+use flist_format::Metadata;
+use flist_store::{DirStore, Store};
+use test_support::archive::{gzip, gzip_bomb, header, set_checksum, RawTar};
+
+/// Converts `bytes` to an flist in a fresh directory; returns the error and checks that no
+/// output (nor temporary) file was left behind.
+fn refuse(bytes: &[u8], opts: &ConvertOptions) -> ConvertError {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(DirStore::new(tmp.path().join("store")).expect("dir store"));
+    let outdir = tmp.path().join("out");
+    std::fs::create_dir(&outdir).expect("mkdir");
+    let out = outdir.join("x.flist");
+    let err = archive_to_flist(bytes, &store, Metadata::new(), &out, opts)
+        .expect_err("hostile archive must be refused");
+    assert!(!out.exists(), "no flist written on error ({err})");
+    assert_eq!(
+        std::fs::read_dir(&outdir).expect("readdir").count(),
+        0,
+        "no temporary left"
+    );
+    err
+}
+
+fn ok(bytes: &[u8], opts: &ConvertOptions) -> flist_convert::Packed {
+    flist_convert::pack_archive(bytes, None, opts).expect("archive converts")
+}
+
+fn defaults() -> ConvertOptions {
+    ConvertOptions::default()
+}
+
+#[test]
+fn dotdot_members_are_refused() {
+    for name in ["../evil", "a/../../evil", "./a/b/../../../etc/passwd", ".."] {
+        let tar = RawTar::new().file(name, b"pwned").finish();
+        let err = refuse(&tar, &defaults());
+        assert!(
+            matches!(&err, ConvertError::PathEscape { path } if path == name),
+            "{name}: {err}"
+        );
+    }
+    // a hard link whose target escapes is refused too
+    let tar = RawTar::new()
+        .file("a", b"x")
+        .hardlink("b", "../../etc/shadow")
+        .finish();
+    assert!(matches!(
+        refuse(&tar, &defaults()),
+        ConvertError::PathEscape { .. }
+    ));
+}
+
+#[test]
+fn absolute_members_are_refused_or_stripped_by_policy() {
+    let tar = RawTar::new()
+        .file("/etc/passwd", b"root::0:0::/:/bin/sh\n")
+        .finish();
+    let err = refuse(&tar, &defaults());
+    assert!(
+        matches!(&err, ConvertError::AbsolutePath { path } if path == "/etc/passwd"),
+        "{err}"
+    );
+
+    let opts = ConvertOptions {
+        path_policy: PathPolicy::Strip,
+        ..defaults()
+    };
+    let tar = RawTar::new()
+        .file("/etc/passwd", b"x")
+        .file("../../up", b"y")
+        .finish();
+    let p = ok(&tar, &opts);
+    assert!(p.tree.lookup("etc/passwd").is_some());
+    assert!(
+        p.tree.lookup("up").is_some(),
+        "'..' resolved within the root"
+    );
+    assert_eq!(p.stats.warning_count(flist_convert::warn::ABSOLUTE), 1);
+    assert_eq!(p.stats.warning_count(flist_convert::warn::DOTDOT), 1);
+}
+
+#[test]
+fn entries_beneath_a_symlink_are_refused() {
+    let tar = RawTar::new()
+        .symlink("etc", "/etc")
+        .file("etc/passwd", b"pwned")
+        .finish();
+    let err = refuse(&tar, &defaults());
+    assert!(
+        matches!(&err, ConvertError::BeneathSymlink { path, symlink } if path == "etc/passwd" && symlink == "etc"),
+        "{err}"
+    );
+    // also through a relative link to a directory of the archive
+    let tar = RawTar::new()
+        .dir("real")
+        .symlink("l", "real")
+        .dir("l/sub")
+        .finish();
+    assert!(matches!(
+        refuse(&tar, &defaults()),
+        ConvertError::BeneathSymlink { .. }
+    ));
+    // replacing the symlink with a directory first is fine (as GNU tar would)
+    let tar = RawTar::new()
+        .symlink("d", "/etc")
+        .dir("d")
+        .file("d/f", b"1")
+        .finish();
+    let p = ok(&tar, &defaults());
+    assert!(p.tree.node(p.tree.lookup("d").expect("d")).kind.is_dir());
+}
+
+#[test]
+fn gzip_bomb_of_10_gib_stops_at_the_expanded_size_limit() {
+    let limits = Limits {
+        max_expanded_bytes: 256 << 20,
+        ..Limits::default()
+    };
+    let opts = ConvertOptions {
+        limits,
+        ..defaults()
+    };
+    // 160 members of 64 MiB of zeros: 10 GiB expanded, ~10 MB compressed. Each member is
+    // below the limit: the decompressed byte count stops it.
+    let bomb = gzip_bomb(160, 64 << 20);
+    assert!(
+        bomb.len() < 16 << 20,
+        "cheap to build: {} bytes",
+        bomb.len()
+    );
+    let err = refuse(&bomb, &opts);
+    match &err {
+        ConvertError::Limit {
+            what: LimitKind::ExpandedSize,
+            value,
+            limit,
+            ..
+        } => {
+            assert_eq!(*limit, 256 << 20);
+            assert!(
+                *value > 256 << 20 && *value < 300 << 20,
+                "stopped right after the limit: {value}"
+            );
+        }
+        e => panic!("expected the expanded-size limit, got {e}"),
+    }
+    // one member declaring 10 GiB: refused from its header before reading the data
+    let bomb = gzip_bomb(1, 10 << 30);
+    let err = refuse(&bomb, &opts);
+    assert!(
+        matches!(err, ConvertError::Limit { what: LimitKind::ExpandedSize, value, .. } if value == 10 << 30),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_gzip_is_an_error_naming_the_offset() {
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let tar = RawTar::new()
+        .file("a.txt", b"hello")
+        .file("big.bin", &data)
+        .finish();
+    let gz = gzip(&tar);
+    let cut = &gz[..gz.len() / 2];
+    let err = refuse(cut, &defaults());
+    match &err {
+        ConvertError::Truncated { offset, entry, .. } => {
+            assert!(*offset > 0);
+            assert_eq!(entry.as_deref(), Some("big.bin"), "{err}");
+        }
+        e => panic!("expected truncation, got {e}"),
+    }
+    // a gzip stream cut inside its trailer
+    let err = refuse(&gz[..gz.len() - 4], &defaults());
+    assert!(
+        matches!(
+            err,
+            ConvertError::Truncated { .. } | ConvertError::Decompress { .. }
+        ),
+        "{err}"
+    );
+    // plain tar cut in a member's data
+    let err = refuse(&tar[..512 * 3 + 100], &defaults());
+    assert!(
+        matches!(&err, ConvertError::Truncated { entry, .. } if entry.as_deref() == Some("big.bin")),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_header_checksum_is_an_error() {
+    let mut tar = RawTar::new().file("good", b"1").finish();
+    let mut h = header(b"bad", b'0', 1, 0o644, b"", 0);
+    set_checksum(&mut h);
+    h[0] = b'c'; // changes the header after its checksum was computed
+    tar.truncate(1024);
+    tar.extend_from_slice(&h);
+    tar.extend_from_slice(&[0u8; 2048]);
+    let err = refuse(&gzip(&tar), &defaults());
+    match &err {
+        ConvertError::Corrupt {
+            offset,
+            entry,
+            reason,
+        } => {
+            assert!(reason.contains("checksum"), "{reason}");
+            assert_eq!(*offset, 1536, "offset just past the bad header");
+            assert_eq!(entry.as_deref(), Some("good"), "names the last good member");
+        }
+        e => panic!("expected corruption, got {e}"),
+    }
+}
+
+#[test]
+fn ten_thousand_deep_nesting_is_refused() {
+    let name = vec!["d"; 10_000].join("/") + "/f";
+    let tar = RawTar::new().file(&name, b"deep").finish();
+    let err = refuse(&tar, &defaults());
+    assert!(
+        matches!(
+            err,
+            ConvertError::Limit {
+                what: LimitKind::Depth,
+                limit: 1024,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // with the depth limit raised, the path length limit still applies
+    let opts = ConvertOptions {
+        limits: Limits {
+            max_depth: 20_000,
+            ..Limits::default()
+        },
+        ..defaults()
+    };
+    let err = refuse(&tar, &opts);
+    assert!(
+        matches!(
+            err,
+            ConvertError::Limit {
+                what: LimitKind::PathLength,
+                limit: 4096,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn names_of_4096_bytes_are_refused() {
+    let name = "n".repeat(4096);
+    let tar = RawTar::new().file(&name, b"x").finish();
+    let err = refuse(&tar, &defaults());
+    assert!(
+        matches!(
+            err,
+            ConvertError::Limit {
+                what: LimitKind::NameLength,
+                value: 4096,
+                limit: 255,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // 255 is fine, and so is a long path of short names
+    let name = format!("{}/{}", "a".repeat(255), "b".repeat(255));
+    let p = ok(&RawTar::new().file(&name, b"x").finish(), &defaults());
+    assert!(p.tree.lookup(&name).is_some());
+}
+
+#[test]
+fn hard_link_to_a_missing_target_is_refused() {
+    let tar = RawTar::new()
+        .file("a", b"1")
+        .hardlink("b", "nowhere")
+        .finish();
+    let err = refuse(&tar, &defaults());
+    assert!(
+        matches!(&err, ConvertError::HardLinkTargetMissing { path, target } if path == "b" && target == "nowhere"),
+        "{err}"
+    );
+    let tar = RawTar::new().dir("d").hardlink("b", "d").finish();
+    assert!(matches!(
+        refuse(&tar, &defaults()),
+        ConvertError::HardLinkToDirectory { .. }
+    ));
+}
+
+#[test]
+fn non_utf8_names_are_refused_clearly() {
+    let tar = RawTar::new()
+        .entry(b"caf\xe9.txt", b'0', 0o644, b"", b"x")
+        .finish();
+    let err = refuse(&tar, &defaults());
+    assert!(
+        matches!(&err, ConvertError::NonUtf8Name { hex, .. } if hex == "636166e92e747874"),
+        "{err}"
+    );
+    let tar = RawTar::new()
+        .entry(b"l", b'2', 0o777, b"\xff", b"")
+        .finish();
+    assert!(matches!(
+        refuse(&tar, &defaults()),
+        ConvertError::NonUtf8Name { .. }
+    ));
+}
+
+#[test]
+fn entry_count_and_header_size_limits() {
+    let mut t = RawTar::new();
+    for i in 0..20 {
+        t.file(&format!("f{i}"), b"");
+    }
+    let opts = ConvertOptions {
+        limits: Limits {
+            max_entries: 10,
+            ..Limits::default()
+        },
+        ..defaults()
+    };
+    let err = refuse(&t.finish(), &opts);
+    assert!(
+        matches!(
+            err,
+            ConvertError::Limit {
+                what: LimitKind::Entries,
+                value: 11,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // a 4 MiB GNU long-name record is not buffered beyond the header limit
+    let opts = ConvertOptions {
+        limits: Limits {
+            max_header_bytes: 1 << 20,
+            ..Limits::default()
+        },
+        ..defaults()
+    };
+    let name = vec![b'x'; 4 << 20];
+    let tar = RawTar::new().entry(&name, b'0', 0o644, b"", b"x").finish();
+    let err = refuse(&tar, &opts);
+    assert!(
+        matches!(
+            err,
+            ConvertError::Limit {
+                what: LimitKind::HeaderSize,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_and_empty_inputs() {
+    // not a tar at all: a header checksum error at offset 512
+    let err = refuse(&[0x55u8; 4096], &defaults());
+    assert!(matches!(err, ConvertError::Corrupt { .. }), "{err}");
+    // gzip magic, garbage after it
+    let err = refuse(
+        &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff],
+        &defaults(),
+    );
+    assert!(
+        matches!(
+            err,
+            ConvertError::Decompress { format: "gzip", .. } | ConvertError::Truncated { .. }
+        ),
+        "{err}"
+    );
+    // an empty input is an empty tree
+    let p = ok(b"", &defaults());
+    assert!(p.tree.is_empty());
+    // the root cannot be replaced by a file
+    let tar = RawTar::new().symlink("./", "/etc").finish();
+    assert!(matches!(
+        refuse(&tar, &defaults()),
+        ConvertError::RootNotADirectory { .. }
+    ));
+}
+
+/// Mutated archives (a deterministic mini-fuzz over plain and gzip inputs): errors, never
+/// panics.
+#[test]
+fn mutated_archives_never_panic() {
+    let data: Vec<u8> = (0..700_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    let tar = RawTar::new()
+        .dir("d")
+        .file("d/a", b"hello")
+        .file("d/big", &data)
+        .symlink("d/l", "a")
+        .hardlink("d/h", "d/a")
+        .entry(&[b'n'; 150], b'0', 0o644, b"", b"long")
+        .finish();
+    let gz = gzip(&tar);
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let opts = ConvertOptions {
+        workers: 1,
+        ..defaults()
+    };
+    let (mut errors, mut oks) = (0, 0);
+    for i in 0..300 {
+        let base = if i % 2 == 0 { &tar } else { &gz };
+        let mut m = base.clone();
+        for _ in 0..1 + rnd() % 4 {
+            let at = if i % 2 == 0 {
+                (rnd() % 3584) as usize
+            } else {
+                (rnd() % m.len() as u64) as usize
+            };
+            m[at] = rnd() as u8;
+        }
+        if rnd() % 5 == 0 {
+            m.truncate((rnd() % m.len() as u64) as usize);
+        }
+        match flist_convert::archive_to_tree(&m, &opts) {
+            Ok(_) => oks += 1,
+            Err(_) => errors += 1,
+        }
+    }
+    assert_eq!(oks + errors, 300);
+    assert!(errors > 0, "mutations are detected");
+}
