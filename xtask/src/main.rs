@@ -28,11 +28,11 @@ fn main() -> Result<()> {
                 bench_convert::run(&[])?;
                 bench_api::run(&[])
             }
-            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|all>"),
+            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|oci|all>"),
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bench <store|convert|api|codec|all>|codegen>\n\
+                "usage: cargo xtask <test|bench <store|convert|api|codec|oci|all>|codegen>\n\
                  \n  test      run the whole test suite (needs redis-server on PATH)\
                  \n  bench     run a benchmark and print figures against its baseline\
                  \n  codegen   regenerate checked-in generated code (Cap'n Proto bindings)"

@@ -88,6 +88,33 @@ enum Cmd {
     Extract { flist: PathBuf, dir: PathBuf },
     /// Show an flist's tree, counts, sizes and metadata.
     Inspect { flist: PathBuf },
+    /// Convert a Docker/OCI image (registry reference, `docker save` tarball or OCI layout)
+    /// into an flist, without a Docker daemon.
+    Docker {
+        /// `ubuntu:22.04`, `registry:5000/app@sha256:...`, `docker-archive:FILE`, `oci:DIR`.
+        image: String,
+        /// Output .flist.
+        #[arg(short, long, value_name = "FLIST")]
+        output: PathBuf,
+        /// Platform to pick from a multi-platform image (default linux/amd64).
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
+        /// Registry user name (the password is read from stdin with --password-stdin).
+        #[arg(long, short = 'u', requires = "password_stdin")]
+        username: Option<String>,
+        /// Read the registry password (or token) from stdin.
+        #[arg(long, requires = "username")]
+        password_stdin: bool,
+        /// Registry (`host[:port]`) to speak plain HTTP to (loopback ones always are).
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure_registries: Vec<String>,
+        /// Layer cache directory (default: $XDG_CACHE_HOME/zflist/layers).
+        #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+        cache: Option<PathBuf>,
+        /// Do not use the layer cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Check that every chunk of an flist exists in the store.
     Verify {
         flist: PathBuf,
@@ -181,7 +208,7 @@ enum MetaAction {
 const COMMANDS: &[&str] = &[
     "open", "init", "close", "commit", "ls", "find", "stat", "cat", "get", "put", "putdir",
     "chmod", "rm", "rmdir", "mkdir", "metadata", "merge", "check", "chunks", "pack", "extract",
-    "inspect", "verify", "help",
+    "inspect", "verify", "docker", "help",
 ];
 
 /// Rewrites the reference form `zflist <temporary-point> <action> ...` into
@@ -241,6 +268,7 @@ fn command_name(cmd: &Cmd) -> &'static str {
         Cmd::Extract { .. } => "extract",
         Cmd::Inspect { .. } => "inspect",
         Cmd::Verify { .. } => "verify",
+        Cmd::Docker { .. } => "docker",
     }
 }
 
@@ -529,7 +557,66 @@ fn run(
         Cmd::Extract { flist, dir } => oneshot::extract(&flist, &dir, stores, p),
         Cmd::Inspect { flist } => oneshot::inspect(&flist),
         Cmd::Verify { flist, deep } => oneshot::verify(&flist, stores, deep, p),
+        Cmd::Docker {
+            image,
+            output,
+            platform,
+            username,
+            password_stdin,
+            insecure_registries,
+            cache,
+            no_cache,
+        } => {
+            let credentials = match (username, password_stdin) {
+                (Some(username), true) => Some(oneshot::Credentials {
+                    username,
+                    password: read_password()?,
+                }),
+                _ => None,
+            };
+            let cache_dir = if no_cache {
+                None
+            } else {
+                cache.or_else(default_cache_dir)
+            };
+            let args = oneshot::DockerArgs {
+                platform,
+                credentials,
+                insecure_registries,
+                cache_dir,
+            };
+            oneshot::docker(&image, &output, stores, &args, p)
+        }
     }
+}
+
+/// The registry password from stdin: the first line, without its line ending.
+fn read_password() -> zflist_core::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        zflist_core::Error::usage("docker", format!("reading the password from stdin: {e}"))
+    })?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        return Err(zflist_core::Error::usage(
+            "docker",
+            "--password-stdin: no password on stdin",
+        ));
+    }
+    Ok(pw)
+}
+
+/// `$XDG_CACHE_HOME/zflist/layers`, else `$HOME/.cache/zflist/layers`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|s| !s.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("zflist").join("layers"))
 }
 
 fn finish(json: bool, function: &str, result: zflist_core::Result<Response>) -> ExitCode {

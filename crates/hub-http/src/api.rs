@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -368,12 +368,4 @@ pub async fn me_merge(
     Ok(Json(render::success(Some(
         json!({"name": target, "sources": list}),
     ))))
-}
-
-/// `POST /api/flist/me/docker`: not available yet (answers 501).
-pub async fn me_docker(Caller(_actor): Caller) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "docker image conversion is not available on this hub yet; convert locally with `zflist` and use upload-flist",
-    )
 }

@@ -41,6 +41,38 @@ pub struct HubConfig {
     pub threebot: ThreebotConfig,
     /// External JWT identity provider.
     pub jwt: JwtConfig,
+    /// Docker/OCI image conversion (`POST /api/flist/me/docker`).
+    pub docker: DockerConfig,
+}
+
+/// Docker/OCI image conversion settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Accept conversion requests at all.
+    pub enabled: bool,
+    /// Registries (`host[:port]`, `docker.io` for Docker Hub) images may come from; empty:
+    /// any. Restrict this on a public hub so callers cannot make it fetch from internal hosts.
+    pub registries: Vec<String>,
+    /// Registries spoken to in plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// Keep converted layers in `<data_dir>/cache/layers` so images sharing base layers
+    /// download only their new layers.
+    pub layer_cache: bool,
+    /// Conversions running at once; more wait their turn.
+    pub max_concurrent: usize,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            enabled: true,
+            registries: Vec::new(),
+            insecure_registries: Vec::new(),
+            layer_cache: true,
+            max_concurrent: 2,
+        }
+    }
 }
 
 /// 3Bot login settings.
@@ -95,6 +127,7 @@ impl Default for HubConfig {
             static_dir: None,
             threebot: ThreebotConfig::default(),
             jwt: JwtConfig::default(),
+            docker: DockerConfig::default(),
         }
     }
 }
@@ -147,7 +180,8 @@ impl HubConfig {
     /// (comma-separated), `HUB_MAX_UPLOAD_BYTES`, `HUB_REQUEST_TIMEOUT_SECS`,
     /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
     /// `HUB_STATIC_DIR`, `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
-    /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`.
+    /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
+    /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list).
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -200,6 +234,14 @@ impl HubConfig {
                 "HUB_THREEBOT_PRIVATE_KEY" => self.threebot.private_key = Some(v),
                 "HUB_JWT_PUBLIC_KEY_FILE" => self.jwt.public_key_file = Some(v.into()),
                 "HUB_JWT_ISSUER" => self.jwt.issuer = Some(v),
+                "HUB_DOCKER_REGISTRIES" => {
+                    self.docker.registries = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                }
                 _ => {}
             }
         }

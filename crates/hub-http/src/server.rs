@@ -20,7 +20,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, jobs, threebot, upload, web};
+use crate::{api, docker, jobs, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,7 @@ pub fn router(state: Shared) -> Router {
     let uploads = Router::new()
         .route("/api/flist/me/upload", post(upload::upload))
         .route("/api/flist/me/upload-flist", post(upload::upload_flist))
+        .route("/api/flist/me/docker", post(docker::docker))
         .layer(DefaultBodyLimit::max(
             usize::try_from(cfg.max_upload_bytes).unwrap_or(usize::MAX),
         ))
@@ -136,7 +137,6 @@ pub fn router(state: Shared) -> Router {
             "/api/flist/me/merge/{a}",
             on(MethodFilter::POST.or(MethodFilter::PUT), api::me_merge),
         )
-        .route("/api/flist/me/docker", post(api::me_docker))
         .route("/listen/{id}", get(jobs::listen))
         .route("/", get(web::home))
         .route("/search", get(web::search))

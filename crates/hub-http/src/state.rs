@@ -27,6 +27,8 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// Token, JWT and 3Bot verification.
     pub identity: Identity,
+    /// Slots for docker conversions running at once.
+    pub docker_slots: Arc<tokio::sync::Semaphore>,
     /// Responses cached until the next catalog write (key → (generation, body)).
     cache: Mutex<HashMap<String, (u64, Bytes)>>,
     /// Name resolutions cached until the next catalog write.
@@ -46,7 +48,11 @@ impl AppState {
         identity: Identity,
     ) -> Self {
         let jobs = Arc::new(Jobs::new(hub.clone()));
+        let docker_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.docker.max_concurrent.max(1),
+        ));
         AppState {
+            docker_slots,
             hub,
             store,
             config,

@@ -125,7 +125,7 @@ fn convert_error(e: ConvertError) -> ApiError {
 }
 
 /// Stores a finished flist (in memory) as `repo/name` with the public backend (blocking).
-fn store_flist(
+pub(crate) fn store_flist(
     st: &Shared,
     actor: &Actor,
     name: &str,

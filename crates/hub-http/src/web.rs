@@ -473,20 +473,55 @@ pub async fn merge_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
     ))
 }
 
-/// `GET /docker-convert`
+/// `GET /docker-convert`: the form posts with `async=1`, then follows the job's events
+/// (`/listen/<id>`) and links the result.
 pub async fn docker_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
-    let mut h = form_page(
-        "Convert a Docker image",
-        "/api/flist/me/docker",
-        "<p><input name=\"image\" placeholder=\"ubuntu:22.04\"></p>",
-        &who,
+    let Some(a) = who else {
+        return Html(page(
+            "Convert a Docker image",
+            "<p>You need to <a href=\"/login-method\">sign in</a> first.</p>",
+        ));
+    };
+    let repo = esc(&a.active);
+    let body = format!(
+        "<p>Converting into <b>{repo}</b>.</p>\
+         <form id=\"docker\"><p><input name=\"image\" placeholder=\"ubuntu:22.04\" required> \
+         <input name=\"platform\" placeholder=\"linux/amd64\"></p>\
+         <details><summary>Private registry</summary><p><input name=\"username\" placeholder=\"user\" autocomplete=\"off\"> \
+         <input name=\"password\" type=\"password\" placeholder=\"password or token\" autocomplete=\"off\"></p></details>\
+         <input type=\"hidden\" name=\"async\" value=\"1\"><button>Convert</button></form>\
+         <p><progress id=\"bar\" max=\"100\" value=\"0\" hidden></progress> <span id=\"status\"></span></p>\
+         <script>{DOCKER_JS}</script>"
     );
-    h.0 = h.0.replace(
-        "</h1>",
-        "</h1><p>Docker conversion is not available on this hub yet.</p>",
-    );
-    h
+    Html(page("Convert a Docker image", &body))
 }
+
+/// Posts the form, then shows the job's Server-Sent Events.
+const DOCKER_JS: &str = r#"
+document.getElementById('docker').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const status = document.getElementById('status'), bar = document.getElementById('bar');
+  const show = (t) => { status.textContent = t; };
+  const r = await fetch('/api/flist/me/docker', {method: 'POST', body: new URLSearchParams(new FormData(ev.target))});
+  const v = await r.json();
+  if (!r.ok) { show('error: ' + v.message); return; }
+  bar.hidden = false;
+  show('started ' + v.payload.name);
+  const es = new EventSource('/listen/' + v.payload.job);
+  es.onmessage = (m) => {
+    const e = JSON.parse(m.data);
+    if (e.status === 'update') { bar.value = e.progress; show(e.message); }
+    else if (e.status === 'info') {
+      bar.value = 100; es.close();
+      status.innerHTML = '';
+      const a = document.createElement('a');
+      a.href = '/' + e.info.repository + '/' + e.info.name + '.md';
+      a.textContent = e.info.repository + '/' + e.info.name;
+      status.append('done: ', a);
+    } else { es.close(); show('error: ' + e.message); }
+  };
+});
+"#;
 
 /// `GET /login-method`
 pub async fn login_method() -> Html<String> {

@@ -284,3 +284,150 @@ pub fn extract(
     }
     Ok(Response::new(json, text))
 }
+
+pub use flist_convert::oci::Credentials;
+
+/// Options of `zflist docker`.
+#[derive(Clone, Debug, Default)]
+pub struct DockerArgs {
+    /// `os/arch[/variant]` to pick from a multi-platform image.
+    pub platform: Option<String>,
+    /// Registry credentials.
+    pub credentials: Option<flist_convert::oci::Credentials>,
+    /// Registries spoken to in plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// Layer cache directory (`None`: no cache).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+/// `docker <image> -o <out>`: converts a registry image, a `docker save` tarball or an OCI
+/// layout into an flist, storing chunks in the configured store; the store's public address
+/// becomes the `backend` metadata, next to the image's entrypoint/environ/port/volume.
+pub fn docker(
+    image: &str,
+    out: &Path,
+    stores: &StoreConfig,
+    args: &DockerArgs,
+    progress: &dyn Progress,
+) -> Result<Response> {
+    use flist_convert::oci::{self, ImageSource, OciEvent, OciOptions};
+    let err = |e: oci::OciError| {
+        Error::new(
+            "docker",
+            crate::error::ErrorKind::Convert(format!("{image}: {e}")),
+        )
+    };
+    let url = stores.write_url().ctx("docker")?.ok_or_else(|| {
+        Error::new(
+            "docker",
+            crate::error::ErrorKind::NoStore("give --store URL (or set ZFLIST_BACKEND)".into()),
+        )
+    })?;
+    let source = ImageSource::parse(image).map_err(err)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(str::parse::<oci::Platform>)
+        .transpose()
+        .map_err(err)?;
+    let store = crate::backend::open_store(&url).ctx("docker")?;
+
+    // Events come from converter threads; forward them to `progress` on this thread.
+    let (tx, rx) = std::sync::mpsc::channel::<(String, u64, u64)>();
+    let tx = std::sync::Mutex::new(tx);
+    let send = move |m: String, cur: u64, total: u64| {
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send((m, cur, total));
+        }
+    };
+    let opts = OciOptions {
+        platform,
+        credentials: args.credentials.clone(),
+        insecure_registries: args.insecure_registries.clone(),
+        cache_dir: args.cache_dir.clone(),
+        convert: flist_convert::ConvertOptions {
+            runtime: Some(store.handle().clone()),
+            ..Default::default()
+        },
+        progress: Some(std::sync::Arc::new(move |e: &OciEvent| match e {
+            OciEvent::Resolved { layers, bytes, .. } => {
+                send(format!("resolved: {layers} layers"), 0, *bytes)
+            }
+            OciEvent::Download {
+                index,
+                bytes,
+                total,
+            } => send(format!("layer {}", index + 1), *bytes, *total),
+            OciEvent::LayerStart {
+                index,
+                cached: true,
+                ..
+            } => send(format!("layer {} (cached)", index + 1), 0, 0),
+            OciEvent::Packing => send("packing".into(), 0, 0),
+            _ => {}
+        })),
+        ..OciOptions::default()
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+    let arc = store.store().clone();
+    store.handle().spawn(async move {
+        let r = oci::convert(&source, &opts, arc).await;
+        // `opts` (and with it the progress sender) is dropped before the result is sent
+        drop(opts);
+        let _ = done_tx.send(r);
+    });
+    for (m, cur, total) in rx {
+        progress.update(&m, cur, total);
+    }
+    progress.finish("converted");
+    let (mut flist, stats) = done_rx
+        .recv()
+        .map_err(|_| {
+            err(oci::OciError::Internal(
+                "the conversion task stopped".into(),
+            ))
+        })?
+        .map_err(err)?;
+    if let Some(b) = url.to_backend_json() {
+        flist.metadata.set(flist_format::metadata::KEY_BACKEND, b);
+    }
+    flist.write(out).ctx("docker")?;
+    let st = &stats.convert;
+    let json = json!({
+        "flist": out.display().to_string(),
+        "image": stats.image,
+        "manifest": stats.manifest_digest,
+        "platform": stats.platform,
+        "layers": stats.layers,
+        "layers_downloaded": stats.layers_downloaded.len(),
+        "layers_reused": stats.layers_reused.len(),
+        "bytes_downloaded": stats.bytes_downloaded,
+        "regular": st.files,
+        "symlink": st.symlinks,
+        "directory": st.directories,
+        "special": st.specials,
+        "fullsize": st.bytes,
+        "chunks_written": st.chunks_written,
+        "chunks_present": st.chunks_present,
+        "store": url.to_string(),
+    });
+    let text = format!(
+        "{}: {} ({}), {} layers ({} downloaded, {} from cache, {} bytes)\n  {} files, {} directories, {} symlinks, {} special files, {} bytes\n  chunks: {} written, {} already in {}\n",
+        out.display(),
+        stats.image,
+        stats.platform,
+        stats.layers.len(),
+        stats.layers_downloaded.len(),
+        stats.layers_reused.len(),
+        stats.bytes_downloaded,
+        st.files,
+        st.directories,
+        st.symlinks,
+        st.specials,
+        st.bytes,
+        st.chunks_written,
+        st.chunks_present,
+        url
+    );
+    Ok(Response::new(json, text))
+}

@@ -74,6 +74,7 @@ impl Reference {
             "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
             _ => registry,
         };
+        validate_registry(&registry).map_err(|e| bad(&e))?;
         if repo.is_empty() {
             return Err(bad("empty repository"));
         }
@@ -153,6 +154,52 @@ pub(crate) fn host_part(registry: &str) -> &str {
     registry.split(':').next().unwrap_or(registry)
 }
 
+/// Checks `host[:port]`: a DNS name or IPv4 address (or a bracketed IPv6 literal) and an
+/// optional numeric port.
+fn validate_registry(registry: &str) -> Result<(), String> {
+    let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("registry {registry:?}: unclosed '['"))?;
+        if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return Err(format!("registry {registry:?}: invalid IPv6 address"));
+        }
+        match after {
+            "" => return Ok(()),
+            a => (
+                "",
+                a.strip_prefix(':')
+                    .ok_or_else(|| format!("registry {registry:?}: invalid port"))?,
+            ),
+        }
+    } else {
+        match registry.split_once(':') {
+            Some((h, p)) => (h, p),
+            None => (registry, "1"),
+        }
+    };
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("registry {registry:?}: invalid port"));
+    }
+    if !registry.starts_with('[') {
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if !ok {
+            return Err(format!("registry {registry:?}: invalid host name"));
+        }
+    }
+    Ok(())
+}
+
 /// Checks `sha256:<64 hex>` (the only algorithm verified here).
 pub(crate) fn validate_digest(d: &str) -> Result<(), String> {
     let Some((alg, hex)) = d.split_once(':') else {
@@ -193,6 +240,28 @@ mod tests {
         );
         let r = Reference::parse("index.docker.io/busybox").unwrap();
         assert_eq!(r.repository, "library/busybox");
+    }
+
+    #[test]
+    fn malformed_registries_are_refused() {
+        for bad in [
+            "docker-archive:/etc/passwd",
+            "oci:/etc",
+            "host:port/app",
+            "exa_mple.com/app",
+            "[zz]/app",
+            "-bad.com/app",
+            "host:123456/app",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "[::1]:5000/app",
+            "127.0.0.1:5000/a/b:1",
+            "my-reg.example.com/x",
+        ] {
+            assert!(Reference::parse(good).is_ok(), "{good}");
+        }
     }
 
     #[test]
