@@ -66,7 +66,7 @@ async fn docker_image_becomes_an_flist_in_the_callers_repository() {
     let (s, v) = post_form(&t, Some(&alice), &[]).await;
     assert_eq!(s, 400, "{v}");
     assert!(v["message"].as_str().unwrap_or("").contains("image"), "{v}");
-    assert_eq!(reg.blob_gets(&String::new()), 0);
+    assert_eq!(reg.blob_gets(""), 0);
 
     // synchronous form (what the reference's clients do)
     let (s, v) = post_form(&t, Some(&alice), &[("image", &image)]).await;
