@@ -1,15 +1,18 @@
 //! `dir://` — an embedded store: one file per chunk under `<root>/<hex[0..2]>/<hex>`.
 //!
-//! Writes are atomic: the value goes to a temporary file in the target directory, which is
-//! then hard-linked to its final name (failing if the name exists, which gives the exact
-//! [`SetOutcome`]) and removed; on filesystems without hard links it is renamed instead.
+//! Writes are atomic: the value goes to an unnamed file in the target directory
+//! (`O_TMPFILE`), which is then linked to its final name (failing if the name exists, which
+//! gives the exact [`SetOutcome`]). Where `O_TMPFILE` is not supported, a named temporary
+//! file is hard-linked then removed, or renamed on filesystems without hard links. The
+//! unnamed file saves a directory entry creation and removal per chunk, which is most of
+//! the kernel's work when packing.
 //! Readers never see a partial chunk, and concurrent writers of the same key are harmless
 //! (same key, same content). Batches run in parallel on the blocking thread pool.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -37,6 +40,22 @@ struct Inner {
     root: PathBuf,
     fsync: bool,
     name: String,
+    /// `<root>/<xx>` known to exist, by first key byte (saves a `mkdir` per chunk).
+    made: [AtomicBool; 256],
+    /// `O_TMPFILE` failed here once: use named temporary files.
+    no_tmpfile: AtomicBool,
+}
+
+impl Inner {
+    fn new(root: PathBuf, fsync: bool, name: String) -> Self {
+        Inner {
+            root,
+            fsync,
+            name,
+            made: std::array::from_fn(|_| AtomicBool::new(false)),
+            no_tmpfile: AtomicBool::new(false),
+        }
+    }
 }
 
 impl std::fmt::Display for DirStore {
@@ -57,11 +76,7 @@ impl DirStore {
             source,
         })?;
         Ok(DirStore {
-            inner: Arc::new(Inner {
-                root,
-                fsync: false,
-                name,
-            }),
+            inner: Arc::new(Inner::new(root, false, name)),
         })
     }
 
@@ -70,11 +85,7 @@ impl DirStore {
     pub fn with_fsync(self, fsync: bool) -> Self {
         let Inner { root, name, .. } = &*self.inner;
         DirStore {
-            inner: Arc::new(Inner {
-                root: root.clone(),
-                fsync,
-                name: name.clone(),
-            }),
+            inner: Arc::new(Inner::new(root.clone(), fsync, name.clone())),
         }
     }
 
@@ -187,7 +198,18 @@ impl Inner {
             return Ok(SetOutcome::AlreadyPresent);
         }
         let dir = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(|e| self.io_err(key, dir, e))?;
+        let made = &self.made[usize::from(key[0])];
+        if !made.load(Ordering::Relaxed) {
+            fs::create_dir_all(dir).map_err(|e| self.io_err(key, dir, e))?;
+            made.store(true, Ordering::Relaxed);
+        }
+        if !self.no_tmpfile.load(Ordering::Relaxed) {
+            match self.write_unnamed(key, dir, &path, value) {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => self.no_tmpfile.store(true, Ordering::Relaxed),
+                Err(e) => return Err(e),
+            }
+        }
         let tmp = dir.join(format!(
             "{TMP_PREFIX}{}-{}-{}",
             std::process::id(),
@@ -195,10 +217,65 @@ impl Inner {
             hex::encode(key)
         ));
         let result = self.write_tmp_and_publish(key, &tmp, &path, value);
-        if result.is_err() || tmp.exists() {
+        if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Writes `value` to an unnamed file in `dir` and links it as `path`. `Ok(None)` when
+    /// the filesystem (or kernel, or a missing `/proc`) does not allow it.
+    fn write_unnamed(
+        &self,
+        key: &[u8],
+        dir: &Path,
+        path: &Path,
+        value: &[u8],
+    ) -> Result<Option<SetOutcome>, StoreError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = match fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_TMPFILE)
+            .mode(0o644)
+            .open(dir)
+        {
+            Ok(f) => f,
+            // not supported by this filesystem or kernel
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EOPNOTSUPP | nix::libc::EISDIR | nix::libc::EINVAL)
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.io_err(key, dir, e)),
+        };
+        file.write_all(value)
+            .map_err(|e| self.io_err(key, path, e))?;
+        if self.fsync {
+            file.sync_all().map_err(|e| self.io_err(key, path, e))?;
+        }
+        let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            proc_path.as_str(),
+            nix::fcntl::AT_FDCWD,
+            path,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Ok(Some(SetOutcome::Written)),
+            Err(nix::errno::Errno::EEXIST) => Ok(Some(SetOutcome::AlreadyPresent)),
+            Err(
+                e @ (nix::errno::Errno::ENOSPC
+                | nix::errno::Errno::EDQUOT
+                | nix::errno::Errno::EIO
+                | nix::errno::Errno::EROFS),
+            ) => Err(self.io_err(key, path, io::Error::from(e))),
+            // no /proc, or no hard links here: the named-file path handles it
+            Err(_) => Ok(None),
+        }
     }
 
     fn write_tmp_and_publish(
