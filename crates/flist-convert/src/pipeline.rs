@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use flist_format::codec::{encode_chunk, CHUNK_SIZE};
+use flist_format::codec::{encode_chunks, CHUNK_SIZE};
 use flist_format::Block;
 use flist_store::{SetOutcome, Store};
 
@@ -126,9 +126,10 @@ impl ChunkSender {
 /// Encodes jobs until the job channel closes.
 fn worker(jobs: Receiver<Vec<JobItem>>, out: Sender<Vec<Encoded>>, pool: Sender<Vec<u8>>) {
     for job in jobs {
+        let plains: Vec<&[u8]> = job.iter().map(|i| i.data.as_slice()).collect();
+        let coded = encode_chunks(&plains);
         let mut enc = Vec::with_capacity(job.len());
-        for item in job {
-            let c = encode_chunk(&item.data);
+        for (item, c) in job.into_iter().zip(coded) {
             let _ = pool.try_send(item.data);
             enc.push(Encoded {
                 file: item.file,

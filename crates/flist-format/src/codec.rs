@@ -106,44 +106,153 @@ fn mx(sum: u32, y: u32, z: u32, p: usize, e: usize, k: &[u32; 4]) -> u32 {
         ^ ((sum ^ y).wrapping_add(k[(p & 3) ^ e] ^ z))
 }
 
-/// XXTEA-encrypts `data` zero-padded to whole words plus one word holding its length.
-pub fn xxtea_encrypt(data: &[u8], key: &[u8; 16]) -> Vec<u8> {
-    let nwords = data.len().div_ceil(4) + 1;
-    let mut v = vec![0u32; nwords];
-    for (i, chunk) in data.chunks(4).enumerate() {
+/// `data` zero-padded to whole little-endian words, plus one word holding its length.
+fn to_words(data: &[u8]) -> Vec<u32> {
+    let mut v = Vec::with_capacity(data.len().div_ceil(4) + 1);
+    let mut it = data.chunks_exact(4);
+    v.extend(
+        it.by_ref()
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+    let rest = it.remainder();
+    if !rest.is_empty() {
         let mut b = [0u8; 4];
-        b[..chunk.len()].copy_from_slice(chunk);
-        v[i] = u32::from_le_bytes(b);
+        b[..rest.len()].copy_from_slice(rest);
+        v.push(u32::from_le_bytes(b));
     }
-    v[nwords - 1] = data.len() as u32;
-    let k = key_words(key);
-    let n = nwords;
+    v.push(data.len() as u32);
+    v
+}
+
+fn from_words(v: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for w in v {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// The key words of round `sum`, permuted so that `k[(p & 3) ^ e] == ke[p & 3]`.
+fn round_key(k: &[u32; 4], sum: u32) -> [u32; 4] {
+    let e = ((sum >> 2) & 3) as usize;
+    [k[e], k[1 ^ e], k[2 ^ e], k[3 ^ e]]
+}
+
+#[inline(always)]
+fn mx_fast(sum: u32, y: u32, z: u32, k: u32) -> u32 {
+    (((z >> 5) ^ (y << 2)).wrapping_add((y >> 3) ^ (z << 4))) ^ ((sum ^ y).wrapping_add(k ^ z))
+}
+
+/// XXTEA encryption in place (`v.len() >= 2`).
+fn xxtea_words(v: &mut [u32], k: &[u32; 4]) {
+    let n = v.len();
     let rounds = 6 + 52 / n;
     let mut sum: u32 = 0;
     let mut z = v[n - 1];
     for _ in 0..rounds {
         sum = sum.wrapping_add(DELTA);
-        let e = ((sum >> 2) & 3) as usize;
         // Same as `for p in 0..n { y = v[(p + 1) % n]; v[p] += mx(sum, y, z, p, e, &k); .. }`
-        // without a division per word and with the key words for this round pre-permuted
-        // (`k[(p & 3) ^ e] == ke[p & 3]`): ~1.6x faster. n >= 2.
-        let ke = [k[e], k[1 ^ e], k[2 ^ e], k[3 ^ e]];
-        let m = |y: u32, z: u32, p: usize| {
-            (((z >> 5) ^ (y << 2)).wrapping_add((y >> 3) ^ (z << 4)))
-                ^ ((sum ^ y).wrapping_add(ke[p & 3] ^ z))
-        };
+        // without a division per word and with the key words pre-permuted: ~1.6x faster.
+        let ke = round_key(k, sum);
         for p in 0..n - 1 {
             let y = v[p + 1];
-            z = v[p].wrapping_add(m(y, z, p));
+            z = v[p].wrapping_add(mx_fast(sum, y, z, ke[p & 3]));
             v[p] = z;
         }
         let y = v[0];
-        z = v[n - 1].wrapping_add(m(y, z, n - 1));
+        z = v[n - 1].wrapping_add(mx_fast(sum, y, z, ke[(n - 1) & 3]));
         v[n - 1] = z;
     }
-    let mut out = Vec::with_capacity(n * 4);
-    for w in v {
-        out.extend_from_slice(&w.to_le_bytes());
+}
+
+/// [`xxtea_words`] on two vectors at once. Each word depends on the previous one, so one
+/// vector keeps the CPU waiting on that chain; two independent chains interleaved use the
+/// idle execution units (~1.4x the throughput of two single runs).
+fn xxtea_words_pair(a: &mut [u32], ka: &[u32; 4], b: &mut [u32], kb: &[u32; 4]) {
+    let (na, nb) = (a.len(), b.len());
+    let rounds = 6 + 52 / na;
+    if rounds != 6 + 52 / nb {
+        xxtea_words(a, ka);
+        xxtea_words(b, kb);
+        return;
+    }
+    let common = na.min(nb) - 1;
+    let mut sum: u32 = 0;
+    let (mut za, mut zb) = (a[na - 1], b[nb - 1]);
+    for _ in 0..rounds {
+        sum = sum.wrapping_add(DELTA);
+        let (kea, keb) = (round_key(ka, sum), round_key(kb, sum));
+        let (ah, bh) = (&mut a[..=common], &mut b[..=common]);
+        for p in 0..common {
+            let ya = ah[p + 1];
+            za = ah[p].wrapping_add(mx_fast(sum, ya, za, kea[p & 3]));
+            ah[p] = za;
+            let yb = bh[p + 1];
+            zb = bh[p].wrapping_add(mx_fast(sum, yb, zb, keb[p & 3]));
+            bh[p] = zb;
+        }
+        for p in common..na - 1 {
+            let y = a[p + 1];
+            za = a[p].wrapping_add(mx_fast(sum, y, za, kea[p & 3]));
+            a[p] = za;
+        }
+        for p in common..nb - 1 {
+            let y = b[p + 1];
+            zb = b[p].wrapping_add(mx_fast(sum, y, zb, keb[p & 3]));
+            b[p] = zb;
+        }
+        let y = a[0];
+        za = a[na - 1].wrapping_add(mx_fast(sum, y, za, kea[(na - 1) & 3]));
+        a[na - 1] = za;
+        let y = b[0];
+        zb = b[nb - 1].wrapping_add(mx_fast(sum, y, zb, keb[(nb - 1) & 3]));
+        b[nb - 1] = zb;
+    }
+}
+
+/// XXTEA-encrypts `data` zero-padded to whole words plus one word holding its length.
+pub fn xxtea_encrypt(data: &[u8], key: &[u8; 16]) -> Vec<u8> {
+    let mut v = to_words(data);
+    xxtea_words(&mut v, &key_words(key));
+    from_words(&v)
+}
+
+/// Encodes several chunks: the same result as [`encode_chunk`] on each, faster (the
+/// encryption runs on two chunks at a time).
+pub fn encode_chunks(plains: &[&[u8]]) -> Vec<EncodedChunk> {
+    let mut out = Vec::with_capacity(plains.len());
+    // One compression buffer for the whole batch (no zeroed allocation per chunk).
+    let mut snappy = snap::raw::Encoder::new();
+    let mut buf = Vec::new();
+    let mut compress_words = |plain: &[u8]| -> Vec<u32> {
+        let need = snap::raw::max_compress_len(plain.len());
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        match snappy.compress(plain, &mut buf) {
+            Ok(n) => to_words(&buf[..n]),
+            Err(_) => to_words(&compress(plain)),
+        }
+    };
+    for pair in plains.chunks(2) {
+        match pair {
+            [a, b] => {
+                let (ka, kb) = (blake2b::<16>(a), blake2b::<16>(b));
+                let mut wa = compress_words(a);
+                let mut wb = compress_words(b);
+                xxtea_words_pair(&mut wa, &key_words(&ka), &mut wb, &key_words(&kb));
+                for (w, key) in [(wa, ka), (wb, kb)] {
+                    let data = from_words(&w);
+                    let hash = blake2b::<16>(&data);
+                    out.push(EncodedChunk {
+                        block: Block { hash, key },
+                        data,
+                    });
+                }
+            }
+            [a] => out.push(encode_chunk(a)),
+            _ => {}
+        }
     }
     out
 }
@@ -188,6 +297,38 @@ pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_encoding_equals_one_by_one() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // half compressible, half random
+                    if i % 1024 < 512 {
+                        (i % 7) as u8
+                    } else {
+                        x as u8
+                    }
+                })
+                .collect()
+        };
+        let sizes = [
+            0, 1, 3, 4, 5, 8, 100, 203, 204, 207, 208, 1000, 4096, 65_537, CHUNK_SIZE, 7,
+        ];
+        let chunks: Vec<Vec<u8>> = sizes.iter().map(|&n| noise(n)).collect();
+        // every size next to every other, in both positions of a pair
+        for a in &chunks {
+            for b in &chunks {
+                let got = encode_chunks(&[a, b, a]);
+                assert_eq!(got, [encode_chunk(a), encode_chunk(b), encode_chunk(a)]);
+            }
+        }
+        assert!(encode_chunks(&[]).is_empty());
+    }
 
     #[test]
     fn spec_vectors() {
