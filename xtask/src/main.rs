@@ -33,7 +33,7 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <test|bench <store|convert|api|codec|oci|all>|codegen>\n\
-                 \n  test      run the whole test suite (needs redis-server on PATH)\
+                 \n  test      run the whole test suite (needs redis-server, docker-registry, skopeo)\
                  \n  bench     run a benchmark and print figures against its baseline\
                  \n  codegen   regenerate checked-in generated code (Cap'n Proto bindings)"
             );
@@ -66,10 +66,16 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 
 /// The whole test suite: every crate's unit, integration and doc tests.
 fn test(extra: &[String]) -> Result<()> {
-    if which("redis-server").is_none() {
+    let missing: Vec<&str> = ["redis-server", "docker-registry", "skopeo"]
+        .into_iter()
+        .filter(|p| which(p).is_none())
+        .collect();
+    if !missing.is_empty() {
         bail!(
-            "redis-server is not on PATH: the store tests run a real one.\n\
-             Install it (Debian: apt-get install -y redis-server) and run again."
+            "{} not on PATH: the tests run a real redis-server and a real OCI registry.\n\
+             Install them (Debian: apt-get install -y redis-server docker-registry skopeo) \
+             and run again.",
+            missing.join(", ")
         );
     }
     let mut args = vec!["test", "--workspace", "--all-targets"];
