@@ -22,6 +22,7 @@ use flist_store::Store;
 
 mod builder;
 mod decompress;
+mod channel;
 mod dirpack;
 mod error;
 mod extract;
@@ -32,6 +33,7 @@ mod pipeline;
 mod tarball;
 
 pub use builder::sort_children;
+pub use channel::ChannelReader;
 pub use decompress::Compression;
 pub use error::{ConvertError, LimitKind, Result};
 pub use extract::{extract, verify, BadChunk, ExtractOptions, ExtractStats, VerifyReport};

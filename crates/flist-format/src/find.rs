@@ -12,6 +12,8 @@ pub struct FindEntry {
     pub path: String,
     /// Recorded size (`Inode.size`).
     pub size: u64,
+    /// The node, for callers that list more of it.
+    pub node: crate::tree::NodeId,
 }
 
 /// Every entry below the root, in walk order, with absolute paths.
@@ -32,6 +34,7 @@ pub fn find_entries(tree: &Tree) -> Vec<FindEntry> {
         out.push(FindEntry {
             path: path.clone(),
             size: n.kind.size(),
+            node: id,
         });
         if n.kind.is_dir() {
             push_children(&mut stack, id, &path);

@@ -3,7 +3,6 @@
 //! The multipart body is never held in memory: its chunks flow through a bounded channel
 //! into a blocking reader that feeds the converter (or the staging file).
 
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -12,7 +11,7 @@ use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use bytes::Bytes;
-use flist_convert::{ConvertError, ConvertOptions, ProgressReport};
+use flist_convert::{ChannelReader, ConvertError, ConvertOptions, ProgressReport};
 use flist_format::{Flist, Metadata};
 use hub_repo::{inspect, names, Actor, FlistInfo, StagedFlist};
 use serde_json::{json, Value};
@@ -26,28 +25,6 @@ use crate::state::Shared;
 
 /// Largest number of keys per `exists_many` batch.
 const EXISTS_BATCH: usize = 1000;
-
-/// A blocking `Read` over chunks sent from async code.
-struct ChannelReader {
-    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
-    cur: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        let _ = self.cur.split_to(n);
-        Ok(n)
-    }
-}
 
 fn multipart_error(e: MultipartError) -> ApiError {
     let status = e.status();
@@ -218,10 +195,7 @@ async fn upload_inner(
             };
             name = Some(n);
             let (tx, rx) = mpsc::channel(16);
-            let reader = ChannelReader {
-                rx,
-                cur: Bytes::new(),
-            };
+            let reader = ChannelReader::new(rx);
             let store = st.store.clone();
             let job2 = job.clone();
             let runtime = tokio::runtime::Handle::current();
@@ -315,10 +289,7 @@ pub async fn upload_flist(
         let (tx, rx) = mpsc::channel(16);
         let hub = st.hub.clone();
         let handle = tokio::task::spawn_blocking(move || {
-            hub.stage_reader(ChannelReader {
-                rx,
-                cur: Bytes::new(),
-            })
+            hub.stage_reader(ChannelReader::new(rx))
         });
         let err = pump(&mut field, &tx).await;
         drop(tx);

@@ -417,18 +417,19 @@ async fn authenticated_writes_and_their_errors() {
         .expect("m");
     assert_eq!(r.status(), 404);
 
-    // Docker conversion: a clear 501 for now.
+    // Docker conversion (tests/docker.rs runs it against a real registry): the form needs
+    // an image.
     let r = t
         .client
         .post(t.url("/api/flist/me/docker"))
         .bearer_auth(&alice)
-        .form(&[("image", "ubuntu:22.04")])
+        .form(&[("platform", "linux/amd64")])
         .send()
         .await
         .expect("d");
-    assert_eq!(r.status(), 501);
+    assert_eq!(r.status(), 400);
     let v: Value = r.json().await.expect("json");
-    assert!(v["message"].as_str().expect("message").contains("docker"));
+    assert!(v["message"].as_str().expect("message").contains("image"));
 
     // Every write is in the audit log, attributed.
     let log = tokio::task::spawn_blocking({

@@ -443,22 +443,7 @@ impl Hub {
         source: &str,
         linkname: &str,
     ) -> Result<(), RepoError> {
-        validate_flist(source)?;
-        validate_flist(linkname)?;
-        if source == linkname {
-            return Err(RepoError::Invalid(format!(
-                "{linkname} cannot link to itself"
-            )));
-        }
-        let detail = json!({"target_repo": repo, "target_name": source});
-        self.audited(actor, "link", repo, linkname, detail, |tx, ts| {
-            if get_entry(tx, repo, source)?.is_none() {
-                return Err(RepoError::NotFound(format!("{repo}/{source}")));
-            }
-            refuse_regular(tx, repo, linkname)?;
-            upsert_link(tx, repo, linkname, "symlink", repo, source, ts)?;
-            check_no_cycle(tx, repo, linkname)
-        })
+        self.link_entry(actor, "link", repo, linkname, repo, source)
     }
 
     /// `linkname` (in `repo`) → `target_repo/source`.
@@ -470,16 +455,30 @@ impl Hub {
         target_repo: &str,
         source: &str,
     ) -> Result<(), RepoError> {
-        validate_flist(linkname)?;
         validate_repo(target_repo)?;
+        self.link_entry(actor, "crosslink", repo, linkname, target_repo, source)
+    }
+
+    /// Creates or replaces the symlink `repo/linkname` → `target_repo/source` (audited as
+    /// `action`): the target must exist, a regular flist is never replaced, no cycle.
+    fn link_entry(
+        &self,
+        actor: &Actor,
+        action: &str,
+        repo: &str,
+        linkname: &str,
+        target_repo: &str,
+        source: &str,
+    ) -> Result<(), RepoError> {
         validate_flist(source)?;
+        validate_flist(linkname)?;
         if target_repo == repo && source == linkname {
             return Err(RepoError::Invalid(format!(
                 "{linkname} cannot link to itself"
             )));
         }
         let detail = json!({"target_repo": target_repo, "target_name": source});
-        self.audited(actor, "crosslink", repo, linkname, detail, |tx, ts| {
+        self.audited(actor, action, repo, linkname, detail, |tx, ts| {
             if get_entry(tx, target_repo, source)?.is_none() {
                 return Err(RepoError::NotFound(format!("{target_repo}/{source}")));
             }

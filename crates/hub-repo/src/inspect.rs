@@ -33,32 +33,22 @@ pub fn metadata_json(md: &Metadata) -> Map<String, Value> {
 /// "symlink", "directory", "special", "failure":0, "fullsize"}` in walk order.
 pub fn dump_json(tree: &Tree) -> Value {
     let s = tree.stats();
-    let mut content = Vec::with_capacity(tree.len());
-    let mut stack: Vec<(usize, String)> = Vec::new();
-    let push = |stack: &mut Vec<(usize, String)>, id: usize, base: &str| {
-        let kids: Vec<usize> = tree.children(id).map(|(_, c)| c).collect();
-        for c in kids.into_iter().rev() {
-            stack.push((c, base.to_string()));
-        }
-    };
-    push(&mut stack, Tree::ROOT, "");
-    while let Some((id, parent)) = stack.pop() {
-        let n = tree.node(id);
-        let path = format!("{parent}/{}", n.name);
-        let mut e = json!({
-            "path": path,
-            "size": n.kind.size(),
-            "type": n.kind.type_name(),
-            "mode": format!("{:o}", n.meta.mode & 0o7777),
-        });
-        if let (Kind::Symlink { target }, Value::Object(m)) = (&n.kind, &mut e) {
-            m.insert("target".into(), Value::String(target.clone()));
-        }
-        content.push(e);
-        if n.kind.is_dir() {
-            push(&mut stack, id, &path);
-        }
-    }
+    let content: Vec<Value> = flist_format::find_entries(tree)
+        .into_iter()
+        .map(|f| {
+            let n = tree.node(f.node);
+            let mut e = json!({
+                "path": f.path,
+                "size": f.size,
+                "type": n.kind.type_name(),
+                "mode": format!("{:o}", n.meta.mode & 0o7777),
+            });
+            if let (Kind::Symlink { target }, Value::Object(m)) = (&n.kind, &mut e) {
+                m.insert("target".into(), Value::String(target.clone()));
+            }
+            e
+        })
+        .collect();
     json!({
         "content": content,
         "regular": s.regular,

@@ -22,34 +22,13 @@ use super::manifest::{
 use super::reference::validate_digest;
 use super::registry::RegistryClient;
 use super::{ImageSource, OciError, OciEvent, OciOptions, OciStats};
+use crate::ChannelReader;
 use crate::options::{ProgressReport, Stats};
 
 /// Where layer blobs come from.
 enum Blobs {
     Registry(Arc<RegistryClient>),
     Local(Arc<LocalImage>),
-}
-
-/// A reader over chunks sent by the download task.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    cur: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        let _ = self.cur.split_to(n);
-        Ok(n)
-    }
 }
 
 /// Hashes and counts a blob as it is read; at its end compares digest and size. A
@@ -193,10 +172,7 @@ async fn convert_layer(
             let digest = desc.digest.clone();
             let task = tokio::spawn(async move { c.stream_blob(&digest, tx).await });
             (
-                Box::new(ChannelReader {
-                    rx,
-                    cur: Bytes::new(),
-                }),
+                Box::new(ChannelReader::new(rx)),
                 Some(task),
             )
         }
