@@ -21,8 +21,8 @@ use flist_format::{Flist, Metadata, Tree};
 use flist_store::Store;
 
 mod builder;
-mod decompress;
 mod channel;
+mod decompress;
 mod dirpack;
 mod error;
 mod extract;

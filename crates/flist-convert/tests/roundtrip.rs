@@ -56,6 +56,12 @@ fn make_source(src: &Path) {
 /// Compares two directory trees: types, modes, owners, mtimes, contents, link targets,
 /// device numbers.
 fn compare(a: &Path, b: &Path) {
+    let seen = compare_trees(a, b);
+    assert!(seen >= 18, "compared {seen} entries");
+}
+
+/// [`compare`] without a minimum; returns how many entries were compared.
+fn compare_trees(a: &Path, b: &Path) -> usize {
     let mut stack = vec![std::path::PathBuf::new()];
     let mut seen = 0;
     while let Some(rel) = stack.pop() {
@@ -104,7 +110,7 @@ fn compare(a: &Path, b: &Path) {
         }
         seen += 1;
     }
-    assert!(seen >= 18, "compared {seen} entries");
+    seen
 }
 
 #[test]
@@ -233,4 +239,135 @@ fn progress_reports_counts_and_the_final_report_matches_the_stats() {
         last.chunks_reused,
         again.stats.chunks_present + again.stats.chunks_deduplicated
     );
+}
+
+/// What a random entry is.
+#[derive(Clone, Debug)]
+enum Gen {
+    File(usize),
+    Dir,
+    Link(String),
+    Fifo,
+    Device(bool, u32, u32),
+}
+
+fn gen_strategy() -> impl proptest::strategy::Strategy<Value = Gen> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => prop_oneof![
+            Just(0usize),
+            Just(524_287),
+            Just(524_288),
+            Just(524_289),
+            1usize..3000,
+        ]
+        .prop_map(Gen::File),
+        2 => Just(Gen::Dir),
+        1 => "[a-zA-Z0-9 ._/é-]{1,24}".prop_map(Gen::Link),
+        1 => Just(Gen::Fifo),
+        1 => (any::<bool>(), 0u32..300, 0u32..300).prop_map(|(b, ma, mi)| Gen::Device(b, ma, mi)),
+    ]
+}
+
+/// (parent index, name, kind, permission bits, mtime)
+type Item = (usize, String, Gen, u32, i64);
+
+/// Builds the random entries on disk under `root`; returns how many were made.
+fn build_on_disk(root: &Path, items: &[Item]) -> usize {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let mut dirs = vec![root.to_path_buf()];
+    let mut made = 0;
+    for (i, (parent, name, g, mode, mtime)) in items.iter().enumerate() {
+        let path = dirs[parent % dirs.len()].join(name);
+        if fs::symlink_metadata(&path).is_ok() {
+            continue; // the name is taken in that directory
+        }
+        let perm = Mode::from_bits_truncate(*mode & 0o7777);
+        match g {
+            Gen::File(size) => {
+                let data: Vec<u8> = (0..*size)
+                    .map(|j| ((j as u32).wrapping_mul(2_654_435_761) >> (i % 24)) as u8)
+                    .collect();
+                fs::write(&path, data).expect("write");
+                fs::set_permissions(&path, fs::Permissions::from_mode(*mode & 0o7777))
+                    .expect("chmod");
+            }
+            Gen::Dir => {
+                fs::create_dir(&path).expect("mkdir");
+                // owner needs rwx to fill and later walk it; keep the rest random
+                fs::set_permissions(&path, fs::Permissions::from_mode((*mode & 0o7777) | 0o700))
+                    .expect("chmod");
+                dirs.push(path.clone());
+            }
+            Gen::Link(target) => symlink(target, &path).expect("symlink"),
+            Gen::Fifo => nix::unistd::mkfifo(&path, perm).expect("mkfifo"),
+            Gen::Device(block, ma, mi) => {
+                if !is_root() {
+                    continue;
+                }
+                let kind = if *block {
+                    SFlag::S_IFBLK
+                } else {
+                    SFlag::S_IFCHR
+                };
+                mknod(&path, kind, perm, makedev((*ma).into(), (*mi).into())).expect("mknod");
+                // mknod applies the umask: set the exact bits
+                fs::set_permissions(&path, fs::Permissions::from_mode(*mode & 0o7777))
+                    .expect("chmod");
+            }
+        }
+        if !matches!(g, Gen::Dir) {
+            let t = filetime::FileTime::from_unix_time(*mtime, 0);
+            filetime::set_symlink_file_times(&path, t, t).expect("utimes");
+        }
+        made += 1;
+    }
+    // directory times last: filling a directory changes its mtime
+    for (k, d) in dirs.iter().enumerate().rev() {
+        let t = filetime::FileTime::from_unix_time(1_600_000_000 + k as i64, 0);
+        filetime::set_file_times(d, t, t).expect("utimes");
+    }
+    made
+}
+
+use proptest::prelude::Strategy as _;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+
+    /// Random trees (unicode and space names, every entry type, sizes around the chunk size)
+    /// → pack → flist file → read back → extract: the copy equals the source.
+    #[test]
+    fn random_trees_pack_read_extract(
+        items in proptest::collection::vec(
+            (
+                0usize..100,
+                "[a-zA-Z0-9 ._é中-]{1,16}".prop_filter("not . or ..", |n: &String| n != "." && n != ".."),
+                gen_strategy(),
+                0u32..0o10000,
+                0i64..4_000_000_000,
+            ),
+            0..14,
+        )
+    ) {
+        let work = tempfile::tempdir().expect("tempdir");
+        let src = work.path().join("src");
+        fs::create_dir(&src).expect("mkdir");
+        let made = build_on_disk(&src, &items);
+        let store: Arc<dyn Store> =
+            Arc::new(DirStore::new(work.path().join("store")).expect("store"));
+        let packed = pack_dir(&src, Some(&store), &ConvertOptions::default()).expect("pack");
+        let file = work.path().join("r.flist");
+        flist_format::Flist { tree: packed.tree, metadata: Default::default() }
+            .write(&file)
+            .expect("write flist");
+        let back = flist_format::Flist::open(&file).expect("read flist");
+        let dest = work.path().join("dest");
+        extract(&back.tree, &dest, &store, &ExtractOptions::default()).expect("extract");
+        // the root's own times are not part of the comparison's subject
+        let t = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+        filetime::set_file_times(&dest, t, t).expect("utimes");
+        let seen = compare_trees(&src, &dest);
+        proptest::prop_assert_eq!(seen, made + 1);
+    }
 }

@@ -288,9 +288,7 @@ pub async fn upload_flist(
         name = Some(n);
         let (tx, rx) = mpsc::channel(16);
         let hub = st.hub.clone();
-        let handle = tokio::task::spawn_blocking(move || {
-            hub.stage_reader(ChannelReader::new(rx))
-        });
+        let handle = tokio::task::spawn_blocking(move || hub.stage_reader(ChannelReader::new(rx)));
         let err = pump(&mut field, &tx).await;
         drop(tx);
         let res = handle.await?;

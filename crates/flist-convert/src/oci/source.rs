@@ -22,8 +22,8 @@ use super::manifest::{
 use super::reference::validate_digest;
 use super::registry::RegistryClient;
 use super::{ImageSource, OciError, OciEvent, OciOptions, OciStats};
-use crate::ChannelReader;
 use crate::options::{ProgressReport, Stats};
+use crate::ChannelReader;
 
 /// Where layer blobs come from.
 enum Blobs {
@@ -171,10 +171,7 @@ async fn convert_layer(
             let c = c.clone();
             let digest = desc.digest.clone();
             let task = tokio::spawn(async move { c.stream_blob(&digest, tx).await });
-            (
-                Box::new(ChannelReader::new(rx)),
-                Some(task),
-            )
+            (Box::new(ChannelReader::new(rx)), Some(task))
         }
         Blobs::Local(img) => {
             let img = img.clone();
