@@ -10,6 +10,7 @@ mod bench_convert;
 mod bench_oci;
 mod bench_store;
 mod codegen;
+mod fuzz;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,6 +18,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&rest),
         Some("codegen") => codegen::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         Some("bench") => match rest.first().map(String::as_str) {
             Some("store") => bench_store::run(&rest[1..]),
             Some("convert") => bench_convert::run(&rest[1..]),
@@ -32,10 +34,11 @@ fn main() -> Result<()> {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|bench <store|convert|api|codec|oci|all>|codegen>\n\
+                "usage: cargo xtask <test|fuzz|bench <store|convert|api|codec|oci|all>|codegen>\n\
                  \n  test      run the whole test suite (needs redis-server, docker-registry, skopeo)\
                  \n  bench     run a benchmark and print figures against its baseline\
-                 \n  codegen   regenerate checked-in generated code (Cap'n Proto bindings)"
+                 \n  codegen   regenerate checked-in generated code (Cap'n Proto bindings)\
+                 \n  fuzz      build and run the fuzz targets on stable: fuzz [TARGET] [--seconds N]"
             );
             std::process::exit(2);
         }
