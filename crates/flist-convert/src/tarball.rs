@@ -281,41 +281,6 @@ fn parse(
                     },
                 )?;
             }
-            b'0' | b'\0' | b'7' | b'S' => {
-                let (size, segments) = match &sparse {
-                    Some(sp) => (sp.real_size, Some(sp)),
-                    None => (entry.size(), None),
-                };
-                if content_total.saturating_add(size) > limits.max_expanded_bytes {
-                    return Err(ConvertError::Limit {
-                        what: LimitKind::ExpandedSize,
-                        value: content_total.saturating_add(size),
-                        limit: limits.max_expanded_bytes,
-                        entry: Some(display),
-                    });
-                }
-                content_total += size;
-                let added = match segments {
-                    None => sender.add_file(&mut entry, size),
-                    Some(sp) => {
-                        let mut r = SparseReader::new(&mut entry, sp, &ctx)?;
-                        sender.add_file(&mut r, size)
-                    }
-                };
-                let (file, got) = match added {
-                    Ok(x) => x,
-                    Err(AddError::Closed) => {
-                        return Err(ConvertError::Internal("pipeline closed".into()))
-                    }
-                    Err(AddError::Read(e)) => return Err(ctx.map_io(e)),
-                };
-                if got < size {
-                    return Err(
-                        ctx.truncated(format!("member data ends after {got} of {size} bytes"))
-                    );
-                }
-                b.place_file(&comps, meta, size, file)?;
-            }
             b'5' | b'D' => {
                 drain(&mut entry, &ctx)?;
                 b.place(
@@ -392,9 +357,13 @@ fn parse(
                 b.warnings.add(warn::SKIPPED);
             }
             _ => {
-                // GNU tar extracts unknown types as regular files.
-                b.warnings.add(warn::UNKNOWN_AS_FILE);
-                let size = entry.size();
+                let regular = matches!(etype, b'0' | b'\0' | b'7' | b'S');
+                if !regular {
+                    // GNU tar extracts unknown types as regular files (never sparse).
+                    b.warnings.add(warn::UNKNOWN_AS_FILE);
+                }
+                let segments = sparse.as_ref().filter(|_| regular);
+                let size = segments.map_or_else(|| entry.size(), |sp| sp.real_size);
                 if content_total.saturating_add(size) > limits.max_expanded_bytes {
                     return Err(ConvertError::Limit {
                         what: LimitKind::ExpandedSize,
@@ -404,7 +373,14 @@ fn parse(
                     });
                 }
                 content_total += size;
-                let (file, got) = match sender.add_file(&mut entry, size) {
+                let added = match segments {
+                    None => sender.add_file(&mut entry, size),
+                    Some(sp) => {
+                        let mut r = SparseReader::new(&mut entry, sp, &ctx)?;
+                        sender.add_file(&mut r, size)
+                    }
+                };
+                let (file, got) = match added {
                     Ok(x) => x,
                     Err(AddError::Closed) => {
                         return Err(ConvertError::Internal("pipeline closed".into()))
