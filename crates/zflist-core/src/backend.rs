@@ -51,6 +51,19 @@ impl StoreConfig {
         }
     }
 
+    /// The store to write to; an error naming the options when none is configured (for
+    /// commands that cannot work without one).
+    pub fn require_write_url(&self, function: &str) -> Result<StoreUrl> {
+        self.write_url()
+            .map_err(|e| Error::new(function, e))?
+            .ok_or_else(|| {
+                Error::new(
+                    function,
+                    ErrorKind::NoStore("give --store URL (or set ZFLIST_BACKEND)".into()),
+                )
+            })
+    }
+
     /// Opens the store to write to (`None` when none is configured).
     pub fn open_write(&self, function: &str) -> Result<Option<BlockingStore>> {
         let url = self.write_url().map_err(|e| Error::new(function, e))?;

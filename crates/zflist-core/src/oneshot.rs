@@ -140,12 +140,7 @@ pub fn pack(
     stores: &StoreConfig,
     progress: &dyn Progress,
 ) -> Result<Response> {
-    let url = stores.write_url().ctx("pack")?.ok_or_else(|| {
-        Error::new(
-            "pack",
-            crate::error::ErrorKind::NoStore("give --store URL (or set ZFLIST_BACKEND)".into()),
-        )
-    })?;
+    let url = stores.require_write_url("pack")?;
     let store = crate::backend::open_store(&url).ctx("pack")?;
     let opts = flist_convert::ConvertOptions {
         runtime: Some(store.handle().clone()),
@@ -317,12 +312,7 @@ pub fn docker(
             crate::error::ErrorKind::Convert(format!("{image}: {e}")),
         )
     };
-    let url = stores.write_url().ctx("docker")?.ok_or_else(|| {
-        Error::new(
-            "docker",
-            crate::error::ErrorKind::NoStore("give --store URL (or set ZFLIST_BACKEND)".into()),
-        )
-    })?;
+    let url = stores.require_write_url("docker")?;
     let source = ImageSource::parse(image).map_err(err)?;
     let platform = args
         .platform
