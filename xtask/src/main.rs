@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 mod bench_api;
 mod bench_convert;
 mod bench_oci;
+mod bench_push;
 mod bench_store;
 mod codegen;
 mod fuzz;
@@ -24,17 +25,18 @@ fn main() -> Result<()> {
             Some("convert") => bench_convert::run(&rest[1..]),
             Some("api") => bench_api::run(&rest[1..]),
             Some("oci") => bench_oci::run(&rest[1..]),
+            Some("push") => bench_push::run(&rest[1..]),
             Some("codec") => cargo(&["bench", "-p", "flist-benches", "--bench", "codec"]),
             Some("all") => {
                 bench_store::run(&[])?;
                 bench_convert::run(&[])?;
                 bench_api::run(&[])
             }
-            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|oci|all>"),
+            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|oci|push|all>"),
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|fuzz|bench <store|convert|api|codec|oci|all>|codegen>\n\
+                "usage: cargo xtask <test|fuzz|bench <store|convert|api|codec|oci|push|all>|codegen>\n\
                  \n  test      run the whole test suite (needs redis-server, docker-registry, skopeo)\
                  \n  bench     run a benchmark and print figures against its baseline\
                  \n  codegen   regenerate checked-in generated code (Cap'n Proto bindings)\

@@ -211,9 +211,10 @@ pub async fn metadata(
 
 // ----- authenticated ------------------------------------------------------------------------
 
-/// `GET /api/flist/me`
+/// `GET /api/flist/me`: `{"status":"success","payload":{"username": <active identity>}}`, the
+/// shape the reference `zflist hub` client checks before every command.
 pub async fn me(Caller(actor): Caller) -> Json<Value> {
-    Json(json!({"username": actor.active}))
+    Json(render::success(Some(json!({"username": actor.active}))))
 }
 
 /// `GET /api/flist/me/<name>`: dump of an own entry.

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chunks_api;
 pub mod config;
 pub mod docker;
 pub mod error;

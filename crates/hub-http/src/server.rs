@@ -20,7 +20,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, docker, jobs, threebot, upload, web};
+use crate::{api, chunks_api, docker, jobs, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +159,11 @@ pub fn router(state: Shared) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ));
-    uploads.merge(api).fallback(fallback).with_state(state)
+    uploads
+        .merge(chunks_api::routes(&state))
+        .merge(api)
+        .fallback(fallback)
+        .with_state(state)
 }
 
 /// Opens the catalog, the chunk store and the identity keys.

@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 pub mod archive;
+pub mod hub;
 pub mod redis;
 pub mod zdb;
 
+pub use hub::HubProcess;
 pub use redis::{RedisReply, RedisServer};
 pub use zdb::{NsConfig, NsMode, ZdbServer};
 

@@ -28,9 +28,11 @@ pub mod chunks;
 pub mod commands;
 pub mod convert;
 pub mod error;
+pub mod hub_client;
 pub mod local;
 pub mod metadata;
 pub mod oneshot;
+pub mod push;
 pub mod response;
 pub mod session;
 

@@ -295,24 +295,22 @@ pub struct DockerArgs {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
-/// `docker <image> -o <out>`: converts a registry image, a `docker save` tarball or an OCI
-/// layout into an flist, storing chunks in the configured store; the store's public address
-/// becomes the `backend` metadata, next to the image's entrypoint/environ/port/volume.
-pub fn docker(
+/// Converts `image` (registry reference, `docker save` tarball or OCI layout) into an
+/// flist, sending its chunks to `store`; errors are reported as `function`'s.
+pub(crate) fn convert_image(
+    function: &str,
     image: &str,
-    out: &Path,
-    stores: &StoreConfig,
+    store: &flist_store::BlockingStore,
     args: &DockerArgs,
     progress: &dyn Progress,
-) -> Result<Response> {
+) -> Result<(Flist, flist_convert::oci::OciStats)> {
     use flist_convert::oci::{self, ImageSource, OciEvent, OciOptions};
     let err = |e: oci::OciError| {
         Error::new(
-            "docker",
+            function,
             crate::error::ErrorKind::Convert(format!("{image}: {e}")),
         )
     };
-    let url = stores.require_write_url("docker")?;
     let source = ImageSource::parse(image).map_err(err)?;
     let platform = args
         .platform
@@ -320,7 +318,6 @@ pub fn docker(
         .map(str::parse::<oci::Platform>)
         .transpose()
         .map_err(err)?;
-    let store = crate::backend::open_store(&url).ctx("docker")?;
 
     // Events come from converter threads; forward them to `progress` on this thread.
     let (tx, rx) = std::sync::mpsc::channel::<(String, u64, u64)>();
@@ -370,14 +367,29 @@ pub fn docker(
         progress.update(&m, cur, total);
     }
     progress.finish("converted");
-    let (mut flist, stats) = done_rx
+    done_rx
         .recv()
         .map_err(|_| {
             err(oci::OciError::Internal(
                 "the conversion task stopped".into(),
             ))
         })?
-        .map_err(err)?;
+        .map_err(err)
+}
+
+/// `docker <image> -o <out>`: converts a registry image, a `docker save` tarball or an OCI
+/// layout into an flist, storing chunks in the configured store; the store's public address
+/// becomes the `backend` metadata, next to the image's entrypoint/environ/port/volume.
+pub fn docker(
+    image: &str,
+    out: &Path,
+    stores: &StoreConfig,
+    args: &DockerArgs,
+    progress: &dyn Progress,
+) -> Result<Response> {
+    let url = stores.require_write_url("docker")?;
+    let store = crate::backend::open_store(&url).ctx("docker")?;
+    let (mut flist, stats) = convert_image("docker", image, &store, args, progress)?;
     if let Some(b) = url.to_backend_json() {
         flist.metadata.set(flist_format::metadata::KEY_BACKEND, b);
     }
