@@ -51,7 +51,8 @@ fn generate(root: &Path, mb: u64) -> Result<u64> {
 
 fn tar_gz(src: &Path, out: &Path) -> Result<()> {
     let f = std::fs::File::create(out)?;
-    let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
+    let gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
     let mut t = tar::Builder::new(gz);
     t.follow_symlinks(false);
     t.append_dir_all(".", src)?;
@@ -70,7 +71,9 @@ impl Drop for Hub {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn run_json(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<serde_json::Value> {
@@ -79,7 +82,9 @@ fn run_json(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<serde_jso
     for (k, v) in env {
         c.env(k, v);
     }
-    let out = c.output().with_context(|| format!("running {}", bin.display()))?;
+    let out = c
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "zflist {args:?}: no JSON ({})",
@@ -102,7 +107,14 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown argument {other:?} (expected --mb N)"),
         }
     }
-    crate::cargo(&["build", "--release", "--bin", "zflist", "--bin", "hub-server"])?;
+    crate::cargo(&[
+        "build",
+        "--release",
+        "--bin",
+        "zflist",
+        "--bin",
+        "hub-server",
+    ])?;
     let bins = crate::root().join("target/release");
     let (zflist, hub_server) = (bins.join("zflist"), bins.join("hub-server"));
 
@@ -120,16 +132,14 @@ fn bench(work: &Path, mb: u64, zflist: &Path, hub_server: &Path) -> Result<()> {
     let data = work.join("hub");
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
-    let _hub = Hub(
-        Command::new(hub_server)
-            .args(["serve", "--data-dir"])
-            .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting hub-server")?,
-    );
+    let _hub = Hub(Command::new(hub_server)
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting hub-server")?);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -146,7 +156,10 @@ fn bench(work: &Path, mb: u64, zflist: &Path, hub_server: &Path) -> Result<()> {
     if token.is_empty() {
         bail!("no token: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let env = [("ZFLIST_HUB", url.as_str()), ("ZFLIST_HUB_TOKEN", token.as_str())];
+    let env = [
+        ("ZFLIST_HUB", url.as_str()),
+        ("ZFLIST_HUB_TOKEN", token.as_str()),
+    ];
     let tree_s = tree.to_str().context("utf-8 path")?;
     println!("tree: {size} bytes; hub {url}");
 
@@ -154,7 +167,11 @@ fn bench(work: &Path, mb: u64, zflist: &Path, hub_server: &Path) -> Result<()> {
     run_json(zflist, &["push", tree_s, "--name", "push-v1"], &env)?;
     let tgz1 = work.join("v1.tar.gz");
     tar_gz(&tree, &tgz1)?;
-    run_json(zflist, &["hub", "upload", tgz1.to_str().context("utf-8")?], &env)?;
+    run_json(
+        zflist,
+        &["hub", "upload", tgz1.to_str().context("utf-8")?],
+        &env,
+    )?;
 
     // one 100 KB file changes
     std::fs::write(tree.join("conf/changeme.bin"), noise(8, 100 * 1024))?;
@@ -173,7 +190,11 @@ fn bench(work: &Path, mb: u64, zflist: &Path, hub_server: &Path) -> Result<()> {
     tar_gz(&tree, &tgz2)?;
     let archive_secs = t.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    run_json(zflist, &["hub", "upload", tgz2.to_str().context("utf-8")?], &env)?;
+    run_json(
+        zflist,
+        &["hub", "upload", tgz2.to_str().context("utf-8")?],
+        &env,
+    )?;
     let upload_secs = t2.elapsed().as_secs_f64();
     let tgz_secs = t.elapsed().as_secs_f64();
     let tgz_bytes = std::fs::metadata(&tgz2)?.len();

@@ -35,7 +35,9 @@ fn zflist_in(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>, home: &Pa
     }
     match stdin {
         Some(s) => {
-            c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             let mut child = c.spawn().unwrap();
             use std::io::Write;
             child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
@@ -116,14 +118,24 @@ impl Ctx {
             assert!(env["response"].is_object(), "{args:?}: {env}");
             env["response"].clone()
         } else {
-            assert!(out.stderr.is_empty(), "{args:?}: stderr {:?}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.stderr.is_empty(),
+                "{args:?}: stderr {:?}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             Value::String(stdout)
         }
     }
 
     /// Runs a step that must fail with exit status 1; returns the error message (stderr
     /// line in text mode, `error.message` in JSON mode) and stdout.
-    fn fails(&self, token: Option<&str>, args: &[&str], env: &[(&str, &str)], function: &str) -> (String, String) {
+    fn fails(
+        &self,
+        token: Option<&str>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        function: &str,
+    ) -> (String, String) {
         let out = self.hub_as(token, args, env);
         assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {out:?}");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -132,7 +144,10 @@ impl Ctx {
                 .unwrap_or_else(|e| panic!("{args:?}: not one JSON envelope ({e}): {stdout:?}"));
             assert_eq!(env["success"], json!(false), "{env}");
             assert_eq!(env["error"]["function"], json!(function), "{env}");
-            (env["error"]["message"].as_str().unwrap().to_string(), stdout)
+            (
+                env["error"]["message"].as_str().unwrap().to_string(),
+                stdout,
+            )
         } else {
             let err = String::from_utf8_lossy(&out.stderr).to_string();
             assert_eq!(err.lines().count(), 1, "{args:?}: stderr {err:?}");
@@ -197,7 +212,11 @@ fn script(json: bool) {
 
     // upload: a .tar.gz (the hub builds the flist) ...
     let tgz = c.path("app.tar.gz");
-    fs::write(&tgz, tar_gz(&[("etc/motd", b"hello\n"), ("bin/app", &[7u8; 3000])])).unwrap();
+    fs::write(
+        &tgz,
+        tar_gz(&[("etc/motd", b"hello\n"), ("bin/app", &[7u8; 3000])]),
+    )
+    .unwrap();
     let out = c.ok(alice, &["upload", &tgz]);
     if json {
         assert_eq!(out["payload"]["name"], json!("app.flist"), "{out}");
@@ -210,7 +229,14 @@ fn script(json: bool) {
     fs::write(src.join("docs/readme"), b"read me\n").unwrap();
     let home_flist = c.path("home.flist");
     let packed = zflist_in(
-        &["pack", src.to_str().unwrap(), "-o", &home_flist, "--store", &c.hub.store_url()],
+        &[
+            "pack",
+            src.to_str().unwrap(),
+            "-o",
+            &home_flist,
+            "--store",
+            &c.hub.store_url(),
+        ],
         &[],
         None,
         c.work.path(),
@@ -219,7 +245,11 @@ fn script(json: bool) {
     c.ok(alice, &["upload", &home_flist]);
     // bob publishes something alice can promote and crosslink
     let bob_tgz = c.path("tool.tar.gz");
-    fs::write(&bob_tgz, tar_gz(&[("usr/bin/tool", b"#!/bin/sh\necho tool\n")])).unwrap();
+    fs::write(
+        &bob_tgz,
+        tar_gz(&[("usr/bin/tool", b"#!/bin/sh\necho tool\n")]),
+    )
+    .unwrap();
     c.ok(bob, &["upload", &bob_tgz]);
 
     // links, renames, promote, merge, tags
@@ -230,8 +260,21 @@ fn script(json: bool) {
     c.ok(alice, &["promote", "bob/tool.flist", "tool.flist"]);
     c.ok(alice, &["crosslink", "bobtool.flist", "bob", "tool.flist"]);
     let out = c.ok(alice, &["readlink", "alice/bobtool.flist"]);
-    c.expect_printed(&out, "../bob/tool.flist\n", json!({"target": "../bob/tool.flist"}));
-    c.ok(alice, &["merge", "merged.flist", "alice/app.flist", "alice/home-1.0.flist", "bob/tool.flist"]);
+    c.expect_printed(
+        &out,
+        "../bob/tool.flist\n",
+        json!({"target": "../bob/tool.flist"}),
+    );
+    c.ok(
+        alice,
+        &[
+            "merge",
+            "merged.flist",
+            "alice/app.flist",
+            "alice/home-1.0.flist",
+            "bob/tool.flist",
+        ],
+    );
     c.ok(alice, &["tag", "v1", "app.flist", "alice", "app.flist"]);
     c.ok(alice, &["tag", "v1", "tool.flist", "bob", "tool.flist"]);
     c.ok(alice, &["untag", "v1", "tool.flist", "bob", "tool.flist"]);
@@ -245,7 +288,12 @@ fn script(json: bool) {
     c.expect_printed(&out, "acme\n", json!({"username": "acme"}));
     c.ok_env(alice, &["upload", &tgz], &[("ZFLIST_HUB_USER", "acme")]);
     // ... never one it is not a member of
-    let (m, _) = c.fails(Some(alice), &["username"], &[("ZFLIST_HUB_USER", "bob")], "hub");
+    let (m, _) = c.fails(
+        Some(alice),
+        &["username"],
+        &[("ZFLIST_HUB_USER", "bob")],
+        "hub",
+    );
     assert!(m.starts_with("hub authentication failed"), "{m}");
 
     // failures: the reference's messages and exit status 1
@@ -253,16 +301,31 @@ fn script(json: bool) {
     assert_eq!(m, "missing hub token");
     let (m, _) = c.fails(None, &["readlink", "alice/latest.flist"], &[], "hub");
     assert_eq!(m, "missing hub token");
-    let (m, _) = c.fails(Some("not-a-token"), &["symlink", "app.flist", "x.flist"], &[], "hub");
+    let (m, _) = c.fails(
+        Some("not-a-token"),
+        &["symlink", "app.flist", "x.flist"],
+        &[],
+        "hub",
+    );
     assert!(m.starts_with("hub authentication failed"), "{m}");
     let (m, _) = c.fails(Some("not-a-token"), &["login"], &[], "hub");
     assert!(m.starts_with("hub authentication failed"), "{m}");
     // readlink and taglink need no valid token (no authentication check)
     let out = c.ok("not-a-token", &["readlink", "alice/latest.flist"]);
     c.expect_printed(&out, "app.flist\n", json!({"target": "app.flist"}));
-    let (m, _) = c.fails(Some(alice), &["readlink", "alice/app.flist"], &[], "readlink");
+    let (m, _) = c.fails(
+        Some(alice),
+        &["readlink", "alice/app.flist"],
+        &[],
+        "readlink",
+    );
     assert_eq!(m, "requested flist is not a symlink, could not readlink");
-    let (m, _) = c.fails(Some(alice), &["readlink", "alice/nothing.flist"], &[], "readlink");
+    let (m, _) = c.fails(
+        Some(alice),
+        &["readlink", "alice/nothing.flist"],
+        &[],
+        "readlink",
+    );
     assert!(m.contains("nothing"), "{m}");
     // a refused request: the hub's body is printed (text mode) and the status is 1
     let (m, stdout) = c.fails(Some(alice), &["delete", "nothing.flist"], &[], "hub");
@@ -271,7 +334,12 @@ fn script(json: bool) {
         let body: Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(body["status"], json!("error"), "{stdout}");
     }
-    let (m, _) = c.fails(Some(alice), &["rename", "app.flist", "latest.flist"], &[], "hub");
+    let (m, _) = c.fails(
+        Some(alice),
+        &["rename", "app.flist", "latest.flist"],
+        &[],
+        "hub",
+    );
     assert!(m.starts_with("HTTP 409"), "{m}");
     let (m, _) = c.fails(Some(alice), &["refresh"], &[], "hub");
     assert!(m.contains("not supported"), "{m}");
@@ -289,8 +357,14 @@ fn script(json: bool) {
             entry("v1", "tag", ""),
         ]
     );
-    assert_eq!(catalog(&c.hub, "acme"), vec![entry("app.flist", "regular", "")]);
-    assert_eq!(catalog(&c.hub, "bob"), vec![entry("tool.flist", "regular", "")]);
+    assert_eq!(
+        catalog(&c.hub, "acme"),
+        vec![entry("app.flist", "regular", "")]
+    );
+    assert_eq!(
+        catalog(&c.hub, "bob"),
+        vec![entry("tool.flist", "regular", "")]
+    );
     let tag = c.hub.get_json("/api/flist/alice/tags/v1");
     let links: Vec<(&str, &str)> = tag
         .as_array()
@@ -309,7 +383,10 @@ fn script(json: bool) {
         .filter(|p| ["/etc/motd", "/bin/app", "/docs/readme", "/usr/bin/tool"].contains(p))
         .collect();
     paths.sort();
-    assert_eq!(paths, vec!["/bin/app", "/docs/readme", "/etc/motd", "/usr/bin/tool"]);
+    assert_eq!(
+        paths,
+        vec!["/bin/app", "/docs/readme", "/etc/motd", "/usr/bin/tool"]
+    );
     // the published homemade flist is served, with its content
     let (s, body) = c.hub.get("/alice/home-1.0.flist");
     assert_eq!(s, 200);
@@ -354,12 +431,18 @@ fn flags_and_the_stored_token() {
     );
 
     // a bad token is refused and not stored
-    let out = run(&["hub", "--hub", &url, "login", "--token-stdin"], Some("bogus\n"));
+    let out = run(
+        &["hub", "--hub", &url, "login", "--token-stdin"],
+        Some("bogus\n"),
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let file = home.path().join(".config/zflist/hub-tokens.json");
     assert!(!file.exists());
 
-    let out = run(&["hub", "--hub", &url, "login", "--token-stdin"], Some(&format!("{token}\n")));
+    let out = run(
+        &["hub", "--hub", &url, "login", "--token-stdin"],
+        Some(&format!("{token}\n")),
+    );
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("logged in"));
     let mode = fs::metadata(&file).unwrap().permissions().mode();
@@ -399,7 +482,15 @@ fn flags_and_the_stored_token() {
 
     // the reference's `zflist <temporary-point> hub ...` form
     let out = zflist_in(
-        &["/tmp/unused-mnt", "hub", "--hub", &url, "--token", &token, "username"],
+        &[
+            "/tmp/unused-mnt",
+            "hub",
+            "--hub",
+            &url,
+            "--token",
+            &token,
+            "username",
+        ],
         &[],
         None,
         home.path(),
@@ -455,7 +546,12 @@ fn requests_carry_the_reference_headers() {
         ("ZFLIST_HUB_TOKEN", "tok-123"),
         ("ZFLIST_HUB_USER", "acme"),
     ];
-    let out = zflist_in(&["hub", "symlink", "a:1.flist", "b:2.flist"], &env, None, home.path());
+    let out = zflist_in(
+        &["hub", "symlink", "a:1.flist", "b:2.flist"],
+        &env,
+        None,
+        home.path(),
+    );
     assert!(out.status.success(), "{out:?}");
     let out = zflist_in(
         &["hub", "merge", "m.flist", "x/a:1.flist", "y/b.flist"],
@@ -480,10 +576,15 @@ fn requests_carry_the_reference_headers() {
         assert!(has("authorization: Bearer tok-123"), "{head:?}");
         assert!(has("cookie: active-user=acme"), "{head:?}");
         assert!(
-            head.iter().any(|l| l.to_ascii_lowercase().starts_with("user-agent: zflist/2.3.0")),
+            head.iter().any(|l| l
+                .to_ascii_lowercase()
+                .starts_with("user-agent: zflist/2.3.0")),
             "{head:?}"
         );
     }
-    assert!(seen[3].0.iter().any(|l| l.eq_ignore_ascii_case("content-type: application/json")));
+    assert!(seen[3]
+        .0
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case("content-type: application/json")));
     assert_eq!(seen[3].1, r#"["x/a:1.flist","y/b.flist"]"#);
 }

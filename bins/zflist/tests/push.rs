@@ -89,7 +89,10 @@ fn generate_tree(root: &Path) -> u64 {
 }
 
 fn unique_chunks(flist: &Path) -> u64 {
-    let v = ok_json(&zflist(&["inspect", flist.to_str().unwrap()], &[("ZFLIST_JSON", "1")]));
+    let v = ok_json(&zflist(
+        &["inspect", flist.to_str().unwrap()],
+        &[("ZFLIST_JSON", "1")],
+    ));
     v["unique_chunks"].as_u64().unwrap()
 }
 
@@ -102,15 +105,18 @@ fn push_sends_only_what_the_hub_lacks_and_resumes_after_a_kill() {
     let size = generate_tree(&tree);
     assert!(size > 195_000_000, "{size}");
     let url = hub.url();
-    let env = [
-        ("ZFLIST_HUB_TOKEN", token.as_str()),
-        ("ZFLIST_JSON", "1"),
-    ];
+    let env = [("ZFLIST_HUB_TOKEN", token.as_str()), ("ZFLIST_JSON", "1")];
     let tree_s = tree.to_str().unwrap();
     let v1 = work.path().join("v1.flist");
     let push_args = |name: &str, out: &Path| -> Vec<String> {
         [
-            "push", tree_s, "--hub", &url, "--name", name, "-o",
+            "push",
+            tree_s,
+            "--hub",
+            &url,
+            "--name",
+            name,
+            "-o",
             out.to_str().unwrap(),
         ]
         .iter()
@@ -155,7 +161,11 @@ fn push_sends_only_what_the_hub_lacks_and_resumes_after_a_kill() {
     assert!(before > 0 && before < total, "before {before} of {total}");
     assert_eq!(after, total, "the hub holds every chunk: {r}");
     assert_eq!(sent, total - before, "only the rest is sent: {r}");
-    assert_eq!(bytes, after_bytes - before_bytes, "bytes sent = bytes newly stored: {r}");
+    assert_eq!(
+        bytes,
+        after_bytes - before_bytes,
+        "bytes sent = bytes newly stored: {r}"
+    );
     assert_eq!(r["chunks_checked"].as_u64().unwrap(), total, "{r}");
     assert_eq!(r["name"], "app-1.flist");
     assert_eq!(r["url"], format!("{url}/alice/app-1.flist"));
@@ -195,10 +205,30 @@ fn push_sends_only_what_the_hub_lacks_and_resumes_after_a_kill() {
     let mnt_s = mnt.to_str().unwrap();
     let out = zflist(&["--mnt", mnt_s, "open", got.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{out:?}");
-    let out = zflist(&["--mnt", mnt_s, "--store", &store, "cat", "/conf/changeme.bin"], &[]);
+    let out = zflist(
+        &[
+            "--mnt",
+            mnt_s,
+            "--store",
+            &store,
+            "cat",
+            "/conf/changeme.bin",
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, noise(8, 100 * 1024));
-    let out = zflist(&["--mnt", mnt_s, "--store", &store, "cat", "/data/d3/blob7.bin"], &[]);
+    let out = zflist(
+        &[
+            "--mnt",
+            mnt_s,
+            "--store",
+            &store,
+            "cat",
+            "/data/d3/blob7.bin",
+        ],
+        &[],
+    );
     assert_eq!(out.stdout, noise(1000 + 300 + 7, 1_300_000));
     // the first version still serves the old content
     let listing = hub.get_json("/api/flist/alice");
@@ -235,7 +265,14 @@ fn push_flist_and_image_sources() {
     let local = format!("dir://{}", work.path().join("local-store").display());
     let fl = work.path().join("mine.flist");
     ok_json(&zflist(
-        &["pack", src.to_str().unwrap(), "-o", fl.to_str().unwrap(), "--store", &local],
+        &[
+            "pack",
+            src.to_str().unwrap(),
+            "-o",
+            fl.to_str().unwrap(),
+            "--store",
+            &local,
+        ],
         &[("ZFLIST_JSON", "1")],
     ));
     // without access to its chunks: a clear error, nothing published
@@ -245,7 +282,16 @@ fn push_flist_and_image_sources() {
     assert_eq!(e["error"]["function"], "push", "{e}");
     assert_eq!(hub.get("/dave/mine.flist").0, 404);
     let r = ok_json(&zflist(
-        &["push", fl.to_str().unwrap(), "--hub", &url, "--store", &local, "--repo", "team"],
+        &[
+            "push",
+            fl.to_str().unwrap(),
+            "--hub",
+            &url,
+            "--store",
+            &local,
+            "--repo",
+            "team",
+        ],
         &env,
     ));
     assert_eq!(r["chunks_sent"], 3, "{r}");
@@ -270,9 +316,13 @@ fn push_flist_and_image_sources() {
         &[Layer::gzip(&layer)],
     );
     let image = format!("oci:{}:v1", layout_dir.display());
-    let r = ok_json(&zflist(&["push", &image, "--hub", &url, "--name", "img"], &env));
+    let r = ok_json(&zflist(
+        &["push", &image, "--hub", &url, "--name", "img"],
+        &env,
+    ));
     assert_eq!(r["name"], "img.flist", "{r}");
-    assert_eq!(r["chunks_sent"], 3, "{r}");
+    // three file chunks, plus the generated /.startup.toml
+    assert_eq!(r["chunks_sent"], 4, "{r}");
     let meta = hub.get_json("/api/flist/dave/img.flist/metadata");
     assert!(meta.to_string().contains("/bin/big"), "{meta}");
 
@@ -280,10 +330,16 @@ fn push_flist_and_image_sources() {
     let out = zflist(&["push", "alpine:3.20", "--hub", &url], &env);
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
-        e["error"]["message"].as_str().unwrap().contains("docker://alpine:3.20"),
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("docker://alpine:3.20"),
         "{e}"
     );
-    let out = zflist(&["push", src.to_str().unwrap(), "--hub", &url], &[("ZFLIST_JSON", "1")]);
+    let out = zflist(
+        &["push", src.to_str().unwrap(), "--hub", &url],
+        &[("ZFLIST_JSON", "1")],
+    );
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(e["error"]["message"], "missing hub token", "{e}");
 }

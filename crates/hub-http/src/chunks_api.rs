@@ -235,8 +235,7 @@ pub async fn put_chunk(
     }
     let b2 = body.clone();
     let actual: [u8; KEY_BYTES] =
-        tokio::task::spawn_blocking(move || flist_format::codec::blake2b::<KEY_BYTES>(&b2))
-            .await?;
+        tokio::task::spawn_blocking(move || flist_format::codec::blake2b::<KEY_BYTES>(&b2)).await?;
     if actual != key {
         return Err(refuse(ApiError::bad_request(format!(
             "chunk key {hex_key} does not match its content (BLAKE2b-16 {}): not stored",
@@ -244,6 +243,12 @@ pub async fn put_chunk(
         ))));
     }
     if !api.quota.reserve(&actor.user, len) {
+        // a chunk the store already has costs nothing, even over the quota
+        if st.store.exists(&key).await? {
+            return Ok(Json(render::success(Some(
+                json!({"key": hex::encode(key), "written": false}),
+            ))));
+        }
         return Err(refuse(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(

@@ -243,7 +243,13 @@ async fn public_endpoints_have_the_contract_shapes() {
 async fn authenticated_writes_and_their_errors() {
     let (t, alice) = populated().await;
     let (s, me) = t.call("GET", "/api/flist/me", &alice).await;
-    assert_eq!((s, me), (200, json!({"status": "success", "payload": {"username": "alice"}})));
+    assert_eq!(
+        (s, me),
+        (
+            200,
+            json!({"status": "success", "payload": {"username": "alice"}})
+        )
+    );
     let (s, dump) = t.call("GET", "/api/flist/me/a.flist", &alice).await;
     assert_eq!(s, 200);
     assert!(dump["content"].is_array());

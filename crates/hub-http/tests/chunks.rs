@@ -17,7 +17,10 @@ fn key_of(data: &[u8]) -> String {
 }
 
 async fn put(t: &TestHub, token: Option<&str>, key: &str, body: Vec<u8>) -> (u16, Value) {
-    let mut rb = t.client.put(t.url(&format!("/api/chunks/{key}"))).body(body);
+    let mut rb = t
+        .client
+        .put(t.url(&format!("/api/chunks/{key}")))
+        .body(body);
     if let Some(tok) = token {
         rb = rb.bearer_auth(tok);
     }
@@ -57,7 +60,10 @@ async fn a_chunk_under_a_wrong_key_is_refused_and_not_stored() {
     let (s, v) = put(&t, Some(&tok), &other_key, good.clone()).await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["status"], "error");
-    assert!(v["message"].as_str().unwrap().contains("does not match"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("does not match"),
+        "{v}"
+    );
     assert!(!stored(&t, &other_key).await);
     assert!(!stored(&t, &good_key).await);
     // ... and under a key nobody has
@@ -68,13 +74,25 @@ async fn a_chunk_under_a_wrong_key_is_refused_and_not_stored() {
     // both are missing
     let (s, v) = missing(&t, Some(&tok), json!({"keys": [good_key, other_key]})).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v, json!({"status": "success", "payload": {"missing": [good_key, other_key]}}));
+    assert_eq!(
+        v,
+        json!({"status": "success", "payload": {"missing": [good_key, other_key]}})
+    );
 
     // the right key is stored once
     let (s, v) = put(&t, Some(&tok), &good_key, good.clone()).await;
-    assert_eq!((s, &v["payload"]), (200, &json!({"key": good_key, "written": true})));
+    assert_eq!(
+        (s, &v["payload"]),
+        (200, &json!({"key": good_key, "written": true}))
+    );
     assert!(stored(&t, &good_key).await);
-    let stored_value = t.server.state.store.get(&hex::decode(&good_key).unwrap()).await.unwrap();
+    let stored_value = t
+        .server
+        .state
+        .store
+        .get(&hex::decode(&good_key).unwrap())
+        .await
+        .unwrap();
     assert_eq!(stored_value, Some(Bytes::from(good.clone())));
     let (s, v) = put(&t, Some(&tok), &good_key.to_uppercase(), good.clone()).await;
     assert_eq!((s, &v["payload"]["written"]), (200, &json!(false)));
@@ -106,8 +124,16 @@ async fn bad_requests_limits_and_authentication() {
     let (s, v) = put(&t, Some(&tok), "xyz", data.clone()).await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(put(&t, Some(&tok), &key, Vec::new()).await.0, 400);
-    assert_eq!(missing(&t, Some(&tok), json!({"keys": ["zz"]})).await.0, 400);
-    assert_eq!(missing(&t, Some(&tok), json!(["not", "an", "object"])).await.0, 400);
+    assert_eq!(
+        missing(&t, Some(&tok), json!({"keys": ["zz"]})).await.0,
+        400
+    );
+    assert_eq!(
+        missing(&t, Some(&tok), json!(["not", "an", "object"]))
+            .await
+            .0,
+        400
+    );
     let (s, v) = missing(&t, Some(&tok), json!({"keys": [key, key, key, key]})).await;
     assert_eq!(s, 413, "{v}");
     let (s, v) = missing(&t, Some(&tok), json!({"keys": []})).await;
@@ -155,7 +181,14 @@ async fn upload_flist_passes_once_the_missing_chunks_are_uploaded() {
     let t = TestHub::start().await;
     let tok = t.token("alice", &[]).await;
     let flist_bytes = std::fs::read(test_support::fixture("fixture.flist")).unwrap();
-    let (s, v) = t.upload("/api/flist/me/upload-flist", &tok, "fixture.flist", flist_bytes.clone()).await;
+    let (s, v) = t
+        .upload(
+            "/api/flist/me/upload-flist",
+            &tok,
+            "fixture.flist",
+            flist_bytes.clone(),
+        )
+        .await;
     assert_eq!(s, 400, "{v}");
     let chunks = test_support::fixture("chunks");
     let mut keys = Vec::new();
@@ -177,7 +210,14 @@ async fn upload_flist_passes_once_the_missing_chunks_are_uploaded() {
     }
     let (_, v) = missing(&t, Some(&tok), json!({"keys": keys})).await;
     assert_eq!(v["payload"]["missing"], json!([]));
-    let (s, v) = t.upload("/api/flist/me/upload-flist", &tok, "fixture.flist", flist_bytes).await;
+    let (s, v) = t
+        .upload(
+            "/api/flist/me/upload-flist",
+            &tok,
+            "fixture.flist",
+            flist_bytes,
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     t.stop().await;
 }

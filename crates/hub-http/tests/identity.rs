@@ -77,7 +77,13 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
             .expect("me");
         (r.status().as_u16(), r.json::<Value>().await.expect("json"))
     };
-    assert_eq!((s, v), (200, json!({"status": "success", "payload": {"username": "team"}})));
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"status": "success", "payload": {"username": "team"}})
+        )
+    );
     assert_eq!(
         call_as(
             &t,

@@ -37,16 +37,22 @@ pub fn hub_server_bin(binary_next_to: &Path) -> PathBuf {
                 "bins/hub-server",
                 "Cargo.lock",
             ]
-                .iter()
-                .filter_map(|p| newest_source(&root.join(p)))
-                .max();
+            .iter()
+            .filter_map(|p| newest_source(&root.join(p)))
+            .max();
             let fresh = matches!((built, newest), (Some(b), Some(n)) if b >= n);
             if !fresh {
                 let release = dir.file_name().is_some_and(|n| n == "release");
                 let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
                 let mut c = Command::new(cargo);
-                c.current_dir(&root)
-                    .args(["build", "--quiet", "-p", "hub-server", "--bin", "hub-server"]);
+                c.current_dir(&root).args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "hub-server",
+                    "--bin",
+                    "hub-server",
+                ]);
                 if release {
                     c.arg("--release");
                 }
@@ -160,7 +166,11 @@ impl HubProcess {
             if !sub.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(sub.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let name = f.file_name();
                 let name = name.to_string_lossy();
                 if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -269,10 +279,7 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let size = std::str::from_utf8(&b[..eol])
             .ok()
             .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())

@@ -85,7 +85,12 @@ impl HubOptions {
     /// The token to send: the given one, else the one stored for this hub; "missing hub
     /// token" when there is none.
     pub fn token(&self, function: &str) -> Result<String> {
-        if let Some(t) = self.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(t) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             return Ok(t.to_string());
         }
         if let Some(dir) = self.config_dir() {
@@ -251,9 +256,8 @@ impl HubClient {
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         if let Some(u) = user.filter(|u| !u.is_empty()) {
-            let c = HeaderValue::from_str(&format!("active-user={u}")).map_err(|_| {
-                Error::usage(function, "ZFLIST_HUB_USER holds invalid characters")
-            })?;
+            let c = HeaderValue::from_str(&format!("active-user={u}"))
+                .map_err(|_| Error::usage(function, "ZFLIST_HUB_USER holds invalid characters"))?;
             headers.insert(COOKIE, c);
         }
         let http = reqwest::Client::builder()

@@ -205,7 +205,9 @@ impl HubStore {
             .acquire()
             .await
             .map_err(|e| self.err(Some(key), None, e.to_string()))?;
-        let url = self.client.url(&format!("/api/chunks/{}", hex::encode(key)));
+        let url = self
+            .client
+            .url(&format!("/api/chunks/{}", hex::encode(key)));
         let len = value.len() as u64;
         let v = self
             .send(Some(key), || {
@@ -401,7 +403,10 @@ pub fn push(
     let mut name = match &args.name {
         Some(n) => n.clone(),
         None => src.default_name().ok_or_else(|| {
-            Error::usage(FUNCTION, format!("give the flist's name with --name for {source}"))
+            Error::usage(
+                FUNCTION,
+                format!("give the flist's name with --name for {source}"),
+            )
         })?,
     };
     if !name.ends_with(".flist") {
@@ -615,8 +620,10 @@ fn push_flist_chunks(
         progress.finish("uploaded");
     }
     let st = flist.tree.stats();
-    Ok(json!({"regular": st.regular, "directory": st.directory, "symlink": st.symlink,
-        "special": st.special, "fullsize": st.fullsize}))
+    Ok(
+        json!({"regular": st.regular, "directory": st.directory, "symlink": st.symlink,
+        "special": st.special, "fullsize": st.fullsize}),
+    )
 }
 
 #[cfg(test)]
