@@ -146,6 +146,7 @@ pub fn plan(group: &str) -> Result<Vec<Vec<String>>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod tests {
     use super::*;
 

@@ -554,6 +554,7 @@ fn pip_install(reqs: &[&str]) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod tests {
     use super::*;
 
