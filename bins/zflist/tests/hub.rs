@@ -256,7 +256,7 @@ fn script(json: bool) {
     c.ok(alice, &["symlink", "app.flist", "latest.flist"]);
     let out = c.ok(alice, &["readlink", "alice/latest.flist"]);
     c.expect_printed(&out, "app.flist\n", json!({"target": "app.flist"}));
-    c.ok(alice, &["rename", "home.flist", "home-1.0.flist"]);
+    c.ok(alice, &["rename", "home.flist", "home:1.0.flist"]);
     c.ok(alice, &["promote", "bob/tool.flist", "tool.flist"]);
     c.ok(alice, &["crosslink", "bobtool.flist", "bob", "tool.flist"]);
     let out = c.ok(alice, &["readlink", "alice/bobtool.flist"]);
@@ -271,7 +271,7 @@ fn script(json: bool) {
             "merge",
             "merged.flist",
             "alice/app.flist",
-            "alice/home-1.0.flist",
+            "alice/home:1.0.flist",
             "bob/tool.flist",
         ],
     );
@@ -350,7 +350,7 @@ fn script(json: bool) {
         vec![
             entry("app.flist", "regular", ""),
             entry("bobtool.flist", "symlink", "bob/tool.flist"),
-            entry("home-1.0.flist", "regular", ""),
+            entry("home:1.0.flist", "regular", ""),
             entry("latest.flist", "symlink", "app.flist"),
             entry("merged.flist", "regular", ""),
             entry("stable", "taglink", "alice/tags/v1"),
@@ -388,7 +388,7 @@ fn script(json: bool) {
         vec!["/bin/app", "/docs/readme", "/etc/motd", "/usr/bin/tool"]
     );
     // the published homemade flist is served, with its content
-    let (s, body) = c.hub.get("/alice/home-1.0.flist");
+    let (s, body) = c.hub.get("/alice/home:1.0.flist");
     assert_eq!(s, 200);
     let got = c.path("got.flist");
     fs::write(&got, body).unwrap();

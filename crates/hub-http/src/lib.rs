@@ -13,10 +13,12 @@
 pub mod api;
 pub mod auth;
 pub mod chunks_api;
+pub mod compat;
 pub mod config;
 pub mod docker;
 pub mod error;
 pub mod jobs;
+pub mod lookup;
 pub mod render;
 pub mod server;
 pub mod state;

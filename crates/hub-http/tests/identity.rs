@@ -550,7 +550,13 @@ async fn threebot_login_flow() {
         .send()
         .await
         .expect("logout");
-    assert_eq!(r.status(), 303);
+    // A page saying so (200, as the old hub) that clears the cookies.
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"))));
     let me = t
         .client
         .get(t.url("/api/flist/me"))
