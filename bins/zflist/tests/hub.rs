@@ -326,7 +326,7 @@ fn script(json: bool) {
         &[],
         "readlink",
     );
-    assert!(m.contains("nothing"), "{m}");
+    assert!(m.contains("not found"), "{m}");
     // a refused request: the hub's body is printed (text mode) and the status is 1
     let (m, stdout) = c.fails(Some(alice), &["delete", "nothing.flist"], &[], "hub");
     assert!(m.starts_with("HTTP 404"), "{m}");
