@@ -378,7 +378,7 @@ async fn mirror_follows_every_change_and_refuses_writes() {
         }
     }
     let mut expected = BTreeMap::new();
-    for (k, _) in &cloned {
+    for k in cloned.keys() {
         expected.insert(k.clone(), get(&c, &p, &format!("/{k}")).await.1);
     }
     assert_eq!(cloned, expected);

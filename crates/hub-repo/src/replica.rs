@@ -391,50 +391,50 @@ mod tests {
 
     #[test]
     fn snapshot_round_trips_into_another_hub() {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
-        let primary = Hub::open(a.path()).unwrap();
-        let mirror = Hub::open(b.path()).unwrap();
+        let a = tempfile::tempdir().expect("ok");
+        let b = tempfile::tempdir().expect("ok");
+        let primary = Hub::open(a.path()).expect("ok");
+        let mirror = Hub::open(b.path()).expect("ok");
         let alice = Actor::new("alice", vec![]);
-        let staged = primary.stage_reader(&b"not really a flist"[..]).unwrap();
+        let staged = primary.stage_reader(&b"not really a flist"[..]).expect("ok");
         primary
             .put_flist(&alice, "alice", "x.flist", staged, FlistInfo::default())
-            .unwrap();
-        primary.link(&alice, "alice", "x.flist", "l.flist").unwrap();
+            .expect("ok");
+        primary.link(&alice, "alice", "x.flist", "l.flist").expect("ok");
         primary
             .tag_add(&alice, "alice", "v1", "x.flist", "alice", "x.flist")
-            .unwrap();
-        let (changes, latest) = primary.changes(0, 100).unwrap();
+            .expect("ok");
+        let (changes, latest) = primary.changes(0, 100).expect("ok");
         assert_eq!(changes.len(), 3);
         assert_eq!(latest, changes[2].id);
         assert_eq!(changes[1].action, "link");
 
-        let snap = primary.repo_snapshot("alice").unwrap().unwrap();
+        let snap = primary.repo_snapshot("alice").expect("ok").expect("ok");
         // Without the file the snapshot is refused and nothing changes.
         assert!(mirror.apply_snapshot(&snap).is_err());
-        assert!(mirror.repo_snapshot("alice").unwrap().is_none());
+        assert!(mirror.repo_snapshot("alice").expect("ok").is_none());
         let blob = &snap.blobs[0];
-        let wrong = mirror.stage_reader(&b"something else"[..]).unwrap();
+        let wrong = mirror.stage_reader(&b"something else"[..]).expect("ok");
         assert!(mirror.commit_verified_blob(&wrong, blob).is_err());
-        let file = std::fs::File::open(primary.blob_path(&blob.sha256)).unwrap();
-        let staged = mirror.stage_reader(file).unwrap();
-        mirror.commit_verified_blob(&staged, blob).unwrap();
-        mirror.apply_snapshot(&snap).unwrap();
-        assert_eq!(mirror.repo_snapshot("alice").unwrap().unwrap(), snap);
+        let file = std::fs::File::open(primary.blob_path(&blob.sha256)).expect("ok");
+        let staged = mirror.stage_reader(file).expect("ok");
+        mirror.commit_verified_blob(&staged, blob).expect("ok");
+        mirror.apply_snapshot(&snap).expect("ok");
+        assert_eq!(mirror.repo_snapshot("alice").expect("ok").expect("ok"), snap);
         assert_eq!(
-            mirror.list("alice").unwrap(),
-            primary.list("alice").unwrap()
+            mirror.list("alice").expect("ok"),
+            primary.list("alice").expect("ok")
         );
 
-        primary.delete(&alice, "alice", "l.flist").unwrap();
-        let snap2 = primary.repo_snapshot("alice").unwrap().unwrap();
-        mirror.apply_snapshot(&snap2).unwrap();
-        assert_eq!(mirror.repo_snapshot("alice").unwrap().unwrap(), snap2);
-        mirror.remove_repository("alice").unwrap();
-        assert!(mirror.repo_snapshot("alice").unwrap().is_none());
+        primary.delete(&alice, "alice", "l.flist").expect("ok");
+        let snap2 = primary.repo_snapshot("alice").expect("ok").expect("ok");
+        mirror.apply_snapshot(&snap2).expect("ok");
+        assert_eq!(mirror.repo_snapshot("alice").expect("ok").expect("ok"), snap2);
+        mirror.remove_repository("alice").expect("ok");
+        assert!(mirror.repo_snapshot("alice").expect("ok").is_none());
 
-        assert_eq!(mirror.mirror_state("cursor").unwrap(), None);
-        mirror.set_mirror_state("cursor", "7").unwrap();
-        assert_eq!(mirror.mirror_state("cursor").unwrap().as_deref(), Some("7"));
+        assert_eq!(mirror.mirror_state("cursor").expect("ok"), None);
+        mirror.set_mirror_state("cursor", "7").expect("ok");
+        assert_eq!(mirror.mirror_state("cursor").expect("ok").as_deref(), Some("7"));
     }
 }
