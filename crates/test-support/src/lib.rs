@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod archive;
+pub mod http;
 pub mod redis;
 pub mod zdb;
 
