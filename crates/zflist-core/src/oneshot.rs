@@ -424,11 +424,10 @@ pub fn extract_with(
             }
             shown = Some(n);
             // chunks are 512 KiB of content, the last of a file shorter: estimate bytes
-            let bytes = if total > 0 {
-                total_bytes.saturating_mul(n) / total
-            } else {
-                0
-            };
+            let bytes = total_bytes
+                .saturating_mul(n)
+                .checked_div(total)
+                .unwrap_or(0);
             progress.transfer("extracting", bytes, total_bytes, n);
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
