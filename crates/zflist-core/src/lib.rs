@@ -27,12 +27,15 @@ pub mod backend;
 pub mod chunks;
 pub mod commands;
 pub mod convert;
+pub mod display;
 pub mod error;
 pub mod hub_client;
 pub mod local;
 pub mod metadata;
 pub mod oneshot;
+pub mod progress;
 pub mod push;
+pub mod remote;
 pub mod response;
 pub mod session;
 
