@@ -69,14 +69,21 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 
 /// The whole test suite: every crate's unit, integration and doc tests.
 fn test(extra: &[String]) -> Result<()> {
-    let missing: Vec<&str> = ["redis-server", "docker-registry", "skopeo"]
+    let missing: Vec<&str> = [
+        "redis-server",
+        "docker-registry",
+        "skopeo",
+        "chromium",
+        "chromedriver",
+    ]
         .into_iter()
         .filter(|p| which(p).is_none())
         .collect();
     if !missing.is_empty() {
         bail!(
             "{} not on PATH: the tests run a real redis-server and a real OCI registry.\n\
-             Install them (Debian: apt-get install -y redis-server docker-registry skopeo) \
+             Install them (Debian: apt-get install -y redis-server docker-registry skopeo \
+             chromium chromium-driver) \
              and run again.",
             missing.join(", ")
         );

@@ -571,21 +571,22 @@ async fn downloads_with_etag_range_head_and_companions() {
     let md = t.get("/alice/fixture.flist.md").await;
     assert_eq!(md.status(), 200);
     let md = md.text().await.expect("md");
-    assert!(md.contains("/many/f001.txt") && md.contains("custom-key"));
+    assert!(md.contains("custom-key") && md.contains("many/</a>"), "{md}");
+    let many = t.get("/alice/fixture.flist.md?dir=/many").await;
+    assert_eq!(many.status(), 200);
+    assert!(many.text().await.expect("md").contains(">f001.txt<"));
     assert_eq!(t.get("/alice/none.flist").await.status(), 404);
 
-    // Pages.
+    // Pages (each needle is something only that page writes).
     for (p, needle) in [
-        ("/", "alice"),
-        ("/alice", "latest.flist"),
-        ("/alice/tags/v1", "a.flist"),
-        ("/search?q=fixture", "alice/fixture.flist"),
-        ("/upload", "multipart/form-data"),
-        ("/upload-flist", "upload-flist"),
-        ("/merge", "merge"),
-        ("/docker-convert", "image"),
-        ("/token", "Sign in"),
-        ("/login-method", "login-threebot"),
+        ("/", "<a href=\"/alice\">alice</a>"),
+        ("/alice", "data-name=\"latest.flist\""),
+        ("/alice/tags/v1", "id=\"tag-links\""),
+        ("/search?q=fixture", "id=\"flist-results\""),
+        ("/upload", "root file system becomes an flist"),
+        ("/upload-flist", "homemade"),
+        ("/docker-convert", "pulls the image"),
+        ("/login-method", "id=\"token-login\""),
     ] {
         let r = t.get(p).await;
         assert_eq!(r.status(), 200, "{p}");
@@ -595,6 +596,12 @@ async fn downloads_with_etag_range_head_and_companions() {
         );
     }
     assert_eq!(t.get("/nobody").await.status(), 404);
+    // Signed-out visitors are asked to sign in where a page acts for a user.
+    for p in ["/token", "/merge"] {
+        let r = t.get(p).await;
+        assert_eq!(r.status(), 401, "{p}");
+        assert!(r.text().await.expect("text").contains("You need to sign in first"));
+    }
     t.stop().await;
 }
 

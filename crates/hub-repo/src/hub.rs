@@ -275,6 +275,7 @@ impl Hub {
             generation: AtomicU64::new(1),
         };
         hub.fail_interrupted_jobs()?;
+        hub.init_path_index()?;
         Ok(hub)
     }
 
@@ -382,7 +383,7 @@ impl Hub {
         let metadata = info.metadata.map(|m| Value::Object(m).to_string());
         let dump = info.dump.map(|d| d.to_string());
         let uploader = actor.user.clone();
-        self.audited(actor, action, repo, name, detail, |tx, ts| {
+        let entry = self.audited(actor, action, repo, name, detail, |tx, ts| {
             tx.prepare_cached(
                 "INSERT INTO blobs(sha256, md5, size, metadata, dump, created) VALUES (?1,?2,?3,?4,?5,?6) \
                  ON CONFLICT(sha256) DO UPDATE SET metadata = coalesce(blobs.metadata, excluded.metadata), \
@@ -394,7 +395,9 @@ impl Hub {
             .ctx("record flist file")?;
             upsert_regular(tx, repo, name, &staged.sha256, &uploader, info.source.as_deref(), ts)?;
             get_entry(tx, repo, name)?.ok_or_else(|| RepoError::NotFound(format!("{repo}/{name}")))
-        })
+        })?;
+        self.index_stored(&staged.sha256);
+        Ok(entry)
     }
 
     /// Records one staged flist under many `(repo, name)` entries in a single transaction
@@ -432,6 +435,7 @@ impl Hub {
             Ok(targets.len())
         })?;
         self.bump_generation();
+        self.index_stored(&staged.sha256);
         Ok(n)
     }
 

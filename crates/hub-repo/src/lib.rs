@@ -9,12 +9,15 @@
 //!   [`Hub::crosstag_remove`], [`Hub::merge`];
 //! - identity and jobs: [`Hub::create_token`], [`Hub::check_token`], [`Hub::revoke_token`],
 //!   [`Hub::job_create`] and friends (jobs left running by a crash read as failed);
+//! - browsing (web pages): [`Hub::dir_page`], [`Hub::search_paths`] over the path index
+//!   ([`paths`]), [`Hub::repo_summaries`], [`Hub::recent_flists`], [`Hub::references_to`];
 //! - maintenance: [`Hub::import_legacy`], [`Hub::integrity_check`], [`Hub::audit_log`].
 //!
 //! Everything blocks: call it from `spawn_blocking` in async code.
 
 mod actor;
 mod blobs;
+pub mod browse;
 mod db;
 mod error;
 mod hub;
@@ -23,6 +26,7 @@ mod jobs;
 mod legacy;
 mod model;
 pub mod names;
+pub mod paths;
 mod tokens;
 
 pub use actor::Actor;
