@@ -75,6 +75,8 @@ fn screenshot_dir() -> PathBuf {
 }
 
 async fn open_browser(port: u16, width: u32, height: u32) -> Res<(Client, tempfile::TempDir)> {
+    // More than one rustls crypto backend is linked in: pick one for the WebDriver client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut caps = serde_json::Map::new();
     caps.insert(
