@@ -49,14 +49,30 @@ fn big_tree() -> Tree {
     let mut tree = Tree::new(m.clone());
     let big = tree.mkdir_p("big", &m).expect("mkdir");
     for i in 0..100_000u64 {
-        tree.insert(big, &format!("file-{i:06}.dat"), f.clone(), Kind::File { size: i, blocks: vec![] })
-            .expect("insert");
+        tree.insert(
+            big,
+            &format!("file-{i:06}.dat"),
+            f.clone(),
+            Kind::File {
+                size: i,
+                blocks: vec![],
+            },
+        )
+        .expect("insert");
     }
     for d in 0..100 {
         let dir = tree.mkdir_p(&format!("d{d:03}"), &m).expect("mkdir");
         for i in 0..1000u64 {
-            tree.insert(dir, &format!("entry-{i:04}"), f.clone(), Kind::File { size: i, blocks: vec![] })
-                .expect("insert");
+            tree.insert(
+                dir,
+                &format!("entry-{i:04}"),
+                f.clone(),
+                Kind::File {
+                    size: i,
+                    blocks: vec![],
+                },
+            )
+            .expect("insert");
         }
     }
     tree
@@ -124,7 +140,10 @@ async fn flist_page_of_200000_entries_is_fast_and_bounded() {
     assert_eq!(r.status(), 200);
     let body = r.text().await.expect("body");
     let first = t.elapsed();
-    assert!(first < Duration::from_secs(1), "first answer took {first:?}");
+    assert!(
+        first < Duration::from_secs(1),
+        "first answer took {first:?}"
+    );
     assert!(body.contains("200000 files"), "counts on the page");
     assert!(body.contains("d099/"), "root directory listed");
 

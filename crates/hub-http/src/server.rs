@@ -19,7 +19,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, docker, jobs, threebot, ui, upload, web};
+use crate::{api, compat, docker, jobs, threebot, ui, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +162,7 @@ pub fn router(state: Shared) -> Router {
         .route("/login-token", post(ui::account::login_token))
         .route("/me/active-user", post(ui::account::switch))
         .route("/logout", get(web::logout).post(web::logout))
+        .route("/readonly", get(web::readonly))
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
         .route("/callback_token", get(threebot::callback_token))
@@ -182,6 +183,7 @@ pub fn router(state: Shared) -> Router {
             ui::limits::limit_heavy,
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn(compat::layer))
 }
 
 /// Opens the catalog, the chunk store and the identity keys.
@@ -279,7 +281,8 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         source,
     })?;
     let state = build_state(config).await?;
-    let app = router(state.clone());
+    // A trailing `/` is accepted everywhere: it is trimmed before routing.
+    let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
     let (tx, rx) = oneshot::channel::<()>();
     // Small responses are written in pieces: without TCP_NODELAY, Nagle's algorithm and
     // delayed ACKs stall them by ~40 ms.
@@ -294,9 +297,9 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
+            let _ = rx.await;
+        })
+        .await
     });
     tracing::info!("hub listening on http://{addr}");
     Ok(Server {

@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use hub_repo::{names, Resolved};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -11,7 +11,7 @@ use tower_http::services::ServeFile;
 
 use crate::auth::{ACTIVE_USER_COOKIE, SESSION_COOKIE};
 use crate::error::ApiError;
-use crate::render;
+use crate::render::{self, html_escape as esc};
 use crate::state::Shared;
 
 /// An error shown as an HTML page with its status (or as JSON when the flag is set, for
@@ -85,6 +85,14 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
         Ok(r) => r.map(Body::new),
         Err(e) => return ApiError::internal(e).into_response(),
     };
+    if !resp.status().is_success() {
+        // 416 and friends: an HTML answer, as the old hub's.
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return resp;
+    }
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
@@ -97,6 +105,21 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     resp
+}
+
+/// On page and download paths an invalid name is simply a file that does not exist (404), as
+/// on the old hub; the `/api/` routes answer 400 for the same names.
+fn no_such_file(r: Result<(), hub_repo::RepoError>) -> Result<(), WebError> {
+    r.map_err(|e| WebError(ApiError::not_found(e.to_string()), false))
+}
+
+/// A link that resolves to nothing (dangling, cycle) has nothing to serve: 404.
+fn gone(e: ApiError) -> WebError {
+    if e.status == StatusCode::CONFLICT {
+        WebError(ApiError::not_found(e.message), false)
+    } else {
+        WebError(e, false)
+    }
 }
 
 /// Unknown `/api/...` paths that fell through to the page routes answer JSON.
@@ -117,11 +140,11 @@ pub async fn repo_file(
     req: Request,
 ) -> WebResult<Response> {
     api_guard(&repo, &file)?;
-    names::validate_repo(&repo)?;
+    no_such_file(names::validate_repo(&repo))?;
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
-    names::validate_flist(&name)?;
-    let r = st.resolve(&repo, &name).await?;
+    no_such_file(names::validate_flist(&name))?;
+    let r = st.resolve(&repo, &name).await.map_err(gone)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
         "md5" => Ok((
@@ -154,15 +177,17 @@ async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebRes
         .blocking(move |hub| Ok(hub.metadata(&r2)?))
         .await
         .unwrap_or_default();
-    let backend = md
-        .get("backend")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| st.public_backend.clone());
+    // `Storage` is where this hub tells clients to fetch chunks (its public backend), as the
+    // old hub did; the flist's own `backend` only when the hub announces none.
+    let backend = st.public_backend.clone().or_else(|| {
+        md.get("backend")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let base = st.config.public_url.trim_end_matches('/');
     Ok(json!({
         "flist": name,
-        "uploader": format!("{base}/{repo}"),
+        "uploader": repo,
         "source": format!("{base}/{repo}/{name}"),
         "storage": render::storage_url(backend.as_deref()),
         "checksum": r.md5,
@@ -176,11 +201,11 @@ pub async fn tag_file(
     req: Request,
 ) -> WebResult<Response> {
     api_guard(&repo, &file)?;
-    names::validate_repo(&repo)?;
-    names::validate_tag(&tag)?;
+    no_such_file(names::validate_repo(&repo))?;
+    no_such_file(names::validate_tag(&tag))?;
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
-    names::validate_flist(&name)?;
+    no_such_file(names::validate_flist(&name))?;
     let n2 = name.clone();
     let r = st
         .blocking(move |hub| Ok(hub.resolve_in_tag(&repo, &tag, &n2)?))
@@ -198,17 +223,46 @@ pub async fn tag_file(
 
 // ----- session -----------------------------------------------------------------------------
 
-/// `GET|POST /logout`: revokes the session token and clears the cookies.
+/// A 302 to `to` with a small HTML body (the old hub's redirects were HTML too).
+pub fn redirect(to: &str) -> Response {
+    let body = format!(
+        "<!doctype html><p>Redirecting to <a href=\"{0}\">{0}</a>.</p>",
+        esc(to)
+    );
+    let mut resp = (StatusCode::FOUND, Html(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Pages that need a signed-in user send anonymous visitors to the login choice (302), as
+/// the old hub did.
+pub fn login_first() -> Response {
+    redirect("/login-method")
+}
+
+/// `GET /readonly`: this hub has no read-only mode; like the old hub with it off, go home.
+pub async fn readonly() -> Response {
+    redirect("/")
+}
+
+/// `GET|POST /logout`: revokes the session token, clears the cookies and says so (200, as
+/// the old hub).
 pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) -> Response {
     if let Some(tok) = crate::auth::cookie(&headers, SESSION_COOKIE) {
         let hub = st.hub.clone();
         let _ = tokio::task::spawn_blocking(move || hub.revoke_token(&tok)).await;
     }
-    let mut resp = Redirect::to("/").into_response();
+    let mut resp = Html(page(
+        "Signed out",
+        "<p>You are signed out. <a href=\"/\">Back to the hub</a></p>",
+    ))
+    .into_response();
     for c in [SESSION_COOKIE, ACTIVE_USER_COOKIE] {
-        if let Ok(v) =
-            HeaderValue::from_str(&format!("{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"))
-        {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+        )) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }

@@ -241,7 +241,11 @@ fn sign_in_with_an_api_token_and_out() {
             .send_keys("not-a-real-token")
             .await
             .map_err(err("type"))?;
-        wait_css(&c, "#token-signin").await?.click().await.map_err(err("click"))?;
+        wait_css(&c, "#token-signin")
+            .await?
+            .click()
+            .await
+            .map_err(err("click"))?;
         let flash = text_of(&c, "#flash").await?;
         ensure(
             flash.contains("not a token of this hub"),
@@ -260,12 +264,19 @@ fn sign_in_with_an_api_token_and_out() {
             )
             .await
             .map_err(err("switcher"))?;
-        ensure(selected == json!("alice"), format!("acting as alice: {selected}"))?;
+        ensure(
+            selected == json!("alice"),
+            format!("acting as alice: {selected}"),
+        )?;
         ensure(
             c.find(Locator::Css("#signin")).await.is_err(),
             "no Sign in link once signed in",
         )?;
-        wait_css(&c, "#signout").await?.click().await.map_err(err("sign out"))?;
+        wait_css(&c, "#signout")
+            .await?
+            .click()
+            .await
+            .map_err(err("sign out"))?;
         wait_css(&c, "#signin").await?;
         ensure(
             c.find(Locator::Css("#signout")).await.is_err(),
@@ -294,10 +305,17 @@ fn upload_a_targz_through_the_form_and_land_on_its_page() {
             .send_keys(&path.display().to_string())
             .await
             .map_err(err("pick file"))?;
-        wait_css(&c, "#upload-submit").await?.click().await.map_err(err("upload"))?;
+        wait_css(&c, "#upload-submit")
+            .await?
+            .click()
+            .await
+            .map_err(err("upload"))?;
         wait_url(&c, "/uploader/webapp-1.0.flist.md").await?;
         let name = text_of(&c, "#flist-name").await?;
-        ensure(name == "webapp-1.0.flist", format!("page of the new flist: {name}"))?;
+        ensure(
+            name == "webapp-1.0.flist",
+            format!("page of the new flist: {name}"),
+        )?;
         let tree = text_of(&c, "#contents").await?;
         ensure(
             tree.contains("etc/") && tree.contains("usr/"),
@@ -319,7 +337,8 @@ fn open_and_close_a_directory_in_the_tree() {
     browser_test("tree", |c, w| async move {
         let mut tree = Tree::new(meta(0o755));
         let bin = tree.mkdir_p("usr/bin", &meta(0o755)).unwrap();
-        tree.insert(bin, "passwd", meta(0o4755), file(68_208)).unwrap();
+        tree.insert(bin, "passwd", meta(0o4755), file(68_208))
+            .unwrap();
         tree.insert(
             bin,
             "sh",
@@ -332,7 +351,11 @@ fn open_and_close_a_directory_in_the_tree() {
         put_tree(w, "treeuser", "tree.flist", tree, Metadata::new()).await;
 
         goto(&c, w, "/treeuser/tree.flist.md").await?;
-        wait_css(&c, "#contents a.dir").await?.click().await.map_err(err("open usr"))?;
+        wait_css(&c, "#contents a.dir")
+            .await?
+            .click()
+            .await
+            .map_err(err("open usr"))?;
         let bin_link = wait_css(&c, "#contents tr.sub a.dir").await?;
         ensure(
             bin_link.text().await.map_err(err("text"))? == "bin/",
@@ -345,15 +368,24 @@ fn open_and_close_a_directory_in_the_tree() {
             format!("setuid file row: {row}"),
         )?;
         let link = text_of(&c, "#contents tr.sub tr.sub tr.t-symlink").await?;
-        ensure(link.contains("sh") && link.contains("→ dash"), format!("symlink row: {link}"))?;
+        ensure(
+            link.contains("sh") && link.contains("→ dash"),
+            format!("symlink row: {link}"),
+        )?;
         // Closing usr removes what it showed.
-        wait_css(&c, "#contents > .table-wrap > table > tbody > tr > td > a.dir")
-            .await?
-            .click()
-            .await
-            .map_err(err("close usr"))?;
+        wait_css(
+            &c,
+            "#contents > .table-wrap > table > tbody > tr > td > a.dir",
+        )
+        .await?
+        .click()
+        .await
+        .map_err(err("close usr"))?;
         let open = c
-            .execute("return document.querySelectorAll('#contents tr.sub').length", vec![])
+            .execute(
+                "return document.querySelectorAll('#contents tr.sub').length",
+                vec![],
+            )
             .await
             .map_err(err("count"))?;
         ensure(open == json!(0), format!("closed: {open} sub-rows left"))
@@ -451,11 +483,11 @@ fn rename_and_delete_from_the_repository_page() {
             .await
             .map_err(err("delete"))?;
         let flash = text_of(&c, "#flash").await?;
-        ensure(flash == "Deleted new-name.flist.", format!("delete result: {flash}"))?;
         ensure(
-            c.find(Locator::Css(row)).await.is_err(),
-            "the row is gone",
+            flash == "Deleted new-name.flist.",
+            format!("delete result: {flash}"),
         )?;
+        ensure(c.find(Locator::Css(row)).await.is_err(), "the row is gone")?;
         let gone = w.hub.hub().entry("owner1", "new-name.flist").unwrap();
         ensure(gone.is_none(), "deleted in the catalog")
     });
@@ -476,9 +508,16 @@ fn create_and_revoke_a_token() {
             .click()
             .await
             .map_err(err("expiry"))?;
-        wait_css(&c, "#token-create").await?.click().await.map_err(err("create"))?;
+        wait_css(&c, "#token-create")
+            .await?
+            .click()
+            .await
+            .map_err(err("create"))?;
         let token = c
-            .execute("return document.getElementById('token-value').value", vec![])
+            .execute(
+                "return document.getElementById('token-value').value",
+                vec![],
+            )
             .await
             .map_err(err("token"))?;
         let token = token.as_str().unwrap_or_default().to_string();
@@ -527,12 +566,16 @@ fn create_and_revoke_a_token() {
 fn merge_two_flists_from_the_form() {
     browser_test("merge", |c, w| async move {
         let mut one = Tree::new(meta(0o755));
-        one.insert(Tree::ROOT, "shared", meta(0o644), file(111)).unwrap();
-        one.insert(Tree::ROOT, "only-one", meta(0o644), file(1)).unwrap();
+        one.insert(Tree::ROOT, "shared", meta(0o644), file(111))
+            .unwrap();
+        one.insert(Tree::ROOT, "only-one", meta(0o644), file(1))
+            .unwrap();
         put_tree(w, "merger", "one.flist", one, Metadata::new()).await;
         let mut two = Tree::new(meta(0o755));
-        two.insert(Tree::ROOT, "shared", meta(0o644), file(222)).unwrap();
-        two.insert(Tree::ROOT, "only-two", meta(0o644), file(2)).unwrap();
+        two.insert(Tree::ROOT, "shared", meta(0o644), file(222))
+            .unwrap();
+        two.insert(Tree::ROOT, "only-two", meta(0o644), file(2))
+            .unwrap();
         put_tree(w, "merger", "two.flist", two, Metadata::new()).await;
 
         sign_in(&c, w, "merger").await?;
@@ -553,7 +596,11 @@ fn merge_two_flists_from_the_form() {
             .send_keys("both")
             .await
             .map_err(err("target"))?;
-        wait_css(&c, "#merge-submit").await?.click().await.map_err(err("merge"))?;
+        wait_css(&c, "#merge-submit")
+            .await?
+            .click()
+            .await
+            .map_err(err("merge"))?;
         wait_url(&c, "/merger/both.flist.md").await?;
         let tree = text_of(&c, "#contents").await?;
         ensure(
@@ -592,7 +639,10 @@ fn script_and_quotes_in_names_readme_and_metadata_render_as_text() {
 
         goto(&c, w, "/evil/evil.flist.md").await?;
         let tree_text = text_of(&c, "#contents").await?;
-        ensure(tree_text.contains(evil), format!("entry name as text: {tree_text}"))?;
+        ensure(
+            tree_text.contains(evil),
+            format!("entry name as text: {tree_text}"),
+        )?;
         let meta_text = text_of(&c, "#metadata").await?;
         ensure(
             meta_text.contains("maintainer") && meta_text.contains(evil),

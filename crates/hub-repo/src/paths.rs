@@ -137,13 +137,13 @@ pub fn mode_string(kind: &Kind, mode: u32) -> String {
         },
     };
     let bit = |m: u32, c: char| if mode & m != 0 { c } else { '-' };
-    let exec = |x: u32, special: u32, set: char, unset: char| match (mode & x != 0, mode & special != 0)
-    {
-        (true, true) => set,
-        (false, true) => unset,
-        (true, false) => 'x',
-        (false, false) => '-',
-    };
+    let exec =
+        |x: u32, special: u32, set: char, unset: char| match (mode & x != 0, mode & special != 0) {
+            (true, true) => set,
+            (false, true) => unset,
+            (true, false) => 'x',
+            (false, false) => '-',
+        };
     let mut s = String::with_capacity(10);
     s.push(t);
     s.push(bit(0o400, 'r'));
@@ -217,7 +217,11 @@ fn insert_tree(tx: &Connection, sha256: &str, tree: &Tree, ts: i64) -> Result<()
     let mut stack: Vec<(usize, String)> = vec![(Tree::ROOT, "/".to_string())];
     while let Some((id, path)) = stack.pop() {
         let n = tree.node(id);
-        let parent: i64 = if id == Tree::ROOT { -1 } else { n.parent as i64 };
+        let parent: i64 = if id == Tree::ROOT {
+            -1
+        } else {
+            n.parent as i64
+        };
         let owner = match (n.meta.uname.is_empty(), n.meta.gname.is_empty()) {
             (false, false) => format!("{}:{}", n.meta.uname, n.meta.gname),
             _ => format!("{}:{}", n.meta.uid, n.meta.gid),
@@ -230,7 +234,11 @@ fn insert_tree(tx: &Connection, sha256: &str, tree: &Tree, ts: i64) -> Result<()
             Kind::Dir { children, .. } => children.len() as i64,
             _ => 0,
         };
-        let name = if id == Tree::ROOT { "" } else { n.name.as_str() };
+        let name = if id == Tree::ROOT {
+            ""
+        } else {
+            n.name.as_str()
+        };
         st.execute(params![
             blob,
             id as i64,
@@ -394,11 +402,8 @@ impl Hub {
                      ORDER BY sort, name LIMIT ?3 OFFSET ?4"
                 ))
                 .and_then(|mut s| {
-                    s.query_map(
-                        params![blob, node, limit as i64, offset as i64],
-                        row_entry,
-                    )?
-                    .collect::<Result<Vec<_>, _>>()
+                    s.query_map(params![blob, node, limit as i64, offset as i64], row_entry)?
+                        .collect::<Result<Vec<_>, _>>()
                 })
                 .ctx("read directory")?;
             Ok(Some(DirPage {
@@ -422,7 +427,11 @@ impl Hub {
         if query.is_empty() {
             return Ok(Vec::new());
         }
-        let column = if query.starts_with('/') { "path" } else { "name" };
+        let column = if query.starts_with('/') {
+            "path"
+        } else {
+            "name"
+        };
         let sql = format!(
             "SELECT e.repo, e.name, p.path, p.kind FROM path_entries p \
              JOIN path_blobs b ON b.id = p.blob \
@@ -466,9 +475,7 @@ mod tests {
         assert_eq!(mode_string(&file, 0o644), "-rw-r--r--");
         assert_eq!(mode_string(&file, 0o2640), "-rw-r-S---");
         assert_eq!(mode_string(&Kind::empty_dir(), 0o1777), "drwxrwxrwt");
-        let link = Kind::Symlink {
-            target: "x".into(),
-        };
+        let link = Kind::Symlink { target: "x".into() };
         assert_eq!(mode_string(&link, 0o777), "lrwxrwxrwx");
         let fifo = Kind::Special {
             kind: SpecialKind::Fifo,

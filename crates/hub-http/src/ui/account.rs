@@ -142,7 +142,8 @@ async fn tokens_page(st: &Shared, ctx: &Ctx, created: Option<(String, String, i6
                    "last_used": used.get(&t.id)})
         })
         .collect();
-    let created = created.map(|(tok, label, exp)| json!({"token": tok, "label": label, "expires": exp}));
+    let created =
+        created.map(|(tok, label, exp)| json!({"token": tok, "label": label, "expires": exp}));
     let mut resp = ctx.render(
         "tokens.html",
         "API tokens",

@@ -69,10 +69,7 @@ pub fn url(name: &str) -> String {
 
 /// `GET /static/<file>`: an embedded asset, else a file of the configured static directory.
 pub async fn serve(State(st): State<Shared>, Path(file): Path<String>, req: Request) -> Response {
-    if let Some(a) = assets()
-        .iter()
-        .find(|a| a.hashed == file || a.name == file)
-    {
+    if let Some(a) = assets().iter().find(|a| a.hashed == file || a.name == file) {
         let fresh = req
             .headers()
             .get(header::IF_NONE_MATCH)
@@ -87,7 +84,10 @@ pub async fn serve(State(st): State<Shared>, Path(file): Path<String>, req: Requ
             StatusCode::NOT_MODIFIED.into_response()
         } else {
             (
-                [(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(a.content_type),
+                )],
                 a.body,
             )
                 .into_response()

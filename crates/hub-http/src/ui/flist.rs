@@ -199,12 +199,7 @@ async fn render_page(
     ))
 }
 
-fn tree_context(
-    base: &str,
-    dir: &str,
-    page: u64,
-    p: Option<hub_repo::paths::DirPage>,
-) -> Value {
+fn tree_context(base: &str, dir: &str, page: u64, p: Option<hub_repo::paths::DirPage>) -> Value {
     let mut crumbs = vec![json!({"name": "/", "href": format!("{base}?dir=/#contents")})];
     let mut acc = String::new();
     for part in dir.split('/').filter(|s| !s.is_empty()) {

@@ -190,8 +190,7 @@ pub async fn upload_post(
             Some(j) => j,
             None => st.jobs.start("upload", &actor.user).await?,
         };
-        let payload =
-            crate::upload::upload_with_job(&st, &actor, &headers, multipart, job).await?;
+        let payload = crate::upload::upload_with_job(&st, &actor, &headers, multipart, job).await?;
         let name = payload["name"].as_str().unwrap_or_default().to_string();
         Ok((actor.active.clone(), name))
     }
@@ -220,7 +219,10 @@ pub async fn upload_flist_post(
             multipart,
         )
         .await?;
-        let name = v["payload"]["name"].as_str().unwrap_or_default().to_string();
+        let name = v["payload"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         Ok((active, name))
     }
     .await;
@@ -290,7 +292,9 @@ pub async fn merge_post(
     let mut picks: Vec<(i64, usize, String)> = Vec::new();
     for (i, (k, v)) in fields.iter().enumerate() {
         if k == "pick" {
-            let order = get(&format!("order:{v}")).parse::<i64>().unwrap_or(i as i64 + 1000);
+            let order = get(&format!("order:{v}"))
+                .parse::<i64>()
+                .unwrap_or(i as i64 + 1000);
             picks.push((order, i, v.clone()));
         }
     }

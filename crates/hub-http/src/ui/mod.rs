@@ -183,7 +183,10 @@ pub struct Ctx {
 impl FromRequestParts<Shared> for Ctx {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
         let MaybeCaller(actor) = MaybeCaller::from_request_parts(parts, state).await?;
         let flash = crate::auth::cookie(&parts.headers, FLASH_COOKIE).and_then(|v| {
             let text = percent_encoding::percent_decode_str(&v)
@@ -229,9 +232,7 @@ impl Ctx {
                 m.insert("flash".into(), json!({"kind": f.kind, "text": f.text}));
             }
         }
-        let body = env()
-            .get_template(template)
-            .and_then(|t| t.render(&data));
+        let body = env().get_template(template).and_then(|t| t.render(&data));
         let mut resp = match body {
             Ok(b) => (status, Html(b)).into_response(),
             Err(e) => ApiError::internal(format!("rendering {template}: {e:#}")).into_response(),
@@ -267,13 +268,9 @@ impl Ctx {
         )
     }
 
-    /// The signed-in actor, or an error page asking to sign in.
+    /// The signed-in actor, or a redirect (302) to the sign-in page, as the old hub did.
     pub fn require(&self) -> Result<&Actor, Response> {
-        self.actor.as_ref().ok_or_else(|| {
-            self.error(&ApiError::unauthorized(
-                "You need to sign in first (Sign in, top right).",
-            ))
-        })
+        self.actor.as_ref().ok_or_else(crate::web::login_first)
     }
 }
 
@@ -376,7 +373,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("hub.test:80"));
         assert!(check_same_origin(&h).is_ok());
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://hub.test:80"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://hub.test:80"),
+        );
         assert!(check_same_origin(&h).is_ok());
         h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.test"));
         assert!(check_same_origin(&h).is_err());

@@ -52,6 +52,11 @@ pub async fn home(State(st): State<Shared>, ctx: Ctx) -> Response {
     page_result(&ctx, r)
 }
 
+/// On page paths an invalid name is a page that does not exist (404), as on the old hub.
+fn not_found(e: RepoError) -> ApiError {
+    ApiError::not_found(e.to_string())
+}
+
 fn api_guard(repo: &str) -> Result<(), ApiError> {
     if repo == "api" {
         return Err(ApiError::not_found("no such endpoint"));
@@ -63,7 +68,7 @@ fn api_guard(repo: &str) -> Result<(), ApiError> {
 pub async fn repo(State(st): State<Shared>, Path(repo): Path<String>, ctx: Ctx) -> Response {
     let r = async {
         api_guard(&repo)?;
-        names::validate_repo(&repo)?;
+        names::validate_repo(&repo).map_err(not_found)?;
         let r2 = repo.clone();
         let (items, md5s) = st
             .blocking(move |hub| {
@@ -221,12 +226,9 @@ pub async fn repo_action(
                 }
                 "untag" => {
                     let links = hub.tag_links(&r2, f.tag.trim())?;
-                    let l = links
-                        .iter()
-                        .find(|l| l.name == f.linkname)
-                        .ok_or_else(|| {
-                            RepoError::NotFound(format!("{} in tag {}", f.linkname, f.tag))
-                        })?;
+                    let l = links.iter().find(|l| l.name == f.linkname).ok_or_else(|| {
+                        RepoError::NotFound(format!("{} in tag {}", f.linkname, f.tag))
+                    })?;
                     let (tr, tn) = split_target(l.target.as_deref().unwrap_or_default())?;
                     hub.tag_remove(a, &r2, f.tag.trim(), &f.linkname, &tr, &tn)?;
                     format!("Removed {} from tag {}.", f.linkname, f.tag.trim())
@@ -273,8 +275,8 @@ pub async fn tag(
 ) -> Response {
     let r = async {
         api_guard(&repo)?;
-        names::validate_repo(&repo)?;
-        names::validate_tag(&tag)?;
+        names::validate_repo(&repo).map_err(not_found)?;
+        names::validate_tag(&tag).map_err(not_found)?;
         let (r2, t2) = (repo.clone(), tag.clone());
         let links = st.blocking(move |hub| Ok(hub.tag_links(&r2, &t2)?)).await?;
         let links: Vec<Value> = links
