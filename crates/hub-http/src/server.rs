@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
 use axum::serve::ListenerExt;
 use axum::Router;
+use axum::ServiceExt;
 use hub_repo::Hub;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

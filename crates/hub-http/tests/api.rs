@@ -602,9 +602,6 @@ async fn downloads_with_etag_range_head_and_companions() {
         ("/alice", "data-name=\"latest.flist\""),
         ("/alice/tags/v1", "id=\"tag-links\""),
         ("/search?q=fixture", "id=\"flist-results\""),
-        ("/upload", "root file system becomes an flist"),
-        ("/upload-flist", "homemade"),
-        ("/docker-convert", "pulls the image"),
         ("/login-method", "id=\"token-login\""),
         ("/logout", "signed out"),
     ] {
@@ -647,16 +644,6 @@ async fn downloads_with_etag_range_head_and_companions() {
     }
     assert_eq!(t.get("/readonly").await.status(), 302);
     assert_eq!(t.get("/nobody").await.status(), 404);
-    // Signed-out visitors are asked to sign in where a page acts for a user.
-    for p in ["/token", "/merge"] {
-        let r = t.get(p).await;
-        assert_eq!(r.status(), 401, "{p}");
-        assert!(r
-            .text()
-            .await
-            .expect("text")
-            .contains("You need to sign in first"));
-    }
     t.stop().await;
 }
 

@@ -461,6 +461,7 @@ impl Hub {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use flist_format::Meta;

@@ -239,6 +239,7 @@ fn tree_context(base: &str, dir: &str, page: u64, p: Option<hub_repo::paths::Dir
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

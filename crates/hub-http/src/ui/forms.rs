@@ -55,7 +55,10 @@ fn storage_hint(st: &Shared) -> String {
 
 /// `GET /upload`
 pub async fn upload_page(ctx: Ctx) -> Response {
-    let acting = ctx.actor.as_ref().map(|a| a.active.clone());
+    let acting = match ctx.require() {
+        Ok(a) => a.active.clone(),
+        Err(r) => return r,
+    };
     ctx.render(
         "upload.html",
         "Upload an archive",
@@ -66,7 +69,10 @@ pub async fn upload_page(ctx: Ctx) -> Response {
 
 /// `GET /upload-flist`
 pub async fn upload_flist_page(State(st): State<Shared>, ctx: Ctx) -> Response {
-    let acting = ctx.actor.as_ref().map(|a| a.active.clone());
+    let acting = match ctx.require() {
+        Ok(a) => a.active.clone(),
+        Err(r) => return r,
+    };
     ctx.render(
         "upload.html",
         "Upload an flist",
@@ -345,7 +351,10 @@ pub async fn merge_post(
 /// `GET /docker-convert`: the form posts with `async=1`, then follows the job's events and
 /// links the result.
 pub async fn docker_page(ctx: Ctx) -> Response {
-    let acting = ctx.actor.as_ref().map(|a| a.active.clone());
+    let acting = match ctx.require() {
+        Ok(a) => a.active.clone(),
+        Err(r) => return r,
+    };
     ctx.render(
         "docker.html",
         "Convert a Docker image",
