@@ -52,7 +52,7 @@ pub async fn login_token(
         return ctx.error(&e);
     }
     let token = f.token.trim().to_string();
-    let ttl = st.config.token_ttl_secs.min(7 * 86_400).max(60);
+    let ttl = st.config.token_ttl_secs.clamp(60, 7 * 86_400);
     let r = st
         .blocking(move |hub| match hub.check_token(&token)? {
             TokenCheck::Valid(info) => {

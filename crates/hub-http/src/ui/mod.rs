@@ -269,6 +269,7 @@ impl Ctx {
     }
 
     /// The signed-in actor, or a redirect (302) to the sign-in page, as the old hub did.
+    #[allow(clippy::result_large_err)]
     pub fn require(&self) -> Result<&Actor, Response> {
         self.actor.as_ref().ok_or_else(crate::web::login_first)
     }
