@@ -12,12 +12,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod changes;
 pub mod compat;
 pub mod config;
 pub mod docker;
 pub mod error;
 pub mod jobs;
 pub mod lookup;
+pub mod mirror;
 pub mod render;
 pub mod server;
 pub mod state;
