@@ -23,6 +23,8 @@ struct World {
     rt: tokio::runtime::Runtime,
     hub: common::TestHub,
     driver_port: u16,
+    /// The watchdog shell owning chromedriver (it exits with this process).
+    _watchdog: std::process::Child,
 }
 
 fn world() -> &'static World {
@@ -43,7 +45,7 @@ fn world() -> &'static World {
             pid = std::process::id(),
             dir = hub.dir.path().display(),
         );
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .arg("-c")
             .arg(script)
             .stdin(Stdio::null())
@@ -63,6 +65,7 @@ fn world() -> &'static World {
             rt,
             hub,
             driver_port,
+            _watchdog: watchdog,
         }
     })
 }
