@@ -23,6 +23,7 @@ use flist_store::Store;
 mod builder;
 mod channel;
 mod decompress;
+pub mod derive;
 mod dirpack;
 mod error;
 mod extract;
@@ -31,6 +32,7 @@ pub mod oci;
 mod options;
 mod pipeline;
 mod tarball;
+pub mod vmcheck;
 
 pub use builder::sort_children;
 pub use channel::ChannelReader;

@@ -13,11 +13,13 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod derive;
 pub mod docker;
 pub mod error;
 pub mod jobs;
 pub mod render;
 pub mod server;
+pub mod signing;
 pub mod state;
 pub mod threebot;
 pub mod upload;

@@ -20,7 +20,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, docker, jobs, threebot, upload, web};
+use crate::{api, derive, docker, jobs, signing, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +137,8 @@ pub fn router(state: Shared) -> Router {
             "/api/flist/me/merge/{a}",
             on(MethodFilter::POST.or(MethodFilter::PUT), api::me_merge),
         )
+        .route("/api/flist/me/derive/{a}", post(derive::me_derive))
+        .route("/api/signing-key", get(signing::signing_key))
         .route("/listen/{id}", get(jobs::listen))
         .route("/", get(web::home))
         .route("/search", get(web::search))
@@ -188,6 +190,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
             config.public_backend
         );
     }
+    let data = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || signing::load_or_create_key(&data))
+        .await?
+        .map_err(|e| ServerError::Io {
+            what: "signing key".into(),
+            source: std::io::Error::other(e),
+        })?;
     let c2 = config.clone();
     let identity = tokio::task::spawn_blocking(move || Identity::from_config(&c2)).await??;
     Ok(Arc::new(AppState::new(

@@ -27,12 +27,16 @@ pub mod backend;
 pub mod chunks;
 pub mod commands;
 pub mod convert;
+pub mod derive;
 pub mod error;
 pub mod local;
 pub mod metadata;
+pub mod mount;
 pub mod oneshot;
 pub mod response;
 pub mod session;
+pub mod signing;
+pub mod vm;
 
 pub use backend::StoreConfig;
 pub use error::{Error, ErrorKind, Result};
