@@ -596,7 +596,8 @@ fn run(
         Cmd::CheckVm { flist } => zflist_core::vm::check_vm(&flist, stores),
         Cmd::Sign { flist, key, name } => zflist_core::signing::sign(&flist, &key, name.as_deref()),
         Cmd::Mount(m) => {
-            let args = m.into_args(default_cache_dir().and_then(|d| Some(d.parent()?.join("chunks"))));
+            let args =
+                m.into_args(default_cache_dir().and_then(|d| Some(d.parent()?.join("chunks"))));
             zflist_core::mount::mount(&args, stores, |mp| {
                 eprintln!("zflist: mounted {} at {}", args.flist, mp.display())
             })

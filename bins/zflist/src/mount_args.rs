@@ -67,7 +67,12 @@ pub struct SignatureCli {
     #[arg(long)]
     pub signature: bool,
     /// Trusted public key (base64, or a file holding it).
-    #[arg(long, value_name = "KEY", requires = "signature", conflicts_with = "hub")]
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "signature",
+        conflicts_with = "hub"
+    )]
     pub key: Option<String>,
     /// Trust the key the hub publishes at URL/api/signing-key.
     #[arg(long, value_name = "URL", requires = "signature")]

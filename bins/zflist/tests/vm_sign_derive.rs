@@ -38,13 +38,19 @@ fn real_kernel() -> PathBuf {
             .ok()?
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+            })
     };
     if let Some(k) = find(&cache.join("root")) {
         return k;
     }
     let depends = |pkg: &str| -> Option<String> {
-        let out = Command::new("apt-cache").args(["depends", pkg]).output().ok()?;
+        let out = Command::new("apt-cache")
+            .args(["depends", pkg])
+            .output()
+            .ok()?;
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .find_map(|l| l.trim().strip_prefix("Depends: "))
@@ -60,7 +66,9 @@ fn real_kernel() -> PathBuf {
     let dl = cache.join("download");
     fs::create_dir_all(&dl).unwrap();
     run(
-        Command::new("apt-get").args(["download", "-qq", &pkg]).current_dir(&dl),
+        Command::new("apt-get")
+            .args(["download", "-qq", &pkg])
+            .current_dir(&dl),
         "apt-get download",
     );
     let deb = fs::read_dir(&dl)
@@ -83,7 +91,21 @@ fn real_kernel() -> PathBuf {
 fn initrd(dir: &Path) -> PathBuf {
     fn entry(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, data: &[u8]) {
         let namesize = name.len() + 1;
-        let fields = [ino, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0, namesize as u32, 0];
+        let fields = [
+            ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            0,
+            0,
+            namesize as u32,
+            0,
+        ];
         out.extend_from_slice(b"070701");
         for f in fields {
             out.extend_from_slice(format!("{f:08X}").as_bytes());
@@ -135,7 +157,13 @@ fn check_vm_with_a_real_kernel() {
     vm_tree(&s.join("good"), &kernel, Some(&initrd), good);
     pack(&s.join("good"), &s.join("good.flist"), &store);
     let out = zflist()
-        .args(["--json", "check-vm", p(&s.join("good.flist")), "--store", &store])
+        .args([
+            "--json",
+            "check-vm",
+            p(&s.join("good.flist")),
+            "--store",
+            &store,
+        ])
         .output()
         .unwrap();
     let env: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -203,7 +231,11 @@ fn check_vm_with_a_real_kernel() {
         .args(["check-vm", p(&s.join("plain.flist")), "--store", &store])
         .output()
         .unwrap();
-    fails_with(&out, "check-vm", "/boot/boot.yaml is missing: this is not a VM flist");
+    fails_with(
+        &out,
+        "check-vm",
+        "/boot/boot.yaml is missing: this is not a VM flist",
+    );
 }
 
 #[test]
@@ -273,21 +305,42 @@ fn signed_flists_from_the_hub() {
         .args(["verify", p(&renamed), "--signature", "--key", &key])
         .output()
         .unwrap();
-    fails_with(&out, "verify", "but the signature is for \"alice/app.flist\"");
+    fails_with(
+        &out,
+        "verify",
+        "but the signature is for \"alice/app.flist\"",
+    );
 
     // mount --require-signature: the untampered flist mounts, the others are refused.
     let mp = s.join("mnt");
     let m = MountProc::start(
         p(&good),
         &mp,
-        &["--store", &store, "--no-cache", "--require-signature", p(&keyfile)],
+        &[
+            "--store",
+            &store,
+            "--no-cache",
+            "--require-signature",
+            p(&keyfile),
+        ],
     );
-    assert_eq!(fs::read_to_string(mp.join("etc/motd")).unwrap(), "signed content\n");
+    assert_eq!(
+        fs::read_to_string(mp.join("etc/motd")).unwrap(),
+        "signed content\n"
+    );
     let _ = m.stop();
     for f in [&bad, &renamed] {
         fs::create_dir_all(&mp).unwrap();
         let out = zflist()
-            .args(["mount", p(f), p(&mp), "--store", &store, "--require-signature", &key])
+            .args([
+                "mount",
+                p(f),
+                p(&mp),
+                "--store",
+                &store,
+                "--require-signature",
+                &key,
+            ])
             .output()
             .unwrap();
         fails_with(&out, "mount", "signature of");
@@ -299,14 +352,30 @@ fn signed_flists_from_the_hub() {
     // Authors sign their own flists.
     let author_key = s.join("author.key");
     let out = run(
-        zflist().args(["--json", "sign", p(&flist), "--key", p(&author_key), "--name", "alice/app.flist"]),
+        zflist().args([
+            "--json",
+            "sign",
+            p(&flist),
+            "--key",
+            p(&author_key),
+            "--name",
+            "alice/app.flist",
+        ]),
         "sign",
     );
     let env: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(env["response"]["created_key"], true);
     let public = env["response"]["key"].as_str().unwrap().to_string();
     run(
-        zflist().args(["verify", p(&flist), "--signature", "--key", &public, "--name", "alice/app.flist"]),
+        zflist().args([
+            "verify",
+            p(&flist),
+            "--signature",
+            "--key",
+            &public,
+            "--name",
+            "alice/app.flist",
+        ]),
         "verify the author's signature",
     );
     let out = zflist()
@@ -396,7 +465,10 @@ fn derive_shares_the_base_chunks() {
 
     let mp = s.join("mnt");
     let m = MountProc::start(p(&one), &mp, &["--store", &store, "--no-cache"]);
-    assert_eq!(fs::read(mp.join("root/.ssh/authorized_keys")).unwrap(), vec![b'j'; 1024]);
+    assert_eq!(
+        fs::read(mp.join("root/.ssh/authorized_keys")).unwrap(),
+        vec![b'j'; 1024]
+    );
     let diff = Command::new("diff")
         .args(["-r", "--no-dereference", "--exclude=root"])
         .arg(&mp)
@@ -412,7 +484,16 @@ fn derive_shares_the_base_chunks() {
 
     // Bad derivations name the problem and leave no output.
     let out = zflist()
-        .args(["derive", p(&base), "-o", p(&s.join("x.flist")), "--rm", "/nope", "--store", &store])
+        .args([
+            "derive",
+            p(&base),
+            "-o",
+            p(&s.join("x.flist")),
+            "--rm",
+            "/nope",
+            "--store",
+            &store,
+        ])
         .output()
         .unwrap();
     fails_with(&out, "derive", "/nope: no such entry in the base flist");
@@ -443,12 +524,24 @@ fn derive_shares_the_base_chunks() {
         "ssh-ed25519 AAAA me"
     );
     assert!(!mp.join("etc/motd").exists());
-    assert_eq!(fs::read_to_string(mp.join("etc/hostname")).unwrap(), "base\n");
+    assert_eq!(
+        fs::read_to_string(mp.join("etc/hostname")).unwrap(),
+        "base\n"
+    );
     let _ = m.stop();
     for (body, needle) in [
-        (r#"{"base":"alice/missing.flist","files":{"/a":"b"}}"#, "not found"),
-        (r#"{"base":"alice/official.flist","remove":["/nope"]}"#, "no such entry"),
-        (r#"{"base":"alice/official.flist","files":{"etc/x":"b"}}"#, "must be absolute"),
+        (
+            r#"{"base":"alice/missing.flist","files":{"/a":"b"}}"#,
+            "not found",
+        ),
+        (
+            r#"{"base":"alice/official.flist","remove":["/nope"]}"#,
+            "no such entry",
+        ),
+        (
+            r#"{"base":"alice/official.flist","files":{"etc/x":"b"}}"#,
+            "must be absolute",
+        ),
         (r#"{"base":"alice/official.flist"}"#, "nothing to change"),
     ] {
         let (code, answer) = hub.post_json("/api/flist/me/derive/bad.flist", body);

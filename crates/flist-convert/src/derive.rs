@@ -201,8 +201,16 @@ mod tests {
             },
         )
         .unwrap();
-        tree.insert(etc, "gone", Meta::root(0o644, 1), Kind::File { size: 0, blocks: vec![] })
-            .unwrap();
+        tree.insert(
+            etc,
+            "gone",
+            Meta::root(0o644, 1),
+            Kind::File {
+                size: 0,
+                blocks: vec![],
+            },
+        )
+        .unwrap();
         let base = Flist {
             tree,
             metadata: Default::default(),
@@ -226,7 +234,10 @@ mod tests {
         assert_eq!(stats.removed, 1);
         assert!(new.tree.lookup("/etc/gone").is_none());
         let big_id = new.tree.lookup("/etc/big").unwrap();
-        assert_eq!(new.tree.node(big_id).kind, base.tree.node(base.tree.lookup("/etc/big").unwrap()).kind);
+        assert_eq!(
+            new.tree.node(big_id).kind,
+            base.tree.node(base.tree.lookup("/etc/big").unwrap()).kind
+        );
         // The same derivation again writes nothing new.
         let (_, again) = derive(
             &base,
@@ -257,11 +268,27 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "/nope: no such entry in the base flist");
         assert!(matches!(
-            derive(&base, &[Change::Set { path: "/etc".into(), content: vec![] }], &store, 7),
+            derive(
+                &base,
+                &[Change::Set {
+                    path: "/etc".into(),
+                    content: vec![]
+                }],
+                &store,
+                7
+            ),
             Err(DeriveError::IsDirectory(_))
         ));
         assert!(matches!(
-            derive(&base, &[Change::Set { path: "rel".into(), content: vec![] }], &store, 7),
+            derive(
+                &base,
+                &[Change::Set {
+                    path: "rel".into(),
+                    content: vec![]
+                }],
+                &store,
+                7
+            ),
             Err(DeriveError::Path { .. })
         ));
     }

@@ -164,8 +164,9 @@ pub fn check_vm(tree: &Tree, store: &BlockingStore) -> VmReport {
     r.is_vm = true;
     let text = match &tree.node(yaml_id).kind {
         Kind::File { size, .. } if *size > MAX_YAML => {
-            r.problems
-                .push(format!("{BOOT_YAML} is {size} bytes: larger than {MAX_YAML}"));
+            r.problems.push(format!(
+                "{BOOT_YAML} is {size} bytes: larger than {MAX_YAML}"
+            ));
             return r;
         }
         Kind::File { .. } => match reader.head(yaml_id, MAX_YAML) {
@@ -198,8 +199,7 @@ pub fn check_vm(tree: &Tree, store: &BlockingStore) -> VmReport {
     }
     for (field, value) in [("kernel", &boot.kernel), ("initrd", &boot.initrd)] {
         let Some(value) = value else {
-            r.problems
-                .push(format!("{BOOT_YAML}: {field} is missing"));
+            r.problems.push(format!("{BOOT_YAML}: {field} is missing"));
             continue;
         };
         let Some(path) = as_text(value) else {
@@ -269,10 +269,14 @@ fn decompress_head(data: &[u8]) -> Option<(&'static str, Vec<u8>)> {
     const OUT: u64 = 64 * 1024;
     let mut out = Vec::new();
     let name = if data.starts_with(&[0x1f, 0x8b]) {
-        let _ = flate2::read::GzDecoder::new(data).take(OUT).read_to_end(&mut out);
+        let _ = flate2::read::GzDecoder::new(data)
+            .take(OUT)
+            .read_to_end(&mut out);
         "gzip"
     } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        let _ = xz2::read::XzDecoder::new(data).take(OUT).read_to_end(&mut out);
+        let _ = xz2::read::XzDecoder::new(data)
+            .take(OUT)
+            .read_to_end(&mut out);
         "xz"
     } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         if let Ok(d) = zstd::stream::read::Decoder::new(data) {
@@ -280,7 +284,9 @@ fn decompress_head(data: &[u8]) -> Option<(&'static str, Vec<u8>)> {
         }
         "zstd"
     } else if data.starts_with(b"BZh") {
-        let _ = bzip2::read::BzDecoder::new(data).take(OUT).read_to_end(&mut out);
+        let _ = bzip2::read::BzDecoder::new(data)
+            .take(OUT)
+            .read_to_end(&mut out);
         "bzip2"
     } else if data.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
         let _ = lz4_flex::frame::FrameDecoder::new(data)
@@ -404,7 +410,10 @@ pub fn initrd_format(head: &[u8]) -> Result<String, String> {
             None => Err(format!("{comp}-compressed, but not a cpio archive inside")),
         };
     }
-    Err("not an initramfs: neither a cpio archive nor a gzip/zstd/xz/lz4/bzip2-compressed one".into())
+    Err(
+        "not an initramfs: neither a cpio archive nor a gzip/zstd/xz/lz4/bzip2-compressed one"
+            .into(),
+    )
 }
 
 #[cfg(test)]
@@ -419,23 +428,37 @@ mod tests {
         bz[0x202..0x206].copy_from_slice(b"HdrS");
         assert_eq!(kernel_format(&bz).unwrap(), "bzImage");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(b"\x7fELF\x02\x01\x01rest of a vmlinux").unwrap();
-        assert_eq!(kernel_format(&gz.finish().unwrap()).unwrap(), "gzip-compressed ELF vmlinux");
-        assert!(kernel_format(b"#!/bin/sh\n").unwrap_err().contains("not a Linux kernel"));
+        gz.write_all(b"\x7fELF\x02\x01\x01rest of a vmlinux")
+            .unwrap();
+        assert_eq!(
+            kernel_format(&gz.finish().unwrap()).unwrap(),
+            "gzip-compressed ELF vmlinux"
+        );
+        assert!(kernel_format(b"#!/bin/sh\n")
+            .unwrap_err()
+            .contains("not a Linux kernel"));
         let cpio = b"07070100000001rest";
         assert_eq!(initrd_format(cpio).unwrap(), "cpio (newc)");
         let z = zstd::encode_all(&cpio[..], 3).unwrap();
         assert_eq!(initrd_format(&z).unwrap(), "zstd-compressed cpio (newc)");
         let mut lz = lz4_flex::frame::FrameEncoder::new(Vec::new());
         lz.write_all(cpio).unwrap();
-        assert_eq!(initrd_format(&lz.finish().unwrap()).unwrap(), "lz4-compressed cpio (newc)");
+        assert_eq!(
+            initrd_format(&lz.finish().unwrap()).unwrap(),
+            "lz4-compressed cpio (newc)"
+        );
         let block = lz4_flex::block::compress(cpio);
         let mut legacy = vec![0x02, 0x21, 0x4c, 0x18];
         legacy.extend_from_slice(&(block.len() as u32).to_le_bytes());
         legacy.extend_from_slice(&block);
-        assert_eq!(initrd_format(&legacy).unwrap(), "lz4-compressed cpio (newc)");
+        assert_eq!(
+            initrd_format(&legacy).unwrap(),
+            "lz4-compressed cpio (newc)"
+        );
         let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
         xz.write_all(b"hello").unwrap();
-        assert!(initrd_format(&xz.finish().unwrap()).unwrap_err().contains("xz-compressed, but not a cpio"));
+        assert!(initrd_format(&xz.finish().unwrap())
+            .unwrap_err()
+            .contains("xz-compressed, but not a cpio"));
     }
 }

@@ -157,10 +157,12 @@ fn decode32(text: &str, what: &'static str) -> Result<[u8; 32], SignatureError> 
             what,
             reason: format!("not base64: {e}"),
         })?;
-    bytes.try_into().map_err(|b: Vec<u8>| SignatureError::BadKey {
-        what,
-        reason: format!("{} bytes, expected 32", b.len()),
-    })
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| SignatureError::BadKey {
+            what,
+            reason: format!("{} bytes, expected 32", b.len()),
+        })
 }
 
 /// A trusted public key.
@@ -256,7 +258,12 @@ mod tests {
         let mut changed = bytes.clone();
         changed[0] ^= 1;
         assert!(matches!(
-            verify(&doc, &changed, ExpectedName::Full("alice/app.flist"), &public),
+            verify(
+                &doc,
+                &changed,
+                ExpectedName::Full("alice/app.flist"),
+                &public
+            ),
             Err(SignatureError::ContentChanged { .. })
         ));
         assert!(matches!(
@@ -267,13 +274,23 @@ mod tests {
         let mut forged = doc.clone();
         forged.name = "alice/other.flist".into();
         assert_eq!(
-            verify(&forged, &bytes, ExpectedName::Full("alice/other.flist"), &public),
+            verify(
+                &forged,
+                &bytes,
+                ExpectedName::Full("alice/other.flist"),
+                &public
+            ),
             Err(SignatureError::Invalid)
         );
         let other = SigningKey::from_seed(&[8u8; 32]);
         let other_pub = PublicKey::from_base64(&other.public_base64()).unwrap();
         assert!(matches!(
-            verify(&doc, &bytes, ExpectedName::Full("alice/app.flist"), &other_pub),
+            verify(
+                &doc,
+                &bytes,
+                ExpectedName::Full("alice/app.flist"),
+                &other_pub
+            ),
             Err(SignatureError::OtherKey { .. })
         ));
         assert!(PublicKey::from_base64("abc").is_err());

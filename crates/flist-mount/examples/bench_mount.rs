@@ -130,7 +130,14 @@ fn main() {
     let stats = m.unmount().unwrap();
 
     // Warm: a new mount on the filled chunk cache.
-    let m = mount(flist, store.store().clone(), store.handle().clone(), &mp, &options).unwrap();
+    let m = mount(
+        flist,
+        store.store().clone(),
+        store.handle().clone(),
+        &mp,
+        &options,
+    )
+    .unwrap();
     let (_, warm) = read_all(&mp.join("data.bin"));
     let warm_stats = m.unmount().unwrap();
     assert_eq!(warm_stats.fetched_chunks, 0);

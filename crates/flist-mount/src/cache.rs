@@ -120,8 +120,8 @@ impl ChunkCache {
         }
         match self.write(block, plain) {
             Ok(true) => {
-                let used = self.used.fetch_add(plain.len() as u64, Ordering::Relaxed)
-                    + plain.len() as u64;
+                let used =
+                    self.used.fetch_add(plain.len() as u64, Ordering::Relaxed) + plain.len() as u64;
                 if used > self.limit {
                     if let Err(e) = self.evict() {
                         tracing::warn!("chunk cache eviction: {e}");
@@ -313,6 +313,9 @@ mod tests {
         fs::write(&fresh, b"being written").unwrap();
         let _cache = ChunkCache::open(dir.path(), 1 << 20).unwrap();
         assert!(!stale.exists());
-        assert!(fresh.exists(), "a file another mount is writing is left alone");
+        assert!(
+            fresh.exists(),
+            "a file another mount is writing is left alone"
+        );
     }
 }

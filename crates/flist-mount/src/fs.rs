@@ -103,8 +103,11 @@ impl FlistFs {
             Kind::Special {
                 rdev: Some((major, minor)),
                 ..
-            } => u32::try_from(nix::sys::stat::makedev(u64::from(*major), u64::from(*minor)))
-                .unwrap_or(0),
+            } => u32::try_from(nix::sys::stat::makedev(
+                u64::from(*major),
+                u64::from(*minor),
+            ))
+            .unwrap_or(0),
             _ => 0,
         };
         let nlink = match &n.kind {
@@ -133,7 +136,9 @@ impl FlistFs {
     /// Bytes `[offset, offset + size)` of node `id`, fetching only the covering chunks.
     fn read_range(&self, id: NodeId, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         if let Some(content) = self.overrides.get(&id) {
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(content.len());
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(content.len());
             let end = start.saturating_add(size as usize).min(content.len());
             return Ok(content[start..end].to_vec());
         }
@@ -197,7 +202,10 @@ impl FlistFs {
             out.extend_from_slice(&data[from as usize..to as usize]);
         }
         if (out.len() as u64) < end - offset {
-            tracing::error!("{}: chunks shorter than the file size", self.tree.path_of(id));
+            tracing::error!(
+                "{}: chunks shorter than the file size",
+                self.tree.path_of(id)
+            );
             return Err(Errno::EIO);
         }
         Ok(out)
@@ -273,9 +281,10 @@ impl Filesystem for FlistFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.tree.get(node_id(ino)).map(|n| &n.kind) {
-            Some(Kind::Dir { .. }) => {
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE)
-            }
+            Some(Kind::Dir { .. }) => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Some(_) => reply.error(Errno::ENOTDIR),
             None => reply.error(Errno::ENOENT),
         }

@@ -45,7 +45,10 @@ pub use cache::ChunkCache;
 pub use error::MountError;
 pub use fetch::{ChunkSource, Stats, StatsSnapshot};
 pub use fs::FlistFs;
-pub use mount::{mount, mounts, unmount, Ended, MountInfo, MountOptions, Mounted, Unmounted, DEFAULT_CACHE_SIZE};
+pub use mount::{
+    mount, mounts, unmount, Ended, MountInfo, MountOptions, Mounted, Signals, Unmounted,
+    DEFAULT_CACHE_SIZE,
+};
 pub use overrides::Override;
 
 /// Parses a size such as `512M`, `4G`, `1048576` or `2GiB` into bytes.
@@ -54,7 +57,12 @@ pub fn parse_size(s: &str) -> Option<u64> {
     let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(digits);
     let n: u64 = n.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,

@@ -94,9 +94,7 @@ impl Mounted {
 
     /// True once the file system has been unmounted (from here or outside).
     pub fn is_finished(&self) -> bool {
-        self.session
-            .as_ref()
-            .is_none_or(|s| s.guard.is_finished())
+        self.session.as_ref().is_none_or(|s| s.guard.is_finished())
     }
 
     /// Unmounts (if still mounted) and waits for the FUSE threads.
@@ -118,31 +116,53 @@ impl Mounted {
     }
 
     /// Serves until SIGINT/SIGTERM (then unmounts cleanly) or until unmounted from outside.
-    /// `handle` is a runtime to listen for signals on.
-    pub fn wait_until_signal(mut self, handle: &Handle) -> Result<(Ended, StatsSnapshot), MountError> {
+    /// `signals` must have been installed before mounting, so that a signal arriving at any
+    /// moment of the mount's life unmounts it instead of killing the process.
+    pub fn wait_until_signal(
+        mut self,
+        handle: &Handle,
+        mut signals: Signals,
+    ) -> Result<(Ended, StatsSnapshot), MountError> {
         let finished = {
             let guard_done = || self.is_finished();
             handle.block_on(async {
-                use tokio::signal::unix::{signal, SignalKind};
-                let mut term = signal(SignalKind::terminate())
-                    .map_err(|e| MountError::Runtime(format!("SIGTERM handler: {e}")))?;
-                let mut int = signal(SignalKind::interrupt())
-                    .map_err(|e| MountError::Runtime(format!("SIGINT handler: {e}")))?;
                 loop {
                     tokio::select! {
-                        _ = term.recv() => return Ok::<_, MountError>(Ended::Signal),
-                        _ = int.recv() => return Ok(Ended::Signal),
+                        _ = signals.term.recv() => return Ended::Signal,
+                        _ = signals.int.recv() => return Ended::Signal,
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {
                             if guard_done() {
-                                return Ok(Ended::Unmounted);
+                                return Ended::Unmounted;
                             }
                         }
                     }
                 }
-            })?
+            })
         };
         self.finish()?;
         Ok((finished, self.stats.snapshot()))
+    }
+}
+
+/// SIGINT and SIGTERM handlers (see [`Mounted::wait_until_signal`]).
+#[derive(Debug)]
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers on the runtime behind `handle`; from now on these signals are
+    /// delivered to [`Mounted::wait_until_signal`] instead of ending the process.
+    pub fn install(handle: &Handle) -> Result<Self, MountError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _guard = handle.enter();
+        Ok(Signals {
+            term: signal(SignalKind::terminate())
+                .map_err(|e| MountError::Runtime(format!("SIGTERM handler: {e}")))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(|e| MountError::Runtime(format!("SIGINT handler: {e}")))?,
+        })
     }
 }
 
@@ -257,7 +277,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -284,8 +307,8 @@ fn parse_mountinfo(line: &str) -> Option<MountInfo> {
 /// Unmounts the FUSE mount at `mountpoint`: a live one normally (its process then exits),
 /// a stale one (process killed) by detaching it. Tells which it was.
 pub fn unmount(mountpoint: &Path) -> Result<Unmounted, MountError> {
-    let abs = std::path::absolute(mountpoint)
-        .map_err(|e| MountError::io("resolving", mountpoint, e))?;
+    let abs =
+        std::path::absolute(mountpoint).map_err(|e| MountError::io("resolving", mountpoint, e))?;
     let shown = abs.display().to_string();
     let found = mounts()?
         .into_iter()
@@ -298,7 +321,8 @@ pub fn unmount(mountpoint: &Path) -> Result<Unmounted, MountError> {
             reason: format!("is a {} mount, not a FUSE mount", found.fstype),
         });
     }
-    let stale = matches!(std::fs::metadata(&abs), Err(e) if e.raw_os_error() == Some(nix::libc::ENOTCONN));
+    let stale =
+        matches!(std::fs::metadata(&abs), Err(e) if e.raw_os_error() == Some(nix::libc::ENOTCONN));
     let flags = if stale {
         nix::mount::MntFlags::MNT_DETACH
     } else {
@@ -311,7 +335,11 @@ pub fn unmount(mountpoint: &Path) -> Result<Unmounted, MountError> {
             return Err(MountError::io("unmounting", &abs, e.into()));
         }
     }
-    Ok(if stale { Unmounted::Stale } else { Unmounted::Live })
+    Ok(if stale {
+        Unmounted::Stale
+    } else {
+        Unmounted::Live
+    })
 }
 
 /// Unprivileged unmount through the setuid helper of Debian's `fuse3`.

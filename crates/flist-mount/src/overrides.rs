@@ -31,9 +31,7 @@ impl Override {
         if !path.starts_with('/') {
             return Err(bad("the path must be absolute"));
         }
-        if flist_format::tree::components(path).is_err()
-            || path.trim_matches('/').is_empty()
-        {
+        if flist_format::tree::components(path).is_err() || path.trim_matches('/').is_empty() {
             return Err(bad("the path must name a file (no '.' or '..' components)"));
         }
         let content = match value.strip_prefix('@') {
@@ -126,7 +124,13 @@ mod tests {
         std::fs::write(&f, b"from file").unwrap();
         let o = Override::parse(&format!("/etc/motd=@{}", f.display())).unwrap();
         assert_eq!(o.content, b"from file");
-        for bad in ["etc/motd=x", "/etc/motd", "/=x", "/a/../b=x", "/etc/m=@/nonexistent/x"] {
+        for bad in [
+            "etc/motd=x",
+            "/etc/motd",
+            "/=x",
+            "/a/../b=x",
+            "/etc/m=@/nonexistent/x",
+        ] {
             assert!(Override::parse(bad).is_err(), "{bad}");
         }
     }

@@ -41,12 +41,13 @@ pub async fn me_derive(
         ))
     })?;
     if req.files.is_empty() && req.remove.is_empty() {
-        return Err(ApiError::bad_request("nothing to change: give files or remove"));
+        return Err(ApiError::bad_request(
+            "nothing to change: give files or remove",
+        ));
     }
-    let (repo, name) = req
-        .base
-        .split_once('/')
-        .ok_or_else(|| ApiError::bad_request(format!("base {:?} is not repo/name.flist", req.base)))?;
+    let (repo, name) = req.base.split_once('/').ok_or_else(|| {
+        ApiError::bad_request(format!("base {:?} is not repo/name.flist", req.base))
+    })?;
     names::validate_repo(repo)?;
     names::validate_flist(name)?;
     let resolved = st.resolve(repo, name).await?;
@@ -77,7 +78,13 @@ pub async fn me_derive(
             ),
             other => ApiError::bad_request(other.to_string()),
         })?;
-        crate::upload::store_flist(&st2, &actor, &t, derived, Some(format!("derived from {base}")))?;
+        crate::upload::store_flist(
+            &st2,
+            &actor,
+            &t,
+            derived,
+            Some(format!("derived from {base}")),
+        )?;
         Ok(stats)
     })
     .await??;

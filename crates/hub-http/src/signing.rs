@@ -47,7 +47,9 @@ pub fn load_or_create_key(data_dir: &Path) -> Result<Arc<SigningKey>, String> {
     }
     let path = key_path(data_dir);
     let key = match std::fs::read_to_string(&path) {
-        Ok(text) => SigningKey::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+        Ok(text) => {
+            SigningKey::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| format!("random key: {e}"))?;
@@ -92,13 +94,16 @@ fn write_key(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn key_of(st: &Shared) -> Result<Arc<SigningKey>, ApiError> {
-    load_or_create_key(&st.config.data_dir).map_err(|e| ApiError::internal(format!("signing key: {e}")))
+    load_or_create_key(&st.config.data_dir)
+        .map_err(|e| ApiError::internal(format!("signing key: {e}")))
 }
 
 /// `GET /api/signing-key`
 pub async fn signing_key(State(st): State<Shared>) -> ApiResult<Json<Value>> {
     let key = key_of(&st)?;
-    Ok(Json(json!({"algorithm": "ed25519", "key": key.public_base64()})))
+    Ok(Json(
+        json!({"algorithm": "ed25519", "key": key.public_base64()}),
+    ))
 }
 
 /// `GET /<repo>/<name>.flist.sig`: the hub's signature of the flist served under that name.
@@ -125,7 +130,8 @@ async fn vm_report(st: &Shared, sha256: &str) -> Value {
         }
     }
     let blob = st.hub.blob_path(sha256);
-    let store = flist_store::BlockingStore::new(st.store.clone(), tokio::runtime::Handle::current());
+    let store =
+        flist_store::BlockingStore::new(st.store.clone(), tokio::runtime::Handle::current());
     let computed = tokio::task::spawn_blocking(move || -> Result<Value, String> {
         let flist = flist_format::Flist::open(&blob).map_err(|e| e.to_string())?;
         let report = flist_convert::vmcheck::check_vm(&flist.tree, &store);

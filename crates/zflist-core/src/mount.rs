@@ -72,7 +72,11 @@ pub fn parse_flist(function: &str, bytes: &[u8], what: &str) -> Result<Flist> {
 
 /// `mount`: mounts, calls `ready` once the mount is in place, serves until SIGINT/SIGTERM
 /// or an outside unmount, and reports the chunk traffic.
-pub fn mount(args: &MountArgs, stores: &StoreConfig, ready: impl FnOnce(&Path)) -> Result<Response> {
+pub fn mount(
+    args: &MountArgs,
+    stores: &StoreConfig,
+    ready: impl FnOnce(&Path),
+) -> Result<Response> {
     let bytes = load_flist_bytes("mount", &args.flist)?;
     if let Some(key) = &args.require_signature {
         let trusted = crate::signing::load_public_key("mount", key)?;
@@ -98,7 +102,10 @@ pub fn mount_bytes(
         .ctx(f)?;
     let cache_size = match &args.cache_size {
         Some(s) => flist_mount::parse_size(s).ok_or_else(|| {
-            Error::usage(f, format!("--cache-size {s:?}: expected a size such as 512M or 4G"))
+            Error::usage(
+                f,
+                format!("--cache-size {s:?}: expected a size such as 512M or 4G"),
+            )
         })?,
         None => flist_mount::DEFAULT_CACHE_SIZE,
     };
@@ -120,6 +127,7 @@ pub fn mount_bytes(
         fs_name: name,
         ..Default::default()
     };
+    let signals = flist_mount::Signals::install(store.handle()).ctx(f)?;
     let mounted = flist_mount::mount(
         flist,
         store.store().clone(),
@@ -129,7 +137,7 @@ pub fn mount_bytes(
     )
     .ctx(f)?;
     ready(&args.mountpoint);
-    let (ended, stats) = mounted.wait_until_signal(store.handle()).ctx(f)?;
+    let (ended, stats) = mounted.wait_until_signal(store.handle(), signals).ctx(f)?;
     let how = match ended {
         flist_mount::Ended::Signal => "signal",
         flist_mount::Ended::Unmounted => "unmounted",

@@ -18,7 +18,8 @@ fn sig_error(function: &str, what: &str, e: impl std::fmt::Display) -> Error {
 /// A public key given as base64 text or as a file holding it.
 pub fn load_public_key(function: &str, key: &str) -> Result<PublicKey> {
     let text = if Path::new(key).is_file() {
-        std::fs::read_to_string(key).map_err(|e| Error::io(function, "reading", Path::new(key), e))?
+        std::fs::read_to_string(key)
+            .map_err(|e| Error::io(function, "reading", Path::new(key), e))?
     } else {
         key.to_string()
     };
@@ -108,14 +109,16 @@ pub fn sign(flist: &Path, key_file: &Path, name: Option<&str>) -> Result<Respons
     let f = "sign";
     let mut created = false;
     let key = if key_file.exists() {
-        let text = std::fs::read_to_string(key_file)
-            .map_err(|e| Error::io(f, "reading", key_file, e))?;
-        SigningKey::from_base64(&text).map_err(|e| sig_error(f, &key_file.display().to_string(), e))?
+        let text =
+            std::fs::read_to_string(key_file).map_err(|e| Error::io(f, "reading", key_file, e))?;
+        SigningKey::from_base64(&text)
+            .map_err(|e| sig_error(f, &key_file.display().to_string(), e))?
     } else {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| sig_error(f, "random key", e))?;
         let key = SigningKey::from_seed(&seed);
-        write_private(key_file, &key.to_base64()).map_err(|e| Error::io(f, "writing", key_file, e))?;
+        write_private(key_file, &key.to_base64())
+            .map_err(|e| Error::io(f, "writing", key_file, e))?;
         created = true;
         key
     };

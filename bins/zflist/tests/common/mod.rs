@@ -15,7 +15,12 @@ pub const ZFLIST: &str = env!("CARGO_BIN_EXE_zflist");
 pub fn zflist() -> Command {
     let mut c = Command::new(ZFLIST);
     c.stdin(Stdio::null());
-    for v in ["ZFLIST_MNT", "ZFLIST_JSON", "ZFLIST_PROGRESS", "ZFLIST_BACKEND"] {
+    for v in [
+        "ZFLIST_MNT",
+        "ZFLIST_JSON",
+        "ZFLIST_PROGRESS",
+        "ZFLIST_BACKEND",
+    ] {
         c.env_remove(v);
     }
     c
@@ -77,7 +82,10 @@ impl MountProc {
                     String::from_utf8_lossy(&out.stdout)
                 );
             }
-            assert!(t.elapsed() < Duration::from_secs(60), "mount did not appear");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "mount did not appear"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         m
@@ -134,14 +142,18 @@ impl Drop for Hub {
 }
 
 pub fn hub_server_bin() -> PathBuf {
-    // The hub binary of this workspace, built (or found up to date) by cargo.
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "hub-server"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    ok(&out, "cargo build -p hub-server");
-    Path::new(ZFLIST).with_file_name("hub-server")
+    // The workspace's hub binary: `cargo test --workspace` builds it next to zflist; when
+    // only this package's tests were built, build it (same unified features as zflist).
+    let bin = Path::new(ZFLIST).with_file_name("hub-server");
+    if !bin.is_file() {
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "hub-server", "-p", "zflist"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        ok(&out, "cargo build -p hub-server");
+    }
+    bin
 }
 
 pub fn start_hub(store_url: &str, public_backend: &str) -> Hub {
@@ -169,7 +181,12 @@ pub fn start_hub(store_url: &str, public_backend: &str) -> Hub {
     let t = Instant::now();
     loop {
         let up = Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", &format!("{base}/api/repositories")])
+            .args([
+                "-sf",
+                "-o",
+                "/dev/null",
+                &format!("{base}/api/repositories"),
+            ])
             .status()
             .unwrap()
             .success();
@@ -223,18 +240,29 @@ impl Hub {
             "curl POST",
         );
         let (json, code) = out.trim_end().rsplit_once('\n').unwrap();
-        (code.parse().unwrap(), serde_json::from_str(json).unwrap_or(Value::Null))
+        (
+            code.parse().unwrap(),
+            serde_json::from_str(json).unwrap_or(Value::Null),
+        )
     }
 
     /// GETs a path; the status and body.
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         let out = Command::new("curl")
-            .args(["-sS", "-w", "\n%{http_code}", &format!("{}{path}", self.base)])
+            .args([
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+                &format!("{}{path}", self.base),
+            ])
             .output()
             .unwrap();
         let text = out.stdout;
         let cut = text.iter().rposition(|&b| b == b'\n').unwrap();
-        let code = std::str::from_utf8(&text[cut + 1..]).unwrap().parse().unwrap();
+        let code = std::str::from_utf8(&text[cut + 1..])
+            .unwrap()
+            .parse()
+            .unwrap();
         (code, text[..cut].to_vec())
     }
 }
