@@ -12,11 +12,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod compat;
 pub mod config;
 pub mod derive;
 pub mod docker;
 pub mod error;
 pub mod jobs;
+pub mod lookup;
 pub mod render;
 pub mod server;
 pub mod signing;

@@ -20,7 +20,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, derive, docker, jobs, signing, threebot, upload, web};
+use crate::{api, compat, derive, docker, jobs, signing, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +149,7 @@ pub fn router(state: Shared) -> Router {
         .route("/token", get(web::token_page))
         .route("/login-method", get(web::login_method))
         .route("/logout", get(web::logout))
+        .route("/readonly", get(web::readonly))
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
         .route("/callback_token", get(threebot::callback_token))
@@ -161,7 +162,11 @@ pub fn router(state: Shared) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ));
-    uploads.merge(api).fallback(fallback).with_state(state)
+    uploads
+        .merge(api)
+        .fallback(fallback)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(compat::layer))
 }
 
 /// Opens the catalog, the chunk store and the identity keys.
@@ -258,7 +263,8 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         source,
     })?;
     let state = build_state(config).await?;
-    let app = router(state.clone());
+    // A trailing `/` is accepted everywhere: it is trimmed before routing.
+    let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
     let (tx, rx) = oneshot::channel::<()>();
     // Small responses are written in pieces: without TCP_NODELAY, Nagle's algorithm and
     // delayed ACKs stall them by ~40 ms.
@@ -268,7 +274,7 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         }
     });
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, axum::ServiceExt::into_make_service(app))
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })

@@ -1,7 +1,7 @@
 //! Reading stored flists through the format crate: metadata, dumps, chunk lists, merges.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flist_format::{Flist, Kind, Metadata, Tree};
 use serde_json::{json, Map, Value};
@@ -29,7 +29,7 @@ pub fn metadata_json(md: &Metadata) -> Map<String, Value> {
         .collect()
 }
 
-/// The full dump: `{"content":[{"path","size","type","mode"[,"target"]}...], "regular",
+/// The full dump: `{"content":[{"size","path","type","mode"[,"target"]}...], "regular",
 /// "symlink", "directory", "special", "failure":0, "fullsize"}` in walk order.
 pub fn dump_json(tree: &Tree) -> Value {
     let s = tree.stats();
@@ -38,8 +38,8 @@ pub fn dump_json(tree: &Tree) -> Value {
         .map(|f| {
             let n = tree.node(f.node);
             let mut e = json!({
-                "path": f.path,
                 "size": f.size,
+                "path": f.path,
                 "type": n.kind.type_name(),
                 "mode": format!("{:o}", n.meta.mode & 0o7777),
             });
@@ -145,17 +145,13 @@ impl Hub {
         }
         let tree = tree.ok_or_else(|| RepoError::Invalid("nothing to merge".into()))?;
         let merged = Flist { tree, metadata };
-        let out: PathBuf = self.temp_path(".flist");
-        merged.write(&out).map_err(|e| fmt_err(&out, e))?;
-        let staged = self.stage_file(&out)?;
-        let info = info_of(&merged, Some(names.join(", ")));
-        self.put_flist_as(
+        self.store_flist_as(
             actor,
             "merge",
             repo,
             target,
-            staged,
-            info,
+            &merged,
+            Some(names.join(", ")),
             json!({"sources": names}),
         )
     }
