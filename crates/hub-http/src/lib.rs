@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod changes;
 pub mod compat;
 pub mod config;
 pub mod derive;
@@ -19,6 +20,7 @@ pub mod docker;
 pub mod error;
 pub mod jobs;
 pub mod lookup;
+pub mod mirror;
 pub mod render;
 pub mod server;
 pub mod signing;

@@ -20,7 +20,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, compat, derive, docker, jobs, signing, threebot, upload, web};
+use crate::{api, changes, compat, derive, docker, jobs, mirror, signing, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,10 @@ pub fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/api/repositories", get(api::repositories))
         .route("/api/flist", get(api::all_flists))
+        .route("/api/changes", get(changes::changes))
+        .route("/api/changes/repository/{repo}", get(changes::repository))
+        .route("/api/changes/file/{sha256}", get(changes::file))
+        .route("/api/mirror", get(mirror::status))
         .route("/api/fileslist", get(api::fileslist))
         .route("/api/flist/{repo}", get(api::repo_listing))
         .route("/api/flist/{repo}/tags/{tag}", get(api::tag_listing))
@@ -165,6 +169,10 @@ pub fn router(state: Shared) -> Router {
     uploads
         .merge(api)
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            mirror::read_only,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(compat::layer))
 }
@@ -183,7 +191,7 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         })?;
     let store = flist_store::open(&config.store_url()).await?;
     let public_backend = match flist_store::StoreUrl::parse(&config.public_backend) {
-        Ok(u) => u.to_backend_json(),
+        Ok(u) => flist_convert::backend::public_backend_opt(&u).map(|b| b.to_json()),
         Err(e) => {
             tracing::warn!("public backend: {e}");
             None
@@ -191,7 +199,7 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
     };
     if public_backend.is_none() {
         tracing::warn!(
-            "public backend {:?} is not a TCP 0-db URL: flists will carry no backend",
+            "public backend {:?} cannot be recorded in flists (a 0-db or http(s) URL is needed): flists will carry no backend",
             config.public_backend
         );
     }
@@ -263,6 +271,7 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         source,
     })?;
     let state = build_state(config).await?;
+    mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
     let (tx, rx) = oneshot::channel::<()>();
