@@ -20,7 +20,9 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, changes, compat, docker, jobs, mirror, threebot, ui, upload, web};
+use crate::{
+    api, changes, compat, derive, docker, jobs, mirror, signing, threebot, ui, upload, web,
+};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +151,8 @@ pub fn router(state: Shared) -> Router {
             "/api/flist/me/merge/{a}",
             on(MethodFilter::POST.or(MethodFilter::PUT), api::me_merge),
         )
+        .route("/api/flist/me/derive/{a}", post(derive::me_derive))
+        .route("/api/signing-key", get(signing::signing_key))
         .route("/listen/{id}", get(jobs::listen))
         .route("/", get(ui::pages::home))
         .route("/search", get(ui::pages::search))
@@ -229,6 +233,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         Ok(n) => tracing::info!("path index: {n} flists indexed"),
         Err(e) => tracing::warn!("path index backfill: {e}"),
     });
+    let data = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || signing::load_or_create_key(&data))
+        .await?
+        .map_err(|e| ServerError::Io {
+            what: "signing key".into(),
+            source: std::io::Error::other(e),
+        })?;
     let c2 = config.clone();
     let identity = tokio::task::spawn_blocking(move || Identity::from_config(&c2)).await??;
     Ok(Arc::new(AppState::new(
