@@ -80,6 +80,9 @@ pub enum ErrorKind {
     /// "hub authentication failed").
     #[error("hub authentication failed ({0})")]
     HubAuth(String),
+    /// Mounting or unmounting failed.
+    #[error(transparent)]
+    Mount(#[from] flist_mount::MountError),
 }
 
 impl Error {
