@@ -597,7 +597,8 @@ enum MetaAction {
 const COMMANDS: &[&str] = &[
     "open", "init", "close", "commit", "ls", "find", "stat", "cat", "get", "put", "putdir",
     "chmod", "rm", "rmdir", "mkdir", "metadata", "merge", "check", "chunks", "pack", "extract",
-    "inspect", "verify", "docker", "hub", "push", "help", "mount", "umount", "derive", "check-vm", "sign",
+    "inspect", "verify", "docker", "hub", "push", "help", "mount", "umount", "derive", "check-vm",
+    "sign",
 ];
 
 /// Rewrites the reference form `zflist <temporary-point> <action> ...` into
