@@ -638,9 +638,13 @@ fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
             let next = args[i + 1].to_string_lossy().to_ascii_lowercase();
             if COMMANDS.contains(&next.as_str()) {
                 let point = args.remove(i);
+                // `hub` and `push` use no temporary point: the reference form
+                // `zflist <point> hub ...` ignores it
+                if next != "hub" && next != "push" {
+                    mnt.push(OsString::from("--mnt"));
+                    mnt.push(point);
+                }
                 args[i] = OsString::from(next);
-                mnt.push(OsString::from("--mnt"));
-                mnt.push(point);
                 action = Some(i);
             }
         }
