@@ -18,6 +18,7 @@ pub mod compat;
 pub mod config;
 pub mod derive;
 pub mod docker;
+pub mod downloads;
 pub mod error;
 pub mod jobs;
 pub mod lookup;
