@@ -117,7 +117,7 @@ impl Downloads {
         &self,
         sha256: &str,
         size: u64,
-        path: PathBuf,
+        path: impl FnOnce() -> PathBuf,
     ) -> std::io::Result<Option<Arc<Blob>>> {
         if let Some(b) = self.cached(sha256) {
             return Ok(Some(b));
@@ -126,6 +126,7 @@ impl Downloads {
             return Ok(None);
         }
         let max_entry = self.max_entry;
+        let path = path();
         let read = tokio::task::spawn_blocking(
             move || -> std::io::Result<Option<(Vec<u8>, Option<SystemTime>)>> {
                 let meta = std::fs::metadata(&path)?;
@@ -177,16 +178,20 @@ impl Downloads {
     }
 
     /// Answers a download of the flist `r` under the name `name`: from memory when it fits
-    /// the cache, otherwise streamed from `path` (`None` then, the caller streams it).
+    /// the cache (read from `hub`'s file on a miss), `None` when it is too large to keep
+    /// (the caller streams it from disk).
     pub async fn serve(
         &self,
+        hub: &Hub,
         r: &Resolved,
         name: &str,
-        path: PathBuf,
         method: &Method,
         headers: &HeaderMap,
     ) -> std::io::Result<Option<Response>> {
-        let Some(blob) = self.load(&r.sha256, r.size, path).await? else {
+        let Some(blob) = self
+            .load(&r.sha256, r.size, || hub.blob_path(&r.sha256))
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(respond(&blob, name, method, headers)))

@@ -70,10 +70,9 @@ fn parse_file(file: &str) -> Option<(String, &'static str)> {
 }
 
 async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Response {
-    let path = st.hub.blob_path(&r.sha256);
     match st
         .downloads
-        .serve(r, name, path.clone(), req.method(), req.headers())
+        .serve(&st.hub, r, name, req.method(), req.headers())
         .await
     {
         Ok(Some(resp)) => return resp,
@@ -81,6 +80,7 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
         Err(e) => return ApiError::internal(e).into_response(),
     }
     // Too large to keep in memory: streamed from disk.
+    let path = st.hub.blob_path(&r.sha256);
     let etag = format!("\"{}\"", r.sha256);
     let matches = req
         .headers()
