@@ -10,12 +10,18 @@
 //!
 //! Errors on `/api/*` are JSON (`{"status":"error","message"}`) with real status codes.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod chunks;
 pub mod config;
 pub mod docker;
 pub mod error;
+pub mod health;
 pub mod jobs;
+pub mod login;
+pub mod observe;
+pub mod reach;
 pub mod render;
 pub mod server;
 pub mod state;

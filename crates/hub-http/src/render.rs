@@ -87,11 +87,15 @@ pub fn metadata(raw: &Map<String, Value>, public_backend: Option<&str>) -> Value
     Value::Object(out)
 }
 
-/// `zdb://host:port` from a `backend` metadata JSON (for `.txt`/`.json` `Storage`).
+/// `zdb://host:port` (or the `http(s)://` store URL) from a `backend` metadata JSON (for
+/// `.txt`/`.json` `Storage`).
 pub fn storage_url(backend_json: Option<&str>) -> String {
     let Some(v) = backend_json.and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
         return String::new();
     };
+    if let Some(url) = v.get("url").and_then(Value::as_str) {
+        return url.to_string();
+    }
     let host = v.get("host").and_then(Value::as_str).unwrap_or_default();
     let port = v
         .get("port")

@@ -20,7 +20,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, docker, jobs, threebot, upload, web};
+use crate::{api, chunks, docker, health, jobs, login, observe, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +145,12 @@ pub fn router(state: Shared) -> Router {
         .route("/merge", get(web::merge_page))
         .route("/docker-convert", get(web::docker_page))
         .route("/token", get(web::token_page))
-        .route("/login-method", get(web::login_method))
+        .route("/login-method", get(login::login_page))
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/chunks/{prefix}/{hex}", get(chunks::chunk))
+        .route("/metrics", get(observe::metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/logout", get(web::logout))
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
@@ -159,7 +164,15 @@ pub fn router(state: Shared) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ));
-    uploads.merge(api).fallback(fallback).with_state(state)
+    uploads
+        .merge(api)
+        .route_layer(axum::middleware::from_fn(observe::note_route))
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::log_requests,
+        ))
+        .with_state(state)
 }
 
 /// Opens the catalog, the chunk store and the identity keys.
@@ -175,18 +188,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
             source,
         })?;
     let store = flist_store::open(&config.store_url()).await?;
-    let public_backend = match flist_store::StoreUrl::parse(&config.public_backend) {
-        Ok(u) => u.to_backend_json(),
-        Err(e) => {
-            tracing::warn!("public backend: {e}");
-            None
-        }
-    };
-    if public_backend.is_none() {
-        tracing::warn!(
-            "public backend {:?} is not a TCP 0-db URL: flists will carry no backend",
+    let public_backend = config.announced_backend();
+    match &public_backend {
+        Some(b) => tracing::info!("new flists carry the backend {b}"),
+        None => tracing::warn!(
+            "public backend {:?} is neither a TCP 0-db nor an HTTP store: flists will carry no backend",
             config.public_backend
-        );
+        ),
     }
     let c2 = config.clone();
     let identity = tokio::task::spawn_blocking(move || Identity::from_config(&c2)).await??;
@@ -242,12 +250,18 @@ pub async fn start(config: HubConfig) -> Result<Server, ServerError> {
     start_on(listener, config).await
 }
 
-/// Serves on an already bound listener in the background.
+/// Serves on an already bound listener in the background. Without a configured
+/// `public_url`, the hub's public URL is derived from the bound address.
 pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server, ServerError> {
     let addr = listener.local_addr().map_err(|source| ServerError::Io {
         what: "local address".into(),
         source,
     })?;
+    let mut config = config;
+    if config.public_url.trim().is_empty() {
+        config.listen = addr;
+        config.public_url = config.public_url();
+    }
     let state = build_state(config).await?;
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
@@ -259,8 +273,11 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         }
     });
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
                 let _ = rx.await;
             })
             .await

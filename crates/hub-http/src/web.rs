@@ -198,7 +198,7 @@ async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebRes
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| st.public_backend.clone());
-    let base = st.config.public_url.trim_end_matches('/');
+    let base = st.config.public_url();
     Ok(json!({
         "flist": name,
         "uploader": format!("{base}/{repo}"),
@@ -523,25 +523,16 @@ document.getElementById('docker').addEventListener('submit', async (ev) => {
 });
 "#;
 
-/// `GET /login-method`
-pub async fn login_method() -> Html<String> {
-    Html(page(
-        "Sign in",
-        "<ul><li><a href=\"/login-threebot\">ThreeFold Connect (3Bot)</a></li>\
-         <li><a href=\"/login-threebot?token=1\">ThreeFold Connect, then show an API token</a></li></ul>",
-    ))
-}
-
-/// `GET /logout`: revokes the session token and clears the cookies.
+/// `GET /logout`: ends the session and clears the cookies.
 pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) -> Response {
-    if let Some(tok) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+    if let Some(id) = crate::auth::cookie(&headers, SESSION_COOKIE) {
         let hub = st.hub.clone();
-        let _ = tokio::task::spawn_blocking(move || hub.revoke_token(&tok)).await;
+        let _ = tokio::task::spawn_blocking(move || hub.end_session(&id)).await;
     }
     let mut resp = Redirect::to("/").into_response();
     for c in [SESSION_COOKIE, ACTIVE_USER_COOKIE] {
         if let Ok(v) =
-            HeaderValue::from_str(&format!("{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"))
+            HeaderValue::from_str(&format!("{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"))
         {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -557,7 +548,7 @@ pub async fn token_page(
     let Some(actor) = who else {
         return Ok(Html(page(
             "API token",
-            "<p><a href=\"/login-threebot?token=1\">Sign in</a> to get an API token.</p>",
+            "<p><a href=\"/login-method?next=/token\">Sign in</a> to get an API token.</p>",
         ))
         .into_response());
     };

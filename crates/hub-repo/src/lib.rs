@@ -23,7 +23,10 @@ mod jobs;
 mod legacy;
 mod model;
 pub mod names;
+mod sessions;
+mod stats;
 mod tokens;
+mod users;
 
 pub use actor::Actor;
 pub use blobs::StagedFlist;
@@ -32,4 +35,7 @@ pub use hub::{now, Hub, MAX_HOPS};
 pub use jobs::{JobRecord, JobState};
 pub use legacy::ImportReport;
 pub use model::*;
+pub use sessions::SessionInfo;
+pub use stats::{CatalogStats, EntryBackend};
 pub use tokens::{token_hash, TokenCheck, TokenInfo};
+pub use users::{UserInfo, MIN_PASSWORD_LEN};
