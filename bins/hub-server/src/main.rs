@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -73,7 +73,8 @@ enum Cmd {
         /// The server's TOML configuration (for its public URL and store).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// The server's public URL, if not in the configuration.
+        /// The server's public URL (default: the configuration's, else the one the server
+        /// last ran under).
         #[arg(long)]
         public_url: Option<String>,
     },
@@ -307,6 +308,11 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(u) = public_url {
                 cfg.public_url = u;
             }
+            if cfg.public_url.trim().is_empty() {
+                if let Some(u) = hub_http::reach::recorded_public_url(&data_dir) {
+                    cfg.public_url = u;
+                }
+            }
             let hub = std::sync::Arc::new(Hub::open_existing(&data_dir)?);
             let rep = hub.integrity_check()?;
             for p in rep.sqlite.iter().chain(&rep.problems) {
@@ -408,7 +414,7 @@ async fn serve(cfg: HubConfig) -> Result<()> {
         data_dir.display()
     );
     if users == 0 {
-        let dd = if data_dir == PathBuf::from("./hub-data") {
+        let dd = if data_dir == Path::new("./hub-data") {
             String::new()
         } else {
             format!(" --data-dir {}", data_dir.display())

@@ -70,7 +70,11 @@ async fn production_layout_with_a_real_zdb() {
     let server = serve(cwd, port, &["--config", "hub.toml"]).await;
     let client = reqwest::Client::new();
     let (s, ready) = {
-        let r = client.get(format!("{base}/readyz")).send().await.expect("readyz");
+        let r = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
         (r.status(), r.json::<Value>().await.expect("json"))
     };
     assert_eq!(s, 200, "{ready}");
@@ -84,13 +88,28 @@ async fn production_layout_with_a_real_zdb() {
         &["user", "add", "ci", "--password-stdin", "--data-dir", data],
         Some("ci account password\n"),
     ));
-    let token = ok(&run(
+    let out = run(
         cwd,
         Path::new(BIN),
         &["token", "create", "--user", "ci", "--ttl", "1h", "--data-dir", data],
         None,
-    ));
-    let token = token.lines().last().expect("token").trim().to_string();
+    );
+    ok(&out);
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    let me = client
+        .get(format!("{base}/api/flist/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(
+        me.status(),
+        200,
+        "token {token:?}: {}; log:\n{}",
+        me.text().await.unwrap_or_default(),
+        std::fs::read_to_string(&server.log).unwrap_or_default()
+    );
 
     // Upload.
     let tree = test_support::sample::sample_tree();
@@ -107,7 +126,13 @@ async fn production_layout_with_a_real_zdb() {
         .await
         .expect("upload");
     let status = r.status();
-    assert_eq!(status, 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        status,
+        200,
+        "{} (token {token:?}); log:\n{}",
+        r.text().await.unwrap_or_default(),
+        std::fs::read_to_string(&server.log).unwrap_or_default()
+    );
     assert!(zdb.entries("hub") >= 4, "chunks are in the 0-db namespace");
 
     // Download: the flist announces the public namespace, never the password.
@@ -152,7 +177,10 @@ async fn production_layout_with_a_real_zdb() {
 
     drop(server);
     let log = std::fs::read_to_string(cwd.join(format!("serve-{port}.log"))).expect("log");
-    assert!(!log.contains("ns-secret"), "the namespace password never reaches the log");
+    assert!(
+        !log.contains("ns-secret"),
+        "the namespace password never reaches the log"
+    );
     // check: the backend answers.
     let rep = ok(&run(
         cwd,

@@ -62,12 +62,20 @@ async fn newcomer_path_with_the_real_binaries() {
     let wrong = client
         .post(format!("{base}/login"))
         .header("origin", &base)
-        .form(&[("username", "alice"), ("password", "nope nope nope"), ("next", "/upload")])
+        .form(&[
+            ("username", "alice"),
+            ("password", "nope nope nope"),
+            ("next", "/upload"),
+        ])
         .send()
         .await
         .expect("login");
     assert_eq!(wrong.status(), 401);
-    assert!(wrong.text().await.expect("html").contains("Wrong user name or password"));
+    assert!(wrong
+        .text()
+        .await
+        .expect("html")
+        .contains("Wrong user name or password"));
     let r = client
         .post(format!("{base}/login"))
         .header("origin", &base)
@@ -161,7 +169,10 @@ async fn newcomer_path_with_the_real_binaries() {
     }
     drop(server);
     let log = std::fs::read_to_string(cwd.join(format!("serve-{port}.log"))).expect("log");
-    assert!(!log.contains('\u{1b}'), "escape characters in the log:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape characters in the log:\n{log}"
+    );
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("hub::request")).collect();
     assert_eq!(
         lines.iter().filter(|l| l.contains("path=/healthz")).count(),
@@ -172,10 +183,19 @@ async fn newcomer_path_with_the_real_binaries() {
         .iter()
         .find(|l| l.contains("path=/api/flist/me/upload"))
         .expect("upload line");
-    for f in ["method=POST", "status=200", "user=alice", "bytes=", "duration_ms="] {
+    for f in [
+        "method=POST",
+        "status=200",
+        "user=alice",
+        "bytes=",
+        "duration_ms=",
+    ] {
         assert!(upload.contains(f), "{upload} lacks {f}");
     }
-    assert!(!upload.contains("job=-"), "the upload names its job: {upload}");
+    assert!(
+        !upload.contains("job=-"),
+        "the upload names its job: {upload}"
+    );
     assert_eq!(
         lines.iter().filter(|l| l.contains("path=/login ")).count(),
         2,
@@ -245,7 +265,10 @@ async fn a_busy_port_is_reported_once() {
         1,
         "the cause once, on one line: {err}"
     );
-    assert!(!err.contains("Caused by") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("Caused by") && !err.contains("backtrace"),
+        "{err}"
+    );
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
 

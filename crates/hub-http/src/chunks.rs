@@ -17,8 +17,10 @@ const MAX_HEX: usize = 128;
 fn valid(prefix: &str, hex: &str) -> bool {
     hex.len() >= 2
         && hex.len() <= MAX_HEX
-        && hex.len() % 2 == 0
-        && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && hex.len().is_multiple_of(2)
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         && prefix == &hex[..2]
 }
 
@@ -29,12 +31,16 @@ pub async fn chunk(
     headers: HeaderMap,
 ) -> Response {
     if !st.config.store_is_dir() {
-        return ApiError::not_found("this hub's chunks live in a 0-db: read them from the flist's backend")
-            .into_response();
+        return ApiError::not_found(
+            "this hub's chunks live in a 0-db: read them from the flist's backend",
+        )
+        .into_response();
     }
     if !valid(&prefix, &hex) {
-        return ApiError::not_found("no such chunk: expected /chunks/<hex[0..2]>/<lowercase hex key>")
-            .into_response();
+        return ApiError::not_found(
+            "no such chunk: expected /chunks/<hex[0..2]>/<lowercase hex key>",
+        )
+        .into_response();
     }
     let etag = format!("\"{hex}\"");
     let Ok(key) = hex::decode(&hex) else {

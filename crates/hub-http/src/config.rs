@@ -300,7 +300,9 @@ impl HubConfig {
     pub fn announced_backend(&self) -> Option<String> {
         let configured = self.public_backend.trim();
         if configured.is_empty() && self.store_is_dir() {
-            return Some(serde_json::json!({ "url": format!("{}/chunks", self.public_url()) }).to_string());
+            return Some(
+                serde_json::json!({ "url": format!("{}/chunks", self.public_url()) }).to_string(),
+            );
         }
         let url = if configured.is_empty() {
             self.store_url()

@@ -84,7 +84,9 @@ pub fn session_cookie(st: &Shared, value: &str, max_age: i64) -> String {
     } else {
         ""
     };
-    format!("{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    )
 }
 
 /// Opens a session for `user` and answers `status` to `location` with its cookie.
@@ -175,14 +177,14 @@ pub struct LoginPageQuery {
 
 /// The login page's HTML body: the methods this hub offers.
 pub async fn login_body(st: &Shared, next: &str, error: Option<&str>) -> String {
-    let users = st
-        .blocking(|hub| Ok(hub.user_count()?))
-        .await
-        .unwrap_or(0);
+    let users = st.blocking(|hub| Ok(hub.user_count()?)).await.unwrap_or(0);
     let next = esc(next);
     let mut body = String::new();
     if let Some(e) = error {
-        body.push_str(&format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(e)));
+        body.push_str(&format!(
+            "<p class=\"error\" id=\"login-error\">{}</p>",
+            esc(e)
+        ));
     }
     if users > 0 {
         body.push_str(&format!(

@@ -36,7 +36,11 @@ async fn problem(cfg: &HubConfig, backend: Option<&str>) -> Option<String> {
             return None; // served by this hub from its dir:// store
         }
         let client = reqwest::Client::builder().timeout(TIMEOUT).build().ok()?;
-        return match client.head(format!("{}/00/00", url.trim_end_matches('/'))).send().await {
+        return match client
+            .head(format!("{}/00/00", url.trim_end_matches('/')))
+            .send()
+            .await
+        {
             Ok(_) => None,
             Err(e) => Some(format!("{url} does not answer: {e}")),
         };
@@ -47,13 +51,19 @@ async fn problem(cfg: &HubConfig, backend: Option<&str>) -> Option<String> {
     }
     let port = v
         .get("port")
-        .and_then(|p| p.as_u64().or_else(|| p.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|p| {
+            p.as_u64()
+                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+        })
         .unwrap_or(9900);
     let addr = format!("{host}:{port}");
     match tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
         Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(format!("{addr} refuses connections: {e}")),
-        Err(_) => Some(format!("{addr} does not answer within {} s", TIMEOUT.as_secs())),
+        Err(_) => Some(format!(
+            "{addr} does not answer within {} s",
+            TIMEOUT.as_secs()
+        )),
     }
 }
 
@@ -76,7 +86,9 @@ pub async fn unreachable_backends(
     for (backend, entries) in by_backend {
         if let Some(why) = problem(cfg, backend.as_deref()).await {
             out.push(BackendProblem {
-                backend: backend.map(|b| redact(&b)).unwrap_or_else(|| "(none)".into()),
+                backend: backend
+                    .map(|b| redact(&b))
+                    .unwrap_or_else(|| "(none)".into()),
                 why,
                 entries,
             });
@@ -95,4 +107,26 @@ fn redact(text: &str) -> String {
         }
         _ => "(unparsable backend)".into(),
     }
+}
+
+/// File in the data directory holding the public URL the server last ran under (read by
+/// `hub-server check` when no public URL is configured).
+const PUBLIC_URL_FILE: &str = "public-url";
+
+/// Records the public URL the server runs under (best effort, atomic).
+pub fn record_public_url(data_dir: &std::path::Path, url: &str) {
+    let tmp = data_dir.join(format!(".{PUBLIC_URL_FILE}.tmp"));
+    let done = std::fs::write(&tmp, format!("{url}\n"))
+        .and_then(|()| std::fs::rename(&tmp, data_dir.join(PUBLIC_URL_FILE)));
+    if let Err(e) = done {
+        tracing::debug!("recording the public URL: {e}");
+    }
+}
+
+/// The public URL the server last ran under, if recorded.
+pub fn recorded_public_url(data_dir: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join(PUBLIC_URL_FILE))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }

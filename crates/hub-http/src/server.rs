@@ -263,6 +263,7 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         config.public_url = config.public_url();
     }
     let state = build_state(config).await?;
+    crate::reach::record_public_url(&state.config.data_dir, &state.config.public_url());
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     // Small responses are written in pieces: without TCP_NODELAY, Nagle's algorithm and
@@ -278,9 +279,9 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
+            let _ = rx.await;
+        })
+        .await
     });
     tracing::info!("hub listening on http://{addr}");
     Ok(Server {

@@ -531,9 +531,9 @@ pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) ->
     }
     let mut resp = Redirect::to("/").into_response();
     for c in [SESSION_COOKIE, ACTIVE_USER_COOKIE] {
-        if let Ok(v) =
-            HeaderValue::from_str(&format!("{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"))
-        {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+        )) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
     }

@@ -68,19 +68,32 @@ async fn password_login_opens_a_session_that_is_not_a_token() {
     assert!(!page.contains("login-threebot"), "3Bot is not configured");
 
     add_user(&t, "alice", "correct horse battery").await;
-    let page = t.get("/login-method?next=/upload").await.text().await.expect("page");
+    let page = t
+        .get("/login-method?next=/upload")
+        .await
+        .text()
+        .await
+        .expect("page");
     assert!(page.contains("name=\"username\"") && page.contains("name=\"password\""));
     assert!(page.contains("value=\"/upload\""));
 
     // Wrong password: 401 and the page says so; no cookie.
     let r = login(
         &t,
-        &[("username", "alice"), ("password", "wrong"), ("next", "/upload")],
+        &[
+            ("username", "alice"),
+            ("password", "wrong"),
+            ("next", "/upload"),
+        ],
     )
     .await;
     assert_eq!(r.status(), 401);
     assert!(cookie_of(&r).is_none());
-    assert!(r.text().await.expect("text").contains("Wrong user name or password"));
+    assert!(r
+        .text()
+        .await
+        .expect("text")
+        .contains("Wrong user name or password"));
     // Unknown users read the same.
     let r = login(&t, &[("username", "nobody"), ("password", "whatever1")]).await;
     assert_eq!(r.status(), 401);
@@ -234,8 +247,14 @@ fn reserved_and_weak_accounts_are_refused() {
     assert!(hub.user_add("erin", "long enough pw", false).is_err());
     let users = hub.user_list().expect("list");
     assert_eq!((users.len(), users[0].admin), (1, true));
-    assert!(hub.verify_password("erin", "long enough pw").expect("v").is_some());
-    assert!(hub.verify_password("erin", "long enough px").expect("v").is_none());
+    assert!(hub
+        .verify_password("erin", "long enough pw")
+        .expect("v")
+        .is_some());
+    assert!(hub
+        .verify_password("erin", "long enough px")
+        .expect("v")
+        .is_none());
     hub.user_remove("erin").expect("remove");
     assert!(hub.user_remove("erin").is_err());
     // The stored hash is argon2id, never the password.
@@ -263,7 +282,10 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 async fn scrape(t: &TestHub) -> String {
     let r = t.get("/metrics").await;
     assert_eq!(r.status(), 200);
-    let ct = r.headers()["content-type"].to_str().expect("ct").to_string();
+    let ct = r.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .to_string();
     assert!(ct.contains("text"), "{ct}");
     r.text().await.expect("metrics")
 }
@@ -278,7 +300,12 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
     let tree = test_support::sample::sample_tree();
     let archive = test_support::sample::tar_gz(&tree);
     let (status, v) = t
-        .upload("/api/flist/me/upload", &token, "app.tar.gz", archive.clone())
+        .upload(
+            "/api/flist/me/upload",
+            &token,
+            "app.tar.gz",
+            archive.clone(),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     let r = t.get("/alice/app.flist").await;
@@ -291,8 +318,14 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
         serde_json::from_str(fl.metadata.get("backend").expect("backend")).expect("json");
     assert_eq!(backend, serde_json::json!({"url": t.url("/chunks")}));
     let txt = t.get("/alice/app.txt").await.text().await.expect("txt");
-    assert!(txt.contains(&format!("Uploader: {}/alice", t.base)), "{txt}");
-    assert!(txt.contains(&format!("Storage:  {}/chunks", t.base)), "{txt}");
+    assert!(
+        txt.contains(&format!("Uploader: {}/alice", t.base)),
+        "{txt}"
+    );
+    assert!(
+        txt.contains(&format!("Storage:  {}/chunks", t.base)),
+        "{txt}"
+    );
 
     // Every chunk is served read-only, immutable, with the key as ETag.
     let mut keys = Vec::new();
@@ -306,8 +339,14 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
     let r = t.get(&format!("/chunks/{}/{k}", &k[..2])).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["etag"], format!("\"{k}\"").as_str());
-    let cc = r.headers()["cache-control"].to_str().expect("cc").to_string();
-    assert!(cc.contains("immutable") && cc.contains("max-age=31536000"), "{cc}");
+    let cc = r.headers()["cache-control"]
+        .to_str()
+        .expect("cc")
+        .to_string();
+    assert!(
+        cc.contains("immutable") && cc.contains("max-age=31536000"),
+        "{cc}"
+    );
     let body = r.bytes().await.expect("chunk");
     assert!(!body.is_empty());
     let head = t
@@ -352,7 +391,12 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
     let tree2 = fl.tree.clone();
     let out2 = out.clone();
     tokio::task::spawn_blocking(move || {
-        flist_convert::extract(&tree2, &out2, &store, &flist_convert::ExtractOptions::default())
+        flist_convert::extract(
+            &tree2,
+            &out2,
+            &store,
+            &flist_convert::ExtractOptions::default(),
+        )
     })
     .await
     .expect("join")
@@ -371,7 +415,11 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
     assert_eq!(m(&before, "hub_http_requests_total", &upload_route), 0.0);
     assert_eq!(m(&after, "hub_http_requests_total", &upload_route), 1.0);
     assert_eq!(
-        m(&after, "hub_http_request_duration_seconds_count", &upload_route),
+        m(
+            &after,
+            "hub_http_request_duration_seconds_count",
+            &upload_route
+        ),
         1.0
     );
     let dl_route = [("route", "/{repo}/{file}"), ("status", "200")];
@@ -386,11 +434,19 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
             >= (flist_bytes.len() + body.len()) as f64
     );
     assert_eq!(
-        m(&after, "hub_conversions_total", &[("kind", "upload"), ("outcome", "done")]),
+        m(
+            &after,
+            "hub_conversions_total",
+            &[("kind", "upload"), ("outcome", "done")]
+        ),
         1.0
     );
     assert_eq!(
-        m(&after, "hub_conversion_duration_seconds_count", &[("kind", "upload")]),
+        m(
+            &after,
+            "hub_conversion_duration_seconds_count",
+            &[("kind", "upload")]
+        ),
         1.0
     );
     assert!(m(&after, "hub_store_operations_total", &[("op", "set")]) >= keys.len() as f64 - 1.0);
@@ -398,10 +454,16 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
         m(&after, "hub_store_operations_total", &[("op", "get")])
             > m(&before, "hub_store_operations_total", &[("op", "get")])
     );
-    assert_eq!(m(&after, "hub_catalog_entries", &[("name", "regular")]), 1.0);
+    assert_eq!(
+        m(&after, "hub_catalog_entries", &[("name", "regular")]),
+        1.0
+    );
     assert_eq!(m(&after, "hub_catalog_repositories", &[]), 1.0);
     assert_eq!(m(&after, "hub_jobs", &[("name", "done")]), 1.0);
-    assert_eq!(m(&before, "hub_catalog_entries", &[("name", "regular")]), 0.0);
+    assert_eq!(
+        m(&before, "hub_catalog_entries", &[("name", "regular")]),
+        0.0
+    );
     // The metrics page itself is a route too.
     assert!(m(&after, "hub_http_requests_total", &[("route", "/metrics")]) >= 1.0);
     t.stop().await;
@@ -423,7 +485,12 @@ async fn health_and_readiness_follow_the_chunk_store() {
     let (s, v) = t.get_json("/readyz").await;
     assert_eq!(s, 503, "{v}");
     assert_eq!(v["checks"]["catalog"], "ok");
-    assert!(v["checks"]["chunk_store"].as_str().is_some_and(|e| e != "ok"), "{v}");
+    assert!(
+        v["checks"]["chunk_store"]
+            .as_str()
+            .is_some_and(|e| e != "ok"),
+        "{v}"
+    );
     // The process is still alive.
     assert_eq!(t.get("/healthz").await.status(), 200);
     let metrics = scrape(&t).await;

@@ -52,7 +52,9 @@ impl Hub {
     ) -> Result<(String, SessionInfo), RepoError> {
         validate_repo(user)?;
         if ttl_secs <= 0 {
-            return Err(RepoError::Invalid("session lifetime must be positive".into()));
+            return Err(RepoError::Invalid(
+                "session lifetime must be positive".into(),
+            ));
         }
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;

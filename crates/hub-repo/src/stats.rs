@@ -34,7 +34,10 @@ fn grouped(c: &rusqlite::Connection, sql: &str) -> Result<BTreeMap<String, u64>,
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .ctx("catalog statistics")?;
-    Ok(rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(k, n)| (k, n.max(0) as u64))
+        .collect())
 }
 
 impl Hub {

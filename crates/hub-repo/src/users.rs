@@ -46,7 +46,9 @@ fn hash_password(password: &str) -> Result<String, RepoError> {
         )));
     }
     if password.len() > 1024 {
-        return Err(RepoError::Invalid("password too long (max 1024 bytes)".into()));
+        return Err(RepoError::Invalid(
+            "password too long (max 1024 bytes)".into(),
+        ));
     }
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;
@@ -170,7 +172,11 @@ impl Hub {
 
     /// Checks a password (argon2 runs even when the name is unknown): the account when it
     /// matches, `None` otherwise.
-    pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<UserInfo>, RepoError> {
+    pub fn verify_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<UserInfo>, RepoError> {
         let row = self.db.read(|c| {
             c.prepare_cached(
                 "SELECT name, password, admin, created, updated FROM users WHERE name = ?1",

@@ -102,4 +102,3 @@ pub fn ok(o: &std::process::Output) -> String {
     );
     String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
 }
-
