@@ -91,7 +91,16 @@ async fn production_layout_with_a_real_zdb() {
     let out = run(
         cwd,
         Path::new(BIN),
-        &["token", "create", "--user", "ci", "--ttl", "1h", "--data-dir", data],
+        &[
+            "token",
+            "create",
+            "--user",
+            "ci",
+            "--ttl",
+            "1h",
+            "--data-dir",
+            data,
+        ],
         None,
     );
     ok(&out);

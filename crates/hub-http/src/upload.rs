@@ -13,7 +13,7 @@ use axum::Json;
 use bytes::Bytes;
 use flist_convert::{ChannelReader, ConvertError, ConvertOptions, ProgressReport};
 use flist_format::{Flist, Metadata};
-use hub_repo::{inspect, names, Actor, FlistInfo, StagedFlist};
+use hub_repo::{inspect, names, Actor};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -115,13 +115,8 @@ pub(crate) fn store_flist(
             flist.metadata.remove("backend");
         }
     }
-    let out = st.hub.temp_path(".flist");
-    flist
-        .write(&out)
-        .map_err(|e| ApiError::internal(format!("writing {}: {e}", out.display())))?;
-    let staged: StagedFlist = st.hub.stage_file(&out)?;
-    let info: FlistInfo = inspect::info_of(&flist, source);
-    st.hub.put_flist(actor, &actor.active, name, staged, info)?;
+    st.hub
+        .store_flist(actor, &actor.active, name, &flist, source)?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Reading stored flists through the format crate: metadata, dumps, chunk lists, merges.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flist_format::{Flist, Kind, Metadata, Tree};
 use serde_json::{json, Map, Value};
@@ -145,17 +145,13 @@ impl Hub {
         }
         let tree = tree.ok_or_else(|| RepoError::Invalid("nothing to merge".into()))?;
         let merged = Flist { tree, metadata };
-        let out: PathBuf = self.temp_path(".flist");
-        merged.write(&out).map_err(|e| fmt_err(&out, e))?;
-        let staged = self.stage_file(&out)?;
-        let info = info_of(&merged, Some(names.join(", ")));
-        self.put_flist_as(
+        self.store_flist_as(
             actor,
             "merge",
             repo,
             target,
-            staged,
-            info,
+            &merged,
+            Some(names.join(", ")),
             json!({"sources": names}),
         )
     }

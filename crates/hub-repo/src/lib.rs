@@ -4,7 +4,7 @@
 //! - reads: [`Hub::repositories`], [`Hub::list`], [`Hub::list_all`], [`Hub::resolve`],
 //!   [`Hub::resolve_in_tag`], [`Hub::tag_links`], [`Hub::dump`], [`Hub::metadata`];
 //! - writes, each taking the acting [`Actor`] and audited in the same transaction:
-//!   [`Hub::put_flist`], [`Hub::link`], [`Hub::crosslink`], [`Hub::rename`], [`Hub::delete`],
+//!   [`Hub::put_flist`], [`Hub::store_flist`], [`Hub::link`], [`Hub::crosslink`], [`Hub::rename`], [`Hub::delete`],
 //!   [`Hub::promote`], [`Hub::tag_add`], [`Hub::tag_remove`], [`Hub::crosstag`],
 //!   [`Hub::crosstag_remove`], [`Hub::merge`];
 //! - identity and jobs: [`Hub::create_token`], [`Hub::check_token`], [`Hub::revoke_token`],
@@ -14,17 +14,25 @@
 //! Everything blocks: call it from `spawn_blocking` in async code.
 
 mod actor;
+mod audit;
 mod blobs;
 mod db;
+mod entries;
 mod error;
 mod hub;
 pub mod inspect;
+mod integrity;
 mod jobs;
 mod legacy;
 mod model;
 pub mod names;
+mod orgs;
+mod reads;
 mod sessions;
+mod sql;
 mod stats;
+mod store;
+mod tags;
 mod tokens;
 mod users;
 

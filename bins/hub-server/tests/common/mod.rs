@@ -16,16 +16,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The `zflist` binary next to `hub-server`, built (or refreshed) by cargo.
+/// The `zflist` binary next to `hub-server` (`cargo test --workspace` and `cargo xtask test`
+/// build every binary of the workspace; a lone `cargo test -p hub-server` needs
+/// `cargo build -p zflist` first: cargo holds its build lock while tests run).
 pub fn zflist_bin() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "zflist", "--bin", "zflist"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build zflist");
-    assert!(st.success(), "building zflist failed");
-    Path::new(BIN).with_file_name("zflist")
+    let p = Path::new(BIN).with_file_name("zflist");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build -p zflist` (or the whole workspace's tests)",
+        p.display()
+    );
+    p
 }
 
 pub struct Serve {

@@ -1,0 +1,77 @@
+//! Integrity checking of the catalog and the stored flist files.
+
+use std::collections::BTreeMap;
+
+use crate::error::SqlContext;
+use crate::model::*;
+use crate::{Hub, RepoError};
+
+impl Hub {
+    /// `PRAGMA integrity_check` and `foreign_key_check`, then every regular entry's file
+    /// exists and hashes to its address (each distinct file hashed once).
+    pub fn integrity_check(&self) -> Result<IntegrityReport, RepoError> {
+        let mut rep = IntegrityReport::default();
+        let (sqlite, rows) = self.db.with_writer(|c| {
+            let mut msgs = Vec::new();
+            let mut st = c.prepare("PRAGMA integrity_check").ctx("integrity_check")?;
+            let v = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("integrity_check")?;
+            msgs.extend(v.into_iter().filter(|m| m != "ok"));
+            let mut st = c.prepare("PRAGMA foreign_key_check").ctx("foreign_key_check")?;
+            let v = st
+                .query_map([], |r| Ok(format!("foreign key violation in {}", r.get::<_, String>(0)?)))
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("foreign_key_check")?;
+            msgs.extend(v);
+            let mut st = c
+                .prepare(
+                    "SELECT e.repo, e.name, e.sha256, b.md5, b.size FROM entries e \
+                     LEFT JOIN blobs b ON b.sha256 = e.sha256 WHERE e.kind = 'regular' ORDER BY e.sha256",
+                )
+                .ctx("list regular entries")?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                })
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("list regular entries")?;
+            Ok((msgs, rows))
+        })?;
+        rep.sqlite = sqlite;
+        let mut verdicts: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for (repo, name, sha, md5, size) in rows {
+            rep.entries_checked += 1;
+            let verdict = verdicts.entry(sha.clone()).or_insert_with(|| {
+                rep.blobs_checked += 1;
+                let path = self.blobs.path_of(&sha);
+                match crate::blobs::hash_file(&path) {
+                    Err(e) => Some(format!("file {}: {e}", path.display())),
+                    Ok((s, m, n)) => {
+                        if s != sha {
+                            Some(format!("file {} has sha256 {s}", path.display()))
+                        } else if Some(&m) != md5.as_ref() || Some(n as i64) != size {
+                            Some(format!(
+                                "file {} md5/size differ from the catalog",
+                                path.display()
+                            ))
+                        } else {
+                            None
+                        }
+                    }
+                }
+            });
+            if let Some(v) = verdict {
+                rep.problems.push(format!("{repo}/{name}: {v}"));
+            }
+        }
+        Ok(rep)
+    }
+}

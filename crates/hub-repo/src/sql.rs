@@ -1,0 +1,237 @@
+//! SQL shared by the operations: reading entries, following links and taglinks, upserting
+//! entries, bumping repositories, appending audit records.
+
+use std::collections::HashSet;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::Value;
+
+use crate::error::SqlContext;
+use crate::hub::MAX_HOPS;
+use crate::model::*;
+use crate::{Actor, RepoError};
+
+pub(crate) fn entry_from_row(
+    row: &Row<'_>,
+    blob: Option<(String, u64)>,
+) -> rusqlite::Result<Entry> {
+    let kind: String = row.get(2)?;
+    let kind = match kind.as_str() {
+        "regular" => {
+            let (md5, size) = blob.unwrap_or_default();
+            EntryKind::Regular {
+                sha256: row.get(3)?,
+                md5,
+                size,
+            }
+        }
+        "symlink" => EntryKind::Symlink {
+            target_repo: row.get(4)?,
+            target_name: row.get(5)?,
+        },
+        _ => EntryKind::Taglink {
+            target_repo: row.get(4)?,
+            tag: row.get(5)?,
+        },
+    };
+    Ok(Entry {
+        repo: row.get(0)?,
+        name: row.get(1)?,
+        kind,
+        updated: row.get(6)?,
+        linktime: row.get(7)?,
+        uploader: row.get(8)?,
+        source: row.get(9)?,
+    })
+}
+
+/// Reads one entry (with its blob's md5 and size for regular entries).
+pub(crate) fn get_entry(
+    conn: &Connection,
+    repo: &str,
+    name: &str,
+) -> Result<Option<Entry>, RepoError> {
+    conn.prepare_cached(
+        "SELECT e.repo, e.name, e.kind, e.sha256, e.target_repo, e.target_name, e.updated, \
+         e.linktime, e.uploader, e.source, b.md5, b.size \
+         FROM entries e LEFT JOIN blobs b ON b.sha256 = e.sha256 WHERE e.repo = ?1 AND e.name = ?2",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![repo, name], |r| {
+            let blob = match r.get::<_, Option<String>>(10)? {
+                Some(md5) => Some((md5, r.get::<_, i64>(11)? as u64)),
+                None => None,
+            };
+            entry_from_row(r, blob)
+        })
+        .optional()
+    })
+    .ctx("read entry")
+}
+
+/// Follows links from `repo/name` to a regular entry.
+pub(crate) fn resolve_on(conn: &Connection, repo: &str, name: &str) -> Result<Resolved, RepoError> {
+    let mut seen = HashSet::new();
+    let (mut r, mut n) = (repo.to_string(), name.to_string());
+    loop {
+        if !seen.insert((r.clone(), n.clone())) || seen.len() > MAX_HOPS {
+            return Err(RepoError::Cycle(format!("{repo}/{name}")));
+        }
+        let e = get_entry(conn, &r, &n)?.ok_or_else(|| RepoError::NotFound(format!("{r}/{n}")))?;
+        match e.kind {
+            EntryKind::Regular { sha256, md5, size } => {
+                return Ok(Resolved {
+                    repo: e.repo,
+                    name: e.name,
+                    sha256,
+                    md5,
+                    size,
+                    updated: e.updated,
+                    uploader: e.uploader,
+                    source: e.source,
+                })
+            }
+            EntryKind::Symlink {
+                target_repo,
+                target_name,
+            } => {
+                r = target_repo;
+                n = target_name;
+            }
+            EntryKind::Taglink { .. } => {
+                return Err(RepoError::Invalid(format!(
+                    "{r}/{n} is a taglink, not a flist"
+                )))
+            }
+        }
+    }
+}
+
+/// Finds the concrete tag `repo/tag` designates, following taglinks.
+pub(crate) fn resolve_tag_on(
+    conn: &Connection,
+    repo: &str,
+    tag: &str,
+) -> Result<(String, String), RepoError> {
+    let mut seen = HashSet::new();
+    let (mut r, mut t) = (repo.to_string(), tag.to_string());
+    loop {
+        if !seen.insert((r.clone(), t.clone())) || seen.len() > MAX_HOPS {
+            return Err(RepoError::Cycle(format!("{repo}/tags/{tag}")));
+        }
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM tags WHERE repo = ?1 AND tag = ?2")
+            .and_then(|mut s| s.exists(params![r, t]))
+            .ctx("read tag")?;
+        if exists {
+            return Ok((r, t));
+        }
+        match get_entry(conn, &r, &t)? {
+            Some(Entry {
+                kind: EntryKind::Taglink { target_repo, tag },
+                ..
+            }) => {
+                r = target_repo;
+                t = tag;
+            }
+            _ => return Err(RepoError::NotFound(format!("{r}/tags/{t}"))),
+        }
+    }
+}
+
+pub(crate) fn bump_repo(tx: &Connection, repo: &str, ts: i64) -> Result<(), RepoError> {
+    tx.prepare_cached(
+        "INSERT INTO repositories(name, created, updated) VALUES (?1, ?2, ?2) \
+         ON CONFLICT(name) DO UPDATE SET updated = excluded.updated",
+    )
+    .and_then(|mut s| s.execute(params![repo, ts]))
+    .ctx("update repository")?;
+    Ok(())
+}
+
+pub(crate) fn audit(
+    tx: &Connection,
+    actor: &Actor,
+    action: &str,
+    repo: &str,
+    name: &str,
+    detail: &Value,
+    ts: i64,
+) -> Result<(), RepoError> {
+    tx.prepare_cached(
+        "INSERT INTO audit(ts, actor, acting_as, action, repo, name, detail) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![ts, actor.user, actor.active, action, repo, name, detail.to_string()])
+    })
+    .ctx("append audit record")?;
+    Ok(())
+}
+
+pub(crate) fn upsert_link(
+    tx: &Connection,
+    repo: &str,
+    name: &str,
+    kind: &str,
+    trepo: &str,
+    tname: &str,
+    ts: i64,
+) -> Result<(), RepoError> {
+    tx.prepare_cached(
+        "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime) \
+         VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?6) \
+         ON CONFLICT(repo, name) DO UPDATE SET kind = excluded.kind, sha256 = NULL, \
+         target_repo = excluded.target_repo, target_name = excluded.target_name, \
+         updated = excluded.updated, linktime = excluded.linktime, uploader = NULL, source = NULL",
+    )
+    .and_then(|mut s| s.execute(params![repo, name, kind, trepo, tname, ts]))
+    .ctx("write link")?;
+    Ok(())
+}
+
+pub(crate) fn upsert_regular(
+    tx: &Connection,
+    repo: &str,
+    name: &str,
+    sha256: &str,
+    uploader: &str,
+    source: Option<&str>,
+    ts: i64,
+) -> Result<(), RepoError> {
+    tx.prepare_cached(
+        "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime, uploader, source) \
+         VALUES (?1, ?2, 'regular', ?3, NULL, NULL, ?4, NULL, ?5, ?6) \
+         ON CONFLICT(repo, name) DO UPDATE SET kind = 'regular', sha256 = excluded.sha256, \
+         target_repo = NULL, target_name = NULL, updated = excluded.updated, linktime = NULL, \
+         uploader = excluded.uploader, source = excluded.source",
+    )
+    .and_then(|mut s| s.execute(params![repo, name, sha256, ts, uploader, source]))
+    .ctx("write entry")?;
+    Ok(())
+}
+
+/// Fails with [`RepoError::Conflict`] when `repo/name` holds a regular flist.
+pub(crate) fn refuse_regular(tx: &Connection, repo: &str, name: &str) -> Result<(), RepoError> {
+    match get_entry(tx, repo, name)? {
+        Some(Entry {
+            kind: EntryKind::Regular { .. },
+            ..
+        }) => Err(RepoError::Conflict(format!(
+            "{repo}/{name} is a regular flist: a link never replaces one"
+        ))),
+        Some(Entry {
+            kind: EntryKind::Taglink { .. },
+            ..
+        }) => Err(RepoError::Conflict(format!("{repo}/{name} is a taglink"))),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn check_no_cycle(tx: &Connection, repo: &str, name: &str) -> Result<(), RepoError> {
+    match resolve_on(tx, repo, name) {
+        Err(RepoError::Cycle(_)) => Err(RepoError::Conflict(format!(
+            "linking {repo}/{name} would create a cycle"
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,226 @@
+//! Flist files: staging, content-addressed storage, the cached metadata and dump, and the one
+//! path that stores a flist as an entry ([`Hub::put_flist`], [`Hub::store_flist`]).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use flist_format::Flist;
+use rusqlite::{params, OptionalExtension};
+use serde_json::{json, Value};
+
+use crate::blobs::StagedFlist;
+use crate::error::SqlContext;
+use crate::hub::now;
+use crate::inspect::info_of;
+use crate::model::*;
+use crate::names::{validate_flist, validate_repo};
+use crate::sql::{audit, bump_repo, get_entry, upsert_regular};
+use crate::{Actor, Hub, RepoError};
+
+impl Hub {
+    // ----- staging -------------------------------------------------------------------------
+
+    /// A fresh path in the hub's temp area (same filesystem as the store), e.g. for a
+    /// converter to write a flist into before [`Hub::stage_file`].
+    pub fn temp_path(&self, suffix: &str) -> PathBuf {
+        self.blobs.temp_path(suffix)
+    }
+
+    /// The hub's temp directory.
+    pub fn tmp_dir(&self) -> &Path {
+        self.blobs.tmp_dir()
+    }
+
+    /// Streams `input` into a staged (fsynced, hashed, unreferenced) flist file.
+    pub fn stage_reader(&self, input: impl Read) -> Result<StagedFlist, RepoError> {
+        self.blobs.stage_reader(input)
+    }
+
+    /// Stages an existing file (moved into the temp area).
+    pub fn stage_file(&self, path: &Path) -> Result<StagedFlist, RepoError> {
+        self.blobs.stage_file(path)
+    }
+
+    /// Path of the stored file for a content address.
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.blobs.path_of(sha256)
+    }
+
+    // ----- writes --------------------------------------------------------------------------
+
+    /// Creates or replaces the regular entry `repo/name` with a staged flist file.
+    ///
+    /// The file is moved to its content address first, then one transaction records the blob,
+    /// the entry and the audit record: a crash in between leaves the previous state.
+    pub fn put_flist(
+        &self,
+        actor: &Actor,
+        repo: &str,
+        name: &str,
+        staged: StagedFlist,
+        info: FlistInfo,
+    ) -> Result<Entry, RepoError> {
+        self.put_flist_as(actor, "upload", repo, name, staged, info, json!({}))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn put_flist_as(
+        &self,
+        actor: &Actor,
+        action: &str,
+        repo: &str,
+        name: &str,
+        staged: StagedFlist,
+        info: FlistInfo,
+        mut detail: Value,
+    ) -> Result<Entry, RepoError> {
+        validate_repo(repo)?;
+        validate_flist(name)?;
+        actor.check_write(repo)?;
+        self.blobs.commit(&staged)?;
+        if let Value::Object(m) = &mut detail {
+            m.insert("sha256".into(), json!(staged.sha256));
+            m.insert("source".into(), json!(info.source));
+        }
+        let metadata = info.metadata.map(|m| Value::Object(m).to_string());
+        let dump = info.dump.map(|d| d.to_string());
+        let uploader = actor.user.clone();
+        self.audited(actor, action, repo, name, detail, |tx, ts| {
+            tx.prepare_cached(
+                "INSERT INTO blobs(sha256, md5, size, metadata, dump, created) VALUES (?1,?2,?3,?4,?5,?6) \
+                 ON CONFLICT(sha256) DO UPDATE SET metadata = coalesce(blobs.metadata, excluded.metadata), \
+                 dump = coalesce(blobs.dump, excluded.dump)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![staged.sha256, staged.md5, staged.size as i64, metadata, dump, ts])
+            })
+            .ctx("record flist file")?;
+            upsert_regular(tx, repo, name, &staged.sha256, &uploader, info.source.as_deref(), ts)?;
+            get_entry(tx, repo, name)?.ok_or_else(|| RepoError::NotFound(format!("{repo}/{name}")))
+        })
+    }
+
+    /// Stores the in-memory `flist` as the regular entry `repo/name` (audited as an upload):
+    /// written to the temp area, staged, then recorded by [`Hub::put_flist`] with its metadata
+    /// and dump. The one path every producer of a flist (archive upload, image conversion,
+    /// merge) goes through.
+    pub fn store_flist(
+        &self,
+        actor: &Actor,
+        repo: &str,
+        name: &str,
+        flist: &Flist,
+        source: Option<String>,
+    ) -> Result<Entry, RepoError> {
+        self.store_flist_as(actor, "upload", repo, name, flist, source, json!({}))
+    }
+
+    /// [`Hub::store_flist`] audited as `action` with extra `detail`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn store_flist_as(
+        &self,
+        actor: &Actor,
+        action: &str,
+        repo: &str,
+        name: &str,
+        flist: &Flist,
+        source: Option<String>,
+        detail: Value,
+    ) -> Result<Entry, RepoError> {
+        validate_repo(repo)?;
+        validate_flist(name)?;
+        actor.check_write(repo)?;
+        let out = self.temp_path(".flist");
+        if let Err(e) = flist.write(&out) {
+            let _ = std::fs::remove_file(&out);
+            return Err(RepoError::Format {
+                path: out,
+                message: e.to_string(),
+            });
+        }
+        let staged = self.stage_file(&out)?;
+        let info = info_of(flist, source);
+        self.put_flist_as(actor, action, repo, name, staged, info, detail)
+    }
+
+    /// Records one staged flist under many `(repo, name)` entries in a single transaction
+    /// (seeding, mirroring, benchmarks); each entry is audited like an upload.
+    pub fn put_flist_many(
+        &self,
+        actor: &Actor,
+        targets: &[(String, String)],
+        staged: StagedFlist,
+        info: FlistInfo,
+    ) -> Result<usize, RepoError> {
+        for (repo, name) in targets {
+            validate_repo(repo)?;
+            validate_flist(name)?;
+            actor.check_write(repo)?;
+        }
+        self.blobs.commit(&staged)?;
+        let metadata = info.metadata.map(|m| Value::Object(m).to_string());
+        let dump = info.dump.map(|d| d.to_string());
+        let detail = json!({"sha256": staged.sha256, "source": info.source});
+        let n = self.db.write(|tx| {
+            let ts = now();
+            tx.prepare_cached(
+                "INSERT INTO blobs(sha256, md5, size, metadata, dump, created) VALUES (?1,?2,?3,?4,?5,?6) \
+                 ON CONFLICT(sha256) DO UPDATE SET metadata = coalesce(blobs.metadata, excluded.metadata), \
+                 dump = coalesce(blobs.dump, excluded.dump)",
+            )
+            .and_then(|mut s| s.execute(params![staged.sha256, staged.md5, staged.size as i64, metadata, dump, ts]))
+            .ctx("record flist file")?;
+            for (repo, name) in targets {
+                bump_repo(tx, repo, ts)?;
+                upsert_regular(tx, repo, name, &staged.sha256, &actor.user, info.source.as_deref(), ts)?;
+                audit(tx, actor, "upload", repo, name, &detail, ts)?;
+            }
+            Ok(targets.len())
+        })?;
+        self.bump_generation();
+        Ok(n)
+    }
+
+    /// The cached metadata (JSON object text) of a stored file, if recorded.
+    pub fn blob_metadata(&self, sha256: &str) -> Result<Option<String>, RepoError> {
+        self.db.read(|c| {
+            c.prepare_cached("SELECT metadata FROM blobs WHERE sha256 = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![sha256], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                })
+                .map(Option::flatten)
+                .ctx("read metadata")
+        })
+    }
+
+    /// The cached dump (JSON text) of a stored file, if recorded.
+    pub fn blob_dump(&self, sha256: &str) -> Result<Option<String>, RepoError> {
+        self.db.read(|c| {
+            c.prepare_cached("SELECT dump FROM blobs WHERE sha256 = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![sha256], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                })
+                .map(Option::flatten)
+                .ctx("read dump")
+        })
+    }
+
+    /// Records the metadata and dump computed for a stored file (not audited: derived data).
+    pub fn set_blob_info(
+        &self,
+        sha256: &str,
+        metadata: Option<&str>,
+        dump: Option<&str>,
+    ) -> Result<(), RepoError> {
+        self.db.write(|tx| {
+            tx.prepare_cached(
+                "UPDATE blobs SET metadata = coalesce(?2, metadata), dump = coalesce(?3, dump) WHERE sha256 = ?1",
+            )
+            .and_then(|mut s| s.execute(params![sha256, metadata, dump]))
+            .ctx("record flist info")?;
+            Ok(())
+        })
+    }
+}
