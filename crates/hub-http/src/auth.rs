@@ -272,14 +272,13 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
                     "session expired or ended: sign in again",
                 ))
             }
-            None => {
-                return Err(ApiError::unauthorized(
-                    "authentication required: send Authorization: bearer <token>",
-                ))
-            }
+            // The old hub's words where a client may print them.
+            None => return Err(ApiError::unauthorized("no authorization provided")),
         }
     } else {
-        let token = presented_token(headers).unwrap_or_default();
+        // The old hub's words where a client may print them.
+        let token = presented_token(headers)
+            .ok_or_else(|| ApiError::unauthorized("no authorization provided"))?;
         if token.is_empty() {
             return Err(ApiError::unauthorized(
                 "malformed Authorization header: expected `bearer <token>`",
@@ -309,7 +308,7 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
                 Ok(a) => a,
                 Err(TokenCheck::Expired) => return Err(ApiError::unauthorized("token expired")),
                 Err(TokenCheck::Revoked) => return Err(ApiError::unauthorized("token revoked")),
-                Err(_) => return Err(ApiError::unauthorized("invalid token")),
+                Err(_) => return Err(ApiError::unauthorized("invalid signature")),
             }
         }
     };

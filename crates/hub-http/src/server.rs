@@ -20,7 +20,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, chunks, docker, health, jobs, login, observe, threebot, upload, web};
+use crate::{api, chunks, compat, docker, health, jobs, login, observe, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +152,7 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/logout", get(web::logout))
+        .route("/readonly", get(web::readonly))
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
         .route("/callback_token", get(threebot::callback_token))
@@ -168,11 +169,12 @@ pub fn router(state: Shared) -> Router {
         .merge(api)
         .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(fallback)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn(compat::layer))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             observe::log_requests,
         ))
-        .with_state(state)
 }
 
 /// Opens the catalog, the chunk store and the identity keys.
@@ -264,7 +266,8 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     }
     let state = build_state(config).await?;
     crate::reach::record_public_url(&state.config.data_dir, &state.config.public_url());
-    let app = router(state.clone());
+    // A trailing `/` is accepted everywhere: it is trimmed before routing.
+    let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
     let (tx, rx) = oneshot::channel::<()>();
     // Small responses are written in pieces: without TCP_NODELAY, Nagle's algorithm and
     // delayed ACKs stall them by ~40 ms.
@@ -276,7 +279,9 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(app),
         )
         .with_graceful_shutdown(async move {
             let _ = rx.await;
