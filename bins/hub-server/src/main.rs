@@ -38,6 +38,12 @@ enum Cmd {
         /// hub's own /chunks/ for a dir:// store, the store itself for a 0-db.
         #[arg(long)]
         public_backend: Option<String>,
+        /// Run as a read-only mirror of this hub (base URL), kept in sync.
+        #[arg(long)]
+        mirror_of: Option<String>,
+        /// Time between mirror syncs: 30s, 5m ...
+        #[arg(long)]
+        sync_interval: Option<String>,
         /// Public base URL (flist backends, .txt, pages, 3Bot redirects); default
         /// http://<listen>.
         #[arg(long)]
@@ -215,6 +221,8 @@ fn run(cli: Cli) -> Result<()> {
             public_backend,
             public_url,
             log_format,
+            mirror_of,
+            sync_interval,
         } => {
             let mut cfg = load_config(config.as_ref())?;
             if let Some(l) = listen {
@@ -236,6 +244,15 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.log_format = f;
             }
             init_logging(&cfg.log_format)?;
+            if mirror_of.is_some() {
+                cfg.mirror.of = mirror_of;
+            }
+            if let Some(i) = sync_interval {
+                let secs = parse_duration_secs(&i)
+                    .filter(|s| *s > 0)
+                    .with_context(|| format!("bad --sync-interval {i:?} (use 30s, 5m)"))?;
+                cfg.mirror.sync_interval_secs = secs as u64;
+            }
             serve(cfg)
         }
         Cmd::User { cmd } => user(cmd),

@@ -51,6 +51,8 @@ pub struct HubConfig {
     pub jwt: JwtConfig,
     /// Docker/OCI image conversion (`POST /api/flist/me/docker`).
     pub docker: DockerConfig,
+    /// Read-only mirror of another hub (`[mirror]`).
+    pub mirror: crate::mirror::MirrorConfig,
 }
 
 /// Docker/OCI image conversion settings.
@@ -141,6 +143,7 @@ impl Default for HubConfig {
             threebot: ThreebotConfig::default(),
             jwt: JwtConfig::default(),
             docker: DockerConfig::default(),
+            mirror: crate::mirror::MirrorConfig::default(),
         }
     }
 }
@@ -195,7 +198,8 @@ impl HubConfig {
     /// `HUB_SESSION_TTL_SECS`, `HUB_LOG_FORMAT`, `HUB_STATIC_DIR`, `HUB_THREEBOT_ENABLED`,
     /// `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
-    /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list).
+    /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MIRROR_OF`,
+    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`.
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -225,6 +229,8 @@ impl HubConfig {
                     })?
                 }
                 "HUB_DATA_DIR" => self.data_dir = v.into(),
+                "HUB_MIRROR_OF" => self.mirror.of = Some(v),
+                "HUB_MIRROR_SYNC_INTERVAL_SECS" => self.mirror.sync_interval_secs = num(&k, &v)?,
                 "HUB_STORE" => self.store = Some(v),
                 "HUB_PUBLIC_BACKEND" => self.public_backend = v,
                 "HUB_PUBLIC_URL" => self.public_url = v,
@@ -309,12 +315,10 @@ impl HubConfig {
         } else {
             configured.to_string()
         };
-        if url.starts_with("http://") || url.starts_with("https://") {
-            return Some(serde_json::json!({ "url": url.trim_end_matches('/') }).to_string());
-        }
         flist_store::StoreUrl::parse(&url)
             .ok()
-            .and_then(|u| u.to_backend_json())
+            .and_then(|u| flist_convert::backend::public_backend_opt(&u))
+            .map(|b| b.to_json())
     }
 
     /// The directory served under `/static/`.

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod changes;
 pub mod chunks;
 pub mod compat;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod health;
 pub mod jobs;
 pub mod login;
 pub mod lookup;
+pub mod mirror;
 pub mod observe;
 pub mod reach;
 pub mod render;

@@ -20,7 +20,10 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, chunks, compat, docker, health, jobs, login, observe, threebot, upload, web};
+use crate::{
+    api, changes, chunks, compat, docker, health, jobs, login, mirror, observe, threebot, upload,
+    web,
+};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +103,10 @@ pub fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/api/repositories", get(api::repositories))
         .route("/api/flist", get(api::all_flists))
+        .route("/api/changes", get(changes::changes))
+        .route("/api/changes/repository/{repo}", get(changes::repository))
+        .route("/api/changes/file/{sha256}", get(changes::file))
+        .route("/api/mirror", get(mirror::status))
         .route("/api/fileslist", get(api::fileslist))
         .route("/api/flist/{repo}", get(api::repo_listing))
         .route("/api/flist/{repo}/tags/{tag}", get(api::tag_listing))
@@ -169,6 +176,10 @@ pub fn router(state: Shared) -> Router {
         .merge(api)
         .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            mirror::read_only,
+        ))
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(compat::layer))
         .layer(axum::middleware::from_fn_with_state(
@@ -266,6 +277,7 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     }
     let state = build_state(config).await?;
     crate::reach::record_public_url(&state.config.data_dir, &state.config.public_url());
+    mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
     let (tx, rx) = oneshot::channel::<()>();
