@@ -5,7 +5,7 @@
 //! - the JSON API of `shared/spec/hub-api.md` (public reads, `/api/flist/me/...` writes
 //!   authenticated by hub tokens or ES384 JWTs, `INFO` method, uploads, merge);
 //! - downloads with ETag/Range/HEAD, `.md5`/`.txt`/`.json`/`.md` companions;
-//! - minimal server-rendered pages and the 3Bot login flow;
+//! - the web app ([`ui`]: templated pages, owner forms, path search) and the 3Bot login flow;
 //! - job progress over Server-Sent Events at `/listen/<id>`.
 //!
 //! Errors on `/api/*` are JSON (`{"status":"error","message"}`) with real status codes.
@@ -17,6 +17,7 @@ pub mod changes;
 pub mod chunks;
 pub mod compat;
 pub mod config;
+pub mod derive;
 pub mod docker;
 pub mod error;
 pub mod health;
@@ -28,8 +29,10 @@ pub mod observe;
 pub mod reach;
 pub mod render;
 pub mod server;
+pub mod signing;
 pub mod state;
 pub mod threebot;
+pub mod ui;
 pub mod upload;
 pub mod web;
 

@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Arc<crate::observe::Metrics>,
     /// Failed sign-in attempts by account and address.
     pub login_limiter: crate::login::LoginLimiter,
+    /// Web app state (per-client limits, pending upload jobs).
+    pub web: crate::ui::WebState,
     /// Slots for docker conversions running at once.
     pub docker_slots: Arc<tokio::sync::Semaphore>,
     /// The mirror's sync state, when this hub mirrors another.
@@ -40,6 +42,11 @@ pub struct AppState {
     /// Name resolutions cached until the next catalog write.
     resolved: Mutex<HashMap<(String, String), (u64, Resolved)>>,
 }
+
+/// Largest response body kept by [`AppState::cached`].
+const CACHE_ENTRY_MAX: usize = 4 << 20;
+/// Bytes [`AppState::cached`] holds at most (it starts over beyond).
+const CACHE_BYTES_MAX: usize = 64 << 20;
 
 /// The state as handlers receive it.
 pub type Shared = Arc<AppState>;
@@ -63,6 +70,7 @@ impl AppState {
         AppState {
             metrics,
             login_limiter: crate::login::LoginLimiter::default(),
+            web: crate::ui::WebState::default(),
             docker_slots,
             hub,
             store,
@@ -103,8 +111,12 @@ impl AppState {
             }
         }
         let body = self.blocking(f).await?;
+        if body.len() > CACHE_ENTRY_MAX {
+            return Ok(body);
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 4096 {
+        let held: usize = cache.values().map(|(_, b)| b.len()).sum();
+        if cache.len() > 4096 || held + body.len() > CACHE_BYTES_MAX {
             cache.clear();
         }
         cache.insert(key.to_string(), (generation, body.clone()));

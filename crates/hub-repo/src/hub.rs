@@ -61,6 +61,7 @@ impl Hub {
         if recover_jobs {
             hub.fail_interrupted_jobs()?;
         }
+        hub.init_path_index()?;
         Ok(hub)
     }
 
