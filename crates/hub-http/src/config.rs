@@ -53,6 +53,33 @@ pub struct HubConfig {
     pub docker: DockerConfig,
     /// Read-only mirror of another hub (`[mirror]`).
     pub mirror: crate::mirror::MirrorConfig,
+    /// Chunk uploads (`/api/chunks/...`, used by `zflist push`).
+    pub chunks: ChunksConfig,
+}
+
+/// Chunk upload settings (`POST /api/chunks/missing`, `PUT /api/chunks/<hex>`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunksConfig {
+    /// Largest chunk body accepted (an encoded 512 KiB chunk is at most ~612 KiB).
+    pub max_chunk_bytes: u64,
+    /// Bytes of new chunks one user may store per window.
+    pub user_quota_bytes: u64,
+    /// The quota window, in seconds.
+    pub quota_window_secs: u64,
+    /// Keys accepted in one `missing` request.
+    pub max_keys: usize,
+}
+
+impl Default for ChunksConfig {
+    fn default() -> Self {
+        ChunksConfig {
+            max_chunk_bytes: 1 << 20,
+            user_quota_bytes: 64 << 30,
+            quota_window_secs: 24 * 3600,
+            max_keys: 10_000,
+        }
+    }
 }
 
 /// Docker/OCI image conversion settings.
@@ -144,6 +171,7 @@ impl Default for HubConfig {
             jwt: JwtConfig::default(),
             docker: DockerConfig::default(),
             mirror: crate::mirror::MirrorConfig::default(),
+            chunks: ChunksConfig::default(),
         }
     }
 }
@@ -199,7 +227,8 @@ impl HubConfig {
     /// `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
     /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MIRROR_OF`,
-    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`.
+    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_CHUNKS_MAX_CHUNK_BYTES`,
+    /// `HUB_CHUNKS_USER_QUOTA_BYTES`, `HUB_CHUNKS_QUOTA_WINDOW_SECS`.
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -264,6 +293,9 @@ impl HubConfig {
                         .map(String::from)
                         .collect()
                 }
+                "HUB_CHUNKS_MAX_CHUNK_BYTES" => self.chunks.max_chunk_bytes = num(&k, &v)?,
+                "HUB_CHUNKS_USER_QUOTA_BYTES" => self.chunks.user_quota_bytes = num(&k, &v)?,
+                "HUB_CHUNKS_QUOTA_WINDOW_SECS" => self.chunks.quota_window_secs = num(&k, &v)?,
                 _ => {}
             }
         }

@@ -21,8 +21,8 @@ use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use crate::{
-    api, changes, chunks, compat, derive, docker, health, jobs, login, mirror, observe, signing,
-    threebot, ui, upload, web,
+    api, changes, chunks, chunks_api, compat, derive, docker, health, jobs, login, mirror, observe,
+    signing, threebot, ui, upload, web,
 };
 
 /// A start-up failure.
@@ -191,6 +191,7 @@ pub fn router(state: Shared) -> Router {
             Duration::from_secs(cfg.request_timeout_secs),
         ));
     uploads
+        .merge(chunks_api::routes(&state))
         .merge(api)
         .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(fallback)
