@@ -120,6 +120,28 @@ async fn newcomer_path_with_the_real_binaries() {
         .expect("html");
     assert!(form_page.contains("alice"), "{form_page}");
     assert!(form_page.contains("multipart/form-data"));
+    // The form's target, as the page's script sends it: a job first, then the file.
+    // (minijinja escapes `/` in attributes as `&#x2f;`)
+    let unescaped = form_page.replace("&#x2f;", "/");
+    let action = unescaped
+        .split("id=\"upload-form\"")
+        .next()
+        .and_then(|head| head.rsplit("action=\"").next())
+        .and_then(|a| a.split('"').next())
+        .expect("form action")
+        .to_string();
+    assert_eq!(action, "/upload", "{form_page}");
+    let job: serde_json::Value = client
+        .post(format!("{base}/upload/job"))
+        .header("cookie", &cookie)
+        .header("origin", &base)
+        .send()
+        .await
+        .expect("job")
+        .json()
+        .await
+        .expect("job json");
+    let job = job["job"].as_str().expect("job id").to_string();
 
     let tree = test_support::sample::sample_tree();
     let archive = test_support::sample::tar_gz(&tree);
@@ -131,21 +153,27 @@ async fn newcomer_path_with_the_real_binaries() {
             .expect("mime"),
     );
     let r = client
-        .post(format!("{base}/api/flist/me/upload"))
+        .post(format!("{base}{action}?job={job}"))
         .header("cookie", &cookie)
         .header("origin", &base)
         .header("referer", format!("{base}/upload"))
         .header("sec-fetch-site", "same-origin")
+        .header("accept", "application/json")
         .multipart(form)
         .send()
         .await
         .expect("upload");
     let status = r.status();
-    let body = r.text().await.expect("body");
-    assert!(
-        status.is_success() || status.is_redirection(),
-        "{status} {body}"
-    );
+    let body: serde_json::Value = r.json().await.expect("upload answer");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["url"], "/alice/app.flist.md", "{body}");
+    let page = client
+        .get(format!("{base}/alice/app.flist.md"))
+        .send()
+        .await
+        .expect("flist page");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("app.flist"));
     let listing: serde_json::Value = client
         .get(format!("{base}/api/flist/alice"))
         .send()
@@ -189,7 +217,7 @@ async fn newcomer_path_with_the_real_binaries() {
     );
     let upload = lines
         .iter()
-        .find(|l| l.contains("path=/api/flist/me/upload"))
+        .find(|l| l.contains("method=POST path=/upload "))
         .expect("upload line");
     for f in ["method=POST", "status=200", "bytes=", "duration_ms="] {
         assert!(upload.contains(f), "{upload} lacks {f}");

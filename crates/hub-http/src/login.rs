@@ -11,16 +11,16 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Form;
 use hub_repo::{Actor, TokenCheck};
 use serde::Deserialize;
 
 use crate::auth::SESSION_COOKIE;
 use crate::error::ApiError;
-use crate::render::html_escape as esc;
 use crate::state::Shared;
-use crate::web::page;
+use crate::ui::{check_same_origin, Ctx};
+use serde_json::json;
 
 /// Failed attempts allowed per account in [`WINDOW`].
 pub const MAX_FAILURES_PER_ACCOUNT: usize = 5;
@@ -144,7 +144,7 @@ fn local_path(p: &str) -> Option<String> {
 
 /// The page the user came from: the `next` field, else the `Referer` when it is this hub
 /// (and not a login page), else `/`.
-fn came_from(st: &Shared, next: Option<&str>, headers: &HeaderMap) -> String {
+pub(crate) fn came_from(st: &Shared, next: Option<&str>, headers: &HeaderMap) -> String {
     if let Some(n) = next.and_then(local_path) {
         return n;
     }
@@ -175,55 +175,44 @@ pub struct LoginPageQuery {
     pub next: Option<String>,
 }
 
-/// The login page's HTML body: the methods this hub offers.
-pub async fn login_body(st: &Shared, next: &str, error: Option<&str>) -> String {
+/// Renders the sign-in page with `status`: the password form when local accounts exist,
+/// ThreeFold Connect when it is enabled, the API-token form always, and `error` if any.
+pub async fn render_login(
+    st: &Shared,
+    ctx: &Ctx,
+    status: StatusCode,
+    next: &str,
+    error: Option<&str>,
+) -> Response {
     let users = st.blocking(|hub| Ok(hub.user_count()?)).await.unwrap_or(0);
-    let next = esc(next);
-    let mut body = String::new();
-    if let Some(e) = error {
-        body.push_str(&format!(
-            "<p class=\"error\" id=\"login-error\">{}</p>",
-            esc(e)
-        ));
-    }
-    if users > 0 {
-        body.push_str(&format!(
-            "<h2>With your account</h2><form method=\"post\" action=\"/login\" id=\"password-login\">\
-             <input type=\"hidden\" name=\"next\" value=\"{next}\">\
-             <p><label>User name <input name=\"username\" autocomplete=\"username\" required></label></p>\
-             <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
-             <p><button>Sign in</button></p></form>"
-        ));
-    }
-    if st.config.threebot.enabled {
-        body.push_str(
-            "<h2>With ThreeFold Connect</h2><ul><li><a href=\"/login-threebot\">ThreeFold Connect (3Bot)</a></li>\
-             <li><a href=\"/login-threebot?token=1\">ThreeFold Connect, then show an API token</a></li></ul>",
-        );
-    }
-    body.push_str(&format!(
-        "<h2>With an API token</h2><form method=\"post\" action=\"/login\" id=\"token-login\">\
-         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
-         <p><label>API token <input name=\"token\" type=\"password\" autocomplete=\"off\" required></label></p>\
-         <p><button>Sign in with an API token</button></p></form>"
-    ));
-    if users == 0 && !st.config.threebot.enabled {
-        body.push_str(
-            "<p>No local account exists yet. The operator creates one with \
-             <code>hub-server user add NAME --password-stdin</code>.</p>",
-        );
-    }
-    body
+    let threebot = st.config.threebot.enabled;
+    let mut resp = ctx.render_status(
+        status,
+        "login.html",
+        "Sign in",
+        json!({
+            "local": users > 0,
+            "threebot": threebot,
+            "no_accounts": users == 0 && !threebot,
+            "token_action": "/login-token",
+            "next": next,
+            "error": error,
+        }),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// `GET /login-method` (and `GET /login`): the sign-in page.
 pub async fn login_page(
     State(st): State<Shared>,
+    ctx: Ctx,
     Query(q): Query<LoginPageQuery>,
     headers: HeaderMap,
-) -> Html<String> {
+) -> Response {
     let next = came_from(&st, q.next.as_deref(), &headers);
-    Html(page("Sign in", &login_body(&st, &next, None).await))
+    render_login(&st, &ctx, StatusCode::OK, &next, None).await
 }
 
 /// The `POST /login` form.
@@ -245,27 +234,37 @@ fn client_ip(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|ConnectInfo(a)| a.ip())
 }
 
-async fn refused(st: &Shared, status: StatusCode, next: &str, message: &str) -> Response {
-    let mut resp = (
-        status,
-        Html(page("Sign in", &login_body(st, next, Some(message)).await)),
-    )
-        .into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+async fn refused(
+    st: &Shared,
+    ctx: &Ctx,
+    status: StatusCode,
+    next: &str,
+    message: &str,
+) -> Response {
+    render_login(st, ctx, status, next, Some(message)).await
 }
 
 /// `POST /login` (form `username` + `password`, or `token`): a session cookie and `303` to
 /// the page the user came from; `401` with the page saying why otherwise; `429` when rate
 /// limited.
-pub async fn login(State(st): State<Shared>, req: Request) -> Response {
+pub async fn login(State(st): State<Shared>, ctx: Ctx, req: Request) -> Response {
     let addr = client_ip(req.extensions());
     let headers = req.headers().clone();
+    // A browser-session write: only from the hub's own pages (no login CSRF).
+    if let Err(e) = check_same_origin(&headers) {
+        return ctx.error(&e);
+    }
     let form = match Form::<LoginForm>::from_request(req, &st).await {
         Ok(Form(f)) => f,
         Err(e) => {
-            return refused(&st, StatusCode::BAD_REQUEST, "/", &format!("bad form: {e}")).await
+            return refused(
+                &st,
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                "/",
+                &format!("bad form: {e}"),
+            )
+            .await
         }
     };
     let next = came_from(&st, form.next.as_deref(), &headers);
@@ -276,6 +275,7 @@ pub async fn login(State(st): State<Shared>, req: Request) -> Response {
                 tracing::warn!(user = %user, "login rate-limited");
                 let mut r = refused(
                     &st,
+                    &ctx,
                     StatusCode::TOO_MANY_REQUESTS,
                     &next,
                     "Too many failed sign-in attempts: wait a few minutes and try again.",
@@ -304,20 +304,21 @@ pub async fn login(State(st): State<Shared>, req: Request) -> Response {
                     .await
                     {
                         Ok(r) => r,
-                        Err(e) => refused(&st, e.status, &next, &e.message).await,
+                        Err(e) => refused(&st, &ctx, e.status, &next, &e.message).await,
                     }
                 }
                 Ok(None) => {
                     st.login_limiter.failed(&user, addr);
                     refused(
                         &st,
+                        &ctx,
                         StatusCode::UNAUTHORIZED,
                         &next,
                         "Wrong user name or password.",
                     )
                     .await
                 }
-                Err(e) => refused(&st, e.status, &next, &e.message).await,
+                Err(e) => refused(&st, &ctx, e.status, &next, &e.message).await,
             }
         }
         (_, _, Some(token)) if !token.trim().is_empty() => {
@@ -325,6 +326,7 @@ pub async fn login(State(st): State<Shared>, req: Request) -> Response {
             if let Some(secs) = st.login_limiter.blocked(key, addr) {
                 let mut r = refused(
                     &st,
+                    &ctx,
                     StatusCode::TOO_MANY_REQUESTS,
                     &next,
                     "Too many failed sign-in attempts: wait a few minutes and try again.",
@@ -349,7 +351,7 @@ pub async fn login(State(st): State<Shared>, req: Request) -> Response {
                     .await
                     {
                         Ok(r) => r,
-                        Err(e) => refused(&st, e.status, &next, &e.message).await,
+                        Err(e) => refused(&st, &ctx, e.status, &next, &e.message).await,
                     }
                 }
                 Ok(other) => {
@@ -362,14 +364,15 @@ pub async fn login(State(st): State<Shared>, req: Request) -> Response {
                         TokenCheck::Revoked => "This API token was revoked.",
                         _ => "Unknown API token.",
                     };
-                    refused(&st, StatusCode::UNAUTHORIZED, &next, why).await
+                    refused(&st, &ctx, StatusCode::UNAUTHORIZED, &next, why).await
                 }
-                Err(e) => refused(&st, e.status, &next, &e.message).await,
+                Err(e) => refused(&st, &ctx, e.status, &next, &e.message).await,
             }
         }
         _ => {
             refused(
                 &st,
+                &ctx,
                 StatusCode::BAD_REQUEST,
                 &next,
                 "Give a user name and a password, or an API token.",

@@ -168,7 +168,7 @@ pub fn router(state: Shared) -> Router {
             get(ui::account::tokens).post(ui::account::token_create),
         )
         .route("/token/revoke", post(ui::account::token_revoke))
-        .route("/login-method", get(ui::account::login_page))
+        .route("/login-method", get(login::login_page))
         .route("/login-token", post(ui::account::login_token))
         .route("/me/active-user", post(ui::account::switch))
         .route("/logout", get(web::logout).post(web::logout))
