@@ -596,6 +596,8 @@ fn create_and_revoke_a_token() {
             .click()
             .await
             .map_err(err("create"))?;
+        // The page that shows the new token (a form POST answered with a page).
+        wait_css(&c, "#token-value").await?;
         let token = c
             .execute(
                 "return document.getElementById('token-value').value",
@@ -627,11 +629,7 @@ fn create_and_revoke_a_token() {
             .click()
             .await
             .map_err(err("revoke"))?;
-        let flash = text_of(&c, "#flash").await?;
-        ensure(
-            flash == "Revoked token “ci-publish”.",
-            format!("revoke result: {flash}"),
-        )?;
+        wait_text(&c, "#flash", "Revoked token “ci-publish”.").await?;
         ensure(
             c.find(Locator::Css("#token-list tr[data-token='ci-publish']"))
                 .await
