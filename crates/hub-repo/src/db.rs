@@ -140,6 +140,9 @@ impl Db {
         }
         configure(&writer, path)?;
         writer.execute_batch(SCHEMA).ctx("create schema")?;
+        for extra in [crate::users::SCHEMA, crate::sessions::SCHEMA] {
+            writer.execute_batch(extra).ctx("create schema")?;
+        }
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let c = Connection::open_with_flags(

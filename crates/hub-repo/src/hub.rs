@@ -42,6 +42,12 @@ impl Hub {
     /// Opens (creating if needed) a hub data directory: `catalog.sqlite3`, `flists/`, `tmp/`.
     /// Jobs left queued or running by a previous process are marked failed.
     pub fn open(data: impl AsRef<Path>) -> Result<Self, RepoError> {
+        Self::open_with(data, true)
+    }
+
+    /// Opens a data directory; `recover_jobs`: mark jobs left running as failed (only the
+    /// server does, so administration commands can run beside it).
+    pub(crate) fn open_with(data: impl AsRef<Path>, recover_jobs: bool) -> Result<Self, RepoError> {
         let data = data.as_ref().to_path_buf();
         std::fs::create_dir_all(&data).map_err(|e| RepoError::io("create directory", &data, e))?;
         let db = Db::open(&data.join("catalog.sqlite3"))?;
@@ -52,7 +58,9 @@ impl Hub {
             blobs,
             generation: AtomicU64::new(1),
         };
-        hub.fail_interrupted_jobs()?;
+        if recover_jobs {
+            hub.fail_interrupted_jobs()?;
+        }
         hub.init_path_index()?;
         Ok(hub)
     }

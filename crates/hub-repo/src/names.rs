@@ -125,6 +125,50 @@ pub fn validate_entry(name: &str) -> Result<(), RepoError> {
     }
 }
 
+/// Names the web routes use, refused as user (and new repository) names.
+pub const RESERVED: &[&str] = &[
+    "api",
+    "api-docs",
+    "callback_threebot",
+    "callback_token",
+    "chunks",
+    "docker-convert",
+    "healthz",
+    "listen",
+    "login",
+    "login-method",
+    "login-threebot",
+    "logout",
+    "me",
+    "merge",
+    "metrics",
+    "readyz",
+    "search",
+    "static",
+    "tags",
+    "token",
+    "upload",
+    "upload-flist",
+];
+
+/// True for a name the web routes use (compared case-insensitively).
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+/// Validates a new user name: a repository name that is not [`RESERVED`].
+pub fn validate_user(name: &str) -> Result<(), RepoError> {
+    validate_repo(name)?;
+    if is_reserved(name) {
+        return Err(RepoError::InvalidName {
+            what: "user",
+            name: name.to_string(),
+            reason: "reserved for the hub's own pages",
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

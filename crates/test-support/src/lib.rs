@@ -9,6 +9,7 @@ pub mod http;
 pub mod hub;
 pub mod redis;
 pub mod rootfs;
+pub mod sample;
 pub mod tap;
 pub mod zdb;
 pub mod zdb_responder;
