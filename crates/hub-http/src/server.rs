@@ -8,7 +8,6 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
-use axum::serve::ListenerExt;
 use axum::Router;
 use hub_repo::Hub;
 use tokio::net::TcpListener;
@@ -20,7 +19,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, docker, jobs, threebot, upload, web};
+use crate::{api, docker, guard, jobs, request_id, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +85,7 @@ async fn fallback(req: Request) -> Response {
 /// The complete router over `state`.
 pub fn router(state: Shared) -> Router {
     let cfg = &state.config;
+    let max_upload = cfg.max_upload_bytes;
     let uploads = Router::new()
         .route("/api/flist/me/upload", post(upload::upload))
         .route("/api/flist/me/upload-flist", post(upload::upload_flist))
@@ -93,6 +93,9 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(
             usize::try_from(cfg.max_upload_bytes).unwrap_or(usize::MAX),
         ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard::declared_length(max_upload, req, next)
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.upload_timeout_secs),
@@ -155,11 +158,22 @@ pub fn router(state: Shared) -> Router {
         .route("/{repo}/tags/{tag}", get(web::tag_page))
         .route("/{repo}/tags/{tag}/{file}", get(web::tag_file))
         .nest_service("/static", ServeDir::new(cfg.static_dir()))
+        .layer(axum::middleware::from_fn(|req, next| {
+            guard::declared_length(guard::SMALL_BODY_LIMIT, req, next)
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ));
-    uploads.merge(api).fallback(fallback).with_state(state)
+    let limits = cfg.limits.clone();
+    uploads
+        .merge(api)
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard::body_rate(limits.clone(), req, next)
+        }))
+        .layer(axum::middleware::from_fn(request_id::layer))
+        .with_state(state)
 }
 
 /// Opens the catalog, the chunk store and the identity keys.
@@ -248,23 +262,13 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         what: "local address".into(),
         source,
     })?;
+    let limits = config.limits.clone();
     let state = build_state(config).await?;
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
-    // Small responses are written in pieces: without TCP_NODELAY, Nagle's algorithm and
-    // delayed ACKs stall them by ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(guard::serve(listener, app, limits, async move {
+        let _ = rx.await;
+    }));
     tracing::info!("hub listening on http://{addr}");
     Ok(Server {
         addr,

@@ -133,9 +133,14 @@ impl Hub {
         let out = self.temp_path(".flist");
         if let Err(e) = flist.write(&out) {
             let _ = std::fs::remove_file(&out);
-            return Err(RepoError::Format {
-                path: out,
-                message: e.to_string(),
+            return Err(match e {
+                flist_format::FormatError::Io { source, .. } => {
+                    RepoError::io("write flist", &out, source)
+                }
+                e => RepoError::Format {
+                    path: out,
+                    message: e.to_string(),
+                },
             });
         }
         let staged = self.stage_file(&out)?;
