@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask test`, `cargo xtask bench <what>`, `cargo xtask codegen`.
+//! Project tasks: `cargo xtask test [GROUP|CRATE]`, `cargo xtask doctor`,
+//! `cargo xtask bench <what>`, `cargo xtask codegen`, `cargo xtask fuzz`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,12 +12,20 @@ mod bench_oci;
 mod bench_store;
 mod codegen;
 mod fuzz;
+mod groups;
+mod prereq;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or(&[]).to_vec();
     match args.first().map(String::as_str) {
         Some("test") => test(&rest),
+        Some("doctor") => {
+            if prereq::doctor() > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Some("codegen") => codegen::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         Some("bench") => match rest.first().map(String::as_str) {
@@ -34,8 +43,10 @@ fn main() -> Result<()> {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|fuzz|bench <store|convert|api|codec|oci|all>|codegen>\n\
-                 \n  test      run the whole test suite (needs redis-server, docker-registry, skopeo)\
+                "usage: cargo xtask <test|doctor|fuzz|bench <store|convert|api|codec|oci|all>|codegen>\n\
+                 \n  test [GROUP|CRATE] [-- ARGS]  install missing prerequisites, then run the tests:\
+                 \n            all (default), fast (no slow groups), oci, browser, or one crate\
+                 \n  doctor    list the test prerequisites: found (version) or missing\
                  \n  bench     run a benchmark and print figures against its baseline\
                  \n  codegen   regenerate checked-in generated code (Cap'n Proto bindings)\
                  \n  fuzz      build and run the fuzz targets on stable: fuzz [TARGET] [--seconds N]"
@@ -67,24 +78,41 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The whole test suite: every crate's unit, integration and doc tests.
-fn test(extra: &[String]) -> Result<()> {
-    let missing: Vec<&str> = ["redis-server", "docker-registry", "skopeo"]
-        .into_iter()
-        .filter(|p| which(p).is_none())
+/// `cargo xtask test [GROUP|CRATE] [-- CARGO-TEST-ARGS]`: makes every prerequisite present
+/// (or stops, before running anything, with the command to run), then runs the group.
+fn test(args: &[String]) -> Result<()> {
+    let (group, extra) = match args.first() {
+        Some(g) if !g.starts_with('-') => (g.as_str(), &args[1..]),
+        _ => ("all", args),
+    };
+    let extra: Vec<&str> = extra
+        .iter()
+        .map(String::as_str)
+        .skip_while(|a| *a == "--")
         .collect();
-    if !missing.is_empty() {
-        bail!(
-            "{} not on PATH: the tests run a real redis-server and a real OCI registry.\n\
-             Install them (Debian: apt-get install -y redis-server docker-registry skopeo) \
-             and run again.",
-            missing.join(", ")
-        );
+    let plan = groups::plan(group)?;
+    let env = prereq::ensure()?;
+    for mut cargo_args in plan {
+        cargo_args.extend(extra.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = cargo_args.iter().map(String::as_str).collect();
+        cargo_env(&refs, &env)?;
     }
-    let mut args = vec!["test", "--workspace", "--all-targets"];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)?;
-    cargo(&["test", "--workspace", "--doc"])
+    Ok(())
+}
+
+/// Runs cargo with `args` and extra environment variables, failing on a non-zero exit.
+pub fn cargo_env(args: &[&str], env: &[(String, String)]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
 /// Finds a program on PATH.

@@ -1,5 +1,5 @@
 //! The real `zflist` binary against the reference fixtures, real `dir://` stores and a real
-//! `redis-server`.
+//! `redis-server` and a real 0-db.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use test_support::{fixture, RedisServer};
+use test_support::{fixture, NsConfig, RedisServer, ZdbServer};
 
 /// Runs zflist with a clean environment (no inherited ZFLIST_*), plus `env`.
 fn zflist(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -530,9 +530,67 @@ fn pack_to_redis_extract_from_redis_and_verify() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&victim));
 }
 
+/// A real 0-db with a public namespace `chunks` writable with password `pw`.
+fn zdb_with_public_namespace() -> ZdbServer {
+    let server = ZdbServer::start();
+    server.namespace(
+        "chunks",
+        NsConfig {
+            password: Some("pw".into()),
+            public: true,
+            ..NsConfig::default()
+        },
+    );
+    server
+}
+
+#[test]
+fn pack_to_zdb_extract_from_zdb_and_verify() {
+    let server = zdb_with_public_namespace();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let flist = tmp.path().join("zdb.flist");
+    let url = server.url("chunks", Some("pw"));
+    ok(&zflist(
+        &["pack", p(&src), "-o", p(&flist), "--store", &url],
+        &[],
+    ));
+    let keys: std::collections::BTreeSet<String> = chunk_keys(&flist).into_iter().collect();
+    assert_eq!(
+        server.entries("chunks"),
+        keys.len(),
+        "one entry per distinct chunk"
+    );
+
+    let dest = tmp.path().join("dest");
+    ok(&zflist(
+        &["extract", p(&flist), p(&dest), "--store", &url],
+        &[],
+    ));
+    assert_eq!(snapshot(&src), snapshot(&dest));
+    // Packing again stores nothing new (0-db answers nil for unchanged values).
+    ok(&zflist(
+        &["pack", p(&src), "-o", p(&flist), "--store", &url],
+        &[],
+    ));
+    assert_eq!(server.entries("chunks"), keys.len());
+
+    ok(&zflist(&["verify", p(&flist), "--store", &url], &[]));
+    let victim = keys.into_iter().next().unwrap();
+    let key = hex::decode(&victim).unwrap();
+    assert_eq!(
+        server.conn("chunks").call(&[b"DEL", &key]),
+        test_support::RedisReply::Status("OK".into())
+    );
+    let out = zflist(&["verify", p(&flist), "--store", &url], &[]);
+    one_line_error(&out, "verify");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&victim));
+}
+
 #[test]
 fn pack_to_zdb_url_records_public_backend_used_by_extract() {
-    let server = RedisServer::start();
+    let mut server = zdb_with_public_namespace();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     sample_tree(&src);
@@ -544,14 +602,23 @@ fn pack_to_zdb_url_records_public_backend_used_by_extract() {
             "-o",
             p(&flist),
             "--store",
-            &server.zdb_url(),
+            &server.url("chunks", Some("pw")),
         ],
         &[],
     ));
     let md = flist_format_metadata(&flist);
     assert_eq!(md["backend"]["host"], "127.0.0.1");
     assert_eq!(md["backend"]["port"], server.port());
-    // no --store: the flist's backend metadata says where the chunks are
+    assert_eq!(md["backend"]["namespace"], "chunks");
+    assert!(
+        !md["backend"].to_string().contains("pw"),
+        "no password in the published backend: {}",
+        md["backend"]
+    );
+    // The server restarts on the same data; no --store: the flist's backend metadata says
+    // where the chunks are, read without the password (public namespace, read-only).
+    server.kill();
+    server.restart();
     let dest = tmp.path().join("dest");
     ok(&zflist(&["extract", p(&flist), p(&dest)], &[]));
     assert_eq!(snapshot(&src), snapshot(&dest));

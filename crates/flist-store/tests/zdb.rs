@@ -1,11 +1,16 @@
-//! The RESP client against the 0-db test responder (same code path as against Redis; the
-//! dialect comes from `INFO`).
+//! The RESP client against a real 0-db server (v2.0.7, built from `../shared/vendor/` by the
+//! test harness). Same code path as against Redis; the dialect comes from `INFO`. The
+//! fault-injection responder is used by one test only, for a fault the real server cannot
+//! be made to show.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use flist_store::{SetOutcome, StoreError};
-use test_support::{NsConfig, NsMode, RedisReply, ZdbServer};
+use flist_store::{open_url_with, OpenOptions, SetOutcome, StoreError, StoreUrl};
+use test_support::tap::Tap;
+use test_support::{NsConfig, NsMode, RedisReply, ZdbResponder, ZdbServer};
 
 fn secret_ns() -> NsConfig {
     NsConfig {
@@ -44,7 +49,7 @@ async fn namespaces_set_nil_and_batches() {
         .map(|i| {
             (
                 i.to_be_bytes().to_vec(),
-                Bytes::from(vec![i as u8; (i % 50) as usize]),
+                Bytes::from(vec![i as u8; (i % 50) as usize + 1]),
             )
         })
         .collect();
@@ -66,21 +71,7 @@ async fn namespaces_set_nil_and_batches() {
         .zip(&items)
         .all(|(g, (_, v))| g.as_ref() == Some(v)));
     // Deleted on the server: missing.
-    let del = {
-        // DEL needs the namespace selected on the same connection: do it by hand.
-        use std::io::{BufReader, Write};
-        let s = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        w.write_all(&test_support::redis::encode(&[
-            b"SELECT", b"chunks", b"pw:1",
-        ]))
-        .unwrap();
-        test_support::redis::read_reply(&mut r).unwrap();
-        w.write_all(&test_support::redis::encode(&[b"DEL", &keys[10]]))
-            .unwrap();
-        test_support::redis::read_reply(&mut r).unwrap()
-    };
+    let del = server.conn("chunks").call(&[b"DEL", &keys[10]]);
     assert_eq!(del, RedisReply::Status("OK".into()));
     assert!(!store.exists(&keys[10]).await.unwrap());
     assert_eq!(store.get_many(&keys).await.unwrap()[10], None);
@@ -94,13 +85,20 @@ async fn namespaces_set_nil_and_batches() {
 async fn secure_challenge_is_used_for_namespace_passwords() {
     let server = ZdbServer::start();
     server.namespace("sec", secret_ns());
-    let store = flist_store::open(&server.url("sec", Some("pw:1")))
-        .await
-        .unwrap();
+    // The client talks to the real server through a recording proxy.
+    let tap = Tap::start(server.port());
+    let url = format!("zdb://:pw:1@127.0.0.1:{}/sec", tap.port());
+    let store = flist_store::open(&url).await.unwrap();
     store.set(b"a", Bytes::from_static(b"1")).await.unwrap();
-    let (secure, plain) = server.password_selects();
-    assert!(secure >= 1, "SELECT ... SECURE was not used");
-    assert_eq!(plain, 0, "the password went in plain text");
+    assert_eq!(server.stored("sec", b"a").as_deref(), Some(&b"1"[..]));
+    assert!(
+        tap.sent_contains(b"SECURE"),
+        "SELECT ... SECURE was not used"
+    );
+    assert!(
+        !tap.sent_contains(b"pw:1"),
+        "the password went in plain text"
+    );
 }
 
 #[tokio::test]
@@ -155,6 +153,7 @@ async fn public_namespace_without_password_is_read_only() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Auth { .. }), "{err}");
     assert!(err.to_string().contains(&hex::encode(b"k2")), "{err}");
+    assert_eq!(server.stored("pub", b"k2"), None);
 }
 
 #[tokio::test]
@@ -175,6 +174,7 @@ async fn locked_and_full_namespaces_are_clear_errors() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NamespaceFull { .. }), "{err}");
     assert!(err.to_string().contains("62"), "names the key: {err}");
+    server.configure("ns", |c| c.maxsize = None);
 
     server.configure("ns", |c| c.locked = true);
     let items = vec![
@@ -191,11 +191,16 @@ async fn locked_and_full_namespaces_are_clear_errors() {
         store.set_many(&items).await.unwrap(),
         vec![SetOutcome::Written; 2]
     );
+    // Frozen: reads refused too, as a clear error.
+    server.configure("ns", |c| c.frozen = true);
+    let err = store.get(b"a").await.unwrap_err();
+    assert!(matches!(err, StoreError::NamespaceLocked { .. }), "{err}");
 }
 
 #[tokio::test]
 async fn sequential_namespaces_are_refused() {
-    let server = ZdbServer::start();
+    // A `--mode user` server cannot hold sequential namespaces: run one in mixed mode.
+    let server = ZdbServer::start_mixed();
     server.namespace(
         "seq",
         NsConfig {
@@ -214,49 +219,108 @@ async fn sequential_namespaces_are_refused() {
 }
 
 #[tokio::test]
-async fn admin_setup_over_the_wire() {
-    // The responder's admin commands (used by operators) behave per spec.
+async fn fault_sequential_namespace_not_reported_is_caught_by_the_set_reply() {
+    // Fault injection (the real server always reports its mode in NSINFO): a server that
+    // does not say the namespace is sequential. The SET reply's key gives it away.
+    let responder = ZdbResponder::start();
+    responder.namespace(
+        "seq",
+        NsConfig {
+            mode: NsMode::Sequential,
+            ..NsConfig::default()
+        },
+    );
+    responder.hide_namespace_mode();
+    let store = flist_store::open(&responder.url("seq", None))
+        .await
+        .unwrap();
+    let err = store
+        .set(b"key", Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BadNamespace { .. }), "{err}");
+    assert!(err.to_string().contains("sequential"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_keeps_the_data_and_the_client_reconnects() {
+    let mut server = ZdbServer::start();
+    server.namespace("chunks", secret_ns());
+    let url = StoreUrl::parse(&server.url("chunks", Some("pw:1"))).unwrap();
+    let store = open_url_with(
+        &url,
+        &OpenOptions {
+            timeout: Duration::from_secs(10),
+            ..OpenOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let items: Vec<(Vec<u8>, Bytes)> = (0..500u32)
+        .map(|i| (i.to_le_bytes().to_vec(), Bytes::from(vec![i as u8; 4096])))
+        .collect();
+    store.set_many(&items).await.unwrap();
+
+    server.kill();
+    let err = store.get(b"\x01\0\0\0").await.unwrap_err();
+    assert!(matches!(err, StoreError::Connection { .. }), "{err}");
+
+    server.restart();
+    // Pooled connections are dead; the next call reconnects; the data survived on disk.
+    let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
+    let got = store.get_many(&keys).await.unwrap();
+    assert!(got
+        .iter()
+        .zip(&items)
+        .all(|(g, (_, v))| g.as_ref() == Some(v)));
+    assert_eq!(
+        store.set_many(&items[..10]).await.unwrap(),
+        vec![SetOutcome::AlreadyPresent; 10]
+    );
+    assert_eq!(server.entries("chunks"), 500);
+}
+
+#[test]
+fn real_server_speaks_the_spec() {
+    // The facts of spec/zero-db.md the client relies on, checked on the real server.
     let server = ZdbServer::start();
-    use std::io::{BufReader, Write};
-    let s = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut call = |args: &[&[u8]]| {
-        w.write_all(&test_support::redis::encode(args)).unwrap();
-        test_support::redis::read_reply(&mut r).unwrap()
+    let mut anon = test_support::ZdbConn::connect(server.port()).unwrap();
+    let RedisReply::Bulk(Some(info)) = anon.call(&[b"INFO"]) else {
+        panic!("INFO")
     };
-    assert!(matches!(call(&[b"NSNEW", b"x"]), RedisReply::Error(_)));
-    assert_eq!(call(&[b"AUTH", b"admin"]), RedisReply::Status("OK".into()));
-    assert_eq!(call(&[b"NSNEW", b"x"]), RedisReply::Status("OK".into()));
+    assert!(String::from_utf8_lossy(&info).contains("server_name: 0-db (zdb)"));
+    assert!(matches!(anon.call(&[b"NSNEW", b"x"]), RedisReply::Error(_)));
+    let mut admin = server.admin_conn();
     assert_eq!(
-        call(&[b"NSSET", b"x", b"password", b"p"]),
+        admin.call(&[b"NSNEW", b"x"]),
         RedisReply::Status("OK".into())
     );
     assert_eq!(
-        call(&[b"SELECT", b"x", b"p"]),
+        admin.call(&[b"NSSET", b"x", b"password", b"p"]),
         RedisReply::Status("OK".into())
     );
     assert_eq!(
-        call(&[b"SET", b"k", b"v"]),
+        admin.call(&[b"SELECT", b"x", b"p"]),
+        RedisReply::Status("OK".into())
+    );
+    assert_eq!(
+        admin.call(&[b"SET", b"k", b"v"]),
         RedisReply::Bulk(Some(b"k".to_vec()))
     );
-    assert_eq!(call(&[b"SET", b"k", b"v"]), RedisReply::Bulk(None));
-    assert!(matches!(call(&[b"SCAN"]), RedisReply::Array(_)));
-    let RedisReply::Array(scan) = call(&[b"SCAN"]) else {
-        unreachable!()
+    assert_eq!(admin.call(&[b"SET", b"k", b"v"]), RedisReply::Bulk(None));
+    assert_eq!(admin.call(&[b"EXISTS", b"k"]), RedisReply::Int(1));
+    assert_eq!(admin.call(&[b"EXISTS", b"nope"]), RedisReply::Int(0));
+    let RedisReply::Array(scan) = admin.call(&[b"SCAN"]) else {
+        panic!("SCAN")
     };
     let RedisReply::Bulk(Some(cursor)) = &scan[0] else {
         panic!("{scan:?}")
     };
     assert_eq!(
-        call(&[b"SCAN", cursor]),
+        admin.call(&[b"SCAN", cursor]),
         RedisReply::Error("No more data".into())
     );
-    let store = flist_store::open(&server.url("x", Some("p")))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get(b"k").await.unwrap(),
-        Some(Bytes::from_static(b"v"))
-    );
+    let mut mget: Vec<&[u8]> = vec![b"MGET"];
+    mget.extend(std::iter::repeat_n(&b"k"[..], 1024));
+    assert!(matches!(admin.call(&mget), RedisReply::Error(_)));
 }

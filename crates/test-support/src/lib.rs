@@ -1,14 +1,18 @@
 //! Test harness shared by the workspace's tests: fixture paths, a real `redis-server` on a
-//! free loopback port, and builders for test archives.
+//! free loopback port, a real 0-db built from `../shared/vendor/`, a recording TCP proxy,
+//! and builders for test archives.
 
 use std::path::PathBuf;
 
 pub mod archive;
 pub mod redis;
+pub mod tap;
 pub mod zdb;
+pub mod zdb_responder;
 
 pub use redis::{RedisReply, RedisServer};
-pub use zdb::{NsConfig, NsMode, ZdbServer};
+pub use zdb::{NsConfig, NsMode, ZdbConn, ZdbServer};
+pub use zdb_responder::ZdbResponder;
 
 pub mod registry;
 
@@ -29,4 +33,15 @@ pub fn fixtures_dir() -> PathBuf {
 /// A fixture file by name, e.g. `fixture("fixture.flist")`.
 pub fn fixture(name: &str) -> PathBuf {
     fixtures_dir().join(name)
+}
+
+/// CPU time (user + system) this process has used so far (`getrusage(RUSAGE_SELF)`), for
+/// benchmarks that print a client's CPU utilisation.
+pub fn cpu_time() -> std::time::Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage(RUSAGE_SELF)");
+    let d = |t: nix::sys::time::TimeVal| {
+        std::time::Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) as u32) * 1000)
+    };
+    d(u.user_time()) + d(u.system_time())
 }

@@ -1,33 +1,41 @@
-//! A 0-db test responder: a small TCP server on a free loopback port that follows
-//! `spec/zero-db.md` (namespaces by name with passwords, public read-only access, `SET`
-//! replying with the key or nil, sequential-mode namespaces, lock/freeze, size limits,
-//! `-No more data` at the end of `SCAN`, `INFO` with `server_name: 0-db (zdb)`, the
-//! `AUTH SECURE CHALLENGE` flow). One thread per connection; state shared in memory.
+//! A real 0-db server (`zdb`, v2.0.7 from `../shared/vendor/`) on a free loopback port, for
+//! tests and benches.
 //!
-//! Namespaces are set up either over the wire by an admin (`AUTH <admin password>` then
-//! `NSNEW`/`NSSET`) or directly with [`ZdbServer::namespace`].
+//! ```no_run
+//! use test_support::{NsConfig, ZdbServer};
+//! let mut server = ZdbServer::start(); // --mode user, admin password "admin"
+//! server.namespace("chunks", NsConfig { password: Some("pw".into()), ..NsConfig::default() });
+//! let url = server.url("chunks", Some("pw")); // zdb://:pw@127.0.0.1:<port>/chunks
+//! server.kill();
+//! server.restart(); // same port, same data and index directories
+//! ```
+//!
+//! The binary is, in order: `$ZDB_BIN`; `zdb` on `PATH`; or built once from
+//! `../shared/vendor/0-db-v2.0.7.tar.gz` (or `$ZDB_TARBALL`) into `target/zdb/v2.0.7/zdb`
+//! with `cc` and `make` (see [`binary`]). The build is cached and safe when several test
+//! processes start at once (an exclusive file lock, then an atomic rename). A missing
+//! compiler or `make` fails with a clear message: the tests never skip.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use crate::redis::{read_reply, RedisReply};
+use crate::redis::{encode, free_port, read_reply, RedisReply};
 
-/// Largest key 0-db accepts.
-const MAX_KEY: usize = 255;
-/// Largest value 0-db accepts.
-const MAX_VALUE: usize = 8 * 1024 * 1024;
-/// Most keys per `MGET`.
-const MAX_MGET: usize = 1023;
+/// The vendored 0-db release the harness builds.
+pub const ZDB_VERSION: &str = "2.0.7";
 
 /// How a namespace stores keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NsMode {
     /// The client chooses keys.
     User,
-    /// The server chooses keys (`SET` ignores the key).
+    /// The server chooses keys (`SET` ignores the key). On the real server this needs
+    /// [`ZdbServer::start_mixed`]: a `--mode user` server refuses `NSSET ns mode seq`.
     Sequential,
 }
 
@@ -61,91 +69,129 @@ impl Default for NsConfig {
     }
 }
 
-#[derive(Debug, Default)]
-struct Namespace {
-    config: NsConfig,
-    /// Entries in insertion order; deleted ones are `None`.
-    log: Vec<Option<(Vec<u8>, Vec<u8>)>>,
-    index: HashMap<Vec<u8>, usize>,
-    size: usize,
-    next_seq: u32,
-}
-
-impl Namespace {
-    fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
-        let i = *self.index.get(key)?;
-        self.log.get(i)?.as_ref().map(|(_, v)| v)
-    }
-}
-
-#[derive(Debug)]
-struct State {
-    namespaces: HashMap<String, Namespace>,
-    admin_password: Option<String>,
-    secure_selects: usize,
-    plain_selects: usize,
-}
-
-/// A running 0-db responder. Dropping it stops accepting and closes every connection.
+/// A real `zdb` child process listening on `127.0.0.1:<port>`, with its data and index
+/// directories in a temp dir that lives as long as this value. Dropping it kills the process.
 #[derive(Debug)]
 pub struct ZdbServer {
     port: u16,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|p| p.into_inner())
+    admin: String,
+    mixed: bool,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Namespaces created through [`namespace`](Self::namespace), for the password.
+    namespaces: Mutex<HashMap<String, NsConfig>>,
 }
 
 impl ZdbServer {
-    /// Starts a responder with an open `default` namespace and admin password `admin`.
+    /// Starts a server in `--mode user` with admin password `admin`.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-        let port = listener.local_addr().expect("local address").port();
-        let mut namespaces = HashMap::new();
-        namespaces.insert("default".to_owned(), Namespace::default());
-        let state = Arc::new(Mutex::new(State {
-            namespaces,
-            admin_password: Some("admin".to_owned()),
-            secure_selects: 0,
-            plain_selects: 0,
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let (state, stop, connections) = (state.clone(), stop.clone(), connections.clone());
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    if let Ok(c) = conn.try_clone() {
-                        connections
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(c);
-                    }
-                    let state = state.clone();
-                    std::thread::spawn(move || serve(conn, state));
-                }
-            })
-        };
-        ZdbServer {
-            port,
-            state,
-            stop,
-            connections,
-            thread: Some(thread),
+        Self::start_with("admin", false)
+    }
+
+    /// Starts a server in mixed mode (no `--mode`): namespaces may be switched to sequential
+    /// mode with `NSSET ns mode seq`.
+    pub fn start_mixed() -> Self {
+        Self::start_with("admin", true)
+    }
+
+    /// Starts a server with the given admin password; `mixed`: no `--mode user`.
+    pub fn start_with(admin: &str, mixed: bool) -> Self {
+        let bin = binary().unwrap_or_else(|e| panic!("{e}"));
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("creating a temp dir for zdb");
+            let mut server = ZdbServer {
+                port: free_port(),
+                admin: admin.to_owned(),
+                mixed,
+                bin: bin.clone(),
+                dir,
+                child: None,
+                namespaces: Mutex::new(HashMap::new()),
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("zdb did not start: {last_err}");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("zdb.log")
+    }
+
+    /// Spawns the process on `self.port` and waits until it answers PING.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("cannot open the zdb log: {e}"))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("cannot open the zdb log: {e}"))?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["--listen", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--data")
+            .arg(self.data_dir())
+            .arg("--index")
+            .arg(self.index_dir())
+            .arg("--admin")
+            .arg(&self.admin)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        if !self.mixed {
+            cmd.args(["--mode", "user"]);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                return Err(format!("zdb exited ({status}); log:\n{log}"));
+            }
+            if matches!(self.raw(&[b"PING"]), Ok(RedisReply::Status(s)) if s == "PONG") {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("zdb on port {} never answered PING", self.port));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin password.
+    pub fn admin_password(&self) -> &str {
+        &self.admin
+    }
+
+    /// The data directory (`--data`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The index directory (`--index`).
+    pub fn index_dir(&self) -> PathBuf {
+        self.dir.path().join("index")
+    }
+
+    /// The server's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// `zdb://[:password@]127.0.0.1:<port>/<namespace>`.
@@ -156,465 +202,334 @@ impl ZdbServer {
         }
     }
 
-    /// Creates (or reconfigures) a namespace.
+    /// Creates a namespace (`NSNEW`, then `NSSET` for each setting that differs from 0-db's
+    /// defaults), as the admin. Panics when the server refuses.
     pub fn namespace(&self, name: &str, config: NsConfig) {
-        let mut st = lock(&self.state);
-        st.namespaces.entry(name.to_owned()).or_default().config = config;
+        self.admin_ok(&[b"NSNEW", name.as_bytes()]);
+        let defaults = NsConfig::default();
+        self.apply(name, &defaults, &config);
+        self.remember(name, config);
     }
 
-    /// Changes a namespace's settings in place.
+    /// Changes a namespace's settings in place (`NSSET` for each changed setting).
     pub fn configure(&self, name: &str, f: impl FnOnce(&mut NsConfig)) {
-        let mut st = lock(&self.state);
-        if let Some(ns) = st.namespaces.get_mut(name) {
-            f(&mut ns.config);
+        let old = self.config_of(name);
+        let mut new = old.clone();
+        f(&mut new);
+        self.apply(name, &old, &new);
+        self.remember(name, new);
+    }
+
+    fn config_of(&self, name: &str) -> NsConfig {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn remember(&self, name: &str, config: NsConfig) {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), config);
+    }
+
+    fn apply(&self, name: &str, old: &NsConfig, new: &NsConfig) {
+        let n = name.as_bytes();
+        let flag = |b: bool| if b { &b"1"[..] } else { &b"0"[..] };
+        if new.mode != old.mode {
+            let m: &[u8] = match new.mode {
+                NsMode::User => b"user",
+                NsMode::Sequential => b"seq",
+            };
+            self.admin_ok(&[b"NSSET", n, b"mode", m]);
+        }
+        if new.password != old.password {
+            let pw = new.password.as_deref().unwrap_or("*");
+            self.admin_ok(&[b"NSSET", n, b"password", pw.as_bytes()]);
+        }
+        if new.public != old.public {
+            self.admin_ok(&[b"NSSET", n, b"public", flag(new.public)]);
+        }
+        if new.maxsize != old.maxsize {
+            let m = new.maxsize.unwrap_or(0).to_string();
+            self.admin_ok(&[b"NSSET", n, b"maxsize", m.as_bytes()]);
+        }
+        if new.locked != old.locked {
+            self.admin_ok(&[b"NSSET", n, b"lock", flag(new.locked)]);
+        }
+        if new.frozen != old.frozen {
+            self.admin_ok(&[b"NSSET", n, b"freeze", flag(new.frozen)]);
         }
     }
 
-    /// A stored value, read directly.
-    pub fn stored(&self, namespace: &str, key: &[u8]) -> Option<Vec<u8>> {
-        lock(&self.state)
-            .namespaces
-            .get(namespace)
-            .and_then(|ns| ns.get(key).cloned())
+    fn admin_ok(&self, args: &[&[u8]]) {
+        match self.command(args) {
+            Ok(RedisReply::Status(_)) => {}
+            other => panic!(
+                "zdb refused {}: {other:?}",
+                String::from_utf8_lossy(&args.join(&b' '))
+            ),
+        }
     }
 
-    /// Successful password `SELECT`s so far: (with `SECURE` proofs, with plain passwords).
-    pub fn password_selects(&self) -> (usize, usize) {
-        let st = lock(&self.state);
-        (st.secure_selects, st.plain_selects)
+    /// A raw connection authenticated as the admin (`AUTH <admin>`).
+    pub fn admin_conn(&self) -> ZdbConn {
+        let mut c = ZdbConn::connect(self.port).expect("connecting to zdb");
+        let r = c.call(&[b"AUTH", self.admin.as_bytes()]);
+        assert_eq!(r, RedisReply::Status("OK".into()), "AUTH as admin");
+        c
     }
 
-    /// Number of live entries in a namespace.
-    pub fn entries(&self, namespace: &str) -> usize {
-        lock(&self.state)
-            .namespaces
-            .get(namespace)
-            .map_or(0, |ns| ns.log.iter().filter(|e| e.is_some()).count())
+    /// A raw connection with `namespace` selected (with its password when it has one).
+    pub fn conn(&self, namespace: &str) -> ZdbConn {
+        let mut c = ZdbConn::connect(self.port).expect("connecting to zdb");
+        let mut args: Vec<&[u8]> = vec![b"SELECT", namespace.as_bytes()];
+        let pw = self.config_of(namespace).password;
+        if let Some(pw) = &pw {
+            args.push(pw.as_bytes());
+        }
+        let r = c.call(&args);
+        assert_eq!(r, RedisReply::Status("OK".into()), "SELECT {namespace}");
+        c
     }
 
-    /// Sends one command on a fresh raw connection and returns the reply.
+    /// Sends one command on a fresh connection authenticated as the admin.
     pub fn command(&self, args: &[&[u8]]) -> std::io::Result<RedisReply> {
-        let s = TcpStream::connect(("127.0.0.1", self.port))?;
-        let mut w = s.try_clone()?;
-        let mut r = BufReader::new(s);
-        w.write_all(&crate::redis::encode(args))?;
-        read_reply(&mut r)
+        let mut c = ZdbConn::connect(self.port)?;
+        c.try_call(&[b"AUTH", self.admin.as_bytes()])?;
+        c.try_call(args)
+    }
+
+    /// Sends one command on a fresh, unauthenticated connection.
+    fn raw(&self, args: &[&[u8]]) -> std::io::Result<RedisReply> {
+        ZdbConn::connect(self.port)?.try_call(args)
+    }
+
+    /// A stored value, read in `namespace` (selected with its password).
+    pub fn stored(&self, namespace: &str, key: &[u8]) -> Option<Vec<u8>> {
+        match self.conn(namespace).call(&[b"GET", key]) {
+            RedisReply::Bulk(v) => v,
+            other => panic!("GET: {other:?}"),
+        }
+    }
+
+    /// Number of entries in a namespace (`NSINFO`'s `entries`).
+    pub fn entries(&self, namespace: &str) -> usize {
+        let info = match self.command(&[b"NSINFO", namespace.as_bytes()]) {
+            Ok(RedisReply::Bulk(Some(b))) => String::from_utf8_lossy(&b).into_owned(),
+            other => panic!("NSINFO {namespace}: {other:?}"),
+        };
+        info.lines()
+            .find_map(|l| l.strip_prefix("entries:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no entries in NSINFO: {info}"))
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Kills the process (SIGKILL) and waits for it. The data stays.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and the same data and index directories
+    /// (after [`kill`](Self::kill); restarts a running one).
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("zdb did not restart on port {}: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 }
 
 impl Drop for ZdbServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        for c in self
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.kill();
     }
 }
 
-/// Reads one command (an array of bulk strings); `None` at end of stream.
-fn read_command(r: &mut impl BufRead) -> std::io::Result<Option<Vec<Vec<u8>>>> {
-    let mut line = Vec::new();
-    if r.read_until(b'\n', &mut line)? == 0 {
-        return Ok(None);
+/// A raw RESP connection to a server, for tests acting behind a client's back.
+#[derive(Debug)]
+pub struct ZdbConn {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl ZdbConn {
+    /// Connects to `127.0.0.1:<port>`.
+    pub fn connect(port: u16) -> std::io::Result<Self> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(ZdbConn {
+            w: s.try_clone()?,
+            r: BufReader::new(s),
+        })
     }
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad command");
-    if line.first() != Some(&b'*') || !line.ends_with(b"\r\n") {
-        return Err(bad());
+
+    /// Sends one command and reads its reply.
+    pub fn try_call(&mut self, args: &[&[u8]]) -> std::io::Result<RedisReply> {
+        self.w.write_all(&encode(args))?;
+        read_reply(&mut self.r)
     }
-    let n: usize = std::str::from_utf8(&line[1..line.len() - 2])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    let mut args = Vec::with_capacity(n.min(4096));
-    for _ in 0..n {
-        line.clear();
-        r.read_until(b'\n', &mut line)?;
-        if line.first() != Some(&b'$') || !line.ends_with(b"\r\n") {
-            return Err(bad());
-        }
-        let len: usize = std::str::from_utf8(&line[1..line.len() - 2])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .filter(|l| *l <= 64 * 1024 * 1024)
-            .ok_or_else(bad)?;
-        let mut v = vec![0u8; len + 2];
-        r.read_exact(&mut v)?;
-        v.truncate(len);
-        args.push(v);
-    }
-    Ok(Some(args))
-}
 
-fn status(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(format!("+{s}\r\n").as_bytes());
-}
-fn error(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(format!("-{s}\r\n").as_bytes());
-}
-fn int(out: &mut Vec<u8>, n: i64) {
-    out.extend_from_slice(format!(":{n}\r\n").as_bytes());
-}
-fn bulk(out: &mut Vec<u8>, v: Option<&[u8]>) {
-    match v {
-        None => out.extend_from_slice(b"$-1\r\n"),
-        Some(v) => {
-            out.extend_from_slice(format!("${}\r\n", v.len()).as_bytes());
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-}
-fn array_header(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(format!("*{n}\r\n").as_bytes());
-}
-
-fn sha1_hex(challenge: &str, password: &str) -> String {
-    use sha1::Digest;
-    let mut h = sha1::Sha1::new();
-    h.update(challenge.as_bytes());
-    h.update(b":");
-    h.update(password.as_bytes());
-    hex::encode(h.finalize())
-}
-
-static NONCE: AtomicU64 = AtomicU64::new(0x5eed_0fdb_c0de_0001);
-
-struct Session {
-    namespace: String,
-    writable: bool,
-    admin: bool,
-    challenge: Option<String>,
-}
-
-fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
-    let Ok(mut w) = conn.try_clone() else { return };
-    let mut r = BufReader::new(conn);
-    let mut session = Session {
-        namespace: "default".into(),
-        writable: true,
-        admin: false,
-        challenge: None,
-    };
-    let mut out = Vec::new();
-    while let Ok(Some(args)) = read_command(&mut r) {
-        handle(&args, &mut session, &state, &mut out);
-        // Pipelining: reply once no more input is buffered (or a lot is pending).
-        if r.buffer().is_empty() || out.len() > 1 << 20 {
-            if w.write_all(&out).is_err() {
-                return;
-            }
-            out.clear();
-        }
+    /// Sends one command and reads its reply; panics on an I/O error.
+    pub fn call(&mut self, args: &[&[u8]]) -> RedisReply {
+        self.try_call(args).expect("zdb connection")
     }
 }
 
-fn handle(args: &[Vec<u8>], s: &mut Session, state: &Mutex<State>, out: &mut Vec<u8>) {
-    let Some(cmd) = args.first() else {
-        return error(out, "Empty command");
-    };
-    let cmd = String::from_utf8_lossy(cmd).to_ascii_uppercase();
-    let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
-    let mut st = lock(state);
-    match cmd.as_str() {
-        "PING" => status(out, "PONG"),
-        "INFO" => {
-            let body = "# server\nserver_name: 0-db (zdb)\nserver_revision: test-responder\n\
-                        instance_id: 1\nmode: mixed\n";
-            bulk(out, Some(body.as_bytes()));
-        }
-        "AUTH" => match (text(1).map(|t| t.to_ascii_uppercase()).as_deref(), text(2)) {
-            (Some("SECURE"), Some(arg)) if arg.eq_ignore_ascii_case("CHALLENGE") => {
-                let nonce = format!("{:016x}", NONCE.fetch_add(0x9e37_79b9, Ordering::Relaxed));
-                s.challenge = Some(nonce.clone());
-                bulk(out, Some(nonce.as_bytes()));
-            }
-            (Some("SECURE"), Some(proof)) => {
-                let ok = match (&s.challenge, &st.admin_password) {
-                    (Some(c), Some(pw)) => sha1_hex(c, pw) == proof,
-                    _ => false,
-                };
-                s.challenge = None;
-                if ok {
-                    s.admin = true;
-                    status(out, "OK");
-                } else {
-                    error(out, "Access denied");
-                }
-            }
-            (Some(_), None) => {
-                let given = text(1).unwrap_or_default();
-                if st.admin_password.as_deref() == Some(given.as_str()) {
-                    s.admin = true;
-                    status(out, "OK");
-                } else {
-                    error(out, "Access denied");
-                }
-            }
-            _ => error(out, "Invalid argument"),
-        },
-        "SELECT" => {
-            let Some(name) = text(1) else {
-                return error(out, "Invalid argument");
-            };
-            let Some(ns) = st.namespaces.get(&name) else {
-                return error(out, "Namespace not found");
-            };
-            let (given, secure) = match (text(2), text(3)) {
-                (Some(kw), Some(proof)) if kw.eq_ignore_ascii_case("SECURE") => {
-                    let ok = match (&s.challenge, &ns.config.password) {
-                        (Some(c), Some(pw)) => sha1_hex(c, pw) == proof,
-                        _ => false,
-                    };
-                    s.challenge = None;
-                    (Some(ok), true)
-                }
-                (Some(pw), None) => (
-                    Some(ns.config.password.as_deref() == Some(pw.as_str())),
-                    false,
-                ),
-                _ => (None, false),
-            };
-            let writable = match (&ns.config.password, given) {
-                (None, None) => true,
-                (None, Some(_)) => true,
-                (Some(_), Some(true)) => true,
-                (Some(_), Some(false)) => return error(out, "Access denied"),
-                (Some(_), None) if ns.config.public || s.admin => s.admin,
-                (Some(_), None) => return error(out, "Namespace protected and private"),
-            };
-            s.namespace = name;
-            s.writable = writable;
-            if given == Some(true) {
-                if secure {
-                    st.secure_selects += 1;
-                } else {
-                    st.plain_selects += 1;
-                }
-            }
-            status(out, "OK");
-        }
-        "NSNEW" | "NSSET" | "NSDEL" if !s.admin => error(out, "Permission denied"),
-        "NSNEW" => {
-            let Some(name) = text(1) else {
-                return error(out, "Invalid argument");
-            };
-            if st.namespaces.contains_key(&name) {
-                return error(out, "This namespace is not available");
-            }
-            st.namespaces.insert(name, Namespace::default());
-            status(out, "OK");
-        }
-        "NSDEL" => {
-            let Some(name) = text(1) else {
-                return error(out, "Invalid argument");
-            };
-            if st.namespaces.remove(&name).is_none() {
-                return error(out, "Namespace not found");
-            }
-            status(out, "OK");
-        }
-        "NSSET" => {
-            let (Some(name), Some(prop), Some(value)) = (text(1), text(2), text(3)) else {
-                return error(out, "Invalid argument");
-            };
-            let Some(ns) = st.namespaces.get_mut(&name) else {
-                return error(out, "Namespace not found");
-            };
-            let flag = value == "1";
-            let c = &mut ns.config;
-            match prop.as_str() {
-                "password" => c.password = if value == "*" { None } else { Some(value) },
-                "public" => c.public = flag,
-                "maxsize" => c.maxsize = value.parse().ok().filter(|m| *m > 0),
-                "lock" => c.locked = flag,
-                "freeze" => c.frozen = flag,
-                "mode" if ns.log.is_empty() => {
-                    c.mode = if value.starts_with("seq") {
-                        NsMode::Sequential
-                    } else {
-                        NsMode::User
-                    }
-                }
-                "mode" => return error(out, "Cannot change mode, namespace is not empty"),
-                _ => return error(out, "Unknown property"),
-            }
-            status(out, "OK");
-        }
-        "NSLIST" => {
-            let mut names: Vec<&String> = st.namespaces.keys().collect();
-            names.sort();
-            array_header(out, names.len());
-            for n in names {
-                bulk(out, Some(n.as_bytes()));
-            }
-        }
-        "NSINFO" => {
-            let Some(name) = text(1) else {
-                return error(out, "Invalid argument");
-            };
-            let Some(ns) = st.namespaces.get(&name) else {
-                return error(out, "Namespace not found");
-            };
-            let yn = |b: bool| if b { "yes" } else { "no" };
-            let c = &ns.config;
-            let body = format!(
-                "# namespace\nname: {name}\nentries: {}\npublic: {}\npassword: {}\n\
-                 data_size_bytes: {}\ndata_limits_bytes: {}\nmode: {}\nworm: no\nlocked: {}\n\
-                 frozen: {}\n",
-                ns.log.iter().filter(|e| e.is_some()).count(),
-                yn(c.public),
-                yn(c.password.is_some()),
-                ns.size,
-                c.maxsize.unwrap_or(0),
-                if c.mode == NsMode::User {
-                    "userkey"
-                } else {
-                    "sequential"
-                },
-                yn(c.locked),
-                yn(c.frozen),
-            );
-            bulk(out, Some(body.as_bytes()));
-        }
-        _ => {
-            let Some(ns) = st.namespaces.get_mut(&s.namespace) else {
-                return error(out, "Namespace not found");
-            };
-            data_command(&cmd, args, s.writable, ns, out);
-        }
+/// The `zdb` binary: `$ZDB_BIN`, else `zdb` on `PATH`, else the build cached under the
+/// target directory (built now from the vendored tarball if absent). The error says what is
+/// missing (a C compiler, `make`, the tarball) and how to fix it.
+pub fn binary() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("ZDB_BIN") {
+        let bin = PathBuf::from(bin);
+        return if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(format!(
+                "$ZDB_BIN is {}, which is not a file",
+                bin.display()
+            ))
+        };
     }
+    if let Some(bin) = on_path("zdb") {
+        return Ok(bin);
+    }
+    build_cached()
 }
 
-fn data_command(
-    cmd: &str,
-    args: &[Vec<u8>],
-    writable: bool,
-    ns: &mut Namespace,
-    out: &mut Vec<u8>,
-) {
-    if ns.config.frozen {
-        return error(out, "Namespace is temporarily frozen (read-write disabled)");
+/// Where the vendored build is cached: `<target>/zdb/v2.0.7/zdb`.
+pub fn cached_binary() -> PathBuf {
+    cache_dir().join("zdb")
+}
+
+fn cache_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    target.join("zdb").join(format!("v{ZDB_VERSION}"))
+}
+
+/// The vendored source tarball (`$ZDB_TARBALL` overrides).
+pub fn tarball() -> PathBuf {
+    std::env::var_os("ZDB_TARBALL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            crate::workspace_root()
+                .join("../shared/vendor")
+                .join(format!("0-db-v{ZDB_VERSION}.tar.gz"))
+        })
+}
+
+fn on_path(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+/// Builds 0-db from the tarball into the cache unless it is there. One process builds while
+/// the others wait on the lock; the binary appears by atomic rename.
+fn build_cached() -> Result<PathBuf, String> {
+    let bin = cached_binary();
+    if bin.is_file() {
+        return Ok(bin);
     }
-    let write = matches!(cmd, "SET" | "DEL");
-    if write && ns.config.locked {
-        return error(out, "Namespace is temporarily locked (read-only)");
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let lock_path = dir.join("build.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    // Held until this function returns (the lock is released when dropped or on exit).
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("cannot lock {}: {e}", lock_path.display()))?;
+    if bin.is_file() {
+        return Ok(bin); // built by another process while we waited
     }
-    if write && !writable {
-        return error(out, "Namespace is in read-only mode");
+    let missing: Vec<&str> = ["cc", "make"]
+        .into_iter()
+        .filter(|p| on_path(p).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the tests run a real 0-db server, built from {} with a C compiler and make, \
+             but {} not on PATH. Install them (Debian: apt-get install -y gcc make, or run \
+             `cargo xtask test`, which installs what is missing) or set ZDB_BIN to a zdb \
+             binary.",
+            tarball().display(),
+            missing.join(" and ")
+        ));
     }
-    match cmd {
-        "SET" => {
-            let (Some(key), Some(value)) = (args.get(1), args.get(2)) else {
-                return error(out, "Invalid argument");
-            };
-            if key.len() > MAX_KEY {
-                return error(out, "Key too large");
-            }
-            if value.len() > MAX_VALUE {
-                return error(out, "Payload too large");
-            }
-            if let Some(max) = ns.config.maxsize {
-                if ns.size + value.len() > max {
-                    return error(out, "No space left on this namespace");
-                }
-            }
-            let key = match ns.config.mode {
-                NsMode::Sequential => {
-                    let k = ns.next_seq.to_le_bytes().to_vec();
-                    ns.next_seq += 1;
-                    k
-                }
-                NsMode::User => key.clone(),
-            };
-            if ns.get(&key).map(|v| v == value) == Some(true) {
-                return bulk(out, None);
-            }
-            if let Some(i) = ns.index.get(&key).copied() {
-                if let Some(Some((_, old))) = ns.log.get_mut(i).map(Option::take) {
-                    ns.size -= old.len();
-                }
-            }
-            ns.size += value.len();
-            ns.index.insert(key.clone(), ns.log.len());
-            ns.log.push(Some((key.clone(), value.clone())));
-            bulk(out, Some(&key));
+    let src = tarball();
+    let work = dir.join(format!("build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let result = build_in(&src, &work).and_then(|built| {
+        std::fs::rename(&built, &bin)
+            .map_err(|e| format!("cannot move {} to {}: {e}", built.display(), bin.display()))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    result.map(|()| bin)
+}
+
+fn build_in(src: &Path, work: &Path) -> Result<PathBuf, String> {
+    let file = std::fs::File::open(src).map_err(|e| {
+        format!(
+            "cannot open the 0-db source {} ({e}): the tests build the real 0-db from it \
+             (set ZDB_TARBALL or ZDB_BIN otherwise)",
+            src.display()
+        )
+    })?;
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(work)
+        .map_err(|e| format!("cannot unpack {}: {e}", src.display()))?;
+    let root = work.join("0-db");
+    for part in ["libzdb", "zdbd"] {
+        let out = Command::new("make")
+            .arg("-C")
+            .arg(root.join(part))
+            .arg("release")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run make: {e}"))?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            return Err(format!(
+                "building 0-db ({part}) from {} failed ({}):\n{}",
+                src.display(),
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
         }
-        "GET" => {
-            let Some(key) = args.get(1) else {
-                return error(out, "Invalid argument");
-            };
-            bulk(out, ns.get(key).map(|v| v.as_slice()));
-        }
-        "MGET" => {
-            let keys = &args[1..];
-            if keys.is_empty() || keys.len() > MAX_MGET {
-                return error(out, "Invalid argument, too many keys");
-            }
-            array_header(out, keys.len());
-            for k in keys {
-                bulk(out, ns.get(k).map(|v| v.as_slice()));
-            }
-        }
-        "EXISTS" | "CHECK" => {
-            let Some(key) = args.get(1) else {
-                return error(out, "Invalid argument");
-            };
-            int(out, i64::from(ns.get(key).is_some()));
-        }
-        "DEL" => {
-            let Some(key) = args.get(1) else {
-                return error(out, "Invalid argument");
-            };
-            match ns.index.remove(key.as_slice()) {
-                Some(i) => {
-                    if let Some(Some((_, v))) = ns.log.get_mut(i).map(Option::take) {
-                        ns.size -= v.len();
-                    }
-                    status(out, "OK");
-                }
-                None => error(out, "Key not found"),
-            }
-        }
-        "DBSIZE" => int(out, ns.log.iter().filter(|e| e.is_some()).count() as i64),
-        "SCAN" => {
-            // Cursor: the 8-byte little-endian log position to resume at.
-            let start = match args.get(1) {
-                None => 0,
-                Some(c) => match <[u8; 8]>::try_from(c.as_slice()) {
-                    Ok(b) => u64::from_le_bytes(b) as usize,
-                    Err(_) => return error(out, "Invalid cursor"),
-                },
-            };
-            let mut items = Vec::new();
-            let mut pos = start;
-            while pos < ns.log.len() && items.len() < 16 {
-                if let Some((k, v)) = &ns.log[pos] {
-                    items.push((k.clone(), v.len()));
-                }
-                pos += 1;
-            }
-            if items.is_empty() {
-                return error(out, "No more data");
-            }
-            array_header(out, 2);
-            bulk(out, Some(&(pos as u64).to_le_bytes()));
-            array_header(out, items.len());
-            for (k, size) in items {
-                array_header(out, 3);
-                bulk(out, Some(&k));
-                int(out, size as i64);
-                int(out, 0);
-            }
-        }
-        _ => error(out, &format!("Command not supported: {cmd}")),
     }
+    let built = root.join("zdbd/zdb");
+    if !built.is_file() {
+        return Err(format!(
+            "the 0-db build did not produce {}",
+            built.display()
+        ));
+    }
+    Ok(built)
 }

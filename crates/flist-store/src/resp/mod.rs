@@ -7,7 +7,8 @@
 //! chosen from the server's `INFO` (`server_name: 0-db`), not from the URL scheme alone.
 //!
 //! Batches are split into request windows (bounded in commands and bytes). Each window is
-//! pipelined on one pooled connection — all commands written while the replies are read
+//! pipelined on one pooled connection (except `SET` on 0-db: one command per window, as the
+//! real 0-db stalls about 40 ms on every pipelined `SET` batch) — all commands written while the replies are read
 //! concurrently — and up to `pool_size` windows run at once on separate connections. A
 //! window that fails before any reply arrived (connection reset or refused, stale pooled
 //! connection) is retried on a fresh connection with backoff; any other failure fails the
@@ -819,13 +820,22 @@ impl Store for RespStore {
         for (k, _) in items {
             self.check_key(k)?;
         }
-        let windows = Self::windows(items.len(), |i| items[i].1.len() + 64, WINDOW_CMDS);
+        let Some(first) = items.first().map(|(k, _)| k.as_slice()) else {
+            return Ok(Vec::new());
+        };
+        // The dialect is known once connected (INFO handshake); ask the pool what it learnt.
+        let zdb = self.dialect_zdb(Some(first)).await?;
+        // Redis pipelines SET well: windows of many commands. The real 0-db stalls ~40 ms
+        // per pipelined SET batch (spec/zero-db.md): one SET in flight per connection,
+        // several connections in parallel (run_windows runs pool_size windows at once).
+        let windows = if zdb {
+            (0..items.len()).map(|i| i..i + 1).collect()
+        } else {
+            Self::windows(items.len(), |i| items[i].1.len() + 64, WINDOW_CMDS)
+        };
         self.run_windows(windows, |range| async move {
             let part = &items[range];
             let first = part.first().map(|(k, _)| k.as_slice());
-            // The dialect is known only once connected: build both forms lazily would need
-            // the connection; SET k v NX is only for Redis, so ask the pool what it learnt.
-            let zdb = self.dialect_zdb(first).await?;
             let cmds: Vec<Cmd> = part
                 .iter()
                 .map(|(k, v)| {
