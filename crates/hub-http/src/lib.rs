@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod csrf;
 pub mod docker;
 pub mod error;
 pub mod guard;

@@ -19,7 +19,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, docker, guard, jobs, request_id, threebot, upload, web};
+use crate::{api, csrf, docker, guard, jobs, request_id, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +172,10 @@ pub fn router(state: Shared) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             guard::body_rate(limits.clone(), req, next)
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::guard,
+        ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
