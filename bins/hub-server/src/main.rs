@@ -167,19 +167,37 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::ImportLegacy { data_dir, path } => {
-            let hub = Hub::open(&data_dir)?;
-            let rep = hub.import_legacy(&path)?;
-            for (p, why) in &rep.skipped {
-                eprintln!("skipped {p}: {why}");
+            let hub = Hub::open(&data_dir)
+                .with_context(|| format!("opening the hub data in {}", data_dir.display()))?;
+            let rep = hub
+                .import_legacy(&path)
+                .with_context(|| format!("importing the old hub tree {}", path.display()))?;
+            for (item, why) in &rep.unimportable {
+                eprintln!("not importable: {item}: {why}");
+            }
+            for (p, why) in &rep.ignored {
+                eprintln!("ignored: {p}: {why}");
             }
             for w in &rep.warnings {
                 eprintln!("warning: {w}");
             }
-            println!(
-                "imported {} entries, skipped {}",
-                rep.imported.len(),
-                rep.skipped.len()
-            );
+            for i in &rep.imported {
+                println!("imported {i}");
+            }
+            if rep.is_noop() {
+                println!(
+                    "nothing new: {} items already imported, {} not importable",
+                    rep.unchanged,
+                    rep.unimportable.len()
+                );
+            } else {
+                println!(
+                    "imported {} items ({} unchanged), {} not importable",
+                    rep.imported.len(),
+                    rep.unchanged,
+                    rep.unimportable.len()
+                );
+            }
             Ok(())
         }
         Cmd::Check { data_dir } => {

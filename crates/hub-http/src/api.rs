@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::render;
 use crate::state::Shared;
+use crate::{lookup, render};
 
 fn json_bytes(v: &Value) -> Bytes {
     Bytes::from(v.to_string())
@@ -64,10 +64,7 @@ pub async fn fileslist(State(st): State<Shared>) -> ApiResult<Response> {
             let all = hub.list_all()?;
             let mut m = serde_json::Map::new();
             for (repo, items) in all {
-                m.insert(
-                    repo,
-                    Value::Array(items.iter().map(render::listed).collect()),
-                );
+                m.insert(repo, render::listing(items));
             }
             Ok(json_bytes(&Value::Object(m)))
         })
@@ -84,12 +81,8 @@ pub async fn repo_listing(
     let key = format!("repo/{repo}");
     let body = st
         .cached(&key, move |hub| {
-            let items = hub
-                .list(&repo)?
-                .ok_or_else(|| ApiError::not_found(format!("no repository {repo}")))?;
-            Ok(json_bytes(&Value::Array(
-                items.iter().map(render::listed).collect(),
-            )))
+            let items = hub.list(&repo)?.ok_or_else(lookup::user_not_found)?;
+            Ok(json_bytes(&render::listing(items)))
         })
         .await?;
     Ok(json_response(body))
@@ -111,8 +104,7 @@ pub async fn tag_listing(
 }
 
 fn dump_of(hub: &Hub, repo: &str, name: &str) -> Result<Bytes, ApiError> {
-    names::validate_entry(name)?;
-    let r = hub.resolve(repo, name)?;
+    let (_, r) = lookup::find_flist(hub, repo, name)?;
     Ok(Bytes::from(hub.dump(&r)?))
 }
 
@@ -121,42 +113,27 @@ pub async fn dump(
     State(st): State<Shared>,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    names::validate_repo(&repo)?;
     let body = st.blocking(move |hub| dump_of(hub, &repo, &name)).await?;
     Ok(json_response(body))
 }
 
+/// The `/light` answer; a link's `target` is the raw link as the old hub stored it
+/// (`x.flist`, or `../repo/x.flist` for a crosslink).
 fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Value, ApiError> {
-    names::validate_repo(repo)?;
-    names::validate_entry(name)?;
-    let e = hub
-        .entry(repo, name)?
-        .ok_or_else(|| ApiError::not_found(format!("{repo}/{name} not found")))?;
+    let (e, r) = lookup::find_flist(hub, repo, name)?;
     match &e.kind {
-        EntryKind::Regular { .. } => {
-            let r = hub.resolve(repo, name)?;
-            Ok(render::light(name, &r, None))
-        }
         EntryKind::Symlink {
             target_repo,
             target_name,
-        } => {
-            let r = hub.resolve(repo, name)?;
-            let target = if target_repo == repo {
-                target_name.clone()
-            } else {
-                format!("{target_repo}/{target_name}")
-            };
-            Ok(render::light(
-                name,
-                &r,
-                Some((e.linktime.unwrap_or(e.updated), target)),
-            ))
-        }
-        EntryKind::Taglink { target_repo, tag } => Ok(json!({
-            "name": name, "size": 0, "updated": e.updated, "type": "taglink",
-            "linktime": e.linktime, "target": format!("{target_repo}/tags/{tag}"),
-        })),
+        } => Ok(render::light(
+            &e.name,
+            &r,
+            Some((
+                e.linktime.unwrap_or(e.updated),
+                render::raw_link(&e.repo, target_repo, target_name),
+            )),
+        )),
+        _ => Ok(render::light(&e.name, &r, None)),
     }
 }
 
@@ -174,22 +151,14 @@ pub async fn taglink(
     State(st): State<Shared>,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    names::validate_repo(&repo)?;
-    names::validate_entry(&name)?;
     let e = st
-        .blocking(move |hub| {
-            hub.entry(&repo, &name)?
-                .ok_or_else(|| ApiError::not_found(format!("{repo}/{name} not found")))
-        })
+        .blocking(move |hub| lookup::find_entry(hub, &repo, &name))
         .await?;
     match e.kind {
         EntryKind::Taglink { target_repo, tag } => {
             Ok(Json(json!({"target": format!("{target_repo}/tags/{tag}")})))
         }
-        _ => Err(ApiError::bad_request(format!(
-            "{}/{} is not a taglink",
-            e.repo, e.name
-        ))),
+        _ => Err(lookup::source_not_found()),
     }
 }
 
@@ -198,11 +167,9 @@ pub async fn metadata(
     State(st): State<Shared>,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    names::validate_repo(&repo)?;
-    names::validate_entry(&name)?;
     let raw = st
         .blocking(move |hub| {
-            let r = hub.resolve(&repo, &name)?;
+            let (_, r) = lookup::find_flist(hub, &repo, &name)?;
             Ok(hub.metadata(&r)?)
         })
         .await?;
@@ -211,9 +178,10 @@ pub async fn metadata(
 
 // ----- authenticated ------------------------------------------------------------------------
 
-/// `GET /api/flist/me`
+/// `GET /api/flist/me`: `{"status":"success","payload":{"username": <active identity>}}`, the
+/// shape the reference `zflist hub` client checks before every command.
 pub async fn me(Caller(actor): Caller) -> Json<Value> {
-    Json(json!({"username": actor.active}))
+    Json(render::success(Some(json!({"username": actor.active}))))
 }
 
 /// `GET /api/flist/me/<name>`: dump of an own entry.

@@ -271,9 +271,9 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
         names::validate_repo(&user).map_err(|e| ApiError::bad_request(e.to_string()))?;
         Actor::new(user, Vec::new())
     } else {
-        let token = presented_token(headers).ok_or_else(|| {
-            ApiError::unauthorized("authentication required: send Authorization: bearer <token>")
-        })?;
+        // The old hub's words where a client may print them.
+        let token = presented_token(headers)
+            .ok_or_else(|| ApiError::unauthorized("no authorization provided"))?;
         if token.is_empty() {
             return Err(ApiError::unauthorized(
                 "malformed Authorization header: expected `bearer <token>`",
@@ -303,7 +303,7 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
                 Ok(a) => a,
                 Err(TokenCheck::Expired) => return Err(ApiError::unauthorized("token expired")),
                 Err(TokenCheck::Revoked) => return Err(ApiError::unauthorized("token revoked")),
-                Err(_) => return Err(ApiError::unauthorized("invalid token")),
+                Err(_) => return Err(ApiError::unauthorized("invalid signature")),
             }
         }
     };

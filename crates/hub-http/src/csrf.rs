@@ -65,7 +65,7 @@ fn cross_site(headers: &HeaderMap, public_url: &str) -> Option<Result<(), String
         own.push(format!("http://{host}"));
         own.push(format!("https://{host}"));
     }
-    Some(if own.iter().any(|o| *o == origin) {
+    Some(if own.contains(&origin) {
         Ok(())
     } else {
         Err(format!("Origin {origin} is not this hub"))

@@ -108,11 +108,14 @@ impl From<tokio::task::JoinError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(json!({"status": "error", "message": self.message})),
-        )
-            .into_response();
+        // The old hub answered authentication failures with `message` first; clients that
+        // compare bodies see the same.
+        let body = if self.status == StatusCode::UNAUTHORIZED {
+            json!({"message": self.message, "status": "error"})
+        } else {
+            json!({"status": "error", "message": self.message})
+        };
+        let mut resp = (self.status, Json(body)).into_response();
         if let Some(id) = self.request_id {
             resp.extensions_mut()
                 .insert(crate::request_id::LoggedId(id));

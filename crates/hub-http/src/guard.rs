@@ -24,7 +24,6 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -234,12 +233,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
 
 /// Serves `app` on `listener` (HTTP/1.1) with the connection limits until `shutdown`
 /// completes, then lets in-flight requests finish.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     limits: LimitsConfig,
     shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let header_timeout = Duration::from_secs(limits.header_timeout_secs.max(1));
     let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));

@@ -12,12 +12,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod compat;
 pub mod config;
 pub mod csrf;
 pub mod docker;
 pub mod error;
 pub mod guard;
 pub mod jobs;
+pub mod lookup;
 pub mod render;
 pub mod request_id;
 pub mod server;

@@ -8,6 +8,38 @@ pub fn size_kb(bytes: u64) -> String {
     format!("{:.2} KB", bytes as f64 / 1024.0)
 }
 
+/// Size listings give a taglink: the old hub showed the `st_size` of the tag directory a
+/// taglink points to, 4096 on the filesystems hubs ran on ("4.00 KB"); clients see the same.
+pub const TAGLINK_SIZE: u64 = 4096;
+
+/// The old hub's listing order: byte order of the on-disk names, where a tag `v1` was the
+/// directory `.tag-v1` (so tags come first, and `README` sorts before `app`).
+pub fn sort_listing(items: &mut [Listed]) {
+    fn key(l: &Listed) -> std::borrow::Cow<'_, str> {
+        match l.kind {
+            ListedKind::Tag => format!(".tag-{}", l.name).into(),
+            _ => l.name.as_str().into(),
+        }
+    }
+    items.sort_by(|a, b| key(a).as_bytes().cmp(key(b).as_bytes()));
+}
+
+/// A repository listing as JSON, in the old hub's order.
+pub fn listing(mut items: Vec<Listed>) -> Value {
+    sort_listing(&mut items);
+    Value::Array(items.iter().map(listed).collect())
+}
+
+/// A link's target as the old hub stored it, relative to the link's folder: `x.flist` in the
+/// same repository, `../repo/x.flist` for a crosslink (ZOS joins it with the entry's folder).
+pub fn raw_link(repo: &str, target_repo: &str, target_name: &str) -> String {
+    if repo == target_repo {
+        target_name.to_string()
+    } else {
+        format!("../{target_repo}/{target_name}")
+    }
+}
+
 /// One `<entry>` of a listing.
 pub fn listed(l: &Listed) -> Value {
     let mut v = match l.kind {
@@ -19,7 +51,7 @@ pub fn listed(l: &Listed) -> Value {
             "linktime": l.linktime, "type": "symlink", "target": l.target,
         }),
         ListedKind::Taglink => json!({
-            "name": l.name, "size": "0 KB", "updated": l.updated,
+            "name": l.name, "size": size_kb(TAGLINK_SIZE), "updated": l.updated,
             "linktime": l.linktime, "type": "taglink", "target": l.target,
         }),
         ListedKind::Tag => {
@@ -62,7 +94,10 @@ pub fn metadata(raw: &Map<String, Value>, public_backend: Option<&str>) -> Value
         "readme",
     ];
     let mut out = Map::new();
-    for (k, v) in raw {
+    // Keys in byte order, as the old hub listed them.
+    let mut keys: Vec<(&String, &Value)> = raw.iter().collect();
+    keys.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (k, v) in keys {
         let text = v.as_str().unwrap_or_default();
         let value = if JSON_KEYS.contains(&k.as_str()) {
             serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))

@@ -19,7 +19,7 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, csrf, docker, guard, jobs, request_id, threebot, upload, web};
+use crate::{api, compat, csrf, docker, guard, jobs, request_id, threebot, upload, web};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +150,7 @@ pub fn router(state: Shared) -> Router {
         .route("/token", get(web::token_page))
         .route("/login-method", get(web::login_method))
         .route("/logout", get(web::logout))
+        .route("/readonly", get(web::readonly))
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
         .route("/callback_token", get(threebot::callback_token))
@@ -178,6 +179,7 @@ pub fn router(state: Shared) -> Router {
         ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
+        .layer(axum::middleware::from_fn(compat::layer))
 }
 
 /// Opens the catalog, the chunk store and the identity keys.
@@ -268,7 +270,8 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     })?;
     let limits = config.limits.clone();
     let state = build_state(config).await?;
-    let app = router(state.clone());
+    // A trailing `/` is accepted everywhere: it is trimmed before routing.
+    let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(guard::serve(listener, app, limits, async move {
         let _ = rx.await;

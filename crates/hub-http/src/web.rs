@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use hub_repo::{names, ListedKind, Resolved};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -124,6 +124,14 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
         Ok(r) => r.map(Body::new),
         Err(e) => return ApiError::internal(e).into_response(),
     };
+    if !resp.status().is_success() {
+        // 416 and friends: an HTML answer, as the old hub's.
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return resp;
+    }
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
@@ -136,6 +144,21 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     resp
+}
+
+/// On page and download paths an invalid name is simply a file that does not exist (404), as
+/// on the old hub; the `/api/` routes answer 400 for the same names.
+fn no_such_file(r: Result<(), hub_repo::RepoError>) -> Result<(), WebError> {
+    r.map_err(|e| WebError(ApiError::not_found(e.to_string()), false))
+}
+
+/// A link that resolves to nothing (dangling, cycle) has nothing to serve: 404.
+fn gone(e: ApiError) -> WebError {
+    if e.status == StatusCode::CONFLICT {
+        WebError(ApiError::not_found(e.message), false)
+    } else {
+        WebError(e, false)
+    }
 }
 
 /// Unknown `/api/...` paths that fell through to the page routes answer JSON.
@@ -156,11 +179,11 @@ pub async fn repo_file(
     req: Request,
 ) -> WebResult<Response> {
     api_guard(&repo, &file)?;
-    names::validate_repo(&repo)?;
+    no_such_file(names::validate_repo(&repo))?;
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
-    names::validate_flist(&name)?;
-    let r = st.resolve(&repo, &name).await?;
+    no_such_file(names::validate_flist(&name))?;
+    let r = st.resolve(&repo, &name).await.map_err(gone)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
         "md5" => Ok((
@@ -193,15 +216,17 @@ async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebRes
         .blocking(move |hub| Ok(hub.metadata(&r2)?))
         .await
         .unwrap_or_default();
-    let backend = md
-        .get("backend")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| st.public_backend.clone());
+    // `Storage` is where this hub tells clients to fetch chunks (its public backend), as the
+    // old hub did; the flist's own `backend` only when the hub announces none.
+    let backend = st.public_backend.clone().or_else(|| {
+        md.get("backend")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let base = st.config.public_url.trim_end_matches('/');
     Ok(json!({
         "flist": name,
-        "uploader": format!("{base}/{repo}"),
+        "uploader": repo,
         "source": format!("{base}/{repo}/{name}"),
         "storage": render::storage_url(backend.as_deref()),
         "checksum": r.md5,
@@ -269,11 +294,11 @@ pub async fn tag_file(
     req: Request,
 ) -> WebResult<Response> {
     api_guard(&repo, &file)?;
-    names::validate_repo(&repo)?;
-    names::validate_tag(&tag)?;
+    no_such_file(names::validate_repo(&repo))?;
+    no_such_file(names::validate_tag(&tag))?;
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
-    names::validate_flist(&name)?;
+    no_such_file(names::validate_flist(&name))?;
     let n2 = name.clone();
     let r = st
         .blocking(move |hub| Ok(hub.resolve_in_tag(&repo, &tag, &n2)?))
@@ -331,7 +356,7 @@ pub async fn repo_page(
     Path(repo): Path<String>,
 ) -> WebResult<Html<String>> {
     api_guard(&repo, "")?;
-    names::validate_repo(&repo)?;
+    no_such_file(names::validate_repo(&repo))?;
     let r2 = repo.clone();
     let items = st
         .blocking(move |hub| {
@@ -371,8 +396,8 @@ pub async fn tag_page(
     Path((repo, tag)): Path<(String, String)>,
 ) -> WebResult<Html<String>> {
     api_guard(&repo, &tag)?;
-    names::validate_repo(&repo)?;
-    names::validate_tag(&tag)?;
+    no_such_file(names::validate_repo(&repo))?;
+    no_such_file(names::validate_tag(&tag))?;
     let (r2, t2) = (repo.clone(), tag.clone());
     let links = st.blocking(move |hub| Ok(hub.tag_links(&r2, &t2)?)).await?;
     let mut body = String::from("<table><tr><th>Name</th><th>Target</th><th>Size</th></tr>");
@@ -422,24 +447,44 @@ pub async fn search(
     Ok(Html(page("Search", &body)))
 }
 
-fn form_page(
-    title: &str,
-    action: &str,
-    fields: &str,
-    who: &Option<hub_repo::Actor>,
-) -> Html<String> {
-    let note = match who {
-        Some(a) => format!("<p>Uploading as <b>{}</b>.</p>", esc(&a.active)),
-        None => "<p>You need to <a href=\"/login-method\">sign in</a> first.</p>".into(),
+/// A 302 to `to` with a small HTML body (the old hub's redirects were HTML too).
+pub fn redirect(to: &str) -> Response {
+    let body = format!(
+        "<!doctype html><p>Redirecting to <a href=\"{0}\">{0}</a>.</p>",
+        esc(to)
+    );
+    let mut resp = (StatusCode::FOUND, Html(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// Pages that need a signed-in user send anonymous visitors to the login choice (302), as
+/// the old hub did.
+fn login_first() -> Response {
+    redirect("/login-method")
+}
+
+fn form_page(title: &str, action: &str, fields: &str, who: &Option<hub_repo::Actor>) -> Response {
+    let Some(a) = who else {
+        return login_first();
     };
+    let note = format!("<p>Uploading as <b>{}</b>.</p>", esc(&a.active));
     Html(page(
         title,
         &format!("{note}<form method=\"post\" action=\"{action}\" enctype=\"multipart/form-data\">{fields}<button>Send</button></form>"),
     ))
+    .into_response()
+}
+
+/// `GET /readonly`: this hub has no read-only mode; like the old hub with it off, go home.
+pub async fn readonly() -> Response {
+    redirect("/")
 }
 
 /// `GET /upload`
-pub async fn upload_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
+pub async fn upload_page(MaybeCaller(who): MaybeCaller) -> Response {
     form_page(
         "Upload an archive",
         "/api/flist/me/upload",
@@ -449,7 +494,7 @@ pub async fn upload_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
 }
 
 /// `GET /upload-flist`
-pub async fn upload_flist_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
+pub async fn upload_flist_page(MaybeCaller(who): MaybeCaller) -> Response {
     form_page(
         "Upload an flist",
         "/api/flist/me/upload-flist",
@@ -459,11 +504,11 @@ pub async fn upload_flist_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
 }
 
 /// `GET /merge`
-pub async fn merge_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
-    let note = match &who {
-        Some(a) => format!("<p>Merging into <b>{}</b>.</p>", esc(&a.active)),
-        None => "<p>You need to <a href=\"/login-method\">sign in</a> first.</p>".into(),
+pub async fn merge_page(MaybeCaller(who): MaybeCaller) -> Response {
+    let Some(a) = who else {
+        return login_first();
     };
+    let note = format!("<p>Merging into <b>{}</b>.</p>", esc(&a.active));
     Html(page(
         "Merge flists",
         &format!(
@@ -471,16 +516,14 @@ pub async fn merge_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
              <code>/api/flist/me/merge/&lt;target&gt;.flist</code>; the first flist wins on conflicts.</p>"
         ),
     ))
+    .into_response()
 }
 
 /// `GET /docker-convert`: the form posts with `async=1`, then follows the job's events
 /// (`/listen/<id>`) and links the result.
-pub async fn docker_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
+pub async fn docker_page(MaybeCaller(who): MaybeCaller) -> Response {
     let Some(a) = who else {
-        return Html(page(
-            "Convert a Docker image",
-            "<p>You need to <a href=\"/login-method\">sign in</a> first.</p>",
-        ));
+        return login_first();
     };
     let repo = esc(&a.active);
     let body = format!(
@@ -493,7 +536,7 @@ pub async fn docker_page(MaybeCaller(who): MaybeCaller) -> Html<String> {
          <p><progress id=\"bar\" max=\"100\" value=\"0\" hidden></progress> <span id=\"status\"></span></p>\
          <script>{DOCKER_JS}</script>"
     );
-    Html(page("Convert a Docker image", &body))
+    Html(page("Convert a Docker image", &body)).into_response()
 }
 
 /// Posts the form, then shows the job's Server-Sent Events.
@@ -532,13 +575,18 @@ pub async fn login_method() -> Html<String> {
     ))
 }
 
-/// `GET /logout`: revokes the session token and clears the cookies.
+/// `GET /logout`: revokes the session token, clears the cookies and says so (200, as the
+/// old hub).
 pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) -> Response {
     if let Some(tok) = crate::auth::cookie(&headers, SESSION_COOKIE) {
         let hub = st.hub.clone();
         let _ = tokio::task::spawn_blocking(move || hub.revoke_token(&tok)).await;
     }
-    let mut resp = Redirect::to("/").into_response();
+    let mut resp = Html(page(
+        "Signed out",
+        "<p>You are signed out. <a href=\"/\">Back to the hub</a></p>",
+    ))
+    .into_response();
     for c in [SESSION_COOKIE, ACTIVE_USER_COOKIE] {
         if let Ok(v) =
             HeaderValue::from_str(&format!("{c}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"))
@@ -555,11 +603,7 @@ pub async fn token_page(
     MaybeCaller(who): MaybeCaller,
 ) -> WebResult<Response> {
     let Some(actor) = who else {
-        return Ok(Html(page(
-            "API token",
-            "<p><a href=\"/login-threebot?token=1\">Sign in</a> to get an API token.</p>",
-        ))
-        .into_response());
+        return Ok(login_first());
     };
     let ttl = st.config.token_ttl_secs;
     let (user, memberof) = (actor.user.clone(), actor.memberof.clone());

@@ -202,8 +202,14 @@ async fn public_endpoints_have_the_contract_shapes() {
 
     let (s, tl) = t.get_json("/api/flist/alice/bobtag/taglink").await;
     assert_eq!((s, tl), (200, json!({"target": "bob/tags/rel"})));
-    let (s, _) = t.get_json("/api/flist/alice/a.flist/taglink").await;
-    assert_eq!(s, 400);
+    let (s, v) = t.get_json("/api/flist/alice/a.flist/taglink").await;
+    assert_eq!(
+        (s, v),
+        (
+            404,
+            json!({"status": "error", "message": "source not found"})
+        )
+    );
 
     // Metadata: stored backend (password never shown) or backend-forced.
     let (s, md) = t.get_json("/api/flist/alice/fixture.flist/metadata").await;
@@ -243,7 +249,13 @@ async fn public_endpoints_have_the_contract_shapes() {
 async fn authenticated_writes_and_their_errors() {
     let (t, alice) = populated().await;
     let (s, me) = t.call("GET", "/api/flist/me", &alice).await;
-    assert_eq!((s, me), (200, json!({"username": "alice"})));
+    assert_eq!(
+        (s, me),
+        (
+            200,
+            json!({"status": "success", "payload": {"username": "alice"}})
+        )
+    );
     let (s, dump) = t.call("GET", "/api/flist/me/a.flist", &alice).await;
     assert_eq!(s, 200);
     assert!(dump["content"].is_array());
@@ -472,10 +484,11 @@ async fn hostile_names_are_400() {
     for path in [
         "/api/flist/alice/%3Cscript%3E.flist",
         "/api/flist/alice/a%01.flist/light",
-        "/alice/%3Cscript%3E.flist",
     ] {
         assert_eq!(t.get(path).await.status(), 400, "{path}");
     }
+    // On download paths such a name is just a file that does not exist, as on the old hub.
+    assert_eq!(t.get("/alice/%3Cscript%3E.flist").await.status(), 404);
     // Pages escape what they show.
     let body = t
         .get("/search?q=%3Cscript%3Ealert(1)%3C/script%3E")
@@ -551,10 +564,13 @@ async fn downloads_with_etag_range_head_and_companions() {
             "{k} missing in {txt}"
         );
     }
+    // `Storage` is the hub's public backend, whatever the flist names (as the old hub).
     assert!(
-        txt.lines().any(|l| l == "Storage:  zdb://127.0.0.1:9901"),
+        txt.lines()
+            .any(|l| l == "Storage:  zdb://hub.example.org:9900"),
         "{txt}"
     );
+    assert!(txt.lines().any(|l| l == "Uploader: alice"), "{txt}");
     let txt = t.get("/bob/nobackend.txt").await.text().await.expect("txt");
     assert!(
         txt.lines()
@@ -580,12 +596,8 @@ async fn downloads_with_etag_range_head_and_companions() {
         ("/alice", "latest.flist"),
         ("/alice/tags/v1", "a.flist"),
         ("/search?q=fixture", "alice/fixture.flist"),
-        ("/upload", "multipart/form-data"),
-        ("/upload-flist", "upload-flist"),
-        ("/merge", "merge"),
-        ("/docker-convert", "image"),
-        ("/token", "Sign in"),
         ("/login-method", "login-threebot"),
+        ("/logout", "signed out"),
     ] {
         let r = t.get(p).await;
         assert_eq!(r.status(), 200, "{p}");
@@ -594,6 +606,37 @@ async fn downloads_with_etag_range_head_and_companions() {
             "{p} lacks {needle}"
         );
     }
+    // Pages for signed-in users: anonymous visitors are sent to the login choice (302, as
+    // the old hub); signed in, the page.
+    let alice = t.token("alice", &[]).await;
+    for (p, needle) in [
+        ("/upload", "multipart/form-data"),
+        ("/upload-flist", "upload-flist"),
+        ("/merge", "merge"),
+        ("/docker-convert", "image"),
+        ("/token", "API token"),
+    ] {
+        let r = t.get(p).await;
+        assert_eq!(r.status(), 302, "{p}");
+        assert_eq!(
+            r.headers().get("location").and_then(|v| v.to_str().ok()),
+            Some("/login-method"),
+            "{p}"
+        );
+        let r = t
+            .client
+            .get(t.url(p))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status(), 200, "{p}");
+        assert!(
+            r.text().await.expect("text").contains(needle),
+            "{p} lacks {needle}"
+        );
+    }
+    assert_eq!(t.get("/readonly").await.status(), 302);
     assert_eq!(t.get("/nobody").await.status(), 404);
     t.stop().await;
 }

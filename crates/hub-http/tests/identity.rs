@@ -77,7 +77,13 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
             .expect("me");
         (r.status().as_u16(), r.json::<Value>().await.expect("json"))
     };
-    assert_eq!((s, v), (200, json!({"username": "team"})));
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"status": "success", "payload": {"username": "team"}})
+        )
+    );
     assert_eq!(
         call_as(
             &t,
@@ -433,7 +439,7 @@ async fn threebot_login_flow() {
         .expect("me");
     assert_eq!(
         me.json::<Value>().await.expect("json"),
-        json!({"username": "bob.3bot"})
+        json!({"status": "success", "payload": {"username": "bob.3bot"}})
     );
     // The state is used once.
     assert_eq!(
@@ -544,7 +550,13 @@ async fn threebot_login_flow() {
         .send()
         .await
         .expect("logout");
-    assert_eq!(r.status(), 303);
+    // A page saying so (200, as the old hub) that clears the cookies.
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().is_ok_and(|c| c.contains("Max-Age=0"))));
     let me = t
         .client
         .get(t.url("/api/flist/me"))
@@ -568,7 +580,7 @@ async fn authentication_off_is_explicit() {
         .expect("me");
     assert_eq!(
         r.json::<Value>().await.expect("json"),
-        json!({"username": "dev"})
+        json!({"status": "success", "payload": {"username": "dev"}})
     );
     t.stop().await;
     // The default requires credentials.

@@ -52,7 +52,7 @@ pub fn metadata_json(md: &Metadata) -> Map<String, Value> {
         .collect()
 }
 
-/// The full dump: `{"content":[{"path","size","type","mode"[,"target"]}...], "regular",
+/// The full dump: `{"content":[{"size","path","type","mode"[,"target"]}...], "regular",
 /// "symlink", "directory", "special", "failure":0, "fullsize"}` in walk order.
 pub fn dump_json(tree: &Tree) -> Value {
     let s = tree.stats();
@@ -61,8 +61,8 @@ pub fn dump_json(tree: &Tree) -> Value {
         .map(|f| {
             let n = tree.node(f.node);
             let mut e = json!({
-                "path": f.path,
                 "size": f.size,
+                "path": f.path,
                 "type": n.kind.type_name(),
                 "mode": format!("{:o}", n.meta.mode & 0o7777),
             });

@@ -1,43 +1,94 @@
 //! Import of an old hub's tree: `<root>/<repo>/<name>.flist` files, same- and cross-repository
-//! symlinks, `.tag-<tag>/` directories of links, and taglinks (`<name>` → `../<repo>/.tag-<tag>`).
+//! symlinks (also links to links, in any repository), `.tag-<tag>/` directories of links
+//! (also empty ones), taglinks (`<name>` → `../<repo>/.tag-<tag>`) and empty repositories.
+//!
+//! Everything the old hub listed is kept, with its times: a regular entry's `updated` is the
+//! file's mtime; a link's `linktime` is the link's own mtime (lstat) and its `updated` the
+//! mtime of what it points to (stat), as the old hub reported them; a tag's and a
+//! repository's `updated` are their folder's mtime. Links are imported in dependency order
+//! (a link after its target, whatever the names' order). What cannot be imported (a dangling
+//! link, a loop, a name the hub refuses) is reported with its reason; files the old hub did
+//! not serve as entries (stray files, plain folders) are reported as ignored.
+//!
+//! The import is idempotent: an item already in the catalog as it is on disk is left alone,
+//! so a second run writes nothing and reports nothing imported.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::error::SqlContext;
-use crate::model::FlistInfo;
+use crate::model::{EntryKind, FlistInfo};
 use crate::names::{validate_flist, validate_repo, validate_tag, validate_taglink};
 use crate::{Actor, Hub, RepoError};
+
+/// Names the hub's web routes use: an old repository of such a name cannot be served.
+const RESERVED_REPOS: &[&str] = &[
+    "api",
+    "static",
+    "listen",
+    "me",
+    "login",
+    "login-method",
+    "login-threebot",
+    "logout",
+    "callback_threebot",
+    "callback_token",
+    "token",
+    "search",
+    "upload",
+    "upload-flist",
+    "merge",
+    "docker-convert",
+    "readonly",
+    "tags",
+];
 
 /// What an import did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ImportReport {
-    /// `repo/name` (or `repo/tags/tag/name`) of everything imported.
+    /// What this run added or changed: `repo`, `repo/name`, `repo/tags/tag`,
+    /// `repo/tags/tag/name`.
     pub imported: Vec<String>,
-    /// Paths not imported, with the reason.
-    pub skipped: Vec<(String, String)>,
+    /// Items already in the catalog exactly as on disk (left alone).
+    pub unchanged: usize,
+    /// Items the old hub listed that cannot be imported (`repo/name` and why): dangling
+    /// links, link loops, names this hub refuses.
+    pub unimportable: Vec<(String, String)>,
+    /// Paths that are no hub items (stray files, plain folders, md5 sidecars), and why.
+    pub ignored: Vec<(String, String)>,
     /// Imported, but with something to note (e.g. an flist our reader cannot parse).
     pub warnings: Vec<String>,
 }
 
-fn mtime(path: &Path) -> Option<i64> {
-    fs::symlink_metadata(path)
-        .ok()?
-        .modified()
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs() as i64)
+impl ImportReport {
+    /// True when the run changed nothing in the catalog.
+    pub fn is_noop(&self) -> bool {
+        self.imported.is_empty()
+    }
 }
 
-/// Interprets a link target relative to `repo`'s directory: `x.flist` → (repo, x.flist),
-/// `../other/x.flist` → (other, x.flist), `../other/.tag-v1` → (other, .tag-v1), and an
-/// absolute path under `root` likewise. `base` is the link's directory below `root`.
+/// mtime (seconds) of `path` itself (lstat: a link's own time).
+fn lmtime(path: &Path) -> Option<i64> {
+    fs::symlink_metadata(path).ok().map(|m| m.mtime())
+}
+
+/// mtime (seconds) of what `path` points to (stat), or of the link itself when dangling.
+fn mtime(path: &Path) -> Option<i64> {
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.mtime())
+        .or_else(|| lmtime(path))
+}
+
+/// Interprets a link target found in the directory `base` (components below `root`):
+/// `x.flist` → (repo, x.flist), `../other/x.flist` → (other, x.flist),
+/// `../other/.tag-v1` → (other, .tag-v1), an absolute path under `root` likewise.
 fn link_target(root: &Path, base: &[&str], target: &Path) -> Option<(String, String)> {
     let rel: PathBuf = if target.is_absolute() {
         let canon_root = root.canonicalize().ok()?;
@@ -63,202 +114,558 @@ fn link_target(root: &Path, base: &[&str], target: &Path) -> Option<(String, Str
     let parts: Vec<&str> = rel.iter().map(|s| s.to_str()).collect::<Option<Vec<_>>>()?;
     match parts.as_slice() {
         [r, n] => Some((r.to_string(), n.to_string())),
-        // `.tag-x/` followed by nothing else; tolerate a trailing name inside a tag dir
         _ => None,
     }
 }
 
+/// One item of a repository folder.
+#[derive(Debug)]
+enum Item {
+    /// A regular flist file.
+    Regular { path: PathBuf },
+    /// A link to `(repo, name)` (an flist or a link).
+    Link {
+        path: PathBuf,
+        target: (String, String),
+    },
+    /// A taglink to `repo`'s tag.
+    Taglink {
+        path: PathBuf,
+        target: (String, String),
+    },
+}
+
+/// A `.tag-<tag>/` folder.
+#[derive(Debug)]
+struct TagDir {
+    repo: String,
+    tag: String,
+    path: PathBuf,
+}
+
+type Key = (String, String);
+
+fn show(k: &Key) -> String {
+    format!("{}/{}", k.0, k.1)
+}
+
+/// The scanned tree.
+#[derive(Default)]
+struct Scan {
+    /// Importable repositories with their folder and mtime.
+    repos: Vec<(String, PathBuf, i64)>,
+    /// Entries by (repo, name), in byte order.
+    items: BTreeMap<Key, Item>,
+    tags: Vec<TagDir>,
+}
+
 impl Hub {
-    /// Imports an old hub tree (the directory holding one directory per repository).
-    /// Existing catalog entries of the same names are replaced. Unreadable or invalid
-    /// items are reported as skipped; nothing outside `root` is followed.
+    /// Imports an old hub tree (the directory holding one directory per repository); see the
+    /// module documentation. Nothing outside `root` is followed.
     pub fn import_legacy(&self, root: &Path) -> Result<ImportReport, RepoError> {
-        let actor = Actor::system("import-legacy");
         let mut rep = ImportReport::default();
-        let repos = fs::read_dir(root).map_err(|e| RepoError::io("read directory", root, e))?;
-        let mut repo_dirs: Vec<(String, PathBuf)> = Vec::new();
-        for e in repos.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if !is_dir {
-                rep.skipped
-                    .push((p.display().to_string(), "not a repository directory".into()));
-                continue;
-            }
-            if let Err(err) = validate_repo(&name) {
-                rep.skipped.push((p.display().to_string(), err.to_string()));
-                continue;
-            }
-            repo_dirs.push((name, p));
+        let scan = scan(root, &mut rep)?;
+        let mut imp = Importer {
+            hub: self,
+            root,
+            actor: Actor::system("import-legacy"),
+            scan: &scan,
+            done: HashMap::new(),
+            rep,
+        };
+        for (repo, _, time) in &scan.repos {
+            imp.repository(repo, *time, true)?;
         }
-        repo_dirs.sort();
-        // Pass 1: regular files. Pass 2: symlinks. Pass 3: tags. Pass 4: taglinks.
-        let mut links = Vec::new();
-        let mut tagdirs = Vec::new();
-        for (repo, dir) in &repo_dirs {
-            let rd = match fs::read_dir(dir) {
-                Ok(rd) => rd,
-                Err(e) => {
-                    rep.skipped.push((dir.display().to_string(), e.to_string()));
-                    continue;
-                }
-            };
-            let mut items: Vec<_> = rd.flatten().collect();
-            items.sort_by_key(|e| e.file_name());
-            for e in items {
-                let p = e.path();
-                let name = e.file_name().to_string_lossy().to_string();
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_symlink() {
-                    links.push((repo.clone(), name, p));
-                } else if ft.is_dir() && name.starts_with(".tag-") {
-                    tagdirs.push((repo.clone(), name[5..].to_string(), p));
-                } else if ft.is_file() && name.ends_with(".flist") {
-                    match self.import_file(&actor, repo, &name, &p) {
-                        Ok(warning) => {
-                            rep.imported.push(format!("{repo}/{name}"));
-                            rep.warnings.extend(warning);
-                        }
-                        Err(err) => rep.skipped.push((p.display().to_string(), err.to_string())),
-                    }
-                } else if name.ends_with(".md5") {
-                    rep.skipped
-                        .push((p.display().to_string(), "md5 sidecar (recomputed)".into()));
-                } else {
-                    rep.skipped
-                        .push((p.display().to_string(), "not an flist, link or tag".into()));
-                }
+        for (key, item) in &scan.items {
+            if let Item::Regular { path } = item {
+                let r = imp.regular(key, path);
+                imp.record(key, r);
             }
         }
-        let mut taglinks = Vec::new();
-        for (repo, name, p) in links {
-            let target = match fs::read_link(&p) {
-                Ok(t) => t,
-                Err(e) => {
-                    rep.skipped.push((p.display().to_string(), e.to_string()));
-                    continue;
-                }
-            };
-            let Some((trepo, tname)) = link_target(root, &[repo.as_str()], &target) else {
-                rep.skipped.push((
-                    p.display().to_string(),
-                    format!("link target {} is outside the hub", target.display()),
+        let keys: Vec<Key> = scan.items.keys().cloned().collect();
+        for key in &keys {
+            if matches!(scan.items.get(key), Some(Item::Link { .. })) {
+                // The outcome is recorded in the report.
+                let _ = imp.visit(key, &mut Vec::new());
+            }
+        }
+        for td in &scan.tags {
+            imp.tag(td)?;
+        }
+        for (key, item) in &scan.items {
+            if let Item::Taglink { path, target } = item {
+                let r = imp.taglink(key, path, target);
+                imp.record(key, r);
+            }
+        }
+        // Writes bumped repositories to "now": put back the folders' times.
+        for (repo, _, time) in &scan.repos {
+            imp.repository(repo, *time, false)?;
+        }
+        Ok(imp.rep)
+    }
+}
+
+fn scan(root: &Path, rep: &mut ImportReport) -> Result<Scan, RepoError> {
+    let mut s = Scan::default();
+    let mut top: Vec<_> = fs::read_dir(root)
+        .map_err(|e| RepoError::io("read directory", root, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RepoError::io("read directory", root, e))?;
+    top.sort_by_key(|e| e.file_name());
+    for e in top {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        let meta = fs::symlink_metadata(&p).map_err(|e| RepoError::io("stat", &p, e))?;
+        if !meta.is_dir() {
+            rep.ignored
+                .push((p.display().to_string(), "not a repository folder".into()));
+            continue;
+        }
+        if let Err(err) = validate_repo(&name) {
+            rep.unimportable.push((name, err.to_string()));
+            continue;
+        }
+        if RESERVED_REPOS.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+            rep.unimportable.push((
+                name,
+                "reserved: the hub's web routes use this name, it cannot be a repository".into(),
+            ));
+            continue;
+        }
+        s.repos.push((name.clone(), p.clone(), meta.mtime()));
+        let mut items: Vec<_> = fs::read_dir(&p)
+            .map_err(|e| RepoError::io("read directory", &p, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RepoError::io("read directory", &p, e))?;
+        items.sort_by_key(|e| e.file_name());
+        for it in items {
+            let ip = it.path();
+            let Some(iname) = it.file_name().to_str().map(str::to_string) else {
+                rep.unimportable.push((
+                    format!("{name}/{}", it.file_name().to_string_lossy()),
+                    "the name is not UTF-8".into(),
                 ));
                 continue;
             };
-            if let Some(tag) = tname.strip_prefix(".tag-") {
-                taglinks.push((repo, name, trepo, tag.to_string(), p));
-                continue;
-            }
-            let time = mtime(&p);
-            let res = if trepo == repo {
-                self.link(&actor, &repo, &tname, &name)
-            } else {
-                self.crosslink(&actor, &repo, &name, &trepo, &tname)
-            };
-            match res.and_then(|_| self.set_times(&repo, &name, time)) {
-                Ok(()) => rep.imported.push(format!("{repo}/{name}")),
-                Err(err) => rep.skipped.push((p.display().to_string(), err.to_string())),
-            }
-        }
-        for (repo, tag, dir) in tagdirs {
-            if let Err(err) = validate_tag(&tag) {
-                rep.skipped
-                    .push((dir.display().to_string(), err.to_string()));
-                continue;
-            }
-            let mut items: Vec<_> = match fs::read_dir(&dir) {
-                Ok(rd) => rd.flatten().collect(),
-                Err(e) => {
-                    rep.skipped.push((dir.display().to_string(), e.to_string()));
-                    continue;
-                }
-            };
-            items.sort_by_key(|e| e.file_name());
-            for e in items {
-                let p = e.path();
-                let name = e.file_name().to_string_lossy().to_string();
-                // links inside `.tag-x/` are relative to the tag directory
-                let tagdir = format!(".tag-{tag}");
-                let parsed = fs::read_link(&p)
-                    .ok()
-                    .and_then(|t| link_target(root, &[repo.as_str(), tagdir.as_str()], &t));
-                let Some((trepo, tname)) = parsed else {
-                    rep.skipped.push((
-                        p.display().to_string(),
-                        "not a link to an flist of this hub".into(),
+            let shown = format!("{name}/{iname}");
+            let m = fs::symlink_metadata(&ip).map_err(|e| RepoError::io("stat", &ip, e))?;
+            if m.file_type().is_symlink() {
+                let raw = fs::read_link(&ip).map_err(|e| RepoError::io("read link", &ip, e))?;
+                let Some(target) = link_target(root, &[name.as_str()], &raw) else {
+                    rep.unimportable.push((
+                        shown,
+                        format!(
+                            "link to {} points outside the hub's repositories",
+                            raw.display()
+                        ),
                     ));
                     continue;
                 };
-                match self.tag_add(&actor, &repo, &tag, &name, &trepo, &tname) {
-                    Ok(()) => rep.imported.push(format!("{repo}/tags/{tag}/{name}")),
-                    Err(err) => rep.skipped.push((p.display().to_string(), err.to_string())),
+                if let Some(tag) = target.1.strip_prefix(".tag-") {
+                    if let Err(err) = validate_taglink(&iname) {
+                        rep.unimportable.push((shown, err.to_string()));
+                        continue;
+                    }
+                    let target = (target.0.clone(), tag.to_string());
+                    s.items
+                        .insert((name.clone(), iname), Item::Taglink { path: ip, target });
+                } else {
+                    if let Err(err) = validate_flist(&iname) {
+                        rep.unimportable.push((shown, err.to_string()));
+                        continue;
+                    }
+                    s.items
+                        .insert((name.clone(), iname), Item::Link { path: ip, target });
                 }
+            } else if m.is_dir() {
+                match iname.strip_prefix(".tag-") {
+                    Some(tag) => {
+                        if let Err(err) = validate_tag(tag) {
+                            rep.unimportable
+                                .push((format!("{name}/tags/{tag}"), err.to_string()));
+                            continue;
+                        }
+                        s.tags.push(TagDir {
+                            repo: name.clone(),
+                            tag: tag.to_string(),
+                            path: ip,
+                        });
+                    }
+                    None => rep
+                        .ignored
+                        .push((shown, "a plain folder, not a tag".into())),
+                }
+            } else if m.is_file() && iname.ends_with(".flist") {
+                if let Err(err) = validate_flist(&iname) {
+                    rep.unimportable.push((shown, err.to_string()));
+                    continue;
+                }
+                s.items
+                    .insert((name.clone(), iname), Item::Regular { path: ip });
+            } else if iname.ends_with(".md5") {
+                rep.ignored
+                    .push((shown, "md5 sidecar (the hub computes md5s)".into()));
+            } else {
+                rep.ignored
+                    .push((shown, "not an flist, a link or a tag".into()));
             }
         }
-        for (repo, name, trepo, tag, p) in taglinks {
-            let res = validate_taglink(&name)
-                .and_then(|_| self.crosstag(&actor, &repo, &name, &trepo, &tag));
-            match res {
-                Ok(()) => rep.imported.push(format!("{repo}/{name}")),
-                Err(err) => rep.skipped.push((p.display().to_string(), err.to_string())),
-            }
+    }
+    Ok(s)
+}
+
+struct Importer<'a> {
+    hub: &'a Hub,
+    root: &'a Path,
+    actor: Actor,
+    scan: &'a Scan,
+    /// Outcome per entry: `Ok` imported (or unchanged), `Err(reason)` unimportable.
+    done: HashMap<Key, Result<(), String>>,
+    rep: ImportReport,
+}
+
+/// Whether a step wrote something.
+enum Step {
+    Imported,
+    Unchanged,
+}
+
+impl Importer<'_> {
+    fn record(&mut self, key: &Key, r: Result<Step, String>) {
+        match &r {
+            Ok(Step::Imported) => self.rep.imported.push(show(key)),
+            Ok(Step::Unchanged) => self.rep.unchanged += 1,
+            Err(why) => self.rep.unimportable.push((show(key), why.clone())),
         }
-        Ok(rep)
+        self.done.insert(key.clone(), r.map(|_| ()));
     }
 
-    fn import_file(
-        &self,
-        actor: &Actor,
-        repo: &str,
-        name: &str,
-        path: &Path,
-    ) -> Result<Option<String>, RepoError> {
-        validate_flist(name)?;
-        let f = fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
-        let staged = self.stage_reader(f)?;
-        let (info, warning) = match crate::inspect::open_flist(staged.path()) {
-            Ok(fl) => (
-                crate::inspect::info_of(&fl, Some("legacy import".into())),
-                None,
-            ),
-            Err(e) => (
+    /// Creates `repo` or sets its time (`count`: report it; the final pass only restores
+    /// times that writes moved).
+    fn repository(&mut self, repo: &str, time: i64, count: bool) -> Result<(), RepoError> {
+        let current: Option<i64> = self.hub.db.read(|c| {
+            c.prepare_cached("SELECT updated FROM repositories WHERE name = ?1")
+                .and_then(|mut s| s.query_row(params![repo], |r| r.get(0)).optional())
+                .ctx("read repository")
+        })?;
+        if current == Some(time) {
+            if count {
+                self.rep.unchanged += 1;
+            }
+            return Ok(());
+        }
+        self.hub.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO repositories(name, created, updated) VALUES (?1, ?2, ?2) \
+                 ON CONFLICT(name) DO UPDATE SET updated = excluded.updated",
+                params![repo, time],
+            )
+            .ctx("import repository")?;
+            Ok(())
+        })?;
+        self.hub.bump_generation();
+        if count {
+            self.rep.imported.push(repo.to_string());
+        }
+        Ok(())
+    }
+
+    fn regular(&mut self, key: &Key, path: &Path) -> Result<Step, String> {
+        let (repo, name) = (key.0.as_str(), key.1.as_str());
+        let time = mtime(path);
+        let (sha, _, _) = crate::blobs::hash_file(path).map_err(|e| e.to_string())?;
+        if let Ok(Some(e)) = self.hub.entry(repo, name) {
+            if matches!(&e.kind, EntryKind::Regular { sha256, .. } if *sha256 == sha)
+                && Some(e.updated) == time
+                && e.uploader.as_deref() == Some(repo)
+            {
+                return Ok(Step::Unchanged);
+            }
+        }
+        let f = fs::File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+        let staged = self.hub.stage_reader(f).map_err(|e| e.to_string())?;
+        let info = match crate::inspect::open_flist(staged.path()) {
+            Ok(fl) => crate::inspect::info_of(&fl, Some("legacy import".into())),
+            Err(e) => {
+                self.rep.warnings.push(format!(
+                    "{repo}/{name}: imported, but not readable here: {e}"
+                ));
                 FlistInfo {
                     source: Some("legacy import".into()),
                     ..Default::default()
-                },
-                Some(format!(
-                    "{repo}/{name}: imported, but not readable here: {e}"
-                )),
-            ),
+                }
+            }
         };
-        self.put_flist_as(
-            actor,
-            "import",
-            repo,
-            name,
-            staged,
-            info,
-            json!({"path": path.display().to_string()}),
-        )?;
-        self.set_times(repo, name, mtime(path))?;
-        Ok(warning)
+        self.hub
+            .put_flist_as(
+                &self.actor,
+                "import",
+                repo,
+                name,
+                staged,
+                info,
+                json!({"path": path.display().to_string()}),
+            )
+            .map_err(|e| e.to_string())?;
+        self.set_entry_times(repo, name, time, None)
+            .map_err(|e| e.to_string())?;
+        Ok(Step::Imported)
     }
 
-    /// Sets an imported entry's times to the original file's mtime.
-    fn set_times(&self, repo: &str, name: &str, time: Option<i64>) -> Result<(), RepoError> {
-        let Some(t) = time else { return Ok(()) };
-        self.db.write(|tx| {
+    /// Imports the link `key` after what it points to; `stack` holds the links being
+    /// followed (to name a loop).
+    fn visit(&mut self, key: &Key, stack: &mut Vec<Key>) -> Result<(), String> {
+        if let Some(r) = self.done.get(key) {
+            return r.clone();
+        }
+        if let Some(pos) = stack.iter().position(|k| k == key) {
+            let mut chain: Vec<String> = stack[pos..].iter().map(show).collect();
+            chain.push(show(key));
+            return Err(format!("symlink loop: {}", chain.join(" -> ")));
+        }
+        let scan = self.scan;
+        let Some(item) = scan.items.get(key) else {
+            // Not in the tree: fine if the catalog already holds an flist of that name.
+            return match self.hub.entry(&key.0, &key.1) {
+                Ok(Some(e)) if !matches!(e.kind, EntryKind::Taglink { .. }) => Ok(()),
+                Ok(Some(_)) => Err(format!("{} is a taglink, not an flist", show(key))),
+                _ => Err(format!("dangling link: {} does not exist", show(key))),
+            };
+        };
+        let (path, target) = match item {
+            Item::Regular { .. } => {
+                return Err(format!("{} was not imported", show(key)));
+            }
+            Item::Taglink { .. } => {
+                return Err(format!("{} is a taglink, not an flist", show(key)));
+            }
+            Item::Link { path, target } => (path, target),
+        };
+        stack.push(key.clone());
+        let below = self.visit(target, stack);
+        stack.pop();
+        let r = match below {
+            Err(why) if why.starts_with("symlink loop") || why.starts_with("dangling") => Err(why),
+            Err(why) => Err(format!(
+                "its target {} cannot be imported: {why}",
+                show(target)
+            )),
+            Ok(()) => self.link(key, path, target),
+        };
+        let out = r.as_ref().map(|_| ()).map_err(String::clone);
+        self.record(key, r);
+        out
+    }
+
+    fn link(&mut self, key: &Key, path: &Path, target: &Key) -> Result<Step, String> {
+        let (repo, name) = (key.0.as_str(), key.1.as_str());
+        let (linktime, updated) = (lmtime(path), mtime(path));
+        if let Ok(Some(e)) = self.hub.entry(repo, name) {
+            if matches!(&e.kind, EntryKind::Symlink { target_repo, target_name }
+                if *target_repo == target.0 && *target_name == target.1)
+                && e.linktime == linktime
+                && Some(e.updated) == updated
+            {
+                return Ok(Step::Unchanged);
+            }
+        }
+        let res = if target.0 == repo {
+            self.hub.link(&self.actor, repo, &target.1, name)
+        } else {
+            self.hub
+                .crosslink(&self.actor, repo, name, &target.0, &target.1)
+        };
+        res.map_err(|e| e.to_string())?;
+        self.set_entry_times(repo, name, updated, linktime)
+            .map_err(|e| e.to_string())?;
+        Ok(Step::Imported)
+    }
+
+    fn tag(&mut self, td: &TagDir) -> Result<(), RepoError> {
+        let (repo, tag) = (td.repo.as_str(), td.tag.as_str());
+        let shown_tag = format!("{repo}/tags/{tag}");
+        let time = lmtime(&td.path).unwrap_or_else(crate::now);
+        let current: Option<i64> = self.hub.db.read(|c| {
+            c.prepare_cached("SELECT updated FROM tags WHERE repo = ?1 AND tag = ?2")
+                .and_then(|mut s| s.query_row(params![repo, tag], |r| r.get(0)).optional())
+                .ctx("read tag")
+        })?;
+        let mut changed = current.is_none();
+        if current.is_none() {
+            self.hub.db.write(|tx| {
+                tx.execute(
+                    "INSERT INTO tags(repo, tag, updated) VALUES (?1, ?2, ?3)",
+                    params![repo, tag, time],
+                )
+                .ctx("import tag")?;
+                Ok(())
+            })?;
+            self.hub.bump_generation();
+            self.rep.imported.push(shown_tag.clone());
+        }
+        let mut links: Vec<_> = match fs::read_dir(&td.path) {
+            Ok(rd) => rd.flatten().collect(),
+            Err(e) => {
+                self.rep
+                    .unimportable
+                    .push((shown_tag, format!("cannot read the tag folder: {e}")));
+                return Ok(());
+            }
+        };
+        links.sort_by_key(|e| e.file_name());
+        let tagdir = format!(".tag-{tag}");
+        for e in links {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            let shown = format!("{repo}/tags/{tag}/{name}");
+            let is_link = fs::symlink_metadata(&p)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false);
+            if !is_link {
+                self.rep
+                    .ignored
+                    .push((shown, "not a link (a tag holds links)".into()));
+                continue;
+            }
+            if let Err(err) = validate_flist(&name) {
+                self.rep.unimportable.push((shown, err.to_string()));
+                continue;
+            }
+            let raw = fs::read_link(&p).map_err(|e| RepoError::io("read link", &p, e))?;
+            let Some(target) = link_target(self.root, &[repo, tagdir.as_str()], &raw) else {
+                self.rep.unimportable.push((
+                    shown,
+                    format!(
+                        "link to {} points outside the hub's repositories",
+                        raw.display()
+                    ),
+                ));
+                continue;
+            };
+            if let Err(why) = self.visit_target(&target) {
+                self.rep.unimportable.push((shown, why));
+                continue;
+            }
+            let linktime = lmtime(&p).unwrap_or(time);
+            let existing: Option<(String, String, i64)> = self.hub.db.read(|c| {
+                c.prepare_cached(
+                    "SELECT target_repo, target_name, linktime FROM tag_links \
+                     WHERE repo = ?1 AND tag = ?2 AND name = ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![repo, tag, name], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+                })
+                .ctx("read tag link")
+            })?;
+            if existing == Some((target.0.clone(), target.1.clone(), linktime)) {
+                self.rep.unchanged += 1;
+                continue;
+            }
+            if let Err(err) = self
+                .hub
+                .tag_add(&self.actor, repo, tag, &name, &target.0, &target.1)
+            {
+                self.rep.unimportable.push((shown, err.to_string()));
+                continue;
+            }
+            self.hub.db.write(|tx| {
+                tx.execute(
+                    "UPDATE tag_links SET linktime = ?4 WHERE repo = ?1 AND tag = ?2 AND name = ?3",
+                    params![repo, tag, name, linktime],
+                )
+                .ctx("set imported tag link time")?;
+                Ok(())
+            })?;
+            changed = true;
+            self.rep.imported.push(shown);
+        }
+        if changed || current != Some(time) {
+            self.hub.db.write(|tx| {
+                tx.execute(
+                    "UPDATE tags SET updated = ?3 WHERE repo = ?1 AND tag = ?2",
+                    params![repo, tag, time],
+                )
+                .ctx("set imported tag time")?;
+                Ok(())
+            })?;
+            self.hub.bump_generation();
+        } else {
+            self.rep.unchanged += 1;
+        }
+        Ok(())
+    }
+
+    /// A link's target is usable when it is (or becomes) an imported flist or link.
+    fn visit_target(&mut self, target: &Key) -> Result<(), String> {
+        match self.scan.items.get(target) {
+            Some(Item::Link { .. }) => self.visit(target, &mut Vec::new()),
+            Some(Item::Regular { .. }) => self
+                .done
+                .get(target)
+                .cloned()
+                .unwrap_or_else(|| Err(format!("{} was not imported", show(target)))),
+            Some(Item::Taglink { .. }) => {
+                Err(format!("{} is a taglink, not an flist", show(target)))
+            }
+            None => match self.hub.entry(&target.0, &target.1) {
+                Ok(Some(e)) if !matches!(e.kind, EntryKind::Taglink { .. }) => Ok(()),
+                _ => Err(format!("dangling link: {} does not exist", show(target))),
+            },
+        }
+    }
+
+    fn taglink(&mut self, key: &Key, path: &Path, target: &Key) -> Result<Step, String> {
+        let (repo, name) = (key.0.as_str(), key.1.as_str());
+        let (linktime, updated) = (lmtime(path), mtime(path));
+        if let Ok(Some(e)) = self.hub.entry(repo, name) {
+            if matches!(&e.kind, EntryKind::Taglink { target_repo, tag }
+                if *target_repo == target.0 && *tag == target.1)
+                && e.linktime == linktime
+                && Some(e.updated) == updated
+            {
+                return Ok(Step::Unchanged);
+            }
+        }
+        self.hub
+            .crosstag(&self.actor, repo, name, &target.0, &target.1)
+            .map_err(|e| match e {
+                RepoError::NotFound(_) => {
+                    format!(
+                        "dangling taglink: tag {}/tags/{} does not exist",
+                        target.0, target.1
+                    )
+                }
+                other => other.to_string(),
+            })?;
+        self.set_entry_times(repo, name, updated, linktime)
+            .map_err(|e| e.to_string())?;
+        Ok(Step::Imported)
+    }
+
+    /// Sets an imported entry's times (and, for regular entries, the repository as uploader).
+    fn set_entry_times(
+        &self,
+        repo: &str,
+        name: &str,
+        updated: Option<i64>,
+        linktime: Option<i64>,
+    ) -> Result<(), RepoError> {
+        self.hub.db.write(|tx| {
             tx.execute(
-                "UPDATE entries SET updated = ?3, linktime = CASE WHEN kind = 'regular' THEN NULL ELSE ?3 END \
+                "UPDATE entries SET updated = coalesce(?3, updated), \
+                 linktime = CASE WHEN kind = 'regular' THEN NULL ELSE coalesce(?4, ?3, linktime) END, \
+                 uploader = CASE WHEN kind = 'regular' THEN ?1 ELSE uploader END \
                  WHERE repo = ?1 AND name = ?2",
-                params![repo, name, t],
+                params![repo, name, updated, linktime],
             )
             .ctx("set imported times")?;
             Ok(())
         })?;
-        self.bump_generation();
+        self.hub.bump_generation();
         Ok(())
     }
 }

@@ -1,77 +1,117 @@
-//! Name validation for repositories, flists, tags and taglinks.
+//! Name validation for repositories, flists, tags and taglinks (the grammar of
+//! `hub-api.md`, "Concepts").
 //!
-//! Repositories and tags: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`. Flists:
-//! `[A-Za-z0-9][A-Za-z0-9._+-]{0,127}` ending in `.flist`. `..` is refused everywhere so a
-//! name can never walk a path, and taglink names must not end in `.flist` (they live in the
-//! same namespace as flists).
+//! - Repositories: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` (`alice`, `bob.3bot`, `tf-zos`)
+//!   (route names such as `me` or `api` are refused where users and repositories are created).
+//! - Flists: 1–255 bytes of UTF-8 ending in `.flist`, made of letters, digits and
+//!   `. _ - + : @ ,` (`zos:production-3:latest.flist`, `base:latest.flist`).
+//! - Tags and taglinks: the same characters, at most 255 bytes; a taglink name does not end
+//!   in `.flist` (taglinks live in the same namespace as flists).
+//!
+//! Everywhere: never `.`, `..`, `/`, `\`, NUL or another control character, so a name can
+//! never walk a path.
 
 use crate::RepoError;
 
-fn check(what: &'static str, name: &str, max: usize, extra: &[u8]) -> Result<(), RepoError> {
-    let bad = |reason| {
-        Err(RepoError::InvalidName {
-            what,
-            name: name.to_string(),
-            reason,
-        })
-    };
+/// Longest flist, tag or taglink name in bytes.
+pub const MAX_NAME: usize = 255;
+
+fn invalid(what: &'static str, name: &str, reason: &'static str) -> RepoError {
+    RepoError::InvalidName {
+        what,
+        name: name.to_string(),
+        reason,
+    }
+}
+
+fn check_repo(what: &'static str, name: &str) -> Result<(), RepoError> {
     let bytes = name.as_bytes();
     let Some(first) = bytes.first() else {
-        return bad("empty");
+        return Err(invalid(what, name, "empty"));
     };
-    if bytes.len() > max {
-        return bad("too long");
+    if bytes.len() > 64 {
+        return Err(invalid(what, name, "too long (64 bytes at most)"));
     }
     if !first.is_ascii_alphanumeric() {
-        return bad("must start with a letter or digit");
-    }
-    if bytes.iter().any(|b| b.is_ascii_control()) {
-        return bad("control characters are not allowed");
+        return Err(invalid(what, name, "must start with a letter or digit"));
     }
     if name.contains("..") {
-        return bad("`..` is not allowed");
+        return Err(invalid(what, name, "`..` is not allowed"));
     }
     if !bytes
         .iter()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') || extra.contains(b))
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return bad("only letters, digits and . _ - are allowed");
+        return Err(invalid(
+            what,
+            name,
+            "only letters, digits and . _ - are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// The flist/tag/taglink character rules.
+fn check_name(what: &'static str, name: &str) -> Result<(), RepoError> {
+    if name.is_empty() {
+        return Err(invalid(what, name, "empty"));
+    }
+    if name.len() > MAX_NAME {
+        return Err(invalid(what, name, "too long (255 bytes at most)"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(what, name, "control characters are not allowed"));
+    }
+    if name.contains(['/', '\\']) {
+        return Err(invalid(what, name, "`/` and `\\` are not allowed"));
+    }
+    if name.contains("..") {
+        return Err(invalid(what, name, "`..` is not allowed"));
+    }
+    if name == "." {
+        return Err(invalid(what, name, "`.` is not a name"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | ':' | '@' | ','))
+    {
+        return Err(invalid(
+            what,
+            name,
+            "only letters, digits and . _ - + : @ , are allowed",
+        ));
     }
     Ok(())
 }
 
 /// Validates a repository (user or organisation) name.
 pub fn validate_repo(name: &str) -> Result<(), RepoError> {
-    check("repository", name, 64, &[])
+    check_repo("repository", name)
 }
 
 /// Validates a tag name.
 pub fn validate_tag(name: &str) -> Result<(), RepoError> {
-    check("tag", name, 64, &[])
+    check_name("tag", name)
 }
 
 /// Validates a flist entry name (must end in `.flist`).
 pub fn validate_flist(name: &str) -> Result<(), RepoError> {
-    check("flist", name, 128, b"+")?;
+    check_name("flist", name)?;
     if !name.ends_with(".flist") || name.len() == ".flist".len() {
-        return Err(RepoError::InvalidName {
-            what: "flist",
-            name: name.to_string(),
-            reason: "must end in .flist",
-        });
+        return Err(invalid("flist", name, "must end in .flist"));
     }
     Ok(())
 }
 
 /// Validates a taglink name (like a tag, and not ending in `.flist`).
 pub fn validate_taglink(name: &str) -> Result<(), RepoError> {
-    check("taglink", name, 64, &[])?;
+    check_name("taglink", name)?;
     if name.ends_with(".flist") {
-        return Err(RepoError::InvalidName {
-            what: "taglink",
-            name: name.to_string(),
-            reason: "a taglink name must not end in .flist",
-        });
+        return Err(invalid(
+            "taglink",
+            name,
+            "a taglink name must not end in .flist",
+        ));
     }
     Ok(())
 }
@@ -91,18 +131,29 @@ mod tests {
 
     #[test]
     fn accepts_good_names() {
-        for n in ["alice", "bob.3bot", "official-apps", "a_b", "A9"] {
+        for n in ["alice", "bob.3bot", "official-apps", "a_b", "A9", "tf-zos"] {
             validate_repo(n).unwrap_or_else(|e| panic!("{n}: {e}"));
         }
+        let max = format!("{}.flist", "a".repeat(249));
         for n in [
             "app-1.0.flist",
             "c++.flist",
             "x_y.flist",
             "ubuntu-22.04.flist",
+            "zos:production-3:latest.flist",
+            "base:latest.flist",
+            "threefoldtech-ubuntu-22.04.flist",
+            "user@host,v1.flist",
+            "-x.flist",
+            "ünïcødé.flist",
+            max.as_str(),
         ] {
             validate_flist(n).unwrap_or_else(|e| panic!("{n}: {e}"));
         }
         validate_taglink("latest").expect("taglink name");
+        validate_taglink("prod:3").expect("taglink name with :");
+        validate_tag("v3.1.0").expect("tag");
+        validate_tag("v1:latest").expect("tag with :");
     }
 
     #[test]
@@ -120,22 +171,35 @@ mod tests {
             "a..b",
             long.as_str(),
             "é",
+            "a:b",
         ] {
             assert!(validate_repo(n).is_err(), "{n:?} accepted");
         }
+        let too_long = format!("{}.flist", "a".repeat(250));
         for n in [
             "x",
             ".flist",
             "<script>alert(1)</script>.flist",
             "../x.flist",
+            "..",
             "a/b.flist",
+            "a\\b.flist",
             "a\u{7}.flist",
             "a\tb.flist",
+            "a\0.flist",
+            "a\n.flist",
+            "a\u{85}.flist",
             "a..flist",
             "a b.flist",
+            ".",
+            "a%2f.flist",
+            "a;b.flist",
+            too_long.as_str(),
         ] {
             assert!(validate_flist(n).is_err(), "{n:?} accepted");
         }
         assert!(validate_taglink("x.flist").is_err());
+        assert!(validate_tag("..").is_err());
+        assert!(validate_tag("a/b").is_err());
     }
 }

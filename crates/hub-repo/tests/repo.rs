@@ -326,15 +326,19 @@ fn import_legacy_tree() {
     assert_eq!(
         imported,
         [
+            "alice",
             "alice/a.flist",
             "alice/bobs.flist",
             "alice/latest.flist",
+            "alice/tags/v1",
             "alice/tags/v1/a.flist",
+            "bob",
             "bob/alices",
             "bob/b.flist"
         ]
     );
-    assert_eq!(rep.skipped.len(), 3, "{:?}", rep.skipped);
+    assert_eq!(rep.unimportable.len(), 2, "{:?}", rep.unimportable);
+    assert_eq!(rep.ignored.len(), 1, "{:?}", rep.ignored);
     assert_eq!(
         hub.resolve("alice", "bobs.flist").expect("crosslink").repo,
         "bob"
