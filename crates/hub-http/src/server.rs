@@ -149,7 +149,7 @@ pub fn router(state: Shared) -> Router {
         .route("/docker-convert", get(web::docker_page))
         .route("/token", get(web::token_page))
         .route("/login-method", get(web::login_method))
-        .route("/logout", get(web::logout))
+        .route("/logout", get(web::logout).post(web::logout))
         .route("/readonly", get(web::readonly))
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
