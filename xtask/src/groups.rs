@@ -144,3 +144,45 @@ pub fn plan(group: &str) -> Result<Vec<Vec<String>>> {
         packages().join(", ")
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn targets_of(plan: &[Vec<String>]) -> Vec<String> {
+        plan.iter()
+            .flat_map(|args| {
+                args.windows(2)
+                    .filter(|w| w[0] == "--test")
+                    .map(|w| w[1].clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_leaves_out_the_slow_groups_and_they_hold_them() {
+        let all = test_targets();
+        assert!(all.iter().any(|t| t == "oci_images"), "{all:?}");
+        let fast = targets_of(&plan("fast").expect("fast"));
+        let oci = targets_of(&plan("oci").expect("oci"));
+        assert!(oci.iter().any(|t| t == "oci_images") && oci.iter().any(|t| t == "docker"));
+        assert!(fast.iter().all(|t| !oci.contains(t)), "{fast:?}");
+        assert!(fast.iter().any(|t| t == "zdb") && fast.iter().any(|t| t == "cli"));
+        // Every target is in fast or in one slow group.
+        for t in all {
+            assert!(fast.contains(&t) || slow_group_of(&t).is_some(), "{t}");
+        }
+    }
+
+    #[test]
+    fn crates_and_unknown_names() {
+        assert_eq!(
+            plan("flist-store").expect("crate"),
+            vec![vec!["test".to_string(), "-p".into(), "flist-store".into()]]
+        );
+        let err = plan("nosuch").unwrap_err().to_string();
+        assert!(err.contains("fast") && err.contains("flist-store"), "{err}");
+    }
+}

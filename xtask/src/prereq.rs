@@ -293,6 +293,7 @@ pub fn doctor() -> usize {
 }
 
 /// How packages can be installed here.
+#[derive(Clone, Copy, Debug)]
 enum Privilege {
     Root,
     Sudo,
@@ -348,36 +349,12 @@ pub fn ensure() -> Result<Vec<(String, String)>> {
     let sudo = if apt_pkgs.is_empty() {
         false
     } else {
-        let list = apt_pkgs.join(" ");
-        let cmd = format!(
-            "sudo apt-get update && sudo apt-get install -y --no-install-recommends {list}"
-        );
-        if find_program("apt-get").is_none() {
-            let wanted: Vec<String> = missing
-                .iter()
-                .filter(|p| matches!(p.source, Source::Apt(_)))
-                .map(|p| format!("{} ({})", p.program, p.source_text()))
-                .collect();
-            bail!(
-                "missing test prerequisites, and this is not a Debian system (no apt-get): \
-                 install {} with your package manager, then run again. On Debian: {cmd}",
-                wanted.join(", ")
-            );
-        }
-        match privilege() {
-            Privilege::Root => false,
-            Privilege::Sudo => true,
-            Privilege::None => bail!(
-                "missing test prerequisites: {}.\nNot root and no passwordless sudo, so they \
-                 cannot be installed from here. Run:\n  {cmd}\nthen `cargo xtask test` again.",
-                missing
-                    .iter()
-                    .filter(|p| matches!(p.source, Source::Apt(_)))
-                    .map(|p| p.program)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
+        let how = if find_program("apt-get").is_none() {
+            None
+        } else {
+            Some(privilege())
+        };
+        apt_plan(&missing, how)?
     };
     if needs_zdb && !test_support::zdb::tarball().is_file() {
         bail!(
@@ -437,6 +414,43 @@ pub fn ensure() -> Result<Vec<(String, String)>> {
         env.push(("PATH".to_owned(), joined.to_string_lossy().into_owned()));
     }
     Ok(env)
+}
+
+/// Whether the missing Debian packages can be installed, given `how` (`None`: no apt-get):
+/// `Ok(use sudo)`, or an error with the exact command to run.
+fn apt_plan(missing: &[Prereq], how: Option<Privilege>) -> Result<bool> {
+    let apt: Vec<&Prereq> = missing
+        .iter()
+        .filter(|p| matches!(p.source, Source::Apt(_)))
+        .collect();
+    let list: Vec<&str> = apt
+        .iter()
+        .filter_map(|p| match p.source {
+            Source::Apt(pkg) => Some(pkg),
+            _ => None,
+        })
+        .collect();
+    let cmd = format!(
+        "sudo apt-get update && sudo apt-get install -y --no-install-recommends {}",
+        list.join(" ")
+    );
+    match how {
+        None => bail!(
+            "missing test prerequisites, and this is not a Debian system (no apt-get): \
+             install {} with your package manager, then run again. On Debian: {cmd}",
+            apt.iter()
+                .map(|p| format!("{} ({})", p.program, p.source_text()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(Privilege::Root) => Ok(false),
+        Some(Privilege::Sudo) => Ok(true),
+        Some(Privilege::None) => bail!(
+            "missing test prerequisites: {}.\nNot root and no passwordless sudo, so they \
+             cannot be installed from here. Run:\n  {cmd}\nthen `cargo xtask test` again.",
+            apt.iter().map(|p| p.program).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 fn apt_cmd(sudo: bool, args: &[&str]) -> Command {
@@ -537,4 +551,82 @@ fn pip_install(reqs: &[&str]) -> Result<()> {
         println!("installed {req} (pip, in {})", venv.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn by_program(name: &str) -> Prereq {
+        *all()
+            .iter()
+            .find(|p| p.program == name)
+            .unwrap_or_else(|| panic!("{name} is not in the prerequisite list"))
+    }
+
+    #[test]
+    fn the_list_holds_every_component_the_tests_and_benches_run() {
+        for (program, package) in [
+            ("redis-server", "redis-server"),
+            ("redis-benchmark", "redis-tools"),
+            ("docker-registry", "docker-registry"),
+            ("skopeo", "skopeo"),
+            ("chromium", "chromium"),
+            ("chromedriver", "chromium-driver"),
+            ("fusermount3", "fuse3"),
+            ("debootstrap", "debootstrap"),
+            ("nginx", "nginx"),
+            ("wrk", "wrk"),
+            ("cc", "gcc"),
+            ("make", "make"),
+        ] {
+            let p = by_program(program);
+            assert!(
+                matches!(p.source, Source::Apt(pkg) if pkg == package),
+                "{program}: {:?}",
+                p.source
+            );
+        }
+        assert!(matches!(by_program("zdb").source, Source::Zdb));
+        // The 0-db build needs cc and make, installed before it.
+        let order: Vec<&str> = all().iter().map(|p| p.program).collect();
+        let pos = |n: &str| order.iter().position(|p| *p == n);
+        assert!(
+            pos("cc") < pos("zdb") && pos("make") < pos("zdb"),
+            "{order:?}"
+        );
+    }
+
+    #[test]
+    fn without_privileges_it_stops_with_the_exact_command() {
+        let missing = [by_program("redis-server"), by_program("chromedriver")];
+        let err = apt_plan(&missing, Some(Privilege::None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "sudo apt-get update && sudo apt-get install -y --no-install-recommends \
+                 redis-server chromium-driver"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("redis-server, chromedriver"), "{err}");
+        let err = apt_plan(&missing, None).unwrap_err().to_string();
+        assert!(err.contains("not a Debian system"), "{err}");
+        assert!(
+            err.contains("chromedriver (Debian package chromium-driver)"),
+            "{err}"
+        );
+        assert!(!apt_plan(&missing, Some(Privilege::Root)).unwrap_or(true));
+        assert!(apt_plan(&missing, Some(Privilege::Sudo)).unwrap_or(false));
+    }
+
+    #[test]
+    fn versions_are_read_without_terminal_colours() {
+        assert_eq!(
+            strip_ansi("\u{1b}[36;1m[*] 0-db v2.0.7\u{1b}[0m"),
+            "[*] 0-db v2.0.7"
+        );
+    }
 }

@@ -6,94 +6,273 @@
 //! its progress lines; otherwise a progress bar is drawn when stderr is a terminal.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use zflist_core::progress::{ProgressChoice, Reporter};
 use zflist_core::{commands, oneshot, MetadataCmd, Progress, Response, Session, StoreConfig};
 
-/// Build, inspect, edit and check flists.
+/// Build, inspect, edit, check, extract and publish flists.
 ///
-/// Session commands work on a temporary point (ZFLIST_MNT, --mnt, or the first argument):
-/// `open`/`init` a session, edit it, then `commit` it to a new flist.
+/// One-shot commands work on .flist files (or http(s):// URLs of flists): pack, docker,
+/// inspect, verify, extract. Session commands edit an flist in a temporary point
+/// (--mnt DIR, ZFLIST_MNT, or the reference form `zflist <DIR> <command>`): open or init,
+/// edit, then commit to a new flist.
 #[derive(Parser, Debug)]
-#[command(name = "zflist", version, about, long_about = None)]
+#[command(
+    name = "zflist",
+    version,
+    about,
+    long_about = None,
+    after_help = "EXAMPLES:\n  zflist pack ./rootfs -o app.flist --store zdb://127.0.0.1:9900/ns\n  zflist inspect https://hub.example/alice/app.flist\n  zflist extract https://hub.example/alice/app.flist ./out\n  zflist --mnt /tmp/edit open app.flist && zflist --mnt /tmp/edit ls /\n\nENVIRONMENT:\n  ZFLIST_MNT       temporary point of session commands\n  ZFLIST_BACKEND   chunk store (URL or the reference's JSON backend object)\n  ZFLIST_JSON=1    print the reference JSON envelope\n  ZFLIST_PROGRESS=1  print the reference progress lines on stdout"
+)]
 struct Cli {
-    /// Temporary point holding the session (default: $ZFLIST_MNT).
-    #[arg(long, global = true, value_name = "DIR")]
-    mnt: Option<PathBuf>,
-    /// Print the JSON envelope (same as ZFLIST_JSON=1).
+    /// Print the reference JSON envelope instead of text (same as ZFLIST_JSON=1); no
+    /// progress bar.
     #[arg(long, global = true)]
     json: bool,
-    /// Chunk store URL (repeat with RANGE=URL items for a router); overrides ZFLIST_BACKEND
-    /// and the flist's backend metadata.
+    /// Draw no progress bar (one is drawn on stderr when it is a terminal).
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
+    /// Chunk store URL: zdb://[:pw@]host[:port][/ns], redis://, dir:///path, http(s)://;
+    /// repeat with RANGE=URL items (00-7f=zdb://a) for a router. Overrides ZFLIST_BACKEND
+    /// and, for reading, the flist's backend metadata.
     #[arg(long = "store", global = true, value_name = "URL")]
     stores: Vec<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// The temporary point of a session command.
+#[derive(Args, Debug, Clone, Default)]
+struct At {
+    /// Temporary point holding the session (default: $ZFLIST_MNT; the reference form
+    /// `zflist <DIR> <command>` also works).
+    #[arg(long, value_name = "DIR")]
+    mnt: Option<PathBuf>,
+}
+
+/// An flist file or the http(s):// URL of one (downloaded, checked against the hub's
+/// `.md5` when offered).
+const FLIST_HELP: &str = "The .flist file, or an http(s):// URL of one";
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Open an flist to enable editing.
-    Open { file: PathBuf },
-    /// Initialize an empty flist to enable editing.
-    Init,
-    /// Close the session and discard its files.
-    Close,
-    /// Write the session to a new flist.
-    Commit { file: PathBuf },
-    /// List the content of a directory.
-    Ls { path: Option<String> },
-    /// List every file and directory.
-    Find,
-    /// Dump an entry's metadata.
-    Stat { path: String },
-    /// Print a file's contents (needs a backend).
-    Cat { path: String },
-    /// Download a file to a local path (needs a backend).
-    Get { path: String, dest: PathBuf },
-    /// Insert a local file (uploads to ZFLIST_BACKEND / --store).
-    Put { local: PathBuf, target: String },
-    /// Insert the contents of a local directory, recursively.
-    Putdir { local: PathBuf, target: String },
-    /// Change the mode of an entry (octal).
-    Chmod { mode: String, path: String },
+    /// Open an flist in the temporary point to edit it.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit open app.flist\n  zflist /tmp/edit open https://hub.example/alice/app.flist"
+    )]
+    Open {
+        #[command(flatten)]
+        at: At,
+        #[arg(help = FLIST_HELP)]
+        file: PathBuf,
+    },
+    /// Start an empty flist in the temporary point.
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit init")]
+    Init {
+        #[command(flatten)]
+        at: At,
+    },
+    /// Close the session and discard its changes.
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit close")]
+    Close {
+        #[command(flatten)]
+        at: At,
+    },
+    /// Write the session to a new flist (the session stays open).
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit commit app-v2.flist")]
+    Commit {
+        #[command(flatten)]
+        at: At,
+        /// The .flist file to write.
+        file: PathBuf,
+    },
+    /// List a directory of the session (like `ls -l`).
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit ls /etc")]
+    Ls {
+        #[command(flatten)]
+        at: At,
+        /// Directory inside the flist (default /).
+        path: Option<String>,
+    },
+    /// List every file and directory of the session.
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit find")]
+    Find {
+        #[command(flatten)]
+        at: At,
+    },
+    /// Show an entry's metadata (mode, owner, times, chunks).
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit stat /bin/sh")]
+    Stat {
+        #[command(flatten)]
+        at: At,
+        /// Path inside the flist.
+        path: String,
+    },
+    /// Print a file's contents (reads chunks from the store).
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit cat /etc/os-release")]
+    Cat {
+        #[command(flatten)]
+        at: At,
+        /// File inside the flist.
+        path: String,
+    },
+    /// Copy a file of the session to a local path (reads chunks from the store).
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit get /etc/passwd ./passwd")]
+    Get {
+        #[command(flatten)]
+        at: At,
+        /// File inside the flist.
+        path: String,
+        /// Local file to write.
+        dest: PathBuf,
+    },
+    /// Add a local file (chunks go to --store / ZFLIST_BACKEND when set).
+    #[command(
+        after_help = "EXAMPLES:\n  ZFLIST_BACKEND=zdb://127.0.0.1:9900/ns zflist --mnt /tmp/edit put ./app /usr/bin/app"
+    )]
+    Put {
+        #[command(flatten)]
+        at: At,
+        /// Local file.
+        local: PathBuf,
+        /// Target path (or existing directory) inside the flist.
+        target: String,
+    },
+    /// Add a local directory's contents, recursively.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit --store dir:///var/lib/chunks putdir ./www /srv/www"
+    )]
+    Putdir {
+        #[command(flatten)]
+        at: At,
+        /// Local directory.
+        local: PathBuf,
+        /// Target directory inside the flist.
+        target: String,
+    },
+    /// Change the mode of an entry.
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit chmod 4755 /usr/bin/app")]
+    Chmod {
+        #[command(flatten)]
+        at: At,
+        /// Octal mode (e.g. 755, 4755).
+        mode: String,
+        /// Path inside the flist.
+        path: String,
+    },
     /// Remove a file (not a directory).
-    Rm { path: String },
-    /// Remove a directory recursively.
-    Rmdir { path: String },
-    /// Create an empty directory (non-recursive).
-    Mkdir { path: String },
-    /// Get or set metadata.
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit rm /etc/motd")]
+    Rm {
+        #[command(flatten)]
+        at: At,
+        /// Path inside the flist.
+        path: String,
+    },
+    /// Remove a directory and everything under it.
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit rmdir /var/cache")]
+    Rmdir {
+        #[command(flatten)]
+        at: At,
+        /// Directory inside the flist.
+        path: String,
+    },
+    /// Create an empty directory (its parent must exist).
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit mkdir /data")]
+    Mkdir {
+        #[command(flatten)]
+        at: At,
+        /// Directory to create inside the flist.
+        path: String,
+    },
+    /// Get or set metadata (backend, entrypoint, environ, port, volume, readme, any key).
+    #[command(
+        after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit metadata\n  zflist --mnt /tmp/edit metadata entrypoint --entrypoint \"/bin/sh -c 'echo hi'\"\n  zflist --mnt /tmp/edit metadata entrypoint -- /bin/sh -c 'echo hi'\n  zflist --mnt /tmp/edit metadata environ --name LANG --value C.UTF-8\n  zflist --mnt /tmp/edit metadata backend --host hub.grid.tf --port 9900 --namespace default\n  zflist --mnt /tmp/edit metadata custom-key some-value"
+    )]
     Metadata(MetadataArgs),
     /// Merge another flist into the session (entries already present win).
-    Merge { file: PathBuf },
-    /// Check that every chunk exists in the backend.
-    Check,
-    /// List the store key of every chunk.
-    Chunks,
-    /// Build an flist from a directory, an archive, or `-` (archive on stdin).
+    #[command(
+        after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit init\n  zflist --mnt /tmp/edit merge base.flist\n  zflist --mnt /tmp/edit merge app.flist"
+    )]
+    Merge {
+        #[command(flatten)]
+        at: At,
+        #[arg(help = FLIST_HELP)]
+        file: PathBuf,
+    },
+    /// Check the session's chunks exist in the store (the reference's `check`; `verify`
+    /// does the same on an .flist file without a session).
+    #[command(
+        after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit check\n  zflist --mnt /tmp/edit --store zdb://127.0.0.1:9900/ns check"
+    )]
+    Check {
+        #[command(flatten)]
+        at: At,
+    },
+    /// List the store key of every chunk of the session.
+    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit chunks")]
+    Chunks {
+        #[command(flatten)]
+        at: At,
+    },
+    /// Build an flist from a directory, an archive, or `-` (an archive on stdin).
+    ///
+    /// Chunks go to --store (or ZFLIST_BACKEND); that store's public address (never its
+    /// password) is recorded as the flist's backend, so `verify` and `extract` need no
+    /// --store. A dir:// store cannot be reached by others: give --public-backend URL.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist pack ./rootfs -o app.flist --store zdb://:secret@10.0.0.1:9900/ns\n  zflist pack image.tar.gz -o app.flist --store dir:///var/lib/chunks --public-backend http://hub.example/chunks\n  tar -C rootfs -c . | zflist pack - -o app.flist --store redis://127.0.0.1 --no-backend"
+    )]
     Pack {
-        /// Directory, tar archive (optionally gzip/bzip2/xz/zstd compressed), or `-`.
+        /// Directory, tar archive (plain, gzip, bzip2, xz or zstd), or `-` for stdin.
         source: String,
-        /// Output .flist.
+        /// The .flist file to write.
         #[arg(short, long, value_name = "FLIST")]
         output: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
-    /// Materialise an flist into a directory, downloading its contents.
-    Extract { flist: PathBuf, dir: PathBuf },
-    /// Show an flist's tree, counts, sizes and metadata.
-    Inspect { flist: PathBuf },
+    /// Restore an flist into a directory, downloading its contents.
+    ///
+    /// Reads chunks from --store, else ZFLIST_BACKEND, else the flist's own backend. The
+    /// tree is built in a hidden sibling directory and renamed into place when complete:
+    /// DIR never holds half a tree.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist extract https://hub.example/alice/app.flist ./out\n  zflist extract app.flist ./out --store dir:///var/lib/chunks\n  zflist extract app.flist ./out --force     # replace ./out\n  zflist extract app.flist ./out --resume    # continue after a store error"
+    )]
+    Extract {
+        #[arg(help = FLIST_HELP)]
+        flist: PathBuf,
+        /// Directory to create (must be absent or empty, unless --force).
+        dir: PathBuf,
+        /// Replace DIR if it exists (only once the new tree is complete).
+        #[arg(long)]
+        force: bool,
+        /// Continue an extraction that stopped on a store error, fetching only what is
+        /// missing.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Show an flist's tree (modes like `ls -l`), counts, sizes and metadata.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist inspect app.flist\n  zflist inspect https://hub.example/alice/app.flist --json"
+    )]
+    Inspect {
+        #[arg(help = FLIST_HELP)]
+        flist: PathBuf,
+    },
     /// Convert a Docker/OCI image (registry reference, `docker save` tarball or OCI layout)
     /// into an flist, without a Docker daemon.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist docker alpine:3.20 -o alpine.flist --store zdb://127.0.0.1:9900/ns\n  zflist docker docker-archive:app.tar -o app.flist --store dir:///var/lib/chunks --no-backend\n  echo \"$TOKEN\" | zflist docker ghcr.io/me/app:1 -u me --password-stdin -o app.flist --store zdb://hub:9900/ns"
+    )]
     Docker {
         /// `ubuntu:22.04`, `registry:5000/app@sha256:...`, `docker-archive:FILE`, `oci:DIR`.
         image: String,
-        /// Output .flist.
+        /// The .flist file to write.
         #[arg(short, long, value_name = "FLIST")]
         output: PathBuf,
         /// Platform to pick from a multi-platform image (default linux/amd64).
@@ -114,59 +293,119 @@ enum Cmd {
         /// Do not use the layer cache.
         #[arg(long)]
         no_cache: bool,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
-    /// Check that every chunk of an flist exists in the store.
+    /// Check that every chunk of an .flist exists in the store (the session command
+    /// `check` does the same for an open session); --deep also decodes each chunk.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist verify app.flist                 # store from the flist's backend\n  zflist verify app.flist --store dir:///var/lib/chunks --deep\n  zflist verify https://hub.example/alice/app.flist"
+    )]
     Verify {
+        #[arg(help = FLIST_HELP)]
         flist: PathBuf,
-        /// Also download and decode every chunk.
+        /// Also download and decode every chunk (both hashes checked).
         #[arg(long)]
         deep: bool,
     },
 }
 
+/// Which backend `pack`/`docker` record in the flist.
+#[derive(Args, Debug, Clone, Default)]
+struct BackendArgs {
+    /// Record no backend metadata.
+    #[arg(long, conflicts_with = "public_backend")]
+    no_backend: bool,
+    /// Record this store as the backend instead of --store (a zdb:// or http(s):// URL, or
+    /// a JSON backend object); a password in it is never recorded.
+    #[arg(long, value_name = "URL")]
+    public_backend: Option<String>,
+}
+
+impl BackendArgs {
+    fn choice(self) -> zflist_core::backend::RecordBackend {
+        use zflist_core::backend::RecordBackend;
+        match (self.no_backend, self.public_backend) {
+            (true, _) => RecordBackend::Nothing,
+            (false, Some(u)) => RecordBackend::Public(u),
+            (false, None) => RecordBackend::Store,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct MetadataArgs {
+    #[command(flatten)]
+    at: At,
     #[command(subcommand)]
     action: Option<MetaAction>,
 }
 
 #[derive(Subcommand, Debug)]
 enum MetaAction {
-    /// Where readers download chunks from (public: no write credentials).
+    /// Where readers download chunks from (public: anyone with the flist reads it, so
+    /// never put write credentials here). Without options: print it.
     Backend {
+        /// 0-db host (default hub.grid.tf).
         #[arg(long)]
         host: Option<String>,
+        /// 0-db port (default 9900).
         #[arg(long)]
         port: Option<u16>,
+        /// 0-db unix socket path (instead of host and port).
         #[arg(long)]
         socket: Option<String>,
+        /// 0-db namespace.
         #[arg(long)]
         namespace: Option<String>,
+        /// Namespace password for reading (visible to anyone with the flist).
         #[arg(long)]
         password: Option<String>,
+        /// Remove the backend.
         #[arg(long)]
         reset: bool,
     },
-    /// Command line to start (use `--` before it).
+    /// Command to start: `--entrypoint "CMD ARGS"` (split like a shell does) or `-- CMD
+    /// ARGS...`. Without arguments: print it.
     Entrypoint {
+        /// Remove the entrypoint.
         #[arg(long)]
         reset: bool,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        /// The command line as one string, split into arguments like a shell does
+        /// ('single' and "double" quotes, backslash escapes).
+        #[arg(
+            long = "entrypoint",
+            value_name = "COMMAND LINE",
+            conflicts_with = "argv"
+        )]
+        line: Option<String>,
+        /// The command and its arguments (put `--` before them).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGV"
+        )]
         argv: Vec<String>,
     },
-    /// Environment variables.
+    /// Environment variables. Without options: print them.
     Environ {
+        /// Variable name.
         #[arg(long)]
         name: Option<String>,
+        /// Its value.
         #[arg(long)]
         value: Option<String>,
+        /// Remove the variable --name.
         #[arg(long)]
         unset: bool,
+        /// Remove all variables.
         #[arg(long)]
         reset: bool,
     },
-    /// Exposed ports: `--in P [--out Q]` gives `{"<protocol>/P": Q}`.
+    /// Exposed ports: `--in P [--out Q]` gives `{"<protocol>/P": Q}`. Without options:
+    /// print them.
     Port {
+        /// Protocol (tcp or udp).
         #[arg(long, default_value = "tcp")]
         protocol: String,
         /// Incoming port (alias --host).
@@ -175,28 +414,37 @@ enum MetaAction {
         /// Where it is redirected (alias --container; default: the same).
         #[arg(long = "out", alias = "container")]
         port_out: Option<u32>,
+        /// Remove the port --in.
         #[arg(long)]
         unset: bool,
+        /// Remove all ports.
         #[arg(long)]
         reset: bool,
     },
-    /// Volumes to mount.
+    /// Volumes to mount. Without options: print them.
     Volume {
+        /// Mount point inside the container.
         #[arg(long)]
         target: Option<String>,
+        /// Host path to mount there.
         #[arg(long)]
         host: Option<String>,
+        /// Remove the volume --target.
         #[arg(long)]
         unset: bool,
+        /// Remove all volumes.
         #[arg(long)]
         reset: bool,
     },
-    /// Readme text and license.
+    /// Readme text and license. Without options: print them.
     Readme {
+        /// File whose content becomes the readme.
         #[arg(long)]
         import: Option<PathBuf>,
+        /// License name (e.g. Apache-2.0).
         #[arg(long)]
         license: Option<String>,
+        /// Remove the readme.
         #[arg(long)]
         reset: bool,
     },
@@ -212,15 +460,29 @@ const COMMANDS: &[&str] = &[
 ];
 
 /// Rewrites the reference form `zflist <temporary-point> <action> ...` into
-/// `zflist --mnt <temporary-point> <action> ...`, and lower-cases the action.
+/// `zflist <action> --mnt <temporary-point> ...`, moves a `--mnt DIR` given before the
+/// action after it (it belongs to the session commands), and lower-cases the action.
 fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
-    let takes_value = ["--mnt", "--store"];
+    let mut mnt: Vec<OsString> = Vec::new();
+    let mut action = None;
     let mut i = 1;
     while i < args.len() {
         let a = args[i].to_string_lossy().to_string();
-        if takes_value.contains(&a.as_str()) {
+        if a == "--mnt" && i + 1 < args.len() {
+            mnt.push(args.remove(i));
+            mnt.push(args.remove(i));
+            continue;
+        }
+        if a.starts_with("--mnt=") {
+            mnt.push(args.remove(i));
+            continue;
+        }
+        if a == "--store" {
             i += 2;
             continue;
+        }
+        if a == "--" {
+            break;
         }
         if a.starts_with('-') {
             i += 1;
@@ -229,16 +491,22 @@ fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
         let lower = a.to_ascii_lowercase();
         if COMMANDS.contains(&lower.as_str()) {
             args[i] = OsString::from(lower);
+            action = Some(i);
         } else if i + 1 < args.len() {
             let next = args[i + 1].to_string_lossy().to_ascii_lowercase();
             if COMMANDS.contains(&next.as_str()) {
-                let mnt = args.remove(i);
+                let point = args.remove(i);
                 args[i] = OsString::from(next);
-                args.insert(1, OsString::from("--mnt"));
-                args.insert(2, mnt);
+                mnt.push(OsString::from("--mnt"));
+                mnt.push(point);
+                action = Some(i);
             }
         }
         break;
+    }
+    let at = action.map_or(1, |a| a + 1);
+    for (k, v) in mnt.into_iter().enumerate() {
+        args.insert(at + k, v);
     }
     args
 }
@@ -246,11 +514,11 @@ fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
 fn command_name(cmd: &Cmd) -> &'static str {
     match cmd {
         Cmd::Open { .. } => "open",
-        Cmd::Init => "init",
-        Cmd::Close => "close",
+        Cmd::Init { .. } => "init",
+        Cmd::Close { .. } => "close",
         Cmd::Commit { .. } => "commit",
         Cmd::Ls { .. } => "ls",
-        Cmd::Find => "find",
+        Cmd::Find { .. } => "find",
         Cmd::Stat { .. } => "stat",
         Cmd::Cat { .. } => "cat",
         Cmd::Get { .. } => "get",
@@ -262,8 +530,8 @@ fn command_name(cmd: &Cmd) -> &'static str {
         Cmd::Mkdir { .. } => "mkdir",
         Cmd::Metadata(_) => "metadata",
         Cmd::Merge { .. } => "merge",
-        Cmd::Check => "check",
-        Cmd::Chunks => "chunks",
+        Cmd::Check { .. } => "check",
+        Cmd::Chunks { .. } => "chunks",
         Cmd::Pack { .. } => "pack",
         Cmd::Extract { .. } => "extract",
         Cmd::Inspect { .. } => "inspect",
@@ -303,10 +571,19 @@ fn metadata_cmd(args: MetadataArgs) -> Result<MetadataCmd, zflist_core::Error> {
             password,
             reset,
         },
-        Some(MetaAction::Entrypoint { reset: false, argv }) if argv.is_empty() => {
-            MetadataCmd::Get("entrypoint".into())
+        Some(MetaAction::Entrypoint {
+            reset: false,
+            line: None,
+            argv,
+        }) if argv.is_empty() => MetadataCmd::Get("entrypoint".into()),
+        Some(MetaAction::Entrypoint { reset, line, argv }) => {
+            let argv = match line {
+                Some(l) => zflist_core::metadata::split_command_line(&l)
+                    .map_err(|e| usage(&format!("--entrypoint: {e}")))?,
+                None => argv,
+            };
+            MetadataCmd::Entrypoint { argv, reset }
         }
-        Some(MetaAction::Entrypoint { reset, argv }) => MetadataCmd::Entrypoint { argv, reset },
         Some(MetaAction::Environ {
             name: None,
             value: None,
@@ -390,61 +667,6 @@ fn metadata_cmd(args: MetadataArgs) -> Result<MetadataCmd, zflist_core::Error> {
     })
 }
 
-/// Progress as `ZFLIST_PROGRESS=1` JSON lines on stdout, a bar on a terminal, or nothing.
-enum Reporter {
-    Lines,
-    Bar(Mutex<Option<ProgressBar>>),
-    Quiet,
-}
-
-impl Progress for Reporter {
-    fn update(&self, message: &str, current: u64, total: u64) {
-        match self {
-            Reporter::Lines => {
-                let line = zflist_core::progress_line(message, current, total);
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{}", flist_json(&line));
-                let _ = out.flush();
-            }
-            Reporter::Bar(slot) => {
-                let Ok(mut slot) = slot.lock() else { return };
-                let bar = slot.get_or_insert_with(|| {
-                    let b = ProgressBar::new(total);
-                    let style = if total > 0 {
-                        ProgressStyle::with_template("{msg:20} [{bar:40}] {pos}/{len} ({eta})")
-                    } else {
-                        ProgressStyle::with_template("{spinner} {msg:20} {pos}")
-                    };
-                    if let Ok(s) = style {
-                        b.set_style(s.progress_chars("=> "));
-                    }
-                    b
-                });
-                if bar.length() != Some(total) && total > 0 {
-                    bar.set_length(total);
-                }
-                bar.set_message(message.to_string());
-                bar.set_position(current);
-            }
-            Reporter::Quiet => {}
-        }
-    }
-
-    fn finish(&self, _message: &str) {
-        if let Reporter::Bar(slot) = self {
-            if let Ok(mut slot) = slot.lock() {
-                if let Some(b) = slot.take() {
-                    b.finish_and_clear();
-                }
-            }
-        }
-    }
-
-    fn warn(&self, message: &str) {
-        eprintln!("zflist: warning: {message}");
-    }
-}
-
 /// JSON formatted like the reference (jansson: `", "` and `": "` separators).
 fn flist_json(v: &serde_json::Value) -> String {
     zflist_core::response::to_reference_json(v)
@@ -492,70 +714,89 @@ fn main() -> ExitCode {
         }
     };
     let json = json_env || cli.json;
-    let reporter = if env_is_one("ZFLIST_PROGRESS") {
-        Reporter::Lines
-    } else if !json && std::io::stderr().is_terminal() {
-        Reporter::Bar(Mutex::new(None))
-    } else {
-        Reporter::Quiet
-    };
+    let reporter = Reporter::new(ProgressChoice::detect(
+        env_is_one("ZFLIST_PROGRESS"),
+        json,
+        cli.quiet,
+    ));
     let stores = StoreConfig {
         stores: cli.stores.clone(),
         backend_env: std::env::var("ZFLIST_BACKEND")
             .ok()
             .filter(|s| !s.trim().is_empty()),
     };
-    let mnt = cli.mnt.clone().or_else(|| {
-        std::env::var_os("ZFLIST_MNT")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    });
     let function = command_name(&cli.cmd);
-    let result = run(cli.cmd, mnt, &stores, &reporter);
+    let result = run(cli.cmd, &stores, &reporter);
     reporter.finish("");
     finish(json, function, result)
 }
 
-fn run(
-    cmd: Cmd,
-    mnt: Option<PathBuf>,
-    stores: &StoreConfig,
-    p: &Reporter,
-) -> zflist_core::Result<Response> {
+/// The temporary point of a session command: `--mnt`, else `ZFLIST_MNT`.
+fn session_of(function: &str, at: &At) -> zflist_core::Result<Session> {
+    at.mnt
+        .clone()
+        .or_else(|| {
+            std::env::var_os("ZFLIST_MNT")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .map(Session::new)
+        .ok_or_else(|| zflist_core::Error::new(function, zflist_core::ErrorKind::NoMountpoint))
+}
+
+fn run(cmd: Cmd, stores: &StoreConfig, p: &Reporter) -> zflist_core::Result<Response> {
     let function = command_name(&cmd);
-    let session = || -> zflist_core::Result<Session> {
-        mnt.clone()
-            .map(Session::new)
-            .ok_or_else(|| zflist_core::Error::new(function, zflist_core::ErrorKind::NoMountpoint))
-    };
+    let session = |at: &At| session_of(function, at);
     let empty = |r: zflist_core::Result<()>| r.map(|()| Response::empty());
     match cmd {
-        Cmd::Open { file } => empty(session()?.open(&file)),
-        Cmd::Init => empty(session()?.init()),
-        Cmd::Close => empty(session()?.close()),
-        Cmd::Commit { file } => empty(session()?.commit(&file)),
-        Cmd::Ls { path } => commands::ls(&session()?, path.as_deref().unwrap_or("/")),
-        Cmd::Find => commands::find(&session()?),
-        Cmd::Stat { path } => commands::stat(&session()?, &path),
-        Cmd::Cat { path } => {
+        Cmd::Open { at, file } => empty(session(&at)?.open(&file)),
+        Cmd::Init { at } => empty(session(&at)?.init()),
+        Cmd::Close { at } => empty(session(&at)?.close()),
+        Cmd::Commit { at, file } => empty(session(&at)?.commit(&file)),
+        Cmd::Ls { at, path } => commands::ls(&session(&at)?, path.as_deref().unwrap_or("/")),
+        Cmd::Find { at } => commands::find(&session(&at)?),
+        Cmd::Stat { at, path } => commands::stat(&session(&at)?, &path),
+        Cmd::Cat { at, path } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            commands::cat(&session()?, stores, &path, &mut out)
+            commands::cat(&session(&at)?, stores, &path, &mut out)
         }
-        Cmd::Get { path, dest } => commands::get(&session()?, stores, &path, &dest, p),
-        Cmd::Put { local, target } => commands::put(&session()?, stores, &local, &target, p),
-        Cmd::Putdir { local, target } => commands::putdir(&session()?, stores, &local, &target, p),
-        Cmd::Chmod { mode, path } => commands::chmod(&session()?, &mode, &path),
-        Cmd::Rm { path } => commands::rm(&session()?, &path),
-        Cmd::Rmdir { path } => commands::rmdir(&session()?, &path),
-        Cmd::Mkdir { path } => commands::mkdir(&session()?, &path),
-        Cmd::Metadata(args) => zflist_core::metadata::metadata(&session()?, &metadata_cmd(args)?),
-        Cmd::Merge { file } => commands::merge(&session()?, &file),
-        Cmd::Check => commands::check(&session()?, stores, p),
-        Cmd::Chunks => commands::chunks_cmd(&session()?),
-        Cmd::Pack { source, output } => oneshot::pack(&source, &output, stores, p),
-        Cmd::Extract { flist, dir } => oneshot::extract(&flist, &dir, stores, p),
-        Cmd::Inspect { flist } => oneshot::inspect(&flist),
+        Cmd::Get { at, path, dest } => commands::get(&session(&at)?, stores, &path, &dest, p),
+        Cmd::Put { at, local, target } => commands::put(&session(&at)?, stores, &local, &target, p),
+        Cmd::Putdir { at, local, target } => {
+            commands::putdir(&session(&at)?, stores, &local, &target, p)
+        }
+        Cmd::Chmod { at, mode, path } => commands::chmod(&session(&at)?, &mode, &path),
+        Cmd::Rm { at, path } => commands::rm(&session(&at)?, &path),
+        Cmd::Rmdir { at, path } => commands::rmdir(&session(&at)?, &path),
+        Cmd::Mkdir { at, path } => commands::mkdir(&session(&at)?, &path),
+        Cmd::Metadata(args) => {
+            let s = session(&args.at)?;
+            zflist_core::metadata::metadata(&s, &metadata_cmd(args)?)
+        }
+        Cmd::Merge { at, file } => commands::merge(&session(&at)?, &file),
+        Cmd::Check { at } => commands::check(&session(&at)?, stores, p),
+        Cmd::Chunks { at } => commands::chunks_cmd(&session(&at)?),
+        Cmd::Pack {
+            source,
+            output,
+            backend,
+        } => {
+            let args = oneshot::PackArgs {
+                backend: backend.choice(),
+            };
+            oneshot::pack_with(&source, &output, stores, &args, p)
+        }
+        Cmd::Extract {
+            flist,
+            dir,
+            force,
+            resume,
+        } => {
+            let args = oneshot::ExtractArgs { force, resume };
+            oneshot::extract_with(&flist, &dir, stores, &args, p)
+        }
+        Cmd::Inspect { flist } => oneshot::inspect_with(&flist, p),
         Cmd::Verify { flist, deep } => oneshot::verify(&flist, stores, deep, p),
         Cmd::Docker {
             image,
@@ -566,6 +807,7 @@ fn run(
             insecure_registries,
             cache,
             no_cache,
+            backend,
         } => {
             let credentials = match (username, password_stdin) {
                 (Some(username), true) => Some(oneshot::Credentials {
@@ -584,6 +826,7 @@ fn run(
                 credentials,
                 insecure_registries,
                 cache_dir,
+                backend: backend.choice(),
             };
             oneshot::docker(&image, &output, stores, &args, p)
         }

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use flist_format::tree::DEFAULT_DIR_SIZE;
 use flist_format::{Kind, Meta, SpecialKind};
 
 use crate::builder::{clamp_time, normalise_path, NameCache, TreeBuilder};
@@ -66,7 +65,7 @@ pub(crate) fn read_dir_tree(
         meta,
         Kind::Dir {
             children: Default::default(),
-            size: DEFAULT_DIR_SIZE,
+            size: md.len(),
         },
     )?;
 
@@ -109,7 +108,7 @@ pub(crate) fn read_dir_tree(
                     meta,
                     Kind::Dir {
                         children: Default::default(),
-                        size: DEFAULT_DIR_SIZE,
+                        size: md.len(),
                     },
                 )?;
                 stack.push((path, c));

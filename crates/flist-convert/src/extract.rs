@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::bounded;
@@ -21,7 +22,7 @@ use crate::error::{io_err, ConvertError, Result};
 use crate::pipeline::runtime_from;
 
 /// Options of [`extract`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExtractOptions {
     /// Restore owners (`None`: only when running as root).
     pub owners: Option<bool>,
@@ -33,6 +34,24 @@ pub struct ExtractOptions {
     pub workers: usize,
     /// Runtime for store calls (else the current one, else a private one).
     pub runtime: Option<tokio::runtime::Handle>,
+    /// Continue an extraction that stopped (e.g. on a store error) in the same
+    /// destination: existing directories are kept, chunks already written (their content
+    /// hashes to the chunk's key) are not fetched again, everything else is redone.
+    pub resume: bool,
+    /// Called with (chunks written, chunks to write) as the extraction advances.
+    pub progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ExtractOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtractOptions")
+            .field("owners", &self.owners)
+            .field("batch_chunks", &self.batch_chunks)
+            .field("batches_in_flight", &self.batches_in_flight)
+            .field("workers", &self.workers)
+            .field("resume", &self.resume)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ExtractOptions {
@@ -43,6 +62,8 @@ impl Default for ExtractOptions {
             batches_in_flight: 4,
             workers: 0,
             runtime: None,
+            resume: false,
+            progress: None,
         }
     }
 }
@@ -56,11 +77,15 @@ pub struct ExtractStats {
     pub directories: u64,
     /// Symlinks created.
     pub symlinks: u64,
-    /// Fifos and devices created.
+    /// Fifos, devices and sockets created.
     pub specials: u64,
-    /// Specials not created: devices when not root, sockets (a socket file cannot be
-    /// created without a listening process).
+    /// Of those, socket nodes (`mknod S_IFSOCK`). The reference writes fifos and devices
+    /// as sockets, so a socket in an flist is often a fifo or device of the source.
+    pub sockets: u64,
+    /// Specials not created: devices when not root.
     pub specials_skipped: u64,
+    /// Chunks found already written when resuming.
+    pub chunks_reused: u64,
     /// Bytes of file content written.
     pub bytes: u64,
     /// Distinct chunks fetched.
@@ -89,6 +114,7 @@ pub fn extract(
         reason: reason.into(),
     };
     match fs::symlink_metadata(dest) {
+        Ok(md) if md.is_dir() && opts.resume => {}
         Ok(md) if md.is_dir() => {
             if fs::read_dir(dest).map_err(io_err(dest))?.next().is_some() {
                 return Err(dest_err(
@@ -123,10 +149,33 @@ pub fn extract(
                 .ok_or_else(|| ConvertError::Internal("parent not created".into()))?;
             parent.join(&node.name)
         };
+        let existing = if opts.resume {
+            fs::symlink_metadata(&path).ok()
+        } else {
+            None
+        };
+        if let Some(md) = &existing {
+            // Resuming: keep directories and regular files of the right kind, redo the rest.
+            let keep = match node.kind {
+                Kind::Dir { .. } => md.is_dir(),
+                Kind::File { .. } => md.is_file(),
+                _ => false,
+            };
+            if !keep {
+                if md.is_dir() {
+                    fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                } else {
+                    fs::remove_file(&path).map_err(io_err(&path))?;
+                }
+            }
+        }
+        let exists = |k: fn(&fs::Metadata) -> bool| existing.as_ref().is_some_and(k);
         match &node.kind {
             Kind::Dir { .. } => {
                 if id != Tree::ROOT {
-                    fs::create_dir(&path).map_err(io_err(&path))?;
+                    if !exists(fs::Metadata::is_dir) {
+                        fs::create_dir(&path).map_err(io_err(&path))?;
+                    }
                     stats.directories += 1;
                 }
                 // Owner-writable until metadata is applied at the end.
@@ -134,18 +183,40 @@ pub fn extract(
                     .map_err(io_err(&path))?;
             }
             Kind::File { size, blocks } => {
+                let resumed = exists(fs::Metadata::is_file);
+                if resumed {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                        .map_err(io_err(&path))?;
+                }
                 let f = fs::OpenOptions::new()
+                    .read(true)
                     .write(true)
-                    .create_new(true)
+                    .create_new(!resumed)
                     .mode(0o600)
                     .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
                     .open(&path)
                     .map_err(io_err(&path))?;
+                let old_len = if resumed {
+                    f.metadata().map_err(io_err(&path))?.len()
+                } else {
+                    0
+                };
                 f.set_len(*size).map_err(io_err(&path))?;
                 let fi = files.len();
                 files.push(path.clone());
+                let mut buf = Vec::new();
                 for (i, b) in blocks.iter().enumerate() {
                     let off = i as u64 * CHUNK_SIZE as u64;
+                    if resumed && off < old_len {
+                        let len = (*size - off).min(CHUNK_SIZE as u64) as usize;
+                        buf.resize(len, 0);
+                        if f.read_exact_at(&mut buf, off).is_ok()
+                            && flist_format::codec::blake2b::<16>(&buf) == b.key
+                        {
+                            stats.chunks_reused += 1;
+                            continue;
+                        }
+                    }
                     let t = *chunks.entry(b.hash).or_insert_with(|| {
                         targets.push((*b, Vec::new()));
                         targets.len() - 1
@@ -161,6 +232,8 @@ pub fn extract(
                 let perm = Mode::from_bits_truncate(0o600);
                 let made = match kind {
                     SpecialKind::Fifo => Some(nix::unistd::mkfifo(&path, perm)),
+                    // Linux lets anyone create socket nodes with mknod.
+                    SpecialKind::Socket => Some(mknod(&path, SFlag::S_IFSOCK, perm, 0)),
                     SpecialKind::Chardev | SpecialKind::Block if root => {
                         let (maj, min) = rdev.unwrap_or((0, 0));
                         let flag = if *kind == SpecialKind::Block {
@@ -179,6 +252,9 @@ pub fn extract(
                             source: e.into(),
                         })?;
                         stats.specials += 1;
+                        if *kind == SpecialKind::Socket {
+                            stats.sockets += 1;
+                        }
                     }
                     None => stats.specials_skipped += 1,
                 }
@@ -195,6 +271,9 @@ pub fn extract(
     // 3. Symlinks, now that no more content is written.
     for (id, target) in &symlinks {
         let path = &paths[id];
+        if opts.resume && fs::symlink_metadata(path).is_ok() {
+            fs::remove_file(path).map_err(io_err(path))?;
+        }
         std::os::unix::fs::symlink(target, path).map_err(io_err(path))?;
         stats.symlinks += 1;
     }
@@ -244,10 +323,13 @@ fn fetch_and_write(
     let batch = opts.batch_chunks.max(1);
     type Fetched = (usize, Vec<Option<bytes::Bytes>>);
     let (tx, rx) = bounded::<Fetched>(workers * 2);
+    let written = AtomicU64::new(0);
+    let total = targets.len() as u64;
     std::thread::scope(|s| {
         let mut hs = Vec::new();
         for _ in 0..workers {
             let rx = rx.clone();
+            let written = &written;
             hs.push(s.spawn(move || -> Result<()> {
                 for (start, values) in rx {
                     for (k, v) in values.into_iter().enumerate() {
@@ -274,6 +356,10 @@ fn fetch_and_write(
                                 .open(path)
                                 .map_err(io_err(path))?;
                             f.write_all_at(&plain, *off).map_err(io_err(path))?;
+                        }
+                        let n = written.fetch_add(1, Ordering::Relaxed) + 1;
+                        if let Some(p) = &opts.progress {
+                            p(n, total);
                         }
                     }
                 }

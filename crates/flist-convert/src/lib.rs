@@ -20,6 +20,7 @@ use std::sync::Arc;
 use flist_format::{Flist, Metadata, Tree};
 use flist_store::Store;
 
+pub mod backend;
 mod builder;
 mod channel;
 mod decompress;

@@ -41,6 +41,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod backend;
 pub mod catalog;
 pub mod codec;
 pub mod diff;

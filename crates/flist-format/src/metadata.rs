@@ -25,20 +25,7 @@ pub const KEY_VOLUME: &str = "volume";
 /// Metadata key of the readme.
 pub const KEY_README: &str = "readme";
 
-/// Where readers download chunks from (`backend`). Public: never holds write credentials.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backend {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// 0-db namespace, if not the default.
-    pub namespace: Option<String>,
-    /// Namespace password (read access), if any.
-    pub password: Option<String>,
-    /// Access token, if any.
-    pub token: Option<String>,
-}
+pub use crate::backend::Backend;
 
 /// One volume (`volume` map value).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -114,56 +101,14 @@ impl Metadata {
         self.set(key, to_reference_json(v));
     }
 
-    /// The `backend` value.
+    /// The `backend` value, typed (see [`Backend`] for the accepted shapes).
     pub fn backend(&self) -> Result<Option<Backend>, FormatError> {
-        let Some(v) = self.json(KEY_BACKEND)? else {
-            return Ok(None);
-        };
-        let bad = |r: &str| FormatError::Metadata {
-            key: KEY_BACKEND.into(),
-            reason: r.into(),
-        };
-        let obj = v.as_object().ok_or_else(|| bad("not a JSON object"))?;
-        let host = obj
-            .get("host")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("no string \"host\""))?;
-        let port = obj
-            .get("port")
-            .and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| bad("no integer \"port\" in 0..=65535"))?;
-        let opt = |k: &str| -> Result<Option<String>, FormatError> {
-            match obj.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(bad(&format!("\"{k}\" is not a string"))),
-            }
-        };
-        Ok(Some(Backend {
-            host: host.to_string(),
-            port,
-            namespace: opt("namespace")?,
-            password: opt("password")?,
-            token: opt("token")?,
-        }))
+        self.get(KEY_BACKEND).map(Backend::parse).transpose()
     }
 
-    /// Sets `backend` (`{"host": .., "port": .., "namespace"?, "password"?, "token"?}`).
+    /// Sets `backend` (the stored form, formatted like the reference tool).
     pub fn set_backend(&mut self, b: &Backend) {
-        let mut m = serde_json::Map::new();
-        m.insert("host".into(), Value::from(b.host.clone()));
-        m.insert("port".into(), Value::from(b.port));
-        for (k, v) in [
-            ("namespace", &b.namespace),
-            ("password", &b.password),
-            ("token", &b.token),
-        ] {
-            if let Some(v) = v {
-                m.insert(k.into(), Value::from(v.clone()));
-            }
-        }
-        self.set_json(KEY_BACKEND, &Value::Object(m));
+        self.set(KEY_BACKEND, b.to_json());
     }
 
     /// The `entrypoint` argv.
@@ -458,13 +403,7 @@ mod tests {
     #[test]
     fn reference_formatting() {
         let mut m = Metadata::new();
-        m.set_backend(&Backend {
-            host: "127.0.0.1".into(),
-            port: 9901,
-            namespace: None,
-            password: None,
-            token: None,
-        });
+        m.set_backend(&Backend::zdb("127.0.0.1", 9901, None));
         assert_eq!(
             m.get("backend"),
             Some(r#"{"host": "127.0.0.1", "port": 9901}"#)

@@ -155,13 +155,7 @@ fn metadata_values_and_exact_text() {
     let m = &f.metadata;
     assert_eq!(
         m.backend().expect("valid"),
-        Some(Backend {
-            host: "127.0.0.1".into(),
-            port: 9901,
-            namespace: None,
-            password: None,
-            token: None
-        })
+        Some(Backend::zdb("127.0.0.1", 9901, None))
     );
     assert_eq!(
         m.entrypoint().expect("valid"),

@@ -1,4 +1,5 @@
-//! Store URLs: parsing, redacted display, the flist `backend` metadata form, and [`open`].
+//! Store URLs: parsing, redacted display, and [`open`]. (Flist `backend` metadata is not
+//! this crate's business: `flist-convert::backend` maps it to a [`StoreUrl`].)
 //!
 //! Syntax (see `spec/zero-db.md`):
 //! - `zdb://[:password@]host[:port][/namespace]` — 0-db over TCP (port 9900, namespace
@@ -512,71 +513,6 @@ impl StoreUrl {
                 "unknown scheme {other:?} (expected zdb, zdb+unix, redis, redis+unix, dir, \
                  http, https, s3, or RANGE=URL items)"
             )),
-        }
-    }
-
-    /// Builds a 0-db URL from an flist's `backend` metadata JSON:
-    /// `{"host": "...", "port": 9900, "namespace": "...", "password": "..."}` (`port` may be a
-    /// number or a string; `namespace` defaults to `default`; `password` is optional).
-    pub fn from_backend_json(json: &str) -> Result<StoreUrl, StoreError> {
-        let bad = |reason: String| StoreError::InvalidUrl {
-            url: "(flist backend metadata)".into(),
-            reason,
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| bad("not a JSON object".into()))?;
-        let host = obj
-            .get("host")
-            .and_then(|h| h.as_str())
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("missing \"host\"".into()))?;
-        let port = match obj.get("port") {
-            None | Some(serde_json::Value::Null) => 9900,
-            Some(serde_json::Value::Number(n)) => n
-                .as_u64()
-                .and_then(|p| u16::try_from(p).ok())
-                .ok_or_else(|| bad(format!("bad port {n}")))?,
-            Some(serde_json::Value::String(s)) => {
-                s.parse().map_err(|_| bad(format!("bad port {s:?}")))?
-            }
-            Some(other) => return Err(bad(format!("bad port {other}"))),
-        };
-        let str_field = |name: &str| -> Result<Option<String>, StoreError> {
-            match obj.get(name) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(bad(format!("\"{name}\" is not a string"))),
-            }
-        };
-        let namespace = str_field("namespace")?.unwrap_or_else(|| "default".into());
-        check_ns(&namespace).map_err(bad)?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        Ok(StoreUrl::Zdb {
-            endpoint: Endpoint::Tcp { host, port },
-            namespace,
-            password: str_field("password")?,
-        })
-    }
-
-    /// The public `backend` metadata JSON for a TCP 0-db URL (never includes the password):
-    /// `{"host","port","namespace"}`. `None` for other kinds of store.
-    pub fn to_backend_json(&self) -> Option<String> {
-        match self {
-            StoreUrl::Zdb {
-                endpoint: Endpoint::Tcp { host, port },
-                namespace,
-                ..
-            } => Some(
-                serde_json::json!({"host": host, "port": port, "namespace": namespace}).to_string(),
-            ),
-            _ => None,
         }
     }
 }

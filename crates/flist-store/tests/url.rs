@@ -1,4 +1,4 @@
-//! Store URL parsing, redaction and the flist `backend` metadata form.
+//! Store URL parsing and redaction.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -185,27 +185,4 @@ fn routers() {
     }
     let err = StoreUrl::parse("00-7f=zdb://a,90-ff=zdb://b").unwrap_err();
     assert!(err.to_string().contains("80-8f"), "{err}");
-}
-
-#[test]
-fn backend_metadata() {
-    let u =
-        StoreUrl::from_backend_json(r#"{"host":"hub.grid.tf","port":9900,"namespace":"default"}"#)
-            .unwrap();
-    assert_eq!(u, parse("zdb://hub.grid.tf:9900/default"));
-    let u = StoreUrl::from_backend_json(r#"{"host":"h","port":"9901","password":"x"}"#).unwrap();
-    assert_eq!(u, parse("zdb://:x@h:9901"));
-    assert_eq!(
-        u.to_backend_json().unwrap(),
-        r#"{"host":"h","port":9901,"namespace":"default"}"#
-    );
-    for bad in [
-        r#"[]"#,
-        r#"{"port":1}"#,
-        r#"{"host":"h","port":70000}"#,
-        r#"{"host":"h","namespace":5}"#,
-        "nope",
-    ] {
-        assert!(StoreUrl::from_backend_json(bad).is_err(), "{bad}");
-    }
 }

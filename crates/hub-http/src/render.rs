@@ -106,12 +106,20 @@ pub fn metadata(raw: &Map<String, Value>, public_backend: Option<&str>) -> Value
         };
         out.insert(k.clone(), value);
     }
-    if let Some(Value::Object(b)) = out.get_mut("backend") {
-        b.remove("password");
-        b.remove("token");
-    } else if out.get("backend").is_some() {
-        // A backend we cannot parse may hide credentials: do not echo it.
-        out.remove("backend");
+    // The typed backend, public form only; one that cannot be parsed may hide
+    // credentials: do not echo it.
+    match raw
+        .get("backend")
+        .and_then(Value::as_str)
+        .map(flist_format::Backend::parse)
+    {
+        Some(Ok(b)) => {
+            out.insert("backend".into(), b.to_public_value());
+        }
+        Some(Err(_)) => {
+            out.remove("backend");
+        }
+        None => {}
     }
     if !out.contains_key("backend") {
         let forced = public_backend
@@ -122,17 +130,13 @@ pub fn metadata(raw: &Map<String, Value>, public_backend: Option<&str>) -> Value
     Value::Object(out)
 }
 
-/// `zdb://host:port` from a `backend` metadata JSON (for `.txt`/`.json` `Storage`).
+/// The `Storage:` line (`zdb://host:port`, or an HTTP store's URL) from a `backend`
+/// metadata JSON (for `.txt`/`.json`); empty when absent or invalid.
 pub fn storage_url(backend_json: Option<&str>) -> String {
-    let Some(v) = backend_json.and_then(|b| serde_json::from_str::<Value>(b).ok()) else {
-        return String::new();
-    };
-    let host = v.get("host").and_then(Value::as_str).unwrap_or_default();
-    let port = v
-        .get("port")
-        .map(|p| p.to_string().trim_matches('"').to_string())
-        .unwrap_or_else(|| "9900".into());
-    format!("zdb://{host}:{port}")
+    backend_json
+        .and_then(|b| flist_format::Backend::parse(b).ok())
+        .map(|b| b.storage_line())
+        .unwrap_or_default()
 }
 
 /// `{"status":"success"}` with an optional payload.
@@ -182,5 +186,36 @@ mod tests {
         assert!(!v.to_string().contains("secret"));
         let v = metadata(&Map::new(), Some(r#"{"host":"pub","port":1}"#));
         assert_eq!(v["backend-forced"], json!({"host": "pub", "port": 1}));
+        // Every shape through the typed backend: string port, socket, http; token hidden;
+        // an unparsable value is not echoed.
+        for (stored, shown, storage) in [
+            (
+                r#"{"host":"h","port":"9901","token":"secret"}"#,
+                json!({"host": "h", "port": 9901}),
+                "zdb://h:9901",
+            ),
+            (
+                r#"{"socket":"/s","password":"secret","host":"x","port":0}"#,
+                json!({"socket": "/s", "host": "x", "port": 0}),
+                "zdb+unix:///s",
+            ),
+            (
+                r#"{"url":"http://hub:5555/chunks"}"#,
+                json!({"url": "http://hub:5555/chunks"}),
+                "http://hub:5555/chunks",
+            ),
+        ] {
+            let mut raw = Map::new();
+            raw.insert("backend".into(), json!(stored));
+            let v = metadata(&raw, None);
+            assert_eq!(v["backend"], shown, "{stored}");
+            assert!(!v.to_string().contains("secret"));
+            assert_eq!(storage_url(Some(stored)), storage);
+        }
+        let mut raw = Map::new();
+        raw.insert("backend".into(), json!(r#"{"secret": 1"#));
+        let v = metadata(&raw, None);
+        assert!(v.get("backend").is_none() && !v.to_string().contains("secret"));
+        assert_eq!(storage_url(Some("nope")), "");
     }
 }

@@ -196,7 +196,7 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         })?;
     let store = flist_store::open(&config.store_url()).await?;
     let public_backend = match flist_store::StoreUrl::parse(&config.public_backend) {
-        Ok(u) => u.to_backend_json(),
+        Ok(u) => flist_convert::backend::public_backend_opt(&u).map(|b| b.to_json()),
         Err(e) => {
             tracing::warn!("public backend: {e}");
             None
@@ -204,7 +204,7 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
     };
     if public_backend.is_none() {
         tracing::warn!(
-            "public backend {:?} is not a TCP 0-db URL: flists will carry no backend",
+            "public backend {:?} cannot be recorded in flists (a 0-db or http(s) URL is needed): flists will carry no backend",
             config.public_backend
         );
     }

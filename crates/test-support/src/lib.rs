@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 pub mod archive;
+pub mod http;
 pub mod redis;
 pub mod tap;
 pub mod zdb;

@@ -45,9 +45,13 @@ impl StoreConfig {
         if let Some(u) = self.write_url()? {
             return Ok(Some(u));
         }
-        match metadata.get(flist_format::metadata::KEY_BACKEND) {
-            Some(raw) => StoreUrl::from_backend_json(raw).map(Some),
-            None => Ok(None),
+        match metadata.backend() {
+            Ok(Some(b)) => Ok(Some(flist_convert::backend::store_url(&b))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(StoreError::InvalidUrl {
+                url: "(the flist's backend metadata)".into(),
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -89,7 +93,12 @@ impl StoreConfig {
 /// "password"}`) or a store URL.
 pub fn parse_backend_value(s: &str) -> Result<StoreUrl, StoreError> {
     if s.trim_start().starts_with('{') {
-        StoreUrl::from_backend_json(s)
+        flist_format::Backend::parse(s)
+            .map(|b| flist_convert::backend::store_url(&b))
+            .map_err(|e| StoreError::InvalidUrl {
+                url: "(ZFLIST_BACKEND)".into(),
+                reason: e.to_string(),
+            })
     } else {
         StoreUrl::parse(s)
     }
@@ -99,4 +108,52 @@ pub fn parse_backend_value(s: &str) -> Result<StoreUrl, StoreError> {
 pub fn open_store(url: &StoreUrl) -> Result<BlockingStore, StoreError> {
     let url = url.clone();
     BlockingStore::with_private_runtime(move || async move { flist_store::open_url(&url).await })
+}
+
+/// Which `backend` a command that writes an flist (`pack`, `docker`) records in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RecordBackend {
+    /// The store the chunks were written to, without its password (the default). A store
+    /// readers cannot reach the same way (`dir://`, Redis, a router) records nothing.
+    #[default]
+    Store,
+    /// No backend (`--no-backend`).
+    Nothing,
+    /// Another address (`--public-backend URL`): a 0-db or http(s) store URL, or a JSON
+    /// backend object. Its password, if any, is never recorded.
+    Public(String),
+}
+
+/// The backend to record for chunks written to `store`, and a note for the user when the
+/// store cannot be recorded.
+pub fn recorded_backend(
+    function: &str,
+    choice: &RecordBackend,
+    store: &StoreUrl,
+) -> Result<(Option<flist_format::Backend>, Option<String>)> {
+    match choice {
+        RecordBackend::Nothing => Ok((None, None)),
+        RecordBackend::Store => match flist_convert::backend::public_backend(store) {
+            Ok(b) => Ok((Some(b), None)),
+            Err(e) => Ok((
+                None,
+                Some(format!(
+                    "no backend recorded: {e}; readers will need --store (or give --public-backend URL)"
+                )),
+            )),
+        },
+        RecordBackend::Public(s) => {
+            let b = if s.trim_start().starts_with('{') {
+                flist_format::Backend::parse(s).map_err(|e| {
+                    Error::usage(function, format!("--public-backend: {e}"))
+                })?
+            } else {
+                let url = StoreUrl::parse(s)
+                    .map_err(|e| Error::usage(function, format!("--public-backend: {e}")))?;
+                flist_convert::backend::public_backend(&url)
+                    .map_err(|e| Error::usage(function, format!("--public-backend: {e}")))?
+            };
+            Ok((Some(b.public()), None))
+        }
+    }
 }

@@ -128,13 +128,12 @@ pub fn ls(session: &Session, path: &str) -> Result<Response> {
         }));
         let _ = writeln!(
             text,
-            "{}{} {:<8} {:<8}   {:>8}  {}",
-            type_char(&n.kind),
-            perm_string(n.meta.mode),
-            n.meta.uname,
-            n.meta.gname,
+            "{} {:<8} {:<8}   {:>8}  {}",
+            crate::display::mode_string(&n.kind, n.meta.mode),
+            crate::display::escape(&n.meta.uname),
+            crate::display::escape(&n.meta.gname),
             n.kind.size(),
-            name
+            crate::display::escape(name)
         );
     }
     Ok(Response::new(Value::Array(list), text))
@@ -160,7 +159,7 @@ pub fn find_tree(tree: &Tree) -> Response {
     if let Some(content) = json.get("content").and_then(Value::as_array) {
         for e in content {
             if let Some(p) = e.get("path").and_then(Value::as_str) {
-                text.push_str(p);
+                text.push_str(&crate::display::escape(p));
                 text.push('\n');
             }
         }
@@ -191,12 +190,12 @@ pub fn stat_node(tree: &Tree, id: NodeId) -> Response {
     j.insert("created".into(), json!(n.meta.ctime));
     j.insert("modified".into(), json!(n.meta.mtime));
     let mut text = format!(
-        "  File: {path}\n  Size: {} bytes\nAccess: ({mode:o}/{}{})  UID: {}, GID: {}\nAccess: {}\nCreate: {}\n",
+        "  File: {}\n  Size: {} bytes\nAccess: ({mode:o}/{})  UID: {}, GID: {}\nAccess: {}\nCreate: {}\n",
+        crate::display::escape(&path),
         n.kind.size(),
-        type_char(&n.kind),
-        perm_string(n.meta.mode),
-        n.meta.uname,
-        n.meta.gname,
+        crate::display::mode_string(&n.kind, n.meta.mode),
+        crate::display::escape(&n.meta.uname),
+        crate::display::escape(&n.meta.gname),
         n.meta.mtime,
         n.meta.ctime
     );
@@ -204,7 +203,7 @@ pub fn stat_node(tree: &Tree, id: NodeId) -> Response {
     match &n.kind {
         Kind::Symlink { target } => {
             j.insert("linkto".into(), json!(target));
-            let _ = writeln!(text, "Target: {target}");
+            let _ = writeln!(text, "Target: {}", crate::display::escape(target));
         }
         Kind::Special { rdev, .. } => {
             let dev = rdev.map(|(a, b)| format!("{a},{b}")).unwrap_or_default();
@@ -556,7 +555,8 @@ pub fn mkdir(session: &Session, path: &str) -> Result<Response> {
 /// `merge <other.flist>`: entries already present win; metadata is not merged.
 pub fn merge(session: &Session, other: &Path) -> Result<Response> {
     let mut flist = session.load("merge")?;
-    let o = Flist::open(other).ctx("merge")?;
+    let arg = crate::remote::resolve("merge", other, &crate::response::NoProgress)?;
+    let o = Flist::open(arg.path()).ctx("merge")?;
     flist_format::merge::merge(&mut flist.tree, &o.tree);
     session.save("merge", &flist)?;
     Ok(Response::empty())

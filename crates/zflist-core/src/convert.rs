@@ -11,6 +11,47 @@ use crate::response::Progress;
 pub fn with_progress<T: Send>(
     message: &str,
     progress: &dyn Progress,
+    opts: flist_convert::ConvertOptions,
+    work: impl FnOnce(flist_convert::ConvertOptions) -> T + Send,
+) -> T {
+    with_progress_of(message, progress, Measure::Expanded(0), opts, work)
+}
+
+/// What a conversion's progress is measured against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    /// Input bytes read (compressed archive bytes) of this total (an archive file's size).
+    Read(u64),
+    /// Content bytes of this total (0: unknown), e.g. a directory's file sizes.
+    Expanded(u64),
+}
+
+/// The total size of the regular files under `dir` (not following symlinks; unreadable
+/// parts are skipped): the total a directory pack reports progress against.
+pub fn dir_content_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                total = total.saturating_add(e.metadata().map(|m| m.len()).unwrap_or(0));
+            }
+        }
+    }
+    total
+}
+
+/// [`with_progress`] with bytes measured as `measure` says (for bars with an ETA).
+pub fn with_progress_of<T: Send>(
+    message: &str,
+    progress: &dyn Progress,
+    measure: Measure,
     mut opts: flist_convert::ConvertOptions,
     work: impl FnOnce(flist_convert::ConvertOptions) -> T + Send,
 ) -> T {
@@ -27,7 +68,13 @@ pub fn with_progress<T: Send>(
         let handle = s.spawn(move || work(opts));
         // ends when the worker drops the options (and with them the sender)
         for r in rx {
-            progress.update(message, r.bytes_expanded, 0);
+            let chunks = r.chunks_new + r.chunks_reused;
+            match measure {
+                Measure::Read(total) => progress.transfer(message, r.bytes_read, total, chunks),
+                Measure::Expanded(total) => {
+                    progress.transfer(message, r.bytes_expanded, total, chunks)
+                }
+            }
         }
         progress.finish(message);
         match handle.join() {

@@ -67,6 +67,9 @@ pub enum ErrorKind {
     /// No store is configured for an operation that needs one.
     #[error("no chunk store: {0}")]
     NoStore(String),
+    /// An flist given as a URL could not be downloaded (or failed its md5 check).
+    #[error("{0}")]
+    Download(String),
     /// Conversion (pack/extract/verify) failed.
     #[error("{0}")]
     Convert(String),

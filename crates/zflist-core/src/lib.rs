@@ -27,10 +27,13 @@ pub mod backend;
 pub mod chunks;
 pub mod commands;
 pub mod convert;
+pub mod display;
 pub mod error;
 pub mod local;
 pub mod metadata;
 pub mod oneshot;
+pub mod progress;
+pub mod remote;
 pub mod response;
 pub mod session;
 

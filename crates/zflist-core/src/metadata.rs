@@ -122,8 +122,23 @@ pub fn list(md: &Metadata) -> Response {
     Response::new(json!(keys), text)
 }
 
-/// One value: raw in text mode, `{"metadata": key, "value": parsed-or-string}` in JSON.
+/// One value: raw in text mode, `{"metadata": key, "value": parsed-or-string}` in JSON. The
+/// backend is shown in its public form (a password as `"***"`).
 pub fn get(md: &Metadata, key: &str) -> Result<Response> {
+    if key == KEY_BACKEND && md.get(key).is_some() {
+        let value = metadata_json(md)
+            .get(KEY_BACKEND)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let text = match &value {
+            Value::String(s) => format!("{s}\n"),
+            v => format!("{}\n", flist_format::metadata::to_reference_json(v)),
+        };
+        return Ok(Response::new(
+            json!({"metadata": key, "value": value}),
+            text,
+        ));
+    }
     let raw = md.get(key).ok_or_else(|| {
         Error::new(
             "metadata",
@@ -151,31 +166,21 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
             namespace,
             password,
             reset: false,
-        } => match socket {
-            None => md.set_backend(&Backend {
+        } => md.set_backend(&match socket {
+            None => Backend::Zdb {
                 host: host.clone(),
                 port: *port,
                 namespace: namespace.clone(),
                 password: password.clone(),
                 token: None,
-            }),
-            Some(sock) => {
-                let mut o = serde_json::Map::new();
-                o.insert("socket".into(), json!(sock));
-                if let Some(n) = namespace {
-                    o.insert("namespace".into(), json!(n));
-                }
-                if let Some(p) = password {
-                    o.insert("password".into(), json!(p));
-                }
-                o.insert("host".into(), json!(host));
-                o.insert("port".into(), json!(0));
-                md.set(
-                    KEY_BACKEND,
-                    flist_format::metadata::to_reference_json(&Value::Object(o)),
-                );
-            }
-        },
+            },
+            Some(sock) => Backend::ZdbSocket {
+                socket: sock.clone(),
+                namespace: namespace.clone(),
+                password: password.clone(),
+                host: host.clone(),
+            },
+        }),
         MetadataCmd::Entrypoint { reset: true, .. } => {
             md.remove(KEY_ENTRYPOINT);
         }
@@ -280,19 +285,134 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
     Ok(())
 }
 
-/// All metadata as one JSON object, values parsed when they are JSON; a backend password
-/// is shown as `***`.
+/// All metadata as one JSON object, values parsed when they are JSON; the backend in its
+/// public form (a password or token shown as `"***"`, never its value), or `"(invalid)"`
+/// when it cannot be parsed (it might hide credentials).
 pub fn metadata_json(md: &Metadata) -> Value {
     let mut o = serde_json::Map::new();
     for (k, v) in md.iter() {
-        let mut value: Value =
-            serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
-        if k == KEY_BACKEND {
-            if let Some(pw) = value.get_mut("password") {
-                *pw = json!("***");
+        let value = if k == KEY_BACKEND {
+            match Backend::parse(v) {
+                Ok(b) => {
+                    let mut shown = b.to_public_value();
+                    if let (
+                        Value::Object(m),
+                        Backend::Zdb {
+                            password, token, ..
+                        },
+                    ) = (&mut shown, &b)
+                    {
+                        for (name, secret) in [("password", password), ("token", token)] {
+                            if secret.is_some() {
+                                m.insert(name.into(), json!("***"));
+                            }
+                        }
+                    } else if let (
+                        Value::Object(m),
+                        Backend::ZdbSocket {
+                            password: Some(_), ..
+                        },
+                    ) = (&mut shown, &b)
+                    {
+                        m.insert("password".into(), json!("***"));
+                    }
+                    shown
+                }
+                Err(e) => json!(format!("(invalid: {e})")),
             }
-        }
+        } else {
+            serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()))
+        };
         o.insert(k.to_string(), value);
     }
     Value::Object(o)
+}
+
+/// Splits a command line into arguments like a POSIX shell does, without expanding
+/// anything: whitespace separates arguments, `'...'` keeps everything literally, `"..."`
+/// keeps everything but `\"`, `\\`, `\$` and `` \` `` escapes, and a backslash outside
+/// quotes escapes the next character (`zflist metadata entrypoint --entrypoint "..."`).
+pub fn split_command_line(line: &str) -> std::result::Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_arg {
+                    args.push(std::mem::take(&mut cur));
+                    in_arg = false;
+                }
+            }
+            '\'' => {
+                in_arg = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated ' quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_arg = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err("unterminated \" quote".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated \" quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_arg = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err("a trailing \\ escapes nothing".into()),
+                }
+            }
+            c => {
+                in_arg = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    if args.is_empty() {
+        return Err("empty command line".into());
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_command_line as split;
+
+    #[test]
+    fn shell_like_splitting() {
+        assert_eq!(
+            split("/bin/sh -c 'echo hi'").expect("ok"),
+            ["/bin/sh", "-c", "echo hi"]
+        );
+        assert_eq!(
+            split(r#"  a "b \"c\" $d"   e\ f ''  "#).expect("ok"),
+            ["a", "b \"c\" $d", "e f", ""]
+        );
+        assert_eq!(split(r#""a\nb""#).expect("ok"), ["a\\nb"]);
+        assert!(split("'open").is_err());
+        assert!(split("\"open").is_err());
+        assert!(split("x\\").is_err());
+        assert!(split("   ").is_err());
+    }
 }

@@ -7,20 +7,34 @@ use std::path::Path;
 use flist_format::{Flist, Kind};
 use serde_json::{json, Value};
 
-use crate::backend::StoreConfig;
+use crate::backend::{RecordBackend, StoreConfig};
 use crate::chunks;
-use crate::commands::{perm_string, type_bits, type_char};
+use crate::commands::type_bits;
+use crate::display::{escape, mode_string};
 use crate::error::{Context, Error, Result};
-use crate::response::{Progress, Response};
+use crate::remote::FlistArg;
+use crate::response::{NoProgress, Progress, Response};
 
-fn open_flist(function: &str, path: &Path) -> Result<Flist> {
-    Flist::open(path).ctx(function)
+/// Opens an flist argument: a local file, or an `http(s)://` URL downloaded first (see
+/// [`crate::remote`]).
+fn open_flist(function: &str, path: &Path, progress: &dyn Progress) -> Result<(Flist, FlistArg)> {
+    let arg = crate::remote::resolve(function, path, progress)?;
+    let flist = Flist::open(arg.path()).ctx(function)?;
+    Ok((flist, arg))
 }
 
 /// `inspect <flist>`: the tree, counts, sizes and metadata.
 pub fn inspect(path: &Path) -> Result<Response> {
-    let flist = open_flist("inspect", path)?;
-    let file_size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    inspect_with(path, &NoProgress)
+}
+
+/// `inspect <flist|URL>` with download progress. The listing shows modes like `ls -l`
+/// (setuid/setgid/sticky, fifos, devices, sockets) and names with control characters
+/// escaped.
+pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
+    let (flist, arg) = open_flist("inspect", path, progress)?;
+    let path_shown = arg.display();
+    let file_size = std::fs::metadata(arg.path()).map(|m| m.len()).unwrap_or(0);
     let tree = &flist.tree;
     let stats = tree.stats();
     let refs = chunks::chunk_refs(tree);
@@ -47,7 +61,7 @@ pub fn inspect(path: &Path) -> Result<Response> {
         match &n.kind {
             Kind::Symlink { target } => {
                 e.insert("target".into(), json!(target));
-                extra = format!(" -> {target}");
+                extra = format!(" -> {}", escape(target));
             }
             Kind::Special { kind, rdev } => {
                 e.insert("special".into(), json!(format!("{kind:?}").to_lowercase()));
@@ -61,22 +75,26 @@ pub fn inspect(path: &Path) -> Result<Response> {
             }
             Kind::Dir { .. } => {}
         }
+        e.insert(
+            "mode_string".into(),
+            json!(mode_string(&n.kind, n.meta.mode)),
+        );
         let _ = writeln!(
             listing,
-            "{}{} {:>5}:{:<5} {:>10}  {}{}",
-            type_char(&n.kind),
-            perm_string(n.meta.mode),
+            "{} {:>5}:{:<5} {:>10}  {}{}",
+            mode_string(&n.kind, n.meta.mode),
             n.meta.uid,
             n.meta.gid,
             n.kind.size(),
-            path,
+            escape(&path),
             extra
         );
         entries.push(Value::Object(e));
     }
     let metadata = crate::metadata::metadata_json(&flist.metadata);
     let json = json!({
-        "file": path.display().to_string(),
+        "file": path_shown,
+        "md5_checked": arg.md5_checked(),
         "size": file_size,
         "regular": stats.regular,
         "symlink": stats.symlink,
@@ -90,7 +108,7 @@ pub fn inspect(path: &Path) -> Result<Response> {
     });
     let mut text = format!(
         "{}: {} bytes\n  regular files  : {}\n  symbolic links : {}\n  directories    : {}\n  special files  : {}\n  content size   : {} bytes\n  chunks         : {} ({} distinct)\n",
-        path.display(),
+        escape(&path_shown),
         file_size,
         stats.regular,
         stats.symlink,
@@ -108,7 +126,7 @@ pub fn inspect(path: &Path) -> Result<Response> {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                let _ = writeln!(text, "  {k}: {v}");
+                let _ = writeln!(text, "  {}: {}", escape(k), escape(&v));
             }
         }
     }
@@ -125,22 +143,41 @@ pub fn verify(
     deep: bool,
     progress: &dyn Progress,
 ) -> Result<Response> {
-    let flist = open_flist("verify", path)?;
+    let (flist, _arg) = open_flist("verify", path, progress)?;
     let store = stores.open_read("verify", &flist.metadata)?;
     crate::commands::check_flist("verify", &flist, &store, deep, progress)
 }
 
-/// `pack <source> -o <out>`: builds an flist from a directory or a tar archive (any
-/// compression; `-`: read from stdin), storing chunks in the configured store. When that
-/// store is a single TCP 0-db, its public address (no password) becomes the flist's
-/// `backend` metadata.
+/// Options of `zflist pack`.
+#[derive(Clone, Debug, Default)]
+pub struct PackArgs {
+    /// Which `backend` to record in the flist.
+    pub backend: RecordBackend,
+}
+
+/// `pack <source> -o <out>`: [`pack_with`] recording the store as the backend.
 pub fn pack(
     source: &str,
     out: &Path,
     stores: &StoreConfig,
     progress: &dyn Progress,
 ) -> Result<Response> {
+    pack_with(source, out, stores, &PackArgs::default(), progress)
+}
+
+/// `pack <source> -o <out>`: builds an flist from a directory or a tar archive (any
+/// compression; `-`: read from stdin), storing chunks in the configured store. The store's
+/// public address (no password) becomes the flist's `backend` metadata, so `verify` and
+/// `extract` need no `--store` (unless `args` say otherwise).
+pub fn pack_with(
+    source: &str,
+    out: &Path,
+    stores: &StoreConfig,
+    args: &PackArgs,
+    progress: &dyn Progress,
+) -> Result<Response> {
     let url = stores.require_write_url("pack")?;
+    let (backend, note) = crate::backend::recorded_backend("pack", &args.backend, &url)?;
     let store = crate::backend::open_store(&url).ctx("pack")?;
     let opts = flist_convert::ConvertOptions {
         runtime: Some(store.handle().clone()),
@@ -165,12 +202,18 @@ pub fn pack(
         let p = Path::new(source);
         let md = std::fs::metadata(p).map_err(|e| Error::io("pack", "reading", p, e))?;
         if md.is_dir() {
-            crate::convert::with_progress("packing", progress, opts, |o| {
-                flist_convert::pack_dir(p, Some(&arc), &o)
-            })
+            let total = crate::convert::dir_content_size(p);
+            crate::convert::with_progress_of(
+                "packing",
+                progress,
+                crate::convert::Measure::Expanded(total),
+                opts,
+                |o| flist_convert::pack_dir(p, Some(&arc), &o),
+            )
         } else {
             let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
-            crate::convert::with_progress("packing", progress, opts, |o| {
+            let measure = crate::convert::Measure::Read(md.len());
+            crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
                 flist_convert::pack_archive(
                     std::io::BufReader::with_capacity(1 << 20, f),
                     Some(&arc),
@@ -181,8 +224,8 @@ pub fn pack(
     }
     .map_err(conv)?;
     let mut metadata = flist_format::Metadata::new();
-    if let Some(b) = url.to_backend_json() {
-        metadata.set(flist_format::metadata::KEY_BACKEND, b);
+    if let Some(b) = &backend {
+        metadata.set_backend(b);
     }
     let flist = Flist {
         tree: packed.tree,
@@ -210,6 +253,7 @@ pub fn pack(
         "chunks_written": st.chunks_written,
         "chunks_present": st.chunks_present,
         "chunks_deduplicated": st.chunks_deduplicated,
+        "backend": backend.as_ref().map(flist_format::Backend::to_public_value),
         "warnings": warnings,
     });
     let mut text = format!(
@@ -225,44 +269,239 @@ pub fn pack(
         url,
         st.chunks_deduplicated
     );
+    match (&backend, &note) {
+        (Some(b), _) => {
+            let _ = writeln!(text, "backend: {b}");
+        }
+        (None, Some(n)) => {
+            let _ = writeln!(text, "note: {n}");
+        }
+        (None, None) => {}
+    }
     for w in &st.warnings {
         let _ = writeln!(text, "warning: {} ({} entries)", w.message, w.count);
     }
     Ok(Response::new(json, text))
 }
 
-/// `extract <flist> <dir>`: materialises the tree under `dir` (created if absent, must be
-/// empty), downloading contents from the store.
+/// Options of `zflist extract`.
+#[derive(Clone, Debug, Default)]
+pub struct ExtractArgs {
+    /// Replace an existing, non-empty destination.
+    pub force: bool,
+    /// Continue an extraction that stopped on a store error (its partial tree is kept in a
+    /// hidden sibling of the destination).
+    pub resume: bool,
+}
+
+/// `extract <flist> <dir>`: [`extract_with`] with default options.
 pub fn extract(
     path: &Path,
     dest: &Path,
     stores: &StoreConfig,
     progress: &dyn Progress,
 ) -> Result<Response> {
-    let flist = open_flist("extract", path)?;
-    let store = stores.open_read("extract", &flist.metadata)?;
+    extract_with(path, dest, stores, &ExtractArgs::default(), progress)
+}
+
+/// Where an extraction into `dest` stages its tree: `.<name>.zflist-partial` next to it.
+pub fn staging_dir(dest: &Path) -> Option<std::path::PathBuf> {
+    let name = dest.file_name()?.to_str()?;
+    if name == ".." || name == "." {
+        return None;
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    Some(parent.join(format!(".{name}.zflist-partial")))
+}
+
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `extract <flist|URL> <dir>`: materialises the tree, downloading contents from the
+/// store. The tree is built in a hidden sibling (`.<dir>.zflist-partial`) and renamed into
+/// place when complete, so `dir` never holds half a tree. An existing non-empty `dir` is
+/// refused unless `force` (then replaced only once the new tree is complete). When the
+/// store fails, the partial tree is kept and `resume` continues it, fetching only the
+/// chunks not yet written.
+pub fn extract_with(
+    path: &Path,
+    dest: &Path,
+    stores: &StoreConfig,
+    args: &ExtractArgs,
+    progress: &dyn Progress,
+) -> Result<Response> {
+    use crate::error::ErrorKind;
+    let f = "extract";
+    let usage = |m: String| Error::usage(f, m);
+    let staging = staging_dir(dest).ok_or_else(|| {
+        usage(format!(
+            "{}: give a directory name to extract into",
+            dest.display()
+        ))
+    })?;
+    let existing = match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => {
+            let empty = std::fs::read_dir(dest)
+                .map_err(|e| Error::io(f, "reading", dest, e))?
+                .next()
+                .is_none();
+            if !empty && !args.force {
+                return Err(usage(format!(
+                    "{} exists and is not empty (give --force to replace it)",
+                    dest.display()
+                )));
+            }
+            true
+        }
+        Ok(_) if !args.force => {
+            return Err(usage(format!(
+                "{} exists and is not a directory (give --force to replace it)",
+                dest.display()
+            )))
+        }
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io(f, "checking", dest, e)),
+    };
+    let resuming = match std::fs::symlink_metadata(&staging) {
+        Ok(m) if m.is_dir() && args.resume => true,
+        Ok(_) if args.force || args.resume => {
+            remove_any(&staging).map_err(|e| Error::io(f, "removing", &staging, e))?;
+            false
+        }
+        Ok(_) => {
+            return Err(usage(format!(
+                "an earlier extraction into {} stopped and left {}: give --resume to continue it or --force to start again",
+                dest.display(),
+                staging.display()
+            )))
+        }
+        Err(_) => false,
+    };
+    if let Some(parent) = staging.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(f, "creating", parent, e))?;
+    }
+
+    let (flist, arg) = open_flist(f, path, progress)?;
+    let store = stores.open_read(f, &flist.metadata)?;
+    let total_bytes = flist.tree.stats().fullsize;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let chunks_total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let opts = flist_convert::ExtractOptions {
         runtime: Some(store.handle().clone()),
+        resume: resuming,
+        progress: Some({
+            let done = done.clone();
+            let chunks_total = chunks_total.clone();
+            std::sync::Arc::new(move |n: u64, total: u64| {
+                use std::sync::atomic::Ordering::Relaxed;
+                done.store(n, Relaxed);
+                chunks_total.store(total, Relaxed);
+            })
+        }),
         ..Default::default()
     };
-    progress.update("extracting", 0, 0);
-    let st = flist_convert::extract(&flist.tree, dest, store.store(), &opts)
-        .map_err(|e| Error::new("extract", crate::error::ErrorKind::Convert(e.to_string())))?;
+    let arc = store.store().clone();
+    let result = std::thread::scope(|s| {
+        let h = s.spawn(|| flist_convert::extract(&flist.tree, &staging, &arc, &opts));
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut shown = None;
+        while !h.is_finished() {
+            let total = chunks_total.load(Relaxed);
+            let n = done.load(Relaxed);
+            if shown == Some(n) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+            shown = Some(n);
+            // chunks are 512 KiB of content, the last of a file shorter: estimate bytes
+            let bytes = total_bytes
+                .saturating_mul(n)
+                .checked_div(total)
+                .unwrap_or(0);
+            progress.transfer("extracting", bytes, total_bytes, n);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        h.join().unwrap_or_else(|_| {
+            Err(flist_convert::ConvertError::Internal(
+                "extraction panicked".into(),
+            ))
+        })
+    });
     progress.finish("extracted");
+    let st = match result {
+        Ok(st) => st,
+        Err(e) => {
+            let store_failed = matches!(
+                e,
+                flist_convert::ConvertError::Store { .. }
+                    | flist_convert::ConvertError::MissingChunk { .. }
+                    | flist_convert::ConvertError::Codec { .. }
+            );
+            let message = if store_failed {
+                format!(
+                    "{e}; nothing was written to {}: the partial tree is kept in {} (run again with --resume to fetch only what is missing)",
+                    dest.display(),
+                    staging.display()
+                )
+            } else {
+                let _ = remove_any(&staging);
+                format!("{e}; nothing was written to {}", dest.display())
+            };
+            return Err(Error::new(f, ErrorKind::Convert(message)));
+        }
+    };
+    // Into place: the old destination moves aside first and is removed once the new tree
+    // is in place (or put back if the rename fails).
+    let aside = staging.with_file_name(format!(
+        "{}.old-{}",
+        staging
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(".zflist"),
+        std::process::id()
+    ));
+    if existing {
+        std::fs::rename(dest, &aside).map_err(|e| Error::io(f, "moving aside", dest, e))?;
+    }
+    if let Err(e) = std::fs::rename(&staging, dest) {
+        if existing {
+            let _ = std::fs::rename(&aside, dest);
+        }
+        return Err(Error::io(f, "renaming the extracted tree to", dest, e));
+    }
+    if existing {
+        remove_any(&aside).map_err(|e| Error::io(f, "removing the replaced", &aside, e))?;
+    }
     let json = json!({
+        "flist": arg.display(),
         "destination": dest.display().to_string(),
         "regular": st.files,
         "directory": st.directories,
         "symlink": st.symlinks,
         "special": st.specials,
+        "socket": st.sockets,
         "special_skipped": st.specials_skipped,
         "fullsize": st.bytes,
         "chunks_fetched": st.chunks_fetched,
+        "chunks_reused": st.chunks_reused,
+        "resumed": resuming,
+        "replaced": existing,
         "owners_restored": st.owners_restored,
+        "store": store.to_string(),
     });
     let mut text = format!(
         "{}: {} files, {} directories, {} symlinks, {} special files, {} bytes ({} chunks from {store})\n",
-        dest.display(),
+        escape(&dest.display().to_string()),
         st.files,
         st.directories,
         st.symlinks,
@@ -270,10 +509,24 @@ pub fn extract(
         st.bytes,
         st.chunks_fetched
     );
+    if resuming {
+        let _ = writeln!(
+            text,
+            "resumed: {} chunks were already written",
+            st.chunks_reused
+        );
+    }
+    if st.sockets > 0 {
+        let _ = writeln!(
+            text,
+            "note: {} socket nodes created (the reference tool records fifos and devices as sockets)",
+            st.sockets
+        );
+    }
     if st.specials_skipped > 0 {
         let _ = writeln!(
             text,
-            "warning: {} special files not created (devices need root; sockets cannot be created)",
+            "warning: {} device files not created (creating devices needs root)",
             st.specials_skipped
         );
     }
@@ -293,6 +546,8 @@ pub struct DockerArgs {
     pub insecure_registries: Vec<String>,
     /// Layer cache directory (`None`: no cache).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Which `backend` to record in the flist.
+    pub backend: RecordBackend,
 }
 
 /// `docker <image> -o <out>`: converts a registry image, a `docker save` tarball or an OCI
@@ -313,6 +568,7 @@ pub fn docker(
         )
     };
     let url = stores.require_write_url("docker")?;
+    let (backend, note) = crate::backend::recorded_backend("docker", &args.backend, &url)?;
     let source = ImageSource::parse(image).map_err(err)?;
     let platform = args
         .platform
@@ -378,8 +634,11 @@ pub fn docker(
             ))
         })?
         .map_err(err)?;
-    if let Some(b) = url.to_backend_json() {
-        flist.metadata.set(flist_format::metadata::KEY_BACKEND, b);
+    match &backend {
+        Some(b) => flist.metadata.set_backend(b),
+        None => {
+            flist.metadata.remove(flist_format::metadata::KEY_BACKEND);
+        }
     }
     flist.write(out).ctx("docker")?;
     let st = &stats.convert;
@@ -400,8 +659,9 @@ pub fn docker(
         "chunks_written": st.chunks_written,
         "chunks_present": st.chunks_present,
         "store": url.to_string(),
+        "backend": backend.as_ref().map(flist_format::Backend::to_public_value),
     });
-    let text = format!(
+    let mut text = format!(
         "{}: {} ({}), {} layers ({} downloaded, {} from cache, {} bytes)\n  {} files, {} directories, {} symlinks, {} special files, {} bytes\n  chunks: {} written, {} already in {}\n",
         out.display(),
         stats.image,
@@ -419,5 +679,14 @@ pub fn docker(
         st.chunks_present,
         url
     );
+    match (&backend, &note) {
+        (Some(b), _) => {
+            let _ = writeln!(text, "  backend: {b}");
+        }
+        (None, Some(n)) => {
+            let _ = writeln!(text, "  note: {n}");
+        }
+        (None, None) => {}
+    }
     Ok(Response::new(json, text))
 }

@@ -48,6 +48,14 @@ pub trait Progress: Sync {
     /// `current` of `total` done (`total` 0 when unknown), with a short description.
     fn update(&self, message: &str, current: u64, total: u64);
 
+    /// A transfer: `done` of `total` bytes (`total` 0 when unknown) and `chunks` chunks so
+    /// far; a terminal bar shows bytes, chunks, rate and ETA. By default the same as
+    /// `update(message, done, total)`.
+    fn transfer(&self, message: &str, done: u64, total: u64, chunks: u64) {
+        let _ = chunks;
+        self.update(message, done, total);
+    }
+
     /// A stage ended (a bar may be cleared); by default nothing.
     fn finish(&self, _message: &str) {}
 

@@ -71,7 +71,8 @@ impl Session {
     /// `open`: a new session holding the flist at `path`.
     pub fn open(&self, path: &Path) -> Result<()> {
         self.prepare_new("open")?;
-        let flist = Flist::open(path).ctx("open")?;
+        let arg = crate::remote::resolve("open", path, &crate::response::NoProgress)?;
+        let flist = Flist::open(arg.path()).ctx("open")?;
         self.save("open", &flist)
     }
 

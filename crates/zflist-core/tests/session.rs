@@ -417,7 +417,8 @@ fn edit_flow_commit_and_reopen() {
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["etc", "hosts-link", "run.sh"]);
-    assert!(ls.text.contains("-rwxr-xr-x"), "{}", ls.text);
+    // setuid shown like ls -l
+    assert!(ls.text.contains("-rwsr-xr-x root"), "{}", ls.text);
 }
 
 #[test]
