@@ -68,6 +68,16 @@ pub const PREREQS: &[Prereq] = &[
     ),
     apt("fusermount3", "fuse3", "mount tests: real FUSE"),
     apt("debootstrap", "debootstrap", "root filesystem fixtures"),
+    apt(
+        "script",
+        "bsdutils",
+        "zflist progress-bar test: runs zflist on a pseudo-terminal",
+    ),
+    apt(
+        "tar",
+        "tar",
+        "zflist tests: real archives with hostile names",
+    ),
     apt("nginx", "nginx", "deployment tests: reverse proxy"),
     apt("wrk", "wrk", "HTTP load benchmarks"),
     Prereq {

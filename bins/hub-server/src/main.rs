@@ -34,6 +34,12 @@ enum Cmd {
         /// Public backend announced in flists (zdb://host:port/namespace).
         #[arg(long)]
         public_backend: Option<String>,
+        /// Run as a read-only mirror of this hub (base URL), kept in sync.
+        #[arg(long)]
+        mirror_of: Option<String>,
+        /// Time between mirror syncs: 30s, 5m ...
+        #[arg(long)]
+        sync_interval: Option<String>,
     },
     /// API tokens.
     Token {
@@ -105,6 +111,8 @@ fn main() -> Result<()> {
             data_dir,
             store,
             public_backend,
+            mirror_of,
+            sync_interval,
         } => {
             let mut cfg = match &config {
                 Some(p) => HubConfig::from_file(p)?,
@@ -122,6 +130,15 @@ fn main() -> Result<()> {
             }
             if let Some(b) = public_backend {
                 cfg.public_backend = b;
+            }
+            if mirror_of.is_some() {
+                cfg.mirror.of = mirror_of;
+            }
+            if let Some(i) = sync_interval {
+                let secs = parse_duration_secs(&i)
+                    .filter(|s| *s > 0)
+                    .with_context(|| format!("bad --sync-interval {i:?} (use 30s, 5m)"))?;
+                cfg.mirror.sync_interval_secs = secs as u64;
             }
             serve(cfg)
         }

@@ -43,6 +43,8 @@ pub struct HubConfig {
     pub jwt: JwtConfig,
     /// Docker/OCI image conversion (`POST /api/flist/me/docker`).
     pub docker: DockerConfig,
+    /// Read-only mirror of another hub (`[mirror]`).
+    pub mirror: crate::mirror::MirrorConfig,
     /// Limits against slow or hostile clients.
     pub limits: LimitsConfig,
 }
@@ -224,6 +226,7 @@ impl Default for HubConfig {
             threebot: ThreebotConfig::default(),
             jwt: JwtConfig::default(),
             docker: DockerConfig::default(),
+            mirror: crate::mirror::MirrorConfig::default(),
             limits: LimitsConfig::default(),
         }
     }
@@ -278,7 +281,8 @@ impl HubConfig {
     /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
     /// `HUB_STATIC_DIR`, `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
-    /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MAX_FLIST_DATABASE_BYTES`,
+    /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MIRROR_OF`,
+    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_MAX_FLIST_DATABASE_BYTES`,
     /// `HUB_HEADER_TIMEOUT_SECS`.
     pub fn apply_env(
         &mut self,
@@ -299,6 +303,8 @@ impl HubConfig {
                     })?
                 }
                 "HUB_DATA_DIR" => self.data_dir = v.into(),
+                "HUB_MIRROR_OF" => self.mirror.of = Some(v),
+                "HUB_MIRROR_SYNC_INTERVAL_SECS" => self.mirror.sync_interval_secs = num(&k, &v)?,
                 "HUB_STORE" => self.store = Some(v),
                 "HUB_PUBLIC_BACKEND" => self.public_backend = v,
                 "HUB_PUBLIC_URL" => self.public_url = v,

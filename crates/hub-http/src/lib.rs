@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod changes;
 pub mod compat;
 pub mod config;
 pub mod csrf;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod guard;
 pub mod jobs;
 pub mod lookup;
+pub mod mirror;
 pub mod render;
 pub mod request_id;
 pub mod server;

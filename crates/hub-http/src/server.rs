@@ -19,7 +19,9 @@ use crate::auth::Identity;
 use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
-use crate::{api, compat, csrf, docker, guard, jobs, request_id, threebot, upload, web};
+use crate::{
+    api, changes, compat, csrf, docker, guard, jobs, mirror, request_id, threebot, upload, web,
+};
 
 /// A start-up failure.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,10 @@ pub fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/api/repositories", get(api::repositories))
         .route("/api/flist", get(api::all_flists))
+        .route("/api/changes", get(changes::changes))
+        .route("/api/changes/repository/{repo}", get(changes::repository))
+        .route("/api/changes/file/{sha256}", get(changes::file))
+        .route("/api/mirror", get(mirror::status))
         .route("/api/fileslist", get(api::fileslist))
         .route("/api/flist/{repo}", get(api::repo_listing))
         .route("/api/flist/{repo}/tags/{tag}", get(api::tag_listing))
@@ -170,6 +176,10 @@ pub fn router(state: Shared) -> Router {
     uploads
         .merge(api)
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            mirror::read_only,
+        ))
         .layer(axum::middleware::from_fn(move |req, next| {
             guard::body_rate(limits.clone(), req, next)
         }))
@@ -270,6 +280,7 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     })?;
     let limits = config.limits.clone();
     let state = build_state(config).await?;
+    mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
     let (tx, rx) = oneshot::channel::<()>();

@@ -29,6 +29,8 @@ pub struct AppState {
     pub identity: Identity,
     /// Slots for docker conversions running at once.
     pub docker_slots: Arc<tokio::sync::Semaphore>,
+    /// The mirror's sync state, when this hub mirrors another.
+    pub mirror: std::sync::OnceLock<Arc<crate::mirror::Mirror>>,
     /// Responses cached until the next catalog write (key → (generation, body)).
     cache: Mutex<HashMap<String, (u64, Bytes)>>,
     /// Name resolutions cached until the next catalog write.
@@ -59,6 +61,7 @@ impl AppState {
             public_backend,
             jobs,
             identity,
+            mirror: std::sync::OnceLock::new(),
             cache: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         }

@@ -623,7 +623,11 @@ pub fn docker(
         let _ = done_tx.send(r);
     });
     for (m, cur, total) in rx {
-        progress.update(&m, cur, total);
+        if m.starts_with("layer ") && total > 0 {
+            progress.transfer(&m, cur, total, 0);
+        } else {
+            progress.update(&m, cur, total);
+        }
     }
     progress.finish("converted");
     let (mut flist, stats) = done_rx

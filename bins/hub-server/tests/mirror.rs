@@ -1,0 +1,469 @@
+//! Mirrors (issue 16): two real `hub-server` processes, each with its own data directory and
+//! `dir://` store. The mirror follows every kind of change of the primary within a sync
+//! interval, refuses writes, survives `kill -9` in the middle of a sync without ever showing
+//! an entry whose flist file is incomplete, and the old hub's clone script (list
+//! repositories, list each, download each flist) reproduces the primary's public tree.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hub_repo::{Actor, Hub};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hub-server");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn spawn(data: &Path, port: u16, extra: &[&str]) -> Proc {
+    let child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hub-server");
+    let p = Proc(child);
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/api/repositories"))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return p;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("hub-server did not come up on port {port}");
+}
+
+fn token(data: &Path, user: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "create", "--data-dir"])
+        .arg(data)
+        .args(["--user", user, "--ttl", "1h"])
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+async fn upload(c: &reqwest::Client, base: &str, tok: &str, name: &str) {
+    let archive = std::fs::read(test_support::fixture("fixture-tree.tar.gz")).expect("fixture");
+    let part = reqwest::multipart::Part::bytes(archive).file_name(name.to_string());
+    let r = c
+        .post(format!("{base}/api/flist/me/upload"))
+        .bearer_auth(tok)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+}
+
+async fn call(c: &reqwest::Client, base: &str, tok: &str, method: reqwest::Method, path: &str) {
+    let r = c
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(tok)
+        .send()
+        .await
+        .expect("write");
+    assert_eq!(r.status(), 200, "{path}: {:?}", r.text().await);
+}
+
+/// Status and body of `GET path`.
+async fn get(c: &reqwest::Client, base: &str, path: &str) -> (u16, Vec<u8>) {
+    let r = c.get(format!("{base}{path}")).send().await.expect("get");
+    (r.status().as_u16(), r.bytes().await.expect("body").to_vec())
+}
+
+async fn json(c: &reqwest::Client, base: &str, path: &str) -> Value {
+    let (s, b) = get(c, base, path).await;
+    assert_eq!(s, 200, "{path}: {}", String::from_utf8_lossy(&b));
+    serde_json::from_slice(&b).expect("json")
+}
+
+/// Every public read path of a hub's tree: listings, tags, per-entry API answers and
+/// downloads (with companions), walked from the primary.
+async fn public_paths(c: &reqwest::Client, base: &str) -> Vec<String> {
+    let mut paths = vec![
+        "/api/repositories".to_string(),
+        "/api/flist".into(),
+        "/api/fileslist".into(),
+    ];
+    let repos = json(c, base, "/api/repositories").await;
+    for r in repos.as_array().expect("array") {
+        let repo = r["name"].as_str().expect("name");
+        paths.push(format!("/api/flist/{repo}"));
+        let items = json(c, base, &format!("/api/flist/{repo}")).await;
+        for it in items.as_array().expect("array") {
+            let name = it["name"].as_str().expect("name");
+            match it["type"].as_str().expect("type") {
+                "tag" => paths.push(format!("/api/flist/{repo}/tags/{name}")),
+                "taglink" => paths.push(format!("/api/flist/{repo}/{name}/taglink")),
+                _ => {
+                    for suffix in ["", "/light", "/metadata"] {
+                        paths.push(format!("/api/flist/{repo}/{name}{suffix}"));
+                    }
+                    for suffix in ["", ".md5", ".json", ".txt"] {
+                        paths.push(format!("/{repo}/{name}{suffix}"));
+                    }
+                }
+            }
+        }
+    }
+    paths
+}
+
+/// Paths whose answers differ between the two hubs (empty when the mirror has converged).
+async fn differences(
+    c: &reqwest::Client,
+    primary: &str,
+    mirror: &str,
+    extra: &[String],
+) -> Vec<String> {
+    let mut paths = public_paths(c, primary).await;
+    paths.extend(extra.iter().cloned());
+    let mut diff = Vec::new();
+    for p in paths {
+        if get(c, primary, &p).await != get(c, mirror, &p).await {
+            diff.push(p);
+        }
+    }
+    diff
+}
+
+async fn converge(
+    c: &reqwest::Client,
+    primary: &str,
+    mirror: &str,
+    extra: &[String],
+    within: Duration,
+) {
+    let start = Instant::now();
+    loop {
+        let d = differences(c, primary, mirror, extra).await;
+        if d.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "mirror still differs after {:?}: {d:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn mirror_follows_every_change_and_refuses_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdata = dir.path().join("primary");
+    let mdata = dir.path().join("mirror");
+    let alice = token(&pdata, "alice");
+    let bob = token(&pdata, "bob");
+    let (pport, mport) = (free_port(), free_port());
+    let p = format!("http://127.0.0.1:{pport}");
+    let m = format!("http://127.0.0.1:{mport}");
+    let _primary = spawn(&pdata, pport, &[]).await;
+    let c = reqwest::Client::new();
+    use reqwest::Method as M;
+
+    // A tree with every kind of entry before the mirror exists.
+    upload(&c, &p, &alice, "a.tar.gz").await;
+    upload(&c, &p, &alice, "b.tar.gz").await;
+    upload(&c, &p, &bob, "c.tar.gz").await;
+    call(
+        &c,
+        &p,
+        &alice,
+        M::GET,
+        "/api/flist/me/a.flist/link/latest.flist",
+    )
+    .await;
+    call(
+        &c,
+        &p,
+        &alice,
+        M::GET,
+        "/api/flist/me/x.flist/crosslink/bob/c.flist",
+    )
+    .await;
+    call(
+        &c,
+        &p,
+        &alice,
+        M::GET,
+        "/api/flist/me/v1/a.flist/tag/alice/a.flist",
+    )
+    .await;
+    call(
+        &c,
+        &p,
+        &bob,
+        M::GET,
+        "/api/flist/me/current/crosstag/alice/v1",
+    )
+    .await;
+
+    let _mirror = spawn(&mdata, mport, &["--mirror-of", &p, "--sync-interval", "1s"]).await;
+    let extra = vec![
+        "/api/flist/alice/tags/v1/a.flist".to_string(),
+        "/bob/current".into(),
+    ];
+    converge(&c, &p, &m, &extra, Duration::from_secs(20)).await;
+
+    // Changes while the mirror runs: rename, promote, delete, tag removal, new upload.
+    call(
+        &c,
+        &p,
+        &alice,
+        M::GET,
+        "/api/flist/me/b.flist/rename/b2.flist",
+    )
+    .await;
+    call(
+        &c,
+        &p,
+        &bob,
+        M::GET,
+        "/api/flist/me/promote/alice/a.flist/pa.flist",
+    )
+    .await;
+    upload(&c, &p, &alice, "d.tar.gz").await;
+    call(&c, &p, &alice, M::DELETE, "/api/flist/me/latest.flist").await;
+    call(
+        &c,
+        &p,
+        &alice,
+        M::GET,
+        "/api/flist/me/v2/b2.flist/tag/alice/b2.flist",
+    )
+    .await;
+    // Within about one sync interval (1 s, plus the time to compare) the answers are equal.
+    converge(&c, &p, &m, &extra, Duration::from_secs(4)).await;
+    for gone in [
+        "/api/flist/alice/latest.flist",
+        "/alice/latest.flist",
+        "/alice/b.flist",
+    ] {
+        assert_eq!(
+            get(&c, &m, gone).await.0,
+            404,
+            "{gone} must be gone on the mirror"
+        );
+    }
+    assert_eq!(
+        get(&c, &m, "/bob/pa.flist.md5").await,
+        get(&c, &p, "/alice/a.flist.md5").await
+    );
+
+    // Every action travelled through the primary's change feed, with a monotonic cursor.
+    let feed = json(&c, &p, "/api/changes?since=0").await;
+    let ids: Vec<i64> = feed["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|x| x["id"].as_i64().expect("id"))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(feed["cursor"], feed["latest"]);
+    let actions: Vec<&str> = feed["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|x| x["action"].as_str().expect("a"))
+        .collect();
+    for a in [
+        "upload",
+        "link",
+        "crosslink",
+        "tag-add",
+        "crosstag",
+        "rename",
+        "promote",
+        "delete",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    assert!(!feed.to_string().contains("acting_as"));
+    let tail = json(
+        &c,
+        &p,
+        &format!("/api/changes?since={}", ids[ids.len() - 2]),
+    )
+    .await;
+    assert_eq!(tail["changes"].as_array().expect("changes").len(), 1);
+    assert_eq!(get(&c, &p, "/api/changes?since=abc").await.0, 400);
+
+    // Mirror status.
+    let st = json(&c, &m, "/api/mirror").await;
+    assert_eq!(st["upstream"], p.as_str());
+    assert!(
+        st["last_success"].as_i64().is_some() && st["last_error"].is_null(),
+        "{st}"
+    );
+    assert_eq!(st["cursor"], feed["latest"]);
+    assert_eq!(get(&c, &p, "/api/mirror").await.0, 404);
+
+    // Writes to the mirror are refused, naming the primary (even with a valid token).
+    for (method, path) in [
+        (M::POST, "/api/flist/me/upload"),
+        (M::GET, "/api/flist/me/a.flist/link/z.flist"),
+        (M::DELETE, "/api/flist/me/a.flist"),
+        (M::PUT, "/api/flist/me/promote/alice/a.flist/q.flist"),
+    ] {
+        let r = c
+            .request(method, format!("{m}{path}"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .expect("write");
+        assert_eq!(r.status(), 403, "{path}");
+        let body: Value = r.json().await.expect("json");
+        assert!(
+            body["message"].as_str().expect("message").contains(&p),
+            "{body}"
+        );
+    }
+
+    // The old hub's hub-clone.py against the mirror: list repositories, list each, download
+    // each regular flist; the files equal the primary's.
+    let mut cloned = BTreeMap::new();
+    for r in json(&c, &m, "/api/repositories")
+        .await
+        .as_array()
+        .expect("array")
+    {
+        let repo = r["name"].as_str().expect("name");
+        for it in json(&c, &m, &format!("/api/flist/{repo}"))
+            .await
+            .as_array()
+            .expect("array")
+        {
+            if it["type"] == "regular" {
+                let name = it["name"].as_str().expect("name");
+                let (s, body) = get(&c, &m, &format!("/{repo}/{name}")).await;
+                assert_eq!(s, 200);
+                cloned.insert(format!("{repo}/{name}"), body);
+            }
+        }
+    }
+    let mut expected = BTreeMap::new();
+    for k in cloned.keys() {
+        expected.insert(k.clone(), get(&c, &p, &format!("/{k}")).await.1);
+    }
+    assert_eq!(cloned, expected);
+    assert!(cloned.contains_key("alice/b2.flist") && cloned.contains_key("alice/d.flist"));
+}
+
+/// Seeds `repos` × `per` distinct flists (the fixture with a distinguishing metadata key) plus
+/// a link in each repository, straight into a stopped primary's data directory.
+fn seed(data: &Path, repos: usize, per: usize) {
+    let hub = Hub::open(data).expect("open");
+    let mut flist =
+        hub_repo::inspect::open_flist(&test_support::fixture("fixture.flist")).expect("fixture");
+    for r in 0..repos {
+        let repo = format!("user{r}");
+        let actor = Actor::new(repo.clone(), vec![]);
+        for i in 0..per {
+            flist.metadata.set("seed", format!("{repo}/{i}"));
+            hub.store_flist(&actor, &repo, &format!("f{i}.flist"), &flist, None)
+                .expect("store");
+        }
+        hub.link(&actor, &repo, "f0.flist", "latest.flist")
+            .expect("link");
+    }
+}
+
+/// Opens the (stopped) mirror's data directory: every regular entry's file is present and
+/// hashes to its content address.
+fn assert_complete(data: &Path) -> usize {
+    let hub = Hub::open(data).expect("open mirror data");
+    let report = hub.integrity_check().expect("check");
+    assert!(
+        report.is_clean(),
+        "mirror shows an entry without its complete file: {report:?}"
+    );
+    hub.repositories().expect("repos").len()
+}
+
+#[tokio::test]
+async fn mirror_killed_mid_sync_converges_and_never_shows_partial_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdata = dir.path().join("primary");
+    let mdata = dir.path().join("mirror");
+    seed(&pdata, 10, 30);
+    let (pport, mport) = (free_port(), free_port());
+    let p = format!("http://127.0.0.1:{pport}");
+    let m = format!("http://127.0.0.1:{mport}");
+    let _primary = spawn(&pdata, pport, &[]).await;
+    let c = reqwest::Client::new();
+    let args = ["--mirror-of", p.as_str(), "--sync-interval", "1s"];
+
+    let mut interrupted = 0;
+    for round in 0..3 {
+        let mut mirror = spawn(&mdata, mport, &args).await;
+        // Wait for the sync to be under way (files being fetched), then pull the plug.
+        let start = Instant::now();
+        let mut busy = false;
+        while start.elapsed() < Duration::from_secs(20) {
+            let (s, b) = get(&c, &m, "/api/mirror").await;
+            if s == 200 {
+                let st: Value = serde_json::from_slice(&b).expect("json");
+                if st["pending_files"].as_u64().unwrap_or(0) > 0
+                    && st["pending_files"].as_u64().unwrap_or(0) < 300 - 20 * round
+                {
+                    busy = st["syncs"] == 0;
+                    break;
+                }
+                if st["syncs"].as_u64().unwrap_or(0) > 0 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        mirror.0.kill().expect("kill -9");
+        mirror.0.wait().expect("reap");
+        if busy {
+            interrupted += 1;
+        }
+        let repos = assert_complete(&mdata);
+        eprintln!("round {round}: killed mid-sync: {busy}, {repos} repositories visible");
+    }
+    assert!(interrupted >= 1, "no kill landed in the middle of a sync");
+
+    // After a restart the mirror converges to the primary's tree.
+    let _mirror = spawn(&mdata, mport, &args).await;
+    converge(&c, &p, &m, &[], Duration::from_secs(60)).await;
+    drop(_mirror);
+    assert_eq!(assert_complete(&mdata), 10);
+}

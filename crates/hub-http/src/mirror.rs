@@ -1,0 +1,662 @@
+//! A read-only mirror of another hub (`hub-server serve --mirror-of URL`), see docs/mirrors.md.
+//!
+//! The mirror refuses every write (403 naming the primary) and syncs in the background:
+//! 1. it reads the primary's change feed from its last cursor and collects the repositories
+//!    that changed (first sync: every repository);
+//! 2. for each, it fetches the repository's exact catalog rows, downloads the flist files it
+//!    does not hold by content address, verifies sha256, md5 and size, stores them, and only
+//!    then replaces its rows for that repository in one transaction;
+//! 3. it records the cursor. A crash anywhere replays from the last recorded cursor (the
+//!    steps are idempotent); a failed sync keeps serving the last good state and retries with
+//!    backoff.
+//!
+//! An upstream without a change feed (an old hub) is mirrored by full listing: every
+//! repository's listing, tags and flist files, compared with what the mirror holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::{StreamExt, TryStreamExt};
+use hub_repo::{now, Hub, RepoSnapshot, SnapBlob, SnapEntry, SnapTag, SnapTagLink};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
+
+/// Mirror settings (`[mirror]` in the configuration file).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// Base URL of the primary hub; when set this hub is a read-only mirror of it.
+    pub of: Option<String>,
+    /// Seconds between syncs.
+    pub sync_interval_secs: u64,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            of: None,
+            sync_interval_secs: 30,
+        }
+    }
+}
+
+/// What `GET /api/mirror` reports.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MirrorStatus {
+    /// The primary.
+    pub upstream: String,
+    /// `changes` (change feed) or `full` (an old hub: full listing).
+    pub mode: String,
+    /// Cursor of the primary's change feed reached by the last successful sync.
+    pub cursor: i64,
+    /// The primary's latest cursor seen.
+    pub upstream_cursor: i64,
+    /// Unix time of the last successful sync.
+    pub last_success: Option<i64>,
+    /// Seconds since the last successful sync.
+    pub lag_secs: Option<i64>,
+    /// Repositories still to bring up to date in the running sync.
+    pub pending_repositories: usize,
+    /// Flist files still to download in the running sync.
+    pub pending_files: usize,
+    /// Successful syncs since start.
+    pub syncs: u64,
+    /// Failed syncs since start.
+    pub failures: u64,
+    /// Why the last sync failed (cleared by a successful one).
+    pub last_error: Option<String>,
+}
+
+/// A running mirror's state.
+pub struct Mirror {
+    upstream: String,
+    interval: Duration,
+    client: reqwest::Client,
+    status: Mutex<MirrorStatus>,
+}
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Talking to the primary failed.
+    #[error("{url}: {message}")]
+    Upstream {
+        /// What was fetched.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The local catalog refused.
+    #[error(transparent)]
+    Repo(#[from] hub_repo::RepoError),
+    /// Local I/O.
+    #[error("{0}")]
+    Io(String),
+}
+
+fn up_err(url: &str, e: impl std::fmt::Display) -> SyncError {
+    SyncError::Upstream {
+        url: url.to_string(),
+        message: e.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FeedPage {
+    cursor: i64,
+    latest: i64,
+    more: bool,
+    changes: Vec<hub_repo::Change>,
+}
+
+impl Mirror {
+    /// A mirror of `upstream` syncing every `interval`.
+    pub fn new(upstream: &str, interval: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .unwrap_or_default();
+        let upstream = upstream.trim_end_matches('/').to_string();
+        Mirror {
+            status: Mutex::new(MirrorStatus {
+                upstream: upstream.clone(),
+                mode: "changes".into(),
+                ..MirrorStatus::default()
+            }),
+            upstream,
+            interval,
+            client,
+        }
+    }
+
+    /// The primary's base URL.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    /// A copy of the status, lag computed now.
+    pub fn status(&self) -> MirrorStatus {
+        let mut s = self.lock().clone();
+        s.lag_secs = s.last_success.map(|t| (now() - t).max(0));
+        s
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MirrorStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, SyncError> {
+        let url = format!("{}{path}", self.upstream);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| up_err(&url, e))?;
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(up_err(&url, format!("HTTP {}", r.status())));
+        }
+        r.json().await.map(Some).map_err(|e| up_err(&url, e))
+    }
+
+    /// Downloads `path` from the primary into a staged file of `hub`, verifies it against
+    /// `expect` and stores it by content address.
+    async fn fetch_file(
+        &self,
+        hub: &Arc<Hub>,
+        path: &str,
+        expect: SnapBlob,
+    ) -> Result<(), SyncError> {
+        let url = format!("{}{path}", self.upstream);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| up_err(&url, e))?;
+        if !r.status().is_success() {
+            return Err(up_err(&url, format!("HTTP {}", r.status())));
+        }
+        let tmp = hub.temp_path(".mirror");
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| SyncError::Io(format!("create {}: {e}", tmp.display())))?;
+        let mut body = r.bytes_stream();
+        let mut n = 0u64;
+        let res: Result<(), SyncError> = async {
+            while let Some(chunk) = body.try_next().await.map_err(|e| up_err(&url, e))? {
+                n += chunk.len() as u64;
+                if n > expect.size {
+                    return Err(up_err(&url, "longer than announced"));
+                }
+                f.write_all(&chunk)
+                    .await
+                    .map_err(|e| SyncError::Io(format!("write {}: {e}", tmp.display())))?;
+            }
+            f.flush()
+                .await
+                .map_err(|e| SyncError::Io(format!("write {}: {e}", tmp.display())))?;
+            Ok(())
+        }
+        .await;
+        drop(f);
+        if let Err(e) = res {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        let hub = hub.clone();
+        tokio::task::spawn_blocking(move || {
+            let staged = hub.stage_file(&tmp)?;
+            hub.commit_verified_blob(&staged, &expect)
+        })
+        .await
+        .map_err(|e| SyncError::Io(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Stores every missing file of `blobs` (4 downloads at once), then applies `snap`.
+    async fn install(
+        &self,
+        hub: &Arc<Hub>,
+        snap: RepoSnapshot,
+        paths: BTreeMap<String, String>,
+    ) -> Result<(), SyncError> {
+        let missing: Vec<SnapBlob> = snap
+            .blobs
+            .iter()
+            .filter(|b| !hub.has_blob(&b.sha256))
+            .cloned()
+            .collect();
+        self.lock().pending_files += missing.len();
+        futures::stream::iter(missing.into_iter().map(|b| {
+            let path = paths
+                .get(&b.sha256)
+                .cloned()
+                .unwrap_or_else(|| format!("/api/changes/file/{}", b.sha256));
+            async move {
+                let r = self.fetch_file(hub, &path, b).await;
+                let mut s = self.lock();
+                s.pending_files = s.pending_files.saturating_sub(1);
+                r
+            }
+        }))
+        .buffer_unordered(4)
+        .try_collect::<Vec<()>>()
+        .await?;
+        let hub = hub.clone();
+        tokio::task::spawn_blocking(move || hub.apply_snapshot(&snap))
+            .await
+            .map_err(|e| SyncError::Io(e.to_string()))??;
+        Ok(())
+    }
+
+    async fn local_repos(hub: &Arc<Hub>) -> Result<Vec<String>, SyncError> {
+        let hub = hub.clone();
+        let v = tokio::task::spawn_blocking(move || hub.repositories())
+            .await
+            .map_err(|e| SyncError::Io(e.to_string()))??;
+        Ok(v.into_iter().map(|r| r.name).collect())
+    }
+
+    async fn upstream_repos(&self) -> Result<Vec<String>, SyncError> {
+        let v: Vec<Value> = self
+            .get_json("/api/repositories")
+            .await?
+            .ok_or_else(|| up_err(&self.upstream, "no /api/repositories"))?;
+        Ok(v.iter()
+            .filter_map(|r| r["name"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// One sync with the primary.
+    pub async fn sync_once(&self, hub: &Arc<Hub>) -> Result<(), SyncError> {
+        let h = hub.clone();
+        let start: i64 = tokio::task::spawn_blocking(move || h.mirror_state("cursor"))
+            .await
+            .map_err(|e| SyncError::Io(e.to_string()))??
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut cursor = start;
+        let mut repos = BTreeSet::new();
+        let mut full = start == 0;
+        loop {
+            let page: Option<FeedPage> = self
+                .get_json(&format!("/api/changes?since={cursor}"))
+                .await?;
+            let Some(page) = page else {
+                return self.sync_full(hub).await;
+            };
+            self.lock().upstream_cursor = page.latest;
+            if page.latest < cursor {
+                // The primary's feed went backwards (restored or replaced): start over.
+                cursor = 0;
+                full = true;
+                repos.clear();
+                continue;
+            }
+            repos.extend(page.changes.into_iter().map(|c| c.repo));
+            cursor = page.cursor;
+            if !page.more {
+                break;
+            }
+        }
+        if full {
+            repos.extend(self.upstream_repos().await?);
+            repos.extend(Self::local_repos(hub).await?);
+        }
+        {
+            let mut s = self.lock();
+            s.mode = "changes".into();
+            s.pending_repositories = repos.len();
+        }
+        for repo in repos {
+            let snap: Option<RepoSnapshot> = self
+                .get_json(&format!("/api/changes/repository/{repo}"))
+                .await?;
+            match snap {
+                Some(snap) => self.install(hub, snap, BTreeMap::new()).await?,
+                None => {
+                    let h = hub.clone();
+                    tokio::task::spawn_blocking(move || h.remove_repository(&repo))
+                        .await
+                        .map_err(|e| SyncError::Io(e.to_string()))??;
+                }
+            }
+            let mut s = self.lock();
+            s.pending_repositories = s.pending_repositories.saturating_sub(1);
+        }
+        let h = hub.clone();
+        tokio::task::spawn_blocking(move || h.set_mirror_state("cursor", &cursor.to_string()))
+            .await
+            .map_err(|e| SyncError::Io(e.to_string()))??;
+        self.lock().cursor = cursor;
+        Ok(())
+    }
+
+    /// Mirrors an upstream without a change feed (an old hub): every repository's listing,
+    /// tags and flist files; files are fetched only when their md5 is not held already.
+    async fn sync_full(&self, hub: &Arc<Hub>) -> Result<(), SyncError> {
+        let repos = self.upstream_repos().await?;
+        {
+            let mut s = self.lock();
+            s.mode = "full".into();
+            s.pending_repositories = repos.len();
+        }
+        let upstream_set: BTreeSet<String> = repos.iter().cloned().collect();
+        for repo in &repos {
+            let snap = self.full_snapshot(hub, repo).await?;
+            if let Some((snap, paths)) = snap {
+                self.install(hub, snap, paths).await?;
+            }
+            let mut s = self.lock();
+            s.pending_repositories = s.pending_repositories.saturating_sub(1);
+        }
+        for repo in Self::local_repos(hub).await? {
+            if !upstream_set.contains(&repo) {
+                let h = hub.clone();
+                tokio::task::spawn_blocking(move || h.remove_repository(&repo))
+                    .await
+                    .map_err(|e| SyncError::Io(e.to_string()))??;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds a snapshot of `repo` from the old hub's public listing; regular files are
+    /// identified by md5 (`/<repo>/<name>.md5`) and downloaded when not held already.
+    async fn full_snapshot(
+        &self,
+        hub: &Arc<Hub>,
+        repo: &str,
+    ) -> Result<Option<(RepoSnapshot, BTreeMap<String, String>)>, SyncError> {
+        let Some(items) = self
+            .get_json::<Vec<Value>>(&format!("/api/flist/{repo}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let h = hub.clone();
+        let r = repo.to_string();
+        let held = tokio::task::spawn_blocking(move || h.repo_snapshot(&r))
+            .await
+            .map_err(|e| SyncError::Io(e.to_string()))??;
+        let mut entries = Vec::new();
+        let mut tags = Vec::new();
+        let mut blobs = Vec::new();
+        let mut paths = BTreeMap::new();
+        let mut updated = 0i64;
+        for it in &items {
+            let name = it["name"].as_str().unwrap_or_default().to_string();
+            let t = it["updated"].as_i64().unwrap_or(0);
+            updated = updated.max(t);
+            let linktime = it["linktime"].as_i64();
+            let target = it["target"].as_str().unwrap_or_default();
+            match it["type"].as_str().unwrap_or_default() {
+                "regular" => {
+                    let url = format!("/{repo}/{name}");
+                    let md5 = self.get_text(&format!("{url}.md5")).await?;
+                    // Reuse a held file with this md5, else download to learn its sha256.
+                    let known = held
+                        .as_ref()
+                        .and_then(|s| s.blobs.iter().find(|b| b.md5 == md5).cloned());
+                    let blob = match known {
+                        Some(b) => b,
+                        None => self.download_unknown(hub, &url, &md5).await?,
+                    };
+                    paths.insert(blob.sha256.clone(), url);
+                    entries.push(SnapEntry {
+                        name,
+                        kind: "regular".into(),
+                        sha256: Some(blob.sha256.clone()),
+                        target_repo: None,
+                        target_name: None,
+                        updated: t,
+                        linktime: None,
+                        uploader: Some(repo.to_string()),
+                        source: None,
+                    });
+                    if !blobs.contains(&blob) {
+                        blobs.push(blob);
+                    }
+                }
+                "symlink" => {
+                    let (tr, tn) = match target.split_once('/') {
+                        Some((r, n)) => (r.to_string(), n.to_string()),
+                        None => (repo.to_string(), target.to_string()),
+                    };
+                    entries.push(link_entry(name, "symlink", tr, tn, t, linktime));
+                }
+                "taglink" => {
+                    if let Some((tr, tag)) = target.split_once("/tags/") {
+                        entries.push(link_entry(
+                            name,
+                            "taglink",
+                            tr.into(),
+                            tag.into(),
+                            t,
+                            linktime,
+                        ));
+                    }
+                }
+                "tag" => {
+                    let links: Vec<Value> = self
+                        .get_json(&format!("/api/flist/{repo}/tags/{name}"))
+                        .await?
+                        .unwrap_or_default();
+                    let links = links
+                        .iter()
+                        .filter_map(|l| {
+                            let (tr, tn) = l["target"].as_str()?.split_once('/')?;
+                            Some(SnapTagLink {
+                                name: l["name"].as_str()?.to_string(),
+                                target_repo: tr.to_string(),
+                                target_name: tn.to_string(),
+                                linktime: l["linktime"].as_i64().unwrap_or(t),
+                            })
+                        })
+                        .collect();
+                    tags.push(SnapTag {
+                        tag: name,
+                        updated: t,
+                        links,
+                    });
+                }
+                _ => {}
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let created = held.as_ref().map(|s| s.created).unwrap_or(updated);
+        Ok(Some((
+            RepoSnapshot {
+                name: repo.to_string(),
+                created,
+                updated,
+                entries,
+                tags,
+                blobs,
+            },
+            paths,
+        )))
+    }
+
+    async fn get_text(&self, path: &str) -> Result<String, SyncError> {
+        let url = format!("{}{path}", self.upstream);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| up_err(&url, e))?;
+        if !r.status().is_success() {
+            return Err(up_err(&url, format!("HTTP {}", r.status())));
+        }
+        let t = r.text().await.map_err(|e| up_err(&url, e))?;
+        Ok(t.split_whitespace().next().unwrap_or_default().to_string())
+    }
+
+    /// Downloads a file known only by md5, stores it, and returns its identity.
+    async fn download_unknown(
+        &self,
+        hub: &Arc<Hub>,
+        path: &str,
+        md5: &str,
+    ) -> Result<SnapBlob, SyncError> {
+        let url = format!("{}{path}", self.upstream);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| up_err(&url, e))?;
+        if !r.status().is_success() {
+            return Err(up_err(&url, format!("HTTP {}", r.status())));
+        }
+        let bytes = r.bytes().await.map_err(|e| up_err(&url, e))?;
+        let hub = hub.clone();
+        let md5 = md5.to_string();
+        let blob = tokio::task::spawn_blocking(move || {
+            let staged = hub.stage_reader(&bytes[..])?;
+            let blob = SnapBlob {
+                sha256: staged.sha256.clone(),
+                md5,
+                size: staged.size,
+            };
+            hub.commit_verified_blob(&staged, &blob)?;
+            Ok::<_, hub_repo::RepoError>(blob)
+        })
+        .await
+        .map_err(|e| SyncError::Io(e.to_string()))??;
+        Ok(blob)
+    }
+
+    /// Syncs forever: every interval after a success, with exponential backoff (up to 10
+    /// intervals, at most 5 minutes) after failures.
+    pub async fn run(self: Arc<Self>, hub: Arc<Hub>) {
+        let mut failures: u32 = 0;
+        loop {
+            match self.sync_once(&hub).await {
+                Ok(()) => {
+                    failures = 0;
+                    let mut s = self.lock();
+                    s.last_success = Some(now());
+                    s.last_error = None;
+                    s.syncs += 1;
+                    s.pending_repositories = 0;
+                    s.pending_files = 0;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!("mirror sync with {} failed: {e}", self.upstream);
+                    let mut s = self.lock();
+                    s.last_error = Some(e.to_string());
+                    s.failures += 1;
+                }
+            }
+            let factor = 1u32 << failures.min(10).saturating_sub(1).min(3);
+            let wait = (self.interval * if failures == 0 { 1 } else { factor })
+                .min(Duration::from_secs(300));
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+fn link_entry(
+    name: String,
+    kind: &str,
+    target_repo: String,
+    target_name: String,
+    updated: i64,
+    linktime: Option<i64>,
+) -> SnapEntry {
+    SnapEntry {
+        name,
+        kind: kind.into(),
+        sha256: None,
+        target_repo: Some(target_repo),
+        target_name: Some(target_name),
+        updated,
+        linktime: Some(linktime.unwrap_or(updated)),
+        uploader: None,
+        source: None,
+    }
+}
+
+/// Starts syncing when the configuration names a primary.
+pub fn spawn(st: &Shared) {
+    let Some(up) = st.config.mirror.of.clone() else {
+        return;
+    };
+    let m = Arc::new(Mirror::new(
+        &up,
+        Duration::from_secs(st.config.mirror.sync_interval_secs.max(1)),
+    ));
+    if st.mirror.set(m.clone()).is_ok() {
+        tracing::info!("read-only mirror of {up}");
+        tokio::spawn(m.run(st.hub.clone()));
+    }
+}
+
+/// Is this request a write (or an account action) that only the primary serves?
+fn is_write(method: &Method, path: &str) -> bool {
+    if !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS" | "INFO") {
+        return true;
+    }
+    // `/api/flist/me/<name>` reads an own entry; deeper paths (link, rename, tag ...) write,
+    // even over GET as the old hub allowed.
+    path.strip_prefix("/api/flist/me/")
+        .is_some_and(|rest| rest.trim_end_matches('/').contains('/'))
+}
+
+/// Middleware: on a mirror, every write answers 403 naming the primary.
+pub async fn read_only(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    if let Some(up) = &st.config.mirror.of {
+        if is_write(req.method(), req.uri().path()) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this hub is a read-only mirror of {up}: write to the primary"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// `GET /api/mirror`: the sync status (404 on a hub that is not a mirror).
+pub async fn status(State(st): State<Shared>) -> ApiResult<Json<Value>> {
+    match st.mirror.get() {
+        Some(m) => Ok(Json(json!(m.status()))),
+        None => Err(ApiError::not_found("this hub is not a mirror")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_recognised() {
+        assert!(is_write(&Method::POST, "/api/flist/me/upload"));
+        assert!(is_write(&Method::DELETE, "/api/flist/me/x.flist"));
+        assert!(is_write(&Method::GET, "/api/flist/me/x.flist/link/y.flist"));
+        assert!(!is_write(&Method::GET, "/api/flist/me/x.flist"));
+        assert!(!is_write(&Method::GET, "/api/flist/alice/x.flist"));
+        assert!(!is_write(&Method::HEAD, "/alice/x.flist"));
+    }
+}
