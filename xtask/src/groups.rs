@@ -26,6 +26,11 @@ pub const SLOW: &[(&str, &[&str], &str)] = &[
         &["browser", "web"],
         "web pages in a real Chromium (chromium-driver)",
     ),
+    (
+        "mount",
+        &["mount", "vm_sign_derive"],
+        "FUSE mounts as root, a debootstrap root file system, a Debian kernel via apt",
+    ),
 ];
 
 /// Names of the integration test targets of the workspace members.

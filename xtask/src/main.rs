@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench_api;
 mod bench_convert;
+mod bench_mount;
 mod bench_oci;
 mod bench_store;
 mod codegen;
@@ -33,13 +34,14 @@ fn main() -> Result<()> {
             Some("convert") => bench_convert::run(&rest[1..]),
             Some("api") => bench_api::run(&rest[1..]),
             Some("oci") => bench_oci::run(&rest[1..]),
+            Some("mount") => bench_mount::run(&rest[1..]),
             Some("codec") => cargo(&["bench", "-p", "flist-benches", "--bench", "codec"]),
             Some("all") => {
                 bench_store::run(&[])?;
                 bench_convert::run(&[])?;
                 bench_api::run(&[])
             }
-            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|oci|all>"),
+            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|oci|mount|all>"),
         },
         _ => {
             eprintln!(

@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use zflist_core::progress::{ProgressChoice, Reporter};
 use zflist_core::{commands, oneshot, MetadataCmd, Progress, Response, Session, StoreConfig};
 
+mod mount_args;
+
 /// Build, inspect, edit, check, extract and publish flists.
 ///
 /// One-shot commands work on .flist files (or http(s):// URLs of flists): pack, docker,
@@ -296,6 +298,11 @@ enum Cmd {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Mount an flist (file or URL) read-only through FUSE, fetching chunks as they are
+    /// read, until SIGINT/SIGTERM or `zflist umount`.
+    Mount(mount_args::MountCli),
+    /// Unmount a zflist mount, or clear a stale one whose process was killed.
+    Umount { mountpoint: PathBuf },
     /// Check that every chunk of an .flist exists in the store (the session command
     /// `check` does the same for an open session); --deep also decodes each chunk.
     #[command(
@@ -307,6 +314,22 @@ enum Cmd {
         /// Also download and decode every chunk (both hashes checked).
         #[arg(long)]
         deep: bool,
+        #[command(flatten)]
+        sig: mount_args::SignatureCli,
+    },
+    /// A new flist from a base with files set or removed, sharing the base's chunks.
+    Derive(mount_args::DeriveCli),
+    /// Check that an flist is a bootable VM image (/boot/boot.yaml, kernel, initrd).
+    CheckVm { flist: String },
+    /// Sign an flist (writes FLIST.sig); the key file is created if missing.
+    Sign {
+        flist: PathBuf,
+        /// Private key file (base64 seed).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Sign as `repo/name.flist` (default: the file name).
+        #[arg(long, value_name = "REPO/NAME")]
+        name: Option<String>,
     },
 }
 
@@ -456,7 +479,7 @@ enum MetaAction {
 const COMMANDS: &[&str] = &[
     "open", "init", "close", "commit", "ls", "find", "stat", "cat", "get", "put", "putdir",
     "chmod", "rm", "rmdir", "mkdir", "metadata", "merge", "check", "chunks", "pack", "extract",
-    "inspect", "verify", "docker", "help",
+    "inspect", "verify", "docker", "help", "mount", "umount", "derive", "check-vm", "sign",
 ];
 
 /// Rewrites the reference form `zflist <temporary-point> <action> ...` into
@@ -537,6 +560,11 @@ fn command_name(cmd: &Cmd) -> &'static str {
         Cmd::Inspect { .. } => "inspect",
         Cmd::Verify { .. } => "verify",
         Cmd::Docker { .. } => "docker",
+        Cmd::Mount(_) => "mount",
+        Cmd::Umount { .. } => "umount",
+        Cmd::Derive(_) => "derive",
+        Cmd::CheckVm { .. } => "check-vm",
+        Cmd::Sign { .. } => "sign",
     }
 }
 
@@ -797,7 +825,24 @@ fn run(cmd: Cmd, stores: &StoreConfig, p: &Reporter) -> zflist_core::Result<Resp
             oneshot::extract_with(&flist, &dir, stores, &args, p)
         }
         Cmd::Inspect { flist } => oneshot::inspect_with(&flist, p),
-        Cmd::Verify { flist, deep } => oneshot::verify(&flist, stores, deep, p),
+        Cmd::Verify { flist, sig, .. } if sig.signature => zflist_core::signing::verify_signature(
+            &flist.to_string_lossy(),
+            sig.key.as_deref(),
+            sig.hub.as_deref(),
+            sig.name.as_deref(),
+        ),
+        Cmd::Verify { flist, deep, .. } => oneshot::verify(&flist, stores, deep, p),
+        Cmd::Derive(d) => zflist_core::derive::derive(&d.into_args(), stores),
+        Cmd::CheckVm { flist } => zflist_core::vm::check_vm(&flist, stores),
+        Cmd::Sign { flist, key, name } => zflist_core::signing::sign(&flist, &key, name.as_deref()),
+        Cmd::Mount(m) => {
+            let args =
+                m.into_args(default_cache_dir().and_then(|d| Some(d.parent()?.join("chunks"))));
+            zflist_core::mount::mount(&args, stores, |mp| {
+                eprintln!("zflist: mounted {} at {}", args.flist, mp.display())
+            })
+        }
+        Cmd::Umount { mountpoint } => zflist_core::mount::umount(&mountpoint),
         Cmd::Docker {
             image,
             output,

@@ -24,6 +24,7 @@ pub mod backend;
 mod builder;
 mod channel;
 mod decompress;
+pub mod derive;
 mod dirpack;
 mod error;
 mod extract;
@@ -32,6 +33,7 @@ pub mod oci;
 mod options;
 mod pipeline;
 mod tarball;
+pub mod vmcheck;
 
 pub use builder::sort_children;
 pub use channel::ChannelReader;

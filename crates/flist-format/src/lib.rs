@@ -54,6 +54,7 @@ pub mod flist_capnp;
 pub mod merge;
 pub mod metadata;
 pub mod reader;
+pub mod signature;
 pub mod tree;
 pub mod writer;
 

@@ -142,7 +142,9 @@ pub async fn light(
     State(st): State<Shared>,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let v = st.blocking(move |hub| light_of(hub, &repo, &name)).await?;
+    let (r2, n2) = (repo.clone(), name.clone());
+    let v = st.blocking(move |hub| light_of(hub, &r2, &n2)).await?;
+    let v = crate::signing::annotate_light(&st, &repo, &name, v).await;
     Ok(json_response(json_bytes(&v)))
 }
 

@@ -20,7 +20,8 @@ use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use crate::{
-    api, changes, compat, csrf, docker, guard, jobs, mirror, request_id, threebot, upload, web,
+    api, changes, compat, csrf, derive, docker, guard, jobs, mirror, request_id, signing, threebot,
+    upload, web,
 };
 
 /// A start-up failure.
@@ -146,6 +147,8 @@ pub fn router(state: Shared) -> Router {
             "/api/flist/me/merge/{a}",
             on(MethodFilter::POST.or(MethodFilter::PUT), api::me_merge),
         )
+        .route("/api/flist/me/derive/{a}", post(derive::me_derive))
+        .route("/api/signing-key", get(signing::signing_key))
         .route("/listen/{id}", get(jobs::listen))
         .route("/", get(web::home))
         .route("/search", get(web::search))
@@ -218,6 +221,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
             config.public_backend
         );
     }
+    let data = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || signing::load_or_create_key(&data))
+        .await?
+        .map_err(|e| ServerError::Io {
+            what: "signing key".into(),
+            source: std::io::Error::other(e),
+        })?;
     let c2 = config.clone();
     let identity = tokio::task::spawn_blocking(move || Identity::from_config(&c2)).await??;
     Ok(Arc::new(AppState::new(

@@ -179,6 +179,9 @@ pub async fn repo_file(
     req: Request,
 ) -> WebResult<Response> {
     api_guard(&repo, &file)?;
+    if let Some(flist) = file.strip_suffix(".flist.sig") {
+        return Ok(crate::signing::signature(&st, &repo, &format!("{flist}.flist")).await?);
+    }
     no_such_file(names::validate_repo(&repo))?;
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;

@@ -73,6 +73,9 @@ pub enum ErrorKind {
     /// Conversion (pack/extract/verify) failed.
     #[error("{0}")]
     Convert(String),
+    /// Mounting or unmounting failed.
+    #[error(transparent)]
+    Mount(#[from] flist_mount::MountError),
 }
 
 impl Error {

@@ -1,0 +1,290 @@
+//! Where a mount gets decoded chunks from: memory, the disk cache, then the store.
+//!
+//! Every chunk goes through [`ChunkSource::get`]: a small in-memory LRU of decoded chunks
+//! (the kernel reads a 512 KiB chunk in several pieces), then the shared disk
+//! [`ChunkCache`], then the store. Concurrent requests for the same chunk wait for one
+//! fetch; store requests in flight are bounded by a semaphore; everything fetched is
+//! checked against both hashes before it is used or cached. [`ChunkSource::prefetch`]
+//! loads chunks in the background (read-ahead).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use flist_format::codec::decode_chunk;
+use flist_format::Block;
+use flist_store::Store;
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+
+use crate::cache::ChunkCache;
+use crate::error::MountError;
+
+/// Counters of a mount's chunk traffic.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Chunks fetched from the store.
+    pub fetched_chunks: AtomicU64,
+    /// Bytes fetched from the store (encrypted size).
+    pub fetched_bytes: AtomicU64,
+    /// Chunks served from the disk cache.
+    pub disk_hits: AtomicU64,
+    /// Chunks served from memory.
+    pub memory_hits: AtomicU64,
+    /// Chunks loaded ahead of reads.
+    pub prefetched: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Chunks fetched from the store.
+    pub fetched_chunks: u64,
+    /// Bytes fetched from the store (encrypted size).
+    pub fetched_bytes: u64,
+    /// Chunks served from the disk cache.
+    pub disk_hits: u64,
+    /// Chunks served from memory.
+    pub memory_hits: u64,
+    /// Chunks loaded ahead of reads.
+    pub prefetched: u64,
+}
+
+impl Stats {
+    /// The current values.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            fetched_chunks: self.fetched_chunks.load(Ordering::Relaxed),
+            fetched_bytes: self.fetched_bytes.load(Ordering::Relaxed),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
+            memory_hits: self.memory_hits.load(Ordering::Relaxed),
+            prefetched: self.prefetched.load(Ordering::Relaxed),
+        }
+    }
+}
+
+type Loaded = Result<Arc<Vec<u8>>, String>;
+
+#[derive(Default)]
+struct Slot {
+    value: Mutex<Option<Loaded>>,
+    ready: Condvar,
+}
+
+struct Memory {
+    chunks: HashMap<[u8; 16], (Arc<Vec<u8>>, u64)>,
+    tick: u64,
+    capacity: usize,
+}
+
+impl Memory {
+    fn get(&mut self, hash: &[u8; 16]) -> Option<Arc<Vec<u8>>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.chunks.get_mut(hash).map(|(v, t)| {
+            *t = tick;
+            v.clone()
+        })
+    }
+
+    fn put(&mut self, hash: [u8; 16], value: Arc<Vec<u8>>) {
+        if self.capacity == 0 {
+            return;
+        }
+        while self.chunks.len() >= self.capacity {
+            let oldest = self
+                .chunks
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k);
+            match oldest {
+                Some(k) => {
+                    self.chunks.remove(&k);
+                }
+                None => break,
+            }
+        }
+        self.tick += 1;
+        self.chunks.insert(hash, (value, self.tick));
+    }
+}
+
+/// Decoded chunks for a mount: memory, disk cache, store.
+pub struct ChunkSource {
+    store: Arc<dyn Store>,
+    handle: Handle,
+    cache: Option<Arc<ChunkCache>>,
+    memory: Mutex<Memory>,
+    inflight: Mutex<HashMap<[u8; 16], Arc<Slot>>>,
+    fetches: Arc<Semaphore>,
+    prefetching: Arc<Semaphore>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for ChunkSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkSource")
+            .field("store", &self.store.to_string())
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+impl ChunkSource {
+    /// A source reading `store` on the runtime behind `handle`, caching in `cache`, with at
+    /// most `max_fetches` store requests in flight and `memory_chunks` decoded chunks kept
+    /// in memory.
+    pub fn new(
+        store: Arc<dyn Store>,
+        handle: Handle,
+        cache: Option<Arc<ChunkCache>>,
+        max_fetches: usize,
+        memory_chunks: usize,
+    ) -> Self {
+        ChunkSource {
+            store,
+            handle,
+            cache,
+            memory: Mutex::new(Memory {
+                chunks: HashMap::new(),
+                tick: 0,
+                capacity: memory_chunks,
+            }),
+            inflight: Mutex::new(HashMap::new()),
+            fetches: Arc::new(Semaphore::new(max_fetches.max(1))),
+            prefetching: Arc::new(Semaphore::new(max_fetches.max(1))),
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
+    /// The traffic counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// True when the chunk is in memory or in the disk cache.
+    pub fn is_local(&self, block: &Block) -> bool {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .chunks
+            .contains_key(&block.hash)
+            || self.cache.as_ref().is_some_and(|c| c.contains(&block.hash))
+    }
+
+    /// The decoded chunk. Blocks the calling thread: call it from a plain thread (a FUSE
+    /// worker or `spawn_blocking`), never from an async task.
+    pub fn get(&self, block: &Block) -> Result<Arc<Vec<u8>>, MountError> {
+        if let Some(v) = self
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&block.hash)
+        {
+            self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        let (slot, leader) = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match inflight.get(&block.hash) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    let s = Arc::new(Slot::default());
+                    inflight.insert(block.hash, s.clone());
+                    (s, true)
+                }
+            }
+        };
+        if leader {
+            let loaded = self.load(block);
+            if let Ok(v) = &loaded {
+                self.memory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .put(block.hash, v.clone());
+            }
+            *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded.clone());
+            slot.ready.notify_all();
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&block.hash);
+            return loaded.map_err(|reason| MountError::Chunk {
+                chunk: hex::encode(block.hash),
+                reason,
+            });
+        }
+        let mut value = slot.value.lock().unwrap_or_else(|p| p.into_inner());
+        while value.is_none() {
+            value = slot.ready.wait(value).unwrap_or_else(|p| p.into_inner());
+        }
+        match value.as_ref() {
+            Some(Ok(v)) => Ok(v.clone()),
+            Some(Err(reason)) => Err(MountError::Chunk {
+                chunk: hex::encode(block.hash),
+                reason: reason.clone(),
+            }),
+            None => unreachable!("loop exits with a value"),
+        }
+    }
+
+    /// Disk cache, else store (bounded), decode, check, cache.
+    fn load(&self, block: &Block) -> Loaded {
+        if let Some(cache) = &self.cache {
+            if let Some(v) = cache.get(block) {
+                self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Arc::new(v));
+            }
+        }
+        let store = self.store.clone();
+        let fetches = self.fetches.clone();
+        let key = block.hash;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let result = match fetches.acquire_owned().await {
+                Ok(_permit) => store.get_required(&key).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = tx.send(result);
+        });
+        let data = rx
+            .recv()
+            .map_err(|_| "the runtime stopped before the fetch finished".to_string())??;
+        self.stats.fetched_chunks.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .fetched_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let plain = decode_chunk(block, &data).map_err(|e| e.to_string())?;
+        if let Some(cache) = &self.cache {
+            cache.put(block, &plain);
+        }
+        Ok(Arc::new(plain))
+    }
+
+    /// Loads `blocks` in the background unless they are local already; at most as many
+    /// prefetches run at once as fetches may, extra ones are dropped.
+    pub fn prefetch(self: &Arc<Self>, blocks: &[Block]) {
+        for block in blocks {
+            if self.is_local(block)
+                || self
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(&block.hash)
+            {
+                continue;
+            }
+            let Ok(permit) = self.prefetching.clone().try_acquire_owned() else {
+                return;
+            };
+            let me = self.clone();
+            let block = *block;
+            self.handle.spawn_blocking(move || {
+                let _permit = permit;
+                if me.get(&block).is_ok() {
+                    me.stats.prefetched.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The FUSE file system: the flist's tree served read-only, contents through a
+//! [`ChunkSource`].
+//!
+//! Inode numbers are tree node ids plus one (the root is 1). Metadata (lookup, getattr,
+//! readdir, readlink, statfs, xattrs) comes from the tree loaded from the flist database and
+//! never touches the store. A read fetches only the chunks covering the requested range; a
+//! file read sequentially gets its next chunks loaded ahead.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flist_format::codec::CHUNK_SIZE;
+use flist_format::{Kind, NodeId, SpecialKind, Tree};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+
+use crate::fetch::ChunkSource;
+
+/// Attributes and entries never change while mounted.
+const TTL: Duration = Duration::from_secs(3600);
+
+/// A read-only view of one flist.
+pub struct FlistFs {
+    tree: Tree,
+    overrides: HashMap<NodeId, Arc<Vec<u8>>>,
+    source: Arc<ChunkSource>,
+    read_ahead: usize,
+    subdirs: HashMap<NodeId, u32>,
+    /// Offset the next sequential read of an inode would start at.
+    next_offset: Mutex<HashMap<u64, u64>>,
+}
+
+impl std::fmt::Debug for FlistFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlistFs")
+            .field("entries", &self.tree.len())
+            .field("overrides", &self.overrides.len())
+            .finish()
+    }
+}
+
+fn ino(id: NodeId) -> INodeNo {
+    INodeNo(id as u64 + 1)
+}
+
+fn node_id(ino: INodeNo) -> NodeId {
+    (u64::from(ino).saturating_sub(1)) as NodeId
+}
+
+fn time(secs: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::from(secs))
+}
+
+impl FlistFs {
+    /// Serves `tree`; `overrides` gives the content of nodes that have no chunks (see
+    /// [`crate::overrides::apply`]); `read_ahead` chunks are loaded ahead of sequential
+    /// reads.
+    pub fn new(
+        tree: Tree,
+        overrides: HashMap<NodeId, Arc<Vec<u8>>>,
+        source: Arc<ChunkSource>,
+        read_ahead: usize,
+    ) -> Self {
+        let mut subdirs = HashMap::new();
+        for id in tree.walk() {
+            if id != tree.root() && tree.node(id).kind.is_dir() {
+                *subdirs.entry(tree.node(id).parent).or_insert(0) += 1;
+            }
+        }
+        FlistFs {
+            tree,
+            overrides,
+            source,
+            read_ahead,
+            subdirs,
+            next_offset: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn file_type(kind: &Kind) -> FileType {
+        match kind {
+            Kind::Dir { .. } => FileType::Directory,
+            Kind::File { .. } => FileType::RegularFile,
+            Kind::Symlink { .. } => FileType::Symlink,
+            Kind::Special { kind, .. } => match kind {
+                SpecialKind::Socket | SpecialKind::Unknown => FileType::Socket,
+                SpecialKind::Block => FileType::BlockDevice,
+                SpecialKind::Chardev => FileType::CharDevice,
+                SpecialKind::Fifo => FileType::NamedPipe,
+            },
+        }
+    }
+
+    fn attr(&self, id: NodeId) -> Option<FileAttr> {
+        let n = self.tree.get(id)?;
+        let size = n.kind.size();
+        let rdev = match &n.kind {
+            Kind::Special {
+                rdev: Some((major, minor)),
+                ..
+            } => u32::try_from(nix::sys::stat::makedev(
+                u64::from(*major),
+                u64::from(*minor),
+            ))
+            .unwrap_or(0),
+            _ => 0,
+        };
+        let nlink = match &n.kind {
+            Kind::Dir { .. } => 2 + self.subdirs.get(&id).copied().unwrap_or(0),
+            _ => 1,
+        };
+        Some(FileAttr {
+            ino: ino(id),
+            size,
+            blocks: size.div_ceil(512),
+            atime: time(n.meta.mtime),
+            mtime: time(n.meta.mtime),
+            ctime: time(n.meta.ctime),
+            crtime: time(n.meta.ctime),
+            kind: Self::file_type(&n.kind),
+            perm: (n.meta.mode & 0o7777) as u16,
+            nlink,
+            uid: n.meta.uid,
+            gid: n.meta.gid,
+            rdev,
+            blksize: 4096,
+            flags: 0,
+        })
+    }
+
+    /// Bytes `[offset, offset + size)` of node `id`, fetching only the covering chunks.
+    fn read_range(&self, id: NodeId, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        if let Some(content) = self.overrides.get(&id) {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(content.len());
+            let end = start.saturating_add(size as usize).min(content.len());
+            return Ok(content[start..end].to_vec());
+        }
+        let Some(Kind::File {
+            size: file_size,
+            blocks,
+        }) = self.tree.get(id).map(|n| &n.kind)
+        else {
+            return Err(Errno::EISDIR);
+        };
+        if offset >= *file_size || size == 0 {
+            return Ok(Vec::new());
+        }
+        let end = (offset + u64::from(size)).min(*file_size);
+        let chunk = CHUNK_SIZE as u64;
+        let first = (offset / chunk) as usize;
+        let last = ((end - 1) / chunk) as usize;
+        if last >= blocks.len() {
+            tracing::error!(
+                "{}: size {} needs chunk {} but the flist lists {}",
+                self.tree.path_of(id),
+                file_size,
+                last + 1,
+                blocks.len()
+            );
+            return Err(Errno::EIO);
+        }
+        // Sequential reads (from the start, or continuing the previous one) load ahead.
+        let sequential = {
+            let mut next = self.next_offset.lock().unwrap_or_else(|p| p.into_inner());
+            let key = id as u64;
+            let seq = offset == 0 || next.get(&key) == Some(&offset);
+            next.insert(key, end);
+            seq
+        };
+        let ahead_end = if sequential {
+            (last + 1 + self.read_ahead).min(blocks.len())
+        } else {
+            last + 1
+        };
+        if ahead_end > first + 1 {
+            self.source.prefetch(&blocks[first + 1..ahead_end]);
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for (i, block) in blocks.iter().enumerate().take(last + 1).skip(first) {
+            let data = self.source.get(block).map_err(|e| {
+                tracing::error!("reading {}: {e}", self.tree.path_of(id));
+                Errno::EIO
+            })?;
+            let chunk_start = i as u64 * chunk;
+            let from = offset.max(chunk_start) - chunk_start;
+            let to = end.min(chunk_start + data.len() as u64) - chunk_start;
+            if from > to || to as usize > data.len() {
+                tracing::error!(
+                    "{}: chunk {i} holds {} bytes, too few for the file size",
+                    self.tree.path_of(id),
+                    data.len()
+                );
+                return Err(Errno::EIO);
+            }
+            out.extend_from_slice(&data[from as usize..to as usize]);
+        }
+        if (out.len() as u64) < end - offset {
+            tracing::error!(
+                "{}: chunks shorter than the file size",
+                self.tree.path_of(id)
+            );
+            return Err(Errno::EIO);
+        }
+        Ok(out)
+    }
+}
+
+impl Filesystem for FlistFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Larger kernel read-ahead windows mean fewer, larger reads.
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name.to_str() else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        match self
+            .tree
+            .child(node_id(parent), name)
+            .and_then(|id| self.attr(id))
+        {
+            Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr(node_id(ino)) {
+            Some(attr) => reply.attr(&TTL, &attr),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.tree.get(node_id(ino)).map(|n| &n.kind) {
+            Some(Kind::Symlink { target }) => reply.data(target.as_bytes()),
+            Some(_) => reply.error(Errno::EINVAL),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            reply.error(Errno::EROFS);
+            return;
+        }
+        match self.tree.get(node_id(ino)).map(|n| &n.kind) {
+            Some(Kind::File { .. }) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Some(Kind::Dir { .. }) => reply.error(Errno::EISDIR),
+            Some(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.read_range(node_id(ino), offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.tree.get(node_id(ino)).map(|n| &n.kind) {
+            Some(Kind::Dir { .. }) => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Some(_) => reply.error(Errno::ENOTDIR),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let id = node_id(ino);
+        let Some(node) = self.tree.get(id) else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        if !node.kind.is_dir() {
+            reply.error(Errno::ENOTDIR);
+            return;
+        }
+        let dots = [
+            (ino, FileType::Directory, "."),
+            (self::ino(node.parent), FileType::Directory, ".."),
+        ];
+        let children = self.tree.children(id).filter_map(|(name, child)| {
+            self.tree
+                .get(child)
+                .map(|n| (self::ino(child), Self::file_type(&n.kind), name))
+        });
+        for (i, (child_ino, kind, name)) in dots
+            .into_iter()
+            .chain(children)
+            .enumerate()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        {
+            if reply.add(child_ino, i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let stats = self.tree.stats();
+        reply.statfs(
+            stats.fullsize.div_ceil(4096),
+            0,
+            0,
+            self.tree.len() as u64,
+            0,
+            4096,
+            255,
+            4096,
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        // The flist format holds no extended attributes.
+        if self.tree.get(node_id(ino)).is_some() {
+            reply.error(Errno::ENODATA);
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if self.tree.get(node_id(ino)).is_none() {
+            reply.error(Errno::ENOENT);
+        } else if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `mount` and `umount`: serve an flist (a file or a hub URL) through FUSE with
+//! [`flist_mount`], until a signal or an outside unmount.
+
+use std::path::{Path, PathBuf};
+
+use flist_format::Flist;
+use flist_mount::{MountOptions, Override, Unmounted};
+use serde_json::json;
+
+use crate::backend::StoreConfig;
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::response::Response;
+
+/// Arguments of `zflist mount`.
+#[derive(Clone, Debug, Default)]
+pub struct MountArgs {
+    /// An `.flist` file or an `http(s)://` URL of one (e.g. a hub download URL).
+    pub flist: String,
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// Chunk cache directory (`None`: no disk cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Cache bound, e.g. `4G` (default 4 GiB).
+    pub cache_size: Option<String>,
+    /// Let other users access the mount.
+    pub allow_other: bool,
+    /// `--override /path=@file|content` arguments.
+    pub overrides: Vec<String>,
+    /// Refuse the flist unless `<flist>.sig` signs it with this public key (base64 or file).
+    pub require_signature: Option<String>,
+}
+
+/// The bytes of an flist given as a path or an `http(s)://` URL.
+pub fn load_flist_bytes(function: &str, what: &str) -> Result<Vec<u8>> {
+    if what.starts_with("http://") || what.starts_with("https://") {
+        return download(function, what);
+    }
+    std::fs::read(what).map_err(|e| Error::io(function, "reading", Path::new(what), e))
+}
+
+fn download(function: &str, url: &str) -> Result<Vec<u8>> {
+    let fail = |m: String| Error::new(function, ErrorKind::Convert(m));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("starting a runtime: {e}")))?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| fail(format!("HTTP client: {e}")))?;
+        let resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(format!("downloading {url}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("downloading {url}: HTTP {}", resp.status())));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| fail(format!("downloading {url}: {e}")))?;
+        Ok(body.to_vec())
+    })
+}
+
+/// Parses the flist bytes.
+pub fn parse_flist(function: &str, bytes: &[u8], what: &str) -> Result<Flist> {
+    Flist::from_reader(bytes, what).ctx(function)
+}
+
+/// `mount`: mounts, calls `ready` once the mount is in place, serves until SIGINT/SIGTERM
+/// or an outside unmount, and reports the chunk traffic.
+pub fn mount(
+    args: &MountArgs,
+    stores: &StoreConfig,
+    ready: impl FnOnce(&Path),
+) -> Result<Response> {
+    let bytes = load_flist_bytes("mount", &args.flist)?;
+    if let Some(key) = &args.require_signature {
+        let trusted = crate::signing::load_public_key("mount", key)?;
+        crate::signing::check_signature("mount", &args.flist, &bytes, None, &trusted)?;
+    }
+    mount_bytes(args, &bytes, stores, ready)
+}
+
+/// [`mount`] of flist bytes already loaded (and possibly checked).
+pub fn mount_bytes(
+    args: &MountArgs,
+    bytes: &[u8],
+    stores: &StoreConfig,
+    ready: impl FnOnce(&Path),
+) -> Result<Response> {
+    let f = "mount";
+    let flist = parse_flist(f, bytes, &args.flist)?;
+    let overrides = args
+        .overrides
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ctx(f)?;
+    let cache_size = match &args.cache_size {
+        Some(s) => flist_mount::parse_size(s).ok_or_else(|| {
+            Error::usage(
+                f,
+                format!("--cache-size {s:?}: expected a size such as 512M or 4G"),
+            )
+        })?,
+        None => flist_mount::DEFAULT_CACHE_SIZE,
+    };
+    let store = stores.open_read(f, &flist.metadata)?;
+    let name = args
+        .flist
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("flist")
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ',')
+        .collect::<String>();
+    let options = MountOptions {
+        cache_dir: args.cache_dir.clone(),
+        cache_size,
+        allow_other: args.allow_other,
+        overrides,
+        fs_name: name,
+        ..Default::default()
+    };
+    let signals = flist_mount::Signals::install(store.handle()).ctx(f)?;
+    let mounted = flist_mount::mount(
+        flist,
+        store.store().clone(),
+        store.handle().clone(),
+        &args.mountpoint,
+        &options,
+    )
+    .ctx(f)?;
+    ready(&args.mountpoint);
+    let (ended, stats) = mounted.wait_until_signal(store.handle(), signals).ctx(f)?;
+    let how = match ended {
+        flist_mount::Ended::Signal => "signal",
+        flist_mount::Ended::Unmounted => "unmounted",
+    };
+    let json = json!({
+        "mountpoint": args.mountpoint.display().to_string(),
+        "ended": how,
+        "fetched_chunks": stats.fetched_chunks,
+        "fetched_bytes": stats.fetched_bytes,
+        "disk_hits": stats.disk_hits,
+        "memory_hits": stats.memory_hits,
+        "prefetched": stats.prefetched,
+    });
+    let text = format!(
+        "unmounted {} ({how}): fetched {} chunks ({} bytes) from the store, {} from the disk cache, {} prefetched\n",
+        args.mountpoint.display(),
+        stats.fetched_chunks,
+        stats.fetched_bytes,
+        stats.disk_hits,
+        stats.prefetched
+    );
+    Ok(Response::new(json, text))
+}
+
+/// `umount`: unmounts a live mount, or clears a stale one left by a killed process.
+pub fn umount(mountpoint: &Path) -> Result<Response> {
+    let what = flist_mount::unmount(mountpoint).ctx("umount")?;
+    let (state, text) = match what {
+        Unmounted::Live => ("unmounted", format!("unmounted {}\n", mountpoint.display())),
+        Unmounted::Stale => (
+            "stale",
+            format!(
+                "{}: stale mount (its process is gone): cleared\n",
+                mountpoint.display()
+            ),
+        ),
+    };
+    Ok(Response::new(
+        json!({"mountpoint": mountpoint.display().to_string(), "state": state}),
+        text,
+    ))
+}
