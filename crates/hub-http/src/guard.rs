@@ -251,7 +251,7 @@ where
     let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
@@ -273,9 +273,15 @@ where
             idle,
             stalled: None,
         });
-        let svc = app
-            .clone()
-            .map_request(|req: axum::http::Request<hyper::body::Incoming>| req.map(Body::new));
+        let svc =
+            app.clone()
+                .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(Body::new);
+                    // What `into_make_service_with_connect_info` provides: per-client limits.
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)

@@ -5,7 +5,7 @@
 //! - the JSON API of `shared/spec/hub-api.md` (public reads, `/api/flist/me/...` writes
 //!   authenticated by hub tokens or ES384 JWTs, `INFO` method, uploads, merge);
 //! - downloads with ETag/Range/HEAD, `.md5`/`.txt`/`.json`/`.md` companions;
-//! - minimal server-rendered pages and the 3Bot login flow;
+//! - the web app ([`ui`]: templated pages, owner forms, path search) and the 3Bot login flow;
 //! - job progress over Server-Sent Events at `/listen/<id>`.
 //!
 //! Errors on `/api/*` are JSON (`{"status":"error","message"}`) with real status codes.
@@ -29,6 +29,7 @@ pub mod server;
 pub mod signing;
 pub mod state;
 pub mod threebot;
+pub mod ui;
 pub mod upload;
 pub mod web;
 

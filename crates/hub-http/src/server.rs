@@ -12,7 +12,6 @@ use axum::Router;
 use hub_repo::Hub;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::Identity;
@@ -21,7 +20,7 @@ use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use crate::{
     api, changes, compat, csrf, derive, docker, guard, jobs, mirror, request_id, signing, threebot,
-    upload, web,
+    ui, upload, web,
 };
 
 /// A start-up failure.
@@ -93,6 +92,14 @@ pub fn router(state: Shared) -> Router {
         .route("/api/flist/me/upload", post(upload::upload))
         .route("/api/flist/me/upload-flist", post(upload::upload_flist))
         .route("/api/flist/me/docker", post(docker::docker))
+        .route(
+            "/upload",
+            get(ui::forms::upload_page).post(ui::forms::upload_post),
+        )
+        .route(
+            "/upload-flist",
+            get(ui::forms::upload_flist_page).post(ui::forms::upload_flist_post),
+        )
         .layer(DefaultBodyLimit::max(
             usize::try_from(cfg.max_upload_bytes).unwrap_or(usize::MAX),
         ))
@@ -150,24 +157,32 @@ pub fn router(state: Shared) -> Router {
         .route("/api/flist/me/derive/{a}", post(derive::me_derive))
         .route("/api/signing-key", get(signing::signing_key))
         .route("/listen/{id}", get(jobs::listen))
-        .route("/", get(web::home))
-        .route("/search", get(web::search))
-        .route("/upload", get(web::upload_page))
-        .route("/upload-flist", get(web::upload_flist_page))
-        .route("/merge", get(web::merge_page))
-        .route("/docker-convert", get(web::docker_page))
-        .route("/token", get(web::token_page))
-        .route("/login-method", get(web::login_method))
+        .route("/", get(ui::pages::home))
+        .route("/search", get(ui::pages::search))
+        .route("/upload/job", post(ui::forms::upload_job))
+        .route(
+            "/merge",
+            get(ui::forms::merge_page).post(ui::forms::merge_post),
+        )
+        .route("/docker-convert", get(ui::forms::docker_page))
+        .route(
+            "/token",
+            get(ui::account::tokens).post(ui::account::token_create),
+        )
+        .route("/token/revoke", post(ui::account::token_revoke))
+        .route("/login-method", get(ui::account::login_page))
+        .route("/login-token", post(ui::account::login_token))
+        .route("/me/active-user", post(ui::account::switch))
         .route("/logout", get(web::logout).post(web::logout))
         .route("/readonly", get(web::readonly))
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
         .route("/callback_token", get(threebot::callback_token))
-        .route("/{repo}", get(web::repo_page))
+        .route("/{repo}", get(ui::pages::repo).post(ui::pages::repo_action))
         .route("/{repo}/{file}", get(web::repo_file))
-        .route("/{repo}/tags/{tag}", get(web::tag_page))
+        .route("/{repo}/tags/{tag}", get(ui::pages::tag))
         .route("/{repo}/tags/{tag}/{file}", get(web::tag_file))
-        .nest_service("/static", ServeDir::new(cfg.static_dir()))
+        .route("/static/{*file}", get(ui::assets::serve))
         .layer(axum::middleware::from_fn(|req, next| {
             guard::declared_length(guard::SMALL_BODY_LIMIT, req, next)
         }))
@@ -182,6 +197,10 @@ pub fn router(state: Shared) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             mirror::read_only,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ui::limits::limit_heavy,
         ))
         .layer(axum::middleware::from_fn(move |req, next| {
             guard::body_rate(limits.clone(), req, next)
@@ -207,6 +226,7 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
             dir: config.data_dir.display().to_string(),
             source,
         })?;
+    let hub = Arc::new(hub);
     let store = flist_store::open(&config.store_url()).await?;
     let public_backend = match flist_store::StoreUrl::parse(&config.public_backend) {
         Ok(u) => flist_convert::backend::public_backend_opt(&u).map(|b| b.to_json()),
@@ -221,6 +241,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
             config.public_backend
         );
     }
+    let h2 = hub.clone();
+    // Flists stored before the path index existed are indexed in the background.
+    tokio::task::spawn_blocking(move || match h2.backfill_path_index() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("path index: {n} flists indexed"),
+        Err(e) => tracing::warn!("path index backfill: {e}"),
+    });
     let data = config.data_dir.clone();
     tokio::task::spawn_blocking(move || signing::load_or_create_key(&data))
         .await?
@@ -231,7 +258,7 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
     let c2 = config.clone();
     let identity = tokio::task::spawn_blocking(move || Identity::from_config(&c2)).await??;
     Ok(Arc::new(AppState::new(
-        Arc::new(hub),
+        hub,
         store,
         config,
         public_backend,

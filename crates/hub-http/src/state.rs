@@ -27,6 +27,8 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// Token, JWT and 3Bot verification.
     pub identity: Identity,
+    /// Web app state (per-client limits, pending upload jobs).
+    pub web: crate::ui::WebState,
     /// Slots for docker conversions running at once.
     pub docker_slots: Arc<tokio::sync::Semaphore>,
     /// The mirror's sync state, when this hub mirrors another.
@@ -36,6 +38,11 @@ pub struct AppState {
     /// Name resolutions cached until the next catalog write.
     resolved: Mutex<HashMap<(String, String), (u64, Resolved)>>,
 }
+
+/// Largest response body kept by [`AppState::cached`].
+const CACHE_ENTRY_MAX: usize = 4 << 20;
+/// Bytes [`AppState::cached`] holds at most (it starts over beyond).
+const CACHE_BYTES_MAX: usize = 64 << 20;
 
 /// The state as handlers receive it.
 pub type Shared = Arc<AppState>;
@@ -54,6 +61,7 @@ impl AppState {
             config.docker.max_concurrent.max(1),
         ));
         AppState {
+            web: crate::ui::WebState::default(),
             docker_slots,
             hub,
             store,
@@ -94,8 +102,12 @@ impl AppState {
             }
         }
         let body = self.blocking(f).await?;
+        if body.len() > CACHE_ENTRY_MAX {
+            return Ok(body);
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 4096 {
+        let held: usize = cache.values().map(|(_, b)| b.len()).sum();
+        if cache.len() > 4096 || held + body.len() > CACHE_BYTES_MAX {
             cache.clear();
         }
         cache.insert(key.to_string(), (generation, body.clone()));

@@ -153,13 +153,25 @@ pub async fn upload(
 ) -> ApiResult<Json<Value>> {
     actor.check_write(&actor.active)?;
     let job = st.jobs.start("upload", &actor.user).await?;
+    let payload = upload_with_job(&st, &actor, &headers, multipart, job).await?;
+    Ok(Json(render::success(Some(payload))))
+}
+
+/// Runs an archive upload as `job` (started by the caller); returns the API payload.
+pub(crate) async fn upload_with_job(
+    st: &Shared,
+    actor: &Actor,
+    headers: &HeaderMap,
+    multipart: Multipart,
+    job: JobHandle,
+) -> ApiResult<Value> {
     let mut guard = JobGuard(Some(job.clone()));
-    let result = upload_inner(&st, &actor, &headers, multipart, &job).await;
+    let result = upload_inner(st, actor, headers, multipart, &job).await;
     guard.0 = None;
     match result {
         Ok((payload, info)) => {
             job.finish_async(info).await;
-            Ok(Json(render::success(Some(payload))))
+            Ok(payload)
         }
         Err(e) => {
             job.fail_async(e.message.clone()).await;

@@ -587,16 +587,22 @@ async fn downloads_with_etag_range_head_and_companions() {
     let md = t.get("/alice/fixture.flist.md").await;
     assert_eq!(md.status(), 200);
     let md = md.text().await.expect("md");
-    assert!(md.contains("/many/f001.txt") && md.contains("custom-key"));
+    assert!(
+        md.contains("custom-key") && md.contains("many/</a>"),
+        "{md}"
+    );
+    let many = t.get("/alice/fixture.flist.md?dir=/many").await;
+    assert_eq!(many.status(), 200);
+    assert!(many.text().await.expect("md").contains(">f001.txt<"));
     assert_eq!(t.get("/alice/none.flist").await.status(), 404);
 
-    // Pages.
+    // Pages (each needle is something only that page writes).
     for (p, needle) in [
-        ("/", "alice"),
-        ("/alice", "latest.flist"),
-        ("/alice/tags/v1", "a.flist"),
-        ("/search?q=fixture", "alice/fixture.flist"),
-        ("/login-method", "login-threebot"),
+        ("/", "<a href=\"/alice\">alice</a>"),
+        ("/alice", "data-name=\"latest.flist\""),
+        ("/alice/tags/v1", "id=\"tag-links\""),
+        ("/search?q=fixture", "id=\"flist-results\""),
+        ("/login-method", "id=\"token-login\""),
         ("/logout", "signed out"),
     ] {
         let r = t.get(p).await;

@@ -460,18 +460,21 @@ async fn threebot_login_flow() {
         (302, Some("/token"))
     );
     let cookie = session_cookie(&r).expect("cookie");
+    // The page creates a token only when asked (POST), and shows it once.
     let page = t
         .client
-        .get(t.url("/token"))
+        .post(t.url("/token"))
         .header("cookie", &cookie)
+        .form(&[("name", "cli"), ("days", "30")])
         .send()
         .await
         .expect("token page");
     let page = page.text().await.expect("html");
     let token = page
-        .split("<pre id=\"token\">")
-        .nth(1)
-        .and_then(|s| s.split("</pre>").next())
+        .split("aria-label=\"New API token\"")
+        .next()
+        .and_then(|s| s.rsplit("value=\"").next())
+        .and_then(|s| s.split('"').next())
         .expect("token shown");
     assert_eq!(call_as(&t, "GET", "/api/flist/me", token, None).await, 200);
 

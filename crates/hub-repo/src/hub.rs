@@ -53,6 +53,7 @@ impl Hub {
             generation: AtomicU64::new(1),
         };
         hub.fail_interrupted_jobs()?;
+        hub.init_path_index()?;
         Ok(hub)
     }
 

@@ -9,6 +9,8 @@
 //!   [`Hub::crosstag_remove`], [`Hub::merge`];
 //! - identity and jobs: [`Hub::create_token`], [`Hub::check_token`], [`Hub::revoke_token`],
 //!   [`Hub::job_create`] and friends (jobs left running by a crash read as failed);
+//! - browsing (web pages): [`Hub::dir_page`], [`Hub::search_paths`] over the path index
+//!   ([`paths`]), [`Hub::repo_summaries`], [`Hub::recent_flists`], [`Hub::references_to`];
 //! - maintenance: [`Hub::import_legacy`], [`Hub::integrity_check`], [`Hub::audit_log`].
 //!
 //! Everything blocks: call it from `spawn_blocking` in async code.
@@ -16,6 +18,7 @@
 mod actor;
 mod audit;
 mod blobs;
+pub mod browse;
 mod db;
 mod entries;
 mod error;
@@ -27,6 +30,7 @@ mod legacy;
 mod model;
 pub mod names;
 mod orgs;
+pub mod paths;
 mod reads;
 mod replica;
 mod sql;

@@ -85,7 +85,7 @@ impl Hub {
         let metadata = info.metadata.map(|m| Value::Object(m).to_string());
         let dump = info.dump.map(|d| d.to_string());
         let uploader = actor.user.clone();
-        self.audited(actor, action, repo, name, detail, |tx, ts| {
+        let entry = self.audited(actor, action, repo, name, detail, |tx, ts| {
             tx.prepare_cached(
                 "INSERT INTO blobs(sha256, md5, size, metadata, dump, created) VALUES (?1,?2,?3,?4,?5,?6) \
                  ON CONFLICT(sha256) DO UPDATE SET metadata = coalesce(blobs.metadata, excluded.metadata), \
@@ -97,7 +97,9 @@ impl Hub {
             .ctx("record flist file")?;
             upsert_regular(tx, repo, name, &staged.sha256, &uploader, info.source.as_deref(), ts)?;
             get_entry(tx, repo, name)?.ok_or_else(|| RepoError::NotFound(format!("{repo}/{name}")))
-        })
+        })?;
+        self.index_stored(&staged.sha256);
+        Ok(entry)
     }
 
     /// Stores the in-memory `flist` as the regular entry `repo/name` (audited as an upload):
@@ -144,6 +146,10 @@ impl Hub {
             });
         }
         let staged = self.stage_file(&out)?;
+        // Indexed from memory now, so storing does not parse the file again.
+        if let Err(e) = self.index_paths(&staged.sha256, &flist.tree) {
+            tracing::warn!("path index: {}: {e}", staged.sha256);
+        }
         let info = info_of(flist, source);
         self.put_flist_as(actor, action, repo, name, staged, info, detail)
     }
@@ -183,6 +189,7 @@ impl Hub {
             Ok(targets.len())
         })?;
         self.bump_generation();
+        self.index_stored(&staged.sha256);
         Ok(n)
     }
 

@@ -120,6 +120,7 @@ impl Hub {
             return Ok(TokenCheck::Expired);
         }
         let memberof: Vec<String> = serde_json::from_str(&members).unwrap_or_default();
+        self.note_token_use(id);
         Ok(TokenCheck::Valid(TokenInfo {
             id,
             user,

@@ -1,0 +1,107 @@
+//! Bounded work on public pages: at most [`HEAVY_PER_CLIENT`] heavy requests (flist pages,
+//! full dumps, the all-repositories listing, search) run at once per client address; more
+//! wait their turn for up to [`HEAVY_WAIT`], then get `429 Too Many Requests`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::state::Shared;
+
+/// Heavy requests one client may have running at once.
+pub const HEAVY_PER_CLIENT: usize = 4;
+/// How long a heavy request waits for its client's slot.
+pub const HEAVY_WAIT: Duration = Duration::from_secs(20);
+
+/// Per-client semaphores.
+pub struct HeavyLimiter {
+    per_client: usize,
+    clients: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
+}
+
+impl HeavyLimiter {
+    /// `per_client` heavy requests at once per address.
+    pub fn new(per_client: usize) -> Self {
+        HeavyLimiter {
+            per_client: per_client.max(1),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, ip: IpAddr) -> Arc<Semaphore> {
+        let mut m = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget idle clients so the map stays small.
+        if m.len() > 4096 {
+            m.retain(|_, s| s.available_permits() < self.per_client);
+        }
+        m.entry(ip)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_client)))
+            .clone()
+    }
+}
+
+/// True for requests whose cost grows with the size of an flist or of the hub.
+pub fn is_heavy(path: &str) -> bool {
+    if path == "/search" || path == "/api/fileslist" || path == "/api/flist" {
+        return true;
+    }
+    if let Some(rest) = path.strip_prefix("/api/flist/") {
+        // `/api/flist/<repo>/<name>`: the full dump (not `me/...`, not `/light` etc.).
+        let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        return parts.len() == 2 && parts[0] != "me";
+    }
+    !path.starts_with("/api/") && path.ends_with(".md")
+}
+
+/// Middleware applying the per-client limit to heavy requests.
+pub async fn limit_heavy(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    if !is_heavy(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let sem = st.web.heavy.slot(ip);
+    let permit = match tokio::time::timeout(HEAVY_WAIT, sem.acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many large requests at once from your address: retry shortly",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return resp;
+        }
+    };
+    let resp = next.run(req).await;
+    drop(permit);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heavy_paths() {
+        assert!(is_heavy("/alice/app.md"));
+        assert!(is_heavy("/api/flist/alice/app.flist"));
+        assert!(!is_heavy("/api/flist/alice/app.flist/light"));
+        assert!(!is_heavy("/api/flist/me/app.flist"));
+        assert!(!is_heavy("/alice/app.flist"));
+        assert!(is_heavy("/search"));
+        assert!(!is_heavy("/"));
+    }
+}

@@ -1,0 +1,388 @@
+//! The web app: server-rendered pages from compiled-in templates (minijinja, auto-escaped,
+//! one layout), CSS and JS embedded at build time and served under hashed names.
+//!
+//! Every form is a POST answered with a redirect (303) or a page; JS only adds progress
+//! bars, tree expansion and copy buttons. Cookie-authenticated writes are checked to come
+//! from this hub's own pages (`Origin` / `Sec-Fetch-Site`).
+
+pub mod account;
+pub mod assets;
+pub mod flist;
+pub mod forms;
+pub mod limits;
+pub mod markdown;
+pub mod pages;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use hub_repo::Actor;
+use minijinja::Environment;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{json, Value};
+
+use crate::auth::MaybeCaller;
+use crate::error::ApiError;
+use crate::jobs::JobHandle;
+use crate::state::Shared;
+
+/// Name of the cookie carrying a one-shot message to the next page.
+pub const FLASH_COOKIE: &str = "hub-flash";
+
+/// Per-server state of the web app.
+pub struct WebState {
+    /// Concurrent heavy requests per client.
+    pub heavy: limits::HeavyLimiter,
+    /// Upload jobs created by the upload page before its file is sent (id → job, owner,
+    /// when).
+    pub pending_uploads: Mutex<HashMap<String, (JobHandle, String, Instant)>>,
+}
+
+impl Default for WebState {
+    fn default() -> Self {
+        WebState {
+            heavy: limits::HeavyLimiter::new(limits::HEAVY_PER_CLIENT),
+            pending_uploads: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = templates!(
+    "layout.html",
+    "macros.html",
+    "home.html",
+    "repo.html",
+    "flist.html",
+    "tree.html",
+    "tag.html",
+    "search.html",
+    "upload.html",
+    "merge.html",
+    "docker.html",
+    "tokens.html",
+    "login.html",
+    "error.html",
+    "raw.html",
+);
+
+/// A path segment: everything but unreserved characters and `:@+,` is escaped.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'+')
+    .remove(b',');
+
+/// A query value: like a segment, `/` kept readable.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/')
+    .remove(b':');
+
+/// Percent-encodes one path segment.
+pub fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Percent-encodes a query value.
+pub fn qv(s: &str) -> String {
+    utf8_percent_encode(s, QUERY).to_string()
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from unix seconds.
+pub fn fmt_time(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        (secs % 3600) / 60
+    )
+}
+
+/// `1.5 MB`-style size.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, src) in TEMPLATES {
+        if let Err(e) = env.add_template(name, src) {
+            // Templates are compiled in: a syntax error is a build defect caught by tests.
+            tracing::error!("template {name}: {e}");
+        }
+    }
+    env.add_filter("time", |t: i64| fmt_time(t));
+    env.add_filter("size", |b: u64| human_size(b));
+    env.add_filter("seg", |s: String| seg(&s));
+    env.add_filter("qv", |s: String| qv(&s));
+    env.add_global("css_url", assets::url("hub.css"));
+    env.add_global("js_url", assets::url("hub.js"));
+    env
+}
+
+fn env() -> &'static Environment<'static> {
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(environment)
+}
+
+/// A one-shot message shown on the next page.
+#[derive(Clone, Debug)]
+pub struct Flash {
+    /// `ok` or `error`.
+    pub kind: &'static str,
+    /// The message.
+    pub text: String,
+}
+
+/// What every page needs: the visitor (if signed in) and a pending flash message.
+pub struct Ctx {
+    /// The signed-in identity acting.
+    pub actor: Option<Actor>,
+    flash: Option<Flash>,
+}
+
+impl FromRequestParts<Shared> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        let MaybeCaller(actor) = MaybeCaller::from_request_parts(parts, state).await?;
+        let flash = crate::auth::cookie(&parts.headers, FLASH_COOKIE).and_then(|v| {
+            let text = percent_encoding::percent_decode_str(&v)
+                .decode_utf8()
+                .ok()?
+                .to_string();
+            let (kind, text) = text.split_once(':')?;
+            Some(Flash {
+                kind: if kind == "ok" { "ok" } else { "error" },
+                text: text.chars().take(500).collect(),
+            })
+        });
+        Ok(Ctx { actor, flash })
+    }
+}
+
+impl Ctx {
+    /// Renders `template` with `data` (a JSON object) plus the layout's context.
+    pub fn render(&self, template: &str, title: &str, data: Value) -> Response {
+        self.render_status(StatusCode::OK, template, title, data)
+    }
+
+    /// Like [`Ctx::render`] with a status.
+    pub fn render_status(
+        &self,
+        status: StatusCode,
+        template: &str,
+        title: &str,
+        mut data: Value,
+    ) -> Response {
+        let nav = match &self.actor {
+            Some(a) => {
+                let mut ids = vec![a.user.clone()];
+                ids.extend(a.memberof.iter().filter(|m| **m != a.user).cloned());
+                json!({"user": a.user, "active": a.active, "identities": ids})
+            }
+            None => json!({}),
+        };
+        if let Value::Object(m) = &mut data {
+            m.insert("nav".into(), nav);
+            m.insert("title".into(), json!(title));
+            if let Some(f) = &self.flash {
+                m.insert("flash".into(), json!({"kind": f.kind, "text": f.text}));
+            }
+        }
+        let body = env().get_template(template).and_then(|t| t.render(&data));
+        let mut resp = match body {
+            Ok(b) => (status, Html(b)).into_response(),
+            Err(e) => ApiError::internal(format!("rendering {template}: {e:#}")).into_response(),
+        };
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        if self.flash.is_some() {
+            clear_cookie(h, FLASH_COOKIE);
+        }
+        resp
+    }
+
+    /// A signed-out context (for pages rendered outside a handler's extractors).
+    pub fn anonymous() -> Self {
+        Ctx {
+            actor: None,
+            flash: None,
+        }
+    }
+
+    /// An error page.
+    pub fn error(&self, e: &ApiError) -> Response {
+        self.render_status(
+            e.status,
+            "error.html",
+            e.status.canonical_reason().unwrap_or("Error"),
+            json!({"status": e.status.as_u16(), "message": e.message}),
+        )
+    }
+
+    /// The signed-in actor, or a redirect (302) to the sign-in page, as the old hub did.
+    #[allow(clippy::result_large_err)]
+    pub fn require(&self) -> Result<&Actor, Response> {
+        self.actor.as_ref().ok_or_else(crate::web::login_first)
+    }
+}
+
+/// A page in the common layout around ready-made (trusted) HTML `content`.
+pub fn raw_page(title: &str, content: &str) -> String {
+    let data = json!({"title": title, "content": content, "nav": {}});
+    env()
+        .get_template("raw.html")
+        .and_then(|t| t.render(&data))
+        .unwrap_or_else(|e| {
+            tracing::error!("rendering raw.html: {e:#}");
+            String::from("<!doctype html><title>error</title><p>internal error</p>")
+        })
+}
+
+/// Appends a `Set-Cookie` that removes `name`.
+pub fn clear_cookie(h: &mut HeaderMap, name: &str) {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+    )) {
+        h.append(header::SET_COOKIE, v);
+    }
+}
+
+/// A `303 See Other` to `to` carrying a flash message.
+pub fn redirect_with(to: &str, kind: &str, text: &str) -> Response {
+    let mut resp = see_other(to);
+    let v = format!(
+        "{FLASH_COOKIE}={}; Path=/; Max-Age=60; HttpOnly; SameSite=Strict",
+        utf8_percent_encode(&format!("{kind}:{text}"), NON_ALPHANUMERIC)
+    );
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// A plain `303 See Other`.
+pub fn see_other(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => ApiError::internal("unrepresentable redirect").into_response(),
+    }
+}
+
+/// Refuses a cookie-authenticated write that does not come from this hub's own pages: a
+/// browser sends `Origin` (or `Sec-Fetch-Site`) with every POST, so a foreign site's form
+/// is recognised. Clients that send neither are not browsers and cannot be tricked.
+pub fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let origin_host = origin
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(origin);
+        return if Some(origin_host) == host {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "cross-site request refused: submit the form from the hub's own page",
+            ))
+        };
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        None | Some("same-origin") | Some("none") => Ok(()),
+        Some(_) => Err(ApiError::forbidden(
+            "cross-site request refused: submit the form from the hub's own page",
+        )),
+    }
+}
+
+/// Turns an `ApiResult` of a page into a response (errors as the error page).
+pub fn page_result(ctx: &Ctx, r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(|e| ctx.error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        let env = environment();
+        for (name, _) in TEMPLATES {
+            assert!(env.get_template(name).is_ok(), "template {name}");
+        }
+    }
+
+    #[test]
+    fn sizes_times_and_segments() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KB");
+        assert_eq!(fmt_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(seg("zos:prod-3:latest.flist"), "zos:prod-3:latest.flist");
+        assert_eq!(seg("a b/c?"), "a%20b%2Fc%3F");
+    }
+
+    #[test]
+    fn same_origin_rules() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("hub.test:80"));
+        assert!(check_same_origin(&h).is_ok());
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://hub.test:80"),
+        );
+        assert!(check_same_origin(&h).is_ok());
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.test"));
+        assert!(check_same_origin(&h).is_err());
+        h.remove(header::ORIGIN);
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(check_same_origin(&h).is_err());
+    }
+}

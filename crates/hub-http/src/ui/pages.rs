@@ -1,0 +1,415 @@
+//! Home, repository (with its owner forms), tag and search pages.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Form;
+use hub_repo::{names, ListedKind, RepoError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{check_same_origin, page_result, redirect_with, seg, Ctx};
+use crate::error::ApiError;
+use crate::state::Shared;
+
+/// Results per page of search.
+const SEARCH_PAGE: u64 = 50;
+
+/// `GET /`
+pub async fn home(State(st): State<Shared>, ctx: Ctx) -> Response {
+    let r = async {
+        let (repos, recent) = st
+            .blocking(|hub| Ok((hub.repo_summaries()?, hub.recent_flists(10)?)))
+            .await?;
+        let official = &st.config.official;
+        let row = |r: &hub_repo::browse::RepoSummary| {
+            json!({"name": r.name, "updated": r.updated, "entries": r.entries, "tags": r.tags})
+        };
+        let off: Vec<Value> = official
+            .iter()
+            .filter_map(|o| repos.iter().find(|r| &r.name == o))
+            .map(row)
+            .collect();
+        let others: Vec<Value> = repos
+            .iter()
+            .filter(|r| !official.contains(&r.name))
+            .map(row)
+            .collect();
+        let flists: u64 = repos.iter().map(|r| r.entries).sum();
+        Ok(ctx.render(
+            "home.html",
+            "Zero-OS flist hub",
+            json!({
+                "official": off, "others": others, "recent": recent,
+                "repo_count": repos.len(), "flist_count": flists,
+                "public_url": st.config.public_url.trim_end_matches('/'),
+            }),
+        ))
+    }
+    .await;
+    page_result(&ctx, r)
+}
+
+/// On page paths an invalid name is a page that does not exist (404), as on the old hub.
+fn not_found(e: RepoError) -> ApiError {
+    ApiError::not_found(e.to_string())
+}
+
+fn api_guard(repo: &str) -> Result<(), ApiError> {
+    if repo == "api" {
+        return Err(ApiError::not_found("no such endpoint"));
+    }
+    Ok(())
+}
+
+/// `GET /<repo>`
+pub async fn repo(State(st): State<Shared>, Path(repo): Path<String>, ctx: Ctx) -> Response {
+    let r = async {
+        api_guard(&repo)?;
+        names::validate_repo(&repo).map_err(not_found)?;
+        let r2 = repo.clone();
+        let (items, md5s) = st
+            .blocking(move |hub| {
+                let items = hub
+                    .list(&r2)?
+                    .ok_or_else(|| ApiError::not_found(format!("There is no repository {r2}.")))?;
+                let mut md5s = HashMap::new();
+                for l in &items {
+                    if matches!(l.kind, ListedKind::Regular | ListedKind::Symlink) && !l.broken {
+                        if let Ok(res) = hub.resolve(&r2, &l.name) {
+                            md5s.insert(l.name.clone(), res.md5);
+                        }
+                    }
+                }
+                Ok((items, md5s))
+            })
+            .await?;
+        let base = st.config.public_url.trim_end_matches('/');
+        let mut entries = Vec::new();
+        let mut tags = Vec::new();
+        let mut flists = Vec::new();
+        for l in &items {
+            let kind = match l.kind {
+                ListedKind::Regular => "regular",
+                ListedKind::Symlink => "symlink",
+                ListedKind::Taglink => "taglink",
+                ListedKind::Tag => "tag",
+            };
+            if l.kind == ListedKind::Tag {
+                tags.push(json!({"name": l.name, "updated": l.updated,
+                    "href": format!("/{}/tags/{}", seg(&repo), seg(&l.name))}));
+                continue;
+            }
+            let target_href = l.target.as_deref().map(|t| match l.kind {
+                ListedKind::Taglink => match t.split_once("/tags/") {
+                    Some((r, tag)) => format!("/{}/tags/{}", seg(r), seg(tag)),
+                    None => format!("/{}", seg(t)),
+                },
+                _ => match t.split_once('/') {
+                    Some((r, n)) => format!("/{}/{}.md", seg(r), seg(n)),
+                    None => format!("/{}/{}.md", seg(&repo), seg(t)),
+                },
+            });
+            let is_flist = matches!(l.kind, ListedKind::Regular | ListedKind::Symlink);
+            if is_flist {
+                flists.push(l.name.clone());
+            }
+            entries.push(json!({
+                "name": l.name, "kind": kind, "size": l.size, "updated": l.updated,
+                "target": l.target, "target_href": target_href, "broken": l.broken,
+                "href": if is_flist { format!("/{}/{}.md", seg(&repo), seg(&l.name)) }
+                        else { target_href.clone().unwrap_or_default() },
+                "url": if is_flist { format!("{base}/{repo}/{}", l.name) } else { String::new() },
+                "download": if is_flist { format!("/{}/{}", seg(&repo), seg(&l.name)) } else { String::new() },
+                "md5": md5s.get(&l.name),
+            }));
+        }
+        let owner = ctx.actor.as_ref().is_some_and(|a| a.may_write(&repo));
+        Ok(ctx.render(
+            "repo.html",
+            &repo,
+            json!({"repo": repo, "entries": entries, "tags": tags, "flists": flists,
+                   "owner": owner, "acting": ctx.actor.as_ref().map(|a| a.active.clone())}),
+        ))
+    }
+    .await;
+    page_result(&ctx, r)
+}
+
+/// The owner forms of the repository page.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RepoAction {
+    op: String,
+    name: String,
+    to: String,
+    confirm: String,
+    source: String,
+    linkname: String,
+    target: String,
+    tag: String,
+}
+
+fn split_target(t: &str) -> Result<(String, String), ApiError> {
+    let t = t.trim().trim_start_matches('/');
+    let (r, n) = t
+        .split_once('/')
+        .ok_or_else(|| ApiError::bad_request(format!("{t:?} is not repository/name.flist")))?;
+    names::validate_repo(r)?;
+    Ok((r.to_string(), n.to_string()))
+}
+
+/// `POST /<repo>`: rename, delete, link, crosslink, tag, untag, crosstag, promote.
+pub async fn repo_action(
+    State(st): State<Shared>,
+    Path(repo): Path<String>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Form(f): Form<RepoAction>,
+) -> Response {
+    let back = format!("/{}", seg(&repo));
+    let actor = match ctx.require() {
+        Ok(a) => a.clone(),
+        Err(resp) => return resp,
+    };
+    if let Err(e) = check_same_origin(&headers) {
+        return ctx.error(&e);
+    }
+    if let Err(e) = names::validate_repo(&repo) {
+        return ctx.error(&e.into());
+    }
+    if !actor.may_write(&repo) {
+        return ctx.error(&ApiError::forbidden(format!(
+            "You act as {} and cannot change repository {repo}.",
+            actor.active
+        )));
+    }
+    let r2 = repo.clone();
+    let result: Result<String, ApiError> = st
+        .blocking(move |hub| {
+            let a = &actor;
+            let msg = match f.op.as_str() {
+                "rename" => {
+                    hub.rename(a, &r2, &f.name, f.to.trim())?;
+                    format!("Renamed {} to {}.", f.name, f.to.trim())
+                }
+                "delete" => {
+                    if f.confirm != "yes" {
+                        return Err(ApiError::bad_request(format!(
+                            "Not deleted: tick “yes, delete {}” to confirm.",
+                            f.name
+                        )));
+                    }
+                    hub.delete(a, &r2, &f.name)?;
+                    format!("Deleted {}.", f.name)
+                }
+                "link" => {
+                    hub.link(a, &r2, &f.source, f.linkname.trim())?;
+                    format!("{} now points to {}.", f.linkname.trim(), f.source)
+                }
+                "crosslink" => {
+                    let (tr, tn) = split_target(&f.target)?;
+                    hub.crosslink(a, &r2, f.linkname.trim(), &tr, &tn)?;
+                    format!("{} now points to {tr}/{tn}.", f.linkname.trim())
+                }
+                "tag" => {
+                    let (tr, tn) = split_target(&f.target)?;
+                    let link = if f.linkname.trim().is_empty() {
+                        tn.clone()
+                    } else {
+                        f.linkname.trim().to_string()
+                    };
+                    hub.tag_add(a, &r2, f.tag.trim(), &link, &tr, &tn)?;
+                    format!("Tag {} now holds {link} → {tr}/{tn}.", f.tag.trim())
+                }
+                "untag" => {
+                    let links = hub.tag_links(&r2, f.tag.trim())?;
+                    let l = links.iter().find(|l| l.name == f.linkname).ok_or_else(|| {
+                        RepoError::NotFound(format!("{} in tag {}", f.linkname, f.tag))
+                    })?;
+                    let (tr, tn) = split_target(l.target.as_deref().unwrap_or_default())?;
+                    hub.tag_remove(a, &r2, f.tag.trim(), &f.linkname, &tr, &tn)?;
+                    format!("Removed {} from tag {}.", f.linkname, f.tag.trim())
+                }
+                "crosstag" => {
+                    let (tr, tag) = f
+                        .target
+                        .trim()
+                        .split_once("/tags/")
+                        .map(|(r, t)| (r.to_string(), t.to_string()))
+                        .ok_or_else(|| {
+                            ApiError::bad_request("the target tag is written repository/tags/tag")
+                        })?;
+                    hub.crosstag(a, &r2, f.linkname.trim(), &tr, &tag)?;
+                    format!("{} now points to {tr}/tags/{tag}.", f.linkname.trim())
+                }
+                "promote" => {
+                    let (sr, sn) = split_target(&f.source)?;
+                    let local = if f.name.trim().is_empty() {
+                        sn.clone()
+                    } else {
+                        f.name.trim().to_string()
+                    };
+                    hub.promote(a, &r2, &sr, &sn, &local)?;
+                    format!("Copied {sr}/{sn} here as {local}.")
+                }
+                other => return Err(ApiError::bad_request(format!("unknown action {other:?}"))),
+            };
+            Ok(msg)
+        })
+        .await;
+    match result {
+        Ok(msg) => redirect_with(&back, "ok", &msg),
+        Err(e) if e.status.is_client_error() => redirect_with(&back, "error", &e.message),
+        Err(e) => ctx.error(&e),
+    }
+}
+
+/// `GET /<repo>/tags/<tag>`
+pub async fn tag(
+    State(st): State<Shared>,
+    Path((repo, tag)): Path<(String, String)>,
+    ctx: Ctx,
+) -> Response {
+    let r = async {
+        api_guard(&repo)?;
+        names::validate_repo(&repo).map_err(not_found)?;
+        names::validate_tag(&tag).map_err(not_found)?;
+        let (r2, t2) = (repo.clone(), tag.clone());
+        let links = st.blocking(move |hub| Ok(hub.tag_links(&r2, &t2)?)).await?;
+        let links: Vec<Value> = links
+            .iter()
+            .map(|l| {
+                let target = l.target.clone().unwrap_or_default();
+                let href = match target.split_once('/') {
+                    Some((r, n)) => format!("/{}/{}.md", seg(r), seg(n)),
+                    None => String::new(),
+                };
+                json!({"name": l.name, "target": target, "href": href, "size": l.size,
+                       "updated": l.updated, "broken": l.broken,
+                       "download": format!("/{}/tags/{}/{}", seg(&repo), seg(&tag), seg(&l.name))})
+            })
+            .collect();
+        let owner = ctx.actor.as_ref().is_some_and(|a| a.may_write(&repo));
+        Ok(ctx.render(
+            "tag.html",
+            &format!("{repo} · tag {tag}"),
+            json!({"repo": repo, "tag": tag, "links": links, "owner": owner}),
+        ))
+    }
+    .await;
+    page_result(&ctx, r)
+}
+
+/// Query of `/search`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SearchQuery {
+    q: String,
+    page: u64,
+}
+
+/// Splits `path` around the part matched by `q` (prefix of the path, or of its base name).
+fn highlight(path: &str, q: &str) -> (String, String, String) {
+    let start = if q.starts_with('/') {
+        0
+    } else {
+        path.rfind('/').map(|i| i + 1).unwrap_or(0)
+    };
+    let end = (start + q.len()).min(path.len());
+    if path.is_char_boundary(start) && path.is_char_boundary(end) && path[start..end] == *q {
+        (
+            path[..start].to_string(),
+            path[start..end].to_string(),
+            path[end..].to_string(),
+        )
+    } else {
+        (path.to_string(), String::new(), String::new())
+    }
+}
+
+/// `GET /search?q=&page=`: flists by name and files by path inside any flist.
+pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>, ctx: Ctx) -> Response {
+    let needle: String = q.q.trim().chars().take(256).collect();
+    let page = q.page.min(1000);
+    let r = async {
+        if needle.is_empty() {
+            return Ok(ctx.render("search.html", "Search", json!({"q": ""})));
+        }
+        let n2 = needle.clone();
+        let (names_hit, paths) = st
+            .blocking(move |hub| {
+                let names_hit = if page == 0 {
+                    hub.search(&n2, 100)?
+                } else {
+                    Vec::new()
+                };
+                let paths = hub.search_paths(&n2, page * SEARCH_PAGE, SEARCH_PAGE + 1)?;
+                Ok((names_hit, paths))
+            })
+            .await?;
+        let more = paths.len() as u64 > SEARCH_PAGE;
+        let flists: Vec<Value> = names_hit
+            .iter()
+            .map(|(r, n)| {
+                let (pre, hit, post) = match n.to_lowercase().find(&needle.to_lowercase()) {
+                    Some(i) if n.is_char_boundary(i) && n.is_char_boundary(i + needle.len()) => (
+                        n[..i].to_string(),
+                        n[i..i + needle.len()].to_string(),
+                        n[i + needle.len()..].to_string(),
+                    ),
+                    _ => (n.clone(), String::new(), String::new()),
+                };
+                json!({"repo": r, "name": n, "pre": pre, "hit": hit, "post": post,
+                       "href": format!("/{}/{}.md", seg(r), seg(n))})
+            })
+            .collect();
+        let files: Vec<Value> = paths
+            .iter()
+            .take(SEARCH_PAGE as usize)
+            .map(|h| {
+                let (pre, hit, post) = highlight(&h.path, &needle);
+                let dir = match h.path.rfind('/') {
+                    Some(0) | None => "/".to_string(),
+                    Some(i) => h.path[..i].to_string(),
+                };
+                json!({"repo": h.repo, "name": h.name, "path": h.path, "kind": h.kind,
+                       "pre": pre, "hit": hit, "post": post,
+                       "href": format!("/{}/{}.md?dir={}#contents", seg(&h.repo), seg(&h.name), super::qv(&dir))})
+            })
+            .collect();
+        let q_enc = super::qv(&needle);
+        Ok(ctx.render(
+            "search.html",
+            &format!("Search: {needle}"),
+            json!({
+                "q": needle, "flists": flists, "files": files, "page": page,
+                "prev": (page > 0).then(|| format!("/search?q={q_enc}&page={}", page - 1)),
+                "next": more.then(|| format!("/search?q={q_enc}&page={}", page + 1)),
+                "first": page * SEARCH_PAGE + 1,
+                "path_mode": needle.starts_with('/'),
+            }),
+        ))
+    }
+    .await;
+    page_result(&ctx, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlights_prefixes() {
+        assert_eq!(
+            highlight("/usr/bin/python3.11", "/usr/bin/py"),
+            ("".into(), "/usr/bin/py".into(), "thon3.11".into())
+        );
+        assert_eq!(
+            highlight("/usr/bin/python3.11", "python"),
+            ("/usr/bin/".into(), "python".into(), "3.11".into())
+        );
+    }
+}

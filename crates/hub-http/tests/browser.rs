@@ -1,0 +1,675 @@
+//! The web app driven in a real headless Chromium through WebDriver (Debian's `chromium` and
+//! `chromium-driver`). One hub and one chromedriver serve the whole binary; each test opens
+//! its own browser (fresh profile) and saves a screenshot under
+//! `target/browser-screenshots/` when it fails.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use flist_format::{Flist, Kind, Meta, Metadata, Tree};
+use hub_repo::{Actor, TokenCheck};
+use serde_json::json;
+
+type Res<T = ()> = Result<T, String>;
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    hub: common::TestHub,
+    driver_port: u16,
+    /// The watchdog shell owning chromedriver (it exits with this process).
+    _watchdog: std::process::Child,
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let hub = rt.block_on(common::TestHub::start());
+        let driver_port = test_support::redis::free_port();
+        // chromedriver lives as long as this test process: a watchdog shell ends it (and
+        // the hub's data directory) when the process is gone.
+        let script = format!(
+            "chromedriver --port={driver_port} --allowed-ips=127.0.0.1 >/dev/null 2>&1 & CD=$!; \
+             while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $CD; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = hub.dir.path().display(),
+        );
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium chromium-driver)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", driver_port)).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        World {
+            rt,
+            hub,
+            driver_port,
+            _watchdog: watchdog,
+        }
+    })
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| test_support::workspace_root().join("target"));
+    target.join("browser-screenshots")
+}
+
+async fn open_browser(port: u16, width: u32, height: u32) -> Res<(Client, tempfile::TempDir)> {
+    // More than one rustls crypto backend is linked in: pick one for the WebDriver client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-dev-shm-usage",
+                format!("--user-data-dir={}", profile.path().display()),
+                format!("--window-size={width},{height}"),
+            ]
+        }),
+    );
+    let c = ClientBuilder::rustls()
+        .map_err(|e| e.to_string())?
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .map_err(|e| format!("WebDriver session: {e}"))?;
+    Ok((c, profile))
+}
+
+/// Runs one browser scenario; on failure saves a screenshot and panics with the reason.
+fn browser_test<F, Fut>(name: &str, f: F)
+where
+    F: FnOnce(Client, &'static World) -> Fut,
+    Fut: Future<Output = Res>,
+{
+    // One browser at a time: the machine is small and the hub is shared.
+    static ONE: Mutex<()> = Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let w = world();
+    let result = w.rt.block_on(async {
+        let (c, _profile) = open_browser(w.driver_port, 1280, 900).await?;
+        let r = f(c.clone(), w).await;
+        if r.is_err() {
+            let dir = screenshot_dir();
+            let _ = std::fs::create_dir_all(&dir);
+            if let Ok(png) = c.screenshot().await {
+                let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+            }
+        }
+        let _ = c.close().await;
+        r
+    });
+    if let Err(e) = result {
+        panic!(
+            "{name}: {e} (screenshot: {})",
+            screenshot_dir().join(format!("{name}.png")).display()
+        );
+    }
+}
+
+fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+async fn wait_css(c: &Client, css: &str) -> Res<fantoccini::elements::Element> {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .map_err(err(&format!("waiting for {css}")))
+}
+
+async fn text_of(c: &Client, css: &str) -> Res<String> {
+    wait_css(c, css)
+        .await?
+        .text()
+        .await
+        .map_err(err(&format!("text of {css}")))
+}
+
+async fn goto(c: &Client, w: &World, path: &str) -> Res {
+    c.goto(&w.hub.url(path))
+        .await
+        .map_err(err(&format!("goto {path}")))
+}
+
+async fn wait_url(c: &Client, suffix: &str) -> Res<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let u = c.current_url().await.map_err(err("url"))?;
+        if u.as_str().ends_with(suffix) {
+            return Ok(u.to_string());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("still on {u}, expected …{suffix}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ensure(cond: bool, what: impl Into<String>) -> Res {
+    if cond {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
+
+/// Signs `user` in through the login page's API-token form.
+async fn sign_in(c: &Client, w: &World, user: &str) -> Res {
+    let token = w.hub.token(user, &[]).await;
+    goto(c, w, "/login-method").await?;
+    wait_css(c, "#login-token")
+        .await?
+        .send_keys(&token)
+        .await
+        .map_err(err("type token"))?;
+    wait_css(c, "#token-signin")
+        .await?
+        .click()
+        .await
+        .map_err(err("submit"))?;
+    wait_css(c, "#signout").await?;
+    Ok(())
+}
+
+fn meta(mode: u32) -> Meta {
+    Meta::root(mode, 1_700_000_000)
+}
+
+fn file(size: u64) -> Kind {
+    Kind::File {
+        size,
+        blocks: vec![],
+    }
+}
+
+/// Stores `tree` with `metadata` as `repo/name` straight through the catalog.
+async fn put_tree(w: &World, repo: &str, name: &str, tree: Tree, metadata: Metadata) {
+    let hub = w.hub.hub();
+    let tmp = w.hub.dir.path().join(format!("put-{repo}-{name}"));
+    let (repo, name) = (repo.to_string(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        let fl = Flist { tree, metadata };
+        fl.write(&tmp).unwrap();
+        let staged = hub.stage_file(&tmp).unwrap();
+        hub.put_flist(
+            &Actor::new(repo.clone(), vec![]),
+            &repo,
+            &name,
+            staged,
+            hub_repo::inspect::info_of(&fl, None),
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn sign_in_with_an_api_token_and_out() {
+    browser_test("sign_in", |c, w| async move {
+        // A token the hub never issued is refused with the reason on the login page.
+        goto(&c, w, "/login-method").await?;
+        wait_css(&c, "#login-token")
+            .await?
+            .send_keys("not-a-real-token")
+            .await
+            .map_err(err("type"))?;
+        wait_css(&c, "#token-signin")
+            .await?
+            .click()
+            .await
+            .map_err(err("click"))?;
+        let flash = text_of(&c, "#flash").await?;
+        ensure(
+            flash.contains("not a token of this hub"),
+            format!("refusal says why: {flash:?}"),
+        )?;
+        ensure(
+            c.find(Locator::Css("#signout")).await.is_err(),
+            "not signed in after a bad token",
+        )?;
+
+        sign_in(&c, w, "alice").await?;
+        let selected = c
+            .execute(
+                "return document.querySelector('select[name=active]').value",
+                vec![],
+            )
+            .await
+            .map_err(err("switcher"))?;
+        ensure(
+            selected == json!("alice"),
+            format!("acting as alice: {selected}"),
+        )?;
+        ensure(
+            c.find(Locator::Css("#signin")).await.is_err(),
+            "no Sign in link once signed in",
+        )?;
+        wait_css(&c, "#signout")
+            .await?
+            .click()
+            .await
+            .map_err(err("sign out"))?;
+        wait_css(&c, "#signin").await?;
+        ensure(
+            c.find(Locator::Css("#signout")).await.is_err(),
+            "signed out",
+        )
+    });
+}
+
+#[test]
+fn upload_a_targz_through_the_form_and_land_on_its_page() {
+    browser_test("upload", |c, w| async move {
+        let dir = tempfile::tempdir().map_err(err("tempdir"))?;
+        let mut t = test_support::archive::RawTar::new();
+        t.dir("etc/")
+            .file("etc/motd", b"welcome to the browser test\n")
+            .dir("usr/")
+            .dir("usr/bin/")
+            .file("usr/bin/browser-tool", b"#!/bin/sh\necho hi\n");
+        let path = dir.path().join("webapp-1.0.tar.gz");
+        std::fs::write(&path, test_support::archive::gzip(&t.finish())).map_err(err("write"))?;
+
+        sign_in(&c, w, "uploader").await?;
+        goto(&c, w, "/upload").await?;
+        wait_css(&c, "#upload-file")
+            .await?
+            .send_keys(&path.display().to_string())
+            .await
+            .map_err(err("pick file"))?;
+        wait_css(&c, "#upload-submit")
+            .await?
+            .click()
+            .await
+            .map_err(err("upload"))?;
+        wait_url(&c, "/uploader/webapp-1.0.flist.md").await?;
+        let name = text_of(&c, "#flist-name").await?;
+        ensure(
+            name == "webapp-1.0.flist",
+            format!("page of the new flist: {name}"),
+        )?;
+        let tree = text_of(&c, "#contents").await?;
+        ensure(
+            tree.contains("etc/") && tree.contains("usr/"),
+            format!("its contents: {tree}"),
+        )?;
+        let url = c
+            .execute("return document.getElementById('flist-url').value", vec![])
+            .await
+            .map_err(err("url"))?;
+        ensure(
+            url == json!("http://hub.test/uploader/webapp-1.0.flist"),
+            format!("copyable URL: {url}"),
+        )
+    });
+}
+
+#[test]
+fn open_and_close_a_directory_in_the_tree() {
+    browser_test("tree", |c, w| async move {
+        let mut tree = Tree::new(meta(0o755));
+        let bin = tree.mkdir_p("usr/bin", &meta(0o755)).unwrap();
+        tree.insert(bin, "passwd", meta(0o4755), file(68_208))
+            .unwrap();
+        tree.insert(
+            bin,
+            "sh",
+            meta(0o777),
+            Kind::Symlink {
+                target: "dash".into(),
+            },
+        )
+        .unwrap();
+        put_tree(w, "treeuser", "tree.flist", tree, Metadata::new()).await;
+
+        goto(&c, w, "/treeuser/tree.flist.md").await?;
+        wait_css(&c, "#contents a.dir")
+            .await?
+            .click()
+            .await
+            .map_err(err("open usr"))?;
+        let bin_link = wait_css(&c, "#contents tr.sub a.dir").await?;
+        ensure(
+            bin_link.text().await.map_err(err("text"))? == "bin/",
+            "usr opened in place and shows bin/",
+        )?;
+        bin_link.click().await.map_err(err("open bin"))?;
+        let row = text_of(&c, "#contents tr.sub tr.sub tr.t-regular").await?;
+        ensure(
+            row.contains("-rwsr-xr-x") && row.contains("passwd") && row.contains("66.6 KB"),
+            format!("setuid file row: {row}"),
+        )?;
+        let link = text_of(&c, "#contents tr.sub tr.sub tr.t-symlink").await?;
+        ensure(
+            link.contains("sh") && link.contains("→ dash"),
+            format!("symlink row: {link}"),
+        )?;
+        // Closing usr removes what it showed.
+        wait_css(
+            &c,
+            "#contents > .table-wrap > table > tbody > tr > td > a.dir",
+        )
+        .await?
+        .click()
+        .await
+        .map_err(err("close usr"))?;
+        let open = c
+            .execute(
+                "return document.querySelectorAll('#contents tr.sub').length",
+                vec![],
+            )
+            .await
+            .map_err(err("count"))?;
+        ensure(open == json!(0), format!("closed: {open} sub-rows left"))
+    });
+}
+
+#[test]
+fn find_a_file_path_with_search() {
+    browser_test("search", |c, w| async move {
+        let mut tree = Tree::new(meta(0o755));
+        let d = tree.mkdir_p("opt/searchable", &meta(0o755)).unwrap();
+        tree.insert(d, "unique-file-xyz.conf", meta(0o644), file(10))
+            .unwrap();
+        put_tree(w, "finder", "haystack.flist", tree, Metadata::new()).await;
+
+        goto(&c, w, "/").await?;
+        let input = wait_css(&c, "#home-search").await?;
+        input
+            .send_keys("/opt/searchable/uni\u{E007}")
+            .await
+            .map_err(err("type query"))?;
+        let hit = text_of(&c, "#path-results li").await?;
+        ensure(
+            hit.contains("/opt/searchable/unique-file-xyz.conf")
+                && hit.contains("finder/haystack.flist"),
+            format!("path hit: {hit}"),
+        )?;
+        let mark = text_of(&c, "#path-results mark").await?;
+        ensure(mark == "/opt/searchable/uni", format!("highlight: {mark}"))?;
+        wait_css(&c, "#path-results li a")
+            .await?
+            .click()
+            .await
+            .map_err(err("open hit"))?;
+        let tree = text_of(&c, "#contents").await?;
+        ensure(
+            tree.contains("unique-file-xyz.conf"),
+            format!("the hit opens its directory: {tree}"),
+        )?;
+        // And a query that matches nothing says so.
+        goto(&c, w, "/search?q=/no/such/path-anywhere").await?;
+        let none = text_of(&c, "#no-results").await?;
+        ensure(none.contains("No results"), format!("no results: {none}"))
+    });
+}
+
+#[test]
+fn rename_and_delete_from_the_repository_page() {
+    browser_test("rename_delete", |c, w| async move {
+        let mut tree = Tree::new(meta(0o755));
+        tree.insert(Tree::ROOT, "f", meta(0o644), file(1)).unwrap();
+        put_tree(w, "owner1", "old-name.flist", tree, Metadata::new()).await;
+
+        sign_in(&c, w, "owner1").await?;
+        goto(&c, w, "/owner1").await?;
+        let row = "tr[data-name='old-name.flist']";
+        wait_css(&c, &format!("{row} details.manage summary"))
+            .await?
+            .click()
+            .await
+            .map_err(err("open manage"))?;
+        let to = wait_css(&c, &format!("{row} .rename-form input[name=to]")).await?;
+        to.clear().await.map_err(err("clear"))?;
+        to.send_keys("new-name.flist").await.map_err(err("type"))?;
+        wait_css(&c, &format!("{row} .rename-form button"))
+            .await?
+            .click()
+            .await
+            .map_err(err("rename"))?;
+        let flash = text_of(&c, "#flash").await?;
+        ensure(
+            flash == "Renamed old-name.flist to new-name.flist.",
+            format!("rename result: {flash}"),
+        )?;
+        wait_css(&c, "tr[data-name='new-name.flist']").await?;
+        ensure(
+            c.find(Locator::Css(row)).await.is_err(),
+            "the old name is gone",
+        )?;
+
+        let row = "tr[data-name='new-name.flist']";
+        wait_css(&c, &format!("{row} details.manage summary"))
+            .await?
+            .click()
+            .await
+            .map_err(err("open manage"))?;
+        wait_css(&c, &format!("{row} .delete-form input[name=confirm]"))
+            .await?
+            .click()
+            .await
+            .map_err(err("confirm"))?;
+        wait_css(&c, &format!("{row} .delete-form button"))
+            .await?
+            .click()
+            .await
+            .map_err(err("delete"))?;
+        let flash = text_of(&c, "#flash").await?;
+        ensure(
+            flash == "Deleted new-name.flist.",
+            format!("delete result: {flash}"),
+        )?;
+        ensure(c.find(Locator::Css(row)).await.is_err(), "the row is gone")?;
+        let gone = w.hub.hub().entry("owner1", "new-name.flist").unwrap();
+        ensure(gone.is_none(), "deleted in the catalog")
+    });
+}
+
+#[test]
+fn create_and_revoke_a_token() {
+    browser_test("tokens", |c, w| async move {
+        sign_in(&c, w, "tokenuser").await?;
+        goto(&c, w, "/token").await?;
+        wait_css(&c, "#token-name")
+            .await?
+            .send_keys("ci-publish")
+            .await
+            .map_err(err("name"))?;
+        wait_css(&c, "#token-days option[value='7']")
+            .await?
+            .click()
+            .await
+            .map_err(err("expiry"))?;
+        wait_css(&c, "#token-create")
+            .await?
+            .click()
+            .await
+            .map_err(err("create"))?;
+        let token = c
+            .execute(
+                "return document.getElementById('token-value').value",
+                vec![],
+            )
+            .await
+            .map_err(err("token"))?;
+        let token = token.as_str().unwrap_or_default().to_string();
+        let hub = w.hub.hub();
+        let info = match hub.check_token(&token).unwrap() {
+            TokenCheck::Valid(i) => i,
+            other => return Err(format!("the shown token works: {other:?}")),
+        };
+        ensure(info.label.as_deref() == Some("ci-publish"), "named")?;
+        let days = (info.expires - info.created) / 86_400;
+        ensure(days == 7, format!("expires in 7 days: {days}"))?;
+        let row = text_of(&c, "#token-list tr[data-token='ci-publish']").await?;
+        ensure(row.contains("never"), format!("never used yet: {row}"))?;
+        // Reloading the page creates nothing.
+        goto(&c, w, "/token").await?;
+        let n = hub.list_tokens("tokenuser").unwrap().len();
+        goto(&c, w, "/token").await?;
+        ensure(
+            hub.list_tokens("tokenuser").unwrap().len() == n,
+            "GET /token creates no token",
+        )?;
+        wait_css(&c, "#token-list tr[data-token='ci-publish'] button")
+            .await?
+            .click()
+            .await
+            .map_err(err("revoke"))?;
+        let flash = text_of(&c, "#flash").await?;
+        ensure(
+            flash == "Revoked token “ci-publish”.",
+            format!("revoke result: {flash}"),
+        )?;
+        ensure(
+            c.find(Locator::Css("#token-list tr[data-token='ci-publish']"))
+                .await
+                .is_err(),
+            "no longer listed",
+        )?;
+        ensure(
+            hub.check_token(&token).unwrap() == TokenCheck::Revoked,
+            "revoked in the catalog",
+        )
+    });
+}
+
+#[test]
+fn merge_two_flists_from_the_form() {
+    browser_test("merge", |c, w| async move {
+        let mut one = Tree::new(meta(0o755));
+        one.insert(Tree::ROOT, "shared", meta(0o644), file(111))
+            .unwrap();
+        one.insert(Tree::ROOT, "only-one", meta(0o644), file(1))
+            .unwrap();
+        put_tree(w, "merger", "one.flist", one, Metadata::new()).await;
+        let mut two = Tree::new(meta(0o755));
+        two.insert(Tree::ROOT, "shared", meta(0o644), file(222))
+            .unwrap();
+        two.insert(Tree::ROOT, "only-two", meta(0o644), file(2))
+            .unwrap();
+        put_tree(w, "merger", "two.flist", two, Metadata::new()).await;
+
+        sign_in(&c, w, "merger").await?;
+        goto(&c, w, "/merge").await?;
+        for f in ["merger/one.flist", "merger/two.flist"] {
+            wait_css(&c, &format!("input[name=pick][value='{f}']"))
+                .await?
+                .click()
+                .await
+                .map_err(err("pick"))?;
+        }
+        // two first (one moves to 3): it wins on `shared`.
+        let order_one = wait_css(&c, "input[name='order:merger/one.flist']").await?;
+        order_one.clear().await.map_err(err("clear"))?;
+        order_one.send_keys("3").await.map_err(err("order"))?;
+        wait_css(&c, "#merge-target")
+            .await?
+            .send_keys("both")
+            .await
+            .map_err(err("target"))?;
+        wait_css(&c, "#merge-submit")
+            .await?
+            .click()
+            .await
+            .map_err(err("merge"))?;
+        wait_url(&c, "/merger/both.flist.md").await?;
+        let tree = text_of(&c, "#contents").await?;
+        ensure(
+            tree.contains("only-one") && tree.contains("only-two"),
+            format!("both flists' files: {tree}"),
+        )?;
+        let shared = c
+            .execute(
+                "return Array.from(document.querySelectorAll('#contents tr')).map(r => r.innerText).find(t => t.includes('shared'))",
+                vec![],
+            )
+            .await
+            .map_err(err("shared row"))?;
+        let shared = shared.as_str().unwrap_or_default().to_string();
+        ensure(
+            shared.contains("222 B"),
+            format!("the first in order wins: {shared}"),
+        )
+    });
+}
+
+#[test]
+fn script_and_quotes_in_names_readme_and_metadata_render_as_text() {
+    browser_test("hostile_text", |c, w| async move {
+        let evil = r#"<script>window.__pwned=1</script>"q"'s'"#;
+        // Entry names hold no `/`: an element with a handler instead of a script.
+        let evil_name = r#"<img src=x onerror="window.__pwned=3">"q"'s'"#;
+        let mut tree = Tree::new(meta(0o755));
+        tree.insert(Tree::ROOT, evil_name, meta(0o644), file(5))
+            .unwrap();
+        let mut md = Metadata::new();
+        md.set(
+            "readme",
+            json!({"readme": format!("# Hello \"quoted\" 'single'\n\n{evil}\n\n<img src=x onerror=\"window.__pwned=2\">")})
+                .to_string(),
+        );
+        md.set("maintainer", evil.to_string());
+        put_tree(w, "evil", "evil.flist", tree, md).await;
+
+        goto(&c, w, "/evil/evil.flist.md").await?;
+        let tree_text = text_of(&c, "#contents").await?;
+        ensure(
+            tree_text.contains(evil_name),
+            format!("entry name as text: {tree_text}"),
+        )?;
+        let meta_text = text_of(&c, "#metadata").await?;
+        ensure(
+            meta_text.contains("maintainer") && meta_text.contains(evil),
+            format!("metadata as text: {meta_text}"),
+        )?;
+        let readme = text_of(&c, "#readme").await?;
+        ensure(
+            readme.contains("Hello \"quoted\" 'single'"),
+            format!("readme rendered with its quotes: {readme}"),
+        )?;
+        let state = c
+            .execute(
+                "return [typeof window.__pwned, document.scripts.length, \
+                 document.querySelectorAll('.markdown script, img[onerror]').length]",
+                vec![],
+            )
+            .await
+            .map_err(err("inspect"))?;
+        ensure(
+            state == json!(["undefined", 1, 0]),
+            format!("no injected script ran or exists: {state}"),
+        )
+    });
+}

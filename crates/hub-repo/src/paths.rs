@@ -1,0 +1,536 @@
+//! The path index: every entry of every stored flist, by directory and by path, in the
+//! catalog. It serves the web pages' contents tree one directory (page) at a time and the
+//! search "which flists contain this path?" without reading any flist file.
+//!
+//! A flist file is indexed once (rows are keyed by its content address) when it is stored;
+//! [`Hub::backfill_path_index`] indexes files stored before the index existed, and
+//! [`Hub::ensure_path_index`] indexes one on demand. Indexing parses the flist, so at most one
+//! runs at a time (bounded memory).
+
+use std::sync::Mutex;
+
+use flist_format::catalog::mode_bits;
+use flist_format::{Kind, SpecialKind, Tree};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::SqlContext;
+use crate::inspect::open_flist;
+use crate::{Hub, RepoError};
+
+/// Tables of the path index (created when the hub opens).
+pub(crate) const PATH_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS path_blobs (
+    id      INTEGER PRIMARY KEY,
+    sha256  TEXT NOT NULL UNIQUE,
+    entries INTEGER NOT NULL,
+    regular INTEGER NOT NULL,
+    directory INTEGER NOT NULL,
+    symlink INTEGER NOT NULL,
+    special INTEGER NOT NULL,
+    fullsize INTEGER NOT NULL,
+    indexed INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS path_entries (
+    blob     INTEGER NOT NULL,
+    node     INTEGER NOT NULL,
+    parent   INTEGER NOT NULL,
+    sort     INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    path     TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    mode     TEXT NOT NULL,
+    owner    TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    target   TEXT,
+    children INTEGER NOT NULL,
+    PRIMARY KEY (blob, node)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS path_entries_dir ON path_entries(blob, parent, sort, name);
+CREATE INDEX IF NOT EXISTS path_entries_path ON path_entries(path, blob);
+CREATE INDEX IF NOT EXISTS path_entries_name ON path_entries(name, blob);
+"#;
+
+/// One indexing at a time: it holds a parsed flist in memory.
+static INDEXING: Mutex<()> = Mutex::new(());
+
+/// One entry of a flist as the index knows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PathEntry {
+    /// Base name (`""` for the root).
+    pub name: String,
+    /// Absolute path (`/` for the root).
+    pub path: String,
+    /// `directory`, `regular`, `symlink` or `special`.
+    pub kind: String,
+    /// `ls -l` style mode string, e.g. `-rwsr-xr-x`.
+    pub mode: String,
+    /// `user:group` (names when recorded, else numeric ids).
+    pub owner: String,
+    /// Recorded size in bytes.
+    pub size: u64,
+    /// Symlink target.
+    pub target: Option<String>,
+    /// Number of children (directories).
+    pub children: u64,
+}
+
+/// One page of a directory.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DirPage {
+    /// The directory itself.
+    pub dir: PathEntry,
+    /// Its children on this page: directories first, then by name.
+    pub entries: Vec<PathEntry>,
+    /// Number of children in all.
+    pub total: u64,
+    /// Offset of the first entry of the page.
+    pub offset: u64,
+}
+
+/// Counts of an indexed flist.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PathStats {
+    /// Regular files.
+    pub regular: u64,
+    /// Directories.
+    pub directory: u64,
+    /// Symbolic links.
+    pub symlink: u64,
+    /// Fifos, sockets, devices.
+    pub special: u64,
+    /// Sum of the regular files' sizes.
+    pub fullsize: u64,
+}
+
+/// A path found inside a stored flist.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PathHit {
+    /// Repository of the entry holding the flist.
+    pub repo: String,
+    /// Entry name.
+    pub name: String,
+    /// The matching path.
+    pub path: String,
+    /// Its kind.
+    pub kind: String,
+}
+
+/// `ls -l` style mode string of a node (type char and permission bits with setuid, setgid
+/// and sticky).
+pub fn mode_string(kind: &Kind, mode: u32) -> String {
+    let t = match kind {
+        Kind::Dir { .. } => 'd',
+        Kind::File { .. } => '-',
+        Kind::Symlink { .. } => 'l',
+        Kind::Special { kind, .. } => match kind {
+            SpecialKind::Socket => 's',
+            SpecialKind::Block => 'b',
+            SpecialKind::Chardev => 'c',
+            SpecialKind::Fifo => 'p',
+            SpecialKind::Unknown => match mode & mode_bits::S_IFMT {
+                mode_bits::S_IFSOCK => 's',
+                mode_bits::S_IFBLK => 'b',
+                mode_bits::S_IFCHR => 'c',
+                mode_bits::S_IFIFO => 'p',
+                _ => '?',
+            },
+        },
+    };
+    let bit = |m: u32, c: char| if mode & m != 0 { c } else { '-' };
+    let exec =
+        |x: u32, special: u32, set: char, unset: char| match (mode & x != 0, mode & special != 0) {
+            (true, true) => set,
+            (false, true) => unset,
+            (true, false) => 'x',
+            (false, false) => '-',
+        };
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    s.push(bit(0o400, 'r'));
+    s.push(bit(0o200, 'w'));
+    s.push(exec(0o100, 0o4000, 's', 'S'));
+    s.push(bit(0o040, 'r'));
+    s.push(bit(0o020, 'w'));
+    s.push(exec(0o010, 0o2000, 's', 'S'));
+    s.push(bit(0o004, 'r'));
+    s.push(bit(0o002, 'w'));
+    s.push(exec(0o001, 0o1000, 't', 'T'));
+    s
+}
+
+/// Smallest string sorting after every string that starts with `prefix`.
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<PathEntry> {
+    Ok(PathEntry {
+        name: r.get(0)?,
+        path: r.get(1)?,
+        kind: r.get(2)?,
+        mode: r.get(3)?,
+        owner: r.get(4)?,
+        size: r.get::<_, i64>(5)? as u64,
+        target: r.get(6)?,
+        children: r.get::<_, i64>(7)? as u64,
+    })
+}
+
+const ENTRY_COLS: &str = "name, path, kind, mode, owner, size, target, children";
+
+fn blob_id(c: &Connection, sha256: &str) -> Result<Option<i64>, RepoError> {
+    c.prepare_cached("SELECT id FROM path_blobs WHERE sha256 = ?1")
+        .and_then(|mut s| s.query_row(params![sha256], |r| r.get(0)).optional())
+        .ctx("read path index")
+}
+
+fn insert_tree(tx: &Connection, sha256: &str, tree: &Tree, ts: i64) -> Result<(), RepoError> {
+    if blob_id(tx, sha256)?.is_some() {
+        return Ok(());
+    }
+    let s = tree.stats();
+    tx.prepare_cached(
+        "INSERT INTO path_blobs(sha256, entries, regular, directory, symlink, special, fullsize, indexed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            sha256,
+            tree.len() as i64,
+            s.regular as i64,
+            s.directory as i64,
+            s.symlink as i64,
+            s.special as i64,
+            s.fullsize as i64,
+            ts
+        ])
+    })
+    .ctx("index flist paths")?;
+    let blob = tx.last_insert_rowid();
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO path_entries(blob, node, parent, sort, name, path, kind, mode, owner, size, target, children) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .ctx("index flist paths")?;
+    // (node, its absolute path)
+    let mut stack: Vec<(usize, String)> = vec![(Tree::ROOT, "/".to_string())];
+    while let Some((id, path)) = stack.pop() {
+        let n = tree.node(id);
+        let parent: i64 = if id == Tree::ROOT {
+            -1
+        } else {
+            n.parent as i64
+        };
+        let owner = match (n.meta.uname.is_empty(), n.meta.gname.is_empty()) {
+            (false, false) => format!("{}:{}", n.meta.uname, n.meta.gname),
+            _ => format!("{}:{}", n.meta.uid, n.meta.gid),
+        };
+        let target = match &n.kind {
+            Kind::Symlink { target } => Some(target.as_str()),
+            _ => None,
+        };
+        let children = match &n.kind {
+            Kind::Dir { children, .. } => children.len() as i64,
+            _ => 0,
+        };
+        let name = if id == Tree::ROOT {
+            ""
+        } else {
+            n.name.as_str()
+        };
+        st.execute(params![
+            blob,
+            id as i64,
+            parent,
+            if n.kind.is_dir() { 0 } else { 1 },
+            name,
+            path,
+            n.kind.type_name(),
+            mode_string(&n.kind, n.meta.mode),
+            owner,
+            n.kind.size() as i64,
+            target,
+            children,
+        ])
+        .ctx("index flist paths")?;
+        if n.kind.is_dir() {
+            let base = if path == "/" { String::new() } else { path };
+            for (child_name, child) in tree.children(id) {
+                stack.push((child, format!("{base}/{child_name}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Hub {
+    /// Creates the path index tables if needed.
+    pub(crate) fn init_path_index(&self) -> Result<(), RepoError> {
+        self.db.with_writer(|c| {
+            c.execute_batch(PATH_SCHEMA).ctx("create path index")?;
+            c.execute_batch(crate::browse::BROWSE_SCHEMA)
+                .ctx("create token usage table")
+        })
+    }
+
+    /// Indexes a just-stored file; a failure is logged and left to
+    /// [`Hub::backfill_path_index`] / [`Hub::ensure_path_index`] (the entry is stored).
+    pub(crate) fn index_stored(&self, sha256: &str) {
+        if let Err(e) = self.ensure_path_index(sha256) {
+            tracing::warn!("path index: {sha256}: {e}");
+        }
+    }
+
+    /// Indexes the paths of `tree`, the parsed content of stored file `sha256` (no-op when
+    /// already indexed).
+    pub fn index_paths(&self, sha256: &str, tree: &Tree) -> Result<(), RepoError> {
+        let ts = crate::hub::now();
+        self.db.write(|tx| insert_tree(tx, sha256, tree, ts))
+    }
+
+    /// True when stored file `sha256` is in the path index.
+    pub fn paths_indexed(&self, sha256: &str) -> Result<bool, RepoError> {
+        self.db.read(|c| blob_id(c, sha256)).map(|id| id.is_some())
+    }
+
+    /// Indexes stored file `sha256` unless it already is (parses it; one at a time).
+    pub fn ensure_path_index(&self, sha256: &str) -> Result<(), RepoError> {
+        if self.paths_indexed(sha256)? {
+            return Ok(());
+        }
+        let _one = INDEXING.lock().unwrap_or_else(|p| p.into_inner());
+        if self.paths_indexed(sha256)? {
+            return Ok(());
+        }
+        let flist = open_flist(&self.blob_path(sha256))?;
+        self.index_paths(sha256, &flist.tree)
+    }
+
+    /// Indexes every stored file referenced by an entry and not indexed yet; returns how many
+    /// were indexed. Files that cannot be read are skipped (`check` reports them).
+    pub fn backfill_path_index(&self) -> Result<usize, RepoError> {
+        let missing: Vec<String> = self.db.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT DISTINCT sha256 FROM entries WHERE kind = 'regular' \
+                     AND sha256 NOT IN (SELECT sha256 FROM path_blobs)",
+                )
+                .ctx("find unindexed flists")?;
+            let v = st
+                .query_map([], |r| r.get(0))
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("find unindexed flists")?;
+            Ok(v)
+        })?;
+        let mut n = 0;
+        for sha in missing {
+            match self.ensure_path_index(&sha) {
+                Ok(()) => n += 1,
+                Err(e) => tracing::warn!("path index: {sha}: {e}"),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Counts of indexed file `sha256`.
+    pub fn path_stats(&self, sha256: &str) -> Result<Option<PathStats>, RepoError> {
+        self.db.read(|c| {
+            c.prepare_cached(
+                "SELECT regular, directory, symlink, special, fullsize FROM path_blobs WHERE sha256 = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![sha256], |r| {
+                    Ok(PathStats {
+                        regular: r.get::<_, i64>(0)? as u64,
+                        directory: r.get::<_, i64>(1)? as u64,
+                        symlink: r.get::<_, i64>(2)? as u64,
+                        special: r.get::<_, i64>(3)? as u64,
+                        fullsize: r.get::<_, i64>(4)? as u64,
+                    })
+                })
+                .optional()
+            })
+            .ctx("read path index")
+        })
+    }
+
+    /// One page of directory `dir` (absolute path) of stored file `sha256`: directories
+    /// first, then by name. `None` when the file is not indexed or has no such directory.
+    pub fn dir_page(
+        &self,
+        sha256: &str,
+        dir: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Option<DirPage>, RepoError> {
+        self.db.read(|c| {
+            let Some(blob) = blob_id(c, sha256)? else {
+                return Ok(None);
+            };
+            let found = c
+                .prepare_cached(&format!(
+                    "SELECT node, {ENTRY_COLS} FROM path_entries WHERE path = ?1 AND blob = ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![dir, blob], |r| {
+                        Ok((r.get::<_, i64>(0)?, {
+                            PathEntry {
+                                name: r.get(1)?,
+                                path: r.get(2)?,
+                                kind: r.get(3)?,
+                                mode: r.get(4)?,
+                                owner: r.get(5)?,
+                                size: r.get::<_, i64>(6)? as u64,
+                                target: r.get(7)?,
+                                children: r.get::<_, i64>(8)? as u64,
+                            }
+                        }))
+                    })
+                    .optional()
+                })
+                .ctx("read directory")?;
+            let Some((node, entry)) = found else {
+                return Ok(None);
+            };
+            if entry.kind != "directory" {
+                return Ok(None);
+            }
+            let entries = c
+                .prepare_cached(&format!(
+                    "SELECT {ENTRY_COLS} FROM path_entries WHERE blob = ?1 AND parent = ?2 \
+                     ORDER BY sort, name LIMIT ?3 OFFSET ?4"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![blob, node, limit as i64, offset as i64], row_entry)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .ctx("read directory")?;
+            Ok(Some(DirPage {
+                total: entry.children,
+                dir: entry,
+                entries,
+                offset,
+            }))
+        })
+    }
+
+    /// Paths inside stored flists matching `query`, with the regular entries holding them:
+    /// a query starting with `/` matches paths by prefix, any other matches base names by
+    /// prefix. Case-sensitive (paths are); ordered by path.
+    pub fn search_paths(
+        &self,
+        query: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<PathHit>, RepoError> {
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column = if query.starts_with('/') {
+            "path"
+        } else {
+            "name"
+        };
+        let sql = format!(
+            "SELECT e.repo, e.name, p.path, p.kind FROM path_entries p \
+             JOIN path_blobs b ON b.id = p.blob \
+             JOIN entries e ON e.sha256 = b.sha256 AND e.kind = 'regular' \
+             WHERE p.{column} >= ?1 AND p.{column} < ?2 AND p.node != 0 \
+             ORDER BY p.{column}, p.blob, e.repo, e.name LIMIT ?3 OFFSET ?4"
+        );
+        self.db.read(|c| {
+            let mut st = c.prepare_cached(&sql).ctx("search paths")?;
+            let v = st
+                .query_map(
+                    params![query, prefix_end(query), limit as i64, offset as i64],
+                    |r| {
+                        Ok(PathHit {
+                            repo: r.get(0)?,
+                            name: r.get(1)?,
+                            path: r.get(2)?,
+                            kind: r.get(3)?,
+                        })
+                    },
+                )
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("search paths")?;
+            Ok(v)
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flist_format::Meta;
+
+    #[test]
+    fn mode_strings_like_ls() {
+        let file = Kind::File {
+            size: 0,
+            blocks: vec![],
+        };
+        assert_eq!(mode_string(&file, 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_string(&file, 0o644), "-rw-r--r--");
+        assert_eq!(mode_string(&file, 0o2640), "-rw-r-S---");
+        assert_eq!(mode_string(&Kind::empty_dir(), 0o1777), "drwxrwxrwt");
+        let link = Kind::Symlink { target: "x".into() };
+        assert_eq!(mode_string(&link, 0o777), "lrwxrwxrwx");
+        let fifo = Kind::Special {
+            kind: SpecialKind::Fifo,
+            rdev: None,
+        };
+        assert_eq!(mode_string(&fifo, 0o600), "prw-------");
+    }
+
+    #[test]
+    fn directories_page_and_paths_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open(dir.path()).unwrap();
+        let mut tree = Tree::new(Meta::root(0o755, 1));
+        let bin = tree.mkdir_p("usr/bin", &Meta::root(0o755, 1)).unwrap();
+        for i in 0..30 {
+            tree.insert(
+                bin,
+                &format!("tool{i:02}"),
+                Meta::root(0o755, 1),
+                Kind::File {
+                    size: i,
+                    blocks: vec![],
+                },
+            )
+            .unwrap();
+        }
+        tree.insert(
+            bin,
+            "sh",
+            Meta::root(0o777, 1),
+            Kind::Symlink {
+                target: "busybox".into(),
+            },
+        )
+        .unwrap();
+        tree.mkdir_p("usr/bin/zz-subdir", &Meta::root(0o755, 1))
+            .unwrap();
+        hub.index_paths("abc", &tree).unwrap();
+        // a second call is a no-op
+        hub.index_paths("abc", &tree).unwrap();
+        let p = hub.dir_page("abc", "/usr/bin", 0, 10).unwrap().unwrap();
+        assert_eq!(p.total, 32);
+        assert_eq!(p.entries.len(), 10);
+        assert_eq!(p.entries[0].name, "zz-subdir", "directories come first");
+        assert_eq!(p.entries[0].mode, "drwxr-xr-x");
+        let last = hub.dir_page("abc", "/usr/bin", 30, 10).unwrap().unwrap();
+        assert_eq!(last.entries.len(), 2);
+        let sh = hub.dir_page("abc", "/usr/bin", 0, 100).unwrap().unwrap();
+        let sh = sh.entries.iter().find(|e| e.name == "sh").unwrap();
+        assert_eq!(sh.target.as_deref(), Some("busybox"));
+        assert!(hub.dir_page("abc", "/usr/bin/sh", 0, 10).unwrap().is_none());
+        assert!(hub.dir_page("abc", "/nope", 0, 10).unwrap().is_none());
+        assert!(hub.dir_page("other", "/", 0, 10).unwrap().is_none());
+        // not referenced by any entry: search finds nothing
+        assert!(hub.search_paths("tool0", 0, 10).unwrap().is_empty());
+    }
+}
