@@ -10,6 +10,7 @@ mod bench_api;
 mod bench_convert;
 mod bench_mount;
 mod bench_oci;
+mod bench_push;
 mod bench_store;
 mod codegen;
 mod fuzz;
@@ -34,6 +35,7 @@ fn main() -> Result<()> {
             Some("convert") => bench_convert::run(&rest[1..]),
             Some("api") => bench_api::run(&rest[1..]),
             Some("oci") => bench_oci::run(&rest[1..]),
+            Some("push") => bench_push::run(&rest[1..]),
             Some("mount") => bench_mount::run(&rest[1..]),
             Some("codec") => cargo(&["bench", "-p", "flist-benches", "--bench", "codec"]),
             Some("all") => {
@@ -41,11 +43,11 @@ fn main() -> Result<()> {
                 bench_convert::run(&[])?;
                 bench_api::run(&[])
             }
-            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|oci|mount|all>"),
+            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|oci|mount|push|all>"),
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|doctor|fuzz|bench <store|convert|api|codec|oci|all>|codegen>\n\
+                "usage: cargo xtask <test|doctor|fuzz|bench <store|convert|api|codec|oci|push|all>|codegen>\n\
                  \n  test [GROUP|CRATE] [-- ARGS]  install missing prerequisites, then run the tests:\
                  \n            all (default), fast (no slow groups), oci, browser, or one crate\
                  \n  doctor    list the test prerequisites: found (version) or missing\

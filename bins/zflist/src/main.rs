@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use zflist_core::hub_client::HubOptions;
 use zflist_core::progress::{ProgressChoice, Reporter};
 use zflist_core::{commands, oneshot, MetadataCmd, Progress, Response, Session, StoreConfig};
 
@@ -331,6 +332,123 @@ enum Cmd {
         #[arg(long, value_name = "REPO/NAME")]
         name: Option<String>,
     },
+    /// Talk to a hub, like the reference `zflist hub` (ZFLIST_HUB, ZFLIST_HUB_TOKEN,
+    /// ZFLIST_HUB_USER).
+    Hub(HubArgs),
+    /// Pack a directory, archive, image or flist and publish it on a hub, uploading only
+    /// the chunks the hub lacks (an interrupted push, run again, sends only the rest).
+    Push(PushArgs),
+}
+
+/// Where the hub is and who talks to it.
+#[derive(Args, Debug)]
+struct HubConn {
+    /// Hub base URL (default: $ZFLIST_HUB, else https://hub.grid.tf).
+    #[arg(long = "hub", value_name = "URL")]
+    hub_url: Option<String>,
+    /// API token (default: $ZFLIST_HUB_TOKEN, else the one `hub login --token-stdin` stored).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct HubArgs {
+    #[command(flatten)]
+    conn: HubConn,
+    #[command(subcommand)]
+    cmd: HubCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum HubCmd {
+    /// Check the token; with --token-stdin, check the token read from stdin and store it
+    /// (mode 0600) in $XDG_CONFIG_HOME/zflist/hub-tokens.json for this hub.
+    Login {
+        /// Read the token from stdin and store it.
+        #[arg(long)]
+        token_stdin: bool,
+    },
+    /// Forget the token stored for this hub.
+    Logout,
+    /// Print the user name the token authenticates.
+    Username,
+    /// Upload a .tar.gz (the hub builds the flist) or a .flist (its chunks must be on the hub).
+    Upload { file: String },
+    /// Copy <repo>/<file> of another repository into yours as <localname>.
+    Promote { source: String, localname: String },
+    /// Make <linkname> point to <source> in your repository.
+    Symlink { source: String, linkname: String },
+    /// Make <linkname> point to <sourcename> of <repository>.
+    Crosslink {
+        linkname: String,
+        repository: String,
+        sourcename: String,
+    },
+    /// Rename <source> to <newname>.
+    Rename { source: String, newname: String },
+    /// Delete an entry of your repository.
+    Delete { source: String },
+    /// Merge flists (`repo/name.flist`, first wins) into <target>.
+    Merge {
+        target: String,
+        base: String,
+        #[arg(required = true)]
+        others: Vec<String>,
+    },
+    /// Print the target of <repository>/<linkname> (a symlink).
+    Readlink { link: String },
+    /// Print the target of <repository>/<linkname> (a taglink).
+    Taglink { link: String },
+    /// Add <name> -> <repository>/<target> to your tag <tagname>.
+    Tag {
+        tagname: String,
+        name: String,
+        repository: String,
+        target: String,
+    },
+    /// Remove <name> -> <repository>/<target> from your tag <tagname>.
+    Untag {
+        tagname: String,
+        name: String,
+        repository: String,
+        target: String,
+    },
+    /// Make <linkname> a taglink to <repository>'s tag <tagname>.
+    Crosstag {
+        linkname: String,
+        repository: String,
+        tagname: String,
+    },
+    /// Refresh an itsyou.online token (that service is gone: not supported).
+    Refresh,
+}
+
+#[derive(Args, Debug)]
+struct PushArgs {
+    /// Directory, archive (or `-`), `docker://REF`, `oci:DIR`, `oci-archive:FILE`,
+    /// `docker-archive:FILE`, or an existing .flist (chunks read from its backend/--store).
+    source: String,
+    #[command(flatten)]
+    conn: HubConn,
+    /// Name on the hub (default: from the source; `.flist` appended when missing).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Publish into this organisation's repository (sent as `active-user`; default:
+    /// $ZFLIST_HUB_USER, else your own).
+    #[arg(long, value_name = "ORG")]
+    repo: Option<String>,
+    /// Also keep the flist in this local file.
+    #[arg(short, long, value_name = "FLIST")]
+    output: Option<PathBuf>,
+    /// Chunk uploads in flight.
+    #[arg(long, default_value_t = zflist_core::push::DEFAULT_UPLOADS, value_name = "N")]
+    uploads: usize,
+    /// Platform to pick from a multi-platform image (default linux/amd64).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// Registry (`host[:port]`) to speak plain HTTP to (loopback ones always are).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
 }
 
 /// Which backend `pack`/`docker` record in the flist.
@@ -479,7 +597,8 @@ enum MetaAction {
 const COMMANDS: &[&str] = &[
     "open", "init", "close", "commit", "ls", "find", "stat", "cat", "get", "put", "putdir",
     "chmod", "rm", "rmdir", "mkdir", "metadata", "merge", "check", "chunks", "pack", "extract",
-    "inspect", "verify", "docker", "help", "mount", "umount", "derive", "check-vm", "sign",
+    "inspect", "verify", "docker", "hub", "push", "help", "mount", "umount", "derive", "check-vm",
+    "sign",
 ];
 
 /// Rewrites the reference form `zflist <temporary-point> <action> ...` into
@@ -519,9 +638,13 @@ fn normalise_args(mut args: Vec<OsString>) -> Vec<OsString> {
             let next = args[i + 1].to_string_lossy().to_ascii_lowercase();
             if COMMANDS.contains(&next.as_str()) {
                 let point = args.remove(i);
+                // `hub` and `push` use no temporary point: the reference form
+                // `zflist <point> hub ...` ignores it
+                if next != "hub" && next != "push" {
+                    mnt.push(OsString::from("--mnt"));
+                    mnt.push(point);
+                }
                 args[i] = OsString::from(next);
-                mnt.push(OsString::from("--mnt"));
-                mnt.push(point);
                 action = Some(i);
             }
         }
@@ -560,6 +683,8 @@ fn command_name(cmd: &Cmd) -> &'static str {
         Cmd::Inspect { .. } => "inspect",
         Cmd::Verify { .. } => "verify",
         Cmd::Docker { .. } => "docker",
+        Cmd::Hub(_) => "hub",
+        Cmd::Push(_) => "push",
         Cmd::Mount(_) => "mount",
         Cmd::Umount { .. } => "umount",
         Cmd::Derive(_) => "derive",
@@ -875,7 +1000,126 @@ fn run(cmd: Cmd, stores: &StoreConfig, p: &Reporter) -> zflist_core::Result<Resp
             };
             oneshot::docker(&image, &output, stores, &args, p)
         }
+        Cmd::Hub(args) => hub_cmd(args),
+        Cmd::Push(args) => {
+            let mut hub = hub_options(args.conn);
+            if args.repo.is_some() {
+                hub.user = args.repo;
+            }
+            let push = zflist_core::push::PushArgs {
+                name: args.name,
+                output: args.output,
+                uploads: args.uploads,
+                docker: oneshot::DockerArgs {
+                    platform: args.platform,
+                    insecure_registries: args.insecure_registries,
+                    cache_dir: default_cache_dir(),
+                    ..Default::default()
+                },
+            };
+            zflist_core::push::push(&args.source, &hub, stores, &push, p)
+        }
     }
+}
+
+/// Flags, then ZFLIST_HUB / ZFLIST_HUB_TOKEN / ZFLIST_HUB_USER.
+fn hub_options(conn: HubConn) -> HubOptions {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    HubOptions {
+        hub: conn.hub_url.or_else(|| env("ZFLIST_HUB")),
+        token: conn.token.or_else(|| env("ZFLIST_HUB_TOKEN")),
+        user: env("ZFLIST_HUB_USER"),
+        config_dir: None,
+    }
+}
+
+fn hub_cmd(args: HubArgs) -> zflist_core::Result<Response> {
+    use zflist_core::hub_client::HubCommand as H;
+    let opts = hub_options(args.conn);
+    let cmd = match args.cmd {
+        HubCmd::Login { token_stdin } => H::Login {
+            store_token: if token_stdin {
+                Some(read_secret_line("hub", "the token")?)
+            } else {
+                None
+            },
+        },
+        HubCmd::Logout => H::Logout,
+        HubCmd::Username => H::Username,
+        HubCmd::Upload { file } => H::Upload { file },
+        HubCmd::Promote { source, localname } => H::Promote { source, localname },
+        HubCmd::Symlink { source, linkname } => H::Symlink { source, linkname },
+        HubCmd::Crosslink {
+            linkname,
+            repository,
+            sourcename,
+        } => H::Crosslink {
+            linkname,
+            repository,
+            sourcename,
+        },
+        HubCmd::Rename { source, newname } => H::Rename { source, newname },
+        HubCmd::Delete { source } => H::Delete { source },
+        HubCmd::Merge {
+            target,
+            base,
+            others,
+        } => H::Merge {
+            target,
+            sources: std::iter::once(base).chain(others).collect(),
+        },
+        HubCmd::Readlink { link } => H::Readlink { link },
+        HubCmd::Taglink { link } => H::Taglink { link },
+        HubCmd::Tag {
+            tagname,
+            name,
+            repository,
+            target,
+        } => H::Tag {
+            tag: tagname,
+            name,
+            repository,
+            target,
+        },
+        HubCmd::Untag {
+            tagname,
+            name,
+            repository,
+            target,
+        } => H::Untag {
+            tag: tagname,
+            name,
+            repository,
+            target,
+        },
+        HubCmd::Crosstag {
+            linkname,
+            repository,
+            tagname,
+        } => H::Crosstag {
+            linkname,
+            repository,
+            tag: tagname,
+        },
+        HubCmd::Refresh => H::Refresh,
+    };
+    zflist_core::hub_client::hub(&opts, &cmd)
+}
+
+/// The first line of stdin, without its line ending; an error when empty.
+fn read_secret_line(function: &str, what: &str) -> zflist_core::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        zflist_core::Error::usage(function, format!("reading {what} from stdin: {e}"))
+    })?;
+    let v = line.trim().to_string();
+    if v.is_empty() {
+        return Err(zflist_core::Error::usage(
+            function,
+            format!("no {what} on stdin"),
+        ));
+    }
+    Ok(v)
 }
 
 /// The registry password from stdin: the first line, without its line ending.

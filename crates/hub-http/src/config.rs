@@ -45,6 +45,8 @@ pub struct HubConfig {
     pub docker: DockerConfig,
     /// Read-only mirror of another hub (`[mirror]`).
     pub mirror: crate::mirror::MirrorConfig,
+    /// Chunk uploads (`/api/chunks/...`, used by `zflist push`).
+    pub chunks: ChunksConfig,
     /// Limits against slow or hostile clients.
     pub limits: LimitsConfig,
 }
@@ -75,6 +77,31 @@ impl Default for LimitsConfig {
             min_body_bytes_per_sec: 1024,
             body_rate_window_secs: 30,
             max_flist_database_bytes: flist_format::DEFAULT_MAX_DATABASE_BYTES,
+        }
+    }
+}
+
+/// Chunk upload settings (`POST /api/chunks/missing`, `PUT /api/chunks/<hex>`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunksConfig {
+    /// Largest chunk body accepted (an encoded 512 KiB chunk is at most ~612 KiB).
+    pub max_chunk_bytes: u64,
+    /// Bytes of new chunks one user may store per window.
+    pub user_quota_bytes: u64,
+    /// The quota window, in seconds.
+    pub quota_window_secs: u64,
+    /// Keys accepted in one `missing` request.
+    pub max_keys: usize,
+}
+
+impl Default for ChunksConfig {
+    fn default() -> Self {
+        ChunksConfig {
+            max_chunk_bytes: 1 << 20,
+            user_quota_bytes: 64 << 30,
+            quota_window_secs: 24 * 3600,
+            max_keys: 10_000,
         }
     }
 }
@@ -228,6 +255,7 @@ impl Default for HubConfig {
             docker: DockerConfig::default(),
             mirror: crate::mirror::MirrorConfig::default(),
             limits: LimitsConfig::default(),
+            chunks: ChunksConfig::default(),
         }
     }
 }
@@ -283,7 +311,8 @@ impl HubConfig {
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
     /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MIRROR_OF`,
     /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_MAX_FLIST_DATABASE_BYTES`,
-    /// `HUB_HEADER_TIMEOUT_SECS`.
+    /// `HUB_HEADER_TIMEOUT_SECS`, `HUB_CHUNKS_MAX_CHUNK_BYTES`,
+    /// `HUB_CHUNKS_USER_QUOTA_BYTES`, `HUB_CHUNKS_QUOTA_WINDOW_SECS`.
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -351,6 +380,9 @@ impl HubConfig {
                         .map(String::from)
                         .collect()
                 }
+                "HUB_CHUNKS_MAX_CHUNK_BYTES" => self.chunks.max_chunk_bytes = num(&k, &v)?,
+                "HUB_CHUNKS_USER_QUOTA_BYTES" => self.chunks.user_quota_bytes = num(&k, &v)?,
+                "HUB_CHUNKS_QUOTA_WINDOW_SECS" => self.chunks.quota_window_secs = num(&k, &v)?,
                 _ => {}
             }
         }

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod chunks_api;
 pub mod compat;
 pub mod config;
 pub mod csrf;

@@ -19,8 +19,8 @@ use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use crate::{
-    api, changes, compat, csrf, derive, docker, guard, jobs, mirror, request_id, signing, threebot,
-    ui, upload, web,
+    api, changes, chunks_api, compat, csrf, derive, docker, guard, jobs, mirror, request_id,
+    signing, threebot, ui, upload, web,
 };
 
 /// A start-up failure.
@@ -192,6 +192,7 @@ pub fn router(state: Shared) -> Router {
         ));
     let limits = cfg.limits.clone();
     uploads
+        .merge(chunks_api::routes(&state))
         .merge(api)
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(

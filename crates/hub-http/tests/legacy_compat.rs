@@ -78,10 +78,14 @@ fn json_match(
         (Value::Object(e), Value::Object(a)) => {
             let extra: Vec<&String> = a.keys().filter(|k| !e.contains_key(*k)).collect();
             let allowed = ["type", "mode", "target"];
-            if let Some(k) = extra
-                .iter()
-                .find(|k| !(in_dump_entry && allowed.contains(&k.as_str())))
-            {
+            if let Some(k) = extra.iter().find(|k| {
+                // `/light` and `INFO` also say whether the entry is signed and what its VM
+                // check found (issue 14): additions the contract allows.
+                let light_addition =
+                    e.contains_key("md5") && ["signed", "signature", "vm"].contains(&k.as_str());
+                let dump_addition = in_dump_entry && allowed.contains(&k.as_str());
+                !(dump_addition || light_addition)
+            }) {
                 return Err(format!("{at}: unexpected key {k:?}"));
             }
             let order: Vec<&String> = a.keys().filter(|k| e.contains_key(*k)).collect();

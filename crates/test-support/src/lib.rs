@@ -6,11 +6,13 @@ use std::path::PathBuf;
 
 pub mod archive;
 pub mod http;
+pub mod hub;
 pub mod redis;
 pub mod tap;
 pub mod zdb;
 pub mod zdb_responder;
 
+pub use hub::HubProcess;
 pub use redis::{RedisReply, RedisServer};
 pub use zdb::{NsConfig, NsMode, ZdbConn, ZdbServer};
 pub use zdb_responder::ZdbResponder;

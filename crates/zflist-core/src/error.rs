@@ -73,6 +73,13 @@ pub enum ErrorKind {
     /// Conversion (pack/extract/verify) failed.
     #[error("{0}")]
     Convert(String),
+    /// The hub could not be reached or refused a request.
+    #[error("{0}")]
+    Hub(String),
+    /// `GET /api/flist/me` did not answer the expected identity (the reference client's
+    /// "hub authentication failed").
+    #[error("hub authentication failed ({0})")]
+    HubAuth(String),
     /// Mounting or unmounting failed.
     #[error(transparent)]
     Mount(#[from] flist_mount::MountError),

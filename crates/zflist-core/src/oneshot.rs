@@ -694,3 +694,84 @@ pub fn docker(
     }
     Ok(Response::new(json, text))
 }
+/// Converts `image` (registry reference, `docker save` tarball or OCI layout) into an
+/// flist, sending its chunks to `store`; errors are reported as `function`'s.
+pub(crate) fn convert_image(
+    function: &str,
+    image: &str,
+    store: &flist_store::BlockingStore,
+    args: &DockerArgs,
+    progress: &dyn Progress,
+) -> Result<(Flist, flist_convert::oci::OciStats)> {
+    use flist_convert::oci::{self, ImageSource, OciEvent, OciOptions};
+    let err = |e: oci::OciError| {
+        Error::new(
+            function,
+            crate::error::ErrorKind::Convert(format!("{image}: {e}")),
+        )
+    };
+    let source = ImageSource::parse(image).map_err(err)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(str::parse::<oci::Platform>)
+        .transpose()
+        .map_err(err)?;
+
+    // Events come from converter threads; forward them to `progress` on this thread.
+    let (tx, rx) = std::sync::mpsc::channel::<(String, u64, u64)>();
+    let tx = std::sync::Mutex::new(tx);
+    let send = move |m: String, cur: u64, total: u64| {
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send((m, cur, total));
+        }
+    };
+    let opts = OciOptions {
+        platform,
+        credentials: args.credentials.clone(),
+        insecure_registries: args.insecure_registries.clone(),
+        cache_dir: args.cache_dir.clone(),
+        convert: flist_convert::ConvertOptions {
+            runtime: Some(store.handle().clone()),
+            ..Default::default()
+        },
+        progress: Some(std::sync::Arc::new(move |e: &OciEvent| match e {
+            OciEvent::Resolved { layers, bytes, .. } => {
+                send(format!("resolved: {layers} layers"), 0, *bytes)
+            }
+            OciEvent::Download {
+                index,
+                bytes,
+                total,
+            } => send(format!("layer {}", index + 1), *bytes, *total),
+            OciEvent::LayerStart {
+                index,
+                cached: true,
+                ..
+            } => send(format!("layer {} (cached)", index + 1), 0, 0),
+            OciEvent::Packing => send("packing".into(), 0, 0),
+            _ => {}
+        })),
+        ..OciOptions::default()
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+    let arc = store.store().clone();
+    store.handle().spawn(async move {
+        let r = oci::convert(&source, &opts, arc).await;
+        // `opts` (and with it the progress sender) is dropped before the result is sent
+        drop(opts);
+        let _ = done_tx.send(r);
+    });
+    for (m, cur, total) in rx {
+        progress.update(&m, cur, total);
+    }
+    progress.finish("converted");
+    done_rx
+        .recv()
+        .map_err(|_| {
+            err(oci::OciError::Internal(
+                "the conversion task stopped".into(),
+            ))
+        })?
+        .map_err(err)
+}

@@ -1,0 +1,778 @@
+//! `zflist hub ...`: the hub client, compatible with the reference `zflist hub` (2.3).
+//!
+//! Same subcommands, argument order and environment as the reference client
+//! (`shared/spec/zflist-hub-client.md`): `ZFLIST_HUB` (base URL, default
+//! `https://hub.grid.tf`), `ZFLIST_HUB_TOKEN` (sent as `Authorization: Bearer`),
+//! `ZFLIST_HUB_USER` (sent as the cookie `active-user`). Every subcommand but `readlink` and
+//! `taglink` first checks `GET /api/flist/me` answers
+//! `{"status":"success","payload":{"username"}}` ("hub authentication failed" otherwise).
+//! Arguments are pasted into paths as given, like the reference (names with `:` reach the
+//! server raw).
+//!
+//! Additions: `--hub` / `--token` flags, and `hub login --token-stdin`, which checks a token
+//! and keeps it (mode 0600) in the user's configuration directory
+//! (`$XDG_CONFIG_HOME/zflist/hub-tokens.json`, one token per hub URL) for when neither the
+//! flag nor the environment gives one; `hub logout` forgets it.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::response::Response;
+
+/// The hub used when neither `--hub` nor `ZFLIST_HUB` names one.
+pub const DEFAULT_HUB: &str = "https://hub.grid.tf";
+
+/// The user agent: the reference's product token first (servers that look for
+/// `zflist/2.3.0` treat us the same), then ours.
+pub const USER_AGENT: &str = concat!("zflist/2.3.0 zflist-rs/", env!("CARGO_PKG_VERSION"));
+
+/// File, in the configuration directory, holding tokens stored by `hub login --token-stdin`.
+pub const TOKEN_FILE: &str = "hub-tokens.json";
+
+const FUNCTION: &str = "hub";
+
+/// Where the hub, the token and the acting identity come from (flags and environment, as
+/// gathered by the front end).
+#[derive(Clone, Debug, Default)]
+pub struct HubOptions {
+    /// `--hub`, else `ZFLIST_HUB`.
+    pub hub: Option<String>,
+    /// `--token`, else `ZFLIST_HUB_TOKEN`; when absent, the stored token of the hub.
+    pub token: Option<String>,
+    /// `ZFLIST_HUB_USER` (or `push --repo`): sent as the cookie `active-user`.
+    pub user: Option<String>,
+    /// Directory of the token file (default: [`default_config_dir`]).
+    pub config_dir: Option<PathBuf>,
+}
+
+/// `$XDG_CONFIG_HOME/zflist`, else `$HOME/.config/zflist`.
+pub fn default_config_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|s| !s.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("zflist"))
+}
+
+impl HubOptions {
+    /// The hub base URL, without a trailing slash.
+    pub fn base(&self) -> String {
+        let b = self
+            .hub
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_HUB);
+        b.trim_end_matches('/').to_string()
+    }
+
+    fn config_dir(&self) -> Option<PathBuf> {
+        self.config_dir.clone().or_else(default_config_dir)
+    }
+
+    /// The token to send: the given one, else the one stored for this hub; "missing hub
+    /// token" when there is none.
+    pub fn token(&self, function: &str) -> Result<String> {
+        if let Some(t) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(t.to_string());
+        }
+        if let Some(dir) = self.config_dir() {
+            if let Some(t) = TokenStore::new(&dir).get(&self.base(), function)? {
+                return Ok(t);
+            }
+        }
+        Err(Error::usage(function, "missing hub token"))
+    }
+}
+
+/// Tokens kept per hub URL in `<config dir>/hub-tokens.json` (mode 0600, written atomically).
+#[derive(Clone, Debug)]
+pub struct TokenStore {
+    path: PathBuf,
+}
+
+impl TokenStore {
+    /// The token file in `config_dir`.
+    pub fn new(config_dir: &Path) -> Self {
+        TokenStore {
+            path: config_dir.join(TOKEN_FILE),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read(&self, function: &str) -> Result<BTreeMap<String, String>> {
+        match std::fs::read(&self.path) {
+            Ok(raw) => {
+                let v: Value = serde_json::from_slice(&raw).map_err(|e| {
+                    Error::usage(
+                        function,
+                        format!("{}: not a token file: {e}", self.path.display()),
+                    )
+                })?;
+                let mut out = BTreeMap::new();
+                if let Some(hubs) = v.get("hubs").and_then(Value::as_object) {
+                    for (hub, entry) in hubs {
+                        if let Some(t) = entry.get("token").and_then(Value::as_str) {
+                            out.insert(hub.clone(), t.to_string());
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(Error::io(function, "reading", &self.path, e)),
+        }
+    }
+
+    /// The token stored for `hub`.
+    pub fn get(&self, hub: &str, function: &str) -> Result<Option<String>> {
+        Ok(self.read(function)?.remove(hub))
+    }
+
+    /// Stores (`Some`) or forgets (`None`) the token of `hub`.
+    pub fn set(&self, hub: &str, token: Option<&str>, function: &str) -> Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        let mut all = self.read(function)?;
+        match token {
+            Some(t) => {
+                all.insert(hub.to_string(), t.to_string());
+            }
+            None => {
+                all.remove(hub);
+            }
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(function, "creating", dir, e))?;
+        let hubs: serde_json::Map<String, Value> = all
+            .into_iter()
+            .map(|(h, t)| (h, json!({ "token": t })))
+            .collect();
+        let body = serde_json::to_vec_pretty(&json!({ "hubs": hubs }))
+            .map_err(|e| Error::usage(function, format!("encoding the token file: {e}")))?;
+        let tmp = dir.join(format!(".{TOKEN_FILE}.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&body)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            // an existing file with looser permissions is replaced, not kept
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(function, "writing", &self.path, e)
+        })
+    }
+}
+
+/// An HTTP answer of the hub.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as (lossy) text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The hub's error message: `message` of a JSON error body, else the text.
+    pub fn message(&self) -> String {
+        match self.json() {
+            Some(v) => match v.get("message").and_then(Value::as_str) {
+                Some(m) => m.to_string(),
+                None => self.text().trim().to_string(),
+            },
+            None => self.text().trim().to_string(),
+        }
+    }
+}
+
+/// A connection to one hub, as one identity (async; cheap to clone).
+#[derive(Clone, Debug)]
+pub struct HubClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// A request the client could not complete (no HTTP answer).
+fn transport(function: &str, what: &str, e: reqwest::Error) -> Error {
+    // reqwest errors name the URL, which never holds the token
+    let mut msg = format!("{what}: {e}");
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = std::error::Error::source(s);
+    }
+    Error::new(function, ErrorKind::Hub(msg))
+}
+
+impl HubClient {
+    /// A client of `base` sending `token` (and `active-user=<user>` when given).
+    pub fn new(base: &str, token: &str, user: Option<&str>, function: &str) -> Result<Self> {
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::usage(function, "the hub token holds invalid characters"))?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        if let Some(u) = user.filter(|u| !u.is_empty()) {
+            let c = HeaderValue::from_str(&format!("active-user={u}"))
+                .map_err(|_| Error::usage(function, "ZFLIST_HUB_USER holds invalid characters"))?;
+            headers.insert(COOKIE, c);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(15))
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(|e| transport(function, "starting the HTTP client", e))?;
+        Ok(HubClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `<base><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The underlying HTTP client (its default headers carry the identity).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends `method path` with an optional JSON body.
+    pub async fn request(
+        &self,
+        function: &str,
+        method: Method,
+        path: &str,
+        json_body: Option<&Value>,
+    ) -> Result<Reply> {
+        let url = self.url(path);
+        let mut rb = self.http.request(method.clone(), &url);
+        if let Some(b) = json_body {
+            rb = rb
+                .header(CONTENT_TYPE, "application/json")
+                .header("Accept", "application/json")
+                .body(b.to_string());
+        }
+        let what = format!("{method} {url}");
+        let resp = rb.send().await.map_err(|e| transport(function, &what, e))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| transport(function, &what, e))?;
+        Ok(Reply { status, body })
+    }
+
+    /// `GET /api/flist/me`: the username, when the answer is exactly the shape the
+    /// reference expects; "hub authentication failed" (with the hub's reason) otherwise.
+    pub async fn whoami(&self, function: &str) -> Result<String> {
+        let r = self
+            .request(function, Method::GET, "/api/flist/me", None)
+            .await?;
+        let user = (r.status == StatusCode::OK)
+            .then(|| r.json())
+            .flatten()
+            .filter(|v| v.get("status").and_then(Value::as_str) == Some("success"))
+            .and_then(|v| {
+                v.get("payload")
+                    .and_then(|p| p.get("username"))
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            });
+        user.ok_or_else(|| {
+            let why = r.message();
+            let why = if why.is_empty() {
+                format!("HTTP {}", r.status)
+            } else {
+                format!("HTTP {}: {why}", r.status)
+            };
+            Error::new(function, ErrorKind::HubAuth(why))
+        })
+    }
+
+    /// `POST path` with the multipart field `file` streamed from `local`, the header
+    /// `X-Original-Name: <original>`.
+    pub async fn upload_file(
+        &self,
+        function: &str,
+        path: &str,
+        local: &Path,
+        original: &str,
+    ) -> Result<Reply> {
+        let f = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| Error::io(function, "opening", local, e))?;
+        let len = f
+            .metadata()
+            .await
+            .map_err(|e| Error::io(function, "reading", local, e))?
+            .len();
+        let file_name = Path::new(original)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| original.to_string());
+        let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(f), len)
+            .file_name(file_name)
+            .mime_str("application/octet-stream")
+            .map_err(|e| transport(function, "building the upload", e))?;
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let url = self.url(path);
+        let orig = HeaderValue::from_str(original)
+            .map_err(|_| Error::usage(function, "the file name holds invalid characters"))?;
+        let what = format!("POST {url}");
+        let resp = self
+            .http
+            .post(&url)
+            .header("X-Original-Name", orig)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| transport(function, &what, e))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| transport(function, &what, e))?;
+        Ok(Reply { status, body })
+    }
+}
+
+/// A `zflist hub` subcommand, with its arguments as the reference takes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HubCommand {
+    /// `login`: the authentication check; with `token_stdin`, the token read from stdin is
+    /// checked and stored for the hub.
+    Login {
+        /// The token to check and store (read from stdin by the front end).
+        store_token: Option<String>,
+    },
+    /// `logout`: forgets the stored token of the hub.
+    Logout,
+    /// `username`: prints the username.
+    Username,
+    /// `upload <file>`: `.flist` → `upload-flist`, else (`.tar.gz`) → `upload`.
+    Upload {
+        /// The file, as given.
+        file: String,
+    },
+    /// `promote <repo>/<file> <localname>`.
+    Promote {
+        /// `repo/file`.
+        source: String,
+        /// Name in the own repository.
+        localname: String,
+    },
+    /// `symlink <source> <linkname>`.
+    Symlink {
+        /// Existing entry.
+        source: String,
+        /// Link name.
+        linkname: String,
+    },
+    /// `crosslink <linkname> <repository> <sourcename>`.
+    Crosslink {
+        /// Link name.
+        linkname: String,
+        /// Other repository.
+        repository: String,
+        /// Entry there.
+        sourcename: String,
+    },
+    /// `rename <source> <newname>`.
+    Rename {
+        /// Entry.
+        source: String,
+        /// New name.
+        newname: String,
+    },
+    /// `delete <source>`.
+    Delete {
+        /// Entry.
+        source: String,
+    },
+    /// `merge <target> <base> <other> [...]`.
+    Merge {
+        /// New entry.
+        target: String,
+        /// `repo/name.flist` sources, first wins.
+        sources: Vec<String>,
+    },
+    /// `readlink <repository>/<linkname>` (no token check).
+    Readlink {
+        /// `repo/link`.
+        link: String,
+    },
+    /// `taglink <repository>/<linkname>` (no token check).
+    Taglink {
+        /// `repo/link`.
+        link: String,
+    },
+    /// `tag <tagname> <name> <repository> <target>`.
+    Tag {
+        /// Tag.
+        tag: String,
+        /// Link name in the tag.
+        name: String,
+        /// Repository of the target.
+        repository: String,
+        /// Target entry.
+        target: String,
+    },
+    /// `untag <tagname> <name> <repository> <target>`.
+    Untag {
+        /// Tag.
+        tag: String,
+        /// Link name in the tag.
+        name: String,
+        /// Repository of the target.
+        repository: String,
+        /// Target entry.
+        target: String,
+    },
+    /// `crosstag <linkname> <repository> <tagname>`.
+    Crosstag {
+        /// Taglink name.
+        linkname: String,
+        /// Repository of the tag.
+        repository: String,
+        /// Tag.
+        tag: String,
+    },
+    /// `refresh`: the reference refreshed itsyou.online JWTs; that service is gone.
+    Refresh,
+}
+
+/// Runs a `zflist hub` subcommand.
+///
+/// Text mode prints nothing on success except for `username`, `readlink`, `taglink` and
+/// `login --token-stdin` (like the reference); on an HTTP status other than 200 the hub's
+/// body is printed and the command fails. The JSON response is the hub's answer.
+pub fn hub(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::usage(FUNCTION, format!("cannot start a tokio runtime: {e}")))?;
+    rt.block_on(run(opts, cmd))
+}
+
+async fn run(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
+    let base = opts.base();
+    if *cmd == HubCommand::Logout {
+        let dir = opts
+            .config_dir()
+            .ok_or_else(|| Error::usage(FUNCTION, "no configuration directory (set HOME)"))?;
+        let store = TokenStore::new(&dir);
+        let had = store.get(&base, FUNCTION)?.is_some();
+        if had {
+            store.set(&base, None, FUNCTION)?;
+        }
+        return Ok(Response::new(
+            json!({"hub": base, "removed": had}),
+            if had {
+                format!("forgot the token of {base}\n")
+            } else {
+                format!("no token stored for {base}\n")
+            },
+        ));
+    }
+    if *cmd == HubCommand::Refresh {
+        return Err(Error::usage(
+            FUNCTION,
+            "token refresh (itsyou.online) is not supported: create a new token on the hub's /token page",
+        ));
+    }
+    let token = match cmd {
+        HubCommand::Login {
+            store_token: Some(t),
+        } => t.trim().to_string(),
+        _ => opts.token(FUNCTION)?,
+    };
+    if token.is_empty() {
+        return Err(Error::usage(FUNCTION, "missing hub token"));
+    }
+    let client = HubClient::new(&base, &token, opts.user.as_deref(), FUNCTION)?;
+    match cmd {
+        HubCommand::Readlink { link } => return read_link(&client, "readlink", link).await,
+        HubCommand::Taglink { link } => return read_link(&client, "taglink", link).await,
+        _ => {}
+    }
+    let username = client.whoami(FUNCTION).await?;
+    use HubCommand as C;
+    let (method, path, body): (Method, String, Option<Value>) = match cmd {
+        C::Login { store_token } => {
+            let mut text = String::new();
+            if store_token.is_some() {
+                let dir = opts.config_dir().ok_or_else(|| {
+                    Error::usage(FUNCTION, "no configuration directory (set HOME)")
+                })?;
+                let store = TokenStore::new(&dir);
+                store.set(&base, Some(&token), FUNCTION)?;
+                text = format!(
+                    "logged in to {base} as {username} (token stored in {})\n",
+                    store.path().display()
+                );
+            }
+            return Ok(Response::new(
+                json!({"username": username, "hub": base}),
+                text,
+            ));
+        }
+        C::Username => {
+            return Ok(Response::new(
+                json!({ "username": username }),
+                format!("{username}\n"),
+            ))
+        }
+        C::Upload { file } => {
+            let path = if file.ends_with(".flist") {
+                "/api/flist/me/upload-flist"
+            } else {
+                "/api/flist/me/upload"
+            };
+            let r = client
+                .upload_file(FUNCTION, path, Path::new(file), file)
+                .await?;
+            return answer(r);
+        }
+        C::Promote { source, localname } => {
+            let (repo, name) = source.rsplit_once('/').ok_or_else(|| {
+                Error::usage(
+                    FUNCTION,
+                    "malformed source argument, should be: repository/filename",
+                )
+            })?;
+            (
+                Method::GET,
+                format!("/api/flist/me/promote/{repo}/{name}/{localname}"),
+                None,
+            )
+        }
+        C::Symlink { source, linkname } => (
+            Method::GET,
+            format!("/api/flist/me/{source}/link/{linkname}"),
+            None,
+        ),
+        C::Crosslink {
+            linkname,
+            repository,
+            sourcename,
+        } => (
+            Method::GET,
+            format!("/api/flist/me/{linkname}/crosslink/{repository}/{sourcename}"),
+            None,
+        ),
+        C::Rename { source, newname } => (
+            Method::GET,
+            format!("/api/flist/me/{source}/rename/{newname}"),
+            None,
+        ),
+        C::Delete { source } => (Method::DELETE, format!("/api/flist/me/{source}"), None),
+        C::Merge { target, sources } => (
+            Method::POST,
+            format!("/api/flist/me/merge/{target}"),
+            Some(json!(sources)),
+        ),
+        C::Tag {
+            tag,
+            name,
+            repository,
+            target,
+        } => (
+            Method::GET,
+            format!("/api/flist/me/{tag}/{name}/tag/{repository}/{target}"),
+            None,
+        ),
+        C::Untag {
+            tag,
+            name,
+            repository,
+            target,
+        } => (
+            Method::DELETE,
+            format!("/api/flist/me/{tag}/{name}/tag/{repository}/{target}"),
+            None,
+        ),
+        C::Crosstag {
+            linkname,
+            repository,
+            tag,
+        } => (
+            Method::GET,
+            format!("/api/flist/me/{linkname}/crosstag/{repository}/{tag}"),
+            None,
+        ),
+        C::Readlink { .. } | C::Taglink { .. } | C::Logout | C::Refresh => {
+            return Err(Error::usage(FUNCTION, "internal: command handled above"))
+        }
+    };
+    let r = client
+        .request(FUNCTION, method, &path, body.as_ref())
+        .await?;
+    answer(r)
+}
+
+/// 200: the hub's JSON as the response, nothing printed; otherwise the body is printed and
+/// the command fails with the hub's message.
+fn answer(r: Reply) -> Result<Response> {
+    let json = r.json().unwrap_or_else(|| json!({}));
+    if r.status == StatusCode::OK {
+        return Ok(Response::new(json, String::new()));
+    }
+    let mut text = r.text();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let msg = r.message();
+    let msg = if msg.is_empty() {
+        format!("HTTP {}", r.status)
+    } else {
+        format!("HTTP {}: {msg}", r.status)
+    };
+    Ok(Response::new(json, text).failed(msg))
+}
+
+/// `readlink` / `taglink`: `GET /api/flist/<link>/light|taglink`, prints `target`.
+async fn read_link(client: &HubClient, function: &str, link: &str) -> Result<Response> {
+    let suffix = if function == "readlink" {
+        "light"
+    } else {
+        "taglink"
+    };
+    let r = client
+        .request(
+            function,
+            Method::GET,
+            &format!("/api/flist/{link}/{suffix}"),
+            None,
+        )
+        .await?;
+    let fail = |m: String| Error::new(function, ErrorKind::Hub(m));
+    let v = r
+        .json()
+        .ok_or_else(|| fail("could not parse server response".into()))?;
+    if v.get("status").is_some() {
+        let m = v
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("error without a message");
+        return Err(fail(m.to_string()));
+    }
+    if !r.status.is_success() {
+        return Err(fail(format!("HTTP {}", r.status)));
+    }
+    if function == "readlink" {
+        match v.get("type").and_then(Value::as_str) {
+            None => return Err(fail("could not load type information".into())),
+            Some("symlink") => {}
+            Some(_) => {
+                return Err(fail(
+                    "requested flist is not a symlink, could not readlink".into(),
+                ))
+            }
+        }
+    }
+    let target = v
+        .get("target")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("could not read link target".into()))?;
+    Ok(Response::new(
+        json!({ "target": target }),
+        format!("{target}\n"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn base_defaults_and_loses_trailing_slash() {
+        let mut o = HubOptions::default();
+        assert_eq!(o.base(), DEFAULT_HUB);
+        o.hub = Some("http://127.0.0.1:5555/".into());
+        assert_eq!(o.base(), "http://127.0.0.1:5555");
+    }
+
+    #[test]
+    fn token_file_is_private_and_per_hub() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        let s = TokenStore::new(&cfg);
+        s.set("http://a", Some("ta"), "t").unwrap();
+        s.set("http://b", Some("tb"), "t").unwrap();
+        let mode = std::fs::metadata(s.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = std::fs::metadata(&cfg).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        let o = HubOptions {
+            hub: Some("http://a/".into()),
+            config_dir: Some(cfg.clone()),
+            ..Default::default()
+        };
+        assert_eq!(o.token("t").unwrap(), "ta");
+        // flag/env wins over the file
+        let o2 = HubOptions {
+            token: Some("flag".into()),
+            ..o.clone()
+        };
+        assert_eq!(o2.token("t").unwrap(), "flag");
+        s.set("http://a", None, "t").unwrap();
+        let e = o.token("t").unwrap_err();
+        assert_eq!(e.message(), "missing hub token");
+        assert_eq!(s.get("http://b", "t").unwrap().as_deref(), Some("tb"));
+    }
+}
