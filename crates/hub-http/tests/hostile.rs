@@ -416,6 +416,75 @@ async fn jwt_needs_iss_exp_and_a_past_nbf_within_the_configured_skew() {
     );
 }
 
+// ----- 8. repositories named like routes --------------------------------------------------
+
+/// Every literal first path segment of the route table is a reserved repository name (a
+/// route added without reserving its name fails here).
+#[test]
+fn every_route_first_segment_is_a_reserved_repository_name() {
+    let mut seen = std::collections::BTreeSet::new();
+    for src in [
+        include_str!("../src/server.rs"),
+        include_str!("../src/chunks_api.rs"),
+    ] {
+        for piece in src.split(".route(").skip(1) {
+            let Some(lit) = piece.trim_start().strip_prefix("\"/") else {
+                continue;
+            };
+            let seg = lit.split(['/', '"']).next().unwrap_or_default();
+            if !seg.is_empty() && !seg.starts_with('{') {
+                seen.insert(seg.to_string());
+            }
+        }
+    }
+    for must in [
+        "api",
+        "static",
+        "listen",
+        "me",
+        "login-method",
+        "logout",
+        "token",
+    ] {
+        assert!(seen.contains(must), "route table not parsed: {seen:?}");
+    }
+    let missing: Vec<_> = seen
+        .iter()
+        .filter(|s| !hub_repo::names::is_reserved(s))
+        .collect();
+    assert!(missing.is_empty(), "routes not reserved: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_named_like_routes_get_no_repository() {
+    let (private, public) = p384_keys();
+    let t = TestHub::start_with(move |c| {
+        c.jwt.public_key_pem = Some(public);
+    })
+    .await;
+    let key = EncodingKey::from_ec_pem(private.as_bytes()).expect("key");
+    for user in ["static", "me", "listen", "api"] {
+        let claims = json!({"username": user, "exp": unix_now() + 600});
+        let jwt =
+            jsonwebtoken::encode(&Header::new(Algorithm::ES384), &claims, &key).expect("sign");
+        let archive = gzip(&RawTar::new().file("a", b"a").finish());
+        let (s, v) = t
+            .upload("/api/flist/me/upload", &jwt, "x.tar.gz", archive)
+            .await;
+        assert_eq!(s, 400, "{user}: {v}");
+        assert!(v.to_string().contains("reserved"), "{user}: {v}");
+    }
+    let (_, repos) = t.get_json("/api/repositories").await;
+    assert_eq!(repos, json!([]));
+    // The token CLI and the catalog refuse them too (crates/hub-repo/tests/gc.rs).
+    let hub = t.hub();
+    let e = tokio::task::spawn_blocking(move || hub.create_token("listen", &[], 60, None))
+        .await
+        .expect("join")
+        .expect_err("reserved");
+    assert!(e.to_string().contains("reserved"), "{e}");
+}
+
 // ----- 7. slow clients -----------------------------------------------------------------------
 
 fn raw_connect(t: &TestHub) -> TcpStream {
