@@ -1,10 +1,13 @@
 //! `hub-server`: the flist hub. Thin wiring over `hub-http` and `hub-repo`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use hub_http::admin;
 use hub_http::config::{parse_duration_secs, HubConfig};
 use hub_repo::{GcOptions, GcReport, Hub};
 
@@ -28,10 +31,11 @@ enum Cmd {
         /// Data directory (default ./hub-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Chunk store URL (default dir://<data-dir>/chunks).
+        /// Chunk store URL (default dir://<data-dir>/chunks, served at /chunks/).
         #[arg(long)]
         store: Option<String>,
-        /// Public backend announced in flists (zdb://host:port/namespace).
+        /// Public backend announced in flists (zdb://host:port/namespace); default: the
+        /// hub's own /chunks/ for a dir:// store, the store itself for a 0-db.
         #[arg(long)]
         public_backend: Option<String>,
         /// Run as a read-only mirror of this hub (base URL), kept in sync.
@@ -40,6 +44,18 @@ enum Cmd {
         /// Time between mirror syncs: 30s, 5m ...
         #[arg(long)]
         sync_interval: Option<String>,
+        /// Public base URL (flist backends, .txt, pages, 3Bot redirects); default
+        /// http://<listen>.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Log format: text (no colour unless a terminal) or json.
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+    /// Local accounts (sign in on the web with a user name and password).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
     },
     /// API tokens.
     Token {
@@ -54,11 +70,19 @@ enum Cmd {
         /// The old tree: one directory per repository.
         path: PathBuf,
     },
-    /// Check the catalog and every stored flist file; report unreferenced files.
+    /// Check the catalog, every stored flist file, and that readers can reach the backend
+    /// each flist announces; report what `gc` would collect.
     Check {
         /// Data directory.
         #[arg(long, default_value = "./hub-data")]
         data_dir: PathBuf,
+        /// The server's TOML configuration (for its public URL and store).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The server's public URL (default: the configuration's, else the one the server
+        /// last ran under).
+        #[arg(long)]
+        public_url: Option<String>,
     },
     /// Remove flist files no entry references (safe while the server runs).
     Gc {
@@ -71,6 +95,49 @@ enum Cmd {
         /// Only report what would be removed.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a local account (password: first line of stdin).
+    Add {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// User name (also its repository).
+        name: String,
+        /// Read the password from stdin (required: passwords never go on the command line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List local accounts.
+    List {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+    },
+    /// Change a password (first line of stdin); ends the user's web sessions.
+    Passwd {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// User name.
+        name: String,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a local account (its repository stays); ends its web sessions.
+    Remove {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// User name.
+        name: String,
     },
 }
 
@@ -107,15 +174,56 @@ enum TokenCmd {
     },
 }
 
-fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn init_logging(format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let done = match format {
+        "json" => b.json().with_current_span(false).try_init(),
+        "text" => b
+            .with_ansi(std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
+            .try_init(),
+        other => bail!("unknown log format {other:?} (use text or json)"),
+    };
+    done.map_err(|e| anyhow::anyhow!("logging: {e}"))
+}
+
+fn password(stdin_flag: bool) -> Result<String> {
+    if !stdin_flag {
+        bail!("give the password on stdin with --password-stdin (e.g. `printf '%s\\n' \"$PW\" | hub-server user add alice --password-stdin`)");
+    }
+    admin::read_password(&mut std::io::stdin().lock()).map_err(anyhow::Error::msg)
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "hub-server: {}",
+                admin::one_line(e.chain().map(|c| c.to_string()))
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(config: Option<&PathBuf>) -> Result<HubConfig> {
+    let mut cfg = match config {
+        Some(p) => HubConfig::from_file(p)?,
+        None => HubConfig::default(),
+    };
+    cfg.apply_env(std::env::vars())?;
+    Ok(cfg)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if !matches!(cli.cmd, Cmd::Serve { .. }) {
+        init_logging("text")?;
+    }
     match cli.cmd {
         Cmd::Serve {
             config,
@@ -123,14 +231,12 @@ fn main() -> Result<()> {
             data_dir,
             store,
             public_backend,
+            public_url,
+            log_format,
             mirror_of,
             sync_interval,
         } => {
-            let mut cfg = match &config {
-                Some(p) => HubConfig::from_file(p)?,
-                None => HubConfig::default(),
-            };
-            cfg.apply_env(std::env::vars())?;
+            let mut cfg = load_config(config.as_ref())?;
             if let Some(l) = listen {
                 cfg.listen = l;
             }
@@ -143,6 +249,13 @@ fn main() -> Result<()> {
             if let Some(b) = public_backend {
                 cfg.public_backend = b;
             }
+            if let Some(u) = public_url {
+                cfg.public_url = u;
+            }
+            if let Some(f) = log_format {
+                cfg.log_format = f;
+            }
+            init_logging(&cfg.log_format)?;
             if mirror_of.is_some() {
                 cfg.mirror.of = mirror_of;
             }
@@ -154,6 +267,7 @@ fn main() -> Result<()> {
             }
             serve(cfg)
         }
+        Cmd::User { cmd } => user(cmd),
         Cmd::Token {
             cmd:
                 TokenCmd::Create {
@@ -166,11 +280,13 @@ fn main() -> Result<()> {
         } => {
             let secs = parse_duration_secs(&ttl)
                 .with_context(|| format!("bad --ttl {ttl:?} (use 30d, 12h, 15m, 90s)"))?;
-            let hub = Hub::open(&data_dir)?;
+            let hub = Hub::open_existing(&data_dir)?;
             let (token, info) = hub.create_token(&user, &member_of, secs, label.as_deref())?;
             eprintln!(
-                "token #{} for {} expires at unix time {}",
-                info.id, info.user, info.expires
+                "token #{} for {} expires {}",
+                info.id,
+                info.user,
+                admin::format_expiry(info.expires, hub_repo::now())
             );
             println!("{token}");
             Ok(())
@@ -183,7 +299,7 @@ fn main() -> Result<()> {
                     id,
                 },
         } => {
-            let hub = Hub::open(&data_dir)?;
+            let hub = Hub::open_existing(&data_dir)?;
             let done = match (token, id) {
                 (Some(t), None) => hub.revoke_token(&t)?,
                 (None, Some(i)) => hub.revoke_token_id(i)?,
@@ -229,17 +345,50 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Check { data_dir } => {
-            let hub = Hub::open(&data_dir)?;
+        Cmd::Check {
+            data_dir,
+            config,
+            public_url,
+        } => {
+            let mut cfg = load_config(config.as_ref())?;
+            cfg.data_dir = data_dir.clone();
+            if let Some(u) = public_url {
+                cfg.public_url = u;
+            }
+            if cfg.public_url.trim().is_empty() {
+                if let Some(u) = hub_http::reach::recorded_public_url(&data_dir) {
+                    cfg.public_url = u;
+                }
+            }
+            let hub = std::sync::Arc::new(Hub::open_existing(&data_dir)?);
             let rep = hub.integrity_check()?;
             for p in rep.sqlite.iter().chain(&rep.problems) {
                 eprintln!("{p}");
             }
+            let unreachable = tokio::runtime::Runtime::new()
+                .context("starting the runtime")?
+                .block_on(hub_http::reach::unreachable_backends(hub.clone(), &cfg))?;
+            for p in &unreachable {
+                eprintln!(
+                    "{} flist(s) announce a backend no reader can reach: {} ({})",
+                    p.entries.len(),
+                    p.backend,
+                    p.why
+                );
+                for e in p.entries.iter().take(20) {
+                    eprintln!("  {e}");
+                }
+                if p.entries.len() > 20 {
+                    eprintln!("  ... and {} more", p.entries.len() - 20);
+                }
+            }
+            let clean = rep.is_clean() && unreachable.is_empty();
             println!(
-                "{} entries, {} files checked: {}",
+                "{} entries, {} files checked, {} unreachable backends: {}",
                 rep.entries_checked,
                 rep.blobs_checked,
-                if rep.is_clean() { "clean" } else { "PROBLEMS" }
+                unreachable.len(),
+                if clean { "clean" } else { "PROBLEMS" }
             );
             let orphans = hub.gc(GcOptions {
                 grace: std::time::Duration::ZERO,
@@ -249,7 +398,7 @@ fn main() -> Result<()> {
             if !orphans.is_empty() {
                 println!("run `hub-server gc` to remove them");
             }
-            if !rep.is_clean() {
+            if !clean {
                 std::process::exit(1);
             }
             Ok(())
@@ -267,8 +416,7 @@ fn main() -> Result<()> {
             })
             .and_then(|s| u64::try_from(s).ok())
             .with_context(|| format!("bad --grace {grace:?} (use 1h, 10m, 0s)"))?;
-            let hub = Hub::open(&data_dir)
-                .with_context(|| format!("opening the hub data in {}", data_dir.display()))?;
+            let hub = Hub::open_existing(&data_dir)?;
             let rep = hub.gc(GcOptions {
                 grace: std::time::Duration::from_secs(grace),
                 dry_run,
@@ -301,10 +449,81 @@ fn print_gc(rep: &GcReport, verb: &str) {
     );
 }
 
+fn user(cmd: UserCmd) -> Result<()> {
+    match cmd {
+        UserCmd::Add {
+            data_dir,
+            name,
+            password_stdin,
+            admin,
+        } => {
+            let pw = password(password_stdin)?;
+            let hub = Hub::open_existing(&data_dir)?;
+            let u = hub.user_add(&name, &pw, admin)?;
+            eprintln!(
+                "created {}{}: sign in on the web page with this name and password",
+                u.name,
+                if u.admin { " (admin)" } else { "" }
+            );
+            Ok(())
+        }
+        UserCmd::List { data_dir } => {
+            let hub = Hub::open_existing(&data_dir)?;
+            for u in hub.user_list()? {
+                println!(
+                    "{}\t{}\tcreated {}",
+                    u.name,
+                    if u.admin { "admin" } else { "user" },
+                    admin::format_utc(u.created)
+                );
+            }
+            Ok(())
+        }
+        UserCmd::Passwd {
+            data_dir,
+            name,
+            password_stdin,
+        } => {
+            let pw = password(password_stdin)?;
+            let hub = Hub::open_existing(&data_dir)?;
+            hub.user_passwd(&name, &pw)?;
+            eprintln!("password of {name} changed; its web sessions ended");
+            Ok(())
+        }
+        UserCmd::Remove { data_dir, name } => {
+            let hub = Hub::open_existing(&data_dir)?;
+            hub.user_remove(&name)?;
+            eprintln!("removed {name}; its web sessions ended (its repository stays)");
+            Ok(())
+        }
+    }
+}
+
 #[tokio::main]
 async fn serve(cfg: HubConfig) -> Result<()> {
+    let data_dir = cfg.data_dir.clone();
     let server = hub_http::start(cfg).await?;
-    println!("listening on http://{}", server.addr);
+    let st = server.state.clone();
+    let users = st.hub.user_count().unwrap_or(0);
+    println!(
+        "flist hub listening on http://{} (public URL {}, data in {})",
+        server.addr,
+        st.config.public_url(),
+        data_dir.display()
+    );
+    if users == 0 {
+        let dd = if data_dir == Path::new("./hub-data") {
+            String::new()
+        } else {
+            format!(" --data-dir {}", data_dir.display())
+        };
+        println!(
+            "No account yet. Create the first one (password on stdin):\n  \
+             hub-server user add NAME --password-stdin --admin{dd}\n\
+             then sign in at {}/login",
+            st.config.public_url()
+        );
+    }
     server
         .run_until(async {
             let mut term =

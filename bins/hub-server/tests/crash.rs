@@ -60,6 +60,7 @@ fn multipart_parts(boundary: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
 async fn kill_during_upload_leaves_previous_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    drop(hub_repo::Hub::open(&data).expect("create the catalog"));
     let out = Command::new(BIN)
         .args(["token", "create", "--data-dir"])
         .arg(&data)

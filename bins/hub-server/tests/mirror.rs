@@ -36,6 +36,8 @@ async fn spawn(data: &Path, port: u16, extra: &[&str]) -> Proc {
         .args(["serve", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        // One public URL for primary and mirrors: their `.txt`/`.json` name it.
+        .args(["--public-url", "http://hub.example.org"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -59,6 +61,10 @@ async fn spawn(data: &Path, port: u16, extra: &[&str]) -> Proc {
 }
 
 fn token(data: &Path, user: &str) -> String {
+    if !data.join("catalog.sqlite3").exists() {
+        // `token create` refuses a directory without a catalog.
+        drop(hub_repo::Hub::open(data).expect("create the catalog"));
+    }
     let out = Command::new(BIN)
         .args(["token", "create", "--data-dir"])
         .arg(data)

@@ -113,6 +113,8 @@ fn files_under(dir: &Path) -> BTreeSet<String> {
 async fn an_admin_command_while_serving_keeps_uploads_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    // `token create` refuses a directory without a catalog.
+    drop(hub_repo::Hub::open(&data).expect("create the catalog"));
     let token = ok(&cli(
         &["token", "create", "--user", "alice", "--ttl", "1h"],
         &data,
@@ -233,6 +235,8 @@ async fn an_admin_command_while_serving_keeps_uploads_in_flight() {
 async fn soak_with_gc_and_kill_ends_clean_with_no_orphans() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    // `token create` refuses a directory without a catalog.
+    drop(hub_repo::Hub::open(&data).expect("create the catalog"));
     let token = ok(&cli(
         &["token", "create", "--user", "alice", "--ttl", "1h"],
         &data,

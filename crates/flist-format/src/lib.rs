@@ -45,6 +45,7 @@ pub mod backend;
 pub mod catalog;
 pub mod codec;
 pub mod diff;
+pub mod display;
 pub mod error;
 pub mod find;
 #[rustfmt::skip]
@@ -62,6 +63,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+pub use display::mode_string;
 pub use error::{CodecError, FormatError, TreeError};
 pub use find::{find_entries, find_response, FindEntry};
 pub use merge::merge;

@@ -19,7 +19,7 @@ use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::Shared;
 
-/// Name of the web session cookie (holds a hub token).
+/// Name of the web session cookie (holds a session id, never an API token).
 pub const SESSION_COOKIE: &str = "hub-session";
 /// Name of the cookie selecting the acting identity.
 pub const ACTIVE_USER_COOKIE: &str = "active-user";
@@ -248,7 +248,7 @@ pub struct Caller(pub Actor);
 #[derive(Clone, Debug)]
 pub struct MaybeCaller(pub Option<Actor>);
 
-/// The raw bearer or session token of a request, if any.
+/// The raw bearer token of a request, if any (empty when the header is malformed).
 pub fn presented_token(headers: &HeaderMap) -> Option<String> {
     if let Some(h) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h, ""));
@@ -257,7 +257,12 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
         }
         return Some(String::new());
     }
-    cookie(headers, SESSION_COOKIE)
+    None
+}
+
+/// True when the request presents credentials: a bearer token or a session cookie.
+pub fn presents_credentials(headers: &HeaderMap) -> bool {
+    presented_token(headers).is_some() || cookie(headers, SESSION_COOKIE).is_some()
 }
 
 /// Authenticates a request.
@@ -270,6 +275,17 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
             .to_string();
         names::validate_repo(&user).map_err(|e| ApiError::bad_request(e.to_string()))?;
         Actor::new(user, Vec::new())
+    } else if presented_token(headers).is_none() {
+        match crate::login::session_actor(state, headers).await? {
+            Some(a) => a,
+            None if cookie(headers, SESSION_COOKIE).is_some() => {
+                return Err(ApiError::unauthorized(
+                    "session expired or ended: sign in again",
+                ))
+            }
+            // The old hub's words where a client may print them.
+            None => return Err(ApiError::unauthorized("no authorization provided")),
+        }
     } else {
         // The old hub's words where a client may print them.
         let token = presented_token(headers)
@@ -307,6 +323,7 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
             }
         }
     };
+    crate::observe::note_user(&actor.user);
     match cookie(headers, ACTIVE_USER_COOKIE) {
         Some(active) if !active.is_empty() && active != actor.user => Ok(actor.acting_as(&active)?),
         _ => Ok(actor),
@@ -331,7 +348,7 @@ impl FromRequestParts<Shared> for MaybeCaller {
         parts: &mut Parts,
         state: &Shared,
     ) -> Result<Self, Self::Rejection> {
-        if presented_token(&parts.headers).is_none() && state.config.authentication {
+        if !presents_credentials(&parts.headers) && state.config.authentication {
             return Ok(MaybeCaller(None));
         }
         Ok(MaybeCaller(authenticate(state, &parts.headers).await.ok()))

@@ -19,9 +19,17 @@ pub struct HubConfig {
     pub store: Option<String>,
     /// Public backend announced in the `backend` metadata of flists the hub writes, as a
     /// store URL (`zdb://host:port/namespace`); any password in it is never published.
+    /// Empty (the default): a `dir://` store is announced as `{"url": "<public_url>/chunks"}`
+    /// (the hub serves it), a 0-db store as itself without its password.
     pub public_backend: String,
-    /// Public base URL of the hub (for links in `.txt`/`.json` and redirects).
+    /// Public base URL of the hub (flist backends, `.txt`/`.json`, pages, 3Bot redirects).
+    /// Empty (the default): `http://<listen address>`.
     pub public_url: String,
+    /// Lifetime of web sessions (after signing in), in seconds.
+    pub session_ttl_secs: i64,
+    /// Log format of `hub-server serve`: `text` (no colour unless stdout is a terminal) or
+    /// `json` (one object per line, for log shippers).
+    pub log_format: String,
     /// Official repositories, listed first on the home page.
     pub official: Vec<String>,
     /// Maximum upload body in bytes (larger answers 413).
@@ -183,6 +191,8 @@ impl DockerConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThreebotConfig {
+    /// Offer 3Bot login (needs the provider reachable from users' browsers and the hub).
+    pub enabled: bool,
     /// Provider base URL (`https://login.threefold.me`).
     pub provider_url: String,
     /// The hub's app id (usually its host name).
@@ -228,6 +238,7 @@ impl Default for JwtConfig {
 impl Default for ThreebotConfig {
     fn default() -> Self {
         ThreebotConfig {
+            enabled: false,
             provider_url: "https://login.threefold.me".into(),
             app_id: "localhost".into(),
             private_key: None,
@@ -241,8 +252,10 @@ impl Default for HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5555)),
             data_dir: PathBuf::from("./hub-data"),
             store: None,
-            public_backend: "zdb://127.0.0.1:9900/default".into(),
-            public_url: "http://127.0.0.1:5555".into(),
+            public_backend: String::new(),
+            public_url: String::new(),
+            session_ttl_secs: 7 * 24 * 3600,
+            log_format: "text".into(),
             official: Vec::new(),
             max_upload_bytes: 2 << 30,
             request_timeout_secs: 60,
@@ -307,7 +320,8 @@ impl HubConfig {
     /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`, `HUB_OFFICIAL`
     /// (comma-separated), `HUB_MAX_UPLOAD_BYTES`, `HUB_REQUEST_TIMEOUT_SECS`,
     /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
-    /// `HUB_STATIC_DIR`, `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
+    /// `HUB_SESSION_TTL_SECS`, `HUB_LOG_FORMAT`, `HUB_STATIC_DIR`, `HUB_THREEBOT_ENABLED`,
+    /// `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
     /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MIRROR_OF`,
     /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_MAX_FLIST_DATABASE_BYTES`,
@@ -322,6 +336,16 @@ impl HubConfig {
                 name: name.into(),
                 message: format!("not a number: {v:?}"),
             })
+        }
+        fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
+            match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::Env {
+                    name: name.into(),
+                    message: format!("not a boolean: {v:?}"),
+                }),
+            }
         }
         for (k, v) in vars {
             match k.as_str() {
@@ -348,18 +372,10 @@ impl HubConfig {
                 "HUB_MAX_UPLOAD_BYTES" => self.max_upload_bytes = num(&k, &v)?,
                 "HUB_REQUEST_TIMEOUT_SECS" => self.request_timeout_secs = num(&k, &v)?,
                 "HUB_UPLOAD_TIMEOUT_SECS" => self.upload_timeout_secs = num(&k, &v)?,
-                "HUB_AUTHENTICATION" => {
-                    self.authentication = match v.to_ascii_lowercase().as_str() {
-                        "1" | "true" | "yes" | "on" => true,
-                        "0" | "false" | "no" | "off" => false,
-                        _ => {
-                            return Err(ConfigError::Env {
-                                name: k,
-                                message: format!("not a boolean: {v:?}"),
-                            })
-                        }
-                    }
-                }
+                "HUB_AUTHENTICATION" => self.authentication = boolean(&k, &v)?,
+                "HUB_THREEBOT_ENABLED" => self.threebot.enabled = boolean(&k, &v)?,
+                "HUB_SESSION_TTL_SECS" => self.session_ttl_secs = num(&k, &v)?,
+                "HUB_LOG_FORMAT" => self.log_format = v,
                 "HUB_TOKEN_TTL_SECS" => self.token_ttl_secs = num(&k, &v)?,
                 "HUB_STATIC_DIR" => self.static_dir = Some(v.into()),
                 "HUB_THREEBOT_PROVIDER_URL" => self.threebot.provider_url = v,
@@ -398,6 +414,46 @@ impl HubConfig {
                 absolute(&self.data_dir.join("chunks")).display()
             ),
         }
+    }
+
+    /// The public base URL without a trailing `/`: `public_url`, or `http://<listen>` (a
+    /// wildcard listen address reads as `127.0.0.1`; set `public_url` for other machines).
+    pub fn public_url(&self) -> String {
+        if !self.public_url.trim().is_empty() {
+            return self.public_url.trim().trim_end_matches('/').to_string();
+        }
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+        }
+        format!("http://{addr}")
+    }
+
+    /// True when chunks live in a local directory the hub serves at `/chunks/`.
+    pub fn store_is_dir(&self) -> bool {
+        self.store_url().starts_with("dir://")
+    }
+
+    /// The `backend` metadata JSON announced in new flists (never a password): the configured
+    /// `public_backend`; or, when it is empty, `{"url": "<public url>/chunks"}` for a
+    /// `dir://` store and the store itself for a TCP 0-db store. `None` when no reader could
+    /// reach the chunks from the metadata alone.
+    pub fn announced_backend(&self) -> Option<String> {
+        let configured = self.public_backend.trim();
+        if configured.is_empty() && self.store_is_dir() {
+            return Some(
+                serde_json::json!({ "url": format!("{}/chunks", self.public_url()) }).to_string(),
+            );
+        }
+        let url = if configured.is_empty() {
+            self.store_url()
+        } else {
+            configured.to_string()
+        };
+        flist_store::StoreUrl::parse(&url)
+            .ok()
+            .and_then(|u| flist_convert::backend::public_backend_opt(&u))
+            .map(|b| b.to_json())
     }
 
     /// The directory served under `/static/`.

@@ -68,6 +68,7 @@ impl JobEvent {
 pub struct Jobs {
     hub: Arc<Hub>,
     live: Mutex<HashMap<String, broadcast::Sender<JobEvent>>>,
+    metrics: Option<Arc<crate::observe::Metrics>>,
 }
 
 /// A running job: report progress, then finish or fail. Methods block (catalog writes): use
@@ -79,6 +80,8 @@ pub struct JobHandle {
     hub: Arc<Hub>,
     tx: broadcast::Sender<JobEvent>,
     jobs: Arc<Jobs>,
+    kind: String,
+    started: std::time::Instant,
 }
 
 impl Jobs {
@@ -87,7 +90,14 @@ impl Jobs {
         Jobs {
             hub,
             live: Mutex::new(HashMap::new()),
+            metrics: None,
         }
+    }
+
+    /// Counts finished jobs and their duration in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::observe::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Starts a job (persisted as running).
@@ -99,11 +109,14 @@ impl Jobs {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(rec.id.clone(), tx.clone());
+        crate::observe::note_job(&rec.id);
         Ok(JobHandle {
             id: rec.id,
             hub: self.hub.clone(),
             tx,
             jobs: self.clone(),
+            kind: kind.to_string(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -142,6 +155,7 @@ impl JobHandle {
         }
         let _ = self.tx.send(JobEvent::Info(info.clone()));
         self.jobs.forget(&self.id);
+        self.count(true);
     }
 
     /// Records failure (blocking).
@@ -151,6 +165,13 @@ impl JobHandle {
         }
         let _ = self.tx.send(JobEvent::Error(message.to_string()));
         self.jobs.forget(&self.id);
+        self.count(false);
+    }
+
+    fn count(&self, ok: bool) {
+        if let Some(m) = &self.jobs.metrics {
+            m.conversion(&self.kind, ok, self.started.elapsed().as_secs_f64());
+        }
     }
 
     /// [`JobHandle::finish`] from async code.

@@ -10,9 +10,11 @@
 //!
 //! Errors on `/api/*` are JSON (`{"status":"error","message"}`) with real status codes.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod changes;
+pub mod chunks;
 pub mod chunks_api;
 pub mod compat;
 pub mod config;
@@ -21,9 +23,13 @@ pub mod derive;
 pub mod docker;
 pub mod error;
 pub mod guard;
+pub mod health;
 pub mod jobs;
+pub mod login;
 pub mod lookup;
 pub mod mirror;
+pub mod observe;
+pub mod reach;
 pub mod render;
 pub mod request_id;
 pub mod server;

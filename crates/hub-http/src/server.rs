@@ -19,8 +19,8 @@ use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use crate::{
-    api, changes, chunks_api, compat, csrf, derive, docker, guard, jobs, mirror, request_id,
-    signing, threebot, ui, upload, web,
+    api, changes, chunks, chunks_api, compat, csrf, derive, docker, guard, health, jobs, login,
+    mirror, observe, request_id, signing, threebot, ui, upload, web,
 };
 
 /// A start-up failure.
@@ -170,10 +170,15 @@ pub fn router(state: Shared) -> Router {
             get(ui::account::tokens).post(ui::account::token_create),
         )
         .route("/token/revoke", post(ui::account::token_revoke))
-        .route("/login-method", get(ui::account::login_page))
+        .route("/login-method", get(login::login_page))
         .route("/login-token", post(ui::account::login_token))
         .route("/me/active-user", post(ui::account::switch))
         .route("/logout", get(web::logout).post(web::logout))
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/chunks/{prefix}/{hex}", get(chunks::chunk))
+        .route("/metrics", get(observe::metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/readonly", get(web::readonly))
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
@@ -194,6 +199,7 @@ pub fn router(state: Shared) -> Router {
     uploads
         .merge(chunks_api::routes(&state))
         .merge(api)
+        .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -211,8 +217,12 @@ pub fn router(state: Shared) -> Router {
             csrf::guard,
         ))
         .layer(axum::middleware::from_fn(request_id::layer))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(axum::middleware::from_fn(compat::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            observe::log_requests,
+        ))
 }
 
 /// Opens the catalog, the chunk store and the identity keys.
@@ -229,18 +239,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         })?;
     let hub = Arc::new(hub);
     let store = flist_store::open(&config.store_url()).await?;
-    let public_backend = match flist_store::StoreUrl::parse(&config.public_backend) {
-        Ok(u) => flist_convert::backend::public_backend_opt(&u).map(|b| b.to_json()),
-        Err(e) => {
-            tracing::warn!("public backend: {e}");
-            None
-        }
-    };
-    if public_backend.is_none() {
-        tracing::warn!(
-            "public backend {:?} cannot be recorded in flists (a 0-db or http(s) URL is needed): flists will carry no backend",
+    let public_backend = config.announced_backend();
+    match &public_backend {
+        Some(b) => tracing::info!("new flists carry the backend {b}"),
+        None => tracing::warn!(
+            "public backend {:?} is neither a TCP 0-db nor an HTTP store: flists will carry no backend",
             config.public_backend
-        );
+        ),
     }
     let h2 = hub.clone();
     // Flists stored before the path index existed are indexed in the background.
@@ -310,14 +315,21 @@ pub async fn start(config: HubConfig) -> Result<Server, ServerError> {
     start_on(listener, config).await
 }
 
-/// Serves on an already bound listener in the background.
+/// Serves on an already bound listener in the background. Without a configured
+/// `public_url`, the hub's public URL is derived from the bound address.
 pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server, ServerError> {
     let addr = listener.local_addr().map_err(|source| ServerError::Io {
         what: "local address".into(),
         source,
     })?;
     let limits = config.limits.clone();
+    let mut config = config;
+    if config.public_url.trim().is_empty() {
+        config.listen = addr;
+        config.public_url = config.public_url();
+    }
     let state = build_state(config).await?;
+    crate::reach::record_public_url(&state.config.data_dir, &state.config.public_url());
     mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);

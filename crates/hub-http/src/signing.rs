@@ -156,7 +156,13 @@ pub async fn annotate_light(st: &Shared, repo: &str, name: &str, mut v: Value) -
     if v.get("type").and_then(Value::as_str) == Some("taglink") {
         return v;
     }
-    let Ok(r) = st.resolve(repo, name).await else {
+    // The entry's own name (`x.flist`), whichever form the request used (`x`, `x.flist`):
+    // one resolution path for every spelling.
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .map_or_else(|| name.to_string(), str::to_string);
+    let Ok(r) = st.resolve(repo, &name).await else {
         return v;
     };
     let vm = vm_report(st, &r.sha256).await;

@@ -27,6 +27,10 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// Token, JWT and 3Bot verification.
     pub identity: Identity,
+    /// Request, conversion and chunk-store metrics (`GET /metrics`).
+    pub metrics: Arc<crate::observe::Metrics>,
+    /// Failed sign-in attempts by account and address.
+    pub login_limiter: crate::login::LoginLimiter,
     /// Web app state (per-client limits, pending upload jobs).
     pub web: crate::ui::WebState,
     /// Slots for docker conversions running at once.
@@ -48,7 +52,7 @@ const CACHE_BYTES_MAX: usize = 64 << 20;
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    /// Assembles the state.
+    /// Assembles the state (the store is wrapped to count its operations in `metrics`).
     pub fn new(
         hub: Arc<Hub>,
         store: Arc<dyn Store>,
@@ -56,11 +60,16 @@ impl AppState {
         public_backend: Option<String>,
         identity: Identity,
     ) -> Self {
-        let jobs = Arc::new(Jobs::new(hub.clone()));
+        let metrics = Arc::new(crate::observe::Metrics::new());
+        let store: Arc<dyn Store> =
+            Arc::new(crate::observe::MeteredStore::new(store, metrics.clone()));
+        let jobs = Arc::new(Jobs::new(hub.clone()).with_metrics(metrics.clone()));
         let docker_slots = Arc::new(tokio::sync::Semaphore::new(
             config.docker.max_concurrent.max(1),
         ));
         AppState {
+            metrics,
+            login_limiter: crate::login::LoginLimiter::default(),
             web: crate::ui::WebState::default(),
             docker_slots,
             hub,

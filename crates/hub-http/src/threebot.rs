@@ -18,7 +18,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::auth::{cookie, LoginFlow, SESSION_COOKIE};
+use crate::auth::{cookie, LoginFlow};
 use crate::error::ApiError;
 use crate::state::Shared;
 use crate::web::WebError;
@@ -68,6 +68,10 @@ pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Res
         LoginFlow::Token => "/callback_token",
     };
     let tb = &st.config.threebot;
+    if !tb.enabled {
+        return ApiError::not_found("3Bot login is not enabled on this hub (threebot.enabled)")
+            .into_response();
+    }
     let url = format!(
         "{}/?appid={}&publickey={}&state={}&redirecturl={}&scope={}",
         tb.provider_url.trim_end_matches('/'),
@@ -232,21 +236,20 @@ async fn finish(
     flow: LoginFlow,
 ) -> Result<Response, WebError> {
     let user = verify(&st, q, flow, cookie(&headers, STATE_COOKIE)).await?;
-    let ttl = st.config.token_ttl_secs;
-    let u2 = user.clone();
-    let (token, _) = st
-        .blocking(move |hub| Ok(hub.create_token(&u2, &[], ttl, Some("web session"))?))
-        .await?;
     tracing::info!("3Bot login: {user}");
     let target = match flow {
         LoginFlow::Web => "/",
         LoginFlow::Token => "/token",
     };
-    let mut resp = found(target);
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Lax");
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
+    let mut resp = crate::login::start_session(
+        &st,
+        &user,
+        Vec::new(),
+        "threebot",
+        StatusCode::FOUND,
+        target,
+    )
+    .await?;
     let callback = match flow {
         LoginFlow::Web => "/callback_threebot",
         LoginFlow::Token => "/callback_token",

@@ -187,7 +187,7 @@ async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebRes
             .and_then(Value::as_str)
             .map(str::to_string)
     });
-    let base = st.config.public_url.trim_end_matches('/');
+    let base = st.config.public_url();
     Ok(json!({
         "flist": name,
         "uploader": repo,
@@ -253,9 +253,9 @@ pub async fn readonly() -> Response {
 /// `GET|POST /logout`: revokes the session token, clears the cookies and says so (200, as
 /// the old hub).
 pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) -> Response {
-    if let Some(tok) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+    if let Some(id) = crate::auth::cookie(&headers, SESSION_COOKIE) {
         let hub = st.hub.clone();
-        let _ = tokio::task::spawn_blocking(move || hub.revoke_token(&tok)).await;
+        let _ = tokio::task::spawn_blocking(move || hub.end_session(&id)).await;
     }
     let mut resp = Html(page(
         "Signed out",

@@ -175,6 +175,27 @@ async fn wait_url(c: &Client, suffix: &str) -> Res<String> {
     }
 }
 
+/// Waits until `css` reads `want` (the element may belong to the page being left, then to
+/// the next one: a stale element is read again).
+async fn wait_text(c: &Client, css: &str, want: &str) -> Res {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(t) = e.text().await {
+                if t == want {
+                    return Ok(());
+                }
+                last = t;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{css} reads {last:?}, expected {want:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn ensure(cond: bool, what: impl Into<String>) -> Res {
     if cond {
         Ok(())
@@ -284,6 +305,73 @@ fn sign_in_with_an_api_token_and_out() {
         ensure(
             c.find(Locator::Css("#signout")).await.is_err(),
             "signed out",
+        )
+    });
+}
+
+#[test]
+fn sign_in_with_a_local_password() {
+    browser_test("password_sign_in", |c, w| async move {
+        let hub = w.hub.hub();
+        tokio::task::spawn_blocking(move || hub.user_add("carol", "carol's long password", false))
+            .await
+            .map_err(err("join"))?
+            .map_err(err("user add"))?;
+        // The login page now offers the account form; a wrong password is refused on it.
+        goto(&c, w, "/login-method?next=/token").await?;
+        let fill = |user: &'static str, pw: &'static str| {
+            let c = c.clone();
+            async move {
+                wait_css(&c, "#password-login input[name=username]")
+                    .await?
+                    .send_keys(user)
+                    .await
+                    .map_err(err("type user"))?;
+                wait_css(&c, "#password-login input[name=password]")
+                    .await?
+                    .send_keys(pw)
+                    .await
+                    .map_err(err("type password"))?;
+                wait_css(&c, "#password-login button")
+                    .await?
+                    .click()
+                    .await
+                    .map_err(err("submit"))
+            }
+        };
+        fill("carol", "not her password").await?;
+        let refusal = text_of(&c, "#login-error").await?;
+        ensure(
+            refusal.contains("Wrong user name or password"),
+            format!("refusal says why: {refusal:?}"),
+        )?;
+        ensure(
+            c.find(Locator::Css("#signout")).await.is_err(),
+            "not signed in after a wrong password",
+        )?;
+        // The refused page keeps where to go; the right password leads there, signed in.
+        fill("carol", "carol's long password").await?;
+        wait_url(&c, "/token").await?;
+        wait_css(&c, "#signout").await?;
+        let selected = c
+            .execute(
+                "return document.querySelector('select[name=active]').value",
+                vec![],
+            )
+            .await
+            .map_err(err("switcher"))?;
+        ensure(
+            selected == json!("carol"),
+            format!("acting as carol: {selected}"),
+        )?;
+        // The session is an HttpOnly cookie: page scripts cannot read it.
+        let cookies = c
+            .execute("return document.cookie", vec![])
+            .await
+            .map_err(err("cookie"))?;
+        ensure(
+            !cookies.as_str().unwrap_or_default().contains("hub-session"),
+            format!("session cookie hidden from scripts: {cookies}"),
         )
     });
 }
@@ -458,11 +546,7 @@ fn rename_and_delete_from_the_repository_page() {
             .click()
             .await
             .map_err(err("rename"))?;
-        let flash = text_of(&c, "#flash").await?;
-        ensure(
-            flash == "Renamed old-name.flist to new-name.flist.",
-            format!("rename result: {flash}"),
-        )?;
+        wait_text(&c, "#flash", "Renamed old-name.flist to new-name.flist.").await?;
         wait_css(&c, "tr[data-name='new-name.flist']").await?;
         ensure(
             c.find(Locator::Css(row)).await.is_err(),
@@ -485,11 +569,7 @@ fn rename_and_delete_from_the_repository_page() {
             .click()
             .await
             .map_err(err("delete"))?;
-        let flash = text_of(&c, "#flash").await?;
-        ensure(
-            flash == "Deleted new-name.flist.",
-            format!("delete result: {flash}"),
-        )?;
+        wait_text(&c, "#flash", "Deleted new-name.flist.").await?;
         ensure(c.find(Locator::Css(row)).await.is_err(), "the row is gone")?;
         let gone = w.hub.hub().entry("owner1", "new-name.flist").unwrap();
         ensure(gone.is_none(), "deleted in the catalog")
@@ -516,6 +596,8 @@ fn create_and_revoke_a_token() {
             .click()
             .await
             .map_err(err("create"))?;
+        // The page that shows the new token (a form POST answered with a page).
+        wait_css(&c, "#token-value").await?;
         let token = c
             .execute(
                 "return document.getElementById('token-value').value",
@@ -547,11 +629,7 @@ fn create_and_revoke_a_token() {
             .click()
             .await
             .map_err(err("revoke"))?;
-        let flash = text_of(&c, "#flash").await?;
-        ensure(
-            flash == "Revoked token “ci-publish”.",
-            format!("revoke result: {flash}"),
-        )?;
+        wait_text(&c, "#flash", "Revoked token “ci-publish”.").await?;
         ensure(
             c.find(Locator::Css("#token-list tr[data-token='ci-publish']"))
                 .await

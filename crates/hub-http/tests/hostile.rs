@@ -784,8 +784,15 @@ async fn exists(t: &TestHub, name: &str) -> bool {
 }
 
 /// The value of a browser session cookie for `user`.
+/// The cookie of a signed-in browser (a web session, as `POST /login` opens).
 async fn browser_session(t: &TestHub, user: &str) -> String {
-    format!("hub-session={}", t.token(user, &[]).await)
+    let hub = t.hub();
+    let user = user.to_string();
+    let (id, _) = tokio::task::spawn_blocking(move || hub.create_session(&user, &[], "test", 3600))
+        .await
+        .expect("join")
+        .expect("session");
+    format!("hub-session={id}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

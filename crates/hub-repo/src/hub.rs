@@ -46,6 +46,13 @@ impl Hub {
     /// files removed, jobs left queued or running marked failed. Otherwise (an admin command
     /// while the server runs) only temp files untouched for a day are removed.
     pub fn open(data: impl AsRef<Path>) -> Result<Self, RepoError> {
+        Self::open_with(data, true)
+    }
+
+    /// Opens a data directory; `recover_jobs`: mark jobs left running as failed (only the
+    /// server does, and only when no other process has the directory open, so
+    /// administration commands can run beside it).
+    pub(crate) fn open_with(data: impl AsRef<Path>, recover_jobs: bool) -> Result<Self, RepoError> {
         let data = data.as_ref().to_path_buf();
         std::fs::create_dir_all(&data).map_err(|e| RepoError::io("create directory", &data, e))?;
         let lock = DataLock::acquire(&data)?;
@@ -59,7 +66,7 @@ impl Hub {
             generation: AtomicU64::new(1),
             _lock: lock,
         };
-        if recover {
+        if recover_jobs && recover {
             hub.fail_interrupted_jobs()?;
         }
         Ok(hub)

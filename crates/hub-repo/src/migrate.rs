@@ -23,9 +23,11 @@ struct Migration {
 /// The migrations, in order: index `i` brings a catalog from version `i` to `i + 1`.
 const MIGRATIONS: &[Migration] = &[
     Migration {
-        what: "base schema (catalog, path index, token usage, mirror state)",
+        what: "base schema (catalog, path index, token usage, mirror state, users, sessions)",
         apply: |tx| {
             tx.execute_batch(crate::db::SCHEMA)?;
+            tx.execute_batch(crate::users::SCHEMA)?;
+            tx.execute_batch(crate::sessions::SCHEMA)?;
             tx.execute_batch(crate::paths::PATH_SCHEMA)?;
             tx.execute_batch(crate::browse::BROWSE_SCHEMA)?;
             tx.execute_batch(crate::replica::MIRROR_TABLE)

@@ -9,8 +9,7 @@
 
 use std::sync::Mutex;
 
-use flist_format::catalog::mode_bits;
-use flist_format::{Kind, SpecialKind, Tree};
+use flist_format::{mode_string, Kind, Tree};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::SqlContext;
@@ -113,49 +112,6 @@ pub struct PathHit {
     pub path: String,
     /// Its kind.
     pub kind: String,
-}
-
-/// `ls -l` style mode string of a node (type char and permission bits with setuid, setgid
-/// and sticky).
-pub fn mode_string(kind: &Kind, mode: u32) -> String {
-    let t = match kind {
-        Kind::Dir { .. } => 'd',
-        Kind::File { .. } => '-',
-        Kind::Symlink { .. } => 'l',
-        Kind::Special { kind, .. } => match kind {
-            SpecialKind::Socket => 's',
-            SpecialKind::Block => 'b',
-            SpecialKind::Chardev => 'c',
-            SpecialKind::Fifo => 'p',
-            SpecialKind::Unknown => match mode & mode_bits::S_IFMT {
-                mode_bits::S_IFSOCK => 's',
-                mode_bits::S_IFBLK => 'b',
-                mode_bits::S_IFCHR => 'c',
-                mode_bits::S_IFIFO => 'p',
-                _ => '?',
-            },
-        },
-    };
-    let bit = |m: u32, c: char| if mode & m != 0 { c } else { '-' };
-    let exec =
-        |x: u32, special: u32, set: char, unset: char| match (mode & x != 0, mode & special != 0) {
-            (true, true) => set,
-            (false, true) => unset,
-            (true, false) => 'x',
-            (false, false) => '-',
-        };
-    let mut s = String::with_capacity(10);
-    s.push(t);
-    s.push(bit(0o400, 'r'));
-    s.push(bit(0o200, 'w'));
-    s.push(exec(0o100, 0o4000, 's', 'S'));
-    s.push(bit(0o040, 'r'));
-    s.push(bit(0o020, 'w'));
-    s.push(exec(0o010, 0o2000, 's', 'S'));
-    s.push(bit(0o004, 'r'));
-    s.push(bit(0o002, 'w'));
-    s.push(exec(0o001, 0o1000, 't', 'T'));
-    s
 }
 
 /// Smallest string sorting after every string that starts with `prefix`.
@@ -456,25 +412,6 @@ impl Hub {
 mod tests {
     use super::*;
     use flist_format::Meta;
-
-    #[test]
-    fn mode_strings_like_ls() {
-        let file = Kind::File {
-            size: 0,
-            blocks: vec![],
-        };
-        assert_eq!(mode_string(&file, 0o4755), "-rwsr-xr-x");
-        assert_eq!(mode_string(&file, 0o644), "-rw-r--r--");
-        assert_eq!(mode_string(&file, 0o2640), "-rw-r-S---");
-        assert_eq!(mode_string(&Kind::empty_dir(), 0o1777), "drwxrwxrwt");
-        let link = Kind::Symlink { target: "x".into() };
-        assert_eq!(mode_string(&link, 0o777), "lrwxrwxrwx");
-        let fifo = Kind::Special {
-            kind: SpecialKind::Fifo,
-            rdev: None,
-        };
-        assert_eq!(mode_string(&fifo, 0o600), "prw-------");
-    }
 
     #[test]
     fn directories_page_and_paths_are_found() {

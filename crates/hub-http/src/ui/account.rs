@@ -8,40 +8,25 @@ use hub_repo::TokenCheck;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{check_same_origin, clear_cookie, redirect_with, see_other, Ctx};
-use crate::auth::{ACTIVE_USER_COOKIE, SESSION_COOKIE};
+use super::{check_same_origin, clear_cookie, redirect_with, Ctx};
+use crate::auth::ACTIVE_USER_COOKIE;
 use crate::error::ApiError;
 use crate::state::Shared;
 
 /// Lifetimes offered when creating a token, in days.
 const EXPIRY_DAYS: [i64; 5] = [1, 7, 30, 90, 365];
 
-/// `GET /login-method`: the ways to sign in this hub offers.
-pub async fn login_page(State(st): State<Shared>, ctx: Ctx) -> Response {
-    let local = false;
-    let threebot = !st.config.threebot.provider_url.is_empty();
-    ctx.render(
-        "login.html",
-        "Sign in",
-        json!({"local": local, "threebot": threebot, "token_action": "/login-token"}),
-    )
-}
-
 /// Form of `/login-token`.
 #[derive(Deserialize)]
 pub struct TokenLogin {
     token: String,
-}
-
-fn session_cookie(token: &str, ttl: i64) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=Strict"
-    ))
-    .ok()
+    /// Where to go afterwards (a local path).
+    #[serde(default)]
+    next: Option<String>,
 }
 
 /// `POST /login-token`: signs in with an API token. The browser gets its own session
-/// credential (a new token labelled `web session`), never the pasted one.
+/// credential (a server-side session), never the pasted token.
 pub async fn login_token(
     State(st): State<Shared>,
     ctx: Ctx,
@@ -51,28 +36,34 @@ pub async fn login_token(
     if let Err(e) = check_same_origin(&headers) {
         return ctx.error(&e);
     }
+    let next = crate::login::came_from(&st, f.next.as_deref(), &headers);
     let token = f.token.trim().to_string();
-    let ttl = st.config.token_ttl_secs.clamp(60, 7 * 86_400);
     let r = st
         .blocking(move |hub| match hub.check_token(&token)? {
-            TokenCheck::Valid(info) => {
-                let (session, _) =
-                    hub.create_token(&info.user, &info.memberof, ttl, Some("web session"))?;
-                Ok(Ok(session))
-            }
+            TokenCheck::Valid(info) => Ok(Ok(info)),
             TokenCheck::Expired => Ok(Err("This token has expired.")),
             TokenCheck::Revoked => Ok(Err("This token was revoked.")),
             TokenCheck::Unknown => Ok(Err("This is not a token of this hub.")),
         })
         .await;
     match r {
-        Ok(Ok(session)) => {
-            let mut resp = see_other("/");
-            if let Some(v) = session_cookie(&session, ttl) {
-                resp.headers_mut().append(header::SET_COOKIE, v);
+        Ok(Ok(info)) => {
+            match crate::login::start_session(
+                &st,
+                &info.user,
+                info.memberof,
+                "token",
+                StatusCode::SEE_OTHER,
+                &next,
+            )
+            .await
+            {
+                Ok(mut resp) => {
+                    clear_cookie(resp.headers_mut(), ACTIVE_USER_COOKIE);
+                    resp
+                }
+                Err(e) => ctx.error(&e),
             }
-            clear_cookie(resp.headers_mut(), ACTIVE_USER_COOKIE);
-            resp
         }
         Ok(Err(why)) => redirect_with("/login-method", "error", why),
         Err(e) => ctx.error(&e),

@@ -25,6 +25,10 @@ pub fn test_config(dir: &Path) -> HubConfig {
         public_backend: PUBLIC_BACKEND.into(),
         public_url: "http://hub.test".into(),
         official: vec!["official".into()],
+        threebot: hub_http::config::ThreebotConfig {
+            enabled: true,
+            ..Default::default()
+        },
         ..HubConfig::default()
     }
 }

@@ -1,0 +1,148 @@
+//! Figures for monitoring (`/metrics`) and the readiness probe (`/readyz`).
+
+use std::collections::BTreeMap;
+
+use crate::error::SqlContext;
+use crate::{Hub, RepoError};
+
+/// Size of the catalog and of the jobs it tracks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatalogStats {
+    /// Repositories.
+    pub repositories: u64,
+    /// Entries by kind (`regular`, `symlink`, `taglink`).
+    pub entries: BTreeMap<String, u64>,
+    /// Distinct flist files stored.
+    pub files: u64,
+    /// Their total size in bytes.
+    pub file_bytes: u64,
+    /// Local accounts.
+    pub users: u64,
+    /// Jobs by state (`queued`, `running`, `done`, `failed`).
+    pub jobs: BTreeMap<String, u64>,
+}
+
+fn count(c: &rusqlite::Connection, sql: &str) -> Result<u64, RepoError> {
+    c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+        .map(|n| n.unwrap_or(0).max(0) as u64)
+        .ctx("catalog statistics")
+}
+
+fn grouped(c: &rusqlite::Connection, sql: &str) -> Result<BTreeMap<String, u64>, RepoError> {
+    let mut st = c.prepare_cached(sql).ctx("catalog statistics")?;
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .ctx("catalog statistics")?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, n)| (k, n.max(0) as u64))
+        .collect())
+}
+
+impl Hub {
+    /// Counts of repositories, entries, files, accounts and jobs.
+    pub fn stats(&self) -> Result<CatalogStats, RepoError> {
+        self.db.read(|c| {
+            let mut jobs = grouped(c, "SELECT state, count(*) FROM jobs GROUP BY state")?;
+            for s in ["queued", "running", "done", "failed"] {
+                jobs.entry(s.to_string()).or_insert(0);
+            }
+            let mut entries = grouped(c, "SELECT kind, count(*) FROM entries GROUP BY kind")?;
+            for k in ["regular", "symlink", "taglink"] {
+                entries.entry(k.to_string()).or_insert(0);
+            }
+            Ok(CatalogStats {
+                repositories: count(c, "SELECT count(*) FROM repositories")?,
+                entries,
+                files: count(c, "SELECT count(*) FROM blobs")?,
+                file_bytes: count(c, "SELECT sum(size) FROM blobs")?,
+                users: count(c, "SELECT count(*) FROM users")?,
+                jobs,
+            })
+        })
+    }
+
+    /// Checks the catalog can be written now (a write transaction that changes nothing) and
+    /// that the data directory accepts files.
+    pub fn probe_writable(&self) -> Result<(), RepoError> {
+        self.db.write(|tx| {
+            tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe;")
+                .ctx("write probe")
+        })?;
+        let p = self.temp_path(".probe");
+        std::fs::write(&p, b"probe").map_err(|e| RepoError::io("write", &p, e))?;
+        std::fs::remove_file(&p).map_err(|e| RepoError::io("remove", &p, e))?;
+        Ok(())
+    }
+
+    /// Opens an existing hub data directory for administration beside a running server: refuses
+    /// one that holds no catalog instead of creating an empty hub (a command pointed at the
+    /// wrong directory), and leaves the server's running jobs alone.
+    pub fn open_existing(data: impl AsRef<std::path::Path>) -> Result<Self, RepoError> {
+        let data = data.as_ref();
+        let catalog = data.join("catalog.sqlite3");
+        if !catalog.is_file() {
+            return Err(RepoError::NotFound(format!(
+                "no hub catalog in {} (expected {}; start `hub-server serve --data-dir {}` once, or pass the right --data-dir)",
+                data.display(),
+                catalog.display(),
+                data.display()
+            )));
+        }
+        Hub::open_with(data, false)
+    }
+}
+
+/// A regular entry and the `backend` metadata of its flist file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryBackend {
+    /// Repository.
+    pub repo: String,
+    /// Entry name.
+    pub name: String,
+    /// The raw `backend` metadata (JSON text), if the flist has one.
+    pub backend: Option<String>,
+}
+
+impl Hub {
+    /// Every regular entry with the `backend` its flist announces (for `hub-server check`).
+    pub fn entry_backends(&self) -> Result<Vec<EntryBackend>, RepoError> {
+        let rows = self.db.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT e.repo, e.name, e.sha256 FROM entries e \
+                     WHERE e.kind = 'regular' ORDER BY e.repo, e.name",
+                )
+                .ctx("list entries")?;
+            let v = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("list entries")?;
+            Ok(v)
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (repo, name, sha) in rows {
+            let md = self.blob_metadata(&sha)?;
+            let backend = md
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| {
+                    v.get("backend")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string)
+                });
+            out.push(EntryBackend {
+                repo,
+                name,
+                backend,
+            });
+        }
+        Ok(out)
+    }
+}

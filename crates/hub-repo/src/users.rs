@@ -1,0 +1,208 @@
+//! Local accounts: a name, an argon2id password hash (PHC string) and an admin flag.
+//!
+//! Passwords are never stored or logged; verifying runs argon2 even for unknown names so the
+//! answer time does not tell which names exist.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rusqlite::{params, OptionalExtension};
+
+use crate::error::SqlContext;
+use crate::hub::now;
+use crate::names::validate_user;
+use crate::{Hub, RepoError};
+
+/// Tables of local accounts (created with the catalog).
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS users (
+    name     TEXT PRIMARY KEY,
+    password TEXT NOT NULL,
+    admin    INTEGER NOT NULL DEFAULT 0,
+    created  INTEGER NOT NULL,
+    updated  INTEGER NOT NULL
+);
+"#;
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// A local account (never its password).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    /// The user name (also its repository).
+    pub name: String,
+    /// May administer the hub.
+    pub admin: bool,
+    /// Unix time of creation.
+    pub created: i64,
+    /// Unix time of the last password change.
+    pub updated: i64,
+}
+
+fn hash_password(password: &str) -> Result<String, RepoError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(RepoError::Invalid(format!(
+            "password too short: at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.len() > 1024 {
+        return Err(RepoError::Invalid(
+            "password too long (max 1024 bytes)".into(),
+        ));
+    }
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&raw)
+        .map_err(|e| RepoError::Invalid(format!("password salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| RepoError::Invalid(format!("hashing password: {e}")))
+}
+
+/// A hash of a random password, verified against for unknown names (same cost).
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not-a-real-password-0123456789").unwrap_or_default())
+}
+
+fn verify_hash(hash: &str, password: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(h) => Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl Hub {
+    /// Creates a local account; refuses reserved and existing names and short passwords.
+    pub fn user_add(&self, name: &str, password: &str, admin: bool) -> Result<UserInfo, RepoError> {
+        validate_user(name)?;
+        let hash = hash_password(password)?;
+        let t = now();
+        self.db.write(|tx| {
+            let exists: Option<i64> = tx
+                .query_row("SELECT 1 FROM users WHERE name = ?1", params![name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .ctx("read user")?;
+            if exists.is_some() {
+                return Err(RepoError::Conflict(format!("user {name} already exists")));
+            }
+            tx.execute(
+                "INSERT INTO users(name, password, admin, created, updated) VALUES (?1,?2,?3,?4,?4)",
+                params![name, hash, admin, t],
+            )
+            .ctx("create user")?;
+            Ok(())
+        })?;
+        Ok(UserInfo {
+            name: name.to_string(),
+            admin,
+            created: t,
+            updated: t,
+        })
+    }
+
+    /// Every local account, by name.
+    pub fn user_list(&self) -> Result<Vec<UserInfo>, RepoError> {
+        self.db.read(|c| {
+            let mut st = c
+                .prepare_cached("SELECT name, admin, created, updated FROM users ORDER BY name")
+                .ctx("list users")?;
+            let v = st
+                .query_map([], |r| {
+                    Ok(UserInfo {
+                        name: r.get(0)?,
+                        admin: r.get(1)?,
+                        created: r.get(2)?,
+                        updated: r.get(3)?,
+                    })
+                })
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("list users")?;
+            Ok(v)
+        })
+    }
+
+    /// Number of local accounts.
+    pub fn user_count(&self) -> Result<u64, RepoError> {
+        self.db.read(|c| {
+            c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .ctx("count users")
+        })
+    }
+
+    /// Changes a password and ends the user's web sessions.
+    pub fn user_passwd(&self, name: &str, password: &str) -> Result<(), RepoError> {
+        let hash = hash_password(password)?;
+        self.db.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET password = ?2, updated = ?3 WHERE name = ?1",
+                    params![name, hash, now()],
+                )
+                .ctx("change password")?;
+            if n == 0 {
+                return Err(RepoError::NotFound(format!("user {name}")));
+            }
+            tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])
+                .ctx("end sessions")?;
+            Ok(())
+        })
+    }
+
+    /// Removes a local account and ends its web sessions (its repository stays).
+    pub fn user_remove(&self, name: &str) -> Result<(), RepoError> {
+        self.db.write(|tx| {
+            let n = tx
+                .execute("DELETE FROM users WHERE name = ?1", params![name])
+                .ctx("remove user")?;
+            if n == 0 {
+                return Err(RepoError::NotFound(format!("user {name}")));
+            }
+            tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])
+                .ctx("end sessions")?;
+            Ok(())
+        })
+    }
+
+    /// Checks a password (argon2 runs even when the name is unknown): the account when it
+    /// matches, `None` otherwise.
+    pub fn verify_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<UserInfo>, RepoError> {
+        let row = self.db.read(|c| {
+            c.prepare_cached(
+                "SELECT name, password, admin, created, updated FROM users WHERE name = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![name], |r| {
+                    Ok((
+                        UserInfo {
+                            name: r.get(0)?,
+                            admin: r.get(2)?,
+                            created: r.get(3)?,
+                            updated: r.get(4)?,
+                        },
+                        r.get::<_, String>(1)?,
+                    ))
+                })
+                .optional()
+            })
+            .ctx("read user")
+        })?;
+        match row {
+            Some((info, hash)) => Ok(verify_hash(&hash, password).then_some(info)),
+            None => {
+                let _ = verify_hash(dummy_hash(), password);
+                Ok(None)
+            }
+        }
+    }
+}
