@@ -291,7 +291,6 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("  {n} small files: {}", r.line);
         small_rss.push((*n, r.rss_kb));
     }
-    let _ = std::fs::remove_dir_all(&stores);
     println!("store: dir:// on the same disk as the inputs; upload mode: {upload}");
     println!("| row | ours | baseline | ratio | goal | verdict |");
     println!("|---|---|---|---|---|---|");
@@ -324,5 +323,6 @@ pub fn run(args: &[String]) -> Result<()> {
             format!("{failed} goal(s) missed")
         }
     );
+    let _ = std::fs::remove_dir_all(&stores);
     Ok(())
 }

@@ -125,6 +125,8 @@ fn gen_small(path: &Path, count: u64) -> std::io::Result<()> {
         let mut h = tar::Header::new_gnu();
         h.set_size(size as u64);
         h.set_mode(0o644);
+        h.set_uid(1000);
+        h.set_gid(1000);
         h.set_mtime(1_700_000_000);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(
