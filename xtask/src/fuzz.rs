@@ -1,13 +1,21 @@
 //! `cargo xtask fuzz [TARGET] [--seconds N]`: builds the `fuzz/` targets with libFuzzer
 //! coverage instrumentation on the stable toolchain (the flags `cargo fuzz` passes, without
 //! its nightly-only sanitizer) and runs each for N seconds (default 60), seeded with the
-//! reference fixtures. A crash leaves its input in `fuzz/artifacts/<target>/` and fails.
+//! reference fixtures and `fuzz/seeds/<target>/`. A crash leaves its input in
+//! `fuzz/artifacts/<target>/` and fails.
 
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-const TARGETS: &[(&str, &str)] = &[("flist_reader", ".flist"), ("archive_to_tree", ".tar.gz")];
+/// Targets and the extension of the reference fixtures that seed them (besides the checked-in
+/// seeds in `fuzz/seeds/<target>/`).
+const TARGETS: &[(&str, &str)] = &[
+    ("flist_reader", ".flist"),
+    ("archive_to_tree", ".tar.gz"),
+    ("resp_replies", ""),
+    ("upload_multipart", ""),
+];
 
 const RUSTFLAGS: &str = "--cfg fuzzing -Cpasses=sancov-module \
     -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -67,7 +75,15 @@ pub fn run(args: &[String]) -> Result<()> {
         std::fs::create_dir_all(&artifacts)?;
         for e in std::fs::read_dir(&fixtures)? {
             let p = e?.path();
-            if p.to_string_lossy().ends_with(seed_ext) {
+            if !seed_ext.is_empty() && p.to_string_lossy().ends_with(seed_ext) {
+                if let Some(f) = p.file_name() {
+                    std::fs::copy(&p, corpus.join(f))?;
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(fuzz.join("seeds").join(name)) {
+            for e in rd {
+                let p = e?.path();
                 if let Some(f) = p.file_name() {
                     std::fs::copy(&p, corpus.join(f))?;
                 }

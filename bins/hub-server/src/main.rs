@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use hub_http::admin;
 use hub_http::config::{parse_duration_secs, HubConfig};
-use hub_repo::Hub;
+use hub_repo::{GcOptions, GcReport, Hub};
 
 #[derive(Parser)]
 #[command(name = "hub-server", version, about = "The flist hub server")]
@@ -71,7 +71,7 @@ enum Cmd {
         path: PathBuf,
     },
     /// Check the catalog, every stored flist file, and that readers can reach the backend
-    /// each flist announces.
+    /// each flist announces; report what `gc` would collect.
     Check {
         /// Data directory.
         #[arg(long, default_value = "./hub-data")]
@@ -83,6 +83,18 @@ enum Cmd {
         /// last ran under).
         #[arg(long)]
         public_url: Option<String>,
+    },
+    /// Remove flist files no entry references (safe while the server runs).
+    Gc {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// Keep files without a catalog row younger than this: 1h, 10m, 0s.
+        #[arg(long, default_value = "1h")]
+        grace: String,
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -378,12 +390,63 @@ fn run(cli: Cli) -> Result<()> {
                 unreachable.len(),
                 if clean { "clean" } else { "PROBLEMS" }
             );
+            let orphans = hub.gc(GcOptions {
+                grace: std::time::Duration::ZERO,
+                dry_run: true,
+            })?;
+            print_gc(&orphans, "to collect");
+            if !orphans.is_empty() {
+                println!("run `hub-server gc` to remove them");
+            }
             if !clean {
                 std::process::exit(1);
             }
             Ok(())
         }
+        Cmd::Gc {
+            data_dir,
+            grace,
+            dry_run,
+        } => {
+            let zero = matches!(grace.trim(), "0" | "0s" | "0m" | "0h");
+            let grace = (if zero {
+                Some(0)
+            } else {
+                parse_duration_secs(&grace)
+            })
+            .and_then(|s| u64::try_from(s).ok())
+            .with_context(|| format!("bad --grace {grace:?} (use 1h, 10m, 0s)"))?;
+            let hub = Hub::open_existing(&data_dir)?;
+            let rep = hub.gc(GcOptions {
+                grace: std::time::Duration::from_secs(grace),
+                dry_run,
+            })?;
+            print_gc(&rep, if dry_run { "to collect" } else { "collected" });
+            Ok(())
+        }
     }
+}
+
+fn print_gc(rep: &GcReport, verb: &str) {
+    for sha in &rep.unreferenced {
+        println!("unreferenced flist file {sha}");
+    }
+    for p in &rep.unrecorded {
+        println!("unrecorded file {p}");
+    }
+    for p in &rep.foreign {
+        eprintln!("not a flist file (left alone): {p}");
+    }
+    println!(
+        "{verb}: {} unreferenced, {} unrecorded flist files ({} bytes), {} path indexes, \
+         {} temp files; {} young files kept",
+        rep.unreferenced.len(),
+        rep.unrecorded.len(),
+        rep.bytes,
+        rep.path_index,
+        rep.temp_files,
+        rep.kept_young
+    );
 }
 
 fn user(cmd: UserCmd) -> Result<()> {

@@ -71,6 +71,15 @@ pub enum FormatError {
         /// What went wrong.
         reason: String,
     },
+    /// The database member is larger than the configured cap (a decompression bomb, or a
+    /// catalog beyond what this reader accepts).
+    #[error("{what}: the flist database is larger than the limit of {limit} bytes")]
+    DatabaseTooLarge {
+        /// The archive.
+        what: String,
+        /// The cap in bytes.
+        limit: u64,
+    },
     /// The archive has no member whose basename is `flistdb.sqlite3`.
     #[error("{0}: no flistdb.sqlite3 member in the archive")]
     MissingDatabase(String),

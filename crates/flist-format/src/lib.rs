@@ -10,7 +10,8 @@
 //! - [`Flist`] `{ tree, metadata }`: [`Flist::open`] (`.flist`: gzip tar, plain tar, or a
 //!   bare database), [`Flist::from_reader`], [`Flist::from_sqlite`] (an unpacked catalog),
 //!   [`Flist::write`] (atomic `.flist`), [`Flist::write_sqlite`] (atomic database file),
-//!   [`Flist::open_metadata`].
+//!   [`Flist::open_metadata`]; [`Flist::open_with`] caps the inflated database
+//!   ([`ReadOptions`], default [`DEFAULT_MAX_DATABASE_BYTES`]).
 //! - [`Metadata`]: raw TEXT values by key with typed accessors (`backend`, `entrypoint`,
 //!   `environ`, `port`, `volume`, `readme`), formatted as the reference tool does.
 //! - [`merge()`], [`find_response`], [`tree::diff`], [`codec`] (chunk encode/decode).
@@ -67,6 +68,7 @@ pub use error::{CodecError, FormatError, TreeError};
 pub use find::{find_entries, find_response, FindEntry};
 pub use merge::merge;
 pub use metadata::{Backend, Metadata, Readme, Volume};
+pub use reader::{ReadOptions, DEFAULT_MAX_DATABASE_BYTES};
 pub use tree::{Block, Kind, Meta, Node, NodeId, SpecialKind, Tree, TreeStats};
 
 /// An flist in memory: its tree and its metadata.
@@ -91,7 +93,24 @@ impl Flist {
     /// names it in errors. The database is copied to a private temporary file, removed
     /// before this returns.
     pub fn from_reader<R: Read>(reader: R, what: &str) -> Result<Flist, FormatError> {
-        let db = reader::extract_database(reader, what)?;
+        Self::from_reader_with(reader, what, &ReadOptions::default())
+    }
+
+    /// [`Flist::open`] with explicit limits (largest database inflated, temp directory).
+    pub fn open_with(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<Flist, FormatError> {
+        let path = path.as_ref();
+        let what = path.display().to_string();
+        let f = File::open(path).map_err(|e| FormatError::io(&what, e))?;
+        Self::from_reader_with(f, &what, opts)
+    }
+
+    /// [`Flist::from_reader`] with explicit limits.
+    pub fn from_reader_with<R: Read>(
+        reader: R,
+        what: &str,
+        opts: &ReadOptions,
+    ) -> Result<Flist, FormatError> {
+        let db = reader::extract_database_with(reader, what, opts)?;
         let conn = reader::open_database(db.path())?;
         Self::from_connection(&conn, what)
     }

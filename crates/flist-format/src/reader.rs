@@ -23,25 +23,88 @@ pub const DB_MEMBER: &str = "flistdb.sqlite3";
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
+/// Largest catalog database inflated by default (1 GiB): a small, highly compressed upload
+/// cannot fill the disk.
+pub const DEFAULT_MAX_DATABASE_BYTES: u64 = 1 << 30;
+
+/// How an flist container is unpacked.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// Largest database member accepted, in bytes (checked against the tar header and while
+    /// inflating): larger fails with [`FormatError::DatabaseTooLarge`].
+    pub max_database_bytes: u64,
+    /// Directory of the temporary database copy (`None`: the system temp directory).
+    pub temp_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            max_database_bytes: DEFAULT_MAX_DATABASE_BYTES,
+            temp_dir: None,
+        }
+    }
+}
+
 /// Copies the catalog database out of an flist container into a private temporary file.
 ///
 /// The container may be a gzip-compressed tar (what writers emit), a plain tar, or a bare
-/// sqlite database. `what` names the source in errors.
+/// sqlite database. `what` names the source in errors. The database is capped at
+/// [`DEFAULT_MAX_DATABASE_BYTES`]; see [`extract_database_with`].
 pub fn extract_database<R: Read>(reader: R, what: &str) -> Result<NamedTempFile, FormatError> {
+    extract_database_with(reader, what, &ReadOptions::default())
+}
+
+/// [`extract_database`] with explicit limits. On any error the temporary file is removed.
+pub fn extract_database_with<R: Read>(
+    reader: R,
+    what: &str,
+    opts: &ReadOptions,
+) -> Result<NamedTempFile, FormatError> {
     let mut br = BufReader::with_capacity(64 * 1024, reader);
     let head = peek(&mut br, what)?;
-    let mut tmp =
-        NamedTempFile::new().map_err(|e| FormatError::io("creating a temporary file", e))?;
+    let mut tmp = match &opts.temp_dir {
+        Some(d) => NamedTempFile::new_in(d),
+        None => NamedTempFile::new(),
+    }
+    .map_err(|e| FormatError::io("creating a temporary file", e))?;
+    let limit = opts.max_database_bytes;
     if head.starts_with(SQLITE_MAGIC) {
-        std::io::copy(&mut br, tmp.as_file_mut()).map_err(|e| FormatError::io(what, e))?;
+        copy_capped(&mut br, &mut tmp, limit).map_err(|e| match e {
+            Capped::TooLarge => too_large(what, limit),
+            Capped::Io(e) => FormatError::io(what, e),
+        })?;
         return Ok(tmp);
     }
     if head.starts_with(GZIP_MAGIC) {
-        extract_from_tar(flate2::read::MultiGzDecoder::new(br), what, &mut tmp)?;
+        extract_from_tar(flate2::read::MultiGzDecoder::new(br), what, &mut tmp, limit)?;
     } else {
-        extract_from_tar(br, what, &mut tmp)?;
+        extract_from_tar(br, what, &mut tmp, limit)?;
     }
     Ok(tmp)
+}
+
+fn too_large(what: &str, limit: u64) -> FormatError {
+    FormatError::DatabaseTooLarge {
+        what: what.into(),
+        limit,
+    }
+}
+
+enum Capped {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// Copies at most `limit` bytes; more fails with [`Capped::TooLarge`] as soon as byte
+/// `limit + 1` is read.
+fn copy_capped<R: Read>(r: &mut R, out: &mut NamedTempFile, limit: u64) -> Result<u64, Capped> {
+    let mut taken = r.take(limit.saturating_add(1));
+    let n = std::io::copy(&mut taken, out.as_file_mut()).map_err(Capped::Io)?;
+    if n > limit {
+        return Err(Capped::TooLarge);
+    }
+    Ok(n)
 }
 
 fn peek<R: Read>(br: &mut BufReader<R>, what: &str) -> Result<Vec<u8>, FormatError> {
@@ -62,7 +125,12 @@ fn container_err(what: &str, e: impl std::fmt::Display) -> FormatError {
     }
 }
 
-fn extract_from_tar<R: Read>(r: R, what: &str, out: &mut NamedTempFile) -> Result<(), FormatError> {
+fn extract_from_tar<R: Read>(
+    r: R,
+    what: &str,
+    out: &mut NamedTempFile,
+    limit: u64,
+) -> Result<(), FormatError> {
     let mut ar = tar::Archive::new(r);
     let mut found = false;
     {
@@ -79,8 +147,13 @@ fn extract_from_tar<R: Read>(r: R, what: &str, out: &mut NamedTempFile) -> Resul
                 continue;
             }
             let expected = entry.size();
-            let copied =
-                std::io::copy(&mut entry, out.as_file_mut()).map_err(|e| container_err(what, e))?;
+            if expected > limit {
+                return Err(too_large(what, limit));
+            }
+            let copied = copy_capped(&mut entry, out, limit).map_err(|e| match e {
+                Capped::TooLarge => too_large(what, limit),
+                Capped::Io(e) => container_err(what, e),
+            })?;
             if copied != expected {
                 return Err(container_err(
                     what,

@@ -23,6 +23,8 @@ use bytes::Bytes;
 mod blocking;
 mod dir;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod resp;
 mod router;

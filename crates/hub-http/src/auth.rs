@@ -37,6 +37,8 @@ pub enum LoginFlow {
 pub struct Identity {
     jwt_key: Option<DecodingKey>,
     jwt_issuer: Option<String>,
+    /// Accepted clock skew for `exp`/`nbf`, in seconds.
+    jwt_leeway: u64,
     /// The hub's X25519 secret key for 3Bot login.
     pub threebot_secret: crypto_box::SecretKey,
     /// Login states issued and not yet used, with when and for which flow.
@@ -100,6 +102,10 @@ impl Identity {
         Ok(Identity {
             jwt_key,
             jwt_issuer: config.jwt.issuer.clone(),
+            jwt_leeway: config
+                .jwt
+                .leeway_secs
+                .min(crate::config::MAX_JWT_LEEWAY_SECS),
             threebot_secret,
             states: Mutex::new(HashMap::new()),
             http,
@@ -140,9 +146,14 @@ impl Identity {
             .ok_or_else(|| ApiError::unauthorized("JWTs are not accepted by this hub"))?;
         let mut v = Validation::new(Algorithm::ES384);
         v.algorithms = vec![Algorithm::ES384];
-        v.set_required_spec_claims(&["exp"]);
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.leeway = self.jwt_leeway;
         if let Some(iss) = &self.jwt_issuer {
             v.set_issuer(&[iss]);
+            v.set_required_spec_claims(&["exp", "iss"]);
+        } else {
+            v.set_required_spec_claims(&["exp"]);
         }
         v.validate_aud = false;
         let data = jsonwebtoken::decode::<JwtClaims>(token, key, &v)

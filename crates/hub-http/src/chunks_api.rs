@@ -151,6 +151,9 @@ pub fn routes(state: &Shared) -> Router<Shared> {
         .route("/api/chunks/missing", post(missing))
         .route("/api/chunks/{key}", put(put_chunk))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::guard::declared_length(body_limit as u64, req, next)
+        }))
         .layer(Extension(api))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

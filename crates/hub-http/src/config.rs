@@ -55,6 +55,38 @@ pub struct HubConfig {
     pub mirror: crate::mirror::MirrorConfig,
     /// Chunk uploads (`/api/chunks/...`, used by `zflist push`).
     pub chunks: ChunksConfig,
+    /// Limits against slow or hostile clients.
+    pub limits: LimitsConfig,
+}
+
+/// Limits against slow or hostile clients.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Time a client has to send a request's headers, in seconds (then the connection is
+    /// closed).
+    pub header_timeout_secs: u64,
+    /// An idle keep-alive connection is closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// Slowest accepted request body, in bytes per second, measured over
+    /// `body_rate_window_secs` (a slower upload is cut with 408).
+    pub min_body_bytes_per_sec: u64,
+    /// Window of the body rate check, in seconds.
+    pub body_rate_window_secs: u64,
+    /// Largest flist database inflated from an uploaded `.flist` (413 beyond).
+    pub max_flist_database_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_timeout_secs: 30,
+            idle_timeout_secs: 120,
+            min_body_bytes_per_sec: 1024,
+            body_rate_window_secs: 30,
+            max_flist_database_bytes: flist_format::DEFAULT_MAX_DATABASE_BYTES,
+        }
+    }
 }
 
 /// Chunk upload settings (`POST /api/chunks/missing`, `PUT /api/chunks/<hex>`).
@@ -88,9 +120,15 @@ impl Default for ChunksConfig {
 pub struct DockerConfig {
     /// Accept conversion requests at all.
     pub enabled: bool,
-    /// Registries (`host[:port]`, `docker.io` for Docker Hub) images may come from; empty:
-    /// any. Restrict this on a public hub so callers cannot make it fetch from internal hosts.
+    /// Registries (`host[:port]`, `docker.io` for Docker Hub) images may come from. Default:
+    /// the public registries of [`DEFAULT_REGISTRIES`]; `*` (or an empty list): any registry
+    /// on a public address. Whatever the list, the hub contacts (registry, token service,
+    /// redirect hops) only public addresses, except the hosts listed here by name and in
+    /// `trusted_hosts`.
     pub registries: Vec<String>,
+    /// Further hosts (`host[:port]`: token services, mirrors) the hub may contact although they
+    /// resolve to loopback or private addresses.
+    pub trusted_hosts: Vec<String>,
     /// Registries spoken to in plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
     /// Keep converted layers in `<data_dir>/cache/layers` so images sharing base layers
@@ -104,10 +142,47 @@ impl Default for DockerConfig {
     fn default() -> Self {
         DockerConfig {
             enabled: true,
-            registries: Vec::new(),
+            registries: DEFAULT_REGISTRIES.iter().map(|s| s.to_string()).collect(),
+            trusted_hosts: Vec::new(),
             insecure_registries: Vec::new(),
             layer_cache: true,
             max_concurrent: 2,
+        }
+    }
+}
+
+/// Registries a hub converts images from unless configured otherwise.
+pub const DEFAULT_REGISTRIES: &[&str] = &[
+    "docker.io",
+    "ghcr.io",
+    "quay.io",
+    "gcr.io",
+    "registry.k8s.io",
+];
+
+impl DockerConfig {
+    /// May images come from `registry` (as in the parsed reference, `docker.io` for Docker
+    /// Hub)?
+    pub fn allows_registry(&self, registry: &str) -> bool {
+        self.registries.is_empty()
+            || self
+                .registries
+                .iter()
+                .any(|r| r == "*" || r.eq_ignore_ascii_case(registry))
+    }
+
+    /// The network policy of conversions: public addresses only, except the registries and
+    /// hosts the operator listed.
+    pub fn network_policy(&self) -> flist_convert::oci::NetworkPolicy {
+        flist_convert::oci::NetworkPolicy {
+            public_only: true,
+            trusted_hosts: self
+                .registries
+                .iter()
+                .chain(&self.trusted_hosts)
+                .filter(|h| h.as_str() != "*")
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -127,16 +202,37 @@ pub struct ThreebotConfig {
     pub private_key: Option<String>,
 }
 
-/// External JWT settings (ES384 only).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// External JWT settings (ES384 only): `exp` required, `nbf` honoured, `iss` required when an
+/// issuer is configured.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
     /// PEM public key of the provider (P-384). JWTs are refused when absent.
     pub public_key_pem: Option<String>,
     /// Path to the PEM public key (alternative to `public_key_pem`).
     pub public_key_file: Option<PathBuf>,
-    /// Accepted issuer, if set.
+    /// Accepted issuer, if set: a JWT must then carry this `iss`.
     pub issuer: Option<String>,
+    /// Accepted clock skew when checking `exp` and `nbf`, in seconds (at most
+    /// [`MAX_JWT_LEEWAY_SECS`]).
+    pub leeway_secs: u64,
+}
+
+/// Largest accepted JWT clock skew (larger configured values are clamped).
+pub const MAX_JWT_LEEWAY_SECS: u64 = 300;
+
+/// Default JWT clock skew.
+pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            public_key_pem: None,
+            public_key_file: None,
+            issuer: None,
+            leeway_secs: DEFAULT_JWT_LEEWAY_SECS,
+        }
+    }
 }
 
 impl Default for ThreebotConfig {
@@ -171,6 +267,7 @@ impl Default for HubConfig {
             jwt: JwtConfig::default(),
             docker: DockerConfig::default(),
             mirror: crate::mirror::MirrorConfig::default(),
+            limits: LimitsConfig::default(),
             chunks: ChunksConfig::default(),
         }
     }
@@ -227,7 +324,8 @@ impl HubConfig {
     /// `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
     /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MIRROR_OF`,
-    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_CHUNKS_MAX_CHUNK_BYTES`,
+    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_MAX_FLIST_DATABASE_BYTES`,
+    /// `HUB_HEADER_TIMEOUT_SECS`, `HUB_CHUNKS_MAX_CHUNK_BYTES`,
     /// `HUB_CHUNKS_USER_QUOTA_BYTES`, `HUB_CHUNKS_QUOTA_WINDOW_SECS`.
     pub fn apply_env(
         &mut self,
@@ -285,6 +383,11 @@ impl HubConfig {
                 "HUB_THREEBOT_PRIVATE_KEY" => self.threebot.private_key = Some(v),
                 "HUB_JWT_PUBLIC_KEY_FILE" => self.jwt.public_key_file = Some(v.into()),
                 "HUB_JWT_ISSUER" => self.jwt.issuer = Some(v),
+                "HUB_JWT_LEEWAY_SECS" => self.jwt.leeway_secs = num(&k, &v)?,
+                "HUB_MAX_FLIST_DATABASE_BYTES" => {
+                    self.limits.max_flist_database_bytes = num(&k, &v)?
+                }
+                "HUB_HEADER_TIMEOUT_SECS" => self.limits.header_timeout_secs = num(&k, &v)?,
                 "HUB_DOCKER_REGISTRIES" => {
                     self.docker.registries = v
                         .split(',')

@@ -148,7 +148,22 @@ fn oci_error(e: &OciError) -> ApiError {
         | OciError::Apply { .. }
         | OciError::Auth { .. } => StatusCode::BAD_REQUEST,
         OciError::NotFound { .. } => StatusCode::NOT_FOUND,
-        OciError::Unreachable { .. } | OciError::Registry { .. } => StatusCode::BAD_GATEWAY,
+        OciError::Blocked { registry, blocked } => {
+            tracing::warn!("docker conversion refused: registry {registry}: {blocked}");
+            return ApiError::forbidden(format!(
+                "docker conversion: registry {registry} sent the hub to {}, which is not a \
+                 public address: refused (an operator may trust the host)",
+                blocked.host
+            ));
+        }
+        OciError::Unreachable { registry, reason } => {
+            tracing::warn!("docker conversion: registry {registry} unreachable: {reason}");
+            return ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("docker conversion: registry {registry} is unreachable"),
+            );
+        }
+        OciError::Registry { .. } => StatusCode::BAD_GATEWAY,
         OciError::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
         OciError::LocalImage { .. }
         | OciError::Io { .. }
@@ -234,6 +249,7 @@ async fn run(
         platform,
         credentials: req.credentials,
         insecure_registries: cfg.insecure_registries.clone(),
+        network: cfg.network_policy(),
         cache_dir: cfg
             .layer_cache
             .then(|| st.config.data_dir.join("cache").join("layers")),
@@ -293,7 +309,7 @@ pub async fn docker(
     let req = parse_request(read_fields(&st, req).await?)?;
     let reference = oci::Reference::parse(&req.image).map_err(|e| oci_error(&e))?;
     let allowed = &st.config.docker.registries;
-    if !allowed.is_empty() && !allowed.iter().any(|r| r == &reference.registry) {
+    if !st.config.docker.allows_registry(&reference.registry) {
         return Err(ApiError::forbidden(format!(
             "images from registry {} are not accepted by this hub (allowed: {})",
             reference.registry,

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Human-readable message.
     pub message: String,
+    /// For server-side failures: the request id the details were logged under.
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            request_id: None,
         }
     }
     /// 400.
@@ -43,8 +46,26 @@ impl ApiError {
     }
     /// 500 (the detail is logged, not sent).
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!("internal error: {detail}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        Self::server(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail)
+    }
+    /// A server-side failure: `status` and `public` are answered with the request id, the
+    /// `detail` (paths, causes) is only logged under that id.
+    pub fn server(status: StatusCode, public: &str, detail: impl std::fmt::Display) -> Self {
+        let id = crate::request_id::current();
+        tracing::error!(request_id = %id, "{public}: {detail}");
+        ApiError {
+            status,
+            message: format!("{public} (request id {id})"),
+            request_id: Some(id),
+        }
+    }
+    /// 507: storage is full (`what` names it: the flist storage, the catalog).
+    pub fn storage_full(what: &str, detail: impl std::fmt::Display) -> Self {
+        Self::server(
+            StatusCode::INSUFFICIENT_STORAGE,
+            &format!("insufficient storage: the hub's {what} is full; nothing was changed"),
+            detail,
+        )
     }
 }
 
@@ -56,9 +77,14 @@ impl From<RepoError> for ApiError {
             RepoError::Conflict(_) => StatusCode::CONFLICT,
             RepoError::Forbidden(_) => StatusCode::FORBIDDEN,
             RepoError::Cycle(_) => StatusCode::CONFLICT,
-            RepoError::Format { .. } => StatusCode::BAD_REQUEST,
+            RepoError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RepoError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-            RepoError::Io { .. } | RepoError::Sqlite { .. } => return ApiError::internal(e),
+            _ if e.full_storage().is_some() => {
+                return ApiError::storage_full(e.full_storage().unwrap_or("storage"), e)
+            }
+            RepoError::Format { .. } | RepoError::Io { .. } | RepoError::Sqlite { .. } => {
+                return ApiError::internal(e)
+            }
         };
         ApiError::new(status, e.to_string())
     }
@@ -89,7 +115,12 @@ impl IntoResponse for ApiError {
         } else {
             json!({"status": "error", "message": self.message})
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(id) = self.request_id {
+            resp.extensions_mut()
+                .insert(crate::request_id::LoggedId(id));
+        }
+        resp
     }
 }
 

@@ -8,9 +8,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
-use axum::serve::ListenerExt;
 use axum::Router;
-use axum::ServiceExt;
 use hub_repo::Hub;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -21,8 +19,8 @@ use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use crate::{
-    api, changes, chunks, chunks_api, compat, derive, docker, health, jobs, login, mirror, observe,
-    openapi, signing, threebot, ui, upload, web,
+    api, changes, chunks, chunks_api, compat, csrf, derive, docker, guard, health, jobs, login,
+    mirror, observe, openapi, request_id, signing, threebot, ui, upload, web,
 };
 
 /// A start-up failure.
@@ -89,6 +87,7 @@ async fn fallback(req: Request) -> Response {
 /// The complete router over `state`.
 pub fn router(state: Shared) -> Router {
     let cfg = &state.config;
+    let max_upload = cfg.max_upload_bytes;
     let uploads = Router::new()
         .route("/api/flist/me/upload", post(upload::upload))
         .route("/api/flist/me/upload-flist", post(upload::upload_flist))
@@ -104,6 +103,9 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(
             usize::try_from(cfg.max_upload_bytes).unwrap_or(usize::MAX),
         ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard::declared_length(max_upload, req, next)
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.upload_timeout_secs),
@@ -188,10 +190,14 @@ pub fn router(state: Shared) -> Router {
         .route("/{repo}/tags/{tag}", get(ui::pages::tag))
         .route("/{repo}/tags/{tag}/{file}", get(web::tag_file))
         .route("/static/{*file}", get(ui::assets::serve))
+        .layer(axum::middleware::from_fn(|req, next| {
+            guard::declared_length(guard::SMALL_BODY_LIMIT, req, next)
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ));
+    let limits = cfg.limits.clone();
     uploads
         .merge(chunks_api::routes(&state))
         .merge(api)
@@ -205,6 +211,14 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             ui::limits::limit_heavy,
         ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard::body_rate(limits.clone(), req, next)
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::guard,
+        ))
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(compat::layer))
         .layer(axum::middleware::from_fn_with_state(
@@ -310,6 +324,7 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         what: "local address".into(),
         source,
     })?;
+    let limits = config.limits.clone();
     let mut config = config;
     if config.public_url.trim().is_empty() {
         config.listen = addr;
@@ -321,23 +336,9 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
     let (tx, rx) = oneshot::channel::<()>();
-    // Small responses are written in pieces: without TCP_NODELAY, Nagle's algorithm and
-    // delayed ACKs stall them by ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.await;
-        })
-        .await
-    });
+    let task = tokio::spawn(guard::serve(listener, app, limits, async move {
+        let _ = rx.await;
+    }));
     tracing::info!("hub listening on http://{addr}");
     Ok(Server {
         addr,

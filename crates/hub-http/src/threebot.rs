@@ -1,8 +1,13 @@
 //! 3Bot (ThreeFold Connect) login: redirect with a one-time state, verify the signed
 //! attempt with the user's Ed25519 key, open the NaCl box with the hub's X25519 key.
+//!
+//! The state is also set in a short-lived cookie ([`STATE_COOKIE`], `SameSite=Lax` so the
+//! provider's redirect back carries it, scoped to the callback path) and the callback
+//! requires the signed state to equal it: a callback URL obtained in one browser logs no
+//! other browser in.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use base64::Engine;
@@ -13,7 +18,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::auth::LoginFlow;
+use crate::auth::{cookie, LoginFlow};
 use crate::error::ApiError;
 use crate::state::Shared;
 use crate::web::WebError;
@@ -34,6 +39,20 @@ fn found(url: &str) -> Response {
 
 fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+/// Cookie binding a 3Bot login state to the browser that started the login.
+pub const STATE_COOKIE: &str = "hub-3bot-state";
+
+/// Lifetime of the state cookie (the state itself expires after 10 minutes).
+const STATE_COOKIE_SECS: u64 = 600;
+
+fn secure(st: &Shared) -> &'static str {
+    if st.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 /// `GET /login-threebot[?token=1]`: 302 to the provider.
@@ -62,7 +81,16 @@ pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Res
         enc(callback),
         enc("{}"),
     );
-    found(&url)
+    let mut resp = found(&url);
+    let c = format!(
+        "{STATE_COOKIE}={state}; Path={callback}; Max-Age={STATE_COOKIE_SECS}; HttpOnly; \
+         SameSite=Lax{}",
+        secure(&st)
+    );
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 /// Query of the callbacks.
@@ -104,8 +132,14 @@ fn b64(s: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| ApiError::bad_request("malformed base64 in login attempt"))
 }
 
-/// Verifies a callback; returns the authenticated user.
-async fn verify(st: &Shared, q: CallbackQuery, flow: LoginFlow) -> Result<String, ApiError> {
+/// Verifies a callback; returns the authenticated user. `browser_state` is the state cookie
+/// the request came with.
+async fn verify(
+    st: &Shared,
+    q: CallbackQuery,
+    flow: LoginFlow,
+    browser_state: Option<String>,
+) -> Result<String, ApiError> {
     let raw = q
         .signed_attempt
         .ok_or_else(|| ApiError::bad_request("missing signedAttempt"))?;
@@ -163,6 +197,13 @@ async fn verify(st: &Shared, q: CallbackQuery, flow: LoginFlow) -> Result<String
             ));
         }
     }
+    // Checked before the state is used up: a foreign callback does not spoil the login of
+    // the browser that started it.
+    if browser_state.as_deref() != Some(inner.signed_state.as_str()) {
+        return Err(ApiError::unauthorized(
+            "this login was not started in this browser (or took too long): start again",
+        ));
+    }
     if !st.identity.take_state(&inner.signed_state, flow) {
         return Err(ApiError::unauthorized(
             "unknown, expired or already used login state",
@@ -188,14 +229,19 @@ async fn verify(st: &Shared, q: CallbackQuery, flow: LoginFlow) -> Result<String
     Ok(user)
 }
 
-async fn finish(st: Shared, q: CallbackQuery, flow: LoginFlow) -> Result<Response, WebError> {
-    let user = verify(&st, q, flow).await?;
+async fn finish(
+    st: Shared,
+    headers: HeaderMap,
+    q: CallbackQuery,
+    flow: LoginFlow,
+) -> Result<Response, WebError> {
+    let user = verify(&st, q, flow, cookie(&headers, STATE_COOKIE)).await?;
     tracing::info!("3Bot login: {user}");
     let target = match flow {
         LoginFlow::Web => "/",
         LoginFlow::Token => "/token",
     };
-    Ok(crate::login::start_session(
+    let mut resp = crate::login::start_session(
         &st,
         &user,
         Vec::new(),
@@ -203,21 +249,32 @@ async fn finish(st: Shared, q: CallbackQuery, flow: LoginFlow) -> Result<Respons
         StatusCode::FOUND,
         target,
     )
-    .await?)
+    .await?;
+    let callback = match flow {
+        LoginFlow::Web => "/callback_threebot",
+        LoginFlow::Token => "/callback_token",
+    };
+    let clear = format!("{STATE_COOKIE}=; Path={callback}; Max-Age=0; HttpOnly; SameSite=Lax");
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
 }
 
 /// `GET /callback_threebot?signedAttempt=...`: a web session.
 pub async fn callback_web(
     State(st): State<Shared>,
+    headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, WebError> {
-    finish(st, q, LoginFlow::Web).await
+    finish(st, headers, q, LoginFlow::Web).await
 }
 
 /// `GET /callback_token?signedAttempt=...`: a web session, then `/token`.
 pub async fn callback_token(
     State(st): State<Shared>,
+    headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, WebError> {
-    finish(st, q, LoginFlow::Token).await
+    finish(st, headers, q, LoginFlow::Token).await
 }

@@ -120,6 +120,18 @@ pub(crate) fn store_flist(
     Ok(())
 }
 
+/// An upload whose tree has no entry at all (a zero-byte or empty archive) never replaces
+/// anything: 400.
+fn refuse_empty(tree: &flist_format::Tree, what: &str) -> ApiResult<()> {
+    let s = tree.stats();
+    if s.regular + s.directory + s.symlink + s.special == 0 {
+        return Err(ApiError::bad_request(format!(
+            "{what} holds no entries (empty or zero-byte upload): nothing was stored"
+        )));
+    }
+    Ok(())
+}
+
 /// Fails its job when dropped armed (the client went away and the handler was cancelled).
 struct JobGuard(Option<JobHandle>);
 
@@ -243,6 +255,7 @@ async fn upload_inner(
         return Err(e);
     }
     let packed = packed?.map_err(convert_error)?;
+    refuse_empty(&packed.tree, "the archive")?;
     job.progress_async(95, "storing flist".into()).await;
     let mut metadata = Metadata::new();
     for (k, v) in user_md {
@@ -307,8 +320,13 @@ pub async fn upload_flist(
     let (Some(staged), Some(name)) = (staged, name) else {
         return Err(ApiError::bad_request("multipart field `file` is required"));
     };
+    let opts = flist_format::ReadOptions {
+        max_database_bytes: st.config.limits.max_flist_database_bytes,
+        temp_dir: Some(st.hub.tmp_dir().to_path_buf()),
+    };
+    let what = name.clone();
     let flist = tokio::task::spawn_blocking(move || {
-        let r = inspect::open_flist(staged.path());
+        let r = inspect::read_client_flist(staged.path(), &what, &opts);
         drop(staged);
         r
     })
@@ -337,6 +355,7 @@ pub async fn upload_flist(
             sample.join(", ")
         )));
     }
+    refuse_empty(&flist.tree, "the flist")?;
     let stats = flist.tree.stats();
     let files = json!({
         "regular": stats.regular, "symlink": stats.symlink, "directory": stats.directory,

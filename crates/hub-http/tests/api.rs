@@ -969,12 +969,16 @@ async fn jobs_stream_live_and_survive_restart() {
     assert_eq!(t.get_json("/listen/00ff").await.0, 404);
     assert_eq!(t.get_json("/listen/not-hex").await.0, 400);
 
-    // Restart: the job that was running reads as failed, the finished one as finished.
+    // Restart: the job that was running reads as failed, the finished one as finished. (The
+    // handles hold the catalog open; a restarted process holds none of the old one's.)
+    let ids = (job.id.clone(), interrupted.id.clone());
+    drop((job, interrupted));
+    let (job, interrupted) = ids;
     let dir = t.stop().await;
     let cfg = common::test_config(dir.path());
     let t = TestHub::start_in(dir, cfg).await;
     let text = t
-        .get(&format!("/listen/{}", interrupted.id))
+        .get(&format!("/listen/{interrupted}"))
         .await
         .text()
         .await
@@ -988,7 +992,7 @@ async fn jobs_stream_live_and_survive_restart() {
     assert_eq!(ev["status"], "error");
     assert!(ev["message"].as_str().expect("m").contains("restart"));
     let text = t
-        .get(&format!("/listen/{}", job.id))
+        .get(&format!("/listen/{job}"))
         .await
         .text()
         .await

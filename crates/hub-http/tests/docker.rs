@@ -54,7 +54,9 @@ async fn docker_image_becomes_an_flist_in_the_callers_repository() {
     let reg = Registry::start();
     let work = tempfile::tempdir().expect("tempdir");
     push_app(&reg, work.path());
-    let t = TestHub::start().await;
+    // A loopback registry is reached only when the operator lists it.
+    let host = reg.host();
+    let t = TestHub::start_with(move |c| c.docker.registries = vec![host]).await;
     let alice = t.token("alice", &[]).await;
     let image = format!("{}/team/app:1.0", reg.host());
     let name = format!("127.0.0.1-{}-team-app-1.0.flist", reg.port());
@@ -193,7 +195,8 @@ async fn private_registries_and_allow_list() {
     let work = tempfile::tempdir().expect("tempdir");
     push_app(&reg, work.path());
     let host = reg.host();
-    let t = TestHub::start().await;
+    let listed = host.clone();
+    let t = TestHub::start_with(move |c| c.docker.registries = vec![listed]).await;
     let bob = t.token("bob", &[]).await;
     let image = format!("{host}/team/app:1.0");
 

@@ -328,6 +328,8 @@ impl<T: axum::response::IntoResponse> IntoResponseOk for T {
 struct Login {
     state: String,
     hub_pk: [u8; 32],
+    /// The state cookie the hub set in the browser that started the login.
+    cookie: String,
 }
 
 async fn start_login(t: &TestHub, token_flow: bool) -> Login {
@@ -339,6 +341,14 @@ async fn start_login(t: &TestHub, token_flow: bool) -> Login {
         })
         .await;
     assert_eq!(r.status(), 302);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("hub-3bot-state="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_string())
+        .expect("state cookie");
     let loc = r.headers()["location"]
         .to_str()
         .expect("location")
@@ -360,9 +370,11 @@ async fn start_login(t: &TestHub, token_flow: bool) -> Login {
         .expect("b64")
         .try_into()
         .expect("32 bytes");
+    assert_eq!(cookie, format!("hub-3bot-state={}", q["state"]));
     Login {
         state: q["state"].clone(),
         hub_pk,
+        cookie,
     }
 }
 
@@ -390,9 +402,11 @@ fn signed_attempt(user: &str, sk: &SigningKey, login: &Login, email_verified: bo
     json!({"doubleName": user, "signedAttempt": STANDARD.encode(signed)}).to_string()
 }
 
-async fn callback(t: &TestHub, path: &str, attempt: &str) -> reqwest::Response {
+/// The provider's redirect back, in the browser that started `login`.
+async fn callback(t: &TestHub, path: &str, attempt: &str, login: &Login) -> reqwest::Response {
     t.client
         .get(t.url(path))
+        .header("cookie", &login.cookie)
         .query(&[("signedAttempt", attempt)])
         .send()
         .await
@@ -426,7 +440,7 @@ async fn threebot_login_flow() {
     // Web flow: a session cookie that authenticates as the 3Bot user.
     let login = start_login(&t, false).await;
     let attempt = signed_attempt("bob.3bot", &sk, &login, true);
-    let r = callback(&t, "/callback_threebot", &attempt).await;
+    let r = callback(&t, "/callback_threebot", &attempt, &login).await;
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/");
     let cookie = session_cookie(&r).expect("session cookie");
@@ -443,7 +457,9 @@ async fn threebot_login_flow() {
     );
     // The state is used once.
     assert_eq!(
-        callback(&t, "/callback_threebot", &attempt).await.status(),
+        callback(&t, "/callback_threebot", &attempt, &login)
+            .await
+            .status(),
         401
     );
 
@@ -453,6 +469,7 @@ async fn threebot_login_flow() {
         &t,
         "/callback_token",
         &signed_attempt("bob.3bot", &sk, &login, true),
+        &login,
     )
     .await;
     assert_eq!(
@@ -465,6 +482,7 @@ async fn threebot_login_flow() {
         .client
         .post(t.url("/token"))
         .header("cookie", &cookie)
+        .header("origin", format!("http://{}", t.server.addr))
         .form(&[("name", "cli"), ("days", "30")])
         .send()
         .await
@@ -485,7 +503,8 @@ async fn threebot_login_flow() {
         callback(
             &t,
             "/callback_token",
-            &signed_attempt("bob.3bot", &sk, &login, true)
+            &signed_attempt("bob.3bot", &sk, &login, true),
+            &login
         )
         .await
         .status(),
@@ -496,7 +515,8 @@ async fn threebot_login_flow() {
         callback(
             &t,
             "/callback_threebot",
-            &signed_attempt("bob.3bot", &sk, &login, false)
+            &signed_attempt("bob.3bot", &sk, &login, false),
+            &login
         )
         .await
         .status(),
@@ -507,7 +527,8 @@ async fn threebot_login_flow() {
         callback(
             &t,
             "/callback_threebot",
-            &signed_attempt("bob.3bot", &mallory, &login, true)
+            &signed_attempt("bob.3bot", &mallory, &login, true),
+            &login
         )
         .await
         .status(),
@@ -517,7 +538,8 @@ async fn threebot_login_flow() {
         callback(
             &t,
             "/callback_threebot",
-            &signed_attempt("eve.3bot", &sk, &login, true)
+            &signed_attempt("eve.3bot", &sk, &login, true),
+            &login
         )
         .await
         .status(),
@@ -526,30 +548,34 @@ async fn threebot_login_flow() {
     let forged = Login {
         state: "00".repeat(24),
         hub_pk: login.hub_pk,
+        cookie: format!("hub-3bot-state={}", "00".repeat(24)),
     };
     assert_eq!(
         callback(
             &t,
             "/callback_threebot",
-            &signed_attempt("bob.3bot", &sk, &forged, true)
+            &signed_attempt("bob.3bot", &sk, &forged, true),
+            &forged
         )
         .await
         .status(),
         401
     );
     assert_eq!(
-        callback(&t, "/callback_threebot", "{not json")
+        callback(&t, "/callback_threebot", "{not json", &login)
             .await
             .status(),
         400
     );
     assert_eq!(t.get("/callback_threebot").await.status(), 400);
 
-    // Logout revokes the session.
+    // Logout revokes the session: by POST from the hub's own page (a GET with the cookie
+    // is refused, see hostile.rs).
     let r = t
         .client
-        .get(t.url("/logout"))
+        .post(t.url("/logout"))
         .header("cookie", &cookie)
+        .header("origin", format!("http://{}", t.server.addr))
         .send()
         .await
         .expect("logout");
@@ -568,6 +594,75 @@ async fn threebot_login_flow() {
         .await
         .expect("me");
     assert_eq!(me.status(), 401);
+    t.stop().await;
+}
+
+/// Issue 12, finding 13: a callback URL made in one browser (the attacker's own login, or a
+/// victim's intercepted one) logs no other browser in: the state must come back with the
+/// cookie of the browser that started the login.
+#[tokio::test]
+async fn threebot_login_state_is_bound_to_the_browser_that_started_it() {
+    let sk = SigningKey::from_bytes(&random::<32>());
+    let provider = fake_provider(vec![(
+        "bob.3bot".into(),
+        STANDARD.encode(sk.verifying_key().to_bytes()),
+    )])
+    .await;
+    let t = TestHub::start_with(move |c| {
+        c.threebot.provider_url = provider;
+        c.threebot.app_id = "hub.test".into();
+    })
+    .await;
+    let login = start_login(&t, false).await;
+    let attempt = signed_attempt("bob.3bot", &sk, &login, true);
+    // The cookie is short-lived, same-site and scoped to the callback.
+    let r = t.get("/login-threebot").await;
+    let set = r.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    for part in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Max-Age=600",
+        "Path=/callback_threebot",
+    ] {
+        assert!(set.contains(part), "{set}");
+    }
+    let other = Login {
+        state: login.state.clone(),
+        hub_pk: login.hub_pk,
+        cookie: set.split(';').next().expect("pair").to_string(),
+    };
+
+    // Another browser: no state cookie, or the state cookie of another login.
+    let bare = t
+        .client
+        .get(t.url("/callback_threebot"))
+        .query(&[("signedAttempt", &attempt)])
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(bare.status(), 401);
+    assert!(session_cookie(&bare).is_none());
+    let body = bare.text().await.expect("body");
+    assert!(body.contains("not started in this browser"), "{body}");
+    let r = callback(&t, "/callback_threebot", &attempt, &other).await;
+    assert_eq!(r.status(), 401);
+    assert!(session_cookie(&r).is_none());
+
+    // The browser that started it still completes it (the refusals did not use it up), and
+    // the state cookie is cleared.
+    let r = callback(&t, "/callback_threebot", &attempt, &login).await;
+    assert_eq!(r.status(), 302);
+    assert!(session_cookie(&r).is_some());
+    let cleared = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.starts_with("hub-3bot-state=;") && c.contains("Max-Age=0"));
+    assert!(cleared);
     t.stop().await;
 }
 

@@ -165,11 +165,12 @@ async fn password_login_opens_a_session_that_is_not_a_token() {
     assert_eq!(username(me.json().await.expect("json")), "bob");
     assert_eq!(login(&t, &[("token", "not-a-token")]).await.status(), 401);
 
-    // Logout ends the session server-side.
+    // Logout (the page's form: a same-origin POST) ends the session server-side.
     let r = t
         .client
-        .get(t.url("/logout"))
+        .post(t.url("/logout"))
         .header("cookie", &cookie)
+        .header("origin", format!("http://{}", t.server.addr))
         .send()
         .await
         .expect("logout");

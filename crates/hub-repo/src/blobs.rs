@@ -2,7 +2,8 @@
 //!
 //! Writes go to `<data>/tmp/`, are fsynced, then renamed into place (and the directory
 //! fsynced); only then does the catalog reference them. A crash leaves at worst an orphan
-//! temp file (removed on the next open) or an unreferenced blob.
+//! temp file (removed by the next open that has the directory to itself, see `lock.rs`) or
+//! an unreferenced file (removed by [`Hub::gc`](crate::Hub::gc)).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -102,23 +103,19 @@ fn sync_dir(dir: &Path) -> Result<(), RepoError> {
 }
 
 impl Blobs {
-    pub(crate) fn open(data: &Path) -> Result<Self, RepoError> {
+    /// Opens the store; `recover` (no other process has the directory open) removes every
+    /// leftover temp file, otherwise only stale ones are.
+    pub(crate) fn open(data: &Path, recover: bool) -> Result<Self, RepoError> {
         let root = data.join("flists");
         let tmp = data.join("tmp");
         for d in [&root, &tmp] {
             fs::create_dir_all(d).map_err(|e| RepoError::io("create directory", d, e))?;
         }
-        // Leftovers of interrupted writes: never referenced, safe to drop.
-        if let Ok(rd) = fs::read_dir(&tmp) {
-            for e in rd.flatten() {
-                let p = e.path();
-                let _ = if p.is_dir() {
-                    fs::remove_dir_all(&p)
-                } else {
-                    fs::remove_file(&p)
-                };
-            }
-        }
+        crate::lock::sweep_temp(
+            &tmp,
+            recover,
+            std::time::Duration::from_secs(crate::lock::STALE_TEMP_SECS),
+        );
         Ok(Blobs {
             root,
             tmp,
@@ -203,7 +200,13 @@ impl Blobs {
             sync_dir(&self.root)?;
         }
         if dest.exists() {
-            // Same content already stored; the staged copy is dropped with the guard.
+            // Same content already stored; the staged copy is dropped with the guard. The
+            // file is touched: `gc` keeps young unrecorded files (a mirror records its files
+            // after placing them).
+            let _ = File::options()
+                .write(true)
+                .open(&dest)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Ok(dest);
         }
         fs::rename(&staged.path, &dest).map_err(|e| RepoError::io("rename into", &dest, e))?;

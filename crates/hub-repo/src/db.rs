@@ -1,4 +1,5 @@
-//! The SQLite catalog: schema, one writer connection, a small pool of readers.
+//! The SQLite catalog: schema (versioned by `migrate.rs`), one writer connection, a small
+//! pool of readers.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +11,8 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::SqlContext;
 use crate::RepoError;
 
-const SCHEMA: &str = r#"
+/// The catalog tables (schema version 1, see `migrate.rs`).
+pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS repositories (
     name    TEXT PRIMARY KEY,
     created INTEGER NOT NULL,
@@ -139,10 +141,8 @@ impl Db {
             )));
         }
         configure(&writer, path)?;
-        writer.execute_batch(SCHEMA).ctx("create schema")?;
-        for extra in [crate::users::SCHEMA, crate::sessions::SCHEMA] {
-            writer.execute_batch(extra).ctx("create schema")?;
-        }
+        let mut writer = writer;
+        crate::migrate::migrate(&mut writer, &path.display().to_string())?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let c = Connection::open_with_flags(

@@ -60,12 +60,35 @@ pub enum RepoError {
         /// What went wrong.
         message: String,
     },
+    /// The input is larger than a configured limit (answered 413).
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The feature depends on a component that is not available.
     #[error("not implemented: {0}")]
     Unsupported(String),
 }
 
+/// Is this I/O error "no space left" (or over quota)?
+pub fn io_is_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
 impl RepoError {
+    /// When the failure is a full disk: which storage (`flist storage`, `catalog storage`).
+    pub fn full_storage(&self) -> Option<&'static str> {
+        match self {
+            RepoError::Io { source, .. } if io_is_full(source) => Some("flist storage"),
+            RepoError::Sqlite { source, .. }
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
+            {
+                Some("catalog storage")
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         RepoError::Io {
             op,

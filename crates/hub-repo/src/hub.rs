@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::blobs::Blobs;
 use crate::db::Db;
+use crate::lock::DataLock;
 use crate::names::validate_repo;
 use crate::sql::{audit, bump_repo};
 use crate::{Actor, RepoError};
@@ -36,32 +37,38 @@ pub struct Hub {
     pub(crate) db: Db,
     pub(crate) blobs: Blobs,
     generation: AtomicU64,
+    _lock: DataLock,
 }
 
 impl Hub {
     /// Opens (creating if needed) a hub data directory: `catalog.sqlite3`, `flists/`, `tmp/`.
-    /// Jobs left queued or running by a previous process are marked failed.
+    /// When no other process has it open, the leftovers of a previous run are recovered: temp
+    /// files removed, jobs left queued or running marked failed. Otherwise (an admin command
+    /// while the server runs) only temp files untouched for a day are removed.
     pub fn open(data: impl AsRef<Path>) -> Result<Self, RepoError> {
         Self::open_with(data, true)
     }
 
     /// Opens a data directory; `recover_jobs`: mark jobs left running as failed (only the
-    /// server does, so administration commands can run beside it).
+    /// server does, and only when no other process has the directory open, so
+    /// administration commands can run beside it).
     pub(crate) fn open_with(data: impl AsRef<Path>, recover_jobs: bool) -> Result<Self, RepoError> {
         let data = data.as_ref().to_path_buf();
         std::fs::create_dir_all(&data).map_err(|e| RepoError::io("create directory", &data, e))?;
+        let lock = DataLock::acquire(&data)?;
         let db = Db::open(&data.join("catalog.sqlite3"))?;
-        let blobs = Blobs::open(&data)?;
+        let blobs = Blobs::open(&data, lock.alone)?;
+        let recover = lock.alone;
         let hub = Hub {
             data,
             db,
             blobs,
             generation: AtomicU64::new(1),
+            _lock: lock,
         };
-        if recover_jobs {
+        if recover_jobs && recover {
             hub.fail_interrupted_jobs()?;
         }
-        hub.init_path_index()?;
         Ok(hub)
     }
 

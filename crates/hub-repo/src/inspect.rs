@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use flist_format::{Flist, Kind, Metadata, Tree};
+use flist_format::{Flist, FormatError, Kind, Metadata, ReadOptions, Tree};
 use serde_json::{json, Map, Value};
 
 use crate::model::{Entry, FlistInfo, Resolved};
@@ -20,6 +20,29 @@ fn fmt_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
 /// Reads an flist file.
 pub fn open_flist(path: &Path) -> Result<Flist, RepoError> {
     Flist::open(path).map_err(|e| fmt_err(path, e))
+}
+
+/// Reads an flist file received from a client: errors name it `what` (never a server path),
+/// the inflated database is capped and kept in `opts.temp_dir`; a database over the cap is
+/// [`RepoError::TooLarge`].
+pub fn read_client_flist(path: &Path, what: &str, opts: &ReadOptions) -> Result<Flist, RepoError> {
+    let f = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+    Flist::from_reader_with(f, what, opts).map_err(|e| match e {
+        FormatError::DatabaseTooLarge { limit, .. } => RepoError::TooLarge(format!(
+            "{what}: the flist database inflates beyond the hub's limit of {limit} bytes"
+        )),
+        FormatError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+            RepoError::io("inflate the flist database of", what, source)
+        }
+        other => {
+            let m = other.to_string();
+            let prefix = format!("{what}: ");
+            RepoError::Invalid(format!(
+                "{what} is not a readable flist: {}",
+                m.strip_prefix(&prefix).unwrap_or(&m)
+            ))
+        }
+    })
 }
 
 /// Metadata as a JSON object of raw string values.

@@ -27,28 +27,6 @@ use crate::model::{EntryKind, FlistInfo};
 use crate::names::{validate_flist, validate_repo, validate_tag, validate_taglink};
 use crate::{Actor, Hub, RepoError};
 
-/// Names the hub's web routes use: an old repository of such a name cannot be served.
-const RESERVED_REPOS: &[&str] = &[
-    "api",
-    "static",
-    "listen",
-    "me",
-    "login",
-    "login-method",
-    "login-threebot",
-    "logout",
-    "callback_threebot",
-    "callback_token",
-    "token",
-    "search",
-    "upload",
-    "upload-flist",
-    "merge",
-    "docker-convert",
-    "readonly",
-    "tags",
-];
-
 /// What an import did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ImportReport {
@@ -226,7 +204,7 @@ fn scan(root: &Path, rep: &mut ImportReport) -> Result<Scan, RepoError> {
             rep.unimportable.push((name, err.to_string()));
             continue;
         }
-        if RESERVED_REPOS.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+        if crate::names::is_reserved(&name) {
             rep.unimportable.push((
                 name,
                 "reserved: the hub's web routes use this name, it cannot be a repository".into(),

@@ -11,7 +11,8 @@
 //!   [`Hub::job_create`] and friends (jobs left running by a crash read as failed);
 //! - browsing (web pages): [`Hub::dir_page`], [`Hub::search_paths`] over the path index
 //!   ([`paths`]), [`Hub::repo_summaries`], [`Hub::recent_flists`], [`Hub::references_to`];
-//! - maintenance: [`Hub::import_legacy`], [`Hub::integrity_check`], [`Hub::audit_log`].
+//! - maintenance: [`Hub::import_legacy`], [`Hub::integrity_check`], [`Hub::gc`],
+//!   [`Hub::audit_log`].
 //!
 //! Everything blocks: call it from `spawn_blocking` in async code.
 
@@ -22,11 +23,14 @@ pub mod browse;
 mod db;
 mod entries;
 mod error;
+mod gc;
 mod hub;
 pub mod inspect;
 mod integrity;
 mod jobs;
 mod legacy;
+mod lock;
+mod migrate;
 mod model;
 pub mod names;
 mod orgs;
@@ -44,9 +48,12 @@ mod users;
 pub use actor::Actor;
 pub use blobs::StagedFlist;
 pub use error::RepoError;
+pub use gc::{GcOptions, GcReport};
 pub use hub::{now, Hub, MAX_HOPS};
 pub use jobs::{JobRecord, JobState};
 pub use legacy::ImportReport;
+pub use lock::STALE_TEMP_SECS;
+pub use migrate::SCHEMA_VERSION;
 pub use model::*;
 pub use replica::{is_hex_sha256, Change, RepoSnapshot, SnapBlob, SnapEntry, SnapTag, SnapTagLink};
 pub use sessions::SessionInfo;

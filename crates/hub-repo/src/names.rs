@@ -125,30 +125,49 @@ pub fn validate_entry(name: &str) -> Result<(), RepoError> {
     }
 }
 
-/// Names the web routes use, refused as user (and new repository) names.
+/// Names the web routes use, refused as user (and new repository) names: every literal first
+/// path segment of the route table (`hub-http/tests/hostile.rs` checks it) and a few kept for
+/// routes to come.
 pub const RESERVED: &[&str] = &[
+    "account",
+    "admin",
     "api",
     "api-docs",
+    "auth",
     "callback_threebot",
     "callback_token",
     "chunks",
     "docker-convert",
+    "favicon.ico",
+    "health",
     "healthz",
     "listen",
     "login",
     "login-method",
     "login-threebot",
+    "login-token",
     "logout",
     "me",
     "merge",
     "metrics",
+    "readonly",
     "readyz",
+    "register",
+    "robots.txt",
     "search",
+    "session",
+    "sessions",
+    "settings",
+    "signin",
+    "signup",
     "static",
     "tags",
     "token",
+    "tokens",
     "upload",
     "upload-flist",
+    "user",
+    "users",
 ];
 
 /// True for a name the web routes use (compared case-insensitively).
@@ -156,7 +175,9 @@ pub fn is_reserved(name: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
 }
 
-/// Validates a new user name: a repository name that is not [`RESERVED`].
+/// Validates a new user name: a repository name that is not [`RESERVED`]. Also used for
+/// organisations and for a repository's first write: no repository is ever created under a
+/// route name.
 pub fn validate_user(name: &str) -> Result<(), RepoError> {
     validate_repo(name)?;
     if is_reserved(name) {
@@ -242,6 +263,21 @@ mod tests {
         ] {
             assert!(validate_flist(n).is_err(), "{n:?} accepted");
         }
+        for n in [
+            "me",
+            "api",
+            "static",
+            "listen",
+            "Login",
+            "TOKEN",
+            "upload-flist",
+        ] {
+            validate_repo(n).unwrap_or_else(|e| panic!("{n}: {e}"));
+            let e = validate_user(n).expect_err(n).to_string();
+            assert!(e.contains("reserved"), "{n}: {e}");
+        }
+        validate_user("alice").expect("an ordinary name");
+        validate_user("memo").expect("a name that only starts like a route");
         assert!(validate_taglink("x.flist").is_err());
         assert!(validate_tag("..").is_err());
         assert!(validate_tag("a/b").is_err());

@@ -4,14 +4,14 @@ use rusqlite::params;
 
 use crate::error::SqlContext;
 use crate::hub::now;
-use crate::names::validate_repo;
+use crate::names::validate_user;
 use crate::{Hub, RepoError};
 
 impl Hub {
     /// Adds `user` to organisation `org` (created if needed).
     pub fn add_member(&self, org: &str, user: &str) -> Result<(), RepoError> {
-        validate_repo(org)?;
-        validate_repo(user)?;
+        validate_user(org)?;
+        validate_user(user)?;
         self.db.write(|tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO orgs(name, created) VALUES (?1, ?2)",

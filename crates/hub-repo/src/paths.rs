@@ -16,7 +16,7 @@ use crate::error::SqlContext;
 use crate::inspect::open_flist;
 use crate::{Hub, RepoError};
 
-/// Tables of the path index (created when the hub opens).
+/// Tables of the path index (schema version 1, see `migrate.rs`).
 pub(crate) const PATH_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS path_blobs (
     id      INTEGER PRIMARY KEY,
@@ -221,15 +221,6 @@ fn insert_tree(tx: &Connection, sha256: &str, tree: &Tree, ts: i64) -> Result<()
 }
 
 impl Hub {
-    /// Creates the path index tables if needed.
-    pub(crate) fn init_path_index(&self) -> Result<(), RepoError> {
-        self.db.with_writer(|c| {
-            c.execute_batch(PATH_SCHEMA).ctx("create path index")?;
-            c.execute_batch(crate::browse::BROWSE_SCHEMA)
-                .ctx("create token usage table")
-        })
-    }
-
     /// Indexes a just-stored file; a failure is logged and left to
     /// [`Hub::backfill_path_index`] / [`Hub::ensure_path_index`] (the entry is stored).
     pub(crate) fn index_stored(&self, sha256: &str) {

@@ -106,7 +106,8 @@ pub struct RepoSnapshot {
     pub blobs: Vec<SnapBlob>,
 }
 
-const MIRROR_TABLE: &str =
+/// The mirror's own state (schema version 1).
+pub(crate) const MIRROR_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS mirror_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 impl Hub {
@@ -277,6 +278,13 @@ impl Hub {
         let repo = snap.name.as_str();
         self.db.write(|tx| {
             for b in &snap.blobs {
+                // Again under the write lock: `gc` removes unrecorded files.
+                if !self.has_blob(&b.sha256) {
+                    return Err(RepoError::Invalid(format!(
+                        "flist file {} of {} is not stored",
+                        b.sha256, snap.name
+                    )));
+                }
                 tx.prepare_cached(
                     "INSERT INTO blobs(sha256, md5, size, metadata, dump, created) VALUES (?1,?2,?3,NULL,NULL,?4) \
                      ON CONFLICT(sha256) DO NOTHING",

@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::error::SqlContext;
 use crate::hub::now;
-use crate::names::validate_repo;
+use crate::names::validate_user;
 use crate::tokens::token_hash;
 use crate::{Hub, RepoError};
 
@@ -50,7 +50,10 @@ impl Hub {
         method: &str,
         ttl_secs: i64,
     ) -> Result<(String, SessionInfo), RepoError> {
-        validate_repo(user)?;
+        validate_user(user)?;
+        for m in memberof {
+            validate_user(m)?;
+        }
         if ttl_secs <= 0 {
             return Err(RepoError::Invalid(
                 "session lifetime must be positive".into(),

@@ -140,6 +140,8 @@ pub(crate) fn resolve_tag_on(
 }
 
 pub(crate) fn bump_repo(tx: &Connection, repo: &str, ts: i64) -> Result<(), RepoError> {
+    // A repository comes into existence here on its first write: never under a route name.
+    crate::names::validate_user(repo)?;
     tx.prepare_cached(
         "INSERT INTO repositories(name, created, updated) VALUES (?1, ?2, ?2) \
          ON CONFLICT(name) DO UPDATE SET updated = excluded.updated",

@@ -77,7 +77,6 @@ impl Hub {
         validate_repo(repo)?;
         validate_flist(name)?;
         actor.check_write(repo)?;
-        self.blobs.commit(&staged)?;
         if let Value::Object(m) = &mut detail {
             m.insert("sha256".into(), json!(staged.sha256));
             m.insert("source".into(), json!(info.source));
@@ -86,6 +85,9 @@ impl Hub {
         let dump = info.dump.map(|d| d.to_string());
         let uploader = actor.user.clone();
         let entry = self.audited(actor, action, repo, name, detail, |tx, ts| {
+            // Placed under the write lock, so a concurrent `gc` cannot remove the file
+            // between placing and recording it.
+            self.blobs.commit(&staged)?;
             tx.prepare_cached(
                 "INSERT INTO blobs(sha256, md5, size, metadata, dump, created) VALUES (?1,?2,?3,?4,?5,?6) \
                  ON CONFLICT(sha256) DO UPDATE SET metadata = coalesce(blobs.metadata, excluded.metadata), \
@@ -135,9 +137,14 @@ impl Hub {
         let out = self.temp_path(".flist");
         if let Err(e) = flist.write(&out) {
             let _ = std::fs::remove_file(&out);
-            return Err(RepoError::Format {
-                path: out,
-                message: e.to_string(),
+            return Err(match e {
+                flist_format::FormatError::Io { source, .. } => {
+                    RepoError::io("write flist", &out, source)
+                }
+                e => RepoError::Format {
+                    path: out,
+                    message: e.to_string(),
+                },
             });
         }
         let staged = self.stage_file(&out)?;
@@ -163,12 +170,12 @@ impl Hub {
             validate_flist(name)?;
             actor.check_write(repo)?;
         }
-        self.blobs.commit(&staged)?;
         let metadata = info.metadata.map(|m| Value::Object(m).to_string());
         let dump = info.dump.map(|d| d.to_string());
         let detail = json!({"sha256": staged.sha256, "source": info.source});
         let n = self.db.write(|tx| {
             let ts = now();
+            self.blobs.commit(&staged)?;
             tx.prepare_cached(
                 "INSERT INTO blobs(sha256, md5, size, metadata, dump, created) VALUES (?1,?2,?3,?4,?5,?6) \
                  ON CONFLICT(sha256) DO UPDATE SET metadata = coalesce(blobs.metadata, excluded.metadata), \

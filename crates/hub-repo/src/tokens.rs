@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::SqlContext;
 use crate::hub::now;
-use crate::names::{validate_repo, validate_user};
+use crate::names::validate_user;
 use crate::{Hub, RepoError};
 
 /// What a token grants.
@@ -57,7 +57,7 @@ impl Hub {
     ) -> Result<(String, TokenInfo), RepoError> {
         validate_user(user)?;
         for m in memberof {
-            validate_repo(m)?;
+            validate_user(m)?;
         }
         if ttl_secs <= 0 {
             return Err(RepoError::Invalid("token lifetime must be positive".into()));

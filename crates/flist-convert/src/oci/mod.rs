@@ -28,6 +28,7 @@ mod config;
 mod layer;
 mod local;
 pub mod manifest;
+pub mod net;
 pub mod reference;
 mod registry;
 mod source;
@@ -44,6 +45,7 @@ use crate::options::{ConvertOptions, ProgressReport, Stats};
 
 pub use config::{startup_toml, STARTUP_PATH};
 pub use manifest::Platform;
+pub use net::NetworkPolicy;
 pub use reference::Reference;
 
 /// Registry credentials (basic auth, or exchanged for a bearer token).
@@ -224,6 +226,8 @@ pub struct OciOptions {
     pub credentials: Option<Credentials>,
     /// Registries (`host[:port]`) spoken to in plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// Which addresses may be contacted (registry, token realm, redirects). Default: any.
+    pub network: NetworkPolicy,
     /// Layer cache directory (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
     /// Retries of a failed request (connection error, 429, 5xx).
@@ -245,6 +249,7 @@ impl Default for OciOptions {
             platform: None,
             credentials: None,
             insecure_registries: Vec::new(),
+            network: NetworkPolicy::default(),
             cache_dir: None,
             retries: 3,
             retry_delay: std::time::Duration::from_millis(250),
@@ -261,6 +266,7 @@ impl std::fmt::Debug for OciOptions {
             .field("platform", &self.platform)
             .field("credentials", &self.credentials)
             .field("insecure_registries", &self.insecure_registries)
+            .field("network", &self.network)
             .field("cache_dir", &self.cache_dir)
             .field("retries", &self.retries)
             .field("convert", &self.convert)
@@ -326,6 +332,14 @@ pub enum OciError {
         registry: String,
         /// The connection error.
         reason: String,
+    },
+    /// The network policy refused to contact a host (see [`NetworkPolicy`]).
+    #[error("registry {registry}: {blocked}")]
+    Blocked {
+        /// Registry host of the image.
+        registry: String,
+        /// The refused host and address.
+        blocked: net::Blocked,
     },
     /// The registry refused access.
     #[error("registry {registry}: access to {repository} denied: {reason}")]

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Mutex};
 
 use super::manifest::{Descriptor, MANIFEST_ACCEPT};
+use super::net::{find_blocked, NetworkPolicy};
 use super::reference::{host_part, Reference};
 use super::{Credentials, OciError, OciOptions};
 
@@ -27,6 +28,7 @@ pub(crate) struct RegistryClient {
     retries: u32,
     retry_delay: Duration,
     max_manifest: u64,
+    network: NetworkPolicy,
 }
 
 /// Walks an error's source chain into one line.
@@ -135,6 +137,8 @@ impl RegistryClient {
             .connect_timeout(Duration::from_secs(20))
             .read_timeout(Duration::from_secs(120))
             .user_agent(concat!("flist-convert/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(opts.network.resolver())
+            .redirect(opts.network.redirects())
             .build()
             .map_err(|e| OciError::Internal(format!("building the HTTP client: {}", chain(&e))))?;
         Ok(RegistryClient {
@@ -147,7 +151,41 @@ impl RegistryClient {
             retries: opts.retries,
             retry_delay: opts.retry_delay,
             max_manifest: opts.max_manifest_bytes,
+            network: opts.network.clone(),
         })
+    }
+
+    /// A transport error: the policy's refusal when that is the cause (never retried),
+    /// else unreachable.
+    fn send_err(&self, e: &reqwest::Error) -> (OciError, bool) {
+        match find_blocked(e) {
+            Some(blocked) => (
+                OciError::Blocked {
+                    registry: self.registry.clone(),
+                    blocked,
+                },
+                false,
+            ),
+            None => (
+                OciError::Unreachable {
+                    registry: self.registry.clone(),
+                    reason: chain(e),
+                },
+                true,
+            ),
+        }
+    }
+
+    /// Refuses a URL whose IP-literal host the policy does not allow.
+    fn check_url(&self, url: &str) -> Result<(), OciError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| self.auth_err(format!("malformed URL from the registry: {e}")))?;
+        self.network
+            .check_url(&parsed)
+            .map_err(|blocked| OciError::Blocked {
+                registry: self.registry.clone(),
+                blocked,
+            })
     }
 
     fn auth_err(&self, reason: impl Into<String>) -> OciError {
@@ -162,6 +200,7 @@ impl RegistryClient {
     /// other than 401/429/5xx (which are handled here).
     async fn get(&self, path: &str, headers: HeaderMap) -> Result<Response, OciError> {
         let url = format!("{}{path}", self.base);
+        self.check_url(&url)?;
         let mut attempt = 0u32;
         let mut authed = false;
         loop {
@@ -172,16 +211,14 @@ impl RegistryClient {
             let retry_in = self.retry_delay * 2u32.saturating_pow(attempt.min(16));
             match req.send().await {
                 Err(e) => {
-                    if attempt < self.retries {
+                    let (err, retry) = self.send_err(&e);
+                    if retry && attempt < self.retries {
                         attempt += 1;
                         tracing::debug!("GET {url}: {}; retrying", chain(&e));
                         tokio::time::sleep(retry_in).await;
                         continue;
                     }
-                    return Err(OciError::Unreachable {
-                        registry: self.registry.clone(),
-                        reason: chain(&e),
-                    });
+                    return Err(err);
                 }
                 Ok(resp) => {
                     let status = resp.status();
@@ -246,6 +283,7 @@ impl RegistryClient {
         let realm = ch
             .param("realm")
             .ok_or_else(|| self.auth_err("bearer challenge without a realm"))?;
+        self.check_url(realm)?;
         let default_scope = format!("repository:{}:pull", self.repository);
         let scope = ch.param("scope").unwrap_or(&default_scope);
         let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
@@ -259,7 +297,13 @@ impl RegistryClient {
                 req = req.basic_auth(&c.username, Some(&c.password));
             }
             match req.send().await {
-                Err(e) => last_err = chain(&e),
+                Err(e) => {
+                    let (err, retry) = self.send_err(&e);
+                    if !retry {
+                        return Err(err);
+                    }
+                    last_err = chain(&e);
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -291,7 +335,7 @@ impl RegistryClient {
                 tokio::time::sleep(self.retry_delay * 2u32.saturating_pow(attempt)).await;
             }
         }
-        Err(self.auth_err(format!("token service {realm}: {last_err}")))
+        Err(self.auth_err(format!("token service: {last_err}")))
     }
 
     fn not_found(&self, what: &str) -> OciError {
@@ -465,33 +509,38 @@ impl RegistryClient {
     }
 }
 
-/// The error text of a registry response (`errors[0].message` of the JSON body, or the
-/// body's start).
+/// What a registry's error response says, without echoing its body: the status and the
+/// distribution-spec error codes (`MANIFEST_UNKNOWN`, `DENIED`, ...) when the body is a
+/// standard error document. A hostile or internal server's text never reaches the caller.
 async fn error_message(resp: Response) -> String {
     let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(b)) = stream.next().await {
+        body.extend_from_slice(&b);
+        if body.len() > 64 * 1024 {
+            break;
+        }
+    }
+    let mut codes = Vec::new();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
         if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
-            let msgs: Vec<String> = errs
-                .iter()
-                .map(|e| {
-                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
-                    let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-                    format!("{code}: {msg}")
-                        .trim_matches([' ', ':'])
-                        .to_string()
-                })
-                .collect();
-            if !msgs.is_empty() {
-                return msgs.join("; ");
+            for e in errs.iter().take(4) {
+                if let Some(c) = e.get("code").and_then(|c| c.as_str()) {
+                    if !c.is_empty()
+                        && c.len() <= 64
+                        && c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                    {
+                        codes.push(c.to_string());
+                    }
+                }
             }
         }
     }
-    let t: String = text.chars().take(200).collect();
-    if t.trim().is_empty() {
-        status.to_string()
+    if codes.is_empty() {
+        format!("HTTP {status}")
     } else {
-        t
+        format!("HTTP {status}: {}", codes.join(", "))
     }
 }
 

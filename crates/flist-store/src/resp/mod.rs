@@ -14,7 +14,7 @@
 //! connection) is retried on a fresh connection with backoff; any other failure fails the
 //! whole batch. Timeouts apply per window.
 
-mod codec;
+pub(crate) mod codec;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,373 @@
+//! The real `hub-server` binary under a bad day (issue 12, finding 11 and the soak of its
+//! "Must show"): concurrent writers replacing and deleting flists while `hub-server gc` runs
+//! from another process, `kill -9` in the middle, restart; then `check` is clean and, after
+//! `gc`, no flist file is left that no entry references. Also: an admin command run while the
+//! server is serving never removes an upload in flight from `tmp/`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::Digest;
+use test_support::archive::{gzip, RawTar};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hub-server");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn cli(args: &[&str], data: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("run hub-server")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn spawn_server(data: &Path, port: u16) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hub-server");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/api/repositories"))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return child;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("hub-server did not come up on port {port}");
+}
+
+fn archive(content: &str) -> Vec<u8> {
+    gzip(
+        &RawTar::new()
+            .file("etc/version", content.as_bytes())
+            .file("bin/tool", b"#!/bin/sh\n")
+            .finish(),
+    )
+}
+
+async fn upload(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    file: &str,
+    data: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(data).file_name(file.to_string()),
+    );
+    client
+        .post(format!("{base}/api/flist/me/upload"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+}
+
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for d in std::fs::read_dir(dir).expect("flists").flatten() {
+        for f in std::fs::read_dir(d.path()).expect("dir").flatten() {
+            out.insert(f.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_admin_command_while_serving_keeps_uploads_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // `token create` refuses a directory without a catalog.
+    drop(hub_repo::Hub::open(&data).expect("create the catalog"));
+    let token = ok(&cli(
+        &["token", "create", "--user", "alice", "--ttl", "1h"],
+        &data,
+    ))
+    .trim()
+    .to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&data, port).await;
+    let client = reqwest::Client::new();
+    let r = upload(&client, &base, &token, "base.tar.gz", archive("1.0"))
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 200);
+    let flist = client
+        .get(format!("{base}/alice/base.flist"))
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec();
+
+    // Upload it again as `copy.flist`, stopping half way: the server stages it in tmp/.
+    let boundary = "soakboundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"copy.flist\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let half = flist.len() / 2;
+    let first = [head.into_bytes(), flist[..half].to_vec()].concat();
+    let rest = [
+        flist[half..].to_vec(),
+        format!("\r\n--{boundary}--\r\n").into_bytes(),
+    ]
+    .concat();
+    let (more_tx, more_rx) = tokio::sync::oneshot::channel::<()>();
+    let body = futures::stream::unfold(
+        (Some(first), Some((more_rx, rest))),
+        |(first, later)| async move {
+            if let Some(f) = first {
+                return Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(f)),
+                    (None, later),
+                ));
+            }
+            let (rx, rest) = later?;
+            let _ = rx.await;
+            Some((Ok(bytes::Bytes::from(rest)), (None, None)))
+        },
+    );
+    let pending = tokio::spawn({
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            client
+                .post(format!("{base}/api/flist/me/upload-flist"))
+                .bearer_auth(&token)
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+        }
+    });
+    let tmp = data.join("tmp");
+    let mut staged = Vec::new();
+    for _ in 0..200 {
+        staged = std::fs::read_dir(&tmp)
+            .expect("tmp")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        if !staged.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!staged.is_empty(), "the upload is not staged in tmp/");
+
+    // Admin commands while the upload is in flight.
+    ok(&cli(
+        &["token", "create", "--user", "bob", "--ttl", "1h"],
+        &data,
+    ));
+    ok(&cli(&["gc", "--grace", "0s"], &data));
+    for p in &staged {
+        assert!(p.exists(), "{} was removed under the upload", p.display());
+    }
+    let _ = more_tx.send(());
+    let r = pending.await.expect("join").expect("upload-flist");
+    let status = r.status();
+    assert_eq!(status, 200, "{:?}", r.text().await);
+    let md5 = |p: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            client
+                .get(format!("{base}{p}"))
+                .send()
+                .await
+                .expect("md5")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    assert_eq!(
+        md5("/alice/copy.flist.md5").await,
+        md5("/alice/base.flist.md5").await
+    );
+    server.kill().expect("kill");
+    server.wait().expect("reap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soak_with_gc_and_kill_ends_clean_with_no_orphans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // `token create` refuses a directory without a catalog.
+    drop(hub_repo::Hub::open(&data).expect("create the catalog"));
+    let token = ok(&cli(
+        &["token", "create", "--user", "alice", "--ttl", "1h"],
+        &data,
+    ))
+    .trim()
+    .to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&data, port).await;
+    let client = reqwest::Client::new();
+
+    // Writers replace and delete flists; each upload is new content (old files become
+    // garbage). `gc` runs from another process meanwhile.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let (client, base, token, stop) =
+                (client.clone(), base.clone(), token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut done = 0u32;
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let name = format!("w{w}-{}", n % 3);
+                    let content = format!("writer {w} round {n}");
+                    match upload(
+                        &client,
+                        &base,
+                        &token,
+                        &format!("{name}.tar.gz"),
+                        archive(&content),
+                    )
+                    .await
+                    {
+                        Ok(r) if r.status() == 200 => done += 1,
+                        Ok(r) => panic!("upload answered {}: {:?}", r.status(), r.text().await),
+                        Err(_) => break, // the server was killed
+                    }
+                    if n.is_multiple_of(5) {
+                        let _ = client
+                            .delete(format!("{base}/api/flist/me/{name}.flist"))
+                            .bearer_auth(&token)
+                            .send()
+                            .await;
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let gc_runs = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || {
+            let mut runs = 0;
+            for _ in 0..4 {
+                std::thread::sleep(Duration::from_millis(400));
+                ok(&cli(&["gc", "--grace", "0s"], &data));
+                runs += 1;
+            }
+            runs
+        }
+    })
+    .await
+    .expect("gc runs");
+    assert_eq!(gc_runs, 4);
+    // Everything uploaded so far reads back (gc removed nothing referenced).
+    let listing: Value = client
+        .get(format!("{base}/api/flist/alice"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    for e in listing.as_array().expect("array") {
+        let name = e["name"].as_str().expect("name");
+        let r = client
+            .get(format!("{base}/alice/{name}"))
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(r.status(), 200, "{name} is gone while referenced");
+    }
+    // kill -9 in the middle of the writes.
+    server.kill().expect("kill -9");
+    server.wait().expect("reap");
+    stop.store(true, Ordering::Relaxed);
+    let mut uploads = 0;
+    for w in writers {
+        uploads += w.await.expect("writer");
+    }
+    assert!(uploads >= 12, "only {uploads} uploads went through");
+
+    // Restart: clean, and what no entry references is collected.
+    let mut server = spawn_server(&data, port).await;
+    let check = ok(&cli(&["check"], &data));
+    assert!(check.contains(": clean"), "{check}");
+    let gc = ok(&cli(&["gc", "--grace", "0s"], &data));
+    assert!(gc.contains("collected"), "{gc}");
+    let check = ok(&cli(&["check"], &data));
+    assert!(check.contains(": clean"), "{check}");
+    assert!(
+        check.contains("to collect: 0 unreferenced, 0 unrecorded"),
+        "{check}"
+    );
+    assert!(!check.contains("run `hub-server gc`"), "{check}");
+
+    // Exactly the files of the remaining entries are stored, and each downloads intact.
+    let listing: Value = client
+        .get(format!("{base}/api/flist/alice"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let mut referenced = BTreeSet::new();
+    for e in listing.as_array().expect("array") {
+        let name = e["name"].as_str().expect("name");
+        let body = client
+            .get(format!("{base}/alice/{name}"))
+            .send()
+            .await
+            .expect("download")
+            .bytes()
+            .await
+            .expect("bytes");
+        referenced.insert(hex::encode(sha2::Sha256::digest(&body)));
+    }
+    assert!(!referenced.is_empty());
+    assert_eq!(files_under(&data.join("flists")), referenced);
+    server.kill().expect("kill");
+    server.wait().expect("reap");
+}

@@ -1,0 +1,229 @@
+//! Garbage collection of flist files no entry references any more (replaced or deleted
+//! flists), of files a killed writer left without a catalog row, of their path index, and of
+//! stale temp files: [`Hub::gc`], run by `hub-server gc`; `hub-server check` reports the
+//! same with [`GcOptions::dry_run`].
+//!
+//! Safe online, against concurrent uploads in this or another process: a recorded but
+//! unreferenced file is removed inside a catalog write transaction, and every writer that
+//! records a file checks (inside its own transaction) that the file is still in place and
+//! puts it back from its staged copy if not. Files without any catalog row are removed only
+//! when older than [`GcOptions::grace`] (a mirror places files before recording them).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use crate::error::SqlContext;
+use crate::hub::now;
+use crate::lock::{sweep_temp, STALE_TEMP_SECS};
+use crate::replica::is_hex_sha256;
+use crate::{Hub, RepoError};
+
+/// How a collection runs.
+#[derive(Clone, Copy, Debug)]
+pub struct GcOptions {
+    /// Files without a catalog row, and path index rows of unrecorded files, younger than
+    /// this are kept.
+    pub grace: Duration,
+    /// Only report what would be removed.
+    pub dry_run: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: Duration::from_secs(3600),
+            dry_run: false,
+        }
+    }
+}
+
+/// What a collection found (and, unless a dry run, removed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Recorded flist files (sha256) no entry references.
+    pub unreferenced: Vec<String>,
+    /// Files under `flists/` without a catalog row (paths relative to the data directory).
+    pub unrecorded: Vec<String>,
+    /// Unrecorded files kept because they are younger than the grace period.
+    pub kept_young: usize,
+    /// Files under `flists/` that are not named by a content address (reported, never
+    /// removed).
+    pub foreign: Vec<String>,
+    /// Path-indexed flist files whose index was dropped.
+    pub path_index: usize,
+    /// Stale temp files removed.
+    pub temp_files: usize,
+    /// Bytes of flist files removed (or removable).
+    pub bytes: u64,
+}
+
+impl GcReport {
+    /// Nothing to collect.
+    pub fn is_empty(&self) -> bool {
+        self.unreferenced.is_empty()
+            && self.unrecorded.is_empty()
+            && self.path_index == 0
+            && self.temp_files == 0
+    }
+}
+
+fn age(path: &Path) -> Option<Duration> {
+    let m = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
+    Some(SystemTime::now().duration_since(m).unwrap_or_default())
+}
+
+fn remove(path: &Path) -> Result<(), RepoError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RepoError::io("remove", path, e)),
+    }
+}
+
+/// Every file under `flists/`: (path, name).
+fn stored_files(root: &Path) -> Result<Vec<(PathBuf, String)>, RepoError> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(RepoError::io("read directory", root, e)),
+    };
+    for d in rd {
+        let d = d.map_err(|e| RepoError::io("read directory", root, e))?;
+        let dp = d.path();
+        if !d.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.push((dp, d.file_name().to_string_lossy().into_owned()));
+            continue;
+        }
+        for f in std::fs::read_dir(&dp).map_err(|e| RepoError::io("read directory", &dp, e))? {
+            let f = f.map_err(|e| RepoError::io("read directory", &dp, e))?;
+            out.push((f.path(), f.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl Hub {
+    /// Collects what no entry references: see the module documentation.
+    pub fn gc(&self, opts: GcOptions) -> Result<GcReport, RepoError> {
+        let mut rep = GcReport::default();
+        let rel = |p: &Path| -> String {
+            p.strip_prefix(self.data_dir())
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        };
+
+        // 1. Recorded files no entry references: row and file go in one transaction.
+        let sweep = |tx: &rusqlite::Connection| -> Result<Vec<(String, i64)>, RepoError> {
+            let mut st = tx
+                .prepare(
+                    "SELECT b.sha256, b.size FROM blobs b WHERE NOT EXISTS \
+                     (SELECT 1 FROM entries e WHERE e.sha256 = b.sha256) ORDER BY b.sha256",
+                )
+                .ctx("list unreferenced flist files")?;
+            let v = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("list unreferenced flist files")?;
+            Ok(v)
+        };
+        let unreferenced = if opts.dry_run {
+            self.db.read(|c| sweep(c))?
+        } else {
+            self.db.write(|tx| {
+                let v = sweep(tx)?;
+                for (sha, _) in &v {
+                    tx.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")
+                        .and_then(|mut s| s.execute(params![sha]))
+                        .ctx("remove flist file record")?;
+                    remove(&self.blobs.path_of(sha))?;
+                }
+                Ok(v)
+            })?
+        };
+        for (sha, size) in unreferenced {
+            rep.bytes += u64::try_from(size).unwrap_or(0);
+            rep.unreferenced.push(sha);
+        }
+
+        // 2. Files without a row (a writer killed between placing and recording).
+        let root = self.data_dir().join("flists");
+        for (path, name) in stored_files(&root)? {
+            if !is_hex_sha256(&name) || path != self.blobs.path_of(&name) {
+                rep.foreign.push(rel(&path));
+                continue;
+            }
+            let recorded = |c: &rusqlite::Connection| -> Result<bool, RepoError> {
+                c.prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")
+                    .and_then(|mut s| s.query_row(params![name], |_| Ok(())).optional())
+                    .map(|o| o.is_some())
+                    .ctx("look up flist file")
+            };
+            if self.db.read(recorded)? {
+                continue;
+            }
+            if age(&path).is_none_or(|a| a < opts.grace) {
+                rep.kept_young += 1;
+                continue;
+            }
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let removed = if opts.dry_run {
+                true
+            } else {
+                // Checked again under the write lock: a writer may have recorded it since.
+                self.db.write(|tx| {
+                    if recorded(tx)? {
+                        return Ok(false);
+                    }
+                    remove(&path)?;
+                    Ok(true)
+                })?
+            };
+            if removed {
+                rep.bytes += size;
+                rep.unrecorded.push(rel(&path));
+            }
+        }
+
+        // 3. The path index of files no longer recorded.
+        let cutoff = now() - i64::try_from(opts.grace.as_secs()).unwrap_or(i64::MAX);
+        let stale_index = "SELECT id FROM path_blobs p WHERE indexed <= ?1 AND NOT EXISTS \
+                           (SELECT 1 FROM blobs b WHERE b.sha256 = p.sha256)";
+        let ids: Vec<i64> = self.db.read(|c| {
+            let mut st = c.prepare(stale_index).ctx("list stale path index")?;
+            let v = st
+                .query_map(params![cutoff], |r| r.get(0))
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("list stale path index")?;
+            Ok(v)
+        })?;
+        rep.path_index = ids.len();
+        if !opts.dry_run {
+            // One file per transaction: a big index never holds the write lock for long.
+            for id in ids {
+                self.db.write(|tx| {
+                    tx.execute("DELETE FROM path_entries WHERE blob = ?1", params![id])
+                        .ctx("drop path index")?;
+                    tx.execute("DELETE FROM path_blobs WHERE id = ?1", params![id])
+                        .ctx("drop path index")?;
+                    Ok(())
+                })?;
+            }
+        }
+
+        // 4. Temp files no live upload uses.
+        if !opts.dry_run {
+            rep.temp_files =
+                sweep_temp(self.tmp_dir(), false, Duration::from_secs(STALE_TEMP_SECS));
+        }
+        if !opts.dry_run && !rep.is_empty() {
+            self.bump_generation();
+        }
+        Ok(rep)
+    }
+}
