@@ -21,6 +21,7 @@ pub mod config;
 pub mod csrf;
 pub mod derive;
 pub mod docker;
+pub mod downloads;
 pub mod error;
 pub mod guard;
 pub mod health;
