@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use test_support::RedisServer;
@@ -16,72 +16,14 @@ use test_support::RedisServer;
 mod common;
 use common::*;
 
-/// The suite named in the host's apt sources and their mirror, for `debootstrap`.
-fn apt_mirror() -> Option<(String, String)> {
-    let os = fs::read_to_string("/etc/os-release").ok()?;
-    let suite = os
-        .lines()
-        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))?
-        .trim_matches('"')
-        .to_string();
-    let mut texts = Vec::new();
-    if let Ok(t) = fs::read_to_string("/etc/apt/sources.list") {
-        texts.push(t);
-    }
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        for e in dir.flatten() {
-            texts.push(fs::read_to_string(e.path()).unwrap_or_default());
-        }
-    }
-    for t in texts {
-        for l in t.lines() {
-            let l = l.trim();
-            let uri = if let Some(u) = l.strip_prefix("URIs:") {
-                u.split_whitespace().next()
-            } else if let Some(rest) = l.strip_prefix("deb ") {
-                rest.split_whitespace().find(|w| w.starts_with("http"))
-            } else {
-                None
-            };
-            if let Some(u) = uri {
-                if u.ends_with("/debian") {
-                    return Some((suite, u.to_string()));
-                }
-            }
-        }
-    }
-    None
-}
-
 /// A Debian root file system: `debootstrap --variant=minbase` from the host's apt mirror,
 /// made once and kept under the target directory; a generated tree when that fails.
 fn debian_rootfs(scratch: &Path) -> PathBuf {
     let cached = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debootstrap-minbase");
-    if cached.join("etc/debian_version").is_file() {
-        return cached;
-    }
-    if let (Ok(true), Some((suite, mirror))) = (
-        Command::new("debootstrap")
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success()),
-        apt_mirror(),
-    ) {
-        let partial = cached.with_extension("partial");
-        let _ = fs::remove_dir_all(&partial);
-        let status = Command::new("debootstrap")
-            .args(["--variant=minbase", &suite, p(&partial), &mirror])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if matches!(status, Ok(s) if s.success()) {
-            fs::rename(&partial, &cached).unwrap();
-            return cached;
-        }
-        eprintln!("debootstrap {suite} {mirror} failed: using a generated tree");
-        let _ = fs::remove_dir_all(&partial);
-    }
-    generated_rootfs(&scratch.join("rootfs"))
+    test_support::rootfs::debootstrap_minbase(&cached).unwrap_or_else(|| {
+        eprintln!("no debootstrap tree: using a generated tree");
+        generated_rootfs(&scratch.join("rootfs"))
+    })
 }
 
 /// A usr-merged tree with the host's `/bin/sh`, `cat`, `ls`, `wc` and their libraries,

@@ -3,6 +3,8 @@
 //! - `convert-bench gen <dir> <bytes>`: a deterministic corpus of about `<bytes>` as
 //!   `<dir>/tree/` and `<dir>/tree.tar.gz` (flate2 default level): many small text files,
 //!   some large compressible files, some random ones;
+//! - `convert-bench gen-small <archive.tar.gz> <count>`: an archive of `<count>` small files
+//!   (100 B – 2 KiB of text, 200 per directory), made in memory;
 //! - `convert-bench tar <archive> <store-dir> <out.flist>` and
 //!   `convert-bench dir <tree> <store-dir> <out.flist>`: one conversion into a `dir://`
 //!   store, printing `seconds=… peak_rss_kb=… files=… chunks_written=… bytes=…`.
@@ -108,6 +110,34 @@ fn gen(dir: &Path, total: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// An archive of `count` small text files, 200 per directory.
+fn gen_small(path: &Path, count: u64) -> std::io::Result<()> {
+    let words = words();
+    let mut r = Rng(0x5a11);
+    let mut buf = Vec::new();
+    let tmp = path.with_extension("partial");
+    let gz = File::create(&tmp)?;
+    let enc = flate2::write::GzEncoder::new(BufWriter::new(gz), flate2::Compression::fast());
+    let mut b = tar::Builder::new(enc);
+    for i in 0..count {
+        let size = 100 + (r.next() % 1948) as usize;
+        text(&mut r, &words, size, &mut buf);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(
+            &mut h,
+            format!("d{:04}/f{i:07}.txt", i / 200),
+            buf.as_slice(),
+        )?;
+    }
+    let enc = b.into_inner()?;
+    enc.finish()?.flush()?;
+    fs::rename(tmp, path)
+}
+
 fn peak_rss_kb() -> u64 {
     fs::read_to_string("/proc/self/status")
         .ok()
@@ -121,7 +151,7 @@ fn peak_rss_kb() -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: convert-bench gen <dir> <bytes> | tar <archive> <store> <out> | dir <tree> <store> <out>";
+    let usage = "usage: convert-bench gen <dir> <bytes> | gen-small <archive> <count> | tar <archive> <store> <out> | dir <tree> <store> <out>";
     let Some(cmd) = args.first() else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -132,6 +162,17 @@ fn main() {
             std::process::exit(2)
         })
     };
+    if cmd == "gen-small" {
+        let count: u64 = arg(2).parse().unwrap_or_else(|_| {
+            eprintln!("{usage}");
+            std::process::exit(2)
+        });
+        if let Err(e) = gen_small(Path::new(arg(1)), count) {
+            eprintln!("gen-small: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if cmd == "gen" {
         let total: u64 = arg(2).parse().unwrap_or_else(|_| {
             eprintln!("{usage}");

@@ -444,7 +444,8 @@ impl VerifyReport {
 }
 
 /// Checks that `store` holds every chunk of `tree` (`exists_many` in batches); with
-/// `deep`, also fetches each chunk and checks both hashes by decoding it. Blocking.
+/// `deep`, also fetches each chunk (pipelined `get_many`) and checks both hashes by
+/// decoding it, on one decoding thread per core. Blocking.
 pub fn verify(
     tree: &Tree,
     store: &Arc<dyn Store>,
@@ -492,29 +493,113 @@ pub fn verify(
         }
     }
     if deep {
-        for part in present.chunks(16) {
-            let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.hash.to_vec()).collect();
-            let st = store.clone();
-            let values = handle
-                .block_on(handle.spawn(async move { st.get_many(&keys).await }))
-                .map_err(|e| ConvertError::Internal(format!("verify task: {e}")))?
-                .map_err(store_err)?;
-            for ((block, path), v) in part.iter().zip(values) {
-                let bad = |reason: String| BadChunk {
-                    key: hex::encode(block.hash),
-                    path: path.clone(),
-                    reason,
-                };
-                match v {
-                    None => report.missing.push(bad("missing".into())),
-                    Some(data) => {
-                        if let Err(e) = decode_chunk(block, &data) {
-                            report.corrupt.push(bad(e.to_string()));
+        let (missing, corrupt) = deep_check(&present, store, &handle)?;
+        report.missing.extend(missing);
+        report.corrupt.extend(corrupt);
+    }
+    Ok(report)
+}
+
+/// Chunks per `get_many` of a deep verification.
+const VERIFY_BATCH: usize = 16;
+/// `get_many` requests of a deep verification in flight at once.
+const VERIFY_IN_FLIGHT: usize = 4;
+
+/// Fetches every chunk of `present` (pipelined requests) and decodes each on one of a
+/// thread per core. Returns the chunks found missing and those failing to decode, in the
+/// order of `present`.
+fn deep_check(
+    present: &[&(Block, String)],
+    store: &Arc<dyn Store>,
+    handle: &tokio::runtime::Handle,
+) -> Result<(Vec<BadChunk>, Vec<BadChunk>)> {
+    type Fetched = (usize, Vec<Option<bytes::Bytes>>);
+    type Found = Vec<(usize, bool, BadChunk)>;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let (tx, rx) = bounded::<Fetched>(workers * 2);
+    std::thread::scope(|s| {
+        let mut hs = Vec::new();
+        for _ in 0..workers {
+            let rx = rx.clone();
+            hs.push(s.spawn(move || -> Found {
+                let mut found = Vec::new();
+                for (start, values) in rx {
+                    for (k, v) in values.into_iter().enumerate() {
+                        let i = start + k;
+                        let Some((block, path)) = present.get(i).copied() else {
+                            continue;
+                        };
+                        let bad = |reason: String| BadChunk {
+                            key: hex::encode(block.hash),
+                            path: path.clone(),
+                            reason,
+                        };
+                        match v {
+                            None => found.push((i, false, bad("missing".into()))),
+                            Some(data) => {
+                                if let Err(e) = decode_chunk(block, &data) {
+                                    found.push((i, true, bad(e.to_string())));
+                                }
+                            }
                         }
                     }
                 }
+                found
+            }));
+        }
+        drop(rx);
+        let mut result = Ok(());
+        let mut inflight = std::collections::VecDeque::new();
+        let mut start = 0;
+        while start < present.len() || !inflight.is_empty() {
+            while start < present.len() && inflight.len() < VERIFY_IN_FLIGHT {
+                let end = (start + VERIFY_BATCH).min(present.len());
+                let keys: Vec<Vec<u8>> = present[start..end]
+                    .iter()
+                    .map(|(b, _)| b.hash.to_vec())
+                    .collect();
+                let st = store.clone();
+                inflight.push_back((start, handle.spawn(async move { st.get_many(&keys).await })));
+                start = end;
+            }
+            let Some((at, h)) = inflight.pop_front() else {
+                break;
+            };
+            match handle.block_on(h) {
+                Ok(Ok(values)) => {
+                    if tx.send((at, values)).is_err() {
+                        break;
+                    }
+                }
+                Ok(Err(source)) => {
+                    result = Err(ConvertError::Store {
+                        store: store.to_string(),
+                        source,
+                    });
+                    break;
+                }
+                Err(e) => {
+                    result = Err(ConvertError::Internal(format!("verify task: {e}")));
+                    break;
+                }
             }
         }
-    }
-    Ok(report)
+        drop(tx);
+        let mut found = Vec::new();
+        for h in hs {
+            found.extend(
+                h.join()
+                    .map_err(|_| ConvertError::Internal("a verify worker panicked".into()))?,
+            );
+        }
+        result?;
+        found.sort_by_key(|(i, _, _)| *i);
+        let (corrupt, missing): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, c, _)| *c);
+        Ok((
+            missing.into_iter().map(|(_, _, b)| b).collect(),
+            corrupt.into_iter().map(|(_, _, b)| b).collect(),
+        ))
+    })
 }

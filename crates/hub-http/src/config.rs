@@ -55,6 +55,9 @@ pub struct HubConfig {
     pub mirror: crate::mirror::MirrorConfig,
     /// Chunk uploads (`/api/chunks/...`, used by `zflist push`).
     pub chunks: ChunksConfig,
+    /// Bytes of flist files kept in memory for downloads (content-addressed, so never
+    /// stale); a file larger than a quarter of it is streamed from disk. `0`: no cache.
+    pub download_cache_bytes: u64,
     /// Limits against slow or hostile clients.
     pub limits: LimitsConfig,
 }
@@ -269,6 +272,7 @@ impl Default for HubConfig {
             mirror: crate::mirror::MirrorConfig::default(),
             limits: LimitsConfig::default(),
             chunks: ChunksConfig::default(),
+            download_cache_bytes: 256 << 20,
         }
     }
 }
@@ -324,6 +328,9 @@ impl HubConfig {
     /// `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
     /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MIRROR_OF`,
+    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_CHUNKS_MAX_CHUNK_BYTES`,
+    /// `HUB_CHUNKS_USER_QUOTA_BYTES`, `HUB_CHUNKS_QUOTA_WINDOW_SECS`,
+    /// `HUB_DOWNLOAD_CACHE_BYTES`.
     /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_MAX_FLIST_DATABASE_BYTES`,
     /// `HUB_HEADER_TIMEOUT_SECS`, `HUB_CHUNKS_MAX_CHUNK_BYTES`,
     /// `HUB_CHUNKS_USER_QUOTA_BYTES`, `HUB_CHUNKS_QUOTA_WINDOW_SECS`.
@@ -399,6 +406,7 @@ impl HubConfig {
                 "HUB_CHUNKS_MAX_CHUNK_BYTES" => self.chunks.max_chunk_bytes = num(&k, &v)?,
                 "HUB_CHUNKS_USER_QUOTA_BYTES" => self.chunks.user_quota_bytes = num(&k, &v)?,
                 "HUB_CHUNKS_QUOTA_WINDOW_SECS" => self.chunks.quota_window_secs = num(&k, &v)?,
+                "HUB_DOWNLOAD_CACHE_BYTES" => self.download_cache_bytes = num(&k, &v)?,
                 _ => {}
             }
         }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub web: crate::ui::WebState,
     /// Slots for docker conversions running at once.
     pub docker_slots: Arc<tokio::sync::Semaphore>,
+    /// Flist files and name resolutions kept in memory for downloads.
+    pub downloads: crate::downloads::Downloads,
     /// The mirror's sync state, when this hub mirrors another.
     pub mirror: std::sync::OnceLock<Arc<crate::mirror::Mirror>>,
     /// Responses cached until the next catalog write (key → (generation, body)).
@@ -68,6 +70,7 @@ impl AppState {
             config.docker.max_concurrent.max(1),
         ));
         AppState {
+            downloads: crate::downloads::Downloads::new(config.download_cache_bytes),
             metrics,
             login_limiter: crate::login::LoginLimiter::default(),
             web: crate::ui::WebState::default(),

@@ -70,6 +70,17 @@ fn parse_file(file: &str) -> Option<(String, &'static str)> {
 }
 
 async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Response {
+    match st
+        .downloads
+        .serve(&st.hub, r, name, req.method(), req.headers())
+        .await
+    {
+        Ok(Some(resp)) => return resp,
+        Ok(None) => {}
+        Err(e) => return ApiError::internal(e).into_response(),
+    }
+    // Too large to keep in memory: streamed from disk.
+    let path = st.hub.blob_path(&r.sha256);
     let etag = format!("\"{}\"", r.sha256);
     let matches = req
         .headers()
@@ -80,7 +91,11 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
     if matches {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let path = st.hub.blob_path(&r.sha256);
+    let mut req = req;
+    if req.headers().contains_key(header::IF_NONE_MATCH) {
+        // An ETag that does not match wins over the date (RFC 9110 13.2.2).
+        req.headers_mut().remove(header::IF_MODIFIED_SINCE);
+    }
     let mut resp = match ServeFile::new(path).oneshot(req).await {
         Ok(r) => r.map(Body::new),
         Err(e) => return ApiError::internal(e).into_response(),
@@ -147,7 +162,13 @@ pub async fn repo_file(
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
     no_such_file(names::validate_flist(&name))?;
-    let r = st.resolve(&repo, &name).await.map_err(gone)?;
+    let key = format!("{repo}/{name}");
+    let (r2, n2) = (repo.clone(), name.clone());
+    let r = st
+        .downloads
+        .resolve(&st.hub, key, move |hub| hub.resolve(&r2, &n2))
+        .await
+        .map_err(gone)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
         "md5" => Ok((
@@ -170,7 +191,7 @@ pub async fn repo_file(
             );
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
         }
-        _ => Ok(crate::ui::flist::page(&st, &repo, &name, r, req).await),
+        _ => Ok(crate::ui::flist::page(&st, &repo, &name, (*r).clone(), req).await),
     }
 }
 
@@ -209,9 +230,13 @@ pub async fn tag_file(
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
     no_such_file(names::validate_flist(&name))?;
+    let key = format!("{repo}/tags/{tag}/{name}");
     let n2 = name.clone();
     let r = st
-        .blocking(move |hub| Ok(hub.resolve_in_tag(&repo, &tag, &n2)?))
+        .downloads
+        .resolve(&st.hub, key, move |hub| {
+            hub.resolve_in_tag(&repo, &tag, &n2)
+        })
         .await?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),

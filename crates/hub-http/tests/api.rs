@@ -1167,3 +1167,132 @@ async fn unreachable_store_is_503() {
     assert_eq!(t.get_json("/api/flist/alice/fixture.flist").await.0, 404);
     t.stop().await;
 }
+
+/// Every conditional and partial form of a download, answered the same from memory (the
+/// default) and from disk (cache off: the streaming path for files too large to keep), and
+/// a name replaced or removed is never served from a stale cache.
+#[tokio::test]
+async fn downloads_conditional_partial_and_fresh_after_writes() {
+    for cache in [256u64 << 20, 0] {
+        let t = TestHub::start_with(|c| c.download_cache_bytes = cache).await;
+        t.put_fixture("alice", "a.flist", "merge-a.flist").await;
+        let a = std::fs::read(test_support::fixture("merge-a.flist")).expect("fixture");
+        let n = a.len();
+        let req = |headers: &[(&str, &str)], head: bool| {
+            let mut rb = if head {
+                t.client.head(t.url("/alice/a.flist"))
+            } else {
+                t.client.get(t.url("/alice/a.flist"))
+            };
+            for (k, v) in headers {
+                rb = rb.header(*k, *v);
+            }
+            rb.send()
+        };
+        let r = req(&[], false).await.expect("get");
+        assert_eq!(r.status(), 200, "cache {cache}");
+        let h = r.headers().clone();
+        let etag = h["etag"].to_str().expect("etag").to_string();
+        let last_modified = h["last-modified"].to_str().expect("lm").to_string();
+        assert_eq!(h["accept-ranges"], "bytes");
+        assert_eq!(h["content-type"], "application/octet-stream");
+        assert_eq!(h["content-length"], n.to_string().as_str());
+        assert_eq!(h["content-disposition"], "attachment; filename=\"a.flist\"");
+        assert_eq!(&r.bytes().await.expect("body")[..], &a[..]);
+
+        // Ranges: closed, open, suffix, past the end, several (served whole).
+        for (range, from, to) in [
+            ("bytes=0-0", 0, 0),
+            ("bytes=5-", 5, n - 1),
+            ("bytes=-7", n - 7, n - 1),
+            ("bytes=3-100000", 3, n - 1),
+        ] {
+            let r = req(&[("range", range)], false).await.expect("range");
+            assert_eq!(r.status(), 206, "{range} cache {cache}");
+            assert_eq!(
+                r.headers()["content-range"],
+                format!("bytes {from}-{to}/{n}").as_str()
+            );
+            assert_eq!(&r.bytes().await.expect("b")[..], &a[from..=to], "{range}");
+        }
+        let r = req(&[("range", &format!("bytes={n}-"))], false)
+            .await
+            .expect("416");
+        assert_eq!(r.status(), 416, "cache {cache}");
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes */{n}").as_str()
+        );
+        // A HEAD with a range: its headers, no body.
+        let r = req(&[("range", "bytes=2-9")], true).await.expect("head");
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.headers()["content-length"], "8");
+        assert!(r.bytes().await.expect("b").is_empty());
+        if cache > 0 {
+            // If-Range: the current version gets the range, another one the whole file.
+            let r = req(&[("range", "bytes=0-3"), ("if-range", &etag)], false)
+                .await
+                .expect("if-range");
+            assert_eq!(r.status(), 206);
+            let r = req(&[("range", "bytes=0-3"), ("if-range", "\"other\"")], false)
+                .await
+                .expect("if-range");
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.bytes().await.expect("b").len(), n);
+            // Several ranges: the whole file (a server may ignore Range).
+            let r = req(&[("range", "bytes=0-1,4-5")], false)
+                .await
+                .expect("multi");
+            assert_eq!(r.status(), 200);
+            // Weak and listed validators.
+            let weak = format!("\"x\", W/{etag}");
+            let r = req(&[("if-none-match", &weak)], false).await.expect("weak");
+            assert_eq!(r.status(), 304);
+            assert_eq!(r.headers()["etag"], etag.as_str());
+        }
+        // Conditionals: a matching ETag or an unchanged date is 304 (HEAD too); a wrong
+        // ETag wins over a matching date.
+        for head in [false, true] {
+            let r = req(&[("if-none-match", &etag)], head).await.expect("inm");
+            assert_eq!(r.status(), 304, "cache {cache} head {head}");
+            assert!(r.bytes().await.expect("b").is_empty());
+            let r = req(&[("if-modified-since", &last_modified)], head)
+                .await
+                .expect("ims");
+            assert_eq!(r.status(), 304, "cache {cache} head {head}");
+        }
+        let r = req(
+            &[
+                ("if-none-match", "\"other\""),
+                ("if-modified-since", &last_modified),
+            ],
+            false,
+        )
+        .await
+        .expect("both");
+        assert_eq!(r.status(), 200, "cache {cache}");
+        let r = req(
+            &[("if-modified-since", "Thu, 01 Jan 1970 00:00:01 GMT")],
+            false,
+        )
+        .await
+        .expect("old date");
+        assert_eq!(r.status(), 200);
+
+        // The same name now holds other content: served at once, new ETag.
+        t.put_fixture("alice", "a.flist", "merge-b.flist").await;
+        let b = std::fs::read(test_support::fixture("merge-b.flist")).expect("fixture");
+        let r = req(&[("if-none-match", &etag)], false)
+            .await
+            .expect("after put");
+        assert_eq!(r.status(), 200, "cache {cache}");
+        assert_ne!(r.headers()["etag"], etag.as_str());
+        assert_eq!(&r.bytes().await.expect("b")[..], &b[..]);
+        // Removed: 404, not a cached copy.
+        let alice = t.token("alice", &[]).await;
+        let (s, _) = t.call("DELETE", "/api/flist/me/a.flist", &alice).await;
+        assert_eq!(s, 200);
+        assert_eq!(t.get("/alice/a.flist").await.status(), 404, "cache {cache}");
+        t.stop().await;
+    }
+}

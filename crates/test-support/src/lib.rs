@@ -8,6 +8,7 @@ pub mod archive;
 pub mod http;
 pub mod hub;
 pub mod redis;
+pub mod rootfs;
 pub mod sample;
 pub mod tap;
 pub mod zdb;
