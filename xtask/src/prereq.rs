@@ -90,7 +90,8 @@ pub const PREREQS: &[Prereq] = &[
 /// Python tools the tests need, installed with pip into `target/venv` (whose `bin` is put
 /// first on the tests' PATH): `(program, pip requirement)`. When this list is not empty,
 /// `python3` with `venv` (Debian: python3-venv) becomes a prerequisite too.
-pub const PYTHON_TOOLS: &[(&str, &str)] = &[];
+pub const PYTHON_TOOLS: &[(&str, &str)] =
+    &[("openapi-spec-validator", "openapi-spec-validator>=0.7,<1")];
 
 /// The prerequisites in effect (with Python's venv when a Python tool is listed).
 pub fn all() -> Vec<Prereq> {

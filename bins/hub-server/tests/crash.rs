@@ -208,7 +208,11 @@ async fn kill_during_upload_leaves_previous_state() {
         .arg(&token)
         .output()
         .expect("revoke");
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(BIN)
         .args(["token", "revoke", "--data-dir"])
         .arg(&data)

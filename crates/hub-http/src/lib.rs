@@ -30,6 +30,7 @@ pub mod login;
 pub mod lookup;
 pub mod mirror;
 pub mod observe;
+pub mod openapi;
 pub mod reach;
 pub mod render;
 pub mod request_id;

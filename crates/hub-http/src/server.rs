@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use crate::{
     api, changes, chunks, chunks_api, compat, csrf, derive, docker, guard, health, jobs, login,
-    mirror, observe, request_id, signing, threebot, ui, upload, web,
+    mirror, observe, openapi, request_id, signing, threebot, ui, upload, web,
 };
 
 /// A start-up failure.
@@ -177,6 +177,8 @@ pub fn router(state: Shared) -> Router {
         .route("/login", get(login::login_page).post(login::login))
         .route("/chunks/{prefix}/{hex}", get(chunks::chunk))
         .route("/metrics", get(observe::metrics))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/docs", get(openapi::api_docs))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/readonly", get(web::readonly))

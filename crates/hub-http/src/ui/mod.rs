@@ -74,6 +74,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "login.html",
     "error.html",
     "raw.html",
+    "api.html",
 );
 
 /// A path segment: everything but unreserved characters and `:@+,` is escaped.
