@@ -133,9 +133,9 @@ impl Progress for Reporter {
     fn transfer(&self, message: &str, done: u64, total: u64, chunks: u64) {
         match self {
             Reporter::Bar(_) => self.bar(message, total, true, |b| {
-                if chunks > 0 {
-                    b.set_prefix(format!("{chunks} chunks"));
-                }
+                // Shown from the first draw on (also "0 chunks"): a fast transfer may end
+                // before a later draw.
+                b.set_prefix(format!("{chunks} chunks"));
                 b.set_position(done);
             }),
             _ => self.update(message, done, total),

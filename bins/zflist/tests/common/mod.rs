@@ -160,14 +160,6 @@ pub fn start_hub(store_url: &str, public_backend: &str) -> Hub {
     let bin = hub_server_bin();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let token = run(
-        Command::new(&bin)
-            .args(["token", "create", "--data-dir", p(&data)])
-            .args(["--user", "alice", "--ttl", "1h"]),
-        "token create",
-    )
-    .trim()
-    .to_string();
     let port = test_support::redis::free_port();
     let child = Command::new(&bin)
         .args(["serve", "--data-dir", p(&data)])
@@ -196,6 +188,15 @@ pub fn start_hub(store_url: &str, public_backend: &str) -> Hub {
         assert!(t.elapsed() < Duration::from_secs(30), "hub did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // `token create` needs the catalog, which the server made when it started.
+    let token = run(
+        Command::new(&bin)
+            .args(["token", "create", "--data-dir", p(&data)])
+            .args(["--user", "alice", "--ttl", "1h"]),
+        "token create",
+    )
+    .trim()
+    .to_string();
     Hub {
         child,
         base,
