@@ -1,49 +1,14 @@
 //! The real `hub-server` binary: `kill -9` during an upload leaves no partial entry and a
 //! clean catalog; token CLI; graceful shutdown on SIGTERM.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hub-server");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn spawn_server(data: &Path, port: u16) -> Child {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn hub-server");
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/api/repositories"))
-            .send()
-            .await
-        {
-            if r.status().is_success() {
-                return child;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("hub-server did not come up on port {port}");
-}
+mod common;
+use common::{free_port, spawn_server, BIN};
 
 fn multipart_parts(boundary: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
     let head = format!(

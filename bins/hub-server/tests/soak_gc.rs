@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +15,8 @@ use serde_json::Value;
 use sha2::Digest;
 use test_support::archive::{gzip, RawTar};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hub-server");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+mod common;
+use common::{free_port, spawn_server, BIN};
 
 fn cli(args: &[&str], data: &Path) -> Output {
     Command::new(BIN)
@@ -42,33 +35,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn spawn_server(data: &Path, port: u16) -> Child {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn hub-server");
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/api/repositories"))
-            .send()
-            .await
-        {
-            if r.status().is_success() {
-                return child;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("hub-server did not come up on port {port}");
 }
 
 fn archive(content: &str) -> Vec<u8> {
