@@ -111,6 +111,14 @@ fn up_err(url: &str, e: impl std::fmt::Display) -> SyncError {
     }
 }
 
+/// The answer `r` from `url` when it is a success, else an error naming the URL and status.
+fn ensure_ok(url: &str, r: reqwest::Response) -> Result<reqwest::Response, SyncError> {
+    if !r.status().is_success() {
+        return Err(up_err(url, format!("HTTP {}", r.status())));
+    }
+    Ok(r)
+}
+
 #[derive(Deserialize)]
 struct FeedPage {
     cursor: i64,
@@ -156,10 +164,9 @@ impl Mirror {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-    ) -> Result<Option<T>, SyncError> {
+    /// GETs `path` from the primary: its URL (for error messages) and the answer, whatever
+    /// its status; a transport failure is an error naming the URL.
+    async fn send_get(&self, path: &str) -> Result<(String, reqwest::Response), SyncError> {
         let url = format!("{}{path}", self.upstream);
         let r = self
             .client
@@ -167,12 +174,18 @@ impl Mirror {
             .send()
             .await
             .map_err(|e| up_err(&url, e))?;
+        Ok((url, r))
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, SyncError> {
+        let (url, r) = self.send_get(path).await?;
         if r.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !r.status().is_success() {
-            return Err(up_err(&url, format!("HTTP {}", r.status())));
-        }
+        let r = ensure_ok(&url, r)?;
         r.json().await.map(Some).map_err(|e| up_err(&url, e))
     }
 
@@ -184,16 +197,8 @@ impl Mirror {
         path: &str,
         expect: SnapBlob,
     ) -> Result<(), SyncError> {
-        let url = format!("{}{path}", self.upstream);
-        let r = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| up_err(&url, e))?;
-        if !r.status().is_success() {
-            return Err(up_err(&url, format!("HTTP {}", r.status())));
-        }
+        let (url, r) = self.send_get(path).await?;
+        let r = ensure_ok(&url, r)?;
         let tmp = hub.temp_path(".mirror");
         let mut f = tokio::fs::File::create(&tmp)
             .await
@@ -497,16 +502,8 @@ impl Mirror {
     }
 
     async fn get_text(&self, path: &str) -> Result<String, SyncError> {
-        let url = format!("{}{path}", self.upstream);
-        let r = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| up_err(&url, e))?;
-        if !r.status().is_success() {
-            return Err(up_err(&url, format!("HTTP {}", r.status())));
-        }
+        let (url, r) = self.send_get(path).await?;
+        let r = ensure_ok(&url, r)?;
         let t = r.text().await.map_err(|e| up_err(&url, e))?;
         Ok(t.split_whitespace().next().unwrap_or_default().to_string())
     }
@@ -518,16 +515,8 @@ impl Mirror {
         path: &str,
         md5: &str,
     ) -> Result<SnapBlob, SyncError> {
-        let url = format!("{}{path}", self.upstream);
-        let r = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| up_err(&url, e))?;
-        if !r.status().is_success() {
-            return Err(up_err(&url, format!("HTTP {}", r.status())));
-        }
+        let (url, r) = self.send_get(path).await?;
+        let r = ensure_ok(&url, r)?;
         let bytes = r.bytes().await.map_err(|e| up_err(&url, e))?;
         let hub = hub.clone();
         let md5 = md5.to_string();
