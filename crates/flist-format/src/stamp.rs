@@ -47,6 +47,7 @@ pub fn restamp(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::{Flist, Metadata, Tree};

@@ -348,6 +348,7 @@ pub fn open_with_alternatives(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
