@@ -339,6 +339,19 @@ async fn mirror_follows_every_change_and_refuses_writes() {
     );
     assert_eq!(st["cursor"], feed["latest"]);
     assert_eq!(get(&c, &p, "/api/mirror").await.0, 404);
+    // ... and on /metrics, in the one exposition (a single `# EOF`).
+    let (_, metrics) = get(&c, &m, "/metrics").await;
+    let metrics = String::from_utf8(metrics).expect("utf8");
+    assert!(metrics.contains("hub_mirror_up 1"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("hub_mirror_cursor {}", feed["latest"])),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hub_mirror_syncs_total "), "{metrics}");
+    assert!(metrics.contains("hub_http_requests_total"), "{metrics}");
+    assert_eq!(metrics.matches("# EOF").count(), 1);
+    let (_, pm) = get(&c, &p, "/metrics").await;
+    assert!(!String::from_utf8_lossy(&pm).contains("hub_mirror_"));
 
     // Writes to the mirror are refused, naming the primary (even with a valid token).
     for (method, path) in [
@@ -381,6 +394,42 @@ async fn mirror_follows_every_change_and_refuses_writes() {
             Some(w) => assert_eq!(got, &w, "{k}"),
             None => assert!(matches!(got, Cloned::File(_)), "{k}: {got:?}"),
         }
+    }
+
+    // A stored file damaged on the mirror's disk: the answers about it name no server path.
+    upload(&c, &p, &alice, "e.tar.gz").await;
+    let start = Instant::now();
+    while !String::from_utf8_lossy(&get(&c, &m, "/api/flist/alice").await.1).contains("e.flist") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "e.flist not mirrored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = json(&c, &m, "/api/changes/repository/alice").await;
+    let sha = rows["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["name"] == "e.flist")
+        .and_then(|e| e["sha256"].as_str())
+        .expect("sha256")
+        .to_string();
+    let stored = mdata.join("flists").join(&sha[..2]).join(&sha);
+    assert!(stored.is_file(), "{}", stored.display());
+    std::fs::write(&stored, b"not an flist").expect("damage");
+    let root = dir.path().to_string_lossy().to_string();
+    for path in [
+        "/api/flist/alice/e.flist",
+        "/api/flist/alice/e.flist/metadata",
+        "/api/flist/alice/e.flist/light",
+    ] {
+        let (_, body) = get(&c, &m, path).await;
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            !body.contains(&root) && !body.contains("flists/"),
+            "{path} shows a server path: {body}"
+        );
     }
 }
 

@@ -132,15 +132,22 @@ async fn vm_report(st: &Shared, sha256: &str) -> Value {
     let blob = st.hub.blob_path(sha256);
     let store =
         flist_store::BlockingStore::new(st.store.clone(), tokio::runtime::Handle::current());
+    // Errors shown to clients name the flist, never a server path (logged instead).
+    let local = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!("vm check: {what}: {e}");
+        format!("{what} failed on the hub")
+    };
     let computed = tokio::task::spawn_blocking(move || -> Result<Value, String> {
-        let flist = flist_format::Flist::open(&blob).map_err(|e| e.to_string())?;
+        let file = std::fs::File::open(&blob).map_err(|e| local("reading the flist", &e))?;
+        let flist = flist_format::Flist::from_reader(file, "the stored flist")
+            .map_err(|e| e.to_string())?;
         let report = flist_convert::vmcheck::check_vm(&flist.tree, &store);
-        let v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let v = serde_json::to_value(&report).map_err(|e| local("the report", &e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| local("saving the report", &e))?;
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         std::fs::write(&tmp, v.to_string())
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| local("saving the report", &e))?;
         Ok(v)
     })
     .await;
