@@ -198,6 +198,50 @@ async fn locked_and_full_namespaces_are_clear_errors() {
 }
 
 #[tokio::test]
+async fn an_error_reply_inside_a_pipelined_set_window_fails_the_batch_and_names_its_key() {
+    // SETs to 0-db are pipelined (one window of many commands on one connection): the
+    // server answers each command on its own, so a window can succeed in part. The first
+    // refused command fails the batch with its key; the writes before it are stored; the
+    // connection stays in step (the next batch gets its own replies).
+    let server = ZdbServer::start();
+    server.namespace(
+        "ns",
+        NsConfig {
+            maxsize: Some(1000),
+            ..NsConfig::default()
+        },
+    );
+    let store = flist_store::open(&server.url("ns", None)).await.unwrap();
+    let items: Vec<(Vec<u8>, Bytes)> = (0..40u8)
+        .map(|i| (vec![b'k', i], Bytes::from(vec![i; 100])))
+        .collect();
+    let err = store.set_many(&items).await.unwrap_err();
+    assert!(matches!(err, StoreError::NamespaceFull { .. }), "{err}");
+    let stored = server.entries("ns");
+    assert!((1..40).contains(&stored), "{stored} of 40 stored");
+    // The refused key is the first one not stored, and the error names it.
+    let first_missing = items
+        .iter()
+        .position(|(k, _)| server.stored("ns", k).is_none())
+        .unwrap();
+    assert_eq!(first_missing, stored, "stored in order, a prefix");
+    assert!(
+        err.to_string().contains(&hex::encode(&items[first_missing].0)),
+        "{err}"
+    );
+    // The pooled connection still pairs replies with commands.
+    server.configure("ns", |c| c.maxsize = None);
+    let outcomes = store.set_many(&items).await.unwrap();
+    assert!(outcomes[..stored]
+        .iter()
+        .all(|o| *o == SetOutcome::AlreadyPresent));
+    assert!(outcomes[stored..].iter().all(|o| *o == SetOutcome::Written));
+    assert_eq!(server.entries("ns"), 40);
+    let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
+    assert!(store.exists_many(&keys).await.unwrap().iter().all(|e| *e));
+}
+
+#[tokio::test]
 async fn sequential_namespaces_are_refused() {
     // A `--mode user` server cannot hold sequential namespaces: run one in mixed mode.
     let server = ZdbServer::start_mixed();
