@@ -226,7 +226,8 @@ async fn an_error_reply_inside_a_pipelined_set_window_fails_the_batch_and_names_
         .unwrap();
     assert_eq!(first_missing, stored, "stored in order, a prefix");
     assert!(
-        err.to_string().contains(&hex::encode(&items[first_missing].0)),
+        err.to_string()
+            .contains(&hex::encode(&items[first_missing].0)),
         "{err}"
     );
     // The pooled connection still pairs replies with commands.
@@ -239,6 +240,49 @@ async fn an_error_reply_inside_a_pipelined_set_window_fails_the_batch_and_names_
     assert_eq!(server.entries("ns"), 40);
     let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
     assert!(store.exists_many(&keys).await.unwrap().iter().all(|e| *e));
+}
+
+#[tokio::test]
+async fn a_pipelined_window_0db_stops_reading_is_completed() {
+    // 0-db v2.0.7 reads 8 KiB at a time and, when one read ends exactly at the end of a
+    // command, goes back to waiting for socket events although more commands are waiting:
+    // the rest of the window would never be answered (until the 5 s timeout below). Here
+    // the first SET is exactly 8192 bytes on the wire and the window is written at once.
+    let server = ZdbServer::start();
+    server.namespace("ns", NsConfig::default());
+    let url = StoreUrl::parse(&server.url("ns", None)).unwrap();
+    let store = open_url_with(
+        &url,
+        &OpenOptions {
+            timeout: Duration::from_secs(5),
+            retries: 0,
+            ..OpenOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // *3 $3 SET $2 aN $8162 <value>: 30 bytes of framing + 8162.
+    let items = vec![
+        (b"a".to_vec(), Bytes::from(vec![1u8; 8162])),
+        (b"b".to_vec(), Bytes::from_static(b"second")),
+        (b"c".to_vec(), Bytes::from_static(b"third")),
+    ];
+    for round in 0..3u8 {
+        let items: Vec<(Vec<u8>, Bytes)> = items
+            .iter()
+            .map(|(k, v)| ([k.as_slice(), &[round]].concat(), v.clone()))
+            .collect();
+        assert_eq!(
+            store.set_many(&items).await.unwrap(),
+            vec![SetOutcome::Written; 3],
+            "round {round}"
+        );
+    }
+    assert_eq!(server.entries("ns"), 9);
+    assert_eq!(
+        server.stored("ns", b"c\x02").as_deref(),
+        Some(&b"third"[..])
+    );
 }
 
 #[tokio::test]
