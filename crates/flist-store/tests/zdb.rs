@@ -262,7 +262,7 @@ async fn a_pipelined_window_0db_stops_reading_is_completed() {
     .await
     .unwrap();
     // *3 $3 SET $2 aN $8162 <value>: 30 bytes of framing + 8162.
-    let items = vec![
+    let items = [
         (b"a".to_vec(), Bytes::from(vec![1u8; 8162])),
         (b"b".to_vec(), Bytes::from_static(b"second")),
         (b"c".to_vec(), Bytes::from_static(b"third")),
