@@ -44,6 +44,10 @@ enum Cmd {
         /// Time between mirror syncs: 30s, 5m ...
         #[arg(long)]
         sync_interval: Option<String>,
+        /// With --mirror-of: also copy every mirrored flist's chunks into this hub's store
+        /// and serve the flists with this hub's public backend.
+        #[arg(long)]
+        mirror_chunks: bool,
         /// Public base URL (flist backends, .txt, pages, 3Bot redirects); default
         /// http://<listen>.
         #[arg(long)]
@@ -236,6 +240,7 @@ fn run(cli: Cli) -> Result<()> {
             log_format,
             mirror_of,
             sync_interval,
+            mirror_chunks,
         } => {
             let mut cfg = load_config(config.as_ref())?;
             if let Some(l) = listen {
@@ -259,6 +264,9 @@ fn run(cli: Cli) -> Result<()> {
             init_logging(&cfg.log_format)?;
             if mirror_of.is_some() {
                 cfg.mirror.of = mirror_of;
+            }
+            if mirror_chunks {
+                cfg.mirror.chunks = true;
             }
             if let Some(i) = sync_interval {
                 let secs = parse_duration_secs(&i)

@@ -44,6 +44,10 @@ struct Cli {
     /// and, for reading, the flist's backend metadata.
     #[arg(long = "store", global = true, value_name = "URL")]
     stores: Vec<String>,
+    /// Seconds a connection to a hub or chunk store may take before the next one is tried
+    /// (default 3; $ZFLIST_CONNECT_TIMEOUT).
+    #[arg(long, global = true, value_name = "SECS")]
+    connect_timeout: Option<f64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -249,6 +253,8 @@ enum Cmd {
     Extract {
         #[arg(help = FLIST_HELP)]
         flist: PathBuf,
+        #[command(flatten)]
+        hubs: mount_args::HubsCli,
         /// Directory to create (must be absent or empty, unless --force).
         dir: PathBuf,
         /// Replace DIR if it exists (only once the new tree is complete).
@@ -266,6 +272,8 @@ enum Cmd {
     Inspect {
         #[arg(help = FLIST_HELP)]
         flist: PathBuf,
+        #[command(flatten)]
+        hubs: mount_args::HubsCli,
     },
     /// Convert a Docker/OCI image (registry reference, `docker save` tarball or OCI layout)
     /// into an flist, without a Docker daemon.
@@ -879,6 +887,9 @@ fn main() -> ExitCode {
             .filter(|s| !s.trim().is_empty()),
     };
     let function = command_name(&cli.cmd);
+    if let Err(e) = configure_failover(&cli.cmd, cli.connect_timeout) {
+        return finish(json, function, Err(zflist_core::Error::usage(function, e)));
+    }
     let result = run(cli.cmd, &stores, &reporter);
     reporter.finish("");
     finish(json, function, result)
@@ -945,11 +956,12 @@ fn run(cmd: Cmd, stores: &StoreConfig, p: &Reporter) -> zflist_core::Result<Resp
             dir,
             force,
             resume,
+            ..
         } => {
             let args = oneshot::ExtractArgs { force, resume };
             oneshot::extract_with(&flist, &dir, stores, &args, p)
         }
-        Cmd::Inspect { flist } => oneshot::inspect_with(&flist, p),
+        Cmd::Inspect { flist, .. } => oneshot::inspect_with(&flist, p),
         Cmd::Verify { flist, sig, .. } if sig.signature => zflist_core::signing::verify_signature(
             &flist.to_string_lossy(),
             sig.key.as_deref(),
@@ -1023,10 +1035,41 @@ fn run(cmd: Cmd, stores: &StoreConfig, p: &Reporter) -> zflist_core::Result<Resp
 }
 
 /// Flags, then ZFLIST_HUB / ZFLIST_HUB_TOKEN / ZFLIST_HUB_USER.
+/// The hubs reads fail over between (`--hub` of extract/inspect/mount, else `ZFLIST_HUB`)
+/// and the connect timeout (`--connect-timeout`, else `ZFLIST_CONNECT_TIMEOUT`).
+fn configure_failover(cmd: &Cmd, timeout: Option<f64>) -> Result<(), String> {
+    let hubs: &[String] = match cmd {
+        Cmd::Extract { hubs, .. } | Cmd::Inspect { hubs, .. } => &hubs.hubs,
+        Cmd::Mount(m) => &m.hubs.hubs,
+        _ => &[],
+    };
+    let timeout =
+        match timeout {
+            Some(t) => Some(t),
+            None => match std::env::var("ZFLIST_CONNECT_TIMEOUT") {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().map_err(|_| {
+                    format!("ZFLIST_CONNECT_TIMEOUT={v:?} is not a number of seconds")
+                })?),
+                _ => None,
+            },
+        };
+    let env = std::env::var("ZFLIST_HUB").ok();
+    let f = zflist_core::failover::Failover::from_args(hubs, env.as_deref(), timeout)?;
+    zflist_core::failover::configure(f);
+    Ok(())
+}
+
 fn hub_options(conn: HubConn) -> HubOptions {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // `ZFLIST_HUB` may list mirrors (comma-separated): the hub commands talk to the first.
+    let first_hub = env("ZFLIST_HUB").and_then(|v| {
+        v.split(',')
+            .map(str::trim)
+            .find(|h| !h.is_empty())
+            .map(str::to_string)
+    });
     HubOptions {
-        hub: conn.hub_url.or_else(|| env("ZFLIST_HUB")),
+        hub: conn.hub_url.or(first_hub),
         token: conn.token.or_else(|| env("ZFLIST_HUB_TOKEN")),
         user: env("ZFLIST_HUB_USER"),
         config_dir: None,

@@ -4,11 +4,23 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// `--hub URL` (repeated) of the commands that read flists and chunks.
+#[derive(Args, Debug, Default)]
+pub struct HubsCli {
+    /// A hub or mirror to fail over to, in order (repeat, or a comma list; default
+    /// $ZFLIST_HUB): an flist URL is also fetched under the same path from the others, and
+    /// chunks from their /chunks/ when the flist's backend cannot be reached.
+    #[arg(long = "hub", value_name = "URL")]
+    pub hubs: Vec<String>,
+}
+
 /// `zflist mount <FLIST|URL> <MOUNTPOINT> ...`
 #[derive(Args, Debug)]
 pub struct MountCli {
     /// `.flist` file or `http(s)://` URL of one (e.g. `http://hub/repo/name.flist`).
     pub flist: String,
+    #[command(flatten)]
+    pub hubs: HubsCli,
     /// Directory to mount on.
     pub mountpoint: PathBuf,
     /// Chunk cache directory, shared by mounts (default: $XDG_CACHE_HOME/zflist/chunks).

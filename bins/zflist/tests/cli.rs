@@ -3,43 +3,18 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+use common::{p, stdout_ok as ok, zflist_with as zflist};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use test_support::{fixture, NsConfig, RedisServer, ZdbServer};
-
-/// Runs zflist with a clean environment (no inherited ZFLIST_*), plus `env`.
-fn zflist(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zflist"));
-    c.args(args).stdin(Stdio::null());
-    for v in [
-        "ZFLIST_MNT",
-        "ZFLIST_JSON",
-        "ZFLIST_PROGRESS",
-        "ZFLIST_BACKEND",
-    ] {
-        c.env_remove(v);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("running zflist")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "zflist failed: {}\nstdout: {}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
-}
 
 fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
@@ -61,10 +36,6 @@ fn one_line_error(out: &Output, function: &str) -> String {
 
 fn reference(name: &str) -> Value {
     serde_json::from_slice(&fs::read(fixture(name)).unwrap()).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 fn fill_dir_store(root: &Path) {

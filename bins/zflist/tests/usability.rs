@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+use common::{p, stdout_ok as ok, zflist_with as zflist};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -15,33 +18,6 @@ use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use test_support::http::FileServer;
 use test_support::{NsConfig, ZdbServer};
-
-fn zflist(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zflist"));
-    c.args(args).stdin(Stdio::null());
-    for v in [
-        "ZFLIST_MNT",
-        "ZFLIST_JSON",
-        "ZFLIST_PROGRESS",
-        "ZFLIST_BACKEND",
-    ] {
-        c.env_remove(v);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("running zflist")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "zflist failed: {}\nstdout: {}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
-}
 
 fn fails(out: &Output, function: &str) -> String {
     assert!(!out.status.success(), "expected a failure: {out:?}");
@@ -60,10 +36,6 @@ fn json(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(v["success"], true, "{v}");
     v["response"].clone()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// path → "d mode" / "f mode sha" / "l target" / "s"/"p" of a tree on disk.

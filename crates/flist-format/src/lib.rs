@@ -56,6 +56,7 @@ pub mod merge;
 pub mod metadata;
 pub mod reader;
 pub mod signature;
+pub mod stamp;
 pub mod tree;
 pub mod writer;
 

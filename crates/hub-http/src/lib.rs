@@ -30,6 +30,7 @@ pub mod jobs;
 pub mod login;
 pub mod lookup;
 pub mod mirror;
+pub mod mirror_chunks;
 pub mod observe;
 pub mod openapi;
 pub mod reach;

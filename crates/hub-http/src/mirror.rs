@@ -39,6 +39,9 @@ pub struct MirrorConfig {
     pub of: Option<String>,
     /// Seconds between syncs.
     pub sync_interval_secs: u64,
+    /// Also copy the chunks of every mirrored flist into this hub's store and serve the
+    /// flists stamped with this hub's public backend (`--mirror-chunks`).
+    pub chunks: bool,
 }
 
 impl Default for MirrorConfig {
@@ -46,6 +49,7 @@ impl Default for MirrorConfig {
         MirrorConfig {
             of: None,
             sync_interval_secs: 30,
+            chunks: false,
         }
     }
 }
@@ -69,6 +73,12 @@ pub struct MirrorStatus {
     pub pending_repositories: usize,
     /// Flist files still to download in the running sync.
     pub pending_files: usize,
+    /// Whether chunks are mirrored too (`--mirror-chunks`).
+    pub chunks: bool,
+    /// Chunks still to copy in the running sync (with `--mirror-chunks`).
+    pub pending_chunks: u64,
+    /// Chunks copied since start (with `--mirror-chunks`).
+    pub chunks_copied: u64,
     /// Successful syncs since start.
     pub syncs: u64,
     /// Failed syncs since start.
@@ -83,6 +93,7 @@ pub struct Mirror {
     interval: Duration,
     client: reqwest::Client,
     status: Mutex<MirrorStatus>,
+    chunks: Option<crate::mirror_chunks::ChunkMirror>,
 }
 
 /// Why a sync failed.
@@ -145,7 +156,18 @@ impl Mirror {
             upstream,
             interval,
             client,
+            chunks: None,
         }
+    }
+
+    /// Also mirror chunks (`--mirror-chunks`) with `chunks`.
+    pub fn with_chunks(mut self, chunks: crate::mirror_chunks::ChunkMirror) -> Self {
+        self.status
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .chunks = true;
+        self.chunks = Some(chunks);
+        self
     }
 
     /// The primary's base URL.
@@ -156,6 +178,10 @@ impl Mirror {
     /// A copy of the status, lag computed now.
     pub fn status(&self) -> MirrorStatus {
         let mut s = self.lock().clone();
+        if let Some(c) = &self.chunks {
+            s.pending_chunks = c.pending();
+            s.chunks_copied = c.copied();
+        }
         s.lag_secs = s.last_success.map(|t| (now() - t).max(0));
         s
     }
@@ -236,17 +262,22 @@ impl Mirror {
         Ok(())
     }
 
-    /// Stores every missing file of `blobs` (4 downloads at once), then applies `snap`.
+    /// Stores every missing file of `blobs` (4 downloads at once), with `--mirror-chunks`
+    /// copies their chunks and stamps them, then applies `snap`.
     async fn install(
         &self,
         hub: &Arc<Hub>,
         snap: RepoSnapshot,
         paths: BTreeMap<String, String>,
     ) -> Result<(), SyncError> {
+        let stamped = match &self.chunks {
+            Some(c) => c.known(hub, &snap.blobs).await?,
+            None => BTreeMap::new(),
+        };
         let missing: Vec<SnapBlob> = snap
             .blobs
             .iter()
-            .filter(|b| !hub.has_blob(&b.sha256))
+            .filter(|b| !stamped.contains_key(&b.sha256) && !hub.has_blob(&b.sha256))
             .cloned()
             .collect();
         self.lock().pending_files += missing.len();
@@ -265,6 +296,10 @@ impl Mirror {
         .buffer_unordered(4)
         .try_collect::<Vec<()>>()
         .await?;
+        let snap = match &self.chunks {
+            Some(c) => c.localize(hub, snap, stamped).await?,
+            None => snap,
+        };
         let hub = hub.clone();
         tokio::task::spawn_blocking(move || hub.apply_snapshot(&snap))
             .await
@@ -592,10 +627,25 @@ pub fn spawn(st: &Shared) {
     let Some(up) = st.config.mirror.of.clone() else {
         return;
     };
-    let m = Arc::new(Mirror::new(
+    let mut m = Mirror::new(
         &up,
         Duration::from_secs(st.config.mirror.sync_interval_secs.max(1)),
-    ));
+    );
+    if st.config.mirror.chunks {
+        match &st.public_backend {
+            Some(b) => {
+                m = m.with_chunks(crate::mirror_chunks::ChunkMirror::new(
+                    st.store.clone(),
+                    b.clone(),
+                    &up,
+                ))
+            }
+            None => tracing::error!(
+                "mirror chunks: this hub announces no public backend (give --public-backend): chunks are not mirrored"
+            ),
+        }
+    }
+    let m = Arc::new(m);
     if st.mirror.set(m.clone()).is_ok() {
         tracing::info!("read-only mirror of {up}");
         tokio::spawn(m.run(st.hub.clone()));

@@ -85,8 +85,9 @@ pub fn light(name: &str, r: &Resolved, link: Option<(i64, String)>) -> Value {
 /// Flist metadata for `/metadata`: JSON-valued keys parsed, credentials removed, and
 /// `backend-forced` (the hub's public backend) when the flist names no backend.
 pub fn metadata(raw: &Map<String, Value>, public_backend: Option<&str>) -> Value {
-    const JSON_KEYS: [&str; 6] = [
+    const JSON_KEYS: [&str; 7] = [
         "backend",
+        "backend-mirrors",
         "entrypoint",
         "environ",
         "port",

@@ -9,6 +9,20 @@ use crate::names::{validate_flist, validate_repo, validate_tag, validate_taglink
 use crate::sql::{get_entry, resolve_on, resolve_tag_on, upsert_link};
 use crate::{Actor, Hub, RepoError};
 
+/// Validates the names of a tag link and gives its audit detail.
+fn tag_link_detail(
+    tag: &str,
+    linkname: &str,
+    target_repo: &str,
+    source: &str,
+) -> Result<serde_json::Value, RepoError> {
+    validate_tag(tag)?;
+    validate_flist(linkname)?;
+    validate_repo(target_repo)?;
+    validate_flist(source)?;
+    Ok(json!({"linkname": linkname, "target_repo": target_repo, "target_name": source}))
+}
+
 impl Hub {
     /// Adds (or replaces) `linkname` → `target_repo/source` in `repo`'s tag `tag`.
     pub fn tag_add(
@@ -20,12 +34,7 @@ impl Hub {
         target_repo: &str,
         source: &str,
     ) -> Result<(), RepoError> {
-        validate_tag(tag)?;
-        validate_flist(linkname)?;
-        validate_repo(target_repo)?;
-        validate_flist(source)?;
-        let detail =
-            json!({"linkname": linkname, "target_repo": target_repo, "target_name": source});
+        let detail = tag_link_detail(tag, linkname, target_repo, source)?;
         self.audited(actor, "tag-add", repo, tag, detail, |tx, ts| {
             if get_entry(tx, target_repo, source)?.is_none() {
                 return Err(RepoError::NotFound(format!("{target_repo}/{source}")));
@@ -58,12 +67,7 @@ impl Hub {
         target_repo: &str,
         source: &str,
     ) -> Result<(), RepoError> {
-        validate_tag(tag)?;
-        validate_flist(linkname)?;
-        validate_repo(target_repo)?;
-        validate_flist(source)?;
-        let detail =
-            json!({"linkname": linkname, "target_repo": target_repo, "target_name": source});
+        let detail = tag_link_detail(tag, linkname, target_repo, source)?;
         self.audited(actor, "tag-remove", repo, tag, detail, |tx, ts| {
             let n = tx
                 .prepare_cached(

@@ -75,7 +75,9 @@ impl StoreConfig {
             .transpose()
     }
 
-    /// Opens the store to read from; an error when nothing is configured.
+    /// Opens the store to read from; an error when nothing is configured. A store taken
+    /// from the flist's `backend` fails over to its `backend-mirrors` and the `/chunks/`
+    /// of the hubs given with `--hub` (see [`crate::failover`]).
     pub fn open_read(&self, function: &str, metadata: &Metadata) -> Result<BlockingStore> {
         let url = self.read_url(metadata).map_err(|e| Error::new(function, e))?.ok_or_else(|| {
             Error::new(
@@ -85,7 +87,16 @@ impl StoreConfig {
                 ),
             )
         })?;
-        open_store(&url).map_err(|e| Error::new(function, e))
+        let configured = self
+            .write_url()
+            .map_err(|e| Error::new(function, e))?
+            .is_some();
+        if configured {
+            return open_store(&url).map_err(|e| Error::new(function, e));
+        }
+        let alternatives = crate::failover::config().alternatives(&url, metadata);
+        crate::failover::open_with_alternatives(&url, alternatives)
+            .map_err(|e| Error::new(function, e))
     }
 }
 

@@ -30,6 +30,7 @@ pub mod convert;
 pub mod derive;
 pub mod display;
 pub mod error;
+pub mod failover;
 pub mod hub_client;
 pub mod local;
 pub mod metadata;

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::backend::StoreConfig;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::response::Response;
+use crate::response::{NoProgress, Response};
 
 /// Arguments of `zflist mount`.
 #[derive(Clone, Debug, Default)]
@@ -77,7 +77,13 @@ pub fn mount(
     stores: &StoreConfig,
     ready: impl FnOnce(&Path),
 ) -> Result<Response> {
-    let bytes = load_flist_bytes("mount", &args.flist)?;
+    // A URL fails over to the other hubs given with `--hub` (see `crate::failover`).
+    let bytes = if crate::remote::is_url(Path::new(&args.flist)) {
+        let arg = crate::remote::resolve("mount", Path::new(&args.flist), &NoProgress)?;
+        std::fs::read(arg.path()).map_err(|e| Error::io("mount", "reading", arg.path(), e))?
+    } else {
+        load_flist_bytes("mount", &args.flist)?
+    };
     if let Some(key) = &args.require_signature {
         let trusted = crate::signing::load_public_key("mount", key)?;
         crate::signing::check_signature("mount", &args.flist, &bytes, None, &trusted)?;

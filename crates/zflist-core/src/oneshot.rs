@@ -560,84 +560,10 @@ pub fn docker(
     args: &DockerArgs,
     progress: &dyn Progress,
 ) -> Result<Response> {
-    use flist_convert::oci::{self, ImageSource, OciEvent, OciOptions};
-    let err = |e: oci::OciError| {
-        Error::new(
-            "docker",
-            crate::error::ErrorKind::Convert(format!("{image}: {e}")),
-        )
-    };
     let url = stores.require_write_url("docker")?;
     let (backend, note) = crate::backend::recorded_backend("docker", &args.backend, &url)?;
-    let source = ImageSource::parse(image).map_err(err)?;
-    let platform = args
-        .platform
-        .as_deref()
-        .map(str::parse::<oci::Platform>)
-        .transpose()
-        .map_err(err)?;
     let store = crate::backend::open_store(&url).ctx("docker")?;
-
-    // Events come from converter threads; forward them to `progress` on this thread.
-    let (tx, rx) = std::sync::mpsc::channel::<(String, u64, u64)>();
-    let tx = std::sync::Mutex::new(tx);
-    let send = move |m: String, cur: u64, total: u64| {
-        if let Ok(tx) = tx.lock() {
-            let _ = tx.send((m, cur, total));
-        }
-    };
-    let opts = OciOptions {
-        platform,
-        credentials: args.credentials.clone(),
-        insecure_registries: args.insecure_registries.clone(),
-        cache_dir: args.cache_dir.clone(),
-        convert: flist_convert::ConvertOptions {
-            runtime: Some(store.handle().clone()),
-            ..Default::default()
-        },
-        progress: Some(std::sync::Arc::new(move |e: &OciEvent| match e {
-            OciEvent::Resolved { layers, bytes, .. } => {
-                send(format!("resolved: {layers} layers"), 0, *bytes)
-            }
-            OciEvent::Download {
-                index,
-                bytes,
-                total,
-            } => send(format!("layer {}", index + 1), *bytes, *total),
-            OciEvent::LayerStart {
-                index,
-                cached: true,
-                ..
-            } => send(format!("layer {} (cached)", index + 1), 0, 0),
-            OciEvent::Packing => send("packing".into(), 0, 0),
-            _ => {}
-        })),
-        ..OciOptions::default()
-    };
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-    let arc = store.store().clone();
-    store.handle().spawn(async move {
-        let r = oci::convert(&source, &opts, arc).await;
-        // `opts` (and with it the progress sender) is dropped before the result is sent
-        drop(opts);
-        let _ = done_tx.send(r);
-    });
-    for (m, cur, total) in rx {
-        if m.starts_with("layer ") && total > 0 {
-            progress.transfer(&m, cur, total, 0);
-        } else {
-            progress.update(&m, cur, total);
-        }
-    }
-    progress.finish("converted");
-    let (mut flist, stats) = done_rx
-        .recv()
-        .map_err(|_| {
-            err(oci::OciError::Internal(
-                "the conversion task stopped".into(),
-            ))
-        })?
-        .map_err(err)?;
+    let (mut flist, stats) = convert_image("docker", image, &store, args, progress)?;
     match &backend {
         Some(b) => flist.metadata.set_backend(b),
         None => {
@@ -763,7 +689,11 @@ pub(crate) fn convert_image(
         let _ = done_tx.send(r);
     });
     for (m, cur, total) in rx {
-        progress.update(&m, cur, total);
+        if m.starts_with("layer ") && total > 0 {
+            progress.transfer(&m, cur, total, 0);
+        } else {
+            progress.update(&m, cur, total);
+        }
     }
     progress.finish("converted");
     done_rx

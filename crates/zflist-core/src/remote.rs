@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use md5::{Digest, Md5};
 
@@ -72,7 +71,7 @@ fn redact(url: &str) -> String {
 
 fn client() -> std::result::Result<reqwest::blocking::Client, reqwest::Error> {
     reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
+        .connect_timeout(crate::failover::config().connect_timeout)
         .timeout(None)
         .user_agent(concat!("zflist/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -96,20 +95,78 @@ pub fn resolve(function: &str, arg: &Path, progress: &dyn Progress) -> Result<Fl
             _temp: None,
         });
     }
-    let url = arg.to_str().unwrap_or_default().to_string();
-    let client = client().map_err(|e| net_err(function, &url, e))?;
-    let mut resp = client
+    let first = arg.to_str().unwrap_or_default().to_string();
+    let client = client().map_err(|e| net_err(function, &first, e))?;
+    // The URL's own hub first, then the same path on the other hubs (`--hub`): a hub that
+    // cannot be reached or answers 5xx is skipped.
+    let candidates = crate::failover::config().candidates(&first);
+    let mut failures = Vec::new();
+    for url in &candidates {
+        match fetch(function, &client, url, progress) {
+            Ok(f) => return Ok(f),
+            Err(Fetch::Fatal(e)) => return Err(e),
+            Err(Fetch::Unreachable(why)) => failures.push(format!("{}: {why}", redact(url))),
+        }
+    }
+    if let [one] = &failures[..] {
+        let why = one.split_once(": ").map_or(one.as_str(), |x| x.1);
+        return Err(net_err(function, &first, why));
+    }
+    Err(Error::new(
+        function,
+        ErrorKind::Download(format!("no hub could serve it: {}", failures.join("; "))),
+    ))
+}
+
+/// Why one download attempt failed.
+enum Fetch {
+    /// The hub is unreachable or failing (connection, timeout, 5xx): try another.
+    Unreachable(String),
+    /// Anything else (4xx, a bad body, a local error): stop.
+    Fatal(Error),
+}
+
+impl From<Error> for Fetch {
+    fn from(e: Error) -> Self {
+        Fetch::Fatal(e)
+    }
+}
+
+/// Downloads `url` into a temporary file, checked against `<url>.md5` when offered.
+fn fetch(
+    function: &str,
+    client: &reqwest::blocking::Client,
+    url: &str,
+    progress: &dyn Progress,
+) -> std::result::Result<FlistArg, Fetch> {
+    let url = url.to_string();
+    let resp = client
         .get(&url)
         .send()
-        .map_err(|e| net_err(function, &url, describe(&e)))?;
+        .map_err(|e| Fetch::Unreachable(describe(&e)))?;
     let status = resp.status();
+    if status.is_server_error() {
+        return Err(Fetch::Unreachable(format!("the server answered {status}")));
+    }
     if !status.is_success() {
-        return Err(net_err(
+        return Err(Fetch::Fatal(net_err(
             function,
             &url,
             format!("the server answered {status}"),
-        ));
+        )));
     }
+    Ok(receive(function, client, &url, resp, progress)?)
+}
+
+/// Reads an answer's body into a temporary file and checks it against `<url>.md5`.
+fn receive(
+    function: &str,
+    client: &reqwest::blocking::Client,
+    url: &str,
+    mut resp: reqwest::blocking::Response,
+    progress: &dyn Progress,
+) -> Result<FlistArg> {
+    let url = url.to_string();
     let total = resp.content_length().unwrap_or(0);
     if total > MAX_DOWNLOAD {
         return Err(net_err(
@@ -164,7 +221,7 @@ pub fn resolve(function: &str, arg: &Path, progress: &dyn Progress) -> Result<Fl
         .map_err(|e| Error::io(function, "writing", tmp.path(), e))?;
     progress.finish("downloaded");
     let have = hex::encode(md5.finalize());
-    let md5_checked = match offered_md5(&client, &url) {
+    let md5_checked = match offered_md5(client, &url) {
         Some(want) if want == have => true,
         Some(want) => {
             return Err(net_err(

@@ -12,18 +12,31 @@ use serde_json::Value;
 
 pub const ZFLIST: &str = env!("CARGO_BIN_EXE_zflist");
 
+/// The real `zflist`, stdin closed, with no inherited `ZFLIST_*` variable.
 pub fn zflist() -> Command {
     let mut c = Command::new(ZFLIST);
     c.stdin(Stdio::null());
-    for v in [
-        "ZFLIST_MNT",
-        "ZFLIST_JSON",
-        "ZFLIST_PROGRESS",
-        "ZFLIST_BACKEND",
-    ] {
-        c.env_remove(v);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ZFLIST_") {
+            c.env_remove(k);
+        }
     }
     c
+}
+
+/// Runs `zflist args` with `env` added; see [`zflist`].
+pub fn zflist_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = zflist();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("running zflist")
+}
+
+/// The stdout of a `zflist` run that must have succeeded.
+pub fn stdout_ok(out: &Output) -> String {
+    ok(out, "zflist")
 }
 
 pub fn ok(out: &Output, what: &str) -> String {

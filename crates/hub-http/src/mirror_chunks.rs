@@ -1,0 +1,327 @@
+//! `--mirror-chunks`: a mirror that also holds the chunks of every flist it serves.
+//!
+//! For each flist file of the primary, before the entries naming it become visible:
+//! 1. the chunk keys of its tree are listed (each once);
+//! 2. the keys the mirror's own store lacks (`exists_many`, in batches) are read from the
+//!    flist's `backend`, failing over to the primary's `/chunks/` route (pipelined
+//!    `get_many`, several batches in flight), checked against their content address
+//!    (BLAKE2b-16 of the stored bytes) and written to the mirror's store;
+//! 3. the flist is *stamped*: the same database with `backend` set to the mirror's public
+//!    backend and `backend-mirrors` listing the primary's backend (and any alternatives it
+//!    already listed), stored under its new content address. The mapping primary file →
+//!    stamped file is recorded, so a later sync neither copies nor stamps it again.
+//!
+//! An interrupted copy resumes: chunks already stored are skipped by the existence check.
+//! Clients reading a stamped flist fetch its chunks from the mirror and never need the
+//! primary.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flist_format::{Backend, Flist, Kind};
+use flist_store::{RouterStore, Store, StoreUrl};
+use futures::{StreamExt, TryStreamExt};
+use hub_repo::{Hub, RepoSnapshot, SnapBlob};
+use serde_json::Value;
+
+use crate::mirror::SyncError;
+
+/// Keys per existence check / read / write batch.
+const BATCH: usize = 128;
+/// Batches in flight at once.
+const IN_FLIGHT: usize = 4;
+/// Metadata key listing alternative public backends (read by `zflist`).
+pub const KEY_BACKEND_MIRRORS: &str = "backend-mirrors";
+
+/// Copies chunks into the mirror's store and stamps flists with its backend.
+pub struct ChunkMirror {
+    local: Arc<dyn Store>,
+    /// The mirror's public `backend` JSON.
+    backend: String,
+    /// `<primary>/chunks`, the fallback source.
+    upstream_chunks: String,
+    pending: AtomicU64,
+    copied: AtomicU64,
+}
+
+fn io_err(what: &str, e: impl std::fmt::Display) -> SyncError {
+    SyncError::Io(format!("{what}: {e}"))
+}
+
+/// Key of the recorded mapping primary file → stamped file.
+fn state_key(sha256: &str) -> String {
+    format!("chunks:{sha256}")
+}
+
+impl ChunkMirror {
+    /// Copies into `local`, stamps with `backend` (JSON), falls back to `upstream`'s
+    /// `/chunks/` route.
+    pub fn new(local: Arc<dyn Store>, backend: String, upstream: &str) -> Self {
+        ChunkMirror {
+            local,
+            backend,
+            upstream_chunks: format!("{}/chunks", upstream.trim_end_matches('/')),
+            pending: AtomicU64::new(0),
+            copied: AtomicU64::new(0),
+        }
+    }
+
+    /// Chunks still to copy in the running sync.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Chunks copied since start.
+    pub fn copied(&self) -> u64 {
+        self.copied.load(Ordering::Relaxed)
+    }
+
+    /// The stamped files already made (and still stored) for `blobs`, by primary sha256.
+    pub async fn known(
+        &self,
+        hub: &Arc<Hub>,
+        blobs: &[SnapBlob],
+    ) -> Result<BTreeMap<String, SnapBlob>, SyncError> {
+        let hub = hub.clone();
+        let shas: Vec<String> = blobs.iter().map(|b| b.sha256.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut out = BTreeMap::new();
+            for sha in shas {
+                let Some(v) = hub.mirror_state(&state_key(&sha))? else {
+                    continue;
+                };
+                if let Ok(stamped) = serde_json::from_str::<SnapBlob>(&v) {
+                    if hub.has_blob(&stamped.sha256) {
+                        out.insert(sha, stamped);
+                    }
+                }
+            }
+            Ok::<_, hub_repo::RepoError>(out)
+        })
+        .await
+        .map_err(|e| io_err("mirror state", e))?
+        .map_err(SyncError::from)
+    }
+
+    /// `snap` with every flist file replaced by its stamped copy, copying the chunks of
+    /// those not stamped yet (their primary files must be stored in `hub`).
+    pub async fn localize(
+        &self,
+        hub: &Arc<Hub>,
+        mut snap: RepoSnapshot,
+        mut known: BTreeMap<String, SnapBlob>,
+    ) -> Result<RepoSnapshot, SyncError> {
+        for b in &snap.blobs {
+            if !known.contains_key(&b.sha256) {
+                let stamped = self.localize_blob(hub, b).await?;
+                known.insert(b.sha256.clone(), stamped);
+            }
+        }
+        for b in &mut snap.blobs {
+            if let Some(s) = known.get(&b.sha256) {
+                *b = s.clone();
+            }
+        }
+        for e in &mut snap.entries {
+            if let Some(s) = e.sha256.as_ref().and_then(|sha| known.get(sha)) {
+                e.sha256 = Some(s.sha256.clone());
+            }
+        }
+        snap.blobs.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+        snap.blobs.dedup();
+        Ok(snap)
+    }
+
+    /// Copies the missing chunks of the stored primary file `b`, stamps it, records the
+    /// mapping and returns the stamped file's identity.
+    async fn localize_blob(&self, hub: &Arc<Hub>, b: &SnapBlob) -> Result<SnapBlob, SyncError> {
+        let path = hub.blob_path(&b.sha256);
+        let what = format!("flist file {}", b.sha256);
+        let (keys, backend, mirrors) = {
+            let what = what.clone();
+            tokio::task::spawn_blocking(move || read_flist(&path, &what))
+                .await
+                .map_err(|e| io_err("reading an flist", e))??
+        };
+        let source = self.source(backend.as_ref()).await?;
+        self.copy(&source, keys).await?;
+        // Alternatives: the primary's backend first, then those it listed; never ourselves.
+        let own = Backend::parse(&self.backend).ok();
+        let mut alternatives: Vec<Value> = Vec::new();
+        for alt in backend.into_iter().chain(mirrors) {
+            let alt = alt.public();
+            let v = alt.to_public_value();
+            if Some(&alt) != own.as_ref() && !alternatives.contains(&v) {
+                alternatives.push(v);
+            }
+        }
+        let mirrors_json = Value::Array(alternatives).to_string();
+        let hub2 = hub.clone();
+        let own_backend = self.backend.clone();
+        let src = hub.blob_path(&b.sha256);
+        let stamped = tokio::task::spawn_blocking(move || {
+            let tmp = hub2.temp_path(".stamp");
+            let r = flist_format::stamp::restamp(
+                &src,
+                &tmp,
+                &what,
+                &[
+                    ("backend", Some(&own_backend)),
+                    (KEY_BACKEND_MIRRORS, Some(&mirrors_json)),
+                ],
+            );
+            if let Err(e) = r {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err("stamping", e));
+            }
+            let staged = hub2.stage_file(&tmp)?;
+            let blob = SnapBlob {
+                sha256: staged.sha256.clone(),
+                md5: staged.md5.clone(),
+                size: staged.size,
+            };
+            hub2.commit_verified_blob(&staged, &blob)?;
+            Ok::<_, SyncError>(blob)
+        })
+        .await
+        .map_err(|e| io_err("stamping", e))??;
+        let (h, key, value) = (
+            hub.clone(),
+            state_key(&b.sha256),
+            serde_json::to_string(&stamped).map_err(|e| io_err("mirror state", e))?,
+        );
+        tokio::task::spawn_blocking(move || h.set_mirror_state(&key, &value))
+            .await
+            .map_err(|e| io_err("mirror state", e))??;
+        Ok(stamped)
+    }
+
+    /// Where to read chunks from: the flist's backend, failing over to the primary's
+    /// `/chunks/` route (only the latter when the flist names no backend).
+    async fn source(&self, backend: Option<&Backend>) -> Result<Arc<dyn Store>, SyncError> {
+        let fallback = StoreUrl::parse(&self.upstream_chunks)
+            .map_err(|e| io_err("the primary's /chunks", e))?;
+        let mut urls = Vec::new();
+        if let Some(b) = backend {
+            urls.push(flist_convert::backend::store_url(b));
+        }
+        if !urls.contains(&fallback) {
+            urls.push(fallback);
+        }
+        let mut stores: Vec<(u8, u8, Arc<dyn Store>)> = Vec::new();
+        for u in &urls {
+            match flist_store::open_url(u).await {
+                Ok(s) => stores.push((0, 255, s)),
+                Err(e) => tracing::warn!("mirror: cannot open chunk source {u}: {e}"),
+            }
+        }
+        match stores.len() {
+            0 => Err(io_err("chunk source", "no usable chunk store")),
+            1 => Ok(stores.remove(0).2),
+            _ => Ok(Arc::new(
+                RouterStore::new(stores).map_err(|e| io_err("chunk source", e))?,
+            )),
+        }
+    }
+
+    /// Copies the `keys` the local store lacks from `source`, [`IN_FLIGHT`] batches at once.
+    async fn copy(&self, source: &Arc<dyn Store>, keys: Vec<Vec<u8>>) -> Result<(), SyncError> {
+        let total = keys.len() as u64;
+        self.pending.fetch_add(total, Ordering::Relaxed);
+        let batches: Vec<Vec<Vec<u8>>> = keys.chunks(BATCH).map(<[_]>::to_vec).collect();
+        let r = futures::stream::iter(batches.into_iter().map(|batch| async move {
+            let n = batch.len() as u64;
+            let r = self.copy_batch(source, batch).await;
+            self.pending.fetch_sub(n, Ordering::Relaxed);
+            r
+        }))
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await;
+        if r.is_err() {
+            // What the failed batches had left.
+            self.pending.store(0, Ordering::Relaxed);
+        }
+        r.map(|_| ())
+    }
+
+    async fn copy_batch(
+        &self,
+        source: &Arc<dyn Store>,
+        batch: Vec<Vec<u8>>,
+    ) -> Result<(), SyncError> {
+        let have = self
+            .local
+            .exists_many(&batch)
+            .await
+            .map_err(|e| io_err("the mirror's chunk store", e))?;
+        let missing: Vec<Vec<u8>> = batch
+            .into_iter()
+            .zip(have)
+            .filter(|(_, h)| !h)
+            .map(|(k, _)| k)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let values = source
+            .get_many(&missing)
+            .await
+            .map_err(|e| io_err("reading chunks from the primary", e))?;
+        let mut items: Vec<(Vec<u8>, Bytes)> = Vec::with_capacity(missing.len());
+        for (k, v) in missing.into_iter().zip(values) {
+            let hexk = hex::encode(&k);
+            let v = v.ok_or_else(|| {
+                io_err(
+                    "reading chunks from the primary",
+                    format!("chunk {hexk} is missing"),
+                )
+            })?;
+            if flist_format::codec::blake2b::<16>(&v)[..] != k[..] {
+                return Err(io_err(
+                    "reading chunks from the primary",
+                    format!("chunk {hexk} does not match its key"),
+                ));
+            }
+            items.push((k, v));
+        }
+        let n = items.len() as u64;
+        self.local
+            .set_many(&items)
+            .await
+            .map_err(|e| io_err("the mirror's chunk store", e))?;
+        self.copied.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+type FlistChunks = (Vec<Vec<u8>>, Option<Backend>, Vec<Backend>);
+
+/// The unique chunk keys of a stored flist, its backend and its listed alternatives.
+fn read_flist(path: &std::path::Path, what: &str) -> Result<FlistChunks, SyncError> {
+    let file = std::fs::File::open(path).map_err(|e| io_err(what, e))?;
+    let flist = Flist::from_reader(file, what).map_err(|e| io_err(what, e))?;
+    let mut seen = HashSet::new();
+    let mut keys = Vec::new();
+    for id in flist.tree.walk() {
+        if let Kind::File { blocks, .. } = &flist.tree.node(id).kind {
+            for b in blocks {
+                if seen.insert(b.hash) {
+                    keys.push(b.hash.to_vec());
+                }
+            }
+        }
+    }
+    let backend = flist.metadata.backend().ok().flatten();
+    let mirrors = flist
+        .metadata
+        .get(KEY_BACKEND_MIRRORS)
+        .and_then(|s| serde_json::from_str::<Vec<Value>>(s).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| Backend::parse(&v.to_string()).ok())
+        .collect();
+    Ok((keys, backend, mirrors))
+}
