@@ -110,9 +110,20 @@ async fn render_page(
     let offset = q.page.saturating_mul(TREE_PAGE);
     let fragment = q.fragment.is_some();
     let (r2, d2, repo2, name2) = (r.clone(), dir.clone(), repo.to_string(), name.to_string());
+    // A file stored before the path index existed is indexed once (a parse of the whole
+    // flist): shared by concurrent requests and bounded with the other contents loads.
+    let (hub, sha) = (st.hub.clone(), r.sha256.clone());
+    if !st.blocking(move |hub| Ok(hub.paths_indexed(&sha)?)).await? {
+        let sha = r.sha256.clone();
+        st.contents
+            .load(format!("index:{sha}"), move || {
+                hub.ensure_path_index(&sha)?;
+                Ok(bytes::Bytes::new())
+            })
+            .await?;
+    }
     let (dir_page, stats, entry, refs) = st
         .blocking(move |hub| {
-            hub.ensure_path_index(&r2.sha256)?;
             let dir_page = hub.dir_page(&r2.sha256, &d2, offset, TREE_PAGE)?;
             if fragment {
                 return Ok((dir_page, None, None, Vec::new()));
