@@ -198,6 +198,94 @@ async fn locked_and_full_namespaces_are_clear_errors() {
 }
 
 #[tokio::test]
+async fn an_error_reply_inside_a_pipelined_set_window_fails_the_batch_and_names_its_key() {
+    // SETs to 0-db are pipelined (one window of many commands on one connection): the
+    // server answers each command on its own, so a window can succeed in part. The first
+    // refused command fails the batch with its key; the writes before it are stored; the
+    // connection stays in step (the next batch gets its own replies).
+    let server = ZdbServer::start();
+    server.namespace(
+        "ns",
+        NsConfig {
+            maxsize: Some(1000),
+            ..NsConfig::default()
+        },
+    );
+    let store = flist_store::open(&server.url("ns", None)).await.unwrap();
+    let items: Vec<(Vec<u8>, Bytes)> = (0..40u8)
+        .map(|i| (vec![b'k', i], Bytes::from(vec![i; 100])))
+        .collect();
+    let err = store.set_many(&items).await.unwrap_err();
+    assert!(matches!(err, StoreError::NamespaceFull { .. }), "{err}");
+    let stored = server.entries("ns");
+    assert!((1..40).contains(&stored), "{stored} of 40 stored");
+    // The refused key is the first one not stored, and the error names it.
+    let first_missing = items
+        .iter()
+        .position(|(k, _)| server.stored("ns", k).is_none())
+        .unwrap();
+    assert_eq!(first_missing, stored, "stored in order, a prefix");
+    assert!(
+        err.to_string()
+            .contains(&hex::encode(&items[first_missing].0)),
+        "{err}"
+    );
+    // The pooled connection still pairs replies with commands.
+    server.configure("ns", |c| c.maxsize = None);
+    let outcomes = store.set_many(&items).await.unwrap();
+    assert!(outcomes[..stored]
+        .iter()
+        .all(|o| *o == SetOutcome::AlreadyPresent));
+    assert!(outcomes[stored..].iter().all(|o| *o == SetOutcome::Written));
+    assert_eq!(server.entries("ns"), 40);
+    let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
+    assert!(store.exists_many(&keys).await.unwrap().iter().all(|e| *e));
+}
+
+#[tokio::test]
+async fn a_pipelined_window_0db_stops_reading_is_completed() {
+    // 0-db v2.0.7 reads 8 KiB at a time and, when one read ends exactly at the end of a
+    // command, goes back to waiting for socket events although more commands are waiting:
+    // the rest of the window would never be answered (until the 5 s timeout below). Here
+    // the first SET is exactly 8192 bytes on the wire and the window is written at once.
+    let server = ZdbServer::start();
+    server.namespace("ns", NsConfig::default());
+    let url = StoreUrl::parse(&server.url("ns", None)).unwrap();
+    let store = open_url_with(
+        &url,
+        &OpenOptions {
+            timeout: Duration::from_secs(5),
+            retries: 0,
+            ..OpenOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // *3 $3 SET $2 aN $8162 <value>: 30 bytes of framing + 8162.
+    let items = [
+        (b"a".to_vec(), Bytes::from(vec![1u8; 8162])),
+        (b"b".to_vec(), Bytes::from_static(b"second")),
+        (b"c".to_vec(), Bytes::from_static(b"third")),
+    ];
+    for round in 0..3u8 {
+        let items: Vec<(Vec<u8>, Bytes)> = items
+            .iter()
+            .map(|(k, v)| ([k.as_slice(), &[round]].concat(), v.clone()))
+            .collect();
+        assert_eq!(
+            store.set_many(&items).await.unwrap(),
+            vec![SetOutcome::Written; 3],
+            "round {round}"
+        );
+    }
+    assert_eq!(server.entries("ns"), 9);
+    assert_eq!(
+        server.stored("ns", b"c\x02").as_deref(),
+        Some(&b"third"[..])
+    );
+}
+
+#[tokio::test]
 async fn sequential_namespaces_are_refused() {
     // A `--mode user` server cannot hold sequential namespaces: run one in mixed mode.
     let server = ZdbServer::start_mixed();

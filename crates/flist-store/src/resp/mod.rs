@@ -7,12 +7,21 @@
 //! chosen from the server's `INFO` (`server_name: 0-db`), not from the URL scheme alone.
 //!
 //! Batches are split into request windows (bounded in commands and bytes). Each window is
-//! pipelined on one pooled connection (except `SET` on 0-db: one command per window, as the
-//! real 0-db stalls about 40 ms on every pipelined `SET` batch) — all commands written while the replies are read
-//! concurrently — and up to `pool_size` windows run at once on separate connections. A
-//! window that fails before any reply arrived (connection reset or refused, stale pooled
-//! connection) is retried on a fresh connection with backoff; any other failure fails the
-//! whole batch. Timeouts apply per window.
+//! pipelined on one pooled connection — all commands written while the replies are read
+//! concurrently — and up to `pool_size` windows run at once on separate connections. The
+//! same windows serve both servers (`SET`, `EXISTS`, `MGET`). A window that fails before
+//! any reply arrived (connection reset or refused, stale pooled connection) is retried on a
+//! fresh connection with backoff; any other failure fails the whole batch. Timeouts apply
+//! per window.
+//!
+//! TCP connections acknowledge what they read at once (`TCP_QUICKACK`, re-armed after every
+//! read, see `QuickAckRead`). 0-db does not set `TCP_NODELAY`: each reply after the first
+//! of a pipelined window waits (Nagle) for the client's ACK of the previous one, and Linux
+//! delays that ACK up to 40 ms once the client has stopped sending — the "40 ms stall per
+//! pipelined `SET` batch" of `spec/zero-db.md`. And a written window that gets no reply for
+//! `NUDGE_AFTER` is followed by a `PING` (see `Conn::exchange`): 0-db can leave commands
+//! unread until more bytes arrive. With both, pipelined `SET`s to 0-db cost no more than to
+//! Redis.
 
 pub(crate) mod codec;
 
@@ -43,6 +52,8 @@ const WINDOW_BYTES: usize = 8 * 1024 * 1024;
 const MAX_KEY: usize = 255;
 /// Write buffer per connection; larger arguments bypass it.
 const WRITE_BUF: usize = 64 * 1024;
+/// Silence after which a written window gets a `PING` (see `Conn::exchange`).
+const NUDGE_AFTER: Duration = Duration::from_millis(5);
 
 /// A chunk store on a 0-db or Redis server.
 #[derive(Clone)]
@@ -81,6 +92,30 @@ struct ServerInfo {
 
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The read half of a TCP connection that acknowledges what it read at once.
+///
+/// Linux delays ACKs (up to 40 ms) on a connection that also sends data. 0-db writes its
+/// replies without `TCP_NODELAY`, so the reply to the second command of a pipelined window
+/// waits for the ACK of the first: re-arming `TCP_QUICKACK` after every read (the flag is
+/// not sticky) sends that ACK now. Harmless for Redis, which sets `TCP_NODELAY` itself.
+struct QuickAckRead(tokio::net::tcp::OwnedReadHalf);
+
+impl AsyncRead for QuickAckRead {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            // Best effort: a failure only costs the delay this avoids.
+            let _ = self.0.as_ref().set_quickack(true);
+        }
+        polled
+    }
+}
 
 /// One connection, after its handshake.
 struct Conn {
@@ -154,30 +189,79 @@ async fn read_reply(rd: &mut BoxRead, buf: &mut BytesMut) -> Result<Reply, ExKin
 
 impl Conn {
     /// Writes all commands while reading their replies, in order.
+    ///
+    /// A window of several commands is watched once written: when no reply arrived for
+    /// [`NUDGE_AFTER`], a `PING` is sent after it (its `+PONG` is read and dropped after the
+    /// window's replies). 0-db (v2.0.7) can stop reading a connection that still holds
+    /// unread commands — its edge-triggered loop returns when a read ended exactly at the
+    /// end of a command — until more bytes arrive: the `PING` is those bytes.
     async fn exchange(&mut self, cmds: &[Cmd<'_>]) -> Result<Vec<Reply>, ExchangeError> {
+        let n = cmds.len();
         let received = AtomicUsize::new(0);
+        let nudges = AtomicUsize::new(0);
+        let done = tokio::sync::Notify::new();
         let Conn { rd, wr, buf, .. } = self;
         let write = async {
             for c in cmds {
                 write_cmd(wr, c).await.map_err(ExKind::Io)?;
             }
-            wr.flush().await.map_err(ExKind::Io)
+            wr.flush().await.map_err(ExKind::Io)?;
+            if n < 2 {
+                return Ok(());
+            }
+            let mut seen = received.load(Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = done.notified() => return Ok(()),
+                    () = tokio::time::sleep(NUDGE_AFTER) => {}
+                }
+                let now = received.load(Ordering::Relaxed);
+                if now >= n {
+                    return Ok(());
+                }
+                if now == seen {
+                    let ping = Cmd {
+                        args: vec![b"PING"],
+                    };
+                    write_cmd(wr, &ping).await.map_err(ExKind::Io)?;
+                    wr.flush().await.map_err(ExKind::Io)?;
+                    nudges.fetch_add(1, Ordering::Relaxed);
+                }
+                seen = now;
+            }
         };
         let read = async {
-            let mut out = Vec::with_capacity(cmds.len());
-            for _ in 0..cmds.len() {
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
                 out.push(read_reply(rd, buf).await?);
                 received.fetch_add(1, Ordering::Relaxed);
             }
+            done.notify_one();
             Ok(out)
         };
-        match tokio::try_join!(write, read) {
-            Ok(((), replies)) => Ok(replies),
-            Err(kind) => Err(ExchangeError {
-                received: received.load(Ordering::Relaxed),
-                kind,
-            }),
+        let replies = match tokio::try_join!(write, read) {
+            Ok(((), replies)) => replies,
+            Err(kind) => {
+                return Err(ExchangeError {
+                    received: received.load(Ordering::Relaxed),
+                    kind,
+                })
+            }
+        };
+        // The nudges' replies follow the window's, in order.
+        for _ in 0..nudges.load(Ordering::Relaxed) {
+            let kind = match read_reply(rd, buf).await {
+                Ok(Reply::Status(s)) if s.as_ref() == b"PONG" => continue,
+                Ok(other) => ExKind::Protocol(format!(
+                    "PING after the window: unexpected {}",
+                    other.describe()
+                )),
+                Err(kind) => kind,
+            };
+            return Err(ExchangeError { received: n, kind });
         }
+        Ok(replies)
     }
 }
 
@@ -294,7 +378,7 @@ impl RespStore {
                     .map_err(|e| self.conn_err(None, format!("cannot connect: {e}")))?;
                 let _ = s.set_nodelay(true);
                 let (r, w) = s.into_split();
-                (Box::new(r), Box::new(w))
+                (Box::new(QuickAckRead(r)), Box::new(w))
             }
             Endpoint::Unix { path } => {
                 let s = tokio::net::UnixStream::connect(path)
@@ -823,16 +907,12 @@ impl Store for RespStore {
         let Some(first) = items.first().map(|(k, _)| k.as_slice()) else {
             return Ok(Vec::new());
         };
-        // The dialect is known once connected (INFO handshake); ask the pool what it learnt.
+        // The dialect is known once connected (INFO handshake); ask the pool what it learnt:
+        // Redis gets `SET k v NX`, 0-db plain `SET k v`.
         let zdb = self.dialect_zdb(Some(first)).await?;
-        // Redis pipelines SET well: windows of many commands. The real 0-db stalls ~40 ms
-        // per pipelined SET batch (spec/zero-db.md): one SET in flight per connection,
-        // several connections in parallel (run_windows runs pool_size windows at once).
-        let windows = if zdb {
-            (0..items.len()).map(|i| i..i + 1).collect()
-        } else {
-            Self::windows(items.len(), |i| items[i].1.len() + 64, WINDOW_CMDS)
-        };
+        // One window shape for both servers (see the module docs for why 0-db pipelines as
+        // well as Redis once the client acknowledges replies at once).
+        let windows = Self::windows(items.len(), |i| items[i].1.len() + 64, WINDOW_CMDS);
         self.run_windows(windows, |range| async move {
             let part = &items[range];
             let first = part.first().map(|(k, _)| k.as_slice());
