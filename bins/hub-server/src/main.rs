@@ -75,7 +75,8 @@ enum Cmd {
         path: PathBuf,
     },
     /// Check the catalog, every stored flist file, and that readers can reach the backend
-    /// each flist announces; report what `gc` would collect.
+    /// each flist announces; report what `gc` would collect. Exits 1 on a problem or when
+    /// flist files no entry references (orphans) are found.
     Check {
         /// Data directory.
         #[arg(long, default_value = "./hub-data")]
@@ -390,23 +391,31 @@ fn run(cli: Cli) -> Result<()> {
                     eprintln!("  ... and {} more", p.entries.len() - 20);
                 }
             }
-            let clean = rep.is_clean() && unreachable.is_empty();
+            let orphans = hub.gc(GcOptions {
+                grace: std::time::Duration::ZERO,
+                dry_run: true,
+            })?;
+            let has_orphans = !orphans.unreferenced.is_empty()
+                || !orphans.unrecorded.is_empty()
+                || orphans.path_index > 0;
+            let sound = rep.is_clean() && unreachable.is_empty();
             println!(
                 "{} entries, {} files checked, {} unreachable backends: {}",
                 rep.entries_checked,
                 rep.blobs_checked,
                 unreachable.len(),
-                if clean { "clean" } else { "PROBLEMS" }
+                match (sound, has_orphans) {
+                    (true, false) => "clean",
+                    (true, true) => "ORPHANS (flist files no entry references)",
+                    _ => "PROBLEMS",
+                }
             );
-            let orphans = hub.gc(GcOptions {
-                grace: std::time::Duration::ZERO,
-                dry_run: true,
-            })?;
             print_gc(&orphans, "to collect");
             if !orphans.is_empty() {
                 println!("run `hub-server gc` to remove them");
             }
-            if !clean {
+            // Problems and orphan files both fail the check (scripts and monitoring see it).
+            if !sound || has_orphans {
                 std::process::exit(1);
             }
             Ok(())

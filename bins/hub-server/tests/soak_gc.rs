@@ -310,8 +310,17 @@ async fn soak_with_gc_and_kill_ends_clean_with_no_orphans() {
 
     // Restart: clean, and what no entry references is collected.
     let mut server = spawn_server(&data, port).await;
-    let check = ok(&cli(&["check"], &data));
-    assert!(check.contains(": clean"), "{check}");
+    // Sound; files the killed writers left without an entry are orphans: reported, and the
+    // check fails until `gc` removes them.
+    let first = cli(&["check"], &data);
+    let check = String::from_utf8_lossy(&first.stdout).into_owned();
+    if first.status.success() {
+        assert!(check.contains(": clean"), "{check}");
+    } else {
+        assert_eq!(first.status.code(), Some(1), "{check}");
+        assert!(check.contains(": ORPHANS"), "only orphans: {check}");
+        assert!(check.contains("run `hub-server gc`"), "{check}");
+    }
     let gc = ok(&cli(&["gc", "--grace", "0s"], &data));
     assert!(gc.contains("collected"), "{gc}");
     let check = ok(&cli(&["check"], &data));
@@ -348,4 +357,59 @@ async fn soak_with_gc_and_kill_ends_clean_with_no_orphans() {
     assert_eq!(files_under(&data.join("flists")), referenced);
     server.kill().expect("kill");
     server.wait().expect("reap");
+}
+
+/// `check` fails (exit 1) when it finds orphan flist files, names them, and passes again
+/// once `gc` removed them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_on_orphans_until_gc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    drop(hub_repo::Hub::open(&data).expect("create the catalog"));
+    let token = ok(&cli(
+        &["token", "create", "--user", "alice", "--ttl", "1h"],
+        &data,
+    ))
+    .trim()
+    .to_string();
+    let port = free_port();
+    let mut server = spawn_server(&data, port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for (file, content) in [("keep.tar.gz", "1"), ("gone.tar.gz", "2")] {
+        let r = upload(&client, &base, &token, file, archive(content))
+            .await
+            .expect("upload");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    }
+    let clean = ok(&cli(&["check"], &data));
+    assert!(clean.contains(": clean"), "{clean}");
+    // Deleting an entry leaves its file to `gc`: an orphan.
+    let r = client
+        .delete(format!("{base}/api/flist/me/gone.flist"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let out = cli(&["check"], &data);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "orphans fail the check: {stdout}"
+    );
+    assert!(stdout.contains(": ORPHANS"), "{stdout}");
+    assert!(stdout.contains("unreferenced flist file "), "{stdout}");
+    assert!(stdout.contains("to collect: 1 unreferenced"), "{stdout}");
+    ok(&cli(&["gc", "--grace", "0s"], &data));
+    let after = ok(&cli(&["check"], &data));
+    assert!(after.contains(": clean"), "{after}");
+    assert!(
+        after.contains("to collect: 0 unreferenced, 0 unrecorded"),
+        "{after}"
+    );
 }

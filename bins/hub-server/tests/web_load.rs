@@ -1,27 +1,18 @@
 //! The flist page of a 200,000-entry flist on the real `hub-server` process: answers in
 //! under a second, and 50 parallel requests keep the server under 300 MB resident.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flist_format::{Flist, Kind, Meta, Metadata, Tree};
-use hub_repo::{Actor, Hub};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hub-server");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use common::big::{seed, vm_rss_kb};
+use common::{free_port, BIN};
 
 /// Kills the server when the test ends, however it ends.
-struct Server(Child);
+struct Server(std::process::Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -30,81 +21,12 @@ impl Drop for Server {
     }
 }
 
-fn vm_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// 200,101 entries: `/big` holds 100,000 files, `/d000`..`/d099` 1,000 files each.
-fn big_tree() -> Tree {
-    let m = Meta::root(0o755, 1_700_000_000);
-    let f = Meta::root(0o644, 1_700_000_000);
-    let mut tree = Tree::new(m.clone());
-    let big = tree.mkdir_p("big", &m).expect("mkdir");
-    for i in 0..100_000u64 {
-        tree.insert(
-            big,
-            &format!("file-{i:06}.dat"),
-            f.clone(),
-            Kind::File {
-                size: i,
-                blocks: vec![],
-            },
-        )
-        .expect("insert");
-    }
-    for d in 0..100 {
-        let dir = tree.mkdir_p(&format!("d{d:03}"), &m).expect("mkdir");
-        for i in 0..1000u64 {
-            tree.insert(
-                dir,
-                &format!("entry-{i:04}"),
-                f.clone(),
-                Kind::File {
-                    size: i,
-                    blocks: vec![],
-                },
-            )
-            .expect("insert");
-        }
-    }
-    tree
-}
-
-fn seed(data: &Path) {
-    let tree = big_tree();
-    assert!(tree.len() > 200_000, "{} entries", tree.len());
-    let hub = Hub::open(data).expect("open hub");
-    let tmp = data.join("big.flist.tmp");
-    let fl = Flist {
-        tree,
-        metadata: Metadata::new(),
-    };
-    fl.write(&tmp).expect("write flist");
-    let staged = hub.stage_file(&tmp).expect("stage");
-    hub.put_flist(
-        &Actor::new("bigrepo", vec![]),
-        "bigrepo",
-        "big.flist",
-        staged,
-        hub_repo::inspect::info_of(&fl, None),
-    )
-    .expect("put");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flist_page_of_200000_entries_is_fast_and_bounded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let d2 = data.clone();
-    tokio::task::spawn_blocking(move || seed(&d2))
+    tokio::task::spawn_blocking(move || seed(&d2, false))
         .await
         .expect("seed");
 

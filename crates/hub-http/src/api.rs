@@ -103,9 +103,12 @@ pub async fn tag_listing(
     )))
 }
 
-fn dump_of(hub: &Hub, repo: &str, name: &str) -> Result<Bytes, ApiError> {
-    let (_, r) = lookup::find_flist(hub, repo, name)?;
-    Ok(Bytes::from(hub.dump(&r)?))
+/// The full dump of `repo/name`, from the contents cache.
+async fn dump_of(st: &Shared, repo: String, name: String) -> ApiResult<Bytes> {
+    let r = st
+        .blocking(move |hub| Ok(lookup::find_flist(hub, &repo, &name)?.1))
+        .await?;
+    st.contents.dump(&st.hub, &r).await
 }
 
 /// `GET /api/flist/<repo>/<name>`: the full dump.
@@ -113,8 +116,7 @@ pub async fn dump(
     State(st): State<Shared>,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let body = st.blocking(move |hub| dump_of(hub, &repo, &name)).await?;
-    Ok(json_response(body))
+    Ok(json_response(dump_of(&st, repo, name).await?))
 }
 
 /// The `/light` answer; a link's `target` is the raw link as the old hub stored it
@@ -169,12 +171,10 @@ pub async fn metadata(
     State(st): State<Shared>,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let raw = st
-        .blocking(move |hub| {
-            let (_, r) = lookup::find_flist(hub, &repo, &name)?;
-            Ok(hub.metadata(&r)?)
-        })
+    let r = st
+        .blocking(move |hub| Ok(lookup::find_flist(hub, &repo, &name)?.1))
         .await?;
+    let raw = st.contents.metadata(&st.hub, &r).await?;
     Ok(Json(render::metadata(&raw, st.public_backend.as_deref())))
 }
 
@@ -192,10 +192,7 @@ pub async fn me_dump(
     Caller(actor): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let body = st
-        .blocking(move |hub| dump_of(hub, &actor.active, &name))
-        .await?;
-    Ok(json_response(body))
+    Ok(json_response(dump_of(&st, actor.active, name).await?))
 }
 
 /// `DELETE /api/flist/me/<name>`

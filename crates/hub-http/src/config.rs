@@ -58,6 +58,9 @@ pub struct HubConfig {
     /// Bytes of flist files kept in memory for downloads (content-addressed, so never
     /// stale); a file larger than a quarter of it is streamed from disk. `0`: no cache.
     pub download_cache_bytes: u64,
+    /// Bytes of flist contents (dumps, metadata; keyed by the file's content address) kept
+    /// in memory for the public read routes; a value over half of it is not kept.
+    pub contents_cache_bytes: u64,
     /// Limits against slow or hostile clients.
     pub limits: LimitsConfig,
 }
@@ -273,6 +276,7 @@ impl Default for HubConfig {
             limits: LimitsConfig::default(),
             chunks: ChunksConfig::default(),
             download_cache_bytes: 256 << 20,
+            contents_cache_bytes: 64 << 20,
         }
     }
 }
@@ -408,6 +412,7 @@ impl HubConfig {
                 "HUB_CHUNKS_USER_QUOTA_BYTES" => self.chunks.user_quota_bytes = num(&k, &v)?,
                 "HUB_CHUNKS_QUOTA_WINDOW_SECS" => self.chunks.quota_window_secs = num(&k, &v)?,
                 "HUB_DOWNLOAD_CACHE_BYTES" => self.download_cache_bytes = num(&k, &v)?,
+                "HUB_CONTENTS_CACHE_BYTES" => self.contents_cache_bytes = num(&k, &v)?,
                 _ => {}
             }
         }

@@ -10,7 +10,8 @@
 //! `.flist`.
 //!
 //! The conversion runs in its own task, so a client that goes away does not cancel it; the
-//! job records the outcome either way.
+//! job records the outcome either way. The web form (`POST /docker-convert`, see
+//! [`crate::ui::jobs`]) starts the same conversion through [`start`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -292,21 +293,39 @@ async fn run(
     }))
 }
 
-/// `POST /api/flist/me/docker` (form `image`, optional `platform`, `username`, `password`,
-/// `async`).
-pub async fn docker(
-    State(st): State<Shared>,
-    Caller(actor): Caller,
-    req: Request,
-) -> ApiResult<Json<Value>> {
-    if !st.config.docker.enabled {
-        return Err(ApiError::new(
+/// A conversion started by [`start`].
+pub struct Started {
+    /// Name of the flist it will store.
+    pub name: String,
+    /// Its job (followed over `/listen/<id>`, shown at `/docker-convert/<id>`).
+    pub job: String,
+    /// The client asked not to wait for the result (`async`).
+    pub asynchronous: bool,
+    /// The result, when the conversion ends.
+    pub done: oneshot::Receiver<ApiResult<Value>>,
+}
+
+fn ensure_enabled(st: &Shared) -> ApiResult<()> {
+    if st.config.docker.enabled {
+        Ok(())
+    } else {
+        Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "docker image conversion is disabled on this hub",
-        ));
+        ))
     }
+}
+
+/// Checks a conversion request (form `fields`) of `actor` and starts it as a job running in
+/// its own task: the API route and the web form share it.
+pub async fn start(
+    st: &Shared,
+    actor: Actor,
+    fields: HashMap<String, String>,
+) -> ApiResult<Started> {
+    ensure_enabled(st)?;
     actor.check_write(&actor.active)?;
-    let req = parse_request(read_fields(&st, req).await?)?;
+    let req = parse_request(fields)?;
     let reference = oci::Reference::parse(&req.image).map_err(|e| oci_error(&e))?;
     let allowed = &st.config.docker.registries;
     if !st.config.docker.allows_registry(&reference.registry) {
@@ -324,24 +343,44 @@ pub async fn docker(
     let asynchronous = req.asynchronous;
     let (done_tx, done_rx) = oneshot::channel();
     let limit = st.docker_slots.clone();
-    let (st2, actor2, job2, name2) = (st.clone(), actor.clone(), job.clone(), name.clone());
+    let (st2, job2, name2) = (st.clone(), job.clone(), name.clone());
     tokio::spawn(async move {
-        let r = run(st2, actor2, req, source, name2, job2.clone(), limit).await;
+        let r = run(st2, actor, req, source, name2, job2.clone(), limit).await;
         match &r {
             Ok(info) => job2.finish_async(info.clone()).await,
             Err(e) => job2.fail_async(e.message.clone()).await,
         }
         let _ = done_tx.send(r);
     });
-    if asynchronous {
+    Ok(Started {
+        name,
+        job: job.id.clone(),
+        asynchronous,
+        done: done_rx,
+    })
+}
+
+/// `POST /api/flist/me/docker` (form `image`, optional `platform`, `username`, `password`,
+/// `async`).
+pub async fn docker(
+    State(st): State<Shared>,
+    Caller(actor): Caller,
+    req: Request,
+) -> ApiResult<Json<Value>> {
+    ensure_enabled(&st)?;
+    actor.check_write(&actor.active)?;
+    let fields = read_fields(&st, req).await?;
+    let started = start(&st, actor, fields).await?;
+    if started.asynchronous {
         return Ok(Json(render::success(Some(
-            json!({"name": name, "job": job.id}),
+            json!({"name": started.name, "job": started.job}),
         ))));
     }
-    let mut payload = done_rx
+    let mut payload = started
+        .done
         .await
         .map_err(|_| ApiError::internal("the conversion task stopped"))??;
-    payload["job"] = json!(job.id);
+    payload["job"] = json!(started.job);
     Ok(Json(render::success(Some(payload))))
 }
 

@@ -19,6 +19,7 @@ pub mod chunks;
 pub mod chunks_api;
 pub mod compat;
 pub mod config;
+pub mod contents;
 pub mod csrf;
 pub mod derive;
 pub mod docker;

@@ -567,10 +567,23 @@ fn upload_job() {}
               (status = 303, description = "To the merged flist's page")))]
 fn merge_page() {}
 
-/// The image conversion page.
-#[utoipa::path(get, path = "/docker-convert", tag = "web",
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
+/// The image conversion page (`GET`) and its form (`POST`, same origin: starts the
+/// conversion, then its job page).
+#[utoipa::path(method(get, post), path = "/docker-convert", tag = "web",
+    security(("session" = [])),
+    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+              (status = 303, description = "To the conversion's page, or back to the form with the error")))]
 fn docker_page() {}
+
+/// A conversion's page: progress (refreshing itself), its error, or `303` to the new
+/// flist's page once stored. Only its owner sees it.
+#[utoipa::path(get, path = "/docker-convert/{job}", tag = "web",
+    security(("session" = [])),
+    params(("job" = String, Path, description = "Job id")),
+    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+              (status = 303, description = "Done: to the new flist's page"),
+              (status = 404, description = "No such conversion of the caller")))]
+fn docker_job_page() {}
 
 /// The caller's API tokens (`GET`), creating one (`POST`, shown once).
 #[utoipa::path(method(get, post), path = "/token", tag = "web",
@@ -693,7 +706,8 @@ impl Modify for Security {
         me_merge, me_derive, upload, upload_flist, docker, chunks_missing, chunks_put, listen,
         chunk, metrics, healthz, readyz, doc_openapi_json, doc_api_docs, repo_file, tag_file, home,
         search, repo_page, tag_page, upload_page, upload_flist_page, upload_job, merge_page,
-        docker_page, tokens_page, token_revoke, login_method, login, login_token, active_user,
+        docker_page,
+        docker_job_page, tokens_page, token_revoke, login_method, login, login_token, active_user,
         logout, readonly, login_threebot, callback_threebot, callback_token, static_file
     ),
     components(schemas(

@@ -164,7 +164,11 @@ pub fn router(state: Shared) -> Router {
             "/merge",
             get(ui::forms::merge_page).post(ui::forms::merge_post),
         )
-        .route("/docker-convert", get(ui::forms::docker_page))
+        .route(
+            "/docker-convert",
+            get(ui::forms::docker_page).post(ui::jobs::docker_post),
+        )
+        .route("/docker-convert/{job}", get(ui::jobs::job_page))
         .route(
             "/token",
             get(ui::account::tokens).post(ui::account::token_create),

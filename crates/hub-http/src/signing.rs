@@ -124,30 +124,37 @@ pub async fn signature(st: &Shared, repo: &str, file: &str) -> ApiResult<Respons
 async fn vm_report(st: &Shared, sha256: &str) -> Value {
     let dir = st.config.data_dir.join("vm-checks");
     let path = dir.join(format!("{sha256}.json"));
-    if let Ok(text) = tokio::fs::read(&path).await {
-        if let Ok(v) = serde_json::from_slice::<Value>(&text) {
-            return v;
-        }
-    }
     let blob = st.hub.blob_path(sha256);
     let store =
         flist_store::BlockingStore::new(st.store.clone(), tokio::runtime::Handle::current());
-    let computed = tokio::task::spawn_blocking(move || -> Result<Value, String> {
-        let flist = flist_format::Flist::open(&blob).map_err(|e| e.to_string())?;
-        let report = flist_convert::vmcheck::check_vm(&flist.tree, &store);
-        let v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        std::fs::write(&tmp, v.to_string())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| e.to_string())?;
-        Ok(v)
-    })
-    .await;
-    match computed {
+    // Parsing the flist is heavy: once per content, shared by concurrent requests, and
+    // bounded with the other loads of flist contents.
+    // The report's own failure is shown in it, as before (a parse error, an unreadable file).
+    let fail = |e: String| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e);
+    let computed = st
+        .contents
+        .load(format!("vm:{sha256}"), move || {
+            if let Ok(text) = std::fs::read(&path) {
+                if serde_json::from_slice::<Value>(&text).is_ok() {
+                    return Ok(bytes::Bytes::from(text));
+                }
+            }
+            let flist = flist_format::Flist::open(&blob).map_err(|e| fail(e.to_string()))?;
+            let report = flist_convert::vmcheck::check_vm(&flist.tree, &store);
+            drop(flist);
+            let text = serde_json::to_vec(&report).map_err(|e| fail(e.to_string()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+            let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+            std::fs::write(&tmp, &text)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(bytes::Bytes::from(text))
+        })
+        .await;
+    match computed.map(|b| serde_json::from_slice::<Value>(&b)) {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => json!({"error": e}),
-        Err(e) => json!({"error": e.to_string()}),
+        Ok(Err(e)) => json!({"error": e.to_string()}),
+        Err(e) => json!({"error": e.message}),
     }
 }
 

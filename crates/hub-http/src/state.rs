@@ -37,6 +37,8 @@ pub struct AppState {
     pub docker_slots: Arc<tokio::sync::Semaphore>,
     /// Flist files and name resolutions kept in memory for downloads.
     pub downloads: crate::downloads::Downloads,
+    /// Flist dumps and metadata kept in memory for the public read routes.
+    pub contents: crate::contents::Contents,
     /// The mirror's sync state, when this hub mirrors another.
     pub mirror: std::sync::OnceLock<Arc<crate::mirror::Mirror>>,
     /// Responses cached until the next catalog write (key → (generation, body)).
@@ -71,6 +73,7 @@ impl AppState {
         ));
         AppState {
             downloads: crate::downloads::Downloads::new(config.download_cache_bytes),
+            contents: crate::contents::Contents::new(config.contents_cache_bytes),
             metrics,
             login_limiter: crate::login::LoginLimiter::default(),
             web: crate::ui::WebState::default(),

@@ -200,11 +200,7 @@ pub async fn repo_file(
 }
 
 async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebResult<Value> {
-    let r2 = r.clone();
-    let md = st
-        .blocking(move |hub| Ok(hub.metadata(&r2)?))
-        .await
-        .unwrap_or_default();
+    let md = st.contents.metadata(&st.hub, r).await.unwrap_or_default();
     // `Storage` is where this hub tells clients to fetch chunks (its public backend), as the
     // old hub did; the flist's own `backend` only when the hub announces none.
     let backend = st.public_backend.clone().or_else(|| {

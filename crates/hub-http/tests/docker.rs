@@ -269,3 +269,218 @@ async fn private_registries_and_allow_list() {
     let (s, _) = post_form(&t3, Some(&bob3), &[("image", &image)]).await;
     assert_eq!(s, 501);
 }
+
+/// The cookie of a signed-in browser (a web session, as `POST /login` opens).
+async fn browser_session(t: &TestHub, user: &str) -> String {
+    let hub = t.hub();
+    let user = user.to_string();
+    let (id, _) = tokio::task::spawn_blocking(move || hub.create_session(&user, &[], "test", 3600))
+        .await
+        .expect("join")
+        .expect("session");
+    format!("hub-session={id}")
+}
+
+/// A browser without JS: the form posts to `/docker-convert`, lands on the job's page (HTML,
+/// refreshing itself) and, once the flist is stored, on the new flist's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_form_works_without_javascript() {
+    let reg = Registry::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    push_app(&reg, work.path());
+    let host = reg.host();
+    let t = TestHub::start_with(move |c| c.docker.registries = vec![host]).await;
+    let cookie = browser_session(&t, "alice").await;
+    let origin = format!("http://{}", t.server.addr);
+    let image = format!("{}/team/app:1.0", reg.host());
+    let name = format!("127.0.0.1-{}-team-app-1.0.flist", reg.port());
+    let post = |fields: Vec<(&'static str, String)>| {
+        t.client
+            .post(t.url("/docker-convert"))
+            .header("cookie", &cookie)
+            .header("origin", &origin)
+            .form(&fields)
+            .send()
+    };
+
+    // The page's form is sent to the page route, not to the JSON API.
+    let page = t
+        .client
+        .get(t.url("/docker-convert"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains(r#"method="post" action="/docker-convert""#),
+        "{page}"
+    );
+
+    let r = post(vec![("image", image.clone())]).await.expect("post");
+    assert_eq!(r.status(), 303);
+    let job_page = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert!(job_page.starts_with("/docker-convert/"), "{job_page}");
+
+    // The job's page is HTML while the conversion runs, then sends the browser on.
+    let mut landed = None;
+    for _ in 0..600 {
+        let r = t
+            .client
+            .get(t.url(&job_page))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("job page");
+        let ctype = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        match r.status().as_u16() {
+            200 => {
+                assert!(ctype.starts_with("text/html"), "{ctype}");
+                let html = r.text().await.expect("html");
+                assert!(html.contains(r#"id="job-state""#), "{html}");
+                assert!(!html.contains(">failed<"), "{html}");
+                assert!(html.contains(r#"http-equiv="refresh""#), "{html}");
+            }
+            303 => {
+                let flash = r
+                    .headers()
+                    .get("set-cookie")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|c| c.split(';').next())
+                    .unwrap_or_default()
+                    .to_string();
+                let to = r.headers()["location"].to_str().expect("loc").to_string();
+                landed = Some((to, flash));
+                break;
+            }
+            s => panic!("job page answered {s}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (landed, flash) = landed.expect("the conversion ended");
+    assert_eq!(landed, format!("/alice/{name}.md"));
+    let r = t
+        .client
+        .get(t.url(&landed))
+        .header("cookie", format!("{cookie}; {flash}"))
+        .send()
+        .await
+        .expect("flist page");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/html"));
+    let html = r.text().await.expect("html");
+    let flash = html
+        .split(r#"id="flash">"#)
+        .nth(1)
+        .and_then(|f| f.split("</div>").next())
+        .unwrap_or_default()
+        .replace("&#x2f;", "/");
+    assert_eq!(
+        flash,
+        format!("Converted {image} into alice/{name}."),
+        "the flash names the result"
+    );
+    assert!(
+        html.contains("bin/") && html.contains("etc/"),
+        "the tree of the new flist"
+    );
+
+    // Errors come back to the form in words (HTML), not as JSON.
+    let missing = format!("{}/team/nothing:1", reg.host());
+    let r = post(vec![("image", missing)]).await.expect("post");
+    assert_eq!(r.status(), 303);
+    let job_page = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let mut failed = None;
+    for _ in 0..600 {
+        let r = t
+            .client
+            .get(t.url(&job_page))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("job page");
+        assert_eq!(r.status(), 200);
+        let html = r.text().await.expect("html");
+        if html.contains(">failed<") {
+            failed = Some(html);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let html = failed.expect("the conversion failed");
+    assert!(html.contains("not found"), "{html}");
+    assert!(
+        !html.contains(r#"http-equiv="refresh""#),
+        "a failed job stops refreshing"
+    );
+
+    let r = post(vec![("image", "docker-archive:/etc/passwd".into())])
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/docker-convert");
+    let flash = r.headers()["set-cookie"]
+        .to_str()
+        .expect("flash")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let page = t
+        .client
+        .get(t.url("/docker-convert"))
+        .header("cookie", format!("{cookie}; {flash}"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(r#"class="flash error""#), "{page}");
+
+    // Another user's browser does not see the job; a foreign site cannot start one.
+    let bob = browser_session(&t, "bob").await;
+    let r = t
+        .client
+        .get(t.url(&job_page))
+        .header("cookie", &bob)
+        .send()
+        .await
+        .expect("job page");
+    assert_eq!(r.status(), 404);
+    let r = t
+        .client
+        .post(t.url("/docker-convert"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .form(&[("image", image.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    // Signed out: to the sign-in page.
+    let r = t
+        .client
+        .post(t.url("/docker-convert"))
+        .form(&[("image", image.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert!(r.status().is_redirection(), "{}", r.status());
+}

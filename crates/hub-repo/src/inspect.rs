@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Mutex;
 
 use flist_format::{Flist, FormatError, Kind, Metadata, ReadOptions, Tree};
 use serde_json::{json, Map, Value};
@@ -83,6 +84,54 @@ pub fn dump_json(tree: &Tree) -> Value {
     })
 }
 
+/// [`dump_json`] as JSON text, written entry by entry (no JSON tree of the whole listing in
+/// memory: a 200,000-entry flist costs its text and its paths, not a map per entry).
+pub fn dump_text(tree: &Tree) -> String {
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        size: u64,
+        path: &'a str,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        mode: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target: Option<&'a str>,
+    }
+    let s = tree.stats();
+    let entries = flist_format::find_entries(tree);
+    let mut out: Vec<u8> = Vec::with_capacity(entries.len() * 80 + 128);
+    out.extend_from_slice(b"{\"content\":[");
+    for (i, f) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let n = tree.node(f.node);
+        let item = Item {
+            size: f.size,
+            path: &f.path,
+            kind: n.kind.type_name(),
+            mode: format!("{:o}", n.meta.mode & 0o7777),
+            target: match &n.kind {
+                Kind::Symlink { target } => Some(target.as_str()),
+                _ => None,
+            },
+        };
+        // Writing to memory cannot fail; the item has only strings and numbers.
+        let _ = serde_json::to_writer(&mut out, &item);
+    }
+    out.extend_from_slice(
+        format!(
+            "],\"regular\":{},\"symlink\":{},\"directory\":{},\"special\":{},\"failure\":0,\"fullsize\":{}}}",
+            s.regular, s.symlink, s.directory, s.special, s.fullsize
+        )
+        .as_bytes(),
+    );
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// One flist parsed for its dump at a time: a parse holds the whole tree in memory.
+static PARSING: Mutex<()> = Mutex::new(());
+
 /// Distinct chunk store keys (BLAKE2b-16 of the encrypted chunk) of every file.
 pub fn chunk_keys(tree: &Tree) -> Vec<[u8; 16]> {
     let mut set = BTreeSet::new();
@@ -109,10 +158,16 @@ impl Hub {
         if md.is_some() && dump.is_some() {
             return Ok((md, dump));
         }
+        let _one = PARSING.lock().unwrap_or_else(|p| p.into_inner());
+        let (md, dump) = (self.blob_metadata(&r.sha256)?, self.blob_dump(&r.sha256)?);
+        if md.is_some() && dump.is_some() {
+            return Ok((md, dump));
+        }
         let path = self.blob_path(&r.sha256);
         let flist = open_flist(&path)?;
         let md = Value::Object(metadata_json(&flist.metadata)).to_string();
-        let dump = dump_json(&flist.tree).to_string();
+        let dump = dump_text(&flist.tree);
+        drop(flist);
         self.set_blob_info(&r.sha256, Some(&md), Some(&dump))?;
         Ok((Some(md), Some(dump)))
     }
@@ -177,5 +232,43 @@ impl Hub {
             Some(names.join(", ")),
             json!({"sources": names}),
         )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flist_format::Meta;
+
+    #[test]
+    fn dump_text_is_the_dump_json() {
+        let mut tree = Tree::new(Meta::root(0o755, 1));
+        let bin = tree.mkdir_p("usr/bin", &Meta::root(0o755, 1)).unwrap();
+        tree.insert(
+            bin,
+            "tool \"x\"\n",
+            Meta::root(0o4755, 1),
+            Kind::File {
+                size: 12,
+                blocks: vec![],
+            },
+        )
+        .unwrap();
+        tree.insert(
+            bin,
+            "sh",
+            Meta::root(0o777, 1),
+            Kind::Symlink {
+                target: "busybox".into(),
+            },
+        )
+        .unwrap();
+        let text = dump_text(&tree);
+        assert_eq!(text, dump_json(&tree).to_string());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["content"].as_array().unwrap().len(), 4);
+        let empty = Tree::new(Meta::root(0o755, 1));
+        assert_eq!(dump_text(&empty), dump_json(&empty).to_string());
     }
 }

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real binaries.
 #![allow(dead_code)]
 
+pub mod big;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -110,18 +110,28 @@ async fn render_page(
     let offset = q.page.saturating_mul(TREE_PAGE);
     let fragment = q.fragment.is_some();
     let (r2, d2, repo2, name2) = (r.clone(), dir.clone(), repo.to_string(), name.to_string());
-    let (md, dir_page, stats, entry, refs) = st
+    // A file stored before the path index existed is indexed once (a parse of the whole
+    // flist): shared by concurrent requests and bounded with the other contents loads.
+    let (hub, sha) = (st.hub.clone(), r.sha256.clone());
+    if !st.blocking(move |hub| Ok(hub.paths_indexed(&sha)?)).await? {
+        let sha = r.sha256.clone();
+        st.contents
+            .load(format!("index:{sha}"), move || {
+                hub.ensure_path_index(&sha)?;
+                Ok(bytes::Bytes::new())
+            })
+            .await?;
+    }
+    let (dir_page, stats, entry, refs) = st
         .blocking(move |hub| {
-            hub.ensure_path_index(&r2.sha256)?;
             let dir_page = hub.dir_page(&r2.sha256, &d2, offset, TREE_PAGE)?;
             if fragment {
-                return Ok((Map::new(), dir_page, None, None, Vec::new()));
+                return Ok((dir_page, None, None, Vec::new()));
             }
-            let md = hub.metadata(&r2)?;
             let stats = hub.path_stats(&r2.sha256)?;
             let entry = hub.entry(&repo2, &name2)?;
             let refs = hub.references_to(&repo2, &name2)?;
-            Ok((md, dir_page, stats, entry, refs))
+            Ok((dir_page, stats, entry, refs))
         })
         .await?;
     let base_href = format!("/{}/{}.md", seg(repo), seg(name));
@@ -136,6 +146,7 @@ async fn render_page(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         return Ok(resp);
     }
+    let md = st.contents.metadata(&st.hub, &r).await?;
     let safe = render::metadata(&md, st.public_backend.as_deref());
     let backend = safe.get("backend").or_else(|| safe.get("backend-forced"));
     let storage = backend.and_then(storage_line);

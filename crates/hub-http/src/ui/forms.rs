@@ -348,8 +348,9 @@ pub async fn merge_post(
     }
 }
 
-/// `GET /docker-convert`: the form posts with `async=1`, then follows the job's events and
-/// links the result.
+/// `GET /docker-convert`: without JS the form posts to `/docker-convert` (see
+/// [`super::jobs`]); the script posts it to the API with `async=1` instead, follows the
+/// job's events and links the result.
 pub async fn docker_page(ctx: Ctx) -> Response {
     let acting = match ctx.require() {
         Ok(a) => a.active.clone(),

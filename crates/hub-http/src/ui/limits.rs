@@ -1,6 +1,9 @@
 //! Bounded work on public pages: at most [`HEAVY_PER_CLIENT`] heavy requests (flist pages,
-//! full dumps, the all-repositories listing, search) run at once per client address; more
-//! wait their turn for up to [`HEAVY_WAIT`], then get `429 Too Many Requests`.
+//! full dumps, an flist's metadata and `.json`/`.txt` companions, the all-repositories
+//! listing, search) run at once per client address; more wait their turn for up to
+//! [`HEAVY_WAIT`], then get `429 Too Many Requests` with `Retry-After`. What each of them
+//! costs is bounded elsewhere: pages are read from the path index one page at a time, and
+//! dumps and metadata come from [`crate::contents`] (one load per file, a few at once).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -56,9 +59,13 @@ pub fn is_heavy(path: &str) -> bool {
     if let Some(rest) = path.strip_prefix("/api/flist/") {
         // `/api/flist/<repo>/<name>`: the full dump (not `me/...`, not `/light` etc.).
         let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        return parts.len() == 2 && parts[0] != "me";
+        return match parts.as_slice() {
+            ["me", ..] => false,
+            [_, _] | [_, _, "metadata"] => true,
+            _ => false,
+        };
     }
-    !path.starts_with("/api/") && path.ends_with(".md")
+    !path.starts_with("/api/") && [".md", ".json", ".txt"].iter().any(|s| path.ends_with(s))
 }
 
 /// Middleware applying the per-client limit to heavy requests.
@@ -99,6 +106,8 @@ mod tests {
         assert!(is_heavy("/alice/app.md"));
         assert!(is_heavy("/api/flist/alice/app.flist"));
         assert!(!is_heavy("/api/flist/alice/app.flist/light"));
+        assert!(is_heavy("/api/flist/alice/app.flist/metadata"));
+        assert!(is_heavy("/alice/app.flist.json") && is_heavy("/alice/app.txt"));
         assert!(!is_heavy("/api/flist/me/app.flist"));
         assert!(!is_heavy("/alice/app.flist"));
         assert!(is_heavy("/search"));

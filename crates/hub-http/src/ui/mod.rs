@@ -9,6 +9,7 @@ pub mod account;
 pub mod assets;
 pub mod flist;
 pub mod forms;
+pub mod jobs;
 pub mod limits;
 pub mod markdown;
 pub mod pages;
@@ -70,6 +71,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "upload.html",
     "merge.html",
     "docker.html",
+    "job.html",
     "tokens.html",
     "login.html",
     "error.html",
