@@ -339,6 +339,19 @@ async fn mirror_follows_every_change_and_refuses_writes() {
     );
     assert_eq!(st["cursor"], feed["latest"]);
     assert_eq!(get(&c, &p, "/api/mirror").await.0, 404);
+    // ... and on /metrics, in the one exposition (a single `# EOF`).
+    let (_, metrics) = get(&c, &m, "/metrics").await;
+    let metrics = String::from_utf8(metrics).expect("utf8");
+    assert!(metrics.contains("hub_mirror_up 1"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("hub_mirror_cursor {}", feed["latest"])),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hub_mirror_syncs_total "), "{metrics}");
+    assert!(metrics.contains("hub_http_requests_total"), "{metrics}");
+    assert_eq!(metrics.matches("# EOF").count(), 1);
+    let (_, pm) = get(&c, &p, "/metrics").await;
+    assert!(!String::from_utf8_lossy(&pm).contains("hub_mirror_"));
 
     // Writes to the mirror are refused, naming the primary (even with a valid token).
     for (method, path) in [
@@ -362,33 +375,133 @@ async fn mirror_follows_every_change_and_refuses_writes() {
     }
 
     // The old hub's hub-clone.py against the mirror: list repositories, list each, download
-    // each regular flist; the files equal the primary's.
-    let mut cloned = BTreeMap::new();
-    for r in json(&c, &m, "/api/repositories")
+    // each regular flist, recreate links as links and tags with their links; the tree equals
+    // the one the same walk makes of the primary.
+    let cloned = clone_tree(&c, &m).await;
+    assert_eq!(cloned, clone_tree(&c, &p).await);
+    for (k, want) in [
+        ("alice/b2.flist", None),
+        ("alice/d.flist", None),
+        ("alice/x.flist", Some(Cloned::Link("bob/c.flist".into()))),
+        ("bob/current", Some(Cloned::Link("alice/tags/v1".into()))),
+        (
+            "alice/tags/v2/b2.flist",
+            Some(Cloned::Link("alice/b2.flist".into())),
+        ),
+    ] {
+        let got = cloned.get(k).unwrap_or_else(|| panic!("{k} not cloned"));
+        match want {
+            Some(w) => assert_eq!(got, &w, "{k}"),
+            None => assert!(matches!(got, Cloned::File(_)), "{k}: {got:?}"),
+        }
+    }
+
+    // A stored file damaged on the mirror's disk: the answers about it name no server path.
+    upload(&c, &p, &alice, "e.tar.gz").await;
+    let start = Instant::now();
+    while !String::from_utf8_lossy(&get(&c, &m, "/api/flist/alice").await.1).contains("e.flist") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "e.flist not mirrored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = json(&c, &m, "/api/changes/repository/alice").await;
+    let sha = rows["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["name"] == "e.flist")
+        .and_then(|e| e["sha256"].as_str())
+        .expect("sha256")
+        .to_string();
+    let stored = mdata.join("flists").join(&sha[..2]).join(&sha);
+    assert!(stored.is_file(), "{}", stored.display());
+    std::fs::write(&stored, b"not an flist").expect("damage");
+    let root = dir.path().to_string_lossy().to_string();
+    for path in [
+        "/api/flist/alice/e.flist",
+        "/api/flist/alice/e.flist/metadata",
+        "/api/flist/alice/e.flist/light",
+    ] {
+        let (_, body) = get(&c, &m, path).await;
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            !body.contains(&root) && !body.contains("flists/"),
+            "{path} shows a server path: {body}"
+        );
+    }
+}
+
+/// One entry of a tree cloned the way the old hub's `tools/hub-clone.py` does.
+#[derive(Debug, PartialEq, Eq)]
+enum Cloned {
+    /// A regular flist: its bytes.
+    File(Vec<u8>),
+    /// A link (symlink, crosslink, taglink, or a tag's link): its target as listed.
+    Link(String),
+}
+
+/// `/api/repositories`, then `/api/flist/<repo>` for each: regular flists downloaded from
+/// `/<repo>/<name>`, links kept as links (a link's download must be its target's bytes),
+/// tags listed with `/api/flist/<repo>/tags/<tag>`.
+async fn clone_tree(c: &reqwest::Client, base: &str) -> BTreeMap<String, Cloned> {
+    let mut out = BTreeMap::new();
+    let mut links = Vec::new();
+    for r in json(c, base, "/api/repositories")
         .await
         .as_array()
         .expect("array")
     {
         let repo = r["name"].as_str().expect("name");
-        for it in json(&c, &m, &format!("/api/flist/{repo}"))
+        for it in json(c, base, &format!("/api/flist/{repo}"))
             .await
             .as_array()
             .expect("array")
         {
-            if it["type"] == "regular" {
-                let name = it["name"].as_str().expect("name");
-                let (s, body) = get(&c, &m, &format!("/{repo}/{name}")).await;
-                assert_eq!(s, 200);
-                cloned.insert(format!("{repo}/{name}"), body);
+            let name = it["name"].as_str().expect("name");
+            let target = it["target"].as_str().unwrap_or_default().to_string();
+            match it["type"].as_str().expect("type") {
+                "regular" => {
+                    let (s, body) = get(c, base, &format!("/{repo}/{name}")).await;
+                    assert_eq!(s, 200, "{repo}/{name}");
+                    out.insert(format!("{repo}/{name}"), Cloned::File(body));
+                }
+                "symlink" => {
+                    let full = if target.contains('/') {
+                        target.clone()
+                    } else {
+                        format!("{repo}/{target}")
+                    };
+                    links.push((format!("{repo}/{name}"), full));
+                    out.insert(format!("{repo}/{name}"), Cloned::Link(target));
+                }
+                "taglink" => {
+                    out.insert(format!("{repo}/{name}"), Cloned::Link(target));
+                }
+                "tag" => {
+                    for l in json(c, base, &format!("/api/flist/{repo}/tags/{name}"))
+                        .await
+                        .as_array()
+                        .expect("array")
+                    {
+                        let ln = l["name"].as_str().expect("name");
+                        let lt = l["target"].as_str().expect("target").to_string();
+                        out.insert(format!("{repo}/tags/{name}/{ln}"), Cloned::Link(lt));
+                    }
+                }
+                other => panic!("unexpected entry type {other}"),
             }
         }
     }
-    let mut expected = BTreeMap::new();
-    for k in cloned.keys() {
-        expected.insert(k.clone(), get(&c, &p, &format!("/{k}")).await.1);
+    for (link, target) in links {
+        assert_eq!(
+            get(c, base, &format!("/{link}")).await,
+            get(c, base, &format!("/{target}")).await,
+            "{link} -> {target}"
+        );
     }
-    assert_eq!(cloned, expected);
-    assert!(cloned.contains_key("alice/b2.flist") && cloned.contains_key("alice/d.flist"));
+    out
 }
 
 /// Seeds `repos` × `per` distinct flists (the fixture with a distinguishing metadata key) plus

@@ -115,6 +115,18 @@ pub enum SyncError {
     Io(String),
 }
 
+impl SyncError {
+    /// The message shown in `/api/mirror`: the primary's URLs and answers, but never a local
+    /// path or a catalog detail (those are logged).
+    pub fn public(&self) -> String {
+        match self {
+            SyncError::Upstream { .. } => self.to_string(),
+            SyncError::Repo(hub_repo::RepoError::Invalid(m)) => m.clone(),
+            _ => "a local storage error (details in the hub's log)".into(),
+        }
+    }
+}
+
 fn up_err(url: &str, e: impl std::fmt::Display) -> SyncError {
     SyncError::Upstream {
         url: url.to_string(),
@@ -589,7 +601,7 @@ impl Mirror {
                     failures = failures.saturating_add(1);
                     tracing::warn!("mirror sync with {} failed: {e}", self.upstream);
                     let mut s = self.lock();
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(e.public());
                     s.failures += 1;
                 }
             }
@@ -677,6 +689,70 @@ pub async fn read_only(State(st): State<Shared>, req: Request, next: Next) -> Re
     next.run(req).await
 }
 
+/// The mirror's figures for `/metrics` (OpenMetrics text, ending with `# EOF`).
+pub fn metrics_text(s: &MirrorStatus) -> String {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::gauge::Gauge;
+    let mut r = prometheus_client::registry::Registry::with_prefix("hub_mirror");
+    let counter = |n: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(n);
+        c
+    };
+    let gauge = |n: i64| {
+        let g: Gauge = Gauge::default();
+        g.set(n);
+        g
+    };
+    let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    let u = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    r.register("syncs", "Successful syncs since start", counter(s.syncs));
+    r.register("failures", "Failed syncs since start", counter(s.failures));
+    r.register(
+        "up",
+        "1 when the last sync succeeded",
+        gauge(i64::from(
+            s.last_error.is_none() && s.last_success.is_some(),
+        )),
+    );
+    r.register(
+        "lag_seconds",
+        "Seconds since the last successful sync (-1: none yet)",
+        gauge(s.lag_secs.unwrap_or(-1)),
+    );
+    r.register("cursor", "Change feed cursor reached", gauge(s.cursor));
+    r.register(
+        "upstream_cursor",
+        "The primary's latest change feed cursor",
+        gauge(s.upstream_cursor),
+    );
+    r.register(
+        "pending_repositories",
+        "Repositories still to sync",
+        gauge(n(s.pending_repositories)),
+    );
+    r.register(
+        "pending_files",
+        "Flist files still to download",
+        gauge(n(s.pending_files)),
+    );
+    r.register(
+        "pending_chunks",
+        "Chunks still to copy (--mirror-chunks)",
+        gauge(u(s.pending_chunks)),
+    );
+    r.register(
+        "chunks_copied",
+        "Chunks copied since start (--mirror-chunks)",
+        counter(s.chunks_copied),
+    );
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &r) {
+        out = format!("# encoding error: {e}\n# EOF\n");
+    }
+    out
+}
+
 /// `GET /api/mirror`: the sync status (404 on a hub that is not a mirror).
 pub async fn status(State(st): State<Shared>) -> ApiResult<Json<Value>> {
     match st.mirror.get() {
@@ -697,5 +773,19 @@ mod tests {
         assert!(!is_write(&Method::GET, "/api/flist/me/x.flist"));
         assert!(!is_write(&Method::GET, "/api/flist/alice/x.flist"));
         assert!(!is_write(&Method::HEAD, "/alice/x.flist"));
+    }
+
+    #[test]
+    fn status_errors_show_no_local_paths() {
+        let local = SyncError::Io("create /srv/hub/tmp/x.mirror: disk full".into());
+        assert!(!local.public().contains("/srv"), "{}", local.public());
+        let repo = SyncError::Repo(hub_repo::RepoError::Io {
+            op: "open",
+            path: "/srv/hub/flists/ab".into(),
+            source: std::io::Error::other("gone"),
+        });
+        assert!(!repo.public().contains("/srv"), "{}", repo.public());
+        let up = up_err("http://primary/api/changes", "HTTP 502");
+        assert_eq!(up.public(), "http://primary/api/changes: HTTP 502");
     }
 }

@@ -50,6 +50,14 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> SyncError {
     SyncError::Io(format!("{what}: {e}"))
 }
 
+/// A failure reading chunks from the primary (shown in `/api/mirror`).
+fn source_err(e: impl std::fmt::Display) -> SyncError {
+    SyncError::Upstream {
+        url: "chunks".into(),
+        message: e.to_string(),
+    }
+}
+
 /// Key of the recorded mapping primary file → stamped file.
 fn state_key(sha256: &str) -> String {
     format!("chunks:{sha256}")
@@ -218,7 +226,7 @@ impl ChunkMirror {
             }
         }
         match stores.len() {
-            0 => Err(io_err("chunk source", "no usable chunk store")),
+            0 => Err(source_err("no usable chunk store")),
             1 => Ok(stores.remove(0).2),
             _ => Ok(Arc::new(
                 RouterStore::new(stores).map_err(|e| io_err("chunk source", e))?,
@@ -266,24 +274,13 @@ impl ChunkMirror {
         if missing.is_empty() {
             return Ok(());
         }
-        let values = source
-            .get_many(&missing)
-            .await
-            .map_err(|e| io_err("reading chunks from the primary", e))?;
+        let values = source.get_many(&missing).await.map_err(source_err)?;
         let mut items: Vec<(Vec<u8>, Bytes)> = Vec::with_capacity(missing.len());
         for (k, v) in missing.into_iter().zip(values) {
             let hexk = hex::encode(&k);
-            let v = v.ok_or_else(|| {
-                io_err(
-                    "reading chunks from the primary",
-                    format!("chunk {hexk} is missing"),
-                )
-            })?;
+            let v = v.ok_or_else(|| source_err(format!("chunk {hexk} is missing")))?;
             if flist_format::codec::blake2b::<16>(&v)[..] != k[..] {
-                return Err(io_err(
-                    "reading chunks from the primary",
-                    format!("chunk {hexk} does not match its key"),
-                ));
+                return Err(source_err(format!("chunk {hexk} does not match its key")));
             }
             items.push((k, v));
         }

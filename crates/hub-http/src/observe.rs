@@ -242,7 +242,13 @@ pub async fn metrics(State(st): State<Shared>) -> Response {
     if let Err(e) = &stats {
         tracing::warn!("metrics: catalog statistics: {}", e.message);
     }
-    let body = st.metrics.render(stats.as_ref().ok());
+    let mut body = st.metrics.render(stats.as_ref().ok());
+    if let Some(m) = st.mirror.get() {
+        // One exposition: the mirror's families before the single `# EOF`.
+        let cut = body.rfind("# EOF").unwrap_or(body.len());
+        body.truncate(cut);
+        body.push_str(&crate::mirror::metrics_text(&m.status()));
+    }
     (
         [(
             header::CONTENT_TYPE,

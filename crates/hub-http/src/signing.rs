@@ -130,7 +130,12 @@ async fn vm_report(st: &Shared, sha256: &str) -> Value {
     // Parsing the flist is heavy: once per content, shared by concurrent requests, and
     // bounded with the other loads of flist contents.
     // The report's own failure is shown in it, as before (a parse error, an unreadable file).
+    // Errors shown to clients name the flist, never a server path (logged instead).
     let fail = |e: String| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e);
+    let local = move |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!("vm check: {what}: {e}");
+        fail(format!("{what} failed on the hub"))
+    };
     let computed = st
         .contents
         .load(format!("vm:{sha256}"), move || {
@@ -139,15 +144,17 @@ async fn vm_report(st: &Shared, sha256: &str) -> Value {
                     return Ok(bytes::Bytes::from(text));
                 }
             }
-            let flist = flist_format::Flist::open(&blob).map_err(|e| fail(e.to_string()))?;
+            let file = std::fs::File::open(&blob).map_err(|e| local("reading the flist", &e))?;
+            let flist = flist_format::Flist::from_reader(file, "the stored flist")
+                .map_err(|e| fail(e.to_string()))?;
             let report = flist_convert::vmcheck::check_vm(&flist.tree, &store);
             drop(flist);
-            let text = serde_json::to_vec(&report).map_err(|e| fail(e.to_string()))?;
-            std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+            let text = serde_json::to_vec(&report).map_err(|e| local("the report", &e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| local("saving the report", &e))?;
             let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
             std::fs::write(&tmp, &text)
                 .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| local("saving the report", &e))?;
             Ok(bytes::Bytes::from(text))
         })
         .await;
