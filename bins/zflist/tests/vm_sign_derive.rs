@@ -383,6 +383,141 @@ fn signed_flists_from_the_hub() {
         .output()
         .unwrap();
     fails_with(&out, "verify", "not by the trusted key");
+
+    // The hub keeps an author signature sent with upload-flist: the flist is stored byte for
+    // byte (this hub records no backend, so the author packs with --no-backend), the hub
+    // serves the author's document next to its own, and `verify --signature` of the hub URL
+    // passes with the author's key as with the hub's.
+    let upload = |file: &Path, sig: &Path| -> (u16, Value) {
+        let out = run(
+            Command::new("curl").args([
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                &format!("Authorization: bearer {}", hub.token),
+                "-F",
+                &format!("file=@{}", p(file)),
+                "-F",
+                &format!("signature=@{}", p(sig)),
+                &format!("{}/api/flist/me/upload-flist", hub.base),
+            ]),
+            "upload-flist with a signature",
+        );
+        let (json, code) = out.trim_end().rsplit_once('\n').unwrap();
+        (code.parse().unwrap(), serde_json::from_str(json).unwrap())
+    };
+    let authored_dir = s.join("authored");
+    fs::create_dir_all(&authored_dir).unwrap();
+    let authored = authored_dir.join("authored.flist");
+    let authored_sig = authored_dir.join("authored.flist.sig");
+    run(
+        zflist().args([
+            "pack",
+            p(&s.join("src")),
+            "-o",
+            p(&authored),
+            "--store",
+            &store,
+            "--no-backend",
+        ]),
+        "pack --no-backend",
+    );
+    let sign_as = |file: &Path, name: &str| {
+        run(
+            zflist().args(["sign", p(file), "--key", p(&author_key), "--name", name]),
+            "sign",
+        );
+    };
+    sign_as(&authored, "alice/authored.flist");
+    let (code, answer) = upload(&authored, &authored_sig);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        answer["payload"]["author_signature"]["key"], public,
+        "{answer}"
+    );
+    let (_, served) = hub.get("/alice/authored.flist");
+    assert_eq!(served, fs::read(&authored).unwrap(), "stored byte for byte");
+    let (code, doc) = hub.get("/alice/authored.flist.author.sig");
+    assert_eq!(code, 200);
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    let local: Value = serde_json::from_slice(&fs::read(&authored_sig).unwrap()).unwrap();
+    assert_eq!(doc, local);
+    let (_, light) = hub.get("/api/flist/alice/authored.flist/light");
+    let light: Value = serde_json::from_slice(&light).unwrap();
+    assert_eq!(light["author_signature"]["key"], public, "{light}");
+    assert_eq!(light["signed"], true, "{light}");
+    let authored_url = format!("{}/alice/authored.flist", hub.base);
+    let out = run(
+        zflist().args(["verify", &authored_url, "--signature", "--key", &public]),
+        "verify the hub's copy with the author's key",
+    );
+    assert!(out.contains("signature OK"), "{out}");
+    run(
+        zflist().args(["verify", &authored_url, "--signature", "--hub", &hub.base]),
+        "the hub's own signature still holds",
+    );
+    // An entry without an author signature does not pass with the author's key.
+    let (code, _) = hub.get("/alice/app.flist.author.sig");
+    assert_eq!(code, 404);
+    let out = zflist()
+        .args(["verify", &url, "--signature", "--key", &public])
+        .output()
+        .unwrap();
+    fails_with(&out, "verify", "not by the trusted key");
+
+    // Refused with a clear reason, nothing stored: a signature of other bytes, of another
+    // name, or of an flist whose backend the hub would have to rewrite.
+    let refused = |file: &Path, sig: &Path, needle: &str| {
+        let (code, answer) = upload(file, sig);
+        assert_eq!(code, 400, "{answer}");
+        let message = answer.to_string();
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+        let entry = file.file_name().unwrap().to_str().unwrap();
+        let (code, _) = hub.get(&format!("/alice/{entry}"));
+        assert_eq!(code, 404, "{entry} was stored");
+    };
+    let other = s.join("other");
+    fs::create_dir_all(&other).unwrap();
+    let tampered_copy = other.join("changed.flist");
+    let mut bytes = fs::read(&authored).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    fs::write(&tampered_copy, &bytes).unwrap();
+    fs::copy(&authored_sig, other.join("changed.flist.sig")).unwrap();
+    refused(
+        &tampered_copy,
+        &other.join("changed.flist.sig"),
+        "its bytes changed",
+    );
+    let renamed_copy = other.join("renamed.flist");
+    fs::copy(&authored, &renamed_copy).unwrap();
+    fs::copy(&authored_sig, other.join("renamed.flist.sig")).unwrap();
+    refused(
+        &renamed_copy,
+        &other.join("renamed.flist.sig"),
+        "alice/renamed.flist",
+    );
+    let with_backend = other.join("backend.flist");
+    run(
+        zflist().args([
+            "pack",
+            p(&s.join("src")),
+            "-o",
+            p(&with_backend),
+            "--store",
+            &store,
+            "--public-backend",
+            "zdb://hub.example.org:9900/public",
+        ]),
+        "pack --public-backend",
+    );
+    sign_as(&with_backend, "alice/backend.flist");
+    refused(
+        &with_backend,
+        &other.join("backend.flist.sig"),
+        "--no-backend",
+    );
 }
 
 #[test]

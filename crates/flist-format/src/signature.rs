@@ -204,7 +204,18 @@ pub fn verify(
     name: ExpectedName<'_>,
     trusted: &PublicKey,
 ) -> Result<(), SignatureError> {
-    let actual = sha256_hex(flist);
+    verify_digest(doc, &sha256_hex(flist), name, trusted)
+}
+
+/// [`verify`] for a file known by its hex SHA-256 (e.g. a staged upload, hashed while it
+/// was written).
+pub fn verify_digest(
+    doc: &SignatureDoc,
+    sha256: &str,
+    name: ExpectedName<'_>,
+    trusted: &PublicKey,
+) -> Result<(), SignatureError> {
+    let actual = sha256.to_ascii_lowercase();
     if !actual.eq_ignore_ascii_case(&doc.sha256) {
         return Err(SignatureError::ContentChanged {
             actual,

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod author_sig;
 pub mod changes;
 pub mod chunks;
 pub mod chunks_api;

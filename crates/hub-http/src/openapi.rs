@@ -499,7 +499,8 @@ fn doc_openapi_json() {}
 fn doc_api_docs() {}
 
 /// Downloads: `<name>.flist` (links resolved; `ETag`, `Range`, `HEAD`), `.flist.md5`,
-/// `.flist.sig`, `.txt`, `.json`, `.md` (the flist's page).
+/// `.flist.sig` (the hub's signature), `.flist.author.sig` (an author signature kept from
+/// `upload-flist`, 404 when none), `.txt`, `.json`, `.md` (the flist's page).
 #[utoipa::path(get, path = "/{repo}/{file}", tag = "downloads",
     params(("repo" = String, Path, description = "Repository"),
            ("file" = String, Path, description = "`name.flist`, `name.flist.md5`, `name.txt`, `name.json`, `name.md`")),

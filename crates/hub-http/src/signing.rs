@@ -183,6 +183,10 @@ pub async fn annotate_light(st: &Shared, repo: &str, name: &str, mut v: Value) -
     if let Value::Object(m) = &mut v {
         m.insert("signed".into(), json!(key_of(st).is_ok()));
         m.insert("signature".into(), json!(format!("/{repo}/{name}.sig")));
+        if let Some(a) = crate::author_sig::light_field(&st.config.data_dir, &r.sha256, repo, &name)
+        {
+            m.insert("author_signature".into(), a);
+        }
         m.insert("vm".into(), vm);
     }
     v

@@ -286,7 +286,9 @@ async fn upload_inner(
 }
 
 /// `POST /api/flist/me/upload-flist`: a homemade `.flist`, accepted only when every chunk it
-/// references is in the hub's store; stored with the hub's public backend.
+/// references is in the hub's store; stored with the hub's public backend. With an author
+/// signature (multipart field `signature`) the file is checked against it and stored byte
+/// for byte (see [`crate::author_sig`]).
 pub async fn upload_flist(
     State(st): State<Shared>,
     Caller(actor): Caller,
@@ -296,7 +298,22 @@ pub async fn upload_flist(
     actor.check_write(&actor.active)?;
     let mut staged = None;
     let mut name = None;
+    let mut signature: Option<Bytes> = None;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        if field.name() == Some("signature") && signature.is_none() {
+            let mut doc = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                doc.extend_from_slice(&chunk);
+                if doc.len() > crate::author_sig::MAX_DOC {
+                    return Err(ApiError::bad_request(format!(
+                        "author signature: larger than {} bytes: not a signature document",
+                        crate::author_sig::MAX_DOC
+                    )));
+                }
+            }
+            signature = Some(Bytes::from(doc));
+            continue;
+        }
         if field.name() != Some("file") || staged.is_some() {
             continue;
         }
@@ -324,13 +341,27 @@ pub async fn upload_flist(
         max_database_bytes: st.config.limits.max_flist_database_bytes,
         temp_dir: Some(st.hub.tmp_dir().to_path_buf()),
     };
+    // An author signature binds these exact bytes: checked before anything else is.
+    let author = match &signature {
+        Some(doc) => Some(crate::author_sig::check(
+            doc,
+            &actor.active,
+            &name,
+            &staged.sha256,
+        )?),
+        None => None,
+    };
     let what = name.clone();
-    let flist = tokio::task::spawn_blocking(move || {
-        let r = inspect::read_client_flist(staged.path(), &what, &opts);
-        drop(staged);
-        r
+    let (flist, staged) = tokio::task::spawn_blocking(move || {
+        inspect::read_client_flist(staged.path(), &what, &opts).map(|f| (f, staged))
     })
     .await??;
+    if author.is_some() {
+        crate::author_sig::check_backend(
+            flist.metadata.get("backend"),
+            st.public_backend.as_deref(),
+        )?;
+    }
     let keys: Vec<Vec<u8>> = inspect::chunk_keys(&flist.tree)
         .into_iter()
         .map(|k| k.to_vec())
@@ -362,11 +393,28 @@ pub async fn upload_flist(
         "special": stats.special, "fullsize": stats.fullsize, "chunks": keys.len(), "missing": 0,
     });
     let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
-    tokio::task::spawn_blocking(move || {
-        store_flist(&st2, &actor2, &name2, flist, Some("upload-flist".into()))
+    let author_key = author.as_ref().map(|d| d.key.clone());
+    tokio::task::spawn_blocking(move || -> ApiResult<()> {
+        let source = Some("upload-flist".to_string());
+        match author {
+            None => store_flist(&st2, &actor2, &name2, flist, source),
+            Some(doc) => {
+                // Kept before the entry points at the file, so a served signed flist always
+                // has its signature.
+                crate::author_sig::save(&st2.config.data_dir, &staged.sha256, &doc).map_err(
+                    |e| ApiError::internal(format!("keeping the author signature: {e}")),
+                )?;
+                let info = inspect::info_of(&flist, source);
+                st2.hub
+                    .put_flist(&actor2, &actor2.active, &name2, staged, info)?;
+                Ok(())
+            }
+        }
     })
     .await??;
-    Ok(Json(render::success(Some(
-        json!({"name": name, "files": files}),
-    ))))
+    let mut payload = json!({"name": name, "files": files});
+    if let Some(key) = author_key {
+        payload["author_signature"] = json!({"key": key});
+    }
+    Ok(Json(render::success(Some(payload))))
 }

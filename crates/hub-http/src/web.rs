@@ -155,6 +155,10 @@ pub async fn repo_file(
     req: Request,
 ) -> WebResult<Response> {
     api_guard(&repo, &file)?;
+    if let Some(flist) = file.strip_suffix(".flist.author.sig") {
+        let file = format!("{flist}.flist");
+        return Ok(crate::author_sig::author_signature(&st, &repo, &file).await?);
+    }
     if let Some(flist) = file.strip_suffix(".flist.sig") {
         return Ok(crate::signing::signature(&st, &repo, &format!("{flist}.flist")).await?);
     }

@@ -367,7 +367,23 @@ impl HubClient {
             .file_name(file_name)
             .mime_str("application/octet-stream")
             .map_err(|e| transport(function, "building the upload", e))?;
-        let form = reqwest::multipart::Form::new().part("file", part);
+        let mut form = reqwest::multipart::Form::new().part("file", part);
+        // An author signature next to an flist (`zflist sign`) goes with it: the hub keeps it.
+        if path.ends_with("/upload-flist") {
+            let mut sig = local.as_os_str().to_owned();
+            sig.push(".sig");
+            let sig = std::path::PathBuf::from(sig);
+            if sig.is_file() {
+                let doc = tokio::fs::read(&sig)
+                    .await
+                    .map_err(|e| Error::io(function, "reading", &sig, e))?;
+                let part = reqwest::multipart::Part::bytes(doc)
+                    .file_name("signature.json")
+                    .mime_str("application/json")
+                    .map_err(|e| transport(function, "building the upload", e))?;
+                form = form.part("signature", part);
+            }
+        }
         let url = self.url(path);
         let orig = HeaderValue::from_str(original)
             .map_err(|_| Error::usage(function, "the file name holds invalid characters"))?;

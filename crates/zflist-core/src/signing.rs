@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use flist_format::signature::{verify, ExpectedName, PublicKey, SignatureDoc, SigningKey};
+use flist_format::signature::{
+    verify, ExpectedName, PublicKey, SignatureDoc, SignatureError, SigningKey,
+};
 use serde_json::json;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -59,6 +61,10 @@ fn expected_name<'a>(flist: &'a str, name: Option<&'a str>) -> ExpectedName<'a> 
 }
 
 /// Checks the signature of flist `bytes` (fetched from `<flist>.sig`) against `trusted`.
+///
+/// When `<flist>.sig` is signed by another key (a hub's own signature) or is missing, an
+/// author signature `<flist>.author.sig` (kept by the hub from `upload-flist`, or downloaded
+/// next to the file) is checked instead if it names the trusted key.
 pub fn check_signature(
     function: &str,
     flist: &str,
@@ -67,10 +73,28 @@ pub fn check_signature(
     trusted: &PublicKey,
 ) -> Result<SignatureDoc> {
     let sig_at = format!("{flist}.sig");
-    let sig = load_flist_bytes(function, &sig_at)?;
-    let doc = SignatureDoc::parse(&sig).map_err(|e| sig_error(function, &sig_at, e))?;
+    let first = load_flist_bytes(function, &sig_at)
+        .and_then(|sig| SignatureDoc::parse(&sig).map_err(|e| sig_error(function, &sig_at, e)));
+    let first_err = match first {
+        Ok(doc) => match verify(&doc, bytes, expected_name(flist, name), trusted) {
+            Ok(()) => return Ok(doc),
+            Err(e @ SignatureError::OtherKey { .. }) => {
+                sig_error(function, &format!("signature of {flist}"), e)
+            }
+            Err(e) => return Err(sig_error(function, &format!("signature of {flist}"), e)),
+        },
+        Err(e) => e,
+    };
+    let author_at = format!("{flist}.author.sig");
+    let Some(doc) = load_flist_bytes(function, &author_at)
+        .ok()
+        .and_then(|b| SignatureDoc::parse(&b).ok())
+        .filter(|d| d.key.trim() == trusted.to_base64())
+    else {
+        return Err(first_err);
+    };
     verify(&doc, bytes, expected_name(flist, name), trusted)
-        .map_err(|e| sig_error(function, &format!("signature of {flist}"), e))?;
+        .map_err(|e| sig_error(function, &format!("author signature of {flist}"), e))?;
     Ok(doc)
 }
 
