@@ -1,7 +1,9 @@
 //! Bounded work on public pages: at most [`HEAVY_PER_CLIENT`] heavy requests (flist pages,
 //! full dumps, an flist's metadata and `.json`/`.txt` companions, the all-repositories
 //! listing, search) run at once per client address; more wait their turn for up to
-//! [`HEAVY_WAIT`], then get `429 Too Many Requests` with `Retry-After`. What each of them
+//! [`HEAVY_WAIT`], then get `429 Too Many Requests` with `Retry-After`. However many
+//! clients ask, at most [`HEAVY_GLOBAL`] run at once in the whole server (fewer than the
+//! catalog's read connections, so light requests always find one and keep answering). What each of them
 //! costs is bounded elsewhere: pages are read from the path index one page at a time, and
 //! dumps and metadata come from [`crate::contents`] (one load per file, a few at once).
 
@@ -21,21 +23,25 @@ use crate::state::Shared;
 
 /// Heavy requests one client may have running at once.
 pub const HEAVY_PER_CLIENT: usize = 4;
-/// How long a heavy request waits for its client's slot.
+/// Heavy requests running at once in the whole server.
+pub const HEAVY_GLOBAL: usize = 3;
+/// How long a heavy request waits for its client's slot and a server slot.
 pub const HEAVY_WAIT: Duration = Duration::from_secs(20);
 
-/// Per-client semaphores.
+/// Per-client semaphores and the server's.
 pub struct HeavyLimiter {
     per_client: usize,
     clients: Mutex<HashMap<IpAddr, Arc<Semaphore>>>,
+    global: Arc<Semaphore>,
 }
 
 impl HeavyLimiter {
-    /// `per_client` heavy requests at once per address.
+    /// `per_client` heavy requests at once per address, [`HEAVY_GLOBAL`] in all.
     pub fn new(per_client: usize) -> Self {
         HeavyLimiter {
             per_client: per_client.max(1),
             clients: Mutex::new(HashMap::new()),
+            global: Arc::new(Semaphore::new(HEAVY_GLOBAL)),
         }
     }
 
@@ -68,7 +74,7 @@ pub fn is_heavy(path: &str) -> bool {
     !path.starts_with("/api/") && [".md", ".json", ".txt"].iter().any(|s| path.ends_with(s))
 }
 
-/// Middleware applying the per-client limit to heavy requests.
+/// Middleware applying the per-client and the server-wide limits to heavy requests.
 pub async fn limit_heavy(State(st): State<Shared>, req: Request, next: Next) -> Response {
     if !is_heavy(req.uri().path()) {
         return next.run(req).await;
@@ -79,21 +85,29 @@ pub async fn limit_heavy(State(st): State<Shared>, req: Request, next: Next) -> 
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let sem = st.web.heavy.slot(ip);
-    let permit = match tokio::time::timeout(HEAVY_WAIT, sem.acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => {
-            let mut resp = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many large requests at once from your address: retry shortly",
-            )
-            .into_response();
+    let deadline = tokio::time::Instant::now() + HEAVY_WAIT;
+    let own = tokio::time::timeout_at(deadline, sem.acquire_owned()).await;
+    let permits = match own {
+        Ok(Ok(own)) => {
+            let global = st.web.heavy.global.clone();
+            match tokio::time::timeout_at(deadline, global.acquire_owned()).await {
+                Ok(Ok(g)) => Ok((own, g)),
+                _ => Err("the hub is busy with large requests: retry shortly"),
+            }
+        }
+        _ => Err("too many large requests at once from your address: retry shortly"),
+    };
+    let permits = match permits {
+        Ok(p) => p,
+        Err(why) => {
+            let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, why).into_response();
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             return resp;
         }
     };
     let resp = next.run(req).await;
-    drop(permit);
+    drop(permits);
     resp
 }
 
