@@ -355,6 +355,14 @@ async fn mirror_follows_every_change_and_refuses_writes() {
     assert_eq!(metrics.matches("# EOF").count(), 1);
     let (_, pm) = get(&c, &p, "/metrics").await;
     assert!(!String::from_utf8_lossy(&pm).contains("hub_mirror_"));
+    // ... and on the web pages.
+    let (_, home) = get(&c, &m, "/").await;
+    let home = String::from_utf8_lossy(&home);
+    assert!(
+        home.contains("Read-only mirror of") && home.contains(&format!("127.0.0.1:{pport}</a>")),
+        "{home}"
+    );
+    assert!(!String::from_utf8_lossy(&get(&c, &p, "/").await.1).contains("Read-only mirror"));
 
     // Writes to the mirror are refused, naming the primary (even with a valid token).
     for (method, path) in [

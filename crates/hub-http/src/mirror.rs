@@ -703,6 +703,23 @@ pub async fn read_only(State(st): State<Shared>, req: Request, next: Next) -> Re
     next.run(req).await
 }
 
+/// What the web pages of a mirror show: `{upstream, synced, error}` (plain text; the
+/// template escapes it).
+pub fn banner(s: &MirrorStatus) -> Value {
+    let synced = match s.lag_secs {
+        None => "not synced yet".to_string(),
+        Some(l) if l < 120 => format!("synced {l} s ago"),
+        Some(l) if l < 7200 => format!("synced {} min ago", l / 60),
+        Some(l) => format!("synced {} h ago", l / 3600),
+    };
+    let synced = if s.chunks {
+        format!("{synced}, chunks included")
+    } else {
+        synced
+    };
+    json!({"upstream": s.upstream, "synced": synced, "error": s.last_error})
+}
+
 /// The mirror's figures for `/metrics` (OpenMetrics text, ending with `# EOF`).
 pub fn metrics_text(s: &MirrorStatus) -> String {
     use prometheus_client::metrics::counter::Counter;

@@ -181,6 +181,8 @@ pub struct Ctx {
     /// The signed-in identity acting.
     pub actor: Option<Actor>,
     flash: Option<Flash>,
+    /// On a mirror: its sync status, shown in the layout.
+    mirror: Option<Value>,
 }
 
 impl FromRequestParts<Shared> for Ctx {
@@ -202,7 +204,15 @@ impl FromRequestParts<Shared> for Ctx {
                 text: text.chars().take(500).collect(),
             })
         });
-        Ok(Ctx { actor, flash })
+        let mirror = state
+            .mirror
+            .get()
+            .map(|m| crate::mirror::banner(&m.status()));
+        Ok(Ctx {
+            actor,
+            flash,
+            mirror,
+        })
     }
 }
 
@@ -234,6 +244,9 @@ impl Ctx {
             if let Some(f) = &self.flash {
                 m.insert("flash".into(), json!({"kind": f.kind, "text": f.text}));
             }
+            if let Some(s) = &self.mirror {
+                m.insert("mirror".into(), s.clone());
+            }
         }
         let body = env().get_template(template).and_then(|t| t.render(&data));
         let mut resp = match body {
@@ -258,6 +271,7 @@ impl Ctx {
         Ctx {
             actor: None,
             flash: None,
+            mirror: None,
         }
     }
 
