@@ -32,12 +32,15 @@ impl Drop for Proc {
 }
 
 async fn spawn(data: &Path, port: u16, extra: &[&str]) -> Proc {
-    let child = Command::new(BIN)
-        .args(["serve", "--data-dir"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--data-dir"])
         .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    if !extra.contains(&"--public-url") {
         // One public URL for primary and mirrors: their `.txt`/`.json` name it.
-        .args(["--public-url", "http://hub.example.org"])
+        cmd.args(["--public-url", "http://hub.example.org"]);
+    }
+    let child = cmd
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -585,4 +588,221 @@ async fn mirror_killed_mid_sync_converges_and_never_shows_partial_files() {
     converge(&c, &p, &m, &[], Duration::from_secs(60)).await;
     drop(_mirror);
     assert_eq!(assert_complete(&mdata), 10);
+}
+
+/// An "old hub" in front of `upstream`: every request is passed on (one per connection),
+/// except the change feed, which answers 404 as on the old hub. Counts flist downloads
+/// (`GET /<repo>/<name>.flist`).
+async fn old_hub_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let downloads = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = downloads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+                if path.starts_with("/api/changes") {
+                    let _ = client
+                        .write_all(
+                            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+                if !path.starts_with("/api/") && path.ends_with(".flist") {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                // One request per connection: the upstream closes after answering.
+                let (head_text, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+                let mut forwarded: String = head_text
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                forwarded.push_str("connection: close\r\n\r\n");
+                forwarded.push_str(rest);
+                let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                if up.write_all(forwarded.as_bytes()).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+            });
+        }
+    });
+    (port, downloads)
+}
+
+async fn wait_syncs(c: &reqwest::Client, m: &str, n: u64) -> Value {
+    let start = Instant::now();
+    loop {
+        let (s, b) = get(c, m, "/api/mirror").await;
+        if s == 200 {
+            let st: Value = serde_json::from_slice(&b).expect("json");
+            if st["syncs"].as_u64().unwrap_or(0) >= n {
+                return st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no sync: {st}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Without `/api/changes` (an old hub), `--mirror-of` mirrors by full listing; turning
+/// `--mirror-chunks` on re-syncs every flist with its chunks, and later syncs download
+/// nothing again (files are recognised by md5).
+#[tokio::test]
+async fn mirror_of_an_old_hub_by_full_listing_with_and_without_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdata = dir.path().join("primary");
+    let mdata = dir.path().join("mirror");
+    let alice = token(&pdata, "alice");
+    let bob = token(&pdata, "bob");
+    let (pport, mport) = (free_port(), free_port());
+    let p = format!("http://127.0.0.1:{pport}");
+    let m = format!("http://127.0.0.1:{mport}");
+    let _primary = spawn(&pdata, pport, &[]).await;
+    let c = reqwest::Client::new();
+    use reqwest::Method as M;
+    upload(&c, &p, &alice, "a.tar.gz").await;
+    upload(&c, &p, &bob, "c.tar.gz").await;
+    call(
+        &c,
+        &p,
+        &alice,
+        M::GET,
+        "/api/flist/me/a.flist/link/latest.flist",
+    )
+    .await;
+    call(
+        &c,
+        &p,
+        &alice,
+        M::GET,
+        "/api/flist/me/x.flist/crosslink/bob/c.flist",
+    )
+    .await;
+    call(
+        &c,
+        &p,
+        &alice,
+        M::GET,
+        "/api/flist/me/v1/a.flist/tag/alice/a.flist",
+    )
+    .await;
+    let (oport, downloads) = old_hub_proxy(pport).await;
+    let old = format!("http://127.0.0.1:{oport}");
+    assert_eq!(get(&c, &old, "/api/changes?since=0").await.0, 404);
+
+    let args = ["--mirror-of", old.as_str(), "--sync-interval", "1s"];
+    let mirror = spawn(&mdata, mport, &args).await;
+    let st = wait_syncs(&c, &m, 1).await;
+    assert_eq!(st["mode"], "full", "{st}");
+    assert_eq!(clone_tree(&c, &m).await, clone_tree(&c, &p).await);
+    drop(mirror);
+
+    // The same mirror with --mirror-chunks: every flist stamped with its own backend.
+    // Its own public URL: the primary's backend (http://hub.example.org/chunks) cannot be
+    // reached from here, so the chunks come from the upstream's /chunks/.
+    let mut with_chunks = args.to_vec();
+    with_chunks.extend([
+        "--mirror-chunks",
+        "--public-url",
+        "http://mirror.example.org",
+    ]);
+    let _mirror = spawn(&mdata, mport, &with_chunks).await;
+    let st = wait_syncs(&c, &m, 1).await;
+    assert_eq!(st["chunks"], true, "{st}");
+    assert!(st["chunks_copied"].as_u64().unwrap_or(0) > 0, "{st}");
+    let md = json(&c, &m, "/api/flist/alice/a.flist/metadata").await;
+    assert_eq!(
+        md["backend"]["url"], "http://mirror.example.org/chunks",
+        "{md}"
+    );
+    assert_eq!(
+        md["backend-mirrors"][0]["url"], "http://hub.example.org/chunks",
+        "{md}"
+    );
+    let (mtree, ptree) = (clone_tree(&c, &m).await, clone_tree(&c, &p).await);
+    assert_eq!(
+        mtree.keys().collect::<Vec<_>>(),
+        ptree.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &ptree {
+        match v {
+            Cloned::Link(_) => assert_eq!(&mtree[k], v, "{k}"),
+            Cloned::File(bytes) => assert_ne!(&mtree[k], &Cloned::File(bytes.clone()), "{k}"),
+        }
+    }
+    // Later syncs recognise the stamped copies by the primary's md5: nothing is downloaded.
+    let before = downloads.load(std::sync::atomic::Ordering::SeqCst);
+    let st = wait_syncs(&c, &m, st["syncs"].as_u64().unwrap_or(1) + 2).await;
+    assert!(st["last_error"].is_null(), "{st}");
+    assert_eq!(
+        downloads.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "flists downloaded again"
+    );
+}
+
+/// A mirror that followed the change feed without chunks, restarted with `--mirror-chunks`,
+/// re-syncs every repository (not only those changed since its cursor) and serves each
+/// flist stamped with its own backend.
+#[tokio::test]
+async fn turning_mirror_chunks_on_restamps_what_was_already_mirrored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdata = dir.path().join("primary");
+    let mdata = dir.path().join("mirror");
+    let alice = token(&pdata, "alice");
+    let (pport, mport) = (free_port(), free_port());
+    let p = format!("http://127.0.0.1:{pport}");
+    let m = format!("http://127.0.0.1:{mport}");
+    let _primary = spawn(&pdata, pport, &["--public-url", &p]).await;
+    let c = reqwest::Client::new();
+    upload(&c, &p, &alice, "a.tar.gz").await;
+    let args = [
+        "--mirror-of",
+        p.as_str(),
+        "--sync-interval",
+        "1s",
+        "--public-url",
+        &m,
+    ];
+    let mirror = spawn(&mdata, mport, &args).await;
+    wait_syncs(&c, &m, 1).await;
+    assert_eq!(
+        get(&c, &m, "/alice/a.flist").await,
+        get(&c, &p, "/alice/a.flist").await
+    );
+    drop(mirror);
+
+    let mut with_chunks = args.to_vec();
+    with_chunks.push("--mirror-chunks");
+    let _mirror = spawn(&mdata, mport, &with_chunks).await;
+    let st = wait_syncs(&c, &m, 1).await;
+    assert!(st["chunks_copied"].as_u64().unwrap_or(0) > 0, "{st}");
+    let md = json(&c, &m, "/api/flist/alice/a.flist/metadata").await;
+    assert_eq!(md["backend"]["url"], format!("{m}/chunks"), "{md}");
+    assert_eq!(
+        md["backend-mirrors"][0]["url"],
+        format!("{p}/chunks"),
+        "{md}"
+    );
 }

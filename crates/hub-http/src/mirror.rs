@@ -340,11 +340,18 @@ impl Mirror {
     /// One sync with the primary.
     pub async fn sync_once(&self, hub: &Arc<Hub>) -> Result<(), SyncError> {
         let h = hub.clone();
-        let start: i64 = tokio::task::spawn_blocking(move || h.mirror_state("cursor"))
-            .await
-            .map_err(|e| SyncError::Io(e.to_string()))??
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let (saved, mode) = tokio::task::spawn_blocking(move || {
+            Ok::<_, hub_repo::RepoError>((h.mirror_state("cursor")?, h.mirror_state("chunks")?))
+        })
+        .await
+        .map_err(|e| SyncError::Io(e.to_string()))??;
+        // Turning `--mirror-chunks` on or off changes every flist served: start over.
+        let chunks_mode = if self.chunks.is_some() { "1" } else { "0" };
+        let start: i64 = if mode.as_deref().unwrap_or("0") == chunks_mode {
+            saved.and_then(|s| s.parse().ok()).unwrap_or(0)
+        } else {
+            0
+        };
         let mut cursor = start;
         let mut repos = BTreeSet::new();
         let mut full = start == 0;
@@ -395,9 +402,12 @@ impl Mirror {
             s.pending_repositories = s.pending_repositories.saturating_sub(1);
         }
         let h = hub.clone();
-        tokio::task::spawn_blocking(move || h.set_mirror_state("cursor", &cursor.to_string()))
-            .await
-            .map_err(|e| SyncError::Io(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            h.set_mirror_state("cursor", &cursor.to_string())?;
+            h.set_mirror_state("chunks", chunks_mode)
+        })
+        .await
+        .map_err(|e| SyncError::Io(e.to_string()))??;
         self.lock().cursor = cursor;
         Ok(())
     }
@@ -465,9 +475,13 @@ impl Mirror {
                     let url = format!("/{repo}/{name}");
                     let md5 = self.get_text(&format!("{url}.md5")).await?;
                     // Reuse a held file with this md5, else download to learn its sha256.
-                    let known = held
+                    let mut known = held
                         .as_ref()
                         .and_then(|s| s.blobs.iter().find(|b| b.md5 == md5).cloned());
+                    if let (None, Some(c)) = (&known, &self.chunks) {
+                        // Held as a stamped copy: the primary's file is known by its md5.
+                        known = c.primary_by_md5(hub, &md5).await?;
+                    }
                     let blob = match known {
                         Some(b) => b,
                         None => self.download_unknown(hub, &url, &md5).await?,

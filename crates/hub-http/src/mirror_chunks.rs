@@ -63,6 +63,11 @@ fn state_key(sha256: &str) -> String {
     format!("chunks:{sha256}")
 }
 
+/// Key of the recorded primary file with this md5 (an old hub lists files by md5 only).
+fn md5_key(md5: &str) -> String {
+    format!("chunks-md5:{md5}")
+}
+
 impl ChunkMirror {
     /// Copies into `local`, stamps with `backend` (JSON), falls back to `upstream`'s
     /// `/chunks/` route.
@@ -111,6 +116,25 @@ impl ChunkMirror {
         .await
         .map_err(|e| io_err("mirror state", e))?
         .map_err(SyncError::from)
+    }
+
+    /// The primary's file with `md5` when a stamped copy of it is held (full-listing mode:
+    /// an old hub names its files by md5 only).
+    pub async fn primary_by_md5(
+        &self,
+        hub: &Arc<Hub>,
+        md5: &str,
+    ) -> Result<Option<SnapBlob>, SyncError> {
+        let (h, key) = (hub.clone(), md5_key(md5));
+        let primary = tokio::task::spawn_blocking(move || h.mirror_state(&key))
+            .await
+            .map_err(|e| io_err("mirror state", e))??
+            .and_then(|v| serde_json::from_str::<SnapBlob>(&v).ok());
+        let Some(primary) = primary else {
+            return Ok(None);
+        };
+        let held = self.known(hub, std::slice::from_ref(&primary)).await?;
+        Ok(held.contains_key(&primary.sha256).then_some(primary))
     }
 
     /// `snap` with every flist file replaced by its stamped copy, copying the chunks of
@@ -200,9 +224,16 @@ impl ChunkMirror {
             state_key(&b.sha256),
             serde_json::to_string(&stamped).map_err(|e| io_err("mirror state", e))?,
         );
-        tokio::task::spawn_blocking(move || h.set_mirror_state(&key, &value))
-            .await
-            .map_err(|e| io_err("mirror state", e))??;
+        let (mkey, primary) = (
+            md5_key(&b.md5),
+            serde_json::to_string(b).map_err(|e| io_err("mirror state", e))?,
+        );
+        tokio::task::spawn_blocking(move || {
+            h.set_mirror_state(&key, &value)?;
+            h.set_mirror_state(&mkey, &primary)
+        })
+        .await
+        .map_err(|e| io_err("mirror state", e))??;
         Ok(stamped)
     }
 
