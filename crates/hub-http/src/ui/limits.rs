@@ -79,6 +79,7 @@ pub async fn limit_heavy(State(st): State<Shared>, req: Request, next: Next) -> 
     if !is_heavy(req.uri().path()) {
         return next.run(req).await;
     }
+    let page = !req.uri().path().starts_with("/api/");
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -100,7 +101,13 @@ pub async fn limit_heavy(State(st): State<Shared>, req: Request, next: Next) -> 
     let permits = match permits {
         Ok(p) => p,
         Err(why) => {
-            let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, why).into_response();
+            // Pages answer an HTML page, the API its JSON error.
+            let e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, why);
+            let mut resp = if page {
+                crate::ui::Ctx::anonymous().error(&e)
+            } else {
+                e.into_response()
+            };
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             return resp;
