@@ -206,10 +206,9 @@ pub fn write_container<W: Write>(db: &Path, out: W) -> Result<W, FormatError> {
     let dbw = db.display().to_string();
     let mut f = File::open(db).map_err(|e| FormatError::io(&dbw, e))?;
     let len = f.metadata().map_err(|e| FormatError::io(&dbw, e))?.len();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    // The container carries no clock: the same database always gives the same bytes (and
+    // md5), so rewriting an unchanged flist is not a change. Readers ignore these times.
+    let mtime = 0;
     let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     let mut b = tar::Builder::new(gz);
     let io = |e| FormatError::io("writing the flist archive", e);
@@ -219,7 +218,7 @@ pub fn write_container<W: Write>(db: &Path, out: W) -> Result<W, FormatError> {
         h.set_entry_type(kind);
         h.set_mode(mode);
         h.set_size(size);
-        h.set_mtime(now);
+        h.set_mtime(mtime);
         h.set_uid(0);
         h.set_gid(0);
         // "root" always fits the 32-byte name fields
