@@ -814,3 +814,117 @@ async fn turning_mirror_chunks_on_restamps_what_was_already_mirrored() {
         "{md}"
     );
 }
+
+/// Every chunk file under a `dir://` store.
+fn chunk_files(store: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    for d in std::fs::read_dir(store).expect("store").flatten() {
+        if d.path().is_dir() {
+            for f in std::fs::read_dir(d.path()).expect("prefix").flatten() {
+                out.insert(f.path());
+            }
+        }
+    }
+    out
+}
+
+/// With `--mirror-chunks`, an flist whose chunk the primary lost never becomes visible on
+/// the mirror (the status says why); the other repositories sync; once the chunk is back,
+/// the flist appears.
+#[tokio::test]
+async fn chunk_mirror_never_shows_an_flist_without_its_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdata = dir.path().join("primary");
+    let mdata = dir.path().join("mirror");
+    let alice = token(&pdata, "alice");
+    let bob = token(&pdata, "bob");
+    let (pport, mport) = (free_port(), free_port());
+    let p = format!("http://127.0.0.1:{pport}");
+    let m = format!("http://127.0.0.1:{mport}");
+    let _primary = spawn(&pdata, pport, &["--public-url", &p]).await;
+    let c = reqwest::Client::new();
+    upload(&c, &p, &bob, "c.tar.gz").await;
+    let shared = chunk_files(&pdata.join("chunks"));
+    // alice's own content: chunks bob's flist does not share.
+    let src = dir.path().join("alice-src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("only-alice"), vec![7u8; 700_000]).expect("write");
+    let archive = dir.path().join("alice.tar.gz");
+    let tar = Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(tar.success());
+    let part = reqwest::multipart::Part::bytes(std::fs::read(&archive).expect("archive"))
+        .file_name("own.tar.gz");
+    let r = c
+        .post(format!("{p}/api/flist/me/upload"))
+        .bearer_auth(&alice)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 200);
+    let own: Vec<_> = chunk_files(&pdata.join("chunks"))
+        .difference(&shared)
+        .cloned()
+        .collect();
+    assert!(!own.is_empty());
+    let lost = own[0].clone();
+    let kept = dir.path().join("kept-chunk");
+    std::fs::rename(&lost, &kept).expect("lose a chunk");
+
+    let args = [
+        "--mirror-of",
+        p.as_str(),
+        "--sync-interval",
+        "1s",
+        "--public-url",
+        &m,
+        "--mirror-chunks",
+    ];
+    let _mirror = spawn(&mdata, mport, &args).await;
+    let start = Instant::now();
+    let st = loop {
+        let st = json(&c, &m, "/api/mirror").await;
+        if st["failures"].as_u64().unwrap_or(0) >= 2 {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let why = st["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("missing"), "{st}");
+    assert!(
+        !why.contains(&dir.path().to_string_lossy().to_string()),
+        "{st}"
+    );
+    assert_eq!(get(&c, &m, "/api/flist/bob/c.flist").await.0, 200);
+    assert_eq!(get(&c, &m, "/alice/own.flist").await.0, 404);
+
+    std::fs::rename(&kept, &lost).expect("restore the chunk");
+    let start = Instant::now();
+    while get(&c, &m, "/alice/own.flist").await.0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "alice/own.flist never synced"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = json(&c, &m, "/api/mirror").await;
+    let md = json(&c, &m, "/api/flist/alice/own.flist/metadata").await;
+    assert_eq!(md["backend"]["url"], format!("{m}/chunks"), "{md} {st}");
+    let name = lost
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    assert_eq!(
+        get(&c, &m, &format!("/chunks/{}/{name}", &name[..2])).await,
+        (200, std::fs::read(&lost).expect("chunk"))
+    );
+}

@@ -385,12 +385,20 @@ impl Mirror {
             s.mode = "changes".into();
             s.pending_repositories = repos.len();
         }
+        // A repository that cannot be installed (a file or chunk the primary fails to give)
+        // keeps its last good state; the others go on, and the cursor stays (retried later).
+        let mut failed: Option<SyncError> = None;
         for repo in repos {
             let snap: Option<RepoSnapshot> = self
                 .get_json(&format!("/api/changes/repository/{repo}"))
                 .await?;
             match snap {
-                Some(snap) => self.install(hub, snap, BTreeMap::new()).await?,
+                Some(snap) => {
+                    if let Err(e) = self.install(hub, snap, BTreeMap::new()).await {
+                        tracing::warn!("mirror: repository {repo} not synced: {e}");
+                        failed.get_or_insert(e);
+                    }
+                }
                 None => {
                     let h = hub.clone();
                     tokio::task::spawn_blocking(move || h.remove_repository(&repo))
@@ -400,6 +408,9 @@ impl Mirror {
             }
             let mut s = self.lock();
             s.pending_repositories = s.pending_repositories.saturating_sub(1);
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let h = hub.clone();
         tokio::task::spawn_blocking(move || {
@@ -422,10 +433,14 @@ impl Mirror {
             s.pending_repositories = repos.len();
         }
         let upstream_set: BTreeSet<String> = repos.iter().cloned().collect();
+        let mut failed: Option<SyncError> = None;
         for repo in &repos {
             let snap = self.full_snapshot(hub, repo).await?;
             if let Some((snap, paths)) = snap {
-                self.install(hub, snap, paths).await?;
+                if let Err(e) = self.install(hub, snap, paths).await {
+                    tracing::warn!("mirror: repository {repo} not synced: {e}");
+                    failed.get_or_insert(e);
+                }
             }
             let mut s = self.lock();
             s.pending_repositories = s.pending_repositories.saturating_sub(1);
@@ -438,7 +453,7 @@ impl Mirror {
                     .map_err(|e| SyncError::Io(e.to_string()))??;
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Builds a snapshot of `repo` from the old hub's public listing; regular files are
