@@ -2,7 +2,8 @@
 //! `hub-server` processes, each with its own data directory and `dir://` store). After the
 //! primary is stopped entirely, `zflist extract` and `zflist mount` (real FUSE) of a mirrored
 //! flist through the mirror give the source tree; a client given a dead hub and the mirror
-//! (`--hub dead --hub mirror`) extracts without error, losing at most the connect timeout.
+//! (`--hub dead --hub mirror`: a closed port, a hub answering 503, a hub that never answers
+//! connects) extracts without error, losing at most the connect timeout.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -119,6 +120,20 @@ fn failing_hub() -> (u16, Arc<AtomicUsize>) {
         }
     });
     (port, hits)
+}
+
+/// A "hub" whose accept queue is full: connecting to it hangs (the kernel drops the SYNs),
+/// like a host that is down. Keep the returned streams alive.
+fn hanging_hub() -> (u16, socket2::Socket, std::net::TcpStream) {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&SockAddr::from(addr)).unwrap();
+    s.listen(0).unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    // The one queued connection the backlog allows; later connects wait.
+    let filler = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    (port, s, filler)
 }
 
 #[test]
@@ -284,6 +299,34 @@ fn mirror_with_chunks_serves_extract_and_mount_after_the_primary_stops() {
         format!("{mbase}/alice/app.flist"),
         "the dead hub was skipped for the mirror: {inspected}"
     );
+
+    // A hub that does not answer connects at all: the client waits at most the connect
+    // timeout (1 s here) for it, then extracts from the mirror.
+    let (hang, _listener, _filler) = hanging_hub();
+    let hang = format!("http://127.0.0.1:{hang}");
+    let out = s.join("out-hanging");
+    let t = Instant::now();
+    run(
+        zflist().args([
+            "extract",
+            "--hub",
+            &hang,
+            "--hub",
+            &mbase,
+            "--connect-timeout",
+            "1",
+            &format!("{hang}/alice/app.flist"),
+            p(&out),
+        ]),
+        "extract past a hub that does not answer",
+    );
+    let lost = t.elapsed();
+    same_tree(&out, &src);
+    assert!(
+        lost >= Duration::from_millis(900),
+        "the hanging hub was not tried ({lost:?})"
+    );
+    assert!(lost < Duration::from_secs(1 + 2), "took {lost:?}");
 
     // A hub answering 503 is tried, then skipped (ZFLIST_HUB as a comma list).
     let (bad, hits) = failing_hub();
