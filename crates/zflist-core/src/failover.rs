@@ -12,7 +12,7 @@
 //! - A dead hub or store costs at most the connect timeout (`--connect-timeout`,
 //!   `ZFLIST_CONNECT_TIMEOUT`, seconds; default [`DEFAULT_CONNECT_TIMEOUT`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -182,6 +182,9 @@ fn worth_another(e: &StoreError) -> bool {
 pub struct FailoverStore {
     stores: Vec<Arc<dyn Store>>,
     current: AtomicUsize,
+    /// Stores that failed once: asked again only when every other one failed too, so a
+    /// dead store costs its connect timeout once per run.
+    dead: Vec<AtomicBool>,
     name: String,
 }
 
@@ -200,6 +203,7 @@ impl FailoverStore {
             .collect::<Vec<_>>()
             .join(" | ");
         FailoverStore {
+            dead: stores.iter().map(|_| AtomicBool::new(false)).collect(),
             stores,
             current: AtomicUsize::new(0),
             name,
@@ -227,8 +231,17 @@ impl FailoverStore {
         let start = self.current();
         let mut last = None;
         let mut result: Option<(usize, Vec<T>)> = None;
-        for step in 0..n {
-            let i = (start + step) % n;
+        // Live stores first (from the current one), then the dead ones as a last resort.
+        let order: Vec<usize> = (0..n)
+            .map(|step| (start + step) % n)
+            .filter(|&i| !self.is_dead(i))
+            .chain(
+                (0..n)
+                    .map(|step| (start + step) % n)
+                    .filter(|&i| self.is_dead(i)),
+            )
+            .collect();
+        for (step, &i) in order.iter().enumerate() {
             match op(self.stores[i].clone(), keys.to_vec()).await {
                 Ok(v) => {
                     if step > 0 {
@@ -240,10 +253,14 @@ impl FailoverStore {
                             Ordering::Relaxed,
                         );
                     }
+                    self.dead[i].store(false, Ordering::Relaxed);
                     result = Some((i, v));
                     break;
                 }
-                Err(e) if worth_another(&e) => last = Some(e),
+                Err(e) if worth_another(&e) => {
+                    self.dead[i].store(true, Ordering::Relaxed);
+                    last = Some(e);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -253,23 +270,34 @@ impl FailoverStore {
                 message: "no store".into(),
             }));
         };
-        // Keys the answering store lacks: ask the others (best effort).
+        // Keys the answering store lacks: ask the other live stores (best effort).
         for step in 1..n {
             let missing: Vec<usize> = (0..values.len()).filter(|&k| !found(&values[k])).collect();
             if missing.is_empty() {
                 break;
             }
             let i = (used + step) % n;
+            if self.is_dead(i) {
+                continue;
+            }
             let ks: Vec<Vec<u8>> = missing.iter().map(|&k| keys[k].clone()).collect();
-            if let Ok(more) = op(self.stores[i].clone(), ks).await {
-                for (k, v) in missing.into_iter().zip(more) {
-                    if found(&v) {
-                        values[k] = v;
+            match op(self.stores[i].clone(), ks).await {
+                Ok(more) => {
+                    for (k, v) in missing.into_iter().zip(more) {
+                        if found(&v) {
+                            values[k] = v;
+                        }
                     }
                 }
+                Err(e) if worth_another(&e) => self.dead[i].store(true, Ordering::Relaxed),
+                Err(_) => {}
             }
         }
         Ok(values)
+    }
+
+    fn is_dead(&self, i: usize) -> bool {
+        self.dead[i].load(Ordering::Relaxed)
     }
 
     fn read_only(&self) -> StoreError {
@@ -385,6 +413,40 @@ mod tests {
             ]
         );
         assert_eq!(Failover::default().candidates("http://z/y"), ["http://z/y"]);
+    }
+
+    #[tokio::test]
+    async fn failover_store_skips_a_dead_store_and_fills_missing_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let a: Arc<dyn Store> = Arc::new(flist_store::DirStore::new(dir.path().join("a")).unwrap());
+        let b: Arc<dyn Store> = Arc::new(flist_store::DirStore::new(dir.path().join("b")).unwrap());
+        a.set(b"k1", Bytes::from_static(b"v1")).await.unwrap();
+        b.set(b"k2", Bytes::from_static(b"v2")).await.unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = StoreUrl::parse(&format!("http://127.0.0.1:{port}/chunks")).unwrap();
+        let dead = flist_store::open_url_with(&url, &Failover::default().open_options())
+            .await
+            .unwrap();
+        let f = FailoverStore::new(vec![dead, a, b]);
+        let keys = [b"k1".to_vec(), b"k2".to_vec(), b"k3".to_vec()];
+        let got = f.get_many(&keys).await.unwrap();
+        assert_eq!(
+            got,
+            [
+                Some(Bytes::from_static(b"v1")),
+                Some(Bytes::from_static(b"v2")),
+                None
+            ]
+        );
+        assert_eq!(f.current(), 1);
+        assert!(f.is_dead(0) && !f.is_dead(1) && !f.is_dead(2));
+        assert_eq!(f.exists_many(&keys).await.unwrap(), [true, true, false]);
+        assert!(f.set(b"k4", Bytes::from_static(b"x")).await.is_err());
+        assert!(!f.is_writable());
     }
 
     #[test]
