@@ -918,6 +918,18 @@ async fn chunk_mirror_never_shows_an_flist_without_its_chunks() {
     let st = json(&c, &m, "/api/mirror").await;
     let md = json(&c, &m, "/api/flist/alice/own.flist/metadata").await;
     assert_eq!(md["backend"]["url"], format!("{m}/chunks"), "{md} {st}");
+    // Only the stamped copies are kept: the primary's files are not left behind (nothing for
+    // `gc` to collect).
+    for repo in ["alice", "bob"] {
+        let rows = json(&c, &p, &format!("/api/changes/repository/{repo}")).await;
+        for b in rows["blobs"].as_array().expect("blobs") {
+            let sha = b["sha256"].as_str().expect("sha256");
+            assert!(
+                !mdata.join("flists").join(&sha[..2]).join(sha).exists(),
+                "the primary's {repo} file {sha} is kept on the mirror"
+            );
+        }
+    }
     let name = lost
         .file_name()
         .expect("name")

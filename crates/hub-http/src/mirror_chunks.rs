@@ -228,9 +228,12 @@ impl ChunkMirror {
             md5_key(&b.md5),
             serde_json::to_string(b).map_err(|e| io_err("mirror state", e))?,
         );
+        let sha = b.sha256.clone();
         tokio::task::spawn_blocking(move || {
             h.set_mirror_state(&key, &value)?;
-            h.set_mirror_state(&mkey, &primary)
+            h.set_mirror_state(&mkey, &primary)?;
+            // The primary's copy is not served: only the stamped one.
+            h.discard_unrecorded_blob(&sha).map(|_| ())
         })
         .await
         .map_err(|e| io_err("mirror state", e))??;

@@ -266,7 +266,7 @@ fn changes_file() {}
 
 /// A mirror's sync status.
 #[utoipa::path(get, path = "/api/mirror", tag = "mirror",
-    responses((status = 200, description = "Sync status", body = Value),
+    responses((status = 200, description = "Sync status: upstream, mode (changes|full), cursor, upstream_cursor, last_success, lag_secs, pending_repositories, pending_files, chunks (--mirror-chunks), pending_chunks, chunks_copied, syncs, failures, last_error", body = Value),
               (status = 404, description = "This hub is not a mirror", body = ErrorBody)))]
 fn mirror_status() {}
 

@@ -253,6 +253,33 @@ impl Hub {
         Ok(())
     }
 
+    /// Removes the stored flist file `sha256` unless the catalog records it (a mirror's
+    /// download it replaced by a stamped copy), under the catalog's write lock like `gc`.
+    /// True when a file was removed.
+    pub fn discard_unrecorded_blob(&self, sha256: &str) -> Result<bool, RepoError> {
+        if !is_hex_sha256(sha256) {
+            return Ok(false);
+        }
+        let path = self.blobs.path_of(sha256);
+        self.db.write(|tx| {
+            let recorded: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM blobs WHERE sha256 = ?1)",
+                    params![sha256],
+                    |r| r.get(0),
+                )
+                .ctx("look up flist file")?;
+            if recorded {
+                return Ok(false);
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(RepoError::io("remove", &path, e)),
+            }
+        })
+    }
+
     /// Replaces everything the catalog holds about `snap.name` with the snapshot, in one
     /// transaction; fails (changing nothing) unless every referenced flist file is stored.
     pub fn apply_snapshot(&self, snap: &RepoSnapshot) -> Result<(), RepoError> {
