@@ -40,8 +40,9 @@ struct Cli {
     #[arg(long, short = 'q', global = true)]
     quiet: bool,
     /// Chunk store URL: zdb://[:pw@]host[:port][/ns], redis://, dir:///path, http(s)://;
-    /// repeat with RANGE=URL items (00-7f=zdb://a) for a router. Overrides ZFLIST_BACKEND
-    /// and, for reading, the flist's backend metadata.
+    /// repeat with RANGE=URL items (00-7f=zdb://a) for a router, or plain URLs (copies of one
+    /// store, read in order). Overrides ZFLIST_BACKEND and, for reading, the flist's backend
+    /// metadata.
     #[arg(long = "store", global = true, value_name = "URL")]
     stores: Vec<String>,
     /// Seconds a connection to a hub or chunk store may take before the next one is tried

@@ -368,4 +368,21 @@ fn mirror_with_chunks_serves_extract_and_mount_after_the_primary_stops() {
         "extract the primary's file through the mirror's chunks",
     );
     same_tree(&out, &src);
+
+    // Several plain --store URLs are copies of one store, read in order: the dead primary's
+    // /chunks/ first, then the mirror's.
+    let out = s.join("out-stores");
+    run(
+        zflist().args([
+            "extract",
+            p(&original),
+            p(&out),
+            "--store",
+            &format!("{pbase}/chunks"),
+            "--store",
+            &format!("{mbase}/chunks"),
+        ]),
+        "extract with two stores",
+    );
+    same_tree(&out, &src);
 }

@@ -75,10 +75,30 @@ impl StoreConfig {
             .transpose()
     }
 
-    /// Opens the store to read from; an error when nothing is configured. A store taken
-    /// from the flist's `backend` fails over to its `backend-mirrors` and the `/chunks/`
-    /// of the hubs given with `--hub` (see [`crate::failover`]).
+    /// Several plain `--store` URLs (no `RANGE=`): copies of one store, read with failover.
+    fn failover_list(&self) -> Option<Vec<StoreUrl>> {
+        if self.stores.len() < 2 {
+            return None;
+        }
+        self.stores
+            .iter()
+            .map(|s| match StoreUrl::parse(s) {
+                Ok(StoreUrl::Router(_)) | Err(_) => None,
+                Ok(u) => Some(u),
+            })
+            .collect()
+    }
+
+    /// Opens the store to read from; an error when nothing is configured. Several plain
+    /// `--store` URLs are tried in order; a store taken from the flist's `backend` fails over
+    /// to its `backend-mirrors` and the `/chunks/` of the hubs given with `--hub` (see
+    /// [`crate::failover`]).
     pub fn open_read(&self, function: &str, metadata: &Metadata) -> Result<BlockingStore> {
+        if let Some(mut list) = self.failover_list() {
+            let first = list.remove(0);
+            return crate::failover::open_with_alternatives(&first, list)
+                .map_err(|e| Error::new(function, e));
+        }
         let url = self.read_url(metadata).map_err(|e| Error::new(function, e))?.ok_or_else(|| {
             Error::new(
                 function,
