@@ -771,8 +771,8 @@ async fn mirror_of_an_old_hub_by_full_listing_with_and_without_chunks() {
 }
 
 /// A mirror that followed the change feed without chunks, restarted with `--mirror-chunks`,
-/// re-syncs every repository (not only those changed since its cursor) and serves each
-/// flist stamped with its own backend.
+/// re-syncs every repository (not only those changed since its cursor), copies only the
+/// chunks its store lacks, and serves each flist stamped with its own backend.
 #[tokio::test]
 async fn turning_mirror_chunks_on_restamps_what_was_already_mirrored() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -801,11 +801,28 @@ async fn turning_mirror_chunks_on_restamps_what_was_already_mirrored() {
     );
     drop(mirror);
 
+    // Half of the chunks are already in the mirror's store (as after an interrupted copy):
+    // only the others are copied.
+    let all = chunk_files(&pdata.join("chunks"));
+    assert!(all.len() >= 2, "{all:?}");
+    let mut present = 0;
+    for f in all.iter().step_by(2) {
+        let rel = f.strip_prefix(pdata.join("chunks")).expect("rel");
+        let dest = mdata.join("chunks").join(rel);
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(f, &dest).expect("copy");
+        present += 1;
+    }
     let mut with_chunks = args.to_vec();
     with_chunks.push("--mirror-chunks");
     let _mirror = spawn(&mdata, mport, &with_chunks).await;
     let st = wait_syncs(&c, &m, 1).await;
-    assert!(st["chunks_copied"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert_eq!(
+        st["chunks_copied"].as_u64(),
+        Some((all.len() - present) as u64),
+        "{st}"
+    );
+    assert_eq!(chunk_files(&mdata.join("chunks")).len(), all.len());
     let md = json(&c, &m, "/api/flist/alice/a.flist/metadata").await;
     assert_eq!(md["backend"]["url"], format!("{m}/chunks"), "{md}");
     assert_eq!(
