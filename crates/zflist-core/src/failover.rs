@@ -59,22 +59,28 @@ pub fn config() -> Failover {
 
 impl Failover {
     /// From `--hub` values (each may itself be a comma list) or, when none, `ZFLIST_HUB`
-    /// (comma-separated); and `--connect-timeout` / `ZFLIST_CONNECT_TIMEOUT` seconds.
+    /// (comma-separated; entries that are not http(s) URLs are ignored there, as the
+    /// variable also serves `zflist hub`); and `--connect-timeout` /
+    /// `ZFLIST_CONNECT_TIMEOUT` seconds.
     pub fn from_args(
         hubs: &[String],
         env_hubs: Option<&str>,
         timeout_secs: Option<f64>,
     ) -> Result<Self, String> {
+        let is_http = |h: &String| {
+            let l = h.to_ascii_lowercase();
+            l.starts_with("http://") || l.starts_with("https://")
+        };
         let list: Vec<String> = if hubs.is_empty() {
             split_list(env_hubs.unwrap_or_default())
+                .into_iter()
+                .filter(is_http)
+                .collect()
         } else {
             hubs.iter().flat_map(|h| split_list(h)).collect()
         };
-        for h in &list {
-            let l = h.to_ascii_lowercase();
-            if !(l.starts_with("http://") || l.starts_with("https://")) {
-                return Err(format!("hub {h:?} is not an http(s):// URL"));
-            }
+        if let Some(h) = list.iter().find(|h| !is_http(h)) {
+            return Err(format!("--hub {h:?} is not an http(s):// URL"));
         }
         let connect_timeout = match timeout_secs {
             None => DEFAULT_CONNECT_TIMEOUT,
@@ -389,6 +395,8 @@ mod tests {
         assert_eq!(f.hubs, ["http://c"]);
         assert_eq!(f.connect_timeout, Duration::from_millis(500));
         assert!(Failover::from_args(&["ftp://x".into()], None, None).is_err());
+        let f = Failover::from_args(&[], Some("hub.example,http://m"), None).unwrap();
+        assert_eq!(f.hubs, ["http://m"]);
         assert!(Failover::from_args(&[], None, Some(0.0)).is_err());
     }
 
