@@ -28,7 +28,7 @@ fn parse_size(s: &str) -> Result<u64> {
     Ok((n * mul as f64) as u64)
 }
 
-fn shell_time(script: &str) -> Result<f64> {
+pub fn shell_time(script: &str) -> Result<f64> {
     let start = Instant::now();
     let status = Command::new("sh")
         .arg("-c")
@@ -90,7 +90,7 @@ fn convert(
     })
 }
 
-fn verdict(pass: bool) -> &'static str {
+pub fn verdict(pass: bool) -> &'static str {
     if pass {
         "PASS"
     } else {
@@ -164,6 +164,30 @@ fn corpus_rows(
     Ok(())
 }
 
+/// The Debian minbase tree (made by `debootstrap` once, cached under `target/tmp/` and
+/// shared with the mount tests) and the same tree as `.tar.gz` (cached under
+/// `target/bench-convert/`), or `None` when `debootstrap` is unavailable.
+pub fn minbase(root: &Path) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>> {
+    let Some(tree) =
+        test_support::rootfs::debootstrap_minbase(&root.join("target/tmp/debootstrap-minbase"))
+    else {
+        return Ok(None);
+    };
+    let base = root.join("target/bench-convert");
+    std::fs::create_dir_all(&base)?;
+    let archive = base.join("minbase.tar.gz");
+    if !archive.exists() {
+        let tmp = base.join("minbase.tar.gz.partial");
+        shell_time(&format!(
+            "tar -C {} --numeric-owner -czf {} .",
+            tree.display(),
+            tmp.display()
+        ))?;
+        std::fs::rename(&tmp, &archive)?;
+    }
+    Ok(Some((tree, archive)))
+}
+
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<()> {
     let mut size = 500u64 << 20;
@@ -206,25 +230,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut corpora = Vec::new();
 
     // The Debian minbase tree (shared with the mount tests) and its .tar.gz.
-    let minbase = root.join("target/tmp/debootstrap-minbase");
-    match test_support::rootfs::debootstrap_minbase(&minbase) {
-        Some(tree) => {
-            let archive = base.join("minbase.tar.gz");
-            if !archive.exists() {
-                let tmp = base.join("minbase.tar.gz.partial");
-                shell_time(&format!(
-                    "tar -C {} --numeric-owner -czf {} .",
-                    tree.display(),
-                    tmp.display()
-                ))?;
-                std::fs::rename(&tmp, &archive)?;
-            }
-            corpora.push(Corpus {
-                label: "minbase".into(),
-                tree,
-                archive,
-            });
-        }
+    match minbase(&root)? {
+        Some((tree, archive)) => corpora.push(Corpus {
+            label: "minbase".into(),
+            tree,
+            archive,
+        }),
         None => println!("debootstrap unavailable: the minbase rows are left out (FAIL)"),
     }
 

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench_api;
 mod bench_convert;
+mod bench_extract;
 mod bench_mount;
 mod bench_oci;
 mod bench_push;
@@ -37,17 +38,19 @@ fn main() -> Result<()> {
             Some("oci") => bench_oci::run(&rest[1..]),
             Some("push") => bench_push::run(&rest[1..]),
             Some("mount") => bench_mount::run(&rest[1..]),
+            Some("extract") => bench_extract::run_extract(&rest[1..]),
+            Some("verify") => bench_extract::run_verify(&rest[1..]),
             Some("codec") => cargo(&["bench", "-p", "flist-benches", "--bench", "codec"]),
             Some("all") => {
                 bench_store::run(&[])?;
                 bench_convert::run(&[])?;
                 bench_api::run(&[])
             }
-            _ => bail!("usage: cargo xtask bench <store|convert|api|codec|oci|mount|push|all>"),
+            _ => bail!("usage: cargo xtask bench <store|convert|api|extract|verify|codec|oci|mount|push|all>"),
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|doctor|fuzz|bench <store|convert|api|codec|oci|push|all>|codegen>\n\
+                "usage: cargo xtask <test|doctor|fuzz|bench <store|convert|api|extract|verify|codec|oci|mount|push|all>|codegen>\n\
                  \n  test [GROUP|CRATE] [-- ARGS]  install missing prerequisites, then run the tests:\
                  \n            all (default), fast (no slow groups), oci, browser, or one crate\
                  \n  doctor    list the test prerequisites: found (version) or missing\
