@@ -171,7 +171,8 @@ enum TokenCmd {
         /// Data directory.
         #[arg(long, default_value = "./hub-data")]
         data_dir: PathBuf,
-        /// The token value.
+        /// The token value (may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         token: Option<String>,
         /// The token's catalog id instead.
         #[arg(long)]

@@ -185,4 +185,16 @@ async fn kill_during_upload_leaves_previous_state() {
         .output()
         .expect("revoke");
     assert!(!out.status.success(), "second revoke must fail");
+    // A value starting with `-` is a token, not an option.
+    let out = Command::new(BIN)
+        .args(["token", "revoke", "--data-dir"])
+        .arg(&data)
+        .arg("-Cnot-a-token")
+        .output()
+        .expect("revoke");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no such active token"),
+        "{err}"
+    );
 }

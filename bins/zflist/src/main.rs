@@ -356,7 +356,7 @@ struct HubConn {
     #[arg(long = "hub", value_name = "URL")]
     hub_url: Option<String>,
     /// API token (default: $ZFLIST_HUB_TOKEN, else the one `hub login --token-stdin` stored).
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
     token: Option<String>,
 }
 

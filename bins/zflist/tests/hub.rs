@@ -422,6 +422,17 @@ fn flags_and_the_stored_token() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "carol\n");
 
+    // a token value starting with `-` is a value, not an option: refused by the hub
+    let out = run(
+        &["hub", "--hub", &url, "--token", "-Cnot-a-token", "username"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("usage"),
+        "{out:?}"
+    );
+
     // nothing stored yet
     let out = run(&["hub", "--hub", &url, "username"], None);
     assert_eq!(out.status.code(), Some(1));

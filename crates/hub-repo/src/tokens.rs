@@ -62,9 +62,17 @@ impl Hub {
         if ttl_secs <= 0 {
             return Err(RepoError::Invalid("token lifetime must be positive".into()));
         }
-        let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw).map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;
-        let token = URL_SAFE_NO_PAD.encode(raw);
+        // A token never starts with `-`: command lines (ours, the reference client's, shell
+        // scripts) would take it for an option.
+        let token = loop {
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw)
+                .map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;
+            let t = URL_SAFE_NO_PAD.encode(raw);
+            if !t.starts_with('-') {
+                break t;
+            }
+        };
         let created = now();
         let expires = created.saturating_add(ttl_secs);
         let members = serde_json::to_string(memberof).unwrap_or_else(|_| "[]".into());

@@ -281,6 +281,17 @@ fn tokens_expire_and_revoke() {
     );
 }
 
+/// No token starts with `-`, which a command line would take for an option (one in 64 did).
+#[test]
+fn tokens_never_start_with_a_dash() {
+    let (_d, hub) = hub();
+    for _ in 0..400 {
+        let (tok, _) = hub.create_token("alice", &[], 60, None).expect("token");
+        assert_eq!(tok.len(), 43);
+        assert!(!tok.starts_with('-'), "{tok}");
+    }
+}
+
 #[test]
 fn jobs_survive_restart_as_failed() {
     let dir = tempfile::tempdir().expect("tempdir");
