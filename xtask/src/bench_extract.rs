@@ -7,8 +7,9 @@
 //! - `zflist verify --deep` throughput vs the codec's single-thread decode rate of the same
 //!   chunks (`decode-bench`, decoding alone, from memory) × the cores (≥ 0.8×).
 //!
-//! Inputs and the store are read once before timing (page cache warm for both sides); the
-//! best of `--rounds` (default 3) is kept for each side.
+//! Inputs and the store are read once before timing (page cache warm for both sides); each
+//! run starts after `sync` (no run pays for an earlier one's writeback), the two sides
+//! alternate, and the best of `--rounds` (default 3) is kept for each.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,19 +105,33 @@ fn rounds(args: &[String]) -> Result<usize> {
     Ok(n.max(1))
 }
 
-/// Best (lowest) time of `n` runs of `f`, each with a fresh `dest` directory.
-fn best(n: usize, dest: &Path, mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
-    let mut best = f64::INFINITY;
-    for _ in 0..n {
-        if dest.exists() {
-            std::fs::remove_dir_all(dest)?;
-        }
-        best = best.min(f()?);
-    }
+/// Times `f` after removing `dest` and flushing every dirty page (`sync`), so no run pays
+/// for the writeback of an earlier one.
+fn timed(dest: &Path, f: &mut dyn FnMut() -> Result<f64>) -> Result<f64> {
     if dest.exists() {
         std::fs::remove_dir_all(dest)?;
     }
-    Ok(best)
+    shell_time("sync")?;
+    f()
+}
+
+/// Best (lowest) times of `a` and `b` over `n` rounds, alternating them within each round.
+fn best_pair(
+    n: usize,
+    (dest_a, mut a): (&Path, impl FnMut() -> Result<f64>),
+    (dest_b, mut b): (&Path, impl FnMut() -> Result<f64>),
+) -> Result<(f64, f64)> {
+    let (mut ba, mut bb) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..n {
+        ba = ba.min(timed(dest_a, &mut a)?);
+        bb = bb.min(timed(dest_b, &mut b)?);
+    }
+    for d in [dest_a, dest_b] {
+        if d.exists() {
+            std::fs::remove_dir_all(d)?;
+        }
+    }
+    Ok((ba, bb))
 }
 
 /// `cargo xtask bench extract`.
@@ -124,24 +139,27 @@ pub fn run_extract(args: &[String]) -> Result<()> {
     let n = rounds(args)?;
     let s = setup()?;
     let tar_dest = s.work.join("tar-out");
-    let tar = best(n, &tar_dest, || {
-        std::fs::create_dir_all(&tar_dest)?;
-        shell_time(&format!(
-            "tar -C {} --numeric-owner -xzf {}",
-            tar_dest.display(),
-            s.archive.display()
-        ))
-    })?;
     let ours_dest = s.work.join("zflist-out");
-    let ours = best(n, &ours_dest, || {
-        shell_time(&format!(
-            "{} extract --quiet --store {} {} {}",
-            s.zflist.display(),
-            s.store,
-            s.flist.display(),
-            ours_dest.display()
-        ))
-    })?;
+    let (tar, ours) = best_pair(
+        n,
+        (&tar_dest, || {
+            std::fs::create_dir_all(&tar_dest)?;
+            shell_time(&format!(
+                "tar -C {} --numeric-owner -xzf {}",
+                tar_dest.display(),
+                s.archive.display()
+            ))
+        }),
+        (&ours_dest, || {
+            shell_time(&format!(
+                "{} extract --quiet --store {} {} {}",
+                s.zflist.display(),
+                s.store,
+                s.flist.display(),
+                ours_dest.display()
+            ))
+        }),
+    )?;
     let ratio = ours / tar;
     println!(
         "tree: {} (Debian minbase); store: {} on the same disk; best of {n}",
@@ -183,14 +201,17 @@ pub fn run_verify(args: &[String]) -> Result<()> {
     let (bytes, decode_s) = (field("decoded_bytes")?, field("seconds")?);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let none = s.work.join("none");
-    let verify = best(n, &none, || {
-        shell_time(&format!(
-            "{} verify --deep --quiet --store {} {} > /dev/null",
-            s.zflist.display(),
-            s.store,
-            s.flist.display()
-        ))
-    })?;
+    let mut verify = f64::INFINITY;
+    for _ in 0..n {
+        verify = verify.min(timed(&none, &mut || {
+            shell_time(&format!(
+                "{} verify --deep --quiet --store {} {} > /dev/null",
+                s.zflist.display(),
+                s.store,
+                s.flist.display()
+            ))
+        })?);
+    }
     let mb = |b: f64, s: f64| b / s / 1e6;
     let (ours, one) = (mb(bytes, verify), mb(bytes, decode_s));
     let goal = 0.8 * one * cores as f64;
