@@ -472,7 +472,14 @@ pub fn verify(
         store: store.to_string(),
         source,
     };
-    let mut present: Vec<&(Block, String)> = Vec::with_capacity(list.len());
+    if deep {
+        // Fetching finds the missing chunks too: no separate existence pass.
+        let all: Vec<&(Block, String)> = list.iter().collect();
+        let (missing, corrupt) = deep_check(&all, store, &handle)?;
+        report.missing = missing;
+        report.corrupt = corrupt;
+        return Ok(report);
+    }
     for part in list.chunks(512) {
         let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.hash.to_vec()).collect();
         let st = store.clone();
@@ -481,9 +488,7 @@ pub fn verify(
             .map_err(|e| ConvertError::Internal(format!("verify task: {e}")))?
             .map_err(store_err)?;
         for (item, e) in part.iter().zip(exists) {
-            if e {
-                present.push(item);
-            } else {
+            if !e {
                 report.missing.push(BadChunk {
                     key: hex::encode(item.0.hash),
                     path: item.1.clone(),
@@ -491,11 +496,6 @@ pub fn verify(
                 });
             }
         }
-    }
-    if deep {
-        let (missing, corrupt) = deep_check(&present, store, &handle)?;
-        report.missing.extend(missing);
-        report.corrupt.extend(corrupt);
     }
     Ok(report)
 }
