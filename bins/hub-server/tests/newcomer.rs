@@ -173,7 +173,17 @@ async fn newcomer_path_with_the_real_binaries() {
         .await
         .expect("flist page");
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.expect("html").contains("app.flist"));
+    // (the template escapes `/` as `&#x2f;`)
+    let html = page.text().await.expect("html").replace("&#x2f;", "/");
+    assert!(html.contains("app.flist"));
+    // The storage line names the hub's own chunk store, where `zflist extract` finds chunks.
+    assert!(
+        html.contains(&format!("id=\"storage\">{base}/chunks<")),
+        "storage line: {}",
+        html.lines()
+            .find(|l| l.contains("Storage"))
+            .unwrap_or("none")
+    );
     let listing: serde_json::Value = client
         .get(format!("{base}/api/flist/alice"))
         .send()

@@ -51,8 +51,16 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// `zdb://host:port/namespace` from a (password-free) backend object.
+/// The storage line from a backend object: its URL for an HTTP store (`{"url": ...}`, never
+/// with credentials), else `zdb://host:port/namespace` (never the password).
 fn storage_line(b: &Value) -> Option<String> {
+    if let Some(url) = b.get("url").and_then(Value::as_str) {
+        let mut u = reqwest::Url::parse(url).ok()?;
+        // Both only fail for URLs that cannot carry credentials at all.
+        let _ = u.set_password(None);
+        let _ = u.set_username("");
+        return Some(u.to_string());
+    }
     let host = b.get("host").and_then(Value::as_str)?;
     let port = b
         .get("port")
@@ -265,5 +273,11 @@ mod tests {
     fn storage_has_no_password() {
         let b = json!({"host": "h", "port": 9900, "namespace": "ns"});
         assert_eq!(storage_line(&b).unwrap(), "zdb://h:9900/ns");
+        // The hub's own HTTP chunk store (the default) and one given with credentials.
+        let b = json!({"url": "http://127.0.0.1:5599/chunks"});
+        assert_eq!(storage_line(&b).unwrap(), "http://127.0.0.1:5599/chunks");
+        let b = json!({"url": "https://u:secret@cdn.example/chunks"});
+        assert_eq!(storage_line(&b).unwrap(), "https://cdn.example/chunks");
+        assert_eq!(storage_line(&json!({"url": "not a url"})), None);
     }
 }
