@@ -80,13 +80,10 @@ pub struct Switch {
 
 /// `POST /me/active-user`: act as the user or one of their organisations.
 pub async fn switch(ctx: Ctx, headers: HeaderMap, Form(f): Form<Switch>) -> Response {
-    let actor = match ctx.require() {
-        Ok(a) => a.clone(),
+    let actor = match ctx.require_form(&headers) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
     if f.active != actor.user && !actor.memberof.contains(&f.active) {
         return ctx.error(&ApiError::forbidden(format!(
             "{} is not a member of {}",
@@ -166,13 +163,10 @@ pub async fn token_create(
     headers: HeaderMap,
     Form(f): Form<NewToken>,
 ) -> Response {
-    let actor = match ctx.require() {
-        Ok(a) => a.clone(),
+    let actor = match ctx.require_form(&headers) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
     let label = f.name.trim().chars().take(100).collect::<String>();
     if label.is_empty() {
         return redirect_with("/token", "error", "Give the token a name.");
@@ -208,13 +202,10 @@ pub async fn token_revoke(
     headers: HeaderMap,
     Form(f): Form<Revoke>,
 ) -> Response {
-    let actor = match ctx.require() {
-        Ok(a) => a.clone(),
+    let actor = match ctx.require_form(&headers) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
     let r = st
         .blocking(move |hub| {
             let mine = hub.list_tokens(&actor.user)?;

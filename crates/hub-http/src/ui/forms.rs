@@ -277,13 +277,10 @@ pub async fn merge_post(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let actor = match ctx.require() {
-        Ok(a) => a.clone(),
+    let actor = match ctx.require_form(&headers) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
     let get = |k: &str| {
         fields
             .iter()

@@ -13,7 +13,7 @@ use axum::Form;
 use hub_repo::JobState;
 use serde_json::{json, Value};
 
-use super::{check_same_origin, redirect_with, see_other, seg, Ctx};
+use super::{redirect_with, see_other, seg, Ctx};
 use crate::error::ApiError;
 use crate::state::Shared;
 
@@ -24,13 +24,10 @@ pub async fn docker_post(
     headers: HeaderMap,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Response {
-    let actor = match ctx.require() {
-        Ok(a) => a.clone(),
+    let actor = match ctx.require_form(&headers) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
     match crate::docker::start(&st, actor, fields).await {
         Ok(s) => see_other(&format!("/docker-convert/{}", seg(&s.job))),
         Err(e) if e.status.is_client_error() || e.status == StatusCode::NOT_IMPLEMENTED => {

@@ -290,6 +290,15 @@ impl Ctx {
     pub fn require(&self) -> Result<&Actor, Response> {
         self.actor.as_ref().ok_or_else(crate::web::login_first)
     }
+
+    /// The signed-in actor of a form POST: [`Ctx::require`], then the request must come from
+    /// the hub's own pages ([`check_same_origin`]), else an error page.
+    #[allow(clippy::result_large_err)]
+    pub fn require_form(&self, headers: &HeaderMap) -> Result<Actor, Response> {
+        let actor = self.require()?.clone();
+        check_same_origin(headers).map_err(|e| self.error(&e))?;
+        Ok(actor)
+    }
 }
 
 /// A page in the common layout around ready-made (trusted) HTML `content`.

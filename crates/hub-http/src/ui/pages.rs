@@ -10,7 +10,7 @@ use hub_repo::{names, ListedKind, RepoError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{check_same_origin, page_result, redirect_with, seg, Ctx};
+use super::{page_result, redirect_with, seg, Ctx};
 use crate::error::ApiError;
 use crate::state::Shared;
 
@@ -170,13 +170,10 @@ pub async fn repo_action(
     Form(f): Form<RepoAction>,
 ) -> Response {
     let back = format!("/{}", seg(&repo));
-    let actor = match ctx.require() {
-        Ok(a) => a.clone(),
-        Err(resp) => return resp,
+    let actor = match ctx.require_form(&headers) {
+        Ok(a) => a,
+        Err(r) => return r,
     };
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
     if let Err(e) = names::validate_repo(&repo) {
         return ctx.error(&e.into());
     }
