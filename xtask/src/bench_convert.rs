@@ -66,28 +66,31 @@ fn convert(
         .env("CONVERT_UPLOAD", upload)
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
-    if !output.status.success() {
-        bail!(
-            "convert-bench {mode} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let line = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    let field = |k: &str| -> Option<String> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
-    };
-    let seconds: f64 = field("seconds")
-        .and_then(|v| v.parse().ok())
-        .context("no seconds in output")?;
-    let rss_kb: u64 = field("peak_rss_kb")
-        .and_then(|v| v.parse().ok())
-        .context("no peak_rss_kb")?;
+    let line = result_line(&output, &format!("convert-bench {mode}"))?;
+    let seconds: f64 = kv_field(&line, "seconds")?;
+    let rss_kb: u64 = kv_field(&line, "peak_rss_kb")?;
     Ok(Run {
         seconds,
         rss_kb,
         line,
     })
+}
+
+/// The trimmed stdout of a bench driver `what` that must have succeeded: its `key=value`
+/// result line.
+pub fn result_line(output: &std::process::Output, what: &str) -> Result<String> {
+    if !output.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// The value of `key=value` in a driver's result `line`.
+pub fn kv_field<T: std::str::FromStr>(line: &str, key: &str) -> Result<T> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {key} in the output {line:?}"))
 }
 
 pub fn verdict(pass: bool) -> &'static str {

@@ -16,7 +16,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench_convert::{minbase, shell_time, verdict};
+use crate::bench_convert::{kv_field, minbase, result_line, shell_time, verdict};
 
 struct Setup {
     zflist: PathBuf,
@@ -185,20 +185,11 @@ pub fn run_verify(args: &[String]) -> Result<()> {
         .arg(&s.store)
         .output()
         .context("running decode-bench")?;
-    if !out.status.success() {
-        bail!(
-            "decode-bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let field = |k: &str| -> Result<f64> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no {k} in decode-bench output {line:?}"))
-    };
-    let (bytes, decode_s) = (field("decoded_bytes")?, field("seconds")?);
+    let line = result_line(&out, "decode-bench")?;
+    let (bytes, decode_s): (f64, f64) = (
+        kv_field(&line, "decoded_bytes")?,
+        kv_field(&line, "seconds")?,
+    );
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let none = s.work.join("none");
     let mut verify = f64::INFINITY;
