@@ -56,10 +56,19 @@ pub enum SetOutcome {
 /// `Display` shows the store's URL with credentials redacted.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + std::fmt::Display {
-    /// Fetches one value; `None` when the key is absent.
-    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
-    /// Tests presence of one key.
-    async fn exists(&self, key: &[u8]) -> Result<bool, StoreError>;
+    /// Fetches one value; `None` when the key is absent. By default a one-key
+    /// [`Store::get_many`] (composite stores route it like any batch).
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.get_many(&[key.to_vec()]).await?.pop().flatten())
+    }
+    /// Tests presence of one key. By default a one-key [`Store::exists_many`].
+    async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self
+            .exists_many(&[key.to_vec()])
+            .await?
+            .pop()
+            .unwrap_or(false))
+    }
     /// Stores one value unless the key exists (chunks are content-addressed).
     async fn set(&self, key: &[u8], value: Bytes) -> Result<SetOutcome, StoreError>;
 

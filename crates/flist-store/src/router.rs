@@ -146,18 +146,6 @@ impl RouterStore {
 
 #[async_trait]
 impl Store for RouterStore {
-    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.get_many(&[key.to_vec()]).await?.pop().flatten())
-    }
-
-    async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
-        Ok(self
-            .exists_many(&[key.to_vec()])
-            .await?
-            .pop()
-            .unwrap_or(false))
-    }
-
     async fn set(&self, key: &[u8], value: Bytes) -> Result<SetOutcome, StoreError> {
         self.set_many(&[(key.to_vec(), value)])
             .await?

@@ -317,18 +317,6 @@ impl FailoverStore {
 
 #[async_trait]
 impl Store for FailoverStore {
-    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.get_many(&[key.to_vec()]).await?.pop().flatten())
-    }
-
-    async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
-        Ok(self
-            .exists_many(&[key.to_vec()])
-            .await?
-            .pop()
-            .unwrap_or(false))
-    }
-
     async fn set(&self, _key: &[u8], _value: Bytes) -> Result<SetOutcome, StoreError> {
         Err(self.read_only())
     }
