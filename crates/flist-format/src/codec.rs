@@ -100,7 +100,6 @@ fn key_words(key: &[u8; 16]) -> [u32; 4] {
     k
 }
 
-
 /// `data` zero-padded to whole little-endian words, plus one word holding its length.
 fn to_words(data: &[u8]) -> Vec<u32> {
     let mut v = Vec::with_capacity(data.len().div_ceil(4) + 1);
