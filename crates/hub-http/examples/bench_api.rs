@@ -7,7 +7,8 @@
 //! - `/api/flist/<repo>` (repositories rotating): ≥ 50,000 req/s and p99 < 5 ms;
 //! - `/api/repositories` and `/api/flist/<repo>/<name>/light`: figures only.
 //!
-//! Usage: `bench_api [--repos N] [--flists N] [--secs S] [--conns C]`.
+//! Usage: `bench_api [--repos N] [--flists N] [--secs S] [--conns C] [--router-only 1]`
+//! (`--router-only 1`: the fast path off, every request through the router).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ struct Args {
     flists: usize,
     secs: u64,
     conns: usize,
+    router_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -30,6 +32,7 @@ fn parse_args() -> Args {
         flists: 20,
         secs: 10,
         conns: 32,
+        router_only: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -40,6 +43,7 @@ fn parse_args() -> Args {
             "--flists" => a.flists = v.parse().unwrap_or(a.flists),
             "--secs" => a.secs = v.parse().unwrap_or(a.secs),
             "--conns" => a.conns = v.parse().unwrap_or(a.conns),
+            "--router-only" => a.router_only = v == "1" || v == "true",
             _ => {}
         }
         i += 2;
@@ -270,6 +274,10 @@ fn main() -> BoxResult<()> {
         BoxResult::Ok(hub_http::start_on(l, cfg).await?)
     })?;
     let base = format!("http://{}", server.addr);
+    if args.router_only {
+        server.state.fastpath.set_enabled(false);
+        eprintln!("fast path off: every request goes through the router");
+    }
 
     // nginx's document root: the same flist file, and files of the same size as the API
     // answers.
