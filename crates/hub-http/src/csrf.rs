@@ -11,14 +11,13 @@
 //!   public URL or the `Host` it was reached at). With a session cookie and neither header,
 //!   the request is refused too.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::{cookie, SESSION_COOKIE};
 use crate::error::ApiError;
-use crate::state::Shared;
+use crate::state::AppState;
 
 /// Is `GET path` one of the old write endpoints (or another state-changing page)?
 pub fn is_get_write(path: &str) -> bool {
@@ -76,39 +75,39 @@ fn refuse(message: String) -> Response {
     ApiError::new(StatusCode::FORBIDDEN, message).into_response()
 }
 
-/// The middleware (see the module documentation).
-pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Response {
+/// The refusal for `req` (see the module documentation), or `None` when it may pass.
+pub fn check(st: &AppState, req: &Request) -> Option<Response> {
     let headers = req.headers();
     if headers.contains_key(header::AUTHORIZATION) {
-        return next.run(req).await;
+        return None;
     }
     let session = cookie(headers, SESSION_COOKIE).is_some_and(|c| !c.is_empty());
-    let method = req.method().clone();
+    let method = req.method();
     if method == Method::GET || method == Method::HEAD {
         if session && is_get_write(req.uri().path()) {
-            return refuse(
+            return Some(refuse(
                 "a browser session cannot change anything by GET: use the page's form (POST), \
                  or send Authorization: bearer <token> from scripts"
                     .into(),
-            );
+            ));
         }
-        return next.run(req).await;
+        return None;
     }
     if method == Method::OPTIONS {
-        return next.run(req).await;
+        return None;
     }
     match cross_site(headers, &st.config.public_url) {
-        Some(Ok(())) => next.run(req).await,
-        Some(Err(why)) => refuse(format!(
+        Some(Ok(())) => None,
+        Some(Err(why)) => Some(refuse(format!(
             "cross-site request refused ({why}): writes from a browser must come from the \
              hub's own pages"
-        )),
-        None if session => refuse(
+        ))),
+        None if session => Some(refuse(
             "a browser session's write must carry Origin or Sec-Fetch-Site; scripts send \
              Authorization: bearer <token>"
                 .into(),
-        ),
-        None => next.run(req).await,
+        )),
+        None => None,
     }
 }
 

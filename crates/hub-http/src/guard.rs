@@ -68,12 +68,13 @@ pub async fn declared_length(limit: u64, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Middleware: wraps the request body so that a client sending it slower than the minimum
-/// rate fails the request. Only time spent waiting for the client counts: a handler that
-/// pauses reading (back-pressure) is not held against it.
-pub async fn body_rate(limits: LimitsConfig, req: Request, next: Next) -> Response {
+/// Wraps the request body so that a client sending it slower than the minimum rate fails
+/// the request. Only time spent waiting for the client counts: a handler that pauses reading
+/// (back-pressure) is not held against it. Returns `req` with its body so wrapped and the
+/// flag set when it was cut (`None` when the limit is off); [`too_slow`] is then the answer.
+pub fn rate_limited(limits: &LimitsConfig, req: Request) -> (Request, Option<Arc<AtomicBool>>) {
     if limits.min_body_bytes_per_sec == 0 || limits.body_rate_window_secs == 0 {
-        return next.run(req).await;
+        return (req, None);
     }
     let window = Duration::from_secs(limits.body_rate_window_secs);
     let min_bytes = limits
@@ -134,25 +135,27 @@ pub async fn body_rate(limits: LimitsConfig, req: Request, next: Next) -> Respon
             }
         }
     });
-    let resp = next
-        .run(Request::from_parts(parts, Body::from_stream(stream)))
-        .await;
-    if cut.load(Ordering::SeqCst) {
-        // Whatever the handler made of the broken body, the client was too slow.
-        let mut resp = ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "{TOO_SLOW}: less than {} bytes per second",
-                limits.min_body_bytes_per_sec
-            ),
-        )
-        .into_response();
-        resp.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        return resp;
-    }
+    (
+        Request::from_parts(parts, Body::from_stream(stream)),
+        Some(cut),
+    )
+}
+
+/// The answer to a request whose body was cut by [`rate_limited`]: whatever the handler made
+/// of the broken body, the client was too slow.
+pub fn too_slow(limits: &LimitsConfig) -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "{TOO_SLOW}: less than {} bytes per second",
+            limits.min_body_bytes_per_sec
+        ),
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     resp
 }
 

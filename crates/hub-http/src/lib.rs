@@ -26,6 +26,7 @@ pub mod docker;
 pub mod downloads;
 pub mod error;
 pub mod fastpath;
+pub mod gate;
 pub mod guard;
 pub mod health;
 pub mod jobs;

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{StreamExt, TryStreamExt};
@@ -704,18 +703,16 @@ fn is_write(method: &Method, path: &str) -> bool {
         .is_some_and(|rest| rest.trim_end_matches('/').contains('/'))
 }
 
-/// Middleware: on a mirror, every write answers 403 naming the primary.
-pub async fn read_only(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    if let Some(up) = &st.config.mirror.of {
-        if is_write(req.method(), req.uri().path()) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("this hub is a read-only mirror of {up}: write to the primary"),
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
+/// On a mirror, the 403 for a write; `None` for anything else.
+pub fn refuse_write(st: &crate::state::AppState, req: &Request) -> Option<Response> {
+    let up = st.config.mirror.of.as_ref()?;
+    is_write(req.method(), req.uri().path()).then(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this hub is a read-only mirror of {up}: write to the primary"),
+        )
+        .into_response()
+    })
 }
 
 /// What the web pages of a mirror show: `{upstream, synced, error}` (plain text; the

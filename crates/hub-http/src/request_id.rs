@@ -1,9 +1,7 @@
 //! Request ids: every request gets one (answered in `X-Request-Id`); a server-side failure
 //! answers 5xx naming only that id, and the details go to the log under the same id.
 
-use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,10 +59,10 @@ pub fn current() -> String {
 #[derive(Clone, Debug)]
 pub struct LoggedId(pub String);
 
-/// Middleware: assigns the id, runs the request with it in scope, and answers it.
-pub async fn layer(req: Request, next: Next) -> Response {
+/// Assigns an id, runs `answer` with it in scope, and answers it (see [`crate::gate`]).
+pub async fn with_id(answer: impl std::future::Future<Output = Response>) -> Response {
     let id = fresh();
-    let mut resp = CURRENT.scope(id.clone(), next.run(req)).await;
+    let mut resp = CURRENT.scope(id.clone(), answer).await;
     let id = match resp.extensions().get::<LoggedId>() {
         Some(l) => l.0.clone(),
         None => id,

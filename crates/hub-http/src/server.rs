@@ -19,8 +19,8 @@ use crate::config::HubConfig;
 use crate::error::ApiError;
 use crate::state::{AppState, Shared};
 use crate::{
-    api, changes, chunks, chunks_api, compat, csrf, derive, docker, guard, health, jobs, login,
-    mirror, observe, openapi, request_id, signing, threebot, ui, upload, web,
+    api, changes, chunks, chunks_api, compat, derive, docker, guard, health, jobs, login, mirror,
+    observe, openapi, signing, threebot, ui, upload, web,
 };
 
 /// A start-up failure.
@@ -201,28 +201,16 @@ pub fn router(state: Shared) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ));
-    let limits = cfg.limits.clone();
     uploads
         .merge(chunks_api::routes(&state))
         .merge(api)
         .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(fallback)
+        // Request id, CSRF, body rate, heavy-request slots, mirror writes: one layer.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            mirror::read_only,
+            crate::gate::gate,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            ui::limits::limit_heavy,
-        ))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            guard::body_rate(limits.clone(), req, next)
-        }))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            csrf::guard,
-        ))
-        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(compat::layer))
         .layer(axum::middleware::from_fn_with_state(

@@ -12,14 +12,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
-use crate::state::Shared;
+use crate::state::AppState;
 
 /// Heavy requests one client may have running at once.
 pub const HEAVY_PER_CLIENT: usize = 4;
@@ -74,17 +73,27 @@ pub fn is_heavy(path: &str) -> bool {
     !path.starts_with("/api/") && [".md", ".json", ".txt"].iter().any(|s| path.ends_with(s))
 }
 
-/// Middleware applying the per-client and the server-wide limits to heavy requests.
-pub async fn limit_heavy(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    if !is_heavy(req.uri().path()) {
-        return next.run(req).await;
-    }
-    let page = !req.uri().path().starts_with("/api/");
-    let ip = req
-        .extensions()
+/// The slots a heavy request holds while it runs.
+pub struct Permits {
+    _own: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+}
+
+/// The client's address (`0.0.0.0` when unknown).
+pub fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Waits for the slots of a request for `path` from `ip` if it is heavy (`Ok(None)` for a
+/// light one); the 429 when none frees up in time.
+pub async fn admit(st: &AppState, path: &str, ip: IpAddr) -> Result<Option<Permits>, Response> {
+    if !is_heavy(path) {
+        return Ok(None);
+    }
+    let page = !path.starts_with("/api/");
     let sem = st.web.heavy.slot(ip);
     let deadline = tokio::time::Instant::now() + HEAVY_WAIT;
     let own = tokio::time::timeout_at(deadline, sem.acquire_owned()).await;
@@ -98,8 +107,11 @@ pub async fn limit_heavy(State(st): State<Shared>, req: Request, next: Next) -> 
         }
         _ => Err("too many large requests at once from your address: retry shortly"),
     };
-    let permits = match permits {
-        Ok(p) => p,
+    match permits {
+        Ok((own, global)) => Ok(Some(Permits {
+            _own: own,
+            _global: global,
+        })),
         Err(why) => {
             // Pages answer an HTML page, the API its JSON error.
             let e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, why);
@@ -110,12 +122,9 @@ pub async fn limit_heavy(State(st): State<Shared>, req: Request, next: Next) -> 
             };
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return resp;
+            Err(resp)
         }
-    };
-    let resp = next.run(req).await;
-    drop(permits);
-    resp
+    }
 }
 
 #[cfg(test)]
