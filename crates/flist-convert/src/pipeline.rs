@@ -77,8 +77,9 @@ impl ChunkSender {
         r: &mut dyn Read,
         size: u64,
     ) -> Result<(FileId, u64), AddError> {
+        // A file's id is the slot of its first chunk in the results: the next file starts
+        // after its last chunk.
         let file = self.next_file;
-        self.next_file += 1;
         let mut done = 0u64;
         let mut index = 0u32;
         while done < size {
@@ -106,6 +107,7 @@ impl ChunkSender {
                 self.flush()?;
             }
         }
+        self.next_file += u64::from(index);
         if self.pending.len() >= JOB_ITEMS {
             self.flush()?;
         }

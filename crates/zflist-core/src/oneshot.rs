@@ -190,11 +190,19 @@ pub fn pack_with(
             crate::error::ErrorKind::Convert(format!("{source}: {e}")),
         )
     };
-    let packed = if source == "-" {
+    let mut metadata = flist_format::Metadata::new();
+    if let Some(b) = &backend {
+        metadata.set_backend(b);
+    }
+    // The flist is written as the conversion ends, one directory at a time (the tree is
+    // staged on disk, never whole in memory).
+    let stats = if source == "-" {
         crate::convert::with_progress("packing", progress, opts, |o| {
-            flist_convert::pack_archive(
+            flist_convert::archive_to_flist(
                 std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
-                Some(&arc),
+                &arc,
+                metadata,
+                out,
                 &o,
             )
         })
@@ -208,31 +216,24 @@ pub fn pack_with(
                 progress,
                 crate::convert::Measure::Expanded(total),
                 opts,
-                |o| flist_convert::pack_dir(p, Some(&arc), &o),
+                |o| flist_convert::dir_to_flist(p, &arc, metadata, out, &o),
             )
         } else {
             let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
             let measure = crate::convert::Measure::Read(md.len());
             crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
-                flist_convert::pack_archive(
+                flist_convert::archive_to_flist(
                     std::io::BufReader::with_capacity(1 << 20, f),
-                    Some(&arc),
+                    &arc,
+                    metadata,
+                    out,
                     &o,
                 )
             })
         }
     }
     .map_err(conv)?;
-    let mut metadata = flist_format::Metadata::new();
-    if let Some(b) = &backend {
-        metadata.set_backend(b);
-    }
-    let flist = Flist {
-        tree: packed.tree,
-        metadata,
-    };
-    flist.write(out).ctx("pack")?;
-    let st = &packed.stats;
+    let st = &stats;
     let warnings: Vec<Value> = st
         .warnings
         .iter()
