@@ -198,18 +198,46 @@ fn with_message<T>(
     f(&msg)
 }
 
+/// A field's name for error messages, built only when an error is reported (a catalog's
+/// rows are decoded on every open: no formatting per field on the success path).
+trait Field {
+    fn name(&self) -> String;
+}
+
+impl Field for &str {
+    fn name(&self) -> String {
+        (*self).to_string()
+    }
+}
+
+/// `"<field> of <entry name>"`.
+struct Of<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for Of<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {:?}", self.0, self.1)
+    }
+}
+
+impl Field for Of<'_> {
+    fn name(&self) -> String {
+        self.to_string()
+    }
+}
+
 fn text(
     key: &str,
-    field: &str,
+    field: impl Field,
     t: capnp::Result<capnp::text::Reader<'_>>,
 ) -> Result<String, FormatError> {
-    let t = t.map_err(|e| FormatError::capnp(key, format!("{field}: {e}")))?;
+    let t = t.map_err(|e| FormatError::capnp(key, format!("{}: {e}", field.name())))?;
     match t.to_str() {
         Ok(s) => Ok(s.to_string()),
         Err(_) => Err(FormatError::bad(
             key,
             format!(
-                "{field} is not UTF-8 ({:?}); such names cannot be represented",
+                "{} is not UTF-8 ({:?}); such names cannot be represented",
+                field.name(),
                 String::from_utf8_lossy(t.as_bytes())
             ),
         )),
@@ -218,22 +246,26 @@ fn text(
 
 fn block16(
     key: &str,
-    what: &str,
+    what: impl Field,
     d: capnp::Result<capnp::data::Reader<'_>>,
 ) -> Result<[u8; 16], FormatError> {
-    let d = d.map_err(|e| FormatError::capnp(key, format!("{what}: {e}")))?;
-    <[u8; 16]>::try_from(d)
-        .map_err(|_| FormatError::bad(key, format!("{what} is {} bytes, expected 16", d.len())))
+    let d = d.map_err(|e| FormatError::capnp(key, format!("{}: {e}", what.name())))?;
+    <[u8; 16]>::try_from(d).map_err(|_| {
+        FormatError::bad(
+            key,
+            format!("{} is {} bytes, expected 16", what.name(), d.len()),
+        )
+    })
 }
 
 fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError> {
     let name = text(key, "Inode.name", r.get_name())?;
-    let ctx = |field: &str| format!("{field} of {name:?}");
+    let ctx = |field: &'static str| Of(field, &name);
     let attr = match r.get_attributes().which() {
         Ok(inode::attributes::Which::Dir(d)) => {
             let d = d.map_err(|e| FormatError::capnp(key, format!("{}: {e}", ctx("dir"))))?;
             AttrRec::Dir {
-                key: text(key, &ctx("SubDir.key"), d.get_key())?,
+                key: text(key, ctx("SubDir.key"), d.get_key())?,
             }
         }
         Ok(inode::attributes::Which::File(f)) => {
@@ -244,8 +276,8 @@ fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError
             let mut blocks = Vec::with_capacity(list.len().min(1 << 16) as usize);
             for b in list.iter() {
                 blocks.push(Block {
-                    hash: block16(key, &ctx("FileBlock.hash"), b.get_hash())?,
-                    key: block16(key, &ctx("FileBlock.key"), b.get_key())?,
+                    hash: block16(key, ctx("FileBlock.hash"), b.get_hash())?,
+                    key: block16(key, ctx("FileBlock.key"), b.get_key())?,
                 });
             }
             AttrRec::File {
@@ -256,7 +288,7 @@ fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError
         Ok(inode::attributes::Which::Link(l)) => {
             let l = l.map_err(|e| FormatError::capnp(key, format!("{}: {e}", ctx("link"))))?;
             AttrRec::Link {
-                target: text(key, &ctx("Link.target"), l.get_target())?,
+                target: text(key, ctx("Link.target"), l.get_target())?,
             }
         }
         Ok(inode::attributes::Which::Special(s)) => {
@@ -277,7 +309,7 @@ fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError
         }
     };
     Ok(InodeRec {
-        aclkey: text(key, &ctx("Inode.aclkey"), r.get_aclkey())?,
+        aclkey: text(key, ctx("Inode.aclkey"), r.get_aclkey())?,
         size: r.get_size(),
         attr,
         mtime: r.get_modification_time(),

@@ -224,6 +224,12 @@ impl<'c> Rows<'c> {
 /// `SubDir.key`, iteratively. Every directory row may be reached once: a second reference
 /// (a cycle or a shared row) is an error. A missing ACL row gives root:root 0755/0644.
 pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
+    // One read transaction for the whole walk: without it every row lookup takes and
+    // drops the database's shared lock (fcntl calls and a pager check per directory).
+    // Nothing is written; dropping it at the end rolls back.
+    let _read = conn
+        .unchecked_transaction()
+        .map_err(|e| FormatError::sqlite(format!("{what}: reading the entries table"), e))?;
     let mut rows = Rows::new(conn, what)?;
     let mut acls = AclCache::default();
     let root_key = dir_key("");
