@@ -179,11 +179,7 @@ pub fn pack_with(
     let url = stores.require_write_url("pack")?;
     let (backend, note) = crate::backend::recorded_backend("pack", &args.backend, &url)?;
     let store = crate::backend::open_store(&url).ctx("pack")?;
-    let opts = flist_convert::ConvertOptions {
-        runtime: Some(store.handle().clone()),
-        ..Default::default()
-    };
-    let arc = store.store().clone();
+    let opts = flist_convert::ConvertOptions::default();
     let conv = |e: flist_convert::ConvertError| {
         Error::new(
             "pack",
@@ -194,7 +190,7 @@ pub fn pack_with(
         crate::convert::with_progress("packing", progress, opts, |o| {
             flist_convert::pack_archive(
                 std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
-                Some(&arc),
+                Some(&store),
                 &o,
             )
         })
@@ -208,7 +204,7 @@ pub fn pack_with(
                 progress,
                 crate::convert::Measure::Expanded(total),
                 opts,
-                |o| flist_convert::pack_dir(p, Some(&arc), &o),
+                |o| flist_convert::pack_dir(p, Some(&store), &o),
             )
         } else {
             let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
@@ -216,7 +212,7 @@ pub fn pack_with(
             crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
                 flist_convert::pack_archive(
                     std::io::BufReader::with_capacity(1 << 20, f),
-                    Some(&arc),
+                    Some(&store),
                     &o,
                 )
             })
@@ -397,7 +393,6 @@ pub fn extract_with(
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let chunks_total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let opts = flist_convert::ExtractOptions {
-        runtime: Some(store.handle().clone()),
         resume: resuming,
         progress: Some({
             let done = done.clone();
@@ -410,9 +405,8 @@ pub fn extract_with(
         }),
         ..Default::default()
     };
-    let arc = store.store().clone();
     let result = std::thread::scope(|s| {
-        let h = s.spawn(|| flist_convert::extract(&flist.tree, &staging, &arc, &opts));
+        let h = s.spawn(|| flist_convert::extract(&flist.tree, &staging, &store, &opts));
         use std::sync::atomic::Ordering::Relaxed;
         let mut shown = None;
         while !h.is_finished() {
@@ -657,10 +651,7 @@ pub(crate) fn convert_image(
         credentials: args.credentials.clone(),
         insecure_registries: args.insecure_registries.clone(),
         cache_dir: args.cache_dir.clone(),
-        convert: flist_convert::ConvertOptions {
-            runtime: Some(store.handle().clone()),
-            ..Default::default()
-        },
+        convert: flist_convert::ConvertOptions::default(),
         progress: Some(std::sync::Arc::new(move |e: &OciEvent| match e {
             OciEvent::Resolved { layers, bytes, .. } => {
                 send(format!("resolved: {layers} layers"), 0, *bytes)
