@@ -100,12 +100,6 @@ fn key_words(key: &[u8; 16]) -> [u32; 4] {
     k
 }
 
-#[inline]
-fn mx(sum: u32, y: u32, z: u32, p: usize, e: usize, k: &[u32; 4]) -> u32 {
-    (((z >> 5) ^ (y << 2)).wrapping_add((y >> 3) ^ (z << 4)))
-        ^ ((sum ^ y).wrapping_add(k[(p & 3) ^ e] ^ z))
-}
-
 /// `data` zero-padded to whole little-endian words, plus one word holding its length.
 fn to_words(data: &[u8]) -> Vec<u32> {
     let mut v = Vec::with_capacity(data.len().div_ceil(4) + 1);
@@ -257,6 +251,28 @@ pub fn encode_chunks(plains: &[&[u8]]) -> Vec<EncodedChunk> {
     out
 }
 
+/// XXTEA decryption in place (`v.len() >= 2`).
+fn xxtea_unwords(v: &mut [u32], k: &[u32; 4]) {
+    let n = v.len();
+    let rounds = 6 + 52 / n;
+    let mut sum = (rounds as u32).wrapping_mul(DELTA);
+    let mut y = v[0];
+    for _ in 0..rounds {
+        // Same as `for p in (0..n).rev() { z = v[(p + n - 1) % n]; v[p] -= mx(..); y = v[p] }`
+        // without a division per word and with the key words pre-permuted (as encryption).
+        let ke = round_key(k, sum);
+        for p in (1..n).rev() {
+            let z = v[p - 1];
+            y = v[p].wrapping_sub(mx_fast(sum, y, z, ke[p & 3]));
+            v[p] = y;
+        }
+        let z = v[n - 1];
+        y = v[0].wrapping_sub(mx_fast(sum, y, z, ke[0]));
+        v[0] = y;
+        sum = sum.wrapping_sub(DELTA);
+    }
+}
+
 /// Reverses [`xxtea_encrypt`]; `None` when the input is not whole words or the embedded
 /// length is impossible (wrong key or corrupt data).
 pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Option<Vec<u8>> {
@@ -268,19 +284,7 @@ pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Option<Vec<u8>> {
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     let n = v.len();
-    let k = key_words(key);
-    let rounds = 6 + 52 / n;
-    let mut sum = (rounds as u32).wrapping_mul(DELTA);
-    let mut y = v[0];
-    for _ in 0..rounds {
-        let e = ((sum >> 2) & 3) as usize;
-        for p in (0..n).rev() {
-            let z = v[(p + n - 1) % n];
-            v[p] = v[p].wrapping_sub(mx(sum, y, z, p, e, &k));
-            y = v[p];
-        }
-        sum = sum.wrapping_sub(DELTA);
-    }
+    xxtea_unwords(&mut v, &key_words(key));
     let m = v[n - 1] as usize;
     let max = 4 * n - 4;
     if m > max || m + 3 < max {
@@ -297,6 +301,53 @@ pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The XXTEA round function as the algorithm is written (key word chosen per word).
+    fn mx(sum: u32, y: u32, z: u32, p: usize, e: usize, k: &[u32; 4]) -> u32 {
+        (((z >> 5) ^ (y << 2)).wrapping_add((y >> 3) ^ (z << 4)))
+            ^ ((sum ^ y).wrapping_add(k[(p & 3) ^ e] ^ z))
+    }
+
+    /// Textbook XXTEA decryption of whole words (indices modulo `n`).
+    fn textbook_decrypt(v: &mut [u32], k: &[u32; 4]) {
+        let n = v.len();
+        let rounds = 6 + 52 / n;
+        let mut sum = (rounds as u32).wrapping_mul(DELTA);
+        let mut y = v[0];
+        for _ in 0..rounds {
+            let e = ((sum >> 2) & 3) as usize;
+            for p in (0..n).rev() {
+                let z = v[(p + n - 1) % n];
+                v[p] = v[p].wrapping_sub(mx(sum, y, z, p, e, k));
+                y = v[p];
+            }
+            sum = sum.wrapping_sub(DELTA);
+        }
+    }
+
+    #[test]
+    fn decryption_equals_the_textbook_algorithm() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n in [2usize, 3, 4, 5, 7, 8, 13, 52, 53, 100, 1025] {
+            let words: Vec<u32> = (0..n).map(|_| next() as u32).collect();
+            let k: [u32; 4] = std::array::from_fn(|_| next() as u32);
+            let mut want = words.clone();
+            textbook_decrypt(&mut want, &k);
+            let mut got = words;
+            xxtea_unwords(&mut got, &k);
+            assert_eq!(got, want, "{n} words");
+            // Decryption undoes encryption.
+            xxtea_words(&mut got, &k);
+            xxtea_unwords(&mut got, &k);
+            assert_eq!(got, want, "{n} words, round trip");
+        }
+    }
 
     #[test]
     fn batch_encoding_equals_one_by_one() {

@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use hub_repo::{Hub, Resolved};
 
@@ -48,7 +48,7 @@ struct Lru {
 /// The download caches of one server.
 pub struct Downloads {
     names: RwLock<HashMap<String, (u64, Arc<Resolved>)>>,
-    blobs: Mutex<Lru>,
+    blobs: RwLock<Lru>,
     tick: AtomicU64,
     max_bytes: usize,
     max_entry: usize,
@@ -61,7 +61,7 @@ impl Downloads {
         let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         Downloads {
             names: RwLock::new(HashMap::new()),
-            blobs: Mutex::new(Lru {
+            blobs: RwLock::new(Lru {
                 map: HashMap::new(),
                 bytes: 0,
             }),
@@ -82,15 +82,8 @@ impl Downloads {
         F: FnOnce(&Hub) -> Result<Resolved, hub_repo::RepoError> + Send + 'static,
     {
         let generation = hub.generation();
-        if let Some((g, r)) = self
-            .names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            if *g == generation {
-                return Ok(r.clone());
-            }
+        if let Some(r) = self.resolved_at(&key, generation) {
+            return Ok(r);
         }
         let h = hub.clone();
         let r = Arc::new(tokio::task::spawn_blocking(move || f(&h)).await??);
@@ -102,9 +95,22 @@ impl Downloads {
         Ok(r)
     }
 
+    /// The resolution [`Downloads::resolve`] holds for `key` if made at `generation`.
+    pub(crate) fn resolved_at(&self, key: &str, generation: u64) -> Option<Arc<Resolved>> {
+        match self
+            .names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            Some((g, r)) if *g == generation => Some(r.clone()),
+            _ => None,
+        }
+    }
+
     /// The cached file with content address `sha256`, if present.
-    fn cached(&self, sha256: &str) -> Option<Arc<Blob>> {
-        let lru = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn cached(&self, sha256: &str) -> Option<Arc<Blob>> {
+        let lru = self.blobs.read().unwrap_or_else(|p| p.into_inner());
         let b = lru.map.get(sha256)?.clone();
         b.used
             .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
@@ -151,7 +157,7 @@ impl Downloads {
                 .and_then(|t| HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok()),
             used: AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed)),
         });
-        let mut lru = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lru = self.blobs.write().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = lru.map.get(sha256) {
             return Ok(Some(b.clone()));
         }
@@ -174,7 +180,7 @@ impl Downloads {
 
     /// Bytes of flist files held in memory.
     pub fn held_bytes(&self) -> usize {
-        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).bytes
+        self.blobs.read().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
     /// Answers a download of the flist `r` under the name `name`: from memory when it fits
@@ -200,8 +206,25 @@ impl Downloads {
 
 /// The answer for `blob` to a request with `method` and `headers`.
 fn respond(blob: &Blob, name: &str, method: &Method, headers: &HeaderMap) -> Response {
+    respond_bytes(blob, name, method, headers).map(|b| {
+        if b.is_empty() {
+            Body::empty()
+        } else {
+            Body::from(b)
+        }
+    })
+}
+
+/// [`respond`] with the body as bytes (the fast path sends them without boxing).
+pub(crate) fn respond_bytes(
+    blob: &Blob,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> axum::http::Response<Bytes> {
+    let mut resp = axum::http::Response::new(Bytes::new());
     if not_modified(blob, headers) {
-        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
         resp.headers_mut().insert(header::ETAG, blob.etag.clone());
         if let Some(lm) = &blob.last_modified {
             resp.headers_mut().insert(header::LAST_MODIFIED, lm.clone());
@@ -222,14 +245,14 @@ fn respond(blob: &Blob, name: &str, method: &Method, headers: &HeaderMap) -> Res
             None,
         ),
         Some(Err(())) => {
-            let mut resp = (
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                Body::empty(),
-            )
-                .into_response();
+            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                h.insert(header::CONTENT_RANGE, v);
             }
             return resp;
         }
@@ -240,12 +263,9 @@ fn respond(blob: &Blob, name: &str, method: &Method, headers: &HeaderMap) -> Res
             HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")).ok(),
         ),
     };
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from(body)
-    };
-    let mut resp = Response::new(body);
+    if method != Method::HEAD {
+        *resp.body_mut() = body;
+    }
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

@@ -25,6 +25,7 @@ pub mod derive;
 pub mod docker;
 pub mod downloads;
 pub mod error;
+pub mod fastpath;
 pub mod guard;
 pub mod health;
 pub mod jobs;

@@ -192,6 +192,20 @@ impl Metrics {
         self.bytes_sent.inc_by(sent);
     }
 
+    /// The counter and the latency histogram of `labels` (shared handles: the fast path keeps
+    /// them instead of looking the labels up per request).
+    pub(crate) fn request_handles(&self, labels: &RouteLabels) -> (Counter, Histogram) {
+        (
+            self.requests.get_or_create(labels).clone(),
+            self.request_seconds.get_or_create(labels).clone(),
+        )
+    }
+
+    /// Counts `n` bytes of response bodies.
+    pub(crate) fn sent(&self, n: u64) {
+        self.bytes_sent.inc_by(n);
+    }
+
     /// Records one finished conversion job.
     pub fn conversion(&self, kind: &str, ok: bool, seconds: f64) {
         let l = JobLabels {
@@ -296,6 +310,38 @@ pub async fn note_route(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Is the request log (`target: "hub::request"`, level INFO) enabled? Callers skip the work
+/// of preparing a line nobody reads.
+pub(crate) fn log_enabled() -> bool {
+    tracing::enabled!(target: "hub::request", tracing::Level::INFO)
+}
+
+/// Emits the log line of one finished request.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn log_line(
+    method: &str,
+    path: &str,
+    status: u16,
+    sent: u64,
+    received: u64,
+    secs: f64,
+    user: Option<&str>,
+    job: Option<&str>,
+) {
+    tracing::info!(
+        target: "hub::request",
+        method = %method,
+        path = %path,
+        status = status,
+        bytes = sent,
+        received,
+        duration_ms = (secs * 1000.0 * 10.0).round() / 10.0,
+        user = user.unwrap_or("-"),
+        job = job.unwrap_or("-"),
+        "request"
+    );
+}
+
 /// Everything needed to emit the line when the response body ends.
 struct Pending {
     st: Shared,
@@ -314,17 +360,15 @@ impl Pending {
         let f = self.fields.lock().unwrap_or_else(|p| p.into_inner());
         let received = self.received.load(std::sync::atomic::Ordering::Relaxed);
         let route = f.route.clone().unwrap_or_else(|| "unmatched".into());
-        tracing::info!(
-            target: "hub::request",
-            method = %self.method,
-            path = %self.path,
-            status = self.status,
-            bytes = self.sent,
+        log_line(
+            &self.method,
+            &self.path,
+            self.status,
+            self.sent,
             received,
-            duration_ms = (secs * 1000.0 * 10.0).round() / 10.0,
-            user = f.user.as_deref().unwrap_or("-"),
-            job = f.job.as_deref().unwrap_or("-"),
-            "request"
+            secs,
+            f.user.as_deref(),
+            f.job.as_deref(),
         );
         self.st.metrics.request(
             RouteLabels {

@@ -339,6 +339,8 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
+    // Hot public reads whose answer is in memory skip the router (see `fastpath`).
+    let app = crate::fastpath::Service::new(state.clone(), app);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(guard::serve(listener, app, limits, async move {
         let _ = rx.await;

@@ -1,7 +1,7 @@
 //! Shared server state.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use flist_store::Store;
@@ -37,12 +37,14 @@ pub struct AppState {
     pub docker_slots: Arc<tokio::sync::Semaphore>,
     /// Flist files and name resolutions kept in memory for downloads.
     pub downloads: crate::downloads::Downloads,
+    /// The in-memory answers ahead of the router (see [`crate::fastpath`]).
+    pub fastpath: crate::fastpath::FastPath,
     /// Flist dumps and metadata kept in memory for the public read routes.
     pub contents: crate::contents::Contents,
     /// The mirror's sync state, when this hub mirrors another.
     pub mirror: std::sync::OnceLock<Arc<crate::mirror::Mirror>>,
     /// Responses cached until the next catalog write (key → (generation, body)).
-    cache: Mutex<HashMap<String, (u64, Bytes)>>,
+    cache: RwLock<HashMap<String, (u64, Bytes)>>,
     /// Name resolutions cached until the next catalog write.
     resolved: Mutex<HashMap<(String, String), (u64, Resolved)>>,
 }
@@ -74,6 +76,7 @@ impl AppState {
         AppState {
             downloads: crate::downloads::Downloads::new(config.download_cache_bytes),
             contents: crate::contents::Contents::new(config.contents_cache_bytes),
+            fastpath: crate::fastpath::FastPath::default(),
             metrics,
             login_limiter: crate::login::LoginLimiter::default(),
             web: crate::ui::WebState::default(),
@@ -85,7 +88,7 @@ impl AppState {
             jobs,
             identity,
             mirror: std::sync::OnceLock::new(),
-            cache: Mutex::new(HashMap::new()),
+            cache: RwLock::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         }
     }
@@ -106,27 +109,33 @@ impl AppState {
         F: FnOnce(&Hub) -> Result<Bytes, ApiError> + Send + 'static,
     {
         let generation = self.hub.generation();
-        if let Some((g, b)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            if *g == generation {
-                return Ok(b.clone());
-            }
+        if let Some(b) = self.cached_at(key, generation) {
+            return Ok(b);
         }
         let body = self.blocking(f).await?;
         if body.len() > CACHE_ENTRY_MAX {
             return Ok(body);
         }
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         let held: usize = cache.values().map(|(_, b)| b.len()).sum();
         if cache.len() > 4096 || held + body.len() > CACHE_BYTES_MAX {
             cache.clear();
         }
         cache.insert(key.to_string(), (generation, body.clone()));
         Ok(body)
+    }
+
+    /// The body [`AppState::cached`] holds for `key` if it was computed at `generation`.
+    pub(crate) fn cached_at(&self, key: &str, generation: u64) -> Option<Bytes> {
+        match self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            Some((g, b)) if *g == generation => Some(b.clone()),
+            _ => None,
+        }
     }
 
     /// [`Hub::resolve`], served from memory while the catalog is unchanged.
