@@ -1,7 +1,7 @@
 //! Archive and directory conversion to flists; extraction and verification.
 //!
 //! - [`pack_archive`]: a tar stream (gzip, zstd, xz, bzip2 or plain, detected from its magic
-//!   bytes) to a [`Tree`], chunks stored in a [`Store`]; [`pack_dir`]: the same from a
+//!   bytes) to a [`Tree`], chunks stored in a [`BlockingStore`]; [`pack_dir`]: the same from a
 //!   directory. Both produce the same tree for the same content, with children ordered as
 //!   the reference writer orders them (directories first, then by name).
 //! - Untrusted input is bounded by [`Limits`] and [`PathPolicy`]; every refusal is a
@@ -10,15 +10,14 @@
 //!   of workers and writes batches to the store, with bounded queues throughout.
 //!
 //! These functions block: call them from a plain thread or `spawn_blocking`, never from an
-//! async task (store calls run on the runtime given in [`ConvertOptions::runtime`], the
-//! current one, or a private one).
+//! async task. They reach the store through a [`BlockingStore`] (which carries the runtime
+//! its calls run on), keeping several batched requests in flight.
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 
 use flist_format::{Metadata, Tree};
-use flist_store::Store;
+use flist_store::BlockingStore;
 
 pub mod backend;
 mod builder;
@@ -109,7 +108,7 @@ fn make_stats(staged: &mut builder::Staged, counters: &Counters) -> Result<Stats
 /// chunks are encoded, so the tree has its block keys, but stored nowhere).
 pub fn pack_archive<R: Read + Send>(
     mut input: R,
-    store: Option<&Arc<dyn Store>>,
+    store: Option<&BlockingStore>,
     opts: &ConvertOptions,
 ) -> Result<Packed> {
     let counters = Counters::default();
@@ -131,7 +130,7 @@ pub fn archive_to_tree(archive: &[u8], opts: &ConvertOptions) -> Result<Packed> 
 /// followed; owner names are the numeric ids (`root` for 0), as for numeric-owner tars.
 pub fn pack_dir(
     dir: &Path,
-    store: Option<&Arc<dyn Store>>,
+    store: Option<&BlockingStore>,
     opts: &ConvertOptions,
 ) -> Result<Packed> {
     let counters = Counters::default();
@@ -163,7 +162,7 @@ fn write_staged(staged: &builder::Staged, metadata: &Metadata, out: &Path) -> Re
 /// and written one directory at a time.
 pub fn archive_to_flist<R: Read + Send>(
     mut input: R,
-    store: &Arc<dyn Store>,
+    store: &BlockingStore,
     metadata: Metadata,
     out: &Path,
     opts: &ConvertOptions,
@@ -184,7 +183,7 @@ pub fn archive_to_flist<R: Read + Send>(
 /// success; the tree is staged on disk as for [`archive_to_flist`]).
 pub fn dir_to_flist(
     dir: &Path,
-    store: &Arc<dyn Store>,
+    store: &BlockingStore,
     metadata: Metadata,
     out: &Path,
     opts: &ConvertOptions,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use flist_convert::{archive_to_flist, archive_to_tree, ConvertError, ConvertOptions};
 use flist_format::codec::{encode_chunk, CHUNK_SIZE};
 use flist_format::{Block, Flist, Kind, Metadata, Tree};
-use flist_store::{DirStore, Store};
+use flist_store::{BlockingStore, DirStore};
 
 /// A tar member as the tests build them.
 enum M<'a> {
@@ -235,7 +235,10 @@ fn twelve_thousand_shuffled_members_give_the_model_tree_and_the_same_flist() {
 
     // the streamed flist is the flist the tree writer makes of the same tree
     let tmp = tempfile::tempdir().expect("tmp");
-    let store: Arc<dyn Store> = Arc::new(DirStore::new(tmp.path().join("store")).expect("store"));
+    let store = BlockingStore::on_private_runtime(Arc::new(
+        DirStore::new(tmp.path().join("store")).expect("store"),
+    ))
+    .expect("runtime");
     let mut md = Metadata::new();
     md.set("entrypoint", "/bin/true");
     let streamed = tmp.path().join("streamed.flist");

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use flist_format::{Block, Kind, Meta, SpecialKind, Tree};
-use flist_store::Store;
+use flist_store::BlockingStore;
 use serde::{Deserialize, Serialize};
 
 use crate::builder::TreeBuilder;
@@ -227,7 +227,7 @@ pub(crate) fn layer_stats(
 pub(crate) fn read_layer(
     input: &mut (dyn Read + Send),
     digest: &str,
-    store: &Arc<dyn Store>,
+    store: &BlockingStore,
     opts: &ConvertOptions,
 ) -> Result<(LayerChanges, Stats)> {
     let counters = Counters::default();
