@@ -36,7 +36,7 @@ struct Encoded {
 }
 
 /// Jobs are sent once they hold this many plaintext bytes (small files are batched).
-const JOB_BYTES: usize = 1 << 20;
+const JOB_BYTES: usize = 2 << 20;
 /// ... or this many items.
 const JOB_ITEMS: usize = 256;
 /// A store batch is flushed at this many bytes even if it has fewer chunks.
