@@ -1,4 +1,5 @@
-//! `cargo xtask bench convert [--size 500M|2G] [--upload auto|check|set] [--small N]`:
+//! `cargo xtask bench convert [--size 500M|2G] [--upload auto|check|set] [--small N]
+//! [--only rss]`:
 //! conversion against baselines measured in the same run, each row with its ratio and the
 //! goal of issue #15 (PASS/FAIL):
 //! - a Debian minbase root file system (`debootstrap`, cached under `target/tmp/`, shared
@@ -7,6 +8,8 @@
 //! - the same two rows on a generated corpus (`--size`, cached under `target/bench-convert/`);
 //! - peak RSS converting an archive of `--small` (200,000) small files (≤ 150 MB), next to
 //!   a quarter as many to show it is flat in the number of entries.
+//!
+//! `--only rss` runs the peak-RSS rows alone (to iterate on memory use).
 //!
 //! Chunks go to a fresh `dir://` store on the same disk for each conversion. The baselines
 //! are `find -type f -print0 | xargs -0 -P2 -n 64 b2sum` and `gzip -dc archive > /dev/null`.
@@ -196,6 +199,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut size = 500u64 << 20;
     let mut small = 200_000u64;
     let mut upload = "auto".to_string();
+    let mut only_rss = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -208,8 +212,12 @@ pub fn run(args: &[String]) -> Result<()> {
                     .context("--small needs a number")?
             }
             "--upload" => upload = it.next().context("--upload needs auto|check|set")?.clone(),
+            "--only" => match it.next().map(String::as_str) {
+                Some("rss") => only_rss = true,
+                _ => bail!("--only needs rss"),
+            },
             other => bail!(
-                "unknown option {other} (use --size 500M|2G, --small N, --upload auto|check|set)"
+                "unknown option {other} (use --size 500M|2G, --small N, --upload auto|check|set, --only rss)"
             ),
         }
     }
@@ -233,21 +241,23 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut corpora = Vec::new();
 
     // The Debian minbase tree (shared with the mount tests) and its .tar.gz.
-    match minbase(&root)? {
-        Some((tree, archive)) => corpora.push(Corpus {
-            label: "minbase".into(),
-            tree,
-            archive,
-        }),
-        None => println!("debootstrap unavailable: the minbase rows are left out (FAIL)"),
+    if !only_rss {
+        match minbase(&root)? {
+            Some((tree, archive)) => corpora.push(Corpus {
+                label: "minbase".into(),
+                tree,
+                archive,
+            }),
+            None => println!("debootstrap unavailable: the minbase rows are left out (FAIL)"),
+        }
     }
 
     // The generated corpus.
     let work = base.join(format!("{}M", size >> 20));
     let tree = work.join("tree");
     let archive = work.join("tree.tar.gz");
-    std::fs::create_dir_all(&work)?;
-    if !archive.exists() || !tree.exists() {
+    if !only_rss && (!archive.exists() || !tree.exists()) {
+        std::fs::create_dir_all(&work)?;
         println!(
             "generating a {} MiB corpus in {} ...",
             size >> 20,
@@ -260,11 +270,13 @@ pub fn run(args: &[String]) -> Result<()> {
             bail!("corpus generation failed");
         }
     }
-    corpora.push(Corpus {
-        label: format!("generated {} MiB", size >> 20),
-        tree,
-        archive,
-    });
+    if !only_rss {
+        corpora.push(Corpus {
+            label: format!("generated {} MiB", size >> 20),
+            tree,
+            archive,
+        });
+    }
 
     // Archives of small files.
     let mut smalls = Vec::new();
@@ -294,7 +306,11 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&stores)?;
     let mut rows = Vec::new();
     let mut rss = Vec::new();
-    let mut failed = usize::from(corpora.len() < 2) * 2;
+    let mut failed = if only_rss {
+        0
+    } else {
+        usize::from(corpora.len() < 2) * 2
+    };
     for c in &corpora {
         corpus_rows(&bin, c, &stores, &upload, &mut rows, &mut rss, &mut failed)?;
     }

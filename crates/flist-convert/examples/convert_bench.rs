@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use flist_convert::{archive_to_flist, dir_to_flist, ConvertOptions, UploadMode};
 use flist_format::Metadata;
-use flist_store::{DirStore, Store};
+use flist_store::{BlockingStore, DirStore};
 
 struct Rng(u64);
 
@@ -188,8 +188,10 @@ fn main() {
     }
     let store_dir = Path::new(arg(2));
     let _ = fs::remove_dir_all(store_dir);
-    let store: Arc<dyn Store> = match DirStore::new(store_dir) {
-        Ok(s) => Arc::new(s),
+    let store = match DirStore::new(store_dir)
+        .and_then(|s| BlockingStore::on_private_runtime(Arc::new(s)))
+    {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("store: {e}");
             std::process::exit(1);

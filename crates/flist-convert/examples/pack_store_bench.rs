@@ -9,12 +9,11 @@
 #![allow(clippy::unwrap_used)] // a benchmark: a failed unwrap is a failed run
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use flist_convert::{dir_to_flist, ConvertOptions};
 use flist_format::Metadata;
-use flist_store::Store;
+use flist_store::BlockingStore;
 use test_support::{NsConfig, RedisServer, ZdbServer};
 
 /// Goal: packing into 0-db takes at most this many times the redis time.
@@ -27,11 +26,11 @@ struct Run {
 }
 
 fn pack(rt: &tokio::runtime::Runtime, url: &str, tree: &Path, out: &Path) -> Run {
-    let store: Arc<dyn Store> = rt.block_on(flist_store::open(url)).unwrap();
-    let opts = ConvertOptions {
-        runtime: Some(rt.handle().clone()),
-        ..ConvertOptions::default()
-    };
+    let store = BlockingStore::new(
+        rt.block_on(flist_store::open(url)).unwrap(),
+        rt.handle().clone(),
+    );
+    let opts = ConvertOptions::default();
     let cpu0 = test_support::cpu_time();
     let t = Instant::now();
     let stats = dir_to_flist(tree, &store, Metadata::new(), out, &opts).unwrap();

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
+use flist_format::writer::{CatalogWriter, ChildEntry};
 use flist_format::{Block, Kind, Meta, NodeId, Tree};
 
 use crate::error::{ConvertError, LimitKind, Result};
 use crate::options::{warn, Limits, OwnerNames, PathPolicy, Warnings};
-
-/// Identifies the content of one regular file in the chunk pipeline.
-pub(crate) type FileId = u64;
+pub(crate) use crate::stage::FileId;
+use crate::stage::{join, Counts, EntryId, Row, Shape, Stage};
 
 /// Normalises a member path: UTF-8, no absolute path or `..` (by policy), `.` and empty
 /// components dropped, limits checked. Returns the components (empty for the root).
@@ -190,19 +190,19 @@ pub(crate) fn clamp_id(id: u64, warnings: &mut Warnings) -> u32 {
     })
 }
 
-/// A hook asked before each member is placed, with the tree so far, the member's path and,
-/// for a hard link, its target; `Ok(false)` skips the member. The OCI layer reader uses it
-/// to turn whiteouts and hard links to lower layers into layer changes.
+/// A hook asked before each member is placed, with the member's path and, for a hard
+/// link, its target and whether the target is in the tree so far; `Ok(false)` skips the
+/// member. The OCI layer reader uses it to turn whiteouts and hard links to lower layers
+/// into layer changes.
 pub(crate) type PlaceHook =
-    Box<dyn FnMut(&Tree, &[String], Option<&[String]>) -> Result<bool> + Send>;
+    Box<dyn FnMut(&[String], Option<(&[String], bool)>) -> Result<bool> + Send>;
 
-/// Accumulates a tree, remembering which regular files carry which content.
+/// Accumulates a tree in a [`Stage`] (on disk), remembering which regular files carry
+/// which content.
 pub(crate) struct TreeBuilder {
     /// Placement hook (OCI layers), `None` for plain archives.
     pub hook: Option<PlaceHook>,
-    pub tree: Tree,
-    /// Regular-file nodes and the content they carry.
-    file_of: HashMap<NodeId, FileId>,
+    stage: Stage,
     pub warnings: Warnings,
     pub hard_links: u64,
     /// Whether a member described the root itself.
@@ -213,52 +213,55 @@ pub(crate) struct TreeBuilder {
 
 impl TreeBuilder {
     /// A builder whose root is root:root 0755 at `time`.
-    pub(crate) fn new(time: u32) -> Self {
-        TreeBuilder {
+    pub(crate) fn new(time: u32) -> Result<Self> {
+        Ok(TreeBuilder {
             hook: None,
-            tree: Tree::new(Meta::root(0o755, time)),
-            file_of: HashMap::new(),
+            stage: Stage::new(&Meta::root(0o755, time))?,
             warnings: Warnings::default(),
             hard_links: 0,
             root_set: false,
             first_time: None,
-        }
+        })
     }
 
     /// The parent directory of `comps`, creating missing (implicit) directories as
     /// root:root 0755 with `time`. Refuses to go through symlinks and non-directories.
-    fn parent_of(&mut self, comps: &[String], time: u32) -> Result<NodeId> {
-        let mut cur = Tree::ROOT;
+    fn parent_of(&mut self, comps: &[String], time: u32) -> Result<EntryId> {
         let parents = &comps[..comps.len().saturating_sub(1)];
+        let parent_path = join(parents);
+        if let Some(id) = self.stage.cached_dir(&parent_path) {
+            return Ok(id);
+        }
+        let mut cur = Stage::ROOT;
         for (i, c) in parents.iter().enumerate() {
-            cur = match self.tree.child(cur, c) {
-                Some(id) => match &self.tree.node(id).kind {
-                    Kind::Dir { .. } => id,
-                    Kind::Symlink { .. } => {
-                        return Err(ConvertError::BeneathSymlink {
-                            path: comps.join("/"),
-                            symlink: comps[..=i].join("/"),
-                        })
-                    }
-                    _ => {
-                        return Err(ConvertError::NotADirectory {
-                            path: comps.join("/"),
-                            parent: comps[..=i].join("/"),
-                        })
-                    }
-                },
-                None => self
-                    .tree
-                    .insert(cur, c, Meta::root(0o755, time), Kind::empty_dir())?,
+            cur = match self.stage.child(cur, c)? {
+                Some((id, Shape::Dir)) => id,
+                Some((_, Shape::Symlink)) => {
+                    return Err(ConvertError::BeneathSymlink {
+                        path: comps.join("/"),
+                        symlink: comps[..=i].join("/"),
+                    })
+                }
+                Some(_) => {
+                    return Err(ConvertError::NotADirectory {
+                        path: comps.join("/"),
+                        parent: comps[..=i].join("/"),
+                    })
+                }
+                None => {
+                    self.stage
+                        .insert(cur, c, &Meta::root(0o755, time), &Kind::empty_dir(), None)?
+                }
             };
         }
+        self.stage.cache_dir(&parent_path, cur);
         Ok(cur)
     }
 
     /// Asks the placement hook (if any) whether to place the member at `comps`.
-    fn hooked(&mut self, comps: &[String], link_target: Option<&[String]>) -> Result<bool> {
+    fn hooked(&mut self, comps: &[String], link_target: Option<(&[String], bool)>) -> Result<bool> {
         match self.hook.as_mut() {
-            Some(h) => h(&self.tree, comps, link_target),
+            Some(h) => h(comps, link_target),
             None => Ok(true),
         }
     }
@@ -270,32 +273,45 @@ impl TreeBuilder {
         comps: &[String],
         meta: Meta,
         kind: Kind,
-    ) -> Result<Option<NodeId>> {
+    ) -> Result<Option<EntryId>> {
         if !self.hooked(comps, None)? {
             return Ok(None);
         }
-        self.place_inner(comps, meta, kind).map(Some)
+        self.place_inner(comps, &meta, &kind, None).map(Some)
     }
 
-    fn place_inner(&mut self, comps: &[String], meta: Meta, kind: Kind) -> Result<NodeId> {
+    fn place_inner(
+        &mut self,
+        comps: &[String],
+        meta: &Meta,
+        kind: &Kind,
+        file: Option<FileId>,
+    ) -> Result<EntryId> {
         self.first_time.get_or_insert(meta.mtime);
         let Some(name) = comps.last() else {
             self.root_set = true;
             // The root itself ("./"): only a directory may describe it.
             if let Kind::Dir { size, .. } = kind {
-                let root = self.tree.node_mut(Tree::ROOT);
-                root.meta = meta;
-                if let Kind::Dir { size: s, .. } = &mut root.kind {
-                    *s = size;
-                }
-                return Ok(Tree::ROOT);
+                self.stage.set_dir_meta(Stage::ROOT, meta, *size)?;
+                return Ok(Stage::ROOT);
             }
             return Err(ConvertError::RootNotADirectory { path: "/".into() });
         };
+        flist_format::tree::validate_name(name)?;
         let parent = self.parent_of(comps, meta.mtime)?;
-        let id = self.tree.set(parent, name, meta, kind)?;
-        self.file_of.remove(&id);
-        Ok(id)
+        match self.stage.child(parent, name)? {
+            // A directory over a directory keeps the children and takes the new metadata.
+            Some((id, Shape::Dir)) if kind.is_dir() => {
+                self.stage.set_dir_meta(id, meta, kind.size())?;
+                Ok(id)
+            }
+            // Anything else replaces the old entry (and its subtree).
+            Some((id, _)) => {
+                self.stage.replace(id, meta, kind, file)?;
+                Ok(id)
+            }
+            None => self.stage.insert(parent, name, meta, kind, file),
+        }
     }
 
     /// Places a regular file whose content is `file` (`None` when the hook skipped it).
@@ -305,20 +321,15 @@ impl TreeBuilder {
         meta: Meta,
         size: u64,
         file: FileId,
-    ) -> Result<Option<NodeId>> {
-        let Some(id) = self.place(
-            comps,
-            meta,
-            Kind::File {
-                size,
-                blocks: Vec::new(),
-            },
-        )?
-        else {
+    ) -> Result<Option<EntryId>> {
+        if !self.hooked(comps, None)? {
             return Ok(None);
+        }
+        let kind = Kind::File {
+            size,
+            blocks: Vec::new(),
         };
-        self.file_of.insert(id, file);
-        Ok(Some(id))
+        self.place_inner(comps, &meta, &kind, Some(file)).map(Some)
     }
 
     /// Places a hard link to the entry at `target`: a regular file shares its content, a
@@ -328,23 +339,23 @@ impl TreeBuilder {
         &mut self,
         comps: &[String],
         target: &[String],
-    ) -> Result<Option<NodeId>> {
-        if !self.hooked(comps, Some(target))? {
+    ) -> Result<Option<EntryId>> {
+        let tid = self.stage.lookup(target)?;
+        if !self.hooked(comps, Some((target, tid.is_some())))? {
             return Ok(None);
         }
-        let missing = || ConvertError::HardLinkTargetMissing {
-            path: comps.join("/"),
-            target: target.join("/"),
-        };
         if target.is_empty() {
             return Err(ConvertError::HardLinkToDirectory {
                 path: comps.join("/"),
                 target: "/".into(),
             });
         }
-        let tid = self.tree.lookup(&target.join("/")).ok_or_else(missing)?;
-        let node = self.tree.node(tid);
-        if node.kind.is_dir() {
+        let tid = tid.ok_or_else(|| ConvertError::HardLinkTargetMissing {
+            path: comps.join("/"),
+            target: target.join("/"),
+        })?;
+        let row = self.stage.row(tid)?;
+        if row.kind.is_dir() {
             return Err(ConvertError::HardLinkToDirectory {
                 path: comps.join("/"),
                 target: target.join("/"),
@@ -354,81 +365,225 @@ impl TreeBuilder {
             // A link to itself changes nothing.
             return Ok(Some(tid));
         }
-        let (meta, kind) = (node.meta.clone(), node.kind.clone());
-        let file = self.file_of.get(&tid).copied();
-        let id = self.place_inner(comps, meta, kind)?;
-        if let Some(f) = file {
-            self.file_of.insert(id, f);
-        }
+        let id = self.place_inner(comps, &row.meta, &row.kind, row.file)?;
         self.hard_links += 1;
         self.warnings.add(warn::HARDLINK);
         Ok(Some(id))
     }
 
-    /// Fills in file blocks from the pipeline results, orders children, and returns the
-    /// tree. `blocks` maps file ids to their chunks in order.
-    pub(crate) fn finish(mut self, blocks: &mut ChunkResults) -> Result<(Tree, Warnings, u64)> {
-        for (&id, &file) in &self.file_of {
-            let Some(node) = self.tree.get(id) else {
-                continue;
-            };
-            if !matches!(node.kind, Kind::File { .. }) {
-                continue;
-            }
-            let list = blocks.take(file)?;
-            if let Kind::File { blocks: b, size } = &mut self.tree.node_mut(id).kind {
-                let expected = flist_format::codec::chunk_count(*size);
-                if list.len() as u64 != expected {
-                    return Err(ConvertError::Internal(format!(
-                        "file {id}: {} chunks for {size} bytes",
-                        list.len()
-                    )));
-                }
-                *b = list;
-            }
-        }
+    /// Completes the tree with the pipeline's chunk results (the root takes the first
+    /// member's time when no member described it).
+    pub(crate) fn finish(mut self, mut results: ChunkResults) -> Result<Staged> {
         if !self.root_set {
             if let Some(t) = self.first_time {
-                let m = &mut self.tree.node_mut(Tree::ROOT).meta;
-                m.mtime = t;
-                m.ctime = t;
+                let mut root = self.stage.row(Stage::ROOT)?;
+                root.meta.mtime = t;
+                root.meta.ctime = t;
+                self.stage
+                    .set_dir_meta(Stage::ROOT, &root.meta, root.kind.size())?;
             }
         }
-        sort_children(&mut self.tree);
-        Ok((self.tree, self.warnings, self.hard_links))
+        results.flush();
+        Ok(Staged {
+            stage: self.stage,
+            results,
+            warnings: self.warnings,
+            hard_links: self.hard_links,
+        })
     }
 }
 
-/// Chunks produced by the pipeline, by file id and chunk index.
+/// A converted tree, still on disk, with the chunks of its files.
+pub(crate) struct Staged {
+    stage: Stage,
+    results: ChunkResults,
+    pub warnings: Warnings,
+    pub hard_links: u64,
+}
+
+impl Staged {
+    /// Counts by kind (root not counted) and the sum of file sizes.
+    pub(crate) fn counts(&self) -> Result<Counts> {
+        self.stage.counts()
+    }
+
+    /// Fills in `row`'s file blocks from the chunk results.
+    fn fill_blocks(&self, row: &mut Row) -> Result<()> {
+        if let (Some(file), Kind::File { size, blocks }) = (row.file, &mut row.kind) {
+            if blocks.is_empty() {
+                *blocks = self
+                    .results
+                    .blocks(file, flist_format::codec::chunk_count(*size))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits every directory depth first (the last child directory first, as the flist
+    /// writer always did): its path, entry, own row and its children in the reference
+    /// order (directories first, then by name), files with their blocks.
+    fn for_each_dir(
+        &self,
+        mut f: impl FnMut(&str, EntryId, Row, Vec<(EntryId, String, Row)>) -> Result<()>,
+    ) -> Result<()> {
+        let mut stack: Vec<(EntryId, String)> = vec![(Stage::ROOT, String::new())];
+        while let Some((id, path)) = stack.pop() {
+            let row = self.stage.row(id)?;
+            let mut children = self.stage.children(id)?;
+            for (cid, name, crow) in children.iter_mut() {
+                if crow.kind.is_dir() {
+                    let cpath = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}/{name}")
+                    };
+                    stack.push((*cid, cpath));
+                } else {
+                    self.fill_blocks(crow)?;
+                }
+            }
+            f(&path, id, row, children)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every directory into a catalog, one at a time.
+    pub(crate) fn write_catalog(&self, w: &mut CatalogWriter<'_>) -> Result<()> {
+        self.for_each_dir(|path, _, row, children| {
+            let kids: Vec<ChildEntry> = children
+                .into_iter()
+                .map(|(_, name, r)| (name, r.meta, r.kind))
+                .collect();
+            w.dir(path, &row.meta, row.kind.size(), &kids)
+                .map_err(|e| ConvertError::Flist(e.to_string()))
+        })
+    }
+
+    /// The whole tree in memory (children in the reference order).
+    pub(crate) fn into_tree(self) -> Result<Tree> {
+        let root = self.stage.row(Stage::ROOT)?;
+        let mut tree = Tree::new(root.meta);
+        if let Kind::Dir { size: s, .. } = &mut tree.node_mut(Tree::ROOT).kind {
+            *s = root.kind.size();
+        }
+        let mut nodes: HashMap<EntryId, NodeId> = HashMap::new();
+        nodes.insert(Stage::ROOT, Tree::ROOT);
+        self.for_each_dir(|_, id, _, children| {
+            let parent = nodes.remove(&id).ok_or_else(|| {
+                ConvertError::Internal(format!("staged directory {id} visited twice"))
+            })?;
+            for (cid, name, r) in children {
+                let is_dir = r.kind.is_dir();
+                let nid = tree.insert(parent, &name, r.meta, r.kind)?;
+                if is_dir {
+                    nodes.insert(cid, nid);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(tree)
+    }
+}
+
+/// Chunks produced by the pipeline: the block of chunk `index` of the file whose content
+/// starts at slot `file` is at slot `file + index` of an unnamed temporary file (32 bytes
+/// each), so that memory does not grow with the number of files. Writes are gathered and
+/// written in runs of consecutive slots.
 #[derive(Default)]
 pub(crate) struct ChunkResults {
-    files: HashMap<FileId, Vec<Option<Block>>>,
+    file: Option<std::fs::File>,
+    pending: Vec<(u64, Block)>,
+    error: Option<String>,
 }
+
+/// Blocks gathered before they are written out.
+const PENDING_BLOCKS: usize = 4096;
+/// Bytes per block in the results file.
+const BLOCK_BYTES: u64 = 32;
 
 impl ChunkResults {
     pub(crate) fn put(&mut self, file: FileId, index: u32, block: Block) {
-        let v = self.files.entry(file).or_default();
-        let i = index as usize;
-        if v.len() <= i {
-            v.resize(i + 1, None);
+        self.pending.push((file + u64::from(index), block));
+        if self.pending.len() >= PENDING_BLOCKS {
+            self.flush();
         }
-        v[i] = Some(block);
     }
 
-    /// The blocks of a file in order (cloned: hard links share them).
-    fn take(&mut self, file: FileId) -> Result<Vec<Block>> {
-        match self.files.get(&file) {
-            None => Ok(Vec::new()),
-            Some(v) => v
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    b.ok_or_else(|| {
-                        ConvertError::Internal(format!("file {file}: chunk {i} missing"))
-                    })
-                })
-                .collect(),
+    /// Writes the gathered blocks out (an error is kept and reported by [`Self::blocks`]).
+    pub(crate) fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
         }
+        if self.error.is_some() {
+            self.pending.clear();
+            return;
+        }
+        if let Err(e) = self.write_pending() {
+            self.error = Some(e.to_string());
+        }
+        self.pending.clear();
+    }
+
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(tempfile::tempfile()?),
+        };
+        self.pending.sort_unstable_by_key(|(slot, _)| *slot);
+        let mut buf: Vec<u8> = Vec::with_capacity(self.pending.len() * BLOCK_BYTES as usize);
+        let mut start = 0u64;
+        let mut next = 0u64;
+        for (slot, b) in &self.pending {
+            if buf.is_empty() || *slot != next {
+                if !buf.is_empty() {
+                    file.write_all_at(&buf, start * BLOCK_BYTES)?;
+                    buf.clear();
+                }
+                start = *slot;
+            }
+            buf.extend_from_slice(&b.hash);
+            buf.extend_from_slice(&b.key);
+            next = slot + 1;
+        }
+        if !buf.is_empty() {
+            file.write_all_at(&buf, start * BLOCK_BYTES)?;
+        }
+        Ok(())
+    }
+
+    /// The `count` blocks of the file whose content starts at slot `file`.
+    fn blocks(&self, file: FileId, count: u64) -> Result<Vec<Block>> {
+        use std::os::unix::fs::FileExt;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(e) = &self.error {
+            return Err(ConvertError::Io {
+                path: std::env::temp_dir(),
+                source: std::io::Error::other(format!("chunk list file: {e}")),
+            });
+        }
+        let missing = || ConvertError::Internal(format!("file {file}: chunks missing"));
+        let f = self.file.as_ref().ok_or_else(missing)?;
+        let len = usize::try_from(count * BLOCK_BYTES).map_err(|_| missing())?;
+        let mut raw = vec![0u8; len];
+        f.read_exact_at(&mut raw, file * BLOCK_BYTES)
+            .map_err(|_| missing())?;
+        raw.chunks_exact(BLOCK_BYTES as usize)
+            .map(|c| {
+                let mut hash = [0u8; 16];
+                let mut key = [0u8; 16];
+                hash.copy_from_slice(&c[..16]);
+                key.copy_from_slice(&c[16..]);
+                // Never written (a hole): no real chunk has an all-zero hash and key.
+                if hash == [0; 16] && key == [0; 16] {
+                    Err(missing())
+                } else {
+                    Ok(Block { hash, key })
+                }
+            })
+            .collect()
     }
 }
 

@@ -221,6 +221,12 @@ pub enum ConvertError {
     Internal(String),
 }
 
+impl From<flist_format::FormatError> for ConvertError {
+    fn from(e: flist_format::FormatError) -> Self {
+        ConvertError::Flist(e.to_string())
+    }
+}
+
 fn fmt_entry(entry: &Option<String>) -> String {
     match entry {
         Some(e) => format!(" (entry {e:?})"),

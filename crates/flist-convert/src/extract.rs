@@ -16,10 +16,9 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 use flist_format::codec::{decode_chunk, CHUNK_SIZE};
 use flist_format::{Block, Kind, NodeId, SpecialKind, Tree};
-use flist_store::Store;
+use flist_store::BlockingStore;
 
 use crate::error::{io_err, ConvertError, Result};
-use crate::pipeline::runtime_from;
 
 /// Options of [`extract`].
 #[derive(Clone)]
@@ -32,8 +31,6 @@ pub struct ExtractOptions {
     pub batches_in_flight: usize,
     /// Decoding threads (0: one per core).
     pub workers: usize,
-    /// Runtime for store calls (else the current one, else a private one).
-    pub runtime: Option<tokio::runtime::Handle>,
     /// Continue an extraction that stopped (e.g. on a store error) in the same
     /// destination: existing directories are kept, chunks already written (their content
     /// hashes to the chunk's key) are not fetched again, everything else is redone.
@@ -61,7 +58,6 @@ impl Default for ExtractOptions {
             batch_chunks: 16,
             batches_in_flight: 4,
             workers: 0,
-            runtime: None,
             resume: false,
             progress: None,
         }
@@ -106,7 +102,7 @@ type Targets = Vec<(Block, Vec<(usize, u64)>)>;
 pub fn extract(
     tree: &Tree,
     dest: &Path,
-    store: &Arc<dyn Store>,
+    store: &BlockingStore,
     opts: &ExtractOptions,
 ) -> Result<ExtractStats> {
     let dest_err = |reason: &str| ConvertError::Destination {
@@ -306,13 +302,12 @@ pub fn extract(
 fn fetch_and_write(
     targets: &Targets,
     files: &[PathBuf],
-    store: &Arc<dyn Store>,
+    store: &BlockingStore,
     opts: &ExtractOptions,
 ) -> Result<()> {
     if targets.is_empty() {
         return Ok(());
     }
-    let (handle, _rt) = runtime_from(opts.runtime.as_ref())?;
     let workers = if opts.workers > 0 {
         opts.workers
     } else {
@@ -377,22 +372,17 @@ fn fetch_and_write(
                     .iter()
                     .map(|(b, _)| b.hash.to_vec())
                     .collect();
-                let st = store.clone();
-                inflight.push_back((start, handle.spawn(async move { st.get_many(&keys).await })));
+                inflight.push_back((start, store.start_get_many(keys)));
                 start = end;
             }
             if let Some((at, h)) = inflight.pop_front() {
-                let got = match handle.block_on(h) {
-                    Ok(Ok(v)) => v,
-                    Ok(Err(source)) => {
+                let got = match h.wait() {
+                    Ok(v) => v,
+                    Err(source) => {
                         result = Err(ConvertError::Store {
                             store: store.to_string(),
                             source,
                         });
-                        break 'outer;
-                    }
-                    Err(e) => {
-                        result = Err(ConvertError::Internal(format!("fetch task: {e}")));
                         break 'outer;
                     }
                 };
@@ -446,12 +436,7 @@ impl VerifyReport {
 /// Checks that `store` holds every chunk of `tree` (`exists_many` in batches); with
 /// `deep`, also fetches each chunk (pipelined `get_many`) and checks both hashes by
 /// decoding it, on one decoding thread per core. Blocking.
-pub fn verify(
-    tree: &Tree,
-    store: &Arc<dyn Store>,
-    deep: bool,
-    runtime: Option<&tokio::runtime::Handle>,
-) -> Result<VerifyReport> {
+pub fn verify(tree: &Tree, store: &BlockingStore, deep: bool) -> Result<VerifyReport> {
     let mut seen: HashMap<[u8; 16], ()> = HashMap::new();
     let mut list: Vec<(Block, String)> = Vec::new();
     for id in tree.walk() {
@@ -467,7 +452,6 @@ pub fn verify(
         chunks: list.len() as u64,
         ..Default::default()
     };
-    let (handle, _rt) = runtime_from(runtime)?;
     let store_err = |source| ConvertError::Store {
         store: store.to_string(),
         source,
@@ -475,18 +459,14 @@ pub fn verify(
     if deep {
         // Fetching finds the missing chunks too: no separate existence pass.
         let all: Vec<&(Block, String)> = list.iter().collect();
-        let (missing, corrupt) = deep_check(&all, store, &handle)?;
+        let (missing, corrupt) = deep_check(&all, store)?;
         report.missing = missing;
         report.corrupt = corrupt;
         return Ok(report);
     }
     for part in list.chunks(512) {
         let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.hash.to_vec()).collect();
-        let st = store.clone();
-        let exists = handle
-            .block_on(handle.spawn(async move { st.exists_many(&keys).await }))
-            .map_err(|e| ConvertError::Internal(format!("verify task: {e}")))?
-            .map_err(store_err)?;
+        let exists = store.exists_many(&keys).map_err(store_err)?;
         for (item, e) in part.iter().zip(exists) {
             if !e {
                 report.missing.push(BadChunk {
@@ -510,8 +490,7 @@ const VERIFY_IN_FLIGHT: usize = 4;
 /// order of `present`.
 fn deep_check(
     present: &[&(Block, String)],
-    store: &Arc<dyn Store>,
-    handle: &tokio::runtime::Handle,
+    store: &BlockingStore,
 ) -> Result<(Vec<BadChunk>, Vec<BadChunk>)> {
     type Fetched = (usize, Vec<Option<bytes::Bytes>>);
     type Found = Vec<(usize, bool, BadChunk)>;
@@ -560,28 +539,23 @@ fn deep_check(
                     .iter()
                     .map(|(b, _)| b.hash.to_vec())
                     .collect();
-                let st = store.clone();
-                inflight.push_back((start, handle.spawn(async move { st.get_many(&keys).await })));
+                inflight.push_back((start, store.start_get_many(keys)));
                 start = end;
             }
             let Some((at, h)) = inflight.pop_front() else {
                 break;
             };
-            match handle.block_on(h) {
-                Ok(Ok(values)) => {
+            match h.wait() {
+                Ok(values) => {
                     if tx.send((at, values)).is_err() {
                         break;
                     }
                 }
-                Ok(Err(source)) => {
+                Err(source) => {
                     result = Err(ConvertError::Store {
                         store: store.to_string(),
                         source,
                     });
-                    break;
-                }
-                Err(e) => {
-                    result = Err(ConvertError::Internal(format!("verify task: {e}")));
                     break;
                 }
             }

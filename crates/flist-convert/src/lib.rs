@@ -1,7 +1,7 @@
 //! Archive and directory conversion to flists; extraction and verification.
 //!
 //! - [`pack_archive`]: a tar stream (gzip, zstd, xz, bzip2 or plain, detected from its magic
-//!   bytes) to a [`Tree`], chunks stored in a [`Store`]; [`pack_dir`]: the same from a
+//!   bytes) to a [`Tree`], chunks stored in a [`BlockingStore`]; [`pack_dir`]: the same from a
 //!   directory. Both produce the same tree for the same content, with children ordered as
 //!   the reference writer orders them (directories first, then by name).
 //! - Untrusted input is bounded by [`Limits`] and [`PathPolicy`]; every refusal is a
@@ -10,15 +10,14 @@
 //!   of workers and writes batches to the store, with bounded queues throughout.
 //!
 //! These functions block: call them from a plain thread or `spawn_blocking`, never from an
-//! async task (store calls run on the runtime given in [`ConvertOptions::runtime`], the
-//! current one, or a private one).
+//! async task. They reach the store through a [`BlockingStore`] (which carries the runtime
+//! its calls run on), keeping several batched requests in flight.
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 
-use flist_format::{Flist, Metadata, Tree};
-use flist_store::Store;
+use flist_format::{Metadata, Tree};
+use flist_store::BlockingStore;
 
 pub mod backend;
 mod builder;
@@ -32,6 +31,7 @@ mod extract;
 pub mod oci;
 mod options;
 mod pipeline;
+mod stage;
 mod tarball;
 pub mod vmcheck;
 
@@ -46,7 +46,7 @@ pub use options::{
 };
 
 use builder::TreeBuilder;
-use options::{Counters, Warnings};
+use options::Counters;
 
 /// A converted tree and what it took.
 #[derive(Clone, Debug)]
@@ -59,27 +59,40 @@ pub struct Packed {
 
 fn finish(
     builder: TreeBuilder,
-    mut results: builder::ChunkResults,
+    results: builder::ChunkResults,
     counters: &Counters,
     opts: &ConvertOptions,
 ) -> Result<Packed> {
-    let (tree, warnings, hard_links) = builder.finish(&mut results)?;
-    let stats = make_stats(&tree, warnings, hard_links, counters);
+    let (staged, stats) = finish_staged(builder, results, counters, opts)?;
+    Ok(Packed {
+        tree: staged.into_tree()?,
+        stats,
+    })
+}
+
+fn finish_staged(
+    builder: TreeBuilder,
+    results: builder::ChunkResults,
+    counters: &Counters,
+    opts: &ConvertOptions,
+) -> Result<(builder::Staged, Stats)> {
+    let mut staged = builder.finish(results)?;
+    let stats = make_stats(&mut staged, counters)?;
     if let Some(p) = &opts.progress {
         p.progress(&counters.report());
     }
-    Ok(Packed { tree, stats })
+    Ok((staged, stats))
 }
 
-fn make_stats(tree: &Tree, warnings: Warnings, hard_links: u64, counters: &Counters) -> Stats {
+fn make_stats(staged: &mut builder::Staged, counters: &Counters) -> Result<Stats> {
     use std::sync::atomic::Ordering::Relaxed;
-    let t = tree.stats();
-    Stats {
+    let t = staged.counts()?;
+    Ok(Stats {
         files: t.regular,
         directories: t.directory,
         symlinks: t.symlink,
         specials: t.special,
-        hard_links,
+        hard_links: staged.hard_links,
         bytes: t.fullsize,
         bytes_read: counters.bytes_read.load(Relaxed),
         bytes_expanded: counters.bytes_expanded.load(Relaxed),
@@ -87,21 +100,21 @@ fn make_stats(tree: &Tree, warnings: Warnings, hard_links: u64, counters: &Count
         chunks_written: counters.chunks_new.load(Relaxed),
         chunks_present: counters.chunks_present.load(Relaxed),
         chunks_deduplicated: counters.chunks_dedup.load(Relaxed),
-        warnings: warnings.into_vec(),
-    }
+        warnings: std::mem::take(&mut staged.warnings).into_vec(),
+    })
 }
 
 /// Converts a tar archive stream into a tree, storing its chunks in `store` (with `None`,
 /// chunks are encoded, so the tree has its block keys, but stored nowhere).
 pub fn pack_archive<R: Read + Send>(
     mut input: R,
-    store: Option<&Arc<dyn Store>>,
+    store: Option<&BlockingStore>,
     opts: &ConvertOptions,
 ) -> Result<Packed> {
     let counters = Counters::default();
     let input: &mut (dyn Read + Send) = &mut input;
     let (builder, results) = pipeline::run(store, opts, &counters, |sender| {
-        let mut b = TreeBuilder::new(0);
+        let mut b = TreeBuilder::new(0)?;
         tarball::read_archive(input, opts, &counters, sender, &mut b)?;
         Ok(b)
     })?;
@@ -117,52 +130,71 @@ pub fn archive_to_tree(archive: &[u8], opts: &ConvertOptions) -> Result<Packed> 
 /// followed; owner names are the numeric ids (`root` for 0), as for numeric-owner tars.
 pub fn pack_dir(
     dir: &Path,
-    store: Option<&Arc<dyn Store>>,
+    store: Option<&BlockingStore>,
     opts: &ConvertOptions,
 ) -> Result<Packed> {
     let counters = Counters::default();
     let (builder, results) = pipeline::run(store, opts, &counters, |sender| {
-        let mut b = TreeBuilder::new(0);
+        let mut b = TreeBuilder::new(0)?;
         dirpack::read_dir_tree(dir, opts, &counters, sender, &mut b)?;
         Ok(b)
     })?;
     finish(builder, results, &counters, opts)
 }
 
-fn write_flist(packed: Packed, metadata: Metadata, out: &Path) -> Result<Stats> {
-    let flist = Flist {
-        tree: packed.tree,
-        metadata,
-    };
-    flist
-        .write(out)
-        .map_err(|e| ConvertError::Flist(format!("writing {}: {e}", out.display())))?;
-    Ok(packed.stats)
+/// Writes the staged tree as an flist at `out` (atomically), one directory at a time.
+fn write_staged(staged: &builder::Staged, metadata: &Metadata, out: &Path) -> Result<()> {
+    flist_format::writer::write_flist_with(out, |conn, what| {
+        let mut w = flist_format::writer::CatalogWriter::new(conn, what)?;
+        staged.write_catalog(&mut w)?;
+        w.finish(metadata)?;
+        Ok::<(), ConvertError>(())
+    })
+    .map_err(|e| match e {
+        ConvertError::Flist(m) => ConvertError::Flist(format!("writing {}: {m}", out.display())),
+        e => e,
+    })
 }
 
 /// Converts a tar stream and writes the flist at `out` with `metadata`. The flist is
 /// written (atomically) only after the whole archive converted: on any error there is no
-/// file at `out` (nor a partial one).
+/// file at `out` (nor a partial one). The tree never sits in memory: it is staged on disk
+/// and written one directory at a time.
 pub fn archive_to_flist<R: Read + Send>(
-    input: R,
-    store: &Arc<dyn Store>,
+    mut input: R,
+    store: &BlockingStore,
     metadata: Metadata,
     out: &Path,
     opts: &ConvertOptions,
 ) -> Result<Stats> {
-    let packed = pack_archive(input, Some(store), opts)?;
-    write_flist(packed, metadata, out)
+    let counters = Counters::default();
+    let input: &mut (dyn Read + Send) = &mut input;
+    let (builder, results) = pipeline::run(Some(store), opts, &counters, |sender| {
+        let mut b = TreeBuilder::new(0)?;
+        tarball::read_archive(input, opts, &counters, sender, &mut b)?;
+        Ok(b)
+    })?;
+    let (staged, stats) = finish_staged(builder, results, &counters, opts)?;
+    write_staged(&staged, &metadata, out)?;
+    Ok(stats)
 }
 
 /// Converts a directory and writes the flist at `out` with `metadata` (atomically, only on
-/// success).
+/// success; the tree is staged on disk as for [`archive_to_flist`]).
 pub fn dir_to_flist(
     dir: &Path,
-    store: &Arc<dyn Store>,
+    store: &BlockingStore,
     metadata: Metadata,
     out: &Path,
     opts: &ConvertOptions,
 ) -> Result<Stats> {
-    let packed = pack_dir(dir, Some(store), opts)?;
-    write_flist(packed, metadata, out)
+    let counters = Counters::default();
+    let (builder, results) = pipeline::run(Some(store), opts, &counters, |sender| {
+        let mut b = TreeBuilder::new(0)?;
+        dirpack::read_dir_tree(dir, opts, &counters, sender, &mut b)?;
+        Ok(b)
+    })?;
+    let (staged, stats) = finish_staged(builder, results, &counters, opts)?;
+    write_staged(&staged, &metadata, out)?;
+    Ok(stats)
 }

@@ -121,9 +121,6 @@ pub struct ConvertOptions {
     pub batches_in_flight: usize,
     /// Progress callback.
     pub progress: Option<Arc<dyn Progress>>,
-    /// Runtime on which store calls run; when `None` the current runtime (if the caller is
-    /// inside one, e.g. in `spawn_blocking`) or a private one is used.
-    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for ConvertOptions {
@@ -137,7 +134,6 @@ impl Default for ConvertOptions {
             batch_chunks: 64,
             batches_in_flight: 2,
             progress: None,
-            runtime: None,
         }
     }
 }

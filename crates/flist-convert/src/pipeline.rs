@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use flist_format::codec::{encode_chunks, CHUNK_SIZE};
 use flist_format::Block;
-use flist_store::{SetOutcome, Store};
+use flist_store::{BlockingStore, Pending, SetOutcome, Store, StoreError};
 
 use crate::builder::{ChunkResults, FileId};
 use crate::error::{ConvertError, Result};
@@ -36,7 +36,7 @@ struct Encoded {
 }
 
 /// Jobs are sent once they hold this many plaintext bytes (small files are batched).
-const JOB_BYTES: usize = 1 << 20;
+const JOB_BYTES: usize = 2 << 20;
 /// ... or this many items.
 const JOB_ITEMS: usize = 256;
 /// A store batch is flushed at this many bytes even if it has fewer chunks.
@@ -77,8 +77,9 @@ impl ChunkSender {
         r: &mut dyn Read,
         size: u64,
     ) -> Result<(FileId, u64), AddError> {
+        // A file's id is the slot of its first chunk in the results: the next file starts
+        // after its last chunk.
         let file = self.next_file;
-        self.next_file += 1;
         let mut done = 0u64;
         let mut index = 0u32;
         while done < size {
@@ -106,6 +107,7 @@ impl ChunkSender {
                 self.flush()?;
             }
         }
+        self.next_file += u64::from(index);
         if self.pending.len() >= JOB_ITEMS {
             self.flush()?;
         }
@@ -144,23 +146,18 @@ fn worker(jobs: Receiver<Vec<JobItem>>, out: Sender<Vec<Encoded>>, pool: Sender<
     }
 }
 
-type BatchResult = Result<(u64, u64)>;
-
-/// Sends one batch: presence check (by mode), then `set_many` of what is missing.
+/// Sends one batch: presence check (by mode), then `set_many` of what is missing. Returns
+/// (chunks written, chunks present).
 async fn send_batch(
     store: Arc<dyn Store>,
     items: Vec<(Vec<u8>, Bytes)>,
     mode: UploadMode,
-) -> BatchResult {
-    let store_err = |source| ConvertError::Store {
-        store: store.to_string(),
-        source,
-    };
+) -> Result<(u64, u64), StoreError> {
     let (todo, mut present) = match mode {
         UploadMode::SetOnly => (items, 0u64),
         UploadMode::CheckThenSet | UploadMode::Auto => {
             let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
-            let exists = store.exists_many(&keys).await.map_err(store_err)?;
+            let exists = store.exists_many(&keys).await?;
             let before = items.len();
             let todo: Vec<_> = items
                 .into_iter()
@@ -174,8 +171,7 @@ async fn send_batch(
     };
     let mut written = 0u64;
     if !todo.is_empty() {
-        let outcomes = store.set_many(&todo).await.map_err(store_err)?;
-        for o in outcomes {
+        for o in store.set_many(&todo).await? {
             match o {
                 SetOutcome::Written => written += 1,
                 SetOutcome::AlreadyPresent => present += 1,
@@ -188,7 +184,7 @@ async fn send_batch(
 /// Deduplicates and stores encoded chunks; returns the blocks by file.
 fn writer(
     rx: Receiver<Vec<Encoded>>,
-    store: Option<(Arc<dyn Store>, tokio::runtime::Handle)>,
+    store: Option<&BlockingStore>,
     opts: &ConvertOptions,
     counters: &Counters,
 ) -> Result<ChunkResults> {
@@ -196,31 +192,29 @@ fn writer(
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
     let mut batch: Vec<(Vec<u8>, Bytes)> = Vec::new();
     let mut batch_bytes = 0usize;
-    let mut inflight: VecDeque<tokio::task::JoinHandle<BatchResult>> = VecDeque::new();
-    let mode = match (opts.upload, &store) {
-        (UploadMode::Auto, Some((s, _))) if s.to_string().starts_with("dir://") => {
-            UploadMode::SetOnly
-        }
+    let mut inflight: VecDeque<Pending<(u64, u64)>> = VecDeque::new();
+    let mode = match (opts.upload, store) {
+        (UploadMode::Auto, Some(s)) if s.to_string().starts_with("dir://") => UploadMode::SetOnly,
         (UploadMode::Auto, _) => UploadMode::CheckThenSet,
         (m, _) => m,
     };
     let max_inflight = opts.batches_in_flight.max(1);
     let batch_chunks = opts.batch_chunks.max(1);
 
-    let wait =
-        |h: tokio::task::JoinHandle<BatchResult>, handle: &tokio::runtime::Handle| -> Result<()> {
-            let (w, p) = handle
-                .block_on(h)
-                .map_err(|e| ConvertError::Internal(format!("store batch task: {e}")))??;
-            counters.chunks_new.fetch_add(w, Ordering::Relaxed);
-            counters.chunks_present.fetch_add(p, Ordering::Relaxed);
-            Ok(())
-        };
+    let wait = |store: &BlockingStore, b: Pending<(u64, u64)>| -> Result<()> {
+        let (w, p) = b.wait().map_err(|source| ConvertError::Store {
+            store: store.to_string(),
+            source,
+        })?;
+        counters.chunks_new.fetch_add(w, Ordering::Relaxed);
+        counters.chunks_present.fetch_add(p, Ordering::Relaxed);
+        Ok(())
+    };
 
     let flush = |batch: &mut Vec<(Vec<u8>, Bytes)>,
-                 inflight: &mut VecDeque<tokio::task::JoinHandle<BatchResult>>|
+                 inflight: &mut VecDeque<Pending<(u64, u64)>>|
      -> Result<()> {
-        let Some((store, handle)) = &store else {
+        let Some(store) = store else {
             batch.clear();
             return Ok(());
         };
@@ -228,12 +222,12 @@ fn writer(
             return Ok(());
         }
         while inflight.len() >= max_inflight {
-            if let Some(h) = inflight.pop_front() {
-                wait(h, handle)?;
+            if let Some(b) = inflight.pop_front() {
+                wait(store, b)?;
             }
         }
         let items = std::mem::take(batch);
-        inflight.push_back(handle.spawn(send_batch(store.clone(), items, mode)));
+        inflight.push_back(store.start(move |s| send_batch(s, items, mode)));
         Ok(())
     };
 
@@ -253,38 +247,12 @@ fn writer(
         }
     }
     flush(&mut batch, &mut inflight)?;
-    if let Some((_, handle)) = &store {
-        while let Some(h) = inflight.pop_front() {
-            wait(h, handle)?;
+    if let Some(store) = store {
+        while let Some(b) = inflight.pop_front() {
+            wait(store, b)?;
         }
     }
     Ok(results)
-}
-
-/// A runtime handle for store calls, and the private runtime backing it if one had to be
-/// created: `given`, else the current runtime, else a private one.
-pub(crate) fn runtime_from(
-    given: Option<&tokio::runtime::Handle>,
-) -> Result<(tokio::runtime::Handle, Option<tokio::runtime::Runtime>)> {
-    if let Some(h) = given {
-        return Ok((h.clone(), None));
-    }
-    if let Ok(h) = tokio::runtime::Handle::try_current() {
-        return Ok((h, None));
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| ConvertError::Internal(format!("starting a tokio runtime: {e}")))?;
-    Ok((rt.handle().clone(), Some(rt)))
-}
-
-/// [`runtime_from`] with the options' runtime.
-pub(crate) fn runtime(
-    opts: &ConvertOptions,
-) -> Result<(tokio::runtime::Handle, Option<tokio::runtime::Runtime>)> {
-    runtime_from(opts.runtime.as_ref())
 }
 
 /// Number of encoding workers for these options.
@@ -303,18 +271,11 @@ pub(crate) fn worker_count(opts: &ConvertOptions) -> usize {
 /// When `produce` fails, its error is returned; when the pipeline fails (store error),
 /// the pipeline's error is returned.
 pub(crate) fn run<T>(
-    store: Option<&Arc<dyn Store>>,
+    store: Option<&BlockingStore>,
     opts: &ConvertOptions,
     counters: &Counters,
     produce: impl FnOnce(&mut ChunkSender) -> Result<T>,
 ) -> Result<(T, ChunkResults)> {
-    let (_rt_guard, store) = match store {
-        Some(s) => {
-            let (handle, rt) = runtime(opts)?;
-            (rt, Some((s.clone(), handle)))
-        }
-        None => (None, None),
-    };
     let workers = worker_count(opts);
     let (job_tx, job_rx) = bounded::<Vec<JobItem>>(workers * 2);
     let (enc_tx, enc_rx) = bounded::<Vec<Encoded>>(workers * 2);

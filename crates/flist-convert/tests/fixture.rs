@@ -12,20 +12,22 @@ use flist_convert::{
 };
 use flist_format::diff::{diff, DiffOptions};
 use flist_format::{Block, Flist, Kind, Metadata, SpecialKind, Tree};
-use flist_store::{DirStore, Store};
+use flist_store::{BlockingStore, DirStore};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use test_support::fixture;
 
 struct Env {
     tmp: tempfile::TempDir,
-    store: Arc<dyn Store>,
+    store: BlockingStore,
 }
 
 fn env() -> Env {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> =
-        Arc::new(DirStore::new(tmp.path().join("store")).expect("dir store"));
+    let store = BlockingStore::on_private_runtime(Arc::new(
+        DirStore::new(tmp.path().join("store")).expect("dir store"),
+    ))
+    .expect("runtime");
     Env { tmp, store }
 }
 
@@ -161,7 +163,7 @@ fn fixture_tarball_gives_the_reference_flist() {
     assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
 
     // Every chunk is in the store and decodes.
-    let report = verify(&ours.tree, &e.store, true, None).expect("verify");
+    let report = verify(&ours.tree, &e.store, true).expect("verify");
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.chunks, 274);
 }

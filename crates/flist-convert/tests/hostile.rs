@@ -7,15 +7,17 @@ use flist_convert::{
     archive_to_flist, ConvertError, ConvertOptions, LimitKind, Limits, PathPolicy,
 };
 use flist_format::Metadata;
-use flist_store::{DirStore, Store};
+use flist_store::{BlockingStore, DirStore};
 use test_support::archive::{gzip, gzip_bomb, header, set_checksum, RawTar};
 
 /// Converts `bytes` to an flist in a fresh directory; returns the error and checks that no
 /// output (nor temporary) file was left behind.
 fn refuse(bytes: &[u8], opts: &ConvertOptions) -> ConvertError {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> =
-        Arc::new(DirStore::new(tmp.path().join("store")).expect("dir store"));
+    let store = BlockingStore::on_private_runtime(Arc::new(
+        DirStore::new(tmp.path().join("store")).expect("dir store"),
+    ))
+    .expect("runtime");
     let outdir = tmp.path().join("out");
     std::fs::create_dir(&outdir).expect("mkdir");
     let out = outdir.join("x.flist");

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use flist_convert::{extract, pack_dir, verify, ConvertError, ConvertOptions, ExtractOptions};
-use flist_store::{DirStore, Store};
+use flist_store::{BlockingStore, DirStore};
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
@@ -118,7 +118,7 @@ fn pack_then_extract_equals_the_source() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     make_source(&src);
-    let store: Arc<dyn Store> = Arc::new(DirStore::new(tmp.path().join("store")).expect("store"));
+    let store = dir_blocking(DirStore::new(tmp.path().join("store")).expect("store"));
     let packed = pack_dir(&src, Some(&store), &ConvertOptions::default()).expect("pack");
     assert_eq!(packed.stats.hard_links, 1);
     assert_eq!(packed.stats.warning_count(flist_convert::warn::HARDLINK), 1);
@@ -155,9 +155,9 @@ fn verify_finds_missing_and_corrupt_chunks() {
         fs::write(src.join(format!("f{i}")), vec![i; 1000 + usize::from(i)]).expect("write");
     }
     let dir_store = DirStore::new(tmp.path().join("store")).expect("store");
-    let store: Arc<dyn Store> = Arc::new(DirStore::new(tmp.path().join("store")).expect("store"));
+    let store = dir_blocking(DirStore::new(tmp.path().join("store")).expect("store"));
     let packed = pack_dir(&src, Some(&store), &ConvertOptions::default()).expect("pack");
-    let report = verify(&packed.tree, &store, true, None).expect("verify");
+    let report = verify(&packed.tree, &store, true).expect("verify");
     assert!(report.is_ok());
     assert_eq!(report.chunks, 5);
 
@@ -172,14 +172,14 @@ fn verify_finds_missing_and_corrupt_chunks() {
     bytes[0] ^= 0xff;
     fs::write(&path, bytes).expect("corrupt");
 
-    let shallow = verify(&packed.tree, &store, false, None).expect("verify");
+    let shallow = verify(&packed.tree, &store, false).expect("verify");
     assert_eq!(shallow.missing.len(), 1);
     assert_eq!(shallow.missing[0].path, "/f1");
     assert!(
         shallow.corrupt.is_empty(),
         "shallow verification does not read chunks"
     );
-    let deep = verify(&packed.tree, &store, true, None).expect("verify");
+    let deep = verify(&packed.tree, &store, true).expect("verify");
     assert_eq!(deep.missing.len(), 1);
     assert_eq!(deep.corrupt.len(), 1);
     assert_eq!(deep.corrupt[0].path, "/f3");
@@ -207,7 +207,7 @@ fn progress_reports_counts_and_the_final_report_matches_the_stats() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     make_source(&src);
-    let store: Arc<dyn Store> = Arc::new(DirStore::new(tmp.path().join("store")).expect("store"));
+    let store = dir_blocking(DirStore::new(tmp.path().join("store")).expect("store"));
     let reports: Arc<Mutex<Vec<flist_convert::ProgressReport>>> = Arc::default();
     let sink = reports.clone();
     let opts = ConvertOptions {
@@ -354,8 +354,7 @@ proptest::proptest! {
         let src = work.path().join("src");
         fs::create_dir(&src).expect("mkdir");
         let made = build_on_disk(&src, &items);
-        let store: Arc<dyn Store> =
-            Arc::new(DirStore::new(work.path().join("store")).expect("store"));
+        let store = dir_blocking(DirStore::new(work.path().join("store")).expect("store"));
         let packed = pack_dir(&src, Some(&store), &ConvertOptions::default()).expect("pack");
         let file = work.path().join("r.flist");
         flist_format::Flist { tree: packed.tree, metadata: Default::default() }
@@ -387,7 +386,7 @@ fn deep_verify_reports_every_corrupt_chunk_in_order() {
         .expect("write");
     }
     let dir_store = DirStore::new(tmp.path().join("store")).expect("store");
-    let store: Arc<dyn Store> = Arc::new(dir_store.clone());
+    let store = dir_blocking(dir_store.clone());
     let packed = pack_dir(&src, Some(&store), &ConvertOptions::default()).expect("pack");
     let t = &packed.tree;
     let mut expected = Vec::new();
@@ -404,12 +403,17 @@ fn deep_verify_reports_every_corrupt_chunk_in_order() {
         fs::write(&path, bytes).expect("corrupt");
         expected.push(format!("/{name}"));
     }
-    let deep = verify(&packed.tree, &store, true, None).expect("verify");
+    let deep = verify(&packed.tree, &store, true).expect("verify");
     assert_eq!(deep.chunks, 200);
     assert!(deep.missing.is_empty());
     let got: Vec<&str> = deep.corrupt.iter().map(|b| b.path.as_str()).collect();
     assert_eq!(got, expected);
-    assert!(verify(&packed.tree, &store, false, None)
+    assert!(verify(&packed.tree, &store, false)
         .expect("shallow")
         .is_ok());
+}
+
+/// A dir store behind the blocking facade the converter takes.
+fn dir_blocking(store: DirStore) -> BlockingStore {
+    BlockingStore::on_private_runtime(Arc::new(store)).expect("runtime")
 }

@@ -4,9 +4,6 @@
 //! `K = BLAKE2b-16(P)`, `C = snappy(P)` (raw block format), `E = XXTEA(C, K)` with a
 //! length word appended, `H = BLAKE2b-16(E)`. `H` is the store key, `K` the decryption key.
 
-use blake2::digest::{Update, VariableOutput};
-use blake2::Blake2bVar;
-
 use crate::error::CodecError;
 use crate::tree::Block;
 
@@ -18,11 +15,9 @@ pub const BLOCK_SIZE_UNITS: u16 = 128;
 /// Unkeyed BLAKE2b with an `N`-byte digest (the digest length is in the parameter block, so
 /// this is not a truncated BLAKE2b-512).
 pub fn blake2b<const N: usize>(data: &[u8]) -> [u8; N] {
-    let mut h = Blake2bVar::new(N).expect("1..=64 byte digests are valid");
-    h.update(data);
+    let hash = blake2b_simd::Params::new().hash_length(N).hash(data);
     let mut out = [0u8; N];
-    h.finalize_variable(&mut out)
-        .expect("output length matches");
+    out.copy_from_slice(hash.as_bytes());
     out
 }
 
@@ -228,27 +223,54 @@ pub fn encode_chunks(plains: &[&[u8]]) -> Vec<EncodedChunk> {
             Err(_) => to_words(&compress(plain)),
         }
     };
-    for pair in plains.chunks(2) {
-        match pair {
-            [a, b] => {
-                let (ka, kb) = (blake2b::<16>(a), blake2b::<16>(b));
+    let keys = blake2b16_many(plains);
+    let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(plains.len());
+    for (pair, kp) in plains.chunks(2).zip(keys.chunks(2)) {
+        match (pair, kp) {
+            ([a, b], [ka, kb]) => {
                 let mut wa = compress_words(a);
                 let mut wb = compress_words(b);
-                xxtea_words_pair(&mut wa, &key_words(&ka), &mut wb, &key_words(&kb));
-                for (w, key) in [(wa, ka), (wb, kb)] {
-                    let data = from_words(&w);
-                    let hash = blake2b::<16>(&data);
-                    out.push(EncodedChunk {
-                        block: Block { hash, key },
-                        data,
-                    });
-                }
+                xxtea_words_pair(&mut wa, &key_words(ka), &mut wb, &key_words(kb));
+                sealed.push(from_words(&wa));
+                sealed.push(from_words(&wb));
             }
-            [a] => out.push(encode_chunk(a)),
+            ([a], [ka]) => {
+                let mut w = compress_words(a);
+                xxtea_words(&mut w, &key_words(ka));
+                sealed.push(from_words(&w));
+            }
             _ => {}
         }
     }
+    let refs: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
+    let hashes = blake2b16_many(&refs);
+    for ((data, hash), key) in sealed.into_iter().zip(hashes).zip(keys) {
+        out.push(EncodedChunk {
+            block: Block { hash, key },
+            data,
+        });
+    }
     out
+}
+
+/// BLAKE2b-16 of each input, several at once (`blake2b_simd::many`: 4 inputs in the lanes
+/// of AVX2 registers, 2 with SSE4.1), ~2x the throughput of one at a time.
+fn blake2b16_many(inputs: &[&[u8]]) -> Vec<[u8; 16]> {
+    use blake2b_simd::many::{hash_many, HashManyJob};
+    let mut params = blake2b_simd::Params::new();
+    params.hash_length(16);
+    let mut jobs: Vec<HashManyJob> = inputs
+        .iter()
+        .map(|i| HashManyJob::new(&params, i))
+        .collect();
+    hash_many(jobs.iter_mut());
+    jobs.iter()
+        .map(|j| {
+            let mut out = [0u8; 16];
+            out.copy_from_slice(j.to_hash().as_bytes());
+            out
+        })
+        .collect()
 }
 
 /// XXTEA decryption in place (`v.len() >= 2`).
@@ -378,6 +400,10 @@ mod tests {
                 assert_eq!(got, [encode_chunk(a), encode_chunk(b), encode_chunk(a)]);
             }
         }
+        // a whole batch at once (hashed four at a time, then the rest)
+        let all: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let one_by_one: Vec<EncodedChunk> = all.iter().map(|c| encode_chunk(c)).collect();
+        assert_eq!(encode_chunks(&all), one_by_one);
         assert!(encode_chunks(&[]).is_empty());
     }
 

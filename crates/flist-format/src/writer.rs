@@ -50,6 +50,140 @@ fn acl_key_of(aci: &AciRec) -> String {
     )
 }
 
+/// One entry of a directory given to [`CatalogWriter::dir`]: name, metadata and kind (a
+/// directory's `children` are ignored: each directory is written by its own call).
+pub type ChildEntry = (String, Meta, Kind);
+
+/// Writes a catalog one directory at a time, so that a converter holding its tree on disk
+/// never needs the whole [`Tree`] in memory: [`CatalogWriter::new`] opens a transaction and
+/// empties the tables, [`CatalogWriter::dir`] writes one directory's `Dir` row (its entries
+/// and the ACL rows they use), [`CatalogWriter::finish`] writes the metadata and commits.
+/// Rows are inserted in call order, so the same calls give the same database bytes.
+pub struct CatalogWriter<'c> {
+    tx: rusqlite::Transaction<'c>,
+    seen_acls: HashSet<String>,
+    what: String,
+}
+
+impl<'c> CatalogWriter<'c> {
+    /// Starts writing into `conn` (tables created, `entries` emptied, one transaction).
+    /// `what` names the database in errors.
+    pub fn new(conn: &'c mut Connection, what: &str) -> Result<Self, FormatError> {
+        let err = |op: &'static str| move |e| FormatError::sqlite(format!("{what}: {op}"), e);
+        conn.execute_batch(SCHEMA).map_err(err("creating tables"))?;
+        let tx = conn.transaction().map_err(err("starting a transaction"))?;
+        tx.execute("DELETE FROM entries", [])
+            .map_err(err("emptying entries"))?;
+        Ok(CatalogWriter {
+            tx,
+            seen_acls: HashSet::new(),
+            what: what.to_string(),
+        })
+    }
+
+    fn err(&self, op: &str) -> impl FnOnce(rusqlite::Error) -> FormatError {
+        let what = format!("{}: {op}", self.what);
+        move |e| FormatError::sqlite(what, e)
+    }
+
+    fn insert(&self, key: &str, value: &[u8], op: &str) -> Result<(), FormatError> {
+        let mut ins = self
+            .tx
+            .prepare_cached("INSERT OR REPLACE INTO entries (key, value) VALUES (?1, ?2)")
+            .map_err(self.err("preparing insert"))?;
+        ins.execute(rusqlite::params![key, value])
+            .map_err(self.err(op))?;
+        Ok(())
+    }
+
+    fn acl(&mut self, meta: &Meta, kind: &Kind) -> Result<String, FormatError> {
+        let aci = aci_of(meta, kind);
+        let key = acl_key_of(&aci);
+        if !self.seen_acls.contains(&key) {
+            self.insert(&key, &catalog::encode_aci(&aci), "inserting an ACL row")?;
+            self.seen_acls.insert(key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Writes the directory at `path` (`""` for the root) with its own `meta` and recorded
+    /// `size`, holding `children` in the order given.
+    pub fn dir(
+        &mut self,
+        path: &str,
+        meta: &Meta,
+        size: u64,
+        children: &[ChildEntry],
+    ) -> Result<(), FormatError> {
+        let key = dir_key(path);
+        let (parent_path, name) = match path.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => ("", path),
+        };
+        let parent_key = if path.is_empty() {
+            key.clone()
+        } else {
+            dir_key(parent_path)
+        };
+        let mut contents = Vec::with_capacity(children.len());
+        for (cname, cmeta, ckind) in children {
+            let attr = match ckind {
+                Kind::Dir { .. } => AttrRec::Dir {
+                    key: if path.is_empty() {
+                        dir_key(cname)
+                    } else {
+                        dir_key(&format!("{path}/{cname}"))
+                    },
+                },
+                Kind::File { blocks, .. } => AttrRec::File {
+                    block_size: BLOCK_SIZE_UNITS,
+                    blocks: blocks.clone(),
+                },
+                Kind::Symlink { target } => AttrRec::Link {
+                    target: target.clone(),
+                },
+                Kind::Special { kind, rdev } => AttrRec::Special {
+                    kind: *kind,
+                    data: rdev
+                        .map(|(a, b)| format!("{a},{b}").into_bytes())
+                        .unwrap_or_default(),
+                },
+            };
+            contents.push(InodeRec {
+                name: cname.clone(),
+                size: ckind.size(),
+                attr,
+                aclkey: self.acl(cmeta, ckind)?,
+                mtime: cmeta.mtime,
+                ctime: cmeta.ctime,
+            });
+        }
+        let own_kind = Kind::Dir {
+            children: Default::default(),
+            size,
+        };
+        let rec = DirRec {
+            name: name.to_string(),
+            aclkey: self.acl(meta, &own_kind)?,
+            location: path.to_string(),
+            contents,
+            parent: parent_key,
+            size,
+            mtime: meta.mtime,
+            ctime: meta.ctime,
+        };
+        let bytes = catalog::encode_dir(&rec)?;
+        self.insert(&key, &bytes, "inserting a directory row")
+    }
+
+    /// Writes `metadata` and commits.
+    pub fn finish(self, metadata: &Metadata) -> Result<(), FormatError> {
+        metadata.write(&self.tx, &self.what)?;
+        let err = self.err("committing");
+        self.tx.commit().map_err(err)
+    }
+}
+
 /// Writes the whole catalog (entries and metadata) into `conn` in one transaction,
 /// replacing whatever the tables held. `what` names the database in errors.
 pub fn write_catalog(
@@ -58,94 +192,43 @@ pub fn write_catalog(
     metadata: &Metadata,
     what: &str,
 ) -> Result<(), FormatError> {
-    let err = |op: &'static str| move |e| FormatError::sqlite(format!("{what}: {op}"), e);
-    conn.execute_batch(SCHEMA).map_err(err("creating tables"))?;
-    let tx = conn.transaction().map_err(err("starting a transaction"))?;
-    tx.execute("DELETE FROM entries", [])
-        .map_err(err("emptying entries"))?;
-    {
-        let mut ins = tx
-            .prepare("INSERT OR REPLACE INTO entries (key, value) VALUES (?1, ?2)")
-            .map_err(err("preparing insert"))?;
-        let mut seen_acls: HashSet<String> = HashSet::new();
-        let mut acl = |meta: &Meta,
-                       kind: &Kind,
-                       ins: &mut rusqlite::Statement<'_>|
-         -> Result<String, FormatError> {
-            let aci = aci_of(meta, kind);
-            let key = acl_key_of(&aci);
-            if seen_acls.insert(key.clone()) {
-                ins.execute(rusqlite::params![key, catalog::encode_aci(&aci)])
-                    .map_err(err("inserting an ACL row"))?;
-            }
-            Ok(key)
-        };
-        let root_key = dir_key("");
-        // (directory node, its path, its key, its parent's key)
-        let mut stack: Vec<(NodeId, String, String, String)> =
-            vec![(Tree::ROOT, String::new(), root_key.clone(), root_key)];
-        while let Some((id, path, key, parent_key)) = stack.pop() {
-            let node = tree.node(id);
-            let mut contents = Vec::new();
-            for (name, cid) in tree.children(id) {
-                let child = tree.node(cid);
-                let attr = match &child.kind {
-                    Kind::Dir { .. } => {
-                        let cpath = if path.is_empty() {
-                            name.to_string()
-                        } else {
-                            format!("{path}/{name}")
-                        };
-                        let ckey = dir_key(&cpath);
-                        stack.push((cid, cpath, ckey.clone(), key.clone()));
-                        AttrRec::Dir { key: ckey }
+    let mut w = CatalogWriter::new(conn, what)?;
+    // (directory node, its path), depth first, the last child directory first
+    let mut stack: Vec<(NodeId, String)> = vec![(Tree::ROOT, String::new())];
+    while let Some((id, path)) = stack.pop() {
+        let node = tree.node(id);
+        let mut children: Vec<ChildEntry> = Vec::new();
+        for (name, cid) in tree.children(id) {
+            let child = tree.node(cid);
+            let kind = match &child.kind {
+                Kind::Dir { size, .. } => {
+                    let cpath = if path.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{path}/{name}")
+                    };
+                    stack.push((cid, cpath));
+                    Kind::Dir {
+                        children: Default::default(),
+                        size: *size,
                     }
-                    Kind::File { blocks, .. } => AttrRec::File {
-                        block_size: BLOCK_SIZE_UNITS,
-                        blocks: blocks.clone(),
-                    },
-                    Kind::Symlink { target } => AttrRec::Link {
-                        target: target.clone(),
-                    },
-                    Kind::Special { kind, rdev } => AttrRec::Special {
-                        kind: *kind,
-                        data: rdev
-                            .map(|(a, b)| format!("{a},{b}").into_bytes())
-                            .unwrap_or_default(),
-                    },
-                };
-                contents.push(InodeRec {
-                    name: name.to_string(),
-                    size: child.kind.size(),
-                    attr,
-                    aclkey: acl(&child.meta, &child.kind, &mut ins)?,
-                    mtime: child.meta.mtime,
-                    ctime: child.meta.ctime,
-                });
-            }
-            let rec = DirRec {
-                name: node.name.clone(),
-                aclkey: acl(&node.meta, &node.kind, &mut ins)?,
-                location: path,
-                contents,
-                parent: parent_key,
-                size: node.kind.size(),
-                mtime: node.meta.mtime,
-                ctime: node.meta.ctime,
+                }
+                k => k.clone(),
             };
-            let bytes = catalog::encode_dir(&rec)?;
-            ins.execute(rusqlite::params![key, bytes])
-                .map_err(err("inserting a directory row"))?;
+            children.push((name.to_string(), child.meta.clone(), kind));
         }
+        w.dir(&path, &node.meta, node.kind.size(), &children)?;
     }
-    metadata.write(&tx, what)?;
-    tx.commit().map_err(err("committing"))?;
-    Ok(())
+    w.finish(metadata)
 }
 
-/// Writes a new catalog database at `path` (replacing any file there atomically: the data
-/// goes to a temporary file in the same directory, renamed when complete).
-pub fn write_sqlite(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), FormatError> {
+/// Creates a catalog database at `path` (replacing any file there atomically), fills it
+/// with `fill` (which gets the open connection) and persists it: the data goes to a
+/// temporary file in the same directory, renamed when complete.
+pub fn write_sqlite_with<E: From<FormatError>>(
+    path: &Path,
+    fill: impl FnOnce(&mut Connection, &str) -> Result<(), E>,
+) -> Result<(), E> {
     let what = path.display().to_string();
     let dir = parent_dir(path);
     let tmp = NamedTempFile::new_in(dir).map_err(|e| {
@@ -155,7 +238,7 @@ pub fn write_sqlite(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(),
         let mut conn = Connection::open(tmp.path()).map_err(|e| FormatError::sqlite(&what, e))?;
         conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
             .map_err(|e| FormatError::sqlite(format!("{what}: pragmas"), e))?;
-        write_catalog(&mut conn, tree, metadata, &what)?;
+        fill(&mut conn, &what)?;
         conn.close()
             .map_err(|(_, e)| FormatError::sqlite(format!("{what}: closing"), e))?;
     }
@@ -168,14 +251,29 @@ pub fn write_sqlite(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(),
     Ok(())
 }
 
-/// Writes the tree as an `.flist` (gzip tar holding `./flistdb.sqlite3`) at `path`,
-/// atomically.
-pub fn write_flist(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), FormatError> {
+/// Writes an `.flist` at `path` (atomically) whose catalog `fill` writes into the open
+/// connection (with a [`CatalogWriter`]).
+pub fn write_flist_with<E: From<FormatError>>(
+    path: &Path,
+    fill: impl FnOnce(&mut Connection, &str) -> Result<(), E>,
+) -> Result<(), E> {
     let dir =
         tempfile::tempdir().map_err(|e| FormatError::io("creating a temporary directory", e))?;
     let db = dir.path().join(DB_MEMBER);
-    write_sqlite(&db, tree, metadata)?;
-    pack_database(&db, path)
+    write_sqlite_with(&db, fill)?;
+    Ok(pack_database(&db, path)?)
+}
+
+/// Writes a new catalog database at `path` (replacing any file there atomically: the data
+/// goes to a temporary file in the same directory, renamed when complete).
+pub fn write_sqlite(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), FormatError> {
+    write_sqlite_with(path, |conn, what| write_catalog(conn, tree, metadata, what))
+}
+
+/// Writes the tree as an `.flist` (gzip tar holding `./flistdb.sqlite3`) at `path`,
+/// atomically.
+pub fn write_flist(path: &Path, tree: &Tree, metadata: &Metadata) -> Result<(), FormatError> {
+    write_flist_with(path, |conn, what| write_catalog(conn, tree, metadata, what))
 }
 
 /// Packs an existing catalog database into an `.flist` at `dest`, atomically (a temporary

@@ -75,7 +75,7 @@ fn main() {
     let store = flist_store::BlockingStore::open(&redis.url()).unwrap();
     let packed = flist_convert::pack_dir(
         &src,
-        Some(store.store()),
+        Some(&store),
         &flist_convert::ConvertOptions::default(),
     )
     .unwrap();

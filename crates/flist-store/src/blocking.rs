@@ -66,6 +66,12 @@ impl BlockingStore {
         Self::with_private_runtime(move || async move { crate::open(&url).await })
     }
 
+    /// Wraps a store that is not tied to a runtime (a [`crate::DirStore`]; or one whose
+    /// connections are made lazily) on a private two-thread runtime.
+    pub fn on_private_runtime(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        Self::with_private_runtime(move || async move { Ok(store) })
+    }
+
     /// Builds a store with `make` on a private two-thread runtime and wraps it.
     pub fn with_private_runtime<F, Fut>(make: F) -> Result<Self, StoreError>
     where
@@ -169,6 +175,60 @@ impl BlockingStore {
     pub fn set_many(&self, items: Vec<(Vec<u8>, Bytes)>) -> Result<Vec<SetOutcome>, StoreError> {
         self.call(|s| async move { s.set_many(&items).await })
     }
+
+    /// Starts [`Store::get_many`] and returns at once: several requests can be in flight
+    /// while the caller works; [`Pending::wait`] collects the result.
+    pub fn start_get_many(&self, keys: Vec<Vec<u8>>) -> Pending<Vec<Option<Bytes>>> {
+        self.start(|s| async move { s.get_many(&keys).await })
+    }
+
+    /// Starts [`Store::exists_many`]; see [`BlockingStore::start_get_many`].
+    pub fn start_exists_many(&self, keys: Vec<Vec<u8>>) -> Pending<Vec<bool>> {
+        self.start(|s| async move { s.exists_many(&keys).await })
+    }
+
+    /// Starts [`Store::set_many`]; see [`BlockingStore::start_get_many`].
+    pub fn start_set_many(&self, items: Vec<(Vec<u8>, Bytes)>) -> Pending<Vec<SetOutcome>> {
+        self.start(|s| async move { s.set_many(&items).await })
+    }
+
+    /// Starts `f` (async code over the wrapped store, e.g. a presence check followed by
+    /// a write of what is missing) on the store's runtime and returns at once.
+    pub fn start<R, F, Fut>(&self, f: F) -> Pending<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: std::future::Future<Output = Result<R, StoreError>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = f(self.store.clone());
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        Pending { rx }
+    }
+}
+
+/// A store operation running on the store's runtime, started by one of the
+/// `BlockingStore::start_*` methods. Dropping it does not cancel the operation.
+#[derive(Debug)]
+#[must_use = "an operation's outcome is only known by waiting for it"]
+pub struct Pending<T> {
+    rx: std::sync::mpsc::Receiver<Result<T, StoreError>>,
+}
+
+impl<T> Pending<T> {
+    /// Waits (blocking this thread) for the operation's result.
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.rx.recv().map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Other {
+        store: "(runtime)".into(),
+        message: "the runtime stopped before the operation finished".into(),
+    }
 }
 
 /// Runs `fut` on the runtime behind `handle` and waits for it on this (non-async) thread.
@@ -181,8 +241,5 @@ where
     handle.spawn(async move {
         let _ = tx.send(fut.await);
     });
-    rx.recv().map_err(|_| StoreError::Other {
-        store: "(runtime)".into(),
-        message: "the runtime stopped before the operation finished".into(),
-    })?
+    rx.recv().map_err(|_| stopped())?
 }

@@ -8,6 +8,21 @@
 //! the kernel's work when packing.
 //! Readers never see a partial chunk, and concurrent writers of the same key are harmless
 //! (same key, same content). Batches run in parallel on the blocking thread pool.
+//!
+//! Durability contract:
+//! - A chunk under its final name is always whole: a writer killed at any moment leaves
+//!   the chunk absent (or, on the named-file fallback, a `.tmp-` file that is never a chunk
+//!   name) — tested by killing a writing process mid-batch (`tests/dir_crash.rs`).
+//! - Default (`dir:///path`): no `fsync`. An OS crash or power loss may lose chunks written
+//!   in the last writeback interval, and on a filesystem that orders nothing (ext4 without
+//!   a journal, as on the test machines) may leave such a chunk empty or zero-filled under
+//!   its name; readers detect that (the key is the hash of the bytes, checked by every
+//!   decode), a re-conversion does not (`set` skips existing names).
+//! - `dir:///path?fsync=1`: each chunk's data is synced before it is linked into place, so a
+//!   chunk is absent or whole after a power loss too (the link itself may be lost: the
+//!   chunk is then absent and the next `set` writes it again). Costs one `fsync` per chunk.
+//!
+//! New store roots get ext4's "top of hierarchy" flag (see `mark_top_dir`).
 
 use std::fs;
 use std::io::{self, Write};
@@ -75,6 +90,7 @@ impl DirStore {
             path: root.display().to_string(),
             source,
         })?;
+        mark_top_dir(&root);
         Ok(DirStore {
             inner: Arc::new(Inner::new(root, false, name)),
         })
@@ -149,6 +165,28 @@ impl DirStore {
                 store: self.inner.name.clone(),
                 message: format!("worker task failed: {e}"),
             })?
+    }
+}
+
+/// Marks a new (empty) store root as the top of a directory hierarchy (`chattr +T`), so
+/// ext4's Orlov allocator spreads the 256 fan-out directories (and with them the chunk
+/// inodes, allocated in their directory's block group) over uncrowded block groups instead
+/// of the parent's. Measured on the minbase conversion: a group crowded with recently
+/// deleted inodes (a build tree's churn) made inode allocation scan for seconds
+/// (`recently_deleted`), 2-14 s instead of 1.9 s. A hint only: ignored where unsupported.
+fn mark_top_dir(root: &Path) {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+    let empty = fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());
+    if !empty {
+        return;
+    }
+    let Ok(dir) = fs::File::open(root) else {
+        return;
+    };
+    if let Ok(flags) = ioctl_getflags(&dir) {
+        if !flags.contains(IFlags::TOPDIR) {
+            let _ = ioctl_setflags(&dir, flags | IFlags::TOPDIR);
+        }
     }
 }
 

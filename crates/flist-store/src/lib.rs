@@ -30,7 +30,7 @@ mod resp;
 mod router;
 mod url;
 
-pub use blocking::BlockingStore;
+pub use blocking::{BlockingStore, Pending};
 pub use dir::DirStore;
 pub use error::StoreError;
 pub use http::HttpStore;

@@ -217,3 +217,61 @@ fn blocking_store_from_plain_threads() {
         Bytes::from(vec![3u8; 10])
     );
 }
+
+#[test]
+fn pending_batches_run_side_by_side_and_report_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store =
+        BlockingStore::on_private_runtime(Arc::new(DirStore::new(tmp.path()).unwrap())).unwrap();
+    let batch = |b: u32| -> Vec<(Vec<u8>, Bytes)> {
+        (0..40u32)
+            .map(|i| (key(b * 1000 + i), Bytes::from(vec![(b + i) as u8; 100])))
+            .collect()
+    };
+    // Three writes in flight at once, the third repeating the first's keys.
+    let pending: Vec<_> = [0, 1, 0]
+        .iter()
+        .map(|&b| store.start_set_many(batch(b)))
+        .collect();
+    let mut written = 0;
+    let mut present = 0;
+    for p in pending {
+        for o in p.wait().unwrap() {
+            match o {
+                SetOutcome::Written => written += 1,
+                SetOutcome::AlreadyPresent => present += 1,
+            }
+        }
+    }
+    // Concurrent writers of one key: exactly one of them writes it.
+    assert_eq!((written, present), (80, 40));
+    let mut keys: Vec<Vec<u8>> = batch(1).into_iter().map(|(k, _)| k).collect();
+    keys.push(key(999_999));
+    let exists = store.start_exists_many(keys.clone());
+    let got = store.start_get_many(keys.clone());
+    let exists = exists.wait().unwrap();
+    assert_eq!(exists.iter().filter(|e| **e).count(), 40);
+    assert!(!exists[40]);
+    let got = got.wait().unwrap();
+    assert_eq!(got[3].as_deref(), Some(&vec![4u8; 100][..]));
+    assert_eq!(got[40], None);
+    // Async code over the store (a check then a write) as one pending operation.
+    let chained = store.start(|s| async move {
+        let k = vec![0xee, 1];
+        let before = s.exists(&k).await?;
+        s.set(&k, Bytes::from_static(b"v")).await?;
+        Ok((before, s.exists(&k).await?))
+    });
+    assert_eq!(chained.wait().unwrap(), (false, true));
+}
+
+#[test]
+fn pending_fails_when_the_runtime_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let handle = rt.handle().clone();
+    let store = BlockingStore::new(Arc::new(DirStore::new(tmp.path()).unwrap()), handle);
+    drop(rt);
+    let err = store.start_get_many(vec![vec![1]]).wait().unwrap_err();
+    assert!(err.to_string().contains("runtime stopped"), "{err}");
+}

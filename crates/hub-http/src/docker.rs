@@ -254,10 +254,7 @@ async fn run(
         cache_dir: cfg
             .layer_cache
             .then(|| st.config.data_dir.join("cache").join("layers")),
-        convert: flist_convert::ConvertOptions {
-            runtime: Some(tokio::runtime::Handle::current()),
-            ..Default::default()
-        },
+        convert: flist_convert::ConvertOptions::default(),
         progress: Some(Arc::new(move |e: &OciEvent| {
             let _ = tx.send(e.clone());
         })),

@@ -215,9 +215,11 @@ async fn upload_inner(
             name = Some(n);
             let (tx, rx) = mpsc::channel(16);
             let reader = ChannelReader::new(rx);
-            let store = st.store.clone();
+            let store = flist_store::BlockingStore::new(
+                st.store.clone(),
+                tokio::runtime::Handle::current(),
+            );
             let job2 = job.clone();
-            let runtime = tokio::runtime::Handle::current();
             let last = Mutex::new(Instant::now());
             let handle = tokio::task::spawn_blocking(move || {
                 let progress = move |r: &ProgressReport| {
@@ -236,7 +238,6 @@ async fn upload_inner(
                 };
                 let opts = ConvertOptions {
                     progress: Some(Arc::new(progress)),
-                    runtime: Some(runtime),
                     ..ConvertOptions::default()
                 };
                 flist_convert::pack_archive(reader, Some(&store), &opts)

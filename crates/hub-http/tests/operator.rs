@@ -386,9 +386,12 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
     assert_eq!(r.status(), 405);
 
     // A reader that knows only the flist's backend restores the tree.
-    let store = flist_store::open(backend["url"].as_str().expect("url"))
-        .await
-        .expect("http store");
+    let store = flist_store::BlockingStore::new(
+        flist_store::open(backend["url"].as_str().expect("url"))
+            .await
+            .expect("http store"),
+        tokio::runtime::Handle::current(),
+    );
     let out = t.dir.path().join("out");
     let tree2 = fl.tree.clone();
     let out2 = out.clone();

@@ -441,13 +441,9 @@ pub fn putdir(
     if store.is_none() {
         progress.warn("putdir: no backend (ZFLIST_BACKEND or --store): chunk keys are recorded but nothing is uploaded");
     }
-    let opts = flist_convert::ConvertOptions {
-        runtime: store.as_ref().map(|s| s.handle().clone()),
-        ..Default::default()
-    };
-    let arc = store.as_ref().map(|s| s.store().clone());
+    let opts = flist_convert::ConvertOptions::default();
     let packed = crate::convert::with_progress("adding files", progress, opts, |o| {
-        flist_convert::pack_dir(local_dir, arc.as_ref(), &o)
+        flist_convert::pack_dir(local_dir, store.as_ref(), &o)
     })
     .map_err(|e| {
         Error::new(
@@ -596,7 +592,7 @@ pub fn check_flist(
         0,
         0,
     );
-    let report = flist_convert::verify(&flist.tree, store.store(), deep, Some(store.handle()))
+    let report = flist_convert::verify(&flist.tree, store, deep)
         .map_err(|e| Error::new(function, ErrorKind::Convert(e.to_string())))?;
     progress.finish("chunks checked");
     let bad: std::collections::HashSet<&str> = report

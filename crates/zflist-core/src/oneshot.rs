@@ -179,22 +179,26 @@ pub fn pack_with(
     let url = stores.require_write_url("pack")?;
     let (backend, note) = crate::backend::recorded_backend("pack", &args.backend, &url)?;
     let store = crate::backend::open_store(&url).ctx("pack")?;
-    let opts = flist_convert::ConvertOptions {
-        runtime: Some(store.handle().clone()),
-        ..Default::default()
-    };
-    let arc = store.store().clone();
+    let opts = flist_convert::ConvertOptions::default();
     let conv = |e: flist_convert::ConvertError| {
         Error::new(
             "pack",
             crate::error::ErrorKind::Convert(format!("{source}: {e}")),
         )
     };
-    let packed = if source == "-" {
+    let mut metadata = flist_format::Metadata::new();
+    if let Some(b) = &backend {
+        metadata.set_backend(b);
+    }
+    // The flist is written as the conversion ends, one directory at a time (the tree is
+    // staged on disk, never whole in memory).
+    let stats = if source == "-" {
         crate::convert::with_progress("packing", progress, opts, |o| {
-            flist_convert::pack_archive(
+            flist_convert::archive_to_flist(
                 std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
-                Some(&arc),
+                &store,
+                metadata,
+                out,
                 &o,
             )
         })
@@ -208,31 +212,24 @@ pub fn pack_with(
                 progress,
                 crate::convert::Measure::Expanded(total),
                 opts,
-                |o| flist_convert::pack_dir(p, Some(&arc), &o),
+                |o| flist_convert::dir_to_flist(p, &store, metadata, out, &o),
             )
         } else {
             let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
             let measure = crate::convert::Measure::Read(md.len());
             crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
-                flist_convert::pack_archive(
+                flist_convert::archive_to_flist(
                     std::io::BufReader::with_capacity(1 << 20, f),
-                    Some(&arc),
+                    &store,
+                    metadata,
+                    out,
                     &o,
                 )
             })
         }
     }
     .map_err(conv)?;
-    let mut metadata = flist_format::Metadata::new();
-    if let Some(b) = &backend {
-        metadata.set_backend(b);
-    }
-    let flist = Flist {
-        tree: packed.tree,
-        metadata,
-    };
-    flist.write(out).ctx("pack")?;
-    let st = &packed.stats;
+    let st = &stats;
     let warnings: Vec<Value> = st
         .warnings
         .iter()
@@ -397,7 +394,6 @@ pub fn extract_with(
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let chunks_total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let opts = flist_convert::ExtractOptions {
-        runtime: Some(store.handle().clone()),
         resume: resuming,
         progress: Some({
             let done = done.clone();
@@ -410,9 +406,8 @@ pub fn extract_with(
         }),
         ..Default::default()
     };
-    let arc = store.store().clone();
     let result = std::thread::scope(|s| {
-        let h = s.spawn(|| flist_convert::extract(&flist.tree, &staging, &arc, &opts));
+        let h = s.spawn(|| flist_convert::extract(&flist.tree, &staging, &store, &opts));
         use std::sync::atomic::Ordering::Relaxed;
         let mut shown = None;
         while !h.is_finished() {
@@ -657,10 +652,7 @@ pub(crate) fn convert_image(
         credentials: args.credentials.clone(),
         insecure_registries: args.insecure_registries.clone(),
         cache_dir: args.cache_dir.clone(),
-        convert: flist_convert::ConvertOptions {
-            runtime: Some(store.handle().clone()),
-            ..Default::default()
-        },
+        convert: flist_convert::ConvertOptions::default(),
         progress: Some(std::sync::Arc::new(move |e: &OciEvent| match e {
             OciEvent::Resolved { layers, bytes, .. } => {
                 send(format!("resolved: {layers} layers"), 0, *bytes)

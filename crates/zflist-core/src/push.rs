@@ -538,25 +538,23 @@ fn pack_source(
     progress: &dyn Progress,
 ) -> Result<Flist> {
     let opts = flist_convert::ConvertOptions {
-        runtime: Some(store.handle().clone()),
         upload: flist_convert::UploadMode::CheckThenSet,
         batch_chunks: 256,
         batches_in_flight: 3,
         ..Default::default()
     };
-    let arc = store.store().clone();
     let conv = |e: flist_convert::ConvertError| {
         Error::new(FUNCTION, ErrorKind::Convert(format!("{source}: {e}")))
     };
     let packed = match src {
         Source::Dir(p) => crate::convert::with_progress("packing", progress, opts, |o| {
-            flist_convert::pack_dir(p, Some(&arc), &o)
+            flist_convert::pack_dir(p, Some(store), &o)
         }),
         Source::Archive(s) if s == "-" => {
             crate::convert::with_progress("packing", progress, opts, |o| {
                 flist_convert::pack_archive(
                     std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
-                    Some(&arc),
+                    Some(store),
                     &o,
                 )
             })
@@ -567,7 +565,7 @@ fn pack_source(
             crate::convert::with_progress("packing", progress, opts, |o| {
                 flist_convert::pack_archive(
                     std::io::BufReader::with_capacity(1 << 20, f),
-                    Some(&arc),
+                    Some(store),
                     &o,
                 )
             })

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use flist_format::{Block, Kind, Meta, SpecialKind, Tree};
-use flist_store::Store;
+use flist_store::BlockingStore;
 use serde::{Deserialize, Serialize};
 
 use crate::builder::TreeBuilder;
@@ -227,15 +227,15 @@ pub(crate) fn layer_stats(
 pub(crate) fn read_layer(
     input: &mut (dyn Read + Send),
     digest: &str,
-    store: &Arc<dyn Store>,
+    store: &BlockingStore,
     opts: &ConvertOptions,
 ) -> Result<(LayerChanges, Stats)> {
     let counters = Counters::default();
     let state = Arc::new(Mutex::new(HookState::default()));
-    let mut builder = TreeBuilder::new(0);
+    let mut builder = TreeBuilder::new(0)?;
     let hook_state = state.clone();
     builder.hook = Some(Box::new(
-        move |tree: &Tree, comps: &[String], link: Option<&[String]>| {
+        move |comps: &[String], link: Option<(&[String], bool)>| {
             let mut st = hook_state
                 .lock()
                 .map_err(|_| ConvertError::Internal("layer hook state poisoned".into()))?;
@@ -255,8 +255,8 @@ pub(crate) fn read_layer(
                     return Ok(false);
                 }
             }
-            if let Some(target) = link {
-                if tree.lookup(&target.join("/")).is_none() {
+            if let Some((target, in_layer)) = link {
+                if !in_layer {
                     // A link to a file of a lower layer: resolved when the layer is applied.
                     st.links.push((comps.join("/"), target.join("/")));
                     return Ok(false);
@@ -266,14 +266,16 @@ pub(crate) fn read_layer(
             Ok(true)
         },
     ));
-    let ((), mut results) = pipeline::run(Some(store), opts, &counters, |sender| {
+    let ((), results) = pipeline::run(Some(store), opts, &counters, |sender| {
         tarball::read_archive(input, opts, &counters, sender, &mut builder)
     })?;
     builder.hook = None;
     if let Some(p) = &opts.progress {
         p.progress(&counters.report());
     }
-    let (tree, warnings, hard_links) = builder.finish(&mut results)?;
+    let mut staged = builder.finish(results)?;
+    let (warnings, hard_links) = (std::mem::take(&mut staged.warnings), staged.hard_links);
+    let tree = staged.into_tree()?;
     let st = std::mem::take(
         &mut *state
             .lock()

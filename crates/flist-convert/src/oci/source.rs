@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flist_format::codec::encode_chunk;
 use flist_format::{Flist, Kind, Meta, Metadata, Tree};
-use flist_store::{SetOutcome, Store};
+use flist_store::{BlockingStore, SetOutcome, Store};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -183,7 +183,6 @@ async fn convert_layer(
         }
     };
     let mut copts = opts.convert.clone();
-    copts.runtime = Some(handle);
     let events = opts.progress.clone();
     let inner = opts.convert.progress.clone();
     if events.is_some() || inner.is_some() {
@@ -197,7 +196,7 @@ async fn convert_layer(
             }
         }));
     }
-    let store = store.clone();
+    let store = BlockingStore::new(store.clone(), handle);
     let desc2 = desc.clone();
     let what = format!("{image} layer {index} ({})", desc.digest);
     let result = tokio::task::spawn_blocking(move || {
