@@ -41,6 +41,10 @@ const JOB_BYTES: usize = 2 << 20;
 const JOB_ITEMS: usize = 256;
 /// A store batch is flushed at this many bytes even if it has fewer chunks.
 const BATCH_BYTES: usize = 8 << 20;
+/// Chunk keys remembered to skip repeats within one conversion; the set is emptied when it
+/// holds this many (about 2 MiB), so memory stays flat however many chunks there are: a
+/// chunk repeated after that is offered to the store again, which keeps one copy.
+const SEEN_MAX: usize = 114_000;
 
 /// Why adding a file's content stopped.
 pub(crate) enum AddError {
@@ -234,6 +238,9 @@ fn writer(
     for encs in rx {
         for e in encs {
             results.put(e.file, e.index, e.block);
+            if seen.len() >= SEEN_MAX {
+                seen.clear();
+            }
             if !seen.insert(e.block.hash) {
                 counters.chunks_dedup.fetch_add(1, Ordering::Relaxed);
                 continue;

@@ -265,7 +265,7 @@ impl Stage {
             .conn
             .execute_batch(
                 "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; \
-                 PRAGMA temp_store = FILE; PRAGMA cache_size = -16384; \
+                 PRAGMA temp_store = FILE; PRAGMA cache_size = -4096; \
                  PRAGMA locking_mode = EXCLUSIVE;",
             )
             .map_err(|e| stage.err("pragmas", e))?;
