@@ -322,6 +322,12 @@ pub fn run(args: &[String]) -> Result<()> {
         small_rss.push((*n, r.rss_kb));
     }
     println!("store: dir:// on the same disk as the inputs; upload mode: {upload}");
+    // Baselines and conversions share the machine with whatever else runs: say how busy
+    // it was (1, 5 and 15 minute load averages) next to the figures.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        println!("load average: {}", load.join(" "));
+    }
     println!("| row | ours | baseline | ratio | goal | verdict |");
     println!("|---|---|---|---|---|---|");
     for r in &rows {
