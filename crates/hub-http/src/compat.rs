@@ -8,7 +8,6 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -59,9 +58,13 @@ fn is_read(m: &Method) -> bool {
     m == Method::GET || m == Method::HEAD || m.as_str() == "INFO"
 }
 
-/// The middleware: answers preflights, marks public reads shareable, turns a bare 405 on
-/// `/api/` into JSON.
-pub async fn layer(req: Request, next: Next) -> Response {
+/// Around `inner` (what answers the request otherwise, see [`crate::gate`]): answers
+/// preflights, marks public reads shareable, turns a bare 405 on `/api/` into JSON.
+pub async fn around<F, Fut>(req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let public = !private_path(&path);
@@ -96,7 +99,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
         }
         return resp;
     }
-    let mut resp = next.run(req).await;
+    let mut resp = inner(req).await;
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
         && path.starts_with("/api")
         && !resp

@@ -1,5 +1,6 @@
-//! The checks every routed request passes, in one middleware (they were five layers, each
+//! The checks every routed request passes, in one middleware (they were six layers, each
 //! boxing the request's future and cloning the router per request), in the same order:
+//! 0. CORS, preflights and JSON 405s ([`crate::compat`]);
 //! 1. a request id in scope, answered in `X-Request-Id` ([`crate::request_id`]);
 //! 2. cross-site request forgery ([`crate::csrf`]);
 //! 3. the minimum request body rate ([`crate::guard::rate_limited`]);
@@ -16,7 +17,7 @@ use crate::ui::limits;
 
 /// The middleware.
 pub async fn gate(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    crate::request_id::with_id(checks(st, req, next)).await
+    crate::compat::around(req, |req| crate::request_id::with_id(checks(st, req, next))).await
 }
 
 async fn checks(st: Shared, req: Request, next: Next) -> Response {

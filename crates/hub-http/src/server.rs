@@ -206,13 +206,12 @@ pub fn router(state: Shared) -> Router {
         .merge(api)
         .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(fallback)
-        // Request id, CSRF, body rate, heavy-request slots, mirror writes: one layer.
+        // CORS, request id, CSRF, body rate, heavy-request slots, mirror writes: one layer.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::gate::gate,
         ))
         .with_state(state.clone())
-        .layer(axum::middleware::from_fn(compat::layer))
         .layer(axum::middleware::from_fn_with_state(
             state,
             observe::log_requests,
