@@ -608,3 +608,43 @@ pub fn sort_children(tree: &mut Tree) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn block(n: u64) -> Block {
+        let mut hash = [0u8; 16];
+        hash[..8].copy_from_slice(&n.to_le_bytes());
+        Block { hash, key: [7; 16] }
+    }
+
+    #[test]
+    fn chunk_results_spill_out_of_order_and_holes_are_errors() {
+        let mut r = ChunkResults::default();
+        // files of 3 chunks at slots 0, 3, 6, ...; chunks arrive in reverse order, over
+        // several flushes of the pending buffer
+        let files = PENDING_BLOCKS as u64;
+        for f in (0..files).rev() {
+            for i in (0..3u32).rev() {
+                r.put(f * 3, i, block(f * 3 + u64::from(i)));
+            }
+        }
+        r.flush();
+        for f in [0, 1, files / 2, files - 1] {
+            let got = r.blocks(f * 3, 3).unwrap();
+            let want: Vec<Block> = (0..3).map(|i| block(f * 3 + i)).collect();
+            assert_eq!(got, want, "file {f}");
+        }
+        assert!(r.blocks(5, 0).unwrap().is_empty());
+        // a chunk never recorded: an error, not a zero block
+        let mut r = ChunkResults::default();
+        r.put(0, 0, block(1));
+        r.put(0, 2, block(3));
+        r.flush();
+        assert!(r.blocks(0, 3).is_err());
+        assert!(r.blocks(0, 4).is_err(), "past the end");
+        assert!(ChunkResults::default().blocks(0, 1).is_err());
+    }
+}

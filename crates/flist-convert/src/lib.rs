@@ -6,6 +6,11 @@
 //!   the reference writer orders them (directories first, then by name).
 //! - Untrusted input is bounded by [`Limits`] and [`PathPolicy`]; every refusal is a
 //!   specific [`ConvertError`] variant, and no flist is written when conversion fails.
+//! - The tree is staged on disk while it is built (a temporary SQLite table of entries by
+//!   parent and name; chunk lists in a temporary file), so memory does not grow with the
+//!   number of entries; [`archive_to_flist`] and [`dir_to_flist`] write the flist from
+//!   there one directory at a time, [`pack_archive`] and [`pack_dir`] read it back as a
+//!   [`Tree`].
 //! - The pipeline decompresses on one thread, parses on another, encodes chunks on a pool
 //!   of workers and writes batches to the store, with bounded queues throughout.
 //!
