@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use flist_format::{Block, Kind, Meta, SpecialKind};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, ToSql};
 
 use crate::error::{ConvertError, Result};
 
@@ -176,6 +176,30 @@ struct Values<'a> {
     major: Option<u32>,
     minor: Option<u32>,
     blocks: Option<Vec<u8>>,
+}
+
+impl Values<'_> {
+    /// The columns `kind` to `blocks` of a `node` row, in table order (after the row's
+    /// key: `parent, name` for an insert, `id` for an update).
+    fn columns<'v>(&'v self, meta: &'v Meta, file: &'v Option<i64>) -> [&'v dyn ToSql; 15] {
+        [
+            &self.kind,
+            &meta.mode,
+            &meta.uid,
+            &meta.gid,
+            &meta.uname,
+            &meta.gname,
+            &meta.mtime,
+            &meta.ctime,
+            &self.size,
+            &self.target,
+            &self.special,
+            &self.major,
+            &self.minor,
+            file,
+            &self.blocks,
+        ]
+    }
 }
 
 fn values(kind: &Kind) -> Values<'_> {
@@ -341,25 +365,11 @@ impl Stage {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )
             .map_err(|e| sqlite_err(&self.path, "preparing an insert", e))?;
-        st.execute(params![
-            parent,
-            name,
-            v.kind,
-            meta.mode,
-            meta.uid,
-            meta.gid,
-            meta.uname,
-            meta.gname,
-            meta.mtime,
-            meta.ctime,
-            v.size,
-            v.target,
-            v.special,
-            v.major,
-            v.minor,
-            file.map(|f| f as i64),
-            v.blocks
-        ])
+        let file = file.map(|f| f as i64);
+        let head: [&dyn ToSql; 2] = [&parent, &name];
+        st.execute(params_from_iter(
+            head.into_iter().chain(v.columns(meta, &file)),
+        ))
         .map_err(|e| sqlite_err(&self.path, "inserting an entry", e))?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -387,24 +397,11 @@ impl Stage {
                  minor = ?14, file = ?15, blocks = ?16 WHERE id = ?1",
             )
             .map_err(|e| sqlite_err(&self.path, "preparing an update", e))?;
-        st.execute(params![
-            id,
-            v.kind,
-            meta.mode,
-            meta.uid,
-            meta.gid,
-            meta.uname,
-            meta.gname,
-            meta.mtime,
-            meta.ctime,
-            v.size,
-            v.target,
-            v.special,
-            v.major,
-            v.minor,
-            file.map(|f| f as i64),
-            v.blocks
-        ])
+        let file = file.map(|f| f as i64);
+        let head: [&dyn ToSql; 1] = [&id];
+        st.execute(params_from_iter(
+            head.into_iter().chain(v.columns(meta, &file)),
+        ))
         .map_err(|e| sqlite_err(&self.path, "updating an entry", e))?;
         Ok(())
     }
