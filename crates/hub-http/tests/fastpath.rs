@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::TestHub;
+use common::{metric, TestHub};
 use serde_json::Value;
 
 /// Log lines of target `hub::request`, captured for the whole test binary.
@@ -345,21 +345,6 @@ async fn a_read_only_mirror_answers_the_same() {
         .call("GET", "/api/flist/me/m.flist/rename/n.flist", &dave)
         .await;
     assert_eq!(s, 403);
-}
-
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(k, _)| {
-            let (n, rest) = k.split_once('{').unwrap_or((k, ""));
-            n == name
-                && labels
-                    .iter()
-                    .all(|(lk, lv)| rest.contains(&format!("{lk}=\"{lv}\"")))
-        })
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]

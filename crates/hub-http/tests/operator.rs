@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestHub;
+use common::{metric, TestHub};
 use serde_json::Value;
 
 /// A hub as `serve` runs it by default: `dir://` store, no public URL, no public backend.
@@ -264,21 +264,6 @@ fn reserved_and_weak_accounts_are_refused() {
     assert!(!cat
         .windows(b"long enough pw".len())
         .any(|w| w == b"long enough pw"));
-}
-
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(k, _)| {
-            let (n, rest) = k.split_once('{').unwrap_or((k, ""));
-            n == name
-                && labels
-                    .iter()
-                    .all(|(lk, lv)| rest.contains(&format!("{lk}=\"{lv}\"")))
-        })
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
 }
 
 async fn scrape(t: &TestHub) -> String {

@@ -211,3 +211,20 @@ impl TestHub {
         self.dir
     }
 }
+
+/// The sum of the samples of metric `name` whose labels include `labels`, in a
+/// Prometheus text exposition.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(k, _)| {
+            let (n, rest) = k.split_once('{').unwrap_or((k, ""));
+            n == name
+                && labels
+                    .iter()
+                    .all(|(lk, lv)| rest.contains(&format!("{lk}=\"{lv}\"")))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
