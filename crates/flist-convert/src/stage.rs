@@ -279,7 +279,7 @@ impl Stage {
             })?;
         let path = dir.path().join("stage.sqlite3");
         let conn = Connection::open(&path).map_err(|e| sqlite_err(&path, "opening", e))?;
-        let stage = Stage {
+        let mut stage = Stage {
             conn,
             path,
             cache: HashMap::new(),
@@ -301,22 +301,13 @@ impl Stage {
             .conn
             .execute_batch("BEGIN")
             .map_err(|e| stage.err("starting a transaction", e))?;
-        stage.conn.execute(
-            "INSERT INTO node (id, parent, name, kind, mode, uid, gid, uname, gname, mtime, ctime, size) \
-             VALUES (?1, 0, '', 0, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                Self::ROOT,
-                meta.mode,
-                meta.uid,
-                meta.gid,
-                meta.uname,
-                meta.gname,
-                meta.mtime,
-                meta.ctime,
-                flist_format::tree::DEFAULT_DIR_SIZE as i64
-            ],
-        )
-        .map_err(|e| stage.err("inserting the root", e))?;
+        // The first row of an empty table gets rowid 1, `ROOT`.
+        let root = Kind::Dir {
+            children: Default::default(),
+            size: flist_format::tree::DEFAULT_DIR_SIZE,
+        };
+        let id = stage.insert(0, "", meta, &root, None)?;
+        debug_assert_eq!(id, Self::ROOT);
         Ok(stage)
     }
 
