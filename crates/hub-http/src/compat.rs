@@ -7,7 +7,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -119,14 +119,20 @@ where
         }
     }
     if public && is_read(&method) {
-        resp.headers_mut().insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        resp.headers_mut().insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("ETag, Content-Length, Content-Range"),
-        );
+        public_read_cors(resp.headers_mut());
     }
     resp
+}
+
+/// The CORS headers of an answer to a public read (any origin; the download headers
+/// exposed to scripts). The fast path adds the same to its answers.
+pub(crate) fn public_read_cors(h: &mut HeaderMap) {
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag, Content-Length, Content-Range"),
+    );
 }

@@ -97,15 +97,7 @@ impl Downloads {
 
     /// The resolution [`Downloads::resolve`] holds for `key` if made at `generation`.
     pub(crate) fn resolved_at(&self, key: &str, generation: u64) -> Option<Arc<Resolved>> {
-        match self
-            .names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            Some((g, r)) if *g == generation => Some(r.clone()),
-            _ => None,
-        }
+        crate::state::at_generation(&self.names, key, generation)
     }
 
     /// The cached file with content address `sha256`, if present.

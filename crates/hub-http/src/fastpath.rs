@@ -331,14 +331,7 @@ fn finish_headers(h: &mut HeaderMap, size: u64) {
     if !h.contains_key(header::CONTENT_LENGTH) {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     }
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("ETag, Content-Length, Content-Range"),
-    );
+    crate::compat::public_read_cors(h);
     h.insert(crate::request_id::HEADER, crate::request_id::fresh_header());
 }
 

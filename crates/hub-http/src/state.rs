@@ -127,15 +127,7 @@ impl AppState {
 
     /// The body [`AppState::cached`] holds for `key` if it was computed at `generation`.
     pub(crate) fn cached_at(&self, key: &str, generation: u64) -> Option<Bytes> {
-        match self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            Some((g, b)) if *g == generation => Some(b.clone()),
-            _ => None,
-        }
+        at_generation(&self.cache, key, generation)
     }
 
     /// [`Hub::resolve`], served from memory while the catalog is unchanged.
@@ -160,5 +152,18 @@ impl AppState {
         }
         m.insert(key, (generation, r.clone()));
         Ok(r)
+    }
+}
+
+/// The value a generation-tagged memo holds for `key` if it was made at `generation` (the
+/// catalog's write counter): a stale entry counts as absent.
+pub(crate) fn at_generation<V: Clone>(
+    map: &RwLock<HashMap<String, (u64, V)>>,
+    key: &str,
+    generation: u64,
+) -> Option<V> {
+    match map.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+        Some((g, v)) if *g == generation => Some(v.clone()),
+        _ => None,
     }
 }
