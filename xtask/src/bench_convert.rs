@@ -221,11 +221,7 @@ pub fn run(args: &[String]) -> Result<()> {
             ),
         }
     }
-    for tool in ["b2sum", "gzip", "find", "xargs", "tar"] {
-        if crate::which(tool).is_none() {
-            bail!("{tool} is not on PATH");
-        }
-    }
+    crate::require_tools(&["b2sum", "gzip", "find", "xargs", "tar"])?;
     crate::cargo(&[
         "build",
         "--release",

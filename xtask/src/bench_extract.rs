@@ -29,11 +29,7 @@ struct Setup {
 }
 
 fn setup() -> Result<Setup> {
-    for tool in ["tar", "gzip", "find", "cat"] {
-        if crate::which(tool).is_none() {
-            bail!("{tool} is not on PATH");
-        }
-    }
+    crate::require_tools(&["tar", "gzip", "find", "cat"])?;
     crate::cargo(&[
         "build",
         "--release",

@@ -130,3 +130,11 @@ pub fn which(prog: &str) -> Option<PathBuf> {
         .map(|d| d.join(prog))
         .find(|p| p.is_file())
 }
+
+/// Fails naming the first of `tools` not found on `PATH`.
+pub fn require_tools(tools: &[&str]) -> Result<()> {
+    match tools.iter().find(|t| which(t).is_none()) {
+        Some(t) => bail!("{t} is not on PATH"),
+        None => Ok(()),
+    }
+}
