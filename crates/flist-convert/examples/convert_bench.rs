@@ -15,8 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use flist_convert::{archive_to_flist, dir_to_flist, ConvertOptions, UploadMode};
-use flist_format::Metadata;
+use flist_convert::{convert, ConvertOptions, Source, UploadMode};
 use flist_store::{BlockingStore, DirStore};
 
 struct Rng(u64);
@@ -208,17 +207,19 @@ fn main() {
     };
     let out = Path::new(arg(3));
     let start = Instant::now();
-    let result = match cmd.as_str() {
-        "tar" => File::open(arg(1)).map_err(|e| e.to_string()).and_then(|f| {
-            archive_to_flist(f, &store, Metadata::new(), out, &opts).map_err(|e| e.to_string())
-        }),
-        "dir" => dir_to_flist(Path::new(arg(1)), &store, Metadata::new(), out, &opts)
-            .map_err(|e| e.to_string()),
+    let source = match cmd.as_str() {
+        "tar" => File::open(arg(1)).map(Source::archive),
+        "dir" => Ok(Source::dir(arg(1))),
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
         }
     };
+    let result = source.map_err(|e| e.to_string()).and_then(|src| {
+        let c = convert(src, Some(&store), &opts).map_err(|e| e.to_string())?;
+        c.write_flist(out).map_err(|e| e.to_string())?;
+        Ok(c.stats)
+    });
     let secs = start.elapsed().as_secs_f64();
     match result {
         Ok(s) => println!(

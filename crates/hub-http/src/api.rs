@@ -313,25 +313,7 @@ pub async fn me_merge(
     let list: Vec<String> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected a JSON array of \"repo/name.flist\": {e}"))
     })?;
-    if list.is_empty() {
-        return Err(ApiError::bad_request("nothing to merge"));
-    }
-    let mut sources = Vec::with_capacity(list.len());
-    for s in &list {
-        let (r, n) = s
-            .split_once('/')
-            .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not repo/name.flist")))?;
-        names::validate_repo(r)?;
-        names::validate_flist(n)?;
-        sources.push((r.to_string(), n.to_string()));
-    }
-    let mut md = flist_format::Metadata::new();
-    if let Some(b) = &st.public_backend {
-        md.set("backend", b.clone());
-    }
-    let t = target.clone();
-    st.blocking(move |hub| Ok(hub.merge(&actor, &actor.active, &t, &sources, md)?))
-        .await?;
+    crate::merge::merge(&st, &actor, &target, &list).await?;
     Ok(Json(render::success(Some(
         json!({"name": target, "sources": list}),
     ))))

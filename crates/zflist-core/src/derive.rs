@@ -10,8 +10,7 @@ use serde_json::json;
 
 use crate::backend::{open_store, StoreConfig};
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::mount::{load_flist_bytes, parse_flist};
-use crate::response::Response;
+use crate::response::{NoProgress, Response};
 
 /// Arguments of `zflist derive`.
 #[derive(Clone, Debug, Default)]
@@ -33,8 +32,8 @@ pub fn derive(args: &DeriveArgs, stores: &StoreConfig) -> Result<Response> {
     if args.set.is_empty() && args.remove.is_empty() {
         return Err(Error::usage(f, "nothing to change: give --set and/or --rm"));
     }
-    let bytes = load_flist_bytes(f, &args.base)?;
-    let base = parse_flist(f, &bytes, &args.base)?;
+    // A URL is downloaded (checked against its `.md5`, failing over to other hubs).
+    let base = crate::remote::resolve(f, std::path::Path::new(&args.base), &NoProgress)?;
     let mut changes: Vec<Change> = args
         .remove
         .iter()
@@ -53,9 +52,24 @@ pub fn derive(args: &DeriveArgs, stores: &StoreConfig) -> Result<Response> {
         .duration_since(UNIX_EPOCH)
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
         .unwrap_or(0);
-    let (flist, stats) = derive_flist(&base, &changes, &store, now)
-        .map_err(|e| Error::new(f, ErrorKind::Convert(e.to_string())))?;
-    flist.write(&args.output).ctx(f)?;
+    let input = flist_convert::merge::Input {
+        path: base.path(),
+        what: &args.base,
+    };
+    let opts = flist_convert::ConvertOptions::default();
+    let convert_err = |e: String| Error::new(f, ErrorKind::Convert(e));
+    let (derived, stats) = derive_flist(
+        input,
+        &flist_format::ReadOptions::default(),
+        &changes,
+        &store,
+        now,
+        &opts,
+    )
+    .map_err(|e| convert_err(e.to_string()))?;
+    derived
+        .write_flist(&args.output)
+        .map_err(|e| convert_err(e.to_string()))?;
     let json = json!({
         "base": args.base,
         "output": args.output.display().to_string(),

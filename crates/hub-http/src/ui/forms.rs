@@ -315,22 +315,7 @@ pub async fn merge_post(
         if list.len() < 2 {
             return Err(ApiError::bad_request("Pick at least two flists to merge."));
         }
-        let mut sources = Vec::with_capacity(list.len());
-        for s in &list {
-            let (r, n) = s.split_once('/').ok_or_else(|| {
-                ApiError::bad_request(format!("{s:?} is not repository/name.flist"))
-            })?;
-            names::validate_repo(r)?;
-            names::validate_flist(n)?;
-            sources.push((r.to_string(), n.to_string()));
-        }
-        let mut md = flist_format::Metadata::new();
-        if let Some(b) = &st.public_backend {
-            md.set("backend", b.clone());
-        }
-        let (a2, t2) = (actor.clone(), target.clone());
-        st.blocking(move |hub| Ok(hub.merge(&a2, &a2.active, &t2, &sources, md)?))
-            .await?;
+        crate::merge::merge(&st, &actor, &target, &list).await?;
         Ok(())
     }
     .await;
