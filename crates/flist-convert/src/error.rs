@@ -233,7 +233,14 @@ pub enum ConvertError {
 
 impl From<flist_format::FormatError> for ConvertError {
     fn from(e: flist_format::FormatError) -> Self {
-        ConvertError::Flist(e.to_string())
+        match e {
+            // (kept as I/O, so a full disk can be told from a bad flist)
+            flist_format::FormatError::Io { what, source } => ConvertError::Io {
+                path: what.into(),
+                source,
+            },
+            e => ConvertError::Flist(e.to_string()),
+        }
     }
 }
 

@@ -26,6 +26,12 @@ pub(crate) async fn merge(
     if list.is_empty() {
         return Err(ApiError::bad_request("nothing to merge"));
     }
+    let mut seen = HashSet::new();
+    if let Some(s) = list.iter().find(|s| !seen.insert(s.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "{s:?} is listed twice: name each flist once"
+        )));
+    }
     let max = st.config.limits.max_merge_sources;
     if list.len() > max {
         return Err(ApiError::bad_request(format!(
@@ -33,14 +39,8 @@ pub(crate) async fn merge(
             list.len()
         )));
     }
-    let mut seen = HashSet::new();
     let mut sources = Vec::with_capacity(list.len());
     for s in list {
-        if !seen.insert(s.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "{s:?} is listed twice: name each flist once"
-            )));
-        }
         let (r, n) = s
             .split_once('/')
             .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not repo/name.flist")))?;

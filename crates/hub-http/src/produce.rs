@@ -135,7 +135,7 @@ pub(crate) fn store_converted(
     let out = st.hub.temp_path(".flist");
     if let Err(e) = converted.write_flist(&out) {
         let _ = std::fs::remove_file(&out);
-        return Err(convert_error(e));
+        return Err(write_failed(e));
     }
     drop(converted);
     st.hub.store_file_checked(
@@ -149,4 +149,19 @@ pub(crate) fn store_converted(
         &|| !cancel.is_cancelled(),
     )?;
     Ok(())
+}
+
+/// The answer when writing a converted flist into the hub's temp area fails: a full disk
+/// is 507 naming the storage, anything else a server error (details in the log).
+fn write_failed(e: ConvertError) -> ApiError {
+    let full = match &e {
+        ConvertError::Io { source, .. } => hub_repo::io_is_full(source),
+        ConvertError::Flist(m) => m.contains("disk is full") || m.contains("No space left"),
+        _ => false,
+    };
+    match e {
+        ConvertError::Cancelled => convert_error(e),
+        e if full => ApiError::storage_full("flist storage", e),
+        e => ApiError::internal(format!("writing the flist: {e}")),
+    }
 }
