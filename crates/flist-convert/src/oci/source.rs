@@ -473,7 +473,7 @@ pub(crate) async fn convert(
     });
     let chunk = encode_chunk(startup.as_bytes());
     let outcome = store
-        .set(&chunk.block.hash, Bytes::from(chunk.data))
+        .set(chunk.block.id(), Bytes::from(chunk.data))
         .await
         .map_err(|source| OciError::Store {
             store: store.to_string(),
