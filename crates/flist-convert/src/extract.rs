@@ -206,9 +206,7 @@ pub fn extract(
                     if resumed && off < old_len {
                         let len = (*size - off).min(CHUNK_SIZE as u64) as usize;
                         buf.resize(len, 0);
-                        if f.read_exact_at(&mut buf, off).is_ok()
-                            && b.matches_plain(&buf)
-                        {
+                        if f.read_exact_at(&mut buf, off).is_ok() && b.matches_plain(&buf) {
                             stats.chunks_reused += 1;
                             continue;
                         }

@@ -609,7 +609,10 @@ mod tests {
             "d7683de000c13689"
         );
         let c = encode_chunk(b"hello world\n");
-        assert_eq!(hex::encode(c.block.key()), "c0cdb4699cdaa9eea4c563a934f1d52b");
+        assert_eq!(
+            hex::encode(c.block.key()),
+            "c0cdb4699cdaa9eea4c563a934f1d52b"
+        );
         assert_eq!(
             hex::encode(compress(b"hello world\n")),
             "0c2c68656c6c6f20776f726c640a"
@@ -618,10 +621,7 @@ mod tests {
             hex::encode(&c.data),
             "893f00077aad00982c3024bda3cbe527b9e1ecb0"
         );
-        assert_eq!(
-            c.block.id_hex(),
-            "a5147f6e7cac3a7076f942cb5e00d896"
-        );
+        assert_eq!(c.block.id_hex(), "a5147f6e7cac3a7076f942cb5e00d896");
         assert_eq!(decode_chunk(&c.block, &c.data).unwrap(), b"hello world\n");
     }
 

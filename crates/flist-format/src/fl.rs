@@ -289,14 +289,12 @@ pub fn read(conn: &Connection, what: &str) -> Result<Flist, FormatError> {
                 );
                 continue;
             }
-            let node = tree
-                .insert(dir_id, name, meta, kind)
-                .map_err(|e| match e {
-                    TreeError::InvalidName(n) => {
-                        FormatError::bad(key(), format!("invalid entry name {n:?}"))
-                    }
-                    other => FormatError::Tree(other),
-                })?;
+            let node = tree.insert(dir_id, name, meta, kind).map_err(|e| match e {
+                TreeError::InvalidName(n) => {
+                    FormatError::bad(key(), format!("invalid entry name {n:?}"))
+                }
+                other => FormatError::Tree(other),
+            })?;
             if is_dir {
                 stack.push((row.ino, node));
             } else if is_file {
@@ -664,7 +662,13 @@ mod tests {
         assert_eq!(split_rdev(1792), (7, 0));
         assert_eq!(make_rdev(7, 0), 1792);
         assert_eq!(make_rdev(1, 3), 259);
-        for (a, b) in [(0, 0), (8, 1), (259, 70000), (4095, 255), (1 << 20, 1 << 20)] {
+        for (a, b) in [
+            (0, 0),
+            (8, 1),
+            (259, 70000),
+            (4095, 255),
+            (1 << 20, 1 << 20),
+        ] {
             assert_eq!(split_rdev(make_rdev(a, b)), (a, b));
         }
     }

@@ -65,11 +65,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+pub use codec::Codec;
 pub use display::mode_string;
 pub use error::{CodecError, FormatError, TreeError};
 pub use find::{find_entries, find_response, FindEntry};
 pub use merge::merge;
-pub use codec::Codec;
 pub use metadata::{Backend, Metadata, Readme, Route, Volume};
 pub use reader::{ReadOptions, DEFAULT_MAX_DATABASE_BYTES};
 pub use tree::{Block, Kind, Meta, Node, NodeId, SpecialKind, Tree, TreeStats};

@@ -426,11 +426,10 @@ fn chunk_hash_mismatch_is_a_codec_error() {
         })
     ));
     // right bytes, wrong decryption key
-    let Block::Flist { hash, .. } = b else { panic!("an .flist chunk") };
-    let wrong = Block::Flist {
-        hash,
-        key: [7; 16],
+    let Block::Flist { hash, .. } = b else {
+        panic!("an .flist chunk")
     };
+    let wrong = Block::Flist { hash, key: [7; 16] };
     assert!(matches!(
         decode_chunk(&wrong, &data),
         Err(CodecError::Decrypt { .. })

@@ -23,7 +23,9 @@ fn chunk_keys_match_the_reference() {
         .tree
         .walk()
         .filter_map(|id| match &reference.tree.node(id).kind {
-            Kind::File { blocks, .. } => Some(blocks.iter().map(|b| b.id().to_vec()).collect::<Vec<_>>()),
+            Kind::File { blocks, .. } => {
+                Some(blocks.iter().map(|b| b.id().to_vec()).collect::<Vec<_>>())
+            }
             _ => None,
         })
         .flatten()
@@ -65,7 +67,9 @@ fn chunk_keys_match_the_reference() {
         .tree
         .walk()
         .filter_map(|id| match &reference.tree.node(id).kind {
-            Kind::File { blocks, .. } => Some(blocks.iter().map(|b| b.key().to_vec()).collect::<Vec<_>>()),
+            Kind::File { blocks, .. } => {
+                Some(blocks.iter().map(|b| b.key().to_vec()).collect::<Vec<_>>())
+            }
             _ => None,
         })
         .flatten()

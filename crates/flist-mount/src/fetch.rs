@@ -242,7 +242,10 @@ impl ChunkSource {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
             let result = match fetches.acquire_owned().await {
-                Ok(_permit) => store.get_required(key.id()).await.map_err(|e| e.to_string()),
+                Ok(_permit) => store
+                    .get_required(key.id())
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             let _ = tx.send(result);
