@@ -4,8 +4,8 @@
 //! memory does not grow with its entries.
 
 use bytes::Bytes;
-use flist_format::codec::{encode_chunk, CHUNK_SIZE};
-use flist_format::{Kind, Meta, Metadata, ReadOptions};
+use flist_format::codec::CHUNK_SIZE;
+use flist_format::{Codec, Kind, Meta, Metadata, ReadOptions};
 use flist_store::BlockingStore;
 
 use crate::builder::Staged;
@@ -92,6 +92,8 @@ fn check_path(path: &str) -> Result<(), DeriveError> {
 /// it replaces; a new one is root:root 0644 with missing parents created root:root 0755.
 /// Nothing is written to the store unless every change is valid. The result carries the
 /// base's metadata; `opts` bounds the base's entries (`limits.max_entries`) and may cancel.
+/// New chunks use the codec of the base's chunks (the `.flist` codec when it has none or
+/// both); see [`derive_with`].
 pub fn derive(
     base: Input<'_>,
     read: &ReadOptions,
@@ -99,6 +101,20 @@ pub fn derive(
     store: &BlockingStore,
     now: u32,
     opts: &ConvertOptions,
+) -> Result<(Converted, DeriveStats), DeriveError> {
+    derive_with(base, read, changes, store, now, opts, None)
+}
+
+/// [`derive`] encoding the new files' chunks with `codec` (that of the format the result
+/// is written in; `None`: the base's).
+pub fn derive_with(
+    base: Input<'_>,
+    read: &ReadOptions,
+    changes: &[Change],
+    store: &BlockingStore,
+    now: u32,
+    opts: &ConvertOptions,
+    codec: Option<Codec>,
 ) -> Result<(Converted, DeriveStats), DeriveError> {
     let mut stats = DeriveStats::default();
     // Validate everything first: no chunk is written for a refused derivation.
@@ -131,6 +147,22 @@ pub fn derive(
             stats.removed += 1;
         }
     }
+    let codec = match codec {
+        Some(c) => c,
+        None => {
+            let mut seen = std::collections::BTreeSet::new();
+            stage.for_each_file(|row| {
+                if let Kind::File { blocks, .. } = &row.kind {
+                    seen.extend(blocks.iter().map(flist_format::Block::codec));
+                }
+                Ok(())
+            })?;
+            match seen.into_iter().collect::<Vec<_>>()[..] {
+                [one] => one,
+                _ => Codec::Flist,
+            }
+        }
+    };
     let mut pending = Vec::new();
     for c in changes {
         let Change::Set { path, content } = c else {
@@ -168,9 +200,9 @@ pub fn derive(
         };
         let mut blocks = Vec::new();
         for piece in content.chunks(CHUNK_SIZE) {
-            let enc = encode_chunk(piece);
+            let enc = codec.encode(piece);
             blocks.push(enc.block);
-            pending.push((enc.block.hash.to_vec(), Bytes::from(enc.data)));
+            pending.push((enc.block.id().to_vec(), Bytes::from(enc.data)));
         }
         let kind = Kind::File {
             size: content.len() as u64,
@@ -223,7 +255,7 @@ mod tests {
         let big = vec![7u8; CHUNK_SIZE * 2];
         let enc = flist_format::codec::encode_chunk(&big[..CHUNK_SIZE]);
         store
-            .set(&enc.block.hash, Bytes::from(enc.data.clone()))
+            .set(enc.block.id(), Bytes::from(enc.data.clone()))
             .unwrap();
         let mut tree = Tree::new(Meta::root(0o755, 1));
         let etc = tree.mkdir_p("etc", &Meta::root(0o755, 1)).unwrap();

@@ -174,7 +174,7 @@ impl Converted {
 
     /// Writes every directory into a catalog, one at a time (for a caller assembling its
     /// own database; [`Converted::write_flist`] does it all).
-    pub fn write_catalog(&self, w: &mut flist_format::writer::CatalogWriter<'_>) -> Result<()> {
+    pub fn write_catalog(&self, w: &mut dyn flist_format::writer::DirSink) -> Result<()> {
         self.staged.write_catalog(w, &self.cancel)
     }
 
@@ -201,7 +201,7 @@ impl Converted {
     pub fn chunk_keys(
         &self,
         batch: usize,
-        mut f: impl FnMut(&[[u8; 16]]) -> Result<()>,
+        mut f: impl FnMut(&[Vec<u8>]) -> Result<()>,
     ) -> Result<u64> {
         self.staged.chunk_keys(batch, &mut f)
     }

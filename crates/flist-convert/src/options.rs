@@ -163,6 +163,9 @@ pub struct ConvertOptions {
     pub progress: Option<Arc<dyn Progress>>,
     /// Stops the conversion when raised (a client that went away, a timeout).
     pub cancel: Option<Cancel>,
+    /// Chunk codec: [`flist_format::Codec::Flist`] for an `.flist`,
+    /// [`flist_format::Codec::Rfs`] for an rfs `.fl`.
+    pub codec: flist_format::Codec,
 }
 
 impl Default for ConvertOptions {
@@ -177,6 +180,7 @@ impl Default for ConvertOptions {
             batches_in_flight: 2,
             progress: None,
             cancel: None,
+            codec: flist_format::Codec::Flist,
         }
     }
 }
@@ -193,6 +197,7 @@ impl std::fmt::Debug for ConvertOptions {
             .field("batches_in_flight", &self.batches_in_flight)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
+            .field("codec", &self.codec)
             .finish()
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use flist_format::codec::{encode_chunks, CHUNK_SIZE};
-use flist_format::Block;
+use flist_format::codec::CHUNK_SIZE;
+use flist_format::{Block, Codec};
 use flist_store::{BlockingStore, Pending, SetOutcome, Store, StoreError};
 
 use crate::builder::{ChunkResults, FileId};
@@ -81,11 +81,11 @@ pub(crate) trait Holes: Read {
 struct ZeroChunks(Vec<(usize, Block, Bytes)>);
 
 impl ZeroChunks {
-    fn get(&mut self, len: usize, counters: &Counters) -> (Block, Bytes) {
+    fn get(&mut self, len: usize, codec: Codec, counters: &Counters) -> (Block, Bytes) {
         if let Some((_, b, d)) = self.0.iter().find(|(l, _, _)| *l == len) {
             return (*b, d.clone());
         }
-        let c = flist_format::codec::encode_chunk(&vec![0u8; len]);
+        let c = codec.encode(&vec![0u8; len]);
         counters
             .bytes_encoded
             .fetch_add(len as u64, Ordering::Relaxed);
@@ -107,6 +107,7 @@ pub(crate) struct ChunkSender<'c> {
     zeros: ZeroChunks,
     next_file: FileId,
     cancel: Option<Cancel>,
+    codec: Codec,
     counters: &'c Counters,
 }
 
@@ -151,7 +152,7 @@ impl ChunkSender<'_> {
             let want = (size - done).min(CHUNK_SIZE as u64) as usize;
             if r.hole_ahead() >= want as u64 {
                 r.skip_hole(want as u64).map_err(AddError::Read)?;
-                let (block, data) = self.zeros.get(want, self.counters);
+                let (block, data) = self.zeros.get(want, self.codec, self.counters);
                 self.pending_zeros.push(Encoded {
                     file,
                     index,
@@ -229,8 +230,9 @@ impl Holes for NoHoles<'_> {
     }
 }
 
-/// Encodes jobs until the job channel closes.
+/// Encodes jobs with `codec` until the job channel closes.
 fn worker(
+    codec: Codec,
     jobs: Receiver<Vec<JobItem>>,
     out: Sender<Vec<Encoded>>,
     pool: Sender<Vec<u8>>,
@@ -242,7 +244,7 @@ fn worker(
         counters
             .bytes_encoded
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        let coded = encode_chunks(&plains);
+        let coded = codec.encode_many(&plains);
         let mut enc = Vec::with_capacity(job.len());
         for (item, c) in job.into_iter().zip(coded) {
             let _ = pool.try_send(item.data);
@@ -301,7 +303,8 @@ fn writer(
     opts: &ConvertOptions,
     counters: &Counters,
 ) -> Result<ChunkResults> {
-    let mut results = ChunkResults::default();
+    let mut results = ChunkResults::new(opts.codec);
+    // The first 16 bytes of each store key (all of an `.flist` key, half of an `.fl` id).
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
     let mut batch: Vec<(Vec<u8>, Bytes)> = Vec::new();
     let mut batch_bytes = 0usize;
@@ -350,12 +353,12 @@ fn writer(
             if seen.len() >= SEEN_MAX {
                 seen.clear();
             }
-            if !seen.insert(e.block.hash) {
+            if !seen.insert(id_prefix(&e.block)) {
                 counters.chunks_dedup.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             batch_bytes += e.data.len();
-            batch.push((e.block.hash.to_vec(), e.data));
+            batch.push((e.block.id().to_vec(), e.data));
             if batch.len() >= batch_chunks || batch_bytes >= BATCH_BYTES {
                 flush(&mut batch, &mut inflight)?;
                 batch_bytes = 0;
@@ -369,6 +372,13 @@ fn writer(
         }
     }
     Ok(results)
+}
+
+/// The first 16 bytes of a block's store key.
+fn id_prefix(b: &Block) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&b.id()[..16]);
+    out
 }
 
 /// Number of encoding workers for these options.
@@ -404,7 +414,7 @@ pub(crate) fn run<T>(
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("flist-encode-{i}"))
-                    .spawn_scoped(s, move || worker(jr, et, pt, counters)),
+                    .spawn_scoped(s, move || worker(opts.codec, jr, et, pt, counters)),
             );
         }
         drop(job_rx);
@@ -423,6 +433,7 @@ pub(crate) fn run<T>(
             zeros: ZeroChunks::default(),
             next_file: 0,
             cancel: opts.cancel.clone(),
+            codec: opts.codec,
             counters,
         };
         let produced = produce(&mut sender).and_then(|t| match sender.flush() {

@@ -98,24 +98,19 @@ fn encode_blocks(blocks: &[Block]) -> Option<Vec<u8>> {
     if blocks.is_empty() {
         return None;
     }
-    let mut out = Vec::with_capacity(blocks.len() * 32);
+    let mut out = Vec::with_capacity(blocks.len() * 33);
     for b in blocks {
-        out.extend_from_slice(&b.hash);
-        out.extend_from_slice(&b.key);
+        b.push_tagged(&mut out);
     }
     Some(out)
 }
 
-fn decode_blocks(raw: &[u8]) -> Vec<Block> {
-    raw.chunks_exact(32)
-        .map(|c| {
-            let mut hash = [0u8; 16];
-            let mut key = [0u8; 16];
-            hash.copy_from_slice(&c[..16]);
-            key.copy_from_slice(&c[16..]);
-            Block { hash, key }
-        })
-        .collect()
+fn decode_blocks(mut raw: &[u8]) -> Vec<Block> {
+    let mut out = Vec::with_capacity(raw.len() / 33);
+    while let Some(b) = Block::read_tagged(&mut raw) {
+        out.push(b);
+    }
+    out
 }
 
 fn shape_of(kind: i64) -> Shape {
@@ -595,14 +590,14 @@ impl Stage {
         Ok(())
     }
 
-    /// The distinct 16-byte `keys`, given in any order with repeats, handed to `f` in
+    /// The distinct `keys`, given in any order with repeats, handed to `f` in
     /// batches of at most `batch` (in key order); returns how many there are. The set is
     /// kept in the stage's database, not in memory.
     pub(crate) fn distinct_keys(
         &self,
         keys: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
         batch: usize,
-        f: &mut dyn FnMut(&[[u8; 16]]) -> Result<()>,
+        f: &mut dyn FnMut(&[Vec<u8>]) -> Result<()>,
     ) -> Result<u64> {
         self.conn
             .execute_batch(
@@ -630,14 +625,10 @@ impl Stage {
             .query_map([], |r| r.get::<_, Vec<u8>>(0))
             .map_err(|e| self.err("reading the key set", e))?;
         let mut n = 0u64;
-        let mut buf: Vec<[u8; 16]> = Vec::with_capacity(batch.max(1));
+        let mut buf: Vec<Vec<u8>> = Vec::with_capacity(batch.max(1));
         for r in rows {
             let k = r.map_err(|e| self.err("reading the key set", e))?;
-            let mut key = [0u8; 16];
-            if k.len() == 16 {
-                key.copy_from_slice(&k);
-            }
-            buf.push(key);
+            buf.push(k);
             n += 1;
             if buf.len() >= batch.max(1) {
                 f(&buf)?;

@@ -14,39 +14,35 @@ use crate::error::{ApiError, ApiResult};
 use crate::produce;
 use crate::state::Shared;
 
-/// Merges the flists `list` (`repo/name.flist`, first wins) into `actor.active/target`.
+/// Merges the flists `list` (`repo/name[.flist]`, first wins) into `actor.active/target`;
+/// returns the sources as `repo/name.flist`.
 pub(crate) async fn merge(
     st: &Shared,
     actor: &Actor,
     target: &str,
     list: &[String],
-) -> ApiResult<()> {
+) -> ApiResult<Vec<String>> {
     names::validate_flist(target)?;
     actor.check_write(&actor.active)?;
     if list.is_empty() {
         return Err(ApiError::bad_request("nothing to merge"));
     }
+    let sources = list
+        .iter()
+        .map(|s| crate::lookup::merge_source(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut seen = HashSet::new();
-    if let Some(s) = list.iter().find(|s| !seen.insert(s.as_str())) {
+    if let Some((r, n)) = sources.iter().find(|s| !seen.insert(*s)) {
         return Err(ApiError::bad_request(format!(
-            "{s:?} is listed twice: name each flist once"
+            "{r}/{n} is listed twice: name each flist once"
         )));
     }
     let max = st.config.limits.max_merge_sources;
-    if list.len() > max {
+    if sources.len() > max {
         return Err(ApiError::bad_request(format!(
             "{} flists given: at most {max} can be merged at once",
-            list.len()
+            sources.len()
         )));
-    }
-    let mut sources = Vec::with_capacity(list.len());
-    for s in list {
-        let (r, n) = s
-            .split_once('/')
-            .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not repo/name.flist")))?;
-        names::validate_repo(r)?;
-        names::validate_flist(n)?;
-        sources.push((r.to_string(), n.to_string()));
     }
     // Names that resolve to the same content (links, copies) are merged once: a second
     // pass over the same tree changes nothing.
@@ -59,6 +55,7 @@ pub(crate) async fn merge(
         }
     }
     let names: Vec<String> = sources.iter().map(|(r, n)| format!("{r}/{n}")).collect();
+    let shown = names.clone();
     let (guard, cancel) = produce::CancelOnDrop::new();
     let (st2, actor2, t2) = (st.clone(), actor.clone(), target.to_string());
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
@@ -82,5 +79,5 @@ pub(crate) async fn merge(
     })
     .await??;
     guard.disarm();
-    Ok(())
+    Ok(shown)
 }

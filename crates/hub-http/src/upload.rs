@@ -441,7 +441,7 @@ struct Missing {
 }
 
 impl Missing {
-    fn add(&mut self, key: &[u8; 16]) {
+    fn add(&mut self, key: &[u8]) {
         self.count += 1;
         if self.sample.len() < 5 {
             self.sample.push(hex::encode(key));

@@ -1,9 +1,9 @@
 //! The layer cache: each converted layer's [`LayerFile`] (its entries with chunk keys,
 //! whiteouts, opaque directories, links to lower layers; gzip'd JSON lines) keyed by layer
-//! digest, `<dir>/layers/sha256/<hex>.layer.gz`, written atomically. A cached layer is
-//! reused only when every chunk it references is still in the target store (checked with
-//! batched `exists_many` while its entries stream by), so a cache shared between stores
-//! stays sound.
+//! digest, `<dir>/layers/sha256/<hex>.layer.gz` (`<hex>.rfs.layer.gz` for layers encoded
+//! with the `.fl` codec), written atomically. A cached layer is reused only when every
+//! chunk it references is still in the target store (checked with batched `exists_many`
+//! while its entries stream by), so a cache shared between stores stays sound.
 
 use std::path::PathBuf;
 
@@ -19,11 +19,13 @@ const EXISTS_BATCH: usize = 2048;
 #[derive(Clone, Debug)]
 pub(crate) struct LayerCache {
     dir: PathBuf,
+    codec: flist_format::Codec,
 }
 
 impl LayerCache {
-    pub(crate) fn new(dir: PathBuf) -> Self {
-        LayerCache { dir }
+    /// The cache under `dir` of layers encoded with `codec`.
+    pub(crate) fn new(dir: PathBuf, codec: flist_format::Codec) -> Self {
+        LayerCache { dir, codec }
     }
 
     fn path(&self, digest: &str) -> Option<PathBuf> {
@@ -31,11 +33,10 @@ impl LayerCache {
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        Some(
-            self.dir
-                .join("layers/sha256")
-                .join(format!("{hex}.layer.gz")),
-        )
+        Some(self.dir.join("layers/sha256").join(match self.codec {
+            flist_format::Codec::Flist => format!("{hex}.layer.gz"),
+            flist_format::Codec::Rfs => format!("{hex}.rfs.layer.gz"),
+        }))
     }
 
     /// The cached layer `digest`, if present and readable (a damaged entry is ignored,

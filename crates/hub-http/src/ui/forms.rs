@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::{check_same_origin, redirect_with, seg, Ctx};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::lookup;
 use crate::state::Shared;
 
 /// How long a job created by the upload page waits for its file.
@@ -289,8 +290,8 @@ pub async fn merge_post(
             .unwrap_or_default()
     };
     let mut target = get("target");
-    if !target.is_empty() && !target.ends_with(".flist") {
-        target.push_str(".flist");
+    if !target.is_empty() {
+        target = lookup::flist_name(&target);
     }
     let mut picks: Vec<(i64, usize, String)> = Vec::new();
     for (i, (k, v)) in fields.iter().enumerate() {
