@@ -38,6 +38,7 @@ mod options;
 mod pipeline;
 mod stage;
 mod tarball;
+pub mod initramfs;
 pub mod vmcheck;
 
 pub use builder::sort_children;
