@@ -50,33 +50,40 @@ impl ModuleScan {
 }
 
 /// A regular file of an flist read from its chunks in order; [`ChunkStream::skip`] passes
-/// over whole chunks without fetching them.
+/// over whole chunks without fetching them (chunks of the 0-flist codec, all 512 KiB but
+/// the last; other codecs' blocks are read to be skipped).
 pub struct ChunkStream<'a> {
     store: &'a BlockingStore,
     blocks: &'a [Block],
-    size: u64,
-    /// Position in the file.
-    pos: u64,
-    /// Decoded chunks ahead, starting with the chunk holding `pos`.
-    buffered: std::collections::VecDeque<Vec<u8>>,
-    /// Index of the first buffered chunk.
-    first: usize,
+    /// Index of the next block not fetched yet.
+    next: usize,
+    /// Decoded chunks fetched ahead, in order, ending before `next`.
+    ahead: std::collections::VecDeque<Vec<u8>>,
+    /// The chunk being read and the offset in it.
+    current: Vec<u8>,
+    offset: usize,
+    /// Bytes still to pass over.
+    pending_skip: u64,
+    /// All chunks but the last have [`CHUNK_SIZE`] bytes.
+    fixed: bool,
     fetched: u64,
 }
 
 impl<'a> ChunkStream<'a> {
     /// A stream over regular file `id` of `tree`.
     pub fn new(tree: &'a Tree, id: NodeId, store: &'a BlockingStore) -> Result<Self, String> {
-        let Kind::File { size, blocks } = &tree.node(id).kind else {
+        let Kind::File { blocks, .. } = &tree.node(id).kind else {
             return Err("not a regular file".into());
         };
         Ok(ChunkStream {
             store,
             blocks,
-            size: *size,
-            pos: 0,
-            buffered: Default::default(),
-            first: 0,
+            next: 0,
+            ahead: Default::default(),
+            current: Vec::new(),
+            offset: 0,
+            pending_skip: 0,
+            fixed: blocks.iter().all(|b| matches!(b, Block::Flist { .. })),
             fetched: 0,
         })
     }
@@ -86,22 +93,15 @@ impl<'a> ChunkStream<'a> {
         self.fetched
     }
 
-    fn index(&self) -> usize {
-        (self.pos / CHUNK_SIZE as u64) as usize
-    }
-
-    /// Makes the chunk holding `pos` the first buffered one, fetching a batch if needed.
-    fn fill(&mut self) -> io::Result<()> {
-        let want = self.index();
-        while !self.buffered.is_empty() && self.first < want {
-            self.buffered.pop_front();
-            self.first += 1;
-        }
-        if self.buffered.is_empty() {
-            self.first = want;
-            let end = (want + BATCH).min(self.blocks.len());
-            let batch = &self.blocks[want.min(end)..end];
-            let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.hash.to_vec()).collect();
+    /// Makes the next chunk current; false at the end of the file.
+    fn advance(&mut self) -> io::Result<bool> {
+        if self.ahead.is_empty() {
+            if self.next >= self.blocks.len() {
+                return Ok(false);
+            }
+            let end = (self.next + BATCH).min(self.blocks.len());
+            let batch = &self.blocks[self.next..end];
+            let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.id().to_vec()).collect();
             let values = self
                 .store
                 .get_many_required(&keys)
@@ -109,39 +109,55 @@ impl<'a> ChunkStream<'a> {
             for (b, v) in batch.iter().zip(values) {
                 self.fetched += v.len() as u64;
                 let plain = decode_chunk(b, &v).map_err(|e| io::Error::other(e.to_string()))?;
-                self.buffered.push_back(plain);
+                self.ahead.push_back(plain);
             }
+            self.next = end;
         }
-        Ok(())
+        self.current = self.ahead.pop_front().unwrap_or_default();
+        self.offset = 0;
+        Ok(true)
     }
 
     /// Moves `n` bytes forward; chunks passed over entirely are never fetched.
     pub fn skip(&mut self, n: u64) {
-        self.pos = self.pos.saturating_add(n).min(self.size);
+        self.pending_skip = self.pending_skip.saturating_add(n);
     }
 }
 
 impl Read for ChunkStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.size || buf.is_empty() {
-            return Ok(0);
+        loop {
+            let left = (self.current.len() - self.offset) as u64;
+            if self.pending_skip > 0 && left > 0 {
+                let k = self.pending_skip.min(left);
+                self.offset += k as usize;
+                self.pending_skip -= k;
+                continue;
+            }
+            if left > 0 {
+                let n = buf.len().min(left as usize);
+                buf[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
+                self.offset += n;
+                return Ok(n);
+            }
+            if self.fixed && self.pending_skip >= CHUNK_SIZE as u64 {
+                let whole = self.pending_skip / CHUNK_SIZE as u64;
+                let mut passed = 0;
+                while passed < whole && self.ahead.pop_front().is_some() {
+                    passed += 1;
+                }
+                let rest = ((whole - passed) as usize).min(self.blocks.len() - self.next);
+                self.next += rest;
+                self.pending_skip -= (passed + rest as u64) * CHUNK_SIZE as u64;
+                if self.next >= self.blocks.len() && self.ahead.is_empty() {
+                    self.pending_skip = 0;
+                    return Ok(0);
+                }
+            }
+            if !self.advance()? {
+                return Ok(0);
+            }
         }
-        self.fill()?;
-        let Some(chunk) = self.buffered.front() else {
-            return Ok(0);
-        };
-        let off = (self.pos % CHUNK_SIZE as u64) as usize;
-        if off >= chunk.len() {
-            return Err(io::Error::other(format!(
-                "chunk {} decodes to {} bytes, fewer than the file's size implies",
-                self.first,
-                chunk.len()
-            )));
-        }
-        let n = buf.len().min(chunk.len() - off);
-        buf[..n].copy_from_slice(&chunk[off..off + n]);
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 
@@ -503,7 +519,11 @@ mod tests {
     fn modules_in_raw_and_compressed_archives() {
         let early = cpio(&[
             ("kernel", 0o40755, b""),
-            ("kernel/x86/microcode/GenuineIntel.bin", 0o100644, &[7; 1000]),
+            (
+                "kernel/x86/microcode/GenuineIntel.bin",
+                0o100644,
+                &[7; 1000],
+            ),
         ]);
         let main = cpio(&[
             ("init", 0o100755, b"#!/bin/sh\n"),
@@ -549,7 +569,11 @@ mod tests {
             ("init", 0o100755, b"#!/bin/sh\n"),
             ("lib/modules/6.1/kernel/fs/ext4/ext4.ko", 0o100644, b"x"),
         ]);
-        let found = scan(&zstd::encode_all(&without[..], 3).unwrap()[..], &NINEP_MODULES).unwrap();
+        let found = scan(
+            &zstd::encode_all(&without[..], 3).unwrap()[..],
+            &NINEP_MODULES,
+        )
+        .unwrap();
         assert!(found.has_modules);
         assert_eq!(found.missing(&NINEP_MODULES), NINEP_MODULES);
         let bare = cpio(&[("init", 0o100755, b"#!/bin/sh\n")]);

@@ -32,13 +32,13 @@ pub mod derive;
 mod dirpack;
 mod error;
 mod extract;
+pub mod initramfs;
 #[cfg(feature = "oci")]
 pub mod oci;
 mod options;
 mod pipeline;
 mod stage;
 mod tarball;
-pub mod initramfs;
 pub mod vmcheck;
 
 pub use builder::sort_children;

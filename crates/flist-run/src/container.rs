@@ -274,7 +274,8 @@ fn setup_and_exec(spec: &ContainerSpec) -> Result<std::convert::Infallible, Stri
     };
     nix::unistd::chdir(&spec.root).map_err(sys(format!("entering {}", spec.root.display())))?;
     nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root into the flist".into()))?;
-    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(sys("detaching the host's root".into()))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)
+        .map_err(sys("detaching the host's root".into()))?;
     nix::unistd::chdir("/").map_err(sys("entering /".into()))?;
     mount_api_filesystems(spec)?;
     nix::unistd::sethostname(&spec.hostname)
@@ -297,8 +298,11 @@ fn setup_and_exec(spec: &ContainerSpec) -> Result<std::convert::Infallible, Stri
     if let Some((first, rest)) = spec.argv.split_first() {
         cmd.arg0(first).args(rest);
     }
-    cmd.env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+    cmd.env_clear().envs(
+        spec.env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
     let e = cmd.exec();
     Err(match e.raw_os_error() {
         Some(nix::libc::ENOENT) => format!(

@@ -229,7 +229,9 @@ pub fn find_program(
         let id = tree.resolve(path)?;
         let node = tree.node(id);
         match &node.kind {
-            Kind::File { .. } if node.meta.mode & 0o111 != 0 => Ok(format!("/{}", tree.path_of(id))),
+            Kind::File { .. } if node.meta.mode & 0o111 != 0 => {
+                Ok(format!("/{}", tree.path_of(id)))
+            }
             Kind::File { .. } => Err(format!(
                 "/{} is not executable (mode {:04o})",
                 tree.path_of(id),
@@ -281,7 +283,8 @@ mod tests {
             blocks: vec![],
         };
         t.insert(bin, "app", Meta::root(0o755, 1), file(3)).unwrap();
-        t.insert(bin, "data", Meta::root(0o644, 1), file(3)).unwrap();
+        t.insert(bin, "data", Meta::root(0o644, 1), file(3))
+            .unwrap();
         let root = t.root();
         t.insert(
             root,
@@ -321,11 +324,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not executable (mode 0644)"), "{e}");
-        let e = find_program(&t, "data", "/", "/bin").unwrap_err().to_string();
+        let e = find_program(&t, "data", "/", "/bin")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not executable"), "{e}");
-        let e = find_program(&t, "nope", "/", "/bin").unwrap_err().to_string();
+        let e = find_program(&t, "nope", "/", "/bin")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not found in the flist's PATH (/bin)"), "{e}");
-        let e = find_program(&t, "/usr", "/", "/bin").unwrap_err().to_string();
+        let e = find_program(&t, "/usr", "/", "/bin")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is a directory"), "{e}");
     }
 

@@ -101,6 +101,19 @@ impl Layer {
         Ok(())
     }
 
+    /// Unmounts the overlay mounted by [`Layer::mount`] (before the flist's mount under it
+    /// can be unmounted).
+    pub fn unmount(&mut self) -> Result<(), RunError> {
+        if self.mounted {
+            let root = self.root();
+            nix::mount::umount2(&root, MntFlags::empty())
+                .or_else(|_| nix::mount::umount2(&root, MntFlags::MNT_DETACH))
+                .map_err(|e| RunError::sys(format!("unmounting {}", root.display()), e))?;
+            self.mounted = false;
+        }
+        Ok(())
+    }
+
     /// Unmounts the overlay (when mounted here) and removes the directory, or only its
     /// mount points when kept; returns the kept upper directory. The flist's mount at
     /// `lower/` must be gone: a directory with a mount still on it is left alone.
@@ -112,13 +125,7 @@ impl Layer {
         let Some(dir) = self.dir.clone() else {
             return Ok(None);
         };
-        if self.mounted {
-            let root = dir.join("root");
-            nix::mount::umount2(&root, MntFlags::empty())
-                .or_else(|_| nix::mount::umount2(&root, MntFlags::MNT_DETACH))
-                .map_err(|e| RunError::sys(format!("unmounting {}", root.display()), e))?;
-            self.mounted = false;
-        }
+        self.unmount()?;
         for sub in ["lower", "root"] {
             let p = dir.join(sub);
             if is_mount_point(&p) {

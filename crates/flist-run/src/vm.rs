@@ -318,8 +318,9 @@ mod tests {
 
     #[test]
     fn cmdline_keeps_the_flists_words_but_its_disk_root() {
-        let (line, dropped) =
-            kernel_cmdline(Some("console=tty0 root=/dev/vda rootflags=x quiet init=/sbin/x"));
+        let (line, dropped) = kernel_cmdline(Some(
+            "console=tty0 root=/dev/vda rootflags=x quiet init=/sbin/x",
+        ));
         assert!(line.starts_with("console=ttyS0 root=zflistroot rootfstype=9p"));
         assert!(line.ends_with(" console=tty0 quiet init=/sbin/x"), "{line}");
         assert_eq!(dropped, ["root=/dev/vda", "rootflags=x"]);
@@ -339,8 +340,14 @@ mod tests {
             net: VmNet::None,
         };
         let args = qemu_args(&spec).join(" ");
-        assert!(args.contains("path=/tmp/a,,b/root,security_model=passthrough"), "{args}");
-        assert!(args.contains("-accel tcg,thread=multi -cpu max -smp 2 -m 512M"), "{args}");
+        assert!(
+            args.contains("path=/tmp/a,,b/root,security_model=passthrough"),
+            "{args}"
+        );
+        assert!(
+            args.contains("-accel tcg,thread=multi -cpu max -smp 2 -m 512M"),
+            "{args}"
+        );
         assert!(args.contains("mount_tag=zflistroot"));
         assert!(args.contains("-nic none"));
     }
