@@ -16,8 +16,9 @@ use flist_format::codec::{decode_chunk, CHUNK_SIZE};
 use flist_format::{Block, Kind, NodeId, Tree};
 use flist_store::BlockingStore;
 
-/// The modules a VM whose root file system is shared over virtio-9p needs.
-pub const NINEP_MODULES: [&str; 3] = ["9p", "9pnet", "9pnet_virtio"];
+/// The modules a VM whose root file system is shared over virtio-9p needs: the file
+/// system, the protocol, its virtio transport and the virtio PCI bus it sits on.
+pub const NINEP_MODULES: [&str; 4] = ["9p", "9pnet", "9pnet_virtio", "virtio_pci"];
 /// Chunks fetched per store request while streaming.
 const BATCH: usize = 8;
 /// Largest decompressed stream scanned (a bound against compression bombs).
@@ -540,7 +541,7 @@ mod tests {
             (
                 "usr/lib/modules/6.1.0-9-amd64/modules.builtin",
                 0o100644,
-                b"kernel/fs/ext4/ext4.ko\nkernel/net/9p/9pnet_virtio.ko\n",
+                b"kernel/fs/ext4/ext4.ko\nkernel/net/9p/9pnet_virtio.ko\nkernel/drivers/virtio/virtio_pci.ko\n",
             ),
         ]);
         let mut padded_early = early.clone();

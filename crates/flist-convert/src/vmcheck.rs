@@ -240,9 +240,10 @@ pub fn ninep_problem(tree: &Tree, id: NodeId, path: &str, store: &BlockingStore)
     }
     Some(format!(
         "initrd {path} lacks the 9p modules ({}): the VM's root file system is shared over \
-         virtio-9p and cannot be mounted without 9p, 9pnet and 9pnet_virtio (Debian: list them \
-         in /etc/initramfs-tools/modules and run update-initramfs -u)",
-        missing.join(", ")
+         virtio-9p and cannot be mounted without {} in the initramfs or built into the kernel \
+         (Debian: list them in /etc/initramfs-tools/modules and run update-initramfs -u)",
+        missing.join(", "),
+        wanted.join(", ")
     ))
 }
 
