@@ -243,6 +243,15 @@ pub enum Command {
         after_help = "EXAMPLES:\n  zflist pack ./rootfs -o app.flist --store zdb://:secret@10.0.0.1:9900/ns\n  zflist pack image.tar.gz -o app.flist --store dir:///var/lib/chunks --public-backend http://hub.example/chunks\n  tar -C rootfs -c . | zflist pack - -o app.flist --store redis://127.0.0.1 --no-backend"
     )]
     Pack(PackArgs),
+    /// Convert an flist between the two formats (.flist and rfs .fl), re-encoding every
+    /// chunk into --store (default: the store it is read from).
+    ///
+    /// The tree, every file's bytes and the metadata are kept; what the target format
+    /// cannot record (owner names in .fl, more than one route in .flist) is listed.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist convert app.flist app.fl --store dir:///var/lib/blocks\n  zflist convert https://hub.example/alice/app.fl app.flist --store zdb://127.0.0.1:9900/ns\n  zflist convert rfs.fl app.flist --from-store dir:///srv/rfs-store --store zdb://hub:9900/ns"
+    )]
+    Convert(crate::formats::ConvertArgs),
     /// Restore an flist into a directory, downloading its contents.
     ///
     /// Reads chunks from --store, else ZFLIST_BACKEND, else the flist's own backend. The
@@ -388,6 +397,7 @@ impl Command {
             Command::Check { at } => commands::check(&session(&at)?, stores, p),
             Command::Chunks { at } => commands::chunks_cmd(&session(&at)?),
             Command::Pack(args) => oneshot::pack(&args, stores, p),
+            Command::Convert(args) => crate::formats::convert(&args, stores, p),
             Command::Extract(args) => oneshot::extract(&args, stores, p),
             Command::Inspect { flist, .. } => oneshot::inspect_with(&flist, p),
             Command::Verify(args) => oneshot::verify(&args, stores, p),

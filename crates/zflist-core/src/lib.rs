@@ -33,6 +33,7 @@ pub mod dirs;
 pub mod display;
 pub mod error;
 pub mod failover;
+pub mod formats;
 pub mod hub_client;
 pub mod local;
 pub mod metadata;
