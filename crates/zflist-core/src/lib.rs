@@ -29,6 +29,7 @@ pub mod cli;
 pub mod commands;
 pub mod convert;
 pub mod derive;
+pub mod diff;
 pub mod dirs;
 pub mod display;
 pub mod error;
