@@ -381,7 +381,6 @@ fn round_trips(store: &str) {
         got, reference,
         ".fl → .flist → .fl extracts to the source tree"
     );
-    let _ = full;
 }
 
 #[test]
