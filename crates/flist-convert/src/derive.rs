@@ -116,7 +116,6 @@ pub fn derive_with(
     opts: &ConvertOptions,
     codec: Option<Codec>,
 ) -> Result<(Converted, DeriveStats), DeriveError> {
-    let mut stats = DeriveStats::default();
     // Validate everything first: no chunk is written for a refused derivation.
     for c in changes {
         match c {
@@ -137,6 +136,48 @@ pub fn derive_with(
         import.catalog(&conn, base.what)?;
         Metadata::read(&conn, base.what).map_err(ConvertError::from)?
     };
+    apply(stage, metadata, changes, store, now, opts, codec)
+}
+
+/// [`derive_with`] from an flist already in memory (of either format), for a caller that
+/// has one; the result is staged on disk all the same.
+pub fn derive_from_flist(
+    base: &flist_format::Flist,
+    changes: &[Change],
+    store: &BlockingStore,
+    now: u32,
+    opts: &ConvertOptions,
+    codec: Option<Codec>,
+) -> Result<(Converted, DeriveStats), DeriveError> {
+    for c in changes {
+        match c {
+            Change::Set { path, .. } | Change::Remove { path } => check_path(path)?,
+        }
+    }
+    let mut stage = Stage::new(&base.tree.node(flist_format::Tree::ROOT).meta)?;
+    stage.import_tree(&base.tree)?;
+    apply(
+        stage,
+        base.metadata.clone(),
+        changes,
+        store,
+        now,
+        opts,
+        codec,
+    )
+}
+
+/// Applies `changes` to the base staged in `stage` (see [`derive_with`]).
+fn apply(
+    mut stage: Stage,
+    metadata: Metadata,
+    changes: &[Change],
+    store: &BlockingStore,
+    now: u32,
+    opts: &ConvertOptions,
+    codec: Option<Codec>,
+) -> Result<(Converted, DeriveStats), DeriveError> {
+    let mut stats = DeriveStats::default();
     for c in changes {
         if let Change::Remove { path } = c {
             let comps = components(path)?;

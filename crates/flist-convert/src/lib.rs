@@ -34,11 +34,13 @@ pub mod derive;
 mod dirpack;
 mod error;
 mod extract;
+pub mod initramfs;
 pub mod merge;
 #[cfg(feature = "oci")]
 pub mod oci;
 mod options;
 mod pipeline;
+pub mod reencode;
 mod stage;
 mod tarball;
 pub mod vmcheck;
@@ -52,6 +54,7 @@ pub use options::{
     warn, Cancel, ConvertOptions, Limits, OwnerNames, PathPolicy, Progress, ProgressReport, Stats,
     UploadMode, Warning,
 };
+pub use reencode::{reencode, ReencodeOptions, ReencodeStats};
 
 use builder::TreeBuilder;
 use options::Counters;
@@ -138,6 +141,7 @@ pub struct Converted {
     /// [`Converted::write_flist`].
     pub metadata: Metadata,
     cancel: Option<Cancel>,
+    codec: flist_format::Codec,
 }
 
 impl std::fmt::Debug for Converted {
@@ -163,6 +167,7 @@ impl Converted {
             stats,
             metadata: Metadata::new(),
             cancel: opts.cancel.clone(),
+            codec: opts.codec,
         })
     }
 
@@ -179,14 +184,27 @@ impl Converted {
     }
 
     /// Writes the flist at `out` (atomically: nothing is at `out` unless the whole flist
-    /// is) with [`Converted::metadata`], one directory at a time.
+    /// is) with [`Converted::metadata`], one directory at a time: an `.flist` for the
+    /// `.flist` codec, an rfs `.fl` for the rfs codec (the conversion's `opts.codec`).
     pub fn write_flist(&self, out: &Path) -> Result<()> {
-        flist_format::writer::write_flist_with(out, |conn, what| {
-            let mut w = flist_format::writer::CatalogWriter::new(conn, what)?;
-            self.write_catalog(&mut w)?;
-            w.finish(&self.metadata)?;
-            Ok::<(), ConvertError>(())
-        })
+        match self.codec {
+            flist_format::Codec::Flist => {
+                flist_format::writer::write_flist_with(out, |conn, what| {
+                    let mut w = flist_format::writer::CatalogWriter::new(conn, what)?;
+                    self.write_catalog(&mut w)?;
+                    w.finish(&self.metadata)?;
+                    Ok::<(), ConvertError>(())
+                })
+            }
+            flist_format::Codec::Rfs => {
+                flist_format::writer::write_sqlite_with(out, |conn, what| {
+                    let mut w = flist_format::fl::FlWriter::new(conn, what)?;
+                    self.write_catalog(&mut w)?;
+                    w.finish(&self.metadata)?;
+                    Ok::<(), ConvertError>(())
+                })
+            }
+        }
         .map_err(|e| match e {
             ConvertError::Flist(m) => {
                 ConvertError::Flist(format!("writing {}: {m}", out.display()))

@@ -477,6 +477,31 @@ impl Stage {
         Ok(cur)
     }
 
+    /// Adds every entry of `tree` below the root (the root's own metadata is set too).
+    pub(crate) fn import_tree(&mut self, tree: &flist_format::Tree) -> Result<()> {
+        use flist_format::Tree;
+        let root = tree.node(Tree::ROOT);
+        self.set_dir_meta(Self::ROOT, &root.meta, root.kind.size())?;
+        let mut stack = vec![(Tree::ROOT, Self::ROOT)];
+        while let Some((node, id)) = stack.pop() {
+            for (name, child) in tree.children(node) {
+                let n = tree.node(child);
+                let kind = match &n.kind {
+                    Kind::Dir { size, .. } => Kind::Dir {
+                        children: Default::default(),
+                        size: *size,
+                    },
+                    k => k.clone(),
+                };
+                let cid = self.insert(id, name, &n.meta, &kind, None)?;
+                if kind.is_dir() {
+                    stack.push((child, cid));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Marks directory `id` as made only for what lies beneath it.
     pub(crate) fn mark_implicit(&mut self, id: EntryId) -> Result<()> {
         self.conn

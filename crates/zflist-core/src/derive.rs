@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flist_convert::derive::{derive as derive_flist, Change};
+use flist_convert::derive::{derive_from_flist, Change};
 use flist_mount::Override;
 use serde_json::json;
 
 use crate::backend::{open_store, StoreConfig};
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::response::{NoProgress, Response};
+use crate::mount::{load_flist_bytes, parse_flist};
+use crate::response::Response;
 
 /// `zflist derive BASE -o NEW --set /path=@file|content --rm /path`
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -35,8 +36,8 @@ pub fn derive(args: &DeriveArgs, stores: &StoreConfig) -> Result<Response> {
     if args.set.is_empty() && args.remove.is_empty() {
         return Err(Error::usage(f, "nothing to change: give --set and/or --rm"));
     }
-    // A URL is downloaded (checked against its `.md5`, failing over to other hubs).
-    let base = crate::remote::resolve(f, std::path::Path::new(&args.base), &NoProgress)?;
+    let bytes = load_flist_bytes(f, &args.base)?;
+    let base = parse_flist(f, &bytes, &args.base)?;
     let mut changes: Vec<Change> = args
         .remove
         .iter()
@@ -55,21 +56,22 @@ pub fn derive(args: &DeriveArgs, stores: &StoreConfig) -> Result<Response> {
         .duration_since(UNIX_EPOCH)
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
         .unwrap_or(0);
-    let input = flist_convert::merge::Input {
-        path: base.path(),
-        what: &args.base,
+    // The output's format: its extension, else the base's (told from its chunks).
+    let format = flist_format::Format::from_path(&args.output).unwrap_or_else(|| {
+        if base.codecs().contains(&flist_format::Codec::Rfs) || !base.metadata.routes.is_empty() {
+            flist_format::Format::Fl
+        } else {
+            flist_format::Format::Flist
+        }
+    });
+    let opts = flist_convert::ConvertOptions {
+        codec: format.codec(),
+        ..Default::default()
     };
-    let opts = flist_convert::ConvertOptions::default();
     let convert_err = |e: String| Error::new(f, ErrorKind::Convert(e));
-    let (derived, stats) = derive_flist(
-        input,
-        &flist_format::ReadOptions::default(),
-        &changes,
-        &store,
-        now,
-        &opts,
-    )
-    .map_err(|e| convert_err(e.to_string()))?;
+    let (derived, stats) =
+        derive_from_flist(&base, &changes, &store, now, &opts, Some(format.codec()))
+            .map_err(|e| convert_err(e.to_string()))?;
     derived
         .write_flist(&args.output)
         .map_err(|e| convert_err(e.to_string()))?;
