@@ -31,7 +31,7 @@
 //! let chunks = [encode_chunk(b"hello, "), encode_chunk(b"world")];
 //! let items: Vec<_> = chunks
 //!     .iter()
-//!     .map(|c| (c.block.hash.to_vec(), c.data.clone().into()))
+//!     .map(|c| (c.block.id().to_vec(), c.data.clone().into()))
 //!     .collect();
 //! store.set_many(items)?;
 //!

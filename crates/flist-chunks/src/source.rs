@@ -73,13 +73,13 @@ struct Slot {
 }
 
 struct Memory {
-    chunks: HashMap<[u8; 16], (Arc<Vec<u8>>, u64)>,
+    chunks: HashMap<Block, (Arc<Vec<u8>>, u64)>,
     tick: u64,
     capacity: usize,
 }
 
 impl Memory {
-    fn get(&mut self, hash: &[u8; 16]) -> Option<Arc<Vec<u8>>> {
+    fn get(&mut self, hash: &Block) -> Option<Arc<Vec<u8>>> {
         self.tick += 1;
         let tick = self.tick;
         self.chunks.get_mut(hash).map(|(v, t)| {
@@ -88,7 +88,7 @@ impl Memory {
         })
     }
 
-    fn put(&mut self, hash: [u8; 16], value: Arc<Vec<u8>>) {
+    fn put(&mut self, hash: Block, value: Arc<Vec<u8>>) {
         if self.capacity == 0 {
             return;
         }
@@ -117,7 +117,7 @@ pub struct ChunkSource {
     handle: Handle,
     cache: Option<Arc<ChunkCache>>,
     memory: Mutex<Memory>,
-    inflight: Mutex<HashMap<[u8; 16], Arc<Slot>>>,
+    inflight: Mutex<HashMap<Block, Arc<Slot>>>,
     fetches: Arc<Semaphore>,
     prefetching: Arc<Semaphore>,
     stats: Arc<Stats>,
@@ -170,8 +170,8 @@ impl ChunkSource {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .chunks
-            .contains_key(&block.hash)
-            || self.cache.as_ref().is_some_and(|c| c.contains(&block.hash))
+            .contains_key(block)
+            || self.cache.as_ref().is_some_and(|c| c.contains(block.id()))
     }
 
     /// The decoded chunk. Blocks the calling thread: call it from a plain thread (a FUSE
@@ -181,18 +181,18 @@ impl ChunkSource {
             .memory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&block.hash)
+            .get(block)
         {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(v);
         }
         let (slot, leader) = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get(&block.hash) {
+            match inflight.get(block) {
                 Some(s) => (s.clone(), false),
                 None => {
                     let s = Arc::new(Slot::default());
-                    inflight.insert(block.hash, s.clone());
+                    inflight.insert(*block, s.clone());
                     (s, true)
                 }
             }
@@ -203,14 +203,14 @@ impl ChunkSource {
                 self.memory
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .put(block.hash, v.clone());
+                    .put(*block, v.clone());
             }
             *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded.clone());
             slot.ready.notify_all();
             self.inflight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&block.hash);
+                .remove(block);
             return loaded;
         }
         let mut value = slot.value.lock().unwrap_or_else(|p| p.into_inner());
@@ -277,7 +277,7 @@ impl ChunkSource {
                     .inflight
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .contains_key(&block.hash)
+                    .contains_key(block)
             {
                 continue;
             }

@@ -11,7 +11,7 @@ use crate::error::ChunkError;
 
 /// The store key of a block, as the store takes it.
 pub fn store_key(block: &Block) -> Vec<u8> {
-    block.hash.to_vec()
+    block.id().to_vec()
 }
 
 /// Checks the stored bytes against the block's store key, decrypts and decompresses them,
@@ -23,11 +23,16 @@ pub fn decode(block: &Block, data: &[u8]) -> Result<Vec<u8>, ChunkError> {
 /// True when `plain` is the block's plaintext (its hash is the block's key): a cache entry
 /// or a chunk already written by an interrupted extraction.
 pub fn plain_matches(block: &Block, plain: &[u8]) -> bool {
-    blake2b::<16>(plain) == block.key
+    block.matches_plain(plain)
 }
 
-/// True when `data` is what the store holds under `key` (its content address): what a raw
-/// copy of encrypted chunks checks, without decrypting.
+/// True when `data` is what the store holds under `key` (its content address: BLAKE2b of
+/// the stored bytes, 16 bytes for `.flist` chunks, 32 for `.fl` blocks): what a raw copy of
+/// encrypted chunks checks, without decrypting.
 pub fn stored_matches(key: &[u8], data: &[u8]) -> bool {
-    blake2b::<16>(data)[..] == *key
+    match key.len() {
+        16 => blake2b::<16>(data)[..] == *key,
+        32 => blake2b::<32>(data)[..] == *key,
+        _ => false,
+    }
 }

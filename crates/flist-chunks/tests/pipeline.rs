@@ -21,7 +21,7 @@ fn stored_chunks(store: &BlockingStore, n: usize) -> Vec<EncodedChunk> {
         .collect();
     let items = chunks
         .iter()
-        .map(|c| (c.block.hash.to_vec(), c.data.clone().into()))
+        .map(|c| (c.block.id().to_vec(), c.data.clone().into()))
         .collect();
     store.set_many(items).unwrap();
     chunks
@@ -70,8 +70,11 @@ fn unordered_reads_see_every_chunk_once_and_report_missing_and_corrupt_ones() {
     chunks.push(encode_chunk(b"never stored"));
     // a chunk stored with bytes that are not its own
     let victim = encode_chunk(b"victim");
-    s.set_many(vec![(victim.block.hash.to_vec(), chunks[0].data.clone().into())])
-        .unwrap();
+    s.set_many(vec![(
+        victim.block.id().to_vec(),
+        chunks[0].data.clone().into(),
+    )])
+    .unwrap();
     chunks.push(victim);
     let blocks: Vec<Block> = chunks.iter().map(|c| c.block).collect();
     let got = Mutex::new(Vec::new());
@@ -98,9 +101,9 @@ fn unordered_reads_see_every_chunk_once_and_report_missing_and_corrupt_ones() {
     got.sort();
     assert_eq!(got.len(), 42);
     assert!(got[..40].iter().all(|(_, w)| w == "ok"));
-    assert_eq!(got[40].1, format!("missing {}", hex::encode(blocks[40].hash)));
+    assert_eq!(got[40].1, format!("missing {}", blocks[40].id_hex()));
     assert!(got[41].1.starts_with("corrupt "), "{}", got[41].1);
-    assert!(got[41].1.contains(&hex::encode(blocks[41].hash)), "{}", got[41].1);
+    assert!(got[41].1.contains(&blocks[41].id_hex()), "{}", got[41].1);
 }
 
 #[test]
@@ -118,9 +121,13 @@ fn an_ordered_read_stops_at_a_missing_chunk_and_the_error_names_it() {
             Ok::<_, ChunkError>(())
         })
         .unwrap_err();
-    assert_eq!(seen, vec![0, 1], "nothing after the missing chunk is handed out");
+    assert_eq!(
+        seen,
+        vec![0, 1],
+        "nothing after the missing chunk is handed out"
+    );
     let msg = err.to_string();
-    assert!(msg.contains(&hex::encode(blocks[2].hash)), "{msg}");
+    assert!(msg.contains(&blocks[2].id_hex()), "{msg}");
     assert!(msg.contains("not found"), "{msg}");
 }
 
@@ -148,7 +155,7 @@ fn random_access_loads_each_chunk_once_then_serves_memory_and_the_disk_cache() {
     });
     let st = source.stats().snapshot();
     assert_eq!(st.fetched_chunks, 1, "{st:?}");
-    assert!(cache.contains(&chunks[0].block.hash));
+    assert!(cache.contains(chunks[0].block.id()));
 
     // a new source over the same cache: a disk hit, no fetch
     let again = ChunkSource::new(s.store().clone(), s.handle().clone(), Some(cache), 4, 2);
@@ -159,5 +166,5 @@ fn random_access_loads_each_chunk_once_then_serves_memory_and_the_disk_cache() {
     // a chunk the store lacks is an error naming it
     let absent = encode_chunk(b"absent").block;
     let e = again.get(&absent).unwrap_err();
-    assert!(e.to_string().contains(&hex::encode(absent.hash)), "{e}");
+    assert!(e.to_string().contains(&absent.id_hex()), "{e}");
 }

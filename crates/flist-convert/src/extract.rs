@@ -132,7 +132,7 @@ pub fn extract(
     let order: Vec<NodeId> = tree.walk().collect();
     let mut paths: HashMap<NodeId, PathBuf> = HashMap::with_capacity(order.len());
     let mut files: Vec<PathBuf> = Vec::new();
-    let mut chunks: HashMap<[u8; 16], usize> = HashMap::new();
+    let mut chunks: HashMap<Block, usize> = HashMap::new();
     let mut targets: Targets = Vec::new();
     let mut symlinks: Vec<(NodeId, String)> = Vec::new();
     for &id in &order {
@@ -213,7 +213,7 @@ pub fn extract(
                             continue;
                         }
                     }
-                    let t = *chunks.entry(b.hash).or_insert_with(|| {
+                    let t = *chunks.entry(*b).or_insert_with(|| {
                         targets.push((*b, Vec::new()));
                         targets.len() - 1
                     });
@@ -341,7 +341,7 @@ fn fetch_and_write(
     opts.pipeline()
         .for_each(store, &blocks, |i, plain| -> Result<()> {
             let (block, dests) = &targets[i];
-            let chunk = || hex::encode(block.hash);
+            let chunk = || block.id_hex();
             let plain = plain.map_err(|e| match e {
                 ChunkError::Missing { store, .. } => ConvertError::MissingChunk {
                     chunk: chunk(),
@@ -403,12 +403,12 @@ impl VerifyReport {
 /// `deep`, also fetches each chunk (pipelined `get_many`) and checks both hashes by
 /// decoding it, on one decoding thread per core. Blocking.
 pub fn verify(tree: &Tree, store: &BlockingStore, deep: bool) -> Result<VerifyReport> {
-    let mut seen: HashMap<[u8; 16], ()> = HashMap::new();
+    let mut seen: HashMap<Block, ()> = HashMap::new();
     let mut list: Vec<(Block, String)> = Vec::new();
     for id in tree.walk() {
         if let Kind::File { blocks, .. } = &tree.node(id).kind {
             for b in blocks {
-                if seen.insert(b.hash, ()).is_none() {
+                if seen.insert(*b, ()).is_none() {
                     list.push((*b, format!("/{}", tree.path_of(id))));
                 }
             }
@@ -431,12 +431,12 @@ pub fn verify(tree: &Tree, store: &BlockingStore, deep: bool) -> Result<VerifyRe
         return Ok(report);
     }
     for part in list.chunks(512) {
-        let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.hash.to_vec()).collect();
+        let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.id().to_vec()).collect();
         let exists = store.exists_many(&keys).map_err(store_err)?;
         for (item, e) in part.iter().zip(exists) {
             if !e {
                 report.missing.push(BadChunk {
-                    key: hex::encode(item.0.hash),
+                    key: item.0.id_hex(),
                     path: item.1.clone(),
                     reason: "missing".into(),
                 });
@@ -459,7 +459,7 @@ fn deep_check(
         let bad = |corrupt: bool, reason: String| {
             let (block, path) = present[i];
             let b = BadChunk {
-                key: hex::encode(block.hash),
+                key: block.id_hex(),
                 path: path.clone(),
                 reason,
             };
