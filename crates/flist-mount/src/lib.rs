@@ -1,6 +1,6 @@
 //! Lazy read-only FUSE mount of an flist, embeddable in a node agent.
 //!
-//! [`mount`] serves an flist's tree at a mount point through FUSE (`/dev/fuse`, mounted
+//! [`mount()`] serves an flist's tree at a mount point through FUSE (`/dev/fuse`, mounted
 //! directly as root or through `fusermount3` from Debian's `fuse3` otherwise; no libfuse).
 //! Metadata comes from the flist database, never from the store; a read fetches only the
 //! chunks covering it through `flist-chunks` ([`ChunkSource`]: both hashes checked, the
