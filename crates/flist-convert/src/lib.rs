@@ -56,6 +56,7 @@ pub mod derive;
 mod dirpack;
 mod error;
 mod extract;
+pub mod initramfs;
 #[cfg(feature = "oci")]
 pub mod oci;
 mod options;

@@ -29,7 +29,9 @@ use crate::oneshot::{DockerArgs, ExtractArgs, PackArgs, VerifyArgs, FLIST_HELP};
 use crate::progress::Reporter;
 use crate::push::PushArgs;
 use crate::response::Response;
+use crate::run::RunArgs;
 use crate::session::At;
+use crate::vmboot::{VmArgs, VmCommand};
 use crate::{commands, oneshot};
 
 /// Build, inspect, edit, check, extract and publish flists.
@@ -273,6 +275,15 @@ pub enum Command {
     /// Mount an flist (file or URL) read-only through FUSE, fetching chunks as they are
     /// read, until SIGINT/SIGTERM or `zflist umount`.
     Mount(MountArgs),
+    /// Run the container an flist describes: its entrypoint as PID 1 of new namespaces,
+    /// on the lazily mounted flist with a writable layer (removed afterwards); exits with
+    /// the entrypoint's code. Needs root.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist run app.flist\n  zflist run https://hub.example/alice/app.flist -e MODE=dev --net none\n  zflist run app.flist --entrypoint /bin/sh -- -c 'ls /'\n  zflist run debian.flist -- cat /etc/os-release"
+    )]
+    Run(RunArgs),
+    /// Virtual machines: `vm boot` boots the VM an flist describes under QEMU. Needs root.
+    Vm(VmArgs),
     /// Unmount a zflist mount, or clear a stale one whose process was killed.
     Umount { mountpoint: PathBuf },
     /// Check that every chunk of an .flist exists in the store (the session command
@@ -319,7 +330,12 @@ impl Cli {
         let args = normalise_args(args.into_iter().map(Into::into).collect());
         let matches = Cli::command().try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
-        cli.function = matches.subcommand_name().unwrap_or("usage").to_string();
+        cli.function = match matches.subcommand() {
+            // `vm boot`: the command is the pair
+            Some(("vm", sub)) => format!("vm {}", sub.subcommand_name().unwrap_or("")),
+            Some((name, _)) => name.to_string(),
+            None => "usage".into(),
+        };
         Ok(cli)
     }
 
@@ -342,6 +358,10 @@ impl Cli {
             Command::Extract(a) => &a.hubs.hubs,
             Command::Inspect { hubs, .. } => &hubs.hubs,
             Command::Mount(m) => &m.hubs.hubs,
+            Command::Run(r) => &r.hubs.hubs,
+            Command::Vm(VmArgs {
+                cmd: VmCommand::Boot(b),
+            }) => &b.hubs.hubs,
             _ => &[],
         };
         let failover = Failover::from_env(hubs, self.connect_timeout)
@@ -401,6 +421,12 @@ impl Command {
             Command::Mount(args) => crate::mount::mount(&args, stores, |mp| {
                 eprintln!("zflist: mounted {} at {}", args.flist, mp.display())
             }),
+            Command::Run(args) => {
+                crate::run::run(&args, stores, &|m| eprintln!("zflist: run: {m}"))
+            }
+            Command::Vm(VmArgs {
+                cmd: VmCommand::Boot(args),
+            }) => crate::vmboot::boot(&args, stores, &|m| eprintln!("zflist: vm boot: {m}")),
             Command::Umount { mountpoint } => crate::mount::umount(&mountpoint),
             Command::Docker(args) => oneshot::docker(&args, stores, p),
             Command::Hub(args) => crate::hub_client::hub(&args.conn.with_env(), &args.cmd),
