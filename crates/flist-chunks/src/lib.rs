@@ -9,7 +9,8 @@
 //! - [`decode`], [`plain_matches`], [`stored_matches`]: the only calls of the codec's
 //!   checks (the codec is chosen by the block, so a second block codec plugs in there);
 //! - [`Pipeline`]: bulk reads, pipelined `get_many` batches decoded on every core, in any
-//!   order ([`Pipeline::for_each`]) or in file order ([`Pipeline::read_ordered`]);
+//!   order ([`Pipeline::for_each`]) or in file order ([`Pipeline::read_ordered`]), or a
+//!   few chunks at a time for a streaming reader ([`read_batch`]);
 //! - [`ChunkSource`]: random access by block (memory LRU, the shared disk [`ChunkCache`],
 //!   then the store), one load per chunk however many readers wait, store requests in
 //!   flight bounded, [`ChunkSource::prefetch`] to load chunks before they are read;
@@ -58,7 +59,7 @@ pub mod verify;
 
 pub use cache::ChunkCache;
 pub use error::ChunkError;
-pub use pipeline::Pipeline;
+pub use pipeline::{read_batch, Pipeline};
 pub use readahead::ReadAhead;
 pub use source::{ChunkSource, Stats, StatsSnapshot};
 pub use verify::{decode, plain_matches, store_key, stored_matches};

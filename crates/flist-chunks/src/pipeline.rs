@@ -180,6 +180,25 @@ impl Pipeline {
     }
 }
 
+/// Fetches `blocks` with one `get_many` and decodes them in order: a reader that streams a
+/// file a few chunks at a time. Returns the plaintexts and the stored (encrypted) bytes
+/// fetched. A missing or corrupt chunk is an error naming it.
+pub fn read_batch(
+    store: &BlockingStore,
+    blocks: &[Block],
+) -> Result<(Vec<Vec<u8>>, u64), ChunkError> {
+    let keys: Vec<Vec<u8>> = blocks.iter().map(store_key).collect();
+    let values = store.get_many(&keys).map_err(|source| ChunkError::Store {
+        store: store.to_string(),
+        source,
+    })?;
+    let stored = values.iter().flatten().map(|v| v.len() as u64).sum();
+    let plain = decode_batch(blocks, values, 1, &store.to_string())
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((plain, stored))
+}
+
 /// Decodes one answer's chunks, on up to `workers` threads, in order.
 fn decode_batch(
     blocks: &[Block],
