@@ -274,39 +274,17 @@ fn builtin_in_tree(
 fn decompress_head(data: &[u8]) -> Option<(&'static str, Vec<u8>)> {
     const OUT: u64 = 64 * 1024;
     let mut out = Vec::new();
-    let name = if data.starts_with(&[0x1f, 0x8b]) {
-        let _ = flate2::read::GzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "gzip"
-    } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        let _ = xz2::read::XzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "xz"
-    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        if let Ok(d) = zstd::stream::read::Decoder::new(data) {
-            let _ = d.take(OUT).read_to_end(&mut out);
-        }
-        "zstd"
-    } else if data.starts_with(b"BZh") {
-        let _ = bzip2::read::BzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "bzip2"
-    } else if data.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
-        let _ = lz4_flex::frame::FrameDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "lz4"
-    } else if data.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
-        // Legacy LZ4 (what the kernel's build writes): blocks of [u32 LE size][block].
+    let name = if data.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
+        // Legacy LZ4 (what the kernel's build writes): blocks of [u32 LE size][block]; the
+        // head may end inside the first block, so decode its prefix.
         let size = u32::from_le_bytes(data.get(4..8)?.try_into().ok()?) as usize;
         let block = &data[8..(8 + size).min(data.len())];
         out = lz4_block_prefix(block, OUT as usize);
         "lz4"
     } else {
-        return None;
+        let (name, decoder) = crate::initramfs::decoder(data, data)?;
+        let _ = decoder.take(OUT).read_to_end(&mut out);
+        name
     };
     if out.is_empty() {
         return None;
