@@ -71,7 +71,7 @@ pub fn with_progress_of<T: Send>(
     })
 }
 
-/// Runs a re-encoding ([`flist_convert::reencode`]) with its progress (plaintext bytes of
+/// Runs a re-encoding ([`flist_convert::reencode()`]) with its progress (plaintext bytes of
 /// `total`) forwarded to `progress`.
 pub fn with_reencode_progress<T: Send>(
     progress: &dyn Progress,

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::backend::{BackendArgs, StoreConfig};
 use crate::chunks;
-use crate::commands::type_bits;
 use crate::display::{escape, mode_string};
 use crate::error::{Context, Error, Result};
 use crate::failover::Hubs;
@@ -50,7 +49,7 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
         e.insert("type".into(), json!(n.kind.type_name()));
         e.insert(
             "mode".into(),
-            json!(format!("{:o}", type_bits(&n.kind) | n.meta.mode)),
+            json!(format!("{:o}", n.kind.type_bits() | n.meta.mode)),
         );
         e.insert("user".into(), json!(n.meta.uname));
         e.insert("group".into(), json!(n.meta.gname));
