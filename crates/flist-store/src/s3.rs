@@ -310,10 +310,18 @@ impl S3Store {
                 store,
                 message: format!("{op} {what}: already exists"),
             },
-            Failure::Auth(m) => StoreError::Auth {
-                store,
-                message: format!("{op} {what}: {m}"),
-            },
+            Failure::Auth(m) => {
+                let hint = if self.inner.anonymous {
+                    "no credentials were given (s3://KEY:SECRET@host/bucket, or \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                } else {
+                    "check the access key, the secret and the key's rights on the bucket"
+                };
+                StoreError::Auth {
+                    store,
+                    message: format!("{op} {what}: {m}; {hint}"),
+                }
+            }
             Failure::Timeout => StoreError::Timeout {
                 store,
                 key,
@@ -641,7 +649,12 @@ fn request_summary(e: &(dyn std::error::Error + 'static)) -> String {
         .or(texts.last().map(String::as_str))
         .unwrap_or_default();
     let head = cause.split(": <").next().unwrap_or(cause).trim();
-    let head = head.split(" - ").last().unwrap_or(head);
+    let head = head
+        .split(" - ")
+        .last()
+        .unwrap_or(head)
+        .trim_end_matches(':')
+        .trim();
     match (xml_code(cause), xml_message(cause)) {
         (Some(code), Some(msg)) => format!("{head}: {code}: {msg}{retries}"),
         (Some(code), None) => format!("{head}: {code}{retries}"),
