@@ -134,8 +134,12 @@ pub struct OpenOptions {
     /// Connections per server; default 4.
     pub pool_size: usize,
     /// Retries of a request round that failed before any reply arrived (connection reset,
-    /// refused); default 3, with exponential backoff from 100 ms.
+    /// refused); default 3, with exponential backoff from 100 ms. For S3 also of 5xx
+    /// answers and timeouts.
     pub retries: u32,
+    /// Requests in flight at once per S3 store (each on its own keep-alive connection),
+    /// over all its batches; default 32.
+    pub requests_in_flight: usize,
 }
 
 impl Default for OpenOptions {
@@ -145,6 +149,7 @@ impl Default for OpenOptions {
             connect_timeout: std::time::Duration::from_secs(5),
             pool_size: 4,
             retries: 3,
+            requests_in_flight: 32,
         }
     }
 }
