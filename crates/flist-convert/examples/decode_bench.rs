@@ -19,11 +19,11 @@ fn main() {
         std::process::exit(2);
     };
     let f = Flist::open(flist).unwrap();
-    let mut blocks: BTreeMap<[u8; 16], Block> = BTreeMap::new();
+    let mut blocks: BTreeMap<Vec<u8>, Block> = BTreeMap::new();
     for id in f.tree.walk() {
         if let Kind::File { blocks: b, .. } = &f.tree.node(id).kind {
             for blk in b {
-                blocks.insert(blk.hash, *blk);
+                blocks.insert(blk.id().to_vec(), *blk);
             }
         }
     }
@@ -31,7 +31,7 @@ fn main() {
     let blocks: Vec<Block> = blocks.into_values().collect();
     let mut stored = Vec::with_capacity(blocks.len());
     for batch in blocks.chunks(256) {
-        let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.hash.to_vec()).collect();
+        let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.id().to_vec()).collect();
         for (b, v) in batch.iter().zip(store.get_many(&keys).unwrap()) {
             stored.push((*b, v.expect("a chunk is missing from the store")));
         }

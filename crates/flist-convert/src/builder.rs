@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use flist_format::writer::{CatalogWriter, ChildEntry};
+use flist_format::writer::{ChildEntry, DirSink};
 use flist_format::{Block, Kind, Meta, NodeId, Tree};
 
 use crate::error::{ConvertError, LimitKind, Result};
@@ -447,8 +447,8 @@ impl Staged {
         Ok(())
     }
 
-    /// Writes every directory into a catalog, one at a time.
-    pub(crate) fn write_catalog(&self, w: &mut CatalogWriter<'_>) -> Result<()> {
+    /// Writes every directory into a writer of either format, one at a time.
+    pub(crate) fn write_catalog(&self, w: &mut dyn DirSink) -> Result<()> {
         self.for_each_dir(|path, _, row, children| {
             let kids: Vec<ChildEntry> = children
                 .into_iter()
@@ -487,10 +487,11 @@ impl Staged {
 
 /// Chunks produced by the pipeline: the block of chunk `index` of the file whose content
 /// starts at slot `file` is at slot `file + index` of an unnamed temporary file (32 bytes
-/// each), so that memory does not grow with the number of files. Writes are gathered and
-/// written in runs of consecutive slots.
+/// each for `.flist` chunks, 64 for `.fl` blocks), so that memory does not grow with the
+/// number of files. Writes are gathered and written in runs of consecutive slots.
 #[derive(Default)]
 pub(crate) struct ChunkResults {
+    codec: flist_format::Codec,
     file: Option<std::fs::File>,
     pending: Vec<(u64, Block)>,
     error: Option<String>,
@@ -498,10 +499,20 @@ pub(crate) struct ChunkResults {
 
 /// Blocks gathered before they are written out.
 const PENDING_BLOCKS: usize = 4096;
-/// Bytes per block in the results file.
-const BLOCK_BYTES: u64 = 32;
-
 impl ChunkResults {
+    /// Results of blocks of `codec`.
+    pub(crate) fn new(codec: flist_format::Codec) -> Self {
+        ChunkResults {
+            codec,
+            ..Default::default()
+        }
+    }
+
+    /// Bytes per block in the results file.
+    fn slot_bytes(&self) -> u64 {
+        2 * self.codec.id_len() as u64
+    }
+
     pub(crate) fn put(&mut self, file: FileId, index: u32, block: Block) {
         self.pending.push((file + u64::from(index), block));
         if self.pending.len() >= PENDING_BLOCKS {
@@ -526,28 +537,36 @@ impl ChunkResults {
 
     fn write_pending(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
+        let slot_bytes = self.slot_bytes();
         let file = match &mut self.file {
             Some(f) => f,
             None => self.file.insert(tempfile::tempfile()?),
         };
         self.pending.sort_unstable_by_key(|(slot, _)| *slot);
-        let mut buf: Vec<u8> = Vec::with_capacity(self.pending.len() * BLOCK_BYTES as usize);
+        let mut buf: Vec<u8> = Vec::with_capacity(self.pending.len() * slot_bytes as usize);
         let mut start = 0u64;
         let mut next = 0u64;
         for (slot, b) in &self.pending {
             if buf.is_empty() || *slot != next {
                 if !buf.is_empty() {
-                    file.write_all_at(&buf, start * BLOCK_BYTES)?;
+                    file.write_all_at(&buf, start * slot_bytes)?;
                     buf.clear();
                 }
                 start = *slot;
             }
-            buf.extend_from_slice(&b.hash);
-            buf.extend_from_slice(&b.key);
+            if b.codec() != self.codec {
+                return Err(std::io::Error::other(format!(
+                    "a {} block among {} blocks",
+                    b.codec(),
+                    self.codec
+                )));
+            }
+            buf.extend_from_slice(b.id());
+            buf.extend_from_slice(b.key());
             next = slot + 1;
         }
         if !buf.is_empty() {
-            file.write_all_at(&buf, start * BLOCK_BYTES)?;
+            file.write_all_at(&buf, start * slot_bytes)?;
         }
         Ok(())
     }
@@ -566,21 +585,18 @@ impl ChunkResults {
         }
         let missing = || ConvertError::Internal(format!("file {file}: chunks missing"));
         let f = self.file.as_ref().ok_or_else(missing)?;
-        let len = usize::try_from(count * BLOCK_BYTES).map_err(|_| missing())?;
+        let slot_bytes = self.slot_bytes();
+        let len = usize::try_from(count * slot_bytes).map_err(|_| missing())?;
         let mut raw = vec![0u8; len];
-        f.read_exact_at(&mut raw, file * BLOCK_BYTES)
+        f.read_exact_at(&mut raw, file * slot_bytes)
             .map_err(|_| missing())?;
-        raw.chunks_exact(BLOCK_BYTES as usize)
+        raw.chunks_exact(slot_bytes as usize)
             .map(|c| {
-                let mut hash = [0u8; 16];
-                let mut key = [0u8; 16];
-                hash.copy_from_slice(&c[..16]);
-                key.copy_from_slice(&c[16..]);
                 // Never written (a hole): no real chunk has an all-zero hash and key.
-                if hash == [0; 16] && key == [0; 16] {
+                if c.iter().all(|b| *b == 0) {
                     Err(missing())
                 } else {
-                    Ok(Block { hash, key })
+                    Block::from_bytes(c).ok_or_else(missing)
                 }
             })
             .collect()
@@ -617,7 +633,7 @@ mod tests {
     fn block(n: u64) -> Block {
         let mut hash = [0u8; 16];
         hash[..8].copy_from_slice(&n.to_le_bytes());
-        Block { hash, key: [7; 16] }
+        Block::Flist { hash, key: [7; 16] }
     }
 
     #[test]

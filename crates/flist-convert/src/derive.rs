@@ -2,8 +2,8 @@
 //! base. Only the new files' chunks are written (and only those the store lacks).
 
 use bytes::Bytes;
-use flist_format::codec::{encode_chunk, CHUNK_SIZE};
-use flist_format::{Flist, Kind, Meta};
+use flist_format::codec::CHUNK_SIZE;
+use flist_format::{Codec, Flist, Kind, Meta};
 use flist_store::BlockingStore;
 
 /// A change to apply to the base.
@@ -78,12 +78,29 @@ fn check_path(path: &str) -> Result<(), DeriveError> {
 /// Applies `changes` to `base` (removals first, then sets, in order), writing the new
 /// files' chunks to `store`. A set file keeps the owner and mode of the file it replaces;
 /// a new one is root:root 0644 with missing parents created root:root 0755. Nothing is
-/// written to the store unless every change is valid.
+/// written to the store unless every change is valid. New chunks use the codec of the
+/// base's chunks (the `.flist` codec when it has none); see [`derive_with`].
 pub fn derive(
     base: &Flist,
     changes: &[Change],
     store: &BlockingStore,
     now: u32,
+) -> Result<(Flist, DeriveStats), DeriveError> {
+    let codec = match base.codecs().into_iter().collect::<Vec<_>>()[..] {
+        [one] => one,
+        _ => Codec::Flist,
+    };
+    derive_with(base, changes, store, now, codec)
+}
+
+/// [`derive`] encoding the new files' chunks with `codec` (that of the format the result
+/// is written in).
+pub fn derive_with(
+    base: &Flist,
+    changes: &[Change],
+    store: &BlockingStore,
+    now: u32,
+    codec: Codec,
 ) -> Result<(Flist, DeriveStats), DeriveError> {
     let mut flist = base.clone();
     let mut stats = DeriveStats::default();
@@ -134,9 +151,9 @@ pub fn derive(
         };
         let mut blocks = Vec::new();
         for piece in content.chunks(CHUNK_SIZE) {
-            let enc = encode_chunk(piece);
+            let enc = codec.encode(piece);
             blocks.push(enc.block);
-            pending.push((enc.block.hash.to_vec(), Bytes::from(enc.data)));
+            pending.push((enc.block.id().to_vec(), Bytes::from(enc.data)));
         }
         tree.set(
             dir,
@@ -187,7 +204,7 @@ mod tests {
         let big = vec![7u8; CHUNK_SIZE * 2];
         let enc = flist_format::codec::encode_chunk(&big[..CHUNK_SIZE]);
         store
-            .set(&enc.block.hash, Bytes::from(enc.data.clone()))
+            .set(enc.block.id(), Bytes::from(enc.data.clone()))
             .unwrap();
         let mut tree = Tree::new(Meta::root(0o755, 1));
         let etc = tree.mkdir_p("etc", &Meta::root(0o755, 1)).unwrap();

@@ -132,7 +132,7 @@ pub fn extract(
     let order: Vec<NodeId> = tree.walk().collect();
     let mut paths: HashMap<NodeId, PathBuf> = HashMap::with_capacity(order.len());
     let mut files: Vec<PathBuf> = Vec::new();
-    let mut chunks: HashMap<[u8; 16], usize> = HashMap::new();
+    let mut chunks: HashMap<Block, usize> = HashMap::new();
     let mut targets: Targets = Vec::new();
     let mut symlinks: Vec<(NodeId, String)> = Vec::new();
     for &id in &order {
@@ -206,14 +206,12 @@ pub fn extract(
                     if resumed && off < old_len {
                         let len = (*size - off).min(CHUNK_SIZE as u64) as usize;
                         buf.resize(len, 0);
-                        if f.read_exact_at(&mut buf, off).is_ok()
-                            && flist_format::codec::blake2b::<16>(&buf) == b.key
-                        {
+                        if f.read_exact_at(&mut buf, off).is_ok() && b.matches_plain(&buf) {
                             stats.chunks_reused += 1;
                             continue;
                         }
                     }
-                    let t = *chunks.entry(b.hash).or_insert_with(|| {
+                    let t = *chunks.entry(*b).or_insert_with(|| {
                         targets.push((*b, Vec::new()));
                         targets.len() - 1
                     });
@@ -329,7 +327,7 @@ fn fetch_and_write(
                 for (start, values) in rx {
                     for (k, v) in values.into_iter().enumerate() {
                         let (block, dests) = &targets[start + k];
-                        let chunk = hex::encode(block.hash);
+                        let chunk = block.id_hex();
                         let Some(data) = v else {
                             let path = dests
                                 .first()
@@ -370,7 +368,7 @@ fn fetch_and_write(
                 let end = (start + batch).min(targets.len());
                 let keys: Vec<Vec<u8>> = targets[start..end]
                     .iter()
-                    .map(|(b, _)| b.hash.to_vec())
+                    .map(|(b, _)| b.id().to_vec())
                     .collect();
                 inflight.push_back((start, store.start_get_many(keys)));
                 start = end;
@@ -437,12 +435,12 @@ impl VerifyReport {
 /// `deep`, also fetches each chunk (pipelined `get_many`) and checks both hashes by
 /// decoding it, on one decoding thread per core. Blocking.
 pub fn verify(tree: &Tree, store: &BlockingStore, deep: bool) -> Result<VerifyReport> {
-    let mut seen: HashMap<[u8; 16], ()> = HashMap::new();
+    let mut seen: HashMap<Block, ()> = HashMap::new();
     let mut list: Vec<(Block, String)> = Vec::new();
     for id in tree.walk() {
         if let Kind::File { blocks, .. } = &tree.node(id).kind {
             for b in blocks {
-                if seen.insert(b.hash, ()).is_none() {
+                if seen.insert(*b, ()).is_none() {
                     list.push((*b, format!("/{}", tree.path_of(id))));
                 }
             }
@@ -465,12 +463,12 @@ pub fn verify(tree: &Tree, store: &BlockingStore, deep: bool) -> Result<VerifyRe
         return Ok(report);
     }
     for part in list.chunks(512) {
-        let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.hash.to_vec()).collect();
+        let keys: Vec<Vec<u8>> = part.iter().map(|(b, _)| b.id().to_vec()).collect();
         let exists = store.exists_many(&keys).map_err(store_err)?;
         for (item, e) in part.iter().zip(exists) {
             if !e {
                 report.missing.push(BadChunk {
-                    key: hex::encode(item.0.hash),
+                    key: item.0.id_hex(),
                     path: item.1.clone(),
                     reason: "missing".into(),
                 });
@@ -511,7 +509,7 @@ fn deep_check(
                             continue;
                         };
                         let bad = |reason: String| BadChunk {
-                            key: hex::encode(block.hash),
+                            key: block.id_hex(),
                             path: path.clone(),
                             reason,
                         };
@@ -537,7 +535,7 @@ fn deep_check(
                 let end = (start + VERIFY_BATCH).min(present.len());
                 let keys: Vec<Vec<u8>> = present[start..end]
                     .iter()
-                    .map(|(b, _)| b.hash.to_vec())
+                    .map(|(b, _)| b.id().to_vec())
                     .collect();
                 inflight.push_back((start, store.start_get_many(keys)));
                 start = end;

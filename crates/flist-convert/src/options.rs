@@ -121,6 +121,9 @@ pub struct ConvertOptions {
     pub batches_in_flight: usize,
     /// Progress callback.
     pub progress: Option<Arc<dyn Progress>>,
+    /// Chunk codec: [`flist_format::Codec::Flist`] for an `.flist`,
+    /// [`flist_format::Codec::Rfs`] for an rfs `.fl`.
+    pub codec: flist_format::Codec,
 }
 
 impl Default for ConvertOptions {
@@ -134,6 +137,7 @@ impl Default for ConvertOptions {
             batch_chunks: 64,
             batches_in_flight: 2,
             progress: None,
+            codec: flist_format::Codec::Flist,
         }
     }
 }
@@ -149,6 +153,7 @@ impl std::fmt::Debug for ConvertOptions {
             .field("batch_chunks", &self.batch_chunks)
             .field("batches_in_flight", &self.batches_in_flight)
             .field("progress", &self.progress.is_some())
+            .field("codec", &self.codec)
             .finish()
     }
 }

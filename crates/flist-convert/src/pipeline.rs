@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use flist_format::codec::{encode_chunks, CHUNK_SIZE};
-use flist_format::Block;
+use flist_format::codec::CHUNK_SIZE;
+use flist_format::{Block, Codec};
 use flist_store::{BlockingStore, Pending, SetOutcome, Store, StoreError};
 
 use crate::builder::{ChunkResults, FileId};
@@ -129,11 +129,16 @@ impl ChunkSender {
     }
 }
 
-/// Encodes jobs until the job channel closes.
-fn worker(jobs: Receiver<Vec<JobItem>>, out: Sender<Vec<Encoded>>, pool: Sender<Vec<u8>>) {
+/// Encodes jobs with `codec` until the job channel closes.
+fn worker(
+    codec: Codec,
+    jobs: Receiver<Vec<JobItem>>,
+    out: Sender<Vec<Encoded>>,
+    pool: Sender<Vec<u8>>,
+) {
     for job in jobs {
         let plains: Vec<&[u8]> = job.iter().map(|i| i.data.as_slice()).collect();
-        let coded = encode_chunks(&plains);
+        let coded = codec.encode_many(&plains);
         let mut enc = Vec::with_capacity(job.len());
         for (item, c) in job.into_iter().zip(coded) {
             let _ = pool.try_send(item.data);
@@ -192,7 +197,8 @@ fn writer(
     opts: &ConvertOptions,
     counters: &Counters,
 ) -> Result<ChunkResults> {
-    let mut results = ChunkResults::default();
+    let mut results = ChunkResults::new(opts.codec);
+    // The first 16 bytes of each store key (all of an `.flist` key, half of an `.fl` id).
     let mut seen: HashSet<[u8; 16]> = HashSet::new();
     let mut batch: Vec<(Vec<u8>, Bytes)> = Vec::new();
     let mut batch_bytes = 0usize;
@@ -241,12 +247,12 @@ fn writer(
             if seen.len() >= SEEN_MAX {
                 seen.clear();
             }
-            if !seen.insert(e.block.hash) {
+            if !seen.insert(id_prefix(&e.block)) {
                 counters.chunks_dedup.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             batch_bytes += e.data.len();
-            batch.push((e.block.hash.to_vec(), Bytes::from(e.data)));
+            batch.push((e.block.id().to_vec(), Bytes::from(e.data)));
             if batch.len() >= batch_chunks || batch_bytes >= BATCH_BYTES {
                 flush(&mut batch, &mut inflight)?;
                 batch_bytes = 0;
@@ -260,6 +266,13 @@ fn writer(
         }
     }
     Ok(results)
+}
+
+/// The first 16 bytes of a block's store key.
+fn id_prefix(b: &Block) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&b.id()[..16]);
+    out
 }
 
 /// Number of encoding workers for these options.
@@ -295,7 +308,7 @@ pub(crate) fn run<T>(
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("flist-encode-{i}"))
-                    .spawn_scoped(s, move || worker(jr, et, pt)),
+                    .spawn_scoped(s, move || worker(opts.codec, jr, et, pt)),
             );
         }
         drop(job_rx);

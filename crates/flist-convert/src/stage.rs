@@ -94,24 +94,19 @@ fn encode_blocks(blocks: &[Block]) -> Option<Vec<u8>> {
     if blocks.is_empty() {
         return None;
     }
-    let mut out = Vec::with_capacity(blocks.len() * 32);
+    let mut out = Vec::with_capacity(blocks.len() * 33);
     for b in blocks {
-        out.extend_from_slice(&b.hash);
-        out.extend_from_slice(&b.key);
+        b.push_tagged(&mut out);
     }
     Some(out)
 }
 
-fn decode_blocks(raw: &[u8]) -> Vec<Block> {
-    raw.chunks_exact(32)
-        .map(|c| {
-            let mut hash = [0u8; 16];
-            let mut key = [0u8; 16];
-            hash.copy_from_slice(&c[..16]);
-            key.copy_from_slice(&c[16..]);
-            Block { hash, key }
-        })
-        .collect()
+fn decode_blocks(mut raw: &[u8]) -> Vec<Block> {
+    let mut out = Vec::with_capacity(raw.len() / 33);
+    while let Some(b) = Block::read_tagged(&mut raw) {
+        out.push(b);
+    }
+    out
 }
 
 fn shape_of(kind: i64) -> Shape {

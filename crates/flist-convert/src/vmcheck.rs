@@ -73,7 +73,7 @@ impl<'a> FileReader<'a> {
         };
         let want = len.min(*size);
         let n = (want.div_ceil(CHUNK_SIZE as u64) as usize).min(blocks.len());
-        let keys: Vec<Vec<u8>> = blocks[..n].iter().map(|b| b.hash.to_vec()).collect();
+        let keys: Vec<Vec<u8>> = blocks[..n].iter().map(|b| b.id().to_vec()).collect();
         let values = self
             .store
             .get_many_required(&keys)

@@ -114,14 +114,15 @@ fn fixture_tarball_gives_the_reference_flist() {
         assert_eq!(rb.len(), ob.len(), "{path} chunk count");
         for (x, y) in rb.iter().zip(ob) {
             refs += 1;
-            distinct_ref.insert(x.hash);
+            distinct_ref.insert(*x);
             assert_eq!(
-                x.key, y.key,
+                x.key(),
+                y.key(),
                 "{path}: plaintext hash (decryption key) is implementation independent"
             );
             if x == y {
                 equal += 1;
-                distinct_equal.insert(x.hash);
+                distinct_equal.insert(*x);
             }
         }
     }
@@ -138,9 +139,9 @@ fn fixture_tarball_gives_the_reference_flist() {
     // Chunks of the reference that we produced identically are byte-identical in storage.
     for h in distinct_equal.iter().take(20) {
         let theirs =
-            std::fs::read(fixture(&format!("chunks/{}", hex::encode(h)))).expect("reference chunk");
+            std::fs::read(fixture(&format!("chunks/{}", h.id_hex()))).expect("reference chunk");
         let st = DirStore::new(e.tmp.path().join("store")).expect("store");
-        let ours = std::fs::read(st.path_of(h).expect("chunk path")).expect("our chunk");
+        let ours = std::fs::read(st.path_of(h.id()).expect("chunk path")).expect("our chunk");
         assert_eq!(theirs, ours);
     }
 

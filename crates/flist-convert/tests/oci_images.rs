@@ -49,7 +49,7 @@ async fn content(store: &Arc<dyn Store>, kind: &Kind) -> Vec<u8> {
     let mut out = Vec::new();
     for b in blocks {
         let data = store
-            .get(&b.hash)
+            .get(b.id())
             .await
             .expect("store get")
             .expect("chunk present");

@@ -163,7 +163,7 @@ fn verify_finds_missing_and_corrupt_chunks() {
 
     let t = &packed.tree;
     let key = |p: &str| match &t.node(t.lookup(p).expect(p)).kind {
-        flist_format::Kind::File { blocks, .. } => blocks[0].hash,
+        flist_format::Kind::File { blocks, .. } => blocks[0].id().to_vec(),
         _ => panic!(),
     };
     fs::remove_file(dir_store.path_of(&key("f1")).expect("path")).expect("rm chunk");
@@ -396,7 +396,7 @@ fn deep_verify_reports_every_corrupt_chunk_in_order() {
         else {
             panic!("{name} is not a file")
         };
-        let path = dir_store.path_of(&blocks[0].hash).expect("path");
+        let path = dir_store.path_of(blocks[0].id()).expect("path");
         let mut bytes = fs::read(&path).expect("read");
         let last = bytes.len() - 1;
         bytes[last] ^= 0x55;

@@ -87,7 +87,7 @@ fn listing(t: &Tree) -> Listing {
             let extra = match &n.kind {
                 Kind::File { blocks, .. } => blocks
                     .iter()
-                    .map(|b| hex::encode(b.hash))
+                    .map(|b| b.id_hex())
                     .collect::<Vec<_>>()
                     .join(","),
                 Kind::Symlink { target } => target.clone(),
@@ -145,7 +145,7 @@ fn twelve_thousand_shuffled_members_give_the_model_tree_and_the_same_flist() {
     let hashes = |d: &[u8]| {
         blocks_of(d)
             .iter()
-            .map(|b| hex::encode(b.hash))
+            .map(|b| b.id_hex())
             .collect::<Vec<_>>()
             .join(",")
     };

@@ -68,7 +68,7 @@ fn every_compression_is_detected() {
         assert_eq!((size, blocks.len()), (12, 1), "{c:?}");
         // spec test vector: "hello world\n" is chunk a5147f6e...
         assert_eq!(
-            hex::encode(blocks[0].hash),
+            blocks[0].id_hex(),
             "a5147f6e7cac3a7076f942cb5e00d896",
             "{c:?}"
         );

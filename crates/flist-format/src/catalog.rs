@@ -275,7 +275,7 @@ fn decode_inode(key: &str, r: inode::Reader<'_>) -> Result<InodeRec, FormatError
                 .map_err(|e| FormatError::capnp(key, format!("{}: {e}", ctx("File.blocks"))))?;
             let mut blocks = Vec::with_capacity(list.len().min(1 << 16) as usize);
             for b in list.iter() {
-                blocks.push(Block {
+                blocks.push(Block::Flist {
                     hash: block16(key, ctx("FileBlock.hash"), b.get_hash())?,
                     key: block16(key, ctx("FileBlock.key"), b.get_key())?,
                 });
@@ -370,7 +370,22 @@ pub fn encode_aci(aci: &AciRec) -> Vec<u8> {
     serialize::write_message_to_words(&msg)
 }
 
-/// Encodes a `Dir` row.
+/// The error for a chunk of another codec than the `.flist` one in a tree being written.
+fn foreign_block(d: &DirRec, name: &str, b: &Block) -> FormatError {
+    let path = if d.location.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{name}", d.location)
+    };
+    FormatError::ForeignBlock {
+        path,
+        codec: b.codec(),
+        format: crate::Format::Flist,
+    }
+}
+
+/// Encodes a `Dir` row. Every file block must be of the `.flist` codec
+/// ([`FormatError::ForeignBlock`] otherwise).
 pub fn encode_dir(d: &DirRec) -> Result<Vec<u8>, FormatError> {
     let too_big = |what: &str| FormatError::Unwritable {
         path: d.location.clone(),
@@ -405,9 +420,12 @@ pub fn encode_dir(d: &DirRec) -> Result<Vec<u8>, FormatError> {
                         let nb = u32::try_from(blocks.len()).map_err(|_| too_big(&e.name))?;
                         let mut bl = f.init_blocks(nb);
                         for (j, blk) in blocks.iter().enumerate() {
+                            let Block::Flist { hash, key } = blk else {
+                                return Err(foreign_block(d, &e.name, blk));
+                            };
                             let mut bb = bl.reborrow().get(j as u32);
-                            bb.set_hash(&blk.hash[..]);
-                            bb.set_key(&blk.key[..]);
+                            bb.set_hash(&hash[..]);
+                            bb.set_key(&key[..]);
                         }
                     }
                 }
@@ -451,7 +469,7 @@ mod tests {
                     size: 3,
                     attr: AttrRec::File {
                         block_size: 128,
-                        blocks: vec![Block {
+                        blocks: vec![Block::Flist {
                             hash: [1; 16],
                             key: [2; 16],
                         }],

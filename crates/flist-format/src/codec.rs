@@ -1,11 +1,68 @@
-//! The chunk codec: how a plaintext chunk becomes the encrypted, content-addressed bytes
-//! stored in the chunk store, and back.
+//! The chunk codecs: how a plaintext chunk becomes the encrypted, content-addressed bytes
+//! stored in the chunk store, and back. There are two, one per flist format ([`Codec`]):
 //!
-//! `K = BLAKE2b-16(P)`, `C = snappy(P)` (raw block format), `E = XXTEA(C, K)` with a
-//! length word appended, `H = BLAKE2b-16(E)`. `H` is the store key, `K` the decryption key.
+//! - the 0-flist codec (`.flist`, the functions at the top of this module):
+//!   `K = BLAKE2b-16(P)`, `C = snappy(P)` (raw block format), `E = XXTEA(C, K)` with a
+//!   length word appended, `H = BLAKE2b-16(E)`. `H` is the store key, `K` the decryption key.
+//! - the rfs codec (`.fl`, [`rfs`]): `K = BLAKE2b-32(P)`, `C = snappy(P)` (raw),
+//!   `E = AES-256-GCM(C)` under key `K` with nonce `K[0..12]` (ciphertext then the 16-byte
+//!   tag), `ID = BLAKE2b-32(E)`. `ID` is the store key.
+//!
+//! Both cut files into 512 KiB chunks ([`CHUNK_SIZE`]). [`decode_chunk`] decodes either,
+//! by the [`Block`] variant.
 
 use crate::error::CodecError;
 use crate::tree::Block;
+
+/// Which chunk codec: the one of `.flist` files or the one of rfs `.fl` files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Codec {
+    /// The 0-flist codec (`.flist`): BLAKE2b-128, snappy, XXTEA.
+    #[default]
+    Flist,
+    /// The rfs codec (`.fl`): BLAKE2b-256, snappy, AES-256-GCM.
+    Rfs,
+}
+
+impl Codec {
+    /// Encodes one plaintext chunk.
+    pub fn encode(self, plain: &[u8]) -> EncodedChunk {
+        match self {
+            Codec::Flist => encode_chunk(plain),
+            Codec::Rfs => rfs::encode_block(plain),
+        }
+    }
+
+    /// Encodes several chunks (the same result as [`Codec::encode`] on each, faster).
+    pub fn encode_many(self, plains: &[&[u8]]) -> Vec<EncodedChunk> {
+        match self {
+            Codec::Flist => encode_chunks(plains),
+            Codec::Rfs => rfs::encode_blocks(plains),
+        }
+    }
+
+    /// Length of this codec's store keys in bytes (16 or 32).
+    pub fn id_len(self) -> usize {
+        match self {
+            Codec::Flist => 16,
+            Codec::Rfs => 32,
+        }
+    }
+
+    /// A short name: `flist` or `rfs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Flist => "flist",
+            Codec::Rfs => "rfs",
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Plaintext chunk size: 512 KiB.
 pub const CHUNK_SIZE: usize = 512 * 1024;
@@ -40,38 +97,43 @@ pub struct EncodedChunk {
     pub data: Vec<u8>,
 }
 
-/// Compresses and encrypts one plaintext chunk.
+/// Compresses and encrypts one plaintext chunk with the 0-flist codec.
 pub fn encode_chunk(plain: &[u8]) -> EncodedChunk {
     let key = blake2b::<16>(plain);
     let compressed = compress(plain);
     let data = xxtea_encrypt(&compressed, &key);
     let hash = blake2b::<16>(&data);
     EncodedChunk {
-        block: Block { hash, key },
+        block: Block::Flist { hash, key },
         data,
     }
 }
 
-/// Checks, decrypts and decompresses a stored chunk, verifying both hashes.
+/// Checks, decrypts and decompresses a stored chunk of either codec (by the variant of
+/// `block`), verifying both hashes.
 pub fn decode_chunk(block: &Block, data: &[u8]) -> Result<Vec<u8>, CodecError> {
-    if blake2b::<16>(data) != block.hash {
+    let (hash, key) = match block {
+        Block::Flist { hash, key } => (hash, key),
+        Block::Rfs { id, key } => return rfs::decode_block(id, key, data),
+    };
+    if blake2b::<16>(data) != *hash {
         return Err(CodecError::HashMismatch {
-            chunk: hex::encode(block.hash),
+            chunk: hex::encode(hash),
             what: "stored bytes",
         });
     }
-    let compressed = xxtea_decrypt(data, &block.key).ok_or_else(|| CodecError::Decrypt {
-        chunk: hex::encode(block.hash),
+    let compressed = xxtea_decrypt(data, key).ok_or_else(|| CodecError::Decrypt {
+        chunk: hex::encode(hash),
     })?;
     let plain = snap::raw::Decoder::new()
         .decompress_vec(&compressed)
         .map_err(|e| CodecError::Decompress {
-            chunk: hex::encode(block.hash),
+            chunk: hex::encode(hash),
             reason: e.to_string(),
         })?;
-    if blake2b::<16>(&plain) != block.key {
+    if blake2b::<16>(&plain) != *key {
         return Err(CodecError::HashMismatch {
-            chunk: hex::encode(block.hash),
+            chunk: hex::encode(hash),
             what: "plaintext",
         });
     }
@@ -246,19 +308,25 @@ pub fn encode_chunks(plains: &[&[u8]]) -> Vec<EncodedChunk> {
     let hashes = blake2b16_many(&refs);
     for ((data, hash), key) in sealed.into_iter().zip(hashes).zip(keys) {
         out.push(EncodedChunk {
-            block: Block { hash, key },
+            block: Block::Flist { hash, key },
             data,
         });
     }
     out
 }
 
-/// BLAKE2b-16 of each input, several at once (`blake2b_simd::many`: 4 inputs in the lanes
-/// of AVX2 registers, 2 with SSE4.1), ~2x the throughput of one at a time.
+/// BLAKE2b-16 of each input, several at once; see [`blake2b_many`].
 fn blake2b16_many(inputs: &[&[u8]]) -> Vec<[u8; 16]> {
+    blake2b_many(inputs)
+}
+
+/// Unkeyed BLAKE2b with an `N`-byte digest of each input, several at once
+/// (`blake2b_simd::many`: 4 inputs in the lanes of AVX2 registers, 2 with SSE4.1), ~2x the
+/// throughput of one at a time.
+pub fn blake2b_many<const N: usize>(inputs: &[&[u8]]) -> Vec<[u8; N]> {
     use blake2b_simd::many::{hash_many, HashManyJob};
     let mut params = blake2b_simd::Params::new();
-    params.hash_length(16);
+    params.hash_length(N);
     let mut jobs: Vec<HashManyJob> = inputs
         .iter()
         .map(|i| HashManyJob::new(&params, i))
@@ -266,7 +334,7 @@ fn blake2b16_many(inputs: &[&[u8]]) -> Vec<[u8; 16]> {
     hash_many(jobs.iter_mut());
     jobs.iter()
         .map(|j| {
-            let mut out = [0u8; 16];
+            let mut out = [0u8; N];
             out.copy_from_slice(j.to_hash().as_bytes());
             out
         })
@@ -318,6 +386,128 @@ pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Option<Vec<u8>> {
     }
     out.truncate(m);
     Some(out)
+}
+
+/// The rfs block codec (`.fl`): BLAKE2b-256 key, raw snappy, AES-256-GCM with the nonce
+/// `key[0..12]`, BLAKE2b-256 store id of the ciphertext.
+pub mod rfs {
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    use aes_gcm::{Aes256Gcm, Nonce};
+
+    use super::{blake2b, blake2b_many, EncodedChunk};
+    use crate::error::CodecError;
+    use crate::tree::Block;
+
+    /// Length of the AES-GCM tag appended to the ciphertext.
+    pub const TAG_LEN: usize = 16;
+
+    /// Largest plaintext a stored block may claim to decompress to (64 MiB): rfs writes
+    /// 512 KiB blocks; a hostile block cannot make a reader allocate more than this.
+    pub const MAX_PLAIN: usize = 64 << 20;
+
+    fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+        Aes256Gcm::new(key.into())
+    }
+
+    /// Compresses `plain` into `buf` (reused) and seals it in place under `key`; returns
+    /// the stored bytes (ciphertext then tag).
+    fn seal(
+        snappy: &mut snap::raw::Encoder,
+        buf: &mut Vec<u8>,
+        plain: &[u8],
+        key: &[u8; 32],
+    ) -> Vec<u8> {
+        let need = snap::raw::max_compress_len(plain.len());
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        let mut out = match snappy.compress(plain, buf) {
+            Ok(n) => {
+                let mut v = Vec::with_capacity(n + TAG_LEN);
+                v.extend_from_slice(&buf[..n]);
+                v
+            }
+            Err(_) => super::compress(plain),
+        };
+        cipher(key)
+            .encrypt_in_place(Nonce::from_slice(&key[..12]), b"", &mut out)
+            .expect("AES-GCM seals any input below 64 GiB");
+        out
+    }
+
+    /// Encodes one plaintext block.
+    pub fn encode_block(plain: &[u8]) -> EncodedChunk {
+        let key = blake2b::<32>(plain);
+        let data = seal(&mut snap::raw::Encoder::new(), &mut Vec::new(), plain, &key);
+        let id = blake2b::<32>(&data);
+        EncodedChunk {
+            block: Block::Rfs { id, key },
+            data,
+        }
+    }
+
+    /// Encodes several blocks: the same result as [`encode_block`] on each, hashing
+    /// several at a time.
+    pub fn encode_blocks(plains: &[&[u8]]) -> Vec<EncodedChunk> {
+        let keys = blake2b_many::<32>(plains);
+        let mut snappy = snap::raw::Encoder::new();
+        let mut buf = Vec::new();
+        let sealed: Vec<Vec<u8>> = plains
+            .iter()
+            .zip(&keys)
+            .map(|(p, k)| seal(&mut snappy, &mut buf, p, k))
+            .collect();
+        let refs: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
+        let ids = blake2b_many::<32>(&refs);
+        sealed
+            .into_iter()
+            .zip(ids)
+            .zip(keys)
+            .map(|((data, id), key)| EncodedChunk {
+                block: Block::Rfs { id, key },
+                data,
+            })
+            .collect()
+    }
+
+    /// Checks, decrypts and decompresses a stored block, verifying the id, the AES-GCM tag
+    /// and the key (the hash of the plaintext).
+    pub fn decode_block(id: &[u8; 32], key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>, CodecError> {
+        let chunk = || hex::encode(id);
+        if blake2b::<32>(data) != *id {
+            return Err(CodecError::HashMismatch {
+                chunk: chunk(),
+                what: "stored bytes",
+            });
+        }
+        let mut buf = data.to_vec();
+        cipher(key)
+            .decrypt_in_place(Nonce::from_slice(&key[..12]), b"", &mut buf)
+            .map_err(|_| CodecError::Decrypt { chunk: chunk() })?;
+        let len = snap::raw::decompress_len(&buf).map_err(|e| CodecError::Decompress {
+            chunk: chunk(),
+            reason: e.to_string(),
+        })?;
+        if len > MAX_PLAIN {
+            return Err(CodecError::Decompress {
+                chunk: chunk(),
+                reason: format!("claims {len} bytes, more than the {MAX_PLAIN} accepted"),
+            });
+        }
+        let plain = snap::raw::Decoder::new()
+            .decompress_vec(&buf)
+            .map_err(|e| CodecError::Decompress {
+                chunk: chunk(),
+                reason: e.to_string(),
+            })?;
+        if blake2b::<32>(&plain) != *key {
+            return Err(CodecError::HashMismatch {
+                chunk: chunk(),
+                what: "plaintext",
+            });
+        }
+        Ok(plain)
+    }
 }
 
 #[cfg(test)]
@@ -419,7 +609,10 @@ mod tests {
             "d7683de000c13689"
         );
         let c = encode_chunk(b"hello world\n");
-        assert_eq!(hex::encode(c.block.key), "c0cdb4699cdaa9eea4c563a934f1d52b");
+        assert_eq!(
+            hex::encode(c.block.key()),
+            "c0cdb4699cdaa9eea4c563a934f1d52b"
+        );
         assert_eq!(
             hex::encode(compress(b"hello world\n")),
             "0c2c68656c6c6f20776f726c640a"
@@ -428,10 +621,7 @@ mod tests {
             hex::encode(&c.data),
             "893f00077aad00982c3024bda3cbe527b9e1ecb0"
         );
-        assert_eq!(
-            hex::encode(c.block.hash),
-            "a5147f6e7cac3a7076f942cb5e00d896"
-        );
+        assert_eq!(c.block.id_hex(), "a5147f6e7cac3a7076f942cb5e00d896");
         assert_eq!(decode_chunk(&c.block, &c.data).unwrap(), b"hello world\n");
     }
 

@@ -141,6 +141,20 @@ pub enum FormatError {
         /// Why.
         reason: String,
     },
+    /// A file's chunk is of another codec than the format being written: the chunks must
+    /// be re-encoded (converted) first.
+    #[error(
+        "cannot write {path:?} as {format}: its chunks are of the {codec} codec \
+         (convert the flist to re-encode them)"
+    )]
+    ForeignBlock {
+        /// Path of the file.
+        path: String,
+        /// The codec of its chunks.
+        codec: crate::codec::Codec,
+        /// The format being written.
+        format: crate::Format,
+    },
     /// A tree operation failed while building the tree.
     #[error(transparent)]
     Tree(#[from] TreeError),

@@ -43,10 +43,27 @@ pub struct Readme {
     pub license: Option<String>,
 }
 
-/// The metadata of an flist: key → raw TEXT value, in insertion order.
+/// One row of an rfs `.fl` route table: blocks whose id starts with a byte in
+/// `start..=end` are in the store at `url` (an rfs store URL: `dir://`, `zdb://`, `s3://`,
+/// `http(s)://`). Several routes may cover a byte (replicas).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// First id byte covered.
+    pub start: u8,
+    /// Last id byte covered (inclusive).
+    pub end: u8,
+    /// The store's URL, as recorded (normally without password).
+    pub url: String,
+}
+
+/// The metadata of an flist: key → raw TEXT value, in insertion order (the `metadata` table
+/// of an `.flist`, the `tag` table of an `.fl`), and the route table of an `.fl`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     entries: IndexMap<String, String>,
+    /// The `.fl` route table (where its blocks are), in stored order; empty for an
+    /// `.flist`, whose `backend` entry says where its chunks are. Written only to `.fl`.
+    pub routes: Vec<Route>,
 }
 
 impl Metadata {

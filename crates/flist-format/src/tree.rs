@@ -76,13 +76,113 @@ impl Meta {
     }
 }
 
-/// One chunk of a regular file.
+/// One chunk of a regular file: the key it is stored under and the key that decrypts it.
+///
+/// The variant is the chunk codec (see [`crate::codec::Codec`]): a tree read from an
+/// `.flist` holds [`Block::Flist`] chunks, one read from an rfs `.fl` holds [`Block::Rfs`]
+/// blocks. Both formats describe files the same way; only the chunks differ, and a writer
+/// refuses chunks of the other codec (converting re-encodes them, see `flist-convert`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Block {
-    /// BLAKE2b-16 of the encrypted chunk: the key in the chunk store (`FileBlock.hash`).
-    pub hash: [u8; 16],
-    /// BLAKE2b-16 of the plaintext chunk: the decryption key (`FileBlock.key`).
-    pub key: [u8; 16],
+pub enum Block {
+    /// A chunk of the 0-flist codec (`.flist`).
+    Flist {
+        /// BLAKE2b-128 of the encrypted chunk: the key in the chunk store (`FileBlock.hash`).
+        hash: [u8; 16],
+        /// BLAKE2b-128 of the plaintext chunk: the decryption key (`FileBlock.key`).
+        key: [u8; 16],
+    },
+    /// A block of the rfs codec (`.fl`).
+    Rfs {
+        /// BLAKE2b-256 of the encrypted block: the key in the chunk store (`block.id`).
+        id: [u8; 32],
+        /// BLAKE2b-256 of the plaintext block: the AES-256-GCM key (`block.key`).
+        key: [u8; 32],
+    },
+}
+
+impl Block {
+    /// The codec this chunk was encoded with.
+    pub fn codec(&self) -> crate::codec::Codec {
+        match self {
+            Block::Flist { .. } => crate::codec::Codec::Flist,
+            Block::Rfs { .. } => crate::codec::Codec::Rfs,
+        }
+    }
+
+    /// The store key (16 bytes for `.flist` chunks, 32 for `.fl` blocks).
+    pub fn id(&self) -> &[u8] {
+        match self {
+            Block::Flist { hash, .. } => hash,
+            Block::Rfs { id, .. } => id,
+        }
+    }
+
+    /// The decryption key (the hash of the plaintext).
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Block::Flist { key, .. } => key,
+            Block::Rfs { key, .. } => key,
+        }
+    }
+
+    /// The store key as lowercase hex (how stores and errors name a chunk).
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.id())
+    }
+
+    /// True when `plain` is this chunk's plaintext (its hash is the decryption key).
+    pub fn matches_plain(&self, plain: &[u8]) -> bool {
+        match self {
+            Block::Flist { key, .. } => crate::codec::blake2b::<16>(plain) == *key,
+            Block::Rfs { key, .. } => crate::codec::blake2b::<32>(plain) == *key,
+        }
+    }
+
+    /// Store key then decryption key: 32 bytes for an `.flist` chunk, 64 for an `.fl`
+    /// block (the length tells the codec; see [`Block::from_bytes`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        [self.id(), self.key()].concat()
+    }
+
+    /// Reverses [`Block::to_bytes`]; `None` for any other length.
+    pub fn from_bytes(raw: &[u8]) -> Option<Block> {
+        match raw.len() {
+            32 => Some(Block::Flist {
+                hash: raw[..16].try_into().ok()?,
+                key: raw[16..].try_into().ok()?,
+            }),
+            64 => Some(Block::Rfs {
+                id: raw[..32].try_into().ok()?,
+                key: raw[32..].try_into().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Appends a self-delimiting form (a codec byte, then [`Block::to_bytes`]) for lists
+    /// of blocks in temporary files; read back by [`Block::read_tagged`].
+    pub fn push_tagged(&self, out: &mut Vec<u8>) {
+        out.push(match self {
+            Block::Flist { .. } => 0,
+            Block::Rfs { .. } => 1,
+        });
+        out.extend_from_slice(self.id());
+        out.extend_from_slice(self.key());
+    }
+
+    /// Reads one block written by [`Block::push_tagged`] from the front of `raw`,
+    /// advancing it; `None` at the end or on malformed bytes.
+    pub fn read_tagged(raw: &mut &[u8]) -> Option<Block> {
+        let (&tag, rest) = raw.split_first()?;
+        let len = match tag {
+            0 => 32,
+            1 => 64,
+            _ => return None,
+        };
+        let b = Block::from_bytes(rest.get(..len)?)?;
+        *raw = &rest[len..];
+        Some(b)
+    }
 }
 
 /// Kinds of special file.

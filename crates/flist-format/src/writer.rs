@@ -50,9 +50,25 @@ fn acl_key_of(aci: &AciRec) -> String {
     )
 }
 
-/// One entry of a directory given to [`CatalogWriter::dir`]: name, metadata and kind (a
+/// One entry of a directory given to [`DirSink::dir`]: name, metadata and kind (a
 /// directory's `children` are ignored: each directory is written by its own call).
 pub type ChildEntry = (String, Meta, Kind);
+
+/// A writer of one flist format that takes the tree one directory at a time, so that a
+/// converter holding its tree on disk never needs the whole [`Tree`] in memory: the
+/// `.flist` [`CatalogWriter`] and the `.fl` [`crate::fl::FlWriter`]. The root (`""`) comes
+/// first, and a directory after the call that listed it among its children.
+pub trait DirSink {
+    /// Writes the directory at `path` (`""` for the root) with its own `meta` and recorded
+    /// `size`, holding `children` in the order given.
+    fn dir(
+        &mut self,
+        path: &str,
+        meta: &Meta,
+        size: u64,
+        children: &[ChildEntry],
+    ) -> Result<(), FormatError>;
+}
 
 /// Writes a catalog one directory at a time, so that a converter holding its tree on disk
 /// never needs the whole [`Tree`] in memory: [`CatalogWriter::new`] opens a transaction and
@@ -106,9 +122,16 @@ impl<'c> CatalogWriter<'c> {
         Ok(key)
     }
 
-    /// Writes the directory at `path` (`""` for the root) with its own `meta` and recorded
-    /// `size`, holding `children` in the order given.
-    pub fn dir(
+    /// Writes `metadata` and commits.
+    pub fn finish(self, metadata: &Metadata) -> Result<(), FormatError> {
+        metadata.write(&self.tx, &self.what)?;
+        let err = self.err("committing");
+        self.tx.commit().map_err(err)
+    }
+}
+
+impl DirSink for CatalogWriter<'_> {
+    fn dir(
         &mut self,
         path: &str,
         meta: &Meta,
@@ -175,13 +198,6 @@ impl<'c> CatalogWriter<'c> {
         let bytes = catalog::encode_dir(&rec)?;
         self.insert(&key, &bytes, "inserting a directory row")
     }
-
-    /// Writes `metadata` and commits.
-    pub fn finish(self, metadata: &Metadata) -> Result<(), FormatError> {
-        metadata.write(&self.tx, &self.what)?;
-        let err = self.err("committing");
-        self.tx.commit().map_err(err)
-    }
 }
 
 /// Writes the whole catalog (entries and metadata) into `conn` in one transaction,
@@ -193,7 +209,14 @@ pub fn write_catalog(
     what: &str,
 ) -> Result<(), FormatError> {
     let mut w = CatalogWriter::new(conn, what)?;
-    // (directory node, its path), depth first, the last child directory first
+    write_dirs(tree, &mut w)?;
+    w.finish(metadata)
+}
+
+/// Gives every directory of `tree` to `sink`, depth first (the last child directory first),
+/// children in stored order.
+pub fn write_dirs(tree: &Tree, sink: &mut dyn DirSink) -> Result<(), FormatError> {
+    // (directory node, its path)
     let mut stack: Vec<(NodeId, String)> = vec![(Tree::ROOT, String::new())];
     while let Some((id, path)) = stack.pop() {
         let node = tree.node(id);
@@ -217,9 +240,9 @@ pub fn write_catalog(
             };
             children.push((name.to_string(), child.meta.clone(), kind));
         }
-        w.dir(&path, &node.meta, node.kind.size(), &children)?;
+        sink.dir(&path, &node.meta, node.kind.size(), &children)?;
     }
-    w.finish(metadata)
+    Ok(())
 }
 
 /// Creates a catalog database at `path` (replacing any file there atomically), fills it

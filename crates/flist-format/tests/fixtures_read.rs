@@ -129,7 +129,7 @@ fn every_regular_file_decodes_to_the_manifest_sha256() {
         let mut h = Sha256::new();
         let mut total = 0u64;
         for b in blocks {
-            let name = hex::encode(b.hash);
+            let name = b.id_hex();
             let data =
                 std::fs::read(chunks.join(&name)).unwrap_or_else(|e| panic!("chunk {name}: {e}"));
             let plain = decode_chunk(b, &data).unwrap_or_else(|e| panic!("{path}: {e}"));

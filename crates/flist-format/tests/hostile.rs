@@ -414,7 +414,7 @@ fn chunk_hash_mismatch_is_a_codec_error() {
         panic!("hello.txt is a file")
     };
     let b = blocks[0];
-    let data = std::fs::read(fixture("chunks").join(hex::encode(b.hash))).expect("chunk");
+    let data = std::fs::read(fixture("chunks").join(b.id_hex())).expect("chunk");
     assert!(decode_chunk(&b, &data).is_ok());
     let mut tampered = data.clone();
     tampered[0] ^= 0x40;
@@ -426,10 +426,10 @@ fn chunk_hash_mismatch_is_a_codec_error() {
         })
     ));
     // right bytes, wrong decryption key
-    let wrong = Block {
-        hash: b.hash,
-        key: [7; 16],
+    let Block::Flist { hash, .. } = b else {
+        panic!("an .flist chunk")
     };
+    let wrong = Block::Flist { hash, key: [7; 16] };
     assert!(matches!(
         decode_chunk(&wrong, &data),
         Err(CodecError::Decrypt { .. })

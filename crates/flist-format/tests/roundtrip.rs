@@ -35,11 +35,11 @@ fn sample_tree() -> Tree {
         Kind::File {
             size: 524_289,
             blocks: vec![
-                Block {
+                Block::Flist {
                     hash: [1; 16],
                     key: [2; 16],
                 },
-                Block {
+                Block::Flist {
                     hash: [3; 16],
                     key: [4; 16],
                 },
@@ -338,7 +338,7 @@ fn hundred_thousand_entry_directory() {
     let mut t = Tree::new(m.clone());
     let d = t.mkdir_p("huge", &m).expect("mkdir");
     let fm = Meta::root(0o644, 1);
-    let blk = Block {
+    let blk = Block::Flist {
         hash: [9; 16],
         key: [8; 16],
     };
@@ -546,7 +546,7 @@ fn build(items: Vec<Item>) -> Tree {
             Gen::File(size) => {
                 let n = size.div_ceil(524_288);
                 let blocks = (0..n)
-                    .map(|i| Block {
+                    .map(|i| Block::Flist {
                         hash: blake2b::<16>(&i.to_le_bytes()),
                         key: [i as u8; 16],
                     })

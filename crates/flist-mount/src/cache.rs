@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use flist_format::codec::blake2b;
 use flist_format::Block;
 
 use crate::error::MountError;
@@ -84,20 +83,20 @@ impl ChunkCache {
         self.used.load(Ordering::Relaxed)
     }
 
-    fn path_of(&self, hash: &[u8; 16]) -> PathBuf {
+    fn path_of(&self, hash: &[u8]) -> PathBuf {
         let h = hex::encode(hash);
         self.root.join("chunks").join(&h[..2]).join(h)
     }
 
     /// The decoded chunk for `block`, if cached and intact. A damaged entry is removed.
     pub fn get(&self, block: &Block) -> Option<Vec<u8>> {
-        let path = self.path_of(&block.hash);
+        let path = self.path_of(block.id());
         let mut f = File::open(&path).ok()?;
         let mut data = Vec::with_capacity(f.metadata().map(|m| m.len() as usize).unwrap_or(0));
         if f.read_to_end(&mut data).is_err() {
             return None;
         }
-        if blake2b::<16>(&data) != block.key {
+        if !block.matches_plain(&data) {
             tracing::warn!("cache entry {} is damaged: removed", path.display());
             let _ = fs::remove_file(&path);
             return None;
@@ -108,7 +107,7 @@ impl ChunkCache {
     }
 
     /// True when a chunk is present (not checked).
-    pub fn contains(&self, hash: &[u8; 16]) -> bool {
+    pub fn contains(&self, hash: &[u8]) -> bool {
         self.path_of(hash).is_file()
     }
 
@@ -135,13 +134,13 @@ impl ChunkCache {
 
     /// Writes the chunk unless present; true when a new file was published.
     fn write(&self, block: &Block, plain: &[u8]) -> Result<bool, MountError> {
-        let dest = self.path_of(&block.hash);
+        let dest = self.path_of(block.id());
         if dest.is_file() {
             return Ok(false);
         }
         let tmp = self.root.join("tmp").join(format!(
             "{}.{}.{}",
-            hex::encode(block.hash),
+            block.id_hex(),
             std::process::id(),
             self.seq.fetch_add(1, Ordering::Relaxed)
         ));
@@ -263,9 +262,9 @@ mod tests {
         cache.put(&c.block, b"hello");
         assert_eq!(cache.get(&c.block).unwrap(), b"hello");
         // A damaged entry is detected, removed and reported as a miss.
-        fs::write(cache.path_of(&c.block.hash), b"hellp").unwrap();
+        fs::write(cache.path_of(c.block.id()), b"hellp").unwrap();
         assert!(cache.get(&c.block).is_none());
-        assert!(!cache.contains(&c.block.hash));
+        assert!(!cache.contains(c.block.id()));
     }
 
     #[test]
@@ -281,7 +280,7 @@ mod tests {
             let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + u64::from(i));
             File::options()
                 .write(true)
-                .open(cache.path_of(&c.block.hash))
+                .open(cache.path_of(c.block.id()))
                 .unwrap()
                 .set_modified(t)
                 .unwrap();
@@ -290,8 +289,8 @@ mod tests {
         // 12000 > 10000: the put of the 4th evicted down to <= 9000. Touch none; the oldest
         // (first) must be gone, the newest kept.
         assert!(cache.used() <= 9000, "{}", cache.used());
-        assert!(!cache.contains(&blocks[0].hash));
-        assert!(cache.contains(&blocks[3].hash));
+        assert!(!cache.contains(blocks[0].id()));
+        assert!(cache.contains(blocks[3].id()));
         // A reopened cache measures the same size.
         let again = ChunkCache::open(dir.path(), 10_000).unwrap();
         assert_eq!(again.used(), cache.used());

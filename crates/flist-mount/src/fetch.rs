@@ -72,13 +72,13 @@ struct Slot {
 }
 
 struct Memory {
-    chunks: HashMap<[u8; 16], (Arc<Vec<u8>>, u64)>,
+    chunks: HashMap<Block, (Arc<Vec<u8>>, u64)>,
     tick: u64,
     capacity: usize,
 }
 
 impl Memory {
-    fn get(&mut self, hash: &[u8; 16]) -> Option<Arc<Vec<u8>>> {
+    fn get(&mut self, hash: &Block) -> Option<Arc<Vec<u8>>> {
         self.tick += 1;
         let tick = self.tick;
         self.chunks.get_mut(hash).map(|(v, t)| {
@@ -87,7 +87,7 @@ impl Memory {
         })
     }
 
-    fn put(&mut self, hash: [u8; 16], value: Arc<Vec<u8>>) {
+    fn put(&mut self, hash: Block, value: Arc<Vec<u8>>) {
         if self.capacity == 0 {
             return;
         }
@@ -115,7 +115,7 @@ pub struct ChunkSource {
     handle: Handle,
     cache: Option<Arc<ChunkCache>>,
     memory: Mutex<Memory>,
-    inflight: Mutex<HashMap<[u8; 16], Arc<Slot>>>,
+    inflight: Mutex<HashMap<Block, Arc<Slot>>>,
     fetches: Arc<Semaphore>,
     prefetching: Arc<Semaphore>,
     stats: Arc<Stats>,
@@ -168,8 +168,8 @@ impl ChunkSource {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .chunks
-            .contains_key(&block.hash)
-            || self.cache.as_ref().is_some_and(|c| c.contains(&block.hash))
+            .contains_key(block)
+            || self.cache.as_ref().is_some_and(|c| c.contains(block.id()))
     }
 
     /// The decoded chunk. Blocks the calling thread: call it from a plain thread (a FUSE
@@ -179,18 +179,18 @@ impl ChunkSource {
             .memory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&block.hash)
+            .get(block)
         {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(v);
         }
         let (slot, leader) = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get(&block.hash) {
+            match inflight.get(block) {
                 Some(s) => (s.clone(), false),
                 None => {
                     let s = Arc::new(Slot::default());
-                    inflight.insert(block.hash, s.clone());
+                    inflight.insert(*block, s.clone());
                     (s, true)
                 }
             }
@@ -201,16 +201,16 @@ impl ChunkSource {
                 self.memory
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .put(block.hash, v.clone());
+                    .put(*block, v.clone());
             }
             *slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded.clone());
             slot.ready.notify_all();
             self.inflight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&block.hash);
+                .remove(block);
             return loaded.map_err(|reason| MountError::Chunk {
-                chunk: hex::encode(block.hash),
+                chunk: block.id_hex(),
                 reason,
             });
         }
@@ -221,7 +221,7 @@ impl ChunkSource {
         match value.as_ref() {
             Some(Ok(v)) => Ok(v.clone()),
             Some(Err(reason)) => Err(MountError::Chunk {
-                chunk: hex::encode(block.hash),
+                chunk: block.id_hex(),
                 reason: reason.clone(),
             }),
             None => unreachable!("loop exits with a value"),
@@ -238,11 +238,14 @@ impl ChunkSource {
         }
         let store = self.store.clone();
         let fetches = self.fetches.clone();
-        let key = block.hash;
+        let key = *block;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
             let result = match fetches.acquire_owned().await {
-                Ok(_permit) => store.get_required(&key).await.map_err(|e| e.to_string()),
+                Ok(_permit) => store
+                    .get_required(key.id())
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             let _ = tx.send(result);
@@ -270,7 +273,7 @@ impl ChunkSource {
                     .inflight
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .contains_key(&block.hash)
+                    .contains_key(block)
             {
                 continue;
             }

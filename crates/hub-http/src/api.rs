@@ -127,12 +127,13 @@ fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Value, ApiError> {
         EntryKind::Symlink {
             target_repo,
             target_name,
+            crosslink,
         } => Ok(render::light(
             &e.name,
             &r,
             Some((
                 e.linktime.unwrap_or(e.updated),
-                render::raw_link(&e.repo, target_repo, target_name),
+                render::raw_link(&e.repo, target_repo, target_name, *crosslink),
             )),
         )),
         _ => Ok(render::light(&e.name, &r, None)),
@@ -201,8 +202,11 @@ pub async fn me_delete(
     Caller(actor): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.delete(&actor, &actor.active, &name)?))
-        .await?;
+    st.blocking(move |hub| {
+        let name = lookup::entry_name(hub, &actor.active, &name)?;
+        Ok(hub.delete(&actor, &actor.active, &name)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -212,6 +216,7 @@ pub async fn me_link(
     Caller(actor): Caller,
     Path((source, linkname)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    let (source, linkname) = (lookup::flist_name(&source), lookup::flist_name(&linkname));
     st.blocking(move |hub| Ok(hub.link(&actor, &actor.active, &source, &linkname)?))
         .await?;
     Ok(ok())
@@ -223,6 +228,7 @@ pub async fn me_crosslink(
     Caller(actor): Caller,
     Path((linkname, repo, source)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
+    let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| Ok(hub.crosslink(&actor, &actor.active, &linkname, &repo, &source)?))
         .await?;
     Ok(ok())
@@ -234,8 +240,17 @@ pub async fn me_rename(
     Caller(actor): Caller,
     Path((source, dest)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.rename(&actor, &actor.active, &source, &dest)?))
-        .await?;
+    st.blocking(move |hub| {
+        let source = lookup::entry_name(hub, &actor.active, &source)?;
+        // a flist keeps a .flist name; a taglink's new name stays as given
+        let dest = if source.ends_with(".flist") {
+            lookup::flist_name(&dest)
+        } else {
+            dest
+        };
+        Ok(hub.rename(&actor, &actor.active, &source, &dest)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -245,6 +260,7 @@ pub async fn me_promote(
     Caller(actor): Caller,
     Path((src_repo, src_name, local)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
+    let (src_name, local) = (lookup::flist_name(&src_name), lookup::flist_name(&local));
     let (sr, sn, l) = (src_repo.clone(), src_name.clone(), local.clone());
     let who = actor.active.clone();
     st.blocking(move |hub| Ok(hub.promote(&actor, &actor.active, &sr, &sn, &l)?))
@@ -261,6 +277,7 @@ pub async fn me_tag_add(
     Caller(actor): Caller,
     Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<Value>> {
+    let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
         Ok(hub.tag_add(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
     })
@@ -274,6 +291,7 @@ pub async fn me_tag_remove(
     Caller(actor): Caller,
     Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<Value>> {
+    let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
         Ok(hub.tag_remove(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
     })
@@ -316,15 +334,12 @@ pub async fn me_merge(
     if list.is_empty() {
         return Err(ApiError::bad_request("nothing to merge"));
     }
-    let mut sources = Vec::with_capacity(list.len());
-    for s in &list {
-        let (r, n) = s
-            .split_once('/')
-            .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not repo/name.flist")))?;
-        names::validate_repo(r)?;
-        names::validate_flist(n)?;
-        sources.push((r.to_string(), n.to_string()));
-    }
+    let sources = list
+        .iter()
+        .map(|s| lookup::merge_source(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = lookup::flist_name(&target);
+    let shown: Vec<String> = sources.iter().map(|(r, n)| format!("{r}/{n}")).collect();
     let mut md = flist_format::Metadata::new();
     if let Some(b) = &st.public_backend {
         md.set("backend", b.clone());
@@ -333,6 +348,6 @@ pub async fn me_merge(
     st.blocking(move |hub| Ok(hub.merge(&actor, &actor.active, &t, &sources, md)?))
         .await?;
     Ok(Json(render::success(Some(
-        json!({"name": target, "sources": list}),
+        json!({"name": target, "sources": shown}),
     ))))
 }

@@ -1,6 +1,7 @@
-//! How read paths name entries, as the old hub answered them: a name without `.flist`
-//! finds `<name>.flist`, an unknown repository is "user not found", an unknown entry (or one
-//! that resolves to nothing) is "source not found".
+//! How paths name entries, as the old hub answered them: on a read path a name without
+//! `.flist` finds `<name>.flist`, an unknown repository is "user not found", an unknown entry
+//! (or one that resolves to nothing) is "source not found"; on a write path every flist name
+//! given bare means `<name>.flist` ([`flist_name`], [`entry_name`], [`merge_source`]).
 
 use hub_repo::{names, Entry, EntryKind, Hub, RepoError, Resolved};
 
@@ -14,6 +15,51 @@ pub fn source_not_found() -> ApiError {
 /// 404 `{"status":"error","message":"user not found"}` (the old hub's words).
 pub fn user_not_found() -> ApiError {
     ApiError::not_found("user not found")
+}
+
+/// The flist a write names: `name` when it ends in `.flist`, else `<name>.flist`. The old hub
+/// passed every flist name of every write (link name and source, rename, promote, delete,
+/// merge target and sources, tag link name and target) through this rule, and the reference
+/// client pastes names as typed (`zflist hub symlink app lnk`). Nothing is validated here:
+/// the catalog validates the result as before (`..`, `/`, NUL, control characters refused).
+pub fn flist_name(name: &str) -> String {
+    if name.ends_with(".flist") {
+        name.to_string()
+    } else {
+        format!("{name}.flist")
+    }
+}
+
+/// The entry a `delete` or `rename` of `repo/name` means: `<name>.flist` when that exists or
+/// `name` is no entry either, else `name` as given (a taglink, whose name is no flist name).
+/// The old hub tried the flist first too.
+pub fn entry_name(hub: &Hub, repo: &str, name: &str) -> Result<String, ApiError> {
+    let flist = flist_name(name);
+    if flist == name {
+        return Ok(flist);
+    }
+    if names::validate_flist(&flist).is_err() {
+        return Ok(name.to_string()); // refused by the catalog, under the name given
+    }
+    if hub.entry(repo, &flist)?.is_none()
+        && names::validate_taglink(name).is_ok()
+        && hub.entry(repo, name)?.is_some()
+    {
+        return Ok(name.to_string());
+    }
+    Ok(flist)
+}
+
+/// A merge source `"repo/name"` (`name` may be bare): its repository and flist name, both
+/// validated.
+pub fn merge_source(s: &str) -> Result<(String, String), ApiError> {
+    let (r, n) = s
+        .split_once('/')
+        .ok_or_else(|| ApiError::bad_request(format!("{s:?} is not repo/name.flist")))?;
+    let n = flist_name(n);
+    names::validate_repo(r)?;
+    names::validate_flist(&n)?;
+    Ok((r.to_string(), n))
 }
 
 /// The entry `repo/name` names on a read path: `name` itself, or `name.flist` when `name`

@@ -511,17 +511,22 @@ impl Mirror {
                         linktime: None,
                         uploader: Some(repo.to_string()),
                         source: None,
+                        crosslink: false,
                     });
                     if !blobs.contains(&blob) {
                         blobs.push(blob);
                     }
                 }
                 "symlink" => {
-                    let (tr, tn) = match target.split_once('/') {
-                        Some((r, n)) => (r.to_string(), n.to_string()),
-                        None => (repo.to_string(), target.to_string()),
+                    // A listing shows `repo/x.flist` only for a crosslink (even one into
+                    // its own repository), `x.flist` for a plain link.
+                    let (tr, tn, cross) = match target.split_once('/') {
+                        Some((r, n)) => (r.to_string(), n.to_string(), true),
+                        None => (repo.to_string(), target.to_string(), false),
                     };
-                    entries.push(link_entry(name, "symlink", tr, tn, t, linktime));
+                    let mut e = link_entry(name, "symlink", tr, tn, t, linktime);
+                    e.crosslink = cross;
+                    entries.push(e);
                 }
                 "taglink" => {
                     if let Some((tr, tag)) = target.split_once("/tags/") {
@@ -659,6 +664,7 @@ fn link_entry(
         linktime: Some(linktime.unwrap_or(updated)),
         uploader: None,
         source: None,
+        crosslink: false,
     }
 }
 

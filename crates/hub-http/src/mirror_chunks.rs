@@ -339,8 +339,8 @@ fn read_flist(path: &std::path::Path, what: &str) -> Result<FlistChunks, SyncErr
     for id in flist.tree.walk() {
         if let Kind::File { blocks, .. } = &flist.tree.node(id).kind {
             for b in blocks {
-                if seen.insert(b.hash) {
-                    keys.push(b.hash.to_vec());
+                if seen.insert(*b) {
+                    keys.push(b.id().to_vec());
                 }
             }
         }

@@ -30,10 +30,11 @@ pub fn listing(mut items: Vec<Listed>) -> Value {
     Value::Array(items.iter().map(listed).collect())
 }
 
-/// A link's target as the old hub stored it, relative to the link's folder: `x.flist` in the
-/// same repository, `../repo/x.flist` for a crosslink (ZOS joins it with the entry's folder).
-pub fn raw_link(repo: &str, target_repo: &str, target_name: &str) -> String {
-    if repo == target_repo {
+/// A link's target as the old hub stored it, relative to the link's folder: `x.flist` for a
+/// link in the same repository, `../repo/x.flist` for a crosslink, even one into its own
+/// repository (ZOS joins it with the entry's folder).
+pub fn raw_link(repo: &str, target_repo: &str, target_name: &str, crosslink: bool) -> String {
+    if repo == target_repo && !crosslink {
         target_name.to_string()
     } else {
         format!("../{target_repo}/{target_name}")

@@ -318,7 +318,7 @@ async fn chunks_are_served_and_flists_point_there_and_metrics_move() {
     let mut keys = Vec::new();
     for id in fl.tree.walk() {
         if let flist_format::Kind::File { blocks, .. } = &fl.tree.node(id).kind {
-            keys.extend(blocks.iter().map(|b| hex::encode(b.hash)));
+            keys.extend(blocks.iter().map(|b| b.id_hex()));
         }
     }
     assert!(keys.len() >= 3, "{keys:?}");

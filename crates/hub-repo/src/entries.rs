@@ -60,7 +60,17 @@ impl Hub {
                 return Err(RepoError::NotFound(format!("{target_repo}/{source}")));
             }
             refuse_regular(tx, repo, linkname)?;
-            upsert_link(tx, repo, linkname, "symlink", target_repo, source, ts)?;
+            let cross = action == "crosslink";
+            upsert_link(
+                tx,
+                repo,
+                linkname,
+                "symlink",
+                target_repo,
+                source,
+                cross,
+                ts,
+            )?;
             check_no_cycle(tx, repo, linkname)
         })
     }

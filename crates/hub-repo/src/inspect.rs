@@ -132,12 +132,13 @@ pub fn dump_text(tree: &Tree) -> String {
 /// One flist parsed for its dump at a time: a parse holds the whole tree in memory.
 static PARSING: Mutex<()> = Mutex::new(());
 
-/// Distinct chunk store keys (BLAKE2b-16 of the encrypted chunk) of every file.
-pub fn chunk_keys(tree: &Tree) -> Vec<[u8; 16]> {
+/// Distinct chunk store keys (the hash of the encrypted chunk: 16 bytes for an `.flist`,
+/// 32 for an `.fl`) of every file.
+pub fn chunk_keys(tree: &Tree) -> Vec<Vec<u8>> {
     let mut set = BTreeSet::new();
     for id in tree.walk() {
         if let Kind::File { blocks, .. } = &tree.node(id).kind {
-            set.extend(blocks.iter().map(|b| b.hash));
+            set.extend(blocks.iter().map(|b| b.id().to_vec()));
         }
     }
     set.into_iter().collect()

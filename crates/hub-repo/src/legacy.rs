@@ -439,16 +439,20 @@ impl Importer<'_> {
     fn link(&mut self, key: &Key, path: &Path, target: &Key) -> Result<Step, String> {
         let (repo, name) = (key.0.as_str(), key.1.as_str());
         let (linktime, updated) = (lmtime(path), mtime(path));
+        // The old hub stored a crosslink as `../<repo>/<name>` even into its own
+        // repository, a plain link as `<name>`.
+        let cross =
+            target.0 != repo || fs::read_link(path).is_ok_and(|t| t.components().count() > 1);
         if let Ok(Some(e)) = self.hub.entry(repo, name) {
-            if matches!(&e.kind, EntryKind::Symlink { target_repo, target_name }
-                if *target_repo == target.0 && *target_name == target.1)
+            if matches!(&e.kind, EntryKind::Symlink { target_repo, target_name, crosslink }
+                if *target_repo == target.0 && *target_name == target.1 && *crosslink == cross)
                 && e.linktime == linktime
                 && Some(e.updated) == updated
             {
                 return Ok(Step::Unchanged);
             }
         }
-        let res = if target.0 == repo {
+        let res = if !cross {
             self.hub.link(&self.actor, repo, &target.1, name)
         } else {
             self.hub

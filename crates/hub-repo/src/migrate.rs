@@ -42,6 +42,12 @@ const MIGRATIONS: &[Migration] = &[
             )
         },
     },
+    Migration {
+        what: "links remember whether they were made by crosslink (raw `../repo/name` form)",
+        apply: |tx| {
+            tx.execute_batch("ALTER TABLE entries ADD COLUMN crosslink INTEGER NOT NULL DEFAULT 0;")
+        },
+    },
 ];
 
 /// The schema version this build writes.

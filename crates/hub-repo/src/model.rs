@@ -21,6 +21,10 @@ pub enum EntryKind {
         target_repo: String,
         /// Entry name of the target.
         target_name: String,
+        /// Made by `crosslink`: the old hub stored such a link as `../<repo>/<name>` even
+        /// inside its own repository, and `/light` answers that raw form (listings show
+        /// `<repo>/<name>`); a `link` is stored as the bare `<name>`.
+        crosslink: bool,
     },
     /// A name pointing at a tag of some repository.
     Taglink {

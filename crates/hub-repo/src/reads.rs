@@ -54,7 +54,7 @@ impl Hub {
             let mut st = c
                 .prepare_cached(
                     "SELECT e.repo, e.name, e.kind, e.sha256, e.target_repo, e.target_name, e.updated, \
-                     e.linktime, e.uploader, e.source, b.md5, b.size \
+                     e.linktime, e.uploader, e.source, b.md5, b.size, e.crosslink \
                      FROM entries e LEFT JOIN blobs b ON b.sha256 = e.sha256 WHERE e.repo = ?1 ORDER BY e.name",
                 )
                 .ctx("list entries")?;
@@ -82,8 +82,10 @@ impl Hub {
                 EntryKind::Symlink {
                     target_repo,
                     target_name,
+                    crosslink,
                 } => {
-                    let target = if target_repo == repo {
+                    // the old hub's listing: the stored link without its `../`
+                    let target = if target_repo == repo && !crosslink {
                         target_name.clone()
                     } else {
                         format!("{target_repo}/{target_name}")

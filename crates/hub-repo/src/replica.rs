@@ -52,6 +52,9 @@ pub struct SnapEntry {
     pub uploader: Option<String>,
     /// Source (regular entries).
     pub source: Option<String>,
+    /// A symlink made by `crosslink` (raw `../repo/name` form); absent from older primaries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crosslink: bool,
 }
 
 /// One link of a tag.
@@ -150,8 +153,8 @@ impl Hub {
             };
             let mut st = c
                 .prepare_cached(
-                    "SELECT name, kind, sha256, target_repo, target_name, updated, linktime, uploader, source \
-                     FROM entries WHERE repo = ?1 ORDER BY name",
+                    "SELECT name, kind, sha256, target_repo, target_name, updated, linktime, uploader, source, \
+                     crosslink FROM entries WHERE repo = ?1 ORDER BY name",
                 )
                 .ctx("snapshot entries")?;
             let entries = st
@@ -166,6 +169,7 @@ impl Hub {
                         linktime: r.get(6)?,
                         uploader: r.get(7)?,
                         source: r.get(8)?,
+                        crosslink: r.get(9)?,
                     })
                 })
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -328,13 +332,13 @@ impl Hub {
             clear_repo(tx, repo)?;
             for e in &snap.entries {
                 tx.prepare_cached(
-                    "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime, uploader, source) \
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                    "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime, uploader, source, crosslink) \
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
                         repo, e.name, e.kind, e.sha256, e.target_repo, e.target_name, e.updated,
-                        e.linktime, e.uploader, e.source
+                        e.linktime, e.uploader, e.source, e.crosslink
                     ])
                 })
                 .ctx("write entry")?;

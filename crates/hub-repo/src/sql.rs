@@ -11,6 +11,8 @@ use crate::hub::MAX_HOPS;
 use crate::model::*;
 use crate::{Actor, RepoError};
 
+/// An [`Entry`] from a row selecting, in order: repo, name, kind, sha256, target_repo,
+/// target_name, updated, linktime, uploader, source, md5, size, crosslink.
 pub(crate) fn entry_from_row(
     row: &Row<'_>,
     blob: Option<(String, u64)>,
@@ -28,6 +30,7 @@ pub(crate) fn entry_from_row(
         "symlink" => EntryKind::Symlink {
             target_repo: row.get(4)?,
             target_name: row.get(5)?,
+            crosslink: row.get(12)?,
         },
         _ => EntryKind::Taglink {
             target_repo: row.get(4)?,
@@ -53,7 +56,7 @@ pub(crate) fn get_entry(
 ) -> Result<Option<Entry>, RepoError> {
     conn.prepare_cached(
         "SELECT e.repo, e.name, e.kind, e.sha256, e.target_repo, e.target_name, e.updated, \
-         e.linktime, e.uploader, e.source, b.md5, b.size \
+         e.linktime, e.uploader, e.source, b.md5, b.size, e.crosslink \
          FROM entries e LEFT JOIN blobs b ON b.sha256 = e.sha256 WHERE e.repo = ?1 AND e.name = ?2",
     )
     .and_then(|mut st| {
@@ -94,6 +97,7 @@ pub(crate) fn resolve_on(conn: &Connection, repo: &str, name: &str) -> Result<Re
             EntryKind::Symlink {
                 target_repo,
                 target_name,
+                ..
             } => {
                 r = target_repo;
                 n = target_name;
@@ -170,6 +174,9 @@ pub(crate) fn audit(
     Ok(())
 }
 
+/// Writes the link `repo/name` → `trepo/tname`: `kind` is `symlink` or `taglink`;
+/// `crosslink` marks a symlink made by `crosslink` (see [`EntryKind::Symlink`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn upsert_link(
     tx: &Connection,
     repo: &str,
@@ -177,16 +184,18 @@ pub(crate) fn upsert_link(
     kind: &str,
     trepo: &str,
     tname: &str,
+    crosslink: bool,
     ts: i64,
 ) -> Result<(), RepoError> {
     tx.prepare_cached(
-        "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime) \
-         VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?6) \
+        "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime, crosslink) \
+         VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?6, ?7) \
          ON CONFLICT(repo, name) DO UPDATE SET kind = excluded.kind, sha256 = NULL, \
          target_repo = excluded.target_repo, target_name = excluded.target_name, \
-         updated = excluded.updated, linktime = excluded.linktime, uploader = NULL, source = NULL",
+         updated = excluded.updated, linktime = excluded.linktime, uploader = NULL, source = NULL, \
+         crosslink = excluded.crosslink",
     )
-    .and_then(|mut s| s.execute(params![repo, name, kind, trepo, tname, ts]))
+    .and_then(|mut s| s.execute(params![repo, name, kind, trepo, tname, ts, crosslink]))
     .ctx("write link")?;
     Ok(())
 }
@@ -205,7 +214,7 @@ pub(crate) fn upsert_regular(
          VALUES (?1, ?2, 'regular', ?3, NULL, NULL, ?4, NULL, ?5, ?6) \
          ON CONFLICT(repo, name) DO UPDATE SET kind = 'regular', sha256 = excluded.sha256, \
          target_repo = NULL, target_name = NULL, updated = excluded.updated, linktime = NULL, \
-         uploader = excluded.uploader, source = excluded.source",
+         uploader = excluded.uploader, source = excluded.source, crosslink = 0",
     )
     .and_then(|mut s| s.execute(params![repo, name, sha256, ts, uploader, source]))
     .ctx("write entry")?;

@@ -121,7 +121,7 @@ impl Hub {
                     )))
                 }
             }
-            upsert_link(tx, repo, name, "taglink", target_repo, tag, ts)?;
+            upsert_link(tx, repo, name, "taglink", target_repo, tag, false, ts)?;
             match resolve_tag_on(tx, repo, name) {
                 Err(RepoError::Cycle(_)) => Err(RepoError::Conflict(format!(
                     "taglink {repo}/{name} would create a cycle"

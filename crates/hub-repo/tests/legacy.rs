@@ -125,7 +125,8 @@ fn imports_every_entry_in_dependency_order_with_its_times() {
         e.kind,
         EntryKind::Symlink {
             target_repo: "official-apps".into(),
-            target_name: "app-latest.flist".into()
+            target_name: "app-latest.flist".into(),
+            crosslink: true,
         }
     );
     assert_eq!(e.linktime, Some(jan(3, 10)));

@@ -217,6 +217,18 @@ impl HubProcess {
         self.try_get(path).expect("GET from hub-server")
     }
 
+    /// `method path` with `headers` and `body`, the path sent exactly as given
+    /// ([`http_request`]); panics when the server cannot be reached.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        http_request(self.port, method, path, headers, body).expect("request to hub-server")
+    }
+
     /// `GET path` as JSON; panics on a non-200 status or non-JSON.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let (s, body) = self.get(path);
@@ -251,12 +263,32 @@ fn spawn(bin: &Path, dir: &Path, port: u16, env: &[(String, String)]) -> Child {
 /// A minimal HTTP/1.1 GET over a loopback socket (`Connection: close`), de-chunking the
 /// body when needed.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    http_request(port, "GET", path, &[], b"")
+}
+
+/// `method path` with `headers` and `body` over a loopback socket, the request target sent
+/// exactly as given (no normalisation, no percent-encoding: `:` stays raw), `Connection:
+/// close`; the status and the de-chunked body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let split = raw

@@ -121,6 +121,12 @@ pub fn fixture(name: &str) -> PathBuf {
     fixtures_dir().join(name)
 }
 
+/// `tests/fixtures/rfs-fl`: `.fl` files and blocks written by rfs v2.0.7, copied from
+/// `shared/`.
+pub fn rfs_fixture(name: &str) -> PathBuf {
+    workspace_root().join("tests/fixtures/rfs-fl").join(name)
+}
+
 /// CPU time (user + system) this process has used so far (`getrusage(RUSAGE_SELF)`), for
 /// benchmarks that print a client's CPU utilisation.
 pub fn cpu_time() -> std::time::Duration {

@@ -141,30 +141,30 @@ pub fn open_store(url: &StoreUrl) -> Result<BlockingStore, StoreError> {
     BlockingStore::with_private_runtime(move || async move { flist_store::open_url(&url).await })
 }
 
-/// Which `backend` a command that writes an flist (`pack`, `docker`) records in it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum RecordBackend {
-    /// The store the chunks were written to, without its password (the default). A store
-    /// readers cannot reach the same way (`dir://`, Redis, a router) records nothing.
-    #[default]
-    Store,
-    /// No backend (`--no-backend`).
-    Nothing,
-    /// Another address (`--public-backend URL`): a 0-db or http(s) store URL, or a JSON
-    /// backend object. Its password, if any, is never recorded.
-    Public(String),
+/// Which `backend` a command that writes an flist (`pack`, `docker`) records in it. The
+/// default is the store the chunks were written to, without its password; a store readers
+/// cannot reach the same way (`dir://`, Redis, a router) records nothing.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendArgs {
+    /// Record no backend metadata.
+    #[arg(long, conflicts_with = "public_backend")]
+    pub no_backend: bool,
+    /// Record this store as the backend instead of --store (a zdb:// or http(s):// URL, or
+    /// a JSON backend object); a password in it is never recorded.
+    #[arg(long, value_name = "URL")]
+    pub public_backend: Option<String>,
 }
 
 /// The backend to record for chunks written to `store`, and a note for the user when the
 /// store cannot be recorded.
 pub fn recorded_backend(
     function: &str,
-    choice: &RecordBackend,
+    choice: &BackendArgs,
     store: &StoreUrl,
 ) -> Result<(Option<flist_format::Backend>, Option<String>)> {
-    match choice {
-        RecordBackend::Nothing => Ok((None, None)),
-        RecordBackend::Store => match flist_convert::backend::public_backend(store) {
+    match (choice.no_backend, &choice.public_backend) {
+        (true, _) => Ok((None, None)),
+        (false, None) => match flist_convert::backend::public_backend(store) {
             Ok(b) => Ok((Some(b), None)),
             Err(e) => Ok((
                 None,
@@ -173,7 +173,7 @@ pub fn recorded_backend(
                 )),
             )),
         },
-        RecordBackend::Public(s) => {
+        (false, Some(s)) => {
             let b = if s.trim_start().starts_with('{') {
                 flist_format::Backend::parse(s).map_err(|e| {
                     Error::usage(function, format!("--public-backend: {e}"))

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 
 use bytes::Bytes;
-use flist_format::codec::{decode_chunk, encode_chunk, CHUNK_SIZE};
+use flist_format::codec::{decode_chunk, CHUNK_SIZE};
 use flist_format::{Block, Kind, NodeId, Tree};
 use flist_store::{BlockingStore, SetOutcome, StoreError};
 
@@ -31,11 +31,11 @@ pub fn chunk_refs(tree: &Tree) -> Vec<(NodeId, Block)> {
 }
 
 /// The distinct store keys of `refs`, in first-seen order.
-pub fn unique_keys(refs: &[(NodeId, Block)]) -> Vec<[u8; 16]> {
+pub fn unique_keys(refs: &[(NodeId, Block)]) -> Vec<Vec<u8>> {
     let mut seen = HashSet::with_capacity(refs.len());
     refs.iter()
-        .filter(|(_, b)| seen.insert(b.hash))
-        .map(|(_, b)| b.hash)
+        .filter(|(_, b)| seen.insert(*b))
+        .map(|(_, b)| b.id().to_vec())
         .collect()
 }
 
@@ -73,7 +73,7 @@ pub fn fetch_file(
     let mut written = 0u64;
     let mut done = 0u64;
     for batch in blocks.chunks(GET_BATCH) {
-        let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.hash.to_vec()).collect();
+        let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.id().to_vec()).collect();
         let values = store.get_many_required(&keys)?;
         for (block, data) in batch.iter().zip(values) {
             let plain = decode_chunk(block, &data)?;
@@ -111,7 +111,8 @@ pub struct Uploader {
     store: Option<BlockingStore>,
     pending: Vec<(Vec<u8>, Bytes)>,
     pending_bytes: usize,
-    sent: HashSet<[u8; 16]>,
+    sent: HashSet<Vec<u8>>,
+    codec: flist_format::Codec,
     /// Counters so far.
     pub stats: UploadStats,
 }
@@ -124,8 +125,16 @@ impl Uploader {
             pending: Vec::new(),
             pending_bytes: 0,
             sent: HashSet::new(),
+            codec: flist_format::Codec::Flist,
             stats: UploadStats::default(),
         }
+    }
+
+    /// Encodes chunks with `codec` (that of the flist they go into) instead of the
+    /// `.flist` one.
+    pub fn with_codec(mut self, codec: flist_format::Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// True when chunks are really uploaded.
@@ -148,10 +157,10 @@ impl Uploader {
                 break;
             }
             size += n as u64;
-            let chunk = encode_chunk(&buf[..n]);
+            let chunk = self.codec.encode(&buf[..n]);
             blocks.push(chunk.block);
             self.stats.chunks += 1;
-            self.queue(chunk.block.hash, chunk.data)?;
+            self.queue(chunk.block.id().to_vec(), chunk.data)?;
             if n < buf.len() {
                 break;
             }
@@ -159,16 +168,16 @@ impl Uploader {
         Ok((size, blocks))
     }
 
-    fn queue(&mut self, hash: [u8; 16], data: Vec<u8>) -> Result<(), UploadError> {
+    fn queue(&mut self, hash: Vec<u8>, data: Vec<u8>) -> Result<(), UploadError> {
         if self.store.is_none() {
             return Ok(());
         }
-        if !self.sent.insert(hash) {
+        if !self.sent.insert(hash.clone()) {
             self.stats.present += 1;
             return Ok(());
         }
         self.pending_bytes += data.len();
-        self.pending.push((hash.to_vec(), Bytes::from(data)));
+        self.pending.push((hash, Bytes::from(data)));
         if self.pending.len() >= UPLOAD_BATCH || self.pending_bytes >= UPLOAD_BATCH_BYTES {
             self.flush()?;
         }

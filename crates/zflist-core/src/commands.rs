@@ -212,7 +212,7 @@ pub fn stat_node(tree: &Tree, id: NodeId) -> Response {
         }
         Kind::File { blocks, .. } => {
             for b in blocks {
-                chunks.push(json!({"key": hex::encode(b.hash), "decipher": hex::encode(b.key)}));
+                chunks.push(json!({"key": b.id_hex(), "decipher": hex::encode(b.key())}));
             }
         }
         Kind::Dir { .. } => {}
@@ -563,7 +563,7 @@ pub fn chunks_cmd(session: &Session) -> Result<Response> {
     let flist = session.load("chunks")?;
     let refs = chunks::chunk_refs(&flist.tree);
     let unique = chunks::unique_keys(&refs).len();
-    let keys: Vec<String> = refs.iter().map(|(_, b)| hex::encode(b.hash)).collect();
+    let keys: Vec<String> = refs.iter().map(|(_, b)| b.id_hex()).collect();
     let mut text = String::with_capacity(keys.len() * 33);
     for k in &keys {
         text.push_str(k);
@@ -603,7 +603,7 @@ pub fn check_flist(
         .collect();
     let mut bad_files: Vec<NodeId> = chunks::chunk_refs(&flist.tree)
         .into_iter()
-        .filter(|(_, b)| bad.contains(hex::encode(b.hash).as_str()))
+        .filter(|(_, b)| bad.contains(b.id_hex().as_str()))
         .map(|(id, _)| id)
         .collect();
     bad_files.dedup();

@@ -13,16 +13,19 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::mount::{load_flist_bytes, parse_flist};
 use crate::response::Response;
 
-/// Arguments of `zflist derive`.
-#[derive(Clone, Debug, Default)]
+/// `zflist derive BASE -o NEW --set /path=@file|content --rm /path`
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct DeriveArgs {
-    /// The base: an `.flist` file or an `http(s)://` URL of one.
+    /// Base `.flist` file or URL.
     pub base: String,
-    /// The new flist to write.
+    /// The new flist.
+    #[arg(short, long, value_name = "FLIST")]
     pub output: PathBuf,
-    /// `/path=@file` or `/path=content`.
+    /// Set a file: `/path=@local-file` or `/path=content` (repeatable).
+    #[arg(long = "set", value_name = "/PATH=@FILE|CONTENT")]
     pub set: Vec<String>,
-    /// Paths to remove.
+    /// Remove an entry (repeatable).
+    #[arg(long = "rm", value_name = "/PATH")]
     pub remove: Vec<String>,
 }
 

@@ -57,7 +57,33 @@ pub fn config() -> Failover {
     CONFIG.get().cloned().unwrap_or_default()
 }
 
+/// `--hub URL` (repeated) of the commands that read flists and chunks.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Hubs {
+    /// A hub or mirror to fail over to, in order (repeat, or a comma list; default
+    /// $ZFLIST_HUB): an flist URL is also fetched under the same path from the others, and
+    /// chunks from their /chunks/ when the flist's backend cannot be reached.
+    #[arg(long = "hub", value_name = "URL")]
+    pub hubs: Vec<String>,
+}
+
 impl Failover {
+    /// From the command line: `--hub` values (else `ZFLIST_HUB`) and `--connect-timeout`
+    /// (else `ZFLIST_CONNECT_TIMEOUT`).
+    pub fn from_env(hubs: &[String], timeout_secs: Option<f64>) -> Result<Self, String> {
+        let timeout = match timeout_secs {
+            Some(t) => Some(t),
+            None => match std::env::var("ZFLIST_CONNECT_TIMEOUT") {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().map_err(|_| {
+                    format!("ZFLIST_CONNECT_TIMEOUT={v:?} is not a number of seconds")
+                })?),
+                _ => None,
+            },
+        };
+        let env = std::env::var("ZFLIST_HUB").ok();
+        Failover::from_args(hubs, env.as_deref(), timeout)
+    }
+
     /// From `--hub` values (each may itself be a comma list) or, when none, `ZFLIST_HUB`
     /// (comma-separated; entries that are not http(s) URLs are ignored there, as the
     /// variable also serves `zflist hub`); and `--connect-timeout` /

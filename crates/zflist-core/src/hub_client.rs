@@ -39,34 +39,51 @@ pub const TOKEN_FILE: &str = "hub-tokens.json";
 
 const FUNCTION: &str = "hub";
 
-/// Where the hub, the token and the acting identity come from (flags and environment, as
-/// gathered by the front end).
-#[derive(Clone, Debug, Default)]
+/// Where the hub is and who talks to it: the flags, completed from the environment by
+/// [`HubOptions::with_env`].
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct HubOptions {
-    /// `--hub`, else `ZFLIST_HUB`.
+    /// Hub base URL (default: $ZFLIST_HUB, else https://hub.grid.tf).
+    #[arg(long = "hub", value_name = "URL")]
     pub hub: Option<String>,
-    /// `--token`, else `ZFLIST_HUB_TOKEN`; when absent, the stored token of the hub.
+    /// API token (default: $ZFLIST_HUB_TOKEN, else the one `hub login --token-stdin` stored).
+    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
     pub token: Option<String>,
     /// `ZFLIST_HUB_USER` (or `push --repo`): sent as the cookie `active-user`.
+    #[arg(skip)]
     pub user: Option<String>,
     /// Directory of the token file (default: [`default_config_dir`]).
+    #[arg(skip)]
     pub config_dir: Option<PathBuf>,
 }
 
 /// `$XDG_CONFIG_HOME/zflist`, else `$HOME/.config/zflist`.
 pub fn default_config_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|s| !s.is_empty())
-                .map(|h| PathBuf::from(h).join(".config"))
-        })?;
-    Some(base.join("zflist"))
+    crate::dirs::config_dir()
 }
 
 impl HubOptions {
+    /// Fills what the flags left out from `ZFLIST_HUB` (its first entry: it may list
+    /// mirrors, comma-separated), `ZFLIST_HUB_TOKEN` and `ZFLIST_HUB_USER`.
+    pub fn with_env(mut self) -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if self.hub.is_none() {
+            self.hub = env("ZFLIST_HUB").and_then(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .find(|h| !h.is_empty())
+                    .map(str::to_string)
+            });
+        }
+        if self.token.is_none() {
+            self.token = env("ZFLIST_HUB_TOKEN");
+        }
+        if self.user.is_none() {
+            self.user = env("ZFLIST_HUB_USER");
+        }
+        self
+    }
+
     /// The hub base URL, without a trailing slash.
     pub fn base(&self) -> String {
         let b = self
@@ -405,109 +422,107 @@ impl HubClient {
     }
 }
 
+/// `zflist hub [--hub URL] [--token T] <command>`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct HubArgs {
+    /// The hub and the token.
+    #[command(flatten)]
+    pub conn: HubOptions,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub cmd: HubCommand,
+}
+
 /// A `zflist hub` subcommand, with its arguments as the reference takes them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
 pub enum HubCommand {
-    /// `login`: the authentication check; with `token_stdin`, the token read from stdin is
-    /// checked and stored for the hub.
+    /// Check the token; with --token-stdin, check the token read from stdin and store it
+    /// (mode 0600) in $XDG_CONFIG_HOME/zflist/hub-tokens.json for this hub.
     Login {
-        /// The token to check and store (read from stdin by the front end).
-        store_token: Option<String>,
+        /// Read the token from stdin and store it.
+        #[arg(long)]
+        token_stdin: bool,
     },
-    /// `logout`: forgets the stored token of the hub.
+    /// Forget the token stored for this hub.
     Logout,
-    /// `username`: prints the username.
+    /// Print the user name the token authenticates.
     Username,
-    /// `upload <file>`: `.flist` → `upload-flist`, else (`.tar.gz`) → `upload`.
+    /// Upload a .tar.gz (the hub builds the flist) or a .flist (its chunks must be on the hub).
     Upload {
-        /// The file, as given.
+        #[allow(missing_docs)]
         file: String,
     },
-    /// `promote <repo>/<file> <localname>`.
-    Promote {
-        /// `repo/file`.
-        source: String,
-        /// Name in the own repository.
-        localname: String,
-    },
-    /// `symlink <source> <linkname>`.
-    Symlink {
-        /// Existing entry.
-        source: String,
-        /// Link name.
-        linkname: String,
-    },
-    /// `crosslink <linkname> <repository> <sourcename>`.
+    /// Copy <repo>/<file> of another repository into yours as <localname>.
+    #[allow(missing_docs)]
+    Promote { source: String, localname: String },
+    /// Make <linkname> point to <source> in your repository.
+    #[allow(missing_docs)]
+    Symlink { source: String, linkname: String },
+    /// Make <linkname> point to <sourcename> of <repository>.
+    #[allow(missing_docs)]
     Crosslink {
-        /// Link name.
         linkname: String,
-        /// Other repository.
         repository: String,
-        /// Entry there.
         sourcename: String,
     },
-    /// `rename <source> <newname>`.
-    Rename {
-        /// Entry.
-        source: String,
-        /// New name.
-        newname: String,
-    },
-    /// `delete <source>`.
-    Delete {
-        /// Entry.
-        source: String,
-    },
-    /// `merge <target> <base> <other> [...]`.
+    /// Rename <source> to <newname>.
+    #[allow(missing_docs)]
+    Rename { source: String, newname: String },
+    /// Delete an entry of your repository.
+    #[allow(missing_docs)]
+    Delete { source: String },
+    /// Merge flists (`repo/name.flist`, first wins) into <target>.
+    #[allow(missing_docs)]
     Merge {
-        /// New entry.
         target: String,
-        /// `repo/name.flist` sources, first wins.
-        sources: Vec<String>,
+        base: String,
+        #[arg(required = true)]
+        others: Vec<String>,
     },
-    /// `readlink <repository>/<linkname>` (no token check).
-    Readlink {
-        /// `repo/link`.
-        link: String,
-    },
-    /// `taglink <repository>/<linkname>` (no token check).
-    Taglink {
-        /// `repo/link`.
-        link: String,
-    },
-    /// `tag <tagname> <name> <repository> <target>`.
+    /// Print the target of <repository>/<linkname> (a symlink).
+    #[allow(missing_docs)]
+    Readlink { link: String },
+    /// Print the target of <repository>/<linkname> (a taglink).
+    #[allow(missing_docs)]
+    Taglink { link: String },
+    /// Add <name> -> <repository>/<target> to your tag <tagname>.
+    #[allow(missing_docs)]
     Tag {
-        /// Tag.
-        tag: String,
-        /// Link name in the tag.
+        tagname: String,
         name: String,
-        /// Repository of the target.
         repository: String,
-        /// Target entry.
         target: String,
     },
-    /// `untag <tagname> <name> <repository> <target>`.
+    /// Remove <name> -> <repository>/<target> from your tag <tagname>.
+    #[allow(missing_docs)]
     Untag {
-        /// Tag.
-        tag: String,
-        /// Link name in the tag.
+        tagname: String,
         name: String,
-        /// Repository of the target.
         repository: String,
-        /// Target entry.
         target: String,
     },
-    /// `crosstag <linkname> <repository> <tagname>`.
+    /// Make <linkname> a taglink to <repository>'s tag <tagname>.
+    #[allow(missing_docs)]
     Crosstag {
-        /// Taglink name.
         linkname: String,
-        /// Repository of the tag.
         repository: String,
-        /// Tag.
-        tag: String,
+        tagname: String,
     },
-    /// `refresh`: the reference refreshed itsyou.online JWTs; that service is gone.
+    /// Refresh an itsyou.online token (that service is gone: not supported).
     Refresh,
+}
+
+/// The first line of stdin, without its line ending; an error when empty.
+fn read_secret_line(what: &str) -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Error::usage(FUNCTION, format!("reading {what} from stdin: {e}")))?;
+    let v = line.trim().to_string();
+    if v.is_empty() {
+        return Err(Error::usage(FUNCTION, format!("no {what} on stdin")));
+    }
+    Ok(v)
 }
 
 /// Runs a `zflist hub` subcommand.
@@ -516,14 +531,19 @@ pub enum HubCommand {
 /// `login --token-stdin` (like the reference); on an HTTP status other than 200 the hub's
 /// body is printed and the command fails. The JSON response is the hub's answer.
 pub fn hub(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
+    let stored = match cmd {
+        HubCommand::Login { token_stdin: true } => Some(read_secret_line("the token")?),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::usage(FUNCTION, format!("cannot start a tokio runtime: {e}")))?;
-    rt.block_on(run(opts, cmd))
+    rt.block_on(run(opts, cmd, stored))
 }
 
-async fn run(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
+/// `stored`: the token `login --token-stdin` read, to check and store.
+async fn run(opts: &HubOptions, cmd: &HubCommand, stored: Option<String>) -> Result<Response> {
     let base = opts.base();
     if *cmd == HubCommand::Logout {
         let dir = opts
@@ -549,11 +569,9 @@ async fn run(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
             "token refresh (itsyou.online) is not supported: create a new token on the hub's /token page",
         ));
     }
-    let token = match cmd {
-        HubCommand::Login {
-            store_token: Some(t),
-        } => t.trim().to_string(),
-        _ => opts.token(FUNCTION)?,
+    let token = match &stored {
+        Some(t) => t.trim().to_string(),
+        None => opts.token(FUNCTION)?,
     };
     if token.is_empty() {
         return Err(Error::usage(FUNCTION, "missing hub token"));
@@ -567,9 +585,9 @@ async fn run(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
     let username = client.whoami(FUNCTION).await?;
     use HubCommand as C;
     let (method, path, body): (Method, String, Option<Value>) = match cmd {
-        C::Login { store_token } => {
+        C::Login { .. } => {
             let mut text = String::new();
-            if store_token.is_some() {
+            if stored.is_some() {
                 let dir = opts.config_dir().ok_or_else(|| {
                     Error::usage(FUNCTION, "no configuration directory (set HOME)")
                 })?;
@@ -635,13 +653,19 @@ async fn run(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
             None,
         ),
         C::Delete { source } => (Method::DELETE, format!("/api/flist/me/{source}"), None),
-        C::Merge { target, sources } => (
+        C::Merge {
+            target,
+            base,
+            others,
+        } => (
             Method::POST,
             format!("/api/flist/me/merge/{target}"),
-            Some(json!(sources)),
+            Some(json!(std::iter::once(base)
+                .chain(others)
+                .collect::<Vec<_>>())),
         ),
         C::Tag {
-            tag,
+            tagname: tag,
             name,
             repository,
             target,
@@ -651,7 +675,7 @@ async fn run(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
             None,
         ),
         C::Untag {
-            tag,
+            tagname: tag,
             name,
             repository,
             target,
@@ -663,7 +687,7 @@ async fn run(opts: &HubOptions, cmd: &HubCommand) -> Result<Response> {
         C::Crosstag {
             linkname,
             repository,
-            tag,
+            tagname: tag,
         } => (
             Method::GET,
             format!("/api/flist/me/{linkname}/crosstag/{repository}/{tag}"),

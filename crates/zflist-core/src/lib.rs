@@ -25,9 +25,11 @@
 
 pub mod backend;
 pub mod chunks;
+pub mod cli;
 pub mod commands;
 pub mod convert;
 pub mod derive;
+pub mod dirs;
 pub mod display;
 pub mod error;
 pub mod failover;

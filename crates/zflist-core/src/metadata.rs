@@ -11,103 +11,232 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::response::Response;
-use crate::session::Session;
+use crate::session::{At, Session};
 
-/// One `metadata` invocation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The reference's `metadata backend` defaults.
+const DEFAULT_HOST: &str = "hub.grid.tf";
+const DEFAULT_PORT: u16 = 9900;
+
+/// `metadata [ACTION]` on a session: without an action, list the keys.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct MetadataArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub at: At,
+    /// What to print or set.
+    #[command(subcommand)]
+    pub action: Option<MetadataCmd>,
+}
+
+/// One `metadata` action, as the command line gives it. An action without options prints
+/// its key (`metadata port` prints the ports); `Other([key])` prints a raw key,
+/// `Other([key, value])` sets one.
+#[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
 pub enum MetadataCmd {
-    /// `metadata`: list the keys.
-    List,
-    /// `metadata <key>`: print a value.
-    Get(String),
-    /// `metadata backend ...`.
+    /// Where readers download chunks from (public: anyone with the flist reads it, so
+    /// never put write credentials here). Without options: print it.
     Backend {
-        /// Host (reference default `hub.grid.tf`).
-        host: String,
-        /// Port (reference default 9900).
-        port: u16,
-        /// Unix socket path (sets port 0).
+        /// 0-db host (default hub.grid.tf).
+        #[arg(long)]
+        host: Option<String>,
+        /// 0-db port (default 9900).
+        #[arg(long)]
+        port: Option<u16>,
+        /// 0-db unix socket path (instead of host and port).
+        #[arg(long)]
         socket: Option<String>,
-        /// Namespace.
+        /// 0-db namespace.
+        #[arg(long)]
         namespace: Option<String>,
-        /// Password (readable by anyone who has the flist).
+        /// Namespace password for reading (visible to anyone with the flist).
+        #[arg(long)]
         password: Option<String>,
-        /// Remove the key.
+        /// Remove the backend.
+        #[arg(long)]
         reset: bool,
     },
-    /// `metadata entrypoint [--reset] -- argv...`.
+    /// Command to start: `--entrypoint "CMD ARGS"` (split like a shell does) or `-- CMD
+    /// ARGS...`. Without arguments: print it.
     Entrypoint {
-        /// The command line.
-        argv: Vec<String>,
-        /// Remove the key.
+        /// Remove the entrypoint.
+        #[arg(long)]
         reset: bool,
+        /// The command line as one string, split into arguments like a shell does
+        /// ('single' and "double" quotes, backslash escapes).
+        #[arg(
+            long = "entrypoint",
+            value_name = "COMMAND LINE",
+            conflicts_with = "argv"
+        )]
+        line: Option<String>,
+        /// The command and its arguments (put `--` before them).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGV"
+        )]
+        argv: Vec<String>,
     },
-    /// `metadata environ --name N --value V | --unset | --reset`.
+    /// Environment variables. Without options: print them.
     Environ {
         /// Variable name.
+        #[arg(long)]
         name: Option<String>,
-        /// Value.
+        /// Its value.
+        #[arg(long)]
         value: Option<String>,
-        /// Remove the variable.
+        /// Remove the variable --name.
+        #[arg(long)]
         unset: bool,
-        /// Remove the key.
+        /// Remove all variables.
+        #[arg(long)]
         reset: bool,
     },
-    /// `metadata port --in P [--out Q] [--protocol tcp] | --unset | --reset`.
+    /// Exposed ports: `--in P [--out Q]` gives `{"<protocol>/P": Q}`. Without options:
+    /// print them.
     Port {
-        /// Protocol (default `tcp`).
+        /// Protocol (tcp or udp).
+        #[arg(long, default_value = "tcp")]
         protocol: String,
-        /// Incoming port.
+        /// Incoming port (alias --host).
+        #[arg(long = "in", alias = "host")]
         port_in: Option<u32>,
-        /// Where it is redirected (default: the same).
+        /// Where it is redirected (alias --container; default: the same).
+        #[arg(long = "out", alias = "container")]
         port_out: Option<u32>,
-        /// Remove the mapping.
+        /// Remove the port --in.
+        #[arg(long)]
         unset: bool,
-        /// Remove the key.
+        /// Remove all ports.
+        #[arg(long)]
         reset: bool,
     },
-    /// `metadata volume --target T [--host H] | --unset | --reset`.
+    /// Volumes to mount. Without options: print them.
     Volume {
-        /// Mount target.
+        /// Mount point inside the container.
+        #[arg(long)]
         target: Option<String>,
-        /// Host path.
+        /// Host path to mount there.
+        #[arg(long)]
         host: Option<String>,
-        /// Remove the volume.
+        /// Remove the volume --target.
+        #[arg(long)]
         unset: bool,
-        /// Remove the key.
+        /// Remove all volumes.
+        #[arg(long)]
         reset: bool,
     },
-    /// `metadata readme [--import FILE] [--license NAME] | --reset`.
+    /// Readme text and license. Without options: print them.
     Readme {
-        /// Read the text from this file.
+        /// File whose content becomes the readme.
+        #[arg(long)]
         import: Option<PathBuf>,
-        /// License name.
+        /// License name (e.g. Apache-2.0).
+        #[arg(long)]
         license: Option<String>,
-        /// Remove the key.
+        /// Remove the readme.
+        #[arg(long)]
         reset: bool,
     },
-    /// `metadata <key> <value>`: a raw value.
-    Set {
-        /// Key.
-        key: String,
-        /// Raw value.
-        value: String,
-    },
+    /// `metadata <key>` prints a value, `metadata <key> <value>` sets it.
+    #[command(external_subcommand)]
+    Other(Vec<String>),
+}
+
+impl MetadataCmd {
+    /// `metadata <key>`: print a raw key.
+    pub fn get(key: impl Into<String>) -> Self {
+        MetadataCmd::Other(vec![key.into()])
+    }
+
+    /// `metadata <key> <value>`: set a raw key.
+    pub fn set(key: impl Into<String>, value: impl Into<String>) -> Self {
+        MetadataCmd::Other(vec![key.into(), value.into()])
+    }
+
+    /// The key this action prints, when it is a query (no option given).
+    fn query(&self) -> Result<Option<&str>> {
+        use MetadataCmd as M;
+        Ok(match self {
+            M::Backend {
+                host: None,
+                port: None,
+                socket: None,
+                namespace: None,
+                password: None,
+                reset: false,
+            } => Some(KEY_BACKEND),
+            M::Entrypoint {
+                reset: false,
+                line: None,
+                argv,
+            } if argv.is_empty() => Some(KEY_ENTRYPOINT),
+            M::Environ {
+                name: None,
+                value: None,
+                unset: false,
+                reset: false,
+            } => Some(KEY_ENVIRON),
+            M::Port {
+                port_in: None,
+                port_out: None,
+                unset: false,
+                reset: false,
+                ..
+            } => Some(KEY_PORT),
+            M::Volume {
+                target: None,
+                host: None,
+                unset: false,
+                reset: false,
+            } => Some(KEY_VOLUME),
+            M::Readme {
+                import: None,
+                license: None,
+                reset: false,
+            } => Some(KEY_README),
+            M::Other(v) => match v.as_slice() {
+                [key] => Some(key.as_str()),
+                [_, _] => None,
+                _ => {
+                    return Err(Error::usage(
+                        "metadata",
+                        "expected `metadata <key>` or `metadata <key> <value>`",
+                    ))
+                }
+            },
+            _ => None,
+        })
+    }
 }
 
 fn md_err(e: impl std::fmt::Display) -> Error {
     Error::new("metadata", ErrorKind::Metadata(e.to_string()))
 }
 
-/// `metadata` on the session.
-pub fn metadata(session: &Session, cmd: &MetadataCmd) -> Result<Response> {
-    let mut flist = session.load("metadata")?;
-    match cmd {
-        MetadataCmd::List => return Ok(list(&flist.metadata)),
-        MetadataCmd::Get(key) => return get(&flist.metadata, key),
-        _ => {}
+/// `metadata [action]` on the session: no action lists the keys, an action without
+/// options prints its key, any other sets it.
+pub fn metadata(session: &Session, cmd: Option<&MetadataCmd>) -> Result<Response> {
+    let Some(cmd) = cmd else {
+        return Ok(list(&session.load("metadata")?.metadata));
+    };
+    if let Some(key) = cmd.query()? {
+        return get(&session.load("metadata")?.metadata, key);
     }
-    apply(&mut flist.metadata, cmd)?;
+    // a bad command line is refused before the session is read
+    let entrypoint = match cmd {
+        MetadataCmd::Entrypoint {
+            line: Some(l),
+            reset: false,
+            ..
+        } => Some(
+            split_command_line(l)
+                .map_err(|e| Error::usage("metadata", format!("--entrypoint: {e}")))?,
+        ),
+        _ => None,
+    };
+    let mut flist = session.load("metadata")?;
+    apply(&mut flist.metadata, cmd, entrypoint)?;
     session.save("metadata", &flist)?;
     Ok(Response::empty())
 }
@@ -152,10 +281,9 @@ pub fn get(md: &Metadata, key: &str) -> Result<Response> {
     ))
 }
 
-/// Applies a setter to `md`.
-pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
+/// Applies a setter to `md` (`entrypoint`: the `--entrypoint` line already split).
+fn apply(md: &mut Metadata, cmd: &MetadataCmd, entrypoint: Option<Vec<String>>) -> Result<()> {
     match cmd {
-        MetadataCmd::List | MetadataCmd::Get(_) => {}
         MetadataCmd::Backend { reset: true, .. } => {
             md.remove(KEY_BACKEND);
         }
@@ -168,8 +296,8 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
             reset: false,
         } => md.set_backend(&match socket {
             None => Backend::Zdb {
-                host: host.clone(),
-                port: *port,
+                host: host.clone().unwrap_or_else(|| DEFAULT_HOST.into()),
+                port: port.unwrap_or(DEFAULT_PORT),
                 namespace: namespace.clone(),
                 password: password.clone(),
                 token: None,
@@ -178,13 +306,15 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
                 socket: sock.clone(),
                 namespace: namespace.clone(),
                 password: password.clone(),
-                host: host.clone(),
+                host: host.clone().unwrap_or_else(|| DEFAULT_HOST.into()),
             },
         }),
         MetadataCmd::Entrypoint { reset: true, .. } => {
             md.remove(KEY_ENTRYPOINT);
         }
-        MetadataCmd::Entrypoint { argv, reset: false } => md.set_entrypoint(argv),
+        MetadataCmd::Entrypoint {
+            argv, reset: false, ..
+        } => md.set_entrypoint(entrypoint.as_ref().unwrap_or(argv)),
         MetadataCmd::Environ { reset: true, .. } => {
             md.remove(KEY_ENVIRON);
         }
@@ -275,11 +405,13 @@ pub fn apply(md: &mut Metadata, cmd: &MetadataCmd) -> Result<()> {
             }
             md.set_readme(&r);
         }
-        MetadataCmd::Set { key, value } => {
-            if key.is_empty() {
-                return Err(md_err("empty metadata key"));
+        MetadataCmd::Other(kv) => {
+            if let [key, value] = kv.as_slice() {
+                if key.is_empty() {
+                    return Err(md_err("empty metadata key"));
+                }
+                md.set(key.clone(), value.clone());
             }
-            md.set(key.clone(), value.clone());
         }
     }
     Ok(())

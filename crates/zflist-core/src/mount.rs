@@ -11,23 +11,48 @@ use crate::backend::StoreConfig;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::response::{NoProgress, Response};
 
-/// Arguments of `zflist mount`.
-#[derive(Clone, Debug, Default)]
+/// `zflist mount <FLIST|URL> <MOUNTPOINT> ...`
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct MountArgs {
-    /// An `.flist` file or an `http(s)://` URL of one (e.g. a hub download URL).
+    /// `.flist` file or `http(s)://` URL of one (e.g. `http://hub/repo/name.flist`).
     pub flist: String,
-    /// Where to mount.
+    /// Hubs to fail over to.
+    #[command(flatten)]
+    pub hubs: crate::failover::Hubs,
+    /// Directory to mount on.
     pub mountpoint: PathBuf,
-    /// Chunk cache directory (`None`: no disk cache).
-    pub cache_dir: Option<PathBuf>,
-    /// Cache bound, e.g. `4G` (default 4 GiB).
+    /// Chunk cache directory, shared by mounts (default: $XDG_CACHE_HOME/zflist/chunks).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+    /// Do not cache chunks on disk.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Bound of the chunk cache (e.g. 512M, 4G; default 4G); least recently used chunks go.
+    #[arg(long, value_name = "SIZE")]
     pub cache_size: Option<String>,
     /// Let other users access the mount.
+    #[arg(long)]
     pub allow_other: bool,
-    /// `--override /path=@file|content` arguments.
+    /// Replace or add a file for this mount only: `/path=@local-file` or `/path=content`.
+    #[arg(long = "override", value_name = "/PATH=@FILE|CONTENT")]
     pub overrides: Vec<String>,
-    /// Refuse the flist unless `<flist>.sig` signs it with this public key (base64 or file).
+    /// Refuse to mount unless `<FLIST>.sig` signs these bytes and this name with KEY
+    /// (base64 public key, or a file holding it).
+    #[arg(long, value_name = "KEY")]
     pub require_signature: Option<String>,
+}
+
+impl MountArgs {
+    /// The chunk cache directory: `--cache`, else the default one, none with `--no-cache`.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache
+                .clone()
+                .or_else(|| crate::dirs::cache_dir("chunks"))
+        }
+    }
 }
 
 /// The bytes of an flist given as a path or an `http(s)://` URL.
@@ -126,7 +151,7 @@ pub fn mount_bytes(
         .filter(|c| !c.is_whitespace() && *c != ',')
         .collect::<String>();
     let options = MountOptions {
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: args.cache_dir(),
         cache_size,
         allow_other: args.allow_other,
         overrides,

@@ -2,16 +2,17 @@
 //! `verify`.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flist_format::{Flist, Kind};
 use serde_json::{json, Value};
 
-use crate::backend::{RecordBackend, StoreConfig};
+use crate::backend::{BackendArgs, StoreConfig};
 use crate::chunks;
 use crate::commands::type_bits;
 use crate::display::{escape, mode_string};
 use crate::error::{Context, Error, Result};
+use crate::failover::Hubs;
 use crate::remote::FlistArg;
 use crate::response::{NoProgress, Progress, Response};
 
@@ -135,47 +136,60 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
     Ok(Response::new(json, text))
 }
 
-/// `verify <flist> [--deep]`: every chunk must exist in the store (batched EXISTS); with
-/// `deep`, every distinct chunk is also downloaded and decoded (both hashes checked).
+/// `zflist verify`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct VerifyArgs {
+    #[arg(help = FLIST_HELP)]
+    #[allow(missing_docs)]
+    pub flist: PathBuf,
+    /// Also download and decode every chunk (both hashes checked).
+    #[arg(long)]
+    pub deep: bool,
+    /// `--signature`: check the flist's signature instead of its chunks.
+    #[command(flatten)]
+    pub sig: crate::signing::SignatureArgs,
+}
+
+/// `verify <flist>`: every chunk exists in the store (decoded too with `deep`); with
+/// `--signature`, the flist's signature instead.
 pub fn verify(
-    path: &Path,
+    args: &VerifyArgs,
     stores: &StoreConfig,
-    deep: bool,
     progress: &dyn Progress,
 ) -> Result<Response> {
-    let (flist, _arg) = open_flist("verify", path, progress)?;
+    if args.sig.signature {
+        return crate::signing::verify_signature(
+            &args.flist.to_string_lossy(),
+            args.sig.key.as_deref(),
+            args.sig.hub.as_deref(),
+            args.sig.name.as_deref(),
+        );
+    }
+    let (flist, _arg) = open_flist("verify", &args.flist, progress)?;
     let store = stores.open_read("verify", &flist.metadata)?;
-    crate::commands::check_flist("verify", &flist, &store, deep, progress)
+    crate::commands::check_flist("verify", &flist, &store, args.deep, progress)
 }
 
-/// Options of `zflist pack`.
-#[derive(Clone, Debug, Default)]
+/// `zflist pack`: build an flist from a directory, an archive, or `-` (an archive on
+/// stdin).
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct PackArgs {
-    /// Which `backend` to record in the flist.
-    pub backend: RecordBackend,
-}
-
-/// `pack <source> -o <out>`: [`pack_with`] recording the store as the backend.
-pub fn pack(
-    source: &str,
-    out: &Path,
-    stores: &StoreConfig,
-    progress: &dyn Progress,
-) -> Result<Response> {
-    pack_with(source, out, stores, &PackArgs::default(), progress)
+    /// Directory, tar archive (plain, gzip, bzip2, xz or zstd), or `-` for stdin.
+    pub source: String,
+    /// The .flist file to write.
+    #[arg(short, long, value_name = "FLIST")]
+    pub output: PathBuf,
+    /// Which backend to record.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// `pack <source> -o <out>`: builds an flist from a directory or a tar archive (any
 /// compression; `-`: read from stdin), storing chunks in the configured store. The store's
 /// public address (no password) becomes the flist's `backend` metadata, so `verify` and
 /// `extract` need no `--store` (unless `args` say otherwise).
-pub fn pack_with(
-    source: &str,
-    out: &Path,
-    stores: &StoreConfig,
-    args: &PackArgs,
-    progress: &dyn Progress,
-) -> Result<Response> {
+pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> Result<Response> {
+    let (source, out) = (args.source.as_str(), args.output.as_path());
     let url = stores.require_write_url("pack")?;
     let (backend, note) = crate::backend::recorded_backend("pack", &args.backend, &url)?;
     let store = crate::backend::open_store(&url).ctx("pack")?;
@@ -281,24 +295,27 @@ pub fn pack_with(
     Ok(Response::new(json, text))
 }
 
-/// Options of `zflist extract`.
-#[derive(Clone, Debug, Default)]
-pub struct ExtractArgs {
-    /// Replace an existing, non-empty destination.
-    pub force: bool,
-    /// Continue an extraction that stopped on a store error (its partial tree is kept in a
-    /// hidden sibling of the destination).
-    pub resume: bool,
-}
+/// The help of an flist argument.
+pub(crate) const FLIST_HELP: &str = "The .flist file, or an http(s):// URL of one";
 
-/// `extract <flist> <dir>`: [`extract_with`] with default options.
-pub fn extract(
-    path: &Path,
-    dest: &Path,
-    stores: &StoreConfig,
-    progress: &dyn Progress,
-) -> Result<Response> {
-    extract_with(path, dest, stores, &ExtractArgs::default(), progress)
+/// `zflist extract`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ExtractArgs {
+    #[arg(help = FLIST_HELP)]
+    #[allow(missing_docs)]
+    pub flist: PathBuf,
+    /// Hubs to fail over to.
+    #[command(flatten)]
+    pub hubs: Hubs,
+    /// Directory to create (must be absent or empty, unless --force).
+    pub dir: PathBuf,
+    /// Replace DIR if it exists (only once the new tree is complete).
+    #[arg(long)]
+    pub force: bool,
+    /// Continue an extraction that stopped on a store error, fetching only what is
+    /// missing.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Where an extraction into `dest` stages its tree: `.<name>.zflist-partial` next to it.
@@ -329,13 +346,12 @@ fn remove_any(p: &Path) -> std::io::Result<()> {
 /// refused unless `force` (then replaced only once the new tree is complete). When the
 /// store fails, the partial tree is kept and `resume` continues it, fetching only the
 /// chunks not yet written.
-pub fn extract_with(
-    path: &Path,
-    dest: &Path,
-    stores: &StoreConfig,
+pub fn extract(
     args: &ExtractArgs,
+    stores: &StoreConfig,
     progress: &dyn Progress,
 ) -> Result<Response> {
+    let (path, dest) = (args.flist.as_path(), args.dir.as_path());
     use crate::error::ErrorKind;
     let f = "extract";
     let usage = |m: String| Error::usage(f, m);
@@ -530,35 +546,87 @@ pub fn extract_with(
 
 pub use flist_convert::oci::Credentials;
 
-/// Options of `zflist docker`.
-#[derive(Clone, Debug, Default)]
-pub struct DockerArgs {
-    /// `os/arch[/variant]` to pick from a multi-platform image.
+/// How images are fetched (`docker`, `push`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ImageArgs {
+    /// Platform to pick from a multi-platform image (default linux/amd64).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
-    /// Registry credentials.
-    pub credentials: Option<flist_convert::oci::Credentials>,
-    /// Registries spoken to in plain HTTP besides loopback ones.
+    /// Registry (`host[:port]`) to speak plain HTTP to (loopback ones always are).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
-    /// Layer cache directory (`None`: no cache).
-    pub cache_dir: Option<std::path::PathBuf>,
-    /// Which `backend` to record in the flist.
-    pub backend: RecordBackend,
+}
+
+/// `zflist docker`: convert an image without a Docker daemon.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct DockerArgs {
+    /// `ubuntu:22.04`, `registry:5000/app@sha256:...`, `docker-archive:FILE`, `oci:DIR`.
+    pub image: String,
+    /// The .flist file to write.
+    #[arg(short, long, value_name = "FLIST")]
+    pub output: PathBuf,
+    /// Platform and registries.
+    #[command(flatten)]
+    pub fetch: ImageArgs,
+    /// Registry user name (the password is read from stdin with --password-stdin).
+    #[arg(long, short = 'u', requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the registry password (or token) from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Registry credentials given by an embedding program (the command line reads them
+    /// with --username and --password-stdin).
+    #[arg(skip)]
+    pub credentials: Option<Credentials>,
+    /// Layer cache directory (default: $XDG_CACHE_HOME/zflist/layers).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+    /// Do not use the layer cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Which backend to record.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// `docker <image> -o <out>`: converts a registry image, a `docker save` tarball or an OCI
 /// layout into an flist, storing chunks in the configured store; the store's public address
 /// becomes the `backend` metadata, next to the image's entrypoint/environ/port/volume.
 pub fn docker(
-    image: &str,
-    out: &Path,
-    stores: &StoreConfig,
     args: &DockerArgs,
+    stores: &StoreConfig,
     progress: &dyn Progress,
 ) -> Result<Response> {
+    let (image, out) = (args.image.as_str(), args.output.as_path());
+    let credentials = match (&args.credentials, &args.username, args.password_stdin) {
+        (Some(c), _, _) => Some(c.clone()),
+        (None, Some(username), true) => Some(Credentials {
+            username: username.clone(),
+            password: read_password()?,
+        }),
+        _ => None,
+    };
     let url = stores.require_write_url("docker")?;
     let (backend, note) = crate::backend::recorded_backend("docker", &args.backend, &url)?;
     let store = crate::backend::open_store(&url).ctx("docker")?;
-    let (mut flist, stats) = convert_image("docker", image, &store, args, progress)?;
+    let cache = if args.no_cache {
+        None
+    } else {
+        args.cache
+            .clone()
+            .or_else(|| crate::dirs::cache_dir("layers"))
+    };
+    let (mut flist, stats) = convert_image(
+        "docker",
+        image,
+        &store,
+        &ImageJob {
+            fetch: &args.fetch,
+            credentials,
+            cache_dir: cache,
+        },
+        progress,
+    )?;
     match &backend {
         Some(b) => flist.metadata.set_backend(b),
         None => {
@@ -615,13 +683,39 @@ pub fn docker(
     }
     Ok(Response::new(json, text))
 }
+/// The registry password from stdin: the first line, without its line ending.
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Error::usage("docker", format!("reading the password from stdin: {e}")))?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        return Err(Error::usage(
+            "docker",
+            "--password-stdin: no password on stdin",
+        ));
+    }
+    Ok(pw)
+}
+
+/// One image conversion's options.
+pub(crate) struct ImageJob<'a> {
+    /// Platform and registries.
+    pub fetch: &'a ImageArgs,
+    /// Registry credentials.
+    pub credentials: Option<Credentials>,
+    /// Layer cache (`None`: none).
+    pub cache_dir: Option<PathBuf>,
+}
+
 /// Converts `image` (registry reference, `docker save` tarball or OCI layout) into an
 /// flist, sending its chunks to `store`; errors are reported as `function`'s.
 pub(crate) fn convert_image(
     function: &str,
     image: &str,
     store: &flist_store::BlockingStore,
-    args: &DockerArgs,
+    args: &ImageJob<'_>,
     progress: &dyn Progress,
 ) -> Result<(Flist, flist_convert::oci::OciStats)> {
     use flist_convert::oci::{self, ImageSource, OciEvent, OciOptions};
@@ -633,6 +727,7 @@ pub(crate) fn convert_image(
     };
     let source = ImageSource::parse(image).map_err(err)?;
     let platform = args
+        .fetch
         .platform
         .as_deref()
         .map(str::parse::<oci::Platform>)
@@ -650,7 +745,7 @@ pub(crate) fn convert_image(
     let opts = OciOptions {
         platform,
         credentials: args.credentials.clone(),
-        insecure_registries: args.insecure_registries.clone(),
+        insecure_registries: args.fetch.insecure_registries.clone(),
         cache_dir: args.cache_dir.clone(),
         convert: flist_convert::ConvertOptions::default(),
         progress: Some(std::sync::Arc::new(move |e: &OciEvent| match e {

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::backend::StoreConfig;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::hub_client::{HubClient, HubOptions};
-use crate::oneshot::DockerArgs;
+use crate::oneshot::ImageArgs;
 use crate::response::{Progress, Response};
 
 const FUNCTION: &str = "push";
@@ -278,17 +278,31 @@ impl Store for HubStore {
     }
 }
 
-/// Options of `zflist push`.
-#[derive(Clone, Debug, Default)]
+/// `zflist push`: pack a source and publish it on a hub.
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct PushArgs {
-    /// Name on the hub (default: from the source); `.flist` is appended when missing.
+    /// Directory, archive (or `-`), `docker://REF`, `oci:DIR`, `oci-archive:FILE`,
+    /// `docker-archive:FILE`, or an existing .flist (chunks read from its backend/--store).
+    pub source: String,
+    /// The hub and the token.
+    #[command(flatten)]
+    pub conn: HubOptions,
+    /// Name on the hub (default: from the source; `.flist` appended when missing).
+    #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Publish into this organisation's repository (sent as `active-user`; default:
+    /// $ZFLIST_HUB_USER, else your own).
+    #[arg(long, value_name = "ORG")]
+    pub repo: Option<String>,
     /// Also keep the flist in this local file.
+    #[arg(short, long, value_name = "FLIST")]
     pub output: Option<PathBuf>,
-    /// Chunk uploads in flight (default [`DEFAULT_UPLOADS`]).
+    /// Chunk uploads in flight.
+    #[arg(long, default_value_t = DEFAULT_UPLOADS, value_name = "N")]
     pub uploads: usize,
     /// Image options (for image sources).
-    pub docker: DockerArgs,
+    #[command(flatten)]
+    pub image: ImageArgs,
 }
 
 /// What kind of source a push was given.
@@ -391,14 +405,14 @@ fn strip_archive_ext(name: &str) -> String {
 /// only the chunks the hub lacks and publishes the flist there. `hub.user` (`--repo`) is the
 /// repository (organisation) it goes to; `stores` gives the source store of an flist source
 /// (default: its `backend` metadata).
-pub fn push(
-    source: &str,
-    hub: &HubOptions,
-    stores: &StoreConfig,
-    args: &PushArgs,
-    progress: &dyn Progress,
-) -> Result<Response> {
+pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> Result<Response> {
     let started = Instant::now();
+    let source = args.source.as_str();
+    let mut hub = args.conn.clone();
+    if args.repo.is_some() {
+        hub.user = args.repo.clone();
+    }
+    let hub = hub.with_env();
     let src = Source::parse(source)?;
     let mut name = match &args.name {
         Some(n) => n.clone(),
@@ -447,8 +461,17 @@ pub fn push(
             (p.clone(), st)
         }
         Source::Image(image) => {
-            let (flist, st) =
-                crate::oneshot::convert_image(FUNCTION, image, &store, &args.docker, progress)?;
+            let (flist, st) = crate::oneshot::convert_image(
+                FUNCTION,
+                image,
+                &store,
+                &crate::oneshot::ImageJob {
+                    fetch: &args.image,
+                    credentials: None,
+                    cache_dir: crate::dirs::cache_dir("layers"),
+                },
+                progress,
+            )?;
             let out = tmp.path().join(&name);
             flist.write(&out).ctx(FUNCTION)?;
             let c = &st.convert;

@@ -12,6 +12,30 @@ use flist_format::Flist;
 /// File name of the session database inside the temporary point.
 pub const SESSION_DB: &str = "flistdb.sqlite3";
 
+/// `--mnt DIR`: the temporary point of a session command.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct At {
+    /// Temporary point holding the session (default: $ZFLIST_MNT; the reference form
+    /// `zflist <DIR> <command>` also works).
+    #[arg(long, value_name = "DIR")]
+    pub mnt: Option<PathBuf>,
+}
+
+impl At {
+    /// The session: `--mnt`, else `ZFLIST_MNT`, else an error naming `function`.
+    pub fn session(&self, function: &str) -> Result<Session> {
+        self.mnt
+            .clone()
+            .or_else(|| {
+                std::env::var_os("ZFLIST_MNT")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
+            .map(Session::new)
+            .ok_or_else(|| Error::new(function, ErrorKind::NoMountpoint))
+    }
+}
+
 /// A temporary point.
 #[derive(Clone, Debug)]
 pub struct Session {

@@ -98,6 +98,29 @@ pub fn check_signature(
     Ok(doc)
 }
 
+/// Signature options of `zflist verify`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SignatureArgs {
+    /// Check `<FLIST>.sig` instead of the chunks: the bytes and name must be the signed ones.
+    #[arg(long)]
+    pub signature: bool,
+    /// Trusted public key (base64, or a file holding it).
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "signature",
+        conflicts_with = "hub"
+    )]
+    pub key: Option<String>,
+    /// Trust the key the hub publishes at URL/api/signing-key.
+    #[arg(long, value_name = "URL", requires = "signature")]
+    pub hub: Option<String>,
+    /// The `repo/name.flist` the flist must be signed as (default: from its URL, or its
+    /// file name).
+    #[arg(long, value_name = "REPO/NAME", requires = "signature")]
+    pub name: Option<String>,
+}
+
 /// `verify FLIST --signature [--key KEY | --hub URL] [--name repo/name.flist]`.
 pub fn verify_signature(
     flist: &str,

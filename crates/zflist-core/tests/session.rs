@@ -171,8 +171,8 @@ fn metadata_setters_give_the_reference_bytes() {
     fs::write(&readme, "# Fixture\nA test flist.\n1").unwrap();
     let cmds = [
         MetadataCmd::Backend {
-            host: "127.0.0.1".into(),
-            port: 9901,
+            host: Some("127.0.0.1".into()),
+            port: Some(9901),
             socket: None,
             namespace: None,
             password: None,
@@ -180,6 +180,7 @@ fn metadata_setters_give_the_reference_bytes() {
         },
         MetadataCmd::Entrypoint {
             argv: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
+            line: None,
             reset: false,
         },
         MetadataCmd::Environ {
@@ -212,13 +213,10 @@ fn metadata_setters_give_the_reference_bytes() {
             license: Some("Apache-2.0".into()),
             reset: false,
         },
-        MetadataCmd::Set {
-            key: "custom-key".into(),
-            value: "some-value".into(),
-        },
+        MetadataCmd::set("custom-key", "some-value"),
     ];
     for c in &cmds {
-        metadata::metadata(&s, c).unwrap();
+        metadata::metadata(&s, Some(c)).unwrap();
     }
     let ours = s.load("test").unwrap().metadata;
     let reference = Flist::open(fixture("fixture.flist")).unwrap().metadata;
@@ -228,52 +226,52 @@ fn metadata_setters_give_the_reference_bytes() {
     assert_eq!(ours.len(), reference.len());
 
     // get: raw text, and parsed JSON in the response
-    let r = metadata::metadata(&s, &MetadataCmd::Get("port".into())).unwrap();
+    let r = metadata::metadata(&s, Some(&MetadataCmd::get("port"))).unwrap();
     assert_eq!(r.text, "{\"tcp/80\": 8080}\n");
     assert_eq!(
         r.json,
         serde_json::json!({"metadata": "port", "value": {"tcp/80": 8080}})
     );
-    let r = metadata::metadata(&s, &MetadataCmd::Get("custom-key".into())).unwrap();
+    let r = metadata::metadata(&s, Some(&MetadataCmd::get("custom-key"))).unwrap();
     assert_eq!(r.json["value"], "some-value");
-    let list = metadata::metadata(&s, &MetadataCmd::List).unwrap();
+    let list = metadata::metadata(&s, None).unwrap();
     assert_eq!(list.json.as_array().unwrap().len(), 7);
 
     // unset / reset
     metadata::metadata(
         &s,
-        &MetadataCmd::Environ {
+        Some(&MetadataCmd::Environ {
             name: Some("PATH".into()),
             value: None,
             unset: true,
             reset: false,
-        },
+        }),
     )
     .unwrap();
     metadata::metadata(
         &s,
-        &MetadataCmd::Port {
+        Some(&MetadataCmd::Port {
             protocol: "tcp".into(),
             port_in: None,
             port_out: None,
             unset: false,
             reset: true,
-        },
+        }),
     )
     .unwrap();
     let md = s.load("test").unwrap().metadata;
     assert_eq!(md.get("environ"), Some("{\"LANG\": \"C.UTF-8\"}"));
     assert_eq!(md.get("port"), None);
-    let err = metadata::metadata(&s, &MetadataCmd::Get("port".into())).unwrap_err();
+    let err = metadata::metadata(&s, Some(&MetadataCmd::get("port"))).unwrap_err();
     assert!(err.message().contains("metadata not found"));
     let err = metadata::metadata(
         &s,
-        &MetadataCmd::Environ {
+        Some(&MetadataCmd::Environ {
             name: None,
             value: Some("x".into()),
             unset: false,
             reset: false,
-        },
+        }),
     )
     .unwrap_err();
     assert!(err.message().contains("--name"), "{}", err.message());
@@ -317,14 +315,7 @@ fn edit_flow_commit_and_reopen() {
     commands::mkdir(&s, "/tmp").unwrap();
     commands::mkdir(&s, "/tmp/x").unwrap();
     commands::rmdir(&s, "/tmp").unwrap();
-    metadata::metadata(
-        &s,
-        &MetadataCmd::Set {
-            key: "hello".into(),
-            value: "world".into(),
-        },
-    )
-    .unwrap();
+    metadata::metadata(&s, Some(&MetadataCmd::set("hello", "world"))).unwrap();
 
     // refusals
     assert!(commands::rm(&s, "/opt")
@@ -393,7 +384,7 @@ fn edit_flow_commit_and_reopen() {
     let big = commands::stat(&s2, "/opt/app/etc/conf.d/app.conf").unwrap();
     assert_eq!(big.json["chunks"].as_array().unwrap().len(), 2);
     assert_eq!(
-        metadata::metadata(&s2, &MetadataCmd::Get("hello".into()))
+        metadata::metadata(&s2, Some(&MetadataCmd::get("hello")))
             .unwrap()
             .text,
         "world\n"

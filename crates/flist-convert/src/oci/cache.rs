@@ -1,6 +1,7 @@
 //! The layer cache: each converted layer's [`LayerChanges`] (entries with chunk keys,
 //! whiteouts, opaque directories, lower-layer links) as a gzip'd JSON file keyed by layer
-//! digest, `<dir>/layers/sha256/<hex>.json.gz`, written atomically. A cached layer is reused
+//! digest, `<dir>/layers/sha256/<hex>.json.gz` (`<hex>.rfs.json.gz` for layers encoded with
+//! the `.fl` codec), written atomically. A cached layer is reused
 //! only when every chunk it references is still in the target store (checked with batched
 //! `exists_many`), so a cache shared between stores stays sound.
 
@@ -22,11 +23,13 @@ const MAX_CACHE_FILE: u64 = 2 << 30;
 #[derive(Clone, Debug)]
 pub(crate) struct LayerCache {
     dir: PathBuf,
+    codec: flist_format::Codec,
 }
 
 impl LayerCache {
-    pub(crate) fn new(dir: PathBuf) -> Self {
-        LayerCache { dir }
+    /// The cache under `dir` of layers encoded with `codec`.
+    pub(crate) fn new(dir: PathBuf, codec: flist_format::Codec) -> Self {
+        LayerCache { dir, codec }
     }
 
     fn path(&self, digest: &str) -> Option<PathBuf> {
@@ -34,11 +37,10 @@ impl LayerCache {
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        Some(
-            self.dir
-                .join("layers/sha256")
-                .join(format!("{hex}.json.gz")),
-        )
+        Some(self.dir.join("layers/sha256").join(match self.codec {
+            flist_format::Codec::Flist => format!("{hex}.json.gz"),
+            flist_format::Codec::Rfs => format!("{hex}.rfs.json.gz"),
+        }))
     }
 
     /// The cached changes of `digest`, if present and readable (a damaged entry is

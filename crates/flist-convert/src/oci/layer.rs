@@ -91,21 +91,11 @@ pub(crate) enum KindRec {
 }
 
 fn block_hex(b: &Block) -> String {
-    let mut s = hex::encode(b.hash);
-    s.push_str(&hex::encode(b.key));
-    s
+    hex::encode(b.to_bytes())
 }
 
 fn block_from_hex(s: &str) -> Option<Block> {
-    let raw = hex::decode(s).ok()?;
-    if raw.len() != 32 {
-        return None;
-    }
-    let mut hash = [0u8; 16];
-    let mut key = [0u8; 16];
-    hash.copy_from_slice(&raw[..16]);
-    key.copy_from_slice(&raw[16..]);
-    Some(Block { hash, key })
+    Block::from_bytes(&hex::decode(s).ok()?)
 }
 
 impl KindRec {
@@ -168,7 +158,7 @@ impl KindRec {
             KindRec::File { blocks, .. } => blocks
                 .iter()
                 .filter_map(|b| block_from_hex(b))
-                .map(|b| b.hash.to_vec())
+                .map(|b| b.id().to_vec())
                 .collect(),
             _ => Vec::new(),
         }

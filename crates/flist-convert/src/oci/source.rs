@@ -384,7 +384,10 @@ pub(crate) async fn convert(
         bytes: layers.iter().map(|l| l.size).sum(),
     });
 
-    let cache = opts.cache_dir.clone().map(LayerCache::new);
+    let cache = opts
+        .cache_dir
+        .clone()
+        .map(|d| LayerCache::new(d, opts.convert.codec));
     let mut tree = Tree::new(Meta::root(0o755, 0));
     let mut totals = Stats::default();
     for (index, desc) in layers.iter().enumerate() {
@@ -473,7 +476,7 @@ pub(crate) async fn convert(
     });
     let chunk = encode_chunk(startup.as_bytes());
     let outcome = store
-        .set(&chunk.block.hash, Bytes::from(chunk.data))
+        .set(chunk.block.id(), Bytes::from(chunk.data))
         .await
         .map_err(|source| OciError::Store {
             store: store.to_string(),

@@ -183,6 +183,7 @@ async fn render_page(
         Some(EntryKind::Symlink {
             target_repo,
             target_name,
+            ..
         }) => Some(json!({
             "target": format!("{target_repo}/{target_name}"),
             "href": format!("/{}/{}.md", seg(&target_repo), seg(&target_name)),

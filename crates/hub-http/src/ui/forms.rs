@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::{check_same_origin, redirect_with, seg, Ctx};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::lookup;
 use crate::state::Shared;
 
 /// How long a job created by the upload page waits for its file.
@@ -289,8 +290,8 @@ pub async fn merge_post(
             .unwrap_or_default()
     };
     let mut target = get("target");
-    if !target.is_empty() && !target.ends_with(".flist") {
-        target.push_str(".flist");
+    if !target.is_empty() {
+        target = lookup::flist_name(&target);
     }
     let mut picks: Vec<(i64, usize, String)> = Vec::new();
     for (i, (k, v)) in fields.iter().enumerate() {
@@ -315,15 +316,10 @@ pub async fn merge_post(
         if list.len() < 2 {
             return Err(ApiError::bad_request("Pick at least two flists to merge."));
         }
-        let mut sources = Vec::with_capacity(list.len());
-        for s in &list {
-            let (r, n) = s.split_once('/').ok_or_else(|| {
-                ApiError::bad_request(format!("{s:?} is not repository/name.flist"))
-            })?;
-            names::validate_repo(r)?;
-            names::validate_flist(n)?;
-            sources.push((r.to_string(), n.to_string()));
-        }
+        let sources = list
+            .iter()
+            .map(|s| lookup::merge_source(s))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut md = flist_format::Metadata::new();
         if let Some(b) = &st.public_backend {
             md.set("backend", b.clone());

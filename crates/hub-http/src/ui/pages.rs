@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::{page_result, redirect_with, seg, Ctx};
 use crate::error::ApiError;
+use crate::lookup;
 use crate::state::Shared;
 
 /// Results per page of search.
@@ -152,13 +153,14 @@ pub struct RepoAction {
     tag: String,
 }
 
+/// `repository/name[.flist]` typed in a form: the repository and the flist name.
 fn split_target(t: &str) -> Result<(String, String), ApiError> {
     let t = t.trim().trim_start_matches('/');
     let (r, n) = t
         .split_once('/')
         .ok_or_else(|| ApiError::bad_request(format!("{t:?} is not repository/name.flist")))?;
     names::validate_repo(r)?;
-    Ok((r.to_string(), n.to_string()))
+    Ok((r.to_string(), lookup::flist_name(n)))
 }
 
 /// `POST /<repo>`: rename, delete, link, crosslink, tag, untag, crosstag, promote.
@@ -189,8 +191,13 @@ pub async fn repo_action(
             let a = &actor;
             let msg = match f.op.as_str() {
                 "rename" => {
-                    hub.rename(a, &r2, &f.name, f.to.trim())?;
-                    format!("Renamed {} to {}.", f.name, f.to.trim())
+                    let name = lookup::entry_name(hub, &r2, &f.name)?;
+                    let to = match f.to.trim() {
+                        t if name.ends_with(".flist") => lookup::flist_name(t),
+                        t => t.to_string(),
+                    };
+                    hub.rename(a, &r2, &name, &to)?;
+                    format!("Renamed {name} to {to}.")
                 }
                 "delete" => {
                     if f.confirm != "yes" {
@@ -199,24 +206,30 @@ pub async fn repo_action(
                             f.name
                         )));
                     }
-                    hub.delete(a, &r2, &f.name)?;
-                    format!("Deleted {}.", f.name)
+                    let name = lookup::entry_name(hub, &r2, &f.name)?;
+                    hub.delete(a, &r2, &name)?;
+                    format!("Deleted {name}.")
                 }
                 "link" => {
-                    hub.link(a, &r2, &f.source, f.linkname.trim())?;
-                    format!("{} now points to {}.", f.linkname.trim(), f.source)
+                    let (source, link) = (
+                        lookup::flist_name(&f.source),
+                        lookup::flist_name(f.linkname.trim()),
+                    );
+                    hub.link(a, &r2, &source, &link)?;
+                    format!("{link} now points to {source}.")
                 }
                 "crosslink" => {
                     let (tr, tn) = split_target(&f.target)?;
-                    hub.crosslink(a, &r2, f.linkname.trim(), &tr, &tn)?;
-                    format!("{} now points to {tr}/{tn}.", f.linkname.trim())
+                    let link = lookup::flist_name(f.linkname.trim());
+                    hub.crosslink(a, &r2, &link, &tr, &tn)?;
+                    format!("{link} now points to {tr}/{tn}.")
                 }
                 "tag" => {
                     let (tr, tn) = split_target(&f.target)?;
                     let link = if f.linkname.trim().is_empty() {
                         tn.clone()
                     } else {
-                        f.linkname.trim().to_string()
+                        lookup::flist_name(f.linkname.trim())
                     };
                     hub.tag_add(a, &r2, f.tag.trim(), &link, &tr, &tn)?;
                     format!("Tag {} now holds {link} → {tr}/{tn}.", f.tag.trim())
@@ -247,7 +260,7 @@ pub async fn repo_action(
                     let local = if f.name.trim().is_empty() {
                         sn.clone()
                     } else {
-                        f.name.trim().to_string()
+                        lookup::flist_name(f.name.trim())
                     };
                     hub.promote(a, &r2, &sr, &sn, &local)?;
                     format!("Copied {sr}/{sn} here as {local}.")
