@@ -217,7 +217,8 @@ async fn s3_section() {
         "SeaweedFS (S3) on port {}; {n} chunks of 512 KiB, {small} chunks of 4 KiB",
         s3.port()
     );
-    let sets: Vec<(&str, usize, Vec<(Vec<u8>, Bytes)>)> = vec![
+    type Items = Vec<(Vec<u8>, Bytes)>;
+    let sets: Vec<(&str, usize, Items)> = vec![
         (
             "512 KiB",
             CHUNK,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 pub mod archive;
 pub mod http;
 pub mod hub;
+pub mod nginx;
 pub mod postgres;
 pub mod redis;
 pub mod rootfs;
