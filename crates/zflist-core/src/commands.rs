@@ -174,6 +174,14 @@ pub fn find(session: &Session) -> Result<Response> {
     Ok(find_tree(&flist.tree))
 }
 
+/// `find FLIST`: the same listing for an flist file or URL (`.flist` or `.fl`), without a
+/// session.
+pub fn find_flist(flist: &Path, progress: &dyn Progress) -> Result<Response> {
+    let arg = crate::remote::resolve("find", flist, progress)?;
+    let flist = Flist::open(arg.path()).ctx("find")?;
+    Ok(find_tree(&flist.tree))
+}
+
 /// The `stat` data of one node.
 pub fn stat_node(tree: &Tree, id: NodeId) -> Response {
     let n: &Node = tree.node(id);
@@ -292,9 +300,31 @@ pub fn cat(
     out: &mut dyn Write,
 ) -> Result<Response> {
     let flist = session.load("cat")?;
+    cat_from(&flist, stores, path, out)
+}
+
+/// `cat FLIST PATH`: prints a file of an flist file or URL (`.flist` or `.fl`) without a
+/// session.
+pub fn cat_flist(
+    flist: &Path,
+    stores: &StoreConfig,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<Response> {
+    let arg = crate::remote::resolve("cat", flist, &crate::response::NoProgress)?;
+    let flist = Flist::open(arg.path()).ctx("cat")?;
+    cat_from(&flist, stores, path, out)
+}
+
+fn cat_from(
+    flist: &Flist,
+    stores: &StoreConfig,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<Response> {
     fetch(
         "cat",
-        &flist,
+        flist,
         stores,
         path,
         out,
@@ -401,7 +431,8 @@ pub fn put(
             ));
         }
     }
-    let mut up = Uploader::new(stores.open_write("put")?);
+    let mut up =
+        Uploader::new(stores.open_write("put")?).with_codec(session.format("put")?.codec());
     no_upload_warning("put", &up, progress);
     let (meta, kind) = local::entry_of(local_path, &mut up)
         .map_err(|e| Error::new("put", ErrorKind::Convert(e.to_string())))?;
@@ -441,7 +472,10 @@ pub fn putdir(
     if store.is_none() {
         progress.warn("putdir: no backend (ZFLIST_BACKEND or --store): chunk keys are recorded but nothing is uploaded");
     }
-    let opts = flist_convert::ConvertOptions::default();
+    let opts = flist_convert::ConvertOptions {
+        codec: session.format("putdir")?.codec(),
+        ..Default::default()
+    };
     let packed = crate::convert::with_progress("adding files", progress, opts, |o| {
         flist_convert::pack_dir(local_dir, store.as_ref(), &o)
     })
@@ -553,6 +587,18 @@ pub fn merge(session: &Session, other: &Path) -> Result<Response> {
     let mut flist = session.load("merge")?;
     let arg = crate::remote::resolve("merge", other, &crate::response::NoProgress)?;
     let o = Flist::open(arg.path()).ctx("merge")?;
+    let format = session.format("merge")?;
+    if o.codecs().iter().any(|c| *c != format.codec()) {
+        return Err(Error::usage(
+            "merge",
+            format!(
+                "{} holds chunks of the other format than this {format} session: convert it \
+                 first (zflist convert {} OUT{format})",
+                other.display(),
+                other.display()
+            ),
+        ));
+    }
     flist_format::merge::merge(&mut flist.tree, &o.tree);
     session.save("merge", &flist)?;
     Ok(Response::empty())

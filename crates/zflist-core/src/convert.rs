@@ -55,18 +55,45 @@ pub fn with_progress_of<T: Send>(
     mut opts: flist_convert::ConvertOptions,
     work: impl FnOnce(flist_convert::ConvertOptions) -> T + Send,
 ) -> T {
+    forward_progress(message, progress, measure, move |p| {
+        opts.progress = Some(p);
+        work(opts)
+    })
+}
+
+/// Runs a re-encoding ([`flist_convert::reencode`]) with its progress (plaintext bytes of
+/// `total`) forwarded to `progress`.
+pub fn with_reencode_progress<T: Send>(
+    progress: &dyn Progress,
+    total: u64,
+    mut opts: flist_convert::ReencodeOptions,
+    work: impl FnOnce(flist_convert::ReencodeOptions) -> T + Send,
+) -> T {
+    forward_progress("converting", progress, Measure::Expanded(total), move |p| {
+        opts.progress = Some(p);
+        work(opts)
+    })
+}
+
+/// Runs `work` on a scoped thread with a progress callback whose reports are forwarded to
+/// `progress` from the calling thread (converters want a `'static` callback).
+fn forward_progress<T: Send>(
+    message: &str,
+    progress: &dyn Progress,
+    measure: Measure,
+    work: impl FnOnce(std::sync::Arc<dyn flist_convert::Progress>) -> T + Send,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel::<flist_convert::ProgressReport>();
     let tx = std::sync::Mutex::new(tx);
-    opts.progress = Some(std::sync::Arc::new(
-        move |r: &flist_convert::ProgressReport| {
+    let callback: std::sync::Arc<dyn flist_convert::Progress> =
+        std::sync::Arc::new(move |r: &flist_convert::ProgressReport| {
             if let Ok(tx) = tx.lock() {
                 let _ = tx.send(*r);
             }
-        },
-    ));
+        });
     std::thread::scope(|s| {
-        let handle = s.spawn(move || work(opts));
-        // ends when the worker drops the options (and with them the sender)
+        let handle = s.spawn(move || work(callback));
+        // ends when the worker drops the callback (and with it the sender)
         for r in rx {
             let chunks = r.chunks_new + r.chunks_reused;
             match measure {

@@ -93,8 +93,16 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
         entries.push(Value::Object(e));
     }
     let metadata = crate::metadata::metadata_json(&flist.metadata);
+    let format = flist_format::Format::of_file(arg.path()).ctx("inspect")?;
+    let routes: Vec<Value> = flist
+        .metadata
+        .routes
+        .iter()
+        .map(|r| json!({"start": r.start, "end": r.end, "url": r.url}))
+        .collect();
     let json = json!({
         "file": path_shown,
+        "format": format.extension(),
         "md5_checked": arg.md5_checked(),
         "size": file_size,
         "regular": stats.regular,
@@ -105,10 +113,11 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
         "chunks": refs.len(),
         "unique_chunks": unique,
         "metadata": metadata,
+        "routes": routes,
         "entries": entries,
     });
     let mut text = format!(
-        "{}: {} bytes\n  regular files  : {}\n  symbolic links : {}\n  directories    : {}\n  special files  : {}\n  content size   : {} bytes\n  chunks         : {} ({} distinct)\n",
+        "{}: {} bytes ({format} flist)\n  regular files  : {}\n  symbolic links : {}\n  directories    : {}\n  special files  : {}\n  content size   : {} bytes\n  chunks         : {} ({} distinct)\n",
         escape(&path_shown),
         file_size,
         stats.regular,
@@ -129,6 +138,12 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
                 };
                 let _ = writeln!(text, "  {}: {}", escape(k), escape(&v));
             }
+        }
+    }
+    if !flist.metadata.routes.is_empty() {
+        text.push_str("routes:\n");
+        for r in &flist.metadata.routes {
+            let _ = writeln!(text, "  {:02x}-{:02x} {}", r.start, r.end, escape(&r.url));
         }
     }
     text.push_str("tree:\n");
@@ -176,9 +191,13 @@ pub fn verify(
 pub struct PackArgs {
     /// Directory, tar archive (plain, gzip, bzip2, xz or zstd), or `-` for stdin.
     pub source: String,
-    /// The .flist file to write.
+    /// The flist to write (.flist, or .fl for the rfs format).
     #[arg(short, long, value_name = "FLIST")]
     pub output: PathBuf,
+    /// Format to write: flist (ZOS nodes, 0-fs) or fl (rfs); default: from the output's
+    /// extension (.fl), else flist.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::formats::FormatArg>,
     /// Which backend to record.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -186,24 +205,30 @@ pub struct PackArgs {
 
 /// `pack <source> -o <out>`: builds an flist from a directory or a tar archive (any
 /// compression; `-`: read from stdin), storing chunks in the configured store. The store's
-/// public address (no password) becomes the flist's `backend` metadata, so `verify` and
-/// `extract` need no `--store` (unless `args` say otherwise).
+/// public address (no password) becomes the flist's `backend` metadata (the route table of
+/// an `.fl`), so `verify` and `extract` need no `--store` (unless `args` say otherwise).
 pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> Result<Response> {
     let (source, out) = (args.source.as_str(), args.output.as_path());
+    let format = crate::formats::output_format(args.format, out);
     let url = stores.require_write_url("pack")?;
-    let (backend, note) = crate::backend::recorded_backend("pack", &args.backend, &url)?;
+    let mut metadata = flist_format::Metadata::new();
+    let (recorded, note) =
+        crate::formats::record_location("pack", format, &args.backend, &url, &mut metadata)?;
     let store = crate::backend::open_store(&url).ctx("pack")?;
-    let opts = flist_convert::ConvertOptions::default();
+    let recorded_json = json!({
+        "backend": metadata.backend().ok().flatten().map(|b| b.to_public_value()),
+        "routes": metadata.routes.iter().map(|r| json!({"start": r.start, "end": r.end, "url": r.url})).collect::<Vec<_>>(),
+    });
+    let opts = flist_convert::ConvertOptions {
+        codec: format.codec(),
+        ..Default::default()
+    };
     let conv = |e: flist_convert::ConvertError| {
         Error::new(
             "pack",
             crate::error::ErrorKind::Convert(format!("{source}: {e}")),
         )
     };
-    let mut metadata = flist_format::Metadata::new();
-    if let Some(b) = &backend {
-        metadata.set_backend(b);
-    }
     // The flist is written as the conversion ends, one directory at a time (the tree is
     // staged on disk, never whole in memory).
     let stats = if source == "-" {
@@ -264,7 +289,9 @@ pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
         "chunks_written": st.chunks_written,
         "chunks_present": st.chunks_present,
         "chunks_deduplicated": st.chunks_deduplicated,
-        "backend": backend.as_ref().map(flist_format::Backend::to_public_value),
+        "format": format.extension(),
+        "backend": recorded_json["backend"],
+        "routes": recorded_json["routes"],
         "warnings": warnings,
     });
     let mut text = format!(
@@ -280,9 +307,9 @@ pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
         url,
         st.chunks_deduplicated
     );
-    match (&backend, &note) {
-        (Some(b), _) => {
-            let _ = writeln!(text, "backend: {b}");
+    match (&recorded, &note) {
+        (Some(r), _) => {
+            let _ = writeln!(text, "{r}");
         }
         (None, Some(n)) => {
             let _ = writeln!(text, "note: {n}");
