@@ -121,6 +121,14 @@ impl Env {
         self.command(flist, args).output().unwrap()
     }
 
+    /// `zflist pack TREE -o OUT` into this store.
+    fn pack(&self, tree: &Path, out: &Path) {
+        run(
+            zflist().args(["pack", p(tree), "-o", p(out), "--store", &self.store]),
+            "pack",
+        );
+    }
+
     fn command(&self, flist: &Path, args: &[&str]) -> Command {
         let mut c = zflist();
         c.args([
@@ -219,17 +227,7 @@ fn run_containers_from_pack_and_from_a_docker_archive() {
     let startup = "[startup.entry]\nname = \"core.system\"\n\n[startup.entry.args]\nname = \"/entry.sh\"\nargs = [\"from-startup\"]\ndir = \"/srv\"\nenv = { \"RECORDED\" = \"from-startup\", \"RECORDED2\" = \"recorded\" }\n";
     container_tree(&s.join("tree"), Some(startup));
     let packed = s.join("packed-app.flist");
-    run(
-        zflist().args([
-            "pack",
-            p(&s.join("tree")),
-            "-o",
-            p(&packed),
-            "--store",
-            &env.store,
-        ]),
-        "pack",
-    );
+    env.pack(&s.join("tree"), &packed);
     check_run(&env, &packed, "packed-app", "from-startup", "/srv");
     let args = env.run(&packed, &[]);
     assert!(
@@ -333,17 +331,7 @@ fn run_refuses_clearly() {
     let env = Env::new(s);
     container_tree(&s.join("tree"), None);
     let bare = s.join("bare.flist");
-    run(
-        zflist().args([
-            "pack",
-            p(&s.join("tree")),
-            "-o",
-            p(&bare),
-            "--store",
-            &env.store,
-        ]),
-        "pack",
-    );
+    env.pack(&s.join("tree"), &bare);
     one_line_error(
         &env.run(&bare, &[]),
         "the flist records no entrypoint (no `entrypoint` metadata, no /.startup.toml): give one with --entrypoint",
@@ -364,17 +352,7 @@ fn run_refuses_clearly() {
     fs::write(s.join("tree/broken.sh"), "#!/no/such/interpreter\n").unwrap();
     fs::set_permissions(s.join("tree/broken.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     let broken = s.join("broken.flist");
-    run(
-        zflist().args([
-            "pack",
-            p(&s.join("tree")),
-            "-o",
-            p(&broken),
-            "--store",
-            &env.store,
-        ]),
-        "pack",
-    );
+    env.pack(&s.join("tree"), &broken);
     one_line_error(
         &env.run(&broken, &["--entrypoint", "/broken.sh"]),
         "entrypoint /broken.sh: cannot be executed: it or its interpreter (#! line) does not exist in the flist",
@@ -397,17 +375,7 @@ fn run_forwards_signals_and_returns_the_entrypoints_code() {
     let env = Env::new(s);
     container_tree(&s.join("tree"), None);
     let flist = s.join("sig.flist");
-    run(
-        zflist().args([
-            "pack",
-            p(&s.join("tree")),
-            "-o",
-            p(&flist),
-            "--store",
-            &env.store,
-        ]),
-        "pack",
-    );
+    env.pack(&s.join("tree"), &flist);
     let mut child = env
         .command(
             &flist,

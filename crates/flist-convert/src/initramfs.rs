@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 
-use flist_format::codec::{decode_chunk, CHUNK_SIZE};
+use flist_format::codec::CHUNK_SIZE;
 use flist_format::{Block, Kind, NodeId, Tree};
 use flist_store::BlockingStore;
 
@@ -102,16 +102,13 @@ impl<'a> ChunkStream<'a> {
             }
             let end = (self.next + BATCH).min(self.blocks.len());
             let batch = &self.blocks[self.next..end];
-            let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.id().to_vec()).collect();
-            let values = self
-                .store
-                .get_many_required(&keys)
-                .map_err(|e| io::Error::other(format!("reading its chunks: {e}")))?;
-            for (b, v) in batch.iter().zip(values) {
-                self.fetched += v.len() as u64;
-                let plain = decode_chunk(b, &v).map_err(|e| io::Error::other(e.to_string()))?;
-                self.ahead.push_back(plain);
-            }
+            let (plains, stored) =
+                flist_chunks::read_batch(self.store, batch).map_err(|e| match e {
+                    flist_chunks::ChunkError::Codec(e) => io::Error::other(e.to_string()),
+                    e => io::Error::other(format!("reading its chunks: {e}")),
+                })?;
+            self.fetched += stored;
+            self.ahead.extend(plains);
             self.next = end;
         }
         self.current = self.ahead.pop_front().unwrap_or_default();
@@ -219,51 +216,71 @@ fn done(found: &ModuleScan, wanted: &[&str]) -> bool {
     wanted.iter().all(|m| found.found.contains(*m))
 }
 
+/// The next segment's 6 magic bytes, after the zeros archives are padded with (to 4-byte,
+/// often 512-byte, boundaries); `None` at the end (or trailing bytes shorter than a header).
+fn next_magic<S: Source>(src: &mut S) -> Result<Option<[u8; 6]>, String> {
+    let mut magic = [0u8; 6];
+    loop {
+        let mut word = [0u8; 4];
+        match read_full(src, &mut word) {
+            Ok(4) => {}
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(format!("reading the initramfs: {e}")),
+        }
+        if word != [0; 4] {
+            magic[..4].copy_from_slice(&word);
+            break;
+        }
+    }
+    read_exact(src, &mut magic[4..])?;
+    Ok(Some(magic))
+}
+
+/// A decompressor for a stream starting with `magic` (gzip, zstd, xz, bzip2, lz4 frame or
+/// the kernel's legacy lz4), reading `input` (which includes the magic); its name too.
+pub(crate) fn decoder<'a>(
+    magic: &[u8],
+    input: impl Read + 'a,
+) -> Option<(&'static str, Box<dyn Read + 'a>)> {
+    Some(if magic.starts_with(&[0x1f, 0x8b]) {
+        ("gzip", Box::new(flate2::read::MultiGzDecoder::new(input)))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        (
+            "zstd",
+            Box::new(zstd::stream::read::Decoder::new(input).ok()?),
+        )
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        (
+            "xz",
+            Box::new(xz2::read::XzDecoder::new_multi_decoder(input)),
+        )
+    } else if magic.starts_with(b"BZh") {
+        ("bzip2", Box::new(bzip2::read::MultiBzDecoder::new(input)))
+    } else if magic.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
+        ("lz4", Box::new(lz4_flex::frame::FrameDecoder::new(input)))
+    } else if magic.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
+        ("lz4", Box::new(LegacyLz4::new(input)))
+    } else {
+        return None;
+    })
+}
+
 /// Raw archives one after another; a compressed one is scanned to its end and ends the scan.
 fn scan_segments<S: Source>(
     src: &mut S,
     wanted: &[&str],
     found: &mut ModuleScan,
 ) -> Result<(), String> {
-    loop {
-        if done(found, wanted) {
+    while !done(found, wanted) {
+        let Some(magic) = next_magic(src)? else {
             return Ok(());
-        }
-        // archives are padded with zeros to 4-byte (often 512-byte) boundaries
-        let mut magic = [0u8; 6];
-        loop {
-            let mut word = [0u8; 4];
-            match read_full(src, &mut word) {
-                Ok(0) => return Ok(()),
-                Ok(4) => {}
-                Ok(_) => return Ok(()), // trailing garbage shorter than a header
-                Err(e) => return Err(e.to_string()),
-            }
-            if word != [0; 4] {
-                magic[..4].copy_from_slice(&word);
-                break;
-            }
-        }
-        read_exact(src, &mut magic[4..])?;
+        };
         if magic.starts_with(b"0707") {
             scan_archive(src, &magic, wanted, found)?;
             continue;
         }
-        let head = io::Cursor::new(magic.to_vec());
-        let rest = head.chain(&mut *src);
-        let compressed: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::MultiGzDecoder::new(rest))
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(zstd::stream::read::Decoder::new(rest).map_err(|e| e.to_string())?)
-        } else if magic == [0xfd, b'7', b'z', b'X', b'Z', 0] {
-            Box::new(xz2::read::XzDecoder::new_multi_decoder(rest))
-        } else if magic.starts_with(b"BZh") {
-            Box::new(bzip2::read::MultiBzDecoder::new(rest))
-        } else if magic.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
-            Box::new(lz4_flex::frame::FrameDecoder::new(rest))
-        } else if magic.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
-            Box::new(LegacyLz4::new(rest))
-        } else {
+        let rest = io::Cursor::new(magic.to_vec()).chain(&mut *src);
+        let Some((_, compressed)) = decoder(&magic, rest) else {
             return Err(format!(
                 "unknown data in the initramfs (starting with {:02x?})",
                 &magic[..4]
@@ -272,6 +289,7 @@ fn scan_segments<S: Source>(
         let mut inner = Decoded(compressed.take(MAX_SCANNED));
         return scan_inner(&mut inner, wanted, found);
     }
+    Ok(())
 }
 
 /// The archives inside one compressed stream.
@@ -280,29 +298,16 @@ fn scan_inner<S: Source>(
     wanted: &[&str],
     found: &mut ModuleScan,
 ) -> Result<(), String> {
-    loop {
-        if done(found, wanted) {
+    while !done(found, wanted) {
+        let Some(magic) = next_magic(src)? else {
             return Ok(());
-        }
-        let mut magic = [0u8; 6];
-        loop {
-            let mut word = [0u8; 4];
-            match read_full(src, &mut word) {
-                Ok(4) => {}
-                Ok(_) => return Ok(()),
-                Err(e) => return Err(format!("decompressing the initramfs: {e}")),
-            }
-            if word != [0; 4] {
-                magic[..4].copy_from_slice(&word);
-                break;
-            }
-        }
-        read_exact(src, &mut magic[4..])?;
+        };
         if !magic.starts_with(b"0707") {
             return Err("the decompressed initramfs is not a cpio archive".into());
         }
         scan_archive(src, &magic, wanted, found)?;
     }
+    Ok(())
 }
 
 fn read_full(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

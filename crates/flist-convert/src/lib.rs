@@ -17,6 +17,30 @@
 //! These functions block: call them from a plain thread or `spawn_blocking`, never from an
 //! async task. They reach the store through a [`BlockingStore`] (which carries the runtime
 //! its calls run on), keeping several batched requests in flight.
+//!
+//! # Example
+//! ```
+//! use flist_convert::{extract, pack_dir, verify, ConvertOptions, ExtractOptions};
+//! use flist_store::BlockingStore;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let src = tmp.path().join("src");
+//! std::fs::create_dir_all(src.join("etc"))?;
+//! std::fs::write(src.join("etc/motd"), "hello\n")?;
+//! let store = BlockingStore::open(&format!("dir://{}", tmp.path().join("chunks").display()))?;
+//!
+//! // a directory to a tree, its chunks in the store
+//! let packed = pack_dir(&src, Some(&store), &ConvertOptions::default())?;
+//! assert_eq!(packed.stats.files, 1);
+//! // every chunk there and intact (deep: fetched and decoded)
+//! assert!(verify(&packed.tree, &store, true)?.is_ok());
+//! // and back to a directory
+//! let out = tmp.path().join("out");
+//! extract(&packed.tree, &out, &store, &ExtractOptions::default())?;
+//! assert_eq!(std::fs::read_to_string(out.join("etc/motd"))?, "hello\n");
+//! # Ok(()) }
+//! ```
 
 use std::io::Read;
 use std::path::Path;

@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use flist_format::codec::{decode_chunk, CHUNK_SIZE};
+use flist_format::codec::CHUNK_SIZE;
 use flist_format::{Kind, NodeId, Tree};
 use flist_store::BlockingStore;
 use serde::Serialize;
@@ -71,16 +71,16 @@ impl<'a> FileReader<'a> {
         };
         let want = len.min(*size);
         let n = (want.div_ceil(CHUNK_SIZE as u64) as usize).min(blocks.len());
-        let keys: Vec<Vec<u8>> = blocks[..n].iter().map(|b| b.id().to_vec()).collect();
-        let values = self
-            .store
-            .get_many_required(&keys)
-            .map_err(|e| format!("reading its chunks: {e}"))?;
         let mut out = Vec::with_capacity(want as usize);
-        for (b, v) in blocks[..n].iter().zip(values) {
-            let plain = decode_chunk(b, &v).map_err(|e| e.to_string())?;
-            out.extend_from_slice(&plain);
-        }
+        flist_chunks::Pipeline::default()
+            .read_ordered(self.store, &blocks[..n], |_, plain| {
+                out.extend_from_slice(&plain);
+                Ok::<_, flist_chunks::ChunkError>(())
+            })
+            .map_err(|e| match e {
+                flist_chunks::ChunkError::Codec(e) => e.to_string(),
+                e => format!("reading its chunks: {e}"),
+            })?;
         out.truncate(want as usize);
         Ok(out)
     }
@@ -274,39 +274,17 @@ fn builtin_in_tree(
 fn decompress_head(data: &[u8]) -> Option<(&'static str, Vec<u8>)> {
     const OUT: u64 = 64 * 1024;
     let mut out = Vec::new();
-    let name = if data.starts_with(&[0x1f, 0x8b]) {
-        let _ = flate2::read::GzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "gzip"
-    } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        let _ = xz2::read::XzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "xz"
-    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        if let Ok(d) = zstd::stream::read::Decoder::new(data) {
-            let _ = d.take(OUT).read_to_end(&mut out);
-        }
-        "zstd"
-    } else if data.starts_with(b"BZh") {
-        let _ = bzip2::read::BzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "bzip2"
-    } else if data.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
-        let _ = lz4_flex::frame::FrameDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "lz4"
-    } else if data.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
-        // Legacy LZ4 (what the kernel's build writes): blocks of [u32 LE size][block].
+    let name = if data.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
+        // Legacy LZ4 (what the kernel's build writes): blocks of [u32 LE size][block]; the
+        // head may end inside the first block, so decode its prefix.
         let size = u32::from_le_bytes(data.get(4..8)?.try_into().ok()?) as usize;
         let block = &data[8..(8 + size).min(data.len())];
         out = lz4_block_prefix(block, OUT as usize);
         "lz4"
     } else {
-        return None;
+        let (name, decoder) = crate::initramfs::decoder(data, data)?;
+        let _ = decoder.take(OUT).read_to_end(&mut out);
+        name
     };
     if out.is_empty() {
         return None;

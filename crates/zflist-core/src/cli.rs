@@ -40,6 +40,8 @@ use crate::{commands, oneshot};
 /// inspect, verify, extract. Session commands edit an flist in a temporary point
 /// (--mnt DIR, ZFLIST_MNT, or the reference form `zflist <DIR> <command>`): open or init,
 /// edit, then commit to a new flist.
+// the fields' docs are clap's help text (`zdb://[:pw@]host` is not a link)
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Parser, Debug)]
 #[command(
     name = "zflist",

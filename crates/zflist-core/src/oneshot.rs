@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::backend::{BackendArgs, StoreConfig};
 use crate::chunks;
-use crate::commands::type_bits;
 use crate::display::{escape, mode_string};
 use crate::error::{Context, Error, Result};
 use crate::failover::Hubs;
@@ -50,7 +49,7 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
         e.insert("type".into(), json!(n.kind.type_name()));
         e.insert(
             "mode".into(),
-            json!(format!("{:o}", type_bits(&n.kind) | n.meta.mode)),
+            json!(format!("{:o}", n.kind.type_bits() | n.meta.mode)),
         );
         e.insert("user".into(), json!(n.meta.uname));
         e.insert("group".into(), json!(n.meta.gname));
@@ -231,42 +230,14 @@ pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
     };
     // The flist is written as the conversion ends, one directory at a time (the tree is
     // staged on disk, never whole in memory).
-    let stats = if source == "-" {
-        crate::convert::with_progress("packing", progress, opts, |o| {
-            flist_convert::archive_to_flist(
-                std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
-                &store,
-                metadata,
-                out,
-                &o,
-            )
-        })
-    } else {
-        let p = Path::new(source);
-        let md = std::fs::metadata(p).map_err(|e| Error::io("pack", "reading", p, e))?;
-        if md.is_dir() {
-            let total = crate::convert::dir_content_size(p);
-            crate::convert::with_progress_of(
-                "packing",
-                progress,
-                crate::convert::Measure::Expanded(total),
-                opts,
-                |o| flist_convert::dir_to_flist(p, &store, metadata, out, &o),
-            )
-        } else {
-            let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
-            let measure = crate::convert::Measure::Read(md.len());
-            crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
-                flist_convert::archive_to_flist(
-                    std::io::BufReader::with_capacity(1 << 20, f),
-                    &store,
-                    metadata,
-                    out,
-                    &o,
-                )
-            })
-        }
-    }
+    let input = crate::convert::PackSource::open("pack", source)?;
+    let measure = input.measure();
+    let stats = crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
+        input.convert(
+            |r| flist_convert::archive_to_flist(r, &store, metadata.clone(), out, &o),
+            |d| flist_convert::dir_to_flist(d, &store, metadata.clone(), out, &o),
+        )
+    })
     .map_err(conv)?;
     let st = &stats;
     let warnings: Vec<Value> = st
