@@ -514,8 +514,11 @@ fn user(cmd: UserCmd) -> Result<()> {
         }
         UserCmd::Remove { data_dir, name } => {
             let hub = Hub::open_existing(&data_dir)?;
-            hub.user_remove(&name)?;
-            eprintln!("removed {name}; its web sessions ended (its repository stays)");
+            let tokens = hub.user_remove(&name)?;
+            eprintln!(
+                "removed {name}: its web sessions ended, {tokens} API token(s) revoked, its \
+                 unfinished jobs failed (its repository stays)"
+            );
             Ok(())
         }
     }

@@ -31,6 +31,8 @@ pub enum LoginFlow {
     Web,
     /// `/callback_token`: a web session, then `/token` shows a new API token.
     Token,
+    /// `/callback_link`: the signed-in account's owner links the 3Bot identity to it.
+    Link,
 }
 
 /// Verification material and login state.
@@ -49,6 +51,8 @@ pub struct Identity {
 
 /// How long a login state stays valid.
 const STATE_TTL: Duration = Duration::from_secs(600);
+/// Most login states held at once (each costs a little memory for [`STATE_TTL`]).
+const MAX_STATES: usize = 10_000;
 
 /// An identity setup problem.
 #[derive(Debug, thiserror::Error)]
@@ -117,15 +121,26 @@ impl Identity {
         STANDARD.encode(self.threebot_secret.public_key().as_bytes())
     }
 
-    /// Issues a fresh login state for `flow`.
-    pub fn issue_state(&self, flow: LoginFlow) -> String {
+    /// Issues a fresh login state for `flow`; `None` when [`MAX_STATES`] logins are
+    /// already in progress (a flood of login starts holds no unbounded memory).
+    pub fn issue_state(&self, flow: LoginFlow) -> Option<String> {
         let mut raw = [0u8; 24];
         let _ = getrandom::fill(&mut raw);
         let state = hex::encode(raw);
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        states.retain(|_, (t, _)| t.elapsed() < STATE_TTL);
+        if states.len() >= MAX_STATES {
+            states.retain(|_, (t, _)| t.elapsed() < STATE_TTL);
+            if states.len() >= MAX_STATES {
+                return None;
+            }
+        }
         states.insert(state.clone(), (Instant::now(), flow));
-        state
+        Some(state)
+    }
+
+    /// Login states held now.
+    pub fn pending_states(&self) -> usize {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Consumes a login state: true only once, within its lifetime, for the same flow.

@@ -5,7 +5,10 @@
 //! 2. cross-site request forgery ([`crate::csrf`]);
 //! 3. the minimum request body rate ([`crate::guard::rate_limited`]);
 //! 4. the per-client and server-wide slots of heavy requests ([`crate::ui::limits`]);
-//! 5. a mirror refuses writes ([`crate::mirror::refuse_write`]).
+//! 5. a mirror refuses writes ([`crate::mirror::refuse_write`]);
+//!
+//! and on the way out, [`harden`]: HTML pages get a `Content-Security-Policy` and a
+//! `Referrer-Policy`, and on a hub served over HTTPS every cookie is `Secure`.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -17,7 +20,67 @@ use crate::ui::limits;
 
 /// The middleware.
 pub async fn gate(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    crate::compat::around(req, |req| crate::request_id::with_id(checks(st, req, next))).await
+    let https = st.config.public_url().starts_with("https://");
+    let mut resp =
+        crate::compat::around(req, |req| crate::request_id::with_id(checks(st, req, next))).await;
+    harden(&mut resp, https);
+    resp
+}
+
+/// The pages' policy: their own scripts, styles, forms and fetches only (no inline script
+/// or style: the templates have none), images also from HTTPS (readmes), never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data: https:; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// Security headers of an answer: CSP and referrer policy on HTML, `Secure` cookies when
+/// the hub is served over HTTPS (`https`).
+pub fn harden(resp: &mut Response, https: bool) {
+    use axum::http::{header, HeaderValue};
+    let html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let h = resp.headers_mut();
+    if html {
+        if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            );
+        }
+        h.entry(header::REFERRER_POLICY)
+            .or_insert(HeaderValue::from_static("same-origin"));
+        h.entry(header::X_CONTENT_TYPE_OPTIONS)
+            .or_insert(HeaderValue::from_static("nosniff"));
+    }
+    if https {
+        let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+        if cookies.iter().any(|c| !is_secure(c)) {
+            h.remove(header::SET_COOKIE);
+            for c in cookies {
+                let v = if is_secure(&c) {
+                    c
+                } else {
+                    let mut s = c.as_bytes().to_vec();
+                    s.extend_from_slice(b"; Secure");
+                    HeaderValue::from_bytes(&s).unwrap_or(c)
+                };
+                h.append(header::SET_COOKIE, v);
+            }
+        }
+    }
+}
+
+fn is_secure(cookie: &axum::http::HeaderValue) -> bool {
+    cookie
+        .to_str()
+        .map(|s| {
+            s.split(';')
+                .any(|a| a.trim().eq_ignore_ascii_case("secure"))
+        })
+        .unwrap_or(false)
 }
 
 async fn checks(st: Shared, req: Request, next: Next) -> Response {

@@ -22,38 +22,46 @@ use crate::state::Shared;
 use crate::ui::{check_same_origin, Ctx};
 use serde_json::json;
 
-/// Failed attempts allowed per account in [`WINDOW`].
+/// Failed attempts allowed per account from one client address in [`WINDOW`]: the owner,
+/// from another address, is never locked out by someone else's guesses.
 pub const MAX_FAILURES_PER_ACCOUNT: usize = 5;
-/// Failed attempts allowed per client address in [`WINDOW`].
+/// Failed attempts allowed per client address (all accounts) in [`WINDOW`].
 pub const MAX_FAILURES_PER_ADDRESS: usize = 20;
 /// The rate-limit window.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
-/// Failed login attempts by account and by address, within [`WINDOW`].
+/// Failed login attempts by (account, client address) and by address, within [`WINDOW`].
 #[derive(Default)]
 pub struct LoginLimiter {
     failures: Mutex<HashMap<String, Vec<Instant>>>,
 }
 
+fn pair_key(account: &str, addr: Option<IpAddr>) -> String {
+    match addr {
+        Some(a) => format!("p:{account}@{a}"),
+        None => format!("p:{account}@?"),
+    }
+}
+
 impl LoginLimiter {
-    fn recent(&self, key: &str) -> usize {
+    /// Seconds until the failures under `key` drop below `max` (`None`: below already).
+    fn wait(&self, key: &str, max: usize) -> Option<u64> {
         let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get_mut(key) {
-            Some(v) => {
-                v.retain(|t| t.elapsed() < WINDOW);
-                v.len()
-            }
-            None => 0,
+        let v = m.get_mut(key)?;
+        v.retain(|t| t.elapsed() < WINDOW);
+        if v.len() < max {
+            return None;
         }
+        // The failure that must leave the window for one more attempt.
+        let t = v[v.len() - max];
+        Some(WINDOW.saturating_sub(t.elapsed()).as_secs().max(1))
     }
 
-    /// Seconds until `account` from `addr` may try again, if it is blocked now.
+    /// Seconds until `account` may be tried again from `addr`, if it is blocked now.
     pub fn blocked(&self, account: &str, addr: Option<IpAddr>) -> Option<u64> {
-        let by_account = self.recent(&format!("u:{account}")) >= MAX_FAILURES_PER_ACCOUNT;
-        let by_addr = addr
-            .map(|a| self.recent(&format!("a:{a}")) >= MAX_FAILURES_PER_ADDRESS)
-            .unwrap_or(false);
-        (by_account || by_addr).then_some(WINDOW.as_secs())
+        let by_pair = self.wait(&pair_key(account, addr), MAX_FAILURES_PER_ACCOUNT);
+        let by_addr = addr.and_then(|a| self.wait(&format!("a:{a}"), MAX_FAILURES_PER_ADDRESS));
+        by_pair.max(by_addr)
     }
 
     /// Records a failed attempt.
@@ -62,7 +70,7 @@ impl LoginLimiter {
         if m.len() > 100_000 {
             m.retain(|_, v| v.iter().any(|t| t.elapsed() < WINDOW));
         }
-        m.entry(format!("u:{account}"))
+        m.entry(pair_key(account, addr))
             .or_default()
             .push(Instant::now());
         if let Some(a) = addr {
@@ -70,11 +78,30 @@ impl LoginLimiter {
         }
     }
 
-    /// Forgets the account's failures after a successful sign-in.
-    pub fn succeeded(&self, account: &str) {
+    /// Forgets the failures of `account` from `addr` after a successful sign-in.
+    pub fn succeeded(&self, account: &str, addr: Option<IpAddr>) {
         let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        m.remove(&format!("u:{account}"));
+        m.remove(&pair_key(account, addr));
     }
+}
+
+/// The 429 page of a rate-limited sign-in: says when to retry, and `Retry-After`.
+async fn too_many(st: &Shared, ctx: &Ctx, next: &str, secs: u64) -> Response {
+    let mins = secs.div_ceil(60);
+    let mut r = refused(
+        st,
+        ctx,
+        StatusCode::TOO_MANY_REQUESTS,
+        next,
+        &format!(
+            "Too many failed sign-in attempts from this address: try again in {mins} minute{}.",
+            if mins == 1 { "" } else { "s" }
+        ),
+    )
+    .await;
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }
 
 /// The `Set-Cookie` value of a session (`max_age` 0 clears it).
@@ -133,8 +160,9 @@ pub async fn session_actor(st: &Shared, headers: &HeaderMap) -> Result<Option<Ac
     .await
 }
 
-/// A local path to go back to: starts with one `/`, no scheme or host.
-fn local_path(p: &str) -> Option<String> {
+/// A local path to go back to: starts with one `/`, no scheme or host (`//host` and
+/// `/\\host` are hosts to a browser), no control characters.
+pub(crate) fn local_path(p: &str) -> Option<String> {
     let ok = p.starts_with('/')
         && !p.starts_with("//")
         && !p.contains('\\')
@@ -273,17 +301,7 @@ pub async fn login(State(st): State<Shared>, ctx: Ctx, req: Request) -> Response
             let user = user.trim().to_string();
             if let Some(secs) = st.login_limiter.blocked(&user, addr) {
                 tracing::warn!(user = %user, "login rate-limited");
-                let mut r = refused(
-                    &st,
-                    &ctx,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &next,
-                    "Too many failed sign-in attempts: wait a few minutes and try again.",
-                )
-                .await;
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                return r;
+                return too_many(&st, &ctx, &next, secs).await;
             }
             let u2 = user.clone();
             let ok = st
@@ -291,7 +309,7 @@ pub async fn login(State(st): State<Shared>, ctx: Ctx, req: Request) -> Response
                 .await;
             match ok {
                 Ok(Some(info)) => {
-                    st.login_limiter.succeeded(&info.name);
+                    st.login_limiter.succeeded(&user, addr);
                     tracing::info!(user = %info.name, "password login");
                     match start_session(
                         &st,
@@ -322,19 +340,10 @@ pub async fn login(State(st): State<Shared>, ctx: Ctx, req: Request) -> Response
             }
         }
         (_, _, Some(token)) if !token.trim().is_empty() => {
-            let key = "api-token";
-            if let Some(secs) = st.login_limiter.blocked(key, addr) {
-                let mut r = refused(
-                    &st,
-                    &ctx,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &next,
-                    "Too many failed sign-in attempts: wait a few minutes and try again.",
-                )
-                .await;
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                return r;
+            // A token names no account before it is checked: limited per address.
+            const TOKEN_KEY: &str = "(api token)";
+            if let Some(secs) = st.login_limiter.blocked(TOKEN_KEY, addr) {
+                return too_many(&st, &ctx, &next, secs).await;
             }
             let token = token.trim().to_string();
             let check = st.blocking(move |hub| Ok(hub.check_token(&token)?)).await;
@@ -355,10 +364,7 @@ pub async fn login(State(st): State<Shared>, ctx: Ctx, req: Request) -> Response
                     }
                 }
                 Ok(other) => {
-                    // Per address only: a token names no account before it is checked.
-                    if let Some(a) = addr {
-                        st.login_limiter.failed(&format!("token@{a}"), Some(a));
-                    }
+                    st.login_limiter.failed(TOKEN_KEY, addr);
                     let why = match other {
                         TokenCheck::Expired => "This API token has expired.",
                         TokenCheck::Revoked => "This API token was revoked.",

@@ -658,6 +658,14 @@ fn callback_threebot() {}
               (status = 401, description = "Refused", content_type = "text/html", body = String)))]
 fn callback_token() {}
 
+/// ThreeFold Connect's answer when the signed-in account's owner links a 3Bot identity to
+/// it (started with `/login-threebot?link=1` from the tokens page).
+#[utoipa::path(get, path = "/callback_link", tag = "web",
+    params(("signedAttempt" = String, Query, description = "The provider's signed attempt")),
+    responses((status = 303, description = "Linked, to `/token`"),
+              (status = 401, description = "Refused", content_type = "text/html", body = String)))]
+fn callback_link() {}
+
 /// CSS and JS of the pages, under content-hashed names (immutable).
 #[utoipa::path(get, path = "/static/{file}", tag = "web",
     params(("file" = String, Path, description = "`hub.<hash>.css`, `hub.<hash>.js`")),
@@ -709,7 +717,7 @@ impl Modify for Security {
         search, repo_page, tag_page, upload_page, upload_flist_page, upload_job, merge_page,
         docker_page,
         docker_job_page, tokens_page, token_revoke, login_method, login, login_token, active_user,
-        logout, readonly, login_threebot, callback_threebot, callback_token, static_file
+        logout, readonly, login_threebot, callback_threebot, callback_token, callback_link, static_file
     ),
     components(schemas(
         Envelope, ErrorBody, Repository, EntryType, Entry, DumpItem, Dump, Light, TagLink,

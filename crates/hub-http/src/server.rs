@@ -189,6 +189,7 @@ pub fn router(state: Shared) -> Router {
         .route("/login-threebot", get(threebot::login))
         .route("/callback_threebot", get(threebot::callback_web))
         .route("/callback_token", get(threebot::callback_token))
+        .route("/callback_link", get(threebot::callback_link))
         .route("/{repo}", get(ui::pages::repo).post(ui::pages::repo_action))
         .route("/{repo}/{file}", get(web::repo_file))
         .route("/{repo}/tags/{tag}", get(ui::pages::tag))

@@ -27,6 +27,17 @@ use crate::web::WebError;
 #[derive(Deserialize)]
 pub struct LoginQuery {
     token: Option<String>,
+    /// Link the identity to the signed-in account instead of signing in.
+    link: Option<String>,
+}
+
+/// The callback path of `flow`.
+fn callback_path(flow: LoginFlow) -> &'static str {
+    match flow {
+        LoginFlow::Web => "/callback_threebot",
+        LoginFlow::Token => "/callback_token",
+        LoginFlow::Link => "/callback_link",
+    }
 }
 
 /// A `302 Found` redirect (what the 3Bot flow uses).
@@ -55,23 +66,29 @@ fn secure(st: &Shared) -> &'static str {
     }
 }
 
-/// `GET /login-threebot[?token=1]`: 302 to the provider.
+/// `GET /login-threebot[?token=1|?link=1]`: 302 to the provider.
 pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Response {
-    let flow = if q.token.is_some() {
-        LoginFlow::Token
-    } else {
-        LoginFlow::Web
-    };
-    let state = st.identity.issue_state(flow);
-    let callback = match flow {
-        LoginFlow::Web => "/callback_threebot",
-        LoginFlow::Token => "/callback_token",
-    };
     let tb = &st.config.threebot;
+    // Checked before anything is kept: a disabled login stores no state.
     if !tb.enabled {
         return ApiError::not_found("3Bot login is not enabled on this hub (threebot.enabled)")
             .into_response();
     }
+    let flow = if q.link.is_some() {
+        LoginFlow::Link
+    } else if q.token.is_some() {
+        LoginFlow::Token
+    } else {
+        LoginFlow::Web
+    };
+    let Some(state) = st.identity.issue_state(flow) else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many 3Bot logins in progress: try again in a few minutes",
+        )
+        .into_response();
+    };
+    let callback = callback_path(flow);
     let url = format!(
         "{}/?appid={}&publickey={}&state={}&redirecturl={}&scope={}",
         tb.provider_url.trim_end_matches('/'),
@@ -235,25 +252,50 @@ async fn finish(
     q: CallbackQuery,
     flow: LoginFlow,
 ) -> Result<Response, WebError> {
-    let user = verify(&st, q, flow, cookie(&headers, STATE_COOKIE)).await?;
-    tracing::info!("3Bot login: {user}");
-    let target = match flow {
-        LoginFlow::Web => "/",
-        LoginFlow::Token => "/token",
+    let subject = verify(&st, q, flow, cookie(&headers, STATE_COOKIE)).await?;
+    let mut resp = if flow == LoginFlow::Link {
+        // The owner of the signed-in account links this identity to it.
+        let Some(actor) = crate::login::session_actor(&st, &headers).await? else {
+            return Err(ApiError::unauthorized(
+                "sign in to the account first, then link the 3Bot identity from its page",
+            )
+            .into());
+        };
+        let (s2, user) = (subject.clone(), actor.user.clone());
+        st.blocking(move |hub| Ok(hub.link_identity(hub_repo::THREEBOT, &s2, &user)?))
+            .await?;
+        tracing::info!("3Bot identity {subject} linked to {}", actor.user);
+        crate::ui::redirect_with(
+            "/token",
+            "ok",
+            &format!(
+                "The 3Bot identity {subject} now signs in as {}.",
+                actor.user
+            ),
+        )
+    } else {
+        // The identity's own account (made on its first sign-in) or the one its owner linked
+        // it to; never a local account of the same name.
+        let s2 = subject.clone();
+        let user = st
+            .blocking(move |hub| Ok(hub.identity_account(hub_repo::THREEBOT, &s2)?))
+            .await?;
+        tracing::info!("3Bot login: {subject} as {user}");
+        let target = match flow {
+            LoginFlow::Token => "/token",
+            _ => "/",
+        };
+        crate::login::start_session(
+            &st,
+            &user,
+            Vec::new(),
+            "threebot",
+            StatusCode::FOUND,
+            target,
+        )
+        .await?
     };
-    let mut resp = crate::login::start_session(
-        &st,
-        &user,
-        Vec::new(),
-        "threebot",
-        StatusCode::FOUND,
-        target,
-    )
-    .await?;
-    let callback = match flow {
-        LoginFlow::Web => "/callback_threebot",
-        LoginFlow::Token => "/callback_token",
-    };
+    let callback = callback_path(flow);
     let clear = format!("{STATE_COOKIE}=; Path={callback}; Max-Age=0; HttpOnly; SameSite=Lax");
     if let Ok(v) = HeaderValue::from_str(&clear) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -268,6 +310,15 @@ pub async fn callback_web(
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, WebError> {
     finish(st, headers, q, LoginFlow::Web).await
+}
+
+/// `GET /callback_link?signedAttempt=...`: links the identity to the signed-in account.
+pub async fn callback_link(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response, WebError> {
+    finish(st, headers, q, LoginFlow::Link).await
 }
 
 /// `GET /callback_token?signedAttempt=...`: a web session, then `/token`.

@@ -84,4 +84,4 @@ pub use replica::{is_hex_sha256, Change, RepoSnapshot, SnapBlob, SnapEntry, Snap
 pub use sessions::SessionInfo;
 pub use stats::{CatalogStats, EntryBackend};
 pub use tokens::{token_hash, TokenCheck, TokenInfo};
-pub use users::{UserInfo, MIN_PASSWORD_LEN};
+pub use users::{UserInfo, MIN_PASSWORD_LEN, THREEBOT};

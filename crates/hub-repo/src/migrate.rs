@@ -48,6 +48,10 @@ const MIGRATIONS: &[Migration] = &[
             tx.execute_batch("ALTER TABLE entries ADD COLUMN crosslink INTEGER NOT NULL DEFAULT 0;")
         },
     },
+    Migration {
+        what: "external identities (3Bot) linked to accounts",
+        apply: |tx| tx.execute_batch(crate::users::IDENTITIES),
+    },
 ];
 
 /// The schema version this build writes.

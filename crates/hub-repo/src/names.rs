@@ -10,6 +10,18 @@
 //!
 //! Everywhere: never `.`, `..`, `/`, `\`, NUL or another control character, so a name can
 //! never walk a path.
+//!
+//! Look-alikes, checked when a name is created (not on reads, so nothing stored becomes
+//! unreachable):
+//! - users, organisations and repositories are unique regardless of ASCII case: `Alice` is
+//!   refused beside `alice` ([`fold_repo`]);
+//! - flist, tag and taglink names (which may hold non-ASCII letters) follow a conservative
+//!   rule against homographs ([`check_new_entry_name`]): a name whose letters mix Latin
+//!   with Cyrillic or Greek (`аpp` with a Cyrillic `а`) is refused, and a new name whose
+//!   [`skeleton`] (case folded, Cyrillic and Greek letters that look like Latin ones mapped
+//!   to them) equals the skeleton of another entry of the same repository is refused
+//!   (`ехе.flist` in Cyrillic beside `exe.flist`). Other scripts (CJK, Arabic ...) are
+//!   untouched: they have no Latin look-alikes in common fonts.
 
 use crate::RepoError;
 
@@ -134,6 +146,7 @@ pub const RESERVED: &[&str] = &[
     "api",
     "api-docs",
     "auth",
+    "callback_link",
     "callback_threebot",
     "callback_token",
     "chunks",
@@ -190,9 +203,130 @@ pub fn validate_user(name: &str) -> Result<(), RepoError> {
     Ok(())
 }
 
+/// The case-folded form under which users, organisations and repositories must be unique.
+pub fn fold_repo(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// Cyrillic and Greek letters drawn like a Latin letter in common fonts, and that letter.
+const LOOKALIKES: &[(char, char)] = &[
+    // Cyrillic
+    ('а', 'a'),
+    ('в', 'b'),
+    ('е', 'e'),
+    ('ё', 'e'),
+    ('һ', 'h'),
+    ('і', 'i'),
+    ('ї', 'i'),
+    ('ј', 'j'),
+    ('к', 'k'),
+    ('м', 'm'),
+    ('н', 'h'),
+    ('о', 'o'),
+    ('р', 'p'),
+    ('с', 'c'),
+    ('ѕ', 's'),
+    ('т', 't'),
+    ('у', 'y'),
+    ('х', 'x'),
+    ('ԁ', 'd'),
+    ('ԛ', 'q'),
+    ('ԝ', 'w'),
+    ('ӏ', 'l'),
+    ('ү', 'y'),
+    ('ɡ', 'g'),
+    // Greek
+    ('α', 'a'),
+    ('β', 'b'),
+    ('ε', 'e'),
+    ('η', 'n'),
+    ('ι', 'i'),
+    ('κ', 'k'),
+    ('ν', 'v'),
+    ('ο', 'o'),
+    ('ρ', 'p'),
+    ('τ', 't'),
+    ('υ', 'u'),
+    ('χ', 'x'),
+    ('ζ', 'z'),
+    ('μ', 'u'),
+];
+
+/// Which family of look-alike letters a character belongs to.
+fn script(c: char) -> u8 {
+    match c {
+        'a'..='z' | 'A'..='Z' => 1,
+        '\u{0400}'..='\u{052F}' => 2, // Cyrillic (and supplement)
+        '\u{0370}'..='\u{03FF}' => 3, // Greek
+        _ => 0,
+    }
+}
+
+/// The form under which entry names of a repository must differ: lower case, with Cyrillic
+/// and Greek letters that look like Latin ones replaced by them.
+pub fn skeleton(name: &str) -> String {
+    name.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| {
+            LOOKALIKES
+                .iter()
+                .find(|(from, _)| *from == c)
+                .map_or(c, |(_, to)| *to)
+        })
+        .collect()
+}
+
+/// The homograph rule for a new flist, tag or taglink name (see the module notes): refuses
+/// a name whose stem (without `.flist`) mixes Latin letters with Cyrillic or Greek ones. `existing` are the names
+/// already in the repository; a different name with the same [`skeleton`] is refused.
+pub fn check_new_entry_name<'a>(
+    what: &'static str,
+    name: &str,
+    existing: impl IntoIterator<Item = &'a str>,
+) -> Result<(), RepoError> {
+    // (the `.flist` suffix is the format's, not part of the name's spelling)
+    let stem = name.strip_suffix(".flist").unwrap_or(name);
+    let mut scripts = stem.chars().map(script).filter(|s| *s != 0);
+    if let Some(first) = scripts.next() {
+        if scripts.any(|s| s != first) {
+            return Err(invalid(
+                what,
+                name,
+                "mixes Latin letters with Cyrillic or Greek ones (a look-alike of another name)",
+            ));
+        }
+    }
+    let sk = skeleton(name);
+    if existing.into_iter().any(|e| e != name && skeleton(e) == sk) {
+        return Err(invalid(
+            what,
+            name,
+            "looks like another name of the repository (differs only by case or look-alike letters)",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alikes_are_refused() {
+        // `аpp` with a Cyrillic а mixes scripts.
+        assert!(check_new_entry_name("flist", "\u{430}pp.flist", []).is_err());
+        // all-Cyrillic `ехе` looks like `exe` beside it, but not alone
+        let exe = "\u{435}\u{445}\u{435}.flist";
+        assert!(check_new_entry_name("flist", exe, ["exe.flist"]).is_err());
+        assert!(check_new_entry_name("flist", exe, ["app.flist"]).is_ok());
+        assert!(check_new_entry_name("flist", "exe.flist", [exe]).is_err());
+        // case only
+        assert!(check_new_entry_name("flist", "App.flist", ["app.flist"]).is_err());
+        // the same name again (a replacement) and other scripts are fine
+        assert!(check_new_entry_name("flist", "app.flist", ["app.flist"]).is_ok());
+        assert!(check_new_entry_name("flist", "\u{5e94}\u{7528}.flist", ["app.flist"]).is_ok());
+        assert_eq!(fold_repo("Alice"), "alice");
+    }
 
     #[test]
     fn accepts_good_names() {

@@ -144,8 +144,10 @@ pub(crate) fn resolve_tag_on(
 }
 
 pub(crate) fn bump_repo(tx: &Connection, repo: &str, ts: i64) -> Result<(), RepoError> {
-    // A repository comes into existence here on its first write: never under a route name.
+    // A repository comes into existence here on its first write: never under a route name,
+    // never beside one whose name differs only by case.
     crate::names::validate_user(repo)?;
+    refuse_case_twin(tx, "repository", repo)?;
     tx.prepare_cached(
         "INSERT INTO repositories(name, created, updated) VALUES (?1, ?2, ?2) \
          ON CONFLICT(name) DO UPDATE SET updated = excluded.updated",
@@ -187,6 +189,7 @@ pub(crate) fn upsert_link(
     crosslink: bool,
     ts: i64,
 ) -> Result<(), RepoError> {
+    check_new_entry(tx, repo, name)?;
     tx.prepare_cached(
         "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime, crosslink) \
          VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?6, ?7) \
@@ -200,6 +203,41 @@ pub(crate) fn upsert_link(
     Ok(())
 }
 
+/// Refuses a new user, organisation or repository `name` when one whose name differs only
+/// by ASCII case exists (`Alice` beside `alice`); the name itself existing is fine.
+pub(crate) fn refuse_case_twin(tx: &Connection, what: &str, name: &str) -> Result<(), RepoError> {
+    let twin: Option<String> = tx
+        .prepare_cached(
+            "SELECT name FROM repositories WHERE lower(name) = lower(?1) AND name != ?1 \
+             UNION SELECT name FROM users WHERE lower(name) = lower(?1) AND name != ?1 \
+             UNION SELECT name FROM orgs WHERE lower(name) = lower(?1) AND name != ?1 LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row(params![name], |r| r.get(0)).optional())
+        .ctx("check names")?;
+    match twin {
+        Some(t) => Err(RepoError::Conflict(format!(
+            "{what} {name:?} would differ from the existing {t:?} only by case"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The look-alike rule for a new entry `repo/name` (see [`crate::names`]): nothing to check
+/// when it exists already (a replacement), else its name against the repository's others.
+pub(crate) fn check_new_entry(tx: &Connection, repo: &str, name: &str) -> Result<(), RepoError> {
+    if get_entry(tx, repo, name)?.is_some() {
+        return Ok(());
+    }
+    let mut st = tx
+        .prepare_cached("SELECT name FROM entries WHERE repo = ?1")
+        .ctx("check names")?;
+    let names = st
+        .query_map(params![repo], |r| r.get::<_, String>(0))
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .ctx("check names")?;
+    crate::names::check_new_entry_name("flist", name, names.iter().map(String::as_str))
+}
+
 pub(crate) fn upsert_regular(
     tx: &Connection,
     repo: &str,
@@ -209,6 +247,7 @@ pub(crate) fn upsert_regular(
     source: Option<&str>,
     ts: i64,
 ) -> Result<(), RepoError> {
+    check_new_entry(tx, repo, name)?;
     tx.prepare_cached(
         "INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime, uploader, source) \
          VALUES (?1, ?2, 'regular', ?3, NULL, NULL, ?4, NULL, ?5, ?6) \

@@ -62,6 +62,13 @@ impl Hub {
         if ttl_secs <= 0 {
             return Err(RepoError::Invalid("token lifetime must be positive".into()));
         }
+        // Only accounts get tokens (the organisations they act as are named explicitly in
+        // `memberof`): a removed or never created account gets none.
+        if !self.user_exists(user)? {
+            return Err(RepoError::NotFound(format!(
+                "no account {user}: create it first (`hub-server user add {user}`)"
+            )));
+        }
         // A token never starts with `-`: command lines (ours, the reference client's, shell
         // scripts) would take it for an option.
         let token = loop {

@@ -23,6 +23,22 @@ CREATE TABLE IF NOT EXISTS users (
 );
 "#;
 
+/// External identities (a 3Bot name) and the account each signs in as: the account it
+/// created on its first sign-in, or the one whose owner linked it.
+pub(crate) const IDENTITIES: &str = r#"
+CREATE TABLE IF NOT EXISTS identities (
+    provider TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    user     TEXT NOT NULL,
+    created  INTEGER NOT NULL,
+    PRIMARY KEY (provider, subject)
+);
+CREATE INDEX IF NOT EXISTS identities_user ON identities(user);
+"#;
+
+/// The provider name of 3Bot (ThreeFold Connect) identities.
+pub const THREEBOT: &str = "threebot";
+
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
@@ -91,6 +107,7 @@ impl Hub {
             if exists.is_some() {
                 return Err(RepoError::Conflict(format!("user {name} already exists")));
             }
+            crate::sql::refuse_case_twin(tx, "user", name)?;
             tx.execute(
                 "INSERT INTO users(name, password, admin, created, updated) VALUES (?1,?2,?3,?4,?4)",
                 params![name, hash, admin, t],
@@ -155,8 +172,11 @@ impl Hub {
         })
     }
 
-    /// Removes a local account and ends its web sessions (its repository stays).
-    pub fn user_remove(&self, name: &str) -> Result<(), RepoError> {
+    /// Removes an account and everything that acted for it: its web sessions end, its API
+    /// tokens are revoked, its unfinished jobs fail and its linked identities are forgotten
+    /// (its repository stays). Returns how many tokens were revoked.
+    pub fn user_remove(&self, name: &str) -> Result<u64, RepoError> {
+        let t = now();
         self.db.write(|tx| {
             let n = tx
                 .execute("DELETE FROM users WHERE name = ?1", params![name])
@@ -166,7 +186,116 @@ impl Hub {
             }
             tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])
                 .ctx("end sessions")?;
-            Ok(())
+            let tokens = tx
+                .execute(
+                    "UPDATE tokens SET revoked = ?2 WHERE user = ?1 AND revoked IS NULL",
+                    params![name, t],
+                )
+                .ctx("revoke tokens")?;
+            tx.execute(
+                "UPDATE jobs SET state = 'failed', message = 'the account was removed', \
+                 updated = ?2 WHERE owner = ?1 AND state IN ('queued', 'running')",
+                params![name, t],
+            )
+            .ctx("end jobs")?;
+            tx.execute("DELETE FROM identities WHERE user = ?1", params![name])
+                .ctx("forget identities")?;
+            Ok(tokens as u64)
+        })
+    }
+
+    /// True when `name` is an account (local, or made by an identity's first sign-in).
+    pub fn user_exists(&self, name: &str) -> Result<bool, RepoError> {
+        self.db.read(|c| {
+            c.prepare_cached("SELECT 1 FROM users WHERE name = ?1")
+                .and_then(|mut s| s.query_row(params![name], |_| Ok(())).optional())
+                .map(|r| r.is_some())
+                .ctx("read user")
+        })
+    }
+
+    /// The account an external identity signs in as. An identity linked before maps to its
+    /// account. A new one gets an account of its own name (no password; the old hub's
+    /// naming), unless that name is taken by an account, an organisation or a name that
+    /// differs only by case: then [`RepoError::Forbidden`] (the account's owner may link
+    /// the identity with [`Hub::link_identity`]). Never an existing account it was not
+    /// linked to.
+    pub fn identity_account(&self, provider: &str, subject: &str) -> Result<String, RepoError> {
+        validate_user(subject)?;
+        let t = now();
+        self.db.write(|tx| {
+            let linked: Option<String> = tx
+                .prepare_cached("SELECT user FROM identities WHERE provider = ?1 AND subject = ?2")
+                .and_then(|mut s| s.query_row(params![provider, subject], |r| r.get(0)).optional())
+                .ctx("read identity")?;
+            if let Some(u) = linked {
+                return Ok(u);
+            }
+            let taken: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT 1 FROM users WHERE lower(name) = lower(?1) \
+                     UNION SELECT 1 FROM orgs WHERE lower(name) = lower(?1) LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row(params![subject], |r| r.get(0)).optional())
+                .ctx("read user")?;
+            if taken.is_some() {
+                return Err(RepoError::Forbidden(format!(
+                    "the name {subject} belongs to an account this {provider} identity is not \
+                     linked to: its owner can link it after signing in"
+                )));
+            }
+            crate::sql::refuse_case_twin(tx, "user", subject)?;
+            tx.execute(
+                "INSERT INTO users(name, password, admin, created, updated) VALUES (?1, '', 0, ?2, ?2)",
+                params![subject, t],
+            )
+            .ctx("create user")?;
+            tx.execute(
+                "INSERT INTO identities(provider, subject, user, created) VALUES (?1, ?2, ?3, ?4)",
+                params![provider, subject, subject, t],
+            )
+            .ctx("link identity")?;
+            Ok(subject.to_string())
+        })
+    }
+
+    /// Links the external identity `provider`/`subject` to the existing account `user` (its
+    /// owner asked, signed in): it then signs in as `user`. Refused when the identity is
+    /// linked to another account.
+    pub fn link_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+        user: &str,
+    ) -> Result<(), RepoError> {
+        validate_user(subject)?;
+        let t = now();
+        self.db.write(|tx| {
+            let exists: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM users WHERE name = ?1")
+                .and_then(|mut s| s.query_row(params![user], |r| r.get(0)).optional())
+                .ctx("read user")?;
+            if exists.is_none() {
+                return Err(RepoError::NotFound(format!("user {user}")));
+            }
+            let linked: Option<String> = tx
+                .prepare_cached("SELECT user FROM identities WHERE provider = ?1 AND subject = ?2")
+                .and_then(|mut s| s.query_row(params![provider, subject], |r| r.get(0)).optional())
+                .ctx("read identity")?;
+            match linked {
+                Some(u) if u == user => Ok(()),
+                Some(u) => Err(RepoError::Conflict(format!(
+                    "the {provider} identity {subject} is linked to another account ({u})"
+                ))),
+                None => {
+                    tx.execute(
+                        "INSERT INTO identities(provider, subject, user, created) VALUES (?1, ?2, ?3, ?4)",
+                        params![provider, subject, user, t],
+                    )
+                    .ctx("link identity")?;
+                    Ok(())
+                }
+            }
         })
     }
 

@@ -187,8 +187,23 @@ impl HubProcess {
         hex_key.len() > 2 && self.chunks_dir().join(&hex_key[..2]).join(hex_key).exists()
     }
 
-    /// Issues a token for `user`, member of `orgs`, with `hub-server token create`.
+    /// Issues a token for `user`, member of `orgs`, with `hub-server token create` (the
+    /// account made first with `hub-server user add` when missing: tokens go to accounts).
     pub fn token(&self, user: &str, orgs: &[&str]) -> String {
+        let mut add = Command::new(&self.bin)
+            .args(["user", "add", user, "--password-stdin", "--data-dir"])
+            .arg(self.data_dir())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("hub-server user add");
+        if let Some(mut stdin) = add.stdin.take() {
+            use std::io::Write;
+            let _ = stdin.write_all(b"a long test password\n");
+        }
+        // (fails harmlessly when the account exists)
+        let _ = add.wait();
         let mut c = Command::new(&self.bin);
         c.args(["token", "create", "--data-dir"])
             .arg(self.data_dir())

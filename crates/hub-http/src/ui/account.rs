@@ -90,11 +90,7 @@ pub async fn switch(ctx: Ctx, headers: HeaderMap, Form(f): Form<Switch>) -> Resp
             actor.user, f.active
         )));
     }
-    let back = if f.back.starts_with('/') && !f.back.starts_with("//") {
-        f.back.clone()
-    } else {
-        "/".to_string()
-    };
+    let back = crate::login::local_path(&f.back).unwrap_or_else(|| "/".to_string());
     let mut resp = redirect_with(&back, "ok", &format!("You now act as {}.", f.active));
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{ACTIVE_USER_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
@@ -135,7 +131,8 @@ async fn tokens_page(st: &Shared, ctx: &Ctx, created: Option<(String, String, i6
     let mut resp = ctx.render(
         "tokens.html",
         "API tokens",
-        json!({"tokens": tokens, "created": created, "user": actor.user, "expiry_days": EXPIRY_DAYS}),
+        json!({"tokens": tokens, "created": created, "user": actor.user, "expiry_days": EXPIRY_DAYS,
+               "threebot": st.config.threebot.enabled}),
     );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -78,11 +78,18 @@ impl TestHub {
         let hub = self.hub();
         let (user, orgs): (String, Vec<String>) =
             (user.into(), orgs.iter().map(|s| s.to_string()).collect());
-        tokio::task::spawn_blocking(move || hub.create_token(&user, &orgs, 3600, None))
-            .await
-            .expect("join")
-            .expect("token")
-            .0
+        tokio::task::spawn_blocking(move || {
+            // Tokens go to accounts only: make it first (tests of refused names want the
+            // token refusal, so a refused account is not an error here).
+            if !hub.user_exists(&user).unwrap_or(false) {
+                let _ = hub.user_add(&user, "a long test password", false);
+            }
+            hub.create_token(&user, &orgs, 3600, None)
+        })
+        .await
+        .expect("join")
+        .expect("token")
+        .0
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
