@@ -170,10 +170,13 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
         "token revoked"
     );
     let hub = t.hub();
-    let (short, _) = tokio::task::spawn_blocking(move || hub.create_token("dave", &[], 1, None))
-        .await
-        .expect("join")
-        .expect("token");
+    let (short, _) = tokio::task::spawn_blocking(move || {
+        let _ = hub.user_add("dave", "a long test password", false);
+        hub.create_token("dave", &[], 1, None)
+    })
+    .await
+    .expect("join")
+    .expect("token");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = t
         .client

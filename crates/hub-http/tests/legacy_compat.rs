@@ -363,11 +363,13 @@ async fn every_recorded_request_of_the_old_hub_answers_the_same() {
     let server = hub_http::start_on(listener, cfg).await.expect("start");
     let addr = server.addr;
     let hub = server.state.hub.clone();
-    let (token, _) =
-        tokio::task::spawn_blocking(move || hub.create_token("alice", &[], 3600, None))
-            .await
-            .expect("join")
-            .expect("token");
+    let (token, _) = tokio::task::spawn_blocking(move || {
+        let _ = hub.user_add("alice", "a long test password", false);
+        hub.create_token("alice", &[], 3600, None)
+    })
+    .await
+    .expect("join")
+    .expect("token");
 
     let records: Vec<Value> =
         serde_json::from_slice(&std::fs::read(legacy_fixture("responses.json")).expect("read"))

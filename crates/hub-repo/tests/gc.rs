@@ -229,6 +229,7 @@ fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
     // `hub-server token create` while the server runs.
     {
         let admin = Hub::open(dir.path()).expect("second open");
+        let _ = admin.user_add("bob", "a long test password", false);
         admin
             .create_token("bob", &[], 60, None)
             .expect("token while the server runs");
@@ -275,6 +276,7 @@ fn route_names_never_become_repositories() {
     for name in [
         "me", "api", "static", "listen", "login", "Logout", "token", "upload",
     ] {
+        let _ = hub.user_add(name, "a long test password", false);
         let e = hub
             .create_token(name, &[], 60, None)
             .expect_err(name)
@@ -295,6 +297,7 @@ fn route_names_never_become_repositories() {
         assert!(matches!(e, RepoError::InvalidName { .. }), "{name}: {e}");
     }
     assert!(hub.repositories().expect("repos").is_empty());
+    let _ = hub.user_add("memo", "a long test password", false);
     hub.create_token("memo", &[], 60, None)
         .expect("a name that only starts like a route");
 }

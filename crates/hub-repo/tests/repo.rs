@@ -259,6 +259,8 @@ fn merge_dump_metadata_and_integrity() {
 #[test]
 fn tokens_expire_and_revoke() {
     let (_d, hub) = hub();
+    hub.user_add("alice", "a long test password", false)
+        .expect("account");
     let (tok, info) = hub
         .create_token("alice", &["team".into()], 3600, Some("ci"))
         .expect("token");
@@ -288,6 +290,8 @@ fn tokens_expire_and_revoke() {
 #[test]
 fn tokens_never_start_with_a_dash() {
     let (_d, hub) = hub();
+    hub.user_add("alice", "a long test password", false)
+        .expect("account");
     for _ in 0..400 {
         let (tok, _) = hub.create_token("alice", &[], 60, None).expect("token");
         assert_eq!(tok.len(), 43);
