@@ -1,6 +1,7 @@
 //! The real `hub-server` binary: `kill -9` during an upload leaves no partial entry and a
 //! clean catalog; token CLI; graceful shutdown on SIGTERM.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,21 +27,7 @@ async fn kill_during_upload_leaves_previous_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     drop(hub_repo::Hub::open(&data).expect("create the catalog"));
-    let out = Command::new(BIN)
-        .args(["token", "create", "--data-dir"])
-        .arg(&data)
-        .args(["--user", "alice", "--ttl", "1h"])
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string();
+    let token = test_support::hub::issue_token(Path::new(BIN), &data, "alice", &[]);
     assert_eq!(token.len(), 43);
 
     let port = free_port();

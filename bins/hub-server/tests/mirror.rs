@@ -68,21 +68,7 @@ fn token(data: &Path, user: &str) -> String {
         // `token create` refuses a directory without a catalog.
         drop(hub_repo::Hub::open(data).expect("create the catalog"));
     }
-    let out = Command::new(BIN)
-        .args(["token", "create", "--data-dir"])
-        .arg(data)
-        .args(["--user", user, "--ttl", "1h"])
-        .output()
-        .expect("token create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
+    test_support::hub::issue_token(Path::new(BIN), data, user, &[])
 }
 
 async fn upload(c: &reqwest::Client, base: &str, tok: &str, name: &str) {

@@ -81,12 +81,7 @@ async fn an_admin_command_while_serving_keeps_uploads_in_flight() {
     let data = dir.path().join("data");
     // `token create` refuses a directory without a catalog.
     drop(hub_repo::Hub::open(&data).expect("create the catalog"));
-    let token = ok(&cli(
-        &["token", "create", "--user", "alice", "--ttl", "1h"],
-        &data,
-    ))
-    .trim()
-    .to_string();
+    let token = test_support::hub::issue_token(Path::new(BIN), &data, "alice", &[]);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = spawn_server(&data, port).await;
@@ -164,10 +159,7 @@ async fn an_admin_command_while_serving_keeps_uploads_in_flight() {
     assert!(!staged.is_empty(), "the upload is not staged in tmp/");
 
     // Admin commands while the upload is in flight.
-    ok(&cli(
-        &["token", "create", "--user", "bob", "--ttl", "1h"],
-        &data,
-    ));
+    test_support::hub::issue_token(Path::new(BIN), &data, "bob", &[]);
     ok(&cli(&["gc", "--grace", "0s"], &data));
     for p in &staged {
         assert!(p.exists(), "{} was removed under the upload", p.display());
@@ -203,12 +195,7 @@ async fn soak_with_gc_and_kill_ends_clean_with_no_orphans() {
     let data = dir.path().join("data");
     // `token create` refuses a directory without a catalog.
     drop(hub_repo::Hub::open(&data).expect("create the catalog"));
-    let token = ok(&cli(
-        &["token", "create", "--user", "alice", "--ttl", "1h"],
-        &data,
-    ))
-    .trim()
-    .to_string();
+    let token = test_support::hub::issue_token(Path::new(BIN), &data, "alice", &[]);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = spawn_server(&data, port).await;
@@ -366,12 +353,7 @@ async fn check_fails_on_orphans_until_gc() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     drop(hub_repo::Hub::open(&data).expect("create the catalog"));
-    let token = ok(&cli(
-        &["token", "create", "--user", "alice", "--ttl", "1h"],
-        &data,
-    ))
-    .trim()
-    .to_string();
+    let token = test_support::hub::issue_token(Path::new(BIN), &data, "alice", &[]);
     let port = free_port();
     let mut server = spawn_server(&data, port).await;
     let base = format!("http://127.0.0.1:{port}");

@@ -157,14 +157,7 @@ fn mirror_with_chunks_serves_extract_and_mount_after_the_primary_stops() {
     );
     let pdata = s.join("primary");
     let mut primary = serve(&pdata, pport, &[]);
-    let token = run(
-        Command::new(hub_server_bin())
-            .args(["token", "create", "--data-dir", p(&pdata)])
-            .args(["--user", "alice", "--ttl", "1h"]),
-        "token create",
-    )
-    .trim()
-    .to_string();
+    let token = test_support::hub::issue_token(&hub_server_bin(), &pdata, "alice", &[]);
     let auth = format!("Authorization: bearer {token}");
     let (code, body) = curl(&[
         "-H",

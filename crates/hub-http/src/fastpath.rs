@@ -307,6 +307,10 @@ fn answer(st: &Shared, req: &Request) -> Option<Response> {
     let slot = (usize::from(head) * ROUTES.len() + route) * STATUSES.len() + status;
     let (mut parts, data) = resp.into_parts();
     finish_headers(&mut parts.headers, data.len() as u64);
+    crate::gate::harden(
+        &mut parts.headers,
+        st.config.public_url().starts_with("https://"),
+    );
     // axum answers `HEAD` with the `GET` answer's headers and no body.
     let data = (!head && !data.is_empty()).then_some(data);
     st.fastpath.served.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +330,8 @@ fn answer(st: &Shared, req: &Request) -> Option<Response> {
 }
 
 /// What the layers behind the router add: `Content-Length` from an exact body size (axum),
-/// the CORS headers of a public read, the request id.
+/// the CORS headers of a public read, the request id (and [`crate::gate::harden`]'s
+/// headers, added by the caller).
 fn finish_headers(h: &mut HeaderMap, size: u64) {
     if !h.contains_key(header::CONTENT_LENGTH) {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));

@@ -23,7 +23,7 @@ pub async fn gate(State(st): State<Shared>, req: Request, next: Next) -> Respons
     let https = st.config.public_url().starts_with("https://");
     let mut resp =
         crate::compat::around(req, |req| crate::request_id::with_id(checks(st, req, next))).await;
-    harden(&mut resp, https);
+    harden(resp.headers_mut(), https);
     resp
 }
 
@@ -35,14 +35,12 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// Security headers of an answer: CSP and referrer policy on HTML, `Secure` cookies when
 /// the hub is served over HTTPS (`https`).
-pub fn harden(resp: &mut Response, https: bool) {
+pub fn harden(h: &mut axum::http::HeaderMap, https: bool) {
     use axum::http::{header, HeaderValue};
-    let html = resp
-        .headers()
+    let html = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    let h = resp.headers_mut();
     if html {
         if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
             h.insert(

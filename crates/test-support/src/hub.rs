@@ -187,40 +187,9 @@ impl HubProcess {
         hex_key.len() > 2 && self.chunks_dir().join(&hex_key[..2]).join(hex_key).exists()
     }
 
-    /// Issues a token for `user`, member of `orgs`, with `hub-server token create` (the
-    /// account made first with `hub-server user add` when missing: tokens go to accounts).
+    /// Issues a token for `user`, member of `orgs` ([`issue_token`]).
     pub fn token(&self, user: &str, orgs: &[&str]) -> String {
-        let mut add = Command::new(&self.bin)
-            .args(["user", "add", user, "--password-stdin", "--data-dir"])
-            .arg(self.data_dir())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("hub-server user add");
-        if let Some(mut stdin) = add.stdin.take() {
-            use std::io::Write;
-            let _ = stdin.write_all(b"a long test password\n");
-        }
-        // (fails harmlessly when the account exists)
-        let _ = add.wait();
-        let mut c = Command::new(&self.bin);
-        c.args(["token", "create", "--data-dir"])
-            .arg(self.data_dir())
-            .args(["--user", user, "--ttl", "1h"]);
-        for o in orgs {
-            c.args(["--member-of", o]);
-        }
-        let out = c.output().expect("hub-server token create");
-        assert!(
-            out.status.success(),
-            "token create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string()
+        issue_token(&self.bin, &self.data_dir(), user, orgs)
     }
 
     fn try_get(&self, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
@@ -340,4 +309,56 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(end + 2).min(b.len())..];
     }
     out
+}
+
+/// Makes the account `user` with `hub-server user add` unless it exists (tokens go to
+/// accounts only), then issues it a one-hour token, member of `orgs`, with `hub-server token
+/// create`, and returns the token. The data directory must hold a catalog.
+pub fn issue_token(bin: &Path, data_dir: &Path, user: &str, orgs: &[&str]) -> String {
+    let listed = Command::new(bin)
+        .args(["user", "list", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("hub-server user list");
+    let exists = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(user));
+    if !exists {
+        let mut add = Command::new(bin)
+            .args(["user", "add", user, "--password-stdin", "--data-dir"])
+            .arg(data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hub-server user add");
+        if let Some(mut stdin) = add.stdin.take() {
+            stdin
+                .write_all(b"a long test password\n")
+                .expect("password to hub-server user add");
+        }
+        let out = add.wait_with_output().expect("hub-server user add");
+        assert!(
+            out.status.success(),
+            "user add {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut c = Command::new(bin);
+    c.args(["token", "create", "--data-dir"])
+        .arg(data_dir)
+        .args(["--user", user, "--ttl", "1h"]);
+    for o in orgs {
+        c.args(["--member-of", o]);
+    }
+    let out = c.output().expect("hub-server token create");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }

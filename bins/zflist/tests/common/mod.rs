@@ -202,14 +202,7 @@ pub fn start_hub(store_url: &str, public_backend: &str) -> Hub {
         std::thread::sleep(Duration::from_millis(50));
     }
     // `token create` needs the catalog, which the server made when it started.
-    let token = run(
-        Command::new(&bin)
-            .args(["token", "create", "--data-dir", p(&data)])
-            .args(["--user", "alice", "--ttl", "1h"]),
-        "token create",
-    )
-    .trim()
-    .to_string();
+    let token = test_support::hub::issue_token(&bin, &data, "alice", &[]);
     Hub {
         child,
         base,
