@@ -43,8 +43,9 @@ pub struct Identity {
     jwt_leeway: u64,
     /// The hub's X25519 secret key for 3Bot login.
     pub threebot_secret: crypto_box::SecretKey,
-    /// Login states issued and not yet used, with when and for which flow.
-    states: Mutex<HashMap<String, (Instant, LoginFlow)>>,
+    /// Login states issued and not yet used, with when, for which flow and (linking) for
+    /// which account.
+    states: Mutex<HashMap<String, (Instant, LoginFlow, Option<String>)>>,
     /// HTTP client for the 3Bot provider.
     pub http: reqwest::Client,
 }
@@ -121,20 +122,21 @@ impl Identity {
         STANDARD.encode(self.threebot_secret.public_key().as_bytes())
     }
 
-    /// Issues a fresh login state for `flow`; `None` when [`MAX_STATES`] logins are
+    /// Issues a fresh login state for `flow` (for [`LoginFlow::Link`], the signed-in
+    /// `account` the identity is to be linked to); `None` when [`MAX_STATES`] logins are
     /// already in progress (a flood of login starts holds no unbounded memory).
-    pub fn issue_state(&self, flow: LoginFlow) -> Option<String> {
+    pub fn issue_state(&self, flow: LoginFlow, account: Option<String>) -> Option<String> {
         let mut raw = [0u8; 24];
         let _ = getrandom::fill(&mut raw);
         let state = hex::encode(raw);
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         if states.len() >= MAX_STATES {
-            states.retain(|_, (t, _)| t.elapsed() < STATE_TTL);
+            states.retain(|_, (t, _, _)| t.elapsed() < STATE_TTL);
             if states.len() >= MAX_STATES {
                 return None;
             }
         }
-        states.insert(state.clone(), (Instant::now(), flow));
+        states.insert(state.clone(), (Instant::now(), flow, account));
         Some(state)
     }
 
@@ -143,12 +145,13 @@ impl Identity {
         self.states.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Consumes a login state: true only once, within its lifetime, for the same flow.
-    pub fn take_state(&self, state: &str, flow: LoginFlow) -> bool {
+    /// Consumes a login state: `Some` only once, within its lifetime, for the same flow,
+    /// with the account it was issued for.
+    pub fn take_state(&self, state: &str, flow: LoginFlow) -> Option<Option<String>> {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         match states.remove(state) {
-            Some((t, f)) => t.elapsed() < STATE_TTL && f == flow,
-            None => false,
+            Some((t, f, account)) if t.elapsed() < STATE_TTL && f == flow => Some(account),
+            _ => None,
         }
     }
 

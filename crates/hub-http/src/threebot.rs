@@ -67,7 +67,11 @@ fn secure(st: &Shared) -> &'static str {
 }
 
 /// `GET /login-threebot[?token=1|?link=1]`: 302 to the provider.
-pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Response {
+pub async fn login(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     let tb = &st.config.threebot;
     // Checked before anything is kept: a disabled login stores no state.
     if !tb.enabled {
@@ -81,7 +85,21 @@ pub async fn login(State(st): State<Shared>, Query(q): Query<LoginQuery>) -> Res
     } else {
         LoginFlow::Web
     };
-    let Some(state) = st.identity.issue_state(flow) else {
+    // Linking is for the signed-in account, named in the state (the provider's redirect
+    // back is cross-site: the SameSite=Strict session cookie does not come with it).
+    let account = if flow == LoginFlow::Link {
+        match crate::login::session_actor(&st, &headers).await {
+            Ok(Some(actor)) => Some(actor.user),
+            Ok(None) => return ApiError::unauthorized(
+                "sign in to the account first, then link the 3Bot identity from its tokens page",
+            )
+            .into_response(),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
+    };
+    let Some(state) = st.identity.issue_state(flow, account) else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many 3Bot logins in progress: try again in a few minutes",
@@ -149,14 +167,14 @@ fn b64(s: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| ApiError::bad_request("malformed base64 in login attempt"))
 }
 
-/// Verifies a callback; returns the authenticated user. `browser_state` is the state cookie
-/// the request came with.
+/// Verifies a callback; returns the authenticated 3Bot user and the account its login state
+/// was issued for (linking). `browser_state` is the state cookie the request came with.
 async fn verify(
     st: &Shared,
     q: CallbackQuery,
     flow: LoginFlow,
     browser_state: Option<String>,
-) -> Result<String, ApiError> {
+) -> Result<(String, Option<String>), ApiError> {
     let raw = q
         .signed_attempt
         .ok_or_else(|| ApiError::bad_request("missing signedAttempt"))?;
@@ -221,11 +239,11 @@ async fn verify(
             "this login was not started in this browser (or took too long): start again",
         ));
     }
-    if !st.identity.take_state(&inner.signed_state, flow) {
+    let Some(account) = st.identity.take_state(&inner.signed_state, flow) else {
         return Err(ApiError::unauthorized(
             "unknown, expired or already used login state",
         ));
-    }
+    };
     let nonce = b64(&inner.data.nonce)?;
     if nonce.len() != 24 {
         return Err(ApiError::unauthorized("nonce must be 24 bytes"));
@@ -243,7 +261,7 @@ async fn verify(
             return Err(ApiError::unauthorized("email address not verified"));
         }
     }
-    Ok(user)
+    Ok((user, account))
 }
 
 async fn finish(
@@ -252,27 +270,21 @@ async fn finish(
     q: CallbackQuery,
     flow: LoginFlow,
 ) -> Result<Response, WebError> {
-    let subject = verify(&st, q, flow, cookie(&headers, STATE_COOKIE)).await?;
-    let mut resp = if flow == LoginFlow::Link {
-        // The owner of the signed-in account links this identity to it.
-        let Some(actor) = crate::login::session_actor(&st, &headers).await? else {
-            return Err(ApiError::unauthorized(
-                "sign in to the account first, then link the 3Bot identity from its page",
-            )
-            .into());
-        };
-        let (s2, user) = (subject.clone(), actor.user.clone());
+    let (subject, account) = verify(&st, q, flow, cookie(&headers, STATE_COOKIE)).await?;
+    let mut resp = if let (LoginFlow::Link, Some(account)) = (flow, account) {
+        // The owner of the account signed in when the link was started (the state says
+        // which) links this identity to it.
+        let (s2, user) = (subject.clone(), account.clone());
         st.blocking(move |hub| Ok(hub.link_identity(hub_repo::THREEBOT, &s2, &user)?))
             .await?;
-        tracing::info!("3Bot identity {subject} linked to {}", actor.user);
+        tracing::info!("3Bot identity {subject} linked to {account}");
         crate::ui::redirect_with(
             "/token",
             "ok",
-            &format!(
-                "The 3Bot identity {subject} now signs in as {}.",
-                actor.user
-            ),
+            &format!("The 3Bot identity {subject} now signs in as {account}."),
         )
+    } else if flow == LoginFlow::Link {
+        return Err(ApiError::unauthorized("a link login state names its account").into());
     } else {
         // The identity's own account (made on its first sign-in) or the one its owner linked
         // it to; never a local account of the same name.

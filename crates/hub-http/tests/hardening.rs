@@ -270,3 +270,230 @@ async fn item9_a_cut_plain_tar_does_not_replace_an_flist() {
     assert_eq!(dump["regular"], 3, "{dump}");
     t.stop().await;
 }
+
+/// A password sign-in from the client address `from` (any 127.0.0.0/8 address reaches the
+/// hub on loopback): the answer, redirects not followed.
+async fn password_login(t: &TestHub, from: [u8; 4], user: &str, pw: &str) -> reqwest::Response {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap();
+    client
+        .post(t.url("/login"))
+        .header("origin", &t.base)
+        .form(&[("username", user), ("password", pw)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `name=value` of the `Set-Cookie` of `name`, and the whole header.
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| (c.split(';').next().unwrap().to_string(), c.to_string()))
+}
+
+/// Item 3: removing an account ends its API tokens, its web sessions and its unfinished
+/// jobs; tokens are issued to accounts only. Before: eve's token still answered
+/// `/api/flist/me` 200 and uploaded after `user remove eve`, and a token was issued for
+/// `ghost`, who has no account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_removing_an_account_ends_its_tokens_sessions_and_jobs() {
+    let t = TestHub::start().await;
+    let eve = t.token("eve", &[]).await;
+    assert_eq!(t.call("GET", "/api/flist/me", &eve).await.0, 200);
+    let r = password_login(&t, [127, 0, 0, 1], "eve", "a long test password").await;
+    assert_eq!(r.status(), 303);
+    let (session, _) = set_cookie(&r, "hub-session").unwrap();
+    let (s, v) = t.call("POST", "/upload/job", &eve).await;
+    assert_eq!(s, 200, "{v}");
+    let job = v["job"].as_str().unwrap().to_string();
+
+    let hub = t.hub();
+    let revoked = tokio::task::spawn_blocking(move || hub.user_remove("eve"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked, 1);
+
+    let (s, v) = t.call("GET", "/api/flist/me", &eve).await;
+    assert_eq!(s, 401, "{v}");
+    let mut tar = test_support::archive::RawTar::new();
+    tar.file("a", b"one");
+    let (s, v) = t
+        .upload("/api/flist/me/upload", &eve, "e.tar", tar.finish())
+        .await;
+    assert_eq!(s, 401, "{v}");
+    assert!(!exists(&t, "eve", "e.flist").await);
+    let me = t
+        .client
+        .get(t.url("/api/flist/me"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    let hub = t.hub();
+    let rec = tokio::task::spawn_blocking(move || hub.job(&job))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.state, hub_repo::JobState::Failed);
+    assert!(rec.message.contains("removed"), "{}", rec.message);
+
+    // Tokens go to accounts only; the organisations an account acts for are named by the
+    // issuer.
+    let hub = t.hub();
+    tokio::task::spawn_blocking(move || {
+        let e = hub.create_token("ghost", &[], 3600, None).unwrap_err();
+        assert!(e.to_string().contains("no account ghost"), "{e}");
+        assert!(hub.create_token("eve", &[], 3600, None).is_err());
+        hub.user_add("alice", "a long test password", false)
+            .unwrap();
+        hub.create_token("alice", &["ops".to_string()], 3600, None)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    t.stop().await;
+}
+
+/// Item 10: HTML pages carry a Content-Security-Policy and a Referrer-Policy; every cookie
+/// of an https hub is `Secure`; `back=/\evil.com` goes nowhere else; names that differ
+/// only by case or by look-alike letters are refused (ordinary non-ASCII names are fine);
+/// failed passwords throttle the (account, address) pair and say when to retry, so the
+/// owner signs in from elsewhere; a disabled 3Bot login keeps no state. Before: no CSP, no
+/// `Secure` on the active-user and flash cookies, `Location: /\evil.com`, `Alice` beside
+/// `alice`, `аpp.flist` beside `app.flist`, the owner locked out, +1 state per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item10_headers_cookies_redirects_look_alikes_throttle() {
+    let t = TestHub::start_with(|c| {
+        c.public_url = "https://hub.test".into();
+        c.threebot.enabled = false;
+    })
+    .await;
+    let alice = t.token("alice", &[]).await;
+
+    // Pages: CSP and referrer policy (the API's JSON needs neither).
+    let r = t.get("/").await;
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers()["referrer-policy"], "same-origin");
+
+    // Secure cookies on https: the session, the active user, the flash message.
+    let r = password_login(&t, [127, 0, 0, 1], "alice", "a long test password").await;
+    assert_eq!(r.status(), 303);
+    let (session, whole) = set_cookie(&r, "hub-session").unwrap();
+    assert!(whole.contains("Secure"), "{whole}");
+    let r = t
+        .client
+        .post(t.url("/me/active-user"))
+        .header("cookie", &session)
+        .header("origin", &t.base)
+        .form(&[("active", "alice"), ("back", "/\\evil.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    for name in ["active-user", "hub-flash"] {
+        let (_, whole) = set_cookie(&r, name).unwrap_or_else(|| panic!("{name} set"));
+        assert!(whole.contains("; Secure"), "{whole}");
+    }
+
+    // Names: case twins and look-alikes refused, other non-ASCII names fine.
+    let hub = t.hub();
+    tokio::task::spawn_blocking(move || {
+        let e = hub
+            .user_add("Alice", "a long test password", false)
+            .unwrap_err();
+        assert!(e.to_string().contains("only by case"), "{e}");
+    })
+    .await
+    .unwrap();
+    let mut tar = test_support::archive::RawTar::new();
+    tar.file("a", b"one");
+    let (s, v) = t
+        .upload("/api/flist/me/upload", &alice, "app.tar", tar.finish())
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mut tar = test_support::archive::RawTar::new();
+    tar.file("b", b"two");
+    let (s, v) = t
+        .upload("/api/flist/me/upload", &alice, "other.tar", tar.finish())
+        .await;
+    assert_eq!(s, 200, "{v}");
+    for (to, ok) in [
+        ("\u{430}pp.flist", false),             // Cyrillic а in a Latin word
+        ("\u{430}\u{440}\u{440}.flist", false), // all-Cyrillic "арр" beside app
+        ("App.flist", false),                   // case only
+        ("caf\u{e9}.flist", true),              // café
+        ("caf\u{e9}-\u{43a}\u{430}\u{444}\u{435}.flist", true), // café-кафе: one script a word
+    ] {
+        let (s, v) = t
+            .call(
+                "GET",
+                &format!("/api/flist/me/other.flist/rename/{to}"),
+                &alice,
+            )
+            .await;
+        if ok {
+            assert_eq!(s, 200, "{to}: {v}");
+            let (s, v) = t
+                .call(
+                    "GET",
+                    &format!("/api/flist/me/{to}/rename/other.flist"),
+                    &alice,
+                )
+                .await;
+            assert_eq!(s, 200, "{to}: {v}");
+        } else {
+            assert!(s == 400 || s == 409, "{to}: {s} {v}");
+            assert!(exists(&t, "alice", "other.flist").await);
+        }
+    }
+
+    // The login throttle: five wrong passwords for carol from one address block that pair
+    // (saying when to retry), not carol from another address.
+    let hub = t.hub();
+    tokio::task::spawn_blocking(move || hub.user_add("carol", "carol's password", false))
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..hub_http::login::MAX_FAILURES_PER_ACCOUNT {
+        let r = password_login(&t, [127, 0, 0, 1], "carol", "guess1234").await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = password_login(&t, [127, 0, 0, 1], "carol", "carol's password").await;
+    assert_eq!(r.status(), 429);
+    let secs: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=hub_http::login::WINDOW.as_secs()).contains(&secs),
+        "{secs}"
+    );
+    assert!(r.text().await.unwrap().contains("try again in 15 minutes"));
+    let r = password_login(&t, [127, 0, 0, 2], "carol", "carol's password").await;
+    assert_eq!(r.status(), 303);
+
+    // 3Bot login disabled: refused, nothing kept.
+    for _ in 0..200 {
+        assert_eq!(t.get("/login-threebot").await.status(), 404);
+    }
+    assert_eq!(t.server.state.identity.pending_states(), 0);
+    t.stop().await;
+}

@@ -336,13 +336,21 @@ struct Login {
 }
 
 async fn start_login(t: &TestHub, token_flow: bool) -> Login {
-    let r = t
-        .get(if token_flow {
-            "/login-threebot?token=1"
-        } else {
-            "/login-threebot"
-        })
-        .await;
+    if token_flow {
+        start_login_at(t, "/login-threebot?token=1", "/callback_token", None).await
+    } else {
+        start_login_at(t, "/login-threebot", "/callback_threebot", None).await
+    }
+}
+
+/// Starts a 3Bot login at `path` (in a browser holding `session`, if any), which must send
+/// the provider back to `callback`.
+async fn start_login_at(t: &TestHub, path: &str, callback: &str, session: Option<&str>) -> Login {
+    let mut req = t.client.get(t.url(path));
+    if let Some(c) = session {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.expect("login-threebot");
     assert_eq!(r.status(), 302);
     let cookie = r
         .headers()
@@ -360,14 +368,7 @@ async fn start_login(t: &TestHub, token_flow: bool) -> Login {
     let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(q["appid"], "hub.test");
     assert_eq!(q["scope"], "{}");
-    assert_eq!(
-        q["redirecturl"],
-        if token_flow {
-            "/callback_token"
-        } else {
-            "/callback_threebot"
-        }
-    );
+    assert_eq!(q["redirecturl"], callback);
     let hub_pk: [u8; 32] = STANDARD
         .decode(&q["publickey"])
         .expect("b64")
@@ -597,6 +598,123 @@ async fn threebot_login_flow() {
         .await
         .expect("me");
     assert_eq!(me.status(), 401);
+    t.stop().await;
+}
+
+/// `/api/flist/me`'s user for the `cookie` of a session (`None`: refused).
+async fn me_by_cookie(t: &TestHub, cookie: &str) -> Option<String> {
+    let r = t
+        .client
+        .get(t.url("/api/flist/me"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("me");
+    if r.status() != 200 {
+        return None;
+    }
+    let v: Value = r.json().await.expect("json");
+    v["payload"]["username"].as_str().map(str::to_string)
+}
+
+/// Issue 24, item 5: a 3Bot identity signs in only as the account it made or the account
+/// whose owner linked it; never as a local account that merely has its name. Before: a
+/// signed attempt for `alice` signed in as the local `alice` (and could write to her
+/// repository).
+#[tokio::test]
+async fn item5_a_threebot_identity_never_takes_over_a_local_account() {
+    let sk = SigningKey::from_bytes(&random::<32>());
+    let provider = fake_provider(vec![
+        (
+            "alice".into(),
+            STANDARD.encode(sk.verifying_key().to_bytes()),
+        ),
+        (
+            "carol.3bot".into(),
+            STANDARD.encode(sk.verifying_key().to_bytes()),
+        ),
+    ])
+    .await;
+    let t = TestHub::start_with(move |c| {
+        c.threebot.provider_url = provider;
+        c.threebot.app_id = "hub.test".into();
+    })
+    .await;
+    let hub = t.hub();
+    tokio::task::spawn_blocking(move || hub.user_add("alice", "alice's password", false))
+        .await
+        .expect("join")
+        .expect("alice");
+
+    // The 3Bot `alice` is not the local alice: refused, no session.
+    let login = start_login(&t, false).await;
+    let r = callback(
+        &t,
+        "/callback_threebot",
+        &signed_attempt("alice", &sk, &login, true),
+        &login,
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert!(session_cookie(&r).is_none());
+    assert!(r.text().await.expect("body").contains("not linked"));
+
+    // A new identity gets an account of its own, and signs in as it again.
+    for _ in 0..2 {
+        let login = start_login(&t, false).await;
+        let r = callback(
+            &t,
+            "/callback_threebot",
+            &signed_attempt("carol.3bot", &sk, &login, true),
+            &login,
+        )
+        .await;
+        assert_eq!(r.status(), 302);
+        let c = session_cookie(&r).expect("session");
+        assert_eq!(me_by_cookie(&t, &c).await.as_deref(), Some("carol.3bot"));
+    }
+
+    // alice, signed in with her password, links the 3Bot `alice` to her account ...
+    let r = t
+        .client
+        .post(t.url("/login"))
+        .header("origin", &t.base)
+        .form(&[("username", "alice"), ("password", "alice's password")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 303);
+    let alice = session_cookie(&r).expect("alice's session");
+    // (linking starts signed in; the provider's redirect back is cross-site, so the
+    // callback comes with the state cookie only)
+    assert_eq!(t.get("/login-threebot?link=1").await.status(), 401);
+    let login = start_login_at(&t, "/login-threebot?link=1", "/callback_link", Some(&alice)).await;
+    let attempt = signed_attempt("alice", &sk, &login, true);
+    let r = callback(&t, "/callback_link", &attempt, &login).await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(r.headers()["location"], "/token");
+    // ... then it signs in as her.
+    let login = start_login(&t, false).await;
+    let r = callback(
+        &t,
+        "/callback_threebot",
+        &signed_attempt("alice", &sk, &login, true),
+        &login,
+    )
+    .await;
+    assert_eq!(r.status(), 302);
+    let c = session_cookie(&r).expect("session");
+    assert_eq!(me_by_cookie(&t, &c).await.as_deref(), Some("alice"));
+
+    // An identity linked to one account is not linked to another.
+    let login = start_login_at(&t, "/login-threebot?link=1", "/callback_link", Some(&alice)).await;
+    let attempt = signed_attempt("carol.3bot", &sk, &login, true);
+    assert_eq!(
+        callback(&t, "/callback_link", &attempt, &login)
+            .await
+            .status(),
+        409
+    );
     t.stop().await;
 }
 

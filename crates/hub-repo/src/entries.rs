@@ -98,7 +98,7 @@ impl Hub {
             if get_entry(tx, repo, destination)?.is_some() {
                 return Err(RepoError::Conflict(format!("{repo}/{destination} already exists")));
             }
-            crate::sql::check_new_entry(tx, repo, destination)?;
+            crate::sql::check_new_entry_except(tx, repo, destination, Some(source))?;
             tx.prepare_cached("UPDATE entries SET name = ?3, updated = CASE WHEN kind = 'regular' THEN ?4 ELSE updated END WHERE repo = ?1 AND name = ?2")
                 .and_then(|mut s| s.execute(params![repo, source, destination, ts]))
                 .ctx("rename entry")?;

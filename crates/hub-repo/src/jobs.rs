@@ -144,7 +144,8 @@ impl Hub {
         self.set_job_end(id, JobState::Done, "done", Some(info))
     }
 
-    /// Marks a job failed.
+    /// Marks a job failed. A job that ended already (failed by [`Hub::user_remove`], say)
+    /// keeps its end, as [`Hub::job_finish`] does.
     pub fn job_fail(&self, id: &str, message: &str) -> Result<(), RepoError> {
         self.set_job_end(id, JobState::Failed, message, None)
     }
@@ -159,7 +160,7 @@ impl Hub {
         let info = info.map(Value::to_string);
         self.db.write(|tx| {
             tx.execute(
-                "UPDATE jobs SET state = ?2, message = ?3, info = ?4, progress = CASE WHEN ?2 = 'done' THEN 100 ELSE progress END, updated = ?5 WHERE id = ?1",
+                "UPDATE jobs SET state = ?2, message = ?3, info = ?4, progress = CASE WHEN ?2 = 'done' THEN 100 ELSE progress END, updated = ?5 WHERE id = ?1 AND state IN ('queued', 'running')",
                 params![id, state.as_str(), message, info, now()],
             )
             .ctx("finish job")?;

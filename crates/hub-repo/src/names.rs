@@ -16,8 +16,9 @@
 //! - users, organisations and repositories are unique regardless of ASCII case: `Alice` is
 //!   refused beside `alice` ([`fold_repo`]);
 //! - flist, tag and taglink names (which may hold non-ASCII letters) follow a conservative
-//!   rule against homographs ([`check_new_entry_name`]): a name whose letters mix Latin
-//!   with Cyrillic or Greek (`аpp` with a Cyrillic `а`) is refused, and a new name whose
+//!   rule against homographs ([`check_new_entry_name`]): a name with a word whose letters
+//!   mix Latin with Cyrillic or Greek (`аpp` with a Cyrillic `а`) is refused (`café-кафе`,
+//!   one script a word, is fine), and a new name whose
 //!   [`skeleton`] (case folded, Cyrillic and Greek letters that look like Latin ones mapped
 //!   to them) equals the skeleton of another entry of the same repository is refused
 //!   (`ехе.flist` in Cyrillic beside `exe.flist`). Other scripts (CJK, Arabic ...) are
@@ -263,10 +264,17 @@ fn script(c: char) -> u8 {
 }
 
 /// The form under which entry names of a repository must differ: lower case, with Cyrillic
-/// and Greek letters that look like Latin ones replaced by them.
+/// and Greek letters that look like Latin ones replaced by them. One character for one (a
+/// letter whose lower case is longer, `İ`, stays), so only names as long can collide.
 pub fn skeleton(name: &str) -> String {
     name.chars()
-        .flat_map(char::to_lowercase)
+        .map(|c| {
+            let mut l = c.to_lowercase();
+            match (l.next(), l.next()) {
+                (Some(one), None) => one,
+                _ => c,
+            }
+        })
         .map(|c| {
             LOOKALIKES
                 .iter()
@@ -277,8 +285,9 @@ pub fn skeleton(name: &str) -> String {
 }
 
 /// The homograph rule for a new flist, tag or taglink name (see the module notes): refuses
-/// a name whose stem (without `.flist`) mixes Latin letters with Cyrillic or Greek ones. `existing` are the names
-/// already in the repository; a different name with the same [`skeleton`] is refused.
+/// a name with a word (a run of letters) that mixes Latin letters with Cyrillic or Greek
+/// ones. `existing` are the names already in the repository; a different name with the
+/// same [`skeleton`] is refused.
 pub fn check_new_entry_name<'a>(
     what: &'static str,
     name: &str,
@@ -286,14 +295,17 @@ pub fn check_new_entry_name<'a>(
 ) -> Result<(), RepoError> {
     // (the `.flist` suffix is the format's, not part of the name's spelling)
     let stem = name.strip_suffix(".flist").unwrap_or(name);
-    let mut scripts = stem.chars().map(script).filter(|s| *s != 0);
-    if let Some(first) = scripts.next() {
-        if scripts.any(|s| s != first) {
-            return Err(invalid(
-                what,
-                name,
-                "mixes Latin letters with Cyrillic or Greek ones (a look-alike of another name)",
-            ));
+    // Word by word (`café-кафе` is two honest words), letters of one family only.
+    for word in stem.split(|c: char| !c.is_alphabetic()) {
+        let mut scripts = word.chars().map(script).filter(|s| *s != 0);
+        if let Some(first) = scripts.next() {
+            if scripts.any(|s| s != first) {
+                return Err(invalid(
+                    what,
+                    name,
+                    "has a word mixing Latin letters with Cyrillic or Greek ones (a look-alike of another name)",
+                ));
+            }
         }
     }
     let sk = skeleton(name);
@@ -325,6 +337,11 @@ mod tests {
         // the same name again (a replacement) and other scripts are fine
         assert!(check_new_entry_name("flist", "app.flist", ["app.flist"]).is_ok());
         assert!(check_new_entry_name("flist", "\u{5e94}\u{7528}.flist", ["app.flist"]).is_ok());
+        // ordinary non-ASCII names, one script a word
+        assert!(check_new_entry_name("flist", "caf\u{e9}.flist", ["app.flist"]).is_ok());
+        let two = "caf\u{e9}-\u{43a}\u{430}\u{444}\u{435}.flist";
+        assert!(check_new_entry_name("flist", two, ["app.flist"]).is_ok());
+        assert!(check_new_entry_name("flist", "x-\u{430}pp.flist", []).is_err());
         assert_eq!(fold_repo("Alice"), "alice");
     }
 

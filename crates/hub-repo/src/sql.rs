@@ -225,17 +225,33 @@ pub(crate) fn refuse_case_twin(tx: &Connection, what: &str, name: &str) -> Resul
 /// The look-alike rule for a new entry `repo/name` (see [`crate::names`]): nothing to check
 /// when it exists already (a replacement), else its name against the repository's others.
 pub(crate) fn check_new_entry(tx: &Connection, repo: &str, name: &str) -> Result<(), RepoError> {
+    check_new_entry_except(tx, repo, name, None)
+}
+
+/// [`check_new_entry`] not counting the entry `except` (the one a rename moves: `app` may
+/// become `App`).
+pub(crate) fn check_new_entry_except(
+    tx: &Connection,
+    repo: &str,
+    name: &str,
+    except: Option<&str>,
+) -> Result<(), RepoError> {
     if get_entry(tx, repo, name)?.is_some() {
         return Ok(());
     }
     let mut st = tx
-        .prepare_cached("SELECT name FROM entries WHERE repo = ?1")
+        // (a skeleton keeps the count of characters: only names as long can collide)
+        .prepare_cached("SELECT name FROM entries WHERE repo = ?1 AND length(name) = length(?2)")
         .ctx("check names")?;
     let names = st
-        .query_map(params![repo], |r| r.get::<_, String>(0))
+        .query_map(params![repo, name], |r| r.get::<_, String>(0))
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .ctx("check names")?;
-    crate::names::check_new_entry_name("flist", name, names.iter().map(String::as_str))
+    let others = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| Some(*n) != except);
+    crate::names::check_new_entry_name("flist", name, others)
 }
 
 pub(crate) fn upsert_regular(
