@@ -165,7 +165,17 @@ fn oci_error(e: &OciError) -> ApiError {
             );
         }
         OciError::Registry { .. } => StatusCode::BAD_GATEWAY,
-        OciError::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        // (the store's message names its address or server paths: logged, not answered)
+        OciError::Store { source, .. } if crate::error::store_is_full(source) => {
+            return ApiError::storage_full("chunk store", e)
+        }
+        OciError::Store { .. } => {
+            return ApiError::server(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "docker conversion: the chunk store is unavailable; try again later",
+                e,
+            )
+        }
         OciError::Cancelled => StatusCode::REQUEST_TIMEOUT,
         OciError::LocalImage { .. }
         | OciError::Io { .. }

@@ -92,12 +92,27 @@ impl From<RepoError> for ApiError {
 }
 
 impl From<flist_store::StoreError> for ApiError {
+    /// The store's own message names its address and server paths: it is logged under the
+    /// request id, the answer says only which component failed (507 when it is full).
     fn from(e: flist_store::StoreError) -> Self {
-        tracing::warn!("chunk store: {e}");
-        ApiError::new(
+        if store_is_full(&e) {
+            return ApiError::storage_full("chunk store", e);
+        }
+        ApiError::server(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("chunk store unavailable: {e}"),
+            "chunk store unavailable: try again later",
+            e,
         )
+    }
+}
+
+/// True when the store refused a write for lack of room (a full disk under a directory
+/// store, a full 0-db namespace).
+pub fn store_is_full(e: &flist_store::StoreError) -> bool {
+    match e {
+        flist_store::StoreError::NamespaceFull { .. } => true,
+        flist_store::StoreError::Io { source, .. } => hub_repo::io_is_full(source),
+        _ => false,
     }
 }
 

@@ -482,6 +482,7 @@ pub async fn log_requests(State(st): State<Shared>, req: Request, next: Next) ->
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    writes: Arc<crate::health::StoreWrites>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -491,9 +492,17 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl MeteredStore {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
-        MeteredStore { inner, metrics }
+    /// Wraps `inner`; the outcome of every write goes to `writes` too.
+    pub fn new(
+        inner: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        writes: Arc<crate::health::StoreWrites>,
+    ) -> Self {
+        MeteredStore {
+            inner,
+            metrics,
+            writes,
+        }
     }
 }
 
@@ -518,6 +527,7 @@ impl Store for MeteredStore {
     async fn set(&self, key: &[u8], value: Bytes) -> Result<SetOutcome, StoreError> {
         let r = self.inner.set(key, value).await;
         self.metrics.store("set", 1, r.is_err());
+        self.writes.note(r.as_ref().map(|_| ()));
         r
     }
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
@@ -533,6 +543,9 @@ impl Store for MeteredStore {
     async fn set_many(&self, items: &[(Vec<u8>, Bytes)]) -> Result<Vec<SetOutcome>, StoreError> {
         let r = self.inner.set_many(items).await;
         self.metrics.store("set", items.len(), r.is_err());
+        if !items.is_empty() {
+            self.writes.note(r.as_ref().map(|_| ()));
+        }
         r
     }
     fn is_writable(&self) -> bool {

@@ -68,6 +68,9 @@ pub(crate) fn convert_error(e: ConvertError) -> ApiError {
 /// [`convert_error`] for any producer: a refused input's message starts with `what`.
 pub(crate) fn refused(what: &str, e: ConvertError) -> ApiError {
     match e {
+        ConvertError::Store { ref source, .. } if crate::error::store_is_full(source) => {
+            ApiError::storage_full("chunk store", e)
+        }
         ConvertError::Store { .. } | ConvertError::MissingChunk { .. } => {
             tracing::warn!("conversion: {e}");
             ApiError::new(

@@ -45,6 +45,8 @@ pub struct AppState {
     pub contents: crate::contents::Contents,
     /// The mirror's sync state, when this hub mirrors another.
     pub mirror: std::sync::OnceLock<Arc<crate::mirror::Mirror>>,
+    /// Whether the chunk store takes writes (for `/readyz`).
+    pub store_writes: Arc<crate::health::StoreWrites>,
     /// Responses cached until the next catalog write (key → (generation, body)).
     cache: RwLock<HashMap<String, (u64, Bytes)>>,
     /// Name resolutions cached until the next catalog write.
@@ -69,8 +71,12 @@ impl AppState {
         identity: Identity,
     ) -> Self {
         let metrics = Arc::new(crate::observe::Metrics::new());
-        let store: Arc<dyn Store> =
-            Arc::new(crate::observe::MeteredStore::new(store, metrics.clone()));
+        let store_writes = Arc::new(crate::health::StoreWrites::default());
+        let store: Arc<dyn Store> = Arc::new(crate::observe::MeteredStore::new(
+            store,
+            metrics.clone(),
+            store_writes.clone(),
+        ));
         let jobs = Arc::new(Jobs::new(hub.clone()).with_metrics(metrics.clone()));
         let docker_slots = Arc::new(tokio::sync::Semaphore::new(
             config.docker.max_concurrent.max(1),
@@ -94,6 +100,7 @@ impl AppState {
             jobs,
             identity,
             mirror: std::sync::OnceLock::new(),
+            store_writes,
             cache: RwLock::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         }

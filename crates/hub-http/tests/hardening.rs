@@ -497,3 +497,92 @@ async fn item10_headers_cookies_redirects_look_alikes_throttle() {
     assert_eq!(t.server.state.identity.pending_states(), 0);
     t.stop().await;
 }
+
+async fn docker(t: &TestHub, token: &str, image: &str) -> (u16, Value) {
+    let r = t
+        .client
+        .post(t.url("/api/flist/me/docker"))
+        .bearer_auth(token)
+        .form(&[("image", image)])
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Item 4: a host name the operator trusts on one port is not trusted on another: not as
+/// the image's registry, not as a redirect target, not as a token realm. Before: with
+/// `trusted_hosts=["localhost:<trusted>"]` all three reached the canary on another port of
+/// localhost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item4_a_trusted_name_on_another_port_is_refused() {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::Ordering;
+    let (canary, canary_hits) =
+        common::tiny_server(|_| (StatusCode::OK, r#"{"token":"t"}"#).into_response()).await;
+    // A trusted "registry" that redirects everything to the canary ...
+    let (redirector, _) = common::tiny_server(move |pq| {
+        (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, format!("http://localhost:{canary}{pq}"))],
+        )
+            .into_response()
+    })
+    .await;
+    // ... and one whose token realm is the canary.
+    let (realm, _) = common::tiny_server(move |_| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                format!(r#"Bearer realm="http://localhost:{canary}/token",service="x""#),
+            )],
+        )
+            .into_response()
+    })
+    .await;
+    // A real registry, trusted by name and port: conversions from it work.
+    let reg = test_support::registry::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut layout = test_support::registry::OciLayout::new(&work.path().join("layout"));
+    let layer = test_support::registry::Layer::gzip(
+        &test_support::registry::LayerTar::new()
+            .file("hello", b"hi\n", 0o644)
+            .finish(),
+    );
+    layout.add_image(Some("1.0"), "linux", "amd64", json!({}), &[layer]);
+    reg.push(layout.path(), "1.0", "team/app", false);
+    let port = reg.port();
+    let t = TestHub::start_with(move |c| {
+        c.docker.registries = vec!["*".into()];
+        c.docker.trusted_hosts = vec![
+            format!("localhost:{redirector}"),
+            format!("localhost:{realm}"),
+            format!("localhost:{port}"),
+        ];
+    })
+    .await;
+    let alice = t.token("alice", &[]).await;
+    let (s, v) = docker(&t, &alice, &format!("localhost:{port}/team/app:1.0")).await;
+    assert_eq!(s, 200, "{v}");
+
+    for image in [
+        format!("localhost:{canary}/x:1"),
+        format!("localhost:{redirector}/x:1"),
+        format!("localhost:{realm}/x:1"),
+    ] {
+        let (s, v) = docker(&t, &alice, &image).await;
+        assert_eq!(s, 403, "{image}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains(&format!("localhost:{canary}")), "{msg}");
+        assert!(msg.contains("not a public address"), "{msg}");
+        assert_eq!(
+            canary_hits.load(Ordering::SeqCst),
+            0,
+            "{image} reached the canary"
+        );
+    }
+    t.stop().await;
+}

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use axum::response::IntoResponse;
-use common::TestHub;
+use common::{tiny_server, TestHub};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p384::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{json, Value};
@@ -63,36 +63,6 @@ async fn docker(t: &TestHub, token: &str, image: &str) -> (u16, Value) {
         .expect("request");
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
-}
-
-/// A tiny HTTP server on loopback answering every request with `f(path_and_query)`; returns
-/// its port and a counter of requests.
-async fn tiny_server(
-    f: impl Fn(String) -> axum::response::Response + Clone + Send + Sync + 'static,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let h2 = hits.clone();
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let f = f.clone();
-        let hits = h2.clone();
-        async move {
-            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let pq = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            f(pq)
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (port, hits)
 }
 
 // ----- 2. server-side request forgery through image conversion ------------------------------

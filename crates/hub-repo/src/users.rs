@@ -204,6 +204,19 @@ impl Hub {
         })
     }
 
+    /// True when `name` is an account with the admin flag.
+    pub fn is_admin(&self, name: &str) -> Result<bool, RepoError> {
+        self.db.read(|c| {
+            c.prepare_cached("SELECT admin FROM users WHERE name = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![name], |r| r.get::<_, bool>(0))
+                        .optional()
+                })
+                .map(|r| r.unwrap_or(false))
+                .ctx("read user")
+        })
+    }
+
     /// True when `name` is an account (local, or made by an identity's first sign-in).
     pub fn user_exists(&self, name: &str) -> Result<bool, RepoError> {
         self.db.read(|c| {

@@ -69,7 +69,9 @@ fn is_public_v4(v4: Ipv4Addr) -> bool {
 }
 
 impl NetworkPolicy {
-    /// Is `host` (with `port`, when known) listed by the operator?
+    /// Is `host` (with `port`, when known) listed by the operator? An entry without a port
+    /// trusts every port; with `port` unknown (`None`, the resolver's view), any entry of
+    /// the host matches, which is why [`NetworkPolicy::check_url`] checks the port first.
     pub fn is_trusted(&self, host: &str, port: Option<u16>) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.trusted_hosts.iter().any(|t| {
@@ -83,25 +85,38 @@ impl NetworkPolicy {
         })
     }
 
-    /// Checks a URL whose host is an IP literal (names are checked when resolved).
+    /// Checks a URL (the request's, every redirect hop's, a token realm's) before it is
+    /// dialled: an IP-literal host must be public or trusted with this port. A host name is
+    /// checked on the addresses it resolves to when connecting ([`GuardedResolver`]), which
+    /// does not see the port: so a name the operator trusts only on other ports
+    /// (`localhost:5000` listed, `localhost:5001` asked) is resolved here and must be
+    /// public, as any untrusted name.
     pub fn check_url(&self, url: &reqwest::Url) -> Result<(), Blocked> {
         if !self.public_only {
             return Ok(());
         }
         let port = url.port_or_known_default();
         let host = url.host_str().unwrap_or_default().to_string();
-        let ip = match host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-        {
-            Ok(ip) => ip,
-            Err(_) => return Ok(()),
-        };
-        if is_public(ip) || self.is_trusted(&host, port) {
-            Ok(())
-        } else {
-            Err(Blocked { host, addr: ip })
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if self.is_trusted(bare, port) {
+            return Ok(());
+        }
+        match bare.parse::<IpAddr>() {
+            Ok(ip) if is_public(ip) => Ok(()),
+            Ok(ip) => Err(Blocked { host, addr: ip }),
+            // A name the resolver would let through for any port: check its addresses.
+            Err(_) if self.is_trusted(bare, None) => {
+                use std::net::ToSocketAddrs;
+                let addrs = (bare, port.unwrap_or(0)).to_socket_addrs();
+                match addrs.ok().and_then(|mut a| a.find(|a| !is_public(a.ip()))) {
+                    Some(bad) => Err(Blocked {
+                        host: format!("{host}:{}", port.unwrap_or(0)),
+                        addr: bad.ip(),
+                    }),
+                    None => Ok(()),
+                }
+            }
+            Err(_) => Ok(()),
         }
     }
 
@@ -226,6 +241,15 @@ mod tests {
         assert!(p.check_url(&u("https://registry.lan/")).is_ok());
         assert!(p.is_trusted("registry.lan", Some(443)));
         assert!(!p.is_trusted("other.lan", None));
+        // A trusted name on another port is checked as any name: localhost is private.
+        let p = NetworkPolicy {
+            public_only: true,
+            trusted_hosts: vec!["localhost:5000".into()],
+        };
+        assert!(p.check_url(&u("http://localhost:5000/v2/")).is_ok());
+        let e = p.check_url(&u("http://localhost:5001/v2/")).unwrap_err();
+        assert!(e.to_string().contains("localhost:5001"), "{e}");
+        assert!(p.check_url(&u("http://localhost/v2/")).is_err());
         let open = NetworkPolicy::default();
         assert!(open.check_url(&u("http://127.0.0.1:9/")).is_ok());
     }
