@@ -46,6 +46,11 @@ impl UploadHarness {
         let state = rt
             .block_on(hub_http::server::build_state(cfg))
             .expect("hub state");
+        // Tokens go to accounts only.
+        state
+            .hub
+            .user_add("alice", "a long fuzzing password", false)
+            .expect("account");
         let (token, _) = state
             .hub
             .create_token("alice", &[], 3600, None)

@@ -84,7 +84,16 @@ pub struct MirrorStatus {
     pub failures: u64,
     /// Why the last sync failed (cleared by a successful one).
     pub last_error: Option<String>,
+    /// What the primary sent that a local write would refuse (bad names, link targets,
+    /// digests), skipped by the last sync while the rest synced; at most
+    /// [`MAX_SKIPPED_SHOWN`].
+    pub skipped: Vec<String>,
+    /// Items skipped since start.
+    pub skipped_total: u64,
 }
+
+/// Most skipped items [`MirrorStatus::skipped`] lists.
+pub const MAX_SKIPPED_SHOWN: usize = 50;
 
 /// A running mirror's state.
 pub struct Mirror {
@@ -142,11 +151,58 @@ fn ensure_ok(url: &str, r: reqwest::Response) -> Result<reqwest::Response, SyncE
 }
 
 #[derive(Deserialize)]
-struct FeedPage {
+struct RawFeedPage {
     cursor: i64,
     latest: i64,
     more: bool,
     changes: Vec<hub_repo::Change>,
+}
+
+/// One page of the primary's change feed, as a mirror uses it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FeedPage {
+    /// The cursor to ask from next.
+    pub cursor: i64,
+    /// The primary's latest cursor.
+    pub latest: i64,
+    /// More pages follow.
+    pub more: bool,
+    /// The repositories that changed, each a name a local write accepts.
+    pub repos: BTreeSet<String>,
+    /// What was skipped: repositories under a name a local write refuses.
+    pub skipped: Vec<String>,
+}
+
+/// Parses a change-feed page (`GET /api/changes?since=…`) from an untrusted primary: a
+/// page that is not the feed's JSON, or whose cursors are negative or past the latest, is
+/// an error; a change naming a repository a local write would refuse is skipped and
+/// reported, never used in a request path.
+pub fn parse_feed_page(body: &[u8]) -> Result<FeedPage, String> {
+    let raw: RawFeedPage =
+        serde_json::from_slice(body).map_err(|e| format!("not a change feed page: {e}"))?;
+    if raw.cursor < 0 || raw.latest < 0 || raw.cursor > raw.latest {
+        return Err(format!(
+            "change feed cursors out of order (cursor {}, latest {})",
+            raw.cursor, raw.latest
+        ));
+    }
+    let mut repos = BTreeSet::new();
+    let mut skipped = Vec::new();
+    for c in raw.changes {
+        match hub_repo::names::validate_user(&c.repo) {
+            Ok(()) => {
+                repos.insert(c.repo);
+            }
+            Err(e) => skipped.push(format!("change {}: {e}", c.id)),
+        }
+    }
+    Ok(FeedPage {
+        cursor: raw.cursor,
+        latest: raw.latest,
+        more: raw.more,
+        repos,
+        skipped,
+    })
 }
 
 impl Mirror {
@@ -199,6 +255,36 @@ impl Mirror {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MirrorStatus> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reports items the primary sent that a local write would refuse: logged, counted and
+    /// listed in the status; the sync goes on without them.
+    fn skip(&self, items: impl IntoIterator<Item = String>) {
+        let mut s = self.lock();
+        for it in items {
+            tracing::warn!("mirror: skipped from {}: {it}", self.upstream);
+            s.skipped_total += 1;
+            if s.skipped.len() < MAX_SKIPPED_SHOWN {
+                s.skipped.push(it);
+            }
+        }
+    }
+
+    /// `names` without those a local write refuses (reported as skipped).
+    fn valid_repos(&self, names: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut bad = Vec::new();
+        let good = names
+            .into_iter()
+            .filter(|n| match hub_repo::names::validate_user(n) {
+                Ok(()) => true,
+                Err(e) => {
+                    bad.push(e.to_string());
+                    false
+                }
+            })
+            .collect();
+        self.skip(bad);
+        good
     }
 
     /// GETs `path` from the primary: its URL (for error messages) and the answer, whatever
@@ -331,9 +417,10 @@ impl Mirror {
             .get_json("/api/repositories")
             .await?
             .ok_or_else(|| up_err(&self.upstream, "no /api/repositories"))?;
-        Ok(v.iter()
-            .filter_map(|r| r["name"].as_str().map(str::to_string))
-            .collect())
+        Ok(self.valid_repos(
+            v.iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_string)),
+        ))
     }
 
     /// One sync with the primary.
@@ -354,13 +441,20 @@ impl Mirror {
         let mut cursor = start;
         let mut repos = BTreeSet::new();
         let mut full = start == 0;
+        self.lock().skipped.clear();
         loop {
-            let page: Option<FeedPage> = self
-                .get_json(&format!("/api/changes?since={cursor}"))
+            let (url, r) = self
+                .send_get(&format!("/api/changes?since={cursor}"))
                 .await?;
-            let Some(page) = page else {
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
                 return self.sync_full(hub).await;
-            };
+            }
+            let body = ensure_ok(&url, r)?
+                .bytes()
+                .await
+                .map_err(|e| up_err(&url, e))?;
+            let page = parse_feed_page(&body).map_err(|e| up_err(&url, e))?;
+            self.skip(page.skipped);
             self.lock().upstream_cursor = page.latest;
             if page.latest < cursor {
                 // The primary's feed went backwards (restored or replaced): start over.
@@ -369,7 +463,10 @@ impl Mirror {
                 repos.clear();
                 continue;
             }
-            repos.extend(page.changes.into_iter().map(|c| c.repo));
+            if page.more && page.cursor <= cursor {
+                return Err(up_err(&url, "the change feed does not advance"));
+            }
+            repos.extend(page.repos);
             cursor = page.cursor;
             if !page.more {
                 break;
@@ -388,22 +485,20 @@ impl Mirror {
         // keeps its last good state; the others go on, and the cursor stays (retried later).
         let mut failed: Option<SyncError> = None;
         for repo in repos {
-            let snap: Option<RepoSnapshot> = self
-                .get_json(&format!("/api/changes/repository/{repo}"))
-                .await?;
-            match snap {
-                Some(snap) => {
-                    if let Err(e) = self.install(hub, snap, BTreeMap::new()).await {
-                        tracing::warn!("mirror: repository {repo} not synced: {e}");
-                        failed.get_or_insert(e);
-                    }
-                }
-                None => {
-                    let h = hub.clone();
-                    tokio::task::spawn_blocking(move || h.remove_repository(&repo))
-                        .await
-                        .map_err(|e| SyncError::Io(e.to_string()))??;
-                }
+            // One a past sync took under a name a local write refuses: not asked for.
+            let r = if hub_repo::names::validate_user(&repo).is_err() {
+                self.skip([format!("repository {repo:?} removed: not a valid name")]);
+                let (h, r) = (hub.clone(), repo.clone());
+                tokio::task::spawn_blocking(move || h.remove_repository(&r))
+                    .await
+                    .map_err(|e| SyncError::Io(e.to_string()))?
+                    .map_err(SyncError::from)
+            } else {
+                self.sync_repo(hub, &repo).await
+            };
+            if let Err(e) = r {
+                tracing::warn!("mirror: repository {repo} not synced: {e}");
+                failed.get_or_insert(e);
             }
             let mut s = self.lock();
             s.pending_repositories = s.pending_repositories.saturating_sub(1);
@@ -422,6 +517,34 @@ impl Mirror {
         Ok(())
     }
 
+    /// Brings `repo` (a name a local write accepts) up to date from its snapshot.
+    async fn sync_repo(&self, hub: &Arc<Hub>, repo: &str) -> Result<(), SyncError> {
+        let path = format!("/api/changes/repository/{repo}");
+        match self.get_json::<RepoSnapshot>(&path).await? {
+            Some(mut snap) => {
+                if snap.name != repo {
+                    self.skip([format!("{path}: names the repository {:?}", snap.name)]);
+                    return Ok(());
+                }
+                match snap.sanitize() {
+                    Ok(dropped) => self.skip(dropped),
+                    Err(e) => {
+                        self.skip([format!("{path}: {e}")]);
+                        return Ok(());
+                    }
+                }
+                self.install(hub, snap, BTreeMap::new()).await
+            }
+            None => {
+                let (h, r) = (hub.clone(), repo.to_string());
+                tokio::task::spawn_blocking(move || h.remove_repository(&r))
+                    .await
+                    .map_err(|e| SyncError::Io(e.to_string()))??;
+                Ok(())
+            }
+        }
+    }
+
     /// Mirrors an upstream without a change feed (an old hub): every repository's listing,
     /// tags and flist files; files are fetched only when their md5 is not held already.
     async fn sync_full(&self, hub: &Arc<Hub>) -> Result<(), SyncError> {
@@ -434,12 +557,23 @@ impl Mirror {
         let upstream_set: BTreeSet<String> = repos.iter().cloned().collect();
         let mut failed: Option<SyncError> = None;
         for repo in &repos {
-            let snap = self.full_snapshot(hub, repo).await?;
-            if let Some((snap, paths)) = snap {
-                if let Err(e) = self.install(hub, snap, paths).await {
-                    tracing::warn!("mirror: repository {repo} not synced: {e}");
-                    failed.get_or_insert(e);
-                }
+            let r = match self.full_snapshot(hub, repo).await {
+                Ok(Some((mut snap, paths))) => match snap.sanitize() {
+                    Ok(dropped) => {
+                        self.skip(dropped);
+                        self.install(hub, snap, paths).await
+                    }
+                    Err(e) => {
+                        self.skip([format!("repository {repo}: {e}")]);
+                        Ok(())
+                    }
+                },
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::warn!("mirror: repository {repo} not synced: {e}");
+                failed.get_or_insert(e);
             }
             let mut s = self.lock();
             s.pending_repositories = s.pending_repositories.saturating_sub(1);
@@ -480,6 +614,12 @@ impl Mirror {
         let mut updated = 0i64;
         for it in &items {
             let name = it["name"].as_str().unwrap_or_default().to_string();
+            // Checked before it goes into a request path (the snapshot is checked whole
+            // afterwards).
+            if let Err(e) = hub_repo::names::validate_entry(&name) {
+                self.skip([format!("{repo}: entry {name:?}: {e}")]);
+                continue;
+            }
             let t = it["updated"].as_i64().unwrap_or(0);
             updated = updated.max(t);
             let linktime = it["linktime"].as_i64();

@@ -586,3 +586,72 @@ async fn item4_a_trusted_name_on_another_port_is_refused() {
     }
     t.stop().await;
 }
+
+/// `/readyz`, as a client on this machine sees it or (`forwarded`) one behind a proxy.
+async fn readyz(t: &TestHub, forwarded: bool) -> (u16, Value) {
+    let mut req = t.client.get(t.url("/readyz"));
+    if forwarded {
+        req = req.header("x-forwarded-for", "203.0.113.9");
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Item 6: a chunk store on a full disk: the upload's answer names no server path or store
+/// address, `/readyz` says not ready (to a remote client without saying why), and ready
+/// again once there is room. Before: `503 {"message":"chunk store: store dir://<data
+/// dir>/chunks: … I/O error on …: No space left on device"}` and `/readyz` `200 ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item6_no_server_path_in_answers_and_readiness_sees_a_full_store() {
+    let outer = tempfile::tempdir().unwrap();
+    let mnt = outer.path().join("small");
+    let _fs = common::Tmpfs::mount(&mnt, "2m");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(dir.path());
+    let store = format!("dir://{}", mnt.join("chunks").display());
+    cfg.store = Some(store.clone());
+    let t = TestHub::start_in(dir, cfg).await;
+    let alice = t.token("alice", &[]).await;
+    assert_eq!(readyz(&t, true).await, (200, json!({"status": "ok"})));
+    let (s, v) = readyz(&t, false).await;
+    assert_eq!((s, &v["checks"]["chunk_store_writes"]), (200, &json!("ok")));
+
+    let filler = common::fill(&mnt, 0);
+    let mut tar = test_support::archive::RawTar::new();
+    for i in 0..16 {
+        let mut r = vec![0u8; 16 << 10];
+        getrandom::fill(&mut r).unwrap();
+        tar.file(&format!("f{i}"), &r);
+    }
+    let (s, v) = t
+        .upload("/api/flist/me/upload", &alice, "full.tar", tar.finish())
+        .await;
+    assert_eq!(s, 507, "{v}");
+    let msg = v.to_string();
+    assert!(msg.contains("chunk store is full"), "{msg}");
+    for leak in [mnt.display().to_string(), store.clone(), "dir://".into()] {
+        assert!(!msg.contains(&leak), "{leak} in {msg}");
+    }
+    assert!(!exists(&t, "alice", "full.flist").await);
+
+    // Not ready; a remote client is not told the store's path, this machine is.
+    let (s, v) = readyz(&t, true).await;
+    assert_eq!((s, v), (503, json!({"status": "error"})));
+    let (s, v) = readyz(&t, false).await;
+    assert_eq!(s, 503);
+    let why = v["checks"]["chunk_store_writes"].as_str().unwrap();
+    assert!(why.contains("No space left"), "{v}");
+
+    // Room again: ready again (the write probe runs at most every 5 s).
+    std::fs::remove_file(&filler).unwrap();
+    let mut ready = false;
+    for _ in 0..40 {
+        if readyz(&t, true).await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(ready, "ready again once the disk has room");
+    t.stop().await;
+}

@@ -630,60 +630,11 @@ async fn server_failures_are_5xx_with_a_request_id_and_no_paths() {
 
 // ----- 10. full disk ---------------------------------------------------------------------------
 
-/// A small tmpfs mounted for the test (we run as root), unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(path).expect("mount point");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(path.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-/// Fills the filesystem of `dir` up to `leave` free bytes with one file; returns it.
-fn fill(dir: &std::path::Path, leave: u64) -> std::path::PathBuf {
-    let p = dir.join("filler");
-    let mut f = std::fs::File::create(&p).expect("filler");
-    let block = vec![0x5au8; 64 << 10];
-    let mut len = 0u64;
-    while f.write_all(&block).is_ok() {
-        len += block.len() as u64;
-    }
-    let _ = f.flush();
-    drop(f);
-    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(len);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .and_then(|f| f.set_len(len.saturating_sub(leave)))
-        .expect("shrink filler");
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_answers_507_naming_the_storage_and_leaves_nothing_partial() {
     let outer = tempfile::tempdir().expect("tempdir");
     let mnt = outer.path().join("small");
-    let _fs = Tmpfs::mount(&mnt, "3m");
+    let _fs = common::Tmpfs::mount(&mnt, "3m");
     let chunks = outer.path().join("chunks");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = common::test_config(dir.path());
@@ -707,7 +658,7 @@ async fn full_disk_answers_507_naming_the_storage_and_leaves_nothing_partial() {
         tar.file(&format!("d/{i}-{}", hex::encode(r)), &r);
     }
     let big = gzip(&tar.finish());
-    let filler = fill(&mnt, 48 << 10);
+    let filler = common::fill(&mnt, 48 << 10);
 
     let (s, v) = t
         .upload("/api/flist/me/upload", &alice, "app.tar.gz", big.clone())

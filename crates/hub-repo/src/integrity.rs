@@ -7,6 +7,32 @@ use crate::model::*;
 use crate::{Hub, RepoError};
 
 impl Hub {
+    /// Names a local write would refuse (repositories, entries, link targets, tags), one
+    /// line each: a mirror of an unchecked primary could have taken some.
+    pub fn invalid_names(&self) -> Result<Vec<String>, RepoError> {
+        let repos: Vec<String> = self.db.read(|c| {
+            c.prepare("SELECT name FROM repositories ORDER BY name")
+                .and_then(|mut s| {
+                    s.query_map([], |r| r.get::<_, String>(0))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .ctx("list repositories")
+        })?;
+        let mut out = Vec::new();
+        for repo in repos {
+            if let Err(e) = crate::names::validate_user(&repo) {
+                out.push(format!("repository {repo:?}: {e}"));
+            }
+            if crate::names::validate_repo(&repo).is_err() {
+                continue;
+            }
+            if let Some(mut snap) = self.repo_snapshot(&repo)? {
+                out.extend(snap.sanitize_items());
+            }
+        }
+        Ok(out)
+    }
+
     /// `PRAGMA integrity_check` and `foreign_key_check`, then every regular entry's file
     /// exists and hashes to its address (each distinct file hashed once).
     pub fn integrity_check(&self) -> Result<IntegrityReport, RepoError> {
@@ -46,6 +72,7 @@ impl Hub {
             Ok((msgs, rows))
         })?;
         rep.sqlite = sqlite;
+        rep.problems.extend(self.invalid_names()?);
         let mut verdicts: BTreeMap<String, Option<String>> = BTreeMap::new();
         for (repo, name, sha, md5, size) in rows {
             rep.entries_checked += 1;

@@ -109,6 +109,129 @@ pub struct RepoSnapshot {
     pub blobs: Vec<SnapBlob>,
 }
 
+impl RepoSnapshot {
+    /// Makes the snapshot one a local write could have made, for a mirror that must not
+    /// trust its primary: the repository name must be one a local write accepts (else the
+    /// whole snapshot is refused); entries, tags, tag links and flist files whose names,
+    /// targets or digests a local write would refuse are dropped (with what depends on a
+    /// dropped file), as are repeats of a name. Returns one line per dropped item.
+    pub fn sanitize(&mut self) -> Result<Vec<String>, RepoError> {
+        crate::names::validate_user(&self.name)?;
+        Ok(self.sanitize_items())
+    }
+
+    /// [`RepoSnapshot::sanitize`] without the repository name's check.
+    pub fn sanitize_items(&mut self) -> Vec<String> {
+        let repo = self.name.clone();
+        let mut dropped = Vec::new();
+        let mut drop = |what: String, e: &dyn std::fmt::Display| {
+            dropped.push(format!("{repo}: {what}: {e}"));
+        };
+        self.blobs.retain(|b| {
+            let ok = is_hex_sha256(&b.sha256)
+                && b.md5.len() == 32
+                && b.md5
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+            if !ok {
+                drop(
+                    format!("flist file {:?}", b.sha256),
+                    &"not a sha256 and md5 in lowercase hex",
+                );
+            }
+            ok
+        });
+        let blobs: std::collections::HashSet<String> =
+            self.blobs.iter().map(|b| b.sha256.clone()).collect();
+        let mut seen = std::collections::HashSet::new();
+        self.entries.retain(|e| {
+            let r = check_entry(e, &blobs).and_then(|()| {
+                if seen.insert(e.name.clone()) {
+                    Ok(())
+                } else {
+                    Err(RepoError::Invalid("listed twice".into()))
+                }
+            });
+            match r {
+                Ok(()) => true,
+                Err(err) => {
+                    drop(format!("entry {:?}", e.name), &err);
+                    false
+                }
+            }
+        });
+        let mut seen = std::collections::HashSet::new();
+        self.tags.retain_mut(|t| {
+            if let Err(err) = crate::names::validate_tag(&t.tag) {
+                drop(format!("tag {:?}", t.tag), &err);
+                return false;
+            }
+            if !seen.insert(t.tag.clone()) {
+                drop(format!("tag {:?}", t.tag), &"listed twice");
+                return false;
+            }
+            let mut names = std::collections::HashSet::new();
+            t.links.retain(|l| {
+                let r = crate::names::validate_entry(&l.name)
+                    .and_then(|()| validate_repo(&l.target_repo))
+                    .and_then(|()| crate::names::validate_flist(&l.target_name))
+                    .and_then(|()| {
+                        if names.insert(l.name.clone()) {
+                            Ok(())
+                        } else {
+                            Err(RepoError::Invalid("listed twice".into()))
+                        }
+                    });
+                match r {
+                    Ok(()) => true,
+                    Err(err) => {
+                        drop(format!("tag {:?} link {:?}", t.tag, l.name), &err);
+                        false
+                    }
+                }
+            });
+            true
+        });
+        dropped
+    }
+}
+
+/// The checks of a local write on one entry of a snapshot (`blobs`: its valid files).
+fn check_entry(e: &SnapEntry, blobs: &std::collections::HashSet<String>) -> Result<(), RepoError> {
+    use crate::names::{validate_flist, validate_tag, validate_taglink};
+    let target = || -> Result<(&str, &str), RepoError> {
+        match (&e.target_repo, &e.target_name) {
+            (Some(r), Some(n)) => {
+                validate_repo(r)?;
+                Ok((r, n))
+            }
+            _ => Err(RepoError::Invalid("a link without its target".into())),
+        }
+    };
+    match e.kind.as_str() {
+        "regular" => {
+            validate_flist(&e.name)?;
+            match &e.sha256 {
+                Some(s) if blobs.contains(s) => {}
+                _ => return Err(RepoError::Invalid("its flist file is not listed".into())),
+            }
+            if let Some(u) = &e.uploader {
+                validate_repo(u)?;
+            }
+        }
+        "symlink" => {
+            validate_flist(&e.name)?;
+            validate_flist(target()?.1)?;
+        }
+        "taglink" => {
+            validate_taglink(&e.name)?;
+            validate_tag(target()?.1)?;
+        }
+        other => return Err(RepoError::Invalid(format!("unknown kind {other:?}"))),
+    }
+    Ok(())
+}
+
 /// The mirror's own state (schema version 1).
 pub(crate) const MIRROR_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS mirror_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
@@ -287,7 +410,11 @@ impl Hub {
     /// Replaces everything the catalog holds about `snap.name` with the snapshot, in one
     /// transaction; fails (changing nothing) unless every referenced flist file is stored.
     pub fn apply_snapshot(&self, snap: &RepoSnapshot) -> Result<(), RepoError> {
-        validate_repo(&snap.name)?;
+        // Only what a local write could have made (the mirror sanitized it already and
+        // reported what it dropped; this is the catalog's own guard).
+        let mut clean = snap.clone();
+        clean.sanitize()?;
+        let snap = &clean;
         for b in &snap.blobs {
             if !self.has_blob(&b.sha256) {
                 return Err(RepoError::Invalid(format!(

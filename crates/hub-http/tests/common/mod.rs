@@ -265,3 +265,52 @@ pub async fn tiny_server(
     });
     (port, hits)
 }
+
+/// A small tmpfs mounted for the test (we run as root), unmounted on drop.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem of `dir` up to `leave` free bytes with one file; returns it.
+pub fn fill(dir: &std::path::Path, leave: u64) -> std::path::PathBuf {
+    let p = dir.join("filler");
+    let mut f = std::fs::File::create(&p).expect("filler");
+    let block = vec![0x5au8; 64 << 10];
+    let mut len = 0u64;
+    while std::io::Write::write_all(&mut f, &block).is_ok() {
+        len += block.len() as u64;
+    }
+    let _ = std::io::Write::flush(&mut f);
+    drop(f);
+    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(len);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .and_then(|f| f.set_len(len.saturating_sub(leave)))
+        .expect("shrink filler");
+    p
+}
