@@ -655,3 +655,133 @@ async fn item6_no_server_path_in_answers_and_readiness_sees_a_full_store() {
     assert!(ready, "ready again once the disk has room");
     t.stop().await;
 }
+
+/// Item 7: a hostile primary sends entry names that walk out of the repository
+/// (`../../../<outside>/PWNED_m.flist`, `a/b.flist`), a link target `../../x/../y`, a
+/// repository named `api` and one named `../evil`. The mirror skips and reports each, syncs
+/// the rest, never puts an unchecked name in a request path, and `check` finds nothing.
+/// Before: all of them went into the catalog (and the bad repository name stopped the
+/// whole sync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item7_a_mirror_checks_what_its_primary_sends() {
+    use std::sync::{Arc, Mutex};
+    let flist = std::fs::read(test_support::fixture("fixture.flist")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let staged = hub_repo::Hub::open(scratch.path())
+        .unwrap()
+        .stage_reader(&flist[..])
+        .unwrap();
+    let (sha, md5, size) = (staged.sha256.clone(), staged.md5.clone(), staged.size);
+    let outside = tempfile::tempdir().unwrap();
+    let pwned = format!("../../../{}/PWNED_m.flist", outside.path().display());
+    let regular = |name: &str| {
+        json!({"name": name, "kind": "regular", "sha256": sha, "target_repo": null,
+               "target_name": null, "updated": 1, "linktime": null, "uploader": "good",
+               "source": null})
+    };
+    let snapshot = |repo: &str| {
+        json!({"name": repo, "created": 1, "updated": 1, "blobs": [{"sha256": sha, "md5": md5, "size": size}],
+               "entries": [
+                   regular("ok.flist"), regular(&pwned), regular("a/b.flist"),
+                   {"name": "l.flist", "kind": "symlink", "sha256": null, "target_repo": "good",
+                    "target_name": "../../x/../y", "updated": 1, "linktime": 1, "uploader": null,
+                    "source": null},
+                   {"name": "fine.flist", "kind": "symlink", "sha256": null, "target_repo": "good",
+                    "target_name": "ok.flist", "updated": 1, "linktime": 1, "uploader": null,
+                    "source": null}],
+               "tags": [{"tag": "v1", "updated": 1, "links": [
+                   {"name": "../up.flist", "target_repo": "good", "target_name": "ok.flist", "linktime": 1}]}]})
+    };
+    let change = |id: i64, repo: &str| json!({"id": id, "ts": 1, "action": "upload", "repo": repo, "name": "x.flist", "detail": {}});
+    let feed = json!({"cursor": 3, "latest": 3, "more": false, "changes": [
+        change(1, "api"), change(2, "../evil"), change(3, "good")]});
+    let (good, api, file_path) = (
+        snapshot("good"),
+        snapshot("api"),
+        format!("/api/changes/file/{sha}"),
+    );
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen2 = seen.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (seen, feed, flist) = (seen2.clone(), feed.clone(), flist.clone());
+        let (good, api, file_path) = (good.clone(), api.clone(), file_path.clone());
+        let path = req.uri().path().to_string();
+        seen.lock().unwrap().push(req.uri().to_string());
+        async move {
+            use axum::response::IntoResponse;
+            match path.as_str() {
+                "/api/changes" => axum::Json(feed).into_response(),
+                "/api/repositories" => {
+                    axum::Json(json!([{"name": "good"}, {"name": "api"}])).into_response()
+                }
+                "/api/changes/repository/good" => axum::Json(good).into_response(),
+                "/api/changes/repository/api" => axum::Json(api).into_response(),
+                p if p == file_path => flist.into_response(),
+                _ => axum::http::StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let primary = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let t = TestHub::start_with(move |c| {
+        c.mirror.of = Some(primary);
+        c.mirror.sync_interval_secs = 1;
+    })
+    .await;
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let (_, v) = t.get_json("/api/mirror").await;
+        if v["syncs"].as_u64().unwrap_or(0) + v["failures"].as_u64().unwrap_or(0) > 0 {
+            status = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["syncs"], 1, "{status}");
+    assert_eq!(status["last_error"], Value::Null, "{status}");
+    let skipped = status["skipped"].to_string();
+    for bad in [
+        "\\\"api\\\"",
+        "../evil",
+        "PWNED_m.flist",
+        "a/b.flist",
+        "../../x/../y",
+        "../up.flist",
+    ] {
+        assert!(skipped.contains(bad), "{bad} not reported: {skipped}");
+    }
+
+    // The rest synced; nothing bad is in the catalog or on disk.
+    assert!(exists(&t, "good", "ok.flist").await);
+    let (_, list) = t.get_json("/api/flist/good").await;
+    let mut names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .filter(|n| n.ends_with(".flist"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["fine.flist", "ok.flist"], "{list}");
+    let (_, repos) = t.get_json("/api/repositories").await;
+    assert!(!repos.to_string().contains("\"api\""), "{repos}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    let hub = t.hub();
+    let bad = tokio::task::spawn_blocking(move || hub.invalid_names())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    // No unchecked name went back to the primary.
+    for uri in seen.lock().unwrap().iter() {
+        assert!(
+            !uri.contains("..") && !uri.contains("/repository/api") && !uri.contains("evil"),
+            "{uri}"
+        );
+    }
+    t.stop().await;
+}

@@ -215,8 +215,9 @@ fn check_entry(e: &SnapEntry, blobs: &std::collections::HashSet<String>) -> Resu
                 Some(s) if blobs.contains(s) => {}
                 _ => return Err(RepoError::Invalid("its flist file is not listed".into())),
             }
+            // An account, or a system actor (`@import`).
             if let Some(u) = &e.uploader {
-                validate_repo(u)?;
+                validate_repo(u.strip_prefix('@').unwrap_or(u))?;
             }
         }
         "symlink" => {
