@@ -55,6 +55,11 @@ enum Cmd {
         /// Log format: text (no colour unless a terminal) or json.
         #[arg(long)]
         log_format: Option<String>,
+        /// Also serve chunks read-only over the 0-db protocol on this address (e.g.
+        /// 0.0.0.0:9900), for ZOS nodes and the reference readers; new flists then announce
+        /// it unless the store is itself a 0-db.
+        #[arg(long)]
+        zdb_listen: Option<SocketAddr>,
     },
     /// Local accounts (sign in on the web with a user name and password).
     User {
@@ -242,8 +247,12 @@ fn run(cli: Cli) -> Result<()> {
             mirror_of,
             sync_interval,
             mirror_chunks,
+            zdb_listen,
         } => {
             let mut cfg = load_config(config.as_ref())?;
+            if zdb_listen.is_some() {
+                cfg.zdb_listen = zdb_listen;
+            }
             if let Some(l) = listen {
                 cfg.listen = l;
             }
@@ -529,6 +538,13 @@ async fn serve(cfg: HubConfig) -> Result<()> {
         st.config.public_url(),
         data_dir.display()
     );
+    if let Some(z) = server.zdb_addr {
+        println!(
+            "0-db endpoint (read-only chunks for ZOS nodes and 0-db readers) on {z}; new flists \
+             carry the backend {}",
+            st.public_backend.as_deref().unwrap_or("(none)")
+        );
+    }
     if users == 0 {
         let dd = if data_dir == Path::new("./hub-data") {
             String::new()

@@ -25,6 +25,13 @@ pub struct HubConfig {
     /// Public base URL of the hub (flist backends, `.txt`/`.json`, pages, 3Bot redirects).
     /// Empty (the default): `http://<listen address>`.
     pub public_url: String,
+    /// Address of the hub's read-only 0-db endpoint (`0.0.0.0:9900`), where ZOS nodes and
+    /// the reference readers fetch chunks with `GET` over the 0-db protocol; off when unset.
+    /// When on and the store is not itself a TCP 0-db, new flists announce
+    /// `{"host": "<public host>", "port": <its port>}`.
+    pub zdb_listen: Option<SocketAddr>,
+    /// Connections the 0-db endpoint serves at once.
+    pub zdb_max_connections: usize,
     /// Lifetime of web sessions (after signing in), in seconds.
     pub session_ttl_secs: i64,
     /// Log format of `hub-server serve`: `text` (no colour unless stdout is a terminal) or
@@ -260,6 +267,8 @@ impl Default for HubConfig {
             store: None,
             public_backend: String::new(),
             public_url: String::new(),
+            zdb_listen: None,
+            zdb_max_connections: 4096,
             session_ttl_secs: 7 * 24 * 3600,
             log_format: "text".into(),
             official: Vec::new(),
@@ -325,7 +334,8 @@ impl HubConfig {
     }
 
     /// Applies `HUB_*` variables from `vars` (e.g. `std::env::vars()`): `HUB_LISTEN`,
-    /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`, `HUB_OFFICIAL`
+    /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`,
+    /// `HUB_ZDB_LISTEN`, `HUB_ZDB_MAX_CONNECTIONS`, `HUB_OFFICIAL`
     /// (comma-separated), `HUB_MAX_UPLOAD_BYTES`, `HUB_REQUEST_TIMEOUT_SECS`,
     /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
     /// `HUB_SESSION_TTL_SECS`, `HUB_LOG_FORMAT`, `HUB_STATIC_DIR`, `HUB_THREEBOT_ENABLED`,
@@ -373,6 +383,17 @@ impl HubConfig {
                 "HUB_STORE" => self.store = Some(v),
                 "HUB_PUBLIC_BACKEND" => self.public_backend = v,
                 "HUB_PUBLIC_URL" => self.public_url = v,
+                "HUB_ZDB_LISTEN" => {
+                    self.zdb_listen = if v.trim().is_empty() {
+                        None
+                    } else {
+                        Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                            name: k.clone(),
+                            message: format!("{e} (use an address like 0.0.0.0:9900)"),
+                        })?)
+                    }
+                }
+                "HUB_ZDB_MAX_CONNECTIONS" => self.zdb_max_connections = num(&k, &v)?,
                 "HUB_OFFICIAL" => {
                     self.official = v
                         .split(',')
@@ -448,12 +469,50 @@ impl HubConfig {
         self.store_url().starts_with("dir://")
     }
 
+    /// The host name (or address) of the public URL, without brackets.
+    pub fn public_host(&self) -> Option<String> {
+        let url = self.public_url();
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.split(':').next().unwrap_or(""),
+        };
+        (!host.is_empty()).then(|| host.to_string())
+    }
+
+    /// Whether the store is a 0-db over TCP, which readers can be pointed at directly.
+    pub fn store_is_tcp_zdb(&self) -> bool {
+        matches!(
+            flist_store::StoreUrl::parse(&self.store_url()),
+            Ok(flist_store::StoreUrl::Zdb {
+                endpoint: flist_store::Endpoint::Tcp { .. },
+                ..
+            })
+        )
+    }
+
+    /// The hub's own 0-db endpoint as a `backend` (`{"host": "<public host>", "port": p}`),
+    /// when it is on.
+    pub fn zdb_endpoint_backend(&self) -> Option<String> {
+        let addr = self.zdb_listen?;
+        let host = self.public_host()?;
+        Some(serde_json::json!({ "host": host, "port": addr.port() }).to_string())
+    }
+
     /// The `backend` metadata JSON announced in new flists (never a password): the configured
-    /// `public_backend`; or, when it is empty, `{"url": "<public url>/chunks"}` for a
-    /// `dir://` store and the store itself for a TCP 0-db store. `None` when no reader could
-    /// reach the chunks from the metadata alone.
+    /// `public_backend`; or, when it is empty: the store itself for a TCP 0-db store, the
+    /// hub's 0-db endpoint (`{"host": "<public host>", "port": <zdb_listen port>}`) when
+    /// `zdb_listen` is set, `{"url": "<public url>/chunks"}` for a `dir://` store. `None`
+    /// when no reader could reach the chunks from the metadata alone.
     pub fn announced_backend(&self) -> Option<String> {
         let configured = self.public_backend.trim();
+        if configured.is_empty() && !self.store_is_tcp_zdb() {
+            if let Some(b) = self.zdb_endpoint_backend() {
+                return Some(b);
+            }
+        }
         if configured.is_empty() && self.store_is_dir() {
             return Some(
                 serde_json::json!({ "url": format!("{}/chunks", self.public_url()) }).to_string(),

@@ -46,6 +46,7 @@ pub mod threebot;
 pub mod ui;
 pub mod upload;
 pub mod web;
+pub mod zdb;
 
 pub use config::HubConfig;
 pub use error::ApiError;

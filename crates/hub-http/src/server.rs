@@ -269,10 +269,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
 pub struct Server {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The bound address of the read-only 0-db endpoint, when `zdb_listen` is set.
+    pub zdb_addr: Option<SocketAddr>,
     /// The shared state (tests use the catalog directly).
     pub state: Shared,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    zdb: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Server {
@@ -280,6 +283,10 @@ impl Server {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some((tx, task)) = self.zdb.take() {
+            let _ = tx.send(());
+            task.await?;
         }
         self.task.await?.map_err(|source| ServerError::Io {
             what: "serving".into(),
@@ -321,7 +328,26 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         config.listen = addr;
         config.public_url = config.public_url();
     }
+    // The 0-db endpoint is bound first: flists announce its real port.
+    let zdb_listener = match config.zdb_listen {
+        Some(at) => {
+            let l = TcpListener::bind(at)
+                .await
+                .map_err(|source| ServerError::Io {
+                    what: format!("binding the 0-db endpoint {at}"),
+                    source,
+                })?;
+            config.zdb_listen = Some(l.local_addr().map_err(|source| ServerError::Io {
+                what: "local address of the 0-db endpoint".into(),
+                source,
+            })?);
+            Some(l)
+        }
+        None => None,
+    };
     let state = build_state(config).await?;
+    let zdb_addr = state.config.zdb_listen;
+    let zdb = zdb_listener.map(|l| crate::zdb::spawn(&state, l));
     crate::reach::record_public_url(&state.config.data_dir, &state.config.public_url());
     mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
@@ -335,8 +361,10 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     tracing::info!("hub listening on http://{addr}");
     Ok(Server {
         addr,
+        zdb_addr,
         state,
         shutdown: Some(tx),
         task,
+        zdb,
     })
 }
