@@ -56,7 +56,7 @@ impl Resp {
     /// True when the server closed the connection (EOF), after any replies before it.
     fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.r.read_to_end(&mut rest), Ok(_))
+        self.r.read_to_end(&mut rest).is_ok()
     }
 }
 
@@ -445,11 +445,8 @@ async fn hostile_and_careless_clients_hurt_only_themselves() {
         let _ = w.write_all(&flood); // blocks once both socket buffers are full
     });
     std::thread::sleep(Duration::from_secs(2));
-    for i in 0..8 {
-        assert_eq!(
-            fresh.call(&[b"GET", &keys[i]]),
-            RedisReply::Bulk(Some(value(i)))
-        );
+    for (i, k) in keys.iter().enumerate().take(8) {
+        assert_eq!(fresh.call(&[b"GET", k]), RedisReply::Bulk(Some(value(i))));
     }
     let rss_slow = vm_rss_kb(pid);
     assert!(

@@ -35,7 +35,7 @@ pub use dir::DirStore;
 pub use error::StoreError;
 pub use http::HttpStore;
 pub use resp::codec::RequestLimits;
-pub use resp::server::{EndpointStats, ServerOptions, ZdbEndpoint};
+pub use resp::server::{CheckFn, EndpointStats, ServerOptions, ZdbEndpoint};
 pub use resp::RespStore;
 pub use router::RouterStore;
 pub use url::{open, open_many, open_url, Endpoint, Route, StoreUrl};

@@ -70,6 +70,9 @@ const WRITES: &[&str] = &[
     "WAIT",
 ];
 
+/// `CHECK`'s test of a stored value: `(key, value) -> intact`.
+pub type CheckFn = Arc<dyn Fn(&[u8], &[u8]) -> bool + Send + Sync>;
+
 /// Tuning of a [`ZdbEndpoint`].
 #[derive(Clone)]
 pub struct ServerOptions {
@@ -90,7 +93,7 @@ pub struct ServerOptions {
     /// `CHECK <key>`: whether a stored value is intact for its key (for content-addressed
     /// chunks, that its hash is the key). Without it, `CHECK` answers `:1` for any stored
     /// value.
-    pub check: Option<Arc<dyn Fn(&[u8], &[u8]) -> bool + Send + Sync>>,
+    pub check: Option<CheckFn>,
     /// `server_revision` in `INFO`.
     pub revision: String,
 }
