@@ -482,33 +482,47 @@ impl HubConfig {
         (!host.is_empty()).then(|| host.to_string())
     }
 
-    /// Whether the store is a 0-db over TCP, which readers can be pointed at directly.
-    pub fn store_is_tcp_zdb(&self) -> bool {
-        matches!(
-            flist_store::StoreUrl::parse(&self.store_url()),
+    /// Whether the store is a 0-db readers can be pointed at directly: over TCP, on a host
+    /// other than this machine's loopback (a 0-db on `127.0.0.1` behind the hub is private).
+    pub fn store_is_public_zdb(&self) -> bool {
+        match flist_store::StoreUrl::parse(&self.store_url()) {
             Ok(flist_store::StoreUrl::Zdb {
-                endpoint: flist_store::Endpoint::Tcp { .. },
+                endpoint: flist_store::Endpoint::Tcp { host, .. },
                 ..
-            })
-        )
+            }) => {
+                let loopback = host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                !loopback
+            }
+            _ => false,
+        }
     }
 
     /// The hub's own 0-db endpoint as a `backend` (`{"host": "<public host>", "port": p}`),
     /// when it is on.
     pub fn zdb_endpoint_backend(&self) -> Option<String> {
         let addr = self.zdb_listen?;
-        let host = self.public_host()?;
-        Some(serde_json::json!({ "host": host, "port": addr.port() }).to_string())
+        let backend = flist_format::Backend::Zdb {
+            host: self.public_host()?,
+            port: addr.port(),
+            namespace: None,
+            password: None,
+            token: None,
+        };
+        Some(backend.to_json())
     }
 
     /// The `backend` metadata JSON announced in new flists (never a password): the configured
-    /// `public_backend`; or, when it is empty: the store itself for a TCP 0-db store, the
-    /// hub's 0-db endpoint (`{"host": "<public host>", "port": <zdb_listen port>}`) when
-    /// `zdb_listen` is set, `{"url": "<public url>/chunks"}` for a `dir://` store. `None`
-    /// when no reader could reach the chunks from the metadata alone.
+    /// `public_backend`; or, when it is empty: the hub's 0-db endpoint (`{"host": "<public
+    /// host>", "port": <zdb_listen port>}`) when `zdb_listen` is set and the store is not
+    /// itself a public 0-db ([`HubConfig::store_is_public_zdb`]); else the store itself for a
+    /// TCP 0-db store, `{"url": "<public url>/chunks"}` for a `dir://` store. `None` when no
+    /// reader could reach the chunks from the metadata alone.
     pub fn announced_backend(&self) -> Option<String> {
         let configured = self.public_backend.trim();
-        if configured.is_empty() && !self.store_is_tcp_zdb() {
+        if configured.is_empty() && !self.store_is_public_zdb() {
             if let Some(b) = self.zdb_endpoint_backend() {
                 return Some(b);
             }
@@ -591,6 +605,52 @@ mod tests {
         std::fs::write(&bad, "listen = 5\nunknown_key = 1\n").expect("write");
         assert!(HubConfig::from_file(&bad).is_err());
         let _ = std::fs::remove_file(&bad);
+    }
+
+    #[test]
+    fn announced_backend_with_and_without_the_zdb_endpoint() {
+        let mut c = HubConfig {
+            public_url: "https://hub.example.org/".into(),
+            ..HubConfig::default()
+        };
+        assert_eq!(
+            c.announced_backend().as_deref(),
+            Some(r#"{"url":"https://hub.example.org/chunks"}"#)
+        );
+        c.zdb_listen = Some(SocketAddr::from(([0, 0, 0, 0], 9900)));
+        let endpoint = r#"{"host": "hub.example.org", "port": 9900}"#;
+        assert_eq!(c.announced_backend().as_deref(), Some(endpoint));
+        // A private 0-db behind the hub: the endpoint.
+        c.store = Some("zdb://:pw@127.0.0.1:9901/hub".into());
+        assert!(!c.store_is_public_zdb());
+        assert_eq!(c.announced_backend().as_deref(), Some(endpoint));
+        // Redis, or a router: the endpoint.
+        c.store = Some("redis://127.0.0.1:6379/0".into());
+        assert_eq!(c.announced_backend().as_deref(), Some(endpoint));
+        // A public 0-db: readers go to it directly.
+        c.store = Some("zdb://:pw@zdb.example.org:9900/hub".into());
+        assert!(c.store_is_public_zdb());
+        assert_eq!(
+            c.announced_backend().as_deref(),
+            Some(r#"{"host": "zdb.example.org", "port": 9900, "namespace": "hub"}"#)
+        );
+        // An explicit public backend always wins.
+        c.store = None;
+        c.public_backend = "zdb://other.example.org:9900/pub".into();
+        assert_eq!(
+            c.announced_backend().as_deref(),
+            Some(r#"{"host": "other.example.org", "port": 9900, "namespace": "pub"}"#)
+        );
+        // The public host of various public URLs.
+        for (url, host) in [
+            ("http://hub.lan:5555", "hub.lan"),
+            ("https://user@hub.example.org/x", "hub.example.org"),
+            ("http://[2001:db8::1]:5555", "2001:db8::1"),
+            ("http://10.0.0.7", "10.0.0.7"),
+        ] {
+            c.public_url = url.into();
+            assert_eq!(c.public_host().as_deref(), Some(host), "{url}");
+        }
     }
 
     #[test]

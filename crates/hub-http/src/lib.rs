@@ -39,6 +39,7 @@ pub mod openapi;
 pub mod reach;
 pub mod render;
 pub mod request_id;
+pub mod restamp;
 pub mod server;
 pub mod signing;
 pub mod state;

@@ -304,6 +304,27 @@ impl Server {
     }
 }
 
+/// Every 2 s, notices catalog writes committed by another process (`hub-server restamp`,
+/// `import-legacy`, account commands) so that the in-memory caches keyed on the catalog
+/// generation are refreshed. Ends with the runtime or when the state is dropped.
+fn watch_external_writes(state: &Shared) {
+    let hub = Arc::downgrade(&state.hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(h) = hub.upgrade() else { return };
+            match tokio::task::spawn_blocking(move || h.notice_external_writes()).await {
+                Ok(Ok(true)) => tracing::debug!("catalog changed by another process"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::debug!("watching the catalog: {e}"),
+                Err(_) => return,
+            }
+        }
+    });
+}
+
 /// Binds `config.listen` and serves in the background.
 pub async fn start(config: HubConfig) -> Result<Server, ServerError> {
     let listener = TcpListener::bind(config.listen)
@@ -348,7 +369,22 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     let state = build_state(config).await?;
     let zdb_addr = state.config.zdb_listen;
     let zdb = zdb_listener.map(|l| crate::zdb::spawn(&state, l));
+    // The backend flists get now is one of this hub's (before the public URL file moves on).
+    let (h, cfg) = (state.hub.clone(), state.config.clone());
+    if let Err(e) = tokio::task::spawn_blocking(move || {
+        crate::restamp::record_current(&h, &cfg)?;
+        Ok::<_, crate::restamp::RestampError>(())
+    })
+    .await?
+    {
+        tracing::warn!("recording the hub's public backend: {e}");
+    }
     crate::reach::record_public_url(&state.config.data_dir, &state.config.public_url());
+    let (h, cfg) = (state.hub.clone(), state.config.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::restamp::warn_at_start(&h, &cfg, &cfg.data_dir);
+    });
+    watch_external_writes(&state);
     mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);

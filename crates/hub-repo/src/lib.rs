@@ -12,12 +12,14 @@
 //! - browsing (web pages): [`Hub::dir_page`], [`Hub::search_paths`] over the path index
 //!   ([`paths`]), [`Hub::repo_summaries`], [`Hub::recent_flists`], [`Hub::references_to`];
 //! - maintenance: [`Hub::import_legacy`], [`Hub::integrity_check`], [`Hub::gc`],
-//!   [`Hub::audit_log`].
+//!   [`Hub::audit_log`], the hub's own public backends over time and re-stamping flist
+//!   files ([`Hub::record_own_backend`], [`Hub::flist_files`], [`Hub::replace_flist_file`]).
 //!
 //! Everything blocks: call it from `spawn_blocking` in async code.
 
 mod actor;
 mod audit;
+mod backends;
 mod blobs;
 pub mod browse;
 mod db;
@@ -46,6 +48,7 @@ mod tokens;
 mod users;
 
 pub use actor::Actor;
+pub use backends::{same_backend, FlistFile, OwnBackend};
 pub use blobs::StagedFlist;
 pub use error::RepoError;
 pub use gc::{GcOptions, GcReport};
