@@ -7,9 +7,13 @@
 //!   as `.tar.gz` → flist vs `gzip -dc` (≤ 1.2×);
 //! - the same two rows on a generated corpus (`--size`, cached under `target/bench-convert/`);
 //! - peak RSS converting an archive of `--small` (200,000) small files (≤ 150 MB), next to
-//!   a quarter as many to show it is flat in the number of entries.
+//!   a quarter as many to show it is flat in the number of entries;
+//! - the minbase tree's `.flist` converted to an rfs `.fl` (every chunk re-encoded into
+//!   another `dir://` store) vs `pack --format fl` of the same tree from disk (≤ 1.2×,
+//!   issue #30).
 //!
-//! `--only rss` runs the peak-RSS rows alone (to iterate on memory use).
+//! `--only rss` runs the peak-RSS rows alone (to iterate on memory use); `--only minbase`
+//! the minbase rows alone (tree, `.tar.gz`, `.flist → .fl`).
 //!
 //! Chunks go to a fresh `dir://` store on the same disk for each conversion. The baselines
 //! are `find -type f -print0 | xargs -0 -P2 -n 64 b2sum` and `gzip -dc archive > /dev/null`.
@@ -167,6 +171,31 @@ fn corpus_rows(
     ));
     rss.push((format!("{} tree", c.label), dir.rss_kb));
     rss.push((format!("{} .tar.gz", c.label), tgz.rss_kb));
+    if c.label == "minbase" {
+        // The .flist just made, converted to .fl, against packing the tree as .fl.
+        let fl_store = work.join(format!("{slug}-fl"));
+        let packed = convert(bin, "dir-fl", &c.tree, work, &fl_store, upload)?;
+        let flist = work.join("out-dir.flist");
+        let to = work.join(format!("{slug}-reencoded"));
+        let out = work.join("out-reencoded.fl");
+        let output = Command::new(bin)
+            .arg("reencode")
+            .args([&flist, &stores[0], &to, &out])
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        let line = result_line(&output, "convert-bench reencode")?;
+        let conv: f64 = kv_field(&line, "seconds")?;
+        println!("  {} pack --format fl: {}", c.label, packed.line);
+        println!("  {} convert .flist → .fl: {line}", c.label);
+        let r = conv / packed.seconds;
+        *failed += usize::from(r > 1.2);
+        rows.push(format!(
+            "| {} convert .flist → .fl | {conv:.2} s | pack --format fl {:.2} s | {r:.2}× | ≤ 1.2× | {} |",
+            c.label,
+            packed.seconds,
+            verdict(r <= 1.2)
+        ));
+    }
     Ok(())
 }
 
@@ -200,6 +229,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut small = 200_000u64;
     let mut upload = "auto".to_string();
     let mut only_rss = false;
+    let mut only_minbase = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -214,7 +244,8 @@ pub fn run(args: &[String]) -> Result<()> {
             "--upload" => upload = it.next().context("--upload needs auto|check|set")?.clone(),
             "--only" => match it.next().map(String::as_str) {
                 Some("rss") => only_rss = true,
-                _ => bail!("--only needs rss"),
+                Some("minbase") => only_minbase = true,
+                _ => bail!("--only needs rss or minbase"),
             },
             other => bail!(
                 "unknown option {other} (use --size 500M|2G, --small N, --upload auto|check|set, --only rss)"
@@ -252,7 +283,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let work = base.join(format!("{}M", size >> 20));
     let tree = work.join("tree");
     let archive = work.join("tree.tar.gz");
-    if !only_rss && (!archive.exists() || !tree.exists()) {
+    if !only_rss && !only_minbase && (!archive.exists() || !tree.exists()) {
         std::fs::create_dir_all(&work)?;
         println!(
             "generating a {} MiB corpus in {} ...",
@@ -266,7 +297,7 @@ pub fn run(args: &[String]) -> Result<()> {
             bail!("corpus generation failed");
         }
     }
-    if !only_rss {
+    if !only_rss && !only_minbase {
         corpora.push(Corpus {
             label: format!("generated {} MiB", size >> 20),
             tree,
@@ -276,7 +307,12 @@ pub fn run(args: &[String]) -> Result<()> {
 
     // Archives of small files.
     let mut smalls = Vec::new();
-    for n in [small / 4, small] {
+    let small_sizes = if only_minbase {
+        vec![]
+    } else {
+        vec![small / 4, small]
+    };
+    for n in small_sizes {
         let path = base.join(format!("small-{n}.tar.gz"));
         if !path.exists() {
             println!("generating an archive of {n} small files ...");
@@ -304,6 +340,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut rss = Vec::new();
     let mut failed = if only_rss {
         0
+    } else if only_minbase {
+        usize::from(corpora.is_empty()) * 3
     } else {
         usize::from(corpora.len() < 2) * 2
     };

@@ -1,7 +1,9 @@
 //! `cargo xtask bench mount [--mib N]`: read throughput of a 100 MiB file through a FUSE
 //! mount (cold chunk cache, warm chunk cache) vs the local disk, and the time to first byte
-//! of a cold read (see `crates/flist-mount/examples/bench_mount.rs`). Needs root,
-//! `/dev/fuse` and `redis-server`.
+//! of a cold read (see `crates/flist-mount/examples/bench_mount.rs`); then the launch rows
+//! (`zflist run`'s time to first output, `zflist vm boot`'s time to the VM's marker, the share
+//! of each flist fetched; see `bench_run`). Needs root, `/dev/fuse`, `redis-server`, QEMU,
+//! debootstrap and apt.
 
 use anyhow::{bail, Result};
 
@@ -26,5 +28,6 @@ pub fn run(args: &[String]) -> Result<()> {
         "--",
     ];
     cargo_args.extend(args.iter().map(String::as_str));
-    crate::cargo(&cargo_args)
+    crate::cargo(&cargo_args)?;
+    crate::bench_run::run()
 }

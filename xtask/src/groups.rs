@@ -4,7 +4,8 @@
 //! - `fast`: unit and integration tests of every crate except the slow groups below (no doc
 //!   tests).
 //! - a slow group (see [`SLOW`]): `oci` (a real registry and skopeo), `browser` (a real
-//!   Chromium): the integration test targets whose file name starts with one of its prefixes.
+//!   Chromium), `mount` (FUSE, containers), `vm` (QEMU): the integration test targets whose
+//!   file name starts with one of its prefixes.
 //! - a crate name (`flist-store`, `zflist`, `hub-http`, ...): that crate's tests.
 //!
 //! A new slow integration test joins its group by its file name (`tests/oci_*.rs`,
@@ -29,7 +30,12 @@ pub const SLOW: &[(&str, &[&str], &str)] = &[
     (
         "mount",
         &["mount", "vm_sign_derive"],
-        "FUSE mounts as root, a debootstrap root file system, a Debian kernel via apt",
+        "FUSE mounts as root, a debootstrap root file system, a Debian kernel via apt, `zflist run` containers",
+    ),
+    (
+        "vm",
+        &["vm_boot"],
+        "`zflist vm boot`: QEMU boots a debootstrap tree with linux-image-amd64 (cached under target/)",
     ),
 ];
 

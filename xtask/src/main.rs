@@ -12,6 +12,7 @@ mod bench_extract;
 mod bench_mount;
 mod bench_oci;
 mod bench_push;
+mod bench_run;
 mod bench_store;
 mod codegen;
 mod fuzz;

@@ -69,6 +69,11 @@ pub const PREREQS: &[Prereq] = &[
     apt("fusermount3", "fuse3", "mount tests: real FUSE"),
     apt("debootstrap", "debootstrap", "root filesystem fixtures"),
     apt(
+        "qemu-system-x86_64",
+        "qemu-system-x86",
+        "zflist vm boot test and bench: boots a Debian kernel",
+    ),
+    apt(
         "script",
         "bsdutils",
         "zflist progress-bar test: runs zflist on a pseudo-terminal",
@@ -587,6 +592,7 @@ mod tests {
             ("chromedriver", "chromium-driver"),
             ("fusermount3", "fuse3"),
             ("debootstrap", "debootstrap"),
+            ("qemu-system-x86_64", "qemu-system-x86"),
             ("nginx", "nginx"),
             ("wrk", "wrk"),
             ("cc", "gcc"),

@@ -18,6 +18,14 @@ fn env_is_one(name: &str) -> bool {
 }
 
 fn main() -> ExitCode {
+    // `zflist run` starts this program again as the container's init (PID 1 of its
+    // namespaces), which sets the container up and becomes the entrypoint.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == zflist_core::INIT_ARG)
+    {
+        zflist_core::container_init();
+    }
     let json_env = env_is_one("ZFLIST_JSON");
     let cli = match Cli::parse_args(std::env::args_os()) {
         Ok(c) => c,
@@ -86,6 +94,9 @@ fn finish(json: bool, function: &str, result: zflist_core::Result<Response>) -> 
         }
     }
     let _ = out.flush();
+    if let Some(code) = result.as_ref().ok().and_then(|r| r.exit_code) {
+        return ExitCode::from(code);
+    }
     if failed {
         ExitCode::FAILURE
     } else {

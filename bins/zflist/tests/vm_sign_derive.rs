@@ -87,8 +87,8 @@ fn real_kernel() -> PathBuf {
     find(&cache.join("root")).unwrap()
 }
 
-/// A newc cpio archive with one file, gzip-compressed by `gzip`.
-fn initrd(dir: &Path) -> PathBuf {
+/// A newc cpio archive, gzip-compressed by `gzip`: `/init` and `members` (path, content).
+fn initrd_with(dir: &Path, name: &str, members: &[(&str, &[u8])]) -> PathBuf {
     fn entry(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, data: &[u8]) {
         let namesize = name.len() + 1;
         let fields = [
@@ -122,11 +122,33 @@ fn initrd(dir: &Path) -> PathBuf {
     }
     let mut cpio = Vec::new();
     entry(&mut cpio, 1, 0o100755, "init", b"#!/bin/sh\nexec /bin/sh\n");
+    for (i, (path, data)) in members.iter().enumerate() {
+        entry(&mut cpio, i as u32 + 2, 0o100644, path, data);
+    }
     entry(&mut cpio, 0, 0, "TRAILER!!!", b"");
-    let raw = dir.join("initrd.cpio");
+    let raw = dir.join(name);
     fs::write(&raw, cpio).unwrap();
     run(Command::new("gzip").args(["-kf"]).arg(&raw), "gzip");
-    dir.join("initrd.cpio.gz")
+    dir.join(format!("{name}.gz"))
+}
+
+const MODULES: &str = "usr/lib/modules/6.1.0-1-amd64";
+
+/// An initramfs that can mount a root over virtio-9p: `9p` and `9pnet` as module files,
+/// `9pnet_virtio` and `virtio_pci` built into the kernel (its `modules.builtin`).
+fn initrd(dir: &Path) -> PathBuf {
+    initrd_with(
+        dir,
+        "initrd.cpio",
+        &[
+            (&format!("{MODULES}/kernel/fs/9p/9p.ko"), &[1; 3000]),
+            (&format!("{MODULES}/kernel/net/9p/9pnet.ko.xz"), &[2; 100]),
+            (
+                &format!("{MODULES}/modules.builtin"),
+                b"kernel/net/9p/9pnet_virtio.ko\nkernel/drivers/virtio/virtio_pci.ko\n",
+            ),
+        ],
+    )
 }
 
 fn vm_tree(root: &Path, kernel: &Path, initrd: Option<&Path>, yaml: &str) {
@@ -174,7 +196,16 @@ fn check_vm_with_a_real_kernel() {
     assert_eq!(r["initrd_format"], "gzip-compressed cpio (newc)");
     assert_eq!(r["cmdline"], "console=ttyS0 root=/dev/vda");
 
-    let cases: [(&str, Option<&Path>, &str, &str); 6] = [
+    // Modules, but not those a root over virtio-9p needs (only 9pnet).
+    let no_9p = initrd_with(
+        s,
+        "no9p.cpio",
+        &[
+            (&format!("{MODULES}/kernel/fs/ext4/ext4.ko"), &[3; 100]),
+            (&format!("{MODULES}/kernel/net/9p/9pnet.ko"), &[3; 100]),
+        ],
+    );
+    let cases: [(&str, Option<&Path>, &str, &str); 7] = [
         (
             "missing-initrd",
             None,
@@ -211,6 +242,12 @@ fn check_vm_with_a_real_kernel() {
             "kernel: /boot/vmlinuz\ninitrd: /boot/vmlinuz\n",
             "initrd /boot/vmlinuz: not an initramfs",
         ),
+        (
+            "no-9p",
+            Some(&no_9p),
+            "kernel: /boot/vmlinuz\ninitrd: /boot/initrd.img\n",
+            "initrd /boot/initrd.img lacks the 9p modules (9p, 9pnet_virtio, virtio_pci): the VM's root file system is shared over virtio-9p",
+        ),
     ];
     for (name, initrd, yaml, message) in cases {
         let dir = s.join(name);
@@ -223,6 +260,30 @@ fn check_vm_with_a_real_kernel() {
             .unwrap();
         fails_with(&out, "check-vm", message);
     }
+    // The initramfs lacks them, but the kernel has them built in (the flist's modules.builtin).
+    let dir = s.join("builtin");
+    vm_tree(
+        &dir,
+        &kernel,
+        Some(&no_9p),
+        "kernel: /boot/vmlinuz\ninitrd: /boot/initrd.img\n",
+    );
+    fs::create_dir_all(dir.join("lib/modules/6.1.0-1-amd64")).unwrap();
+    fs::write(
+        dir.join("lib/modules/6.1.0-1-amd64/modules.builtin"),
+        "kernel/fs/9p/9p.ko\nkernel/net/9p/9pnet_virtio.ko\nkernel/drivers/virtio/virtio_pci.ko\n",
+    )
+    .unwrap();
+    pack(&dir, &s.join("builtin.flist"), &store);
+    let out = zflist()
+        .args(["check-vm", p(&s.join("builtin.flist")), "--store", &store])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Not a VM flist at all.
     fs::create_dir_all(s.join("plain/etc")).unwrap();
     fs::write(s.join("plain/etc/hostname"), "x").unwrap();

@@ -7,7 +7,11 @@
 //!   (100 B – 2 KiB of text, 200 per directory), made in memory;
 //! - `convert-bench tar <archive> <store-dir> <out.flist>` and
 //!   `convert-bench dir <tree> <store-dir> <out.flist>`: one conversion into a `dir://`
-//!   store, printing `seconds=… peak_rss_kb=… files=… chunks_written=… bytes=…`.
+//!   store, printing `seconds=… peak_rss_kb=… files=… chunks_written=… bytes=…`;
+//!   `convert-bench dir-fl <tree> <store-dir> <out.fl>`: the same, writing an rfs `.fl`;
+//! - `convert-bench reencode <in.flist> <from-store-dir> <to-store-dir> <out.fl>`: an
+//!   `.flist` converted to `.fl` (every chunk re-encoded into the second store), printing
+//!   `seconds=… peak_rss_kb=… chunks=… bytes=…`.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -140,6 +144,52 @@ fn gen_small(path: &Path, count: u64) -> std::io::Result<()> {
     fs::rename(tmp, path)
 }
 
+/// Opens a `dir://` store on a private runtime, or exits.
+fn open_dir_store(dir: &Path) -> BlockingStore {
+    match DirStore::new(dir).and_then(|s| BlockingStore::on_private_runtime(Arc::new(s))) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("store: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `.flist` → `.fl` of `input`, read from `from`, blocks into a fresh `to`.
+fn reencode(input: &Path, from: &Path, to: &Path, out: &Path) {
+    let _ = fs::remove_dir_all(to);
+    let (from, to) = (open_dir_store(from), open_dir_store(to));
+    let start = Instant::now();
+    let result = flist_format::Flist::open(input)
+        .map_err(|e| e.to_string())
+        .and_then(|src| {
+            let opts = flist_convert::ReencodeOptions::default();
+            let (tree, stats) =
+                flist_convert::reencode(&src.tree, &from, &to, &opts).map_err(|e| e.to_string())?;
+            flist_format::Flist {
+                tree,
+                metadata: src.metadata,
+            }
+            .write_fl(out)
+            .map_err(|e| e.to_string())?;
+            Ok(stats)
+        });
+    let secs = start.elapsed().as_secs_f64();
+    match result {
+        Ok(s) => println!(
+            "seconds={secs:.3} peak_rss_kb={} chunks={} bytes={} chunks_written={}",
+            peak_rss_kb(),
+            s.chunks,
+            s.bytes,
+            s.chunks_written
+        ),
+        Err(e) => {
+            eprintln!("reencode: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn peak_rss_kb() -> u64 {
     fs::read_to_string("/proc/self/status")
         .ok()
@@ -186,6 +236,15 @@ fn main() {
         }
         return;
     }
+    if cmd == "reencode" {
+        reencode(
+            Path::new(arg(1)),
+            Path::new(arg(2)),
+            Path::new(arg(3)),
+            Path::new(arg(4)),
+        );
+        return;
+    }
     let store_dir = Path::new(arg(2));
     let _ = fs::remove_dir_all(store_dir);
     let store = match DirStore::new(store_dir)
@@ -204,6 +263,11 @@ fn main() {
     };
     let opts = ConvertOptions {
         upload,
+        codec: if cmd == "dir-fl" {
+            flist_format::Codec::Rfs
+        } else {
+            flist_format::Codec::Flist
+        },
         ..ConvertOptions::default()
     };
     let out = Path::new(arg(3));
@@ -212,7 +276,7 @@ fn main() {
         "tar" => File::open(arg(1)).map_err(|e| e.to_string()).and_then(|f| {
             archive_to_flist(f, &store, Metadata::new(), out, &opts).map_err(|e| e.to_string())
         }),
-        "dir" => dir_to_flist(Path::new(arg(1)), &store, Metadata::new(), out, &opts)
+        "dir" | "dir-fl" => dir_to_flist(Path::new(arg(1)), &store, Metadata::new(), out, &opts)
             .map_err(|e| e.to_string()),
         _ => {
             eprintln!("{usage}");

@@ -1,11 +1,13 @@
-//! The one place where an flist's `backend` metadata and store URLs meet.
+//! The one place where an flist's `backend` metadata (`.flist`) or route table (`.fl`) and
+//! store URLs meet.
 //!
-//! [`store_url`] turns a [`Backend`] into the [`StoreUrl`] a reader opens;
-//! [`public_backend`] turns the store a writer used (or a URL given as the public address)
-//! into the `backend` to record, never with a password.
+//! [`store_url`] turns a [`Backend`] into the [`StoreUrl`] a reader opens, [`routes_url`]
+//! an `.fl` route table into one (a router when the routes split the key space);
+//! [`public_backend`] and [`public_routes`] turn the store a writer used into what to
+//! record, never with a password.
 
-use flist_format::Backend;
-use flist_store::{Endpoint, StoreUrl};
+use flist_format::{Backend, Route};
+use flist_store::{Endpoint, StoreError, StoreUrl};
 
 /// Why a store URL cannot be recorded as an flist backend.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -100,6 +102,83 @@ pub fn public_backend(url: &StoreUrl) -> Result<Backend, NotABackend> {
     }
 }
 
+/// The store a reader opens for an `.fl` route table: the one store when a single route
+/// covers every key, else a router (routes covering the same byte are replicas, read in
+/// route order). Route URLs use rfs's syntax, which store URLs accept (`dir://`,
+/// `zdb://[user:pass@]host[:port]/ns`, `http(s)://`, `s3://`); every first byte must be
+/// covered.
+pub fn routes_url(routes: &[Route]) -> Result<StoreUrl, StoreError> {
+    let parsed: Vec<flist_store::Route> = routes
+        .iter()
+        .map(|r| {
+            Ok(flist_store::Route {
+                first: r.start,
+                last: r.end,
+                store: StoreUrl::parse(&r.url)?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    if let [one] = &parsed[..] {
+        if (one.first, one.last) == (0, 255) {
+            return Ok(one.store.clone());
+        }
+    }
+    let items: Vec<String> = parsed
+        .iter()
+        .map(|r| format!("{:02x}-{:02x}={}", r.first, r.last, r.store))
+        .collect();
+    let router = StoreUrl::Router(parsed);
+    // The coverage check of router lists, on the redacted text (its URLs are not reused).
+    if let Err(StoreError::InvalidUrl { reason, .. }) = StoreUrl::parse_list(&items) {
+        if reason.contains("no store covers") {
+            return Err(StoreError::InvalidUrl {
+                url: router.to_string(),
+                reason: format!("the flist's route table: {reason}"),
+            });
+        }
+    }
+    Ok(router)
+}
+
+/// A store's URL as an `.fl` route records it: without any password (rfs strips them too).
+pub fn public_url(url: &StoreUrl) -> String {
+    let mut clean = url.clone();
+    match &mut clean {
+        StoreUrl::Zdb { password, .. } | StoreUrl::Redis { password, .. } => *password = None,
+        StoreUrl::S3 { secret, .. } => *secret = None,
+        StoreUrl::Http { base } => {
+            if let Some((scheme, rest)) = base.split_once("://") {
+                let end = rest.find('/').unwrap_or(rest.len());
+                let (auth, path) = rest.split_at(end);
+                let host = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+                *base = format!("{scheme}://{host}{path}");
+            }
+        }
+        StoreUrl::Dir { .. } | StoreUrl::Router(_) => {}
+    }
+    clean.to_string()
+}
+
+/// The route table to record in an `.fl` whose blocks were written to `url`: one route per
+/// router entry, or `0..=255` for a single store; no passwords.
+pub fn public_routes(url: &StoreUrl) -> Vec<Route> {
+    match url {
+        StoreUrl::Router(routes) => routes
+            .iter()
+            .map(|r| Route {
+                start: r.first,
+                end: r.last,
+                url: public_url(&r.store),
+            })
+            .collect(),
+        single => vec![Route {
+            start: 0,
+            end: 255,
+            url: public_url(single),
+        }],
+    }
+}
+
 /// Like [`public_backend`], `None` for stores that cannot be recorded.
 pub fn public_backend_opt(url: &StoreUrl) -> Option<Backend> {
     public_backend(url).ok()
@@ -146,6 +225,35 @@ mod tests {
         }
         let pw = store_url(&Backend::parse(r#"{"host":"h","password":"pw"}"#).expect("b"));
         assert!(matches!(pw, StoreUrl::Zdb { password: Some(p), .. } if p == "pw"));
+    }
+
+    #[test]
+    fn route_tables_open_routers_and_record_without_passwords() {
+        let r = |start, end, url: &str| Route {
+            start,
+            end,
+            url: url.into(),
+        };
+        let one = routes_url(&[r(0, 255, "dir:///fx/store")]).expect("one");
+        assert_eq!(one.to_string(), "dir:///fx/store");
+        let two = routes_url(&[
+            r(0, 127, "dir:///fx/low"),
+            r(128, 255, "zdb://u:pw@h:9900/ns"),
+        ])
+        .expect("two");
+        assert_eq!(
+            two.to_string(),
+            "00-7f=dir:///fx/low,80-ff=zdb://:***@h:9900/ns"
+        );
+        let gap = routes_url(&[r(0, 127, "dir:///fx/low")]).expect_err("gap");
+        assert!(gap.to_string().contains("80-ff"), "{gap}");
+        assert!(routes_url(&[r(0, 255, "ftp://x")]).is_err());
+        assert_eq!(
+            public_routes(&two),
+            [r(0, 127, "dir:///fx/low"), r(128, 255, "zdb://h:9900/ns")]
+        );
+        let http = StoreUrl::parse("https://u:pw@hub/chunks").expect("url");
+        assert_eq!(public_routes(&http), [r(0, 255, "https://hub/chunks")]);
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn derive(
     derive_with(base, changes, store, now, codec)
 }
 
-/// [`derive`] encoding the new files' chunks with `codec` (that of the format the result
+/// [`derive()`] encoding the new files' chunks with `codec` (that of the format the result
 /// is written in).
 pub fn derive_with(
     base: &Flist,

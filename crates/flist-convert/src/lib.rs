@@ -17,6 +17,30 @@
 //! These functions block: call them from a plain thread or `spawn_blocking`, never from an
 //! async task. They reach the store through a [`BlockingStore`] (which carries the runtime
 //! its calls run on), keeping several batched requests in flight.
+//!
+//! # Example
+//! ```
+//! use flist_convert::{extract, pack_dir, verify, ConvertOptions, ExtractOptions};
+//! use flist_store::BlockingStore;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let src = tmp.path().join("src");
+//! std::fs::create_dir_all(src.join("etc"))?;
+//! std::fs::write(src.join("etc/motd"), "hello\n")?;
+//! let store = BlockingStore::open(&format!("dir://{}", tmp.path().join("chunks").display()))?;
+//!
+//! // a directory to a tree, its chunks in the store
+//! let packed = pack_dir(&src, Some(&store), &ConvertOptions::default())?;
+//! assert_eq!(packed.stats.files, 1);
+//! // every chunk there and intact (deep: fetched and decoded)
+//! assert!(verify(&packed.tree, &store, true)?.is_ok());
+//! // and back to a directory
+//! let out = tmp.path().join("out");
+//! extract(&packed.tree, &out, &store, &ExtractOptions::default())?;
+//! assert_eq!(std::fs::read_to_string(out.join("etc/motd"))?, "hello\n");
+//! # Ok(()) }
+//! ```
 
 use std::io::Read;
 use std::path::Path;
@@ -32,10 +56,12 @@ pub mod derive;
 mod dirpack;
 mod error;
 mod extract;
+pub mod initramfs;
 #[cfg(feature = "oci")]
 pub mod oci;
 mod options;
 mod pipeline;
+pub mod reencode;
 mod stage;
 mod tarball;
 pub mod vmcheck;
@@ -49,6 +75,7 @@ pub use options::{
     warn, ConvertOptions, Limits, OwnerNames, PathPolicy, Progress, ProgressReport, Stats,
     UploadMode, Warning,
 };
+pub use reencode::{reencode, ReencodeOptions, ReencodeStats};
 
 use builder::TreeBuilder;
 use options::Counters;
@@ -147,21 +174,36 @@ pub fn pack_dir(
     finish(builder, results, &counters, opts)
 }
 
-/// Writes the staged tree as an flist at `out` (atomically), one directory at a time.
-fn write_staged(staged: &builder::Staged, metadata: &Metadata, out: &Path) -> Result<()> {
-    flist_format::writer::write_flist_with(out, |conn, what| {
-        let mut w = flist_format::writer::CatalogWriter::new(conn, what)?;
-        staged.write_catalog(&mut w)?;
-        w.finish(metadata)?;
-        Ok::<(), ConvertError>(())
-    })
+/// Writes the staged tree at `out` (atomically), one directory at a time: an `.flist` for
+/// the `.flist` codec, an rfs `.fl` for the rfs codec.
+fn write_staged(
+    staged: &builder::Staged,
+    metadata: &Metadata,
+    out: &Path,
+    codec: flist_format::Codec,
+) -> Result<()> {
+    match codec {
+        flist_format::Codec::Flist => flist_format::writer::write_flist_with(out, |conn, what| {
+            let mut w = flist_format::writer::CatalogWriter::new(conn, what)?;
+            staged.write_catalog(&mut w)?;
+            w.finish(metadata)?;
+            Ok::<(), ConvertError>(())
+        }),
+        flist_format::Codec::Rfs => flist_format::writer::write_sqlite_with(out, |conn, what| {
+            let mut w = flist_format::fl::FlWriter::new(conn, what)?;
+            staged.write_catalog(&mut w)?;
+            w.finish(metadata)?;
+            Ok::<(), ConvertError>(())
+        }),
+    }
     .map_err(|e| match e {
         ConvertError::Flist(m) => ConvertError::Flist(format!("writing {}: {m}", out.display())),
         e => e,
     })
 }
 
-/// Converts a tar stream and writes the flist at `out` with `metadata`. The flist is
+/// Converts a tar stream and writes the flist at `out` with `metadata` (an `.flist`, or an
+/// rfs `.fl` when `opts.codec` is [`flist_format::Codec::Rfs`]). The flist is
 /// written (atomically) only after the whole archive converted: on any error there is no
 /// file at `out` (nor a partial one). The tree never sits in memory: it is staged on disk
 /// and written one directory at a time.
@@ -180,12 +222,13 @@ pub fn archive_to_flist<R: Read + Send>(
         Ok(b)
     })?;
     let (staged, stats) = finish_staged(builder, results, &counters, opts)?;
-    write_staged(&staged, &metadata, out)?;
+    write_staged(&staged, &metadata, out, opts.codec)?;
     Ok(stats)
 }
 
 /// Converts a directory and writes the flist at `out` with `metadata` (atomically, only on
-/// success; the tree is staged on disk as for [`archive_to_flist`]).
+/// success; the tree is staged on disk as for [`archive_to_flist`]; the format follows
+/// `opts.codec`).
 pub fn dir_to_flist(
     dir: &Path,
     store: &BlockingStore,
@@ -200,6 +243,6 @@ pub fn dir_to_flist(
         Ok(b)
     })?;
     let (staged, stats) = finish_staged(builder, results, &counters, opts)?;
-    write_staged(&staged, &metadata, out)?;
+    write_staged(&staged, &metadata, out, opts.codec)?;
     Ok(stats)
 }

@@ -157,7 +157,7 @@ fn worker(
 
 /// Sends one batch: presence check (by mode), then `set_many` of what is missing. Returns
 /// (chunks written, chunks present).
-async fn send_batch(
+pub(crate) async fn send_batch(
     store: Arc<dyn Store>,
     items: Vec<(Vec<u8>, Bytes)>,
     mode: UploadMode,
@@ -277,8 +277,13 @@ fn id_prefix(b: &Block) -> [u8; 16] {
 
 /// Number of encoding workers for these options.
 pub(crate) fn worker_count(opts: &ConvertOptions) -> usize {
-    if opts.workers > 0 {
-        opts.workers
+    worker_count_of(opts.workers)
+}
+
+/// `workers`, or one per core when 0.
+pub(crate) fn worker_count_of(workers: usize) -> usize {
+    if workers > 0 {
+        workers
     } else {
         std::thread::available_parallelism()
             .map(|n| n.get())

@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use flist_format::codec::{decode_chunk, CHUNK_SIZE};
+use flist_format::codec::CHUNK_SIZE;
 use flist_format::{Kind, NodeId, Tree};
 use flist_store::BlockingStore;
 use serde::Serialize;
@@ -18,8 +18,6 @@ pub const BOOT_YAML: &str = "/boot/boot.yaml";
 const MAX_YAML: u64 = 64 * 1024;
 /// Bytes of the kernel / initrd looked at (compressed input).
 const HEAD: u64 = 2 * CHUNK_SIZE as u64;
-/// Symlinks followed at most.
-const MAX_LINKS: usize = 40;
 
 /// The outcome of [`check_vm`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -73,65 +71,19 @@ impl<'a> FileReader<'a> {
         };
         let want = len.min(*size);
         let n = (want.div_ceil(CHUNK_SIZE as u64) as usize).min(blocks.len());
-        let keys: Vec<Vec<u8>> = blocks[..n].iter().map(|b| b.id().to_vec()).collect();
-        let values = self
-            .store
-            .get_many_required(&keys)
-            .map_err(|e| format!("reading its chunks: {e}"))?;
         let mut out = Vec::with_capacity(want as usize);
-        for (b, v) in blocks[..n].iter().zip(values) {
-            let plain = decode_chunk(b, &v).map_err(|e| e.to_string())?;
-            out.extend_from_slice(&plain);
-        }
+        flist_chunks::Pipeline::default()
+            .read_ordered(self.store, &blocks[..n], |_, plain| {
+                out.extend_from_slice(&plain);
+                Ok::<_, flist_chunks::ChunkError>(())
+            })
+            .map_err(|e| match e {
+                flist_chunks::ChunkError::Codec(e) => e.to_string(),
+                e => format!("reading its chunks: {e}"),
+            })?;
         out.truncate(want as usize);
         Ok(out)
     }
-}
-
-/// Follows symlinks (absolute or relative targets, inside the flist) from `path`.
-fn resolve(tree: &Tree, path: &str) -> Result<NodeId, String> {
-    let mut comps: Vec<String> = Vec::new();
-    let mut pending: Vec<String> = path.split('/').rev().map(str::to_string).collect();
-    let mut hops = 0;
-    let mut cur = tree.root();
-    while let Some(c) = pending.pop() {
-        match c.as_str() {
-            "" | "." => continue,
-            ".." => {
-                comps.pop();
-                cur = tree.node(cur).parent;
-                continue;
-            }
-            _ => {}
-        }
-        let child = tree
-            .child(cur, &c)
-            .ok_or_else(|| format!("/{} does not exist", join(&comps, &c)))?;
-        match &tree.node(child).kind {
-            Kind::Symlink { target } => {
-                hops += 1;
-                if hops > MAX_LINKS {
-                    return Err(format!("too many symbolic links at /{}", join(&comps, &c)));
-                }
-                if target.starts_with('/') {
-                    comps.clear();
-                    cur = tree.root();
-                }
-                pending.extend(target.split('/').rev().map(str::to_string));
-            }
-            _ => {
-                comps.push(c);
-                cur = child;
-            }
-        }
-    }
-    Ok(cur)
-}
-
-fn join(comps: &[String], last: &str) -> String {
-    let mut v = comps.to_vec();
-    v.push(last.to_string());
-    v.join("/")
 }
 
 fn as_text(v: &serde_yaml_ng::Value) -> Option<String> {
@@ -148,7 +100,7 @@ fn as_text(v: &serde_yaml_ng::Value) -> Option<String> {
 pub fn check_vm(tree: &Tree, store: &BlockingStore) -> VmReport {
     let mut r = VmReport::default();
     let reader = FileReader::new(tree, store);
-    let yaml_id = match resolve(tree, BOOT_YAML) {
+    let yaml_id = match tree.resolve(BOOT_YAML) {
         Ok(id) => id,
         Err(_) if tree.lookup(BOOT_YAML).is_none() => {
             r.problems
@@ -219,7 +171,7 @@ pub fn check_vm(tree: &Tree, store: &BlockingStore) -> VmReport {
             ));
             continue;
         }
-        let id = match resolve(tree, &path) {
+        let id = match tree.resolve(&path) {
             Ok(id) => id,
             Err(e) => {
                 r.problems.push(format!("{field} {path}: {e}"));
@@ -256,7 +208,12 @@ pub fn check_vm(tree: &Tree, store: &BlockingStore) -> VmReport {
         };
         match verdict {
             Ok(fmt) if field == "kernel" => r.kernel_format = Some(fmt),
-            Ok(fmt) => r.initrd_format = Some(fmt),
+            Ok(fmt) => {
+                r.initrd_format = Some(fmt);
+                if let Some(problem) = ninep_problem(tree, id, &path, store) {
+                    r.problems.push(problem);
+                }
+            }
             Err(why) => r.problems.push(format!("{field} {path}: {why}")),
         }
     }
@@ -264,43 +221,70 @@ pub fn check_vm(tree: &Tree, store: &BlockingStore) -> VmReport {
     r
 }
 
+/// Why the VM could not mount its root file system over virtio-9p, if so: the initramfs
+/// `id` (at `path`) must carry the `9p`, `9pnet` and `9pnet_virtio` modules, or they must
+/// be built into the kernel (its `modules.builtin`, in the initramfs or in the flist's
+/// `/lib/modules/<version>/`). The initramfs is streamed until they are found.
+pub fn ninep_problem(tree: &Tree, id: NodeId, path: &str, store: &BlockingStore) -> Option<String> {
+    let wanted = &crate::initramfs::NINEP_MODULES;
+    let mut scan = match crate::initramfs::scan_file(tree, id, store, wanted) {
+        Ok(s) => s,
+        Err(e) => return Some(format!("initrd {path}: reading its module list: {e}")),
+    };
+    if !scan.missing(wanted).is_empty() {
+        builtin_in_tree(tree, store, wanted, &mut scan.found);
+    }
+    let missing = scan.missing(wanted);
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "initrd {path} lacks the 9p modules ({}): the VM's root file system is shared over \
+         virtio-9p and cannot be mounted without {} in the initramfs or built into the kernel \
+         (Debian: list them in /etc/initramfs-tools/modules and run update-initramfs -u)",
+        missing.join(", "),
+        wanted.join(", ")
+    ))
+}
+
+/// Adds the wanted modules that `/lib/modules/*/modules.builtin` of the flist lists.
+fn builtin_in_tree(
+    tree: &Tree,
+    store: &BlockingStore,
+    wanted: &[&str],
+    found: &mut std::collections::BTreeSet<String>,
+) {
+    const MAX_BUILTIN: u64 = 1 << 20;
+    let Ok(dir) = tree.resolve("/lib/modules") else {
+        return;
+    };
+    let reader = FileReader::new(tree, store);
+    let versions: Vec<NodeId> = tree.children(dir).map(|(_, id)| id).collect();
+    for v in versions {
+        let Some(b) = tree.child(v, "modules.builtin") else {
+            continue;
+        };
+        if let Ok(text) = reader.head(b, MAX_BUILTIN) {
+            crate::initramfs::builtin_modules(&text, wanted, found);
+        }
+    }
+}
+
 /// Compression recognised by magic bytes, decompressed up to 64 KiB.
 fn decompress_head(data: &[u8]) -> Option<(&'static str, Vec<u8>)> {
     const OUT: u64 = 64 * 1024;
     let mut out = Vec::new();
-    let name = if data.starts_with(&[0x1f, 0x8b]) {
-        let _ = flate2::read::GzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "gzip"
-    } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        let _ = xz2::read::XzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "xz"
-    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        if let Ok(d) = zstd::stream::read::Decoder::new(data) {
-            let _ = d.take(OUT).read_to_end(&mut out);
-        }
-        "zstd"
-    } else if data.starts_with(b"BZh") {
-        let _ = bzip2::read::BzDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "bzip2"
-    } else if data.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
-        let _ = lz4_flex::frame::FrameDecoder::new(data)
-            .take(OUT)
-            .read_to_end(&mut out);
-        "lz4"
-    } else if data.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
-        // Legacy LZ4 (what the kernel's build writes): blocks of [u32 LE size][block].
+    let name = if data.starts_with(&[0x02, 0x21, 0x4c, 0x18]) {
+        // Legacy LZ4 (what the kernel's build writes): blocks of [u32 LE size][block]; the
+        // head may end inside the first block, so decode its prefix.
         let size = u32::from_le_bytes(data.get(4..8)?.try_into().ok()?) as usize;
         let block = &data[8..(8 + size).min(data.len())];
         out = lz4_block_prefix(block, OUT as usize);
         "lz4"
     } else {
-        return None;
+        let (name, decoder) = crate::initramfs::decoder(data, data)?;
+        let _ = decoder.take(OUT).read_to_end(&mut out);
+        name
     };
     if out.is_empty() {
         return None;

@@ -100,14 +100,7 @@ pub fn make_rdev(major: u32, minor: u32) -> u64 {
 
 /// The whole `st_mode` of an entry: its permission bits and its file type.
 pub fn st_mode(meta: &Meta, kind: &Kind) -> u32 {
-    use mode_bits::*;
-    let ty = match kind {
-        Kind::Dir { .. } => S_IFDIR,
-        Kind::File { .. } => S_IFREG,
-        Kind::Symlink { .. } => S_IFLNK,
-        Kind::Special { kind, .. } => catalog::special_type_bits(*kind),
-    };
-    (meta.mode & 0o7777) | ty
+    (meta.mode & 0o7777) | kind.type_bits()
 }
 
 /// One `inode` row as read.

@@ -240,6 +240,18 @@ impl Kind {
         }
     }
 
+    /// The `S_IFMT` file-type bits of the kind (`stat`'s mode is these plus the permission
+    /// bits; 0 for a special file of unknown kind). The one mapping of kinds to type bits.
+    pub fn type_bits(&self) -> u32 {
+        use crate::catalog::mode_bits::*;
+        match self {
+            Kind::Dir { .. } => S_IFDIR,
+            Kind::File { .. } => S_IFREG,
+            Kind::Symlink { .. } => S_IFLNK,
+            Kind::Special { kind, .. } => crate::catalog::special_type_bits(*kind),
+        }
+    }
+
     /// A short name for the kind: `directory`, `regular`, `symlink` or `special`.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -384,6 +396,58 @@ impl Tree {
             cur = self.child(cur, c)?;
         }
         Some(cur)
+    }
+
+    /// Finds a node by path inside the tree, following symbolic links the way a process
+    /// whose root is this tree would (absolute targets from the root, relative ones from the
+    /// link's directory, `..` stopping at the root), at most 40 of them. The error names
+    /// the missing component or the link loop.
+    pub fn resolve(&self, path: &str) -> Result<NodeId, String> {
+        const MAX_LINKS: usize = 40;
+        let mut comps: Vec<String> = Vec::new();
+        let mut pending: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+        let mut hops = 0;
+        let mut cur = Self::ROOT;
+        let join = |comps: &[String], last: &str| {
+            let mut v = comps.to_vec();
+            v.push(last.to_string());
+            v.join("/")
+        };
+        while let Some(c) = pending.pop() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    comps.pop();
+                    cur = self.node(cur).parent;
+                    continue;
+                }
+                _ => {}
+            }
+            let child = self
+                .child(cur, &c)
+                .ok_or_else(|| match &self.node(cur).kind {
+                    Kind::Dir { .. } => format!("/{} does not exist", join(&comps, &c)),
+                    _ => format!("/{} is not a directory", comps.join("/")),
+                })?;
+            match &self.node(child).kind {
+                Kind::Symlink { target } => {
+                    hops += 1;
+                    if hops > MAX_LINKS {
+                        return Err(format!("too many symbolic links at /{}", join(&comps, &c)));
+                    }
+                    if target.starts_with('/') {
+                        comps.clear();
+                        cur = Self::ROOT;
+                    }
+                    pending.extend(target.split('/').rev().map(str::to_string));
+                }
+                _ => {
+                    comps.push(c);
+                    cur = child;
+                }
+            }
+        }
+        Ok(cur)
     }
 
     /// The child of directory `dir` called `name`.

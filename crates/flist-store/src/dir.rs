@@ -212,22 +212,39 @@ impl Inner {
         }
     }
 
+    /// The flat name `<root>/<hex>` that rfs v2.0.7 writes (newer rfs, like this store,
+    /// writes `<hex[0..2]>/<hex>` and reads both).
+    fn flat_path_of(&self, key: &[u8]) -> PathBuf {
+        self.root.join(hex::encode(key))
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         let path = self.path_of(key)?;
         match fs::read(&path) {
             Ok(v) => Ok(Some(Bytes::from(v))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let flat = self.flat_path_of(key);
+                match fs::read(&flat) {
+                    Ok(v) => Ok(Some(Bytes::from(v))),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(self.io_err(key, &flat, e)),
+                }
+            }
             Err(e) => Err(self.io_err(key, &path, e)),
         }
     }
 
     fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
         let path = self.path_of(key)?;
-        match fs::symlink_metadata(&path) {
-            Ok(m) => Ok(m.is_file()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(self.io_err(key, &path, e)),
+        for p in [path, self.flat_path_of(key)] {
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_file() => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io_err(key, &p, e)),
+            }
         }
+        Ok(false)
     }
 
     fn set(&self, key: &[u8], value: &[u8]) -> Result<SetOutcome, StoreError> {

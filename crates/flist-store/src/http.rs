@@ -61,6 +61,11 @@ impl HttpStore {
         Ok(format!("{}/{}/{}", self.base, &hex[..2], hex))
     }
 
+    /// The flat layout `BASE/<hex>` older rfs stores serve, tried after a 404.
+    fn flat_url_of(&self, key: &[u8]) -> String {
+        format!("{}/{}", self.base, hex::encode(key))
+    }
+
     fn request_err(&self, key: &[u8], op: &str, e: reqwest::Error) -> StoreError {
         let store = self.name.clone();
         let key = Some(hex_key(key));
@@ -104,38 +109,46 @@ impl HttpStore {
 
 #[async_trait]
 impl Store for HttpStore {
+    /// `GET <base>/<hex[0..2]>/<hex>`, then `<base>/<hex>` on 404 (as rfs reads).
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        let url = self.url_of(key)?;
-        let resp = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.request_err(key, "GET", e))?;
-        match resp.status().as_u16() {
-            200 => Ok(Some(
-                resp.bytes()
-                    .await
-                    .map_err(|e| self.request_err(key, "GET", e))?,
-            )),
-            404 | 410 => Ok(None),
-            _ => Err(self.status_err(key, "GET", resp.status())),
+        for url in [self.url_of(key)?, self.flat_url_of(key)] {
+            let resp = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| self.request_err(key, "GET", e))?;
+            match resp.status().as_u16() {
+                200 => {
+                    return Ok(Some(
+                        resp.bytes()
+                            .await
+                            .map_err(|e| self.request_err(key, "GET", e))?,
+                    ))
+                }
+                404 | 410 => {}
+                _ => return Err(self.status_err(key, "GET", resp.status())),
+            }
         }
+        Ok(None)
     }
 
+    /// `HEAD`, in the same two layouts as [`HttpStore::get`].
     async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
-        let url = self.url_of(key)?;
-        let resp = self
-            .client
-            .head(url)
-            .send()
-            .await
-            .map_err(|e| self.request_err(key, "HEAD", e))?;
-        match resp.status().as_u16() {
-            200 | 204 => Ok(true),
-            404 | 410 => Ok(false),
-            _ => Err(self.status_err(key, "HEAD", resp.status())),
+        for url in [self.url_of(key)?, self.flat_url_of(key)] {
+            let resp = self
+                .client
+                .head(url)
+                .send()
+                .await
+                .map_err(|e| self.request_err(key, "HEAD", e))?;
+            match resp.status().as_u16() {
+                200 | 204 => return Ok(true),
+                404 | 410 => {}
+                _ => return Err(self.status_err(key, "HEAD", resp.status())),
+            }
         }
+        Ok(false)
     }
 
     async fn set(&self, _key: &[u8], _value: Bytes) -> Result<SetOutcome, StoreError> {

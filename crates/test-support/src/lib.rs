@@ -1,6 +1,21 @@
 //! Test harness shared by the workspace's tests: fixture paths, a real `redis-server` on a
 //! free loopback port, a real 0-db built from `../shared/vendor/`, a recording TCP proxy,
 //! and builders for test archives.
+//!
+//! # Example
+//! ```
+//! // the reference fixtures every crate's tests read
+//! let flist = test_support::fixture("fixture.flist");
+//! assert!(flist.is_file());
+//! // an archive built in memory, for converters' tests
+//! let tar = test_support::archive::RawTar::new()
+//!     .dir("etc/")
+//!     .file("etc/motd", b"hello\n")
+//!     .finish();
+//! assert_eq!(tar.len() % 512, 0);
+//! let tgz = test_support::archive::gzip(&tar);
+//! assert_eq!(&tgz[..2], &[0x1f, 0x8b]);
+//! ```
 
 use std::path::PathBuf;
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::archive::{gzip, RawTar};
 
-/// One member of a [`SampleTree`].
+/// One member of a [`sample_tree`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Member {
     /// A directory.

@@ -4,7 +4,8 @@
 //!   else `ZFLIST_BACKEND` (the reference's JSON backend object, or a store URL). Without
 //!   either, `put`/`putdir` compute the chunk keys but upload nothing (reference behaviour).
 //! - Reading (`cat`, `get`, `check`, `extract`, `verify`): the same, falling back to the
-//!   flist's public `backend` metadata.
+//!   flist's route table (`.fl`: one store, or a router over several) or its public
+//!   `backend` metadata (`.flist`).
 
 use flist_format::metadata::Metadata;
 use flist_store::{BlockingStore, StoreError, StoreUrl};
@@ -40,10 +41,14 @@ impl StoreConfig {
         }
     }
 
-    /// The store to read from: the configured one, else the flist's `backend` metadata.
+    /// The store to read from: the configured one, else the flist's route table (`.fl`),
+    /// else its `backend` metadata (`.flist`).
     pub fn read_url(&self, metadata: &Metadata) -> Result<Option<StoreUrl>, StoreError> {
         if let Some(u) = self.write_url()? {
             return Ok(Some(u));
+        }
+        if !metadata.routes.is_empty() {
+            return flist_convert::backend::routes_url(&metadata.routes).map(Some);
         }
         match metadata.backend() {
             Ok(Some(b)) => Ok(Some(flist_convert::backend::store_url(&b))),
@@ -103,7 +108,7 @@ impl StoreConfig {
             Error::new(
                 function,
                 ErrorKind::NoStore(
-                    "give --store URL or set ZFLIST_BACKEND (the flist has no backend metadata)".into(),
+                    "give --store URL or set ZFLIST_BACKEND (the flist has no backend metadata or routes)".into(),
                 ),
             )
         })?;

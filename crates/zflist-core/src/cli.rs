@@ -13,7 +13,7 @@
 //! ```
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
@@ -29,7 +29,9 @@ use crate::oneshot::{DockerArgs, ExtractArgs, PackArgs, VerifyArgs, FLIST_HELP};
 use crate::progress::Reporter;
 use crate::push::PushArgs;
 use crate::response::Response;
+use crate::run::RunArgs;
 use crate::session::At;
+use crate::vmboot::{VmArgs, VmCommand};
 use crate::{commands, oneshot};
 
 /// Build, inspect, edit, check, extract and publish flists.
@@ -38,6 +40,8 @@ use crate::{commands, oneshot};
 /// inspect, verify, extract. Session commands edit an flist in a temporary point
 /// (--mnt DIR, ZFLIST_MNT, or the reference form `zflist <DIR> <command>`): open or init,
 /// edit, then commit to a new flist.
+// the fields' docs are clap's help text (`zdb://[:pw@]host` is not a link)
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Parser, Debug)]
 #[command(
     name = "zflist",
@@ -114,11 +118,16 @@ pub enum Command {
         /// Directory inside the flist (default /).
         path: Option<String>,
     },
-    /// List every file and directory of the session.
-    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit find")]
+    /// List every file and directory of the session, or of FLIST (.flist or .fl, file or
+    /// URL) without a session.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit find\n  zflist find app.fl --json"
+    )]
     Find {
         #[command(flatten)]
         at: At,
+        /// An flist file or URL to list instead of the session.
+        flist: Option<PathBuf>,
     },
     /// Show an entry's metadata (mode, owner, times, chunks).
     #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit stat /bin/sh")]
@@ -128,13 +137,17 @@ pub enum Command {
         /// Path inside the flist.
         path: String,
     },
-    /// Print a file's contents (reads chunks from the store).
-    #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit cat /etc/os-release")]
+    /// Print a file's contents (reads chunks from the store): of the session, or of FLIST
+    /// (.flist or .fl, file or URL) without a session.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit cat /etc/os-release\n  zflist cat app.fl /etc/os-release"
+    )]
     Cat {
         #[command(flatten)]
         at: At,
-        /// File inside the flist.
-        path: String,
+        /// `PATH` (a file of the session) or `FLIST PATH`.
+        #[arg(num_args = 1..=2, required = true, value_names = ["FLIST", "PATH"])]
+        args: Vec<String>,
     },
     /// Copy a file of the session to a local path (reads chunks from the store).
     #[command(after_help = "EXAMPLES:\n  zflist --mnt /tmp/edit get /etc/passwd ./passwd")]
@@ -243,6 +256,22 @@ pub enum Command {
         after_help = "EXAMPLES:\n  zflist pack ./rootfs -o app.flist --store zdb://:secret@10.0.0.1:9900/ns\n  zflist pack image.tar.gz -o app.flist --store dir:///var/lib/chunks --public-backend http://hub.example/chunks\n  tar -C rootfs -c . | zflist pack - -o app.flist --store redis://127.0.0.1 --no-backend"
     )]
     Pack(PackArgs),
+    /// Convert an flist between the two formats (.flist and rfs .fl), re-encoding every
+    /// chunk into --store (default: the store it is read from).
+    ///
+    /// The tree, every file's bytes and the metadata are kept; what the target format
+    /// cannot record (owner names in .fl, more than one route in .flist) is listed.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist convert app.flist app.fl --store dir:///var/lib/blocks\n  zflist convert https://hub.example/alice/app.fl app.flist --store zdb://127.0.0.1:9900/ns\n  zflist convert rfs.fl app.flist --from-store dir:///srv/rfs-store --store zdb://hub:9900/ns"
+    )]
+    Convert(crate::formats::ConvertArgs),
+    /// Show what differs between two flists (.flist or .fl, files or URLs): entries, kinds,
+    /// modes, owners, times, sizes, link targets and (by chunk keys, or with --content by
+    /// their bytes) file contents. Exits non-zero when they differ.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist diff app-v1.flist app-v2.flist\n  zflist diff app.flist app.fl --content --store dir:///var/lib/chunks"
+    )]
+    Diff(crate::diff::DiffArgs),
     /// Restore an flist into a directory, downloading its contents.
     ///
     /// Reads chunks from --store, else ZFLIST_BACKEND, else the flist's own backend. The
@@ -271,6 +300,15 @@ pub enum Command {
     /// Mount an flist (file or URL) read-only through FUSE, fetching chunks as they are
     /// read, until SIGINT/SIGTERM or `zflist umount`.
     Mount(MountArgs),
+    /// Run the container an flist describes: its entrypoint as PID 1 of new namespaces,
+    /// on the lazily mounted flist with a writable layer (removed afterwards); exits with
+    /// the entrypoint's code. Needs root.
+    #[command(
+        after_help = "EXAMPLES:\n  zflist run app.flist\n  zflist run https://hub.example/alice/app.flist -e MODE=dev --net none\n  zflist run app.flist --entrypoint /bin/sh -- -c 'ls /'\n  zflist run debian.flist -- cat /etc/os-release"
+    )]
+    Run(RunArgs),
+    /// Virtual machines: `vm boot` boots the VM an flist describes under QEMU. Needs root.
+    Vm(VmArgs),
     /// Unmount a zflist mount, or clear a stale one whose process was killed.
     Umount { mountpoint: PathBuf },
     /// Check that every chunk of an .flist exists in the store (the session command
@@ -317,7 +355,12 @@ impl Cli {
         let args = normalise_args(args.into_iter().map(Into::into).collect());
         let matches = Cli::command().try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
-        cli.function = matches.subcommand_name().unwrap_or("usage").to_string();
+        cli.function = match matches.subcommand() {
+            // `vm boot`: the command is the pair
+            Some(("vm", sub)) => format!("vm {}", sub.subcommand_name().unwrap_or("")),
+            Some((name, _)) => name.to_string(),
+            None => "usage".into(),
+        };
         Ok(cli)
     }
 
@@ -340,6 +383,10 @@ impl Cli {
             Command::Extract(a) => &a.hubs.hubs,
             Command::Inspect { hubs, .. } => &hubs.hubs,
             Command::Mount(m) => &m.hubs.hubs,
+            Command::Run(r) => &r.hubs.hubs,
+            Command::Vm(VmArgs {
+                cmd: VmCommand::Boot(b),
+            }) => &b.hubs.hubs,
             _ => &[],
         };
         let failover = Failover::from_env(hubs, self.connect_timeout)
@@ -361,12 +408,20 @@ impl Command {
             Command::Ls { at, path } => {
                 commands::ls(&session(&at)?, path.as_deref().unwrap_or("/"))
             }
-            Command::Find { at } => commands::find(&session(&at)?),
+            Command::Find { flist: Some(f), .. } => commands::find_flist(&f, p),
+            Command::Find { at, flist: None } => commands::find(&session(&at)?),
             Command::Stat { at, path } => commands::stat(&session(&at)?, &path),
-            Command::Cat { at, path } => {
+            Command::Cat { at, args } => {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
-                commands::cat(&session(&at)?, stores, &path, &mut out)
+                match &args[..] {
+                    [flist, path] => commands::cat_flist(Path::new(flist), stores, path, &mut out),
+                    [path] => commands::cat(&session(&at)?, stores, path, &mut out),
+                    _ => Err(Error::usage(
+                        function,
+                        "expected `cat PATH` or `cat FLIST PATH`",
+                    )),
+                }
             }
             Command::Get { at, path, dest } => {
                 commands::get(&session(&at)?, stores, &path, &dest, p)
@@ -388,6 +443,8 @@ impl Command {
             Command::Check { at } => commands::check(&session(&at)?, stores, p),
             Command::Chunks { at } => commands::chunks_cmd(&session(&at)?),
             Command::Pack(args) => oneshot::pack(&args, stores, p),
+            Command::Convert(args) => crate::formats::convert(&args, stores, p),
+            Command::Diff(args) => crate::diff::diff(&args, stores, p),
             Command::Extract(args) => oneshot::extract(&args, stores, p),
             Command::Inspect { flist, .. } => oneshot::inspect_with(&flist, p),
             Command::Verify(args) => oneshot::verify(&args, stores, p),
@@ -399,6 +456,12 @@ impl Command {
             Command::Mount(args) => crate::mount::mount(&args, stores, |mp| {
                 eprintln!("zflist: mounted {} at {}", args.flist, mp.display())
             }),
+            Command::Run(args) => {
+                crate::run::run(&args, stores, &|m| eprintln!("zflist: run: {m}"))
+            }
+            Command::Vm(VmArgs {
+                cmd: VmCommand::Boot(args),
+            }) => crate::vmboot::boot(&args, stores, &|m| eprintln!("zflist: vm boot: {m}")),
             Command::Umount { mountpoint } => crate::mount::umount(&mountpoint),
             Command::Docker(args) => oneshot::docker(&args, stores, p),
             Command::Hub(args) => crate::hub_client::hub(&args.conn.with_env(), &args.cmd),

@@ -16,22 +16,6 @@ use crate::response::{Progress, Response};
 use crate::session::Session;
 use flist_format::Flist;
 
-/// `S_IFMT` file-type bits of a kind (what `stat` shows in front of the permissions).
-pub fn type_bits(kind: &Kind) -> u32 {
-    match kind {
-        Kind::Dir { .. } => 0o040000,
-        Kind::File { .. } => 0o100000,
-        Kind::Symlink { .. } => 0o120000,
-        Kind::Special { kind, .. } => match kind {
-            SpecialKind::Socket => 0o140000,
-            SpecialKind::Block => 0o060000,
-            SpecialKind::Chardev => 0o020000,
-            SpecialKind::Fifo => 0o010000,
-            SpecialKind::Unknown => 0,
-        },
-    }
-}
-
 /// The reference's type names (`ls` JSON).
 pub fn type_name(kind: &Kind) -> &'static str {
     match kind {
@@ -46,36 +30,6 @@ pub fn type_name(kind: &Kind) -> &'static str {
             SpecialKind::Unknown => "unknown",
         },
     }
-}
-
-/// The `ls` type letter (the reference's letters: `f` for fifos).
-pub fn type_char(kind: &Kind) -> char {
-    match kind {
-        Kind::Dir { .. } => 'd',
-        Kind::File { .. } => '-',
-        Kind::Symlink { .. } => 'l',
-        Kind::Special { kind, .. } => match kind {
-            SpecialKind::Socket => 's',
-            SpecialKind::Block => 'b',
-            SpecialKind::Chardev => 'c',
-            SpecialKind::Fifo => 'f',
-            SpecialKind::Unknown => '?',
-        },
-    }
-}
-
-/// `rwxr-xr-x` of the low nine bits.
-pub fn perm_string(mode: u32) -> String {
-    let letters = b"rwxrwxrwx";
-    (0..9)
-        .map(|i| {
-            if mode & (1 << (8 - i)) != 0 {
-                letters[i] as char
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 fn abs(tree: &Tree, id: NodeId) -> String {
@@ -174,11 +128,19 @@ pub fn find(session: &Session) -> Result<Response> {
     Ok(find_tree(&flist.tree))
 }
 
+/// `find FLIST`: the same listing for an flist file or URL (`.flist` or `.fl`), without a
+/// session.
+pub fn find_flist(flist: &Path, progress: &dyn Progress) -> Result<Response> {
+    let arg = crate::remote::resolve("find", flist, progress)?;
+    let flist = Flist::open(arg.path()).ctx("find")?;
+    Ok(find_tree(&flist.tree))
+}
+
 /// The `stat` data of one node.
 pub fn stat_node(tree: &Tree, id: NodeId) -> Response {
     let n: &Node = tree.node(id);
     let path = abs(tree, id);
-    let mode = type_bits(&n.kind) | n.meta.mode;
+    let mode = n.kind.type_bits() | n.meta.mode;
     let mut j = serde_json::Map::new();
     j.insert("file".into(), json!(path));
     j.insert("size".into(), json!(n.kind.size()));
@@ -292,9 +254,31 @@ pub fn cat(
     out: &mut dyn Write,
 ) -> Result<Response> {
     let flist = session.load("cat")?;
+    cat_from(&flist, stores, path, out)
+}
+
+/// `cat FLIST PATH`: prints a file of an flist file or URL (`.flist` or `.fl`) without a
+/// session.
+pub fn cat_flist(
+    flist: &Path,
+    stores: &StoreConfig,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<Response> {
+    let arg = crate::remote::resolve("cat", flist, &crate::response::NoProgress)?;
+    let flist = Flist::open(arg.path()).ctx("cat")?;
+    cat_from(&flist, stores, path, out)
+}
+
+fn cat_from(
+    flist: &Flist,
+    stores: &StoreConfig,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<Response> {
     fetch(
         "cat",
-        &flist,
+        flist,
         stores,
         path,
         out,
@@ -401,7 +385,8 @@ pub fn put(
             ));
         }
     }
-    let mut up = Uploader::new(stores.open_write("put")?);
+    let mut up =
+        Uploader::new(stores.open_write("put")?).with_codec(session.format("put")?.codec());
     no_upload_warning("put", &up, progress);
     let (meta, kind) = local::entry_of(local_path, &mut up)
         .map_err(|e| Error::new("put", ErrorKind::Convert(e.to_string())))?;
@@ -441,7 +426,10 @@ pub fn putdir(
     if store.is_none() {
         progress.warn("putdir: no backend (ZFLIST_BACKEND or --store): chunk keys are recorded but nothing is uploaded");
     }
-    let opts = flist_convert::ConvertOptions::default();
+    let opts = flist_convert::ConvertOptions {
+        codec: session.format("putdir")?.codec(),
+        ..Default::default()
+    };
     let packed = crate::convert::with_progress("adding files", progress, opts, |o| {
         flist_convert::pack_dir(local_dir, store.as_ref(), &o)
     })
@@ -553,6 +541,18 @@ pub fn merge(session: &Session, other: &Path) -> Result<Response> {
     let mut flist = session.load("merge")?;
     let arg = crate::remote::resolve("merge", other, &crate::response::NoProgress)?;
     let o = Flist::open(arg.path()).ctx("merge")?;
+    let format = session.format("merge")?;
+    if o.codecs().iter().any(|c| *c != format.codec()) {
+        return Err(Error::usage(
+            "merge",
+            format!(
+                "{} holds chunks of the other format than this {format} session: convert it \
+                 first (zflist convert {} OUT{format})",
+                other.display(),
+                other.display()
+            ),
+        ));
+    }
     flist_format::merge::merge(&mut flist.tree, &o.tree);
     session.save("merge", &flist)?;
     Ok(Response::empty())

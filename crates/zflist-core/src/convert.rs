@@ -17,6 +17,64 @@ pub fn with_progress<T: Send>(
     with_progress_of(message, progress, Measure::Expanded(0), opts, work)
 }
 
+/// What `pack` and `push` build a tree from: the one place `-`, a directory and an archive
+/// file are told apart and opened.
+pub enum PackSource {
+    /// An archive on stdin (`-`).
+    Stdin,
+    /// A local directory.
+    Dir(std::path::PathBuf),
+    /// An archive file (any compression), opened, with its size.
+    Archive(std::fs::File, u64),
+}
+
+impl PackSource {
+    /// `-` is stdin; otherwise a directory or an archive file (errors name `function`).
+    pub fn open(function: &str, source: &str) -> crate::Result<Self> {
+        use crate::Error;
+        if source == "-" {
+            return Ok(PackSource::Stdin);
+        }
+        let p = std::path::Path::new(source);
+        let md = std::fs::metadata(p).map_err(|e| Error::io(function, "reading", p, e))?;
+        if md.is_dir() {
+            return Ok(PackSource::Dir(p.to_path_buf()));
+        }
+        let f = std::fs::File::open(p).map_err(|e| Error::io(function, "opening", p, e))?;
+        Ok(PackSource::Archive(f, md.len()))
+    }
+
+    /// What progress is measured against: the archive's size, the directory's content
+    /// size, nothing known for stdin.
+    pub fn measure(&self) -> Measure {
+        match self {
+            PackSource::Stdin => Measure::Expanded(0),
+            PackSource::Dir(d) => Measure::Expanded(dir_content_size(d)),
+            PackSource::Archive(_, len) => Measure::Read(*len),
+        }
+    }
+
+    /// Runs the archive converter on the buffered archive stream, or the directory
+    /// converter on the directory.
+    pub fn convert<T>(
+        self,
+        archive: impl FnOnce(Box<dyn std::io::BufRead + Send>) -> T,
+        dir: impl FnOnce(&std::path::Path) -> T,
+    ) -> T {
+        const BUF: usize = 1 << 20;
+        match self {
+            PackSource::Stdin => archive(Box::new(std::io::BufReader::with_capacity(
+                BUF,
+                std::io::stdin(),
+            ))),
+            PackSource::Archive(f, _) => {
+                archive(Box::new(std::io::BufReader::with_capacity(BUF, f)))
+            }
+            PackSource::Dir(d) => dir(&d),
+        }
+    }
+}
+
 /// What a conversion's progress is measured against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Measure {
@@ -55,18 +113,45 @@ pub fn with_progress_of<T: Send>(
     mut opts: flist_convert::ConvertOptions,
     work: impl FnOnce(flist_convert::ConvertOptions) -> T + Send,
 ) -> T {
+    forward_progress(message, progress, measure, move |p| {
+        opts.progress = Some(p);
+        work(opts)
+    })
+}
+
+/// Runs a re-encoding ([`flist_convert::reencode()`]) with its progress (plaintext bytes of
+/// `total`) forwarded to `progress`.
+pub fn with_reencode_progress<T: Send>(
+    progress: &dyn Progress,
+    total: u64,
+    mut opts: flist_convert::ReencodeOptions,
+    work: impl FnOnce(flist_convert::ReencodeOptions) -> T + Send,
+) -> T {
+    forward_progress("converting", progress, Measure::Expanded(total), move |p| {
+        opts.progress = Some(p);
+        work(opts)
+    })
+}
+
+/// Runs `work` on a scoped thread with a progress callback whose reports are forwarded to
+/// `progress` from the calling thread (converters want a `'static` callback).
+fn forward_progress<T: Send>(
+    message: &str,
+    progress: &dyn Progress,
+    measure: Measure,
+    work: impl FnOnce(std::sync::Arc<dyn flist_convert::Progress>) -> T + Send,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel::<flist_convert::ProgressReport>();
     let tx = std::sync::Mutex::new(tx);
-    opts.progress = Some(std::sync::Arc::new(
-        move |r: &flist_convert::ProgressReport| {
+    let callback: std::sync::Arc<dyn flist_convert::Progress> =
+        std::sync::Arc::new(move |r: &flist_convert::ProgressReport| {
             if let Ok(tx) = tx.lock() {
                 let _ = tx.send(*r);
             }
-        },
-    ));
+        });
     std::thread::scope(|s| {
-        let handle = s.spawn(move || work(opts));
-        // ends when the worker drops the options (and with them the sender)
+        let handle = s.spawn(move || work(callback));
+        // ends when the worker drops the callback (and with it the sender)
         for r in rx {
             let chunks = r.chunks_new + r.chunks_reused;
             match measure {

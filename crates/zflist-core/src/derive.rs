@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flist_convert::derive::{derive as derive_flist, Change};
+use flist_convert::derive::{derive_with, Change};
 use flist_mount::Override;
 use serde_json::json;
 
@@ -56,9 +56,17 @@ pub fn derive(args: &DeriveArgs, stores: &StoreConfig) -> Result<Response> {
         .duration_since(UNIX_EPOCH)
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
         .unwrap_or(0);
-    let (flist, stats) = derive_flist(&base, &changes, &store, now)
+    // The output's format: its extension, else the base's (told from its chunks).
+    let format = flist_format::Format::from_path(&args.output).unwrap_or_else(|| {
+        if base.codecs().contains(&flist_format::Codec::Rfs) || !base.metadata.routes.is_empty() {
+            flist_format::Format::Fl
+        } else {
+            flist_format::Format::Flist
+        }
+    });
+    let (flist, stats) = derive_with(&base, &changes, &store, now, format.codec())
         .map_err(|e| Error::new(f, ErrorKind::Convert(e.to_string())))?;
-    flist.write(&args.output).ctx(f)?;
+    flist.write_as(&args.output, format).ctx(f)?;
     let json = json!({
         "base": args.base,
         "output": args.output.display().to_string(),

@@ -83,6 +83,9 @@ pub enum ErrorKind {
     /// Mounting or unmounting failed.
     #[error(transparent)]
     Mount(#[from] flist_mount::MountError),
+    /// Starting a container or a VM failed.
+    #[error(transparent)]
+    Run(#[from] flist_run::RunError),
 }
 
 impl Error {

@@ -29,10 +29,12 @@ pub mod cli;
 pub mod commands;
 pub mod convert;
 pub mod derive;
+pub mod diff;
 pub mod dirs;
 pub mod display;
 pub mod error;
 pub mod failover;
+pub mod formats;
 pub mod hub_client;
 pub mod local;
 pub mod metadata;
@@ -42,12 +44,24 @@ pub mod progress;
 pub mod push;
 pub mod remote;
 pub mod response;
+pub mod run;
 pub mod session;
 pub mod signing;
 pub mod vm;
+pub mod vmboot;
 
 pub use backend::StoreConfig;
 pub use error::{Error, ErrorKind, Result};
 pub use metadata::MetadataCmd;
 pub use response::{envelope, progress_line, NoProgress, Progress, Response};
 pub use session::Session;
+
+/// The argument with which `zflist run` starts the `zflist` program again as a container's
+/// init: the binary calls [`container_init`] when it sees it first.
+pub const INIT_ARG: &str = flist_run::container::INIT_ARG;
+
+/// Sets up the container `zflist run` described and becomes its entrypoint (never returns;
+/// see [`flist_run::container::init_main`]).
+pub fn container_init() -> ! {
+    flist_run::container::init_main()
+}

@@ -21,15 +21,9 @@ pub struct MountArgs {
     pub hubs: crate::failover::Hubs,
     /// Directory to mount on.
     pub mountpoint: PathBuf,
-    /// Chunk cache directory, shared by mounts (default: $XDG_CACHE_HOME/zflist/chunks).
-    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
-    pub cache: Option<PathBuf>,
-    /// Do not cache chunks on disk.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Bound of the chunk cache (e.g. 512M, 4G; default 4G); least recently used chunks go.
-    #[arg(long, value_name = "SIZE")]
-    pub cache_size: Option<String>,
+    /// The chunk cache.
+    #[command(flatten)]
+    pub cache: ChunkCacheArgs,
     /// Let other users access the mount.
     #[arg(long)]
     pub allow_other: bool,
@@ -42,7 +36,21 @@ pub struct MountArgs {
     pub require_signature: Option<String>,
 }
 
-impl MountArgs {
+/// `--cache DIR`, `--no-cache`, `--cache-size SIZE` of the commands that mount flists.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ChunkCacheArgs {
+    /// Chunk cache directory, shared by mounts (default: $XDG_CACHE_HOME/zflist/chunks).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+    /// Do not cache chunks on disk.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Bound of the chunk cache (e.g. 512M, 4G; default 4G); least recently used chunks go.
+    #[arg(long, value_name = "SIZE")]
+    pub cache_size: Option<String>,
+}
+
+impl ChunkCacheArgs {
     /// The chunk cache directory: `--cache`, else the default one, none with `--no-cache`.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         if self.no_cache {
@@ -52,6 +60,55 @@ impl MountArgs {
                 .clone()
                 .or_else(|| crate::dirs::cache_dir("chunks"))
         }
+    }
+
+    /// `--cache-size` in bytes (default 4 GiB).
+    pub fn size(&self, function: &str) -> Result<u64> {
+        match &self.cache_size {
+            Some(s) => flist_mount::parse_size(s).ok_or_else(|| {
+                Error::usage(
+                    function,
+                    format!("--cache-size {s:?}: expected a size such as 512M or 4G"),
+                )
+            }),
+            None => Ok(flist_mount::DEFAULT_CACHE_SIZE),
+        }
+    }
+
+    /// Mount options with this cache, `overrides` and the mount's source named after
+    /// `flist` (its last path component).
+    pub fn mount_options(
+        &self,
+        function: &str,
+        flist: &str,
+        overrides: Vec<Override>,
+    ) -> Result<MountOptions> {
+        let name = flist
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("flist")
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != ',')
+            .collect::<String>();
+        Ok(MountOptions {
+            cache_dir: self.cache_dir(),
+            cache_size: self.size(function)?,
+            overrides,
+            fs_name: name,
+            ..Default::default()
+        })
+    }
+}
+
+/// The bytes of the flist argument of `function`: a file, or an `http(s)://` URL
+/// downloaded with failover to the other hubs given with `--hub` (see `crate::failover`).
+pub fn flist_bytes(function: &str, flist: &str) -> Result<Vec<u8>> {
+    if crate::remote::is_url(Path::new(flist)) {
+        let arg = crate::remote::resolve(function, Path::new(flist), &NoProgress)?;
+        std::fs::read(arg.path()).map_err(|e| Error::io(function, "reading", arg.path(), e))
+    } else {
+        load_flist_bytes(function, flist)
     }
 }
 
@@ -102,13 +159,7 @@ pub fn mount(
     stores: &StoreConfig,
     ready: impl FnOnce(&Path),
 ) -> Result<Response> {
-    // A URL fails over to the other hubs given with `--hub` (see `crate::failover`).
-    let bytes = if crate::remote::is_url(Path::new(&args.flist)) {
-        let arg = crate::remote::resolve("mount", Path::new(&args.flist), &NoProgress)?;
-        std::fs::read(arg.path()).map_err(|e| Error::io("mount", "reading", arg.path(), e))?
-    } else {
-        load_flist_bytes("mount", &args.flist)?
-    };
+    let bytes = flist_bytes("mount", &args.flist)?;
     if let Some(key) = &args.require_signature {
         let trusted = crate::signing::load_public_key("mount", key)?;
         crate::signing::check_signature("mount", &args.flist, &bytes, None, &trusted)?;
@@ -131,32 +182,10 @@ pub fn mount_bytes(
         .map(|s| Override::parse(s))
         .collect::<std::result::Result<Vec<_>, _>>()
         .ctx(f)?;
-    let cache_size = match &args.cache_size {
-        Some(s) => flist_mount::parse_size(s).ok_or_else(|| {
-            Error::usage(
-                f,
-                format!("--cache-size {s:?}: expected a size such as 512M or 4G"),
-            )
-        })?,
-        None => flist_mount::DEFAULT_CACHE_SIZE,
-    };
     let store = stores.open_read(f, &flist.metadata)?;
-    let name = args
-        .flist
-        .rsplit('/')
-        .next()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("flist")
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != ',')
-        .collect::<String>();
     let options = MountOptions {
-        cache_dir: args.cache_dir(),
-        cache_size,
         allow_other: args.allow_other,
-        overrides,
-        fs_name: name,
-        ..Default::default()
+        ..args.cache.mount_options(f, &args.flist, overrides)?
     };
     let signals = flist_mount::Signals::install(store.handle()).ctx(f)?;
     let mounted = flist_mount::mount(

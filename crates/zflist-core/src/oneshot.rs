@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::backend::{BackendArgs, StoreConfig};
 use crate::chunks;
-use crate::commands::type_bits;
 use crate::display::{escape, mode_string};
 use crate::error::{Context, Error, Result};
 use crate::failover::Hubs;
@@ -50,7 +49,7 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
         e.insert("type".into(), json!(n.kind.type_name()));
         e.insert(
             "mode".into(),
-            json!(format!("{:o}", type_bits(&n.kind) | n.meta.mode)),
+            json!(format!("{:o}", n.kind.type_bits() | n.meta.mode)),
         );
         e.insert("user".into(), json!(n.meta.uname));
         e.insert("group".into(), json!(n.meta.gname));
@@ -93,8 +92,16 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
         entries.push(Value::Object(e));
     }
     let metadata = crate::metadata::metadata_json(&flist.metadata);
+    let format = flist_format::Format::of_file(arg.path()).ctx("inspect")?;
+    let routes: Vec<Value> = flist
+        .metadata
+        .routes
+        .iter()
+        .map(|r| json!({"start": r.start, "end": r.end, "url": r.url}))
+        .collect();
     let json = json!({
         "file": path_shown,
+        "format": format.extension(),
         "md5_checked": arg.md5_checked(),
         "size": file_size,
         "regular": stats.regular,
@@ -105,10 +112,11 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
         "chunks": refs.len(),
         "unique_chunks": unique,
         "metadata": metadata,
+        "routes": routes,
         "entries": entries,
     });
     let mut text = format!(
-        "{}: {} bytes\n  regular files  : {}\n  symbolic links : {}\n  directories    : {}\n  special files  : {}\n  content size   : {} bytes\n  chunks         : {} ({} distinct)\n",
+        "{}: {} bytes ({format} flist)\n  regular files  : {}\n  symbolic links : {}\n  directories    : {}\n  special files  : {}\n  content size   : {} bytes\n  chunks         : {} ({} distinct)\n",
         escape(&path_shown),
         file_size,
         stats.regular,
@@ -129,6 +137,12 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
                 };
                 let _ = writeln!(text, "  {}: {}", escape(k), escape(&v));
             }
+        }
+    }
+    if !flist.metadata.routes.is_empty() {
+        text.push_str("routes:\n");
+        for r in &flist.metadata.routes {
+            let _ = writeln!(text, "  {:02x}-{:02x} {}", r.start, r.end, escape(&r.url));
         }
     }
     text.push_str("tree:\n");
@@ -176,9 +190,13 @@ pub fn verify(
 pub struct PackArgs {
     /// Directory, tar archive (plain, gzip, bzip2, xz or zstd), or `-` for stdin.
     pub source: String,
-    /// The .flist file to write.
+    /// The flist to write (.flist, or .fl for the rfs format).
     #[arg(short, long, value_name = "FLIST")]
     pub output: PathBuf,
+    /// Format to write: flist (ZOS nodes, 0-fs) or fl (rfs); default: from the output's
+    /// extension (.fl), else flist.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::formats::FormatArg>,
     /// Which backend to record.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -186,62 +204,40 @@ pub struct PackArgs {
 
 /// `pack <source> -o <out>`: builds an flist from a directory or a tar archive (any
 /// compression; `-`: read from stdin), storing chunks in the configured store. The store's
-/// public address (no password) becomes the flist's `backend` metadata, so `verify` and
-/// `extract` need no `--store` (unless `args` say otherwise).
+/// public address (no password) becomes the flist's `backend` metadata (the route table of
+/// an `.fl`), so `verify` and `extract` need no `--store` (unless `args` say otherwise).
 pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> Result<Response> {
     let (source, out) = (args.source.as_str(), args.output.as_path());
+    let format = crate::formats::output_format(args.format, out);
     let url = stores.require_write_url("pack")?;
-    let (backend, note) = crate::backend::recorded_backend("pack", &args.backend, &url)?;
+    let mut metadata = flist_format::Metadata::new();
+    let (recorded, note) =
+        crate::formats::record_location("pack", format, &args.backend, &url, &mut metadata)?;
     let store = crate::backend::open_store(&url).ctx("pack")?;
-    let opts = flist_convert::ConvertOptions::default();
+    let recorded_json = json!({
+        "backend": metadata.backend().ok().flatten().map(|b| b.to_public_value()),
+        "routes": metadata.routes.iter().map(|r| json!({"start": r.start, "end": r.end, "url": r.url})).collect::<Vec<_>>(),
+    });
+    let opts = flist_convert::ConvertOptions {
+        codec: format.codec(),
+        ..Default::default()
+    };
     let conv = |e: flist_convert::ConvertError| {
         Error::new(
             "pack",
             crate::error::ErrorKind::Convert(format!("{source}: {e}")),
         )
     };
-    let mut metadata = flist_format::Metadata::new();
-    if let Some(b) = &backend {
-        metadata.set_backend(b);
-    }
     // The flist is written as the conversion ends, one directory at a time (the tree is
     // staged on disk, never whole in memory).
-    let stats = if source == "-" {
-        crate::convert::with_progress("packing", progress, opts, |o| {
-            flist_convert::archive_to_flist(
-                std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
-                &store,
-                metadata,
-                out,
-                &o,
-            )
-        })
-    } else {
-        let p = Path::new(source);
-        let md = std::fs::metadata(p).map_err(|e| Error::io("pack", "reading", p, e))?;
-        if md.is_dir() {
-            let total = crate::convert::dir_content_size(p);
-            crate::convert::with_progress_of(
-                "packing",
-                progress,
-                crate::convert::Measure::Expanded(total),
-                opts,
-                |o| flist_convert::dir_to_flist(p, &store, metadata, out, &o),
-            )
-        } else {
-            let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
-            let measure = crate::convert::Measure::Read(md.len());
-            crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
-                flist_convert::archive_to_flist(
-                    std::io::BufReader::with_capacity(1 << 20, f),
-                    &store,
-                    metadata,
-                    out,
-                    &o,
-                )
-            })
-        }
-    }
+    let input = crate::convert::PackSource::open("pack", source)?;
+    let measure = input.measure();
+    let stats = crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
+        input.convert(
+            |r| flist_convert::archive_to_flist(r, &store, metadata.clone(), out, &o),
+            |d| flist_convert::dir_to_flist(d, &store, metadata.clone(), out, &o),
+        )
+    })
     .map_err(conv)?;
     let st = &stats;
     let warnings: Vec<Value> = st
@@ -264,7 +260,9 @@ pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
         "chunks_written": st.chunks_written,
         "chunks_present": st.chunks_present,
         "chunks_deduplicated": st.chunks_deduplicated,
-        "backend": backend.as_ref().map(flist_format::Backend::to_public_value),
+        "format": format.extension(),
+        "backend": recorded_json["backend"],
+        "routes": recorded_json["routes"],
         "warnings": warnings,
     });
     let mut text = format!(
@@ -280,9 +278,9 @@ pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
         url,
         st.chunks_deduplicated
     );
-    match (&backend, &note) {
-        (Some(b), _) => {
-            let _ = writeln!(text, "backend: {b}");
+    match (&recorded, &note) {
+        (Some(r), _) => {
+            let _ = writeln!(text, "{r}");
         }
         (None, Some(n)) => {
             let _ = writeln!(text, "note: {n}");

@@ -569,34 +569,16 @@ fn pack_source(
     let conv = |e: flist_convert::ConvertError| {
         Error::new(FUNCTION, ErrorKind::Convert(format!("{source}: {e}")))
     };
-    let packed = match src {
-        Source::Dir(p) => crate::convert::with_progress("packing", progress, opts, |o| {
-            flist_convert::pack_dir(p, Some(store), &o)
-        }),
-        Source::Archive(s) if s == "-" => {
-            crate::convert::with_progress("packing", progress, opts, |o| {
-                flist_convert::pack_archive(
-                    std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
-                    Some(store),
-                    &o,
-                )
-            })
-        }
-        Source::Archive(s) => {
-            let p = Path::new(s);
-            let f = std::fs::File::open(p).map_err(|e| Error::io(FUNCTION, "opening", p, e))?;
-            crate::convert::with_progress("packing", progress, opts, |o| {
-                flist_convert::pack_archive(
-                    std::io::BufReader::with_capacity(1 << 20, f),
-                    Some(store),
-                    &o,
-                )
-            })
-        }
-        Source::Image(_) | Source::Flist(_) => {
-            return Err(Error::usage(FUNCTION, "internal: not a pack source"))
-        }
+    if !matches!(src, Source::Dir(_) | Source::Archive(_)) {
+        return Err(Error::usage(FUNCTION, "internal: not a pack source"));
     }
+    let input = crate::convert::PackSource::open(FUNCTION, source)?;
+    let packed = crate::convert::with_progress("packing", progress, opts, |o| {
+        input.convert(
+            |r| flist_convert::pack_archive(r, Some(store), &o),
+            |d| flist_convert::pack_dir(d, Some(store), &o),
+        )
+    })
     .map_err(conv)?;
     Ok(Flist {
         tree: packed.tree,

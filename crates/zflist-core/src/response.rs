@@ -15,6 +15,8 @@ pub struct Response {
     /// When set, the command completed but found a problem: the front end prints the
     /// output, reports this message as the error and exits non-zero.
     pub failure: Option<String>,
+    /// When set, the process exits with this code (`run`: the entrypoint's).
+    pub exit_code: Option<u8>,
 }
 
 impl Response {
@@ -24,6 +26,7 @@ impl Response {
             json: Value::Object(Map::new()),
             text: String::new(),
             failure: None,
+            exit_code: None,
         }
     }
 
@@ -33,6 +36,7 @@ impl Response {
             json,
             text: text.into(),
             failure: None,
+            exit_code: None,
         }
     }
 

@@ -1,10 +1,11 @@
 //! The editing session: an flist's catalog database unpacked in a temporary point
 //! (`<mnt>/flistdb.sqlite3`, like the reference), loaded for each command and rewritten
-//! atomically after each edit.
+//! atomically after each edit. A session opened from an rfs `.fl` holds the `.fl`
+//! database itself (same file name): it keeps its format, so new files get rfs blocks.
 
 use std::path::{Path, PathBuf};
 
-use flist_format::{Meta, Tree};
+use flist_format::{Format, Meta, Tree};
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use flist_format::Flist;
@@ -89,7 +90,7 @@ impl Session {
             tree: Tree::new(Meta::root(0o755, now())),
             metadata: Default::default(),
         };
-        self.save("init", &flist)
+        self.save_as("init", &flist, Format::Flist)
     }
 
     /// `open`: a new session holding the flist at `path`.
@@ -97,7 +98,19 @@ impl Session {
         self.prepare_new("open")?;
         let arg = crate::remote::resolve("open", path, &crate::response::NoProgress)?;
         let flist = Flist::open(arg.path()).ctx("open")?;
-        self.save("open", &flist)
+        let format = Format::of_file(arg.path()).ctx("open")?;
+        self.save_as("open", &flist, format)
+    }
+
+    /// The format of the open session (that of the flist it was opened from).
+    pub fn format(&self, function: &str) -> Result<Format> {
+        if !self.is_open() {
+            return Err(Error::new(
+                function,
+                ErrorKind::NoSession(self.mnt.display().to_string()),
+            ));
+        }
+        Format::of_file(self.db_path()).ctx(function)
     }
 
     /// `close`: discards the session.
@@ -123,14 +136,28 @@ impl Session {
         Flist::from_sqlite(self.db_path()).ctx(function)
     }
 
-    /// Rewrites the session database atomically.
+    /// Rewrites the session database atomically, in the session's format.
     pub fn save(&self, function: &str, flist: &Flist) -> Result<()> {
-        flist.write_sqlite(self.db_path()).ctx(function)
+        let format = self.format(function)?;
+        self.save_as(function, flist, format)
     }
 
-    /// `commit`: writes the session as a new `.flist` at `out` (the session stays open).
+    fn save_as(&self, function: &str, flist: &Flist, format: Format) -> Result<()> {
+        match format {
+            Format::Flist => flist.write_sqlite(self.db_path()).ctx(function),
+            Format::Fl => flist.write_fl(self.db_path()).ctx(function),
+        }
+    }
+
+    /// `commit`: writes the session as a new flist at `out` (the session stays open), in
+    /// the format `out`'s extension names (`.fl` or `.flist`), else the session's. Chunks of
+    /// the other format cannot be written: `zflist convert` re-encodes them.
     pub fn commit(&self, out: &Path) -> Result<()> {
         let flist = self.load("commit")?;
-        flist.write(out).ctx("commit")
+        let format = match Format::from_path(out) {
+            Some(f) => f,
+            None => self.format("commit")?,
+        };
+        flist.write_as(out, format).ctx("commit")
     }
 }

@@ -31,10 +31,15 @@ pub fn check_vm(flist: &str, stores: &StoreConfig) -> Result<Response> {
     let json = serde_json::to_value(&report).unwrap_or_else(|_| json!({}));
     let mut r = Response::new(json, text);
     if !report.ok {
-        r.failure = Some(format!(
-            "{flist} is not a bootable VM image: {}",
-            report.problems.join("; ")
-        ));
+        r.failure = Some(not_bootable(flist, &report));
     }
     Ok(r)
+}
+
+/// Why `flist` cannot boot, in the words `check-vm` and `vm boot` both use.
+pub fn not_bootable(flist: &str, report: &flist_convert::vmcheck::VmReport) -> String {
+    format!(
+        "{flist} is not a bootable VM image: {}",
+        report.problems.join("; ")
+    )
 }
