@@ -1,5 +1,9 @@
 //! `hub-server`: the flist hub. Thin wiring over `hub-http` and `hub-repo`.
 
+// The doc comments of the argument types are clap's help text, read in a terminal where
+// `<data-dir>` is the usual placeholder, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::bounded;
-use flist_format::codec::{decode_chunk, CHUNK_SIZE};
+use flist_chunks::{ChunkError, Pipeline};
+use flist_format::codec::CHUNK_SIZE;
 use flist_format::{Block, Kind, NodeId, SpecialKind, Tree};
 use flist_store::BlockingStore;
 
@@ -206,7 +206,9 @@ pub fn extract(
                     if resumed && off < old_len {
                         let len = (*size - off).min(CHUNK_SIZE as u64) as usize;
                         buf.resize(len, 0);
-                        if f.read_exact_at(&mut buf, off).is_ok() && b.matches_plain(&buf) {
+                        if f.read_exact_at(&mut buf, off).is_ok()
+                            && flist_chunks::plain_matches(b, &buf)
+                        {
                             stats.chunks_reused += 1;
                             continue;
                         }
@@ -297,109 +299,75 @@ pub fn extract(
     Ok(stats)
 }
 
+impl ExtractOptions {
+    fn pipeline(&self) -> Pipeline {
+        Pipeline {
+            batch_chunks: self.batch_chunks,
+            batches_in_flight: self.batches_in_flight,
+            workers: self.workers,
+        }
+    }
+}
+
+/// A chunk-reading failure as the converter reports it (`chunk` names the chunk).
+fn chunk_err(chunk: impl FnOnce() -> String, e: ChunkError) -> ConvertError {
+    match e {
+        ChunkError::Store { store, source } => ConvertError::Store { store, source },
+        ChunkError::Codec(source) => ConvertError::Codec {
+            chunk: chunk(),
+            source,
+        },
+        other => ConvertError::Internal(other.to_string()),
+    }
+}
+
+impl From<ChunkError> for ConvertError {
+    fn from(e: ChunkError) -> Self {
+        chunk_err(String::new, e)
+    }
+}
+
+/// Fetches every distinct chunk (the chunk-reading pipeline: pipelined batches, decoded
+/// on every core) and writes it at each of its offsets.
 fn fetch_and_write(
     targets: &Targets,
     files: &[PathBuf],
     store: &BlockingStore,
     opts: &ExtractOptions,
 ) -> Result<()> {
-    if targets.is_empty() {
-        return Ok(());
-    }
-    let workers = if opts.workers > 0 {
-        opts.workers
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    };
-    let batch = opts.batch_chunks.max(1);
-    type Fetched = (usize, Vec<Option<bytes::Bytes>>);
-    let (tx, rx) = bounded::<Fetched>(workers * 2);
+    let blocks: Vec<Block> = targets.iter().map(|(b, _)| *b).collect();
     let written = AtomicU64::new(0);
     let total = targets.len() as u64;
-    std::thread::scope(|s| {
-        let mut hs = Vec::new();
-        for _ in 0..workers {
-            let rx = rx.clone();
-            let written = &written;
-            hs.push(s.spawn(move || -> Result<()> {
-                for (start, values) in rx {
-                    for (k, v) in values.into_iter().enumerate() {
-                        let (block, dests) = &targets[start + k];
-                        let chunk = block.id_hex();
-                        let Some(data) = v else {
-                            let path = dests
-                                .first()
-                                .map(|(f, _)| files[*f].display().to_string())
-                                .unwrap_or_default();
-                            return Err(ConvertError::MissingChunk {
-                                chunk,
-                                path,
-                                store: store.to_string(),
-                            });
-                        };
-                        let plain = decode_chunk(block, &data)
-                            .map_err(|source| ConvertError::Codec { chunk, source })?;
-                        for (fi, off) in dests {
-                            let path = &files[*fi];
-                            let f = fs::OpenOptions::new()
-                                .write(true)
-                                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-                                .open(path)
-                                .map_err(io_err(path))?;
-                            f.write_all_at(&plain, *off).map_err(io_err(path))?;
-                        }
-                        let n = written.fetch_add(1, Ordering::Relaxed) + 1;
-                        if let Some(p) = &opts.progress {
-                            p(n, total);
-                        }
-                    }
-                }
-                Ok(())
-            }));
-        }
-        drop(rx);
-        let mut inflight = std::collections::VecDeque::new();
-        let mut result = Ok(());
-        let mut start = 0;
-        'outer: while start < targets.len() || !inflight.is_empty() {
-            while start < targets.len() && inflight.len() < opts.batches_in_flight.max(1) {
-                let end = (start + batch).min(targets.len());
-                let keys: Vec<Vec<u8>> = targets[start..end]
-                    .iter()
-                    .map(|(b, _)| b.id().to_vec())
-                    .collect();
-                inflight.push_back((start, store.start_get_many(keys)));
-                start = end;
+    opts.pipeline()
+        .for_each(store, &blocks, |i, plain| -> Result<()> {
+            let (block, dests) = &targets[i];
+            let chunk = || block.id_hex();
+            let plain = plain.map_err(|e| match e {
+                ChunkError::Missing { store, .. } => ConvertError::MissingChunk {
+                    chunk: chunk(),
+                    path: dests
+                        .first()
+                        .map(|(f, _)| files[*f].display().to_string())
+                        .unwrap_or_default(),
+                    store,
+                },
+                e => chunk_err(chunk, e),
+            })?;
+            for (fi, off) in dests {
+                let path = &files[*fi];
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .open(path)
+                    .map_err(io_err(path))?;
+                f.write_all_at(&plain, *off).map_err(io_err(path))?;
             }
-            if let Some((at, h)) = inflight.pop_front() {
-                let got = match h.wait() {
-                    Ok(v) => v,
-                    Err(source) => {
-                        result = Err(ConvertError::Store {
-                            store: store.to_string(),
-                            source,
-                        });
-                        break 'outer;
-                    }
-                };
-                if tx.send((at, got)).is_err() {
-                    break;
-                }
+            let n = written.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(p) = &opts.progress {
+                p(n, total);
             }
-        }
-        drop(tx);
-        for h in hs {
-            let r = h
-                .join()
-                .map_err(|_| ConvertError::Internal("an extraction worker panicked".into()))?;
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    })
+            Ok(())
+        })
 }
 
 /// A chunk a tree references that the store lacks or holds corrupted.
@@ -478,100 +446,41 @@ pub fn verify(tree: &Tree, store: &BlockingStore, deep: bool) -> Result<VerifyRe
     Ok(report)
 }
 
-/// Chunks per `get_many` of a deep verification.
-const VERIFY_BATCH: usize = 16;
-/// `get_many` requests of a deep verification in flight at once.
-const VERIFY_IN_FLIGHT: usize = 4;
-
-/// Fetches every chunk of `present` (pipelined requests) and decodes each on one of a
-/// thread per core. Returns the chunks found missing and those failing to decode, in the
+/// Fetches every chunk of `present` (the chunk-reading pipeline) and decodes each, both
+/// hashes checked. Returns the chunks found missing and those failing to decode, in the
 /// order of `present`.
 fn deep_check(
     present: &[&(Block, String)],
     store: &BlockingStore,
 ) -> Result<(Vec<BadChunk>, Vec<BadChunk>)> {
-    type Fetched = (usize, Vec<Option<bytes::Bytes>>);
-    type Found = Vec<(usize, bool, BadChunk)>;
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let (tx, rx) = bounded::<Fetched>(workers * 2);
-    std::thread::scope(|s| {
-        let mut hs = Vec::new();
-        for _ in 0..workers {
-            let rx = rx.clone();
-            hs.push(s.spawn(move || -> Found {
-                let mut found = Vec::new();
-                for (start, values) in rx {
-                    for (k, v) in values.into_iter().enumerate() {
-                        let i = start + k;
-                        let Some((block, path)) = present.get(i).copied() else {
-                            continue;
-                        };
-                        let bad = |reason: String| BadChunk {
-                            key: block.id_hex(),
-                            path: path.clone(),
-                            reason,
-                        };
-                        match v {
-                            None => found.push((i, false, bad("missing".into()))),
-                            Some(data) => {
-                                if let Err(e) = decode_chunk(block, &data) {
-                                    found.push((i, true, bad(e.to_string())));
-                                }
-                            }
-                        }
-                    }
-                }
-                found
-            }));
-        }
-        drop(rx);
-        let mut result = Ok(());
-        let mut inflight = std::collections::VecDeque::new();
-        let mut start = 0;
-        while start < present.len() || !inflight.is_empty() {
-            while start < present.len() && inflight.len() < VERIFY_IN_FLIGHT {
-                let end = (start + VERIFY_BATCH).min(present.len());
-                let keys: Vec<Vec<u8>> = present[start..end]
-                    .iter()
-                    .map(|(b, _)| b.id().to_vec())
-                    .collect();
-                inflight.push_back((start, store.start_get_many(keys)));
-                start = end;
-            }
-            let Some((at, h)) = inflight.pop_front() else {
-                break;
+    let blocks: Vec<Block> = present.iter().map(|(b, _)| *b).collect();
+    let found = std::sync::Mutex::new(Vec::new());
+    Pipeline::default().for_each(store, &blocks, |i, r| -> Result<()> {
+        let bad = |corrupt: bool, reason: String| {
+            let (block, path) = present[i];
+            let b = BadChunk {
+                key: block.id_hex(),
+                path: path.clone(),
+                reason,
             };
-            match h.wait() {
-                Ok(values) => {
-                    if tx.send((at, values)).is_err() {
-                        break;
-                    }
-                }
-                Err(source) => {
-                    result = Err(ConvertError::Store {
-                        store: store.to_string(),
-                        source,
-                    });
-                    break;
-                }
-            }
+            found
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((i, corrupt, b));
+        };
+        match r {
+            Ok(_) => {}
+            Err(ChunkError::Missing { .. }) => bad(false, "missing".into()),
+            Err(ChunkError::Codec(e)) => bad(true, e.to_string()),
+            Err(e) => return Err(e.into()),
         }
-        drop(tx);
-        let mut found = Vec::new();
-        for h in hs {
-            found.extend(
-                h.join()
-                    .map_err(|_| ConvertError::Internal("a verify worker panicked".into()))?,
-            );
-        }
-        result?;
-        found.sort_by_key(|(i, _, _)| *i);
-        let (corrupt, missing): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, c, _)| *c);
-        Ok((
-            missing.into_iter().map(|(_, _, b)| b).collect(),
-            corrupt.into_iter().map(|(_, _, b)| b).collect(),
-        ))
-    })
+        Ok(())
+    })?;
+    let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    found.sort_by_key(|(i, _, _)| *i);
+    let (corrupt, missing): (Vec<_>, Vec<_>) = found.into_iter().partition(|(_, c, _)| *c);
+    Ok((
+        missing.into_iter().map(|(_, _, b)| b).collect(),
+        corrupt.into_iter().map(|(_, _, b)| b).collect(),
+    ))
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 
-use flist_format::codec::{decode_chunk, CHUNK_SIZE};
+use flist_format::codec::CHUNK_SIZE;
 use flist_format::{Block, Kind, NodeId, Tree};
 use flist_store::BlockingStore;
 
@@ -102,16 +102,13 @@ impl<'a> ChunkStream<'a> {
             }
             let end = (self.next + BATCH).min(self.blocks.len());
             let batch = &self.blocks[self.next..end];
-            let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.id().to_vec()).collect();
-            let values = self
-                .store
-                .get_many_required(&keys)
-                .map_err(|e| io::Error::other(format!("reading its chunks: {e}")))?;
-            for (b, v) in batch.iter().zip(values) {
-                self.fetched += v.len() as u64;
-                let plain = decode_chunk(b, &v).map_err(|e| io::Error::other(e.to_string()))?;
-                self.ahead.push_back(plain);
-            }
+            let (plains, stored) =
+                flist_chunks::read_batch(self.store, batch).map_err(|e| match e {
+                    flist_chunks::ChunkError::Codec(e) => io::Error::other(e.to_string()),
+                    e => io::Error::other(format!("reading its chunks: {e}")),
+                })?;
+            self.fetched += stored;
+            self.ahead.extend(plains);
             self.next = end;
         }
         self.current = self.ahead.pop_front().unwrap_or_default();

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use flist_format::codec::decode_chunk;
 use flist_format::{Block, Codec, Kind, NodeId, Tree};
 use flist_store::{BlockingStore, Pending};
 
@@ -284,9 +283,12 @@ fn worker(
         let mut kept = Vec::new();
         for (i, data) in items {
             let (b, node) = &chunks[i];
-            let plain = decode_chunk(b, &data).map_err(|source| ConvertError::Codec {
-                chunk: format!("{} of /{}", b.id_hex(), tree.path_of(*node)),
-                source,
+            let plain = flist_chunks::decode(b, &data).map_err(|e| match e {
+                flist_chunks::ChunkError::Codec(source) => ConvertError::Codec {
+                    chunk: format!("{} of /{}", b.id_hex(), tree.path_of(*node)),
+                    source,
+                },
+                e => ConvertError::from(e),
             })?;
             if b.codec() == codec {
                 kept.push(Ready {

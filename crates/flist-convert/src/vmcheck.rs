@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use flist_format::codec::{decode_chunk, CHUNK_SIZE};
+use flist_format::codec::CHUNK_SIZE;
 use flist_format::{Kind, NodeId, Tree};
 use flist_store::BlockingStore;
 use serde::Serialize;
@@ -71,16 +71,16 @@ impl<'a> FileReader<'a> {
         };
         let want = len.min(*size);
         let n = (want.div_ceil(CHUNK_SIZE as u64) as usize).min(blocks.len());
-        let keys: Vec<Vec<u8>> = blocks[..n].iter().map(|b| b.id().to_vec()).collect();
-        let values = self
-            .store
-            .get_many_required(&keys)
-            .map_err(|e| format!("reading its chunks: {e}"))?;
         let mut out = Vec::with_capacity(want as usize);
-        for (b, v) in blocks[..n].iter().zip(values) {
-            let plain = decode_chunk(b, &v).map_err(|e| e.to_string())?;
-            out.extend_from_slice(&plain);
-        }
+        flist_chunks::Pipeline::default()
+            .read_ordered(self.store, &blocks[..n], |_, plain| {
+                out.extend_from_slice(&plain);
+                Ok::<_, flist_chunks::ChunkError>(())
+            })
+            .map_err(|e| match e {
+                flist_chunks::ChunkError::Codec(e) => e.to_string(),
+                e => format!("reading its chunks: {e}"),
+            })?;
         out.truncate(want as usize);
         Ok(out)
     }

@@ -240,6 +240,18 @@ impl Kind {
         }
     }
 
+    /// The `S_IFMT` file-type bits of the kind (`stat`'s mode is these plus the permission
+    /// bits; 0 for a special file of unknown kind). The one mapping of kinds to type bits.
+    pub fn type_bits(&self) -> u32 {
+        use crate::catalog::mode_bits::*;
+        match self {
+            Kind::Dir { .. } => S_IFDIR,
+            Kind::File { .. } => S_IFREG,
+            Kind::Symlink { .. } => S_IFLNK,
+            Kind::Special { kind, .. } => crate::catalog::special_type_bits(*kind),
+        }
+    }
+
     /// A short name for the kind: `directory`, `regular`, `symlink` or `special`.
     pub fn type_name(&self) -> &'static str {
         match self {

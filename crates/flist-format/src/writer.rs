@@ -26,7 +26,7 @@ pub const SCHEMA: &str =
 /// (regular files, directories and symlinks store permission bits only, as the reference).
 fn aci_of(meta: &Meta, kind: &Kind) -> AciRec {
     let type_bits = match kind {
-        Kind::Special { kind, .. } => catalog::special_type_bits(*kind),
+        Kind::Special { .. } => kind.type_bits(),
         _ => 0,
     };
     AciRec {

@@ -33,20 +33,21 @@ pub enum MountError {
     /// Nothing is mounted at the path given to `umount`.
     #[error("{0} is not a mount point")]
     NotMounted(String),
-    /// A chunk could not be fetched or decoded.
-    #[error("chunk {chunk}: {reason}")]
-    Chunk {
-        /// hex of the store key.
-        chunk: String,
-        /// Why.
-        reason: String,
-    },
+    /// Reading chunks (the disk cache, the store) failed.
+    #[error(transparent)]
+    Chunks(Box<flist_chunks::ChunkError>),
     /// The chunk store failed.
     #[error(transparent)]
     Store(#[from] flist_store::StoreError),
     /// The runtime could not be started.
     #[error("runtime: {0}")]
     Runtime(String),
+}
+
+impl From<flist_chunks::ChunkError> for MountError {
+    fn from(e: flist_chunks::ChunkError) -> Self {
+        MountError::Chunks(Box::new(e))
+    }
 }
 
 impl MountError {

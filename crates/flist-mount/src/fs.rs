@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flist_format::codec::CHUNK_SIZE;
@@ -19,7 +19,7 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
-use crate::fetch::ChunkSource;
+use flist_chunks::{ChunkSource, ReadAhead};
 
 /// Attributes and entries never change while mounted.
 const TTL: Duration = Duration::from_secs(3600);
@@ -29,10 +29,8 @@ pub struct FlistFs {
     tree: Tree,
     overrides: HashMap<NodeId, Arc<Vec<u8>>>,
     source: Arc<ChunkSource>,
-    read_ahead: usize,
+    read_ahead: ReadAhead,
     subdirs: HashMap<NodeId, u32>,
-    /// Offset the next sequential read of an inode would start at.
-    next_offset: Mutex<HashMap<u64, u64>>,
 }
 
 impl std::fmt::Debug for FlistFs {
@@ -76,9 +74,8 @@ impl FlistFs {
             tree,
             overrides,
             source,
-            read_ahead,
+            read_ahead: ReadAhead::new(read_ahead),
             subdirs,
-            next_offset: Mutex::new(HashMap::new()),
         }
     }
 
@@ -167,20 +164,11 @@ impl FlistFs {
             return Err(Errno::EIO);
         }
         // Sequential reads (from the start, or continuing the previous one) load ahead.
-        let sequential = {
-            let mut next = self.next_offset.lock().unwrap_or_else(|p| p.into_inner());
-            let key = id as u64;
-            let seq = offset == 0 || next.get(&key) == Some(&offset);
-            next.insert(key, end);
-            seq
-        };
-        let ahead_end = if sequential {
-            (last + 1 + self.read_ahead).min(blocks.len())
-        } else {
-            last + 1
-        };
-        if ahead_end > first + 1 {
-            self.source.prefetch(&blocks[first + 1..ahead_end]);
+        let ahead = self
+            .read_ahead
+            .on_read(id as u64, offset, end, first, last, blocks.len());
+        if !ahead.is_empty() {
+            self.source.prefetch(&blocks[ahead]);
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
         for (i, block) in blocks.iter().enumerate().take(last + 1).skip(first) {

@@ -1,10 +1,11 @@
 //! Lazy read-only FUSE mount of an flist, embeddable in a node agent.
 //!
-//! [`mount`] serves an flist's tree at a mount point through FUSE (`/dev/fuse`, mounted
+//! [`mount()`] serves an flist's tree at a mount point through FUSE (`/dev/fuse`, mounted
 //! directly as root or through `fusermount3` from Debian's `fuse3` otherwise; no libfuse).
 //! Metadata comes from the flist database, never from the store; a read fetches only the
-//! chunks covering it, checks both hashes and keeps the decoded chunk in a persistent,
-//! content-addressed [`ChunkCache`] shared by every mount and bounded with LRU eviction.
+//! chunks covering it through `flist-chunks` ([`ChunkSource`]: both hashes checked, the
+//! decoded chunk kept in a persistent, content-addressed [`ChunkCache`] shared by every
+//! mount and bounded with LRU eviction).
 //! Sequential reads load the next chunks ahead; store requests in flight are bounded.
 //! [`Override`]s replace or add files for one mount (a VM's `config` map). [`unmount`]
 //! unmounts a live mount or clears a stale one whose process was killed.
@@ -34,16 +35,14 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod cache;
 pub mod error;
-pub mod fetch;
 pub mod fs;
 pub mod mount;
 pub mod overrides;
 
-pub use cache::ChunkCache;
 pub use error::MountError;
-pub use fetch::{ChunkSource, Stats, StatsSnapshot};
+/// The chunk-reading layer the mount reads through (re-exported: it was part of this crate).
+pub use flist_chunks::{ChunkCache, ChunkSource, Stats, StatsSnapshot};
 pub use fs::FlistFs;
 pub use mount::{
     mount, mounts, unmount, Ended, MountInfo, MountOptions, Mounted, Signals, Unmounted,

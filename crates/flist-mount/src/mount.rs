@@ -9,11 +9,11 @@ use flist_store::Store;
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 use tokio::runtime::Handle;
 
-use crate::cache::ChunkCache;
 use crate::error::MountError;
-use crate::fetch::{ChunkSource, Stats, StatsSnapshot};
 use crate::fs::FlistFs;
 use crate::overrides::{self, Override};
+use flist_chunks::ChunkCache;
+use flist_chunks::{ChunkSource, Stats, StatsSnapshot};
 
 /// Default bound of the chunk cache: 4 GiB.
 pub const DEFAULT_CACHE_SIZE: u64 = 4 << 30;

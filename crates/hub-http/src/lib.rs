@@ -9,6 +9,30 @@
 //! - job progress over Server-Sent Events at `/listen/<id>`.
 //!
 //! Errors on `/api/*` are JSON (`{"status":"error","message"}`) with real status codes.
+//!
+//! # Example
+//! ```
+//! use hub_http::config::HubConfig;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = tempfile::tempdir()?;
+//! let config = HubConfig {
+//!     listen: "127.0.0.1:0".parse()?, // any free port
+//!     data_dir: data.path().to_path_buf(),
+//!     ..HubConfig::default()
+//! };
+//! let server = hub_http::server::start(config).await?;
+//!
+//! let base = format!("http://{}", server.addr);
+//! let ready = reqwest::get(format!("{base}/healthz")).await?;
+//! assert!(ready.status().is_success());
+//! let repos: serde_json::Value = reqwest::get(format!("{base}/api/repositories")).await?.json().await?;
+//! assert_eq!(repos, serde_json::json!([]));
+//!
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
 
 pub mod admin;
 pub mod api;
@@ -32,10 +56,12 @@ pub mod health;
 pub mod jobs;
 pub mod login;
 pub mod lookup;
+mod merge;
 pub mod mirror;
 pub mod mirror_chunks;
 pub mod observe;
 pub mod openapi;
+mod produce;
 pub mod reach;
 pub mod render;
 pub mod request_id;

@@ -313,7 +313,7 @@ impl ChunkMirror {
         for (k, v) in missing.into_iter().zip(values) {
             let hexk = hex::encode(&k);
             let v = v.ok_or_else(|| source_err(format!("chunk {hexk} is missing")))?;
-            if flist_format::codec::blake2b::<16>(&v)[..] != k[..] {
+            if !flist_chunks::stored_matches(&k, &v) {
                 return Err(source_err(format!("chunk {hexk} does not match its key")));
             }
             items.push((k, v));

@@ -15,6 +15,31 @@
 //!   [`Hub::audit_log`].
 //!
 //! Everything blocks: call it from `spawn_blocking` in async code.
+//!
+//! # Example
+//! ```
+//! use hub_repo::{Actor, FlistInfo, Hub};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data = tempfile::tempdir()?;
+//! let hub = Hub::open(data.path())?;
+//! let alice = Actor::new("alice", Vec::new());
+//!
+//! // publish a flist file as alice/app.flist (stored by content, one transaction)
+//! let file = std::fs::File::open(test_support::fixture("fixture.flist"))?;
+//! let staged = hub.stage_reader(file)?;
+//! hub.put_flist(&alice, "alice", "app.flist", staged, FlistInfo::default())?;
+//!
+//! let listed = hub.list("alice")?.expect("the repository exists");
+//! assert_eq!(listed[0].name, "app.flist");
+//! let found = hub.resolve("alice", "app.flist")?;
+//! assert_eq!(found.sha256.len(), 64);
+//! // nobody writes into someone else's repository
+//! let bob = Actor::new("bob", Vec::new());
+//! let again = hub.stage_reader(std::fs::File::open(test_support::fixture("fixture.flist"))?)?;
+//! assert!(hub.put_flist(&bob, "alice", "x.flist", again, FlistInfo::default()).is_err());
+//! # Ok(()) }
+//! ```
 
 mod actor;
 mod audit;
@@ -47,7 +72,7 @@ mod users;
 
 pub use actor::Actor;
 pub use blobs::StagedFlist;
-pub use error::RepoError;
+pub use error::{io_is_full, RepoError};
 pub use gc::{GcOptions, GcReport};
 pub use hub::{now, Hub, MAX_HOPS};
 pub use jobs::{JobRecord, JobState};

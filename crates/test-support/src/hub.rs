@@ -14,7 +14,7 @@ use crate::redis::free_port;
 /// Public backend the test hubs announce.
 pub const PUBLIC_BACKEND: &str = "zdb://hub.example.org:9900/public";
 
-/// The `hub-server` binary of this workspace (target/<profile>/hub-server next to the
+/// The `hub-server` binary of this workspace (`target/<profile>/hub-server` next to the
 /// calling test's `binary`). When it is missing or older than a source file of the
 /// workspace, it is rebuilt once per test process with `cargo build -p hub-server`.
 pub fn hub_server_bin(binary_next_to: &Path) -> PathBuf {

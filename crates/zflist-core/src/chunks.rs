@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 
 use bytes::Bytes;
-use flist_format::codec::{decode_chunk, CHUNK_SIZE};
+use flist_format::codec::CHUNK_SIZE;
 use flist_format::{Block, Kind, NodeId, Tree};
 use flist_store::{BlockingStore, SetOutcome, StoreError};
 
@@ -42,12 +42,9 @@ pub fn unique_keys(refs: &[(NodeId, Block)]) -> Vec<Vec<u8>> {
 /// Errors while downloading a file.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The store failed or lacks a chunk.
+    /// A chunk could not be read: the store failed or lacks it, or it did not decode.
     #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A chunk did not decode (corrupt, or wrong key).
-    #[error(transparent)]
-    Codec(#[from] flist_format::CodecError),
+    Chunk(#[from] flist_chunks::ChunkError),
     /// Writing the output failed.
     #[error("writing the output: {0}")]
     Write(#[source] std::io::Error),
@@ -61,7 +58,8 @@ pub enum FetchError {
     },
 }
 
-/// Downloads, checks and decodes the chunks of a file, writing the plaintext to `out`.
+/// Downloads, checks and decodes the chunks of a file (the chunk-reading pipeline:
+/// pipelined batches), writing the plaintext to `out` in order.
 pub fn fetch_file(
     store: &BlockingStore,
     blocks: &[Block],
@@ -71,18 +69,19 @@ pub fn fetch_file(
 ) -> Result<(), FetchError> {
     let total = blocks.len() as u64;
     let mut written = 0u64;
-    let mut done = 0u64;
-    for batch in blocks.chunks(GET_BATCH) {
-        let keys: Vec<Vec<u8>> = batch.iter().map(|b| b.id().to_vec()).collect();
-        let values = store.get_many_required(&keys)?;
-        for (block, data) in batch.iter().zip(values) {
-            let plain = decode_chunk(block, &data)?;
-            out.write_all(&plain).map_err(FetchError::Write)?;
-            written += plain.len() as u64;
+    let pipeline = flist_chunks::Pipeline {
+        batch_chunks: GET_BATCH,
+        ..Default::default()
+    };
+    pipeline.read_ordered(store, blocks, |i, plain| -> Result<(), FetchError> {
+        out.write_all(&plain).map_err(FetchError::Write)?;
+        written += plain.len() as u64;
+        let done = i as u64 + 1;
+        if done.is_multiple_of(GET_BATCH as u64) || done == total {
+            progress.update("downloading chunks", done, total);
         }
-        done += batch.len() as u64;
-        progress.update("downloading chunks", done, total);
-    }
+        Ok(())
+    })?;
     if written != size {
         return Err(FetchError::Size {
             got: written,

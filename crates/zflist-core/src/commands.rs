@@ -16,22 +16,6 @@ use crate::response::{Progress, Response};
 use crate::session::Session;
 use flist_format::Flist;
 
-/// `S_IFMT` file-type bits of a kind (what `stat` shows in front of the permissions).
-pub fn type_bits(kind: &Kind) -> u32 {
-    match kind {
-        Kind::Dir { .. } => 0o040000,
-        Kind::File { .. } => 0o100000,
-        Kind::Symlink { .. } => 0o120000,
-        Kind::Special { kind, .. } => match kind {
-            SpecialKind::Socket => 0o140000,
-            SpecialKind::Block => 0o060000,
-            SpecialKind::Chardev => 0o020000,
-            SpecialKind::Fifo => 0o010000,
-            SpecialKind::Unknown => 0,
-        },
-    }
-}
-
 /// The reference's type names (`ls` JSON).
 pub fn type_name(kind: &Kind) -> &'static str {
     match kind {
@@ -46,36 +30,6 @@ pub fn type_name(kind: &Kind) -> &'static str {
             SpecialKind::Unknown => "unknown",
         },
     }
-}
-
-/// The `ls` type letter (the reference's letters: `f` for fifos).
-pub fn type_char(kind: &Kind) -> char {
-    match kind {
-        Kind::Dir { .. } => 'd',
-        Kind::File { .. } => '-',
-        Kind::Symlink { .. } => 'l',
-        Kind::Special { kind, .. } => match kind {
-            SpecialKind::Socket => 's',
-            SpecialKind::Block => 'b',
-            SpecialKind::Chardev => 'c',
-            SpecialKind::Fifo => 'f',
-            SpecialKind::Unknown => '?',
-        },
-    }
-}
-
-/// `rwxr-xr-x` of the low nine bits.
-pub fn perm_string(mode: u32) -> String {
-    let letters = b"rwxrwxrwx";
-    (0..9)
-        .map(|i| {
-            if mode & (1 << (8 - i)) != 0 {
-                letters[i] as char
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 fn abs(tree: &Tree, id: NodeId) -> String {
@@ -186,7 +140,7 @@ pub fn find_flist(flist: &Path, progress: &dyn Progress) -> Result<Response> {
 pub fn stat_node(tree: &Tree, id: NodeId) -> Response {
     let n: &Node = tree.node(id);
     let path = abs(tree, id);
-    let mode = type_bits(&n.kind) | n.meta.mode;
+    let mode = n.kind.type_bits() | n.meta.mode;
     let mut j = serde_json::Map::new();
     j.insert("file".into(), json!(path));
     j.insert("size".into(), json!(n.kind.size()));
@@ -477,7 +431,8 @@ pub fn putdir(
         ..Default::default()
     };
     let packed = crate::convert::with_progress("adding files", progress, opts, |o| {
-        flist_convert::pack_dir(local_dir, store.as_ref(), &o)
+        flist_convert::convert(flist_convert::Source::dir(local_dir), store.as_ref(), &o)
+            .and_then(|c| c.into_packed())
     })
     .map_err(|e| {
         Error::new(

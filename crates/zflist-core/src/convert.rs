@@ -26,6 +26,16 @@ pub enum Measure {
     Expanded(u64),
 }
 
+/// What a conversion of `source` reports its progress against: the archive file's size, a
+/// directory's content size, or nothing known (standard input).
+pub fn measure_of(source: &flist_convert::Source<'_>) -> Measure {
+    match source {
+        flist_convert::Source::Archive { len: Some(n), .. } => Measure::Read(*n),
+        flist_convert::Source::Archive { len: None, .. } => Measure::Expanded(0),
+        flist_convert::Source::Dir(p) => Measure::Expanded(dir_content_size(p)),
+    }
+}
+
 /// The total size of the regular files under `dir` (not following symlinks; unreadable
 /// parts are skipped): the total a directory pack reports progress against.
 pub fn dir_content_size(dir: &std::path::Path) -> u64 {
@@ -61,7 +71,7 @@ pub fn with_progress_of<T: Send>(
     })
 }
 
-/// Runs a re-encoding ([`flist_convert::reencode`]) with its progress (plaintext bytes of
+/// Runs a re-encoding ([`flist_convert::reencode()`]) with its progress (plaintext bytes of
 /// `total`) forwarded to `progress`.
 pub fn with_reencode_progress<T: Send>(
     progress: &dyn Progress,

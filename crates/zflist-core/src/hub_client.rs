@@ -41,6 +41,8 @@ const FUNCTION: &str = "hub";
 
 /// Where the hub is and who talks to it: the flags, completed from the environment by
 /// [`HubOptions::with_env`].
+// the fields' docs are clap's help text, printed in a terminal
+#[allow(rustdoc::bare_urls)]
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct HubOptions {
     /// Hub base URL (default: $ZFLIST_HUB, else https://hub.grid.tf).
@@ -434,6 +436,8 @@ pub struct HubArgs {
 }
 
 /// A `zflist hub` subcommand, with its arguments as the reference takes them.
+// the variants' docs are clap's help text, where `<repository>` is a placeholder, not HTML
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
 pub enum HubCommand {
     /// Check the token; with --token-stdin, check the token read from stdin and store it

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::backend::{BackendArgs, StoreConfig};
 use crate::chunks;
-use crate::commands::type_bits;
 use crate::display::{escape, mode_string};
 use crate::error::{Context, Error, Result};
 use crate::failover::Hubs;
@@ -50,7 +49,7 @@ pub fn inspect_with(path: &Path, progress: &dyn Progress) -> Result<Response> {
         e.insert("type".into(), json!(n.kind.type_name()));
         e.insert(
             "mode".into(),
-            json!(format!("{:o}", type_bits(&n.kind) | n.meta.mode)),
+            json!(format!("{:o}", n.kind.type_bits() | n.meta.mode)),
         );
         e.insert("user".into(), json!(n.meta.uname));
         e.insert("group".into(), json!(n.meta.gname));
@@ -231,42 +230,14 @@ pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
     };
     // The flist is written as the conversion ends, one directory at a time (the tree is
     // staged on disk, never whole in memory).
-    let stats = if source == "-" {
-        crate::convert::with_progress("packing", progress, opts, |o| {
-            flist_convert::archive_to_flist(
-                std::io::BufReader::with_capacity(1 << 20, std::io::stdin()),
-                &store,
-                metadata,
-                out,
-                &o,
-            )
-        })
-    } else {
-        let p = Path::new(source);
-        let md = std::fs::metadata(p).map_err(|e| Error::io("pack", "reading", p, e))?;
-        if md.is_dir() {
-            let total = crate::convert::dir_content_size(p);
-            crate::convert::with_progress_of(
-                "packing",
-                progress,
-                crate::convert::Measure::Expanded(total),
-                opts,
-                |o| flist_convert::dir_to_flist(p, &store, metadata, out, &o),
-            )
-        } else {
-            let f = std::fs::File::open(p).map_err(|e| Error::io("pack", "opening", p, e))?;
-            let measure = crate::convert::Measure::Read(md.len());
-            crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
-                flist_convert::archive_to_flist(
-                    std::io::BufReader::with_capacity(1 << 20, f),
-                    &store,
-                    metadata,
-                    out,
-                    &o,
-                )
-            })
-        }
-    }
+    let src = flist_convert::Source::from_arg(source).map_err(conv)?;
+    let measure = crate::convert::measure_of(&src);
+    let stats = crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
+        let mut c = flist_convert::convert(src, Some(&store), &o)?;
+        c.metadata = metadata;
+        c.write_flist(out)?;
+        Ok(c.stats)
+    })
     .map_err(conv)?;
     let st = &stats;
     let warnings: Vec<Value> = st
@@ -643,7 +614,7 @@ pub fn docker(
             .clone()
             .or_else(|| crate::dirs::cache_dir("layers"))
     };
-    let (mut flist, stats) = convert_image(
+    let (mut image_tree, stats) = convert_image(
         "docker",
         image,
         &store,
@@ -655,12 +626,19 @@ pub fn docker(
         progress,
     )?;
     match &backend {
-        Some(b) => flist.metadata.set_backend(b),
+        Some(b) => image_tree.metadata.set_backend(b),
         None => {
-            flist.metadata.remove(flist_format::metadata::KEY_BACKEND);
+            image_tree
+                .metadata
+                .remove(flist_format::metadata::KEY_BACKEND);
         }
     }
-    flist.write(out).ctx("docker")?;
+    image_tree.write_flist(out).map_err(|e| {
+        Error::new(
+            "docker",
+            crate::error::ErrorKind::Convert(format!("{image}: {e}")),
+        )
+    })?;
     let st = &stats.convert;
     let json = json!({
         "flist": out.display().to_string(),
@@ -736,15 +714,16 @@ pub(crate) struct ImageJob<'a> {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// Converts `image` (registry reference, `docker save` tarball or OCI layout) into an
-/// flist, sending its chunks to `store`; errors are reported as `function`'s.
+/// Converts `image` (registry reference, `docker save` tarball or OCI layout) into a tree
+/// staged on disk with its metadata, sending its chunks to `store`; errors are reported as
+/// `function`'s.
 pub(crate) fn convert_image(
     function: &str,
     image: &str,
     store: &flist_store::BlockingStore,
     args: &ImageJob<'_>,
     progress: &dyn Progress,
-) -> Result<(Flist, flist_convert::oci::OciStats)> {
+) -> Result<(flist_convert::Converted, flist_convert::oci::OciStats)> {
     use flist_convert::oci::{self, ImageSource, OciEvent, OciOptions};
     let err = |e: oci::OciError| {
         Error::new(

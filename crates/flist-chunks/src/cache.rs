@@ -1,4 +1,4 @@
-//! The persistent on-disk chunk cache.
+//! The persistent on-disk cache of decoded chunks.
 //!
 //! Layout under the cache directory:
 //! - `chunks/<hh>/<hex of the store key>`: the decoded (plaintext) chunk;
@@ -26,12 +26,13 @@ use std::time::{Duration, SystemTime};
 
 use flist_format::Block;
 
-use crate::error::MountError;
+use crate::error::ChunkError;
+use crate::verify::plain_matches;
 
 /// Temporary files older than this are leftovers of a crash.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
-/// A directory of decoded chunks shared by every mount, bounded in size.
+/// A directory of decoded chunks shared by every mount (and any reader), bounded in size.
 #[derive(Debug)]
 pub struct ChunkCache {
     root: PathBuf,
@@ -46,11 +47,11 @@ pub struct ChunkCache {
 impl ChunkCache {
     /// Opens (creating if needed) the cache in `root`, bounded to `limit` bytes. Removes
     /// temporary files left by a crash and measures the current size.
-    pub fn open(root: impl Into<PathBuf>, limit: u64) -> Result<Self, MountError> {
+    pub fn open(root: impl Into<PathBuf>, limit: u64) -> Result<Self, ChunkError> {
         let root = root.into();
         for sub in ["chunks", "tmp"] {
             let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(|e| MountError::io("creating", &p, e))?;
+            fs::create_dir_all(&p).map_err(|e| ChunkError::io("creating", &p, e))?;
         }
         let cache = ChunkCache {
             root,
@@ -96,7 +97,7 @@ impl ChunkCache {
         if f.read_to_end(&mut data).is_err() {
             return None;
         }
-        if !block.matches_plain(&data) {
+        if !plain_matches(block, &data) {
             tracing::warn!("cache entry {} is damaged: removed", path.display());
             let _ = fs::remove_file(&path);
             return None;
@@ -133,7 +134,7 @@ impl ChunkCache {
     }
 
     /// Writes the chunk unless present; true when a new file was published.
-    fn write(&self, block: &Block, plain: &[u8]) -> Result<bool, MountError> {
+    fn write(&self, block: &Block, plain: &[u8]) -> Result<bool, ChunkError> {
         let dest = self.path_of(block.id());
         if dest.is_file() {
             return Ok(false);
@@ -148,27 +149,27 @@ impl ChunkCache {
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .map_err(|e| MountError::io("creating", &tmp, e))?;
+            .map_err(|e| ChunkError::io("creating", &tmp, e))?;
         if let Err(e) = f.write_all(plain) {
             let _ = fs::remove_file(&tmp);
-            return Err(MountError::io("writing", &tmp, e));
+            return Err(ChunkError::io("writing", &tmp, e));
         }
         drop(f);
         if let Some(dir) = dest.parent() {
             if let Err(e) = fs::create_dir_all(dir) {
                 let _ = fs::remove_file(&tmp);
-                return Err(MountError::io("creating", dir, e));
+                return Err(ChunkError::io("creating", dir, e));
             }
         }
         if let Err(e) = fs::rename(&tmp, &dest) {
             let _ = fs::remove_file(&tmp);
-            return Err(MountError::io("publishing", &dest, e));
+            return Err(ChunkError::io("publishing", &dest, e));
         }
         Ok(true)
     }
 
     /// Deletes least recently used chunks until the cache is under 90% of its bound.
-    pub fn evict(&self) -> Result<(), MountError> {
+    pub fn evict(&self) -> Result<(), ChunkError> {
         let _local = self.evicting.lock().unwrap_or_else(|p| p.into_inner());
         let lock_path = self.root.join("lock");
         let lock_file = OpenOptions::new()
@@ -176,9 +177,9 @@ impl ChunkCache {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| MountError::io("opening", &lock_path, e))?;
+            .map_err(|e| ChunkError::io("opening", &lock_path, e))?;
         let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| MountError::io("locking", &lock_path, e.into()))?;
+            .map_err(|(_, e)| ChunkError::io("locking", &lock_path, e.into()))?;
         let mut entries = self.scan()?;
         let mut total: u64 = entries.iter().map(|e| e.size).sum();
         let target = self.limit / 10 * 9;
@@ -201,10 +202,10 @@ impl ChunkCache {
         Ok(())
     }
 
-    fn scan(&self) -> Result<Vec<Entry>, MountError> {
+    fn scan(&self) -> Result<Vec<Entry>, ChunkError> {
         let chunks = self.root.join("chunks");
         let mut out = Vec::new();
-        let dirs = fs::read_dir(&chunks).map_err(|e| MountError::io("listing", &chunks, e))?;
+        let dirs = fs::read_dir(&chunks).map_err(|e| ChunkError::io("listing", &chunks, e))?;
         for d in dirs.flatten() {
             let Ok(files) = fs::read_dir(d.path()) else {
                 continue;

@@ -1,4 +1,5 @@
-//! Where a mount gets decoded chunks from: memory, the disk cache, then the store.
+//! Random access to decoded chunks (a mount's reads): memory, the disk cache, then the
+//! store.
 //!
 //! Every chunk goes through [`ChunkSource::get`]: a small in-memory LRU of decoded chunks
 //! (the kernel reads a 512 KiB chunk in several pieces), then the shared disk
@@ -11,16 +12,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use flist_format::codec::decode_chunk;
 use flist_format::Block;
 use flist_store::Store;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
 use crate::cache::ChunkCache;
-use crate::error::MountError;
+use crate::error::ChunkError;
+use crate::verify::{decode, store_key};
 
-/// Counters of a mount's chunk traffic.
+/// Counters of a source's chunk traffic.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Chunks fetched from the store.
@@ -63,7 +64,7 @@ impl Stats {
     }
 }
 
-type Loaded = Result<Arc<Vec<u8>>, String>;
+type Loaded = Result<Arc<Vec<u8>>, Arc<ChunkError>>;
 
 #[derive(Default)]
 struct Slot {
@@ -109,7 +110,8 @@ impl Memory {
     }
 }
 
-/// Decoded chunks for a mount: memory, disk cache, store.
+/// Decoded chunks by block: memory, disk cache, store; one load per chunk however many
+/// callers wait for it.
 pub struct ChunkSource {
     store: Arc<dyn Store>,
     handle: Handle,
@@ -174,7 +176,7 @@ impl ChunkSource {
 
     /// The decoded chunk. Blocks the calling thread: call it from a plain thread (a FUSE
     /// worker or `spawn_blocking`), never from an async task.
-    pub fn get(&self, block: &Block) -> Result<Arc<Vec<u8>>, MountError> {
+    pub fn get(&self, block: &Block) -> Result<Arc<Vec<u8>>, Arc<ChunkError>> {
         if let Some(v) = self
             .memory
             .lock()
@@ -209,10 +211,7 @@ impl ChunkSource {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(block);
-            return loaded.map_err(|reason| MountError::Chunk {
-                chunk: block.id_hex(),
-                reason,
-            });
+            return loaded;
         }
         let mut value = slot.value.lock().unwrap_or_else(|p| p.into_inner());
         while value.is_none() {
@@ -220,10 +219,7 @@ impl ChunkSource {
         }
         match value.as_ref() {
             Some(Ok(v)) => Ok(v.clone()),
-            Some(Err(reason)) => Err(MountError::Chunk {
-                chunk: block.id_hex(),
-                reason: reason.clone(),
-            }),
+            Some(Err(e)) => Err(e.clone()),
             None => unreachable!("loop exits with a value"),
         }
     }
@@ -238,26 +234,34 @@ impl ChunkSource {
         }
         let store = self.store.clone();
         let fetches = self.fetches.clone();
-        let key = *block;
+        let key = store_key(block);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
             let result = match fetches.acquire_owned().await {
-                Ok(_permit) => store
-                    .get_required(key.id())
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(_permit) => store.get(&key).await.map_err(|source| ChunkError::Store {
+                    store: store.to_string(),
+                    source,
+                }),
+                Err(e) => Err(ChunkError::Stopped(e.to_string())),
             };
-            let _ = tx.send(result);
+            let _ = tx.send(result.and_then(|v| {
+                v.ok_or_else(|| ChunkError::Missing {
+                    chunk: hex::encode(&key),
+                    store: store.to_string(),
+                })
+            }));
         });
         let data = rx
             .recv()
-            .map_err(|_| "the runtime stopped before the fetch finished".to_string())??;
+            .map_err(|_| {
+                ChunkError::Stopped("the runtime stopped before the fetch finished".into())
+            })?
+            .map_err(Arc::new)?;
         self.stats.fetched_chunks.fetch_add(1, Ordering::Relaxed);
         self.stats
             .fetched_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let plain = decode_chunk(block, &data).map_err(|e| e.to_string())?;
+        let plain = decode(block, &data)?;
         if let Some(cache) = &self.cache {
             cache.put(block, &plain);
         }
