@@ -157,12 +157,7 @@ impl DirBlobs {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         let name = format!("dir://{}", root.display());
-        fs::create_dir_all(&root).map_err(|source| StoreError::Io {
-            store: name.clone(),
-            key: None,
-            path: root.display().to_string(),
-            source,
-        })?;
+        crate::dir::create_root(&name, &root)?;
         Ok(DirBlobs { root, name })
     }
 

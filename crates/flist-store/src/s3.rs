@@ -576,6 +576,22 @@ impl S3Store {
         }
     }
 
+    /// Runs `op` for every key, up to `requests_in_flight` at once, results in key order.
+    async fn pipelined<T, F, Fut>(&self, keys: &[Vec<u8>], op: F) -> Result<Vec<T>, StoreError>
+    where
+        F: Fn(S3Store, Path) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let paths = keys
+            .iter()
+            .map(|k| self.path_of(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        futures::stream::iter(paths.into_iter().map(|p| op(self.clone(), p)))
+            .buffered(self.inner.in_flight)
+            .try_collect()
+            .await
+    }
+
     async fn delete_object(&self, path: &Path) -> Result<bool, StoreError> {
         if self.head_object(path).await?.is_none() {
             return Ok(false);
@@ -716,32 +732,15 @@ impl Store for S3Store {
     }
 
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        let paths = keys
-            .iter()
-            .map(|k| self.path_of(k))
-            .collect::<Result<Vec<_>, _>>()?;
-        futures::stream::iter(paths.into_iter().map(|p| {
-            let me = self.clone();
-            async move { me.get_object(&p).await }
-        }))
-        .buffered(self.inner.in_flight)
-        .try_collect()
-        .await
+        self.pipelined(keys, |me, p| async move { me.get_object(&p).await })
+            .await
     }
 
     async fn exists_many(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>, StoreError> {
-        let paths = keys
-            .iter()
-            .map(|k| self.path_of(k))
-            .collect::<Result<Vec<_>, _>>()?;
-        futures::stream::iter(paths.into_iter().map(|p| {
-            let me = self.clone();
-            async move { me.head_object(&p).await }
-        }))
-        .buffered(self.inner.in_flight)
-        .map_ok(|size| size.is_some())
-        .try_collect()
-        .await
+        let sizes = self
+            .pipelined(keys, |me, p| async move { me.head_object(&p).await })
+            .await?;
+        Ok(sizes.into_iter().map(|s| s.is_some()).collect())
     }
 
     async fn set_many(&self, items: &[(Vec<u8>, Bytes)]) -> Result<Vec<SetOutcome>, StoreError> {

@@ -12,21 +12,9 @@ use flist_store::{
     open_blobs, open_url_with, BlobStore, BlockingBlobs, BlockingStore, OpenOptions, SetOutcome,
     Store, StoreError, StoreUrl,
 };
+use test_support::sample::noise;
 use test_support::seaweed::{ACCESS_KEY, SECRET_KEY};
 use test_support::SeaweedServer;
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn keys(seed: u64, n: usize) -> Vec<Vec<u8>> {
     (0..n)

@@ -72,7 +72,7 @@ mod users;
 
 pub use actor::Actor;
 pub use blobs::StagedFlist;
-pub use error::RepoError;
+pub use error::{io_is_full, RepoError};
 pub use gc::{GcOptions, GcReport};
 pub use hub::{now, Hub, MAX_HOPS};
 pub use jobs::{JobRecord, JobState};
