@@ -10,10 +10,13 @@
 //!   a quarter as many to show it is flat in the number of entries;
 //! - the minbase tree's `.flist` converted to an rfs `.fl` (every chunk re-encoded into
 //!   another `dir://` store) vs `pack --format fl` of the same tree from disk (≤ 1.2×,
-//!   issue #30).
+//!   issue #30);
+//! - peak RSS of a freshly started release `hub-server` converting an uploaded archive of
+//!   600,000 empty files (≤ 150 MB), next to 200,000 (flat: within 10 %), and of two such
+//!   uploads at once (≤ 150 MB) (issue #24).
 //!
 //! `--only rss` runs the peak-RSS rows alone (to iterate on memory use); `--only minbase`
-//! the minbase rows alone (tree, `.tar.gz`, `.flist → .fl`).
+//! the minbase rows alone (tree, `.tar.gz`, `.flist → .fl`); `--only hub` the hub's.
 //!
 //! Chunks go to a fresh `dir://` store on the same disk for each conversion. The baselines
 //! are `find -type f -print0 | xargs -0 -P2 -n 64 b2sum` and `gzip -dc archive > /dev/null`.
@@ -245,7 +248,8 @@ pub fn run(args: &[String]) -> Result<()> {
             "--only" => match it.next().map(String::as_str) {
                 Some("rss") => only_rss = true,
                 Some("minbase") => only_minbase = true,
-                _ => bail!("--only needs rss or minbase"),
+                Some("hub") => return hub_rows(),
+                _ => bail!("--only needs rss, minbase or hub"),
             },
             other => bail!(
                 "unknown option {other} (use --size 500M|2G, --small N, --upload auto|check|set, --only rss)"
@@ -385,6 +389,9 @@ pub fn run(args: &[String]) -> Result<()> {
             *kb as f64 / 1024.0
         );
     }
+    let _ = std::fs::remove_dir_all(&stores);
+    let hub_failed = hub_table()?;
+    failed += hub_failed;
     println!(
         "{}",
         if failed == 0 {
@@ -393,6 +400,109 @@ pub fn run(args: &[String]) -> Result<()> {
             format!("{failed} goal(s) missed")
         }
     );
-    let _ = std::fs::remove_dir_all(&stores);
     Ok(())
+}
+
+/// `--only hub`: the hub rows alone.
+fn hub_rows() -> Result<()> {
+    let failed = hub_table()?;
+    println!(
+        "{}",
+        if failed == 0 {
+            "all goals met".to_string()
+        } else {
+            format!("{failed} goal(s) missed")
+        }
+    );
+    Ok(())
+}
+
+/// Peak RSS (KiB) of a fresh release hub while `archives` are uploaded to it at once
+/// (`POST /api/flist/me/upload` with curl, the client every operator has).
+fn hub_peak(hub_server: &Path, work: &Path, archives: &[&Path]) -> Result<u64> {
+    let data = work.join("hub-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let hub = crate::hub_process::HubProcess::start(hub_server, &data, &[])?;
+    let token = hub.token("bench")?;
+    let mut uploads = Vec::new();
+    for (i, a) in archives.iter().enumerate() {
+        let child = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "-o"])
+            .arg(work.join(format!("upload-{i}.json")))
+            .args(["-H", &format!("Authorization: bearer {token}")])
+            .arg("-F")
+            .arg(format!("file=@{};filename=bench-{i}.tar.gz", a.display()))
+            .arg(format!("{}/api/flist/me/upload", hub.url))
+            .spawn()
+            .context("running curl")?;
+        uploads.push(child);
+    }
+    for mut c in uploads {
+        if !c.wait()?.success() {
+            bail!("an upload to the hub failed");
+        }
+    }
+    let kb = hub.peak_rss_kb()?;
+    drop(hub);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(kb)
+}
+
+/// The hub rows (issue #24): prints them, returns how many goals were missed.
+fn hub_table() -> Result<usize> {
+    crate::require_tools(&["curl"])?;
+    crate::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "flist-convert",
+        "--example",
+        "convert-bench",
+    ])?;
+    crate::cargo(&["build", "--release", "--bin", "hub-server"])?;
+    let root = crate::root();
+    let bin = root.join("target/release/examples/convert-bench");
+    let hub_server = root.join("target/release/hub-server");
+    let base = root.join("target/bench-convert");
+    std::fs::create_dir_all(&base)?;
+    let mut archives = Vec::new();
+    for n in [200_000u64, 600_000] {
+        let path = base.join(format!("empty-{n}.tar.gz"));
+        if !path.exists() {
+            println!("generating an archive of {n} empty files ...");
+            let status = Command::new(&bin)
+                .args(["gen-empty", &path.to_string_lossy(), &n.to_string()])
+                .status()?;
+            if !status.success() {
+                bail!("empty-file archive generation failed");
+            }
+        }
+        archives.push(path);
+    }
+    let work = base.join("hub");
+    std::fs::create_dir_all(&work)?;
+    let small = hub_peak(&hub_server, &work, &[&archives[0]])?;
+    let big = hub_peak(&hub_server, &work, &[&archives[1]])?;
+    let two = hub_peak(&hub_server, &work, &[&archives[1], &archives[1]])?;
+    let _ = std::fs::remove_dir_all(&work);
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let ratio = big as f64 / small.max(1) as f64;
+    let ok_big = mb(big) <= 150.0 && (0.9..=1.1).contains(&ratio);
+    let ok_two = mb(two) <= 150.0;
+    println!("| row | ours | baseline | ratio | goal | verdict |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| hub peak RSS, upload of 600,000 empty files | {:.0} MB | 200,000 files: {:.0} MB | {ratio:.2}× | ≤ 150 MB, within 10 % | {} |",
+        mb(big),
+        mb(small),
+        verdict(ok_big)
+    );
+    println!(
+        "| hub peak RSS, two 600,000-file uploads at once | {:.0} MB | one: {:.0} MB | {:.2}× | ≤ 150 MB | {} |",
+        mb(two),
+        mb(big),
+        two as f64 / big.max(1) as f64,
+        verdict(ok_two)
+    );
+    Ok(usize::from(!ok_big) + usize::from(!ok_two))
 }

@@ -6,8 +6,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
@@ -59,21 +59,6 @@ fn tar_gz(src: &Path, out: &Path) -> Result<()> {
     let gz = t.into_inner()?;
     gz.finish()?.flush()?;
     Ok(())
-}
-
-struct Hub(Child);
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn run_json(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<serde_json::Value> {
@@ -130,32 +115,9 @@ fn bench(work: &Path, mb: u64, zflist: &Path, hub_server: &Path) -> Result<()> {
     let tree = work.join("tree");
     let size = generate(&tree, mb)?;
     let data = work.join("hub");
-    let port = free_port()?;
-    let url = format!("http://127.0.0.1:{port}");
-    let _hub = Hub(Command::new(hub_server)
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting hub-server")?);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("hub-server did not come up");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = Command::new(hub_server)
-        .args(["token", "create", "--data-dir"])
-        .arg(&data)
-        .args(["--user", "bench", "--ttl", "1h"])
-        .output()?;
-    let token = String::from_utf8(out.stdout)?.trim().to_string();
-    if token.is_empty() {
-        bail!("no token: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let hub = crate::hub_process::HubProcess::start(hub_server, &data, &[])?;
+    let url = hub.url.clone();
+    let token = hub.token("bench")?;
     let env = [
         ("ZFLIST_HUB", url.as_str()),
         ("ZFLIST_HUB_TOKEN", token.as_str()),

@@ -4,8 +4,9 @@
 //! - `fast`: unit and integration tests of every crate except the slow groups below (no doc
 //!   tests).
 //! - a slow group (see [`SLOW`]): `oci` (a real registry and skopeo), `browser` (a real
-//!   Chromium), `mount` (FUSE, containers), `vm` (QEMU): the integration test targets whose
-//!   file name starts with one of its prefixes.
+//!   Chromium), `mount` (FUSE, containers), `vm` (QEMU), `cluster` (PostgreSQL and
+//!   SeaweedFS): the integration test targets whose file name starts with one of its
+//!   prefixes.
 //! - a crate name (`flist-store`, `zflist`, `hub-http`, ...): that crate's tests.
 //!
 //! A new slow integration test joins its group by its file name (`tests/oci_*.rs`,
@@ -36,6 +37,11 @@ pub const SLOW: &[(&str, &[&str], &str)] = &[
         "vm",
         &["vm_boot"],
         "`zflist vm boot`: QEMU boots a debootstrap tree with linux-image-amd64 (cached under target/)",
+    ),
+    (
+        "cluster",
+        &["cluster"],
+        "a throwaway PostgreSQL 15 cluster and SeaweedFS (S3), started by the harness",
     ),
 ];
 
@@ -181,6 +187,9 @@ mod tests {
         assert!(oci.iter().any(|t| t == "oci_images") && oci.iter().any(|t| t == "docker"));
         assert!(fast.iter().all(|t| !oci.contains(t)), "{fast:?}");
         assert!(fast.iter().any(|t| t == "zdb") && fast.iter().any(|t| t == "cli"));
+        let cluster = targets_of(&plan("cluster").expect("cluster"));
+        assert!(cluster.iter().any(|t| t == "cluster_s3"), "{cluster:?}");
+        assert!(fast.iter().all(|t| !cluster.contains(t)), "{fast:?}");
         // Every target is in fast or in one slow group.
         for t in all {
             assert!(fast.contains(&t) || slow_group_of(&t).is_some(), "{t}");

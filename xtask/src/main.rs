@@ -17,6 +17,7 @@ mod bench_store;
 mod codegen;
 mod fuzz;
 mod groups;
+mod hub_process;
 mod prereq;
 
 fn main() -> Result<()> {

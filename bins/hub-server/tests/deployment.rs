@@ -211,3 +211,143 @@ async fn production_layout_with_a_real_zdb() {
     ));
     assert!(rep.contains("0 unreachable backends: clean"), "{rep}");
 }
+
+/// `deployment/Dockerfile` and `deployment/cluster/`: what cannot run here (no Docker
+/// engine) is checked by reading; the load balancer's configuration runs for real in
+/// front of three hubs.
+#[tokio::test]
+async fn cluster_layout_files_and_the_load_balancer() {
+    // The image: both binaries, non-root, a data volume, the health check on /readyz.
+    let docker = deployment("Dockerfile");
+    for needle in [
+        "cargo build --release --locked -p hub-server -p zflist",
+        "FROM debian:bookworm-slim",
+        "USER hub:hub",
+        "VOLUME [\"/var/lib/flist-hub\"]",
+        "HUB_LISTEN=0.0.0.0:5555",
+        "HEALTHCHECK",
+        "http://127.0.0.1:5555/readyz",
+    ] {
+        assert!(docker.contains(needle), "Dockerfile lacks {needle:?}");
+    }
+    assert!(!docker.contains("USER root"));
+
+    // compose: PostgreSQL, an S3 server, three hubs on the shared catalog and store, nginx.
+    let mut compose: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&deployment("cluster/compose.yaml")).expect("compose.yaml");
+    compose.apply_merge().expect("merge keys");
+    let services = compose["services"].as_mapping().expect("services");
+    let names: Vec<&str> = services.keys().filter_map(|k| k.as_str()).collect();
+    for s in ["postgres", "s3", "hub1", "hub2", "hub3", "nginx"] {
+        assert!(names.contains(&s), "no service {s} in {names:?}");
+    }
+    assert!(compose["services"]["postgres"]["image"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("postgres:15")));
+    let mut caches = Vec::new();
+    for hub in ["hub1", "hub2", "hub3"] {
+        let h = &compose["services"][hub];
+        let env = &h["environment"];
+        let catalog = env["HUB_CATALOG"].as_str().expect("HUB_CATALOG");
+        let store = env["HUB_STORE"].as_str().expect("HUB_STORE");
+        assert!(
+            catalog.starts_with("postgres://hub:${POSTGRES_PASSWORD")
+                && catalog.ends_with("@postgres:5432/hub")
+        );
+        assert!(store.starts_with("s3://${S3_ACCESS_KEY") && store.contains("@s3:8333/"));
+        // The store URL of the file parses once the variables are filled in.
+        let filled = store
+            .replace("${S3_ACCESS_KEY:?set S3_ACCESS_KEY in .env}", "AK")
+            .replace("${S3_SECRET_KEY:?set S3_SECRET_KEY in .env}", "SECRET");
+        let url = flist_store::StoreUrl::parse(&filled).expect("HUB_STORE parses");
+        assert!(!url.to_string().contains("SECRET"));
+        assert_eq!(env["HUB_LISTEN"].as_str(), Some("0.0.0.0:5555"));
+        assert_eq!(
+            h["build"]["dockerfile"].as_str(),
+            Some("deployment/Dockerfile")
+        );
+        assert_eq!(
+            h["depends_on"]["postgres"]["condition"].as_str(),
+            Some("service_healthy")
+        );
+        caches.push(h["volumes"][0].as_str().expect("cache volume").to_owned());
+    }
+    caches.sort();
+    caches.dedup();
+    assert_eq!(caches.len(), 3, "each replica has its own cache volume");
+    assert!(compose["services"]["s3"]["command"]
+        .as_str()
+        .is_some_and(|c| c.contains("-s3.port=8333")));
+    assert_eq!(
+        compose["services"]["nginx"]["volumes"][0].as_str(),
+        Some("./nginx.conf:/etc/nginx/conf.d/default.conf:ro")
+    );
+    let env_example = deployment("cluster/env.example");
+    for var in [
+        "POSTGRES_PASSWORD",
+        "S3_ACCESS_KEY",
+        "S3_SECRET_KEY",
+        "PUBLIC_URL",
+    ] {
+        assert!(
+            env_example.contains(&format!("{var}=")),
+            "env.example lacks {var}"
+        );
+    }
+
+    // nginx.conf as the nginx image loads it (inside `http {}`), with the replicas' names
+    // pointed at three real hubs on this machine.
+    let conf = deployment("cluster/nginx.conf");
+    assert!(conf.contains("proxy_request_buffering off") && conf.contains("proxy_buffering off"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hubs = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..3 {
+        let cwd = dir.path().join(format!("hub{i}"));
+        std::fs::create_dir_all(&cwd).expect("hub dir");
+        let port = free_port();
+        hubs.push(Some(serve(&cwd, port, &[]).await));
+        ports.push(port);
+    }
+    let for_here = |lb_port: u16| {
+        let mut c = conf.replace("listen 80;", &format!("listen 127.0.0.1:{lb_port};"));
+        for (i, p) in ports.iter().enumerate() {
+            c = c.replace(&format!("hub{}:5555", i + 1), &format!("127.0.0.1:{p}"));
+        }
+        c
+    };
+    test_support::nginx::Nginx::check(for_here).expect("nginx -t accepts cluster/nginx.conf");
+    let lb = test_support::nginx::Nginx::start(for_here);
+    let client = reqwest::Client::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..9 {
+        let r = client
+            .get(format!("{}/readyz", lb.url()))
+            .send()
+            .await
+            .expect("GET /readyz through nginx");
+        assert_eq!(r.status(), 200);
+        let upstream = r.headers()["x-upstream"]
+            .to_str()
+            .expect("header")
+            .to_owned();
+        seen.insert(upstream);
+    }
+    assert_eq!(seen.len(), 3, "requests reach every replica: {seen:?}");
+    let r = client
+        .get(format!("{}/metrics", lb.url()))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(r.status(), 404, "metrics stay on the backend network");
+    // A replica dies: reads keep being answered by the others.
+    drop(hubs[1].take());
+    for _ in 0..9 {
+        let r = client
+            .get(format!("{}/api/repositories", lb.url()))
+            .send()
+            .await
+            .expect("GET through nginx");
+        assert_eq!(r.status(), 200, "a dead replica is skipped");
+    }
+}

@@ -195,6 +195,20 @@ fn check_vm_with_a_real_kernel() {
     assert_eq!(r["kernel_format"], "bzImage", "{r}");
     assert_eq!(r["initrd_format"], "gzip-compressed cpio (newc)");
     assert_eq!(r["cmdline"], "console=ttyS0 root=/dev/vda");
+    // The same VM as an rfs .fl: its routes lead check-vm to the blocks (no --store).
+    let fl = s.join("good.fl");
+    run(
+        zflist().args(["pack", p(&s.join("good")), "-o", p(&fl), "--store", &store]),
+        "pack .fl",
+    );
+    let out = zflist()
+        .args(["--json", "check-vm", p(&fl)])
+        .output()
+        .unwrap();
+    let env: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(env["success"], true, "{env}");
+    assert_eq!(env["response"]["kernel_format"], "bzImage");
+    assert_eq!(env["response"]["ok"], true);
 
     // Modules, but not those a root over virtio-9p needs (only 9pnet).
     let no_9p = initrd_with(

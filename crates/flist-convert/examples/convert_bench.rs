@@ -4,7 +4,8 @@
 //!   `<dir>/tree/` and `<dir>/tree.tar.gz` (flate2 default level): many small text files,
 //!   some large compressible files, some random ones;
 //! - `convert-bench gen-small <archive.tar.gz> <count>`: an archive of `<count>` small files
-//!   (100 B – 2 KiB of text, 200 per directory), made in memory;
+//!   (100 B – 2 KiB of text, 200 per directory), made in memory; `gen-empty`: the same
+//!   with empty files;
 //! - `convert-bench tar <archive> <store-dir> <out.flist>` and
 //!   `convert-bench dir <tree> <store-dir> <out.flist>`: one conversion into a `dir://`
 //!   store, printing `seconds=… peak_rss_kb=… files=… chunks_written=… bytes=…`;
@@ -19,8 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use flist_convert::{archive_to_flist, dir_to_flist, ConvertOptions, UploadMode};
-use flist_format::Metadata;
+use flist_convert::{convert, ConvertOptions, Source, UploadMode};
 use flist_store::{BlockingStore, DirStore};
 
 struct Rng(u64);
@@ -114,8 +114,8 @@ fn gen(dir: &Path, total: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// An archive of `count` small text files, 200 per directory.
-fn gen_small(path: &Path, count: u64) -> std::io::Result<()> {
+/// An archive of `count` small text files (empty ones with `empty`), 200 per directory.
+fn gen_small(path: &Path, count: u64, empty: bool) -> std::io::Result<()> {
     let words = words();
     let mut r = Rng(0x5a11);
     let mut buf = Vec::new();
@@ -124,7 +124,11 @@ fn gen_small(path: &Path, count: u64) -> std::io::Result<()> {
     let enc = flate2::write::GzEncoder::new(BufWriter::new(gz), flate2::Compression::fast());
     let mut b = tar::Builder::new(enc);
     for i in 0..count {
-        let size = 100 + (r.next() % 1948) as usize;
+        let size = if empty {
+            0
+        } else {
+            100 + (r.next() % 1948) as usize
+        };
         text(&mut r, &words, size, &mut buf);
         let mut h = tar::Header::new_gnu();
         h.set_size(size as u64);
@@ -203,7 +207,7 @@ fn peak_rss_kb() -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: convert-bench gen <dir> <bytes> | gen-small <archive> <count> | tar <archive> <store> <out> | dir <tree> <store> <out>";
+    let usage = "usage: convert-bench gen <dir> <bytes> | gen-small <archive> <count> | gen-empty <archive> <count> | tar <archive> <store> <out> | dir <tree> <store> <out>";
     let Some(cmd) = args.first() else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -214,12 +218,12 @@ fn main() {
             std::process::exit(2)
         })
     };
-    if cmd == "gen-small" {
+    if cmd == "gen-small" || cmd == "gen-empty" {
         let count: u64 = arg(2).parse().unwrap_or_else(|_| {
             eprintln!("{usage}");
             std::process::exit(2)
         });
-        if let Err(e) = gen_small(Path::new(arg(1)), count) {
+        if let Err(e) = gen_small(Path::new(arg(1)), count, cmd == "gen-empty") {
             eprintln!("gen-small: {e}");
             std::process::exit(1);
         }
@@ -272,17 +276,19 @@ fn main() {
     };
     let out = Path::new(arg(3));
     let start = Instant::now();
-    let result = match cmd.as_str() {
-        "tar" => File::open(arg(1)).map_err(|e| e.to_string()).and_then(|f| {
-            archive_to_flist(f, &store, Metadata::new(), out, &opts).map_err(|e| e.to_string())
-        }),
-        "dir" | "dir-fl" => dir_to_flist(Path::new(arg(1)), &store, Metadata::new(), out, &opts)
-            .map_err(|e| e.to_string()),
+    let source = match cmd.as_str() {
+        "tar" => File::open(arg(1)).map(Source::archive),
+        "dir" | "dir-fl" => Ok(Source::dir(arg(1))),
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
         }
     };
+    let result = source.map_err(|e| e.to_string()).and_then(|src| {
+        let c = convert(src, Some(&store), &opts).map_err(|e| e.to_string())?;
+        c.write_flist(out).map_err(|e| e.to_string())?;
+        Ok(c.stats)
+    });
     let secs = start.elapsed().as_secs_f64();
     match result {
         Ok(s) => println!(

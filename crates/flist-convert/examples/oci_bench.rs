@@ -152,9 +152,8 @@ fn main() {
         let cold = t.elapsed().as_secs_f64();
         let out = work.path().join("bench.flist");
         let t2 = Instant::now();
-        let f2 = flist.clone();
         let out2 = out.clone();
-        tokio::task::spawn_blocking(move || f2.write(&out2)).await.expect("join").expect("write flist");
+        tokio::task::spawn_blocking(move || flist.write_flist(&out2)).await.expect("join").expect("write flist");
         let write_s = t2.elapsed().as_secs_f64();
         println!(
             "flist-convert oci (cold: download+convert+store): {cold:7.2}s  ({} files, {:.1} MiB downloaded, {} chunks written, {:.1} MiB in store; flist write {write_s:.2}s)",

@@ -1,6 +1,6 @@
 //! Driver for the `pack` part of `cargo xtask bench store` (built in release):
 //! `pack-store-bench <tree> [rounds]` packs the directory `<tree>` (as `zflist pack` does:
-//! `dir_to_flist` with default options) into a real redis-server and into a real 0-db
+//! `convert` + `write_flist` of a directory with default options) into a real redis-server and into a real 0-db
 //! (v2.0.7, `--mode user`, a password-protected namespace), each on a fresh server,
 //! alternating for `rounds` rounds (default 2), and prints for each the wall time and the
 //! client's CPU utilisation ((user + sys) / wall, from `getrusage(RUSAGE_SELF)`; the servers
@@ -11,8 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use flist_convert::{dir_to_flist, ConvertOptions};
-use flist_format::Metadata;
+use flist_convert::{convert, ConvertOptions, Source};
 use flist_store::BlockingStore;
 use test_support::{NsConfig, RedisServer, ZdbServer};
 
@@ -33,7 +32,9 @@ fn pack(rt: &tokio::runtime::Runtime, url: &str, tree: &Path, out: &Path) -> Run
     let opts = ConvertOptions::default();
     let cpu0 = test_support::cpu_time();
     let t = Instant::now();
-    let stats = dir_to_flist(tree, &store, Metadata::new(), out, &opts).unwrap();
+    let converted = convert(Source::dir(tree), Some(&store), &opts).unwrap();
+    converted.write_flist(out).unwrap();
+    let stats = converted.stats;
     let seconds = t.elapsed().as_secs_f64();
     let cpu = (test_support::cpu_time() - cpu0).as_secs_f64();
     Run {

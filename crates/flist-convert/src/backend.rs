@@ -95,7 +95,10 @@ pub fn public_backend(url: &StoreUrl) -> Result<Backend, NotABackend> {
             "a local directory is not reachable by readers (serve it over HTTP and give that URL)",
         )),
         StoreUrl::Redis { .. } => Err(refuse("readers speak 0-db or HTTP, not Redis")),
-        StoreUrl::S3 { .. } => Err(refuse("S3 stores are not supported by readers")),
+        StoreUrl::S3 { .. } => Err(refuse(
+            "an S3 bucket is private to its key holders (serve its chunks over HTTP, e.g. a \
+             hub's /chunks, and give that URL)",
+        )),
         StoreUrl::Router(_) => Err(refuse(
             "a router of several stores cannot be one backend (give --public-backend URL)",
         )),

@@ -249,8 +249,15 @@ impl TreeBuilder {
                     })
                 }
                 None => {
-                    self.stage
-                        .insert(cur, c, &Meta::root(0o755, time), &Kind::empty_dir(), None)?
+                    let id = self.stage.insert(
+                        cur,
+                        c,
+                        &Meta::root(0o755, time),
+                        &Kind::empty_dir(),
+                        None,
+                    )?;
+                    self.stage.mark_implicit(id)?;
+                    id
                 }
             };
         }
@@ -299,19 +306,7 @@ impl TreeBuilder {
         };
         flist_format::tree::validate_name(name)?;
         let parent = self.parent_of(comps, meta.mtime)?;
-        match self.stage.child(parent, name)? {
-            // A directory over a directory keeps the children and takes the new metadata.
-            Some((id, Shape::Dir)) if kind.is_dir() => {
-                self.stage.set_dir_meta(id, meta, kind.size())?;
-                Ok(id)
-            }
-            // Anything else replaces the old entry (and its subtree).
-            Some((id, _)) => {
-                self.stage.replace(id, meta, kind, file)?;
-                Ok(id)
-            }
-            None => self.stage.insert(parent, name, meta, kind, file),
-        }
+        self.stage.set(parent, name, meta, kind, file)
     }
 
     /// Places a regular file whose content is `file` (`None` when the hook skipped it).
@@ -389,19 +384,33 @@ impl TreeBuilder {
             results,
             warnings: self.warnings,
             hard_links: self.hard_links,
+            root_set: self.root_set,
         })
     }
 }
 
 /// A converted tree, still on disk, with the chunks of its files.
 pub(crate) struct Staged {
-    stage: Stage,
+    pub stage: Stage,
     results: ChunkResults,
     pub warnings: Warnings,
     pub hard_links: u64,
+    /// Whether a member described the root itself.
+    pub root_set: bool,
 }
 
 impl Staged {
+    /// A tree built directly in a stage (files carry their blocks).
+    pub(crate) fn from_stage(stage: Stage) -> Staged {
+        Staged {
+            stage,
+            results: ChunkResults::default(),
+            warnings: Warnings::default(),
+            hard_links: 0,
+            root_set: true,
+        }
+    }
+
     /// Counts by kind (root not counted) and the sum of file sizes.
     pub(crate) fn counts(&self) -> Result<Counts> {
         self.stage.counts()
@@ -422,12 +431,14 @@ impl Staged {
     /// Visits every directory depth first (the last child directory first, as the flist
     /// writer always did): its path, entry, own row and its children in the reference
     /// order (directories first, then by name), files with their blocks.
-    fn for_each_dir(
+    pub(crate) fn for_each_dir(
         &self,
+        cancel: &Option<crate::options::Cancel>,
         mut f: impl FnMut(&str, EntryId, Row, Vec<(EntryId, String, Row)>) -> Result<()>,
     ) -> Result<()> {
         let mut stack: Vec<(EntryId, String)> = vec![(Stage::ROOT, String::new())];
         while let Some((id, path)) = stack.pop() {
+            crate::options::check_cancel(cancel)?;
             let row = self.stage.row(id)?;
             let mut children = self.stage.children(id)?;
             for (cid, name, crow) in children.iter_mut() {
@@ -447,9 +458,37 @@ impl Staged {
         Ok(())
     }
 
+    /// The distinct chunk store keys of every file, in batches of at most `batch`; returns
+    /// how many there are (the set is kept on disk).
+    pub(crate) fn chunk_keys(
+        &self,
+        batch: usize,
+        f: &mut dyn FnMut(&[Vec<u8>]) -> Result<()>,
+    ) -> Result<u64> {
+        self.stage.distinct_keys(
+            |add| {
+                self.stage.for_each_file(|mut row| {
+                    self.fill_blocks(&mut row)?;
+                    if let Kind::File { blocks, .. } = &row.kind {
+                        for b in blocks {
+                            add(b.id())?;
+                        }
+                    }
+                    Ok(())
+                })
+            },
+            batch,
+            f,
+        )
+    }
+
     /// Writes every directory into a writer of either format, one at a time.
-    pub(crate) fn write_catalog(&self, w: &mut dyn DirSink) -> Result<()> {
-        self.for_each_dir(|path, _, row, children| {
+    pub(crate) fn write_catalog(
+        &self,
+        w: &mut dyn DirSink,
+        cancel: &Option<crate::options::Cancel>,
+    ) -> Result<()> {
+        self.for_each_dir(cancel, |path, _, row, children| {
             let kids: Vec<ChildEntry> = children
                 .into_iter()
                 .map(|(_, name, r)| (name, r.meta, r.kind))
@@ -468,7 +507,7 @@ impl Staged {
         }
         let mut nodes: HashMap<EntryId, NodeId> = HashMap::new();
         nodes.insert(Stage::ROOT, Tree::ROOT);
-        self.for_each_dir(|_, id, _, children| {
+        self.for_each_dir(&None, |_, id, _, children| {
             let parent = nodes.remove(&id).ok_or_else(|| {
                 ConvertError::Internal(format!("staged directory {id} visited twice"))
             })?;

@@ -86,6 +86,7 @@ pub(crate) fn decompress_into(
     counters: &Counters,
     tx: Sender<Msg>,
     pool: Receiver<Vec<u8>>,
+    detected: &std::sync::OnceLock<Compression>,
 ) {
     let mut head = [0u8; 6];
     let mut got = 0;
@@ -101,6 +102,7 @@ pub(crate) fn decompress_into(
         }
     }
     let format = Compression::detect(&head[..got]);
+    let _ = detected.set(format);
     // The head is counted when the decoder reads it back from the cursor.
     let raw = CountingReader {
         inner: io::Cursor::new(head[..got].to_vec()).chain(input),
@@ -208,6 +210,9 @@ pub(crate) struct ReadState {
     pub max_gap: Cell<u64>,
     /// The typed error behind an `io::Error` this reader returned.
     pub error: RefCell<Option<ConvertError>>,
+    /// Zero bytes at the end of what the archive library read on its own since the parse
+    /// loop last read member data (the end-of-archive zero block, and padding).
+    pub tail_zeros: Cell<u64>,
 }
 
 /// The parser's view of the decompressed stream.
@@ -280,7 +285,18 @@ impl Read for StreamReader {
             n = n.min(room.min(usize::MAX as u64) as usize);
             st.gap.set(st.gap.get() + n as u64);
         }
-        buf[..n].copy_from_slice(&self.cur[self.at..self.at + n]);
+        let bytes = &self.cur[self.at..self.at + n];
+        if st.user_read.get() {
+            st.tail_zeros.set(0);
+        } else {
+            let z = bytes.iter().rev().take_while(|b| **b == 0).count();
+            st.tail_zeros.set(if z == n {
+                st.tail_zeros.get() + n as u64
+            } else {
+                z as u64
+            });
+        }
+        buf[..n].copy_from_slice(bytes);
         self.at += n;
         st.pos.set(st.pos.get() + n as u64);
         Ok(n)

@@ -1,10 +1,19 @@
 //! Derived flists: a base flist with some files set or removed, sharing every chunk of the
-//! base. Only the new files' chunks are written (and only those the store lacks).
+//! base. Only the new files' chunks are written (and only those the store lacks). The base
+//! is read one directory row at a time into a tree staged on disk (as conversions are), so
+//! memory does not grow with its entries.
 
 use bytes::Bytes;
 use flist_format::codec::CHUNK_SIZE;
-use flist_format::{Codec, Flist, Kind, Meta};
+use flist_format::{Codec, Kind, Meta, Metadata, ReadOptions};
 use flist_store::BlockingStore;
+
+use crate::builder::Staged;
+use crate::error::ConvertError;
+use crate::merge::{open_catalog, Input};
+use crate::options::{ConvertOptions, Counters};
+use crate::stage::{Import, Shape, Stage};
+use crate::Converted;
 
 /// A change to apply to the base.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +67,9 @@ pub enum DeriveError {
     /// Writing chunks failed.
     #[error(transparent)]
     Store(#[from] flist_store::StoreError),
+    /// Reading the base or staging the result failed (also: a limit, a cancellation).
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
 }
 
 fn check_path(path: &str) -> Result<(), DeriveError> {
@@ -75,77 +87,155 @@ fn check_path(path: &str) -> Result<(), DeriveError> {
     }
 }
 
-/// Applies `changes` to `base` (removals first, then sets, in order), writing the new
-/// files' chunks to `store`. A set file keeps the owner and mode of the file it replaces;
-/// a new one is root:root 0644 with missing parents created root:root 0755. Nothing is
-/// written to the store unless every change is valid. New chunks use the codec of the
-/// base's chunks (the `.flist` codec when it has none); see [`derive_with`].
+/// Applies `changes` to the flist file `base` (removals first, then sets, in order),
+/// writing the new files' chunks to `store`. A set file keeps the owner and mode of the file
+/// it replaces; a new one is root:root 0644 with missing parents created root:root 0755.
+/// Nothing is written to the store unless every change is valid. The result carries the
+/// base's metadata; `opts` bounds the base's entries (`limits.max_entries`) and may cancel.
+/// New chunks use the codec of the base's chunks (the `.flist` codec when it has none or
+/// both); see [`derive_with`].
 pub fn derive(
-    base: &Flist,
+    base: Input<'_>,
+    read: &ReadOptions,
     changes: &[Change],
     store: &BlockingStore,
     now: u32,
-) -> Result<(Flist, DeriveStats), DeriveError> {
-    let codec = match base.codecs().into_iter().collect::<Vec<_>>()[..] {
-        [one] => one,
-        _ => Codec::Flist,
-    };
-    derive_with(base, changes, store, now, codec)
+    opts: &ConvertOptions,
+) -> Result<(Converted, DeriveStats), DeriveError> {
+    derive_with(base, read, changes, store, now, opts, None)
 }
 
 /// [`derive()`] encoding the new files' chunks with `codec` (that of the format the result
-/// is written in).
+/// is written in; `None`: the base's).
 pub fn derive_with(
-    base: &Flist,
+    base: Input<'_>,
+    read: &ReadOptions,
     changes: &[Change],
     store: &BlockingStore,
     now: u32,
-    codec: Codec,
-) -> Result<(Flist, DeriveStats), DeriveError> {
-    let mut flist = base.clone();
-    let mut stats = DeriveStats::default();
+    opts: &ConvertOptions,
+    codec: Option<Codec>,
+) -> Result<(Converted, DeriveStats), DeriveError> {
     // Validate everything first: no chunk is written for a refused derivation.
     for c in changes {
         match c {
             Change::Set { path, .. } | Change::Remove { path } => check_path(path)?,
         }
     }
+    let mut stage = Stage::new(&Meta::root(0o755, 0))?;
+    let metadata = {
+        let (_db, conn) = open_catalog(base, read)?;
+        let mut import = Import {
+            stage: &mut stage,
+            first: true,
+            entries: 0,
+            limit: opts.limits.max_entries,
+            cancel: opts.cancel.clone(),
+            error: None,
+        };
+        import.catalog(&conn, base.what)?;
+        Metadata::read(&conn, base.what).map_err(ConvertError::from)?
+    };
+    apply(stage, metadata, changes, store, now, opts, codec)
+}
+
+/// [`derive_with`] from an flist already in memory (of either format), for a caller that
+/// has one; the result is staged on disk all the same.
+pub fn derive_from_flist(
+    base: &flist_format::Flist,
+    changes: &[Change],
+    store: &BlockingStore,
+    now: u32,
+    opts: &ConvertOptions,
+    codec: Option<Codec>,
+) -> Result<(Converted, DeriveStats), DeriveError> {
+    for c in changes {
+        match c {
+            Change::Set { path, .. } | Change::Remove { path } => check_path(path)?,
+        }
+    }
+    let mut stage = Stage::new(&base.tree.node(flist_format::Tree::ROOT).meta)?;
+    stage.import_tree(&base.tree)?;
+    apply(
+        stage,
+        base.metadata.clone(),
+        changes,
+        store,
+        now,
+        opts,
+        codec,
+    )
+}
+
+/// Applies `changes` to the base staged in `stage` (see [`derive_with`]).
+fn apply(
+    mut stage: Stage,
+    metadata: Metadata,
+    changes: &[Change],
+    store: &BlockingStore,
+    now: u32,
+    opts: &ConvertOptions,
+    codec: Option<Codec>,
+) -> Result<(Converted, DeriveStats), DeriveError> {
+    let mut stats = DeriveStats::default();
     for c in changes {
         if let Change::Remove { path } = c {
-            let id = flist
-                .tree
-                .lookup(path)
+            let comps = components(path)?;
+            let id = stage
+                .lookup(&comps)?
                 .ok_or_else(|| DeriveError::Missing(path.clone()))?;
-            flist.tree.remove(id);
+            stage.remove(id)?;
             stats.removed += 1;
         }
     }
-    let tree = &mut flist.tree;
+    let codec = match codec {
+        Some(c) => c,
+        None => {
+            let mut seen = std::collections::BTreeSet::new();
+            stage.for_each_file(|row| {
+                if let Kind::File { blocks, .. } = &row.kind {
+                    seen.extend(blocks.iter().map(flist_format::Block::codec));
+                }
+                Ok(())
+            })?;
+            match seen.into_iter().collect::<Vec<_>>()[..] {
+                [one] => one,
+                _ => Codec::Flist,
+            }
+        }
+    };
     let mut pending = Vec::new();
     for c in changes {
         let Change::Set { path, content } = c else {
             continue;
         };
-        let (parent, name) = path
-            .trim_end_matches('/')
-            .rsplit_once('/')
-            .unwrap_or(("", path.as_str()));
-        if let Some(id) = tree.lookup(path) {
-            if tree.node(id).kind.is_dir() {
-                return Err(DeriveError::IsDirectory(path.clone()));
-            }
-        }
-        let dir = tree
-            .mkdir_p(parent, &Meta::root(0o755, now))
-            .map_err(|e| DeriveError::Path {
+        let comps = components(path)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Err(DeriveError::Path {
                 path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let meta = match tree.child(dir, name).map(|id| tree.node(id)) {
-            Some(n) => Meta {
+                reason: "names the root".into(),
+            });
+        };
+        // Missing parents are made; a non-directory on the way is refused.
+        let mut dir = Stage::ROOT;
+        for (i, p) in parents.iter().enumerate() {
+            dir = match stage.child(dir, p)? {
+                Some((id, Shape::Dir)) => id,
+                Some(_) => {
+                    return Err(DeriveError::Path {
+                        path: path.clone(),
+                        reason: format!("not a directory: /{}", parents[..=i].join("/")),
+                    })
+                }
+                None => stage.insert(dir, p, &Meta::root(0o755, now), &Kind::empty_dir(), None)?,
+            };
+        }
+        let meta = match stage.child(dir, name)? {
+            Some((_, Shape::Dir)) => return Err(DeriveError::IsDirectory(path.clone())),
+            Some((id, _)) => Meta {
                 mtime: now,
                 ctime: now,
-                ..n.meta.clone()
+                ..stage.row(id)?.meta
             },
             None => Meta::root(0o644, now),
         };
@@ -155,22 +245,15 @@ pub fn derive_with(
             blocks.push(enc.block);
             pending.push((enc.block.id().to_vec(), Bytes::from(enc.data)));
         }
-        tree.set(
-            dir,
-            name,
-            meta,
-            Kind::File {
-                size: content.len() as u64,
-                blocks,
-            },
-        )
-        .map_err(|e| DeriveError::Path {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let kind = Kind::File {
+            size: content.len() as u64,
+            blocks,
+        };
+        stage.set(dir, name, &meta, &kind, None)?;
         stats.files_set += 1;
         stats.bytes += content.len() as u64;
     }
+    crate::options::check_cancel(&opts.cancel)?;
     pending.sort_by(|a, b| a.0.cmp(&b.0));
     pending.dedup_by(|a, b| a.0 == b.0);
     if !pending.is_empty() {
@@ -188,14 +271,23 @@ pub fn derive_with(
             store.set_many(missing)?;
         }
     }
-    Ok((flist, stats))
+    let mut converted = Converted::new(Staged::from_stage(stage), &Counters::default(), opts)?;
+    converted.metadata = metadata;
+    Ok((converted, stats))
+}
+
+fn components(path: &str) -> Result<Vec<&str>, DeriveError> {
+    flist_format::tree::components(path).map_err(|e| DeriveError::Path {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use flist_format::Tree;
+    use flist_format::{Flist, Tree};
 
     #[test]
     fn set_and_remove_share_the_base() {
@@ -228,12 +320,26 @@ mod tests {
             },
         )
         .unwrap();
-        let base = Flist {
-            tree,
-            metadata: Default::default(),
+        let mut metadata = Metadata::new();
+        metadata.set("readme", "kept");
+        let base = Flist { tree, metadata };
+        let path = dir.path().join("base.flist");
+        base.write(&path).unwrap();
+        let input = Input {
+            path: &path,
+            what: "base",
         };
-        let (new, stats) = derive(
-            &base,
+        let run = |changes: &[Change], now| {
+            derive(
+                input,
+                &ReadOptions::default(),
+                changes,
+                &store,
+                now,
+                &ConvertOptions::default(),
+            )
+        };
+        let (new, stats) = run(
             &[
                 Change::Set {
                     path: "/root/.ssh/authorized_keys".into(),
@@ -243,33 +349,34 @@ mod tests {
                     path: "/etc/gone".into(),
                 },
             ],
-            &store,
             5,
         )
         .unwrap();
         assert_eq!(stats.chunks_written, 1);
         assert_eq!(stats.removed, 1);
-        assert!(new.tree.lookup("/etc/gone").is_none());
-        let big_id = new.tree.lookup("/etc/big").unwrap();
+        assert_eq!(new.metadata.get("readme"), Some("kept"));
+        let new = new.into_packed().unwrap().tree;
+        assert!(new.lookup("/etc/gone").is_none());
+        let big_id = new.lookup("/etc/big").unwrap();
         assert_eq!(
-            new.tree.node(big_id).kind,
+            new.node(big_id).kind,
             base.tree.node(base.tree.lookup("/etc/big").unwrap()).kind
         );
+        assert_eq!(new.node(big_id).meta.uid, 3);
+        let keys = new.lookup("/root/.ssh/authorized_keys").unwrap();
+        assert_eq!(new.node(keys).meta, Meta::root(0o644, 5));
         // The same derivation again writes nothing new.
-        let (_, again) = derive(
-            &base,
+        let (_, again) = run(
             &[Change::Set {
                 path: "/root/.ssh/authorized_keys".into(),
                 content: vec![b'k'; 1024],
             }],
-            &store,
             6,
         )
         .unwrap();
         assert_eq!((again.chunks_written, again.chunks_present), (0, 1));
         // Refusals name the problem and write nothing.
-        let err = derive(
-            &base,
+        let err = run(
             &[
                 Change::Set {
                     path: "/new".into(),
@@ -279,31 +386,36 @@ mod tests {
                     path: "/nope".into(),
                 },
             ],
-            &store,
             7,
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "/nope: no such entry in the base flist");
         assert!(matches!(
-            derive(
-                &base,
+            run(
                 &[Change::Set {
                     path: "/etc".into(),
                     content: vec![]
                 }],
-                &store,
                 7
             ),
             Err(DeriveError::IsDirectory(_))
         ));
         assert!(matches!(
-            derive(
-                &base,
+            run(
                 &[Change::Set {
                     path: "rel".into(),
                     content: vec![]
                 }],
-                &store,
+                7
+            ),
+            Err(DeriveError::Path { .. })
+        ));
+        assert!(matches!(
+            run(
+                &[Change::Set {
+                    path: "/etc/big/under".into(),
+                    content: vec![]
+                }],
                 7
             ),
             Err(DeriveError::Path { .. })

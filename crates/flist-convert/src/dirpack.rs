@@ -13,8 +13,8 @@ use flist_format::{Kind, Meta, SpecialKind};
 
 use crate::builder::{clamp_time, normalise_path, NameCache, TreeBuilder};
 use crate::error::{io_err, ConvertError, LimitKind, Result};
-use crate::options::{warn, ConvertOptions, Counters, PathPolicy, Warnings};
-use crate::pipeline::{AddError, ChunkSender};
+use crate::options::{check_cancel, warn, ConvertOptions, Counters, PathPolicy, Warnings};
+use crate::pipeline::ChunkSender;
 
 fn meta_of(md: &fs::Metadata, warnings: &mut Warnings, names: &mut NameCache) -> Meta {
     if md.mtime_nsec() != 0 {
@@ -47,7 +47,7 @@ pub(crate) fn read_dir_tree(
     root: &Path,
     opts: &ConvertOptions,
     counters: &Counters,
-    sender: &mut ChunkSender,
+    sender: &mut ChunkSender<'_>,
     b: &mut TreeBuilder,
 ) -> Result<()> {
     let limits = &opts.limits;
@@ -77,6 +77,7 @@ pub(crate) fn read_dir_tree(
     while let Some((dir, comps)) = stack.pop() {
         let rd = fs::read_dir(&dir).map_err(io_err(&dir))?;
         for ent in rd {
+            check_cancel(&opts.cancel)?;
             let ent = ent.map_err(io_err(&dir))?;
             let path = ent.path();
             let name = to_name(ent.file_name(), &path)?;
@@ -135,13 +136,12 @@ pub(crate) fn read_dir_tree(
                     .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
                     .open(&path)
                     .map_err(io_err(&path))?;
-                let (file, got) = match sender.add_file(&mut f, size) {
-                    Ok(x) => x,
-                    Err(AddError::Closed) => {
-                        return Err(ConvertError::Internal("pipeline closed".into()))
-                    }
-                    Err(AddError::Read(e)) => return Err(ConvertError::Io { path, source: e }),
-                };
+                let (file, got) = sender.add_file(&mut f, size).map_err(|e| {
+                    e.into_convert(|source| ConvertError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+                })?;
                 counters.bytes_read.fetch_add(got, Ordering::Relaxed);
                 counters.bytes_expanded.fetch_add(got, Ordering::Relaxed);
                 if got != size {

@@ -20,6 +20,11 @@ pub enum LimitKind {
     Depth,
     /// Size of the extension headers (PAX records, GNU long names) of one member.
     HeaderSize,
+    /// Zeros of sparse-file holes read without their map (old GNU sparse members whose map
+    /// continues in extension headers), against the bytes really read.
+    SparseExpansion,
+    /// Size of an flist's inflated catalog database.
+    DatabaseSize,
 }
 
 impl std::fmt::Display for LimitKind {
@@ -31,6 +36,8 @@ impl std::fmt::Display for LimitKind {
             LimitKind::NameLength => "name length",
             LimitKind::Depth => "path depth",
             LimitKind::HeaderSize => "extension header size",
+            LimitKind::SparseExpansion => "sparse expansion",
+            LimitKind::DatabaseSize => "flist database size",
         })
     }
 }
@@ -216,6 +223,9 @@ pub enum ConvertError {
     /// Reading or writing the flist failed.
     #[error("flist: {0}")]
     Flist(String),
+    /// The conversion was cancelled ([`crate::Cancel`]): nothing was written.
+    #[error("cancelled")]
+    Cancelled,
     /// A pipeline thread stopped unexpectedly.
     #[error("internal pipeline failure: {0}")]
     Internal(String),
@@ -223,7 +233,14 @@ pub enum ConvertError {
 
 impl From<flist_format::FormatError> for ConvertError {
     fn from(e: flist_format::FormatError) -> Self {
-        ConvertError::Flist(e.to_string())
+        match e {
+            // (kept as I/O, so a full disk can be told from a bad flist)
+            flist_format::FormatError::Io { what, source } => ConvertError::Io {
+                path: what.into(),
+                source,
+            },
+            e => ConvertError::Flist(e.to_string()),
+        }
     }
 }
 

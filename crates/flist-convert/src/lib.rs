@@ -1,16 +1,18 @@
 //! Archive and directory conversion to flists; extraction and verification.
 //!
-//! - [`pack_archive`]: a tar stream (gzip, zstd, xz, bzip2 or plain, detected from its magic
-//!   bytes) to a [`Tree`], chunks stored in a [`BlockingStore`]; [`pack_dir`]: the same from a
-//!   directory. Both produce the same tree for the same content, with children ordered as
-//!   the reference writer orders them (directories first, then by name).
-//! - Untrusted input is bounded by [`Limits`] and [`PathPolicy`]; every refusal is a
-//!   specific [`ConvertError`] variant, and no flist is written when conversion fails.
+//! - [`convert`]: a [`Source`] (a tar stream — gzip, zstd, xz, bzip2 or plain, detected
+//!   from its magic bytes — or a directory) to a [`Converted`] tree, chunks stored in a
+//!   [`BlockingStore`]. The one entry point for archives and directories: the same tree for
+//!   the same content, children ordered as the reference writer orders them (directories
+//!   first, then by name). [`Converted::write_flist`] writes the flist;
+//!   [`Converted::into_packed`] reads the tree back into memory when a caller needs it.
 //! - The tree is staged on disk while it is built (a temporary SQLite table of entries by
-//!   parent and name; chunk lists in a temporary file), so memory does not grow with the
-//!   number of entries; [`archive_to_flist`] and [`dir_to_flist`] write the flist from
-//!   there one directory at a time, [`pack_archive`] and [`pack_dir`] read it back as a
-//!   [`Tree`].
+//!   parent and name; chunk lists in a temporary file) and written one directory at a
+//!   time, so memory does not grow with the number of entries. Image conversion
+//!   ([`oci`]), [`merge`] and [`mod@derive`] build their trees the same way.
+//! - Untrusted input is bounded by [`Limits`] and [`PathPolicy`]; every refusal is a
+//!   specific [`ConvertError`] variant, and no flist is written when conversion fails. A
+//!   [`Cancel`] in the options stops a conversion (a client gone, a timeout).
 //! - The pipeline decompresses on one thread, parses on another, encodes chunks on a pool
 //!   of workers and writes batches to the store, with bounded queues throughout.
 //!
@@ -43,7 +45,7 @@
 //! ```
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flist_format::{Metadata, Tree};
 use flist_store::BlockingStore;
@@ -57,6 +59,7 @@ mod dirpack;
 mod error;
 mod extract;
 pub mod initramfs;
+pub mod merge;
 #[cfg(feature = "oci")]
 pub mod oci;
 mod options;
@@ -72,7 +75,7 @@ pub use decompress::Compression;
 pub use error::{ConvertError, LimitKind, Result};
 pub use extract::{extract, verify, BadChunk, ExtractOptions, ExtractStats, VerifyReport};
 pub use options::{
-    warn, ConvertOptions, Limits, OwnerNames, PathPolicy, Progress, ProgressReport, Stats,
+    warn, Cancel, ConvertOptions, Limits, OwnerNames, PathPolicy, Progress, ProgressReport, Stats,
     UploadMode, Warning,
 };
 pub use reencode::{reencode, ReencodeOptions, ReencodeStats};
@@ -80,7 +83,7 @@ pub use reencode::{reencode, ReencodeOptions, ReencodeStats};
 use builder::TreeBuilder;
 use options::Counters;
 
-/// A converted tree and what it took.
+/// A converted tree held in memory and what it took (see [`Converted::into_packed`]).
 #[derive(Clone, Debug)]
 pub struct Packed {
     /// The tree, every regular file with its chunk list.
@@ -89,31 +92,178 @@ pub struct Packed {
     pub stats: Stats,
 }
 
-fn finish(
-    builder: TreeBuilder,
-    results: builder::ChunkResults,
-    counters: &Counters,
-    opts: &ConvertOptions,
-) -> Result<Packed> {
-    let (staged, stats) = finish_staged(builder, results, counters, opts)?;
-    Ok(Packed {
-        tree: staged.into_tree()?,
-        stats,
-    })
+/// What [`convert`] reads.
+pub enum Source<'a> {
+    /// A tar stream (compression detected from its magic bytes). A plain tar must end
+    /// with its end-of-archive marker (two zero blocks); compressed streams are checked by
+    /// their own trailers.
+    Archive {
+        /// The stream.
+        reader: Box<dyn Read + Send + 'a>,
+        /// Its length in bytes, when known (progress against the input read).
+        len: Option<u64>,
+    },
+    /// A directory of this machine, walked without following symlinks.
+    Dir(PathBuf),
 }
 
-fn finish_staged(
-    builder: TreeBuilder,
-    results: builder::ChunkResults,
-    counters: &Counters,
-    opts: &ConvertOptions,
-) -> Result<(builder::Staged, Stats)> {
-    let mut staged = builder.finish(results)?;
-    let stats = make_stats(&mut staged, counters)?;
-    if let Some(p) = &opts.progress {
-        p.progress(&counters.report());
+impl<'a> Source<'a> {
+    /// A tar stream of unknown length.
+    pub fn archive(reader: impl Read + Send + 'a) -> Self {
+        Source::Archive {
+            reader: Box::new(reader),
+            len: None,
+        }
     }
-    Ok((staged, stats))
+
+    /// A directory.
+    pub fn dir(path: impl Into<PathBuf>) -> Self {
+        Source::Dir(path.into())
+    }
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Archive { len, .. } => f.debug_struct("Archive").field("len", len).finish(),
+            Source::Dir(p) => f.debug_tuple("Dir").field(p).finish(),
+        }
+    }
+}
+
+impl Source<'static> {
+    /// The source a command-line argument names: `-` is standard input (an archive), a
+    /// directory is walked, any other file is read as an archive (buffered).
+    pub fn from_arg(arg: &str) -> Result<Source<'static>> {
+        if arg == "-" {
+            return Ok(Source::archive(std::io::BufReader::with_capacity(
+                1 << 20,
+                std::io::stdin(),
+            )));
+        }
+        let p = Path::new(arg);
+        let md = std::fs::metadata(p).map_err(error::io_err(p))?;
+        if md.is_dir() {
+            return Ok(Source::Dir(p.to_path_buf()));
+        }
+        let f = std::fs::File::open(p).map_err(error::io_err(p))?;
+        Ok(Source::Archive {
+            reader: Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
+            len: Some(md.len()),
+        })
+    }
+}
+
+/// A converted tree, staged on disk (memory does not grow with its entries), with what the
+/// conversion took and the metadata to write with it.
+pub struct Converted {
+    staged: builder::Staged,
+    /// Counts and warnings.
+    pub stats: Stats,
+    /// Metadata written with the tree (an image's config; empty for archives and
+    /// directories, a derived flist's base metadata): set keys (`backend` ...) before
+    /// [`Converted::write_flist`].
+    pub metadata: Metadata,
+    cancel: Option<Cancel>,
+    codec: flist_format::Codec,
+}
+
+impl std::fmt::Debug for Converted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Converted")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Converted {
+    pub(crate) fn new(
+        mut staged: builder::Staged,
+        counters: &Counters,
+        opts: &ConvertOptions,
+    ) -> Result<Self> {
+        let stats = make_stats(&mut staged, counters)?;
+        if let Some(p) = &opts.progress {
+            p.progress(&counters.report());
+        }
+        Ok(Converted {
+            staged,
+            stats,
+            metadata: Metadata::new(),
+            cancel: opts.cancel.clone(),
+            codec: opts.codec,
+        })
+    }
+
+    /// True when the tree has no entry besides its root (an empty or zero-byte archive).
+    pub fn is_empty(&self) -> bool {
+        let s = &self.stats;
+        s.files + s.directories + s.symlinks + s.specials == 0
+    }
+
+    /// Writes every directory into a catalog, one at a time (for a caller assembling its
+    /// own database; [`Converted::write_flist`] does it all).
+    pub fn write_catalog(&self, w: &mut dyn flist_format::writer::DirSink) -> Result<()> {
+        self.staged.write_catalog(w, &self.cancel)
+    }
+
+    /// Writes the flist at `out` (atomically: nothing is at `out` unless the whole flist
+    /// is) with [`Converted::metadata`], one directory at a time: an `.flist` for the
+    /// `.flist` codec, an rfs `.fl` for the rfs codec (the conversion's `opts.codec`).
+    pub fn write_flist(&self, out: &Path) -> Result<()> {
+        match self.codec {
+            flist_format::Codec::Flist => {
+                flist_format::writer::write_flist_with(out, |conn, what| {
+                    let mut w = flist_format::writer::CatalogWriter::new(conn, what)?;
+                    self.write_catalog(&mut w)?;
+                    w.finish(&self.metadata)?;
+                    Ok::<(), ConvertError>(())
+                })
+            }
+            flist_format::Codec::Rfs => {
+                flist_format::writer::write_sqlite_with(out, |conn, what| {
+                    let mut w = flist_format::fl::FlWriter::new(conn, what)?;
+                    self.write_catalog(&mut w)?;
+                    w.finish(&self.metadata)?;
+                    Ok::<(), ConvertError>(())
+                })
+            }
+        }
+        .map_err(|e| match e {
+            ConvertError::Flist(m) => {
+                ConvertError::Flist(format!("writing {}: {m}", out.display()))
+            }
+            e => e,
+        })
+    }
+
+    /// The distinct chunk store keys the tree's files reference, handed to `f` in batches of
+    /// at most `batch` (for presence checks); returns how many there are. The set is kept on
+    /// disk, not in memory.
+    pub fn chunk_keys(
+        &self,
+        batch: usize,
+        mut f: impl FnMut(&[Vec<u8>]) -> Result<()>,
+    ) -> Result<u64> {
+        self.staged.chunk_keys(batch, &mut f)
+    }
+
+    /// The flist in memory: the tree (children in the reference order) and
+    /// [`Converted::metadata`].
+    pub fn into_flist(self) -> Result<flist_format::Flist> {
+        Ok(flist_format::Flist {
+            tree: self.staged.into_tree()?,
+            metadata: self.metadata,
+        })
+    }
+
+    /// The tree in memory (children in the reference order) with the statistics.
+    pub fn into_packed(self) -> Result<Packed> {
+        Ok(Packed {
+            tree: self.staged.into_tree()?,
+            stats: self.stats,
+        })
+    }
 }
 
 fn make_stats(staged: &mut builder::Staged, counters: &Counters) -> Result<Stats> {
@@ -132,117 +282,46 @@ fn make_stats(staged: &mut builder::Staged, counters: &Counters) -> Result<Stats
         chunks_written: counters.chunks_new.load(Relaxed),
         chunks_present: counters.chunks_present.load(Relaxed),
         chunks_deduplicated: counters.chunks_dedup.load(Relaxed),
+        bytes_encoded: counters.bytes_encoded.load(Relaxed),
         warnings: std::mem::take(&mut staged.warnings).into_vec(),
     })
 }
 
-/// Converts a tar archive stream into a tree, storing its chunks in `store` (with `None`,
-/// chunks are encoded, so the tree has its block keys, but stored nowhere).
-pub fn pack_archive<R: Read + Send>(
-    mut input: R,
+/// Converts `source` into a tree staged on disk, storing its chunks in `store` (with
+/// `None`, chunks are encoded, so the tree has its block keys, but stored nowhere). On any
+/// error (or cancellation) nothing is left behind but the chunks already stored.
+pub fn convert(
+    source: Source<'_>,
     store: Option<&BlockingStore>,
     opts: &ConvertOptions,
-) -> Result<Packed> {
+) -> Result<Converted> {
     let counters = Counters::default();
-    let input: &mut (dyn Read + Send) = &mut input;
-    let (builder, results) = pipeline::run(store, opts, &counters, |sender| {
-        let mut b = TreeBuilder::new(0)?;
-        tarball::read_archive(input, opts, &counters, sender, &mut b)?;
-        Ok(b)
-    })?;
-    finish(builder, results, &counters, opts)
+    let (builder, results) = match source {
+        Source::Archive { mut reader, .. } => {
+            let input: &mut (dyn Read + Send) = &mut *reader;
+            pipeline::run(store, opts, &counters, |sender| {
+                let mut b = TreeBuilder::new(0)?;
+                tarball::read_archive(
+                    input,
+                    opts,
+                    &counters,
+                    sender,
+                    &mut b,
+                    tarball::TarEnd::Required,
+                )?;
+                Ok(b)
+            })?
+        }
+        Source::Dir(dir) => pipeline::run(store, opts, &counters, |sender| {
+            let mut b = TreeBuilder::new(0)?;
+            dirpack::read_dir_tree(&dir, opts, &counters, sender, &mut b)?;
+            Ok(b)
+        })?,
+    };
+    Converted::new(builder.finish(results)?, &counters, opts)
 }
 
 /// Converts a tar archive in memory into a tree without any store (fuzzing, previews).
 pub fn archive_to_tree(archive: &[u8], opts: &ConvertOptions) -> Result<Packed> {
-    pack_archive(archive, None, opts)
-}
-
-/// Converts a directory into a tree, storing chunks in `store`. Symlinks are never
-/// followed; owner names are the numeric ids (`root` for 0), as for numeric-owner tars.
-pub fn pack_dir(
-    dir: &Path,
-    store: Option<&BlockingStore>,
-    opts: &ConvertOptions,
-) -> Result<Packed> {
-    let counters = Counters::default();
-    let (builder, results) = pipeline::run(store, opts, &counters, |sender| {
-        let mut b = TreeBuilder::new(0)?;
-        dirpack::read_dir_tree(dir, opts, &counters, sender, &mut b)?;
-        Ok(b)
-    })?;
-    finish(builder, results, &counters, opts)
-}
-
-/// Writes the staged tree at `out` (atomically), one directory at a time: an `.flist` for
-/// the `.flist` codec, an rfs `.fl` for the rfs codec.
-fn write_staged(
-    staged: &builder::Staged,
-    metadata: &Metadata,
-    out: &Path,
-    codec: flist_format::Codec,
-) -> Result<()> {
-    match codec {
-        flist_format::Codec::Flist => flist_format::writer::write_flist_with(out, |conn, what| {
-            let mut w = flist_format::writer::CatalogWriter::new(conn, what)?;
-            staged.write_catalog(&mut w)?;
-            w.finish(metadata)?;
-            Ok::<(), ConvertError>(())
-        }),
-        flist_format::Codec::Rfs => flist_format::writer::write_sqlite_with(out, |conn, what| {
-            let mut w = flist_format::fl::FlWriter::new(conn, what)?;
-            staged.write_catalog(&mut w)?;
-            w.finish(metadata)?;
-            Ok::<(), ConvertError>(())
-        }),
-    }
-    .map_err(|e| match e {
-        ConvertError::Flist(m) => ConvertError::Flist(format!("writing {}: {m}", out.display())),
-        e => e,
-    })
-}
-
-/// Converts a tar stream and writes the flist at `out` with `metadata` (an `.flist`, or an
-/// rfs `.fl` when `opts.codec` is [`flist_format::Codec::Rfs`]). The flist is
-/// written (atomically) only after the whole archive converted: on any error there is no
-/// file at `out` (nor a partial one). The tree never sits in memory: it is staged on disk
-/// and written one directory at a time.
-pub fn archive_to_flist<R: Read + Send>(
-    mut input: R,
-    store: &BlockingStore,
-    metadata: Metadata,
-    out: &Path,
-    opts: &ConvertOptions,
-) -> Result<Stats> {
-    let counters = Counters::default();
-    let input: &mut (dyn Read + Send) = &mut input;
-    let (builder, results) = pipeline::run(Some(store), opts, &counters, |sender| {
-        let mut b = TreeBuilder::new(0)?;
-        tarball::read_archive(input, opts, &counters, sender, &mut b)?;
-        Ok(b)
-    })?;
-    let (staged, stats) = finish_staged(builder, results, &counters, opts)?;
-    write_staged(&staged, &metadata, out, opts.codec)?;
-    Ok(stats)
-}
-
-/// Converts a directory and writes the flist at `out` with `metadata` (atomically, only on
-/// success; the tree is staged on disk as for [`archive_to_flist`]; the format follows
-/// `opts.codec`).
-pub fn dir_to_flist(
-    dir: &Path,
-    store: &BlockingStore,
-    metadata: Metadata,
-    out: &Path,
-    opts: &ConvertOptions,
-) -> Result<Stats> {
-    let counters = Counters::default();
-    let (builder, results) = pipeline::run(Some(store), opts, &counters, |sender| {
-        let mut b = TreeBuilder::new(0)?;
-        dirpack::read_dir_tree(dir, opts, &counters, sender, &mut b)?;
-        Ok(b)
-    })?;
-    let (staged, stats) = finish_staged(builder, results, &counters, opts)?;
-    write_staged(&staged, &metadata, out, opts.codec)?;
-    Ok(stats)
+    convert(Source::archive(archive), None, opts)?.into_packed()
 }

@@ -1,8 +1,48 @@
 //! Conversion options, limits, progress reporting and statistics.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use crate::error::{ConvertError, Result};
+
+/// A cancellation flag shared between whoever wants a conversion and the conversion: once
+/// [`Cancel::cancel`] is called, the conversion stops at its next check (every archive
+/// member, directory entry, chunk and written directory) with
+/// [`ConvertError::Cancelled`], and writes nothing. Clones share the flag.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag not raised yet.
+    pub fn new() -> Self {
+        Cancel::default()
+    }
+
+    /// Raises the flag.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the flag is raised.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `Err(ConvertError::Cancelled)` once the flag is raised.
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(ConvertError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Checks an optional flag.
+pub(crate) fn check_cancel(c: &Option<Cancel>) -> Result<()> {
+    c.as_ref().map_or(Ok(()), Cancel::check)
+}
 
 /// Resource limits applied while converting untrusted input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +161,8 @@ pub struct ConvertOptions {
     pub batches_in_flight: usize,
     /// Progress callback.
     pub progress: Option<Arc<dyn Progress>>,
+    /// Stops the conversion when raised (a client that went away, a timeout).
+    pub cancel: Option<Cancel>,
     /// Chunk codec: [`flist_format::Codec::Flist`] for an `.flist`,
     /// [`flist_format::Codec::Rfs`] for an rfs `.fl`.
     pub codec: flist_format::Codec,
@@ -137,6 +179,7 @@ impl Default for ConvertOptions {
             batch_chunks: 64,
             batches_in_flight: 2,
             progress: None,
+            cancel: None,
             codec: flist_format::Codec::Flist,
         }
     }
@@ -153,6 +196,7 @@ impl std::fmt::Debug for ConvertOptions {
             .field("batch_chunks", &self.batch_chunks)
             .field("batches_in_flight", &self.batches_in_flight)
             .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel)
             .field("codec", &self.codec)
             .finish()
     }
@@ -194,6 +238,10 @@ pub struct Stats {
     pub chunks_present: u64,
     /// Chunks repeated within this input (encoded once, referenced again).
     pub chunks_deduplicated: u64,
+    /// Plaintext bytes hashed, compressed and encrypted: the chunking work. Holes of
+    /// sparse files are not encoded again and again (their zero chunks are reused), so
+    /// this follows the bytes read, not the size a sparse member claims.
+    pub bytes_encoded: u64,
     /// What the flist could not hold, by kind.
     pub warnings: Vec<Warning>,
 }
@@ -262,6 +310,7 @@ pub(crate) struct Counters {
     pub chunks_new: AtomicU64,
     pub chunks_present: AtomicU64,
     pub chunks_dedup: AtomicU64,
+    pub bytes_encoded: AtomicU64,
 }
 
 impl Counters {

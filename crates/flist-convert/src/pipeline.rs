@@ -18,7 +18,7 @@ use flist_store::{BlockingStore, Pending, SetOutcome, Store, StoreError};
 
 use crate::builder::{ChunkResults, FileId};
 use crate::error::{ConvertError, Result};
-use crate::options::{ConvertOptions, Counters, UploadMode};
+use crate::options::{Cancel, ConvertOptions, Counters, UploadMode};
 
 /// A job item: one plaintext chunk of one file.
 struct JobItem {
@@ -32,7 +32,7 @@ struct Encoded {
     file: FileId,
     index: u32,
     block: Block,
-    data: Vec<u8>,
+    data: Bytes,
 }
 
 /// Jobs are sent once they hold this many plaintext bytes (small files are batched).
@@ -52,18 +52,66 @@ pub(crate) enum AddError {
     Read(io::Error),
     /// The pipeline stopped (a worker or the store failed); its error is reported instead.
     Closed,
+    /// The conversion was cancelled.
+    Cancelled,
+}
+
+impl AddError {
+    /// The conversion error, with a read error mapped by `read`.
+    pub(crate) fn into_convert(self, read: impl FnOnce(io::Error) -> ConvertError) -> ConvertError {
+        match self {
+            AddError::Read(e) => read(e),
+            AddError::Closed => ConvertError::Internal("pipeline closed".into()),
+            AddError::Cancelled => ConvertError::Cancelled,
+        }
+    }
+}
+
+/// A file content with holes (a sparse file): stretches of zeros that need not be read
+/// byte by byte, and whose chunks need not be encoded again.
+pub(crate) trait Holes: Read {
+    /// Bytes of hole starting at the current position (0: data comes next).
+    fn hole_ahead(&self) -> u64;
+    /// Moves past `n` bytes of the hole ahead.
+    fn skip_hole(&mut self, n: u64) -> io::Result<()>;
+}
+
+/// Encoded all-zero chunks by length (the holes of sparse files), made once.
+#[derive(Default)]
+struct ZeroChunks(Vec<(usize, Block, Bytes)>);
+
+impl ZeroChunks {
+    fn get(&mut self, len: usize, codec: Codec, counters: &Counters) -> (Block, Bytes) {
+        if let Some((_, b, d)) = self.0.iter().find(|(l, _, _)| *l == len) {
+            return (*b, d.clone());
+        }
+        let c = codec.encode(&vec![0u8; len]);
+        counters
+            .bytes_encoded
+            .fetch_add(len as u64, Ordering::Relaxed);
+        let d = Bytes::from(c.data);
+        self.0.push((len, c.block, d.clone()));
+        (c.block, d)
+    }
 }
 
 /// The producer's handle on the pipeline.
-pub(crate) struct ChunkSender {
+pub(crate) struct ChunkSender<'c> {
     job_tx: Sender<Vec<JobItem>>,
+    /// Chunks encoded here (holes), straight to the writer.
+    enc_tx: Sender<Vec<Encoded>>,
     pool_rx: Receiver<Vec<u8>>,
     pending: Vec<JobItem>,
     pending_bytes: usize,
+    pending_zeros: Vec<Encoded>,
+    zeros: ZeroChunks,
     next_file: FileId,
+    cancel: Option<Cancel>,
+    codec: Codec,
+    counters: &'c Counters,
 }
 
-impl ChunkSender {
+impl ChunkSender<'_> {
     fn buffer(&self) -> Vec<u8> {
         match self.pool_rx.try_recv() {
             Ok(mut b) => {
@@ -81,13 +129,43 @@ impl ChunkSender {
         r: &mut dyn Read,
         size: u64,
     ) -> Result<(FileId, u64), AddError> {
+        self.add_sparse(&mut NoHoles(r), size)
+    }
+
+    /// [`Self::add_file`] for a content with holes: a chunk lying wholly in a hole is
+    /// neither read nor encoded (the encoded zero chunk of its length is reused), so the
+    /// work follows the bytes really read, not the size the file claims.
+    pub(crate) fn add_sparse(
+        &mut self,
+        r: &mut dyn Holes,
+        size: u64,
+    ) -> Result<(FileId, u64), AddError> {
         // A file's id is the slot of its first chunk in the results: the next file starts
         // after its last chunk.
         let file = self.next_file;
         let mut done = 0u64;
         let mut index = 0u32;
         while done < size {
+            if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                return Err(AddError::Cancelled);
+            }
             let want = (size - done).min(CHUNK_SIZE as u64) as usize;
+            if r.hole_ahead() >= want as u64 {
+                r.skip_hole(want as u64).map_err(AddError::Read)?;
+                let (block, data) = self.zeros.get(want, self.codec, self.counters);
+                self.pending_zeros.push(Encoded {
+                    file,
+                    index,
+                    block,
+                    data,
+                });
+                done += want as u64;
+                index += 1;
+                if self.pending_zeros.len() >= JOB_ITEMS {
+                    self.flush()?;
+                }
+                continue;
+            }
             let mut buf = self.buffer();
             let n = r
                 .take(want as u64)
@@ -120,6 +198,10 @@ impl ChunkSender {
 
     /// Sends the pending job.
     pub(crate) fn flush(&mut self) -> Result<(), AddError> {
+        if !self.pending_zeros.is_empty() {
+            let zeros = std::mem::take(&mut self.pending_zeros);
+            self.enc_tx.send(zeros).map_err(|_| AddError::Closed)?;
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -129,15 +211,39 @@ impl ChunkSender {
     }
 }
 
+/// A content without holes.
+struct NoHoles<'r>(&'r mut dyn Read);
+
+impl Read for NoHoles<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Holes for NoHoles<'_> {
+    fn hole_ahead(&self) -> u64 {
+        0
+    }
+
+    fn skip_hole(&mut self, _n: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encodes jobs with `codec` until the job channel closes.
 fn worker(
     codec: Codec,
     jobs: Receiver<Vec<JobItem>>,
     out: Sender<Vec<Encoded>>,
     pool: Sender<Vec<u8>>,
+    counters: &Counters,
 ) {
     for job in jobs {
         let plains: Vec<&[u8]> = job.iter().map(|i| i.data.as_slice()).collect();
+        let bytes: usize = plains.iter().map(|p| p.len()).sum();
+        counters
+            .bytes_encoded
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         let coded = codec.encode_many(&plains);
         let mut enc = Vec::with_capacity(job.len());
         for (item, c) in job.into_iter().zip(coded) {
@@ -146,7 +252,7 @@ fn worker(
                 file: item.file,
                 index: item.index,
                 block: c.block,
-                data: c.data,
+                data: Bytes::from(c.data),
             });
         }
         if out.send(enc).is_err() {
@@ -252,7 +358,7 @@ fn writer(
                 continue;
             }
             batch_bytes += e.data.len();
-            batch.push((e.block.id().to_vec(), Bytes::from(e.data)));
+            batch.push((e.block.id().to_vec(), e.data));
             if batch.len() >= batch_chunks || batch_bytes >= BATCH_BYTES {
                 flush(&mut batch, &mut inflight)?;
                 batch_bytes = 0;
@@ -299,7 +405,7 @@ pub(crate) fn run<T>(
     store: Option<&BlockingStore>,
     opts: &ConvertOptions,
     counters: &Counters,
-    produce: impl FnOnce(&mut ChunkSender) -> Result<T>,
+    produce: impl FnOnce(&mut ChunkSender<'_>) -> Result<T>,
 ) -> Result<(T, ChunkResults)> {
     let workers = worker_count(opts);
     let (job_tx, job_rx) = bounded::<Vec<JobItem>>(workers * 2);
@@ -313,11 +419,10 @@ pub(crate) fn run<T>(
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("flist-encode-{i}"))
-                    .spawn_scoped(s, move || worker(opts.codec, jr, et, pt)),
+                    .spawn_scoped(s, move || worker(opts.codec, jr, et, pt, counters)),
             );
         }
         drop(job_rx);
-        drop(enc_tx);
         drop(pool_tx);
         let writer_handle = std::thread::Builder::new()
             .name("flist-store-writer".into())
@@ -325,15 +430,20 @@ pub(crate) fn run<T>(
 
         let mut sender = ChunkSender {
             job_tx,
+            enc_tx,
             pool_rx,
             pending: Vec::new(),
             pending_bytes: 0,
+            pending_zeros: Vec::new(),
+            zeros: ZeroChunks::default(),
             next_file: 0,
+            cancel: opts.cancel.clone(),
+            codec: opts.codec,
+            counters,
         };
         let produced = produce(&mut sender).and_then(|t| match sender.flush() {
             Ok(()) => Ok(t),
-            Err(AddError::Closed) => Err(ConvertError::Internal("pipeline closed".into())),
-            Err(AddError::Read(e)) => Err(ConvertError::Input(e)),
+            Err(e) => Err(e.into_convert(ConvertError::Input)),
         });
         drop(sender);
         for h in handles {

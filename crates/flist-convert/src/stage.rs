@@ -45,7 +45,8 @@ CREATE TABLE node (
   target TEXT,
   special INTEGER, major INTEGER, minor INTEGER,
   file INTEGER,
-  blocks BLOB
+  blocks BLOB,
+  implicit INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX node_parent_name ON node (parent, name);
 ";
@@ -60,6 +61,9 @@ pub(crate) struct Row {
     pub meta: Meta,
     pub kind: Kind,
     pub file: Option<FileId>,
+    /// A directory made only because something was placed beneath it (no member or
+    /// entry described it).
+    pub implicit: bool,
 }
 
 /// The kind code of a staged entry (directory or not).
@@ -117,7 +121,7 @@ fn shape_of(kind: i64) -> Shape {
     }
 }
 
-/// Reads a row from the columns of [`COLUMNS`] starting at `at`.
+/// Reads a row from the columns of [`COLUMNS`] then `implicit`, starting at `at`.
 fn row_from(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Row> {
     let kind: i64 = r.get(at)?;
     let meta = Meta {
@@ -159,6 +163,7 @@ fn row_from(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Row> {
         meta,
         kind,
         file: file.map(|f| f as u64),
+        implicit: r.get::<_, i64>(at + 15)? != 0,
     })
 }
 
@@ -327,7 +332,9 @@ impl Stage {
     pub(crate) fn row(&self, id: EntryId) -> Result<Row> {
         let mut st = self
             .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM node WHERE id = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, implicit FROM node WHERE id = ?1"
+            ))
             .map_err(|e| self.err("preparing a read", e))?;
         st.query_row(params![id], |r| row_from(r, 0))
             .map_err(|e| self.err("reading an entry", e))
@@ -380,7 +387,7 @@ impl Stage {
             .prepare_cached(
                 "UPDATE node SET kind = ?2, mode = ?3, uid = ?4, gid = ?5, uname = ?6, gname = ?7, \
                  mtime = ?8, ctime = ?9, size = ?10, target = ?11, special = ?12, major = ?13, \
-                 minor = ?14, file = ?15, blocks = ?16 WHERE id = ?1",
+                 minor = ?14, file = ?15, blocks = ?16, implicit = 0 WHERE id = ?1",
             )
             .map_err(|e| sqlite_err(&self.path, "preparing an update", e))?;
         let file = file.map(|f| f as i64);
@@ -398,7 +405,7 @@ impl Stage {
             .conn
             .prepare_cached(
                 "UPDATE node SET mode = ?2, uid = ?3, gid = ?4, uname = ?5, gname = ?6, \
-                 mtime = ?7, ctime = ?8, size = ?9 WHERE id = ?1",
+                 mtime = ?7, ctime = ?8, size = ?9, implicit = 0 WHERE id = ?1",
             )
             .map_err(|e| sqlite_err(&self.path, "preparing an update", e))?;
         st.execute(params![
@@ -413,6 +420,108 @@ impl Stage {
             size as i64
         ])
         .map_err(|e| sqlite_err(&self.path, "updating a directory", e))?;
+        Ok(())
+    }
+
+    /// Sets entry `name` of directory `parent` as extracting it would: a directory over a
+    /// directory takes the new metadata and keeps the children; anything else replaces
+    /// the old entry (and its subtree) in place; a new name is added.
+    pub(crate) fn set(
+        &mut self,
+        parent: EntryId,
+        name: &str,
+        meta: &Meta,
+        kind: &Kind,
+        file: Option<FileId>,
+    ) -> Result<EntryId> {
+        match self.child(parent, name)? {
+            Some((id, Shape::Dir)) if kind.is_dir() => {
+                self.set_dir_meta(id, meta, kind.size())?;
+                Ok(id)
+            }
+            Some((id, _)) => {
+                self.replace(id, meta, kind, file)?;
+                Ok(id)
+            }
+            None => self.insert(parent, name, meta, kind, file),
+        }
+    }
+
+    /// The directory at `comps`, made (root:root 0755 at `time`, implicit) where missing
+    /// and replacing non-directories on the way, as extracting a member beneath them
+    /// would.
+    pub(crate) fn ensure_dir<S: AsRef<str>>(&mut self, comps: &[S], time: u32) -> Result<EntryId> {
+        let path = join(comps);
+        if let Some(id) = self.cached_dir(&path) {
+            return Ok(id);
+        }
+        let mut cur = Self::ROOT;
+        for c in comps {
+            let c = c.as_ref();
+            cur = match self.child(cur, c)? {
+                Some((id, Shape::Dir)) => id,
+                Some((id, _)) => {
+                    self.replace(id, &Meta::root(0o755, time), &Kind::empty_dir(), None)?;
+                    self.mark_implicit(id)?;
+                    id
+                }
+                None => {
+                    let id =
+                        self.insert(cur, c, &Meta::root(0o755, time), &Kind::empty_dir(), None)?;
+                    self.mark_implicit(id)?;
+                    id
+                }
+            };
+        }
+        self.cache_dir(&path, cur);
+        Ok(cur)
+    }
+
+    /// Adds every entry of `tree` below the root (the root's own metadata is set too).
+    pub(crate) fn import_tree(&mut self, tree: &flist_format::Tree) -> Result<()> {
+        use flist_format::Tree;
+        let root = tree.node(Tree::ROOT);
+        self.set_dir_meta(Self::ROOT, &root.meta, root.kind.size())?;
+        let mut stack = vec![(Tree::ROOT, Self::ROOT)];
+        while let Some((node, id)) = stack.pop() {
+            for (name, child) in tree.children(node) {
+                let n = tree.node(child);
+                let kind = match &n.kind {
+                    Kind::Dir { size, .. } => Kind::Dir {
+                        children: Default::default(),
+                        size: *size,
+                    },
+                    k => k.clone(),
+                };
+                let cid = self.insert(id, name, &n.meta, &kind, None)?;
+                if kind.is_dir() {
+                    stack.push((child, cid));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks directory `id` as made only for what lies beneath it.
+    pub(crate) fn mark_implicit(&mut self, id: EntryId) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE node SET implicit = 1 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![id]))
+            .map_err(|e| self.err("marking a directory", e))?;
+        Ok(())
+    }
+
+    /// Removes entry `id` and everything below it (not the root).
+    pub(crate) fn remove(&mut self, id: EntryId) -> Result<()> {
+        if id == Self::ROOT {
+            return self.clear_children(id);
+        }
+        self.clear_children(id)?;
+        self.conn
+            .prepare_cached("DELETE FROM node WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![id]))
+            .map_err(|e| self.err("removing an entry", e))?;
+        self.cache.clear();
         Ok(())
     }
 
@@ -478,7 +587,7 @@ impl Stage {
         let mut st = self
             .conn
             .prepare_cached(&format!(
-                "SELECT id, name, {COLUMNS} FROM node WHERE parent = ?1 \
+                "SELECT id, name, {COLUMNS}, implicit FROM node WHERE parent = ?1 \
                  ORDER BY kind != 0, name"
             ))
             .map_err(|e| self.err("preparing a listing", e))?;
@@ -487,6 +596,74 @@ impl Stage {
             .map_err(|e| self.err("listing a directory", e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err("listing a directory", e))
+    }
+
+    /// Calls `f` with every regular file's row.
+    pub(crate) fn for_each_file(&self, mut f: impl FnMut(Row) -> Result<()>) -> Result<()> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, implicit FROM node WHERE kind = {KIND_FILE}"
+            ))
+            .map_err(|e| self.err("preparing a listing", e))?;
+        let rows = st
+            .query_map([], |r| row_from(r, 0))
+            .map_err(|e| self.err("listing files", e))?;
+        for r in rows {
+            f(r.map_err(|e| self.err("listing files", e))?)?;
+        }
+        Ok(())
+    }
+
+    /// The distinct `keys`, given in any order with repeats, handed to `f` in
+    /// batches of at most `batch` (in key order); returns how many there are. The set is
+    /// kept in the stage's database, not in memory.
+    pub(crate) fn distinct_keys(
+        &self,
+        keys: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+        batch: usize,
+        f: &mut dyn FnMut(&[Vec<u8>]) -> Result<()>,
+    ) -> Result<u64> {
+        self.conn
+            .execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS chunk_key (key BLOB PRIMARY KEY) WITHOUT ROWID; \
+                 DELETE FROM chunk_key;",
+            )
+            .map_err(|e| self.err("creating the key set", e))?;
+        {
+            let mut ins = self
+                .conn
+                .prepare_cached("INSERT OR IGNORE INTO chunk_key (key) VALUES (?1)")
+                .map_err(|e| self.err("preparing the key set", e))?;
+            let mut add = |k: &[u8]| -> Result<()> {
+                ins.execute(params![k])
+                    .map_err(|e| sqlite_err(&self.path, "adding a key", e))?;
+                Ok(())
+            };
+            keys(&mut add)?;
+        }
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key FROM chunk_key ORDER BY key")
+            .map_err(|e| self.err("reading the key set", e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err("reading the key set", e))?;
+        let mut n = 0u64;
+        let mut buf: Vec<Vec<u8>> = Vec::with_capacity(batch.max(1));
+        for r in rows {
+            let k = r.map_err(|e| self.err("reading the key set", e))?;
+            buf.push(k);
+            n += 1;
+            if buf.len() >= batch.max(1) {
+                f(&buf)?;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            f(&buf)?;
+        }
+        Ok(n)
     }
 
     /// Counts by kind (the root not counted) and the sum of file sizes.
@@ -519,6 +696,99 @@ impl Stage {
             }
         }
         Ok(c)
+    }
+}
+
+/// Loads flist catalogs into a stage, the way `zflist init; merge A; merge B` combines
+/// them: an entry already present wins, directories present on both sides are merged, and
+/// the root keeps the first catalog's metadata. Counts every entry met against a limit and
+/// checks for cancellation as it goes.
+pub(crate) struct Import<'s> {
+    pub stage: &'s mut Stage,
+    /// Whether the next catalog is the first (its root sets the root's metadata).
+    pub first: bool,
+    /// Entries met so far, over every catalog.
+    pub entries: u64,
+    /// Most entries met.
+    pub limit: u64,
+    pub cancel: Option<crate::options::Cancel>,
+    /// The error that stopped the walk (the walker only carries format errors).
+    pub error: Option<ConvertError>,
+}
+
+impl Import<'_> {
+    fn fail(&mut self, e: ConvertError) -> flist_format::FormatError {
+        let msg = e.to_string();
+        self.error = Some(e);
+        flist_format::FormatError::Container {
+            what: "staging".into(),
+            reason: msg,
+        }
+    }
+
+    /// Walks the catalog `conn` into the stage.
+    pub(crate) fn catalog(&mut self, conn: &Connection, what: &str) -> Result<()> {
+        self.error = None;
+        let r = flist_format::reader::walk_catalog(conn, what, self);
+        self.first = false;
+        match (r, self.error.take()) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(ConvertError::Flist(e.to_string())),
+        }
+    }
+}
+
+impl flist_format::reader::CatalogVisitor for Import<'_> {
+    type Dir = EntryId;
+
+    fn root(
+        &mut self,
+        root: flist_format::reader::RootDir,
+    ) -> std::result::Result<EntryId, flist_format::FormatError> {
+        if self.first {
+            if let Err(e) = self.stage.set_dir_meta(Stage::ROOT, &root.meta, root.size) {
+                return Err(self.fail(e));
+            }
+        }
+        Ok(Stage::ROOT)
+    }
+
+    fn entry(
+        &mut self,
+        parent: &EntryId,
+        name: String,
+        meta: Meta,
+        kind: Kind,
+    ) -> std::result::Result<Option<EntryId>, flist_format::FormatError> {
+        self.entries += 1;
+        if self.entries > self.limit {
+            let e = ConvertError::Limit {
+                what: crate::error::LimitKind::Entries,
+                value: self.entries,
+                limit: self.limit,
+                entry: Some(name),
+            };
+            return Err(self.fail(e));
+        }
+        if self.entries.is_multiple_of(256) {
+            if let Err(e) = crate::options::check_cancel(&self.cancel) {
+                return Err(self.fail(e));
+            }
+        }
+        let r = match self.stage.child(*parent, &name) {
+            Ok(Some((id, Shape::Dir))) if kind.is_dir() => Ok(Some(id)),
+            // the present entry wins, with everything below it
+            Ok(Some(_)) => Ok(None),
+            Ok(None) => {
+                let is_dir = kind.is_dir();
+                self.stage
+                    .insert(*parent, &name, &meta, &kind, None)
+                    .map(|id| is_dir.then_some(id))
+            }
+            Err(e) => Err(e),
+        };
+        r.map_err(|e| self.fail(e))
     }
 }
 

@@ -11,10 +11,37 @@ use flist_format::tree::DEFAULT_DIR_SIZE;
 use flist_format::{Kind, Meta, SpecialKind};
 
 use crate::builder::{clamp_id, clamp_time, normalise_path, NameCache, TreeBuilder};
-use crate::decompress::{self, ReadState, StreamReader};
+use crate::decompress::{self, Compression, ReadState, StreamReader};
 use crate::error::{ConvertError, LimitKind, Result};
-use crate::options::{warn, ConvertOptions, Counters};
-use crate::pipeline::{AddError, ChunkSender};
+use crate::options::{check_cancel, warn, ConvertOptions, Counters};
+use crate::pipeline::{ChunkSender, Holes};
+
+/// Whether a plain (uncompressed) tar stream must end with its end-of-archive marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TarEnd {
+    /// Two zero blocks are required: a plain tar cut at a member boundary is otherwise
+    /// indistinguishable from a shorter archive (compressed streams have their own
+    /// trailers, checked by their decoders).
+    Required,
+    /// The caller verifies the stream's completeness by other means (an image layer's
+    /// digest).
+    Optional,
+}
+
+/// Zeros of sparse holes read through without their map (see [`fill_budget`]): a fixed
+/// allowance ...
+const SPARSE_FILL_BASE: u64 = 1 << 30;
+/// ... plus this many bytes per input byte read.
+const SPARSE_FILL_PER_BYTE: u64 = 1024;
+
+/// How many bytes of sparse holes may be produced by reading zeros, after `read` input
+/// bytes: old GNU sparse members give their holes only through the archive library, which
+/// makes them by writing zeros, so a 128-byte archive claiming a 60 GiB hole before its
+/// last byte would cost a minute of CPU. Holes whose map is known and that end a file are
+/// never read; PAX sparse holes never are.
+fn fill_budget(read: u64) -> u64 {
+    SPARSE_FILL_BASE.saturating_add(read.saturating_mul(SPARSE_FILL_PER_BYTE))
+}
 
 /// PAX records of one member, in order.
 #[derive(Default, Clone)]
@@ -95,16 +122,19 @@ pub(crate) fn read_archive(
     input: &mut (dyn Read + Send),
     opts: &ConvertOptions,
     counters: &Counters,
-    sender: &mut ChunkSender,
+    sender: &mut ChunkSender<'_>,
     builder: &mut TreeBuilder,
+    end: TarEnd,
 ) -> Result<()> {
     let (tx, rx, ptx, prx) = decompress::channels();
+    let format = std::sync::OnceLock::new();
     std::thread::scope(|s| {
         let limits = &opts.limits;
+        let detected = &format;
         let spawned = std::thread::Builder::new()
             .name("flist-decompress".into())
             .spawn_scoped(s, move || {
-                decompress::decompress_into(input, limits, counters, tx, prx)
+                decompress::decompress_into(input, limits, counters, tx, prx, detected)
             });
         if let Err(e) = spawned {
             return Err(ConvertError::Internal(format!(
@@ -114,16 +144,23 @@ pub(crate) fn read_archive(
         let reader = StreamReader::new(rx, ptx, opts.limits.max_header_bytes);
         // The reader (and with it the channel) is dropped when parse returns, which stops
         // the decompression thread early on errors.
-        parse(reader, opts, counters, sender, builder)
+        let end = match end {
+            TarEnd::Required => Some(&format),
+            TarEnd::Optional => None,
+        };
+        parse(reader, opts, counters, sender, builder, end)
     })
 }
 
+/// The parse loop; with `end`, a plain (uncompressed, as `end` says once detected) stream
+/// must close with two zero blocks.
 fn parse(
     reader: StreamReader,
     opts: &ConvertOptions,
     counters: &Counters,
-    sender: &mut ChunkSender,
+    sender: &mut ChunkSender<'_>,
     b: &mut TreeBuilder,
+    end: Option<&std::sync::OnceLock<Compression>>,
 ) -> Result<()> {
     let state = reader.state.clone();
     let mut ctx = Ctx {
@@ -138,8 +175,11 @@ fn parse(
     let mut last_progress = Instant::now();
     let limits = &opts.limits;
     let mut names = NameCache::new(opts.owner_names);
+    // Zeros of sparse holes produced by reading (old GNU sparse members).
+    let mut filled = 0u64;
 
     loop {
+        check_cancel(&opts.cancel)?;
         state.user_read.set(false);
         let mut entry = match entries.next() {
             None => break,
@@ -374,19 +414,27 @@ fn parse(
                 }
                 content_total += size;
                 let added = match segments {
-                    None => sender.add_file(&mut entry, size),
                     Some(sp) => {
                         let mut r = SparseReader::new(&mut entry, sp, &ctx)?;
-                        sender.add_file(&mut r, size)
+                        sender.add_sparse(&mut r, size)
                     }
-                };
-                let (file, got) = match added {
-                    Ok(x) => x,
-                    Err(AddError::Closed) => {
-                        return Err(ConvertError::Internal("pipeline closed".into()))
+                    None if etype == b'S' => {
+                        let mut r = GnuSparse::new(&mut entry, size)?;
+                        filled = filled.saturating_add(r.fill);
+                        let read = counters.bytes_read.load(Ordering::Relaxed);
+                        if filled > fill_budget(read) {
+                            return Err(ConvertError::Limit {
+                                what: LimitKind::SparseExpansion,
+                                value: filled,
+                                limit: fill_budget(read),
+                                entry: Some(display),
+                            });
+                        }
+                        sender.add_sparse(&mut r, size)
                     }
-                    Err(AddError::Read(e)) => return Err(ctx.map_io(e)),
+                    None => sender.add_file(&mut entry, size),
                 };
+                let (file, got) = added.map_err(|e| e.into_convert(|e| ctx.map_io(e)))?;
                 if got < size {
                     return Err(
                         ctx.truncated(format!("member data ends after {got} of {size} bytes"))
@@ -406,9 +454,34 @@ fn parse(
     // compressed stream after the end-of-archive marker is still an error. Trailing bytes
     // count against the expanded-size limit.
     ctx.entry = None;
+    // Zeros the archive library read on its own up to here: the zero block that ended the
+    // iteration (and the padding before it), none when the stream simply stopped.
+    let tail = state.tail_zeros.get();
     state.user_read.set(true);
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| ctx.map_io(e))?;
+    let mut lead = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut in_lead = true;
+    loop {
+        let n = rest.read(&mut buf).map_err(|e| ctx.map_io(e))?;
+        if n == 0 {
+            break;
+        }
+        if in_lead {
+            let z = buf[..n].iter().take_while(|b| **b == 0).count();
+            lead += z as u64;
+            in_lead = z == n;
+        }
+    }
+    let plain = end.is_some_and(|f| f.get().is_none_or(|c| *c == Compression::None));
+    // (a zero-byte stream is an empty archive: nothing was cut from it)
+    let empty = state.pos.get() == 0;
+    if plain && !empty && tail.saturating_add(lead) < 1024 {
+        return Err(ctx.truncated(
+            "the tar stream ends without its end-of-archive marker (two zero blocks): \
+             the archive is incomplete",
+        ));
+    }
     Ok(())
 }
 
@@ -608,6 +681,146 @@ fn read_map_1_0(r: &mut impl Read, ctx: &Ctx<'_>) -> Result<Vec<(u64, u64)>> {
         return Err(ctx.truncated("sparse map padding ends early"));
     }
     Ok(segs)
+}
+
+impl<R: Read> Holes for SparseReader<'_, R> {
+    fn hole_ahead(&self) -> u64 {
+        for &(off, len) in self.segs.iter().skip(self.idx) {
+            if self.pos < off {
+                return off - self.pos;
+            }
+            if self.pos < off + len {
+                return 0;
+            }
+        }
+        self.real.saturating_sub(self.pos)
+    }
+
+    fn skip_hole(&mut self, n: u64) -> io::Result<()> {
+        // The member data holds the segments only: a hole is skipped without reading.
+        self.pos = self.pos.saturating_add(n).min(self.real);
+        Ok(())
+    }
+}
+
+/// An old GNU sparse member (type `S`), whose holes the archive library expands by
+/// producing zeros: with the map of the header (up to four segments), holes are known; a
+/// hole that ends the file is never read, one before data is read through (`fill` bytes,
+/// bounded by [`fill_budget`]). When the map continues in extension headers (which the
+/// library consumes), nothing is known and every hole is read through.
+struct GnuSparse<'e, R: Read> {
+    inner: &'e mut R,
+    /// Known data segments `(offset, length)` (empty when the map is not known).
+    segs: Vec<(u64, u64)>,
+    /// End of the last non-empty data segment: nothing past it is read.
+    data_end: u64,
+    pos: u64,
+    real: u64,
+    /// Hole bytes that will be produced by reading zeros.
+    fill: u64,
+}
+
+impl<'e, 'a, T: Read + 'a> GnuSparse<'e, tar::Entry<'a, T>> {
+    fn new(entry: &'e mut tar::Entry<'a, T>, real: u64) -> Result<Self> {
+        let stored = entry.header().entry_size().unwrap_or(0);
+        let mut segs = Vec::new();
+        let mut known = false;
+        if let Some(gnu) = entry.header().as_gnu() {
+            if !gnu.is_extended() {
+                known = true;
+                for s in gnu.sparse.iter().filter(|s| !s.is_empty()) {
+                    match (s.offset(), s.length()) {
+                        (Ok(o), Ok(l)) => segs.push((o, l)),
+                        _ => known = false,
+                    }
+                }
+            }
+        }
+        if !known {
+            // Every hole is read through.
+            return Ok(GnuSparse {
+                inner: entry,
+                segs: Vec::new(),
+                data_end: real,
+                pos: 0,
+                real,
+                fill: real.saturating_sub(stored),
+            });
+        }
+        let data_end = segs
+            .iter()
+            .filter(|(_, l)| *l > 0)
+            .map(|(o, l)| o.saturating_add(*l))
+            .max()
+            .unwrap_or(0)
+            .min(real);
+        let data_in: u64 = segs.iter().map(|(_, l)| *l).sum();
+        Ok(GnuSparse {
+            inner: entry,
+            segs,
+            data_end,
+            pos: 0,
+            real,
+            fill: data_end.saturating_sub(data_in),
+        })
+    }
+}
+
+impl<R: Read> Read for GnuSparse<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.real || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos >= self.data_end {
+            // The trailing hole: zeros, without asking the library for them.
+            let n = buf
+                .len()
+                .min((self.real - self.pos).min(usize::MAX as u64) as usize);
+            buf[..n].fill(0);
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        let want = buf
+            .len()
+            .min((self.data_end - self.pos).min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Holes for GnuSparse<'_, R> {
+    fn hole_ahead(&self) -> u64 {
+        if self.pos >= self.data_end {
+            return self.real.saturating_sub(self.pos);
+        }
+        for &(off, len) in &self.segs {
+            if self.pos < off {
+                return off - self.pos;
+            }
+            if self.pos < off.saturating_add(len) {
+                return 0;
+            }
+        }
+        0
+    }
+
+    fn skip_hole(&mut self, n: u64) -> io::Result<()> {
+        if self.pos >= self.data_end {
+            self.pos = self.pos.saturating_add(n).min(self.real);
+            return Ok(());
+        }
+        // Data follows: the library must go through the hole's zeros to reach it.
+        let got = io::copy(&mut (&mut *self.inner).take(n), &mut io::sink())?;
+        self.pos += got;
+        if got < n {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "sparse member ends inside a hole",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl<R: Read> Read for SparseReader<'_, R> {

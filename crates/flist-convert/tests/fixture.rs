@@ -7,11 +7,9 @@ use std::fs::File;
 use std::io::Read;
 use std::sync::Arc;
 
-use flist_convert::{
-    archive_to_flist, dir_to_flist, extract, verify, ConvertOptions, ExtractOptions,
-};
+use flist_convert::{convert, extract, verify, ConvertOptions, Converted, ExtractOptions, Source};
 use flist_format::diff::{diff, DiffOptions};
-use flist_format::{Block, Flist, Kind, Metadata, SpecialKind, Tree};
+use flist_format::{Block, Flist, Kind, SpecialKind, Tree};
 use flist_store::{BlockingStore, DirStore};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -31,16 +29,21 @@ fn env() -> Env {
     Env { tmp, store }
 }
 
+/// Writes the flist at `out`; its statistics.
+fn written(c: Converted, out: &std::path::Path) -> flist_convert::Result<flist_convert::Stats> {
+    c.write_flist(out)?;
+    Ok(c.stats)
+}
+
 fn convert_fixture(e: &Env) -> (Flist, flist_convert::Stats) {
     let out = e.tmp.path().join("fixture.flist");
     let input = File::open(fixture("fixture-tree.tar.gz")).expect("fixture tarball");
-    let stats = archive_to_flist(
-        input,
-        &e.store,
-        Metadata::new(),
-        &out,
+    let stats = convert(
+        Source::archive(input),
+        Some(&e.store),
         &ConvertOptions::default(),
     )
+    .and_then(|c| written(c, &out))
     .expect("fixture converts");
     (Flist::open(&out).expect("our flist reads back"), stats)
 }
@@ -251,13 +254,12 @@ fn fixture_unpacked_and_packed_from_the_directory_gives_the_same_flist() {
 
     // Packed again from the directory: the same flist content, chunk keys included.
     let out = e.tmp.path().join("from-dir.flist");
-    let stats = dir_to_flist(
-        &dest,
-        &e.store,
-        Metadata::new(),
-        &out,
+    let stats = convert(
+        Source::dir(&dest),
+        Some(&e.store),
         &ConvertOptions::default(),
     )
+    .and_then(|c| written(c, &out))
     .expect("pack dir");
     let from_dir = Flist::open(&out).expect("reads back");
     // A directory pack records each directory's real st_size (as the reference does); a

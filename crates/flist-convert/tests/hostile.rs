@@ -3,10 +3,7 @@
 
 use std::sync::Arc;
 
-use flist_convert::{
-    archive_to_flist, ConvertError, ConvertOptions, LimitKind, Limits, PathPolicy,
-};
-use flist_format::Metadata;
+use flist_convert::{convert, ConvertError, ConvertOptions, LimitKind, Limits, PathPolicy, Source};
 use flist_store::{BlockingStore, DirStore};
 use test_support::archive::{gzip, gzip_bomb, header, set_checksum, RawTar};
 
@@ -21,7 +18,8 @@ fn refuse(bytes: &[u8], opts: &ConvertOptions) -> ConvertError {
     let outdir = tmp.path().join("out");
     std::fs::create_dir(&outdir).expect("mkdir");
     let out = outdir.join("x.flist");
-    let err = archive_to_flist(bytes, &store, Metadata::new(), &out, opts)
+    let err = convert(Source::archive(bytes), Some(&store), opts)
+        .and_then(|c| c.write_flist(&out))
         .expect_err("hostile archive must be refused");
     assert!(!out.exists(), "no flist written on error ({err})");
     assert_eq!(
@@ -33,7 +31,9 @@ fn refuse(bytes: &[u8], opts: &ConvertOptions) -> ConvertError {
 }
 
 fn ok(bytes: &[u8], opts: &ConvertOptions) -> flist_convert::Packed {
-    flist_convert::pack_archive(bytes, None, opts).expect("archive converts")
+    convert(Source::archive(bytes), None, opts)
+        .and_then(|c| c.into_packed())
+        .expect("archive converts")
 }
 
 fn defaults() -> ConvertOptions {
@@ -448,4 +448,150 @@ fn mutated_archives_never_panic() {
     }
     assert_eq!(oks + errors, 300);
     assert!(errors > 0, "mutations are detected");
+}
+
+/// Issue #24 item 9: a plain tar cut at a member boundary (no end-of-archive marker) is
+/// refused instead of converting the members before the cut; the same cut inside gzip is
+/// caught by gzip's trailer, and a whole archive still converts.
+#[test]
+fn plain_tar_without_its_end_marker_is_refused() {
+    let mut t = RawTar::new();
+    t.file("a", b"one").file("b", b"two").file("c", b"three");
+    let whole = t.finish();
+    assert_eq!(ok(&whole, &defaults()).stats.files, 3);
+    // Cut after the first member, and with only one of the two zero blocks.
+    let first = 512 + 512;
+    for cut in [&whole[..first], t.bytes(), &whole[..whole.len() - 512]] {
+        let err = refuse(cut, &defaults());
+        assert!(
+            matches!(err, ConvertError::Truncated { .. })
+                && err.to_string().contains("end-of-archive"),
+            "{} bytes: {err}",
+            cut.len()
+        );
+    }
+    // Extra zero padding (a tar record) is fine.
+    let mut padded = whole.clone();
+    padded.resize(10240, 0);
+    assert_eq!(ok(&padded, &defaults()).stats.files, 3);
+    // A gzip stream cut short fails on its own trailer.
+    let gz = gzip(&whole);
+    let err = refuse(&gz[..gz.len() - 8], &defaults());
+    assert!(
+        matches!(
+            err,
+            ConvertError::Truncated { .. } | ConvertError::Decompress { .. }
+        ),
+        "{err}"
+    );
+}
+
+/// A sparse file of `size` bytes holding `data` at `at`, archived by GNU tar with `args`.
+fn sparse_tar(size: u64, at: u64, data: &[u8], args: &[&str]) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let f = std::fs::File::create(tmp.path().join("disk.img")).expect("create");
+    f.set_len(size).expect("truncate");
+    f.write_all_at(data, at).expect("write");
+    drop(f);
+    let out = tmp.path().join("s.tar");
+    let status = std::process::Command::new("tar")
+        .args(["--sparse", "-C"])
+        .arg(tmp.path())
+        .args(args)
+        .arg("-cf")
+        .arg(&out)
+        .arg("disk.img")
+        .status()
+        .expect("GNU tar is installed");
+    assert!(status.success(), "{args:?}");
+    gzip(&std::fs::read(&out).expect("read"))
+}
+
+/// Issue #24 item 8: a tiny sparse archive claiming 60 GiB costs work in proportion to the
+/// bytes really read (its holes reuse one encoded zero chunk, never hashed again), or is
+/// refused when its holes could only be produced by writing zeros. Before: the 60 GiB were
+/// expanded and encoded (38 s of CPU for a 128-byte upload).
+#[test]
+fn sparse_holes_cost_the_bytes_read_not_the_claimed_size() {
+    const G60: u64 = 60 << 30;
+    let one_chunk = flist_format::codec::CHUNK_SIZE as u64;
+    // A hole to the end: every format, nothing past the data is read or encoded.
+    for args in [
+        &["--format=gnu"][..],
+        &["--format=posix", "--sparse-version=0.1"],
+        &["--format=posix", "--sparse-version=1.0"],
+    ] {
+        let bytes = sparse_tar(G60, 0, b"head", args);
+        assert!(bytes.len() < 4096, "{args:?}: {} bytes", bytes.len());
+        let p = ok(&bytes, &defaults());
+        assert_eq!(p.stats.bytes, G60, "{args:?}");
+        assert!(
+            p.stats.bytes_encoded <= 2 * one_chunk,
+            "{args:?}: {} bytes encoded for a 60 GiB sparse file",
+            p.stats.bytes_encoded
+        );
+        let t = &p.tree;
+        let blocks = match &t.node(t.lookup("disk.img").expect("file")).kind {
+            flist_format::Kind::File { blocks, .. } => blocks.clone(),
+            k => panic!("{k:?}"),
+        };
+        assert_eq!(blocks.len() as u64, flist_format::codec::chunk_count(G60));
+        assert_eq!(
+            blocks[1],
+            blocks[blocks.len() / 2],
+            "holes share one zero chunk"
+        );
+    }
+    // Data after the hole: PAX formats know the map and skip the hole.
+    for args in [
+        &["--format=posix", "--sparse-version=0.1"][..],
+        &["--format=posix", "--sparse-version=1.0"],
+    ] {
+        let p = ok(&sparse_tar(G60, G60 - 1, b"z", args), &defaults());
+        assert!(
+            p.stats.bytes_encoded <= 2 * one_chunk,
+            "{args:?}: {} bytes encoded",
+            p.stats.bytes_encoded
+        );
+    }
+    // Old GNU format: the archive library makes that hole by writing zeros; a small
+    // archive may not make it do 60 GiB of them.
+    let err = refuse(
+        &sparse_tar(G60, G60 - 1, b"z", &["--format=gnu"]),
+        &defaults(),
+    );
+    assert!(
+        matches!(
+            err,
+            ConvertError::Limit {
+                what: LimitKind::SparseExpansion,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Within the allowance it converts, to the same content as the PAX archive.
+    let small = 8 << 20;
+    let gnu = ok(
+        &sparse_tar(small, small - 1, b"z", &["--format=gnu"]),
+        &defaults(),
+    );
+    let pax = ok(
+        &sparse_tar(
+            small,
+            small - 1,
+            b"z",
+            &["--format=posix", "--sparse-version=1.0"],
+        ),
+        &defaults(),
+    );
+    assert_eq!(
+        gnu.tree
+            .node(gnu.tree.lookup("disk.img").expect("file"))
+            .kind,
+        pax.tree
+            .node(pax.tree.lookup("disk.img").expect("file"))
+            .kind
+    );
 }

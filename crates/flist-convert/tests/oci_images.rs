@@ -6,12 +6,36 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use flist_convert::oci::{self, Credentials, ImageSource, OciError, OciOptions};
+use flist_convert::oci::{Credentials, ImageSource, OciError, OciOptions};
 use flist_format::codec::decode_chunk;
 use flist_format::{Flist, Kind, Tree};
 use flist_store::Store;
 use serde_json::json;
 use test_support::registry::{sha256_digest, Layer, LayerTar, OciLayout, Registry};
+
+/// The conversions, with the result read back into memory for the checks.
+mod oci {
+    use super::*;
+    pub use flist_convert::oci::*;
+
+    pub async fn convert(
+        src: &ImageSource,
+        opts: &OciOptions,
+        store: Arc<dyn Store>,
+    ) -> Result<(Flist, OciStats), OciError> {
+        let (c, s) = flist_convert::oci::convert(src, opts, store).await?;
+        Ok((c.into_flist().expect("staged tree reads back"), s))
+    }
+
+    pub async fn convert_reference(
+        image: &str,
+        opts: &OciOptions,
+        store: Arc<dyn Store>,
+    ) -> Result<(Flist, OciStats), OciError> {
+        let (c, s) = flist_convert::oci::convert_reference(image, opts, store).await?;
+        Ok((c.into_flist().expect("staged tree reads back"), s))
+    }
+}
 
 async fn dir_store(dir: &Path) -> Arc<dyn Store> {
     flist_store::open(&format!("dir://{}", dir.display()))
@@ -518,7 +542,7 @@ async fn not_found_unreachable_and_corrupt_layers_are_clear_errors() {
     assert!(err.to_string().contains(&img.layers[0]), "{err}");
     // a refused layer is not cached
     let hex = img.layers[0].trim_start_matches("sha256:");
-    assert!(!cache.join(format!("layers/sha256/{hex}.json.gz")).exists());
+    assert!(!cache.join(format!("layers/sha256/{hex}.layer.gz")).exists());
 
     // registry down
     let host = reg.host();

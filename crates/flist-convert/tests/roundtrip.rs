@@ -6,8 +6,17 @@ use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use flist_convert::{extract, pack_dir, verify, ConvertError, ConvertOptions, ExtractOptions};
+use flist_convert::{extract, verify, ConvertError, ConvertOptions, ExtractOptions, Source};
 use flist_store::{BlockingStore, DirStore};
+
+/// A directory converted, its tree read back into memory.
+fn pack_dir(
+    src: &Path,
+    store: Option<&BlockingStore>,
+    opts: &ConvertOptions,
+) -> flist_convert::Result<flist_convert::Packed> {
+    flist_convert::convert(Source::dir(src), store, opts)?.into_packed()
+}
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use flist_convert::{archive_to_flist, archive_to_tree, ConvertError, ConvertOptions};
+use flist_convert::{archive_to_tree, convert, ConvertError, ConvertOptions, Source};
 use flist_format::codec::{encode_chunk, CHUNK_SIZE};
 use flist_format::{Block, Flist, Kind, Metadata, Tree};
 use flist_store::{BlockingStore, DirStore};
@@ -242,14 +242,15 @@ fn twelve_thousand_shuffled_members_give_the_model_tree_and_the_same_flist() {
     let mut md = Metadata::new();
     md.set("entrypoint", "/bin/true");
     let streamed = tmp.path().join("streamed.flist");
-    let stats = archive_to_flist(
-        bytes.as_slice(),
-        &store,
-        md.clone(),
-        &streamed,
+    let mut converted = convert(
+        Source::archive(bytes.as_slice()),
+        Some(&store),
         &ConvertOptions::default(),
     )
-    .expect("archive_to_flist");
+    .expect("convert");
+    converted.metadata = md.clone();
+    converted.write_flist(&streamed).expect("write_flist");
+    let stats = converted.stats;
     assert_eq!(stats.files as usize, FILES + FILES.div_ceil(499));
     assert_eq!(stats.symlinks as usize, FILES.div_ceil(499));
     assert_eq!(stats.directories, 40 + 40 * 7 + 1);

@@ -384,33 +384,14 @@ fn read_blocks(
 
 /// Reads the `tag` table (as metadata entries) and the `route` table of an `.fl`.
 pub fn read_metadata(conn: &Connection, what: &str) -> Result<Metadata, FormatError> {
-    use rusqlite::types::ValueRef;
+    use crate::metadata::value_text as text;
     let mut md = Metadata::new();
-    let text = |v: ValueRef<'_>| -> Option<String> {
-        match v {
-            ValueRef::Text(t) | ValueRef::Blob(t) => std::str::from_utf8(t).ok().map(String::from),
-            ValueRef::Integer(i) => Some(i.to_string()),
-            ValueRef::Real(f) => Some(f.to_string()),
-            ValueRef::Null => Some(String::new()),
-        }
-    };
     if has_table(conn, "tag", what)? {
-        let err = |e| FormatError::sqlite(format!("{what}: reading tags"), e);
-        let mut st = conn
-            .prepare("SELECT key, value FROM tag ORDER BY rowid")
-            .map_err(err)?;
-        let mut rows = st.query([]).map_err(err)?;
-        while let Some(r) = rows.next().map_err(err)? {
-            let key = text(r.get_ref(0).map_err(err)?).ok_or_else(|| FormatError::Metadata {
-                key: "?".into(),
-                reason: "tag key is not UTF-8 text".into(),
-            })?;
-            let value = text(r.get_ref(1).map_err(err)?).ok_or_else(|| FormatError::Metadata {
-                key: key.clone(),
-                reason: "tag value is not UTF-8 text".into(),
-            })?;
-            md.set(key, value);
-        }
+        md.read_pairs(
+            conn,
+            "SELECT key, value FROM tag ORDER BY rowid",
+            &format!("{what}: reading tags"),
+        )?;
     }
     if has_table(conn, "route", what)? {
         let err = |e| FormatError::sqlite(format!("{what}: reading routes"), e);

@@ -306,10 +306,24 @@ impl Metadata {
         if !exists {
             return Ok(md);
         }
-        let err = |e| FormatError::sqlite(format!("{what}: reading metadata"), e);
-        let mut st = conn
-            .prepare("SELECT key, value FROM metadata ORDER BY rowid")
-            .map_err(err)?;
+        md.read_pairs(
+            conn,
+            "SELECT key, value FROM metadata ORDER BY rowid",
+            &format!("{what}: reading metadata"),
+        )?;
+        Ok(md)
+    }
+
+    /// Adds the (key, value) rows `sql` selects (text; a blob must be UTF-8), in order: the
+    /// `metadata` table of an `.flist`, the `tag` table of an `.fl`.
+    pub(crate) fn read_pairs(
+        &mut self,
+        conn: &Connection,
+        sql: &str,
+        what: &str,
+    ) -> Result<(), FormatError> {
+        let err = |e| FormatError::sqlite(what, e);
+        let mut st = conn.prepare(sql).map_err(err)?;
         let mut rows = st.query([]).map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
             let key =
@@ -322,9 +336,9 @@ impl Metadata {
                     key: key.clone(),
                     reason: "value is not UTF-8 text".into(),
                 })?;
-            md.set(key, value);
+            self.set(key, value);
         }
-        Ok(md)
+        Ok(())
     }
 
     /// Replaces the `metadata` table's content (creating the table if missing).
@@ -344,7 +358,8 @@ impl Metadata {
     }
 }
 
-fn value_text(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
+/// A cell as text (numbers formatted, NULL empty); `None` for a blob that is not UTF-8.
+pub(crate) fn value_text(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
     use rusqlite::types::ValueRef;
     match v {
         ValueRef::Text(t) | ValueRef::Blob(t) => std::str::from_utf8(t).ok().map(str::to_string),

@@ -14,7 +14,7 @@ use tempfile::NamedTempFile;
 
 use crate::catalog::{self, AciRec, AttrRec, DirRec};
 use crate::codec::dir_key;
-use crate::error::{FormatError, TreeError};
+use crate::error::FormatError;
 use crate::tree::{Kind, Meta, NodeId, Tree};
 
 /// Basename of the database member of an flist archive.
@@ -220,10 +220,49 @@ impl<'c> Rows<'c> {
     }
 }
 
-/// Reads the whole tree of a catalog, starting from the root row and following
-/// `SubDir.key`, iteratively. Every directory row may be reached once: a second reference
-/// (a cycle or a shared row) is an error. A missing ACL row gives root:root 0755/0644.
-pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
+/// What [`walk_catalog`] reports: each entry of the catalog once, by directory, without
+/// ever holding more than one directory's row (the memory of a walk does not grow with the
+/// number of entries, only with the number of directories still to visit).
+pub trait CatalogVisitor {
+    /// What the walker keeps for a directory whose entries are still to be read (a node
+    /// id, a staged row id, a path ...).
+    type Dir;
+
+    /// Called first, with the root directory; returns its handle.
+    fn root(&mut self, root: RootDir) -> Result<Self::Dir, FormatError>;
+
+    /// Called for each entry of directory `parent`, in stored order, with a valid name
+    /// (a repeated name in a directory is skipped with a warning) and the entry's metadata
+    /// and kind (a directory's `children` are empty: its entries come when it is visited).
+    /// For a directory, the handle returned is given back as `parent` of its own entries;
+    /// `None` skips them.
+    fn entry(
+        &mut self,
+        parent: &Self::Dir,
+        name: String,
+        meta: Meta,
+        kind: Kind,
+    ) -> Result<Option<Self::Dir>, FormatError>;
+}
+
+/// The root directory of a catalog: its metadata and recorded size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootDir {
+    /// Metadata (from the root row's ACL).
+    pub meta: Meta,
+    /// Recorded size.
+    pub size: u64,
+}
+
+/// Walks a catalog from the root row, following `SubDir.key`, iteratively: `visitor` gets
+/// the root directory, then every entry. Every directory
+/// row may be reached once: a second reference (a cycle or a shared row) is an error. A
+/// missing ACL row gives root:root 0755/0644. Only one directory row is decoded at a time.
+pub fn walk_catalog<V: CatalogVisitor>(
+    conn: &Connection,
+    what: &str,
+    visitor: &mut V,
+) -> Result<(), FormatError> {
     // One read transaction for the whole walk: without it every row lookup takes and
     // drops the database's shared lock (fcntl calls and a pager check per directory).
     // Nothing is written; dropping it at the end rolls back.
@@ -239,35 +278,43 @@ pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
             key: root_key.clone(),
             path: String::new(),
         })?;
-    let root = catalog::decode_dir(&root_key, &root_bytes)?;
-    let root_aci = acls.get(&mut rows, &root.aclkey)?;
-    let mut tree = Tree::new(meta_from(root_aci, true, root.mtime, root.ctime));
-    if let Kind::Dir { size, .. } = &mut tree.node_mut(Tree::ROOT).kind {
-        *size = root.size;
-    }
+    let root_rec = catalog::decode_dir(&root_key, &root_bytes)?;
+    let root_aci = acls.get(&mut rows, &root_rec.aclkey)?;
+    let root_dir = visitor.root(RootDir {
+        meta: meta_from(root_aci, true, root_rec.mtime, root_rec.ctime),
+        size: root_rec.size,
+    })?;
     let mut visited: HashSet<String> = HashSet::new();
     visited.insert(root_key.clone());
-    // Directories whose rows are still to be read: (node, path, row key). Rows are decoded
-    // when popped, so only one directory's row is held in memory at a time.
-    let mut stack: Vec<(NodeId, String, String)> = Vec::new();
-    let mut next: Option<(NodeId, String, String, DirRec)> =
-        Some((Tree::ROOT, String::new(), root_key, root));
+    // Directories whose rows are still to be read: (handle, path, row key). Rows are
+    // decoded when popped, so only one directory's row is held in memory at a time.
+    let mut stack: Vec<(V::Dir, String, String)> = Vec::new();
+    let mut next: Option<(V::Dir, String, String, DirRec)> =
+        Some((root_dir, String::new(), root_key, root_rec));
+    let mut names: HashSet<String> = HashSet::new();
     loop {
-        let (dir_id, dpath, dkey, rec) = match next.take() {
+        let (dir, dpath, dkey, rec) = match next.take() {
             Some(x) => x,
             None => match stack.pop() {
                 None => break,
-                Some((id, path, key)) => {
+                Some((dir, path, key)) => {
                     let Some(bytes) = rows.get(&key)? else {
                         return Err(FormatError::MissingDir { key, path });
                     };
                     let rec = catalog::decode_dir(&key, &bytes)?;
-                    (id, path, key, rec)
+                    (dir, path, key, rec)
                 }
             },
         };
+        names.clear();
         for ino in rec.contents {
-            if tree.child(dir_id, &ino.name).is_some() {
+            if crate::tree::validate_name(&ino.name).is_err() {
+                return Err(FormatError::bad(
+                    &dkey,
+                    format!("invalid entry name {:?}", ino.name),
+                ));
+            }
+            if !names.insert(ino.name.clone()) {
                 tracing::warn!(
                     "{what}: directory {dpath:?} lists {:?} twice; keeping the first",
                     ino.name
@@ -312,20 +359,51 @@ pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
                     )
                 }
             };
-            let id = tree
-                .insert(dir_id, &ino.name, meta, kind)
-                .map_err(|e| match e {
-                    TreeError::InvalidName(n) => {
-                        FormatError::bad(&dkey, format!("invalid entry name {n:?}"))
-                    }
-                    other => FormatError::Tree(other),
-                })?;
-            if let Some((path, key)) = sub {
-                stack.push((id, path, key));
+            let handle = visitor.entry(&dir, ino.name, meta, kind)?;
+            if let (Some(h), Some((path, key))) = (handle, sub) {
+                stack.push((h, path, key));
             }
         }
     }
-    Ok(tree)
+    Ok(())
+}
+
+/// Builds a [`Tree`] from a walk.
+struct TreeVisitor {
+    tree: Tree,
+}
+
+impl CatalogVisitor for TreeVisitor {
+    type Dir = NodeId;
+
+    fn root(&mut self, root: RootDir) -> Result<NodeId, FormatError> {
+        self.tree = Tree::new(root.meta);
+        if let Kind::Dir { size, .. } = &mut self.tree.node_mut(Tree::ROOT).kind {
+            *size = root.size;
+        }
+        Ok(Tree::ROOT)
+    }
+
+    fn entry(
+        &mut self,
+        parent: &NodeId,
+        name: String,
+        meta: Meta,
+        kind: Kind,
+    ) -> Result<Option<NodeId>, FormatError> {
+        let is_dir = kind.is_dir();
+        let id = self.tree.insert(*parent, &name, meta, kind)?;
+        Ok(is_dir.then_some(id))
+    }
+}
+
+/// Reads the whole tree of a catalog (see [`walk_catalog`] for the rules).
+pub fn read_tree(conn: &Connection, what: &str) -> Result<Tree, FormatError> {
+    let mut v = TreeVisitor {
+        tree: Tree::new(Meta::root(0o755, 0)),
+    };
+    walk_catalog(conn, what, &mut v)?;
+    Ok(v.tree)
 }
 
 fn join(parent: &str, name: &str) -> String {

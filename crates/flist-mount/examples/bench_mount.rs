@@ -73,16 +73,13 @@ fn main() {
     }
     let redis = test_support::RedisServer::start();
     let store = flist_store::BlockingStore::open(&redis.url()).unwrap();
-    let packed = flist_convert::pack_dir(
-        &src,
+    let flist = flist_convert::convert(
+        flist_convert::Source::dir(&src),
         Some(&store),
         &flist_convert::ConvertOptions::default(),
     )
+    .and_then(|c| c.into_flist())
     .unwrap();
-    let flist = flist_format::Flist {
-        tree: packed.tree,
-        metadata: Default::default(),
-    };
 
     // Local disk.
     drop_pages(&file);

@@ -7,7 +7,14 @@
 //! - and `exists_many` over 100,000 keys against `redis-benchmark ... EXISTS` and a naive
 //!   sequential `EXISTS` loop.
 //!
-//! Options: `--mib <total MiB to write>` (default 1024), `--keys <exists keys>` (100000).
+//! Then starts a real SeaweedFS (S3) and measures, in the same run, `s3://` against two
+//! baselines: a `dir://` store on local disk (the embedded default: no network, no
+//! server) and the naive S3 client (one request at a time, as rfs's store does):
+//! `set_many`, `get_many` and `exists_many` of 512 KiB chunks and of 4 KiB chunks.
+//!
+//! Options: `--mib <total MiB to write>` (default 1024), `--keys <exists keys>` (100000),
+//! `--s3-mib <MiB of 512 KiB chunks>` (256), `--s3-small <4 KiB chunks>` (4000), `--only
+//! redis|s3`.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -18,7 +25,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use test_support::redis::{encode, read_reply};
-use test_support::{RedisReply, RedisServer};
+use test_support::{RedisReply, RedisServer, SeaweedServer};
 
 const CHUNK: usize = 512 * 1024;
 
@@ -93,8 +100,222 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+fn only() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
 #[tokio::main]
 async fn main() {
+    match only().as_deref() {
+        Some("s3") => s3_section().await,
+        Some("redis") => redis_section().await,
+        _ => {
+            redis_section().await;
+            s3_section().await;
+        }
+    }
+}
+
+/// Seconds taken by `f`.
+async fn timed<T, F: std::future::Future<Output = T>>(f: F) -> (T, f64) {
+    let t = Instant::now();
+    let out = f.await;
+    (out, t.elapsed().as_secs_f64())
+}
+
+/// Figures of one store over one data set: set_many, get_many, exists_many (per second).
+struct Figures {
+    set: f64,
+    get: f64,
+    exists: f64,
+}
+
+impl Figures {
+    fn zero() -> Self {
+        Figures {
+            set: 0.0,
+            get: 0.0,
+            exists: 0.0,
+        }
+    }
+
+    fn best(self, o: Figures) -> Figures {
+        Figures {
+            set: self.set.max(o.set),
+            get: self.get.max(o.get),
+            exists: self.exists.max(o.exists),
+        }
+    }
+}
+
+/// `set_many`, `get_many` and `exists_many` of `items` on `store` (all at once: the store
+/// pipelines), or one request at a time when `naive`.
+async fn measure(
+    store: &dyn flist_store::Store,
+    items: &[(Vec<u8>, Bytes)],
+    naive: bool,
+) -> Figures {
+    let keys: Vec<Vec<u8>> = items.iter().map(|(k, _)| k.clone()).collect();
+    let n = items.len() as f64;
+    let (_, set_s) = timed(async {
+        if naive {
+            for (k, v) in items {
+                store.set(k, v.clone()).await.unwrap();
+            }
+        } else {
+            store.set_many(items).await.unwrap();
+        }
+    })
+    .await;
+    let (got, get_s) = timed(async {
+        if naive {
+            let mut out = Vec::new();
+            for k in &keys {
+                out.push(store.get(k).await.unwrap());
+            }
+            out
+        } else {
+            store.get_many(&keys).await.unwrap()
+        }
+    })
+    .await;
+    assert!(got
+        .iter()
+        .zip(items)
+        .all(|(g, (_, v))| g.as_ref() == Some(v)));
+    let (ex, ex_s) = timed(async {
+        if naive {
+            let mut out = Vec::new();
+            for k in &keys {
+                out.push(store.exists(k).await.unwrap());
+            }
+            out
+        } else {
+            store.exists_many(&keys).await.unwrap()
+        }
+    })
+    .await;
+    assert!(ex.iter().all(|e| *e));
+    Figures {
+        set: n / set_s,
+        get: n / get_s,
+        exists: n / ex_s,
+    }
+}
+
+async fn s3_section() {
+    let mib = arg("--s3-mib", 256);
+    let small = arg("--s3-small", 4000);
+    let n = (mib * 1024 * 1024 / CHUNK).max(1);
+    let s3 = SeaweedServer::start();
+    let scratch = tempfile::tempdir_in(test_support::tmp_dir()).unwrap();
+    eprintln!(
+        "SeaweedFS (S3) on port {}; {n} chunks of 512 KiB, {small} chunks of 4 KiB",
+        s3.port()
+    );
+    type Items = Vec<(Vec<u8>, Bytes)>;
+    let sets: Vec<(&str, usize, Items)> = vec![
+        (
+            "512 KiB",
+            CHUNK,
+            (0..n)
+                .map(|i| {
+                    (
+                        noise(i as u64 + 5, 16),
+                        Bytes::from(noise(i as u64 + 9_000_011, CHUNK)),
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "4 KiB",
+            4096,
+            (0..small)
+                .map(|i| {
+                    (
+                        noise(i as u64 + 50_000_017, 16),
+                        Bytes::from(noise(i as u64 + 70_000_019, 4096)),
+                    )
+                })
+                .collect(),
+        ),
+    ];
+    println!();
+    println!(
+        "S3 store benchmark: SeaweedFS 127.0.0.1:{} (weed server, one process), same run",
+        s3.port()
+    );
+    println!(
+        "{:<10} {:<12} {:>12} {:>12} {:>14} {:>10} {:>10}",
+        "chunks", "operation", "dir:// /s", "s3 naive /s", "s3 pipelined /s", "vs naive", "vs dir"
+    );
+    for (round, (label, size, items)) in sets.iter().enumerate() {
+        let dir = flist_store::open(&format!(
+            "dir://{}",
+            scratch.path().join(format!("d{round}")).display()
+        ))
+        .await
+        .unwrap();
+        let d = measure(dir.as_ref(), items, false).await;
+        // Naive and pipelined alternate (naive, pipelined, pipelined, naive), each on a
+        // fresh bucket, and the better of each pair counts: the server's state (volumes
+        // growing) and the machine's load drift during a run.
+        let mut nv = Figures::zero();
+        let mut p = Figures::zero();
+        for (pass, naive) in [true, false, false, true].into_iter().enumerate() {
+            let store = flist_store::open(&s3.url(&format!("b{round}-{pass}")))
+                .await
+                .unwrap();
+            let f = measure(store.as_ref(), items, naive).await;
+            if naive {
+                nv = nv.best(f);
+            } else {
+                p = p.best(f);
+            }
+        }
+        for (op, a, b, c) in [
+            ("set_many", d.set, nv.set, p.set),
+            ("get_many", d.get, nv.get, p.get),
+            ("exists_many", d.exists, nv.exists, p.exists),
+        ] {
+            println!(
+                "{:<10} {:<12} {:>12.0} {:>12.0} {:>14.0} {:>9.1}x {:>9.2}x",
+                label,
+                op,
+                a,
+                b,
+                c,
+                c / b,
+                c / a
+            );
+        }
+        if *size == CHUNK {
+            println!(
+                "{:<10} {:<12} {:>12.0} {:>12.0} {:>14.0}   (MB/s, 512 KiB set_many)",
+                "",
+                "",
+                d.set * CHUNK as f64 / 1e6,
+                nv.set * CHUNK as f64 / 1e6,
+                p.set * CHUNK as f64 / 1e6
+            );
+        }
+    }
+    println!(
+        "(pipelined: up to 32 requests in flight per store; naive: one request at a time, \
+         as rfs's S3 store; best of two passes each, alternated; load average at the end: {})",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
+    );
+}
+
+async fn redis_section() {
     let mib = arg("--mib", 1024);
     let n_exists = arg("--keys", 100_000);
     let n = (mib * 1024 * 1024 / CHUNK).max(1);

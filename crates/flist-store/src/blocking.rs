@@ -26,7 +26,7 @@ pub struct BlockingStore {
 
 /// A private runtime driven by a background thread; dropping it stops the thread.
 #[derive(Debug)]
-struct RuntimeThread {
+pub(crate) struct RuntimeThread {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -78,30 +78,7 @@ impl BlockingStore {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Arc<dyn Store>, StoreError>> + Send + 'static,
     {
-        let other = |message: String| StoreError::Other {
-            store: "(runtime)".into(),
-            message,
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("flist-store")
-            .enable_all()
-            .build()
-            .map_err(|e| other(format!("cannot start a tokio runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("flist-store-rt".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = rx.await;
-                });
-            })
-            .map_err(|e| other(format!("cannot start the runtime thread: {e}")))?;
-        let rt = Arc::new(RuntimeThread {
-            shutdown: Some(tx),
-            thread: Some(thread),
-        });
+        let (handle, rt) = private_runtime()?;
         let store = run(&handle, make())?;
         Ok(BlockingStore {
             store,
@@ -231,8 +208,38 @@ fn stopped() -> StoreError {
     }
 }
 
+/// Starts a two-thread runtime driven by a background thread, which stops when the
+/// returned [`RuntimeThread`] is dropped.
+pub(crate) fn private_runtime() -> Result<(Handle, Arc<RuntimeThread>), StoreError> {
+    let other = |message: String| StoreError::Other {
+        store: "(runtime)".into(),
+        message,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("flist-store")
+        .enable_all()
+        .build()
+        .map_err(|e| other(format!("cannot start a tokio runtime: {e}")))?;
+    let handle = runtime.handle().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("flist-store-rt".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = rx.await;
+            });
+        })
+        .map_err(|e| other(format!("cannot start the runtime thread: {e}")))?;
+    let rt = Arc::new(RuntimeThread {
+        shutdown: Some(tx),
+        thread: Some(thread),
+    });
+    Ok((handle, rt))
+}
+
 /// Runs `fut` on the runtime behind `handle` and waits for it on this (non-async) thread.
-fn run<R, Fut>(handle: &Handle, fut: Fut) -> Result<R, StoreError>
+pub(crate) fn run<R, Fut>(handle: &Handle, fut: Fut) -> Result<R, StoreError>
 where
     R: Send + 'static,
     Fut: std::future::Future<Output = Result<R, StoreError>> + Send + 'static,

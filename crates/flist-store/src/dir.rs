@@ -84,12 +84,7 @@ impl DirStore {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         let name = format!("dir://{}", root.display());
-        fs::create_dir_all(&root).map_err(|source| StoreError::Io {
-            store: name.clone(),
-            key: None,
-            path: root.display().to_string(),
-            source,
-        })?;
+        create_root(&name, &root)?;
         mark_top_dir(&root);
         Ok(DirStore {
             inner: Arc::new(Inner::new(root, false, name)),
@@ -166,6 +161,16 @@ impl DirStore {
                 message: format!("worker task failed: {e}"),
             })?
     }
+}
+
+/// Creates a store's root directory (and its parents) if missing.
+pub(crate) fn create_root(store: &str, root: &Path) -> Result<(), StoreError> {
+    fs::create_dir_all(root).map_err(|source| StoreError::Io {
+        store: store.to_owned(),
+        key: None,
+        path: root.display().to_string(),
+        source,
+    })
 }
 
 /// Marks a new (empty) store root as the top of a directory hierarchy (`chattr +T`), so

@@ -2,10 +2,14 @@
 //!
 //! A chunk store is a key-value store of encrypted chunks keyed by their BLAKE2b-16 hash.
 //! [`Store`] is the async interface every backend implements; [`open`] picks the backend
-//! from a store URL (`zdb://`, `redis://`, `dir://`, `http(s)://`, or a router of ranges).
-//! [`BlockingStore`] wraps a store for synchronous callers (converter worker threads).
+//! from a store URL (`zdb://`, `redis://`, `dir://`, `s3://`, `http(s)://`, or a router of
+//! ranges). [`BlockingStore`] wraps a store for synchronous callers (converter worker
+//! threads).
 //!
-//! This crate knows nothing of flists: keys and values are opaque bytes.
+//! [`BlobStore`] keeps whole files under names (an S3 bucket or a directory; e.g. flist
+//! files by content hash), with [`BlockingBlobs`] as its synchronous facade.
+//!
+//! This crate knows nothing of flists: keys, names and values are opaque.
 //!
 //! ```
 //! # fn main() -> Result<(), flist_store::StoreError> {
@@ -20,6 +24,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+mod blobs;
 mod blocking;
 mod dir;
 mod error;
@@ -28,8 +33,10 @@ pub mod fuzzing;
 mod http;
 mod resp;
 mod router;
+mod s3;
 mod url;
 
+pub use blobs::{open_blobs, open_blobs_url, BlobInfo, BlobStore, BlockingBlobs, DirBlobs};
 pub use blocking::{BlockingStore, Pending};
 pub use dir::DirStore;
 pub use error::StoreError;
@@ -38,6 +45,7 @@ pub use resp::codec::RequestLimits;
 pub use resp::server::{CheckFn, EndpointStats, ServerOptions, ZdbEndpoint};
 pub use resp::RespStore;
 pub use router::RouterStore;
+pub use s3::S3Store;
 pub use url::{open, open_many, open_url, Endpoint, Route, StoreUrl};
 
 /// Result of writing one key.
@@ -134,8 +142,12 @@ pub struct OpenOptions {
     /// Connections per server; default 4.
     pub pool_size: usize,
     /// Retries of a request round that failed before any reply arrived (connection reset,
-    /// refused); default 3, with exponential backoff from 100 ms.
+    /// refused); default 3, with exponential backoff from 100 ms. For S3 also of 5xx
+    /// answers and timeouts.
     pub retries: u32,
+    /// Requests in flight at once per S3 store (each on its own keep-alive connection),
+    /// over all its batches; default 32.
+    pub requests_in_flight: usize,
 }
 
 impl Default for OpenOptions {
@@ -145,6 +157,7 @@ impl Default for OpenOptions {
             connect_timeout: std::time::Duration::from_secs(5),
             pool_size: 4,
             retries: 3,
+            requests_in_flight: 32,
         }
     }
 }
@@ -184,10 +197,6 @@ pub async fn open_url_with(
             }
             Ok(std::sync::Arc::new(RouterStore::new(stores)?))
         }
-        StoreUrl::S3 { .. } => Err(StoreError::Unsupported {
-            store: url.to_string(),
-            operation: "open".into(),
-            reason: "S3 stores are not supported yet".into(),
-        }),
+        StoreUrl::S3 { .. } => Ok(std::sync::Arc::new(S3Store::new(url, options)?)),
     }
 }

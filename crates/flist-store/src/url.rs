@@ -9,7 +9,12 @@
 //! - `redis+unix:///path/to/socket[?db=n][&password=...]` — Redis over a unix socket
 //! - `dir:///path[?fsync=1]` — one file per chunk under `<root>/<hex[0..2]>/<hex>`
 //! - `http(s)://host[:port]/base` — read-only
-//! - `s3://key:secret@host:port/bucket` — recognised, not supported yet
+//! - `s3://[key[:secret]@]host[:port]/bucket[?region=R]` — an S3-compatible object store
+//!   over plain HTTP (port 80 by default); `s3s://` (or `s3+tls://`, as rfs also accepts)
+//!   over TLS (port 443). Missing credentials come from `AWS_ACCESS_KEY_ID` /
+//!   `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`), a missing region from `AWS_REGION` /
+//!   `AWS_DEFAULT_REGION`, else `us-east-1`. Chunks are objects named by the hex key at the
+//!   bucket's root (the layout rfs uses).
 //! - a router: `RANGE=URL` items separated by commas (or given separately to
 //!   [`open_many`]), `RANGE` being `hh` or `hh-hh` over the first key byte, e.g.
 //!   `00-7f=zdb://a,80-ff=zdb://b`. Overlapping ranges replicate.
@@ -93,15 +98,21 @@ pub enum StoreUrl {
         /// Base URL, without trailing slash.
         base: String,
     },
-    /// An S3-compatible object store (not supported yet).
+    /// An S3-compatible object store (path-style requests).
     S3 {
-        /// `host[:port]`.
+        /// TLS (`s3s://`) or plain HTTP (`s3://`).
+        tls: bool,
+        /// Host name or address (IPv6 without brackets).
         host: String,
-        /// Bucket.
+        /// Port (default 80, or 443 with TLS).
+        port: u16,
+        /// Bucket (created on the first write when missing).
         bucket: String,
-        /// Access key id.
-        key: String,
-        /// Secret key.
+        /// Region (`?region=`); `None`: from the environment, else `us-east-1`.
+        region: Option<String>,
+        /// Access key id; `None`: `AWS_ACCESS_KEY_ID`, or anonymous requests.
+        key: Option<String>,
+        /// Secret key; `None`: `AWS_SECRET_ACCESS_KEY`. Never displayed.
         secret: Option<String>,
     },
     /// Ranges of the first key byte mapped to stores.
@@ -173,13 +184,32 @@ impl fmt::Display for StoreUrl {
             }
             StoreUrl::Http { base } => f.write_str(&redact_http(base)),
             StoreUrl::S3 {
+                tls,
                 host,
+                port,
                 bucket,
+                region,
                 key,
                 secret,
             } => {
-                let s = if secret.is_some() { ":***" } else { "" };
-                write!(f, "s3://{key}{s}@{host}/{bucket}")
+                f.write_str(if *tls { "s3s://" } else { "s3://" })?;
+                // The access key id is an identifier (S3 servers log it); the secret is not
+                // shown.
+                match (key, secret) {
+                    (Some(k), Some(_)) => write!(f, "{k}:***@")?,
+                    (Some(k), None) => write!(f, "{k}@")?,
+                    (None, Some(_)) => f.write_str(":***@")?,
+                    (None, None) => {}
+                }
+                let ep = Endpoint::Tcp {
+                    host: host.clone(),
+                    port: *port,
+                };
+                write!(f, "{ep}/{bucket}")?;
+                if let Some(r) = region {
+                    write!(f, "?region={r}")?;
+                }
+                Ok(())
             }
             StoreUrl::Router(routes) => {
                 for (i, r) in routes.iter().enumerate() {
@@ -495,23 +525,32 @@ impl StoreUrl {
                 let base = url.trim_end_matches('/').to_owned();
                 Ok(StoreUrl::Http { base })
             }
-            "s3" => {
+            "s3" | "s3s" | "s3+tls" => {
+                let tls = scheme != "s3";
                 let (auth, bucket) = rest.split_once('/').unwrap_or((rest, ""));
-                let (user, secret, host, port) = parse_authority(auth)?;
-                let host = match port {
-                    Some(p) => format!("{host}:{p}"),
-                    None => host,
+                let (key, secret, host, port) = parse_authority(auth)?;
+                // `s3://KEY@host`: a lone userinfo is the access key (the secret then comes
+                // from the environment), unlike `zdb://secret@host`.
+                let (key, secret) = match auth.rsplit_once('@') {
+                    Some((userinfo, _)) if !userinfo.contains(':') => (secret, None),
+                    _ => (key, secret),
                 };
+                let bucket = percent_decode(bucket.trim_end_matches('/'))?;
+                check_bucket(&bucket)?;
+                let region = q("region").filter(|r| !r.is_empty());
                 Ok(StoreUrl::S3 {
+                    tls,
                     host,
-                    bucket: bucket.trim_end_matches('/').to_owned(),
-                    key: user.unwrap_or_default(),
-                    secret,
+                    port: port.unwrap_or(if tls { 443 } else { 80 }),
+                    bucket,
+                    region,
+                    key: key.filter(|k| !k.is_empty()),
+                    secret: secret.filter(|s| !s.is_empty()),
                 })
             }
             other => Err(format!(
                 "unknown scheme {other:?} (expected zdb, zdb+unix, redis, redis+unix, dir, \
-                 http, https, s3, or RANGE=URL items)"
+                 http, https, s3, s3s, or RANGE=URL items)"
             )),
         }
     }
@@ -527,6 +566,28 @@ impl std::str::FromStr for StoreUrl {
 fn check_ns(ns: &str) -> Result<(), String> {
     if ns.is_empty() || ns.len() > 128 || ns.bytes().any(|b| b.is_ascii_whitespace() || b < 0x20) {
         return Err(format!("bad namespace name {ns:?}"));
+    }
+    Ok(())
+}
+
+/// S3 bucket naming rules: 3 to 63 lower-case letters, digits, dots and hyphens, starting and
+/// ending with a letter or digit.
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    if bucket.is_empty() {
+        return Err("missing bucket: s3://key:secret@host:port/bucket".into());
+    }
+    let ok_chars = bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ends = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !(3..=63).contains(&bucket.len())
+        || !ok_chars
+        || !ends(bucket.bytes().next())
+        || !ends(bucket.bytes().last())
+    {
+        return Err(format!(
+            "bad bucket name {bucket:?} (3 to 63 characters: a-z, 0-9, '.', '-')"
+        ));
     }
     Ok(())
 }

@@ -7,20 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flist_store::{open_url_with, OpenOptions, SetOutcome, Store, StoreError, StoreUrl};
+use test_support::sample::noise;
 use test_support::{RedisReply, RedisServer};
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// 16-byte binary keys, including CR/LF/NUL-heavy ones.
 fn keys(n: usize) -> Vec<Vec<u8>> {

@@ -106,12 +106,63 @@ fn redis_dir_http_s3() {
 }
 
 #[tokio::test]
-async fn s3_is_a_clear_unsupported_error() {
-    let err = flist_store::open("s3://key:secret@garage:3900/bucket")
+async fn urls_parse_like_rfs_and_never_show_the_secret() {
+    let u = StoreUrl::parse("s3://AK:s3cr3t@127.0.0.1:9000/my-bucket?region=minio").unwrap();
+    assert_eq!(
+        u,
+        StoreUrl::S3 {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: 9000,
+            bucket: "my-bucket".into(),
+            region: Some("minio".into()),
+            key: Some("AK".into()),
+            secret: Some("s3cr3t".into()),
+        }
+    );
+    assert_eq!(
+        u.to_string(),
+        "s3://AK:***@127.0.0.1:9000/my-bucket?region=minio"
+    );
+    for tls in ["s3s://AK:s3cr3t@h/b12", "s3+tls://AK:s3cr3t@h/b12"] {
+        let u = StoreUrl::parse(tls).unwrap();
+        assert!(
+            matches!(
+                u,
+                StoreUrl::S3 {
+                    tls: true,
+                    port: 443,
+                    ..
+                }
+            ),
+            "{u:?}"
+        );
+        assert_eq!(u.to_string(), "s3s://AK:***@h:443/b12");
+    }
+    // A lone userinfo is the access key (secret from the environment).
+    let u = StoreUrl::parse("s3://AK@h:80/bucket").unwrap();
+    assert!(
+        matches!(&u, StoreUrl::S3 { key: Some(k), secret: None, .. } if k == "AK"),
+        "{u:?}"
+    );
+    for bad in [
+        "s3://AK:s3cr3t@h:9000",
+        "s3://AK:s3cr3t@h:9000/",
+        "s3://AK:s3cr3t@h:9000/UPPER",
+        "s3://AK:s3cr3t@h:9000/a",
+        "s3://AK:s3cr3t@h:notaport/bucket",
+    ] {
+        let e = StoreUrl::parse(bad).unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    }
+    // Opening makes no request; an unreachable server is an error at the first operation.
+    let s = flist_store::open("s3://AK:s3cr3t@127.0.0.1:1/bucket")
         .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Unsupported { .. }), "{err}");
-    assert!(!err.to_string().contains("secret"), "{err}");
+        .unwrap();
+    assert_eq!(s.to_string(), "s3://AK:***@127.0.0.1:1/bucket");
+    let e = s.get(b"\x01").await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(!format!("{e} {e:?} {s:?}").contains("s3cr3t"), "{e}");
 }
 
 #[test]

@@ -331,22 +331,8 @@ pub async fn me_merge(
     let list: Vec<String> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected a JSON array of \"repo/name.flist\": {e}"))
     })?;
-    if list.is_empty() {
-        return Err(ApiError::bad_request("nothing to merge"));
-    }
-    let sources = list
-        .iter()
-        .map(|s| lookup::merge_source(s))
-        .collect::<Result<Vec<_>, _>>()?;
     let target = lookup::flist_name(&target);
-    let shown: Vec<String> = sources.iter().map(|(r, n)| format!("{r}/{n}")).collect();
-    let mut md = flist_format::Metadata::new();
-    if let Some(b) = &st.public_backend {
-        md.set("backend", b.clone());
-    }
-    let t = target.clone();
-    st.blocking(move |hub| Ok(hub.merge(&actor, &actor.active, &t, &sources, md)?))
-        .await?;
+    let shown = crate::merge::merge(&st, &actor, &target, &list).await?;
     Ok(Json(render::success(Some(
         json!({"name": target, "sources": shown}),
     ))))

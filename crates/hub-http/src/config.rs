@@ -88,6 +88,14 @@ pub struct LimitsConfig {
     pub body_rate_window_secs: u64,
     /// Largest flist database inflated from an uploaded `.flist` (413 beyond).
     pub max_flist_database_bytes: u64,
+    /// Archive conversions (uploads) running at once; more wait in a queue, their job
+    /// saying so.
+    pub max_concurrent_conversions: usize,
+    /// Most entries an archive upload, a merge (over all its sources), a derivation's base
+    /// or an uploaded flist may have.
+    pub max_entries: u64,
+    /// Most flists one merge may name.
+    pub max_merge_sources: usize,
 }
 
 impl Default for LimitsConfig {
@@ -98,6 +106,9 @@ impl Default for LimitsConfig {
             min_body_bytes_per_sec: 1024,
             body_rate_window_secs: 30,
             max_flist_database_bytes: flist_format::DEFAULT_MAX_DATABASE_BYTES,
+            max_concurrent_conversions: 2,
+            max_entries: 10_000_000,
+            max_merge_sources: 64,
         }
     }
 }
@@ -421,6 +432,10 @@ impl HubConfig {
                     self.limits.max_flist_database_bytes = num(&k, &v)?
                 }
                 "HUB_HEADER_TIMEOUT_SECS" => self.limits.header_timeout_secs = num(&k, &v)?,
+                "HUB_MAX_CONCURRENT_CONVERSIONS" => {
+                    self.limits.max_concurrent_conversions = num(&k, &v)?
+                }
+                "HUB_MAX_ENTRIES" => self.limits.max_entries = num(&k, &v)?,
                 "HUB_DOCKER_REGISTRIES" => {
                     self.docker.registries = v
                         .split(',')

@@ -6,8 +6,8 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use bytes::Bytes;
-use flist_convert::derive::{derive, Change};
-use hub_repo::{inspect, names};
+use flist_convert::derive::{derive, Change, DeriveError};
+use hub_repo::names;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -64,30 +64,51 @@ pub async fn me_derive(
     let handle = tokio::runtime::Handle::current();
     let (st2, base) = (st.clone(), req.base.clone());
     let t = target.clone();
+    // Dropped with this future (timeout, client gone): the work stops, nothing is stored.
+    let (guard, cancel) = crate::produce::CancelOnDrop::new();
     let stats = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        let flist = inspect::open_flist(&path)?;
         let store = flist_store::BlockingStore::new(st2.store.clone(), handle);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
             .unwrap_or(0);
-        let (derived, stats) = derive(&flist, &changes, &store, now).map_err(|e| match e {
-            flist_convert::derive::DeriveError::Store(e) => ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("chunk store: {e}"),
-            ),
+        let opts = crate::produce::convert_options(&st2, &cancel);
+        let input = flist_convert::merge::Input {
+            path: &path,
+            what: &base,
+        };
+        let (derived, stats) = derive(
+            input,
+            &flist_format::ReadOptions {
+                temp_dir: Some(st2.hub.tmp_dir().to_path_buf()),
+                ..Default::default()
+            },
+            &changes,
+            &store,
+            now,
+            &opts,
+        )
+        .map_err(|e| match e {
+            DeriveError::Store(e) => {
+                tracing::warn!("derive: chunk store: {e}");
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "chunk store: the hub could not store the chunks; try again later",
+                )
+            }
+            DeriveError::Convert(e) => crate::produce::refused("derive", e),
             other => ApiError::bad_request(other.to_string()),
         })?;
-        crate::upload::store_flist(
-            &st2,
-            &actor,
-            &t,
-            derived,
-            Some(format!("derived from {base}")),
-        )?;
+        let record = crate::produce::Record {
+            action: "upload",
+            source: Some(format!("derived from {base}")),
+            detail: json!({}),
+        };
+        crate::produce::store_converted(&st2, &actor, &t, derived, record, &cancel)?;
         Ok(stats)
     })
     .await??;
+    guard.disarm();
     Ok(Json(render::success(Some(json!({
         "name": target,
         "base": req.base,

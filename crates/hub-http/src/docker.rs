@@ -166,6 +166,7 @@ fn oci_error(e: &OciError) -> ApiError {
         }
         OciError::Registry { .. } => StatusCode::BAD_GATEWAY,
         OciError::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        OciError::Cancelled => StatusCode::REQUEST_TIMEOUT,
         OciError::LocalImage { .. }
         | OciError::Io { .. }
         | OciError::Output(_)
@@ -254,7 +255,9 @@ async fn run(
         cache_dir: cfg
             .layer_cache
             .then(|| st.config.data_dir.join("cache").join("layers")),
-        convert: flist_convert::ConvertOptions::default(),
+        // Bounded like uploads; never cancelled: the job runs to its end even when the
+        // client leaves (it follows the job, or asked for `async`).
+        convert: crate::produce::convert_options(&st, &flist_convert::Cancel::new()),
         progress: Some(Arc::new(move |e: &OciEvent| {
             let _ = tx.send(e.clone());
         })),
@@ -263,7 +266,7 @@ async fn run(
     let result = oci::convert(&source, &opts, st.store.clone()).await;
     drop(opts); // ends the follower
     let _ = follower.await;
-    let (flist, stats) = result.map_err(|e| oci_error(&e))?;
+    let (image, stats) = result.map_err(|e| oci_error(&e))?;
     job.progress_async(95, "storing flist".into()).await;
     let c = &stats.convert;
     let files = json!({
@@ -272,9 +275,20 @@ async fn run(
         "chunks_present": c.chunks_present,
     });
     let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
-    let source = Some(format!("docker:{}", req.image));
+    let record = crate::produce::Record {
+        action: "upload",
+        source: Some(format!("docker:{}", req.image)),
+        detail: json!({}),
+    };
     tokio::task::spawn_blocking(move || {
-        crate::upload::store_flist(&st2, &actor2, &name2, flist, source)
+        crate::produce::store_converted(
+            &st2,
+            &actor2,
+            &name2,
+            image,
+            record,
+            &flist_convert::Cancel::new(),
+        )
     })
     .await??;
     Ok(json!({

@@ -79,6 +79,7 @@ impl From<RepoError> for ApiError {
             RepoError::Cycle(_) => StatusCode::CONFLICT,
             RepoError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RepoError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            RepoError::Cancelled => StatusCode::REQUEST_TIMEOUT,
             _ if e.full_storage().is_some() => {
                 return ApiError::storage_full(e.full_storage().unwrap_or("storage"), e)
             }

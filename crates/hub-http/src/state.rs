@@ -35,6 +35,8 @@ pub struct AppState {
     pub web: crate::ui::WebState,
     /// Slots for docker conversions running at once.
     pub docker_slots: Arc<tokio::sync::Semaphore>,
+    /// Slots for archive conversions (uploads) running at once.
+    pub conversion_slots: Arc<tokio::sync::Semaphore>,
     /// Flist files and name resolutions kept in memory for downloads.
     pub downloads: crate::downloads::Downloads,
     /// The in-memory answers ahead of the router (see [`crate::fastpath`]).
@@ -75,7 +77,11 @@ impl AppState {
         let docker_slots = Arc::new(tokio::sync::Semaphore::new(
             config.docker.max_concurrent.max(1),
         ));
+        let conversion_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_concurrent_conversions.max(1),
+        ));
         AppState {
+            conversion_slots,
             downloads: crate::downloads::Downloads::new(config.download_cache_bytes),
             contents: crate::contents::Contents::new(config.contents_cache_bytes),
             fastpath: crate::fastpath::FastPath::default(),

@@ -11,8 +11,7 @@ use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use bytes::Bytes;
-use flist_convert::{ChannelReader, ConvertError, ConvertOptions, ProgressReport};
-use flist_format::{Flist, Metadata};
+use flist_convert::{ChannelReader, ProgressReport, Source};
 use hub_repo::{inspect, names, Actor};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -20,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::JobHandle;
+use crate::produce;
 use crate::render;
 use crate::state::Shared;
 
@@ -89,42 +89,10 @@ fn original_name(headers: &HeaderMap, field_name: Option<&str>) -> Option<String
         .or_else(|| field_name.map(str::to_string))
 }
 
-fn convert_error(e: ConvertError) -> ApiError {
-    match e {
-        ConvertError::Store { .. } | ConvertError::MissingChunk { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("chunk store: {e}"))
-        }
-        ConvertError::Internal(_) | ConvertError::Io { .. } | ConvertError::Destination { .. } => {
-            ApiError::internal(e)
-        }
-        other => ApiError::bad_request(format!("archive refused: {other}")),
-    }
-}
-
-/// Stores a finished flist (in memory) as `repo/name` with the public backend (blocking).
-pub(crate) fn store_flist(
-    st: &Shared,
-    actor: &Actor,
-    name: &str,
-    mut flist: Flist,
-    source: Option<String>,
-) -> Result<(), ApiError> {
-    match &st.public_backend {
-        Some(b) => flist.metadata.set("backend", b.clone()),
-        None => {
-            flist.metadata.remove("backend");
-        }
-    }
-    st.hub
-        .store_flist(actor, &actor.active, name, &flist, source)?;
-    Ok(())
-}
-
-/// An upload whose tree has no entry at all (a zero-byte or empty archive) never replaces
+/// An upload that holds no entry at all (a zero-byte or empty archive) never replaces
 /// anything: 400.
-fn refuse_empty(tree: &flist_format::Tree, what: &str) -> ApiResult<()> {
-    let s = tree.stats();
-    if s.regular + s.directory + s.symlink + s.special == 0 {
+fn refuse_empty(empty: bool, what: &str) -> ApiResult<()> {
+    if empty {
         return Err(ApiError::bad_request(format!(
             "{what} holds no entries (empty or zero-byte upload): nothing was stored"
         )));
@@ -195,6 +163,10 @@ async fn upload_inner(
     let mut conversion = None;
     let mut name = None;
     let mut upload_err = None;
+    let mut permit = None;
+    // Dropped with this future (timeout, client gone): the conversion stops, nothing is
+    // stored.
+    let (guard, cancel) = produce::CancelOnDrop::new();
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let fname = field.name().unwrap_or_default().to_string();
         if let Some(key) = fname.strip_prefix("metadata-") {
@@ -213,6 +185,10 @@ async fn upload_inner(
                 }
             };
             name = Some(n);
+            // Conversions run a few at a time; the others wait here, their job saying so
+            // (the client's body waits too, which the body-rate guard allows).
+            permit = Some(produce::slot(&st.conversion_slots, job).await?);
+            job.progress_async(0, "converting".into()).await;
             let (tx, rx) = mpsc::channel(16);
             let reader = ChannelReader::new(rx);
             let store = flist_store::BlockingStore::new(
@@ -221,26 +197,23 @@ async fn upload_inner(
             );
             let job2 = job.clone();
             let last = Mutex::new(Instant::now());
+            let mut opts = produce::convert_options(st, &cancel);
+            opts.progress = Some(Arc::new(move |r: &ProgressReport| {
+                let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                if last.elapsed().as_millis() < 500 {
+                    return;
+                }
+                *last = Instant::now();
+                let pct = total
+                    .map(|t| (r.bytes_read.saturating_mul(90) / t.max(1)).min(90) as u8)
+                    .unwrap_or(0);
+                job2.progress(
+                    pct,
+                    &format!("{} entries, {} new chunks", r.entries, r.chunks_new),
+                );
+            }));
             let handle = tokio::task::spawn_blocking(move || {
-                let progress = move |r: &ProgressReport| {
-                    let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-                    if last.elapsed().as_millis() < 500 {
-                        return;
-                    }
-                    *last = Instant::now();
-                    let pct = total
-                        .map(|t| (r.bytes_read.saturating_mul(90) / t.max(1)).min(90) as u8)
-                        .unwrap_or(0);
-                    job2.progress(
-                        pct,
-                        &format!("{} entries, {} new chunks", r.entries, r.chunks_new),
-                    );
-                };
-                let opts = ConvertOptions {
-                    progress: Some(Arc::new(progress)),
-                    ..ConvertOptions::default()
-                };
-                flist_convert::pack_archive(reader, Some(&store), &opts)
+                flist_convert::convert(Source::archive(reader), Some(&store), &opts)
             });
             upload_err = pump(&mut field, &tx).await;
             drop(tx);
@@ -251,36 +224,39 @@ async fn upload_inner(
     let (Some(handle), Some(name)) = (conversion, name) else {
         return Err(ApiError::bad_request("multipart field `file` is required"));
     };
-    let packed = handle.await;
+    let converted = handle.await;
     if let Some(e) = upload_err {
         return Err(e);
     }
-    let packed = packed?.map_err(convert_error)?;
-    refuse_empty(&packed.tree, "the archive")?;
+    let mut converted = converted?.map_err(produce::convert_error)?;
+    refuse_empty(converted.is_empty(), "the archive")?;
     job.progress_async(95, "storing flist".into()).await;
-    let mut metadata = Metadata::new();
     for (k, v) in user_md {
         if k != "backend" && !k.is_empty() {
-            metadata.set(k, v);
+            converted.metadata.set(k, v);
         }
     }
-    let s = &packed.stats;
+    let s = &converted.stats;
     let files = json!({
         "regular": s.files, "directory": s.directories, "symlink": s.symlinks, "special": s.specials,
         "fullsize": s.bytes, "chunks_written": s.chunks_written, "chunks_present": s.chunks_present,
         "warnings": s.warnings.iter().map(|w| json!({"message": w.message, "count": w.count})).collect::<Vec<_>>(),
     });
-    let flist = Flist {
-        tree: packed.tree,
-        metadata,
-    };
     let source =
         original_name(headers, None).or_else(|| Some(name.trim_end_matches(".flist").to_string()));
     let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
-    let stored =
-        tokio::task::spawn_blocking(move || store_flist(&st2, &actor2, &name2, flist, source))
-            .await;
-    stored??;
+    let record = produce::Record {
+        action: "upload",
+        source,
+        detail: json!({}),
+    };
+    let c2 = cancel.clone();
+    tokio::task::spawn_blocking(move || {
+        produce::store_converted(&st2, &actor2, &name2, converted, record, &c2)
+    })
+    .await??;
+    drop(permit);
+    guard.disarm();
     let payload = json!({"name": name, "files": files, "job": job.id});
     let info = json!({"name": name, "files": files, "repository": actor.active});
     Ok((payload, info))
@@ -338,7 +314,7 @@ pub async fn upload_flist(
     let (Some(staged), Some(name)) = (staged, name) else {
         return Err(ApiError::bad_request("multipart field `file` is required"));
     };
-    let opts = flist_format::ReadOptions {
+    let read = flist_format::ReadOptions {
         max_database_bytes: st.config.limits.max_flist_database_bytes,
         temp_dir: Some(st.hub.tmp_dir().to_path_buf()),
     };
@@ -352,70 +328,155 @@ pub async fn upload_flist(
         )?),
         None => None,
     };
+    // Read one directory row at a time into a tree staged on disk (checked: every directory
+    // reached once, valid names, bounded entries), and every distinct chunk key checked
+    // against the store in batches: memory does not grow with the flist.
+    let (guard, cancel) = produce::CancelOnDrop::new();
+    let opts = produce::convert_options(&st, &cancel);
+    let store =
+        flist_store::BlockingStore::new(st.store.clone(), tokio::runtime::Handle::current());
     let what = name.clone();
-    let (flist, staged) = tokio::task::spawn_blocking(move || {
-        inspect::read_client_flist(staged.path(), &what, &opts).map(|f| (f, staged))
+    let (converted, staged, keys, missing) = tokio::task::spawn_blocking(move || {
+        let input = flist_convert::merge::Input {
+            path: staged.path(),
+            what: &what,
+        };
+        let c = flist_convert::merge::rewrite(input, &read, &opts)
+            .map_err(|e| client_flist_error(&what, e))?;
+        let mut missing = Missing::default();
+        let keys = c
+            .chunk_keys(EXISTS_BATCH, |batch| {
+                let keys: Vec<Vec<u8>> = batch.iter().map(|k| k.to_vec()).collect();
+                let present = store.exists_many(&keys).map_err(|source| {
+                    flist_convert::ConvertError::Store {
+                        store: store.to_string(),
+                        source,
+                    }
+                })?;
+                for (k, p) in batch.iter().zip(present) {
+                    if !p {
+                        missing.add(k);
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| client_flist_error(&what, e))?;
+        Ok::<_, ApiError>((c, staged, keys, missing))
     })
     .await??;
     if author.is_some() {
         crate::author_sig::check_backend(
-            flist.metadata.get("backend"),
+            converted.metadata.get("backend"),
             st.public_backend.as_deref(),
         )?;
     }
-    let keys: Vec<Vec<u8>> = inspect::chunk_keys(&flist.tree)
-        .into_iter()
-        .map(|k| k.to_vec())
-        .collect();
-    let mut missing = Vec::new();
-    for batch in keys.chunks(EXISTS_BATCH) {
-        let present = st.store.exists_many(batch).await?;
-        missing.extend(
-            batch
-                .iter()
-                .zip(present)
-                .filter(|(_, p)| !p)
-                .map(|(k, _)| hex::encode(k)),
-        );
-    }
-    if !missing.is_empty() {
-        let sample: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+    if missing.count > 0 {
         return Err(ApiError::bad_request(format!(
             "{} of {} chunks are missing from the hub's backend (e.g. {})",
-            missing.len(),
-            keys.len(),
-            sample.join(", ")
+            missing.count,
+            keys,
+            missing.sample.join(", ")
         )));
     }
-    refuse_empty(&flist.tree, "the flist")?;
-    let stats = flist.tree.stats();
+    refuse_empty(converted.is_empty(), "the flist")?;
+    let s = &converted.stats;
     let files = json!({
-        "regular": stats.regular, "symlink": stats.symlink, "directory": stats.directory,
-        "special": stats.special, "fullsize": stats.fullsize, "chunks": keys.len(), "missing": 0,
+        "regular": s.files, "symlink": s.symlinks, "directory": s.directories,
+        "special": s.specials, "fullsize": s.bytes, "chunks": keys, "missing": 0,
     });
     let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
     let author_key = author.as_ref().map(|d| d.key.clone());
+    let c2 = cancel.clone();
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
         let source = Some("upload-flist".to_string());
         match author {
-            None => store_flist(&st2, &actor2, &name2, flist, source),
+            None => {
+                let record = produce::Record {
+                    action: "upload",
+                    source,
+                    detail: json!({}),
+                };
+                produce::store_converted(&st2, &actor2, &name2, converted, record, &c2)
+            }
             Some(doc) => {
                 // Kept before the entry points at the file, so a served signed flist always
                 // has its signature.
                 crate::author_sig::save(&st2.config.data_dir, &staged.sha256, &doc).map_err(
                     |e| ApiError::internal(format!("keeping the author signature: {e}")),
                 )?;
-                let info = inspect::info_of(&flist, source);
-                st2.hub
-                    .put_flist(&actor2, &actor2.active, &name2, staged, info)?;
+                let info = hub_repo::FlistInfo {
+                    source,
+                    metadata: Some(inspect::metadata_json(&converted.metadata)),
+                    dump: None,
+                };
+                drop(converted);
+                st2.hub.put_flist_checked(
+                    &actor2,
+                    "upload",
+                    &actor2.active,
+                    &name2,
+                    staged,
+                    info,
+                    json!({}),
+                    &|| !c2.is_cancelled(),
+                )?;
                 Ok(())
             }
         }
     })
     .await??;
+    guard.disarm();
     let mut payload = json!({"name": name, "files": files});
     if let Some(key) = author_key {
         payload["author_signature"] = json!({"key": key});
     }
     Ok(Json(render::success(Some(payload))))
+}
+
+/// Chunks an uploaded flist references that the store lacks: how many, and a few.
+#[derive(Default)]
+struct Missing {
+    count: u64,
+    sample: Vec<String>,
+}
+
+impl Missing {
+    fn add(&mut self, key: &[u8]) {
+        self.count += 1;
+        if self.sample.len() < 5 {
+            self.sample.push(hex::encode(key));
+        }
+    }
+}
+
+/// The answer for an uploaded flist that cannot be taken: named by its upload name, never
+/// by a server path.
+fn client_flist_error(what: &str, e: flist_convert::ConvertError) -> ApiError {
+    use flist_convert::{ConvertError, LimitKind};
+    match e {
+        ConvertError::Limit {
+            what: LimitKind::DatabaseSize,
+            limit,
+            ..
+        } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what}: the flist database inflates beyond the hub's limit of {limit} bytes"),
+        ),
+        ConvertError::Limit {
+            what: LimitKind::Entries,
+            limit,
+            ..
+        } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what}: more than the hub's limit of {limit} entries"),
+        ),
+        ConvertError::Flist(m) => {
+            let prefix = format!("{what}: ");
+            ApiError::bad_request(format!(
+                "{what} is not a readable flist: {}",
+                m.strip_prefix(&prefix).unwrap_or(&m)
+            ))
+        }
+        other => produce::convert_error(other),
+    }
 }

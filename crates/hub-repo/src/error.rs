@@ -66,6 +66,10 @@ pub enum RepoError {
     /// The feature depends on a component that is not available.
     #[error("not implemented: {0}")]
     Unsupported(String),
+    /// The request behind the write was abandoned (timed out, client gone): nothing was
+    /// recorded.
+    #[error("cancelled: the request ended before the flist was stored; nothing was stored")]
+    Cancelled,
 }
 
 /// Is this I/O error "no space left" (or over quota)?

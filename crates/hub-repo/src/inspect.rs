@@ -7,9 +7,8 @@ use std::sync::Mutex;
 use flist_format::{Flist, FormatError, Kind, Metadata, ReadOptions, Tree};
 use serde_json::{json, Map, Value};
 
-use crate::model::{Entry, FlistInfo, Resolved};
-use crate::names::validate_flist;
-use crate::{Actor, Hub, RepoError};
+use crate::model::{FlistInfo, Resolved};
+use crate::{Hub, RepoError};
 
 fn fmt_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
     RepoError::Format {
@@ -194,45 +193,6 @@ impl Hub {
             Ok(Value::Object(m)) => Ok(m),
             _ => Ok(Map::new()),
         }
-    }
-
-    /// Merges `sources` (`(repo, name)`, resolved; first wins) into `repo/target`, with
-    /// `metadata` as the result's metadata (the format does not merge metadata).
-    pub fn merge(
-        &self,
-        actor: &Actor,
-        repo: &str,
-        target: &str,
-        sources: &[(String, String)],
-        metadata: Metadata,
-    ) -> Result<Entry, RepoError> {
-        validate_flist(target)?;
-        actor.check_write(repo)?;
-        if sources.is_empty() {
-            return Err(RepoError::Invalid("nothing to merge".into()));
-        }
-        let mut tree: Option<Tree> = None;
-        let mut names = Vec::new();
-        for (r, n) in sources {
-            let res = self.resolve(r, n)?;
-            let f = open_flist(&self.blob_path(&res.sha256))?;
-            match tree.as_mut() {
-                None => tree = Some(f.tree),
-                Some(t) => flist_format::merge(t, &f.tree),
-            }
-            names.push(format!("{r}/{n}"));
-        }
-        let tree = tree.ok_or_else(|| RepoError::Invalid("nothing to merge".into()))?;
-        let merged = Flist { tree, metadata };
-        self.store_flist_as(
-            actor,
-            "merge",
-            repo,
-            target,
-            &merged,
-            Some(names.join(", ")),
-            json!({"sources": names}),
-        )
     }
 }
 

@@ -376,7 +376,7 @@ impl Importer<'_> {
             }
         };
         self.hub
-            .put_flist_as(
+            .put_flist_checked(
                 &self.actor,
                 "import",
                 repo,
@@ -384,6 +384,7 @@ impl Importer<'_> {
                 staged,
                 info,
                 json!({"path": path.display().to_string()}),
+                &|| true,
             )
             .map_err(|e| e.to_string())?;
         self.set_entry_times(repo, name, time, None)

@@ -6,7 +6,8 @@
 //! - writes, each taking the acting [`Actor`] and audited in the same transaction:
 //!   [`Hub::put_flist`], [`Hub::store_flist`], [`Hub::link`], [`Hub::crosslink`], [`Hub::rename`], [`Hub::delete`],
 //!   [`Hub::promote`], [`Hub::tag_add`], [`Hub::tag_remove`], [`Hub::crosstag`],
-//!   [`Hub::crosstag_remove`], [`Hub::merge`];
+//!   [`Hub::crosstag_remove`] (merges are built by `flist_convert::merge` and stored with
+//!   [`Hub::store_flist`]);
 //! - identity and jobs: [`Hub::create_token`], [`Hub::check_token`], [`Hub::revoke_token`],
 //!   [`Hub::job_create`] and friends (jobs left running by a crash read as failed);
 //! - browsing (web pages): [`Hub::dir_page`], [`Hub::search_paths`] over the path index
@@ -75,7 +76,7 @@ mod users;
 pub use actor::Actor;
 pub use backends::{same_backend, FlistFile, OwnBackend};
 pub use blobs::StagedFlist;
-pub use error::RepoError;
+pub use error::{io_is_full, RepoError};
 pub use gc::{GcOptions, GcReport};
 pub use hub::{now, Hub, MAX_HOPS};
 pub use jobs::{JobRecord, JobState};

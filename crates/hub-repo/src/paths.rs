@@ -7,13 +7,13 @@
 //! [`Hub::ensure_path_index`] indexes one on demand. Indexing parses the flist, so at most one
 //! runs at a time (bounded memory).
 
+use std::path::Path;
 use std::sync::Mutex;
 
-use flist_format::{mode_string, Kind, Tree};
+use flist_format::{mode_string, Kind, Meta};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::SqlContext;
-use crate::inspect::open_flist;
 use crate::{Hub, RepoError};
 
 /// Tables of the path index (schema version 1, see `migrate.rs`).
@@ -49,7 +49,7 @@ CREATE INDEX IF NOT EXISTS path_entries_path ON path_entries(path, blob);
 CREATE INDEX IF NOT EXISTS path_entries_name ON path_entries(name, blob);
 "#;
 
-/// One indexing at a time: it holds a parsed flist in memory.
+/// One indexing at a time (each holds the catalog's write lock while it inserts).
 static INDEXING: Mutex<()> = Mutex::new(());
 
 /// One entry of a flist as the index knows it.
@@ -140,83 +140,208 @@ fn blob_id(c: &Connection, sha256: &str) -> Result<Option<i64>, RepoError> {
         .ctx("read path index")
 }
 
-fn insert_tree(tx: &Connection, sha256: &str, tree: &Tree, ts: i64) -> Result<(), RepoError> {
+/// Inserts the index rows of a catalog as [`flist_format::reader::walk_catalog`] meets its
+/// entries: one row per entry, written as it comes (memory holds one directory row, not
+/// the tree). A directory's child count is known once its entries have been met (they
+/// come together), and is then recorded.
+struct Indexer<'t> {
+    insert: rusqlite::CachedStatement<'t>,
+    children: rusqlite::CachedStatement<'t>,
+    blob: i64,
+    next_node: i64,
+    /// The directory whose entries are being met, and how many so far.
+    current: Option<(i64, i64)>,
+    stats: PathStats,
+    entries: i64,
+    /// The error that stopped the walk (the walker only carries format errors).
+    error: Option<RepoError>,
+}
+
+/// A directory still to be listed: its node and absolute path.
+type IndexDir = (i64, String);
+
+fn owner_of(meta: &Meta) -> String {
+    match (meta.uname.is_empty(), meta.gname.is_empty()) {
+        (false, false) => format!("{}:{}", meta.uname, meta.gname),
+        _ => format!("{}:{}", meta.uid, meta.gid),
+    }
+}
+
+impl Indexer<'_> {
+    fn fail(&mut self, e: RepoError) -> flist_format::FormatError {
+        let msg = e.to_string();
+        self.error = Some(e);
+        flist_format::FormatError::Container {
+            what: "path index".into(),
+            reason: msg,
+        }
+    }
+
+    fn row(
+        &mut self,
+        parent: i64,
+        name: &str,
+        path: &str,
+        meta: &Meta,
+        kind: &Kind,
+    ) -> Result<i64, RepoError> {
+        let node = self.next_node;
+        self.next_node += 1;
+        self.entries += 1;
+        let target = match kind {
+            Kind::Symlink { target } => Some(target.as_str()),
+            _ => None,
+        };
+        self.insert
+            .execute(params![
+                self.blob,
+                node,
+                parent,
+                if kind.is_dir() { 0 } else { 1 },
+                name,
+                path,
+                kind.type_name(),
+                mode_string(kind, meta.mode),
+                owner_of(meta),
+                kind.size() as i64,
+                target,
+                0i64,
+            ])
+            .ctx("index flist paths")?;
+        Ok(node)
+    }
+
+    /// Records the child count of the directory whose entries were being met.
+    fn close_current(&mut self) -> Result<(), RepoError> {
+        if let Some((node, n)) = self.current.take() {
+            if n > 0 {
+                self.children
+                    .execute(params![n, self.blob, node])
+                    .ctx("index flist paths")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl flist_format::reader::CatalogVisitor for Indexer<'_> {
+    type Dir = IndexDir;
+
+    fn root(
+        &mut self,
+        root: flist_format::reader::RootDir,
+    ) -> Result<IndexDir, flist_format::FormatError> {
+        let kind = Kind::Dir {
+            children: Default::default(),
+            size: root.size,
+        };
+        match self.row(-1, "", "/", &root.meta, &kind) {
+            Ok(node) => Ok((node, String::new())),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn entry(
+        &mut self,
+        parent: &IndexDir,
+        name: String,
+        meta: Meta,
+        kind: Kind,
+    ) -> Result<Option<IndexDir>, flist_format::FormatError> {
+        if self.current.map(|(n, _)| n) != Some(parent.0) {
+            if let Err(e) = self.close_current() {
+                return Err(self.fail(e));
+            }
+            self.current = Some((parent.0, 0));
+        }
+        if let Some((_, n)) = &mut self.current {
+            *n += 1;
+        }
+        match &kind {
+            Kind::Dir { .. } => self.stats.directory += 1,
+            Kind::File { size, .. } => {
+                self.stats.regular += 1;
+                self.stats.fullsize += size;
+            }
+            Kind::Symlink { .. } => self.stats.symlink += 1,
+            Kind::Special { .. } => self.stats.special += 1,
+        }
+        let path = format!("{}/{name}", parent.1);
+        match self.row(parent.0, &name, &path, &meta, &kind) {
+            Ok(node) => Ok(kind.is_dir().then_some((node, path))),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+}
+
+/// Indexes the catalog `conn` (of stored file `sha256`) in transaction `tx`, unless it is
+/// indexed already.
+fn index_catalog(
+    tx: &Connection,
+    sha256: &str,
+    conn: &Connection,
+    what: &str,
+    ts: i64,
+) -> Result<(), RepoError> {
     if blob_id(tx, sha256)?.is_some() {
         return Ok(());
     }
-    let s = tree.stats();
     tx.prepare_cached(
         "INSERT INTO path_blobs(sha256, entries, regular, directory, symlink, special, fullsize, indexed) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, 0, 0, 0, 0, 0, 0, ?2)",
+    )
+    .and_then(|mut st| st.execute(params![sha256, ts]))
+    .ctx("index flist paths")?;
+    let blob = tx.last_insert_rowid();
+    let mut ix = Indexer {
+        insert: tx
+            .prepare_cached(
+                "INSERT INTO path_entries(blob, node, parent, sort, name, path, kind, mode, owner, size, target, children) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .ctx("index flist paths")?,
+        children: tx
+            .prepare_cached("UPDATE path_entries SET children = ?1 WHERE blob = ?2 AND node = ?3")
+            .ctx("index flist paths")?,
+        blob,
+        next_node: 0,
+        current: None,
+        stats: PathStats {
+            regular: 0,
+            directory: 0,
+            symlink: 0,
+            special: 0,
+            fullsize: 0,
+        },
+        entries: 0,
+        error: None,
+    };
+    let walked = flist_format::reader::walk_catalog(conn, what, &mut ix);
+    if let Some(e) = ix.error.take() {
+        return Err(e);
+    }
+    walked.map_err(|e| RepoError::Format {
+        path: what.into(),
+        message: e.to_string(),
+    })?;
+    ix.close_current()?;
+    let s = &ix.stats;
+    tx.prepare_cached(
+        "UPDATE path_blobs SET entries = ?2, regular = ?3, directory = ?4, symlink = ?5, \
+         special = ?6, fullsize = ?7 WHERE id = ?1",
     )
     .and_then(|mut st| {
         st.execute(params![
-            sha256,
-            tree.len() as i64,
+            blob,
+            ix.entries,
             s.regular as i64,
             s.directory as i64,
             s.symlink as i64,
             s.special as i64,
-            s.fullsize as i64,
-            ts
+            s.fullsize as i64
         ])
     })
     .ctx("index flist paths")?;
-    let blob = tx.last_insert_rowid();
-    let mut st = tx
-        .prepare_cached(
-            "INSERT INTO path_entries(blob, node, parent, sort, name, path, kind, mode, owner, size, target, children) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .ctx("index flist paths")?;
-    // (node, its absolute path)
-    let mut stack: Vec<(usize, String)> = vec![(Tree::ROOT, "/".to_string())];
-    while let Some((id, path)) = stack.pop() {
-        let n = tree.node(id);
-        let parent: i64 = if id == Tree::ROOT {
-            -1
-        } else {
-            n.parent as i64
-        };
-        let owner = match (n.meta.uname.is_empty(), n.meta.gname.is_empty()) {
-            (false, false) => format!("{}:{}", n.meta.uname, n.meta.gname),
-            _ => format!("{}:{}", n.meta.uid, n.meta.gid),
-        };
-        let target = match &n.kind {
-            Kind::Symlink { target } => Some(target.as_str()),
-            _ => None,
-        };
-        let children = match &n.kind {
-            Kind::Dir { children, .. } => children.len() as i64,
-            _ => 0,
-        };
-        let name = if id == Tree::ROOT {
-            ""
-        } else {
-            n.name.as_str()
-        };
-        st.execute(params![
-            blob,
-            id as i64,
-            parent,
-            if n.kind.is_dir() { 0 } else { 1 },
-            name,
-            path,
-            n.kind.type_name(),
-            mode_string(&n.kind, n.meta.mode),
-            owner,
-            n.kind.size() as i64,
-            target,
-            children,
-        ])
-        .ctx("index flist paths")?;
-        if n.kind.is_dir() {
-            let base = if path == "/" { String::new() } else { path };
-            for (child_name, child) in tree.children(id) {
-                stack.push((child, format!("{base}/{child_name}")));
-            }
-        }
-    }
     Ok(())
 }
 
@@ -229,11 +354,24 @@ impl Hub {
         }
     }
 
-    /// Indexes the paths of `tree`, the parsed content of stored file `sha256` (no-op when
-    /// already indexed).
-    pub fn index_paths(&self, sha256: &str, tree: &Tree) -> Result<(), RepoError> {
+    /// Indexes the flist file at `path` as stored file `sha256` (no-op when already
+    /// indexed), reading it one directory row at a time.
+    pub fn index_file(&self, sha256: &str, path: &Path) -> Result<(), RepoError> {
+        let what = path.display().to_string();
+        let fmt = |e: flist_format::FormatError| RepoError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let f = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+        let opts = flist_format::ReadOptions {
+            temp_dir: Some(self.tmp_dir().to_path_buf()),
+            ..Default::default()
+        };
+        let db = flist_format::reader::extract_database_with(f, &what, &opts).map_err(fmt)?;
+        let conn = flist_format::reader::open_database(db.path()).map_err(fmt)?;
         let ts = crate::hub::now();
-        self.db.write(|tx| insert_tree(tx, sha256, tree, ts))
+        self.db
+            .write(|tx| index_catalog(tx, sha256, &conn, &what, ts))
     }
 
     /// True when stored file `sha256` is in the path index.
@@ -241,7 +379,7 @@ impl Hub {
         self.db.read(|c| blob_id(c, sha256)).map(|id| id.is_some())
     }
 
-    /// Indexes stored file `sha256` unless it already is (parses it; one at a time).
+    /// Indexes stored file `sha256` unless it already is (one at a time).
     pub fn ensure_path_index(&self, sha256: &str) -> Result<(), RepoError> {
         if self.paths_indexed(sha256)? {
             return Ok(());
@@ -250,8 +388,7 @@ impl Hub {
         if self.paths_indexed(sha256)? {
             return Ok(());
         }
-        let flist = open_flist(&self.blob_path(sha256))?;
-        self.index_paths(sha256, &flist.tree)
+        self.index_file(sha256, &self.blob_path(sha256))
     }
 
     /// Indexes every stored file referenced by an entry and not indexed yet; returns how many
@@ -411,7 +548,7 @@ impl Hub {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use flist_format::Meta;
+    use flist_format::Tree;
 
     #[test]
     fn directories_page_and_paths_are_found() {
@@ -442,9 +579,18 @@ mod tests {
         .unwrap();
         tree.mkdir_p("usr/bin/zz-subdir", &Meta::root(0o755, 1))
             .unwrap();
-        hub.index_paths("abc", &tree).unwrap();
+        let file = dir.path().join("t.flist");
+        flist_format::Flist {
+            tree,
+            metadata: Default::default(),
+        }
+        .write(&file)
+        .unwrap();
+        hub.index_file("abc", &file).unwrap();
         // a second call is a no-op
-        hub.index_paths("abc", &tree).unwrap();
+        hub.index_file("abc", &file).unwrap();
+        let st = hub.path_stats("abc").unwrap().unwrap();
+        assert_eq!((st.regular, st.directory, st.symlink), (30, 3, 1));
         let p = hub.dir_page("abc", "/usr/bin", 0, 10).unwrap().unwrap();
         assert_eq!(p.total, 32);
         assert_eq!(p.entries.len(), 10);

@@ -1,5 +1,5 @@
 //! Flist files: staging, content-addressed storage, the cached metadata and dump, and the one
-//! path that stores a flist as an entry ([`Hub::put_flist`], [`Hub::store_flist`]).
+//! path that stores a flist as an entry ([`Hub::put_flist`], [`Hub::store_file`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use crate::blobs::StagedFlist;
 use crate::error::SqlContext;
 use crate::hub::now;
-use crate::inspect::info_of;
 use crate::model::*;
 use crate::names::{validate_flist, validate_repo};
 use crate::sql::{audit, bump_repo, get_entry, upsert_regular};
@@ -60,11 +59,23 @@ impl Hub {
         staged: StagedFlist,
         info: FlistInfo,
     ) -> Result<Entry, RepoError> {
-        self.put_flist_as(actor, "upload", repo, name, staged, info, json!({}))
+        self.put_flist_checked(
+            actor,
+            "upload",
+            repo,
+            name,
+            staged,
+            info,
+            json!({}),
+            &|| true,
+        )
     }
 
+    /// [`Hub::put_flist`] audited as `action` with extra `detail`; `wanted` is asked inside
+    /// the transaction, right before anything is recorded: `false` (the request behind it
+    /// was cancelled) records nothing and fails with [`RepoError::Cancelled`].
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn put_flist_as(
+    pub fn put_flist_checked(
         &self,
         actor: &Actor,
         action: &str,
@@ -73,6 +84,7 @@ impl Hub {
         staged: StagedFlist,
         info: FlistInfo,
         mut detail: Value,
+        wanted: &dyn Fn() -> bool,
     ) -> Result<Entry, RepoError> {
         validate_repo(repo)?;
         validate_flist(name)?;
@@ -85,6 +97,9 @@ impl Hub {
         let dump = info.dump.map(|d| d.to_string());
         let uploader = actor.user.clone();
         let entry = self.audited(actor, action, repo, name, detail, |tx, ts| {
+            if !wanted() {
+                return Err(RepoError::Cancelled);
+            }
             // Placed under the write lock, so a concurrent `gc` cannot remove the file
             // between placing and recording it.
             self.blobs.commit(&staged)?;
@@ -104,10 +119,74 @@ impl Hub {
         Ok(entry)
     }
 
+    /// Stores the flist file at `path` (written by a converter, ideally under
+    /// [`Hub::temp_path`]: it is moved) as the regular entry `repo/name`, audited as an
+    /// upload. Its metadata is recorded; its dump is made on first request; its path index is
+    /// built from the file one directory at a time. The one path every producer of a flist
+    /// (archive upload, image conversion, merge, derive) goes through; see
+    /// [`Hub::store_file_checked`] for producers a client may abandon.
+    pub fn store_file(
+        &self,
+        actor: &Actor,
+        repo: &str,
+        name: &str,
+        path: &Path,
+        source: Option<String>,
+    ) -> Result<Entry, RepoError> {
+        self.store_file_checked(
+            actor,
+            "upload",
+            repo,
+            name,
+            path,
+            source,
+            json!({}),
+            &|| true,
+        )
+    }
+
+    /// [`Hub::store_file`] audited as `action` with extra `detail`, recording nothing unless
+    /// `wanted()` still holds inside the catalog transaction (else [`RepoError::Cancelled`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_file_checked(
+        &self,
+        actor: &Actor,
+        action: &str,
+        repo: &str,
+        name: &str,
+        path: &Path,
+        source: Option<String>,
+        detail: Value,
+        wanted: &dyn Fn() -> bool,
+    ) -> Result<Entry, RepoError> {
+        validate_repo(repo)?;
+        validate_flist(name)?;
+        actor.check_write(repo)?;
+        if !wanted() {
+            let _ = std::fs::remove_file(path);
+            return Err(RepoError::Cancelled);
+        }
+        let metadata = match flist_format::Flist::open_metadata(path) {
+            Ok(md) => md,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(RepoError::Format {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let staged = self.stage_file(path)?;
+        let info = FlistInfo {
+            source,
+            metadata: Some(crate::inspect::metadata_json(&metadata)),
+            dump: None,
+        };
+        self.put_flist_checked(actor, action, repo, name, staged, info, detail, wanted)
+    }
+
     /// Stores the in-memory `flist` as the regular entry `repo/name` (audited as an upload):
-    /// written to the temp area, staged, then recorded by [`Hub::put_flist`] with its metadata
-    /// and dump. The one path every producer of a flist (archive upload, image conversion,
-    /// merge) goes through.
+    /// written to the temp area, then stored by [`Hub::store_file`].
     pub fn store_flist(
         &self,
         actor: &Actor,
@@ -115,21 +194,6 @@ impl Hub {
         name: &str,
         flist: &Flist,
         source: Option<String>,
-    ) -> Result<Entry, RepoError> {
-        self.store_flist_as(actor, "upload", repo, name, flist, source, json!({}))
-    }
-
-    /// [`Hub::store_flist`] audited as `action` with extra `detail`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn store_flist_as(
-        &self,
-        actor: &Actor,
-        action: &str,
-        repo: &str,
-        name: &str,
-        flist: &Flist,
-        source: Option<String>,
-        detail: Value,
     ) -> Result<Entry, RepoError> {
         validate_repo(repo)?;
         validate_flist(name)?;
@@ -147,13 +211,7 @@ impl Hub {
                 },
             });
         }
-        let staged = self.stage_file(&out)?;
-        // Indexed from memory now, so storing does not parse the file again.
-        if let Err(e) = self.index_paths(&staged.sha256, &flist.tree) {
-            tracing::warn!("path index: {}: {e}", staged.sha256);
-        }
-        let info = info_of(flist, source);
-        self.put_flist_as(actor, action, repo, name, staged, info, detail)
+        self.store_file(actor, repo, name, &out, source)
     }
 
     /// Records one staged flist under many `(repo, name)` entries in a single transaction

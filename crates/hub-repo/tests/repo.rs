@@ -201,19 +201,22 @@ fn merge_dump_metadata_and_integrity() {
     upload(&hub, &alice, "alice", "a.flist", "merge-a.flist");
     upload(&hub, &alice, "alice", "b.flist", "merge-b.flist");
     upload(&hub, &alice, "alice", "fixture.flist", "fixture.flist");
+    // (the merging itself is flist-convert's and hub-http's; stored here like its result)
     let mut md = flist_format::Metadata::new();
     md.set("backend", r#"{"host":"hub.example","port":9900}"#);
-    hub.merge(
+    let mut tree = flist_format::Flist::open(test_support::fixture("merge-a.flist"))
+        .expect("a")
+        .tree;
+    let b = flist_format::Flist::open(test_support::fixture("merge-b.flist")).expect("b");
+    flist_format::merge(&mut tree, &b.tree);
+    hub.store_flist(
         &alice,
         "alice",
         "ab.flist",
-        &[
-            ("alice".into(), "a.flist".into()),
-            ("alice".into(), "b.flist".into()),
-        ],
-        md,
+        &flist_format::Flist { tree, metadata: md },
+        Some("alice/a.flist, alice/b.flist".into()),
     )
-    .expect("merge");
+    .expect("store");
     let r = hub.resolve("alice", "ab.flist").expect("merged");
     let dump: serde_json::Value = serde_json::from_str(&hub.dump(&r).expect("dump")).expect("json");
     let paths: Vec<&str> = dump["content"]

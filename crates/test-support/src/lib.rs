@@ -1,6 +1,7 @@
 //! Test harness shared by the workspace's tests: fixture paths, a real `redis-server` on a
-//! free loopback port, a real 0-db built from `../shared/vendor/`, a recording TCP proxy,
-//! and builders for test archives.
+//! free loopback port, a real 0-db built from `../shared/vendor/`, a real SeaweedFS (S3)
+//! and a throwaway PostgreSQL 15 cluster, a recording TCP proxy, and builders for test
+//! archives.
 //!
 //! # Example
 //! ```
@@ -22,15 +23,21 @@ use std::path::PathBuf;
 pub mod archive;
 pub mod http;
 pub mod hub;
+pub mod nginx;
+pub mod postgres;
 pub mod redis;
 pub mod rootfs;
 pub mod sample;
+pub mod seaweed;
 pub mod tap;
+pub mod watched;
 pub mod zdb;
 pub mod zdb_responder;
 
 pub use hub::HubProcess;
+pub use postgres::Postgres;
 pub use redis::{RedisReply, RedisServer};
+pub use seaweed::SeaweedServer;
 pub use zdb::{NsConfig, NsMode, ZdbConn, ZdbServer};
 pub use zdb_responder::ZdbResponder;
 
@@ -43,6 +50,81 @@ pub fn workspace_root() -> PathBuf {
         .and_then(|p| p.parent())
         .expect("test-support lives at crates/test-support")
         .to_path_buf()
+}
+
+/// The cargo target directory (`$CARGO_TARGET_DIR`, else `<workspace>/target`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// `<target>/tmp`, created: scratch space for servers' data (kept off `/tmp`, which may be
+/// small).
+pub fn tmp_dir() -> PathBuf {
+    let dir = target_dir().join("tmp");
+    std::fs::create_dir_all(&dir).expect("creating target/tmp");
+    dir
+}
+
+/// A scratch directory `<target>/tmp/<prefix>XXXX` for a server's data, marked with this
+/// process's pid. Directories of the same prefix whose process is gone (a shared server in
+/// a `static` is never dropped, a test process may be killed) are removed first.
+pub fn server_dir(prefix: &str) -> tempfile::TempDir {
+    let tmp = tmp_dir();
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let owner = std::fs::read_to_string(entry.path().join("owner.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        let alive = match owner {
+            Some(pid) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+            // Being created right now by another process, or left by an old one.
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default().as_secs() < 60),
+        };
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&tmp)
+        .expect("creating a server directory under target/tmp");
+    std::fs::write(dir.path().join("owner.pid"), std::process::id().to_string())
+        .expect("writing owner.pid");
+    dir
+}
+
+/// A plain `GET` over HTTP/1.0 to a loopback URL (`http://127.0.0.1:<port>/path`):
+/// the status and the body. For readiness probes of test servers.
+pub fn http_get(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
+    let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = std::net::TcpStream::connect(hostport)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status line"))?;
+    let body = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(Vec::new(), |i| raw[i + 4..].to_vec());
+    Ok((status, body))
 }
 
 /// `tests/fixtures/flist-v2`: the reference fixtures copied from `shared/`.

@@ -96,3 +96,17 @@ pub fn read_tree(root: &Path) -> BTreeMap<String, Member> {
     walk(root, root, &mut out);
     out
 }
+
+/// Deterministic pseudo-random bytes (xorshift64 from `seed`): incompressible test values
+/// that differ per seed.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -421,10 +421,9 @@ pub fn cached_binary() -> PathBuf {
 }
 
 fn cache_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
-    target.join("zdb").join(format!("v{ZDB_VERSION}"))
+    crate::target_dir()
+        .join("zdb")
+        .join(format!("v{ZDB_VERSION}"))
 }
 
 /// The vendored source tarball (`$ZDB_TARBALL` overrides).

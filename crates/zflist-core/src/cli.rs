@@ -58,7 +58,9 @@ pub struct Cli {
     /// Draw no progress bar (one is drawn on stderr when it is a terminal).
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
-    /// Chunk store URL: zdb://[:pw@]host[:port][/ns], redis://, dir:///path, http(s)://;
+    /// Chunk store URL: zdb://[:pw@]host[:port][/ns], redis://, dir:///path, http(s)://,
+    /// s3://KEY:SECRET@host:port/bucket[?region=R] (s3s:// over TLS; credentials also from
+    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY);
     /// repeat with RANGE=URL items (00-7f=zdb://a) for a router, or plain URLs (copies of one
     /// store, read in order). Overrides ZFLIST_BACKEND and, for reading, the flist's backend
     /// metadata.

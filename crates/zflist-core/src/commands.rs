@@ -431,7 +431,8 @@ pub fn putdir(
         ..Default::default()
     };
     let packed = crate::convert::with_progress("adding files", progress, opts, |o| {
-        flist_convert::pack_dir(local_dir, store.as_ref(), &o)
+        flist_convert::convert(flist_convert::Source::dir(local_dir), store.as_ref(), &o)
+            .and_then(|c| c.into_packed())
     })
     .map_err(|e| {
         Error::new(

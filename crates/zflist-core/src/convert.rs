@@ -17,64 +17,6 @@ pub fn with_progress<T: Send>(
     with_progress_of(message, progress, Measure::Expanded(0), opts, work)
 }
 
-/// What `pack` and `push` build a tree from: the one place `-`, a directory and an archive
-/// file are told apart and opened.
-pub enum PackSource {
-    /// An archive on stdin (`-`).
-    Stdin,
-    /// A local directory.
-    Dir(std::path::PathBuf),
-    /// An archive file (any compression), opened, with its size.
-    Archive(std::fs::File, u64),
-}
-
-impl PackSource {
-    /// `-` is stdin; otherwise a directory or an archive file (errors name `function`).
-    pub fn open(function: &str, source: &str) -> crate::Result<Self> {
-        use crate::Error;
-        if source == "-" {
-            return Ok(PackSource::Stdin);
-        }
-        let p = std::path::Path::new(source);
-        let md = std::fs::metadata(p).map_err(|e| Error::io(function, "reading", p, e))?;
-        if md.is_dir() {
-            return Ok(PackSource::Dir(p.to_path_buf()));
-        }
-        let f = std::fs::File::open(p).map_err(|e| Error::io(function, "opening", p, e))?;
-        Ok(PackSource::Archive(f, md.len()))
-    }
-
-    /// What progress is measured against: the archive's size, the directory's content
-    /// size, nothing known for stdin.
-    pub fn measure(&self) -> Measure {
-        match self {
-            PackSource::Stdin => Measure::Expanded(0),
-            PackSource::Dir(d) => Measure::Expanded(dir_content_size(d)),
-            PackSource::Archive(_, len) => Measure::Read(*len),
-        }
-    }
-
-    /// Runs the archive converter on the buffered archive stream, or the directory
-    /// converter on the directory.
-    pub fn convert<T>(
-        self,
-        archive: impl FnOnce(Box<dyn std::io::BufRead + Send>) -> T,
-        dir: impl FnOnce(&std::path::Path) -> T,
-    ) -> T {
-        const BUF: usize = 1 << 20;
-        match self {
-            PackSource::Stdin => archive(Box::new(std::io::BufReader::with_capacity(
-                BUF,
-                std::io::stdin(),
-            ))),
-            PackSource::Archive(f, _) => {
-                archive(Box::new(std::io::BufReader::with_capacity(BUF, f)))
-            }
-            PackSource::Dir(d) => dir(&d),
-        }
-    }
-}
-
 /// What a conversion's progress is measured against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Measure {
@@ -82,6 +24,16 @@ pub enum Measure {
     Read(u64),
     /// Content bytes of this total (0: unknown), e.g. a directory's file sizes.
     Expanded(u64),
+}
+
+/// What a conversion of `source` reports its progress against: the archive file's size, a
+/// directory's content size, or nothing known (standard input).
+pub fn measure_of(source: &flist_convert::Source<'_>) -> Measure {
+    match source {
+        flist_convert::Source::Archive { len: Some(n), .. } => Measure::Read(*n),
+        flist_convert::Source::Archive { len: None, .. } => Measure::Expanded(0),
+        flist_convert::Source::Dir(p) => Measure::Expanded(dir_content_size(p)),
+    }
 }
 
 /// The total size of the regular files under `dir` (not following symlinks; unreadable

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flist_convert::derive::{derive_with, Change};
+use flist_convert::derive::{derive_from_flist, Change};
 use flist_mount::Override;
 use serde_json::json;
 
@@ -64,9 +64,17 @@ pub fn derive(args: &DeriveArgs, stores: &StoreConfig) -> Result<Response> {
             flist_format::Format::Flist
         }
     });
-    let (flist, stats) = derive_with(&base, &changes, &store, now, format.codec())
-        .map_err(|e| Error::new(f, ErrorKind::Convert(e.to_string())))?;
-    flist.write_as(&args.output, format).ctx(f)?;
+    let opts = flist_convert::ConvertOptions {
+        codec: format.codec(),
+        ..Default::default()
+    };
+    let convert_err = |e: String| Error::new(f, ErrorKind::Convert(e));
+    let (derived, stats) =
+        derive_from_flist(&base, &changes, &store, now, &opts, Some(format.codec()))
+            .map_err(|e| convert_err(e.to_string()))?;
+    derived
+        .write_flist(&args.output)
+        .map_err(|e| convert_err(e.to_string()))?;
     let json = json!({
         "base": args.base,
         "output": args.output.display().to_string(),

@@ -230,13 +230,13 @@ pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
     };
     // The flist is written as the conversion ends, one directory at a time (the tree is
     // staged on disk, never whole in memory).
-    let input = crate::convert::PackSource::open("pack", source)?;
-    let measure = input.measure();
+    let src = flist_convert::Source::from_arg(source).map_err(conv)?;
+    let measure = crate::convert::measure_of(&src);
     let stats = crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
-        input.convert(
-            |r| flist_convert::archive_to_flist(r, &store, metadata.clone(), out, &o),
-            |d| flist_convert::dir_to_flist(d, &store, metadata.clone(), out, &o),
-        )
+        let mut c = flist_convert::convert(src, Some(&store), &o)?;
+        c.metadata = metadata;
+        c.write_flist(out)?;
+        Ok(c.stats)
     })
     .map_err(conv)?;
     let st = &stats;
@@ -614,7 +614,7 @@ pub fn docker(
             .clone()
             .or_else(|| crate::dirs::cache_dir("layers"))
     };
-    let (mut flist, stats) = convert_image(
+    let (mut image_tree, stats) = convert_image(
         "docker",
         image,
         &store,
@@ -626,12 +626,19 @@ pub fn docker(
         progress,
     )?;
     match &backend {
-        Some(b) => flist.metadata.set_backend(b),
+        Some(b) => image_tree.metadata.set_backend(b),
         None => {
-            flist.metadata.remove(flist_format::metadata::KEY_BACKEND);
+            image_tree
+                .metadata
+                .remove(flist_format::metadata::KEY_BACKEND);
         }
     }
-    flist.write(out).ctx("docker")?;
+    image_tree.write_flist(out).map_err(|e| {
+        Error::new(
+            "docker",
+            crate::error::ErrorKind::Convert(format!("{image}: {e}")),
+        )
+    })?;
     let st = &stats.convert;
     let json = json!({
         "flist": out.display().to_string(),
@@ -707,15 +714,16 @@ pub(crate) struct ImageJob<'a> {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// Converts `image` (registry reference, `docker save` tarball or OCI layout) into an
-/// flist, sending its chunks to `store`; errors are reported as `function`'s.
+/// Converts `image` (registry reference, `docker save` tarball or OCI layout) into a tree
+/// staged on disk with its metadata, sending its chunks to `store`; errors are reported as
+/// `function`'s.
 pub(crate) fn convert_image(
     function: &str,
     image: &str,
     store: &flist_store::BlockingStore,
     args: &ImageJob<'_>,
     progress: &dyn Progress,
-) -> Result<(Flist, flist_convert::oci::OciStats)> {
+) -> Result<(flist_convert::Converted, flist_convert::oci::OciStats)> {
     use flist_convert::oci::{self, ImageSource, OciEvent, OciOptions};
     let err = |e: oci::OciError| {
         Error::new(

@@ -461,7 +461,7 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
             (p.clone(), st)
         }
         Source::Image(image) => {
-            let (flist, st) = crate::oneshot::convert_image(
+            let (image_tree, st) = crate::oneshot::convert_image(
                 FUNCTION,
                 image,
                 &store,
@@ -473,7 +473,9 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
                 progress,
             )?;
             let out = tmp.path().join(&name);
-            flist.write(&out).ctx(FUNCTION)?;
+            image_tree
+                .write_flist(&out)
+                .map_err(|e| Error::new(FUNCTION, ErrorKind::Convert(format!("{source}: {e}"))))?;
             let c = &st.convert;
             (
                 out,
@@ -483,14 +485,12 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
             )
         }
         Source::Dir(_) | Source::Archive(_) => {
-            let flist = pack_source(source, &src, &store, progress)?;
             let out = tmp.path().join(&name);
-            let st = flist.tree.stats();
-            flist.write(&out).ctx(FUNCTION)?;
+            let st = pack_source(source, &store, &out, progress)?;
             (
                 out,
-                json!({"regular": st.regular, "directory": st.directory, "symlink": st.symlink,
-                    "special": st.special, "fullsize": st.fullsize}),
+                json!({"regular": st.files, "directory": st.directories, "symlink": st.symlinks,
+                    "special": st.specials, "fullsize": st.bytes}),
             )
         }
     };
@@ -553,13 +553,14 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
     Ok(Response::new(json, text))
 }
 
-/// Packs a directory or an archive with its chunks going to the hub.
+/// Packs a directory or an archive (`-`: standard input) with its chunks going to the hub,
+/// writing the flist at `out` (the tree is staged on disk, never whole in memory).
 fn pack_source(
     source: &str,
-    src: &Source,
     store: &BlockingStore,
+    out: &Path,
     progress: &dyn Progress,
-) -> Result<Flist> {
+) -> Result<flist_convert::Stats> {
     let opts = flist_convert::ConvertOptions {
         upload: flist_convert::UploadMode::CheckThenSet,
         batch_chunks: 256,
@@ -569,21 +570,14 @@ fn pack_source(
     let conv = |e: flist_convert::ConvertError| {
         Error::new(FUNCTION, ErrorKind::Convert(format!("{source}: {e}")))
     };
-    if !matches!(src, Source::Dir(_) | Source::Archive(_)) {
-        return Err(Error::usage(FUNCTION, "internal: not a pack source"));
-    }
-    let input = crate::convert::PackSource::open(FUNCTION, source)?;
-    let packed = crate::convert::with_progress("packing", progress, opts, |o| {
-        input.convert(
-            |r| flist_convert::pack_archive(r, Some(store), &o),
-            |d| flist_convert::pack_dir(d, Some(store), &o),
-        )
+    let src = flist_convert::Source::from_arg(source).map_err(conv)?;
+    let measure = crate::convert::measure_of(&src);
+    crate::convert::with_progress_of("packing", progress, measure, opts, |o| {
+        let c = flist_convert::convert(src, Some(store), &o)?;
+        c.write_flist(out)?;
+        Ok(c.stats)
     })
-    .map_err(conv)?;
-    Ok(Flist {
-        tree: packed.tree,
-        metadata: flist_format::Metadata::new(),
-    })
+    .map_err(conv)
 }
 
 /// An existing flist: asks the hub which of its chunks it lacks and copies those from the

@@ -1,23 +1,19 @@
-//! The layer cache: each converted layer's [`LayerChanges`] (entries with chunk keys,
-//! whiteouts, opaque directories, lower-layer links) as a gzip'd JSON file keyed by layer
-//! digest, `<dir>/layers/sha256/<hex>.json.gz` (`<hex>.rfs.json.gz` for layers encoded with
-//! the `.fl` codec), written atomically. A cached layer is reused
-//! only when every chunk it references is still in the target store (checked with batched
-//! `exists_many`), so a cache shared between stores stays sound.
+//! The layer cache: each converted layer's [`LayerFile`] (its entries with chunk keys,
+//! whiteouts, opaque directories, links to lower layers; gzip'd JSON lines) keyed by layer
+//! digest, `<dir>/layers/sha256/<hex>.layer.gz` (`<hex>.rfs.layer.gz` for layers encoded
+//! with the `.fl` codec), written atomically. A cached layer is reused only when every
+//! chunk it references is still in the target store (checked with batched `exists_many`
+//! while its entries stream by), so a cache shared between stores stays sound.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use flist_store::Store;
+use flist_store::BlockingStore;
 
-use super::layer::{LayerChanges, FORMAT_VERSION};
+use super::layer::LayerFile;
 use super::OciError;
 
 /// Keys per `exists_many` call when validating a cached layer.
 const EXISTS_BATCH: usize = 2048;
-/// Largest cache file read (decompressed).
-const MAX_CACHE_FILE: u64 = 2 << 30;
 
 /// An on-disk layer cache.
 #[derive(Clone, Debug)]
@@ -38,86 +34,96 @@ impl LayerCache {
             return None;
         }
         Some(self.dir.join("layers/sha256").join(match self.codec {
-            flist_format::Codec::Flist => format!("{hex}.json.gz"),
-            flist_format::Codec::Rfs => format!("{hex}.rfs.json.gz"),
+            flist_format::Codec::Flist => format!("{hex}.layer.gz"),
+            flist_format::Codec::Rfs => format!("{hex}.rfs.layer.gz"),
         }))
     }
 
-    /// The cached changes of `digest`, if present and readable (a damaged entry is
-    /// ignored, and overwritten by the next conversion).
-    pub(crate) fn load(&self, digest: &str) -> Option<LayerChanges> {
+    /// The cached layer `digest`, if present and readable (a damaged entry is ignored,
+    /// and overwritten by the next conversion).
+    pub(crate) fn load(&self, digest: &str) -> Option<LayerFile> {
         let path = self.path(digest)?;
         let f = std::fs::File::open(&path).ok()?;
-        let mut text = Vec::new();
-        let read = flate2::read::GzDecoder::new(f)
-            .take(MAX_CACHE_FILE)
-            .read_to_end(&mut text);
-        if let Err(e) = read {
-            tracing::warn!("layer cache {}: unreadable, ignored: {e}", path.display());
-            return None;
+        let lf = LayerFile::open(f, digest, None);
+        if lf.is_none() {
+            tracing::warn!("layer cache {}: unreadable, ignored", path.display());
         }
-        match serde_json::from_slice::<LayerChanges>(&text) {
-            Ok(ch) if ch.version == FORMAT_VERSION && ch.digest == digest => Some(ch),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!("layer cache {}: invalid, ignored: {e}", path.display());
-                None
-            }
-        }
+        lf
     }
 
-    /// Stores the changes of a layer (atomically: temp file and rename).
-    pub(crate) fn save(&self, ch: &LayerChanges) -> Result<(), OciError> {
-        let Some(path) = self.path(&ch.digest) else {
-            return Ok(());
-        };
-        let io = |p: &std::path::Path| {
-            let p = p.to_path_buf();
-            move |source| OciError::Io { path: p, source }
+    /// A temporary file in the cache's directory for layer `digest`, to
+    /// [`LayerCache::persist`] once written (`None` for a digest the cache does not keep).
+    pub(crate) fn temp(&self, digest: &str) -> Result<Option<tempfile::NamedTempFile>, OciError> {
+        let Some(path) = self.path(digest) else {
+            return Ok(None);
         };
         let dir = path.parent().unwrap_or(&self.dir).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
-        {
-            let mut gz =
-                flate2::write::GzEncoder::new(tmp.as_file_mut(), flate2::Compression::fast());
-            serde_json::to_writer(&mut gz, ch).map_err(|e| OciError::Io {
-                path: path.clone(),
-                source: std::io::Error::other(e),
-            })?;
-            gz.finish().map_err(io(&path))?.flush().map_err(io(&path))?;
-        }
+        let io = |source| OciError::Io {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        tempfile::NamedTempFile::new_in(&dir).map(Some).map_err(io)
+    }
+
+    /// Puts a written layer file in place (atomically: rename).
+    pub(crate) fn persist(
+        &self,
+        digest: &str,
+        tmp: tempfile::NamedTempFile,
+    ) -> Result<(), OciError> {
+        let Some(path) = self.path(digest) else {
+            return Ok(());
+        };
         tmp.persist(&path).map_err(|e| OciError::Io {
-            path: path.clone(),
+            path,
             source: e.error,
         })?;
         Ok(())
     }
 }
 
-/// True when every chunk the changes reference is in `store`.
-pub(crate) async fn chunks_present(
-    store: &Arc<dyn Store>,
-    ch: &LayerChanges,
+/// True when every chunk the layer references is in `store` (blocking).
+pub(crate) fn chunks_present(
+    store: &BlockingStore,
+    layer: &mut LayerFile,
 ) -> Result<bool, OciError> {
-    let mut keys: Vec<Vec<u8>> = ch
-        .entries
-        .iter()
-        .flat_map(|e| e.kind.chunk_keys())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for batch in keys.chunks(EXISTS_BATCH) {
-        let found = store
-            .exists_many(batch)
-            .await
-            .map_err(|source| OciError::Store {
-                store: store.to_string(),
-                source,
-            })?;
-        if found.iter().any(|f| !f) {
-            return Ok(false);
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(EXISTS_BATCH);
+    let mut all = true;
+    let mut failed: Option<OciError> = None;
+    let check = |batch: &mut Vec<Vec<u8>>| -> Result<bool, OciError> {
+        batch.sort_unstable();
+        batch.dedup();
+        let found = store.exists_many(batch).map_err(|source| OciError::Store {
+            store: store.to_string(),
+            source,
+        })?;
+        batch.clear();
+        Ok(found.iter().all(|f| *f))
+    };
+    let walked = layer.for_each_entry(|e| {
+        batch.extend(e.kind.chunk_keys());
+        if batch.len() >= EXISTS_BATCH {
+            match check(&mut batch) {
+                Ok(true) => {}
+                Ok(false) => {
+                    all = false;
+                    return Err("missing".into());
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    return Err("store".into());
+                }
+            }
         }
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
-    Ok(true)
+    if walked.is_err() {
+        // a chunk is missing, or the file is unreadable: convert the layer again
+        return Ok(false);
+    }
+    Ok(all && (batch.is_empty() || check(&mut batch)?))
 }

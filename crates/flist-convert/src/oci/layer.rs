@@ -1,26 +1,30 @@
 //! One layer: its tar stream through the archive converter (with a placement hook that
 //! turns OCI whiteouts and hard links to lower layers into changes), the resulting
-//! [`LayerChanges`], and applying changes onto the flattened tree.
+//! [`LayerFile`] (the layer's changes, its entries one JSON line each in a gzip'd file:
+//! the layer cache's format), and applying it onto the flattened tree staged on disk.
+//! Neither a layer's entries nor the image's tree are ever held whole in memory.
 
-use std::collections::HashSet;
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::sync::{Arc, Mutex};
 
-use flist_format::{Block, Kind, Meta, SpecialKind, Tree};
+use flist_format::{Block, Kind, Meta, SpecialKind};
 use flist_store::BlockingStore;
 use serde::{Deserialize, Serialize};
 
 use crate::builder::TreeBuilder;
 use crate::error::{ConvertError, Result};
 use crate::options::{ConvertOptions, Counters, Stats};
+use crate::stage::{Shape, Stage};
 use crate::{pipeline, tarball};
 
 /// Version of the serialized form (cache files of another version are ignored).
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
-/// What one layer does to the layers below it.
+/// What one layer does to the layers below it, besides its entries: the first line of a
+/// [`LayerFile`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct LayerChanges {
+pub(crate) struct LayerHeader {
     /// [`FORMAT_VERSION`].
     pub version: u32,
     /// Layer (blob) digest.
@@ -29,10 +33,97 @@ pub(crate) struct LayerChanges {
     pub opaque: Vec<String>,
     /// Paths of lower layers deleted (`.wh.<name>`).
     pub whiteouts: Vec<String>,
-    /// The layer's entries in pre-order (parents first).
-    pub entries: Vec<EntryRec>,
     /// Hard links whose target is in a lower layer: `(path, target)`.
     pub links: Vec<(String, String)>,
+}
+
+/// A layer's changes on disk: gzip'd JSON lines, the [`LayerHeader`] then one
+/// [`EntryRec`] per entry in pre-order (parents first).
+pub(crate) struct LayerFile {
+    pub header: LayerHeader,
+    file: File,
+    /// Removes a temporary file (no layer cache) when dropped.
+    _temp: Option<tempfile::TempPath>,
+}
+
+impl LayerFile {
+    /// Opens a layer file, checking its header against `digest` (`None`: not a layer file
+    /// of this version for this digest).
+    pub(crate) fn open(file: File, digest: &str, temp: Option<tempfile::TempPath>) -> Option<Self> {
+        let mut lf = LayerFile {
+            header: LayerHeader::default(),
+            file,
+            _temp: temp,
+        };
+        let mut lines = lf.lines().ok()?;
+        let first = lines.next()?.ok()?;
+        let header: LayerHeader = serde_json::from_str(&first).ok()?;
+        if header.version != FORMAT_VERSION || header.digest != digest {
+            return None;
+        }
+        drop(lines);
+        lf.header = header;
+        Some(lf)
+    }
+
+    /// The decompressed lines, from the start.
+    fn lines(&mut self) -> std::io::Result<impl Iterator<Item = std::io::Result<String>> + '_> {
+        self.file.rewind()?;
+        let gz = flate2::read::GzDecoder::new(&self.file);
+        Ok(BufReader::with_capacity(64 << 10, gz.take(MAX_LAYER_FILE)).lines())
+    }
+
+    /// Calls `f` with every entry, in order.
+    pub(crate) fn for_each_entry(
+        &mut self,
+        mut f: impl FnMut(EntryRec) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        let mut lines = self.lines().map_err(|e| format!("layer file: {e}"))?;
+        // the header
+        lines.next();
+        for line in lines {
+            let line = line.map_err(|e| format!("layer file: {e}"))?;
+            let e: EntryRec =
+                serde_json::from_str(&line).map_err(|e| format!("layer file entry: {e}"))?;
+            f(e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Largest layer file read (decompressed).
+const MAX_LAYER_FILE: u64 = 8 << 30;
+
+/// Writes a layer file: the header, then entries.
+pub(crate) struct LayerWriter<W: Write> {
+    gz: flate2::write::GzEncoder<std::io::BufWriter<W>>,
+}
+
+impl<W: Write> LayerWriter<W> {
+    pub(crate) fn new(out: W, header: &LayerHeader) -> std::io::Result<Self> {
+        let mut w = LayerWriter {
+            gz: flate2::write::GzEncoder::new(
+                std::io::BufWriter::with_capacity(64 << 10, out),
+                flate2::Compression::fast(),
+            ),
+        };
+        w.line(header)?;
+        Ok(w)
+    }
+
+    fn line<T: Serialize>(&mut self, v: &T) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.gz, v).map_err(std::io::Error::other)?;
+        self.gz.write_all(b"\n")
+    }
+
+    pub(crate) fn entry(&mut self, e: &EntryRec) -> std::io::Result<()> {
+        self.line(e)
+    }
+
+    pub(crate) fn finish(self) -> std::io::Result<W> {
+        let buf = self.gz.finish()?;
+        buf.into_inner().map_err(|e| e.into_error())
+    }
 }
 
 /// One entry of a layer.
@@ -185,7 +276,6 @@ struct HookState {
     opaque: Vec<String>,
     whiteouts: Vec<String>,
     links: Vec<(String, String)>,
-    explicit: HashSet<String>,
 }
 
 /// Converter statistics of one layer.
@@ -207,19 +297,39 @@ pub(crate) fn layer_stats(
         chunks_deduplicated: counters
             .chunks_dedup
             .load(std::sync::atomic::Ordering::Relaxed),
+        bytes_encoded: counters
+            .bytes_encoded
+            .load(std::sync::atomic::Ordering::Relaxed),
         warnings,
         ..Stats::default()
     }
 }
 
-/// Reads one layer's tar stream (gzip, zstd or plain; detected by the converter) into
-/// changes, storing file chunks in `store` as they are read.
-pub(crate) fn read_layer(
+fn entry_rec(path: String, implicit: bool, meta: &Meta, kind: &Kind) -> EntryRec {
+    EntryRec {
+        explicit: !implicit,
+        mode: meta.mode,
+        uid: meta.uid,
+        gid: meta.gid,
+        uname: meta.uname.clone(),
+        gname: meta.gname.clone(),
+        mtime: meta.mtime,
+        ctime: meta.ctime,
+        kind: KindRec::from_kind(kind),
+        path,
+    }
+}
+
+/// Reads one layer's tar stream (gzip, zstd or plain; detected by the converter) into a
+/// layer file written to `out` (its changes), storing file chunks in `store` as they are
+/// read. Returns `out` and the statistics.
+pub(crate) fn read_layer<W: Write>(
     input: &mut (dyn Read + Send),
     digest: &str,
     store: &BlockingStore,
     opts: &ConvertOptions,
-) -> Result<(LayerChanges, Stats)> {
+    out: W,
+) -> Result<(W, Stats)> {
     let counters = Counters::default();
     let state = Arc::new(Mutex::new(HookState::default()));
     let mut builder = TreeBuilder::new(0)?;
@@ -252,12 +362,19 @@ pub(crate) fn read_layer(
                     return Ok(false);
                 }
             }
-            st.explicit.insert(comps.join("/"));
             Ok(true)
         },
     ));
     let ((), results) = pipeline::run(Some(store), opts, &counters, |sender| {
-        tarball::read_archive(input, opts, &counters, sender, &mut builder)
+        tarball::read_archive(
+            input,
+            opts,
+            &counters,
+            sender,
+            &mut builder,
+            // the layer's digest, checked while reading, vouches for its end
+            tarball::TarEnd::Optional,
+        )
     })?;
     builder.hook = None;
     if let Some(p) = &opts.progress {
@@ -265,59 +382,48 @@ pub(crate) fn read_layer(
     }
     let mut staged = builder.finish(results)?;
     let (warnings, hard_links) = (std::mem::take(&mut staged.warnings), staged.hard_links);
-    let tree = staged.into_tree()?;
     let st = std::mem::take(
         &mut *state
             .lock()
             .map_err(|_| ConvertError::Internal("layer hook state poisoned".into()))?,
     );
-    let mut entries = Vec::with_capacity(tree.len());
-    for id in tree.walk() {
-        let n = tree.node(id);
-        let path = tree.path_of(id);
-        let explicit = st.explicit.contains(&path);
-        if id == Tree::ROOT && !explicit {
-            continue;
-        }
-        entries.push(EntryRec {
-            explicit,
-            mode: n.meta.mode,
-            uid: n.meta.uid,
-            gid: n.meta.gid,
-            uname: n.meta.uname.clone(),
-            gname: n.meta.gname.clone(),
-            mtime: n.meta.mtime,
-            ctime: n.meta.ctime,
-            kind: KindRec::from_kind(&n.kind),
-            path,
-        });
-    }
-    let changes = LayerChanges {
+    let header = LayerHeader {
         version: FORMAT_VERSION,
         digest: digest.to_string(),
         opaque: st.opaque,
         whiteouts: st.whiteouts,
-        entries,
         links: st.links,
     };
+    let io = |e: std::io::Error| ConvertError::Io {
+        path: "layer file".into(),
+        source: e,
+    };
+    let mut w = LayerWriter::new(out, &header).map_err(io)?;
+    // The root, when a member described it, then every directory's entries, parents first.
+    if staged.root_set {
+        let root = staged.stage.row(Stage::ROOT)?;
+        w.entry(&entry_rec(String::new(), false, &root.meta, &root.kind))
+            .map_err(io)?;
+    }
+    staged.for_each_dir(&opts.cancel, |path, _, _, children| {
+        for (_, name, row) in children {
+            let p = if path.is_empty() {
+                name
+            } else {
+                format!("{path}/{name}")
+            };
+            w.entry(&entry_rec(p, row.implicit, &row.meta, &row.kind))
+                .map_err(io)?;
+        }
+        Ok(())
+    })?;
+    let out = w.finish().map_err(io)?;
     let stats = layer_stats(&counters, hard_links, warnings.into_vec());
-    Ok((changes, stats))
+    Ok((out, stats))
 }
 
-/// The directory at `path`, created (root:root 0755) where missing and replacing
-/// non-directories on the way, as extracting a member beneath them would.
-fn ensure_dir(tree: &mut Tree, path: &str) -> std::result::Result<usize, String> {
-    let comps = flist_format::tree::components(path).map_err(|e| e.to_string())?;
-    let mut cur = Tree::ROOT;
-    for c in comps {
-        cur = match tree.child(cur, c) {
-            Some(id) if tree.node(id).kind.is_dir() => id,
-            _ => tree
-                .set(cur, c, Meta::root(0o755, 0), Kind::empty_dir())
-                .map_err(|e| e.to_string())?,
-        };
-    }
-    Ok(cur)
+fn comps(path: &str) -> std::result::Result<Vec<&str>, String> {
+    flist_format::tree::components(path).map_err(|e| e.to_string())
 }
 
 fn split_parent(path: &str) -> (&str, &str) {
@@ -327,66 +433,72 @@ fn split_parent(path: &str) -> (&str, &str) {
     }
 }
 
-/// Applies a layer's changes onto the tree of the layers below it: opaque directories are
-/// emptied and whiteouts removed first (they hide lower content only), then entries are set
-/// (a directory over a directory keeps the children; anything else replaces), then hard
-/// links to lower-layer files are resolved.
-pub(crate) fn apply(tree: &mut Tree, ch: &LayerChanges) -> std::result::Result<(), String> {
-    for d in &ch.opaque {
-        if let Some(id) = tree.lookup(d) {
-            if tree.node(id).kind.is_dir() {
-                let kids: Vec<usize> = tree.children(id).map(|(_, c)| c).collect();
-                for k in kids {
-                    tree.remove(k);
-                }
+/// Applies a layer onto the image's tree staged below it: opaque directories are emptied
+/// and whiteouts removed first (they hide lower content only), then entries are set (a
+/// directory over a directory keeps the children; anything else replaces), then hard links
+/// to lower-layer files are resolved.
+pub(crate) fn apply(stage: &mut Stage, layer: &mut LayerFile) -> std::result::Result<(), String> {
+    let e2s = |e: ConvertError| e.to_string();
+    let header = layer.header.clone();
+    for d in &header.opaque {
+        if let Some(id) = stage.lookup(&comps(d)?).map_err(e2s)? {
+            if stage.row(id).map_err(e2s)?.kind.is_dir() {
+                stage.clear_children(id).map_err(e2s)?;
             }
         }
     }
-    for w in &ch.whiteouts {
-        if let Some(id) = tree.lookup(w) {
-            if id != Tree::ROOT {
-                tree.remove(id);
+    for w in &header.whiteouts {
+        if let Some(id) = stage.lookup(&comps(w)?).map_err(e2s)? {
+            if id != Stage::ROOT {
+                stage.remove(id).map_err(e2s)?;
             }
         }
     }
-    for e in &ch.entries {
+    layer.for_each_entry(|e| {
         let kind = e.kind.to_kind().map_err(|r| format!("{}: {r}", e.path))?;
         if e.path.is_empty() {
             if e.explicit {
-                tree.node_mut(Tree::ROOT).meta = e.meta();
+                let size = stage.row(Stage::ROOT).map_err(e2s)?.kind.size();
+                stage
+                    .set_dir_meta(Stage::ROOT, &e.meta(), size)
+                    .map_err(e2s)?;
             }
-            continue;
+            return Ok(());
         }
         let (parent_path, name) = split_parent(&e.path);
-        let parent = ensure_dir(tree, parent_path)?;
-        let existing = tree.child(parent, name);
+        flist_format::tree::validate_name(name).map_err(|err| format!("{}: {err}", e.path))?;
+        let parent = stage.ensure_dir(&comps(parent_path)?, 0).map_err(e2s)?;
+        let existing = stage.child(parent, name).map_err(e2s)?;
         let keep_lower_dir =
-            !e.explicit && kind.is_dir() && existing.is_some_and(|id| tree.node(id).kind.is_dir());
+            !e.explicit && kind.is_dir() && matches!(existing, Some((_, Shape::Dir)));
         if keep_lower_dir {
-            continue;
+            return Ok(());
         }
-        tree.set(parent, name, e.meta(), kind)
+        stage
+            .set(parent, name, &e.meta(), &kind, None)
             .map_err(|err| format!("{}: {err}", e.path))?;
+        Ok(())
+    })?;
+    for d in &header.opaque {
+        stage.ensure_dir(&comps(d)?, 0).map_err(e2s)?;
     }
-    for d in &ch.opaque {
-        ensure_dir(tree, d)?;
-    }
-    for (path, target) in &ch.links {
-        let tid = tree.lookup(target).ok_or_else(|| {
+    for (path, target) in &header.links {
+        let tid = stage.lookup(&comps(target)?).map_err(e2s)?.ok_or_else(|| {
             format!(
                 "hard link {path:?} -> {target:?}: target is in neither this layer nor a lower one"
             )
         })?;
-        let node = tree.node(tid);
-        if node.kind.is_dir() {
+        let row = stage.row(tid).map_err(e2s)?;
+        if row.kind.is_dir() {
             return Err(format!(
                 "hard link {path:?} -> {target:?}: target is a directory"
             ));
         }
-        let (meta, kind) = (node.meta.clone(), node.kind.clone());
         let (parent_path, name) = split_parent(path);
-        let parent = ensure_dir(tree, parent_path)?;
-        tree.set(parent, name, meta, kind)
+        flist_format::tree::validate_name(name).map_err(|err| format!("{path}: {err}"))?;
+        let parent = stage.ensure_dir(&comps(parent_path)?, 0).map_err(e2s)?;
+        stage
+            .set(parent, name, &row.meta, &row.kind, None)
             .map_err(|err| format!("{path}: {err}"))?;
     }
     Ok(())
@@ -412,89 +524,73 @@ mod tests {
         }
     }
 
+    fn layer(header: LayerHeader, entries: &[EntryRec]) -> LayerFile {
+        let mut w = LayerWriter::new(tempfile::tempfile().unwrap(), &header).unwrap();
+        for e in entries {
+            w.entry(e).unwrap();
+        }
+        let f = w.finish().unwrap();
+        LayerFile::open(f, &header.digest, None).unwrap()
+    }
+
+    fn file() -> Kind {
+        Kind::File {
+            size: 0,
+            blocks: vec![],
+        }
+    }
+
     #[test]
     fn overlay_rules() {
         let m = Meta::root(0o700, 1);
-        let mut t = Tree::new(m.clone());
-        let etc = t.mkdir_p("etc", &m).unwrap();
-        t.insert(
-            etc,
-            "a",
-            m.clone(),
-            Kind::File {
-                size: 0,
-                blocks: vec![],
-            },
-        )
-        .unwrap();
-        t.insert(
-            etc,
-            "b",
-            m.clone(),
-            Kind::File {
-                size: 0,
-                blocks: vec![],
-            },
-        )
-        .unwrap();
-        let opt = t.mkdir_p("opt/x", &m).unwrap();
-        t.insert(
-            opt,
-            "old",
-            m.clone(),
-            Kind::File {
-                size: 0,
-                blocks: vec![],
-            },
-        )
-        .unwrap();
-        t.insert(
-            Tree::ROOT,
-            "f",
-            m.clone(),
-            Kind::File {
-                size: 0,
-                blocks: vec![],
-            },
-        )
-        .unwrap();
-        let ch = LayerChanges {
+        let mut t = Stage::new(&m).unwrap();
+        let etc = t.ensure_dir(&["etc"], 1).unwrap();
+        t.set_dir_meta(etc, &m, 4096).unwrap();
+        t.set(etc, "a", &m, &file(), None).unwrap();
+        t.set(etc, "b", &m, &file(), None).unwrap();
+        let opt = t.ensure_dir(&["opt", "x"], 1).unwrap();
+        t.set(opt, "old", &m, &file(), None).unwrap();
+        t.set(Stage::ROOT, "f", &m, &file(), None).unwrap();
+        let header = LayerHeader {
             version: FORMAT_VERSION,
             digest: "d".into(),
             opaque: vec!["opt/x".into()],
             whiteouts: vec!["etc/a".into(), "nothing/here".into()],
-            entries: vec![
-                // implicit parent: lower etc keeps its metadata
-                rec("etc", false, KindRec::Dir { size: 4096 }),
-                rec("etc/c", true, KindRec::Symlink { target: "b".into() }),
-                rec(
-                    "opt/x/new",
-                    true,
-                    KindRec::File {
-                        size: 0,
-                        blocks: vec![],
-                    },
-                ),
-                // a directory replaces the file f
-                rec("f", true, KindRec::Dir { size: 4096 }),
-            ],
             links: vec![("etc/hl".into(), "etc/b".into())],
         };
-        apply(&mut t, &ch).unwrap();
-        assert!(t.lookup("etc/a").is_none());
-        assert_eq!(t.node(t.lookup("etc").unwrap()).meta.mode, 0o700);
-        assert!(t.lookup("etc/c").is_some());
-        assert!(t.lookup("opt/x/old").is_none());
-        assert!(t.lookup("opt/x/new").is_some());
-        assert!(t.node(t.lookup("f").unwrap()).kind.is_dir());
-        assert!(matches!(
-            t.node(t.lookup("etc/hl").unwrap()).kind,
-            Kind::File { .. }
-        ));
-        let bad = LayerChanges {
+        let entries = [
+            // implicit parent: lower etc keeps its metadata
+            rec("etc", false, KindRec::Dir { size: 4096 }),
+            rec("etc/c", true, KindRec::Symlink { target: "b".into() }),
+            rec(
+                "opt/x/new",
+                true,
+                KindRec::File {
+                    size: 0,
+                    blocks: vec![],
+                },
+            ),
+            // a directory replaces the file f
+            rec("f", true, KindRec::Dir { size: 4096 }),
+        ];
+        apply(&mut t, &mut layer(header, &entries)).unwrap();
+        let find = |t: &mut Stage, p: &str| t.lookup(&comps(p).unwrap()).unwrap();
+        assert!(find(&mut t, "etc/a").is_none());
+        let etc = find(&mut t, "etc").unwrap();
+        assert_eq!(t.row(etc).unwrap().meta.mode, 0o700);
+        assert!(find(&mut t, "etc/c").is_some());
+        assert!(find(&mut t, "opt/x/old").is_none());
+        assert!(find(&mut t, "opt/x/new").is_some());
+        let f = find(&mut t, "f").unwrap();
+        assert!(t.row(f).unwrap().kind.is_dir());
+        let hl = find(&mut t, "etc/hl").unwrap();
+        assert!(matches!(t.row(hl).unwrap().kind, Kind::File { .. }));
+        let bad = LayerHeader {
+            version: FORMAT_VERSION,
+            digest: "e".into(),
             links: vec![("x".into(), "missing".into())],
             ..Default::default()
         };
-        assert!(apply(&mut t, &bad).is_err());
+        assert!(apply(&mut t, &mut layer(bad, &[])).is_err());
     }
 }

@@ -5,8 +5,9 @@
 //! an OCI image layout (directory or tar). The platform's manifest is chosen from an index,
 //! its layers are streamed (digest checked while streaming; a mismatch refuses the layer)
 //! through the archive converter's tar handling, chunks go to the store as they are read,
-//! and the layers are applied in order with OCI whiteouts into one flattened tree. The image
-//! config becomes flist metadata and a `/.startup.toml` (ZOS container entry).
+//! and the layers are applied in order with OCI whiteouts into one flattened tree, staged on
+//! disk like an archive's (memory does not grow with the image's entries). The image config
+//! becomes flist metadata and a `/.startup.toml` (ZOS container entry).
 //!
 //! Each converted layer's changes (entries with their chunk keys, whiteouts, opaque
 //! directories, links to lower layers) are cached on disk by layer digest when a cache
@@ -17,9 +18,11 @@
 //! # async fn demo(store: std::sync::Arc<dyn flist_store::Store>) -> Result<(), flist_convert::oci::OciError> {
 //! use flist_convert::oci::{self, ImageSource, OciOptions};
 //! let opts = OciOptions { platform: Some("linux/arm64".parse()?), ..OciOptions::default() };
-//! let (flist, stats) = oci::convert(&ImageSource::parse("alpine:3.20")?, &opts, store).await?;
+//! let (image, stats) = oci::convert(&ImageSource::parse("alpine:3.20")?, &opts, store).await?;
 //! println!("{} files, {} layers downloaded", stats.convert.files, stats.layers_downloaded.len());
-//! flist.write("alpine.flist").map_err(|e| oci::OciError::Output(e.to_string()))?;
+//! image
+//!     .write_flist(std::path::Path::new("alpine.flist"))
+//!     .map_err(|e| oci::OciError::Output(e.to_string()))?;
 //! # Ok(()) }
 //! ```
 
@@ -36,12 +39,12 @@ mod source;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use flist_format::Flist;
 use flist_store::{Store, StoreError};
 use thiserror::Error;
 
 use crate::error::ConvertError;
 use crate::options::{ConvertOptions, ProgressReport, Stats};
+use crate::Converted;
 
 pub use config::{startup_toml, STARTUP_PATH};
 pub use manifest::Platform;
@@ -465,6 +468,9 @@ pub enum OciError {
     /// Writing the result failed.
     #[error("output: {0}")]
     Output(String),
+    /// The conversion was cancelled (`convert.cancel`).
+    #[error("cancelled")]
+    Cancelled,
     /// An internal task failed.
     #[error("internal failure: {0}")]
     Internal(String),
@@ -476,7 +482,8 @@ impl From<flist_format::TreeError> for OciError {
     }
 }
 
-/// Converts an image into an flist (tree and metadata), storing file chunks in `store`.
+/// Converts an image into a tree staged on disk with its metadata, storing file chunks in
+/// `store`; [`Converted::write_flist`] writes the flist.
 ///
 /// The tree is the image's layers applied in order (whiteouts honoured) plus
 /// `/.startup.toml`; the metadata holds `entrypoint`, `environ`, `port`, `volume` and
@@ -485,7 +492,7 @@ pub async fn convert(
     source: &ImageSource,
     opts: &OciOptions,
     store: Arc<dyn Store>,
-) -> Result<(Flist, OciStats), OciError> {
+) -> Result<(Converted, OciStats), OciError> {
     source::convert(source, opts, store).await
 }
 
@@ -495,7 +502,7 @@ pub async fn convert_reference(
     image: &str,
     opts: &OciOptions,
     store: Arc<dyn Store>,
-) -> Result<(Flist, OciStats), OciError> {
+) -> Result<(Converted, OciStats), OciError> {
     let src = ImageSource::Registry(Reference::parse(image)?);
     convert(&src, opts, store).await
 }

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flist_format::codec::encode_chunk;
-use flist_format::{Flist, Kind, Meta, Metadata, Tree};
+use flist_format::{Kind, Meta, Metadata};
 use flist_store::{BlockingStore, SetOutcome, Store};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::cache::{chunks_present, LayerCache};
 use super::config::{self, RuntimeConfigView, STARTUP_PATH};
-use super::layer::{self, LayerChanges};
+use super::layer::{self, LayerFile};
 use super::local::{self, LocalImage};
 use super::manifest::{
     layer_media_ok, parse_manifest, Descriptor, ImageConfig, ImageManifest, ManifestDoc,
@@ -22,8 +22,10 @@ use super::manifest::{
 use super::reference::validate_digest;
 use super::registry::RegistryClient;
 use super::{ImageSource, OciError, OciEvent, OciOptions, OciStats};
-use crate::options::{ProgressReport, Stats};
-use crate::ChannelReader;
+use crate::builder::Staged;
+use crate::options::{Counters, ProgressReport, Stats};
+use crate::stage::Stage;
+use crate::{ChannelReader, Converted};
 
 /// Where layer blobs come from.
 enum Blobs {
@@ -153,7 +155,8 @@ fn join_err(e: tokio::task::JoinError) -> OciError {
     OciError::Internal(format!("conversion task: {e}"))
 }
 
-/// Downloads (or reads) and converts one layer.
+/// Downloads (or reads) and converts one layer into a layer file (kept in the layer cache
+/// when there is one).
 #[allow(clippy::too_many_arguments)]
 async fn convert_layer(
     blobs: &Blobs,
@@ -162,7 +165,8 @@ async fn convert_layer(
     store: &Arc<dyn Store>,
     opts: &OciOptions,
     image: &str,
-) -> Result<(LayerChanges, Stats, u64), OciError> {
+    cache: Option<&LayerCache>,
+) -> Result<(LayerFile, Stats, u64), OciError> {
     let handle = tokio::runtime::Handle::current();
     type Download = Option<tokio::task::JoinHandle<Result<(), OciError>>>;
     let (reader, download): (Box<dyn Read + Send>, Download) = match blobs {
@@ -199,6 +203,15 @@ async fn convert_layer(
     let store = BlockingStore::new(store.clone(), handle);
     let desc2 = desc.clone();
     let what = format!("{image} layer {index} ({})", desc.digest);
+    // The layer file: in the cache's directory (renamed into place when complete), or a
+    // private temporary file.
+    let out = match cache.map(|c| c.temp(&desc.digest)).transpose()?.flatten() {
+        Some(t) => t,
+        None => tempfile::NamedTempFile::new().map_err(|source| OciError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?,
+    };
     let result = tokio::task::spawn_blocking(move || {
         let total = desc2.size;
         let progress = move |bytes: u64| {
@@ -222,7 +235,14 @@ async fn convert_layer(
             progress: &progress,
             last: Instant::now(),
         };
-        let converted = layer::read_layer(&mut v, &desc2.digest, &store, &copts);
+        let converted = out
+            .reopen()
+            .map_err(|source| crate::error::ConvertError::Io {
+                path: out.path().to_path_buf(),
+                source,
+            })
+            .and_then(|f| layer::read_layer(&mut v, &desc2.digest, &store, &copts, f))
+            .map(|(_, stats)| (out, stats));
         if converted.is_ok() && !v.eof {
             // The archive ended before the blob: read the rest so the digest covers it all.
             if let Err(e) = io::copy(&mut v, &mut io::sink()) {
@@ -261,12 +281,32 @@ async fn convert_layer(
             dl?;
         }
     }
-    let (changes, stats) = converted?;
-    Ok((changes, stats, count))
+    let (out, stats) = converted?;
+    let io = |path: std::path::PathBuf| move |source| OciError::Io { path, source };
+    let file = match cache {
+        Some(c) => {
+            let f = out.reopen().map_err(io(out.path().to_path_buf()))?;
+            if let Err(e) = c.persist(&desc.digest, out) {
+                tracing::warn!("layer cache: could not save {}: {e}", desc.digest);
+            }
+            LayerFile::open(f, &desc.digest, None)
+        }
+        None => {
+            let f = out.reopen().map_err(io(out.path().to_path_buf()))?;
+            LayerFile::open(f, &desc.digest, Some(out.into_temp_path()))
+        }
+    };
+    let file = file.ok_or_else(|| {
+        OciError::Internal(format!(
+            "layer {index}: the converted layer file is unreadable"
+        ))
+    })?;
+    Ok((file, stats, count))
 }
 
 fn add_stats(total: &mut Stats, s: Stats) {
     total.hard_links += s.hard_links;
+    total.bytes_encoded += s.bytes_encoded;
     total.bytes_read += s.bytes_read;
     total.bytes_expanded += s.bytes_expanded;
     total.entries += s.entries;
@@ -315,7 +355,7 @@ pub(crate) async fn convert(
     source: &ImageSource,
     opts: &OciOptions,
     store: Arc<dyn Store>,
-) -> Result<(Flist, OciStats), OciError> {
+) -> Result<(Converted, OciStats), OciError> {
     let mut stats = OciStats {
         image: source.to_string(),
         ..OciStats::default()
@@ -388,9 +428,22 @@ pub(crate) async fn convert(
         .cache_dir
         .clone()
         .map(|d| LayerCache::new(d, opts.convert.codec));
-    let mut tree = Tree::new(Meta::root(0o755, 0));
+    // The flattened image, staged on disk.
+    let mut tree = tokio::task::spawn_blocking(|| Stage::new(&Meta::root(0o755, 0)))
+        .await
+        .map_err(join_err)?
+        .map_err(|e| OciError::Output(e.to_string()))?;
     let mut totals = Stats::default();
+    let blocking = BlockingStore::new(store.clone(), tokio::runtime::Handle::current());
     for (index, desc) in layers.iter().enumerate() {
+        if opts
+            .convert
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.is_cancelled())
+        {
+            return Err(OciError::Cancelled);
+        }
         validate_digest(&desc.digest).map_err(|r| OciError::InvalidManifest {
             what: format!("{image} layer {index}"),
             reason: r,
@@ -403,14 +456,17 @@ pub(crate) async fn convert(
         }
         let cached = match &cache {
             Some(c) => {
-                let (c, d) = (c.clone(), desc.digest.clone());
-                match tokio::task::spawn_blocking(move || c.load(&d))
-                    .await
-                    .map_err(join_err)?
-                {
-                    Some(ch) if chunks_present(&store, &ch).await? => Some(ch),
-                    _ => None,
-                }
+                let (c, d, s) = (c.clone(), desc.digest.clone(), blocking.clone());
+                tokio::task::spawn_blocking(move || match c.load(&d) {
+                    Some(mut lf) => match chunks_present(&s, &mut lf) {
+                        Ok(true) => Ok(Some(lf)),
+                        Ok(false) => Ok(None),
+                        Err(e) => Err(e),
+                    },
+                    None => Ok(None),
+                })
+                .await
+                .map_err(join_err)??
             }
             None => None,
         };
@@ -421,7 +477,7 @@ pub(crate) async fn convert(
             cached: cached.is_some(),
         });
         let was_cached = cached.is_some();
-        let changes = match cached {
+        let mut changes = match cached {
             Some(ch) => {
                 stats.layers_reused.push(desc.digest.clone());
                 ch
@@ -429,24 +485,16 @@ pub(crate) async fn convert(
             None => {
                 stats.blobs_fetched.push(desc.digest.clone());
                 let (ch, s, bytes) =
-                    convert_layer(&blobs, index, desc, &store, opts, &image).await?;
+                    convert_layer(&blobs, index, desc, &store, opts, &image, cache.as_ref())
+                        .await?;
                 stats.bytes_downloaded += bytes;
                 stats.layers_downloaded.push(desc.digest.clone());
                 add_stats(&mut totals, s);
-                if let Some(c) = &cache {
-                    let (c, ch2) = (c.clone(), ch.clone());
-                    if let Err(e) = tokio::task::spawn_blocking(move || c.save(&ch2))
-                        .await
-                        .map_err(join_err)?
-                    {
-                        tracing::warn!("layer cache: could not save {}: {e}", desc.digest);
-                    }
-                }
                 ch
             }
         };
         let (t, applied) = tokio::task::spawn_blocking(move || {
-            let r = layer::apply(&mut tree, &changes);
+            let r = layer::apply(&mut tree, &mut changes);
             (tree, r)
         })
         .await
@@ -487,29 +535,38 @@ pub(crate) async fn convert(
         SetOutcome::AlreadyPresent => totals.chunks_present += 1,
     }
     let created = cfg.created.as_deref().and_then(parse_created).unwrap_or(0);
-    tree.set(
-        Tree::ROOT,
-        STARTUP_PATH,
-        Meta::root(0o644, created),
-        Kind::File {
-            size: startup.len() as u64,
-            blocks: vec![chunk.block],
-        },
-    )?;
-    let tree = tokio::task::spawn_blocking(move || {
-        crate::builder::sort_children(&mut tree);
-        tree
+    let startup_kind = Kind::File {
+        size: startup.len() as u64,
+        blocks: vec![chunk.block],
+    };
+    let convert_opts = opts.convert.clone();
+    let mut converted = tokio::task::spawn_blocking(move || {
+        tree.set(
+            Stage::ROOT,
+            STARTUP_PATH,
+            &Meta::root(0o644, created),
+            &startup_kind,
+            None,
+        )?;
+        Converted::new(
+            Staged::from_stage(tree),
+            &Counters::default(),
+            &convert_opts,
+        )
     })
     .await
-    .map_err(join_err)?;
-    let ts = tree.stats();
-    totals.files = ts.regular;
-    totals.directories = ts.directory;
-    totals.symlinks = ts.symlink;
-    totals.specials = ts.special;
-    totals.bytes = ts.fullsize;
+    .map_err(join_err)?
+    .map_err(|e| OciError::Output(e.to_string()))?;
+    let counted = &converted.stats;
+    totals.files = counted.files;
+    totals.directories = counted.directories;
+    totals.symlinks = counted.symlinks;
+    totals.specials = counted.specials;
+    totals.bytes = counted.bytes;
+    converted.stats = totals.clone();
+    converted.metadata = metadata;
     stats.convert = totals;
-    Ok((Flist { tree, metadata }, stats))
+    Ok((converted, stats))
 }
 
 #[cfg(test)]

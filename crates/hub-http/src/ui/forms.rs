@@ -316,17 +316,7 @@ pub async fn merge_post(
         if list.len() < 2 {
             return Err(ApiError::bad_request("Pick at least two flists to merge."));
         }
-        let sources = list
-            .iter()
-            .map(|s| lookup::merge_source(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut md = flist_format::Metadata::new();
-        if let Some(b) = &st.public_backend {
-            md.set("backend", b.clone());
-        }
-        let (a2, t2) = (actor.clone(), target.clone());
-        st.blocking(move |hub| Ok(hub.merge(&a2, &a2.active, &t2, &sources, md)?))
-            .await?;
+        crate::merge::merge(&st, &actor, &target, &list).await?;
         Ok(())
     }
     .await;
