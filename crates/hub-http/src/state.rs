@@ -47,6 +47,8 @@ pub struct AppState {
     pub mirror: std::sync::OnceLock<Arc<crate::mirror::Mirror>>,
     /// Whether the chunk store takes writes (for `/readyz`).
     pub store_writes: Arc<crate::health::StoreWrites>,
+    /// The read-only 0-db endpoint, when `zdb_listen` is set.
+    pub zdb: std::sync::OnceLock<flist_store::ZdbEndpoint>,
     /// Responses cached until the next catalog write (key → (generation, body)).
     cache: RwLock<HashMap<String, (u64, Bytes)>>,
     /// Name resolutions cached until the next catalog write.
@@ -101,6 +103,7 @@ impl AppState {
             identity,
             mirror: std::sync::OnceLock::new(),
             store_writes,
+            zdb: std::sync::OnceLock::new(),
             cache: RwLock::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         }

@@ -49,6 +49,10 @@ const MIGRATIONS: &[Migration] = &[
         },
     },
     Migration {
+        what: "the hub's own public backends, recorded as they change (hub-server restamp)",
+        apply: |tx| tx.execute_batch(crate::backends::SCHEMA),
+    },
+    Migration {
         what: "external identities (3Bot) linked to accounts",
         apply: |tx| tx.execute_batch(crate::users::IDENTITIES),
     },
