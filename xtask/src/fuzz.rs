@@ -15,6 +15,7 @@ const TARGETS: &[(&str, &str)] = &[
     ("archive_to_tree", ".tar.gz"),
     ("resp_replies", ""),
     ("zdb_requests", ""),
+    ("mirror_feed", ""),
     ("upload_multipart", ""),
 ];
 

@@ -45,10 +45,13 @@ pub struct Identity {
     pub threebot_secret: crypto_box::SecretKey,
     /// Login states issued and not yet used, with when, for which flow and (linking) for
     /// which account.
-    states: Mutex<HashMap<String, (Instant, LoginFlow, Option<String>)>>,
+    states: Mutex<HashMap<String, LoginState>>,
     /// HTTP client for the 3Bot provider.
     pub http: reqwest::Client,
 }
+
+/// A login state: when it was issued, for which flow, and (linking) for which account.
+type LoginState = (Instant, LoginFlow, Option<String>);
 
 /// How long a login state stays valid.
 const STATE_TTL: Duration = Duration::from_secs(600);

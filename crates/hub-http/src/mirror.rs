@@ -205,6 +205,52 @@ pub fn parse_feed_page(body: &[u8]) -> Result<FeedPage, String> {
     })
 }
 
+/// What a mirror makes of `data` received from an untrusted primary, as a change-feed page
+/// and as a repository snapshot, with the invariants checked (panics when one breaks): the
+/// fuzz target `mirror_feed` and its stable regression test run it.
+/// - a feed page that parses names only repositories a local write accepts, with cursors
+///   in order;
+/// - a snapshot that survives [`RepoSnapshot::sanitize`] holds only names, targets and
+///   digests a local write accepts, and sanitizing it again drops nothing.
+pub fn check_untrusted(data: &[u8]) {
+    if let Ok(page) = parse_feed_page(data) {
+        assert!(0 <= page.cursor && page.cursor <= page.latest);
+        for r in &page.repos {
+            assert!(
+                hub_repo::names::validate_user(r).is_ok(),
+                "{r:?} let through"
+            );
+        }
+    }
+    if let Ok(mut snap) = serde_json::from_slice::<RepoSnapshot>(data) {
+        if snap.sanitize().is_ok() {
+            assert!(hub_repo::names::validate_user(&snap.name).is_ok());
+            for e in &snap.entries {
+                assert!(
+                    hub_repo::names::validate_entry(&e.name).is_ok(),
+                    "{:?} let through",
+                    e.name
+                );
+                for t in [&e.target_repo, &e.uploader].into_iter().flatten() {
+                    assert!(!t.contains(['/', '\\']) && !t.contains(".."), "{t:?}");
+                }
+                if let Some(t) = &e.target_name {
+                    assert!(
+                        hub_repo::names::validate_entry(t).is_ok()
+                            || hub_repo::names::validate_tag(t).is_ok()
+                    );
+                    assert!(!t.contains(['/', '\\']) && !t.contains(".."), "{t:?}");
+                }
+            }
+            for b in &snap.blobs {
+                assert!(hub_repo::is_hex_sha256(&b.sha256));
+            }
+            let again = snap.sanitize().unwrap_or_else(|e| panic!("{e}"));
+            assert!(again.is_empty(), "not idempotent: {again:?}");
+        }
+    }
+}
+
 impl Mirror {
     /// A mirror of `upstream` syncing every `interval`.
     pub fn new(upstream: &str, interval: Duration) -> Self {
