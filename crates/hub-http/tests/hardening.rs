@@ -498,19 +498,6 @@ async fn item10_headers_cookies_redirects_look_alikes_throttle() {
     t.stop().await;
 }
 
-async fn docker(t: &TestHub, token: &str, image: &str) -> (u16, Value) {
-    let r = t
-        .client
-        .post(t.url("/api/flist/me/docker"))
-        .bearer_auth(token)
-        .form(&[("image", image)])
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Item 4: a host name the operator trusts on one port is not trusted on another: not as
 /// the image's registry, not as a redirect target, not as a token realm. Before: with
 /// `trusted_hosts=["localhost:<trusted>"]` all three reached the canary on another port of
@@ -565,7 +552,7 @@ async fn item4_a_trusted_name_on_another_port_is_refused() {
     })
     .await;
     let alice = t.token("alice", &[]).await;
-    let (s, v) = docker(&t, &alice, &format!("localhost:{port}/team/app:1.0")).await;
+    let (s, v) = common::docker(&t, &alice, &format!("localhost:{port}/team/app:1.0")).await;
     assert_eq!(s, 200, "{v}");
 
     for image in [
@@ -573,7 +560,7 @@ async fn item4_a_trusted_name_on_another_port_is_refused() {
         format!("localhost:{redirector}/x:1"),
         format!("localhost:{realm}/x:1"),
     ] {
-        let (s, v) = docker(&t, &alice, &image).await;
+        let (s, v) = common::docker(&t, &alice, &image).await;
         assert_eq!(s, 403, "{image}: {v}");
         let msg = v["message"].as_str().unwrap();
         assert!(msg.contains(&format!("localhost:{canary}")), "{msg}");

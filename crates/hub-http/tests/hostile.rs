@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use axum::response::IntoResponse;
-use common::{tiny_server, TestHub};
+use common::{docker, tiny_server, TestHub};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p384::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{json, Value};
@@ -50,19 +50,6 @@ fn push_app(reg: &Registry, dir: &std::path::Path) {
         &[layer],
     );
     reg.push(layout.path(), "1.0", "team/app", false);
-}
-
-async fn docker(t: &TestHub, token: &str, image: &str) -> (u16, Value) {
-    let r = t
-        .client
-        .post(t.url("/api/flist/me/docker"))
-        .bearer_auth(token)
-        .form(&[("image", image)])
-        .send()
-        .await
-        .expect("request");
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
 }
 
 // ----- 2. server-side request forgery through image conversion ------------------------------

@@ -601,6 +601,20 @@ async fn threebot_login_flow() {
     t.stop().await;
 }
 
+/// A whole 3Bot web sign-in as `user` (signed with `sk`): the callback's answer.
+async fn web_login(t: &TestHub, user: &str, sk: &SigningKey) -> reqwest::Response {
+    let login = start_login(t, false).await;
+    let attempt = signed_attempt(user, sk, &login, true);
+    callback(t, "/callback_threebot", &attempt, &login).await
+}
+
+/// Links the 3Bot `user` to the account signed in with `session`: the callback's answer.
+async fn link(t: &TestHub, session: &str, user: &str, sk: &SigningKey) -> reqwest::Response {
+    let login = start_login_at(t, "/login-threebot?link=1", "/callback_link", Some(session)).await;
+    let attempt = signed_attempt(user, sk, &login, true);
+    callback(t, "/callback_link", &attempt, &login).await
+}
+
 /// `/api/flist/me`'s user for the `cookie` of a session (`None`: refused).
 async fn me_by_cookie(t: &TestHub, cookie: &str) -> Option<String> {
     let r = t
@@ -647,28 +661,14 @@ async fn item5_a_threebot_identity_never_takes_over_a_local_account() {
         .expect("alice");
 
     // The 3Bot `alice` is not the local alice: refused, no session.
-    let login = start_login(&t, false).await;
-    let r = callback(
-        &t,
-        "/callback_threebot",
-        &signed_attempt("alice", &sk, &login, true),
-        &login,
-    )
-    .await;
+    let r = web_login(&t, "alice", &sk).await;
     assert_eq!(r.status(), 403);
     assert!(session_cookie(&r).is_none());
     assert!(r.text().await.expect("body").contains("not linked"));
 
     // A new identity gets an account of its own, and signs in as it again.
     for _ in 0..2 {
-        let login = start_login(&t, false).await;
-        let r = callback(
-            &t,
-            "/callback_threebot",
-            &signed_attempt("carol.3bot", &sk, &login, true),
-            &login,
-        )
-        .await;
+        let r = web_login(&t, "carol.3bot", &sk).await;
         assert_eq!(r.status(), 302);
         let c = session_cookie(&r).expect("session");
         assert_eq!(me_by_cookie(&t, &c).await.as_deref(), Some("carol.3bot"));
@@ -688,33 +688,17 @@ async fn item5_a_threebot_identity_never_takes_over_a_local_account() {
     // (linking starts signed in; the provider's redirect back is cross-site, so the
     // callback comes with the state cookie only)
     assert_eq!(t.get("/login-threebot?link=1").await.status(), 401);
-    let login = start_login_at(&t, "/login-threebot?link=1", "/callback_link", Some(&alice)).await;
-    let attempt = signed_attempt("alice", &sk, &login, true);
-    let r = callback(&t, "/callback_link", &attempt, &login).await;
+    let r = link(&t, &alice, "alice", &sk).await;
     assert!(r.status().is_redirection(), "{}", r.status());
     assert_eq!(r.headers()["location"], "/token");
     // ... then it signs in as her.
-    let login = start_login(&t, false).await;
-    let r = callback(
-        &t,
-        "/callback_threebot",
-        &signed_attempt("alice", &sk, &login, true),
-        &login,
-    )
-    .await;
+    let r = web_login(&t, "alice", &sk).await;
     assert_eq!(r.status(), 302);
     let c = session_cookie(&r).expect("session");
     assert_eq!(me_by_cookie(&t, &c).await.as_deref(), Some("alice"));
 
     // An identity linked to one account is not linked to another.
-    let login = start_login_at(&t, "/login-threebot?link=1", "/callback_link", Some(&alice)).await;
-    let attempt = signed_attempt("carol.3bot", &sk, &login, true);
-    assert_eq!(
-        callback(&t, "/callback_link", &attempt, &login)
-            .await
-            .status(),
-        409
-    );
+    assert_eq!(link(&t, &alice, "carol.3bot", &sk).await.status(), 409);
     t.stop().await;
 }
 

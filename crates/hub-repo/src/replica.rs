@@ -145,13 +145,7 @@ impl RepoSnapshot {
             self.blobs.iter().map(|b| b.sha256.clone()).collect();
         let mut seen = std::collections::HashSet::new();
         self.entries.retain(|e| {
-            let r = check_entry(e, &blobs).and_then(|()| {
-                if seen.insert(e.name.clone()) {
-                    Ok(())
-                } else {
-                    Err(RepoError::Invalid("listed twice".into()))
-                }
-            });
+            let r = check_entry(e, &blobs).and_then(|()| first(&mut seen, &e.name));
             match r {
                 Ok(()) => true,
                 Err(err) => {
@@ -166,8 +160,8 @@ impl RepoSnapshot {
                 drop(format!("tag {:?}", t.tag), &err);
                 return false;
             }
-            if !seen.insert(t.tag.clone()) {
-                drop(format!("tag {:?}", t.tag), &"listed twice");
+            if let Err(err) = first(&mut seen, &t.tag) {
+                drop(format!("tag {:?}", t.tag), &err);
                 return false;
             }
             let mut names = std::collections::HashSet::new();
@@ -175,13 +169,7 @@ impl RepoSnapshot {
                 let r = crate::names::validate_entry(&l.name)
                     .and_then(|()| validate_repo(&l.target_repo))
                     .and_then(|()| crate::names::validate_flist(&l.target_name))
-                    .and_then(|()| {
-                        if names.insert(l.name.clone()) {
-                            Ok(())
-                        } else {
-                            Err(RepoError::Invalid("listed twice".into()))
-                        }
-                    });
+                    .and_then(|()| first(&mut names, &l.name));
                 match r {
                     Ok(()) => true,
                     Err(err) => {
@@ -193,6 +181,15 @@ impl RepoSnapshot {
             true
         });
         dropped
+    }
+}
+
+/// `Ok` the first time `name` is met in `seen`, an error for a repeat.
+fn first(seen: &mut std::collections::HashSet<String>, name: &str) -> Result<(), RepoError> {
+    if seen.insert(name.to_string()) {
+        Ok(())
+    } else {
+        Err(RepoError::Invalid("listed twice".into()))
     }
 }
 

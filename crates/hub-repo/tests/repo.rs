@@ -399,3 +399,31 @@ fn put_flist_many_records_every_entry_in_one_go() {
     assert_eq!(hub.audit_log(0, 100).expect("log").len(), 6);
     assert!(hub.integrity_check().expect("check").is_clean());
 }
+
+/// Issue #24, item 7: `check` lists names a local write would refuse (a mirror of an
+/// unchecked primary could have taken some); a clean catalog has none.
+#[test]
+fn invalid_names_in_the_catalog_are_listed() {
+    let (d, hub) = hub();
+    let alice = Actor::new("alice", vec![]);
+    upload(&hub, &alice, "alice", "a.flist", "merge-a.flist");
+    assert!(hub.invalid_names().expect("names").is_empty());
+    // What an old mirror could have written, bypassing the write paths.
+    let c = rusqlite::Connection::open(d.path().join("data/catalog.sqlite3")).expect("catalog");
+    c.execute_batch(
+        "INSERT INTO repositories(name, created, updated) VALUES ('api', 1, 1);
+         INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime)
+           SELECT 'alice', '../../PWNED_m.flist', 'regular', sha256, NULL, NULL, 1, NULL
+           FROM entries WHERE repo = 'alice' AND name = 'a.flist';
+         INSERT INTO entries(repo, name, kind, sha256, target_repo, target_name, updated, linktime)
+           VALUES ('alice', 'l.flist', 'symlink', NULL, 'alice', '../../x/../y', 1, 1);",
+    )
+    .expect("bad rows");
+    drop(c);
+    let bad = hub.invalid_names().expect("names").join("\n");
+    for name in ["\"api\"", "PWNED_m.flist", "../../x/../y"] {
+        assert!(bad.contains(name), "{name} not listed: {bad}");
+    }
+    let rep = hub.integrity_check().expect("check");
+    assert!(!rep.is_clean(), "{:?}", rep.problems);
+}

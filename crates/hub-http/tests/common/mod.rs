@@ -314,3 +314,17 @@ pub fn fill(dir: &std::path::Path, leave: u64) -> std::path::PathBuf {
         .expect("shrink filler");
     p
 }
+
+/// `POST /api/flist/me/docker` with `image` as `token`: status and JSON answer.
+pub async fn docker(t: &TestHub, token: &str, image: &str) -> (u16, Value) {
+    let r = t
+        .client
+        .post(t.url("/api/flist/me/docker"))
+        .bearer_auth(token)
+        .form(&[("image", image)])
+        .send()
+        .await
+        .expect("docker request");
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
