@@ -132,13 +132,13 @@ pub(crate) fn store_converted(
             converted.metadata.remove("backend");
         }
     }
-    let out = st.hub.temp_path(".flist");
+    let out = st.hub.catalog().temp_path(".flist");
     if let Err(e) = converted.write_flist(&out) {
         let _ = std::fs::remove_file(&out);
         return Err(write_failed(e));
     }
     drop(converted);
-    st.hub.store_file_checked(
+    st.hub.catalog().store_file_checked(
         actor,
         record.action,
         &actor.active,

@@ -151,7 +151,9 @@ impl AppState {
             }
         }
         let (r2, n2) = key.clone();
-        let r = self.blocking(move |hub| Ok(hub.resolve(&r2, &n2)?)).await?;
+        let r = self
+            .blocking(move |hub| Ok(hub.catalog().resolve(&r2, &n2)?))
+            .await?;
         let mut m = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > 65_536 {
             m.clear();
