@@ -1,7 +1,7 @@
 //! Local accounts on the web: `POST /login` (password or API token) opens a server-side
 //! session; the login page; rate limits per account and per address.
 //!
-//! A session is its own credential (`hub_repo::Hub::create_session`), never an API token:
+//! A session is its own credential (`hub_repo::Accounts::create_session`), never an API token:
 //! the cookie is `HttpOnly; SameSite=Strict`, plus `Secure` when the public URL is HTTPS.
 
 use std::collections::HashMap;

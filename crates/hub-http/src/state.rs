@@ -136,7 +136,7 @@ impl AppState {
         at_generation(&self.cache, key, generation)
     }
 
-    /// [`Hub::resolve`], served from memory while the catalog is unchanged.
+    /// [`hub_repo::Catalog::resolve`], served from memory while the catalog is unchanged.
     pub async fn resolve(&self, repo: &str, name: &str) -> ApiResult<Resolved> {
         let generation = self.hub.generation();
         let key = (repo.to_string(), name.to_string());
