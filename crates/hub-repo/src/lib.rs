@@ -7,7 +7,7 @@
 //!   [`Catalog::dump`], [`Catalog::metadata`]); writes, each taking the acting [`Actor`] and
 //!   audited in the same transaction ([`Catalog::put_flist`], [`Catalog::store_file`],
 //!   [`Catalog::link`], [`Catalog::crosslink`], [`Catalog::rename`], [`Catalog::delete`],
-//!   [`Catalog::promote`], [`Catalog::tag_add`], [`Catalog::crosstag`]); the pages' read
+//!   [`Catalog::promote`], [`Catalog::tag_add`], [`Catalog::crosstag`]; merges are built by `flist_convert::merge` and stored with [`Catalog::store_flist`]); the pages' read
 //!   models ([`Catalog::repo_summaries`], [`Catalog::recent_flists`],
 //!   [`Catalog::references_to`]); [`Catalog::audit_log`];
 //! - [`Hub::accounts`] ([`Accounts`]): local accounts, web sessions, API tokens (stored

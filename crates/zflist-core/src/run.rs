@@ -170,6 +170,8 @@ pub fn run(args: &RunArgs, stores: &StoreConfig, notice: &dyn Fn(&str)) -> Resul
     let hostname = flist_run::hostname_for(&args.flist);
     let total_chunks = chunk_count(&opened.flist);
     let Opened { flist, store } = opened;
+    // from here on SIGINT/SIGTERM... are caught, so the mount and the layer are cleaned up
+    let signals = flist_run::container::Forwarded::install(store.handle()).ctx(f)?;
     let layer = Layer::create(None, args.keep).ctx(f)?;
     let mounted = mount_lower(
         f,
@@ -199,7 +201,7 @@ pub fn run(args: &RunArgs, stores: &StoreConfig, notice: &dyn Fn(&str)) -> Resul
     let exe = std::env::current_exe()
         .map_err(|e| Error::usage(f, format!("finding the zflist program: {e}")))?;
     let outcome = flist_run::container::start(&spec, &exe)
-        .and_then(|c| c.wait(store.handle(), notice))
+        .and_then(|c| c.wait(store.handle(), signals, notice))
         .ctx(f);
     let elapsed = started.elapsed();
     let (stats, kept) = finish(f, mounted, layer)?;

@@ -177,6 +177,7 @@ pub fn boot(args: &VmBootArgs, stores: &StoreConfig, notice: &dyn Fn(&str)) -> R
     }
     let total_chunks = chunk_count(&opened.flist);
     let crate::run::Opened { flist, store } = opened;
+    let signals = vm::StopSignals::install(store.handle()).ctx(f)?;
     let mut layer = Layer::create(None, args.keep).ctx(f)?;
     let mounted = mount_lower(
         f,
@@ -201,7 +202,7 @@ pub fn boot(args: &VmBootArgs, stores: &StoreConfig, notice: &dyn Fn(&str)) -> R
                 VmNetArg::User => VmNet::User,
             },
         };
-        vm::boot(&spec, timeout, store.handle()).ctx(f)
+        vm::boot(&spec, timeout, store.handle(), signals).ctx(f)
     });
     let unmounted = layer.unmount().ctx(f);
     let (stats, kept) = finish(f, mounted, layer)?;
