@@ -7,7 +7,8 @@
 //! - [`Hub::replica`]: the change feed and snapshots mirrors replicate from.
 //!
 //! Operations on the data directory as a whole (`gc`, `integrity_check`, `import_legacy`,
-//! `stats`, `probe_writable`, `entry_backends`) are in `maintenance/`.
+//! the hub's own backends and `replace_flist_file` for restamp, `stats`, `probe_writable`,
+//! `entry_backends`) are in `maintenance/`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -107,6 +108,13 @@ impl Hub {
     /// Local accounts, web sessions, API tokens, organisation memberships.
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
+    }
+
+    /// Notices writes another process (the CLI: `restamp`, `import-legacy`, `user remove`)
+    /// committed to the catalog since the last call, and then bumps [`Hub::generation`] so
+    /// that caches keyed on it are refreshed. True when there were some.
+    pub fn notice_external_writes(&self) -> Result<bool, RepoError> {
+        self.db.notice_external_writes()
     }
 
     /// Long-running jobs (uploads, conversions), persisted across restarts.

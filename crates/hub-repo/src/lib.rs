@@ -7,7 +7,8 @@
 //!   [`Catalog::dump`], [`Catalog::metadata`]); writes, each taking the acting [`Actor`] and
 //!   audited in the same transaction ([`Catalog::put_flist`], [`Catalog::store_file`],
 //!   [`Catalog::link`], [`Catalog::crosslink`], [`Catalog::rename`], [`Catalog::delete`],
-//!   [`Catalog::promote`], [`Catalog::tag_add`], [`Catalog::crosstag`]; merges are built by `flist_convert::merge` and stored with [`Catalog::store_flist`]); the pages' read
+//!   [`Catalog::promote`], [`Catalog::tag_add`], [`Catalog::crosstag`]; merges are built
+//!   by `flist_convert::merge` and stored with [`Catalog::store_flist`]); the pages' read
 //!   models ([`Catalog::repo_summaries`], [`Catalog::recent_flists`],
 //!   [`Catalog::references_to`]); [`Catalog::audit_log`];
 //! - [`Hub::accounts`] ([`Accounts`]): local accounts, web sessions, API tokens (stored
@@ -17,7 +18,9 @@
 //!   at a time, and path search;
 //! - [`Hub::replica`] ([`Replica`]): the change feed and repository snapshots of mirrors;
 //! - on the data directory as a whole: [`Hub::gc`], [`Hub::integrity_check`],
-//!   [`Hub::import_legacy`], [`Hub::stats`].
+//!   [`Hub::import_legacy`], [`Hub::stats`], the hub's own public backends over time and
+//!   re-stamping flist files ([`Hub::record_own_backend`], [`Hub::flist_files`],
+//!   [`Hub::replace_flist_file`]).
 //!
 //! Layers, bottom up (a module only uses those below it; `cargo xtask arch` checks there is
 //! no import cycle): the vocabulary (`error`, `clock`, `names`, `actor`, `model`,
@@ -86,6 +89,7 @@ pub use error::{io_is_full, RepoError};
 pub use files::{is_hex_sha256, StagedFlist, STALE_TEMP_SECS};
 pub use hub::Hub;
 pub use jobs::{JobRecord, JobState, Jobs};
+pub use maintenance::backends::{same_backend, FlistFile, OwnBackend};
 pub use maintenance::gc::{GcOptions, GcReport};
 pub use maintenance::legacy::ImportReport;
 pub use maintenance::stats::{CatalogStats, EntryBackend};

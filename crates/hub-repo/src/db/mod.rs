@@ -30,6 +30,8 @@ pub(crate) struct Db {
     next: AtomicUsize,
     /// Bumped after every committed write that changes what readers see.
     generation: AtomicU64,
+    /// SQLite's `data_version` last seen (see [`Db::notice_external_writes`]).
+    data_version: AtomicU64,
 }
 
 impl std::fmt::Debug for Db {
@@ -79,6 +81,7 @@ impl Db {
             readers,
             next: AtomicUsize::new(0),
             generation: AtomicU64::new(1),
+            data_version: AtomicU64::new(0),
         })
     }
 
@@ -90,6 +93,23 @@ impl Db {
     /// Marks a committed change readers must see (caches keyed on the generation drop).
     pub(crate) fn bump_generation(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Notices writes another process (the CLI: `restamp`, `import-legacy`, `user remove`)
+    /// committed since the last call, and then bumps the generation so that caches keyed on
+    /// it are refreshed. True when there were some.
+    pub(crate) fn notice_external_writes(&self) -> Result<bool, RepoError> {
+        let v: i64 = self.with_writer(|c| {
+            c.pragma_query_value(None, "data_version", |r| r.get(0))
+                .ctx("read data_version")
+        })?;
+        let v = v.unsigned_abs();
+        let before = self.data_version.swap(v, Ordering::AcqRel);
+        if before != 0 && before != v {
+            self.bump_generation();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {

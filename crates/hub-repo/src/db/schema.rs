@@ -49,6 +49,10 @@ const MIGRATIONS: &[Migration] = &[
             tx.execute_batch("ALTER TABLE entries ADD COLUMN crosslink INTEGER NOT NULL DEFAULT 0;")
         },
     },
+    Migration {
+        what: "the hub's own public backends, recorded as they change (hub-server restamp)",
+        apply: |tx| tx.execute_batch(OWN_BACKENDS),
+    },
 ];
 
 /// The schema version this build writes.
@@ -252,3 +256,12 @@ CREATE TABLE IF NOT EXISTS token_usage (
 /// The mirror's own state (schema version 1).
 pub(crate) const MIRROR_STATE: &str =
     "CREATE TABLE IF NOT EXISTS mirror_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+/// The public backends this hub has announced over time (schema version 4; read and written
+/// by `maintenance/backends.rs`).
+const OWN_BACKENDS: &str = "
+CREATE TABLE IF NOT EXISTS own_backends (
+    backend    TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+);";
