@@ -49,13 +49,15 @@ impl UploadHarness {
         // Tokens go to accounts only.
         state
             .hub
+            .accounts()
             .user_add("alice", "a long fuzzing password", false)
             .expect("account");
         let (token, _) = state
             .hub
+            .accounts()
             .create_token("alice", &[], 3600, None)
             .expect("token");
-        let tmp = state.hub.tmp_dir().to_path_buf();
+        let tmp = state.hub.catalog().tmp_dir().to_path_buf();
         let app = hub_http::router(state);
         UploadHarness {
             rt,

@@ -159,7 +159,7 @@ async fn sees_details(st: &Shared, peer: SocketAddr, headers: &HeaderMap) -> boo
     let Ok(actor) = crate::auth::authenticate(st, headers).await else {
         return false;
     };
-    st.blocking(move |hub| Ok(hub.is_admin(&actor.user)?))
+    st.blocking(move |hub| Ok(hub.accounts().is_admin(&actor.user)?))
         .await
         .unwrap_or(false)
 }

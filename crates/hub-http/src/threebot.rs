@@ -275,8 +275,12 @@ async fn finish(
         // The owner of the account signed in when the link was started (the state says
         // which) links this identity to it.
         let (s2, user) = (subject.clone(), account.clone());
-        st.blocking(move |hub| Ok(hub.link_identity(hub_repo::THREEBOT, &s2, &user)?))
-            .await?;
+        st.blocking(move |hub| {
+            Ok(hub
+                .accounts()
+                .link_identity(hub_repo::THREEBOT, &s2, &user)?)
+        })
+        .await?;
         tracing::info!("3Bot identity {subject} linked to {account}");
         crate::ui::redirect_with(
             "/token",
@@ -290,7 +294,7 @@ async fn finish(
         // it to; never a local account of the same name.
         let s2 = subject.clone();
         let user = st
-            .blocking(move |hub| Ok(hub.identity_account(hub_repo::THREEBOT, &s2)?))
+            .blocking(move |hub| Ok(hub.accounts().identity_account(hub_repo::THREEBOT, &s2)?))
             .await?;
         tracing::info!("3Bot login: {subject} as {user}");
         let target = match flow {

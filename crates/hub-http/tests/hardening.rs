@@ -39,7 +39,9 @@ async fn put_tree(t: &TestHub, repo: &str, name: &str, files: usize, prefix: &st
             metadata: Metadata::new(),
         };
         let actor = hub_repo::Actor::new(repo.clone(), vec![]);
-        hub.store_flist(&actor, &repo, &name, &flist, None).unwrap();
+        hub.catalog()
+            .store_flist(&actor, &repo, &name, &flist, None)
+            .unwrap();
     })
     .await
     .unwrap();
@@ -208,7 +210,7 @@ async fn item2_uploads_queue_for_a_conversion_slot_with_their_job_visible() {
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let (hub, job) = (hub.clone(), job.clone());
-        let rec = tokio::task::spawn_blocking(move || hub.job(&job))
+        let rec = tokio::task::spawn_blocking(move || hub.jobs().get(&job))
             .await
             .unwrap()
             .unwrap()
@@ -315,7 +317,7 @@ async fn item3_removing_an_account_ends_its_tokens_sessions_and_jobs() {
     let job = v["job"].as_str().unwrap().to_string();
 
     let hub = t.hub();
-    let revoked = tokio::task::spawn_blocking(move || hub.user_remove("eve"))
+    let revoked = tokio::task::spawn_blocking(move || hub.accounts().user_remove("eve"))
         .await
         .unwrap()
         .unwrap();
@@ -339,7 +341,7 @@ async fn item3_removing_an_account_ends_its_tokens_sessions_and_jobs() {
         .unwrap();
     assert_eq!(me.status(), 401);
     let hub = t.hub();
-    let rec = tokio::task::spawn_blocking(move || hub.job(&job))
+    let rec = tokio::task::spawn_blocking(move || hub.jobs().get(&job))
         .await
         .unwrap()
         .unwrap()
@@ -351,12 +353,17 @@ async fn item3_removing_an_account_ends_its_tokens_sessions_and_jobs() {
     // issuer.
     let hub = t.hub();
     tokio::task::spawn_blocking(move || {
-        let e = hub.create_token("ghost", &[], 3600, None).unwrap_err();
+        let e = hub
+            .accounts()
+            .create_token("ghost", &[], 3600, None)
+            .unwrap_err();
         assert!(e.to_string().contains("no account ghost"), "{e}");
-        assert!(hub.create_token("eve", &[], 3600, None).is_err());
-        hub.user_add("alice", "a long test password", false)
+        assert!(hub.accounts().create_token("eve", &[], 3600, None).is_err());
+        hub.accounts()
+            .user_add("alice", "a long test password", false)
             .unwrap();
-        hub.create_token("alice", &["ops".to_string()], 3600, None)
+        hub.accounts()
+            .create_token("alice", &["ops".to_string()], 3600, None)
             .unwrap();
     })
     .await
@@ -416,6 +423,7 @@ async fn item10_headers_cookies_redirects_look_alikes_throttle() {
     let hub = t.hub();
     tokio::task::spawn_blocking(move || {
         let e = hub
+            .accounts()
             .user_add("Alice", "a long test password", false)
             .unwrap_err();
         assert!(e.to_string().contains("only by case"), "{e}");
@@ -467,10 +475,12 @@ async fn item10_headers_cookies_redirects_look_alikes_throttle() {
     // The login throttle: five wrong passwords for carol from one address block that pair
     // (saying when to retry), not carol from another address.
     let hub = t.hub();
-    tokio::task::spawn_blocking(move || hub.user_add("carol", "carol's password", false))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        hub.accounts().user_add("carol", "carol's password", false)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     for _ in 0..hub_http::login::MAX_FAILURES_PER_ACCOUNT {
         let r = password_login(&t, [127, 0, 0, 1], "carol", "guess1234").await;
         assert_eq!(r.status(), 401);
@@ -656,6 +666,7 @@ async fn item7_a_mirror_checks_what_its_primary_sends() {
     let scratch = tempfile::tempdir().unwrap();
     let staged = hub_repo::Hub::open(scratch.path())
         .unwrap()
+        .catalog()
         .stage_reader(&flist[..])
         .unwrap();
     let (sha, md5, size) = (staged.sha256.clone(), staged.md5.clone(), staged.size);

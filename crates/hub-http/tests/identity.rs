@@ -121,7 +121,7 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
     );
     // Catalog memberships count too.
     let hub = t.hub();
-    tokio::task::spawn_blocking(move || hub.add_member("ops", "alice"))
+    tokio::task::spawn_blocking(move || hub.accounts().add_member("ops", "alice"))
         .await
         .expect("join")
         .expect("member");
@@ -153,10 +153,12 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
     let revoked = t.token("carol", &[]).await;
     let hub = t.hub();
     let r2 = revoked.clone();
-    assert!(tokio::task::spawn_blocking(move || hub.revoke_token(&r2))
-        .await
-        .expect("join")
-        .expect("revoke"));
+    assert!(
+        tokio::task::spawn_blocking(move || hub.accounts().revoke_token(&r2))
+            .await
+            .expect("join")
+            .expect("revoke")
+    );
     let r = t
         .client
         .get(t.url("/api/flist/me"))
@@ -171,8 +173,10 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
     );
     let hub = t.hub();
     let (short, _) = tokio::task::spawn_blocking(move || {
-        let _ = hub.user_add("dave", "a long test password", false);
-        hub.create_token("dave", &[], 1, None)
+        let _ = hub
+            .accounts()
+            .user_add("dave", "a long test password", false);
+        hub.accounts().create_token("dave", &[], 1, None)
     })
     .await
     .expect("join")
@@ -655,10 +659,12 @@ async fn item5_a_threebot_identity_never_takes_over_a_local_account() {
     })
     .await;
     let hub = t.hub();
-    tokio::task::spawn_blocking(move || hub.user_add("alice", "alice's password", false))
-        .await
-        .expect("join")
-        .expect("alice");
+    tokio::task::spawn_blocking(move || {
+        hub.accounts().user_add("alice", "alice's password", false)
+    })
+    .await
+    .expect("join")
+    .expect("alice");
 
     // The 3Bot `alice` is not the local alice: refused, no session.
     let r = web_login(&t, "alice", &sk).await;

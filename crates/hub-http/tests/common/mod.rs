@@ -81,10 +81,11 @@ impl TestHub {
         tokio::task::spawn_blocking(move || {
             // Tokens go to accounts only: make it first (tests of refused names want the
             // token refusal, so a refused account is not an error here).
-            if !hub.user_exists(&user).unwrap_or(false) {
-                let _ = hub.user_add(&user, "a long test password", false);
+            let accounts = hub.accounts();
+            if !accounts.user_exists(&user).unwrap_or(false) {
+                let _ = accounts.user_add(&user, "a long test password", false);
             }
-            hub.create_token(&user, &orgs, 3600, None)
+            accounts.create_token(&user, &orgs, 3600, None)
         })
         .await
         .expect("join")
@@ -150,17 +151,18 @@ impl TestHub {
         let (repo, name, fixture) = (repo.to_string(), name.to_string(), fixture.to_string());
         tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(test_support::fixture(&fixture)).expect("fixture");
-            let staged = hub.stage_reader(f).expect("stage");
+            let staged = hub.catalog().stage_reader(f).expect("stage");
             let fl = hub_repo::inspect::open_flist(staged.path()).expect("parse");
             let actor = Actor::new(repo.clone(), vec![]);
-            hub.put_flist(
-                &actor,
-                &repo,
-                &name,
-                staged,
-                hub_repo::inspect::info_of(&fl, None),
-            )
-            .expect("put");
+            hub.catalog()
+                .put_flist(
+                    &actor,
+                    &repo,
+                    &name,
+                    staged,
+                    hub_repo::inspect::info_of(&fl, None),
+                )
+                .expect("put");
         })
         .await
         .expect("join");
@@ -175,16 +177,17 @@ impl TestHub {
             let mut fl = flist_format::Flist::open(test_support::fixture(&fixture)).expect("parse");
             fl.metadata.remove("backend");
             fl.write(&tmp).expect("write");
-            let staged = hub.stage_file(&tmp).expect("stage");
+            let staged = hub.catalog().stage_file(&tmp).expect("stage");
             let actor = Actor::new(repo.clone(), vec![]);
-            hub.put_flist(
-                &actor,
-                &repo,
-                &name,
-                staged,
-                hub_repo::inspect::info_of(&fl, None),
-            )
-            .expect("put");
+            hub.catalog()
+                .put_flist(
+                    &actor,
+                    &repo,
+                    &name,
+                    staged,
+                    hub_repo::inspect::info_of(&fl, None),
+                )
+                .expect("put");
         })
         .await
         .expect("join");

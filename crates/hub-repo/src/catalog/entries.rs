@@ -3,15 +3,16 @@
 use rusqlite::params;
 use serde_json::json;
 
+use super::sql::{
+    check_no_cycle, get_entry, refuse_regular, resolve_on, upsert_link, upsert_regular,
+};
+use super::Catalog;
 use crate::error::SqlContext;
 use crate::model::*;
 use crate::names::{validate_entry, validate_flist, validate_repo};
-use crate::sql::{
-    check_no_cycle, get_entry, refuse_regular, resolve_on, upsert_link, upsert_regular,
-};
-use crate::{Actor, Hub, RepoError};
+use crate::{Actor, RepoError};
 
-impl Hub {
+impl Catalog {
     /// `linkname` → `source`, both in `repo`. Replaces a link, never a regular flist (409).
     pub fn link(
         &self,
@@ -98,7 +99,7 @@ impl Hub {
             if get_entry(tx, repo, destination)?.is_some() {
                 return Err(RepoError::Conflict(format!("{repo}/{destination} already exists")));
             }
-            crate::sql::check_new_entry_except(tx, repo, destination, Some(source))?;
+            super::sql::check_new_entry_except(tx, repo, destination, Some(source))?;
             tx.prepare_cached("UPDATE entries SET name = ?3, updated = CASE WHEN kind = 'regular' THEN ?4 ELSE updated END WHERE repo = ?1 AND name = ?2")
                 .and_then(|mut s| s.execute(params![repo, source, destination, ts]))
                 .ctx("rename entry")?;

@@ -26,7 +26,7 @@ impl Hub {
             if crate::names::validate_repo(&repo).is_err() {
                 continue;
             }
-            if let Some(mut snap) = self.repo_snapshot(&repo)? {
+            if let Some(mut snap) = self.replica().repo_snapshot(&repo)? {
                 out.extend(snap.sanitize_items());
             }
         }
@@ -79,7 +79,7 @@ impl Hub {
             let verdict = verdicts.entry(sha.clone()).or_insert_with(|| {
                 rep.blobs_checked += 1;
                 let path = self.blobs.path_of(&sha);
-                match crate::blobs::hash_file(&path) {
+                match crate::files::hash_file(&path) {
                     Err(e) => Some(format!("file {}: {e}", path.display())),
                     Ok((s, m, n)) => {
                         if s != sha {

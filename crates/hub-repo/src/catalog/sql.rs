@@ -1,4 +1,4 @@
-//! SQL shared by the operations: reading entries, following links and taglinks, upserting
+//! The catalog's shared queries: reading entries, following links and taglinks, upserting
 //! entries, bumping repositories, appending audit records.
 
 use std::collections::HashSet;
@@ -7,9 +7,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use crate::error::SqlContext;
-use crate::hub::MAX_HOPS;
 use crate::model::*;
 use crate::{Actor, RepoError};
+
+/// Longest chain of links followed before giving up.
+pub const MAX_HOPS: usize = 32;
 
 /// An [`Entry`] from a row selecting, in order: repo, name, kind, sha256, target_repo,
 /// target_name, updated, linktime, uploader, source, md5, size, crosslink.
@@ -147,7 +149,7 @@ pub(crate) fn bump_repo(tx: &Connection, repo: &str, ts: i64) -> Result<(), Repo
     // A repository comes into existence here on its first write: never under a route name,
     // never beside one whose name differs only by case.
     crate::names::validate_user(repo)?;
-    refuse_case_twin(tx, "repository", repo)?;
+    crate::db::refuse_case_twin(tx, "repository", repo)?;
     tx.prepare_cached(
         "INSERT INTO repositories(name, created, updated) VALUES (?1, ?2, ?2) \
          ON CONFLICT(name) DO UPDATE SET updated = excluded.updated",
@@ -201,25 +203,6 @@ pub(crate) fn upsert_link(
     .and_then(|mut s| s.execute(params![repo, name, kind, trepo, tname, ts, crosslink]))
     .ctx("write link")?;
     Ok(())
-}
-
-/// Refuses a new user, organisation or repository `name` when one whose name differs only
-/// by ASCII case exists (`Alice` beside `alice`); the name itself existing is fine.
-pub(crate) fn refuse_case_twin(tx: &Connection, what: &str, name: &str) -> Result<(), RepoError> {
-    let twin: Option<String> = tx
-        .prepare_cached(
-            "SELECT name FROM repositories WHERE lower(name) = lower(?1) AND name != ?1 \
-             UNION SELECT name FROM users WHERE lower(name) = lower(?1) AND name != ?1 \
-             UNION SELECT name FROM orgs WHERE lower(name) = lower(?1) AND name != ?1 LIMIT 1",
-        )
-        .and_then(|mut s| s.query_row(params![name], |r| r.get(0)).optional())
-        .ctx("check names")?;
-    match twin {
-        Some(t) => Err(RepoError::Conflict(format!(
-            "{what} {name:?} would differ from the existing {t:?} only by case"
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// The look-alike rule for a new entry `repo/name` (see [`crate::names`]): nothing to check

@@ -7,34 +7,11 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use rusqlite::{params, OptionalExtension};
 
+use super::Accounts;
+use crate::clock::now;
 use crate::error::SqlContext;
-use crate::hub::now;
 use crate::names::validate_user;
-use crate::{Hub, RepoError};
-
-/// Tables of local accounts (created with the catalog).
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS users (
-    name     TEXT PRIMARY KEY,
-    password TEXT NOT NULL,
-    admin    INTEGER NOT NULL DEFAULT 0,
-    created  INTEGER NOT NULL,
-    updated  INTEGER NOT NULL
-);
-"#;
-
-/// External identities (a 3Bot name) and the account each signs in as: the account it
-/// created on its first sign-in, or the one whose owner linked it.
-pub(crate) const IDENTITIES: &str = r#"
-CREATE TABLE IF NOT EXISTS identities (
-    provider TEXT NOT NULL,
-    subject  TEXT NOT NULL,
-    user     TEXT NOT NULL,
-    created  INTEGER NOT NULL,
-    PRIMARY KEY (provider, subject)
-);
-CREATE INDEX IF NOT EXISTS identities_user ON identities(user);
-"#;
+use crate::RepoError;
 
 /// The provider name of 3Bot (ThreeFold Connect) identities.
 pub const THREEBOT: &str = "threebot";
@@ -91,7 +68,7 @@ fn verify_hash(hash: &str, password: &str) -> bool {
     }
 }
 
-impl Hub {
+impl Accounts {
     /// Creates a local account; refuses reserved and existing names and short passwords.
     pub fn user_add(&self, name: &str, password: &str, admin: bool) -> Result<UserInfo, RepoError> {
         validate_user(name)?;
@@ -107,7 +84,7 @@ impl Hub {
             if exists.is_some() {
                 return Err(RepoError::Conflict(format!("user {name} already exists")));
             }
-            crate::sql::refuse_case_twin(tx, "user", name)?;
+            crate::db::refuse_case_twin(tx, "user", name)?;
             tx.execute(
                 "INSERT INTO users(name, password, admin, created, updated) VALUES (?1,?2,?3,?4,?4)",
                 params![name, hash, admin, t],
@@ -257,7 +234,7 @@ impl Hub {
                      linked to: its owner can link it after signing in"
                 )));
             }
-            crate::sql::refuse_case_twin(tx, "user", subject)?;
+            crate::db::refuse_case_twin(tx, "user", subject)?;
             tx.execute(
                 "INSERT INTO users(name, password, admin, created, updated) VALUES (?1, '', 0, ?2, ?2)",
                 params![subject, t],
