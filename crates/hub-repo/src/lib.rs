@@ -55,7 +55,8 @@
 //! let again = catalog.stage_reader(std::fs::File::open(test_support::fixture("fixture.flist"))?)?;
 //! assert!(catalog.put_flist(&bob, "alice", "x.flist", again, FlistInfo::default()).is_err());
 //!
-//! // the other seams: accounts, jobs, the path index
+//! // the other seams: accounts (tokens go to accounts), jobs, the path index
+//! hub.accounts().user_add("alice", "a long password", false)?;
 //! let (token, _) = hub.accounts().create_token("alice", &[], 3600, None)?;
 //! assert!(matches!(hub.accounts().check_token(&token)?, hub_repo::TokenCheck::Valid(_)));
 //! assert!(hub.paths().indexed(&found.sha256)?);
