@@ -174,16 +174,17 @@ pub struct Entry {
 /// One path in a dump.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DumpItem {
-    /// Absolute path in the flist.
-    pub path: String,
     /// Size in bytes.
     pub size: u64,
+    /// Absolute path in the flist.
+    pub path: String,
     /// `regular`, `dir`, `link`, `special`.
     #[serde(rename = "type")]
-    pub kind: Option<String>,
-    /// Unix mode.
-    pub mode: Option<u32>,
-    /// A symlink's target.
+    pub kind: String,
+    /// Permission bits in octal, as the old hub wrote them (`"644"`, `"4755"`).
+    pub mode: String,
+    /// A symlink's target (links only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
 }
 
@@ -381,7 +382,7 @@ mod tests {
             broken: false,
         };
         assert_eq!(
-            serde_json::to_string(&e).unwrap(),
+            serde_json::to_string(&e).expect("json"),
             r#"{"name":"a.flist","size":"1.00 KB","updated":1,"type":"regular"}"#
         );
         let l = Entry {
@@ -392,11 +393,11 @@ mod tests {
             ..e
         };
         assert_eq!(
-            serde_json::to_value(&l).unwrap(),
+            serde_json::to_value(&l).expect("json"),
             json!({"name":"a.flist","size":"1.00 KB","updated":1,"linktime":2,"type":"symlink","target":"b.flist","broken":true})
         );
         assert_eq!(
-            serde_json::to_string(&Success::done()).unwrap(),
+            serde_json::to_string(&Success::done()).expect("json"),
             r#"{"status":"success"}"#
         );
     }

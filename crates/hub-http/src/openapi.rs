@@ -540,6 +540,12 @@ pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+        // `Success`'s default payload is any JSON value: utoipa names it, nothing defines it.
+        if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+            schemas
+                .entry("Value")
+                .or_insert_with(|| json!({"description": "Any JSON value"}));
+        }
         if let Some(paths) = doc["paths"].as_object_mut() {
             for item in paths.values_mut() {
                 let Some(item) = item.as_object_mut() else {

@@ -129,7 +129,7 @@ fn templates_match_the_most_literal_route() {
     };
     assert_eq!(
         matches("/api/flist/{repo}", "/api/flist/alice?x=1"),
-        Some(2)
+        Some(3)
     );
     assert_eq!(matches("/api/flist/{repo}", "/api/flist/"), None);
     // no schema in these items: nothing to check, whichever template matched
