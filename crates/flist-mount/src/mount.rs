@@ -29,11 +29,13 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Files replaced or added for this mount.
     pub overrides: Vec<Override>,
-    /// Chunks loaded ahead of a sequential read.
+    /// Largest read-ahead window, in chunks: a file read sequentially gets chunks loaded
+    /// ahead of it, 4 at first, doubling with each sequential read up to this (0: none).
     pub read_ahead: usize,
-    /// Store requests in flight at once.
+    /// Store requests in flight at once (each a batch of up to 8 chunks for read-ahead);
+    /// as many background loaders, at most two per core.
     pub max_fetches: usize,
-    /// Decoded chunks kept in memory.
+    /// Decoded chunks kept in memory (keep it above twice `read_ahead`).
     pub memory_chunks: usize,
     /// Name shown as the mount's source in `/proc/mounts`.
     pub fs_name: String,
@@ -48,9 +50,9 @@ impl Default for MountOptions {
             cache_size: DEFAULT_CACHE_SIZE,
             allow_other: false,
             overrides: Vec::new(),
-            read_ahead: 8,
+            read_ahead: 32,
             max_fetches: 8,
-            memory_chunks: 64,
+            memory_chunks: 96,
             fs_name: "zflist".into(),
             threads: 4,
         }
