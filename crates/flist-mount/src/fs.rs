@@ -21,6 +21,8 @@ use fuser::{
 
 use flist_chunks::{ChunkSource, ReadAhead};
 
+use crate::access::AccessLog;
+
 /// Attributes and entries never change while mounted.
 const TTL: Duration = Duration::from_secs(3600);
 
@@ -49,6 +51,7 @@ pub struct FlistFs {
     source: Arc<ChunkSource>,
     read_ahead: ReadAhead,
     subdirs: HashMap<NodeId, u32>,
+    access: Option<Arc<AccessLog>>,
 }
 
 impl std::fmt::Debug for FlistFs {
@@ -94,7 +97,14 @@ impl FlistFs {
             source,
             read_ahead: ReadAhead::new(INITIAL_WINDOW, read_ahead),
             subdirs,
+            access: None,
         }
+    }
+
+    /// Records in `log` every regular file opened (see [`AccessLog`]).
+    pub fn record_access(mut self, log: Arc<AccessLog>) -> Self {
+        self.access = Some(log);
+        self
     }
 
     fn file_type(kind: &Kind) -> FileType {
@@ -286,7 +296,12 @@ impl Filesystem for FlistFs {
             return;
         }
         match self.tree.get(node_id(ino)).map(|n| &n.kind) {
-            Some(Kind::File { .. }) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Some(Kind::File { .. }) => {
+                if let Some(log) = &self.access {
+                    log.opened(&self.tree, node_id(ino));
+                }
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+            }
             Some(Kind::Dir { .. }) => reply.error(Errno::EISDIR),
             Some(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             None => reply.error(Errno::ENOENT),

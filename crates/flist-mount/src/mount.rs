@@ -9,6 +9,7 @@ use flist_store::Store;
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 use tokio::runtime::Handle;
 
+use crate::access::AccessLog;
 use crate::error::MountError;
 use crate::fs::FlistFs;
 use crate::overrides::{self, Override};
@@ -41,6 +42,12 @@ pub struct MountOptions {
     pub fs_name: String,
     /// FUSE worker threads.
     pub threads: usize,
+    /// Record the regular files opened, in first-access order ([`Mounted::access_log`]):
+    /// the prefetch list of the next mounts.
+    pub record_access: bool,
+    /// Load the chunks of the flist's prefetch list (metadata key `prefetch`) as soon as
+    /// the mount is in place, in list order, in the background.
+    pub prefetch_list: bool,
 }
 
 impl Default for MountOptions {
@@ -55,6 +62,8 @@ impl Default for MountOptions {
             memory_chunks: 96,
             fs_name: "zflist".into(),
             threads: 4,
+            record_access: false,
+            prefetch_list: true,
         }
     }
 }
@@ -64,6 +73,8 @@ pub struct Mounted {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
     stats: Arc<Stats>,
+    access: Option<Arc<AccessLog>>,
+    source: Arc<ChunkSource>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -92,6 +103,16 @@ impl Mounted {
     /// The chunk traffic so far.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The files opened so far, when mounted with [`MountOptions::record_access`].
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.access.clone()
+    }
+
+    /// Chunks still waiting to be loaded in the background (read-ahead, prefetch list).
+    pub fn queued_chunks(&self) -> usize {
+        self.source.queued()
     }
 
     /// True once the file system has been unmounted (from here or outside).
@@ -187,7 +208,7 @@ pub fn mount(
     options: &MountOptions,
 ) -> Result<Mounted, MountError> {
     check_mountpoint(mountpoint)?;
-    let mut tree = flist.tree;
+    let Flist { mut tree, metadata } = flist;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
@@ -205,7 +226,18 @@ pub fn mount(
         options.memory_chunks,
     ));
     let stats = source.stats().clone();
-    let fs = FlistFs::new(tree, contents, source, options.read_ahead);
+    let prefetch = if options.prefetch_list {
+        prefetch_list(&metadata, &tree, &source, options)
+    } else {
+        Vec::new()
+    };
+    let mut fs = FlistFs::new(tree, contents, source.clone(), options.read_ahead);
+    let access = options
+        .record_access
+        .then(|| Arc::new(AccessLog::default()));
+    if let Some(log) = &access {
+        fs = fs.record_access(log.clone());
+    }
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -221,11 +253,42 @@ pub fn mount(
     config.n_threads = Some(options.threads.max(1));
     let session = fuser::spawn_mount(fs, mountpoint, &config)
         .map_err(|e| MountError::io("mounting at", mountpoint, e))?;
+    source.prefetch(&prefetch);
     Ok(Mounted {
         session: Some(session),
         mountpoint: mountpoint.to_path_buf(),
         stats,
+        access,
+        source,
     })
+}
+
+/// The chunks of the flist's prefetch list still to load: all of them with a disk cache,
+/// else as many as half the memory holds (the rest would push out the first). A list that
+/// cannot be read is ignored (the mount works without it).
+fn prefetch_list(
+    metadata: &flist_format::Metadata,
+    tree: &flist_format::Tree,
+    source: &ChunkSource,
+    options: &MountOptions,
+) -> Vec<flist_format::Block> {
+    let paths = match metadata.prefetch() {
+        Ok(Some(paths)) => paths,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!("ignoring the prefetch list: {e}");
+            return Vec::new();
+        }
+    };
+    let limit = if options.cache_dir.is_some() {
+        usize::MAX
+    } else {
+        options.memory_chunks / 2
+    };
+    crate::access::prefetch_blocks(tree, &paths, limit)
+        .into_iter()
+        .filter(|b| !source.is_local(b))
+        .collect()
 }
 
 fn check_mountpoint(path: &Path) -> Result<(), MountError> {
