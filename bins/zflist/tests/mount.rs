@@ -421,7 +421,10 @@ fn record_access_stores_the_prefetch_list_in_the_flist() {
     assert_eq!(fs::read_dir(&mp).unwrap().count(), 2);
     assert_eq!(fs::metadata(mp.join("etc/hostname")).unwrap().len(), 5);
     assert_eq!(fs::read(mp.join("big")).unwrap(), big);
-    assert_eq!(fs::read_to_string(mp.join("etc/hostname")).unwrap(), "orig\n");
+    assert_eq!(
+        fs::read_to_string(mp.join("etc/hostname")).unwrap(),
+        "orig\n"
+    );
     assert_eq!(fs::read(mp.join("big")).unwrap().len(), big.len());
     let stats = m.stop();
     assert_eq!(stats["recorded_files"], 2, "{stats}");
@@ -452,5 +455,8 @@ fn record_access_stores_the_prefetch_list_in_the_flist() {
         .unwrap();
     assert!(!out.status.success());
     let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(msg.contains("--record-access") && msg.contains("download"), "{msg}");
+    assert!(
+        msg.contains("--record-access") && msg.contains("download"),
+        "{msg}"
+    );
 }
