@@ -50,7 +50,8 @@ fn mibs(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64()
 }
 
-/// Drops the page cache of every file under `path` (a file or a directory).
+/// Drops the page cache of every file under `path` (a file or a directory), written out
+/// first.
 pub fn drop_pages(path: &Path) {
     if path.is_dir() {
         for e in std::fs::read_dir(path).unwrap().flatten() {
@@ -59,6 +60,8 @@ pub fn drop_pages(path: &Path) {
         return;
     }
     if let Ok(f) = File::open(path) {
+        // dirty pages are not dropped: write them out first
+        let _ = f.sync_all();
         let _ = nix::fcntl::posix_fadvise(
             &f,
             0,
