@@ -442,10 +442,19 @@ impl Shared {
     }
 
     /// Loads a batch: the disk cache's entries checked together, the rest fetched with one
-    /// `get_many` and decoded together; every slot is published, then the fetched chunks
-    /// are written to the disk cache.
+    /// `get_many`. Each chunk is published as soon as it is ready (a reader may be waiting
+    /// for the first one): chunks of a length shared by at least three of the batch are
+    /// decoded together ([`decode_many`]: SIMD lanes), the others one by one, in batch
+    /// order. Fetched chunks go to the disk cache after they are published.
     fn load_batch(&self, batch: Vec<(Block, Arc<Slot>)>) {
-        let mut results: Vec<Option<Loaded>> = vec![None; batch.len()];
+        let publish = |i: usize, r: Loaded| {
+            if r.is_ok() {
+                self.stats.prefetched.fetch_add(1, Ordering::Relaxed);
+            }
+            let (block, slot) = &batch[i];
+            self.finish(block, slot, r);
+        };
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
         if let Some(cache) = &self.cache {
             let hits: Vec<(usize, Vec<u8>)> = batch
                 .iter()
@@ -458,64 +467,79 @@ impl Shared {
             for ((i, v), ok) in hits.into_iter().zip(good) {
                 if ok {
                     self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    results[i] = Some(Ok(Arc::new(v)));
+                    pending.retain(|&j| j != i);
+                    publish(i, Ok(Arc::new(v)));
                 } else {
                     cache.remove_damaged(&batch[i].0);
                 }
             }
         }
-        let wanted: Vec<usize> = (0..batch.len()).filter(|i| results[*i].is_none()).collect();
-        let mut fetched = Vec::new();
-        if !wanted.is_empty() {
-            let keys = wanted.iter().map(|&i| store_key(&batch[i].0)).collect();
-            match self.fetch(keys) {
-                Err(e) => {
-                    let e = Arc::new(e);
-                    for &i in &wanted {
-                        results[i] = Some(Err(e.clone()));
-                    }
+        if pending.is_empty() {
+            return;
+        }
+        let keys = pending.iter().map(|&i| store_key(&batch[i].0)).collect();
+        let values = match self.fetch(keys) {
+            Ok(values) => values,
+            Err(e) => {
+                let e = Arc::new(e);
+                for &i in &pending {
+                    publish(i, Err(e.clone()));
                 }
-                Ok(values) => {
-                    let mut present = Vec::new();
-                    for (&i, v) in wanted.iter().zip(values) {
-                        match v {
-                            Some(data) => {
-                                self.stats.fetched_chunks.fetch_add(1, Ordering::Relaxed);
-                                self.stats
-                                    .fetched_bytes
-                                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                                present.push((i, data));
-                            }
-                            None => results[i] = Some(Err(Arc::new(self.missing(&batch[i].0)))),
-                        }
-                    }
-                    let items: Vec<(&Block, &[u8])> = present
-                        .iter()
-                        .map(|(i, d)| (&batch[*i].0, &d[..]))
-                        .collect();
-                    for ((i, _), r) in present.iter().zip(decode_many(&items)) {
-                        let r = r.map(Arc::new).map_err(Arc::new);
-                        if let Ok(v) = &r {
-                            fetched.push((*i, v.clone()));
-                        }
-                        results[*i] = Some(r);
-                    }
+                return;
+            }
+        };
+        let mut present = Vec::new();
+        let mut answered = vec![false; batch.len()];
+        for (&i, v) in pending.iter().zip(values) {
+            answered[i] = true;
+            match v {
+                Some(data) => {
+                    self.stats.fetched_chunks.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .fetched_bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    present.push((i, data));
                 }
+                None => publish(i, Err(Arc::new(self.missing(&batch[i].0)))),
             }
         }
-        for ((block, slot), r) in batch.iter().zip(results) {
-            let r = r.unwrap_or_else(|| {
+        for &i in pending.iter().filter(|&&i| !answered[i]) {
+            publish(
+                i,
                 Err(Arc::new(ChunkError::Stopped(
-                    "a chunk of a batch was left unloaded".into(),
-                )))
-            });
-            if r.is_ok() {
-                self.stats.prefetched.fetch_add(1, Ordering::Relaxed);
-            }
-            self.finish(block, slot, r);
+                    "the store answered fewer chunks than asked".into(),
+                ))),
+            );
         }
-        for (i, v) in fetched {
-            self.cache_put(&batch[i].0, &v);
+        let mut done = vec![false; present.len()];
+        for k in 0..present.len() {
+            if done[k] {
+                continue;
+            }
+            let len = present[k].1.len();
+            let group: Vec<usize> = (k..present.len())
+                .filter(|&j| !done[j] && present[j].1.len() == len)
+                .collect();
+            let group = if group.len() >= 3 { group } else { vec![k] };
+            let items: Vec<(&Block, &[u8])> = group
+                .iter()
+                .map(|&j| (&batch[present[j].0].0, &present[j].1[..]))
+                .collect();
+            let decoded = if let [(block, data)] = items[..] {
+                vec![decode(block, data)]
+            } else {
+                decode_many(&items)
+            };
+            for (&j, r) in group.iter().zip(decoded) {
+                done[j] = true;
+                let i = present[j].0;
+                let r = r.map(Arc::new).map_err(Arc::new);
+                let plain = r.as_ref().ok().cloned();
+                publish(i, r);
+                if let Some(v) = plain {
+                    self.cache_put(&batch[i].0, &v);
+                }
+            }
         }
     }
 }

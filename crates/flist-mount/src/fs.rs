@@ -158,6 +158,15 @@ impl FlistFs {
         })
     }
 
+    /// The directory node `id` (`ENOENT`, `ENOTDIR` otherwise).
+    fn dir_node(&self, id: NodeId) -> Result<&flist_format::Node, Errno> {
+        match self.tree.get(id) {
+            None => Err(Errno::ENOENT),
+            Some(n) if !n.kind.is_dir() => Err(Errno::ENOTDIR),
+            Some(n) => Ok(n),
+        }
+    }
+
     /// Bytes `[offset, offset + size)` of node `id`, fetching only the covering chunks.
     fn read_range(&self, id: NodeId, offset: u64, size: u32) -> Result<Bytes, Errno> {
         if let Some(content) = self.overrides.get(&id) {
@@ -359,14 +368,10 @@ impl Filesystem for FlistFs {
         mut reply: ReplyDirectory,
     ) {
         let id = node_id(ino);
-        let Some(node) = self.tree.get(id) else {
-            reply.error(Errno::ENOENT);
-            return;
+        let node = match self.dir_node(id) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
-        if !node.kind.is_dir() {
-            reply.error(Errno::ENOTDIR);
-            return;
-        }
         let dots = [
             (ino, FileType::Directory, "."),
             (self::ino(node.parent), FileType::Directory, ".."),
@@ -398,14 +403,10 @@ impl Filesystem for FlistFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let id = node_id(ino);
-        let Some(node) = self.tree.get(id) else {
-            reply.error(Errno::ENOENT);
-            return;
+        let node = match self.dir_node(id) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
-        if !node.kind.is_dir() {
-            reply.error(Errno::ENOTDIR);
-            return;
-        }
         let dots = [(id, "."), (node.parent, "..")];
         let children = self.tree.children(id).map(|(name, child)| (child, name));
         for (i, (child, name)) in dots

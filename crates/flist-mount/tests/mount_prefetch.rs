@@ -13,19 +13,6 @@ use flist_format::Flist;
 use flist_mount::{mount, MountOptions, Mounted};
 use flist_store::BlockingStore;
 
-/// `len` bytes of noise (incompressible, different for every `seed`).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Waits until the background loaders have loaded `want` chunks and have nothing queued;
 /// panics after a minute.
 fn wait_prefetched(m: &Mounted, want: u64) {
@@ -65,7 +52,7 @@ fn recorded_files_are_fetched_before_first_access() {
         } else {
             (chunks - 1) * CHUNK_SIZE + 1000
         };
-        std::fs::write(&p, noise(len, i as u64)).unwrap();
+        std::fs::write(&p, test_support::sample::noise(i as u64 + 1, len)).unwrap();
     }
     let store =
         BlockingStore::open(&format!("dir://{}", work.path().join("store").display())).unwrap();

@@ -190,6 +190,7 @@ fn read_rows(work: &Path, mib: u64) {
     let m = mount_it();
     let (n2, cold) = read_all(&mp.join("data.bin"));
     assert_eq!(n2, n);
+    std::thread::sleep(Duration::from_secs(1));
     let (_, page_cached) = read_all(&mp.join("data.bin"));
     let stats = m.unmount().unwrap();
 
