@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use flist_format::Block;
 use flist_store::Store;
@@ -120,6 +121,8 @@ pub struct ChunkSource {
     inflight: Mutex<HashMap<Block, Arc<Slot>>>,
     fetches: Arc<Semaphore>,
     prefetching: Arc<Semaphore>,
+    /// `prefetching`'s permits when no prefetch runs.
+    prefetch_slots: usize,
     stats: Arc<Stats>,
 }
 
@@ -155,6 +158,7 @@ impl ChunkSource {
             inflight: Mutex::new(HashMap::new()),
             fetches: Arc::new(Semaphore::new(max_fetches.max(1))),
             prefetching: Arc::new(Semaphore::new(max_fetches.max(1))),
+            prefetch_slots: max_fetches.max(1),
             stats: Arc::new(Stats::default()),
         }
     }
@@ -266,6 +270,20 @@ impl ChunkSource {
             cache.put(block, &plain);
         }
         Ok(Arc::new(plain))
+    }
+
+    /// Waits, at most `limit`, until no load [`ChunkSource::prefetch`] started is running, so
+    /// that once a mount has ended nothing more is written to the disk cache and the
+    /// counters are final. False when `limit` passed first.
+    pub fn wait_prefetches(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.prefetching.available_permits() < self.prefetch_slots {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 
     /// Loads `blocks` in the background unless they are local already; at most as many

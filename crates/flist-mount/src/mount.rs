@@ -15,6 +15,10 @@ use crate::overrides::{self, Override};
 use flist_chunks::ChunkCache;
 use flist_chunks::{ChunkSource, Stats, StatsSnapshot};
 
+/// How long an unmount waits for read-ahead loads still running (a store that stopped
+/// answering must not hold the unmount forever).
+const PREFETCH_DRAIN: Duration = Duration::from_secs(10);
+
 /// Default bound of the chunk cache: 4 GiB.
 pub const DEFAULT_CACHE_SIZE: u64 = 4 << 30;
 
@@ -62,6 +66,7 @@ pub struct Mounted {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
     stats: Arc<Stats>,
+    source: Arc<ChunkSource>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -111,6 +116,9 @@ impl Mounted {
                 s.umount_and_join()
             }
             .map_err(|e| MountError::io("unmounting", &self.mountpoint, e))?;
+            // read-ahead loads outlive the FUSE threads: let them land in the cache (and
+            // the counters) before the caller removes the cache or reads the stats
+            self.source.wait_prefetches(PREFETCH_DRAIN);
         }
         Ok(())
     }
@@ -203,7 +211,7 @@ pub fn mount(
         options.memory_chunks,
     ));
     let stats = source.stats().clone();
-    let fs = FlistFs::new(tree, contents, source, options.read_ahead);
+    let fs = FlistFs::new(tree, contents, source.clone(), options.read_ahead);
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -223,6 +231,7 @@ pub fn mount(
         session: Some(session),
         mountpoint: mountpoint.to_path_buf(),
         stats,
+        source,
     })
 }
 
