@@ -45,6 +45,8 @@ pub struct AppState {
     pub contents: crate::contents::Contents,
     /// The mirror's sync state, when this hub mirrors another.
     pub mirror: std::sync::OnceLock<Arc<crate::mirror::Mirror>>,
+    /// The read-only 0-db endpoint, when `zdb_listen` is set.
+    pub zdb: std::sync::OnceLock<flist_store::ZdbEndpoint>,
     /// Responses cached until the next catalog write (key → (generation, body)).
     cache: RwLock<HashMap<String, (u64, Bytes)>>,
     /// Name resolutions cached until the next catalog write.
@@ -94,6 +96,7 @@ impl AppState {
             jobs,
             identity,
             mirror: std::sync::OnceLock::new(),
+            zdb: std::sync::OnceLock::new(),
             cache: RwLock::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         }

@@ -37,6 +37,8 @@ pub struct Hub {
     pub(crate) db: Db,
     pub(crate) blobs: Blobs,
     generation: AtomicU64,
+    /// The catalog's `data_version` last seen (see [`Hub::notice_external_writes`]).
+    pub(crate) data_version: AtomicU64,
     _lock: DataLock,
 }
 
@@ -64,6 +66,7 @@ impl Hub {
             db,
             blobs,
             generation: AtomicU64::new(1),
+            data_version: AtomicU64::new(0),
             _lock: lock,
         };
         if recover_jobs && recover {

@@ -6,13 +6,15 @@
 //! - writes, each taking the acting [`Actor`] and audited in the same transaction:
 //!   [`Hub::put_flist`], [`Hub::store_flist`], [`Hub::link`], [`Hub::crosslink`], [`Hub::rename`], [`Hub::delete`],
 //!   [`Hub::promote`], [`Hub::tag_add`], [`Hub::tag_remove`], [`Hub::crosstag`],
-//!   [`Hub::crosstag_remove`], [`Hub::merge`];
+//!   [`Hub::crosstag_remove`] (merges are built by `flist_convert::merge` and stored with
+//!   [`Hub::store_flist`]);
 //! - identity and jobs: [`Hub::create_token`], [`Hub::check_token`], [`Hub::revoke_token`],
 //!   [`Hub::job_create`] and friends (jobs left running by a crash read as failed);
 //! - browsing (web pages): [`Hub::dir_page`], [`Hub::search_paths`] over the path index
 //!   ([`paths`]), [`Hub::repo_summaries`], [`Hub::recent_flists`], [`Hub::references_to`];
 //! - maintenance: [`Hub::import_legacy`], [`Hub::integrity_check`], [`Hub::gc`],
-//!   [`Hub::audit_log`].
+//!   [`Hub::audit_log`], the hub's own public backends over time and re-stamping flist
+//!   files ([`Hub::record_own_backend`], [`Hub::flist_files`], [`Hub::replace_flist_file`]).
 //!
 //! Everything blocks: call it from `spawn_blocking` in async code.
 //!
@@ -43,6 +45,7 @@
 
 mod actor;
 mod audit;
+mod backends;
 mod blobs;
 pub mod browse;
 mod db;
@@ -71,6 +74,7 @@ mod tokens;
 mod users;
 
 pub use actor::Actor;
+pub use backends::{same_backend, FlistFile, OwnBackend};
 pub use blobs::StagedFlist;
 pub use error::{io_is_full, RepoError};
 pub use gc::{GcOptions, GcReport};

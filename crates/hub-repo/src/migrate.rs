@@ -48,6 +48,10 @@ const MIGRATIONS: &[Migration] = &[
             tx.execute_batch("ALTER TABLE entries ADD COLUMN crosslink INTEGER NOT NULL DEFAULT 0;")
         },
     },
+    Migration {
+        what: "the hub's own public backends, recorded as they change (hub-server restamp)",
+        apply: |tx| tx.execute_batch(crate::backends::SCHEMA),
+    },
 ];
 
 /// The schema version this build writes.

@@ -108,41 +108,19 @@ pub struct EntryBackend {
 impl Hub {
     /// Every regular entry with the `backend` its flist announces (for `hub-server check`).
     pub fn entry_backends(&self) -> Result<Vec<EntryBackend>, RepoError> {
-        let rows = self.db.read(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT e.repo, e.name, e.sha256 FROM entries e \
-                     WHERE e.kind = 'regular' ORDER BY e.repo, e.name",
-                )
-                .ctx("list entries")?;
-            let v = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
+        let mut out: Vec<EntryBackend> = self
+            .flist_files()?
+            .into_iter()
+            .flat_map(|f| {
+                let backend = f.backend;
+                f.entries.into_iter().map(move |(repo, name)| EntryBackend {
+                    repo,
+                    name,
+                    backend: backend.clone(),
                 })
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .ctx("list entries")?;
-            Ok(v)
-        })?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (repo, name, sha) in rows {
-            let md = self.blob_metadata(&sha)?;
-            let backend = md
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| {
-                    v.get("backend")
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_string)
-                });
-            out.push(EntryBackend {
-                repo,
-                name,
-                backend,
-            });
-        }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.repo, &a.name).cmp(&(&b.repo, &b.name)));
         Ok(out)
     }
 }
