@@ -12,7 +12,7 @@
 //!   `/boot/boot.yaml` and an init script added in a session. `zflist vm boot` cold and warm,
 //!   time to the init's marker on the console, vs QEMU booting the same kernel, initramfs and
 //!   init with the tree on disk (an overlay of it) as the 9p root. Share: as above (goal
-//!   < 20 %). One boot per row (a software-emulated boot takes ~30 s).
+//!   < 20 %). Best of 2 boots per row, alternating (a software-emulated boot takes ~20 s).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,9 @@ use crate::bench_convert::{shell_time, verdict};
 const MARKER: &str = "ZFLIST-BENCH-MARKER";
 const CONTAINER_CMD: &str = "echo ready; . /etc/os-release; echo \"$PRETTY_NAME\"";
 const INIT: &str = "#!/bin/sh\necho ZFLIST-BENCH-MARKER\necho o > /proc/sysrq-trigger\nsleep 60\n";
+
+/// Seconds to a point, and the bytes fetched to get there.
+type Timed = (f64, u64);
 
 /// Bytes of every file under `dir`.
 fn dir_bytes(dir: &Path) -> u64 {
@@ -270,12 +273,7 @@ pub fn run() -> Result<()> {
         accel,
         net: flist_run::vm::VmNet::None,
     };
-    let mut q = Command::new(flist_run::vm::qemu_program());
-    q.args(flist_run::vm::qemu_args(&spec)).stdin(Stdio::null());
-    let qemu = time_to(q, Some(MARKER), "qemu (tree on disk)");
-    let _ = shell_time(&format!("umount {}", p(&over.join("root"))));
-    let vm_baseline = qemu?.0;
-    let boot = |cache: Option<&Path>| -> Result<(f64, u64)> {
+    let boot = |cache: Option<&Path>| -> Result<Timed> {
         let mut c = z.cmd();
         c.args([
             "vm",
@@ -294,10 +292,30 @@ pub fn run() -> Result<()> {
         let (t, out) = time_to(c, Some(MARKER), "zflist vm boot")?;
         Ok((t, fetched_bytes(&out)?))
     };
-    let vm_cold = boot(None)?;
+    // best of 2, the three alternating; the warm cache filled by one boot first
     let vcache = work.join("vm-cache");
-    boot(Some(&vcache))?;
-    let vm_warm = boot(Some(&vcache))?;
+    let boots = || -> Result<(f64, Timed, Timed)> {
+        boot(Some(&vcache))?;
+        let (mut base, mut cold, mut warm) =
+            (f64::INFINITY, (f64::INFINITY, 0), (f64::INFINITY, 0));
+        for _ in 0..2 {
+            let mut q = Command::new(flist_run::vm::qemu_program());
+            q.args(flist_run::vm::qemu_args(&spec)).stdin(Stdio::null());
+            base = base.min(time_to(q, Some(MARKER), "qemu (tree on disk)")?.0);
+            let c = boot(None)?;
+            if c.0 < cold.0 {
+                cold = c;
+            }
+            let w = boot(Some(&vcache))?;
+            if w.0 < warm.0 {
+                warm = w;
+            }
+        }
+        Ok((base, cold, warm))
+    };
+    let measured = boots();
+    let _ = shell_time(&format!("umount {}", p(&over.join("root"))));
+    let (vm_baseline, vm_cold, vm_warm) = measured?;
 
     let pct = |a: u64, b: u64| 100.0 * a as f64 / b.max(1) as f64;
     let mb = |b: u64| b as f64 / 1e6;
@@ -333,7 +351,7 @@ pub fn run() -> Result<()> {
         ("warm chunk cache", vm_warm.0),
     ] {
         println!(
-            "| zflist vm boot: time to the VM's marker ({label}) | {t:.1} s | QEMU, tree on disk {vm_baseline:.1} s | {:.2}× | — | — |",
+            "| zflist vm boot: time to the VM's marker ({label}, best of 2) | {t:.1} s | QEMU, tree on disk {vm_baseline:.1} s | {:.2}× | — | — |",
             t / vm_baseline
         );
     }

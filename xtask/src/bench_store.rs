@@ -5,10 +5,15 @@
 //!   ((user + sys) / wall, via getrusage) next to each
 //!   (`crates/flist-convert/examples/pack_store_bench.rs`);
 //! - `set_many`/`exists_many` against a local redis-server, next to `redis-benchmark` and a
-//!   naive one-round-trip-per-chunk client (`crates/flist-store/examples/bench_store.rs`).
+//!   naive one-round-trip-per-chunk client (`crates/flist-store/examples/bench_store.rs`);
+//! - reads through the hub's read-only 0-db endpoint (`hub-server serve --zdb-listen` over a
+//!   `dir://` store) against a real 0-db serving the same chunks, same client (`MGET`
+//!   batches, pipelined `GET`s of 512 KiB and 4 KiB values): the ratio, goal ≥ 0.8×
+//!   (`bins/hub-server/examples/zdb_endpoint_bench.rs`).
 //!
 //! Options: `--pack-mib N` (tree size, default 200), `--rounds N` (pack rounds, default 2);
-//! the others (`--mib N`, `--keys N`) go to the set/exists benchmark; `--pack-only` skips it.
+//! the others (`--mib N`, `--keys N`) go to the set/exists benchmark; `--pack-only` skips it
+//! and the endpoint row; `--endpoint-only` runs only the endpoint row.
 
 use std::process::Command;
 
@@ -28,6 +33,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut pack_mib = 200u64;
     let mut rounds = 2u32;
     let mut pack_only = false;
+    let mut endpoint_only = false;
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -35,11 +41,15 @@ pub fn run(args: &[String]) -> Result<()> {
             "--pack-mib" => pack_mib = it.next().context("--pack-mib N")?.parse()?,
             "--rounds" => rounds = it.next().context("--rounds N")?.parse()?,
             "--pack-only" => pack_only = true,
+            "--endpoint-only" => endpoint_only = true,
             other => rest.push(other.to_owned()),
         }
     }
     // The real 0-db (built once, cached under target/).
     let zdb = test_support::zdb::binary().map_err(anyhow::Error::msg)?;
+    if endpoint_only {
+        return endpoint(&zdb);
+    }
     crate::cargo(&[
         "build",
         "--release",
@@ -102,5 +112,30 @@ pub fn run(args: &[String]) -> Result<()> {
         "--",
     ];
     cargo_args.extend(rest.iter().map(String::as_str));
-    crate::cargo(&cargo_args)
+    crate::cargo(&cargo_args)?;
+    endpoint(&zdb)
+}
+
+/// The hub's 0-db endpoint against a real 0-db serving the same chunks.
+fn endpoint(zdb: &std::path::Path) -> Result<()> {
+    crate::cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "hub-server",
+        "--bin",
+        "hub-server",
+        "--example",
+        "zdb-endpoint-bench",
+    ])?;
+    let release = crate::root().join("target/release");
+    let status = Command::new(release.join("examples/zdb-endpoint-bench"))
+        .arg(release.join("hub-server"))
+        .env("ZDB_BIN", zdb)
+        .status()
+        .context("running zdb-endpoint-bench")?;
+    if !status.success() {
+        bail!("zdb-endpoint-bench failed ({status})");
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ const TARGETS: &[(&str, &str)] = &[
     ("flist_reader", ".flist"),
     ("archive_to_tree", ".tar.gz"),
     ("resp_replies", ""),
+    ("zdb_requests", ""),
     ("upload_multipart", ""),
 ];
 

@@ -26,22 +26,8 @@ struct Cli {
 enum Cmd {
     /// Serve the hub (config: TOML file, then HUB_* variables, then these flags).
     Serve {
-        /// TOML configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Listen address (default 127.0.0.1:5555).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Data directory (default ./hub-data).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Chunk store URL (default dir://<data-dir>/chunks, served at /chunks/).
-        #[arg(long)]
-        store: Option<String>,
-        /// Public backend announced in flists (zdb://host:port/namespace); default: the
-        /// hub's own /chunks/ for a dir:// store, the store itself for a 0-db.
-        #[arg(long)]
-        public_backend: Option<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Run as a read-only mirror of this hub (base URL), kept in sync.
         #[arg(long)]
         mirror_of: Option<String>,
@@ -52,13 +38,20 @@ enum Cmd {
         /// and serve the flists with this hub's public backend.
         #[arg(long)]
         mirror_chunks: bool,
-        /// Public base URL (flist backends, .txt, pages, 3Bot redirects); default
-        /// http://<listen>.
-        #[arg(long)]
-        public_url: Option<String>,
         /// Log format: text (no colour unless a terminal) or json.
         #[arg(long)]
         log_format: Option<String>,
+    },
+    /// Point flists stamped with a former backend of this hub (an old public URL, an old
+    /// 0-db endpoint host) to the current one, atomically per flist; links, tags and history
+    /// are kept, signed flists are reported and left as they are. Reads the same
+    /// configuration as `serve` (safe while it runs).
+    Restamp {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Only list what would change.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Local accounts (sign in on the web with a user name and password).
     User {
@@ -105,6 +98,63 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// The configuration `serve` reads: TOML file, then HUB_* variables, then these flags.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen address (default 127.0.0.1:5555).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (default ./hub-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Chunk store URL (default dir://<data-dir>/chunks, served at /chunks/).
+    #[arg(long)]
+    store: Option<String>,
+    /// Public backend announced in flists (zdb://host:port/namespace); default: the hub's
+    /// 0-db endpoint with --zdb-listen, else its own /chunks/ for a dir:// store, the store
+    /// itself for a 0-db.
+    #[arg(long)]
+    public_backend: Option<String>,
+    /// Public base URL (flist backends, .txt, pages, 3Bot redirects); default
+    /// http://<listen>.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Also serve chunks read-only over the 0-db protocol on this address (e.g.
+    /// 0.0.0.0:9900), for ZOS nodes and the reference readers; new flists then announce it
+    /// unless the store is itself a 0-db on another host.
+    #[arg(long)]
+    zdb_listen: Option<SocketAddr>,
+}
+
+impl ConfigArgs {
+    /// The file and environment, with these flags on top.
+    fn load(self) -> Result<HubConfig> {
+        let mut cfg = load_config(self.config.as_ref())?;
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if let Some(d) = self.data_dir {
+            cfg.data_dir = d;
+        }
+        if self.store.is_some() {
+            cfg.store = self.store;
+        }
+        if let Some(b) = self.public_backend {
+            cfg.public_backend = b;
+        }
+        if let Some(u) = self.public_url {
+            cfg.public_url = u;
+        }
+        if self.zdb_listen.is_some() {
+            cfg.zdb_listen = self.zdb_listen;
+        }
+        Ok(cfg)
+    }
 }
 
 #[derive(Subcommand)]
@@ -236,33 +286,13 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.cmd {
         Cmd::Serve {
-            config,
-            listen,
-            data_dir,
-            store,
-            public_backend,
-            public_url,
+            cfg,
             log_format,
             mirror_of,
             sync_interval,
             mirror_chunks,
         } => {
-            let mut cfg = load_config(config.as_ref())?;
-            if let Some(l) = listen {
-                cfg.listen = l;
-            }
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
-            }
-            if store.is_some() {
-                cfg.store = store;
-            }
-            if let Some(b) = public_backend {
-                cfg.public_backend = b;
-            }
-            if let Some(u) = public_url {
-                cfg.public_url = u;
-            }
+            let mut cfg = cfg.load()?;
             if let Some(f) = log_format {
                 cfg.log_format = f;
             }
@@ -281,6 +311,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             serve(cfg)
         }
+        Cmd::Restamp { cfg, dry_run } => restamp(cfg.load()?, dry_run),
         Cmd::User { cmd } => user(cmd),
         Cmd::Token {
             cmd:
@@ -295,7 +326,9 @@ fn run(cli: Cli) -> Result<()> {
             let secs = parse_duration_secs(&ttl)
                 .with_context(|| format!("bad --ttl {ttl:?} (use 30d, 12h, 15m, 90s)"))?;
             let hub = Hub::open_existing(&data_dir)?;
-            let (token, info) = hub.create_token(&user, &member_of, secs, label.as_deref())?;
+            let (token, info) =
+                hub.accounts()
+                    .create_token(&user, &member_of, secs, label.as_deref())?;
             eprintln!(
                 "token #{} for {} expires {}",
                 info.id,
@@ -315,8 +348,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let hub = Hub::open_existing(&data_dir)?;
             let done = match (token, id) {
-                (Some(t), None) => hub.revoke_token(&t)?,
-                (None, Some(i)) => hub.revoke_token_id(i)?,
+                (Some(t), None) => hub.accounts().revoke_token(&t)?,
+                (None, Some(i)) => hub.accounts().revoke_token_id(i)?,
                 _ => bail!("give either the token or --id"),
             };
             if !done {
@@ -396,6 +429,23 @@ fn run(cli: Cli) -> Result<()> {
                     eprintln!("  ... and {} more", p.entries.len() - 20);
                 }
             }
+            if let Ok(plan) = hub_http::restamp::plan(&hub, &cfg) {
+                let n: usize = plan
+                    .files
+                    .iter()
+                    .chain(&plan.signed)
+                    .map(|f| f.entries.len())
+                    .sum();
+                if n > 0 {
+                    eprintln!(
+                        "{n} flist(s) announce a former backend of this hub ({}) instead of {}: \
+                         run `hub-server restamp` with the server's configuration to fix them \
+                         (--dry-run lists them)",
+                        plan.former.join(", "),
+                        plan.current
+                    );
+                }
+            }
             let orphans = hub.gc(GcOptions {
                 grace: std::time::Duration::ZERO,
                 dry_run: true,
@@ -449,6 +499,97 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `hub-server restamp [--dry-run]`.
+fn restamp(mut cfg: HubConfig, dry_run: bool) -> Result<()> {
+    use hub_http::restamp;
+    if cfg.public_url.trim().is_empty() {
+        if let Some(u) = hub_http::reach::recorded_public_url(&cfg.data_dir) {
+            cfg.public_url = u;
+        }
+    }
+    let hub = Hub::open_existing(&cfg.data_dir)?;
+    let plan = restamp::plan(&hub, &cfg)?;
+    println!("this hub announces {}", plan.current);
+    if let Some(last) = hub.own_backends()?.first() {
+        if !hub_repo::same_backend(&last.backend, &plan.current) {
+            println!(
+                "note: the server last announced {}; give restamp the configuration the server \
+                 runs with (--config, --public-url, --zdb-listen ...) if that is not this one",
+                last.backend
+            );
+        }
+    }
+    if plan.former.is_empty() {
+        println!("no former backend of this hub is recorded");
+    } else {
+        println!("former backends of this hub: {}", plan.former.join(", "));
+    }
+    let signed = |verb: &str| {
+        for f in &plan.signed {
+            println!(
+                "signed, {verb}: {} ({}): its author signature covers the file; re-sign it \
+                 with the new backend and upload it again",
+                restamp::names(f),
+                f.backend.as_deref().unwrap_or("")
+            );
+        }
+    };
+    if plan.files.is_empty() {
+        signed("left as is");
+        println!(
+            "nothing to change: no flist announces a former backend of this hub{}",
+            if plan.signed.is_empty() {
+                String::new()
+            } else {
+                format!(" except {} signed one(s)", plan.signed.len())
+            }
+        );
+        return Ok(());
+    }
+    if dry_run {
+        for f in &plan.files {
+            println!(
+                "would restamp {} ({})",
+                restamp::names(f),
+                f.backend.as_deref().unwrap_or("")
+            );
+        }
+        signed("would be left as is");
+        println!(
+            "dry run: {} flist file(s) ({} entries) would be re-stamped to {}; nothing changed",
+            plan.files.len(),
+            plan.entries(),
+            plan.current
+        );
+        return Ok(());
+    }
+    let done = restamp::apply(&hub, &cfg, &plan)?;
+    for f in &done.done {
+        println!(
+            "restamped {} (was {})",
+            restamp::names(f),
+            f.backend.as_deref().unwrap_or("")
+        );
+    }
+    signed("left as is");
+    for (f, why) in &done.failed {
+        eprintln!("not restamped: {}: {why}", restamp::names(f));
+    }
+    println!(
+        "restamped {} flist file(s) ({} entries) to {}; the old files go with `hub-server gc`",
+        done.done.len(),
+        done.done.iter().map(|f| f.entries.len()).sum::<usize>(),
+        plan.current
+    );
+    if !done.failed.is_empty() {
+        bail!(
+            "{} flist file(s) could not be re-stamped",
+            done.failed.len()
+        );
+    }
+    Ok(())
+}
+
 fn print_gc(rep: &GcReport, verb: &str) {
     for sha in &rep.unreferenced {
         println!("unreferenced flist file {sha}");
@@ -481,7 +622,7 @@ fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let pw = password(password_stdin)?;
             let hub = Hub::open_existing(&data_dir)?;
-            let u = hub.user_add(&name, &pw, admin)?;
+            let u = hub.accounts().user_add(&name, &pw, admin)?;
             eprintln!(
                 "created {}{}: sign in on the web page with this name and password",
                 u.name,
@@ -491,7 +632,7 @@ fn user(cmd: UserCmd) -> Result<()> {
         }
         UserCmd::List { data_dir } => {
             let hub = Hub::open_existing(&data_dir)?;
-            for u in hub.user_list()? {
+            for u in hub.accounts().user_list()? {
                 println!(
                     "{}\t{}\tcreated {}",
                     u.name,
@@ -508,13 +649,13 @@ fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let pw = password(password_stdin)?;
             let hub = Hub::open_existing(&data_dir)?;
-            hub.user_passwd(&name, &pw)?;
+            hub.accounts().user_passwd(&name, &pw)?;
             eprintln!("password of {name} changed; its web sessions ended");
             Ok(())
         }
         UserCmd::Remove { data_dir, name } => {
             let hub = Hub::open_existing(&data_dir)?;
-            hub.user_remove(&name)?;
+            hub.accounts().user_remove(&name)?;
             eprintln!("removed {name}; its web sessions ended (its repository stays)");
             Ok(())
         }
@@ -526,13 +667,20 @@ async fn serve(cfg: HubConfig) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
     let server = hub_http::start(cfg).await?;
     let st = server.state.clone();
-    let users = st.hub.user_count().unwrap_or(0);
+    let users = st.hub.accounts().user_count().unwrap_or(0);
     println!(
         "flist hub listening on http://{} (public URL {}, data in {})",
         server.addr,
         st.config.public_url(),
         data_dir.display()
     );
+    if let Some(z) = server.zdb_addr {
+        println!(
+            "0-db endpoint (read-only chunks for ZOS nodes and 0-db readers) on {z}; new flists \
+             carry the backend {}",
+            st.public_backend.as_deref().unwrap_or("(none)")
+        );
+    }
     if users == 0 {
         let dd = if data_dir == Path::new("./hub-data") {
             String::new()

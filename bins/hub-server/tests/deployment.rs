@@ -1,6 +1,7 @@
 //! The production layout of `deployment/` run on this machine: `hub-server serve --config`
-//! from `hub.production.toml` (addresses pointed at loopback), chunks in a real 0-db with a
-//! password-protected public namespace as `zdb-setup.sh` makes it; upload, download, extract.
+//! from `hub.production.toml` (addresses pointed at loopback), chunks in a private real 0-db
+//! with a password-protected namespace as `zdb-setup.sh` makes it, readers served by the
+//! hub's own 0-db endpoint (`zdb_listen`); upload, download, extract.
 
 mod common;
 
@@ -37,9 +38,11 @@ async fn production_layout_with_a_real_zdb() {
     let hub_unit = deployment("hub-server.service");
     assert!(hub_unit.contains("serve --config /etc/flist-hub/hub.toml"));
     let zdb_unit = deployment("zdb.service");
-    assert!(zdb_unit.contains("--mode user") && zdb_unit.contains("--port 9900"));
+    assert!(zdb_unit.contains("--mode user") && zdb_unit.contains("--port 9901"));
+    assert!(zdb_unit.contains("--listen 127.0.0.1"));
     let setup = deployment("zdb-setup.sh");
-    assert!(setup.contains("NSSET hub password") && setup.contains("NSSET hub public 1"));
+    assert!(setup.contains("-p 9901") && setup.contains("NSSET hub password"));
+    assert!(deployment("hub.production.toml").contains("zdb_listen = \"0.0.0.0:9900\""));
     assert!(deployment("nginx.conf").contains("proxy_request_buffering off"));
 
     // 0-db as zdb-setup.sh configures it: namespace `hub`, password, public read-only.
@@ -52,18 +55,17 @@ async fn production_layout_with_a_real_zdb() {
             ..Default::default()
         },
     );
-    let zport = zdb.port();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let cwd = dir.path();
-    let port = free_port();
+    let (port, hub_zport) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let config = production_config(&[
         ("listen", format!("127.0.0.1:{port}")),
         ("data_dir", cwd.join("data").display().to_string()),
         ("public_url", base.clone()),
         ("store", zdb.url("hub", Some("ns-secret"))),
-        ("public_backend", format!("zdb://127.0.0.1:{zport}/hub")),
+        ("zdb_listen", format!("127.0.0.1:{hub_zport}")),
     ]);
     assert!(config.contains("log_format = \"json\""));
     std::fs::write(cwd.join("hub.toml"), &config).expect("config");
@@ -144,7 +146,7 @@ async fn production_layout_with_a_real_zdb() {
     );
     assert!(zdb.entries("hub") >= 4, "chunks are in the 0-db namespace");
 
-    // Download: the flist announces the public namespace, never the password.
+    // Download: the flist announces the hub's 0-db endpoint, never the password.
     let flist = client
         .get(format!("{base}/ci/app.flist"))
         .send()
@@ -164,11 +166,11 @@ async fn production_layout_with_a_real_zdb() {
         .expect("json");
     assert_eq!(
         md["backend"],
-        serde_json::json!({"host": "127.0.0.1", "port": zport, "namespace": "hub"}),
+        serde_json::json!({"host": "127.0.0.1", "port": hub_zport}),
         "{md}"
     );
     assert!(!String::from_utf8_lossy(&flist).contains("ns-secret"));
-    // Chunks are not served by the hub in this layout: readers go to the 0-db.
+    // Chunks are not served over HTTP in this layout: readers use the 0-db protocol.
     assert_eq!(
         client
             .get(format!("{base}/chunks/00/0011"))
@@ -179,10 +181,20 @@ async fn production_layout_with_a_real_zdb() {
         404
     );
 
-    // Extract with zflist, which reads the public namespace without a password.
+    // Extract with zflist, through the hub's endpoint (no password, no store flag) ...
     let zflist = zflist_bin();
     ok(&run(cwd, &zflist, &["extract", "app.flist", "out"], None));
     assert_eq!(test_support::sample::read_tree(&cwd.join("out")), tree);
+    // ... and as flists announcing the 0-db's own address and namespace did: any namespace
+    // reads the same chunks.
+    let old_style = format!("zdb://127.0.0.1:{hub_zport}/hub");
+    ok(&run(
+        cwd,
+        &zflist,
+        &["extract", "app.flist", "out2", "--store", &old_style],
+        None,
+    ));
+    assert_eq!(test_support::sample::read_tree(&cwd.join("out2")), tree);
 
     drop(server);
     let log = std::fs::read_to_string(cwd.join(format!("serve-{port}.log"))).expect("log");

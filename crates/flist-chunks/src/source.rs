@@ -18,6 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use flist_format::Block;
 use flist_store::Store;
@@ -150,6 +151,8 @@ struct Queue {
     blocks: VecDeque<(Block, Arc<Slot>)>,
     /// Loader threads started so far.
     loaders: usize,
+    /// Loaders loading a batch now.
+    busy: usize,
     stop: bool,
 }
 
@@ -334,6 +337,25 @@ impl ChunkSource {
     pub fn queued(&self) -> usize {
         lock(&self.shared.queue).blocks.len()
     }
+
+    /// Waits, at most `limit`, until the background loaders have nothing queued and nothing
+    /// running, so that once a mount has ended nothing more is written to the disk cache and
+    /// the counters are final. False when `limit` passed first.
+    pub fn wait_prefetches(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            {
+                let queue = lock(&self.shared.queue);
+                if queue.blocks.is_empty() && queue.busy == 0 {
+                    return true;
+                }
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 impl Shared {
@@ -432,12 +454,14 @@ impl Shared {
                         }
                     }
                     if !batch.is_empty() {
+                        queue.busy += 1;
                         break batch;
                     }
                     queue = self.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
                 }
             };
             self.load_batch(batch);
+            lock(&self.queue).busy -= 1;
         }
     }
 

@@ -105,7 +105,7 @@ pub fn derive(
     derive_with(base, read, changes, store, now, opts, None)
 }
 
-/// [`derive`] encoding the new files' chunks with `codec` (that of the format the result
+/// [`derive()`] encoding the new files' chunks with `codec` (that of the format the result
 /// is written in; `None`: the base's).
 pub fn derive_with(
     base: Input<'_>,

@@ -9,7 +9,7 @@
 //! - The tree is staged on disk while it is built (a temporary SQLite table of entries by
 //!   parent and name; chunk lists in a temporary file) and written one directory at a
 //!   time, so memory does not grow with the number of entries. Image conversion
-//!   ([`oci`]), [`merge`] and [`derive`] build their trees the same way.
+//!   ([`oci`]), [`merge`] and [`mod@derive`] build their trees the same way.
 //! - Untrusted input is bounded by [`Limits`] and [`PathPolicy`]; every refusal is a
 //!   specific [`ConvertError`] variant, and no flist is written when conversion fails. A
 //!   [`Cancel`] in the options stops a conversion (a client gone, a timeout).

@@ -427,6 +427,51 @@ fn xxtea_unwords(v: &mut [u32], k: &[u32; 4]) {
     }
 }
 
+/// [`xxtea_unwords`] on two vectors at once (two independent chains interleaved, as
+/// [`xxtea_words_pair`] encrypts); each chain runs in its own order, the tail of the longer
+/// one alone first.
+fn xxtea_unwords_pair(a: &mut [u32], ka: &[u32; 4], b: &mut [u32], kb: &[u32; 4]) {
+    let (na, nb) = (a.len(), b.len());
+    let rounds = 6 + 52 / na;
+    if rounds != 6 + 52 / nb {
+        xxtea_unwords(a, ka);
+        xxtea_unwords(b, kb);
+        return;
+    }
+    let common = na.min(nb);
+    let mut sum = (rounds as u32).wrapping_mul(DELTA);
+    let (mut ya, mut yb) = (a[0], b[0]);
+    for _ in 0..rounds {
+        let (kea, keb) = (round_key(ka, sum), round_key(kb, sum));
+        for p in (common..na).rev() {
+            let z = a[p - 1];
+            ya = a[p].wrapping_sub(mx_fast(sum, ya, z, kea[p & 3]));
+            a[p] = ya;
+        }
+        for p in (common..nb).rev() {
+            let z = b[p - 1];
+            yb = b[p].wrapping_sub(mx_fast(sum, yb, z, keb[p & 3]));
+            b[p] = yb;
+        }
+        let (ah, bh) = (&mut a[..common], &mut b[..common]);
+        for p in (1..common).rev() {
+            let za = ah[p - 1];
+            ya = ah[p].wrapping_sub(mx_fast(sum, ya, za, kea[p & 3]));
+            ah[p] = ya;
+            let zb = bh[p - 1];
+            yb = bh[p].wrapping_sub(mx_fast(sum, yb, zb, keb[p & 3]));
+            bh[p] = yb;
+        }
+        let z = a[na - 1];
+        ya = a[0].wrapping_sub(mx_fast(sum, ya, z, kea[0]));
+        a[0] = ya;
+        let z = b[nb - 1];
+        yb = b[0].wrapping_sub(mx_fast(sum, yb, z, keb[0]));
+        b[0] = yb;
+        sum = sum.wrapping_sub(DELTA);
+    }
+}
+
 /// Reverses [`xxtea_encrypt`]; `None` when the input is not whole words or the embedded
 /// length is impossible (wrong key or corrupt data).
 pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Option<Vec<u8>> {
@@ -471,9 +516,9 @@ fn cut_to_length(mut out: Vec<u8>) -> Option<Vec<u8>> {
 /// A `.flist` chunk of a batch being decoded: its index, store hash, key and stored bytes.
 type Pending<'a> = (usize, &'a [u8; 16], &'a [u8; 16], &'a [u8]);
 
-/// Checks, decrypts and decompresses several stored chunks: the same results as
-/// [`decode_chunk`] on each, faster (hashes four at a time, equal-length chunks decrypted
-/// together in SIMD lanes).
+/// Checks, decrypts and decompresses several stored chunks of either codec: the same
+/// results as [`decode_chunk`] on each, faster for `.flist` chunks (hashes four at a time,
+/// equal-length chunks decrypted together in SIMD lanes, the others two at a time).
 pub fn decode_chunks(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, CodecError>> {
     // every pending .flist entry is overwritten below
     let mut out: Vec<Result<Vec<u8>, CodecError>> = Vec::with_capacity(items.len());
@@ -516,8 +561,23 @@ pub fn decode_chunks(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, CodecErro
             decrypted[*j] = cut_to_length(d);
         }
     }
-    for j in rest {
-        decrypted[j] = xxtea_decrypt(flist[j].3, flist[j].2);
+    let words = |d: &[u8]| -> Vec<u32> {
+        d.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    for pair in rest.chunks(2) {
+        match *pair {
+            [a, b] => {
+                let (mut wa, mut wb) = (words(flist[a].3), words(flist[b].3));
+                let (ka, kb) = (key_words(flist[a].2), key_words(flist[b].2));
+                xxtea_unwords_pair(&mut wa, &ka, &mut wb, &kb);
+                decrypted[a] = unwords(&wa);
+                decrypted[b] = unwords(&wb);
+            }
+            [a] => decrypted[a] = xxtea_decrypt(flist[a].3, flist[a].2),
+            _ => {}
+        }
     }
     // decompress, then check the plaintexts four at a time
     let mut decoder = snap::raw::Decoder::new();
@@ -814,6 +874,49 @@ mod tests {
         }
         assert!(batch[2].is_err() && batch[4].is_err() && batch[6].is_err());
         assert_eq!(batch.iter().filter(|r| r.is_ok()).count(), items.len() - 3);
+        assert!(decode_chunks(&[]).is_empty());
+    }
+
+    #[test]
+    fn batch_decoding_in_pairs_equals_one_by_one() {
+        let mut x = 0x0bad_cafe_1234_5678u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if i % 1024 < 512 {
+                        (i % 5) as u8
+                    } else {
+                        x as u8
+                    }
+                })
+                .collect()
+        };
+        let sizes = [0, 1, 5, 100, 203, 208, 4096, 65_537, CHUNK_SIZE, 7, 300_000];
+        let plains: Vec<Vec<u8>> = sizes.iter().map(|&n| noise(n)).collect();
+        let mut enc: Vec<EncodedChunk> = plains.iter().map(|p| encode_chunk(p)).collect();
+        enc.push(rfs::encode_block(&plains[3]));
+        // a tampered chunk and a wrong key among good ones
+        let mut bad = enc[4].clone();
+        bad.data[0] ^= 1;
+        enc.push(bad);
+        let mut wrong = enc[5].clone();
+        if let Block::Flist { key, .. } = &mut wrong.block {
+            key[0] ^= 1;
+        }
+        enc.push(wrong);
+        let items: Vec<(&Block, &[u8])> = enc.iter().map(|e| (&e.block, &e.data[..])).collect();
+        let one: Vec<_> = items.iter().map(|(b, d)| decode_chunk(b, d)).collect();
+        // every element in both positions of a pair
+        for shift in 0..2 {
+            let it = &items[shift..];
+            assert_eq!(decode_chunks(it), one[shift..].to_vec(), "shift {shift}");
+        }
+        for (p, r) in plains.iter().zip(&one) {
+            assert_eq!(r.as_ref().unwrap(), p);
+        }
         assert!(decode_chunks(&[]).is_empty());
     }
 

@@ -16,6 +16,10 @@ use crate::overrides::{self, Override};
 use flist_chunks::ChunkCache;
 use flist_chunks::{ChunkSource, Stats, StatsSnapshot};
 
+/// How long an unmount waits for background loads still queued or running (a store that
+/// stopped answering must not hold the unmount forever).
+const PREFETCH_DRAIN: Duration = Duration::from_secs(10);
+
 /// Default bound of the chunk cache: 4 GiB.
 pub const DEFAULT_CACHE_SIZE: u64 = 4 << 30;
 
@@ -134,6 +138,9 @@ impl Mounted {
                 s.umount_and_join()
             }
             .map_err(|e| MountError::io("unmounting", &self.mountpoint, e))?;
+            // background loads outlive the FUSE threads: let them land in the cache (and
+            // the counters) before the caller removes the cache or reads the stats
+            self.source.wait_prefetches(PREFETCH_DRAIN);
         }
         Ok(())
     }

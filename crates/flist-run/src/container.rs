@@ -139,23 +139,17 @@ impl Container {
         self.child.id()
     }
 
-    /// Waits for the entrypoint to end, forwarding signals (handlers installed on the
-    /// runtime behind `handle`; they stay installed). Returns its exit code, 128 + N when
-    /// signal N ended it. `notice` receives a line for the user (the kill after the third
-    /// interrupt).
+    /// Waits for the entrypoint to end, forwarding the signals `signals` catches (on the
+    /// runtime behind `handle`). Returns its exit code, 128 + N when signal N ended it.
+    /// `notice` receives a line for the user (the kill after the third interrupt).
     pub fn wait(
         mut self,
         handle: &tokio::runtime::Handle,
+        signals: Forwarded,
         notice: impl Fn(&str),
     ) -> Result<i32, RunError> {
-        use tokio::signal::unix::{signal, SignalKind};
         let _guard = handle.enter();
-        let mut streams = Vec::new();
-        for s in FORWARDED {
-            let stream = signal(SignalKind::from_raw(s as i32))
-                .map_err(|e| RunError::Start(format!("installing a {s} handler: {e}")))?;
-            streams.push((s, stream));
-        }
+        let mut streams = signals.streams;
         let pid = Pid::from_raw(self.child.id() as i32);
         let mut interrupts = 0;
         let status = handle.block_on(async {
@@ -191,6 +185,29 @@ impl Container {
             (None, Some(s)) => 128 + s,
             _ => 255,
         })
+    }
+}
+
+/// Handlers of the signals a container's entrypoint gets passed: installed before anything
+/// is mounted, so that from then on these signals are caught (and later forwarded) instead
+/// of ending the caller before it has cleaned up.
+#[derive(Debug)]
+pub struct Forwarded {
+    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Forwarded {
+    /// Installs the handlers on the runtime behind `handle` (they stay installed).
+    pub fn install(handle: &tokio::runtime::Handle) -> Result<Forwarded, RunError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _guard = handle.enter();
+        let mut streams = Vec::new();
+        for s in FORWARDED {
+            let stream = signal(SignalKind::from_raw(s as i32))
+                .map_err(|e| RunError::Start(format!("installing a {s} handler: {e}")))?;
+            streams.push((s, stream));
+        }
+        Ok(Forwarded { streams })
     }
 }
 

@@ -204,26 +204,44 @@ pub struct VmOutcome {
     pub interrupted: bool,
 }
 
-/// Boots `spec`: the console goes to this process's stdout; SIGINT, SIGTERM and SIGHUP
-/// stop QEMU (handlers installed on the runtime behind `handle`), as does `timeout`.
+/// SIGINT, SIGTERM and SIGHUP caught to stop the VM: installed before anything is
+/// mounted, so a signal never ends the caller before it has cleaned up.
+#[derive(Debug)]
+pub struct StopSignals {
+    streams: Vec<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Installs the handlers on the runtime behind `handle` (they stay installed).
+    pub fn install(handle: &tokio::runtime::Handle) -> Result<StopSignals, RunError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _guard = handle.enter();
+        let mut streams = Vec::new();
+        for kind in [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ] {
+            streams.push(
+                signal(kind)
+                    .map_err(|e| RunError::Vm(format!("installing a signal handler: {e}")))?,
+            );
+        }
+        Ok(StopSignals { streams })
+    }
+}
+
+/// Boots `spec`: the console goes to this process's stdout; a signal `signals` catches
+/// stops QEMU, as does `timeout`.
 pub fn boot(
     spec: &VmSpec,
     timeout: Option<Duration>,
     handle: &tokio::runtime::Handle,
+    signals: StopSignals,
 ) -> Result<VmOutcome, RunError> {
-    use tokio::signal::unix::{signal, SignalKind};
     let program = qemu_program();
     let _guard = handle.enter();
-    let mut signals = Vec::new();
-    for kind in [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-    ] {
-        signals.push(
-            signal(kind).map_err(|e| RunError::Vm(format!("installing a signal handler: {e}")))?,
-        );
-    }
+    let mut signals = signals.streams;
     let start = Instant::now();
     let mut child = Command::new(&program)
         .args(qemu_args(spec))

@@ -41,6 +41,8 @@ pub use blocking::{BlockingStore, Pending};
 pub use dir::DirStore;
 pub use error::StoreError;
 pub use http::HttpStore;
+pub use resp::codec::RequestLimits;
+pub use resp::server::{CheckFn, EndpointStats, ServerOptions, ZdbEndpoint};
 pub use resp::RespStore;
 pub use router::RouterStore;
 pub use s3::S3Store;
@@ -115,6 +117,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + std::fmt::Display {
             }
         }
         Ok(out)
+    }
+
+    /// The number of keys, when the store can tell without walking them (`DBSIZE` of a
+    /// 0-db namespace or a Redis database); `None` by default.
+    async fn key_count(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
 
     /// False for read-only stores (HTTP), whose `set` fails with

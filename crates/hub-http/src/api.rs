@@ -36,7 +36,7 @@ pub async fn repositories(State(st): State<Shared>) -> ApiResult<Response> {
     let official = st.config.official.clone();
     let body = st
         .cached("repositories", move |hub| {
-            let repos = hub.repositories()?;
+            let repos = hub.catalog().repositories()?;
             let v: Vec<Value> = repos
                 .iter()
                 .map(|r| json!({"name": r.name, "official": official.contains(&r.name), "updated": r.updated}))
@@ -51,7 +51,7 @@ pub async fn repositories(State(st): State<Shared>) -> ApiResult<Response> {
 pub async fn all_flists(State(st): State<Shared>) -> ApiResult<Response> {
     let body = st
         .cached("flist", |hub| {
-            Ok(json_bytes(&json!(hub.all_entry_names()?)))
+            Ok(json_bytes(&json!(hub.catalog().all_entry_names()?)))
         })
         .await?;
     Ok(json_response(body))
@@ -61,7 +61,7 @@ pub async fn all_flists(State(st): State<Shared>) -> ApiResult<Response> {
 pub async fn fileslist(State(st): State<Shared>) -> ApiResult<Response> {
     let body = st
         .cached("fileslist", |hub| {
-            let all = hub.list_all()?;
+            let all = hub.catalog().list_all()?;
             let mut m = serde_json::Map::new();
             for (repo, items) in all {
                 m.insert(repo, render::listing(items));
@@ -81,7 +81,10 @@ pub async fn repo_listing(
     let key = format!("repo/{repo}");
     let body = st
         .cached(&key, move |hub| {
-            let items = hub.list(&repo)?.ok_or_else(lookup::user_not_found)?;
+            let items = hub
+                .catalog()
+                .list(&repo)?
+                .ok_or_else(lookup::user_not_found)?;
             Ok(json_bytes(&render::listing(items)))
         })
         .await?;
@@ -96,7 +99,7 @@ pub async fn tag_listing(
     names::validate_repo(&repo)?;
     names::validate_tag(&tag)?;
     let items = st
-        .blocking(move |hub| Ok(hub.tag_links(&repo, &tag)?))
+        .blocking(move |hub| Ok(hub.catalog().tag_links(&repo, &tag)?))
         .await?;
     Ok(Json(Value::Array(
         items.iter().map(render::listed).collect(),
@@ -204,7 +207,7 @@ pub async fn me_delete(
 ) -> ApiResult<Json<Value>> {
     st.blocking(move |hub| {
         let name = lookup::entry_name(hub, &actor.active, &name)?;
-        Ok(hub.delete(&actor, &actor.active, &name)?)
+        Ok(hub.catalog().delete(&actor, &actor.active, &name)?)
     })
     .await?;
     Ok(ok())
@@ -217,8 +220,12 @@ pub async fn me_link(
     Path((source, linkname)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let (source, linkname) = (lookup::flist_name(&source), lookup::flist_name(&linkname));
-    st.blocking(move |hub| Ok(hub.link(&actor, &actor.active, &source, &linkname)?))
-        .await?;
+    st.blocking(move |hub| {
+        Ok(hub
+            .catalog()
+            .link(&actor, &actor.active, &source, &linkname)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -229,8 +236,12 @@ pub async fn me_crosslink(
     Path((linkname, repo, source)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
-    st.blocking(move |hub| Ok(hub.crosslink(&actor, &actor.active, &linkname, &repo, &source)?))
-        .await?;
+    st.blocking(move |hub| {
+        Ok(hub
+            .catalog()
+            .crosslink(&actor, &actor.active, &linkname, &repo, &source)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -248,7 +259,9 @@ pub async fn me_rename(
         } else {
             dest
         };
-        Ok(hub.rename(&actor, &actor.active, &source, &dest)?)
+        Ok(hub
+            .catalog()
+            .rename(&actor, &actor.active, &source, &dest)?)
     })
     .await?;
     Ok(ok())
@@ -263,7 +276,7 @@ pub async fn me_promote(
     let (src_name, local) = (lookup::flist_name(&src_name), lookup::flist_name(&local));
     let (sr, sn, l) = (src_repo.clone(), src_name.clone(), local.clone());
     let who = actor.active.clone();
-    st.blocking(move |hub| Ok(hub.promote(&actor, &actor.active, &sr, &sn, &l)?))
+    st.blocking(move |hub| Ok(hub.catalog().promote(&actor, &actor.active, &sr, &sn, &l)?))
         .await?;
     Ok(Json(render::success(Some(json!({
         "source": {"username": src_repo, "filename": src_name},
@@ -279,7 +292,9 @@ pub async fn me_tag_add(
 ) -> ApiResult<Json<Value>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
-        Ok(hub.tag_add(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
+        Ok(hub
+            .catalog()
+            .tag_add(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
     })
     .await?;
     Ok(ok())
@@ -293,7 +308,9 @@ pub async fn me_tag_remove(
 ) -> ApiResult<Json<Value>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
-        Ok(hub.tag_remove(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
+        Ok(hub
+            .catalog()
+            .tag_remove(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
     })
     .await?;
     Ok(ok())
@@ -305,8 +322,12 @@ pub async fn me_crosstag(
     Caller(actor): Caller,
     Path((name, repo, tag)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.crosstag(&actor, &actor.active, &name, &repo, &tag)?))
-        .await?;
+    st.blocking(move |hub| {
+        Ok(hub
+            .catalog()
+            .crosstag(&actor, &actor.active, &name, &repo, &tag)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -316,8 +337,12 @@ pub async fn me_crosstag_remove(
     Caller(actor): Caller,
     Path((name, repo, tag)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.crosstag_remove(&actor, &actor.active, &name, &repo, &tag)?))
-        .await?;
+    st.blocking(move |hub| {
+        Ok(hub
+            .catalog()
+            .crosstag_remove(&actor, &actor.active, &name, &repo, &tag)?)
+    })
+    .await?;
     Ok(ok())
 }
 

@@ -117,6 +117,12 @@ pub(crate) fn save(data_dir: &Path, sha256: &str, doc: &SignatureDoc) -> std::io
     })
 }
 
+/// Whether an author signature was kept for the file `sha256` (under any name): such a
+/// file is never rewritten.
+pub(crate) fn has_any(data_dir: &Path, sha256: &str) -> bool {
+    path_of(data_dir, sha256).exists()
+}
+
 /// The author signature of the file `sha256` served as `repo/name`, if one was kept.
 pub(crate) fn load(data_dir: &Path, sha256: &str, repo: &str, name: &str) -> Option<SignatureDoc> {
     load_all(data_dir, sha256).remove(&format!("{repo}/{name}"))

@@ -25,6 +25,13 @@ pub struct HubConfig {
     /// Public base URL of the hub (flist backends, `.txt`/`.json`, pages, 3Bot redirects).
     /// Empty (the default): `http://<listen address>`.
     pub public_url: String,
+    /// Address of the hub's read-only 0-db endpoint (`0.0.0.0:9900`), where ZOS nodes and
+    /// the reference readers fetch chunks with `GET` over the 0-db protocol; off when unset.
+    /// When on and the store is not itself a TCP 0-db, new flists announce
+    /// `{"host": "<public host>", "port": <its port>}`.
+    pub zdb_listen: Option<SocketAddr>,
+    /// Connections the 0-db endpoint serves at once.
+    pub zdb_max_connections: usize,
     /// Lifetime of web sessions (after signing in), in seconds.
     pub session_ttl_secs: i64,
     /// Log format of `hub-server serve`: `text` (no colour unless stdout is a terminal) or
@@ -271,6 +278,8 @@ impl Default for HubConfig {
             store: None,
             public_backend: String::new(),
             public_url: String::new(),
+            zdb_listen: None,
+            zdb_max_connections: 4096,
             session_ttl_secs: 7 * 24 * 3600,
             log_format: "text".into(),
             official: Vec::new(),
@@ -336,7 +345,8 @@ impl HubConfig {
     }
 
     /// Applies `HUB_*` variables from `vars` (e.g. `std::env::vars()`): `HUB_LISTEN`,
-    /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`, `HUB_OFFICIAL`
+    /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`,
+    /// `HUB_ZDB_LISTEN`, `HUB_ZDB_MAX_CONNECTIONS`, `HUB_OFFICIAL`
     /// (comma-separated), `HUB_MAX_UPLOAD_BYTES`, `HUB_REQUEST_TIMEOUT_SECS`,
     /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
     /// `HUB_SESSION_TTL_SECS`, `HUB_LOG_FORMAT`, `HUB_STATIC_DIR`, `HUB_THREEBOT_ENABLED`,
@@ -384,6 +394,17 @@ impl HubConfig {
                 "HUB_STORE" => self.store = Some(v),
                 "HUB_PUBLIC_BACKEND" => self.public_backend = v,
                 "HUB_PUBLIC_URL" => self.public_url = v,
+                "HUB_ZDB_LISTEN" => {
+                    self.zdb_listen = if v.trim().is_empty() {
+                        None
+                    } else {
+                        Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                            name: k.clone(),
+                            message: format!("{e} (use an address like 0.0.0.0:9900)"),
+                        })?)
+                    }
+                }
+                "HUB_ZDB_MAX_CONNECTIONS" => self.zdb_max_connections = num(&k, &v)?,
                 "HUB_OFFICIAL" => {
                     self.official = v
                         .split(',')
@@ -463,12 +484,64 @@ impl HubConfig {
         self.store_url().starts_with("dir://")
     }
 
+    /// The host name (or address) of the public URL, without brackets.
+    pub fn public_host(&self) -> Option<String> {
+        let url = self.public_url();
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.split(':').next().unwrap_or(""),
+        };
+        (!host.is_empty()).then(|| host.to_string())
+    }
+
+    /// Whether the store is a 0-db readers can be pointed at directly: over TCP, on a host
+    /// other than this machine's loopback (a 0-db on `127.0.0.1` behind the hub is private).
+    pub fn store_is_public_zdb(&self) -> bool {
+        match flist_store::StoreUrl::parse(&self.store_url()) {
+            Ok(flist_store::StoreUrl::Zdb {
+                endpoint: flist_store::Endpoint::Tcp { host, .. },
+                ..
+            }) => {
+                let loopback = host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                !loopback
+            }
+            _ => false,
+        }
+    }
+
+    /// The hub's own 0-db endpoint as a `backend` (`{"host": "<public host>", "port": p}`),
+    /// when it is on.
+    pub fn zdb_endpoint_backend(&self) -> Option<String> {
+        let addr = self.zdb_listen?;
+        let backend = flist_format::Backend::Zdb {
+            host: self.public_host()?,
+            port: addr.port(),
+            namespace: None,
+            password: None,
+            token: None,
+        };
+        Some(backend.to_json())
+    }
+
     /// The `backend` metadata JSON announced in new flists (never a password): the configured
-    /// `public_backend`; or, when it is empty, `{"url": "<public url>/chunks"}` for a
-    /// `dir://` store and the store itself for a TCP 0-db store. `None` when no reader could
-    /// reach the chunks from the metadata alone.
+    /// `public_backend`; or, when it is empty: the hub's 0-db endpoint (`{"host": "<public
+    /// host>", "port": <zdb_listen port>}`) when `zdb_listen` is set and the store is not
+    /// itself a public 0-db ([`HubConfig::store_is_public_zdb`]); else the store itself for a
+    /// TCP 0-db store, `{"url": "<public url>/chunks"}` for a `dir://` store. `None` when no
+    /// reader could reach the chunks from the metadata alone.
     pub fn announced_backend(&self) -> Option<String> {
         let configured = self.public_backend.trim();
+        if configured.is_empty() && !self.store_is_public_zdb() {
+            if let Some(b) = self.zdb_endpoint_backend() {
+                return Some(b);
+            }
+        }
         if configured.is_empty() && self.store_is_dir() {
             return Some(
                 serde_json::json!({ "url": format!("{}/chunks", self.public_url()) }).to_string(),
@@ -547,6 +620,52 @@ mod tests {
         std::fs::write(&bad, "listen = 5\nunknown_key = 1\n").expect("write");
         assert!(HubConfig::from_file(&bad).is_err());
         let _ = std::fs::remove_file(&bad);
+    }
+
+    #[test]
+    fn announced_backend_with_and_without_the_zdb_endpoint() {
+        let mut c = HubConfig {
+            public_url: "https://hub.example.org/".into(),
+            ..HubConfig::default()
+        };
+        assert_eq!(
+            c.announced_backend().as_deref(),
+            Some(r#"{"url":"https://hub.example.org/chunks"}"#)
+        );
+        c.zdb_listen = Some(SocketAddr::from(([0, 0, 0, 0], 9900)));
+        let endpoint = r#"{"host": "hub.example.org", "port": 9900}"#;
+        assert_eq!(c.announced_backend().as_deref(), Some(endpoint));
+        // A private 0-db behind the hub: the endpoint.
+        c.store = Some("zdb://:pw@127.0.0.1:9901/hub".into());
+        assert!(!c.store_is_public_zdb());
+        assert_eq!(c.announced_backend().as_deref(), Some(endpoint));
+        // Redis, or a router: the endpoint.
+        c.store = Some("redis://127.0.0.1:6379/0".into());
+        assert_eq!(c.announced_backend().as_deref(), Some(endpoint));
+        // A public 0-db: readers go to it directly.
+        c.store = Some("zdb://:pw@zdb.example.org:9900/hub".into());
+        assert!(c.store_is_public_zdb());
+        assert_eq!(
+            c.announced_backend().as_deref(),
+            Some(r#"{"host": "zdb.example.org", "port": 9900, "namespace": "hub"}"#)
+        );
+        // An explicit public backend always wins.
+        c.store = None;
+        c.public_backend = "zdb://other.example.org:9900/pub".into();
+        assert_eq!(
+            c.announced_backend().as_deref(),
+            Some(r#"{"host": "other.example.org", "port": 9900, "namespace": "pub"}"#)
+        );
+        // The public host of various public URLs.
+        for (url, host) in [
+            ("http://hub.lan:5555", "hub.lan"),
+            ("https://user@hub.example.org/x", "hub.example.org"),
+            ("http://[2001:db8::1]:5555", "2001:db8::1"),
+            ("http://10.0.0.7", "10.0.0.7"),
+        ] {
+            c.public_url = url.into();
+            assert_eq!(c.public_host().as_deref(), Some(host), "{url}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn me_derive(
     names::validate_repo(repo)?;
     names::validate_flist(name)?;
     let resolved = st.resolve(repo, name).await?;
-    let path = st.hub.blob_path(&resolved.sha256);
+    let path = st.hub.catalog().blob_path(&resolved.sha256);
     let mut changes: Vec<Change> = req
         .remove
         .iter()
@@ -80,7 +80,7 @@ pub async fn me_derive(
         let (derived, stats) = derive(
             input,
             &flist_format::ReadOptions {
-                temp_dir: Some(st2.hub.tmp_dir().to_path_buf()),
+                temp_dir: Some(st2.hub.catalog().tmp_dir().to_path_buf()),
                 ..Default::default()
             },
             &changes,

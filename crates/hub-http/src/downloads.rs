@@ -187,7 +187,7 @@ impl Downloads {
         headers: &HeaderMap,
     ) -> std::io::Result<Option<Response>> {
         let Some(blob) = self
-            .load(&r.sha256, r.size, || hub.blob_path(&r.sha256))
+            .load(&r.sha256, r.size, || hub.catalog().blob_path(&r.sha256))
             .await?
         else {
             return Ok(None);

@@ -65,6 +65,7 @@ mod produce;
 pub mod reach;
 pub mod render;
 pub mod request_id;
+pub mod restamp;
 pub mod server;
 pub mod signing;
 pub mod state;
@@ -72,6 +73,7 @@ pub mod threebot;
 pub mod ui;
 pub mod upload;
 pub mod web;
+pub mod zdb;
 
 pub use config::HubConfig;
 pub use error::ApiError;

@@ -257,11 +257,17 @@ pub async fn metrics(State(st): State<Shared>) -> Response {
         tracing::warn!("metrics: catalog statistics: {}", e.message);
     }
     let mut body = st.metrics.render(stats.as_ref().ok());
-    if let Some(m) = st.mirror.get() {
-        // One exposition: the mirror's families before the single `# EOF`.
+    let extra = [
+        st.mirror
+            .get()
+            .map(|m| crate::mirror::metrics_text(&m.status())),
+        st.zdb.get().map(|ep| crate::zdb::metrics_text(ep.stats())),
+    ];
+    for text in extra.into_iter().flatten() {
+        // One exposition: each part's families before the single `# EOF`.
         let cut = body.rfind("# EOF").unwrap_or(body.len());
         body.truncate(cut);
-        body.push_str(&crate::mirror::metrics_text(&m.status()));
+        body.push_str(&text);
     }
     (
         [(
@@ -534,6 +540,9 @@ impl Store for MeteredStore {
         let r = self.inner.set_many(items).await;
         self.metrics.store("set", items.len(), r.is_err());
         r
+    }
+    async fn key_count(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.key_count().await
     }
     fn is_writable(&self) -> bool {
         self.inner.is_writable()

@@ -4,7 +4,7 @@
 //!
 //! The tree is never held in memory: converters stage it on disk, it is written as an flist
 //! in the hub's temp area one directory at a time, and the catalog indexes the file the
-//! same way ([`hub_repo::Hub::store_file_checked`]).
+//! same way ([`hub_repo::Catalog::store_file_checked`]).
 //!
 //! A request that times out or whose client goes away has its handler future dropped: the
 //! [`CancelOnDrop`] it holds then raises the work's [`Cancel`] flag, the converter stops at
@@ -132,13 +132,13 @@ pub(crate) fn store_converted(
             converted.metadata.remove("backend");
         }
     }
-    let out = st.hub.temp_path(".flist");
+    let out = st.hub.catalog().temp_path(".flist");
     if let Err(e) = converted.write_flist(&out) {
         let _ = std::fs::remove_file(&out);
         return Err(write_failed(e));
     }
     drop(converted);
-    st.hub.store_file_checked(
+    st.hub.catalog().store_file_checked(
         actor,
         record.action,
         &actor.active,

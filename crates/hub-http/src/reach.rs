@@ -22,7 +22,7 @@ pub struct BackendProblem {
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why `backend` cannot be reached, or `None` when it can: this hub's own `/chunks/` (served
-/// from its `dir://` store), or a server that answers now.
+/// from its `dir://` store) or 0-db endpoint, or a server that answers now.
 async fn problem(cfg: &HubConfig, backend: Option<&str>) -> Option<String> {
     let Some(text) = backend else {
         return Some("no backend: readers need to be told a store".into());
@@ -44,6 +44,11 @@ async fn problem(cfg: &HubConfig, backend: Option<&str>) -> Option<String> {
             Ok(_) => None,
             Err(e) => Some(format!("{url} does not answer: {e}")),
         };
+    }
+    if let Some(own) = cfg.zdb_endpoint_backend() {
+        if serde_json::from_str::<Value>(&own).ok().as_ref() == Some(&v) {
+            return None; // served by this hub's 0-db endpoint (`zdb_listen`)
+        }
     }
     let host = v.get("host").and_then(Value::as_str).unwrap_or("");
     if host.is_empty() {

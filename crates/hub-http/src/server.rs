@@ -242,7 +242,7 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
     }
     let h2 = hub.clone();
     // Flists stored before the path index existed are indexed in the background.
-    tokio::task::spawn_blocking(move || match h2.backfill_path_index() {
+    tokio::task::spawn_blocking(move || match h2.paths().backfill() {
         Ok(0) => {}
         Ok(n) => tracing::info!("path index: {n} flists indexed"),
         Err(e) => tracing::warn!("path index backfill: {e}"),
@@ -269,10 +269,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
 pub struct Server {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The bound address of the read-only 0-db endpoint, when `zdb_listen` is set.
+    pub zdb_addr: Option<SocketAddr>,
     /// The shared state (tests use the catalog directly).
     pub state: Shared,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    zdb: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Server {
@@ -280,6 +283,10 @@ impl Server {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some((tx, task)) = self.zdb.take() {
+            let _ = tx.send(());
+            task.await?;
         }
         self.task.await?.map_err(|source| ServerError::Io {
             what: "serving".into(),
@@ -295,6 +302,27 @@ impl Server {
         signal.await;
         self.shutdown().await
     }
+}
+
+/// Every 2 s, notices catalog writes committed by another process (`hub-server restamp`,
+/// `import-legacy`, account commands) so that the in-memory caches keyed on the catalog
+/// generation are refreshed. Ends with the runtime or when the state is dropped.
+fn watch_external_writes(state: &Shared) {
+    let hub = Arc::downgrade(&state.hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(h) = hub.upgrade() else { return };
+            match tokio::task::spawn_blocking(move || h.notice_external_writes()).await {
+                Ok(Ok(true)) => tracing::debug!("catalog changed by another process"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::debug!("watching the catalog: {e}"),
+                Err(_) => return,
+            }
+        }
+    });
 }
 
 /// Binds `config.listen` and serves in the background.
@@ -321,8 +349,42 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         config.listen = addr;
         config.public_url = config.public_url();
     }
+    // The 0-db endpoint is bound first: flists announce its real port.
+    let zdb_listener = match config.zdb_listen {
+        Some(at) => {
+            let l = TcpListener::bind(at)
+                .await
+                .map_err(|source| ServerError::Io {
+                    what: format!("binding the 0-db endpoint {at}"),
+                    source,
+                })?;
+            config.zdb_listen = Some(l.local_addr().map_err(|source| ServerError::Io {
+                what: "local address of the 0-db endpoint".into(),
+                source,
+            })?);
+            Some(l)
+        }
+        None => None,
+    };
     let state = build_state(config).await?;
+    let zdb_addr = state.config.zdb_listen;
+    let zdb = zdb_listener.map(|l| crate::zdb::spawn(&state, l));
+    // The backend flists get now is one of this hub's (before the public URL file moves on).
+    let (h, cfg) = (state.hub.clone(), state.config.clone());
+    if let Err(e) = tokio::task::spawn_blocking(move || {
+        crate::restamp::record_current(&h, &cfg)?;
+        Ok::<_, crate::restamp::RestampError>(())
+    })
+    .await?
+    {
+        tracing::warn!("recording the hub's public backend: {e}");
+    }
     crate::reach::record_public_url(&state.config.data_dir, &state.config.public_url());
+    let (h, cfg) = (state.hub.clone(), state.config.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::restamp::warn_at_start(&h, &cfg, &cfg.data_dir);
+    });
+    watch_external_writes(&state);
     mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);
@@ -335,8 +397,10 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     tracing::info!("hub listening on http://{addr}");
     Ok(Server {
         addr,
+        zdb_addr,
         state,
         shutdown: Some(tx),
         task,
+        zdb,
     })
 }

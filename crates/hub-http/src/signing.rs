@@ -124,7 +124,7 @@ pub async fn signature(st: &Shared, repo: &str, file: &str) -> ApiResult<Respons
 async fn vm_report(st: &Shared, sha256: &str) -> Value {
     let dir = st.config.data_dir.join("vm-checks");
     let path = dir.join(format!("{sha256}.json"));
-    let blob = st.hub.blob_path(sha256);
+    let blob = st.hub.catalog().blob_path(sha256);
     let store =
         flist_store::BlockingStore::new(st.store.clone(), tokio::runtime::Handle::current());
     // Parsing the flist is heavy: once per content, shared by concurrent requests, and

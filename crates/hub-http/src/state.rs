@@ -45,6 +45,8 @@ pub struct AppState {
     pub contents: crate::contents::Contents,
     /// The mirror's sync state, when this hub mirrors another.
     pub mirror: std::sync::OnceLock<Arc<crate::mirror::Mirror>>,
+    /// The read-only 0-db endpoint, when `zdb_listen` is set.
+    pub zdb: std::sync::OnceLock<flist_store::ZdbEndpoint>,
     /// Responses cached until the next catalog write (key → (generation, body)).
     cache: RwLock<HashMap<String, (u64, Bytes)>>,
     /// Name resolutions cached until the next catalog write.
@@ -94,6 +96,7 @@ impl AppState {
             jobs,
             identity,
             mirror: std::sync::OnceLock::new(),
+            zdb: std::sync::OnceLock::new(),
             cache: RwLock::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         }
@@ -136,7 +139,7 @@ impl AppState {
         at_generation(&self.cache, key, generation)
     }
 
-    /// [`Hub::resolve`], served from memory while the catalog is unchanged.
+    /// [`hub_repo::Catalog::resolve`], served from memory while the catalog is unchanged.
     pub async fn resolve(&self, repo: &str, name: &str) -> ApiResult<Resolved> {
         let generation = self.hub.generation();
         let key = (repo.to_string(), name.to_string());
@@ -151,7 +154,9 @@ impl AppState {
             }
         }
         let (r2, n2) = key.clone();
-        let r = self.blocking(move |hub| Ok(hub.resolve(&r2, &n2)?)).await?;
+        let r = self
+            .blocking(move |hub| Ok(hub.catalog().resolve(&r2, &n2)?))
+            .await?;
         let mut m = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > 65_536 {
             m.clear();

@@ -302,7 +302,8 @@ pub async fn upload_flist(
         name = Some(n);
         let (tx, rx) = mpsc::channel(16);
         let hub = st.hub.clone();
-        let handle = tokio::task::spawn_blocking(move || hub.stage_reader(ChannelReader::new(rx)));
+        let handle =
+            tokio::task::spawn_blocking(move || hub.catalog().stage_reader(ChannelReader::new(rx)));
         let err = pump(&mut field, &tx).await;
         drop(tx);
         let res = handle.await?;
@@ -316,7 +317,7 @@ pub async fn upload_flist(
     };
     let read = flist_format::ReadOptions {
         max_database_bytes: st.config.limits.max_flist_database_bytes,
-        temp_dir: Some(st.hub.tmp_dir().to_path_buf()),
+        temp_dir: Some(st.hub.catalog().tmp_dir().to_path_buf()),
     };
     // An author signature binds these exact bytes: checked before anything else is.
     let author = match &signature {
@@ -410,7 +411,7 @@ pub async fn upload_flist(
                     dump: None,
                 };
                 drop(converted);
-                st2.hub.put_flist_checked(
+                st2.hub.catalog().put_flist_checked(
                     &actor2,
                     "upload",
                     &actor2.active,

@@ -80,7 +80,7 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
         Err(e) => return ApiError::internal(e).into_response(),
     }
     // Too large to keep in memory: streamed from disk.
-    let path = st.hub.blob_path(&r.sha256);
+    let path = st.hub.catalog().blob_path(&r.sha256);
     let etag = format!("\"{}\"", r.sha256);
     let matches = req
         .headers()
@@ -170,7 +170,7 @@ pub async fn repo_file(
     let (r2, n2) = (repo.clone(), name.clone());
     let r = st
         .downloads
-        .resolve(&st.hub, key, move |hub| hub.resolve(&r2, &n2))
+        .resolve(&st.hub, key, move |hub| hub.catalog().resolve(&r2, &n2))
         .await
         .map_err(gone)?;
     match kind {
@@ -235,7 +235,7 @@ pub async fn tag_file(
     let r = st
         .downloads
         .resolve(&st.hub, key, move |hub| {
-            hub.resolve_in_tag(&repo, &tag, &n2)
+            hub.catalog().resolve_in_tag(&repo, &tag, &n2)
         })
         .await?;
     match kind {
@@ -280,7 +280,7 @@ pub async fn readonly() -> Response {
 pub async fn logout(State(st): State<Shared>, headers: axum::http::HeaderMap) -> Response {
     if let Some(id) = crate::auth::cookie(&headers, SESSION_COOKIE) {
         let hub = st.hub.clone();
-        let _ = tokio::task::spawn_blocking(move || hub.end_session(&id)).await;
+        let _ = tokio::task::spawn_blocking(move || hub.accounts().end_session(&id)).await;
     }
     let mut resp = Html(page(
         "Signed out",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use flist_convert::vmcheck;
 use flist_mount::Override;
 use flist_run::vm::{self, Accel, VmNet, VmSpec};
-use flist_run::{Layer, RunError};
+use flist_run::RunError;
 use serde_json::json;
 
 use crate::backend::StoreConfig;
@@ -177,13 +177,13 @@ pub fn boot(args: &VmBootArgs, stores: &StoreConfig, notice: &dyn Fn(&str)) -> R
     }
     let total_chunks = chunk_count(&opened.flist);
     let crate::run::Opened { flist, store } = opened;
-    let mut layer = Layer::create(None, args.keep).ctx(f)?;
-    let mounted = mount_lower(
+    let signals = vm::StopSignals::install(store.handle()).ctx(f)?;
+    let (mut layer, mounted) = mount_lower(
         f,
         flist,
         &store,
         &args.flist,
-        &layer,
+        args.keep,
         &args.cache,
         overrides,
     )?;
@@ -201,7 +201,7 @@ pub fn boot(args: &VmBootArgs, stores: &StoreConfig, notice: &dyn Fn(&str)) -> R
                 VmNetArg::User => VmNet::User,
             },
         };
-        vm::boot(&spec, timeout, store.handle()).ctx(f)
+        vm::boot(&spec, timeout, store.handle(), signals).ctx(f)
     });
     let unmounted = layer.unmount().ctx(f);
     let (stats, kept) = finish(f, mounted, layer)?;

@@ -24,6 +24,7 @@
 //! Redis.
 
 pub(crate) mod codec;
+pub(crate) mod server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -900,6 +901,10 @@ impl Store for RespStore {
         .await
     }
 
+    async fn key_count(&self) -> Result<Option<u64>, StoreError> {
+        self.dbsize().await.map(Some)
+    }
+
     async fn set_many(&self, items: &[(Vec<u8>, Bytes)]) -> Result<Vec<SetOutcome>, StoreError> {
         for (k, _) in items {
             self.check_key(k)?;
@@ -943,6 +948,27 @@ impl Store for RespStore {
 }
 
 impl RespStore {
+    /// `DBSIZE`: keys in the namespace (0-db) or database (Redis).
+    async fn dbsize(&self) -> Result<u64, StoreError> {
+        let cmd = Cmd {
+            args: vec![b"DBSIZE"],
+        };
+        self.round(
+            "DBSIZE",
+            std::slice::from_ref(&cmd),
+            None,
+            |_, mut r| match r.pop() {
+                Some(Reply::Int(n)) if n >= 0 => Ok(n.unsigned_abs()),
+                Some(Reply::Error(e)) => Err(classify(self.name(), None, &format!("DBSIZE: {e}"))),
+                Some(other) => {
+                    Err(self.protocol(None, format!("DBSIZE: unexpected {}", other.describe())))
+                }
+                None => Err(self.protocol(None, "no reply".into())),
+            },
+        )
+        .await
+    }
+
     /// Whether the server is 0-db (learnt from a connection's handshake).
     async fn dialect_zdb(&self, first_key: Option<&[u8]>) -> Result<bool, StoreError> {
         if let Some(zdb) = self

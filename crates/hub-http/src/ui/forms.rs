@@ -245,8 +245,8 @@ pub async fn merge_page(State(st): State<Shared>, ctx: Ctx) -> Response {
     let repo = actor.active.clone();
     let r = st
         .blocking(move |hub| {
-            let own = hub.list(&repo)?.unwrap_or_default();
-            let all = hub.all_entry_names()?;
+            let own = hub.catalog().list(&repo)?.unwrap_or_default();
+            let all = hub.catalog().all_entry_names()?;
             Ok((own, all))
         })
         .await;

@@ -78,7 +78,7 @@ impl TestHub {
         let hub = self.hub();
         let (user, orgs): (String, Vec<String>) =
             (user.into(), orgs.iter().map(|s| s.to_string()).collect());
-        tokio::task::spawn_blocking(move || hub.create_token(&user, &orgs, 3600, None))
+        tokio::task::spawn_blocking(move || hub.accounts().create_token(&user, &orgs, 3600, None))
             .await
             .expect("join")
             .expect("token")
@@ -143,17 +143,18 @@ impl TestHub {
         let (repo, name, fixture) = (repo.to_string(), name.to_string(), fixture.to_string());
         tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(test_support::fixture(&fixture)).expect("fixture");
-            let staged = hub.stage_reader(f).expect("stage");
+            let staged = hub.catalog().stage_reader(f).expect("stage");
             let fl = hub_repo::inspect::open_flist(staged.path()).expect("parse");
             let actor = Actor::new(repo.clone(), vec![]);
-            hub.put_flist(
-                &actor,
-                &repo,
-                &name,
-                staged,
-                hub_repo::inspect::info_of(&fl, None),
-            )
-            .expect("put");
+            hub.catalog()
+                .put_flist(
+                    &actor,
+                    &repo,
+                    &name,
+                    staged,
+                    hub_repo::inspect::info_of(&fl, None),
+                )
+                .expect("put");
         })
         .await
         .expect("join");
@@ -168,16 +169,17 @@ impl TestHub {
             let mut fl = flist_format::Flist::open(test_support::fixture(&fixture)).expect("parse");
             fl.metadata.remove("backend");
             fl.write(&tmp).expect("write");
-            let staged = hub.stage_file(&tmp).expect("stage");
+            let staged = hub.catalog().stage_file(&tmp).expect("stage");
             let actor = Actor::new(repo.clone(), vec![]);
-            hub.put_flist(
-                &actor,
-                &repo,
-                &name,
-                staged,
-                hub_repo::inspect::info_of(&fl, None),
-            )
-            .expect("put");
+            hub.catalog()
+                .put_flist(
+                    &actor,
+                    &repo,
+                    &name,
+                    staged,
+                    hub_repo::inspect::info_of(&fl, None),
+                )
+                .expect("put");
         })
         .await
         .expect("join");

@@ -70,27 +70,10 @@ impl Hub {
             tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe;")
                 .ctx("write probe")
         })?;
-        let p = self.temp_path(".probe");
+        let p = self.blobs.temp_path(".probe");
         std::fs::write(&p, b"probe").map_err(|e| RepoError::io("write", &p, e))?;
         std::fs::remove_file(&p).map_err(|e| RepoError::io("remove", &p, e))?;
         Ok(())
-    }
-
-    /// Opens an existing hub data directory for administration beside a running server: refuses
-    /// one that holds no catalog instead of creating an empty hub (a command pointed at the
-    /// wrong directory), and leaves the server's running jobs alone.
-    pub fn open_existing(data: impl AsRef<std::path::Path>) -> Result<Self, RepoError> {
-        let data = data.as_ref();
-        let catalog = data.join("catalog.sqlite3");
-        if !catalog.is_file() {
-            return Err(RepoError::NotFound(format!(
-                "no hub catalog in {} (expected {}; start `hub-server serve --data-dir {}` once, or pass the right --data-dir)",
-                data.display(),
-                catalog.display(),
-                data.display()
-            )));
-        }
-        Hub::open_with(data, false)
     }
 }
 
@@ -108,41 +91,19 @@ pub struct EntryBackend {
 impl Hub {
     /// Every regular entry with the `backend` its flist announces (for `hub-server check`).
     pub fn entry_backends(&self) -> Result<Vec<EntryBackend>, RepoError> {
-        let rows = self.db.read(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT e.repo, e.name, e.sha256 FROM entries e \
-                     WHERE e.kind = 'regular' ORDER BY e.repo, e.name",
-                )
-                .ctx("list entries")?;
-            let v = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
+        let mut out: Vec<EntryBackend> = self
+            .flist_files()?
+            .into_iter()
+            .flat_map(|f| {
+                let backend = f.backend;
+                f.entries.into_iter().map(move |(repo, name)| EntryBackend {
+                    repo,
+                    name,
+                    backend: backend.clone(),
                 })
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .ctx("list entries")?;
-            Ok(v)
-        })?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (repo, name, sha) in rows {
-            let md = self.blob_metadata(&sha)?;
-            let backend = md
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| {
-                    v.get("backend")
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_string)
-                });
-            out.push(EntryBackend {
-                repo,
-                name,
-                backend,
-            });
-        }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.repo, &a.name).cmp(&(&b.repo, &b.name)));
         Ok(out)
     }
 }
