@@ -567,3 +567,57 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flist_format::codec::encode_chunk;
+    use flist_store::DirStore;
+
+    /// After `wait_prefetches`, every background load has landed in the cache and the
+    /// counters (a mount's unmount relies on it before its caller reads the stats or
+    /// removes the cache).
+    #[test]
+    fn waiting_for_prefetches_sees_them_all_land() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::new(dir.path().join("store")).unwrap();
+        // incompressible chunks, so that decoding them takes a while
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let chunks: Vec<_> = (0..8)
+            .map(|_| {
+                let plain: Vec<u8> = (0..512 * 1024)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                encode_chunk(&plain)
+            })
+            .collect();
+        for c in &chunks {
+            rt.block_on(store.set(&store_key(&c.block), c.data.clone().into()))
+                .unwrap();
+        }
+        let cache = Arc::new(ChunkCache::open(dir.path().join("cache"), 1 << 30).unwrap());
+        let source = Arc::new(ChunkSource::new(
+            Arc::new(store),
+            rt.handle().clone(),
+            Some(cache.clone()),
+            8,
+            0,
+        ));
+        let blocks: Vec<Block> = chunks.iter().map(|c| c.block).collect();
+        source.prefetch(&blocks);
+        assert!(source.wait_prefetches(Duration::from_secs(60)));
+        let stats = source.stats().snapshot();
+        assert_eq!(stats.prefetched, 8, "{stats:?}");
+        assert_eq!(stats.fetched_chunks, 8, "{stats:?}");
+        assert!(blocks.iter().all(|b| cache.contains(b.id())));
+        // nothing running: returns at once
+        assert!(source.wait_prefetches(Duration::ZERO));
+    }
+}

@@ -124,7 +124,8 @@ impl Mounted {
         self.session.as_ref().is_none_or(|s| s.guard.is_finished())
     }
 
-    /// Unmounts (if still mounted) and waits for the FUSE threads.
+    /// Unmounts (if still mounted) and waits for the FUSE threads and the read-ahead loads
+    /// still running (at most 10 s), so the returned counters are final.
     pub fn unmount(mut self) -> Result<StatsSnapshot, MountError> {
         self.finish()?;
         Ok(self.stats.snapshot())
