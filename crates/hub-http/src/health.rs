@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use hub_contract::{Health, Readiness};
 
 use crate::state::Shared;
 
@@ -63,8 +63,10 @@ impl StoreWrites {
 }
 
 /// `GET /healthz`: `200 {"status":"ok"}` while the process serves.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_string(),
+    })
 }
 
 /// `GET /readyz`: `200` when the catalog is writable and the chunk store reachable and
@@ -91,32 +93,31 @@ pub async fn readyz(
     };
     let writes = store_writes(&st).await;
     let ok = catalog.is_ok() && store.is_ok() && writes.is_ok();
-    let show = |r: &Result<(), String>| match r {
-        Ok(()) => json!("ok"),
-        Err(e) => json!(e),
+    let show = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".to_string());
+    let mut body = Readiness {
+        status: if ok { "ok" } else { "error" }.to_string(),
+        checks: [
+            ("catalog".to_string(), show(catalog)),
+            ("chunk_store".to_string(), show(store)),
+            ("chunk_store_writes".to_string(), show(writes)),
+        ]
+        .into_iter()
+        .collect(),
     };
-    let status_word = if ok { "ok" } else { "error" };
-    let detailed = json!({
-        "status": status_word,
-        "checks": {
-            "catalog": show(&catalog),
-            "chunk_store": show(&store),
-            "chunk_store_writes": show(&writes),
-        },
-    });
     if !ok {
-        tracing::warn!("not ready: {detailed}");
+        tracing::warn!(
+            "not ready: {}",
+            serde_json::to_string(&body).unwrap_or_default()
+        );
     }
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = if sees_details(&st, peer, &headers).await {
-        detailed
-    } else {
-        json!({"status": status_word})
-    };
+    if !sees_details(&st, peer, &headers).await {
+        body.checks.clear();
+    }
     (status, Json(body)).into_response()
 }
 
