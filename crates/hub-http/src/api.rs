@@ -6,6 +6,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use hub_contract::{Entry, Light, MePayload, Repository, Success, TagLink};
 use hub_repo::{names, EntryKind, Hub};
 use serde_json::{json, Value};
 
@@ -14,8 +15,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::Shared;
 use crate::{lookup, render};
 
-fn json_bytes(v: &Value) -> Bytes {
-    Bytes::from(v.to_string())
+/// A contract answer, serialised once (the bytes the caches keep).
+fn json_bytes(v: &impl serde::Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
 /// A JSON response from pre-serialised bytes.
@@ -27,8 +29,8 @@ pub fn json_response(body: Bytes) -> Response {
         .into_response()
 }
 
-fn ok() -> Json<Value> {
-    Json(render::success(None))
+fn ok() -> Json<Success> {
+    Json(Success::done())
 }
 
 /// `GET /api/repositories`
@@ -37,11 +39,15 @@ pub async fn repositories(State(st): State<Shared>) -> ApiResult<Response> {
     let body = st
         .cached("repositories", move |hub| {
             let repos = hub.catalog().repositories()?;
-            let v: Vec<Value> = repos
+            let v: Vec<Repository> = repos
                 .iter()
-                .map(|r| json!({"name": r.name, "official": official.contains(&r.name), "updated": r.updated}))
+                .map(|r| Repository {
+                    name: r.name.clone(),
+                    official: official.contains(&r.name),
+                    updated: r.updated,
+                })
                 .collect();
-            Ok(json_bytes(&Value::Array(v)))
+            Ok(json_bytes(&v))
         })
         .await?;
     Ok(json_response(body))
@@ -62,11 +68,12 @@ pub async fn fileslist(State(st): State<Shared>) -> ApiResult<Response> {
     let body = st
         .cached("fileslist", |hub| {
             let all = hub.catalog().list_all()?;
-            let mut m = serde_json::Map::new();
-            for (repo, items) in all {
-                m.insert(repo, render::listing(items));
-            }
-            Ok(json_bytes(&Value::Object(m)))
+            let m: serde_json::Map<String, Value> = all
+                .into_iter()
+                .map(|(repo, items)| (repo, serde_json::to_value(render::listing(items))))
+                .map(|(repo, v)| (repo, v.unwrap_or_default()))
+                .collect();
+            Ok(json_bytes(&m))
         })
         .await?;
     Ok(json_response(body))
@@ -95,15 +102,13 @@ pub async fn repo_listing(
 pub async fn tag_listing(
     State(st): State<Shared>,
     Path((repo, tag)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<Entry>>> {
     names::validate_repo(&repo)?;
     names::validate_tag(&tag)?;
     let items = st
         .blocking(move |hub| Ok(hub.catalog().tag_links(&repo, &tag)?))
         .await?;
-    Ok(Json(Value::Array(
-        items.iter().map(render::listed).collect(),
-    )))
+    Ok(Json(items.iter().map(render::listed).collect()))
 }
 
 /// The full dump of `repo/name`, from the contents cache.
@@ -124,7 +129,7 @@ pub async fn dump(
 
 /// The `/light` answer; a link's `target` is the raw link as the old hub stored it
 /// (`x.flist`, or `../repo/x.flist` for a crosslink).
-fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Value, ApiError> {
+fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Light, ApiError> {
     let (e, r) = lookup::find_flist(hub, repo, name)?;
     match &e.kind {
         EntryKind::Symlink {
@@ -150,7 +155,7 @@ pub async fn light(
 ) -> ApiResult<Response> {
     let (r2, n2) = (repo.clone(), name.clone());
     let v = st.blocking(move |hub| light_of(hub, &r2, &n2)).await?;
-    let v = crate::signing::annotate_light(&st, &repo, &name, v).await;
+    let v = crate::signing::annotate_light(&st, &repo, v).await;
     Ok(json_response(json_bytes(&v)))
 }
 
@@ -158,14 +163,14 @@ pub async fn light(
 pub async fn taglink(
     State(st): State<Shared>,
     Path((repo, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TagLink>> {
     let e = st
         .blocking(move |hub| lookup::find_entry(hub, &repo, &name))
         .await?;
     match e.kind {
-        EntryKind::Taglink { target_repo, tag } => {
-            Ok(Json(json!({"target": format!("{target_repo}/tags/{tag}")})))
-        }
+        EntryKind::Taglink { target_repo, tag } => Ok(Json(TagLink {
+            target: format!("{target_repo}/tags/{tag}"),
+        })),
         _ => Err(lookup::source_not_found()),
     }
 }
@@ -186,8 +191,10 @@ pub async fn metadata(
 
 /// `GET /api/flist/me`: `{"status":"success","payload":{"username": <active identity>}}`, the
 /// shape the reference `zflist hub` client checks before every command.
-pub async fn me(Caller(actor): Caller) -> Json<Value> {
-    Json(render::success(Some(json!({"username": actor.active}))))
+pub async fn me(Caller(actor): Caller) -> Json<Success<MePayload>> {
+    Json(Success::with(MePayload {
+        username: actor.active,
+    }))
 }
 
 /// `GET /api/flist/me/<name>`: dump of an own entry.
@@ -204,7 +211,7 @@ pub async fn me_delete(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     st.blocking(move |hub| {
         let name = lookup::entry_name(hub, &actor.active, &name)?;
         Ok(hub.catalog().delete(&actor, &actor.active, &name)?)
@@ -218,7 +225,7 @@ pub async fn me_link(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((source, linkname)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (source, linkname) = (lookup::flist_name(&source), lookup::flist_name(&linkname));
     st.blocking(move |hub| {
         Ok(hub
@@ -234,7 +241,7 @@ pub async fn me_crosslink(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((linkname, repo, source)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
         Ok(hub
@@ -250,7 +257,7 @@ pub async fn me_rename(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((source, dest)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     st.blocking(move |hub| {
         let source = lookup::entry_name(hub, &actor.active, &source)?;
         // a flist keeps a .flist name; a taglink's new name stays as given
@@ -272,7 +279,7 @@ pub async fn me_promote(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((src_repo, src_name, local)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (src_name, local) = (lookup::flist_name(&src_name), lookup::flist_name(&local));
     let (sr, sn, l) = (src_repo.clone(), src_name.clone(), local.clone());
     let who = actor.active.clone();
@@ -289,7 +296,7 @@ pub async fn me_tag_add(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
         Ok(hub
@@ -305,7 +312,7 @@ pub async fn me_tag_remove(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
         Ok(hub
@@ -321,7 +328,7 @@ pub async fn me_crosstag(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((name, repo, tag)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     st.blocking(move |hub| {
         Ok(hub
             .catalog()
@@ -336,7 +343,7 @@ pub async fn me_crosstag_remove(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((name, repo, tag)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     st.blocking(move |hub| {
         Ok(hub
             .catalog()
@@ -352,7 +359,7 @@ pub async fn me_merge(
     Caller(actor): Caller,
     Path(target): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let list: Vec<String> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected a JSON array of \"repo/name.flist\": {e}"))
     })?;

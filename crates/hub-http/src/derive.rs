@@ -9,7 +9,9 @@ use bytes::Bytes;
 use flist_convert::derive::{derive, Change, DeriveError};
 use hub_repo::names;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
+
+use hub_contract::Success;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -32,7 +34,7 @@ pub async fn me_derive(
     Caller(actor): Caller,
     Path(target): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     actor.check_write(&actor.active)?;
     names::validate_flist(&target)?;
     let req: DeriveBody = serde_json::from_slice(&body).map_err(|e| {

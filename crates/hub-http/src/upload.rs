@@ -16,6 +16,8 @@ use hub_repo::{inspect, names, Actor};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use hub_contract::{AuthorSignature, Published, Success};
+
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::JobHandle;
@@ -118,7 +120,7 @@ pub async fn upload(
     Caller(actor): Caller,
     headers: HeaderMap,
     multipart: Multipart,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     actor.check_write(&actor.active)?;
     let job = st.jobs.start("upload", &actor.user).await?;
     let payload = upload_with_job(&st, &actor, &headers, multipart, job).await?;
@@ -271,7 +273,7 @@ pub async fn upload_flist(
     Caller(actor): Caller,
     headers: HeaderMap,
     mut multipart: Multipart,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success<Published>>> {
     actor.check_write(&actor.active)?;
     let mut staged = None;
     let mut name = None;
@@ -433,11 +435,15 @@ pub async fn upload_flist(
     })
     .await??;
     guard.disarm();
-    let mut payload = json!({"name": name, "files": files});
-    if let Some(key) = author_key {
-        payload["author_signature"] = json!({"key": key});
-    }
-    Ok(Json(render::success(Some(payload))))
+    Ok(Json(Success::with(Published {
+        name,
+        files: Some(files),
+        job: None,
+        author_signature: author_key.map(|key| AuthorSignature {
+            key,
+            signature: None,
+        }),
+    })))
 }
 
 /// The rfs `.fl` side of `upload-flist`: every block it references must be in the hub's

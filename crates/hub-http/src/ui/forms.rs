@@ -226,10 +226,7 @@ pub async fn upload_flist_post(
             multipart,
         )
         .await?;
-        let name = v["payload"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let name = v.payload.map(|p| p.name).unwrap_or_default();
         Ok((active, name))
     }
     .await;
