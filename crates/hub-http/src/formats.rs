@@ -274,7 +274,7 @@ pub(crate) fn fl_to_flist(
     let mut missing: Vec<String> = Vec::new();
     let mut missing_count = 0u64;
     for batch in keys.chunks(EXISTS_BATCH) {
-        let present = store.exists_many(batch).map_err(|e| ApiError::from(e))?;
+        let present = store.exists_many(batch).map_err(ApiError::from)?;
         for (k, p) in batch.iter().zip(present) {
             if !p {
                 missing_count += 1;

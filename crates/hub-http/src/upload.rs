@@ -456,7 +456,7 @@ async fn upload_fl(
     name: String,
     staged: hub_repo::StagedFlist,
     signed: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success<Published>>> {
     if signed {
         return Err(ApiError::bad_request(
             "an author signature binds the bytes of an .flist; an .fl is converted on upload: \
@@ -480,6 +480,7 @@ async fn upload_fl(
     let files = json!({
         "regular": s.regular, "symlink": s.symlink, "directory": s.directory,
         "special": s.special, "fullsize": s.fullsize, "chunks": blocks, "missing": 0,
+        "format": "fl",
     });
     let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
     let c2 = cancel.clone();
@@ -493,9 +494,12 @@ async fn upload_fl(
     })
     .await??;
     guard.disarm();
-    Ok(Json(render::success(Some(
-        json!({"name": name, "files": files, "format": "fl"}),
-    ))))
+    Ok(Json(Success::with(Published {
+        name,
+        files: Some(files),
+        job: None,
+        author_signature: None,
+    })))
 }
 
 /// Chunks an uploaded flist references that the store lacks: how many, and a few.

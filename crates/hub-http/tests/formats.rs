@@ -36,6 +36,7 @@ async fn hub() -> TestHub {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
+        answers: std::sync::Mutex::new(Vec::new()),
     }
 }
 
@@ -244,6 +245,7 @@ async fn a_tar_gz_upload_is_served_as_an_fl_that_extracts_to_the_source_tree() {
     assert_eq!(restored, tree);
     assert_eq!(flist.codecs(), [Codec::Flist].into_iter().collect());
     assert_eq!(h.get("/alice/nothing.fl").await.status(), 404);
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +280,7 @@ async fn an_fl_upload_is_served_as_an_flist_and_missing_blocks_are_refused_by_id
     let (status, v) = upload_fl(&h, &token, "routed.fl", data).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["payload"]["name"], "routed.flist");
-    assert_eq!(v["payload"]["format"], "fl");
+    assert_eq!(v["payload"]["files"]["format"], "fl");
     assert_eq!(v["payload"]["files"]["chunks"], blocks.len());
 
     let uploaded = Flist::open(&fl_file).expect("fixture");
@@ -305,6 +307,7 @@ async fn an_fl_upload_is_served_as_an_flist_and_missing_blocks_are_refused_by_id
     let (fl, restored) = extract(fl_bytes, "routed.fl").await;
     assert_eq!(restored, small_tree());
     assert_eq!(blocks_by_path(&fl), blocks_by_path(&uploaded));
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,6 +349,7 @@ async fn an_flist_born_and_an_fl_born_entry_merge() {
     let (bytes, _) = fetch(&h, "/alice/both.fl").await;
     let (_, restored) = extract(bytes, "both.fl").await;
     assert_eq!(restored, want, "and is served as .fl too");
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,4 +400,5 @@ async fn a_malformed_fl_upload_is_a_clear_400_and_leaves_nothing() {
         status == 404 || v.as_array().is_some_and(|a| a.is_empty()),
         "{status} {v}"
     );
+    h.stop().await;
 }
