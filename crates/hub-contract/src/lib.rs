@@ -33,6 +33,38 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// Routes of the contract whose path is also a key of the server's answer caches: built in
+/// one place, so that every reader of a cache (the router, the fast path) uses the same key.
+pub mod routes {
+    /// `GET /api/flist/<repo>`: the path.
+    pub fn listing(repo: &str) -> String {
+        format!("/api/flist/{repo}")
+    }
+
+    /// The cache key of `GET /api/flist/<repo>`'s answer.
+    pub fn listing_key(repo: &str) -> String {
+        format!("repo/{repo}")
+    }
+
+    /// The cache key of a download's name resolution: `<repo>/<name>`, which is also the
+    /// path of the download without its leading `/` (the fast path borrows it from the
+    /// request's path).
+    pub fn download_key(repo: &str, name: &str) -> String {
+        format!("{repo}/{name}")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn keys_are_the_paths_the_fast_path_borrows() {
+            assert_eq!(super::listing("alice"), "/api/flist/alice");
+            assert_eq!(super::listing_key("alice"), "repo/alice");
+            let path = "/alice/app.flist";
+            assert_eq!(super::download_key("alice", "app.flist"), path[1..]);
+        }
+    }
+}
+
 // ----- envelopes -----------------------------------------------------------------------------
 
 /// The `status` of an envelope.

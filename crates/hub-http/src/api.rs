@@ -85,7 +85,7 @@ pub async fn repo_listing(
     Path(repo): Path<String>,
 ) -> ApiResult<Response> {
     names::validate_repo(&repo)?;
-    let key = format!("repo/{repo}");
+    let key = hub_contract::routes::listing_key(&repo);
     let body = st
         .cached(&key, move |hub| {
             let items = hub

@@ -192,7 +192,7 @@ pub async fn repo_file(
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
     no_such_file(names::validate_flist(&name))?;
-    let key = format!("{repo}/{name}");
+    let key = hub_contract::routes::download_key(&repo, &name);
     let (r2, n2) = (repo.clone(), name.clone());
     let r = st
         .downloads
