@@ -4,7 +4,7 @@
 //! `cargo bench -p flist-benches --bench codec` (`-- --quick` for a short run).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use flist_format::codec::{decode_chunk, encode_chunk, CHUNK_SIZE};
+use flist_format::codec::{decode_chunk, decode_chunks, encode_chunk, encode_chunks, CHUNK_SIZE};
 
 /// Log-like text: compresses well, like most of a root filesystem's text files.
 fn compressible() -> Vec<u8> {
@@ -49,6 +49,25 @@ fn codec(c: &mut Criterion) {
         let enc = encode_chunk(&data);
         g.bench_function(format!("decode/{name}"), |b| {
             b.iter(|| decode_chunk(black_box(&enc.block), black_box(&enc.data)).map(|p| p.len()))
+        });
+    }
+    g.finish();
+    // batches of 8 chunks, as the converter and the readers hand them over
+    let mut g = c.benchmark_group("codec-batch8");
+    g.throughput(Throughput::Bytes(8 * CHUNK_SIZE as u64));
+    for (name, data) in [("compressible", compressible()), ("random", random())] {
+        // eight different chunks of the same kind
+        let chunks: Vec<Vec<u8>> = (0..8u8)
+            .map(|i| data.iter().map(|b| b ^ i).collect())
+            .collect();
+        let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        g.bench_function(format!("encode/{name}"), |b| {
+            b.iter(|| encode_chunks(black_box(&refs)))
+        });
+        let enc = encode_chunks(&refs);
+        let items: Vec<_> = enc.iter().map(|c| (&c.block, &c.data[..])).collect();
+        g.bench_function(format!("decode/{name}"), |b| {
+            b.iter(|| decode_chunks(black_box(&items)).len())
         });
     }
     g.finish();

@@ -48,9 +48,10 @@ impl UploadHarness {
             .expect("hub state");
         let (token, _) = state
             .hub
+            .accounts()
             .create_token("alice", &[], 3600, None)
             .expect("token");
-        let tmp = state.hub.tmp_dir().to_path_buf();
+        let tmp = state.hub.catalog().tmp_dir().to_path_buf();
         let app = hub_http::router(state);
         UploadHarness {
             rt,

@@ -18,6 +18,7 @@ mod codegen;
 mod fuzz;
 mod groups;
 mod hub_process;
+mod modgraph;
 mod prereq;
 
 fn main() -> Result<()> {
@@ -32,6 +33,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("codegen") => codegen::run(&rest),
+        Some("arch") => modgraph::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         Some("bench") => match rest.first().map(String::as_str) {
             Some("store") => bench_store::run(&rest[1..]),
@@ -52,7 +54,7 @@ fn main() -> Result<()> {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|doctor|fuzz|bench <store|convert|api|extract|verify|codec|oci|mount|push|all>|codegen>\n\
+                "usage: cargo xtask <test|doctor|arch|fuzz|bench <store|convert|api|extract|verify|codec|oci|mount|push|all>|codegen>\n\
                  \n  test [GROUP|CRATE] [-- ARGS]  install missing prerequisites, then run the tests:\
                  \n            all (default), fast (no slow groups), oci, browser, or one crate\
                  \n  doctor    list the test prerequisites: found (version) or missing\

@@ -326,7 +326,9 @@ fn run(cli: Cli) -> Result<()> {
             let secs = parse_duration_secs(&ttl)
                 .with_context(|| format!("bad --ttl {ttl:?} (use 30d, 12h, 15m, 90s)"))?;
             let hub = Hub::open_existing(&data_dir)?;
-            let (token, info) = hub.create_token(&user, &member_of, secs, label.as_deref())?;
+            let (token, info) =
+                hub.accounts()
+                    .create_token(&user, &member_of, secs, label.as_deref())?;
             eprintln!(
                 "token #{} for {} expires {}",
                 info.id,
@@ -346,8 +348,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let hub = Hub::open_existing(&data_dir)?;
             let done = match (token, id) {
-                (Some(t), None) => hub.revoke_token(&t)?,
-                (None, Some(i)) => hub.revoke_token_id(i)?,
+                (Some(t), None) => hub.accounts().revoke_token(&t)?,
+                (None, Some(i)) => hub.accounts().revoke_token_id(i)?,
                 _ => bail!("give either the token or --id"),
             };
             if !done {
@@ -620,7 +622,7 @@ fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let pw = password(password_stdin)?;
             let hub = Hub::open_existing(&data_dir)?;
-            let u = hub.user_add(&name, &pw, admin)?;
+            let u = hub.accounts().user_add(&name, &pw, admin)?;
             eprintln!(
                 "created {}{}: sign in on the web page with this name and password",
                 u.name,
@@ -630,7 +632,7 @@ fn user(cmd: UserCmd) -> Result<()> {
         }
         UserCmd::List { data_dir } => {
             let hub = Hub::open_existing(&data_dir)?;
-            for u in hub.user_list()? {
+            for u in hub.accounts().user_list()? {
                 println!(
                     "{}\t{}\tcreated {}",
                     u.name,
@@ -647,13 +649,13 @@ fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let pw = password(password_stdin)?;
             let hub = Hub::open_existing(&data_dir)?;
-            hub.user_passwd(&name, &pw)?;
+            hub.accounts().user_passwd(&name, &pw)?;
             eprintln!("password of {name} changed; its web sessions ended");
             Ok(())
         }
         UserCmd::Remove { data_dir, name } => {
             let hub = Hub::open_existing(&data_dir)?;
-            hub.user_remove(&name)?;
+            hub.accounts().user_remove(&name)?;
             eprintln!("removed {name}; its web sessions ended (its repository stays)");
             Ok(())
         }
@@ -665,7 +667,7 @@ async fn serve(cfg: HubConfig) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
     let server = hub_http::start(cfg).await?;
     let st = server.state.clone();
-    let users = st.hub.user_count().unwrap_or(0);
+    let users = st.hub.accounts().user_count().unwrap_or(0);
     println!(
         "flist hub listening on http://{} (public URL {}, data in {})",
         server.addr,

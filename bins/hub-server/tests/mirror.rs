@@ -526,10 +526,12 @@ fn seed(data: &Path, repos: usize, per: usize) {
         let actor = Actor::new(repo.clone(), vec![]);
         for i in 0..per {
             flist.metadata.set("seed", format!("{repo}/{i}"));
-            hub.store_flist(&actor, &repo, &format!("f{i}.flist"), &flist, None)
+            hub.catalog()
+                .store_flist(&actor, &repo, &format!("f{i}.flist"), &flist, None)
                 .expect("store");
         }
-        hub.link(&actor, &repo, "f0.flist", "latest.flist")
+        hub.catalog()
+            .link(&actor, &repo, "f0.flist", "latest.flist")
             .expect("link");
     }
 }
@@ -543,7 +545,7 @@ fn assert_complete(data: &Path) -> usize {
         report.is_clean(),
         "mirror shows an entry without its complete file: {report:?}"
     );
-    hub.repositories().expect("repos").len()
+    hub.catalog().repositories().expect("repos").len()
 }
 
 #[tokio::test]

@@ -403,3 +403,60 @@ fn concurrent_mounts_share_one_cache() {
         "cache holds {used} bytes over its 1 MiB bound"
     );
 }
+
+#[test]
+fn record_access_stores_the_prefetch_list_in_the_flist() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let (flist, store, big) = small_flist(s);
+    let before = flist_format::Flist::open(&flist).unwrap();
+    assert_eq!(before.metadata.prefetch().unwrap(), None);
+    let mp = s.join("mnt");
+    let m = MountProc::start(
+        p(&flist),
+        &mp,
+        &["--store", &store, "--no-cache", "--record-access"],
+    );
+    // listing and stat are not recorded; opening is, once, in order
+    assert_eq!(fs::read_dir(&mp).unwrap().count(), 2);
+    assert_eq!(fs::metadata(mp.join("etc/hostname")).unwrap().len(), 5);
+    assert_eq!(fs::read(mp.join("big")).unwrap(), big);
+    assert_eq!(
+        fs::read_to_string(mp.join("etc/hostname")).unwrap(),
+        "orig\n"
+    );
+    assert_eq!(fs::read(mp.join("big")).unwrap().len(), big.len());
+    let stats = m.stop();
+    assert_eq!(stats["recorded_files"], 2, "{stats}");
+
+    // Kept in the flist's metadata: one more key, nothing else changes.
+    let after = flist_format::Flist::open(&flist).unwrap();
+    assert_eq!(
+        after.metadata.prefetch().unwrap().unwrap(),
+        ["/big", "/etc/hostname"]
+    );
+    assert_eq!(after.find_response(), before.find_response());
+    assert_eq!(after.metadata.len(), before.metadata.len() + 1);
+
+    // A later mount (--no-prefetch or not) serves the same bytes.
+    let m = MountProc::start(p(&flist), &mp, &["--store", &store, "--no-cache"]);
+    assert_eq!(fs::read(mp.join("big")).unwrap(), big);
+    m.stop();
+
+    // Recording needs a file to write to.
+    let out = zflist()
+        .args([
+            "mount",
+            "http://127.0.0.1:9/x.flist",
+            p(&mp),
+            "--record-access",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("--record-access") && msg.contains("download"),
+        "{msg}"
+    );
+}

@@ -91,20 +91,34 @@ impl ChunkCache {
 
     /// The decoded chunk for `block`, if cached and intact. A damaged entry is removed.
     pub fn get(&self, block: &Block) -> Option<Vec<u8>> {
+        let data = self.read(block)?;
+        if !plain_matches(block, &data) {
+            self.remove_damaged(block);
+            return None;
+        }
+        Some(data)
+    }
+
+    /// The cached bytes for `block`, not checked (the caller checks them, several at once,
+    /// and calls [`ChunkCache::remove_damaged`] on a mismatch). Marks the entry as recently
+    /// used.
+    pub fn read(&self, block: &Block) -> Option<Vec<u8>> {
         let path = self.path_of(block.id());
         let mut f = File::open(&path).ok()?;
         let mut data = Vec::with_capacity(f.metadata().map(|m| m.len() as usize).unwrap_or(0));
         if f.read_to_end(&mut data).is_err() {
             return None;
         }
-        if !plain_matches(block, &data) {
-            tracing::warn!("cache entry {} is damaged: removed", path.display());
-            let _ = fs::remove_file(&path);
-            return None;
-        }
         // Recency for the LRU eviction.
         let _ = f.set_modified(SystemTime::now());
         Some(data)
+    }
+
+    /// Removes an entry that failed its check.
+    pub fn remove_damaged(&self, block: &Block) {
+        let path = self.path_of(block.id());
+        tracing::warn!("cache entry {} is damaged: removed", path.display());
+        let _ = fs::remove_file(&path);
     }
 
     /// True when a chunk is present (not checked).

@@ -62,4 +62,6 @@ pub use error::ChunkError;
 pub use pipeline::{read_batch, Pipeline};
 pub use readahead::ReadAhead;
 pub use source::{ChunkSource, Stats, StatsSnapshot};
-pub use verify::{decode, plain_matches, store_key, stored_matches};
+pub use verify::{
+    decode, decode_many, plain_matches, plains_match_many, store_key, stored_matches,
+};

@@ -14,7 +14,7 @@ use flist_format::Block;
 use flist_store::{BlockingStore, Pending};
 
 use crate::error::ChunkError;
-use crate::verify::{decode, store_key};
+use crate::verify::{decode_many, store_key};
 
 /// How a batched read runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,17 +111,14 @@ impl Pipeline {
                 let (on_chunk, store_name) = (&on_chunk, &store_name);
                 hs.push(s.spawn(move || -> Result<(), E> {
                     for (start, values) in rx {
-                        for (k, v) in values.into_iter().enumerate() {
-                            let i = start + k;
-                            let Some(block) = blocks.get(i) else { continue };
-                            let r = match v {
-                                Some(data) => decode(block, &data),
-                                None => Err(ChunkError::Missing {
-                                    chunk: hex::encode(store_key(block)),
-                                    store: store_name.clone(),
-                                }),
-                            };
-                            on_chunk(i, r)?;
+                        let Some(blocks) = blocks.get(start..) else {
+                            continue;
+                        };
+                        for (k, r) in decode_all(blocks, values, store_name)
+                            .into_iter()
+                            .enumerate()
+                        {
+                            on_chunk(start + k, r)?;
                         }
                     }
                     Ok(())
@@ -199,6 +196,33 @@ pub fn read_batch(
     Ok((plain, stored))
 }
 
+/// Decodes one answer's chunks (in order; the answer may be shorter than `blocks`) on the
+/// calling thread, all at once ([`decode_many`]); an absent value is [`ChunkError::Missing`].
+fn decode_all(
+    blocks: &[Block],
+    values: Vec<Option<Bytes>>,
+    store: &str,
+) -> Vec<Result<Vec<u8>, ChunkError>> {
+    let pairs: Vec<(&Block, Option<Bytes>)> = blocks.iter().zip(values).collect();
+    let items: Vec<(&Block, &[u8])> = pairs
+        .iter()
+        .filter_map(|(b, v)| v.as_ref().map(|d| (*b, &d[..])))
+        .collect();
+    let mut decoded = decode_many(&items).into_iter();
+    pairs
+        .iter()
+        .map(|(b, v)| match v {
+            Some(_) => decoded
+                .next()
+                .unwrap_or_else(|| Err(ChunkError::Stopped("a decoded chunk went missing".into()))),
+            None => Err(ChunkError::Missing {
+                chunk: hex::encode(store_key(b)),
+                store: store.to_string(),
+            }),
+        })
+        .collect()
+}
+
 /// Decodes one answer's chunks, on up to `workers` threads, in order.
 fn decode_batch(
     blocks: &[Block],
@@ -206,33 +230,24 @@ fn decode_batch(
     workers: usize,
     store: &str,
 ) -> Vec<Result<Vec<u8>, ChunkError>> {
-    let one = |block: &Block, v: Option<Bytes>| match v {
-        Some(data) => decode(block, &data),
-        None => Err(ChunkError::Missing {
-            chunk: hex::encode(store_key(block)),
-            store: store.to_string(),
-        }),
-    };
-    let items: Vec<(&Block, Option<Bytes>)> = blocks.iter().zip(values).collect();
-    if workers <= 1 || items.len() <= 1 {
-        return items.into_iter().map(|(b, v)| one(b, v)).collect();
+    let values: Vec<Option<Bytes>> = values.into_iter().take(blocks.len()).collect();
+    if workers <= 1 || values.len() <= 1 {
+        return decode_all(blocks, values, store);
     }
-    let per = items.len().div_ceil(workers);
-    let mut parts: Vec<Vec<(&Block, Option<Bytes>)>> = Vec::new();
-    let mut items = items.into_iter();
-    loop {
-        let part: Vec<_> = items.by_ref().take(per).collect();
+    let per = values.len().div_ceil(workers);
+    let mut parts: Vec<(&[Block], Vec<Option<Bytes>>)> = Vec::new();
+    let mut rest = values.into_iter();
+    for b in blocks.chunks(per) {
+        let part: Vec<_> = rest.by_ref().take(per).collect();
         if part.is_empty() {
             break;
         }
-        parts.push(part);
+        parts.push((b, part));
     }
     std::thread::scope(|s| {
         let hs: Vec<_> = parts
             .into_iter()
-            .map(|part| {
-                s.spawn(move || part.into_iter().map(|(b, v)| one(b, v)).collect::<Vec<_>>())
-            })
+            .map(|(b, part)| s.spawn(move || decode_all(b, part, store)))
             .collect();
         hs.into_iter()
             .flat_map(|h| {

@@ -4,7 +4,7 @@
 //! block (`flist_format::codec::decode_chunk`), so a second block codec plugs in there
 //! without touching the readers.
 
-use flist_format::codec::{blake2b, decode_chunk};
+use flist_format::codec::{blake2b, decode_chunk, decode_chunks, plains_match};
 use flist_format::Block;
 
 use crate::error::ChunkError;
@@ -18,6 +18,20 @@ pub fn store_key(block: &Block) -> Vec<u8> {
 /// and checks the plaintext against the block's key.
 pub fn decode(block: &Block, data: &[u8]) -> Result<Vec<u8>, ChunkError> {
     Ok(decode_chunk(block, data)?)
+}
+
+/// [`decode`] of several chunks at once, faster: hashes several at a time, equal-length
+/// chunks decrypted together (`flist_format::codec::decode_chunks`). Results in order.
+pub fn decode_many(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, ChunkError>> {
+    decode_chunks(items)
+        .into_iter()
+        .map(|r| r.map_err(ChunkError::from))
+        .collect()
+}
+
+/// [`plain_matches`] of several plaintexts at once (hashed several at a time).
+pub fn plains_match_many(items: &[(&Block, &[u8])]) -> Vec<bool> {
+    plains_match(items)
 }
 
 /// True when `plain` is the block's plaintext (its hash is the block's key): a cache entry

@@ -199,7 +199,7 @@ pub fn scan_file(
 ) -> Result<ModuleScan, String> {
     let mut stream = ChunkStream::new(tree, id, store)?;
     let mut found = ModuleScan::default();
-    let r = scan_segments(&mut stream, wanted, &mut found);
+    let r = scan_segments(&mut stream, wanted, &mut found, false);
     found.fetched_bytes = stream.fetched();
     r.map(|()| found)
 }
@@ -208,7 +208,7 @@ pub fn scan_file(
 pub fn scan(reader: impl Read, wanted: &[&str]) -> Result<ModuleScan, String> {
     let mut found = ModuleScan::default();
     let mut src = Decoded(reader);
-    scan_segments(&mut src, wanted, &mut found)?;
+    scan_segments(&mut src, wanted, &mut found, false)?;
     Ok(found)
 }
 
@@ -265,11 +265,13 @@ pub(crate) fn decoder<'a>(
     })
 }
 
-/// Raw archives one after another; a compressed one is scanned to its end and ends the scan.
+/// Archives one after another; a compressed one is scanned to its end (its archives with
+/// `inner` set: no compression inside compression) and ends the scan.
 fn scan_segments<S: Source>(
     src: &mut S,
     wanted: &[&str],
     found: &mut ModuleScan,
+    inner: bool,
 ) -> Result<(), String> {
     while !done(found, wanted) {
         let Some(magic) = next_magic(src)? else {
@@ -279,6 +281,9 @@ fn scan_segments<S: Source>(
             scan_archive(src, &magic, wanted, found)?;
             continue;
         }
+        if inner {
+            return Err("the decompressed initramfs is not a cpio archive".into());
+        }
         let rest = io::Cursor::new(magic.to_vec()).chain(&mut *src);
         let Some((_, compressed)) = decoder(&magic, rest) else {
             return Err(format!(
@@ -286,26 +291,8 @@ fn scan_segments<S: Source>(
                 &magic[..4]
             ));
         };
-        let mut inner = Decoded(compressed.take(MAX_SCANNED));
-        return scan_inner(&mut inner, wanted, found);
-    }
-    Ok(())
-}
-
-/// The archives inside one compressed stream.
-fn scan_inner<S: Source>(
-    src: &mut S,
-    wanted: &[&str],
-    found: &mut ModuleScan,
-) -> Result<(), String> {
-    while !done(found, wanted) {
-        let Some(magic) = next_magic(src)? else {
-            return Ok(());
-        };
-        if !magic.starts_with(b"0707") {
-            return Err("the decompressed initramfs is not a cpio archive".into());
-        }
-        scan_archive(src, &magic, wanted, found)?;
+        let mut decoded = Decoded(compressed.take(MAX_SCANNED));
+        return scan_segments(&mut decoded, wanted, found, true);
     }
     Ok(())
 }

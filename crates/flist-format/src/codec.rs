@@ -14,6 +14,8 @@
 use crate::error::CodecError;
 use crate::tree::Block;
 
+mod lanes;
+
 /// Which chunk codec: the one of `.flist` files or the one of rfs `.fl` files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Codec {
@@ -269,9 +271,8 @@ pub fn xxtea_encrypt(data: &[u8], key: &[u8; 16]) -> Vec<u8> {
 }
 
 /// Encodes several chunks: the same result as [`encode_chunk`] on each, faster (the
-/// encryption runs on two chunks at a time).
+/// hashes run four at a time, the encryption on several chunks at a time).
 pub fn encode_chunks(plains: &[&[u8]]) -> Vec<EncodedChunk> {
-    let mut out = Vec::with_capacity(plains.len());
     // One compression buffer for the whole batch (no zeroed allocation per chunk).
     let mut snappy = snap::raw::Encoder::new();
     let mut buf = Vec::new();
@@ -286,33 +287,96 @@ pub fn encode_chunks(plains: &[&[u8]]) -> Vec<EncodedChunk> {
         }
     };
     let keys = blake2b16_many(plains);
-    let mut sealed: Vec<Vec<u8>> = Vec::with_capacity(plains.len());
-    for (pair, kp) in plains.chunks(2).zip(keys.chunks(2)) {
-        match (pair, kp) {
-            ([a, b], [ka, kb]) => {
-                let mut wa = compress_words(a);
-                let mut wb = compress_words(b);
-                xxtea_words_pair(&mut wa, &key_words(ka), &mut wb, &key_words(kb));
-                sealed.push(from_words(&wa));
-                sealed.push(from_words(&wb));
+    let mut words: Vec<Vec<u32>> = plains.iter().map(|p| compress_words(p)).collect();
+    encrypt_batch(&mut words, &keys);
+    let sealed: Vec<Vec<u8>> = words.iter().map(|w| from_words(w)).collect();
+    let refs: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
+    let hashes = blake2b16_many(&refs);
+    sealed
+        .into_iter()
+        .zip(hashes)
+        .zip(keys)
+        .map(|((data, hash), key)| EncodedChunk {
+            block: Block::Flist { hash, key },
+            data,
+        })
+        .collect()
+}
+
+/// Runs of at least this many equal-length chunks go through [`lanes`]; shorter ones are
+/// encrypted in pairs.
+const MIN_LANES: usize = 3;
+
+/// The indices of `lens` in groups for [`lanes`] (equal lengths, up to [`lanes::LANES`],
+/// at least [`MIN_LANES`]) and the rest, in order.
+fn lane_groups(lens: &[usize]) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| lens[i]);
+    let (mut groups, mut rest) = (Vec::new(), Vec::new());
+    for run in order.chunk_by(|a, b| lens[*a] == lens[*b]) {
+        for group in run.chunks(lanes::LANES) {
+            if group.len() >= MIN_LANES {
+                groups.push(group.to_vec());
+            } else {
+                rest.extend_from_slice(group);
             }
-            ([a], [ka]) => {
-                let mut w = compress_words(a);
-                xxtea_words(&mut w, &key_words(ka));
-                sealed.push(from_words(&w));
+        }
+    }
+    rest.sort_unstable();
+    (groups, rest)
+}
+
+/// XXTEA-encrypts each word vector under its key: equal-length ones several at a time in
+/// [`lanes`], the others two at a time.
+fn encrypt_batch(words: &mut [Vec<u32>], keys: &[[u8; 16]]) {
+    let lens: Vec<usize> = words.iter().map(Vec::len).collect();
+    let (groups, rest) = lane_groups(&lens);
+    for group in groups {
+        let mut ws: Vec<Vec<u32>> = group
+            .iter()
+            .map(|&i| std::mem::take(&mut words[i]))
+            .collect();
+        let ks: Vec<&[u8; 16]> = group.iter().map(|&i| &keys[i]).collect();
+        lanes::encrypt_words(&mut ws, &ks);
+        for (i, w) in group.into_iter().zip(ws) {
+            words[i] = w;
+        }
+    }
+    for pair in rest.chunks(2) {
+        match *pair {
+            [a, b] => {
+                let (ka, kb) = (key_words(&keys[a]), key_words(&keys[b]));
+                let (lo, hi) = words.split_at_mut(b);
+                xxtea_words_pair(&mut lo[a], &ka, &mut hi[0], &kb);
             }
+            [a] => xxtea_words(&mut words[a], &key_words(&keys[a])),
             _ => {}
         }
     }
-    let refs: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
-    let hashes = blake2b16_many(&refs);
-    for ((data, hash), key) in sealed.into_iter().zip(hashes).zip(keys) {
-        out.push(EncodedChunk {
-            block: Block::Flist { hash, key },
-            data,
-        });
-    }
-    out
+}
+
+/// For each `(block, plain)`: true when `plain` is the block's plaintext (its hash is the
+/// block's key), as [`Block::matches_plain`], hashing several at once.
+pub fn plains_match(items: &[(&Block, &[u8])]) -> Vec<bool> {
+    let flist: Vec<&[u8]> = items
+        .iter()
+        .filter(|(b, _)| matches!(b, Block::Flist { .. }))
+        .map(|(_, p)| *p)
+        .collect();
+    let rfs: Vec<&[u8]> = items
+        .iter()
+        .filter(|(b, _)| matches!(b, Block::Rfs { .. }))
+        .map(|(_, p)| *p)
+        .collect();
+    let mut flist = blake2b_many::<16>(&flist).into_iter();
+    let mut rfs = blake2b_many::<32>(&rfs).into_iter();
+    items
+        .iter()
+        .map(|(b, _)| match b {
+            Block::Flist { key, .. } => flist.next().as_ref() == Some(key),
+            Block::Rfs { key, .. } => rfs.next().as_ref() == Some(key),
+        })
+        .collect()
 }
 
 /// BLAKE2b-16 of each input, several at once; see [`blake2b_many`].
@@ -408,120 +472,148 @@ fn xxtea_unwords_pair(a: &mut [u32], ka: &[u32; 4], b: &mut [u32], kb: &[u32; 4]
     }
 }
 
-/// The plaintext of decrypted words: `None` when the embedded length is impossible.
-fn unwords_to_bytes(v: &[u32]) -> Option<Vec<u8>> {
-    let n = v.len();
-    let m = v[n - 1] as usize;
-    let max = 4 * n - 4;
-    if m > max || m + 3 < max {
-        return None;
-    }
-    let mut out = Vec::with_capacity(max);
-    for w in &v[..n - 1] {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
-    out.truncate(m);
-    Some(out)
-}
-
-/// Decodes several stored chunks of either codec: the same results as [`decode_chunk`] on
-/// each, faster for `.flist` chunks (hashes computed several at a time, XXTEA run on two
-/// chunks at once).
-pub fn decode_chunks(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, CodecError>> {
-    let mut out: Vec<Option<Result<Vec<u8>, CodecError>>> = vec![None; items.len()];
-    // `.flist` chunks whose stored bytes hash right and are whole words, with their words.
-    let flist: Vec<usize> = (0..items.len())
-        .filter(|&i| matches!(items[i].0, Block::Flist { .. }))
-        .collect();
-    let datas: Vec<&[u8]> = flist.iter().map(|&i| items[i].1).collect();
-    let hashes = blake2b16_many(&datas);
-    let mut ready: Vec<(usize, Vec<u32>, [u32; 4])> = Vec::new();
-    for (&i, h) in flist.iter().zip(hashes) {
-        let (block, data) = items[i];
-        let Block::Flist { hash, key } = block else {
-            continue;
-        };
-        if h != *hash {
-            out[i] = Some(Err(CodecError::HashMismatch {
-                chunk: hex::encode(hash),
-                what: "stored bytes",
-            }));
-        } else if data.len() < 8 || !data.len().is_multiple_of(4) {
-            out[i] = Some(Err(CodecError::Decrypt {
-                chunk: hex::encode(hash),
-            }));
-        } else {
-            let words = data
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            ready.push((i, words, key_words(key)));
-        }
-    }
-    for pair in ready.chunks_mut(2) {
-        match pair {
-            [(_, a, ka), (_, b, kb)] => xxtea_unwords_pair(a, ka, b, kb),
-            [(_, a, ka)] => xxtea_unwords(a, ka),
-            _ => {}
-        }
-    }
-    let mut snappy = snap::raw::Decoder::new();
-    for (i, words, _) in ready {
-        let Block::Flist { hash, key } = items[i].0 else {
-            continue;
-        };
-        let chunk = || hex::encode(hash);
-        let r = unwords_to_bytes(&words)
-            .ok_or_else(|| CodecError::Decrypt { chunk: chunk() })
-            .and_then(|c| {
-                snappy
-                    .decompress_vec(&c)
-                    .map_err(|e| CodecError::Decompress {
-                        chunk: chunk(),
-                        reason: e.to_string(),
-                    })
-            })
-            .and_then(|plain| {
-                if blake2b::<16>(&plain) == *key {
-                    Ok(plain)
-                } else {
-                    Err(CodecError::HashMismatch {
-                        chunk: chunk(),
-                        what: "plaintext",
-                    })
-                }
-            });
-        out[i] = Some(r);
-    }
-    out.into_iter()
-        .zip(items)
-        .map(|(r, (block, data))| r.unwrap_or_else(|| decode_chunk(block, data)))
-        .collect()
-}
-
 /// Reverses [`xxtea_encrypt`]; `None` when the input is not whole words or the embedded
 /// length is impossible (wrong key or corrupt data).
 pub fn xxtea_decrypt(data: &[u8], key: &[u8; 16]) -> Option<Vec<u8>> {
-    if data.len() < 8 || !data.len().is_multiple_of(4) {
+    if !decryptable(data) {
         return None;
     }
     let mut v: Vec<u32> = data
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let n = v.len();
     xxtea_unwords(&mut v, &key_words(key));
-    let m = v[n - 1] as usize;
-    let max = 4 * n - 4;
-    if m > max || m + 3 < max {
-        return None;
-    }
-    let mut out = Vec::with_capacity(max);
-    for w in &v[..n - 1] {
+    unwords(&v)
+}
+
+/// Whole words, at least two.
+fn decryptable(data: &[u8]) -> bool {
+    data.len() >= 8 && data.len().is_multiple_of(4)
+}
+
+/// The bytes of decrypted words: all but the last, cut to the length the last one holds;
+/// `None` when that length is impossible.
+fn unwords(v: &[u32]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(4 * v.len());
+    for w in v {
         out.extend_from_slice(&w.to_le_bytes());
+    }
+    cut_to_length(out)
+}
+
+/// Decrypted bytes (whole words, the last one holding the length) cut to that length, in
+/// place; `None` when the length is impossible.
+fn cut_to_length(mut out: Vec<u8>) -> Option<Vec<u8>> {
+    let at = out.len().checked_sub(4)?;
+    let m = u32::from_le_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]) as usize;
+    if m > at || m + 3 < at {
+        return None;
     }
     out.truncate(m);
     Some(out)
+}
+
+/// A `.flist` chunk of a batch being decoded: its index, store hash, key and stored bytes.
+type Pending<'a> = (usize, &'a [u8; 16], &'a [u8; 16], &'a [u8]);
+
+/// Checks, decrypts and decompresses several stored chunks of either codec: the same
+/// results as [`decode_chunk`] on each, faster for `.flist` chunks (hashes four at a time,
+/// equal-length chunks decrypted together in SIMD lanes, the others two at a time).
+pub fn decode_chunks(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, CodecError>> {
+    // every pending .flist entry is overwritten below
+    let mut out: Vec<Result<Vec<u8>, CodecError>> = Vec::with_capacity(items.len());
+    // .flist chunks whose stored bytes match their store key: (index, hash, key, data)
+    let mut flist: Vec<Pending> = Vec::new();
+    let stored: Vec<&[u8]> = items
+        .iter()
+        .filter(|(b, _)| matches!(b, Block::Flist { .. }))
+        .map(|(_, d)| *d)
+        .collect();
+    let mut stored_hashes = blake2b16_many(&stored).into_iter();
+    for (i, (block, data)) in items.iter().enumerate() {
+        match block {
+            Block::Rfs { id, key } => out.push(rfs::decode_block(id, key, data)),
+            Block::Flist { hash, key } => {
+                if stored_hashes.next().as_ref() != Some(hash) {
+                    out.push(Err(CodecError::HashMismatch {
+                        chunk: hex::encode(hash),
+                        what: "stored bytes",
+                    }));
+                } else if !decryptable(data) {
+                    out.push(Err(CodecError::Decrypt {
+                        chunk: hex::encode(hash),
+                    }));
+                } else {
+                    out.push(Ok(Vec::new()));
+                    flist.push((i, hash, key, data));
+                }
+            }
+        }
+    }
+    // decrypt: equal lengths in lanes, the rest one by one
+    let lens: Vec<usize> = flist.iter().map(|f| f.3.len()).collect();
+    let (groups, rest) = lane_groups(&lens);
+    let mut decrypted: Vec<Option<Vec<u8>>> = vec![None; flist.len()];
+    for group in groups {
+        let data: Vec<&[u8]> = group.iter().map(|&j| flist[j].3).collect();
+        let keys: Vec<&[u8; 16]> = group.iter().map(|&j| flist[j].2).collect();
+        for (j, d) in group.iter().zip(lanes::decrypt_bytes(&data, &keys)) {
+            decrypted[*j] = cut_to_length(d);
+        }
+    }
+    let words = |d: &[u8]| -> Vec<u32> {
+        d.chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    for pair in rest.chunks(2) {
+        match *pair {
+            [a, b] => {
+                let (mut wa, mut wb) = (words(flist[a].3), words(flist[b].3));
+                let (ka, kb) = (key_words(flist[a].2), key_words(flist[b].2));
+                xxtea_unwords_pair(&mut wa, &ka, &mut wb, &kb);
+                decrypted[a] = unwords(&wa);
+                decrypted[b] = unwords(&wb);
+            }
+            [a] => decrypted[a] = xxtea_decrypt(flist[a].3, flist[a].2),
+            _ => {}
+        }
+    }
+    // decompress, then check the plaintexts four at a time
+    let mut decoder = snap::raw::Decoder::new();
+    let plains: Vec<Result<Vec<u8>, CodecError>> = flist
+        .iter()
+        .zip(decrypted)
+        .map(|((_, hash, _, _), d)| {
+            let compressed = d.ok_or_else(|| CodecError::Decrypt {
+                chunk: hex::encode(hash),
+            })?;
+            decoder
+                .decompress_vec(&compressed)
+                .map_err(|e| CodecError::Decompress {
+                    chunk: hex::encode(hash),
+                    reason: e.to_string(),
+                })
+        })
+        .collect();
+    let ok: Vec<&[u8]> = plains
+        .iter()
+        .filter_map(|p| p.as_ref().ok().map(Vec::as_slice))
+        .collect();
+    let mut plain_hashes = blake2b16_many(&ok).into_iter();
+    for ((i, hash, key, _), plain) in flist.iter().zip(plains) {
+        out[*i] = plain.and_then(|p| {
+            if plain_hashes.next().as_ref() == Some(*key) {
+                Ok(p)
+            } else {
+                Err(CodecError::HashMismatch {
+                    chunk: hex::encode(hash),
+                    what: "plaintext",
+                })
+            }
+        });
+    }
+    out
 }
 
 /// The rfs block codec (`.fl`): BLAKE2b-256 key, raw snappy, AES-256-GCM with the nonce
@@ -735,6 +827,58 @@ mod tests {
 
     #[test]
     fn batch_decoding_equals_one_by_one() {
+        let mut x = 0x0bad_5eed_1234_5678u64;
+        let mut noise = |n: usize, random: bool| -> Vec<u8> {
+            (0..n)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if random {
+                        x as u8
+                    } else {
+                        (i % 13) as u8
+                    }
+                })
+                .collect()
+        };
+        // equal-length runs (lanes: 9 random full chunks = 8 + 1) and odd ones out
+        let mut plains: Vec<Vec<u8>> = (0..9).map(|_| noise(CHUNK_SIZE, true)).collect();
+        plains.extend([0, 1, 5, 100, 4096].map(|n| noise(n, false)));
+        plains.extend((0..3).map(|_| noise(1000, true)));
+        let refs: Vec<&[u8]> = plains.iter().map(Vec::as_slice).collect();
+        let mut enc = encode_chunks(&refs);
+        enc.push(rfs::encode_block(b"an rfs block in the same batch"));
+        // damage: stored bytes of one lane member, the length word of another (decrypts to
+        // an impossible length), a key of a third (decrypts to garbage)
+        enc[2].data[100] ^= 1;
+        let n = enc[4].data.len();
+        enc[4].data[n - 1] ^= 0x80;
+        let rehashed = blake2b::<16>(&enc[4].data);
+        if let Block::Flist { hash, .. } = &mut enc[4].block {
+            *hash = rehashed;
+        }
+        if let Block::Flist { key, .. } = &mut enc[6].block {
+            key[0] ^= 1;
+        }
+        let items: Vec<(&Block, &[u8])> = enc.iter().map(|c| (&c.block, &c.data[..])).collect();
+        let batch = decode_chunks(&items);
+        assert_eq!(batch.len(), items.len());
+        for (i, ((block, data), got)) in items.iter().zip(&batch).enumerate() {
+            let want = decode_chunk(block, data);
+            match (&want, got) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "chunk {i}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "chunk {i}"),
+                _ => panic!("chunk {i}: {want:?} vs {got:?}"),
+            }
+        }
+        assert!(batch[2].is_err() && batch[4].is_err() && batch[6].is_err());
+        assert_eq!(batch.iter().filter(|r| r.is_ok()).count(), items.len() - 3);
+        assert!(decode_chunks(&[]).is_empty());
+    }
+
+    #[test]
+    fn batch_decoding_in_pairs_equals_one_by_one() {
         let mut x = 0x0bad_cafe_1234_5678u64;
         let mut noise = |n: usize| -> Vec<u8> {
             (0..n)

@@ -24,6 +24,11 @@ pub const KEY_PORT: &str = "port";
 pub const KEY_VOLUME: &str = "volume";
 /// Metadata key of the readme.
 pub const KEY_README: &str = "readme";
+/// Metadata key of the prefetch list: a JSON array of the paths of the files a first run
+/// read, in the order it first opened them (`zflist mount --record-access`). Readers that
+/// do not know it ignore it (any other key is a raw string to them); `mount` loads those
+/// files' chunks in that order as soon as it is mounted.
+pub const KEY_PREFETCH: &str = "prefetch";
 
 pub use crate::backend::Backend;
 
@@ -130,11 +135,16 @@ impl Metadata {
 
     /// The `entrypoint` argv.
     pub fn entrypoint(&self) -> Result<Option<Vec<String>>, FormatError> {
-        let Some(v) = self.json(KEY_ENTRYPOINT)? else {
+        self.string_array(KEY_ENTRYPOINT)
+    }
+
+    /// The value of `key` as a JSON array of strings.
+    fn string_array(&self, key: &str) -> Result<Option<Vec<String>>, FormatError> {
+        let Some(v) = self.json(key)? else {
             return Ok(None);
         };
         let bad = || FormatError::Metadata {
-            key: KEY_ENTRYPOINT.into(),
+            key: key.into(),
             reason: "not a JSON array of strings".into(),
         };
         let arr = v.as_array().ok_or_else(bad)?;
@@ -142,6 +152,19 @@ impl Metadata {
             .map(|x| x.as_str().map(str::to_string).ok_or_else(bad))
             .collect::<Result<_, _>>()
             .map(Some)
+    }
+
+    /// The prefetch list ([`KEY_PREFETCH`]): paths in first-access order.
+    pub fn prefetch(&self) -> Result<Option<Vec<String>>, FormatError> {
+        self.string_array(KEY_PREFETCH)
+    }
+
+    /// Sets the prefetch list ([`KEY_PREFETCH`]).
+    pub fn set_prefetch(&mut self, paths: &[String]) {
+        self.set_json(
+            KEY_PREFETCH,
+            &Value::Array(paths.iter().cloned().map(Value::from).collect()),
+        );
     }
 
     /// Sets `entrypoint`.
@@ -451,5 +474,21 @@ mod tests {
         assert_eq!(m.readme().unwrap().unwrap().readme, "a\n\u{1}é\"");
         m.set("backend", "not json");
         assert!(matches!(m.backend(), Err(FormatError::Metadata { .. })));
+    }
+
+    #[test]
+    fn prefetch_list() {
+        let mut m = Metadata::new();
+        assert_eq!(m.prefetch().unwrap(), None);
+        let paths = vec!["/bin/sh".to_string(), "/etc/ünïcode \"q\"".to_string()];
+        m.set_prefetch(&paths);
+        assert_eq!(
+            m.get(KEY_PREFETCH),
+            Some("[\"/bin/sh\", \"/etc/ünïcode \\\"q\\\"\"]")
+        );
+        assert_eq!(m.prefetch().unwrap(), Some(paths));
+        m.set(KEY_PREFETCH, "{\"not\": \"a list\"}");
+        let e = m.prefetch().unwrap_err().to_string();
+        assert!(e.contains("prefetch") && e.contains("array"), "{e}");
     }
 }

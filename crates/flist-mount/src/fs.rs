@@ -14,15 +14,35 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use flist_format::codec::CHUNK_SIZE;
 use flist_format::{Kind, NodeId, SpecialKind, Tree};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
 use flist_chunks::{ChunkSource, ReadAhead};
 
+use crate::access::AccessLog;
+
 /// Attributes and entries never change while mounted.
 const TTL: Duration = Duration::from_secs(3600);
+
+/// Read-ahead window of a file's first sequential reads, in chunks (it doubles from there).
+const INITIAL_WINDOW: usize = 4;
+
+/// The bytes of a read: a slice of one chunk as loaded (no copy), or assembled.
+enum Bytes {
+    Chunk(Arc<Vec<u8>>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Chunk(c, r) => &c[r.clone()],
+            Bytes::Owned(v) => v,
+        }
+    }
+}
 
 /// A read-only view of one flist.
 pub struct FlistFs {
@@ -31,6 +51,7 @@ pub struct FlistFs {
     source: Arc<ChunkSource>,
     read_ahead: ReadAhead,
     subdirs: HashMap<NodeId, u32>,
+    access: Option<Arc<AccessLog>>,
 }
 
 impl std::fmt::Debug for FlistFs {
@@ -56,8 +77,8 @@ fn time(secs: u32) -> SystemTime {
 
 impl FlistFs {
     /// Serves `tree`; `overrides` gives the content of nodes that have no chunks (see
-    /// [`crate::overrides::apply`]); `read_ahead` chunks are loaded ahead of sequential
-    /// reads.
+    /// [`crate::overrides::apply`]); sequential reads load chunks ahead, the window growing
+    /// up to `read_ahead` chunks.
     pub fn new(
         tree: Tree,
         overrides: HashMap<NodeId, Arc<Vec<u8>>>,
@@ -74,9 +95,16 @@ impl FlistFs {
             tree,
             overrides,
             source,
-            read_ahead: ReadAhead::new(read_ahead),
+            read_ahead: ReadAhead::new(INITIAL_WINDOW, read_ahead),
             subdirs,
+            access: None,
         }
+    }
+
+    /// Records in `log` every regular file opened (see [`AccessLog`]).
+    pub fn record_access(mut self, log: Arc<AccessLog>) -> Self {
+        self.access = Some(log);
+        self
     }
 
     fn file_type(kind: &Kind) -> FileType {
@@ -130,14 +158,23 @@ impl FlistFs {
         })
     }
 
+    /// The directory node `id` (`ENOENT`, `ENOTDIR` otherwise).
+    fn dir_node(&self, id: NodeId) -> Result<&flist_format::Node, Errno> {
+        match self.tree.get(id) {
+            None => Err(Errno::ENOENT),
+            Some(n) if !n.kind.is_dir() => Err(Errno::ENOTDIR),
+            Some(n) => Ok(n),
+        }
+    }
+
     /// Bytes `[offset, offset + size)` of node `id`, fetching only the covering chunks.
-    fn read_range(&self, id: NodeId, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+    fn read_range(&self, id: NodeId, offset: u64, size: u32) -> Result<Bytes, Errno> {
         if let Some(content) = self.overrides.get(&id) {
             let start = usize::try_from(offset)
                 .unwrap_or(usize::MAX)
                 .min(content.len());
             let end = start.saturating_add(size as usize).min(content.len());
-            return Ok(content[start..end].to_vec());
+            return Ok(Bytes::Chunk(content.clone(), start..end));
         }
         let Some(Kind::File {
             size: file_size,
@@ -147,7 +184,7 @@ impl FlistFs {
             return Err(Errno::EISDIR);
         };
         if offset >= *file_size || size == 0 {
-            return Ok(Vec::new());
+            return Ok(Bytes::Owned(Vec::new()));
         }
         let end = (offset + u64::from(size)).min(*file_size);
         let chunk = CHUNK_SIZE as u64;
@@ -170,9 +207,8 @@ impl FlistFs {
         if !ahead.is_empty() {
             self.source.prefetch(&blocks[ahead]);
         }
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        for (i, block) in blocks.iter().enumerate().take(last + 1).skip(first) {
-            let data = self.source.get(block).map_err(|e| {
+        let piece = |i: usize| -> Result<(Arc<Vec<u8>>, std::ops::Range<usize>), Errno> {
+            let data = self.source.get(&blocks[i]).map_err(|e| {
                 tracing::error!("reading {}: {e}", self.tree.path_of(id));
                 Errno::EIO
             })?;
@@ -187,16 +223,32 @@ impl FlistFs {
                 );
                 return Err(Errno::EIO);
             }
-            out.extend_from_slice(&data[from as usize..to as usize]);
-        }
-        if (out.len() as u64) < end - offset {
+            Ok((data, from as usize..to as usize))
+        };
+        let short = || {
             tracing::error!(
                 "{}: chunks shorter than the file size",
                 self.tree.path_of(id)
             );
-            return Err(Errno::EIO);
+            Errno::EIO
+        };
+        if first == last {
+            // the common case: the reply is a slice of the chunk as loaded
+            let (data, range) = piece(first)?;
+            if (range.len() as u64) < end - offset {
+                return Err(short());
+            }
+            return Ok(Bytes::Chunk(data, range));
         }
-        Ok(out)
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for i in first..=last {
+            let (data, range) = piece(i)?;
+            out.extend_from_slice(&data[range]);
+        }
+        if (out.len() as u64) < end - offset {
+            return Err(short());
+        }
+        Ok(Bytes::Owned(out))
     }
 }
 
@@ -204,6 +256,16 @@ impl Filesystem for FlistFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Larger kernel read-ahead windows mean fewer, larger reads.
         let _ = config.set_max_readahead(1 << 20);
+        // The tree never changes while mounted: directory listings carry every entry's
+        // attributes (no lookup per entry), symlink targets stay in the kernel's cache,
+        // lookups in different directories run in parallel. Each only if the kernel has it.
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
         Ok(())
     }
 
@@ -243,7 +305,12 @@ impl Filesystem for FlistFs {
             return;
         }
         match self.tree.get(node_id(ino)).map(|n| &n.kind) {
-            Some(Kind::File { .. }) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Some(Kind::File { .. }) => {
+                if let Some(log) = &self.access {
+                    log.opened(&self.tree, node_id(ino));
+                }
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+            }
             Some(Kind::Dir { .. }) => reply.error(Errno::EISDIR),
             Some(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             None => reply.error(Errno::ENOENT),
@@ -262,9 +329,23 @@ impl Filesystem for FlistFs {
         reply: ReplyData,
     ) {
         match self.read_range(node_id(ino), offset, size) {
-            Ok(data) => reply.data(&data),
+            Ok(data) => reply.data(data.as_slice()),
             Err(e) => reply.error(e),
         }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.read_ahead.forget(node_id(ino) as u64);
+        reply.ok();
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -287,14 +368,10 @@ impl Filesystem for FlistFs {
         mut reply: ReplyDirectory,
     ) {
         let id = node_id(ino);
-        let Some(node) = self.tree.get(id) else {
-            reply.error(Errno::ENOENT);
-            return;
+        let node = match self.dir_node(id) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
         };
-        if !node.kind.is_dir() {
-            reply.error(Errno::ENOTDIR);
-            return;
-        }
         let dots = [
             (ino, FileType::Directory, "."),
             (self::ino(node.parent), FileType::Directory, ".."),
@@ -311,6 +388,37 @@ impl Filesystem for FlistFs {
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         {
             if reply.add(child_ino, i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let id = node_id(ino);
+        let node = match self.dir_node(id) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let dots = [(id, "."), (node.parent, "..")];
+        let children = self.tree.children(id).map(|(name, child)| (child, name));
+        for (i, (child, name)) in dots
+            .into_iter()
+            .chain(children)
+            .enumerate()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        {
+            let Some(attr) = self.attr(child) else {
+                continue;
+            };
+            if reply.add(attr.ino, i as u64 + 1, name, &TTL, &attr, Generation(0)) {
                 break;
             }
         }

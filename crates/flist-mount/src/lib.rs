@@ -6,7 +6,10 @@
 //! chunks covering it through `flist-chunks` ([`ChunkSource`]: both hashes checked, the
 //! decoded chunk kept in a persistent, content-addressed [`ChunkCache`] shared by every
 //! mount and bounded with LRU eviction).
-//! Sequential reads load the next chunks ahead; store requests in flight are bounded.
+//! Sequential reads load the next chunks ahead, the window growing with sequential access;
+//! store requests in flight are bounded. A prefetch list recorded by a first run
+//! ([`MountOptions::record_access`], kept in the flist's metadata) is loaded as soon as a
+//! later mount is in place, before the files are first opened.
 //! [`Override`]s replace or add files for one mount (a VM's `config` map). [`unmount`]
 //! unmounts a live mount or clears a stale one whose process was killed.
 //!
@@ -35,11 +38,13 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod access;
 pub mod error;
 pub mod fs;
 pub mod mount;
 pub mod overrides;
 
+pub use access::AccessLog;
 pub use error::MountError;
 /// The chunk-reading layer the mount reads through (re-exported: it was part of this crate).
 pub use flist_chunks::{ChunkCache, ChunkSource, Stats, StatsSnapshot};

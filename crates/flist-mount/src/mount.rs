@@ -9,11 +9,16 @@ use flist_store::Store;
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 use tokio::runtime::Handle;
 
+use crate::access::AccessLog;
 use crate::error::MountError;
 use crate::fs::FlistFs;
 use crate::overrides::{self, Override};
 use flist_chunks::ChunkCache;
 use flist_chunks::{ChunkSource, Stats, StatsSnapshot};
+
+/// How long an unmount waits for background loads still queued or running (a store that
+/// stopped answering must not hold the unmount forever).
+const PREFETCH_DRAIN: Duration = Duration::from_secs(10);
 
 /// Default bound of the chunk cache: 4 GiB.
 pub const DEFAULT_CACHE_SIZE: u64 = 4 << 30;
@@ -29,16 +34,24 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Files replaced or added for this mount.
     pub overrides: Vec<Override>,
-    /// Chunks loaded ahead of a sequential read.
+    /// Largest read-ahead window, in chunks: a file read sequentially gets chunks loaded
+    /// ahead of it, 4 at first, doubling with each sequential read up to this (0: none).
     pub read_ahead: usize,
-    /// Store requests in flight at once.
+    /// Store requests in flight at once (each a batch of up to 8 chunks for read-ahead);
+    /// as many background loaders, at most two per core.
     pub max_fetches: usize,
-    /// Decoded chunks kept in memory.
+    /// Decoded chunks kept in memory (keep it above twice `read_ahead`).
     pub memory_chunks: usize,
     /// Name shown as the mount's source in `/proc/mounts`.
     pub fs_name: String,
     /// FUSE worker threads.
     pub threads: usize,
+    /// Record the regular files opened, in first-access order ([`Mounted::access_log`]):
+    /// the prefetch list of the next mounts.
+    pub record_access: bool,
+    /// Load the chunks of the flist's prefetch list (metadata key `prefetch`) as soon as
+    /// the mount is in place, in list order, in the background.
+    pub prefetch_list: bool,
 }
 
 impl Default for MountOptions {
@@ -48,11 +61,13 @@ impl Default for MountOptions {
             cache_size: DEFAULT_CACHE_SIZE,
             allow_other: false,
             overrides: Vec::new(),
-            read_ahead: 8,
+            read_ahead: 32,
             max_fetches: 8,
-            memory_chunks: 64,
+            memory_chunks: 96,
             fs_name: "zflist".into(),
             threads: 4,
+            record_access: false,
+            prefetch_list: true,
         }
     }
 }
@@ -62,6 +77,8 @@ pub struct Mounted {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
     stats: Arc<Stats>,
+    access: Option<Arc<AccessLog>>,
+    source: Arc<ChunkSource>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -92,12 +109,23 @@ impl Mounted {
         self.stats.snapshot()
     }
 
+    /// The files opened so far, when mounted with [`MountOptions::record_access`].
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.access.clone()
+    }
+
+    /// Chunks still waiting to be loaded in the background (read-ahead, prefetch list).
+    pub fn queued_chunks(&self) -> usize {
+        self.source.queued()
+    }
+
     /// True once the file system has been unmounted (from here or outside).
     pub fn is_finished(&self) -> bool {
         self.session.as_ref().is_none_or(|s| s.guard.is_finished())
     }
 
-    /// Unmounts (if still mounted) and waits for the FUSE threads.
+    /// Unmounts (if still mounted) and waits for the FUSE threads and the read-ahead loads
+    /// still running (at most 10 s), so the returned counters are final.
     pub fn unmount(mut self) -> Result<StatsSnapshot, MountError> {
         self.finish()?;
         Ok(self.stats.snapshot())
@@ -111,6 +139,9 @@ impl Mounted {
                 s.umount_and_join()
             }
             .map_err(|e| MountError::io("unmounting", &self.mountpoint, e))?;
+            // background loads outlive the FUSE threads: let them land in the cache (and
+            // the counters) before the caller removes the cache or reads the stats
+            self.source.wait_prefetches(PREFETCH_DRAIN);
         }
         Ok(())
     }
@@ -185,7 +216,7 @@ pub fn mount(
     options: &MountOptions,
 ) -> Result<Mounted, MountError> {
     check_mountpoint(mountpoint)?;
-    let mut tree = flist.tree;
+    let Flist { mut tree, metadata } = flist;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
@@ -203,7 +234,18 @@ pub fn mount(
         options.memory_chunks,
     ));
     let stats = source.stats().clone();
-    let fs = FlistFs::new(tree, contents, source, options.read_ahead);
+    let prefetch = if options.prefetch_list {
+        prefetch_list(&metadata, &tree, &source, options)
+    } else {
+        Vec::new()
+    };
+    let mut fs = FlistFs::new(tree, contents, source.clone(), options.read_ahead);
+    let access = options
+        .record_access
+        .then(|| Arc::new(AccessLog::default()));
+    if let Some(log) = &access {
+        fs = fs.record_access(log.clone());
+    }
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -219,11 +261,42 @@ pub fn mount(
     config.n_threads = Some(options.threads.max(1));
     let session = fuser::spawn_mount(fs, mountpoint, &config)
         .map_err(|e| MountError::io("mounting at", mountpoint, e))?;
+    source.prefetch(&prefetch);
     Ok(Mounted {
         session: Some(session),
         mountpoint: mountpoint.to_path_buf(),
         stats,
+        access,
+        source,
     })
+}
+
+/// The chunks of the flist's prefetch list still to load: all of them with a disk cache,
+/// else as many as half the memory holds (the rest would push out the first). A list that
+/// cannot be read is ignored (the mount works without it).
+fn prefetch_list(
+    metadata: &flist_format::Metadata,
+    tree: &flist_format::Tree,
+    source: &ChunkSource,
+    options: &MountOptions,
+) -> Vec<flist_format::Block> {
+    let paths = match metadata.prefetch() {
+        Ok(Some(paths)) => paths,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!("ignoring the prefetch list: {e}");
+            return Vec::new();
+        }
+    };
+    let limit = if options.cache_dir.is_some() {
+        usize::MAX
+    } else {
+        options.memory_chunks / 2
+    };
+    crate::access::prefetch_blocks(tree, &paths, limit)
+        .into_iter()
+        .filter(|b| !source.is_local(b))
+        .collect()
 }
 
 fn check_mountpoint(path: &Path) -> Result<(), MountError> {

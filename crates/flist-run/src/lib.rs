@@ -17,6 +17,57 @@
 //!   mounted flist as the root file system over virtio-9p, and the accelerator choice.
 //!
 //! Everything here needs root (mounts, namespaces); [`require_root`] says so clearly.
+//!
+//! A container, as `zflist run` starts it: the recorded command checked against the tree,
+//! the flist mounted lazily at the layer's `lower/`, the entrypoint started as PID 1 on the
+//! overlay, its exit code returned, everything unmounted and removed afterwards.
+//!
+//! ```no_run
+//! use flist_run::{container, entrypoint, ContainerSpec, Entrypoint, Layer, Net, INIT_ARG};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // the same program is the container's init: dispatch before anything else
+//!     if std::env::args().nth(1).as_deref() == Some(INIT_ARG) {
+//!         container::init_main();
+//!     }
+//!     flist_run::require_root("starting a container")?;
+//!     let flist = flist_format::Flist::open("app.flist")?;
+//!     let store = flist_store::BlockingStore::open("zdb://hub.example:9900")?;
+//!     // the docker conversion's entrypoint/env/workdir (or /.startup.toml's), plus overrides
+//!     let recorded = Entrypoint::recorded(&flist.metadata, None)?;
+//!     let entry = Entrypoint::with_overrides(recorded, None, &[], &["DEBUG=1".into()])?;
+//!     let program =
+//!         entrypoint::find_program(&flist.tree, &entry.argv[0], &entry.workdir, entry.path_var())?;
+//!     let hostname = flist_run::hostname_for("app.flist");
+//!     let signals = container::Forwarded::install(store.handle())?;
+//!     let layer = Layer::create(None, false)?;
+//!     let mounted = flist_mount::mount(
+//!         flist,
+//!         store.store().clone(),
+//!         store.handle().clone(),
+//!         &layer.lower(),
+//!         &flist_mount::MountOptions { allow_other: true, ..Default::default() },
+//!     )?;
+//!     let spec = ContainerSpec {
+//!         lower: layer.lower(),
+//!         upper: layer.upper(),
+//!         work: layer.work(),
+//!         root: layer.root(),
+//!         program,
+//!         argv: entry.argv.clone(),
+//!         env: entry.process_env(&hostname),
+//!         workdir: entry.workdir.clone(),
+//!         hostname,
+//!         net: Net::Host,
+//!     };
+//!     let code = container::start(&spec, &std::env::current_exe()?)?
+//!         .wait(store.handle(), signals, |line| eprintln!("{line}"))?;
+//!     let stats = mounted.unmount()?;
+//!     layer.finish()?; // removes the writes (kept with `Layer::create(None, true)`)
+//!     println!("exit code {code}, {} bytes fetched", stats.fetched_bytes);
+//!     Ok(())
+//! }
+//! ```
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -26,7 +77,7 @@ pub mod error;
 pub mod layer;
 pub mod vm;
 
-pub use container::{Container, ContainerSpec, Net};
+pub use container::{Container, ContainerSpec, Net, INIT_ARG};
 pub use entrypoint::Entrypoint;
 pub use error::RunError;
 pub use layer::Layer;

@@ -244,7 +244,7 @@ fn main() -> BoxResult<()> {
     let t0 = Instant::now();
     let hub = Hub::open(&cfg.data_dir)?;
     let fixture = test_support::fixture("fixture.flist");
-    let staged = hub.stage_reader(std::fs::File::open(&fixture)?)?;
+    let staged = hub.catalog().stage_reader(std::fs::File::open(&fixture)?)?;
     let fl = hub_repo::inspect::open_flist(staged.path())?;
     let info = hub_repo::inspect::info_of(&fl, Some("bench".into()));
     let mut targets = Vec::with_capacity(args.repos * args.flists);
@@ -253,9 +253,14 @@ fn main() -> BoxResult<()> {
             targets.push((format!("repo{r:04}"), format!("app-{f:02}.flist")));
         }
     }
-    hub.put_flist_many(&Actor::system("bench"), &targets, staged, info)?;
-    let sha = hub.resolve("repo0000", "app-00.flist")?.sha256.to_string();
-    let blob = hub.blob_path(&sha);
+    hub.catalog()
+        .put_flist_many(&Actor::system("bench"), &targets, staged, info)?;
+    let sha = hub
+        .catalog()
+        .resolve("repo0000", "app-00.flist")?
+        .sha256
+        .to_string();
+    let blob = hub.catalog().blob_path(&sha);
     drop(hub);
     eprintln!(
         "populated {} repositories x {} flists in {:.1}s",

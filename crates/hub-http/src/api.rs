@@ -6,6 +6,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use hub_contract::{Entry, Light, MePayload, Repository, Success, TagLink};
 use hub_repo::{names, EntryKind, Hub};
 use serde_json::{json, Value};
 
@@ -14,8 +15,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::Shared;
 use crate::{lookup, render};
 
-fn json_bytes(v: &Value) -> Bytes {
-    Bytes::from(v.to_string())
+/// A contract answer, serialised once (the bytes the caches keep).
+fn json_bytes(v: &impl serde::Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
 /// A JSON response from pre-serialised bytes.
@@ -27,8 +29,8 @@ pub fn json_response(body: Bytes) -> Response {
         .into_response()
 }
 
-fn ok() -> Json<Value> {
-    Json(render::success(None))
+fn ok() -> Json<Success> {
+    Json(Success::done())
 }
 
 /// `GET /api/repositories`
@@ -36,12 +38,16 @@ pub async fn repositories(State(st): State<Shared>) -> ApiResult<Response> {
     let official = st.config.official.clone();
     let body = st
         .cached("repositories", move |hub| {
-            let repos = hub.repositories()?;
-            let v: Vec<Value> = repos
+            let repos = hub.catalog().repositories()?;
+            let v: Vec<Repository> = repos
                 .iter()
-                .map(|r| json!({"name": r.name, "official": official.contains(&r.name), "updated": r.updated}))
+                .map(|r| Repository {
+                    name: r.name.clone(),
+                    official: official.contains(&r.name),
+                    updated: r.updated,
+                })
                 .collect();
-            Ok(json_bytes(&Value::Array(v)))
+            Ok(json_bytes(&v))
         })
         .await?;
     Ok(json_response(body))
@@ -51,7 +57,7 @@ pub async fn repositories(State(st): State<Shared>) -> ApiResult<Response> {
 pub async fn all_flists(State(st): State<Shared>) -> ApiResult<Response> {
     let body = st
         .cached("flist", |hub| {
-            Ok(json_bytes(&json!(hub.all_entry_names()?)))
+            Ok(json_bytes(&json!(hub.catalog().all_entry_names()?)))
         })
         .await?;
     Ok(json_response(body))
@@ -61,12 +67,13 @@ pub async fn all_flists(State(st): State<Shared>) -> ApiResult<Response> {
 pub async fn fileslist(State(st): State<Shared>) -> ApiResult<Response> {
     let body = st
         .cached("fileslist", |hub| {
-            let all = hub.list_all()?;
-            let mut m = serde_json::Map::new();
-            for (repo, items) in all {
-                m.insert(repo, render::listing(items));
-            }
-            Ok(json_bytes(&Value::Object(m)))
+            let all = hub.catalog().list_all()?;
+            let m: serde_json::Map<String, Value> = all
+                .into_iter()
+                .map(|(repo, items)| (repo, serde_json::to_value(render::listing(items))))
+                .map(|(repo, v)| (repo, v.unwrap_or_default()))
+                .collect();
+            Ok(json_bytes(&m))
         })
         .await?;
     Ok(json_response(body))
@@ -78,10 +85,13 @@ pub async fn repo_listing(
     Path(repo): Path<String>,
 ) -> ApiResult<Response> {
     names::validate_repo(&repo)?;
-    let key = format!("repo/{repo}");
+    let key = hub_contract::routes::listing_key(&repo);
     let body = st
         .cached(&key, move |hub| {
-            let items = hub.list(&repo)?.ok_or_else(lookup::user_not_found)?;
+            let items = hub
+                .catalog()
+                .list(&repo)?
+                .ok_or_else(lookup::user_not_found)?;
             Ok(json_bytes(&render::listing(items)))
         })
         .await?;
@@ -92,15 +102,13 @@ pub async fn repo_listing(
 pub async fn tag_listing(
     State(st): State<Shared>,
     Path((repo, tag)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<Entry>>> {
     names::validate_repo(&repo)?;
     names::validate_tag(&tag)?;
     let items = st
-        .blocking(move |hub| Ok(hub.tag_links(&repo, &tag)?))
+        .blocking(move |hub| Ok(hub.catalog().tag_links(&repo, &tag)?))
         .await?;
-    Ok(Json(Value::Array(
-        items.iter().map(render::listed).collect(),
-    )))
+    Ok(Json(items.iter().map(render::listed).collect()))
 }
 
 /// The full dump of `repo/name`, from the contents cache.
@@ -121,7 +129,7 @@ pub async fn dump(
 
 /// The `/light` answer; a link's `target` is the raw link as the old hub stored it
 /// (`x.flist`, or `../repo/x.flist` for a crosslink).
-fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Value, ApiError> {
+fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Light, ApiError> {
     let (e, r) = lookup::find_flist(hub, repo, name)?;
     match &e.kind {
         EntryKind::Symlink {
@@ -147,7 +155,7 @@ pub async fn light(
 ) -> ApiResult<Response> {
     let (r2, n2) = (repo.clone(), name.clone());
     let v = st.blocking(move |hub| light_of(hub, &r2, &n2)).await?;
-    let v = crate::signing::annotate_light(&st, &repo, &name, v).await;
+    let v = crate::signing::annotate_light(&st, &repo, v).await;
     Ok(json_response(json_bytes(&v)))
 }
 
@@ -155,14 +163,14 @@ pub async fn light(
 pub async fn taglink(
     State(st): State<Shared>,
     Path((repo, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TagLink>> {
     let e = st
         .blocking(move |hub| lookup::find_entry(hub, &repo, &name))
         .await?;
     match e.kind {
-        EntryKind::Taglink { target_repo, tag } => {
-            Ok(Json(json!({"target": format!("{target_repo}/tags/{tag}")})))
-        }
+        EntryKind::Taglink { target_repo, tag } => Ok(Json(TagLink {
+            target: format!("{target_repo}/tags/{tag}"),
+        })),
         _ => Err(lookup::source_not_found()),
     }
 }
@@ -183,8 +191,10 @@ pub async fn metadata(
 
 /// `GET /api/flist/me`: `{"status":"success","payload":{"username": <active identity>}}`, the
 /// shape the reference `zflist hub` client checks before every command.
-pub async fn me(Caller(actor): Caller) -> Json<Value> {
-    Json(render::success(Some(json!({"username": actor.active}))))
+pub async fn me(Caller(actor): Caller) -> Json<Success<MePayload>> {
+    Json(Success::with(MePayload {
+        username: actor.active,
+    }))
 }
 
 /// `GET /api/flist/me/<name>`: dump of an own entry.
@@ -201,10 +211,10 @@ pub async fn me_delete(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     st.blocking(move |hub| {
         let name = lookup::entry_name(hub, &actor.active, &name)?;
-        Ok(hub.delete(&actor, &actor.active, &name)?)
+        Ok(hub.catalog().delete(&actor, &actor.active, &name)?)
     })
     .await?;
     Ok(ok())
@@ -215,10 +225,14 @@ pub async fn me_link(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((source, linkname)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (source, linkname) = (lookup::flist_name(&source), lookup::flist_name(&linkname));
-    st.blocking(move |hub| Ok(hub.link(&actor, &actor.active, &source, &linkname)?))
-        .await?;
+    st.blocking(move |hub| {
+        Ok(hub
+            .catalog()
+            .link(&actor, &actor.active, &source, &linkname)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -227,10 +241,14 @@ pub async fn me_crosslink(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((linkname, repo, source)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
-    st.blocking(move |hub| Ok(hub.crosslink(&actor, &actor.active, &linkname, &repo, &source)?))
-        .await?;
+    st.blocking(move |hub| {
+        Ok(hub
+            .catalog()
+            .crosslink(&actor, &actor.active, &linkname, &repo, &source)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -239,7 +257,7 @@ pub async fn me_rename(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((source, dest)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     st.blocking(move |hub| {
         let source = lookup::entry_name(hub, &actor.active, &source)?;
         // a flist keeps a .flist name; a taglink's new name stays as given
@@ -248,7 +266,9 @@ pub async fn me_rename(
         } else {
             dest
         };
-        Ok(hub.rename(&actor, &actor.active, &source, &dest)?)
+        Ok(hub
+            .catalog()
+            .rename(&actor, &actor.active, &source, &dest)?)
     })
     .await?;
     Ok(ok())
@@ -259,11 +279,11 @@ pub async fn me_promote(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((src_repo, src_name, local)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (src_name, local) = (lookup::flist_name(&src_name), lookup::flist_name(&local));
     let (sr, sn, l) = (src_repo.clone(), src_name.clone(), local.clone());
     let who = actor.active.clone();
-    st.blocking(move |hub| Ok(hub.promote(&actor, &actor.active, &sr, &sn, &l)?))
+    st.blocking(move |hub| Ok(hub.catalog().promote(&actor, &actor.active, &sr, &sn, &l)?))
         .await?;
     Ok(Json(render::success(Some(json!({
         "source": {"username": src_repo, "filename": src_name},
@@ -276,10 +296,12 @@ pub async fn me_tag_add(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
-        Ok(hub.tag_add(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
+        Ok(hub
+            .catalog()
+            .tag_add(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
     })
     .await?;
     Ok(ok())
@@ -290,10 +312,12 @@ pub async fn me_tag_remove(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((tag, linkname, repo, source)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let (linkname, source) = (lookup::flist_name(&linkname), lookup::flist_name(&source));
     st.blocking(move |hub| {
-        Ok(hub.tag_remove(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
+        Ok(hub
+            .catalog()
+            .tag_remove(&actor, &actor.active, &tag, &linkname, &repo, &source)?)
     })
     .await?;
     Ok(ok())
@@ -304,9 +328,13 @@ pub async fn me_crosstag(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((name, repo, tag)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.crosstag(&actor, &actor.active, &name, &repo, &tag)?))
-        .await?;
+) -> ApiResult<Json<Success>> {
+    st.blocking(move |hub| {
+        Ok(hub
+            .catalog()
+            .crosstag(&actor, &actor.active, &name, &repo, &tag)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -315,9 +343,13 @@ pub async fn me_crosstag_remove(
     State(st): State<Shared>,
     Caller(actor): Caller,
     Path((name, repo, tag)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    st.blocking(move |hub| Ok(hub.crosstag_remove(&actor, &actor.active, &name, &repo, &tag)?))
-        .await?;
+) -> ApiResult<Json<Success>> {
+    st.blocking(move |hub| {
+        Ok(hub
+            .catalog()
+            .crosstag_remove(&actor, &actor.active, &name, &repo, &tag)?)
+    })
+    .await?;
     Ok(ok())
 }
 
@@ -327,7 +359,7 @@ pub async fn me_merge(
     Caller(actor): Caller,
     Path(target): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     let list: Vec<String> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected a JSON array of \"repo/name.flist\": {e}"))
     })?;

@@ -301,10 +301,10 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
         } else {
             let hub = state.hub.clone();
             let check = tokio::task::spawn_blocking(move || -> Result<_, hub_repo::RepoError> {
-                match hub.check_token(&token)? {
+                match hub.accounts().check_token(&token)? {
                     TokenCheck::Valid(info) => {
                         let mut memberof = info.memberof.clone();
-                        for m in hub.memberships(&info.user)? {
+                        for m in hub.accounts().memberships(&info.user)? {
                             if !memberof.contains(&m) {
                                 memberof.push(m);
                             }

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use flist_format::signature::{verify_digest, ExpectedName, PublicKey, SignatureDoc};
+use hub_contract::AuthorSignature;
 use hub_repo::names;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::Shared;
@@ -144,11 +145,14 @@ pub async fn author_signature(st: &Shared, repo: &str, file: &str) -> ApiResult<
 }
 
 /// The `author_signature` field of `/light` for an entry's file, when one was kept.
-pub(crate) fn light_field(data_dir: &Path, sha256: &str, repo: &str, name: &str) -> Option<Value> {
-    load(data_dir, sha256, repo, name).map(|doc| {
-        json!({
-            "key": doc.key,
-            "signature": format!("/{repo}/{name}.author.sig"),
-        })
+pub(crate) fn light_field(
+    data_dir: &Path,
+    sha256: &str,
+    repo: &str,
+    name: &str,
+) -> Option<AuthorSignature> {
+    load(data_dir, sha256, repo, name).map(|doc| AuthorSignature {
+        key: doc.key,
+        signature: Some(format!("/{repo}/{name}.author.sig")),
     })
 }

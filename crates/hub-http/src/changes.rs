@@ -42,7 +42,7 @@ pub async fn changes(State(st): State<Shared>, RawQuery(q): RawQuery) -> ApiResu
         .clamp(1, MAX_CHANGES);
     let since = i64::try_from(since).map_err(|_| ApiError::bad_request("since is too large"))?;
     let (changes, latest) = st
-        .blocking(move |hub| Ok(hub.changes(since, limit)?))
+        .blocking(move |hub| Ok(hub.replica().changes(since, limit)?))
         .await?;
     let cursor = changes.last().map(|c| c.id).unwrap_or(since.min(latest));
     Ok(Json(json!({
@@ -61,7 +61,7 @@ pub async fn repository(
     names::validate_repo(&repo)?;
     let r = repo.clone();
     let snap = st
-        .blocking(move |hub| Ok(hub.repo_snapshot(&r)?))
+        .blocking(move |hub| Ok(hub.replica().repo_snapshot(&r)?))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no repository {repo}")))?;
     Ok(Json(json!(snap)))
@@ -78,10 +78,10 @@ pub async fn file(
             "{sha256:?} is not a hex sha256"
         )));
     }
-    if !st.hub.has_blob(&sha256) {
+    if !st.hub.replica().has_blob(&sha256) {
         return Err(ApiError::not_found(format!("no flist file {sha256}")));
     }
-    let resp = ServeFile::new(st.hub.blob_path(&sha256))
+    let resp = ServeFile::new(st.hub.catalog().blob_path(&sha256))
         .oneshot(req)
         .await
         .map_err(ApiError::internal)?;

@@ -27,13 +27,13 @@ use axum::routing::{post, put};
 use axum::{Extension, Json, Router};
 use flist_store::SetOutcome;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::Caller;
 use crate::config::ChunksConfig;
 use crate::error::{ApiError, ApiResult};
-use crate::render;
+use hub_contract::{ChunkStored, Missing, Success};
+
 use crate::state::Shared;
 
 /// Length of a chunk key in bytes (BLAKE2b-16).
@@ -167,7 +167,7 @@ pub async fn missing(
     Extension(api): Extension<Arc<ChunkApi>>,
     Caller(_actor): Caller,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success<Missing>>> {
     let req: MissingRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("expected {{\"keys\": [\"<hex>\", ...]}}: {e}"))
     })?;
@@ -203,7 +203,7 @@ pub async fn missing(
     api.counters
         .keys_missing
         .fetch_add(missing.len() as u64, Ordering::Relaxed);
-    Ok(Json(render::success(Some(json!({"missing": missing})))))
+    Ok(Json(Success::with(Missing { missing })))
 }
 
 /// `PUT /api/chunks/<hex>`: stores one chunk after checking its key.
@@ -213,7 +213,7 @@ pub async fn put_chunk(
     Caller(actor): Caller,
     Path(hex_key): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success<ChunkStored>>> {
     let c = &api.counters;
     c.chunks_received.fetch_add(1, Ordering::Relaxed);
     c.bytes_received
@@ -248,9 +248,10 @@ pub async fn put_chunk(
     if !api.quota.reserve(&actor.user, len) {
         // a chunk the store already has costs nothing, even over the quota
         if st.store.exists(&key).await? {
-            return Ok(Json(render::success(Some(
-                json!({"key": hex::encode(key), "written": false}),
-            ))));
+            return Ok(Json(Success::with(ChunkStored {
+                key: hex::encode(key),
+                written: false,
+            })));
         }
         return Err(refuse(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -274,9 +275,10 @@ pub async fn put_chunk(
     } else {
         api.quota.release(&actor.user, len);
     }
-    Ok(Json(render::success(Some(
-        json!({"key": hex::encode(key), "written": written}),
-    ))))
+    Ok(Json(Success::with(ChunkStored {
+        key: hex::encode(key),
+        written,
+    })))
 }
 
 #[cfg(test)]

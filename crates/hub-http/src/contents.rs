@@ -134,7 +134,7 @@ impl Contents {
     pub async fn dump(&self, hub: &Arc<Hub>, r: &Resolved) -> ApiResult<Bytes> {
         let (r2, hub) = (r.clone(), hub.clone());
         self.load(format!("dump:{}", r.sha256), move || {
-            Ok(Bytes::from(hub.dump(&r2)?))
+            Ok(Bytes::from(hub.catalog().dump(&r2)?))
         })
         .await
     }
@@ -144,7 +144,9 @@ impl Contents {
         let (r2, hub) = (r.clone(), hub.clone());
         let text = self
             .load(format!("metadata:{}", r.sha256), move || {
-                Ok(Bytes::from(Value::Object(hub.metadata(&r2)?).to_string()))
+                Ok(Bytes::from(
+                    Value::Object(hub.catalog().metadata(&r2)?).to_string(),
+                ))
             })
             .await?;
         match serde_json::from_slice(&text) {

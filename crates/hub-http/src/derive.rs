@@ -9,7 +9,9 @@ use bytes::Bytes;
 use flist_convert::derive::{derive, Change, DeriveError};
 use hub_repo::names;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
+
+use hub_contract::Success;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -32,7 +34,7 @@ pub async fn me_derive(
     Caller(actor): Caller,
     Path(target): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     actor.check_write(&actor.active)?;
     names::validate_flist(&target)?;
     let req: DeriveBody = serde_json::from_slice(&body).map_err(|e| {
@@ -51,7 +53,7 @@ pub async fn me_derive(
     names::validate_repo(repo)?;
     names::validate_flist(name)?;
     let resolved = st.resolve(repo, name).await?;
-    let path = st.hub.blob_path(&resolved.sha256);
+    let path = st.hub.catalog().blob_path(&resolved.sha256);
     let mut changes: Vec<Change> = req
         .remove
         .iter()
@@ -80,7 +82,7 @@ pub async fn me_derive(
         let (derived, stats) = derive(
             input,
             &flist_format::ReadOptions {
-                temp_dir: Some(st2.hub.tmp_dir().to_path_buf()),
+                temp_dir: Some(st2.hub.catalog().tmp_dir().to_path_buf()),
                 ..Default::default()
             },
             &changes,

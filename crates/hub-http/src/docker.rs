@@ -25,6 +25,8 @@ use hub_repo::{names, Actor};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use hub_contract::Success;
+
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::JobHandle;
@@ -377,7 +379,7 @@ pub async fn docker(
     State(st): State<Shared>,
     Caller(actor): Caller,
     req: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Success>> {
     ensure_enabled(&st)?;
     actor.check_write(&actor.active)?;
     let fields = read_fields(&st, req).await?;

@@ -3,8 +3,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hub_contract::ErrorBody;
 use hub_repo::RepoError;
-use serde_json::json;
 
 /// An API failure: status code plus message, rendered as
 /// `{"status":"error","message":"..."}`.
@@ -112,9 +112,9 @@ impl IntoResponse for ApiError {
         // The old hub answered authentication failures with `message` first; clients that
         // compare bodies see the same.
         let body = if self.status == StatusCode::UNAUTHORIZED {
-            json!({"message": self.message, "status": "error"})
+            ErrorBody::unauthorized(self.message)
         } else {
-            json!({"status": "error", "message": self.message})
+            ErrorBody::new(self.message)
         };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(id) = self.request_id {

@@ -270,7 +270,7 @@ fn answer(st: &Shared, req: &Request) -> Option<Response> {
     let generation = st.hub.generation();
     let (resp, route) = match wanted(path)? {
         Wanted::Listing { repo } => {
-            let body = st.cached_at(&format!("repo/{repo}"), generation)?;
+            let body = st.cached_at(&hub_contract::routes::listing_key(repo), generation)?;
             // `api::json_response`.
             let mut resp = axum::http::Response::new(body);
             resp.headers_mut().insert(

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use hub_contract::{Health, Readiness};
 
 use crate::state::Shared;
 
@@ -15,8 +15,10 @@ use crate::state::Shared;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `GET /healthz`: `200 {"status":"ok"}` while the process serves.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_string(),
+    })
 }
 
 /// `GET /readyz`: `200` when the catalog is writable and the chunk store reachable, `503`
@@ -38,16 +40,21 @@ pub async fn readyz(State(st): State<Shared>) -> Response {
         )),
     };
     let ok = catalog.is_ok() && store.is_ok();
-    let show = |r: &Result<(), String>| match r {
-        Ok(()) => json!("ok"),
-        Err(e) => json!(e),
+    let show = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".to_string());
+    let body = Readiness {
+        status: if ok { "ok" } else { "error" }.to_string(),
+        checks: [
+            ("catalog".to_string(), show(catalog)),
+            ("chunk_store".to_string(), show(store)),
+        ]
+        .into_iter()
+        .collect(),
     };
-    let body = json!({
-        "status": if ok { "ok" } else { "error" },
-        "checks": {"catalog": show(&catalog), "chunk_store": show(&store)},
-    });
     if !ok {
-        tracing::warn!("not ready: {body}");
+        tracing::warn!(
+            "not ready: {}",
+            serde_json::to_string(&body).unwrap_or_default()
+        );
     }
     let status = if ok {
         StatusCode::OK

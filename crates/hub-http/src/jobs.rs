@@ -103,7 +103,7 @@ impl Jobs {
     /// Starts a job (persisted as running).
     pub async fn start(self: &Arc<Self>, kind: &str, owner: &str) -> ApiResult<JobHandle> {
         let (hub, kind2, owner2) = (self.hub.clone(), kind.to_string(), owner.to_string());
-        let rec = tokio::task::spawn_blocking(move || hub.job_create(&kind2, &owner2)).await??;
+        let rec = tokio::task::spawn_blocking(move || hub.jobs().create(&kind2, &owner2)).await??;
         let (tx, _) = broadcast::channel(64);
         self.live
             .lock()
@@ -139,7 +139,7 @@ impl Jobs {
 impl JobHandle {
     /// Records and broadcasts progress (blocking).
     pub fn progress(&self, progress: u8, message: &str) {
-        if let Err(e) = self.hub.job_progress(&self.id, progress, message) {
+        if let Err(e) = self.hub.jobs().progress(&self.id, progress, message) {
             tracing::warn!("job {}: {e}", self.id);
         }
         let _ = self.tx.send(JobEvent::Update {
@@ -150,7 +150,7 @@ impl JobHandle {
 
     /// Records success with its result (blocking).
     pub fn finish(&self, info: &Value) {
-        if let Err(e) = self.hub.job_finish(&self.id, info) {
+        if let Err(e) = self.hub.jobs().finish(&self.id, info) {
             tracing::warn!("job {}: {e}", self.id);
         }
         let _ = self.tx.send(JobEvent::Info(info.clone()));
@@ -160,7 +160,7 @@ impl JobHandle {
 
     /// Records failure (blocking).
     pub fn fail(&self, message: &str) {
-        if let Err(e) = self.hub.job_fail(&self.id, message) {
+        if let Err(e) = self.hub.jobs().fail(&self.id, message) {
             tracing::warn!("job {}: {e}", self.id);
         }
         let _ = self.tx.send(JobEvent::Error(message.to_string()));
@@ -210,7 +210,7 @@ pub async fn listen(
     let rec = state
         .blocking({
             let id = id.clone();
-            move |hub| Ok(hub.job(&id)?)
+            move |hub| Ok(hub.jobs().get(&id)?)
         })
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;

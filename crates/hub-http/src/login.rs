@@ -1,7 +1,7 @@
 //! Local accounts on the web: `POST /login` (password or API token) opens a server-side
 //! session; the login page; rate limits per account and per address.
 //!
-//! A session is its own credential (`hub_repo::Hub::create_session`), never an API token:
+//! A session is its own credential (`hub_repo::Accounts::create_session`), never an API token:
 //! the cookie is `HttpOnly; SameSite=Strict`, plus `Secure` when the public URL is HTTPS.
 
 use std::collections::HashMap;
@@ -101,7 +101,7 @@ pub async fn start_session(
     let ttl = st.config.session_ttl_secs;
     let u = user.to_string();
     let (id, _) = st
-        .blocking(move |hub| Ok(hub.create_session(&u, &memberof, method, ttl)?))
+        .blocking(move |hub| Ok(hub.accounts().create_session(&u, &memberof, method, ttl)?))
         .await?;
     let loc = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
     let mut resp = (status, [(header::LOCATION, loc)]).into_response();
@@ -119,11 +119,11 @@ pub async fn session_actor(st: &Shared, headers: &HeaderMap) -> Result<Option<Ac
         return Ok(None);
     };
     st.blocking(move |hub| {
-        let Some(s) = hub.check_session(&id)? else {
+        let Some(s) = hub.accounts().check_session(&id)? else {
             return Ok(None);
         };
         let mut memberof = s.memberof;
-        for m in hub.memberships(&s.user)? {
+        for m in hub.accounts().memberships(&s.user)? {
             if !memberof.contains(&m) {
                 memberof.push(m);
             }
@@ -184,7 +184,10 @@ pub async fn render_login(
     next: &str,
     error: Option<&str>,
 ) -> Response {
-    let users = st.blocking(|hub| Ok(hub.user_count()?)).await.unwrap_or(0);
+    let users = st
+        .blocking(|hub| Ok(hub.accounts().user_count()?))
+        .await
+        .unwrap_or(0);
     let threebot = st.config.threebot.enabled;
     let mut resp = ctx.render_status(
         status,
@@ -287,7 +290,7 @@ pub async fn login(State(st): State<Shared>, ctx: Ctx, req: Request) -> Response
             }
             let u2 = user.clone();
             let ok = st
-                .blocking(move |hub| Ok(hub.verify_password(&u2, &password)?))
+                .blocking(move |hub| Ok(hub.accounts().verify_password(&u2, &password)?))
                 .await;
             match ok {
                 Ok(Some(info)) => {
@@ -337,7 +340,9 @@ pub async fn login(State(st): State<Shared>, ctx: Ctx, req: Request) -> Response
                 return r;
             }
             let token = token.trim().to_string();
-            let check = st.blocking(move |hub| Ok(hub.check_token(&token)?)).await;
+            let check = st
+                .blocking(move |hub| Ok(hub.accounts().check_token(&token)?))
+                .await;
             match check {
                 Ok(TokenCheck::Valid(info)) => {
                     match start_session(

@@ -41,9 +41,9 @@ pub fn entry_name(hub: &Hub, repo: &str, name: &str) -> Result<String, ApiError>
     if names::validate_flist(&flist).is_err() {
         return Ok(name.to_string()); // refused by the catalog, under the name given
     }
-    if hub.entry(repo, &flist)?.is_none()
+    if hub.catalog().entry(repo, &flist)?.is_none()
         && names::validate_taglink(name).is_ok()
-        && hub.entry(repo, name)?.is_some()
+        && hub.catalog().entry(repo, name)?.is_some()
     {
         return Ok(name.to_string());
     }
@@ -67,18 +67,18 @@ pub fn merge_source(s: &str) -> Result<(String, String), ApiError> {
 pub fn find_entry(hub: &Hub, repo: &str, name: &str) -> Result<Entry, ApiError> {
     names::validate_repo(repo)?;
     names::validate_entry(name)?;
-    if let Some(e) = hub.entry(repo, name)? {
+    if let Some(e) = hub.catalog().entry(repo, name)? {
         return Ok(e);
     }
     if !name.ends_with(".flist") {
         let with = format!("{name}.flist");
         if names::validate_flist(&with).is_ok() {
-            if let Some(e) = hub.entry(repo, &with)? {
+            if let Some(e) = hub.catalog().entry(repo, &with)? {
                 return Ok(e);
             }
         }
     }
-    if !hub.repository_exists(repo)? {
+    if !hub.catalog().repository_exists(repo)? {
         return Err(user_not_found());
     }
     Err(source_not_found())
@@ -91,7 +91,7 @@ pub fn find_flist(hub: &Hub, repo: &str, name: &str) -> Result<(Entry, Resolved)
     if matches!(e.kind, EntryKind::Taglink { .. }) {
         return Err(source_not_found());
     }
-    match hub.resolve(&e.repo, &e.name) {
+    match hub.catalog().resolve(&e.repo, &e.name) {
         Ok(r) => Ok((e, r)),
         Err(RepoError::NotFound(_) | RepoError::Cycle(_) | RepoError::Invalid(_)) => {
             Err(source_not_found())

@@ -51,7 +51,7 @@ pub(crate) async fn merge(
     for (r, n) in &sources {
         let res = st.resolve(r, n).await?;
         if contents.insert(res.sha256.clone()) {
-            files.push((format!("{r}/{n}"), st.hub.blob_path(&res.sha256)));
+            files.push((format!("{r}/{n}"), st.hub.catalog().blob_path(&res.sha256)));
         }
     }
     let names: Vec<String> = sources.iter().map(|(r, n)| format!("{r}/{n}")).collect();
@@ -61,7 +61,7 @@ pub(crate) async fn merge(
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
         let opts = produce::convert_options(&st2, &cancel);
         let read = flist_format::ReadOptions {
-            temp_dir: Some(st2.hub.tmp_dir().to_path_buf()),
+            temp_dir: Some(st2.hub.catalog().tmp_dir().to_path_buf()),
             ..Default::default()
         };
         let inputs: Vec<flist_convert::merge::Input<'_>> = files

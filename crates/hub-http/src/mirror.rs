@@ -236,7 +236,7 @@ impl Mirror {
     ) -> Result<(), SyncError> {
         let (url, r) = self.send_get(path).await?;
         let r = ensure_ok(&url, r)?;
-        let tmp = hub.temp_path(".mirror");
+        let tmp = hub.catalog().temp_path(".mirror");
         let mut f = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| SyncError::Io(format!("create {}: {e}", tmp.display())))?;
@@ -265,8 +265,8 @@ impl Mirror {
         }
         let hub = hub.clone();
         tokio::task::spawn_blocking(move || {
-            let staged = hub.stage_file(&tmp)?;
-            hub.commit_verified_blob(&staged, &expect)
+            let staged = hub.catalog().stage_file(&tmp)?;
+            hub.replica().commit_verified_blob(&staged, &expect)
         })
         .await
         .map_err(|e| SyncError::Io(e.to_string()))??;
@@ -288,7 +288,7 @@ impl Mirror {
         let missing: Vec<SnapBlob> = snap
             .blobs
             .iter()
-            .filter(|b| !stamped.contains_key(&b.sha256) && !hub.has_blob(&b.sha256))
+            .filter(|b| !stamped.contains_key(&b.sha256) && !hub.replica().has_blob(&b.sha256))
             .cloned()
             .collect();
         self.lock().pending_files += missing.len();
@@ -312,7 +312,7 @@ impl Mirror {
             None => snap,
         };
         let hub = hub.clone();
-        tokio::task::spawn_blocking(move || hub.apply_snapshot(&snap))
+        tokio::task::spawn_blocking(move || hub.replica().apply_snapshot(&snap))
             .await
             .map_err(|e| SyncError::Io(e.to_string()))??;
         Ok(())
@@ -320,7 +320,7 @@ impl Mirror {
 
     async fn local_repos(hub: &Arc<Hub>) -> Result<Vec<String>, SyncError> {
         let hub = hub.clone();
-        let v = tokio::task::spawn_blocking(move || hub.repositories())
+        let v = tokio::task::spawn_blocking(move || hub.catalog().repositories())
             .await
             .map_err(|e| SyncError::Io(e.to_string()))??;
         Ok(v.into_iter().map(|r| r.name).collect())
@@ -340,7 +340,10 @@ impl Mirror {
     pub async fn sync_once(&self, hub: &Arc<Hub>) -> Result<(), SyncError> {
         let h = hub.clone();
         let (saved, mode) = tokio::task::spawn_blocking(move || {
-            Ok::<_, hub_repo::RepoError>((h.mirror_state("cursor")?, h.mirror_state("chunks")?))
+            Ok::<_, hub_repo::RepoError>((
+                h.replica().mirror_state("cursor")?,
+                h.replica().mirror_state("chunks")?,
+            ))
         })
         .await
         .map_err(|e| SyncError::Io(e.to_string()))??;
@@ -400,7 +403,7 @@ impl Mirror {
                 }
                 None => {
                     let h = hub.clone();
-                    tokio::task::spawn_blocking(move || h.remove_repository(&repo))
+                    tokio::task::spawn_blocking(move || h.replica().remove_repository(&repo))
                         .await
                         .map_err(|e| SyncError::Io(e.to_string()))??;
                 }
@@ -413,8 +416,9 @@ impl Mirror {
         }
         let h = hub.clone();
         tokio::task::spawn_blocking(move || {
-            h.set_mirror_state("cursor", &cursor.to_string())?;
-            h.set_mirror_state("chunks", chunks_mode)
+            h.replica()
+                .set_mirror_state("cursor", &cursor.to_string())?;
+            h.replica().set_mirror_state("chunks", chunks_mode)
         })
         .await
         .map_err(|e| SyncError::Io(e.to_string()))??;
@@ -447,7 +451,7 @@ impl Mirror {
         for repo in Self::local_repos(hub).await? {
             if !upstream_set.contains(&repo) {
                 let h = hub.clone();
-                tokio::task::spawn_blocking(move || h.remove_repository(&repo))
+                tokio::task::spawn_blocking(move || h.replica().remove_repository(&repo))
                     .await
                     .map_err(|e| SyncError::Io(e.to_string()))??;
             }
@@ -470,7 +474,7 @@ impl Mirror {
         };
         let h = hub.clone();
         let r = repo.to_string();
-        let held = tokio::task::spawn_blocking(move || h.repo_snapshot(&r))
+        let held = tokio::task::spawn_blocking(move || h.replica().repo_snapshot(&r))
             .await
             .map_err(|e| SyncError::Io(e.to_string()))??;
         let mut entries = Vec::new();
@@ -601,13 +605,13 @@ impl Mirror {
         let hub = hub.clone();
         let md5 = md5.to_string();
         let blob = tokio::task::spawn_blocking(move || {
-            let staged = hub.stage_reader(&bytes[..])?;
+            let staged = hub.catalog().stage_reader(&bytes[..])?;
             let blob = SnapBlob {
                 sha256: staged.sha256.clone(),
                 md5,
                 size: staged.size,
             };
-            hub.commit_verified_blob(&staged, &blob)?;
+            hub.replica().commit_verified_blob(&staged, &blob)?;
             Ok::<_, hub_repo::RepoError>(blob)
         })
         .await

@@ -102,11 +102,11 @@ impl ChunkMirror {
         tokio::task::spawn_blocking(move || {
             let mut out = BTreeMap::new();
             for sha in shas {
-                let Some(v) = hub.mirror_state(&state_key(&sha))? else {
+                let Some(v) = hub.replica().mirror_state(&state_key(&sha))? else {
                     continue;
                 };
                 if let Ok(stamped) = serde_json::from_str::<SnapBlob>(&v) {
-                    if hub.has_blob(&stamped.sha256) {
+                    if hub.replica().has_blob(&stamped.sha256) {
                         out.insert(sha, stamped);
                     }
                 }
@@ -126,7 +126,7 @@ impl ChunkMirror {
         md5: &str,
     ) -> Result<Option<SnapBlob>, SyncError> {
         let (h, key) = (hub.clone(), md5_key(md5));
-        let primary = tokio::task::spawn_blocking(move || h.mirror_state(&key))
+        let primary = tokio::task::spawn_blocking(move || h.replica().mirror_state(&key))
             .await
             .map_err(|e| io_err("mirror state", e))??
             .and_then(|v| serde_json::from_str::<SnapBlob>(&v).ok());
@@ -169,7 +169,7 @@ impl ChunkMirror {
     /// Copies the missing chunks of the stored primary file `b`, stamps it, records the
     /// mapping and returns the stamped file's identity.
     async fn localize_blob(&self, hub: &Arc<Hub>, b: &SnapBlob) -> Result<SnapBlob, SyncError> {
-        let path = hub.blob_path(&b.sha256);
+        let path = hub.catalog().blob_path(&b.sha256);
         let what = format!("flist file {}", b.sha256);
         let (keys, backend, mirrors) = {
             let what = what.clone();
@@ -192,9 +192,9 @@ impl ChunkMirror {
         let mirrors_json = Value::Array(alternatives).to_string();
         let hub2 = hub.clone();
         let own_backend = self.backend.clone();
-        let src = hub.blob_path(&b.sha256);
+        let src = hub.catalog().blob_path(&b.sha256);
         let stamped = tokio::task::spawn_blocking(move || {
-            let tmp = hub2.temp_path(".stamp");
+            let tmp = hub2.catalog().temp_path(".stamp");
             let r = flist_format::stamp::restamp(
                 &src,
                 &tmp,
@@ -208,13 +208,13 @@ impl ChunkMirror {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(io_err("stamping", e));
             }
-            let staged = hub2.stage_file(&tmp)?;
+            let staged = hub2.catalog().stage_file(&tmp)?;
             let blob = SnapBlob {
                 sha256: staged.sha256.clone(),
                 md5: staged.md5.clone(),
                 size: staged.size,
             };
-            hub2.commit_verified_blob(&staged, &blob)?;
+            hub2.replica().commit_verified_blob(&staged, &blob)?;
             Ok::<_, SyncError>(blob)
         })
         .await
@@ -230,10 +230,10 @@ impl ChunkMirror {
         );
         let sha = b.sha256.clone();
         tokio::task::spawn_blocking(move || {
-            h.set_mirror_state(&key, &value)?;
-            h.set_mirror_state(&mkey, &primary)?;
+            h.replica().set_mirror_state(&key, &value)?;
+            h.replica().set_mirror_state(&mkey, &primary)?;
             // The primary's copy is not served: only the stamped one.
-            h.discard_unrecorded_blob(&sha).map(|_| ())
+            h.replica().discard_unrecorded_blob(&sha).map(|_| ())
         })
         .await
         .map_err(|e| io_err("mirror state", e))??;

@@ -7,663 +7,468 @@
 //! the routes; a test checks that every route of the router is in the document and that the
 //! document validates.
 
-#![allow(dead_code)]
-
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use hub_contract::{
+    ChunkStored, DockerForm, Dump, DumpItem, Entry, EntryType, ErrorBody, Health, Light, LoginForm,
+    MePayload, Metadata, Missing, MissingKeys, Published, Readiness, Repository, Success, TagLink,
+    UploadForm,
+};
 use serde_json::{json, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use crate::ui::Ctx;
 
-// ----- shapes --------------------------------------------------------------------------------
-
-/// `{"status":"success"}` or `{"status":"error","message":...}`, with a `payload` where the
-/// route has one.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Envelope {
-    /// `success` or `error`.
-    pub status: String,
-    /// Why it failed.
-    pub message: Option<String>,
-    /// The answer of the route, when it has one.
-    pub payload: Option<Value>,
-}
-
-/// An error on `/api/*` (always JSON, with a real status code).
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// Always `error`.
-    pub status: String,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// A repository in `GET /api/repositories`.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Repository {
-    /// The repository (user or organisation) name.
-    pub name: String,
-    /// Listed among the official repositories.
-    pub official: bool,
-    /// Last change, unix seconds.
-    pub updated: i64,
-}
-
-/// What an entry of a repository is.
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EntryType {
-    /// An uploaded or built flist.
-    Regular,
-    /// A link to an flist of this or another repository.
-    Symlink,
-    /// A name pointing to a tag.
-    Taglink,
-    /// A tag (a set of links).
-    Tag,
-}
-
-/// An entry in a repository listing.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Entry {
-    /// `app-1.0.flist` (or the tag name).
-    pub name: String,
-    /// Size as old clients parse it: `"12.34 KB"`.
-    pub size: String,
-    /// Last change, unix seconds.
-    pub updated: i64,
-    /// When the link was made (links only).
-    pub linktime: Option<i64>,
-    /// What the entry is.
-    #[serde(rename = "type")]
-    pub kind: EntryType,
-    /// Where a link points: `x.flist`, `other/x.flist` or `repo/tags/tag`.
-    pub target: Option<String>,
-}
-
-/// One path in a dump.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct DumpItem {
-    /// Absolute path in the flist.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// `regular`, `dir`, `link`, `special`.
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    /// Unix mode.
-    pub mode: Option<u32>,
-    /// A symlink's target.
-    pub target: Option<String>,
-}
-
-/// The full contents of an flist.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Dump {
-    /// Every path.
-    pub content: Vec<DumpItem>,
-    /// Count of regular files.
-    pub regular: u64,
-    /// Count of symlinks.
-    pub symlink: u64,
-    /// Count of directories.
-    pub directory: u64,
-    /// Count of special files.
-    pub special: u64,
-    /// Always 0.
-    pub failure: u64,
-    /// Sum of the file sizes.
-    pub fullsize: u64,
-}
-
-/// `GET /api/flist/<repo>/<name>/light` (and `INFO`).
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Light {
-    /// The entry name.
-    pub name: String,
-    /// Size of the flist file in bytes.
-    pub size: u64,
-    /// Last change, unix seconds.
-    pub updated: i64,
-    /// `regular` or `symlink`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// MD5 of the flist file.
-    pub md5: String,
-    /// When the link was made (links only).
-    pub linktime: Option<i64>,
-    /// The raw link target (links only).
-    pub target: Option<String>,
-    /// Whether the hub signed this flist.
-    pub signed: Option<bool>,
-    /// The hub's signature, base64.
-    pub signature: Option<String>,
-}
-
-/// `GET /api/flist/<repo>/<name>/taglink`.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct TagLink {
-    /// `repo/tags/tag`.
-    pub target: String,
-}
-
-/// The flist's metadata (`backend`, `entrypoint`, `readme`, ...). Never holds passwords.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Metadata(pub BTreeMap<String, String>);
-
-/// `GET /api/flist/me`.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Me {
-    /// `success`.
-    pub status: String,
-    /// Who the caller acts as.
-    pub payload: MePayload,
-}
-
-/// The payload of [`Me`].
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct MePayload {
-    /// The active identity.
-    pub username: String,
-}
-
-/// Multipart body of the uploads.
-#[derive(Deserialize, ToSchema)]
-pub struct UploadForm {
-    /// The archive (`.tar.gz`, `.tar`, `.tar.zst`, `.tar.xz`, `.tar.bz2`) or `.flist`.
-    #[schema(value_type = String, format = Binary)]
-    pub file: Vec<u8>,
-}
-
-/// Form of `POST /api/flist/me/docker`.
-#[derive(Deserialize, ToSchema)]
-pub struct DockerForm {
-    /// The image reference (`alpine:3.19`, `registry/repo@sha256:...`).
-    pub image: String,
-    /// `linux/amd64`-style platform.
-    pub platform: Option<String>,
-    /// Registry user name.
-    pub username: Option<String>,
-    /// Registry password (never stored).
-    pub password: Option<String>,
-    /// Answer at once with the job id instead of waiting.
-    #[serde(rename = "async")]
-    pub run_async: Option<bool>,
-}
-
-/// Body of `POST /api/chunks/missing`.
-#[derive(Deserialize, ToSchema)]
-pub struct MissingKeys {
-    /// Chunk keys, 32 hex digits.
-    pub keys: Vec<String>,
-}
-
-/// `GET /readyz`.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Readiness {
-    /// `ok` or `unavailable`.
-    pub status: String,
-    /// `catalog` and `chunk_store`: `ok` or what is wrong.
-    pub checks: BTreeMap<String, String>,
-}
-
-/// Form of `POST /login`.
-#[derive(Deserialize, ToSchema)]
-pub struct LoginForm {
-    /// Local account name (with `password`).
-    pub username: Option<String>,
-    /// Its password.
-    pub password: Option<String>,
-    /// Or an API token.
-    pub token: Option<String>,
-    /// The local path to go back to.
-    pub next: Option<String>,
-}
-
 // ----- routes --------------------------------------------------------------------------------
+// Declarations utoipa reads (path, methods, parameters, bodies, answers); the handlers are in
+// the feature modules and return the `hub_contract` types named here.
 
-/// Repositories.
-#[utoipa::path(get, path = "/api/repositories", tag = "read",
-    responses((status = 200, description = "Sorted by name", body = [Repository])))]
-fn repositories() {}
+/// The route declarations: documentation only (utoipa reads their attributes; nothing
+/// calls them), hence the one `dead_code` allowance of the crate.
+#[allow(dead_code)]
+mod routes {
+    use super::*;
 
-/// Every entry of every repository.
-#[utoipa::path(get, path = "/api/flist", tag = "read",
-    responses((status = 200, description = "`repo/name.flist` strings", body = [String])))]
-fn all_flists() {}
+    /// Repositories.
+    #[utoipa::path(get, path = "/api/repositories", tag = "read",
+        responses((status = 200, description = "Sorted by name", body = [Repository])))]
+    fn repositories() {}
 
-/// Every repository with its entries.
-#[utoipa::path(get, path = "/api/fileslist", tag = "read",
-    responses((status = 200, description = "Repository name → entries", body = BTreeMap<String, Vec<Entry>>)))]
-fn fileslist() {}
+    /// Every entry of every repository.
+    #[utoipa::path(get, path = "/api/flist", tag = "read",
+        responses((status = 200, description = "`repo/name.flist` strings", body = [String])))]
+    fn all_flists() {}
 
-/// The change feed mirrors follow.
-#[utoipa::path(get, path = "/api/changes", tag = "mirror",
-    params(("since" = Option<String>, Query, description = "Cursor of the last change seen"),
-           ("limit" = Option<u32>, Query, description = "Most changes to return")),
-    responses((status = 200, description = "Changes after the cursor and the next cursor", body = Value)))]
-fn changes() {}
+    /// Every repository with its entries.
+    #[utoipa::path(get, path = "/api/fileslist", tag = "read",
+        responses((status = 200, description = "Repository name → entries", body = BTreeMap<String, Vec<Entry>>)))]
+    fn fileslist() {}
 
-/// A repository's current entries, for a mirror.
-#[utoipa::path(get, path = "/api/changes/repository/{repo}", tag = "mirror",
-    params(("repo" = String, Path, description = "Repository")),
-    responses((status = 200, description = "The repository's state", body = Value),
-              (status = 404, description = "No such repository", body = ErrorBody)))]
-fn changes_repository() {}
+    /// The change feed mirrors follow.
+    #[utoipa::path(get, path = "/api/changes", tag = "mirror",
+        params(("since" = Option<String>, Query, description = "Cursor of the last change seen"),
+               ("limit" = Option<u32>, Query, description = "Most changes to return")),
+        responses((status = 200, description = "Changes after the cursor and the next cursor", body = Value)))]
+    fn changes() {}
 
-/// A stored flist file by its SHA-256, for a mirror.
-#[utoipa::path(get, path = "/api/changes/file/{sha256}", tag = "mirror",
-    params(("sha256" = String, Path, description = "SHA-256 hex of the file")),
-    responses((status = 200, description = "The flist file", content_type = "application/octet-stream", body = Vec<u8>),
-              (status = 404, description = "Unknown file", body = ErrorBody)))]
-fn changes_file() {}
+    /// A repository's current entries, for a mirror.
+    #[utoipa::path(get, path = "/api/changes/repository/{repo}", tag = "mirror",
+        params(("repo" = String, Path, description = "Repository")),
+        responses((status = 200, description = "The repository's state", body = Value),
+                  (status = 404, description = "No such repository", body = ErrorBody)))]
+    fn changes_repository() {}
 
-/// A mirror's sync status.
-#[utoipa::path(get, path = "/api/mirror", tag = "mirror",
-    responses((status = 200, description = "Sync status: upstream, mode (changes|full), cursor, upstream_cursor, last_success, lag_secs, pending_repositories, pending_files, chunks (--mirror-chunks), pending_chunks, chunks_copied, syncs, failures, last_error", body = Value),
-              (status = 404, description = "This hub is not a mirror", body = ErrorBody)))]
-fn mirror_status() {}
+    /// A stored flist file by its SHA-256, for a mirror.
+    #[utoipa::path(get, path = "/api/changes/file/{sha256}", tag = "mirror",
+        params(("sha256" = String, Path, description = "SHA-256 hex of the file")),
+        responses((status = 200, description = "The flist file", content_type = "application/octet-stream", body = Vec<u8>),
+                  (status = 404, description = "Unknown file", body = ErrorBody)))]
+    fn changes_file() {}
 
-/// The hub's flist signing key.
-#[utoipa::path(get, path = "/api/signing-key", tag = "read",
-    responses((status = 200, description = "The Ed25519 public key", body = Value)))]
-fn signing_key() {}
+    /// A mirror's sync status.
+    #[utoipa::path(get, path = "/api/mirror", tag = "mirror",
+        responses((status = 200, description = "Sync status: upstream, mode (changes|full), cursor, upstream_cursor, last_success, lag_secs, pending_repositories, pending_files, chunks (--mirror-chunks), pending_chunks, chunks_copied, syncs, failures, last_error", body = Value),
+                  (status = 404, description = "This hub is not a mirror", body = ErrorBody)))]
+    fn mirror_status() {}
 
-/// A repository's entries.
-#[utoipa::path(get, path = "/api/flist/{repo}", tag = "read",
-    params(("repo" = String, Path, description = "Repository")),
-    responses((status = 200, description = "Entries", body = [Entry]),
-              (status = 404, description = "No such repository", body = ErrorBody)))]
-fn repo_listing() {}
+    /// The hub's flist signing key.
+    #[utoipa::path(get, path = "/api/signing-key", tag = "read",
+        responses((status = 200, description = "The Ed25519 public key", body = Value)))]
+    fn signing_key() {}
 
-/// The links in a tag.
-#[utoipa::path(get, path = "/api/flist/{repo}/tags/{tag}", tag = "read",
-    params(("repo" = String, Path, description = "Repository"),
-           ("tag" = String, Path, description = "Tag")),
-    responses((status = 200, description = "Links", body = [Entry]),
-              (status = 404, description = "No such tag", body = ErrorBody)))]
-fn tag_listing() {}
+    /// A repository's entries.
+    #[utoipa::path(get, path = "/api/flist/{repo}", tag = "read",
+        params(("repo" = String, Path, description = "Repository")),
+        responses((status = 200, description = "Entries", body = [Entry]),
+                  (status = 404, description = "No such repository", body = ErrorBody)))]
+    fn repo_listing() {}
 
-/// The full contents of an flist (`INFO` on this path answers like `/light`).
-#[utoipa::path(get, path = "/api/flist/{repo}/{name}", tag = "read",
-    params(("repo" = String, Path, description = "Repository"),
-           ("name" = String, Path, description = "Entry (`.flist` may be left out)")),
-    responses((status = 200, description = "Dump", body = Dump),
-              (status = 404, description = "No such flist", body = ErrorBody)))]
-fn dump() {}
+    /// The links in a tag.
+    #[utoipa::path(get, path = "/api/flist/{repo}/tags/{tag}", tag = "read",
+        params(("repo" = String, Path, description = "Repository"),
+               ("tag" = String, Path, description = "Tag")),
+        responses((status = 200, description = "Links", body = [Entry]),
+                  (status = 404, description = "No such tag", body = ErrorBody)))]
+    fn tag_listing() {}
 
-/// Size, date, type and MD5 of an entry.
-#[utoipa::path(get, path = "/api/flist/{repo}/{name}/light", tag = "read",
-    params(("repo" = String, Path, description = "Repository"),
-           ("name" = String, Path, description = "Entry")),
-    responses((status = 200, description = "Summary", body = Light),
-              (status = 404, description = "No such flist", body = ErrorBody)))]
-fn light() {}
+    /// The full contents of an flist (`INFO` on this path answers like `/light`).
+    #[utoipa::path(get, path = "/api/flist/{repo}/{name}", tag = "read",
+        params(("repo" = String, Path, description = "Repository"),
+               ("name" = String, Path, description = "Entry (`.flist` may be left out)")),
+        responses((status = 200, description = "Dump", body = Dump),
+                  (status = 404, description = "No such flist", body = ErrorBody)))]
+    fn dump() {}
 
-/// Where a taglink points.
-#[utoipa::path(get, path = "/api/flist/{repo}/{name}/taglink", tag = "read",
-    params(("repo" = String, Path, description = "Repository"),
-           ("name" = String, Path, description = "Taglink")),
-    responses((status = 200, description = "Target", body = TagLink),
-              (status = 404, description = "No such taglink", body = ErrorBody)))]
-fn taglink() {}
+    /// Size, date, type and MD5 of an entry.
+    #[utoipa::path(get, path = "/api/flist/{repo}/{name}/light", tag = "read",
+        params(("repo" = String, Path, description = "Repository"),
+               ("name" = String, Path, description = "Entry")),
+        responses((status = 200, description = "Summary", body = Light),
+                  (status = 404, description = "No such flist", body = ErrorBody)))]
+    fn light() {}
 
-/// An flist's metadata (`backend-forced` when it carries no backend).
-#[utoipa::path(get, path = "/api/flist/{repo}/{name}/metadata", tag = "read",
-    params(("repo" = String, Path, description = "Repository"),
-           ("name" = String, Path, description = "Entry")),
-    responses((status = 200, description = "Metadata", body = Metadata),
-              (status = 404, description = "No such flist", body = ErrorBody)))]
-fn metadata() {}
+    /// Where a taglink points.
+    #[utoipa::path(get, path = "/api/flist/{repo}/{name}/taglink", tag = "read",
+        params(("repo" = String, Path, description = "Repository"),
+               ("name" = String, Path, description = "Taglink")),
+        responses((status = 200, description = "Target", body = TagLink),
+                  (status = 404, description = "No such taglink", body = ErrorBody)))]
+    fn taglink() {}
 
-/// Who the caller acts as.
-#[utoipa::path(get, path = "/api/flist/me", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    responses((status = 200, description = "The active identity", body = Me),
-              (status = 401, description = "No or bad credentials", body = ErrorBody)))]
-fn me() {}
+    /// An flist's metadata (`backend-forced` when it carries no backend).
+    #[utoipa::path(get, path = "/api/flist/{repo}/{name}/metadata", tag = "read",
+        params(("repo" = String, Path, description = "Repository"),
+               ("name" = String, Path, description = "Entry")),
+        responses((status = 200, description = "Metadata", body = Metadata),
+                  (status = 404, description = "No such flist", body = ErrorBody)))]
+    fn metadata() {}
 
-/// Dump (`GET`) or remove (`DELETE`) an entry of the caller's repository.
-#[utoipa::path(method(get, delete), path = "/api/flist/me/{name}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("name" = String, Path, description = "Entry")),
-    responses((status = 200, description = "Dump (GET) or envelope (DELETE)", body = Value),
-              (status = 401, description = "No or bad credentials", body = ErrorBody),
-              (status = 404, description = "No such entry", body = ErrorBody)))]
-fn me_entry() {}
+    /// Who the caller acts as.
+    #[utoipa::path(get, path = "/api/flist/me", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        responses((status = 200, description = "The active identity", body = Success<MePayload>),
+                  (status = 401, description = "No or bad credentials", body = ErrorBody)))]
+    fn me() {}
 
-/// `linkname` → `source` in the caller's repository (`GET` for bearer tokens only).
-#[utoipa::path(method(get, post, put), path = "/api/flist/me/{source}/link/{linkname}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("source" = String, Path, description = "Existing entry"),
-           ("linkname" = String, Path, description = "Link to make or replace")),
-    responses((status = 200, description = "Done", body = Envelope),
-              (status = 409, description = "`linkname` is a regular flist", body = ErrorBody)))]
-fn me_link() {}
+    /// Dump (`GET`) or remove (`DELETE`) an entry of the caller's repository.
+    #[utoipa::path(method(get, delete), path = "/api/flist/me/{name}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("name" = String, Path, description = "Entry")),
+        responses((status = 200, description = "Dump (GET) or envelope (DELETE)", body = Value),
+                  (status = 401, description = "No or bad credentials", body = ErrorBody),
+                  (status = 404, description = "No such entry", body = ErrorBody)))]
+    fn me_entry() {}
 
-/// `linkname` → `repo/source`.
-#[utoipa::path(method(get, post, put), path = "/api/flist/me/{linkname}/crosslink/{repo}/{source}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("linkname" = String, Path, description = "Link to make"),
-           ("repo" = String, Path, description = "Repository of the target"),
-           ("source" = String, Path, description = "Target entry")),
-    responses((status = 200, description = "Done", body = Envelope),
-              (status = 404, description = "No such target", body = ErrorBody)))]
-fn me_crosslink() {}
+    /// `linkname` → `source` in the caller's repository (`GET` for bearer tokens only).
+    #[utoipa::path(method(get, post, put), path = "/api/flist/me/{source}/link/{linkname}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("source" = String, Path, description = "Existing entry"),
+               ("linkname" = String, Path, description = "Link to make or replace")),
+        responses((status = 200, description = "Done", body = Success),
+                  (status = 409, description = "`linkname` is a regular flist", body = ErrorBody)))]
+    fn me_link() {}
 
-/// Renames an entry; never overwrites.
-#[utoipa::path(method(get, post, put), path = "/api/flist/me/{source}/rename/{destination}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("source" = String, Path, description = "Entry"),
-           ("destination" = String, Path, description = "New name")),
-    responses((status = 200, description = "Done", body = Envelope),
-              (status = 409, description = "The destination exists", body = ErrorBody)))]
-fn me_rename() {}
+    /// `linkname` → `repo/source`.
+    #[utoipa::path(method(get, post, put), path = "/api/flist/me/{linkname}/crosslink/{repo}/{source}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("linkname" = String, Path, description = "Link to make"),
+               ("repo" = String, Path, description = "Repository of the target"),
+               ("source" = String, Path, description = "Target entry")),
+        responses((status = 200, description = "Done", body = Success),
+                  (status = 404, description = "No such target", body = ErrorBody)))]
+    fn me_crosslink() {}
 
-/// Copies `srcrepo/srcname` into the caller's repository.
-#[utoipa::path(method(get, post, put), path = "/api/flist/me/promote/{srcrepo}/{srcname}/{localname}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("srcrepo" = String, Path, description = "Source repository"),
-           ("srcname" = String, Path, description = "Source entry"),
-           ("localname" = String, Path, description = "Name in the caller's repository")),
-    responses((status = 200, description = "`payload.source` and `payload.destination`", body = Envelope)))]
-fn me_promote() {}
+    /// Renames an entry; never overwrites.
+    #[utoipa::path(method(get, post, put), path = "/api/flist/me/{source}/rename/{destination}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("source" = String, Path, description = "Entry"),
+               ("destination" = String, Path, description = "New name")),
+        responses((status = 200, description = "Done", body = Success),
+                  (status = 409, description = "The destination exists", body = ErrorBody)))]
+    fn me_rename() {}
 
-/// Adds (`GET`/`POST`/`PUT`) or removes (`DELETE`) a link in the caller's tag.
-#[utoipa::path(method(get, post, put, delete), path = "/api/flist/me/{tag}/{linkname}/tag/{repo}/{source}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("tag" = String, Path, description = "The caller's tag"),
-           ("linkname" = String, Path, description = "Link in the tag"),
-           ("repo" = String, Path, description = "Repository of the target"),
-           ("source" = String, Path, description = "Target entry")),
-    responses((status = 200, description = "Done", body = Envelope)))]
-fn me_tag() {}
+    /// Copies `srcrepo/srcname` into the caller's repository.
+    #[utoipa::path(method(get, post, put), path = "/api/flist/me/promote/{srcrepo}/{srcname}/{localname}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("srcrepo" = String, Path, description = "Source repository"),
+               ("srcname" = String, Path, description = "Source entry"),
+               ("localname" = String, Path, description = "Name in the caller's repository")),
+        responses((status = 200, description = "`payload.source` and `payload.destination`", body = Success)))]
+    fn me_promote() {}
 
-/// Makes (`GET`/`POST`/`PUT`) or removes (`DELETE`) taglink `name` → `repo`'s tag.
-#[utoipa::path(method(get, post, put, delete), path = "/api/flist/me/{name}/crosstag/{repo}/{tag}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("name" = String, Path, description = "Taglink"),
-           ("repo" = String, Path, description = "Repository of the tag"),
-           ("tag" = String, Path, description = "Tag")),
-    responses((status = 200, description = "Done", body = Envelope)))]
-fn me_crosstag() {}
+    /// Adds (`GET`/`POST`/`PUT`) or removes (`DELETE`) a link in the caller's tag.
+    #[utoipa::path(method(get, post, put, delete), path = "/api/flist/me/{tag}/{linkname}/tag/{repo}/{source}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("tag" = String, Path, description = "The caller's tag"),
+               ("linkname" = String, Path, description = "Link in the tag"),
+               ("repo" = String, Path, description = "Repository of the target"),
+               ("source" = String, Path, description = "Target entry")),
+        responses((status = 200, description = "Done", body = Success)))]
+    fn me_tag() {}
 
-/// Merges flists into `target`, first wins.
-#[utoipa::path(method(post, put), path = "/api/flist/me/merge/{target}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("target" = String, Path, description = "Name of the merged flist")),
-    request_body(content = [String], description = "`[\"repo/name.flist\", ...]`"),
-    responses((status = 200, description = "Done", body = Envelope)))]
-fn me_merge() {}
+    /// Makes (`GET`/`POST`/`PUT`) or removes (`DELETE`) taglink `name` → `repo`'s tag.
+    #[utoipa::path(method(get, post, put, delete), path = "/api/flist/me/{name}/crosstag/{repo}/{tag}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("name" = String, Path, description = "Taglink"),
+               ("repo" = String, Path, description = "Repository of the tag"),
+               ("tag" = String, Path, description = "Tag")),
+        responses((status = 200, description = "Done", body = Success)))]
+    fn me_crosstag() {}
 
-/// Derives a new flist from one of the caller's.
-#[utoipa::path(post, path = "/api/flist/me/derive/{target}", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("target" = String, Path, description = "Name of the derived flist")),
-    request_body(content = Value, description = "Source and the changes to apply"),
-    responses((status = 200, description = "Done", body = Envelope)))]
-fn me_derive() {}
+    /// Merges flists into `target`, first wins.
+    #[utoipa::path(method(post, put), path = "/api/flist/me/merge/{target}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("target" = String, Path, description = "Name of the merged flist")),
+        request_body(content = [String], description = "`[\"repo/name.flist\", ...]`"),
+        responses((status = 200, description = "Done", body = Success)))]
+    fn me_merge() {}
 
-/// Builds an flist from an archive, followed as a job (`payload.job`, `/listen/<id>`).
-#[utoipa::path(post, path = "/api/flist/me/upload", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    params(("X-Original-Name" = Option<String>, Header, description = "Name of the archive")),
-    request_body(content = UploadForm, content_type = "multipart/form-data",
-                 description = "`file`, plus optional `metadata-<key>` fields"),
-    responses((status = 200, description = "`payload.name`, `payload.files`, `payload.job`", body = Envelope),
-              (status = 400, description = "Not an archive", body = ErrorBody),
-              (status = 413, description = "Too large", body = ErrorBody),
-              (status = 503, description = "The chunk store is down", body = ErrorBody)))]
-fn upload() {}
+    /// Derives a new flist from one of the caller's.
+    #[utoipa::path(post, path = "/api/flist/me/derive/{target}", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("target" = String, Path, description = "Name of the derived flist")),
+        request_body(content = Value, description = "Source and the changes to apply"),
+        responses((status = 200, description = "Done", body = Success)))]
+    fn me_derive() {}
 
-/// Stores a homemade flist whose chunks are all in the hub's store.
-#[utoipa::path(post, path = "/api/flist/me/upload-flist", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    request_body(content = UploadForm, content_type = "multipart/form-data"),
-    responses((status = 200, description = "`payload.name`, `payload.files`", body = Envelope),
-              (status = 400, description = "Chunks missing from the store (listed)", body = ErrorBody)))]
-fn upload_flist() {}
+    /// Builds an flist from an archive, followed as a job (`payload.job`, `/listen/<id>`).
+    #[utoipa::path(post, path = "/api/flist/me/upload", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        params(("X-Original-Name" = Option<String>, Header, description = "Name of the archive")),
+        request_body(content = UploadForm, content_type = "multipart/form-data",
+                     description = "`file`, plus optional `metadata-<key>` fields"),
+        responses((status = 200, description = "`payload.name`, `payload.files`, `payload.job`", body = Success<Published>),
+                  (status = 400, description = "Not an archive", body = ErrorBody),
+                  (status = 413, description = "Too large", body = ErrorBody),
+                  (status = 503, description = "The chunk store is down", body = ErrorBody)))]
+    fn upload() {}
 
-/// Converts a registry image.
-#[utoipa::path(post, path = "/api/flist/me/docker", tag = "write",
-    security(("bearer" = []), ("session" = [])),
-    request_body(content = DockerForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "`payload.name`, `payload.job`", body = Envelope)))]
-fn docker() {}
+    /// Stores a homemade flist whose chunks are all in the hub's store.
+    #[utoipa::path(post, path = "/api/flist/me/upload-flist", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        request_body(content = UploadForm, content_type = "multipart/form-data"),
+        responses((status = 200, description = "`payload.name`, `payload.files`", body = Success<Published>),
+                  (status = 400, description = "Chunks missing from the store (listed)", body = ErrorBody)))]
+    fn upload_flist() {}
 
-/// Which of these chunks the hub's store lacks.
-#[utoipa::path(post, path = "/api/chunks/missing", tag = "chunks",
-    security(("bearer" = []), ("session" = [])),
-    request_body(content = MissingKeys),
-    responses((status = 200, description = "`payload.missing`: keys to upload", body = Envelope)))]
-fn chunks_missing() {}
+    /// Converts a registry image.
+    #[utoipa::path(post, path = "/api/flist/me/docker", tag = "write",
+        security(("bearer" = []), ("session" = [])),
+        request_body(content = DockerForm, content_type = "application/x-www-form-urlencoded"),
+        responses((status = 200, description = "`payload.name`, `payload.job`", body = Success<Published>)))]
+    fn docker() {}
 
-/// Stores one chunk (the body) under its BLAKE2b-16 key.
-#[utoipa::path(put, path = "/api/chunks/{key}", tag = "chunks",
-    security(("bearer" = []), ("session" = [])),
-    params(("key" = String, Path, description = "32 hex digits, the BLAKE2b-16 of the body")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, description = "`payload.key`, `payload.written`", body = Envelope),
-              (status = 400, description = "The key is not the body's hash", body = ErrorBody),
-              (status = 413, description = "Chunk too large", body = ErrorBody),
-              (status = 429, description = "Quota exceeded", body = ErrorBody)))]
-fn chunks_put() {}
+    /// Which of these chunks the hub's store lacks.
+    #[utoipa::path(post, path = "/api/chunks/missing", tag = "chunks",
+        security(("bearer" = []), ("session" = [])),
+        request_body(content = MissingKeys),
+        responses((status = 200, description = "`payload.missing`: keys to upload", body = Success<Missing>)))]
+    fn chunks_missing() {}
 
-/// A job's events as Server-Sent Events until it ends.
-#[utoipa::path(get, path = "/listen/{id}", tag = "write",
-    params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, description = "`data: {\"status\":\"update\"|\"info\"|\"error\", ...}` events",
-               content_type = "text/event-stream", body = String),
-              (status = 404, description = "No such job", body = ErrorBody)))]
-fn listen() {}
+    /// Stores one chunk (the body) under its BLAKE2b-16 key.
+    #[utoipa::path(put, path = "/api/chunks/{key}", tag = "chunks",
+        security(("bearer" = []), ("session" = [])),
+        params(("key" = String, Path, description = "32 hex digits, the BLAKE2b-16 of the body")),
+        request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+        responses((status = 200, description = "`payload.key`, `payload.written`", body = Success<ChunkStored>),
+                  (status = 400, description = "The key is not the body's hash", body = ErrorBody),
+                  (status = 413, description = "Chunk too large", body = ErrorBody),
+                  (status = 429, description = "Quota exceeded", body = ErrorBody)))]
+    fn chunks_put() {}
 
-/// A chunk of the hub's local store, read-only and immutable (the `http(s)://` store layout).
-#[utoipa::path(method(get, head), path = "/chunks/{prefix}/{hex}", tag = "chunks",
-    params(("prefix" = String, Path, description = "The first two hex digits of the key"),
-           ("hex" = String, Path, description = "The key, 32 lower-case hex digits")),
-    responses((status = 200, description = "The stored chunk; `ETag` is the key", content_type = "application/octet-stream", body = Vec<u8>),
-              (status = 304, description = "Not modified"),
-              (status = 404, description = "No such chunk")))]
-fn chunk() {}
+    /// A job's events as Server-Sent Events until it ends.
+    #[utoipa::path(get, path = "/listen/{id}", tag = "write",
+        params(("id" = String, Path, description = "Job id")),
+        responses((status = 200, description = "`data: {\"status\":\"update\"|\"info\"|\"error\", ...}` events",
+                   content_type = "text/event-stream", body = String),
+                  (status = 404, description = "No such job", body = ErrorBody)))]
+    fn listen() {}
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-fn metrics() {}
+    /// A chunk of the hub's local store, read-only and immutable (the `http(s)://` store layout).
+    #[utoipa::path(method(get, head), path = "/chunks/{prefix}/{hex}", tag = "chunks",
+        params(("prefix" = String, Path, description = "The first two hex digits of the key"),
+               ("hex" = String, Path, description = "The key, 32 lower-case hex digits")),
+        responses((status = 200, description = "The stored chunk; `ETag` is the key", content_type = "application/octet-stream", body = Vec<u8>),
+                  (status = 304, description = "Not modified"),
+                  (status = 404, description = "No such chunk")))]
+    fn chunk() {}
 
-/// The process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Value)))]
-fn healthz() {}
+    /// Prometheus metrics.
+    #[utoipa::path(get, path = "/metrics", tag = "operations",
+        responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+    fn metrics() {}
 
-/// The catalog takes writes and the chunk store answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready", body = Readiness),
-              (status = 503, description = "Not ready: the failing checks", body = Readiness)))]
-fn readyz() {}
+    /// The process answers.
+    #[utoipa::path(get, path = "/healthz", tag = "operations",
+        responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Health)))]
+    fn healthz() {}
 
-/// This document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3.1", body = Value)))]
-fn doc_openapi_json() {}
+    /// The catalog takes writes and the chunk store answers.
+    #[utoipa::path(get, path = "/readyz", tag = "operations",
+        responses((status = 200, description = "Ready", body = Readiness),
+                  (status = 503, description = "Not ready: the failing checks", body = Readiness)))]
+    fn readyz() {}
 
-/// This document as a page.
-#[utoipa::path(get, path = "/api/docs", tag = "web",
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-fn doc_api_docs() {}
+    /// This document.
+    #[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+        responses((status = 200, description = "OpenAPI 3.1", body = Value)))]
+    fn doc_openapi_json() {}
 
-/// Downloads: `<name>.flist` (links resolved; `ETag`, `Range`, `HEAD`), `.flist.md5`,
-/// `.flist.sig` (the hub's signature), `.flist.author.sig` (an author signature kept from
-/// `upload-flist`, 404 when none), `.txt`, `.json`, `.md` (the flist's page).
-#[utoipa::path(get, path = "/{repo}/{file}", tag = "downloads",
-    params(("repo" = String, Path, description = "Repository"),
-           ("file" = String, Path, description = "`name.flist`, `name.flist.md5`, `name.txt`, `name.json`, `name.md`")),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
-              (status = 404, description = "No such flist")))]
-fn repo_file() {}
+    /// This document as a page.
+    #[utoipa::path(get, path = "/api/docs", tag = "web",
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
+    fn doc_api_docs() {}
 
-/// Downloads through a tag.
-#[utoipa::path(get, path = "/{repo}/tags/{tag}/{file}", tag = "downloads",
-    params(("repo" = String, Path, description = "Repository"),
-           ("tag" = String, Path, description = "Tag"),
-           ("file" = String, Path, description = "`name.flist` (and the other suffixes)")),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
-              (status = 404, description = "No such flist")))]
-fn tag_file() {}
+    /// Downloads: `<name>.flist` (links resolved; `ETag`, `Range`, `HEAD`), `.flist.md5`,
+    /// `.flist.sig` (the hub's signature), `.flist.author.sig` (an author signature kept from
+    /// `upload-flist`, 404 when none), `.txt`, `.json`, `.md` (the flist's page).
+    #[utoipa::path(get, path = "/{repo}/{file}", tag = "downloads",
+        params(("repo" = String, Path, description = "Repository"),
+               ("file" = String, Path, description = "`name.flist`, `name.flist.md5`, `name.txt`, `name.json`, `name.md`")),
+        responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+                  (status = 404, description = "No such flist")))]
+    fn repo_file() {}
 
-/// Home page.
-#[utoipa::path(get, path = "/", tag = "web",
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-fn home() {}
+    /// Downloads through a tag.
+    #[utoipa::path(get, path = "/{repo}/tags/{tag}/{file}", tag = "downloads",
+        params(("repo" = String, Path, description = "Repository"),
+               ("tag" = String, Path, description = "Tag"),
+               ("file" = String, Path, description = "`name.flist` (and the other suffixes)")),
+        responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+                  (status = 404, description = "No such flist")))]
+    fn tag_file() {}
 
-/// Search flists and file paths.
-#[utoipa::path(get, path = "/search", tag = "web",
-    params(("q" = Option<String>, Query, description = "Words or a path")),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-fn search() {}
+    /// Home page.
+    #[utoipa::path(get, path = "/", tag = "web",
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
+    fn home() {}
 
-/// A repository's page (`GET`); its rename/delete forms (`POST`, same origin).
-#[utoipa::path(method(get, post), path = "/{repo}", tag = "web",
-    params(("repo" = String, Path, description = "Repository")),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-              (status = 303, description = "After a form: back to the page")))]
-fn repo_page() {}
+    /// Search flists and file paths.
+    #[utoipa::path(get, path = "/search", tag = "web",
+        params(("q" = Option<String>, Query, description = "Words or a path")),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
+    fn search() {}
 
-/// A tag's page.
-#[utoipa::path(get, path = "/{repo}/tags/{tag}", tag = "web",
-    params(("repo" = String, Path, description = "Repository"),
-           ("tag" = String, Path, description = "Tag")),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-fn tag_page() {}
+    /// A repository's page (`GET`); its rename/delete forms (`POST`, same origin).
+    #[utoipa::path(method(get, post), path = "/{repo}", tag = "web",
+        params(("repo" = String, Path, description = "Repository")),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 303, description = "After a form: back to the page")))]
+    fn repo_page() {}
 
-/// The archive upload page (`GET`) and its form (`POST`, same origin; JSON with
-/// `Accept: application/json`).
-#[utoipa::path(method(get, post), path = "/upload", tag = "web",
-    params(("job" = Option<String>, Query, description = "Job made by `POST /upload/job`")),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-              (status = 303, description = "To the new flist's page")))]
-fn upload_page() {}
+    /// A tag's page.
+    #[utoipa::path(get, path = "/{repo}/tags/{tag}", tag = "web",
+        params(("repo" = String, Path, description = "Repository"),
+               ("tag" = String, Path, description = "Tag")),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
+    fn tag_page() {}
 
-/// The flist upload page and its form.
-#[utoipa::path(method(get, post), path = "/upload-flist", tag = "web",
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-              (status = 303, description = "To the new flist's page")))]
-fn upload_flist_page() {}
+    /// The archive upload page (`GET`) and its form (`POST`, same origin; JSON with
+    /// `Accept: application/json`).
+    #[utoipa::path(method(get, post), path = "/upload", tag = "web",
+        params(("job" = Option<String>, Query, description = "Job made by `POST /upload/job`")),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 303, description = "To the new flist's page")))]
+    fn upload_page() {}
 
-/// A job to follow before the upload page sends its file.
-#[utoipa::path(post, path = "/upload/job", tag = "web",
-    security(("session" = [])),
-    responses((status = 200, description = "`{\"job\": id}`", body = Value)))]
-fn upload_job() {}
+    /// The flist upload page and its form.
+    #[utoipa::path(method(get, post), path = "/upload-flist", tag = "web",
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 303, description = "To the new flist's page")))]
+    fn upload_flist_page() {}
 
-/// The merge page and its form.
-#[utoipa::path(method(get, post), path = "/merge", tag = "web",
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-              (status = 303, description = "To the merged flist's page")))]
-fn merge_page() {}
+    /// A job to follow before the upload page sends its file.
+    #[utoipa::path(post, path = "/upload/job", tag = "web",
+        security(("session" = [])),
+        responses((status = 200, description = "`{\"job\": id}`", body = Value)))]
+    fn upload_job() {}
 
-/// The image conversion page (`GET`) and its form (`POST`, same origin: starts the
-/// conversion, then its job page).
-#[utoipa::path(method(get, post), path = "/docker-convert", tag = "web",
-    security(("session" = [])),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-              (status = 303, description = "To the conversion's page, or back to the form with the error")))]
-fn docker_page() {}
+    /// The merge page and its form.
+    #[utoipa::path(method(get, post), path = "/merge", tag = "web",
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 303, description = "To the merged flist's page")))]
+    fn merge_page() {}
 
-/// A conversion's page: progress (refreshing itself), its error, or `303` to the new
-/// flist's page once stored. Only its owner sees it.
-#[utoipa::path(get, path = "/docker-convert/{job}", tag = "web",
-    security(("session" = [])),
-    params(("job" = String, Path, description = "Job id")),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-              (status = 303, description = "Done: to the new flist's page"),
-              (status = 404, description = "No such conversion of the caller")))]
-fn docker_job_page() {}
+    /// The image conversion page (`GET`) and its form (`POST`, same origin: starts the
+    /// conversion, then its job page).
+    #[utoipa::path(method(get, post), path = "/docker-convert", tag = "web",
+        security(("session" = [])),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 303, description = "To the conversion's page, or back to the form with the error")))]
+    fn docker_page() {}
 
-/// The caller's API tokens (`GET`), creating one (`POST`, shown once).
-#[utoipa::path(method(get, post), path = "/token", tag = "web",
-    security(("session" = [])),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-              (status = 302, description = "Not signed in: to the sign-in page")))]
-fn tokens_page() {}
+    /// A conversion's page: progress (refreshing itself), its error, or `303` to the new
+    /// flist's page once stored. Only its owner sees it.
+    #[utoipa::path(get, path = "/docker-convert/{job}", tag = "web",
+        security(("session" = [])),
+        params(("job" = String, Path, description = "Job id")),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 303, description = "Done: to the new flist's page"),
+                  (status = 404, description = "No such conversion of the caller")))]
+    fn docker_job_page() {}
 
-/// Revokes one of the caller's tokens.
-#[utoipa::path(post, path = "/token/revoke", tag = "web",
-    security(("session" = [])),
-    responses((status = 303, description = "Back to `/token`")))]
-fn token_revoke() {}
+    /// The caller's API tokens (`GET`), creating one (`POST`, shown once).
+    #[utoipa::path(method(get, post), path = "/token", tag = "web",
+        security(("session" = [])),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 302, description = "Not signed in: to the sign-in page")))]
+    fn tokens_page() {}
 
-/// The sign-in page: password (when local accounts exist), ThreeFold Connect (when
-/// enabled), API token.
-#[utoipa::path(get, path = "/login-method", tag = "web",
-    params(("next" = Option<String>, Query, description = "Local path to return to")),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-fn login_method() {}
+    /// Revokes one of the caller's tokens.
+    #[utoipa::path(post, path = "/token/revoke", tag = "web",
+        security(("session" = [])),
+        responses((status = 303, description = "Back to `/token`")))]
+    fn token_revoke() {}
 
-/// The sign-in page (`GET`); signing in (`POST`, same origin): a session cookie and `303`
-/// to the page the user came from, `401` with the page saying why, `429` when rate limited.
-#[utoipa::path(method(get, post), path = "/login", tag = "web",
-    params(("next" = Option<String>, Query, description = "Local path to return to")),
-    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-              (status = 303, description = "Signed in: `Set-Cookie: hub-session=...`"),
-              (status = 401, description = "Wrong user name, password or token", content_type = "text/html", body = String),
-              (status = 429, description = "Too many failures; `Retry-After`", content_type = "text/html", body = String)))]
-fn login() {}
+    /// The sign-in page: password (when local accounts exist), ThreeFold Connect (when
+    /// enabled), API token.
+    #[utoipa::path(get, path = "/login-method", tag = "web",
+        params(("next" = Option<String>, Query, description = "Local path to return to")),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
+    fn login_method() {}
 
-/// Signs in with an API token (form `token`); the browser gets its own session.
-#[utoipa::path(post, path = "/login-token", tag = "web",
-    responses((status = 303, description = "Signed in, or back to the sign-in page saying why")))]
-fn login_token() {}
+    /// The sign-in page (`GET`); signing in (`POST`, same origin): a session cookie and `303`
+    /// to the page the user came from, `401` with the page saying why, `429` when rate limited.
+    #[utoipa::path(method(get, post), path = "/login", tag = "web",
+        params(("next" = Option<String>, Query, description = "Local path to return to")),
+        request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 303, description = "Signed in: `Set-Cookie: hub-session=...`"),
+                  (status = 401, description = "Wrong user name, password or token", content_type = "text/html", body = String),
+                  (status = 429, description = "Too many failures; `Retry-After`", content_type = "text/html", body = String)))]
+    fn login() {}
 
-/// Acts as the user or one of their organisations (form `active`, `back`).
-#[utoipa::path(post, path = "/me/active-user", tag = "web",
-    security(("session" = [])),
-    responses((status = 303, description = "Back to `back`")))]
-fn active_user() {}
+    /// Signs in with an API token (form `token`); the browser gets its own session.
+    #[utoipa::path(post, path = "/login-token", tag = "web",
+        responses((status = 303, description = "Signed in, or back to the sign-in page saying why")))]
+    fn login_token() {}
 
-/// Ends the session.
-#[utoipa::path(method(get, post), path = "/logout", tag = "web",
-    responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
-fn logout() {}
+    /// Acts as the user or one of their organisations (form `active`, `back`).
+    #[utoipa::path(post, path = "/me/active-user", tag = "web",
+        security(("session" = [])),
+        responses((status = 303, description = "Back to `back`")))]
+    fn active_user() {}
 
-/// The old hub's read-only switch: redirects home.
-#[utoipa::path(get, path = "/readonly", tag = "web",
-    responses((status = 302, description = "To `/`")))]
-fn readonly() {}
+    /// Ends the session.
+    #[utoipa::path(method(get, post), path = "/logout", tag = "web",
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String)))]
+    fn logout() {}
 
-/// Starts a ThreeFold Connect sign-in.
-#[utoipa::path(get, path = "/login-threebot", tag = "web",
-    params(("token" = Option<String>, Query, description = "`1`: end on `/token` with a new API token")),
-    responses((status = 302, description = "To the provider")))]
-fn login_threebot() {}
+    /// The old hub's read-only switch: redirects home.
+    #[utoipa::path(get, path = "/readonly", tag = "web",
+        responses((status = 302, description = "To `/`")))]
+    fn readonly() {}
 
-/// ThreeFold Connect's answer for a web session.
-#[utoipa::path(get, path = "/callback_threebot", tag = "web",
-    params(("signedAttempt" = String, Query, description = "The provider's signed attempt")),
-    responses((status = 302, description = "Signed in"),
-              (status = 401, description = "Refused", content_type = "text/html", body = String)))]
-fn callback_threebot() {}
+    /// Starts a ThreeFold Connect sign-in.
+    #[utoipa::path(get, path = "/login-threebot", tag = "web",
+        params(("token" = Option<String>, Query, description = "`1`: end on `/token` with a new API token")),
+        responses((status = 302, description = "To the provider")))]
+    fn login_threebot() {}
 
-/// ThreeFold Connect's answer, then a new API token.
-#[utoipa::path(get, path = "/callback_token", tag = "web",
-    params(("signedAttempt" = String, Query, description = "The provider's signed attempt")),
-    responses((status = 302, description = "Signed in, to `/token`"),
-              (status = 401, description = "Refused", content_type = "text/html", body = String)))]
-fn callback_token() {}
+    /// ThreeFold Connect's answer for a web session.
+    #[utoipa::path(get, path = "/callback_threebot", tag = "web",
+        params(("signedAttempt" = String, Query, description = "The provider's signed attempt")),
+        responses((status = 302, description = "Signed in"),
+                  (status = 401, description = "Refused", content_type = "text/html", body = String)))]
+    fn callback_threebot() {}
 
-/// CSS and JS of the pages, under content-hashed names (immutable).
-#[utoipa::path(get, path = "/static/{file}", tag = "web",
-    params(("file" = String, Path, description = "`hub.<hash>.css`, `hub.<hash>.js`")),
-    responses((status = 200, description = "The asset", body = String),
-              (status = 404, description = "No such asset")))]
-fn static_file() {}
+    /// ThreeFold Connect's answer, then a new API token.
+    #[utoipa::path(get, path = "/callback_token", tag = "web",
+        params(("signedAttempt" = String, Query, description = "The provider's signed attempt")),
+        responses((status = 302, description = "Signed in, to `/token`"),
+                  (status = 401, description = "Refused", content_type = "text/html", body = String)))]
+    fn callback_token() {}
+
+    /// CSS and JS of the pages, under content-hashed names (immutable).
+    #[utoipa::path(get, path = "/static/{file}", tag = "web",
+        params(("file" = String, Path, description = "`hub.<hash>.css`, `hub.<hash>.js`")),
+        responses((status = 200, description = "The asset", body = String),
+                  (status = 404, description = "No such asset")))]
+    fn static_file() {}
+}
 
 struct Security;
 
@@ -701,19 +506,20 @@ impl Modify for Security {
                        writes act as the caller's active identity."
     ),
     paths(
-        repositories, all_flists, fileslist, changes, changes_repository, changes_file,
-        mirror_status, signing_key, repo_listing, tag_listing, dump, light, taglink, metadata,
-        me, me_entry, me_link, me_crosslink, me_rename, me_promote, me_tag, me_crosstag,
-        me_merge, me_derive, upload, upload_flist, docker, chunks_missing, chunks_put, listen,
-        chunk, metrics, healthz, readyz, doc_openapi_json, doc_api_docs, repo_file, tag_file, home,
-        search, repo_page, tag_page, upload_page, upload_flist_page, upload_job, merge_page,
-        docker_page,
-        docker_job_page, tokens_page, token_revoke, login_method, login, login_token, active_user,
-        logout, readonly, login_threebot, callback_threebot, callback_token, static_file
+        routes::repositories, routes::all_flists, routes::fileslist, routes::changes, routes::changes_repository, routes::changes_file,
+        routes::mirror_status, routes::signing_key, routes::repo_listing, routes::tag_listing, routes::dump, routes::light, routes::taglink, routes::metadata,
+        routes::me, routes::me_entry, routes::me_link, routes::me_crosslink, routes::me_rename, routes::me_promote, routes::me_tag, routes::me_crosstag,
+        routes::me_merge, routes::me_derive, routes::upload, routes::upload_flist, routes::docker, routes::chunks_missing, routes::chunks_put, routes::listen,
+        routes::chunk, routes::metrics, routes::healthz, routes::readyz, routes::doc_openapi_json, routes::doc_api_docs, routes::repo_file, routes::tag_file, routes::home,
+        routes::search, routes::repo_page, routes::tag_page, routes::upload_page, routes::upload_flist_page, routes::upload_job, routes::merge_page,
+        routes::docker_page,
+        routes::docker_job_page, routes::tokens_page, routes::token_revoke, routes::login_method, routes::login, routes::login_token, routes::active_user,
+        routes::logout, routes::readonly, routes::login_threebot, routes::callback_threebot, routes::callback_token, routes::static_file
     ),
     components(schemas(
-        Envelope, ErrorBody, Repository, EntryType, Entry, DumpItem, Dump, Light, TagLink,
-        Metadata, Me, MePayload, UploadForm, DockerForm, MissingKeys, Readiness, LoginForm
+        Success, ErrorBody, Repository, EntryType, Entry, DumpItem, Dump, Light, TagLink,
+        Metadata, MePayload, Missing, ChunkStored, Published, Health, UploadForm, DockerForm,
+        MissingKeys, Readiness, LoginForm
     )),
     modifiers(&Security),
     tags(
@@ -734,6 +540,12 @@ pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+        // `Success`'s default payload is any JSON value: utoipa names it, nothing defines it.
+        if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+            schemas
+                .entry("Value")
+                .or_insert_with(|| json!({"description": "Any JSON value"}));
+        }
         if let Some(paths) = doc["paths"].as_object_mut() {
             for item in paths.values_mut() {
                 let Some(item) = item.as_object_mut() else {

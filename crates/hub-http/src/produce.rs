@@ -4,7 +4,7 @@
 //!
 //! The tree is never held in memory: converters stage it on disk, it is written as an flist
 //! in the hub's temp area one directory at a time, and the catalog indexes the file the
-//! same way ([`hub_repo::Hub::store_file_checked`]).
+//! same way ([`hub_repo::Catalog::store_file_checked`]).
 //!
 //! A request that times out or whose client goes away has its handler future dropped: the
 //! [`CancelOnDrop`] it holds then raises the work's [`Cancel`] flag, the converter stops at
@@ -126,24 +126,60 @@ pub(crate) fn store_converted(
     record: Record<'_>,
     cancel: &Cancel,
 ) -> Result<(), ApiError> {
-    match &st.public_backend {
-        Some(b) => converted.metadata.set("backend", b.clone()),
-        None => {
-            converted.metadata.remove("backend");
-        }
-    }
-    let out = st.hub.temp_path(".flist");
+    stamp(st, &mut converted.metadata);
+    let out = st.hub.catalog().temp_path(".flist");
     if let Err(e) = converted.write_flist(&out) {
         let _ = std::fs::remove_file(&out);
         return Err(write_failed(e));
     }
     drop(converted);
-    st.hub.store_file_checked(
+    store_written(st, actor, name, &out, record, cancel)
+}
+
+/// [`store_converted`] for a tree in memory (an uploaded `.fl` made `.flist`).
+pub(crate) fn store_flist(
+    st: &Shared,
+    actor: &Actor,
+    name: &str,
+    mut flist: flist_format::Flist,
+    record: Record<'_>,
+    cancel: &Cancel,
+) -> Result<(), ApiError> {
+    stamp(st, &mut flist.metadata);
+    let out = st.hub.catalog().temp_path(".flist");
+    if let Err(e) = flist.write(&out) {
+        let _ = std::fs::remove_file(&out);
+        return Err(write_failed(ConvertError::from(e)));
+    }
+    drop(flist);
+    store_written(st, actor, name, &out, record, cancel)
+}
+
+/// Sets the hub's public backend as the flist's `backend` (removed when there is none).
+fn stamp(st: &Shared, metadata: &mut flist_format::Metadata) {
+    match &st.public_backend {
+        Some(b) => metadata.set("backend", b.clone()),
+        None => {
+            metadata.remove("backend");
+        }
+    }
+}
+
+/// Stores the flist written at `out` as `actor.active/name` unless `cancel` was raised.
+fn store_written(
+    st: &Shared,
+    actor: &Actor,
+    name: &str,
+    out: &std::path::Path,
+    record: Record<'_>,
+    cancel: &Cancel,
+) -> Result<(), ApiError> {
+    st.hub.catalog().store_file_checked(
         actor,
         record.action,
         &actor.active,
         name,
-        &out,
+        out,
         record.source,
         record.detail,
         &|| !cancel.is_cancelled(),

@@ -1,7 +1,8 @@
 //! JSON shapes of the API (kept exactly as existing clients parse them).
 
+use hub_contract::{Entry, EntryType, Light, Success};
 use hub_repo::{Listed, ListedKind, Resolved};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// `"12.34 KB"`: listings give sizes as a string in KB with two decimals.
 pub fn size_kb(bytes: u64) -> String {
@@ -24,10 +25,10 @@ pub fn sort_listing(items: &mut [Listed]) {
     items.sort_by(|a, b| key(a).as_bytes().cmp(key(b).as_bytes()));
 }
 
-/// A repository listing as JSON, in the old hub's order.
-pub fn listing(mut items: Vec<Listed>) -> Value {
+/// A repository listing, in the old hub's order.
+pub fn listing(mut items: Vec<Listed>) -> Vec<Entry> {
     sort_listing(&mut items);
-    Value::Array(items.iter().map(listed).collect())
+    items.iter().map(listed).collect()
 }
 
 /// A link's target as the old hub stored it, relative to the link's folder: `x.flist` for a
@@ -42,45 +43,45 @@ pub fn raw_link(repo: &str, target_repo: &str, target_name: &str, crosslink: boo
 }
 
 /// One `<entry>` of a listing.
-pub fn listed(l: &Listed) -> Value {
-    let mut v = match l.kind {
-        ListedKind::Regular => {
-            json!({"name": l.name, "size": size_kb(l.size), "updated": l.updated, "type": "regular"})
-        }
-        ListedKind::Symlink => json!({
-            "name": l.name, "size": size_kb(l.size), "updated": l.updated,
-            "linktime": l.linktime, "type": "symlink", "target": l.target,
-        }),
-        ListedKind::Taglink => json!({
-            "name": l.name, "size": size_kb(TAGLINK_SIZE), "updated": l.updated,
-            "linktime": l.linktime, "type": "taglink", "target": l.target,
-        }),
-        ListedKind::Tag => {
-            json!({"name": l.name, "size": "0 KB", "updated": l.updated, "type": "tag"})
-        }
+pub fn listed(l: &Listed) -> Entry {
+    let (kind, size) = match l.kind {
+        ListedKind::Regular => (EntryType::Regular, size_kb(l.size)),
+        ListedKind::Symlink => (EntryType::Symlink, size_kb(l.size)),
+        ListedKind::Taglink => (EntryType::Taglink, size_kb(TAGLINK_SIZE)),
+        ListedKind::Tag => (EntryType::Tag, "0 KB".to_string()),
     };
-    if l.broken {
-        if let Value::Object(m) = &mut v {
-            m.insert("broken".into(), Value::Bool(true));
-        }
+    let link = matches!(kind, EntryType::Symlink | EntryType::Taglink);
+    Entry {
+        name: l.name.clone(),
+        size,
+        updated: l.updated,
+        linktime: if link { l.linktime } else { None },
+        kind,
+        target: if link { l.target.clone() } else { None },
+        broken: l.broken,
     }
-    v
 }
 
 /// The `INFO` / `/light` answer for a resolved entry.
-pub fn light(name: &str, r: &Resolved, link: Option<(i64, String)>) -> Value {
-    let mut v = json!({
-        "name": name,
-        "size": r.size,
-        "updated": r.updated,
-        "type": if link.is_some() { "symlink" } else { "regular" },
-        "md5": r.md5,
-    });
-    if let (Some((linktime, target)), Value::Object(m)) = (link, &mut v) {
-        m.insert("linktime".into(), json!(linktime));
-        m.insert("target".into(), json!(target));
+pub fn light(name: &str, r: &Resolved, link: Option<(i64, String)>) -> Light {
+    let (linktime, target) = link.unzip();
+    Light {
+        name: name.to_string(),
+        size: r.size,
+        updated: r.updated,
+        kind: if linktime.is_some() {
+            EntryType::Symlink
+        } else {
+            EntryType::Regular
+        },
+        md5: r.md5.clone(),
+        linktime,
+        target,
+        signed: None,
+        signature: None,
+        author_signature: None,
+        vm: None,
     }
-    v
 }
 
 /// Flist metadata for `/metadata`: JSON-valued keys parsed, credentials removed, and
@@ -142,10 +143,10 @@ pub fn storage_url(backend_json: Option<&str>) -> String {
 }
 
 /// `{"status":"success"}` with an optional payload.
-pub fn success(payload: Option<Value>) -> Value {
+pub fn success(payload: Option<Value>) -> Success {
     match payload {
-        Some(p) => json!({"status": "success", "payload": p}),
-        None => json!({"status": "success"}),
+        Some(p) => Success::with(p),
+        None => Success::done(),
     }
 }
 
@@ -168,6 +169,7 @@ pub fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn sizes_are_kb_strings() {

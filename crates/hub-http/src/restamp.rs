@@ -149,8 +149,8 @@ fn restamp_file(
     f: &FlistFile,
     backend: &str,
 ) -> Result<Vec<(String, String)>, RepoError> {
-    let src = hub.blob_path(&f.sha256);
-    let tmp = hub.temp_path(".restamp");
+    let src = hub.catalog().blob_path(&f.sha256);
+    let tmp = hub.catalog().temp_path(".restamp");
     let what = format!("flist file {}", f.sha256);
     if let Err(e) = flist_format::stamp::restamp(&src, &tmp, &what, &[("backend", Some(backend))]) {
         let _ = std::fs::remove_file(&tmp);
@@ -159,7 +159,7 @@ fn restamp_file(
             message: e.to_string(),
         });
     }
-    let staged = hub.stage_file(&tmp)?;
+    let staged = hub.catalog().stage_file(&tmp)?;
     hub.replace_flist_file(actor, "restamp", &f.sha256, staged, backend)
 }
 

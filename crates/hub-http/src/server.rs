@@ -242,7 +242,7 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
     }
     let h2 = hub.clone();
     // Flists stored before the path index existed are indexed in the background.
-    tokio::task::spawn_blocking(move || match h2.backfill_path_index() {
+    tokio::task::spawn_blocking(move || match h2.paths().backfill() {
         Ok(0) => {}
         Ok(n) => tracing::info!("path index: {n} flists indexed"),
         Err(e) => tracing::warn!("path index backfill: {e}"),

@@ -20,6 +20,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use flist_format::signature::SigningKey;
+use hub_contract::Light;
 use hub_repo::names;
 use serde_json::{json, Value};
 
@@ -124,7 +125,7 @@ pub async fn signature(st: &Shared, repo: &str, file: &str) -> ApiResult<Respons
 async fn vm_report(st: &Shared, sha256: &str) -> Value {
     let dir = st.config.data_dir.join("vm-checks");
     let path = dir.join(format!("{sha256}.json"));
-    let blob = st.hub.blob_path(sha256);
+    let blob = st.hub.catalog().blob_path(sha256);
     let store =
         flist_store::BlockingStore::new(st.store.clone(), tokio::runtime::Handle::current());
     // Parsing the flist is heavy: once per content, shared by concurrent requests, and
@@ -166,28 +167,18 @@ async fn vm_report(st: &Shared, sha256: &str) -> Value {
 }
 
 /// Adds `signed`, `signature` and `vm` to a `/light` answer for a regular entry or link.
-pub async fn annotate_light(st: &Shared, repo: &str, name: &str, mut v: Value) -> Value {
-    if v.get("type").and_then(Value::as_str) == Some("taglink") {
-        return v;
-    }
+pub async fn annotate_light(st: &Shared, repo: &str, mut v: Light) -> Light {
     // The entry's own name (`x.flist`), whichever form the request used (`x`, `x.flist`):
     // one resolution path for every spelling.
-    let name = v
-        .get("name")
-        .and_then(Value::as_str)
-        .map_or_else(|| name.to_string(), str::to_string);
+    let name = v.name.clone();
     let Ok(r) = st.resolve(repo, &name).await else {
         return v;
     };
     let vm = vm_report(st, &r.sha256).await;
-    if let Value::Object(m) = &mut v {
-        m.insert("signed".into(), json!(key_of(st).is_ok()));
-        m.insert("signature".into(), json!(format!("/{repo}/{name}.sig")));
-        if let Some(a) = crate::author_sig::light_field(&st.config.data_dir, &r.sha256, repo, &name)
-        {
-            m.insert("author_signature".into(), a);
-        }
-        m.insert("vm".into(), vm);
-    }
+    v.signed = Some(key_of(st).is_ok());
+    v.signature = Some(format!("/{repo}/{name}.sig"));
+    v.author_signature =
+        crate::author_sig::light_field(&st.config.data_dir, &r.sha256, repo, &name);
+    v.vm = Some(vm);
     v
 }

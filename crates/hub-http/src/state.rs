@@ -139,7 +139,7 @@ impl AppState {
         at_generation(&self.cache, key, generation)
     }
 
-    /// [`Hub::resolve`], served from memory while the catalog is unchanged.
+    /// [`hub_repo::Catalog::resolve`], served from memory while the catalog is unchanged.
     pub async fn resolve(&self, repo: &str, name: &str) -> ApiResult<Resolved> {
         let generation = self.hub.generation();
         let key = (repo.to_string(), name.to_string());
@@ -154,7 +154,9 @@ impl AppState {
             }
         }
         let (r2, n2) = key.clone();
-        let r = self.blocking(move |hub| Ok(hub.resolve(&r2, &n2)?)).await?;
+        let r = self
+            .blocking(move |hub| Ok(hub.catalog().resolve(&r2, &n2)?))
+            .await?;
         let mut m = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > 65_536 {
             m.clear();

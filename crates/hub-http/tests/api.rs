@@ -446,7 +446,7 @@ async fn authenticated_writes_and_their_errors() {
     // Every write is in the audit log, attributed.
     let log = tokio::task::spawn_blocking({
         let hub = t.hub();
-        move || hub.audit_log(0, 1000)
+        move || hub.catalog().audit_log(0, 1000)
     })
     .await
     .expect("join")
@@ -1063,7 +1063,7 @@ async fn fifty_concurrent_writers_stay_consistent_with_the_audit_log() {
     // Replay the audit log and compare with what the API lists.
     let log = tokio::task::spawn_blocking({
         let hub = t.hub();
-        move || hub.audit_log(0, 100_000)
+        move || hub.catalog().audit_log(0, 100_000)
     })
     .await
     .expect("join")

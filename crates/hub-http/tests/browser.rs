@@ -241,15 +241,16 @@ async fn put_tree(w: &World, repo: &str, name: &str, tree: Tree, metadata: Metad
     tokio::task::spawn_blocking(move || {
         let fl = Flist { tree, metadata };
         fl.write(&tmp).unwrap();
-        let staged = hub.stage_file(&tmp).unwrap();
-        hub.put_flist(
-            &Actor::new(repo.clone(), vec![]),
-            &repo,
-            &name,
-            staged,
-            hub_repo::inspect::info_of(&fl, None),
-        )
-        .unwrap();
+        let staged = hub.catalog().stage_file(&tmp).unwrap();
+        hub.catalog()
+            .put_flist(
+                &Actor::new(repo.clone(), vec![]),
+                &repo,
+                &name,
+                staged,
+                hub_repo::inspect::info_of(&fl, None),
+            )
+            .unwrap();
     })
     .await
     .unwrap();
@@ -313,10 +314,13 @@ fn sign_in_with_an_api_token_and_out() {
 fn sign_in_with_a_local_password() {
     browser_test("password_sign_in", |c, w| async move {
         let hub = w.hub.hub();
-        tokio::task::spawn_blocking(move || hub.user_add("carol", "carol's long password", false))
-            .await
-            .map_err(err("join"))?
-            .map_err(err("user add"))?;
+        tokio::task::spawn_blocking(move || {
+            hub.accounts()
+                .user_add("carol", "carol's long password", false)
+        })
+        .await
+        .map_err(err("join"))?
+        .map_err(err("user add"))?;
         // The login page now offers the account form; a wrong password is refused on it.
         goto(&c, w, "/login-method?next=/token").await?;
         let fill = |user: &'static str, pw: &'static str| {
@@ -571,7 +575,12 @@ fn rename_and_delete_from_the_repository_page() {
             .map_err(err("delete"))?;
         wait_text(&c, "#flash", "Deleted new-name.flist.").await?;
         ensure(c.find(Locator::Css(row)).await.is_err(), "the row is gone")?;
-        let gone = w.hub.hub().entry("owner1", "new-name.flist").unwrap();
+        let gone = w
+            .hub
+            .hub()
+            .catalog()
+            .entry("owner1", "new-name.flist")
+            .unwrap();
         ensure(gone.is_none(), "deleted in the catalog")
     });
 }
@@ -607,7 +616,7 @@ fn create_and_revoke_a_token() {
             .map_err(err("token"))?;
         let token = token.as_str().unwrap_or_default().to_string();
         let hub = w.hub.hub();
-        let info = match hub.check_token(&token).unwrap() {
+        let info = match hub.accounts().check_token(&token).unwrap() {
             TokenCheck::Valid(i) => i,
             other => return Err(format!("the shown token works: {other:?}")),
         };
@@ -618,10 +627,10 @@ fn create_and_revoke_a_token() {
         ensure(row.contains("never"), format!("never used yet: {row}"))?;
         // Reloading the page creates nothing.
         goto(&c, w, "/token").await?;
-        let n = hub.list_tokens("tokenuser").unwrap().len();
+        let n = hub.accounts().list_tokens("tokenuser").unwrap().len();
         goto(&c, w, "/token").await?;
         ensure(
-            hub.list_tokens("tokenuser").unwrap().len() == n,
+            hub.accounts().list_tokens("tokenuser").unwrap().len() == n,
             "GET /token creates no token",
         )?;
         wait_css(&c, "#token-list tr[data-token='ci-publish'] button")
@@ -637,7 +646,7 @@ fn create_and_revoke_a_token() {
             "no longer listed",
         )?;
         ensure(
-            hub.check_token(&token).unwrap() == TokenCheck::Revoked,
+            hub.accounts().check_token(&token).unwrap() == TokenCheck::Revoked,
             "revoked in the catalog",
         )
     });

@@ -234,7 +234,7 @@ async fn private_registries_and_allow_list() {
     // the password is in neither the job record nor the audit log
     let hub = t.hub();
     let job = v["payload"]["job"].as_str().expect("job").to_string();
-    let rec = tokio::task::spawn_blocking(move || hub.job(&job))
+    let rec = tokio::task::spawn_blocking(move || hub.jobs().get(&job))
         .await
         .expect("join")
         .expect("job")
@@ -274,10 +274,12 @@ async fn private_registries_and_allow_list() {
 async fn browser_session(t: &TestHub, user: &str) -> String {
     let hub = t.hub();
     let user = user.to_string();
-    let (id, _) = tokio::task::spawn_blocking(move || hub.create_session(&user, &[], "test", 3600))
-        .await
-        .expect("join")
-        .expect("session");
+    let (id, _) = tokio::task::spawn_blocking(move || {
+        hub.accounts().create_session(&user, &[], "test", 3600)
+    })
+    .await
+    .expect("join")
+    .expect("session");
     format!("hub-session={id}")
 }
 

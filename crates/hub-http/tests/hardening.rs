@@ -39,7 +39,9 @@ async fn put_tree(t: &TestHub, repo: &str, name: &str, files: usize, prefix: &st
             metadata: Metadata::new(),
         };
         let actor = hub_repo::Actor::new(repo.clone(), vec![]);
-        hub.store_flist(&actor, &repo, &name, &flist, None).unwrap();
+        hub.catalog()
+            .store_flist(&actor, &repo, &name, &flist, None)
+            .unwrap();
     })
     .await
     .unwrap();
@@ -208,7 +210,7 @@ async fn item2_uploads_queue_for_a_conversion_slot_with_their_job_visible() {
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let (hub, job) = (hub.clone(), job.clone());
-        let rec = tokio::task::spawn_blocking(move || hub.job(&job))
+        let rec = tokio::task::spawn_blocking(move || hub.jobs().get(&job))
             .await
             .unwrap()
             .unwrap()

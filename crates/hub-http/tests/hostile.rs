@@ -478,10 +478,11 @@ async fn identities_named_like_routes_get_no_repository() {
     assert_eq!(repos, json!([]));
     // The token CLI and the catalog refuse them too (crates/hub-repo/tests/gc.rs).
     let hub = t.hub();
-    let e = tokio::task::spawn_blocking(move || hub.create_token("listen", &[], 60, None))
-        .await
-        .expect("join")
-        .expect_err("reserved");
+    let e =
+        tokio::task::spawn_blocking(move || hub.accounts().create_token("listen", &[], 60, None))
+            .await
+            .expect("join")
+            .expect_err("reserved");
     assert!(e.to_string().contains("reserved"), "{e}");
 }
 
@@ -616,16 +617,18 @@ async fn server_failures_are_5xx_with_a_request_id_and_no_paths() {
     // server's failure, not the client's.
     tokio::task::spawn_blocking(move || {
         let staged = hub
+            .catalog()
             .stage_reader(&b"this is not an flist"[..])
             .expect("stage");
-        hub.put_flist(
-            &hub_repo::Actor::new("alice", vec![]),
-            "alice",
-            "broken.flist",
-            staged,
-            hub_repo::FlistInfo::default(),
-        )
-        .expect("put");
+        hub.catalog()
+            .put_flist(
+                &hub_repo::Actor::new("alice", vec![]),
+                "alice",
+                "broken.flist",
+                staged,
+                hub_repo::FlistInfo::default(),
+            )
+            .expect("put");
     })
     .await
     .expect("join");
@@ -788,10 +791,12 @@ async fn exists(t: &TestHub, name: &str) -> bool {
 async fn browser_session(t: &TestHub, user: &str) -> String {
     let hub = t.hub();
     let user = user.to_string();
-    let (id, _) = tokio::task::spawn_blocking(move || hub.create_session(&user, &[], "test", 3600))
-        .await
-        .expect("join")
-        .expect("session");
+    let (id, _) = tokio::task::spawn_blocking(move || {
+        hub.accounts().create_session(&user, &[], "test", 3600)
+    })
+    .await
+    .expect("join")
+    .expect("session");
     format!("hub-session={id}")
 }
 

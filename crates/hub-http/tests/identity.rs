@@ -121,7 +121,7 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
     );
     // Catalog memberships count too.
     let hub = t.hub();
-    tokio::task::spawn_blocking(move || hub.add_member("ops", "alice"))
+    tokio::task::spawn_blocking(move || hub.accounts().add_member("ops", "alice"))
         .await
         .expect("join")
         .expect("member");
@@ -153,10 +153,12 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
     let revoked = t.token("carol", &[]).await;
     let hub = t.hub();
     let r2 = revoked.clone();
-    assert!(tokio::task::spawn_blocking(move || hub.revoke_token(&r2))
-        .await
-        .expect("join")
-        .expect("revoke"));
+    assert!(
+        tokio::task::spawn_blocking(move || hub.accounts().revoke_token(&r2))
+            .await
+            .expect("join")
+            .expect("revoke")
+    );
     let r = t
         .client
         .get(t.url("/api/flist/me"))
@@ -170,10 +172,11 @@ async fn hub_tokens_expire_revoke_and_scope_writes() {
         "token revoked"
     );
     let hub = t.hub();
-    let (short, _) = tokio::task::spawn_blocking(move || hub.create_token("dave", &[], 1, None))
-        .await
-        .expect("join")
-        .expect("token");
+    let (short, _) =
+        tokio::task::spawn_blocking(move || hub.accounts().create_token("dave", &[], 1, None))
+            .await
+            .expect("join")
+            .expect("token");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = t
         .client

@@ -317,9 +317,9 @@ async fn every_recorded_request_of_the_old_hub_answers_the_same() {
     let (first, second, audit_first, audit_second) = tokio::task::spawn_blocking(move || {
         let hub = hub_repo::Hub::open(&data).expect("open");
         let first = hub.import_legacy(&t2).expect("import");
-        let audit_first = hub.audit_log(0, 100_000).expect("audit").len();
+        let audit_first = hub.catalog().audit_log(0, 100_000).expect("audit").len();
         let second = hub.import_legacy(&t2).expect("import again");
-        let audit_second = hub.audit_log(0, 100_000).expect("audit").len();
+        let audit_second = hub.catalog().audit_log(0, 100_000).expect("audit").len();
         (first, second, audit_first, audit_second)
     })
     .await
@@ -364,7 +364,7 @@ async fn every_recorded_request_of_the_old_hub_answers_the_same() {
     let addr = server.addr;
     let hub = server.state.hub.clone();
     let (token, _) =
-        tokio::task::spawn_blocking(move || hub.create_token("alice", &[], 3600, None))
+        tokio::task::spawn_blocking(move || hub.accounts().create_token("alice", &[], 3600, None))
             .await
             .expect("join")
             .expect("token");

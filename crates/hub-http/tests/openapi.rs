@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::TestHub;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// `/a/{x}/b/{*rest}` → `/a/{}/b/{}`: routes compare by shape, not by parameter names.
 fn shape(path: &str) -> String {
@@ -242,5 +242,49 @@ async fn the_document_validates_and_covers_every_route_and_the_contract() {
     assert!(!html.contains("://cdn"), "served by the hub, no CDN");
     let home = t.get("/").await.text().await.expect("home");
     assert!(home.replace("&#x2f;", "/").contains("href=\"/api/docs\""));
+    t.stop().await;
+}
+
+/// The contract check every `TestHub::stop` runs: answers are validated against the schemas
+/// the document generates from `hub_contract`'s types, and a wrong answer is caught.
+#[tokio::test]
+async fn answers_are_validated_against_the_generated_schemas() {
+    use common::contract::{check, Answer};
+    let t = TestHub::start().await;
+    t.put_fixture("alice", "a.flist", "merge-a.flist").await;
+    let doc = hub_http::openapi::document();
+    let (s, light) = t.get_json("/api/flist/alice/a.flist/light").await;
+    assert_eq!(s, 200);
+    let (s, listing) = t.get_json("/api/flist/alice").await;
+    assert_eq!(s, 200);
+    let (s, missing) = t.get_json("/api/flist/nobody").await;
+    assert_eq!(s, 404);
+    let good = |path: &str, status: u16, body: &Value| Answer {
+        method: "GET".into(),
+        path: path.into(),
+        status,
+        body: body.clone(),
+    };
+    let answers = [
+        good("/api/flist/alice/a.flist/light", 200, &light),
+        good("/api/flist/alice", 200, &listing),
+        good("/api/flist/nobody", 404, &missing),
+    ];
+    assert_eq!(check(doc, &answers, t.dir.path()), Ok(3));
+    // the same answers, each broken one way: every one is refused
+    let mut bad_light = light.clone();
+    bad_light["size"] = json!("12 KB");
+    let mut bad_listing = listing.clone();
+    bad_listing[0]["type"] = json!("folder");
+    let bad_error = json!({"status": "error"});
+    for (path, status, body) in [
+        ("/api/flist/alice/a.flist/light", 200, &bad_light),
+        ("/api/flist/alice", 200, &bad_listing),
+        ("/api/flist/nobody", 404, &bad_error),
+    ] {
+        let e = check(doc, &[good(path, status, body)], t.dir.path())
+            .expect_err("a wrong answer is refused");
+        assert!(e.contains(path), "{e}");
+    }
     t.stop().await;
 }

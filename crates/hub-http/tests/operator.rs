@@ -19,7 +19,7 @@ async fn default_hub() -> TestHub {
 async fn add_user(t: &TestHub, name: &str, pw: &str) {
     let hub = t.hub();
     let (n, p) = (name.to_string(), pw.to_string());
-    tokio::task::spawn_blocking(move || hub.user_add(&n, &p, false))
+    tokio::task::spawn_blocking(move || hub.accounts().user_add(&n, &p, false))
         .await
         .expect("join")
         .expect("user add");
@@ -192,7 +192,7 @@ async fn password_login_opens_a_session_that_is_not_a_token() {
     .await;
     let (c2, _) = cookie_of(&r).expect("cookie");
     let hub = t.hub();
-    tokio::task::spawn_blocking(move || hub.user_passwd("alice", "another good one"))
+    tokio::task::spawn_blocking(move || hub.accounts().user_passwd("alice", "another good one"))
         .await
         .expect("join")
         .expect("passwd");
@@ -236,29 +236,43 @@ fn reserved_and_weak_accounts_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = hub_repo::Hub::open(dir.path()).expect("hub");
     for name in ["me", "api", "login", "static", "chunks", "metrics", "ME"] {
-        let e = hub.user_add(name, "long enough pw", false).expect_err(name);
+        let e = hub
+            .accounts()
+            .user_add(name, "long enough pw", false)
+            .expect_err(name);
         assert!(e.to_string().contains("reserved"), "{e}");
-        assert!(hub.create_token(name, &[], 60, None).is_err(), "{name}");
+        assert!(
+            hub.accounts().create_token(name, &[], 60, None).is_err(),
+            "{name}"
+        );
     }
     assert!(hub
+        .accounts()
         .user_add("erin", "short", false)
         .expect_err("short")
         .to_string()
         .contains("too short"));
-    hub.user_add("erin", "long enough pw", true).expect("add");
-    assert!(hub.user_add("erin", "long enough pw", false).is_err());
-    let users = hub.user_list().expect("list");
+    hub.accounts()
+        .user_add("erin", "long enough pw", true)
+        .expect("add");
+    assert!(hub
+        .accounts()
+        .user_add("erin", "long enough pw", false)
+        .is_err());
+    let users = hub.accounts().user_list().expect("list");
     assert_eq!((users.len(), users[0].admin), (1, true));
     assert!(hub
+        .accounts()
         .verify_password("erin", "long enough pw")
         .expect("v")
         .is_some());
     assert!(hub
+        .accounts()
         .verify_password("erin", "long enough px")
         .expect("v")
         .is_none());
-    hub.user_remove("erin").expect("remove");
-    assert!(hub.user_remove("erin").is_err());
+    hub.accounts().user_remove("erin").expect("remove");
+    assert!(hub.accounts().user_remove("erin").is_err());
     // The stored hash is argon2id, never the password.
     let cat = std::fs::read(dir.path().join("catalog.sqlite3")).expect("catalog");
     assert!(!cat
@@ -503,7 +517,7 @@ async fn health_and_readiness_follow_the_chunk_store() {
 async fn a_catalog_that_cannot_take_files_is_not_ready() {
     let t = default_hub().await;
     assert_eq!(t.get("/readyz").await.status(), 200);
-    let tmp = t.hub().tmp_dir().to_path_buf();
+    let tmp = t.hub().catalog().tmp_dir().to_path_buf();
     let moved = tmp.with_extension("moved");
     std::fs::rename(&tmp, &moved).expect("move tmp away");
     let (s, v) = t.get_json("/readyz").await;

@@ -1,45 +1,41 @@
-//! [`Hub`]: the repository model's handle and its write discipline (validated, authorised,
-//! audited, one transaction). Operations live next to their concern: `store.rs` (flist files
-//! and storing flists), `entries.rs` (links, renames, promotion), `tags.rs`, `reads.rs`,
-//! `orgs.rs`, `audit.rs`, `integrity.rs`, `tokens.rs`, `jobs.rs`; shared SQL in `sql.rs`.
+//! [`Hub`]: a hub's data directory, opened. It holds the catalog database and the flist
+//! files, and hands out one handle per seam of the model:
+//! - [`Hub::catalog`]: repositories, entries, links, tags, flist files, audit log;
+//! - [`Hub::accounts`]: local accounts, web sessions, API tokens, organisations;
+//! - [`Hub::jobs`]: long-running jobs (uploads, conversions);
+//! - [`Hub::paths`]: the index of every path of every stored flist;
+//! - [`Hub::replica`]: the change feed and snapshots mirrors replicate from.
+//!
+//! Operations on the data directory as a whole (`gc`, `integrity_check`, `import_legacy`,
+//! the hub's own backends and `replace_flist_file` for restamp, `stats`, `probe_writable`,
+//! `entry_backends`) are in `maintenance/`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
-use rusqlite::Connection;
-use serde_json::Value;
-
-use crate::blobs::Blobs;
+use crate::accounts::Accounts;
+use crate::catalog::Catalog;
 use crate::db::Db;
-use crate::lock::DataLock;
-use crate::names::validate_repo;
-use crate::sql::{audit, bump_repo};
-use crate::{Actor, RepoError};
+use crate::files::Blobs;
+use crate::jobs::Jobs;
+use crate::paths::PathIndex;
+use crate::replica::Replica;
+use crate::RepoError;
 
-/// Longest chain of links followed before giving up.
-pub const MAX_HOPS: usize = 32;
-
-/// Current unix time in seconds.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// The hub's repository model: a SQLite catalog plus content-addressed flist files under a
-/// data directory. Every method blocks (call it from a blocking thread in async code); the
-/// type is `Sync` and meant to be shared behind an `Arc`.
+/// A hub's data directory: a SQLite catalog plus content-addressed flist files. Every
+/// method of it and of its seams blocks (call them from a blocking thread in async code);
+/// the type is `Sync` and meant to be shared behind an `Arc`, and each seam's handle is
+/// cheap to clone on its own.
 #[derive(Debug)]
 pub struct Hub {
     data: PathBuf,
-    pub(crate) db: Db,
-    pub(crate) blobs: Blobs,
-    generation: AtomicU64,
-    /// The catalog's `data_version` last seen (see [`Hub::notice_external_writes`]).
-    pub(crate) data_version: AtomicU64,
-    _lock: DataLock,
+    pub(crate) db: Arc<Db>,
+    pub(crate) blobs: Arc<Blobs>,
+    catalog: Catalog,
+    accounts: Accounts,
+    jobs: Jobs,
+    paths: PathIndex,
+    replica: Replica,
 }
 
 impl Hub {
@@ -51,26 +47,45 @@ impl Hub {
         Self::open_with(data, true)
     }
 
+    /// Opens an existing hub data directory for administration beside a running server: refuses
+    /// one that holds no catalog instead of creating an empty hub (a command pointed at the
+    /// wrong directory), and leaves the server's running jobs alone.
+    pub fn open_existing(data: impl AsRef<std::path::Path>) -> Result<Self, RepoError> {
+        let data = data.as_ref();
+        let catalog = data.join("catalog.sqlite3");
+        if !catalog.is_file() {
+            return Err(RepoError::NotFound(format!(
+                "no hub catalog in {} (expected {}; start `hub-server serve --data-dir {}` once, or pass the right --data-dir)",
+                data.display(),
+                catalog.display(),
+                data.display()
+            )));
+        }
+        Hub::open_with(data, false)
+    }
+
     /// Opens a data directory; `recover_jobs`: mark jobs left running as failed (only the
     /// server does, and only when no other process has the directory open, so
     /// administration commands can run beside it).
-    pub(crate) fn open_with(data: impl AsRef<Path>, recover_jobs: bool) -> Result<Self, RepoError> {
+    fn open_with(data: impl AsRef<Path>, recover_jobs: bool) -> Result<Self, RepoError> {
         let data = data.as_ref().to_path_buf();
         std::fs::create_dir_all(&data).map_err(|e| RepoError::io("create directory", &data, e))?;
-        let lock = DataLock::acquire(&data)?;
-        let db = Db::open(&data.join("catalog.sqlite3"))?;
-        let blobs = Blobs::open(&data, lock.alone)?;
-        let recover = lock.alone;
+        let blobs = Arc::new(Blobs::open(&data)?);
+        let db = Arc::new(Db::open(&data.join("catalog.sqlite3"))?);
+        let paths = PathIndex::new(db.clone(), blobs.clone());
+        let catalog = Catalog::new(db.clone(), blobs.clone(), paths.clone());
         let hub = Hub {
+            accounts: Accounts::new(db.clone()),
+            jobs: Jobs::new(db.clone()),
+            replica: Replica::new(db.clone(), blobs.clone(), catalog.clone()),
+            catalog,
+            paths,
             data,
             db,
             blobs,
-            generation: AtomicU64::new(1),
-            data_version: AtomicU64::new(0),
-            _lock: lock,
         };
-        if recover_jobs && recover {
-            hub.fail_interrupted_jobs()?;
+        if recover_jobs && hub.blobs.alone() {
+            hub.jobs.fail_interrupted()?;
         }
         Ok(hub)
     }
@@ -82,33 +97,38 @@ impl Hub {
 
     /// A counter bumped by every committed write: caches keyed on it never serve stale data.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.db.generation()
     }
 
-    /// Runs one audited write as `actor` into `repo`, in one transaction.
-    pub(crate) fn audited<T>(
-        &self,
-        actor: &Actor,
-        action: &str,
-        repo: &str,
-        name: &str,
-        detail: Value,
-        f: impl FnOnce(&Connection, i64) -> Result<T, RepoError>,
-    ) -> Result<T, RepoError> {
-        validate_repo(repo)?;
-        actor.check_write(repo)?;
-        let out = self.db.write(|tx| {
-            let ts = now();
-            bump_repo(tx, repo, ts)?;
-            let out = f(tx, ts)?;
-            audit(tx, actor, action, repo, name, &detail, ts)?;
-            Ok(out)
-        })?;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        Ok(out)
+    /// Repositories, entries, links, tags, the flist files behind them, the audit log.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
-    pub(crate) fn bump_generation(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+    /// Local accounts, web sessions, API tokens, organisation memberships.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// Notices writes another process (the CLI: `restamp`, `import-legacy`, `user remove`)
+    /// committed to the catalog since the last call, and then bumps [`Hub::generation`] so
+    /// that caches keyed on it are refreshed. True when there were some.
+    pub fn notice_external_writes(&self) -> Result<bool, RepoError> {
+        self.db.notice_external_writes()
+    }
+
+    /// Long-running jobs (uploads, conversions), persisted across restarts.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// The index of every path of every stored flist file.
+    pub fn paths(&self) -> &PathIndex {
+        &self.paths
+    }
+
+    /// The change feed and repository snapshots (a primary's), applying them (a mirror's).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
     }
 }

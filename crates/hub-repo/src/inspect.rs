@@ -2,13 +2,12 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Mutex;
 
 use flist_format::{Flist, FormatError, Kind, Metadata, ReadOptions, Tree};
 use serde_json::{json, Map, Value};
 
-use crate::model::{FlistInfo, Resolved};
-use crate::{Hub, RepoError};
+use crate::model::FlistInfo;
+use crate::RepoError;
 
 fn fmt_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
     RepoError::Format {
@@ -128,9 +127,6 @@ pub fn dump_text(tree: &Tree) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// One flist parsed for its dump at a time: a parse holds the whole tree in memory.
-static PARSING: Mutex<()> = Mutex::new(());
-
 /// Distinct chunk store keys (the hash of the encrypted chunk: 16 bytes for an `.flist`,
 /// 32 for an `.fl`) of every file.
 pub fn chunk_keys(tree: &Tree) -> Vec<Vec<u8>> {
@@ -149,50 +145,6 @@ pub fn info_of(flist: &Flist, source: Option<String>) -> FlistInfo {
         source,
         metadata: Some(metadata_json(&flist.metadata)),
         dump: Some(dump_json(&flist.tree)),
-    }
-}
-
-impl Hub {
-    fn ensure_info(&self, r: &Resolved) -> Result<(Option<String>, Option<String>), RepoError> {
-        let (md, dump) = (self.blob_metadata(&r.sha256)?, self.blob_dump(&r.sha256)?);
-        if md.is_some() && dump.is_some() {
-            return Ok((md, dump));
-        }
-        let _one = PARSING.lock().unwrap_or_else(|p| p.into_inner());
-        let (md, dump) = (self.blob_metadata(&r.sha256)?, self.blob_dump(&r.sha256)?);
-        if md.is_some() && dump.is_some() {
-            return Ok((md, dump));
-        }
-        let path = self.blob_path(&r.sha256);
-        let flist = open_flist(&path)?;
-        let md = Value::Object(metadata_json(&flist.metadata)).to_string();
-        let dump = dump_text(&flist.tree);
-        drop(flist);
-        self.set_blob_info(&r.sha256, Some(&md), Some(&dump))?;
-        Ok((Some(md), Some(dump)))
-    }
-
-    /// The dump (JSON text) of a resolved flist, computed once and cached in the catalog.
-    pub fn dump(&self, r: &Resolved) -> Result<String, RepoError> {
-        match self.blob_dump(&r.sha256)? {
-            Some(d) => Ok(d),
-            None => self
-                .ensure_info(r)?
-                .1
-                .ok_or_else(|| RepoError::NotFound(format!("dump of {}/{}", r.repo, r.name))),
-        }
-    }
-
-    /// The metadata (JSON object of raw strings) of a resolved flist, cached like [`Hub::dump`].
-    pub fn metadata(&self, r: &Resolved) -> Result<Map<String, Value>, RepoError> {
-        let text = match self.blob_metadata(&r.sha256)? {
-            Some(m) => m,
-            None => self.ensure_info(r)?.0.unwrap_or_else(|| "{}".into()),
-        };
-        match serde_json::from_str(&text) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Ok(Map::new()),
-        }
     }
 }
 

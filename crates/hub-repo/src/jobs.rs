@@ -4,9 +4,18 @@ use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use crate::clock::now;
+use crate::db::Db;
 use crate::error::SqlContext;
-use crate::hub::now;
-use crate::{Hub, RepoError};
+use crate::RepoError;
+
+/// The jobs of a hub (cheap to clone: a handle on the shared database).
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    db: Arc<Db>,
+}
 
 /// Lifecycle of a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -86,8 +95,12 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     })
 }
 
-impl Hub {
-    pub(crate) fn fail_interrupted_jobs(&self) -> Result<(), RepoError> {
+impl Jobs {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Jobs { db }
+    }
+
+    pub(crate) fn fail_interrupted(&self) -> Result<(), RepoError> {
         self.db.write(|tx| {
             tx.execute(
                 "UPDATE jobs SET state = 'failed', message = 'interrupted: the server restarted', updated = ?1 \
@@ -100,7 +113,7 @@ impl Hub {
     }
 
     /// Records a new running job.
-    pub fn job_create(&self, kind: &str, owner: &str) -> Result<JobRecord, RepoError> {
+    pub fn create(&self, kind: &str, owner: &str) -> Result<JobRecord, RepoError> {
         let mut raw = [0u8; 16];
         getrandom::fill(&mut raw).map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;
         let id = hex::encode(raw);
@@ -128,7 +141,7 @@ impl Hub {
     }
 
     /// Records progress of a running job.
-    pub fn job_progress(&self, id: &str, progress: u8, message: &str) -> Result<(), RepoError> {
+    pub fn progress(&self, id: &str, progress: u8, message: &str) -> Result<(), RepoError> {
         self.db.write(|tx| {
             tx.execute(
                 "UPDATE jobs SET progress = ?2, message = ?3, updated = ?4 WHERE id = ?1 AND state = 'running'",
@@ -140,12 +153,12 @@ impl Hub {
     }
 
     /// Marks a job done with its result.
-    pub fn job_finish(&self, id: &str, info: &Value) -> Result<(), RepoError> {
+    pub fn finish(&self, id: &str, info: &Value) -> Result<(), RepoError> {
         self.set_job_end(id, JobState::Done, "done", Some(info))
     }
 
     /// Marks a job failed.
-    pub fn job_fail(&self, id: &str, message: &str) -> Result<(), RepoError> {
+    pub fn fail(&self, id: &str, message: &str) -> Result<(), RepoError> {
         self.set_job_end(id, JobState::Failed, message, None)
     }
 
@@ -168,7 +181,7 @@ impl Hub {
     }
 
     /// Reads a job.
-    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, RepoError> {
+    pub fn get(&self, id: &str) -> Result<Option<JobRecord>, RepoError> {
         self.db.read(|c| {
             c.prepare_cached(
                 "SELECT id, kind, owner, state, progress, message, info, created, updated FROM jobs WHERE id = ?1",

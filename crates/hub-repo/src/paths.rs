@@ -3,51 +3,28 @@
 //! search "which flists contain this path?" without reading any flist file.
 //!
 //! A flist file is indexed once (rows are keyed by its content address) when it is stored;
-//! [`Hub::backfill_path_index`] indexes files stored before the index existed, and
-//! [`Hub::ensure_path_index`] indexes one on demand. Indexing parses the flist, so at most one
+//! [`PathIndex::backfill`] indexes files stored before the index existed, and
+//! [`PathIndex::ensure`] indexes one on demand. Indexing parses the flist, so at most one
 //! runs at a time (bounded memory).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use flist_format::{mode_string, Kind, Meta};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::clock::now;
+use crate::db::Db;
 use crate::error::SqlContext;
-use crate::{Hub, RepoError};
+use crate::files::Blobs;
+use crate::RepoError;
 
-/// Tables of the path index (schema version 1, see `migrate.rs`).
-pub(crate) const PATH_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS path_blobs (
-    id      INTEGER PRIMARY KEY,
-    sha256  TEXT NOT NULL UNIQUE,
-    entries INTEGER NOT NULL,
-    regular INTEGER NOT NULL,
-    directory INTEGER NOT NULL,
-    symlink INTEGER NOT NULL,
-    special INTEGER NOT NULL,
-    fullsize INTEGER NOT NULL,
-    indexed INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS path_entries (
-    blob     INTEGER NOT NULL,
-    node     INTEGER NOT NULL,
-    parent   INTEGER NOT NULL,
-    sort     INTEGER NOT NULL,
-    name     TEXT NOT NULL,
-    path     TEXT NOT NULL,
-    kind     TEXT NOT NULL,
-    mode     TEXT NOT NULL,
-    owner    TEXT NOT NULL,
-    size     INTEGER NOT NULL,
-    target   TEXT,
-    children INTEGER NOT NULL,
-    PRIMARY KEY (blob, node)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS path_entries_dir ON path_entries(blob, parent, sort, name);
-CREATE INDEX IF NOT EXISTS path_entries_path ON path_entries(path, blob);
-CREATE INDEX IF NOT EXISTS path_entries_name ON path_entries(name, blob);
-"#;
+/// The path index of a hub's stored flist files (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct PathIndex {
+    db: Arc<Db>,
+    blobs: Arc<Blobs>,
+}
 
 /// One indexing at a time (each holds the catalog's write lock while it inserts).
 static INDEXING: Mutex<()> = Mutex::new(());
@@ -345,11 +322,15 @@ fn index_catalog(
     Ok(())
 }
 
-impl Hub {
-    /// Indexes a just-stored file; a failure is logged and left to
-    /// [`Hub::backfill_path_index`] / [`Hub::ensure_path_index`] (the entry is stored).
+impl PathIndex {
+    pub(crate) fn new(db: Arc<Db>, blobs: Arc<Blobs>) -> Self {
+        PathIndex { db, blobs }
+    }
+
+    /// Indexes a just-stored file; a failure is logged and left to [`PathIndex::backfill`] /
+    /// [`PathIndex::ensure`] (the entry is stored).
     pub(crate) fn index_stored(&self, sha256: &str) {
-        if let Err(e) = self.ensure_path_index(sha256) {
+        if let Err(e) = self.ensure(sha256) {
             tracing::warn!("path index: {sha256}: {e}");
         }
     }
@@ -364,36 +345,36 @@ impl Hub {
         };
         let f = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
         let opts = flist_format::ReadOptions {
-            temp_dir: Some(self.tmp_dir().to_path_buf()),
+            temp_dir: Some(self.blobs.tmp_dir().to_path_buf()),
             ..Default::default()
         };
         let db = flist_format::reader::extract_database_with(f, &what, &opts).map_err(fmt)?;
         let conn = flist_format::reader::open_database(db.path()).map_err(fmt)?;
-        let ts = crate::hub::now();
+        let ts = now();
         self.db
             .write(|tx| index_catalog(tx, sha256, &conn, &what, ts))
     }
 
     /// True when stored file `sha256` is in the path index.
-    pub fn paths_indexed(&self, sha256: &str) -> Result<bool, RepoError> {
+    pub fn indexed(&self, sha256: &str) -> Result<bool, RepoError> {
         self.db.read(|c| blob_id(c, sha256)).map(|id| id.is_some())
     }
 
     /// Indexes stored file `sha256` unless it already is (one at a time).
-    pub fn ensure_path_index(&self, sha256: &str) -> Result<(), RepoError> {
-        if self.paths_indexed(sha256)? {
+    pub fn ensure(&self, sha256: &str) -> Result<(), RepoError> {
+        if self.indexed(sha256)? {
             return Ok(());
         }
         let _one = INDEXING.lock().unwrap_or_else(|p| p.into_inner());
-        if self.paths_indexed(sha256)? {
+        if self.indexed(sha256)? {
             return Ok(());
         }
-        self.index_file(sha256, &self.blob_path(sha256))
+        self.index_file(sha256, &self.blobs.path_of(sha256))
     }
 
     /// Indexes every stored file referenced by an entry and not indexed yet; returns how many
     /// were indexed. Files that cannot be read are skipped (`check` reports them).
-    pub fn backfill_path_index(&self) -> Result<usize, RepoError> {
+    pub fn backfill(&self) -> Result<usize, RepoError> {
         let missing: Vec<String> = self.db.read(|c| {
             let mut st = c
                 .prepare_cached(
@@ -409,7 +390,7 @@ impl Hub {
         })?;
         let mut n = 0;
         for sha in missing {
-            match self.ensure_path_index(&sha) {
+            match self.ensure(&sha) {
                 Ok(()) => n += 1,
                 Err(e) => tracing::warn!("path index: {sha}: {e}"),
             }
@@ -418,7 +399,7 @@ impl Hub {
     }
 
     /// Counts of indexed file `sha256`.
-    pub fn path_stats(&self, sha256: &str) -> Result<Option<PathStats>, RepoError> {
+    pub fn stats(&self, sha256: &str) -> Result<Option<PathStats>, RepoError> {
         self.db.read(|c| {
             c.prepare_cached(
                 "SELECT regular, directory, symlink, special, fullsize FROM path_blobs WHERE sha256 = ?1",
@@ -502,12 +483,7 @@ impl Hub {
     /// Paths inside stored flists matching `query`, with the regular entries holding them:
     /// a query starting with `/` matches paths by prefix, any other matches base names by
     /// prefix. Case-sensitive (paths are); ordered by path.
-    pub fn search_paths(
-        &self,
-        query: &str,
-        offset: u64,
-        limit: u64,
-    ) -> Result<Vec<PathHit>, RepoError> {
+    pub fn search(&self, query: &str, offset: u64, limit: u64) -> Result<Vec<PathHit>, RepoError> {
         if query.is_empty() {
             return Ok(Vec::new());
         }
@@ -553,7 +529,8 @@ mod tests {
     #[test]
     fn directories_page_and_paths_are_found() {
         let dir = tempfile::tempdir().unwrap();
-        let hub = Hub::open(dir.path()).unwrap();
+        let hub = crate::Hub::open(dir.path()).unwrap();
+        let hub = hub.paths();
         let mut tree = Tree::new(Meta::root(0o755, 1));
         let bin = tree.mkdir_p("usr/bin", &Meta::root(0o755, 1)).unwrap();
         for i in 0..30 {
@@ -589,7 +566,7 @@ mod tests {
         hub.index_file("abc", &file).unwrap();
         // a second call is a no-op
         hub.index_file("abc", &file).unwrap();
-        let st = hub.path_stats("abc").unwrap().unwrap();
+        let st = hub.stats("abc").unwrap().unwrap();
         assert_eq!((st.regular, st.directory, st.symlink), (30, 3, 1));
         let p = hub.dir_page("abc", "/usr/bin", 0, 10).unwrap().unwrap();
         assert_eq!(p.total, 32);
@@ -605,6 +582,6 @@ mod tests {
         assert!(hub.dir_page("abc", "/nope", 0, 10).unwrap().is_none());
         assert!(hub.dir_page("other", "/", 0, 10).unwrap().is_none());
         // not referenced by any entry: search finds nothing
-        assert!(hub.search_paths("tool0", 0, 10).unwrap().is_empty());
+        assert!(hub.search("tool0", 0, 10).unwrap().is_empty());
     }
 }

@@ -8,10 +8,23 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::blobs::StagedFlist;
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::db::Db;
 use crate::error::SqlContext;
+use crate::files::{is_hex_sha256, Blobs, StagedFlist};
 use crate::names::validate_repo;
-use crate::{Hub, RepoError};
+use crate::RepoError;
+
+/// Replication of a hub's catalog (cheap to clone): the primary's feed and snapshots, a
+/// mirror's applying them.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    db: Arc<Db>,
+    blobs: Arc<Blobs>,
+    catalog: Catalog,
+}
 
 /// One public change: an audit record without the acting identity.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,15 +122,15 @@ pub struct RepoSnapshot {
     pub blobs: Vec<SnapBlob>,
 }
 
-/// The mirror's own state (schema version 1).
-pub(crate) const MIRROR_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS mirror_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+impl Replica {
+    pub(crate) fn new(db: Arc<Db>, blobs: Arc<Blobs>, catalog: Catalog) -> Self {
+        Replica { db, blobs, catalog }
+    }
 
-impl Hub {
     /// The public change feed: changes after cursor `since`, oldest first, at most `limit`;
     /// with the latest cursor of the catalog.
     pub fn changes(&self, since: i64, limit: usize) -> Result<(Vec<Change>, i64), RepoError> {
-        let records = self.audit_log(since, limit)?;
+        let records = self.catalog.audit_log(since, limit)?;
         let latest: i64 = self.db.read(|c| {
             c.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))
                 .ctx("read audit cursor")
@@ -359,7 +372,7 @@ impl Hub {
             }
             Ok(())
         })?;
-        self.bump_generation();
+        self.db.bump_generation();
         Ok(())
     }
 
@@ -372,14 +385,15 @@ impl Hub {
                 .ctx("delete repository")?;
             Ok(())
         })?;
-        self.bump_generation();
+        self.db.bump_generation();
         Ok(())
     }
 
     /// A value of the mirror's own state (e.g. its cursor), if set.
     pub fn mirror_state(&self, key: &str) -> Result<Option<String>, RepoError> {
         self.db.with_writer(|c| {
-            c.execute_batch(MIRROR_TABLE).ctx("create mirror state")?;
+            c.execute_batch(crate::db::schema::MIRROR_STATE)
+                .ctx("create mirror state")?;
             c.query_row(
                 "SELECT value FROM mirror_state WHERE key = ?1",
                 params![key],
@@ -393,7 +407,8 @@ impl Hub {
     /// Records a value of the mirror's own state (durably).
     pub fn set_mirror_state(&self, key: &str, value: &str) -> Result<(), RepoError> {
         self.db.write(|tx| {
-            tx.execute_batch(MIRROR_TABLE).ctx("create mirror state")?;
+            tx.execute_batch(crate::db::schema::MIRROR_STATE)
+                .ctx("create mirror state")?;
             tx.execute(
                 "INSERT INTO mirror_state(key, value) VALUES (?1, ?2) \
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -416,24 +431,20 @@ fn clear_repo(tx: &rusqlite::Connection, repo: &str) -> Result<(), RepoError> {
     Ok(())
 }
 
-/// 64 lowercase hex digits.
-pub fn is_hex_sha256(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::{Actor, FlistInfo};
+    use crate::{Actor, FlistInfo, Hub};
 
     #[test]
     fn snapshot_round_trips_into_another_hub() {
         let a = tempfile::tempdir().expect("ok");
         let b = tempfile::tempdir().expect("ok");
-        let primary = Hub::open(a.path()).expect("ok");
-        let mirror = Hub::open(b.path()).expect("ok");
+        let (pa, ma) = (
+            Hub::open(a.path()).expect("ok"),
+            Hub::open(b.path()).expect("ok"),
+        );
+        let (primary, mirror) = (pa.catalog(), ma.catalog());
+        let (feed, apply) = (pa.replica(), ma.replica());
         let alice = Actor::new("alice", vec![]);
         let staged = primary
             .stage_reader(&b"not really a flist"[..])
@@ -447,45 +458,42 @@ mod tests {
         primary
             .tag_add(&alice, "alice", "v1", "x.flist", "alice", "x.flist")
             .expect("ok");
-        let (changes, latest) = primary.changes(0, 100).expect("ok");
+        let (changes, latest) = feed.changes(0, 100).expect("ok");
         assert_eq!(changes.len(), 3);
         assert_eq!(latest, changes[2].id);
         assert_eq!(changes[1].action, "link");
 
-        let snap = primary.repo_snapshot("alice").expect("ok").expect("ok");
+        let snap = feed.repo_snapshot("alice").expect("ok").expect("ok");
         // Without the file the snapshot is refused and nothing changes.
-        assert!(mirror.apply_snapshot(&snap).is_err());
-        assert!(mirror.repo_snapshot("alice").expect("ok").is_none());
+        assert!(apply.apply_snapshot(&snap).is_err());
+        assert!(apply.repo_snapshot("alice").expect("ok").is_none());
         let blob = &snap.blobs[0];
         let wrong = mirror.stage_reader(&b"something else"[..]).expect("ok");
-        assert!(mirror.commit_verified_blob(&wrong, blob).is_err());
+        assert!(apply.commit_verified_blob(&wrong, blob).is_err());
         let file = std::fs::File::open(primary.blob_path(&blob.sha256)).expect("ok");
         let staged = mirror.stage_reader(file).expect("ok");
-        mirror.commit_verified_blob(&staged, blob).expect("ok");
-        mirror.apply_snapshot(&snap).expect("ok");
-        assert_eq!(
-            mirror.repo_snapshot("alice").expect("ok").expect("ok"),
-            snap
-        );
+        apply.commit_verified_blob(&staged, blob).expect("ok");
+        apply.apply_snapshot(&snap).expect("ok");
+        assert_eq!(apply.repo_snapshot("alice").expect("ok").expect("ok"), snap);
         assert_eq!(
             mirror.list("alice").expect("ok"),
             primary.list("alice").expect("ok")
         );
 
         primary.delete(&alice, "alice", "l.flist").expect("ok");
-        let snap2 = primary.repo_snapshot("alice").expect("ok").expect("ok");
-        mirror.apply_snapshot(&snap2).expect("ok");
+        let snap2 = feed.repo_snapshot("alice").expect("ok").expect("ok");
+        apply.apply_snapshot(&snap2).expect("ok");
         assert_eq!(
-            mirror.repo_snapshot("alice").expect("ok").expect("ok"),
+            apply.repo_snapshot("alice").expect("ok").expect("ok"),
             snap2
         );
-        mirror.remove_repository("alice").expect("ok");
-        assert!(mirror.repo_snapshot("alice").expect("ok").is_none());
+        apply.remove_repository("alice").expect("ok");
+        assert!(apply.repo_snapshot("alice").expect("ok").is_none());
 
-        assert_eq!(mirror.mirror_state("cursor").expect("ok"), None);
-        mirror.set_mirror_state("cursor", "7").expect("ok");
+        assert_eq!(apply.mirror_state("cursor").expect("ok"), None);
+        apply.set_mirror_state("cursor", "7").expect("ok");
         assert_eq!(
-            mirror.mirror_state("cursor").expect("ok").as_deref(),
+            apply.mirror_state("cursor").expect("ok").as_deref(),
             Some("7")
         );
     }

@@ -16,27 +16,30 @@ const NOW: GcOptions = GcOptions {
 };
 
 fn put_bytes(hub: &Hub, actor: &Actor, repo: &str, name: &str, content: &[u8]) -> String {
-    let staged = hub.stage_reader(content).expect("stage");
+    let staged = hub.catalog().stage_reader(content).expect("stage");
     let sha = staged.sha256.clone();
-    hub.put_flist(actor, repo, name, staged, FlistInfo::default())
+    hub.catalog()
+        .put_flist(actor, repo, name, staged, FlistInfo::default())
         .expect("put");
     sha
 }
 
 fn put_fixture(hub: &Hub, actor: &Actor, repo: &str, name: &str, fixture_name: &str) -> String {
     let staged = hub
+        .catalog()
         .stage_reader(fs::File::open(fixture(fixture_name)).expect("fixture"))
         .expect("stage");
     let fl = hub_repo::inspect::open_flist(staged.path()).expect("readable fixture");
     let sha = staged.sha256.clone();
-    hub.put_flist(
-        actor,
-        repo,
-        name,
-        staged,
-        hub_repo::inspect::info_of(&fl, None),
-    )
-    .expect("put");
+    hub.catalog()
+        .put_flist(
+            actor,
+            repo,
+            name,
+            staged,
+            hub_repo::inspect::info_of(&fl, None),
+        )
+        .expect("put");
     sha
 }
 
@@ -60,7 +63,7 @@ fn stored(hub: &Hub) -> Vec<String> {
 fn plant(hub: &Hub, content: &[u8], age: Duration) -> (String, PathBuf) {
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(content));
-    let path = hub.blob_path(&sha);
+    let path = hub.catalog().blob_path(&sha);
     fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     fs::write(&path, content).expect("write");
     set_age(&path, age);
@@ -81,13 +84,16 @@ fn replaced_deleted_and_unrecorded_files_are_collected_and_referenced_ones_kept(
     let hub = Hub::open(dir.path()).expect("open");
     let alice = Actor::new("alice", vec![]);
     let old = put_fixture(&hub, &alice, "alice", "app.flist", "merge-a.flist");
-    assert!(hub.paths_indexed(&old).expect("indexed"));
+    assert!(hub.paths().indexed(&old).expect("indexed"));
     let shared = put_bytes(&hub, &alice, "alice", "shared.flist", b"shared");
-    hub.link(&alice, "alice", "shared.flist", "latest.flist")
+    hub.catalog()
+        .link(&alice, "alice", "shared.flist", "latest.flist")
         .expect("link");
     let new = put_fixture(&hub, &alice, "alice", "app.flist", "merge-b.flist");
     let gone = put_bytes(&hub, &alice, "alice", "gone.flist", b"deleted soon");
-    hub.delete(&alice, "alice", "gone.flist").expect("delete");
+    hub.catalog()
+        .delete(&alice, "alice", "gone.flist")
+        .expect("delete");
     let (unrecorded_old, old_path) = plant(&hub, b"left by a kill", Duration::from_secs(7200));
     let (unrecorded_young, young_path) = plant(&hub, b"being mirrored", Duration::ZERO);
     fs::write(hub.data_dir().join("flists/README"), b"not ours").expect("foreign");
@@ -133,16 +139,25 @@ fn replaced_deleted_and_unrecorded_files_are_collected_and_referenced_ones_kept(
         "the young file, now past a zero grace"
     );
     assert_eq!(again.path_index, 1, "{again:?}");
-    assert!(!hub.paths_indexed(&old).expect("indexed"));
-    assert!(hub.paths_indexed(&new).expect("indexed"));
+    assert!(!hub.paths().indexed(&old).expect("indexed"));
+    assert!(hub.paths().indexed(&new).expect("indexed"));
     let last = hub.gc(NOW).expect("gc");
     assert!(last.is_empty(), "{last:?}");
 
     // Everything referenced still resolves and verifies.
     assert!(hub.integrity_check().expect("check").is_clean());
-    assert_eq!(hub.resolve("alice", "app.flist").expect("app").sha256, new);
     assert_eq!(
-        hub.resolve("alice", "latest.flist").expect("link").sha256,
+        hub.catalog()
+            .resolve("alice", "app.flist")
+            .expect("app")
+            .sha256,
+        new
+    );
+    assert_eq!(
+        hub.catalog()
+            .resolve("alice", "latest.flist")
+            .expect("link")
+            .sha256,
         shared
     );
     // Re-uploading collected content stores it again.
@@ -150,7 +165,7 @@ fn replaced_deleted_and_unrecorded_files_are_collected_and_referenced_ones_kept(
         put_bytes(&hub, &alice, "alice", "gone.flist", b"deleted soon"),
         gone
     );
-    assert!(hub.blob_path(&gone).is_file());
+    assert!(hub.catalog().blob_path(&gone).is_file());
     assert!(hub.integrity_check().expect("check").is_clean());
 }
 
@@ -181,7 +196,9 @@ fn gc_running_alongside_writers_never_loses_a_referenced_file() {
                     let name = format!("w{w}-{}.flist", i % 3);
                     put_bytes(&hub, &alice, "alice", &name, content.as_bytes());
                     if i.is_multiple_of(4) {
-                        hub.delete(&alice, "alice", &name).expect("delete");
+                        hub.catalog()
+                            .delete(&alice, "alice", &name)
+                            .expect("delete");
                     }
                 }
             })
@@ -199,7 +216,7 @@ fn gc_running_alongside_writers_never_loses_a_referenced_file() {
     hub.gc(NOW).expect("final gc");
     let referenced: std::collections::BTreeSet<String> = (0..4)
         .flat_map(|w| (0..3).map(move |i| format!("w{w}-{i}.flist")))
-        .filter_map(|name| hub.entry("alice", &name).expect("entry"))
+        .filter_map(|name| hub.catalog().entry("alice", &name).expect("entry"))
         .filter_map(|e| match e.kind {
             EntryKind::Regular { sha256, .. } => Some(sha256),
             _ => None,
@@ -217,12 +234,15 @@ fn gc_running_alongside_writers_never_loses_a_referenced_file() {
 fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Hub::open(dir.path()).expect("open");
-    let job = server.job_create("upload", "alice").expect("job");
+    let job = server.jobs().create("upload", "alice").expect("job");
     // An upload in flight: a staged file, and a temp file being written.
-    let staged = server.stage_reader(&b"in flight"[..]).expect("stage");
-    let writing = server.temp_path(".part");
+    let staged = server
+        .catalog()
+        .stage_reader(&b"in flight"[..])
+        .expect("stage");
+    let writing = server.catalog().temp_path(".part");
     fs::write(&writing, b"half").expect("write");
-    let stale = server.temp_path(".old");
+    let stale = server.catalog().temp_path(".old");
     fs::write(&stale, b"from last week").expect("write");
     set_age(&stale, Duration::from_secs(hub_repo::STALE_TEMP_SECS + 60));
 
@@ -230,6 +250,7 @@ fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
     {
         let admin = Hub::open(dir.path()).expect("second open");
         admin
+            .accounts()
             .create_token("bob", &[], 60, None)
             .expect("token while the server runs");
     }
@@ -240,13 +261,19 @@ fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
     assert!(writing.exists(), "an in-flight temp file was removed");
     assert!(!stale.exists(), "a day-old temp file is stale");
     assert_eq!(
-        server.job(&job.id).expect("job").expect("kept").state,
+        server
+            .jobs()
+            .get(&job.id)
+            .expect("job")
+            .expect("kept")
+            .state,
         JobState::Running,
         "the running server's job was failed by another process"
     );
     // The upload completes normally.
     let sha = staged.sha256.clone();
     server
+        .catalog()
         .put_flist(
             &Actor::new("alice", vec![]),
             "alice",
@@ -255,15 +282,18 @@ fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
             FlistInfo::default(),
         )
         .expect("the in-flight upload completes");
-    assert!(server.blob_path(&sha).is_file());
+    assert!(server.catalog().blob_path(&sha).is_file());
     drop(server);
 
     // Alone again (the server stopped or was killed): full recovery.
     fs::write(dir.path().join("tmp/left-by-a-kill"), b"x").expect("write");
     let hub = Hub::open(dir.path()).expect("reopen");
-    assert!(fs::read_dir(hub.tmp_dir()).expect("tmp").next().is_none());
+    assert!(fs::read_dir(hub.catalog().tmp_dir())
+        .expect("tmp")
+        .next()
+        .is_none());
     assert_eq!(
-        hub.job(&job.id).expect("job").expect("kept").state,
+        hub.jobs().get(&job.id).expect("job").expect("kept").state,
         JobState::Failed
     );
 }
@@ -276,25 +306,29 @@ fn route_names_never_become_repositories() {
         "me", "api", "static", "listen", "login", "Logout", "token", "upload",
     ] {
         let e = hub
+            .accounts()
             .create_token(name, &[], 60, None)
             .expect_err(name)
             .to_string();
         assert!(e.contains("reserved"), "{name}: {e}");
         let e = hub
+            .accounts()
             .create_token("alice", &[name.to_string()], 60, None)
             .expect_err(name)
             .to_string();
         assert!(e.contains("reserved"), "{name} as an organisation: {e}");
-        assert!(hub.add_member(name, "alice").is_err());
+        assert!(hub.accounts().add_member(name, "alice").is_err());
         // Nor through a first write (an identity from a JWT never gets a token).
         let actor = Actor::new(name, vec![]);
-        let staged = hub.stage_reader(&b"x"[..]).expect("stage");
+        let staged = hub.catalog().stage_reader(&b"x"[..]).expect("stage");
         let e = hub
+            .catalog()
             .put_flist(&actor, name, "x.flist", staged, FlistInfo::default())
             .expect_err(name);
         assert!(matches!(e, RepoError::InvalidName { .. }), "{name}: {e}");
     }
-    assert!(hub.repositories().expect("repos").is_empty());
-    hub.create_token("memo", &[], 60, None)
+    assert!(hub.catalog().repositories().expect("repos").is_empty());
+    hub.accounts()
+        .create_token("memo", &[], 60, None)
         .expect("a name that only starts like a route");
 }

@@ -98,6 +98,7 @@ fn imports_every_entry_in_dependency_order_with_its_times() {
 
     // Every repository, empty ones included, with its folder's time.
     let repos: Vec<(String, i64)> = hub
+        .catalog()
         .repositories()
         .expect("repos")
         .into_iter()
@@ -114,10 +115,14 @@ fn imports_every_entry_in_dependency_order_with_its_times() {
             ("weird".into(), FOLDERS),
         ]
     );
-    assert_eq!(hub.list("empty-repo").expect("list"), Some(vec![]));
+    assert_eq!(
+        hub.catalog().list("empty-repo").expect("list"),
+        Some(vec![])
+    );
 
     // A crosslink to a link in a repository that sorts later resolves to the regular file.
     let e = hub
+        .catalog()
         .entry("bob.3bot", "latest-cross.flist")
         .expect("read")
         .expect("imported");
@@ -131,6 +136,7 @@ fn imports_every_entry_in_dependency_order_with_its_times() {
     );
     assert_eq!(e.linktime, Some(jan(3, 10)));
     let r = hub
+        .catalog()
         .resolve("bob.3bot", "latest-cross.flist")
         .expect("resolve");
     assert_eq!(
@@ -141,11 +147,13 @@ fn imports_every_entry_in_dependency_order_with_its_times() {
 
     // Names with `:`, a link, a tag and a taglink to it.
     let r = hub
+        .catalog()
         .resolve("tf-zos", "zos:production-3:latest.flist")
         .expect("zos link");
     assert_eq!(r.name, "zos:v3.1.0.flist");
     assert_eq!(
-        hub.resolve_in_tag("tf-zos", "production", "zos.flist")
+        hub.catalog()
+            .resolve_in_tag("tf-zos", "production", "zos.flist")
             .expect("through the taglink")
             .name,
         "zos:v3.1.0.flist"
@@ -154,6 +162,7 @@ fn imports_every_entry_in_dependency_order_with_its_times() {
     // Times: regular = file mtime; link = own mtime (linktime) and target's (updated);
     // taglink = own mtime and the tag folder's; tags = folder mtime.
     let alice: BTreeMap<String, _> = hub
+        .catalog()
         .list("alice")
         .expect("list")
         .expect("alice")
@@ -173,6 +182,7 @@ fn imports_every_entry_in_dependency_order_with_its_times() {
         (ListedKind::Tag, FOLDERS)
     );
     let tag: BTreeMap<String, _> = hub
+        .catalog()
         .tag_links("alice", "v1")
         .expect("tag")
         .into_iter()
@@ -184,22 +194,25 @@ fn imports_every_entry_in_dependency_order_with_its_times() {
         Some("alice/merge-a.flist")
     );
     // The empty tag is kept, and a taglink of another repository reaches alice's tag.
-    let weird = hub.list("weird").expect("list").expect("weird");
+    let weird = hub.catalog().list("weird").expect("list").expect("weird");
     assert!(weird
         .iter()
         .any(|l| l.name == "empty" && l.kind == ListedKind::Tag && l.updated == FOLDERS));
     assert!(hub
+        .catalog()
         .tag_links("weird", "empty")
         .expect("empty tag")
         .is_empty());
     assert_eq!(
-        hub.resolve_in_tag("bob.3bot", "alice-v1", "merge-a.flist")
+        hub.catalog()
+            .resolve_in_tag("bob.3bot", "alice-v1", "merge-a.flist")
             .expect("cross taglink")
             .repo,
         "alice"
     );
     // Regular entries name their repository as uploader (what `.txt` shows).
     let e = hub
+        .catalog()
         .entry("tf-zos", "zos:v3.1.0.flist")
         .expect("r")
         .expect("e");
@@ -212,17 +225,17 @@ fn a_second_run_changes_nothing() {
     let (_d, tree, hub) = setup();
     let first = hub.import_legacy(&tree).expect("import");
     assert!(!first.is_noop());
-    let log = hub.audit_log(0, 100_000).expect("log").len();
+    let log = hub.catalog().audit_log(0, 100_000).expect("log").len();
     let generation = hub.generation();
-    let listing = hub.list_all().expect("all");
+    let listing = hub.catalog().list_all().expect("all");
 
     let second = hub.import_legacy(&tree).expect("again");
     assert!(second.is_noop(), "{:?}", second.imported);
     assert_eq!(second.unchanged, first.imported.len());
     assert_eq!(second.unimportable, first.unimportable);
-    assert_eq!(hub.audit_log(0, 100_000).expect("log").len(), log);
+    assert_eq!(hub.catalog().audit_log(0, 100_000).expect("log").len(), log);
     assert_eq!(hub.generation(), generation, "the second run wrote");
-    assert_eq!(hub.list_all().expect("all"), listing);
+    assert_eq!(hub.catalog().list_all().expect("all"), listing);
 
     // A changed tree imports just the change.
     let link = tree.join("alice/new.flist");
@@ -231,7 +244,10 @@ fn a_second_run_changes_nothing() {
     // (the new link also moved alice's folder time, which the repository takes)
     assert_eq!(third.imported, ["alice", "alice/new.flist"]);
     assert_eq!(
-        hub.resolve("alice", "new.flist").expect("new link").name,
+        hub.catalog()
+            .resolve("alice", "new.flist")
+            .expect("new link")
+            .name,
         "merge-b.flist"
     );
 }
@@ -265,7 +281,8 @@ fn names_the_hub_refuses_are_reported_not_dropped_silently() {
     );
     assert!(why["ok/gone"].starts_with("dangling taglink"), "{why:?}");
     assert_eq!(
-        hub.repositories()
+        hub.catalog()
+            .repositories()
             .expect("repos")
             .iter()
             .map(|r| r.name.as_str())

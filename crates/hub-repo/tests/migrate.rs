@@ -64,23 +64,32 @@ fn catalogs_written_before_schema_versions_open_and_keep_everything() {
         {
             let hub = Hub::open(dir.path()).unwrap_or_else(|e| panic!("{dump}: {e}"));
             // Data intact: entries, links, tags, tokens, jobs.
-            let fixture = hub.resolve("alice", "fixture-tree.flist").expect("entry");
-            let latest = hub.resolve("alice", "latest.flist").expect("link");
+            let fixture = hub
+                .catalog()
+                .resolve("alice", "fixture-tree.flist")
+                .expect("entry");
+            let latest = hub
+                .catalog()
+                .resolve("alice", "latest.flist")
+                .expect("link");
             assert_eq!(latest.sha256, fixture.sha256, "{dump}");
-            assert!(hub.resolve("alice", "team-app.flist").is_ok());
+            assert!(hub.catalog().resolve("alice", "team-app.flist").is_ok());
             assert_eq!(
-                hub.tag_links("alice", "v1").expect("tag").len(),
+                hub.catalog().tag_links("alice", "v1").expect("tag").len(),
                 1,
                 "{dump}"
             );
-            match hub.check_token(TOKEN).expect("check token") {
+            match hub.accounts().check_token(TOKEN).expect("check token") {
                 TokenCheck::Valid(t) => {
                     assert_eq!(t.user, "alice");
                     assert_eq!(t.memberof, ["team"]);
                 }
                 other => panic!("{dump}: the old token is {other:?}"),
             }
-            assert_eq!(hub.list_tokens("alice").expect("tokens").len(), 1);
+            assert_eq!(
+                hub.accounts().list_tokens("alice").expect("tokens").len(),
+                1
+            );
             let rep = hub.integrity_check().expect("check");
             assert!(
                 rep.is_clean(),
@@ -90,19 +99,24 @@ fn catalogs_written_before_schema_versions_open_and_keep_everything() {
             );
             assert_eq!(rep.entries_checked, 2);
             // The tables later versions added work: the path index, written on demand.
-            hub.ensure_path_index(&fixture.sha256).expect("index");
-            assert!(hub.paths_indexed(&fixture.sha256).expect("indexed"));
+            hub.paths().ensure(&fixture.sha256).expect("index");
+            assert!(hub.paths().indexed(&fixture.sha256).expect("indexed"));
             // And writes still work on the migrated catalog.
-            match hub.entry("alice", "fixture-tree.flist").expect("entry") {
+            match hub
+                .catalog()
+                .entry("alice", "fixture-tree.flist")
+                .expect("entry")
+            {
                 Some(e) => assert!(matches!(e.kind, EntryKind::Regular { .. })),
                 None => panic!("{dump}: entry lost"),
             }
-            hub.delete(
-                &hub_repo::Actor::new("alice", vec![]),
-                "alice",
-                "team-app.flist",
-            )
-            .expect("delete");
+            hub.catalog()
+                .delete(
+                    &hub_repo::Actor::new("alice", vec![]),
+                    "alice",
+                    "team-app.flist",
+                )
+                .expect("delete");
         }
         assert_eq!(user_version(dir.path()), SCHEMA_VERSION, "{dump}");
         let idx = indexes(dir.path());

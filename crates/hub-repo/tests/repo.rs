@@ -14,16 +14,17 @@ fn hub() -> (tempfile::TempDir, Hub) {
 
 fn upload(hub: &Hub, actor: &Actor, repo: &str, name: &str, fixture_name: &str) {
     let f = fs::File::open(fixture(fixture_name)).expect("fixture");
-    let staged = hub.stage_reader(f).expect("stage");
+    let staged = hub.catalog().stage_reader(f).expect("stage");
     let fl = hub_repo::inspect::open_flist(staged.path()).expect("readable fixture");
-    hub.put_flist(
-        actor,
-        repo,
-        name,
-        staged,
-        hub_repo::inspect::info_of(&fl, Some(fixture_name.into())),
-    )
-    .expect("put");
+    hub.catalog()
+        .put_flist(
+            actor,
+            repo,
+            name,
+            staged,
+            hub_repo::inspect::info_of(&fl, Some(fixture_name.into())),
+        )
+        .expect("put");
 }
 
 #[test]
@@ -36,7 +37,7 @@ fn links_tags_rename_delete_and_resolution() {
 
     // Writing into someone else's repository is refused.
     assert!(matches!(
-        hub.link(&bob, "alice", "a.flist", "x.flist"),
+        hub.catalog().link(&bob, "alice", "a.flist", "x.flist"),
         Err(RepoError::Forbidden(_))
     ));
     // Acting as an organisation one is not a member of is refused.
@@ -46,108 +47,134 @@ fn links_tags_rename_delete_and_resolution() {
     ));
     let team = alice.clone().acting_as("team").expect("member");
     assert!(matches!(
-        hub.link(&team, "alice", "a.flist", "x.flist"),
+        hub.catalog().link(&team, "alice", "a.flist", "x.flist"),
         Err(RepoError::Forbidden(_))
     ));
-    hub.crosslink(&team, "team", "shared.flist", "alice", "a.flist")
+    hub.catalog()
+        .crosslink(&team, "team", "shared.flist", "alice", "a.flist")
         .expect("org write");
 
-    hub.link(&alice, "alice", "a.flist", "latest.flist")
+    hub.catalog()
+        .link(&alice, "alice", "a.flist", "latest.flist")
         .expect("link");
-    let a = hub.resolve("alice", "a.flist").expect("resolve a");
+    let a = hub
+        .catalog()
+        .resolve("alice", "a.flist")
+        .expect("resolve a");
     assert_eq!(
-        hub.resolve("alice", "latest.flist")
+        hub.catalog()
+            .resolve("alice", "latest.flist")
             .expect("resolve link")
             .sha256,
         a.sha256
     );
     assert_eq!(
-        hub.resolve("team", "shared.flist")
+        hub.catalog()
+            .resolve("team", "shared.flist")
             .expect("resolve crosslink")
             .sha256,
         a.sha256
     );
     // A link never replaces a regular file.
     assert!(matches!(
-        hub.link(&alice, "alice", "latest.flist", "a.flist"),
+        hub.catalog()
+            .link(&alice, "alice", "latest.flist", "a.flist"),
         Err(RepoError::Conflict(_))
     ));
     // Links replace links; cycles are refused.
-    hub.crosslink(&alice, "alice", "latest.flist", "bob", "b.flist")
+    hub.catalog()
+        .crosslink(&alice, "alice", "latest.flist", "bob", "b.flist")
         .expect("replace link");
-    hub.link(&alice, "alice", "latest.flist", "l2.flist")
+    hub.catalog()
+        .link(&alice, "alice", "latest.flist", "l2.flist")
         .expect("link to link");
     assert!(matches!(
-        hub.link(&alice, "alice", "l2.flist", "latest.flist"),
+        hub.catalog()
+            .link(&alice, "alice", "l2.flist", "latest.flist"),
         Err(RepoError::Conflict(_))
     ));
-    assert_eq!(hub.resolve("alice", "l2.flist").expect("chain").repo, "bob");
+    assert_eq!(
+        hub.catalog()
+            .resolve("alice", "l2.flist")
+            .expect("chain")
+            .repo,
+        "bob"
+    );
 
     // Rename refuses to overwrite.
     assert!(matches!(
-        hub.rename(&alice, "alice", "l2.flist", "a.flist"),
+        hub.catalog().rename(&alice, "alice", "l2.flist", "a.flist"),
         Err(RepoError::Conflict(_))
     ));
-    hub.rename(&alice, "alice", "l2.flist", "l3.flist")
+    hub.catalog()
+        .rename(&alice, "alice", "l2.flist", "l3.flist")
         .expect("rename");
     assert!(matches!(
-        hub.rename(&alice, "alice", "nope.flist", "n.flist"),
+        hub.catalog()
+            .rename(&alice, "alice", "nope.flist", "n.flist"),
         Err(RepoError::NotFound(_))
     ));
 
     // Tags and taglinks.
-    hub.tag_add(&bob, "bob", "v1", "b.flist", "bob", "b.flist")
+    hub.catalog()
+        .tag_add(&bob, "bob", "v1", "b.flist", "bob", "b.flist")
         .expect("tag");
-    hub.crosstag(&alice, "alice", "bobs", "bob", "v1")
+    hub.catalog()
+        .crosstag(&alice, "alice", "bobs", "bob", "v1")
         .expect("crosstag");
     assert_eq!(
-        hub.resolve_in_tag("alice", "bobs", "b.flist")
+        hub.catalog()
+            .resolve_in_tag("alice", "bobs", "b.flist")
             .expect("through taglink")
             .repo,
         "bob"
     );
     assert!(matches!(
-        hub.crosstag(&alice, "alice", "none", "bob", "v9"),
+        hub.catalog().crosstag(&alice, "alice", "none", "bob", "v9"),
         Err(RepoError::NotFound(_))
     ));
-    let listing = hub.list("alice").expect("list").expect("exists");
+    let listing = hub.catalog().list("alice").expect("list").expect("exists");
     let kinds: Vec<(String, ListedKind)> =
         listing.iter().map(|l| (l.name.clone(), l.kind)).collect();
     assert!(kinds.contains(&("bobs".into(), ListedKind::Taglink)));
     assert!(kinds.contains(&("latest.flist".into(), ListedKind::Symlink)));
-    let bob_listing = hub.list("bob").expect("list").expect("exists");
+    let bob_listing = hub.catalog().list("bob").expect("list").expect("exists");
     assert!(bob_listing
         .iter()
         .any(|l| l.name == "v1" && l.kind == ListedKind::Tag));
 
     // Deleting a target leaves a dangling link, reported as broken.
-    hub.delete(&bob, "bob", "b.flist").expect("delete");
-    let listing = hub.list("alice").expect("list").expect("exists");
+    hub.catalog()
+        .delete(&bob, "bob", "b.flist")
+        .expect("delete");
+    let listing = hub.catalog().list("alice").expect("list").expect("exists");
     let latest = listing
         .iter()
         .find(|l| l.name == "latest.flist")
         .expect("still listed");
     assert!(latest.broken);
     assert!(matches!(
-        hub.resolve("alice", "latest.flist"),
+        hub.catalog().resolve("alice", "latest.flist"),
         Err(RepoError::NotFound(_))
     ));
     assert!(matches!(
-        hub.delete(&bob, "bob", "b.flist"),
+        hub.catalog().delete(&bob, "bob", "b.flist"),
         Err(RepoError::NotFound(_))
     ));
-    hub.tag_remove(&bob, "bob", "v1", "b.flist", "bob", "b.flist")
+    hub.catalog()
+        .tag_remove(&bob, "bob", "v1", "b.flist", "bob", "b.flist")
         .expect("untag");
-    assert!(hub.tag_links("bob", "v1").is_err());
+    assert!(hub.catalog().tag_links("bob", "v1").is_err());
 
     // Promote shares content.
     let e = hub
+        .catalog()
         .promote(&bob, "bob", "alice", "a.flist", "copy.flist")
         .expect("promote");
     assert!(matches!(e.kind, EntryKind::Regular { ref sha256, .. } if *sha256 == a.sha256));
 
     // Every committed write is in the audit log, in order.
-    let log = hub.audit_log(0, 1000).expect("audit");
+    let log = hub.catalog().audit_log(0, 1000).expect("audit");
     let actions: Vec<&str> = log.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -182,14 +209,14 @@ fn hostile_names_are_refused() {
     ] {
         assert!(
             matches!(
-                hub.delete(&alice, "alice", bad),
+                hub.catalog().delete(&alice, "alice", bad),
                 Err(RepoError::InvalidName { .. })
             ),
             "{bad:?}"
         );
     }
     assert!(matches!(
-        hub.delete(&alice, "<script>", "a.flist"),
+        hub.catalog().delete(&alice, "<script>", "a.flist"),
         Err(RepoError::InvalidName { .. })
     ));
 }
@@ -209,16 +236,18 @@ fn merge_dump_metadata_and_integrity() {
         .tree;
     let b = flist_format::Flist::open(test_support::fixture("merge-b.flist")).expect("b");
     flist_format::merge(&mut tree, &b.tree);
-    hub.store_flist(
-        &alice,
-        "alice",
-        "ab.flist",
-        &flist_format::Flist { tree, metadata: md },
-        Some("alice/a.flist, alice/b.flist".into()),
-    )
-    .expect("store");
-    let r = hub.resolve("alice", "ab.flist").expect("merged");
-    let dump: serde_json::Value = serde_json::from_str(&hub.dump(&r).expect("dump")).expect("json");
+    hub.catalog()
+        .store_flist(
+            &alice,
+            "alice",
+            "ab.flist",
+            &flist_format::Flist { tree, metadata: md },
+            Some("alice/a.flist, alice/b.flist".into()),
+        )
+        .expect("store");
+    let r = hub.catalog().resolve("alice", "ab.flist").expect("merged");
+    let dump: serde_json::Value =
+        serde_json::from_str(&hub.catalog().dump(&r).expect("dump")).expect("json");
     let paths: Vec<&str> = dump["content"]
         .as_array()
         .expect("content")
@@ -236,15 +265,21 @@ fn merge_dump_metadata_and_integrity() {
         .expect("tool");
     assert_eq!(tool["size"], 15, "first wins");
     assert_eq!(
-        hub.metadata(&r).expect("md")["backend"],
+        hub.catalog().metadata(&r).expect("md")["backend"],
         r#"{"host":"hub.example","port":9900}"#
     );
-    let fx = hub.resolve("alice", "fixture.flist").expect("fixture");
-    assert_eq!(hub.metadata(&fx).expect("md")["custom-key"], "some-value");
+    let fx = hub
+        .catalog()
+        .resolve("alice", "fixture.flist")
+        .expect("fixture");
+    assert_eq!(
+        hub.catalog().metadata(&fx).expect("md")["custom-key"],
+        "some-value"
+    );
 
     // Corrupt a stored file: the integrity check names it.
     assert!(hub.integrity_check().expect("check").is_clean());
-    fs::write(hub.blob_path(&fx.sha256), b"garbage").expect("corrupt");
+    fs::write(hub.catalog().blob_path(&fx.sha256), b"garbage").expect("corrupt");
     let rep = hub.integrity_check().expect("check");
     assert!(!rep.is_clean());
     assert!(
@@ -260,20 +295,24 @@ fn merge_dump_metadata_and_integrity() {
 fn tokens_expire_and_revoke() {
     let (_d, hub) = hub();
     let (tok, info) = hub
+        .accounts()
         .create_token("alice", &["team".into()], 3600, Some("ci"))
         .expect("token");
     assert_eq!(tok.len(), 43);
-    match hub.check_token(&tok).expect("check") {
+    match hub.accounts().check_token(&tok).expect("check") {
         TokenCheck::Valid(i) => assert_eq!(i, info),
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        hub.check_token("forged").expect("check"),
+        hub.accounts().check_token("forged").expect("check"),
         TokenCheck::Unknown
     );
-    assert!(hub.revoke_token(&tok).expect("revoke"));
-    assert_eq!(hub.check_token(&tok).expect("check"), TokenCheck::Revoked);
-    assert!(hub.create_token("alice", &[], 0, None).is_err());
+    assert!(hub.accounts().revoke_token(&tok).expect("revoke"));
+    assert_eq!(
+        hub.accounts().check_token(&tok).expect("check"),
+        TokenCheck::Revoked
+    );
+    assert!(hub.accounts().create_token("alice", &[], 0, None).is_err());
     // The catalog never holds the token itself.
     let db = fs::read(hub.data_dir().join("catalog.sqlite3")).expect("db");
     let wal = fs::read(hub.data_dir().join("catalog.sqlite3-wal")).unwrap_or_default();
@@ -289,7 +328,10 @@ fn tokens_expire_and_revoke() {
 fn tokens_never_start_with_a_dash() {
     let (_d, hub) = hub();
     for _ in 0..400 {
-        let (tok, _) = hub.create_token("alice", &[], 60, None).expect("token");
+        let (tok, _) = hub
+            .accounts()
+            .create_token("alice", &[], 60, None)
+            .expect("token");
         assert_eq!(tok.len(), 43);
         assert!(!tok.starts_with('-'), "{tok}");
     }
@@ -300,18 +342,21 @@ fn jobs_survive_restart_as_failed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (running, done) = {
         let hub = Hub::open(dir.path()).expect("open");
-        let a = hub.job_create("upload", "alice").expect("job");
-        hub.job_progress(&a.id, 40, "converting").expect("progress");
-        let b = hub.job_create("upload", "alice").expect("job");
-        hub.job_finish(&b.id, &serde_json::json!({"name": "x.flist"}))
+        let a = hub.jobs().create("upload", "alice").expect("job");
+        hub.jobs()
+            .progress(&a.id, 40, "converting")
+            .expect("progress");
+        let b = hub.jobs().create("upload", "alice").expect("job");
+        hub.jobs()
+            .finish(&b.id, &serde_json::json!({"name": "x.flist"}))
             .expect("finish");
         (a.id, b.id)
     };
     let hub = Hub::open(dir.path()).expect("reopen");
-    let a = hub.job(&running).expect("read").expect("kept");
+    let a = hub.jobs().get(&running).expect("read").expect("kept");
     assert_eq!(a.state, hub_repo::JobState::Failed);
     assert!(a.message.contains("restart"));
-    let b = hub.job(&done).expect("read").expect("kept");
+    let b = hub.jobs().get(&done).expect("read").expect("kept");
     assert_eq!(b.state, hub_repo::JobState::Done);
     assert_eq!(b.info.expect("info")["name"], "x.flist");
 }
@@ -354,11 +399,15 @@ fn import_legacy_tree() {
     assert_eq!(rep.unimportable.len(), 2, "{:?}", rep.unimportable);
     assert_eq!(rep.ignored.len(), 1, "{:?}", rep.ignored);
     assert_eq!(
-        hub.resolve("alice", "bobs.flist").expect("crosslink").repo,
+        hub.catalog()
+            .resolve("alice", "bobs.flist")
+            .expect("crosslink")
+            .repo,
         "bob"
     );
     assert_eq!(
-        hub.resolve_in_tag("bob", "alices", "a.flist")
+        hub.catalog()
+            .resolve_in_tag("bob", "alices", "a.flist")
             .expect("taglink")
             .name,
         "a.flist"
@@ -370,28 +419,34 @@ fn import_legacy_tree() {
 fn put_flist_many_records_every_entry_in_one_go() {
     let (_d, hub) = hub();
     let f = fs::File::open(fixture("merge-a.flist")).expect("fixture");
-    let staged = hub.stage_reader(f).expect("stage");
+    let staged = hub.catalog().stage_reader(f).expect("stage");
     let targets: Vec<(String, String)> = (0..3)
         .flat_map(|r| (0..2).map(move |f| (format!("r{r}"), format!("f{f}.flist"))))
         .collect();
     let bob = Actor::new("bob", vec![]);
     let again = hub
+        .catalog()
         .stage_reader(fs::File::open(fixture("merge-a.flist")).expect("f"))
         .expect("stage");
     assert!(matches!(
-        hub.put_flist_many(&bob, &targets, again, Default::default()),
+        hub.catalog()
+            .put_flist_many(&bob, &targets, again, Default::default()),
         Err(RepoError::Forbidden(_))
     ));
     assert_eq!(
-        hub.put_flist_many(&Actor::system("seed"), &targets, staged, Default::default())
+        hub.catalog()
+            .put_flist_many(&Actor::system("seed"), &targets, staged, Default::default())
             .expect("many"),
         6
     );
-    assert_eq!(hub.repositories().expect("repos").len(), 3);
+    assert_eq!(hub.catalog().repositories().expect("repos").len(), 3);
     assert_eq!(
-        hub.resolve("r2", "f1.flist").expect("resolve").name,
+        hub.catalog()
+            .resolve("r2", "f1.flist")
+            .expect("resolve")
+            .name,
         "f1.flist"
     );
-    assert_eq!(hub.audit_log(0, 100).expect("log").len(), 6);
+    assert_eq!(hub.catalog().audit_log(0, 100).expect("log").len(), 6);
     assert!(hub.integrity_check().expect("check").is_clean());
 }

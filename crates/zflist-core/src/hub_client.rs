@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hub_contract::{EntryType, ErrorBody, Light, MePayload, Status, Success, TagLink};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -235,15 +236,22 @@ impl Reply {
         serde_json::from_slice(&self.body).ok()
     }
 
+    /// The body as a contract answer, if it is one.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
     /// The hub's error message: `message` of a JSON error body, else the text.
     pub fn message(&self) -> String {
-        match self.json() {
-            Some(v) => match v.get("message").and_then(Value::as_str) {
-                Some(m) => m.to_string(),
-                None => self.text().trim().to_string(),
-            },
-            None => self.text().trim().to_string(),
-        }
+        error_message(&self.body)
+    }
+}
+
+/// The hub's error message in an answer's body: `message` of an [`ErrorBody`], else the text.
+pub(crate) fn error_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => e.message,
+        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     }
 }
 
@@ -341,15 +349,11 @@ impl HubClient {
             .request(function, Method::GET, "/api/flist/me", None)
             .await?;
         let user = (r.status == StatusCode::OK)
-            .then(|| r.json())
+            .then(|| r.parse::<Success<MePayload>>())
             .flatten()
-            .filter(|v| v.get("status").and_then(Value::as_str) == Some("success"))
-            .and_then(|v| {
-                v.get("payload")
-                    .and_then(|p| p.get("username"))
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            });
+            .filter(|s| s.status == Status::Success)
+            .and_then(|s| s.payload)
+            .map(|p| p.username);
         user.ok_or_else(|| {
             let why = r.message();
             let why = if why.is_empty() {
@@ -743,34 +747,29 @@ async fn read_link(client: &HubClient, function: &str, link: &str) -> Result<Res
         )
         .await?;
     let fail = |m: String| Error::new(function, ErrorKind::Hub(m));
-    let v = r
-        .json()
-        .ok_or_else(|| fail("could not parse server response".into()))?;
-    if v.get("status").is_some() {
-        let m = v
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("error without a message");
-        return Err(fail(m.to_string()));
+    if r.json().is_none() {
+        return Err(fail("could not parse server response".into()));
+    }
+    if let Some(e) = r.parse::<ErrorBody>() {
+        return Err(fail(e.message));
     }
     if !r.status.is_success() {
         return Err(fail(format!("HTTP {}", r.status)));
     }
-    if function == "readlink" {
-        match v.get("type").and_then(Value::as_str) {
-            None => return Err(fail("could not load type information".into())),
-            Some("symlink") => {}
-            Some(_) => {
-                return Err(fail(
-                    "requested flist is not a symlink, could not readlink".into(),
-                ))
-            }
+    let target = if function == "readlink" {
+        let light = r
+            .parse::<Light>()
+            .ok_or_else(|| fail("could not load type information".into()))?;
+        if light.kind != EntryType::Symlink {
+            return Err(fail(
+                "requested flist is not a symlink, could not readlink".into(),
+            ));
         }
-    }
-    let target = v
-        .get("target")
-        .and_then(Value::as_str)
-        .ok_or_else(|| fail("could not read link target".into()))?;
+        light.target
+    } else {
+        r.parse::<TagLink>().map(|t| t.target)
+    };
+    let target = target.ok_or_else(|| fail("could not read link target".into()))?;
     Ok(Response::new(
         json!({ "target": target }),
         format!("{target}\n"),

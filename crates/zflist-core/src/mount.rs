@@ -34,6 +34,15 @@ pub struct MountArgs {
     /// (base64 public key, or a file holding it).
     #[arg(long, value_name = "KEY")]
     pub require_signature: Option<String>,
+    /// Record the files opened through the mount and, once unmounted, store them in the
+    /// flist file (metadata `prefetch`, in first-access order): later mounts load them
+    /// before they are asked for. Needs a local flist file; a signature of it no longer
+    /// matches afterwards.
+    #[arg(long)]
+    pub record_access: bool,
+    /// Do not load the flist's prefetch list ahead.
+    #[arg(long)]
+    pub no_prefetch: bool,
 }
 
 /// `--cache DIR`, `--no-cache`, `--cache-size SIZE` of the commands that mount flists.
@@ -159,6 +168,15 @@ pub fn mount(
     stores: &StoreConfig,
     ready: impl FnOnce(&Path),
 ) -> Result<Response> {
+    if args.record_access && crate::remote::is_url(Path::new(&args.flist)) {
+        return Err(Error::usage(
+            "mount",
+            format!(
+                "--record-access stores the list in the flist file: download {} first and mount the file",
+                args.flist
+            ),
+        ));
+    }
     let bytes = flist_bytes("mount", &args.flist)?;
     if let Some(key) = &args.require_signature {
         let trusted = crate::signing::load_public_key("mount", key)?;
@@ -185,6 +203,8 @@ pub fn mount_bytes(
     let store = stores.open_read(f, &flist.metadata)?;
     let options = MountOptions {
         allow_other: args.allow_other,
+        record_access: args.record_access,
+        prefetch_list: !args.no_prefetch,
         ..args.cache.mount_options(f, &args.flist, overrides)?
     };
     let signals = flist_mount::Signals::install(store.handle()).ctx(f)?;
@@ -197,7 +217,12 @@ pub fn mount_bytes(
     )
     .ctx(f)?;
     ready(&args.mountpoint);
+    let log = mounted.access_log();
     let (ended, stats) = mounted.wait_until_signal(store.handle(), signals).ctx(f)?;
+    let recorded = match log {
+        Some(log) => Some(record_access(f, &args.flist, bytes, &log.paths())?),
+        None => None,
+    };
     let how = match ended {
         flist_mount::Ended::Signal => "signal",
         flist_mount::Ended::Unmounted => "unmounted",
@@ -210,8 +235,9 @@ pub fn mount_bytes(
         "disk_hits": stats.disk_hits,
         "memory_hits": stats.memory_hits,
         "prefetched": stats.prefetched,
+        "recorded_files": recorded,
     });
-    let text = format!(
+    let mut text = format!(
         "unmounted {} ({how}): fetched {} chunks ({} bytes) from the store, {} from the disk cache, {} prefetched\n",
         args.mountpoint.display(),
         stats.fetched_chunks,
@@ -219,7 +245,23 @@ pub fn mount_bytes(
         stats.disk_hits,
         stats.prefetched
     );
+    if let Some(n) = recorded {
+        text.push_str(&format!(
+            "recorded {n} files opened as the prefetch list of {}\n",
+            args.flist
+        ));
+    }
     Ok(Response::new(json, text))
+}
+
+/// Stores `paths` as the prefetch list of the flist file `path` (whose content was
+/// `bytes`), atomically, in the file's own format; returns how many paths.
+fn record_access(function: &str, path: &str, bytes: &[u8], paths: &[String]) -> Result<usize> {
+    let mut flist = parse_flist(function, bytes, path)?;
+    flist.metadata.set_prefetch(paths);
+    let format = flist_format::Format::of_file(path).ctx(function)?;
+    flist.write_as(path, format).ctx(function)?;
+    Ok(paths.len())
 }
 
 /// `umount`: unmounts a live mount, or clears a stale one left by a killed process.

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use flist_format::Flist;
 use flist_store::{BlockingStore, SetOutcome, Store, StoreError};
+use hub_contract::{ChunkStored, Missing, MissingKeys, Published, Success};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -111,7 +112,7 @@ impl HubStore {
         &self,
         key: Option<&[u8]>,
         make: impl Fn() -> reqwest::RequestBuilder,
-    ) -> std::result::Result<Value, StoreError> {
+    ) -> std::result::Result<Bytes, StoreError> {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 0;
         loop {
@@ -136,17 +137,9 @@ impl HubStore {
                 continue;
             }
             return match outcome {
-                Ok((status, body)) if status.is_success() => {
-                    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
-                }
+                Ok((status, body)) if status.is_success() => Ok(body),
                 Ok((status, body)) => {
-                    let v: Option<Value> = serde_json::from_slice(&body).ok();
-                    let msg = v
-                        .as_ref()
-                        .and_then(|v| v.get("message"))
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                        .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+                    let msg = crate::hub_client::error_message(&body);
                     Err(self.err(key, Some(status), format!("HTTP {status}: {msg}")))
                 }
                 Err(e) => Err(self.err(key, None, e)),
@@ -159,7 +152,10 @@ impl HubStore {
         let mut out = Vec::with_capacity(keys.len());
         for batch in keys.chunks(MISSING_BATCH) {
             let hex_keys: Vec<String> = batch.iter().map(hex::encode).collect();
-            let body = json!({ "keys": hex_keys }).to_string();
+            let body = serde_json::to_string(&MissingKeys {
+                keys: hex_keys.clone(),
+            })
+            .unwrap_or_default();
             let url = self.client.url("/api/chunks/missing");
             let v = self
                 .send(None, || {
@@ -170,21 +166,21 @@ impl HubStore {
                         .body(body.clone())
                 })
                 .await?;
-            let missing: std::collections::HashSet<String> = v
-                .get("payload")
-                .and_then(|p| p.get("missing"))
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    self.err(
-                        None,
-                        Some(StatusCode::OK),
-                        "the hub's answer to /api/chunks/missing has no payload.missing".into(),
-                    )
-                })?
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_ascii_lowercase)
-                .collect();
+            let missing: std::collections::HashSet<String> =
+                serde_json::from_slice::<Success<Missing>>(&v)
+                    .ok()
+                    .and_then(|s| s.payload)
+                    .ok_or_else(|| {
+                        self.err(
+                            None,
+                            Some(StatusCode::OK),
+                            "the hub's answer to /api/chunks/missing has no payload.missing".into(),
+                        )
+                    })?
+                    .missing
+                    .iter()
+                    .map(|k| k.to_ascii_lowercase())
+                    .collect();
             let c = &self.counters;
             c.keys_checked
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -221,11 +217,11 @@ impl HubStore {
         let c = &self.counters;
         c.chunks_sent.fetch_add(1, Ordering::Relaxed);
         c.bytes_sent.fetch_add(len, Ordering::Relaxed);
-        let written = v
-            .get("payload")
-            .and_then(|p| p.get("written"))
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
+        // an answer without `payload.written` counts as written
+        let written = serde_json::from_slice::<Success<ChunkStored>>(&v)
+            .ok()
+            .and_then(|s| s.payload)
+            .is_none_or(|p| p.written);
         if written {
             Ok(SetOutcome::Written)
         } else {
@@ -518,10 +514,9 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
         ));
     }
     let published = reply
-        .json()
-        .and_then(|v| v.get("payload").and_then(|p| p.get("name")).cloned())
-        .and_then(|n| n.as_str().map(String::from))
-        .unwrap_or(name);
+        .parse::<Success<Published>>()
+        .and_then(|s| s.payload)
+        .map_or(name, |p| p.name);
     let c = &counters;
     let checked = c.keys_checked.load(Ordering::Relaxed);
     let missing = c.keys_missing.load(Ordering::Relaxed);

@@ -99,30 +99,33 @@ pub(crate) fn chunk_count(flist: &Flist) -> u64 {
     keys.len() as u64
 }
 
-/// The flist mounted at `layer.lower()` with `cache`'s options and `overrides`; `store`
-/// (and its runtime) must live as long as the mount.
+/// A new [`Layer`] (kept afterwards with `keep`) and the flist mounted at its `lower/`
+/// with `cache`'s options and `overrides`; `store` (and its runtime) must live as long as
+/// the mount.
 pub(crate) fn mount_lower(
     function: &str,
     flist: Flist,
     store: &BlockingStore,
     name: &str,
-    layer: &Layer,
+    keep: bool,
     cache: &ChunkCacheArgs,
     overrides: Vec<Override>,
-) -> Result<flist_mount::Mounted> {
+) -> Result<(Layer, flist_mount::Mounted)> {
+    let layer = Layer::create(None, keep).ctx(function)?;
     let options = flist_mount::MountOptions {
         // the entrypoint may switch to another user, and QEMU serves it as root
         allow_other: true,
         ..cache.mount_options(function, name, overrides)?
     };
-    flist_mount::mount(
+    let mounted = flist_mount::mount(
         flist,
         store.store().clone(),
         store.handle().clone(),
         &layer.lower(),
         &options,
     )
-    .ctx(function)
+    .ctx(function)?;
+    Ok((layer, mounted))
 }
 
 /// The content of `/.startup.toml`, when the flist has one (read from the store).
@@ -172,13 +175,12 @@ pub fn run(args: &RunArgs, stores: &StoreConfig, notice: &dyn Fn(&str)) -> Resul
     let Opened { flist, store } = opened;
     // from here on SIGINT/SIGTERM... are caught, so the mount and the layer are cleaned up
     let signals = flist_run::container::Forwarded::install(store.handle()).ctx(f)?;
-    let layer = Layer::create(None, args.keep).ctx(f)?;
-    let mounted = mount_lower(
+    let (layer, mounted) = mount_lower(
         f,
         flist,
         &store,
         &args.flist,
-        &layer,
+        args.keep,
         &args.cache,
         Vec::new(),
     )?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use flist_convert::vmcheck;
 use flist_mount::Override;
 use flist_run::vm::{self, Accel, VmNet, VmSpec};
-use flist_run::{Layer, RunError};
+use flist_run::RunError;
 use serde_json::json;
 
 use crate::backend::StoreConfig;
@@ -178,13 +178,12 @@ pub fn boot(args: &VmBootArgs, stores: &StoreConfig, notice: &dyn Fn(&str)) -> R
     let total_chunks = chunk_count(&opened.flist);
     let crate::run::Opened { flist, store } = opened;
     let signals = vm::StopSignals::install(store.handle()).ctx(f)?;
-    let mut layer = Layer::create(None, args.keep).ctx(f)?;
-    let mounted = mount_lower(
+    let (mut layer, mounted) = mount_lower(
         f,
         flist,
         &store,
         &args.flist,
-        &layer,
+        args.keep,
         &args.cache,
         overrides,
     )?;

@@ -70,21 +70,23 @@ pub fn seed(data: &Path, raw: bool) {
         metadata: Metadata::new(),
     };
     fl.write(&tmp).expect("write flist");
-    let staged = hub.stage_file(&tmp).expect("stage");
-    hub.put_flist(
-        &actor,
-        "bigrepo",
-        "big.flist",
-        staged,
-        hub_repo::inspect::info_of(&fl, None),
-    )
-    .expect("put");
+    let staged = hub.catalog().stage_file(&tmp).expect("stage");
+    hub.catalog()
+        .put_flist(
+            &actor,
+            "bigrepo",
+            "big.flist",
+            staged,
+            hub_repo::inspect::info_of(&fl, None),
+        )
+        .expect("put");
     if raw {
         fl.metadata
             .set("readme", "# raw\nthe same tree, parsed on demand");
         fl.write(&tmp).expect("write flist");
-        let staged = hub.stage_file(&tmp).expect("stage");
-        hub.put_flist(&actor, "bigrepo", "raw.flist", staged, FlistInfo::default())
+        let staged = hub.catalog().stage_file(&tmp).expect("stage");
+        hub.catalog()
+            .put_flist(&actor, "bigrepo", "raw.flist", staged, FlistInfo::default())
             .expect("put raw");
     }
 }

@@ -263,7 +263,7 @@ pub(crate) fn encode_bulk(data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Limits of a [`RequestReader`]: what one client may make the server hold.
+/// Limits of a `RequestReader`: what one client may make the server hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestLimits {
     /// Most arguments in one command, its name included (`MGET` takes at most 1023 keys on
@@ -291,7 +291,7 @@ impl Default for RequestLimits {
 }
 
 impl RequestLimits {
-    /// Most bytes a [`RequestReader`] leaves in its buffer while waiting for the rest of a
+    /// Most bytes a `RequestReader` leaves in its buffer while waiting for the rest of a
     /// request: a partial inline line or a partial kept argument.
     pub fn max_buffered(&self) -> usize {
         self.max_inline

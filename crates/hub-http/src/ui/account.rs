@@ -39,7 +39,7 @@ pub async fn login_token(
     let next = crate::login::came_from(&st, f.next.as_deref(), &headers);
     let token = f.token.trim().to_string();
     let r = st
-        .blocking(move |hub| match hub.check_token(&token)? {
+        .blocking(move |hub| match hub.accounts().check_token(&token)? {
             TokenCheck::Valid(info) => Ok(Ok(info)),
             TokenCheck::Expired => Ok(Err("This token has expired.")),
             TokenCheck::Revoked => Ok(Err("This token was revoked.")),
@@ -113,8 +113,10 @@ async fn tokens_page(st: &Shared, ctx: &Ctx, created: Option<(String, String, i6
     let user = actor.user.clone();
     let r = st
         .blocking(move |hub| {
-            let list = hub.list_tokens(&user)?;
-            let used = hub.token_last_used(&list.iter().map(|t| t.id).collect::<Vec<_>>())?;
+            let list = hub.accounts().list_tokens(&user)?;
+            let used = hub
+                .accounts()
+                .token_last_used(&list.iter().map(|t| t.id).collect::<Vec<_>>())?;
             Ok((list, used))
         })
         .await;
@@ -177,7 +179,11 @@ pub async fn token_create(
     let ttl = f.days * 86_400;
     let l2 = label.clone();
     let r = st
-        .blocking(move |hub| Ok(hub.create_token(&actor.user, &actor.memberof, ttl, Some(&l2))?))
+        .blocking(move |hub| {
+            Ok(hub
+                .accounts()
+                .create_token(&actor.user, &actor.memberof, ttl, Some(&l2))?)
+        })
         .await;
     match r {
         Ok((tok, info)) => {
@@ -208,11 +214,11 @@ pub async fn token_revoke(
     };
     let r = st
         .blocking(move |hub| {
-            let mine = hub.list_tokens(&actor.user)?;
+            let mine = hub.accounts().list_tokens(&actor.user)?;
             let Some(t) = mine.iter().find(|t| t.id == f.id) else {
                 return Err(ApiError::not_found("no such token of yours"));
             };
-            hub.revoke_token_id(t.id)?;
+            hub.accounts().revoke_token_id(t.id)?;
             Ok(t.label.clone().unwrap_or_default())
         })
         .await;

@@ -121,24 +121,27 @@ async fn render_page(
     // A file stored before the path index existed is indexed once (a parse of the whole
     // flist): shared by concurrent requests and bounded with the other contents loads.
     let (hub, sha) = (st.hub.clone(), r.sha256.clone());
-    if !st.blocking(move |hub| Ok(hub.paths_indexed(&sha)?)).await? {
+    if !st
+        .blocking(move |hub| Ok(hub.paths().indexed(&sha)?))
+        .await?
+    {
         let sha = r.sha256.clone();
         st.contents
             .load(format!("index:{sha}"), move || {
-                hub.ensure_path_index(&sha)?;
+                hub.paths().ensure(&sha)?;
                 Ok(bytes::Bytes::new())
             })
             .await?;
     }
     let (dir_page, stats, entry, refs) = st
         .blocking(move |hub| {
-            let dir_page = hub.dir_page(&r2.sha256, &d2, offset, TREE_PAGE)?;
+            let dir_page = hub.paths().dir_page(&r2.sha256, &d2, offset, TREE_PAGE)?;
             if fragment {
                 return Ok((dir_page, None, None, Vec::new()));
             }
-            let stats = hub.path_stats(&r2.sha256)?;
-            let entry = hub.entry(&repo2, &name2)?;
-            let refs = hub.references_to(&repo2, &name2)?;
+            let stats = hub.paths().stats(&r2.sha256)?;
+            let entry = hub.catalog().entry(&repo2, &name2)?;
+            let refs = hub.catalog().references_to(&repo2, &name2)?;
             Ok((dir_page, stats, entry, refs))
         })
         .await?;

@@ -226,10 +226,7 @@ pub async fn upload_flist_post(
             multipart,
         )
         .await?;
-        let name = v["payload"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let name = v.payload.map(|p| p.name).unwrap_or_default();
         Ok((active, name))
     }
     .await;
@@ -245,8 +242,8 @@ pub async fn merge_page(State(st): State<Shared>, ctx: Ctx) -> Response {
     let repo = actor.active.clone();
     let r = st
         .blocking(move |hub| {
-            let own = hub.list(&repo)?.unwrap_or_default();
-            let all = hub.all_entry_names()?;
+            let own = hub.catalog().list(&repo)?.unwrap_or_default();
+            let all = hub.catalog().all_entry_names()?;
             Ok((own, all))
         })
         .await;

@@ -47,7 +47,7 @@ pub async fn job_page(State(st): State<Shared>, ctx: Ctx, Path(id): Path<String>
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return missing();
     }
-    let rec = match st.blocking(move |hub| Ok(hub.job(&id)?)).await {
+    let rec = match st.blocking(move |hub| Ok(hub.jobs().get(&id)?)).await {
         Ok(r) => r,
         Err(e) => return ctx.error(&e),
     };

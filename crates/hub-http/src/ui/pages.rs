@@ -22,7 +22,7 @@ const SEARCH_PAGE: u64 = 50;
 pub async fn home(State(st): State<Shared>, ctx: Ctx) -> Response {
     let r = async {
         let (repos, recent) = st
-            .blocking(|hub| Ok((hub.repo_summaries()?, hub.recent_flists(10)?)))
+            .blocking(|hub| Ok((hub.catalog().repo_summaries()?, hub.catalog().recent_flists(10)?)))
             .await?;
         let official = &st.config.official;
         let row = |r: &hub_repo::browse::RepoSummary| {
@@ -74,12 +74,12 @@ pub async fn repo(State(st): State<Shared>, Path(repo): Path<String>, ctx: Ctx) 
         let (items, md5s) = st
             .blocking(move |hub| {
                 let items = hub
-                    .list(&r2)?
+                    .catalog().list(&r2)?
                     .ok_or_else(|| ApiError::not_found(format!("There is no repository {r2}.")))?;
                 let mut md5s = HashMap::new();
                 for l in &items {
                     if matches!(l.kind, ListedKind::Regular | ListedKind::Symlink) && !l.broken {
-                        if let Ok(res) = hub.resolve(&r2, &l.name) {
+                        if let Ok(res) = hub.catalog().resolve(&r2, &l.name) {
                             md5s.insert(l.name.clone(), res.md5);
                         }
                     }
@@ -196,7 +196,7 @@ pub async fn repo_action(
                         t if name.ends_with(".flist") => lookup::flist_name(t),
                         t => t.to_string(),
                     };
-                    hub.rename(a, &r2, &name, &to)?;
+                    hub.catalog().rename(a, &r2, &name, &to)?;
                     format!("Renamed {name} to {to}.")
                 }
                 "delete" => {
@@ -207,7 +207,7 @@ pub async fn repo_action(
                         )));
                     }
                     let name = lookup::entry_name(hub, &r2, &f.name)?;
-                    hub.delete(a, &r2, &name)?;
+                    hub.catalog().delete(a, &r2, &name)?;
                     format!("Deleted {name}.")
                 }
                 "link" => {
@@ -215,13 +215,13 @@ pub async fn repo_action(
                         lookup::flist_name(&f.source),
                         lookup::flist_name(f.linkname.trim()),
                     );
-                    hub.link(a, &r2, &source, &link)?;
+                    hub.catalog().link(a, &r2, &source, &link)?;
                     format!("{link} now points to {source}.")
                 }
                 "crosslink" => {
                     let (tr, tn) = split_target(&f.target)?;
                     let link = lookup::flist_name(f.linkname.trim());
-                    hub.crosslink(a, &r2, &link, &tr, &tn)?;
+                    hub.catalog().crosslink(a, &r2, &link, &tr, &tn)?;
                     format!("{link} now points to {tr}/{tn}.")
                 }
                 "tag" => {
@@ -231,16 +231,18 @@ pub async fn repo_action(
                     } else {
                         lookup::flist_name(f.linkname.trim())
                     };
-                    hub.tag_add(a, &r2, f.tag.trim(), &link, &tr, &tn)?;
+                    hub.catalog()
+                        .tag_add(a, &r2, f.tag.trim(), &link, &tr, &tn)?;
                     format!("Tag {} now holds {link} → {tr}/{tn}.", f.tag.trim())
                 }
                 "untag" => {
-                    let links = hub.tag_links(&r2, f.tag.trim())?;
+                    let links = hub.catalog().tag_links(&r2, f.tag.trim())?;
                     let l = links.iter().find(|l| l.name == f.linkname).ok_or_else(|| {
                         RepoError::NotFound(format!("{} in tag {}", f.linkname, f.tag))
                     })?;
                     let (tr, tn) = split_target(l.target.as_deref().unwrap_or_default())?;
-                    hub.tag_remove(a, &r2, f.tag.trim(), &f.linkname, &tr, &tn)?;
+                    hub.catalog()
+                        .tag_remove(a, &r2, f.tag.trim(), &f.linkname, &tr, &tn)?;
                     format!("Removed {} from tag {}.", f.linkname, f.tag.trim())
                 }
                 "crosstag" => {
@@ -252,7 +254,8 @@ pub async fn repo_action(
                         .ok_or_else(|| {
                             ApiError::bad_request("the target tag is written repository/tags/tag")
                         })?;
-                    hub.crosstag(a, &r2, f.linkname.trim(), &tr, &tag)?;
+                    hub.catalog()
+                        .crosstag(a, &r2, f.linkname.trim(), &tr, &tag)?;
                     format!("{} now points to {tr}/tags/{tag}.", f.linkname.trim())
                 }
                 "promote" => {
@@ -262,7 +265,7 @@ pub async fn repo_action(
                     } else {
                         lookup::flist_name(f.name.trim())
                     };
-                    hub.promote(a, &r2, &sr, &sn, &local)?;
+                    hub.catalog().promote(a, &r2, &sr, &sn, &local)?;
                     format!("Copied {sr}/{sn} here as {local}.")
                 }
                 other => return Err(ApiError::bad_request(format!("unknown action {other:?}"))),
@@ -288,7 +291,9 @@ pub async fn tag(
         names::validate_repo(&repo).map_err(not_found)?;
         names::validate_tag(&tag).map_err(not_found)?;
         let (r2, t2) = (repo.clone(), tag.clone());
-        let links = st.blocking(move |hub| Ok(hub.tag_links(&r2, &t2)?)).await?;
+        let links = st
+            .blocking(move |hub| Ok(hub.catalog().tag_links(&r2, &t2)?))
+            .await?;
         let links: Vec<Value> = links
             .iter()
             .map(|l| {
@@ -352,11 +357,11 @@ pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>, ctx:
         let (names_hit, paths) = st
             .blocking(move |hub| {
                 let names_hit = if page == 0 {
-                    hub.search(&n2, 100)?
+                    hub.catalog().search(&n2, 100)?
                 } else {
                     Vec::new()
                 };
-                let paths = hub.search_paths(&n2, page * SEARCH_PAGE, SEARCH_PAGE + 1)?;
+                let paths = hub.paths().search(&n2, page * SEARCH_PAGE, SEARCH_PAGE + 1)?;
                 Ok((names_hit, paths))
             })
             .await?;

@@ -1,7 +1,10 @@
 //! Shared test harness: a real hub server on 127.0.0.1:0 and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::path::Path;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use hub_http::{HubConfig, Server};
@@ -17,6 +20,8 @@ pub struct TestHub {
     pub base: String,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
+    /// Every JSON answer received, checked against the OpenAPI document by [`TestHub::stop`].
+    pub answers: Mutex<Vec<contract::Answer>>,
 }
 
 pub fn test_config(dir: &Path) -> HubConfig {
@@ -62,6 +67,7 @@ impl TestHub {
             base,
             dir,
             client,
+            answers: Mutex::new(Vec::new()),
         }
     }
 
@@ -78,7 +84,7 @@ impl TestHub {
         let hub = self.hub();
         let (user, orgs): (String, Vec<String>) =
             (user.into(), orgs.iter().map(|s| s.to_string()).collect());
-        tokio::task::spawn_blocking(move || hub.create_token(&user, &orgs, 3600, None))
+        tokio::task::spawn_blocking(move || hub.accounts().create_token(&user, &orgs, 3600, None))
             .await
             .expect("join")
             .expect("token")
@@ -97,7 +103,24 @@ impl TestHub {
         let r = self.get(path).await;
         let status = r.status().as_u16();
         let v = r.json::<Value>().await.unwrap_or(Value::Null);
+        self.record("GET", path, status, &v);
         (status, v)
+    }
+
+    /// Keeps a JSON answer for the contract check of [`TestHub::stop`].
+    pub fn record(&self, method: &str, path: &str, status: u16, body: &Value) {
+        if body.is_null() {
+            return; // not JSON
+        }
+        let path = path.strip_prefix(&self.base).unwrap_or(path);
+        if let Ok(mut a) = self.answers.lock() {
+            a.push(contract::Answer {
+                method: method.to_string(),
+                path: path.to_string(),
+                status,
+                body: body.clone(),
+            });
+        }
     }
 
     /// Sends `method path` with a bearer token; returns status and JSON body.
@@ -112,6 +135,7 @@ impl TestHub {
             .expect("request");
         let status = r.status().as_u16();
         let v = r.json::<Value>().await.unwrap_or(Value::Null);
+        self.record(method, path, status, &v);
         (status, v)
     }
 
@@ -134,6 +158,7 @@ impl TestHub {
             .expect("upload request");
         let status = r.status().as_u16();
         let v = r.json::<Value>().await.unwrap_or(Value::Null);
+        self.record("POST", endpoint, status, &v);
         (status, v)
     }
 
@@ -143,17 +168,18 @@ impl TestHub {
         let (repo, name, fixture) = (repo.to_string(), name.to_string(), fixture.to_string());
         tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(test_support::fixture(&fixture)).expect("fixture");
-            let staged = hub.stage_reader(f).expect("stage");
+            let staged = hub.catalog().stage_reader(f).expect("stage");
             let fl = hub_repo::inspect::open_flist(staged.path()).expect("parse");
             let actor = Actor::new(repo.clone(), vec![]);
-            hub.put_flist(
-                &actor,
-                &repo,
-                &name,
-                staged,
-                hub_repo::inspect::info_of(&fl, None),
-            )
-            .expect("put");
+            hub.catalog()
+                .put_flist(
+                    &actor,
+                    &repo,
+                    &name,
+                    staged,
+                    hub_repo::inspect::info_of(&fl, None),
+                )
+                .expect("put");
         })
         .await
         .expect("join");
@@ -168,16 +194,17 @@ impl TestHub {
             let mut fl = flist_format::Flist::open(test_support::fixture(&fixture)).expect("parse");
             fl.metadata.remove("backend");
             fl.write(&tmp).expect("write");
-            let staged = hub.stage_file(&tmp).expect("stage");
+            let staged = hub.catalog().stage_file(&tmp).expect("stage");
             let actor = Actor::new(repo.clone(), vec![]);
-            hub.put_flist(
-                &actor,
-                &repo,
-                &name,
-                staged,
-                hub_repo::inspect::info_of(&fl, None),
-            )
-            .expect("put");
+            hub.catalog()
+                .put_flist(
+                    &actor,
+                    &repo,
+                    &name,
+                    staged,
+                    hub_repo::inspect::info_of(&fl, None),
+                )
+                .expect("put");
         })
         .await
         .expect("join");
@@ -206,8 +233,14 @@ impl TestHub {
         n
     }
 
+    /// Stops the server, then checks every JSON answer the test received against the
+    /// OpenAPI document (see [`contract`]).
     pub async fn stop(self) -> tempfile::TempDir {
         self.server.shutdown().await.expect("shutdown");
+        let answers = std::mem::take(&mut *self.answers.lock().expect("answers"));
+        if let Err(e) = contract::check(hub_http::openapi::document(), &answers, self.dir.path()) {
+            panic!("answers that do not match the OpenAPI document:\n{e}");
+        }
         self.dir
     }
 }

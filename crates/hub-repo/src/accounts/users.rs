@@ -7,21 +7,11 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use rusqlite::{params, OptionalExtension};
 
+use super::Accounts;
+use crate::clock::now;
 use crate::error::SqlContext;
-use crate::hub::now;
 use crate::names::validate_user;
-use crate::{Hub, RepoError};
-
-/// Tables of local accounts (created with the catalog).
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS users (
-    name     TEXT PRIMARY KEY,
-    password TEXT NOT NULL,
-    admin    INTEGER NOT NULL DEFAULT 0,
-    created  INTEGER NOT NULL,
-    updated  INTEGER NOT NULL
-);
-"#;
+use crate::RepoError;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -75,7 +65,7 @@ fn verify_hash(hash: &str, password: &str) -> bool {
     }
 }
 
-impl Hub {
+impl Accounts {
     /// Creates a local account; refuses reserved and existing names and short passwords.
     pub fn user_add(&self, name: &str, password: &str, admin: bool) -> Result<UserInfo, RepoError> {
         validate_user(name)?;

@@ -5,10 +5,11 @@ use base64::Engine;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
+use super::Accounts;
+use crate::clock::now;
 use crate::error::SqlContext;
-use crate::hub::now;
 use crate::names::validate_user;
-use crate::{Hub, RepoError};
+use crate::RepoError;
 
 /// What a token grants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +46,7 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-impl Hub {
+impl Accounts {
     /// Issues a token for `user` valid `ttl_secs` seconds; returns the token (shown once) and
     /// its record.
     pub fn create_token(
@@ -190,6 +191,61 @@ impl Hub {
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .ctx("list tokens")?;
             Ok(v)
+        })
+    }
+}
+
+impl Accounts {
+    /// Records that token `id` was just used (at most one write a minute per token).
+    pub(crate) fn note_token_use(&self, id: i64) {
+        let now = now();
+        {
+            let mut m = self.noted.lock().unwrap_or_else(|p| p.into_inner());
+            if m.get(&id).is_some_and(|t| now - *t < 60) {
+                return;
+            }
+            if m.len() > 100_000 {
+                m.clear();
+            }
+            m.insert(id, now);
+        }
+        let r = self.db.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO token_usage(id, last_used) VALUES (?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET last_used = excluded.last_used",
+            )
+            .and_then(|mut s| s.execute(params![id, now]))
+            .ctx("record token use")
+        });
+        if let Err(e) = r {
+            tracing::warn!("token use: {e}");
+        }
+    }
+
+    /// When each of `ids` was last used (absent: never).
+    pub fn token_last_used(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, i64>, RepoError> {
+        self.db.read(|c| {
+            let mut st = c
+                .prepare_cached("SELECT last_used FROM token_usage WHERE id = ?1")
+                .ctx("read token use")?;
+            let mut out = std::collections::HashMap::new();
+            for id in ids {
+                let t: Option<i64> = st
+                    .query_row(params![id], |r| r.get(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
+                    .ctx("read token use")?;
+                if let Some(t) = t {
+                    out.insert(*id, t);
+                }
+            }
+            Ok(out)
         })
     }
 }

@@ -70,27 +70,10 @@ impl Hub {
             tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe;")
                 .ctx("write probe")
         })?;
-        let p = self.temp_path(".probe");
+        let p = self.blobs.temp_path(".probe");
         std::fs::write(&p, b"probe").map_err(|e| RepoError::io("write", &p, e))?;
         std::fs::remove_file(&p).map_err(|e| RepoError::io("remove", &p, e))?;
         Ok(())
-    }
-
-    /// Opens an existing hub data directory for administration beside a running server: refuses
-    /// one that holds no catalog instead of creating an empty hub (a command pointed at the
-    /// wrong directory), and leaves the server's running jobs alone.
-    pub fn open_existing(data: impl AsRef<std::path::Path>) -> Result<Self, RepoError> {
-        let data = data.as_ref();
-        let catalog = data.join("catalog.sqlite3");
-        if !catalog.is_file() {
-            return Err(RepoError::NotFound(format!(
-                "no hub catalog in {} (expected {}; start `hub-server serve --data-dir {}` once, or pass the right --data-dir)",
-                data.display(),
-                catalog.display(),
-                data.display()
-            )));
-        }
-        Hub::open_with(data, false)
     }
 }
 

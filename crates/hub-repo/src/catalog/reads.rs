@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};
 
+use super::sql::{entry_from_row, get_entry, resolve_on, resolve_tag_on};
+use super::Catalog;
 use crate::error::SqlContext;
 use crate::model::*;
-use crate::sql::{entry_from_row, get_entry, resolve_on, resolve_tag_on};
-use crate::{Hub, RepoError};
+use crate::RepoError;
 
-impl Hub {
+impl Catalog {
     /// Every repository, sorted by name.
     pub fn repositories(&self) -> Result<Vec<RepoInfo>, RepoError> {
         self.db.read(|c| {

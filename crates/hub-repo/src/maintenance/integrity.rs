@@ -52,7 +52,7 @@ impl Hub {
             let verdict = verdicts.entry(sha.clone()).or_insert_with(|| {
                 rep.blobs_checked += 1;
                 let path = self.blobs.path_of(&sha);
-                match crate::blobs::hash_file(&path) {
+                match crate::files::hash_file(&path) {
                     Err(e) => Some(format!("file {}: {e}", path.display())),
                     Ok((s, m, n)) => {
                         if s != sha {

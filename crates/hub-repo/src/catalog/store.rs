@@ -1,26 +1,29 @@
 //! Flist files: staging, content-addressed storage, the cached metadata and dump, and the one
-//! path that stores a flist as an entry ([`Hub::put_flist`], [`Hub::store_file`]).
+//! path that stores a flist as an entry ([`Catalog::put_flist`], [`Catalog::store_file`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use flist_format::Flist;
 use rusqlite::{params, OptionalExtension};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use crate::blobs::StagedFlist;
+use super::sql::{audit, bump_repo, get_entry, upsert_regular};
+use super::Catalog;
+use crate::clock::now;
 use crate::error::SqlContext;
-use crate::hub::now;
+use crate::files::StagedFlist;
+use crate::inspect::{dump_text, metadata_json, open_flist};
 use crate::model::*;
 use crate::names::{validate_flist, validate_repo};
-use crate::sql::{audit, bump_repo, get_entry, upsert_regular};
-use crate::{Actor, Hub, RepoError};
+use crate::{Actor, RepoError};
 
-impl Hub {
+impl Catalog {
     // ----- staging -------------------------------------------------------------------------
 
     /// A fresh path in the hub's temp area (same filesystem as the store), e.g. for a
-    /// converter to write a flist into before [`Hub::stage_file`].
+    /// converter to write a flist into before [`Catalog::stage_file`].
     pub fn temp_path(&self, suffix: &str) -> PathBuf {
         self.blobs.temp_path(suffix)
     }
@@ -71,7 +74,7 @@ impl Hub {
         )
     }
 
-    /// [`Hub::put_flist`] audited as `action` with extra `detail`; `wanted` is asked inside
+    /// [`Catalog::put_flist`] audited as `action` with extra `detail`; `wanted` is asked inside
     /// the transaction, right before anything is recorded: `false` (the request behind it
     /// was cancelled) records nothing and fails with [`RepoError::Cancelled`].
     #[allow(clippy::too_many_arguments)]
@@ -120,11 +123,11 @@ impl Hub {
     }
 
     /// Stores the flist file at `path` (written by a converter, ideally under
-    /// [`Hub::temp_path`]: it is moved) as the regular entry `repo/name`, audited as an
+    /// [`Catalog::temp_path`]: it is moved) as the regular entry `repo/name`, audited as an
     /// upload. Its metadata is recorded; its dump is made on first request; its path index is
     /// built from the file one directory at a time. The one path every producer of a flist
     /// (archive upload, image conversion, merge, derive) goes through; see
-    /// [`Hub::store_file_checked`] for producers a client may abandon.
+    /// [`Catalog::store_file_checked`] for producers a client may abandon.
     pub fn store_file(
         &self,
         actor: &Actor,
@@ -145,7 +148,7 @@ impl Hub {
         )
     }
 
-    /// [`Hub::store_file`] audited as `action` with extra `detail`, recording nothing unless
+    /// [`Catalog::store_file`] audited as `action` with extra `detail`, recording nothing unless
     /// `wanted()` still holds inside the catalog transaction (else [`RepoError::Cancelled`]).
     #[allow(clippy::too_many_arguments)]
     pub fn store_file_checked(
@@ -179,14 +182,14 @@ impl Hub {
         let staged = self.stage_file(path)?;
         let info = FlistInfo {
             source,
-            metadata: Some(crate::inspect::metadata_json(&metadata)),
+            metadata: Some(metadata_json(&metadata)),
             dump: None,
         };
         self.put_flist_checked(actor, action, repo, name, staged, info, detail, wanted)
     }
 
     /// Stores the in-memory `flist` as the regular entry `repo/name` (audited as an upload):
-    /// written to the temp area, then stored by [`Hub::store_file`].
+    /// written to the temp area, then stored by [`Catalog::store_file`].
     pub fn store_flist(
         &self,
         actor: &Actor,
@@ -248,7 +251,7 @@ impl Hub {
             }
             Ok(targets.len())
         })?;
-        self.bump_generation();
+        self.db.bump_generation();
         self.index_stored(&staged.sha256);
         Ok(n)
     }
@@ -294,5 +297,52 @@ impl Hub {
             .ctx("record flist info")?;
             Ok(())
         })
+    }
+}
+
+/// One flist parsed for its dump at a time: a parse holds the whole tree in memory.
+static PARSING: Mutex<()> = Mutex::new(());
+
+impl Catalog {
+    fn ensure_info(&self, r: &Resolved) -> Result<(Option<String>, Option<String>), RepoError> {
+        let (md, dump) = (self.blob_metadata(&r.sha256)?, self.blob_dump(&r.sha256)?);
+        if md.is_some() && dump.is_some() {
+            return Ok((md, dump));
+        }
+        let _one = PARSING.lock().unwrap_or_else(|p| p.into_inner());
+        let (md, dump) = (self.blob_metadata(&r.sha256)?, self.blob_dump(&r.sha256)?);
+        if md.is_some() && dump.is_some() {
+            return Ok((md, dump));
+        }
+        let path = self.blob_path(&r.sha256);
+        let flist = open_flist(&path)?;
+        let md = Value::Object(metadata_json(&flist.metadata)).to_string();
+        let dump = dump_text(&flist.tree);
+        drop(flist);
+        self.set_blob_info(&r.sha256, Some(&md), Some(&dump))?;
+        Ok((Some(md), Some(dump)))
+    }
+
+    /// The dump (JSON text) of a resolved flist, computed once and cached in the catalog.
+    pub fn dump(&self, r: &Resolved) -> Result<String, RepoError> {
+        match self.blob_dump(&r.sha256)? {
+            Some(d) => Ok(d),
+            None => self
+                .ensure_info(r)?
+                .1
+                .ok_or_else(|| RepoError::NotFound(format!("dump of {}/{}", r.repo, r.name))),
+        }
+    }
+
+    /// The metadata (JSON object of raw strings) of a resolved flist, cached like [`Catalog::dump`].
+    pub fn metadata(&self, r: &Resolved) -> Result<Map<String, Value>, RepoError> {
+        let text = match self.blob_metadata(&r.sha256)? {
+            Some(m) => m,
+            None => self.ensure_info(r)?.0.unwrap_or_else(|| "{}".into()),
+        };
+        match serde_json::from_str(&text) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Ok(Map::new()),
+        }
     }
 }

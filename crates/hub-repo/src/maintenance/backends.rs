@@ -7,19 +7,13 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::blobs::StagedFlist;
+use crate::catalog::sql::audit;
+use crate::clock::now;
 use crate::error::SqlContext;
-use crate::hub::now;
-use crate::sql::audit;
+use crate::files::StagedFlist;
 use crate::{Actor, Hub, RepoError};
 
-/// The table of the hub's own public backends (schema version 4, see `migrate.rs`).
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS own_backends (
-    backend    TEXT PRIMARY KEY,
-    first_seen INTEGER NOT NULL,
-    last_seen  INTEGER NOT NULL
-);";
+// The table `own_backends` is created by schema version 4 (`db/schema.rs`).
 
 /// A public backend this hub announced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -207,28 +201,9 @@ impl Hub {
             }
             Ok(entries)
         })?;
-        self.bump_generation();
-        self.index_stored(&staged.sha256);
+        self.db.bump_generation();
+        self.paths().index_stored(&staged.sha256);
         Ok(changed)
-    }
-
-    /// Notices writes another process (the CLI: `restamp`, `import-legacy`, `user remove`)
-    /// committed to the catalog since the last call, and then bumps [`Hub::generation`] so
-    /// that caches keyed on it are refreshed. True when there were some.
-    pub fn notice_external_writes(&self) -> Result<bool, RepoError> {
-        let v: i64 = self.db.with_writer(|c| {
-            c.pragma_query_value(None, "data_version", |r| r.get(0))
-                .ctx("read data_version")
-        })?;
-        let v = v.unsigned_abs();
-        let before = self
-            .data_version
-            .swap(v, std::sync::atomic::Ordering::AcqRel);
-        if before != 0 && before != v {
-            self.bump_generation();
-            return Ok(true);
-        }
-        Ok(false)
     }
 }
 

@@ -3,11 +3,12 @@
 use rusqlite::params;
 use serde_json::Value;
 
+use super::Catalog;
 use crate::error::SqlContext;
 use crate::model::*;
-use crate::{Hub, RepoError};
+use crate::RepoError;
 
-impl Hub {
+impl Catalog {
     /// The audit log from record `after` (exclusive), oldest first, at most `limit` records.
     pub fn audit_log(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, RepoError> {
         self.db.read(|c| {

@@ -1,8 +1,13 @@
-//! The SQLite catalog: schema (versioned by `migrate.rs`), one writer connection, a small
-//! pool of readers.
+//! The catalog's storage engine: one SQLite database (WAL), one writer connection and a small
+//! pool of readers, its schema and migrations (`schema.rs`), and the generation counter
+//! caches key on.
+//!
+//! Every seam of the model (catalog, accounts, jobs, path index, replica, maintenance) reaches
+//! the database through [`Db::read`] and [`Db::write`] only, with its own queries in its own
+//! folder: another engine slots in here, behind the same two calls.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,94 +16,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::SqlContext;
 use crate::RepoError;
 
-/// The catalog tables (schema version 1, see `migrate.rs`).
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS repositories (
-    name    TEXT PRIMARY KEY,
-    created INTEGER NOT NULL,
-    updated INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS blobs (
-    sha256   TEXT PRIMARY KEY,
-    md5      TEXT NOT NULL,
-    size     INTEGER NOT NULL,
-    metadata TEXT,
-    dump     TEXT,
-    created  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS entries (
-    repo        TEXT NOT NULL REFERENCES repositories(name),
-    name        TEXT NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN ('regular', 'symlink', 'taglink')),
-    sha256      TEXT REFERENCES blobs(sha256),
-    target_repo TEXT,
-    target_name TEXT,
-    updated     INTEGER NOT NULL,
-    linktime    INTEGER,
-    uploader    TEXT,
-    source      TEXT,
-    PRIMARY KEY (repo, name),
-    CHECK ((kind = 'regular') = (sha256 IS NOT NULL)),
-    CHECK ((kind = 'regular') = (target_repo IS NULL))
-);
-CREATE INDEX IF NOT EXISTS entries_sha ON entries(sha256);
-CREATE TABLE IF NOT EXISTS tags (
-    repo    TEXT NOT NULL REFERENCES repositories(name),
-    tag     TEXT NOT NULL,
-    updated INTEGER NOT NULL,
-    PRIMARY KEY (repo, tag)
-);
-CREATE TABLE IF NOT EXISTS tag_links (
-    repo        TEXT NOT NULL,
-    tag         TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    target_repo TEXT NOT NULL,
-    target_name TEXT NOT NULL,
-    linktime    INTEGER NOT NULL,
-    PRIMARY KEY (repo, tag, name),
-    FOREIGN KEY (repo, tag) REFERENCES tags(repo, tag) ON DELETE CASCADE
-);
-CREATE TABLE IF NOT EXISTS orgs (
-    name    TEXT PRIMARY KEY,
-    created INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS org_members (
-    org  TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
-    user TEXT NOT NULL,
-    PRIMARY KEY (org, user)
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    hash     TEXT NOT NULL UNIQUE,
-    user     TEXT NOT NULL,
-    memberof TEXT NOT NULL,
-    label    TEXT,
-    created  INTEGER NOT NULL,
-    expires  INTEGER NOT NULL,
-    revoked  INTEGER
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id       TEXT PRIMARY KEY,
-    kind     TEXT NOT NULL,
-    owner    TEXT NOT NULL,
-    state    TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
-    progress INTEGER NOT NULL DEFAULT 0,
-    message  TEXT NOT NULL DEFAULT '',
-    info     TEXT,
-    created  INTEGER NOT NULL,
-    updated  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts        INTEGER NOT NULL,
-    actor     TEXT NOT NULL,
-    acting_as TEXT NOT NULL,
-    action    TEXT NOT NULL,
-    repo      TEXT NOT NULL,
-    name      TEXT NOT NULL,
-    detail    TEXT NOT NULL
-);
-"#;
+pub(crate) mod schema;
 
 /// Number of read connections.
 const READERS: usize = 4;
@@ -110,6 +28,10 @@ pub(crate) struct Db {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    /// Bumped after every committed write that changes what readers see.
+    generation: AtomicU64,
+    /// SQLite's `data_version` last seen (see [`Db::notice_external_writes`]).
+    data_version: AtomicU64,
 }
 
 impl std::fmt::Debug for Db {
@@ -142,7 +64,7 @@ impl Db {
         }
         configure(&writer, path)?;
         let mut writer = writer;
-        crate::migrate::migrate(&mut writer, &path.display().to_string())?;
+        schema::migrate(&mut writer, &path.display().to_string())?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let c = Connection::open_with_flags(
@@ -158,7 +80,36 @@ impl Db {
             writer: Mutex::new(writer),
             readers,
             next: AtomicUsize::new(0),
+            generation: AtomicU64::new(1),
+            data_version: AtomicU64::new(0),
         })
+    }
+
+    /// A counter bumped by every committed write: caches keyed on it never serve stale data.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Marks a committed change readers must see (caches keyed on the generation drop).
+    pub(crate) fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Notices writes another process (the CLI: `restamp`, `import-legacy`, `user remove`)
+    /// committed since the last call, and then bumps the generation so that caches keyed on
+    /// it are refreshed. True when there were some.
+    pub(crate) fn notice_external_writes(&self) -> Result<bool, RepoError> {
+        let v: i64 = self.with_writer(|c| {
+            c.pragma_query_value(None, "data_version", |r| r.get(0))
+                .ctx("read data_version")
+        })?;
+        let v = v.unsigned_abs();
+        let before = self.data_version.swap(v, Ordering::AcqRel);
+        if before != 0 && before != v {
+            self.bump_generation();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {

@@ -15,10 +15,10 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use crate::clock::now;
 use crate::error::SqlContext;
-use crate::hub::now;
-use crate::lock::{sweep_temp, STALE_TEMP_SECS};
-use crate::replica::is_hex_sha256;
+use crate::files::is_hex_sha256;
+use crate::files::{sweep_temp, STALE_TEMP_SECS};
 use crate::{Hub, RepoError};
 
 /// How a collection runs.
@@ -218,11 +218,14 @@ impl Hub {
 
         // 4. Temp files no live upload uses.
         if !opts.dry_run {
-            rep.temp_files =
-                sweep_temp(self.tmp_dir(), false, Duration::from_secs(STALE_TEMP_SECS));
+            rep.temp_files = sweep_temp(
+                self.blobs.tmp_dir(),
+                false,
+                Duration::from_secs(STALE_TEMP_SECS),
+            );
         }
         if !opts.dry_run && !rep.is_empty() {
-            self.bump_generation();
+            self.db.bump_generation();
         }
         Ok(rep)
     }

@@ -1,4 +1,6 @@
-//! Content-addressed flist files: `<data>/flists/<sha256[0..2]>/<sha256>`.
+//! The data directory's files: content-addressed flist files
+//! (`<data>/flists/<sha256[0..2]>/<sha256>`), the temp area, and the lock that says which
+//! process may recover them (`lock.rs`).
 //!
 //! Writes go to `<data>/tmp/`, are fsynced, then renamed into place (and the directory
 //! fsynced); only then does the catalog reference them. A crash leaves at worst an orphan
@@ -14,6 +16,12 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use crate::RepoError;
+
+mod lock;
+
+pub(crate) use lock::sweep_temp;
+use lock::DataLock;
+pub use lock::STALE_TEMP_SECS;
 
 /// A flist file written to the hub's temp area, hashed, not yet referenced by the catalog.
 #[derive(Debug)]
@@ -41,18 +49,22 @@ impl Drop for StagedFlist {
     }
 }
 
+/// The flist files and temp area of a data directory, and its lock (held while this lives).
 #[derive(Debug)]
 pub(crate) struct Blobs {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+    lock: DataLock,
 }
 
-/// Writes `data` to `out`, feeding both hashes; returns the byte count.
+/// Copies `input` to `out`, feeding both hashes: (sha256, md5, size). `read_op` names the
+/// read in errors about `path`.
 fn copy_hashing(
     mut input: impl Read,
-    out: &mut File,
+    mut out: impl Write,
     path: &Path,
+    read_op: &'static str,
 ) -> Result<(String, String, u64), RepoError> {
     let mut sha = Sha256::new();
     let mut md5 = Md5::new();
@@ -63,7 +75,7 @@ fn copy_hashing(
             Ok(0) => break,
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(RepoError::io("read input for", path, e)),
+            Err(e) => return Err(RepoError::io(read_op, path, e)),
         };
         let chunk = &buf[..got];
         sha.update(chunk);
@@ -77,23 +89,15 @@ fn copy_hashing(
 
 /// Hashes a file: (sha256, md5, size).
 pub(crate) fn hash_file(path: &Path) -> Result<(String, String, u64), RepoError> {
-    let mut f = File::open(path).map_err(|e| RepoError::io("open", path, e))?;
-    let mut sha = Sha256::new();
-    let mut md5 = Md5::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    let mut n = 0u64;
-    loop {
-        let got = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(RepoError::io("read", path, e)),
-        };
-        sha.update(&buf[..got]);
-        md5.update(&buf[..got]);
-        n += got as u64;
-    }
-    Ok((hex::encode(sha.finalize()), hex::encode(md5.finalize()), n))
+    let f = File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+    copy_hashing(f, std::io::sink(), path, "read")
+}
+
+/// 64 lowercase hex digits.
+pub fn is_hex_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), RepoError> {
@@ -103,24 +107,34 @@ fn sync_dir(dir: &Path) -> Result<(), RepoError> {
 }
 
 impl Blobs {
-    /// Opens the store; `recover` (no other process has the directory open) removes every
-    /// leftover temp file, otherwise only stale ones are.
-    pub(crate) fn open(data: &Path, recover: bool) -> Result<Self, RepoError> {
+    /// Takes the data directory's lock and opens the store; when no other process has the
+    /// directory open ([`Blobs::alone`]) every leftover temp file is removed, otherwise only
+    /// stale ones are.
+    pub(crate) fn open(data: &Path) -> Result<Self, RepoError> {
+        let lock = DataLock::acquire(data)?;
+        let recover = lock.alone;
         let root = data.join("flists");
         let tmp = data.join("tmp");
         for d in [&root, &tmp] {
             fs::create_dir_all(d).map_err(|e| RepoError::io("create directory", d, e))?;
         }
-        crate::lock::sweep_temp(
+        sweep_temp(
             &tmp,
             recover,
-            std::time::Duration::from_secs(crate::lock::STALE_TEMP_SECS),
+            std::time::Duration::from_secs(STALE_TEMP_SECS),
         );
         Ok(Blobs {
             root,
             tmp,
             counter: AtomicU64::new(0),
+            lock,
         })
+    }
+
+    /// No other process had the data directory open when it was opened: leftovers of a
+    /// previous run (temp files, unfinished jobs) are this opener's to recover.
+    pub(crate) fn alone(&self) -> bool {
+        self.lock.alone
     }
 
     /// A fresh path in the temp area (not created).
@@ -156,7 +170,7 @@ impl Blobs {
             md5: String::new(),
             size: 0,
         };
-        let (sha256, md5, size) = copy_hashing(input, &mut f, &path)?;
+        let (sha256, md5, size) = copy_hashing(input, &mut f, &path, "read input for")?;
         f.sync_all().map_err(|e| RepoError::io("fsync", &path, e))?;
         drop(f);
         let mut staged = staged_guard;

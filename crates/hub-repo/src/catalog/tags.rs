@@ -3,11 +3,12 @@
 use rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
+use super::sql::{get_entry, resolve_on, resolve_tag_on, upsert_link};
+use super::Catalog;
 use crate::error::SqlContext;
 use crate::model::*;
 use crate::names::{validate_flist, validate_repo, validate_tag, validate_taglink};
-use crate::sql::{get_entry, resolve_on, resolve_tag_on, upsert_link};
-use crate::{Actor, Hub, RepoError};
+use crate::{Actor, RepoError};
 
 /// Validates the names of a tag link and gives its audit detail.
 fn tag_link_detail(
@@ -23,7 +24,7 @@ fn tag_link_detail(
     Ok(json!({"linkname": linkname, "target_repo": target_repo, "target_name": source}))
 }
 
-impl Hub {
+impl Catalog {
     /// Adds (or replaces) `linkname` → `target_repo/source` in `repo`'s tag `tag`.
     pub fn tag_add(
         &self,

@@ -4,8 +4,9 @@
 use rusqlite::params;
 use serde::Serialize;
 
+use super::Catalog;
 use crate::error::SqlContext;
-use crate::{Hub, RepoError};
+use crate::RepoError;
 
 /// A repository with its entry count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,7 +45,7 @@ pub struct Reference {
     pub tag: Option<String>,
 }
 
-impl Hub {
+impl Catalog {
     /// Every repository with its counts, sorted by name.
     pub fn repo_summaries(&self) -> Result<Vec<RepoSummary>, RepoError> {
         self.db.read(|c| {
@@ -134,76 +135,6 @@ impl Hub {
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .ctx("find tag links")?;
             out.extend(tags);
-            Ok(out)
-        })
-    }
-}
-
-/// Table of when each token was last used (kept apart from `tokens`, written at most once a
-/// minute per token).
-pub(crate) const BROWSE_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS token_usage (
-    id        INTEGER PRIMARY KEY,
-    last_used INTEGER NOT NULL
-);
-"#;
-
-/// Tokens whose use was recorded recently (sha-free key: catalog path + id), and when.
-static NOTED: std::sync::Mutex<Option<std::collections::HashMap<(String, i64), i64>>> =
-    std::sync::Mutex::new(None);
-
-impl Hub {
-    /// Records that token `id` was just used (at most one write a minute per token).
-    pub(crate) fn note_token_use(&self, id: i64) {
-        let now = crate::hub::now();
-        let key = (self.data_dir().display().to_string(), id);
-        {
-            let mut m = NOTED.lock().unwrap_or_else(|p| p.into_inner());
-            let m = m.get_or_insert_with(Default::default);
-            if m.get(&key).is_some_and(|t| now - *t < 60) {
-                return;
-            }
-            if m.len() > 100_000 {
-                m.clear();
-            }
-            m.insert(key, now);
-        }
-        let r = self.db.write(|tx| {
-            tx.prepare_cached(
-                "INSERT INTO token_usage(id, last_used) VALUES (?1, ?2) \
-                 ON CONFLICT(id) DO UPDATE SET last_used = excluded.last_used",
-            )
-            .and_then(|mut s| s.execute(params![id, now]))
-            .ctx("record token use")
-        });
-        if let Err(e) = r {
-            tracing::warn!("token use: {e}");
-        }
-    }
-
-    /// When each of `ids` was last used (absent: never).
-    pub fn token_last_used(
-        &self,
-        ids: &[i64],
-    ) -> Result<std::collections::HashMap<i64, i64>, RepoError> {
-        self.db.read(|c| {
-            let mut st = c
-                .prepare_cached("SELECT last_used FROM token_usage WHERE id = ?1")
-                .ctx("read token use")?;
-            let mut out = std::collections::HashMap::new();
-            for id in ids {
-                let t: Option<i64> = st
-                    .query_row(params![id], |r| r.get(0))
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        e => Err(e),
-                    })
-                    .ctx("read token use")?;
-                if let Some(t) = t {
-                    out.insert(*id, t);
-                }
-            }
             Ok(out)
         })
     }

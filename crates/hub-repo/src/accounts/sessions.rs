@@ -6,24 +6,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rusqlite::{params, OptionalExtension};
 
+use super::tokens::token_hash;
+use super::Accounts;
+use crate::clock::now;
 use crate::error::SqlContext;
-use crate::hub::now;
 use crate::names::validate_user;
-use crate::tokens::token_hash;
-use crate::{Hub, RepoError};
-
-/// Tables of web sessions (created with the catalog).
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS sessions (
-    hash     TEXT PRIMARY KEY,
-    user     TEXT NOT NULL,
-    memberof TEXT NOT NULL,
-    method   TEXT NOT NULL,
-    created  INTEGER NOT NULL,
-    expires  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
-"#;
+use crate::RepoError;
 
 /// A live web session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +28,7 @@ pub struct SessionInfo {
     pub expires: i64,
 }
 
-impl Hub {
+impl Accounts {
     /// Opens a session for `user` valid `ttl_secs`; returns the session id (the cookie value,
     /// shown once) and its record.
     pub fn create_session(

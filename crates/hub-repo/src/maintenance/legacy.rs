@@ -342,7 +342,7 @@ impl Importer<'_> {
             .ctx("import repository")?;
             Ok(())
         })?;
-        self.hub.bump_generation();
+        self.hub.db.bump_generation();
         if count {
             self.rep.imported.push(repo.to_string());
         }
@@ -352,8 +352,8 @@ impl Importer<'_> {
     fn regular(&mut self, key: &Key, path: &Path) -> Result<Step, String> {
         let (repo, name) = (key.0.as_str(), key.1.as_str());
         let time = mtime(path);
-        let (sha, _, _) = crate::blobs::hash_file(path).map_err(|e| e.to_string())?;
-        if let Ok(Some(e)) = self.hub.entry(repo, name) {
+        let (sha, _, _) = crate::files::hash_file(path).map_err(|e| e.to_string())?;
+        if let Ok(Some(e)) = self.hub.catalog().entry(repo, name) {
             if matches!(&e.kind, EntryKind::Regular { sha256, .. } if *sha256 == sha)
                 && Some(e.updated) == time
                 && e.uploader.as_deref() == Some(repo)
@@ -362,7 +362,11 @@ impl Importer<'_> {
             }
         }
         let f = fs::File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-        let staged = self.hub.stage_reader(f).map_err(|e| e.to_string())?;
+        let staged = self
+            .hub
+            .catalog()
+            .stage_reader(f)
+            .map_err(|e| e.to_string())?;
         let info = match crate::inspect::open_flist(staged.path()) {
             Ok(fl) => crate::inspect::info_of(&fl, Some("legacy import".into())),
             Err(e) => {
@@ -376,6 +380,7 @@ impl Importer<'_> {
             }
         };
         self.hub
+            .catalog()
             .put_flist_checked(
                 &self.actor,
                 "import",
@@ -406,7 +411,7 @@ impl Importer<'_> {
         let scan = self.scan;
         let Some(item) = scan.items.get(key) else {
             // Not in the tree: fine if the catalog already holds an flist of that name.
-            return match self.hub.entry(&key.0, &key.1) {
+            return match self.hub.catalog().entry(&key.0, &key.1) {
                 Ok(Some(e)) if !matches!(e.kind, EntryKind::Taglink { .. }) => Ok(()),
                 Ok(Some(_)) => Err(format!("{} is a taglink, not an flist", show(key))),
                 _ => Err(format!("dangling link: {} does not exist", show(key))),
@@ -444,7 +449,7 @@ impl Importer<'_> {
         // repository, a plain link as `<name>`.
         let cross =
             target.0 != repo || fs::read_link(path).is_ok_and(|t| t.components().count() > 1);
-        if let Ok(Some(e)) = self.hub.entry(repo, name) {
+        if let Ok(Some(e)) = self.hub.catalog().entry(repo, name) {
             if matches!(&e.kind, EntryKind::Symlink { target_repo, target_name, crosslink }
                 if *target_repo == target.0 && *target_name == target.1 && *crosslink == cross)
                 && e.linktime == linktime
@@ -454,9 +459,10 @@ impl Importer<'_> {
             }
         }
         let res = if !cross {
-            self.hub.link(&self.actor, repo, &target.1, name)
+            self.hub.catalog().link(&self.actor, repo, &target.1, name)
         } else {
             self.hub
+                .catalog()
                 .crosslink(&self.actor, repo, name, &target.0, &target.1)
         };
         res.map_err(|e| e.to_string())?;
@@ -468,7 +474,7 @@ impl Importer<'_> {
     fn tag(&mut self, td: &TagDir) -> Result<(), RepoError> {
         let (repo, tag) = (td.repo.as_str(), td.tag.as_str());
         let shown_tag = format!("{repo}/tags/{tag}");
-        let time = lmtime(&td.path).unwrap_or_else(crate::now);
+        let time = lmtime(&td.path).unwrap_or_else(crate::clock::now);
         let current: Option<i64> = self.hub.db.read(|c| {
             c.prepare_cached("SELECT updated FROM tags WHERE repo = ?1 AND tag = ?2")
                 .and_then(|mut s| s.query_row(params![repo, tag], |r| r.get(0)).optional())
@@ -484,7 +490,7 @@ impl Importer<'_> {
                 .ctx("import tag")?;
                 Ok(())
             })?;
-            self.hub.bump_generation();
+            self.hub.db.bump_generation();
             self.rep.imported.push(shown_tag.clone());
         }
         let mut links: Vec<_> = match fs::read_dir(&td.path) {
@@ -548,9 +554,10 @@ impl Importer<'_> {
                 self.rep.unchanged += 1;
                 continue;
             }
-            if let Err(err) = self
-                .hub
-                .tag_add(&self.actor, repo, tag, &name, &target.0, &target.1)
+            if let Err(err) =
+                self.hub
+                    .catalog()
+                    .tag_add(&self.actor, repo, tag, &name, &target.0, &target.1)
             {
                 self.rep.unimportable.push((shown, err.to_string()));
                 continue;
@@ -575,7 +582,7 @@ impl Importer<'_> {
                 .ctx("set imported tag time")?;
                 Ok(())
             })?;
-            self.hub.bump_generation();
+            self.hub.db.bump_generation();
         } else {
             self.rep.unchanged += 1;
         }
@@ -594,7 +601,7 @@ impl Importer<'_> {
             Some(Item::Taglink { .. }) => {
                 Err(format!("{} is a taglink, not an flist", show(target)))
             }
-            None => match self.hub.entry(&target.0, &target.1) {
+            None => match self.hub.catalog().entry(&target.0, &target.1) {
                 Ok(Some(e)) if !matches!(e.kind, EntryKind::Taglink { .. }) => Ok(()),
                 _ => Err(format!("dangling link: {} does not exist", show(target))),
             },
@@ -604,7 +611,7 @@ impl Importer<'_> {
     fn taglink(&mut self, key: &Key, path: &Path, target: &Key) -> Result<Step, String> {
         let (repo, name) = (key.0.as_str(), key.1.as_str());
         let (linktime, updated) = (lmtime(path), mtime(path));
-        if let Ok(Some(e)) = self.hub.entry(repo, name) {
+        if let Ok(Some(e)) = self.hub.catalog().entry(repo, name) {
             if matches!(&e.kind, EntryKind::Taglink { target_repo, tag }
                 if *target_repo == target.0 && *tag == target.1)
                 && e.linktime == linktime
@@ -614,6 +621,7 @@ impl Importer<'_> {
             }
         }
         self.hub
+            .catalog()
             .crosstag(&self.actor, repo, name, &target.0, &target.1)
             .map_err(|e| match e {
                 RepoError::NotFound(_) => {
@@ -648,7 +656,7 @@ impl Importer<'_> {
             .ctx("set imported times")?;
             Ok(())
         })?;
-        self.hub.bump_generation();
+        self.hub.db.bump_generation();
         Ok(())
     }
 }

@@ -2,12 +2,13 @@
 
 use rusqlite::params;
 
+use super::Accounts;
+use crate::clock::now;
 use crate::error::SqlContext;
-use crate::hub::now;
 use crate::names::validate_user;
-use crate::{Hub, RepoError};
+use crate::RepoError;
 
-impl Hub {
+impl Accounts {
     /// Adds `user` to organisation `org` (created if needed).
     pub fn add_member(&self, org: &str, user: &str) -> Result<(), RepoError> {
         validate_user(org)?;

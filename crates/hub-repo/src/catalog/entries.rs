@@ -3,15 +3,16 @@
 use rusqlite::params;
 use serde_json::json;
 
+use super::sql::{
+    check_no_cycle, get_entry, refuse_regular, resolve_on, upsert_link, upsert_regular,
+};
+use super::Catalog;
 use crate::error::SqlContext;
 use crate::model::*;
 use crate::names::{validate_entry, validate_flist, validate_repo};
-use crate::sql::{
-    check_no_cycle, get_entry, refuse_regular, resolve_on, upsert_link, upsert_regular,
-};
-use crate::{Actor, Hub, RepoError};
+use crate::{Actor, RepoError};
 
-impl Hub {
+impl Catalog {
     /// `linkname` → `source`, both in `repo`. Replaces a link, never a regular flist (409).
     pub fn link(
         &self,

@@ -1,4 +1,4 @@
-//! SQL shared by the operations: reading entries, following links and taglinks, upserting
+//! The catalog's shared queries: reading entries, following links and taglinks, upserting
 //! entries, bumping repositories, appending audit records.
 
 use std::collections::HashSet;
@@ -7,9 +7,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use crate::error::SqlContext;
-use crate::hub::MAX_HOPS;
 use crate::model::*;
 use crate::{Actor, RepoError};
+
+/// Longest chain of links followed before giving up.
+pub const MAX_HOPS: usize = 32;
 
 /// An [`Entry`] from a row selecting, in order: repo, name, kind, sha256, target_repo,
 /// target_name, updated, linktime, uploader, source, md5, size, crosslink.

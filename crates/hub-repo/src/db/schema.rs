@@ -1,0 +1,267 @@
+//! The catalog's schema, all of it in one place (the seams' queries rely on these tables),
+//! and its versions: SQLite's `user_version` says which of [`MIGRATIONS`] a catalog has had.
+//! Opening applies the missing ones in order, each in its own transaction with its version
+//! bump (a failure leaves the catalog at the previous version), and refuses a catalog written
+//! by a newer hub.
+//!
+//! Version 1 is the schema as the hub created it before versions existed (every statement
+//! `IF NOT EXISTS`, so a catalog at version 0 of any earlier build takes it as is). A new
+//! version appends a migration here; never edit a released one.
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::error::SqlContext;
+use crate::RepoError;
+
+/// One forward step.
+struct Migration {
+    /// What it changes (for errors and logs).
+    what: &'static str,
+    /// The change.
+    apply: fn(&Transaction<'_>) -> rusqlite::Result<()>,
+}
+
+/// The migrations, in order: index `i` brings a catalog from version `i` to `i + 1`.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        what: "base schema (catalog, path index, token usage, mirror state, users, sessions)",
+        apply: |tx| {
+            tx.execute_batch(CATALOG)?;
+            tx.execute_batch(USERS)?;
+            tx.execute_batch(SESSIONS)?;
+            tx.execute_batch(PATHS)?;
+            tx.execute_batch(TOKEN_USAGE)?;
+            tx.execute_batch(MIRROR_STATE)
+        },
+    },
+    Migration {
+        what: "indexes for a user's tokens and for unfinished jobs",
+        apply: |tx| {
+            tx.execute_batch(
+                "CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user);
+                 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);",
+            )
+        },
+    },
+    Migration {
+        what: "links remember whether they were made by crosslink (raw `../repo/name` form)",
+        apply: |tx| {
+            tx.execute_batch("ALTER TABLE entries ADD COLUMN crosslink INTEGER NOT NULL DEFAULT 0;")
+        },
+    },
+    Migration {
+        what: "the hub's own public backends, recorded as they change (hub-server restamp)",
+        apply: |tx| tx.execute_batch(OWN_BACKENDS),
+    },
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn version(c: &Connection) -> Result<i64, RepoError> {
+    c.pragma_query_value(None, "user_version", |r| r.get(0))
+        .ctx("read schema version")
+}
+
+/// Brings the catalog on `conn` to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection, what: &str) -> Result<(), RepoError> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("begin migration")?;
+        // Read under the write lock: another process may have migrated meanwhile.
+        let v = version(&tx)?;
+        if v > SCHEMA_VERSION {
+            return Err(RepoError::Unsupported(format!(
+                "{what}: catalog schema version {v} was written by a newer hub (this one knows \
+                 up to {SCHEMA_VERSION}): upgrade hub-server"
+            )));
+        }
+        let Some(m) = usize::try_from(v).ok().and_then(|i| MIGRATIONS.get(i)) else {
+            return Ok(()); // up to date
+        };
+        (m.apply)(&tx).map_err(|e| RepoError::Sqlite {
+            context: format!("{what}: migration to schema version {}: {}", v + 1, m.what),
+            source: e,
+        })?;
+        tx.pragma_update(None, "user_version", v + 1)
+            .ctx("write schema version")?;
+        tx.commit().ctx("commit migration")?;
+        tracing::info!(
+            "{what}: catalog schema migrated to version {}: {}",
+            v + 1,
+            m.what
+        );
+    }
+}
+
+// ----- the tables (version 1; later versions are the migrations above) ------------------
+
+/// The catalog tables: repositories, entries, flist files, tags, organisations, tokens,
+/// jobs, audit.
+const CATALOG: &str = r#"
+CREATE TABLE IF NOT EXISTS repositories (
+    name    TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256   TEXT PRIMARY KEY,
+    md5      TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    metadata TEXT,
+    dump     TEXT,
+    created  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entries (
+    repo        TEXT NOT NULL REFERENCES repositories(name),
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('regular', 'symlink', 'taglink')),
+    sha256      TEXT REFERENCES blobs(sha256),
+    target_repo TEXT,
+    target_name TEXT,
+    updated     INTEGER NOT NULL,
+    linktime    INTEGER,
+    uploader    TEXT,
+    source      TEXT,
+    PRIMARY KEY (repo, name),
+    CHECK ((kind = 'regular') = (sha256 IS NOT NULL)),
+    CHECK ((kind = 'regular') = (target_repo IS NULL))
+);
+CREATE INDEX IF NOT EXISTS entries_sha ON entries(sha256);
+CREATE TABLE IF NOT EXISTS tags (
+    repo    TEXT NOT NULL REFERENCES repositories(name),
+    tag     TEXT NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (repo, tag)
+);
+CREATE TABLE IF NOT EXISTS tag_links (
+    repo        TEXT NOT NULL,
+    tag         TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    target_repo TEXT NOT NULL,
+    target_name TEXT NOT NULL,
+    linktime    INTEGER NOT NULL,
+    PRIMARY KEY (repo, tag, name),
+    FOREIGN KEY (repo, tag) REFERENCES tags(repo, tag) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS orgs (
+    name    TEXT PRIMARY KEY,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS org_members (
+    org  TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+    user TEXT NOT NULL,
+    PRIMARY KEY (org, user)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash     TEXT NOT NULL UNIQUE,
+    user     TEXT NOT NULL,
+    memberof TEXT NOT NULL,
+    label    TEXT,
+    created  INTEGER NOT NULL,
+    expires  INTEGER NOT NULL,
+    revoked  INTEGER
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id       TEXT PRIMARY KEY,
+    kind     TEXT NOT NULL,
+    owner    TEXT NOT NULL,
+    state    TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    progress INTEGER NOT NULL DEFAULT 0,
+    message  TEXT NOT NULL DEFAULT '',
+    info     TEXT,
+    created  INTEGER NOT NULL,
+    updated  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts        INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    acting_as TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    repo      TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    detail    TEXT NOT NULL
+);
+"#;
+
+/// Tables of local accounts (created with the catalog).
+const USERS: &str = r#"
+CREATE TABLE IF NOT EXISTS users (
+    name     TEXT PRIMARY KEY,
+    password TEXT NOT NULL,
+    admin    INTEGER NOT NULL DEFAULT 0,
+    created  INTEGER NOT NULL,
+    updated  INTEGER NOT NULL
+);
+"#;
+
+/// Tables of web sessions (created with the catalog).
+const SESSIONS: &str = r#"
+CREATE TABLE IF NOT EXISTS sessions (
+    hash     TEXT PRIMARY KEY,
+    user     TEXT NOT NULL,
+    memberof TEXT NOT NULL,
+    method   TEXT NOT NULL,
+    created  INTEGER NOT NULL,
+    expires  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
+"#;
+
+/// Tables of the path index (schema version 1).
+const PATHS: &str = r#"
+CREATE TABLE IF NOT EXISTS path_blobs (
+    id      INTEGER PRIMARY KEY,
+    sha256  TEXT NOT NULL UNIQUE,
+    entries INTEGER NOT NULL,
+    regular INTEGER NOT NULL,
+    directory INTEGER NOT NULL,
+    symlink INTEGER NOT NULL,
+    special INTEGER NOT NULL,
+    fullsize INTEGER NOT NULL,
+    indexed INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS path_entries (
+    blob     INTEGER NOT NULL,
+    node     INTEGER NOT NULL,
+    parent   INTEGER NOT NULL,
+    sort     INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    path     TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    mode     TEXT NOT NULL,
+    owner    TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    target   TEXT,
+    children INTEGER NOT NULL,
+    PRIMARY KEY (blob, node)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS path_entries_dir ON path_entries(blob, parent, sort, name);
+CREATE INDEX IF NOT EXISTS path_entries_path ON path_entries(path, blob);
+CREATE INDEX IF NOT EXISTS path_entries_name ON path_entries(name, blob);
+"#;
+
+/// Table of when each token was last used (kept apart from `tokens`, written at most once a
+/// minute per token).
+const TOKEN_USAGE: &str = r#"
+CREATE TABLE IF NOT EXISTS token_usage (
+    id        INTEGER PRIMARY KEY,
+    last_used INTEGER NOT NULL
+);
+"#;
+
+/// The mirror's own state (schema version 1).
+pub(crate) const MIRROR_STATE: &str =
+    "CREATE TABLE IF NOT EXISTS mirror_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+/// The public backends this hub has announced over time (schema version 4; read and written
+/// by `maintenance/backends.rs`).
+const OWN_BACKENDS: &str = "
+CREATE TABLE IF NOT EXISTS own_backends (
+    backend    TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+);";
