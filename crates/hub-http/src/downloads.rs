@@ -186,10 +186,29 @@ impl Downloads {
         method: &Method,
         headers: &HeaderMap,
     ) -> std::io::Result<Option<Response>> {
-        let Some(blob) = self
-            .load(&r.sha256, r.size, || hub.catalog().blob_path(&r.sha256))
-            .await?
-        else {
+        self.serve_file(
+            &r.sha256,
+            r.size,
+            || hub.catalog().blob_path(&r.sha256),
+            name,
+            method,
+            headers,
+        )
+        .await
+    }
+
+    /// [`Downloads::serve`] for any immutable file: content address `sha256`, `size`
+    /// bytes, at `path` (e.g. an `.fl` converted from a stored flist).
+    pub async fn serve_file(
+        &self,
+        sha256: &str,
+        size: u64,
+        path: impl FnOnce() -> PathBuf,
+        name: &str,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> std::io::Result<Option<Response>> {
+        let Some(blob) = self.load(sha256, size, path).await? else {
             return Ok(None);
         };
         Ok(Some(respond(&blob, name, method, headers)))

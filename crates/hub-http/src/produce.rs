@@ -129,24 +129,60 @@ pub(crate) fn store_converted(
     record: Record<'_>,
     cancel: &Cancel,
 ) -> Result<(), ApiError> {
-    match &st.public_backend {
-        Some(b) => converted.metadata.set("backend", b.clone()),
-        None => {
-            converted.metadata.remove("backend");
-        }
-    }
+    stamp(st, &mut converted.metadata);
     let out = st.hub.catalog().temp_path(".flist");
     if let Err(e) = converted.write_flist(&out) {
         let _ = std::fs::remove_file(&out);
         return Err(write_failed(e));
     }
     drop(converted);
+    store_written(st, actor, name, &out, record, cancel)
+}
+
+/// [`store_converted`] for a tree in memory (an uploaded `.fl` made `.flist`).
+pub(crate) fn store_flist(
+    st: &Shared,
+    actor: &Actor,
+    name: &str,
+    mut flist: flist_format::Flist,
+    record: Record<'_>,
+    cancel: &Cancel,
+) -> Result<(), ApiError> {
+    stamp(st, &mut flist.metadata);
+    let out = st.hub.catalog().temp_path(".flist");
+    if let Err(e) = flist.write(&out) {
+        let _ = std::fs::remove_file(&out);
+        return Err(write_failed(ConvertError::from(e)));
+    }
+    drop(flist);
+    store_written(st, actor, name, &out, record, cancel)
+}
+
+/// Sets the hub's public backend as the flist's `backend` (removed when there is none).
+fn stamp(st: &Shared, metadata: &mut flist_format::Metadata) {
+    match &st.public_backend {
+        Some(b) => metadata.set("backend", b.clone()),
+        None => {
+            metadata.remove("backend");
+        }
+    }
+}
+
+/// Stores the flist written at `out` as `actor.active/name` unless `cancel` was raised.
+fn store_written(
+    st: &Shared,
+    actor: &Actor,
+    name: &str,
+    out: &std::path::Path,
+    record: Record<'_>,
+    cancel: &Cancel,
+) -> Result<(), ApiError> {
     st.hub.catalog().store_file_checked(
         actor,
         record.action,
         &actor.active,
         name,
-        &out,
+        out,
         record.source,
         record.detail,
         &|| !cancel.is_cancelled(),

@@ -300,6 +300,8 @@ pub async fn upload_flist(
             ApiError::bad_request("the file has no name: send a filename or X-Original-Name")
         })?;
         let n = n.rsplit(['/', '\\']).next().unwrap_or(&n).to_string();
+        // An rfs `.fl` is stored as the entry `<name>.flist` (see `crate::formats`).
+        let n = crate::formats::flist_name_of(&n);
         names::validate_flist(&n)?;
         name = Some(n);
         let (tx, rx) = mpsc::channel(16);
@@ -317,6 +319,10 @@ pub async fn upload_flist(
     let (Some(staged), Some(name)) = (staged, name) else {
         return Err(ApiError::bad_request("multipart field `file` is required"));
     };
+    let path = staged.path().to_path_buf();
+    if tokio::task::spawn_blocking(move || crate::formats::is_fl(&path)).await? {
+        return upload_fl(&st, &actor, name, staged, signature.is_some()).await;
+    }
     let read = flist_format::ReadOptions {
         max_database_bytes: st.config.limits.max_flist_database_bytes,
         temp_dir: Some(st.hub.catalog().tmp_dir().to_path_buf()),
@@ -437,6 +443,62 @@ pub async fn upload_flist(
             key,
             signature: None,
         }),
+    })))
+}
+
+/// The rfs `.fl` side of `upload-flist`: every block it references must be in the hub's
+/// store (400 listing the missing ids otherwise); it is then re-encoded and stored as the
+/// hub's `.flist` entry `name`, so every route serves it (and `GET .fl` gives it back in
+/// its own format). Nothing is stored for a refused upload.
+async fn upload_fl(
+    st: &Shared,
+    actor: &Actor,
+    name: String,
+    staged: hub_repo::StagedFlist,
+    signed: bool,
+) -> ApiResult<Json<Success<Published>>> {
+    if signed {
+        return Err(ApiError::bad_request(
+            "an author signature binds the bytes of an .flist; an .fl is converted on upload: \
+             send it without a signature (or sign the .flist made by `zflist convert`)",
+        ));
+    }
+    let (guard, cancel) = produce::CancelOnDrop::new();
+    let (st2, what) = (st.clone(), name.clone());
+    let handle = tokio::runtime::Handle::current();
+    let (flist, blocks) = tokio::task::spawn_blocking(move || {
+        let r = crate::formats::fl_to_flist(&st2, staged.path(), &what, handle);
+        drop(staged);
+        r
+    })
+    .await??;
+    let s = flist.tree.stats();
+    refuse_empty(
+        s.regular + s.symlink + s.directory + s.special == 0,
+        "the flist",
+    )?;
+    let files = json!({
+        "regular": s.regular, "symlink": s.symlink, "directory": s.directory,
+        "special": s.special, "fullsize": s.fullsize, "chunks": blocks, "missing": 0,
+        "format": "fl",
+    });
+    let (st2, actor2, name2) = (st.clone(), actor.clone(), name.clone());
+    let c2 = cancel.clone();
+    tokio::task::spawn_blocking(move || {
+        let record = produce::Record {
+            action: "upload",
+            source: Some("upload-flist (.fl)".to_string()),
+            detail: json!({"format": "fl"}),
+        };
+        produce::store_flist(&st2, &actor2, &name2, flist, record, &c2)
+    })
+    .await??;
+    guard.disarm();
+    Ok(Json(Success::with(Published {
+        name,
+        files: Some(files),
+        job: None,
+        author_signature: None,
     })))
 }
 

@@ -51,10 +51,17 @@ pub fn page(title: &str, content: &str) -> String {
 /// Splits a requested file into (entry name, what to answer).
 fn parse_file(file: &str) -> Option<(String, &'static str)> {
     if let Some(n) = file.strip_suffix(".md5") {
+        if let Some(stem) = n.strip_suffix(".fl") {
+            return Some((format!("{stem}.flist"), "fl.md5"));
+        }
         return n.ends_with(".flist").then(|| (n.to_string(), "md5"));
     }
     if file.ends_with(".flist") {
         return Some((file.to_string(), "flist"));
+    }
+    // The rfs format of the same entry (see `crate::formats`).
+    if let Some(stem) = file.strip_suffix(".fl") {
+        return Some((format!("{stem}.flist"), "fl"));
     }
     for (suffix, kind) in [(".txt", "txt"), (".json", "json"), (".md", "md")] {
         if let Some(n) = file.strip_suffix(suffix) {
@@ -70,9 +77,29 @@ fn parse_file(file: &str) -> Option<(String, &'static str)> {
 }
 
 async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Response {
+    let path = st.hub.catalog().blob_path(&r.sha256);
+    serve_file(st, &r.sha256, r.size, path, name, req).await
+}
+
+/// `GET /<repo>/<name>.fl`: the entry in the rfs format, converted once and kept.
+async fn serve_fl(st: &Shared, r: &Resolved, name: &str, req: Request) -> WebResult<Response> {
+    let f = crate::formats::fl_of(st, r).await?;
+    Ok(serve_file(st, &f.sha256, f.size, f.path.clone(), name, req).await)
+}
+
+/// Serves the immutable file at `path` (content address `sha256`) as `name`.
+async fn serve_file(
+    st: &Shared,
+    sha256: &str,
+    size: u64,
+    path: std::path::PathBuf,
+    name: &str,
+    req: Request,
+) -> Response {
+    let p2 = path.clone();
     match st
         .downloads
-        .serve(&st.hub, r, name, req.method(), req.headers())
+        .serve_file(sha256, size, move || p2, name, req.method(), req.headers())
         .await
     {
         Ok(Some(resp)) => return resp,
@@ -80,8 +107,7 @@ async fn serve_flist(st: &Shared, r: &Resolved, name: &str, req: Request) -> Res
         Err(e) => return ApiError::internal(e).into_response(),
     }
     // Too large to keep in memory: streamed from disk.
-    let path = st.hub.catalog().blob_path(&r.sha256);
-    let etag = format!("\"{}\"", r.sha256);
+    let etag = format!("\"{sha256}\"");
     let matches = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -175,11 +201,9 @@ pub async fn repo_file(
         .map_err(gone)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
-        "md5" => Ok((
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{}\n", r.md5),
-        )
-            .into_response()),
+        "fl" => serve_fl(&st, &r, &file, req).await,
+        "md5" => Ok(md5_text(&r.md5)),
+        "fl.md5" => Ok(md5_text(&crate::formats::fl_of(&st, &r).await?.md5)),
         "txt" | "json" => {
             let info = flist_info(&st, &repo, &name, &r).await?;
             if kind == "json" {
@@ -197,6 +221,15 @@ pub async fn repo_file(
         }
         _ => Ok(crate::ui::flist::page(&st, &repo, &name, (*r).clone(), req).await),
     }
+}
+
+/// A `.md5` answer: the hex digest and a newline, as text.
+fn md5_text(md5: &str) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{md5}\n"),
+    )
+        .into_response()
 }
 
 async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebResult<Value> {
@@ -240,12 +273,12 @@ pub async fn tag_file(
         .await?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
-        "md5" => Ok((
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{}\n", r.md5),
-        )
-            .into_response()),
-        _ => Err(ApiError::not_found("only .flist and .flist.md5 are served through tags").into()),
+        "fl" => serve_fl(&st, &r, &file, req).await,
+        "md5" => Ok(md5_text(&r.md5)),
+        "fl.md5" => Ok(md5_text(&crate::formats::fl_of(&st, &r).await?.md5)),
+        _ => Err(
+            ApiError::not_found("only .flist, .fl and their .md5 are served through tags").into(),
+        ),
     }
 }
 
