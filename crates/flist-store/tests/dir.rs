@@ -275,3 +275,51 @@ fn pending_fails_when_the_runtime_is_gone() {
     let err = store.start_get_many(vec![vec![1]]).wait().unwrap_err();
     assert!(err.to_string().contains("runtime stopped"), "{err}");
 }
+
+/// Values around the size of the first read come back whole, one at a time, in small batches
+/// (read inline) and in big ones (spread over the blocking pool), with missing keys in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_every_size_come_back_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore::new(tmp.path()).unwrap();
+    let sizes = [
+        0usize,
+        1,
+        4096,
+        16383,
+        16384,
+        16385,
+        32768,
+        1 << 20,
+        3 * (1 << 20) + 7,
+    ];
+    let values: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (0..n).map(|j| (j * 31 + i * 7) as u8).collect())
+        .collect();
+    for (i, v) in values.iter().enumerate() {
+        store
+            .set(&key(i as u32), Bytes::from(v.clone()))
+            .await
+            .unwrap();
+    }
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(store.get(&key(i as u32)).await.unwrap().unwrap(), v[..]);
+    }
+    let missing = key(999);
+    for batch in [1usize, 2, 4, 5, sizes.len()] {
+        let mut keys: Vec<Vec<u8>> = (0..batch).map(|i| key(i as u32)).collect();
+        keys.push(missing.clone());
+        let got = store.get_many(&keys).await.unwrap();
+        assert_eq!(got.len(), batch + 1);
+        for (i, g) in got.iter().take(batch).enumerate() {
+            assert_eq!(
+                g.as_deref(),
+                Some(&values[i][..]),
+                "batch {batch}, value {i}"
+            );
+        }
+        assert_eq!(got[batch], None);
+    }
+}

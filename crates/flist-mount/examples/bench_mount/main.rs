@@ -8,7 +8,9 @@
 //!   the mount cold (empty chunk cache, the store's pages dropped too: every chunk read from
 //!   the disk, decoded and checked), the mount warm (a new mount on the filled chunk cache:
 //!   no store traffic, no kernel page cache of the mount), the same mount again (kernel page
-//!   cache) and the time to the first byte of a cold read.
+//!   cache, measured once the background loaders have settled) and the time to the first
+//!   byte of a cold read; then the mount cold with the chunks served by a real `hub-server`
+//!   (release build, made if missing) on its `/chunks` route over loopback HTTP.
 //! - `find`: `find -printf '%s %m %u'` of every entry of the Debian minbase tree (cached
 //!   under `target/tmp/` by the mount tests) on a fresh mount vs on the local disk, dentry and
 //!   inode caches dropped before each (`/proc/sys/vm/drop_caches`).
@@ -200,6 +202,8 @@ fn read_rows(work: &Path, mib: u64) {
     let warm_stats = m.unmount().unwrap();
     assert_eq!(warm_stats.fetched_chunks, 0);
 
+    let http_m = http_row(work, &src, &mp, n);
+
     let cold_m = mibs(n, cold);
     let warm_m = mibs(n, warm);
     let pc_m = mibs(n, page_cached);
@@ -216,6 +220,10 @@ fn read_rows(work: &Path, mib: u64) {
         stats.fetched_bytes
     );
     println!(
+        "  mount, cold, chunks from the hub's /chunks over HTTP: {http_m:8.1} MiB/s  ({:.2}x cold disk; goal >= 0.4x)",
+        http_m / disk_cold
+    );
+    println!(
         "  mount, warm (chunk cache, new mount): {warm_m:8.1} MiB/s  ({:.2}x cold disk; goal >= 0.9x)",
         warm_m / disk_cold
     );
@@ -227,6 +235,36 @@ fn read_rows(work: &Path, mib: u64) {
         "  time to first byte, cold         : {:8.2} ms",
         ttfb.as_secs_f64() * 1000.0
     );
+}
+
+/// MiB/s of a cold read (empty chunk cache) through a mount whose chunks come from a real
+/// `hub-server`'s `/chunks` route (its `dir://` store, pages dropped) over loopback HTTP.
+fn http_row(work: &Path, src: &Path, mp: &Path, n: u64) -> f64 {
+    let bin = test_support::hub::hub_server_bin(
+        &test_support::target_dir()
+            .join("release")
+            .join("bench_mount"),
+    );
+    let hub = test_support::hub::HubProcess::start(&bin);
+    let flist = pack(src, &BlockingStore::open(&hub.store_url()).unwrap());
+    let http = BlockingStore::open(&format!("{}/chunks", hub.url())).unwrap();
+    drop_pages(&hub.chunks_dir());
+    let m = mount(
+        flist,
+        http.store().clone(),
+        http.handle().clone(),
+        mp,
+        &MountOptions {
+            cache_dir: Some(work.join("cache-http")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (got, secs) = read_all(&mp.join("data.bin"));
+    assert_eq!(got, n);
+    let stats = m.unmount().unwrap();
+    assert!(stats.fetched_chunks > 0, "{stats:?}");
+    mibs(n, secs)
 }
 
 /// Seconds of `find DIR -printf '%s %m %u\n'`, dentry and inode caches dropped first.

@@ -42,6 +42,10 @@ const BATCH_CMDS: usize = 256;
 /// What the reply budget assumes a value weighs before it is fetched (an encoded 512 KiB
 /// chunk is at most about 612 KiB).
 const VALUE_ESTIMATE: usize = 640 * 1024;
+
+/// Values up to this size are copied into one reply buffer with their neighbours.
+const SMALL_REPLY: usize = 16 * 1024;
+
 /// Unit of the reply budget.
 const BUDGET_UNIT: usize = 64 * 1024;
 /// Bytes read from a socket at once.
@@ -544,25 +548,28 @@ where
                 // each other): the budget is exceeded by at most one window's surplus.
                 held.push(self.try_reserve(fetched - estimate));
             }
+            // Small replies are gathered and written at once; a big value goes out by itself
+            // (never copied).
+            let mut out = Vec::new();
             for v in values {
-                let mut head = Vec::with_capacity(32);
                 match v {
+                    Ok(Some(v)) if v.len() <= SMALL_REPLY => {
+                        codec::encode_arg_header(v.len(), &mut out);
+                        out.extend_from_slice(&v);
+                        out.extend_from_slice(b"\r\n");
+                    }
                     Ok(Some(v)) => {
-                        codec::encode_arg_header(v.len(), &mut head);
-                        self.send(&head).await?;
+                        codec::encode_arg_header(v.len(), &mut out);
+                        self.send(&out).await?;
+                        out.clear();
                         self.send(&v).await?;
-                        self.send(b"\r\n").await?;
+                        out.extend_from_slice(b"\r\n");
                     }
-                    Ok(None) => {
-                        codec::encode_nil(&mut head);
-                        self.send(&head).await?;
-                    }
-                    Err(()) => {
-                        codec::encode_error("Internal Error", &mut head);
-                        self.send(&head).await?;
-                    }
+                    Ok(None) => codec::encode_nil(&mut out),
+                    Err(()) => codec::encode_error("Internal Error", &mut out),
                 }
             }
+            self.send(&out).await?;
             drop(held);
         }
         Ok(())
