@@ -307,3 +307,42 @@ pub(crate) fn fl_to_flist(
     metadata.routes.clear();
     Ok((Flist { tree, metadata }, keys.len() as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_fl_routes_name_the_hub_chunk_endpoint() {
+        let one = |b: &str| {
+            let r = routes(Some(b));
+            assert_eq!(r.len(), 1, "{b}");
+            assert_eq!((r[0].start, r[0].end), (0, 255));
+            r[0].url.clone()
+        };
+        // zdb_listen on: the 0-db endpoint (what rfs v2.0.7 reads).
+        assert_eq!(
+            one(r#"{"host": "hub.example.org", "port": 9900}"#),
+            "zdb://hub.example.org:9900/default"
+        );
+        // A dir:// store without it: the hub's /chunks (newer rfs, zflist).
+        assert_eq!(
+            one(r#"{"url": "https://hub.example.org/chunks"}"#),
+            "https://hub.example.org/chunks"
+        );
+        // Never a password.
+        let u = one(
+            r#"{"host": "zdb.example.org", "port": 9900, "namespace": "pub", "password": "s3cret"}"#,
+        );
+        assert!(!u.contains("s3cret"), "{u}");
+        assert!(routes(None).is_empty());
+    }
+
+    #[test]
+    fn fl_names_map_to_their_flist_entry() {
+        assert_eq!(flist_name_of("app.fl"), "app.flist");
+        assert_eq!(flist_name_of("zos:v1.FL"), "zos:v1.flist");
+        assert_eq!(flist_name_of("app.flist"), "app.flist");
+        assert_eq!(flist_name_of("fl"), "fl");
+    }
+}

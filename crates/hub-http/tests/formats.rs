@@ -146,8 +146,9 @@ async fn upload_fl(h: &TestHub, token: &str, name: &str, data: Vec<u8>) -> (u16,
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tar_gz_upload_is_served_as_an_fl_that_extracts_to_the_source_tree() {
+/// A hub where alice uploaded the sample tree as `sample.tar.gz` (the entry `sample.flist`):
+/// the hub, alice's token and the tree.
+async fn hub_with_sample() -> (TestHub, String, BTreeMap<String, Member>) {
     let h = hub().await;
     let token = h.token("alice", &[]).await;
     let tree = sample_tree();
@@ -160,6 +161,12 @@ async fn a_tar_gz_upload_is_served_as_an_fl_that_extracts_to_the_source_tree() {
         )
         .await;
     assert_eq!(status, 200, "{v}");
+    (h, token, tree)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tar_gz_upload_is_served_as_an_fl_that_extracts_to_the_source_tree() {
+    let (h, token, tree) = hub_with_sample().await;
 
     let (fl_bytes, headers) = fetch(&h, "/alice/sample.fl").await;
     assert_eq!(&fl_bytes[..16], b"SQLite format 3\0");
@@ -312,18 +319,7 @@ async fn an_fl_upload_is_served_as_an_flist_and_missing_blocks_are_refused_by_id
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_flist_born_and_an_fl_born_entry_merge() {
-    let h = hub().await;
-    let token = h.token("alice", &[]).await;
-    let tree = sample_tree();
-    let (status, v) = h
-        .upload(
-            "/api/flist/me/upload",
-            &token,
-            "sample.tar.gz",
-            tar_gz(&tree),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
+    let (h, token, tree) = hub_with_sample().await;
     put_blocks(&h, &routed_blocks(), &[]).await;
     let data = std::fs::read(test_support::rfs_fixture("routed.fl")).expect("fixture");
     let (status, v) = upload_fl(&h, &token, "routed.fl", data).await;
