@@ -126,7 +126,7 @@ impl Identity {
     }
 
     /// Issues a fresh login state for `flow` (for [`LoginFlow::Link`], the signed-in
-    /// `account` the identity is to be linked to); `None` when [`MAX_STATES`] logins are
+    /// `account` the identity is to be linked to); `None` when `MAX_STATES` logins are
     /// already in progress (a flood of login starts holds no unbounded memory).
     pub fn issue_state(&self, flow: LoginFlow, account: Option<String>) -> Option<String> {
         let mut raw = [0u8; 24];

@@ -2,7 +2,7 @@
 //! `.flist`, and an `.fl` can be uploaded where an `.flist` can.
 //!
 //! The catalog holds one format, `.flist`: an uploaded `.fl` is converted on the way in
-//! ([`fl_to_flist`]: its blocks checked in the hub's store, re-encoded as `.flist` chunks
+//! (`fl_to_flist`: its blocks checked in the hub's store, re-encoded as `.flist` chunks
 //! into the same store), so names, links, tags, merge, promote and mirrors see one entry.
 //! `GET /<repo>/<name>.fl` converts the stored `.flist` once ([`fl_of`]: chunks re-encoded
 //! as rfs blocks into the hub's store by [`flist_convert::reencode()`], the routes naming the

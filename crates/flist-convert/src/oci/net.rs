@@ -87,7 +87,7 @@ impl NetworkPolicy {
 
     /// Checks a URL (the request's, every redirect hop's, a token realm's) before it is
     /// dialled: an IP-literal host must be public or trusted with this port. A host name is
-    /// checked on the addresses it resolves to when connecting ([`GuardedResolver`]), which
+    /// checked on the addresses it resolves to when connecting (`GuardedResolver`), which
     /// does not see the port: so a name the operator trusts only on other ports
     /// (`localhost:5000` listed, `localhost:5001` asked) is resolved here and must be
     /// public, as any untrusted name.

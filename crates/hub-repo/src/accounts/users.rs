@@ -208,7 +208,7 @@ impl Accounts {
     /// account. A new one gets an account of its own name (no password; the old hub's
     /// naming), unless that name is taken by an account, an organisation or a name that
     /// differs only by case: then [`RepoError::Forbidden`] (the account's owner may link
-    /// the identity with [`Hub::link_identity`]). Never an existing account it was not
+    /// the identity with [`Accounts::link_identity`]). Never an existing account it was not
     /// linked to.
     pub fn identity_account(&self, provider: &str, subject: &str) -> Result<String, RepoError> {
         validate_user(subject)?;
