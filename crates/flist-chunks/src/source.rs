@@ -247,11 +247,15 @@ impl ChunkSource {
     /// worker or `spawn_blocking`), never from an async task.
     pub fn get(&self, block: &Block) -> Result<Arc<Vec<u8>>, Arc<ChunkError>> {
         let sh = &self.shared;
-        if let Some(v) = lock(&sh.memory).get(block) {
-            sh.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(v);
-        }
         let (slot, mut leader) = {
+            // Memory and the in-flight table are looked at together (in `prefetch`'s lock
+            // order): a load finishing in between (memory filled, then its slot removed)
+            // would otherwise be missed in both and fetched again.
+            let mut memory = lock(&sh.memory);
+            if let Some(v) = memory.get(block) {
+                sh.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(v);
+            }
             let mut inflight = lock(&sh.inflight);
             match inflight.get(block) {
                 Some(s) => (s.clone(), false),
