@@ -22,7 +22,8 @@
 //!
 //! # Example
 //! ```
-//! use flist_convert::{extract, pack_dir, verify, ConvertOptions, ExtractOptions};
+//! use flist_convert::{convert, extract, verify, ConvertOptions, ExtractOptions, Source};
+//! use flist_format::Flist;
 //! use flist_store::BlockingStore;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,14 +33,17 @@
 //! std::fs::write(src.join("etc/motd"), "hello\n")?;
 //! let store = BlockingStore::open(&format!("dir://{}", tmp.path().join("chunks").display()))?;
 //!
-//! // a directory to a tree, its chunks in the store
-//! let packed = pack_dir(&src, Some(&store), &ConvertOptions::default())?;
-//! assert_eq!(packed.stats.files, 1);
+//! // a directory to an flist, its chunks in the store
+//! let converted = convert(Source::Dir(src), Some(&store), &ConvertOptions::default())?;
+//! assert_eq!(converted.stats.files, 1);
+//! let path = tmp.path().join("app.flist");
+//! converted.write_flist(&path)?;
+//! let flist = Flist::open(&path)?;
 //! // every chunk there and intact (deep: fetched and decoded)
-//! assert!(verify(&packed.tree, &store, true)?.is_ok());
+//! assert!(verify(&flist.tree, &store, true)?.is_ok());
 //! // and back to a directory
 //! let out = tmp.path().join("out");
-//! extract(&packed.tree, &out, &store, &ExtractOptions::default())?;
+//! extract(&flist.tree, &out, &store, &ExtractOptions::default())?;
 //! assert_eq!(std::fs::read_to_string(out.join("etc/motd"))?, "hello\n");
 //! # Ok(()) }
 //! ```
