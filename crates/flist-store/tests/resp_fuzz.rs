@@ -2,30 +2,12 @@
 //! its seeds, the inputs libFuzzer kept (`fuzz/corpus/resp_replies/`, when present), random
 //! bytes, and random well-formed reply streams cut and corrupted at random places.
 
-use std::path::Path;
-
 use flist_store::fuzzing::resp_replies;
 use proptest::prelude::*;
 
-fn run_dir(dir: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut n = 0;
-    for e in rd.flatten() {
-        let data = std::fs::read(e.path()).expect("read seed");
-        resp_replies(&data);
-        n += 1;
-    }
-    n
-}
-
 #[test]
 fn seeds_and_kept_inputs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    assert!(run_dir(&root.join("seeds/resp_replies")) >= 5);
-    run_dir(&root.join("corpus/resp_replies"));
-    run_dir(&root.join("artifacts/resp_replies"));
+    assert!(test_support::run_fuzz_inputs("resp_replies", resp_replies) >= 5);
 }
 
 /// A well-formed reply, encoded.

@@ -3,30 +3,12 @@
 //! present), random bytes, and random well-formed command streams (arrays and inline lines)
 //! cut and corrupted at random places.
 
-use std::path::Path;
-
 use flist_store::fuzzing::zdb_requests;
 use proptest::prelude::*;
 
-fn run_dir(dir: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut n = 0;
-    for e in rd.flatten() {
-        let data = std::fs::read(e.path()).expect("read seed");
-        zdb_requests(&data);
-        n += 1;
-    }
-    n
-}
-
 #[test]
 fn seeds_and_kept_inputs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    assert!(run_dir(&root.join("seeds/zdb_requests")) >= 9);
-    run_dir(&root.join("corpus/zdb_requests"));
-    run_dir(&root.join("artifacts/zdb_requests"));
+    assert!(test_support::run_fuzz_inputs("zdb_requests", zdb_requests) >= 9);
 }
 
 /// A command name the endpoint knows (or not), in any case.

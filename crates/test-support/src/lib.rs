@@ -127,6 +127,31 @@ pub fn http_get(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
     Ok((status, body))
 }
 
+/// Runs `run` over every input a cargo-fuzz target has on disk under `fuzz/`: `seeds/<target>`
+/// (which must exist), then what libFuzzer kept in `corpus/<target>` and `artifacts/<target>`
+/// when present. Returns how many seeds there were.
+pub fn run_fuzz_inputs(target: &str, mut run: impl FnMut(&[u8])) -> usize {
+    let root = workspace_root().join("fuzz");
+    let mut seeds = 0;
+    for (kind, required) in [("seeds", true), ("corpus", false), ("artifacts", false)] {
+        let dir = root.join(kind).join(target);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("reading {}: {e}", dir.display()),
+        };
+        for entry in rd.flatten() {
+            let data = std::fs::read(entry.path())
+                .unwrap_or_else(|e| panic!("reading {}: {e}", entry.path().display()));
+            run(&data);
+            if kind == "seeds" {
+                seeds += 1;
+            }
+        }
+    }
+    seeds
+}
+
 /// `tests/fixtures/flist-v2`: the reference fixtures copied from `shared/`.
 pub fn fixtures_dir() -> PathBuf {
     workspace_root().join("tests/fixtures/flist-v2")
