@@ -1027,3 +1027,106 @@ fn every_page_fits_and_is_readable() {
         )
     });
 }
+
+#[test]
+fn error_pages_keep_the_session_and_the_small_things_read_right() {
+    browser_test("small_things", |c, w| async move {
+        let mut tree = Tree::new(meta(0o755));
+        let bin = tree.mkdir_p("usr/bin", &meta(0o755)).unwrap();
+        tree.insert(bin, "tool", meta(0o755), file(3)).unwrap();
+        put_tree(w, "smallthings", "one.flist", tree, Metadata::new()).await;
+        let hub = w.hub.hub();
+        tokio::task::spawn_blocking(move || {
+            let a = Actor::new("smallthings".to_string(), vec![]);
+            hub.catalog().tag_add(
+                &a,
+                "smallthings",
+                "v1",
+                "one.flist",
+                "smallthings",
+                "one.flist",
+            )
+        })
+        .await
+        .map_err(err("join"))?
+        .map_err(err("tag"))?;
+
+        sign_in(&c, w, "smallthings").await?;
+        // A page that does not exist, under a repository and outside any: still signed in.
+        for path in [
+            "/smallthings/no-such.flist.md",
+            "/smallthings/tags/v1/nothing.flist",
+            "/no/such/page/at/all",
+        ] {
+            goto(&c, w, path).await?;
+            wait_css(&c, "#error-message").await?;
+            ensure(
+                c.find(Locator::Css("#signout")).await.is_ok()
+                    && c.find(Locator::Css("#signin")).await.is_err(),
+                format!("the error page of {path} shows the session"),
+            )?;
+        }
+        // Signed in, the home page offers no sign-in.
+        goto(&c, w, "/").await?;
+        let signin_links = c
+            .execute(
+                "return document.querySelectorAll('main a[href^=\"/login-method\"]').length",
+                vec![],
+            )
+            .await
+            .map_err(err("links"))?;
+        ensure(
+            signin_links == json!(0),
+            "no Sign in on the home page once signed in",
+        )?;
+        // A favicon, so browsers stop asking for a missing one.
+        let icon = c
+            .execute_async(
+                "const done = arguments[0]; \
+                 fetch('/favicon.ico').then(r => done([r.status, r.headers.get('content-type'), \
+                 !!document.querySelector('link[rel=icon]')]))",
+                vec![],
+            )
+            .await
+            .map_err(err("favicon"))?;
+        ensure(
+            icon == json!([200, "image/svg+xml", true]),
+            format!("favicon: {icon}"),
+        )?;
+        // One of a thing is singular.
+        goto(&c, w, "/smallthings").await?;
+        let counts = text_of(&c, ".pagehead p").await?;
+        ensure(
+            counts.starts_with("1 entry, 1 tag"),
+            format!("repository counts: {counts:?}"),
+        )?;
+        goto(&c, w, "/smallthings/one.flist.md").await?;
+        let counts = text_of(&c, "#counts").await?;
+        ensure(
+            counts.starts_with("1 file, 2 directories, 0 symlinks"),
+            format!("flist counts: {counts:?}"),
+        )?;
+        // The directory path reads as a path.
+        goto(&c, w, "/smallthings/one.flist.md?dir=/usr/bin#contents").await?;
+        let crumbs = text_of(&c, ".tree-crumbs").await?;
+        ensure(
+            crumbs.starts_with("/usr/bin ·") && crumbs.contains("1 entry"),
+            format!("breadcrumbs: {crumbs:?}"),
+        )?;
+        // The API page shows code as code, not backticks.
+        goto(&c, w, "/api/docs").await?;
+        let raw = c
+            .execute(
+                "document.querySelectorAll('details').forEach(d => d.open = true); \
+                 return [document.querySelector('main').innerText.includes('`'), \
+                 document.querySelectorAll('main p code, main summary code code, main li code').length]",
+                vec![],
+            )
+            .await
+            .map_err(err("api page"))?;
+        ensure(
+            raw[0] == json!(false) && raw[1].as_u64().unwrap_or(0) > 10,
+            format!("no raw backticks on /api/docs: {raw}"),
+        )
+    });
+}
