@@ -541,10 +541,12 @@ fn client_flist_error(what: &str, e: flist_convert::ConvertError) -> ApiError {
         ),
         ConvertError::Flist(m) => {
             let prefix = format!("{what}: ");
-            ApiError::bad_request(format!(
-                "{what} is not a readable flist: {}",
-                m.strip_prefix(&prefix).unwrap_or(&m)
-            ))
+            let m = m.strip_prefix(&prefix).unwrap_or(&m);
+            ApiError::bad_request(if m.starts_with("not an flist") {
+                format!("{what}: {m}")
+            } else {
+                format!("{what} is not a readable flist: {m}")
+            })
         }
         other => produce::convert_error(other),
     }
