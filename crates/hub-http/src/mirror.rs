@@ -766,6 +766,8 @@ impl Mirror {
                 entries,
                 tags,
                 blobs,
+                // An old hub has no private repositories.
+                private: false,
             },
             paths,
         )))
