@@ -959,7 +959,11 @@ fn visibility(data: &Path, repo: &str, v: &str) {
         .args([repo, v])
         .output()
         .expect("hub-server repo visibility");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Waits until `GET base path` answers `status`.

@@ -79,10 +79,21 @@ fn a_private_flist_is_extracted_verified_and_mounted_with_a_member_token() {
     let bob = test_support::hub::issue_token(&hub_server_bin(), &data, "bob", &[]);
     // Private before its first flist, by the operator.
     let out = Command::new(hub_server_bin())
-        .args(["repo", "visibility", "--data-dir", p(&data), "alice", "private"])
+        .args([
+            "repo",
+            "visibility",
+            "--data-dir",
+            p(&data),
+            "alice",
+            "private",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let code = curl_code(&[
         "-H",
         &format!("Authorization: bearer {alice}"),

@@ -400,8 +400,7 @@ impl Cli {
             }) => &b.hubs,
             _ => &none,
         };
-        let failover =
-            Failover::from_env(&hubs.hubs, hubs.token.as_deref(), self.connect_timeout)
+        let failover = Failover::from_env(&hubs.hubs, hubs.token.as_deref(), self.connect_timeout)
             .map_err(|e| Error::usage(&function, e))?;
         crate::failover::configure(failover);
         self.cmd.run(&function, &stores, progress)
