@@ -74,7 +74,9 @@ pub async fn repository(
     let mut snap = st
         .blocking(move |hub| Ok(hub.replica().repo_snapshot(&r)?))
         .await?
-        .filter(|s| viewer.sees(&s.name))
+        // The snapshot's own flag too: the private set may lag a write of another process
+        // (`hub-server repo visibility`) by a watch interval.
+        .filter(|s| viewer.sees(&s.name) && (!s.private || viewer.reads(&s.name)))
         .ok_or_else(|| ApiError::not_found(format!("no repository {repo}")))?;
     // Links and tag links into repositories this reader may not see are not its to copy.
     let sees_target = |r: &Option<String>| r.as_deref().is_none_or(|r| viewer.sees(r));

@@ -64,6 +64,11 @@ impl Viewer {
         !self.private.contains(repo) || self.reader.as_ref().is_some_and(|a| a.may_read(repo))
     }
 
+    /// May this reader read `repo` were it private (its own, its organisations')?
+    pub fn reads(&self, repo: &str) -> bool {
+        self.reader.as_ref().is_some_and(|a| a.may_read(repo))
+    }
+
     /// May this reader see every one of `repos`?
     pub fn sees_all<'a>(&self, repos: impl IntoIterator<Item = &'a String>) -> bool {
         repos.into_iter().all(|r| self.sees(r))
