@@ -14,16 +14,20 @@ use super::{page_result, redirect_with, seg, Ctx};
 use crate::error::ApiError;
 use crate::lookup;
 use crate::state::Shared;
+use crate::visibility::Viewer;
 
 /// Results per page of search.
 const SEARCH_PAGE: u64 = 50;
 
 /// `GET /`
-pub async fn home(State(st): State<Shared>, ctx: Ctx) -> Response {
+pub async fn home(State(st): State<Shared>, viewer: Viewer, ctx: Ctx) -> Response {
     let r = async {
-        let (repos, recent) = st
-            .blocking(|hub| Ok((hub.catalog().repo_summaries()?, hub.catalog().recent_flists(10)?)))
+        let (mut repos, mut recent) = st
+            .blocking(|hub| Ok((hub.catalog().repo_summaries()?, hub.catalog().recent_flists(50)?)))
             .await?;
+        repos.retain(|r| viewer.sees(&r.name));
+        recent.retain(|f| viewer.sees(&f.repo));
+        recent.truncate(10);
         let official = &st.config.official;
         let row = |r: &hub_repo::browse::RepoSummary| {
             json!({"name": r.name, "updated": r.updated, "entries": r.entries, "tags": r.tags})
@@ -66,16 +70,24 @@ fn api_guard(repo: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /<repo>`
-pub async fn repo(State(st): State<Shared>, Path(repo): Path<String>, ctx: Ctx) -> Response {
+pub async fn repo(
+    State(st): State<Shared>,
+    Path(repo): Path<String>,
+    viewer: Viewer,
+    ctx: Ctx,
+) -> Response {
     let r = async {
         api_guard(&repo)?;
         names::validate_repo(&repo).map_err(not_found)?;
         let r2 = repo.clone();
+        let v2 = viewer.clone();
         let (items, md5s) = st
             .blocking(move |hub| {
                 let items = hub
                     .catalog().list(&r2)?
+                    .filter(|_| v2.sees(&r2))
                     .ok_or_else(|| ApiError::not_found(format!("There is no repository {r2}.")))?;
+                let items = v2.filter(items);
                 let mut md5s = HashMap::new();
                 for l in &items {
                     if matches!(l.kind, ListedKind::Regular | ListedKind::Symlink) && !l.broken {
@@ -284,6 +296,7 @@ pub async fn repo_action(
 pub async fn tag(
     State(st): State<Shared>,
     Path((repo, tag)): Path<(String, String)>,
+    viewer: Viewer,
     ctx: Ctx,
 ) -> Response {
     let r = async {
@@ -294,7 +307,8 @@ pub async fn tag(
         let links = st
             .blocking(move |hub| Ok(hub.catalog().tag_links(&r2, &t2)?))
             .await?;
-        let links: Vec<Value> = links
+        let links: Vec<Value> = viewer
+            .filter(links)
             .iter()
             .map(|l| {
                 let target = l.target.clone().unwrap_or_default();
@@ -346,7 +360,12 @@ fn highlight(path: &str, q: &str) -> (String, String, String) {
 }
 
 /// `GET /search?q=&page=`: flists by name and files by path inside any flist.
-pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>, ctx: Ctx) -> Response {
+pub async fn search(
+    State(st): State<Shared>,
+    Query(q): Query<SearchQuery>,
+    viewer: Viewer,
+    ctx: Ctx,
+) -> Response {
     let needle: String = q.q.trim().chars().take(256).collect();
     let page = q.page.min(1000);
     let r = async {
@@ -354,14 +373,32 @@ pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>, ctx:
             return Ok(ctx.render("search.html", "Search", json!({"q": ""})));
         }
         let n2 = needle.clone();
+        let v2 = viewer.clone();
         let (names_hit, paths) = st
             .blocking(move |hub| {
-                let names_hit = if page == 0 {
+                let mut names_hit = if page == 0 {
                     hub.catalog().search(&n2, 100)?
                 } else {
                     Vec::new()
                 };
-                let paths = hub.paths().search(&n2, page * SEARCH_PAGE, SEARCH_PAGE + 1)?;
+                // Private repositories: only those this reader may read, and no link
+                // whose chain passes through another.
+                let readable = v2.readable();
+                if readable.is_some() {
+                    names_hit.retain(|(r, n)| {
+                        v2.sees(r)
+                            && match hub.catalog().resolve(r, n) {
+                                Ok(res) => v2.sees_all(&res.via),
+                                Err(_) => true,
+                            }
+                    });
+                }
+                let paths = hub.paths().search_visible(
+                    &n2,
+                    page * SEARCH_PAGE,
+                    SEARCH_PAGE + 1,
+                    readable.as_deref(),
+                )?;
                 Ok((names_hit, paths))
             })
             .await?;
