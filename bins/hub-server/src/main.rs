@@ -466,6 +466,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
             );
             print_gc(&orphans, "to collect");
+            let fl = hub_http::formats::prune_cache(&hub, &orphans.unreferenced, true)
+                .context("looking at the .fl cache")?;
+            print_fl_prune(&fl, "to collect");
             if !orphans.is_empty() {
                 println!("run `hub-server gc` to remove them");
             }
@@ -493,7 +496,12 @@ fn run(cli: Cli) -> Result<()> {
                 grace: std::time::Duration::from_secs(grace),
                 dry_run,
             })?;
-            print_gc(&rep, if dry_run { "to collect" } else { "collected" });
+            let verb = if dry_run { "to collect" } else { "collected" };
+            print_gc(&rep, verb);
+            // The .fl files converted from flist files now gone go with them.
+            let fl = hub_http::formats::prune_cache(&hub, &rep.unreferenced, dry_run)
+                .context("pruning the .fl cache")?;
+            print_fl_prune(&fl, verb);
             Ok(())
         }
     }
@@ -588,6 +596,18 @@ fn restamp(mut cfg: HubConfig, dry_run: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn print_fl_prune(p: &hub_http::formats::Pruned, verb: &str) {
+    for f in &p.files {
+        println!("converted .fl of a gone flist {f}");
+    }
+    println!(
+        "{verb}: {} cached .fl files of gone flists, {} temp files ({} bytes)",
+        p.files.len(),
+        p.temp_files,
+        p.bytes
+    );
 }
 
 fn print_gc(rep: &GcReport, verb: &str) {
