@@ -1,6 +1,6 @@
 //! Organisations recorded in the catalog.
 
-use rusqlite::params;
+use crate::db::sql::params;
 
 use super::Accounts;
 use crate::clock::now;
