@@ -668,8 +668,12 @@ async fn serve(cfg: HubConfig) -> Result<()> {
     let server = hub_http::start(cfg).await?;
     let st = server.state.clone();
     let users = st.hub.accounts().user_count().unwrap_or(0);
+    let catalog = match &st.config.catalog {
+        Some(_) => format!(", catalog {}", st.config.catalog_shown()),
+        None => String::new(),
+    };
     println!(
-        "flist hub listening on http://{} (public URL {}, data in {})",
+        "flist hub listening on http://{} (public URL {}, data in {}{catalog})",
         server.addr,
         st.config.public_url(),
         data_dir.display()

@@ -48,8 +48,9 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// One client and the statements prepared on it.
-pub struct PgConn {
+/// One client and the statements prepared on it; it lives on its own thread (see
+/// [`PgConn`]).
+struct Slot {
     config: postgres::Config,
     client: Option<Client>,
     cache: HashMap<String, Statement>,
@@ -66,7 +67,7 @@ fn params(values: &[Value]) -> Params<'_> {
         .collect()
 }
 
-impl PgConn {
+impl Slot {
     fn connected(&mut self) -> Result<&mut Client> {
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
@@ -129,11 +130,11 @@ impl PgConn {
     }
 
     /// Prepares `sql` (SQLite's spelling) once, so that errors in it show at prepare time.
-    pub(crate) fn prepare(&mut self, sql: &str) -> Result<()> {
+    fn prepare(&mut self, sql: &str) -> Result<()> {
         self.run(Some(sql), |_, _| Ok(()))
     }
 
-    pub(crate) fn execute(&mut self, sql: &str, values: &[Value]) -> Result<usize> {
+    fn execute(&mut self, sql: &str, values: &[Value]) -> Result<usize> {
         let p = params(values);
         self.run(Some(sql), |c, st| match st {
             Some(st) => c.execute(st, &p),
@@ -142,7 +143,7 @@ impl PgConn {
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    pub(crate) fn query(&mut self, sql: &str, values: &[Value]) -> Result<Vec<postgres::Row>> {
+    fn query(&mut self, sql: &str, values: &[Value]) -> Result<Vec<postgres::Row>> {
         let p = params(values);
         self.run(Some(sql), |c, st| match st {
             Some(st) => c.query(st, &p),
@@ -150,8 +151,83 @@ impl PgConn {
         })
     }
 
-    pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
+    fn batch(&mut self, sql: &str) -> Result<()> {
         self.run(None, |c, _| c.batch_execute(sql))
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Slot) + Send>;
+
+/// One connection of the pool. The `postgres` client blocks on a runtime of its own, which
+/// tokio forbids on a thread that drives async tasks (and a client may be used, or dropped,
+/// wherever the hub is): so each client lives on a plain thread of its own, and every call
+/// is sent there and waited for (the caller blocks, as on SQLite).
+pub struct PgConn {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl PgConn {
+    fn new(config: postgres::Config) -> Result<Self, RepoError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("catalog-pg".into())
+            .spawn(move || {
+                let mut slot = Slot {
+                    config,
+                    client: None,
+                    cache: HashMap::new(),
+                    in_tx: false,
+                };
+                // ends (dropping the client here) when the pool is dropped
+                while let Ok(job) = rx.recv() {
+                    job(&mut slot);
+                }
+            })
+            .map_err(|e| RepoError::io("start a catalog connection thread", "catalog", e))?;
+        Ok(PgConn { jobs: tx })
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Slot) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::new(move |slot| {
+            let _ = tx.send(f(slot));
+        });
+        if self.jobs.send(job).is_err() {
+            return Err(DbError::Type(0, "catalog connection thread ended".into()));
+        }
+        rx.recv()
+            .unwrap_or_else(|_| Err(DbError::Type(0, "catalog connection thread ended".into())))
+    }
+
+    /// Prepares `sql` (SQLite's spelling) once, so that errors in it show at prepare time.
+    pub(crate) fn prepare(&mut self, sql: &str) -> Result<()> {
+        let sql = sql.to_string();
+        self.call(move |s| s.prepare(&sql))
+    }
+
+    pub(crate) fn execute(&mut self, sql: &str, values: &[Value]) -> Result<usize> {
+        let (sql, values) = (sql.to_string(), values.to_vec());
+        self.call(move |s| s.execute(&sql, &values))
+    }
+
+    pub(crate) fn query(&mut self, sql: &str, values: &[Value]) -> Result<Vec<postgres::Row>> {
+        let (sql, values) = (sql.to_string(), values.to_vec());
+        self.call(move |s| s.query(&sql, &values))
+    }
+
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
+        let sql = sql.to_string();
+        self.call(move |s| s.batch(&sql))
+    }
+
+    fn set_in_tx(&mut self, on: bool) {
+        let _ = self.call(move |s| {
+            s.in_tx = on;
+            Ok(())
+        });
     }
 }
 
@@ -343,16 +419,10 @@ impl PgPool {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("flist-hub");
+        config.options("-c client_min_messages=warning");
         let conns = (0..POOL)
-            .map(|_| {
-                Mutex::new(RefCell::new(PgConn {
-                    config: config.clone(),
-                    client: None,
-                    cache: HashMap::new(),
-                    in_tx: false,
-                }))
-            })
-            .collect();
+            .map(|_| PgConn::new(config.clone()).map(|c| Mutex::new(RefCell::new(c))))
+            .collect::<Result<Vec<_>, RepoError>>()?;
         let pool = PgPool {
             url: shown.clone(),
             conns,
@@ -395,7 +465,7 @@ impl PgPool {
                 "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
             ))
             .ctx("begin")?;
-        cell.borrow_mut().in_tx = true;
+        cell.borrow_mut().set_in_tx(true);
         let out = match f() {
             Ok(v) => cell.borrow_mut().batch("COMMIT").ctx("commit").map(|()| v),
             Err(e) => {
@@ -403,7 +473,7 @@ impl PgPool {
                 Err(e)
             }
         };
-        cell.borrow_mut().in_tx = false;
+        cell.borrow_mut().set_in_tx(false);
         out
     }
 
