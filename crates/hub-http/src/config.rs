@@ -631,6 +631,21 @@ mod tests {
         assert!(c
             .apply_env([("HUB_MAX_UPLOAD_BYTES".to_string(), "lots".to_string())])
             .is_err());
+        // the catalog: the SQLite file by default, a PostgreSQL URL shown without password
+        assert!(c.catalog_shown().ends_with("catalog.sqlite3"));
+        c.apply_env([(
+            "HUB_CATALOG".to_string(),
+            "postgres://hub:pw-x9@db:5432/hub".to_string(),
+        )])
+        .expect("catalog");
+        assert_eq!(
+            c.catalog.as_deref(),
+            Some("postgres://hub:pw-x9@db:5432/hub")
+        );
+        assert_eq!(c.catalog_shown(), "postgres://hub:***@db:5432/hub");
+        let toml: HubConfig =
+            toml::from_str("catalog = \"postgres://u:p@h/db\"").expect("catalog key");
+        assert_eq!(toml.catalog.as_deref(), Some("postgres://u:p@h/db"));
         let bad = std::env::temp_dir().join(format!("hub-bad-{}.toml", std::process::id()));
         std::fs::write(&bad, "listen = 5\nunknown_key = 1\n").expect("write");
         assert!(HubConfig::from_file(&bad).is_err());
