@@ -57,6 +57,10 @@ const MIGRATIONS: &[Migration] = &[
         what: "external identities (3Bot) linked to accounts",
         apply: |tx| tx.execute_batch(IDENTITIES),
     },
+    Migration {
+        what: "private repositories, organisation roles, memberships named by tokens recorded",
+        apply: |tx| tx.execute_batch(VISIBILITY_AND_ROLES),
+    },
 ];
 
 /// The schema version this build writes.
@@ -103,7 +107,17 @@ pub(crate) fn migrate(conn: &mut Connection, what: &str) -> Result<(), RepoError
 /// whole schema of version 5 at once (the SQLite tables in PostgreSQL's types: `BIGINT`
 /// integers, booleans as 0/1 like SQLite's, `BIGSERIAL` row ids, the `user` column quoted);
 /// later versions append the same change in both lists.
-const PG_MIGRATIONS: &[(i64, &str, &str)] = &[(5, "base schema (version 5)", PG_BASE)];
+const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (5, "base schema (version 5)", PG_BASE),
+    (
+        6,
+        "private repositories, organisation roles",
+        "ALTER TABLE repositories ADD COLUMN private BIGINT NOT NULL DEFAULT 0;
+         ALTER TABLE org_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+             CHECK (role IN ('owner', 'member'));
+         CREATE INDEX org_members_user ON org_members(\"user\");",
+    ),
+];
 
 /// Brings the PostgreSQL catalog on `conn` to [`SCHEMA_VERSION`], in one transaction holding
 /// the migration lock: the first replica to start migrates, the others wait and find it done.
@@ -495,4 +509,22 @@ CREATE TABLE IF NOT EXISTS identities (
     PRIMARY KEY (provider, subject)
 );
 CREATE INDEX IF NOT EXISTS identities_user ON identities(user);
+"#;
+
+/// Schema version 6: a repository may be private (readable by its user or the members of its
+/// organisation only); an organisation member is an `owner` (manages members and visibility)
+/// or a `member` (writes). Organisations that live tokens name become recorded memberships:
+/// from this version on a token or session carries the memberships its user has *now*
+/// (read by `accounts/`), so the organisations a token was issued for keep working.
+const VISIBILITY_AND_ROLES: &str = r#"
+ALTER TABLE repositories ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE org_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+    CHECK (role IN ('owner', 'member'));
+CREATE INDEX IF NOT EXISTS org_members_user ON org_members(user);
+INSERT OR IGNORE INTO orgs(name, created)
+    SELECT DISTINCT j.value, t.created FROM tokens t, json_each(t.memberof) j
+    WHERE json_valid(t.memberof) AND t.revoked IS NULL AND typeof(j.value) = 'text';
+INSERT OR IGNORE INTO org_members(org, user, role)
+    SELECT DISTINCT j.value, t.user, 'member' FROM tokens t, json_each(t.memberof) j
+    WHERE json_valid(t.memberof) AND t.revoked IS NULL AND typeof(j.value) = 'text';
 "#;
