@@ -993,7 +993,6 @@ fn holds(data: &Path, repo: &str) -> Option<bool> {
 /// allowed to read it (and stays private there); a mirror without one never holds it, and
 /// drops a repository that turns private.
 #[tokio::test]
-#[ignore = "regressed on main after the PostgreSQL/private-repository merges (2026-12-07): a repository made public again is not re-copied by the mirrors within 30 s; to fix, issue 27"]
 async fn mirrors_copy_private_repositories_only_with_a_token_allowed_to_read_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pdata = dir.path().join("primary");
