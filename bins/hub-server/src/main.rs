@@ -72,8 +72,8 @@ enum Cmd {
         path: PathBuf,
     },
     /// Check the catalog, every stored flist file, and that readers can reach the backend
-    /// each flist announces; report what `gc` would collect. Exits 1 on a problem or when
-    /// flist files no entry references (orphans) are found.
+    /// each flist announces; report what `gc` would collect (flist files no entry references
+    /// any more: expected after deletes, not a problem). Exits 1 on a problem.
     Check {
         /// Data directory.
         #[arg(long, default_value = "./hub-data")]
@@ -450,27 +450,25 @@ fn run(cli: Cli) -> Result<()> {
                 grace: std::time::Duration::ZERO,
                 dry_run: true,
             })?;
-            let has_orphans = !orphans.unreferenced.is_empty()
-                || !orphans.unrecorded.is_empty()
-                || orphans.path_index > 0;
             let sound = rep.is_clean() && unreachable.is_empty();
             println!(
                 "{} entries, {} files checked, {} unreachable backends: {}",
                 rep.entries_checked,
                 rep.blobs_checked,
                 unreachable.len(),
-                match (sound, has_orphans) {
-                    (true, false) => "clean",
-                    (true, true) => "ORPHANS (flist files no entry references)",
-                    _ => "PROBLEMS",
-                }
+                if sound { "clean" } else { "PROBLEMS" }
             );
-            print_gc(&orphans, "to collect");
+            print_gc(&orphans, "garbage to collect");
             if !orphans.is_empty() {
-                println!("run `hub-server gc` to remove them");
+                // Deleting or replacing an flist leaves its file for `gc` (a download may
+                // still be reading it); an interrupted upload leaves an unrecorded one.
+                println!(
+                    "this garbage is expected after deletes and interrupted uploads, not a \
+                     problem: run `hub-server gc` to remove it"
+                );
             }
-            // Problems and orphan files both fail the check (scripts and monitoring see it).
-            if !sound || has_orphans {
+            // Problems fail the check (scripts and monitoring see it); garbage does not.
+            if !sound {
                 std::process::exit(1);
             }
             Ok(())

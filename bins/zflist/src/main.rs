@@ -38,9 +38,25 @@ fn main() -> ExitCode {
         cli.quiet,
     ));
     let function = cli.function.clone();
+    if function == "mount" {
+        mount_log();
+    }
     let result = cli.run(&reporter);
     reporter.finish("");
     finish(json, &function, result)
+}
+
+/// A mount serves reads for as long as it runs: what goes wrong meanwhile (the chunk store
+/// stops answering, and when it answers again) is logged on stderr, at info level by
+/// default (`RUST_LOG` overrides).
+fn mount_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Help and version are printed by clap; any other parse error becomes one line (or the
@@ -86,6 +102,10 @@ fn finish(json: bool, function: &str, result: zflist_core::Result<Response>) -> 
         match &result {
             Ok(r) => {
                 let _ = out.write_all(r.text.as_bytes());
+                let _ = out.flush();
+                for n in &r.notes {
+                    eprintln!("zflist: {function}: {}", zflist_core::display::escape(n));
+                }
                 if let Some(m) = &r.failure {
                     eprintln!("zflist: {function}: {m}");
                 }

@@ -340,7 +340,11 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
                 Ok(a) => a,
                 Err(TokenCheck::Expired) => return Err(ApiError::unauthorized("token expired")),
                 Err(TokenCheck::Revoked) => return Err(ApiError::unauthorized("token revoked")),
-                Err(_) => return Err(ApiError::unauthorized("invalid signature")),
+                Err(_) => {
+                    return Err(ApiError::unauthorized(
+                        "token not recognised or expired: create a new one on /token or with `hub-server token create`",
+                    ))
+                }
             }
         }
     };

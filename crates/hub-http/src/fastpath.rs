@@ -119,6 +119,7 @@ impl Done {
                 secs,
                 None,
                 None,
+                false,
             );
         }
     }

@@ -234,6 +234,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         })?;
     let hub = Arc::new(hub);
     let store = flist_store::open(&config.store_url()).await?;
+    // A dead store is said at start, not found out at the first upload.
+    if let Err(why) = crate::health::probe_store(store.as_ref()).await {
+        tracing::warn!(
+            "the chunk store does not answer: {why}; uploads, pushes and chunk reads fail \
+             until it does (/readyz reports it)"
+        );
+    }
     let public_backend = config.announced_backend();
     match &public_backend {
         Some(b) => tracing::info!("new flists carry the backend {b}"),

@@ -1130,3 +1130,106 @@ fn error_pages_keep_the_session_and_the_small_things_read_right() {
         )
     });
 }
+
+#[test]
+fn the_upload_form_names_the_flist_and_asks_before_replacing() {
+    browser_test("upload_name_replace", |c, w| async move {
+        let dir = tempfile::tempdir().map_err(err("tempdir"))?;
+        let archive = |motd: &[u8]| {
+            let mut t = test_support::archive::RawTar::new();
+            t.dir("etc/").file("etc/motd", motd);
+            test_support::archive::gzip(&t.finish())
+        };
+        let path = dir.path().join("site-build-42.tar.gz");
+        std::fs::write(&path, archive(b"first\n")).map_err(err("write"))?;
+        sign_in(&c, w, "namer").await?;
+        let upload = |name: Option<&'static str>| {
+            let (c, path) = (c.clone(), path.clone());
+            async move {
+                goto(&c, w, "/upload").await?;
+                wait_css(&c, "#upload-file")
+                    .await?
+                    .send_keys(&path.display().to_string())
+                    .await
+                    .map_err(err("pick file"))?;
+                let field = wait_css(&c, "#upload-name").await?;
+                let shown = field.prop("value").await.map_err(err("name"))?;
+                ensure(
+                    shown.as_deref() == Some("site-build-42.flist"),
+                    format!("the default name is the archive's: {shown:?}"),
+                )?;
+                if let Some(n) = name {
+                    field.clear().await.map_err(err("clear"))?;
+                    field.send_keys(n).await.map_err(err("type name"))?;
+                }
+                wait_css(&c, "#upload-submit")
+                    .await?
+                    .click()
+                    .await
+                    .map_err(err("upload"))
+            }
+        };
+        // Named by the user.
+        upload(Some("my-site")).await?;
+        wait_url(&c, "/namer/my-site.flist.md").await?;
+        let md5_first = text_of(&c, "#md5").await?;
+        // The same name again: the page asks; declining stores nothing.
+        std::fs::write(&path, archive(b"second\n")).map_err(err("write"))?;
+        upload(Some("my-site")).await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let question = loop {
+            if let Ok(t) = c.get_alert_text().await {
+                break t;
+            }
+            if Instant::now() > deadline {
+                return Err("no question before replacing my-site.flist".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        ensure(
+            question.contains("namer already holds my-site.flist"),
+            format!("the question: {question:?}"),
+        )?;
+        c.dismiss_alert().await.map_err(err("decline"))?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ensure(
+            c.current_url().await.map_err(err("url"))?.path() == "/upload",
+            "declined: still on the form",
+        )?;
+        goto(&c, w, "/namer/my-site.flist.md").await?;
+        ensure(
+            text_of(&c, "#md5").await? == md5_first,
+            "declined: the flist is unchanged",
+        )?;
+        // Accepting replaces it.
+        upload(Some("my-site")).await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.get_alert_text().await.is_err() {
+            ensure(Instant::now() < deadline, "no question the second time")?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c.accept_alert().await.map_err(err("accept"))?;
+        wait_url(&c, "/namer/my-site.flist.md").await?;
+        let md5_second = text_of(&c, "#md5").await?;
+        ensure(md5_second != md5_first, "accepted: replaced")?;
+        // The hub itself refuses an unconfirmed replacement from the form (no script).
+        let refused = c
+            .execute_async(
+                "const done = arguments[0]; const d = new FormData(); d.append('name', 'my-site'); \
+                 d.append('file', new Blob(['x']), 'x.tar.gz'); \
+                 fetch('/upload', {method: 'POST', body: d, headers: {Accept: 'application/json'}}) \
+                 .then(r => r.json().then(v => done([r.status, v.message])))",
+                vec![],
+            )
+            .await
+            .map_err(err("post"))?;
+        ensure(
+            refused[0] == json!(409)
+                && refused[1]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("replace it"),
+            format!("unconfirmed replacement refused: {refused}"),
+        )
+    });
+}
