@@ -63,11 +63,21 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Organisations: members and their roles (owner: manages members and the
+    /// repository's visibility; member: writes into the organisation's repository).
+    Org {
+        #[command(subcommand)]
+        cmd: OrgCmd,
+    },
+    /// Repositories: visibility.
+    Repo {
+        #[command(subcommand)]
+        cmd: RepoCmd,
+    },
     /// Import an old hub's tree (`public/users`).
     ImportLegacy {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// The old tree: one directory per repository.
         path: PathBuf,
     },
@@ -75,22 +85,13 @@ enum Cmd {
     /// each flist announces; report what `gc` would collect (flist files no entry references
     /// any more: expected after deletes, not a problem). Exits 1 on a problem.
     Check {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
-        /// The server's TOML configuration (for its public URL and store).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The server's public URL (default: the configuration's, else the one the server
-        /// last ran under).
-        #[arg(long)]
-        public_url: Option<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
     /// Remove flist files no entry references (safe while the server runs).
     Gc {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Keep files without a catalog row younger than this: 1h, 10m, 0s.
         #[arg(long, default_value = "1h")]
         grace: String,
@@ -115,6 +116,10 @@ struct ConfigArgs {
     /// Chunk store URL (default dir://<data-dir>/chunks, served at /chunks/).
     #[arg(long)]
     store: Option<String>,
+    /// Catalog: a PostgreSQL URL (postgres://user:pass@host:port/db, shared by replicas)
+    /// or a SQLite file (default <data-dir>/catalog.sqlite3). Also HUB_CATALOG.
+    #[arg(long)]
+    catalog: Option<String>,
     /// Public backend announced in flists (zdb://host:port/namespace); default: the hub's
     /// 0-db endpoint with --zdb-listen, else its own /chunks/ for a dir:// store, the store
     /// itself for a 0-db.
@@ -144,6 +149,9 @@ impl ConfigArgs {
         if self.store.is_some() {
             cfg.store = self.store;
         }
+        if self.catalog.is_some() {
+            cfg.catalog = self.catalog;
+        }
         if let Some(b) = self.public_backend {
             cfg.public_backend = b;
         }
@@ -161,9 +169,8 @@ impl ConfigArgs {
 enum UserCmd {
     /// Create a local account (password: first line of stdin).
     Add {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// User name (also its repository).
         name: String,
         /// Read the password from stdin (required: passwords never go on the command line).
@@ -175,15 +182,13 @@ enum UserCmd {
     },
     /// List local accounts.
     List {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
     /// Change a password (first line of stdin); ends the user's web sessions.
     Passwd {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// User name.
         name: String,
         /// Read the password from stdin.
@@ -192,11 +197,72 @@ enum UserCmd {
     },
     /// Remove a local account (its repository stays); ends its web sessions.
     Remove {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// User name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCmd {
+    /// Create an organisation with its first owner (an existing account).
+    Create {
         /// Data directory.
         #[arg(long, default_value = "./hub-data")]
         data_dir: PathBuf,
-        /// User name.
+        /// Organisation name (also its repository).
         name: String,
+        /// Its first owner.
+        #[arg(long)]
+        owner: String,
+    },
+    /// Add an account to an organisation, or change its role.
+    Add {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// Organisation.
+        name: String,
+        /// The account.
+        user: String,
+        /// owner or member.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Remove an account from an organisation (its tokens stop acting for it at once).
+    Remove {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// Organisation.
+        name: String,
+        /// The account.
+        user: String,
+    },
+    /// List organisations, or one organisation's members.
+    List {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// Organisation whose members to list.
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCmd {
+    /// Make a repository private (readable by its user or organisation only; others get
+    /// 404) or public. A repository not created yet is created, so it can be private
+    /// before its first flist.
+    Visibility {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// The repository.
+        repo: String,
+        /// private or public.
+        visibility: String,
     },
 }
 
@@ -204,13 +270,14 @@ enum UserCmd {
 enum TokenCmd {
     /// Issue a token and print it.
     Create {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// The user it authenticates.
         #[arg(long)]
         user: String,
-        /// Organisations the user may act as (repeatable).
+        /// Organisations the user may act as (repeatable): the user is added to each as a
+        /// member (the organisation created if new). A token acts for the organisations its
+        /// user belongs to when it is used: `org remove` takes effect at once.
         #[arg(long = "member-of")]
         member_of: Vec<String>,
         /// Lifetime: 30d, 12h, 15m, 90s.
@@ -222,9 +289,8 @@ enum TokenCmd {
     },
     /// Revoke a token (its value, or `--id`).
     Revoke {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// The token value (may start with `-`).
         #[arg(allow_hyphen_values = true)]
         token: Option<String>,
@@ -280,6 +346,19 @@ fn load_config(config: Option<&PathBuf>) -> Result<HubConfig> {
     Ok(cfg)
 }
 
+/// Opens the hub `cfg` describes (data directory and catalog) for an admin command beside a
+/// running server: refuses a data directory holding no SQLite catalog (a command pointed at
+/// the wrong place); a PostgreSQL catalog is taken as it is.
+fn open_admin(cfg: &HubConfig) -> Result<Hub> {
+    Hub::open_existing_on(&cfg.data_dir, cfg.catalog.as_deref()).with_context(|| {
+        format!(
+            "opening the hub data in {} (catalog {})",
+            cfg.data_dir.display(),
+            cfg.catalog_shown()
+        )
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
     if !matches!(cli.cmd, Cmd::Serve { .. }) {
         init_logging("text")?;
@@ -313,10 +392,39 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Restamp { cfg, dry_run } => restamp(cfg.load()?, dry_run),
         Cmd::User { cmd } => user(cmd),
+        Cmd::Org { cmd } => org(cmd),
+        Cmd::Repo {
+            cmd:
+                RepoCmd::Visibility {
+                    data_dir,
+                    repo,
+                    visibility,
+                },
+        } => {
+            let private = match visibility.as_str() {
+                "private" => true,
+                "public" => false,
+                other => bail!("visibility {other:?}: expected private or public"),
+            };
+            let hub = Hub::open_existing(&data_dir)?;
+            let changed =
+                hub.catalog()
+                    .set_visibility(&hub_repo::Actor::system("admin"), &repo, private)?;
+            eprintln!(
+                "{repo} {} {visibility}{}",
+                if changed { "is now" } else { "was already" },
+                if private {
+                    ": only its user or its organisation's members can read it"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
         Cmd::Token {
             cmd:
                 TokenCmd::Create {
-                    data_dir,
+                    cfg,
                     user,
                     member_of,
                     ttl,
@@ -325,7 +433,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let secs = parse_duration_secs(&ttl)
                 .with_context(|| format!("bad --ttl {ttl:?} (use 30d, 12h, 15m, 90s)"))?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let (token, info) =
                 hub.accounts()
                     .create_token(&user, &member_of, secs, label.as_deref())?;
@@ -339,14 +447,9 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Token {
-            cmd:
-                TokenCmd::Revoke {
-                    data_dir,
-                    token,
-                    id,
-                },
+            cmd: TokenCmd::Revoke { cfg, token, id },
         } => {
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let done = match (token, id) {
                 (Some(t), None) => hub.accounts().revoke_token(&t)?,
                 (None, Some(i)) => hub.accounts().revoke_token_id(i)?,
@@ -358,9 +461,15 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("revoked");
             Ok(())
         }
-        Cmd::ImportLegacy { data_dir, path } => {
-            let hub = Hub::open(&data_dir)
-                .with_context(|| format!("opening the hub data in {}", data_dir.display()))?;
+        Cmd::ImportLegacy { cfg, path } => {
+            let cfg = cfg.load()?;
+            let hub = Hub::open_on(&cfg.data_dir, cfg.catalog.as_deref()).with_context(|| {
+                format!(
+                    "opening the hub data in {} (catalog {})",
+                    cfg.data_dir.display(),
+                    cfg.catalog_shown()
+                )
+            })?;
             let rep = hub
                 .import_legacy(&path)
                 .with_context(|| format!("importing the old hub tree {}", path.display()))?;
@@ -392,22 +501,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Check {
-            data_dir,
-            config,
-            public_url,
-        } => {
-            let mut cfg = load_config(config.as_ref())?;
-            cfg.data_dir = data_dir.clone();
-            if let Some(u) = public_url {
-                cfg.public_url = u;
-            }
+        Cmd::Check { cfg } => {
+            let mut cfg = cfg.load()?;
             if cfg.public_url.trim().is_empty() {
-                if let Some(u) = hub_http::reach::recorded_public_url(&data_dir) {
+                if let Some(u) = hub_http::reach::recorded_public_url(&cfg.data_dir) {
                     cfg.public_url = u;
                 }
             }
-            let hub = std::sync::Arc::new(Hub::open_existing(&data_dir)?);
+            let hub = std::sync::Arc::new(open_admin(&cfg)?);
             let rep = hub.integrity_check()?;
             for p in rep.sqlite.iter().chain(&rep.problems) {
                 eprintln!("{p}");
@@ -459,6 +560,9 @@ fn run(cli: Cli) -> Result<()> {
                 if sound { "clean" } else { "PROBLEMS" }
             );
             print_gc(&orphans, "garbage to collect");
+            let fl = hub_http::formats::prune_cache(&hub, &orphans.unreferenced, true)
+                .context("looking at the .fl cache")?;
+            print_fl_prune(&fl, "garbage to collect");
             if !orphans.is_empty() {
                 // Deleting or replacing an flist leaves its file for `gc` (a download may
                 // still be reading it); an interrupted upload leaves an unrecorded one.
@@ -474,7 +578,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Gc {
-            data_dir,
+            cfg,
             grace,
             dry_run,
         } => {
@@ -486,12 +590,17 @@ fn run(cli: Cli) -> Result<()> {
             })
             .and_then(|s| u64::try_from(s).ok())
             .with_context(|| format!("bad --grace {grace:?} (use 1h, 10m, 0s)"))?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let rep = hub.gc(GcOptions {
                 grace: std::time::Duration::from_secs(grace),
                 dry_run,
             })?;
-            print_gc(&rep, if dry_run { "to collect" } else { "collected" });
+            let verb = if dry_run { "to collect" } else { "collected" };
+            print_gc(&rep, verb);
+            // The .fl files converted from flist files now gone go with them.
+            let fl = hub_http::formats::prune_cache(&hub, &rep.unreferenced, dry_run)
+                .context("pruning the .fl cache")?;
+            print_fl_prune(&fl, verb);
             Ok(())
         }
     }
@@ -505,7 +614,7 @@ fn restamp(mut cfg: HubConfig, dry_run: bool) -> Result<()> {
             cfg.public_url = u;
         }
     }
-    let hub = Hub::open_existing(&cfg.data_dir)?;
+    let hub = open_admin(&cfg)?;
     let plan = restamp::plan(&hub, &cfg)?;
     println!("this hub announces {}", plan.current);
     if let Some(last) = hub.own_backends()?.first() {
@@ -588,6 +697,18 @@ fn restamp(mut cfg: HubConfig, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
+fn print_fl_prune(p: &hub_http::formats::Pruned, verb: &str) {
+    for f in &p.files {
+        println!("converted .fl of a gone flist {f}");
+    }
+    println!(
+        "{verb}: {} cached .fl files of gone flists, {} temp files ({} bytes)",
+        p.files.len(),
+        p.temp_files,
+        p.bytes
+    );
+}
+
 fn print_gc(rep: &GcReport, verb: &str) {
     for sha in &rep.unreferenced {
         println!("unreferenced flist file {sha}");
@@ -613,13 +734,13 @@ fn print_gc(rep: &GcReport, verb: &str) {
 fn user(cmd: UserCmd) -> Result<()> {
     match cmd {
         UserCmd::Add {
-            data_dir,
+            cfg,
             name,
             password_stdin,
             admin,
         } => {
             let pw = password(password_stdin)?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let u = hub.accounts().user_add(&name, &pw, admin)?;
             eprintln!(
                 "created {}{}: sign in on the web page with this name and password",
@@ -628,8 +749,8 @@ fn user(cmd: UserCmd) -> Result<()> {
             );
             Ok(())
         }
-        UserCmd::List { data_dir } => {
-            let hub = Hub::open_existing(&data_dir)?;
+        UserCmd::List { cfg } => {
+            let hub = open_admin(&cfg.load()?)?;
             for u in hub.accounts().user_list()? {
                 println!(
                     "{}\t{}\tcreated {}",
@@ -641,18 +762,18 @@ fn user(cmd: UserCmd) -> Result<()> {
             Ok(())
         }
         UserCmd::Passwd {
-            data_dir,
+            cfg,
             name,
             password_stdin,
         } => {
             let pw = password(password_stdin)?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             hub.accounts().user_passwd(&name, &pw)?;
             eprintln!("password of {name} changed; its web sessions ended");
             Ok(())
         }
-        UserCmd::Remove { data_dir, name } => {
-            let hub = Hub::open_existing(&data_dir)?;
+        UserCmd::Remove { cfg, name } => {
+            let hub = open_admin(&cfg.load()?)?;
             let tokens = hub.accounts().user_remove(&name)?;
             eprintln!(
                 "removed {name}: its web sessions ended, {tokens} API token(s) revoked, its \
@@ -663,14 +784,76 @@ fn user(cmd: UserCmd) -> Result<()> {
     }
 }
 
+fn org(cmd: OrgCmd) -> Result<()> {
+    match cmd {
+        OrgCmd::Create {
+            data_dir,
+            name,
+            owner,
+        } => {
+            let hub = Hub::open_existing(&data_dir)?;
+            hub.accounts().org_create(&name, &owner)?;
+            eprintln!("created organisation {name}, owned by {owner}");
+        }
+        OrgCmd::Add {
+            data_dir,
+            name,
+            user,
+            role,
+        } => {
+            let role: hub_repo::OrgRole = role.parse()?;
+            let hub = Hub::open_existing(&data_dir)?;
+            hub.accounts().org_add(&name, &user, role)?;
+            eprintln!("{user} is {role} of {name}");
+        }
+        OrgCmd::Remove {
+            data_dir,
+            name,
+            user,
+        } => {
+            let hub = Hub::open_existing(&data_dir)?;
+            if !hub.accounts().org_remove(&name, &user)? {
+                bail!("{user} is not a member of {name}");
+            }
+            eprintln!(
+                "removed {user} from {name}: its sessions and tokens no longer act for {name}"
+            );
+        }
+        OrgCmd::List { data_dir, name } => {
+            let hub = Hub::open_existing(&data_dir)?;
+            match name {
+                None => {
+                    for o in hub.accounts().org_list()? {
+                        println!("{o}");
+                    }
+                }
+                Some(o) => {
+                    let members = hub
+                        .accounts()
+                        .org_members(&o)?
+                        .with_context(|| format!("no organisation {o}"))?;
+                    for m in members {
+                        println!("{}\t{}", m.user, m.role);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn serve(cfg: HubConfig) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
     let server = hub_http::start(cfg).await?;
     let st = server.state.clone();
     let users = st.hub.accounts().user_count().unwrap_or(0);
+    let catalog = match &st.config.catalog {
+        Some(_) => format!(", catalog {}", st.config.catalog_shown()),
+        None => String::new(),
+    };
     println!(
-        "flist hub listening on http://{} (public URL {}, data in {})",
+        "flist hub listening on http://{} (public URL {}, data in {}{catalog})",
         server.addr,
         st.config.public_url(),
         data_dir.display()

@@ -62,10 +62,11 @@ const WRITE: MethodFilter = MethodFilter::GET
 async fn info_fallback(
     method: Method,
     st: State<Shared>,
+    viewer: crate::visibility::Viewer,
     path: Path<(String, String)>,
 ) -> Response {
     if method.as_str() == "INFO" {
-        api::light(st, path).await.into_response()
+        api::light(st, viewer, path).await.into_response()
     } else {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -208,6 +209,11 @@ pub fn router(state: Shared) -> Router {
         .merge(api)
         .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(fallback)
+        // Private repositories: hidden paths, and the reader for the handlers.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::visibility::guard,
+        ))
         // CORS, request id, CSRF, body rate, heavy-request slots, mirror writes: one layer.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -226,10 +232,18 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         tracing::warn!("authentication is DISABLED by configuration: every caller may write (development only)");
     }
     let dir = config.data_dir.clone();
-    let hub = tokio::task::spawn_blocking(move || Hub::open(&dir))
+    let catalog = config.catalog.clone();
+    let hub = tokio::task::spawn_blocking(move || Hub::open_on(&dir, catalog.as_deref()))
         .await?
         .map_err(|source| ServerError::Repo {
-            dir: config.data_dir.display().to_string(),
+            dir: match &config.catalog {
+                Some(_) => format!(
+                    "{} (catalog {})",
+                    config.data_dir.display(),
+                    config.catalog_shown()
+                ),
+                None => config.data_dir.display().to_string(),
+            },
             source,
         })?;
     let hub = Arc::new(hub);

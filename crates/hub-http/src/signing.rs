@@ -108,10 +108,15 @@ pub async fn signing_key(State(st): State<Shared>) -> ApiResult<Json<Value>> {
 }
 
 /// `GET /<repo>/<name>.flist.sig`: the hub's signature of the flist served under that name.
-pub async fn signature(st: &Shared, repo: &str, file: &str) -> ApiResult<Response> {
+pub async fn signature(
+    st: &Shared,
+    viewer: &crate::visibility::Viewer,
+    repo: &str,
+    file: &str,
+) -> ApiResult<Response> {
     names::validate_repo(repo)?;
     names::validate_flist(file)?;
-    let r = st.resolve(repo, file).await?;
+    let r = st.resolve_for(viewer, repo, file).await?;
     let key = key_of(st)?;
     let doc = key.sign_digest(&r.sha256, &format!("{repo}/{file}"));
     Ok((
@@ -166,7 +171,7 @@ async fn vm_report(st: &Shared, sha256: &str) -> Value {
     }
 }
 
-/// Adds `signed`, `signature` and `vm` to a `/light` answer for a regular entry or link.
+/// Adds `signed`, `signature`, `vm` and `formats` to a `/light` answer for a regular entry or link.
 pub async fn annotate_light(st: &Shared, repo: &str, mut v: Light) -> Light {
     // The entry's own name (`x.flist`), whichever form the request used (`x`, `x.flist`):
     // one resolution path for every spelling.
@@ -180,5 +185,6 @@ pub async fn annotate_light(st: &Shared, repo: &str, mut v: Light) -> Light {
     v.author_signature =
         crate::author_sig::light_field(&st.config.data_dir, &r.sha256, repo, &name);
     v.vm = Some(vm);
+    v.formats = Some(crate::formats::links(repo, &name));
     v
 }

@@ -13,6 +13,7 @@ use crate::auth::{ACTIVE_USER_COOKIE, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::render::{self, html_escape as esc};
 use crate::state::Shared;
+use crate::visibility::Viewer;
 
 /// An error shown as an HTML page with its status (or as JSON when the flag is set, for
 /// `/api/` paths).
@@ -177,16 +178,18 @@ fn api_guard(repo: &str, rest: &str) -> Result<(), WebError> {
 /// `GET|HEAD /<repo>/<file>`: `.flist`, `.flist.md5`, `.txt`, `.json`, `.md`.
 pub async fn repo_file(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, file)): Path<(String, String)>,
     req: Request,
 ) -> WebResult<Response> {
     api_guard(&repo, &file)?;
     if let Some(flist) = file.strip_suffix(".flist.author.sig") {
         let file = format!("{flist}.flist");
-        return Ok(crate::author_sig::author_signature(&st, &repo, &file).await?);
+        return Ok(crate::author_sig::author_signature(&st, &viewer, &repo, &file).await?);
     }
     if let Some(flist) = file.strip_suffix(".flist.sig") {
-        return Ok(crate::signing::signature(&st, &repo, &format!("{flist}.flist")).await?);
+        let file = format!("{flist}.flist");
+        return Ok(crate::signing::signature(&st, &viewer, &repo, &file).await?);
     }
     no_such_file(names::validate_repo(&repo))?;
     let (name, kind) =
@@ -199,6 +202,7 @@ pub async fn repo_file(
         .resolve(&st.hub, key, move |hub| hub.catalog().resolve(&r2, &n2))
         .await
         .map_err(gone)?;
+    viewer.check_page(&r, &repo, &name)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
         "fl" => serve_fl(&st, &r, &file, req).await,
@@ -254,6 +258,7 @@ async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebRes
 /// `GET|HEAD /<repo>/tags/<tag>/<name>.flist` (and `.flist.md5`).
 pub async fn tag_file(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, tag, file)): Path<(String, String, String)>,
     req: Request,
 ) -> WebResult<Response> {
@@ -264,13 +269,19 @@ pub async fn tag_file(
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
     no_such_file(names::validate_flist(&name))?;
     let key = format!("{repo}/tags/{tag}/{name}");
-    let n2 = name.clone();
+    let (r2, t2, n2) = (repo.clone(), tag.clone(), name.clone());
     let r = st
         .downloads
         .resolve(&st.hub, key, move |hub| {
-            hub.catalog().resolve_in_tag(&repo, &tag, &n2)
+            hub.catalog().resolve_in_tag(&r2, &t2, &n2)
         })
         .await?;
+    // As a missing tag (its own repository hidden) or a missing link of the tag.
+    if !viewer.sees(&repo) {
+        let e = hub_repo::RepoError::NotFound(format!("{repo}/tags/{tag}"));
+        return Err(ApiError::from(e).into());
+    }
+    viewer.check_page(&r, &format!("{repo}/tags/{tag}"), &name)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
         "fl" => serve_fl(&st, &r, &file, req).await,

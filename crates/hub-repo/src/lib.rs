@@ -80,15 +80,17 @@ pub mod paths;
 mod replica;
 
 pub use accounts::{
-    token_hash, Accounts, SessionInfo, TokenCheck, TokenInfo, UserInfo, MIN_PASSWORD_LEN, THREEBOT,
+    token_hash, Accounts, OrgMember, OrgRole, SessionInfo, TokenCheck, TokenInfo, UserInfo,
+    MIN_PASSWORD_LEN, THREEBOT,
 };
 pub use actor::Actor;
 pub use catalog::{browse, Catalog, MAX_HOPS};
 pub use clock::now;
 pub use db::schema::SCHEMA_VERSION;
+pub use db::sql::DbError;
 pub use error::{io_is_full, RepoError};
 pub use files::{is_hex_sha256, StagedFlist, STALE_TEMP_SECS};
-pub use hub::Hub;
+pub use hub::{is_postgres_url, redact_catalog, Hub};
 pub use jobs::{JobRecord, JobState, Jobs};
 pub use maintenance::backends::{same_backend, FlistFile, OwnBackend};
 pub use maintenance::gc::{GcOptions, GcReport};

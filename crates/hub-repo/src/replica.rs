@@ -4,7 +4,7 @@
 //! A mirror applies a repository snapshot only once every flist file it references is stored
 //! (verified) under its content address, so an entry never becomes visible without its file.
 
-use rusqlite::{params, OptionalExtension};
+use crate::db::sql::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -120,6 +120,10 @@ pub struct RepoSnapshot {
     pub tags: Vec<SnapTag>,
     /// Flist files of the regular entries.
     pub blobs: Vec<SnapBlob>,
+    /// A private repository (readable by its user or organisation only): a mirror keeps it
+    /// private. Absent (public) from older primaries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 impl RepoSnapshot {
@@ -253,7 +257,7 @@ impl Replica {
     pub fn changes(&self, since: i64, limit: usize) -> Result<(Vec<Change>, i64), RepoError> {
         let records = self.catalog.audit_log(since, limit)?;
         let latest: i64 = self.db.read(|c| {
-            c.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))
+            c.query_row("SELECT coalesce(max(id), 0) FROM audit", (), |r| r.get(0))
                 .ctx("read audit cursor")
         })?;
         let changes = records
@@ -274,15 +278,15 @@ impl Replica {
     pub fn repo_snapshot(&self, repo: &str) -> Result<Option<RepoSnapshot>, RepoError> {
         validate_repo(repo)?;
         self.db.read(|c| {
-            let head: Option<(i64, i64)> = c
+            let head: Option<(i64, i64, bool)> = c
                 .query_row(
-                    "SELECT created, updated FROM repositories WHERE name = ?1",
+                    "SELECT created, updated, private FROM repositories WHERE name = ?1",
                     params![repo],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .ctx("read repository")?;
-            let Some((created, updated)) = head else {
+            let Some((created, updated, private)) = head else {
                 return Ok(None);
             };
             let mut st = c
@@ -365,6 +369,7 @@ impl Replica {
                 entries,
                 tags,
                 blobs,
+                private,
             }))
         })
     }
@@ -462,10 +467,11 @@ impl Replica {
                 .ctx("record flist file")?;
             }
             tx.prepare_cached(
-                "INSERT INTO repositories(name, created, updated) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(name) DO UPDATE SET created = excluded.created, updated = excluded.updated",
+                "INSERT INTO repositories(name, created, updated, private) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(name) DO UPDATE SET created = excluded.created, updated = excluded.updated, \
+                 private = excluded.private",
             )
-            .and_then(|mut s| s.execute(params![repo, snap.created, snap.updated]))
+            .and_then(|mut s| s.execute(params![repo, snap.created, snap.updated, snap.private]))
             .ctx("write repository")?;
             clear_repo(tx, repo)?;
             for e in &snap.entries {
@@ -545,7 +551,7 @@ impl Replica {
     }
 }
 
-fn clear_repo(tx: &rusqlite::Connection, repo: &str) -> Result<(), RepoError> {
+fn clear_repo(tx: &crate::db::sql::Connection<'_>, repo: &str) -> Result<(), RepoError> {
     for sql in [
         "DELETE FROM tag_links WHERE repo = ?1",
         "DELETE FROM tags WHERE repo = ?1",

@@ -13,6 +13,7 @@ mod sessions;
 mod tokens;
 mod users;
 
+pub use orgs::{OrgMember, OrgRole};
 pub use sessions::SessionInfo;
 pub use tokens::{token_hash, TokenCheck, TokenInfo};
 pub use users::{UserInfo, MIN_PASSWORD_LEN, THREEBOT};

@@ -1,8 +1,8 @@
 //! Hub API tokens: 32 random bytes, base64url; only their sha256 is stored.
 
+use crate::db::sql::{params, OptionalExtension};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::Accounts;
@@ -18,7 +18,8 @@ pub struct TokenInfo {
     pub id: i64,
     /// The user the token authenticates.
     pub user: String,
-    /// Organisations the user may act as.
+    /// Organisations the user may act as: from [`Accounts::check_token`], those it is a
+    /// member of at the time of use; in listings, those named when it was issued.
     pub memberof: Vec<String>,
     /// Free-form label.
     pub label: Option<String>,
@@ -85,12 +86,20 @@ impl Accounts {
         let expires = created.saturating_add(ttl_secs);
         let members = serde_json::to_string(memberof).unwrap_or_else(|_| "[]".into());
         let id = self.db.write(|tx| {
-            tx.execute(
-                "INSERT INTO tokens(hash, user, memberof, label, created, expires) VALUES (?1,?2,?3,?4,?5,?6)",
+            // The organisations named become memberships (an administrator issuing a token
+            // `--member-of acme` adds the user to acme): a token carries the memberships its
+            // user has when it is used, never a list of its own.
+            for m in memberof {
+                if super::orgs::memberships_on(tx, user)?.iter().all(|o| o != m) {
+                    super::orgs::insert_member(tx, m, user, super::OrgRole::Member)?;
+                }
+            }
+            tx.query_row(
+                "INSERT INTO tokens(hash, user, memberof, label, created, expires) VALUES (?1,?2,?3,?4,?5,?6) RETURNING id",
                 params![token_hash(&token), user, members, label, created, expires],
+                |r| r.get::<_, i64>(0),
             )
-            .ctx("create token")?;
-            Ok(tx.last_insert_rowid())
+            .ctx("create token")
         })?;
         let info = TokenInfo {
             id,
@@ -126,7 +135,7 @@ impl Accounts {
             })
             .ctx("read token")
         })?;
-        let Some((id, user, members, label, created, expires, revoked)) = row else {
+        let Some((id, user, _issued_with, label, created, expires, revoked)) = row else {
             return Ok(TokenCheck::Unknown);
         };
         if revoked.is_some() {
@@ -135,7 +144,9 @@ impl Accounts {
         if now() >= expires {
             return Ok(TokenCheck::Expired);
         }
-        let memberof: Vec<String> = serde_json::from_str(&members).unwrap_or_default();
+        // The organisations the user belongs to now (a removed member's token no longer
+        // acts for the organisation), whatever the token was issued with.
+        let memberof = self.memberships(&user)?;
         self.note_token_use(id);
         Ok(TokenCheck::Valid(TokenInfo {
             id,
@@ -244,7 +255,7 @@ impl Accounts {
                     .query_row(params![id], |r| r.get(0))
                     .map(Some)
                     .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        crate::db::sql::DbError::NoRows => Ok(None),
                         e => Err(e),
                     })
                     .ctx("read token use")?;

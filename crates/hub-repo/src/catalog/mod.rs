@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use crate::db::sql::Connection;
 use serde_json::Value;
 
 use crate::clock::now;
@@ -28,6 +28,7 @@ mod reads;
 pub(crate) mod sql;
 mod store;
 mod tags;
+mod visibility;
 
 pub use sql::MAX_HOPS;
 

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection};
+use crate::db::sql::{params, Connection};
 
-use super::sql::{entry_from_row, get_entry, resolve_on, resolve_tag_on};
+use super::sql::{entry_from_row, get_entry, resolve_on, resolve_tag_via, resolve_via};
 use super::Catalog;
 use crate::error::SqlContext;
 use crate::model::*;
@@ -18,7 +18,7 @@ impl Catalog {
                 .prepare_cached("SELECT name, updated FROM repositories ORDER BY name")
                 .ctx("list repositories")?;
             let rows = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok(RepoInfo {
                         name: r.get(0)?,
                         updated: r.get(1)?,
@@ -79,6 +79,7 @@ impl Catalog {
                     linktime: None,
                     target: None,
                     broken: false,
+                    via: Vec::new(),
                 },
                 EntryKind::Symlink {
                     target_repo,
@@ -91,13 +92,17 @@ impl Catalog {
                     } else {
                         format!("{target_repo}/{target_name}")
                     };
-                    let (size, updated, broken) = match resolve_on(c, &target_repo, &target_name) {
-                        Ok(r) => (r.size, r.updated, false),
-                        Err(
-                            RepoError::NotFound(_) | RepoError::Cycle(_) | RepoError::Invalid(_),
-                        ) => (0, e.updated, true),
-                        Err(err) => return Err(err),
-                    };
+                    let mut via = Vec::new();
+                    let (size, updated, broken) =
+                        match resolve_via(c, &target_repo, &target_name, &mut via) {
+                            Ok(r) => (r.size, r.updated, false),
+                            Err(
+                                RepoError::NotFound(_)
+                                | RepoError::Cycle(_)
+                                | RepoError::Invalid(_),
+                            ) => (0, e.updated, true),
+                            Err(err) => return Err(err),
+                        };
                     Listed {
                         name: e.name,
                         kind: ListedKind::Symlink,
@@ -106,10 +111,12 @@ impl Catalog {
                         linktime: e.linktime,
                         target: Some(target),
                         broken,
+                        via,
                     }
                 }
                 EntryKind::Taglink { target_repo, tag } => {
-                    let broken = match resolve_tag_on(c, &target_repo, &tag) {
+                    let mut via = Vec::new();
+                    let broken = match resolve_tag_via(c, &target_repo, &tag, &mut via) {
                         Ok(_) => false,
                         Err(RepoError::NotFound(_) | RepoError::Cycle(_)) => true,
                         Err(err) => return Err(err),
@@ -122,6 +129,7 @@ impl Catalog {
                         linktime: e.linktime,
                         target: Some(format!("{target_repo}/tags/{tag}")),
                         broken,
+                        via,
                     }
                 }
             });
@@ -144,6 +152,7 @@ impl Catalog {
                 linktime: None,
                 target: None,
                 broken: false,
+                via: Vec::new(),
             });
         }
         Ok(out)
@@ -170,7 +179,7 @@ impl Catalog {
                 .prepare_cached("SELECT name FROM repositories ORDER BY name")
                 .ctx("list repositories")?;
             let names = st
-                .query_map([], |r| r.get::<_, String>(0))
+                .query_map((), |r| r.get::<_, String>(0))
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .ctx("list repositories")?;
             let mut out = BTreeMap::new();
@@ -189,7 +198,7 @@ impl Catalog {
                 .prepare_cached("SELECT repo, name FROM entries ORDER BY repo, name")
                 .ctx("list entries")?;
             let v = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok(format!(
                         "{}/{}",
                         r.get::<_, String>(0)?,
