@@ -431,8 +431,14 @@ fn every_flist_command_takes_an_fl() {
     let flist = tmp.path().join("small.flist");
     zf(&["convert", p(&fl), p(&flist)]);
     let d = zflist_with(&["diff", p(&fl), p(&flist)], &[]);
+    // The note is on stderr: stdout holds the result only.
+    let note = String::from_utf8_lossy(&d.stderr);
     assert!(
-        String::from_utf8_lossy(&d.stdout).contains("not compared"),
+        note.contains("zflist: diff: note:") && note.contains("not compared"),
+        "{d:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&d.stdout).contains("note:"),
         "{d:?}"
     );
     zf(&["diff", p(&fl), p(&flist), "--content", "--store", &store]);
