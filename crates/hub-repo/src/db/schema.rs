@@ -57,6 +57,13 @@ const MIGRATIONS: &[Migration] = &[
         what: "external identities (3Bot) linked to accounts",
         apply: |tx| tx.execute_batch(IDENTITIES),
     },
+    Migration {
+        what: "accounts an admin disabled; sign-up invitations",
+        apply: |tx| {
+            tx.execute_batch("ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;")?;
+            tx.execute_batch(INVITES)
+        },
+    },
 ];
 
 /// The schema version this build writes.
@@ -199,6 +206,19 @@ CREATE TABLE IF NOT EXISTS users (
     admin    INTEGER NOT NULL DEFAULT 0,
     created  INTEGER NOT NULL,
     updated  INTEGER NOT NULL
+);
+"#;
+
+/// Sign-up invitations an admin made (schema version 6): only the code's sha256 is kept;
+/// one account per code, before it expires.
+const INVITES: &str = r#"
+CREATE TABLE IF NOT EXISTS invites (
+    hash       TEXT PRIMARY KEY,
+    created_by TEXT NOT NULL,
+    created    INTEGER NOT NULL,
+    expires    INTEGER NOT NULL,
+    used_by    TEXT,
+    used       INTEGER
 );
 "#;
 
