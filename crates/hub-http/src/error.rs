@@ -8,7 +8,7 @@ use hub_repo::RepoError;
 
 /// An API failure: status code plus message, rendered as
 /// `{"status":"error","message":"..."}`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{status}: {message}")]
 pub struct ApiError {
     /// HTTP status.

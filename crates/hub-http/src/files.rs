@@ -310,6 +310,12 @@ impl From<flist_chunks::ChunkError> for Stop {
 
 /// The first `max` bytes of a regular file (for the preview), through the same chunk path.
 pub async fn head(st: &Shared, blocks: &[Block], size: u64, max: usize) -> ApiResult<Vec<u8>> {
+    if flist_format::codec::chunk_count(size) != blocks.len() as u64 {
+        return Err(ApiError::internal(format!(
+            "the flist records {size} bytes in {} chunks",
+            blocks.len()
+        )));
+    }
     let want = (size.min(max as u64)) as usize;
     let n = want.div_ceil(CHUNK_SIZE).min(blocks.len());
     let blocks = blocks[..n].to_vec();

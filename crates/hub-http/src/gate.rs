@@ -21,8 +21,11 @@ use crate::ui::limits;
 /// The middleware.
 pub async fn gate(State(st): State<Shared>, req: Request, next: Next) -> Response {
     let https = st.config.public_url().starts_with("https://");
-    let mut resp =
+    let visitor = crate::ui::visitor_headers(req.headers());
+    let st2 = st.clone();
+    let resp =
         crate::compat::around(req, |req| crate::request_id::with_id(checks(st, req, next))).await;
+    let mut resp = crate::ui::with_visitor(&st2, visitor, resp).await;
     harden(resp.headers_mut(), https);
     resp
 }

@@ -539,10 +539,15 @@ mod routes {
 
     /// CSS and JS of the pages, under content-hashed names (immutable).
     #[utoipa::path(get, path = "/static/{file}", tag = "web",
-        params(("file" = String, Path, description = "`hub.<hash>.css`, `hub.<hash>.js`")),
+        params(("file" = String, Path, description = "`hub.<hash>.css`, `hub.<hash>.js`, `favicon.<hash>.svg`")),
         responses((status = 200, description = "The asset", body = String),
                   (status = 404, description = "No such asset")))]
     fn static_file() {}
+
+    /// The hub's icon (browsers ask for it on every page).
+    #[utoipa::path(get, path = "/favicon.ico", tag = "web",
+        responses((status = 301, description = "To the icon, `/static/favicon.<hash>.svg`")))]
+    fn favicon() {}
 }
 
 struct Security;
@@ -589,7 +594,7 @@ impl Modify for Security {
         routes::search, routes::repo_page, routes::tag_page, routes::upload_page, routes::upload_flist_page, routes::upload_job, routes::merge_page,
         routes::docker_page,
         routes::docker_job_page, routes::tokens_page, routes::token_revoke, routes::account_page, routes::account_password, routes::signup, routes::admin_page, routes::admin_disable, routes::admin_password, routes::admin_invite, routes::login_method, routes::login, routes::login_token, routes::active_user,
-        routes::logout, routes::readonly, routes::login_threebot, routes::callback_threebot, routes::callback_token, routes::callback_link, routes::static_file
+        routes::logout, routes::readonly, routes::login_threebot, routes::callback_threebot, routes::callback_token, routes::callback_link, routes::static_file, routes::favicon
     ),
     components(schemas(
         Success, ErrorBody, Repository, EntryType, Entry, DumpItem, Dump, Light, TagLink,

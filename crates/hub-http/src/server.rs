@@ -206,6 +206,7 @@ pub fn router(state: Shared) -> Router {
         .route("/{repo}/tags/{tag}", get(ui::pages::tag))
         .route("/{repo}/tags/{tag}/{file}", get(web::tag_file))
         .route("/static/{*file}", get(ui::assets::serve))
+        .route("/favicon.ico", get(ui::assets::favicon))
         .layer(axum::middleware::from_fn(|req, next| {
             guard::declared_length(guard::SMALL_BODY_LIMIT, req, next)
         }))

@@ -36,7 +36,7 @@ impl IntoResponse for WebError {
         if self.1 {
             return self.0.into_response();
         }
-        crate::ui::Ctx::anonymous().error(&self.0)
+        crate::ui::error_page(&self.0)
     }
 }
 

@@ -1073,3 +1073,389 @@ fn preview_a_file_and_download_it_alone() {
         Ok(())
     });
 }
+
+// ----- every page: fits 1280 px and 390 px, every text colour readable ---------------------
+
+/// Every page of the web app, as (path, signed in as). `every_page_fits_and_is_readable`
+/// loads each at 1280 and 390 px and checks that nothing scrolls sideways and that every text
+/// and button colour pair reaches WCAG AA. A new page joins by a line here (its data made in
+/// [`page_fixtures`], or in the test of its own feature before this one runs).
+const PAGES: &[(&str, Option<&str>)] = &[
+    ("/", None),
+    ("/", Some(PAGE_OWNER)),
+    ("/search?q=very-long", None),
+    ("/search?q=/etc/a-rather", None),
+    ("/login-method", None),
+    ("/api/docs", None),
+    ("/pageowner", None),
+    ("/pageowner", Some(PAGE_OWNER)),
+    (
+        "/pageowner/an-application-with-a-really-long-release-name-2026.12.07-rc1.flist.md",
+        None,
+    ),
+    (
+        "/pageowner/an-application-with-a-really-long-release-name-2026.12.07-rc1.flist.md",
+        Some(PAGE_OWNER),
+    ),
+    ("/pageowner/tags/release-with-a-long-tag-name-2026", None),
+    (
+        "/pageowner/tags/release-with-a-long-tag-name-2026",
+        Some(PAGE_OWNER),
+    ),
+    ("/pageowner/no-such-flist.flist.md", None),
+    ("/pageowner/no-such-flist.flist.md", Some(PAGE_OWNER)),
+    ("/upload", Some(PAGE_OWNER)),
+    ("/upload-flist", Some(PAGE_OWNER)),
+    ("/docker-convert", Some(PAGE_OWNER)),
+    ("/merge", Some(PAGE_OWNER)),
+    ("/token", Some(PAGE_OWNER)),
+    ("/docker-convert/{failed-job}", Some(PAGE_OWNER)),
+    ("/account", Some(PAGE_OWNER)),
+    ("/admin", Some(PAGE_OWNER)),
+    ("/signup", None),
+    (
+        "/pageowner/an-application-with-a-really-long-release-name-2026.12.07-rc1.flist.md?file=/etc/a-rather-deep/directory-with-a-long-name/and-more-of-it-here/a-configuration-file-whose-name-goes-on-and-on-and-on-and-on-and-on.conf",
+        None,
+    ),
+];
+
+/// The account owning the pages' data.
+const PAGE_OWNER: &str = "pageowner";
+
+/// Long names everywhere (they must wrap), a symlink, a crosslink, a tag and a taglink, a
+/// readme with a wide table and code; returns the placeholders of [`PAGES`] filled in.
+async fn page_fixtures(w: &World) -> Vec<(String, String)> {
+    // the pages' owner is an admin: `/admin` lists every account of the test hub
+    let hub = w.hub.hub();
+    tokio::task::spawn_blocking(move || {
+        let _ = hub
+            .accounts()
+            .user_add(PAGE_OWNER, "the page owner's password", true);
+    })
+    .await
+    .unwrap();
+    let long = "an-application-with-a-really-long-release-name-2026.12.07-rc1.flist";
+    let mut tree = Tree::new(meta(0o755));
+    let d = tree
+        .mkdir_p(
+            "etc/a-rather-deep/directory-with-a-long-name/and-more-of-it-here",
+            &meta(0o755),
+        )
+        .unwrap();
+    tree.insert(
+        d,
+        "a-configuration-file-whose-name-goes-on-and-on-and-on-and-on-and-on.conf",
+        meta(0o644),
+        file(123_456_789),
+    )
+    .unwrap();
+    tree.insert(Tree::ROOT, "very-long-file-name-without-any-break-0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz", meta(0o755), file(1))
+        .unwrap();
+    let mut md = Metadata::new();
+    md.set(
+        "readme",
+        json!({"readme": "# A readme\n\n| column one | column two | column three | column four |\n|---|---|---|---|\n| a-long-cell-value-0123456789 | b-long-cell-value-0123456789 | c-long-cell-value-0123456789 | d |\n\n```\nzflist extract --store zdb://hub.example.org:9900/namespace https://hub.example.org/pageowner/an-application.flist /tmp/somewhere/far/away\n```\n"}).to_string(),
+    );
+    md.set(
+        "maintainer",
+        "A Maintainer With A Long Name <a.maintainer.with.a.long.address@example.org>",
+    );
+    put_tree(w, PAGE_OWNER, long, tree, md).await;
+    let mut small = Tree::new(meta(0o755));
+    small.insert(Tree::ROOT, "f", meta(0o644), file(1)).unwrap();
+    put_tree(w, "pageother", "b.flist", small, Metadata::new()).await;
+    // A docker conversion that failed with a long message.
+    let job = w
+        .hub
+        .server
+        .state
+        .jobs
+        .start("docker", PAGE_OWNER)
+        .await
+        .unwrap();
+    job.fail("pulling registry.example.org/a-very-long-organisation/an-image-with-a-long-name:2026.12.07-rc1: manifest unknown: the registry answered 404 for this tag");
+    let hub = w.hub.hub();
+    tokio::task::spawn_blocking(move || {
+        let a = Actor::new(PAGE_OWNER.to_string(), vec![]);
+        let c = hub.catalog();
+        c.link(
+            &a,
+            PAGE_OWNER,
+            long,
+            "latest-of-the-application-with-a-long-link-name.flist",
+        )
+        .unwrap();
+        c.crosslink(
+            &a,
+            PAGE_OWNER,
+            "crosslink-to-another-repository.flist",
+            "pageother",
+            "b.flist",
+        )
+        .unwrap();
+        c.tag_add(
+            &a,
+            PAGE_OWNER,
+            "release-with-a-long-tag-name-2026",
+            long,
+            PAGE_OWNER,
+            long,
+        )
+        .unwrap();
+        c.crosstag(
+            &a,
+            PAGE_OWNER,
+            "stable-channel-taglink",
+            PAGE_OWNER,
+            "release-with-a-long-tag-name-2026",
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    vec![("{failed-job}".into(), job.id.clone())]
+}
+
+/// In the page: what scrolls sideways (the document, or a box inside it other than a form
+/// field or a code block) and every text colour pair under 4.5:1, as a list of messages.
+const PAGE_CHECK_JS: &str = r#"
+const out = [];
+const vw = window.innerWidth;
+const doc = document.documentElement;
+const name = e => e.tagName.toLowerCase() + (e.getAttribute('id') ? '#' + e.getAttribute('id') : '') +
+  (typeof e.className === 'string' && e.className ? '.' + e.className.trim().split(/\s+/).join('.') : '');
+const where = e => { const p = []; for (let x = e; x && x !== document.body && p.length < 4; x = x.parentElement) p.unshift(name(x)); return p.join(' > '); };
+if (doc.scrollWidth > vw) {
+  const wide = [];
+  for (const e of document.body.querySelectorAll('*')) {
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && r.right > vw + 0.5 && ![...e.children].some(c => c.getBoundingClientRect().right > vw + 0.5)) wide.push(where(e) + ' (right ' + Math.round(r.right) + ')');
+  }
+  out.push('scrolls sideways: scrollWidth ' + doc.scrollWidth + ' > innerWidth ' + vw + '; sticking out: ' + wide.slice(0, 5).join('; '));
+}
+for (const e of document.body.querySelectorAll('*')) {
+  const cs = getComputedStyle(e);
+  if (['INPUT', 'TEXTAREA', 'SELECT', 'PRE'].includes(e.tagName) || e.closest('pre') || e.clientWidth <= 1) continue;
+  if ((cs.overflowX === 'auto' || cs.overflowX === 'scroll' || cs.overflowX === 'hidden') && e.scrollWidth > e.clientWidth + 1)
+    out.push('box scrolls or cuts sideways: ' + where(e) + ' (' + e.scrollWidth + ' > ' + e.clientWidth + ')');
+}
+const parse = s => { const m = /rgba?\(([^)]*)\)/.exec(s); if (!m) return null; const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+const over = (t, b) => [0, 1, 2].map(i => t[i] * t[3] + b[i] * (1 - t[3])).concat([1]);
+const background = e => {
+  const layers = [];
+  for (let x = e; x; x = x.parentElement) {
+    const c = parse(getComputedStyle(x).backgroundColor);
+    if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+  }
+  let bg = [255, 255, 255, 1];
+  for (let i = layers.length - 1; i >= 0; i--) bg = over(layers[i], bg);
+  return bg;
+};
+const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+const hex = c => '#' + c.slice(0, 3).map(v => Math.round(v).toString(16).padStart(2, '0')).join('');
+const check = (e, colour, what) => {
+  const bg = background(e);
+  const fg = over(parse(colour) || [0, 0, 0, 1], bg);
+  const r = ratio(fg, bg);
+  if (r < 4.5) out.push('contrast ' + r.toFixed(2) + ':1 (' + hex(fg) + ' on ' + hex(bg) + ') ' + what + ' ' + where(e) + ' ' + JSON.stringify((e.innerText || e.value || e.placeholder || '').trim().slice(0, 40)));
+};
+let checked = 0;
+for (const e of document.body.querySelectorAll('*')) {
+  const cs = getComputedStyle(e);
+  const r = e.getBoundingClientRect();
+  if (r.width <= 1 || r.height <= 1 || cs.visibility === 'hidden' || e.disabled) continue;
+  const control = ['BUTTON', 'INPUT', 'SELECT', 'TEXTAREA'].includes(e.tagName) && e.type !== 'hidden' && e.type !== 'checkbox' && e.type !== 'radio';
+  const text = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  if (control || text) { check(e, cs.color, 'text'); checked++; }
+  if (e.placeholder) check(e, getComputedStyle(e, '::placeholder').color, 'placeholder');
+}
+if (checked === 0) out.push('no text checked');
+return out;
+"#;
+
+#[test]
+fn every_page_fits_and_is_readable() {
+    browser_test("every_page", |c, w| async move {
+        let fill = page_fixtures(w).await;
+        let shots = screenshot_dir().join("pages");
+        let _ = std::fs::create_dir_all(&shots);
+        let mut problems = Vec::new();
+        let mut signed_in: Option<&str> = None;
+        let mut order: Vec<Option<&str>> = vec![None];
+        for (_, who) in PAGES {
+            if !order.contains(who) {
+                order.push(*who);
+            }
+        }
+        let mut checked = 0;
+        for who in order {
+            if who != signed_in {
+                if let Some(u) = who {
+                    sign_in(&c, w, u).await?;
+                }
+                signed_in = who;
+            }
+            for (template, _) in PAGES.iter().filter(|(_, p)| *p == who) {
+                let mut path = template.to_string();
+                for (k, v) in &fill {
+                    path = path.replace(k.as_str(), v);
+                }
+                for (width, height) in [(1280u32, 900u32), (390, 844)] {
+                    c.set_window_size(width, height)
+                        .await
+                        .map_err(err("window size"))?;
+                    goto(&c, w, &path).await?;
+                    // Owner forms folded in `<details>` count too.
+                    c.execute(
+                        "document.querySelectorAll('details').forEach(d => d.open = true)",
+                        vec![],
+                    )
+                    .await
+                    .map_err(err("open details"))?;
+                    let inner = c
+                        .execute("return window.innerWidth", vec![])
+                        .await
+                        .map_err(err("innerWidth"))?;
+                    ensure(
+                        inner
+                            .as_u64()
+                            .is_some_and(|v| v.abs_diff(u64::from(width)) < 20),
+                        format!("window of {width} px: innerWidth {inner}"),
+                    )?;
+                    let found = c
+                        .execute(PAGE_CHECK_JS, vec![])
+                        .await
+                        .map_err(err(&format!("checking {path}")))?;
+                    let who = who.unwrap_or("signed out");
+                    for p in found.as_array().into_iter().flatten() {
+                        problems.push(format!(
+                            "{path} at {width} px ({who}): {}",
+                            p.as_str().unwrap_or_default()
+                        ));
+                    }
+                    let slug: String = format!("{who}{template}")
+                        .chars()
+                        .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+                        .take(80)
+                        .collect();
+                    if let Ok(png) = c.screenshot().await {
+                        let _ = std::fs::write(shots.join(format!("{slug}-{width}.png")), png);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        ensure(
+            checked == 2 * PAGES.len(),
+            format!("{checked} page views checked"),
+        )?;
+        ensure(
+            problems.is_empty(),
+            format!("{} problems:\n{}", problems.len(), problems.join("\n")),
+        )
+    });
+}
+
+#[test]
+fn error_pages_keep_the_session_and_the_small_things_read_right() {
+    browser_test("small_things", |c, w| async move {
+        let mut tree = Tree::new(meta(0o755));
+        let bin = tree.mkdir_p("usr/bin", &meta(0o755)).unwrap();
+        tree.insert(bin, "tool", meta(0o755), file(3)).unwrap();
+        put_tree(w, "smallthings", "one.flist", tree, Metadata::new()).await;
+        let hub = w.hub.hub();
+        tokio::task::spawn_blocking(move || {
+            let a = Actor::new("smallthings".to_string(), vec![]);
+            hub.catalog().tag_add(
+                &a,
+                "smallthings",
+                "v1",
+                "one.flist",
+                "smallthings",
+                "one.flist",
+            )
+        })
+        .await
+        .map_err(err("join"))?
+        .map_err(err("tag"))?;
+
+        sign_in(&c, w, "smallthings").await?;
+        // A page that does not exist, under a repository and outside any: still signed in.
+        for path in [
+            "/smallthings/no-such.flist.md",
+            "/smallthings/tags/v1/nothing.flist",
+            "/no/such/page/at/all",
+        ] {
+            goto(&c, w, path).await?;
+            wait_css(&c, "#error-message").await?;
+            ensure(
+                c.find(Locator::Css("#signout")).await.is_ok()
+                    && c.find(Locator::Css("#signin")).await.is_err(),
+                format!("the error page of {path} shows the session"),
+            )?;
+        }
+        // Signed in, the home page offers no sign-in.
+        goto(&c, w, "/").await?;
+        let signin_links = c
+            .execute(
+                "return document.querySelectorAll('main a[href^=\"/login-method\"]').length",
+                vec![],
+            )
+            .await
+            .map_err(err("links"))?;
+        ensure(
+            signin_links == json!(0),
+            "no Sign in on the home page once signed in",
+        )?;
+        // A favicon, so browsers stop asking for a missing one.
+        let icon = c
+            .execute_async(
+                "const done = arguments[0]; \
+                 fetch('/favicon.ico').then(r => done([r.status, r.headers.get('content-type'), \
+                 !!document.querySelector('link[rel=icon]')]))",
+                vec![],
+            )
+            .await
+            .map_err(err("favicon"))?;
+        ensure(
+            icon == json!([200, "image/svg+xml", true]),
+            format!("favicon: {icon}"),
+        )?;
+        // One of a thing is singular.
+        goto(&c, w, "/smallthings").await?;
+        let counts = text_of(&c, ".pagehead p").await?;
+        ensure(
+            counts.starts_with("1 entry, 1 tag"),
+            format!("repository counts: {counts:?}"),
+        )?;
+        goto(&c, w, "/smallthings/one.flist.md").await?;
+        let counts = text_of(&c, "#counts").await?;
+        ensure(
+            counts.starts_with("1 file, 2 directories, 0 symlinks"),
+            format!("flist counts: {counts:?}"),
+        )?;
+        // The directory path reads as a path.
+        goto(&c, w, "/smallthings/one.flist.md?dir=/usr/bin#contents").await?;
+        let crumbs = text_of(&c, ".tree-crumbs").await?;
+        ensure(
+            crumbs.starts_with("/usr/bin ·") && crumbs.contains("1 entry"),
+            format!("breadcrumbs: {crumbs:?}"),
+        )?;
+        // The API page shows code as code, not backticks.
+        goto(&c, w, "/api/docs").await?;
+        let raw = c
+            .execute(
+                "document.querySelectorAll('details').forEach(d => d.open = true); \
+                 return [document.querySelector('main').innerText.includes('`'), \
+                 document.querySelectorAll('main p code, main summary code code, main li code').length]",
+                vec![],
+            )
+            .await
+            .map_err(err("api page"))?;
+        ensure(
+            raw[0] == json!(false) && raw[1].as_u64().unwrap_or(0) > 10,
+            format!("no raw backticks on /api/docs: {raw}"),
+        )
+    });
+}

@@ -32,6 +32,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/hub.css"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../assets/favicon.svg"),
+    ),
+    (
         "hub.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/hub.js"),
@@ -65,6 +70,24 @@ pub fn url(name: &str) -> String {
         .find(|a| a.name == name)
         .map(|a| format!("/static/{}", a.hashed))
         .unwrap_or_else(|| format!("/static/{name}"))
+}
+
+/// `GET /favicon.ico`: browsers ask for it on every page; the hub's icon (SVG), for a day.
+pub async fn favicon() -> Response {
+    match HeaderValue::from_str(&url("favicon.svg")) {
+        Ok(v) => (
+            StatusCode::MOVED_PERMANENTLY,
+            [
+                (header::LOCATION, v),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=86400"),
+                ),
+            ],
+        )
+            .into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `GET /static/<file>`: an embedded asset, else a file of the configured static directory.

@@ -81,7 +81,11 @@ fn storage_line(b: &Value) -> Option<String> {
 
 fn readme_of(md: &Map<String, Value>) -> Option<String> {
     match md.get("readme")? {
-        Value::String(s) => Some(s.clone()),
+        // The format's `{"readme": "…", "license": …}`, stored as its JSON text.
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(o)) => o.get("readme").and_then(Value::as_str).map(str::to_string),
+            _ => Some(s.clone()),
+        },
         Value::Object(o) => o.get("readme").and_then(Value::as_str).map(str::to_string),
         _ => None,
     }

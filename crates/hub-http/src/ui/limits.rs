@@ -121,7 +121,7 @@ pub async fn admit(st: &AppState, path: &str, ip: IpAddr) -> Result<Option<Permi
             // Pages answer an HTML page, the API its JSON error.
             let e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, why);
             let mut resp = if page {
-                crate::ui::Ctx::anonymous().error(&e)
+                crate::ui::error_page(&e)
             } else {
                 e.into_response()
             };

@@ -134,6 +134,35 @@ pub fn fmt_time(t: i64) -> String {
     )
 }
 
+/// `1 entry`, `2 entries`: a count and the word that goes with it.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// API prose: HTML-escaped, with `` `code` `` spans as `<code>` (what the document's
+/// descriptions use; an unpaired backtick stays as it is).
+pub fn code_spans(text: &str) -> String {
+    let mut out = String::new();
+    let mut parts = text.split('`').peekable();
+    let mut inside = false;
+    while let Some(part) = parts.next() {
+        let escaped = crate::render::html_escape(part);
+        if inside && parts.peek().is_none() {
+            // No closing backtick: keep the text as written.
+            out.push('`');
+            out.push_str(&escaped);
+        } else if inside {
+            out.push_str("<code>");
+            out.push_str(&escaped);
+            out.push_str("</code>");
+        } else {
+            out.push_str(&escaped);
+        }
+        inside = !inside;
+    }
+    out
+}
+
 /// `1.5 MB`-style size.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
@@ -161,6 +190,13 @@ fn environment() -> Environment<'static> {
     env.add_filter("size", |b: u64| human_size(b));
     env.add_filter("seg", |s: String| seg(&s));
     env.add_filter("qv", |s: String| qv(&s));
+    env.add_filter("plural", |n: u64, one: String, many: String| {
+        plural(n, &one, &many)
+    });
+    env.add_filter("code", |s: Option<String>| {
+        minijinja::Value::from_safe_string(code_spans(&s.unwrap_or_default()))
+    });
+    env.add_global("icon_url", assets::url("favicon.svg"));
     env.add_global("css_url", assets::url("hub.css"));
     env.add_global("js_url", assets::url("hub.js"));
     env
@@ -305,6 +341,53 @@ impl Ctx {
     }
 }
 
+/// An error page answered where the visitor is not known (extractors that failed, the
+/// fallback, limits): rendered signed out, and marked so that [`with_visitor`] renders it
+/// again for the visitor of the request (a 404 under `/alice/…` keeps the session).
+pub fn error_page(e: &ApiError) -> Response {
+    let mut resp = Ctx::anonymous().error(e);
+    resp.extensions_mut().insert(PendingErrorPage(e.clone()));
+    resp
+}
+
+/// The error of a page rendered signed out by [`error_page`].
+#[derive(Clone)]
+struct PendingErrorPage(ApiError);
+
+/// The request headers that say who the visitor is (kept by the gate for [`with_visitor`]).
+pub fn visitor_headers(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [header::COOKIE, header::AUTHORIZATION] {
+        for v in h.get_all(&name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// Renders an [`error_page`] again with the visitor of `headers` (their session, their
+/// identities in the top bar); other answers pass unchanged.
+pub async fn with_visitor(st: &Shared, headers: HeaderMap, resp: Response) -> Response {
+    let Some(PendingErrorPage(e)) = resp.extensions().get::<PendingErrorPage>().cloned() else {
+        return resp;
+    };
+    if headers.is_empty() {
+        return resp;
+    }
+    let mut req = axum::http::Request::new(());
+    *req.headers_mut() = headers;
+    let (mut parts, ()) = req.into_parts();
+    let Ok(ctx) = Ctx::from_request_parts(&mut parts, st).await;
+    let mut fresh = ctx.error(&e);
+    // Headers the first answer carried (Retry-After, Allow, …) stay.
+    for (k, v) in resp.headers() {
+        if !fresh.headers().contains_key(k) {
+            fresh.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    fresh
+}
+
 /// A page in the common layout around ready-made (trusted) HTML `content`.
 pub fn raw_page(title: &str, content: &str) -> String {
     let data = json!({"title": title, "content": content, "nav": {}});
@@ -394,6 +477,12 @@ mod tests {
     fn sizes_times_and_segments() {
         assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(1536), "1.5 KB");
+        assert_eq!(plural(1, "entry", "entries"), "1 entry");
+        assert_eq!(plural(0, "entry", "entries"), "0 entries");
+        assert_eq!(
+            code_spans("use `a<b>` and `c` but `odd"),
+            "use <code>a&lt;b&gt;</code> and <code>c</code> but `odd"
+        );
         assert_eq!(fmt_time(0), "1970-01-01 00:00 UTC");
         assert_eq!(seg("zos:prod-3:latest.flist"), "zos:prod-3:latest.flist");
         assert_eq!(seg("a b/c?"), "a%20b%2Fc%3F");
