@@ -440,7 +440,7 @@ mod routes {
     #[utoipa::path(method(get, post), path = "/signup", tag = "web",
         params(("invite" = Option<String>, Query, description = "An invitation code")),
         responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
-                  (status = 303, description = "Signed in: to the new repository"),
+                  (status = 303, description = "Signed in: to `/account`"),
                   (status = 403, description = "Sign-up closed and no usable invitation")))]
     fn signup() {}
 

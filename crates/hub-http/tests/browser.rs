@@ -920,8 +920,8 @@ fn an_admin_disables_an_account_resets_a_password_and_invites() {
         type_in(&c, "#signup-password", "frank's password").await?;
         type_in(&c, "#signup-confirm", "frank's password").await?;
         click(&c, "#signup-create").await?;
-        wait_url(&c, "/frank").await?;
-        wait_css(&c, "#signout").await?;
+        wait_url(&c, "/account").await?;
+        wait_text(&c, "#account-user", "frank").await?;
         click(&c, "#signout").await?;
         goto(&c, w, &format!("/signup?invite={code}")).await?;
         let refused = text_of(&c, "#signup-refused").await?;

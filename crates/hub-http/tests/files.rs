@@ -11,21 +11,7 @@ mod raw_http;
 
 use common::TestHub;
 use test_support::archive::{gzip, RawTar};
-
-/// Deterministic bytes that do not compress away.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+use test_support::sample::noise;
 
 /// 1.3 MB: three chunks, the last one short.
 const BIG: usize = 1_300_000;

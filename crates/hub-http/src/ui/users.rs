@@ -155,7 +155,7 @@ pub struct Signup {
     invite: String,
 }
 
-/// `POST /signup`: creates the account and signs it in.
+/// `POST /signup`: creates the account and signs it in (to `/account`).
 pub async fn signup(
     State(st): State<Shared>,
     ctx: Ctx,
@@ -185,14 +185,14 @@ pub async fn signup(
     match r {
         Ok(_) => {
             tracing::info!(user = %name, "account created by sign-up");
-            let home = format!("/{}", super::seg(&name));
+            // the account page: a new account has no repository page before its first flist
             match crate::login::start_session(
                 &st,
                 &name,
                 Vec::new(),
                 "password",
                 StatusCode::SEE_OTHER,
-                &home,
+                "/account",
             )
             .await
             {
@@ -219,6 +219,17 @@ async fn require_admin(st: &Shared, ctx: &Ctx) -> Result<Actor, Response> {
         ))),
         Err(e) => Err(ctx.error(&e)),
     }
+}
+
+/// [`require_admin`] for a form POST: it must also come from the hub's own pages.
+#[allow(clippy::result_large_err)]
+async fn require_admin_form(
+    st: &Shared,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+) -> Result<Actor, Response> {
+    check_same_origin(headers).map_err(|e| ctx.error(&e))?;
+    require_admin(st, ctx).await
 }
 
 async fn admin_page(st: &Shared, ctx: &Ctx, invite: Option<(String, i64)>) -> Response {
@@ -276,10 +287,7 @@ pub async fn admin_disable(
     headers: HeaderMap,
     Form(f): Form<Disable>,
 ) -> Response {
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
-    let actor = match require_admin(&st, &ctx).await {
+    let actor = match require_admin_form(&st, &ctx, &headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -323,10 +331,7 @@ pub async fn admin_password(
     headers: HeaderMap,
     Form(f): Form<Reset>,
 ) -> Response {
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
-    let actor = match require_admin(&st, &ctx).await {
+    let actor = match require_admin_form(&st, &ctx, &headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -349,10 +354,7 @@ pub async fn admin_password(
 
 /// `POST /admin/invite`: makes an invitation and shows its link once.
 pub async fn admin_invite(State(st): State<Shared>, ctx: Ctx, headers: HeaderMap) -> Response {
-    if let Err(e) = check_same_origin(&headers) {
-        return ctx.error(&e);
-    }
-    let actor = match require_admin(&st, &ctx).await {
+    let actor = match require_admin_form(&st, &ctx, &headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };

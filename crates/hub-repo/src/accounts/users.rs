@@ -262,21 +262,18 @@ impl Accounts {
 
     /// True when `name` is an account an admin disabled.
     pub fn is_disabled(&self, name: &str) -> Result<bool, RepoError> {
-        self.db.read(|c| {
-            c.prepare_cached("SELECT disabled FROM users WHERE name = ?1")
-                .and_then(|mut s| {
-                    s.query_row(params![name], |r| r.get::<_, bool>(0))
-                        .optional()
-                })
-                .map(|r| r.unwrap_or(false))
-                .ctx("read user")
-        })
+        self.user_flag(name, "SELECT disabled FROM users WHERE name = ?1")
     }
 
     /// True when `name` is an account with the admin flag.
     pub fn is_admin(&self, name: &str) -> Result<bool, RepoError> {
+        self.user_flag(name, "SELECT admin FROM users WHERE name = ?1")
+    }
+
+    /// A flag of account `name` read by `query` (false for an unknown name).
+    fn user_flag(&self, name: &str, query: &'static str) -> Result<bool, RepoError> {
         self.db.read(|c| {
-            c.prepare_cached("SELECT admin FROM users WHERE name = ?1")
+            c.prepare_cached(query)
                 .and_then(|mut s| {
                     s.query_row(params![name], |r| r.get::<_, bool>(0))
                         .optional()
