@@ -634,10 +634,11 @@ fn user(cmd: UserCmd) -> Result<()> {
             let hub = Hub::open_existing(&data_dir)?;
             for u in hub.accounts().user_list()? {
                 println!(
-                    "{}\t{}\tcreated {}",
+                    "{}\t{}\tcreated {}{}",
                     u.name,
                     if u.admin { "admin" } else { "user" },
-                    admin::format_utc(u.created)
+                    admin::format_utc(u.created),
+                    if u.disabled { "\tdisabled" } else { "" }
                 );
             }
             Ok(())

@@ -334,12 +334,12 @@ fn container_members_are_found_by_basename_in_plain_tar_too() {
 fn lookup_by_path_matches_the_whole_tree() {
     let f = open("fixture.flist");
     let db = flist_format::reader::extract_database(
-        std::fs::File::open(fixture("fixture.flist")).unwrap(),
+        std::fs::File::open(fixture("fixture.flist")).expect("fixture"),
         "fixture",
     )
-    .unwrap();
-    let conn = flist_format::reader::open_database(db.path()).unwrap();
-    let lookup = |p: &str| flist_format::reader::lookup(&conn, p, "fixture").unwrap();
+    .expect("database");
+    let conn = flist_format::reader::open_database(db.path()).expect("open");
+    let lookup = |p: &str| flist_format::reader::lookup(&conn, p, "fixture").expect("lookup");
     let mut checked = 0;
     for id in f.tree.walk() {
         let path = f.tree.path_of(id);
@@ -359,11 +359,11 @@ fn lookup_by_path_matches_the_whole_tree() {
         .map(|id| f.tree.path_of(id))
         .find(|p| {
             matches!(
-                f.tree.node(f.tree.lookup(p).unwrap()).kind,
+                f.tree.node(f.tree.lookup(p).expect("walked")).kind,
                 Kind::File { .. }
             )
         })
-        .unwrap();
+        .expect("a file");
     assert_eq!(lookup(&format!("{file}/below")), None);
     assert_eq!(lookup("/no/such/path"), None);
     assert_eq!(lookup(&format!("/../{file}")), None);
