@@ -457,17 +457,8 @@ fn script(json: bool) {
     let out = c.hub_as(None, &["ls", "bob"], &[]);
     assert!(out.status.success(), "{out:?}");
     if !json {
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .collect::<Vec<_>>()[..2],
-            [
-                "regular",
-                &c.hub.get_json("/api/flist/bob")[0]["size"]
-                    .as_str()
-                    .unwrap()[..]
-            ]
-        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        check_ls(&c, &Value::String(text), "bob");
     }
     let (m, _) = c.fails(None, &["ls"], &[], "hub");
     assert_eq!(m, "missing hub token");

@@ -393,6 +393,7 @@ pub fn member_href(repo: &str, name: &str, path: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

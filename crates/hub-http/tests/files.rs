@@ -225,7 +225,10 @@ async fn traversal_missing_paths_and_directories_are_refused() {
     }
     let r = get(&t, "/alice/app.flist/files/etc/nothing", &[]).await;
     let page = r.text().await.unwrap().replace("&#x2f;", "/");
-    assert!(page.contains("no /etc/nothing in alice/app.flist"), "{page}");
+    assert!(
+        page.contains("no /etc/nothing in alice/app.flist"),
+        "{page}"
+    );
     t.stop().await;
 }
 
@@ -257,9 +260,9 @@ async fn a_missing_chunk_cuts_the_body_short() {
     assert!(removed >= 3, "{removed}");
     let r = get(&t, "/alice/app.flist/files/data/big.bin", &[]).await;
     assert_eq!(r.status(), 200);
-    match r.bytes().await {
-        Ok(b) => assert!(b.len() < big.len(), "a whole body without its chunks"),
-        Err(_) => {} // the connection was cut: the client knows the body is incomplete
+    // the connection may also be cut (an error): the client knows the body is incomplete
+    if let Ok(b) = r.bytes().await {
+        assert!(b.len() < big.len(), "a whole body without its chunks");
     }
     t.stop().await;
 }

@@ -2,6 +2,8 @@
 //! sessions end, its tokens are revoked, it cannot sign in or get new ones) and enables it
 //! again, invitations let one person sign up once, before they expire.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use hub_repo::{Hub, InviteCheck, RepoError, TokenCheck};
 
 fn hub() -> (tempfile::TempDir, Hub) {
