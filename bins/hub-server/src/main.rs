@@ -63,6 +63,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Organisations: members and their roles (owner: manages members and the
+    /// repository's visibility; member: writes into the organisation's repository).
+    Org {
+        #[command(subcommand)]
+        cmd: OrgCmd,
+    },
+    /// Repositories: visibility.
+    Repo {
+        #[command(subcommand)]
+        cmd: RepoCmd,
+    },
     /// Import an old hub's tree (`public/users`).
     ImportLegacy {
         /// Data directory.
@@ -201,6 +212,68 @@ enum UserCmd {
 }
 
 #[derive(Subcommand)]
+enum OrgCmd {
+    /// Create an organisation with its first owner (an existing account).
+    Create {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// Organisation name (also its repository).
+        name: String,
+        /// Its first owner.
+        #[arg(long)]
+        owner: String,
+    },
+    /// Add an account to an organisation, or change its role.
+    Add {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// Organisation.
+        name: String,
+        /// The account.
+        user: String,
+        /// owner or member.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Remove an account from an organisation (its tokens stop acting for it at once).
+    Remove {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// Organisation.
+        name: String,
+        /// The account.
+        user: String,
+    },
+    /// List organisations, or one organisation's members.
+    List {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// Organisation whose members to list.
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCmd {
+    /// Make a repository private (readable by its user or organisation only; others get
+    /// 404) or public. A repository not created yet is created, so it can be private
+    /// before its first flist.
+    Visibility {
+        /// Data directory.
+        #[arg(long, default_value = "./hub-data")]
+        data_dir: PathBuf,
+        /// The repository.
+        repo: String,
+        /// private or public.
+        visibility: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCmd {
     /// Issue a token and print it.
     Create {
@@ -210,7 +283,9 @@ enum TokenCmd {
         /// The user it authenticates.
         #[arg(long)]
         user: String,
-        /// Organisations the user may act as (repeatable).
+        /// Organisations the user may act as (repeatable): the user is added to each as a
+        /// member (the organisation created if new). A token acts for the organisations its
+        /// user belongs to when it is used: `org remove` takes effect at once.
         #[arg(long = "member-of")]
         member_of: Vec<String>,
         /// Lifetime: 30d, 12h, 15m, 90s.
@@ -313,6 +388,35 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Restamp { cfg, dry_run } => restamp(cfg.load()?, dry_run),
         Cmd::User { cmd } => user(cmd),
+        Cmd::Org { cmd } => org(cmd),
+        Cmd::Repo {
+            cmd:
+                RepoCmd::Visibility {
+                    data_dir,
+                    repo,
+                    visibility,
+                },
+        } => {
+            let private = match visibility.as_str() {
+                "private" => true,
+                "public" => false,
+                other => bail!("visibility {other:?}: expected private or public"),
+            };
+            let hub = Hub::open_existing(&data_dir)?;
+            let changed =
+                hub.catalog()
+                    .set_visibility(&hub_repo::Actor::system("admin"), &repo, private)?;
+            eprintln!(
+                "{repo} {} {visibility}{}",
+                if changed { "is now" } else { "was already" },
+                if private {
+                    ": only its user or its organisation's members can read it"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
         Cmd::Token {
             cmd:
                 TokenCmd::Create {
@@ -664,6 +768,64 @@ fn user(cmd: UserCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn org(cmd: OrgCmd) -> Result<()> {
+    match cmd {
+        OrgCmd::Create {
+            data_dir,
+            name,
+            owner,
+        } => {
+            let hub = Hub::open_existing(&data_dir)?;
+            hub.accounts().org_create(&name, &owner)?;
+            eprintln!("created organisation {name}, owned by {owner}");
+        }
+        OrgCmd::Add {
+            data_dir,
+            name,
+            user,
+            role,
+        } => {
+            let role: hub_repo::OrgRole = role.parse()?;
+            let hub = Hub::open_existing(&data_dir)?;
+            hub.accounts().org_add(&name, &user, role)?;
+            eprintln!("{user} is {role} of {name}");
+        }
+        OrgCmd::Remove {
+            data_dir,
+            name,
+            user,
+        } => {
+            let hub = Hub::open_existing(&data_dir)?;
+            if !hub.accounts().org_remove(&name, &user)? {
+                bail!("{user} is not a member of {name}");
+            }
+            eprintln!(
+                "removed {user} from {name}: its sessions and tokens no longer act for {name}"
+            );
+        }
+        OrgCmd::List { data_dir, name } => {
+            let hub = Hub::open_existing(&data_dir)?;
+            match name {
+                None => {
+                    for o in hub.accounts().org_list()? {
+                        println!("{o}");
+                    }
+                }
+                Some(o) => {
+                    let members = hub
+                        .accounts()
+                        .org_members(&o)?
+                        .with_context(|| format!("no organisation {o}"))?;
+                    for m in members {
+                        println!("{}\t{}", m.user, m.role);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]

@@ -32,7 +32,12 @@ impl Drop for Proc {
 }
 
 async fn spawn(data: &Path, port: u16, extra: &[&str]) -> Proc {
+    spawn_with_env(data, port, extra, &[]).await
+}
+
+async fn spawn_with_env(data: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(BIN);
+    cmd.envs(env.iter().copied());
     cmd.args(["serve", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")]);
@@ -944,4 +949,91 @@ async fn chunk_mirror_never_shows_an_flist_without_its_chunks() {
         get(&c, &m, &format!("/chunks/{}/{name}", &name[..2])).await,
         (200, std::fs::read(&lost).expect("chunk"))
     );
+}
+
+/// Runs `hub-server repo visibility` on `data` (the server running on it notices within 2 s).
+fn visibility(data: &Path, repo: &str, v: &str) {
+    let out = Command::new(BIN)
+        .args(["repo", "visibility", "--data-dir"])
+        .arg(data)
+        .args([repo, v])
+        .output()
+        .expect("hub-server repo visibility");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until `GET base path` answers `status`.
+async fn wait_status(c: &reqwest::Client, base: &str, path: &str, status: u16) {
+    let start = Instant::now();
+    loop {
+        let (s, _) = get(c, base, path).await;
+        if s == status {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{base}{path} still answers {s}, not {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Is `repo` in the mirror's catalog (whatever anyone may read of it)?
+fn holds(data: &Path, repo: &str) -> Option<bool> {
+    let hub = Hub::open(data).expect("open mirror data");
+    let r = hub.catalog().repository_exists(repo).expect("read");
+    r.then(|| hub.catalog().is_private(repo).expect("read"))
+}
+
+/// Issue 27's mirror rule: a private repository is copied only by a mirror given a token
+/// allowed to read it (and stays private there); a mirror without one never holds it, and
+/// drops a repository that turns private.
+#[tokio::test]
+async fn mirrors_copy_private_repositories_only_with_a_token_allowed_to_read_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdata = dir.path().join("primary");
+    let (m1data, m2data) = (dir.path().join("m1"), dir.path().join("m2"));
+    let alice = token(&pdata, "alice");
+    let bob = token(&pdata, "bob");
+    let (pport, m1port, m2port) = (free_port(), free_port(), free_port());
+    let p = format!("http://127.0.0.1:{pport}");
+    let (m1, m2) = (
+        format!("http://127.0.0.1:{m1port}"),
+        format!("http://127.0.0.1:{m2port}"),
+    );
+    let _primary = spawn(&pdata, pport, &[]).await;
+    let c = reqwest::Client::new();
+    upload(&c, &p, &alice, "a.tar.gz").await;
+    upload(&c, &p, &bob, "b.tar.gz").await;
+    visibility(&pdata, "bob", "private");
+    wait_status(&c, &p, "/bob/b.flist", 404).await;
+
+    let args = ["--mirror-of", p.as_str(), "--sync-interval", "1s"];
+    let _m1 = spawn(&m1data, m1port, &args).await;
+    let _m2 = spawn_with_env(&m2data, m2port, &args, &[("HUB_MIRROR_TOKEN", &bob)]).await;
+    wait_syncs(&c, &m1, 1).await;
+    wait_syncs(&c, &m2, 1).await;
+    assert_eq!(holds(&m1data, "alice"), Some(false));
+    assert_eq!(holds(&m1data, "bob"), None, "copied without a token");
+    assert_eq!(holds(&m2data, "bob"), Some(true), "copied, and private");
+    // The token's mirror keeps it private: anonymous readers get 404 there too.
+    assert_eq!(get(&c, &m2, "/bob/b.flist").await.0, 404);
+    assert_eq!(get(&c, &m2, "/api/flist/bob").await.0, 404);
+    assert_eq!(get(&c, &m2, "/alice/a.flist").await.0, 200);
+
+    // Public again: both mirrors take it; private again: the tokenless mirror drops it.
+    visibility(&pdata, "bob", "public");
+    wait_status(&c, &m1, "/bob/b.flist", 200).await;
+    wait_status(&c, &m2, "/bob/b.flist", 200).await;
+    visibility(&pdata, "bob", "private");
+    wait_status(&c, &m1, "/api/flist/bob", 404).await;
+    wait_status(&c, &m2, "/api/flist/bob", 404).await;
+    let n = wait_syncs(&c, &m1, 1).await["syncs"].as_u64().unwrap_or(0);
+    wait_syncs(&c, &m1, n + 1).await;
+    assert_eq!(holds(&m1data, "bob"), None, "kept after it turned private");
+    assert_eq!(holds(&m2data, "bob"), Some(true));
 }

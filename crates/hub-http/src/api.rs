@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Shared;
+use crate::visibility::Viewer;
 use crate::{lookup, render};
 
 /// A contract answer, serialised once (the bytes the caches keep).
@@ -33,74 +34,118 @@ fn ok() -> Json<Success> {
     Json(Success::done())
 }
 
-/// `GET /api/repositories`
-pub async fn repositories(State(st): State<Shared>) -> ApiResult<Response> {
-    let official = st.config.official.clone();
-    let body = st
-        .cached("repositories", move |hub| {
-            let repos = hub.catalog().repositories()?;
-            let v: Vec<Repository> = repos
-                .iter()
-                .map(|r| Repository {
-                    name: r.name.clone(),
-                    official: official.contains(&r.name),
-                    updated: r.updated,
-                })
-                .collect();
-            Ok(json_bytes(&v))
+/// A listing-style answer for `viewer`: computed by `f` for a reader who sees what an
+/// anonymous one sees (cached per catalog generation under `key`, the fast path serves it),
+/// or for this reader alone (a member of a private repository: never cached).
+async fn cached_for<F>(st: &Shared, viewer: &Viewer, key: &str, f: F) -> ApiResult<Bytes>
+where
+    F: FnOnce(&Hub, &Viewer) -> Result<Bytes, ApiError> + Send + 'static,
+{
+    if viewer.sees_as_anonymous() {
+        st.cached(key, move |hub| {
+            // Read under the generation the cache tags the answer with.
+            let private = std::sync::Arc::new(hub.catalog().private_repositories()?);
+            f(hub, &Viewer::anonymous(private))
         })
-        .await?;
+        .await
+    } else {
+        let v = viewer.clone();
+        st.blocking(move |hub| f(hub, &v)).await
+    }
+}
+
+/// `GET /api/repositories`
+pub async fn repositories(State(st): State<Shared>, viewer: Viewer) -> ApiResult<Response> {
+    let official = st.config.official.clone();
+    let body = cached_for(&st, &viewer, "repositories", move |hub, v| {
+        let repos = hub.catalog().repositories()?;
+        let v: Vec<Repository> = repos
+            .iter()
+            .filter(|r| v.sees(&r.name))
+            .map(|r| Repository {
+                name: r.name.clone(),
+                official: official.contains(&r.name),
+                updated: r.updated,
+            })
+            .collect();
+        Ok(json_bytes(&v))
+    })
+    .await?;
     Ok(json_response(body))
 }
 
+/// Every repository's listing this reader may see, links it may not follow left out.
+fn visible_listings(
+    hub: &Hub,
+    v: &Viewer,
+) -> Result<std::collections::BTreeMap<String, Vec<hub_repo::Listed>>, ApiError> {
+    let mut all = hub.catalog().list_all()?;
+    all.retain(|repo, _| v.sees(repo));
+    for items in all.values_mut() {
+        *items = v.filter(std::mem::take(items));
+    }
+    Ok(all)
+}
+
 /// `GET /api/flist`
-pub async fn all_flists(State(st): State<Shared>) -> ApiResult<Response> {
-    let body = st
-        .cached("flist", |hub| {
-            Ok(json_bytes(&json!(hub.catalog().all_entry_names()?)))
-        })
-        .await?;
+pub async fn all_flists(State(st): State<Shared>, viewer: Viewer) -> ApiResult<Response> {
+    let body = cached_for(&st, &viewer, "flist", |hub, v| {
+        if v.private().is_empty() {
+            return Ok(json_bytes(&json!(hub.catalog().all_entry_names()?)));
+        }
+        let names: Vec<String> = visible_listings(hub, v)?
+            .into_iter()
+            .flat_map(|(repo, items)| {
+                items
+                    .into_iter()
+                    .filter(|l| l.kind != hub_repo::ListedKind::Tag)
+                    .map(move |l| format!("{repo}/{}", l.name))
+            })
+            .collect();
+        Ok(json_bytes(&json!(names)))
+    })
+    .await?;
     Ok(json_response(body))
 }
 
 /// `GET /api/fileslist`
-pub async fn fileslist(State(st): State<Shared>) -> ApiResult<Response> {
-    let body = st
-        .cached("fileslist", |hub| {
-            let all = hub.catalog().list_all()?;
-            let m: serde_json::Map<String, Value> = all
-                .into_iter()
-                .map(|(repo, items)| (repo, serde_json::to_value(render::listing(items))))
-                .map(|(repo, v)| (repo, v.unwrap_or_default()))
-                .collect();
-            Ok(json_bytes(&m))
-        })
-        .await?;
+pub async fn fileslist(State(st): State<Shared>, viewer: Viewer) -> ApiResult<Response> {
+    let body = cached_for(&st, &viewer, "fileslist", |hub, v| {
+        let m: serde_json::Map<String, Value> = visible_listings(hub, v)?
+            .into_iter()
+            .map(|(repo, items)| (repo, serde_json::to_value(render::listing(items))))
+            .map(|(repo, v)| (repo, v.unwrap_or_default()))
+            .collect();
+        Ok(json_bytes(&m))
+    })
+    .await?;
     Ok(json_response(body))
 }
 
 /// `GET /api/flist/<repo>`
 pub async fn repo_listing(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path(repo): Path<String>,
 ) -> ApiResult<Response> {
     names::validate_repo(&repo)?;
     let key = hub_contract::routes::listing_key(&repo);
-    let body = st
-        .cached(&key, move |hub| {
-            let items = hub
-                .catalog()
-                .list(&repo)?
-                .ok_or_else(lookup::user_not_found)?;
-            Ok(json_bytes(&render::listing(items)))
-        })
-        .await?;
+    let body = cached_for(&st, &viewer, &key, move |hub, v| {
+        let items = hub
+            .catalog()
+            .list(&repo)?
+            .filter(|_| v.sees(&repo))
+            .ok_or_else(lookup::user_not_found)?;
+        Ok(json_bytes(&render::listing(v.filter(items))))
+    })
+    .await?;
     Ok(json_response(body))
 }
 
 /// `GET /api/flist/<repo>/tags/<tag>`
 pub async fn tag_listing(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, tag)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<Entry>>> {
     names::validate_repo(&repo)?;
@@ -108,29 +153,34 @@ pub async fn tag_listing(
     let items = st
         .blocking(move |hub| Ok(hub.catalog().tag_links(&repo, &tag)?))
         .await?;
-    Ok(Json(items.iter().map(render::listed).collect()))
+    Ok(Json(
+        viewer.filter(items).iter().map(render::listed).collect(),
+    ))
 }
 
 /// The full dump of `repo/name`, from the contents cache.
-async fn dump_of(st: &Shared, repo: String, name: String) -> ApiResult<Bytes> {
+async fn dump_of(st: &Shared, viewer: &Viewer, repo: String, name: String) -> ApiResult<Bytes> {
     let r = st
         .blocking(move |hub| Ok(lookup::find_flist(hub, &repo, &name)?.1))
         .await?;
+    viewer.check(&r)?;
     st.contents.dump(&st.hub, &r).await
 }
 
 /// `GET /api/flist/<repo>/<name>`: the full dump.
 pub async fn dump(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    Ok(json_response(dump_of(&st, repo, name).await?))
+    Ok(json_response(dump_of(&st, &viewer, repo, name).await?))
 }
 
 /// The `/light` answer; a link's `target` is the raw link as the old hub stored it
 /// (`x.flist`, or `../repo/x.flist` for a crosslink).
-fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Light, ApiError> {
+fn light_of(hub: &Hub, viewer: &Viewer, repo: &str, name: &str) -> Result<Light, ApiError> {
     let (e, r) = lookup::find_flist(hub, repo, name)?;
+    viewer.check(&r)?;
     match &e.kind {
         EntryKind::Symlink {
             target_repo,
@@ -151,10 +201,13 @@ fn light_of(hub: &Hub, repo: &str, name: &str) -> Result<Light, ApiError> {
 /// `GET /api/flist/<repo>/<name>/light` and `INFO /api/flist/<repo>/<name>`.
 pub async fn light(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let (r2, n2) = (repo.clone(), name.clone());
-    let v = st.blocking(move |hub| light_of(hub, &r2, &n2)).await?;
+    let v = st
+        .blocking(move |hub| light_of(hub, &viewer, &r2, &n2))
+        .await?;
     let v = crate::signing::annotate_light(&st, &repo, v).await;
     Ok(json_response(json_bytes(&v)))
 }
@@ -162,13 +215,14 @@ pub async fn light(
 /// `GET /api/flist/<repo>/<name>/taglink`
 pub async fn taglink(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Json<TagLink>> {
     let e = st
         .blocking(move |hub| lookup::find_entry(hub, &repo, &name))
         .await?;
     match e.kind {
-        EntryKind::Taglink { target_repo, tag } => Ok(Json(TagLink {
+        EntryKind::Taglink { target_repo, tag } if viewer.sees(&target_repo) => Ok(Json(TagLink {
             target: format!("{target_repo}/tags/{tag}"),
         })),
         _ => Err(lookup::source_not_found()),
@@ -178,11 +232,13 @@ pub async fn taglink(
 /// `GET /api/flist/<repo>/<name>/metadata`
 pub async fn metadata(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let r = st
         .blocking(move |hub| Ok(lookup::find_flist(hub, &repo, &name)?.1))
         .await?;
+    viewer.check(&r)?;
     let raw = st.contents.metadata(&st.hub, &r).await?;
     Ok(Json(render::metadata(&raw, st.public_backend.as_deref())))
 }
@@ -200,10 +256,13 @@ pub async fn me(Caller(actor): Caller) -> Json<Success<MePayload>> {
 /// `GET /api/flist/me/<name>`: dump of an own entry.
 pub async fn me_dump(
     State(st): State<Shared>,
+    viewer: Viewer,
     Caller(actor): Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(json_response(dump_of(&st, actor.active, name).await?))
+    Ok(json_response(
+        dump_of(&st, &viewer, actor.active, name).await?,
+    ))
 }
 
 /// `DELETE /api/flist/me/<name>`

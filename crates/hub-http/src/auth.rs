@@ -286,8 +286,19 @@ pub fn presents_credentials(headers: &HeaderMap) -> bool {
     presented_token(headers).is_some() || cookie(headers, SESSION_COOKIE).is_some()
 }
 
-/// Authenticates a request.
+/// Authenticates a request, acting as the identity its `active-user` cookie selects.
 pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let actor = identify(state, headers).await?;
+    match cookie(headers, ACTIVE_USER_COOKIE) {
+        Some(active) if !active.is_empty() && active != actor.user => Ok(actor.acting_as(&active)?),
+        _ => Ok(actor),
+    }
+}
+
+/// Authenticates a request: the user and the organisations it is a member of now (a
+/// token's or session's organisations are read from the catalog at each use), acting as
+/// itself.
+pub async fn identify(state: &Shared, headers: &HeaderMap) -> Result<Actor, ApiError> {
     let actor = if !state.config.authentication {
         let user = headers
             .get("x-hub-user")
@@ -323,15 +334,8 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
             let hub = state.hub.clone();
             let check = tokio::task::spawn_blocking(move || -> Result<_, hub_repo::RepoError> {
                 match hub.accounts().check_token(&token)? {
-                    TokenCheck::Valid(info) => {
-                        let mut memberof = info.memberof.clone();
-                        for m in hub.accounts().memberships(&info.user)? {
-                            if !memberof.contains(&m) {
-                                memberof.push(m);
-                            }
-                        }
-                        Ok(Ok(Actor::new(info.user, memberof)))
-                    }
+                    // `memberof`: the user's memberships now, not those at issue.
+                    TokenCheck::Valid(info) => Ok(Ok(Actor::new(info.user, info.memberof))),
                     other => Ok(Err(other)),
                 }
             })
@@ -345,10 +349,7 @@ pub async fn authenticate(state: &Shared, headers: &HeaderMap) -> Result<Actor, 
         }
     };
     crate::observe::note_user(&actor.user);
-    match cookie(headers, ACTIVE_USER_COOKIE) {
-        Some(active) if !active.is_empty() && active != actor.user => Ok(actor.acting_as(&active)?),
-        _ => Ok(actor),
-    }
+    Ok(actor)
 }
 
 impl FromRequestParts<Shared> for Caller {

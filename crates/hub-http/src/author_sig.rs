@@ -131,10 +131,15 @@ pub(crate) fn load(data_dir: &Path, sha256: &str, repo: &str, name: &str) -> Opt
 
 /// `GET /<repo>/<name>.flist.author.sig`: the author's signature document kept with the
 /// flist served under that name; 404 when there is none.
-pub async fn author_signature(st: &Shared, repo: &str, file: &str) -> ApiResult<Response> {
+pub async fn author_signature(
+    st: &Shared,
+    viewer: &crate::visibility::Viewer,
+    repo: &str,
+    file: &str,
+) -> ApiResult<Response> {
     names::validate_repo(repo)?;
     names::validate_flist(file)?;
-    let r = st.resolve(repo, file).await?;
+    let r = st.resolve_for(viewer, repo, file).await?;
     let doc = load(&st.config.data_dir, &r.sha256, repo, file)
         .ok_or_else(|| ApiError::not_found(format!("{repo}/{file} has no author signature")))?;
     Ok((

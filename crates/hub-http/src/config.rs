@@ -361,7 +361,9 @@ impl HubConfig {
     /// `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
     /// `HUB_THREEBOT_PRIVATE_KEY`, `HUB_JWT_PUBLIC_KEY_FILE`, `HUB_JWT_ISSUER`,
     /// `HUB_DOCKER_REGISTRIES` (comma-separated allow-list), `HUB_MIRROR_OF`,
-    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_MIRROR_CHUNKS`, `HUB_CHUNKS_MAX_CHUNK_BYTES`,
+    /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_MIRROR_CHUNKS`, `HUB_MIRROR_TOKEN` (an API token
+    /// of the primary: private repositories it may read are mirrored, and stay private),
+    /// `HUB_CHUNKS_MAX_CHUNK_BYTES`,
     /// `HUB_CHUNKS_USER_QUOTA_BYTES`, `HUB_CHUNKS_QUOTA_WINDOW_SECS`,
     /// `HUB_DOWNLOAD_CACHE_BYTES`.
     /// `HUB_MIRROR_SYNC_INTERVAL_SECS`, `HUB_MAX_FLIST_DATABASE_BYTES`,
@@ -399,6 +401,9 @@ impl HubConfig {
                 "HUB_MIRROR_OF" => self.mirror.of = Some(v),
                 "HUB_MIRROR_SYNC_INTERVAL_SECS" => self.mirror.sync_interval_secs = num(&k, &v)?,
                 "HUB_MIRROR_CHUNKS" => self.mirror.chunks = boolean(&k, &v)?,
+                "HUB_MIRROR_TOKEN" => {
+                    self.mirror.token = Some(crate::mirror::MirrorToken(v.trim().to_string()))
+                }
                 "HUB_STORE" => self.store = Some(v),
                 "HUB_PUBLIC_BACKEND" => self.public_backend = v,
                 "HUB_PUBLIC_URL" => self.public_url = v,

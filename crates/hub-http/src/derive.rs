@@ -52,7 +52,8 @@ pub async fn me_derive(
     })?;
     names::validate_repo(repo)?;
     names::validate_flist(name)?;
-    let resolved = st.resolve(repo, name).await?;
+    let viewer = crate::visibility::Viewer::of_actor(&st, &actor).await?;
+    let resolved = st.resolve_for(&viewer, repo, name).await?;
     let path = st.hub.catalog().blob_path(&resolved.sha256);
     let mut changes: Vec<Change> = req
         .remove

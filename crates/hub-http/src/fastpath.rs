@@ -14,6 +14,11 @@
 //! the request log line (formatted only when that log is enabled) and the request metrics
 //! (counter and latency handles kept per method, route and status, no label lookup).
 //! `tests/fastpath.rs` compares its answers with the router's, header by header.
+//!
+//! Private repositories: once the catalog has one, a request with credentials, a listing
+//! of a private repository and a name whose resolution passes through one go to the router
+//! (see [`crate::visibility`]); the private set must have been read for the current
+//! generation, else the router answers (and reads it).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -268,8 +273,16 @@ fn answer(st: &Shared, req: &Request) -> Option<Response> {
     };
     let started = Instant::now();
     let generation = st.hub.generation();
+    // Private repositories (see `crate::visibility`): only answers every reader gets.
+    let private = st.private_repos_at(generation)?;
+    if !private.is_empty() && crate::auth::presents_credentials(headers) {
+        return None;
+    }
     let (resp, route) = match wanted(path)? {
         Wanted::Listing { repo } => {
+            if private.contains(repo) {
+                return None;
+            }
             let body = st.cached_at(&hub_contract::routes::listing_key(repo), generation)?;
             // `api::json_response`.
             let mut resp = axum::http::Response::new(body);
@@ -286,6 +299,9 @@ fn answer(st: &Shared, req: &Request) -> Option<Response> {
             route,
         } => {
             let r = st.downloads.resolved_at(key, generation)?;
+            if r.via.iter().any(|v| private.contains(v)) {
+                return None;
+            }
             if md5 {
                 // `web::repo_file`, `.md5`.
                 let mut resp = axum::http::Response::new(Bytes::from(format!("{}\n", r.md5)));

@@ -74,6 +74,7 @@ pub mod state;
 pub mod threebot;
 pub mod ui;
 pub mod upload;
+pub mod visibility;
 pub mod web;
 pub mod zdb;
 

@@ -149,13 +149,8 @@ pub async fn session_actor(st: &Shared, headers: &HeaderMap) -> Result<Option<Ac
         let Some(s) = hub.accounts().check_session(&id)? else {
             return Ok(None);
         };
-        let mut memberof = s.memberof;
-        for m in hub.accounts().memberships(&s.user)? {
-            if !memberof.contains(&m) {
-                memberof.push(m);
-            }
-        }
-        Ok(Some(Actor::new(s.user, memberof)))
+        // `memberof`: the user's memberships now (checked on use).
+        Ok(Some(Actor::new(s.user, s.memberof)))
     })
     .await
 }

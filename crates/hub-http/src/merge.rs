@@ -48,8 +48,9 @@ pub(crate) async fn merge(
     // pass over the same tree changes nothing.
     let mut files = Vec::with_capacity(sources.len());
     let mut contents = HashSet::new();
+    let viewer = crate::visibility::Viewer::of_actor(st, actor).await?;
     for (r, n) in &sources {
-        let res = st.resolve(r, n).await?;
+        let res = st.resolve_for(&viewer, r, n).await?;
         if contents.insert(res.sha256.clone()) {
             files.push((format!("{r}/{n}"), st.hub.catalog().blob_path(&res.sha256)));
         }

@@ -41,6 +41,22 @@ pub struct MirrorConfig {
     /// Also copy the chunks of every mirrored flist into this hub's store and serve the
     /// flists stamped with this hub's public backend (`--mirror-chunks`).
     pub chunks: bool,
+    /// An API token of the primary (`HUB_MIRROR_TOKEN`): its user's and organisations'
+    /// private repositories are mirrored too (and stay private here). Without one, only
+    /// public repositories are.
+    #[serde(skip_serializing)]
+    pub token: Option<MirrorToken>,
+}
+
+/// The mirror's token of its primary (never shown in `Debug` or serialised).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct MirrorToken(pub String);
+
+impl std::fmt::Debug for MirrorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for MirrorConfig {
@@ -49,6 +65,7 @@ impl Default for MirrorConfig {
             of: None,
             sync_interval_secs: 30,
             chunks: false,
+            token: None,
         }
     }
 }
@@ -102,6 +119,8 @@ pub struct Mirror {
     client: reqwest::Client,
     status: Mutex<MirrorStatus>,
     chunks: Option<crate::mirror_chunks::ChunkMirror>,
+    /// Sent as `Authorization: bearer` to the primary (private repositories).
+    token: Option<String>,
 }
 
 /// Why a sync failed.
@@ -270,7 +289,14 @@ impl Mirror {
             interval,
             client,
             chunks: None,
+            token: None,
         }
+    }
+
+    /// Reads the primary with `token` (its user's private repositories are mirrored too).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.trim().is_empty());
+        self
     }
 
     /// Also mirror chunks (`--mirror-chunks`) with `chunks`.
@@ -337,12 +363,11 @@ impl Mirror {
     /// its status; a transport failure is an error naming the URL.
     async fn send_get(&self, path: &str) -> Result<(String, reqwest::Response), SyncError> {
         let url = format!("{}{path}", self.upstream);
-        let r = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| up_err(&url, e))?;
+        let mut req = self.client.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.map_err(|e| up_err(&url, e))?;
         Ok((url, r))
     }
 
@@ -766,6 +791,8 @@ impl Mirror {
                 entries,
                 tags,
                 blobs,
+                // An old hub has no private repositories.
+                private: false,
             },
             paths,
         )))
@@ -866,7 +893,8 @@ pub fn spawn(st: &Shared) {
     let mut m = Mirror::new(
         &up,
         Duration::from_secs(st.config.mirror.sync_interval_secs.max(1)),
-    );
+    )
+    .with_token(st.config.mirror.token.clone().map(|t| t.0));
     if st.config.mirror.chunks {
         match &st.public_backend {
             Some(b) => {

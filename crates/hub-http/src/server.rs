@@ -62,10 +62,11 @@ const WRITE: MethodFilter = MethodFilter::GET
 async fn info_fallback(
     method: Method,
     st: State<Shared>,
+    viewer: crate::visibility::Viewer,
     path: Path<(String, String)>,
 ) -> Response {
     if method.as_str() == "INFO" {
-        api::light(st, path).await.into_response()
+        api::light(st, viewer, path).await.into_response()
     } else {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -219,6 +220,11 @@ pub fn router(state: Shared) -> Router {
         .merge(api)
         .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(fallback)
+        // Private repositories: hidden paths, and the reader for the handlers.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::visibility::guard,
+        ))
         // CORS, request id, CSRF, body rate, heavy-request slots, mirror writes: one layer.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -108,10 +108,15 @@ pub async fn signing_key(State(st): State<Shared>) -> ApiResult<Json<Value>> {
 }
 
 /// `GET /<repo>/<name>.flist.sig`: the hub's signature of the flist served under that name.
-pub async fn signature(st: &Shared, repo: &str, file: &str) -> ApiResult<Response> {
+pub async fn signature(
+    st: &Shared,
+    viewer: &crate::visibility::Viewer,
+    repo: &str,
+    file: &str,
+) -> ApiResult<Response> {
     names::validate_repo(repo)?;
     names::validate_flist(file)?;
-    let r = st.resolve(repo, file).await?;
+    let r = st.resolve_for(viewer, repo, file).await?;
     let key = key_of(st)?;
     let doc = key.sign_digest(&r.sha256, &format!("{repo}/{file}"));
     Ok((

@@ -1,6 +1,6 @@
 //! Shared server state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -53,6 +53,8 @@ pub struct AppState {
     cache: RwLock<HashMap<String, (u64, Bytes)>>,
     /// Name resolutions cached until the next catalog write.
     resolved: Mutex<HashMap<(String, String), (u64, Resolved)>>,
+    /// The private repositories at a catalog generation (see [`crate::visibility`]).
+    private: RwLock<(u64, Arc<BTreeSet<String>>)>,
 }
 
 /// Largest response body kept by [`AppState::cached`].
@@ -106,6 +108,7 @@ impl AppState {
             zdb: std::sync::OnceLock::new(),
             cache: RwLock::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
+            private: RwLock::new((0, Arc::default())),
         }
     }
 
@@ -146,7 +149,44 @@ impl AppState {
         at_generation(&self.cache, key, generation)
     }
 
+    /// The private repositories, read once per catalog generation.
+    pub async fn private_repos(&self) -> ApiResult<Arc<BTreeSet<String>>> {
+        let generation = self.hub.generation();
+        if let Some(p) = self.private_repos_at(generation) {
+            return Ok(p);
+        }
+        let p = Arc::new(
+            self.blocking(|hub| Ok(hub.catalog().private_repositories()?))
+                .await?,
+        );
+        let mut m = self.private.write().unwrap_or_else(|e| e.into_inner());
+        if m.0 <= generation {
+            *m = (generation, p.clone());
+        }
+        Ok(p)
+    }
+
+    /// The private repositories if already read at `generation` (the fast path's check).
+    pub(crate) fn private_repos_at(&self, generation: u64) -> Option<Arc<BTreeSet<String>>> {
+        let m = self.private.read().unwrap_or_else(|e| e.into_inner());
+        (m.0 == generation).then(|| m.1.clone())
+    }
+
+    /// [`AppState::resolve`] for `viewer`: "not found", as for a missing name, when the
+    /// resolution passes through a repository it may not read.
+    pub async fn resolve_for(
+        &self,
+        viewer: &crate::visibility::Viewer,
+        repo: &str,
+        name: &str,
+    ) -> ApiResult<Resolved> {
+        let r = self.resolve(repo, name).await?;
+        viewer.check_page(&r, repo, name)?;
+        Ok(r)
+    }
+
     /// [`hub_repo::Catalog::resolve`], served from memory while the catalog is unchanged.
+    /// Readers' answers go through [`AppState::resolve_for`].
     pub async fn resolve(&self, repo: &str, name: &str) -> ApiResult<Resolved> {
         let generation = self.hub.generation();
         let key = (repo.to_string(), name.to_string());

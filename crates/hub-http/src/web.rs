@@ -14,6 +14,7 @@ use crate::auth::{ACTIVE_USER_COOKIE, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::render::{self, html_escape as esc};
 use crate::state::Shared;
+use crate::visibility::Viewer;
 
 /// An error shown as an HTML page with its status (or as JSON when the flag is set, for
 /// `/api/` paths).
@@ -178,22 +179,25 @@ fn api_guard(repo: &str, rest: &str) -> Result<(), WebError> {
 /// `GET|HEAD /<repo>/<file>`: `.flist`, `.flist.md5`, `.txt`, `.json`, `.md`.
 pub async fn repo_file(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, file)): Path<(String, String)>,
     req: Request,
 ) -> WebResult<Response> {
     api_guard(&repo, &file)?;
     if let Some(flist) = file.strip_suffix(".flist.author.sig") {
         let file = format!("{flist}.flist");
-        return Ok(crate::author_sig::author_signature(&st, &repo, &file).await?);
+        return Ok(crate::author_sig::author_signature(&st, &viewer, &repo, &file).await?);
     }
     if let Some(flist) = file.strip_suffix(".flist.sig") {
-        return Ok(crate::signing::signature(&st, &repo, &format!("{flist}.flist")).await?);
+        let file = format!("{flist}.flist");
+        return Ok(crate::signing::signature(&st, &viewer, &repo, &file).await?);
     }
     no_such_file(names::validate_repo(&repo))?;
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
     no_such_file(names::validate_flist(&name))?;
     let r = resolve_download(&st, &repo, &name).await?;
+    viewer.check_page(&r, &repo, &name)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
         "fl" => serve_fl(&st, &r, &file, req).await,
@@ -237,6 +241,7 @@ async fn resolve_download(
 /// [`crate::files`]). A symlink redirects (302) to its target in the same flist.
 pub async fn flist_member(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, file, path)): Path<(String, String, String)>,
     req: Request,
 ) -> WebResult<Response> {
@@ -248,6 +253,8 @@ pub async fn flist_member(
     no_such_file(names::validate_flist(&file))?;
     let path = crate::files::check_path(&path)?;
     let r = resolve_download(&st, &repo, &file).await?;
+    // a private repository's files are as invisible as its flists
+    viewer.check_page(&r, &repo, &file)?;
     let Some((_, kind)) = crate::files::entry_at(&st, &r, &path).await? else {
         return Err(ApiError::not_found(format!("no {path} in {repo}/{file}")).into());
     };
@@ -306,6 +313,7 @@ async fn flist_info(st: &Shared, repo: &str, name: &str, r: &Resolved) -> WebRes
 /// `GET|HEAD /<repo>/tags/<tag>/<name>.flist` (and `.flist.md5`).
 pub async fn tag_file(
     State(st): State<Shared>,
+    viewer: Viewer,
     Path((repo, tag, file)): Path<(String, String, String)>,
     req: Request,
 ) -> WebResult<Response> {
@@ -316,13 +324,19 @@ pub async fn tag_file(
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such file {file:?}")))?;
     no_such_file(names::validate_flist(&name))?;
     let key = format!("{repo}/tags/{tag}/{name}");
-    let n2 = name.clone();
+    let (r2, t2, n2) = (repo.clone(), tag.clone(), name.clone());
     let r = st
         .downloads
         .resolve(&st.hub, key, move |hub| {
-            hub.catalog().resolve_in_tag(&repo, &tag, &n2)
+            hub.catalog().resolve_in_tag(&r2, &t2, &n2)
         })
         .await?;
+    // As a missing tag (its own repository hidden) or a missing link of the tag.
+    if !viewer.sees(&repo) {
+        let e = hub_repo::RepoError::NotFound(format!("{repo}/tags/{tag}"));
+        return Err(ApiError::from(e).into());
+    }
+    viewer.check_page(&r, &format!("{repo}/tags/{tag}"), &name)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
         "fl" => serve_fl(&st, &r, &file, req).await,

@@ -1459,3 +1459,195 @@ fn error_pages_keep_the_session_and_the_small_things_read_right() {
         )
     });
 }
+
+/// The answer status of `fetch(path)` from the page (same-origin: with the session cookie).
+async fn fetch_status(c: &Client, path: &str) -> Res<u64> {
+    let v = c
+        .execute_async(
+            "const [p, done] = arguments; fetch(p).then(r => done(r.status), () => done(0));",
+            vec![json!(path)],
+        )
+        .await
+        .map_err(err(&format!("fetch {path}")))?;
+    v.as_u64().ok_or_else(|| format!("fetch {path}: {v}"))
+}
+
+/// The page's whole text.
+async fn page_text(c: &Client) -> Res<String> {
+    text_of(c, "body").await
+}
+
+#[test]
+fn a_private_repository_is_invisible_to_visitors_and_non_members_and_visible_to_members() {
+    browser_test("private_repository", |c, w| async move {
+        let mut tree = Tree::new(meta(0o755));
+        tree.insert(Tree::ROOT, "hidden-file", meta(0o644), file(5))
+            .unwrap();
+        put_tree(w, "privorg", "secret-app.flist", tree, Metadata::new()).await;
+        // An account each: the organisation's member, someone else.
+        w.hub.token("pmember", &[]).await;
+        w.hub.token("pstranger", &[]).await;
+        let hub = w.hub.hub();
+        tokio::task::spawn_blocking(move || {
+            hub.accounts().org_create("privorg", "pmember")?;
+            hub.catalog()
+                .set_visibility(&Actor::system("test"), "privorg", true)
+        })
+        .await
+        .map_err(err("join"))?
+        .map_err(err("make private"))?;
+
+        let hidden = |c: Client| async move {
+            goto(&c, w, "/privorg").await?;
+            wait_text(&c, "#error-message", "There is no repository privorg.").await?;
+            for path in ["/privorg/secret-app.flist.md", "/privorg/secret-app.flist"] {
+                goto(&c, w, path).await?;
+                wait_text(&c, "#error-message", "not found: privorg/secret-app.flist").await?;
+            }
+            goto(&c, w, "/search?q=secret-app").await?;
+            let text = page_text(&c).await?;
+            ensure(
+                !text.contains("secret-app.flist") && !text.contains("privorg"),
+                "search shows the private flist",
+            )?;
+            goto(&c, w, "/search?q=hidden-file").await?;
+            ensure(
+                !page_text(&c).await?.contains("privorg"),
+                "path search shows the private flist",
+            )?;
+            goto(&c, w, "/").await?;
+            ensure(
+                !page_text(&c).await?.contains("privorg"),
+                "the home page lists the private repository",
+            )?;
+            goto(&c, w, "/api/flist/privorg").await?;
+            ensure(
+                page_text(&c).await?.contains("user not found"),
+                "the API lists the private repository",
+            )?;
+            for path in [
+                "/privorg/secret-app.flist",
+                "/privorg/secret-app.flist.md5",
+                "/privorg/secret-app.json",
+                "/api/flist/privorg/secret-app.flist",
+            ] {
+                let s = fetch_status(&c, path).await?;
+                ensure(s == 404, format!("{path} answered {s}"))?;
+            }
+            Ok::<_, String>(())
+        };
+        // A visitor, then a signed-in account that is no member.
+        hidden(c.clone()).await?;
+        sign_in(&c, w, "pstranger").await?;
+        hidden(c.clone()).await?;
+        goto(&c, w, "/").await?;
+        wait_css(&c, "#signout")
+            .await?
+            .click()
+            .await
+            .map_err(err("sign out"))?;
+        wait_css(&c, "#signin").await?;
+
+        // The member sees it all, marked private.
+        sign_in(&c, w, "pmember").await?;
+        goto(&c, w, "/privorg").await?;
+        wait_css(&c, "tr[data-name='secret-app.flist']").await?;
+        wait_css(&c, "#private-badge").await?;
+        goto(&c, w, "/search?q=secret-app").await?;
+        ensure(
+            page_text(&c).await?.contains("secret-app.flist"),
+            "search hides the flist from its member",
+        )?;
+        goto(&c, w, "/privorg/secret-app.flist.md").await?;
+        wait_css(&c, "#contents").await?;
+        for path in [
+            "/privorg/secret-app.flist",
+            "/privorg/secret-app.flist.md5",
+            "/api/flist/privorg",
+            "/api/flist/privorg/secret-app.flist",
+        ] {
+            let s = fetch_status(&c, path).await?;
+            ensure(s == 200, format!("{path} answered {s} to the member"))?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn an_owner_manages_an_organisation_and_its_visibility_on_the_web() {
+    browser_test("organisation", |c, w| async move {
+        w.hub.token("webhelper", &[]).await;
+        sign_in(&c, w, "orgboss").await?;
+        // A new organisation from the user's own page.
+        goto(&c, w, "/orgboss").await?;
+        wait_css(&c, "#org-create-form input[name=name]")
+            .await?
+            .send_keys("webteam")
+            .await
+            .map_err(err("type name"))?;
+        wait_css(&c, "#org-create-form button")
+            .await?
+            .click()
+            .await
+            .map_err(err("create"))?;
+        wait_url(&c, "/webteam").await?;
+        wait_css(&c, "#org-badge").await?;
+        wait_css(&c, "tr[data-member='orgboss']").await?;
+        // A member.
+        wait_css(&c, "#member-add-form input[name=name]")
+            .await?
+            .send_keys("webhelper")
+            .await
+            .map_err(err("type member"))?;
+        wait_css(&c, "#member-add-form button")
+            .await?
+            .click()
+            .await
+            .map_err(err("add"))?;
+        wait_text(&c, "#flash", "webhelper is member of webteam.").await?;
+        let row = text_of(&c, "tr[data-member='webhelper']").await?;
+        ensure(row.contains("member"), format!("member row: {row}"))?;
+        // Private, then visible only to members.
+        wait_css(&c, "#visibility-form button")
+            .await?
+            .click()
+            .await
+            .map_err(err("make private"))?;
+        wait_text(&c, "#flash", "webteam is private: only its members see it.").await?;
+        wait_css(&c, "#private-badge").await?;
+        let hub = w.hub.hub();
+        let private = tokio::task::spawn_blocking(move || hub.catalog().is_private("webteam"))
+            .await
+            .map_err(err("join"))?
+            .map_err(err("read"))?;
+        ensure(private, "the catalog says private")?;
+        // The owner acts for the organisation through the identity selector.
+        let select = wait_css(&c, "select[name=active]").await?;
+        select
+            .select_by_value("webteam")
+            .await
+            .map_err(err("switch identity"))?;
+        goto(&c, w, "/webteam").await?;
+        wait_css(&c, "#manage").await?;
+        // The member leaves: no longer listed, no longer a member in the catalog.
+        wait_css(&c, "tr[data-member='webhelper'] .member-remove button")
+            .await?
+            .click()
+            .await
+            .map_err(err("remove"))?;
+        wait_text(&c, "#flash", "Removed webhelper from webteam.").await?;
+        ensure(
+            c.find(Locator::Css("tr[data-member='webhelper']"))
+                .await
+                .is_err(),
+            "the removed member is still listed",
+        )?;
+        let hub = w.hub.hub();
+        let role =
+            tokio::task::spawn_blocking(move || hub.accounts().org_role("webteam", "webhelper"))
+                .await
+                .map_err(err("join"))?
+                .map_err(err("read"))?;
+        ensure(role.is_none(), "still a member in the catalog")
+    });
+}

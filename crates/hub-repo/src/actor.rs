@@ -51,6 +51,12 @@ impl Actor {
         Ok(self)
     }
 
+    /// May this actor read `repo` were it private? Its own repository, an organisation's it
+    /// is a member of now (whatever identity is active), and everything for a system actor.
+    pub fn may_read(&self, repo: &str) -> bool {
+        self.is_system() || self.user == repo || self.memberof.iter().any(|m| m == repo)
+    }
+
     /// May this actor write into `repo`? Only the active identity's own repository.
     pub fn may_write(&self, repo: &str) -> bool {
         if self.is_system() {

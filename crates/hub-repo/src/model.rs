@@ -94,6 +94,11 @@ pub struct Listed {
     pub target: Option<String>,
     /// True when a link does not resolve (dangling or cyclic).
     pub broken: bool,
+    /// The repositories a link or taglink reaches (for a tag, a taglink or a link of a tag:
+    /// every repository its chain passes through, the listed repository excepted); empty
+    /// for regular entries and tags. A reader sees the item only if it may read them all.
+    #[serde(skip)]
+    pub via: Vec<String>,
 }
 
 /// A name resolved through links down to a stored flist file.
@@ -115,6 +120,10 @@ pub struct Resolved {
     pub uploader: Option<String>,
     /// Source of the regular entry.
     pub source: Option<String>,
+    /// Every repository the resolution passed through (the one named first, the links'
+    /// and taglinks' repositories, the entry's): a reader must be allowed to read each.
+    #[serde(skip)]
+    pub via: Vec<String>,
 }
 
 /// One record of the append-only audit log.

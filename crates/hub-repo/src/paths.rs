@@ -484,9 +484,28 @@ impl PathIndex {
     /// a query starting with `/` matches paths by prefix, any other matches base names by
     /// prefix. Case-sensitive (paths are); ordered by path.
     pub fn search(&self, query: &str, offset: u64, limit: u64) -> Result<Vec<PathHit>, RepoError> {
+        self.search_visible(query, offset, limit, None)
+    }
+
+    /// [`PathIndex::search`] without the flists of private repositories, except those of
+    /// `readable` (the reader's own and its organisations'); `None`: no repository left out.
+    pub fn search_visible(
+        &self,
+        query: &str,
+        offset: u64,
+        limit: u64,
+        readable: Option<&[String]>,
+    ) -> Result<Vec<PathHit>, RepoError> {
         if query.is_empty() {
             return Ok(Vec::new());
         }
+        let readable = readable.map(|r| serde_json::to_string(r).unwrap_or_else(|_| "[]".into()));
+        let hide = if readable.is_some() {
+            "AND (e.repo IN (SELECT value FROM json_each(?5)) OR NOT EXISTS \
+             (SELECT 1 FROM repositories r WHERE r.name = e.repo AND r.private != 0))"
+        } else {
+            "AND ?5 IS NULL"
+        };
         let column = if query.starts_with('/') {
             "path"
         } else {
@@ -496,14 +515,20 @@ impl PathIndex {
             "SELECT e.repo, e.name, p.path, p.kind FROM path_entries p \
              JOIN path_blobs b ON b.id = p.blob \
              JOIN entries e ON e.sha256 = b.sha256 AND e.kind = 'regular' \
-             WHERE p.{column} >= ?1 AND p.{column} < ?2 AND p.node != 0 \
+             WHERE p.{column} >= ?1 AND p.{column} < ?2 AND p.node != 0 {hide} \
              ORDER BY p.{column}, p.blob, e.repo, e.name LIMIT ?3 OFFSET ?4"
         );
         self.db.read(|c| {
             let mut st = c.prepare_cached(&sql).ctx("search paths")?;
             let v = st
                 .query_map(
-                    params![query, prefix_end(query), limit as i64, offset as i64],
+                    params![
+                        query,
+                        prefix_end(query),
+                        limit as i64,
+                        offset as i64,
+                        readable
+                    ],
                     |r| {
                         Ok(PathHit {
                             repo: r.get(0)?,

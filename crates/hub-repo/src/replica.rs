@@ -120,6 +120,10 @@ pub struct RepoSnapshot {
     pub tags: Vec<SnapTag>,
     /// Flist files of the regular entries.
     pub blobs: Vec<SnapBlob>,
+    /// A private repository (readable by its user or organisation only): a mirror keeps it
+    /// private. Absent (public) from older primaries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 impl RepoSnapshot {
@@ -274,15 +278,15 @@ impl Replica {
     pub fn repo_snapshot(&self, repo: &str) -> Result<Option<RepoSnapshot>, RepoError> {
         validate_repo(repo)?;
         self.db.read(|c| {
-            let head: Option<(i64, i64)> = c
+            let head: Option<(i64, i64, bool)> = c
                 .query_row(
-                    "SELECT created, updated FROM repositories WHERE name = ?1",
+                    "SELECT created, updated, private FROM repositories WHERE name = ?1",
                     params![repo],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .ctx("read repository")?;
-            let Some((created, updated)) = head else {
+            let Some((created, updated, private)) = head else {
                 return Ok(None);
             };
             let mut st = c
@@ -365,6 +369,7 @@ impl Replica {
                 entries,
                 tags,
                 blobs,
+                private,
             }))
         })
     }
@@ -462,10 +467,11 @@ impl Replica {
                 .ctx("record flist file")?;
             }
             tx.prepare_cached(
-                "INSERT INTO repositories(name, created, updated) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(name) DO UPDATE SET created = excluded.created, updated = excluded.updated",
+                "INSERT INTO repositories(name, created, updated, private) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(name) DO UPDATE SET created = excluded.created, updated = excluded.updated, \
+                 private = excluded.private",
             )
-            .and_then(|mut s| s.execute(params![repo, snap.created, snap.updated]))
+            .and_then(|mut s| s.execute(params![repo, snap.created, snap.updated, snap.private]))
             .ctx("write repository")?;
             clear_repo(tx, repo)?;
             for e in &snap.entries {

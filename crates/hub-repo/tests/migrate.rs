@@ -158,3 +158,50 @@ fn a_catalog_from_a_newer_hub_is_refused_and_left_alone() {
     let after = std::fs::read(dir.path().join("catalog.sqlite3")).expect("read");
     assert_eq!(before.len(), after.len());
 }
+
+/// Version 6: the organisations live tokens name become memberships (a token now carries
+/// the memberships its user has when it is used), and repositories start public.
+#[test]
+fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::open(dir.path()).expect("open");
+    hub.accounts()
+        .user_add("alice", "a long password", false)
+        .expect("user");
+    let (token, _) = hub
+        .accounts()
+        .create_token("alice", &[], 3600, None)
+        .expect("token");
+    drop(hub);
+    // Back to version 5, with a token issued `--member-of acme` as that version stored it.
+    let c = Connection::open(dir.path().join("catalog.sqlite3")).expect("open");
+    c.execute_batch(
+        "DROP INDEX org_members_user;
+         ALTER TABLE org_members DROP COLUMN role;
+         ALTER TABLE repositories DROP COLUMN private;
+         DELETE FROM org_members; DELETE FROM orgs;
+         UPDATE tokens SET memberof = '[\"acme\"]';
+         PRAGMA user_version = 5;",
+    )
+    .expect("downgrade");
+    drop(c);
+    let hub = Hub::open(dir.path()).expect("migrate");
+    assert_eq!(user_version(dir.path()), SCHEMA_VERSION);
+    match hub.accounts().check_token(&token).expect("check") {
+        TokenCheck::Valid(info) => assert_eq!(info.memberof, vec!["acme".to_string()]),
+        other => panic!("{other:?}"),
+    }
+    let members = hub
+        .accounts()
+        .org_members("acme")
+        .expect("read")
+        .expect("acme");
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].user, "alice");
+    assert_eq!(members[0].role, hub_repo::OrgRole::Member);
+    assert!(hub
+        .catalog()
+        .private_repositories()
+        .expect("read")
+        .is_empty());
+}

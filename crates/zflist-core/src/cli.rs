@@ -381,17 +381,26 @@ impl Cli {
     pub fn run(self, progress: &Reporter) -> Result<Response> {
         let function = self.function.clone();
         let stores = self.store_config();
-        let hubs: &[String] = match &self.cmd {
-            Command::Extract(a) => &a.hubs.hubs,
-            Command::Inspect { hubs, .. } => &hubs.hubs,
-            Command::Mount(m) => &m.hubs.hubs,
-            Command::Run(r) => &r.hubs.hubs,
+        let verify;
+        let none = Hubs::default();
+        let hubs: &Hubs = match &self.cmd {
+            Command::Extract(a) => &a.hubs,
+            Command::Inspect { hubs, .. } => hubs,
+            Command::Mount(m) => &m.hubs,
+            Command::Run(r) => &r.hubs,
+            Command::Verify(v) => {
+                verify = Hubs {
+                    hubs: Vec::new(),
+                    token: v.token.clone(),
+                };
+                &verify
+            }
             Command::Vm(VmArgs {
                 cmd: VmCommand::Boot(b),
-            }) => &b.hubs.hubs,
-            _ => &[],
+            }) => &b.hubs,
+            _ => &none,
         };
-        let failover = Failover::from_env(hubs, self.connect_timeout)
+        let failover = Failover::from_env(&hubs.hubs, hubs.token.as_deref(), self.connect_timeout)
             .map_err(|e| Error::usage(&function, e))?;
         crate::failover::configure(failover);
         self.cmd.run(&function, &stores, progress)

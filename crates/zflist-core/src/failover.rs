@@ -26,13 +26,17 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Metadata key listing alternative public backends.
 pub const KEY_BACKEND_MIRRORS: &str = "backend-mirrors";
 
-/// The hubs to try in order and the connect timeout.
-#[derive(Clone, Debug)]
+/// The hubs to try in order, the connect timeout and the token of private flists.
+#[derive(Clone)]
 pub struct Failover {
     /// Hub base URLs, in the order to try them (no trailing `/`).
     pub hubs: Vec<String>,
     /// Limit for establishing one connection.
     pub connect_timeout: Duration,
+    /// A hub API token sent (`Authorization: bearer`) with flist downloads by URL, for
+    /// flists of private repositories (`--token`, else `ZFLIST_HUB_TOKEN`). Chunks need
+    /// none: they are public by content key.
+    pub token: Option<String>,
 }
 
 impl Default for Failover {
@@ -40,7 +44,18 @@ impl Default for Failover {
         Failover {
             hubs: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            token: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Failover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failover")
+            .field("hubs", &self.hubs)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
     }
 }
 
@@ -65,12 +80,20 @@ pub struct Hubs {
     /// chunks from their /chunks/ when the flist's backend cannot be reached.
     #[arg(long = "hub", value_name = "URL")]
     pub hubs: Vec<String>,
+    /// Hub API token for an flist of a private repository, sent as `Authorization: bearer`
+    /// when the flist is downloaded by URL (default $ZFLIST_HUB_TOKEN); chunks need none.
+    #[arg(long = "token", value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 impl Failover {
     /// From the command line: `--hub` values (else `ZFLIST_HUB`) and `--connect-timeout`
     /// (else `ZFLIST_CONNECT_TIMEOUT`).
-    pub fn from_env(hubs: &[String], timeout_secs: Option<f64>) -> Result<Self, String> {
+    pub fn from_env(
+        hubs: &[String],
+        token: Option<&str>,
+        timeout_secs: Option<f64>,
+    ) -> Result<Self, String> {
         let timeout = match timeout_secs {
             Some(t) => Some(t),
             None => match std::env::var("ZFLIST_CONNECT_TIMEOUT") {
@@ -81,7 +104,13 @@ impl Failover {
             },
         };
         let env = std::env::var("ZFLIST_HUB").ok();
-        Failover::from_args(hubs, env.as_deref(), timeout)
+        let mut f = Failover::from_args(hubs, env.as_deref(), timeout)?;
+        f.token = token
+            .map(str::to_string)
+            .or_else(|| std::env::var("ZFLIST_HUB_TOKEN").ok())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        Ok(f)
     }
 
     /// From `--hub` values (each may itself be a comma list) or, when none, `ZFLIST_HUB`
@@ -120,6 +149,7 @@ impl Failover {
         Ok(Failover {
             hubs: list,
             connect_timeout,
+            token: None,
         })
     }
 

@@ -162,6 +162,10 @@ pub struct VerifyArgs {
     /// `--signature`: check the flist's signature instead of its chunks.
     #[command(flatten)]
     pub sig: crate::signing::SignatureArgs,
+    /// Hub API token for an flist of a private repository, sent as `Authorization: bearer`
+    /// when the flist is downloaded by URL (default $ZFLIST_HUB_TOKEN).
+    #[arg(long = "token", value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 /// `verify <flist>`: every chunk exists in the store (decoded too with `deep`); with

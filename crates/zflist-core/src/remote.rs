@@ -140,10 +140,13 @@ fn fetch(
     progress: &dyn Progress,
 ) -> std::result::Result<FlistArg, Fetch> {
     let url = url.to_string();
-    let resp = client
-        .get(&url)
-        .send()
-        .map_err(|e| Fetch::Unreachable(describe(&e)))?;
+    let mut req = client.get(&url);
+    // A private repository's flist: the hub checks the token (reqwest drops the header on
+    // a redirect to another host).
+    if let Some(t) = crate::failover::config().token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().map_err(|e| Fetch::Unreachable(describe(&e)))?;
     let status = resp.status();
     if status.is_server_error() {
         return Err(Fetch::Unreachable(format!("the server answered {status}")));
@@ -252,7 +255,11 @@ fn offered_md5(client: &reqwest::blocking::Client, url: &str) -> Option<String> 
         Some(q) => format!("{base}.md5?{q}"),
         None => format!("{base}.md5"),
     };
-    let resp = client.get(md5_url).send().ok()?;
+    let mut req = client.get(md5_url);
+    if let Some(t) = crate::failover::config().token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().ok()?;
     if !resp.status().is_success() {
         return None;
     }

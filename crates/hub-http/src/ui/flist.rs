@@ -110,13 +110,18 @@ pub async fn page(st: &Shared, repo: &str, name: &str, r: Resolved, req: Request
     let q = Query::<FlistQuery>::try_from_uri(&parts.uri)
         .map(|q| q.0)
         .unwrap_or_default();
-    let out = render_page(st, &ctx, repo, name, r, q).await;
+    let viewer = match crate::visibility::Viewer::from_request_parts(&mut parts, st).await {
+        Ok(v) => v,
+        Err(e) => return ctx.error(&e),
+    };
+    let out = render_page(st, &ctx, &viewer, repo, name, r, q).await;
     page_result(&ctx, out)
 }
 
 async fn render_page(
     st: &Shared,
     ctx: &Ctx,
+    viewer: &crate::visibility::Viewer,
     repo: &str,
     name: &str,
     r: Resolved,
@@ -131,6 +136,7 @@ async fn render_page(
     let offset = q.page.saturating_mul(TREE_PAGE);
     let fragment = q.fragment.is_some();
     let (r2, d2, repo2, name2) = (r.clone(), dir.clone(), repo.to_string(), name.to_string());
+    let v2 = viewer.clone();
     // A file stored before the path index existed is indexed once (a parse of the whole
     // flist): shared by concurrent requests and bounded with the other contents loads.
     let (hub, sha) = (st.hub.clone(), r.sha256.clone());
@@ -154,7 +160,8 @@ async fn render_page(
             }
             let stats = hub.paths().stats(&r2.sha256)?;
             let entry = hub.catalog().entry(&repo2, &name2)?;
-            let refs = hub.catalog().references_to(&repo2, &name2)?;
+            let mut refs = hub.catalog().references_to(&repo2, &name2)?;
+            refs.retain(|r| v2.sees(&r.repo));
             Ok((dir_page, stats, entry, refs))
         })
         .await?;

@@ -14,16 +14,20 @@ use super::{page_result, redirect_with, seg, Ctx};
 use crate::error::ApiError;
 use crate::lookup;
 use crate::state::Shared;
+use crate::visibility::Viewer;
 
 /// Results per page of search.
 const SEARCH_PAGE: u64 = 50;
 
 /// `GET /`
-pub async fn home(State(st): State<Shared>, ctx: Ctx) -> Response {
+pub async fn home(State(st): State<Shared>, viewer: Viewer, ctx: Ctx) -> Response {
     let r = async {
-        let (repos, recent) = st
-            .blocking(|hub| Ok((hub.catalog().repo_summaries()?, hub.catalog().recent_flists(10)?)))
+        let (mut repos, mut recent) = st
+            .blocking(|hub| Ok((hub.catalog().repo_summaries()?, hub.catalog().recent_flists(50)?)))
             .await?;
+        repos.retain(|r| viewer.sees(&r.name));
+        recent.retain(|f| viewer.sees(&f.repo));
+        recent.truncate(10);
         let official = &st.config.official;
         let row = |r: &hub_repo::browse::RepoSummary| {
             json!({"name": r.name, "updated": r.updated, "entries": r.entries, "tags": r.tags})
@@ -66,16 +70,35 @@ fn api_guard(repo: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /<repo>`
-pub async fn repo(State(st): State<Shared>, Path(repo): Path<String>, ctx: Ctx) -> Response {
+pub async fn repo(
+    State(st): State<Shared>,
+    Path(repo): Path<String>,
+    viewer: Viewer,
+    ctx: Ctx,
+) -> Response {
     let r = async {
         api_guard(&repo)?;
         names::validate_repo(&repo).map_err(not_found)?;
         let r2 = repo.clone();
+        let v2 = viewer.clone();
+        let me = ctx.actor.as_ref().map(|a| a.user.clone());
         let (items, md5s) = st
             .blocking(move |hub| {
-                let items = hub
-                    .catalog().list(&r2)?
-                    .ok_or_else(|| ApiError::not_found(format!("There is no repository {r2}.")))?;
+                let listed = hub.catalog().list(&r2)?.filter(|_| v2.sees(&r2));
+                // A signed-in user's own page and an organisation's page exist before their
+                // first flist (to create organisations, manage members, set visibility).
+                let items = match listed {
+                    Some(items) => items,
+                    None if me.as_deref() == Some(r2.as_str())
+                        || hub.accounts().org_exists(&r2)? && v2.sees(&r2) =>
+                    {
+                        Vec::new()
+                    }
+                    None => {
+                        return Err(ApiError::not_found(format!("There is no repository {r2}.")))
+                    }
+                };
+                let items = v2.filter(items);
                 let mut md5s = HashMap::new();
                 for l in &items {
                     if matches!(l.kind, ListedKind::Regular | ListedKind::Symlink) && !l.broken {
@@ -128,11 +151,29 @@ pub async fn repo(State(st): State<Shared>, Path(repo): Path<String>, ctx: Ctx) 
             }));
         }
         let owner = ctx.actor.as_ref().is_some_and(|a| a.may_write(&repo));
+        // Visibility and organisation management (owners; members see the members).
+        let (r2, actor) = (repo.clone(), ctx.actor.clone());
+        let (manage, members) = st
+            .blocking(move |hub| {
+                let manage = match &actor {
+                    Some(a) => hub.catalog().may_manage(a, &r2)?,
+                    None => false,
+                };
+                let members = match &actor {
+                    Some(a) if a.may_read(&r2) => hub.accounts().org_members(&r2)?,
+                    _ => None,
+                };
+                Ok((manage, members))
+            })
+            .await?;
+        let own = ctx.actor.as_ref().is_some_and(|a| a.user == repo);
         Ok(ctx.render(
             "repo.html",
             &repo,
             json!({"repo": repo, "entries": entries, "tags": tags, "flists": flists,
-                   "owner": owner, "acting": ctx.actor.as_ref().map(|a| a.active.clone())}),
+                   "owner": owner, "acting": ctx.actor.as_ref().map(|a| a.active.clone()),
+                   "private": viewer.private().contains(&repo), "manage": manage,
+                   "is_org": members.is_some(), "members": members, "own": own}),
         ))
     }
     .await;
@@ -178,6 +219,12 @@ pub async fn repo_action(
     };
     if let Err(e) = names::validate_repo(&repo) {
         return ctx.error(&e.into());
+    }
+    if matches!(
+        f.op.as_str(),
+        "visibility" | "member-add" | "member-remove" | "org-create"
+    ) {
+        return manage_action(&st, &ctx, actor, repo, f).await;
     }
     if !actor.may_write(&repo) {
         return ctx.error(&ApiError::forbidden(format!(
@@ -280,10 +327,83 @@ pub async fn repo_action(
     }
 }
 
+/// The repository page's forms of its user and organisation owners: visibility, members,
+/// a new organisation (on the user's own page).
+async fn manage_action(
+    st: &Shared,
+    ctx: &Ctx,
+    actor: hub_repo::Actor,
+    repo: String,
+    f: RepoAction,
+) -> Response {
+    let back = format!("/{}", seg(&repo));
+    let r2 = repo.clone();
+    let result: Result<(String, String), ApiError> = st
+        .blocking(move |hub| {
+            let a = &actor;
+            if f.op == "org-create" {
+                if a.user != r2 {
+                    return Err(ApiError::forbidden("Create organisations from your own page."));
+                }
+                let name = f.name.trim();
+                hub.accounts().org_create(name, &a.user)?;
+                return Ok((
+                    format!("/{}", seg(name)),
+                    format!("Created organisation {name}: you own it. Act for it with the identity selector."),
+                ));
+            }
+            if !hub.catalog().may_manage(a, &r2)? {
+                return Err(ApiError::forbidden(format!(
+                    "Only {r2} or an owner of the organisation {r2} can do this."
+                )));
+            }
+            let msg = match f.op.as_str() {
+                "visibility" => {
+                    let private = match f.to.as_str() {
+                        "private" => true,
+                        "public" => false,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "visibility {other:?}: private or public"
+                            )))
+                        }
+                    };
+                    hub.catalog().set_visibility(a, &r2, private)?;
+                    if private {
+                        format!("{r2} is private: only its members see it.")
+                    } else {
+                        format!("{r2} is public.")
+                    }
+                }
+                "member-add" => {
+                    let role: hub_repo::OrgRole = f.to.parse()?;
+                    let user = f.name.trim();
+                    hub.accounts().org_add(&r2, user, role)?;
+                    format!("{user} is {role} of {r2}.")
+                }
+                _ => {
+                    let user = f.name.trim();
+                    if !hub.accounts().org_remove(&r2, user)? {
+                        return Err(ApiError::not_found(format!("{user} is not a member of {r2}.")));
+                    }
+                    format!("Removed {user} from {r2}.")
+                }
+            };
+            Ok((format!("/{}", seg(&r2)), msg))
+        })
+        .await;
+    match result {
+        Ok((to, msg)) => redirect_with(&to, "ok", &msg),
+        Err(e) if e.status.is_client_error() => redirect_with(&back, "error", &e.message),
+        Err(e) => ctx.error(&e),
+    }
+}
+
 /// `GET /<repo>/tags/<tag>`
 pub async fn tag(
     State(st): State<Shared>,
     Path((repo, tag)): Path<(String, String)>,
+    viewer: Viewer,
     ctx: Ctx,
 ) -> Response {
     let r = async {
@@ -294,7 +414,8 @@ pub async fn tag(
         let links = st
             .blocking(move |hub| Ok(hub.catalog().tag_links(&r2, &t2)?))
             .await?;
-        let links: Vec<Value> = links
+        let links: Vec<Value> = viewer
+            .filter(links)
             .iter()
             .map(|l| {
                 let target = l.target.clone().unwrap_or_default();
@@ -346,7 +467,12 @@ fn highlight(path: &str, q: &str) -> (String, String, String) {
 }
 
 /// `GET /search?q=&page=`: flists by name and files by path inside any flist.
-pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>, ctx: Ctx) -> Response {
+pub async fn search(
+    State(st): State<Shared>,
+    Query(q): Query<SearchQuery>,
+    viewer: Viewer,
+    ctx: Ctx,
+) -> Response {
     let needle: String = q.q.trim().chars().take(256).collect();
     let page = q.page.min(1000);
     let r = async {
@@ -354,14 +480,32 @@ pub async fn search(State(st): State<Shared>, Query(q): Query<SearchQuery>, ctx:
             return Ok(ctx.render("search.html", "Search", json!({"q": ""})));
         }
         let n2 = needle.clone();
+        let v2 = viewer.clone();
         let (names_hit, paths) = st
             .blocking(move |hub| {
-                let names_hit = if page == 0 {
+                let mut names_hit = if page == 0 {
                     hub.catalog().search(&n2, 100)?
                 } else {
                     Vec::new()
                 };
-                let paths = hub.paths().search(&n2, page * SEARCH_PAGE, SEARCH_PAGE + 1)?;
+                // Private repositories: only those this reader may read, and no link
+                // whose chain passes through another.
+                let readable = v2.readable();
+                if readable.is_some() {
+                    names_hit.retain(|(r, n)| {
+                        v2.sees(r)
+                            && match hub.catalog().resolve(r, n) {
+                                Ok(res) => v2.sees_all(&res.via),
+                                Err(_) => true,
+                            }
+                    });
+                }
+                let paths = hub.paths().search_visible(
+                    &n2,
+                    page * SEARCH_PAGE,
+                    SEARCH_PAGE + 1,
+                    readable.as_deref(),
+                )?;
                 Ok((names_hit, paths))
             })
             .await?;

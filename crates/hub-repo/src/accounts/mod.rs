@@ -17,6 +17,7 @@ mod tokens;
 mod users;
 
 pub use invites::InviteCheck;
+pub use orgs::{OrgMember, OrgRole};
 pub use sessions::SessionInfo;
 pub use tokens::{token_hash, TokenCheck, TokenInfo};
 pub use users::{UserInfo, MIN_PASSWORD_LEN, THREEBOT};

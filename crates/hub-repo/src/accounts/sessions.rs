@@ -18,7 +18,8 @@ use crate::RepoError;
 pub struct SessionInfo {
     /// The signed-in user.
     pub user: String,
-    /// Organisations the user may act as.
+    /// Organisations the user may act as (from [`Accounts::check_session`]: those it is a
+    /// member of now).
     pub memberof: Vec<String>,
     /// How the user signed in (`password`, `threebot`, `token`).
     pub method: String,
@@ -102,7 +103,12 @@ impl Accounts {
             })
             .ctx("read session")
         })?;
-        Ok(row.filter(|s| now() < s.expires))
+        let Some(mut s) = row.filter(|s| now() < s.expires) else {
+            return Ok(None);
+        };
+        // The organisations the user belongs to now (membership checked on use).
+        s.memberof = self.memberships(&s.user)?;
+        Ok(Some(s))
     }
 
     /// Ends a session; false when it was unknown.

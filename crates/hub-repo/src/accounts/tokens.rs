@@ -18,7 +18,8 @@ pub struct TokenInfo {
     pub id: i64,
     /// The user the token authenticates.
     pub user: String,
-    /// Organisations the user may act as.
+    /// Organisations the user may act as: from [`Accounts::check_token`], those it is a
+    /// member of at the time of use; in listings, those named when it was issued.
     pub memberof: Vec<String>,
     /// Free-form label.
     pub label: Option<String>,
@@ -90,6 +91,14 @@ impl Accounts {
         let expires = created.saturating_add(ttl_secs);
         let members = serde_json::to_string(memberof).unwrap_or_else(|_| "[]".into());
         let id = self.db.write(|tx| {
+            // The organisations named become memberships (an administrator issuing a token
+            // `--member-of acme` adds the user to acme): a token carries the memberships its
+            // user has when it is used, never a list of its own.
+            for m in memberof {
+                if super::orgs::memberships_on(tx, user)?.iter().all(|o| o != m) {
+                    super::orgs::insert_member(tx, m, user, super::OrgRole::Member)?;
+                }
+            }
             tx.execute(
                 "INSERT INTO tokens(hash, user, memberof, label, created, expires) VALUES (?1,?2,?3,?4,?5,?6)",
                 params![token_hash(&token), user, members, label, created, expires],
@@ -131,7 +140,7 @@ impl Accounts {
             })
             .ctx("read token")
         })?;
-        let Some((id, user, members, label, created, expires, revoked)) = row else {
+        let Some((id, user, _issued_with, label, created, expires, revoked)) = row else {
             return Ok(TokenCheck::Unknown);
         };
         if revoked.is_some() {
@@ -140,7 +149,9 @@ impl Accounts {
         if now() >= expires {
             return Ok(TokenCheck::Expired);
         }
-        let memberof: Vec<String> = serde_json::from_str(&members).unwrap_or_default();
+        // The organisations the user belongs to now (a removed member's token no longer
+        // acts for the organisation), whatever the token was issued with.
+        let memberof = self.memberships(&user)?;
         self.note_token_use(id);
         Ok(TokenCheck::Valid(TokenInfo {
             id,

@@ -4,7 +4,8 @@ use rusqlite::params;
 use serde_json::json;
 
 use super::sql::{
-    check_no_cycle, get_entry, refuse_regular, resolve_on, upsert_link, upsert_regular,
+    check_no_cycle, check_readable, get_entry, refuse_regular, resolve_via, upsert_link,
+    upsert_regular,
 };
 use super::Catalog;
 use crate::error::SqlContext;
@@ -57,6 +58,8 @@ impl Catalog {
         }
         let detail = json!({"target_repo": target_repo, "target_name": source});
         self.audited(actor, action, repo, linkname, detail, |tx, ts| {
+            let what = format!("{target_repo}/{source}");
+            check_readable(tx, actor, [&target_repo.to_string()], &what)?;
             if get_entry(tx, target_repo, source)?.is_none() {
                 return Err(RepoError::NotFound(format!("{target_repo}/{source}")));
             }
@@ -138,7 +141,10 @@ impl Catalog {
         let detail = json!({"source_repo": src_repo, "source_name": src_name});
         let uploader = actor.user.clone();
         self.audited(actor, "promote", repo, local, detail, |tx, ts| {
-            let r = resolve_on(tx, src_repo, src_name)?;
+            let mut via = Vec::new();
+            let found = resolve_via(tx, src_repo, src_name, &mut via);
+            check_readable(tx, actor, &via, &format!("{src_repo}/{src_name}"))?;
+            let r = found?;
             let source = format!("{src_repo}/{src_name}");
             upsert_regular(tx, repo, local, &r.sha256, &uploader, Some(&source), ts)?;
             get_entry(tx, repo, local)?

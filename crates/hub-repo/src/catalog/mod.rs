@@ -28,6 +28,7 @@ mod reads;
 pub(crate) mod sql;
 mod store;
 mod tags;
+mod visibility;
 
 pub use sql::MAX_HOPS;
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};
 
-use super::sql::{entry_from_row, get_entry, resolve_on, resolve_tag_on};
+use super::sql::{entry_from_row, get_entry, resolve_on, resolve_tag_via, resolve_via};
 use super::Catalog;
 use crate::error::SqlContext;
 use crate::model::*;
@@ -79,6 +79,7 @@ impl Catalog {
                     linktime: None,
                     target: None,
                     broken: false,
+                    via: Vec::new(),
                 },
                 EntryKind::Symlink {
                     target_repo,
@@ -91,13 +92,17 @@ impl Catalog {
                     } else {
                         format!("{target_repo}/{target_name}")
                     };
-                    let (size, updated, broken) = match resolve_on(c, &target_repo, &target_name) {
-                        Ok(r) => (r.size, r.updated, false),
-                        Err(
-                            RepoError::NotFound(_) | RepoError::Cycle(_) | RepoError::Invalid(_),
-                        ) => (0, e.updated, true),
-                        Err(err) => return Err(err),
-                    };
+                    let mut via = Vec::new();
+                    let (size, updated, broken) =
+                        match resolve_via(c, &target_repo, &target_name, &mut via) {
+                            Ok(r) => (r.size, r.updated, false),
+                            Err(
+                                RepoError::NotFound(_)
+                                | RepoError::Cycle(_)
+                                | RepoError::Invalid(_),
+                            ) => (0, e.updated, true),
+                            Err(err) => return Err(err),
+                        };
                     Listed {
                         name: e.name,
                         kind: ListedKind::Symlink,
@@ -106,10 +111,12 @@ impl Catalog {
                         linktime: e.linktime,
                         target: Some(target),
                         broken,
+                        via,
                     }
                 }
                 EntryKind::Taglink { target_repo, tag } => {
-                    let broken = match resolve_tag_on(c, &target_repo, &tag) {
+                    let mut via = Vec::new();
+                    let broken = match resolve_tag_via(c, &target_repo, &tag, &mut via) {
                         Ok(_) => false,
                         Err(RepoError::NotFound(_) | RepoError::Cycle(_)) => true,
                         Err(err) => return Err(err),
@@ -122,6 +129,7 @@ impl Catalog {
                         linktime: e.linktime,
                         target: Some(format!("{target_repo}/tags/{tag}")),
                         broken,
+                        via,
                     }
                 }
             });
@@ -144,6 +152,7 @@ impl Catalog {
                 linktime: None,
                 target: None,
                 broken: false,
+                via: Vec::new(),
             });
         }
         Ok(out)

@@ -76,9 +76,24 @@ pub(crate) fn get_entry(
 
 /// Follows links from `repo/name` to a regular entry.
 pub(crate) fn resolve_on(conn: &Connection, repo: &str, name: &str) -> Result<Resolved, RepoError> {
+    resolve_via(conn, repo, name, &mut Vec::new())
+}
+
+/// [`resolve_on`], recording in `via` every repository the chain passes through (the first
+/// included, each once), whether it ends in a flist or not: what a reader must be allowed to
+/// see for the link not to expose a private repository.
+pub(crate) fn resolve_via(
+    conn: &Connection,
+    repo: &str,
+    name: &str,
+    via: &mut Vec<String>,
+) -> Result<Resolved, RepoError> {
     let mut seen = HashSet::new();
     let (mut r, mut n) = (repo.to_string(), name.to_string());
     loop {
+        if !via.contains(&r) {
+            via.push(r.clone());
+        }
         if !seen.insert((r.clone(), n.clone())) || seen.len() > MAX_HOPS {
             return Err(RepoError::Cycle(format!("{repo}/{name}")));
         }
@@ -94,6 +109,7 @@ pub(crate) fn resolve_on(conn: &Connection, repo: &str, name: &str) -> Result<Re
                     updated: e.updated,
                     uploader: e.uploader,
                     source: e.source,
+                    via: via.clone(),
                 })
             }
             EntryKind::Symlink {
@@ -119,9 +135,23 @@ pub(crate) fn resolve_tag_on(
     repo: &str,
     tag: &str,
 ) -> Result<(String, String), RepoError> {
+    resolve_tag_via(conn, repo, tag, &mut Vec::new())
+}
+
+/// [`resolve_tag_on`], recording in `via` the repositories passed through (see
+/// [`resolve_via`]).
+pub(crate) fn resolve_tag_via(
+    conn: &Connection,
+    repo: &str,
+    tag: &str,
+    via: &mut Vec<String>,
+) -> Result<(String, String), RepoError> {
     let mut seen = HashSet::new();
     let (mut r, mut t) = (repo.to_string(), tag.to_string());
     loop {
+        if !via.contains(&r) {
+            via.push(r.clone());
+        }
         if !seen.insert((r.clone(), t.clone())) || seen.len() > MAX_HOPS {
             return Err(RepoError::Cycle(format!("{repo}/tags/{tag}")));
         }
@@ -143,6 +173,31 @@ pub(crate) fn resolve_tag_on(
             _ => return Err(RepoError::NotFound(format!("{r}/tags/{t}"))),
         }
     }
+}
+
+/// Is `repo` private?
+pub(crate) fn is_private_on(conn: &Connection, repo: &str) -> Result<bool, RepoError> {
+    let p: Option<bool> = conn
+        .prepare_cached("SELECT private FROM repositories WHERE name = ?1")
+        .and_then(|mut s| s.query_row(params![repo], |r| r.get(0)).optional())
+        .ctx("read repository visibility")?;
+    Ok(p.unwrap_or(false))
+}
+
+/// Refuses, as "not found" (a private name does not leak), an operation of `actor` that
+/// reads from `repos` when one of them is private and `actor` may not read it.
+pub(crate) fn check_readable<'a>(
+    conn: &Connection,
+    actor: &Actor,
+    repos: impl IntoIterator<Item = &'a String>,
+    what: &str,
+) -> Result<(), RepoError> {
+    for r in repos {
+        if !actor.may_read(r) && is_private_on(conn, r)? {
+            return Err(RepoError::NotFound(what.to_string()));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn bump_repo(tx: &Connection, repo: &str, ts: i64) -> Result<(), RepoError> {

@@ -3,7 +3,9 @@
 use rusqlite::{params, OptionalExtension};
 use serde_json::json;
 
-use super::sql::{get_entry, resolve_on, resolve_tag_on, upsert_link};
+use super::sql::{
+    check_readable, get_entry, resolve_tag_on, resolve_tag_via, resolve_via, upsert_link,
+};
 use super::Catalog;
 use crate::error::SqlContext;
 use crate::model::*;
@@ -37,6 +39,8 @@ impl Catalog {
     ) -> Result<(), RepoError> {
         let detail = tag_link_detail(tag, linkname, target_repo, source)?;
         self.audited(actor, "tag-add", repo, tag, detail, |tx, ts| {
+            let what = format!("{target_repo}/{source}");
+            check_readable(tx, actor, [&target_repo.to_string()], &what)?;
             if get_entry(tx, target_repo, source)?.is_none() {
                 return Err(RepoError::NotFound(format!("{target_repo}/{source}")));
             }
@@ -109,7 +113,10 @@ impl Catalog {
         validate_tag(tag)?;
         let detail = json!({"target_repo": target_repo, "tag": tag});
         self.audited(actor, "crosstag", repo, name, detail, |tx, ts| {
-            resolve_tag_on(tx, target_repo, tag)?;
+            let mut via = Vec::new();
+            let found = resolve_tag_via(tx, target_repo, tag, &mut via);
+            check_readable(tx, actor, &via, &format!("{target_repo}/tags/{tag}"))?;
+            found?;
             match get_entry(tx, repo, name)? {
                 None
                 | Some(Entry {
@@ -166,19 +173,21 @@ impl Catalog {
     /// from the tag's entry).
     pub fn resolve_in_tag(&self, repo: &str, tag: &str, name: &str) -> Result<Resolved, RepoError> {
         self.db.read(|c| {
-            let (r, t) = resolve_tag_on(c, repo, tag)?;
+            let mut via = Vec::new();
+            let (r, t) = resolve_tag_via(c, repo, tag, &mut via)?;
             let target: Option<(String, String)> = c
                 .prepare_cached("SELECT target_repo, target_name FROM tag_links WHERE repo = ?1 AND tag = ?2 AND name = ?3")
                 .and_then(|mut s| s.query_row(params![r, t, name], |row| Ok((row.get(0)?, row.get(1)?))).optional())
                 .ctx("read tag link")?;
             let (tr, tn) = target.ok_or_else(|| RepoError::NotFound(format!("{repo}/tags/{tag}/{name}")))?;
-            resolve_on(c, &tr, &tn)
+            resolve_via(c, &tr, &tn, &mut via)
         })
     }
     /// Links in `repo`'s tag `tag` (following taglinks to the tag), each resolved.
     pub fn tag_links(&self, repo: &str, tag: &str) -> Result<Vec<Listed>, RepoError> {
         self.db.read(|c| {
-            let (r, t) = resolve_tag_on(c, repo, tag)?;
+            let mut tag_via = Vec::new();
+            let (r, t) = resolve_tag_via(c, repo, tag, &mut tag_via)?;
             let mut st = c
                 .prepare_cached("SELECT name, target_repo, target_name, linktime FROM tag_links WHERE repo = ?1 AND tag = ?2 ORDER BY name")
                 .ctx("list tag")?;
@@ -190,7 +199,8 @@ impl Catalog {
                 .ctx("list tag")?;
             let mut out = Vec::with_capacity(links.len());
             for (name, tr, tn, linktime) in links {
-                let (size, updated, broken) = match resolve_on(c, &tr, &tn) {
+                let mut via = tag_via.clone();
+                let (size, updated, broken) = match resolve_via(c, &tr, &tn, &mut via) {
                     Ok(x) => (x.size, x.updated, false),
                     Err(RepoError::NotFound(_) | RepoError::Cycle(_) | RepoError::Invalid(_)) => (0, linktime, true),
                     Err(e) => return Err(e),
@@ -203,6 +213,7 @@ impl Catalog {
                     linktime: Some(linktime),
                     target: Some(format!("{tr}/{tn}")),
                     broken,
+                    via,
                 });
             }
             Ok(out)

@@ -58,6 +58,10 @@ const MIGRATIONS: &[Migration] = &[
         apply: |tx| tx.execute_batch(IDENTITIES),
     },
     Migration {
+        what: "private repositories, organisation roles, memberships named by tokens recorded",
+        apply: |tx| tx.execute_batch(VISIBILITY_AND_ROLES),
+    },
+    Migration {
         what: "accounts an admin disabled; sign-up invitations",
         apply: |tx| {
             tx.execute_batch("ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;")?;
@@ -209,7 +213,7 @@ CREATE TABLE IF NOT EXISTS users (
 );
 "#;
 
-/// Sign-up invitations an admin made (schema version 6): only the code's sha256 is kept;
+/// Sign-up invitations an admin made (schema version 7): only the code's sha256 is kept;
 /// one account per code, before it expires.
 const INVITES: &str = r#"
 CREATE TABLE IF NOT EXISTS invites (
@@ -302,4 +306,22 @@ CREATE TABLE IF NOT EXISTS identities (
     PRIMARY KEY (provider, subject)
 );
 CREATE INDEX IF NOT EXISTS identities_user ON identities(user);
+"#;
+
+/// Schema version 6: a repository may be private (readable by its user or the members of its
+/// organisation only); an organisation member is an `owner` (manages members and visibility)
+/// or a `member` (writes). Organisations that live tokens name become recorded memberships:
+/// from this version on a token or session carries the memberships its user has *now*
+/// (read by `accounts/`), so the organisations a token was issued for keep working.
+const VISIBILITY_AND_ROLES: &str = r#"
+ALTER TABLE repositories ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE org_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+    CHECK (role IN ('owner', 'member'));
+CREATE INDEX IF NOT EXISTS org_members_user ON org_members(user);
+INSERT OR IGNORE INTO orgs(name, created)
+    SELECT DISTINCT j.value, t.created FROM tokens t, json_each(t.memberof) j
+    WHERE json_valid(t.memberof) AND t.revoked IS NULL AND typeof(j.value) = 'text';
+INSERT OR IGNORE INTO org_members(org, user, role)
+    SELECT DISTINCT j.value, t.user, 'member' FROM tokens t, json_each(t.memberof) j
+    WHERE json_valid(t.memberof) AND t.revoked IS NULL AND typeof(j.value) = 'text';
 "#;
