@@ -76,9 +76,8 @@ enum Cmd {
     },
     /// Import an old hub's tree (`public/users`).
     ImportLegacy {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// The old tree: one directory per repository.
         path: PathBuf,
     },
@@ -86,22 +85,13 @@ enum Cmd {
     /// each flist announces; report what `gc` would collect. Exits 1 on a problem or when
     /// flist files no entry references (orphans) are found.
     Check {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
-        /// The server's TOML configuration (for its public URL and store).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The server's public URL (default: the configuration's, else the one the server
-        /// last ran under).
-        #[arg(long)]
-        public_url: Option<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
     /// Remove flist files no entry references (safe while the server runs).
     Gc {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Keep files without a catalog row younger than this: 1h, 10m, 0s.
         #[arg(long, default_value = "1h")]
         grace: String,
@@ -126,6 +116,10 @@ struct ConfigArgs {
     /// Chunk store URL (default dir://<data-dir>/chunks, served at /chunks/).
     #[arg(long)]
     store: Option<String>,
+    /// Catalog: a PostgreSQL URL (postgres://user:pass@host:port/db, shared by replicas)
+    /// or a SQLite file (default <data-dir>/catalog.sqlite3). Also HUB_CATALOG.
+    #[arg(long)]
+    catalog: Option<String>,
     /// Public backend announced in flists (zdb://host:port/namespace); default: the hub's
     /// 0-db endpoint with --zdb-listen, else its own /chunks/ for a dir:// store, the store
     /// itself for a 0-db.
@@ -155,6 +149,9 @@ impl ConfigArgs {
         if self.store.is_some() {
             cfg.store = self.store;
         }
+        if self.catalog.is_some() {
+            cfg.catalog = self.catalog;
+        }
         if let Some(b) = self.public_backend {
             cfg.public_backend = b;
         }
@@ -172,9 +169,8 @@ impl ConfigArgs {
 enum UserCmd {
     /// Create a local account (password: first line of stdin).
     Add {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// User name (also its repository).
         name: String,
         /// Read the password from stdin (required: passwords never go on the command line).
@@ -186,15 +182,13 @@ enum UserCmd {
     },
     /// List local accounts.
     List {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
     /// Change a password (first line of stdin); ends the user's web sessions.
     Passwd {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// User name.
         name: String,
         /// Read the password from stdin.
@@ -203,9 +197,8 @@ enum UserCmd {
     },
     /// Remove a local account (its repository stays); ends its web sessions.
     Remove {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// User name.
         name: String,
     },
@@ -277,9 +270,8 @@ enum RepoCmd {
 enum TokenCmd {
     /// Issue a token and print it.
     Create {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// The user it authenticates.
         #[arg(long)]
         user: String,
@@ -297,9 +289,8 @@ enum TokenCmd {
     },
     /// Revoke a token (its value, or `--id`).
     Revoke {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// The token value (may start with `-`).
         #[arg(allow_hyphen_values = true)]
         token: Option<String>,
@@ -353,6 +344,19 @@ fn load_config(config: Option<&PathBuf>) -> Result<HubConfig> {
     };
     cfg.apply_env(std::env::vars())?;
     Ok(cfg)
+}
+
+/// Opens the hub `cfg` describes (data directory and catalog) for an admin command beside a
+/// running server: refuses a data directory holding no SQLite catalog (a command pointed at
+/// the wrong place); a PostgreSQL catalog is taken as it is.
+fn open_admin(cfg: &HubConfig) -> Result<Hub> {
+    Hub::open_existing_on(&cfg.data_dir, cfg.catalog.as_deref()).with_context(|| {
+        format!(
+            "opening the hub data in {} (catalog {})",
+            cfg.data_dir.display(),
+            cfg.catalog_shown()
+        )
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -420,7 +424,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Token {
             cmd:
                 TokenCmd::Create {
-                    data_dir,
+                    cfg,
                     user,
                     member_of,
                     ttl,
@@ -429,7 +433,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let secs = parse_duration_secs(&ttl)
                 .with_context(|| format!("bad --ttl {ttl:?} (use 30d, 12h, 15m, 90s)"))?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let (token, info) =
                 hub.accounts()
                     .create_token(&user, &member_of, secs, label.as_deref())?;
@@ -443,14 +447,9 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Token {
-            cmd:
-                TokenCmd::Revoke {
-                    data_dir,
-                    token,
-                    id,
-                },
+            cmd: TokenCmd::Revoke { cfg, token, id },
         } => {
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let done = match (token, id) {
                 (Some(t), None) => hub.accounts().revoke_token(&t)?,
                 (None, Some(i)) => hub.accounts().revoke_token_id(i)?,
@@ -462,9 +461,15 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("revoked");
             Ok(())
         }
-        Cmd::ImportLegacy { data_dir, path } => {
-            let hub = Hub::open(&data_dir)
-                .with_context(|| format!("opening the hub data in {}", data_dir.display()))?;
+        Cmd::ImportLegacy { cfg, path } => {
+            let cfg = cfg.load()?;
+            let hub = Hub::open_on(&cfg.data_dir, cfg.catalog.as_deref()).with_context(|| {
+                format!(
+                    "opening the hub data in {} (catalog {})",
+                    cfg.data_dir.display(),
+                    cfg.catalog_shown()
+                )
+            })?;
             let rep = hub
                 .import_legacy(&path)
                 .with_context(|| format!("importing the old hub tree {}", path.display()))?;
@@ -496,22 +501,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Check {
-            data_dir,
-            config,
-            public_url,
-        } => {
-            let mut cfg = load_config(config.as_ref())?;
-            cfg.data_dir = data_dir.clone();
-            if let Some(u) = public_url {
-                cfg.public_url = u;
-            }
+        Cmd::Check { cfg } => {
+            let mut cfg = cfg.load()?;
             if cfg.public_url.trim().is_empty() {
-                if let Some(u) = hub_http::reach::recorded_public_url(&data_dir) {
+                if let Some(u) = hub_http::reach::recorded_public_url(&cfg.data_dir) {
                     cfg.public_url = u;
                 }
             }
-            let hub = std::sync::Arc::new(Hub::open_existing(&data_dir)?);
+            let hub = std::sync::Arc::new(open_admin(&cfg)?);
             let rep = hub.integrity_check()?;
             for p in rep.sqlite.iter().chain(&rep.problems) {
                 eprintln!("{p}");
@@ -570,6 +567,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
             );
             print_gc(&orphans, "to collect");
+            let fl = hub_http::formats::prune_cache(&hub, &orphans.unreferenced, true)
+                .context("looking at the .fl cache")?;
+            print_fl_prune(&fl, "to collect");
             if !orphans.is_empty() {
                 println!("run `hub-server gc` to remove them");
             }
@@ -580,7 +580,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Gc {
-            data_dir,
+            cfg,
             grace,
             dry_run,
         } => {
@@ -592,12 +592,17 @@ fn run(cli: Cli) -> Result<()> {
             })
             .and_then(|s| u64::try_from(s).ok())
             .with_context(|| format!("bad --grace {grace:?} (use 1h, 10m, 0s)"))?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let rep = hub.gc(GcOptions {
                 grace: std::time::Duration::from_secs(grace),
                 dry_run,
             })?;
-            print_gc(&rep, if dry_run { "to collect" } else { "collected" });
+            let verb = if dry_run { "to collect" } else { "collected" };
+            print_gc(&rep, verb);
+            // The .fl files converted from flist files now gone go with them.
+            let fl = hub_http::formats::prune_cache(&hub, &rep.unreferenced, dry_run)
+                .context("pruning the .fl cache")?;
+            print_fl_prune(&fl, verb);
             Ok(())
         }
     }
@@ -611,7 +616,7 @@ fn restamp(mut cfg: HubConfig, dry_run: bool) -> Result<()> {
             cfg.public_url = u;
         }
     }
-    let hub = Hub::open_existing(&cfg.data_dir)?;
+    let hub = open_admin(&cfg)?;
     let plan = restamp::plan(&hub, &cfg)?;
     println!("this hub announces {}", plan.current);
     if let Some(last) = hub.own_backends()?.first() {
@@ -694,6 +699,18 @@ fn restamp(mut cfg: HubConfig, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
+fn print_fl_prune(p: &hub_http::formats::Pruned, verb: &str) {
+    for f in &p.files {
+        println!("converted .fl of a gone flist {f}");
+    }
+    println!(
+        "{verb}: {} cached .fl files of gone flists, {} temp files ({} bytes)",
+        p.files.len(),
+        p.temp_files,
+        p.bytes
+    );
+}
+
 fn print_gc(rep: &GcReport, verb: &str) {
     for sha in &rep.unreferenced {
         println!("unreferenced flist file {sha}");
@@ -719,13 +736,13 @@ fn print_gc(rep: &GcReport, verb: &str) {
 fn user(cmd: UserCmd) -> Result<()> {
     match cmd {
         UserCmd::Add {
-            data_dir,
+            cfg,
             name,
             password_stdin,
             admin,
         } => {
             let pw = password(password_stdin)?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let u = hub.accounts().user_add(&name, &pw, admin)?;
             eprintln!(
                 "created {}{}: sign in on the web page with this name and password",
@@ -734,8 +751,8 @@ fn user(cmd: UserCmd) -> Result<()> {
             );
             Ok(())
         }
-        UserCmd::List { data_dir } => {
-            let hub = Hub::open_existing(&data_dir)?;
+        UserCmd::List { cfg } => {
+            let hub = open_admin(&cfg.load()?)?;
             for u in hub.accounts().user_list()? {
                 println!(
                     "{}\t{}\tcreated {}{}",
@@ -748,18 +765,18 @@ fn user(cmd: UserCmd) -> Result<()> {
             Ok(())
         }
         UserCmd::Passwd {
-            data_dir,
+            cfg,
             name,
             password_stdin,
         } => {
             let pw = password(password_stdin)?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             hub.accounts().user_passwd(&name, &pw)?;
             eprintln!("password of {name} changed; its web sessions ended");
             Ok(())
         }
-        UserCmd::Remove { data_dir, name } => {
-            let hub = Hub::open_existing(&data_dir)?;
+        UserCmd::Remove { cfg, name } => {
+            let hub = open_admin(&cfg.load()?)?;
             let tokens = hub.accounts().user_remove(&name)?;
             eprintln!(
                 "removed {name}: its web sessions ended, {tokens} API token(s) revoked, its \
@@ -834,8 +851,12 @@ async fn serve(cfg: HubConfig) -> Result<()> {
     let server = hub_http::start(cfg).await?;
     let st = server.state.clone();
     let users = st.hub.accounts().user_count().unwrap_or(0);
+    let catalog = match &st.config.catalog {
+        Some(_) => format!(", catalog {}", st.config.catalog_shown()),
+        None => String::new(),
+    };
     println!(
-        "flist hub listening on http://{} (public URL {}, data in {})",
+        "flist hub listening on http://{} (public URL {}, data in {}{catalog})",
         server.addr,
         st.config.public_url(),
         data_dir.display()

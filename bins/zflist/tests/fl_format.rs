@@ -501,6 +501,122 @@ fn every_flist_command_takes_an_fl() {
 }
 
 #[test]
+fn every_flist_command_takes_an_fl_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    fs::create_dir_all(&site).unwrap();
+    let server = test_support::http::FileServer::start(&site);
+    let src = tmp.path().join("src");
+    untar(&rfs_fixture("small.tar.gz"), &src);
+    // A boot.yaml whose "kernel" is text: check-vm has to read its bytes to say so.
+    fs::create_dir_all(src.join("boot")).unwrap();
+    fs::write(
+        src.join("boot/boot.yaml"),
+        "kernel: /boot/vmlinuz\ninitrd: /boot/initrd.img\n",
+    )
+    .unwrap();
+    fs::write(
+        src.join("boot/vmlinuz"),
+        b"not a kernel at all\n".repeat(100),
+    )
+    .unwrap();
+    fs::write(src.join("boot/initrd.img"), b"not an initrd\n").unwrap();
+    // Published as a website would: the .fl, its .md5 and its blocks over http, the
+    // route naming the http store (nothing else given to the readers below).
+    let store = format!("dir://{}", site.join("chunks").display());
+    let file = site.join("app.fl");
+    let public = format!("{}/chunks", server.url());
+    zf(&[
+        "pack",
+        p(&src),
+        "-o",
+        p(&file),
+        "--store",
+        &store,
+        "--public-backend",
+        &public,
+    ]);
+    let md5 = hex::encode(md5::Md5::digest(fs::read(&file).unwrap()));
+    fs::write(site.join("app.fl.md5"), format!("{md5}\n")).unwrap();
+    let routes = Flist::open(&file).unwrap().metadata.routes;
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].url, public);
+    let url = format!("{}/app.fl", server.url());
+
+    let i = json(&["inspect", &url]);
+    assert_eq!(i["response"]["md5_checked"], true, "{i}");
+    assert_eq!(i["response"]["regular"], 5, "{i}");
+    assert_eq!(
+        zf(&["find", &url]),
+        zf(&["find", p(&file)]),
+        "find of the URL is find of the file"
+    );
+    let v = json(&["verify", &url, "--deep"]);
+    assert_eq!(v["response"]["failure"], 0, "{v}");
+    assert_eq!(
+        zf(&["cat", &url, "/hello.txt"]),
+        fs::read_to_string(src.join("hello.txt")).unwrap()
+    );
+    let out = tmp.path().join("out");
+    zf(&["extract", &url, p(&out)]);
+    if is_root() {
+        assert_eq!(describe(&out), describe(&src));
+    } else {
+        assert_eq!(
+            fs::read(out.join("random.bin")).unwrap(),
+            fs::read(src.join("random.bin")).unwrap()
+        );
+    }
+    zf(&["diff", &url, p(&file)]);
+    // derive from the URL: the result is an .fl sharing the base's blocks
+    let derived = tmp.path().join("derived.fl");
+    zf(&[
+        "derive",
+        &url,
+        "-o",
+        p(&derived),
+        "--set",
+        "/new.txt=fresh",
+        "--store",
+        &store,
+    ]);
+    assert_eq!(zf(&["cat", p(&derived), "/new.txt"]), "fresh");
+    assert_eq!(
+        zf(&["cat", p(&derived), "/hello.txt"]),
+        fs::read_to_string(src.join("hello.txt")).unwrap()
+    );
+    // a session: open the URL, merge it into another
+    let mnt = tmp.path().join("mnt");
+    zf(&["--mnt", p(&mnt), "open", p(&derived)]);
+    zf(&["--mnt", p(&mnt), "merge", &url]);
+    let listed = json(&["--mnt", p(&mnt), "find"]);
+    assert_eq!(listed["response"]["regular"], 6, "{listed}");
+    // convert the URL to an .flist, which extracts to the same tree
+    let flist = tmp.path().join("app.flist");
+    let other = format!("dir://{}", tmp.path().join("other").display());
+    zf(&["convert", &url, p(&flist), "--store", &other]);
+    let back = tmp.path().join("back");
+    zf(&["extract", p(&flist), p(&back), "--store", &other]);
+    assert_eq!(
+        fs::read(back.join("random.bin")).unwrap(),
+        fs::read(src.join("random.bin")).unwrap()
+    );
+    // check-vm reads the kernel's first bytes through the route
+    let vm = zflist_with(&["check-vm", &url], &[]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&vm.stdout),
+        String::from_utf8_lossy(&vm.stderr)
+    );
+    assert!(said.contains("not a Linux kernel image"), "{said}");
+    assert!(
+        server.requests("/app.fl.md5") >= 8,
+        "every command checked the md5"
+    );
+    assert!(server.requests_under("/chunks/") > 0);
+}
+
+#[test]
 fn convert_lists_what_the_target_cannot_record() {
     let tmp = tempfile::tempdir().unwrap();
     let store = format!("dir://{}", tmp.path().join("store").display());

@@ -15,16 +15,31 @@ use common::*;
 
 #[test]
 fn an_fl_mounts_and_reads_over_its_two_routed_stores() {
+    mounts_and_reads(false);
+}
+
+#[test]
+fn an_fl_url_mounts_and_reads_over_its_two_routed_stores() {
+    mounts_and_reads(true);
+}
+
+/// Mounts rfs's routed fixture (a file, or a URL of it) and checks every entry against
+/// the manifest of its source tree.
+fn mounts_and_reads(by_url: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let mp = tmp.path().join("mnt");
     let low = format!("00-7f=dir://{}", rfs_fixture("low").display());
     let high = format!("80-ff=dir://{}", rfs_fixture("high").display());
-    let fl = rfs_fixture("routed.fl");
-    let m = MountProc::start(
-        p(&fl),
-        &mp,
-        &["--store", &low, "--store", &high, "--no-cache"],
-    );
+    let site = tmp.path().join("site");
+    fs::create_dir_all(&site).unwrap();
+    fs::copy(rfs_fixture("routed.fl"), site.join("routed.fl")).unwrap();
+    let server = test_support::http::FileServer::start(&site);
+    let fl = if by_url {
+        format!("{}/routed.fl", server.url())
+    } else {
+        p(&rfs_fixture("routed.fl")).to_string()
+    };
+    let m = MountProc::start(&fl, &mp, &["--store", &low, "--store", &high, "--no-cache"]);
     let manifest: Value =
         serde_json::from_slice(&fs::read(rfs_fixture("small.manifest.json")).unwrap()).unwrap();
     for (path, e) in manifest.as_object().unwrap() {
@@ -47,4 +62,5 @@ fn an_fl_mounts_and_reads_over_its_two_routed_stores() {
     let report = m.stop();
     // Every block of random.bin and hello.txt came from the stores (no cache).
     assert!(report["fetched_chunks"].as_u64().unwrap() >= 4, "{report}");
+    assert_eq!(server.requests("/routed.fl"), usize::from(by_url));
 }

@@ -282,6 +282,21 @@ pub struct Light {
     /// What a VM boot of the flist would need (kernel, init), as the hub checked it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<Value>,
+    /// The formats the entry downloads in: the `.flist` (`size` and `md5` above are its)
+    /// and the rfs `.fl` made from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formats: Option<Vec<FormatLink>>,
+}
+
+/// One format an entry downloads in (`/light`'s `formats`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FormatLink {
+    /// `flist` (0-flist: tar.gz of SQLite, 0-db chunks) or `fl` (rfs: SQLite, rfs blocks).
+    pub format: String,
+    /// Where it downloads (`/<repo>/<name>.flist`, `/<repo>/<name>.fl`).
+    pub href: String,
+    /// Where its MD5 downloads (`<href>.md5`).
+    pub md5_href: String,
 }
 
 /// `GET /api/flist/<repo>/<name>/taglink`.

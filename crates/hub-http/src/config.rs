@@ -17,6 +17,10 @@ pub struct HubConfig {
     /// Chunk store URL the hub writes chunks to and checks uploads against. Default:
     /// `dir://<data_dir>/chunks`.
     pub store: Option<String>,
+    /// The catalog: a PostgreSQL URL (`postgres://user:pass@host:port/db`, shared by
+    /// several replicas) or the path of a SQLite file. Default: `catalog.sqlite3` in the
+    /// data directory. Its password is never logged ([`HubConfig::catalog_shown`]).
+    pub catalog: Option<String>,
     /// Public backend announced in the `backend` metadata of flists the hub writes, as a
     /// store URL (`zdb://host:port/namespace`); any password in it is never published.
     /// Empty (the default): a `dir://` store is announced as `{"url": "<public_url>/chunks"}`
@@ -283,6 +287,7 @@ impl Default for HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5555)),
             data_dir: PathBuf::from("./hub-data"),
             store: None,
+            catalog: None,
             public_backend: String::new(),
             public_url: String::new(),
             zdb_listen: None,
@@ -353,7 +358,7 @@ impl HubConfig {
     }
 
     /// Applies `HUB_*` variables from `vars` (e.g. `std::env::vars()`): `HUB_LISTEN`,
-    /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`,
+    /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_CATALOG`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`,
     /// `HUB_ZDB_LISTEN`, `HUB_ZDB_MAX_CONNECTIONS`, `HUB_OFFICIAL`
     /// (comma-separated), `HUB_MAX_UPLOAD_BYTES`, `HUB_REQUEST_TIMEOUT_SECS`,
     /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
@@ -405,6 +410,7 @@ impl HubConfig {
                     self.mirror.token = Some(crate::mirror::MirrorToken(v.trim().to_string()))
                 }
                 "HUB_STORE" => self.store = Some(v),
+                "HUB_CATALOG" => self.catalog = Some(v).filter(|v| !v.trim().is_empty()),
                 "HUB_PUBLIC_BACKEND" => self.public_backend = v,
                 "HUB_PUBLIC_URL" => self.public_url = v,
                 "HUB_ZDB_LISTEN" => {
@@ -468,6 +474,15 @@ impl HubConfig {
             }
         }
         Ok(())
+    }
+
+    /// The catalog as it may be shown: the PostgreSQL URL without its password, or the
+    /// SQLite file.
+    pub fn catalog_shown(&self) -> String {
+        match &self.catalog {
+            Some(c) => hub_repo::redact_catalog(c),
+            None => self.data_dir.join("catalog.sqlite3").display().to_string(),
+        }
     }
 
     /// The chunk store URL (default: a `dir://` store inside the data directory).
@@ -631,6 +646,21 @@ mod tests {
         assert!(c
             .apply_env([("HUB_MAX_UPLOAD_BYTES".to_string(), "lots".to_string())])
             .is_err());
+        // the catalog: the SQLite file by default, a PostgreSQL URL shown without password
+        assert!(c.catalog_shown().ends_with("catalog.sqlite3"));
+        c.apply_env([(
+            "HUB_CATALOG".to_string(),
+            "postgres://hub:pw-x9@db:5432/hub".to_string(),
+        )])
+        .expect("catalog");
+        assert_eq!(
+            c.catalog.as_deref(),
+            Some("postgres://hub:pw-x9@db:5432/hub")
+        );
+        assert_eq!(c.catalog_shown(), "postgres://hub:***@db:5432/hub");
+        let toml: HubConfig =
+            toml::from_str("catalog = \"postgres://u:p@h/db\"").expect("catalog key");
+        assert_eq!(toml.catalog.as_deref(), Some("postgres://u:p@h/db"));
         let bad = std::env::temp_dir().join(format!("hub-bad-{}.toml", std::process::id()));
         std::fs::write(&bad, "listen = 5\nunknown_key = 1\n").expect("write");
         assert!(HubConfig::from_file(&bad).is_err());

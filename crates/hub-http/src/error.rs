@@ -83,7 +83,14 @@ impl From<RepoError> for ApiError {
             _ if e.full_storage().is_some() => {
                 return ApiError::storage_full(e.full_storage().unwrap_or("storage"), e)
             }
-            RepoError::Format { .. } | RepoError::Io { .. } | RepoError::Sqlite { .. } => {
+            _ if e.is_unavailable() => {
+                return ApiError::server(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "catalog unavailable: try again later",
+                    e,
+                )
+            }
+            RepoError::Format { .. } | RepoError::Io { .. } | RepoError::Database { .. } => {
                 return ApiError::internal(e)
             }
         };
@@ -132,6 +139,13 @@ impl IntoResponse for ApiError {
             ErrorBody::new(self.message)
         };
         let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // a component (catalog, chunk store) is down: load balancers and clients retry
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
         if let Some(id) = self.request_id {
             resp.extensions_mut()
                 .insert(crate::request_id::LoggedId(id));

@@ -42,6 +42,23 @@ pub fn flist_name_of(name: &str) -> String {
     }
 }
 
+/// The formats the entry `name` (`x.flist`, or a link to one) of `repo` downloads in, as
+/// `/light` lists them: its `.flist` and its `.fl`.
+pub fn links(repo: &str, name: &str) -> Vec<hub_contract::FormatLink> {
+    let stem = name.strip_suffix(".flist").unwrap_or(name);
+    ["flist", "fl"]
+        .into_iter()
+        .map(|format| {
+            let href = format!("/{repo}/{stem}.{format}");
+            hub_contract::FormatLink {
+                format: format.to_string(),
+                md5_href: format!("{href}.md5"),
+                href,
+            }
+        })
+        .collect()
+}
+
 /// The route table of the `.fl` files this hub serves: its announced public backend (the
 /// 0-db endpoint when `zdb_listen` is on, else `<public url>/chunks` for a `dir://` store,
 /// else the store's own public 0-db) as one route over every key; empty when the hub
@@ -107,12 +124,41 @@ fn lock_of(key: &Path) -> Arc<tokio::sync::Mutex<()>> {
     m.entry(key.to_path_buf()).or_default().clone()
 }
 
+/// How long a conversion refused for chunks missing from the hub's store is answered from
+/// memory (409 again) before it is tried again: each try reads the flist's chunks up to
+/// the first missing one, so repeated requests must not repeat that work.
+const REFUSAL_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Recent refusals (409) by cache file, with when they were made.
+fn refusals() -> &'static Mutex<HashMap<PathBuf, (std::time::Instant, String)>> {
+    static REFUSED: OnceLock<Mutex<HashMap<PathBuf, (std::time::Instant, String)>>> =
+        OnceLock::new();
+    REFUSED.get_or_init(Default::default)
+}
+
+/// The refusal recorded for `key` within [`REFUSAL_TTL`], if any.
+fn recent_refusal(key: &Path) -> Option<ApiError> {
+    let mut m = refusals().lock().unwrap_or_else(|p| p.into_inner());
+    m.retain(|_, (at, _)| at.elapsed() < REFUSAL_TTL);
+    m.get(key)
+        .map(|(_, message)| ApiError::new(StatusCode::CONFLICT, message.clone()))
+}
+
 /// The `.fl` form of the stored `.flist` `r`: from the cache, or converted now (once).
+///
+/// An entry whose chunks are not all in the hub's store (an imported or mirrored flist
+/// whose chunks live in another backend, a chunk lost from the store) is answered `409
+/// Conflict` naming the first missing chunk: the hub converts only from its own store and
+/// never dials the backends flists name (which anyone uploading an flist chooses).
+/// `--mirror-chunks` copies a mirror's chunks, after which its entries convert.
 pub async fn fl_of(st: &Shared, r: &Resolved) -> ApiResult<FlFile> {
     let routes = routes(st.public_backend.as_deref());
     let paths = cache_paths(&st.config.data_dir, &r.sha256, &routes);
     if let Some(f) = cached(&paths) {
         return Ok(f);
+    }
+    if let Some(e) = recent_refusal(&paths.0) {
+        return Err(e);
     }
     let (st2, sha256) = (st.clone(), r.sha256.clone());
     // A task of its own: a client leaving does not waste the work begun.
@@ -128,9 +174,22 @@ pub async fn fl_of(st: &Shared, r: &Resolved) -> ApiResult<FlFile> {
             .acquire_owned()
             .await
             .map_err(|_| ApiError::internal("conversion limiter closed"))?;
+        if let Some(e) = recent_refusal(&paths.0) {
+            return Err(e);
+        }
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || convert_to_fl(&st2, &sha256, routes, &paths, handle))
-            .await?
+        let key = paths.0.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            convert_to_fl(&st2, &sha256, routes, &paths, handle)
+        })
+        .await?;
+        if let Err(e) = &done {
+            if e.status == StatusCode::CONFLICT {
+                let mut m = refusals().lock().unwrap_or_else(|p| p.into_inner());
+                m.insert(key, (std::time::Instant::now(), e.message.clone()));
+            }
+        }
+        done
     });
     task.await.map_err(ApiError::internal)?
 }
@@ -158,7 +217,9 @@ fn convert_to_fl(
                 StatusCode::CONFLICT,
                 format!(
                     "this flist's chunks are not all in the hub's store (chunk {chunk} of \
-                     {path}): it cannot be served as .fl"
+                     {path} is missing), so the hub cannot make its .fl; the .flist still \
+                     downloads: convert it where its chunks are reachable with `zflist \
+                     convert <this .flist URL> out.fl --store <store URL>`"
                 ),
             ),
             e => crate::produce::refused("converting to .fl", e),
@@ -189,6 +250,79 @@ fn convert_to_fl(
     let mut f = written?;
     f.path = paths.0.clone();
     Ok(f)
+}
+
+/// What [`prune_cache`] found under `<data-dir>/fl/` (and, unless a dry run, removed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Cached `.fl` files and descriptions whose source `.flist` is gone (paths relative to
+    /// the data directory).
+    pub files: Vec<String>,
+    /// Temporary files a conversion killed midway left.
+    pub temp_files: usize,
+    /// Bytes of the files removed (or removable).
+    pub bytes: u64,
+}
+
+/// Drops the cached `.fl` files of flist files the hub no longer holds — entries deleted or
+/// replaced, once `hub-server gc` removed their `.flist` — and the stale temporary files
+/// of conversions killed midway; `gone` names source files about to go (a dry run's
+/// unreferenced ones), which count as gone. A cache file is named by its source's content
+/// address, so it is gone exactly when that address is. Run after [`hub_repo::Hub::gc`].
+pub fn prune_cache(hub: &hub_repo::Hub, gone: &[String], dry_run: bool) -> std::io::Result<Pruned> {
+    let dir = hub.data_dir().join("fl");
+    let mut out = Pruned::default();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    let stale = std::time::Duration::from_secs(hub_repo::STALE_TEMP_SECS);
+    let mut found = Vec::new();
+    for e in rd {
+        let e = e?;
+        found.push((e.path(), e.file_name().to_string_lossy().into_owned()));
+    }
+    found.sort();
+    for (path, name) in found {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let remove = if name.starts_with(".tmp-") {
+            let old = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= stale);
+            if old {
+                out.temp_files += 1;
+            }
+            old
+        } else {
+            // `<sha256>-<routes tag>.fl|.json`; anything else is left alone.
+            let Some(sha) = name
+                .split('-')
+                .next()
+                .filter(|s| hub_repo::is_hex_sha256(s))
+            else {
+                continue;
+            };
+            let gone = gone.iter().any(|g| g == sha) || !hub.catalog().blob_path(sha).exists();
+            if gone {
+                out.files.push(format!("fl/{name}"));
+            }
+            gone
+        };
+        if remove {
+            out.bytes += size;
+            if !dry_run {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A name no other temporary file has.

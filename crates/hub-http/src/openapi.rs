@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use hub_contract::{
-    ChunkStored, DockerForm, Dump, DumpItem, Entry, EntryType, ErrorBody, Health, Light, LoginForm,
-    MePayload, Metadata, Missing, MissingKeys, Published, Readiness, Repository, Success, TagLink,
-    UploadForm,
+    ChunkStored, DockerForm, Dump, DumpItem, Entry, EntryType, ErrorBody, FormatLink, Health,
+    Light, LoginForm, MePayload, Metadata, Missing, MissingKeys, Published, Readiness, Repository,
+    Success, TagLink, UploadForm,
 };
 use serde_json::{json, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -597,7 +597,7 @@ impl Modify for Security {
         routes::logout, routes::readonly, routes::login_threebot, routes::callback_threebot, routes::callback_token, routes::callback_link, routes::static_file, routes::favicon
     ),
     components(schemas(
-        Success, ErrorBody, Repository, EntryType, Entry, DumpItem, Dump, Light, TagLink,
+        Success, ErrorBody, Repository, EntryType, Entry, DumpItem, Dump, Light, FormatLink, TagLink,
         Metadata, MePayload, Missing, ChunkStored, Published, Health, UploadForm, DockerForm,
         MissingKeys, Readiness, LoginForm
     )),

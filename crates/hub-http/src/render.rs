@@ -81,6 +81,7 @@ pub fn light(name: &str, r: &Resolved, link: Option<(i64, String)>) -> Light {
         signature: None,
         author_signature: None,
         vm: None,
+        formats: None,
     }
 }
 

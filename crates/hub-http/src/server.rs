@@ -243,10 +243,18 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         tracing::warn!("authentication is DISABLED by configuration: every caller may write (development only)");
     }
     let dir = config.data_dir.clone();
-    let hub = tokio::task::spawn_blocking(move || Hub::open(&dir))
+    let catalog = config.catalog.clone();
+    let hub = tokio::task::spawn_blocking(move || Hub::open_on(&dir, catalog.as_deref()))
         .await?
         .map_err(|source| ServerError::Repo {
-            dir: config.data_dir.display().to_string(),
+            dir: match &config.catalog {
+                Some(_) => format!(
+                    "{} (catalog {})",
+                    config.data_dir.display(),
+                    config.catalog_shown()
+                ),
+                None => config.data_dir.display().to_string(),
+            },
             source,
         })?;
     let hub = Arc::new(hub);

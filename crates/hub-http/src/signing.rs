@@ -171,7 +171,7 @@ async fn vm_report(st: &Shared, sha256: &str) -> Value {
     }
 }
 
-/// Adds `signed`, `signature` and `vm` to a `/light` answer for a regular entry or link.
+/// Adds `signed`, `signature`, `vm` and `formats` to a `/light` answer for a regular entry or link.
 pub async fn annotate_light(st: &Shared, repo: &str, mut v: Light) -> Light {
     // The entry's own name (`x.flist`), whichever form the request used (`x`, `x.flist`):
     // one resolution path for every spelling.
@@ -185,5 +185,6 @@ pub async fn annotate_light(st: &Shared, repo: &str, mut v: Light) -> Light {
     v.author_signature =
         crate::author_sig::light_field(&st.config.data_dir, &r.sha256, repo, &name);
     v.vm = Some(vm);
+    v.formats = Some(crate::formats::links(repo, &name));
     v
 }

@@ -225,13 +225,7 @@ async fn hidden(st: &Shared, parts: &mut Parts, path: &str, repo: &str, api: boo
         return e.into_response();
     }
     let Ok(ctx) = crate::ui::Ctx::from_request_parts(parts, st).await;
-    let rest: Vec<&str> = path
-        .trim_start_matches('/')
-        .split('/')
-        .skip(1)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let e = match rest.as_slice() {
+    let e = match below_repo(path).as_slice() {
         [] => ApiError::not_found(format!("There is no repository {repo}.")),
         ["tags", tag] => match names::validate_tag(tag) {
             Ok(()) => hub_repo::RepoError::NotFound(format!("{repo}/tags/{tag}")).into(),
@@ -247,13 +241,16 @@ async fn hidden(st: &Shared, parts: &mut Parts, path: &str, repo: &str, api: boo
 /// paths resolve a name, and their handlers answer "not found" as for a missing one
 /// ([`Viewer::check_page`]).
 fn page_hidden(path: &str) -> bool {
-    let rest: Vec<&str> = path
-        .trim_start_matches('/')
+    matches!(below_repo(path).as_slice(), [] | ["tags", _])
+}
+
+/// The segments of a page path after its repository.
+fn below_repo(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/')
         .split('/')
         .skip(1)
         .filter(|s| !s.is_empty())
-        .collect();
-    matches!(rest.as_slice(), [] | ["tags", _])
+        .collect()
 }
 
 #[cfg(test)]

@@ -19,6 +19,11 @@ use test_support::sample::{read_tree, sample_tree, tar_gz, Member};
 /// `/chunks` (a `dir://` store, no configured public backend): what it serves is readable
 /// from its metadata alone.
 async fn hub() -> TestHub {
+    hub_with(|_| {}).await
+}
+
+/// [`hub`] with `f` applied to its configuration.
+async fn hub_with(f: impl FnOnce(&mut hub_http::config::HubConfig)) -> TestHub {
     let dir = tempfile::tempdir().expect("tempdir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -27,6 +32,7 @@ async fn hub() -> TestHub {
     let mut cfg = common::test_config(dir.path());
     cfg.public_backend = String::new();
     cfg.public_url = format!("http://{addr}");
+    f(&mut cfg);
     let server = hub_http::start_on(listener, cfg).await.expect("start");
     TestHub {
         server,
@@ -395,6 +401,244 @@ async fn a_malformed_fl_upload_is_a_clear_400_and_leaves_nothing() {
     assert!(
         status == 404 || v.as_array().is_some_and(|a| a.is_empty()),
         "{status} {v}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn light_and_the_flist_page_list_both_formats() {
+    let (h, token, _) = hub_with_sample().await;
+    let (status, v) = h
+        .call("GET", "/api/flist/me/sample.flist/link/alias.flist", &token)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (flist_bytes, _) = fetch(&h, "/alice/sample.flist").await;
+    for (name, stem) in [("sample.flist", "sample"), ("alias.flist", "alias")] {
+        let (status, light) = h.get_json(&format!("/api/flist/alice/{name}/light")).await;
+        assert_eq!(status, 200, "{light}");
+        // The fields old clients read are the .flist's, as before.
+        assert_eq!(light["name"], name);
+        assert_eq!(light["size"], flist_bytes.len());
+        assert_eq!(
+            light["md5"],
+            hex::encode(md5::Md5::digest(&flist_bytes)),
+            "{light}"
+        );
+        let formats = light["formats"].as_array().expect("formats");
+        let listed: Vec<(&str, &str, &str)> = formats
+            .iter()
+            .map(|f| {
+                (
+                    f["format"].as_str().unwrap_or_default(),
+                    f["href"].as_str().unwrap_or_default(),
+                    f["md5_href"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let (flist, fl) = (format!("/alice/{stem}.flist"), format!("/alice/{stem}.fl"));
+        let (flist_md5, fl_md5) = (format!("{flist}.md5"), format!("{fl}.md5"));
+        assert_eq!(
+            listed,
+            [
+                ("flist", flist.as_str(), flist_md5.as_str()),
+                ("fl", fl.as_str(), fl_md5.as_str())
+            ]
+        );
+        // Every listed link downloads, and each .md5 is its file's.
+        for f in formats {
+            let (body, _) = fetch(&h, f["href"].as_str().expect("href")).await;
+            let (md5, _) = fetch(&h, f["md5_href"].as_str().expect("md5_href")).await;
+            assert_eq!(
+                String::from_utf8_lossy(&md5),
+                format!("{}\n", hex::encode(md5::Md5::digest(&body)))
+            );
+        }
+    }
+    // The flist page offers both downloads.
+    let r = h.get("/alice/sample.flist.md").await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.expect("page").replace("&#x2f;", "/");
+    assert!(html.contains("href=\"/alice/sample.flist\""), "{html}");
+    assert!(html.contains("href=\"/alice/sample.fl\""), "{html}");
+    assert!(html.contains("Download .fl"), "{html}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_zdb_endpoint_on_a_served_fl_routes_to_it_alone() {
+    let h = hub_with(|c| c.zdb_listen = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let zdb = h
+        .server
+        .state
+        .config
+        .zdb_listen
+        .expect("the endpoint is bound");
+    let token = h.token("alice", &[]).await;
+    let tree = sample_tree();
+    let (status, v) = h
+        .upload(
+            "/api/flist/me/upload",
+            &token,
+            "sample.tar.gz",
+            tar_gz(&tree),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (fl_bytes, _) = fetch(&h, "/alice/sample.fl").await;
+    let (fl, restored) = extract(fl_bytes, "sample.fl").await;
+    // One route, the 0-db endpoint (rfs v2.0.7 knows no http store and refuses an .fl
+    // naming one), read with nothing but the .fl: the extraction went through it.
+    let routes: Vec<(u8, u8, String)> = fl
+        .metadata
+        .routes
+        .iter()
+        .map(|r| (r.start, r.end, r.url.clone()))
+        .collect();
+    assert_eq!(
+        routes,
+        [(0, 255, format!("zdb://127.0.0.1:{}/default", zdb.port()))]
+    );
+    assert_eq!(restored, tree);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_chunks_the_hub_lacks_is_a_409_naming_the_chunk() {
+    let h = hub().await;
+    // The reference flist, as imported from another hub: its chunks live in its own 0-db;
+    // the hub's store has all but one.
+    let skipped = std::fs::read_dir(test_support::fixture("chunks"))
+        .expect("chunks")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .min()
+        .expect("a chunk");
+    h.put_fixture("alice", "imported.flist", "fixture.flist")
+        .await;
+    h.load_fixture_chunks(Some(&skipped)).await;
+    for path in ["/alice/imported.fl", "/alice/imported.fl.md5"] {
+        for _ in 0..2 {
+            let r = h.get(path).await;
+            assert_eq!(r.status(), 409, "{path}");
+            let body = r.text().await.expect("body").replace("&#x27;", "'");
+            assert!(body.contains(&skipped), "{path}: {body}");
+            assert!(body.contains("not all in the hub's store"), "{body}");
+            assert!(body.contains("zflist convert"), "{body}");
+        }
+    }
+    // Nothing half-made is kept; the .flist itself still downloads.
+    let cache = h.dir.path().join("data/fl");
+    assert!(
+        files_in(&cache)
+            .iter()
+            .all(|p| !p.extension().is_some_and(|e| e == "fl" || e == "json")),
+        "{:?}",
+        files_in(&cache)
+    );
+    assert_eq!(h.get("/alice/imported.flist").await.status(), 200);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_delete_and_replace_move_both_formats_and_gc_prunes_the_fl_cache() {
+    let (h, token, tree) = hub_with_sample().await;
+    let (fl_bytes, _) = fetch(&h, "/alice/sample.fl").await;
+    let cache = h.dir.path().join("data/fl");
+    let cached = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = files_in(&cache)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "fl"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(cached().len(), 1);
+
+    // A rename moves both formats: the same .fl under the new name, none under the old.
+    let (status, v) = h
+        .call(
+            "GET",
+            "/api/flist/me/sample.flist/rename/renamed.flist",
+            &token,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (renamed, _) = fetch(&h, "/alice/renamed.fl").await;
+    assert_eq!(renamed, fl_bytes);
+    assert_eq!(h.get("/alice/sample.fl").await.status(), 404);
+
+    // Promoted into another repository: its .fl is served there too (same file).
+    let bob = h.token("bob", &[]).await;
+    let (status, v) = h
+        .call(
+            "GET",
+            "/api/flist/me/promote/alice/renamed.flist/tool.flist",
+            &bob,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (promoted, _) = fetch(&h, "/bob/tool.fl").await;
+    assert_eq!(promoted, fl_bytes);
+    assert_eq!(cached().len(), 1, "one .fl per flist file");
+
+    // Replacing alice's entry and deleting bob's leave the old .fl unreferenced.
+    let mut other = tree.clone();
+    other.insert(
+        "extra.txt".into(),
+        Member::File(b"another version\n".to_vec()),
+    );
+    let (status, v) = h
+        .upload(
+            "/api/flist/me/upload",
+            &token,
+            "renamed.tar.gz",
+            tar_gz(&other),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (new_fl, _) = fetch(&h, "/alice/renamed.fl").await;
+    assert_ne!(
+        new_fl, fl_bytes,
+        "the replaced entry's .fl is the new file's"
+    );
+    let (_, restored) = extract(new_fl, "renamed.fl").await;
+    assert_eq!(restored, other);
+    assert_eq!(cached().len(), 2);
+    let (status, v) = h.call("DELETE", "/api/flist/me/tool.flist", &bob).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(h.get("/bob/tool.fl").await.status(), 404);
+
+    // gc: the first flist file goes, and its .fl with it; the live entry's .fl stays.
+    let hub = h.hub();
+    let before = cached();
+    let dry = hub_http::formats::prune_cache(&hub, &[], true).expect("dry run");
+    assert!(dry.files.is_empty(), "the source is still on disk: {dry:?}");
+    let rep = hub
+        .gc(hub_repo::GcOptions {
+            grace: std::time::Duration::ZERO,
+            dry_run: false,
+        })
+        .expect("gc");
+    assert_eq!(rep.unreferenced.len(), 1, "{rep:?}");
+    let pruned = hub_http::formats::prune_cache(&hub, &[], false).expect("prune");
+    assert_eq!(
+        pruned.files.len(),
+        2,
+        "the .fl and its description: {pruned:?}"
+    );
+    assert!(pruned
+        .files
+        .iter()
+        .all(|f| f.starts_with(&format!("fl/{}-", rep.unreferenced[0]))));
+    let after = cached();
+    assert_eq!(after.len(), 1);
+    assert!(before.contains(&after[0]));
+    let (again, _) = fetch(&h, "/alice/renamed.fl").await;
+    let (_, restored) = extract(again, "renamed.fl").await;
+    assert_eq!(restored, other, "the live entry's .fl is still served");
+    assert_eq!(
+        hub_http::formats::prune_cache(&hub, &[], false).expect("prune"),
+        hub_http::formats::Pruned::default(),
+        "nothing left to prune"
     );
     h.stop().await;
 }

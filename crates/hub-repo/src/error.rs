@@ -43,14 +43,14 @@ pub enum RepoError {
         #[source]
         source: std::io::Error,
     },
-    /// The catalog database failed.
+    /// The catalog database (SQLite or PostgreSQL) failed.
     #[error("catalog ({context}): {source}")]
-    Sqlite {
+    Database {
         /// The operation.
         context: String,
         /// The underlying error.
         #[source]
-        source: rusqlite::Error,
+        source: crate::db::sql::DbError,
     },
     /// A stored flist could not be read or written by the format crate.
     #[error("flist {path}: {message}")]
@@ -80,11 +80,17 @@ pub fn io_is_full(e: &std::io::Error) -> bool {
 }
 
 impl RepoError {
+    /// The catalog database could not be reached (a transient fault: the operation can be
+    /// retried once it is back; the HTTP layer answers 503 with `Retry-After`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, RepoError::Database { source, .. } if source.is_unavailable())
+    }
+
     /// When the failure is a full disk: which storage (`flist storage`, `catalog storage`).
     pub fn full_storage(&self) -> Option<&'static str> {
         match self {
             RepoError::Io { source, .. } if io_is_full(source) => Some("flist storage"),
-            RepoError::Sqlite { source, .. }
+            RepoError::Database { source, .. }
                 if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
             {
                 Some("catalog storage")
@@ -102,16 +108,22 @@ impl RepoError {
     }
 }
 
-/// Adds context to a rusqlite result.
+/// Adds context to a database result.
 pub(crate) trait SqlContext<T> {
     fn ctx(self, context: &str) -> Result<T, RepoError>;
 }
 
-impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
+impl<T> SqlContext<T> for Result<T, crate::db::sql::DbError> {
     fn ctx(self, context: &str) -> Result<T, RepoError> {
-        self.map_err(|source| RepoError::Sqlite {
+        self.map_err(|source| RepoError::Database {
             context: context.to_string(),
             source,
         })
+    }
+}
+
+impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &str) -> Result<T, RepoError> {
+        self.map_err(crate::db::sql::DbError::from).ctx(context)
     }
 }

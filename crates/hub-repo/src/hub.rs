@@ -44,15 +44,36 @@ impl Hub {
     /// files removed, jobs left queued or running marked failed. Otherwise (an admin command
     /// while the server runs) only temp files untouched for a day are removed.
     pub fn open(data: impl AsRef<Path>) -> Result<Self, RepoError> {
-        Self::open_with(data, true)
+        Self::open_with(data, None, true)
+    }
+
+    /// [`Hub::open`] with the catalog elsewhere: `catalog` is a PostgreSQL URL
+    /// (`postgres://user:pass@host:port/db`, see [`is_postgres_url`]) or the path of a
+    /// SQLite file; `None` is the default, `catalog.sqlite3` in the data directory.
+    pub fn open_on(data: impl AsRef<Path>, catalog: Option<&str>) -> Result<Self, RepoError> {
+        Self::open_with(data, catalog, true)
     }
 
     /// Opens an existing hub data directory for administration beside a running server: refuses
     /// one that holds no catalog instead of creating an empty hub (a command pointed at the
     /// wrong directory), and leaves the server's running jobs alone.
     pub fn open_existing(data: impl AsRef<std::path::Path>) -> Result<Self, RepoError> {
+        Self::open_existing_on(data, None)
+    }
+
+    /// [`Hub::open_existing`] with the catalog given as in [`Hub::open_on`]. A PostgreSQL
+    /// catalog is taken as it is (a new database gets the schema).
+    pub fn open_existing_on(
+        data: impl AsRef<std::path::Path>,
+        catalog: Option<&str>,
+    ) -> Result<Self, RepoError> {
         let data = data.as_ref();
-        let catalog = data.join("catalog.sqlite3");
+        if let Some(url) = catalog.filter(|c| is_postgres_url(c)) {
+            return Hub::open_with(data, Some(url), false);
+        }
+        let catalog = catalog
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| data.join("catalog.sqlite3"));
         if !catalog.is_file() {
             return Err(RepoError::NotFound(format!(
                 "no hub catalog in {} (expected {}; start `hub-server serve --data-dir {}` once, or pass the right --data-dir)",
@@ -61,17 +82,25 @@ impl Hub {
                 data.display()
             )));
         }
-        Hub::open_with(data, false)
+        Hub::open_with(data, Some(&catalog.to_string_lossy()), false)
     }
 
     /// Opens a data directory; `recover_jobs`: mark jobs left running as failed (only the
     /// server does, and only when no other process has the directory open, so
     /// administration commands can run beside it).
-    fn open_with(data: impl AsRef<Path>, recover_jobs: bool) -> Result<Self, RepoError> {
+    fn open_with(
+        data: impl AsRef<Path>,
+        catalog: Option<&str>,
+        recover_jobs: bool,
+    ) -> Result<Self, RepoError> {
         let data = data.as_ref().to_path_buf();
         std::fs::create_dir_all(&data).map_err(|e| RepoError::io("create directory", &data, e))?;
         let blobs = Arc::new(Blobs::open(&data)?);
-        let db = Arc::new(Db::open(&data.join("catalog.sqlite3"))?);
+        let db = Arc::new(match catalog {
+            Some(url) if is_postgres_url(url) => Db::open_postgres(url)?,
+            Some(path) => Db::open(Path::new(path))?,
+            None => Db::open(&data.join("catalog.sqlite3"))?,
+        });
         let paths = PathIndex::new(db.clone(), blobs.clone());
         let catalog = Catalog::new(db.clone(), blobs.clone(), paths.clone());
         let hub = Hub {
@@ -93,6 +122,17 @@ impl Hub {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data
+    }
+
+    /// The catalog, for messages: its SQLite file, or its PostgreSQL URL without the
+    /// password.
+    pub fn catalog_location(&self) -> String {
+        self.db.describe()
+    }
+
+    /// Whether the catalog is on PostgreSQL (shared by replicas) rather than SQLite.
+    pub fn catalog_is_shared(&self) -> bool {
+        self.db.engine() == crate::db::Engine::Postgres
     }
 
     /// A counter bumped by every committed write: caches keyed on it never serve stale data.
@@ -130,5 +170,21 @@ impl Hub {
     /// The change feed and repository snapshots (a primary's), applying them (a mirror's).
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+}
+
+/// Whether a `catalog` setting names a PostgreSQL database (`postgres://` or
+/// `postgresql://`) rather than a SQLite file.
+pub fn is_postgres_url(catalog: &str) -> bool {
+    catalog.starts_with("postgres://") || catalog.starts_with("postgresql://")
+}
+
+/// A catalog setting as it may be shown: a PostgreSQL URL without its password, a path as
+/// it is.
+pub fn redact_catalog(catalog: &str) -> String {
+    if is_postgres_url(catalog) {
+        crate::db::pg::redact(catalog)
+    } else {
+        catalog.to_string()
     }
 }

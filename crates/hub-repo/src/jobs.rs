@@ -1,6 +1,6 @@
 //! Long-running jobs (uploads, conversions), persisted so none is lost across restarts.
 
-use rusqlite::{params, OptionalExtension, Row};
+use crate::db::sql::{params, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -79,7 +79,7 @@ pub struct JobRecord {
     pub updated: i64,
 }
 
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
+fn job_from_row(r: &Row<'_>) -> crate::db::sql::Result<JobRecord> {
     let state: String = r.get(3)?;
     let info: Option<String> = r.get(6)?;
     Ok(JobRecord {

@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::db::sql::{params, Connection, OptionalExtension};
 use flist_format::{mode_string, Kind, Meta};
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::clock::now;
 use crate::db::Db;
@@ -96,7 +96,7 @@ fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
-fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<PathEntry> {
+fn row_entry(r: &crate::db::sql::Row<'_>) -> crate::db::sql::Result<PathEntry> {
     Ok(PathEntry {
         name: r.get(0)?,
         path: r.get(1)?,
@@ -122,8 +122,8 @@ fn blob_id(c: &Connection, sha256: &str) -> Result<Option<i64>, RepoError> {
 /// the tree). A directory's child count is known once its entries have been met (they
 /// come together), and is then recorded.
 struct Indexer<'t> {
-    insert: rusqlite::CachedStatement<'t>,
-    children: rusqlite::CachedStatement<'t>,
+    insert: crate::db::sql::CachedStatement<'t>,
+    children: crate::db::sql::CachedStatement<'t>,
     blob: i64,
     next_node: i64,
     /// The directory whose entries are being met, and how many so far.
@@ -256,20 +256,20 @@ impl flist_format::reader::CatalogVisitor for Indexer<'_> {
 fn index_catalog(
     tx: &Connection,
     sha256: &str,
-    conn: &Connection,
+    conn: &rusqlite::Connection,
     what: &str,
     ts: i64,
 ) -> Result<(), RepoError> {
     if blob_id(tx, sha256)?.is_some() {
         return Ok(());
     }
-    tx.prepare_cached(
-        "INSERT INTO path_blobs(sha256, entries, regular, directory, symlink, special, fullsize, indexed) \
-         VALUES (?1, 0, 0, 0, 0, 0, 0, ?2)",
-    )
-    .and_then(|mut st| st.execute(params![sha256, ts]))
-    .ctx("index flist paths")?;
-    let blob = tx.last_insert_rowid();
+    let blob: i64 = tx
+        .prepare_cached(
+            "INSERT INTO path_blobs(sha256, entries, regular, directory, symlink, special, fullsize, indexed) \
+             VALUES (?1, 0, 0, 0, 0, 0, 0, ?2) RETURNING id",
+        )
+        .and_then(|mut st| st.query_row(params![sha256, ts], |r| r.get(0)))
+        .ctx("index flist paths")?;
     let mut ix = Indexer {
         insert: tx
             .prepare_cached(
@@ -383,7 +383,7 @@ impl PathIndex {
                 )
                 .ctx("find unindexed flists")?;
             let v = st
-                .query_map([], |r| r.get(0))
+                .query_map((), |r| r.get(0))
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .ctx("find unindexed flists")?;
             Ok(v)

@@ -4,7 +4,7 @@
 //! A mirror applies a repository snapshot only once every flist file it references is stored
 //! (verified) under its content address, so an entry never becomes visible without its file.
 
-use rusqlite::{params, OptionalExtension};
+use crate::db::sql::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -257,7 +257,7 @@ impl Replica {
     pub fn changes(&self, since: i64, limit: usize) -> Result<(Vec<Change>, i64), RepoError> {
         let records = self.catalog.audit_log(since, limit)?;
         let latest: i64 = self.db.read(|c| {
-            c.query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))
+            c.query_row("SELECT coalesce(max(id), 0) FROM audit", (), |r| r.get(0))
                 .ctx("read audit cursor")
         })?;
         let changes = records
@@ -551,7 +551,7 @@ impl Replica {
     }
 }
 
-fn clear_repo(tx: &rusqlite::Connection, repo: &str) -> Result<(), RepoError> {
+fn clear_repo(tx: &crate::db::sql::Connection<'_>, repo: &str) -> Result<(), RepoError> {
     for sql in [
         "DELETE FROM tag_links WHERE repo = ?1",
         "DELETE FROM tags WHERE repo = ?1",

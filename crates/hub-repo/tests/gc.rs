@@ -2,6 +2,8 @@
 //! and names reserved for routes (issue 12, findings 8 and 11), on a real catalog and real
 //! files.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,7 +83,7 @@ fn set_age(path: &Path, age: Duration) {
 #[test]
 fn replaced_deleted_and_unrecorded_files_are_collected_and_referenced_ones_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = Hub::open(dir.path()).expect("open");
+    let hub = common::open(dir.path()).expect("open");
     let alice = Actor::new("alice", vec![]);
     let old = put_fixture(&hub, &alice, "alice", "app.flist", "merge-a.flist");
     assert!(hub.paths().indexed(&old).expect("indexed"));
@@ -172,7 +174,7 @@ fn replaced_deleted_and_unrecorded_files_are_collected_and_referenced_ones_kept(
 #[test]
 fn gc_running_alongside_writers_never_loses_a_referenced_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = Arc::new(Hub::open(dir.path()).expect("open"));
+    let hub = Arc::new(common::open(dir.path()).expect("open"));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collector = {
         let (hub, stop) = (hub.clone(), stop.clone());
@@ -233,7 +235,7 @@ fn gc_running_alongside_writers_never_loses_a_referenced_file() {
 #[test]
 fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Hub::open(dir.path()).expect("open");
+    let server = common::open(dir.path()).expect("open");
     let job = server.jobs().create("upload", "alice").expect("job");
     // An upload in flight: a staged file, and a temp file being written.
     let staged = server
@@ -248,7 +250,7 @@ fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
 
     // `hub-server token create` while the server runs.
     {
-        let admin = Hub::open(dir.path()).expect("second open");
+        let admin = common::open(dir.path()).expect("second open");
         let _ = admin
             .accounts()
             .user_add("bob", "a long test password", false);
@@ -290,7 +292,7 @@ fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
 
     // Alone again (the server stopped or was killed): full recovery.
     fs::write(dir.path().join("tmp/left-by-a-kill"), b"x").expect("write");
-    let hub = Hub::open(dir.path()).expect("reopen");
+    let hub = common::open(dir.path()).expect("reopen");
     assert!(fs::read_dir(hub.catalog().tmp_dir())
         .expect("tmp")
         .next()
@@ -304,7 +306,7 @@ fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
 #[test]
 fn route_names_never_become_repositories() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = Hub::open(dir.path()).expect("open");
+    let hub = common::open(dir.path()).expect("open");
     for name in [
         "me", "api", "static", "listen", "login", "Logout", "token", "upload",
     ] {

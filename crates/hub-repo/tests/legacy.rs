@@ -2,6 +2,8 @@
 //! with its mtimes): dependency order, every listed entry kept, times from the files,
 //! unimportable entries reported with their reason, a second run a no-op.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -55,7 +57,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, Hub) {
     let dir = tempfile::tempdir().expect("tempdir");
     let tree = dir.path().join("users");
     extract_fixture(&tree);
-    let hub = Hub::open(dir.path().join("data")).expect("open");
+    let hub = common::open(dir.path().join("data")).expect("open");
     (dir, tree, hub)
 }
 
@@ -266,7 +268,7 @@ fn names_the_hub_refuses_are_reported_not_dropped_silently() {
     }
     fs::write(root.join("ok/bad name.flist"), b"x").expect("write");
     symlink("../ok/.tag-missing", root.join("ok/gone")).expect("taglink");
-    let hub = Hub::open(dir.path().join("data")).expect("open");
+    let hub = common::open(dir.path().join("data")).expect("open");
     let rep = hub.import_legacy(&root).expect("import");
     let why: BTreeMap<&str, &str> = rep
         .unimportable

@@ -239,6 +239,7 @@ async fn render_page(
             "link": link, "refs": refs, "owner": owner,
             "download": format!("/{}/{}", seg(repo), seg(name)),
             "md5_href": format!("/{}/{}.md5", seg(repo), seg(name)),
+            "download_fl": format!("/{}/{}.fl", seg(repo), seg(name.strip_suffix(".flist").unwrap_or(name))),
             "extract": format!("zflist extract {url} ./{}", name.trim_end_matches(".flist").replace([':', '@', ','], "-")),
             "entrypoint": entrypoint, "environ": environ,
             "source": r.source, "uploader": r.uploader, "preview": preview,

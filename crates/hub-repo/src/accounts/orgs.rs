@@ -3,7 +3,7 @@
 //! Tokens and sessions carry the memberships their user has at the time of use
 //! (`tokens.rs`, `sessions.rs` read them here), so removing a member takes effect at once.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::sql::{params, Connection, OptionalExtension};
 
 use super::Accounts;
 use crate::clock::now;
@@ -206,7 +206,7 @@ impl Accounts {
                 .prepare_cached("SELECT name FROM orgs ORDER BY name")
                 .ctx("list organisations")?;
             let v = st
-                .query_map([], |r| r.get(0))
+                .query_map((), |r| r.get(0))
                 .and_then(|it| it.collect::<Result<Vec<String>, _>>())
                 .ctx("list organisations")?;
             Ok(v)

@@ -2,9 +2,9 @@
 //! in an HttpOnly cookie; only their sha256 is stored, with the user, the organisations it
 //! may act as, and an expiry.
 
+use crate::db::sql::{params, OptionalExtension};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rusqlite::{params, OptionalExtension};
 
 use super::tokens::token_hash;
 use super::Accounts;

@@ -1,8 +1,8 @@
 //! Hub API tokens: 32 random bytes, base64url; only their sha256 is stored.
 
+use crate::db::sql::{params, OptionalExtension};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::Accounts;
@@ -99,12 +99,12 @@ impl Accounts {
                     super::orgs::insert_member(tx, m, user, super::OrgRole::Member)?;
                 }
             }
-            tx.execute(
-                "INSERT INTO tokens(hash, user, memberof, label, created, expires) VALUES (?1,?2,?3,?4,?5,?6)",
+            tx.query_row(
+                "INSERT INTO tokens(hash, user, memberof, label, created, expires) VALUES (?1,?2,?3,?4,?5,?6) RETURNING id",
                 params![token_hash(&token), user, members, label, created, expires],
+                |r| r.get::<_, i64>(0),
             )
-            .ctx("create token")?;
-            Ok(tx.last_insert_rowid())
+            .ctx("create token")
         })?;
         let info = TokenInfo {
             id,
@@ -260,7 +260,7 @@ impl Accounts {
                     .query_row(params![id], |r| r.get(0))
                     .map(Some)
                     .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        crate::db::sql::DbError::NoRows => Ok(None),
                         e => Err(e),
                     })
                     .ctx("read token use")?;

@@ -3,9 +3,9 @@
 //! Passwords are never stored or logged; verifying runs argon2 even for unknown names so the
 //! answer time does not tell which names exist.
 
+use crate::db::sql::{params, OptionalExtension};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use rusqlite::{params, OptionalExtension};
 
 use super::Accounts;
 use crate::clock::now;
@@ -132,7 +132,7 @@ impl Accounts {
                 )
                 .ctx("list users")?;
             let v = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok(UserInfo {
                         name: r.get(0)?,
                         admin: r.get(1)?,
@@ -150,7 +150,7 @@ impl Accounts {
     /// Number of local accounts.
     pub fn user_count(&self) -> Result<u64, RepoError> {
         self.db.read(|c| {
-            c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))
+            c.query_row("SELECT count(*) FROM users", (), |r| r.get::<_, i64>(0))
                 .map(|n| n.max(0) as u64)
                 .ctx("count users")
         })

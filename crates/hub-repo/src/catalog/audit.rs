@@ -1,6 +1,6 @@
 //! Reading the audit log (records are appended by every write, see `sql::audit`).
 
-use rusqlite::params;
+use crate::db::sql::params;
 use serde_json::Value;
 
 use super::Catalog;

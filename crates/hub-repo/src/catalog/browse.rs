@@ -1,7 +1,7 @@
 //! Read models for the web pages: repository summaries, recent flists, and what points at an
 //! entry.
 
-use rusqlite::params;
+use crate::db::sql::params;
 use serde::Serialize;
 
 use super::Catalog;
@@ -58,7 +58,7 @@ impl Catalog {
                 )
                 .ctx("list repositories")?;
             let v = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok(RepoSummary {
                         name: r.get(0)?,
                         updated: r.get(1)?,

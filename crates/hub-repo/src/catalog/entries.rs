@@ -1,6 +1,6 @@
 //! Entry writes: links, cross-links, renames, deletes, promotion.
 
-use rusqlite::params;
+use crate::db::sql::params;
 use serde_json::json;
 
 use super::sql::{

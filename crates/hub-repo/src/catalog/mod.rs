@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use crate::db::sql::Connection;
 use serde_json::Value;
 
 use crate::clock::now;

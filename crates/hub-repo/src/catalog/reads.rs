@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection};
+use crate::db::sql::{params, Connection};
 
 use super::sql::{entry_from_row, get_entry, resolve_on, resolve_tag_via, resolve_via};
 use super::Catalog;
@@ -18,7 +18,7 @@ impl Catalog {
                 .prepare_cached("SELECT name, updated FROM repositories ORDER BY name")
                 .ctx("list repositories")?;
             let rows = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok(RepoInfo {
                         name: r.get(0)?,
                         updated: r.get(1)?,
@@ -179,7 +179,7 @@ impl Catalog {
                 .prepare_cached("SELECT name FROM repositories ORDER BY name")
                 .ctx("list repositories")?;
             let names = st
-                .query_map([], |r| r.get::<_, String>(0))
+                .query_map((), |r| r.get::<_, String>(0))
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .ctx("list repositories")?;
             let mut out = BTreeMap::new();
@@ -198,7 +198,7 @@ impl Catalog {
                 .prepare_cached("SELECT repo, name FROM entries ORDER BY repo, name")
                 .ctx("list entries")?;
             let v = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok(format!(
                         "{}/{}",
                         r.get::<_, String>(0)?,

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::db::sql::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use crate::error::SqlContext;
@@ -18,7 +18,7 @@ pub const MAX_HOPS: usize = 32;
 pub(crate) fn entry_from_row(
     row: &Row<'_>,
     blob: Option<(String, u64)>,
-) -> rusqlite::Result<Entry> {
+) -> crate::db::sql::Result<Entry> {
     let kind: String = row.get(2)?;
     let kind = match kind.as_str() {
         "regular" => {

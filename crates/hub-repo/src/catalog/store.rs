@@ -5,8 +5,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::db::sql::{params, OptionalExtension};
 use flist_format::Flist;
-use rusqlite::{params, OptionalExtension};
 use serde_json::{json, Map, Value};
 
 use super::sql::{audit, bump_repo, get_entry, upsert_regular};

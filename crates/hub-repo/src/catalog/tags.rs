@@ -1,6 +1,6 @@
 //! Tags (named sets of links) and taglinks: writes and reads.
 
-use rusqlite::{params, OptionalExtension};
+use crate::db::sql::{params, OptionalExtension};
 use serde_json::json;
 
 use super::sql::{

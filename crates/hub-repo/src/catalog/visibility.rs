@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::params;
+use crate::db::sql::params;
 use serde_json::json;
 
 use super::sql::{self, is_private_on};
@@ -22,7 +22,7 @@ impl Catalog {
                 .prepare_cached("SELECT name FROM repositories WHERE private != 0")
                 .ctx("list private repositories")?;
             let v = st
-                .query_map([], |r| r.get(0))
+                .query_map((), |r| r.get(0))
                 .and_then(|it| it.collect::<Result<BTreeSet<String>, _>>())
                 .ctx("list private repositories")?;
             Ok(v)

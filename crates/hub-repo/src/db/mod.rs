@@ -11,36 +11,50 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{OpenFlags, TransactionBehavior};
 
 use crate::error::SqlContext;
 use crate::RepoError;
 
+pub(crate) mod pg;
 pub(crate) mod schema;
+pub(crate) mod sql;
+
+pub(crate) use sql::{Connection, Engine, OptionalExtension};
 
 /// Number of read connections.
 const READERS: usize = 4;
 
-/// The catalog database: a writer connection and a pool of readers (WAL mode lets them run
-/// alongside the writer).
+/// The catalog database: SQLite (a writer connection and a pool of readers, WAL mode lets
+/// them run alongside the writer) or PostgreSQL (a pool of clients).
 pub(crate) struct Db {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Vec<Mutex<Connection>>,
-    next: AtomicUsize,
+    engine: Store,
     /// Bumped after every committed write that changes what readers see.
     generation: AtomicU64,
     /// SQLite's `data_version` last seen (see [`Db::notice_external_writes`]).
     data_version: AtomicU64,
 }
 
+/// The engine behind a [`Db`].
+enum Store {
+    Lite {
+        path: PathBuf,
+        writer: Mutex<rusqlite::Connection>,
+        readers: Vec<Mutex<rusqlite::Connection>>,
+        next: AtomicUsize,
+    },
+    Pg(pg::PgPool),
+}
+
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("path", &self.path).finish()
+        f.debug_struct("Db")
+            .field("catalog", &self.describe())
+            .finish()
     }
 }
 
-fn configure(conn: &Connection, path: &Path) -> Result<(), RepoError> {
+fn configure(conn: &rusqlite::Connection, path: &Path) -> Result<(), RepoError> {
     let ctx = format!("configure {}", path.display());
     conn.busy_timeout(Duration::from_secs(10)).ctx(&ctx)?;
     conn.pragma_update(None, "foreign_keys", "ON").ctx(&ctx)?;
@@ -49,10 +63,10 @@ fn configure(conn: &Connection, path: &Path) -> Result<(), RepoError> {
 }
 
 impl Db {
-    /// Opens (creating if needed) the catalog at `path`.
+    /// Opens (creating if needed) the SQLite catalog at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self, RepoError> {
         let ctx = format!("open {}", path.display());
-        let writer = Connection::open(path).ctx(&ctx)?;
+        let writer = rusqlite::Connection::open(path).ctx(&ctx)?;
         let mode: String = writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .ctx(&ctx)?;
@@ -67,7 +81,7 @@ impl Db {
         schema::migrate(&mut writer, &path.display().to_string())?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let c = Connection::open_with_flags(
+            let c = rusqlite::Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
@@ -75,14 +89,41 @@ impl Db {
             configure(&c, path)?;
             readers.push(Mutex::new(c));
         }
-        Ok(Db {
+        Ok(Db::with(Store::Lite {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
             readers,
             next: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Connects to the PostgreSQL catalog at `url` and brings its schema up to date.
+    pub(crate) fn open_postgres(url: &str) -> Result<Self, RepoError> {
+        Ok(Db::with(Store::Pg(pg::PgPool::open(url)?)))
+    }
+
+    fn with(engine: Store) -> Self {
+        Db {
+            engine,
             generation: AtomicU64::new(1),
             data_version: AtomicU64::new(0),
-        })
+        }
+    }
+
+    /// Which engine.
+    pub(crate) fn engine(&self) -> Engine {
+        match self.engine {
+            Store::Lite { .. } => Engine::Sqlite,
+            Store::Pg(_) => Engine::Postgres,
+        }
+    }
+
+    /// The catalog for messages: the SQLite file, or the PostgreSQL URL without password.
+    pub(crate) fn describe(&self) -> String {
+        match &self.engine {
+            Store::Lite { path, .. } => path.display().to_string(),
+            Store::Pg(p) => p.url().to_string(),
+        }
     }
 
     /// A counter bumped by every committed write: caches keyed on it never serve stale data.
@@ -99,10 +140,14 @@ impl Db {
     /// committed since the last call, and then bumps the generation so that caches keyed on
     /// it are refreshed. True when there were some.
     pub(crate) fn notice_external_writes(&self) -> Result<bool, RepoError> {
-        let v: i64 = self.with_writer(|c| {
-            c.pragma_query_value(None, "data_version", |r| r.get(0))
-                .ctx("read data_version")
-        })?;
+        let v: i64 = match &self.engine {
+            Store::Lite { writer, .. } => {
+                let c = writer.lock().unwrap_or_else(|p| p.into_inner());
+                c.pragma_query_value(None, "data_version", |r| r.get(0))
+                    .ctx("read data_version")?
+            }
+            Store::Pg(_) => return Ok(false),
+        };
         let v = v.unsigned_abs();
         let before = self.data_version.swap(v, Ordering::AcqRel);
         if before != 0 && before != v {
@@ -112,54 +157,86 @@ impl Db {
         Ok(false)
     }
 
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.readers.len() {
-            let m = &self.readers[(start + i) % self.readers.len()];
+    fn reader<'a>(
+        readers: &'a [Mutex<rusqlite::Connection>],
+        next: &AtomicUsize,
+    ) -> MutexGuard<'a, rusqlite::Connection> {
+        let start = next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..readers.len() {
+            let m = &readers[(start + i) % readers.len()];
             if let Ok(g) = m.try_lock() {
                 return g;
             }
         }
-        let m = &self.readers[start % self.readers.len()];
+        let m = &readers[start % readers.len()];
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` on a read connection.
     pub(crate) fn read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, RepoError>,
+        f: impl FnOnce(&Connection<'_>) -> Result<T, RepoError>,
     ) -> Result<T, RepoError> {
-        let conn = self.reader();
-        f(&conn)
+        match &self.engine {
+            Store::Lite { readers, next, .. } => {
+                let conn = Self::reader(readers, next);
+                f(&Connection::Lite(&conn))
+            }
+            Store::Pg(p) => {
+                let g = p.conn();
+                f(&Connection::Pg(&g))
+            }
+        }
     }
 
-    /// Runs `f` in one immediate transaction on the writer; commits when it returns `Ok`.
+    /// Runs `f` in one transaction (SQLite: immediate, on the writer; PostgreSQL: holding
+    /// the cluster-wide write lock); commits when it returns `Ok`.
     pub(crate) fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, RepoError>,
+        f: impl FnOnce(&Connection<'_>) -> Result<T, RepoError>,
     ) -> Result<T, RepoError> {
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx("begin")?;
-        let out = f(&tx)?;
-        tx.commit().ctx("commit")?;
-        Ok(out)
+        match &self.engine {
+            Store::Lite { writer, .. } => {
+                let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .ctx("begin")?;
+                let out = f(&Connection::Lite(&tx))?;
+                tx.commit().ctx("commit")?;
+                Ok(out)
+            }
+            Store::Pg(p) => {
+                let g = p.conn();
+                pg::PgPool::write(&g, || f(&Connection::Pg(&g)))
+            }
+        }
     }
 
     /// Runs `f` on the writer connection outside a transaction (pragmas, checks).
     pub(crate) fn with_writer<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, RepoError>,
+        f: impl FnOnce(&Connection<'_>) -> Result<T, RepoError>,
     ) -> Result<T, RepoError> {
-        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
+        match &self.engine {
+            Store::Lite { writer, .. } => {
+                let conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+                f(&Connection::Lite(&conn))
+            }
+            Store::Pg(p) => {
+                let g = p.conn();
+                f(&Connection::Pg(&g))
+            }
+        }
     }
 }
 
 /// Refuses a new user, organisation or repository `name` when one whose name differs only
 /// by ASCII case exists (`Alice` beside `alice`); the name itself existing is fine.
-pub(crate) fn refuse_case_twin(tx: &Connection, what: &str, name: &str) -> Result<(), RepoError> {
+pub(crate) fn refuse_case_twin(
+    tx: &Connection<'_>,
+    what: &str,
+    name: &str,
+) -> Result<(), RepoError> {
     let twin: Option<String> = tx
         .prepare_cached(
             "SELECT name FROM repositories WHERE lower(name) = lower(?1) AND name != ?1 \

@@ -95,9 +95,9 @@ pub(crate) fn migrate(conn: &mut Connection, what: &str) -> Result<(), RepoError
         let Some(m) = usize::try_from(v).ok().and_then(|i| MIGRATIONS.get(i)) else {
             return Ok(()); // up to date
         };
-        (m.apply)(&tx).map_err(|e| RepoError::Sqlite {
+        (m.apply)(&tx).map_err(|e| RepoError::Database {
             context: format!("{what}: migration to schema version {}: {}", v + 1, m.what),
-            source: e,
+            source: e.into(),
         })?;
         tx.pragma_update(None, "user_version", v + 1)
             .ctx("write schema version")?;
@@ -109,6 +109,229 @@ pub(crate) fn migrate(conn: &mut Connection, what: &str) -> Result<(), RepoError
         );
     }
 }
+
+/// PostgreSQL's steps, as `(version reached, what, statements)`: the first creates the
+/// whole schema of version 5 at once (the SQLite tables in PostgreSQL's types: `BIGINT`
+/// integers, booleans as 0/1 like SQLite's, `BIGSERIAL` row ids, the `user` column quoted);
+/// later versions append the same change in both lists.
+const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (5, "base schema (version 5)", PG_BASE),
+    (
+        6,
+        "private repositories, organisation roles",
+        "ALTER TABLE repositories ADD COLUMN private BIGINT NOT NULL DEFAULT 0;
+         ALTER TABLE org_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+             CHECK (role IN ('owner', 'member'));
+         CREATE INDEX org_members_user ON org_members(\"user\");",
+    ),
+];
+
+/// Brings the PostgreSQL catalog on `conn` to [`SCHEMA_VERSION`], in one transaction holding
+/// the migration lock: the first replica to start migrates, the others wait and find it done.
+pub(crate) fn migrate_pg(
+    conn: &std::cell::RefCell<crate::db::pg::PgConn>,
+    what: &str,
+) -> Result<(), RepoError> {
+    use crate::db::sql::Connection as Conn;
+    let c = Conn::Pg(conn);
+    let ctx = |s: &str| format!("{what}: {s}");
+    c.execute_batch(&format!(
+        "BEGIN; {}; CREATE TABLE IF NOT EXISTS hub_schema (version BIGINT NOT NULL)",
+        crate::db::pg::PgPool::migrate_lock()
+    ))
+    .ctx(&ctx("begin migration"))?;
+    let run = || -> Result<(), RepoError> {
+        let v: i64 = c
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM hub_schema",
+                (),
+                |r| r.get(0),
+            )
+            .ctx(&ctx("read schema version"))?;
+        if v > SCHEMA_VERSION {
+            return Err(RepoError::Unsupported(format!(
+                "{what}: catalog schema version {v} was written by a newer hub (this one knows \
+                 up to {SCHEMA_VERSION}): upgrade hub-server"
+            )));
+        }
+        let mut now = v;
+        for (to, step, sql) in PG_MIGRATIONS {
+            if *to <= now {
+                continue;
+            }
+            c.execute_batch(sql)
+                .ctx(&ctx(&format!("migration to schema version {to}: {step}")))?;
+            now = *to;
+            tracing::info!("{what}: catalog schema migrated to version {to}: {step}");
+        }
+        c.execute("DELETE FROM hub_schema", ())
+            .and_then(|_| c.execute("INSERT INTO hub_schema(version) VALUES (?1)", [now]))
+            .ctx(&ctx("write schema version"))?;
+        Ok(())
+    };
+    match run() {
+        Ok(()) => c.execute_batch("COMMIT").ctx(&ctx("commit migration")),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The PostgreSQL schema at version 5 (see [`PG_MIGRATIONS`]).
+const PG_BASE: &str = r#"
+CREATE TABLE repositories (
+    name    TEXT PRIMARY KEY,
+    created BIGINT NOT NULL,
+    updated BIGINT NOT NULL
+);
+CREATE TABLE blobs (
+    sha256   TEXT PRIMARY KEY,
+    md5      TEXT NOT NULL,
+    size     BIGINT NOT NULL,
+    metadata TEXT,
+    dump     TEXT,
+    created  BIGINT NOT NULL
+);
+CREATE TABLE entries (
+    repo        TEXT NOT NULL REFERENCES repositories(name),
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('regular', 'symlink', 'taglink')),
+    sha256      TEXT REFERENCES blobs(sha256),
+    target_repo TEXT,
+    target_name TEXT,
+    updated     BIGINT NOT NULL,
+    linktime    BIGINT,
+    uploader    TEXT,
+    source      TEXT,
+    crosslink   BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (repo, name),
+    CHECK ((kind = 'regular') = (sha256 IS NOT NULL)),
+    CHECK ((kind = 'regular') = (target_repo IS NULL))
+);
+CREATE INDEX entries_sha ON entries(sha256);
+CREATE TABLE tags (
+    repo    TEXT NOT NULL REFERENCES repositories(name),
+    tag     TEXT NOT NULL,
+    updated BIGINT NOT NULL,
+    PRIMARY KEY (repo, tag)
+);
+CREATE TABLE tag_links (
+    repo        TEXT NOT NULL,
+    tag         TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    target_repo TEXT NOT NULL,
+    target_name TEXT NOT NULL,
+    linktime    BIGINT NOT NULL,
+    PRIMARY KEY (repo, tag, name),
+    FOREIGN KEY (repo, tag) REFERENCES tags(repo, tag) ON DELETE CASCADE
+);
+CREATE TABLE orgs (
+    name    TEXT PRIMARY KEY,
+    created BIGINT NOT NULL
+);
+CREATE TABLE org_members (
+    org    TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+    "user" TEXT NOT NULL,
+    PRIMARY KEY (org, "user")
+);
+CREATE TABLE tokens (
+    id       BIGSERIAL PRIMARY KEY,
+    hash     TEXT NOT NULL UNIQUE,
+    "user"   TEXT NOT NULL,
+    memberof TEXT NOT NULL,
+    label    TEXT,
+    created  BIGINT NOT NULL,
+    expires  BIGINT NOT NULL,
+    revoked  BIGINT
+);
+CREATE INDEX tokens_user ON tokens("user");
+CREATE TABLE jobs (
+    id       TEXT PRIMARY KEY,
+    kind     TEXT NOT NULL,
+    owner    TEXT NOT NULL,
+    state    TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    progress BIGINT NOT NULL DEFAULT 0,
+    message  TEXT NOT NULL DEFAULT '',
+    info     TEXT,
+    created  BIGINT NOT NULL,
+    updated  BIGINT NOT NULL
+);
+CREATE INDEX jobs_state ON jobs(state);
+CREATE TABLE audit (
+    id        BIGSERIAL PRIMARY KEY,
+    ts        BIGINT NOT NULL,
+    actor     TEXT NOT NULL,
+    acting_as TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    repo      TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    detail    TEXT NOT NULL
+);
+CREATE TABLE users (
+    name     TEXT PRIMARY KEY,
+    password TEXT NOT NULL,
+    admin    BIGINT NOT NULL DEFAULT 0,
+    created  BIGINT NOT NULL,
+    updated  BIGINT NOT NULL
+);
+CREATE TABLE sessions (
+    hash     TEXT PRIMARY KEY,
+    "user"   TEXT NOT NULL,
+    memberof TEXT NOT NULL,
+    method   TEXT NOT NULL,
+    created  BIGINT NOT NULL,
+    expires  BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions("user");
+CREATE TABLE path_blobs (
+    id        BIGSERIAL PRIMARY KEY,
+    sha256    TEXT NOT NULL UNIQUE,
+    entries   BIGINT NOT NULL,
+    regular   BIGINT NOT NULL,
+    directory BIGINT NOT NULL,
+    symlink   BIGINT NOT NULL,
+    special   BIGINT NOT NULL,
+    fullsize  BIGINT NOT NULL,
+    indexed   BIGINT NOT NULL
+);
+CREATE TABLE path_entries (
+    blob     BIGINT NOT NULL,
+    node     BIGINT NOT NULL,
+    parent   BIGINT NOT NULL,
+    sort     BIGINT NOT NULL,
+    name     TEXT NOT NULL,
+    path     TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    mode     TEXT NOT NULL,
+    owner    TEXT NOT NULL,
+    size     BIGINT NOT NULL,
+    target   TEXT,
+    children BIGINT NOT NULL,
+    PRIMARY KEY (blob, node)
+);
+CREATE INDEX path_entries_dir ON path_entries(blob, parent, sort, name);
+CREATE INDEX path_entries_path ON path_entries(path, blob);
+CREATE INDEX path_entries_name ON path_entries(name, blob);
+CREATE TABLE token_usage (
+    id        BIGINT PRIMARY KEY,
+    last_used BIGINT NOT NULL
+);
+CREATE TABLE mirror_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE own_backends (
+    backend    TEXT PRIMARY KEY,
+    first_seen BIGINT NOT NULL,
+    last_seen  BIGINT NOT NULL
+);
+CREATE TABLE identities (
+    provider TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    "user"   TEXT NOT NULL,
+    created  BIGINT NOT NULL,
+    PRIMARY KEY (provider, subject)
+);
+CREATE INDEX identities_user ON identities("user");
+"#;
 
 // ----- the tables (version 1; later versions are the migrations above) ------------------
 

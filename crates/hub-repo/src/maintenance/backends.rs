@@ -3,7 +3,7 @@
 //! re-stamps a file: `hub-server restamp` points flists stamped with a former backend of
 //! this hub (an old public URL, an old 0-db endpoint host) to the current one.
 
-use rusqlite::{params, OptionalExtension};
+use crate::db::sql::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -79,7 +79,7 @@ impl Hub {
                  ORDER BY last_seen DESC, first_seen DESC",
             )
             .and_then(|mut s| {
-                s.query_map([], |r| {
+                s.query_map((), |r| {
                     Ok(OwnBackend {
                         backend: r.get(0)?,
                         first_seen: r.get(1)?,
@@ -103,7 +103,7 @@ impl Hub {
                 )
                 .ctx("list flist files")?;
             let rows = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, Option<String>>(1)?,

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{params, OptionalExtension};
+use crate::db::sql::{params, OptionalExtension};
 use serde::Serialize;
 
 use crate::clock::now;
@@ -119,7 +119,7 @@ impl Hub {
         };
 
         // 1. Recorded files no entry references: row and file go in one transaction.
-        let sweep = |tx: &rusqlite::Connection| -> Result<Vec<(String, i64)>, RepoError> {
+        let sweep = |tx: &crate::db::sql::Connection<'_>| -> Result<Vec<(String, i64)>, RepoError> {
             let mut st = tx
                 .prepare(
                     "SELECT b.sha256, b.size FROM blobs b WHERE NOT EXISTS \
@@ -127,7 +127,7 @@ impl Hub {
                 )
                 .ctx("list unreferenced flist files")?;
             let v = st
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .query_map((), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .ctx("list unreferenced flist files")?;
             Ok(v)
@@ -158,7 +158,7 @@ impl Hub {
                 rep.foreign.push(rel(&path));
                 continue;
             }
-            let recorded = |c: &rusqlite::Connection| -> Result<bool, RepoError> {
+            let recorded = |c: &crate::db::sql::Connection<'_>| -> Result<bool, RepoError> {
                 c.prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")
                     .and_then(|mut s| s.query_row(params![name], |_| Ok(())).optional())
                     .map(|o| o.is_some())

@@ -13,7 +13,7 @@ impl Hub {
         let repos: Vec<String> = self.db.read(|c| {
             c.prepare("SELECT name FROM repositories ORDER BY name")
                 .and_then(|mut s| {
-                    s.query_map([], |r| r.get::<_, String>(0))?
+                    s.query_map((), |r| r.get::<_, String>(0))?
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .ctx("list repositories")
@@ -39,18 +39,21 @@ impl Hub {
         let mut rep = IntegrityReport::default();
         let (sqlite, rows) = self.db.with_writer(|c| {
             let mut msgs = Vec::new();
-            let mut st = c.prepare("PRAGMA integrity_check").ctx("integrity_check")?;
-            let v = st
-                .query_map([], |r| r.get::<_, String>(0))
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .ctx("integrity_check")?;
-            msgs.extend(v.into_iter().filter(|m| m != "ok"));
-            let mut st = c.prepare("PRAGMA foreign_key_check").ctx("foreign_key_check")?;
-            let v = st
-                .query_map([], |r| Ok(format!("foreign key violation in {}", r.get::<_, String>(0)?)))
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .ctx("foreign_key_check")?;
-            msgs.extend(v);
+            // PostgreSQL enforces its constraints itself and has no such pragmas.
+            if c.engine() == crate::db::Engine::Sqlite {
+                let mut st = c.prepare("PRAGMA integrity_check").ctx("integrity_check")?;
+                let v = st
+                    .query_map((), |r| r.get::<_, String>(0))
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .ctx("integrity_check")?;
+                msgs.extend(v.into_iter().filter(|m| m != "ok"));
+                let mut st = c.prepare("PRAGMA foreign_key_check").ctx("foreign_key_check")?;
+                let v = st
+                    .query_map((), |r| Ok(format!("foreign key violation in {}", r.get::<_, String>(0)?)))
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .ctx("foreign_key_check")?;
+                msgs.extend(v);
+            }
             let mut st = c
                 .prepare(
                     "SELECT e.repo, e.name, e.sha256, b.md5, b.size FROM entries e \
@@ -58,7 +61,7 @@ impl Hub {
                 )
                 .ctx("list regular entries")?;
             let rows = st
-                .query_map([], |r| {
+                .query_map((), |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,

@@ -22,16 +22,19 @@ pub struct CatalogStats {
     pub jobs: BTreeMap<String, u64>,
 }
 
-fn count(c: &rusqlite::Connection, sql: &str) -> Result<u64, RepoError> {
-    c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+fn count(c: &crate::db::sql::Connection<'_>, sql: &str) -> Result<u64, RepoError> {
+    c.query_row(sql, (), |r| r.get::<_, Option<i64>>(0))
         .map(|n| n.unwrap_or(0).max(0) as u64)
         .ctx("catalog statistics")
 }
 
-fn grouped(c: &rusqlite::Connection, sql: &str) -> Result<BTreeMap<String, u64>, RepoError> {
+fn grouped(
+    c: &crate::db::sql::Connection<'_>,
+    sql: &str,
+) -> Result<BTreeMap<String, u64>, RepoError> {
     let mut st = c.prepare_cached(sql).ctx("catalog statistics")?;
     let rows = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .query_map((), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .ctx("catalog statistics")?;
     Ok(rows
@@ -56,7 +59,7 @@ impl Hub {
                 repositories: count(c, "SELECT count(*) FROM repositories")?,
                 entries,
                 files: count(c, "SELECT count(*) FROM blobs")?,
-                file_bytes: count(c, "SELECT sum(size) FROM blobs")?,
+                file_bytes: count(c, "SELECT CAST(sum(size) AS BIGINT) FROM blobs")?,
                 users: count(c, "SELECT count(*) FROM users")?,
                 jobs,
             })
@@ -67,7 +70,7 @@ impl Hub {
     /// that the data directory accepts files.
     pub fn probe_writable(&self) -> Result<(), RepoError> {
         self.db.write(|tx| {
-            tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe;")
+            tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS probe(x INTEGER); DROP TABLE probe;")
                 .ctx("write probe")
         })?;
         let p = self.blobs.temp_path(".probe");

@@ -1,0 +1,153 @@
+//! What only a PostgreSQL catalog has: several replicas opening one database at once (the
+//! schema migrated once, under the advisory lock), credentials kept out of errors, the
+//! server going away and coming back without reopening the hub, and writes from two hubs
+//! on one catalog serialised (no lost update).
+
+use std::sync::{Arc, Barrier};
+
+use hub_repo::{Actor, Hub, RepoError, SCHEMA_VERSION};
+use test_support::postgres::Postgres;
+
+fn upload(hub: &Hub, actor: &Actor, repo: &str, name: &str) {
+    let f = std::fs::File::open(test_support::fixture("merge-a.flist")).expect("fixture");
+    let staged = hub.catalog().stage_reader(f).expect("stage");
+    hub.catalog()
+        .put_flist(actor, repo, name, staged, Default::default())
+        .expect("put");
+}
+
+#[test]
+fn replicas_starting_together_migrate_once() {
+    let pg = Postgres::shared();
+    let url = pg.create_database("migrate");
+    let db = url.rsplit('/').next().expect("db").to_string();
+    let start = Arc::new(Barrier::new(4));
+    let dirs: Vec<_> = (0..4)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let handles: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            let (url, start, dir) = (url.clone(), start.clone(), d.path().to_path_buf());
+            std::thread::spawn(move || {
+                start.wait();
+                Hub::open_on(&dir, Some(&url)).map(|h| h.catalog_is_shared())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().expect("thread").expect("open"));
+    }
+    assert_eq!(
+        pg.query(&db, "SELECT count(*), max(version) FROM hub_schema")
+            .expect("schema")
+            .trim(),
+        format!("1|{SCHEMA_VERSION}")
+    );
+    // A catalog a newer hub migrated is refused, and left as it is.
+    pg.query(&db, "UPDATE hub_schema SET version = version + 1")
+        .expect("bump");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = Hub::open_on(dir.path(), Some(&url)).expect_err("newer schema");
+    assert!(err.to_string().contains("newer hub"), "{err}");
+}
+
+#[test]
+fn the_password_stays_out_of_errors() {
+    let pg = Postgres::shared();
+    let url = pg.create_database("secret");
+    let (_, host_db) = url.split_once('@').expect("url with credentials");
+    let secret = "not-the-password-x7";
+    let bad = format!("postgres://flist:{secret}@{host_db}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = Hub::open_on(dir.path(), Some(&bad)).expect_err("wrong password");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(secret), "{shown}");
+    assert_eq!(
+        hub_repo::redact_catalog("postgres://u:hunter2@h:5/db"),
+        "postgres://u:***@h:5/db"
+    );
+}
+
+#[test]
+fn a_catalog_server_that_goes_away_is_unavailable_then_back_without_reopening() {
+    let mut pg = Postgres::start();
+    let url = pg.create_database("fault");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::open_on(dir.path(), Some(&url)).expect("open");
+    let alice = Actor::new("alice", vec![]);
+    upload(&hub, &alice, "alice", "a.flist");
+    pg.stop();
+    let err = hub.catalog().list("alice").expect_err("server down");
+    assert!(err.is_unavailable(), "{err}");
+    let f = std::fs::File::open(test_support::fixture("merge-b.flist")).expect("fixture");
+    let staged = hub.catalog().stage_reader(f).expect("stage");
+    let err = hub
+        .catalog()
+        .put_flist(&alice, "alice", "b.flist", staged, Default::default())
+        .expect_err("write while down");
+    assert!(err.is_unavailable(), "{err}");
+    pg.restart();
+    let listed = hub.catalog().list("alice").expect("back").expect("repo");
+    assert_eq!(
+        listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["a.flist"],
+        "the write refused while down left nothing"
+    );
+    upload(&hub, &alice, "alice", "b.flist");
+    assert_eq!(
+        hub.catalog()
+            .list("alice")
+            .expect("list")
+            .expect("repo")
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn two_hubs_on_one_catalog_never_lose_a_tag_write() {
+    let url = Postgres::shared().create_database("race");
+    let (d1, d2) = (
+        tempfile::tempdir().expect("d1"),
+        tempfile::tempdir().expect("d2"),
+    );
+    let h1 = Arc::new(Hub::open_on(d1.path(), Some(&url)).expect("h1"));
+    let h2 = Arc::new(Hub::open_on(d2.path(), Some(&url)).expect("h2"));
+    let alice = Actor::new("alice", vec![]);
+    upload(&h1, &alice, "alice", "a.flist");
+    // both replicas tag concurrently: every link must be there afterwards
+    let threads: Vec<_> = [h1.clone(), h2.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let alice = alice.clone();
+            std::thread::spawn(move || {
+                for n in 0..20 {
+                    h.catalog()
+                        .tag_add(
+                            &alice,
+                            "alice",
+                            "v1",
+                            &format!("r{i}-{n}.flist"),
+                            "alice",
+                            "a.flist",
+                        )
+                        .expect("tag");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("writer");
+    }
+    for h in [&h1, &h2] {
+        let links = h.catalog().tag_links("alice", "v1").expect("links");
+        assert_eq!(links.len(), 40, "{links:?}");
+    }
+    let err = h2
+        .catalog()
+        .link(&Actor::new("bob", vec![]), "alice", "a.flist", "x.flist")
+        .expect_err("forbidden");
+    assert!(matches!(err, RepoError::Forbidden(_)), "{err}");
+}

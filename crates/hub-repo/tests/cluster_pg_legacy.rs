@@ -1,0 +1,5 @@
+//! The hub-repo suite of `tests/legacy.rs` on a PostgreSQL catalog (one server for this test
+//! binary, a fresh database per test): the `cluster` group of `cargo xtask test`.
+
+#[path = "legacy.rs"]
+mod suite;
