@@ -46,9 +46,18 @@ pub async fn changes(
         .unwrap_or(MAX_CHANGES)
         .clamp(1, MAX_CHANGES);
     let since = i64::try_from(since).map_err(|_| ApiError::bad_request("since is too large"))?;
-    let (changes, latest) = st
-        .blocking(move |hub| Ok(hub.replica().changes(since, limit)?))
+    // The private set is read after the page, in the same call: a visibility change of
+    // another process (`hub-server repo visibility`) is judged by the state it made, not
+    // by the set cached until the next watch tick (the cursor passes what is filtered out,
+    // so a stale set would hide a repository turned public from a mirror for good).
+    let (changes, latest, private) = st
+        .blocking(move |hub| {
+            let (changes, latest) = hub.replica().changes(since, limit)?;
+            let private = hub.catalog().private_repositories()?;
+            Ok((changes, latest, private))
+        })
         .await?;
+    let viewer = viewer.with_private(std::sync::Arc::new(private));
     // The cursor advances over what this reader may not see too.
     let cursor = changes.last().map(|c| c.id).unwrap_or(since.min(latest));
     let changes: Vec<Change> = changes
@@ -74,9 +83,10 @@ pub async fn repository(
     let mut snap = st
         .blocking(move |hub| Ok(hub.replica().repo_snapshot(&r)?))
         .await?
-        // The snapshot's own flag too: the private set may lag a write of another process
-        // (`hub-server repo visibility`) by a watch interval.
-        .filter(|s| viewer.sees(&s.name) && (!s.private || viewer.reads(&s.name)))
+        // The snapshot's own flag, not the cached private set: that may lag a write of
+        // another process (`hub-server repo visibility`) by a watch interval (the guard
+        // leaves these paths to this check).
+        .filter(|s| !s.private || viewer.reads(&s.name))
         .ok_or_else(|| ApiError::not_found(format!("no repository {repo}")))?;
     // Links and tag links into repositories this reader may not see are not its to copy.
     let sees_target = |r: &Option<String>| r.as_deref().is_none_or(|r| viewer.sees(r));

@@ -4,12 +4,13 @@
 //! and its organisation's members, exactly as a repository that does not exist: 404, never
 //! 403. Three pieces enforce it:
 //! - [`guard`], a middleware on every routed request: a path naming a private repository
-//!   (`/<repo>/...`, `/api/flist/<repo>/...`, `/api/changes/repository/<repo>`) is answered
-//!   "not found" unless the reader may read it; it also hands the handlers the [`Viewer`];
+//!   (`/<repo>/...`, `/api/flist/<repo>/...`) is answered "not found" unless the reader may
+//!   read it; it also hands the handlers the [`Viewer`];
 //! - the handlers: an answer reached through links or tags is checked against every
 //!   repository its resolution passed through ([`Viewer::check`] on `Resolved::via`), and
 //!   listings, search, the change feed and the home page drop what the reader may not see
-//!   ([`Viewer::sees_item`]);
+//!   ([`Viewer::sees_item`]); the change feed (mirrors) judges by the catalog's state read
+//!   with its answer, never by the cached set, which may lag another process's write;
 //! - the fast path ([`crate::fastpath`]) answers only requests without credentials for
 //!   names whose whole chain is public, and the response cache keeps the anonymous answers.
 //!
@@ -57,6 +58,11 @@ impl Viewer {
     /// `actor` reading now (a write that reads sources: merge, derive).
     pub async fn of_actor(st: &Shared, actor: &Actor) -> Result<Self, ApiError> {
         Ok(Viewer::actor(st.private_repos().await?, actor.clone()))
+    }
+
+    /// The same reader judged against `private` (a set read with the data it filters).
+    pub fn with_private(self, private: Arc<BTreeSet<String>>) -> Self {
+        Viewer { private, ..self }
     }
 
     /// May this reader see `repo`?
@@ -167,13 +173,11 @@ impl FromRequestParts<Shared> for Viewer {
 
 /// The repository a request path names, and whether it is an `/api/` path: `/<repo>/...`
 /// (the pages and downloads; not a route's literal segment), `/api/flist/<repo>/...` (not
-/// `me`), `/api/changes/repository/<repo>`.
+/// `me`). (`/api/changes/repository/<repo>` checks the snapshot's own flag.)
 fn repo_of(path: &str) -> Option<(&str, bool)> {
     let rest = path.strip_prefix('/')?;
     if let Some(api) = rest.strip_prefix("api/") {
-        let r = api
-            .strip_prefix("flist/")
-            .or_else(|| api.strip_prefix("changes/repository/"))?;
+        let r = api.strip_prefix("flist/")?;
         let repo = r.split('/').next()?;
         return (repo != "me").then_some((repo, true));
     }
@@ -205,9 +209,6 @@ pub async fn guard(State(st): State<Shared>, req: Request, next: Next) -> Respon
 /// repository's name, and those of its flists and tags, do not leak).
 async fn hidden(st: &Shared, parts: &mut Parts, path: &str, repo: &str, api: bool) -> Response {
     if api {
-        if path.starts_with("/api/changes/") {
-            return ApiError::not_found(format!("no repository {repo}")).into_response();
-        }
         // `/api/flist/<repo>/...`: the handlers validate the names first.
         let rest: Vec<&str> = path.splitn(5, '/').skip(4).collect();
         let rest = rest.first().map(|r| r.split('/').collect::<Vec<_>>());
@@ -267,10 +268,7 @@ mod tests {
             repo_of("/api/flist/alice/app.flist/light"),
             Some(("alice", true))
         );
-        assert_eq!(
-            repo_of("/api/changes/repository/alice"),
-            Some(("alice", true))
-        );
+        assert_eq!(repo_of("/api/changes/repository/alice"), None);
         assert_eq!(repo_of("/api/flist/me/app.flist"), None);
         assert_eq!(repo_of("/api/repositories"), None);
         assert_eq!(repo_of("/static/app.css"), None);

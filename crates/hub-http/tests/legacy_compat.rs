@@ -80,9 +80,10 @@ fn json_match(
             let allowed = ["type", "mode", "target"];
             if let Some(k) = extra.iter().find(|k| {
                 // `/light` and `INFO` also say whether the entry is signed and what its VM
-                // check found (issue 14): additions the contract allows.
-                let light_addition =
-                    e.contains_key("md5") && ["signed", "signature", "vm"].contains(&k.as_str());
+                // check found (issue 14) and list its `.flist`/`.fl` downloads (issue 30):
+                // additions the contract allows (old clients ignore unknown keys).
+                let light_addition = e.contains_key("md5")
+                    && ["signed", "signature", "vm", "formats"].contains(&k.as_str());
                 let dump_addition = in_dump_entry && allowed.contains(&k.as_str());
                 !(dump_addition || light_addition)
             }) {

@@ -50,7 +50,7 @@ pub enum RepoError {
         context: String,
         /// The underlying error.
         #[source]
-        source: crate::db::sql::DbError,
+        source: crate::db::value::DbError,
     },
     /// A stored flist could not be read or written by the format crate.
     #[error("flist {path}: {message}")]
@@ -113,7 +113,7 @@ pub(crate) trait SqlContext<T> {
     fn ctx(self, context: &str) -> Result<T, RepoError>;
 }
 
-impl<T> SqlContext<T> for Result<T, crate::db::sql::DbError> {
+impl<T> SqlContext<T> for Result<T, crate::db::value::DbError> {
     fn ctx(self, context: &str) -> Result<T, RepoError> {
         self.map_err(|source| RepoError::Database {
             context: context.to_string(),
@@ -124,6 +124,6 @@ impl<T> SqlContext<T> for Result<T, crate::db::sql::DbError> {
 
 impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
     fn ctx(self, context: &str) -> Result<T, RepoError> {
-        self.map_err(crate::db::sql::DbError::from).ctx(context)
+        self.map_err(crate::db::value::DbError::from).ctx(context)
     }
 }

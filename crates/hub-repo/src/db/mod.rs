@@ -19,6 +19,7 @@ use crate::RepoError;
 pub(crate) mod pg;
 pub(crate) mod schema;
 pub(crate) mod sql;
+pub(crate) mod value;
 
 pub(crate) use sql::{Connection, Engine, OptionalExtension};
 
@@ -99,7 +100,13 @@ impl Db {
 
     /// Connects to the PostgreSQL catalog at `url` and brings its schema up to date.
     pub(crate) fn open_postgres(url: &str) -> Result<Self, RepoError> {
-        Ok(Db::with(Store::Pg(pg::PgPool::open(url)?)))
+        let pool = pg::PgPool::open(url)?;
+        // Migrated here, not in the pool, so that the client does not depend on the schema.
+        {
+            let g = pool.conn();
+            schema::migrate_pg(&g, pool.url())?;
+        }
+        Ok(Db::with(Store::Pg(pool)))
     }
 
     fn with(engine: Store) -> Self {

@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use postgres::types::{IsNull, Type};
 use postgres::{Client, NoTls, Statement};
 
-use crate::db::sql::{DbError, Result, Value};
+use crate::db::value::{DbError, Result, Value};
 use crate::RepoError;
 
 /// Connections per process.
@@ -424,14 +424,10 @@ impl PgPool {
             .map(|_| PgConn::new(config.clone()).map(|c| Mutex::new(RefCell::new(c))))
             .collect::<Result<Vec<_>, RepoError>>()?;
         let pool = PgPool {
-            url: shown.clone(),
+            url: shown,
             conns,
             next: AtomicUsize::new(0),
         };
-        {
-            let g = pool.conn();
-            crate::db::schema::migrate_pg(&g, &shown)?;
-        }
         Ok(pool)
     }
 
