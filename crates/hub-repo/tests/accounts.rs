@@ -4,11 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use hub_repo::{Hub, InviteCheck, RepoError, TokenCheck};
 
 fn hub() -> (tempfile::TempDir, Hub) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hub = Hub::open(dir.path().join("data")).expect("open hub");
+    let hub = common::open(dir.path().join("data")).expect("open hub");
     (dir, hub)
 }
 

@@ -176,7 +176,9 @@ fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
     // Back to version 5, with a token issued `--member-of acme` as that version stored it.
     let c = Connection::open(dir.path().join("catalog.sqlite3")).expect("open");
     c.execute_batch(
-        "DROP INDEX org_members_user;
+        "DROP TABLE invites;
+         ALTER TABLE users DROP COLUMN disabled;
+         DROP INDEX org_members_user;
          ALTER TABLE org_members DROP COLUMN role;
          ALTER TABLE repositories DROP COLUMN private;
          DELETE FROM org_members; DELETE FROM orgs;
@@ -204,4 +206,45 @@ fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
         .private_repositories()
         .expect("read")
         .is_empty());
+}
+
+/// Version 7: accounts start enabled (an existing account signs in and keeps its tokens),
+/// and invitations can be made.
+#[test]
+fn version_7_keeps_accounts_enabled_and_takes_invitations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::open(dir.path()).expect("open");
+    hub.accounts()
+        .user_add("alice", "a long password", true)
+        .expect("user");
+    let (token, _) = hub
+        .accounts()
+        .create_token("alice", &[], 3600, None)
+        .expect("token");
+    drop(hub);
+    // Back to version 6.
+    let c = Connection::open(dir.path().join("catalog.sqlite3")).expect("open");
+    c.execute_batch(
+        "DROP TABLE invites;
+         ALTER TABLE users DROP COLUMN disabled;
+         PRAGMA user_version = 6;",
+    )
+    .expect("downgrade");
+    drop(c);
+    let hub = Hub::open(dir.path()).expect("migrate");
+    assert_eq!(user_version(dir.path()), SCHEMA_VERSION);
+    let a = hub.accounts();
+    assert!(!a.is_disabled("alice").expect("read"));
+    assert!(a
+        .verify_password("alice", "a long password")
+        .expect("verify")
+        .is_some());
+    assert!(matches!(
+        a.check_token(&token).expect("check"),
+        TokenCheck::Valid(_)
+    ));
+    let (code, _) = a.invite_create("alice", 60).expect("invite");
+    a.signup("bob", "bob's password", Some(&code), false)
+        .expect("sign up");
+    assert!(a.user_exists("bob").expect("read"));
 }

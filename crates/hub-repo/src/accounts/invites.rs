@@ -4,7 +4,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rusqlite::{params, OptionalExtension};
+
+use crate::db::sql::{params, Connection, OptionalExtension};
 
 use super::tokens::token_hash;
 use super::{Accounts, UserInfo};
@@ -85,7 +86,7 @@ impl Accounts {
             ));
         }
         let spend = code.map(|c| {
-            move |tx: &rusqlite::Transaction<'_>, t: i64| -> Result<(), RepoError> {
+            move |tx: &Connection<'_>, t: i64| -> Result<(), RepoError> {
                 let n = tx
                     .execute(
                         "UPDATE invites SET used_by = ?2, used = ?3 \

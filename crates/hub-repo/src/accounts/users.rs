@@ -3,7 +3,7 @@
 //! Passwords are never stored or logged; verifying runs argon2 even for unknown names so the
 //! answer time does not tell which names exist.
 
-use crate::db::sql::{params, OptionalExtension};
+use crate::db::sql::{params, Connection, OptionalExtension};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
@@ -77,7 +77,7 @@ impl Accounts {
             name,
             password,
             admin,
-            None::<fn(&rusqlite::Transaction<'_>, i64) -> Result<(), RepoError>>,
+            None::<fn(&Connection<'_>, i64) -> Result<(), RepoError>>,
         )
     }
 
@@ -88,7 +88,7 @@ impl Accounts {
         name: &str,
         password: &str,
         admin: bool,
-        also: Option<impl FnOnce(&rusqlite::Transaction<'_>, i64) -> Result<(), RepoError>>,
+        also: Option<impl FnOnce(&Connection<'_>, i64) -> Result<(), RepoError>>,
     ) -> Result<UserInfo, RepoError> {
         validate_user(name)?;
         let hash = hash_password(password)?;

@@ -124,6 +124,19 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
              CHECK (role IN ('owner', 'member'));
          CREATE INDEX org_members_user ON org_members(\"user\");",
     ),
+    (
+        7,
+        "accounts an admin disabled; sign-up invitations",
+        "ALTER TABLE users ADD COLUMN disabled BIGINT NOT NULL DEFAULT 0;
+         CREATE TABLE invites (
+             hash       TEXT PRIMARY KEY,
+             created_by TEXT NOT NULL,
+             created    BIGINT NOT NULL,
+             expires    BIGINT NOT NULL,
+             used_by    TEXT,
+             used       BIGINT
+         );",
+    ),
 ];
 
 /// Brings the PostgreSQL catalog on `conn` to [`SCHEMA_VERSION`], in one transaction holding
