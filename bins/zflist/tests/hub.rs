@@ -265,9 +265,18 @@ fn script(json: bool) {
     } else {
         assert_eq!(out, json!(format!("url: {url}\nmd5: {md5}\n")));
     }
-    // `zflist cat` of one file, by the flist's URL and of the flist downloaded: only its
-    // chunks, from the hub's /chunks (the flist's backend), no session, no store flag
-    let cat = |flist: &str, path: &str| zflist_in(&["cat", flist, path], &[], None, c.work.path());
+    // `zflist cat` of one file, by the flist's URL and of the flist downloaded: no session,
+    // no store flag. The flist's backend is the harness's public 0-db, which does not
+    // resolve here: its chunks come from the hub's /chunks, the failover ZFLIST_HUB names.
+    let hub_url = c.hub.url();
+    let cat = |flist: &str, path: &str| {
+        zflist_in(
+            &["cat", flist, path],
+            &[("ZFLIST_HUB", hub_url.as_str())],
+            None,
+            c.work.path(),
+        )
+    };
     let out = cat(&url, "/etc/motd");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"hello\n");
