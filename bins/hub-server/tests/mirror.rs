@@ -792,6 +792,12 @@ async fn turning_mirror_chunks_on_restamps_what_was_already_mirrored() {
         get(&c, &m, "/alice/a.flist").await,
         get(&c, &p, "/alice/a.flist").await
     );
+    // Without its chunks the mirror cannot make the entry's .fl: a clear 409 (the .flist,
+    // whose backend is the primary's, is what to fetch there).
+    let (status, body) = get(&c, &m, "/alice/a.fl").await;
+    let body = String::from_utf8_lossy(&body).replace("&#x27;", "'");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not all in the hub's store"), "{body}");
     drop(mirror);
 
     // Half of the chunks are already in the mirror's store (as after an interrupted copy):
@@ -823,6 +829,24 @@ async fn turning_mirror_chunks_on_restamps_what_was_already_mirrored() {
         format!("{p}/chunks"),
         "{md}"
     );
+    // With them, the mirrored entry is served as .fl too, routed to the mirror's own
+    // chunk endpoint, with the primary's blocks and tree.
+    let (status, mirrored) = get(&c, &m, "/alice/a.fl").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&mirrored));
+    let (status, original) = get(&c, &p, "/alice/a.fl").await;
+    assert_eq!(status, 200);
+    let open = |bytes: &[u8], name: &str| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).expect("write");
+        flist_format::Flist::open(&f).expect("an .fl")
+    };
+    let (mirrored, original) = (open(&mirrored, "m.fl"), open(&original, "p.fl"));
+    assert_eq!(mirrored.metadata.routes.len(), 1);
+    assert_eq!(mirrored.metadata.routes[0].url, format!("{m}/chunks"));
+    assert_eq!(original.metadata.routes[0].url, format!("{p}/chunks"));
+    let same = flist_format::diff::DiffOptions::default();
+    let d = flist_format::diff::diff(&original.tree, &mirrored.tree, &same);
+    assert!(d.is_empty(), "same tree and blocks: {d:?}");
 }
 
 /// Every chunk file under a `dir://` store.
