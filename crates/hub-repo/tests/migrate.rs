@@ -159,10 +159,8 @@ fn a_catalog_from_a_newer_hub_is_refused_and_left_alone() {
     assert_eq!(before.len(), after.len());
 }
 
-/// Version 6: the organisations live tokens name become memberships (a token now carries
-/// the memberships its user has when it is used), and repositories start public.
-#[test]
-fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
+/// A current catalog with the account `alice` ("a long password") and a token of hers.
+fn catalog_with_alice() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = Hub::open(dir.path()).expect("open");
     hub.accounts()
@@ -172,7 +170,14 @@ fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
         .accounts()
         .create_token("alice", &[], 3600, None)
         .expect("token");
-    drop(hub);
+    (dir, token)
+}
+
+/// Version 6: the organisations live tokens name become memberships (a token now carries
+/// the memberships its user has when it is used), and repositories start public.
+#[test]
+fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
+    let (dir, token) = catalog_with_alice();
     // Back to version 5, with a token issued `--member-of acme` as that version stored it.
     let c = Connection::open(dir.path().join("catalog.sqlite3")).expect("open");
     c.execute_batch(
@@ -212,16 +217,7 @@ fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
 /// and invitations can be made.
 #[test]
 fn version_7_keeps_accounts_enabled_and_takes_invitations() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = Hub::open(dir.path()).expect("open");
-    hub.accounts()
-        .user_add("alice", "a long password", true)
-        .expect("user");
-    let (token, _) = hub
-        .accounts()
-        .create_token("alice", &[], 3600, None)
-        .expect("token");
-    drop(hub);
+    let (dir, token) = catalog_with_alice();
     // Back to version 6.
     let c = Connection::open(dir.path().join("catalog.sqlite3")).expect("open");
     c.execute_batch(
