@@ -753,10 +753,11 @@ fn user(cmd: UserCmd) -> Result<()> {
             let hub = open_admin(&cfg.load()?)?;
             for u in hub.accounts().user_list()? {
                 println!(
-                    "{}\t{}\tcreated {}",
+                    "{}\t{}\tcreated {}{}",
                     u.name,
                     if u.admin { "admin" } else { "user" },
-                    admin::format_utc(u.created)
+                    admin::format_utc(u.created),
+                    if u.disabled { "\tdisabled" } else { "" }
                 );
             }
             Ok(())
