@@ -1113,6 +1113,8 @@ const PAGES: &[(&str, Option<&str>)] = &[
     ("/account", Some(PAGE_OWNER)),
     ("/admin", Some(PAGE_OWNER)),
     ("/signup", None),
+    ("/pageorganisation-with-a-long-name", None),
+    ("/pageorganisation-with-a-long-name", Some(PAGE_OWNER)),
     (
         "/pageowner/an-application-with-a-really-long-release-name-2026.12.07-rc1.flist.md?file=/etc/a-rather-deep/directory-with-a-long-name/and-more-of-it-here/a-configuration-file-whose-name-goes-on-and-on-and-on-and-on-and-on.conf",
         None,
@@ -1121,6 +1123,9 @@ const PAGES: &[(&str, Option<&str>)] = &[
 
 /// The account owning the pages' data.
 const PAGE_OWNER: &str = "pageowner";
+
+/// The organisation [`PAGE_OWNER`] owns.
+const PAGE_ORG: &str = "pageorganisation-with-a-long-name";
 
 /// Long names everywhere (they must wrap), a symlink, a crosslink, a tag and a taglink, a
 /// readme with a wide table and code; returns the placeholders of [`PAGES`] filled in.
@@ -1163,7 +1168,35 @@ async fn page_fixtures(w: &World) -> Vec<(String, String)> {
     put_tree(w, PAGE_OWNER, long, tree, md).await;
     let mut small = Tree::new(meta(0o755));
     small.insert(Tree::ROOT, "f", meta(0o644), file(1)).unwrap();
-    put_tree(w, "pageother", "b.flist", small, Metadata::new()).await;
+    put_tree(w, "pageother", "b.flist", small.clone(), Metadata::new()).await;
+    // An organisation the page owner owns, with a member with a long name.
+    let hub = w.hub.hub();
+    tokio::task::spawn_blocking(move || {
+        let a = hub.accounts();
+        a.user_add(
+            "a-member-with-a-rather-long-account-name",
+            "the member's password",
+            false,
+        )
+        .unwrap();
+        a.org_create(PAGE_ORG, PAGE_OWNER).unwrap();
+        a.org_add(
+            PAGE_ORG,
+            "a-member-with-a-rather-long-account-name",
+            hub_repo::OrgRole::Member,
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    put_tree(
+        w,
+        PAGE_ORG,
+        "the-organisation-application-2026.12.07.flist",
+        small,
+        Metadata::new(),
+    )
+    .await;
     // A docker conversion that failed with a long message.
     let job = w
         .hub
@@ -1334,7 +1367,19 @@ fn every_page_fits_and_is_readable() {
                             p.as_str().unwrap_or_default()
                         ));
                     }
-                    let slug: String = format!("{who}{template}")
+                    // a file preview is shot where it is, under its own name
+                    let preview = if template.contains("?file=") {
+                        c.execute(
+                            "document.getElementById('preview')?.scrollIntoView()",
+                            vec![],
+                        )
+                        .await
+                        .map_err(err("scroll to the preview"))?;
+                        "preview-"
+                    } else {
+                        ""
+                    };
+                    let slug: String = format!("{preview}{who}{template}")
                         .chars()
                         .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
                         .take(80)
