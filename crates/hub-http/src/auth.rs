@@ -344,7 +344,11 @@ pub async fn identify(state: &Shared, headers: &HeaderMap) -> Result<Actor, ApiE
                 Ok(a) => a,
                 Err(TokenCheck::Expired) => return Err(ApiError::unauthorized("token expired")),
                 Err(TokenCheck::Revoked) => return Err(ApiError::unauthorized("token revoked")),
-                Err(_) => return Err(ApiError::unauthorized("invalid signature")),
+                Err(_) => {
+                    return Err(ApiError::unauthorized(
+                        "token not recognised or expired: create a new one on /token or with `hub-server token create`",
+                    ))
+                }
             }
         }
     };
