@@ -166,6 +166,22 @@ pub fn image_type(head: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// A file whose chunk list does not match its size (a damaged or hand-made flist) cannot be
+/// served: 409 saying so, not a 500 (the hub is not at fault, and the page shows the reason).
+fn check_layout(blocks: &[Block], size: u64) -> ApiResult<()> {
+    if flist_format::codec::chunk_count(size) == blocks.len() as u64 {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "this file cannot be read: the flist records {size} bytes in {} chunk(s), \
+             which does not match (a damaged or hand-made flist)",
+            blocks.len()
+        ),
+    ))
+}
+
 /// Serves the regular file (`blocks`, `size`) named `name` for `method`/`headers`: the whole
 /// file or one range, streamed from the hub's store.
 pub fn serve(
@@ -186,12 +202,7 @@ pub fn serve(
             ),
         ));
     }
-    if flist_format::codec::chunk_count(size) != blocks.len() as u64 {
-        return Err(ApiError::internal(format!(
-            "the flist records {size} bytes in {} chunks",
-            blocks.len()
-        )));
-    }
+    check_layout(&blocks, size)?;
     let etag = etag_of(&blocks, size);
     let mut resp = Response::new(Body::empty());
     let h = resp.headers_mut();
@@ -310,12 +321,7 @@ impl From<flist_chunks::ChunkError> for Stop {
 
 /// The first `max` bytes of a regular file (for the preview), through the same chunk path.
 pub async fn head(st: &Shared, blocks: &[Block], size: u64, max: usize) -> ApiResult<Vec<u8>> {
-    if flist_format::codec::chunk_count(size) != blocks.len() as u64 {
-        return Err(ApiError::internal(format!(
-            "the flist records {size} bytes in {} chunks",
-            blocks.len()
-        )));
-    }
+    check_layout(blocks, size)?;
     let want = (size.min(max as u64)) as usize;
     let n = want.div_ceil(CHUNK_SIZE).min(blocks.len());
     let blocks = blocks[..n].to_vec();
@@ -396,6 +402,21 @@ pub fn member_href(repo: &str, name: &str, path: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A size the chunk list does not cover reads as the flist's fault (409, said in
+    /// words), not as the hub's (500 "internal error").
+    #[test]
+    fn a_chunk_list_that_does_not_match_the_size_is_a_409_that_says_why() {
+        assert!(check_layout(&[], 0).is_ok());
+        let e = check_layout(&[], 117_700_000).expect_err("no chunks for 117 MB");
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert!(
+            e.message.contains("117700000 bytes in 0 chunk(s)"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("internal error"), "{}", e.message);
+    }
 
     #[test]
     fn paths_are_checked_not_resolved() {
