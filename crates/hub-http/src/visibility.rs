@@ -144,15 +144,10 @@ impl Viewer {
 /// reads never fail on one).
 pub async fn viewer(st: &Shared, headers: &HeaderMap) -> Result<Viewer, ApiError> {
     let private = st.private_repos().await?;
-    if private.is_empty()
-        || (st.config.authentication && !crate::auth::presents_credentials(headers))
-    {
+    if private.is_empty() {
         return Ok(Viewer::anonymous(private));
     }
-    Ok(match crate::auth::identify(st, headers).await {
-        Ok(actor) => Viewer::actor(private, actor),
-        Err(_) => Viewer::anonymous(private),
-    })
+    Ok(identified(st, headers, private).await)
 }
 
 /// The reader of a request judged against `private` (a set read with the answer it
