@@ -107,6 +107,10 @@ impl<P> Success<P> {
     }
 }
 
+/// The 401 message for a bearer token the hub does not know, in the old hub's words: deployed
+/// clients compare it, so it stays; `zflist` explains it to its user.
+pub const UNKNOWN_TOKEN: &str = "invalid signature";
+
 /// An error answer on `/api/*` (always JSON, with a real status code).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 pub struct ErrorBody {

@@ -248,8 +248,13 @@ impl Reply {
 }
 
 /// The hub's error message in an answer's body: `message` of an [`ErrorBody`], else the text.
+/// The old hub's terse words for an unknown token are explained.
 pub(crate) fn error_message(body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) if e.message == hub_contract::UNKNOWN_TOKEN => format!(
+            "token not recognised or expired (the hub says \"{}\"): create a new one on the hub's /token page or with `hub-server token create`",
+            e.message
+        ),
         Ok(e) => e.message,
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     }
