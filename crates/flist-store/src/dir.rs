@@ -46,6 +46,10 @@ const PARALLELISM: usize = 8;
 /// event loop does. Bigger batches are spread over the blocking pool.
 const INLINE_READS: usize = 4;
 
+/// Chunk files up to this size whose pages are all in the page cache are read on the calling
+/// task whatever the batch size (see [`Inner::get_cached`]).
+const CACHED_READ: usize = 16 * 1024;
+
 /// Prefix of temporary files; never a valid hex chunk name.
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -246,6 +250,38 @@ impl Inner {
         }
     }
 
+    /// The value of `key` if it is a chunk file of at most [`CACHED_READ`] bytes whose pages
+    /// are all in the page cache, read without waiting for the disk (`preadv2` with
+    /// `RWF_NOWAIT`); `None` when the ordinary read must answer (missing, bigger, not
+    /// cached, flat layout, any error). Opening may still read a directory block or inode
+    /// from disk when those are cold; the data never is.
+    fn get_cached(&self, key: &[u8]) -> Option<Bytes> {
+        use rustix::fs::{fstat, open, Mode, OFlags};
+        use rustix::io::{preadv2, ReadWriteFlags};
+        let path = self.path_of(key).ok()?;
+        let file = open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut buf = vec![0u8; CACHED_READ];
+        let n = preadv2(
+            &file,
+            &mut [io::IoSliceMut::new(&mut buf)],
+            0,
+            ReadWriteFlags::NOWAIT,
+        )
+        .ok()?;
+        if n == CACHED_READ {
+            return None; // maybe bigger: the ordinary read takes it whole
+        }
+        // A read that must not wait stops early only where a page is not cached, so on a
+        // page boundary (a multiple of 4 KiB whatever the page size): a count off a boundary
+        // is the end of the file; on one, the size says whether it is.
+        if n % 4096 == 0 && usize::try_from(fstat(&file).ok()?.st_size) != Ok(n) {
+            return None;
+        }
+        buf.truncate(n);
+        buf.shrink_to_fit();
+        Some(Bytes::from(buf))
+    }
+
     fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
         let path = self.path_of(key)?;
         for p in [path, self.flat_path_of(key)] {
@@ -413,6 +449,9 @@ fn read_chunk(path: &Path) -> io::Result<Vec<u8>> {
 #[async_trait]
 impl Store for DirStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        if let Some(v) = self.inner.get_cached(key) {
+            return Ok(Some(v));
+        }
         let key = key.to_vec();
         self.one(move |s| s.get(&key)).await
     }
@@ -428,10 +467,30 @@ impl Store for DirStore {
     }
 
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
-        if keys.len() <= INLINE_READS {
-            return keys.iter().map(|k| self.inner.get(k)).collect();
+        // Small chunks already in the page cache (what a node's pipelined `GET`s mostly
+        // hit) are copied here: a hand-off to the blocking pool and back costs more than
+        // the copy. The rest are read as before.
+        let mut out: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
+        let mut rest = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let v = self.inner.get_cached(k);
+            if v.is_none() {
+                rest.push(i);
+            }
+            out.push(v);
         }
-        self.batch(keys.to_vec(), |s, k| s.get(&k)).await
+        if rest.len() <= INLINE_READS {
+            for i in rest {
+                out[i] = self.inner.get(&keys[i])?;
+            }
+            return Ok(out);
+        }
+        let want: Vec<Vec<u8>> = rest.iter().map(|&i| keys[i].clone()).collect();
+        let got = self.batch(want, |s, k| s.get(&k)).await?;
+        for (i, v) in rest.into_iter().zip(got) {
+            out[i] = v;
+        }
+        Ok(out)
     }
 
     async fn exists_many(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>, StoreError> {

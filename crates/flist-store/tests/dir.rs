@@ -323,3 +323,79 @@ async fn values_of_every_size_come_back_whole() {
         assert_eq!(got[batch], None);
     }
 }
+
+/// Evicts `len` bytes at `offset` of a chunk file from the page cache (after writing it
+/// back); true when a read there which must not wait now fails. (The kernel drops only whole
+/// folios, which on ext4 may span several pages, so part of a file may stay cached.)
+fn evict(path: &std::path::Path, offset: u64, len: u64) -> bool {
+    use rustix::fs::{fadvise, Advice};
+    use rustix::io::{preadv2, ReadWriteFlags};
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    fadvise(&f, offset, std::num::NonZeroU64::new(len), Advice::DontNeed).unwrap();
+    let mut b = vec![0u8; 16];
+    preadv2(
+        &f,
+        &mut [std::io::IoSliceMut::new(&mut b)],
+        offset,
+        ReadWriteFlags::NOWAIT,
+    )
+    .is_err()
+}
+
+/// Small chunks are copied inline when the page cache holds them; one that is wholly or
+/// partly out of the cache (a read that must not wait stops at the missing page) is read
+/// whole the ordinary way, never cut at the cached part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_partly_out_of_the_page_cache_come_back_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore::new(tmp.path()).unwrap();
+    let sizes = [4096usize, 12288, 9000, 16383, 12288, 10000];
+    let values: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (0..n).map(|j| (j * 13 + i) as u8).collect())
+        .collect();
+    let keys: Vec<Vec<u8>> = (0..sizes.len()).map(|i| key(100 + i as u32)).collect();
+    for (k, v) in keys.iter().zip(&values) {
+        store.set(k, Bytes::from(v.clone())).await.unwrap();
+    }
+    // Cached: inline copies, whole.
+    let got = store.get_many(&keys).await.unwrap();
+    for (g, v) in got.iter().zip(&values) {
+        assert_eq!(g.as_deref(), Some(&v[..]));
+    }
+    // The tail (from 8 KiB) of each file out of the cache, the whole of the first; alone, in
+    // a batch read inline and in one spread over the blocking pool.
+    for (from, to) in [(0, 1), (1, 2), (0, 3), (0, sizes.len())] {
+        let mut partly = 0;
+        for k in &keys[1..] {
+            partly += usize::from(evict(&store.path_of(k).unwrap(), 8192, 8192));
+        }
+        assert!(
+            partly > 0,
+            "no file is partly cached: the test shows nothing"
+        );
+        assert!(evict(&store.path_of(&keys[0]).unwrap(), 0, 4096));
+        let got = store.get_many(&keys[from..to]).await.unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let want = &values[from + i];
+            assert!(
+                g.as_deref() == Some(&want[..]),
+                "value {}: {:?} bytes read, {} stored",
+                from + i,
+                g.as_ref().map(|b| b.len()),
+                want.len()
+            );
+        }
+    }
+    for (k, v) in keys.iter().zip(&values) {
+        evict(&store.path_of(k).unwrap(), 8192, 8192);
+        let g = store.get(k).await.unwrap();
+        assert!(
+            g.as_deref() == Some(&v[..]),
+            "{:?} bytes",
+            g.map(|b| b.len())
+        );
+    }
+}
