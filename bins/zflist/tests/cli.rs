@@ -389,6 +389,21 @@ fn errors_are_one_line_or_a_json_envelope() {
         .contains("missing.flist"));
     assert_eq!(v["response"], serde_json::json!({}));
 
+    // a text file (issue 27 item 10: `zflist inspect /etc/passwd`): the error says what the
+    // file is not, never its content
+    let passwd = tmp.path().join("passwd");
+    fs::write(
+        &passwd,
+        "root:x:0:0:SECRET-CONTENT:/root:/bin/bash\nlogin\nsy:x:1:1::/:/bin/sh\n".repeat(20),
+    )
+    .unwrap();
+    let err = one_line_error(&zflist(&["inspect", p(&passwd)], &[]), "inspect");
+    assert!(
+        err.contains("passwd: not an flist: not gzip, not a tar archive, not a SQLite database"),
+        "{err}"
+    );
+    assert!(!err.contains("SECRET") && !err.contains("root:"), "{err}");
+
     // bad store URL
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();

@@ -78,7 +78,7 @@ impl Ctx<'_> {
         ConvertError::Corrupt {
             offset: self.state.pos.get(),
             entry: self.entry.clone(),
-            reason: reason.into(),
+            reason: tar_reason(&reason.into()),
         }
     }
 
@@ -110,9 +110,31 @@ impl Ctx<'_> {
             || msg.contains("failed to read extension")
         {
             self.truncated(msg)
+        } else if self.entry.is_none() && self.state.pos.get() <= 512 {
+            // The very first header: the stream is no tar archive at all.
+            self.corrupt("no tar header at the start: not a tar archive")
         } else {
             self.corrupt(msg)
         }
+    }
+}
+
+/// The tar reader's messages quote the header bytes they could not parse (the content of
+/// a file that is no archive): keep which field failed, never its bytes.
+fn tar_reason(msg: &str) -> String {
+    let Some(i) = msg.find("numeric field") else {
+        return msg.to_string();
+    };
+    let field = msg
+        .rfind(" when getting ")
+        .and_then(|j| msg[j + " when getting ".len()..].split(" for ").next())
+        .filter(|f| f.len() <= 16 && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' '));
+    match field {
+        Some(f) => format!("{}the {f} field of a tar header is not a number", &msg[..i]),
+        None => format!(
+            "{}a numeric field of a tar header is not a number",
+            &msg[..i]
+        ),
     }
 }
 

@@ -595,3 +595,22 @@ fn sparse_holes_cost_the_bytes_read_not_the_claimed_size() {
             .kind
     );
 }
+
+/// A file that is no archive, or a header of text after a good member: the error says what
+/// failed, never the file's bytes (the tar reader's own message quotes them).
+#[test]
+fn errors_never_quote_the_file() {
+    let text = b"root:x:0:0:SECRET-CONTENT:/root:/bin/bash\nlogin\nsy:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n".repeat(20);
+    let err = refuse(&text, &defaults()).to_string();
+    assert!(err.contains("not a tar archive"), "{err}");
+    assert!(!err.contains("SECRET") && !err.contains("root:"), "{err}");
+    let err = refuse(&gzip(&text), &defaults()).to_string();
+    assert!(err.contains("not a tar archive"), "{err}");
+    assert!(!err.contains("SECRET") && !err.contains("root:"), "{err}");
+    let mut tar = RawTar::new().file("good", b"1").finish();
+    tar.truncate(1024);
+    tar.extend_from_slice(&text);
+    let err = refuse(&gzip(&tar), &defaults()).to_string();
+    assert!(!err.contains("SECRET") && !err.contains("root:"), "{err}");
+    assert!(err.contains("good"), "names the last good member: {err}");
+}

@@ -64,7 +64,7 @@ pub enum FormatError {
     },
     /// The container is neither a gzip tar, a plain tar nor a sqlite database, or the
     /// archive is corrupt (truncated gzip, bad tar header).
-    #[error("{what}: not a readable flist archive: {reason}")]
+    #[error("{what}: not an flist: {reason}")]
     Container {
         /// The archive.
         what: String,

@@ -77,11 +77,65 @@ pub fn extract_database_with<R: Read>(
         return Ok(tmp);
     }
     if head.starts_with(GZIP_MAGIC) {
-        extract_from_tar(flate2::read::MultiGzDecoder::new(br), what, &mut tmp, limit)?;
+        let gz = flate2::read::MultiGzDecoder::new(br);
+        extract_from_tar(gz, what, &mut tmp, limit, "gzip, but no tar archive inside")?;
     } else {
-        extract_from_tar(br, what, &mut tmp, limit)?;
+        let not = "not gzip, not a tar archive, not a SQLite database";
+        extract_from_tar(br, what, &mut tmp, limit, not)?;
     }
     Ok(tmp)
+}
+
+/// Size of a tar header block.
+const TAR_BLOCK: usize = 512;
+
+/// Whether `block` is a tar header (its checksum adds up) or the all-zero end of an empty
+/// archive.
+fn is_tar_header(block: &[u8; TAR_BLOCK]) -> bool {
+    if block.iter().all(|b| *b == 0) {
+        return true;
+    }
+    let field = &block[148..156];
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .collect();
+    let Some(stored) = std::str::from_utf8(&digits)
+        .ok()
+        .and_then(|d| u32::from_str_radix(d, 8).ok())
+    else {
+        return false;
+    };
+    let sum = |signed: bool| -> i64 {
+        block
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match (i, signed) {
+                (148..=155, _) => i64::from(b' '),
+                (_, true) => i64::from(*b as i8),
+                (_, false) => i64::from(*b),
+            })
+            .sum()
+    };
+    i64::from(stored) == sum(false) || i64::from(stored) == sum(true)
+}
+
+/// Reads the first tar header of `r` (up to 512 bytes); `None` when the stream is not a tar
+/// archive. I/O errors (a corrupt gzip stream) are returned as they are.
+fn first_tar_block<R: Read>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut block = [0u8; TAR_BLOCK];
+    let mut n = 0;
+    while n < TAR_BLOCK {
+        match r.read(&mut block[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((n == TAR_BLOCK && is_tar_header(&block)).then(|| block.to_vec()))
 }
 
 fn too_large(what: &str, limit: u64) -> FormatError {
@@ -125,18 +179,61 @@ fn container_err(what: &str, e: impl std::fmt::Display) -> FormatError {
     }
 }
 
+/// A reader that remembers the last error it returned: an error of the layers below the
+/// tar reader (the gzip decoder, the disk) is told apart from the tar reader's own.
+struct Noting<R> {
+    inner: R,
+    failed: std::rc::Rc<std::cell::RefCell<Option<String>>>,
+}
+
+impl<R: Read> Read for Noting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            *self.failed.borrow_mut() = Some(e.to_string());
+        })
+    }
+}
+
+/// What went wrong in a tar stream, never its bytes: the tar reader's own messages quote
+/// the header fields it could not parse (the file's content when it is not an archive), so
+/// they become what the stream is not; errors from below (gzip, disk) name no content.
+fn tar_err(what: &str, e: &std::io::Error, below: Option<&str>, members: usize) -> FormatError {
+    let n = match members {
+        1 => "1 member".to_string(),
+        n => format!("{n} members"),
+    };
+    let reason = match below {
+        Some(m) => m.to_string(),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => format!("truncated after {n}"),
+        None => format!("no valid tar header after {n}"),
+    };
+    container_err(what, reason)
+}
+
 fn extract_from_tar<R: Read>(
-    r: R,
+    mut r: R,
     what: &str,
     out: &mut NamedTempFile,
     limit: u64,
+    not_tar: &str,
 ) -> Result<(), FormatError> {
-    let mut ar = tar::Archive::new(r);
+    let first = first_tar_block(&mut r)
+        .map_err(|e| container_err(what, e))?
+        .ok_or_else(|| container_err(what, not_tar))?;
+    let failed = std::rc::Rc::default();
+    let mut ar = tar::Archive::new(Noting {
+        inner: std::io::Cursor::new(first).chain(r),
+        failed: std::rc::Rc::clone(&failed),
+    });
+    let tar_err =
+        |e: std::io::Error, members: usize| tar_err(what, &e, failed.borrow().as_deref(), members);
     let mut found = false;
+    let mut members = 0;
     {
-        let entries = ar.entries().map_err(|e| container_err(what, e))?;
+        let entries = ar.entries().map_err(|e| tar_err(e, members))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| container_err(what, e))?;
+            let mut entry = entry.map_err(|e| tar_err(e, members))?;
+            members += 1;
             let is_db = {
                 let p = entry.path_bytes();
                 let trimmed = p.strip_suffix(b"/").unwrap_or(&p);
@@ -152,7 +249,7 @@ fn extract_from_tar<R: Read>(
             }
             let copied = copy_capped(&mut entry, out, limit).map_err(|e| match e {
                 Capped::TooLarge => too_large(what, limit),
-                Capped::Io(e) => container_err(what, e),
+                Capped::Io(e) => tar_err(e, members),
             })?;
             if copied != expected {
                 return Err(container_err(
@@ -169,8 +266,7 @@ fn extract_from_tar<R: Read>(
     }
     // Read the rest of the stream (discarding it) so that a truncated or corrupt archive
     // (gzip CRC/length trailer) is reported rather than silently accepted.
-    std::io::copy(&mut ar.into_inner(), &mut std::io::sink())
-        .map_err(|e| container_err(what, format!("after {DB_MEMBER}: {e}")))?;
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink()).map_err(|e| tar_err(e, members))?;
     Ok(())
 }
 

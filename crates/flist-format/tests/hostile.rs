@@ -452,3 +452,64 @@ fn garbage_inside_gzip_is_an_error() {
         "{r:?}"
     );
 }
+
+/// A file that is not an flist is described by what it is not, never by its bytes (the
+/// tar reader's own messages quote the header fields it could not parse).
+#[test]
+fn errors_say_what_a_file_is_not_never_its_content() {
+    let secret = b"root:x:0:0:SECRET-CONTENT:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n".repeat(20);
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    // A valid tar member, then a header block of text.
+    let mut tar_then_text = tar_with_member(b"./router.yaml", b"x: 1\n");
+    tar_then_text.truncate(1024);
+    tar_then_text.extend_from_slice(&secret);
+    let fixture_bytes = std::fs::read(fixture("fixture.flist")).expect("fixture");
+    let mut bad_deflate = fixture_bytes.clone();
+    for b in &mut bad_deflate[20..60] {
+        *b = b'S';
+    }
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "text",
+            secret.clone(),
+            "not an flist: not gzip, not a tar archive, not a SQLite database",
+        ),
+        (
+            "gzip of text",
+            gz(&secret),
+            "not an flist: gzip, but no tar archive inside",
+        ),
+        (
+            "tar, then text",
+            tar_then_text.clone(),
+            "not an flist: no valid tar header after 1 member",
+        ),
+        (
+            "gzip of tar, then text",
+            gz(&tar_then_text),
+            "not an flist: no valid tar header after 1 member",
+        ),
+        ("corrupt deflate", bad_deflate, "not an flist: "),
+        (
+            "truncated",
+            fixture_bytes[..fixture_bytes.len() / 2].to_vec(),
+            "not an flist: ",
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        let e = Flist::from_reader(&bytes[..], what)
+            .map(|_| ())
+            .expect_err(what)
+            .to_string();
+        assert!(e.starts_with(&format!("{what}: {want}")), "{what}: {e}");
+        assert!(
+            !e.contains("SECRET") && !e.contains("root:") && !e.contains("SSSS"),
+            "{what}: the message quotes the file: {e}"
+        );
+        assert!(e.len() < 200, "{what}: a short message: {e}");
+    }
+}

@@ -41,6 +41,9 @@ fn multipart_error(e: MultipartError) -> ApiError {
     ApiError::new(status, format!("upload: {}", e.body_text()))
 }
 
+/// Largest piece of an upload queued for its consumer (the queue holds 16).
+const PIECE: usize = 64 * 1024;
+
 /// Streams one multipart field into `tx`; returns the upload-side error, if any.
 async fn pump(
     field: &mut Field<'_>,
@@ -49,8 +52,14 @@ async fn pump(
     loop {
         match field.chunk().await {
             Ok(Some(b)) => {
-                if tx.send(Ok(b)).await.is_err() {
-                    return None; // the consumer stopped (it reports its own error)
+                // Sent as copies of at most `PIECE` bytes: a chunk shares the multipart
+                // reader's whole buffer, so queued chunks would each hold one such buffer
+                // (megabytes, growing with how far ahead the client was: #24's memory
+                // that grew with the archive).
+                for piece in b.chunks(PIECE) {
+                    if tx.send(Ok(Bytes::copy_from_slice(piece))).await.is_err() {
+                        return None; // the consumer stopped (it reports its own error)
+                    }
                 }
             }
             Ok(None) => return None,
@@ -541,10 +550,12 @@ fn client_flist_error(what: &str, e: flist_convert::ConvertError) -> ApiError {
         ),
         ConvertError::Flist(m) => {
             let prefix = format!("{what}: ");
-            ApiError::bad_request(format!(
-                "{what} is not a readable flist: {}",
-                m.strip_prefix(&prefix).unwrap_or(&m)
-            ))
+            let m = m.strip_prefix(&prefix).unwrap_or(&m);
+            ApiError::bad_request(if m.starts_with("not an flist") {
+                format!("{what}: {m}")
+            } else {
+                format!("{what} is not a readable flist: {m}")
+            })
         }
         other => produce::convert_error(other),
     }

@@ -44,12 +44,34 @@ pub fn spawn(
         tracing::info!("0-db endpoint (read-only) listening on {a}");
     }
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        ep.serve(listener, async move {
-            let _ = rx.await;
-        })
-        .await;
+    let shutdown = async move {
+        let _ = rx.await;
+    };
+    // The endpoint runs on a single-threaded runtime of its own (what 0-db does: one
+    // event loop): a node's reader pipelines small `GET`s on one connection, and handing
+    // each request between the main runtime's workers cost a quarter of its time. Store
+    // reads that block still go to a blocking pool, and the HTTP side keeps its workers.
+    let own = listener.into_std().and_then(|l| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("hub-zdb")
+            .build()?;
+        Ok((l, rt))
     });
+    let task = match own {
+        Ok((l, rt)) => tokio::task::spawn_blocking(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(l) {
+                    Ok(listener) => ep.serve(listener, shutdown).await,
+                    Err(e) => tracing::error!("0-db endpoint: {e}"),
+                }
+            })
+        }),
+        Err(e) => {
+            tracing::error!("0-db endpoint: cannot start its runtime: {e}");
+            tokio::spawn(async {})
+        }
+    };
     (tx, task)
 }
 

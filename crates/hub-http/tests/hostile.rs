@@ -616,6 +616,27 @@ async fn server_failures_are_5xx_with_a_request_id_and_no_paths() {
     assert!(msg.contains("junk.flist"), "{v}");
     assert!(!msg.contains(&t.dir.path().display().to_string()), "{v}");
     assert!(!msg.contains("/tmp"), "{v}");
+    // A text file sent as an flist or an archive: the answer says what it is not, never
+    // its bytes.
+    let text =
+        b"root:x:0:0:SECRET-CONTENT:/root:/bin/bash\nlogin\nsy:x:1:1::/:/bin/sh\n".repeat(30);
+    for (route, name, want) in [
+        (
+            "/api/flist/me/upload-flist",
+            "passwd.flist",
+            "passwd.flist: not an flist: not gzip, not a tar archive, not a SQLite database",
+        ),
+        ("/api/flist/me/upload", "passwd.tar.gz", "not a tar archive"),
+    ] {
+        let (s, v) = t.upload(route, &alice, name, text.clone()).await;
+        assert_eq!(s, 400, "{route}: {v}");
+        let msg = v["message"].as_str().unwrap_or("");
+        assert!(msg.contains(want), "{route}: {v}");
+        assert!(
+            !msg.contains("SECRET") && !msg.contains("root:"),
+            "{route}: {v}"
+        );
+    }
 }
 
 // ----- 10. full disk ---------------------------------------------------------------------------

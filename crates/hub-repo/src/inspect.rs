@@ -36,10 +36,12 @@ pub fn read_client_flist(path: &Path, what: &str, opts: &ReadOptions) -> Result<
         other => {
             let m = other.to_string();
             let prefix = format!("{what}: ");
-            RepoError::Invalid(format!(
-                "{what} is not a readable flist: {}",
-                m.strip_prefix(&prefix).unwrap_or(&m)
-            ))
+            let m = m.strip_prefix(&prefix).unwrap_or(&m);
+            RepoError::Invalid(if m.starts_with("not an flist") {
+                format!("{what}: {m}")
+            } else {
+                format!("{what} is not a readable flist: {m}")
+            })
         }
     })
 }

@@ -374,27 +374,21 @@ where
         let mut i = 0;
         while i < batch.len() {
             let req = &batch[i];
-            let name = command_name(req);
-            let simple_key =
-                req.args.len() == 2 && req.dropped.is_none() && valid_key(&req.args[1]);
-            if simple_key && (name == "GET" || name == "EXISTS") {
+            // The common case, runs of `GET`/`EXISTS <key>`, is recognised without
+            // building the command's name.
+            if let Some(run) = simple_read(req) {
                 let mut keys = Vec::new();
                 while let Some(r) = batch.get(i) {
-                    let same = r.args.len() == 2
-                        && r.dropped.is_none()
-                        && valid_key(&r.args[1])
-                        && command_name(r) == name;
-                    if !same || keys.len() >= FETCH_WINDOW * 8 {
+                    if simple_read(r) != Some(run) || keys.len() >= FETCH_WINDOW * 8 {
                         break;
                     }
                     keys.push(r.args[1].clone());
                     i += 1;
                 }
                 self.count(keys.len());
-                if name == "GET" {
-                    self.values(&keys).await?;
-                } else {
-                    self.exists(&keys).await?;
+                match run {
+                    SimpleRead::Get => self.values(&keys).await?,
+                    SimpleRead::Exists => self.exists(&keys).await?,
                 }
                 continue;
             }
@@ -403,6 +397,7 @@ where
                 continue; // an empty command gets no reply
             }
             self.count(1);
+            let name = command_name(req);
             if self.one(&name, req).await? {
                 return Ok(true);
             }
@@ -665,6 +660,28 @@ where
             "# namespace\nname: {ns}\n{entries}public: yes\nworm: no\nlocked: no\n\
              password: no\nmode: userkey\n"
         )
+    }
+}
+
+/// A request answered in a batch with its neighbours: `GET <key>` or `EXISTS <key>`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SimpleRead {
+    Get,
+    Exists,
+}
+
+/// Which [`SimpleRead`] `req` is, if any (one valid key, nothing dropped).
+fn simple_read(req: &Request) -> Option<SimpleRead> {
+    if req.args.len() != 2 || req.dropped.is_some() || !valid_key(&req.args[1]) {
+        return None;
+    }
+    let name = &req.args[0];
+    if name.eq_ignore_ascii_case(b"GET") {
+        Some(SimpleRead::Get)
+    } else if name.eq_ignore_ascii_case(b"EXISTS") {
+        Some(SimpleRead::Exists)
+    } else {
+        None
     }
 }
 
