@@ -712,8 +712,8 @@ fn flist_to_rfs(items: &[(&Block, &[u8])]) -> Vec<Result<Reencoded, CodecError>>
     let mut decoder = snap::raw::Decoder::new();
     let mut plains: [Vec<u8>; 4] = Default::default();
     // per pending chunk: (sealed bytes, rfs key, plaintext length)
-    let mut sealed: Vec<Result<(Vec<u8>, [u8; 32], usize), CodecError>> =
-        Vec::with_capacity(flist.len());
+    type Sealed = Result<(Vec<u8>, [u8; 32], usize), CodecError>;
+    let mut sealed: Vec<Sealed> = Vec::with_capacity(flist.len());
     for group in flist.chunks(plains.len()) {
         let compressed: Vec<Result<Vec<u8>, CodecError>> = group
             .iter()
@@ -1114,7 +1114,7 @@ mod tests {
 
     #[test]
     fn reencoding_equals_decoding_then_encoding() {
-        let mut x = 0x5eed_0f_f1_a5_7e_11u64;
+        let mut x = 0x5eed_0ff1_a57e_11aau64;
         let mut noise = |n: usize| -> Vec<u8> {
             (0..n)
                 .map(|i| {
