@@ -336,3 +336,30 @@ async fn json_logs_for_log_shippers() {
     assert_eq!(line["fields"]["status"], 200);
     assert_eq!(line["fields"]["method"], "GET");
 }
+
+/// A hub started against a store that does not answer says so at start (the operator
+/// learns it before the first upload fails), and not when the store answers.
+#[tokio::test]
+async fn a_hub_started_against_a_dead_store_warns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dead = free_port();
+    let store = format!("zdb://127.0.0.1:{dead}/ns");
+    let port = free_port();
+    let server = serve(dir.path(), port, &["--store", &store]).await;
+    let log = std::fs::read_to_string(&server.log).expect("log");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("the chunk store does not answer"))
+        .unwrap_or_else(|| panic!("no warning about the dead store: {log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains(&format!("127.0.0.1:{dead}")),
+        "{warning}"
+    );
+    drop(server);
+    // The default store answers: no such warning.
+    let other = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = serve(other.path(), port, &[]).await;
+    let log = std::fs::read_to_string(&server.log).expect("log");
+    assert!(!log.contains("does not answer"), "{log}");
+}

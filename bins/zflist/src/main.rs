@@ -6,7 +6,7 @@
 //! prints the reference's JSON envelope, `ZFLIST_PROGRESS=1` its progress lines; otherwise a
 //! progress bar is drawn when stderr is a terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use zflist_core::cli::Cli;
@@ -38,9 +38,27 @@ fn main() -> ExitCode {
         cli.quiet,
     ));
     let function = cli.function.clone();
+    if function == "mount" {
+        mount_log();
+    }
     let result = cli.run(&reporter);
     reporter.finish("");
     finish(json, &function, result)
+}
+
+/// A mount serves reads for as long as it runs: what goes wrong meanwhile (the chunk store
+/// stops answering, and when it answers again) is logged on stderr, at info level by
+/// default (`RUST_LOG` overrides), without the FUSE library's notes about operations a
+/// read-only file system leaves out.
+fn mount_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Help and version are printed by clap; any other parse error becomes one line (or the
@@ -86,6 +104,10 @@ fn finish(json: bool, function: &str, result: zflist_core::Result<Response>) -> 
         match &result {
             Ok(r) => {
                 let _ = out.write_all(r.text.as_bytes());
+                let _ = out.flush();
+                for n in &r.notes {
+                    eprintln!("zflist: {function}: {}", zflist_core::display::escape(n));
+                }
                 if let Some(m) = &r.failure {
                     eprintln!("zflist: {function}: {m}");
                 }

@@ -423,6 +423,32 @@ fn errors_are_one_line_or_a_json_envelope() {
     );
     assert!(err.contains("nope://x"), "{err}");
     assert!(!tmp.path().join("x.flist").exists());
+
+    // a store that does not answer: named once, not once per layer of the error
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_store = format!("zdb://127.0.0.1:{}/ns", dead.local_addr().unwrap().port());
+    drop(dead);
+    fs::write(src.join("a"), "a\n").unwrap();
+    let err = one_line_error(
+        &zflist(
+            &[
+                "pack",
+                p(&src),
+                "-o",
+                p(&tmp.path().join("x.flist")),
+                "--store",
+                &dead_store,
+            ],
+            &[],
+        ),
+        "pack",
+    );
+    assert_eq!(err.matches("store zdb://").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("store {dead_store}: connection error")),
+        "{err}"
+    );
+    fs::remove_file(src.join("a")).unwrap();
     let v = json_of(&zflist(
         &["pack", p(&src), "-o", "x.flist", "--store", "nope://x"],
         &[("ZFLIST_JSON", "1")],

@@ -431,8 +431,14 @@ fn every_flist_command_takes_an_fl() {
     let flist = tmp.path().join("small.flist");
     zf(&["convert", p(&fl), p(&flist)]);
     let d = zflist_with(&["diff", p(&fl), p(&flist)], &[]);
+    // The note is on stderr: stdout holds the result only.
+    let note = String::from_utf8_lossy(&d.stderr);
     assert!(
-        String::from_utf8_lossy(&d.stdout).contains("not compared"),
+        note.contains("zflist: diff: note:") && note.contains("not compared"),
+        "{d:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&d.stdout).contains("note:"),
         "{d:?}"
     );
     zf(&["diff", p(&fl), p(&flist), "--content", "--store", &store]);
@@ -647,18 +653,24 @@ fn convert_lists_what_the_target_cannot_record() {
         .as_str()
         .unwrap()
         .contains("/secret cloudsdk"));
-    let text = zf(&[
-        "convert",
-        p(&fixture("fixture.flist")),
-        p(&out),
-        "--from-store",
-        &chunks,
-        "--store",
-        &store,
-    ]);
+    let run = zflist_with(
+        &[
+            "convert",
+            p(&fixture("fixture.flist")),
+            p(&out),
+            "--from-store",
+            &chunks,
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    stdout_ok(&run);
+    // A warning, on stderr (stdout holds the result only).
+    let warned = String::from_utf8_lossy(&run.stderr);
     assert!(
-        text.contains("not carried by .fl: owner or group names"),
-        "{text}"
+        warned.contains("zflist: convert: warning: not carried by .fl: owner or group names"),
+        "{warned}"
     );
     // The routed .fl has two routes; an .flist records one backend.
     let low = format!("00-7f=dir://{}", rfs_fixture("low").display());

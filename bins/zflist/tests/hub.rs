@@ -195,6 +195,40 @@ fn catalog(hub: &HubProcess, repo: &str) -> Vec<(String, String, String)> {
     out
 }
 
+/// What `hub ls` printed for `repo` against the public listing: one line (text) or one
+/// entry (JSON) per entry, in the listing's order, with type, size, name and target.
+fn check_ls(c: &Ctx, out: &Value, repo: &str) {
+    let api = c.hub.get_json(&format!("/api/flist/{repo}"));
+    let api = api.as_array().unwrap();
+    if c.json {
+        assert_eq!(out["repository"], json!(repo), "{out}");
+        let got = out["entries"].as_array().unwrap();
+        assert_eq!(got.len(), api.len(), "{out}");
+        for (g, a) in got.iter().zip(api) {
+            for k in ["name", "type", "size", "target"] {
+                assert_eq!(g[k], a[k], "{k} of {g}");
+            }
+        }
+        return;
+    }
+    let text = out.as_str().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), api.len(), "{text}");
+    for (line, a) in lines.iter().zip(api) {
+        let kind = a["type"].as_str().unwrap();
+        let mut want = vec![kind.to_string()];
+        if kind == "regular" {
+            want.extend(a["size"].as_str().unwrap().split(' ').map(str::to_string));
+        }
+        want.push(a["name"].as_str().unwrap().to_string());
+        if let Some(t) = a["target"].as_str() {
+            want.extend(["->".to_string(), t.to_string()]);
+        }
+        let got: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(got, want, "{text}");
+    }
+}
+
 fn entry(name: &str, kind: &str, target: &str) -> (String, String, String) {
     (name.into(), kind.into(), target.into())
 }
@@ -218,11 +252,47 @@ fn script(json: bool) {
     )
     .unwrap();
     let out = c.ok(alice, &["upload", &tgz]);
+    // the published flist's URL and md5 (the md5 the hub serves for it)
+    let url = format!("{}/alice/app.flist", c.hub.url());
+    let (s, md5) = c.hub.get("/alice/app.flist.md5");
+    assert_eq!(s, 200);
+    let md5 = String::from_utf8(md5).unwrap().trim().to_string();
+    assert_eq!(md5.len(), 32, "{md5}");
     if json {
         assert_eq!(out["payload"]["name"], json!("app.flist"), "{out}");
+        assert_eq!(out["url"], json!(url), "{out}");
+        assert_eq!(out["md5"], json!(md5), "{out}");
     } else {
-        assert_eq!(out, json!(""));
+        assert_eq!(out, json!(format!("url: {url}\nmd5: {md5}\n")));
     }
+    // `zflist cat` of one file, by the flist's URL and of the flist downloaded: no session,
+    // no store flag. The flist's backend is the harness's public 0-db, which does not
+    // resolve here: its chunks come from the hub's /chunks, the failover ZFLIST_HUB names.
+    let hub_url = c.hub.url();
+    let cat = |flist: &str, path: &str| {
+        zflist_in(
+            &["cat", flist, path],
+            &[("ZFLIST_HUB", hub_url.as_str())],
+            None,
+            c.work.path(),
+        )
+    };
+    let out = cat(&url, "/etc/motd");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"hello\n");
+    let local = c.path("app-local.flist");
+    fs::write(&local, c.hub.get("/alice/app.flist").1).unwrap();
+    let out = cat(&local, "bin/app");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, vec![7u8; 3000]);
+    let out = cat(&url, "/etc/nothing");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("zflist: cat: ") && err.contains("/etc/nothing"),
+        "{err}"
+    );
     // ... and a homemade .flist whose chunks are already in the hub's store
     let src = c.work.path().join("site");
     fs::create_dir_all(src.join("docs")).unwrap();
@@ -242,7 +312,19 @@ fn script(json: bool) {
         c.work.path(),
     );
     assert!(packed.status.success(), "{packed:?}");
-    c.ok(alice, &["upload", &home_flist]);
+    let out = c.ok(alice, &["upload", &home_flist]);
+    let (_, md5) = c.hub.get("/alice/home.flist.md5");
+    let md5 = String::from_utf8(md5).unwrap().trim().to_string();
+    let url = format!("{}/alice/home.flist", c.hub.url());
+    if json {
+        assert_eq!(
+            (&out["url"], &out["md5"]),
+            (&json!(url), &json!(md5)),
+            "{out}"
+        );
+    } else {
+        assert_eq!(out, json!(format!("url: {url}\nmd5: {md5}\n")));
+    }
     // bob publishes something alice can promote and crosslink
     let bob_tgz = c.path("tool.tar.gz");
     fs::write(
@@ -286,7 +368,18 @@ fn script(json: bool) {
     // ZFLIST_HUB_USER: act as an organisation the token is a member of
     let out = c.ok_env(alice, &["username"], &[("ZFLIST_HUB_USER", "acme")]);
     c.expect_printed(&out, "acme\n", json!({"username": "acme"}));
-    c.ok_env(alice, &["upload", &tgz], &[("ZFLIST_HUB_USER", "acme")]);
+    let out = c.ok_env(alice, &["upload", &tgz], &[("ZFLIST_HUB_USER", "acme")]);
+    let acme_url = format!("{}/acme/app.flist", c.hub.url());
+    if json {
+        assert_eq!(out["url"], json!(acme_url), "{out}");
+    } else {
+        assert!(
+            out.as_str()
+                .unwrap()
+                .starts_with(&format!("url: {acme_url}\n")),
+            "{out}"
+        );
+    }
     // ... never one it is not a member of
     let (m, _) = c.fails(
         Some(alice),
@@ -361,6 +454,25 @@ fn script(json: bool) {
         catalog(&c.hub, "acme"),
         vec![entry("app.flist", "regular", "")]
     );
+    // `hub ls` shows the same entries: type, size (flists), name, link target
+    check_ls(&c, &c.ok(alice, &["ls"]), "alice");
+    check_ls(&c, &c.ok(bob, &["ls", "alice"]), "alice");
+    check_ls(
+        &c,
+        &c.ok_env(alice, &["ls"], &[("ZFLIST_HUB_USER", "acme")]),
+        "acme",
+    );
+    // a repository needs no token to be listed
+    let out = c.hub_as(None, &["ls", "bob"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    if !json {
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        check_ls(&c, &Value::String(text), "bob");
+    }
+    let (m, _) = c.fails(None, &["ls"], &[], "hub");
+    assert_eq!(m, "missing hub token");
+    let (m, _) = c.fails(Some(alice), &["ls", "nobody"], &[], "ls");
+    assert!(m.starts_with("nobody: HTTP 404"), "{m}");
     assert_eq!(
         catalog(&c.hub, "bob"),
         vec![entry("tool.flist", "regular", "")]

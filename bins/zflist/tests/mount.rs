@@ -460,3 +460,83 @@ fn record_access_stores_the_prefetch_list_in_the_flist() {
         "{msg}"
     );
 }
+
+/// A mount whose chunk store stops answering fails reads with EIO and logs the first failure
+/// (once, not once per read), then logs the recovery when the store answers again (issue 27
+/// item 12).
+#[test]
+fn a_store_outage_is_logged_once_and_its_end_too() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let src = s.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let body = |i: usize| format!("file {i}\n").repeat(2000);
+    for i in 0..5 {
+        fs::write(src.join(format!("f{i}")), body(i)).unwrap();
+    }
+    let mut redis = RedisServer::start();
+    let store = redis.url();
+    let pack = |out: &str| {
+        run(
+            zflist().args(["pack", p(&src), "-o", p(&s.join(out)), "--store", &store]),
+            "pack",
+        )
+    };
+    pack("a.flist");
+    let mp = s.join("mnt");
+    let mut m = MountProc::start(
+        p(&s.join("a.flist")),
+        &mp,
+        &["--store", &store, "--no-cache"],
+    );
+    assert_eq!(fs::read_to_string(mp.join("f0")).unwrap(), body(0));
+
+    // The store goes away: reads fail with EIO.
+    redis.stop();
+    for i in 1..4 {
+        let err = fs::read(mp.join(format!("f{i}"))).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(5), "EIO expected: {err}");
+    }
+    // It comes back (empty: persistence is off; the same pack puts the chunks back).
+    redis.restart();
+    pack("b.flist");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let back = loop {
+        match fs::read_to_string(mp.join("f4")) {
+            Ok(t) => break t,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => panic!("reads never worked again: {e}"),
+        }
+    };
+    assert_eq!(back, body(4));
+
+    m.signal("-TERM");
+    let out = m.child.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reads fail with EIO until the chunk store answers"))
+        .collect();
+    assert_eq!(failures.len(), 1, "the first failure, once: {log}");
+    assert!(
+        failures[0].contains("ERROR") && failures[0].contains("reading f1: store redis://"),
+        "names the file and the store's error: {log}"
+    );
+    // Plain lines (stderr is no terminal here), without the FUSE library's chatter.
+    assert!(
+        !log.contains('\u{1b}') && !log.contains("Not Implemented"),
+        "{log}"
+    );
+    let recovered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("the chunk store answers again"))
+        .collect();
+    assert_eq!(recovered.len(), 1, "the recovery, once: {log}");
+    assert!(recovered[0].contains("failed while it did not"), "{log}");
+    let at = |needle: &str| log.find(needle).unwrap();
+    assert!(at("reads fail with EIO") < at("answers again"), "{log}");
+}

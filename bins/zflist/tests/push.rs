@@ -343,3 +343,102 @@ fn push_flist_and_image_sources() {
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(e["error"]["message"], "missing hub token", "{e}");
 }
+
+/// The same push in text and in JSON tells the same counts: two trees alike in shape
+/// (a shared part already on the hub, a new part of the same sizes) pushed one in each mode.
+/// Also: stdout holds the result only, and a token the hub does not know is named as such.
+#[test]
+fn push_json_counts_equal_the_text_output() {
+    let hub = HubProcess::start(&hub_server_bin(Path::new(ZFLIST)));
+    let token = hub.token("counter", &[]);
+    let work = tempfile::tempdir().unwrap();
+    let url = hub.url();
+    let tree = |name: &str, new_seed: u64| {
+        let root = work.path().join(name);
+        fs::create_dir_all(root.join("shared")).unwrap();
+        fs::create_dir_all(root.join("new")).unwrap();
+        for i in 0..6 {
+            fs::write(root.join(format!("shared/s{i}.bin")), noise(7 + i, 700_000)).unwrap();
+        }
+        for i in 0..4 {
+            // Incompressible and of equal sizes: the same chunk sizes in both trees.
+            fs::write(
+                root.join(format!("new/n{i}.bin")),
+                noise(new_seed + i, 600_000),
+            )
+            .unwrap();
+        }
+        root
+    };
+    let base = work.path().join("base");
+    fs::create_dir_all(base.join("shared")).unwrap();
+    for i in 0..6 {
+        fs::write(base.join(format!("shared/s{i}.bin")), noise(7 + i, 700_000)).unwrap();
+    }
+    let env = [("ZFLIST_HUB_TOKEN", token.as_str())];
+    let push = |src: &Path, name: &str, json: bool| {
+        let mut args = vec!["push", src.to_str().unwrap(), "--hub", &url, "--name", name];
+        if json {
+            args.insert(0, "--json");
+        }
+        zflist(&args, &env)
+    };
+    ok_json(&push(&base, "base.flist", true));
+    let text_tree = tree("t", 100);
+    let json_tree = tree("j", 200);
+    let text_run = push(&text_tree, "t.flist", false);
+    assert!(
+        text_run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text_run.stderr)
+    );
+    let text = String::from_utf8_lossy(&text_run.stdout).into_owned();
+    let v = ok_json(&push(&json_tree, "j.flist", true));
+    // "  chunks: C checked, S sent (B bytes), P already on the hub"
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("chunks:"))
+        .unwrap_or_else(|| panic!("no chunks line: {text}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let from_json = [
+        v["chunks_checked"].as_u64().unwrap(),
+        v["chunks_sent"].as_u64().unwrap(),
+        v["bytes_sent"].as_u64().unwrap(),
+        v["chunks_already_present"].as_u64().unwrap(),
+    ];
+    assert_eq!(nums, from_json, "text: {line:?}, json: {v}");
+    assert!(
+        from_json[1] > 0 && from_json[3] > 0,
+        "some sent, some present: {v}"
+    );
+    assert_eq!(
+        from_json[0],
+        from_json[1] + from_json[3],
+        "checked = sent + present: {v}"
+    );
+    assert!(
+        text.starts_with(&format!("{url}/counter/t.flist\n")) && !text.contains("note:"),
+        "stdout holds the result only: {text}"
+    );
+
+    // A token the hub does not know: said so once, no repeated prefix.
+    let out = zflist(
+        &[
+            "push",
+            text_tree.to_str().unwrap(),
+            "--hub",
+            &url,
+            "--name",
+            "x.flist",
+        ],
+        &[("ZFLIST_HUB_TOKEN", "not-a-token-of-this-hub")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("token not recognised or expired"), "{err}");
+    assert_eq!(err.matches("zflist: push:").count(), 1, "{err}");
+}

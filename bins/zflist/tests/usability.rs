@@ -210,11 +210,15 @@ fn pack_records_the_store_as_backend_without_its_password() {
     let v = json(&["pack", p(&src), "-o", p(&f), "--store", &dir_store]);
     assert_eq!(v["backend"], Value::Null);
     assert_eq!(raw_backend(&f), None);
-    let out = ok(&zflist(
-        &["pack", p(&src), "-o", p(&f), "--store", &dir_store],
-        &[],
-    ));
-    assert!(out.contains("no backend recorded"), "{out}");
+    let run = zflist(&["pack", p(&src), "-o", p(&f), "--store", &dir_store], &[]);
+    let out = ok(&run);
+    // The note goes to stderr: stdout holds the result only.
+    let note = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        note.contains("zflist: pack: note:") && note.contains("no backend recorded"),
+        "{note}"
+    );
+    assert!(!out.contains("note:"), "{out}");
     // inspect never shows a password stored by hand
     let mnt = tmp.path().join("mnt");
     ok(&zflist(&["--mnt", p(&mnt), "open", p(&flist)], &[]));
@@ -455,11 +459,10 @@ fn pack_keeps_directory_sizes_and_extract_makes_socket_nodes() {
     );
 
     let dest = tmp.path().join("out");
-    let out = ok(&zflist(
-        &["extract", p(&flist), p(&dest), "--store", &store],
-        &[],
-    ));
-    assert!(out.contains("1 socket nodes created"), "{out}");
+    let run = zflist(&["extract", p(&flist), p(&dest), "--store", &store], &[]);
+    ok(&run);
+    let note = String::from_utf8_lossy(&run.stderr);
+    assert!(note.contains("1 socket nodes created"), "{note}");
     assert!(fs::symlink_metadata(dest.join("small/listener.sock"))
         .unwrap()
         .file_type()
@@ -707,13 +710,15 @@ fn progress_bars_only_on_a_terminal_and_never_with_quiet_or_json() {
     sample_tree(&src, 40, 200_000);
     let store = format!("dir://{}", tmp.path().join("chunks").display());
     let flist = tmp.path().join("t.flist");
-    // not a terminal: stderr stays empty
+    // not a terminal: no progress on stderr, only the notes and warnings
     let out = zflist(&["pack", p(&src), "-o", p(&flist), "--store", &store], &[]);
     ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.lines()
+            .all(|l| l.starts_with("zflist: pack: note: ")
+                || l.starts_with("zflist: pack: warning: ")),
+        "{err}"
     );
     let out = zflist(
         &[

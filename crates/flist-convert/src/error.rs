@@ -159,8 +159,8 @@ pub enum ConvertError {
         /// The decoder's message.
         reason: String,
     },
-    /// A chunk store operation failed.
-    #[error("store {store}: {source}")]
+    /// A chunk store operation failed (the store's error names the store).
+    #[error("{source}")]
     Store {
         /// The store (as displayed by the store: credentials redacted).
         store: String,

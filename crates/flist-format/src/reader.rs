@@ -417,51 +417,122 @@ pub fn walk_catalog<V: CatalogVisitor>(
                 );
                 continue;
             }
-            let aci = acls.get(&mut rows, &ino.aclkey)?;
-            let is_dir = matches!(ino.attr, AttrRec::Dir { .. });
-            let meta = meta_from(aci, is_dir, ino.mtime, ino.ctime);
-            let (kind, sub) = match ino.attr {
-                AttrRec::Dir { key } => {
-                    let path = join(&dpath, &ino.name);
+            let (name, meta, kind, sub) = entry_of(ino, &mut acls, &mut rows)?;
+            let sub = match sub {
+                Some(key) => {
+                    let path = join(&dpath, &name);
                     if !visited.insert(key.clone()) {
                         return Err(FormatError::DirCycle { key, path });
                     }
-                    (
-                        Kind::Dir {
-                            children: Default::default(),
-                            size: ino.size,
-                        },
-                        Some((path, key)),
-                    )
+                    Some((path, key))
                 }
-                AttrRec::File { blocks, .. } => (
-                    Kind::File {
-                        size: ino.size,
-                        blocks,
-                    },
-                    None,
-                ),
-                AttrRec::Link { target } => (Kind::Symlink { target }, None),
-                AttrRec::Special { kind, data } => {
-                    let kind = aci
-                        .and_then(|a| catalog::special_from_mode(u32::from(a.mode)))
-                        .unwrap_or(kind);
-                    (
-                        Kind::Special {
-                            kind,
-                            rdev: parse_rdev(&data),
-                        },
-                        None,
-                    )
-                }
+                None => None,
             };
-            let handle = visitor.entry(&dir, ino.name, meta, kind)?;
+            let handle = visitor.entry(&dir, name, meta, kind)?;
             if let (Some(h), Some((path, key))) = (handle, sub) {
                 stack.push((h, path, key));
             }
         }
     }
     Ok(())
+}
+
+/// An inode of a directory row as (name, metadata, kind, key of its own row when it is a
+/// directory); a directory's `children` are empty.
+fn entry_of(
+    ino: catalog::InodeRec,
+    acls: &mut AclCache,
+    rows: &mut Rows<'_>,
+) -> Result<(String, Meta, Kind, Option<String>), FormatError> {
+    let aci = acls.get(rows, &ino.aclkey)?;
+    let is_dir = matches!(ino.attr, AttrRec::Dir { .. });
+    let meta = meta_from(aci, is_dir, ino.mtime, ino.ctime);
+    let (kind, sub) = match ino.attr {
+        AttrRec::Dir { key } => (
+            Kind::Dir {
+                children: Default::default(),
+                size: ino.size,
+            },
+            Some(key),
+        ),
+        AttrRec::File { blocks, .. } => (
+            Kind::File {
+                size: ino.size,
+                blocks,
+            },
+            None,
+        ),
+        AttrRec::Link { target } => (Kind::Symlink { target }, None),
+        AttrRec::Special { kind, data } => {
+            let kind = aci
+                .and_then(|a| catalog::special_from_mode(u32::from(a.mode)))
+                .unwrap_or(kind);
+            (
+                Kind::Special {
+                    kind,
+                    rdev: parse_rdev(&data),
+                },
+                None,
+            )
+        }
+    };
+    Ok((ino.name, meta, kind, sub))
+}
+
+/// One entry of a catalog by its path (`/etc/os-release`, `usr/bin`; `/` is the root),
+/// reading only the directory rows on the way (following `SubDir.key` from the root, as
+/// [`walk_catalog`] does): a lookup costs as many row reads as the path has components,
+/// however large the flist. `None` when a component is missing or not a directory, or
+/// when the path holds a `.` or `..` component (paths are taken as they are, never
+/// resolved). Symlinks are not followed. A directory's `children` are empty.
+pub fn lookup(
+    conn: &Connection,
+    path: &str,
+    what: &str,
+) -> Result<Option<(Meta, Kind)>, FormatError> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.iter().any(|p| *p == "." || *p == "..") {
+        return Ok(None);
+    }
+    let _read = conn
+        .unchecked_transaction()
+        .map_err(|e| FormatError::sqlite(format!("{what}: reading the entries table"), e))?;
+    let mut rows = Rows::new(conn, what)?;
+    let mut acls = AclCache::default();
+    let mut key = dir_key("");
+    let mut dpath = String::new();
+    let Some((last, dirs)) = parts.split_last() else {
+        let bytes = rows.get(&key)?.ok_or_else(|| FormatError::MissingDir {
+            key: key.clone(),
+            path: String::new(),
+        })?;
+        let rec = catalog::decode_dir(&key, &bytes)?;
+        let aci = acls.get(&mut rows, &rec.aclkey)?;
+        let kind = Kind::Dir {
+            children: Default::default(),
+            size: rec.size,
+        };
+        return Ok(Some((meta_from(aci, true, rec.mtime, rec.ctime), kind)));
+    };
+    for (depth, want) in dirs.iter().chain(std::iter::once(last)).enumerate() {
+        let Some(bytes) = rows.get(&key)? else {
+            return Err(FormatError::MissingDir { key, path: dpath });
+        };
+        let rec = catalog::decode_dir(&key, &bytes)?;
+        let Some(ino) = rec.contents.into_iter().find(|i| i.name == *want) else {
+            return Ok(None);
+        };
+        let (_, meta, kind, sub) = entry_of(ino, &mut acls, &mut rows)?;
+        if depth == dirs.len() {
+            return Ok(Some((meta, kind)));
+        }
+        match sub {
+            Some(k) => key = k,
+            None => return Ok(None),
+        }
+        dpath = join(&dpath, want);
+    }
+    Ok(None)
 }
 
 /// Builds a [`Tree`] from a walk.

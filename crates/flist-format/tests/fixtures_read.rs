@@ -326,3 +326,47 @@ fn container_members_are_found_by_basename_in_plain_tar_too() {
     let f = Flist::from_reader(&raw[..], "plain tar").expect("plain tar accepted");
     assert_eq!(f.tree.len(), 323);
 }
+
+/// `reader::lookup` finds every entry of the reference fixture by its path, with the same
+/// metadata and kind as the whole tree read, reading only the rows on its way; missing
+/// paths, paths through a file and `.`/`..` components find nothing.
+#[test]
+fn lookup_by_path_matches_the_whole_tree() {
+    let f = open("fixture.flist");
+    let db = flist_format::reader::extract_database(
+        std::fs::File::open(fixture("fixture.flist")).expect("fixture"),
+        "fixture",
+    )
+    .expect("database");
+    let conn = flist_format::reader::open_database(db.path()).expect("open");
+    let lookup = |p: &str| flist_format::reader::lookup(&conn, p, "fixture").expect("lookup");
+    let mut checked = 0;
+    for id in f.tree.walk() {
+        let path = f.tree.path_of(id);
+        let (meta, kind) = lookup(&path).unwrap_or_else(|| panic!("{path} not found"));
+        let n = f.tree.node(id);
+        assert_eq!(meta, n.meta, "{path}");
+        match (&kind, &n.kind) {
+            (Kind::Dir { size: a, .. }, Kind::Dir { size: b, .. }) => assert_eq!(a, b, "{path}"),
+            (a, b) => assert_eq!(a, b, "{path}"),
+        }
+        checked += 1;
+    }
+    assert!(checked > 10, "{checked}");
+    let file = f
+        .tree
+        .walk()
+        .map(|id| f.tree.path_of(id))
+        .find(|p| {
+            matches!(
+                f.tree.node(f.tree.lookup(p).expect("walked")).kind,
+                Kind::File { .. }
+            )
+        })
+        .expect("a file");
+    assert_eq!(lookup(&format!("{file}/below")), None);
+    assert_eq!(lookup("/no/such/path"), None);
+    assert_eq!(lookup(&format!("/../{file}")), None);
+    assert_eq!(lookup(&format!("/./{file}")), None);
+    assert!(matches!(lookup("/"), Some((_, Kind::Dir { .. }))));
+}

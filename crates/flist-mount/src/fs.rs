@@ -52,6 +52,45 @@ pub struct FlistFs {
     read_ahead: ReadAhead,
     subdirs: HashMap<NodeId, u32>,
     access: Option<Arc<AccessLog>>,
+    store: StoreHealth,
+}
+
+/// Whether the chunk store answers, as reads find out: the first failure is logged (an
+/// error), the reads that fail while it stays down are only counted, and each recovery is
+/// logged with that count. A store that is down does not flood the log with one line per
+/// read, and does not go unnoticed either.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    /// Reads failed since the store stopped answering (0: it answers).
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl StoreHealth {
+    /// A read of `path` failed with `e`; true when this is the first failure of an outage
+    /// (and was logged).
+    pub fn failed(&self, path: &str, e: &dyn std::fmt::Display) -> bool {
+        let before = self
+            .failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if before == 0 {
+            tracing::error!(
+                "reading {path}: {e}; reads fail with EIO until the chunk store answers \
+                 (further failures are counted, not logged)"
+            );
+        }
+        before == 0
+    }
+
+    /// A chunk was read; true when this ended an outage (and was logged).
+    pub fn answered(&self) -> bool {
+        let failed = self.failed.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if failed > 0 {
+            tracing::info!(
+                "the chunk store answers again: reads work ({failed} failed while it did not)"
+            );
+        }
+        failed > 0
+    }
 }
 
 impl std::fmt::Debug for FlistFs {
@@ -98,6 +137,7 @@ impl FlistFs {
             read_ahead: ReadAhead::new(INITIAL_WINDOW, read_ahead),
             subdirs,
             access: None,
+            store: StoreHealth::default(),
         }
     }
 
@@ -209,9 +249,10 @@ impl FlistFs {
         }
         let piece = |i: usize| -> Result<(Arc<Vec<u8>>, std::ops::Range<usize>), Errno> {
             let data = self.source.get(&blocks[i]).map_err(|e| {
-                tracing::error!("reading {}: {e}", self.tree.path_of(id));
+                self.store.failed(&self.tree.path_of(id), &e);
                 Errno::EIO
             })?;
+            self.store.answered();
             let chunk_start = i as u64 * chunk;
             let from = offset.max(chunk_start) - chunk_start;
             let to = end.min(chunk_start + data.len() as u64) - chunk_start;
@@ -456,5 +497,25 @@ impl Filesystem for FlistFs {
         } else {
             reply.data(&[]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreHealth;
+
+    #[test]
+    fn an_outage_is_logged_once_and_its_end_once() {
+        let h = StoreHealth::default();
+        assert!(!h.answered(), "no outage yet");
+        assert!(h.failed("/a", &"connection refused"), "the first failure");
+        assert!(
+            !h.failed("/b", &"connection refused"),
+            "counted, not logged"
+        );
+        assert!(!h.failed("/c", &"connection refused"));
+        assert!(h.answered(), "the recovery");
+        assert!(!h.answered(), "once");
+        assert!(h.failed("/a", &"timeout"), "a new outage is logged again");
     }
 }

@@ -107,6 +107,10 @@ impl<P> Success<P> {
     }
 }
 
+/// The 401 message for a bearer token the hub does not know, in the old hub's words: deployed
+/// clients compare it, so it stays; `zflist` explains it to its user.
+pub const UNKNOWN_TOKEN: &str = "invalid signature";
+
 /// An error answer on `/api/*` (always JSON, with a real status code).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -288,6 +292,14 @@ pub struct Light {
     pub formats: Option<Vec<FormatLink>>,
 }
 
+impl Light {
+    /// The keys this hub adds to the old hub's `/light` and `INFO` answers (signatures and
+    /// VM checks, issue 14; downloadable formats, issue 30): optional, and ignored by old
+    /// clients, which read only the keys they know.
+    pub const ADDITIONS: &'static [&'static str] =
+        &["signed", "signature", "author_signature", "vm", "formats"];
+}
+
 /// One format an entry downloads in (`/light`'s `formats`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FormatLink {
@@ -418,6 +430,40 @@ pub struct LoginForm {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// [`Light::ADDITIONS`] is exactly what a full answer has beyond the old hub's keys.
+    #[test]
+    fn light_additions_are_the_keys_beyond_the_old_answer() {
+        let full = Light {
+            name: "a.flist".into(),
+            size: 1,
+            updated: 2,
+            kind: EntryType::Symlink,
+            md5: "m".into(),
+            linktime: Some(3),
+            target: Some("b.flist".into()),
+            signed: Some(true),
+            signature: Some("/r/a.flist.sig".into()),
+            author_signature: Some(AuthorSignature {
+                key: "k".into(),
+                signature: None,
+            }),
+            vm: Some(json!({})),
+            formats: Some(vec![]),
+        };
+        let v = serde_json::to_value(&full).expect("serialises");
+        let old = [
+            "name", "size", "updated", "type", "md5", "linktime", "target",
+        ];
+        let added: Vec<&str> = v
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !old.contains(k))
+            .collect();
+        assert_eq!(added, Light::ADDITIONS);
+    }
 
     #[test]
     fn optional_fields_are_absent_not_null() {

@@ -48,6 +48,27 @@
     });
   }
 
+  // The flist name the hub gives an archive (as `flist_name_for`): extensions off, `.flist` on.
+  const flistName = (n) => {
+    let stem = n.split(/[\/\\]/).pop();
+    for (const ext of ['.tar.gz', '.tgz', '.tar.zst', '.tar.xz', '.tar.bz2', '.tar', '.gz', '.flist']) {
+      if (stem.length > ext.length && stem.toLowerCase().endsWith(ext)) { stem = stem.slice(0, -ext.length); break; }
+    }
+    return stem + '.flist';
+  };
+  const pick = $('#upload-file'), nameField = $('#upload-name');
+  if (pick && nameField) {
+    // The default name, shown once a file is picked (the user may change it).
+    pick.addEventListener('change', () => {
+      const f = pick.files[0];
+      if (f && (!nameField.value || nameField.dataset.auto === '1')) {
+        nameField.value = flistName(f.name);
+        nameField.dataset.auto = '1';
+      }
+    });
+    nameField.addEventListener('input', () => { nameField.dataset.auto = ''; });
+  }
+
   // Uploads: bytes sent, then the job's progress, then the new flist's page.
   const form = $('#upload-form');
   if (form && window.XMLHttpRequest) {
@@ -55,6 +76,20 @@
       const file = $('#upload-file').files[0];
       if (!file) return;
       ev.preventDefault();
+      // Ask before replacing an flist of the same name (the hub refuses it unasked).
+      const nameInput = $('#upload-name'), replace = $('#upload-replace');
+      if (nameInput && replace && !replace.checked) {
+        const name = flistName(nameInput.value.trim() || file.name);
+        let exists = false;
+        try {
+          const r = await fetch('/' + encodeURIComponent(form.dataset.repo) + '/' + encodeURIComponent(name) + '.md', { method: 'HEAD', credentials: 'same-origin' });
+          exists = r.ok;
+        } catch (e) { /* the hub says so if it does */ }
+        if (exists) {
+          if (!window.confirm(form.dataset.repo + ' already holds ' + name + '. Replace it?')) return;
+          replace.checked = true;
+        }
+      }
       const box = $('#upload-progress'), err = $('#upload-js-error');
       const sendBar = $('#send-bar'), sendText = $('#send-text');
       const jobBar = $('#job-bar'), jobText = $('#job-text');

@@ -344,7 +344,8 @@ pub async fn identify(state: &Shared, headers: &HeaderMap) -> Result<Actor, ApiE
                 Ok(a) => a,
                 Err(TokenCheck::Expired) => return Err(ApiError::unauthorized("token expired")),
                 Err(TokenCheck::Revoked) => return Err(ApiError::unauthorized("token revoked")),
-                Err(_) => return Err(ApiError::unauthorized("invalid signature")),
+                // The old hub's words (clients compare them); `zflist` explains them.
+                Err(_) => return Err(ApiError::unauthorized(hub_contract::UNKNOWN_TOKEN)),
             }
         }
     };

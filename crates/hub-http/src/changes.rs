@@ -5,9 +5,11 @@
 //!   every kind with their timestamps, tags with their links, the flist files referenced);
 //! - `GET /api/changes/file/<sha256>`: a stored flist file by content address.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hub_repo::{is_hex_sha256, names, Change};
@@ -38,7 +40,7 @@ fn query_num<T: std::str::FromStr>(raw: &Option<String>, key: &str) -> ApiResult
 /// `GET /api/changes?since=<cursor>&limit=<n>`
 pub async fn changes(
     State(st): State<Shared>,
-    viewer: Viewer,
+    headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let since: u64 = query_num(&q, "since")?.unwrap_or(0);
@@ -57,7 +59,7 @@ pub async fn changes(
             Ok((changes, latest, private))
         })
         .await?;
-    let viewer = viewer.with_private(std::sync::Arc::new(private));
+    let viewer = crate::visibility::identified(&st, &headers, Arc::new(private)).await;
     // The cursor advances over what this reader may not see too.
     let cursor = changes.last().map(|c| c.id).unwrap_or(since.min(latest));
     let changes: Vec<Change> = changes
@@ -75,10 +77,11 @@ pub async fn changes(
 /// `GET /api/changes/repository/<repo>`
 pub async fn repository(
     State(st): State<Shared>,
-    viewer: Viewer,
+    headers: HeaderMap,
     Path(repo): Path<String>,
 ) -> ApiResult<Json<Value>> {
     names::validate_repo(&repo)?;
+    let viewer = crate::visibility::identified(&st, &headers, st.private_repos().await?).await;
     let r = repo.clone();
     let mut snap = st
         .blocking(move |hub| Ok(hub.replica().repo_snapshot(&r)?))

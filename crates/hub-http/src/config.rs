@@ -54,6 +54,9 @@ pub struct HubConfig {
     pub authentication: bool,
     /// Lifetime of API tokens issued by the hub, in seconds.
     pub token_ttl_secs: i64,
+    /// Anyone may create an account at `/signup` (off by default: then only with an
+    /// invitation an admin made on `/admin`).
+    pub signup: bool,
     /// Directory served under `/static/`. Default: `<data_dir>/static`.
     pub static_dir: Option<PathBuf>,
     /// 3Bot (ThreeFold Connect) login.
@@ -100,6 +103,9 @@ pub struct LimitsConfig {
     pub max_entries: u64,
     /// Most flists one merge may name.
     pub max_merge_sources: usize,
+    /// Largest file served as a single download from inside an flist
+    /// (`/<repo>/<name>.flist/files/<path>`; 413 beyond).
+    pub max_file_download_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -113,6 +119,7 @@ impl Default for LimitsConfig {
             max_concurrent_conversions: 2,
             max_entries: 10_000_000,
             max_merge_sources: 64,
+            max_file_download_bytes: 1 << 30,
         }
     }
 }
@@ -293,6 +300,7 @@ impl Default for HubConfig {
             upload_timeout_secs: 3 * 3600,
             authentication: true,
             token_ttl_secs: 30 * 24 * 3600,
+            signup: false,
             static_dir: None,
             threebot: ThreebotConfig::default(),
             jwt: JwtConfig::default(),
@@ -428,6 +436,7 @@ impl HubConfig {
                 "HUB_REQUEST_TIMEOUT_SECS" => self.request_timeout_secs = num(&k, &v)?,
                 "HUB_UPLOAD_TIMEOUT_SECS" => self.upload_timeout_secs = num(&k, &v)?,
                 "HUB_AUTHENTICATION" => self.authentication = boolean(&k, &v)?,
+                "HUB_SIGNUP" => self.signup = boolean(&k, &v)?,
                 "HUB_THREEBOT_ENABLED" => self.threebot.enabled = boolean(&k, &v)?,
                 "HUB_SESSION_TTL_SECS" => self.session_ttl_secs = num(&k, &v)?,
                 "HUB_LOG_FORMAT" => self.log_format = v,
@@ -447,6 +456,7 @@ impl HubConfig {
                     self.limits.max_concurrent_conversions = num(&k, &v)?
                 }
                 "HUB_MAX_ENTRIES" => self.limits.max_entries = num(&k, &v)?,
+                "HUB_MAX_FILE_DOWNLOAD_BYTES" => self.limits.max_file_download_bytes = num(&k, &v)?,
                 "HUB_DOCKER_REGISTRIES" => {
                     self.docker.registries = v
                         .split(',')

@@ -301,15 +301,8 @@ pub(crate) fn respond_bytes(
 /// `If-None-Match` names this file (or `*`); without it, `If-Modified-Since` is not older
 /// than the file.
 fn not_modified(blob: &Blob, headers: &HeaderMap) -> bool {
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
-        let etag = blob.etag.as_bytes();
-        return inm.to_str().is_ok_and(|v| {
-            v.split(',').any(|t| {
-                let t = t.trim();
-                let t = t.strip_prefix("W/").unwrap_or(t);
-                t == "*" || t.as_bytes() == etag
-            })
-        });
+    if headers.contains_key(header::IF_NONE_MATCH) {
+        return etag_matches(&blob.etag, headers);
     }
     match (headers.get(header::IF_MODIFIED_SINCE), &blob.last_modified) {
         (Some(ims), Some(lm)) => {
@@ -327,6 +320,21 @@ fn not_modified(blob: &Blob, headers: &HeaderMap) -> bool {
     }
 }
 
+/// `If-None-Match` names `etag` (weakly) or is `*`.
+pub(crate) fn etag_matches(etag: &HeaderValue, headers: &HeaderMap) -> bool {
+    let Some(inm) = headers.get(header::IF_NONE_MATCH) else {
+        return false;
+    };
+    let etag = etag.as_bytes();
+    inm.to_str().is_ok_and(|v| {
+        v.split(',').any(|t| {
+            let t = t.trim();
+            let t = t.strip_prefix("W/").unwrap_or(t);
+            t == "*" || t.as_bytes() == etag
+        })
+    })
+}
+
 /// A `Range` is honoured unless `If-Range` names another version.
 fn if_range_holds(blob: &Blob, headers: &HeaderMap) -> bool {
     match headers.get(header::IF_RANGE) {
@@ -338,7 +346,7 @@ fn if_range_holds(blob: &Blob, headers: &HeaderMap) -> bool {
 /// Parses a `Range` header for a body of `size` bytes: `None` when it is to be ignored
 /// (another unit, bad syntax, several ranges: the whole body is sent), `Some(Err)` when it
 /// is unsatisfiable, else the inclusive byte range.
-fn parse_range(v: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
+pub(crate) fn parse_range(v: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
     let spec = v.trim().strip_prefix("bytes=")?.trim();
     if spec.contains(',') {
         return None;

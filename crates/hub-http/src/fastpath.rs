@@ -124,6 +124,7 @@ impl Done {
                 secs,
                 None,
                 None,
+                false,
             );
         }
     }

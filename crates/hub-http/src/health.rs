@@ -69,6 +69,20 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
+/// Whether `store` answers: a key that never exists is asked for, and the answer (absent)
+/// proves the store is reachable; else why not.
+pub async fn probe_store(store: &dyn flist_store::Store) -> Result<(), String> {
+    let probe = [0u8; 16];
+    match tokio::time::timeout(PROBE_TIMEOUT, store.exists(&probe)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "{store} did not answer within {} s",
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 /// `GET /readyz`: `200` when the catalog is writable and the chunk store reachable and
 /// taking writes, `503` otherwise; the failing checks for administrators and local clients.
 pub async fn readyz(
@@ -80,17 +94,7 @@ pub async fn readyz(
         Ok(()) => Ok(()),
         Err(e) => Err(e.message),
     };
-    // A key that never exists: the answer (absent) proves the store is reachable.
-    let probe = [0u8; 16];
-    let store = match tokio::time::timeout(PROBE_TIMEOUT, st.store.exists(&probe)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "{} did not answer within {} s",
-            st.store,
-            PROBE_TIMEOUT.as_secs()
-        )),
-    };
+    let store = probe_store(st.store.as_ref()).await;
     let writes = store_writes(&st).await;
     let ok = catalog.is_ok() && store.is_ok() && writes.is_ok();
     let show = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".to_string());

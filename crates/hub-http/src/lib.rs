@@ -50,6 +50,7 @@ pub mod docker;
 pub mod downloads;
 pub mod error;
 pub mod fastpath;
+pub mod files;
 pub mod formats;
 pub mod gate;
 pub mod guard;

@@ -221,6 +221,7 @@ pub async fn render_login(
             "threebot": threebot,
             "no_accounts": users == 0 && !threebot,
             "token_action": "/login-token",
+            "signup": st.config.signup,
             "next": next,
             "error": error,
         }),

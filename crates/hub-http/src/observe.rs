@@ -83,6 +83,7 @@ pub struct Metrics {
     conversions: Family<JobLabels, Counter>,
     conversion_seconds: Family<JobLabels, Histogram, fn() -> Histogram>,
     store_ops: Family<StoreLabels, Counter>,
+    chunk_requests: Family<RouteLabels, Counter>,
     store_errors: Family<StoreLabels, Counter>,
     jobs: Family<NameLabel, Gauge>,
     entries: Family<NameLabel, Gauge>,
@@ -110,6 +111,7 @@ impl Metrics {
             conversions: Family::default(),
             conversion_seconds: Family::new_with_constructor(slow_latency as fn() -> Histogram),
             store_ops: Family::default(),
+            chunk_requests: Family::default(),
             store_errors: Family::default(),
             jobs: Family::default(),
             entries: Family::default(),
@@ -155,6 +157,11 @@ impl Metrics {
             m.store_ops.clone(),
         );
         registry.register(
+            "chunk_requests",
+            "Chunk requests (`/chunks/…`, `/api/chunks/…`) by method, route and status: logged at debug level, not one INFO line each",
+            m.chunk_requests.clone(),
+        );
+        registry.register(
             "store_errors",
             "Failed chunk-store calls by operation",
             m.store_errors.clone(),
@@ -186,6 +193,9 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn request(&self, labels: RouteLabels, seconds: f64, received: u64, sent: u64) {
+        if is_chunk_route(&labels.route) {
+            self.chunk_requests.get_or_create(&labels).inc();
+        }
         self.requests.get_or_create(&labels).inc();
         self.request_seconds.get_or_create(&labels).observe(seconds);
         self.bytes_received.inc_by(received);
@@ -322,7 +332,14 @@ pub(crate) fn log_enabled() -> bool {
     tracing::enabled!(target: "hub::request", tracing::Level::INFO)
 }
 
-/// Emits the log line of one finished request.
+/// Routes of single chunks: a push or an extract makes one request per chunk (hundreds of
+/// thousands), so they are logged at debug level and counted in `hub_chunk_requests`.
+pub fn is_chunk_route(route: &str) -> bool {
+    route.starts_with("/chunks/") || route.starts_with("/api/chunks/")
+}
+
+/// Emits the log line of one finished request (at debug level for a chunk route, see
+/// [`is_chunk_route`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn log_line(
     method: &str,
@@ -333,19 +350,29 @@ pub(crate) fn log_line(
     secs: f64,
     user: Option<&str>,
     job: Option<&str>,
+    chunk: bool,
 ) {
-    tracing::info!(
-        target: "hub::request",
-        method = %method,
-        path = %path,
-        status = status,
-        bytes = sent,
-        received,
-        duration_ms = (secs * 1000.0 * 10.0).round() / 10.0,
-        user = user.unwrap_or("-"),
-        job = job.unwrap_or("-"),
-        "request"
-    );
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "hub::request",
+                method = %method,
+                path = %path,
+                status = status,
+                bytes = sent,
+                received,
+                duration_ms = (secs * 1000.0 * 10.0).round() / 10.0,
+                user = user.unwrap_or("-"),
+                job = job.unwrap_or("-"),
+                "request"
+            )
+        };
+    }
+    if chunk {
+        line!(debug);
+    } else {
+        line!(info);
+    }
 }
 
 /// Everything needed to emit the line when the response body ends.
@@ -375,6 +402,7 @@ impl Pending {
             secs,
             f.user.as_deref(),
             f.job.as_deref(),
+            is_chunk_route(&route),
         );
         self.st.metrics.request(
             RouteLabels {

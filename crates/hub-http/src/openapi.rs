@@ -312,6 +312,24 @@ mod routes {
                   (status = 404, description = "No such flist")))]
     fn repo_file() {}
 
+    /// One file inside an flist (`name.flist`, links resolved), streamed from the hub's
+    /// chunk store: `Content-Length`, one `Range` (206/416), `ETag`, `HEAD`,
+    /// `Content-Disposition: attachment`. A symlink redirects to its target in the same
+    /// flist; `.`/`..` components are refused; files over `limits.max_file_download_bytes`
+    /// answer 413.
+    #[utoipa::path(get, path = "/{repo}/{file}/files/{path}", tag = "downloads",
+        params(("repo" = String, Path, description = "Repository"),
+               ("file" = String, Path, description = "`name.flist`"),
+               ("path" = String, Path, description = "The file's path inside the flist (`etc/os-release`)")),
+        responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+                  (status = 206, description = "A range of the file", content_type = "application/octet-stream", body = Vec<u8>),
+                  (status = 302, description = "A symlink: its target in the same flist"),
+                  (status = 400, description = "A path with `.`/`..`, a directory or a special file"),
+                  (status = 404, description = "No such flist or path"),
+                  (status = 413, description = "Larger than this hub serves as one download"),
+                  (status = 416, description = "Range not satisfiable")))]
+    fn flist_member() {}
+
     /// Downloads through a tag.
     #[utoipa::path(get, path = "/{repo}/tags/{tag}/{file}", tag = "downloads",
         params(("repo" = String, Path, description = "Repository"),
@@ -402,6 +420,55 @@ mod routes {
         security(("session" = [])),
         responses((status = 303, description = "Back to `/token`")))]
     fn token_revoke() {}
+
+    /// The caller's account page: the password form, links to tokens and (admins) `/admin`.
+    #[utoipa::path(get, path = "/account", tag = "web",
+        security(("session" = [])),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 302, description = "Not signed in: to the sign-in page")))]
+    fn account_page() {}
+
+    /// Changes the caller's password (`current`, `password`, `confirm`); every session of
+    /// the account ends.
+    #[utoipa::path(post, path = "/account/password", tag = "web",
+        security(("session" = [])),
+        responses((status = 303, description = "To the sign-in page, or back to `/account` with the error")))]
+    fn account_password() {}
+
+    /// Sign-up: the form (`GET`, with `?invite=` from an admin's invitation, or when the
+    /// hub has `signup = true`), creating the account and signing it in (`POST`).
+    #[utoipa::path(method(get, post), path = "/signup", tag = "web",
+        params(("invite" = Option<String>, Query, description = "An invitation code")),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 303, description = "Signed in: to `/account`"),
+                  (status = 403, description = "Sign-up closed and no usable invitation")))]
+    fn signup() {}
+
+    /// Admins: every account, with forms to disable/enable, reset a password, invite.
+    #[utoipa::path(get, path = "/admin", tag = "web",
+        security(("session" = [])),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 403, description = "Not an admin")))]
+    fn admin_page() {}
+
+    /// Admins: disables (`disable=1`: sessions end, tokens revoked) or enables an account.
+    #[utoipa::path(post, path = "/admin/disable", tag = "web",
+        security(("session" = [])),
+        responses((status = 303, description = "Back to `/admin`"), (status = 403, description = "Not an admin")))]
+    fn admin_disable() {}
+
+    /// Admins: sets an account's password (its sessions end).
+    #[utoipa::path(post, path = "/admin/password", tag = "web",
+        security(("session" = [])),
+        responses((status = 303, description = "Back to `/admin`"), (status = 403, description = "Not an admin")))]
+    fn admin_password() {}
+
+    /// Admins: makes an invitation (one account, 7 days) and shows its link once.
+    #[utoipa::path(post, path = "/admin/invite", tag = "web",
+        security(("session" = [])),
+        responses((status = 200, description = "An HTML page", content_type = "text/html", body = String),
+                  (status = 403, description = "Not an admin")))]
+    fn admin_invite() {}
 
     /// The sign-in page: password (when local accounts exist), ThreeFold Connect (when
     /// enabled), API token.
@@ -523,10 +590,10 @@ impl Modify for Security {
         routes::mirror_status, routes::signing_key, routes::repo_listing, routes::tag_listing, routes::dump, routes::light, routes::taglink, routes::metadata,
         routes::me, routes::me_entry, routes::me_link, routes::me_crosslink, routes::me_rename, routes::me_promote, routes::me_tag, routes::me_crosstag,
         routes::me_merge, routes::me_derive, routes::upload, routes::upload_flist, routes::docker, routes::chunks_missing, routes::chunks_put, routes::listen,
-        routes::chunk, routes::metrics, routes::healthz, routes::readyz, routes::doc_openapi_json, routes::doc_api_docs, routes::repo_file, routes::tag_file, routes::home,
+        routes::chunk, routes::metrics, routes::healthz, routes::readyz, routes::doc_openapi_json, routes::doc_api_docs, routes::repo_file, routes::flist_member, routes::tag_file, routes::home,
         routes::search, routes::repo_page, routes::tag_page, routes::upload_page, routes::upload_flist_page, routes::upload_job, routes::merge_page,
         routes::docker_page,
-        routes::docker_job_page, routes::tokens_page, routes::token_revoke, routes::login_method, routes::login, routes::login_token, routes::active_user,
+        routes::docker_job_page, routes::tokens_page, routes::token_revoke, routes::account_page, routes::account_password, routes::signup, routes::admin_page, routes::admin_disable, routes::admin_password, routes::admin_invite, routes::login_method, routes::login, routes::login_token, routes::active_user,
         routes::logout, routes::readonly, routes::login_threebot, routes::callback_threebot, routes::callback_token, routes::callback_link, routes::static_file, routes::favicon
     ),
     components(schemas(

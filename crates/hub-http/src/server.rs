@@ -175,6 +175,16 @@ pub fn router(state: Shared) -> Router {
             get(ui::account::tokens).post(ui::account::token_create),
         )
         .route("/token/revoke", post(ui::account::token_revoke))
+        .route("/account", get(ui::users::account))
+        .route("/account/password", post(ui::users::change_password))
+        .route(
+            "/signup",
+            get(ui::users::signup_page).post(ui::users::signup),
+        )
+        .route("/admin", get(ui::users::admin))
+        .route("/admin/disable", post(ui::users::admin_disable))
+        .route("/admin/password", post(ui::users::admin_password))
+        .route("/admin/invite", post(ui::users::admin_invite))
         .route("/login-method", get(login::login_page))
         .route("/login-token", post(ui::account::login_token))
         .route("/me/active-user", post(ui::account::switch))
@@ -193,6 +203,7 @@ pub fn router(state: Shared) -> Router {
         .route("/callback_link", get(threebot::callback_link))
         .route("/{repo}", get(ui::pages::repo).post(ui::pages::repo_action))
         .route("/{repo}/{file}", get(web::repo_file))
+        .route("/{repo}/{file}/files/{*path}", get(web::flist_member))
         .route("/{repo}/tags/{tag}", get(ui::pages::tag))
         .route("/{repo}/tags/{tag}/{file}", get(web::tag_file))
         .route("/static/{*file}", get(ui::assets::serve))
@@ -248,6 +259,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         })?;
     let hub = Arc::new(hub);
     let store = flist_store::open(&config.store_url()).await?;
+    // A dead store is said at start, not found out at the first upload.
+    if let Err(why) = crate::health::probe_store(store.as_ref()).await {
+        tracing::warn!(
+            "the chunk store does not answer: {why}; uploads, pushes and chunk reads fail \
+             until it does (/readyz reports it)"
+        );
+    }
     let public_backend = config.announced_backend();
     match &public_backend {
         Some(b) => tracing::info!("new flists carry the backend {b}"),

@@ -132,20 +132,25 @@ pub async fn upload(
 ) -> ApiResult<Json<Success>> {
     actor.check_write(&actor.active)?;
     let job = st.jobs.start("upload", &actor.user).await?;
-    let payload = upload_with_job(&st, &actor, &headers, multipart, job).await?;
+    let payload = upload_with_job(&st, &actor, &headers, multipart, job, false).await?;
     Ok(Json(render::success(Some(payload))))
 }
 
 /// Runs an archive upload as `job` (started by the caller); returns the API payload.
+///
+/// Fields before `file`: `name` (the flist's name; default the archive's), and with
+/// `ask_before_replacing` (the web form) `replace=yes`, without which an existing flist of
+/// that name is not replaced (409, nothing read or stored).
 pub(crate) async fn upload_with_job(
     st: &Shared,
     actor: &Actor,
     headers: &HeaderMap,
     multipart: Multipart,
     job: JobHandle,
+    ask_before_replacing: bool,
 ) -> ApiResult<Value> {
     let mut guard = JobGuard(Some(job.clone()));
-    let result = upload_inner(st, actor, headers, multipart, &job).await;
+    let result = upload_inner(st, actor, headers, multipart, &job, ask_before_replacing).await;
     guard.0 = None;
     match result {
         Ok((payload, info)) => {
@@ -165,6 +170,7 @@ async fn upload_inner(
     headers: &HeaderMap,
     mut multipart: Multipart,
     job: &JobHandle,
+    ask_before_replacing: bool,
 ) -> ApiResult<(Value, Value)> {
     let total = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -175,6 +181,8 @@ async fn upload_inner(
     let mut name = None;
     let mut upload_err = None;
     let mut permit = None;
+    let mut chosen: Option<String> = None;
+    let mut replace = false;
     // Dropped with this future (timeout, client gone): the conversion stops, nothing is
     // stored.
     let (guard, cancel) = produce::CancelOnDrop::new();
@@ -183,8 +191,20 @@ async fn upload_inner(
         if let Some(key) = fname.strip_prefix("metadata-") {
             let value = field.text().await.map_err(multipart_error)?;
             user_md.push((key.to_string(), value));
+        } else if fname == "name" && conversion.is_none() {
+            let v = field.text().await.map_err(multipart_error)?;
+            let v = v.trim();
+            if !v.is_empty() {
+                chosen = Some(flist_name_for(v)?);
+            }
+        } else if fname == "replace" && conversion.is_none() {
+            replace = field.text().await.map_err(multipart_error)? == "yes";
         } else if fname == "file" && conversion.is_none() {
-            let n = match original_name(headers, field.file_name()).map(|o| flist_name_for(&o)) {
+            let from_file = match &chosen {
+                Some(n) => Some(Ok(n.clone())),
+                None => original_name(headers, field.file_name()).map(|o| flist_name_for(&o)),
+            };
+            let n = match from_file {
                 Some(Ok(n)) => n,
                 Some(Err(e)) => {
                     return Err(e);
@@ -195,6 +215,22 @@ async fn upload_inner(
                     ));
                 }
             };
+            if ask_before_replacing && !replace {
+                let (repo, n2) = (actor.active.clone(), n.clone());
+                let exists = st
+                    .blocking(move |hub| Ok(hub.catalog().entry(&repo, &n2)?.is_some()))
+                    .await?;
+                if exists {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        format!(
+                            "{} already holds {n}: tick “replace it” to upload it anyway, or \
+                             give another name",
+                            actor.active
+                        ),
+                    ));
+                }
+            }
             name = Some(n);
             // Conversions run a few at a time; the others wait here, their job saying so
             // (the client's body waits too, which the body-rate guard allows).

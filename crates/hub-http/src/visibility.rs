@@ -60,11 +60,6 @@ impl Viewer {
         Ok(Viewer::actor(st.private_repos().await?, actor.clone()))
     }
 
-    /// The same reader judged against `private` (a set read with the data it filters).
-    pub fn with_private(self, private: Arc<BTreeSet<String>>) -> Self {
-        Viewer { private, ..self }
-    }
-
     /// May this reader see `repo`?
     pub fn sees(&self, repo: &str) -> bool {
         !self.private.contains(repo) || self.reader.as_ref().is_some_and(|a| a.may_read(repo))
@@ -149,15 +144,27 @@ impl Viewer {
 /// reads never fail on one).
 pub async fn viewer(st: &Shared, headers: &HeaderMap) -> Result<Viewer, ApiError> {
     let private = st.private_repos().await?;
-    if private.is_empty()
-        || (st.config.authentication && !crate::auth::presents_credentials(headers))
-    {
+    if private.is_empty() {
         return Ok(Viewer::anonymous(private));
     }
-    Ok(match crate::auth::identify(st, headers).await {
+    Ok(identified(st, headers, private).await)
+}
+
+/// The reader of a request judged against `private` (a set read with the answer it
+/// filters: the change feed), its credentials checked whenever it presents some, even when
+/// the cached private set is empty (it may lag another process's write).
+pub async fn identified(
+    st: &Shared,
+    headers: &HeaderMap,
+    private: Arc<BTreeSet<String>>,
+) -> Viewer {
+    if st.config.authentication && !crate::auth::presents_credentials(headers) {
+        return Viewer::anonymous(private);
+    }
+    match crate::auth::identify(st, headers).await {
         Ok(actor) => Viewer::actor(private, actor),
         Err(_) => Viewer::anonymous(private),
-    })
+    }
 }
 
 impl FromRequestParts<Shared> for Viewer {

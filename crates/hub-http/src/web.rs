@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use flist_format::Kind;
 use hub_repo::{names, Resolved};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -195,13 +196,7 @@ pub async fn repo_file(
     let (name, kind) =
         parse_file(&file).ok_or_else(|| ApiError::not_found(format!("no such page {file:?}")))?;
     no_such_file(names::validate_flist(&name))?;
-    let key = hub_contract::routes::download_key(&repo, &name);
-    let (r2, n2) = (repo.clone(), name.clone());
-    let r = st
-        .downloads
-        .resolve(&st.hub, key, move |hub| hub.catalog().resolve(&r2, &n2))
-        .await
-        .map_err(gone)?;
+    let r = resolve_download(&st, &repo, &name).await?;
     viewer.check_page(&r, &repo, &name)?;
     match kind {
         "flist" => Ok(serve_flist(&st, &r, &name, req).await),
@@ -224,6 +219,66 @@ pub async fn repo_file(
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
         }
         _ => Ok(crate::ui::flist::page(&st, &repo, &name, (*r).clone(), req).await),
+    }
+}
+
+/// The flist `repo/name` as downloads see it (links and tags followed, cached per catalog
+/// generation); a name that resolves to nothing is a 404.
+async fn resolve_download(
+    st: &Shared,
+    repo: &str,
+    name: &str,
+) -> WebResult<std::sync::Arc<Resolved>> {
+    let key = hub_contract::routes::download_key(repo, name);
+    let (r2, n2) = (repo.to_string(), name.to_string());
+    st.downloads
+        .resolve(&st.hub, key, move |hub| hub.catalog().resolve(&r2, &n2))
+        .await
+        .map_err(gone)
+}
+
+/// `GET|HEAD /<repo>/<name>.flist/files/<path>`: one file of the flist (see
+/// [`crate::files`]). A symlink redirects (302) to its target in the same flist.
+pub async fn flist_member(
+    State(st): State<Shared>,
+    viewer: Viewer,
+    Path((repo, file, path)): Path<(String, String, String)>,
+    req: Request,
+) -> WebResult<Response> {
+    api_guard(&repo, &file)?;
+    no_such_file(names::validate_repo(&repo))?;
+    if !file.ends_with(".flist") {
+        return Err(ApiError::not_found(format!("no such flist {file:?}")).into());
+    }
+    no_such_file(names::validate_flist(&file))?;
+    let path = crate::files::check_path(&path)?;
+    let r = resolve_download(&st, &repo, &file).await?;
+    // a private repository's files are as invisible as its flists
+    viewer.check_page(&r, &repo, &file)?;
+    let Some((_, kind)) = crate::files::entry_at(&st, &r, &path).await? else {
+        return Err(ApiError::not_found(format!("no {path} in {repo}/{file}")).into());
+    };
+    match kind {
+        Kind::File { size, blocks } => {
+            let name = path.rsplit('/').next().unwrap_or("file");
+            Ok(crate::files::serve(
+                &st,
+                blocks,
+                size,
+                name,
+                req.method(),
+                req.headers(),
+            )?)
+        }
+        Kind::Symlink { target } => {
+            let to = crate::files::link_destination(&path, &target);
+            Ok(redirect(&crate::files::member_href(&repo, &file, &to)))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "{path} is {}: only files can be downloaded",
+            crate::files::kind_word(&other)
+        ))
+        .into()),
     }
 }
 

@@ -761,6 +761,319 @@ fn script_and_quotes_in_names_readme_and_metadata_render_as_text() {
     });
 }
 
+/// Types `text` into the field `css`.
+async fn type_in(c: &Client, css: &str, text: &str) -> Res {
+    wait_css(c, css)
+        .await?
+        .send_keys(text)
+        .await
+        .map_err(err(&format!("type into {css}")))
+}
+
+async fn click(c: &Client, css: &str) -> Res {
+    wait_css(c, css)
+        .await?
+        .click()
+        .await
+        .map_err(err(&format!("click {css}")))
+}
+
+/// Signs `user` in with a password through the sign-in page.
+async fn sign_in_password(c: &Client, w: &World, user: &str, password: &str) -> Res {
+    goto(c, w, "/login-method").await?;
+    type_in(c, "#password-login input[name=username]", user).await?;
+    type_in(c, "#password-login input[name=password]", password).await?;
+    click(c, "#password-login button").await
+}
+
+#[test]
+fn change_the_password_on_the_account_page() {
+    browser_test("password_change", |c, w| async move {
+        let hub = w.hub.hub();
+        tokio::task::spawn_blocking(move || {
+            hub.accounts()
+                .user_add("dora", "dora's first password", false)
+        })
+        .await
+        .map_err(err("join"))?
+        .map_err(err("user add"))?;
+        sign_in_password(&c, w, "dora", "dora's first password").await?;
+        wait_css(&c, "#signout").await?;
+        click(&c, "#account-link").await?;
+        wait_url(&c, "/account").await?;
+        ensure(
+            text_of(&c, "#account-user").await? == "dora",
+            "the account page names the user",
+        )?;
+        // a wrong current password is refused, nothing changes
+        type_in(&c, "#pw-current", "not the password").await?;
+        type_in(&c, "#pw-new", "dora's second password").await?;
+        type_in(&c, "#pw-confirm", "dora's second password").await?;
+        click(&c, "#pw-change").await?;
+        wait_url(&c, "/account").await?;
+        let flash = text_of(&c, "#flash").await?;
+        ensure(
+            flash.contains("current password is wrong"),
+            format!("refusal: {flash:?}"),
+        )?;
+        // the right one: every session ends, the sign-in page says so
+        type_in(&c, "#pw-current", "dora's first password").await?;
+        type_in(&c, "#pw-new", "dora's second password").await?;
+        type_in(&c, "#pw-confirm", "dora's second password").await?;
+        click(&c, "#pw-change").await?;
+        wait_url(&c, "/login-method").await?;
+        let flash = text_of(&c, "#flash").await?;
+        ensure(flash.contains("Password changed"), format!("{flash:?}"))?;
+        ensure(
+            c.find(Locator::Css("#signout")).await.is_err(),
+            "signed out after the change",
+        )?;
+        sign_in_password(&c, w, "dora", "dora's first password").await?;
+        let refusal = text_of(&c, "#login-error").await?;
+        ensure(
+            refusal.contains("Wrong user name or password"),
+            format!("the old password is refused: {refusal:?}"),
+        )?;
+        sign_in_password(&c, w, "dora", "dora's second password").await?;
+        wait_css(&c, "#signout").await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn an_admin_disables_an_account_resets_a_password_and_invites() {
+    browser_test("admin_accounts", |c, w| async move {
+        let hub = w.hub.hub();
+        let victim_token = w.hub.token("eve", &[]).await;
+        tokio::task::spawn_blocking(move || {
+            hub.accounts()
+                .user_add("root-admin", "the admin's password", true)
+        })
+        .await
+        .map_err(err("join"))?
+        .map_err(err("user add"))?;
+        // not an admin: refused
+        sign_in(&c, w, "mallory").await?;
+        goto(&c, w, "/admin").await?;
+        let msg = text_of(&c, "main").await?;
+        ensure(msg.contains("for the admins"), format!("{msg:?}"))?;
+        click(&c, "#signout").await?;
+
+        sign_in_password(&c, w, "root-admin", "the admin's password").await?;
+        wait_css(&c, "#signout").await?;
+        goto(&c, w, "/account").await?;
+        click(&c, "#admin-link").await?;
+        wait_url(&c, "/admin").await?;
+        let row = text_of(&c, "tr[data-user=eve] .status").await?;
+        ensure(row == "active", format!("eve is active: {row:?}"))?;
+        click(&c, "tr[data-user=eve] button.danger").await?;
+        let flash = text_of(&c, "#flash").await?;
+        ensure(
+            flash.contains("Disabled eve") && flash.contains("1 token was revoked"),
+            format!("{flash:?}"),
+        )?;
+        wait_text(&c, "tr[data-user=eve] .status", "disabled").await?;
+        let hub = w.hub.hub();
+        let check = tokio::task::spawn_blocking(move || hub.accounts().check_token(&victim_token))
+            .await
+            .map_err(err("join"))?
+            .map_err(err("check"))?;
+        ensure(
+            check == TokenCheck::Revoked,
+            format!("eve's token: {check:?}"),
+        )?;
+        // a new password for eve, then enabled again: eve signs in with it
+        type_in(
+            &c,
+            "tr[data-user=eve] input[name=password]",
+            "eve's new password",
+        )
+        .await?;
+        click(&c, "tr[data-user=eve] form.reset button").await?;
+        let flash = text_of(&c, "#flash").await?;
+        ensure(
+            flash.contains("New password set for eve"),
+            format!("{flash:?}"),
+        )?;
+        click(&c, "tr[data-user=eve] form.inline button").await?;
+        wait_text(&c, "tr[data-user=eve] .status", "active").await?;
+        // an invitation link, shown once
+        click(&c, "#invite-create").await?;
+        let url = c
+            .execute("return document.getElementById('invite-url').value", vec![])
+            .await
+            .map_err(err("invite url"))?;
+        let url = url.as_str().unwrap_or_default().to_string();
+        let code = url
+            .split_once("invite=")
+            .map(|(_, c)| c.to_string())
+            .ok_or(format!("invitation URL: {url:?}"))?;
+        click(&c, "#signout").await?;
+        sign_in_password(&c, w, "eve", "eve's new password").await?;
+        wait_css(&c, "#signout").await?;
+        click(&c, "#signout").await?;
+        // sign-up is closed without the invitation, open with it, once
+        goto(&c, w, "/signup").await?;
+        wait_css(&c, "#signup-refused").await?;
+        goto(&c, w, &format!("/signup?invite={code}")).await?;
+        type_in(&c, "#signup-name", "frank").await?;
+        type_in(&c, "#signup-password", "frank's password").await?;
+        type_in(&c, "#signup-confirm", "frank's password").await?;
+        click(&c, "#signup-create").await?;
+        wait_url(&c, "/account").await?;
+        wait_text(&c, "#account-user", "frank").await?;
+        click(&c, "#signout").await?;
+        goto(&c, w, &format!("/signup?invite={code}")).await?;
+        let refused = text_of(&c, "#signup-refused").await?;
+        ensure(refused.contains("used, expired"), format!("{refused:?}"))
+    });
+}
+
+/// A small valid PNG (1×1, red).
+const PNG_1X1: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90, 0x77, 0x53,
+    0xde, 0x00, 0x00, 0x00, 0x0c, 0x49, 0x44, 0x41, 0x54, 0x08, 0xd7, 0x63, 0xf8, 0xcf, 0xc0, 0x00,
+    0x00, 0x03, 0x01, 0x01, 0x00, 0x18, 0xdd, 0x8d, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e,
+    0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+#[test]
+fn preview_a_file_and_download_it_alone() {
+    browser_test("file_preview", |c, w| async move {
+        let motd = "Welcome <script>document.title='owned'</script> & bye\n";
+        let long: String = (0..4000)
+            .map(|i| format!("line {i:05} of a long log\n"))
+            .collect();
+        let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
+        elf.extend((0..5000u32).map(|i| (i * 7 % 251) as u8));
+        let mut t = test_support::archive::RawTar::new();
+        t.dir("etc/")
+            .file("etc/motd", motd.as_bytes())
+            .symlink("etc/welcome", "motd")
+            .dir("var/")
+            .file("var/long.log", long.as_bytes())
+            .file("var/logo.png", PNG_1X1)
+            .dir("bin/")
+            .file("bin/tool", &elf);
+        let token = w.hub.token("viewer", &[]).await;
+        let (s, v) = w
+            .hub
+            .upload(
+                "/api/flist/me/upload",
+                &token,
+                "files.tar.gz",
+                test_support::archive::gzip(&t.finish()),
+            )
+            .await;
+        ensure(s == 200, format!("upload: {s} {v}"))?;
+        // the tree's file row opens the preview
+        goto(&c, w, "/viewer/files.flist.md?dir=/etc#contents").await?;
+        click(&c, "#contents a.file").await?;
+        wait_url(&c, "#preview").await?;
+        let text = text_of(&c, "#preview-text").await?;
+        ensure(text == motd.trim_end(), format!("shown as text: {text:?}"))?;
+        let title = c.title().await.map_err(err("title"))?;
+        ensure(!title.contains("owned"), "the file's markup is not run")?;
+        ensure(
+            c.find(Locator::Css("#preview-notice")).await.is_err(),
+            "no size notice for a small file",
+        )?;
+        // its download link fetches exactly that file
+        let href = wait_css(&c, "#preview-download")
+            .await?
+            .attr("href")
+            .await
+            .map_err(err("href"))?
+            .unwrap_or_default();
+        ensure(
+            href == "/viewer/files.flist/files/etc/motd",
+            format!("download link: {href}"),
+        )?;
+        let got = c
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 fetch(arguments[0]).then(async r => done([r.status,
+                   r.headers.get('content-disposition'), r.headers.get('content-length'),
+                   await r.text()])).catch(e => done(String(e)));",
+                vec![json!(href)],
+            )
+            .await
+            .map_err(err("fetch"))?;
+        ensure(
+            got == json!([
+                200,
+                "attachment; filename=\"motd\"; filename*=UTF-8''motd",
+                motd.len().to_string(),
+                motd
+            ]),
+            format!("downloaded: {got}"),
+        )?;
+        // a symlink's preview leads to its target
+        goto(&c, w, "/viewer/files.flist.md?file=/etc/welcome#preview").await?;
+        click(&c, "#preview-link a").await?;
+        wait_url(&c, "?file=/etc/motd#preview").await?;
+        wait_css(&c, "#preview-text").await?;
+        // a long text: the first 64 KiB and a notice
+        goto(&c, w, "/viewer/files.flist.md?file=/var/long.log#preview").await?;
+        let notice = text_of(&c, "#preview-notice").await?;
+        ensure(
+            notice.contains("first 64.0 KB of 97.7 KB"),
+            format!("notice: {notice:?}"),
+        )?;
+        let shown = c
+            .execute(
+                "return document.getElementById('preview-text').textContent.length",
+                vec![],
+            )
+            .await
+            .map_err(err("length"))?;
+        ensure(shown == json!(65536), format!("shown: {shown}"))?;
+        // an image is shown (loaded through the file route)
+        goto(&c, w, "/viewer/files.flist.md?file=/var/logo.png#preview").await?;
+        wait_css(&c, "#preview-image").await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let width = c
+                .execute(
+                    "const i = document.getElementById('preview-image'); \
+                     return i.complete ? i.naturalWidth : -1",
+                    vec![],
+                )
+                .await
+                .map_err(err("image"))?;
+            if width == json!(1) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("the image did not load: {width}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // a binary is described, not shown
+        goto(&c, w, "/viewer/files.flist.md?file=/bin/tool#preview").await?;
+        let desc = text_of(&c, "#preview-binary").await?;
+        ensure(desc.contains("ELF"), format!("{desc:?}"))?;
+        ensure(
+            c.find(Locator::Css("#preview-text")).await.is_err(),
+            "no text for a binary",
+        )?;
+        // a missing path says so on the page
+        goto(&c, w, "/viewer/files.flist.md?file=/etc/none#preview").await?;
+        let e = text_of(&c, "#preview-error").await?;
+        ensure(e.contains("There is no /etc/none"), format!("{e:?}"))?;
+        // screenshots to look at
+        goto(&c, w, "/viewer/files.flist.md?file=/etc/motd#preview").await?;
+        wait_css(&c, "#preview-text").await?;
+        let dir = screenshot_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(png) = c.screenshot().await {
+            let _ = std::fs::write(dir.join("flist-file-preview.png"), png);
+        }
+        Ok(())
+    });
+}
+
 // ----- every page: fits 1280 px and 390 px, every text colour readable ---------------------
 
 /// Every page of the web app, as (path, signed in as). `every_page_fits_and_is_readable`
@@ -797,14 +1110,35 @@ const PAGES: &[(&str, Option<&str>)] = &[
     ("/merge", Some(PAGE_OWNER)),
     ("/token", Some(PAGE_OWNER)),
     ("/docker-convert/{failed-job}", Some(PAGE_OWNER)),
+    ("/account", Some(PAGE_OWNER)),
+    ("/admin", Some(PAGE_OWNER)),
+    ("/signup", None),
+    ("/pageorganisation-with-a-long-name", None),
+    ("/pageorganisation-with-a-long-name", Some(PAGE_OWNER)),
+    (
+        "/pageowner/an-application-with-a-really-long-release-name-2026.12.07-rc1.flist.md?file=/etc/a-rather-deep/directory-with-a-long-name/and-more-of-it-here/a-configuration-file-whose-name-goes-on-and-on-and-on-and-on-and-on.conf",
+        None,
+    ),
 ];
 
 /// The account owning the pages' data.
 const PAGE_OWNER: &str = "pageowner";
 
+/// The organisation [`PAGE_OWNER`] owns.
+const PAGE_ORG: &str = "pageorganisation-with-a-long-name";
+
 /// Long names everywhere (they must wrap), a symlink, a crosslink, a tag and a taglink, a
 /// readme with a wide table and code; returns the placeholders of [`PAGES`] filled in.
 async fn page_fixtures(w: &World) -> Vec<(String, String)> {
+    // the pages' owner is an admin: `/admin` lists every account of the test hub
+    let hub = w.hub.hub();
+    tokio::task::spawn_blocking(move || {
+        let _ = hub
+            .accounts()
+            .user_add(PAGE_OWNER, "the page owner's password", true);
+    })
+    .await
+    .unwrap();
     let long = "an-application-with-a-really-long-release-name-2026.12.07-rc1.flist";
     let mut tree = Tree::new(meta(0o755));
     let d = tree
@@ -834,7 +1168,35 @@ async fn page_fixtures(w: &World) -> Vec<(String, String)> {
     put_tree(w, PAGE_OWNER, long, tree, md).await;
     let mut small = Tree::new(meta(0o755));
     small.insert(Tree::ROOT, "f", meta(0o644), file(1)).unwrap();
-    put_tree(w, "pageother", "b.flist", small, Metadata::new()).await;
+    put_tree(w, "pageother", "b.flist", small.clone(), Metadata::new()).await;
+    // An organisation the page owner owns, with a member with a long name.
+    let hub = w.hub.hub();
+    tokio::task::spawn_blocking(move || {
+        let a = hub.accounts();
+        a.user_add(
+            "a-member-with-a-rather-long-account-name",
+            "the member's password",
+            false,
+        )
+        .unwrap();
+        a.org_create(PAGE_ORG, PAGE_OWNER).unwrap();
+        a.org_add(
+            PAGE_ORG,
+            "a-member-with-a-rather-long-account-name",
+            hub_repo::OrgRole::Member,
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    put_tree(
+        w,
+        PAGE_ORG,
+        "the-organisation-application-2026.12.07.flist",
+        small,
+        Metadata::new(),
+    )
+    .await;
     // A docker conversion that failed with a long message.
     let job = w
         .hub
@@ -1005,7 +1367,19 @@ fn every_page_fits_and_is_readable() {
                             p.as_str().unwrap_or_default()
                         ));
                     }
-                    let slug: String = format!("{who}{template}")
+                    // a file preview is shot where it is, under its own name
+                    let preview = if template.contains("?file=") {
+                        c.execute(
+                            "document.getElementById('preview')?.scrollIntoView()",
+                            vec![],
+                        )
+                        .await
+                        .map_err(err("scroll to the preview"))?;
+                        "preview-"
+                    } else {
+                        ""
+                    };
+                    let slug: String = format!("{preview}{who}{template}")
                         .chars()
                         .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
                         .take(80)
@@ -1127,6 +1501,109 @@ fn error_pages_keep_the_session_and_the_small_things_read_right() {
         ensure(
             raw[0] == json!(false) && raw[1].as_u64().unwrap_or(0) > 10,
             format!("no raw backticks on /api/docs: {raw}"),
+        )
+    });
+}
+
+#[test]
+fn the_upload_form_names_the_flist_and_asks_before_replacing() {
+    browser_test("upload_name_replace", |c, w| async move {
+        let dir = tempfile::tempdir().map_err(err("tempdir"))?;
+        let archive = |motd: &[u8]| {
+            let mut t = test_support::archive::RawTar::new();
+            t.dir("etc/").file("etc/motd", motd);
+            test_support::archive::gzip(&t.finish())
+        };
+        let path = dir.path().join("site-build-42.tar.gz");
+        std::fs::write(&path, archive(b"first\n")).map_err(err("write"))?;
+        sign_in(&c, w, "namer").await?;
+        let upload = |name: Option<&'static str>| {
+            let (c, path) = (c.clone(), path.clone());
+            async move {
+                goto(&c, w, "/upload").await?;
+                wait_css(&c, "#upload-file")
+                    .await?
+                    .send_keys(&path.display().to_string())
+                    .await
+                    .map_err(err("pick file"))?;
+                let field = wait_css(&c, "#upload-name").await?;
+                let shown = field.prop("value").await.map_err(err("name"))?;
+                ensure(
+                    shown.as_deref() == Some("site-build-42.flist"),
+                    format!("the default name is the archive's: {shown:?}"),
+                )?;
+                if let Some(n) = name {
+                    field.clear().await.map_err(err("clear"))?;
+                    field.send_keys(n).await.map_err(err("type name"))?;
+                }
+                wait_css(&c, "#upload-submit")
+                    .await?
+                    .click()
+                    .await
+                    .map_err(err("upload"))
+            }
+        };
+        // Named by the user.
+        upload(Some("my-site")).await?;
+        wait_url(&c, "/namer/my-site.flist.md").await?;
+        let md5_first = text_of(&c, "#md5").await?;
+        // The same name again: the page asks; declining stores nothing.
+        std::fs::write(&path, archive(b"second\n")).map_err(err("write"))?;
+        upload(Some("my-site")).await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let question = loop {
+            if let Ok(t) = c.get_alert_text().await {
+                break t;
+            }
+            if Instant::now() > deadline {
+                return Err("no question before replacing my-site.flist".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        ensure(
+            question.contains("namer already holds my-site.flist"),
+            format!("the question: {question:?}"),
+        )?;
+        c.dismiss_alert().await.map_err(err("decline"))?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ensure(
+            c.current_url().await.map_err(err("url"))?.path() == "/upload",
+            "declined: still on the form",
+        )?;
+        goto(&c, w, "/namer/my-site.flist.md").await?;
+        ensure(
+            text_of(&c, "#md5").await? == md5_first,
+            "declined: the flist is unchanged",
+        )?;
+        // Accepting replaces it.
+        upload(Some("my-site")).await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.get_alert_text().await.is_err() {
+            ensure(Instant::now() < deadline, "no question the second time")?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        c.accept_alert().await.map_err(err("accept"))?;
+        wait_url(&c, "/namer/my-site.flist.md").await?;
+        let md5_second = text_of(&c, "#md5").await?;
+        ensure(md5_second != md5_first, "accepted: replaced")?;
+        // The hub itself refuses an unconfirmed replacement from the form (no script).
+        let refused = c
+            .execute_async(
+                "const done = arguments[0]; const d = new FormData(); d.append('name', 'my-site'); \
+                 d.append('file', new Blob(['x']), 'x.tar.gz'); \
+                 fetch('/upload', {method: 'POST', body: d, headers: {Accept: 'application/json'}}) \
+                 .then(r => r.json().then(v => done([r.status, v.message])))",
+                vec![],
+            )
+            .await
+            .map_err(err("post"))?;
+        ensure(
+            refused[0] == json!(409)
+                && refused[1]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("replace it"),
+            format!("unconfirmed replacement refused: {refused}"),
         )
     });
 }

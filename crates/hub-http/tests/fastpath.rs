@@ -441,3 +441,34 @@ async fn fast_answers_are_logged_and_counted() {
         .count();
     assert_eq!(head_lines, 3);
 }
+
+/// A push or an extract makes one request per chunk: those are counted in
+/// `hub_chunk_requests_total` and logged at debug level, not one INFO line each.
+#[tokio::test]
+async fn chunk_requests_are_counted_not_logged_one_info_line_each() {
+    let log = log();
+    let t = TestHub::start().await;
+    let scrape = || async { t.get("/metrics").await.text().await.expect("metrics") };
+    let before = scrape().await;
+    for i in 0..25u32 {
+        let key = format!("ab{i:030x}");
+        let r = t.get(&format!("/chunks/ab/{key}")).await;
+        assert_eq!(r.status(), 404);
+    }
+    let r = t.get("/api/repositories").await;
+    assert_eq!(r.status(), 200);
+    let after = scrape().await;
+    let labels = &[("route", "/chunks/{prefix}/{hex}"), ("status", "404")];
+    let counted = metric(&after, "hub_chunk_requests_total", labels)
+        - metric(&before, "hub_chunk_requests_total", labels);
+    assert_eq!(counted, 25.0, "{after}");
+    let text = String::from_utf8(log.lock().expect("log").clone()).expect("utf8");
+    assert!(
+        text.contains("path=/api/repositories "),
+        "other requests keep their INFO line: {text}"
+    );
+    assert!(
+        !text.contains("path=/chunks/ab/"),
+        "no INFO line per chunk request: {text}"
+    );
+}

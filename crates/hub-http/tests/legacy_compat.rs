@@ -79,11 +79,10 @@ fn json_match(
             let extra: Vec<&String> = a.keys().filter(|k| !e.contains_key(*k)).collect();
             let allowed = ["type", "mode", "target"];
             if let Some(k) = extra.iter().find(|k| {
-                // `/light` and `INFO` also say whether the entry is signed and what its VM
-                // check found (issue 14) and list its `.flist`/`.fl` downloads (issue 30):
-                // additions the contract allows (old clients ignore unknown keys).
-                let light_addition = e.contains_key("md5")
-                    && ["signed", "signature", "vm", "formats"].contains(&k.as_str());
+                // `/light` and `INFO` carry this hub's additions (signatures, VM checks,
+                // formats), which the contract allows (old clients ignore unknown keys).
+                let light_addition =
+                    e.contains_key("md5") && hub_contract::Light::ADDITIONS.contains(&k.as_str());
                 let dump_addition = in_dump_entry && allowed.contains(&k.as_str());
                 !(dump_addition || light_addition)
             }) {

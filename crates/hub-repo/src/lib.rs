@@ -80,8 +80,8 @@ pub mod paths;
 mod replica;
 
 pub use accounts::{
-    token_hash, Accounts, OrgMember, OrgRole, SessionInfo, TokenCheck, TokenInfo, UserInfo,
-    MIN_PASSWORD_LEN, THREEBOT,
+    token_hash, Accounts, InviteCheck, OrgMember, OrgRole, SessionInfo, TokenCheck, TokenInfo,
+    UserInfo, MIN_PASSWORD_LEN, THREEBOT,
 };
 pub use actor::Actor;
 pub use catalog::{browse, Catalog, MAX_HOPS};

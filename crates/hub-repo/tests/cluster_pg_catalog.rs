@@ -151,3 +151,42 @@ fn two_hubs_on_one_catalog_never_lose_a_tag_write() {
         .expect_err("forbidden");
     assert!(matches!(err, RepoError::Forbidden(_)), "{err}");
 }
+
+/// Version 7 on PostgreSQL: a catalog at version 6 gains the disable switch (accounts start
+/// enabled) and the invitations table.
+#[test]
+fn version_7_migrates_a_version_6_catalog() {
+    let pg = Postgres::shared();
+    let url = pg.create_database("v7");
+    let db = url.rsplit('/').next().expect("db").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::open_on(dir.path(), Some(&url)).expect("open");
+    hub.accounts()
+        .user_add("alice", "a long password", false)
+        .expect("user");
+    drop(hub);
+    pg.query(
+        &db,
+        "DROP TABLE invites; ALTER TABLE users DROP COLUMN disabled; \
+         UPDATE hub_schema SET version = 6",
+    )
+    .expect("downgrade");
+    let hub = Hub::open_on(dir.path(), Some(&url)).expect("migrate");
+    assert_eq!(
+        pg.query(&db, "SELECT max(version) FROM hub_schema")
+            .expect("schema")
+            .trim(),
+        SCHEMA_VERSION.to_string()
+    );
+    let a = hub.accounts();
+    assert!(!a.is_disabled("alice").expect("read"));
+    assert!(a
+        .verify_password("alice", "a long password")
+        .expect("verify")
+        .is_some());
+    let (code, _) = a.invite_create("alice", 60).expect("invite");
+    a.signup("bob", "bob's password", Some(&code), false)
+        .expect("sign up");
+    assert_eq!(a.user_set_disabled("bob", true).expect("disable"), 0);
+    assert!(a.is_disabled("bob").expect("read"));
+}

@@ -159,10 +159,8 @@ fn a_catalog_from_a_newer_hub_is_refused_and_left_alone() {
     assert_eq!(before.len(), after.len());
 }
 
-/// Version 6: the organisations live tokens name become memberships (a token now carries
-/// the memberships its user has when it is used), and repositories start public.
-#[test]
-fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
+/// A current catalog with the account `alice` ("a long password") and a token of hers.
+fn catalog_with_alice() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = Hub::open(dir.path()).expect("open");
     hub.accounts()
@@ -172,11 +170,20 @@ fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
         .accounts()
         .create_token("alice", &[], 3600, None)
         .expect("token");
-    drop(hub);
+    (dir, token)
+}
+
+/// Version 6: the organisations live tokens name become memberships (a token now carries
+/// the memberships its user has when it is used), and repositories start public.
+#[test]
+fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
+    let (dir, token) = catalog_with_alice();
     // Back to version 5, with a token issued `--member-of acme` as that version stored it.
     let c = Connection::open(dir.path().join("catalog.sqlite3")).expect("open");
     c.execute_batch(
-        "DROP INDEX org_members_user;
+        "DROP TABLE invites;
+         ALTER TABLE users DROP COLUMN disabled;
+         DROP INDEX org_members_user;
          ALTER TABLE org_members DROP COLUMN role;
          ALTER TABLE repositories DROP COLUMN private;
          DELETE FROM org_members; DELETE FROM orgs;
@@ -204,4 +211,36 @@ fn version_6_records_the_organisations_of_live_tokens_as_memberships() {
         .private_repositories()
         .expect("read")
         .is_empty());
+}
+
+/// Version 7: accounts start enabled (an existing account signs in and keeps its tokens),
+/// and invitations can be made.
+#[test]
+fn version_7_keeps_accounts_enabled_and_takes_invitations() {
+    let (dir, token) = catalog_with_alice();
+    // Back to version 6.
+    let c = Connection::open(dir.path().join("catalog.sqlite3")).expect("open");
+    c.execute_batch(
+        "DROP TABLE invites;
+         ALTER TABLE users DROP COLUMN disabled;
+         PRAGMA user_version = 6;",
+    )
+    .expect("downgrade");
+    drop(c);
+    let hub = Hub::open(dir.path()).expect("migrate");
+    assert_eq!(user_version(dir.path()), SCHEMA_VERSION);
+    let a = hub.accounts();
+    assert!(!a.is_disabled("alice").expect("read"));
+    assert!(a
+        .verify_password("alice", "a long password")
+        .expect("verify")
+        .is_some());
+    assert!(matches!(
+        a.check_token(&token).expect("check"),
+        TokenCheck::Valid(_)
+    ));
+    let (code, _) = a.invite_create("alice", 60).expect("invite");
+    a.signup("bob", "bob's password", Some(&code), false)
+        .expect("sign up");
+    assert!(a.user_exists("bob").expect("read"));
 }

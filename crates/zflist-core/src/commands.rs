@@ -451,14 +451,16 @@ pub fn putdir(
         "failure": 0,
         "fullsize": st.bytes,
     });
-    let mut text = format!(
+    let text = format!(
         "Added: {} regular files, {} symlinks, {} directories, {} special files, {} bytes; chunks: {} written, {} already present, {} repeated\n",
         st.files, st.symlinks, st.directories, st.specials, st.bytes, st.chunks_written, st.chunks_present, st.chunks_deduplicated
     );
-    for w in &st.warnings {
-        let _ = writeln!(text, "warning: {} ({} entries)", w.message, w.count);
-    }
-    Ok(Response::new(json, text))
+    let notes = st
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {} ({} entries)", w.message, w.count))
+        .collect();
+    Ok(Response::new(json, text).with_notes(notes))
 }
 
 /// `chmod <octal-mode> <path>`: a mode up to `777` replaces the nine permission bits and

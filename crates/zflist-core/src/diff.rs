@@ -64,16 +64,14 @@ pub fn diff(args: &DiffArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
     if differences.is_empty() {
         text.push_str("no differences\n");
     }
-    if let Some(n) = &note {
-        let _ = writeln!(text, "note: {n}");
-    }
+    let notes: Vec<String> = note.iter().map(|n| format!("note: {n}")).collect();
     let json = json!({
         "a": args.a,
         "b": args.b,
         "differences": differences,
         "content_compared": same_codec || args.content,
     });
-    let mut r = Response::new(json, text);
+    let mut r = Response::new(json, text).with_notes(notes);
     if !differences.is_empty() {
         r.failure = Some(format!("{} difference(s)", differences.len()));
     }

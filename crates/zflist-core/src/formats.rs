@@ -201,11 +201,9 @@ pub fn convert(
     if let Some(r) = &recorded {
         let _ = writeln!(text, "{r}");
     }
-    if let Some(n) = &note {
-        let _ = writeln!(text, "note: {n}");
-    }
+    let mut notes: Vec<String> = note.iter().map(|n| format!("note: {n}")).collect();
     for l in &losses {
-        let _ = writeln!(text, "not carried by {format}: {l}");
+        notes.push(format!("warning: not carried by {format}: {l}"));
     }
-    Ok(Response::new(json, text))
+    Ok(Response::new(json, text).with_notes(notes))
 }

@@ -248,8 +248,13 @@ impl Reply {
 }
 
 /// The hub's error message in an answer's body: `message` of an [`ErrorBody`], else the text.
+/// The old hub's terse words for an unknown token are explained.
 pub(crate) fn error_message(body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) if e.message == hub_contract::UNKNOWN_TOKEN => format!(
+            "token not recognised or expired (the hub says \"{}\"): create a new one on the hub's /token page or with `hub-server token create`",
+            e.message
+        ),
         Ok(e) => e.message,
         Err(_) => String::from_utf8_lossy(body).trim().to_string(),
     }
@@ -275,13 +280,16 @@ fn transport(function: &str, what: &str, e: reqwest::Error) -> Error {
 }
 
 impl HubClient {
-    /// A client of `base` sending `token` (and `active-user=<user>` when given).
+    /// A client of `base` sending `token` (none when empty: public reads) and
+    /// `active-user=<user>` when given.
     pub fn new(base: &str, token: &str, user: Option<&str>, function: &str) -> Result<Self> {
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| Error::usage(function, "the hub token holds invalid characters"))?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
+        if !token.is_empty() {
+            let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| Error::usage(function, "the hub token holds invalid characters"))?;
+            auth.set_sensitive(true);
+            headers.insert(AUTHORIZATION, auth);
+        }
         if let Some(u) = user.filter(|u| !u.is_empty()) {
             let c = HeaderValue::from_str(&format!("active-user={u}"))
                 .map_err(|_| Error::usage(function, "ZFLIST_HUB_USER holds invalid characters"))?;
@@ -455,7 +463,14 @@ pub enum HubCommand {
     Logout,
     /// Print the user name the token authenticates.
     Username,
-    /// Upload a .tar.gz (the hub builds the flist) or a .flist (its chunks must be on the hub).
+    /// List a repository's entries (type, size, name, link target); without REPO, yours
+    /// (the token's user, or ZFLIST_HUB_USER). No token needed for a public repository.
+    Ls {
+        /// The repository (default: yours).
+        repo: Option<String>,
+    },
+    /// Upload a .tar.gz (the hub builds the flist) or a .flist (its chunks must be on the
+    /// hub); prints the published flist's URL and md5.
     Upload {
         #[allow(missing_docs)]
         file: String,
@@ -577,6 +592,13 @@ async fn run(opts: &HubOptions, cmd: &HubCommand, stored: Option<String>) -> Res
             "token refresh (itsyou.online) is not supported: create a new token on the hub's /token page",
         ));
     }
+    if let HubCommand::Ls { repo: Some(repo) } = cmd {
+        // A listing is a public read: the token (when there is one) only opens private
+        // repositories.
+        let token = opts.token(FUNCTION).unwrap_or_default();
+        let client = HubClient::new(&base, &token, opts.user.as_deref(), FUNCTION)?;
+        return list_repo(&client, repo).await;
+    }
     let token = match &stored {
         Some(t) => t.trim().to_string(),
         None => opts.token(FUNCTION)?,
@@ -617,6 +639,7 @@ async fn run(opts: &HubOptions, cmd: &HubCommand, stored: Option<String>) -> Res
                 format!("{username}\n"),
             ))
         }
+        C::Ls { .. } => return list_repo(&client, &username).await,
         C::Upload { file } => {
             let path = if file.ends_with(".flist") {
                 "/api/flist/me/upload-flist"
@@ -626,7 +649,7 @@ async fn run(opts: &HubOptions, cmd: &HubCommand, stored: Option<String>) -> Res
             let r = client
                 .upload_file(FUNCTION, path, Path::new(file), file)
                 .await?;
-            return answer(r);
+            return published(&client, &username, r).await;
         }
         C::Promote { source, localname } => {
             let (repo, name) = source.rsplit_once('/').ok_or_else(|| {
@@ -729,6 +752,117 @@ fn answer(r: Reply) -> Result<Response> {
         format!("HTTP {}: {msg}", r.status)
     };
     Ok(Response::new(json, text).failed(msg))
+}
+
+/// An upload's answer: on success the published flist's URL (`<hub>/<repo>/<name>`, the
+/// repository being the acting identity) and md5 (its `.md5`, as the hub serves it) are
+/// printed and added to the hub's JSON answer (`url`, `md5`); otherwise as [`answer`].
+async fn published(client: &HubClient, repo: &str, r: Reply) -> Result<Response> {
+    if r.status != StatusCode::OK {
+        return answer(r);
+    }
+    let mut json = r.json().unwrap_or_else(|| json!({}));
+    let Some(name) = r
+        .parse::<Success<hub_contract::Published>>()
+        .and_then(|s| s.payload)
+        .map(|p| p.name)
+    else {
+        return Ok(Response::new(json, String::new()));
+    };
+    let path = format!("/{repo}/{name}");
+    let url = client.url(&path);
+    let m = client
+        .request(FUNCTION, Method::GET, &format!("{path}.md5"), None)
+        .await?;
+    let md5 = m.text().trim().to_string();
+    let md5_ok =
+        m.status == StatusCode::OK && md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Value::Object(o) = &mut json {
+        o.insert("url".into(), json!(url));
+        if md5_ok {
+            o.insert("md5".into(), json!(md5));
+        }
+    }
+    let text = if md5_ok {
+        format!("url: {url}\nmd5: {md5}\n")
+    } else {
+        // published, but its checksum could not be read back (a mirror lagging, a proxy)
+        format!(
+            "url: {url}\nmd5: unknown (GET {url}.md5 answered HTTP {})\n",
+            m.status
+        )
+    };
+    Ok(Response::new(json, text))
+}
+
+/// `ls [repo]`: `GET /api/flist/<repo>`, one line per entry: type, size, name, and where a
+/// link points (`-> target`, `(broken)` when its target is gone).
+async fn list_repo(client: &HubClient, repo: &str) -> Result<Response> {
+    const LS: &str = "ls";
+    let r = client
+        .request(LS, Method::GET, &format!("/api/flist/{repo}"), None)
+        .await?;
+    if r.status != StatusCode::OK {
+        let msg = r.message();
+        return Err(Error::new(
+            LS,
+            ErrorKind::Hub(if msg.is_empty() {
+                format!("{repo}: HTTP {}", r.status)
+            } else {
+                format!("{repo}: HTTP {}: {msg}", r.status)
+            }),
+        ));
+    }
+    let entries: Vec<hub_contract::Entry> = r.parse().ok_or_else(|| {
+        Error::new(
+            LS,
+            ErrorKind::Hub(format!(
+                "{repo}: the hub's listing is not a list of entries"
+            )),
+        )
+    })?;
+    let kind = |e: &hub_contract::Entry| match e.kind {
+        EntryType::Regular => "regular",
+        EntryType::Symlink => "symlink",
+        EntryType::Taglink => "taglink",
+        EntryType::Tag => "tag",
+    };
+    let size_w = entries.iter().map(|e| e.size.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for e in &entries {
+        let size = if e.kind == EntryType::Regular {
+            e.size.as_str()
+        } else {
+            ""
+        };
+        let name = crate::display::escape(&e.name);
+        text.push_str(&format!("{:<8} {size:>size_w$}  {name}", kind(e)));
+        if let Some(t) = &e.target {
+            text.push_str(&format!(" -> {}", crate::display::escape(t)));
+        }
+        if e.broken {
+            text.push_str(" (broken)");
+        }
+        text.push('\n');
+    }
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut v = json!({"name": e.name, "type": kind(e), "size": e.size,
+                               "updated": e.updated});
+            if let Some(t) = &e.target {
+                v["target"] = json!(t);
+            }
+            if e.broken {
+                v["broken"] = json!(true);
+            }
+            v
+        })
+        .collect();
+    Ok(Response::new(
+        json!({"repository": repo, "entries": list}),
+        text,
+    ))
 }
 
 /// `readlink` / `taglink`: `GET /api/flist/<link>/light|taglink`, prints `target`.

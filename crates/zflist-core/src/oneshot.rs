@@ -282,19 +282,18 @@ pub fn pack(args: &PackArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
         url,
         st.chunks_deduplicated
     );
+    let mut notes = Vec::new();
     match (&recorded, &note) {
         (Some(r), _) => {
             let _ = writeln!(text, "{r}");
         }
-        (None, Some(n)) => {
-            let _ = writeln!(text, "note: {n}");
-        }
+        (None, Some(n)) => notes.push(format!("note: {n}")),
         (None, None) => {}
     }
     for w in &st.warnings {
-        let _ = writeln!(text, "warning: {} ({} entries)", w.message, w.count);
+        notes.push(format!("warning: {} ({} entries)", w.message, w.count));
     }
-    Ok(Response::new(json, text))
+    Ok(Response::new(json, text).with_notes(notes))
 }
 
 /// The help of an flist argument.
@@ -529,21 +528,20 @@ pub fn extract(
             st.chunks_reused
         );
     }
+    let mut notes = Vec::new();
     if st.sockets > 0 {
-        let _ = writeln!(
-            text,
+        notes.push(format!(
             "note: {} socket nodes created (the reference tool records fifos and devices as sockets)",
             st.sockets
-        );
+        ));
     }
     if st.specials_skipped > 0 {
-        let _ = writeln!(
-            text,
+        notes.push(format!(
             "warning: {} device files not created (creating devices needs root)",
             st.specials_skipped
-        );
+        ));
     }
-    Ok(Response::new(json, text))
+    Ok(Response::new(json, text).with_notes(notes))
 }
 
 pub use flist_convert::oci::Credentials;
@@ -681,16 +679,15 @@ pub fn docker(
         st.chunks_present,
         url
     );
+    let mut notes = Vec::new();
     match (&backend, &note) {
         (Some(b), _) => {
             let _ = writeln!(text, "  backend: {b}");
         }
-        (None, Some(n)) => {
-            let _ = writeln!(text, "  note: {n}");
-        }
+        (None, Some(n)) => notes.push(format!("note: {n}")),
         (None, None) => {}
     }
-    Ok(Response::new(json, text))
+    Ok(Response::new(json, text).with_notes(notes))
 }
 /// The registry password from stdin: the first line, without its line ending.
 fn read_password() -> Result<String> {

@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::response::{progress_line, to_reference_json, Progress};
 
@@ -96,11 +96,24 @@ impl Reporter {
         let template = match (bytes, total > 0) {
             (true, true) => "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {prefix}",
             (true, false) => "{spinner} {msg:>12} {bytes} {binary_bytes_per_sec} {prefix}",
-            (false, true) => "{msg:>12} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}",
-            (false, false) => "{spinner} {msg:>12} {human_pos}",
+            (false, true) => "{msg:>12} [{bar:30}] {human_pos}/{human_len} {rate} ETA {eta}",
+            (false, false) => "{spinner} {msg:>12} {count}",
         };
         if b.length() != (total > 0).then_some(total) || fresh || b.message() != message {
             if let Ok(s) = ProgressStyle::with_template(template) {
+                let s = s
+                    .with_key("rate", |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&rate(st.per_sec()));
+                    })
+                    .with_key(
+                        "count",
+                        |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            // A stage without a count ("publishing") shows no 0.
+                            if st.pos() > 0 {
+                                let _ = write!(w, "{}", indicatif::HumanCount(st.pos()));
+                            }
+                        },
+                    );
                 b.set_style(s.progress_chars("=> "));
             }
             if total > 0 {
@@ -114,6 +127,17 @@ impl Reporter {
         }
         f(b);
     }
+}
+
+/// Items per second as people read it: `8,912/s`, `3.5/s` (no four decimals).
+fn rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        return "0/s".into();
+    }
+    if per_sec < 10.0 {
+        return format!("{per_sec:.1}/s");
+    }
+    format!("{}/s", indicatif::HumanCount(per_sec.round() as u64))
 }
 
 impl Progress for Reporter {
@@ -167,6 +191,14 @@ impl Progress for Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_read_as_whole_items_per_second() {
+        assert_eq!(rate(8911.8032), "8,912/s");
+        assert_eq!(rate(3.46), "3.5/s");
+        assert_eq!(rate(0.0), "0/s");
+        assert_eq!(rate(f64::NAN), "0/s");
+    }
 
     #[test]
     fn the_right_reporter_for_each_case() {

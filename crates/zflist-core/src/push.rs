@@ -495,7 +495,7 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
             std::fs::copy(&flist_path, out).map_err(|e| Error::io(FUNCTION, "writing", out, e))?;
         }
     }
-    progress.update("publishing", 0, 0);
+    progress.update(&format!("publishing {name}"), 0, 0);
     let reply = handle.block_on(client.upload_file(
         FUNCTION,
         "/api/flist/me/upload-flist",
@@ -525,6 +525,9 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
     let flist_bytes = std::fs::metadata(&flist_path).map(|m| m.len()).unwrap_or(0);
     let url = format!("{base}/{repository}/{published}");
     let secs = started.elapsed().as_secs_f64();
+    // On the hub before the push (asked), or by the time one was sent (another client's).
+    let present =
+        checked.saturating_sub(missing) + c.chunks_already_present.load(Ordering::Relaxed);
     let mut json = json!({
         "name": published,
         "repository": repository,
@@ -533,7 +536,7 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
         "chunks_missing": missing,
         "chunks_sent": sent,
         "bytes_sent": bytes,
-        "chunks_already_present": c.chunks_already_present.load(Ordering::Relaxed),
+        "chunks_already_present": present,
         "flist_bytes": flist_bytes,
         "seconds": (secs * 1000.0).round() / 1000.0,
     });
@@ -541,9 +544,7 @@ pub fn push(args: &PushArgs, stores: &StoreConfig, progress: &dyn Progress) -> R
         m.extend(s);
     }
     let text = format!(
-        "{url}\n  chunks: {checked} checked, {sent} sent ({bytes} bytes), {} already on the hub\n  flist: {flist_bytes} bytes, {:.1} s\n",
-        checked.saturating_sub(missing),
-        secs
+        "{url}\n  chunks: {checked} checked, {sent} sent ({bytes} bytes), {present} already on the hub\n  flist: {flist_bytes} bytes, {secs:.1} s\n",
     );
     Ok(Response::new(json, text))
 }

@@ -17,6 +17,9 @@ pub struct Response {
     pub failure: Option<String>,
     /// When set, the process exits with this code (`run`: the entrypoint's).
     pub exit_code: Option<u8>,
+    /// Notes and warnings (`note: …`, `warning: …`): text mode prints them on stderr, so
+    /// stdout holds the result only.
+    pub notes: Vec<String>,
 }
 
 impl Response {
@@ -27,6 +30,7 @@ impl Response {
             text: String::new(),
             failure: None,
             exit_code: None,
+            notes: Vec::new(),
         }
     }
 
@@ -37,7 +41,14 @@ impl Response {
             text: text.into(),
             failure: None,
             exit_code: None,
+            notes: Vec::new(),
         }
+    }
+
+    /// Adds notes and warnings for stderr (see [`Response::notes`]).
+    pub fn with_notes(mut self, notes: Vec<String>) -> Self {
+        self.notes.extend(notes);
+        self
     }
 
     /// Marks the response as a failure with `message`.

@@ -447,8 +447,8 @@ pub enum OciError {
         /// Why.
         reason: String,
     },
-    /// A chunk store operation failed.
-    #[error("store {store}: {source}")]
+    /// A chunk store operation failed (the store's error names the store).
+    #[error("{source}")]
     Store {
         /// The store (credentials redacted).
         store: String,

@@ -5,12 +5,14 @@
 use axum::extract::{FromRequestParts, Query, Request};
 use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
+use flist_format::Kind;
 use hub_repo::{EntryKind, Resolved};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{markdown, page_result, qv, seg, Ctx};
 use crate::error::ApiError;
+use crate::files;
 use crate::render;
 use crate::state::Shared;
 
@@ -27,6 +29,8 @@ pub struct FlistQuery {
     page: u64,
     /// `1`: only the tree rows (for the script expanding directories in place).
     fragment: Option<String>,
+    /// A file to preview (absolute path).
+    file: Option<String>,
 }
 
 /// `ls`-like metadata keys shown first, with their labels.
@@ -123,7 +127,12 @@ async fn render_page(
     r: Resolved,
     q: FlistQuery,
 ) -> Result<Response, ApiError> {
-    let dir = normalize_dir(q.dir.as_deref());
+    let file = q.file.as_deref().filter(|f| !f.is_empty());
+    // previewing a file shows its directory unless another one is asked for
+    let dir = match (q.dir.as_deref(), file) {
+        (None, Some(f)) => normalize_dir(f.rsplit_once('/').map(|(d, _)| d)),
+        (d, _) => normalize_dir(d),
+    };
     let offset = q.page.saturating_mul(TREE_PAGE);
     let fragment = q.fragment.is_some();
     let (r2, d2, repo2, name2) = (r.clone(), dir.clone(), repo.to_string(), name.to_string());
@@ -168,6 +177,10 @@ async fn render_page(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         return Ok(resp);
     }
+    let preview = match file {
+        Some(f) => Some(preview(st, repo, name, &r, &base_href, f).await),
+        None => None,
+    };
     let md = st.contents.metadata(&st.hub, &r).await?;
     let safe = render::metadata(&md, st.public_backend.as_deref());
     let backend = safe.get("backend").or_else(|| safe.get("backend-forced"));
@@ -229,9 +242,79 @@ async fn render_page(
             "download_fl": format!("/{}/{}.fl", seg(repo), seg(name.strip_suffix(".flist").unwrap_or(name))),
             "extract": format!("zflist extract {url} ./{}", name.trim_end_matches(".flist").replace([':', '@', ','], "-")),
             "entrypoint": entrypoint, "environ": environ,
-            "source": r.source, "uploader": r.uploader,
+            "source": r.source, "uploader": r.uploader, "preview": preview,
         }),
     ))
+}
+
+/// What the preview card shows for `path` (as asked) in `repo/name`: a text file's first
+/// [`files::PREVIEW_BYTES`] (escaped by the template) with a size notice, an image, a
+/// binary described by its first bytes, a link's target, or why there is nothing to show.
+async fn preview(
+    st: &Shared,
+    repo: &str,
+    name: &str,
+    r: &Resolved,
+    base: &str,
+    asked: &str,
+) -> Value {
+    let path = match files::check_path(asked) {
+        Ok(p) => p,
+        Err(e) => return json!({"path": asked, "error": e.message}),
+    };
+    let entry = match files::entry_at(st, r, &path).await {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            return json!({"path": path, "error": format!("There is no {path} in this flist.")})
+        }
+        Err(e) => return json!({"path": path, "error": e.message}),
+    };
+    let (meta, kind) = entry;
+    let file_name = path.rsplit('/').next().unwrap_or("").to_string();
+    let mut v = json!({
+        "path": path, "name": file_name, "kind": files::kind_word(&kind),
+        "mode": flist_format::display::mode_string(&kind, meta.mode),
+        "owner": format!("{}:{}", meta.uname, meta.gname),
+    });
+    match kind {
+        Kind::File { size, blocks } => {
+            let href = files::member_href(repo, name, &path);
+            v["size"] = json!(size);
+            v["download"] = json!(href);
+            v["too_large"] = json!(size > st.config.limits.max_file_download_bytes);
+            let head = match files::head(st, &blocks, size, files::PREVIEW_BYTES).await {
+                Ok(h) => h,
+                Err(e) => {
+                    v["error"] = json!(format!(
+                        "The file's contents could not be read: {}",
+                        e.message
+                    ));
+                    return v;
+                }
+            };
+            if size == 0 {
+                v["empty"] = json!(true);
+            } else if let Some(mime) = files::image_type(&head) {
+                v["image"] = json!({"type": mime, "src": href});
+            } else if files::is_text(&head) {
+                v["text"] = json!(String::from_utf8_lossy(&head));
+                v["shown"] = json!(head.len());
+                v["cut"] = json!(size > head.len() as u64);
+            } else {
+                v["binary"] = json!(files::describe(&head));
+            }
+        }
+        Kind::Symlink { target } => {
+            let to = files::link_destination(&path, &target);
+            v["target"] = json!(target);
+            v["target_href"] = json!(format!("{base}?file={}#preview", qv(&to)));
+        }
+        Kind::Dir { .. } => {
+            v["dir_href"] = json!(format!("{base}?dir={}#contents", qv(&path)));
+        }
+        Kind::Special { .. } => {}
+    }
+    v
 }
 
 fn tree_context(base: &str, dir: &str, page: u64, p: Option<hub_repo::paths::DirPage>) -> Value {
@@ -254,7 +337,7 @@ fn tree_context(base: &str, dir: &str, page: u64, p: Option<hub_repo::paths::Dir
                 "name": e.name, "path": e.path, "kind": e.kind, "mode": e.mode,
                 "owner": e.owner, "size": e.size, "target": e.target, "dir": is_dir,
                 "children": e.children,
-                "href": if is_dir { format!("{base}?dir={}#contents", qv(&e.path)) } else { String::new() },
+                "href": if is_dir { format!("{base}?dir={}#contents", qv(&e.path)) } else { format!("{base}?file={}#preview", qv(&e.path)) },
                 "fragment": if is_dir { format!("{base}?dir={}&fragment=1", qv(&e.path)) } else { String::new() },
             })
         })

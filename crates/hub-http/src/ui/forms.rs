@@ -153,7 +153,7 @@ fn upload_answer(
                 )
             };
             ctx.render_status(
-                if e.status.is_server_error() {
+                if e.status.is_server_error() || e.status == StatusCode::CONFLICT {
                     e.status
                 } else {
                     StatusCode::BAD_REQUEST
@@ -197,7 +197,8 @@ pub async fn upload_post(
             Some(j) => j,
             None => st.jobs.start("upload", &actor.user).await?,
         };
-        let payload = crate::upload::upload_with_job(&st, &actor, &headers, multipart, job).await?;
+        let payload =
+            crate::upload::upload_with_job(&st, &actor, &headers, multipart, job, true).await?;
         let name = payload["name"].as_str().unwrap_or_default().to_string();
         Ok((actor.active.clone(), name))
     }

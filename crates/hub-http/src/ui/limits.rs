@@ -1,5 +1,6 @@
 //! Bounded work on public pages: at most [`HEAVY_PER_CLIENT`] heavy requests (flist pages,
-//! full dumps, an flist's metadata and `.json`/`.txt` companions, the all-repositories
+//! full dumps, an flist's metadata and `.json`/`.txt` companions, files inside an flist,
+//! the all-repositories
 //! listing, search) run at once per client address; more wait their turn for up to
 //! [`HEAVY_WAIT`], then get `429 Too Many Requests` with `Retry-After`. However many
 //! clients ask, at most [`HEAVY_GLOBAL`] run at once in the whole server (fewer than the
@@ -69,6 +70,10 @@ pub fn is_heavy(path: &str) -> bool {
             [_, _] | [_, _, "metadata"] => true,
             _ => false,
         };
+    }
+    if !path.starts_with("/api/") && path.contains(".flist/files/") {
+        // one file inside an flist: a lookup in its database, then its chunks
+        return true;
     }
     !path.starts_with("/api/") && [".md", ".json", ".txt"].iter().any(|s| path.ends_with(s))
 }
@@ -142,5 +147,6 @@ mod tests {
         assert!(!is_heavy("/alice/app.flist"));
         assert!(is_heavy("/search"));
         assert!(!is_heavy("/"));
+        assert!(is_heavy("/alice/app.flist/files/etc/os-release"));
     }
 }

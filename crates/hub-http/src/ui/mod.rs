@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod limits;
 pub mod markdown;
 pub mod pages;
+pub mod users;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -77,6 +78,9 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "error.html",
     "raw.html",
     "api.html",
+    "account.html",
+    "signup.html",
+    "admin.html",
 );
 
 /// A path segment: everything but unreserved characters and `:@+,` is escaped.

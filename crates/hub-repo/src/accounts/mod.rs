@@ -1,4 +1,6 @@
-//! Accounts: who may act on the hub. Local accounts with their passwords (`users.rs`), web
+//! Accounts: who may act on the hub. Local accounts with their passwords, the admin's
+//! disable switch (`users.rs`), sign-up invitations and self-service sign-up
+//! (`invites.rs`), web
 //! sessions (`sessions.rs`), API tokens and when each was last used (`tokens.rs`), and
 //! organisation memberships (`orgs.rs`). Credentials are stored hashed; every answer about
 //! an unknown name costs what an answer about a known one does.
@@ -8,11 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use crate::db::Db;
 
+mod invites;
 mod orgs;
 mod sessions;
 mod tokens;
 mod users;
 
+pub use invites::InviteCheck;
 pub use orgs::{OrgMember, OrgRole};
 pub use sessions::SessionInfo;
 pub use tokens::{token_hash, TokenCheck, TokenInfo};

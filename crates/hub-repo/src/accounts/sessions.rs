@@ -48,6 +48,11 @@ impl Accounts {
                 "session lifetime must be positive".into(),
             ));
         }
+        if self.is_disabled(user)? {
+            return Err(RepoError::Forbidden(format!(
+                "the account {user} is disabled: ask an admin of this hub"
+            )));
+        }
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| RepoError::Invalid(format!("no randomness: {e}")))?;
         let id = URL_SAFE_NO_PAD.encode(raw);

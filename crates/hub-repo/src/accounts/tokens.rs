@@ -71,6 +71,11 @@ impl Accounts {
                 "no account {user}: create it first (`hub-server user add {user}`)"
             )));
         }
+        if self.is_disabled(user)? {
+            return Err(RepoError::Forbidden(format!(
+                "the account {user} is disabled: ask an admin of this hub"
+            )));
+        }
         // A token never starts with `-`: command lines (ours, the reference client's, shell
         // scripts) would take it for an option.
         let token = loop {

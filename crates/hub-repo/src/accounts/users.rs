@@ -3,7 +3,7 @@
 //! Passwords are never stored or logged; verifying runs argon2 even for unknown names so the
 //! answer time does not tell which names exist.
 
-use crate::db::sql::{params, OptionalExtension};
+use crate::db::sql::{params, Connection, OptionalExtension};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
@@ -30,6 +30,8 @@ pub struct UserInfo {
     pub created: i64,
     /// Unix time of the last password change.
     pub updated: i64,
+    /// An admin disabled it: it cannot sign in, get tokens or act.
+    pub disabled: bool,
 }
 
 fn hash_password(password: &str) -> Result<String, RepoError> {
@@ -71,10 +73,30 @@ fn verify_hash(hash: &str, password: &str) -> bool {
 impl Accounts {
     /// Creates a local account; refuses reserved and existing names and short passwords.
     pub fn user_add(&self, name: &str, password: &str, admin: bool) -> Result<UserInfo, RepoError> {
+        self.create_user(
+            name,
+            password,
+            admin,
+            None::<fn(&Connection<'_>, i64) -> Result<(), RepoError>>,
+        )
+    }
+
+    /// [`Accounts::user_add`], running `also` in the same transaction first (a sign-up
+    /// spends its invitation there: both happen or neither).
+    pub(super) fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        admin: bool,
+        also: Option<impl FnOnce(&Connection<'_>, i64) -> Result<(), RepoError>>,
+    ) -> Result<UserInfo, RepoError> {
         validate_user(name)?;
         let hash = hash_password(password)?;
         let t = now();
         self.db.write(|tx| {
+            if let Some(f) = also {
+                f(tx, t)?;
+            }
             let exists: Option<i64> = tx
                 .query_row("SELECT 1 FROM users WHERE name = ?1", params![name], |r| {
                     r.get(0)
@@ -97,6 +119,7 @@ impl Accounts {
             admin,
             created: t,
             updated: t,
+            disabled: false,
         })
     }
 
@@ -104,7 +127,9 @@ impl Accounts {
     pub fn user_list(&self) -> Result<Vec<UserInfo>, RepoError> {
         self.db.read(|c| {
             let mut st = c
-                .prepare_cached("SELECT name, admin, created, updated FROM users ORDER BY name")
+                .prepare_cached(
+                    "SELECT name, admin, created, updated, disabled FROM users ORDER BY name",
+                )
                 .ctx("list users")?;
             let v = st
                 .query_map((), |r| {
@@ -113,6 +138,7 @@ impl Accounts {
                         admin: r.get(1)?,
                         created: r.get(2)?,
                         updated: r.get(3)?,
+                        disabled: r.get(4)?,
                     })
                 })
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -181,10 +207,73 @@ impl Accounts {
         })
     }
 
+    /// Changes `name`'s own password after checking the current one (an account without a
+    /// password, made by a 3Bot sign-in, sets its first one without); ends its web
+    /// sessions. [`RepoError::Forbidden`] when the current password is wrong.
+    pub fn change_password(&self, name: &str, current: &str, new: &str) -> Result<(), RepoError> {
+        let hash: Option<String> = self.db.read(|c| {
+            c.prepare_cached("SELECT password FROM users WHERE name = ?1")
+                .and_then(|mut s| s.query_row(params![name], |r| r.get(0)).optional())
+                .ctx("read user")
+        })?;
+        let ok = match hash.as_deref() {
+            None => {
+                let _ = verify_hash(dummy_hash(), current);
+                false
+            }
+            Some("") => true,
+            Some(h) => verify_hash(h, current),
+        };
+        if !ok {
+            return Err(RepoError::Forbidden("the current password is wrong".into()));
+        }
+        self.user_passwd(name, new)
+    }
+
+    /// Disables (`true`) or enables an account. Disabling ends its web sessions and revokes
+    /// its API tokens (a token revoked stays revoked when the account is enabled again);
+    /// returns how many tokens were revoked.
+    pub fn user_set_disabled(&self, name: &str, disabled: bool) -> Result<u64, RepoError> {
+        let t = now();
+        self.db.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET disabled = ?2 WHERE name = ?1",
+                    params![name, disabled],
+                )
+                .ctx("disable user")?;
+            if n == 0 {
+                return Err(RepoError::NotFound(format!("user {name}")));
+            }
+            if !disabled {
+                return Ok(0);
+            }
+            tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])
+                .ctx("end sessions")?;
+            let tokens = tx
+                .execute(
+                    "UPDATE tokens SET revoked = ?2 WHERE user = ?1 AND revoked IS NULL",
+                    params![name, t],
+                )
+                .ctx("revoke tokens")?;
+            Ok(tokens as u64)
+        })
+    }
+
+    /// True when `name` is an account an admin disabled.
+    pub fn is_disabled(&self, name: &str) -> Result<bool, RepoError> {
+        self.user_flag(name, "SELECT disabled FROM users WHERE name = ?1")
+    }
+
     /// True when `name` is an account with the admin flag.
     pub fn is_admin(&self, name: &str) -> Result<bool, RepoError> {
+        self.user_flag(name, "SELECT admin FROM users WHERE name = ?1")
+    }
+
+    /// A flag of account `name` read by `query` (false for an unknown name).
+    fn user_flag(&self, name: &str, query: &'static str) -> Result<bool, RepoError> {
         self.db.read(|c| {
-            c.prepare_cached("SELECT admin FROM users WHERE name = ?1")
+            c.prepare_cached(query)
                 .and_then(|mut s| {
                     s.query_row(params![name], |r| r.get::<_, bool>(0))
                         .optional()
@@ -298,7 +387,7 @@ impl Accounts {
     ) -> Result<Option<UserInfo>, RepoError> {
         let row = self.db.read(|c| {
             c.prepare_cached(
-                "SELECT name, password, admin, created, updated FROM users WHERE name = ?1",
+                "SELECT name, password, admin, created, updated, disabled FROM users WHERE name = ?1",
             )
             .and_then(|mut s| {
                 s.query_row(params![name], |r| {
@@ -308,6 +397,7 @@ impl Accounts {
                             admin: r.get(2)?,
                             created: r.get(3)?,
                             updated: r.get(4)?,
+                            disabled: r.get(5)?,
                         },
                         r.get::<_, String>(1)?,
                     ))
@@ -317,7 +407,10 @@ impl Accounts {
             .ctx("read user")
         })?;
         match row {
-            Some((info, hash)) => Ok(verify_hash(&hash, password).then_some(info)),
+            // a disabled account never signs in (the hash is still checked: same cost)
+            Some((info, hash)) => {
+                Ok((verify_hash(&hash, password) && !info.disabled).then_some(info))
+            }
             None => {
                 let _ = verify_hash(dummy_hash(), password);
                 Ok(None)

@@ -61,6 +61,13 @@ const MIGRATIONS: &[Migration] = &[
         what: "private repositories, organisation roles, memberships named by tokens recorded",
         apply: |tx| tx.execute_batch(VISIBILITY_AND_ROLES),
     },
+    Migration {
+        what: "accounts an admin disabled; sign-up invitations",
+        apply: |tx| {
+            tx.execute_batch("ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;")?;
+            tx.execute_batch(INVITES)
+        },
+    },
 ];
 
 /// The schema version this build writes.
@@ -116,6 +123,19 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
          ALTER TABLE org_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
              CHECK (role IN ('owner', 'member'));
          CREATE INDEX org_members_user ON org_members(\"user\");",
+    ),
+    (
+        7,
+        "accounts an admin disabled; sign-up invitations",
+        "ALTER TABLE users ADD COLUMN disabled BIGINT NOT NULL DEFAULT 0;
+         CREATE TABLE invites (
+             hash       TEXT PRIMARY KEY,
+             created_by TEXT NOT NULL,
+             created    BIGINT NOT NULL,
+             expires    BIGINT NOT NULL,
+             used_by    TEXT,
+             used       BIGINT
+         );",
     ),
 ];
 
@@ -426,6 +446,19 @@ CREATE TABLE IF NOT EXISTS users (
     admin    INTEGER NOT NULL DEFAULT 0,
     created  INTEGER NOT NULL,
     updated  INTEGER NOT NULL
+);
+"#;
+
+/// Sign-up invitations an admin made (schema version 7): only the code's sha256 is kept;
+/// one account per code, before it expires.
+const INVITES: &str = r#"
+CREATE TABLE IF NOT EXISTS invites (
+    hash       TEXT PRIMARY KEY,
+    created_by TEXT NOT NULL,
+    created    INTEGER NOT NULL,
+    expires    INTEGER NOT NULL,
+    used_by    TEXT,
+    used       INTEGER
 );
 "#;
 
