@@ -2,8 +2,10 @@
 //! `.fl` and back without touching the files' bytes.
 //!
 //! The distinct chunks of the tree are fetched from the source store in pipelined
-//! `get_many` batches (several in flight), decoded and checked (both hashes), encoded with
-//! the target codec on a pool of workers (one per core), and written to the target store in
+//! `get_many` batches (several in flight), checked (both hashes) and encoded with the target
+//! codec on a pool of workers (one per core; `.flist` chunks become rfs blocks without
+//! recompressing: their snappy stream is sealed as it is, see
+//! [`flist_format::codec::reencode_chunks`]), and written to the target store in
 //! pipelined batches (`exists_many` + `set_many`, or `set_many` alone for `dir://`). Chunks
 //! keep their boundaries (chunk *i* of a file stays chunk *i*), so the files' bytes are the
 //! same; a chunk already of the target codec is checked and copied as it is. Queues are
@@ -278,43 +280,36 @@ fn worker(
     tx: Sender<Vec<Ready>>,
 ) -> Result<()> {
     for items in rx {
-        let mut ready = Vec::with_capacity(items.len());
-        let mut plains = Vec::with_capacity(items.len());
-        let mut kept = Vec::new();
-        // Decoded a batch at a time: `.flist` chunks two at once (XXTEA interleaved).
+        // A batch at a time: `.flist` chunks decrypted several at once (XXTEA in lanes),
+        // and re-encoded without recompressing (see `reencode_chunks`).
         let stored: Vec<(&Block, &[u8])> =
             items.iter().map(|(i, d)| (&chunks[*i].0, &d[..])).collect();
-        let decoded = flist_format::codec::decode_chunks(&stored);
-        for ((i, data), plain) in items.into_iter().zip(decoded) {
+        let results = flist_format::codec::reencode_chunks(codec, &stored);
+        let mut ready = Vec::with_capacity(items.len());
+        for ((i, data), r) in items.into_iter().zip(results) {
             let (b, node) = &chunks[i];
-            let plain = plain.map_err(|source| ConvertError::Codec {
+            let r = r.map_err(|source| ConvertError::Codec {
                 chunk: format!("{} of /{}", b.id_hex(), tree.path_of(*node)),
                 source,
             })?;
-            if b.codec() == codec {
-                kept.push(Ready {
+            let len = r.plain_len as u64;
+            ready.push(match r.chunk {
+                Some(e) => Ready {
+                    index: i,
+                    block: e.block,
+                    data: Bytes::from(e.data),
+                    len,
+                    kept: false,
+                },
+                None => Ready {
                     index: i,
                     block: *b,
                     data,
-                    len: plain.len() as u64,
+                    len,
                     kept: true,
-                });
-            } else {
-                plains.push((i, plain));
-            }
-        }
-        let refs: Vec<&[u8]> = plains.iter().map(|(_, p)| p.as_slice()).collect();
-        let encoded = codec.encode_many(&refs);
-        for ((i, plain), e) in plains.iter().zip(encoded) {
-            ready.push(Ready {
-                index: *i,
-                block: e.block,
-                data: Bytes::from(e.data),
-                len: plain.len() as u64,
-                kept: false,
+                },
             });
         }
-        ready.extend(kept);
         if tx.send(ready).is_err() {
             return Ok(());
         }

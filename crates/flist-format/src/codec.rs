@@ -516,41 +516,45 @@ fn cut_to_length(mut out: Vec<u8>) -> Option<Vec<u8>> {
 /// A `.flist` chunk of a batch being decoded: its index, store hash, key and stored bytes.
 type Pending<'a> = (usize, &'a [u8; 16], &'a [u8; 16], &'a [u8]);
 
-/// Checks, decrypts and decompresses several stored chunks of either codec: the same
-/// results as [`decode_chunk`] on each, faster for `.flist` chunks (hashes four at a time,
-/// equal-length chunks decrypted together in SIMD lanes, the others two at a time).
-pub fn decode_chunks(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, CodecError>> {
-    // every pending .flist entry is overwritten below
-    let mut out: Vec<Result<Vec<u8>, CodecError>> = Vec::with_capacity(items.len());
-    // .flist chunks whose stored bytes match their store key: (index, hash, key, data)
-    let mut flist: Vec<Pending> = Vec::new();
+/// The `.flist` chunks of `items` whose stored bytes match their store key and are whole
+/// words (hashed four at a time), and per item the error that stops it (`None` for those
+/// and for rfs blocks).
+fn check_stored<'a>(
+    items: &[(&'a Block, &'a [u8])],
+) -> (Vec<Pending<'a>>, Vec<Option<CodecError>>) {
     let stored: Vec<&[u8]> = items
         .iter()
         .filter(|(b, _)| matches!(b, Block::Flist { .. }))
         .map(|(_, d)| *d)
         .collect();
     let mut stored_hashes = blake2b16_many(&stored).into_iter();
+    let mut flist = Vec::new();
+    let mut refused = Vec::with_capacity(items.len());
     for (i, (block, data)) in items.iter().enumerate() {
-        match block {
-            Block::Rfs { id, key } => out.push(rfs::decode_block(id, key, data)),
-            Block::Flist { hash, key } => {
-                if stored_hashes.next().as_ref() != Some(hash) {
-                    out.push(Err(CodecError::HashMismatch {
-                        chunk: hex::encode(hash),
-                        what: "stored bytes",
-                    }));
-                } else if !decryptable(data) {
-                    out.push(Err(CodecError::Decrypt {
-                        chunk: hex::encode(hash),
-                    }));
-                } else {
-                    out.push(Ok(Vec::new()));
-                    flist.push((i, hash, key, data));
-                }
-            }
+        let Block::Flist { hash, key } = block else {
+            refused.push(None);
+            continue;
+        };
+        if stored_hashes.next().as_ref() != Some(hash) {
+            refused.push(Some(CodecError::HashMismatch {
+                chunk: hex::encode(hash),
+                what: "stored bytes",
+            }));
+        } else if !decryptable(data) {
+            refused.push(Some(CodecError::Decrypt {
+                chunk: hex::encode(hash),
+            }));
+        } else {
+            refused.push(None);
+            flist.push((i, hash, key, *data));
         }
     }
-    // decrypt: equal lengths in lanes, the rest one by one
+    (flist, refused)
+}
+
+/// Decrypts `.flist` chunks (stored hash already checked, whole words): equal lengths in
+/// [`lanes`], the rest two at a time. `None` where the embedded length is impossible.
+fn decrypt_flist(flist: &[Pending]) -> Vec<Option<Vec<u8>>> {
     let lens: Vec<usize> = flist.iter().map(|f| f.3.len()).collect();
     let (groups, rest) = lane_groups(&lens);
     let mut decrypted: Vec<Option<Vec<u8>>> = vec![None; flist.len()];
@@ -579,6 +583,25 @@ pub fn decode_chunks(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, CodecErro
             _ => {}
         }
     }
+    decrypted
+}
+
+/// Checks, decrypts and decompresses several stored chunks of either codec: the same
+/// results as [`decode_chunk`] on each, faster for `.flist` chunks (hashes four at a time,
+/// equal-length chunks decrypted together in SIMD lanes, the others two at a time).
+pub fn decode_chunks(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, CodecError>> {
+    // every pending .flist entry (`Ok(empty)`) is overwritten below
+    let (flist, refused) = check_stored(items);
+    let mut out: Vec<Result<Vec<u8>, CodecError>> = items
+        .iter()
+        .zip(refused)
+        .map(|((block, data), refused)| match (block, refused) {
+            (Block::Rfs { id, key }, _) => rfs::decode_block(id, key, data),
+            (Block::Flist { .. }, Some(e)) => Err(e),
+            (Block::Flist { .. }, None) => Ok(Vec::new()),
+        })
+        .collect();
+    let decrypted = decrypt_flist(&flist);
     // decompress, then check the plaintexts four at a time
     let mut decoder = snap::raw::Decoder::new();
     let plains: Vec<Result<Vec<u8>, CodecError>> = flist
@@ -616,6 +639,168 @@ pub fn decode_chunks(items: &[(&Block, &[u8])]) -> Vec<Result<Vec<u8>, CodecErro
     out
 }
 
+/// A stored chunk re-encoded by [`reencode_chunks`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reencoded {
+    /// The chunk in the target codec; `None` when it already was of it (checked: its
+    /// stored bytes are kept as they are).
+    pub chunk: Option<EncodedChunk>,
+    /// Length of its plaintext.
+    pub plain_len: usize,
+}
+
+/// Checks stored chunks of either codec (as [`decode_chunks`]) and encodes each with
+/// `target`. `.flist` chunks become rfs blocks without recompressing: the chunk's own
+/// snappy stream, once decrypted, is decompressed only to hash the plaintext (its `.flist`
+/// key checked, its rfs key made; four at a time, into reused buffers) and is sealed as it
+/// is under the rfs key. That is exactly [`rfs::encode_block`] of the plaintext for every
+/// chunk compressed by the snappy encoder both codecs use here (all chunks this crate
+/// writes), and a valid rfs block of the same plaintext for any other snappy stream.
+/// rfs blocks become `.flist` chunks by decoding and encoding.
+pub fn reencode_chunks(
+    target: Codec,
+    items: &[(&Block, &[u8])],
+) -> Vec<Result<Reencoded, CodecError>> {
+    let (same, other): (Vec<_>, Vec<_>) = items.iter().partition(|(b, _)| b.codec() == target);
+    let mut same = decode_chunks(&same).into_iter().map(|r| {
+        r.map(|p| Reencoded {
+            chunk: None,
+            plain_len: p.len(),
+        })
+    });
+    let mut other = match target {
+        Codec::Rfs => flist_to_rfs(&other),
+        Codec::Flist => {
+            let decoded = decode_chunks(&other);
+            let ok: Vec<&[u8]> = decoded
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(Vec::as_slice))
+                .collect();
+            let mut encoded = encode_chunks(&ok).into_iter();
+            decoded
+                .into_iter()
+                .map(|r| {
+                    r.map(|p| Reencoded {
+                        chunk: encoded.next(),
+                        plain_len: p.len(),
+                    })
+                })
+                .collect()
+        }
+    }
+    .into_iter();
+    items
+        .iter()
+        .filter_map(|(b, _)| {
+            if b.codec() == target {
+                same.next()
+            } else {
+                other.next()
+            }
+        })
+        .collect()
+}
+
+/// [`reencode_chunks`] of `.flist` chunks into rfs blocks.
+fn flist_to_rfs(items: &[(&Block, &[u8])]) -> Vec<Result<Reencoded, CodecError>> {
+    use blake2b_simd::many::{hash_many, HashManyJob};
+    let (flist, refused) = check_stored(items);
+    let mut decrypted = decrypt_flist(&flist).into_iter();
+    let (mut p16, mut p32) = (blake2b_simd::Params::new(), blake2b_simd::Params::new());
+    p16.hash_length(16);
+    p32.hash_length(32);
+    let mut decoder = snap::raw::Decoder::new();
+    let mut plains: [Vec<u8>; 4] = Default::default();
+    // per pending chunk: (sealed bytes, rfs key, plaintext length)
+    type Sealed = Result<(Vec<u8>, [u8; 32], usize), CodecError>;
+    let mut sealed: Vec<Sealed> = Vec::with_capacity(flist.len());
+    for group in flist.chunks(plains.len()) {
+        let compressed: Vec<Result<Vec<u8>, CodecError>> = group
+            .iter()
+            .zip(plains.iter_mut())
+            .map(|((_, hash, _, _), plain)| {
+                let chunk = || hex::encode(hash);
+                let c = decrypted
+                    .next()
+                    .flatten()
+                    .ok_or_else(|| CodecError::Decrypt { chunk: chunk() })?;
+                let refused = |reason: String| CodecError::Decompress {
+                    chunk: chunk(),
+                    reason,
+                };
+                let len = snap::raw::decompress_len(&c).map_err(|e| refused(e.to_string()))?;
+                if len > rfs::MAX_PLAIN {
+                    return Err(refused(format!(
+                        "claims {len} bytes, more than the {} accepted",
+                        rfs::MAX_PLAIN
+                    )));
+                }
+                plain.resize(len, 0);
+                let n = decoder
+                    .decompress(&c, plain)
+                    .map_err(|e| refused(e.to_string()))?;
+                plain.truncate(n);
+                Ok(c)
+            })
+            .collect();
+        // both keys of each plaintext, hashed together
+        let hashes: Vec<blake2b_simd::Hash> = {
+            let mut jobs: Vec<HashManyJob> = compressed
+                .iter()
+                .zip(&plains)
+                .filter(|(c, _)| c.is_ok())
+                .flat_map(|(_, p)| [HashManyJob::new(&p16, p), HashManyJob::new(&p32, p)])
+                .collect();
+            hash_many(jobs.iter_mut());
+            jobs.iter().map(HashManyJob::to_hash).collect()
+        };
+        let mut hashes = hashes.chunks(2);
+        for ((c, (_, hash, key, _)), plain) in compressed.into_iter().zip(group).zip(&plains) {
+            sealed.push(c.and_then(|c| {
+                let (k16, k32) = match hashes.next() {
+                    Some([k16, k32]) => (k16.as_bytes(), k32.as_bytes()),
+                    _ => (&[][..], &[][..]),
+                };
+                if k16 != &key[..] {
+                    return Err(CodecError::HashMismatch {
+                        chunk: hex::encode(hash),
+                        what: "plaintext",
+                    });
+                }
+                let mut rfs_key = [0u8; 32];
+                rfs_key.copy_from_slice(k32);
+                Ok((rfs::seal_compressed(c, &rfs_key), rfs_key, plain.len()))
+            }));
+        }
+    }
+    let ids = {
+        let refs: Vec<&[u8]> = sealed
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|(d, _, _)| d.as_slice()))
+            .collect();
+        blake2b_many::<32>(&refs)
+    };
+    let (mut sealed, mut ids) = (sealed.into_iter(), ids.into_iter());
+    refused
+        .into_iter()
+        .filter_map(|refused| match refused {
+            Some(e) => Some(Err(e)),
+            None => sealed.next(),
+        })
+        .map(|r| {
+            let (data, key, plain_len) = r?;
+            let id = ids.next().unwrap_or_default();
+            Ok(Reencoded {
+                chunk: Some(EncodedChunk {
+                    block: Block::Rfs { id, key },
+                    data,
+                }),
+                plain_len,
+            })
+        })
+        .collect()
+}
+
 /// The rfs block codec (`.fl`): BLAKE2b-256 key, raw snappy, AES-256-GCM with the nonce
 /// `key[0..12]`, BLAKE2b-256 store id of the ciphertext.
 pub mod rfs {
@@ -649,7 +834,7 @@ pub mod rfs {
         if buf.len() < need {
             buf.resize(need, 0);
         }
-        let mut out = match snappy.compress(plain, buf) {
+        let out = match snappy.compress(plain, buf) {
             Ok(n) => {
                 let mut v = Vec::with_capacity(n + TAG_LEN);
                 v.extend_from_slice(&buf[..n]);
@@ -657,10 +842,17 @@ pub mod rfs {
             }
             Err(_) => super::compress(plain),
         };
+        seal_compressed(out, key)
+    }
+
+    /// Seals the compressed bytes `compressed` in place under `key`: the stored bytes
+    /// (ciphertext then tag).
+    pub(super) fn seal_compressed(mut compressed: Vec<u8>, key: &[u8; 32]) -> Vec<u8> {
+        compressed.reserve_exact(TAG_LEN);
         cipher(key)
-            .encrypt_in_place(Nonce::from_slice(&key[..12]), b"", &mut out)
+            .encrypt_in_place(Nonce::from_slice(&key[..12]), b"", &mut compressed)
             .expect("AES-GCM seals any input below 64 GiB");
-        out
+        compressed
     }
 
     /// Encodes one plaintext block.
@@ -918,6 +1110,85 @@ mod tests {
             assert_eq!(r.as_ref().unwrap(), p);
         }
         assert!(decode_chunks(&[]).is_empty());
+    }
+
+    #[test]
+    fn reencoding_equals_decoding_then_encoding() {
+        let mut x = 0x5eed_0ff1_a57e_11aau64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if i % 1024 < 512 {
+                        (i % 11) as u8
+                    } else {
+                        x as u8
+                    }
+                })
+                .collect()
+        };
+        // lanes (equal full chunks), pairs and odd sizes, more than one group of four
+        let sizes = [
+            CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE, 0, 1, 5, 100, 4096, 65_537,
+        ];
+        let plains: Vec<Vec<u8>> = sizes.iter().map(|&n| noise(n)).collect();
+        let refs: Vec<&[u8]> = plains.iter().map(Vec::as_slice).collect();
+        let mut flist = encode_chunks(&refs);
+        let rfs_blocks = rfs::encode_blocks(&refs);
+        // .flist -> rfs: exactly rfs's own encoding of each plaintext (same ids)
+        let items: Vec<(&Block, &[u8])> = flist.iter().map(|c| (&c.block, &c.data[..])).collect();
+        for (i, (r, want)) in reencode_chunks(Codec::Rfs, &items)
+            .into_iter()
+            .zip(&rfs_blocks)
+            .enumerate()
+        {
+            let r = r.expect("re-encoded");
+            assert_eq!(r.chunk.as_ref(), Some(want), "chunk {i}");
+            assert_eq!(r.plain_len, sizes[i], "chunk {i}");
+            let chunk = r.chunk.expect("a new chunk");
+            assert_eq!(
+                decode_chunk(&chunk.block, &chunk.data).expect("decodes"),
+                plains[i]
+            );
+        }
+        // rfs -> .flist: the 0-flist encoding of each plaintext
+        let items: Vec<(&Block, &[u8])> =
+            rfs_blocks.iter().map(|c| (&c.block, &c.data[..])).collect();
+        for (i, (r, want)) in reencode_chunks(Codec::Flist, &items)
+            .into_iter()
+            .zip(&flist)
+            .enumerate()
+        {
+            assert_eq!(
+                r.expect("re-encoded").chunk.as_ref(),
+                Some(want),
+                "chunk {i}"
+            );
+        }
+        // mixed, damaged, already of the target codec: errors where decode_chunk has them
+        flist[1].data[7] ^= 1; // stored bytes
+        if let Block::Flist { key, .. } = &mut flist[5].block {
+            key[3] ^= 1; // wrong key: garbage or a plaintext mismatch
+        }
+        let mut items: Vec<(&Block, &[u8])> =
+            flist.iter().map(|c| (&c.block, &c.data[..])).collect();
+        items.insert(2, (&rfs_blocks[6].block, &rfs_blocks[6].data[..]));
+        let got = reencode_chunks(Codec::Rfs, &items);
+        assert_eq!(got.len(), items.len());
+        for (i, ((block, data), r)) in items.iter().zip(&got).enumerate() {
+            match (decode_chunk(block, data), r) {
+                (Ok(p), Ok(r)) => {
+                    assert_eq!(r.plain_len, p.len(), "chunk {i}");
+                    assert_eq!(r.chunk.is_none(), block.codec() == Codec::Rfs, "chunk {i}");
+                }
+                (Err(_), Err(_)) => {}
+                (want, got) => panic!("chunk {i}: {want:?} vs {got:?}"),
+            }
+        }
+        assert!(got[1].is_err() && got[6].is_err() && got[2].is_ok());
+        assert!(reencode_chunks(Codec::Rfs, &[]).is_empty());
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! `.flist` finds `<name>.flist`, an unknown repository is "user not found", an unknown entry
 //! (or one that resolves to nothing) is "source not found"; on a write path every flist name
 //! given bare means `<name>.flist` ([`flist_name`], [`entry_name`], [`merge_source`]).
+//!
+//! An `<name>.fl` name, read or write, means the entry `<name>.flist`: the catalog holds
+//! `.flist` entries only and serves each also as an rfs `.fl` (see [`crate::formats`]), so
+//! `zflist hub symlink app.fl lnk.fl` links the entry `app.flist` as `lnk.flist`.
 
 use hub_repo::{names, Entry, EntryKind, Hub, RepoError, Resolved};
 
@@ -22,12 +26,16 @@ pub fn user_not_found() -> ApiError {
 /// merge target and sources, tag link name and target) through this rule, and the reference
 /// client pastes names as typed (`zflist hub symlink app lnk`). Nothing is validated here:
 /// the catalog validates the result as before (`..`, `/`, NUL, control characters refused).
+/// An `.fl` name is its entry's `.flist` name (`app.fl` → `app.flist`).
 pub fn flist_name(name: &str) -> String {
     if name.ends_with(".flist") {
-        name.to_string()
-    } else {
-        format!("{name}.flist")
+        return name.to_string();
     }
+    let of_fl = crate::formats::flist_name_of(name);
+    if of_fl != name {
+        return of_fl;
+    }
+    format!("{name}.flist")
 }
 
 /// The entry a `delete` or `rename` of `repo/name` means: `<name>.flist` when that exists or
@@ -62,8 +70,9 @@ pub fn merge_source(s: &str) -> Result<(String, String), ApiError> {
     Ok((r.to_string(), n))
 }
 
-/// The entry `repo/name` names on a read path: `name` itself, or `name.flist` when `name`
-/// has no `.flist` suffix and is no entry. Invalid names are 400.
+/// The entry `repo/name` names on a read path: `name` itself, or its flist name
+/// ([`flist_name`]: `name.flist`, or `x.flist` for `x.fl`) when `name` has no `.flist`
+/// suffix and is no entry. Invalid names are 400.
 pub fn find_entry(hub: &Hub, repo: &str, name: &str) -> Result<Entry, ApiError> {
     names::validate_repo(repo)?;
     names::validate_entry(name)?;
@@ -71,7 +80,7 @@ pub fn find_entry(hub: &Hub, repo: &str, name: &str) -> Result<Entry, ApiError> 
         return Ok(e);
     }
     if !name.ends_with(".flist") {
-        let with = format!("{name}.flist");
+        let with = flist_name(name);
         if names::validate_flist(&with).is_ok() {
             if let Some(e) = hub.catalog().entry(repo, &with)? {
                 return Ok(e);
@@ -97,5 +106,21 @@ pub fn find_flist(hub: &Hub, repo: &str, name: &str) -> Result<(Entry, Resolved)
             Err(source_not_found())
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flist_name;
+
+    #[test]
+    fn write_names_are_flist_names() {
+        assert_eq!(flist_name("app"), "app.flist");
+        assert_eq!(flist_name("app.flist"), "app.flist");
+        // An .fl name is the same entry's .flist.
+        assert_eq!(flist_name("app.fl"), "app.flist");
+        assert_eq!(flist_name("zos:v1.FL"), "zos:v1.flist");
+        assert_eq!(flist_name("fl"), "fl.flist");
+        assert_eq!(flist_name("app.flx"), "app.flx.flist");
     }
 }

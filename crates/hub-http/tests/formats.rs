@@ -642,3 +642,109 @@ async fn rename_delete_and_replace_move_both_formats_and_gc_prunes_the_fl_cache(
     );
     h.stop().await;
 }
+
+/// The entry names of `repo`'s listing (tags included), sorted.
+async fn listed(h: &TestHub, repo: &str) -> Vec<String> {
+    let (status, v) = h.get_json(&format!("/api/flist/{repo}")).await;
+    assert_eq!(status, 200, "{v}");
+    let mut names: Vec<String> = v
+        .as_array()
+        .expect("a listing")
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A `.fl` name on a write route is its entry's `.flist` (the catalog keeps one entry per
+/// flist, served in both formats): rename, link, promote, crosslink, tag, merge and delete
+/// given `x.fl` act on `x.flist`, never on a new `x.fl.flist`; reads by `.fl` name find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_routes_given_fl_names_act_on_the_flist_entry() {
+    let (h, token, tree) = hub_with_sample().await;
+    let bob = h.token("bob", &[]).await;
+    for (who, path) in [
+        (&token, "/api/flist/me/sample.fl/rename/moved.fl"),
+        (&token, "/api/flist/me/moved.fl/link/lnk.fl"),
+        (&bob, "/api/flist/me/promote/alice/moved.fl/tool.fl"),
+        (&bob, "/api/flist/me/xl.fl/crosslink/alice/moved.fl"),
+        (&token, "/api/flist/me/v1/tagged.fl/tag/alice/moved.fl"),
+    ] {
+        let (status, v) = h.call("GET", path, who).await;
+        assert_eq!(status, 200, "{path}: {v}");
+    }
+    assert_eq!(
+        listed(&h, "alice").await,
+        ["lnk.flist", "moved.flist", "v1"]
+    );
+    assert_eq!(listed(&h, "bob").await, ["tool.flist", "xl.flist"]);
+    let (status, v) = h.get_json("/api/flist/alice/tags/v1").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v[0]["name"].as_str(), v[0]["target"].as_str()),
+        (Some("tagged.flist"), Some("alice/moved.flist")),
+        "{v}"
+    );
+
+    // Reads by .fl name find the entry; every name serves the tree in both formats.
+    for path in [
+        "/api/flist/alice/moved.fl/light",
+        "/api/flist/alice/lnk.fl/light",
+        "/api/flist/bob/tool.fl/light",
+    ] {
+        let (status, v) = h.get_json(path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        assert!(
+            v["name"].as_str().is_some_and(|n| n.ends_with(".flist")),
+            "{path}: {v}"
+        );
+    }
+    for path in [
+        "/alice/moved.fl",
+        "/alice/lnk.fl",
+        "/alice/tags/v1/tagged.fl",
+        "/bob/tool.fl",
+        "/bob/xl.fl",
+        "/bob/xl.flist",
+    ] {
+        let (bytes, _) = fetch(&h, path).await;
+        let name = path.rsplit('/').next().unwrap_or(path);
+        assert_eq!(extract(bytes, name).await.1, tree, "{path}");
+    }
+
+    // Merge: .fl sources and target.
+    let r = h
+        .client
+        .post(h.url("/api/flist/me/merge/both.fl"))
+        .bearer_auth(&token)
+        .json(&json!(["alice/moved.fl", "bob/tool.fl"]))
+        .send()
+        .await
+        .expect("merge");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        listed(&h, "alice").await,
+        ["both.flist", "lnk.flist", "moved.flist", "v1"]
+    );
+    let (bytes, _) = fetch(&h, "/alice/both.fl").await;
+    assert_eq!(extract(bytes, "both.fl").await.1, tree);
+
+    // Untag and delete by .fl name: the entry goes, in both formats.
+    let (status, v) = h
+        .call(
+            "DELETE",
+            "/api/flist/me/v1/tagged.fl/tag/alice/moved.fl",
+            &token,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(h.get("/alice/tags/v1/tagged.fl").await.status(), 404);
+    let (status, v) = h.call("DELETE", "/api/flist/me/both.fl", &token).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(h.get("/alice/both.fl").await.status(), 404);
+    assert_eq!(h.get("/alice/both.flist").await.status(), 404);
+    let (status, v) = h.call("DELETE", "/api/flist/me/both.fl", &token).await;
+    assert_eq!(status, 404, "no entry in either format: {v}");
+    h.stop().await;
+}
