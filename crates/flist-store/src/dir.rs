@@ -7,7 +7,9 @@
 //! unnamed file saves a directory entry creation and removal per chunk, which is most of
 //! the kernel's work when packing.
 //! Readers never see a partial chunk, and concurrent writers of the same key are harmless
-//! (same key, same content). Batches run in parallel on the blocking thread pool.
+//! (same key, same content). Batches run in parallel on the blocking thread pool; reads
+//! first copy what the page cache holds without waiting (a small cached chunk is then
+//! answered on the calling task, with no hand-off), and only the rest go to the pool.
 //!
 //! Durability contract:
 //! - A chunk under its final name is always whole: a writer killed at any moment leaves
@@ -47,8 +49,22 @@ const PARALLELISM: usize = 8;
 const INLINE_READS: usize = 4;
 
 /// Chunk files up to this size whose pages are all in the page cache are read on the calling
-/// task whatever the batch size (see [`Inner::get_cached`]).
+/// task whatever the batch size (see [`Inner::probe`]).
 const CACHED_READ: usize = 16 * 1024;
+
+/// Files a batch keeps open between its first, non-blocking reads and the rest (under the
+/// usual limit of 1024 descriptors).
+const KEEP_OPEN: usize = 64;
+
+/// How far [`Inner::probe`] got with a chunk.
+enum Probe {
+    /// The whole value, read from the page cache.
+    Hit(Bytes),
+    /// The file, open, and the bytes read from it so far (the file position is past them).
+    Partial(fs::File, Vec<u8>),
+    /// Not opened (missing, another layout, an error): read it the ordinary way.
+    Miss,
+}
 
 /// Prefix of temporary files; never a valid hex chunk name.
 const TMP_PREFIX: &str = ".tmp-";
@@ -250,36 +266,56 @@ impl Inner {
         }
     }
 
-    /// The value of `key` if it is a chunk file of at most [`CACHED_READ`] bytes whose pages
-    /// are all in the page cache, read without waiting for the disk (`preadv2` with
-    /// `RWF_NOWAIT`); `None` when the ordinary read must answer (missing, bigger, not
-    /// cached, flat layout, any error). Opening may still read a directory block or inode
-    /// from disk when those are cold; the data never is.
-    fn get_cached(&self, key: &[u8]) -> Option<Bytes> {
-        use rustix::fs::{fstat, open, Mode, OFlags};
+    /// Starts reading `key` without waiting for the disk: opens its file and copies what
+    /// the page cache holds of its first [`CACHED_READ`] bytes (`preadv2` with
+    /// `RWF_NOWAIT`). A small chunk wholly cached is then read ([`Probe::Hit`]); otherwise
+    /// the open file and the bytes read so far are kept for [`Inner::finish`] when
+    /// `keep_open`. Opening may read a cold directory block or inode; the data never is.
+    fn probe(&self, key: &[u8], keep_open: bool) -> Probe {
         use rustix::io::{preadv2, ReadWriteFlags};
-        let path = self.path_of(key).ok()?;
-        let file = open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let Ok(path) = self.path_of(key) else {
+            return Probe::Miss;
+        };
+        let Ok(file) = fs::File::open(path) else {
+            return Probe::Miss; // missing (or flat layout): the ordinary read answers
+        };
         let mut buf = vec![0u8; CACHED_READ];
-        let n = preadv2(
+        // At the file position (`u64::MAX`), so that a blocking read goes on from there.
+        let read = preadv2(
             &file,
             &mut [io::IoSliceMut::new(&mut buf)],
-            0,
+            u64::MAX,
             ReadWriteFlags::NOWAIT,
-        )
-        .ok()?;
-        if n == CACHED_READ {
-            return None; // maybe bigger: the ordinary read takes it whole
-        }
+        );
+        let n = read.unwrap_or(0); // not cached (EAGAIN) or not supported: read it all later
+        buf.truncate(n);
         // A read that must not wait stops early only where a page is not cached, so on a
         // page boundary (a multiple of 4 KiB whatever the page size): a count off a boundary
         // is the end of the file; on one, the size says whether it is.
-        if n % 4096 == 0 && usize::try_from(fstat(&file).ok()?.st_size) != Ok(n) {
-            return None;
+        let whole = read.is_ok()
+            && n < CACHED_READ
+            && (n % 4096 != 0 || file.metadata().is_ok_and(|m| m.len() == n as u64));
+        if whole {
+            buf.shrink_to_fit();
+            Probe::Hit(Bytes::from(buf))
+        } else if keep_open {
+            Probe::Partial(file, buf)
+        } else {
+            Probe::Miss
         }
-        buf.truncate(n);
-        buf.shrink_to_fit();
-        Some(Bytes::from(buf))
+    }
+
+    /// The value of `key`, finishing what [`Inner::probe`] began (this may wait for the disk).
+    fn finish(&self, key: &[u8], probe: Probe) -> Result<Option<Bytes>, StoreError> {
+        use std::io::Read;
+        match probe {
+            Probe::Hit(v) => Ok(Some(v)),
+            Probe::Partial(mut file, mut buf) => match file.read_to_end(&mut buf) {
+                Ok(_) => Ok(Some(Bytes::from(buf))),
+                Err(e) => Err(self.io_err(key, &self.path_of(key)?, e)),
+            },
+            Probe::Miss => self.get(key),
+        }
     }
 
     fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
@@ -449,11 +485,13 @@ fn read_chunk(path: &Path) -> io::Result<Vec<u8>> {
 #[async_trait]
 impl Store for DirStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        if let Some(v) = self.inner.get_cached(key) {
-            return Ok(Some(v));
+        match self.inner.probe(key, true) {
+            Probe::Hit(v) => Ok(Some(v)),
+            probe => {
+                let key = key.to_vec();
+                self.one(move |s| s.finish(&key, probe)).await
+            }
         }
-        let key = key.to_vec();
-        self.one(move |s| s.get(&key)).await
     }
 
     async fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
@@ -469,25 +507,34 @@ impl Store for DirStore {
     async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
         // Small chunks already in the page cache (what a node's pipelined `GET`s mostly
         // hit) are copied here: a hand-off to the blocking pool and back costs more than
-        // the copy. The rest are read as before.
+        // the copy. The rest are finished inline when few (as 0-db's own event loop would),
+        // else spread over the blocking pool.
         let mut out: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
         let mut rest = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            let v = self.inner.get_cached(k);
-            if v.is_none() {
-                rest.push(i);
+            match self.inner.probe(k, rest.len() < KEEP_OPEN) {
+                Probe::Hit(v) => out.push(Some(v)),
+                probe => {
+                    out.push(None);
+                    rest.push((i, probe));
+                }
             }
-            out.push(v);
         }
         if rest.len() <= INLINE_READS {
-            for i in rest {
-                out[i] = self.inner.get(&keys[i])?;
+            for (i, probe) in rest {
+                out[i] = self.inner.finish(&keys[i], probe)?;
             }
             return Ok(out);
         }
-        let want: Vec<Vec<u8>> = rest.iter().map(|&i| keys[i].clone()).collect();
-        let got = self.batch(want, |s, k| s.get(&k)).await?;
-        for (i, v) in rest.into_iter().zip(got) {
+        let slots: Vec<usize> = rest.iter().map(|(i, _)| *i).collect();
+        let work: Vec<(Vec<u8>, Probe)> = rest
+            .into_iter()
+            .map(|(i, probe)| (keys[i].clone(), probe))
+            .collect();
+        let got = self
+            .batch(work, |s, (k, probe)| s.finish(&k, probe))
+            .await?;
+        for (i, v) in slots.into_iter().zip(got) {
             out[i] = v;
         }
         Ok(out)

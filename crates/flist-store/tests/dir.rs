@@ -399,3 +399,20 @@ async fn chunks_partly_out_of_the_page_cache_come_back_whole() {
         );
     }
 }
+
+/// A batch of more chunks than it keeps open between its first reads and the rest (bigger
+/// than a cached read, so none is answered by its first read) comes back whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_many_bigger_chunks_comes_back_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore::new(tmp.path()).unwrap();
+    let keys: Vec<Vec<u8>> = (0..150).map(|i| key(5000 + i)).collect();
+    let value = |i: usize| -> Vec<u8> { (0..20_000 + i).map(|j| (j + i) as u8).collect() };
+    for (i, k) in keys.iter().enumerate() {
+        store.set(k, Bytes::from(value(i))).await.unwrap();
+    }
+    let got = store.get_many(&keys).await.unwrap();
+    for (i, g) in got.iter().enumerate() {
+        assert!(g.as_deref() == Some(&value(i)[..]), "value {i}");
+    }
+}
