@@ -46,6 +46,17 @@ fn seeds_and_kept_inputs() {
     let mut bad: RepoSnapshot =
         serde_json::from_slice(&seed("snapshot-reserved-name")).expect("snapshot");
     assert!(bad.sanitize().is_err());
+    // A file entry carrying a link target (`../../x/../y`), found by libFuzzer: dropped.
+    let mut odd: RepoSnapshot =
+        serde_json::from_slice(&seed("snapshot-file-with-a-link-target")).expect("snapshot");
+    let dropped = odd.sanitize().expect("a good repository name");
+    assert!(
+        dropped
+            .iter()
+            .any(|d| d.contains("\"ok.flist\"") && d.contains("link target")),
+        "{dropped:?}"
+    );
+    assert!(odd.entries.iter().all(|e| e.name != "ok.flist"));
     for sub in ["corpus/mirror_feed", "artifacts/mirror_feed"] {
         if let Ok(rd) = std::fs::read_dir(fuzz_dir().join(sub)) {
             for e in rd.flatten() {

@@ -222,6 +222,15 @@ fn check_entry(e: &SnapEntry, blobs: &std::collections::HashSet<String>) -> Resu
             _ => Err(RepoError::Invalid("a link without its target".into())),
         }
     };
+    // A local write stores a file with no target and a link with no file (the catalog's
+    // CHECKs refuse the rest).
+    let is_regular = e.kind == "regular";
+    if !is_regular && e.sha256.is_some() {
+        return Err(RepoError::Invalid("a link with a flist file".into()));
+    }
+    if is_regular && (e.target_repo.is_some() || e.target_name.is_some()) {
+        return Err(RepoError::Invalid("a flist file with a link target".into()));
+    }
     match e.kind.as_str() {
         "regular" => {
             validate_flist(&e.name)?;
