@@ -981,24 +981,27 @@ mod tests {
         }
     }
 
+    /// `n` bytes in runs of 512, alternately compressible (`i % modulus`) and xorshift noise
+    /// from the state `x`.
+    fn half_noise(x: &mut u64, n: usize, modulus: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| {
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                if i % 1024 < 512 {
+                    (i % modulus) as u8
+                } else {
+                    *x as u8
+                }
+            })
+            .collect()
+    }
+
     #[test]
     fn batch_encoding_equals_one_by_one() {
         let mut x = 0x1234_5678_9abc_def0u64;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|i| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    // half compressible, half random
-                    if i % 1024 < 512 {
-                        (i % 7) as u8
-                    } else {
-                        x as u8
-                    }
-                })
-                .collect()
-        };
+        let mut noise = |n: usize| half_noise(&mut x, n, 7);
         let sizes = [
             0, 1, 3, 4, 5, 8, 100, 203, 204, 207, 208, 1000, 4096, 65_537, CHUNK_SIZE, 7,
         ];
@@ -1115,20 +1118,7 @@ mod tests {
     #[test]
     fn reencoding_equals_decoding_then_encoding() {
         let mut x = 0x5eed_0ff1_a57e_11aau64;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|i| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    if i % 1024 < 512 {
-                        (i % 11) as u8
-                    } else {
-                        x as u8
-                    }
-                })
-                .collect()
-        };
+        let mut noise = |n: usize| half_noise(&mut x, n, 11);
         // lanes (equal full chunks), pairs and odd sizes, more than one group of four
         let sizes = [
             CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE, 0, 1, 5, 100, 4096, 65_537,
