@@ -339,8 +339,9 @@ impl Server {
 }
 
 /// Every 2 s, notices catalog writes committed by another process (`hub-server restamp`,
-/// `import-legacy`, account commands) so that the in-memory caches keyed on the catalog
-/// generation are refreshed. Ends with the runtime or when the state is dropped.
+/// `import-legacy`, account commands; the other replicas on a PostgreSQL catalog) so that
+/// the in-memory caches keyed on the catalog generation are refreshed. Ends with the
+/// runtime or when the state is dropped.
 fn watch_external_writes(state: &Shared) {
     let hub = Arc::downgrade(&state.hub);
     tokio::spawn(async move {

@@ -150,9 +150,10 @@ impl Hub {
         &self.accounts
     }
 
-    /// Notices writes another process (the CLI: `restamp`, `import-legacy`, `user remove`)
-    /// committed to the catalog since the last call, and then bumps [`Hub::generation`] so
-    /// that caches keyed on it are refreshed. True when there were some.
+    /// Notices writes another process (the CLI: `restamp`, `import-legacy`, `user remove`;
+    /// on PostgreSQL, the other replicas) committed to the catalog since the last call, and
+    /// then bumps [`Hub::generation`] so that caches keyed on it are refreshed. True when
+    /// there were some.
     pub fn notice_external_writes(&self) -> Result<bool, RepoError> {
         self.db.notice_external_writes()
     }

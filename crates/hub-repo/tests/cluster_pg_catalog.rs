@@ -152,6 +152,49 @@ fn two_hubs_on_one_catalog_never_lose_a_tag_write() {
     assert!(matches!(err, RepoError::Forbidden(_)), "{err}");
 }
 
+/// A replica notices what another committed (its watch then drops the caches keyed on the
+/// generation), and nothing more once it has: before, a replica's listings and downloads
+/// kept serving the catalog as it was until it wrote something itself.
+#[test]
+fn a_replica_notices_the_writes_of_another() {
+    let url = Postgres::shared().create_database("watch");
+    let (d1, d2) = (
+        tempfile::tempdir().expect("d1"),
+        tempfile::tempdir().expect("d2"),
+    );
+    let h1 = Hub::open_on(d1.path(), Some(&url)).expect("h1");
+    let h2 = Hub::open_on(d2.path(), Some(&url)).expect("h2");
+    let alice = Actor::new("alice", vec![]);
+    // The first look records where the catalog stands.
+    h2.notice_external_writes().expect("watch");
+    assert!(
+        !h2.notice_external_writes().expect("watch"),
+        "nothing written yet"
+    );
+    let before = h2.generation();
+    upload(&h1, &alice, "alice", "a.flist");
+    assert!(
+        h2.notice_external_writes().expect("watch"),
+        "h1's upload unseen"
+    );
+    assert!(h2.generation() > before);
+    assert!(
+        !h2.notice_external_writes().expect("watch"),
+        "noticed twice"
+    );
+    let listed = h2.catalog().list("alice").expect("list").expect("alice");
+    assert_eq!(listed.len(), 1);
+    // A write that fails (rolled back) is not one.
+    let err = h1
+        .catalog()
+        .link(&Actor::new("bob", vec![]), "alice", "a.flist", "x.flist");
+    assert!(err.is_err());
+    assert!(
+        !h2.notice_external_writes().expect("watch"),
+        "a refused write counted"
+    );
+}
+
 /// Version 7 on PostgreSQL: a catalog at version 6 gains the disable switch (accounts start
 /// enabled) and the invitations table.
 #[test]

@@ -143,9 +143,11 @@ impl Db {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Notices writes another process (the CLI: `restamp`, `import-legacy`, `user remove`)
-    /// committed since the last call, and then bumps the generation so that caches keyed on
-    /// it are refreshed. True when there were some.
+    /// Notices writes another process committed since the last call (the CLI: `restamp`,
+    /// `import-legacy`, `user remove`; on PostgreSQL, the other replicas too), and then bumps
+    /// the generation so that caches keyed on it are refreshed. True when there were some.
+    /// SQLite counts other connections' commits (`data_version`); PostgreSQL counts every
+    /// committed write in `hub_writes` (this process's own too: one spare refresh).
     pub(crate) fn notice_external_writes(&self) -> Result<bool, RepoError> {
         let v: i64 = match &self.engine {
             Store::Lite { writer, .. } => {
@@ -153,7 +155,12 @@ impl Db {
                 c.pragma_query_value(None, "data_version", |r| r.get(0))
                     .ctx("read data_version")?
             }
-            Store::Pg(_) => return Ok(false),
+            Store::Pg(p) => {
+                let g = p.conn();
+                Connection::Pg(&g)
+                    .query_row("SELECT n FROM hub_writes", (), |r| r.get(0))
+                    .ctx("read the write counter")?
+            }
         };
         let v = v.unsigned_abs();
         let before = self.data_version.swap(v, Ordering::AcqRel);
@@ -214,7 +221,14 @@ impl Db {
             }
             Store::Pg(p) => {
                 let g = p.conn();
-                pg::PgPool::write(&g, || f(&Connection::Pg(&g)))
+                pg::PgPool::write(&g, || {
+                    let c = Connection::Pg(&g);
+                    let out = f(&c)?;
+                    // Seen by the other replicas' watch once committed (their caches refresh).
+                    c.execute("UPDATE hub_writes SET n = n + 1", ())
+                        .ctx("count the write")?;
+                    Ok(out)
+                })
             }
         }
     }

@@ -149,7 +149,9 @@ pub(crate) fn migrate_pg(
     let c = Conn::Pg(conn);
     let ctx = |s: &str| format!("{what}: {s}");
     c.execute_batch(&format!(
-        "BEGIN; {}; CREATE TABLE IF NOT EXISTS hub_schema (version BIGINT NOT NULL)",
+        "BEGIN; {}; CREATE TABLE IF NOT EXISTS hub_schema (version BIGINT NOT NULL); \
+         CREATE TABLE IF NOT EXISTS hub_writes (n BIGINT NOT NULL); \
+         INSERT INTO hub_writes(n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM hub_writes)",
         crate::db::pg::PgPool::migrate_lock()
     ))
     .ctx(&ctx("begin migration"))?;
