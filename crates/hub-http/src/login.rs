@@ -135,9 +135,7 @@ pub async fn start_session(
     if let Ok(v) = HeaderValue::from_str(&session_cookie(st, &id, ttl)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(crate::ui::no_store(resp))
 }
 
 /// The actor of a session cookie, if it names a live session.
@@ -212,7 +210,7 @@ pub async fn render_login(
         .await
         .unwrap_or(0);
     let threebot = st.config.threebot.enabled;
-    let mut resp = ctx.render_status(
+    crate::ui::no_store(ctx.render_status(
         status,
         "login.html",
         "Sign in",
@@ -225,10 +223,7 @@ pub async fn render_login(
             "next": next,
             "error": error,
         }),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    ))
 }
 
 /// `GET /login-method` (and `GET /login`): the sign-in page.

@@ -403,6 +403,23 @@ async fn item10_headers_cookies_redirects_look_alikes_throttle() {
     assert_eq!(r.status(), 303);
     let (session, whole) = set_cookie(&r, "hub-session").unwrap();
     assert!(whole.contains("Secure"), "{whole}");
+    // What carries or shows credentials and account state is never cached.
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    for (page, cookie) in [
+        ("/login-method", ""),
+        ("/token", session.as_str()),
+        ("/account", session.as_str()),
+    ] {
+        let r = t
+            .client
+            .get(t.url(page))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{page}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{page}");
+    }
     let r = t
         .client
         .post(t.url("/me/active-user"))

@@ -130,15 +130,12 @@ async fn tokens_page(st: &Shared, ctx: &Ctx, created: Option<(String, String, i6
         .collect();
     let created =
         created.map(|(tok, label, exp)| json!({"token": tok, "label": label, "expires": exp}));
-    let mut resp = ctx.render(
+    super::no_store(ctx.render(
         "tokens.html",
         "API tokens",
         json!({"tokens": tokens, "created": created, "user": actor.user, "expiry_days": EXPIRY_DAYS,
                "threebot": st.config.threebot.enabled}),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    ))
 }
 
 /// `GET /token`: the user's tokens (never creates one).

@@ -409,6 +409,14 @@ pub fn clear_cookie(h: &mut HeaderMap, name: &str) {
     }
 }
 
+/// `resp` marked `Cache-Control: no-store`: pages and answers showing secrets or account
+/// state (tokens, sessions, the account and admin pages) are never kept by a cache.
+pub fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// A `303 See Other` to `to` carrying a flash message.
 pub fn redirect_with(to: &str, kind: &str, text: &str) -> Response {
     let mut resp = see_other(to);

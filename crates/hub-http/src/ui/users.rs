@@ -4,25 +4,19 @@
 //! reset, invitations made).
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
 use hub_repo::{Actor, InviteCheck, MIN_PASSWORD_LEN};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{check_same_origin, redirect_with, Ctx};
+use super::{check_same_origin, no_store, redirect_with, Ctx};
 use crate::error::ApiError;
 use crate::state::Shared;
 
 /// Lifetime of an invitation.
 const INVITE_TTL_SECS: i64 = 7 * 86_400;
-
-fn no_store(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
 
 /// `GET /account`: who you are, your password.
 pub async fn account(State(st): State<Shared>, ctx: Ctx) -> Response {

@@ -187,14 +187,7 @@ impl Accounts {
             if n == 0 {
                 return Err(RepoError::NotFound(format!("user {name}")));
             }
-            tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])
-                .ctx("end sessions")?;
-            let tokens = tx
-                .execute(
-                    "UPDATE tokens SET revoked = ?2 WHERE user = ?1 AND revoked IS NULL",
-                    params![name, t],
-                )
-                .ctx("revoke tokens")?;
+            let tokens = end_access(tx, name, t)?;
             tx.execute(
                 "UPDATE jobs SET state = 'failed', message = 'the account was removed', \
                  updated = ?2 WHERE owner = ?1 AND state IN ('queued', 'running')",
@@ -203,7 +196,7 @@ impl Accounts {
             .ctx("end jobs")?;
             tx.execute("DELETE FROM identities WHERE user = ?1", params![name])
                 .ctx("forget identities")?;
-            Ok(tokens as u64)
+            Ok(tokens)
         })
     }
 
@@ -248,15 +241,7 @@ impl Accounts {
             if !disabled {
                 return Ok(0);
             }
-            tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])
-                .ctx("end sessions")?;
-            let tokens = tx
-                .execute(
-                    "UPDATE tokens SET revoked = ?2 WHERE user = ?1 AND revoked IS NULL",
-                    params![name, t],
-                )
-                .ctx("revoke tokens")?;
-            Ok(tokens as u64)
+            end_access(tx, name, t)
         })
     }
 
@@ -417,4 +402,19 @@ impl Accounts {
             }
         }
     }
+}
+
+/// Ends every web session of `name` and revokes its live API tokens (at time `t`), in the
+/// caller's transaction: what removing or disabling an account cuts. Returns how many
+/// tokens were revoked.
+fn end_access(tx: &Connection<'_>, name: &str, t: i64) -> Result<u64, RepoError> {
+    tx.execute("DELETE FROM sessions WHERE user = ?1", params![name])
+        .ctx("end sessions")?;
+    let tokens = tx
+        .execute(
+            "UPDATE tokens SET revoked = ?2 WHERE user = ?1 AND revoked IS NULL",
+            params![name, t],
+        )
+        .ctx("revoke tokens")?;
+    Ok(tokens as u64)
 }
