@@ -350,13 +350,21 @@ fn load_config(config: Option<&PathBuf>) -> Result<HubConfig> {
 /// running server: refuses a data directory holding no SQLite catalog (a command pointed at
 /// the wrong place); a PostgreSQL catalog is taken as it is.
 fn open_admin(cfg: &HubConfig) -> Result<Hub> {
-    Hub::open_existing_on(&cfg.data_dir, cfg.catalog.as_deref()).with_context(|| {
+    let hub = Hub::open_existing_on(&cfg.data_dir, cfg.catalog.as_deref()).with_context(|| {
         format!(
             "opening the hub data in {} (catalog {})",
             cfg.data_dir.display(),
             cfg.catalog_shown()
         )
-    })
+    })?;
+    share_files(cfg, &hub)?;
+    Ok(hub)
+}
+
+/// On a cluster, the flist files the replicas share (see `HubConfig::shared_files_url`).
+fn share_files(cfg: &HubConfig, hub: &Hub) -> Result<()> {
+    cfg.share_files(hub)
+        .context("opening the store the replicas share their flist files through")
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -470,6 +478,7 @@ fn run(cli: Cli) -> Result<()> {
                     cfg.catalog_shown()
                 )
             })?;
+            share_files(&cfg, &hub)?;
             let rep = hub
                 .import_legacy(&path)
                 .with_context(|| format!("importing the old hub tree {}", path.display()))?;

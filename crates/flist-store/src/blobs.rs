@@ -38,6 +38,8 @@ pub struct BlobInfo {
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was stored (the object's last modification; a file's mtime), when known.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// An async store of named blobs. `Display` shows its URL with credentials redacted.
@@ -228,6 +230,7 @@ impl DirBlobs {
                         out.push(BlobInfo {
                             name: prefix.to_owned(),
                             size: m.len(),
+                            modified: m.modified().ok(),
                         });
                     }
                     continue;
@@ -250,6 +253,7 @@ impl DirBlobs {
                         out.push(BlobInfo {
                             name: rel.to_string_lossy().into_owned(),
                             size: meta.len(),
+                            modified: meta.modified().ok(),
                         });
                     }
                 }

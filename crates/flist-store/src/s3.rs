@@ -867,6 +867,7 @@ impl BlobStore for S3Store {
                 Ok(m) => out.push(BlobInfo {
                     name: m.location.to_string(),
                     size: m.size,
+                    modified: Some(std::time::SystemTime::from(m.last_modified)),
                 }),
                 Err(e) => match self.classify(&e) {
                     // No bucket yet: nothing stored.

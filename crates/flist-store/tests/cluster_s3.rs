@@ -422,6 +422,13 @@ async fn blob_contract(blobs: Arc<dyn BlobStore>, scratch: &std::path::Path) {
     let names: Vec<&str> = listed.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, vec![name, big_name]);
     assert_eq!(listed[1].size, big.len() as u64);
+    // Both stores say when a blob was stored (gc keeps young unrecorded files).
+    for b in &listed {
+        let age = std::time::SystemTime::now()
+            .duration_since(b.modified.expect("a modification time"))
+            .unwrap_or_default();
+        assert!(age < std::time::Duration::from_secs(600), "{b:?}");
+    }
     assert_eq!(blobs.list("flists/ab").await.unwrap().len(), 1);
 
     assert!(blobs.delete(name).await.unwrap());

@@ -496,6 +496,30 @@ impl HubConfig {
         }
     }
 
+    /// The store replicas share their flist files through: the chunk store when it is an
+    /// object store (`s3://`, `s3s://`: a cluster's), else none (the data directory holds
+    /// them, as on one machine).
+    pub fn shared_files_url(&self) -> Option<String> {
+        let url = self.store.as_deref()?.trim();
+        (url.starts_with("s3://") || url.starts_with("s3s://")).then(|| url.to_string())
+    }
+
+    /// Attaches the shared store of flist files ([`HubConfig::shared_files_url`]) to `hub`.
+    /// Blocks (opens the store's client on its own runtime).
+    pub fn share_files(&self, hub: &hub_repo::Hub) -> Result<(), hub_repo::RepoError> {
+        let Some(url) = self.shared_files_url() else {
+            return Ok(());
+        };
+        let store = flist_store::BlockingBlobs::open(&url).map_err(|source| {
+            hub_repo::RepoError::Files {
+                op: "open",
+                name: "flists".into(),
+                source,
+            }
+        })?;
+        hub.share_files(store)
+    }
+
     /// The public base URL without a trailing `/`: `public_url`, or `http://<listen>` (a
     /// wildcard listen address reads as `127.0.0.1`; set `public_url` for other machines).
     pub fn public_url(&self) -> String {

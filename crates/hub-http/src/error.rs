@@ -83,10 +83,17 @@ impl From<RepoError> for ApiError {
             _ if e.full_storage().is_some() => {
                 return ApiError::storage_full(e.full_storage().unwrap_or("storage"), e)
             }
-            _ if e.is_unavailable() => {
+            _ if e.is_unavailable() && !matches!(e, RepoError::Files { .. }) => {
                 return ApiError::server(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "catalog unavailable: try again later",
+                    e,
+                )
+            }
+            RepoError::Files { .. } => {
+                return ApiError::server(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "flist file store unavailable: try again later",
                     e,
                 )
             }

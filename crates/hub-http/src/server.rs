@@ -244,8 +244,13 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
     }
     let dir = config.data_dir.clone();
     let catalog = config.catalog.clone();
-    let hub = tokio::task::spawn_blocking(move || Hub::open_on(&dir, catalog.as_deref()))
-        .await?
+    let c2 = config.clone();
+    let hub = tokio::task::spawn_blocking(move || {
+        let hub = Hub::open_on(&dir, catalog.as_deref())?;
+        c2.share_files(&hub)?;
+        Ok::<_, hub_repo::RepoError>(hub)
+    })
+    .await?
         .map_err(|source| ServerError::Repo {
             dir: match &config.catalog {
                 Some(_) => format!(

@@ -60,6 +60,17 @@ pub enum RepoError {
         /// What went wrong.
         message: String,
     },
+    /// The shared store of flist files (the cluster's object store) failed.
+    #[error("flist file store ({op} {name}): {source}")]
+    Files {
+        /// What was being done (`upload`, `download`, `delete`, `list`).
+        op: &'static str,
+        /// The flist file (content address) or prefix.
+        name: String,
+        /// The store's error (credentials redacted).
+        #[source]
+        source: flist_store::StoreError,
+    },
     /// The input is larger than a configured limit (answered 413).
     #[error("too large: {0}")]
     TooLarge(String),
@@ -80,10 +91,15 @@ pub fn io_is_full(e: &std::io::Error) -> bool {
 }
 
 impl RepoError {
-    /// The catalog database could not be reached (a transient fault: the operation can be
-    /// retried once it is back; the HTTP layer answers 503 with `Retry-After`).
+    /// The catalog database or the shared store of flist files could not be reached (a
+    /// transient fault: the operation can be retried once it is back; the HTTP layer answers
+    /// 503 with `Retry-After`).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, RepoError::Database { source, .. } if source.is_unavailable())
+        match self {
+            RepoError::Database { source, .. } => source.is_unavailable(),
+            RepoError::Files { source, .. } => source.is_transient(),
+            _ => false,
+        }
     }
 
     /// When the failure is a full disk: which storage (`flist storage`, `catalog storage`).

@@ -130,6 +130,20 @@ impl Hub {
         self.db.describe()
     }
 
+    /// Keeps the flist files in `store` too, the object store every replica of a cluster
+    /// shares (`s3://…`; any `dir://` works the same): from now on a file is stored there
+    /// before the catalog records it, and a file this replica has no copy of is downloaded
+    /// from there on first use (the data directory's `flists/` is then a cache). `gc` removes
+    /// unreferenced files from both. Once per hub.
+    pub fn share_files(&self, store: flist_store::BlockingBlobs) -> Result<(), RepoError> {
+        self.blobs.share(store)
+    }
+
+    /// The shared store of flist files, for messages (credentials redacted), when attached.
+    pub fn shared_files(&self) -> Option<String> {
+        self.blobs.shared().map(|s| s.to_string())
+    }
+
     /// Whether the catalog is on PostgreSQL (shared by replicas) rather than SQLite.
     pub fn catalog_is_shared(&self) -> bool {
         self.db.engine() == crate::db::Engine::Postgres

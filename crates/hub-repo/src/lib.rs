@@ -89,7 +89,7 @@ pub use clock::now;
 pub use db::schema::SCHEMA_VERSION;
 pub use db::sql::DbError;
 pub use error::{io_is_full, RepoError};
-pub use files::{is_hex_sha256, StagedFlist, STALE_TEMP_SECS};
+pub use files::{is_hex_sha256, shared_name, StagedFlist, STALE_TEMP_SECS};
 pub use hub::{is_postgres_url, redact_catalog, Hub};
 pub use jobs::{JobRecord, JobState, Jobs};
 pub use maintenance::backends::{same_backend, FlistFile, OwnBackend};

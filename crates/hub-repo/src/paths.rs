@@ -369,7 +369,11 @@ impl PathIndex {
         if self.indexed(sha256)? {
             return Ok(());
         }
-        self.index_file(sha256, &self.blobs.path_of(sha256))
+        let path = self
+            .blobs
+            .local(sha256)?
+            .unwrap_or_else(|| self.blobs.path_of(sha256));
+        self.index_file(sha256, &path)
     }
 
     /// Indexes every stored file referenced by an entry and not indexed yet; returns how many

@@ -383,9 +383,10 @@ impl Replica {
         })
     }
 
-    /// Is the flist file `sha256` stored (complete: files only appear by atomic rename)?
+    /// Is the flist file `sha256` stored (complete: files only appear by atomic rename)? On
+    /// a replica sharing its files, one in the shared store is fetched.
     pub fn has_blob(&self, sha256: &str) -> bool {
-        is_hex_sha256(sha256) && self.blobs.path_of(sha256).is_file()
+        is_hex_sha256(sha256) && matches!(self.blobs.local(sha256), Ok(Some(_)))
     }
 
     /// Moves a staged file to its content address after checking it is the expected one.
@@ -424,6 +425,7 @@ impl Replica {
             if recorded {
                 return Ok(false);
             }
+            self.blobs.remove_shared(sha256)?;
             match std::fs::remove_file(&path) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

@@ -43,9 +43,24 @@ impl Catalog {
         self.blobs.stage_file(path)
     }
 
-    /// Path of the stored file for a content address.
+    /// Path of the stored file for a content address. A replica that shares its files with
+    /// others ([`crate::Hub::share_files`]) downloads a file another replica stored on first
+    /// use; when that fails (logged) the path names no file and reading it fails.
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
-        self.blobs.path_of(sha256)
+        match self.blobs.local(sha256) {
+            Ok(Some(p)) => p,
+            Ok(None) => self.blobs.path_of(sha256),
+            Err(e) => {
+                tracing::warn!("flist file {sha256}: {e}");
+                self.blobs.path_of(sha256)
+            }
+        }
+    }
+
+    /// The local file of a stored flist file ([`Catalog::blob_path`] with its errors): `None`
+    /// when it is stored nowhere.
+    pub fn flist_file(&self, sha256: &str) -> Result<Option<PathBuf>, RepoError> {
+        self.blobs.local(sha256)
     }
 
     // ----- writes --------------------------------------------------------------------------
@@ -99,6 +114,8 @@ impl Catalog {
         let metadata = info.metadata.map(|m| Value::Object(m).to_string());
         let dump = info.dump.map(|d| d.to_string());
         let uploader = actor.user.clone();
+        // The upload to a shared store happens here, outside the write lock.
+        self.blobs.upload(&staged)?;
         let entry = self.audited(actor, action, repo, name, detail, |tx, ts| {
             if !wanted() {
                 return Err(RepoError::Cancelled);
@@ -234,6 +251,7 @@ impl Catalog {
         let metadata = info.metadata.map(|m| Value::Object(m).to_string());
         let dump = info.dump.map(|d| d.to_string());
         let detail = json!({"sha256": staged.sha256, "source": info.source});
+        self.blobs.upload(&staged)?;
         let n = self.db.write(|tx| {
             let ts = now();
             self.blobs.commit(&staged)?;

@@ -6,11 +6,19 @@
 //! fsynced); only then does the catalog reference them. A crash leaves at worst an orphan
 //! temp file (removed by the next open that has the directory to itself, see `lock.rs`) or
 //! an unreferenced file (removed by [`Hub::gc`](crate::Hub::gc)).
+//!
+//! A cluster of replicas shares its flist files through an object store
+//! ([`Hub::share_files`](crate::Hub::share_files)): each file is also stored there as
+//! `flists/<sha256[0..2]>/<sha256>` before the catalog records it, and the local directory is
+//! then a cache that a replica fills on first use of a file another replica stored.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use flist_store::BlockingBlobs;
 
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -56,7 +64,18 @@ pub(crate) struct Blobs {
     tmp: PathBuf,
     counter: AtomicU64,
     lock: DataLock,
+    /// The store every replica of a cluster shares (none: the local directory is the store).
+    shared: OnceLock<BlockingBlobs>,
 }
+
+/// The name of flist file `sha256` in a shared store: `flists/<sha256[0..2]>/<sha256>`.
+pub fn shared_name(sha256: &str) -> String {
+    let prefix = sha256.get(..2).unwrap_or("xx");
+    format!("{SHARED_PREFIX}/{prefix}/{sha256}")
+}
+
+/// Where flist files live in a shared store.
+pub(crate) const SHARED_PREFIX: &str = "flists";
 
 /// Copies `input` to `out`, feeding both hashes: (sha256, md5, size). `read_op` names the
 /// read in errors about `path`.
@@ -128,6 +147,7 @@ impl Blobs {
             tmp,
             counter: AtomicU64::new(0),
             lock,
+            shared: OnceLock::new(),
         })
     }
 
@@ -205,7 +225,9 @@ impl Blobs {
         })
     }
 
-    /// Moves a staged file to its content address (durably). Idempotent.
+    /// Moves a staged file to its content address (durably), and makes sure the shared store
+    /// holds it too. Idempotent. Called under the catalog's write lock, like `gc`'s removals:
+    /// a file `gc` removed from the shared store since [`Blobs::upload`] is put back here.
     pub(crate) fn commit(&self, staged: &StagedFlist) -> Result<PathBuf, RepoError> {
         let dest = self.path_of(&staged.sha256);
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
@@ -221,10 +243,108 @@ impl Blobs {
                 .write(true)
                 .open(&dest)
                 .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-            return Ok(dest);
+        } else {
+            fs::rename(&staged.path, &dest)
+                .map_err(|e| RepoError::io("rename into", &dest, e))?;
+            sync_dir(&dir)?;
         }
-        fs::rename(&staged.path, &dest).map_err(|e| RepoError::io("rename into", &dest, e))?;
-        sync_dir(&dir)?;
+        if let Some(shared) = self.shared.get() {
+            let name = shared_name(&staged.sha256);
+            let err = |op, source| RepoError::Files {
+                op,
+                name: name.clone(),
+                source,
+            };
+            if shared.size(&name).map_err(|e| err("look up", e))?.is_none() {
+                shared.put_file(&name, &dest).map_err(|e| err("upload", e))?;
+            }
+        }
         Ok(dest)
+    }
+
+    // ----- the shared store of a cluster ----------------------------------------------------
+
+    /// Keeps flist files in `store` too, shared by every replica (once per process).
+    pub(crate) fn share(&self, store: BlockingBlobs) -> Result<(), RepoError> {
+        self.shared.set(store).map_err(|_| {
+            RepoError::Conflict("a shared store of flist files is already attached".into())
+        })
+    }
+
+    /// The shared store, when the files are shared.
+    pub(crate) fn shared(&self) -> Option<&BlockingBlobs> {
+        self.shared.get()
+    }
+
+    /// Stores a staged file in the shared store ahead of the transaction that records it
+    /// (outside the catalog's write lock: [`Blobs::commit`] then only checks it is there).
+    /// Nothing to do when the files are not shared.
+    pub(crate) fn upload(&self, staged: &StagedFlist) -> Result<(), RepoError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        let name = shared_name(&staged.sha256);
+        shared
+            .put_file(&name, &staged.path)
+            .map(|_| ())
+            .map_err(|source| RepoError::Files {
+                op: "upload",
+                name,
+                source,
+            })
+    }
+
+    /// The local file of flist file `sha256`, downloaded from the shared store when this
+    /// replica holds no copy yet (and checked against its content address); `None` when it
+    /// is stored nowhere.
+    pub(crate) fn local(&self, sha256: &str) -> Result<Option<PathBuf>, RepoError> {
+        let path = self.path_of(sha256);
+        if path.is_file() {
+            return Ok(Some(path));
+        }
+        let Some(shared) = self.shared.get() else {
+            return Ok(None);
+        };
+        if !is_hex_sha256(sha256) {
+            return Ok(None);
+        }
+        let name = shared_name(sha256);
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(|e| RepoError::io("create directory", dir, e))?;
+        match shared.get_to_file(&name, &path) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(None),
+            Err(source) => {
+                return Err(RepoError::Files {
+                    op: "download",
+                    name,
+                    source,
+                })
+            }
+        }
+        let (got, _, _) = hash_file(&path)?;
+        if got != sha256 {
+            let _ = fs::remove_file(&path);
+            return Err(RepoError::Invalid(format!(
+                "the shared store's {name} has sha256 {got}: not kept"
+            )));
+        }
+        Ok(Some(path))
+    }
+
+    /// Removes flist file `sha256` from the shared store (under the catalog's write lock).
+    pub(crate) fn remove_shared(&self, sha256: &str) -> Result<(), RepoError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        let name = shared_name(sha256);
+        shared
+            .delete(&name)
+            .map(|_| ())
+            .map_err(|source| RepoError::Files {
+                op: "delete",
+                name,
+                source,
+            })
     }
 }

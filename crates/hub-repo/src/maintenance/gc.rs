@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::clock::now;
 use crate::error::SqlContext;
-use crate::files::is_hex_sha256;
+use crate::files::{is_hex_sha256, shared_name, SHARED_PREFIX};
 use crate::files::{sweep_temp, STALE_TEMP_SECS};
 use crate::{Hub, RepoError};
 
@@ -142,6 +142,7 @@ impl Hub {
                         .and_then(|mut s| s.execute(params![sha]))
                         .ctx("remove flist file record")?;
                     remove(&self.blobs.path_of(sha))?;
+                    self.blobs.remove_shared(sha)?;
                 }
                 Ok(v)
             })?
@@ -154,6 +155,14 @@ impl Hub {
         // 2. Files without a row (a writer killed between placing and recording).
         let root = self.data_dir().join("flists");
         for (path, name) in stored_files(&root)? {
+            if name.starts_with(".tmp-") {
+                // A download from the shared store that did not finish.
+                if age(&path).is_some_and(|a| a.as_secs() > STALE_TEMP_SECS) && !opts.dry_run {
+                    remove(&path)?;
+                    rep.temp_files += 1;
+                }
+                continue;
+            }
             if !is_hex_sha256(&name) || path != self.blobs.path_of(&name) {
                 rep.foreign.push(rel(&path));
                 continue;
@@ -187,6 +196,53 @@ impl Hub {
             if removed {
                 rep.bytes += size;
                 rep.unrecorded.push(rel(&path));
+            }
+        }
+
+        // 2b. The same in the store replicas share: files a replica stored and never recorded.
+        if let Some(shared) = self.blobs.shared() {
+            let listed = shared
+                .list(SHARED_PREFIX)
+                .map_err(|source| RepoError::Files {
+                    op: "list",
+                    name: SHARED_PREFIX.into(),
+                    source,
+                })?;
+            for b in listed {
+                let sha = b.name.rsplit('/').next().unwrap_or_default().to_string();
+                let shown = format!("{shared}/{}", b.name);
+                if !is_hex_sha256(&sha) || shared_name(&sha) != b.name {
+                    rep.foreign.push(shown);
+                    continue;
+                }
+                let recorded = |c: &crate::db::sql::Connection<'_>| -> Result<bool, RepoError> {
+                    c.prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")
+                        .and_then(|mut s| s.query_row(params![sha], |_| Ok(())).optional())
+                        .map(|o| o.is_some())
+                        .ctx("look up flist file")
+                };
+                if self.db.read(recorded)? {
+                    continue;
+                }
+                let young = b.modified.is_none_or(|m| {
+                    SystemTime::now().duration_since(m).unwrap_or_default() < opts.grace
+                });
+                if young {
+                    rep.kept_young += 1;
+                    continue;
+                }
+                let removed = opts.dry_run
+                    || self.db.write(|tx| {
+                        if recorded(tx)? {
+                            return Ok(false);
+                        }
+                        self.blobs.remove_shared(&sha)?;
+                        Ok(true)
+                    })?;
+                if removed {
+                    rep.bytes += b.size;
+                    rep.unrecorded.push(shown);
+                }
             }
         }
 

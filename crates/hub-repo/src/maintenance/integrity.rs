@@ -81,7 +81,10 @@ impl Hub {
             rep.entries_checked += 1;
             let verdict = verdicts.entry(sha.clone()).or_insert_with(|| {
                 rep.blobs_checked += 1;
-                let path = self.blobs.path_of(&sha);
+                let path = match self.blobs.local(&sha) {
+                    Ok(p) => p.unwrap_or_else(|| self.blobs.path_of(&sha)),
+                    Err(e) => return Some(format!("flist file {sha}: {e}")),
+                };
                 match crate::files::hash_file(&path) {
                     Err(e) => Some(format!("file {}: {e}", path.display())),
                     Ok((s, m, n)) => {
