@@ -1,10 +1,13 @@
-//! Two `hub-server` processes on one PostgreSQL catalog (the `cluster` group): what one
-//! replica writes, the other lists within its watch interval, caches included. Before, a
-//! replica's listing cache (keyed on its catalog generation) kept answering the catalog as
-//! it was until that replica wrote something itself.
+//! `hub-server` replicas on one PostgreSQL catalog (the `cluster` group): what one replica
+//! writes, the others list within their watch interval, caches included (before, a
+//! replica's listing cache, keyed on its catalog generation, kept answering the catalog as
+//! it was until that replica wrote something itself); with an S3 store (SeaweedFS) three
+//! replicas behind the deployment's nginx answer as one hub, flist files included.
 
 use std::time::{Duration, Instant};
 
+use sha2::Digest;
+use test_support::seaweed::SeaweedServer;
 use test_support::{HubProcess, Postgres};
 
 fn bin() -> std::path::PathBuf {
@@ -30,10 +33,18 @@ fn names(h: &HubProcess, repo: &str) -> Vec<String> {
 
 /// `alice` uploads `name` (authentication off: the `x-hub-user` header names the caller).
 fn upload(h: &HubProcess, name: &str) {
+    upload_to(&h.url(), name)
+}
+
+fn upload_to(base: &str, name: &str) {
     let archive = std::fs::read(test_support::fixture("fixture-tree.tar.gz")).expect("fixture");
+    upload_archive(base, name, archive)
+}
+
+fn upload_archive(base: &str, name: &str, archive: Vec<u8>) {
     let part = reqwest::blocking::multipart::Part::bytes(archive).file_name(name.to_string());
     let r = reqwest::blocking::Client::new()
-        .post(format!("{}/api/flist/me/upload", h.url()))
+        .post(format!("{base}/api/flist/me/upload"))
         .header("x-hub-user", "alice")
         .multipart(reqwest::blocking::multipart::Form::new().part("file", part))
         .send()
@@ -43,7 +54,11 @@ fn upload(h: &HubProcess, name: &str) {
 
 /// Waits (at most 10 s: the watch looks every 2 s) until `h` lists `want` for alice.
 fn lists(h: &HubProcess, want: &[&str]) -> Result<(), Vec<String>> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    lists_within(h, want, Duration::from_secs(10))
+}
+
+fn lists_within(h: &HubProcess, want: &[&str], within: Duration) -> Result<(), Vec<String>> {
+    let deadline = Instant::now() + within;
     loop {
         let got = names(h, "alice");
         if got == want {
@@ -72,4 +87,136 @@ fn a_replica_lists_what_another_wrote() {
     lists(&b, &["one.flist", "two.flist"]).expect("b still lists its cached listing");
     upload(&b, "three.tar.gz");
     lists(&a, &["one.flist", "three.flist", "two.flist"]).expect("a lists b's upload");
+}
+
+fn port_of(h: &HubProcess) -> u16 {
+    h.url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+/// The deployment's `cluster/nginx.conf` with its three replicas pointed at `hubs`.
+fn load_balancer(hubs: &[&HubProcess]) -> test_support::nginx::Nginx {
+    let conf = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deployment/cluster/nginx.conf"),
+    )
+    .expect("cluster/nginx.conf");
+    let ports: Vec<u16> = hubs.iter().map(|h| port_of(h)).collect();
+    test_support::nginx::Nginx::start(|lb_port| {
+        let mut c = conf.replace("listen 80;", &format!("listen 127.0.0.1:{lb_port};"));
+        for (i, p) in ports.iter().enumerate() {
+            c = c.replace(&format!("hub{}:5555", i + 1), &format!("127.0.0.1:{p}"));
+        }
+        c
+    })
+}
+
+/// Three replicas with their own data directories on one catalog and one S3 bucket, behind
+/// nginx: uploads through the load balancer land on any replica, and every replica lists
+/// them and serves the very same flist file (fetched from the bucket by the replicas that
+/// did not convert it); a delete on one is seen by all; with a replica dead, the others
+/// keep answering. Before, each replica kept its flist files in its own data directory and
+/// the others answered its entries' downloads with an error.
+#[test]
+fn three_replicas_behind_nginx_answer_as_one_hub() {
+    let catalog = Postgres::shared().create_database("three");
+    let store = SeaweedServer::shared().url(&format!("three-{}", std::process::id()));
+    let env = [
+        ("HUB_CATALOG", catalog.as_str()),
+        ("HUB_STORE", store.as_str()),
+        ("HUB_AUTHENTICATION", "off"),
+    ];
+    let mut hubs: Vec<Option<HubProcess>> = (0..3)
+        .map(|_| Some(HubProcess::start_with_env(&bin(), &env)))
+        .collect();
+    let lb = {
+        let live: Vec<&HubProcess> = hubs.iter().flatten().collect();
+        load_balancer(&live)
+    };
+    let want = ["a.flist", "b.flist", "c.flist", "d.flist"];
+    for n in &want {
+        // A different tree each: four flist files.
+        let tar = test_support::archive::RawTar::new()
+            .dir("etc")
+            .file("etc/hostname", n.as_bytes())
+            .finish();
+        upload_archive(
+            &lb.url(),
+            &n.replace(".flist", ".tar.gz"),
+            test_support::archive::gzip(&tar),
+        );
+    }
+    // Each upload was converted by one replica: the others hold no copy of its file yet
+    // (the downloads below are what fetches them from the bucket).
+    let local_files: usize = hubs
+        .iter()
+        .flatten()
+        .map(|h| walk_files(&h.data_dir().join("flists")))
+        .sum();
+    assert_eq!(local_files, want.len(), "one local copy per upload");
+    // ...and every replica lists them all and serves the same bytes for each.
+    for n in &want {
+        let mut digests = std::collections::BTreeSet::new();
+        for h in hubs.iter().flatten() {
+            lists(h, &want).expect("every replica lists every upload");
+            let (status, body) = h.get(&format!("/alice/{n}"));
+            assert_eq!(
+                status,
+                200,
+                "{n} from {}: {}",
+                h.url(),
+                String::from_utf8_lossy(&body)
+            );
+            let f = tempfile::NamedTempFile::new().expect("temp");
+            std::fs::write(f.path(), &body).expect("write");
+            flist_format::Flist::open(f.path()).expect("a readable flist");
+            digests.insert(hex::encode(sha2::Sha256::digest(&body)));
+        }
+        assert_eq!(
+            digests.len(),
+            1,
+            "{n}: replicas serve different files: {digests:?}"
+        );
+    }
+    // A delete through one replica is seen by the others.
+    let r = reqwest::blocking::Client::new()
+        .delete(format!(
+            "{}/api/flist/me/a.flist",
+            hubs[2].as_ref().expect("hub").url()
+        ))
+        .header("x-hub-user", "alice")
+        .send()
+        .expect("delete");
+    assert_eq!(r.status(), 200, "{:?}", r.text());
+    for h in hubs.iter().flatten() {
+        lists(h, &want[1..]).expect("the delete is seen everywhere");
+        assert_eq!(h.get("/alice/a.flist").0, 404);
+    }
+    // One replica dies: the load balancer's answers do not change.
+    drop(hubs[0].take());
+    for n in &want[1..] {
+        for _ in 0..3 {
+            let r = reqwest::blocking::get(format!("{}/alice/{n}", lb.url())).expect("GET");
+            assert_eq!(r.status(), 200, "{n} with a replica down");
+        }
+    }
+}
+
+/// Number of files under `dir`, recursively.
+fn walk_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
 }

@@ -120,7 +120,10 @@ fn gc_collects_the_shared_copies() {
         .expect("gc");
     assert_eq!(rep.unreferenced, vec![old.clone()]);
     assert_eq!(rep.unrecorded.len(), 1, "{rep:?}");
-    assert!(rep.unrecorded[0].ends_with(&shared_name(&orphan)), "{rep:?}");
+    assert!(
+        rep.unrecorded[0].ends_with(&shared_name(&orphan)),
+        "{rep:?}"
+    );
     assert_eq!(blobs.size(&shared_name(&old)).expect("size"), None);
     assert_eq!(blobs.size(&shared_name(&orphan)).expect("size"), None);
     assert_eq!(
@@ -166,7 +169,10 @@ fn a_store_that_is_down_fails_writes_and_records_nothing() {
     let cached = put(&h1, "a.flist", b"stored before");
     s3.kill();
 
-    let staged = h1.catalog().stage_reader(&b"while down"[..]).expect("stage");
+    let staged = h1
+        .catalog()
+        .stage_reader(&b"while down"[..])
+        .expect("stage");
     let err = h1
         .catalog()
         .put_flist(

@@ -244,8 +244,7 @@ impl Blobs {
                 .open(&dest)
                 .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         } else {
-            fs::rename(&staged.path, &dest)
-                .map_err(|e| RepoError::io("rename into", &dest, e))?;
+            fs::rename(&staged.path, &dest).map_err(|e| RepoError::io("rename into", &dest, e))?;
             sync_dir(&dir)?;
         }
         if let Some(shared) = self.shared.get() {
@@ -256,7 +255,9 @@ impl Blobs {
                 source,
             };
             if shared.size(&name).map_err(|e| err("look up", e))?.is_none() {
-                shared.put_file(&name, &dest).map_err(|e| err("upload", e))?;
+                shared
+                    .put_file(&name, &dest)
+                    .map_err(|e| err("upload", e))?;
             }
         }
         Ok(dest)
