@@ -510,13 +510,8 @@ impl HubConfig {
         let Some(url) = self.shared_files_url() else {
             return Ok(());
         };
-        let store = flist_store::BlockingBlobs::open(&url).map_err(|source| {
-            hub_repo::RepoError::Files {
-                op: "open",
-                name: "flists".into(),
-                source,
-            }
-        })?;
+        let store = flist_store::BlockingBlobs::open(&url)
+            .map_err(|source| hub_repo::RepoError::files("open", "flists", source))?;
         hub.share_files(store)
     }
 

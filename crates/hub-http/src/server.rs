@@ -251,17 +251,17 @@ pub async fn build_state(config: HubConfig) -> Result<Shared, ServerError> {
         Ok::<_, hub_repo::RepoError>(hub)
     })
     .await?
-        .map_err(|source| ServerError::Repo {
-            dir: match &config.catalog {
-                Some(_) => format!(
-                    "{} (catalog {})",
-                    config.data_dir.display(),
-                    config.catalog_shown()
-                ),
-                None => config.data_dir.display().to_string(),
-            },
-            source,
-        })?;
+    .map_err(|source| ServerError::Repo {
+        dir: match &config.catalog {
+            Some(_) => format!(
+                "{} (catalog {})",
+                config.data_dir.display(),
+                config.catalog_shown()
+            ),
+            None => config.data_dir.display().to_string(),
+        },
+        source,
+    })?;
     let hub = Arc::new(hub);
     let store = flist_store::open(&config.store_url()).await?;
     // A dead store is said at start, not found out at the first upload.

@@ -67,9 +67,9 @@ pub enum RepoError {
         op: &'static str,
         /// The flist file (content address) or prefix.
         name: String,
-        /// The store's error (credentials redacted).
+        /// The store's error (credentials redacted; boxed: it is large).
         #[source]
-        source: flist_store::StoreError,
+        source: Box<flist_store::StoreError>,
     },
     /// The input is larger than a configured limit (answered 413).
     #[error("too large: {0}")]
@@ -112,6 +112,19 @@ impl RepoError {
                 Some("catalog storage")
             }
             _ => None,
+        }
+    }
+
+    /// A failure of the shared store of flist files.
+    pub fn files(
+        op: &'static str,
+        name: impl Into<String>,
+        source: flist_store::StoreError,
+    ) -> Self {
+        RepoError::Files {
+            op,
+            name: name.into(),
+            source: Box::new(source),
         }
     }
 

@@ -249,11 +249,7 @@ impl Blobs {
         }
         if let Some(shared) = self.shared.get() {
             let name = shared_name(&staged.sha256);
-            let err = |op, source| RepoError::Files {
-                op,
-                name: name.clone(),
-                source,
-            };
+            let err = |op, source| RepoError::files(op, name.clone(), source);
             if shared.size(&name).map_err(|e| err("look up", e))?.is_none() {
                 shared
                     .put_file(&name, &dest)
@@ -288,11 +284,7 @@ impl Blobs {
         shared
             .put_file(&name, &staged.path)
             .map(|_| ())
-            .map_err(|source| RepoError::Files {
-                op: "upload",
-                name,
-                source,
-            })
+            .map_err(|source| RepoError::files("upload", name, source))
     }
 
     /// The local file of flist file `sha256`, downloaded from the shared store when this
@@ -315,13 +307,7 @@ impl Blobs {
         match shared.get_to_file(&name, &path) {
             Ok(Some(_)) => {}
             Ok(None) => return Ok(None),
-            Err(source) => {
-                return Err(RepoError::Files {
-                    op: "download",
-                    name,
-                    source,
-                })
-            }
+            Err(source) => return Err(RepoError::files("download", name, source)),
         }
         let (got, _, _) = hash_file(&path)?;
         if got != sha256 {
@@ -342,10 +328,6 @@ impl Blobs {
         shared
             .delete(&name)
             .map(|_| ())
-            .map_err(|source| RepoError::Files {
-                op: "delete",
-                name,
-                source,
-            })
+            .map_err(|source| RepoError::files("delete", name, source))
     }
 }

@@ -203,11 +203,7 @@ impl Hub {
         if let Some(shared) = self.blobs.shared() {
             let listed = shared
                 .list(SHARED_PREFIX)
-                .map_err(|source| RepoError::Files {
-                    op: "list",
-                    name: SHARED_PREFIX.into(),
-                    source,
-                })?;
+                .map_err(|source| RepoError::files("list", SHARED_PREFIX, source))?;
             for b in listed {
                 let sha = b.name.rsplit('/').next().unwrap_or_default().to_string();
                 let shown = format!("{shared}/{}", b.name);
