@@ -52,7 +52,8 @@ fn upload_archive(base: &str, name: &str, archive: Vec<u8>) {
     assert_eq!(r.status(), 200, "{:?}", r.text());
 }
 
-/// Waits (at most 10 s: the watch looks every 2 s) until `h` lists `want` for alice.
+/// Waits (at most 10 s; a replica hears of a commit by its notification) until `h` lists
+/// `want` for alice.
 fn lists(h: &HubProcess, want: &[&str]) -> Result<(), Vec<String>> {
     lists_within(h, want, Duration::from_secs(10))
 }

@@ -172,6 +172,16 @@ impl Hub {
         self.db.notice_external_writes()
     }
 
+    /// Blocks at most `timeout` until a write may have been committed elsewhere: on a
+    /// PostgreSQL catalog it returns as soon as a write transaction of any replica commits
+    /// (each one notifies on commit); on SQLite it waits the whole `timeout`. A watch loop
+    /// calls it, then [`Hub::notice_external_writes`]. True when woken by a notification
+    /// (the connection to the catalog being reopened counts as one: writes may have gone
+    /// unheard).
+    pub fn wait_for_writes(&self, timeout: std::time::Duration) -> bool {
+        self.db.wait_for_writes(timeout)
+    }
+
     /// Long-running jobs (uploads, conversions), persisted across restarts.
     pub fn jobs(&self) -> &Jobs {
         &self.jobs

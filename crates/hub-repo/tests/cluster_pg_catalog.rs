@@ -195,6 +195,35 @@ fn a_replica_notices_the_writes_of_another() {
     );
 }
 
+/// A replica hears of another's write by the notification the write transaction sends on
+/// commit (`LISTEN`), not by a timer: a wait for an hour returns once h1 writes. A watchdog
+/// fails the test instead of hanging if the notification never comes.
+#[test]
+fn a_replica_is_woken_by_the_commit_of_another() {
+    let url = Postgres::shared().create_database("listen");
+    let (d1, d2) = (
+        tempfile::tempdir().expect("d1"),
+        tempfile::tempdir().expect("d2"),
+    );
+    let h1 = Hub::open_on(d1.path(), Some(&url)).expect("h1");
+    let h2 = Arc::new(Hub::open_on(d2.path(), Some(&url)).expect("h2"));
+    // The listener's connection counts as a wake-up, and h2's own start-up writes notify
+    // too: let them pass first.
+    while h2.wait_for_writes(std::time::Duration::from_secs(2)) {}
+    h2.notice_external_writes().expect("watch");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = h2.clone();
+    std::thread::spawn(move || {
+        waiter.wait_for_writes(std::time::Duration::from_secs(3600));
+        let _ = tx.send(waiter.notice_external_writes().expect("watch"));
+    });
+    upload(&h1, &Actor::new("alice", vec![]), "alice", "a.flist");
+    let noticed = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("h2 was not woken by h1's commit");
+    assert!(noticed, "woken, but the write counter did not move");
+}
+
 /// Version 7 on PostgreSQL: a catalog at version 6 gains the disable switch (accounts start
 /// enabled) and the invitations table.
 #[test]

@@ -34,6 +34,8 @@ pub(crate) struct Db {
     generation: AtomicU64,
     /// SQLite's `data_version` last seen (see [`Db::notice_external_writes`]).
     data_version: AtomicU64,
+    /// PostgreSQL: the listener's count of write notifications last seen.
+    heard: AtomicU64,
 }
 
 /// The engine behind a [`Db`].
@@ -114,6 +116,7 @@ impl Db {
             engine,
             generation: AtomicU64::new(1),
             data_version: AtomicU64::new(0),
+            heard: AtomicU64::new(0),
         }
     }
 
@@ -169,6 +172,26 @@ impl Db {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Waits at most `timeout` for a sign that a write was committed: on PostgreSQL the
+    /// notification every write transaction sends on commit (`LISTEN`), so replicas hear of
+    /// each other's writes within milliseconds; SQLite has no such signal (the other writers
+    /// are admin commands) and waits the whole `timeout`. Then call
+    /// [`Db::notice_external_writes`]. True when woken by a notification.
+    pub(crate) fn wait_for_writes(&self, timeout: Duration) -> bool {
+        match &self.engine {
+            Store::Lite { .. } => {
+                std::thread::sleep(timeout);
+                false
+            }
+            Store::Pg(p) => {
+                let since = self.heard.load(Ordering::Acquire);
+                let now = p.wait_for_writes(since, timeout);
+                self.heard.store(now, Ordering::Release);
+                now != since
+            }
+        }
     }
 
     fn reader<'a>(
@@ -227,6 +250,9 @@ impl Db {
                     // Seen by the other replicas' watch once committed (their caches refresh).
                     c.execute("UPDATE hub_writes SET n = n + 1", ())
                         .ctx("count the write")?;
+                    // Heard by every replica's listener once committed (none on rollback).
+                    c.execute("SELECT pg_notify('hub_writes', '')", ())
+                        .ctx("notify the write")?;
                     Ok(out)
                 })
             }

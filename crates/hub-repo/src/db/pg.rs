@@ -8,10 +8,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, Type};
 use postgres::{Client, NoTls, Statement};
 
@@ -399,6 +400,76 @@ pub(crate) struct PgPool {
     url: String,
     conns: Vec<Mutex<RefCell<PgConn>>>,
     next: AtomicUsize,
+    /// Counts the `hub_writes` notifications the listener thread received (see
+    /// [`PgPool::wait_for_writes`]).
+    heard: Arc<Heard>,
+}
+
+/// The channel every committed write notifies (`pg_notify` in `Db::write`).
+pub(crate) const WRITES_CHANNEL: &str = "hub_writes";
+
+/// What the listener thread heard: a counter and a condition variable to wait on it.
+#[derive(Default)]
+struct Heard {
+    count: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Heard {
+    fn bump(&self) {
+        let mut n = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        self.changed.notify_all();
+    }
+}
+
+/// Listens on [`WRITES_CHANNEL`] on a connection of its own, on a plain thread (the
+/// `postgres` client blocks on its own runtime), until the pool is dropped. A lost
+/// connection is reopened every second; (re)connecting counts as a notification, since
+/// writes may have gone unheard meanwhile.
+fn listen(config: postgres::Config, heard: std::sync::Weak<Heard>) {
+    let mut client: Option<Client> = None;
+    loop {
+        let Some(h) = heard.upgrade() else { return };
+        let Some(c) = client.as_mut().filter(|c| !c.is_closed()) else {
+            drop(h);
+            match config.connect(NoTls).and_then(|mut c| {
+                c.batch_execute(&format!("LISTEN {WRITES_CHANNEL}"))
+                    .map(|()| c)
+            }) {
+                Ok(c) => {
+                    client = Some(c);
+                    if let Some(h) = heard.upgrade() {
+                        h.bump();
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+            continue;
+        };
+        drop(h);
+        let heard_one = {
+            let mut notes = c.notifications();
+            let got = match notes.timeout_iter(Duration::from_secs(1)).next() {
+                Ok(Some(_)) => Some(true),
+                Ok(None) => Some(false),
+                Err(_) => None,
+            };
+            if got == Some(true) {
+                // Several commits may be queued: one wake-up for all of them.
+                while let Ok(Some(_)) = notes.iter().next() {}
+            }
+            got
+        };
+        if heard_one == Some(true) {
+            if let Some(h) = heard.upgrade() {
+                h.bump();
+            }
+        }
+        if heard_one.is_none() {
+            client = None;
+        }
+    }
 }
 
 impl std::fmt::Debug for PgPool {
@@ -423,12 +494,33 @@ impl PgPool {
         let conns = (0..POOL)
             .map(|_| PgConn::new(config.clone()).map(|c| Mutex::new(RefCell::new(c))))
             .collect::<Result<Vec<_>, RepoError>>()?;
+        let heard = Arc::new(Heard::default());
+        let weak = Arc::downgrade(&heard);
+        let listener_config = config.clone();
+        std::thread::Builder::new()
+            .name("catalog-listen".into())
+            .spawn(move || listen(listener_config, weak))
+            .map_err(|e| RepoError::io("start the catalog listener thread", "catalog", e))?;
         let pool = PgPool {
             url: shown,
             conns,
             next: AtomicUsize::new(0),
+            heard,
         };
         Ok(pool)
+    }
+
+    /// Waits until a write was committed since the listener's count was `since` (this
+    /// process's or another replica's: the notification of `Db::write`), or `timeout`
+    /// passed; returns the count, to pass to the next call (0 at first: returns at once).
+    pub(crate) fn wait_for_writes(&self, since: u64, timeout: Duration) -> u64 {
+        let n = self.heard.count.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, _) = self
+            .heard
+            .changed
+            .wait_timeout_while(n, timeout, |n| *n == since)
+            .unwrap_or_else(|p| p.into_inner());
+        *n
     }
 
     /// The redacted URL.
