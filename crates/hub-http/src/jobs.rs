@@ -4,6 +4,12 @@
 //! `{"status":"update","message","progress":0-100}`, `{"status":"info","info":{...}}` (done),
 //! `{"status":"error","message"}` (failed). A job that was running when the server stopped
 //! reads as failed after a restart.
+//!
+//! On a cluster a job runs on the replica that took its request, and any replica follows it:
+//! the one running it broadcasts its events, the others read the record again whenever the
+//! catalog changes (each progress is a write every replica hears of). The running replica
+//! marks its jobs alive every [`HEARTBEAT`]; a job left unmarked for [`STALE_AFTER`] (its
+//! replica died) is failed by whichever replica notices first.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -63,6 +69,11 @@ impl JobEvent {
         }
     }
 }
+
+/// How often a replica marks its running jobs alive.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+/// An unfinished job not marked alive for this long is failed (on a shared catalog).
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Live jobs of this process.
 pub struct Jobs {
@@ -126,6 +137,48 @@ impl Jobs {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .map(|tx| tx.subscribe())
+    }
+
+    /// The ids of the jobs running in this process.
+    fn live_ids(&self) -> Vec<String> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Every [`HEARTBEAT`], marks this process's running jobs alive and (on a shared
+    /// catalog) fails the jobs of replicas that stopped; ends when `jobs` is dropped.
+    pub fn keep_alive(jobs: &Arc<Jobs>) {
+        let weak = Arc::downgrade(jobs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(jobs) = weak.upgrade() else { return };
+                let (hub, ids) = (jobs.hub.clone(), jobs.live_ids());
+                drop(jobs);
+                let done = tokio::task::spawn_blocking(move || {
+                    hub.jobs().touch(&ids)?;
+                    if hub.catalog_is_shared() {
+                        let n = hub.jobs().fail_stale(STALE_AFTER)?;
+                        if n > 0 {
+                            tracing::warn!("{n} job(s) of a stopped replica marked failed");
+                        }
+                    }
+                    Ok::<_, hub_repo::RepoError>(())
+                })
+                .await;
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!("job heartbeat: {e}"),
+                    Err(_) => return,
+                }
+            }
+        });
     }
 
     fn forget(&self, id: &str) {
@@ -193,6 +246,42 @@ impl JobHandle {
     }
 }
 
+/// The events of a job another replica runs: its record read again whenever the catalog
+/// generation moves (this replica hears of every commit; at least every 2 s), each change
+/// sent once, until the final event.
+fn follow_record(state: Shared, id: String, last: JobEvent) -> impl Stream<Item = JobEvent> {
+    stream::unfold(
+        (state, id, Some(last), 0u64),
+        |(state, id, last, seen)| async move {
+            let last = last?;
+            let mut seen = seen;
+            let mut waited = std::time::Duration::ZERO;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                waited += std::time::Duration::from_millis(100);
+                let generation = state.hub.generation();
+                if generation == seen && waited < std::time::Duration::from_secs(2) {
+                    continue;
+                }
+                seen = generation;
+                waited = std::time::Duration::ZERO;
+                let id2 = id.clone();
+                let rec = state
+                    .blocking(move |hub| Ok(hub.jobs().get(&id2)?))
+                    .await
+                    .ok()
+                    .flatten();
+                let rec = rec?;
+                let ev = JobEvent::of_record(&rec);
+                if ev != last {
+                    let next = (!ev.is_final()).then(|| ev.clone());
+                    return Some((ev, (state, id, next, seen)));
+                }
+            }
+        },
+    )
+}
+
 fn sse_event(e: &JobEvent) -> Result<Event, Infallible> {
     Ok(Event::default().data(e.to_json().to_string()))
 }
@@ -219,7 +308,8 @@ pub async fn listen(
         Some(rx) if !first.is_final() => Some(rx),
         _ => None,
     };
-    let head = stream::once(async move { first });
+    let head_ev = first.clone();
+    let head = stream::once(async move { head_ev });
     // Ends right after the final event, even while the job's sender is still alive.
     let tail = match live {
         Some(rx) => stream::unfold(
@@ -241,6 +331,8 @@ pub async fn listen(
             },
         )
         .boxed(),
+        // Running on another replica: followed through the catalog.
+        None if !first.is_final() => follow_record(state.clone(), id, first.clone()).boxed(),
         None => stream::empty().boxed(),
     };
     let events = head.chain(tail).map(|e| sse_event(&e));

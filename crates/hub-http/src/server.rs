@@ -437,6 +437,7 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
         crate::restamp::warn_at_start(&h, &cfg, &cfg.data_dir);
     });
     watch_external_writes(&state);
+    crate::jobs::Jobs::keep_alive(&state.jobs);
     mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);

@@ -113,7 +113,9 @@ impl Hub {
             db,
             blobs,
         };
-        if recover_jobs && hub.blobs.alone() {
+        // On a shared catalog the other replicas' jobs are running: theirs are failed by
+        // `Jobs::fail_stale` once their replica stops touching them.
+        if recover_jobs && hub.blobs.alone() && !hub.catalog_is_shared() {
             hub.jobs.fail_interrupted()?;
         }
         Ok(hub)

@@ -112,6 +112,55 @@ impl Jobs {
         })
     }
 
+    /// Marks the running jobs `ids` alive (the replica running them says so every few
+    /// seconds, see [`Jobs::fail_stale`]).
+    pub fn touch(&self, ids: &[String]) -> Result<(), RepoError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ts = now();
+        self.db.write(|tx| {
+            for id in ids {
+                tx.prepare_cached(
+                    "UPDATE jobs SET updated = ?2 WHERE id = ?1 AND state IN ('queued', 'running')",
+                )
+                .and_then(|mut s| s.execute(params![id, ts]))
+                .ctx("mark job alive")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Fails the unfinished jobs nobody touched for `max_age` (their replica died: a cluster
+    /// has no restart of the same data directory to recover them); how many. Reads first, so
+    /// a cluster where every job is alive writes nothing.
+    pub fn fail_stale(&self, max_age: std::time::Duration) -> Result<usize, RepoError> {
+        let cutoff = now() - i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        let stale = "state IN ('queued', 'running') AND updated <= ?1";
+        let any: bool = self.db.read(|c| {
+            c.query_row(
+                &format!("SELECT EXISTS(SELECT 1 FROM jobs WHERE {stale})"),
+                params![cutoff],
+                |r| r.get(0),
+            )
+            .ctx("look for stale jobs")
+        })?;
+        if !any {
+            return Ok(0);
+        }
+        self.db.write(|tx| {
+            tx.execute(
+                &format!(
+                    "UPDATE jobs SET state = 'failed', \
+                     message = 'interrupted: the hub replica running it stopped', updated = ?2 \
+                     WHERE {stale}"
+                ),
+                params![cutoff, now()],
+            )
+            .ctx("fail stale jobs")
+        })
+    }
+
     /// Records a new running job.
     pub fn create(&self, kind: &str, owner: &str) -> Result<JobRecord, RepoError> {
         let mut raw = [0u8; 16];

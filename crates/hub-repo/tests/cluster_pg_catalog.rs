@@ -224,6 +224,55 @@ fn a_replica_is_woken_by_the_commit_of_another() {
     assert!(noticed, "woken, but the write counter did not move");
 }
 
+/// Jobs on a shared catalog: a replica starting up leaves the others' running jobs alone
+/// (before, every replica that started with its data directory to itself failed every
+/// unfinished job of the cluster); a job its replica stops marking alive is failed by
+/// whichever replica looks, one that is marked alive runs on.
+#[test]
+fn jobs_of_a_stopped_replica_fail_and_the_others_run_on() {
+    let url = Postgres::shared().create_database("jobs");
+    let (d1, d2) = (
+        tempfile::tempdir().expect("d1"),
+        tempfile::tempdir().expect("d2"),
+    );
+    let h1 = Hub::open_on(d1.path(), Some(&url)).expect("h1");
+    let (alive, dead) = (
+        h1.jobs().create("upload", "alice").expect("job"),
+        h1.jobs().create("docker", "bob").expect("job"),
+    );
+    let h2 = Hub::open_on(d2.path(), Some(&url)).expect("h2");
+    for id in [&alive.id, &dead.id] {
+        let rec = h2.jobs().get(id).expect("get").expect("job");
+        assert_eq!(rec.state, hub_repo::JobState::Running, "{rec:?}");
+    }
+    assert_eq!(
+        h2.jobs()
+            .fail_stale(std::time::Duration::from_secs(3600))
+            .expect("none stale"),
+        0
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    h1.jobs()
+        .touch(std::slice::from_ref(&alive.id))
+        .expect("touch");
+    let n = h2
+        .jobs()
+        .fail_stale(std::time::Duration::from_secs(1))
+        .expect("fail stale");
+    assert_eq!(n, 1);
+    let rec = h1.jobs().get(&dead.id).expect("get").expect("job");
+    assert_eq!(rec.state, hub_repo::JobState::Failed);
+    assert!(rec.message.contains("replica"), "{}", rec.message);
+    let rec = h1.jobs().get(&alive.id).expect("get").expect("job");
+    assert_eq!(rec.state, hub_repo::JobState::Running);
+    // Its end is recorded as usual.
+    h1.jobs()
+        .finish(&alive.id, &serde_json::json!({"name": "a.flist"}))
+        .expect("finish");
+    let rec = h2.jobs().get(&alive.id).expect("get").expect("job");
+    assert_eq!(rec.state, hub_repo::JobState::Done);
+}
+
 /// Version 7 on PostgreSQL: a catalog at version 6 gains the disable switch (accounts start
 /// enabled) and the invitations table.
 #[test]
