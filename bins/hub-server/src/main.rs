@@ -88,6 +88,25 @@ enum Cmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Move this hub into a cluster: copy its catalog into a PostgreSQL database and its
+    /// flist files and chunks into the object store the replicas share. Resumable and
+    /// idempotent: run it again after an interruption (or to catch up, with the old server
+    /// stopped, before switching over); then run `hub-server check` against the cluster.
+    Migrate {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The cluster's catalog: postgres://user:pass@host:port/db.
+        #[arg(long)]
+        to_catalog: String,
+        /// The cluster's store for flist files and chunks: s3://KEY:SECRET@host:port/bucket
+        /// (without it the chunks stay where they are and the files go to --to-data-dir).
+        #[arg(long)]
+        to_store: Option<String>,
+        /// A data directory for the destination's local files (default
+        /// <data-dir>/migrated).
+        #[arg(long)]
+        to_data_dir: Option<PathBuf>,
+    },
     /// Remove flist files no entry references (safe while the server runs).
     Gc {
         #[command(flatten)]
@@ -584,6 +603,47 @@ fn run(cli: Cli) -> Result<()> {
             if !sound {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Cmd::Migrate {
+            cfg,
+            to_catalog,
+            to_store,
+            to_data_dir,
+        } => {
+            let cfg = cfg.load()?;
+            let hub = std::sync::Arc::new(open_admin(&cfg)?);
+            let dest = hub_http::migrate::Destination {
+                data_dir: to_data_dir.unwrap_or_else(|| cfg.data_dir.join("migrated")),
+                catalog: to_catalog,
+                store: to_store,
+            };
+            let shown = hub_repo::redact_catalog(&dest.catalog);
+            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let rep = rt
+                .block_on(hub_http::migrate::migrate(
+                    hub,
+                    &cfg.store_url(),
+                    &dest,
+                    |step| eprintln!("{step}..."),
+                ))
+                .with_context(|| {
+                    format!("moving the hub to {shown} (what was copied stays: run it again)")
+                })?;
+            for t in &rep.tables {
+                println!("{:<14} {:>8} rows, {:>8} copied", t.table, t.rows, t.copied);
+            }
+            println!(
+                "flist files    {:>8} files, {:>7} copied ({} bytes)",
+                rep.files.files, rep.files.copied, rep.files.bytes
+            );
+            if let Some(c) = &rep.chunks {
+                println!(
+                    "chunks         {:>8} keys in {} flists, {} copied",
+                    c.chunks, c.flists, c.copied
+                );
+            }
+            println!("done: run `hub-server check --catalog {shown} ...` against the cluster");
             Ok(())
         }
         Cmd::Gc {

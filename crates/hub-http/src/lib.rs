@@ -59,6 +59,7 @@ pub mod jobs;
 pub mod login;
 pub mod lookup;
 mod merge;
+pub mod migrate;
 pub mod mirror;
 pub mod mirror_chunks;
 pub mod observe;

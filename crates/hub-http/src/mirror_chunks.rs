@@ -294,38 +294,95 @@ impl ChunkMirror {
         source: &Arc<dyn Store>,
         batch: Vec<Vec<u8>>,
     ) -> Result<(), SyncError> {
-        let have = self
-            .local
-            .exists_many(&batch)
-            .await
-            .map_err(|e| io_err("the mirror's chunk store", e))?;
-        let missing: Vec<Vec<u8>> = batch
-            .into_iter()
-            .zip(have)
-            .filter(|(_, h)| !h)
-            .map(|(k, _)| k)
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let values = source.get_many(&missing).await.map_err(source_err)?;
-        let mut items: Vec<(Vec<u8>, Bytes)> = Vec::with_capacity(missing.len());
-        for (k, v) in missing.into_iter().zip(values) {
-            let hexk = hex::encode(&k);
-            let v = v.ok_or_else(|| source_err(format!("chunk {hexk} is missing")))?;
-            if !flist_chunks::stored_matches(&k, &v) {
-                return Err(source_err(format!("chunk {hexk} does not match its key")));
-            }
-            items.push((k, v));
-        }
-        let n = items.len() as u64;
-        self.local
-            .set_many(&items)
-            .await
-            .map_err(|e| io_err("the mirror's chunk store", e))?;
+        let n = copy_missing(source, &self.local, batch).await?;
         self.copied.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Copies the chunks of `batch` that `dest` lacks from `source`, each checked against its
+/// content address; how many were copied.
+async fn copy_missing(
+    source: &Arc<dyn Store>,
+    dest: &Arc<dyn Store>,
+    batch: Vec<Vec<u8>>,
+) -> Result<u64, SyncError> {
+    let have = dest
+        .exists_many(&batch)
+        .await
+        .map_err(|e| io_err("the destination chunk store", e))?;
+    let missing: Vec<Vec<u8>> = batch
+        .into_iter()
+        .zip(have)
+        .filter(|(_, h)| !h)
+        .map(|(k, _)| k)
+        .collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let values = source.get_many(&missing).await.map_err(source_err)?;
+    let mut items: Vec<(Vec<u8>, Bytes)> = Vec::with_capacity(missing.len());
+    for (k, v) in missing.into_iter().zip(values) {
+        let hexk = hex::encode(&k);
+        let v = v.ok_or_else(|| source_err(format!("chunk {hexk} is missing")))?;
+        if !flist_chunks::stored_matches(&k, &v) {
+            return Err(source_err(format!("chunk {hexk} does not match its key")));
+        }
+        items.push((k, v));
+    }
+    let n = items.len() as u64;
+    dest.set_many(&items)
+        .await
+        .map_err(|e| io_err("the destination chunk store", e))?;
+    Ok(n)
+}
+
+/// How [`copy_chunks`] went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChunksCopy {
+    /// Flist files whose chunks were looked at.
+    pub flists: u64,
+    /// Distinct chunk keys they name (per file).
+    pub chunks: u64,
+    /// Chunks copied now (the others were in the destination already).
+    pub copied: u64,
+}
+
+/// Copies the chunks every recorded flist file of `hub` names from `source` to `dest`
+/// (`hub-server migrate`): the ones `dest` lacks, checked against their content address,
+/// batches pipelined. Resumable: a second run copies nothing more.
+pub async fn copy_chunks(
+    hub: &Arc<Hub>,
+    source: Arc<dyn Store>,
+    dest: Arc<dyn Store>,
+) -> Result<ChunksCopy, SyncError> {
+    let h = hub.clone();
+    let shas = tokio::task::spawn_blocking(move || h.catalog().blob_shas())
+        .await
+        .map_err(|e| io_err("listing flist files", e))??;
+    let mut rep = ChunksCopy::default();
+    for sha in shas {
+        let h = hub.clone();
+        let what = format!("flist file {sha}");
+        let (keys, _, _) =
+            tokio::task::spawn_blocking(move || read_flist(&h.catalog().blob_path(&sha), &what))
+                .await
+                .map_err(|e| io_err("reading an flist", e))??;
+        rep.flists += 1;
+        rep.chunks += keys.len() as u64;
+        let batches: Vec<Vec<Vec<u8>>> = keys.chunks(BATCH).map(<[_]>::to_vec).collect();
+        let (source, dest) = (&source, &dest);
+        let copied: Vec<u64> = futures::stream::iter(
+            batches
+                .into_iter()
+                .map(|batch| async move { copy_missing(source, dest, batch).await }),
+        )
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect()
+        .await?;
+        rep.copied += copied.iter().sum::<u64>();
+    }
+    Ok(rep)
 }
 
 type FlistChunks = (Vec<Vec<u8>>, Option<Backend>, Vec<Backend>);

@@ -96,6 +96,7 @@ pub use maintenance::backends::{same_backend, FlistFile, OwnBackend};
 pub use maintenance::gc::{GcOptions, GcReport};
 pub use maintenance::legacy::ImportReport;
 pub use maintenance::stats::{CatalogStats, EntryBackend};
+pub use maintenance::transfer::{FilesCopy, TableCopy};
 pub use model::*;
 pub use paths::PathIndex;
 pub use replica::{Change, Replica, RepoSnapshot, SnapBlob, SnapEntry, SnapTag, SnapTagLink};

@@ -57,6 +57,18 @@ impl Catalog {
         }
     }
 
+    /// The content addresses of every recorded flist file, sorted.
+    pub fn blob_shas(&self) -> Result<Vec<String>, RepoError> {
+        self.db.read(|c| {
+            let mut st = c
+                .prepare("SELECT sha256 FROM blobs ORDER BY sha256")
+                .ctx("list flist files")?;
+            st.query_map((), |r| r.get::<_, String>(0))
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .ctx("list flist files")
+        })
+    }
+
     /// The local file of a stored flist file ([`Catalog::blob_path`] with its errors): `None`
     /// when it is stored nowhere.
     pub fn flist_file(&self, sha256: &str) -> Result<Option<PathBuf>, RepoError> {

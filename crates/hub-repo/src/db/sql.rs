@@ -156,6 +156,11 @@ impl Params for &[&dyn ToSql] {
         self.iter().map(|p| p.to_value()).collect()
     }
 }
+impl Params for Vec<Value> {
+    fn values(self) -> Vec<Value> {
+        self
+    }
+}
 impl<T: ToSql, const N: usize> Params for [T; N] {
     fn values(self) -> Vec<Value> {
         self.iter().map(|p| p.to_value()).collect()

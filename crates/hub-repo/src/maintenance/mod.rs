@@ -9,3 +9,4 @@ pub(crate) mod gc;
 mod integrity;
 pub(crate) mod legacy;
 pub(crate) mod stats;
+pub(crate) mod transfer;
