@@ -173,7 +173,24 @@ fn three_replicas_behind_nginx_answer_as_one_hub() {
             );
             let f = tempfile::NamedTempFile::new().expect("temp");
             std::fs::write(f.path(), &body).expect("write");
-            flist_format::Flist::open(f.path()).expect("a readable flist");
+            let flist = flist_format::Flist::open(f.path()).expect("a readable flist");
+            // Every replica serves its chunks at /chunks/ from the private bucket (what
+            // a hub with an S3 store announces unless told a public backend).
+            let key = flist
+                .tree
+                .walk()
+                .find_map(|id| match &flist.tree.node(id).kind {
+                    flist_format::Kind::File { blocks, .. } => {
+                        blocks.first().map(|b| hex::encode(b.id()))
+                    }
+                    _ => None,
+                })
+                .expect("a chunk");
+            for other in hubs.iter().flatten() {
+                let (status, chunk) = other.get(&format!("/chunks/{}/{key}", &key[..2]));
+                assert_eq!(status, 200, "chunk {key} from {}", other.url());
+                assert!(!chunk.is_empty());
+            }
             digests.insert(hex::encode(sha2::Sha256::digest(&body)));
         }
         assert_eq!(

@@ -1,4 +1,5 @@
-//! `GET|HEAD /chunks/<hex[0..2]>/<hex>`: the hub's `dir://` chunk store served read-only, in
+//! `GET|HEAD /chunks/<hex[0..2]>/<hex>`: the hub's `dir://` chunk store (or its private S3
+//! bucket, on a cluster) served read-only, in
 //! the `http(s)://` store layout of `shared/spec/zero-db.md`. Flists the hub makes with a
 //! local store carry the backend `{"url": "<public url>/chunks"}`, so any reader of that
 //! layout (`zflist`) reaches their chunks. Chunks are content-addressed: immutable, cached
@@ -30,7 +31,7 @@ pub async fn chunk(
     Path((prefix, hex)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !st.config.store_is_dir() {
+    if !st.config.serves_chunks() {
         return ApiError::not_found(
             "this hub's chunks live in a 0-db: read them from the flist's backend",
         )

@@ -533,6 +533,14 @@ impl HubConfig {
         self.store_url().starts_with("dir://")
     }
 
+    /// Whether the hub serves its store's chunks itself at `/chunks/` (and announces that):
+    /// a `dir://` store, or an object store (`s3://`, `s3s://`: the bucket stays private).
+    /// A 0-db or another server is read directly by readers.
+    pub fn serves_chunks(&self) -> bool {
+        let url = self.store_url();
+        url.starts_with("dir://") || url.starts_with("s3://") || url.starts_with("s3s://")
+    }
+
     /// The host name (or address) of the public URL, without brackets.
     pub fn public_host(&self) -> Option<String> {
         let url = self.public_url();
@@ -591,7 +599,7 @@ impl HubConfig {
                 return Some(b);
             }
         }
-        if configured.is_empty() && self.store_is_dir() {
+        if configured.is_empty() && self.serves_chunks() {
             return Some(
                 serde_json::json!({ "url": format!("{}/chunks", self.public_url()) }).to_string(),
             );
@@ -696,6 +704,16 @@ mod tests {
             c.announced_backend().as_deref(),
             Some(r#"{"url":"https://hub.example.org/chunks"}"#)
         );
+        // A cluster's private bucket: served at /chunks too, the credentials never stamped.
+        c.store = Some("s3://KEY:SECRET@s3.internal:8333/hub?region=us-east-1".into());
+        assert!(c.serves_chunks());
+        assert_eq!(c.shared_files_url().as_deref(), c.store.as_deref());
+        assert_eq!(
+            c.announced_backend().as_deref(),
+            Some(r#"{"url":"https://hub.example.org/chunks"}"#)
+        );
+        c.store = None;
+        assert_eq!(c.shared_files_url(), None);
         c.zdb_listen = Some(SocketAddr::from(([0, 0, 0, 0], 9900)));
         let endpoint = r#"{"host": "hub.example.org", "port": 9900}"#;
         assert_eq!(c.announced_backend().as_deref(), Some(endpoint));

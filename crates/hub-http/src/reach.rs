@@ -32,8 +32,8 @@ async fn problem(cfg: &HubConfig, backend: Option<&str>) -> Option<String> {
     };
     if let Some(url) = v.get("url").and_then(Value::as_str) {
         let own = format!("{}/chunks", cfg.public_url());
-        if url.trim_end_matches('/') == own && cfg.store_is_dir() {
-            return None; // served by this hub from its dir:// store
+        if url.trim_end_matches('/') == own && cfg.serves_chunks() {
+            return None; // served by this hub from its own store
         }
         let client = reqwest::Client::builder().timeout(TIMEOUT).build().ok()?;
         return match client

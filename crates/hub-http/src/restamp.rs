@@ -62,8 +62,8 @@ pub enum RestampError {
 /// The `/chunks` backend of the public URL the server last ran under (see
 /// [`crate::reach::record_public_url`]), for a `dir://` store.
 fn recorded_url_backend(cfg: &HubConfig) -> Option<String> {
-    if !cfg.store_is_dir() {
-        return None; // only a dir:// store is announced by its public URL
+    if !cfg.serves_chunks() {
+        return None; // only a store the hub serves is announced by its public URL
     }
     let url = crate::reach::recorded_public_url(&cfg.data_dir)?;
     Some(serde_json::json!({ "url": format!("{}/chunks", url.trim_end_matches('/')) }).to_string())
