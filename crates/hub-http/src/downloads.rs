@@ -86,7 +86,18 @@ impl Downloads {
             return Ok(r);
         }
         let h = hub.clone();
-        let r = Arc::new(tokio::task::spawn_blocking(move || f(&h)).await??);
+        let r = match tokio::task::spawn_blocking(move || f(&h)).await? {
+            Ok(r) => Arc::new(r),
+            // The catalog is down: the last resolution known keeps downloads going.
+            Err(e) if e.is_unavailable() => {
+                let m = self.names.read().unwrap_or_else(|p| p.into_inner());
+                return match m.get(&key) {
+                    Some((_, r)) => Ok(r.clone()),
+                    None => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut m = self.names.write().unwrap_or_else(|p| p.into_inner());
         if m.len() >= NAMES_MAX {
             m.clear();

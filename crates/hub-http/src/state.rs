@@ -131,7 +131,20 @@ impl AppState {
         if let Some(b) = self.cached_at(key, generation) {
             return Ok(b);
         }
-        let body = self.blocking(f).await?;
+        let body = match self.blocking(f).await {
+            Ok(b) => b,
+            // The catalog is down: the last answer known beats none (reads go on).
+            Err(e) if is_unavailable(&e) => {
+                let stale = self
+                    .cache
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(key)
+                    .map(|(_, b)| b.clone());
+                return stale.ok_or(e);
+            }
+            Err(e) => return Err(e),
+        };
         if body.len() > CACHE_ENTRY_MAX {
             return Ok(body);
         }
@@ -155,10 +168,18 @@ impl AppState {
         if let Some(p) = self.private_repos_at(generation) {
             return Ok(p);
         }
-        let p = Arc::new(
-            self.blocking(|hub| Ok(hub.catalog().private_repositories()?))
-                .await?,
-        );
+        let p = match self
+            .blocking(|hub| Ok(hub.catalog().private_repositories()?))
+            .await
+        {
+            Ok(p) => Arc::new(p),
+            Err(e) if is_unavailable(&e) => {
+                let m = self.private.read().unwrap_or_else(|e| e.into_inner());
+                // Never read yet (generation 0): nothing to fall back on.
+                return if m.0 > 0 { Ok(m.1.clone()) } else { Err(e) };
+            }
+            Err(e) => return Err(e),
+        };
         let mut m = self.private.write().unwrap_or_else(|e| e.into_inner());
         if m.0 <= generation {
             *m = (generation, p.clone());
@@ -201,9 +222,17 @@ impl AppState {
             }
         }
         let (r2, n2) = key.clone();
-        let r = self
+        let r = match self
             .blocking(move |hub| Ok(hub.catalog().resolve(&r2, &n2)?))
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if is_unavailable(&e) => {
+                let m = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+                return m.get(&key).map(|(_, r)| r.clone()).ok_or(e);
+            }
+            Err(e) => return Err(e),
+        };
         let mut m = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > 65_536 {
             m.clear();
@@ -211,6 +240,11 @@ impl AppState {
         m.insert(key, (generation, r.clone()));
         Ok(r)
     }
+}
+
+/// The catalog (or a store) could not be reached: a memo may answer with what it last knew.
+fn is_unavailable(e: &ApiError) -> bool {
+    e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE
 }
 
 /// The value a generation-tagged memo holds for `key` if it was made at `generation` (the
