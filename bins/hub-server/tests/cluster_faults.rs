@@ -112,7 +112,11 @@ fn writes_wait_while_the_object_store_or_the_catalog_is_down() {
     // upload, two.flist's after).
     assert_eq!(hub.get("/alice/one.flist"), (200, one), "last known flist");
     assert_eq!(hub.get("/alice/two.flist"), (200, two), "cached flist");
-    assert_eq!(listed(&hub), ["one.flist", "two.flist"], "last known listing");
+    assert_eq!(
+        listed(&hub),
+        ["one.flist", "two.flist"],
+        "last known listing"
+    );
     pg.restart();
     upload_once_back(&hub, "three.tar.gz");
     assert_eq!(listed(&hub), ["one.flist", "three.flist", "two.flist"]);

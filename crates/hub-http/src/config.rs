@@ -47,6 +47,9 @@ pub struct HubConfig {
     pub max_upload_bytes: u64,
     /// Time limit for ordinary requests, in seconds.
     pub request_timeout_secs: u64,
+    /// On a cluster (an `s3://` store), the most this replica keeps of flist files in its
+    /// data directory, in MiB (least recently used dropped; fetched again from the store).
+    pub files_cache_mb: u64,
     /// Time limit for upload requests (streaming and conversion), in seconds.
     pub upload_timeout_secs: u64,
     /// Require authentication for writes. Turning it off makes every caller `anonymous`
@@ -297,6 +300,7 @@ impl Default for HubConfig {
             official: Vec::new(),
             max_upload_bytes: 2 << 30,
             request_timeout_secs: 60,
+            files_cache_mb: 1024,
             upload_timeout_secs: 3 * 3600,
             authentication: true,
             token_ttl_secs: 30 * 24 * 3600,
@@ -361,6 +365,7 @@ impl HubConfig {
     /// `HUB_DATA_DIR`, `HUB_STORE`, `HUB_CATALOG`, `HUB_PUBLIC_BACKEND`, `HUB_PUBLIC_URL`,
     /// `HUB_ZDB_LISTEN`, `HUB_ZDB_MAX_CONNECTIONS`, `HUB_OFFICIAL`
     /// (comma-separated), `HUB_MAX_UPLOAD_BYTES`, `HUB_REQUEST_TIMEOUT_SECS`,
+    /// `HUB_FILES_CACHE_MB`,
     /// `HUB_UPLOAD_TIMEOUT_SECS`, `HUB_AUTHENTICATION`, `HUB_TOKEN_TTL_SECS`,
     /// `HUB_SESSION_TTL_SECS`, `HUB_LOG_FORMAT`, `HUB_STATIC_DIR`, `HUB_THREEBOT_ENABLED`,
     /// `HUB_THREEBOT_PROVIDER_URL`, `HUB_THREEBOT_APP_ID`,
@@ -434,6 +439,7 @@ impl HubConfig {
                 }
                 "HUB_MAX_UPLOAD_BYTES" => self.max_upload_bytes = num(&k, &v)?,
                 "HUB_REQUEST_TIMEOUT_SECS" => self.request_timeout_secs = num(&k, &v)?,
+                "HUB_FILES_CACHE_MB" => self.files_cache_mb = num(&k, &v)?,
                 "HUB_UPLOAD_TIMEOUT_SECS" => self.upload_timeout_secs = num(&k, &v)?,
                 "HUB_AUTHENTICATION" => self.authentication = boolean(&k, &v)?,
                 "HUB_SIGNUP" => self.signup = boolean(&k, &v)?,

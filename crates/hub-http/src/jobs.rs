@@ -331,8 +331,11 @@ pub async fn listen(
             },
         )
         .boxed(),
-        // Running on another replica: followed through the catalog.
-        None if !first.is_final() => follow_record(state.clone(), id, first.clone()).boxed(),
+        // Running on another replica: followed through the catalog. (On SQLite only this
+        // process runs jobs: one it does not run is an orphan, sent as it stands.)
+        None if !first.is_final() && state.hub.catalog_is_shared() => {
+            follow_record(state.clone(), id, first.clone()).boxed()
+        }
         None => stream::empty().boxed(),
     };
     let events = head.chain(tail).map(|e| sse_event(&e));

@@ -356,14 +356,17 @@ fn watch_external_writes(state: &Shared) {
         .spawn(move || loop {
             // PostgreSQL: woken by the next write's notification (the hub is held meanwhile,
             // at most `EVERY`); SQLite: a plain tick.
-            let Some(shared) = hub.upgrade().map(|h| h.catalog_is_shared()) else {
-                return;
-            };
+            // Never hold the hub while sleeping: a stopped server's catalog must close (a
+            // restart in the same data directory recovers its jobs only when alone).
             match hub.upgrade() {
-                Some(h) if shared => {
+                Some(h) if h.catalog_is_shared() => {
                     h.wait_for_writes(EVERY);
                 }
-                _ => std::thread::sleep(EVERY),
+                Some(h) => {
+                    drop(h);
+                    std::thread::sleep(EVERY);
+                }
+                None => return,
             }
             let Some(h) = hub.upgrade() else { return };
             match h.notice_external_writes() {
@@ -375,6 +378,32 @@ fn watch_external_writes(state: &Shared) {
     if let Err(e) = spawned {
         tracing::warn!("cannot watch the catalog for other writers: {e}");
     }
+}
+
+/// On a cluster, keeps the replica's local copies of flist files under `files_cache_mb`
+/// (checked every minute); ends once the state is dropped.
+fn trim_files_cache(state: &Shared) {
+    if state.hub.shared_files().is_none() {
+        return;
+    }
+    let max = state.config.files_cache_mb.saturating_mul(1 << 20);
+    let hub = Arc::downgrade(&state.hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(h) = hub.upgrade() else { return };
+            match tokio::task::spawn_blocking(move || h.trim_files_cache(max)).await {
+                Ok(Ok((0, _, _))) => {}
+                Ok(Ok((n, bytes, _))) => {
+                    tracing::info!("flist file cache: {n} copies ({bytes} bytes) dropped")
+                }
+                Ok(Err(e)) => tracing::warn!("flist file cache: {e}"),
+                Err(_) => return,
+            }
+        }
+    });
 }
 
 /// Binds `config.listen` and serves in the background.
@@ -438,6 +467,7 @@ pub async fn start_on(listener: TcpListener, config: HubConfig) -> Result<Server
     });
     watch_external_writes(&state);
     crate::jobs::Jobs::keep_alive(&state.jobs);
+    trim_files_cache(&state);
     mirror::spawn(&state);
     // A trailing `/` is accepted everywhere: it is trimmed before routing.
     let app = tower::ServiceExt::map_request(router(state.clone()), compat::trim_trailing_slash);

@@ -141,6 +141,14 @@ impl Hub {
         self.blobs.share(store)
     }
 
+    /// Keeps this replica's local copies of shared flist files under `max_bytes`, least
+    /// recently used first (see [`Hub::share_files`]); (files removed, bytes removed, bytes
+    /// kept). Nothing to do when the files are not shared: the data directory is then their
+    /// only home.
+    pub fn trim_files_cache(&self, max_bytes: u64) -> Result<(u64, u64, u64), RepoError> {
+        self.blobs.trim_cache(max_bytes)
+    }
+
     /// The shared store of flist files, for messages (credentials redacted), when attached.
     pub fn shared_files(&self) -> Option<String> {
         self.blobs.shared().map(|s| s.to_string())

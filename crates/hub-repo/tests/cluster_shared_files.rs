@@ -201,3 +201,45 @@ fn a_store_that_is_down_fails_writes_and_records_nothing() {
     let blobs = BlockingBlobs::open(&store).expect("store");
     assert!(blobs.size(&shared_name(&r.sha256)).expect("size").is_some());
 }
+
+/// A replica's copies are a cache: trimmed to a size, least recently used first, and a
+/// dropped copy is fetched again on use.
+#[test]
+fn the_local_copies_are_a_bounded_cache() {
+    let catalog = Postgres::shared().create_database("filescache");
+    let store = SeaweedServer::shared().url(&bucket("filescache"));
+    let (_d1, h1) = replica(&catalog, &store);
+    let (d2, h2) = replica(&catalog, &store);
+    let shas: Vec<String> = (0..3)
+        .map(|i| put(&h1, &format!("f{i}.flist"), &vec![b'a' + i as u8; 1000]))
+        .collect();
+    let local = |sha: &str| d2.path().join("flists").join(&sha[..2]).join(sha);
+    for (i, sha) in shas.iter().enumerate() {
+        h2.catalog().blob_path(sha);
+        // Fetched in this order, oldest first.
+        let t = std::time::SystemTime::now() - Duration::from_secs(600 - 60 * i as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(local(sha))
+            .and_then(|f| f.set_modified(t))
+            .expect("age");
+    }
+    // Under the bound: nothing to do.
+    assert_eq!(h2.trim_files_cache(3000).expect("trim"), (0, 0, 3000));
+    // f0 was read again since: f1 is now the least recently used.
+    h2.catalog().blob_path(&shas[0]);
+    assert_eq!(h2.trim_files_cache(2000).expect("trim"), (1, 1000, 2000));
+    assert!(!local(&shas[1]).exists());
+    assert!(local(&shas[0]).exists() && local(&shas[2]).exists());
+    // A dropped copy comes back on use.
+    assert_eq!(
+        std::fs::read(h2.catalog().blob_path(&shas[1])).expect("read"),
+        vec![b'b'; 1000]
+    );
+    // h1's own copies go the same way: every one is in the shared store.
+    assert_eq!(h1.trim_files_cache(0).expect("trim").0, 3);
+    assert_eq!(
+        std::fs::read(h1.catalog().blob_path(&shas[2])).expect("read"),
+        vec![b'c'; 1000]
+    );
+}

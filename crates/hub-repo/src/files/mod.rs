@@ -292,12 +292,26 @@ impl Blobs {
     /// is stored nowhere.
     pub(crate) fn local(&self, sha256: &str) -> Result<Option<PathBuf>, RepoError> {
         let path = self.path_of(sha256);
-        if path.is_file() {
+        let Some(shared) = self.shared.get() else {
+            return Ok(path.is_file().then_some(path));
+        };
+        if let Ok(meta) = fs::metadata(&path) {
+            // A cache: mark the copy used (at most once a minute), `trim_cache` drops the
+            // least recently used.
+            let now = std::time::SystemTime::now();
+            let stale = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age.as_secs() > 60);
+            if stale {
+                let _ = File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(now));
+            }
             return Ok(Some(path));
         }
-        let Some(shared) = self.shared.get() else {
-            return Ok(None);
-        };
         if !is_hex_sha256(sha256) {
             return Ok(None);
         }
@@ -317,6 +331,60 @@ impl Blobs {
             )));
         }
         Ok(Some(path))
+    }
+
+    /// Keeps this replica's copies of shared files under `max_bytes`: the least recently
+    /// used go first (a copy is marked used when read, at most once a minute), and only
+    /// copies the shared store holds (a replica fetches them again on use). Nothing to do
+    /// when the files are not shared. (files removed, bytes removed, bytes kept).
+    pub(crate) fn trim_cache(&self, max_bytes: u64) -> Result<(u64, u64, u64), RepoError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok((0, 0, 0));
+        };
+        let mut held: Vec<(std::time::SystemTime, u64, String, PathBuf)> = Vec::new();
+        let dirs = match fs::read_dir(&self.root) {
+            Ok(d) => d,
+            Err(e) => return Err(RepoError::io("read directory", &self.root, e)),
+        };
+        for d in dirs.flatten() {
+            let Ok(files) = fs::read_dir(d.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                let Ok(meta) = f.metadata() else { continue };
+                if !is_hex_sha256(&name) || !meta.is_file() {
+                    continue;
+                }
+                let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                held.push((used, meta.len(), name, f.path()));
+            }
+        }
+        let mut total: u64 = held.iter().map(|h| h.1).sum();
+        held.sort();
+        let (mut removed, mut freed) = (0u64, 0u64);
+        for (_, size, sha, path) in held {
+            if total <= max_bytes {
+                break;
+            }
+            let name = shared_name(&sha);
+            let stored = shared
+                .size(&name)
+                .map_err(|e| RepoError::files("look up", name, e))?
+                .is_some();
+            if !stored {
+                continue; // not shared (gc's business)
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RepoError::io("remove", &path, e)),
+            }
+            total -= size;
+            removed += 1;
+            freed += size;
+        }
+        Ok((removed, freed, total))
     }
 
     /// Removes flist file `sha256` from the shared store (under the catalog's write lock).
