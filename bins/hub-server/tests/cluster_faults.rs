@@ -1,8 +1,12 @@
 //! A cluster replica (PostgreSQL catalog, SeaweedFS bucket) while one of them is down (the
-//! `cluster` group, issue 25): writes answer 503 with `Retry-After` and record nothing,
-//! what the replica holds keeps being served, `/readyz` tells the load balancer; once the
-//! component is back the same process takes writes again, without a restart.
+//! `cluster` group, issue 25), under a steady load of readers and writers: writes answer 503
+//! with `Retry-After` and record nothing, what the replica holds keeps being served,
+//! `/readyz` tells the load balancer, no answer is a 500; once the component is back the
+//! same process takes writes again, without a restart, and `hub-server check` finds the
+//! cluster clean.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use test_support::postgres::Postgres;
@@ -63,6 +67,73 @@ fn listed(h: &HubProcess) -> Vec<String> {
     n
 }
 
+/// Readers and writers hitting `url` until `stop`: every status they saw, counted.
+struct Load {
+    stop: Arc<AtomicBool>,
+    statuses: Arc<Mutex<std::collections::BTreeMap<u16, u64>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: String) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let seq = Arc::new(AtomicU64::new(0));
+        let threads = (0..4)
+            .map(|i| {
+                let (url, stop, statuses, seq) =
+                    (url.clone(), stop.clone(), statuses.clone(), seq.clone());
+                std::thread::spawn(move || {
+                    let client = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(60))
+                        .build()
+                        .expect("client");
+                    while !stop.load(Ordering::Relaxed) {
+                        let status = if i == 0 {
+                            let n = seq.fetch_add(1, Ordering::Relaxed);
+                            let tar = test_support::archive::RawTar::new()
+                                .file("load", n.to_string().as_bytes())
+                                .finish();
+                            let part = reqwest::blocking::multipart::Part::bytes(
+                                test_support::archive::gzip(&tar),
+                            )
+                            .file_name(format!("load-{n}.tar.gz"));
+                            client
+                                .post(format!("{url}/api/flist/me/upload"))
+                                .header("x-hub-user", "loader")
+                                .multipart(
+                                    reqwest::blocking::multipart::Form::new().part("file", part),
+                                )
+                                .send()
+                        } else if i == 1 {
+                            client.get(format!("{url}/api/flist/alice")).send()
+                        } else {
+                            client.get(format!("{url}/alice/one.flist")).send()
+                        };
+                        let code = status.map(|r| r.status().as_u16()).unwrap_or(0);
+                        *statuses.lock().expect("statuses").entry(code).or_default() += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            statuses,
+            threads,
+        }
+    }
+
+    fn finish(self) -> std::collections::BTreeMap<u16, u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("load thread");
+        }
+        let s = self.statuses.lock().expect("statuses").clone();
+        s
+    }
+}
+
 #[test]
 fn writes_wait_while_the_object_store_or_the_catalog_is_down() {
     let mut pg = Postgres::start();
@@ -75,9 +146,12 @@ fn writes_wait_while_the_object_store_or_the_catalog_is_down() {
             ("HUB_CATALOG", catalog.as_str()),
             ("HUB_STORE", store.as_str()),
             ("HUB_AUTHENTICATION", "off"),
+            // The hub's own /chunks, so that `check` can reach what flists announce.
+            ("HUB_PUBLIC_BACKEND", ""),
         ],
     );
     assert_eq!(upload(&hub, "one.tar.gz").0, 200);
+    let load = Load::start(hub.url());
     let (status, one) = hub.get("/alice/one.flist");
     assert_eq!(status, 200);
     assert_eq!(listed(&hub), ["one.flist"]);
@@ -121,4 +195,38 @@ fn writes_wait_while_the_object_store_or_the_catalog_is_down() {
     upload_once_back(&hub, "three.tar.gz");
     assert_eq!(listed(&hub), ["one.flist", "three.flist", "two.flist"]);
     assert_eq!(hub.get("/readyz").0, 200);
+
+    // The load saw service and refusals, never an internal error or a dropped connection.
+    std::thread::sleep(Duration::from_secs(1));
+    let statuses = load.finish();
+    assert!(
+        statuses.get(&200).copied().unwrap_or(0) > 10,
+        "{statuses:?}"
+    );
+    assert!(statuses.get(&503).copied().unwrap_or(0) > 0, "{statuses:?}");
+    assert!(
+        statuses.keys().all(|s| matches!(s, 200 | 503)),
+        "unexpected answers under the faults: {statuses:?}"
+    );
+    // Nothing half-written: the catalog, every flist file and every backend check out.
+    let scratch = tempfile::tempdir().expect("scratch");
+    let out = std::process::Command::new(bin())
+        .args(["check", "--data-dir"])
+        .arg(scratch.path())
+        .args([
+            "--catalog",
+            &catalog,
+            "--store",
+            &store,
+            "--public-url",
+            &hub.url(),
+        ])
+        .output()
+        .expect("hub-server check");
+    assert!(
+        out.status.success(),
+        "check: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

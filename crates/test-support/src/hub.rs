@@ -232,9 +232,13 @@ fn spawn(bin: &Path, dir: &Path, port: u16, env: &[(String, String)]) -> Child {
     let mut c = Command::new(bin);
     c.args(["serve", "--data-dir"])
         .arg(dir.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-backend", PUBLIC_BACKEND])
-        .env("RUST_LOG", "warn")
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    // The tests' fixed backend, unless the test chose one (`HUB_PUBLIC_BACKEND`, empty: the
+    // hub's own default).
+    if !env.iter().any(|(k, _)| k == "HUB_PUBLIC_BACKEND") {
+        c.args(["--public-backend", PUBLIC_BACKEND]);
+    }
+    c.env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
