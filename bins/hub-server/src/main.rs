@@ -227,9 +227,8 @@ enum UserCmd {
 enum OrgCmd {
     /// Create an organisation with its first owner (an existing account).
     Create {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Organisation name (also its repository).
         name: String,
         /// Its first owner.
@@ -238,9 +237,8 @@ enum OrgCmd {
     },
     /// Add an account to an organisation, or change its role.
     Add {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Organisation.
         name: String,
         /// The account.
@@ -251,9 +249,8 @@ enum OrgCmd {
     },
     /// Remove an account from an organisation (its tokens stop acting for it at once).
     Remove {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Organisation.
         name: String,
         /// The account.
@@ -261,9 +258,8 @@ enum OrgCmd {
     },
     /// List organisations, or one organisation's members.
     List {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Organisation whose members to list.
         name: Option<String>,
     },
@@ -275,9 +271,8 @@ enum RepoCmd {
     /// 404) or public. A repository not created yet is created, so it can be private
     /// before its first flist.
     Visibility {
-        /// Data directory.
-        #[arg(long, default_value = "./hub-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// The repository.
         repo: String,
         /// private or public.
@@ -423,7 +418,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Repo {
             cmd:
                 RepoCmd::Visibility {
-                    data_dir,
+                    cfg,
                     repo,
                     visibility,
                 },
@@ -433,7 +428,7 @@ fn run(cli: Cli) -> Result<()> {
                 "public" => false,
                 other => bail!("visibility {other:?}: expected private or public"),
             };
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             let changed =
                 hub.catalog()
                     .set_visibility(&hub_repo::Actor::system("admin"), &repo, private)?;
@@ -856,32 +851,24 @@ fn user(cmd: UserCmd) -> Result<()> {
 
 fn org(cmd: OrgCmd) -> Result<()> {
     match cmd {
-        OrgCmd::Create {
-            data_dir,
-            name,
-            owner,
-        } => {
-            let hub = Hub::open_existing(&data_dir)?;
+        OrgCmd::Create { cfg, name, owner } => {
+            let hub = open_admin(&cfg.load()?)?;
             hub.accounts().org_create(&name, &owner)?;
             eprintln!("created organisation {name}, owned by {owner}");
         }
         OrgCmd::Add {
-            data_dir,
+            cfg,
             name,
             user,
             role,
         } => {
             let role: hub_repo::OrgRole = role.parse()?;
-            let hub = Hub::open_existing(&data_dir)?;
+            let hub = open_admin(&cfg.load()?)?;
             hub.accounts().org_add(&name, &user, role)?;
             eprintln!("{user} is {role} of {name}");
         }
-        OrgCmd::Remove {
-            data_dir,
-            name,
-            user,
-        } => {
-            let hub = Hub::open_existing(&data_dir)?;
+        OrgCmd::Remove { cfg, name, user } => {
+            let hub = open_admin(&cfg.load()?)?;
             if !hub.accounts().org_remove(&name, &user)? {
                 bail!("{user} is not a member of {name}");
             }
@@ -889,8 +876,8 @@ fn org(cmd: OrgCmd) -> Result<()> {
                 "removed {user} from {name}: its sessions and tokens no longer act for {name}"
             );
         }
-        OrgCmd::List { data_dir, name } => {
-            let hub = Hub::open_existing(&data_dir)?;
+        OrgCmd::List { cfg, name } => {
+            let hub = open_admin(&cfg.load()?)?;
             match name {
                 None => {
                     for o in hub.accounts().org_list()? {

@@ -238,3 +238,70 @@ fn walk_files(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+/// Runs `hub-server args…` (with `stdin`), asserting success; its standard output.
+fn admin(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hub-server");
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(stdin.as_bytes()).expect("stdin");
+    }
+    let out = child.wait_with_output().expect("hub-server");
+    assert!(
+        out.status.success(),
+        "hub-server {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every admin command takes the cluster's settings and works from any machine that reaches
+/// the database and the store (here: a data directory of its own each time): accounts,
+/// organisations, visibility, tokens; a running replica sees the result at once.
+#[test]
+fn administration_works_on_the_cluster_from_anywhere() {
+    let catalog = Postgres::shared().create_database("admin");
+    let store = SeaweedServer::shared().url(&format!("admin-{}", std::process::id()));
+    let hub = HubProcess::start_with_env(
+        &bin(),
+        &[
+            ("HUB_CATALOG", catalog.as_str()),
+            ("HUB_STORE", store.as_str()),
+        ],
+    );
+    let elsewhere = |args: &[&str], stdin: &str| {
+        let scratch = tempfile::tempdir().expect("scratch");
+        let dir = scratch.path().display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--data-dir", &dir, "--catalog", &catalog, "--store", &store]);
+        admin(&all, stdin)
+    };
+    elsewhere(
+        &["user", "add", "carol", "--password-stdin"],
+        "a long enough password\n",
+    );
+    elsewhere(&["org", "create", "team", "--owner", "carol"], "");
+    elsewhere(&["repo", "visibility", "team", "private"], "");
+    assert!(elsewhere(&["org", "list"], "").contains("team"));
+    let token = elsewhere(&["token", "create", "--user", "carol"], "");
+    let token = token.trim();
+    assert!(!token.is_empty());
+    // The replica: the private repository is hidden from strangers, the token works.
+    let (status, body) = hub.get("/api/repositories");
+    assert_eq!(status, 200);
+    assert!(!String::from_utf8_lossy(&body).contains("\"team\""));
+    let (status, body) = hub.request(
+        "GET",
+        "/api/flist/me",
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("carol"));
+}

@@ -165,7 +165,8 @@ impl Db {
                     .ctx("read the write counter")?
             }
         };
-        let v = v.unsigned_abs();
+        // Stored plus one: 0 means "never looked" (a fresh catalog counts 0 writes).
+        let v = v.unsigned_abs().wrapping_add(1);
         let before = self.data_version.swap(v, Ordering::AcqRel);
         if before != 0 && before != v {
             self.bump_generation();
