@@ -5,24 +5,19 @@
 //! name is listed, the replicas answer the same listings byte for byte, `hub-server check` is
 //! clean, and after `gc` nothing is left to collect (no orphan row or object).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::cluster;
 use test_support::seaweed::SeaweedServer;
 use test_support::{HubProcess, Postgres};
 
 fn bin() -> std::path::PathBuf {
     env!("CARGO_BIN_EXE_hub-server").into()
-}
-
-fn archive(content: &str) -> Vec<u8> {
-    let tar = test_support::archive::RawTar::new()
-        .dir("etc")
-        .file("etc/content", content.as_bytes())
-        .finish();
-    test_support::archive::gzip(&tar)
 }
 
 /// A small deterministic generator (xorshift).
@@ -58,13 +53,13 @@ fn writer(w: u64, urls: Vec<String>, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen
         let (k, j) = (rng.next(8), rng.next(8));
         let op = rng.next(6);
         let upload = |name: &str, content: &str| {
-            let part = reqwest::blocking::multipart::Part::bytes(archive(content))
-                .file_name(name.to_string());
-            client
-                .post(format!("{base}/api/flist/me/upload"))
-                .header("x-hub-user", "alice")
-                .multipart(reqwest::blocking::multipart::Form::new().part("file", part))
-                .send()
+            cluster::upload(
+                &client,
+                base,
+                "alice",
+                name,
+                cluster::tree(content.as_bytes()),
+            )
         };
         let get = |path: String| {
             client

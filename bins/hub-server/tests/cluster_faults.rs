@@ -5,10 +5,13 @@
 //! same process takes writes again, without a restart, and `hub-server check` finds the
 //! cluster clean.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::cluster;
 use test_support::postgres::Postgres;
 use test_support::seaweed::SeaweedServer;
 use test_support::HubProcess;
@@ -19,19 +22,18 @@ fn bin() -> std::path::PathBuf {
 
 /// `alice` uploads a tree of its own as `name`: the status and the `Retry-After` header.
 fn upload(h: &HubProcess, name: &str) -> (u16, Option<String>) {
-    let tar = test_support::archive::RawTar::new()
-        .dir("etc")
-        .file("etc/hostname", name.as_bytes())
-        .finish();
-    let part = reqwest::blocking::multipart::Part::bytes(test_support::archive::gzip(&tar))
-        .file_name(name.to_string());
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/api/flist/me/upload", h.url()))
-        .header("x-hub-user", "alice")
-        .multipart(reqwest::blocking::multipart::Form::new().part("file", part))
+    let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
-        .send()
-        .expect("upload");
+        .build()
+        .expect("client");
+    let r = cluster::upload(
+        &client,
+        &h.url(),
+        "alice",
+        name,
+        cluster::tree(name.as_bytes()),
+    )
+    .expect("upload");
     let retry = r
         .headers()
         .get("retry-after")
@@ -54,17 +56,7 @@ fn upload_once_back(h: &HubProcess, name: &str) {
 }
 
 fn listed(h: &HubProcess) -> Vec<String> {
-    let (status, body) = h.get("/api/flist/alice");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    let mut n: Vec<String> = v
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|e| e["name"].as_str().map(str::to_string))
-        .collect();
-    n.sort();
-    n
+    cluster::names(h, "alice")
 }
 
 /// Readers and writers hitting `url` until `stop`: every status they saw, counted.
@@ -91,20 +83,13 @@ impl Load {
                     while !stop.load(Ordering::Relaxed) {
                         let status = if i == 0 {
                             let n = seq.fetch_add(1, Ordering::Relaxed);
-                            let tar = test_support::archive::RawTar::new()
-                                .file("load", n.to_string().as_bytes())
-                                .finish();
-                            let part = reqwest::blocking::multipart::Part::bytes(
-                                test_support::archive::gzip(&tar),
+                            cluster::upload(
+                                &client,
+                                &url,
+                                "loader",
+                                &format!("load-{n}.tar.gz"),
+                                cluster::tree(n.to_string().as_bytes()),
                             )
-                            .file_name(format!("load-{n}.tar.gz"));
-                            client
-                                .post(format!("{url}/api/flist/me/upload"))
-                                .header("x-hub-user", "loader")
-                                .multipart(
-                                    reqwest::blocking::multipart::Form::new().part("file", part),
-                                )
-                                .send()
                         } else if i == 1 {
                             client.get(format!("{url}/api/flist/alice")).send()
                         } else {

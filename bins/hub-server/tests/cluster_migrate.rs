@@ -3,7 +3,11 @@
 //! run copies nothing more; a replica of the cluster then serves the same flists, byte for
 //! byte, their chunks are in the bucket, and the old hub's token works there.
 
+mod common;
+
 use std::process::Command;
+
+use common::cluster::upload_ok;
 
 use flist_format::{Flist, Kind};
 use test_support::seaweed::SeaweedServer;
@@ -11,23 +15,6 @@ use test_support::{HubProcess, Postgres};
 
 fn bin() -> std::path::PathBuf {
     env!("CARGO_BIN_EXE_hub-server").into()
-}
-
-/// `alice` uploads a tree of its own as `name`.
-fn upload(h: &HubProcess, name: &str, content: &[u8]) {
-    let tar = test_support::archive::RawTar::new()
-        .dir("etc")
-        .file("etc/data", content)
-        .finish();
-    let part = reqwest::blocking::multipart::Part::bytes(test_support::archive::gzip(&tar))
-        .file_name(name.to_string());
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/api/flist/me/upload", h.url()))
-        .header("x-hub-user", "alice")
-        .multipart(reqwest::blocking::multipart::Form::new().part("file", part))
-        .send()
-        .expect("upload");
-    assert_eq!(r.status(), 200, "{:?}", r.text());
 }
 
 fn migrate(old: &HubProcess, catalog: &str, store: &str) -> String {
@@ -66,8 +53,8 @@ fn a_single_machine_hub_moves_into_the_cluster() {
     let old = HubProcess::start_with_env(&bin(), &[("HUB_AUTHENTICATION", "off")]);
     // Large enough for several chunks each.
     let big: Vec<u8> = test_support::sample::noise(7, 3 << 20);
-    upload(&old, "one.tar.gz", &big);
-    upload(&old, "two.tar.gz", b"a small file");
+    upload_ok(&old.url(), "one.tar.gz", &big);
+    upload_ok(&old.url(), "two.tar.gz", b"a small file");
     let token = old.token("alice", &[]);
     let catalog = Postgres::shared().create_database("moved");
     let store = SeaweedServer::shared().url(&format!("moved-{}", std::process::id()));

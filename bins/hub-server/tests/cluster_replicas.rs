@@ -4,7 +4,11 @@
 //! it was until that replica wrote something itself); with an S3 store (SeaweedFS) three
 //! replicas behind the deployment's nginx answer as one hub, flist files included.
 
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::cluster::{names, upload_ok};
 
 use sha2::Digest;
 use test_support::seaweed::SeaweedServer;
@@ -14,52 +18,10 @@ fn bin() -> std::path::PathBuf {
     env!("CARGO_BIN_EXE_hub-server").into()
 }
 
-fn names(h: &HubProcess, repo: &str) -> Vec<String> {
-    let (status, body) = h.get(&format!("/api/flist/{repo}"));
-    if status == 404 {
-        return Vec::new();
-    }
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("listing");
-    let mut n: Vec<String> = v
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|e| e["name"].as_str().map(str::to_string))
-        .collect();
-    n.sort();
-    n
-}
-
-/// `alice` uploads `name` (authentication off: the `x-hub-user` header names the caller).
-fn upload(h: &HubProcess, name: &str) {
-    upload_to(&h.url(), name)
-}
-
-fn upload_to(base: &str, name: &str) {
-    let archive = std::fs::read(test_support::fixture("fixture-tree.tar.gz")).expect("fixture");
-    upload_archive(base, name, archive)
-}
-
-fn upload_archive(base: &str, name: &str, archive: Vec<u8>) {
-    let part = reqwest::blocking::multipart::Part::bytes(archive).file_name(name.to_string());
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{base}/api/flist/me/upload"))
-        .header("x-hub-user", "alice")
-        .multipart(reqwest::blocking::multipart::Form::new().part("file", part))
-        .send()
-        .expect("upload");
-    assert_eq!(r.status(), 200, "{:?}", r.text());
-}
-
 /// Waits (at most 10 s; a replica hears of a commit by its notification) until `h` lists
 /// `want` for alice.
 fn lists(h: &HubProcess, want: &[&str]) -> Result<(), Vec<String>> {
-    lists_within(h, want, Duration::from_secs(10))
-}
-
-fn lists_within(h: &HubProcess, want: &[&str], within: Duration) -> Result<(), Vec<String>> {
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = names(h, "alice");
         if got == want {
@@ -80,13 +42,13 @@ fn a_replica_lists_what_another_wrote() {
         HubProcess::start_with_env(&bin(), &env),
         HubProcess::start_with_env(&bin(), &env),
     );
-    upload(&a, "one.tar.gz");
+    upload_ok(&a.url(), "one.tar.gz", b"one");
     // b caches its listing now...
     lists(&b, &["one.flist"]).expect("b lists a's first upload");
     // ...and a writes again: b must not keep answering from that cache.
-    upload(&a, "two.tar.gz");
+    upload_ok(&a.url(), "two.tar.gz", b"two");
     lists(&b, &["one.flist", "two.flist"]).expect("b still lists its cached listing");
-    upload(&b, "three.tar.gz");
+    upload_ok(&b.url(), "three.tar.gz", b"three");
     lists(&a, &["one.flist", "three.flist", "two.flist"]).expect("a lists b's upload");
 }
 
@@ -140,15 +102,7 @@ fn three_replicas_behind_nginx_answer_as_one_hub() {
     let want = ["a.flist", "b.flist", "c.flist", "d.flist"];
     for n in &want {
         // A different tree each: four flist files.
-        let tar = test_support::archive::RawTar::new()
-            .dir("etc")
-            .file("etc/hostname", n.as_bytes())
-            .finish();
-        upload_archive(
-            &lb.url(),
-            &n.replace(".flist", ".tar.gz"),
-            test_support::archive::gzip(&tar),
-        );
+        upload_ok(&lb.url(), &n.replace(".flist", ".tar.gz"), n.as_bytes());
     }
     // Each upload was converted by one replica: the others hold no copy of its file yet
     // (the downloads below are what fetches them from the bucket).

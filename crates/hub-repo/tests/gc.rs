@@ -297,6 +297,21 @@ fn a_second_opener_leaves_the_first_ones_temp_files_and_jobs_alone() {
         .expect("tmp")
         .next()
         .is_none());
+    if common::postgres() {
+        // A shared catalog: the job may be another replica's, so a replica starting up
+        // leaves it; it fails once nobody marks it alive (`Jobs::fail_stale`).
+        assert_eq!(
+            hub.jobs().get(&job.id).expect("job").expect("kept").state,
+            JobState::Running
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(
+            hub.jobs()
+                .fail_stale(Duration::from_secs(1))
+                .expect("fail stale"),
+            1
+        );
+    }
     assert_eq!(
         hub.jobs().get(&job.id).expect("job").expect("kept").state,
         JobState::Failed

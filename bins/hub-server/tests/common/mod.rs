@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod big;
+pub mod cluster;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -83,6 +83,14 @@ fn remove(path: &Path) -> Result<(), RepoError> {
     }
 }
 
+/// Whether the catalog has a row for flist file `sha256`.
+fn is_recorded(c: &crate::db::sql::Connection<'_>, sha256: &str) -> Result<bool, RepoError> {
+    c.prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")
+        .and_then(|mut s| s.query_row(params![sha256], |_| Ok(())).optional())
+        .map(|o| o.is_some())
+        .ctx("look up flist file")
+}
+
 /// Every file under `flists/`: (path, name).
 fn stored_files(root: &Path) -> Result<Vec<(PathBuf, String)>, RepoError> {
     let mut out = Vec::new();
@@ -167,12 +175,7 @@ impl Hub {
                 rep.foreign.push(rel(&path));
                 continue;
             }
-            let recorded = |c: &crate::db::sql::Connection<'_>| -> Result<bool, RepoError> {
-                c.prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")
-                    .and_then(|mut s| s.query_row(params![name], |_| Ok(())).optional())
-                    .map(|o| o.is_some())
-                    .ctx("look up flist file")
-            };
+            let recorded = |c: &crate::db::sql::Connection<'_>| is_recorded(c, &name);
             if self.db.read(recorded)? {
                 continue;
             }
@@ -211,12 +214,7 @@ impl Hub {
                     rep.foreign.push(shown);
                     continue;
                 }
-                let recorded = |c: &crate::db::sql::Connection<'_>| -> Result<bool, RepoError> {
-                    c.prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")
-                        .and_then(|mut s| s.query_row(params![sha], |_| Ok(())).optional())
-                        .map(|o| o.is_some())
-                        .ctx("look up flist file")
-                };
+                let recorded = |c: &crate::db::sql::Connection<'_>| is_recorded(c, &sha);
                 if self.db.read(recorded)? {
                     continue;
                 }
