@@ -634,8 +634,9 @@ fn run(cli: Cli) -> Result<()> {
             );
             if let Some(c) = &rep.chunks {
                 println!(
-                    "chunks         {:>8} keys in {} flists, {} copied",
-                    c.chunks, c.flists, c.copied
+                    "chunks         {:>8} keys in {} flists, {} copied, {} kept elsewhere \
+                     (their flists' backend)",
+                    c.chunks, c.flists, c.copied, c.elsewhere
                 );
             }
             println!("done: run `hub-server check --catalog {shown} ...` against the cluster");

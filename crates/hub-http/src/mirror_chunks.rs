@@ -294,19 +294,21 @@ impl ChunkMirror {
         source: &Arc<dyn Store>,
         batch: Vec<Vec<u8>>,
     ) -> Result<(), SyncError> {
-        let n = copy_missing(source, &self.local, batch).await?;
+        let (n, _) = copy_missing(source, &self.local, batch, false).await?;
         self.copied.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 }
 
 /// Copies the chunks of `batch` that `dest` lacks from `source`, each checked against its
-/// content address; how many were copied.
+/// content address; (copied, absent from `source`). A chunk `source` lacks is an error
+/// unless `absent_ok` (a hub's flists may name chunks kept elsewhere: their backend).
 async fn copy_missing(
     source: &Arc<dyn Store>,
     dest: &Arc<dyn Store>,
     batch: Vec<Vec<u8>>,
-) -> Result<u64, SyncError> {
+    absent_ok: bool,
+) -> Result<(u64, u64), SyncError> {
     let have = dest
         .exists_many(&batch)
         .await
@@ -318,23 +320,32 @@ async fn copy_missing(
         .map(|(k, _)| k)
         .collect();
     if missing.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let values = source.get_many(&missing).await.map_err(source_err)?;
     let mut items: Vec<(Vec<u8>, Bytes)> = Vec::with_capacity(missing.len());
+    let mut absent = 0u64;
     for (k, v) in missing.into_iter().zip(values) {
         let hexk = hex::encode(&k);
-        let v = v.ok_or_else(|| source_err(format!("chunk {hexk} is missing")))?;
+        let Some(v) = v else {
+            if absent_ok {
+                absent += 1;
+                continue;
+            }
+            return Err(source_err(format!("chunk {hexk} is missing")));
+        };
         if !flist_chunks::stored_matches(&k, &v) {
             return Err(source_err(format!("chunk {hexk} does not match its key")));
         }
         items.push((k, v));
     }
     let n = items.len() as u64;
-    dest.set_many(&items)
-        .await
-        .map_err(|e| io_err("the destination chunk store", e))?;
-    Ok(n)
+    if n > 0 {
+        dest.set_many(&items)
+            .await
+            .map_err(|e| io_err("the destination chunk store", e))?;
+    }
+    Ok((n, absent))
 }
 
 /// How [`copy_chunks`] went.
@@ -346,11 +357,14 @@ pub struct ChunksCopy {
     pub chunks: u64,
     /// Chunks copied now (the others were in the destination already).
     pub copied: u64,
+    /// Chunks the source store does not hold (flists whose backend is another store).
+    pub elsewhere: u64,
 }
 
 /// Copies the chunks every recorded flist file of `hub` names from `source` to `dest`
 /// (`hub-server migrate`): the ones `dest` lacks, checked against their content address,
-/// batches pipelined. Resumable: a second run copies nothing more.
+/// batches pipelined; chunks `source` does not hold are counted, not copied (flists whose
+/// backend is another store). Resumable: a second run copies nothing more.
 pub async fn copy_chunks(
     hub: &Arc<Hub>,
     source: Arc<dyn Store>,
@@ -372,15 +386,16 @@ pub async fn copy_chunks(
         rep.chunks += keys.len() as u64;
         let batches: Vec<Vec<Vec<u8>>> = keys.chunks(BATCH).map(<[_]>::to_vec).collect();
         let (source, dest) = (&source, &dest);
-        let copied: Vec<u64> = futures::stream::iter(
+        let copied: Vec<(u64, u64)> = futures::stream::iter(
             batches
                 .into_iter()
-                .map(|batch| async move { copy_missing(source, dest, batch).await }),
+                .map(|batch| async move { copy_missing(source, dest, batch, true).await }),
         )
         .buffer_unordered(IN_FLIGHT)
         .try_collect()
         .await?;
-        rep.copied += copied.iter().sum::<u64>();
+        rep.copied += copied.iter().map(|c| c.0).sum::<u64>();
+        rep.elsewhere += copied.iter().map(|c| c.1).sum::<u64>();
     }
     Ok(rep)
 }

@@ -356,6 +356,45 @@ async fn every_recorded_request_of_the_old_hub_answers_the_same() {
     );
     assert_eq!(second.unimportable.len(), 3);
 
+    // The cluster run (`cluster_legacy.rs`): moved into PostgreSQL and SeaweedFS the way
+    // `hub-server migrate` does, then served by a replica of the cluster.
+    let cfg = if env!("CARGO_CRATE_NAME").starts_with("cluster") {
+        let catalog = test_support::postgres::Postgres::shared().create_database("legacy");
+        let store = test_support::seaweed::SeaweedServer::shared()
+            .url(&format!("legacy-{}", std::process::id()));
+        let data = cfg.data_dir.clone();
+        let source = tokio::task::spawn_blocking(move || hub_repo::Hub::open_existing(&data))
+            .await
+            .expect("join")
+            .expect("open the imported hub");
+        let dest = hub_http::migrate::Destination {
+            catalog: catalog.clone(),
+            store: Some(store.clone()),
+            data_dir: dir.path().join("migrated"),
+        };
+        let rep = hub_http::migrate::migrate(
+            std::sync::Arc::new(source),
+            &cfg.store_url(),
+            &dest,
+            |_| {},
+        )
+        .await
+        .expect("migrate");
+        assert!(rep.files.copied > 0, "{rep:?}");
+        assert!(rep
+            .tables
+            .iter()
+            .any(|t| t.table == "entries" && t.copied > 0));
+        HubConfig {
+            data_dir: dir.path().join("replica"),
+            catalog: Some(catalog),
+            store: Some(store),
+            ..cfg
+        }
+    } else {
+        cfg
+    };
+
     // Serve it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
