@@ -42,6 +42,14 @@ fn main() -> Result<()> {
             Some("oci") => bench_oci::run(&rest[1..]),
             Some("push") => bench_push::run(&rest[1..]),
             Some("mount") => bench_mount::run(&rest[1..]),
+            Some("cluster") => {
+                // PostgreSQL, SeaweedFS, nginx, wrk: the cluster group's prerequisites.
+                let env = prereq::ensure()?;
+                cargo(&["build", "--release", "-p", "hub-server"])?;
+                let mut args = vec!["run", "--release", "-p", "hub-server", "--example", "bench_cluster", "--"];
+                args.extend(rest[1..].iter().map(String::as_str));
+                cargo_env(&args, &env)
+            }
             Some("extract") => bench_extract::run_extract(&rest[1..]),
             Some("verify") => bench_extract::run_verify(&rest[1..]),
             Some("codec") => cargo(&["bench", "-p", "flist-benches", "--bench", "codec"]),
@@ -50,7 +58,7 @@ fn main() -> Result<()> {
                 bench_convert::run(&[])?;
                 bench_api::run(&[])
             }
-            _ => bail!("usage: cargo xtask bench <store|convert|api|extract|verify|codec|oci|mount|push|all>"),
+            _ => bail!("usage: cargo xtask bench <store|convert|api|extract|verify|codec|oci|mount|push|cluster|all>"),
         },
         _ => {
             eprintln!(

@@ -912,6 +912,8 @@ fn an_admin_disables_an_account_resets_a_password_and_invites() {
         sign_in_password(&c, w, "eve", "eve's new password").await?;
         wait_css(&c, "#signout").await?;
         click(&c, "#signout").await?;
+        // The sign-out page first: a navigation started now would race the form's.
+        wait_text(&c, "h1", "Signed out").await?;
         // sign-up is closed without the invitation, open with it, once
         goto(&c, w, "/signup").await?;
         wait_css(&c, "#signup-refused").await?;
@@ -923,6 +925,7 @@ fn an_admin_disables_an_account_resets_a_password_and_invites() {
         wait_url(&c, "/account").await?;
         wait_text(&c, "#account-user", "frank").await?;
         click(&c, "#signout").await?;
+        wait_text(&c, "h1", "Signed out").await?;
         goto(&c, w, &format!("/signup?invite={code}")).await?;
         let refused = text_of(&c, "#signup-refused").await?;
         ensure(refused.contains("used, expired"), format!("{refused:?}"))
