@@ -507,18 +507,16 @@ impl HubConfig {
     /// them, as on one machine).
     pub fn shared_files_url(&self) -> Option<String> {
         let url = self.store.as_deref()?.trim();
-        (url.starts_with("s3://") || url.starts_with("s3s://")).then(|| url.to_string())
+        is_object_store(url).then(|| url.to_string())
     }
 
     /// Attaches the shared store of flist files ([`HubConfig::shared_files_url`]) to `hub`.
     /// Blocks (opens the store's client on its own runtime).
     pub fn share_files(&self, hub: &hub_repo::Hub) -> Result<(), hub_repo::RepoError> {
-        let Some(url) = self.shared_files_url() else {
-            return Ok(());
-        };
-        let store = flist_store::BlockingBlobs::open(&url)
-            .map_err(|source| hub_repo::RepoError::files("open", "flists", source))?;
-        hub.share_files(store)
+        match self.shared_files_url() {
+            Some(url) => hub.share_files_at(&url),
+            None => Ok(()),
+        }
     }
 
     /// The public base URL without a trailing `/`: `public_url`, or `http://<listen>` (a
@@ -544,7 +542,7 @@ impl HubConfig {
     /// A 0-db or another server is read directly by readers.
     pub fn serves_chunks(&self) -> bool {
         let url = self.store_url();
-        url.starts_with("dir://") || url.starts_with("s3://") || url.starts_with("s3s://")
+        url.starts_with("dir://") || is_object_store(&url)
     }
 
     /// The host name (or address) of the public URL, without brackets.
@@ -627,6 +625,11 @@ impl HubConfig {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("static"))
     }
+}
+
+/// An S3 object store URL (`s3://`, `s3s://`).
+fn is_object_store(url: &str) -> bool {
+    url.starts_with("s3://") || url.starts_with("s3s://")
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -80,20 +80,20 @@ impl From<RepoError> for ApiError {
             RepoError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RepoError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             RepoError::Cancelled => StatusCode::REQUEST_TIMEOUT,
-            _ if e.full_storage().is_some() => {
-                return ApiError::storage_full(e.full_storage().unwrap_or("storage"), e)
-            }
-            _ if e.is_unavailable() && !matches!(e, RepoError::Files { .. }) => {
-                return ApiError::server(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "catalog unavailable: try again later",
-                    e,
-                )
-            }
             RepoError::Files { .. } => {
                 return ApiError::server(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "flist file store unavailable: try again later",
+                    e,
+                )
+            }
+            _ if e.full_storage().is_some() => {
+                return ApiError::storage_full(e.full_storage().unwrap_or("storage"), e)
+            }
+            _ if e.is_unavailable() => {
+                return ApiError::server(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "catalog unavailable: try again later",
                     e,
                 )
             }

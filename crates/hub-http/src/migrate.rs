@@ -64,9 +64,7 @@ pub async fn migrate(
     let target = tokio::task::spawn_blocking(move || {
         let hub = Hub::open_existing_on(&d.data_dir, Some(&d.catalog))?;
         if let Some(url) = &d.store {
-            let files = flist_store::BlockingBlobs::open(url)
-                .map_err(|e| hub_repo::RepoError::files("open", "flists", e))?;
-            hub.share_files(files)?;
+            hub.share_files_at(url)?;
         }
         Ok::<_, hub_repo::RepoError>(hub)
     })

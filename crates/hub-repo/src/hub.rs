@@ -141,6 +141,14 @@ impl Hub {
         self.blobs.share(store)
     }
 
+    /// [`Hub::share_files`] with the store given by its URL (`s3://…`, `dir://…`), opened on
+    /// a runtime of its own.
+    pub fn share_files_at(&self, url: &str) -> Result<(), RepoError> {
+        let store = flist_store::BlockingBlobs::open(url)
+            .map_err(|source| RepoError::files("open", crate::files::SHARED_PREFIX, source))?;
+        self.share_files(store)
+    }
+
     /// Keeps this replica's local copies of shared flist files under `max_bytes`, least
     /// recently used first (see [`Hub::share_files`]); (files removed, bytes removed, bytes
     /// kept). Nothing to do when the files are not shared: the data directory is then their

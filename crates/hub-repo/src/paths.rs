@@ -369,11 +369,7 @@ impl PathIndex {
         if self.indexed(sha256)? {
             return Ok(());
         }
-        let path = self
-            .blobs
-            .local(sha256)?
-            .unwrap_or_else(|| self.blobs.path_of(sha256));
-        self.index_file(sha256, &path)
+        self.index_file(sha256, &self.blobs.fetched(sha256)?)
     }
 
     /// Indexes every stored file referenced by an entry and not indexed yet; returns how many

@@ -47,14 +47,10 @@ impl Catalog {
     /// others ([`crate::Hub::share_files`]) downloads a file another replica stored on first
     /// use; when that fails (logged) the path names no file and reading it fails.
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
-        match self.blobs.local(sha256) {
-            Ok(Some(p)) => p,
-            Ok(None) => self.blobs.path_of(sha256),
-            Err(e) => {
-                tracing::warn!("flist file {sha256}: {e}");
-                self.blobs.path_of(sha256)
-            }
-        }
+        self.blobs.fetched(sha256).unwrap_or_else(|e| {
+            tracing::warn!("flist file {sha256}: {e}");
+            self.blobs.path_of(sha256)
+        })
     }
 
     /// The content addresses of every recorded flist file, sorted.

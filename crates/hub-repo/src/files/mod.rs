@@ -119,6 +119,24 @@ pub fn is_hex_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Removes `path`; one already gone is fine.
+pub(crate) fn remove(path: &Path) -> Result<(), RepoError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RepoError::io("remove", path, e)),
+    }
+}
+
+/// Sets the modification time of `path` to now (best effort): `gc` keeps young unrecorded
+/// files, `trim_cache` drops the least recently used copies.
+fn touch(path: &Path) {
+    let _ = File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+}
+
 fn sync_dir(dir: &Path) -> Result<(), RepoError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -239,22 +257,13 @@ impl Blobs {
             // Same content already stored; the staged copy is dropped with the guard. The
             // file is touched: `gc` keeps young unrecorded files (a mirror records its files
             // after placing them).
-            let _ = File::options()
-                .write(true)
-                .open(&dest)
-                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            touch(&dest);
         } else {
             fs::rename(&staged.path, &dest).map_err(|e| RepoError::io("rename into", &dest, e))?;
             sync_dir(&dir)?;
         }
-        if let Some(shared) = self.shared.get() {
-            let name = shared_name(&staged.sha256);
-            let err = |op, source| RepoError::files(op, name.clone(), source);
-            if shared.size(&name).map_err(|e| err("look up", e))?.is_none() {
-                shared
-                    .put_file(&name, &dest)
-                    .map_err(|e| err("upload", e))?;
-            }
+        if self.shared_has(&staged.sha256)? == Some(false) {
+            self.put_shared(&staged.sha256, &dest)?;
         }
         Ok(dest)
     }
@@ -277,14 +286,64 @@ impl Blobs {
     /// (outside the catalog's write lock: [`Blobs::commit`] then only checks it is there).
     /// Nothing to do when the files are not shared.
     pub(crate) fn upload(&self, staged: &StagedFlist) -> Result<(), RepoError> {
+        self.put_shared(&staged.sha256, &staged.path)
+    }
+
+    /// Whether the shared store holds flist file `sha256`; `None` when the files are not
+    /// shared.
+    pub(crate) fn shared_has(&self, sha256: &str) -> Result<Option<bool>, RepoError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(None);
+        };
+        let name = shared_name(sha256);
+        match shared.size(&name) {
+            Ok(size) => Ok(Some(size.is_some())),
+            Err(e) => Err(RepoError::files("look up", name, e)),
+        }
+    }
+
+    /// Sends `path` to the shared store as flist file `sha256` (a no-op when it holds it, or
+    /// when the files are not shared).
+    pub(crate) fn put_shared(&self, sha256: &str, path: &Path) -> Result<(), RepoError> {
         let Some(shared) = self.shared.get() else {
             return Ok(());
         };
-        let name = shared_name(&staged.sha256);
+        let name = shared_name(sha256);
         shared
-            .put_file(&name, &staged.path)
+            .put_file(&name, path)
             .map(|_| ())
             .map_err(|source| RepoError::files("upload", name, source))
+    }
+
+    /// Every file under `flists/`: (path, name), sorted.
+    pub(crate) fn stored_files(&self) -> Result<Vec<(PathBuf, String)>, RepoError> {
+        let root = &self.root;
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(RepoError::io("read directory", root, e)),
+        };
+        for d in rd {
+            let d = d.map_err(|e| RepoError::io("read directory", root, e))?;
+            let dp = d.path();
+            if !d.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.push((dp, d.file_name().to_string_lossy().into_owned()));
+                continue;
+            }
+            for f in fs::read_dir(&dp).map_err(|e| RepoError::io("read directory", &dp, e))? {
+                let f = f.map_err(|e| RepoError::io("read directory", &dp, e))?;
+                out.push((f.path(), f.file_name().to_string_lossy().into_owned()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The file of flist file `sha256` ([`Blobs::local`]), or its address when it is stored
+    /// nowhere (reading it then fails as for any missing file).
+    pub(crate) fn fetched(&self, sha256: &str) -> Result<PathBuf, RepoError> {
+        Ok(self.local(sha256)?.unwrap_or_else(|| self.path_of(sha256)))
     }
 
     /// The local file of flist file `sha256`, downloaded from the shared store when this
@@ -298,17 +357,13 @@ impl Blobs {
         if let Ok(meta) = fs::metadata(&path) {
             // A cache: mark the copy used (at most once a minute), `trim_cache` drops the
             // least recently used.
-            let now = std::time::SystemTime::now();
             let stale = meta
                 .modified()
                 .ok()
-                .and_then(|m| now.duration_since(m).ok())
+                .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
                 .is_some_and(|age| age.as_secs() > 60);
             if stale {
-                let _ = File::options()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_modified(now));
+                touch(&path);
             }
             return Ok(Some(path));
         }
@@ -338,27 +393,19 @@ impl Blobs {
     /// copies the shared store holds (a replica fetches them again on use). Nothing to do
     /// when the files are not shared. (files removed, bytes removed, bytes kept).
     pub(crate) fn trim_cache(&self, max_bytes: u64) -> Result<(u64, u64, u64), RepoError> {
-        let Some(shared) = self.shared.get() else {
+        if self.shared.get().is_none() {
             return Ok((0, 0, 0));
-        };
+        }
         let mut held: Vec<(std::time::SystemTime, u64, String, PathBuf)> = Vec::new();
-        let dirs = match fs::read_dir(&self.root) {
-            Ok(d) => d,
-            Err(e) => return Err(RepoError::io("read directory", &self.root, e)),
-        };
-        for d in dirs.flatten() {
-            let Ok(files) = fs::read_dir(d.path()) else {
+        for (path, name) in self.stored_files()? {
+            let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
-            for f in files.flatten() {
-                let name = f.file_name().to_string_lossy().into_owned();
-                let Ok(meta) = f.metadata() else { continue };
-                if !is_hex_sha256(&name) || !meta.is_file() {
-                    continue;
-                }
-                let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-                held.push((used, meta.len(), name, f.path()));
+            if !is_hex_sha256(&name) || !meta.is_file() {
+                continue;
             }
+            let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            held.push((used, meta.len(), name, path));
         }
         let mut total: u64 = held.iter().map(|h| h.1).sum();
         held.sort();
@@ -367,19 +414,10 @@ impl Blobs {
             if total <= max_bytes {
                 break;
             }
-            let name = shared_name(&sha);
-            let stored = shared
-                .size(&name)
-                .map_err(|e| RepoError::files("look up", name, e))?
-                .is_some();
-            if !stored {
+            if self.shared_has(&sha)? != Some(true) {
                 continue; // not shared (gc's business)
             }
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(RepoError::io("remove", &path, e)),
-            }
+            remove(&path)?;
             total -= size;
             removed += 1;
             freed += size;

@@ -9,7 +9,7 @@
 //! puts it back from its staged copy if not. Files without any catalog row are removed only
 //! when older than [`GcOptions::grace`] (a mirror places files before recording them).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::db::sql::{params, OptionalExtension};
@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::clock::now;
 use crate::error::SqlContext;
-use crate::files::{is_hex_sha256, shared_name, SHARED_PREFIX};
+use crate::files::{is_hex_sha256, remove, shared_name, SHARED_PREFIX};
 use crate::files::{sweep_temp, STALE_TEMP_SECS};
 use crate::{Hub, RepoError};
 
@@ -75,44 +75,12 @@ fn age(path: &Path) -> Option<Duration> {
     Some(SystemTime::now().duration_since(m).unwrap_or_default())
 }
 
-fn remove(path: &Path) -> Result<(), RepoError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RepoError::io("remove", path, e)),
-    }
-}
-
 /// Whether the catalog has a row for flist file `sha256`.
 fn is_recorded(c: &crate::db::sql::Connection<'_>, sha256: &str) -> Result<bool, RepoError> {
     c.prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")
         .and_then(|mut s| s.query_row(params![sha256], |_| Ok(())).optional())
         .map(|o| o.is_some())
         .ctx("look up flist file")
-}
-
-/// Every file under `flists/`: (path, name).
-fn stored_files(root: &Path) -> Result<Vec<(PathBuf, String)>, RepoError> {
-    let mut out = Vec::new();
-    let rd = match std::fs::read_dir(root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(RepoError::io("read directory", root, e)),
-    };
-    for d in rd {
-        let d = d.map_err(|e| RepoError::io("read directory", root, e))?;
-        let dp = d.path();
-        if !d.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            out.push((dp, d.file_name().to_string_lossy().into_owned()));
-            continue;
-        }
-        for f in std::fs::read_dir(&dp).map_err(|e| RepoError::io("read directory", &dp, e))? {
-            let f = f.map_err(|e| RepoError::io("read directory", &dp, e))?;
-            out.push((f.path(), f.file_name().to_string_lossy().into_owned()));
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 impl Hub {
@@ -161,8 +129,7 @@ impl Hub {
         }
 
         // 2. Files without a row (a writer killed between placing and recording).
-        let root = self.data_dir().join("flists");
-        for (path, name) in stored_files(&root)? {
+        for (path, name) in self.blobs.stored_files()? {
             if name.starts_with(".tmp-") {
                 // A download from the shared store that did not finish.
                 if age(&path).is_some_and(|a| a.as_secs() > STALE_TEMP_SECS) && !opts.dry_run {

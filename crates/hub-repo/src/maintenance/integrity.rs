@@ -81,8 +81,8 @@ impl Hub {
             rep.entries_checked += 1;
             let verdict = verdicts.entry(sha.clone()).or_insert_with(|| {
                 rep.blobs_checked += 1;
-                let path = match self.blobs.local(&sha) {
-                    Ok(p) => p.unwrap_or_else(|| self.blobs.path_of(&sha)),
+                let path = match self.blobs.fetched(&sha) {
+                    Ok(p) => p,
                     Err(e) => return Some(format!("flist file {sha}: {e}")),
                 };
                 match crate::files::hash_file(&path) {

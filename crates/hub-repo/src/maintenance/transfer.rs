@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::db::sql::{Connection, Engine, Value};
 use crate::error::SqlContext;
-use crate::files::{hash_file, shared_name};
+use crate::files::hash_file;
 use crate::{Hub, RepoError};
 
 /// The tables copied, parents before children, each with the columns its rows are ordered
@@ -170,11 +170,8 @@ impl Hub {
                 .blobs
                 .local(&sha)?
                 .ok_or_else(|| RepoError::NotFound(format!("flist file {sha} (recorded)")))?;
-            let present = match dest.blobs.shared() {
-                Some(s) => s
-                    .size(&shared_name(&sha))
-                    .map_err(|e| RepoError::files("look up", shared_name(&sha), e))?
-                    .is_some(),
+            let present = match dest.blobs.shared_has(&sha)? {
+                Some(held) => held,
                 None => dest.blobs.path_of(&sha).is_file(),
             };
             if present {
@@ -187,17 +184,12 @@ impl Hub {
                     src.display()
                 )));
             }
-            match dest.blobs.shared() {
-                Some(s) => {
-                    s.put_file(&shared_name(&sha), &src)
-                        .map_err(|e| RepoError::files("upload", shared_name(&sha), e))?;
-                }
-                None => {
-                    let f =
-                        std::fs::File::open(&src).map_err(|e| RepoError::io("open", &src, e))?;
-                    let staged = dest.blobs.stage_reader(f)?;
-                    dest.blobs.commit(&staged)?;
-                }
+            if dest.blobs.shared().is_some() {
+                dest.blobs.put_shared(&sha, &src)?;
+            } else {
+                let f = std::fs::File::open(&src).map_err(|e| RepoError::io("open", &src, e))?;
+                let staged = dest.blobs.stage_reader(f)?;
+                dest.blobs.commit(&staged)?;
             }
             rep.copied += 1;
             rep.bytes += size;
